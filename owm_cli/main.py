@@ -1,0 +1,23 @@
+"""``owm``: the network's tool for everyone — demos, simulations, verification."""
+
+from __future__ import annotations
+
+import click
+
+from owm_cli.demo import demo
+from owm_cli.errors import OwmGroup
+
+
+@click.group(cls=OwmGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="owm")
+def cli() -> None:
+    """OWM, the Open World Model: many small AI models, trained and served by independent
+    nodes, paid in satoshis over Lightning, anchored in Bitcoin.
+
+    \b
+    Start here:   owm demo
+    Operators:    owm-node --help, owm-coordinator --help
+    """
+
+
+cli.add_command(demo)

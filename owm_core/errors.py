@@ -1,0 +1,187 @@
+"""The domain's exceptions: every rule OWM enforces fails with one of these.
+
+Shells translate them in exactly one place each (HTTP problem documents, gRPC statuses, CLI
+messages), so each class carries a stable machine-readable ``code`` and a human message that
+never contains secrets.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every rule violation raised by ``owm_core``."""
+
+    code = "domain-error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidValue(DomainError, ValueError):
+    """A value object was constructed with data that breaks its invariants.
+
+    ``field`` names the offending attribute so that callers (CLI, HTTP, gRPC) can point at it.
+    """
+
+    code = "invalid-value"
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class InvalidTransition(DomainError):
+    """A state machine (stake, task, proposal) was asked for a move its rules forbid."""
+
+    code = "invalid-transition"
+
+
+class SignatureInvalid(DomainError):
+    """A signed envelope's Ed25519 signature does not verify against its claimed key."""
+
+    code = "signature-invalid"
+
+
+class ReplayRejected(DomainError):
+    """A signed envelope is outside the freshness window or reuses a nonce (replay protection)."""
+
+    code = "replay-rejected"
+
+
+class RateLimited(DomainError):
+    """A sliding-window limit is exhausted; ``retry_after_s`` says when the next slot frees."""
+
+    code = "rate-limited"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class InsufficientStake(DomainError):
+    """The node's stake channel is missing or below its tier minimum (SRS-STAKE-01)."""
+
+    code = "insufficient-stake"
+
+    def __init__(self, message: str, required_sats: int) -> None:
+        super().__init__(message)
+        self.required_sats = required_sats
+
+
+class CooldownActive(DomainError):
+    """A slashed key tried to register again during its 30-day cooldown (SRS-STAKE-07)."""
+
+    code = "cooldown-active"
+
+
+class PolicyViolation(DomainError):
+    """A governance, slashing or treasury rule is not satisfied (e.g. missing signatures)."""
+
+    code = "policy-violation"
+
+
+class NoMatch(DomainError):
+    """No offer satisfies a task's capability, tier and price constraints."""
+
+    code = "no-match"
+
+
+class ByzantineAssumptionViolated(DomainError):
+    """A robust aggregation rule was asked to tolerate more faulty clients than it can."""
+
+    code = "byzantine-assumption-violated"
+
+
+class InvalidShare(DomainError):
+    """A mining share fails validation; ``reason`` is the logged reason code (SRS-POOL-06)."""
+
+    code = "invalid-share"
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class LightningUnavailable(DomainError):
+    """The Lightning node could not be reached or refused the call (down, TLS, credentials).
+
+    The message names the backend and the failure kind only, never a macaroon, rune or key
+    (SRS-SEC-07).
+    """
+
+    code = "lightning-unavailable"
+
+
+class InvoiceNotFound(DomainError):
+    """No invoice with this payment hash exists on the Lightning node."""
+
+    code = "invoice-not-found"
+
+
+class ChannelNotFound(DomainError):
+    """No open channel with this channel point exists on the Lightning node (SRS-STAKE-05)."""
+
+    code = "channel-not-found"
+
+
+class ForceCloseNotPermitted(DomainError):
+    """A force close was asked of an adapter that holds no force-close credential (SRS-SEC-13)."""
+
+    code = "force-close-not-permitted"
+
+
+class L402Invalid(DomainError):
+    """An L402 header, macaroon or preimage is malformed or does not verify (SRS-LN-07)."""
+
+    code = "l402-invalid"
+
+
+class UnknownBlock(DomainError):
+    """The chain has no block at the asked height or with the asked hash (RPC codes -5/-8)."""
+
+    code = "unknown-block"
+
+
+class ChainUnavailable(DomainError):
+    """The Bitcoin node cannot be reached, refused the credentials or answered nonsense."""
+
+    code = "chain-unavailable"
+
+
+class BlockRejected(DomainError):
+    """The chain refused a submitted block; ``reason`` is bitcoind's (``high-hash``, …)."""
+
+    code = "block-rejected"
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ProofMalformed(DomainError):
+    """Bytes that should be an OpenTimestamps proof (``.ots``) do not deserialise as one."""
+
+    code = "ots-proof-malformed"
+
+
+class CalendarUnavailable(DomainError):
+    """No timestamp calendar accepted a digest, so nothing could be stamped (SRS-PERF-10)."""
+
+    code = "calendar-unavailable"
+
+
+class Conflict(DomainError):
+    """A write clashes with what is stored: a duplicate id, a stale state, a broken chain.
+
+    Repositories raise it instead of a database's integrity error, so shells can answer 409.
+    """
+
+    code = "conflict"
+
+
+class NotFound(DomainError):
+    """The request names a node, task or challenge the coordinator does not know."""
+
+    code = "not-found"
