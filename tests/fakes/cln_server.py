@@ -1,0 +1,215 @@
+"""A local Core Lightning JSON-RPC server on a unix socket, backed by the embedded ledger.
+
+Speaks CLN's wire format as ``lightningd`` does (and as pyln-client expects): one connection per
+call; the request is compact JSON-RPC 2.0 with no delimiter, so the server reads until one whole
+JSON object parses; the reply is JSON followed by ``"\\n\\n"`` and echoes the request's id; an
+error reply ``{"error": {"code", "message"}}`` makes pyln raise ``RpcError``. Implements the
+methods :class:`owm_adapters.cln.ClnLightning` uses, with CLN's field names and error codes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socketserver
+import threading
+from typing import Any
+
+import bolt11
+
+from owm_adapters.sim_ln import SimLedger
+from owm_core.errors import ChannelNotFound, InvalidValue, InvoiceNotFound
+from owm_core.ports.lightning import Invoice, InvoiceState, PaymentStatus
+
+_STATUS = {
+    InvoiceState.OPEN: "unpaid",
+    InvoiceState.SETTLED: "paid",
+    InvoiceState.CANCELED: "expired",
+    InvoiceState.ACCEPTED: "unpaid",
+}
+
+
+class ClnError(Exception):
+    """A JSON-RPC error reply."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class FakeCln:
+    """One simulated node served as CLN's ``lightning-rpc`` socket."""
+
+    def __init__(self, ledger: SimLedger, alias: str, socket_path: str) -> None:
+        self.ledger = ledger
+        self.node = ledger.lightning(alias, force_close_allowed=True)
+        self.socket_path = socket_path
+        self.labels: dict[str, str] = {}
+        self.requests: list[dict[str, Any]] = []
+        fake = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                fake._serve(self.request)
+
+        self.server = socketserver.ThreadingUnixStreamServer(socket_path, Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def start(self) -> FakeCln:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _serve(self, connection: Any) -> None:
+        buffer = b""
+        decoder = json.JSONDecoder()
+        while True:
+            chunk = connection.recv(4096)
+            if not chunk:
+                return
+            buffer += chunk
+            try:
+                request, _ = decoder.raw_decode(buffer.decode())
+                break
+            except (ValueError, UnicodeDecodeError):
+                continue
+        self.requests.append(request)
+        reply: dict[str, Any] = {"jsonrpc": "2.0", "id": request.get("id")}
+        try:
+            params = request.get("params") or {}
+            if not isinstance(params, dict):
+                raise ClnError(-32602, "only named parameters are supported by this fake")
+            handler = getattr(self, "rpc_" + str(request.get("method")), None)
+            if handler is None:
+                raise ClnError(-32601, f"Unknown command '{request.get('method')}'")
+            reply["result"] = handler(**params)
+        except ClnError as error:
+            reply["error"] = {"code": error.code, "message": error.message}
+        except TypeError as error:
+            reply["error"] = {"code": -32602, "message": str(error)}
+        connection.sendall(json.dumps(reply).encode() + b"\n\n")
+
+    # -- CLN methods ------------------------------------------------------------------------
+
+    def rpc_getinfo(self) -> dict[str, Any]:
+        uri = self.node.node_uri()
+        address = []
+        if uri:
+            host, port = uri.split("@", 1)[1].rsplit(":", 1)
+            address.append({"type": "ipv4", "address": host, "port": int(port)})
+        return {"id": self.node.node_pubkey(), "alias": "fake-cln", "address": address,
+                "network": "regtest", "blockheight": 1000}
+
+    def rpc_invoice(self, amount_msat: int, label: str, description: str,
+                    expiry: int = 604_800) -> dict[str, Any]:
+        if label in self.labels:
+            raise ClnError(900, f"Duplicate label '{label}'")
+        try:
+            invoice = self.node.create_invoice(int(amount_msat), description, int(expiry))
+        except InvalidValue as error:
+            raise ClnError(-32602, error.message) from None
+        self.labels[label] = invoice.payment_hash
+        return {"payment_hash": invoice.payment_hash, "bolt11": invoice.bolt11,
+                "expires_at": invoice.expires_at}
+
+    def rpc_listinvoices(self, payment_hash: str | None = None) -> dict[str, Any]:
+        if payment_hash is None:
+            raise ClnError(-32602, "this fake lists invoices by payment_hash only")
+        try:
+            invoice = self.node.lookup_invoice(payment_hash)
+        except InvoiceNotFound:
+            return {"invoices": []}
+        except InvalidValue as error:
+            raise ClnError(-32602, error.message) from None
+        return {"invoices": [self._invoice_row(invoice)]}
+
+    def _invoice_row(self, invoice: Invoice) -> dict[str, Any]:
+        label = next((k for k, v in self.labels.items() if v == invoice.payment_hash),
+                     invoice.payment_hash)
+        row: dict[str, Any] = {
+            "label": label, "bolt11": invoice.bolt11, "payment_hash": invoice.payment_hash,
+            "amount_msat": invoice.amount_msat, "status": _STATUS[invoice.state],
+            "description": invoice.memo, "expires_at": invoice.expires_at,
+        }
+        if invoice.state is InvoiceState.SETTLED:
+            row["amount_received_msat"] = invoice.amount_paid_msat
+            row["paid_at"] = invoice.settled_at
+        return row
+
+    def rpc_pay(self, bolt11: str, maxfee: int | None = None, retry_for: int = 60,
+                **_: Any) -> dict[str, Any]:
+        try:
+            payment_hash = _decode_hash(bolt11)
+        except ValueError:
+            raise ClnError(-32602, "Invalid bolt11: Bad bech32 string") from None
+        result = self.node.pay(bolt11, 0 if maxfee is None else int(maxfee), retry_for)
+        if result.status is PaymentStatus.FAILED:
+            reason = result.failure_reason or ""
+            code = 207 if "expired" in reason else 206 if "fee limit" in reason else 205
+            raise ClnError(code, reason)
+        return {
+            "payment_hash": payment_hash, "payment_preimage": result.preimage,
+            "amount_msat": result.amount_msat,
+            "amount_sent_msat": result.amount_msat + result.fee_msat,
+            "status": "complete", "parts": 1,
+        }
+
+    def rpc_listpays(self, payment_hash: str | None = None, **_: Any) -> dict[str, Any]:
+        if payment_hash is None:
+            raise ClnError(-32602, "this fake lists pays by payment_hash only")
+        result = self.node.lookup_payment(payment_hash)
+        if result is None:
+            return {"pays": []}
+        status = {PaymentStatus.SUCCEEDED: "complete", PaymentStatus.FAILED: "failed",
+                  PaymentStatus.IN_FLIGHT: "pending"}[result.status]
+        row: dict[str, Any] = {"payment_hash": payment_hash, "status": status}
+        if result.status is PaymentStatus.SUCCEEDED:
+            row.update(preimage=result.preimage, amount_msat=result.amount_msat,
+                       amount_sent_msat=result.amount_msat + result.fee_msat)
+        return {"pays": [row]}
+
+    def rpc_listpeerchannels(self, id: str | None = None) -> dict[str, Any]:
+        channels = self.ledger.channels_of(self.node.node_pubkey(), id)
+        rows = []
+        for channel in channels:
+            txid, outnum = channel.channel_point.split(":")
+            rows.append({
+                "peer_id": channel.peer_pubkey, "peer_connected": True,
+                "state": "CHANNELD_NORMAL", "short_channel_id": channel.channel_id,
+                "channel_id": hashlib.sha256(channel.channel_point.encode()).hexdigest(),
+                "funding_txid": txid, "funding_outnum": int(outnum),
+                "total_msat": channel.capacity_sat * 1000,
+                "to_us_msat": channel.local_balance_sat * 1000,
+            })
+        return {"channels": rows}
+
+    def rpc_close(self, id: str, unilateraltimeout: int | None = None,
+                  **_: Any) -> dict[str, Any]:
+        for channel in self.ledger.channels_of(self.node.node_pubkey(), None):
+            ids = {channel.channel_id,
+                   hashlib.sha256(channel.channel_point.encode()).hexdigest()}
+            if id in ids:
+                try:
+                    txid = self.ledger.close_channel(
+                        channel.channel_point, by=self.node.node_pubkey(),
+                        force=unilateraltimeout is not None,
+                    )
+                except ChannelNotFound:
+                    break
+                return {"type": "unilateral" if unilateraltimeout else "mutual",
+                        "tx": "00", "txid": txid}
+        raise ClnError(-1, f"Short channel ID not found: '{id}'")
+
+
+def _decode_hash(text: str) -> str:
+    try:
+        return str(bolt11.decode(text).payment_hash)
+    except Exception as error:
+        raise ValueError("not a bolt11 invoice") from error
