@@ -145,16 +145,6 @@ def _canonical_body(_instance: Any, attribute: attrs.Attribute[Any], value: Any)
     check_canonical(value, attribute.name)
 
 
-def _regex(pattern: re.Pattern[str], what: str) -> fields.Validator:
-    def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if not isinstance(value, str):
-            raise InvalidValue(attribute.name, f"must be text, got {type(value).__name__}")
-        if not pattern.fullmatch(value):
-            raise InvalidValue(attribute.name, f"must be {what}")
-
-    return check
-
-
 def _public_key(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     parse_public_key(value, attribute.name)
 
@@ -163,13 +153,8 @@ def _signature(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> N
     parse_signature(value, attribute.name)
 
 
-def _kind(value: object) -> object:
-    if isinstance(value, str):
-        try:
-            return EnvelopeKind(value)
-        except ValueError:
-            raise InvalidValue("kind", f"unknown kind {value!r}") from None
-    return value
+def _to_kind(value: object) -> object:
+    return fields.to_enum(EnvelopeKind, "kind", value)
 
 
 @attrs.frozen
@@ -180,9 +165,9 @@ class Envelope:
     :func:`open_body`. Constructing an envelope checks shapes only, never the signature.
     """
 
-    kind: EnvelopeKind = attrs.field(converter=_kind, validator=fields.instance_of(EnvelopeKind))
+    kind: EnvelopeKind = attrs.field(converter=_to_kind, validator=fields.instance_of(EnvelopeKind))
     signer: str = attrs.field(validator=_public_key)
-    nonce: str = attrs.field(validator=_regex(_NONCE_RE, "32 lower-case hex characters"))
+    nonce: str = attrs.field(validator=fields.matches(_NONCE_RE, "32 lower-case hex characters"))
     issued_at: int = attrs.field(validator=fields.integer(minimum=0, maximum=INT_MAX))
     body: dict[str, Any] = attrs.field(validator=_canonical_body, hash=False)
     signature: str = attrs.field(validator=_signature)
@@ -345,21 +330,6 @@ def _node_id(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> Non
     parse_node_id(value, attribute.name)
 
 
-def _tier(value: object) -> object:
-    if isinstance(value, str):
-        try:
-            return Tier(value)
-        except ValueError:
-            raise InvalidValue("tier", f"unknown tier {value!r}") from None
-    return value
-
-
-def _object(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, dict):
-        raise InvalidValue(attribute.name, f"must be an object, got {type(value).__name__}")
-    check_canonical(value, attribute.name)
-
-
 def _from_body(cls: type[Any], body: object, names: tuple[str, ...]) -> Any:
     if not isinstance(body, Mapping):
         raise InvalidValue("body", f"must be an object, got {type(body).__name__}")
@@ -375,17 +345,21 @@ def _from_body(cls: type[Any], body: object, names: tuple[str, ...]) -> Any:
 _MB = fields.integer(minimum=0, maximum=2**40)
 
 
+def _to_tier(value: object) -> object:
+    return fields.to_enum(Tier, "tier", value)
+
+
 @attrs.frozen
 class CapabilityManifest:
     """What a node offers (SRS-NODE-03): its tier and hardware, integers in named units."""
 
     KIND: ClassVar[EnvelopeKind] = EnvelopeKind.CAPABILITY_MANIFEST
 
-    tier: Tier = attrs.field(converter=_tier, validator=fields.instance_of(Tier))
+    tier: Tier = attrs.field(converter=_to_tier, validator=fields.instance_of(Tier))
     vram_mb: int = attrs.field(validator=_MB)
     ram_mb: int = attrs.field(validator=fields.integer(minimum=1, maximum=2**40))
     bandwidth_mbps: int = attrs.field(validator=fields.integer(minimum=0, maximum=10**7))
-    gpu_vendor: str = attrs.field(validator=_regex(_SLUG_RE, "a lower-case vendor name"))
+    gpu_vendor: str = attrs.field(validator=fields.matches(_SLUG_RE, "a lower-case vendor name"))
     gpu_count: int = attrs.field(validator=fields.integer(minimum=0, maximum=1024))
 
     def to_body(self) -> dict[str, Any]:
@@ -438,10 +412,10 @@ class TaskProof:
 
     KIND: ClassVar[EnvelopeKind] = EnvelopeKind.TASK_PROOF
 
-    task_id: str = attrs.field(validator=_regex(_TASK_ID_RE, "a task id ([A-Za-z0-9._:-])"))
+    task_id: str = attrs.field(validator=fields.matches(_TASK_ID_RE, "a task id ([A-Za-z0-9._:-])"))
     output_hash: str = attrs.field(validator=fields.hex_digest(32))
     execution_ms: int = attrs.field(validator=fields.integer(minimum=0, maximum=INT_MAX))
-    attestation: dict[str, Any] = attrs.field(factory=dict, validator=_object, hash=False)
+    attestation: dict[str, Any] = attrs.field(factory=dict, validator=_canonical_body, hash=False)
 
     def to_body(self) -> dict[str, Any]:
         """The proof as a canonical dict."""
@@ -467,13 +441,8 @@ class AckVerdict(enum.Enum):
     DISMISS = "dismiss"
 
 
-def _verdict(value: object) -> object:
-    if isinstance(value, str):
-        try:
-            return AckVerdict(value)
-        except ValueError:
-            raise InvalidValue("verdict", f"unknown verdict {value!r}") from None
-    return value
+def _to_verdict(value: object) -> object:
+    return fields.to_enum(AckVerdict, "verdict", value)
 
 
 @attrs.frozen
@@ -488,8 +457,10 @@ class MaintainerAcknowledgement:
 
     node_id: str = attrs.field(validator=_node_id)
     evidence_hash: str = attrs.field(validator=fields.hex_digest(32))
-    reason: str = attrs.field(validator=_regex(_REASON_RE, "a reason code ([a-z0-9_])"))
-    verdict: AckVerdict = attrs.field(converter=_verdict, validator=fields.instance_of(AckVerdict))
+    reason: str = attrs.field(validator=fields.matches(_REASON_RE, "a reason code ([a-z0-9_])"))
+    verdict: AckVerdict = attrs.field(
+        converter=_to_verdict, validator=fields.instance_of(AckVerdict)
+    )
 
     def to_body(self) -> dict[str, Any]:
         """The acknowledgement as a canonical dict."""

@@ -8,6 +8,7 @@ user exactly which field was wrong. Money is integer satoshis or millisatoshis, 
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Callable, Collection
 from typing import Any
@@ -120,3 +121,30 @@ def instance_of(kind: type | tuple[type, ...]) -> Validator:
 def timestamp() -> Validator:
     """A POSIX time in whole seconds (≥ 0). The core never reads a clock: callers pass ``now``."""
     return integer(minimum=0)
+
+
+def matches(pattern: re.Pattern[str], what: str) -> Validator:
+    """A ``str`` that fully matches ``pattern``; the error says it must be ``what``."""
+
+    def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if not isinstance(value, str):
+            raise InvalidValue(attribute.name, f"must be text, got {type(value).__name__}")
+        if not pattern.fullmatch(value):
+            raise InvalidValue(attribute.name, f"must be {what}")
+
+    return check
+
+
+def to_enum(kind: type[enum.Enum], field: str, value: object) -> object:
+    """Convert an enum's text value (as read off the wire) to its member.
+
+    For attrs converters (mypy's attrs plugin needs them as named functions, so each enum field
+    gets a two-line wrapper). Unknown text raises :class:`InvalidValue` naming ``field``;
+    anything else passes through unchanged for the field's validator to judge.
+    """
+    if isinstance(value, str):
+        try:
+            return kind(value)
+        except ValueError:
+            raise InvalidValue(field, f"unknown {field} {value!r}") from None
+    return value

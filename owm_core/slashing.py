@@ -88,41 +88,17 @@ class Consequence(enum.Enum):
     ZERO_REPUTATION = "zero_reputation"
 
 
-def _reason(value: object) -> object:
-    if isinstance(value, str):
-        try:
-            return SlashingReason(value)
-        except ValueError:
-            raise InvalidValue("reason", f"unknown reason {value!r}") from None
-    return value
-
-
-def _tier(value: object) -> object:
-    if isinstance(value, str):
-        try:
-            return Tier(value)
-        except ValueError:
-            raise InvalidValue("tier", f"unknown tier {value!r}") from None
-    return value
-
-
-def _matches(pattern: re.Pattern[str], what: str) -> fields.Validator:
-    def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if not isinstance(value, str):
-            raise InvalidValue(attribute.name, f"must be text, got {type(value).__name__}")
-        if not pattern.fullmatch(value):
-            raise InvalidValue(attribute.name, f"must be {what}")
-
-    return check
-
-
 def _node_id(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     parse_node_id(value, attribute.name)
 
 
-_REPORTER = _matches(_REPORTER_RE, "a reporter id ([A-Za-z0-9._:@-], at most 128)")
-_CHANNEL = _matches(_CHANNEL_RE, "a channel id (short id or txid:index)")
+_REPORTER = fields.matches(_REPORTER_RE, "a reporter id ([A-Za-z0-9._:@-], at most 128)")
+_CHANNEL = fields.matches(_CHANNEL_RE, "a channel id (short id or txid:index)")
 _REASON = fields.instance_of(SlashingReason)
+
+
+def _to_reason(value: object) -> object:
+    return fields.to_enum(SlashingReason, "reason", value)
 
 
 @attrs.frozen
@@ -131,9 +107,13 @@ class SlashingSignal:
 
     node_id: str = attrs.field(validator=_node_id)
     reporter: str = attrs.field(validator=_REPORTER)
-    reason: SlashingReason = attrs.field(converter=_reason, validator=_REASON)
+    reason: SlashingReason = attrs.field(converter=_to_reason, validator=_REASON)
     evidence_hash: str = attrs.field(validator=fields.hex_digest(32))
     at: int = attrs.field(validator=fields.timestamp())
+
+
+def _to_tier(value: object) -> object:
+    return fields.to_enum(Tier, "tier", value)
 
 
 @attrs.frozen
@@ -141,7 +121,7 @@ class SlashingTarget:
     """The node a case is about, as its registration record describes it (SRS-STAKE-05)."""
 
     node_id: str = attrs.field(validator=_node_id)
-    tier: Tier = attrs.field(converter=_tier, validator=fields.instance_of(Tier))
+    tier: Tier = attrs.field(converter=_to_tier, validator=fields.instance_of(Tier))
     channel_id: str = attrs.field(validator=_CHANNEL)
 
 
@@ -320,7 +300,7 @@ class SlashingLogEntry:
     prev_hash: str = attrs.field(validator=fields.hex_digest(32))
     node_id: str = attrs.field(validator=_node_id)
     channel_id: str = attrs.field(validator=_CHANNEL)
-    reason: SlashingReason = attrs.field(converter=_reason, validator=_REASON)
+    reason: SlashingReason = attrs.field(converter=_to_reason, validator=_REASON)
     evidence_hash: str = attrs.field(validator=fields.hex_digest(32))
     at: int = attrs.field(validator=fields.timestamp())
     signature: str = attrs.field(validator=fields.hex_digest(64))
