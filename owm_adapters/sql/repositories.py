@@ -1,0 +1,1036 @@
+"""The SQL repositories: every port of :mod:`owm_core.ports.repositories` on SQLAlchemy Core.
+
+Rows become domain values (and values rows) only here, in the ``_row_*``/``_*_row``
+functions; callers never see a row. Every statement is a SQLAlchemy Core expression whose
+values travel as bound parameters, never formatted into SQL text (SRS-SEC-06).
+
+Transactions: each repository call runs in its own transaction and commits before returning
+(write transactions take SQLite's write lock up front). Inside
+:meth:`SqlRepositories.atomic`, calls on the same thread share one transaction that commits
+when the block ends; each call there runs in a savepoint, so a call that fails with
+:class:`~owm_core.errors.Conflict` can be caught without spoiling the rest of the block.
+Integrity errors from the database (duplicate keys, concurrent inserts) become ``Conflict``;
+integers too large for a ``BIGINT`` become ``InvalidValue``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from fractions import Fraction
+from typing import Any
+
+import attrs
+from sqlalchemy import Connection, Engine, Row, Table, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DataError, IntegrityError
+
+from owm_adapters.memory import check_chain, manifest_of, merge_payment, proof_of
+from owm_adapters.sql import tables as t
+from owm_adapters.sql.engine import WRITE
+from owm_core.apikeys import ApiKey, Plan
+from owm_core.envelopes import Envelope, from_bytes, to_bytes
+from owm_core.errors import Conflict, InvalidValue
+from owm_core.governance import Comment, Proposal, ProposalStatus, ProposalType
+from owm_core.market import Task, TaskRequest, TaskState
+from owm_core.mining import AcceptedShare
+from owm_core.payments import AttemptOutcome, PaymentAttempt, PaymentState, RewardPayment
+from owm_core.ports.repositories import Repositories
+from owm_core.registry import LnNodeUri, Node
+from owm_core.slashing import SlashingLogEntry, SlashingReason
+from owm_core.stake import Stake, StakeChannel, StakeStatus
+from owm_core.tiers import Tier
+
+INT64_MAX = 2**63 - 1
+
+
+class Database:
+    """An engine plus the per-thread transaction that :meth:`atomic` opens."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._local = threading.local()
+
+    def _current(self) -> Connection | None:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        return conn
+
+    @contextmanager
+    def tx(self, write: bool = False) -> Iterator[Connection]:
+        """A connection in a transaction: the atomic block's (in a savepoint) or a new one."""
+        try:
+            conn = self._current()
+            if conn is not None:
+                if write:
+                    with conn.begin_nested():
+                        yield conn
+                else:
+                    yield conn
+                return
+            with self.engine.connect() as fresh:
+                if write:
+                    fresh.execution_options(**{WRITE: True})
+                with fresh.begin():
+                    yield fresh
+        except IntegrityError as exc:
+            raise Conflict(f"the write clashes with a stored record ({_constraint(exc)})") from None
+        except (DataError, OverflowError):
+            raise InvalidValue("value", "does not fit the store's 64-bit columns") from None
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One transaction for every call on this thread until the block ends (flat nesting)."""
+        if self._current() is not None:
+            yield
+            return
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(**{WRITE: True})
+                with conn.begin():
+                    self._local.conn = conn
+                    try:
+                        yield
+                    finally:
+                        self._local.conn = None
+        except IntegrityError as exc:
+            raise Conflict(f"the write clashes with a stored record ({_constraint(exc)})") from None
+
+
+def _constraint(exc: IntegrityError) -> str:
+    """A short, secret-free description of the violated constraint."""
+    return str(exc.orig).splitlines()[0][:200] if exc.orig is not None else "integrity"
+
+
+def _int64(name: str, value: int) -> int:
+    if value > INT64_MAX:
+        raise InvalidValue(name, "does not fit the store's 64-bit columns")
+    return value
+
+
+def _upsert(
+    conn: Connection, table: Table, row: dict[str, Any], key: str, only_if: Any = None
+) -> bool:
+    """INSERT … ON CONFLICT (key) DO UPDATE [WHERE only_if(excluded)]: one atomic statement on
+    SQLite and PostgreSQL alike, so concurrent writers never clash. True if a row was written."""
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    statement = dialect_insert(table).values(row)
+    excluded = statement.excluded
+    upsert = statement.on_conflict_do_update(
+        index_elements=[table.c[key]],
+        set_={name: excluded[name] for name in row if name != key},
+        where=None if only_if is None else only_if(excluded),
+    ).returning(table.c[key])
+    return conn.execute(upsert).first() is not None
+
+
+@attrs.define
+class _SqlRepo:
+    _db: Database
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+def _node_row(node: Node) -> dict[str, Any]:
+    return {
+        "node_id": node.node_id,
+        "public_key": node.public_key,
+        "ln_pubkey": node.ln_node_uri.pubkey,
+        "ln_host": node.ln_node_uri.host,
+        "ln_port": node.ln_node_uri.port,
+        "tier": node.tier.value,
+        "vram_mb": node.vram_mb,
+        "ram_mb": node.ram_mb,
+        "bandwidth_mbps": node.bandwidth_mbps,
+        "registered_at": node.registered_at,
+        "last_heartbeat": node.last_heartbeat,
+        "onion_address": node.onion_address,
+        "reliability_ppm": node.reliability_ppm,
+        "total_tasks_completed": node.total_tasks_completed,
+        "total_sats_earned": node.total_sats_earned,
+        "suspended": node.suspended,
+    }
+
+
+def _row_node(row: Row[Any]) -> Node:
+    m = row._mapping
+    return Node(
+        node_id=m["node_id"],
+        public_key=m["public_key"],
+        ln_node_uri=LnNodeUri(pubkey=m["ln_pubkey"], host=m["ln_host"], port=m["ln_port"]),
+        tier=Tier(m["tier"]),
+        vram_mb=m["vram_mb"],
+        ram_mb=m["ram_mb"],
+        bandwidth_mbps=m["bandwidth_mbps"],
+        registered_at=m["registered_at"],
+        last_heartbeat=m["last_heartbeat"],
+        onion_address=m["onion_address"],
+        reliability_ppm=m["reliability_ppm"],
+        total_tasks_completed=m["total_tasks_completed"],
+        total_sats_earned=m["total_sats_earned"],
+        suspended=bool(m["suspended"]),
+    )
+
+
+class SqlNodeRepository(_SqlRepo):
+    """Nodes in the ``nodes`` table."""
+
+    def add(self, node: Node) -> None:
+        """Store a newly registered node; Conflict if its node_id or public key is taken."""
+        with self._db.tx(write=True) as conn:
+            conn.execute(insert(t.nodes).values(_node_row(node)))
+
+    def save(self, node: Node) -> None:
+        """Replace the stored record of an existing node; Conflict if it is unknown."""
+        with self._db.tx(write=True) as conn:
+            done = conn.execute(
+                update(t.nodes).where(t.nodes.c.node_id == node.node_id).values(_node_row(node))
+            )
+            if done.rowcount == 0:
+                raise Conflict(f"node {node.node_id} is not registered")
+
+    def get(self, node_id: str) -> Node | None:
+        """The node with ``node_id``, or None."""
+        with self._db.tx() as conn:
+            row = conn.execute(select(t.nodes).where(t.nodes.c.node_id == node_id)).first()
+        return None if row is None else _row_node(row)
+
+    def get_by_public_key(self, public_key: str) -> Node | None:
+        """The node registered with Ed25519 ``public_key`` (64 hex), or None."""
+        with self._db.tx() as conn:
+            row = conn.execute(select(t.nodes).where(t.nodes.c.public_key == public_key)).first()
+        return None if row is None else _row_node(row)
+
+    def list(self) -> Sequence[Node]:
+        """Every node, ordered by node_id."""
+        with self._db.tx() as conn:
+            rows = conn.execute(select(t.nodes).order_by(t.nodes.c.node_id)).all()
+        return [_row_node(r) for r in rows]
+
+    def record_heartbeats(self, seen: Mapping[str, int]) -> int:
+        """Batch-move ``last_heartbeat`` forward (node_id → at; never backwards); count updated."""
+        if not seen:
+            return 0
+        moved = 0
+        c = t.nodes.c
+        with self._db.tx(write=True) as conn:
+            for node_id, at in sorted(seen.items()):
+                done = conn.execute(
+                    update(t.nodes)
+                    .where(c.node_id == node_id, c.last_heartbeat < at)
+                    .values(last_heartbeat=at)
+                )
+                moved += done.rowcount
+        return moved
+
+
+# --------------------------------------------------------------------------- manifests
+
+
+def _manifest_row(envelope: Envelope) -> dict[str, Any]:
+    manifest = manifest_of(envelope)
+    return {
+        "node_id": envelope.signer_node_id,
+        "digest": manifest.digest(),
+        "issued_at": envelope.issued_at,
+        "tier": manifest.tier.value,
+        "tier_rank": manifest.tier.rank,
+        "vram_mb": manifest.vram_mb,
+        "ram_mb": manifest.ram_mb,
+        "bandwidth_mbps": manifest.bandwidth_mbps,
+        "gpu_vendor": manifest.gpu_vendor,
+        "gpu_count": manifest.gpu_count,
+        "envelope": to_bytes(envelope),
+    }
+
+
+def _row_envelope(row: Row[Any]) -> Envelope:
+    return from_bytes(bytes(row._mapping["envelope"]))
+
+
+class SqlManifestRepository(_SqlRepo):
+    """Manifest envelopes (canonical bytes plus query columns) in the ``manifests`` table."""
+
+    def put(self, envelope: Envelope) -> bool:
+        """Keep ``envelope`` as its signer's manifest unless a later one is stored; True if kept."""
+        row = _manifest_row(envelope)
+        with self._db.tx(write=True) as conn:
+            return _upsert(
+                conn,
+                t.manifests,
+                row,
+                "node_id",
+                only_if=lambda new: t.manifests.c.issued_at <= new.issued_at,
+            )
+
+    def get(self, node_id: str) -> Envelope | None:
+        """The latest manifest envelope of ``node_id``, or None."""
+        with self._db.tx() as conn:
+            row = conn.execute(
+                select(t.manifests.c.envelope).where(t.manifests.c.node_id == node_id)
+            ).first()
+        return None if row is None else _row_envelope(row)
+
+    def get_by_digest(self, node_id: str, digest: str) -> Envelope | None:
+        """The node's current manifest if its body digest is ``digest`` (heartbeats cite it)."""
+        c = t.manifests.c
+        with self._db.tx() as conn:
+            row = conn.execute(
+                select(c.envelope).where(c.node_id == node_id, c.digest == digest)
+            ).first()
+        return None if row is None else _row_envelope(row)
+
+    def matching(self, min_tier: Tier, min_vram_mb: int, min_ram_mb: int) -> Sequence[Envelope]:
+        """Manifests of tier ≥ ``min_tier`` with at least this VRAM and RAM, by node_id."""
+        c = t.manifests.c
+        query = (
+            select(c.envelope)
+            .where(
+                c.tier_rank >= min_tier.rank,
+                c.vram_mb >= _int64("min_vram_mb", min_vram_mb),
+                c.ram_mb >= _int64("min_ram_mb", min_ram_mb),
+            )
+            .order_by(c.node_id)
+        )
+        with self._db.tx() as conn:
+            rows = conn.execute(query).all()
+        return [_row_envelope(r) for r in rows]
+
+    def remove(self, node_id: str) -> bool:
+        """Forget the node's manifest (deregistration); True if there was one."""
+        with self._db.tx(write=True) as conn:
+            done = conn.execute(delete(t.manifests).where(t.manifests.c.node_id == node_id))
+        return done.rowcount > 0
+
+
+# --------------------------------------------------------------------------- stakes
+
+
+def _stake_row(stake: Stake) -> dict[str, Any]:
+    ch = stake.channel
+    return {
+        "public_key": stake.public_key,
+        "tier": stake.tier.value,
+        "status": stake.status.value,
+        "required_sats": stake.required_sats,
+        "capacity_sat": stake.capacity_sat,
+        "bonus_bps": stake.bonus_bps,
+        "changed_at": stake.changed_at,
+        "next_verification_at": stake.next_verification_at,
+        "grace_until": stake.grace_until,
+        "cooldown_until": stake.cooldown_until,
+        "channel_id": None if ch is None else ch.channel_id,
+        "channel_point": None if ch is None else ch.channel_point,
+        "channel_peer_pubkey": None if ch is None else ch.peer_pubkey,
+        "channel_capacity_sat": None if ch is None else ch.capacity_sat,
+        "channel_local_balance_sat": None if ch is None else ch.local_balance_sat,
+        "channel_remote_balance_sat": None if ch is None else ch.remote_balance_sat,
+        "channel_confirmations": None if ch is None else ch.confirmations,
+        "channel_active": None if ch is None else ch.active,
+    }
+
+
+def _row_stake(row: Row[Any]) -> Stake:
+    m = row._mapping
+    channel = None
+    if m["channel_id"] is not None:
+        channel = StakeChannel(
+            channel_id=m["channel_id"],
+            channel_point=m["channel_point"],
+            peer_pubkey=m["channel_peer_pubkey"],
+            capacity_sat=m["channel_capacity_sat"],
+            local_balance_sat=m["channel_local_balance_sat"],
+            remote_balance_sat=m["channel_remote_balance_sat"],
+            confirmations=m["channel_confirmations"],
+            active=bool(m["channel_active"]),
+        )
+    return Stake(
+        public_key=m["public_key"],
+        tier=Tier(m["tier"]),
+        status=StakeStatus(m["status"]),
+        required_sats=m["required_sats"],
+        capacity_sat=m["capacity_sat"],
+        bonus_bps=m["bonus_bps"],
+        changed_at=m["changed_at"],
+        channel=channel,
+        next_verification_at=m["next_verification_at"],
+        grace_until=m["grace_until"],
+        cooldown_until=m["cooldown_until"],
+    )
+
+
+class SqlStakeRepository(_SqlRepo):
+    """Stake records (with their channel flattened) in the ``stakes`` table."""
+
+    def save(self, stake: Stake) -> None:
+        """Insert or replace the stake record of ``stake.public_key``."""
+        with self._db.tx(write=True) as conn:
+            _upsert(conn, t.stakes, _stake_row(stake), "public_key")
+
+    def get(self, public_key: str) -> Stake | None:
+        """The stake record of ``public_key``, or None (keeps slashed keys for the cooldown)."""
+        with self._db.tx() as conn:
+            row = conn.execute(select(t.stakes).where(t.stakes.c.public_key == public_key)).first()
+        return None if row is None else _row_stake(row)
+
+    def due_for_verification(self, now: int) -> Sequence[Stake]:
+        """Stakes whose ``next_verification_at`` ≤ ``now``, earliest first (SRS-STAKE-03)."""
+        c = t.stakes.c
+        query = (
+            select(t.stakes)
+            .where(c.next_verification_at.is_not(None), c.next_verification_at <= now)
+            .order_by(c.next_verification_at, c.public_key)
+        )
+        with self._db.tx() as conn:
+            rows = conn.execute(query).all()
+        return [_row_stake(r) for r in rows]
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+def _task_row(task: Task) -> dict[str, Any]:
+    r = task.request
+    return {
+        "task_id": r.task_id,
+        "task_type": r.task_type,
+        "input_schema_id": r.input_schema_id,
+        "input_schema_version": r.input_schema_version,
+        "min_tier": r.min_tier.value,
+        "min_vram_mb": r.min_vram_mb,
+        "min_ram_mb": r.min_ram_mb,
+        "gpu_required": r.gpu_required,
+        "max_price_msat": r.max_price_msat,
+        "state": task.state.value,
+        "node_id": task.node_id,
+        "price_msat": task.price_msat,
+        "deadline_at": task.deadline_at,
+        "output_hash": task.output_hash,
+        "tried_node_ids": json.dumps(list(task.tried_node_ids)),
+    }
+
+
+def _row_task(row: Row[Any]) -> Task:
+    m = row._mapping
+    request = TaskRequest(
+        task_id=m["task_id"],
+        task_type=m["task_type"],
+        input_schema_id=m["input_schema_id"],
+        input_schema_version=m["input_schema_version"],
+        min_tier=Tier(m["min_tier"]),
+        min_vram_mb=m["min_vram_mb"],
+        min_ram_mb=m["min_ram_mb"],
+        gpu_required=bool(m["gpu_required"]),
+        max_price_msat=m["max_price_msat"],
+    )
+    return Task(
+        request=request,
+        state=TaskState(m["state"]),
+        node_id=m["node_id"],
+        price_msat=m["price_msat"],
+        deadline_at=m["deadline_at"],
+        output_hash=m["output_hash"],
+        tried_node_ids=tuple(json.loads(m["tried_node_ids"])),
+    )
+
+
+class SqlTaskRepository(_SqlRepo):
+    """Tasks (request flattened, state, assignment) in the ``tasks`` table."""
+
+    def add(self, task: Task) -> None:
+        """Store a submitted task, committed before returning; Conflict if the id exists."""
+        with self._db.tx(write=True) as conn:
+            conn.execute(insert(t.tasks).values(_task_row(task)))
+
+    def save(self, task: Task, expected_state: TaskState | None = None) -> None:
+        """Replace a stored task; Conflict if unknown or its state is not ``expected_state``."""
+        c = t.tasks.c
+        condition = [c.task_id == task.task_id]
+        if expected_state is not None:
+            condition.append(c.state == expected_state.value)
+        with self._db.tx(write=True) as conn:
+            done = conn.execute(update(t.tasks).where(*condition).values(_task_row(task)))
+            if done.rowcount == 1:
+                return
+            state = conn.execute(select(c.state).where(c.task_id == task.task_id)).scalar()
+        if state is None:
+            raise Conflict(f"task {task.task_id} does not exist")
+        expected = expected_state.value if expected_state is not None else "?"
+        raise Conflict(f"task {task.task_id} is {state}, not {expected}")
+
+    def get(self, task_id: str) -> Task | None:
+        """The task with ``task_id``, or None."""
+        with self._db.tx() as conn:
+            row = conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id)).first()
+        return None if row is None else _row_task(row)
+
+    def with_state(self, state: TaskState, limit: int = 100) -> Sequence[Task]:
+        """Up to ``limit`` tasks in ``state``, oldest submission first."""
+        c = t.tasks.c
+        query = select(t.tasks).where(c.state == state.value).order_by(c.seq).limit(limit)
+        with self._db.tx() as conn:
+            return [_row_task(r) for r in conn.execute(query).all()]
+
+    def assigned_to(self, node_id: str) -> Sequence[Task]:
+        """Tasks currently assigned to ``node_id`` (state assigned), oldest first."""
+        c = t.tasks.c
+        query = (
+            select(t.tasks)
+            .where(c.node_id == node_id, c.state == TaskState.ASSIGNED.value)
+            .order_by(c.seq)
+        )
+        with self._db.tx() as conn:
+            return [_row_task(r) for r in conn.execute(query).all()]
+
+    def overdue(self, now: int, limit: int = 100) -> Sequence[Task]:
+        """Assigned tasks whose ``deadline_at`` < ``now``, earliest deadline first."""
+        c = t.tasks.c
+        query = (
+            select(t.tasks)
+            .where(c.state == TaskState.ASSIGNED.value, c.deadline_at < now)
+            .order_by(c.deadline_at, c.seq)
+            .limit(limit)
+        )
+        with self._db.tx() as conn:
+            return [_row_task(r) for r in conn.execute(query).all()]
+
+
+# --------------------------------------------------------------------------- proofs
+
+
+class SqlProofRepository(_SqlRepo):
+    """Task-proof envelopes (canonical bytes plus query columns) in the ``proofs`` table."""
+
+    def add(self, envelope: Envelope) -> None:
+        """Store a verified task-proof envelope; Conflict if its signer already proved the task."""
+        proof = proof_of(envelope)
+        row = {
+            "task_id": proof.task_id,
+            "node_id": envelope.signer_node_id,
+            "output_hash": proof.output_hash,
+            "execution_ms": proof.execution_ms,
+            "issued_at": envelope.issued_at,
+            "envelope": to_bytes(envelope),
+        }
+        with self._db.tx(write=True) as conn:
+            conn.execute(insert(t.proofs).values(row))
+
+    def get(self, task_id: str, node_id: str) -> Envelope | None:
+        """The proof ``node_id`` sent for ``task_id``, or None."""
+        c = t.proofs.c
+        with self._db.tx() as conn:
+            row = conn.execute(
+                select(c.envelope).where(c.task_id == task_id, c.node_id == node_id)
+            ).first()
+        return None if row is None else _row_envelope(row)
+
+    def for_task(self, task_id: str) -> Sequence[Envelope]:
+        """Every proof for ``task_id``, ordered by node_id."""
+        c = t.proofs.c
+        query = select(c.envelope).where(c.task_id == task_id).order_by(c.node_id)
+        with self._db.tx() as conn:
+            return [_row_envelope(r) for r in conn.execute(query).all()]
+
+
+# --------------------------------------------------------------------------- payments
+
+
+def _payment_row(p: RewardPayment) -> dict[str, Any]:
+    return {
+        "payment_hash": p.payment_hash,
+        "payment_id": p.payment_id,
+        "task_id": p.task_id,
+        "node_id": p.node_id,
+        "amount_msat": p.amount_msat,
+        "bolt11": p.bolt11,
+        "state": p.state.value,
+        "attempts": p.attempts,
+        "last_error": p.last_error,
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
+    }
+
+
+def _row_payment(row: Row[Any]) -> RewardPayment:
+    m = row._mapping
+    return RewardPayment(
+        payment_id=m["payment_id"],
+        task_id=m["task_id"],
+        node_id=m["node_id"],
+        amount_msat=m["amount_msat"],
+        payment_hash=m["payment_hash"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        bolt11=m["bolt11"],
+        state=PaymentState(m["state"]),
+        attempts=m["attempts"],
+        last_error=m["last_error"],
+    )
+
+
+def _attempt_row(a: PaymentAttempt) -> dict[str, Any]:
+    return {
+        "payment_hash": a.payment_hash,
+        "task_id": a.task_id,
+        "node_id": a.node_id,
+        "amount_msat": a.amount_msat,
+        "at": a.at,
+        "outcome": a.outcome.value,
+        "error": a.error,
+    }
+
+
+def _row_attempt(row: Row[Any]) -> PaymentAttempt:
+    m = row._mapping
+    return PaymentAttempt(
+        payment_hash=m["payment_hash"],
+        task_id=m["task_id"],
+        node_id=m["node_id"],
+        amount_msat=m["amount_msat"],
+        at=m["at"],
+        outcome=AttemptOutcome(m["outcome"]),
+        error=m["error"],
+    )
+
+
+class SqlPaymentRepository(_SqlRepo):
+    """Reward payments (``payments``) and the payment log (``payment_attempts``)."""
+
+    def upsert(self, payment: RewardPayment) -> RewardPayment:
+        """Insert, or update state/attempts/error/bolt11 of the record with this payment_hash."""
+        c = t.payments.c
+        by_hash = select(t.payments).where(c.payment_hash == payment.payment_hash)
+        with self._db.tx(write=True) as conn:
+            row = conn.execute(by_hash.with_for_update()).first()
+            if row is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(insert(t.payments).values(_payment_row(payment)))
+                    return payment
+                except IntegrityError:  # another writer inserted this hash (or payment_id) first
+                    row = conn.execute(by_hash.with_for_update()).first()
+                    if row is None:
+                        raise Conflict(
+                            f"payment id {payment.payment_id} is used by another hash"
+                        ) from None
+            kept = merge_payment(_row_payment(row), payment)
+            if kept is payment:
+                conn.execute(
+                    update(t.payments)
+                    .where(c.payment_hash == payment.payment_hash)
+                    .values(_payment_row(payment))
+                )
+            return kept
+
+    def get(self, payment_hash: str) -> RewardPayment | None:
+        """The payment with ``payment_hash``, or None."""
+        with self._db.tx() as conn:
+            row = conn.execute(
+                select(t.payments).where(t.payments.c.payment_hash == payment_hash)
+            ).first()
+        return None if row is None else _row_payment(row)
+
+    def _listed(self, *condition: Any, limit: int | None = None) -> list[RewardPayment]:
+        c = t.payments.c
+        query = select(t.payments).where(*condition).order_by(c.created_at, c.seq).limit(limit)
+        with self._db.tx() as conn:
+            return [_row_payment(r) for r in conn.execute(query).all()]
+
+    def for_task(self, task_id: str) -> Sequence[RewardPayment]:
+        """Payments for ``task_id``, oldest first."""
+        return self._listed(t.payments.c.task_id == task_id)
+
+    def pending(self, limit: int = 100) -> Sequence[RewardPayment]:
+        """Up to ``limit`` payments still owed (pending or failed), oldest first."""
+        owed = [PaymentState.PENDING.value, PaymentState.FAILED.value]
+        return self._listed(t.payments.c.state.in_(owed), limit=limit)
+
+    def with_state(self, state: PaymentState, limit: int = 100) -> Sequence[RewardPayment]:
+        """Up to ``limit`` payments in ``state`` (e.g. in_flight after a restart), oldest first."""
+        return self._listed(t.payments.c.state == state.value, limit=limit)
+
+    def log_attempt(self, attempt: PaymentAttempt) -> None:
+        """Append one line to the payment log (SRS-LN-05)."""
+        with self._db.tx(write=True) as conn:
+            conn.execute(insert(t.payment_attempts).values(_attempt_row(attempt)))
+
+    def attempts(self, payment_hash: str) -> Sequence[PaymentAttempt]:
+        """The log lines of one payment, in the order they were logged."""
+        c = t.payment_attempts.c
+        query = select(t.payment_attempts).where(c.payment_hash == payment_hash).order_by(c.seq)
+        with self._db.tx() as conn:
+            return [_row_attempt(r) for r in conn.execute(query).all()]
+
+
+# --------------------------------------------------------------------------- slashing log
+
+
+def _entry_row(e: SlashingLogEntry) -> dict[str, Any]:
+    return {
+        "entry_index": e.index,
+        "prev_hash": e.prev_hash,
+        "node_id": e.node_id,
+        "channel_id": e.channel_id,
+        "reason": e.reason.value,
+        "evidence_hash": e.evidence_hash,
+        "at": e.at,
+        "signature": e.signature,
+    }
+
+
+def _row_entry(row: Row[Any]) -> SlashingLogEntry:
+    m = row._mapping
+    return SlashingLogEntry(
+        index=m["entry_index"],
+        prev_hash=m["prev_hash"],
+        node_id=m["node_id"],
+        channel_id=m["channel_id"],
+        reason=SlashingReason(m["reason"]),
+        evidence_hash=m["evidence_hash"],
+        at=m["at"],
+        signature=m["signature"],
+    )
+
+
+class SqlSlashingLogRepository(_SqlRepo):
+    """The slashing log in ``slashing_log``: insert only (the database refuses UPDATE/DELETE)."""
+
+    def append(self, entry: SlashingLogEntry) -> None:
+        """Append ``entry``; Conflict unless its index and prev_hash continue the latest entry."""
+        with self._db.tx(write=True) as conn:
+            check_chain(self._latest(conn), entry)
+            conn.execute(insert(t.slashing_log).values(_entry_row(entry)))
+
+    def entries(self, start: int = 0, limit: int | None = None) -> Sequence[SlashingLogEntry]:
+        """Entries with index ≥ ``start``, in index order, at most ``limit`` of them."""
+        c = t.slashing_log.c
+        query = (
+            select(t.slashing_log)
+            .where(c.entry_index >= start)
+            .order_by(c.entry_index)
+            .limit(limit)
+        )
+        with self._db.tx() as conn:
+            return [_row_entry(r) for r in conn.execute(query).all()]
+
+    def latest(self) -> SlashingLogEntry | None:
+        """The last entry (the head of the chain), or None for an empty log."""
+        with self._db.tx() as conn:
+            return self._latest(conn)
+
+    @staticmethod
+    def _latest(conn: Connection) -> SlashingLogEntry | None:
+        query = select(t.slashing_log).order_by(t.slashing_log.c.entry_index.desc()).limit(1)
+        row = conn.execute(query).first()
+        return None if row is None else _row_entry(row)
+
+
+# --------------------------------------------------------------------------- proposals
+
+
+def _proposal_row(p: Proposal) -> dict[str, Any]:
+    return {
+        "proposal_id": p.proposal_id,
+        "author": p.author,
+        "title": p.title,
+        "description": p.description,
+        "type": p.type.value,
+        "implementation_plan": p.implementation_plan,
+        "requested_sat": p.requested_sat,
+        "submitted_at": p.submitted_at,
+        "comment_deadline_at": p.comment_deadline_at,
+        "status": p.status.value,
+        "txid": p.txid,
+    }
+
+
+def _row_proposal(
+    row: Row[Any], comments: Sequence[Comment], acknowledgements: Sequence[str]
+) -> Proposal:
+    m = row._mapping
+    return Proposal(
+        proposal_id=m["proposal_id"],
+        author=m["author"],
+        title=m["title"],
+        description=m["description"],
+        type=ProposalType(m["type"]),
+        implementation_plan=m["implementation_plan"],
+        requested_sat=m["requested_sat"],
+        submitted_at=m["submitted_at"],
+        comment_deadline_at=m["comment_deadline_at"],
+        status=ProposalStatus(m["status"]),
+        comments=tuple(comments),
+        acknowledgements=frozenset(acknowledgements),
+        txid=m["txid"],
+    )
+
+
+class SqlProposalRepository(_SqlRepo):
+    """Proposals in ``proposals``, their comments and holder acknowledgements in child tables."""
+
+    def add(self, proposal: Proposal) -> None:
+        """Store a new proposal; Conflict if its proposal_id exists."""
+        with self._db.tx(write=True) as conn:
+            conn.execute(insert(t.proposals).values(_proposal_row(proposal)))
+            self._write_children(conn, proposal)
+
+    def save(self, proposal: Proposal) -> None:
+        """Replace a stored proposal (status, comments, acks, txid…); Conflict if unknown."""
+        pid = proposal.proposal_id
+        with self._db.tx(write=True) as conn:
+            done = conn.execute(
+                update(t.proposals)
+                .where(t.proposals.c.proposal_id == pid)
+                .values(_proposal_row(proposal))
+            )
+            if done.rowcount == 0:
+                raise Conflict(f"proposal {pid} does not exist")
+            conn.execute(
+                delete(t.proposal_comments).where(t.proposal_comments.c.proposal_id == pid)
+            )
+            conn.execute(
+                delete(t.proposal_acknowledgements).where(
+                    t.proposal_acknowledgements.c.proposal_id == pid
+                )
+            )
+            self._write_children(conn, proposal)
+
+    @staticmethod
+    def _write_children(conn: Connection, proposal: Proposal) -> None:
+        pid = proposal.proposal_id
+        if proposal.comments:
+            conn.execute(
+                insert(t.proposal_comments),
+                [
+                    {
+                        "proposal_id": pid,
+                        "position": i,
+                        "author": c.author,
+                        "text": c.text,
+                        "at": c.at,
+                    }
+                    for i, c in enumerate(proposal.comments)
+                ],
+            )
+        if proposal.acknowledgements:
+            conn.execute(
+                insert(t.proposal_acknowledgements),
+                [{"proposal_id": pid, "holder_key": k} for k in sorted(proposal.acknowledgements)],
+            )
+
+    def get(self, proposal_id: str) -> Proposal | None:
+        """The proposal with ``proposal_id``, or None."""
+        found = self._load(t.proposals.c.proposal_id == proposal_id)
+        return found[0] if found else None
+
+    def list(self, status: ProposalStatus | None = None) -> Sequence[Proposal]:
+        """Proposals (of ``status`` if given), newest submission first, then by id."""
+        if status is None:
+            return self._load()
+        return self._load(t.proposals.c.status == status.value)
+
+    def _load(self, *condition: Any) -> Sequence[Proposal]:
+        p, pc, pa = t.proposals, t.proposal_comments, t.proposal_acknowledgements
+        with self._db.tx() as conn:
+            rows = conn.execute(
+                select(p).where(*condition).order_by(p.c.submitted_at.desc(), p.c.proposal_id)
+            ).all()
+            comment_rows = conn.execute(
+                select(pc)
+                .join(p, p.c.proposal_id == pc.c.proposal_id)
+                .where(*condition)
+                .order_by(pc.c.proposal_id, pc.c.position)
+            ).all()
+            ack_rows = conn.execute(
+                select(pa).join(p, p.c.proposal_id == pa.c.proposal_id).where(*condition)
+            ).all()
+        comments: dict[str, list[Comment]] = {}
+        for r in comment_rows:
+            m = r._mapping
+            comments.setdefault(m["proposal_id"], []).append(
+                Comment(author=m["author"], text=m["text"], at=m["at"])
+            )
+        acks: dict[str, list[str]] = {}
+        for r in ack_rows:
+            acks.setdefault(r._mapping["proposal_id"], []).append(r._mapping["holder_key"])
+        return [
+            _row_proposal(r, comments.get(r.proposal_id, []), acks.get(r.proposal_id, []))
+            for r in rows
+        ]
+
+
+# --------------------------------------------------------------------------- shares
+
+
+class SqlShareRepository(_SqlRepo):
+    """Accepted shares in ``shares`` (credited difficulty as an exact fraction in text)."""
+
+    def add(self, share: AcceptedShare, accepted_at: int) -> None:
+        """Record an accepted share at ``accepted_at``; Conflict if its hash is already stored."""
+        credited = Fraction(share.credited_difficulty)
+        row = {
+            "hash_hex": share.hash_hex,
+            "miner_id": share.miner_id,
+            "share_difficulty": _int64("share_difficulty", share.share_difficulty),
+            "credited_numerator": str(credited.numerator),
+            "credited_denominator": str(credited.denominator),
+            "is_block": share.is_block,
+            "accepted_at": accepted_at,
+        }
+        with self._db.tx(write=True) as conn:
+            conn.execute(insert(t.shares).values(row))
+
+    def contains(self, hash_hex: str) -> bool:
+        """Whether a share with this header hash is stored (duplicate detection)."""
+        with self._db.tx() as conn:
+            row = conn.execute(
+                select(t.shares.c.seq).where(t.shares.c.hash_hex == hash_hex)
+            ).first()
+        return row is not None
+
+    def since(self, start: int, miner_id: str | None = None) -> Sequence[tuple[int, AcceptedShare]]:
+        """(accepted_at, share) with accepted_at ≥ ``start`` (of one miner), in accepted order."""
+        c = t.shares.c
+        condition = [c.accepted_at >= start]
+        if miner_id is not None:
+            condition.append(c.miner_id == miner_id)
+        query = select(t.shares).where(*condition).order_by(c.accepted_at, c.seq)
+        with self._db.tx() as conn:
+            rows = conn.execute(query).all()
+        found = []
+        for r in rows:
+            m = r._mapping
+            share = AcceptedShare(
+                miner_id=m["miner_id"],
+                share_difficulty=m["share_difficulty"],
+                credited_difficulty=Fraction(
+                    int(m["credited_numerator"]), int(m["credited_denominator"])
+                ),
+                hash_hex=m["hash_hex"],
+                is_block=bool(m["is_block"]),
+            )
+            found.append((int(m["accepted_at"]), share))
+        return found
+
+    def delete_older_than(self, cutoff: int) -> int:
+        """Delete shares accepted before ``cutoff`` (retention, SRS-POOL-11); count deleted."""
+        with self._db.tx(write=True) as conn:
+            done = conn.execute(delete(t.shares).where(t.shares.c.accepted_at < cutoff))
+        return int(done.rowcount)
+
+
+# --------------------------------------------------------------------------- API keys
+
+
+def _row_api_key(row: Row[Any]) -> ApiKey:
+    m = row._mapping
+    return ApiKey(
+        key_id=m["key_id"],
+        secret_sha256=m["secret_sha256"],
+        owner=m["owner"],
+        plan=Plan(m["plan"]),
+        created_at=m["created_at"],
+        revoked=bool(m["revoked"]),
+    )
+
+
+class SqlApiKeyRepository(_SqlRepo):
+    """API keys (secret digests only) in ``api_keys``."""
+
+    def add(self, key: ApiKey) -> None:
+        """Store a new key; Conflict if its key_id or secret digest exists."""
+        row = {
+            "key_id": key.key_id,
+            "secret_sha256": key.secret_sha256,
+            "owner": key.owner,
+            "plan": key.plan.value,
+            "created_at": key.created_at,
+            "revoked": key.revoked,
+        }
+        with self._db.tx(write=True) as conn:
+            conn.execute(insert(t.api_keys).values(row))
+
+    def get(self, key_id: str) -> ApiKey | None:
+        """The key with ``key_id``, or None."""
+        with self._db.tx() as conn:
+            row = conn.execute(select(t.api_keys).where(t.api_keys.c.key_id == key_id)).first()
+        return None if row is None else _row_api_key(row)
+
+    def get_by_secret_sha256(self, secret_sha256: str) -> ApiKey | None:
+        """The key whose secret hashes to ``secret_sha256``, or None (authentication)."""
+        with self._db.tx() as conn:
+            row = conn.execute(
+                select(t.api_keys).where(t.api_keys.c.secret_sha256 == secret_sha256)
+            ).first()
+        return None if row is None else _row_api_key(row)
+
+    def revoke(self, key_id: str) -> bool:
+        """Mark the key revoked; True if it existed."""
+        with self._db.tx(write=True) as conn:
+            done = conn.execute(
+                update(t.api_keys).where(t.api_keys.c.key_id == key_id).values(revoked=True)
+            )
+        return done.rowcount > 0
+
+    def for_owner(self, owner: str) -> Sequence[ApiKey]:
+        """The owner's keys, oldest first."""
+        c = t.api_keys.c
+        query = select(t.api_keys).where(c.owner == owner).order_by(c.created_at, c.seq)
+        with self._db.tx() as conn:
+            return [_row_api_key(r) for r in conn.execute(query).all()]
+
+
+# --------------------------------------------------------------------------- the bundle
+
+
+@attrs.define
+class SqlRepositories:
+    """Every SQL repository over one engine (the ``Repositories`` port)."""
+
+    nodes: SqlNodeRepository
+    manifests: SqlManifestRepository
+    stakes: SqlStakeRepository
+    tasks: SqlTaskRepository
+    proofs: SqlProofRepository
+    payments: SqlPaymentRepository
+    slashing_log: SqlSlashingLogRepository
+    proposals: SqlProposalRepository
+    shares: SqlShareRepository
+    api_keys: SqlApiKeyRepository
+    database: Database
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """A block whose writes (on this thread) commit together, or not at all if it raises."""
+        with self.database.atomic():
+            yield
+
+    def close(self) -> None:
+        """Dispose of the engine's connection pool."""
+        self.database.engine.dispose()
+
+
+def sql_repositories(engine: Engine) -> SqlRepositories:
+    """Every repository over ``engine``, whose schema must be migrated to head already."""
+    db = Database(engine)
+    return SqlRepositories(
+        nodes=SqlNodeRepository(db),
+        manifests=SqlManifestRepository(db),
+        stakes=SqlStakeRepository(db),
+        tasks=SqlTaskRepository(db),
+        proofs=SqlProofRepository(db),
+        payments=SqlPaymentRepository(db),
+        slashing_log=SqlSlashingLogRepository(db),
+        proposals=SqlProposalRepository(db),
+        shares=SqlShareRepository(db),
+        api_keys=SqlApiKeyRepository(db),
+        database=db,
+    )
+
+
+def _conforms(store: SqlRepositories) -> Repositories:
+    """Never called: makes mypy check that the bundle implements the port."""
+    return store

@@ -1,0 +1,159 @@
+"""Reward payments: the outbox record of one Lightning payment owed to a node, and its log.
+
+This module owns the durable side of paying a node for a task (SRS-LN-04, SRS-LN-05):
+
+* :class:`RewardPayment` is an *outbox* record. It is written in the same transaction that
+  settles the task, before any money moves, and a dispatcher later pays it. Its
+  ``payment_hash`` is the idempotency key: the Lightning port never pays a hash twice, and the
+  repository stores one record per hash, so a crash between "paid" and "recorded" can only
+  lead to a harmless retry of the same hash, never to a second payment.
+* The record's states::
+
+      pending ──start_attempt──▶ in_flight ──succeed──▶ succeeded
+         ▲                           │
+         └────── retry ◀── failed ◀──┘ fail
+
+  ``attempts`` counts the attempts started; ``last_error`` keeps the reason of the last failure.
+* :class:`PaymentAttempt` is one line of the payment log SRS-LN-05 asks for: task id, node id,
+  amount, timestamp and outcome of every attempt, success and failure.
+
+Money is integer msat; times are POSIX seconds passed in by the caller.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import attrs
+
+from owm_core import fields
+from owm_core.errors import InvalidTransition, InvalidValue
+
+_ID = fields.text(max_len=128)
+_HASH = fields.hex_digest(32)
+MAX_ERROR_LEN = 1_000
+"""Longest failure reason kept; longer ones are cut (they come from remote nodes)."""
+
+
+class PaymentState(enum.Enum):
+    """Where a reward payment stands."""
+
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class AttemptOutcome(enum.Enum):
+    """What one payment attempt came to (SRS-LN-05 logs attempts, successes and failures)."""
+
+    STARTED = "started"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+def _optional_text(max_len: int) -> fields.Validator:
+    check = fields.text(max_len=max_len)
+
+    def validate(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None:
+            check(instance, attribute, value)
+
+    return validate
+
+
+@attrs.frozen
+class RewardPayment:
+    """A payment owed to ``node_id`` for ``task_id``: the outbox record (SRS-LN-04).
+
+    ``payment_hash`` (64 hex) identifies the Lightning payment and is the idempotency key;
+    ``bolt11`` is the node's invoice once known. ``updated_at`` never precedes ``created_at``.
+    """
+
+    payment_id: str = attrs.field(validator=_ID)
+    task_id: str = attrs.field(validator=_ID)
+    node_id: str = attrs.field(validator=_ID)
+    amount_msat: int = attrs.field(validator=fields.money(minimum=1))
+    payment_hash: str = attrs.field(validator=_HASH)
+    created_at: int = attrs.field(validator=fields.timestamp())
+    updated_at: int = attrs.field(validator=fields.timestamp())
+    bolt11: str | None = attrs.field(default=None, validator=_optional_text(4_096))
+    state: PaymentState = attrs.field(
+        default=PaymentState.PENDING, validator=fields.instance_of(PaymentState)
+    )
+    attempts: int = attrs.field(default=0, validator=fields.integer(minimum=0))
+    last_error: str | None = attrs.field(default=None, validator=_optional_text(MAX_ERROR_LEN))
+
+    def __attrs_post_init__(self) -> None:
+        """Times move forward; a payment that was tried has counted its attempts."""
+        if self.updated_at < self.created_at:
+            raise InvalidValue("updated_at", "cannot precede created_at")
+        if self.state is not PaymentState.PENDING and self.attempts == 0:
+            raise InvalidValue("attempts", f"a {self.state.value} payment was attempted")
+
+    @property
+    def settled(self) -> bool:
+        """Whether the money has arrived (nothing more will ever be sent for this hash)."""
+        return self.state is PaymentState.SUCCEEDED
+
+
+def _check_now(payment: RewardPayment, now: int) -> None:
+    if isinstance(now, bool) or not isinstance(now, int) or now < 0:
+        raise InvalidValue("now", f"must be an integer ≥ 0, got {now!r}")
+
+
+def _touch(payment: RewardPayment, now: int, **changes: Any) -> RewardPayment:
+    _check_now(payment, now)
+    return attrs.evolve(payment, updated_at=max(payment.updated_at, now), **changes)
+
+
+def start_attempt(payment: RewardPayment, now: int) -> RewardPayment:
+    """Begin an attempt (pending | failed → in_flight), counting it."""
+    if payment.state not in (PaymentState.PENDING, PaymentState.FAILED):
+        raise InvalidTransition(
+            f"payment {payment.payment_id} is {payment.state.value}; it cannot be attempted"
+        )
+    return _touch(payment, now, state=PaymentState.IN_FLIGHT, attempts=payment.attempts + 1)
+
+
+def succeed(payment: RewardPayment, now: int) -> RewardPayment:
+    """The attempt in flight arrived (in_flight → succeeded); the error is cleared."""
+    if payment.state is not PaymentState.IN_FLIGHT:
+        raise InvalidTransition(f"payment {payment.payment_id} is not in flight")
+    return _touch(payment, now, state=PaymentState.SUCCEEDED, last_error=None)
+
+
+def fail(payment: RewardPayment, now: int, error: str) -> RewardPayment:
+    """The attempt in flight failed (in_flight → failed) with ``error`` (cut to 1000 chars)."""
+    if payment.state is not PaymentState.IN_FLIGHT:
+        raise InvalidTransition(f"payment {payment.payment_id} is not in flight")
+    reason = (error or "unknown error")[:MAX_ERROR_LEN]
+    return _touch(payment, now, state=PaymentState.FAILED, last_error=reason)
+
+
+@attrs.frozen
+class PaymentAttempt:
+    """One line of the payment log (SRS-LN-05): who, for what, how much, when, and how it went."""
+
+    payment_hash: str = attrs.field(validator=_HASH)
+    task_id: str = attrs.field(validator=_ID)
+    node_id: str = attrs.field(validator=_ID)
+    amount_msat: int = attrs.field(validator=fields.money(minimum=1))
+    at: int = attrs.field(validator=fields.timestamp())
+    outcome: AttemptOutcome = attrs.field(validator=fields.instance_of(AttemptOutcome))
+    error: str | None = attrs.field(default=None, validator=_optional_text(MAX_ERROR_LEN))
+
+
+def attempt_record(payment: RewardPayment, outcome: AttemptOutcome, now: int) -> PaymentAttempt:
+    """The log line for ``payment`` at ``now`` with ``outcome`` (the error of a failure)."""
+    _check_now(payment, now)
+    return PaymentAttempt(
+        payment_hash=payment.payment_hash,
+        task_id=payment.task_id,
+        node_id=payment.node_id,
+        amount_msat=payment.amount_msat,
+        at=now,
+        outcome=outcome,
+        error=payment.last_error if outcome is AttemptOutcome.FAILED else None,
+    )

@@ -1,0 +1,343 @@
+"""The repositories port: the coordinator's durable state, one repository per kind of record.
+
+What the coordinator and the pool keep (SRS-COORD-01/05, SRS-LN-05, SRS-STAKE-06,
+SRS-POOL-11, SRS-GOV-01, SRS-API-02): nodes, their signed capability manifests, stakes, tasks,
+task proofs, reward payments and their log, the slashing log, governance proposals, mining
+shares and API keys. Records are the domain's own values (``owm_core.registry.Node``,
+``owm_core.market.Task``, ``owm_core.envelopes.Envelope``, …); how they become rows is each
+adapter's business.
+
+Semantics every adapter keeps (``tests/adapters/test_repositories_contract.py`` checks them
+against the in-memory twin, SQLite and PostgreSQL):
+
+- **Durable on return.** A write method returns only after its data is committed — unless it
+  runs inside :meth:`Repositories.atomic`, which commits all of its writes together when the
+  block ends, or none of them if it raises. Use it for writes that must not half-happen, e.g.
+  settling a task and enqueueing its payment (the outbox).
+- **Conflicts are domain errors.** A duplicate id, a stale expected state or a broken slashing
+  chain raises :class:`~owm_core.errors.Conflict`, never a driver's integrity error.
+- **Missing is None.** ``get`` methods return ``None`` for unknown ids; updates of unknown
+  records raise :class:`~owm_core.errors.Conflict`.
+- **Lists are ordered** as each method says, so results are deterministic.
+- **Times** are int POSIX seconds, **money** int sat/msat, exactly as in the values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from owm_core.apikeys import ApiKey
+from owm_core.envelopes import Envelope
+from owm_core.governance import Proposal, ProposalStatus
+from owm_core.market import Task, TaskState
+from owm_core.mining import AcceptedShare
+from owm_core.payments import PaymentAttempt, PaymentState, RewardPayment
+from owm_core.registry import Node
+from owm_core.slashing import SlashingLogEntry
+from owm_core.stake import Stake
+from owm_core.tiers import Tier
+
+
+class NodeRepository(Protocol):
+    """Registered nodes (spec §5.1, SRS-COORD-01), keyed by ``node_id``."""
+
+    def add(self, node: Node) -> None:
+        """Store a newly registered node; Conflict if its node_id or public key is taken."""
+        ...
+
+    def save(self, node: Node) -> None:
+        """Replace the stored record of an existing node; Conflict if it is unknown."""
+        ...
+
+    def get(self, node_id: str) -> Node | None:
+        """The node with ``node_id``, or None."""
+        ...
+
+    def get_by_public_key(self, public_key: str) -> Node | None:
+        """The node registered with Ed25519 ``public_key`` (64 hex), or None."""
+        ...
+
+    def list(self) -> Sequence[Node]:
+        """Every node, ordered by node_id."""
+        ...
+
+    def record_heartbeats(self, seen: Mapping[str, int]) -> int:
+        """Batch-move ``last_heartbeat`` forward (node_id → at; never backwards); count updated."""
+        ...
+
+
+class ManifestRepository(Protocol):
+    """Each node's latest signed capability manifest (SRS-NODE-03, SRS-COORD-01).
+
+    The envelope is stored verbatim (its canonical bytes, so its signature can be re-checked by
+    anyone later) together with the decoded fields that queries need. Callers pass envelopes
+    whose signature they have verified; the node is the envelope's signer.
+    """
+
+    def put(self, envelope: Envelope) -> bool:
+        """Keep ``envelope`` as its signer's manifest unless a later one is stored; True if kept."""
+        ...
+
+    def get(self, node_id: str) -> Envelope | None:
+        """The latest manifest envelope of ``node_id``, or None."""
+        ...
+
+    def get_by_digest(self, node_id: str, digest: str) -> Envelope | None:
+        """The node's current manifest if its body digest is ``digest`` (heartbeats cite it)."""
+        ...
+
+    def matching(self, min_tier: Tier, min_vram_mb: int, min_ram_mb: int) -> Sequence[Envelope]:
+        """Manifests of tier ≥ ``min_tier`` with at least this VRAM and RAM, by node_id."""
+        ...
+
+    def remove(self, node_id: str) -> bool:
+        """Forget the node's manifest (deregistration); True if there was one."""
+        ...
+
+
+class StakeRepository(Protocol):
+    """The latest stake record of each node key (spec 4.12, SRS-STAKE-01..10)."""
+
+    def save(self, stake: Stake) -> None:
+        """Insert or replace the stake record of ``stake.public_key``."""
+        ...
+
+    def get(self, public_key: str) -> Stake | None:
+        """The stake record of ``public_key``, or None (keeps slashed keys for the cooldown)."""
+        ...
+
+    def due_for_verification(self, now: int) -> Sequence[Stake]:
+        """Stakes whose ``next_verification_at`` ≤ ``now``, earliest first (SRS-STAKE-03)."""
+        ...
+
+
+class TaskRepository(Protocol):
+    """Tasks of the market (data flow 3), keyed by task_id; a task is never lost."""
+
+    def add(self, task: Task) -> None:
+        """Store a submitted task, committed before returning; Conflict if the id exists."""
+        ...
+
+    def save(self, task: Task, expected_state: TaskState | None = None) -> None:
+        """Replace a stored task; Conflict if unknown or its state is not ``expected_state``."""
+        ...
+
+    def get(self, task_id: str) -> Task | None:
+        """The task with ``task_id``, or None."""
+        ...
+
+    def with_state(self, state: TaskState, limit: int = 100) -> Sequence[Task]:
+        """Up to ``limit`` tasks in ``state``, oldest submission first."""
+        ...
+
+    def assigned_to(self, node_id: str) -> Sequence[Task]:
+        """Tasks currently assigned to ``node_id`` (state assigned), oldest first."""
+        ...
+
+    def overdue(self, now: int, limit: int = 100) -> Sequence[Task]:
+        """Assigned tasks whose ``deadline_at`` < ``now``, earliest deadline first."""
+        ...
+
+
+class ProofRepository(Protocol):
+    """Signed task-proof envelopes (SRS-SEC-11), at most one per (task, node)."""
+
+    def add(self, envelope: Envelope) -> None:
+        """Store a verified task-proof envelope; Conflict if its signer already proved the task."""
+        ...
+
+    def get(self, task_id: str, node_id: str) -> Envelope | None:
+        """The proof ``node_id`` sent for ``task_id``, or None."""
+        ...
+
+    def for_task(self, task_id: str) -> Sequence[Envelope]:
+        """Every proof for ``task_id``, ordered by node_id."""
+        ...
+
+
+class PaymentRepository(Protocol):
+    """Reward payments (the outbox) and the payment log (SRS-LN-04, SRS-LN-05)."""
+
+    def upsert(self, payment: RewardPayment) -> RewardPayment:
+        """Insert, or update state/attempts/error/bolt11 of the record with this payment_hash.
+
+        Idempotent: the same value twice leaves one record. Conflict if the stored record
+        with this hash is for another payment_id, task, node or amount. Returns what is stored.
+        """
+        ...
+
+    def get(self, payment_hash: str) -> RewardPayment | None:
+        """The payment with ``payment_hash``, or None."""
+        ...
+
+    def for_task(self, task_id: str) -> Sequence[RewardPayment]:
+        """Payments for ``task_id``, oldest first."""
+        ...
+
+    def pending(self, limit: int = 100) -> Sequence[RewardPayment]:
+        """Up to ``limit`` payments still owed (pending or failed), oldest first."""
+        ...
+
+    def with_state(self, state: PaymentState, limit: int = 100) -> Sequence[RewardPayment]:
+        """Up to ``limit`` payments in ``state`` (e.g. in_flight after a restart), oldest first."""
+        ...
+
+    def log_attempt(self, attempt: PaymentAttempt) -> None:
+        """Append one line to the payment log (SRS-LN-05)."""
+        ...
+
+    def attempts(self, payment_hash: str) -> Sequence[PaymentAttempt]:
+        """The log lines of one payment, in the order they were logged."""
+        ...
+
+
+class SlashingLogRepository(Protocol):
+    """The public, append-only, hash-chained slashing log (SRS-STAKE-06, SRS-LN-13).
+
+    There is no update or delete: entries are immutable once appended (the SQL adapter also
+    refuses UPDATE and DELETE in the database itself).
+    """
+
+    def append(self, entry: SlashingLogEntry) -> None:
+        """Append ``entry``; Conflict unless its index and prev_hash continue the latest entry."""
+        ...
+
+    def entries(self, start: int = 0, limit: int | None = None) -> Sequence[SlashingLogEntry]:
+        """Entries with index ≥ ``start``, in index order, at most ``limit`` of them."""
+        ...
+
+    def latest(self) -> SlashingLogEntry | None:
+        """The last entry (the head of the chain), or None for an empty log."""
+        ...
+
+
+class ProposalRepository(Protocol):
+    """Governance proposals with their comments and acknowledgements (SRS-GOV-01..06)."""
+
+    def add(self, proposal: Proposal) -> None:
+        """Store a new proposal; Conflict if its proposal_id exists."""
+        ...
+
+    def save(self, proposal: Proposal) -> None:
+        """Replace a stored proposal (status, comments, acks, txid…); Conflict if unknown."""
+        ...
+
+    def get(self, proposal_id: str) -> Proposal | None:
+        """The proposal with ``proposal_id``, or None."""
+        ...
+
+    def list(self, status: ProposalStatus | None = None) -> Sequence[Proposal]:
+        """Proposals (of ``status`` if given), newest submission first, then by id."""
+        ...
+
+
+class ShareRepository(Protocol):
+    """Accepted mining shares, kept 30 days for dispute resolution (SRS-POOL-06, SRS-POOL-11)."""
+
+    def add(self, share: AcceptedShare, accepted_at: int) -> None:
+        """Record an accepted share at ``accepted_at``; Conflict if its hash is already stored."""
+        ...
+
+    def contains(self, hash_hex: str) -> bool:
+        """Whether a share with this header hash is stored (duplicate detection)."""
+        ...
+
+    def since(self, start: int, miner_id: str | None = None) -> Sequence[tuple[int, AcceptedShare]]:
+        """(accepted_at, share) with accepted_at ≥ ``start`` (of one miner), in accepted order."""
+        ...
+
+    def delete_older_than(self, cutoff: int) -> int:
+        """Delete shares accepted before ``cutoff`` (retention, SRS-POOL-11); count deleted."""
+        ...
+
+
+class ApiKeyRepository(Protocol):
+    """API keys (SRS-API-02/03); only secret digests are stored."""
+
+    def add(self, key: ApiKey) -> None:
+        """Store a new key; Conflict if its key_id or secret digest exists."""
+        ...
+
+    def get(self, key_id: str) -> ApiKey | None:
+        """The key with ``key_id``, or None."""
+        ...
+
+    def get_by_secret_sha256(self, secret_sha256: str) -> ApiKey | None:
+        """The key whose secret hashes to ``secret_sha256``, or None (authentication)."""
+        ...
+
+    def revoke(self, key_id: str) -> bool:
+        """Mark the key revoked; True if it existed."""
+        ...
+
+    def for_owner(self, owner: str) -> Sequence[ApiKey]:
+        """The owner's keys, oldest first."""
+        ...
+
+
+class Repositories(Protocol):
+    """Every repository of one store, and the store's transaction boundary.
+
+    ``owm_adapters.memory.memory_repositories()`` and ``owm_adapters.sql.open_repositories(url)``
+    both return this shape.
+    """
+
+    @property
+    def nodes(self) -> NodeRepository:
+        """The nodes repository."""
+        ...
+
+    @property
+    def manifests(self) -> ManifestRepository:
+        """The manifests repository."""
+        ...
+
+    @property
+    def stakes(self) -> StakeRepository:
+        """The stakes repository."""
+        ...
+
+    @property
+    def tasks(self) -> TaskRepository:
+        """The tasks repository."""
+        ...
+
+    @property
+    def proofs(self) -> ProofRepository:
+        """The proofs repository."""
+        ...
+
+    @property
+    def payments(self) -> PaymentRepository:
+        """The payments repository."""
+        ...
+
+    @property
+    def slashing_log(self) -> SlashingLogRepository:
+        """The slashing log repository."""
+        ...
+
+    @property
+    def proposals(self) -> ProposalRepository:
+        """The proposals repository."""
+        ...
+
+    @property
+    def shares(self) -> ShareRepository:
+        """The shares repository."""
+        ...
+
+    @property
+    def api_keys(self) -> ApiKeyRepository:
+        """The api keys repository."""
+        ...
+
+    def atomic(self) -> AbstractContextManager[None]:
+        """A block whose writes (on this thread) commit together, or not at all if it raises."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the repositories must not be used afterwards."""
+        ...
