@@ -6,6 +6,7 @@ import click
 
 from owm_cli.demo import demo
 from owm_cli.errors import OwmGroup
+from owm_cli.ots import ots
 
 
 @click.group(cls=OwmGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,8 +17,10 @@ def cli() -> None:
 
     \b
     Start here:   owm demo
+    Provenance:   owm ots verify FILE.ots --file WEIGHTS --bitcoin-rpc URL
     Operators:    owm-node --help, owm-coordinator --help
     """
 
 
 cli.add_command(demo)
+cli.add_command(ots)

@@ -1,0 +1,250 @@
+"""``owm ots``: verify, inspect, stamp and upgrade OpenTimestamps proofs from the command line.
+
+A thin shell over :mod:`owm_adapters.ots`: it reads files, picks the chain the headers come
+from (``--bitcoin-rpc URL`` for Bitcoin Core / Knots, or ``--local-chain PATH`` for a devnet's
+embedded chain) and prints the verdict. Exit codes of ``verify``: 0 confirmed, 3 not verified
+(the reason is printed), 4 pending only (try ``upgrade`` later); 1 and 2 as for every ``owm``
+command (unreachable node / rule violation, see :mod:`owm_cli.errors`).
+See docs/ots-verification.md.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from owm_adapters.bitcoin_rpc import BitcoinRpc
+from owm_adapters.calendar import DEFAULT_URL, Calendar
+from owm_adapters.local_chain import LocalChain
+from owm_adapters.ots import OpenTimestamps, describe, digest_of
+from owm_cli.errors import OwmGroup
+from owm_core.errors import ChainUnavailable, ProofMalformed
+from owm_core.ports.chain import Chain
+from owm_core.provenance import FailureReason, Network, Verification
+
+EXIT_NOT_VERIFIED = 3
+EXIT_PENDING = 4
+NETWORKS = ["main", "test", "signet", "regtest"]
+
+
+def _iso(posix: int) -> str:
+    return datetime.datetime.fromtimestamp(posix, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _chain_options(func: Any) -> Any:
+    options = [
+        click.option("--bitcoin-rpc", "rpc_url", metavar="URL",
+                     help="Bitcoin Core / Knots JSON-RPC, e.g. http://127.0.0.1:8332."),
+        click.option("--rpc-user", envvar="OWM_BITCOIN_RPC_USER", metavar="USER",
+                     help="RPC user (env OWM_BITCOIN_RPC_USER)."),
+        click.option("--rpc-password", envvar="OWM_BITCOIN_RPC_PASSWORD", metavar="PASSWORD",
+                     help="RPC password (env OWM_BITCOIN_RPC_PASSWORD; prefer the env)."),
+        click.option("--rpc-cookie", type=click.Path(dir_okay=False, path_type=Path),
+                     help="bitcoind's .cookie file instead of user/password."),
+        click.option("--local-chain", type=click.Path(exists=True, dir_okay=False,
+                                                      path_type=Path),
+                     help="A devnet's embedded chain file (owm_adapters.local_chain)."),
+        click.option("--network", type=click.Choice(NETWORKS),
+                     help="Proof-of-work rules to judge headers by [default: asked from the "
+                          "node; regtest for --local-chain]."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _chain(
+    rpc_url: str | None, rpc_user: str | None, rpc_password: str | None,
+    rpc_cookie: Path | None, local_chain: Path | None, network: str | None,
+) -> tuple[Chain | None, Network]:
+    if rpc_url and local_chain:
+        raise click.UsageError("give --bitcoin-rpc or --local-chain, not both")
+    if local_chain is not None:
+        return LocalChain(local_chain), Network.from_name(network or "regtest")
+    if rpc_url:
+        rpc = BitcoinRpc(rpc_url, user=rpc_user, password=rpc_password, cookie_file=rpc_cookie)
+        return rpc, Network.from_name(network) if network else rpc.network()
+    return None, Network.from_name(network or "main")
+
+
+def _digest_option(value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        digest = bytes.fromhex(value)
+    except ValueError:
+        raise click.BadParameter("must be hex", param_hint="--digest") from None
+    if not 20 <= len(digest) <= 64:
+        raise click.BadParameter("must be 20 to 64 bytes of hex", param_hint="--digest")
+    return digest
+
+
+@click.group(cls=OwmGroup)
+def ots() -> None:
+    """OpenTimestamps proofs of model versions: verify, info, stamp, upgrade."""
+
+
+@ots.command()
+@click.argument("proof_file", metavar="FILE.ots",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--digest", "digest_hex", metavar="HEX",
+              help="The digest the proof must be for (a model version's SHA-256).")
+@click.option("--file", "target", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The file the proof must be for (hashed with the proof's hash op).")
+@_chain_options
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as one JSON object.")
+def verify(
+    proof_file: Path, digest_hex: str | None, target: Path | None, rpc_url: str | None,
+    rpc_user: str | None, rpc_password: str | None, rpc_cookie: Path | None,
+    local_chain: Path | None, network: str | None, as_json: bool,
+) -> None:
+    """Verify FILE.ots for --digest HEX or --file PATH against Bitcoin block headers.
+
+    Prints the attesting block's height and time, or the precise reason it does not verify
+    (digest_mismatch, unknown_block, pending_only, bad_header, bad_pow, malformed,
+    unsupported). Exit 0 confirmed, 3 not verified, 4 pending only.
+    """
+    if (digest_hex is None) == (target is None):
+        raise click.UsageError("give exactly one of --digest HEX and --file PATH")
+    proof = proof_file.read_bytes()
+    digest = _digest_option(digest_hex)
+    if digest is None:
+        assert target is not None
+        try:
+            with target.open("rb") as stream:
+                digest = digest_of(proof, stream)
+        except ProofMalformed:  # let verify() name the problem
+            digest = b"\0" * 32
+    chain, net = _chain(rpc_url, rpc_user, rpc_password, rpc_cookie, local_chain, network)
+    try:
+        verdict = OpenTimestamps(chain, net).verify(proof, digest)
+    except ChainUnavailable:
+        if chain is not None:
+            raise
+        raise click.UsageError(
+            "the proof has Bitcoin attestations: give --bitcoin-rpc URL or --local-chain PATH "
+            "to check their block headers") from None
+    _report(verdict, as_json)
+
+
+def _report(verdict: Verification, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({
+            "status": verdict.status.value, "digest": verdict.digest, "height": verdict.height,
+            "block_time": verdict.block_time, "block_hash": verdict.block_hash,
+            "failure": verdict.failure.value if verdict.failure else None,
+            "detail": verdict.detail, "pending_calendars": list(verdict.pending_uris),
+        }, sort_keys=True))
+    elif verdict.ok:
+        assert verdict.block_time is not None
+        click.echo(f"Success! Bitcoin block {verdict.height} ({verdict.block_hash}) attests "
+                   f"existence as of {_iso(verdict.block_time)}")
+    else:
+        assert verdict.failure is not None
+        click.echo(f"not verified: {verdict.failure.value}: {verdict.detail}", err=True)
+    if verdict.failure is FailureReason.PENDING_ONLY:
+        sys.exit(EXIT_PENDING)
+    if not verdict.ok:
+        sys.exit(EXIT_NOT_VERIFIED)
+
+
+@ots.command()
+@click.argument("proof_file", metavar="FILE.ots",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def info(proof_file: Path) -> None:
+    """Show what FILE.ots commits to and its attestations, like ``ots info``."""
+    proof_info = describe(proof_file.read_bytes())
+    click.echo(f"File {proof_info.hash_op} hash: {proof_info.digest.hex()}")
+    for attestation in proof_info.attestations:
+        if attestation.height is not None:
+            what = f"Bitcoin block {attestation.height}, merkle root " \
+                   f"{attestation.message[::-1].hex()}"
+        elif attestation.uri is not None:
+            what = f"pending at {attestation.uri}"
+        else:
+            what = f"{attestation.kind} (not checked)"
+        click.echo(f"Attestation: {what}")
+    click.echo("Timestamp:")
+    click.echo(proof_info.tree.rstrip("\n"))
+
+
+def _devnet(calendar_db: Path, local_chain: Path, calendar_url: str) -> tuple[
+    LocalChain, Calendar
+]:
+    chain = LocalChain(local_chain)
+    return chain, Calendar(calendar_db, chain, url=calendar_url)
+
+
+_devnet_options = [
+    click.option("--calendar", "calendar_db", required=True,
+                 type=click.Path(dir_okay=False, path_type=Path),
+                 help="The devnet calendar's SQLite file (created if missing)."),
+    click.option("--local-chain", required=True,
+                 type=click.Path(dir_okay=False, path_type=Path),
+                 help="The devnet's embedded chain file (created if missing)."),
+    click.option("--calendar-url", default=DEFAULT_URL, show_default=True,
+                 help="The calendar's URL as written into pending attestations."),
+]
+
+
+def _with_devnet_options(func: Any) -> Any:
+    for option in reversed(_devnet_options):
+        func = option(func)
+    return func
+
+
+@ots.command()
+@click.option("--file", "target", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Stamp this file's SHA-256 (output FILE.ots unless -o).")
+@click.option("--digest", "digest_hex", metavar="HEX", help="Stamp this SHA-256 digest.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the proof.")
+@_with_devnet_options
+def stamp(target: Path | None, digest_hex: str | None, output: Path | None,
+          calendar_db: Path, local_chain: Path, calendar_url: str) -> None:
+    """Stamp a file or digest with a devnet calendar; the proof is pending until a flush."""
+    if (digest_hex is None) == (target is None):
+        raise click.UsageError("give exactly one of --digest HEX and --file PATH")
+    if target is not None:
+        digest = hashlib.sha256(target.read_bytes()).digest()
+        output = output or target.with_name(target.name + ".ots")
+    else:
+        digest = _digest_option(digest_hex) or b""
+        if output is None:
+            raise click.UsageError("--digest needs -o/--output")
+    chain, calendar = _devnet(calendar_db, local_chain, calendar_url)
+    proof = OpenTimestamps(chain, Network.REGTEST, [calendar]).stamp(digest)
+    output.write_bytes(proof)
+    click.echo(f"Submitted {digest.hex()} to {calendar.url}; wrote {output} (pending)")
+
+
+@ots.command()
+@click.argument("proof_file", metavar="FILE.ots",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_with_devnet_options
+@click.option("--flush", is_flag=True, help="Commit the calendar's pending round first.")
+def upgrade(proof_file: Path, calendar_db: Path, local_chain: Path, calendar_url: str,
+            flush: bool) -> None:
+    """Complete FILE.ots's pending attestations from a devnet calendar (rewritten in place)."""
+    chain, calendar = _devnet(calendar_db, local_chain, calendar_url)
+    if flush:
+        committed = calendar.flush()
+        if committed is not None:
+            click.echo(f"Calendar committed {committed.leaves} digest(s) in block "
+                       f"{committed.height}")
+    proof = proof_file.read_bytes()
+    upgraded = OpenTimestamps(chain, Network.REGTEST, [calendar]).upgrade(proof)
+    heights = describe(upgraded).bitcoin_heights
+    if upgraded != proof:
+        proof_file.write_bytes(upgraded)
+    if heights:
+        click.echo(f"Complete: Bitcoin block {heights[0]}; wrote {proof_file}")
+    else:
+        click.echo("Still pending: the calendar has not committed this digest yet")
+        sys.exit(EXIT_PENDING)
