@@ -7,6 +7,7 @@ import click
 from owm_cli.demo import demo
 from owm_cli.errors import OwmGroup
 from owm_cli.ots import ots
+from owm_cli.sim import sim
 
 
 @click.group(cls=OwmGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,6 +18,7 @@ def cli() -> None:
 
     \b
     Start here:   owm demo
+    Robust FL:    owm sim fl --clients 100 --byzantine 20 --attack signflip --rule krum
     Provenance:   owm ots verify FILE.ots --file WEIGHTS --bitcoin-rpc URL
     Operators:    owm-node --help, owm-coordinator --help
     """
@@ -24,3 +26,4 @@ def cli() -> None:
 
 cli.add_command(demo)
 cli.add_command(ots)
+cli.add_command(sim)

@@ -30,6 +30,12 @@ def test_the_demo_walks_through_every_rule_with_real_figures():
     assert "2 distinct reporters         no decision" in result.output
     assert "3 distinct reporters         slash" in result.output
     assert "log verifies                 True" in result.output
+    assert "krum vs honest mean          cosine similarity +0.9" in result.output
+    assert "flagged clients              [9, 10, 11] (the poisoned ones are [9, 10, 11])" in (
+        result.output
+    )
+    assert "after the calendar's block   confirmed: block 1" in result.output
+    assert "tampered weights             refused: digest_mismatch" in result.output
 
 
 def test_node_init_creates_a_private_identity_and_a_commented_config(tmp_path, monkeypatch):

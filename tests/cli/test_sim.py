@@ -1,0 +1,74 @@
+"""``owm sim fl``: FedAvg collapses under attack, the robust rules hold (fixed seeds)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from owm_cli.sim import sim
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def final_accuracy(*args: str) -> tuple[float, str]:
+    result = CliRunner().invoke(sim, ["fl", *args])
+    assert result.exit_code == 0, result.output
+    match = re.search(r"final accuracy ([0-9.]+)", result.output)
+    assert match, result.output
+    return float(match.group(1)), result.output
+
+
+ATTACKED = [
+    "--clients",
+    "100",
+    "--byzantine",
+    "20",
+    "--attack",
+    "signflip",
+    "--rounds",
+    "3",
+    "--seed",
+    "1",
+]
+
+
+def test_fedavg_collapses_under_a_sign_flip_attack_while_robust_rules_keep_learning():
+    fedavg, _ = final_accuracy(*ATTACKED, "--rule", "fedavg")
+    assert fedavg < 0.2
+    for rule in ["krum", "multikrum", "trimmed", "median"]:
+        robust, output = final_accuracy(*ATTACKED, "--rule", rule)
+        assert robust > 0.6, output
+        assert robust > fedavg + 0.4
+
+
+def test_the_command_prints_accuracy_for_every_round_and_counts_signals():
+    _, output = final_accuracy(
+        "--clients",
+        "12",
+        "--byzantine",
+        "2",
+        "--attack",
+        "gaussian",
+        "--rule",
+        "median",
+        "--rounds",
+        "2",
+    )
+    assert [int(r) for r in re.findall(r"round (\d+): accuracy", output)] == [0, 1, 2]
+    assert "slashing signals 4" in output
+
+
+def test_too_many_byzantine_clients_for_the_rule_is_a_one_line_error():
+    result = CliRunner().invoke(
+        sim, ["fl", "--clients", "10", "--byzantine", "4", "--rule", "krum", "--rounds", "1"]
+    )
+    assert result.exit_code == 2
+    assert "krum needs 11 participants to tolerate f=4" in result.output
