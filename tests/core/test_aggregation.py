@@ -93,21 +93,6 @@ def test_distances_are_symmetric_non_negative_and_accurate(n, d, scale, offset, 
         assert ((got - want).abs()[mask] / want[mask]).max().item() <= agg.DISTANCE_RTOL
 
 
-@settings(max_examples=40, deadline=None)
-@given(n=st.integers(1, 70), first=st.integers(0, 69), seed=st.integers(0, 2**31 - 1))
-def test_the_pruned_sorting_network_puts_the_wanted_ranks_in_place(n, first, seed):
-    first = min(first, n - 1)
-    last = n - 1 - first if n - 1 - first >= first else first
-    rng = np.random.default_rng(seed)
-    rows = [rng.integers(-5, 5, size=6).astype(np.float32) for _ in range(n)]
-    expected = np.sort(np.stack(rows), axis=0)
-    for i, j in agg.sorting_network(n, first, last):
-        lo, hi = np.minimum(rows[i], rows[j]), np.maximum(rows[i], rows[j])
-        rows[i], rows[j] = lo, hi
-    for k in range(first, last + 1):
-        assert np.array_equal(rows[k], expected[k])
-
-
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(1, 33), d=st.integers(1, 30), seed=st.integers(0, 2**31 - 1))
 def test_median_equals_numpys_median_including_even_counts(n, d, seed):
