@@ -19,14 +19,17 @@ from typing import Any
 import attrs
 
 from owm_core.apikeys import ApiKey
+from owm_core.contributions import AnalysisRequest, Bounty, BountyStatus
 from owm_core.envelopes import CapabilityManifest, Envelope, EnvelopeKind, TaskProof
 from owm_core.errors import Conflict, InvalidValue
 from owm_core.governance import Proposal, ProposalStatus
 from owm_core.market import Task, TaskState
 from owm_core.mining import AcceptedShare
 from owm_core.payments import PaymentAttempt, PaymentState, RewardPayment
-from owm_core.ports.repositories import Repositories
+from owm_core.pool import MiningPayout
+from owm_core.ports.repositories import MAX_TASK_INPUT_BYTES, Repositories
 from owm_core.registry import Node
+from owm_core.releases import ModelRelease
 from owm_core.slashing import GENESIS_HASH, SlashingLogEntry
 from owm_core.stake import Stake
 from owm_core.tiers import Tier
@@ -90,6 +93,11 @@ class _State:
     proposals: dict[str, Proposal] = attrs.Factory(dict)
     shares: dict[str, tuple[int, int, AcceptedShare]] = attrs.Factory(dict)
     api_keys: dict[str, tuple[int, ApiKey]] = attrs.Factory(dict)
+    releases: dict[str, ModelRelease] = attrs.Factory(dict)
+    bounties: dict[str, Bounty] = attrs.Factory(dict)
+    analyses: dict[str, AnalysisRequest] = attrs.Factory(dict)
+    mining_payouts: dict[str, MiningPayout] = attrs.Factory(dict)
+    task_inputs: dict[str, bytes] = attrs.Factory(dict)
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -364,6 +372,13 @@ class MemoryPaymentRepository(_Repo):
         with self._lock:
             self._state.attempts.append(attempt)
 
+    def for_node(self, node_id: str, limit: int = 100) -> Sequence[RewardPayment]:
+        """Up to ``limit`` payments owed or paid to ``node_id``, newest first (SRS-LN-10)."""
+        with self._lock:
+            rows = [r for r in self._state.payments.values() if r[1].node_id == node_id]
+            rows.sort(key=lambda r: (r[1].created_at, r[0]), reverse=True)
+            return [p for _, p in rows[:limit]]
+
     def attempts(self, payment_hash: str) -> Sequence[PaymentAttempt]:
         """The log lines of one payment, in the order they were logged."""
         with self._lock:
@@ -498,6 +513,144 @@ class MemoryApiKeyRepository(_Repo):
             return [k for _, k in rows if k.owner == owner]
 
 
+class MemoryModelReleaseRepository(_Repo):
+    """Published model releases per release id."""
+
+    def add(self, release: ModelRelease) -> None:
+        """Store a new release; Conflict if its release_id (sub_model@version) exists."""
+        with self._lock:
+            if release.release_id in self._state.releases:
+                raise Conflict(f"model release {release.release_id} already exists")
+            self._state.releases[release.release_id] = release
+
+    def save(self, release: ModelRelease) -> None:
+        """Replace a release's proof and status (upgrade, verification); Conflict if unknown."""
+        with self._lock:
+            stored = self._state.releases.get(release.release_id)
+            if stored is None:
+                raise Conflict(f"model release {release.release_id} is unknown")
+            if stored.version != release.version:
+                raise Conflict(f"model release {release.release_id} has another digest")
+            self._state.releases[release.release_id] = release
+
+    def get(self, release_id: str) -> ModelRelease | None:
+        """The release with ``release_id``, or None."""
+        with self._lock:
+            return self._state.releases.get(release_id)
+
+    def list(self) -> Sequence[ModelRelease]:
+        """Every release, newest ``created_at`` first, then by release_id."""
+        with self._lock:
+            releases = sorted(self._state.releases.values(), key=lambda r: r.release_id)
+            return sorted(releases, key=lambda r: r.version.created_at, reverse=True)
+
+
+class MemoryBountyRepository(_Repo):
+    """GitHub bounties per bounty id."""
+
+    def add(self, bounty: Bounty) -> None:
+        """Store a new bounty; Conflict if its bounty_id exists."""
+        with self._lock:
+            if bounty.bounty_id in self._state.bounties:
+                raise Conflict(f"bounty {bounty.bounty_id} already exists")
+            self._state.bounties[bounty.bounty_id] = bounty
+
+    def save(self, bounty: Bounty) -> None:
+        """Replace a stored bounty (its status); Conflict if unknown."""
+        with self._lock:
+            if bounty.bounty_id not in self._state.bounties:
+                raise Conflict(f"bounty {bounty.bounty_id} is unknown")
+            self._state.bounties[bounty.bounty_id] = bounty
+
+    def get(self, bounty_id: str) -> Bounty | None:
+        """The bounty with ``bounty_id``, or None."""
+        with self._lock:
+            return self._state.bounties.get(bounty_id)
+
+    def list(self, status: BountyStatus | None = None, limit: int = 100) -> Sequence[Bounty]:
+        """Up to ``limit`` bounties (of ``status`` if given), newest first, then by id."""
+        with self._lock:
+            chosen = [b for b in self._state.bounties.values() if status in (None, b.status)]
+            chosen.sort(key=lambda b: (-b.created_at, b.bounty_id))
+            return chosen[:limit]
+
+
+class MemoryAnalysisRepository(_Repo):
+    """Repository analysis requests per analysis id."""
+
+    def add(self, request: AnalysisRequest) -> None:
+        """Store a new request; Conflict if its analysis_id exists."""
+        with self._lock:
+            if request.analysis_id in self._state.analyses:
+                raise Conflict(f"analysis {request.analysis_id} already exists")
+            self._state.analyses[request.analysis_id] = request
+
+    def save(self, request: AnalysisRequest) -> None:
+        """Replace a stored request (state, result); Conflict if unknown."""
+        with self._lock:
+            if request.analysis_id not in self._state.analyses:
+                raise Conflict(f"analysis {request.analysis_id} is unknown")
+            self._state.analyses[request.analysis_id] = request
+
+    def get(self, analysis_id: str) -> AnalysisRequest | None:
+        """The request with ``analysis_id``, or None."""
+        with self._lock:
+            return self._state.analyses.get(analysis_id)
+
+
+class MemoryMiningPayoutRepository(_Repo):
+    """Mining payouts per payment hash."""
+
+    def add(self, payout: MiningPayout) -> None:
+        """Record one payout; Conflict if its payment_hash is already recorded."""
+        with self._lock:
+            if payout.payment_hash in self._state.mining_payouts:
+                raise Conflict(f"payout {payout.payment_hash} is already recorded")
+            self._state.mining_payouts[payout.payment_hash] = payout
+
+    def recent(self, limit: int = 100, miner_id: str | None = None) -> Sequence[MiningPayout]:
+        """Up to ``limit`` payouts (to one miner if given), newest first, then by hash."""
+        with self._lock:
+            chosen = [
+                p for p in self._state.mining_payouts.values()
+                if miner_id is None or p.miner_id == miner_id
+            ]
+            chosen.sort(key=lambda p: (-p.paid_at, p.payment_hash))
+            return chosen[:limit]
+
+
+def check_task_input(data: bytes) -> bytes:
+    """``data`` as immutable bytes; InvalidValue(``input``) beyond MAX_TASK_INPUT_BYTES."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InvalidValue("input", "must be bytes")
+    if len(data) > MAX_TASK_INPUT_BYTES:
+        raise InvalidValue("input", f"is longer than {MAX_TASK_INPUT_BYTES} bytes")
+    return bytes(data)
+
+
+class MemoryTaskInputRepository(_Repo):
+    """Task input bytes per submitted task id."""
+
+    def put(self, task_id: str, data: bytes) -> None:
+        """Store ``data`` for ``task_id``; same data again is a no-op, other data a Conflict."""
+        data = check_task_input(data)
+        with self._lock:
+            stored = self._state.task_inputs.get(task_id)
+            if stored is not None and stored != data:
+                raise Conflict(f"task {task_id} already has another input")
+            self._state.task_inputs[task_id] = data
+
+    def get(self, task_id: str) -> bytes | None:
+        """The input stored for ``task_id``, or None."""
+        with self._lock:
+            return self._state.task_inputs.get(task_id)
+
+    def delete(self, task_id: str) -> None:
+        """Forget the input of ``task_id`` (nothing happens if none is stored)."""
+        with self._lock:
+            self._state.task_inputs.pop(task_id, None)
+
+
 @attrs.define
 class MemoryRepositories:
     """Every in-memory repository over one shared state (the ``Repositories`` port)."""
@@ -512,6 +665,11 @@ class MemoryRepositories:
     proposals: MemoryProposalRepository
     shares: MemoryShareRepository
     api_keys: MemoryApiKeyRepository
+    releases: MemoryModelReleaseRepository
+    bounties: MemoryBountyRepository
+    analyses: MemoryAnalysisRepository
+    mining_payouts: MemoryMiningPayoutRepository
+    task_inputs: MemoryTaskInputRepository
     _state: _State
     _lock: threading.RLock
 
@@ -545,6 +703,11 @@ def memory_repositories() -> MemoryRepositories:
         proposals=MemoryProposalRepository(state, lock),
         shares=MemoryShareRepository(state, lock),
         api_keys=MemoryApiKeyRepository(state, lock),
+        releases=MemoryModelReleaseRepository(state, lock),
+        bounties=MemoryBountyRepository(state, lock),
+        analyses=MemoryAnalysisRepository(state, lock),
+        mining_payouts=MemoryMiningPayoutRepository(state, lock),
+        task_inputs=MemoryTaskInputRepository(state, lock),
         state=state,
         lock=lock,
     )

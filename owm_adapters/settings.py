@@ -31,6 +31,9 @@ class NodeSection:
     identity_key: str = "~/.owm/identity.key"
     health_port: int = 8080
     bandwidth_mbps: int = 100
+    heartbeat_interval_s: int = 60
+    model_cache_dir: str = ""
+    onion_address: str = ""
 
 
 @attrs.frozen
@@ -43,9 +46,26 @@ class CoordinatorLink:
 
 @attrs.frozen
 class NodeLightning:
-    """The node's own Lightning node, where rewards are paid (SRS-LN-02)."""
+    """The node's own Lightning node, where rewards are paid (SRS-LN-02), and the treasury
+    node its stake channel goes to (SRS-NODE-11)."""
 
     node_uri: str = ""
+    treasury_uri: str = ""
+
+
+@attrs.frozen
+class NodeTasks:
+    """How the node runs tasks (SRS-NODE-05): concurrency, limits, and its asking price."""
+
+    max_concurrent: int = 1
+    timeout_s: int = 600
+    memory_mb: int = 4096
+    gpu_memory_mb: int = 0
+    gpu_thread_percentage: int = 100
+    ask_msat: int = 1_000
+    types: list[str] = attrs.Factory(
+        lambda: ["fl_training", "gradient_aggregation", "inference"]
+    )
 
 
 @attrs.frozen
@@ -55,6 +75,7 @@ class NodeSettings:
     node: NodeSection = NodeSection()
     coordinator: CoordinatorLink = CoordinatorLink()
     lightning: NodeLightning = NodeLightning()
+    tasks: NodeTasks = NodeTasks()
 
 
 _converter = cattrs.Converter(forbid_extra_keys=True)
@@ -120,6 +141,12 @@ identity_key = "{identity_key}"
 health_port = 8080
 # Your uplink estimate in Mbit/s, published in the capability manifest (SRS-NODE-04).
 bandwidth_mbps = 100
+# Seconds between signed heartbeats + capability manifests (SRS-NODE-04).
+heartbeat_interval_s = 60
+# Verified model weights; empty means DATA_DIR/models. OWM_MODEL_CACHE_DIR overrides it.
+model_cache_dir = ""
+# Optional Tor v3 .onion address to register alongside the Lightning URI (SRS-NET-03).
+onion_address = ""
 
 [coordinator]
 # gRPC control plane of the coordinator (host:port).
@@ -131,4 +158,94 @@ url = "127.0.0.1:50051"
 [lightning]
 # Your Lightning node's URI, where rewards are paid: pubkey@host:port (SRS-LN-02).
 node_uri = ""
+# The treasury's Lightning node (pubkey@host:port, published by your coordinator). Your stake
+# is a channel from node_uri to this node; `owm-node start` prints the exact command (SRS-NODE-11).
+treasury_uri = ""
+
+[tasks]
+# Tasks run one at a time each in an isolated subprocess (SRS-NODE-05).
+max_concurrent = 1
+# Wall-clock limit per task, seconds; the task's process group is killed after it.
+timeout_s = 600
+# Address-space limit per task process, MiB.
+memory_mb = 4096
+# GPU memory per task and GPU through CUDA MPS, MiB; 0 means 90 % of each GPU's VRAM.
+gpu_memory_mb = 0
+# Share of each GPU's streaming multiprocessors a task may use (CUDA MPS), percent.
+gpu_thread_percentage = 100
+# Your price per task in millisatoshi; you are matched to tasks paying at least this.
+ask_msat = 1000
+# The built-in task types this node serves (SRS-NODE-07 validates each input before it runs).
+types = ["fl_training", "gradient_aggregation", "inference"]
 """
+
+
+# --- coordinator (`owm-coordinator serve --config coordinator.toml`) -------------------------
+
+
+@attrs.frozen
+class CoordinatorSection:
+    """Where the coordinator keeps its state and where it listens (SRS 4.10, SRS-COORD-06/08).
+
+    ``database_url`` empty means an SQLite file ``coordinator.sqlite`` under ``data_dir``;
+    production sets a ``postgresql+psycopg://`` URL. ``api_listen`` is the public HTTP API
+    (REST + SSE; empty: off), ``metrics_listen`` Prometheus (empty: off). ``onion_listen``
+    (empty: off) is the
+    local-only port the Tor hidden service forwards to (SRS-COORD-08); registrations arriving
+    there are rate-limited per node key instead of per IP (SRS-NET-07).
+    """
+
+    data_dir: str = "~/.owm/coordinator"
+    grpc_listen: str = "127.0.0.1:50051"
+    onion_listen: str = ""
+    api_listen: str = "127.0.0.1:8000"
+    metrics_listen: str = "127.0.0.1:9464"
+    database_url: str = ""
+    grace_period_s: int = 10
+
+
+@attrs.frozen
+class TasksSection:
+    """How tasks are verified and how long a node has to deliver (seed 003, data flow 3).
+
+    ``verification`` is ``"redundant"`` (each task runs on ``redundancy`` nodes, majority
+    wins) or ``"spot"`` (one node; a share of ``spot_rate_ppm`` per million is re-executed).
+    """
+
+    verification: str = "redundant"
+    redundancy: int = 3
+    spot_rate_ppm: int = 100_000
+    assignment_timeout_s: int = 600
+
+
+@attrs.frozen
+class CoordinatorLightning:
+    """The treasury's Lightning node, which stake channels are checked against (spec 4.12).
+
+    ``backend = "embedded"`` is the simulated ledger in ``data_dir/lightning.sqlite`` with a
+    node called ``treasury_alias``.
+    """
+
+    backend: str = "embedded"
+    treasury_alias: str = "treasury"
+
+
+@attrs.frozen
+class CoordinatorSettings:
+    """The whole ``coordinator.toml``."""
+
+    coordinator: CoordinatorSection = CoordinatorSection()
+    tasks: TasksSection = TasksSection()
+    lightning: CoordinatorLightning = CoordinatorLightning()
+
+
+def load_coordinator_settings(path: Path | None) -> CoordinatorSettings:
+    """Read a coordinator configuration; ``None`` means all defaults."""
+    settings = _load(path, CoordinatorSettings)
+    if settings.tasks.verification not in {"redundant", "spot"}:
+        raise ConfigError(f"{path}: tasks.verification: must be 'redundant' or 'spot'")
+    if settings.lightning.backend != "embedded":
+        raise ConfigError(
+            f"{path}: lightning.backend: only 'embedded' can be built from this file so far"
+        )
+    return settings

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from owm_adapters import keystore
+from owm_adapters.settings import ConfigError
+from owm_cli.api_keys import api_key
 from owm_cli.errors import OwmGroup
+from owm_core.ratelimit import Transport
+
+if TYPE_CHECKING:
+    from owm_adapters.coordinator_service import CoordinatorService
+    from owm_adapters.settings import CoordinatorSettings
+    from owm_server.http.serve import ApiServer
 
 
 @click.group(cls=OwmGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,6 +29,7 @@ def cli() -> None:
 
     \b
     First time:   owm-coordinator init     (the coordinator's signing key)
+    Run:          owm-coordinator serve [--config coordinator.toml]
     """
 
 
@@ -35,3 +48,90 @@ def init(key_path: Path) -> None:
     identity = keystore.create_identity(key_path.expanduser())
     click.echo(f"coordinator key {key_path} (mode 0600)")
     click.echo(f"public key      {identity.public_key_hex}")
+
+
+@cli.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="coordinator.toml; without it the embedded defaults are used (SQLite under "
+    "~/.owm/coordinator, embedded Lightning ledger, gRPC on 127.0.0.1:50051, HTTP API on "
+    "127.0.0.1:8000, metrics on 127.0.0.1:9464).",
+)
+def serve(config_path: Path | None) -> None:
+    """Serve the gRPC control plane, the HTTP API and the metrics until SIGTERM or Ctrl-C.
+
+    Shutdown is graceful: new requests are refused, task streams end, in-flight requests
+    finish, pending heartbeats are written, then the process exits 0.
+    """
+    from owm_adapters.bootstrap import build_coordinator
+    from owm_adapters.settings import load_coordinator_settings
+    from owm_server.grpc.server import CoordinatorServer
+    from owm_server.metrics import CoordinatorMetrics
+
+    settings = load_coordinator_settings(config_path)
+    section = settings.coordinator
+    service = build_coordinator(settings)
+    metrics = CoordinatorMetrics()
+    metrics.bind(service)
+    server = CoordinatorServer(service, section.grpc_listen, onion_listen=section.onion_listen)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    server.start()
+    api = None
+    try:
+        api = _start_api(service, settings) if section.api_listen else None
+        metrics_port = metrics.serve(section.metrics_listen) if section.metrics_listen else None
+        host = section.grpc_listen.rpartition(":")[0]
+        click.echo(f"gRPC control plane  {host}:{server.port}")
+        if section.onion_listen:
+            onion_host = section.onion_listen.rpartition(":")[0]
+            click.echo(f"onion endpoint      {onion_host}:{server.ports[Transport.ONION]}")
+        if api is not None:
+            api_host = section.api_listen.rpartition(":")[0]
+            click.echo(f"HTTP API            http://{api_host}:{api.port}/v1")
+        if metrics_port is not None:
+            metrics_host = section.metrics_listen.rpartition(":")[0]
+            click.echo(f"metrics             http://{metrics_host}:{metrics_port}/metrics")
+        click.echo("ready; SIGTERM or Ctrl-C stops gracefully")
+        sys.stdout.flush()
+        stop.wait()
+        click.echo("stopping: refusing new requests, finishing in-flight ones, flushing heartbeats")
+    finally:
+        if api is not None:
+            api.stop(section.grace_period_s)
+        server.stop(section.grace_period_s)
+        metrics.close()
+        service.repositories.close()
+    click.echo("stopped")
+
+
+def _start_api(service: CoordinatorService, settings: CoordinatorSettings) -> ApiServer:
+    """Serve the public HTTP API over the same coordinator (one store, one Lightning node)."""
+    from owm_adapters.bootstrap import data_dir_of
+    from owm_server.http.serve import api_server_for
+
+    section = settings.coordinator
+    try:
+        api = api_server_for(
+            service, section.api_listen, data_dir=data_dir_of(settings),
+            grace_s=section.grace_period_s,
+        )
+        api.start()
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(f"coordinator.api_listen: {exc}") from None
+    return api
+
+
+cli.add_command(api_key)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,8 +1,9 @@
 """Signed envelopes: the canonical, replay-protected messages nodes and maintainers send.
 
 This module owns the wire form of every signed statement in the control plane: capability
-manifests, heartbeats, task proofs and maintainer acknowledgements (SRS-SEC-01, SRS-SEC-03,
-SRS-SEC-14), their typed bodies, and the replay guard that refuses stale or repeated ones.
+manifests, heartbeats, task proofs, task rejections and maintainer acknowledgements
+(SRS-SEC-01, SRS-SEC-03, SRS-SEC-14, SRS-NODE-07), their typed bodies, and the replay guard
+that refuses stale or repeated ones.
 
 Canonical encoding (version 1)
 ------------------------------
@@ -85,6 +86,7 @@ class EnvelopeKind(enum.Enum):
     HEARTBEAT = "heartbeat"
     TASK_PROOF = "task_proof"
     MAINTAINER_ACK = "maintainer_ack"
+    TASK_REJECTION = "task_rejection"
 
 
 # --- canonical encoding -------------------------------------------------------------------
@@ -479,13 +481,44 @@ class MaintainerAcknowledgement:
         return result
 
 
-Body = CapabilityManifest | Heartbeat | TaskProof | MaintainerAcknowledgement
+MAX_REJECTION_FIELD_CHARS = 200
+MAX_REJECTION_REASON_CHARS = 1_000
+
+
+@attrs.frozen
+class TaskRejection:
+    """A node's refusal of an assigned task whose input failed validation (SRS-NODE-07).
+
+    ``field`` names the offending field (as :class:`InvalidValue` does, e.g. ``input.prompt``)
+    and ``reason`` says what is wrong with it; the coordinator records both and reassigns the
+    task at once to another node.
+    """
+
+    KIND: ClassVar[EnvelopeKind] = EnvelopeKind.TASK_REJECTION
+
+    task_id: str = attrs.field(validator=fields.matches(_TASK_ID_RE, "a task id ([A-Za-z0-9._:-])"))
+    field: str = attrs.field(validator=fields.text(max_len=MAX_REJECTION_FIELD_CHARS))
+    reason: str = attrs.field(validator=fields.text(max_len=MAX_REJECTION_REASON_CHARS))
+
+    def to_body(self) -> dict[str, Any]:
+        """The rejection as a canonical dict."""
+        return {"field": self.field, "reason": self.reason, "task_id": self.task_id}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> TaskRejection:
+        """Read a rejection from a body dict; unknown or missing fields are refused."""
+        result: TaskRejection = _from_body(cls, body, ("task_id", "field", "reason"))
+        return result
+
+
+Body = CapabilityManifest | Heartbeat | TaskProof | MaintainerAcknowledgement | TaskRejection
 
 _BODY_TYPES: dict[EnvelopeKind, Any] = {
     EnvelopeKind.CAPABILITY_MANIFEST: CapabilityManifest,
     EnvelopeKind.HEARTBEAT: Heartbeat,
     EnvelopeKind.TASK_PROOF: TaskProof,
     EnvelopeKind.MAINTAINER_ACK: MaintainerAcknowledgement,
+    EnvelopeKind.TASK_REJECTION: TaskRejection,
 }
 
 

@@ -23,23 +23,27 @@ from fractions import Fraction
 from typing import Any
 
 import attrs
-from sqlalchemy import Connection, Engine, Row, Table, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Row, Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, IntegrityError
 
-from owm_adapters.memory import check_chain, manifest_of, merge_payment, proof_of
+from owm_adapters.memory import check_chain, check_task_input, manifest_of, merge_payment, proof_of
 from owm_adapters.sql import tables as t
 from owm_adapters.sql.engine import WRITE
 from owm_core.apikeys import ApiKey, Plan
+from owm_core.contributions import AnalysisRequest, AnalysisState, Bounty, BountyStatus
 from owm_core.envelopes import Envelope, from_bytes, to_bytes
 from owm_core.errors import Conflict, InvalidValue
 from owm_core.governance import Comment, Proposal, ProposalStatus, ProposalType
 from owm_core.market import Task, TaskRequest, TaskState
 from owm_core.mining import AcceptedShare
 from owm_core.payments import AttemptOutcome, PaymentAttempt, PaymentState, RewardPayment
+from owm_core.pool import MiningPayout
 from owm_core.ports.repositories import Repositories
+from owm_core.provenance import ModelVersion, ProofStatus
 from owm_core.registry import LnNodeUri, Node
+from owm_core.releases import ModelRelease
 from owm_core.slashing import SlashingLogEntry, SlashingReason
 from owm_core.stake import Stake, StakeChannel, StakeStatus
 from owm_core.tiers import Tier
@@ -214,17 +218,16 @@ class SqlNodeRepository(_SqlRepo):
         """Batch-move ``last_heartbeat`` forward (node_id → at; never backwards); count updated."""
         if not seen:
             return 0
-        moved = 0
         c = t.nodes.c
+        statement = (
+            update(t.nodes)
+            .where(c.node_id == bindparam("hb_node"), c.last_heartbeat < bindparam("hb_at"))
+            .values(last_heartbeat=bindparam("hb_at"))
+        )
+        rows = [{"hb_node": node_id, "hb_at": at} for node_id, at in sorted(seen.items())]
         with self._db.tx(write=True) as conn:
-            for node_id, at in sorted(seen.items()):
-                done = conn.execute(
-                    update(t.nodes)
-                    .where(c.node_id == node_id, c.last_heartbeat < at)
-                    .values(last_heartbeat=at)
-                )
-                moved += done.rowcount
-        return moved
+            # One executemany round trip instead of a statement per node (SRS-PERF-04).
+            return conn.execute(statement, rows).rowcount
 
 
 # --------------------------------------------------------------------------- manifests
@@ -657,6 +660,18 @@ class SqlPaymentRepository(_SqlRepo):
         with self._db.tx(write=True) as conn:
             conn.execute(insert(t.payment_attempts).values(_attempt_row(attempt)))
 
+    def for_node(self, node_id: str, limit: int = 100) -> Sequence[RewardPayment]:
+        """Up to ``limit`` payments owed or paid to ``node_id``, newest first (SRS-LN-10)."""
+        c = t.payments.c
+        query = (
+            select(t.payments)
+            .where(c.node_id == node_id)
+            .order_by(c.created_at.desc(), c.seq.desc())
+            .limit(limit)
+        )
+        with self._db.tx() as conn:
+            return [_row_payment(r) for r in conn.execute(query).all()]
+
     def attempts(self, payment_hash: str) -> Sequence[PaymentAttempt]:
         """The log lines of one payment, in the order they were logged."""
         c = t.payment_attempts.c
@@ -983,6 +998,271 @@ class SqlApiKeyRepository(_SqlRepo):
             return [_row_api_key(r) for r in conn.execute(query).all()]
 
 
+# --------------------------------------------------------------------------- model releases
+
+
+def _release_row(r: ModelRelease) -> dict[str, Any]:
+    return {
+        "release_id": r.release_id,
+        "version": r.version.version,
+        "sub_model": r.version.sub_model,
+        "digest": r.version.digest,
+        "parent": r.version.parent,
+        "created_at": _int64("created_at", r.version.created_at),
+        "proof_status": r.proof_status.value,
+        "checked_at": _int64("checked_at", r.checked_at),
+        "ots_proof": r.ots_proof,
+    }
+
+
+def _row_release(row: Row[Any]) -> ModelRelease:
+    m = row._mapping
+    version = ModelVersion(
+        version=m["version"],
+        sub_model=m["sub_model"],
+        digest=m["digest"],
+        created_at=m["created_at"],
+        parent=m["parent"],
+    )
+    proof = m["ots_proof"]
+    return ModelRelease(
+        version=version,
+        proof_status=ProofStatus(m["proof_status"]),
+        checked_at=m["checked_at"],
+        ots_proof=None if proof is None else bytes(proof),
+    )
+
+
+class SqlModelReleaseRepository(_SqlRepo):
+    """Published model releases in ``model_releases``."""
+
+    def add(self, release: ModelRelease) -> None:
+        """Store a new release; Conflict if its release_id (sub_model@version) exists."""
+        with self._db.tx(write=True) as conn:
+            conn.execute(insert(t.model_releases).values(_release_row(release)))
+
+    def save(self, release: ModelRelease) -> None:
+        """Replace a release's proof and status (upgrade, verification); Conflict if unknown."""
+        c = t.model_releases.c
+        row = _release_row(release)
+        with self._db.tx(write=True) as conn:
+            done = conn.execute(
+                update(t.model_releases)
+                .where(c.release_id == release.release_id, c.digest == release.version.digest)
+                .values(row)
+            )
+        if done.rowcount == 0:
+            raise Conflict(f"model release {release.release_id} is unknown or has another digest")
+
+    def get(self, release_id: str) -> ModelRelease | None:
+        """The release with ``release_id``, or None."""
+        query = select(t.model_releases).where(t.model_releases.c.release_id == release_id)
+        with self._db.tx() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _row_release(row)
+
+    def list(self) -> Sequence[ModelRelease]:
+        """Every release, newest ``created_at`` first, then by release_id."""
+        c = t.model_releases.c
+        query = select(t.model_releases).order_by(c.created_at.desc(), c.release_id)
+        with self._db.tx() as conn:
+            return [_row_release(r) for r in conn.execute(query).all()]
+
+
+# --------------------------------------------------------------------------- GitHub
+
+
+def _bounty_row(b: Bounty) -> dict[str, Any]:
+    return {
+        "bounty_id": b.bounty_id,
+        "repository": b.repository,
+        "issue_number": b.issue_number,
+        "title": b.title,
+        "amount_sat": _int64("amount_sat", b.amount_sat),
+        "created_by": b.created_by,
+        "created_at": _int64("created_at", b.created_at),
+        "status": b.status.value,
+    }
+
+
+def _row_bounty(row: Row[Any]) -> Bounty:
+    m = row._mapping
+    return Bounty(
+        bounty_id=m["bounty_id"],
+        repository=m["repository"],
+        issue_number=m["issue_number"],
+        title=m["title"],
+        amount_sat=m["amount_sat"],
+        created_by=m["created_by"],
+        created_at=m["created_at"],
+        status=BountyStatus(m["status"]),
+    )
+
+
+class SqlBountyRepository(_SqlRepo):
+    """GitHub bounties in ``bounties``."""
+
+    def add(self, bounty: Bounty) -> None:
+        """Store a new bounty; Conflict if its bounty_id exists."""
+        with self._db.tx(write=True) as conn:
+            conn.execute(insert(t.bounties).values(_bounty_row(bounty)))
+
+    def save(self, bounty: Bounty) -> None:
+        """Replace a stored bounty (its status); Conflict if unknown."""
+        c = t.bounties.c
+        with self._db.tx(write=True) as conn:
+            done = conn.execute(
+                update(t.bounties)
+                .where(c.bounty_id == bounty.bounty_id)
+                .values(_bounty_row(bounty))
+            )
+        if done.rowcount == 0:
+            raise Conflict(f"bounty {bounty.bounty_id} is unknown")
+
+    def get(self, bounty_id: str) -> Bounty | None:
+        """The bounty with ``bounty_id``, or None."""
+        with self._db.tx() as conn:
+            query = select(t.bounties).where(t.bounties.c.bounty_id == bounty_id)
+            row = conn.execute(query).first()
+        return None if row is None else _row_bounty(row)
+
+    def list(self, status: BountyStatus | None = None, limit: int = 100) -> Sequence[Bounty]:
+        """Up to ``limit`` bounties (of ``status`` if given), newest first, then by id."""
+        c = t.bounties.c
+        query = select(t.bounties).order_by(c.created_at.desc(), c.bounty_id).limit(limit)
+        if status is not None:
+            query = query.where(c.status == status.value)
+        with self._db.tx() as conn:
+            return [_row_bounty(r) for r in conn.execute(query).all()]
+
+
+def _analysis_row(a: AnalysisRequest) -> dict[str, Any]:
+    return {
+        "analysis_id": a.analysis_id,
+        "repository": a.repository,
+        "requested_by": a.requested_by,
+        "requested_at": _int64("requested_at", a.requested_at),
+        "state": a.state.value,
+        "updated_at": None if a.updated_at is None else _int64("updated_at", a.updated_at),
+        "result": a.result,
+    }
+
+
+def _row_analysis(row: Row[Any]) -> AnalysisRequest:
+    m = row._mapping
+    return AnalysisRequest(
+        analysis_id=m["analysis_id"],
+        repository=m["repository"],
+        requested_by=m["requested_by"],
+        requested_at=m["requested_at"],
+        state=AnalysisState(m["state"]),
+        updated_at=m["updated_at"],
+        result=m["result"],
+    )
+
+
+class SqlAnalysisRepository(_SqlRepo):
+    """Repository analysis requests in ``analyses``."""
+
+    def add(self, request: AnalysisRequest) -> None:
+        """Store a new request; Conflict if its analysis_id exists."""
+        with self._db.tx(write=True) as conn:
+            conn.execute(insert(t.analyses).values(_analysis_row(request)))
+
+    def save(self, request: AnalysisRequest) -> None:
+        """Replace a stored request (state, result); Conflict if unknown."""
+        c = t.analyses.c
+        with self._db.tx(write=True) as conn:
+            done = conn.execute(
+                update(t.analyses)
+                .where(c.analysis_id == request.analysis_id)
+                .values(_analysis_row(request))
+            )
+        if done.rowcount == 0:
+            raise Conflict(f"analysis {request.analysis_id} is unknown")
+
+    def get(self, analysis_id: str) -> AnalysisRequest | None:
+        """The request with ``analysis_id``, or None."""
+        query = select(t.analyses).where(t.analyses.c.analysis_id == analysis_id)
+        with self._db.tx() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _row_analysis(row)
+
+
+# --------------------------------------------------------------------------- mining payouts
+
+
+def _row_payout(row: Row[Any]) -> MiningPayout:
+    m = row._mapping
+    return MiningPayout(
+        paid_at=m["paid_at"],
+        amount_sat=m["amount_sat"],
+        payment_hash=m["payment_hash"],
+        miner_id=m["miner_id"],
+    )
+
+
+class SqlMiningPayoutRepository(_SqlRepo):
+    """Mining payouts in ``mining_payouts``."""
+
+    def add(self, payout: MiningPayout) -> None:
+        """Record one payout; Conflict if its payment_hash is already recorded."""
+        row = {
+            "payment_hash": payout.payment_hash,
+            "paid_at": _int64("paid_at", payout.paid_at),
+            "amount_sat": _int64("amount_sat", payout.amount_sat),
+            "miner_id": payout.miner_id,
+        }
+        with self._db.tx(write=True) as conn:
+            conn.execute(insert(t.mining_payouts).values(row))
+
+    def recent(self, limit: int = 100, miner_id: str | None = None) -> Sequence[MiningPayout]:
+        """Up to ``limit`` payouts (to one miner if given), newest first, then by hash."""
+        c = t.mining_payouts.c
+        query = select(t.mining_payouts).order_by(c.paid_at.desc(), c.payment_hash).limit(limit)
+        if miner_id is not None:
+            query = query.where(c.miner_id == miner_id)
+        with self._db.tx() as conn:
+            return [_row_payout(r) for r in conn.execute(query).all()]
+
+
+# --------------------------------------------------------------------------- task inputs
+
+
+class SqlTaskInputRepository(_SqlRepo):
+    """Task input bytes in ``task_inputs``."""
+
+    def put(self, task_id: str, data: bytes) -> None:
+        """Store ``data`` for ``task_id``; same data again is a no-op, other data a Conflict."""
+        data = check_task_input(data)
+        c = t.task_inputs.c
+        with self._db.tx(write=True) as conn:
+            dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            statement = (
+                dialect_insert(t.task_inputs)
+                .values(task_id=task_id, data=data)
+                .on_conflict_do_nothing(index_elements=[c.task_id])
+                .returning(c.task_id)
+            )
+            if conn.execute(statement).first() is not None:
+                return
+            stored = conn.execute(select(c.data).where(c.task_id == task_id)).scalar()
+        if stored is None or bytes(stored) != data:
+            raise Conflict(f"task {task_id} already has another input")
+
+    def get(self, task_id: str) -> bytes | None:
+        """The input stored for ``task_id``, or None."""
+        c = t.task_inputs.c
+        with self._db.tx() as conn:
+            stored = conn.execute(select(c.data).where(c.task_id == task_id)).scalar()
+        return None if stored is None else bytes(stored)
+
+    def delete(self, task_id: str) -> None:
+        """Forget the input of ``task_id`` (nothing happens if none is stored)."""
+        with self._db.tx(write=True) as conn:
+            conn.execute(delete(t.task_inputs).where(t.task_inputs.c.task_id == task_id))
+
+
 # --------------------------------------------------------------------------- the bundle
 
 
@@ -1000,6 +1280,11 @@ class SqlRepositories:
     proposals: SqlProposalRepository
     shares: SqlShareRepository
     api_keys: SqlApiKeyRepository
+    releases: SqlModelReleaseRepository
+    bounties: SqlBountyRepository
+    analyses: SqlAnalysisRepository
+    mining_payouts: SqlMiningPayoutRepository
+    task_inputs: SqlTaskInputRepository
     database: Database
 
     @contextmanager
@@ -1027,6 +1312,11 @@ def sql_repositories(engine: Engine) -> SqlRepositories:
         proposals=SqlProposalRepository(db),
         shares=SqlShareRepository(db),
         api_keys=SqlApiKeyRepository(db),
+        releases=SqlModelReleaseRepository(db),
+        bounties=SqlBountyRepository(db),
+        analyses=SqlAnalysisRepository(db),
+        mining_payouts=SqlMiningPayoutRepository(db),
+        task_inputs=SqlTaskInputRepository(db),
         database=db,
     )
 

@@ -169,6 +169,7 @@ payments = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     Index(None, "state", "created_at", "seq"),
+    Index(None, "node_id", "created_at"),
 )
 
 payment_attempts = Table(
@@ -265,4 +266,65 @@ api_keys = Table(
     Column("plan", String(16), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("revoked", Boolean, nullable=False),
+)
+
+# -- the public API's records (migration 0002) ---------------------------------------------
+
+model_releases = Table(
+    "model_releases",
+    metadata,
+    Column("release_id", String(130), primary_key=True),
+    Column("version", String(64), nullable=False),
+    Column("sub_model", String(64), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("parent", String(64), nullable=True),
+    Column("created_at", BigInteger, nullable=False, index=True),
+    Column("proof_status", String(16), nullable=False),
+    Column("checked_at", BigInteger, nullable=False),
+    Column("ots_proof", LargeBinary, nullable=True),
+)
+
+bounties = Table(
+    "bounties",
+    metadata,
+    Column("bounty_id", String(64), primary_key=True),
+    Column("repository", String(140), nullable=False),
+    Column("issue_number", BigInteger, nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("amount_sat", BigInteger, nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Index(None, "status", "created_at"),
+)
+
+analyses = Table(
+    "analyses",
+    metadata,
+    Column("analysis_id", String(64), primary_key=True),
+    Column("repository", String(140), nullable=False),
+    Column("requested_by", String(256), nullable=False),
+    Column("requested_at", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("updated_at", BigInteger, nullable=True),
+    Column("result", Text, nullable=True),
+)
+
+mining_payouts = Table(
+    "mining_payouts",
+    metadata,
+    Column("payment_hash", String(64), primary_key=True),
+    Column("paid_at", BigInteger, nullable=False, index=True),
+    Column("amount_sat", BigInteger, nullable=False),
+    Column("miner_id", String(256), nullable=True),
+    Index(None, "miner_id", "paid_at"),
+)
+
+# -- task inputs, durable across coordinator restarts (migration 0003) -----------------------
+
+task_inputs = Table(
+    "task_inputs",
+    metadata,
+    Column("task_id", String(128), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
 )

@@ -3,8 +3,10 @@
 What the coordinator and the pool keep (SRS-COORD-01/05, SRS-LN-05, SRS-STAKE-06,
 SRS-POOL-11, SRS-GOV-01, SRS-API-02): nodes, their signed capability manifests, stakes, tasks,
 task proofs, reward payments and their log, the slashing log, governance proposals, mining
-shares and API keys. Records are the domain's own values (``owm_core.registry.Node``,
-``owm_core.market.Task``, ``owm_core.envelopes.Envelope``, …); how they become rows is each
+shares, API keys, and for the public API (SRS 4.8) published model releases with their OTS
+proofs, GitHub bounties, repository analysis requests and mining payouts. Records are the
+domain's own values (``owm_core.registry.Node``, ``owm_core.market.Task``,
+``owm_core.envelopes.Envelope``, …); how they become rows is each
 adapter's business.
 
 Semantics every adapter keeps (``tests/adapters/test_repositories_contract.py`` checks them
@@ -29,12 +31,15 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from owm_core.apikeys import ApiKey
+from owm_core.contributions import AnalysisRequest, Bounty, BountyStatus
 from owm_core.envelopes import Envelope
 from owm_core.governance import Proposal, ProposalStatus
 from owm_core.market import Task, TaskState
 from owm_core.mining import AcceptedShare
 from owm_core.payments import PaymentAttempt, PaymentState, RewardPayment
+from owm_core.pool import MiningPayout
 from owm_core.registry import Node
+from owm_core.releases import ModelRelease
 from owm_core.slashing import SlashingLogEntry
 from owm_core.stake import Stake
 from owm_core.tiers import Tier
@@ -192,6 +197,10 @@ class PaymentRepository(Protocol):
         """The log lines of one payment, in the order they were logged."""
         ...
 
+    def for_node(self, node_id: str, limit: int = 100) -> Sequence[RewardPayment]:
+        """Up to ``limit`` payments owed or paid to ``node_id``, newest first (SRS-LN-10)."""
+        ...
+
 
 class SlashingLogRepository(Protocol):
     """The public, append-only, hash-chained slashing log (SRS-STAKE-06, SRS-LN-13).
@@ -277,6 +286,99 @@ class ApiKeyRepository(Protocol):
         ...
 
 
+class ModelReleaseRepository(Protocol):
+    """Published model versions with their OTS proofs (SRS-NODE-10, GET /v1/model/versions)."""
+
+    def add(self, release: ModelRelease) -> None:
+        """Store a new release; Conflict if its release_id (sub_model@version) exists."""
+        ...
+
+    def save(self, release: ModelRelease) -> None:
+        """Replace a release's proof and status (upgrade, verification); Conflict if unknown."""
+        ...
+
+    def get(self, release_id: str) -> ModelRelease | None:
+        """The release with ``release_id``, or None."""
+        ...
+
+    def list(self) -> Sequence[ModelRelease]:
+        """Every release, newest ``created_at`` first, then by release_id."""
+        ...
+
+
+class BountyRepository(Protocol):
+    """GitHub bounties (seed 000/001, GET/POST /v1/github/bounties)."""
+
+    def add(self, bounty: Bounty) -> None:
+        """Store a new bounty; Conflict if its bounty_id exists."""
+        ...
+
+    def save(self, bounty: Bounty) -> None:
+        """Replace a stored bounty (its status); Conflict if unknown."""
+        ...
+
+    def get(self, bounty_id: str) -> Bounty | None:
+        """The bounty with ``bounty_id``, or None."""
+        ...
+
+    def list(self, status: BountyStatus | None = None, limit: int = 100) -> Sequence[Bounty]:
+        """Up to ``limit`` bounties (of ``status`` if given), newest first, then by id."""
+        ...
+
+
+class AnalysisRepository(Protocol):
+    """Repository analysis requests (POST /v1/github/analyze) and their outcomes."""
+
+    def add(self, request: AnalysisRequest) -> None:
+        """Store a new request; Conflict if its analysis_id exists."""
+        ...
+
+    def save(self, request: AnalysisRequest) -> None:
+        """Replace a stored request (state, result); Conflict if unknown."""
+        ...
+
+    def get(self, analysis_id: str) -> AnalysisRequest | None:
+        """The request with ``analysis_id``, or None."""
+        ...
+
+
+class MiningPayoutRepository(Protocol):
+    """Lightning payouts the pool made to miners and the treasury (SRS-POOL-07/08/10)."""
+
+    def add(self, payout: MiningPayout) -> None:
+        """Record one payout; Conflict if its payment_hash is already recorded."""
+        ...
+
+    def recent(self, limit: int = 100, miner_id: str | None = None) -> Sequence[MiningPayout]:
+        """Up to ``limit`` payouts (to one miner if given), newest first, then by hash."""
+        ...
+
+
+MAX_TASK_INPUT_BYTES = 16 * 1024 * 1024
+"""The largest task input a store keeps (16 MiB); larger ones are InvalidValue(``input``)."""
+
+
+class TaskInputRepository(Protocol):
+    """Each submitted task's input bytes, keyed by the submitted task_id (not per replica).
+
+    Kept so that a task re-pushed after a coordinator restart still reaches its node with its
+    input; deleted once the task's replicas are settled or forfeited. Data longer than
+    :data:`MAX_TASK_INPUT_BYTES` is refused with InvalidValue(``input``).
+    """
+
+    def put(self, task_id: str, data: bytes) -> None:
+        """Store ``data`` for ``task_id``; same data again is a no-op, other data a Conflict."""
+        ...
+
+    def get(self, task_id: str) -> bytes | None:
+        """The input stored for ``task_id``, or None."""
+        ...
+
+    def delete(self, task_id: str) -> None:
+        """Forget the input of ``task_id`` (nothing happens if none is stored)."""
+        ...
+
+
 class Repositories(Protocol):
     """Every repository of one store, and the store's transaction boundary.
 
@@ -332,6 +434,31 @@ class Repositories(Protocol):
     @property
     def api_keys(self) -> ApiKeyRepository:
         """The api keys repository."""
+        ...
+
+    @property
+    def releases(self) -> ModelReleaseRepository:
+        """The model releases repository."""
+        ...
+
+    @property
+    def bounties(self) -> BountyRepository:
+        """The GitHub bounties repository."""
+        ...
+
+    @property
+    def analyses(self) -> AnalysisRepository:
+        """The repository analysis requests repository."""
+        ...
+
+    @property
+    def mining_payouts(self) -> MiningPayoutRepository:
+        """The mining payouts repository."""
+        ...
+
+    @property
+    def task_inputs(self) -> TaskInputRepository:
+        """The task inputs repository."""
         ...
 
     def atomic(self) -> AbstractContextManager[None]:

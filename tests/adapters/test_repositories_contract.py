@@ -11,6 +11,7 @@ to edit the slashing log; values never being spliced into SQL text, SRS-SEC-06).
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import shutil
 import threading
@@ -30,6 +31,14 @@ from owm_adapters.sql import open_repositories, upgrade
 from owm_adapters.sql.repositories import SqlRepositories
 from owm_core import market
 from owm_core.apikeys import ApiKey, Plan, secret_sha256
+from owm_core.contributions import (
+    AnalysisState,
+    Bounty,
+    BountyStatus,
+    advance_analysis,
+    open_bounty,
+    request_analysis,
+)
 from owm_core.envelopes import (
     CapabilityManifest,
     Envelope,
@@ -65,8 +74,11 @@ from owm_core.payments import (
     start_attempt,
     succeed,
 )
-from owm_core.ports.repositories import Repositories
+from owm_core.pool import MiningPayout
+from owm_core.ports.repositories import MAX_TASK_INPUT_BYTES, Repositories
+from owm_core.provenance import ModelVersion, ProofStatus
 from owm_core.registry import LnNodeUri, Node
+from owm_core.releases import ModelRelease
 from owm_core.slashing import (
     SlashingDecision,
     SlashingLogEntry,
@@ -757,6 +769,183 @@ def test_a_revoked_key_stays_revoked_and_keys_list_oldest_first(repos: Repositor
     assert repos.api_keys.revoke("key-z") is False
     assert repos.api_keys.for_owner("acme") == [earlier, later.revoke()]
     assert not repos.api_keys.get("key-b").accepts("b")  # type: ignore[union-attr]
+
+
+# --------------------------------------------------------------------------- earnings history
+
+
+def test_a_nodes_payments_are_listed_newest_first_and_only_its_own(repos: Repositories) -> None:
+    first = a_payment(1, node_id="node-x", created_at=T0, updated_at=T0)
+    second = a_payment(2, node_id="node-x", created_at=T0 + 5, updated_at=T0 + 5)
+    repos.payments.upsert(first)
+    repos.payments.upsert(a_payment(3, node_id="node-y"))
+    repos.payments.upsert(second)
+    assert repos.payments.for_node("node-x") == [second, first]
+    assert repos.payments.for_node("node-x", limit=1) == [second]
+    assert repos.payments.for_node("nobody") == []
+
+
+# --------------------------------------------------------------------------- model releases
+
+
+def a_release(
+    version: str, at: int, status: ProofStatus = ProofStatus.PENDING, sub_model: str = "owm-geo"
+) -> ModelRelease:
+    digest = hashlib.sha256(f"{sub_model}@{version}".encode()).hexdigest()
+    proof = None if status is ProofStatus.NONE else b"\x00OpenTimestamps\x00" + HOSTILE.encode()
+    return ModelRelease(ModelVersion(version, sub_model, digest, at), status, at, proof)
+
+
+def test_a_release_round_trips_with_its_proof_bytes_and_status(repos: Repositories) -> None:
+    release = a_release("owm-v0.4.2", T0)
+    repos.releases.add(release)
+    assert repos.releases.get("owm-geo@owm-v0.4.2") == release
+    assert repos.releases.get("owm-geo@owm-v9.9.9") is None
+    confirmed = attrs.evolve(release, proof_status=ProofStatus.CONFIRMED, checked_at=T0 + DAY)
+    repos.releases.save(confirmed)
+    assert repos.releases.get(release.release_id) == confirmed
+    with pytest.raises(Conflict):
+        repos.releases.add(release)
+    with pytest.raises(Conflict):
+        repos.releases.save(a_release("owm-v0.0.1", T0))
+
+
+def test_a_release_cannot_be_saved_with_another_digest(repos: Repositories) -> None:
+    release = a_release("owm-v0.4.2", T0)
+    repos.releases.add(release)
+    forged = attrs.evolve(release, version=attrs.evolve(release.version, digest="ee" * 32))
+    with pytest.raises(Conflict):
+        repos.releases.save(forged)
+    assert repos.releases.get(release.release_id) == release
+
+
+def test_releases_are_listed_newest_first_then_by_id(repos: Repositories) -> None:
+    old = a_release("owm-v0.1.0", T0, ProofStatus.NONE)
+    new_b = a_release("owm-v0.2.0", T0 + 10, sub_model="owm-b")
+    new_a = a_release("owm-v0.2.0", T0 + 10, sub_model="owm-a")
+    for release in (new_b, old, new_a):
+        repos.releases.add(release)
+    assert repos.releases.list() == [new_a, new_b, old]
+
+
+# --------------------------------------------------------------------------- GitHub
+
+
+def a_bounty(i: int, at: int = T0, **changes: Any) -> Bounty:
+    bounty = open_bounty(
+        bounty_id=f"bnt-{i}",
+        repository="owm-network/owm",
+        issue_number=i,
+        title=f"fix #{i}: {HOSTILE}"[:200],
+        amount_sat=10_000 * i,
+        created_by="acme",
+        now=at,
+    )
+    return attrs.evolve(bounty, **changes)
+
+
+def test_bounties_round_trip_and_list_newest_first_by_status(repos: Repositories) -> None:
+    one, two, three = a_bounty(1), a_bounty(2, at=T0 + 5), a_bounty(3, at=T0 + 5)
+    for bounty in (one, three, two):
+        repos.bounties.add(bounty)
+    assert repos.bounties.get("bnt-1") == one and repos.bounties.get("bnt-9") is None
+    paid = attrs.evolve(two, status=BountyStatus.PAID)
+    repos.bounties.save(paid)
+    assert repos.bounties.list() == [paid, three, one]
+    assert repos.bounties.list(BountyStatus.OPEN) == [three, one]
+    assert repos.bounties.list(BountyStatus.OPEN, limit=1) == [three]
+    with pytest.raises(Conflict):
+        repos.bounties.add(one)
+    with pytest.raises(Conflict):
+        repos.bounties.save(a_bounty(9))
+
+
+def test_an_analysis_request_round_trips_and_moves_forward(repos: Repositories) -> None:
+    queued = request_analysis(
+        analysis_id="ana-1", repository="owm-network/owm", requested_by="acme", now=T0
+    )
+    repos.analyses.add(queued)
+    assert repos.analyses.get("ana-1") == queued
+    assert repos.analyses.get("ana-2") is None
+    done = advance_analysis(
+        advance_analysis(queued, AnalysisState.RUNNING, T0 + 1), AnalysisState.DONE, T0 + 2, HOSTILE
+    )
+    repos.analyses.save(done)
+    assert repos.analyses.get("ana-1") == done
+    with pytest.raises(Conflict):
+        repos.analyses.add(queued)
+    with pytest.raises(Conflict):
+        repos.analyses.save(attrs.evolve(queued, analysis_id="ana-3"))
+
+
+# --------------------------------------------------------------------------- mining payouts
+
+
+def test_payouts_are_recorded_once_and_listed_newest_first(repos: Repositories) -> None:
+    a = MiningPayout(T0, 12_000, "aa" * 32, "miner-a")
+    b = MiningPayout(T0 + 60, 3_000, "bb" * 32, None)
+    c = MiningPayout(T0 + 60, 11_000, "cc" * 32, "miner-b")
+    for payout in (a, c, b):
+        repos.mining_payouts.add(payout)
+    assert repos.mining_payouts.recent() == [b, c, a]
+    assert repos.mining_payouts.recent(limit=1) == [b]
+    assert repos.mining_payouts.recent(miner_id="miner-a") == [a]
+    with pytest.raises(Conflict):
+        repos.mining_payouts.add(a)
+
+
+# --------------------------------------------------------------------------- task inputs
+
+BINARY_INPUT = b"\x00prompt\x00\xff\xfe" + bytes(range(256)) + b"\x00"
+
+
+def test_a_task_input_is_durable_as_soon_as_put_returns_byte_for_byte(backend: Backend) -> None:
+    backend.repos.task_inputs.put("task-1", BINARY_INPUT)
+    backend.repos.task_inputs.put("task-2", b"")
+    other = backend.reopen()
+    assert other.task_inputs.get("task-1") == BINARY_INPUT
+    assert other.task_inputs.get("task-2") == b""
+
+
+def test_putting_the_same_input_again_is_a_no_op_and_other_input_a_conflict(
+    repos: Repositories,
+) -> None:
+    repos.task_inputs.put("task-1", BINARY_INPUT)
+    repos.task_inputs.put("task-1", BINARY_INPUT)
+    with pytest.raises(Conflict):
+        repos.task_inputs.put("task-1", BINARY_INPUT + b"x")
+    assert repos.task_inputs.get("task-1") == BINARY_INPUT
+
+
+def test_a_deleted_or_unknown_task_input_is_none(repos: Repositories) -> None:
+    repos.task_inputs.put("task-1", b"a")
+    repos.task_inputs.put("task-2", b"b")
+    repos.task_inputs.delete("task-1")
+    repos.task_inputs.delete("task-1")
+    repos.task_inputs.delete("never-stored")
+    assert repos.task_inputs.get("task-1") is None
+    assert repos.task_inputs.get("never-stored") is None
+    assert repos.task_inputs.get("task-2") == b"b"
+    repos.task_inputs.put("task-1", b"new")
+    assert repos.task_inputs.get("task-1") == b"new"
+
+
+def test_a_task_input_beyond_the_size_limit_is_refused_naming_the_input(
+    repos: Repositories,
+) -> None:
+    with pytest.raises(InvalidValue) as refused:
+        repos.task_inputs.put("task-1", bytes(MAX_TASK_INPUT_BYTES + 1))
+    assert refused.value.field == "input"
+    assert repos.task_inputs.get("task-1") is None
+
+
+def test_a_task_input_written_in_a_failed_atomic_block_is_not_kept(repos: Repositories) -> None:
+    with pytest.raises(RuntimeError), repos.atomic():
+        repos.tasks.add(market.submit(a_request("task-1:0")))
+        repos.task_inputs.put("task-1", BINARY_INPUT)
+        raise RuntimeError("crash before commit")
+    assert repos.tasks.get("task-1:0") is None
+    assert repos.task_inputs.get("task-1") is None
 
 
 # --------------------------------------------------------------------------- atomicity

@@ -20,6 +20,7 @@ from owm_core.envelopes import (
     MaintainerAcknowledgement,
     ReplayGuard,
     TaskProof,
+    TaskRejection,
     canonical_bytes,
     from_bytes,
     open_body,
@@ -269,6 +270,7 @@ TYPED: list[Any] = [
     MaintainerAcknowledgement(
         node_id=OTHER.node_id, evidence_hash=HASH, reason="fake_proof", verdict=AckVerdict.SLASH
     ),
+    TaskRejection(task_id="task-42:0", field="input.prompt", reason="must be a string"),
 ]
 
 
@@ -302,6 +304,10 @@ def test_typed_bodies_round_trip_through_a_sealed_envelope(typed: Any) -> None:
         (MaintainerAcknowledgement, {"verdict": "maybe"}, "verdict"),
         (MaintainerAcknowledgement, {"evidence_hash": None}, "evidence_hash"),
         (MaintainerAcknowledgement, {"reason": "Bad Reason"}, "reason"),
+        (TaskRejection, {"task_id": "no spaces"}, "task_id"),
+        (TaskRejection, {"field": ""}, "field"),
+        (TaskRejection, {"reason": "x" * 1_001}, "reason"),
+        (TaskRejection, {"reason": 3}, "reason"),
     ],
 )
 def test_invalid_body_values_are_refused_naming_the_field(

@@ -1,0 +1,80 @@
+"""The coordinator's gRPC server: one ``grpc.server`` serving the clearnet and onion ports.
+
+Both listeners are served by the same server instance (SRS-COORD-08); a request's transport
+decides its registration rate-limit key (SRS-NET-07). ``grpc.server`` cannot tell a handler
+which local port a call arrived on, so the onion port gets its own servicer object bound to
+:attr:`Transport.ONION` and is served by a second server object sharing the service, the
+threads' work and the shutdown.
+"""
+
+from __future__ import annotations
+
+from concurrent import futures
+
+import grpc
+
+from owm_adapters.coordinator_service import CoordinatorService
+from owm_adapters.settings import ConfigError
+from owm_core.ratelimit import Transport
+from owm_server.grpc.servicer import CoordinatorServicer
+from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+
+DEFAULT_MAX_WORKERS = 64
+"""Threads serving RPCs; each open task stream holds one for its lifetime."""
+
+
+class CoordinatorServer:
+    """Serves a :class:`CoordinatorService` over gRPC on ``listen`` (and ``onion_listen``)."""
+
+    def __init__(
+        self,
+        service: CoordinatorService,
+        listen: str,
+        *,
+        onion_listen: str = "",
+        max_workers: int = DEFAULT_MAX_WORKERS,
+    ) -> None:
+        self.service = service
+        self._servers: list[grpc.Server] = []
+        self.ports: dict[Transport, int] = {}
+        for transport, address in ((Transport.CLEARNET, listen), (Transport.ONION, onion_listen)):
+            if not address:
+                continue
+            server = grpc.server(
+                futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="owm-rpc"),
+                options=[("grpc.so_reuseport", 0)],
+            )
+            pb_grpc.add_CoordinatorServicer_to_server(  # type: ignore[no-untyped-call]
+                CoordinatorServicer(service, transport), server
+            )
+            try:
+                self.ports[transport] = server.add_insecure_port(address)
+            except RuntimeError:
+                raise ConfigError(
+                    f"cannot listen on {address!r} for gRPC: address in use or invalid"
+                ) from None
+            self._servers.append(server)
+
+    @property
+    def port(self) -> int:
+        """The bound clearnet port (useful when listening on port 0)."""
+        return self.ports[Transport.CLEARNET]
+
+    def start(self) -> None:
+        """Start the service's threads, then accept RPCs."""
+        self.service.start()
+        for server in self._servers:
+            server.start()
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """Graceful stop: refuse new RPCs, end task streams, let in-flight RPCs finish (up to
+        ``grace_s``), flush pending heartbeats, stop the service's threads."""
+        events = [server.stop(grace_s) for server in self._servers]
+        self.service.stop()
+        for event in events:
+            event.wait(grace_s + 1)
+
+    def wait(self) -> None:
+        """Block until the server stops."""
+        for server in self._servers:
+            server.wait_for_termination()

@@ -1,0 +1,258 @@
+"""The Coordinator gRPC servicer: parse a request, call the application service, render a reply.
+
+No rule lives here: each method maps protobuf fields onto a call of
+:class:`owm_adapters.coordinator_service.CoordinatorService` and back. Failures become gRPC
+statuses in :mod:`owm_server.grpc.status`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import grpc
+
+from owm_adapters.coordinator_service import CoordinatorService, PushedTask
+from owm_core.coordination import Registration
+from owm_core.errors import InvalidValue
+from owm_core.identity import node_id_from_public_key
+from owm_core.market import TaskRequest
+from owm_core.ratelimit import Transport
+from owm_core.stake import Stake
+from owm_core.tiers import Tier
+from owm_server.grpc.status import guarded, guarded_stream
+from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+STREAM_POLL_S = 0.25
+
+
+def client_ip(context: grpc.ServicerContext) -> str | None:
+    """The peer's IP address from ``context.peer()`` (``ipv4:1.2.3.4:5`` / ``ipv6:[::1]:5``)."""
+    peer = context.peer() or ""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0]
+    if kind == "ipv6":
+        host = rest.rpartition(":")[0]
+        return host.strip("[]").replace("%5B", "").replace("%5D", "")
+    return None
+
+
+def _tier(value: str) -> Tier:
+    try:
+        return Tier(value or "t1")
+    except ValueError:
+        raise InvalidValue("min_tier", "must be t1, t2 or t3") from None
+
+
+def stake_reply(stake: Stake) -> pb.StakeStatusResponse:
+    """The StakeStatus reply for a stake record."""
+    return pb.StakeStatusResponse(
+        node_id=node_id_from_public_key(stake.public_key),
+        status=stake.status.value,
+        tier=stake.tier.value,
+        required_sats=stake.required_sats,
+        capacity_sat=stake.capacity_sat,
+        bonus_bps=stake.bonus_bps,
+        cooldown_until=stake.cooldown_until or 0,
+        channel_point=stake.channel.channel_point if stake.channel is not None else "",
+    )
+
+
+def assignment_of(pushed: PushedTask) -> pb.TaskAssignment:
+    """The TaskAssignment message for an assignment pushed to a node."""
+    task = pushed.task
+    return pb.TaskAssignment(
+        task_id=task.task_id,
+        task_type=task.request.task_type,
+        input_schema_id=task.request.input_schema_id,
+        input_schema_version=task.request.input_schema_version,
+        price_msat=task.price_msat or 0,
+        deadline_at=task.deadline_at or 0,
+        input=pushed.input,
+        assigned_at_ms=pushed.assigned_at_ms,
+    )
+
+
+class CoordinatorServicer(pb_grpc.CoordinatorServicer):
+    """Serves one :class:`CoordinatorService` on one transport (clearnet or onion)."""
+
+    def __init__(self, service: CoordinatorService, transport: Transport = Transport.CLEARNET):
+        self.service = service
+        self.transport = transport
+
+    @guarded
+    def GetChallenge(
+        self, request: pb.GetChallengeRequest, context: grpc.ServicerContext
+    ) -> pb.Challenge:
+        challenge = self.service.challenge(request.public_key, request.purpose)
+        return pb.Challenge(
+            public_key=challenge.public_key,
+            purpose=challenge.purpose.value,
+            nonce=challenge.nonce,
+            issued_at=challenge.issued_at,
+            expires_at=challenge.expires_at,
+        )
+
+    @guarded
+    def Register(
+        self, request: pb.RegisterRequest, context: grpc.ServicerContext
+    ) -> pb.RegisterResponse:
+        registration = Registration(
+            public_key=request.public_key,
+            manifest_envelope=request.manifest_envelope,
+            ln_node_uri=request.ln_node_uri,
+            onion_address=request.onion_address or None,
+        )
+        registered = self.service.register(
+            registration,
+            challenge_nonce=request.challenge_nonce,
+            signature=request.signature,
+            transport=self.transport,
+            client_ip=client_ip(context),
+        )
+        return pb.RegisterResponse(
+            node_id=registered.node.node_id,
+            tier=registered.stake.tier.value,
+            stake_status=registered.stake.status.value,
+            required_sats=registered.stake.required_sats,
+            capacity_sat=registered.stake.capacity_sat,
+        )
+
+    @guarded
+    def Heartbeat(
+        self, request: pb.HeartbeatRequest, context: grpc.ServicerContext
+    ) -> pb.HeartbeatResponse:
+        node_id, status = self.service.heartbeat(
+            request.heartbeat_envelope, request.manifest_envelope
+        )
+        return pb.HeartbeatResponse(node_id=node_id, status=status.value)
+
+    @guarded
+    def HeartbeatStream(
+        self, request_iterator: Iterator[pb.HeartbeatBatch], context: grpc.ServicerContext
+    ) -> pb.HeartbeatStreamSummary:
+        accepted = rejected = 0
+        errors: list[str] = []
+        for batch in request_iterator:
+            result = self.service.heartbeats(batch.heartbeat_envelopes, wait=False)
+            accepted += result.accepted
+            rejected += result.rejected
+            errors.extend(result.errors[: max(0, 5 - len(errors))])
+        self.service.flush_heartbeats()
+        return pb.HeartbeatStreamSummary(accepted=accepted, rejected=rejected, errors=errors)
+
+    @guarded_stream
+    def TaskStream(
+        self, request: pb.TaskStreamRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.TaskAssignment]:
+        handle = self.service.open_task_stream(
+            request.public_key,
+            request.challenge_nonce,
+            request.signature,
+            list(request.capabilities),
+            request.ask_msat,
+        )
+        context.add_callback(lambda: self.service.close_task_stream(handle))
+        try:
+            while context.is_active() and not self.service.stopping:
+                try:
+                    pushed = handle.next(STREAM_POLL_S)
+                except StopIteration:
+                    return
+                if pushed is not None:
+                    yield assignment_of(pushed)
+        finally:
+            self.service.close_task_stream(handle)
+
+    @guarded
+    def SubmitTask(
+        self, request: pb.SubmitTaskRequest, context: grpc.ServicerContext
+    ) -> pb.SubmitTaskResponse:
+        task_id = request.task_id or self.service.new_task_id()
+        task_request = TaskRequest(
+            task_id=task_id,
+            task_type=request.task_type,
+            input_schema_id=request.input_schema_id,
+            input_schema_version=request.input_schema_version,
+            min_tier=_tier(request.min_tier),
+            min_vram_mb=request.min_vram_mb,
+            min_ram_mb=request.min_ram_mb,
+            gpu_required=request.gpu_required,
+            max_price_msat=request.max_price_msat,
+        )
+        replicas = self.service.submit_task(task_request, request.input)
+        return pb.SubmitTaskResponse(task_id=task_id, replica_ids=[r.task_id for r in replicas])
+
+    @guarded
+    def SubmitProof(
+        self, request: pb.SubmitProofRequest, context: grpc.ServicerContext
+    ) -> pb.SubmitProofResponse:
+        outcome = self.service.submit_proof(request.proof_envelope)
+        return pb.SubmitProofResponse(task_id=outcome.task.task_id, state=outcome.task.state.value)
+
+    @guarded
+    def Deregister(
+        self, request: pb.DeregisterRequest, context: grpc.ServicerContext
+    ) -> pb.DeregisterResponse:
+        stake = self.service.deregister(
+            request.public_key, request.challenge_nonce, request.signature
+        )
+        reply = stake_reply(stake)
+        return pb.DeregisterResponse(node_id=reply.node_id, stake_status=reply.status)
+
+    @guarded
+    def StakeStatus(
+        self, request: pb.StakeStatusRequest, context: grpc.ServicerContext
+    ) -> pb.StakeStatusResponse:
+        stake = self.service.stake_status(request.node_id or None, request.public_key or None)
+        return stake_reply(stake)
+
+    @guarded
+    def RejectTask(
+        self, request: pb.RejectTaskRequest, context: grpc.ServicerContext
+    ) -> pb.RejectTaskResponse:
+        outcome = self.service.reject_task(request.rejection_envelope)
+        return pb.RejectTaskResponse(task_id=outcome.task.task_id, state=outcome.task.state.value)
+
+    @guarded
+    def StakeTerms(
+        self, request: pb.StakeTermsRequest, context: grpc.ServicerContext
+    ) -> pb.StakeTermsResponse:
+        terms = self.service.stake_terms(request.tier)
+        return pb.StakeTermsResponse(
+            treasury_node_uri=terms.treasury_node_uri,
+            required_sats=terms.required_sats,
+            min_confirmations=terms.min_confirmations,
+        )
+
+    @guarded
+    def GetTask(self, request: pb.GetTaskRequest, context: grpc.ServicerContext) -> pb.TaskView:
+        replicas, outcome = self.service.task(request.task_id)
+        rejections = self.service.rejections(request.task_id)
+        return pb.TaskView(
+            task_id=request.task_id,
+            outcome=outcome,
+            replicas=[
+                pb.ReplicaView(
+                    replica_id=r.task_id,
+                    state=r.state.value,
+                    node_id=r.node_id or "",
+                    price_msat=r.price_msat or 0,
+                    output_hash=r.output_hash or "",
+                    rejections=[
+                        pb.Rejection(
+                            node_id=x.node_id,
+                            field=x.field,
+                            reason=x.reason,
+                            rejected_at=x.rejected_at,
+                        )
+                        for x in rejections.get(r.task_id, ())
+                    ],
+                )
+                for r in replicas
+            ],
+        )

@@ -1,0 +1,291 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class GetChallengeRequest(_message.Message):
+    __slots__ = ("public_key", "purpose")
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    public_key: str
+    purpose: str
+    def __init__(self, public_key: _Optional[str] = ..., purpose: _Optional[str] = ...) -> None: ...
+
+class Challenge(_message.Message):
+    __slots__ = ("public_key", "purpose", "nonce", "issued_at", "expires_at")
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    public_key: str
+    purpose: str
+    nonce: str
+    issued_at: int
+    expires_at: int
+    def __init__(self, public_key: _Optional[str] = ..., purpose: _Optional[str] = ..., nonce: _Optional[str] = ..., issued_at: _Optional[int] = ..., expires_at: _Optional[int] = ...) -> None: ...
+
+class RegisterRequest(_message.Message):
+    __slots__ = ("public_key", "challenge_nonce", "signature", "manifest_envelope", "ln_node_uri", "onion_address")
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGE_NONCE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    LN_NODE_URI_FIELD_NUMBER: _ClassVar[int]
+    ONION_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    public_key: str
+    challenge_nonce: str
+    signature: str
+    manifest_envelope: bytes
+    ln_node_uri: str
+    onion_address: str
+    def __init__(self, public_key: _Optional[str] = ..., challenge_nonce: _Optional[str] = ..., signature: _Optional[str] = ..., manifest_envelope: _Optional[bytes] = ..., ln_node_uri: _Optional[str] = ..., onion_address: _Optional[str] = ...) -> None: ...
+
+class RegisterResponse(_message.Message):
+    __slots__ = ("node_id", "tier", "stake_status", "required_sats", "capacity_sat")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    STAKE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_SATS_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_SAT_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    tier: str
+    stake_status: str
+    required_sats: int
+    capacity_sat: int
+    def __init__(self, node_id: _Optional[str] = ..., tier: _Optional[str] = ..., stake_status: _Optional[str] = ..., required_sats: _Optional[int] = ..., capacity_sat: _Optional[int] = ...) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("heartbeat_envelope", "manifest_envelope")
+    HEARTBEAT_ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    heartbeat_envelope: bytes
+    manifest_envelope: bytes
+    def __init__(self, heartbeat_envelope: _Optional[bytes] = ..., manifest_envelope: _Optional[bytes] = ...) -> None: ...
+
+class HeartbeatResponse(_message.Message):
+    __slots__ = ("node_id", "status")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    status: str
+    def __init__(self, node_id: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
+
+class HeartbeatBatch(_message.Message):
+    __slots__ = ("heartbeat_envelopes",)
+    HEARTBEAT_ENVELOPES_FIELD_NUMBER: _ClassVar[int]
+    heartbeat_envelopes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, heartbeat_envelopes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class HeartbeatStreamSummary(_message.Message):
+    __slots__ = ("accepted", "rejected", "errors")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    rejected: int
+    errors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, accepted: _Optional[int] = ..., rejected: _Optional[int] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TaskStreamRequest(_message.Message):
+    __slots__ = ("public_key", "challenge_nonce", "signature", "capabilities", "ask_msat")
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGE_NONCE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    ASK_MSAT_FIELD_NUMBER: _ClassVar[int]
+    public_key: str
+    challenge_nonce: str
+    signature: str
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    ask_msat: int
+    def __init__(self, public_key: _Optional[str] = ..., challenge_nonce: _Optional[str] = ..., signature: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., ask_msat: _Optional[int] = ...) -> None: ...
+
+class TaskAssignment(_message.Message):
+    __slots__ = ("task_id", "task_type", "input_schema_id", "input_schema_version", "price_msat", "deadline_at", "input", "assigned_at_ms")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_TYPE_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SCHEMA_ID_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PRICE_MSAT_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_AT_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    task_type: str
+    input_schema_id: str
+    input_schema_version: int
+    price_msat: int
+    deadline_at: int
+    input: bytes
+    assigned_at_ms: int
+    def __init__(self, task_id: _Optional[str] = ..., task_type: _Optional[str] = ..., input_schema_id: _Optional[str] = ..., input_schema_version: _Optional[int] = ..., price_msat: _Optional[int] = ..., deadline_at: _Optional[int] = ..., input: _Optional[bytes] = ..., assigned_at_ms: _Optional[int] = ...) -> None: ...
+
+class SubmitTaskRequest(_message.Message):
+    __slots__ = ("task_id", "task_type", "input_schema_id", "input_schema_version", "min_tier", "min_vram_mb", "min_ram_mb", "gpu_required", "max_price_msat", "input")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_TYPE_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SCHEMA_ID_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MIN_TIER_FIELD_NUMBER: _ClassVar[int]
+    MIN_VRAM_MB_FIELD_NUMBER: _ClassVar[int]
+    MIN_RAM_MB_FIELD_NUMBER: _ClassVar[int]
+    GPU_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    MAX_PRICE_MSAT_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    task_type: str
+    input_schema_id: str
+    input_schema_version: int
+    min_tier: str
+    min_vram_mb: int
+    min_ram_mb: int
+    gpu_required: bool
+    max_price_msat: int
+    input: bytes
+    def __init__(self, task_id: _Optional[str] = ..., task_type: _Optional[str] = ..., input_schema_id: _Optional[str] = ..., input_schema_version: _Optional[int] = ..., min_tier: _Optional[str] = ..., min_vram_mb: _Optional[int] = ..., min_ram_mb: _Optional[int] = ..., gpu_required: _Optional[bool] = ..., max_price_msat: _Optional[int] = ..., input: _Optional[bytes] = ...) -> None: ...
+
+class SubmitTaskResponse(_message.Message):
+    __slots__ = ("task_id", "replica_ids")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_IDS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    replica_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_id: _Optional[str] = ..., replica_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SubmitProofRequest(_message.Message):
+    __slots__ = ("proof_envelope",)
+    PROOF_ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    proof_envelope: bytes
+    def __init__(self, proof_envelope: _Optional[bytes] = ...) -> None: ...
+
+class SubmitProofResponse(_message.Message):
+    __slots__ = ("task_id", "state")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    state: str
+    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+
+class DeregisterRequest(_message.Message):
+    __slots__ = ("public_key", "challenge_nonce", "signature")
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGE_NONCE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    public_key: str
+    challenge_nonce: str
+    signature: str
+    def __init__(self, public_key: _Optional[str] = ..., challenge_nonce: _Optional[str] = ..., signature: _Optional[str] = ...) -> None: ...
+
+class DeregisterResponse(_message.Message):
+    __slots__ = ("node_id", "stake_status")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    STAKE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    stake_status: str
+    def __init__(self, node_id: _Optional[str] = ..., stake_status: _Optional[str] = ...) -> None: ...
+
+class StakeStatusRequest(_message.Message):
+    __slots__ = ("node_id", "public_key")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    public_key: str
+    def __init__(self, node_id: _Optional[str] = ..., public_key: _Optional[str] = ...) -> None: ...
+
+class StakeStatusResponse(_message.Message):
+    __slots__ = ("node_id", "status", "tier", "required_sats", "capacity_sat", "bonus_bps", "cooldown_until", "channel_point")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_SATS_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_SAT_FIELD_NUMBER: _ClassVar[int]
+    BONUS_BPS_FIELD_NUMBER: _ClassVar[int]
+    COOLDOWN_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_POINT_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    status: str
+    tier: str
+    required_sats: int
+    capacity_sat: int
+    bonus_bps: int
+    cooldown_until: int
+    channel_point: str
+    def __init__(self, node_id: _Optional[str] = ..., status: _Optional[str] = ..., tier: _Optional[str] = ..., required_sats: _Optional[int] = ..., capacity_sat: _Optional[int] = ..., bonus_bps: _Optional[int] = ..., cooldown_until: _Optional[int] = ..., channel_point: _Optional[str] = ...) -> None: ...
+
+class GetTaskRequest(_message.Message):
+    __slots__ = ("task_id",)
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    def __init__(self, task_id: _Optional[str] = ...) -> None: ...
+
+class TaskView(_message.Message):
+    __slots__ = ("task_id", "replicas", "outcome")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    replicas: _containers.RepeatedCompositeFieldContainer[ReplicaView]
+    outcome: str
+    def __init__(self, task_id: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[ReplicaView, _Mapping]]] = ..., outcome: _Optional[str] = ...) -> None: ...
+
+class ReplicaView(_message.Message):
+    __slots__ = ("replica_id", "state", "node_id", "price_msat", "output_hash", "rejections")
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    PRICE_MSAT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_HASH_FIELD_NUMBER: _ClassVar[int]
+    REJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    replica_id: str
+    state: str
+    node_id: str
+    price_msat: int
+    output_hash: str
+    rejections: _containers.RepeatedCompositeFieldContainer[Rejection]
+    def __init__(self, replica_id: _Optional[str] = ..., state: _Optional[str] = ..., node_id: _Optional[str] = ..., price_msat: _Optional[int] = ..., output_hash: _Optional[str] = ..., rejections: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ...) -> None: ...
+
+class Rejection(_message.Message):
+    __slots__ = ("node_id", "field", "reason", "rejected_at")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_AT_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    field: str
+    reason: str
+    rejected_at: int
+    def __init__(self, node_id: _Optional[str] = ..., field: _Optional[str] = ..., reason: _Optional[str] = ..., rejected_at: _Optional[int] = ...) -> None: ...
+
+class RejectTaskRequest(_message.Message):
+    __slots__ = ("rejection_envelope",)
+    REJECTION_ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    rejection_envelope: bytes
+    def __init__(self, rejection_envelope: _Optional[bytes] = ...) -> None: ...
+
+class RejectTaskResponse(_message.Message):
+    __slots__ = ("task_id", "state")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    state: str
+    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+
+class StakeTermsRequest(_message.Message):
+    __slots__ = ("tier",)
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    tier: str
+    def __init__(self, tier: _Optional[str] = ...) -> None: ...
+
+class StakeTermsResponse(_message.Message):
+    __slots__ = ("treasury_node_uri", "required_sats", "min_confirmations")
+    TREASURY_NODE_URI_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_SATS_FIELD_NUMBER: _ClassVar[int]
+    MIN_CONFIRMATIONS_FIELD_NUMBER: _ClassVar[int]
+    treasury_node_uri: str
+    required_sats: int
+    min_confirmations: int
+    def __init__(self, treasury_node_uri: _Optional[str] = ..., required_sats: _Optional[int] = ..., min_confirmations: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,103 @@
+"""Serving the public API with uvicorn beside the gRPC control plane (``owm-coordinator serve``).
+
+:class:`ApiServer` runs one uvicorn server in a background thread of the coordinator process:
+``start()`` returns once the socket is bound (``port`` tells which, so ``:0`` works in tests),
+``stop(grace_s)`` stops accepting, lets in-flight requests finish for up to ``grace_s`` seconds
+and joins the thread. :func:`api_server_for` builds one over the coordinator gRPC serves;
+:func:`run_api` is the blocking form for a process that serves only HTTP.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+
+from owm_adapters.api_bootstrap import build_api_services
+from owm_adapters.api_service import ApiConfig
+from owm_adapters.coordinator_service import CoordinatorService
+from owm_server.http.app import create_app
+
+DEFAULT_BACKLOG = 4096
+"""Room for SRS-PERF-08's 1,000 concurrent clients connecting at once."""
+
+
+def api_config(app: Starlette, host: str, port: int, grace_s: int = 10) -> uvicorn.Config:
+    """The uvicorn settings the API is served with (also used by bench/api_load.py)."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        backlog=DEFAULT_BACKLOG,
+        timeout_graceful_shutdown=grace_s,
+        timeout_keep_alive=30,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        lifespan="off",
+    )
+
+
+class _ThreadServer(uvicorn.Server):
+    def install_signal_handlers(self) -> None:
+        """Signals belong to the coordinator's main thread, which calls :meth:`ApiServer.stop`."""
+
+
+class ApiServer:
+    """The public API served by uvicorn in a background thread (see the module docstring)."""
+
+    def __init__(self, app: Starlette, listen: str, grace_s: int = 10) -> None:
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"listen address must be host:port, got {listen!r}")
+        self.host = host.strip("[]")
+        self._server = _ThreadServer(api_config(app, self.host, int(port), grace_s))
+        self._thread = threading.Thread(target=self._server.run, name="owm-http", daemon=True)
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Start serving; return once the listening socket is bound (RuntimeError if not)."""
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the HTTP API did not start (is the port in use?)")
+            time.sleep(0.01)
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with ``:0``)."""
+        servers = self._server.servers
+        if not servers or not servers[0].sockets:
+            raise RuntimeError("the HTTP API is not listening")
+        return int(servers[0].sockets[0].getsockname()[1])
+
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stop accepting, finish in-flight requests (≤ the configured grace), join the thread."""
+        self._server.should_exit = True
+        self._thread.join(grace_s if grace_s is not None else None)
+
+
+def api_server_for(
+    coordinator: CoordinatorService,
+    listen: str,
+    *,
+    data_dir: Path | None = None,
+    grace_s: int = 10,
+    config: ApiConfig | None = None,
+) -> ApiServer:
+    """The public API over ``coordinator`` (the one gRPC serves), ready to ``start()``.
+
+    This is what ``owm-coordinator serve`` calls: the API and the control plane share the
+    coordinator's store, treasury Lightning node, clock and registration use cases; the L402
+    secret is kept in ``data_dir``.
+    """
+    services = build_api_services(coordinator, data_dir=data_dir, config=config)
+    return ApiServer(create_app(services), listen, grace_s)
+
+
+def run_api(app: Starlette, host: str, port: int) -> None:
+    """Serve ``app`` in the foreground until SIGINT/SIGTERM (graceful shutdown)."""
+    uvicorn.Server(api_config(app, host, port)).run()

@@ -1,0 +1,250 @@
+"""A coordinator on a real gRPC port and simulated nodes that talk to it like node daemons do."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import attrs
+import grpc
+from coincurve import PrivateKey
+
+from owm_adapters.bootstrap import build_coordinator
+from owm_adapters.coordinator_service import CoordinatorService, ServiceConfig
+from owm_adapters.settings import CoordinatorSettings
+from owm_adapters.sim_ln import SimLedger
+from owm_core import envelopes
+from owm_core.coordination import Challenge, ChallengePurpose, challenge_message
+from owm_core.envelopes import CapabilityManifest, EnvelopeKind, Heartbeat, TaskProof
+from owm_core.identity import Identity
+from owm_core.ports.repositories import Repositories
+from owm_core.tiers import Tier
+from owm_server.grpc.server import CoordinatorServer
+from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+
+T1_STAKE_SAT = 100_000
+
+
+class StepClock:
+    """A wall clock tests move by hand; monotonic time is real (latencies)."""
+
+    def __init__(self, now: int = 1_800_000_000) -> None:
+        self._now = now
+
+    def now(self) -> int:
+        return self._now
+
+    def advance(self, seconds: int) -> None:
+        self._now += seconds
+
+    def monotonic_ms(self) -> int:
+        import time
+
+        return time.monotonic_ns() // 1_000_000
+
+
+@attrs.define
+class Coordinator:
+    """A running coordinator: service, gRPC server and a client stub."""
+
+    service: CoordinatorService
+    server: CoordinatorServer
+    channel: grpc.Channel
+    stub: pb_grpc.CoordinatorStub
+    ledger: SimLedger
+    treasury: str
+
+    def stop(self) -> None:
+        self.channel.close()
+        self.server.stop(2)
+
+
+def start_coordinator(
+    repositories: Repositories,
+    ledger: SimLedger,
+    clock: StepClock,
+    config: ServiceConfig | None = None,
+    onion_listen: str = "",
+) -> Coordinator:
+    """Build a coordinator over ``repositories`` and the ledger's treasury, on a free port."""
+    treasury = ledger.add_node("treasury")
+    service = build_coordinator(
+        CoordinatorSettings(),
+        repositories=repositories,
+        lightning=ledger.lightning("treasury"),
+        clock=clock,
+        config=config or ServiceConfig(tick_s=0.05),
+    )
+    server = CoordinatorServer(service, "127.0.0.1:0", onion_listen=onion_listen, max_workers=16)
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    stub = pb_grpc.CoordinatorStub(channel)  # type: ignore[no-untyped-call]
+    return Coordinator(service, server, channel, stub, ledger, treasury)
+
+
+def ln_pubkey() -> str:
+    """A fresh compressed secp256k1 public key: a node's Lightning identity."""
+    return PrivateKey().public_key.format(compressed=True).hex()
+
+
+@attrs.define
+class SimNode:
+    """A node daemon's control-plane client: its key never leaves it, it only signs."""
+
+    identity: Identity
+    ln_pubkey: str
+    manifest: CapabilityManifest
+    seq: int = 0
+
+    @classmethod
+    def create(cls, tier: Tier = Tier.T1, vram_mb: int = 0, gpu_count: int = 0) -> SimNode:
+        manifest = CapabilityManifest(
+            tier=tier,
+            vram_mb=vram_mb,
+            ram_mb=16_000,
+            bandwidth_mbps=100,
+            gpu_vendor="none" if gpu_count == 0 else "nvidia",
+            gpu_count=gpu_count,
+        )
+        return cls(Identity.from_seed(os.urandom(32)), ln_pubkey(), manifest)
+
+    @property
+    def node_id(self) -> str:
+        return self.identity.node_id
+
+    @property
+    def public_key(self) -> str:
+        return self.identity.public_key_hex
+
+    @property
+    def ln_node_uri(self) -> str:
+        return f"{self.ln_pubkey}@127.0.0.1:9735"
+
+    def stake(self, coordinator: Coordinator, capacity_sat: int = T1_STAKE_SAT) -> None:
+        """Open the stake channel with the treasury (what SRS-NODE-11 guides operators through)."""
+        coordinator.ledger.open_channel(coordinator.treasury, self.ln_pubkey, capacity_sat)
+
+    def manifest_envelope(self, now: int) -> bytes:
+        env = envelopes.seal(
+            self.identity, EnvelopeKind.CAPABILITY_MANIFEST, self.manifest, os.urandom(16), now
+        )
+        return envelopes.to_bytes(env)
+
+    def challenge(self, stub: pb_grpc.CoordinatorStub, purpose: ChallengePurpose) -> Challenge:
+        reply = stub.GetChallenge(
+            pb.GetChallengeRequest(public_key=self.public_key, purpose=purpose.value)
+        )
+        return Challenge(
+            reply.public_key, reply.purpose, reply.nonce, reply.issued_at, reply.expires_at
+        )
+
+    def answer(self, challenge: Challenge, details: Mapping[str, object]) -> str:
+        return self.identity.sign(challenge_message(challenge, details)).hex()
+
+    def register_request(self, stub: pb_grpc.CoordinatorStub, now: int) -> pb.RegisterRequest:
+        challenge = self.challenge(stub, ChallengePurpose.REGISTER)
+        details = {
+            "ln_node_uri": self.ln_node_uri,
+            "manifest_digest": self.manifest.digest(),
+            "onion_address": None,
+        }
+        return pb.RegisterRequest(
+            public_key=self.public_key,
+            challenge_nonce=challenge.nonce,
+            signature=self.answer(challenge, details),
+            manifest_envelope=self.manifest_envelope(now),
+            ln_node_uri=self.ln_node_uri,
+        )
+
+    def register(self, stub: pb_grpc.CoordinatorStub, now: int) -> pb.RegisterResponse:
+        reply: pb.RegisterResponse = stub.Register(self.register_request(stub, now))
+        return reply
+
+    def heartbeat_envelope(self, now: int) -> bytes:
+        self.seq += 1
+        body = Heartbeat(node_id=self.node_id, seq=self.seq, manifest_digest=self.manifest.digest())
+        env = envelopes.seal(self.identity, EnvelopeKind.HEARTBEAT, body, os.urandom(16), now)
+        return envelopes.to_bytes(env)
+
+    def open_stream(
+        self,
+        stub: pb_grpc.CoordinatorStub,
+        capabilities: tuple[str, ...] = ("inference",),
+        ask_msat: int = 1_000,
+    ) -> TaskFeed:
+        challenge = self.challenge(stub, ChallengePurpose.TASK_STREAM)
+        details = {"ask_msat": ask_msat, "capabilities": sorted(capabilities)}
+        call = stub.TaskStream(
+            pb.TaskStreamRequest(
+                public_key=self.public_key,
+                challenge_nonce=challenge.nonce,
+                signature=self.answer(challenge, details),
+                capabilities=list(capabilities),
+                ask_msat=ask_msat,
+            )
+        )
+        return TaskFeed(call)
+
+    def proof(self, task_id: str, output: bytes, now: int) -> bytes:
+        body = TaskProof(
+            task_id=task_id,
+            output_hash=hashlib.sha256(output).hexdigest(),
+            execution_ms=12,
+            attestation={"gpu": "none"},
+        )
+        env = envelopes.seal(self.identity, EnvelopeKind.TASK_PROOF, body, os.urandom(16), now)
+        return envelopes.to_bytes(env)
+
+
+class TaskFeed:
+    """A node's open task stream, read on a background thread into a list."""
+
+    def __init__(self, call: Iterator[pb.TaskAssignment]) -> None:
+        self.call = call
+        self.received: list[pb.TaskAssignment] = []
+        self.error: grpc.RpcError | None = None
+        self._arrived = threading.Condition()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for assignment in self.call:
+                with self._arrived:
+                    self.received.append(assignment)
+                    self._arrived.notify_all()
+        except grpc.RpcError as exc:
+            self.error = exc
+        with self._arrived:
+            self._arrived.notify_all()
+
+    def wait_for(self, count: int, timeout_s: float = 5.0) -> list[pb.TaskAssignment]:
+        with self._arrived:
+            self._arrived.wait_for(
+                lambda: len(self.received) >= count or self.error is not None, timeout_s
+            )
+            return list(self.received)
+
+    def close(self) -> None:
+        self.call.cancel()  # type: ignore[attr-defined]
+        self._thread.join(5)
+
+
+def task_request(task_id: str, max_price_msat: int = 10_000) -> pb.SubmitTaskRequest:
+    return pb.SubmitTaskRequest(
+        task_id=task_id,
+        task_type="inference",
+        input_schema_id="owm.inference.text",
+        input_schema_version=1,
+        min_tier="t1",
+        max_price_msat=max_price_msat,
+        input=b'{"prompt": "hello"}',
+    )
+
+
+def sqlite_url_in(path: Path) -> str:
+    return f"sqlite:///{path / 'coordinator.sqlite3'}"

@@ -1,0 +1,120 @@
+"""A coordinator's public API over in-memory repositories and the embedded Lightning ledger,
+and clients that talk to it like API consumers and node operators do."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import attrs
+from starlette.testclient import TestClient
+
+from owm_adapters.api_bootstrap import build_api_services
+from owm_adapters.api_service import ApiConfig, ApiServices
+from owm_adapters.bootstrap import build_coordinator
+from owm_adapters.coordinator_service import ServiceConfig
+from owm_adapters.memory import MemoryRepositories, memory_repositories
+from owm_adapters.settings import CoordinatorSettings
+from owm_adapters.sim_ln import SimLedger
+from owm_core.api_access import signed_request_message
+from owm_core.apikeys import Plan
+from owm_core.coordination import Challenge, ChallengePurpose
+from owm_server.http.app import create_app
+from tests.server.harness import T1_STAKE_SAT, SimNode, StepClock
+
+T0 = 1_800_000_000
+
+
+@attrs.define
+class World:
+    """Everything one API test needs; ``client`` is a starlette TestClient on the app."""
+
+    services: ApiServices
+    repos: MemoryRepositories
+    ledger: SimLedger
+    treasury: str
+    clock: StepClock
+    client: TestClient
+
+    def api_key(self, owner: str = "acme", plan: Plan = Plan.FREE) -> dict[str, str]:
+        """Headers carrying a fresh API key of ``plan``."""
+        _key, secret = self.services.create_api_key(owner, plan)
+        return {"Authorization": f"Bearer {secret}"}
+
+    def node(self, stake_sat: int = T1_STAKE_SAT) -> SimNode:
+        """A node whose stake channel with the treasury is open (not yet registered)."""
+        node = SimNode.create()
+        if stake_sat:
+            self.ledger.open_channel(self.treasury, node.ln_pubkey, stake_sat)
+        return node
+
+    def challenge(self, node: SimNode, purpose: ChallengePurpose) -> Challenge:
+        reply = self.client.post(
+            "/v1/nodes/challenge", json={"public_key": node.public_key, "purpose": purpose.value}
+        )
+        assert reply.status_code == 200, reply.text
+        c = reply.json()
+        return Challenge(c["public_key"], c["purpose"], c["nonce"], c["issued_at"], c["expires_at"])
+
+    def registration(self, node: SimNode) -> dict[str, Any]:
+        """The body of POST /v1/nodes/register, with a fresh challenge answered."""
+        challenge = self.challenge(node, ChallengePurpose.REGISTER)
+        details = {
+            "ln_node_uri": node.ln_node_uri,
+            "manifest_digest": node.manifest.digest(),
+            "onion_address": None,
+        }
+        envelope = node.manifest_envelope(self.clock.now())
+        return {
+            "public_key": node.public_key,
+            "challenge_nonce": challenge.nonce,
+            "signature": node.answer(challenge, details),
+            "manifest_envelope": base64.b64encode(envelope).decode(),
+            "ln_node_uri": node.ln_node_uri,
+        }
+
+    def register(self, node: SimNode | None = None) -> SimNode:
+        node = node or self.node()
+        reply = self.client.post("/v1/nodes/register", json=self.registration(node))
+        assert reply.status_code == 201, reply.text
+        return node
+
+    def signed(self, node: SimNode, method: str, path: str, body: bytes = b"") -> dict[str, str]:
+        """The signature headers of one request by ``node``'s key."""
+        nonce = os.urandom(16).hex()
+        at = self.clock.now()
+        message = signed_request_message(method, path, at, nonce, body)
+        return {
+            "X-OWM-Node-Key": node.public_key,
+            "X-OWM-Timestamp": str(at),
+            "X-OWM-Nonce": nonce,
+            "X-OWM-Signature": node.identity.sign(message).hex(),
+        }
+
+
+def build_world(tmp_path: Path, config: ApiConfig | None = None) -> Generator[World, None, None]:
+    clock = StepClock(T0)
+    ledger = SimLedger(tmp_path / "ln.sqlite3", clock=clock.now)
+    treasury = ledger.add_node("treasury")
+    repos = memory_repositories()
+    coordinator = build_coordinator(
+        CoordinatorSettings(),
+        repositories=repos,
+        lightning=ledger.lightning("treasury"),
+        clock=clock,
+        config=ServiceConfig(),
+    )
+    services = build_api_services(
+        coordinator, l402_secret=b"\x11" * 32, config=config or ApiConfig(cache_ttl_ms=0)
+    )
+    app = create_app(services)
+    # Not entered as a context manager: nothing keeps running between requests, so a world
+    # built at import time (the fuzz module) holds no thread if its tests are deselected.
+    client = TestClient(app, raise_server_exceptions=False, client=("127.0.0.1", 50000))
+    try:
+        yield World(services, repos, ledger, treasury, clock, client)
+    finally:
+        client.close()

@@ -1,0 +1,53 @@
+"""`coordinator.toml`: defaults, the [tasks] policy, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from owm_adapters.bootstrap import database_url_of, service_config_of
+from owm_adapters.settings import ConfigError, load_coordinator_settings
+from owm_core.market import VerificationMode
+
+
+def test_no_file_means_embedded_defaults() -> None:
+    settings = load_coordinator_settings(None)
+
+    assert settings.coordinator.grpc_listen == "127.0.0.1:50051"
+    assert settings.coordinator.metrics_listen == "127.0.0.1:9464"
+    assert settings.lightning.backend == "embedded"
+    assert service_config_of(settings).verification.redundancy == 3
+
+
+def test_the_tasks_section_selects_spot_checks_and_the_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'[coordinator]\ndata_dir = "{tmp_path}"\n'
+        '[tasks]\nverification = "spot"\nspot_rate_ppm = 50000\nassignment_timeout_s = 90\n',
+        encoding="utf-8",
+    )
+
+    settings = load_coordinator_settings(path)
+    config = service_config_of(settings)
+
+    assert config.verification.mode is VerificationMode.SPOT_CHECK
+    assert config.verification.spot_check_rate_ppm == 50_000
+    assert config.assignment_timeout_s == 90
+    assert database_url_of(settings) == f"sqlite:///{tmp_path / 'coordinator.sqlite3'}"
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("[coordinator]\ngrpc_port = 1\n", "grpc_port"),
+        ('[tasks]\nverification = "vote"\n', "tasks.verification"),
+        ('[lightning]\nbackend = "lnd"\n', "lightning.backend"),
+    ],
+)
+def test_a_wrong_key_or_value_is_refused_naming_it(tmp_path: Path, text: str, named: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text, encoding="utf-8")
+
+    with pytest.raises(ConfigError, match=named):
+        load_coordinator_settings(path)

@@ -1,0 +1,187 @@
+"""Restarts lose nothing (SQLite store); `owm-coordinator serve` runs and stops gracefully."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import grpc
+
+from owm_adapters.coordinator_service import ServiceConfig
+from owm_adapters.sim_ln import SimLedger
+from owm_adapters.sql import open_repositories
+from owm_core.market import TaskState, VerificationPolicy
+from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from tests.server.harness import SimNode, StepClock, start_coordinator, task_request
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_restarted_coordinator_over_the_same_sqlite_file_loses_no_task_or_proof(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'coordinator.sqlite3'}"
+    ledger = SimLedger(tmp_path / "lightning.sqlite3")
+    clock = StepClock()
+    config = ServiceConfig(verification=VerificationPolicy(redundancy=2), tick_s=0.05)
+    first = start_coordinator(open_repositories(url), ledger, clock, config)
+    nodes = [SimNode.create() for _ in range(2)]
+    for node in nodes:
+        node.stake(first)
+        node.register(first.stub, clock.now())
+    feeds = [n.open_stream(first.stub) for n in nodes]
+    first.stub.SubmitTask(task_request("job-r"))
+    got = [f.wait_for(1)[0] for f in feeds]
+    first.stub.SubmitProof(
+        pb.SubmitProofRequest(proof_envelope=nodes[0].proof(got[0].task_id, b"42", clock.now()))
+    )
+    first.stub.SubmitTask(task_request("job-waiting", max_price_msat=10))  # nobody asks ≤ 10
+    for feed in feeds:
+        feed.close()
+    first.stop()
+    first.service.repositories.close()
+
+    second = start_coordinator(open_repositories(url), ledger, clock, config)
+    try:
+        view = second.stub.GetTask(pb.GetTaskRequest(task_id="job-r"))
+        states = {r.node_id: r.state for r in view.replicas}
+        assert states == {nodes[0].node_id: "completed", nodes[1].node_id: "assigned"}
+        assert second.service.repositories.proofs.get(got[0].task_id, nodes[0].node_id)
+        waiting = second.stub.GetTask(pb.GetTaskRequest(task_id="job-waiting"))
+        assert [r.state for r in waiting.replicas] == ["submitted", "submitted"]
+
+        feed = nodes[1].open_stream(second.stub)  # reconnect: the assignment is pushed again
+        (again,) = feed.wait_for(1)
+        assert again.task_id == got[1].task_id
+        reply = second.stub.SubmitProof(
+            pb.SubmitProofRequest(proof_envelope=nodes[1].proof(again.task_id, b"42", clock.now()))
+        )
+        assert reply.state == TaskState.SETTLED.value
+        done = second.stub.GetTask(pb.GetTaskRequest(task_id="job-r"))
+        assert done.outcome == "verified"
+        feed.close()
+    finally:
+        second.stop()
+        second.service.repositories.close()
+
+
+def test_a_restarted_coordinator_pushes_every_task_with_its_original_input_bytes(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'coordinator.sqlite3'}"
+    ledger = SimLedger(tmp_path / "lightning.sqlite3")
+    clock = StepClock()
+    config = ServiceConfig(verification=VerificationPolicy(redundancy=1), tick_s=0.05)
+    first = start_coordinator(open_repositories(url), ledger, clock, config)
+    node = SimNode.create()
+    node.stake(first)
+    node.register(first.stub, clock.now())
+    feed = node.open_stream(first.stub)  # asks 1 000 msat
+    assigned_input = b"\x00\x01binary\x00\xff" * 1_000
+    waiting_input = b"\x00waiting for a cheaper node\x00"
+    request = task_request("job-assigned")
+    request.input = assigned_input
+    first.stub.SubmitTask(request)
+    (got,) = feed.wait_for(1)
+    assert got.input == assigned_input
+    request = task_request("job-waiting", max_price_msat=500)  # below the node's ask
+    request.input = waiting_input
+    first.stub.SubmitTask(request)
+    feed.close()
+    first.stop()
+    first.service.repositories.close()
+
+    second = start_coordinator(open_repositories(url), ledger, clock, config)
+    try:
+        feed = node.open_stream(second.stub, ask_msat=100)
+        pushed = {a.task_id: a.input for a in feed.wait_for(2)}
+        assert pushed == {got.task_id: assigned_input, "job-waiting:0": waiting_input}
+        for task_id in pushed:
+            reply = second.stub.SubmitProof(
+                pb.SubmitProofRequest(proof_envelope=node.proof(task_id, b"42", clock.now()))
+            )
+            assert reply.state == TaskState.SETTLED.value
+        inputs = second.service.repositories.task_inputs
+        assert inputs.get("job-assigned") is None  # settled tasks do not keep their input
+        assert inputs.get("job-waiting") is None
+        feed.close()
+    finally:
+        second.stop()
+        second.service.repositories.close()
+
+
+def _read_until_ready(process: subprocess.Popen[str], timeout_s: float) -> list[str]:
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line.strip())
+        if line.startswith("ready"):
+            return lines
+    raise AssertionError(f"coordinator did not get ready: {lines}")
+
+
+def test_serve_answers_rpcs_exposes_metrics_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+    config = tmp_path / "coordinator.toml"
+    config.write_text(
+        f'[coordinator]\ndata_dir = "{tmp_path / "data"}"\n'
+        'grpc_listen = "127.0.0.1:0"\nmetrics_listen = "127.0.0.1:0"\napi_listen = "127.0.0.1:0"\n',
+        encoding="utf-8",
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "owm_cli.coordinator", "serve", "--config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        lines = _read_until_ready(process, 30)
+        grpc_port = next(int(x.rsplit(":", 1)[1]) for x in lines if x.startswith("gRPC"))
+        metrics_url = next(x.split()[-1] for x in lines if x.startswith("metrics"))
+        api_url = next(x.split()[-1] for x in lines if x.startswith("HTTP API"))
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            stub = pb_grpc.CoordinatorStub(channel)
+            node = SimNode.create()
+            challenge = stub.GetChallenge(
+                pb.GetChallengeRequest(public_key=node.public_key, purpose="register")
+            )
+            assert len(challenge.nonce) == 64
+        with urllib.request.urlopen(metrics_url, timeout=5) as response:
+            text = response.read().decode()
+        for name in (
+            "owm_registry_nodes",
+            "owm_tasks",
+            "owm_heartbeats_accepted_total",
+            "owm_dispatch_latency_seconds_bucket",
+        ):
+            assert name in text
+
+        try:  # the public API shares the coordinator; an unauthenticated call is refused
+            urllib.request.urlopen(f"{api_url}/query/q1", timeout=5)
+        except urllib.error.HTTPError as refused:
+            assert refused.code < 500
+            assert refused.headers["Content-Type"].startswith("application/problem+json")
+        else:
+            raise AssertionError("an unauthenticated API call was answered")
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+        assert process.stdout is not None
+        assert "stopped" in process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
