@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from owm_adapters import keystore
-from owm_adapters.settings import NODE_TEMPLATE, ConfigError
+from owm_adapters.settings import NODE_TEMPLATE, ConfigError, NodeSettings, load_node_settings
 from owm_cli.errors import OwmGroup
 
 
@@ -18,6 +18,9 @@ def cli() -> None:
 
     \b
     First time:   owm-node init            (identity key + commented owm.toml)
+    Check:        owm-node hardware        (GPUs, RAM, tier)
+    Run:          owm-node start --config owm.toml
+    Inspect:      owm-node tasks | owm-node earnings | curl 127.0.0.1:8080/health
     """
 
 
@@ -60,3 +63,224 @@ def init(config_path: Path, data_dir: Path | None) -> None:
     click.echo(f"config     {config_path}")
     click.echo("next: set [lightning] node_uri in the config, then `owm-node start --config "
                f"{config_path}`")
+
+
+_CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("owm.toml"),
+    show_default=True,
+    help="The node's owm.toml (see `owm-node init`).",
+)
+
+
+def _settings(config_path: Path) -> NodeSettings:
+    return load_node_settings(config_path if config_path.exists() else None)
+
+
+@cli.command()
+@_CONFIG_OPTION
+def start(config_path: Path) -> None:
+    """Run the node until SIGTERM or Ctrl-C (SRS-NODE-01).
+
+    Registers with the coordinator (printing the stake channel to open on first
+    registration), publishes a signed capability manifest every 60 s, executes tasks in
+    isolated subprocesses and reports signed proofs. SIGTERM drains: no new tasks, running
+    ones finish and are reported, then exit 0 (SRS-NODE-09).
+    """
+    import signal
+    import sys
+    import threading
+
+    from owm_adapters.node_daemon.assemble import build_daemon, configure_logging, coordinator_url
+    from owm_adapters.node_daemon.health import HealthServer
+    from owm_server.node_link import GrpcControlPlane
+
+    configure_logging()
+    settings = load_node_settings(config_path)
+
+    def say(line: str) -> None:
+        click.echo(line)
+        sys.stdout.flush()
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    url = coordinator_url(settings)
+    control = GrpcControlPlane(url, settings.coordinator.socks5_proxy)
+    try:
+        daemon = build_daemon(settings, control, say=say, via_proxy=control.via_proxy)
+        health = HealthServer(settings.node.health_port, daemon.health)
+        health.start()
+        try:
+            route = f" via SOCKS5 {settings.coordinator.socks5_proxy}" if control.via_proxy else ""
+            say(f"node {daemon.identity.node_id}  tier {daemon.manifest.tier.value}")
+            say(f"coordinator {url}{route}")
+            say(f"health      http://{health.host}:{health.port}/health")
+            code = daemon.run(stop)
+        finally:
+            health.close()
+            daemon.log.close()
+    finally:
+        control.close()
+    say("stopped")
+    sys.exit(code)
+
+
+@cli.command()
+@_CONFIG_OPTION
+@click.option("--limit", default=20, show_default=True, help="How many recent tasks to show.")
+def tasks(config_path: Path, limit: int) -> None:
+    """The latest tasks from the local task log (SRS-NODE-06)."""
+    from owm_adapters.node_daemon.task_log import LOG_FILE, TaskLog
+
+    settings = _settings(config_path)
+    path = Path(settings.node.data_dir).expanduser() / LOG_FILE
+    if not path.exists():
+        click.echo(f"no tasks yet ({path} does not exist)")
+        return
+    task_log = TaskLog(path)
+    try:
+        rows = task_log.recent(limit)
+    finally:
+        task_log.close()
+    click.echo(f"{'task':<44} {'type':<21} {'state':<9} {'ms':>7} {'msat':>9} payment")
+    for row in rows:
+        click.echo(
+            f"{row.replica_id[:44]:<44} {row.task_type[:21]:<21} {row.state:<9} "
+            f"{row.execution_ms if row.execution_ms is not None else '-':>7} "
+            f"{row.price_msat:>9} {row.payment_status}"
+            + (f"  ({row.reason[:60]})" if row.reason else "")
+        )
+
+
+@cli.command()
+@_CONFIG_OPTION
+def earnings(config_path: Path) -> None:
+    """What this node has earned, from the local task log (SRS-NODE-06)."""
+    from owm_adapters.node_daemon.task_log import LOG_FILE, TaskLog
+
+    settings = _settings(config_path)
+    path = Path(settings.node.data_dir).expanduser() / LOG_FILE
+    if not path.exists():
+        click.echo("credited   0 sat (0 msat) for 0 tasks")
+        return
+    task_log = TaskLog(path)
+    try:
+        e = task_log.earnings()
+    finally:
+        task_log.close()
+    click.echo(f"credited   {e.credited_msat // 1000} sat ({e.credited_msat} msat) "
+               f"for {e.credited_tasks} tasks")
+    click.echo(f"pending    {e.pending_msat // 1000} sat ({e.pending_msat} msat) "
+               f"for {e.pending_tasks} tasks awaiting verification")
+    click.echo(f"forfeited  {e.forfeited_msat // 1000} sat ({e.forfeited_msat} msat) "
+               f"for {e.forfeited_tasks} tasks")
+    click.echo(f"failed     {e.failed_tasks} tasks; rejected {e.rejected_tasks} invalid tasks")
+
+
+@cli.command()
+@_CONFIG_OPTION
+def hardware(config_path: Path) -> None:
+    """The GPUs, memory and tier this machine would register with (SRS-NODE-03)."""
+    from owm_adapters.node_daemon.assemble import detect_hardware
+
+    settings = _settings(config_path)
+    report = detect_hardware(settings.node.bandwidth_mbps)
+    if not report.devices:
+        click.echo("gpus       none (CPU only)")
+    for device in report.devices:
+        click.echo(f"gpu {device.index}      {device.vendor.value} {device.name} "
+                   f"{device.vram_mb} MiB" + (f" driver {device.driver}" if device.driver else ""))
+    click.echo(f"ram        {report.hardware.ram_mb} MiB")
+    click.echo(f"bandwidth  {report.hardware.bandwidth_mbps} Mbit/s (configured estimate)")
+    if report.tier is not None:
+        click.echo(f"tier       {report.tier.value}")
+    else:
+        click.echo(f"tier       none: {report.below_minimum}")
+    for problem in report.problems:
+        click.echo(f"problem    {problem}")
+
+
+@cli.command("install-weights")
+@click.argument("version_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("weights", metavar="WEIGHTS")
+@click.argument("proof_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_CONFIG_OPTION
+@click.option("--bitcoin-rpc", "rpc_url", metavar="URL",
+              help="Bitcoin Core / Knots JSON-RPC that supplies block headers.")
+@click.option("--rpc-cookie", type=click.Path(dir_okay=False, path_type=Path),
+              help="bitcoind's .cookie file.")
+@click.option("--local-chain", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A devnet's embedded chain file instead of bitcoind.")
+@click.option("--network", type=click.Choice(["main", "test", "signet", "regtest"]),
+              help="Proof-of-work rules [default: asked from bitcoind; regtest for a devnet].")
+def install_weights(
+    version_file: Path, weights: str, proof_file: Path, config_path: Path, rpc_url: str | None,
+    rpc_cookie: Path | None, local_chain: Path | None, network: str | None,
+) -> None:
+    """Install a model version's weights after its OpenTimestamps proof verifies (SRS-NODE-10).
+
+    VERSION_FILE is the version's JSON (version, sub_model, digest, created_at, parent),
+    WEIGHTS a .npz/.pt file or an http(s) URL (downloaded over clearnet only, SRS-NET-04),
+    PROOF_FILE its .ots proof. A failed or pending proof installs nothing: the previous
+    version keeps answering (exit 3).
+    """
+    import io
+    import json
+    import sys
+
+    import numpy as np
+    import torch
+
+    from owm_adapters.node_daemon.assemble import data_dir
+    from owm_adapters.node_daemon.weights import (
+        CachedModelRuntime,
+        download,
+        install_verified,
+        model_cache_dir,
+    )
+    from owm_adapters.ots import OpenTimestamps
+    from owm_core.ports.chain import Chain
+    from owm_core.provenance import ModelVersion, Network
+
+    settings = _settings(config_path)
+    chain: Chain
+    if rpc_url and local_chain:
+        raise click.UsageError("give --bitcoin-rpc or --local-chain, not both")
+    if local_chain is not None:
+        from owm_adapters.local_chain import LocalChain
+
+        chain, net = LocalChain(local_chain), Network.from_name(network or "regtest")
+    elif rpc_url:
+        from owm_adapters.bitcoin_rpc import BitcoinRpc
+
+        rpc = BitcoinRpc(rpc_url, cookie_file=rpc_cookie)
+        chain, net = rpc, Network.from_name(network) if network else rpc.network()
+    else:
+        raise click.UsageError("give --bitcoin-rpc URL or --local-chain PATH to check the proof")
+    try:
+        version = ModelVersion(**json.loads(version_file.read_text(encoding="utf-8")))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{version_file}: not a model version: {exc}") from None
+    if weights.startswith(("http://", "https://")):
+        raw = download(weights)
+    else:
+        raw = Path(weights).read_bytes()
+    if raw[:2] == b"PK" and weights.endswith(".npz"):
+        with np.load(io.BytesIO(raw), allow_pickle=False) as data:
+            tensors = {k: torch.from_numpy(data[k]) for k in data.files}
+    else:
+        tensors = torch.load(io.BytesIO(raw), weights_only=True)
+    runtime = CachedModelRuntime(
+        model_cache_dir(settings.node.model_cache_dir, str(data_dir(settings)))
+    )
+    outcome = install_verified(runtime, OpenTimestamps(chain, net), version, tensors,
+                               proof_file.read_bytes())
+    if not outcome.installed:
+        click.echo(f"not installed: {outcome.reason}; "
+                   f"{runtime.loaded_version(version.sub_model) or 'genesis'} keeps answering")
+        sys.exit(3)
+    assert outcome.verification is not None
+    click.echo(f"installed  {outcome.version_id}  (Bitcoin block {outcome.verification.height})")

@@ -1,0 +1,96 @@
+"""A coordinator (application service + gRPC server) for node-side tests, and node fixtures."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+from owm_adapters.bootstrap import build_coordinator
+from owm_adapters.coordinator_service import CoordinatorService, ServiceConfig
+from owm_adapters.memory import memory_repositories
+from owm_adapters.node_daemon.control_plane import InProcessControlPlane
+from owm_adapters.settings import CoordinatorSettings
+from owm_adapters.sim_ln import SimLedger
+from owm_adapters.system_clock import SystemClock
+from owm_core.envelopes import CapabilityManifest
+from owm_core.identity import Identity
+from owm_core.market import TaskRequest, VerificationMode, VerificationPolicy
+from owm_core.ports.control_plane import ControlPlane
+from owm_core.tiers import Tier
+from owm_server.grpc.server import CoordinatorServer
+from owm_server.node_link import GrpcControlPlane
+
+T1_STAKE_SAT = 100_000
+MANIFEST = CapabilityManifest(tier=Tier.T1, vram_mb=0, ram_mb=16_000, bandwidth_mbps=100,
+                              gpu_vendor="none", gpu_count=0)
+
+
+@attrs.define
+class Network:
+    service: CoordinatorService
+    server: CoordinatorServer
+    ledger: SimLedger
+    treasury: str
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+    def node(self, alias: str, stake_sat: int = T1_STAKE_SAT) -> Node:
+        pubkey = self.ledger.add_node(alias)
+        if stake_sat:
+            self.ledger.open_channel(self.treasury, pubkey, stake_sat)
+        return Node(Identity.from_seed(os.urandom(32)), f"{pubkey}@127.0.0.1:9735", pubkey)
+
+    def submit(self, task_id: str, payload: bytes, task_type: str = "inference",
+               schema: str = "owm.inference.text") -> None:
+        request = TaskRequest(
+            task_id=task_id, task_type=task_type, input_schema_id=schema,
+            input_schema_version=1, min_tier=Tier.T1, min_vram_mb=0, min_ram_mb=0,
+            gpu_required=False, max_price_msat=10_000,
+        )
+        self.service.submit_task(request, payload)
+
+
+@attrs.define
+class Node:
+    identity: Identity
+    ln_node_uri: str
+    ln_pubkey: str
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> Iterator[Network]:
+    ledger = SimLedger(tmp_path / "lightning.sqlite3")
+    treasury = ledger.add_node("treasury")
+    service = build_coordinator(
+        CoordinatorSettings(),
+        repositories=memory_repositories(),
+        lightning=ledger.lightning("treasury"),
+        clock=SystemClock(),
+        config=ServiceConfig(
+            tick_s=0.05,
+            assignment_timeout_s=30,
+            verification=VerificationPolicy(mode=VerificationMode.SPOT_CHECK,
+                                            spot_check_rate_ppm=0),
+        ),
+    )
+    server = CoordinatorServer(service, "127.0.0.1:0", max_workers=16)
+    server.start()
+    yield Network(service, server, ledger, treasury)
+    server.stop(1)
+
+
+@pytest.fixture(params=["in-process", "grpc"])
+def control(request: pytest.FixtureRequest, network: Network) -> Iterator[ControlPlane]:
+    plane: ControlPlane
+    if request.param == "grpc":
+        plane = GrpcControlPlane(network.url)
+    else:
+        plane = InProcessControlPlane(network.service)
+    yield plane
+    plane.close()

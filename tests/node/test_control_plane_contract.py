@@ -1,0 +1,164 @@
+"""One contract for both control-plane adapters: the gRPC client and the in-process twin."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from owm_core import envelopes
+from owm_core.envelopes import EnvelopeKind, Heartbeat, TaskProof, TaskRejection
+from owm_core.identity import Identity
+from owm_core.ports.control_plane import (
+    AssignedTask,
+    ControlPlaneRefused,
+    ControlPlaneUnavailable,
+)
+from owm_server.node_link import GrpcControlPlane
+from tests.node.conftest import MANIFEST, T1_STAKE_SAT
+
+
+def manifest_envelope(identity: Identity) -> bytes:
+    env = envelopes.seal(identity, EnvelopeKind.CAPABILITY_MANIFEST, MANIFEST, os.urandom(16),
+                         SystemNow.now())
+    return envelopes.to_bytes(env)
+
+
+class SystemNow:
+    @staticmethod
+    def now() -> int:
+        import time
+
+        return int(time.time())
+
+
+def register(control, node):
+    return control.register(node.identity, manifest_envelope(node.identity), MANIFEST.digest(),
+                            node.ln_node_uri, None)
+
+
+def heartbeat(identity: Identity, seq: int = 1) -> bytes:
+    body = Heartbeat(node_id=identity.node_id, seq=seq, manifest_digest=MANIFEST.digest())
+    return envelopes.to_bytes(envelopes.seal(identity, EnvelopeKind.HEARTBEAT, body,
+                                             os.urandom(16), SystemNow.now()))
+
+
+def first_assignment(feed) -> list[AssignedTask]:
+    got: list[AssignedTask] = []
+    done = threading.Event()
+
+    def read() -> None:
+        for task in feed:
+            got.append(task)
+            done.set()
+            return
+
+    threading.Thread(target=read, daemon=True).start()
+    done.wait(10)
+    feed.cancel()
+    return got
+
+
+def test_a_staked_node_registers_active_and_its_heartbeats_keep_it_online(control, network):
+    node = network.node("n1")
+    reply = register(control, node)
+    assert (reply.node_id, reply.tier, reply.stake_status) == (node.identity.node_id, "t1",
+                                                                "active")
+    assert (reply.required_sats, reply.capacity_sat) == (T1_STAKE_SAT, T1_STAKE_SAT)
+    assert control.heartbeat(heartbeat(node.identity), manifest_envelope(node.identity)) == "online"
+    view = control.stake_status(node.identity.public_key_hex)
+    assert view.status == "active" and view.channel_point
+
+
+def test_a_node_without_a_stake_channel_is_refused_with_the_required_amount(control, network):
+    node = network.node("n2", stake_sat=0)
+    with pytest.raises(ControlPlaneRefused) as refused:
+        register(control, node)
+    assert refused.value.status == "insufficient-stake"
+    assert "100000" in refused.value.reason
+
+
+def test_a_node_whose_channel_is_unconfirmed_is_pending_and_gets_no_task_feed(control, network):
+    node = network.node("n2", stake_sat=0)
+    network.ledger.open_channel(network.treasury, node.ln_pubkey, T1_STAKE_SAT, confirmations=0)
+    reply = register(control, node)
+    assert reply.stake_status == "pending"
+    with pytest.raises(ControlPlaneRefused) as refused:
+        list(control.open_task_feed(node.identity, ["inference"], 1_000))
+    assert refused.value.status == "invalid-transition"
+
+
+def test_a_task_is_fed_proved_and_settled(control, network):
+    node = network.node("n3")
+    register(control, node)
+    feed = control.open_task_feed(node.identity, ["inference"], 1_000)
+    network.submit("job-1", b'{"prompt": "hi"}')
+    got = first_assignment(feed)
+    assert [t.task_id for t in got] == ["job-1:0"]
+    task = got[0]
+    assert (task.task_type, task.input_schema_id, task.input) == (
+        "inference", "owm.inference.text", b'{"prompt": "hi"}')
+    assert 1_000 <= task.price_msat <= 10_000
+    proof = TaskProof(task_id=task.task_id, output_hash="ab" * 32, execution_ms=5)
+    raw = envelopes.to_bytes(envelopes.seal(node.identity, EnvelopeKind.TASK_PROOF, proof,
+                                            os.urandom(16), SystemNow.now()))
+    assert control.submit_proof(raw) == "settled"
+    [replica] = control.replicas("job-1")
+    assert (replica.state, replica.node_id, replica.output_hash) == (
+        "settled", node.identity.node_id, "ab" * 32)
+
+
+def test_a_heartbeat_signed_by_an_unknown_key_is_refused_with_the_coordinators_code(control):
+    stranger = Identity.from_seed(os.urandom(32))
+    with pytest.raises(ControlPlaneRefused) as refused:
+        control.heartbeat(heartbeat(stranger))
+    assert refused.value.status == "not-found"
+
+
+def test_a_node_that_deregisters_leaves_without_cooldown(control, network):
+    node = network.node("n4")
+    register(control, node)
+    assert control.deregister(node.identity) == "deregistered"
+
+
+def rejection(identity: Identity, replica_id: str) -> bytes:
+    body = TaskRejection(task_id=replica_id, field="input.prompt", reason="must be a string")
+    return envelopes.to_bytes(envelopes.seal(identity, EnvelopeKind.TASK_REJECTION, body,
+                                             os.urandom(16), SystemNow.now()))
+
+
+def test_the_assigned_node_rejects_a_task_and_it_is_released_at_once(control, network):
+    node, stranger = network.node("n5"), network.node("n6")
+    register(control, node)
+    register(control, stranger)
+    feed = control.open_task_feed(node.identity, ["inference"], 1_000)
+    network.submit("job-5", b'{"prompt": 5}')
+    [task] = first_assignment(feed)
+
+    with pytest.raises(ControlPlaneRefused) as refused:
+        control.reject_task(rejection(stranger.identity, task.task_id))
+    assert refused.value.status == "invalid-transition"
+    assert control.reject_task(rejection(node.identity, task.task_id)) == "timed-out"
+    [replica] = control.replicas("job-5")
+    assert (replica.state, replica.node_id) == ("timed-out", "")
+    [recorded] = network.service.rejections("job-5")[task.task_id]
+    assert (recorded.node_id, recorded.field) == (node.identity.node_id, "input.prompt")
+
+
+def test_stake_terms_are_known_before_registration(control, network):
+    terms = control.stake_terms("t1")
+    assert terms.treasury_node_uri == f"{network.treasury}@127.0.0.1:9735"
+    assert (terms.required_sats, terms.min_confirmations) == (T1_STAKE_SAT, 1)
+    with pytest.raises(ControlPlaneRefused) as refused:
+        control.stake_terms("t7")
+    assert refused.value.status == "invalid-value"
+
+
+def test_an_unreachable_coordinator_is_unavailable_not_refused():
+    plane = GrpcControlPlane("127.0.0.1:1", timeout_s=2)
+    try:
+        with pytest.raises(ControlPlaneUnavailable):
+            plane.stake_status("ab" * 32)
+    finally:
+        plane.close()

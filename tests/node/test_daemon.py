@@ -1,0 +1,233 @@
+"""The node daemon end to end against an in-process coordinator (SRS-NODE-01..12)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+from owm_adapters.node_daemon.control_plane import InProcessControlPlane
+from owm_adapters.node_daemon.daemon import DaemonSettings, NodeDaemon, stake_guidance
+from owm_adapters.node_daemon.task_log import TaskLog
+from owm_adapters.node_daemon.task_runner import Limits, TaskRunner
+from owm_adapters.system_clock import SystemClock
+from owm_core.ports.control_plane import StakeView
+from tests.node.conftest import MANIFEST, T1_STAKE_SAT, Network, Node
+
+
+@attrs.define
+class Running:
+    daemon: NodeDaemon
+    stop: threading.Event
+    thread: threading.Thread
+    said: list[str]
+    exit_codes: list[int]
+
+    def text(self) -> str:
+        return "\n".join(self.said)
+
+    def halt(self) -> int:
+        self.stop.set()
+        self.thread.join(60)
+        assert not self.thread.is_alive()
+        return self.exit_codes[0]
+
+
+def wait_for(check: Callable[[], object], timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def start(network: Network, tmp_path: Path) -> Iterator[Callable[..., Running]]:
+    started: list[Running] = []
+
+    def _start(node: Node, runner: TaskRunner | None = None, **overrides: object) -> Running:
+        said: list[str] = []
+        settings = DaemonSettings(
+            ln_node_uri=node.ln_node_uri,
+            heartbeat_interval_s=0.2,
+            payment_check_interval_s=0.2,
+            stake_check_interval_s=0.2,
+            stake_retry_s=0.2,
+            **{"treasury_uri": f"{network.treasury}@127.0.0.1:9735", **overrides},  # type: ignore[arg-type]
+        )
+        data_dir = tmp_path / node.identity.node_id
+        daemon = NodeDaemon(
+            node.identity, InProcessControlPlane(network.service), MANIFEST,
+            runner or TaskRunner(limits=Limits(timeout_s=60)), TaskLog.in_dir(data_dir),
+            SystemClock(), settings, data_dir=data_dir, say=said.append,
+        )
+        stop = threading.Event()
+        codes: list[int] = []
+        thread = threading.Thread(target=lambda: codes.append(daemon.run(stop)), daemon=True)
+        thread.start()
+        running = Running(daemon, stop, thread, said, codes)
+        started.append(running)
+        return running
+
+    yield _start
+    for running in started:
+        running.stop.set()
+        running.thread.join(30)
+
+
+def test_a_staked_node_registers_heartbeats_runs_a_task_and_is_credited(network, start):
+    node = start(network.node("n1"))
+    wait_for(lambda: node.daemon.state == "serving")
+    wait_for(lambda: node.daemon.health()["coordinator"]["node_status"] == "online")
+    network.submit("job-1", b'{"prompt": "hello"}')
+    wait_for(lambda: node.daemon.log.earnings().credited_tasks == 1)
+    row = node.daemon.log.get("job-1:0")
+    assert row is not None and row.state == "proved" and row.payment_status == "credited"
+    [replica] = InProcessControlPlane(network.service).replicas("job-1")
+    assert replica.output_hash == row.output_hash and replica.state == "settled"
+    assert "registered  node " in node.text()
+    assert "stake: " not in node.text()
+    assert node.halt() == 0
+
+
+def test_an_invalid_task_is_rejected_with_its_reason_and_never_runs(network, start):
+    class Spy(TaskRunner):
+        calls: int = 0
+
+        def run(self, *args, **kwargs):  # type: ignore[override]
+            Spy.calls += 1
+            return super().run(*args, **kwargs)
+
+    node = start(network.node("n2"), runner=Spy(limits=Limits(timeout_s=60)))
+    wait_for(lambda: node.daemon.state == "serving")
+    network.submit("bad-1", b'{"prompt": 42}')
+    wait_for(lambda: node.daemon.log.get("bad-1:0") is not None
+             and node.daemon.log.get("bad-1:0").state == "rejected")
+    assert node.daemon.log.get("bad-1:0").reason == "input.prompt: must be a string"
+    assert "rejected task bad-1:0: input.prompt: must be a string" in node.text()
+    assert Spy.calls == 0
+
+
+def test_a_node_without_stake_is_told_the_exact_channel_and_starts_once_it_is_open(
+    network, start
+):
+    bare = network.node("n3", stake_sat=0)
+    node = start(bare)
+    wait_for(lambda: node.daemon.state == "awaiting_stake")
+    text = node.text()
+    assert f"at least {T1_STAKE_SAT} sat" in text
+    assert f"lncli openchannel --node_key {network.treasury} --connect 127.0.0.1:9735 " \
+           f"--local_amt {T1_STAKE_SAT}" in text
+    assert node.daemon.health()["stake"]["required_sats"] == T1_STAKE_SAT
+    network.ledger.open_channel(network.treasury, bare.ln_pubkey, T1_STAKE_SAT)
+    wait_for(lambda: node.daemon.state == "serving")
+    network.submit("job-3", b'{"prompt": "paid at last"}')
+    wait_for(lambda: node.daemon.log.earnings().credited_tasks == 1)
+
+
+def test_stake_capacity_below_the_tier_minimum_raises_a_warning(network, start):
+    node = start(network.node("n4"))
+    wait_for(lambda: node.daemon.state == "serving")
+
+    class Depleted(InProcessControlPlane):
+        def stake_status(self, public_key: str) -> StakeView:
+            return StakeView("active", "t1", T1_STAKE_SAT, T1_STAKE_SAT - 1_500, "tx:0", 0)
+
+    node.daemon.control = Depleted(network.service)
+    wait_for(lambda: node.daemon.health()["stake"]["warning"])
+    assert "98500 sat is below the tier minimum 100000 sat" in node.text()
+
+
+def test_sigterm_drains_finishes_the_running_task_reports_it_and_exits_zero(
+    network, start, tmp_path
+):
+    slow = TaskRunner(limits=Limits(timeout_s=60), worker_module="tests.node.slow_worker")
+    node = start(network.node("n5"), runner=slow)
+    wait_for(lambda: node.daemon.state == "serving")
+    network.submit("slow-1", json.dumps({"prompt": "slow"}).encode())
+    wait_for(lambda: "slow-1:0" in node.daemon.running())
+    assert node.halt() == 0
+    row = node.daemon.log.get("slow-1:0")
+    assert row is not None and row.state == "proved" and row.payment_status == "credited"
+    assert "draining" in node.text()
+    network.submit("late-1", b'{"prompt": "after"}')
+    time.sleep(0.3)
+    assert node.daemon.log.get("late-1:0") is None
+
+
+def test_guidance_without_a_treasury_uri_says_where_to_set_it():
+    lines = stake_guidance("t2", 500_000, 120_000, "", "")
+    assert "380000 sat missing" in lines[0]
+    assert any("[lightning] treasury_uri" in line for line in lines)
+
+
+def test_a_crashing_task_fails_alone_and_the_daemon_keeps_serving(network, start):
+    runner = TaskRunner(limits=Limits(timeout_s=30), worker_module="tests.node.misbehaving_worker",
+                        base_env=dict(os.environ, OWM_TEST_CHILD_PID_FILE="/dev/null"))
+    node = start(network.node("n6"), runner=runner)
+    wait_for(lambda: node.daemon.state == "serving")
+    network.submit("crash-1", b'{"prompt": "crash"}')
+    wait_for(lambda: (row := node.daemon.log.get("crash-1:0")) is not None
+             and row.state == "failed")
+    assert "SIGSEGV" in node.daemon.log.get("crash-1:0").reason
+    network.submit("fine-1", b'{"prompt": "fine"}')
+    wait_for(lambda: node.daemon.log.earnings().credited_tasks == 1)
+    assert node.daemon.state == "serving"
+
+
+def test_a_proof_is_resent_until_the_coordinator_is_reachable_again(network, start):
+    from owm_core.ports.control_plane import ControlPlaneUnavailable
+
+    class Flaky(InProcessControlPlane):
+        failures = 3
+
+        def submit_proof(self, proof_envelope: bytes) -> str:
+            if Flaky.failures:
+                Flaky.failures -= 1
+                raise ControlPlaneUnavailable("coordinator restarting")
+            return super().submit_proof(proof_envelope)
+
+    node = start(network.node("n7"), retry_initial_s=0.05, retry_max_s=0.1)
+    wait_for(lambda: node.daemon.state == "serving")
+    node.daemon.control = Flaky(network.service)
+    network.submit("flaky-1", b'{"prompt": "again"}')
+    wait_for(lambda: node.daemon.log.earnings().credited_tasks == 1)
+    assert Flaky.failures == 0
+
+
+def test_an_invalid_task_is_rejected_to_the_coordinator_naming_the_field_and_released(
+    network, start
+):
+    node = start(network.node("n8"))
+    wait_for(lambda: node.daemon.state == "serving")
+    network.submit("bad-2", b'{"prompt": 42}')
+
+    wait_for(lambda: network.service.rejections("bad-2"))  # long before the 30 s timeout
+
+    [recorded] = network.service.rejections("bad-2")["bad-2:0"]
+    assert (recorded.node_id, recorded.field, recorded.reason) == (
+        node.daemon.identity.node_id, "input.prompt", "must be a string")
+    task = network.service.repositories.tasks.get("bad-2:0")
+    assert task is not None and task.node_id is None
+    assert task.tried_node_ids == (node.daemon.identity.node_id,)
+    assert node.daemon.log.get("bad-2:0").state == "rejected"
+
+
+def test_stake_guidance_takes_the_treasury_from_the_coordinator_unless_configured(
+    network, start
+):
+    plain = start(network.node("n9", stake_sat=0), treasury_uri="")
+    configured = start(network.node("n10", stake_sat=0), treasury_uri="02" + "ab" * 32)
+    wait_for(lambda: plain.daemon.state == "awaiting_stake"
+             and configured.daemon.state == "awaiting_stake")
+    assert f"lncli openchannel --node_key {network.treasury} --connect 127.0.0.1:9735 " \
+           f"--local_amt {T1_STAKE_SAT}" in plain.text()
+    assert f"lncli openchannel --node_key {'02' + 'ab' * 32} --local_amt {T1_STAKE_SAT}" \
+        in configured.text()
+    assert "set [lightning] treasury_uri" not in plain.text()

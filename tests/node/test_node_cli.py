@@ -1,0 +1,113 @@
+"""`owm-node hardware | tasks | earnings | start`: the operator's view (SRS-NODE-01/03/06)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from owm_adapters.gpu import FixedGpuProbe, FixedHostProbe
+from owm_adapters.node_daemon.assemble import detect_hardware
+from owm_adapters.node_daemon.task_log import TaskLog
+from owm_cli import node
+from owm_core.ports.gpu import GpuDevice, GpuVendor
+from owm_core.tiers import Tier
+
+A100 = GpuDevice(index=0, vendor=GpuVendor.NVIDIA, name="NVIDIA A100-SXM4-40GB", vram_mb=40_536)
+
+
+def test_a_cpu_only_machine_is_t1_with_no_gpu_in_its_manifest():
+    report = detect_hardware(100, FixedGpuProbe([]), FixedHostProbe(ram=16_000,
+                                                                     bandwidth=100))
+    manifest = report.manifest()
+    assert report.tier is Tier.T1 and report.devices == ()
+    assert (manifest.gpu_vendor, manifest.gpu_count, manifest.vram_mb) == ("none", 0, 0)
+
+
+def test_two_datacenter_gpus_classify_as_t3_and_are_published_in_the_manifest():
+    second = GpuDevice(index=1, vendor=GpuVendor.NVIDIA, name="NVIDIA A100", vram_mb=40_536)
+    report = detect_hardware(1000, FixedGpuProbe([A100, second]),
+                             FixedHostProbe(ram=256_000, bandwidth=1000))
+    manifest = report.manifest()
+    assert report.tier is Tier.T3
+    assert (manifest.gpu_vendor, manifest.gpu_count, manifest.vram_mb) == ("nvidia", 2, 81_072)
+
+
+def test_a_machine_below_the_t1_minimum_cannot_build_a_manifest():
+    report = detect_hardware(100, FixedGpuProbe([]), FixedHostProbe(ram=2_000,
+                                                                    bandwidth=100))
+    assert report.tier is None and "ram_mb" in report.below_minimum
+
+
+def test_hardware_prints_the_tier_of_this_machine(tmp_path: Path):
+    result = CliRunner().invoke(node.cli, ["hardware", "--config", str(tmp_path / "none.toml")])
+    assert result.exit_code == 0, result.output
+    assert "tier       t" in result.output and "ram        " in result.output
+
+
+def _config(tmp_path: Path, extra: str = "") -> Path:
+    config = tmp_path / "owm.toml"
+    config.write_text(f'[node]\ndata_dir = "{tmp_path}"\nidentity_key = "{tmp_path}/id.key"\n'
+                      + extra)
+    return config
+
+
+def test_tasks_and_earnings_read_the_task_log(tmp_path: Path):
+    log = TaskLog.in_dir(tmp_path)
+    log.record_received("job-1:0", "inference", "owm.inference.text", 1, "ab" * 32, 10, 2_500,
+                        0, 1)
+    log.mark_proved("job-1:0", "settled", "credited")
+    log.record_received("bad-1:0", "inference", "owm.inference.text", 1, "cd" * 32, 10, 2_500,
+                        0, 2)
+    log.mark_rejected("bad-1:0", "input.prompt: must be a string", 3)
+    log.close()
+    config = _config(tmp_path)
+    tasks = CliRunner().invoke(node.cli, ["tasks", "--config", str(config)])
+    assert tasks.exit_code == 0, tasks.output
+    assert "job-1:0" in tasks.output and "credited" in tasks.output
+    assert "input.prompt: must be a string" in tasks.output
+    earned = CliRunner().invoke(node.cli, ["earnings", "--config", str(config)])
+    assert "credited   2 sat (2500 msat) for 1 tasks" in earned.output
+    assert "rejected 1 invalid tasks" in earned.output
+
+
+def test_earnings_of_a_fresh_node_are_zero(tmp_path: Path):
+    result = CliRunner().invoke(node.cli, ["earnings", "--config", str(_config(tmp_path))])
+    assert result.exit_code == 0 and "credited   0 sat" in result.output
+
+
+def test_start_without_a_lightning_uri_explains_what_to_set(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("OWM_IDENTITY_KEY_PATH", raising=False)
+    init = CliRunner().invoke(node.cli, ["init", "--config", str(tmp_path / "init.toml"),
+                                         "--data-dir", str(tmp_path)])
+    assert init.exit_code == 0, init.output
+    config = _config(tmp_path, "health_port = 0\n")
+    (tmp_path / "identity.key").rename(tmp_path / "id.key")
+    result = CliRunner().invoke(node.cli, ["start", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "[lightning] node_uri is empty" in result.output
+
+
+def test_a_daemon_built_for_a_gpu_machine_gives_its_tasks_cuda_mps_limits(tmp_path, monkeypatch):
+    from owm_adapters import keystore
+    from owm_adapters.node_daemon.assemble import build_daemon
+    from owm_adapters.node_daemon.control_plane import InProcessControlPlane
+    from owm_adapters.settings import load_node_settings
+
+    monkeypatch.delenv("OWM_IDENTITY_KEY_PATH", raising=False)
+    keystore.create_identity(tmp_path / "id.key")
+    pubkey = "02" + "11" * 32
+    config = _config(tmp_path, f'[lightning]\nnode_uri = "{pubkey}@127.0.0.1:9735"\n'
+                               "[tasks]\ngpu_memory_mb = 20000\ngpu_thread_percentage = 40\n")
+    report = detect_hardware(1000, FixedGpuProbe([A100]),
+                             FixedHostProbe(ram=128_000, bandwidth=1000))
+    daemon = build_daemon(load_node_settings(config), InProcessControlPlane(None),  # type: ignore[arg-type]
+                          report=report, say=lambda _line: None)
+    try:
+        env = daemon.runner.environment()
+        assert env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "0=20000M"
+        assert env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "40"
+        assert daemon.manifest.tier is Tier.T3 and daemon.manifest.gpu_vendor == "nvidia"
+        assert daemon.health()["hardware"]["gpus"][0]["name"] == "NVIDIA A100-SXM4-40GB"
+    finally:
+        daemon.log.close()

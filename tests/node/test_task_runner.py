@@ -1,0 +1,121 @@
+"""Tasks run in isolated subprocesses with a timeout, a memory limit and CUDA MPS limits."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from owm_adapters.node_daemon.task_exec import genesis_weights, run_inference
+from owm_adapters.node_daemon.task_runner import Limits, TaskRunner, cuda_mps_environment
+from owm_core.ports.gpu import GpuDevice, GpuVendor
+from owm_core.task_types import output_hash
+
+MISBEHAVING = "tests.node.misbehaving_worker"
+GPU0 = GpuDevice(index=0, vendor=GpuVendor.NVIDIA, name="NVIDIA H100", vram_mb=81_559)
+GPU1 = GpuDevice(index=1, vendor=GpuVendor.NVIDIA, name="NVIDIA H100", vram_mb=81_559)
+
+
+def prompt(text: str) -> bytes:
+    return json.dumps({"prompt": text}).encode()
+
+
+def misbehaving(tmp_path: Path, **limits: float) -> TaskRunner:
+    env = dict(os.environ, OWM_TEST_CHILD_PID_FILE=str(tmp_path / "child.pid"),
+               ALL_PROXY="socks5://127.0.0.1:9050")
+    return TaskRunner(limits=Limits(**limits), worker_module=MISBEHAVING, base_env=env)
+
+
+def run(runner: TaskRunner, text: str):
+    return runner.run("inference", "owm.inference.text", 1, prompt(text))
+
+
+def test_an_inference_task_runs_in_a_subprocess_and_matches_the_in_process_answer():
+    runner = TaskRunner(limits=Limits(timeout_s=60))
+    result = run(runner, "hello owm")
+    assert result.ok, result.error
+    assert result.output == run_inference({"prompt": "hello owm"}, None)
+    assert result.output["model_version"] == "genesis"
+    assert output_hash(result.output) == output_hash(run_inference({"prompt": "hello owm"}, None))
+
+
+def test_the_worker_revalidates_the_input_and_reports_the_field():
+    result = TaskRunner(limits=Limits(timeout_s=60)).run(
+        "inference", "owm.inference.text", 1, b'{"prompt": 5}'
+    )
+    assert not result.ok and "input.prompt" in result.error
+
+
+def test_a_crashing_task_is_a_failed_result_not_an_exception(tmp_path):
+    result = run(misbehaving(tmp_path, timeout_s=30), "crash")
+    assert not result.ok and "SIGSEGV" in result.error
+
+
+def test_a_worker_that_exits_without_a_result_or_prints_garbage_fails_cleanly(tmp_path):
+    runner = misbehaving(tmp_path, timeout_s=30)
+    assert "code 9" in run(runner, "exit").error
+    assert "without a result" in run(runner, "garbage").error
+
+
+def test_a_runaway_task_and_the_children_it_forked_are_killed_at_the_timeout(tmp_path):
+    started = time.monotonic()
+    result = run(misbehaving(tmp_path, timeout_s=1.5), "loop")
+    assert result.timed_out and not result.ok and "timed out" in result.error
+    assert time.monotonic() - started < 15
+    child = int((tmp_path / "child.pid").read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        state = Path(f"/proc/{child}/stat").read_text().split()[2] if Path(
+            f"/proc/{child}/stat").exists() else "Z"
+        if state == "Z":
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the forked child outlived the timeout")
+
+
+def test_a_task_over_its_memory_limit_fails_without_touching_the_daemon(tmp_path):
+    result = run(misbehaving(tmp_path, timeout_s=30, memory_mb=512), "hog")
+    assert not result.ok and "memory limit of 512 MiB" in result.error
+
+
+def test_a_cpu_only_machine_gets_no_cuda_mps_limits():
+    assert cuda_mps_environment([], Limits()) == {}
+    amd = GpuDevice(index=0, vendor=GpuVendor.AMD, name="MI300X", vram_mb=196_592)
+    assert cuda_mps_environment([amd], Limits()) == {}
+
+
+def test_each_nvidia_gpu_gets_a_pinned_memory_limit_and_a_thread_share():
+    env = cuda_mps_environment([GPU1, GPU0], Limits(gpu_thread_percentage=50))
+    assert env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "0=73403M,1=73403M"
+    assert env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "50"
+    capped = cuda_mps_environment([GPU0], Limits(gpu_memory_mb=8_000))
+    assert capped["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "0=8000M"
+
+
+def test_the_worker_of_a_gpu_node_runs_with_the_mps_limits_and_without_proxies(tmp_path):
+    runner = misbehaving(tmp_path, timeout_s=30, gpu_memory_mb=4096)
+    runner.gpus = (GPU0,)
+    result = run(runner, "env")
+    assert result.ok
+    assert result.output == {
+        "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": "0=4096M",
+        "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": "100",
+        "ALL_PROXY": None,
+    }
+
+
+def test_installed_weights_answer_instead_of_genesis(tmp_path):
+    from owm_adapters.node_daemon.weights import CachedModelRuntime
+
+    weights = {k: v * 2 for k, v in genesis_weights("owm-geo").items()}
+    CachedModelRuntime(tmp_path).load("owm-geo", "owm-v0.1.0", weights)
+    runner = TaskRunner(limits=Limits(timeout_s=60), model_dir=str(tmp_path))
+    result = runner.run("inference", "owm.inference.features", 1, json.dumps(
+        {"sub_model": "owm-geo", "features": [[0.5] * 32]}).encode())
+    assert result.ok and result.output["model_version"] == "owm-v0.1.0"
