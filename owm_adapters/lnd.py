@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import re
+import time
 from typing import Any
 
 import bolt11
@@ -52,6 +53,9 @@ from owm_core.ports.lightning import (
 )
 
 log = logging.getLogger(__name__)
+
+#: Stake verification answers within 5 s or fails (SRS-PERF-13).
+STAKE_CHECK_TIMEOUT_S = 5.0
 
 _INVOICE_STATES = {
     ln.Invoice.OPEN: InvoiceState.OPEN,
@@ -174,10 +178,11 @@ class LndLightning:
             return error.code(), error.details() or ""
         return None, ""
 
-    def _info(self) -> Any:
+    def _info(self, timeout_s: float | None = None) -> Any:
         try:
             return self._lightning.GetInfo(
-                ln.GetInfoRequest(), metadata=self._metadata(), timeout=self.rpc_timeout_s
+                ln.GetInfoRequest(), metadata=self._metadata(),
+                timeout=self.rpc_timeout_s if timeout_s is None else timeout_s,
             )
         except grpc.RpcError as error:
             raise self._failure("GetInfo", error) from None
@@ -309,13 +314,16 @@ class LndLightning:
         if not re.fullmatch(PUBKEY_HEX, peer_pubkey):
             raise InvalidValue("peer_pubkey", "must be a 33-byte compressed pubkey in hex")
         request = ln.ListChannelsRequest(peer=bytes.fromhex(peer_pubkey))
+        # A registration waits on this answer: both calls share the stake-check budget.
+        deadline = time.monotonic() + min(self.rpc_timeout_s, STAKE_CHECK_TIMEOUT_S)
         try:
             response = self._lightning.ListChannels(
-                request, metadata=self._metadata(), timeout=self.rpc_timeout_s
+                request, metadata=self._metadata(), timeout=deadline - time.monotonic()
             )
         except grpc.RpcError as error:
             raise self._failure("ListChannels", error) from None
-        height = int(self._info().block_height) if response.channels else 0
+        remaining = max(0.1, deadline - time.monotonic())
+        height = int(self._info(remaining).block_height) if response.channels else 0
         return [_channel(c, height) for c in response.channels if c.remote_pubkey == peer_pubkey]
 
     def force_close(self, channel_point: str) -> str:

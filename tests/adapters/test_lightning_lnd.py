@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,3 +133,24 @@ def test_macaroons_never_reach_logs_errors_or_reprs(
         assert secret.hex() not in haystack
         assert secret.hex()[8:40] not in haystack
     assert all(e.__cause__ is None and e.__suppress_context__ for e in errors)
+
+
+def test_a_stake_check_answers_within_five_seconds_even_when_lnd_stalls(
+    fake: FakeLnd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stalled = threading.Event()
+
+    def stall(*_args: object, **_kwargs: object) -> list[object]:
+        stalled.wait(10)
+        return []
+
+    monkeypatch.setattr(fake.ledger, "channels_of", stall)
+    adapter = LndLightning(fake.target, tls_cert_pem=fake.cert_pem,
+                           payment_macaroon=PAYMENT_MACAROON, rpc_timeout_s=30)
+    started = time.monotonic()
+    try:
+        with pytest.raises(LightningUnavailable, match="DEADLINE_EXCEEDED"):
+            adapter.channels_with("02" + "11" * 32)
+    finally:
+        stalled.set()
+    assert time.monotonic() - started < 5.5
