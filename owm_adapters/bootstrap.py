@@ -10,14 +10,20 @@ pass in-memory repositories, a fake Lightning node or a stepping clock.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from owm_adapters.coordinator_service import CoordinatorService, ServiceConfig
 from owm_adapters.settings import ConfigError, CoordinatorSettings
 from owm_adapters.system_clock import SystemClock
 from owm_core.market import VerificationMode, VerificationPolicy
 from owm_core.ports.clock import Clock
+from owm_core.ports.invoices import InvoiceSource
 from owm_core.ports.lightning import Lightning
 from owm_core.ports.repositories import Repositories
+from owm_core.stake import StakePolicy
+
+if TYPE_CHECKING:
+    from owm_adapters.sim_ln import SimLedger
 
 LIGHTNING_FILE = "lightning.sqlite3"
 
@@ -72,6 +78,10 @@ def service_config_of(settings: CoordinatorSettings) -> ServiceConfig:
             mode=mode, redundancy=tasks.redundancy, spot_check_rate_ppm=tasks.spot_rate_ppm
         ),
         assignment_timeout_s=tasks.assignment_timeout_s,
+        stake_policy=StakePolicy(
+            reverify_period_s=settings.stake.reverify_period_s,
+            grace_period_s=settings.stake.grace_period_s,
+        ),
     )
 
 
@@ -82,14 +92,35 @@ def build_coordinator(
     lightning: Lightning | None = None,
     clock: Clock | None = None,
     config: ServiceConfig | None = None,
+    invoices: InvoiceSource | None = None,
 ) -> CoordinatorService:
     """The coordinator application for ``settings``; any port may be passed in instead.
 
     The service is not started: call ``start()`` (the server shells do) and ``stop()``.
+    The payment dispatcher (SRS-LN-04/08) joins it when an invoice source is known: the
+    embedded ledger's when the treasury is the embedded default, else ``invoices`` if given.
     """
-    return CoordinatorService(
+    if lightning is None and invoices is None and settings.lightning.backend == "embedded":
+        from owm_adapters.payouts import LedgerInvoiceSource
+
+        invoices = LedgerInvoiceSource(_embedded_ledger(settings))
+    service = CoordinatorService(
         repositories if repositories is not None else repositories_from(settings),
         lightning if lightning is not None else lightning_from(settings),
         clock if clock is not None else SystemClock(),
         config if config is not None else service_config_of(settings),
     )
+    if invoices is not None:
+        from owm_adapters.payouts import PayoutDispatcher, attach_payouts
+
+        attach_payouts(
+            service,
+            PayoutDispatcher(service.repositories, service.lightning, invoices, service.clock),
+        )
+    return service
+
+
+def _embedded_ledger(settings: CoordinatorSettings) -> SimLedger:
+    from owm_adapters.sim_ln import SimLedger
+
+    return SimLedger(data_dir_of(settings) / LIGHTNING_FILE)

@@ -3,7 +3,8 @@
 :class:`CoordinatorService` owns what the pure use cases cannot: locks (a threaded gRPC server
 calls it concurrently), the clock and the OS randomness, the in-memory state of one coordinator
 process (outstanding challenges, the replay guard, the registration limiter, open task streams),
-the heartbeat writer thread that persists verified heartbeats in batches (SRS-PERF-04), and the
+the heartbeat writer thread that persists verified heartbeats in batches (SRS-PERF-04), the
+heartbeat verifier threads (large batches' Ed25519 checks, which release the GIL), and the
 market thread that times out overdue assignments and dispatches waiting tasks (SRS-PERF-09).
 
 Durability rules: a submitted task (with its input bytes) is committed before
@@ -28,6 +29,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import attrs
@@ -37,6 +39,7 @@ from owm_core.coordination import (
     Challenge,
     ChallengeBook,
     ChallengePurpose,
+    HeartbeatFields,
     ProofOutcome,
     Registered,
     Registration,
@@ -60,8 +63,9 @@ from owm_core.coordination import (
     submit_task,
     task_outcome,
     time_out_overdue,
+    verify_heartbeat,
 )
-from owm_core.envelopes import CapabilityManifest, EnvelopeKind, Heartbeat, ReplayGuard, open_body
+from owm_core.envelopes import CapabilityManifest, EnvelopeKind, ReplayGuard, open_body
 from owm_core.errors import (
     DomainError,
     InvalidTransition,
@@ -80,8 +84,8 @@ from owm_core.ratelimit import (
     registration_limit,
 )
 from owm_core.registry import Liveness, Node, NodeStatus
-from owm_core.stake import Stake, StakeStatus
-from owm_core.tiers import StakeRequirements
+from owm_core.stake import Stake, StakePolicy, StakeStatus
+from owm_core.tiers import StakeRequirements, Tier
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +93,10 @@ DEFAULT_ASSIGNMENT_TIMEOUT_S = 600
 DEFAULT_TICK_S = 0.2
 DEFAULT_FLUSH_S = 0.05
 DEFAULT_BATCH_MAX = 5_000
+WARM_KNOWN_MIN = 32
+"""A heartbeat batch naming this many uncached nodes loads the whole registry once."""
+VERIFY_CHUNK = 128
+"""Heartbeats per task handed to the verifier threads (a batch of fewer than two stays inline)."""
 MAX_WAITING_SCAN = 1_000
 MAX_REMEMBERED_REJECTIONS = 10_000
 _CLOSED = object()
@@ -179,6 +187,18 @@ class ServiceConfig:
     heartbeat_flush_s: float = DEFAULT_FLUSH_S
     heartbeat_batch_max: int = DEFAULT_BATCH_MAX
     stake_check_s: float = 60.0
+    #: Re-verification period, degraded grace and cooldown (SRS-STAKE-02/03/07).
+    stake_policy: StakePolicy = attrs.field(factory=StakePolicy)
+
+
+def _verify_chunk(raws: Sequence[bytes]) -> list[HeartbeatFields | DomainError]:
+    checked: list[HeartbeatFields | DomainError] = []
+    for raw in raws:
+        try:
+            checked.append(verify_heartbeat(raw))
+        except DomainError as exc:
+            checked.append(exc)
+    return checked
 
 
 class CoordinatorService:
@@ -209,6 +229,10 @@ class CoordinatorService:
         self._market_lock = threading.RLock()
         self._known: dict[str, _KnownNode] = {}
         self._known_lock = threading.Lock()
+        self._known_warm_lock = threading.Lock()
+        self._known_warmed = False
+        self._verifiers: ThreadPoolExecutor | None = None
+        self._verifiers_lock = threading.Lock()
         self._streams: dict[str, TaskStreamHandle] = {}
         self._inputs: dict[str, bytes] = {}
         self._ready_ms: dict[str, int] = {}
@@ -221,6 +245,7 @@ class CoordinatorService:
         self._hb_flushed_gen = 0
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._workers: list[tuple[Callable[[], None], Callable[[float], None]]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -230,6 +255,8 @@ class CoordinatorService:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+        for start_worker, _stop_worker in self._workers:
+            start_worker()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Close task streams, flush pending heartbeats, stop the threads (graceful shutdown)."""
@@ -243,6 +270,12 @@ class CoordinatorService:
         for thread in self._threads:
             thread.join(timeout_s)
         self._threads.clear()
+        for _start_worker, stop_worker in self._workers:
+            stop_worker(timeout_s)
+        with self._verifiers_lock:
+            verifiers, self._verifiers = self._verifiers, None
+        if verifiers is not None:
+            verifiers.shutdown(wait=True)  # lets running batches finish their chunks
         if self._hb_pending:
             self._flush_once()
 
@@ -254,6 +287,13 @@ class CoordinatorService:
     def on_settlement(self, listener: Callable[[Settlement], None]) -> None:
         """Call ``listener`` with every settlement (the payments side subscribes here)."""
         self._settlement_listeners.append(listener)
+
+    def add_worker(self, start: Callable[[], None], stop: Callable[[float], None]) -> None:
+        """Run a companion worker with the service: ``start()`` after ours, ``stop(timeout_s)``.
+
+        The payment dispatcher (``owm_adapters.payouts``, SRS-LN-04) joins this way.
+        """
+        self._workers.append((start, stop))
 
     # -- registration ------------------------------------------------------------------------
 
@@ -289,6 +329,7 @@ class CoordinatorService:
                 client_ip=client_ip,
                 now=self.clock.now(),
                 requirements=self.config.stake_requirements,
+                policy=self.config.stake_policy,
             )
         manifest = self.repositories.manifests.get(registered.node.node_id)
         if manifest is not None:
@@ -368,9 +409,14 @@ class CoordinatorService:
         seen: dict[str, int] = {}
         errors: list[str] = []
         accepted = rejected = 0
-        for raw in raws:
+        checked = self._verify_all(list(raws))
+        if not self._known_warmed:
+            self._warm_known(checked)
+        for item in checked:
             try:
-                node_id, at = self._check_heartbeat(raw)
+                if isinstance(item, DomainError):
+                    raise item
+                node_id, at = self._admit_heartbeat(item)
             except DomainError as exc:
                 rejected += 1
                 if len(errors) < 5:
@@ -389,16 +435,17 @@ class CoordinatorService:
         return HeartbeatResult(accepted=accepted, rejected=rejected, errors=tuple(errors))
 
     def _check_heartbeat(self, raw: bytes) -> tuple[str, int]:
-        envelope = open_envelope(raw, EnvelopeKind.HEARTBEAT, "heartbeat_envelope")
-        body = open_body(envelope)
-        assert isinstance(body, Heartbeat)
+        return self._admit_heartbeat(verify_heartbeat(raw))
+
+    def _admit_heartbeat(self, body: HeartbeatFields) -> tuple[str, int]:
+        """Registered key, current manifest, then the replay guard, for a verified heartbeat."""
         known = self._known_node(body.node_id)
         if known.manifest_digest != body.manifest_digest:
             # Another coordinator process may have stored a newer manifest (SRS-COORD-05).
             with self._known_lock:
                 self._known.pop(body.node_id, None)
             known = self._known_node(body.node_id)
-        if known.public_key != envelope.signer:
+        if known.public_key != body.signer:
             raise SignatureInvalid("heartbeat is not signed by the registered key")
         if known.manifest_digest != body.manifest_digest:
             raise InvalidTransition(
@@ -406,8 +453,61 @@ class CoordinatorService:
             )
         now = self.clock.now()
         with self._guard_lock:
-            self._guard.accept(envelope, now)
+            self._guard.accept_parts(body.signer, body.nonce, body.issued_at, now)
         return body.node_id, now
+
+    def _verify_all(self, raws: list[bytes]) -> list[HeartbeatFields | DomainError]:
+        """Signature and shape of every heartbeat in ``raws``, in order (no replay guard yet).
+
+        Why threads: the Ed25519 check releases the GIL, so a large batch is cut into chunks
+        verified on one thread per core (started on first use, shut down by :meth:`stop`);
+        small batches are verified inline (SRS-PERF-04).
+        """
+        cores = os.cpu_count() or 1
+        if len(raws) < 2 * VERIFY_CHUNK or cores < 2 or self.stopping:
+            return _verify_chunk(raws)
+        with self._verifiers_lock:
+            if self._verifiers is None:
+                self._verifiers = ThreadPoolExecutor(cores, thread_name_prefix="owm-hb-verify")
+            verifiers = self._verifiers
+        chunks = [raws[i : i + VERIFY_CHUNK] for i in range(0, len(raws), VERIFY_CHUNK)]
+        try:
+            futures = [verifiers.submit(_verify_chunk, chunk) for chunk in chunks]
+        except RuntimeError:  # shut down by stop() meanwhile
+            return _verify_chunk(raws)
+        return [item for future in futures for item in future.result()]
+
+    def _warm_known(self, checked: Iterable[HeartbeatFields | DomainError]) -> None:
+        """Load every registered node's key and manifest digest into the cache, once.
+
+        Why: a coordinator that has just started would otherwise spend two queries (about a
+        millisecond of Python, holding the GIL) on each node's first heartbeat (SRS-PERF-04).
+        Only a batch naming at least :data:`WARM_KNOWN_MIN` uncached nodes triggers it, and only
+        once per process; cached entries are never overwritten, and later misses (new nodes,
+        newer manifests) take the per-node path of :meth:`_known_node`.
+        """
+        with self._known_lock:
+            missing = {
+                c.node_id
+                for c in checked
+                if not isinstance(c, DomainError) and c.node_id not in self._known
+            }
+        if len(missing) < WARM_KNOWN_MIN:
+            return
+        with self._known_warm_lock:
+            if self._known_warmed:
+                return
+            keys = {n.node_id: n.public_key for n in self.repositories.nodes.list()}
+            loaded: dict[str, _KnownNode] = {}
+            for envelope in self.repositories.manifests.matching(Tier.T1, 0, 0):
+                node_id = envelope.signer_node_id
+                if keys.get(node_id) is not None:
+                    digest = CapabilityManifest.from_body(envelope.body).digest()
+                    loaded[node_id] = _KnownNode(keys[node_id], digest)
+            with self._known_lock:
+                for node_id, known in loaded.items():
+                    self._known.setdefault(node_id, known)
+            self._known_warmed = True
 
     def _known_node(self, node_id: str) -> _KnownNode:
         with self._known_lock:
@@ -574,6 +674,7 @@ class CoordinatorService:
                 stake,
                 self.clock.now(),
                 self.config.stake_requirements,
+                self.config.stake_policy,
             )
         if stake.status is not StakeStatus.ACTIVE:
             raise InvalidTransition(f"stake is {stake.status.value}; tasks need an active stake")
@@ -653,7 +754,11 @@ class CoordinatorService:
     def reverify_stakes(self) -> list[Stake]:
         """Re-verify the stakes that are due (SRS-STAKE-02/03); return their new records."""
         return reverify_due_stakes(
-            self.repositories, self.lightning, self.clock.now(), self.config.stake_requirements
+            self.repositories,
+            self.lightning,
+            self.clock.now(),
+            self.config.stake_requirements,
+            self.config.stake_policy,
         )
 
     def _run_market(self) -> None:

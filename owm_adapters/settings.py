@@ -34,6 +34,10 @@ class NodeSection:
     heartbeat_interval_s: int = 60
     model_cache_dir: str = ""
     onion_address: str = ""
+    #: Ed25519 public keys (64 hex) of the release signers this node trusts, and how many of
+    #: them must sign a release package before `owm-node verify-release --stage` (SRS 4.1).
+    release_keys: list[str] = attrs.Factory(list)
+    release_threshold: int = 1
 
 
 @attrs.frozen
@@ -147,6 +151,11 @@ heartbeat_interval_s = 60
 model_cache_dir = ""
 # Optional Tor v3 .onion address to register alongside the Lightning URI (SRS-NET-03).
 onion_address = ""
+# Release signers you trust (Ed25519 public keys, 64 hex each; published in the OWM release
+# notes) and how many distinct ones must sign a package before `owm-node verify-release`
+# accepts it; its manifest must also be anchored in Bitcoin (OpenTimestamps). SRS 4.1.
+release_keys = []
+release_threshold = 1
 
 [coordinator]
 # gRPC control plane of the coordinator (host:port).
@@ -202,6 +211,9 @@ class CoordinatorSection:
     metrics_listen: str = "127.0.0.1:9464"
     database_url: str = ""
     grace_period_s: int = 10
+    #: The coordinator's Ed25519 key that signs slashing-log entries (SRS-LN-13);
+    #: created by ``owm-coordinator init``.
+    signing_key_path: str = "~/.owm/coordinator.key"
 
 
 @attrs.frozen
@@ -231,12 +243,26 @@ class CoordinatorLightning:
 
 
 @attrs.frozen
+class StakeSection:
+    """Stake re-verification (spec 4.12, SRS-STAKE-02/03): every ``reverify_period_s`` the
+    treasury's channels are checked again; a degraded node is suspended after
+    ``grace_period_s`` without a qualifying channel."""
+
+    reverify_period_s: int = 6 * 3600
+    grace_period_s: int = 24 * 3600
+    #: Ed25519 public keys (hex) of the maintainers whose acknowledgements count for slashing
+    #: tier-2/3 nodes; 2 of them are needed (SRS-SEC-14).
+    maintainer_keys: tuple[str, ...] = ()
+
+
+@attrs.frozen
 class CoordinatorSettings:
     """The whole ``coordinator.toml``."""
 
     coordinator: CoordinatorSection = CoordinatorSection()
     tasks: TasksSection = TasksSection()
     lightning: CoordinatorLightning = CoordinatorLightning()
+    stake: StakeSection = StakeSection()
 
 
 def load_coordinator_settings(path: Path | None) -> CoordinatorSettings:

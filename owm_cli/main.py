@@ -7,7 +7,9 @@ import click
 from owm_cli.demo import demo
 from owm_cli.errors import OwmGroup
 from owm_cli.ots import ots
+from owm_cli.release import release
 from owm_cli.sim import sim
+from owm_cli.slashing import slashing, slashing_log
 
 
 @click.group(cls=OwmGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,3 +29,6 @@ def cli() -> None:
 cli.add_command(demo)
 cli.add_command(ots)
 cli.add_command(sim)
+cli.add_command(release)
+cli.add_command(slashing_log)
+cli.add_command(slashing)

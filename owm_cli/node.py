@@ -284,3 +284,80 @@ def install_weights(
         sys.exit(3)
     assert outcome.verification is not None
     click.echo(f"installed  {outcome.version_id}  (Bitcoin block {outcome.verification.height})")
+
+
+@cli.command("verify-release")
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--manifest", "manifest_path", required=True, metavar="M.json",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The release manifest (canonical JSON naming the archive's SHA-256).")
+@click.option("--ots", "proof_path", required=True, metavar="M.json.ots",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The OpenTimestamps proof of the manifest.")
+@click.option("--signatures", "signatures_path", metavar="M.json.sig",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The maintainers' signatures [default: the manifest's path + .sig].")
+@_CONFIG_OPTION
+@click.option("--bitcoin-rpc", "rpc_url", metavar="URL",
+              help="Bitcoin Core / Knots JSON-RPC that supplies block headers.")
+@click.option("--rpc-cookie", type=click.Path(dir_okay=False, path_type=Path),
+              help="bitcoind's .cookie file.")
+@click.option("--local-chain", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A devnet's embedded chain file instead of bitcoind.")
+@click.option("--network", type=click.Choice(["main", "test", "signet", "regtest"]),
+              help="Proof-of-work rules [default: asked from bitcoind; regtest for a devnet].")
+@click.option("--stage", is_flag=True,
+              help="Copy the verified package to DATA_DIR/updates/ (nothing is installed).")
+def verify_release(
+    archive: Path, manifest_path: Path, proof_path: Path, signatures_path: Path | None,
+    config_path: Path, rpc_url: str | None, rpc_cookie: Path | None, local_chain: Path | None,
+    network: str | None, stage: bool,
+) -> None:
+    """Verify a signed, timestamped OWM release package before an update (SRS 4.1).
+
+    ARCHIVE must hash to the manifest's archive_sha256, the manifest must be signed by
+    [node] release_threshold of the [node] release_keys in the config, and its OpenTimestamps
+    proof must be confirmed in a Bitcoin block. With --stage the package is copied to
+    DATA_DIR/updates/owm-VERSION/ for you or your service manager to install; nothing is
+    executed. Exit 0 verified (and staged), 3 refused (the reason is printed).
+    """
+    import sys
+
+    from owm_adapters.node_daemon.assemble import data_dir
+    from owm_adapters.node_daemon.self_update import stage_update, verify_release_package
+    from owm_adapters.ots import OpenTimestamps
+    from owm_core.ports.chain import Chain
+    from owm_core.provenance import Network
+
+    settings = _settings(config_path)
+    chain: Chain
+    if rpc_url and local_chain:
+        raise click.UsageError("give --bitcoin-rpc or --local-chain, not both")
+    if local_chain is not None:
+        from owm_adapters.local_chain import LocalChain
+
+        chain, net = LocalChain(local_chain), Network.from_name(network or "regtest")
+    elif rpc_url:
+        from owm_adapters.bitcoin_rpc import BitcoinRpc
+
+        rpc = BitcoinRpc(rpc_url, cookie_file=rpc_cookie)
+        chain, net = rpc, Network.from_name(network) if network else rpc.network()
+    else:
+        raise click.UsageError("give --bitcoin-rpc URL or --local-chain PATH to check the proof")
+    timestamping = OpenTimestamps(chain, net)
+    keys = settings.node.release_keys
+    threshold = settings.node.release_threshold
+    if stage:
+        outcome = stage_update(archive, manifest_path, proof_path, keys, timestamping,
+                               data_dir(settings), signatures_path=signatures_path,
+                               threshold=threshold)
+        verdict = outcome.verdict
+    else:
+        verdict = verify_release_package(archive, manifest_path, proof_path, keys, timestamping,
+                                         signatures_path=signatures_path, threshold=threshold)
+    click.echo(verdict.message)
+    if not verdict.ok:
+        click.echo("nothing staged" if stage else "do not install this package")
+        sys.exit(3)
+    if stage:
+        click.echo(f"staged     {outcome.path} (install it yourself; nothing was executed)")

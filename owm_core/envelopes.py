@@ -559,23 +559,27 @@ class ReplayGuard:
     def accept(self, envelope: Envelope, now: int) -> None:
         """Record ``envelope`` as seen, or raise :class:`ReplayRejected` if it is stale,
         future-dated beyond the window, or repeats a ``(signer, nonce)`` pair."""
+        self.accept_parts(envelope.signer, envelope.nonce, envelope.issued_at, now)
+
+    def accept_parts(self, signer: str, nonce: str, issued_at: int, now: int) -> None:
+        """:meth:`accept` for an envelope already taken apart (the coordinator's heartbeat fast
+        path, SRS-PERF-04): ``signer``, ``nonce`` and ``issued_at`` of a verified envelope."""
         if isinstance(now, bool) or not isinstance(now, int) or now < 0:
             raise InvalidValue("now", "must be a non-negative integer")
         self._latest_now = max(self._latest_now, now)
         oldest = self._latest_now - self.window_s
         self._forget_before(oldest)
-        issued_at = envelope.issued_at
         if issued_at < oldest:
             raise ReplayRejected(f"envelope is stale (older than {self.window_s} s)")
         if issued_at > now + self.window_s:
             raise ReplayRejected(f"envelope is dated more than {self.window_s} s ahead")
-        key = (envelope.signer, envelope.nonce)
+        key = (signer, nonce)
         if key in self._seen:
             raise ReplayRejected("envelope nonce was already used")
         if len(self._seen) >= self.max_entries:
             raise ReplayRejected("replay guard is full; try again shortly")
         self._seen[key] = issued_at
-        heapq.heappush(self._expiry, (issued_at, envelope.signer, envelope.nonce))
+        heapq.heappush(self._expiry, (issued_at, signer, nonce))
 
     def _forget_before(self, oldest: int) -> None:
         while self._expiry and self._expiry[0][0] < oldest:

@@ -157,3 +157,21 @@ def attempt_record(payment: RewardPayment, outcome: AttemptOutcome, now: int) ->
         outcome=outcome,
         error=payment.last_error if outcome is AttemptOutcome.FAILED else None,
     )
+
+
+FORFEIT_ERROR = "forfeited: node slashed (SRS-SEC-11)"
+"""``last_error`` of a payment forfeited by a slashing; such a payment is never sent."""
+
+
+def forfeit(payment: RewardPayment, now: int) -> RewardPayment:
+    """A slashed node's unpaid reward (pending | failed → failed, :data:`FORFEIT_ERROR`).
+
+    Counted as one attempt so that the record satisfies the payment invariants; the payment
+    dispatcher treats it as final (:func:`is_forfeited`, SRS-SEC-11).
+    """
+    return fail(start_attempt(payment, now), now, FORFEIT_ERROR)
+
+
+def is_forfeited(payment: RewardPayment) -> bool:
+    """Whether ``payment`` was forfeited by a slashing and must never be sent (SRS-SEC-11)."""
+    return payment.state is PaymentState.FAILED and payment.last_error == FORFEIT_ERROR

@@ -370,7 +370,7 @@ class Stake:
                 now,
                 policy,
                 status=StakeStatus.DEGRADED,
-                next_verification_at=next_at,
+                next_verification_at=min(next_at, self.grace_until),
                 grace_until=self.grace_until,
             )
         if check.confirmed:
@@ -382,7 +382,8 @@ class Stake:
             now,
             policy,
             status=StakeStatus.DEGRADED,
-            next_verification_at=next_at,
+            # Looked at again no later than the grace deadline, so suspension is on time.
+            next_verification_at=min(next_at, now + policy.grace_period_s),
             grace_until=now + policy.grace_period_s,
         )
 

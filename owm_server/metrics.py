@@ -54,6 +54,92 @@ class _StateCollector(Collector):
         yield tasks
 
 
+SLASHING_WINDOW_S = 7 * 24 * 3600
+
+
+def stake_figures(service: CoordinatorService) -> dict[str, int]:
+    """The stake manager's figures (SRS-STAKE-09): active channels, sats staked by live
+    (active or degraded) stakes, slashing-log entries of the last 7 days, degraded nodes."""
+    from owm_core.stake import StakeStatus
+
+    repositories = service.repositories
+    now = service.clock.now()
+    active = degraded = staked = 0
+    for node in repositories.nodes.list():
+        stake = repositories.stakes.get(node.public_key)
+        if stake is None:
+            continue
+        if stake.status is StakeStatus.ACTIVE:
+            active += 1 if stake.channel is not None else 0
+        elif stake.status is StakeStatus.DEGRADED:
+            degraded += 1
+        if stake.status in (StakeStatus.ACTIVE, StakeStatus.DEGRADED):
+            staked += stake.capacity_sat
+    recent = sum(
+        1 for e in repositories.slashing_log.entries(0, None) if e.at >= now - SLASHING_WINDOW_S
+    )
+    return {
+        "active_channels": active,
+        "staked_sat": staked,
+        "slashing_events_7d": recent,
+        "degraded_nodes": degraded,
+    }
+
+
+_STAKE_HELP = {
+    "active_channels": "Stake channels of active nodes (SRS-STAKE-09)",
+    "staked_sat": "Total sats staked by active and degraded nodes (SRS-STAKE-09)",
+    "slashing_events_7d": "Slashing log entries in the last 7 days (SRS-STAKE-09)",
+    "degraded_nodes": "Nodes whose stake is degraded (SRS-STAKE-02/09)",
+}
+
+
+class _StakeCollector(Collector):
+    """Stake figures read from the store at most every ``max_age_s`` (SRS-STAKE-09)."""
+
+    def __init__(self, metrics: CoordinatorMetrics, max_age_s: float) -> None:
+        self.metrics = metrics
+        self.max_age_s = max_age_s
+        self._cached: tuple[float, dict[str, int]] | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        service = self.metrics.service
+        if service is None:
+            return
+        now = time.monotonic()
+        if self._cached is None or now - self._cached[0] >= self.max_age_s:
+            self._cached = (now, stake_figures(service))
+        for name, value in self._cached[1].items():
+            yield GaugeMetricFamily(f"owm_stake_{name}", _STAKE_HELP[name], value=value)
+
+
+class _PaymentCollector(Collector):
+    """Reward/bounty payments by outbox state (item 8), read at most every ``max_age_s``."""
+
+    def __init__(self, metrics: CoordinatorMetrics, max_age_s: float) -> None:
+        self.metrics = metrics
+        self.max_age_s = max_age_s
+        self._cached: tuple[float, dict[str, int]] | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        service = self.metrics.service
+        if service is None:
+            return
+        from owm_adapters.payouts import payment_counts
+
+        now = time.monotonic()
+        if self._cached is None or now - self._cached[0] >= self.max_age_s:
+            self._cached = (now, payment_counts(service.repositories.payments))
+        payments = GaugeMetricFamily(
+            "owm_payments",
+            "Reward and bounty payments by outbox state (SRS-LN-04/05/08)",
+            labels=["state"],
+        )
+        for state, count in self._cached[1].items():
+            payments.add_metric([state], count)
+        yield payments
+
+
 class CoordinatorMetrics:
     """The coordinator's metrics; pass it as the service's observer, then :meth:`bind`."""
 
@@ -75,6 +161,8 @@ class CoordinatorMetrics:
             registry=self.registry,
         )
         self.registry.register(_StateCollector(self, state_max_age_s))
+        self.registry.register(_PaymentCollector(self, state_max_age_s))
+        self.registry.register(_StakeCollector(self, state_max_age_s))
         self._http: Any = None
 
     def bind(self, service: CoordinatorService) -> None:

@@ -444,3 +444,37 @@ def test_guard_settings_are_validated(kwargs: dict[str, Any], field: str) -> Non
     with pytest.raises(InvalidValue) as caught:
         ReplayGuard(**kwargs)
     assert caught.value.field == field
+
+
+def _verdict(accept: Any, *args: Any) -> str:
+    try:
+        accept(*args)
+    except ReplayRejected as exc:
+        return str(exc)
+    return "accepted"
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from([NODE, OTHER]),
+            st.integers(0, 3),  # nonce
+            st.integers(-40, 40),  # issued_at - T0
+            st.integers(-40, 40),  # now - T0
+        ),
+        max_size=25,
+    )
+)
+def test_accepting_an_envelope_or_its_parts_gives_the_same_verdicts(
+    steps: list[tuple[Identity, int, int, int]],
+) -> None:
+    whole, parts = ReplayGuard(window_s=10, max_entries=6), ReplayGuard(window_s=10, max_entries=6)
+    for who, nonce, issued, now in steps:
+        envelope = seal(who, EnvelopeKind.HEARTBEAT, {}, bytes([nonce]) * 16, T0 + issued)
+        fields = (envelope.signer, envelope.nonce, envelope.issued_at)
+
+        assert _verdict(whole.accept, envelope, T0 + now) == _verdict(
+            parts.accept_parts, *fields, T0 + now
+        )
+        assert len(whole) == len(parts)

@@ -1,0 +1,181 @@
+"""``owm slashing-log verify`` and ``owm slashing ack``: check the public slashing log, sign acks.
+
+``slashing-log verify`` reads the whole log from the coordinator's database (``--config`` or
+``--database-url``), from the public API (``--url``, GET /v1/network/slashing-log, paged) or from
+a file holding that endpoint's JSON (``--file``), and checks the hash chain and every signature
+against the coordinator's public key (SRS-LN-13, SRS-STAKE-06). It prints ``OK`` with the count
+and head hash (exit 0), or the first bad index and why (exit 3). A truncated log is only visible
+against a head published earlier: pass it as ``--expected-head``.
+
+``slashing ack`` writes a maintainer acknowledgement envelope signed with the maintainer's key
+file (SRS-SEC-14); the coordinator operator feeds it to the slashing service.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import click
+
+from owm_adapters import keystore
+from owm_core.envelopes import AckVerdict, EnvelopeKind, MaintainerAcknowledgement, seal, to_bytes
+from owm_core.errors import DomainError
+from owm_core.identity import parse_public_key
+from owm_core.ports.repositories import Repositories
+from owm_core.slashing import GENESIS_HASH, SlashingLogEntry, SlashingReason, verify_log
+
+EXIT_BAD_LOG = 3
+PAGE = 100
+
+
+def _entries_from_json(data: object) -> list[Any]:
+    if isinstance(data, dict) and isinstance(data.get("entries"), list):
+        return list(data["entries"])
+    if isinstance(data, list):
+        return data
+    raise click.UsageError("the JSON holds no 'entries' list")
+
+
+def _from_url(url: str) -> list[Any]:
+    if not url.rstrip("/").endswith("/slashing-log"):
+        url = url.rstrip("/") + "/v1/network/slashing-log"
+    found: list[Any] = []
+    while True:
+        page_url = f"{url}?{urllib.parse.urlencode({'start': len(found), 'limit': PAGE})}"
+        with urllib.request.urlopen(page_url, timeout=30) as reply:  # noqa: S310 (user's URL)
+            page = _entries_from_json(json.loads(reply.read()))
+        found.extend(page)
+        if len(page) < PAGE:
+            return found
+
+
+def _from_database(config: Path | None, database_url: str | None) -> tuple[list[Any], str | None]:
+    from owm_adapters.bootstrap import repositories_from
+    from owm_adapters.settings import load_coordinator_settings
+    from owm_adapters.sql import open_repositories
+
+    key: str | None = None
+    repositories: Repositories
+    if database_url:
+        repositories = open_repositories(database_url)
+    else:
+        settings = load_coordinator_settings(config)
+        repositories = repositories_from(settings)
+        key_path = Path(settings.coordinator.signing_key_path).expanduser()
+        if key_path.exists():
+            key = keystore.load_identity(key_path).public_key_hex
+    return [e.to_dict() for e in repositories.slashing_log.entries(0, None)], key
+
+
+@click.group("slashing-log")
+def slashing_log() -> None:
+    """The public slashing log (SRS-STAKE-06): verify it has not been tampered with."""
+
+
+@slashing_log.command("verify")
+@click.option("--url", help="Coordinator API base URL or the full slashing-log URL.")
+@click.option(
+    "--file", "file_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON exported from GET /v1/network/slashing-log.",
+)
+@click.option(
+    "--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="coordinator.toml: read the coordinator database (and its key, if present).",
+)
+@click.option("--database-url", help="Read the log from this coordinator database URL.")
+@click.option("--coordinator-key", help="The coordinator's Ed25519 public key (64 hex).")
+@click.option("--expected-head", help="The head hash published earlier (detects truncation).")
+def verify(
+    url: str | None,
+    file_path: Path | None,
+    config_path: Path | None,
+    database_url: str | None,
+    coordinator_key: str | None,
+    expected_head: str | None,
+) -> None:
+    """Check the hash chain and signatures of the slashing log; exit 3 at the first bad entry."""
+    sources = [s for s in (url, file_path, config_path, database_url) if s]
+    if len(sources) != 1:
+        raise click.UsageError("give exactly one of --url, --file, --config, --database-url")
+    key_from_config: str | None = None
+    if url:
+        raw = _from_url(url)
+    elif file_path is not None:
+        raw = _entries_from_json(json.loads(file_path.read_text(encoding="utf-8")))
+    else:
+        raw, key_from_config = _from_database(config_path, database_url)
+    key = coordinator_key or key_from_config
+    if not key:
+        raise click.UsageError("--coordinator-key is required for this source")
+    key = parse_public_key(key.strip().lower(), "coordinator_key")
+    entries: list[SlashingLogEntry] = []
+    for i, item in enumerate(raw):
+        try:
+            entries.append(SlashingLogEntry.from_dict(item))
+        except DomainError as exc:
+            click.echo(f"BAD entry {i}: malformed: {exc.message}")
+            sys.exit(EXIT_BAD_LOG)
+    result = verify_log(entries, key, expected_head)
+    if not result.ok:
+        click.echo(f"BAD entry {result.index}: {result.problem}")
+        sys.exit(EXIT_BAD_LOG)
+    head = entries[-1].entry_hash() if entries else GENESIS_HASH
+    click.echo(f"OK {len(entries)} entries, head {head}")
+
+
+@click.group("slashing")
+def slashing() -> None:
+    """Maintainer tools for slashing tier-2/3 nodes (SRS-SEC-14)."""
+
+
+@slashing.command("ack")
+@click.option(
+    "--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="The maintainer's Ed25519 key file (0600; create with `owm-node init --key`).",
+)
+@click.option("--node-id", required=True, help="The node the evidence is about.")
+@click.option("--evidence-hash", required=True, help="SHA-256 hex of the evidence.")
+@click.option(
+    "--reason", required=True, type=click.Choice([r.value for r in SlashingReason]),
+    help="The slashing reason.",
+)
+@click.option(
+    "--verdict", default="slash", show_default=True,
+    type=click.Choice([v.value for v in AckVerdict]),
+)
+@click.option(
+    "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the envelope here (default: stdout).",
+)
+@click.option(
+    "--at", "issued_at", type=int, default=None, help="Issue time (POSIX s; default now)."
+)
+def ack(
+    key_path: Path,
+    node_id: str,
+    evidence_hash: str,
+    reason: str,
+    verdict: str,
+    out_path: Path | None,
+    issued_at: int | None,
+) -> None:
+    """Sign a maintainer acknowledgement envelope (canonical JSON) for the coordinator."""
+    import time
+
+    identity = keystore.load_identity(key_path.expanduser())
+    body = MaintainerAcknowledgement(
+        node_id=node_id, evidence_hash=evidence_hash, reason=reason, verdict=verdict
+    )
+    when = int(time.time()) if issued_at is None else issued_at
+    raw = to_bytes(seal(identity, EnvelopeKind.MAINTAINER_ACK, body, os.urandom(16), when))
+    if out_path is None:
+        click.echo(raw.decode("utf-8"))
+    else:
+        out_path.write_bytes(raw)
+        click.echo(f"acknowledgement by {identity.public_key_hex} written to {out_path}")

@@ -1,0 +1,25 @@
+"""The invoice-source port: how the coordinator gets a payee's BOLT11 invoice (SRS-LN-04/08).
+
+Keysend is not in the Lightning port, so paying a node means paying an invoice *the node's own
+Lightning node* issued for the reward amount. An :class:`InvoiceSource` asks the Lightning node
+behind a public key (the node's registered ``ln_node_uri``, or a bounty contributor's node) for
+such an invoice. The invoice's payment hash becomes the outbox record's idempotency key.
+
+Adapters: ``owm_adapters.payouts.LedgerInvoiceSource`` (the embedded simulated network: the
+payee's simulated node signs the invoice). A production source asks the node daemon over its
+control channel (not built yet, see docs/lightning-integration.md).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from owm_core.ports.lightning import Invoice
+
+
+class InvoiceSource(Protocol):
+    """Obtains invoices from payees' Lightning nodes."""
+
+    def invoice_for(self, payee_pubkey: str, amount_msat: int, memo: str, expiry_s: int) -> Invoice:
+        """An open invoice of ``amount_msat`` issued by the Lightning node ``payee_pubkey``."""
+        ...

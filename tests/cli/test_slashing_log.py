@@ -1,0 +1,215 @@
+"""``owm slashing-log verify`` finds every kind of tampering; ``owm slashing ack`` signs acks."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import attrs
+import pytest
+from click.testing import CliRunner
+
+from owm_adapters.keystore import create_identity
+from owm_adapters.sql import open_repositories
+from owm_adapters.sql.engine import sqlite_url
+from owm_cli.main import cli
+from owm_core import envelopes
+from owm_core.envelopes import MaintainerAcknowledgement, open_body
+from owm_core.identity import Identity
+from owm_core.slashing import (
+    SlashingDecision,
+    SlashingLogEntry,
+    SlashingReason,
+    append_to_log,
+)
+from owm_core.tiers import Tier
+
+COORDINATOR = Identity.from_seed(bytes(range(32)))
+KEY = COORDINATOR.public_key_hex
+
+
+def build_log(count: int) -> list[SlashingLogEntry]:
+    entries: list[SlashingLogEntry] = []
+    for i in range(count):
+        node = Identity.from_seed(hashlib.sha256(bytes([i])).digest()).node_id
+        decision = SlashingDecision(
+            node_id=node,
+            channel_id=f"{hashlib.sha256(bytes([i, 1])).hexdigest()}:0",
+            tier=Tier.T1,
+            reason=SlashingReason.POISONED_UPDATE,
+            evidence_hash=hashlib.sha256(bytes([i, 2])).hexdigest(),
+            decided_at=1_800_000_000 + i,
+            supporters=("a", "b", "c"),
+        )
+        entries.append(append_to_log(COORDINATOR, entries[-1] if entries else None, decision))
+    return entries
+
+
+def run_verify(tmp_path: Path, dicts: list[dict[str, Any]], *extra: str) -> tuple[int, str]:
+    export = tmp_path / "log.json"
+    export.write_text(json.dumps({"entries": dicts}))
+    result = CliRunner().invoke(
+        cli, ["slashing-log", "verify", "--file", str(export), "--coordinator-key", KEY, *extra]
+    )
+    return result.exit_code, result.output
+
+
+def test_an_intact_log_verifies_with_count_and_head(tmp_path: Path) -> None:
+    log = build_log(4)
+    code, out = run_verify(tmp_path, [e.to_dict() for e in log])
+    assert code == 0 and out.strip() == f"OK 4 entries, head {log[-1].entry_hash()}"
+    code, _ = run_verify(tmp_path, [e.to_dict() for e in log], "--expected-head",
+                         log[-1].entry_hash())
+    assert code == 0
+
+
+def test_an_edited_entry_is_found(tmp_path: Path) -> None:
+    dicts = [e.to_dict() for e in build_log(4)]
+    dicts[2]["reason"] = "fake_proof"
+    code, out = run_verify(tmp_path, dicts)
+    assert code == 3 and out.startswith("BAD entry 2: signature")
+
+
+def test_a_removed_entry_is_found(tmp_path: Path) -> None:
+    dicts = [e.to_dict() for e in build_log(4)]
+    del dicts[1]
+    code, out = run_verify(tmp_path, dicts)
+    assert code == 3 and out.startswith("BAD entry 1: index")
+
+
+def test_an_inserted_entry_is_found(tmp_path: Path) -> None:
+    log = build_log(4)
+    forged = attrs.evolve(log[1], evidence_hash="ab" * 32)
+    forged = append_to_log(Identity.from_seed(os.urandom(32)), log[0], SlashingDecision(
+        node_id=forged.node_id, channel_id=forged.channel_id, tier=Tier.T1,
+        reason=forged.reason, evidence_hash=forged.evidence_hash, decided_at=forged.at,
+        supporters=("x",),
+    ))
+    dicts = [e.to_dict() for e in log]
+    dicts.insert(1, forged.to_dict())
+    code, out = run_verify(tmp_path, dicts)
+    assert code == 3 and out.startswith("BAD entry 1:")
+
+
+def test_reordered_entries_are_found(tmp_path: Path) -> None:
+    dicts = [e.to_dict() for e in build_log(4)]
+    dicts[1], dicts[2] = dicts[2], dicts[1]
+    code, out = run_verify(tmp_path, dicts)
+    assert code == 3 and out.startswith("BAD entry 1: index")
+
+
+def test_a_truncated_log_is_found_against_the_expected_head(tmp_path: Path) -> None:
+    log = build_log(4)
+    dicts = [e.to_dict() for e in log[:3]]
+    assert run_verify(tmp_path, dicts)[0] == 0  # invisible without a published head
+    code, out = run_verify(tmp_path, dicts, "--expected-head", log[-1].entry_hash())
+    assert code == 3 and "truncated" in out
+
+
+def test_a_wrong_coordinator_key_fails_at_the_first_entry(tmp_path: Path) -> None:
+    export = tmp_path / "log.json"
+    export.write_text(json.dumps({"entries": [e.to_dict() for e in build_log(2)]}))
+    other = Identity.from_seed(os.urandom(32)).public_key_hex
+    result = CliRunner().invoke(
+        cli, ["slashing-log", "verify", "--file", str(export), "--coordinator-key", other]
+    )
+    assert result.exit_code == 3 and result.output.startswith("BAD entry 0")
+
+
+def test_the_log_is_read_from_the_coordinator_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'coordinator.sqlite3'}"
+    repositories = open_repositories(url)
+    for entry in build_log(3):
+        repositories.slashing_log.append(entry)
+    result = CliRunner().invoke(
+        cli, ["slashing-log", "verify", "--database-url", url, "--coordinator-key", KEY]
+    )
+    assert result.exit_code == 0 and result.output.startswith("OK 3 entries")
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    served: list[dict[str, Any]] = [e.to_dict() for e in build_log(150)]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlparse(self.path)
+            query = parse_qs(url.query)
+            start, limit = int(query["start"][0]), min(int(query["limit"][0]), 100)
+            body = json.dumps({"entries": served[start:start + limit]}).encode()
+            self.send_response(200 if url.path == "/v1/network/slashing-log" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", served
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_log_is_read_page_by_page_from_the_public_api(
+    api: tuple[str, list[dict[str, Any]]],
+) -> None:
+    base, served = api
+    result = CliRunner().invoke(
+        cli, ["slashing-log", "verify", "--url", base, "--coordinator-key", KEY]
+    )
+    assert result.exit_code == 0 and result.output.startswith("OK 150 entries")
+    served[120]["channel_id"] = served[121]["channel_id"]
+    result = CliRunner().invoke(
+        cli, ["slashing-log", "verify", "--url", base, "--coordinator-key", KEY]
+    )
+    assert result.exit_code == 3 and result.output.startswith("BAD entry 120")
+
+
+def test_a_maintainer_ack_is_signed_with_the_key_file(tmp_path: Path) -> None:
+    maintainer = create_identity(tmp_path / "maintainer.key")
+    node = Identity.from_seed(os.urandom(32)).node_id
+    evidence = "cd" * 32
+    out = tmp_path / "ack.json"
+    result = CliRunner().invoke(cli, [
+        "slashing", "ack", "--key", str(tmp_path / "maintainer.key"), "--node-id", node,
+        "--evidence-hash", evidence, "--reason", "fake_proof", "--out", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    envelope = envelopes.from_bytes(out.read_bytes())
+    envelopes.verify(envelope)
+    body = open_body(envelope)
+    assert envelope.signer == maintainer.public_key_hex
+    assert isinstance(body, MaintainerAcknowledgement)
+    assert (body.node_id, body.evidence_hash, body.reason) == (node, evidence, "fake_proof")
+
+
+def test_with_a_config_the_coordinator_key_is_read_from_signing_key_path(tmp_path: Path) -> None:
+    coordinator = create_identity(tmp_path / "coordinator.key")
+    data = tmp_path / "data"
+    config = tmp_path / "coordinator.toml"
+    config.write_text(
+        f'[coordinator]\ndata_dir = "{data}"\nsigning_key_path = "{tmp_path / "coordinator.key"}"\n'
+    )
+    repositories = open_repositories(sqlite_url(data))
+    entries: list[SlashingLogEntry] = []
+    for entry in build_log(2):  # re-sign the same decisions with this coordinator's key
+        decision = SlashingDecision(
+            node_id=entry.node_id, channel_id=entry.channel_id, tier=Tier.T1,
+            reason=entry.reason, evidence_hash=entry.evidence_hash, decided_at=entry.at,
+            supporters=("a", "b", "c"),
+        )
+        entries.append(append_to_log(coordinator, entries[-1] if entries else None, decision))
+        repositories.slashing_log.append(entries[-1])
+    result = CliRunner().invoke(cli, ["slashing-log", "verify", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"OK 2 entries, head {entries[-1].entry_hash()}"
