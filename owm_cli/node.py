@@ -242,23 +242,12 @@ def install_weights(
         model_cache_dir,
     )
     from owm_adapters.ots import OpenTimestamps
-    from owm_core.ports.chain import Chain
-    from owm_core.provenance import ModelVersion, Network
+    from owm_cli.ots import chain_for
+    from owm_core.provenance import ModelVersion
 
     settings = _settings(config_path)
-    chain: Chain
-    if rpc_url and local_chain:
-        raise click.UsageError("give --bitcoin-rpc or --local-chain, not both")
-    if local_chain is not None:
-        from owm_adapters.local_chain import LocalChain
-
-        chain, net = LocalChain(local_chain), Network.from_name(network or "regtest")
-    elif rpc_url:
-        from owm_adapters.bitcoin_rpc import BitcoinRpc
-
-        rpc = BitcoinRpc(rpc_url, cookie_file=rpc_cookie)
-        chain, net = rpc, Network.from_name(network) if network else rpc.network()
-    else:
+    chain, net = chain_for(rpc_url, None, None, rpc_cookie, local_chain, network)
+    if chain is None:
         raise click.UsageError("give --bitcoin-rpc URL or --local-chain PATH to check the proof")
     try:
         version = ModelVersion(**json.loads(version_file.read_text(encoding="utf-8")))
@@ -326,23 +315,11 @@ def verify_release(
     from owm_adapters.node_daemon.assemble import data_dir
     from owm_adapters.node_daemon.self_update import stage_update, verify_release_package
     from owm_adapters.ots import OpenTimestamps
-    from owm_core.ports.chain import Chain
-    from owm_core.provenance import Network
+    from owm_cli.ots import chain_for
 
     settings = _settings(config_path)
-    chain: Chain
-    if rpc_url and local_chain:
-        raise click.UsageError("give --bitcoin-rpc or --local-chain, not both")
-    if local_chain is not None:
-        from owm_adapters.local_chain import LocalChain
-
-        chain, net = LocalChain(local_chain), Network.from_name(network or "regtest")
-    elif rpc_url:
-        from owm_adapters.bitcoin_rpc import BitcoinRpc
-
-        rpc = BitcoinRpc(rpc_url, cookie_file=rpc_cookie)
-        chain, net = rpc, Network.from_name(network) if network else rpc.network()
-    else:
+    chain, net = chain_for(rpc_url, None, None, rpc_cookie, local_chain, network)
+    if chain is None:
         raise click.UsageError("give --bitcoin-rpc URL or --local-chain PATH to check the proof")
     timestamping = OpenTimestamps(chain, net)
     keys = settings.node.release_keys

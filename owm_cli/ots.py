@@ -59,10 +59,11 @@ def _chain_options(func: Any) -> Any:
     return func
 
 
-def _chain(
+def chain_for(
     rpc_url: str | None, rpc_user: str | None, rpc_password: str | None,
     rpc_cookie: Path | None, local_chain: Path | None, network: str | None,
 ) -> tuple[Chain | None, Network]:
+    """The chain the CLI checks headers against (a node, a devnet file, or none) and its rules."""
     if rpc_url and local_chain:
         raise click.UsageError("give --bitcoin-rpc or --local-chain, not both")
     if local_chain is not None:
@@ -121,7 +122,7 @@ def verify(
                 digest = digest_of(proof, stream)
         except ProofMalformed:  # let verify() name the problem
             digest = b"\0" * 32
-    chain, net = _chain(rpc_url, rpc_user, rpc_password, rpc_cookie, local_chain, network)
+    chain, net = chain_for(rpc_url, rpc_user, rpc_password, rpc_cookie, local_chain, network)
     try:
         verdict = OpenTimestamps(chain, net).verify(proof, digest)
     except ChainUnavailable:

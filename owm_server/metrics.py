@@ -11,7 +11,7 @@ Exposition is prometheus-client's standard text format on ``metrics_listen``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -94,12 +94,42 @@ _STAKE_HELP = {
 }
 
 
-class _StakeCollector(Collector):
-    """Stake figures read from the store at most every ``max_age_s`` (SRS-STAKE-09)."""
+def _stake_families(figures: dict[str, int]) -> Iterator[GaugeMetricFamily]:
+    for name, value in figures.items():
+        yield GaugeMetricFamily(f"owm_stake_{name}", _STAKE_HELP[name], value=value)
 
-    def __init__(self, metrics: CoordinatorMetrics, max_age_s: float) -> None:
+
+def _payment_counts(service: CoordinatorService) -> dict[str, int]:
+    from owm_adapters.payouts import payment_counts
+
+    return payment_counts(service.repositories.payments)
+
+
+def _payment_families(counts: dict[str, int]) -> Iterator[GaugeMetricFamily]:
+    payments = GaugeMetricFamily(
+        "owm_payments",
+        "Reward and bounty payments by outbox state (SRS-LN-04/05/08)",
+        labels=["state"],
+    )
+    for state, count in counts.items():
+        payments.add_metric([state], count)
+    yield payments
+
+
+class _StoreCollector(Collector):
+    """Gauges computed from the store, read at most every ``max_age_s`` (reads cost queries)."""
+
+    def __init__(
+        self,
+        metrics: CoordinatorMetrics,
+        max_age_s: float,
+        read: Callable[[CoordinatorService], dict[str, int]],
+        render: Callable[[dict[str, int]], Iterator[GaugeMetricFamily]],
+    ) -> None:
         self.metrics = metrics
         self.max_age_s = max_age_s
+        self.read = read
+        self.render = render
         self._cached: tuple[float, dict[str, int]] | None = None
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -108,36 +138,8 @@ class _StakeCollector(Collector):
             return
         now = time.monotonic()
         if self._cached is None or now - self._cached[0] >= self.max_age_s:
-            self._cached = (now, stake_figures(service))
-        for name, value in self._cached[1].items():
-            yield GaugeMetricFamily(f"owm_stake_{name}", _STAKE_HELP[name], value=value)
-
-
-class _PaymentCollector(Collector):
-    """Reward/bounty payments by outbox state (item 8), read at most every ``max_age_s``."""
-
-    def __init__(self, metrics: CoordinatorMetrics, max_age_s: float) -> None:
-        self.metrics = metrics
-        self.max_age_s = max_age_s
-        self._cached: tuple[float, dict[str, int]] | None = None
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        service = self.metrics.service
-        if service is None:
-            return
-        from owm_adapters.payouts import payment_counts
-
-        now = time.monotonic()
-        if self._cached is None or now - self._cached[0] >= self.max_age_s:
-            self._cached = (now, payment_counts(service.repositories.payments))
-        payments = GaugeMetricFamily(
-            "owm_payments",
-            "Reward and bounty payments by outbox state (SRS-LN-04/05/08)",
-            labels=["state"],
-        )
-        for state, count in self._cached[1].items():
-            payments.add_metric([state], count)
-        yield payments
+            self._cached = (now, self.read(service))
+        yield from self.render(self._cached[1])
 
 
 class CoordinatorMetrics:
@@ -161,8 +163,12 @@ class CoordinatorMetrics:
             registry=self.registry,
         )
         self.registry.register(_StateCollector(self, state_max_age_s))
-        self.registry.register(_PaymentCollector(self, state_max_age_s))
-        self.registry.register(_StakeCollector(self, state_max_age_s))
+        self.registry.register(
+            _StoreCollector(self, state_max_age_s, _payment_counts, _payment_families)
+        )
+        self.registry.register(
+            _StoreCollector(self, state_max_age_s, stake_figures, _stake_families)
+        )
         self._http: Any = None
 
     def bind(self, service: CoordinatorService) -> None:

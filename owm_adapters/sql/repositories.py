@@ -134,6 +134,15 @@ def _upsert(
 class _SqlRepo:
     _db: Database
 
+    def _replace(
+        self, table: Table, key: Any, value: str, row: dict[str, Any], what: str
+    ) -> None:
+        """Overwrite the row whose ``key`` column equals ``value``; Conflict if there is none."""
+        with self._db.tx(write=True) as conn:
+            done = conn.execute(update(table).where(key == value).values(row))
+        if done.rowcount == 0:
+            raise Conflict(f"{what} {value} is unknown")
+
 
 # --------------------------------------------------------------------------- nodes
 
@@ -1109,15 +1118,9 @@ class SqlBountyRepository(_SqlRepo):
 
     def save(self, bounty: Bounty) -> None:
         """Replace a stored bounty (its status); Conflict if unknown."""
-        c = t.bounties.c
-        with self._db.tx(write=True) as conn:
-            done = conn.execute(
-                update(t.bounties)
-                .where(c.bounty_id == bounty.bounty_id)
-                .values(_bounty_row(bounty))
-            )
-        if done.rowcount == 0:
-            raise Conflict(f"bounty {bounty.bounty_id} is unknown")
+        self._replace(
+            t.bounties, t.bounties.c.bounty_id, bounty.bounty_id, _bounty_row(bounty), "bounty"
+        )
 
     def get(self, bounty_id: str) -> Bounty | None:
         """The bounty with ``bounty_id``, or None."""
@@ -1171,15 +1174,10 @@ class SqlAnalysisRepository(_SqlRepo):
 
     def save(self, request: AnalysisRequest) -> None:
         """Replace a stored request (state, result); Conflict if unknown."""
-        c = t.analyses.c
-        with self._db.tx(write=True) as conn:
-            done = conn.execute(
-                update(t.analyses)
-                .where(c.analysis_id == request.analysis_id)
-                .values(_analysis_row(request))
-            )
-        if done.rowcount == 0:
-            raise Conflict(f"analysis {request.analysis_id} is unknown")
+        self._replace(
+            t.analyses, t.analyses.c.analysis_id, request.analysis_id, _analysis_row(request),
+            "analysis",
+        )
 
     def get(self, analysis_id: str) -> AnalysisRequest | None:
         """The request with ``analysis_id``, or None."""
