@@ -26,7 +26,7 @@ from owm_adapters.gpu.tool import (
 )
 from owm_core import fields
 from owm_core.errors import InvalidValue
-from owm_core.ports.gpu import GpuDevice, GpuVendor
+from owm_core.ports.gpu import DeviceVendor, GpuDevice
 
 TOOL = "nvidia-smi"
 NVIDIA_SMI_ARGS = (
@@ -92,7 +92,7 @@ def _row(cells: list[str]) -> tuple[GpuDevice | None, str]:
     if driver.lower() in _UNAVAILABLE:
         driver = ""
     device = GpuDevice(
-        index=index, vendor=GpuVendor.NVIDIA, name=name, vram_mb=vram_mb, driver=driver[:100]
+        index=index, vendor=DeviceVendor.NVIDIA, name=name, vram_mb=vram_mb, driver=driver[:100]
     )
     return device, note
 

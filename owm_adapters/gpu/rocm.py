@@ -35,7 +35,7 @@ from owm_adapters.gpu.tool import (
 )
 from owm_core import fields
 from owm_core.errors import InvalidValue
-from owm_core.ports.gpu import GpuDevice, GpuVendor
+from owm_core.ports.gpu import DeviceVendor, GpuDevice
 
 TOOL = "rocm-smi"
 ROCM_SMI_ARGS = ("--showproductname", "--showmeminfo", "vram", "--showdriverversion", "--json")
@@ -122,7 +122,9 @@ def _card(index: int, key: str, card: dict[Any, Any], driver: str) -> tuple[GpuD
     else:
         vram_mb = 0
         note = f"{key} ({clip(name, 80)}) has no readable {_VRAM_KEY!r}"
-    device = GpuDevice(index=index, vendor=GpuVendor.AMD, name=name, vram_mb=vram_mb, driver=driver)
+    device = GpuDevice(
+        index=index, vendor=DeviceVendor.AMD, name=name, vram_mb=vram_mb, driver=driver
+    )
     return device, note
 
 

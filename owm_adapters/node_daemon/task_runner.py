@@ -30,7 +30,7 @@ from typing import Any
 
 import attrs
 
-from owm_core.ports.gpu import GpuDevice, GpuVendor
+from owm_core.ports.gpu import DeviceVendor, GpuDevice
 
 WORKER_MODULE = "owm_adapters.node_daemon.task_worker"
 MPS_MEM_LIMIT = "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"
@@ -67,7 +67,7 @@ class RunResult:
 def cuda_mps_environment(gpus: Sequence[GpuDevice], limits: Limits) -> dict[str, str]:
     """The CUDA MPS client variables that cap a task's GPU use (SRS-NODE-05); {} without an
     NVIDIA GPU."""
-    nvidia = [g for g in gpus if g.vendor is GpuVendor.NVIDIA]
+    nvidia = [g for g in gpus if g.vendor is DeviceVendor.NVIDIA]
     if not nvidia:
         return {}
     parts = []

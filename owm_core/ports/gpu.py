@@ -14,7 +14,7 @@ import attrs
 from owm_core import fields
 
 
-class GpuVendor(enum.Enum):
+class DeviceVendor(enum.Enum):
     """Who made a GPU; decides which probe and which runtime (CUDA, ROCm) apply."""
 
     NVIDIA = "nvidia"
@@ -26,7 +26,7 @@ class GpuDevice:
     """One GPU as reported by its vendor's tool."""
 
     index: int = attrs.field(validator=fields.integer(minimum=0))
-    vendor: GpuVendor = attrs.field(validator=fields.instance_of(GpuVendor))
+    vendor: DeviceVendor = attrs.field(validator=fields.instance_of(DeviceVendor))
     name: str = attrs.field(validator=fields.text(max_len=200))
     vram_mb: int = attrs.field(validator=fields.integer(minimum=0))
     driver: str = attrs.field(default="", validator=fields.text(min_len=0, max_len=100))

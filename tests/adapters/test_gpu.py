@@ -33,7 +33,7 @@ from owm_adapters.gpu import (
     parse_nvidia_smi_csv,
     parse_rocm_smi_json,
 )
-from owm_core.ports.gpu import GpuDevice, GpuProbe, GpuVendor, HostProbe
+from owm_core.ports.gpu import DeviceVendor, GpuDevice, GpuProbe, HostProbe
 from owm_core.tiers import GpuVendor as HardwareVendor
 from owm_core.tiers import Hardware, Tier, classify
 
@@ -95,7 +95,7 @@ def test_nvidia_smi_single_a30_is_read_with_vram_in_mib_and_driver() -> None:
     assert reading.devices == (
         GpuDevice(
             index=0,
-            vendor=GpuVendor.NVIDIA,
+            vendor=DeviceVendor.NVIDIA,
             name="NVIDIA A30",
             vram_mb=24576,
             driver="580.105.08",
@@ -108,7 +108,7 @@ def test_nvidia_smi_four_a30s_are_four_devices_in_index_order() -> None:
 
     assert reading.problems == ()
     assert names_and_vram(reading.devices) == [(i, "NVIDIA A30", 24576) for i in range(4)]
-    assert {device.vendor for device in reading.devices} == {GpuVendor.NVIDIA}
+    assert {device.vendor for device in reading.devices} == {DeviceVendor.NVIDIA}
 
 
 @pytest.mark.parametrize(
@@ -182,7 +182,7 @@ def test_rocm_smi_cards_are_read_with_their_name_vram_in_mib_and_driver(
     assert reading.problems == ()
     assert names_and_vram(reading.devices) == expected
     assert {(device.vendor, device.driver) for device in reading.devices} == {
-        (GpuVendor.AMD, driver)
+        (DeviceVendor.AMD, driver)
     }
 
 
@@ -236,7 +236,7 @@ gpus = st.lists(
     st.builds(
         GpuDevice,
         index=st.integers(0, 64),
-        vendor=st.just(GpuVendor.NVIDIA),
+        vendor=st.just(DeviceVendor.NVIDIA),
         name=names,
         vram_mb=st.integers(0, 10**7),
         driver=drivers,
@@ -404,8 +404,8 @@ def test_system_probe_merges_nvidia_and_amd_gpus(tmp_path: Path) -> None:
     devices = probe.devices()
 
     assert [(d.vendor, d.name) for d in devices] == [
-        (GpuVendor.NVIDIA, "NVIDIA A30"),
-        (GpuVendor.AMD, "Radeon RX 7900 XT"),
+        (DeviceVendor.NVIDIA, "NVIDIA A30"),
+        (DeviceVendor.AMD, "Radeon RX 7900 XT"),
     ]
     assert probe.problems == []
     hardware = Hardware.from_devices(devices, ram_mb=64_000, bandwidth_mbps=1_000)
@@ -423,7 +423,7 @@ def test_one_failing_tool_costs_only_its_own_vendors_gpus(tmp_path: Path) -> Non
 
     devices = probe.devices()
 
-    assert [device.vendor for device in devices] == [GpuVendor.AMD] * 4
+    assert [device.vendor for device in devices] == [DeviceVendor.AMD] * 4
     assert [(p.tool, "No devices were found" in p.reason) for p in probe.problems] == [
         ("nvidia-smi", True)
     ]

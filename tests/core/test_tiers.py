@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from owm_core.errors import DomainError, InvalidValue
+from owm_core.ports.gpu import DeviceVendor as ProbedVendor
 from owm_core.ports.gpu import GpuDevice
-from owm_core.ports.gpu import GpuVendor as ProbedVendor
 from owm_core.tiers import (
     GpuVendor,
     Hardware,

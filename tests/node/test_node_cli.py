@@ -10,10 +10,10 @@ from owm_adapters.gpu import FixedGpuProbe, FixedHostProbe
 from owm_adapters.node_daemon.assemble import detect_hardware
 from owm_adapters.node_daemon.task_log import TaskLog
 from owm_cli import node
-from owm_core.ports.gpu import GpuDevice, GpuVendor
+from owm_core.ports.gpu import DeviceVendor, GpuDevice
 from owm_core.tiers import Tier
 
-A100 = GpuDevice(index=0, vendor=GpuVendor.NVIDIA, name="NVIDIA A100-SXM4-40GB", vram_mb=40_536)
+A100 = GpuDevice(index=0, vendor=DeviceVendor.NVIDIA, name="NVIDIA A100-SXM4-40GB", vram_mb=40_536)
 
 
 def test_a_cpu_only_machine_is_t1_with_no_gpu_in_its_manifest():
@@ -25,7 +25,7 @@ def test_a_cpu_only_machine_is_t1_with_no_gpu_in_its_manifest():
 
 
 def test_two_datacenter_gpus_classify_as_t3_and_are_published_in_the_manifest():
-    second = GpuDevice(index=1, vendor=GpuVendor.NVIDIA, name="NVIDIA A100", vram_mb=40_536)
+    second = GpuDevice(index=1, vendor=DeviceVendor.NVIDIA, name="NVIDIA A100", vram_mb=40_536)
     report = detect_hardware(1000, FixedGpuProbe([A100, second]),
                              FixedHostProbe(ram=256_000, bandwidth=1000))
     manifest = report.manifest()

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from owm_adapters.node_daemon.task_exec import genesis_weights, run_inference
 from owm_adapters.node_daemon.task_runner import Limits, TaskRunner, cuda_mps_environment
-from owm_core.ports.gpu import GpuDevice, GpuVendor
+from owm_core.ports.gpu import DeviceVendor, GpuDevice
 from owm_core.task_types import output_hash
 
 MISBEHAVING = "tests.node.misbehaving_worker"
-GPU0 = GpuDevice(index=0, vendor=GpuVendor.NVIDIA, name="NVIDIA H100", vram_mb=81_559)
-GPU1 = GpuDevice(index=1, vendor=GpuVendor.NVIDIA, name="NVIDIA H100", vram_mb=81_559)
+GPU0 = GpuDevice(index=0, vendor=DeviceVendor.NVIDIA, name="NVIDIA H100", vram_mb=81_559)
+GPU1 = GpuDevice(index=1, vendor=DeviceVendor.NVIDIA, name="NVIDIA H100", vram_mb=81_559)
 
 
 def prompt(text: str) -> bytes:
@@ -86,7 +86,7 @@ def test_a_task_over_its_memory_limit_fails_without_touching_the_daemon(tmp_path
 
 def test_a_cpu_only_machine_gets_no_cuda_mps_limits():
     assert cuda_mps_environment([], Limits()) == {}
-    amd = GpuDevice(index=0, vendor=GpuVendor.AMD, name="MI300X", vram_mb=196_592)
+    amd = GpuDevice(index=0, vendor=DeviceVendor.AMD, name="MI300X", vram_mb=196_592)
     assert cuda_mps_environment([amd], Limits()) == {}
 
 
