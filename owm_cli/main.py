@@ -2,17 +2,43 @@
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from owm_cli.demo import demo
 from owm_cli.errors import OwmGroup
-from owm_cli.ots import ots
-from owm_cli.release import release
-from owm_cli.sim import sim
-from owm_cli.slashing import slashing, slashing_log
+
+#: name → (module:attribute, one-line summary). Modules are imported only when their command
+#: runs: the demo and the simulator load torch (seconds), which ``owm --help`` should not wait on.
+COMMANDS = {
+    "demo": ("owm_cli.demo:demo", "Tour the network's rules on this machine."),
+    "ots": ("owm_cli.ots:ots", "OpenTimestamps proofs of model versions."),
+    "release": ("owm_cli.release:release", "Build and sign release manifests (maintainers)."),
+    "sim": ("owm_cli.sim:sim", "Simulations: federated learning under attack."),
+    "slashing": ("owm_cli.slashing:slashing", "Maintainer acknowledgements of slashing cases."),
+    "slashing-log": ("owm_cli.slashing:slashing_log", "Verify the public slashing log."),
+}
 
 
-@click.group(cls=OwmGroup, context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(OwmGroup):
+    """A command group that imports each subcommand's module on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, _, attribute = COMMANDS[cmd_name][0].partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in sorted(COMMANDS)])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="owm")
 def cli() -> None:
     """OWM, the Open World Model: many small AI models, trained and served by independent
@@ -24,11 +50,3 @@ def cli() -> None:
     Provenance:   owm ots verify FILE.ots --file WEIGHTS --bitcoin-rpc URL
     Operators:    owm-node --help, owm-coordinator --help
     """
-
-
-cli.add_command(demo)
-cli.add_command(ots)
-cli.add_command(sim)
-cli.add_command(release)
-cli.add_command(slashing_log)
-cli.add_command(slashing)

@@ -53,14 +53,18 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
-import torch
 
 from owm_core import fields
 from owm_core.errors import InvalidShare, InvalidValue
 from owm_core.mining import HEADER_SIZE, BlockHeader, compact_to_target
 
 if TYPE_CHECKING:
+    import torch
+
     from owm_core.ports.timestamping import Timestamping
+
+    Tensor = torch.Tensor | np.ndarray[Any, Any]
+    """A weight: a torch tensor or a numpy array (any dtype with a little-endian byte form)."""
 
 SERIALISATION_MAGIC = b"OWM-MODEL-V1\n"
 """First bytes of the canonical serialisation; a new layout gets a new magic."""
@@ -68,26 +72,32 @@ SERIALISATION_MAGIC = b"OWM-MODEL-V1\n"
 VERSION_PATTERN = r"owm-v[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?"
 SUB_MODEL_PATTERN = r"[a-z0-9][a-z0-9._-]{0,63}"
 
-_TORCH_INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-
-Tensor = torch.Tensor | np.ndarray[Any, Any]
-"""A weight: a torch tensor or a numpy array (any dtype with a little-endian byte form)."""
-
-
 # --------------------------------------------------------------------------- digest
 
 
+def _is_torch(value: object) -> bool:
+    """Whether ``value`` is a torch tensor, without importing torch (≈3 s) for numpy weights:
+    a tensor can only exist once its creator has imported torch."""
+    torch_module = sys.modules.get("torch")
+    return torch_module is not None and isinstance(value, torch_module.Tensor)
+
+
 def _dtype_name(value: Tensor) -> str:
-    if isinstance(value, torch.Tensor):
+    if _is_torch(value):
         return str(value.dtype).removeprefix("torch.")
+    assert isinstance(value, np.ndarray)
     return str(value.dtype.name)
 
 
 def _tensor_bytes(value: Tensor) -> bytes:
     """The elements of ``value`` in C order, each little-endian, whatever the host's order."""
-    if isinstance(value, torch.Tensor):
+    if _is_torch(value):
+        import torch
+
+        assert isinstance(value, torch.Tensor)
+        ints = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
         flat = value.detach().to("cpu").contiguous().reshape(-1)
-        as_int = _TORCH_INT_OF_SIZE.get(flat.element_size())
+        as_int = ints.get(flat.element_size())
         array = flat.view(as_int).numpy() if as_int is not None else flat.numpy()
     else:
         array = np.ascontiguousarray(value).reshape(-1)
@@ -133,7 +143,7 @@ def _canonical_chunks(
     for name, value in weights.items():
         if not isinstance(name, str) or not name:
             raise InvalidValue("weights", f"tensor names must be non-empty text, got {name!r}")
-        if not isinstance(value, torch.Tensor | np.ndarray):
+        if not (_is_torch(value) or isinstance(value, np.ndarray)):
             raise InvalidValue("weights", f"{name} is a {type(value).__name__}, not a tensor")
         named.append((name.encode("utf-8"), value))
     named.sort(key=lambda item: item[0])
