@@ -135,13 +135,14 @@ class _SqlRepo:
     _db: Database
 
     def _replace(
-        self, table: Table, key: Any, value: str, row: dict[str, Any], what: str
+        self, table: Table, key: Any, value: str, row: dict[str, Any], missing: str
     ) -> None:
-        """Overwrite the row whose ``key`` column equals ``value``; Conflict if there is none."""
+        """Overwrite the row whose ``key`` column equals ``value``; Conflict(``missing``) if
+        there is none."""
         with self._db.tx(write=True) as conn:
             done = conn.execute(update(table).where(key == value).values(row))
         if done.rowcount == 0:
-            raise Conflict(f"{what} {value} is unknown")
+            raise Conflict(missing)
 
 
 # --------------------------------------------------------------------------- nodes
@@ -198,12 +199,10 @@ class SqlNodeRepository(_SqlRepo):
 
     def save(self, node: Node) -> None:
         """Replace the stored record of an existing node; Conflict if it is unknown."""
-        with self._db.tx(write=True) as conn:
-            done = conn.execute(
-                update(t.nodes).where(t.nodes.c.node_id == node.node_id).values(_node_row(node))
-            )
-            if done.rowcount == 0:
-                raise Conflict(f"node {node.node_id} is not registered")
+        self._replace(
+            t.nodes, t.nodes.c.node_id, node.node_id, _node_row(node),
+            f"node {node.node_id} is not registered",
+        )
 
     def get(self, node_id: str) -> Node | None:
         """The node with ``node_id``, or None."""
@@ -1119,7 +1118,8 @@ class SqlBountyRepository(_SqlRepo):
     def save(self, bounty: Bounty) -> None:
         """Replace a stored bounty (its status); Conflict if unknown."""
         self._replace(
-            t.bounties, t.bounties.c.bounty_id, bounty.bounty_id, _bounty_row(bounty), "bounty"
+            t.bounties, t.bounties.c.bounty_id, bounty.bounty_id, _bounty_row(bounty),
+            f"bounty {bounty.bounty_id} is unknown",
         )
 
     def get(self, bounty_id: str) -> Bounty | None:
@@ -1176,7 +1176,7 @@ class SqlAnalysisRepository(_SqlRepo):
         """Replace a stored request (state, result); Conflict if unknown."""
         self._replace(
             t.analyses, t.analyses.c.analysis_id, request.analysis_id, _analysis_row(request),
-            "analysis",
+            f"analysis {request.analysis_id} is unknown",
         )
 
     def get(self, analysis_id: str) -> AnalysisRequest | None:
