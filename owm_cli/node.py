@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -63,6 +64,25 @@ def init(config_path: Path, data_dir: Path | None) -> None:
     click.echo(f"config     {config_path}")
     click.echo("next: set [lightning] node_uri in the config, then `owm-node start --config "
                f"{config_path}`")
+
+
+def _chain_options(func: Any) -> Any:
+    """Where block headers come from when a command checks an OpenTimestamps proof."""
+    options = [
+        click.option("--bitcoin-rpc", "rpc_url", metavar="URL",
+                     help="Bitcoin Core / Knots JSON-RPC that supplies block headers."),
+        click.option("--rpc-cookie", type=click.Path(dir_okay=False, path_type=Path),
+                     help="bitcoind's .cookie file."),
+        click.option("--local-chain",
+                     type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="A devnet's embedded chain file instead of bitcoind."),
+        click.option("--network", type=click.Choice(["main", "test", "signet", "regtest"]),
+                     help="Proof-of-work rules [default: asked from bitcoind; regtest for a "
+                     "devnet]."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
 
 
 _CONFIG_OPTION = click.option(
@@ -208,14 +228,7 @@ def hardware(config_path: Path) -> None:
 @click.argument("weights", metavar="WEIGHTS")
 @click.argument("proof_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_CONFIG_OPTION
-@click.option("--bitcoin-rpc", "rpc_url", metavar="URL",
-              help="Bitcoin Core / Knots JSON-RPC that supplies block headers.")
-@click.option("--rpc-cookie", type=click.Path(dir_okay=False, path_type=Path),
-              help="bitcoind's .cookie file.")
-@click.option("--local-chain", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A devnet's embedded chain file instead of bitcoind.")
-@click.option("--network", type=click.Choice(["main", "test", "signet", "regtest"]),
-              help="Proof-of-work rules [default: asked from bitcoind; regtest for a devnet].")
+@_chain_options
 def install_weights(
     version_file: Path, weights: str, proof_file: Path, config_path: Path, rpc_url: str | None,
     rpc_cookie: Path | None, local_chain: Path | None, network: str | None,
@@ -287,14 +300,7 @@ def install_weights(
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The maintainers' signatures [default: the manifest's path + .sig].")
 @_CONFIG_OPTION
-@click.option("--bitcoin-rpc", "rpc_url", metavar="URL",
-              help="Bitcoin Core / Knots JSON-RPC that supplies block headers.")
-@click.option("--rpc-cookie", type=click.Path(dir_okay=False, path_type=Path),
-              help="bitcoind's .cookie file.")
-@click.option("--local-chain", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A devnet's embedded chain file instead of bitcoind.")
-@click.option("--network", type=click.Choice(["main", "test", "signet", "regtest"]),
-              help="Proof-of-work rules [default: asked from bitcoind; regtest for a devnet].")
+@_chain_options
 @click.option("--stage", is_flag=True,
               help="Copy the verified package to DATA_DIR/updates/ (nothing is installed).")
 def verify_release(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -21,37 +21,31 @@ from prometheus_client.registry import Collector
 from owm_adapters.coordinator_service import CoordinatorService
 from owm_adapters.settings import ConfigError
 
+_Figures = TypeVar("_Figures")
+
 DISPATCH_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
-class _StateCollector(Collector):
-    """Registry size and task states, read from the store at most every ``max_age_s``."""
+def _state_counts(service: CoordinatorService) -> tuple[dict[str, int], dict[str, int]]:
+    return service.registry_counts(), service.task_counts()
 
-    def __init__(self, metrics: CoordinatorMetrics, max_age_s: float) -> None:
-        self.metrics = metrics
-        self.max_age_s = max_age_s
-        self._cached: tuple[float, dict[str, int], dict[str, int]] | None = None
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        service = self.metrics.service
-        if service is None:
-            return
-        now = time.monotonic()
-        if self._cached is None or now - self._cached[0] >= self.max_age_s:
-            self._cached = (now, service.registry_counts(), service.task_counts())
-        _, registry, task_states = self._cached
-        nodes = GaugeMetricFamily(
-            "owm_registry_nodes", "Registered nodes by status (SRS-COORD-01)", labels=["status"]
-        )
-        for status, count in registry.items():
-            nodes.add_metric([status], count)
-        yield nodes
-        tasks = GaugeMetricFamily(
-            "owm_tasks", "Task replicas by state (seed 003)", labels=["state"]
-        )
-        for state, count in task_states.items():
-            tasks.add_metric([state], count)
-        yield tasks
+def _state_families(
+    counts: tuple[dict[str, int], dict[str, int]],
+) -> Iterator[GaugeMetricFamily]:
+    registry, task_states = counts
+    nodes = GaugeMetricFamily(
+        "owm_registry_nodes", "Registered nodes by status (SRS-COORD-01)", labels=["status"]
+    )
+    for status, count in registry.items():
+        nodes.add_metric([status], count)
+    yield nodes
+    tasks = GaugeMetricFamily(
+        "owm_tasks", "Task replicas by state (seed 003)", labels=["state"]
+    )
+    for state, count in task_states.items():
+        tasks.add_metric([state], count)
+    yield tasks
 
 
 SLASHING_WINDOW_S = 7 * 24 * 3600
@@ -116,21 +110,21 @@ def _payment_families(counts: dict[str, int]) -> Iterator[GaugeMetricFamily]:
     yield payments
 
 
-class _StoreCollector(Collector):
+class _StoreCollector(Collector, Generic[_Figures]):
     """Gauges computed from the store, read at most every ``max_age_s`` (reads cost queries)."""
 
     def __init__(
         self,
         metrics: CoordinatorMetrics,
         max_age_s: float,
-        read: Callable[[CoordinatorService], dict[str, int]],
-        render: Callable[[dict[str, int]], Iterator[GaugeMetricFamily]],
+        read: Callable[[CoordinatorService], _Figures],
+        render: Callable[[_Figures], Iterator[GaugeMetricFamily]],
     ) -> None:
         self.metrics = metrics
         self.max_age_s = max_age_s
         self.read = read
         self.render = render
-        self._cached: tuple[float, dict[str, int]] | None = None
+        self._cached: tuple[float, _Figures] | None = None
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         service = self.metrics.service
@@ -162,7 +156,9 @@ class CoordinatorMetrics:
             buckets=DISPATCH_BUCKETS_S,
             registry=self.registry,
         )
-        self.registry.register(_StateCollector(self, state_max_age_s))
+        self.registry.register(
+            _StoreCollector(self, state_max_age_s, _state_counts, _state_families)
+        )
         self.registry.register(
             _StoreCollector(self, state_max_age_s, _payment_counts, _payment_families)
         )
