@@ -14,6 +14,9 @@ from pathlib import Path
 
 from owm_adapters.api_service import ApiConfig, ApiServices
 from owm_adapters.coordinator_service import CoordinatorService
+from owm_adapters.fl_service import fl_service_of
+from owm_adapters.knowledge_service import KnowledgeBase
+from owm_adapters.query_service import KnowledgeSource, QueryConfig, QueryService
 
 L402_SECRET_FILE = "l402.secret"  # noqa: S105 (a file name, not a secret)
 L402_SECRET_BYTES = 32
@@ -39,12 +42,33 @@ def build_api_services(
     data_dir: Path | None = None,
     l402_secret: bytes | None = None,
     config: ApiConfig | None = None,
+    knowledge: KnowledgeSource | None = None,
+    query_config: QueryConfig | None = None,
 ) -> ApiServices:
     """The API's services over ``coordinator``'s repositories, Lightning node and clock.
 
     Give ``l402_secret`` (≥ 32 bytes) directly, or a ``data_dir`` to keep it in; with neither,
     a fresh secret is drawn and tokens do not survive a restart (tests, benchmarks).
+    With a ``knowledge`` base the conglomerate answers queries (:func:`build_query_service`).
     """
     if l402_secret is None:
         l402_secret = l402_secret_from(data_dir) if data_dir is not None else os.urandom(32)
-    return ApiServices(coordinator, l402_secret, config)
+    services = ApiServices(coordinator, l402_secret, config)
+    services.queries = build_query_service(coordinator, knowledge, query_config)
+    services.knowledge = knowledge if isinstance(knowledge, KnowledgeBase) else None
+    services.fl = fl_service_of(coordinator)
+    return services
+
+
+def build_query_service(
+    coordinator: CoordinatorService,
+    knowledge: KnowledgeSource | None,
+    config: QueryConfig | None = None,
+) -> QueryService | None:
+    """The query path over ``knowledge`` and the coordinator's market; None without knowledge
+    (the query endpoints then answer 503 ``conglomerate-unavailable``)."""
+    if knowledge is None:
+        return None
+    return QueryService(
+        knowledge, coordinator, coordinator.repositories, coordinator.clock, config
+    )

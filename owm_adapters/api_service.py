@@ -23,6 +23,10 @@ from typing import Any, TypeVar
 import attrs
 
 from owm_adapters.coordinator_service import CoordinatorService
+from owm_adapters.fl_service import FlRoundService
+from owm_adapters.knowledge_service import KnowledgeBase
+from owm_adapters.query_service import QueryService
+from owm_adapters.slashing_service import SlashingService
 from owm_core import l402
 from owm_core.api_access import (
     Caller,
@@ -198,6 +202,15 @@ class ApiServices:
         self.repositories: Repositories = coordinator.repositories
         self.lightning: Lightning = coordinator.lightning
         self.clock: Clock = coordinator.clock
+        #: Slashing acknowledgements and pending cases (None when no slashing service is wired).
+        self.slashing: SlashingService | None = coordinator.slashing
+        #: The conglomerate's query path (None without a knowledge base: queries answer 503).
+        self.queries: QueryService | None = None
+        #: Sub-models and contributed datasets (None without a knowledge base: the data
+        #: endpoints answer 503).
+        self.knowledge: KnowledgeBase | None = None
+        #: Federated-learning rounds and uploads (None when ``[fl]`` is off: 503).
+        self.fl: FlRoundService | None = None
         self.config = config or ApiConfig()
         self._l402_secret = l402_secret
         self._entropy = entropy

@@ -30,7 +30,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
@@ -63,6 +63,7 @@ from owm_core.coordination import (
     submit_task,
     task_outcome,
     time_out_overdue,
+    verified_output,
     verify_heartbeat,
 )
 from owm_core.envelopes import CapabilityManifest, EnvelopeKind, ReplayGuard, open_body
@@ -86,6 +87,10 @@ from owm_core.ratelimit import (
 from owm_core.registry import Liveness, Node, NodeStatus
 from owm_core.stake import Stake, StakePolicy, StakeStatus
 from owm_core.tiers import StakeRequirements, Tier
+
+if TYPE_CHECKING:
+    from owm_adapters.node_invoices import NodeInvoiceSource
+    from owm_adapters.slashing_service import SlashingService
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +224,11 @@ class CoordinatorService:
         self.clock = clock
         self.config = config or ServiceConfig()
         self.observer: CoordinatorObserver = observer or _NoObserver()
+        #: The slashing service, once ``owm_adapters.bootstrap.attach_slashing`` wired one.
+        self.slashing: SlashingService | None = None
+        #: Invoices handed in by nodes on LND/CLN (gRPC PendingPayouts / SubmitInvoice; issue
+        #: 6a), once ``owm_adapters.bootstrap.build_coordinator`` wired one.
+        self.node_invoices: NodeInvoiceSource | None = None
         self._entropy = entropy
         self._seed = entropy(32)
         self._challenges = ChallengeBook()
@@ -237,6 +247,7 @@ class CoordinatorService:
         self._inputs: dict[str, bytes] = {}
         self._ready_ms: dict[str, int] = {}
         self._settlement_listeners: list[Callable[[Settlement], None]] = []
+        self._task_changed = threading.Condition()
         self._rejections: OrderedDict[str, list[Rejection]] = OrderedDict()
         self._hb_cond = threading.Condition()
         self._hb_write_lock = threading.Lock()
@@ -621,6 +632,30 @@ class CoordinatorService:
             raise NotFound(f"no task {task_id}")
         return replicas, task_outcome(replicas)
 
+    def await_task(self, task_id: str, timeout_s: float) -> tuple[list[Task], str]:
+        """:meth:`task`, once its outcome is no longer pending or after ``timeout_s`` seconds.
+
+        Woken by every proof, rejection and market tick, so a submitter (the query path)
+        learns of a verdict as soon as the coordinator reaches it.
+        """
+        deadline = time.monotonic() + timeout_s
+        with self._task_changed:
+            while True:
+                replicas, outcome = self.task(task_id)
+                remaining = deadline - time.monotonic()
+                if outcome != "pending" or remaining <= 0:
+                    return replicas, outcome
+                self._task_changed.wait(min(remaining, 1.0))
+
+    def task_output(self, task_id: str) -> bytes | None:
+        """The verified output of a submitted task (canonical JSON bytes), or None while it is
+        pending, when it failed, or when its nodes did not deliver outputs."""
+        return verified_output(self.repositories, task_id)
+
+    def _announce_task_change(self) -> None:
+        with self._task_changed:
+            self._task_changed.notify_all()
+
     def open_task_stream(
         self,
         public_key: str,
@@ -657,6 +692,11 @@ class CoordinatorService:
             self._dispatch_locked()
         return handle
 
+    def streaming_offers(self) -> list[NodeOffer]:
+        """The offers of the nodes whose task streams are open now (who can take work)."""
+        with self._market_lock:
+            return [handle.offer for handle in self._streams.values()]
+
     def close_task_stream(self, handle: TaskStreamHandle) -> None:
         """Forget a stream whose node went away; its assignments run to their deadline."""
         with self._market_lock:
@@ -685,15 +725,22 @@ class CoordinatorService:
             raise NotFound("no node is registered with this public key")
         return node, CapabilityManifest.from_body(envelope.body)
 
-    def submit_proof(self, raw: bytes) -> ProofOutcome:
-        """Verify and durably store a task proof, then verify/settle the task (SRS 4.1)."""
+    def submit_proof(self, raw: bytes, output: bytes = b"") -> ProofOutcome:
+        """Verify and durably store a task proof (and the output the node delivered with it,
+        which must hash to the proof's output hash), then verify/settle the task (SRS 4.1)."""
         with self._market_lock:
             outcome = accept_proof(
-                self.repositories, raw, self.clock.now(), self.config.verification, self._seed
+                self.repositories,
+                raw,
+                self.clock.now(),
+                self.config.verification,
+                self._seed,
+                output,
             )
             if outcome.settlements:
                 self._forget_input(outcome.task.task_id.rpartition(":")[0])
             self._dispatch_locked()
+        self._announce_task_change()
         for settlement in outcome.settlements:
             for listener in self._settlement_listeners:
                 try:
@@ -749,6 +796,8 @@ class CoordinatorService:
             for task in late:
                 self._ready_ms[task.task_id] = now_ms
             self._dispatch_locked()
+        if late:
+            self._announce_task_change()
         return late
 
     def reverify_stakes(self) -> list[Stake]:

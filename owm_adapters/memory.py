@@ -20,9 +20,12 @@ import attrs
 
 from owm_core.apikeys import ApiKey
 from owm_core.contributions import AnalysisRequest, Bounty, BountyStatus
+from owm_core.datasets import DatasetRecord, Document
 from owm_core.envelopes import CapabilityManifest, Envelope, EnvelopeKind, TaskProof
 from owm_core.errors import Conflict, InvalidValue
+from owm_core.fl_rounds import FlRound, RoundState, RoundUpdate, same_upload
 from owm_core.governance import Proposal, ProposalStatus
+from owm_core.knowledge import DataCredit
 from owm_core.market import Task, TaskState
 from owm_core.mining import AcceptedShare
 from owm_core.payments import PaymentAttempt, PaymentState, RewardPayment
@@ -30,8 +33,10 @@ from owm_core.pool import MiningPayout
 from owm_core.ports.repositories import MAX_TASK_INPUT_BYTES, Repositories
 from owm_core.registry import Node
 from owm_core.releases import ModelRelease
-from owm_core.slashing import GENESIS_HASH, SlashingLogEntry
+from owm_core.routing import QueryAnswer
+from owm_core.slashing import GENESIS_HASH, SlashingDecision, SlashingLogEntry, SlashingSignal
 from owm_core.stake import Stake
+from owm_core.submodels import SubModel
 from owm_core.tiers import Tier
 
 
@@ -90,6 +95,12 @@ class _State:
     payments: dict[str, tuple[int, RewardPayment]] = attrs.Factory(dict)
     attempts: list[PaymentAttempt] = attrs.Factory(list)
     slashing_log: list[SlashingLogEntry] = attrs.Factory(list)
+    # slashing evidence: values are replaced, never mutated, so snapshots stay independent
+    slashing_signals: dict[tuple[str, str, str, str], tuple[int, SlashingSignal, int | None]] = (
+        attrs.Factory(dict)
+    )
+    slashing_acks: dict[str, tuple[int, str, Envelope, int, int | None]] = attrs.Factory(dict)
+    slashing_decisions: dict[int, tuple[SlashingDecision, int | None]] = attrs.Factory(dict)
     proposals: dict[str, Proposal] = attrs.Factory(dict)
     shares: dict[str, tuple[int, int, AcceptedShare]] = attrs.Factory(dict)
     api_keys: dict[str, tuple[int, ApiKey]] = attrs.Factory(dict)
@@ -98,6 +109,13 @@ class _State:
     analyses: dict[str, AnalysisRequest] = attrs.Factory(dict)
     mining_payouts: dict[str, MiningPayout] = attrs.Factory(dict)
     task_inputs: dict[str, bytes] = attrs.Factory(dict)
+    task_outputs: dict[str, bytes] = attrs.Factory(dict)
+    sub_models: dict[str, SubModel] = attrs.Factory(dict)
+    datasets: dict[str, tuple[int, DatasetRecord, tuple[Document, ...]]] = attrs.Factory(dict)
+    data_credits: dict[str, tuple[int, int, tuple[DataCredit, ...]]] = attrs.Factory(dict)
+    query_answers: dict[str, QueryAnswer] = attrs.Factory(dict)
+    fl_rounds: dict[int, FlRound] = attrs.Factory(dict)
+    fl_updates: dict[tuple[int, str], tuple[int, RoundUpdate]] = attrs.Factory(dict)
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -406,6 +424,98 @@ class MemorySlashingLogRepository(_Repo):
             return self._state.slashing_log[-1] if self._state.slashing_log else None
 
 
+class MemorySlashingEvidenceRepository(_Repo):
+    """Open slashing signals, acknowledgements and decisions in dicts (closed ones are kept)."""
+
+    def add_signal(self, signal: SlashingSignal) -> bool:
+        """Store an open signal; False if the same evidence from the same reporter is known."""
+        key = (signal.node_id, signal.reporter, signal.reason.value, signal.evidence_hash)
+        with self._lock:
+            if key in self._state.slashing_signals:
+                return False
+            self._state.slashing_signals[key] = (self._state.next_seq(), signal, None)
+            return True
+
+    def add_acknowledgement(self, node_id: str, envelope: Envelope, received_at: int) -> bool:
+        """Store an open acknowledgement envelope; False if its signature is already known."""
+        with self._lock:
+            if envelope.signature in self._state.slashing_acks:
+                return False
+            row = (self._state.next_seq(), node_id, envelope, received_at, None)
+            self._state.slashing_acks[envelope.signature] = row
+            return True
+
+    def open_signals(self, node_id: str) -> Sequence[SlashingSignal]:
+        """The open signals about ``node_id``, oldest first."""
+        with self._lock:
+            rows = [
+                (seq, s)
+                for seq, s, closed in self._state.slashing_signals.values()
+                if s.node_id == node_id and closed is None
+            ]
+        return [s for _, s in sorted(rows, key=lambda r: (r[1].at, r[0]))]
+
+    def open_acknowledgements(self, node_id: str) -> Sequence[Envelope]:
+        """The open acknowledgement envelopes about ``node_id``, oldest first."""
+        with self._lock:
+            rows = [
+                (at, seq, e)
+                for seq, n, e, at, closed in self._state.slashing_acks.values()
+                if n == node_id and closed is None
+            ]
+        return [e for _, _, e in sorted(rows, key=lambda r: (r[0], r[1]))]
+
+    def open_node_ids(self, limit: int = 100) -> Sequence[str]:
+        """Nodes with open evidence, by their oldest open evidence (then node id)."""
+        oldest: dict[str, int] = {}
+        with self._lock:
+            for _seq, s, closed in self._state.slashing_signals.values():
+                if closed is None:
+                    oldest[s.node_id] = min(oldest.get(s.node_id, s.at), s.at)
+            for _seq, n, _e, at, closed in self._state.slashing_acks.values():
+                if closed is None:
+                    oldest[n] = min(oldest.get(n, at), at)
+        return sorted(oldest, key=lambda n: (oldest[n], n))[:limit]
+
+    def begin_decision(self, decision: SlashingDecision) -> SlashingDecision:
+        """Record ``decision`` before it is carried out; an unfinished one of the node wins."""
+        with self._lock:
+            for stored, finished in self._state.slashing_decisions.values():
+                if stored.node_id == decision.node_id and finished is None:
+                    return stored
+            self._state.slashing_decisions[self._state.next_seq()] = (decision, None)
+            return decision
+
+    def unfinished_decisions(self) -> Sequence[SlashingDecision]:
+        """Decisions begun and not finished, oldest first."""
+        with self._lock:
+            return [d for _, (d, f) in sorted(self._state.slashing_decisions.items()) if f is None]
+
+    def finish_decision(self, node_id: str, finished_at: int) -> None:
+        """Mark the node's unfinished decision done and close its open evidence, together."""
+        with self._lock:
+            for seq, (stored, finished) in list(self._state.slashing_decisions.items()):
+                if stored.node_id == node_id and finished is None:
+                    self._state.slashing_decisions[seq] = (stored, finished_at)
+            self.close_evidence(node_id, finished_at)
+
+    def close_evidence(self, node_id: str, closed_at: int) -> int:
+        """Close the node's open evidence without a decision; returns how many were open."""
+        closed = 0
+        with self._lock:
+            signals = self._state.slashing_signals
+            for key, (seq, s, was) in list(signals.items()):
+                if s.node_id == node_id and was is None:
+                    signals[key] = (seq, s, closed_at)
+                    closed += 1
+            acks = self._state.slashing_acks
+            for sig, (seq, n, e, at, was) in list(acks.items()):
+                if n == node_id and was is None:
+                    acks[sig] = (seq, n, e, at, closed_at)
+                    closed += 1
+        return closed
+
+
 class MemoryProposalRepository(_Repo):
     """Proposals in a dict."""
 
@@ -619,36 +729,243 @@ class MemoryMiningPayoutRepository(_Repo):
             return chosen[:limit]
 
 
-def check_task_input(data: bytes) -> bytes:
-    """``data`` as immutable bytes; InvalidValue(``input``) beyond MAX_TASK_INPUT_BYTES."""
+def check_task_input(data: bytes, field: str = "input") -> bytes:
+    """``data`` as immutable bytes; InvalidValue(``field``) beyond MAX_TASK_INPUT_BYTES."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise InvalidValue("input", "must be bytes")
+        raise InvalidValue(field, "must be bytes")
     if len(data) > MAX_TASK_INPUT_BYTES:
-        raise InvalidValue("input", f"is longer than {MAX_TASK_INPUT_BYTES} bytes")
+        raise InvalidValue(field, f"is longer than {MAX_TASK_INPUT_BYTES} bytes")
     return bytes(data)
 
 
 class MemoryTaskInputRepository(_Repo):
     """Task input bytes per submitted task id."""
 
+    FIELD = "input"
+
+    def _blobs(self) -> dict[str, bytes]:
+        return self._state.task_inputs
+
     def put(self, task_id: str, data: bytes) -> None:
         """Store ``data`` for ``task_id``; same data again is a no-op, other data a Conflict."""
-        data = check_task_input(data)
+        data = check_task_input(data, self.FIELD)
         with self._lock:
-            stored = self._state.task_inputs.get(task_id)
+            stored = self._blobs().get(task_id)
             if stored is not None and stored != data:
-                raise Conflict(f"task {task_id} already has another input")
-            self._state.task_inputs[task_id] = data
+                raise Conflict(f"task {task_id} already has another {self.FIELD}")
+            self._blobs()[task_id] = data
 
     def get(self, task_id: str) -> bytes | None:
-        """The input stored for ``task_id``, or None."""
+        """The data stored for ``task_id``, or None."""
         with self._lock:
-            return self._state.task_inputs.get(task_id)
+            return self._blobs().get(task_id)
 
     def delete(self, task_id: str) -> None:
-        """Forget the input of ``task_id`` (nothing happens if none is stored)."""
+        """Forget the data of ``task_id`` (nothing happens if none is stored)."""
         with self._lock:
-            self._state.task_inputs.pop(task_id, None)
+            self._blobs().pop(task_id, None)
+
+
+class MemoryTaskOutputRepository(MemoryTaskInputRepository):
+    """Task outputs delivered with proofs, per replica id."""
+
+    FIELD = "output"
+
+    def _blobs(self) -> dict[str, bytes]:
+        return self._state.task_outputs
+
+
+class MemorySubModelRepository(_Repo):
+    """The sub-model registry per name."""
+
+    def add(self, sub_model: SubModel) -> None:
+        """Register a new sub-model; Conflict if its name is taken."""
+        with self._lock:
+            if sub_model.name in self._state.sub_models:
+                raise Conflict(f"sub-model {sub_model.name} already exists")
+            self._state.sub_models[sub_model.name] = sub_model
+
+    def save(self, sub_model: SubModel) -> None:
+        """Replace a registered sub-model; Conflict if unknown."""
+        with self._lock:
+            if sub_model.name not in self._state.sub_models:
+                raise Conflict(f"sub-model {sub_model.name} is unknown")
+            self._state.sub_models[sub_model.name] = sub_model
+
+    def get(self, name: str) -> SubModel | None:
+        """The sub-model called ``name``, or None."""
+        with self._lock:
+            return self._state.sub_models.get(name)
+
+    def list(self) -> Sequence[SubModel]:
+        """Every sub-model, ordered by name."""
+        with self._lock:
+            return [self._state.sub_models[n] for n in sorted(self._state.sub_models)]
+
+
+class MemoryDatasetRepository(_Repo):
+    """Contributed datasets and their documents per dataset id."""
+
+    def add(self, record: DatasetRecord, documents: Sequence[Document]) -> None:
+        """Store a contribution and its documents; Conflict if its id exists."""
+        with self._lock:
+            if record.dataset_id in self._state.datasets:
+                raise Conflict(f"dataset {record.dataset_id} already exists")
+            seq = self._state.next_seq()
+            self._state.datasets[record.dataset_id] = (seq, record, tuple(documents))
+
+    def save(self, record: DatasetRecord) -> None:
+        """Replace a stored record (its proof); Conflict if unknown or its digest differs."""
+        with self._lock:
+            stored = self._state.datasets.get(record.dataset_id)
+            if stored is None:
+                raise Conflict(f"dataset {record.dataset_id} is unknown")
+            if stored[1].digest != record.digest:
+                raise Conflict(f"dataset {record.dataset_id} has another digest")
+            self._state.datasets[record.dataset_id] = (stored[0], record, stored[2])
+
+    def get(self, dataset_id: str) -> DatasetRecord | None:
+        """The contribution with ``dataset_id``, or None."""
+        with self._lock:
+            stored = self._state.datasets.get(dataset_id)
+            return None if stored is None else stored[1]
+
+    def documents(self, dataset_id: str) -> Sequence[Document]:
+        """The dataset's documents in submission order (empty if unknown)."""
+        with self._lock:
+            stored = self._state.datasets.get(dataset_id)
+            return [] if stored is None else list(stored[2])
+
+    def list(
+        self, sub_model: str | None = None, contributor: str | None = None, limit: int = 100
+    ) -> Sequence[DatasetRecord]:
+        """Up to ``limit`` records (filtered if asked), oldest first, then by id."""
+        with self._lock:
+            chosen = [
+                r for _, r, _ in self._state.datasets.values()
+                if (sub_model is None or sub_model in r.sub_models)
+                and (contributor is None or r.contributor == contributor)
+            ]
+            chosen.sort(key=lambda r: (r.submitted_at, r.dataset_id))
+            return chosen[:limit]
+
+
+class MemoryDataCreditRepository(_Repo):
+    """Data contributors' credits per query id."""
+
+    def add(self, query_id: str, credits: Sequence[DataCredit], at: int) -> None:
+        """Record the credits of one query (none: nothing); Conflict if already credited."""
+        if not credits:
+            return
+        with self._lock:
+            if query_id in self._state.data_credits:
+                raise Conflict(f"query {query_id} is already credited")
+            ordered = tuple(sorted(credits, key=lambda c: (c.contributor, c.dataset_id)))
+            self._state.data_credits[query_id] = (self._state.next_seq(), at, ordered)
+
+    def for_contributor(
+        self, contributor: str, limit: int = 100
+    ) -> Sequence[tuple[str, int, DataCredit]]:
+        """Up to ``limit`` (query_id, at, credit) of ``contributor``, newest first, then query."""
+        with self._lock:
+            rows = [
+                (q, at, c)
+                for q, (_, at, credits) in self._state.data_credits.items()
+                for c in credits
+                if c.contributor == contributor
+            ]
+            rows.sort(key=lambda r: (-r[1], r[0], r[2].dataset_id))
+            return rows[:limit]
+
+    def for_query(self, query_id: str) -> Sequence[DataCredit]:
+        """The credits recorded for ``query_id``, by contributor then dataset id."""
+        with self._lock:
+            stored = self._state.data_credits.get(query_id)
+            return [] if stored is None else list(stored[2])
+
+    def total_msat(self, contributor: str) -> int:
+        """Everything credited to ``contributor`` so far, in msat."""
+        with self._lock:
+            return sum(
+                c.amount_msat
+                for _, _, credits in self._state.data_credits.values()
+                for c in credits
+                if c.contributor == contributor
+            )
+
+
+class MemoryQueryAnswerRepository(_Repo):
+    """Answered queries by query id."""
+
+    def add(self, answer: QueryAnswer) -> None:
+        """Store an answer; Conflict if its query id is already stored."""
+        with self._lock:
+            if answer.query_id in self._state.query_answers:
+                raise Conflict(f"query {answer.query_id} is already stored")
+            self._state.query_answers[answer.query_id] = answer
+
+    def get(self, query_id: str) -> QueryAnswer | None:
+        """The stored answer of ``query_id``, or None."""
+        with self._lock:
+            return self._state.query_answers.get(query_id)
+
+
+class MemoryFlRoundRepository(_Repo):
+    """FL rounds per number and their updates per (round, node id), in arrival order."""
+
+    def add_round(self, fl_round: FlRound) -> None:
+        """Store a new round; Conflict if its number exists."""
+        with self._lock:
+            if fl_round.number in self._state.fl_rounds:
+                raise Conflict(f"FL round {fl_round.number} already exists")
+            self._state.fl_rounds[fl_round.number] = fl_round
+
+    def save_round(self, fl_round: FlRound) -> None:
+        """Replace a stored round (state, results); Conflict if unknown."""
+        with self._lock:
+            if fl_round.number not in self._state.fl_rounds:
+                raise Conflict(f"FL round {fl_round.number} is unknown")
+            self._state.fl_rounds[fl_round.number] = fl_round
+
+    def get_round(self, number: int) -> FlRound | None:
+        """The round ``number``, or None."""
+        with self._lock:
+            return self._state.fl_rounds.get(number)
+
+    def rounds(self, limit: int = 100, state: RoundState | None = None) -> Sequence[FlRound]:
+        """Rounds (in ``state`` if given), newest (highest number) first, at most ``limit``."""
+        with self._lock:
+            chosen = [r for r in self._state.fl_rounds.values() if state in (None, r.state)]
+        return sorted(chosen, key=lambda r: r.number, reverse=True)[:limit]
+
+    def add_update(self, update: RoundUpdate) -> bool:
+        """Store an upload: True if new, False if the same update is stored already."""
+        key = (update.round, update.node_id)
+        with self._lock:
+            if update.round not in self._state.fl_rounds:
+                raise Conflict(f"FL round {update.round} is unknown")
+            stored = self._state.fl_updates.get(key)
+            if stored is not None and same_upload(stored[1], update):
+                return False
+            self._state.fl_updates[key] = (self._state.next_seq(), update)
+            return True
+
+    def updates(self, number: int) -> Sequence[RoundUpdate]:
+        """The round's updates in arrival order."""
+        with self._lock:
+            rows = [v for (r, _), v in self._state.fl_updates.items() if r == number]
+        return [u for _, u in sorted(rows, key=lambda row: row[0])]
+
+    def score_updates(self, number: int, scores: Mapping[str, tuple[float, bool]]) -> None:
+        """Record ``node_id → (anomaly score, flagged)``; Conflict if a node has no update."""
+        with self._lock:
+            for node_id in scores:
+                if (number, node_id) not in self._state.fl_updates:
+                    raise Conflict(f"node {node_id} has no update in FL round {number}")
+            for node_id, (score, flagged) in scores.items():
+                seq, stored = self._state.fl_updates[(number, node_id)]
+                scored = attrs.evolve(stored, anomaly_score=float(score), flagged=bool(flagged))
+                self._state.fl_updates[(number, node_id)] = (seq, scored)
 
 
 @attrs.define
@@ -662,6 +979,7 @@ class MemoryRepositories:
     proofs: MemoryProofRepository
     payments: MemoryPaymentRepository
     slashing_log: MemorySlashingLogRepository
+    slashing_evidence: MemorySlashingEvidenceRepository
     proposals: MemoryProposalRepository
     shares: MemoryShareRepository
     api_keys: MemoryApiKeyRepository
@@ -670,6 +988,12 @@ class MemoryRepositories:
     analyses: MemoryAnalysisRepository
     mining_payouts: MemoryMiningPayoutRepository
     task_inputs: MemoryTaskInputRepository
+    task_outputs: MemoryTaskOutputRepository
+    sub_models: MemorySubModelRepository
+    datasets: MemoryDatasetRepository
+    data_credits: MemoryDataCreditRepository
+    query_answers: MemoryQueryAnswerRepository
+    fl_rounds: MemoryFlRoundRepository
     _state: _State
     _lock: threading.RLock
 
@@ -700,6 +1024,7 @@ def memory_repositories() -> MemoryRepositories:
         proofs=MemoryProofRepository(state, lock),
         payments=MemoryPaymentRepository(state, lock),
         slashing_log=MemorySlashingLogRepository(state, lock),
+        slashing_evidence=MemorySlashingEvidenceRepository(state, lock),
         proposals=MemoryProposalRepository(state, lock),
         shares=MemoryShareRepository(state, lock),
         api_keys=MemoryApiKeyRepository(state, lock),
@@ -708,6 +1033,12 @@ def memory_repositories() -> MemoryRepositories:
         analyses=MemoryAnalysisRepository(state, lock),
         mining_payouts=MemoryMiningPayoutRepository(state, lock),
         task_inputs=MemoryTaskInputRepository(state, lock),
+        task_outputs=MemoryTaskOutputRepository(state, lock),
+        sub_models=MemorySubModelRepository(state, lock),
+        datasets=MemoryDatasetRepository(state, lock),
+        data_credits=MemoryDataCreditRepository(state, lock),
+        query_answers=MemoryQueryAnswerRepository(state, lock),
+        fl_rounds=MemoryFlRoundRepository(state, lock),
         state=state,
         lock=lock,
     )

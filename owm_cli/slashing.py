@@ -8,7 +8,9 @@ and head hash (exit 0), or the first bad index and why (exit 3). A truncated log
 against a head published earlier: pass it as ``--expected-head``.
 
 ``slashing ack`` writes a maintainer acknowledgement envelope signed with the maintainer's key
-file (SRS-SEC-14); the coordinator operator feeds it to the slashing service.
+file (SRS-SEC-14), to a file or stdout, or with ``--api URL`` submits it to the coordinator
+(POST /v1/slashing/acknowledgements) and prints what it did (recorded, how many maintainers
+back that evidence, whether the node is now slashed).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import click
 
 from owm_adapters import keystore
+from owm_cli.api_client import post_json, v1_url
 from owm_core.envelopes import AckVerdict, EnvelopeKind, MaintainerAcknowledgement, seal, to_bytes
 from owm_core.errors import DomainError
 from owm_core.identity import parse_public_key
@@ -42,13 +45,15 @@ def _entries_from_json(data: object) -> list[Any]:
     raise click.UsageError("the JSON holds no 'entries' list")
 
 
-def _from_url(url: str) -> list[Any]:
+def _from_url(url: str, api_key: str | None = None) -> list[Any]:
     if not url.rstrip("/").endswith("/slashing-log"):
         url = url.rstrip("/") + "/v1/network/slashing-log"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     found: list[Any] = []
     while True:
         page_url = f"{url}?{urllib.parse.urlencode({'start': len(found), 'limit': PAGE})}"
-        with urllib.request.urlopen(page_url, timeout=30) as reply:  # noqa: S310 (user's URL)
+        request = urllib.request.Request(page_url, headers=headers)  # noqa: S310 (user's URL)
+        with urllib.request.urlopen(request, timeout=30) as reply:  # noqa: S310 (user's URL)
             page = _entries_from_json(json.loads(reply.read()))
         found.extend(page)
         if len(page) < PAGE:
@@ -91,6 +96,10 @@ def slashing_log() -> None:
 @click.option("--database-url", help="Read the log from this coordinator database URL.")
 @click.option("--coordinator-key", help="The coordinator's Ed25519 public key (64 hex).")
 @click.option("--expected-head", help="The head hash published earlier (detects truncation).")
+@click.option(
+    "--api-key", envvar="OWM_API_KEY",
+    help="API key for --url (the API answers 402 without a credential); env OWM_API_KEY.",
+)
 def verify(
     url: str | None,
     file_path: Path | None,
@@ -98,6 +107,7 @@ def verify(
     database_url: str | None,
     coordinator_key: str | None,
     expected_head: str | None,
+    api_key: str | None,
 ) -> None:
     """Check the hash chain and signatures of the slashing log; exit 3 at the first bad entry."""
     sources = [s for s in (url, file_path, config_path, database_url) if s]
@@ -105,7 +115,7 @@ def verify(
         raise click.UsageError("give exactly one of --url, --file, --config, --database-url")
     key_from_config: str | None = None
     if url:
-        raw = _from_url(url)
+        raw = _from_url(url, api_key)
     elif file_path is not None:
         raw = _entries_from_json(json.loads(file_path.read_text(encoding="utf-8")))
     else:
@@ -156,6 +166,10 @@ def slashing() -> None:
 @click.option(
     "--at", "issued_at", type=int, default=None, help="Issue time (POSIX s; default now)."
 )
+@click.option(
+    "--api", "api_url", default=None,
+    help="Submit it to this coordinator API (base URL, e.g. http://127.0.0.1:8000).",
+)
 def ack(
     key_path: Path,
     node_id: str,
@@ -164,6 +178,7 @@ def ack(
     verdict: str,
     out_path: Path | None,
     issued_at: int | None,
+    api_url: str | None,
 ) -> None:
     """Sign a maintainer acknowledgement envelope (canonical JSON) for the coordinator."""
     import time
@@ -174,8 +189,24 @@ def ack(
     )
     when = int(time.time()) if issued_at is None else issued_at
     raw = to_bytes(seal(identity, EnvelopeKind.MAINTAINER_ACK, body, os.urandom(16), when))
-    if out_path is None:
-        click.echo(raw.decode("utf-8"))
-    else:
+    if out_path is not None:
         out_path.write_bytes(raw)
         click.echo(f"acknowledgement by {identity.public_key_hex} written to {out_path}")
+    elif api_url is None:
+        click.echo(raw.decode("utf-8"))
+    if api_url is not None:
+        click.echo(_submit(api_url, raw))
+
+
+def _submit(api_url: str, raw: bytes) -> str:
+    """POST the envelope; one line saying what the coordinator did, or a one-line error."""
+    answer = post_json(v1_url(api_url, "/slashing/acknowledgements"), raw)
+    state = "known already" if not answer.get("recorded") else "recorded"
+    line = (
+        f"{state}: {answer.get('acknowledgements')} of {answer.get('quorum')} maintainers back "
+        f"{answer.get('reason')} {answer.get('evidence_hash')} against {answer.get('node_id')}"
+    )
+    entry = answer.get("log_entry")
+    if entry is not None:
+        return f"{line}; slashed, log entry {entry.get('index')}"
+    return f"{line}; {'already slashed' if answer.get('slashed') else 'not slashed yet'}"

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import hashlib
 import re
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -427,6 +428,12 @@ def register_node(
     Order matters: the manifest and the challenge answer are checked first (nothing is counted
     for a forged request), then the rate limit (SRS-SEC-04 / SRS-NET-07), then the cooldown of a
     slashed key (SRS-STAKE-07), then the stake channel (InsufficientStake with the minimum).
+
+    A key whose stake is still live (a node daemon restarted after a crash or an upgrade)
+    reconnects: having answered the challenge, it keeps its stake record, which is checked
+    against its channels again as the periodic re-verification would (a vanished channel
+    degrades it with the usual grace, SRS-STAKE-03), and its node record keeps its reliability
+    and earnings. Changing tier needs a deregistration first (the stake was sized for the tier).
     """
     public_key = parse_public_key(registration.public_key)
     manifest_env = open_envelope(
@@ -449,12 +456,24 @@ def register_node(
     limiter.enforce(registration_key(transport, client_ip, public_key), now)
     stake_policy = policy if policy is not None else StakePolicy()
     previous = repositories.stakes.get(public_key)
-    if previous is not None:
+    reconnect = previous is not None and previous.live
+    if previous is not None and not reconnect:
         previous.ensure_may_register(now)
+    if reconnect and previous is not None and previous.tier is not manifest.tier:
+        raise InvalidTransition(
+            f"public key is registered at tier {previous.tier.value}; deregister before "
+            f"registering at tier {manifest.tier.value}"
+        )
     channels = [stake_channel_of(c) for c in lightning.channels_with(uri.pubkey)]
     check = check_stake(manifest.tier, channels, requirements)
-    stake = Stake.register(public_key, check, now, previous, stake_policy)
-    stake = stake.verified(check, now, stake_policy)
+    if previous is not None and reconnect:
+        if previous.status is StakeStatus.PENDING:
+            stake = previous.verified(check, now, stake_policy)
+        else:
+            stake = previous.reverified(check, now, stake_policy)
+    else:
+        stake = Stake.register(public_key, check, now, previous, stake_policy)
+        stake = stake.verified(check, now, stake_policy)
     node_id = node_id_from_public_key(public_key)
     existing = repositories.nodes.get(node_id)
     node = Node(
@@ -826,11 +845,15 @@ def accept_proof(
     now: int,
     policy: VerificationPolicy,
     seed: bytes,
+    output: bytes = b"",
 ) -> ProofOutcome:
     """Verify a signed task proof, store it with the replica's completion, then verify/settle.
 
     The proof and the completion are one atomic write, committed before this returns (so before
     the node is acknowledged). The same proof sent again (a retry) returns the current state.
+    ``output``, when the node delivers it, is the task's canonical output: it must hash to the
+    proof's ``output_hash`` (else InvalidValue(``output``) and nothing is stored) and is kept
+    with the proof for the task's submitter (the query path reads verified outputs).
     Once every replica is complete: redundant → majority of ``k`` hashes; spot check → the
     replica is verified at once unless :func:`spot_check_selected` draws it, in which case a
     ``:check`` replica is created for another node and the verdict waits for it.
@@ -839,6 +862,8 @@ def accept_proof(
     proof = open_body(envelope)
     assert isinstance(proof, TaskProof)
     node_id = envelope.signer_node_id
+    if output and hashlib.sha256(output).hexdigest() != proof.output_hash:
+        raise InvalidValue("output", "does not hash to the proof's output_hash")
     task = repositories.tasks.get(proof.task_id)
     if task is None:
         raise NotFound(f"no task {proof.task_id}")
@@ -852,6 +877,8 @@ def accept_proof(
     done = complete(task, proof.output_hash, now)
     with repositories.atomic():
         repositories.proofs.add(envelope)
+        if output:
+            repositories.task_outputs.put(proof.task_id, output)
         repositories.tasks.save(done, expected_state=TaskState.ASSIGNED)
         return _verify_if_complete(repositories, done, now, policy, seed)
 
@@ -935,6 +962,20 @@ def task_outcome(replicas: Sequence[Task]) -> str:
     return "pending"
 
 
+def verified_output(repositories: Repositories, task_id: str) -> bytes | None:
+    """The output a settled replica of ``task_id`` delivered with its proof, or None.
+
+    Only settled replicas count: their output hash won verification, so any of them is the
+    task's verified output (they are byte-identical, being canonical and equally hashed).
+    """
+    for replica in siblings(repositories, task_id):
+        if replica.state is TaskState.SETTLED:
+            data = repositories.task_outputs.get(replica.task_id)
+            if data is not None:
+                return data
+    return None
+
+
 __all__ = [
     "Assignment",
     "Challenge",
@@ -971,5 +1012,6 @@ __all__ = [
     "task_id_of",
     "task_outcome",
     "time_out_overdue",
+    "verified_output",
     "verify_heartbeat",
 ]

@@ -1,8 +1,9 @@
 """Signed envelopes: the canonical, replay-protected messages nodes and maintainers send.
 
 This module owns the wire form of every signed statement in the control plane: capability
-manifests, heartbeats, task proofs, task rejections and maintainer acknowledgements
-(SRS-SEC-01, SRS-SEC-03, SRS-SEC-14, SRS-NODE-07), their typed bodies, and the replay guard
+manifests, heartbeats, task proofs, task rejections, maintainer acknowledgements and a node's
+payout queries and invoice hand-ins (SRS-SEC-01, SRS-SEC-03, SRS-SEC-14, SRS-NODE-07,
+SRS-LN-04), their typed bodies, and the replay guard
 that refuses stale or repeated ones.
 
 Canonical encoding (version 1)
@@ -87,6 +88,8 @@ class EnvelopeKind(enum.Enum):
     TASK_PROOF = "task_proof"
     MAINTAINER_ACK = "maintainer_ack"
     TASK_REJECTION = "task_rejection"
+    PAYOUT_QUERY = "payout_query"
+    PAYOUT_INVOICE = "payout_invoice"
 
 
 # --- canonical encoding -------------------------------------------------------------------
@@ -511,7 +514,59 @@ class TaskRejection:
         return result
 
 
-Body = CapabilityManifest | Heartbeat | TaskProof | MaintainerAcknowledgement | TaskRejection
+_PAYMENT_ID_RE = re.compile(r"[0-9a-f]{32}")
+MAX_BOLT11_CHARS = 4_000
+
+
+@attrs.frozen
+class PayoutQuery:
+    """A node asks which of its payouts await an invoice from its Lightning node (issue 6a).
+
+    Signed and replay-protected like every envelope; ``node_id`` must be the signer's.
+    """
+
+    KIND: ClassVar[EnvelopeKind] = EnvelopeKind.PAYOUT_QUERY
+
+    node_id: str = attrs.field(validator=_node_id)
+
+    def to_body(self) -> dict[str, Any]:
+        """The query as a canonical dict."""
+        return {"node_id": self.node_id}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> PayoutQuery:
+        """Read a query from a body dict; unknown or missing fields are refused."""
+        result: PayoutQuery = _from_body(cls, body, ("node_id",))
+        return result
+
+
+@attrs.frozen
+class PayoutInvoice:
+    """A node hands in the BOLT11 invoice its own Lightning node issued for one pending payout
+    (``payment_id`` from the coordinator's list; issue 6a, SRS-LN-04)."""
+
+    KIND: ClassVar[EnvelopeKind] = EnvelopeKind.PAYOUT_INVOICE
+
+    payment_id: str = attrs.field(validator=fields.matches(_PAYMENT_ID_RE, "32 lower-case hex"))
+    bolt11: str = attrs.field(
+        validator=fields.text(max_len=MAX_BOLT11_CHARS, pattern=r"ln[0-9a-z]+")
+    )
+
+    def to_body(self) -> dict[str, Any]:
+        """The invoice hand-in as a canonical dict."""
+        return {"bolt11": self.bolt11, "payment_id": self.payment_id}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> PayoutInvoice:
+        """Read a hand-in from a body dict; unknown or missing fields are refused."""
+        result: PayoutInvoice = _from_body(cls, body, ("payment_id", "bolt11"))
+        return result
+
+
+Body = (
+    CapabilityManifest | Heartbeat | TaskProof | MaintainerAcknowledgement | TaskRejection
+    | PayoutQuery | PayoutInvoice
+)
 
 _BODY_TYPES: dict[EnvelopeKind, Any] = {
     EnvelopeKind.CAPABILITY_MANIFEST: CapabilityManifest,
@@ -519,6 +574,8 @@ _BODY_TYPES: dict[EnvelopeKind, Any] = {
     EnvelopeKind.TASK_PROOF: TaskProof,
     EnvelopeKind.MAINTAINER_ACK: MaintainerAcknowledgement,
     EnvelopeKind.TASK_REJECTION: TaskRejection,
+    EnvelopeKind.PAYOUT_QUERY: PayoutQuery,
+    EnvelopeKind.PAYOUT_INVOICE: PayoutInvoice,
 }
 
 

@@ -185,3 +185,10 @@ class NotFound(DomainError):
     """The request names a node, task or challenge the coordinator does not know."""
 
     code = "not-found"
+
+
+class NotAMaintainer(SignatureInvalid):
+    """A maintainer acknowledgement verifies but its signer is not a configured maintainer
+    (SRS-SEC-14); the HTTP API answers 403."""
+
+    code = "not-a-maintainer"

@@ -7,8 +7,10 @@ data flow 3):
 * :class:`TaskRequest` (input validated against a named schema, SRS-NODE-07) /
   :class:`NodeOffer` (from the node's capability manifest, SRS-COORD-01) and :func:`match`
   (task dispatch, SRS-COORD-02), which filters offers by capability (the task type), hardware
-  tier (SRS-NODE-03), resources and price, and ranks the survivors deterministically: lowest
-  ask first, then highest reliability, then ``node_id``.
+  tier (SRS-NODE-03), resources and price, and ranks the survivors: lowest ask first, then a
+  reliability-weighted lottery among equal asks (:func:`dispatch_key`), so work spreads over
+  every fitting node in proportion to its track record instead of always going to the same
+  few, and a newcomer (reliability 0.5) still wins its share.
 * The negotiated price (:func:`negotiated_price_msat`): the floor of the midpoint between the
   node's ask and the requester's maximum, so the surplus is split evenly, any odd msat staying
   with the requester. It always lies in ``[ask, max_price]``.
@@ -164,9 +166,10 @@ def match(
     """Every offer that can run ``request``, best first, each with its negotiated price.
 
     Filters, in order: not excluded (e.g. nodes that already timed out on this task), offers
-    the task type, tier ≥ ``min_tier``, GPU/VRAM/RAM, ask ≤ ``max_price_msat``. Ranking is
-    deterministic: lowest ask, then highest reliability, then ``node_id``. Raises ``NoMatch``
-    naming the first filter that left nothing.
+    the task type, tier ≥ ``min_tier``, GPU/VRAM/RAM, ask ≤ ``max_price_msat``. Ranking:
+    lowest ask, then the highest :func:`dispatch_key` for this task (deterministic: anyone can
+    recompute it), then ``node_id``. Raises ``NoMatch`` naming the first filter that left
+    nothing.
     """
     listed = list(offers)
     if len({o.node_id for o in listed}) != len(listed):
@@ -192,8 +195,29 @@ def match(
     for reason, survivors in stages:
         if not survivors:
             raise NoMatch(f"task {request.task_id}: {reason}")
-    ranked = sorted(remaining, key=lambda o: (o.ask_msat, -o.reliability_ppm, o.node_id))
+    ranked = sorted(
+        remaining, key=lambda o: (o.ask_msat, -dispatch_key(request.task_id, o), o.node_id)
+    )
     return [Match(o, negotiated_price_msat(o.ask_msat, request.max_price_msat)) for o in ranked]
+
+
+DISPATCH_DOMAIN = b"owm/dispatch/v1\x00"
+
+
+def dispatch_key(task_id: str, offer: NodeOffer) -> float:
+    """The offer's lottery key for ``task_id``: ``u ** (1 / w)``, highest wins.
+
+    ``u`` in (0, 1) comes from ``SHA-256(DISPATCH_DOMAIN + task_id + 0x00 + node_id)`` and ``w``
+    is the node's reliability (ppm / 10^6). Ranking equal asks by this key draws each node first
+    with probability ``w / Σw`` (weighted sampling without replacement, Efraimidis–Spirakis), so
+    reliable nodes get more work but none is starved; reliability 0 never wins a draw.
+    """
+    digest = hashlib.sha256(
+        DISPATCH_DOMAIN + task_id.encode("utf-8") + b"\x00" + offer.node_id.encode("utf-8")
+    ).digest()
+    u = (int.from_bytes(digest[:8], "big") + 0.5) / 2.0**64
+    weight = offer.reliability_ppm / PPM
+    return 0.0 if weight == 0 else float(u ** (1.0 / weight))
 
 
 # --------------------------------------------------------------------------- verification

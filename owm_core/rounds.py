@@ -32,17 +32,20 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
-import torch
 
 from owm_core import fields
-from owm_core.aggregation import Rule
 from owm_core.errors import ByzantineAssumptionViolated, InvalidValue
 from owm_core.identity import parse_node_id
 from owm_core.tiers import Tier
+
+if TYPE_CHECKING:  # torch stays off the import path of the store (the coordinator's start-up)
+    import torch
+
+    from owm_core.aggregation import Rule
 
 SELECT_DOMAIN = b"owm/fl-select/v1\x00"
 UPDATE_DOMAIN = b"owm/fl-update/v1\x00"
@@ -116,7 +119,8 @@ def select_participants(
 
 def update_digest(update: torch.Tensor | np.ndarray[Any, Any]) -> bytes:
     """The 32-byte canonical digest of a tensor (dtype, shape, little-endian C-order bytes)."""
-    array = update.detach().cpu().numpy() if isinstance(update, torch.Tensor) else update
+    # A tensor can only exist once its creator imported torch, so duck typing suffices here.
+    array = update.detach().cpu().numpy() if hasattr(update, "detach") else update
     array = np.ascontiguousarray(array)
     little = array.astype(array.dtype.newbyteorder("<"), copy=False)
     header = (

@@ -16,6 +16,10 @@ SRS-STAKE-07, SRS-SEC-11, SRS-SEC-14, SRS-LN-13):
   for its key (SRS-STAKE-07), forfeit its unpaid rewards and set its reputation to 0
   (SRS-SEC-11).
 
+* **Fake proofs** found by task verification (:func:`fake_proof_signal`): a node whose replica
+  lost the redundant majority vote, or was contradicted by a trusted spot check, is reported
+  with reason ``FAKE_PROOF``; each verified task is its own reporter (``verify:<task id>``).
+
 Why a force close is not enough: a Lightning force close (BOLT #5) does **not** confiscate the
 closing party's funds. The node's balance is returned to it after its ``to_self_delay``
 (a few days at most) minus on-chain fees; no penalty transaction applies, since the node did
@@ -37,7 +41,7 @@ from __future__ import annotations
 import enum
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -56,6 +60,7 @@ from owm_core.envelopes import (
 )
 from owm_core.errors import DomainError, InvalidValue, PolicyViolation
 from owm_core.identity import Identity, parse_node_id, parse_public_key, verify_signature
+from owm_core.market import Task, TaskState
 from owm_core.tiers import Tier
 
 COOLDOWN_S = 30 * 24 * 3600
@@ -63,6 +68,7 @@ TIER1_DISTINCT_REPORTERS = 3
 MAINTAINER_QUORUM = 2
 GENESIS_HASH = "0" * 64
 LOG_DOMAIN = b"owm/slashing-log/v1\x00"
+VERIFICATION_REPORTER_PREFIX = "verify:"
 
 _REPORTER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 _CHANNEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9:_x-]{0,127}")
@@ -289,6 +295,43 @@ class SlashingPolicy:
         return ack
 
 
+# --- fake proofs found by task verification ------------------------------------------------
+
+
+def fake_proof_signal(
+    task_id: str, replicas: Sequence[Task], node_id: str, proof_hash: str, now: int
+) -> SlashingSignal | None:
+    """The ``FAKE_PROOF`` signal that verifying ``task_id`` raises against ``node_id``, if any.
+
+    ``replicas`` are the task's replicas after its verdict (data flow 3). A signal is raised
+    only when the node's replica was forfeited *and* another replica of the task was settled
+    with a different output hash: the node lost a redundant majority vote, or a trusted
+    spot-check re-execution disagreed with it (SRS-SEC-11). A task without a majority (every
+    replica forfeited) raises none, since nobody can tell whose output was false.
+
+    The evidence is ``proof_hash``, the SHA-256 of the node's signed proof envelope; the
+    reporter is ``verify:<task_id>``, so each verified task is one independent signal and a
+    tier-1 node is slashed after losing three (SRS-STAKE-04).
+    """
+    mine = [r for r in replicas if r.node_id == node_id and r.state is TaskState.FORFEITED]
+    trusted = {
+        r.output_hash
+        for r in replicas
+        if r.state is TaskState.SETTLED and r.node_id != node_id and r.output_hash
+    }
+    if not mine or not trusted:
+        return None
+    if all(r.output_hash in trusted for r in mine):
+        return None
+    return SlashingSignal(
+        node_id=node_id,
+        reporter=VERIFICATION_REPORTER_PREFIX + task_id,
+        reason=SlashingReason.FAKE_PROOF,
+        evidence_hash=proof_hash,
+        at=now,
+    )
+
+
 # --- the public slashing log --------------------------------------------------------------
 
 
@@ -366,6 +409,17 @@ def append_to_log(
     )
     signature = coordinator.sign(_log_message(draft.signed_fields()))
     return attrs.evolve(draft, signature=signature.hex())
+
+
+def signed_by(entry: SlashingLogEntry, coordinator_pubkey: str) -> bool:
+    """Whether ``entry``'s signature is the coordinator key's over its fields (not the chain)."""
+    try:
+        verify_signature(
+            coordinator_pubkey, _log_message(entry.signed_fields()), bytes.fromhex(entry.signature)
+        )
+    except DomainError:
+        return False
+    return True
 
 
 @attrs.frozen

@@ -306,6 +306,11 @@ class Stake:
             channel=check.channel,
         )
 
+    @property
+    def live(self) -> bool:
+        """Registered now: pending, active or degraded (not deregistered, suspended, slashed)."""
+        return self.status in _LIVE
+
     def may_register(self, now: int) -> bool:
         """True when this key may register anew: not registered and not in a slash cooldown."""
         if self.status in _LIVE:

@@ -5,9 +5,12 @@ A node validates every assignment against its task type's schema before anything
 (``input.features[2][5]: must be a finite number``). Three task types are built in:
 
 * ``inference`` — run a sub-model on inputs (schemas ``owm.inference.features`` v1: rows of
-  ``FEATURES`` numbers; ``owm.inference.text`` v1: a prompt, embedded deterministically);
+  ``FEATURES`` numbers; ``owm.inference.text`` v1: a prompt, embedded deterministically;
+  ``owm.inference.passages`` v1: a query and retrieved passages, read extractively — the
+  conglomerate's query path, issue 9);
 * ``fl_training`` — one federated round of local training on the node's partition
-  (``owm.fl.train`` v1);
+  (``owm.fl.train`` v1; with ``upload_url`` the node signs its update and POSTs it there
+  over clearnet, and the task's output carries only a digest of it, SRS-NET-04);
 * ``gradient_aggregation`` — robust aggregation of client updates with
   :mod:`owm_core.aggregation` (``owm.fl.aggregate`` v1).
 
@@ -19,6 +22,7 @@ Pure: inputs arrive as bytes, nothing here touches the outside world.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import json
@@ -26,8 +30,6 @@ import math
 import re
 from collections.abc import Mapping
 from typing import Any
-
-import attrs
 
 from owm_core.errors import InvalidValue
 
@@ -40,6 +42,8 @@ FLOAT_DIGITS = 6
 MAX_INPUT_BYTES = 8 * 1024 * 1024
 
 _SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_UPLOAD_URL = re.compile(r"https?://[^\s/?#@]+(?:[/?][^\s#]*)?")
+"""Where a node POSTs its signed FL update (http/https, over clearnet only: SRS-NET-04)."""
 
 
 class TaskType(enum.Enum):
@@ -59,14 +63,18 @@ class Kind(enum.Enum):
     VECTOR = "vector"  # list of finite numbers
     MATRIX = "matrix"  # non-empty list of equally long vectors
     CHOICE = "choice"
+    RECORDS = "records"  # list of JSON objects, each checked against ``FieldSpec.items``
 
 
-@attrs.frozen
+# Frozen dataclasses, not attrs: this module is imported by every task worker process, and
+# attrs alone would add ~35 ms to each task's start-up (the query path runs many small tasks).
+@dataclasses.dataclass(frozen=True)
 class FieldSpec:
     """One input field: its kind, whether it is required, and its bounds.
 
     For TEXT ``minimum``/``maximum`` bound the length; for numbers the value; for VECTOR the
-    length; for MATRIX the number of rows (``width`` fixes the row length when set).
+    length; for MATRIX the number of rows (``width`` fixes the row length when set); for
+    RECORDS the number of objects, each of which must have exactly the fields ``items``.
     """
 
     name: str
@@ -78,9 +86,10 @@ class FieldSpec:
     max_rows: int | None = None
     pattern: re.Pattern[str] | None = None
     choices: tuple[str, ...] = ()
+    items: tuple[FieldSpec, ...] = ()
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True)
 class TaskSchema:
     """The schema one task type's input must satisfy (id + version travel with the task)."""
 
@@ -94,6 +103,12 @@ class TaskSchema:
         """How an assignment names this schema: ``(input_schema_id, input_schema_version)``."""
         return (self.schema_id, self.version)
 
+
+MAX_PASSAGES = 32
+"""Passages one ``owm.inference.passages`` task may carry (the router sends its top hits)."""
+MAX_PASSAGE_CHARS = 4_000
+MAX_QUERY_CHARS = 2_000
+MAX_READER_TOP_K = 10
 
 AGGREGATION_RULES = ("fedavg", "krum", "multikrum", "trimmed", "median", "bulyan")
 """The values of :class:`owm_core.aggregation.Rule` (kept literal: validation needs no torch)."""
@@ -118,6 +133,26 @@ BUILTIN_SCHEMAS: tuple[TaskSchema, ...] = (
         ),
     ),
     TaskSchema(
+        TaskType.INFERENCE,
+        "owm.inference.passages",
+        1,
+        (
+            FieldSpec("sub_model", Kind.TEXT, pattern=_SLUG),
+            FieldSpec("query", Kind.TEXT, minimum=1, maximum=MAX_QUERY_CHARS),
+            FieldSpec(
+                "passages",
+                Kind.RECORDS,
+                minimum=1,
+                maximum=MAX_PASSAGES,
+                items=(
+                    FieldSpec("id", Kind.TEXT, minimum=1, maximum=128),
+                    FieldSpec("text", Kind.TEXT, minimum=1, maximum=MAX_PASSAGE_CHARS),
+                ),
+            ),
+            FieldSpec("top_k", Kind.INTEGER, required=False, minimum=1, maximum=MAX_READER_TOP_K),
+        ),
+    ),
+    TaskSchema(
         TaskType.FL_TRAINING,
         "owm.fl.train",
         1,
@@ -130,6 +165,8 @@ BUILTIN_SCHEMAS: tuple[TaskSchema, ...] = (
             FieldSpec("batch_size", Kind.INTEGER, minimum=1, maximum=4096),
             FieldSpec("seed", Kind.INTEGER, minimum=0, maximum=2**31 - 1),
             FieldSpec("global_weights", Kind.VECTOR, required=False, minimum=1, maximum=10**7),
+            FieldSpec("upload_url", Kind.TEXT, required=False, minimum=1, maximum=2_048,
+                      pattern=_UPLOAD_URL),
         ),
     ),
     TaskSchema(
@@ -231,8 +268,28 @@ def _check_vector(path: str, value: object, length: int | None = None) -> list[f
     return value
 
 
-def _check_field(spec: FieldSpec, value: object) -> None:
-    path = f"input.{spec.name}"
+def _check_records(path: str, spec: FieldSpec, value: object) -> None:
+    if not isinstance(value, list):
+        raise InvalidValue(path, "must be a list of objects")
+    _check_bounds(path, len(value), spec, "item count ")
+    allowed = {item.name for item in spec.items}
+    for i, record in enumerate(value):
+        where = f"{path}[{i}]"
+        if not isinstance(record, dict):
+            raise InvalidValue(where, "must be an object")
+        extra = sorted(set(record) - allowed)
+        if extra:
+            raise InvalidValue(f"{where}.{extra[0]}", "is not an allowed field")
+        for item in spec.items:
+            if item.name not in record:
+                if item.required:
+                    raise InvalidValue(f"{where}.{item.name}", "is required")
+                continue
+            _check_field(item, record[item.name], f"{where}.{item.name}")
+
+
+def _check_field(spec: FieldSpec, value: object, path: str | None = None) -> None:
+    path = path if path is not None else f"input.{spec.name}"
     if spec.kind is Kind.TEXT:
         if not isinstance(value, str):
             raise InvalidValue(path, "must be a string")
@@ -254,6 +311,8 @@ def _check_field(spec: FieldSpec, value: object) -> None:
     elif spec.kind is Kind.VECTOR:
         vector = _check_vector(path, value)
         _check_bounds(path, len(vector), spec, "length ")
+    elif spec.kind is Kind.RECORDS:
+        _check_records(path, spec, value)
     else:
         if not isinstance(value, list) or not value:
             raise InvalidValue(path, "must be a non-empty list of lists of numbers")
@@ -273,6 +332,12 @@ def _cross_checks(schema: TaskSchema, data: Mapping[str, Any]) -> None:
         weights = data.get("weights")
         if weights is not None and len(weights) != len(data["updates"]):
             raise InvalidValue("input.weights", "must have one weight per update")
+    if schema.schema_id == "owm.inference.passages":
+        seen: dict[str, int] = {}
+        for i, passage in enumerate(data["passages"]):
+            first = seen.setdefault(passage["id"], i)
+            if first != i:
+                raise InvalidValue(f"input.passages[{i}].id", f"repeats passages[{first}].id")
 
 
 def validate_input(
@@ -349,6 +414,10 @@ __all__ = [
     "CLASSES",
     "FEATURES",
     "HIDDEN",
+    "MAX_PASSAGES",
+    "MAX_PASSAGE_CHARS",
+    "MAX_QUERY_CHARS",
+    "MAX_READER_TOP_K",
     "FieldSpec",
     "Kind",
     "TaskSchema",

@@ -2,10 +2,11 @@
 
 :class:`GrpcControlPlane` implements :class:`owm_core.ports.control_plane.ControlPlane` with the
 generated ``Coordinator`` stubs (GetChallenge, Register, Heartbeat, TaskStream, SubmitProof,
-RejectTask, StakeStatus, StakeTerms, GetTask, Deregister). It lives in ``owm_server`` because
-the generated code does (adapters may not import the shells' package). With ``socks5_proxy``
-set, the channel dials a local :class:`~owm_adapters.node_daemon.socks.Socks5Forwarder` that
-carries every connection through the proxy (Tor) — the control plane only (SRS-NET-04).
+RejectTask, StakeStatus, StakeTerms, GetTask, Deregister, PendingPayouts, SubmitInvoice). It
+lives in ``owm_server`` because the generated code does (adapters may not import the shells'
+package). With ``socks5_proxy`` set, the channel dials a local
+:class:`~owm_adapters.node_daemon.socks.Socks5Forwarder` that carries every connection through
+the proxy (Tor) — the control plane only (SRS-NET-04).
 
 gRPC failures become port errors: UNAVAILABLE / DEADLINE_EXCEEDED / CANCELLED →
 :class:`ControlPlaneUnavailable` (retry); any other status → :class:`ControlPlaneRefused`
@@ -28,6 +29,7 @@ from owm_adapters.node_daemon.control_plane import (
 )
 from owm_adapters.node_daemon.socks import Socks5Forwarder
 from owm_core.coordination import Challenge, ChallengePurpose
+from owm_core.payout_invoices import PendingPayout
 from owm_core.ports.control_plane import (
     AssignedTask,
     ChallengeSigner,
@@ -192,11 +194,12 @@ class GrpcControlPlane:
         )
         return GrpcFeed(call)
 
-    def submit_proof(self, proof_envelope: bytes) -> str:
-        """A signed task proof; the replica's state after it."""
+    def submit_proof(self, proof_envelope: bytes, output: bytes = b"") -> str:
+        """A signed task proof and its output; the replica's state after it."""
         reply = _call(
             lambda: self._stub.SubmitProof(
-                pb.SubmitProofRequest(proof_envelope=proof_envelope), timeout=self.timeout_s
+                pb.SubmitProofRequest(proof_envelope=proof_envelope, output=output),
+                timeout=self.timeout_s,
             )
         )
         return str(reply.state)
@@ -268,6 +271,35 @@ class GrpcControlPlane:
             )
         )
         return str(reply.stake_status)
+
+    def pending_payouts(self, query_envelope: bytes) -> list[PendingPayout]:
+        """The payouts awaiting this node's invoice (PendingPayouts; issue 6a)."""
+        reply = _call(
+            lambda: self._stub.PendingPayouts(
+                pb.PendingPayoutsRequest(query_envelope=query_envelope), timeout=self.timeout_s
+            )
+        )
+        return [
+            PendingPayout(
+                payment_id=p.payment_id,
+                payee_pubkey=p.payee_pubkey,
+                amount_msat=p.amount_msat,
+                memo=p.memo,
+                expiry_s=p.expiry_s,
+                requested_at=p.requested_at,
+            )
+            for p in reply.payouts
+        ]
+
+    def submit_invoice(self, invoice_envelope: bytes) -> str:
+        """Hand in a signed invoice for a pending payout (SubmitInvoice); its payment hash."""
+        reply = _call(
+            lambda: self._stub.SubmitInvoice(
+                pb.SubmitInvoiceRequest(invoice_envelope=invoice_envelope),
+                timeout=self.timeout_s,
+            )
+        )
+        return str(reply.payment_hash)
 
     def close(self) -> None:
         """Close the channel and the SOCKS5 forwarder."""

@@ -3,7 +3,10 @@
 Reads the settings (with the spec's environment overrides, §10.3: ``OWM_COORDINATOR_URL``,
 ``OWM_IDENTITY_KEY_PATH``, ``OWM_MODEL_CACHE_DIR``, ``OWM_LOG_LEVEL``), probes the hardware
 (``nvidia-smi`` / ``rocm-smi`` and ``/proc/meminfo``; SRS-NODE-03), classifies the tier,
-and wires the task runner, the task log and the daemon. The control plane is passed in — the
+and wires the task runner, the task log and the daemon — with the weights watcher when
+``[coordinator] api_url`` is set (OTS proofs checked against ``[chain]``) and the payout
+invoicer when ``[lightning] backend`` names the node's own Lightning node (LND, CLN, or a
+devnet's embedded ledger). The control plane is passed in — the
 gRPC client lives in ``owm_server.node_link`` and tests pass the in-process twin — so this
 module never imports a shell.
 """
@@ -20,9 +23,11 @@ import attrs
 from owm_adapters import keystore
 from owm_adapters.gpu import LinuxHostProbe, SystemGpuProbe
 from owm_adapters.node_daemon.daemon import DaemonSettings, NodeDaemon
+from owm_adapters.node_daemon.invoicing import PayoutInvoicer
 from owm_adapters.node_daemon.task_log import TaskLog
 from owm_adapters.node_daemon.task_runner import Limits, TaskRunner
-from owm_adapters.node_daemon.weights import model_cache_dir
+from owm_adapters.node_daemon.weights import CachedModelRuntime, model_cache_dir
+from owm_adapters.node_daemon.weights_watcher import WeightsWatcher
 from owm_adapters.settings import ConfigError, NodeSettings
 from owm_adapters.system_clock import SystemClock
 from owm_core import task_types
@@ -31,6 +36,8 @@ from owm_core.errors import DomainError
 from owm_core.identity import Identity
 from owm_core.ports.control_plane import ControlPlane
 from owm_core.ports.gpu import GpuDevice, GpuProbe, HostProbe
+from owm_core.ports.lightning import Lightning
+from owm_core.ports.timestamping import Timestamping
 from owm_core.registry import LnNodeUri
 from owm_core.tiers import Hardware, Tier, classify
 
@@ -134,7 +141,110 @@ def daemon_settings(settings: NodeSettings) -> DaemonSettings:
         ask_msat=settings.tasks.ask_msat,
         max_concurrent_tasks=max(1, settings.tasks.max_concurrent),
         capabilities=serves(settings.tasks.types),
+        upload_proxy=settings.coordinator.upload_proxy or None,
+        weights_poll_s=float(max(1, settings.coordinator.weights_poll_s)),
+        invoice_poll_s=float(max(1, settings.lightning.invoice_poll_s)),
     )
+
+
+def timestamping_from(settings: NodeSettings) -> Timestamping | None:
+    """The OpenTimestamps verifier over the node's ``[chain]`` (bitcoind or a devnet's chain
+    file); None when neither is configured."""
+    from owm_adapters.ots import OpenTimestamps
+    from owm_core.provenance import Network
+
+    chain = settings.chain
+    try:
+        if chain.local_chain:
+            from owm_adapters.local_chain import LocalChain
+
+            path = Path(chain.local_chain).expanduser()
+            if not path.exists():
+                raise ConfigError(f"chain.local_chain: {path} does not exist")
+            return OpenTimestamps(LocalChain(path), Network.from_name(chain.network or "regtest"))
+        if chain.bitcoin_rpc:
+            from owm_adapters.bitcoin_rpc import BitcoinRpc
+
+            rpc = BitcoinRpc(
+                chain.bitcoin_rpc, user=chain.rpc_user or None,
+                password=chain.rpc_password or None,
+                cookie_file=Path(chain.rpc_cookie).expanduser() if chain.rpc_cookie else None,
+            )
+            network = Network.from_name(chain.network) if chain.network else rpc.network()
+            return OpenTimestamps(rpc, network)
+    except DomainError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"chain: {exc.message}") from None
+    return None
+
+
+def weights_watcher(
+    settings: NodeSettings, identity: Identity, model_dir: Path, say: Callable[[str], None]
+) -> WeightsWatcher | None:
+    """The watcher that installs new model versions (``[coordinator] api_url``), or None."""
+    api_url = settings.coordinator.api_url
+    if not api_url:
+        return None
+    timestamping = timestamping_from(settings)
+    if timestamping is None:
+        raise ConfigError(
+            "coordinator.api_url is set but [chain] has neither bitcoin_rpc nor local_chain: "
+            "model versions are installed only after their OpenTimestamps proof is checked "
+            "against your own chain (SRS-NODE-10)"
+        )
+    return WeightsWatcher(api_url, identity, CachedModelRuntime(model_dir), timestamping,
+                          SystemClock(), proxy=settings.coordinator.upload_proxy or None, say=say)
+
+
+LIGHTNING_BACKENDS = ("none", "lnd", "cln", "embedded")
+
+
+def node_lightning(settings: NodeSettings) -> Lightning | None:
+    """The node's own Lightning node, which issues the invoices its rewards are paid to
+    (``[lightning] backend``; issue 6a): LND over gRPC with an invoice macaroon, Core Lightning
+    over its RPC socket, a devnet's embedded ledger, or None (``none``)."""
+    ln = settings.lightning
+    if ln.backend not in LIGHTNING_BACKENDS:
+        raise ConfigError(f"lightning.backend: must be one of {', '.join(LIGHTNING_BACKENDS)}")
+    try:
+        if ln.backend == "lnd":
+            from owm_adapters.lnd import LndLightning
+
+            return LndLightning.from_files(
+                ln.lnd_host,
+                tls_cert_path=Path(ln.lnd_tls_cert).expanduser(),
+                payment_macaroon_path=Path(ln.lnd_macaroon).expanduser(),
+                tls_server_name=ln.lnd_tls_server_name or None,
+            )
+        if ln.backend == "cln":
+            from owm_adapters.cln import ClnLightning
+
+            return ClnLightning(Path(ln.cln_socket).expanduser())
+        if ln.backend == "embedded":
+            if not ln.ledger_path or not ln.ledger_alias:
+                raise ConfigError("lightning.backend = \"embedded\" needs ledger_path and "
+                                  "ledger_alias")
+            from owm_adapters.sim_ln import SimLedger
+
+            return SimLedger(Path(ln.ledger_path).expanduser()).lightning(ln.ledger_alias)
+    except ConfigError:
+        raise
+    except DomainError as exc:
+        raise ConfigError(f"lightning ({ln.backend}): {exc.message}") from None
+    return None
+
+
+def payout_invoicer(
+    settings: NodeSettings, identity: Identity, control: ControlPlane, say: Callable[[str], None]
+) -> PayoutInvoicer | None:
+    """Hands the node's invoices to the coordinator when ``[lightning] backend`` is set."""
+    lightning = node_lightning(settings)
+    if lightning is None:
+        return None
+    registered = settings.lightning.node_uri.partition("@")[0]
+    return PayoutInvoicer(identity, control, lightning, SystemClock(),
+                          registered_pubkey=registered, say=say)
 
 
 def serves(types: list[str]) -> tuple[str, ...]:
@@ -163,6 +273,7 @@ def build_daemon(
     manifest = hw.manifest()
     state_dir = data_dir(settings)
     tasks = settings.tasks
+    models = model_cache_dir(settings.node.model_cache_dir, str(state_dir))
     runner = TaskRunner(
         limits=Limits(
             timeout_s=float(tasks.timeout_s),
@@ -171,7 +282,8 @@ def build_daemon(
             gpu_thread_percentage=tasks.gpu_thread_percentage,
         ),
         gpus=hw.devices,
-        model_dir=str(model_cache_dir(settings.node.model_cache_dir, str(state_dir))),
+        model_dir=str(models),
+        keep_spare=True,
     )
     return NodeDaemon(
         identity,
@@ -186,4 +298,6 @@ def build_daemon(
         hardware=hw.summary(),
         coordinator_url=coordinator_url(settings),
         via_proxy=via_proxy,
+        weights=weights_watcher(settings, identity, models, say),
+        invoicer=payout_invoicer(settings, identity, control, say),
     )

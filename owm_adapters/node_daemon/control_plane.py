@@ -20,6 +20,7 @@ from owm_core.coordination import Challenge, ChallengePurpose, Registration, cha
 from owm_core.envelopes import CapabilityManifest, EnvelopeKind, from_bytes, open_body
 from owm_core.errors import DomainError
 from owm_core.identity import node_id_from_public_key
+from owm_core.payout_invoices import PendingPayout
 from owm_core.ports.control_plane import (
     AssignedTask,
     ChallengeSigner,
@@ -161,9 +162,9 @@ class InProcessControlPlane:
         )
         return InProcessFeed(self.service, handle)
 
-    def submit_proof(self, proof_envelope: bytes) -> str:
-        """A signed task proof; the replica's state after it."""
-        outcome = _refused(lambda: self.service.submit_proof(proof_envelope))
+    def submit_proof(self, proof_envelope: bytes, output: bytes = b"") -> str:
+        """A signed task proof and its output; the replica's state after it."""
+        outcome = _refused(lambda: self.service.submit_proof(proof_envelope, output))
         return outcome.task.state.value
 
     def stake_status(self, public_key: str) -> StakeView:
@@ -214,6 +215,22 @@ class InProcessControlPlane:
             lambda: self.service.deregister(signer.public_key_hex, challenge.nonce, signature)
         )
         return stake.status.value
+
+    def pending_payouts(self, query_envelope: bytes) -> list[PendingPayout]:
+        """The payouts awaiting this node's invoice (none without a node invoice source)."""
+        invoices = self.service.node_invoices
+        if invoices is None:
+            return []
+        return _refused(lambda: invoices.pending_for(query_envelope))
+
+    def submit_invoice(self, invoice_envelope: bytes) -> str:
+        """Hand in a signed invoice for a pending payout; its payment hash."""
+        invoices = self.service.node_invoices
+        if invoices is None:
+            raise ControlPlaneRefused("not-found",
+                                      "this coordinator does not take invoices from nodes")
+        _, invoice = _refused(lambda: invoices.submit(invoice_envelope))
+        return invoice.payment_hash
 
     def close(self) -> None:
         """Nothing to release."""

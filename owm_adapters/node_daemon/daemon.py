@@ -2,7 +2,7 @@
 
 :class:`NodeDaemon` is the application service behind ``owm-node start`` (SRS-NODE-01). It
 holds the node's identity (the key never leaves this process: the coordinator only receives
-signatures, SRS-SEC-03) and runs four threads:
+signatures, SRS-SEC-03) and runs these threads:
 
 * **heartbeat** — every ``heartbeat_interval_s`` (60 s) a signed heartbeat together with a
   freshly signed capability manifest (tier, VRAM, RAM, bandwidth; SRS-NODE-04);
@@ -15,7 +15,15 @@ signatures, SRS-SEC-03) and runs four threads:
   sent (retried while the coordinator is unreachable);
 * **stake & payments** — the stake channel is re-checked and a warning raised when capacity
   falls below the tier minimum (SRS-NODE-12); pending proofs are looked up until verified and
-  credited or forfeited.
+  credited or forfeited;
+* **weights** (with ``[coordinator] api_url``) — new model versions are downloaded over clearnet
+  and installed only when their OpenTimestamps proof verifies (:mod:`.weights_watcher`);
+* **invoices** (with ``[lightning] backend`` = lnd / cln / embedded) — payouts awaiting an
+  invoice are answered with invoices from the node's own Lightning node (:mod:`.invoicing`).
+
+An ``fl_training`` task's update is signed here, never in the worker, and uploaded to the
+task's ``upload_url`` over clearnet (:mod:`.fl_upload`; SRS-NET-04); its proof commits to a
+weight-free summary.
 
 First registration prints the exact channel to open with the treasury (SRS-NODE-11): the
 treasury's URI and the tier's minimum come from the coordinator's StakeTerms (the
@@ -39,8 +47,11 @@ from typing import Any
 
 import attrs
 
+from owm_adapters.node_daemon import fl_upload
+from owm_adapters.node_daemon.invoicing import PayoutInvoicer
 from owm_adapters.node_daemon.task_log import FAILED, PROVED, REJECTED, TaskLog
 from owm_adapters.node_daemon.task_runner import TaskRunner
+from owm_adapters.node_daemon.weights_watcher import WeightsWatcher
 from owm_core import envelopes, task_types
 from owm_core.coordination import task_id_of
 from owm_core.envelopes import (
@@ -95,6 +106,13 @@ class DaemonSettings:
     """How often a node without a stake channel asks to register again (SRS-NODE-11)."""
     drain_report_s: float = 30.0
     """How long a draining daemon keeps retrying unsent proofs before it gives up."""
+    upload_proxy: str | None = None
+    """A proxy configured for FL uploads / weight downloads: refused (SRS-NET-04), so FL tasks
+    with an ``upload_url`` are rejected naming it; leave it unset."""
+    weights_poll_s: float = 300.0
+    """How often the weights watcher (when there is one) looks for new model versions."""
+    invoice_poll_s: float = 30.0
+    """How often the payout invoicer (when there is one) looks for payouts awaiting invoices."""
 
 
 def stake_guidance(
@@ -158,8 +176,12 @@ class NodeDaemon:
         coordinator_url: str = "",
         via_proxy: bool = False,
         entropy: Callable[[int], bytes] = os.urandom,
+        weights: WeightsWatcher | None = None,
+        invoicer: PayoutInvoicer | None = None,
     ) -> None:
         self.identity = identity
+        self.weights = weights
+        self.invoicer = invoicer
         self.control = control
         self.manifest = manifest
         self.runner = runner
@@ -256,6 +278,8 @@ class NodeDaemon:
             ("owm-feed", self._feed_loop),
             ("owm-stake", self._stake_loop),
             ("owm-payments", self._payment_loop),
+            *((("owm-weights", self._weights_loop),) if self.weights is not None else ()),
+            *((("owm-invoices", self._invoice_loop),) if self.invoicer is not None else ()),
         ):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -275,6 +299,7 @@ class NodeDaemon:
         self._executor.shutdown(wait=True, cancel_futures=True)
         for thread in self._threads:
             thread.join(timeout=5)
+        self.runner.close()
         self._state = "stopped"
         earned = self.log.earnings()
         self.say(
@@ -517,14 +542,19 @@ class NodeDaemon:
             return
         self._queue(task)
 
-    @staticmethod
-    def _input_problem(task: AssignedTask) -> InvalidValue | None:
+    def _input_problem(self, task: AssignedTask) -> InvalidValue | None:
         try:
-            task_types.validate_input(
+            _, data = task_types.validate_input(
                 task.task_type, task.input_schema_id, task.input_schema_version, task.input
             )
         except InvalidValue as exc:
             return exc
+        url = data.get("upload_url") if task.task_type == "fl_training" else None
+        if url:
+            try:  # an onion URL or an upload proxy: refused before anything runs (SRS-NET-04)
+                fl_upload.check_upload_url(str(url), self.settings.upload_proxy)
+            except DomainError as exc:
+                return InvalidValue("input.upload_url", exc.message)
         return None
 
     def send_rejection(self, replica_id: str, problem: InvalidValue) -> bool:
@@ -570,7 +600,9 @@ class NodeDaemon:
             return
         proof = self.log.proof_of(task.task_id)
         if proof is not None:
-            self._executor.submit(self._report, task.task_id, proof)
+            output = self.log.output_of(task.task_id)
+            delivered = b"" if output is None else task_types.canonical_output(output)
+            self._executor.submit(self._report, task.task_id, proof, delivered)
         else:
             self._queue(task)
 
@@ -605,10 +637,15 @@ class NodeDaemon:
             self.log.mark_failed(task.task_id, result.error, result.execution_ms, done_ms)
             self.say(f"task {task.task_id} failed: {result.error}")
             return
+        output = result.output
         try:
-            digest = task_types.output_hash(result.output)
-        except DomainError as exc:
-            self.log.mark_failed(task.task_id, exc.message, result.execution_ms, done_ms)
+            if task.task_type == "fl_training":
+                output = self._deliver_update(task, output)
+            digest = task_types.output_hash(output)
+        except (DomainError, ValueError, KeyError, TypeError) as exc:
+            reason = exc.message if isinstance(exc, DomainError) else f"{type(exc).__name__}: {exc}"
+            self.log.mark_failed(task.task_id, reason, result.execution_ms, done_ms)
+            self.say(f"task {task.task_id} failed: {reason}")
             return
         proof = TaskProof(
             task_id=task.task_id,
@@ -619,9 +656,37 @@ class NodeDaemon:
         envelope = envelopes.seal(self.identity, EnvelopeKind.TASK_PROOF, proof,
                                   self._entropy(16), self.clock.now())
         raw = envelopes.to_bytes(envelope)
-        self.log.mark_executed(task.task_id, digest, result.output, raw, result.execution_ms,
-                               done_ms)
-        self._report(task.task_id, raw)
+        self.log.mark_executed(task.task_id, digest, output, raw, result.execution_ms, done_ms)
+        self._report(task.task_id, raw, task_types.canonical_output(output))
+
+    def _deliver_update(self, task: AssignedTask, trained: dict[str, Any]) -> dict[str, Any]:
+        """Sign the trained FL update here (the key never enters the worker), upload it to the
+        task's ``upload_url`` over clearnet, and return the weight-free output the proof commits
+        to (:mod:`.fl_upload`; SRS-COORD-03, SRS-NET-04). A devnet's ``attack`` file makes the
+        update poisoned first (read per task)."""
+        data = task_types.parse_input(task.input)
+        weights = [float(v) for v in trained["weights"]]
+        if fl_upload.attack_mode(self.data_dir) == fl_upload.POISON:
+            start = fl_upload.starting_weights(data, self.runner.model_dir or None)
+            weights = fl_upload.poisoned(weights, start)
+            self.say(f"task {task.task_id}: attack mode: sending a poisoned FL update")
+        url = data.get("upload_url")
+        if url:
+            from owm_core.fl_updates import sign_update
+
+            body = sign_update(
+                self.identity, round_number=int(trained["round"]),
+                sub_model=str(trained["sub_model"]), task_id=task.task_id,
+                num_examples=int(trained["num_examples"]), loss=float(trained["loss"]),
+                weights=weights,
+            )
+            sent = fl_upload.post_update(str(url), body, proxy=self.settings.upload_proxy)
+            if sent.delivered:
+                self.say(f"task {task.task_id}: FL update uploaded to {url} (HTTP {sent.status})")
+            else:
+                self.say(f"task {task.task_id}: FL update not accepted by {url} after "
+                         f"{sent.attempts} attempt(s): {sent.status or 'no answer'} {sent.detail}")
+        return fl_upload.proof_output(trained, weights)
 
     def _attestation(self) -> dict[str, Any]:
         return {
@@ -633,13 +698,14 @@ class NodeDaemon:
             "cuda_mps": bool(self.runner.environment().get("CUDA_MPS_PINNED_DEVICE_MEM_LIMIT")),
         }
 
-    def _report(self, replica_id: str, proof: bytes) -> None:
-        """Send a stored proof until the coordinator has it (or refuses it for good)."""
+    def _report(self, replica_id: str, proof: bytes, output: bytes) -> None:
+        """Send a stored proof, with the canonical output it commits to, until the coordinator
+        has it (or refuses it for good)."""
         attempt = 0
         give_up_at: int | None = None
         while True:
             try:
-                state = self.control.submit_proof(proof)
+                state = self.control.submit_proof(proof, output)
             except ControlPlaneUnavailable as exc:
                 self._disconnected(exc.message)
                 if self._draining.is_set():
@@ -686,6 +752,16 @@ class NodeDaemon:
     def _payment_loop(self) -> None:
         while not self._draining.wait(self.settings.payment_check_interval_s):
             self._guarded(self.refresh_payments)
+
+    def _weights_loop(self) -> None:
+        """New model versions, installed only with a verified proof (SRS-NODE-10)."""
+        if self.weights is not None:
+            self.weights.run(self._draining, self.settings.weights_poll_s)
+
+    def _invoice_loop(self) -> None:
+        """Invoices from this node's own Lightning node for its payouts (issue 6a)."""
+        if self.invoicer is not None:
+            self.invoicer.run(self._draining, self.settings.invoice_poll_s)
 
     def running(self) -> Sequence[str]:
         """Replica ids running now."""

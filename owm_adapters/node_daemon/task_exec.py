@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where it is used: a reading task starts faster without it
+    import numpy as np
 
 from owm_core.task_types import CLASSES, FEATURES, HIDDEN, TaskType, text_features
 
@@ -33,6 +33,8 @@ PARAM_SHAPES: tuple[tuple[str, tuple[int, ...]], ...] = (
 
 def genesis_weights(sub_model: str) -> dict[str, np.ndarray]:
     """The deterministic starting weights of ``sub_model`` (seeded by its name)."""
+    import numpy as np
+
     seed = int.from_bytes(hashlib.sha256(sub_model.encode("utf-8")).digest()[:8], "big")
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
@@ -44,6 +46,10 @@ def genesis_weights(sub_model: str) -> dict[str, np.ndarray]:
 
 def load_weights(model_dir: str | None, sub_model: str) -> tuple[str, dict[str, np.ndarray]]:
     """The installed (verified) version of ``sub_model`` and its weights, else genesis."""
+    from pathlib import Path
+
+    import numpy as np
+
     if model_dir:
         current = Path(model_dir) / sub_model / "current.npz"
         if current.exists():
@@ -55,6 +61,8 @@ def load_weights(model_dir: str | None, sub_model: str) -> tuple[str, dict[str, 
 
 def infer(weights: Mapping[str, np.ndarray], features: np.ndarray) -> np.ndarray:
     """Logits of the MLP for a batch of feature rows (float64 for reproducible rounding)."""
+    import numpy as np
+
     w1, b1 = weights["body.0.weight"].astype(np.float64), weights["body.0.bias"].astype(np.float64)
     w2, b2 = weights["body.2.weight"].astype(np.float64), weights["body.2.bias"].astype(np.float64)
     hidden = np.maximum(features @ w1.T + b1, 0.0)
@@ -63,6 +71,8 @@ def infer(weights: Mapping[str, np.ndarray], features: np.ndarray) -> np.ndarray
 
 def run_inference(data: Mapping[str, Any], model_dir: str | None) -> dict[str, Any]:
     """``inference``: logits and labels of the sub-model for the given rows or prompt."""
+    import numpy as np
+
     sub_model = str(data.get("sub_model") or "owm-base")
     if "prompt" in data:
         rows = np.array([text_features(str(data["prompt"]))], dtype=np.float64)
@@ -78,8 +88,20 @@ def run_inference(data: Mapping[str, Any], model_dir: str | None) -> dict[str, A
     }
 
 
+def run_reading(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``inference`` on ``owm.inference.passages``: extractive reading of retrieved passages
+    (:func:`owm_core.reader.read_passages`; pure Python, deterministic across machines)."""
+    from owm_core.reader import DEFAULT_TOP_K, read_passages
+
+    output = read_passages(
+        str(data["query"]), data["passages"], int(data.get("top_k") or DEFAULT_TOP_K)
+    )
+    return {"sub_model": data["sub_model"], **output}
+
+
 def run_training(data: Mapping[str, Any], model_dir: str | None) -> dict[str, Any]:
     """``fl_training``: one local round on this node's partition; returns the trained weights."""
+    import numpy as np
     import torch
 
     from owm_adapters.flower.data import BlobSpec, partition
@@ -142,6 +164,8 @@ def run_aggregation(data: Mapping[str, Any]) -> dict[str, Any]:
 def execute(task_type: str, data: Mapping[str, Any], model_dir: str | None) -> dict[str, Any]:
     """Run one validated task and return its JSON-serialisable output."""
     kind = TaskType(task_type)
+    if kind is TaskType.INFERENCE and "passages" in data:
+        return run_reading(data)
     if kind is TaskType.INFERENCE:
         return run_inference(data, model_dir)
     if kind is TaskType.FL_TRAINING:

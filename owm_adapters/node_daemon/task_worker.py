@@ -1,7 +1,8 @@
 """The isolated task process: ``python -m owm_adapters.node_daemon.task_worker`` (SRS-NODE-05).
 
-Reads one JSON request on stdin (``task_type``, ``schema_id``, ``version``, ``input`` as text),
-applies the memory limit to itself *before* importing anything heavy (``RLIMIT_AS``), validates
+Applies the memory limit to itself *before* importing anything heavy (``RLIMIT_AS``), imports
+the task code, then reads one JSON request on stdin (``task_type``, ``schema_id``, ``version``,
+``input`` as text; a spare worker waits here, :mod:`.task_runner`), validates
 the input again (defence in depth; SRS-NODE-07), executes it with :mod:`.task_exec` and writes
 one JSON line on stdout: ``{"ok": true, "output": {...}}`` or ``{"ok": false, "error": "..."}``.
 A crash or a runaway loop only ever takes this process down: the daemon kills its process group
@@ -47,11 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     die_with_parent()
     limit_memory(args.memory_mb)
+    from owm_adapters.node_daemon.task_exec import execute
+    from owm_core.task_types import validate_input
+
     request = json.loads(sys.stdin.buffer.read().decode("utf-8"))
     try:
-        from owm_adapters.node_daemon.task_exec import execute
-        from owm_core.task_types import validate_input
-
         raw = request["input"].encode("utf-8")
         _, data = validate_input(request["task_type"], request["schema_id"],
                                  int(request["version"]), raw)

@@ -9,6 +9,9 @@ and moved over clearnet only (SRS-NET-04).
   through the :class:`~owm_core.ports.timestamping.Timestamping` port with
   :func:`owm_core.provenance.verify_model_version`, which recomputes the digest from the
   weights themselves; a failed or pending proof leaves the previous weights in place.
+* :func:`install_weights_file` — decodes an ``.npz`` / torch file and calls
+  :func:`install_verified`: the one path ``owm-node install-weights`` and the daemon's
+  :mod:`.weights_watcher` share.
 * :func:`download` / :func:`ensure_clearnet` — weight downloads and FL uploads refuse to be
   routed through a SOCKS5 proxy or to an ``.onion`` host, with a message that says why;
   downloads also ignore the ``*_PROXY`` environment variables.
@@ -29,10 +32,10 @@ import attrs
 import numpy as np
 
 from owm_adapters.node_daemon.task_exec import GENESIS, PARAM_SHAPES, infer, load_weights
-from owm_core.errors import DomainError
+from owm_core.errors import CalendarUnavailable, ChainUnavailable, DomainError
 from owm_core.ports.model_runtime import ModelRuntime
 from owm_core.ports.timestamping import Timestamping
-from owm_core.provenance import ModelVersion, Verification, verify_model_version
+from owm_core.provenance import FailureReason, ModelVersion, Verification, verify_model_version
 
 MODEL_CACHE_ENV = "OWM_MODEL_CACHE_DIR"
 MAX_DOWNLOAD_BYTES = 2 * 1024**3
@@ -88,6 +91,8 @@ class InstallOutcome:
     version_id: str
     verification: Verification | None
     reason: str = ""
+    retry: bool = False
+    """Worth trying again later: the proof is only pending, or the chain was unreachable."""
 
 
 class CachedModelRuntime:
@@ -149,10 +154,13 @@ def install_verified(
     """
     try:
         verification = verify_model_version(version, proof, timestamping, weights, extra_metadata)
+    except (ChainUnavailable, CalendarUnavailable) as exc:
+        return InstallOutcome(False, version.id, None, exc.message, retry=True)
     except DomainError as exc:
         return InstallOutcome(False, version.id, None, exc.message)
     if not verification.ok:
-        return InstallOutcome(False, version.id, verification, verification.detail)
+        pending = verification.failure is FailureReason.PENDING_ONLY
+        return InstallOutcome(False, version.id, verification, verification.detail, retry=pending)
     try:
         runtime.load(version.sub_model, version.version, weights)
     except ValueError as exc:
@@ -163,6 +171,49 @@ def install_verified(
         (folder / f"{version.version}.ots").write_bytes(proof)
         (folder / f"{version.version}.json").write_text(json.dumps(record, indent=2))
     return InstallOutcome(True, version.id, verification)
+
+
+def decode_weights(raw: bytes, name: str) -> dict[str, Any]:
+    """The tensors of a weights file: ``.npz`` (by ``name``; ``__dunder__`` entries such as the
+    cache's ``__version__`` are metadata, not weights) or a ``torch.save`` state dict.
+
+    Raises ValueError for a file that is neither.
+    """
+    import io
+
+    import torch
+
+    if raw[:2] == b"PK" and name.endswith(".npz"):
+        try:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as data:
+                return {k: torch.from_numpy(np.array(data[k])) for k in data.files
+                        if not (k.startswith("__") and k.endswith("__"))}
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"{name} is not a readable .npz file: {exc}") from None
+    try:
+        loaded = torch.load(io.BytesIO(raw), weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a file that is not its own
+        raise ValueError(f"{name} is neither an .npz nor a torch state dict: {exc}") from None
+    if not isinstance(loaded, Mapping):
+        raise ValueError(f"{name} does not hold a state dict")
+    return dict(loaded)
+
+
+def install_weights_file(
+    runtime: ModelRuntime,
+    timestamping: Timestamping,
+    version: ModelVersion,
+    raw: bytes,
+    name: str,
+    proof: bytes,
+) -> InstallOutcome:
+    """Decode a downloaded or local weights file and :func:`install_verified` it: the one path
+    ``owm-node install-weights`` and the daemon's weights watcher share (SRS-NODE-10)."""
+    try:
+        tensors = decode_weights(raw, name)
+    except ValueError as exc:
+        return InstallOutcome(False, version.id, None, str(exc))
+    return install_verified(runtime, timestamping, version, tensors, proof)
 
 
 def runtime_record(version: ModelVersion, verification: Verification) -> dict[str, Any]:

@@ -23,7 +23,19 @@ from fractions import Fraction
 from typing import Any
 
 import attrs
-from sqlalchemy import Connection, Engine, Row, Table, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, IntegrityError
@@ -33,9 +45,13 @@ from owm_adapters.sql import tables as t
 from owm_adapters.sql.engine import WRITE
 from owm_core.apikeys import ApiKey, Plan
 from owm_core.contributions import AnalysisRequest, AnalysisState, Bounty, BountyStatus
+from owm_core.datasets import DatasetRecord, Document
 from owm_core.envelopes import Envelope, from_bytes, to_bytes
 from owm_core.errors import Conflict, InvalidValue
+from owm_core.fl_rounds import FlRound, RoundState, RoundUpdate, same_upload
+from owm_core.fl_updates import SignedUpdate
 from owm_core.governance import Comment, Proposal, ProposalStatus, ProposalType
+from owm_core.knowledge import DataCredit
 from owm_core.market import Task, TaskRequest, TaskState
 from owm_core.mining import AcceptedShare
 from owm_core.payments import AttemptOutcome, PaymentAttempt, PaymentState, RewardPayment
@@ -44,8 +60,15 @@ from owm_core.ports.repositories import Repositories
 from owm_core.provenance import ModelVersion, ProofStatus
 from owm_core.registry import LnNodeUri, Node
 from owm_core.releases import ModelRelease
-from owm_core.slashing import SlashingLogEntry, SlashingReason
+from owm_core.routing import QueryAnswer, answer_fields, answer_from_fields
+from owm_core.slashing import (
+    SlashingDecision,
+    SlashingLogEntry,
+    SlashingReason,
+    SlashingSignal,
+)
 from owm_core.stake import Stake, StakeChannel, StakeStatus
+from owm_core.submodels import SubModel, SubModelKind
 from owm_core.tiers import Tier
 
 INT64_MAX = 2**63 - 1
@@ -751,6 +774,177 @@ class SqlSlashingLogRepository(_SqlRepo):
         return None if row is None else _row_entry(row)
 
 
+# --------------------------------------------------------------------------- slashing evidence
+
+
+def _row_signal(row: Row[Any]) -> SlashingSignal:
+    m = row._mapping
+    return SlashingSignal(
+        node_id=m["node_id"],
+        reporter=m["reporter"],
+        reason=SlashingReason(m["reason"]),
+        evidence_hash=m["evidence_hash"],
+        at=m["at"],
+    )
+
+
+def _decision_row(d: SlashingDecision) -> dict[str, Any]:
+    return {
+        "node_id": d.node_id,
+        "channel_id": d.channel_id,
+        "tier": d.tier.value,
+        "reason": d.reason.value,
+        "evidence_hash": d.evidence_hash,
+        "decided_at": _int64("decided_at", d.decided_at),
+        "supporters": json.dumps(list(d.supporters)),
+        "cooldown_s": _int64("cooldown_s", d.cooldown_s),
+    }
+
+
+def _row_decision(row: Row[Any]) -> SlashingDecision:
+    m = row._mapping
+    return SlashingDecision(
+        node_id=m["node_id"],
+        channel_id=m["channel_id"],
+        tier=Tier(m["tier"]),
+        reason=SlashingReason(m["reason"]),
+        evidence_hash=m["evidence_hash"],
+        decided_at=m["decided_at"],
+        supporters=tuple(json.loads(m["supporters"])),
+        cooldown_s=m["cooldown_s"],
+    )
+
+
+class SqlSlashingEvidenceRepository(_SqlRepo):
+    """Open slashing signals (``slashing_signals``), acknowledgements (``slashing_acks``) and
+    decisions under way (``slashing_decisions``); closed rows are kept for the record."""
+
+    def _insert_new(self, table: Table, row: dict[str, Any], unique: list[str]) -> bool:
+        with self._db.tx(write=True) as conn:
+            dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            statement = (
+                dialect_insert(table)
+                .values(row)
+                .on_conflict_do_nothing(index_elements=[table.c[n] for n in unique])
+                .returning(table.c.seq)
+            )
+            return conn.execute(statement).first() is not None
+
+    def add_signal(self, signal: SlashingSignal) -> bool:
+        """Store an open signal; False if the same evidence from the same reporter is known."""
+        row = {
+            "node_id": signal.node_id,
+            "reporter": signal.reporter,
+            "reason": signal.reason.value,
+            "evidence_hash": signal.evidence_hash,
+            "at": _int64("at", signal.at),
+        }
+        unique = ["node_id", "reporter", "reason", "evidence_hash"]
+        return self._insert_new(t.slashing_signals, row, unique)
+
+    def add_acknowledgement(self, node_id: str, envelope: Envelope, received_at: int) -> bool:
+        """Store an open acknowledgement envelope; False if its signature is already known."""
+        row = {
+            "signature": envelope.signature,
+            "node_id": node_id,
+            "signer": envelope.signer,
+            "envelope": to_bytes(envelope),
+            "received_at": _int64("received_at", received_at),
+        }
+        return self._insert_new(t.slashing_acks, row, ["signature"])
+
+    def open_signals(self, node_id: str) -> Sequence[SlashingSignal]:
+        """The open signals about ``node_id``, oldest first."""
+        c = t.slashing_signals.c
+        query = (
+            select(t.slashing_signals)
+            .where(c.node_id == node_id, c.closed_at.is_(None))
+            .order_by(c.at, c.seq)
+        )
+        with self._db.tx() as conn:
+            return [_row_signal(r) for r in conn.execute(query).all()]
+
+    def open_acknowledgements(self, node_id: str) -> Sequence[Envelope]:
+        """The open acknowledgement envelopes about ``node_id``, oldest first."""
+        c = t.slashing_acks.c
+        query = (
+            select(c.envelope)
+            .where(c.node_id == node_id, c.closed_at.is_(None))
+            .order_by(c.received_at, c.seq)
+        )
+        with self._db.tx() as conn:
+            return [from_bytes(bytes(raw)) for raw in conn.execute(query).scalars().all()]
+
+    def open_node_ids(self, limit: int = 100) -> Sequence[str]:
+        """Nodes with open evidence, by their oldest open evidence (then node id)."""
+        s, a = t.slashing_signals.c, t.slashing_acks.c
+        signals = select(s.node_id, func.min(s.at).label("oldest")).where(
+            s.closed_at.is_(None)
+        ).group_by(s.node_id)
+        acks = select(a.node_id, func.min(a.received_at).label("oldest")).where(
+            a.closed_at.is_(None)
+        ).group_by(a.node_id)
+        both = union_all(signals, acks).subquery()
+        query = (
+            select(both.c.node_id, func.min(both.c.oldest).label("first"))
+            .group_by(both.c.node_id)
+            .order_by(func.min(both.c.oldest), both.c.node_id)
+            .limit(limit)
+        )
+        with self._db.tx() as conn:
+            return [r.node_id for r in conn.execute(query).all()]
+
+    def begin_decision(self, decision: SlashingDecision) -> SlashingDecision:
+        """Record ``decision`` before it is carried out; an unfinished one of the node wins."""
+        c = t.slashing_decisions.c
+        with self._db.tx(write=True) as conn:
+            row = conn.execute(
+                select(t.slashing_decisions)
+                .where(c.node_id == decision.node_id, c.finished_at.is_(None))
+                .order_by(c.seq)
+                .limit(1)
+            ).first()
+            if row is not None:
+                return _row_decision(row)
+            conn.execute(insert(t.slashing_decisions).values(_decision_row(decision)))
+            return decision
+
+    def unfinished_decisions(self) -> Sequence[SlashingDecision]:
+        """Decisions begun and not finished, oldest first."""
+        c = t.slashing_decisions.c
+        query = select(t.slashing_decisions).where(c.finished_at.is_(None)).order_by(c.seq)
+        with self._db.tx() as conn:
+            return [_row_decision(r) for r in conn.execute(query).all()]
+
+    def finish_decision(self, node_id: str, finished_at: int) -> None:
+        """Mark the node's unfinished decision done and close its open evidence, together."""
+        c = t.slashing_decisions.c
+        with self._db.tx(write=True) as conn:
+            conn.execute(
+                update(t.slashing_decisions)
+                .where(c.node_id == node_id, c.finished_at.is_(None))
+                .values(finished_at=_int64("finished_at", finished_at))
+            )
+            self._close(conn, node_id, finished_at)
+
+    def close_evidence(self, node_id: str, closed_at: int) -> int:
+        """Close the node's open evidence without a decision; returns how many were open."""
+        with self._db.tx(write=True) as conn:
+            return self._close(conn, node_id, closed_at)
+
+    @staticmethod
+    def _close(conn: Connection, node_id: str, closed_at: int) -> int:
+        closed = 0
+        for table in (t.slashing_signals, t.slashing_acks):
+            done = conn.execute(
+                update(table)
+                .where(table.c.node_id == node_id, table.c.closed_at.is_(None))
+                .values(closed_at=_int64("closed_at", closed_at))
+            )
+            closed += done.rowcount
+        return closed
+
+
 # --------------------------------------------------------------------------- proposals
 
 
@@ -1230,14 +1424,20 @@ class SqlMiningPayoutRepository(_SqlRepo):
 class SqlTaskInputRepository(_SqlRepo):
     """Task input bytes in ``task_inputs``."""
 
+    FIELD = "input"
+
+    @property
+    def _table(self) -> Table:
+        return t.task_inputs
+
     def put(self, task_id: str, data: bytes) -> None:
         """Store ``data`` for ``task_id``; same data again is a no-op, other data a Conflict."""
-        data = check_task_input(data)
-        c = t.task_inputs.c
+        data = check_task_input(data, self.FIELD)
+        c = self._table.c
         with self._db.tx(write=True) as conn:
             dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
             statement = (
-                dialect_insert(t.task_inputs)
+                dialect_insert(self._table)
                 .values(task_id=task_id, data=data)
                 .on_conflict_do_nothing(index_elements=[c.task_id])
                 .returning(c.task_id)
@@ -1246,19 +1446,498 @@ class SqlTaskInputRepository(_SqlRepo):
                 return
             stored = conn.execute(select(c.data).where(c.task_id == task_id)).scalar()
         if stored is None or bytes(stored) != data:
-            raise Conflict(f"task {task_id} already has another input")
+            raise Conflict(f"task {task_id} already has another {self.FIELD}")
 
     def get(self, task_id: str) -> bytes | None:
-        """The input stored for ``task_id``, or None."""
-        c = t.task_inputs.c
+        """The data stored for ``task_id``, or None."""
+        c = self._table.c
         with self._db.tx() as conn:
             stored = conn.execute(select(c.data).where(c.task_id == task_id)).scalar()
         return None if stored is None else bytes(stored)
 
     def delete(self, task_id: str) -> None:
-        """Forget the input of ``task_id`` (nothing happens if none is stored)."""
+        """Forget the data of ``task_id`` (nothing happens if none is stored)."""
         with self._db.tx(write=True) as conn:
-            conn.execute(delete(t.task_inputs).where(t.task_inputs.c.task_id == task_id))
+            conn.execute(delete(self._table).where(self._table.c.task_id == task_id))
+
+
+class SqlTaskOutputRepository(SqlTaskInputRepository):
+    """Task outputs delivered with proofs, per replica id, in ``task_outputs``."""
+
+    FIELD = "output"
+
+    @property
+    def _table(self) -> Table:
+        return t.task_outputs
+
+
+# --------------------------------------------------------------------------- knowledge
+
+
+def _sub_model_row(m: SubModel) -> dict[str, Any]:
+    return {
+        "name": m.name,
+        "description": m.description,
+        "kind": m.kind.value,
+        "version": m.version,
+        "version_digest": m.version_digest,
+        "created_at": _int64("created_at", m.created_at),
+        "dataset_ids": json.dumps(list(m.dataset_ids)),
+        "host_node_ids": json.dumps(list(m.host_node_ids)),
+    }
+
+
+def _row_sub_model(row: Row[Any]) -> SubModel:
+    m = row._mapping
+    return SubModel(
+        name=m["name"],
+        description=m["description"],
+        kind=SubModelKind(m["kind"]),
+        version=m["version"],
+        version_digest=m["version_digest"],
+        created_at=m["created_at"],
+        dataset_ids=tuple(json.loads(m["dataset_ids"])),
+        host_node_ids=tuple(json.loads(m["host_node_ids"])),
+    )
+
+
+class SqlSubModelRepository(_SqlRepo):
+    """The sub-model registry in ``sub_models``."""
+
+    def add(self, sub_model: SubModel) -> None:
+        """Register a new sub-model; Conflict if its name is taken."""
+        with self._db.tx(write=True) as conn:
+            conn.execute(insert(t.sub_models).values(_sub_model_row(sub_model)))
+
+    def save(self, sub_model: SubModel) -> None:
+        """Replace a registered sub-model; Conflict if unknown."""
+        self._replace(
+            t.sub_models, t.sub_models.c.name, sub_model.name, _sub_model_row(sub_model),
+            f"sub-model {sub_model.name} is unknown",
+        )
+
+    def get(self, name: str) -> SubModel | None:
+        """The sub-model called ``name``, or None."""
+        with self._db.tx() as conn:
+            row = conn.execute(select(t.sub_models).where(t.sub_models.c.name == name)).first()
+        return None if row is None else _row_sub_model(row)
+
+    def list(self) -> Sequence[SubModel]:
+        """Every sub-model, ordered by name."""
+        with self._db.tx() as conn:
+            rows = conn.execute(select(t.sub_models).order_by(t.sub_models.c.name)).all()
+        return [_row_sub_model(r) for r in rows]
+
+
+def _dataset_row(r: DatasetRecord) -> dict[str, Any]:
+    return {
+        "dataset_id": r.dataset_id,
+        "digest": r.digest,
+        "name": r.name,
+        "contributor": r.contributor,
+        "submitted_at": _int64("submitted_at", r.submitted_at),
+        "n_documents": r.n_documents,
+        "n_passages": r.n_passages,
+        "size_bytes": _int64("size_bytes", r.size_bytes),
+        "licences": json.dumps(list(r.licences)),
+        "sources": json.dumps(list(r.sources)),
+        "description": r.description,
+        "proof": r.proof,
+    }
+
+
+def _row_dataset(row: Row[Any], sub_models: Sequence[str]) -> DatasetRecord:
+    m = row._mapping
+    proof = m["proof"]
+    return DatasetRecord(
+        dataset_id=m["dataset_id"],
+        digest=m["digest"],
+        name=m["name"],
+        sub_models=tuple(sub_models),
+        contributor=m["contributor"],
+        submitted_at=m["submitted_at"],
+        n_documents=m["n_documents"],
+        n_passages=m["n_passages"],
+        size_bytes=m["size_bytes"],
+        licences=tuple(json.loads(m["licences"])),
+        sources=tuple(json.loads(m["sources"])),
+        description=m["description"],
+        proof=None if proof is None else bytes(proof),
+    )
+
+
+class SqlDatasetRepository(_SqlRepo):
+    """Contributed datasets in ``datasets``, ``dataset_sub_models`` and ``dataset_documents``."""
+
+    def add(self, record: DatasetRecord, documents: Sequence[Document]) -> None:
+        """Store a contribution and its documents; Conflict if its id exists."""
+        with self._db.tx(write=True) as conn:
+            conn.execute(insert(t.datasets).values(_dataset_row(record)))
+            conn.execute(
+                insert(t.dataset_sub_models),
+                [
+                    {"dataset_id": record.dataset_id, "sub_model": name, "position": i}
+                    for i, name in enumerate(record.sub_models)
+                ],
+            )
+            if documents:
+                conn.execute(
+                    insert(t.dataset_documents),
+                    [
+                        {
+                            "dataset_id": record.dataset_id,
+                            "position": i,
+                            "title": d.title,
+                            "text": d.text,
+                            "source": d.source,
+                            "licence": d.licence,
+                            "url": d.url,
+                        }
+                        for i, d in enumerate(documents)
+                    ],
+                )
+
+    def save(self, record: DatasetRecord) -> None:
+        """Replace a stored record (its proof); Conflict if unknown or its digest differs."""
+        c = t.datasets.c
+        row = _dataset_row(record)
+        with self._db.tx(write=True) as conn:
+            done = conn.execute(
+                update(t.datasets)
+                .where(c.dataset_id == record.dataset_id, c.digest == record.digest)
+                .values(row)
+            )
+        if done.rowcount == 0:
+            raise Conflict(f"dataset {record.dataset_id} is unknown or has another digest")
+
+    @staticmethod
+    def _sub_models_of(conn: Connection, ids: Sequence[str]) -> dict[str, list[str]]:
+        c = t.dataset_sub_models.c
+        found: dict[str, list[str]] = {i: [] for i in ids}
+        if not ids:
+            return found
+        query = (
+            select(c.dataset_id, c.sub_model)
+            .where(c.dataset_id.in_(list(ids)))
+            .order_by(c.dataset_id, c.position)
+        )
+        for dataset_id, name in conn.execute(query).all():
+            found[dataset_id].append(name)
+        return found
+
+    def get(self, dataset_id: str) -> DatasetRecord | None:
+        """The contribution with ``dataset_id``, or None."""
+        with self._db.tx() as conn:
+            row = conn.execute(
+                select(t.datasets).where(t.datasets.c.dataset_id == dataset_id)
+            ).first()
+            if row is None:
+                return None
+            names = self._sub_models_of(conn, [dataset_id])[dataset_id]
+        return _row_dataset(row, names)
+
+    def documents(self, dataset_id: str) -> Sequence[Document]:
+        """The dataset's documents in submission order (empty if unknown)."""
+        c = t.dataset_documents.c
+        query = select(t.dataset_documents).where(c.dataset_id == dataset_id).order_by(c.position)
+        with self._db.tx() as conn:
+            rows = conn.execute(query).all()
+        return [
+            Document(
+                title=r.title, text=r.text, source=r.source, licence=r.licence, url=r.url
+            )
+            for r in rows
+        ]
+
+    def list(
+        self, sub_model: str | None = None, contributor: str | None = None, limit: int = 100
+    ) -> Sequence[DatasetRecord]:
+        """Up to ``limit`` records (filtered if asked), oldest first, then by id."""
+        c = t.datasets.c
+        query = select(t.datasets).order_by(c.submitted_at, c.dataset_id).limit(limit)
+        if contributor is not None:
+            query = query.where(c.contributor == contributor)
+        if sub_model is not None:
+            s = t.dataset_sub_models.c
+            query = query.where(
+                c.dataset_id.in_(select(s.dataset_id).where(s.sub_model == sub_model))
+            )
+        with self._db.tx() as conn:
+            rows = conn.execute(query).all()
+            names = self._sub_models_of(conn, [r.dataset_id for r in rows])
+        return [_row_dataset(r, names[r.dataset_id]) for r in rows]
+
+
+def _row_credit(row: Row[Any]) -> DataCredit:
+    m = row._mapping
+    return DataCredit(
+        contributor=m["contributor"],
+        dataset_id=m["dataset_id"],
+        amount_msat=m["amount_msat"],
+        passages_used=m["passages_used"],
+    )
+
+
+class SqlDataCreditRepository(_SqlRepo):
+    """Data contributors' credits in ``data_credits``."""
+
+    def add(self, query_id: str, credits: Sequence[DataCredit], at: int) -> None:
+        """Record the credits of one query; Conflict if that query was already credited."""
+        if not credits:
+            return
+        c = t.data_credits.c
+        with self._db.tx(write=True) as conn:
+            taken = conn.execute(select(c.seq).where(c.query_id == query_id).limit(1)).first()
+            if taken is not None:
+                raise Conflict(f"query {query_id} is already credited")
+            conn.execute(
+                insert(t.data_credits),
+                [
+                    {
+                        "query_id": query_id,
+                        "contributor": k.contributor,
+                        "dataset_id": k.dataset_id,
+                        "amount_msat": _int64("amount_msat", k.amount_msat),
+                        "passages_used": k.passages_used,
+                        "credited_at": _int64("credited_at", at),
+                    }
+                    for k in sorted(credits, key=lambda k: (k.contributor, k.dataset_id))
+                ],
+            )
+
+    def for_contributor(
+        self, contributor: str, limit: int = 100
+    ) -> Sequence[tuple[str, int, DataCredit]]:
+        """Up to ``limit`` (query_id, at, credit) of ``contributor``, newest first, then query."""
+        c = t.data_credits.c
+        query = (
+            select(t.data_credits)
+            .where(c.contributor == contributor)
+            .order_by(c.credited_at.desc(), c.query_id, c.dataset_id)
+            .limit(limit)
+        )
+        with self._db.tx() as conn:
+            rows = conn.execute(query).all()
+        return [(r.query_id, r.credited_at, _row_credit(r)) for r in rows]
+
+    def for_query(self, query_id: str) -> Sequence[DataCredit]:
+        """The credits recorded for ``query_id``, by contributor then dataset id."""
+        c = t.data_credits.c
+        query = (
+            select(t.data_credits)
+            .where(c.query_id == query_id)
+            .order_by(c.contributor, c.dataset_id)
+        )
+        with self._db.tx() as conn:
+            return [_row_credit(r) for r in conn.execute(query).all()]
+
+    def total_msat(self, contributor: str) -> int:
+        """Everything credited to ``contributor`` so far, in msat."""
+        c = t.data_credits.c
+        query = select(func.coalesce(func.sum(c.amount_msat), 0)).where(
+            c.contributor == contributor
+        )
+        with self._db.tx() as conn:
+            return int(conn.execute(query).scalar_one())
+
+
+# --------------------------------------------------------------------------- query answers
+
+
+class SqlQueryAnswerRepository(_SqlRepo):
+    """Answered queries in ``query_answers`` (the answer's fields as JSON text)."""
+
+    def add(self, answer: QueryAnswer) -> None:
+        """Store an answer; Conflict if its query id is already stored."""
+        row = {
+            "query_id": answer.query_id,
+            "created_at": answer.created_at,
+            "answer": json.dumps(answer_fields(answer), sort_keys=True, ensure_ascii=False),
+        }
+        with self._db.tx(write=True) as conn:
+            conn.execute(insert(t.query_answers).values(row))
+
+    def get(self, query_id: str) -> QueryAnswer | None:
+        """The stored answer of ``query_id``, or None."""
+        c = t.query_answers.c
+        with self._db.tx() as conn:
+            stored = conn.execute(select(c.answer).where(c.query_id == query_id)).scalar()
+        return None if stored is None else answer_from_fields(json.loads(stored))
+
+
+# --------------------------------------------------------------------------- FL rounds
+
+
+def _fl_round_row(r: FlRound) -> dict[str, Any]:
+    return {
+        "number": r.number,
+        "sub_model": r.sub_model,
+        "state": r.state.value,
+        "started_at": _int64("started_at", r.started_at),
+        "closed_at": None if r.closed_at is None else _int64("closed_at", r.closed_at),
+        "rule": r.rule,
+        "f": r.f,
+        "task_ids": json.dumps(list(r.task_ids)),
+        "base_version": r.base_version,
+        "participants": r.participants,
+        "accepted": json.dumps(list(r.accepted)),
+        "rejected": json.dumps(list(r.rejected)),
+        "flagged": json.dumps(list(r.flagged)),
+        "accuracy_ppm": r.accuracy_ppm,
+        "loss": r.loss,
+        "version_id": r.version_id,
+        "failure": r.failure,
+    }
+
+
+def _row_fl_round(row: Row[Any]) -> FlRound:
+    m = row._mapping
+    return FlRound(
+        number=m["number"],
+        sub_model=m["sub_model"],
+        state=RoundState(m["state"]),
+        started_at=m["started_at"],
+        closed_at=m["closed_at"],
+        rule=m["rule"],
+        f=m["f"],
+        task_ids=tuple(json.loads(m["task_ids"])),
+        base_version=m["base_version"],
+        participants=m["participants"],
+        accepted=tuple(json.loads(m["accepted"])),
+        rejected=tuple(json.loads(m["rejected"])),
+        flagged=tuple(json.loads(m["flagged"])),
+        accuracy_ppm=m["accuracy_ppm"],
+        loss=None if m["loss"] is None else float(m["loss"]),
+        version_id=m["version_id"],
+        failure=m["failure"],
+    )
+
+
+def _fl_update_row(u: RoundUpdate) -> dict[str, Any]:
+    signed = u.update
+    return {
+        "round_number": signed.round,
+        "node_id": signed.node_id,
+        "task_id": signed.task_id,
+        "sub_model": signed.sub_model,
+        "public_key": signed.public_key,
+        "digest": signed.digest,
+        "signature": signed.signature,
+        "weights": signed.weights,
+        "num_examples": _int64("num_examples", signed.num_examples),
+        "loss": float(signed.loss),
+        "received_at": _int64("received_at", u.received_at),
+        "anomaly_score": u.anomaly_score,
+        "flagged": u.flagged,
+    }
+
+
+def _row_fl_update(row: Row[Any]) -> RoundUpdate:
+    m = row._mapping
+    signed = SignedUpdate(  # re-verifies the node's signature over the stored weights
+        round=m["round_number"],
+        sub_model=m["sub_model"],
+        task_id=m["task_id"],
+        public_key=m["public_key"],
+        num_examples=m["num_examples"],
+        loss=float(m["loss"]),
+        weights=bytes(m["weights"]),
+        signature=m["signature"],
+    )
+    score = m["anomaly_score"]
+    return RoundUpdate(
+        update=signed,
+        received_at=m["received_at"],
+        anomaly_score=None if score is None else float(score),
+        flagged=bool(m["flagged"]),
+    )
+
+
+class SqlFlRoundRepository(_SqlRepo):
+    """FL rounds in ``fl_rounds``, their updates in ``fl_updates``."""
+
+    def add_round(self, fl_round: FlRound) -> None:
+        """Store a new round; Conflict if its number exists."""
+        with self._db.tx(write=True) as conn:
+            conn.execute(insert(t.fl_rounds).values(_fl_round_row(fl_round)))
+
+    def save_round(self, fl_round: FlRound) -> None:
+        """Replace a stored round (state, results); Conflict if unknown."""
+        c = t.fl_rounds.c
+        with self._db.tx(write=True) as conn:
+            done = conn.execute(
+                update(t.fl_rounds)
+                .where(c.number == fl_round.number)
+                .values(_fl_round_row(fl_round))
+            )
+        if done.rowcount == 0:
+            raise Conflict(f"FL round {fl_round.number} is unknown")
+
+    def get_round(self, number: int) -> FlRound | None:
+        """The round ``number``, or None."""
+        query = select(t.fl_rounds).where(t.fl_rounds.c.number == number)
+        with self._db.tx() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _row_fl_round(row)
+
+    def rounds(self, limit: int = 100, state: RoundState | None = None) -> Sequence[FlRound]:
+        """Rounds (in ``state`` if given), newest (highest number) first, at most ``limit``."""
+        c = t.fl_rounds.c
+        query = select(t.fl_rounds).order_by(c.number.desc()).limit(limit)
+        if state is not None:
+            query = query.where(c.state == state.value)
+        with self._db.tx() as conn:
+            return [_row_fl_round(r) for r in conn.execute(query).all()]
+
+    def _stored_update(self, number: int, node_id: str) -> RoundUpdate | None:
+        c = t.fl_updates.c
+        query = select(t.fl_updates).where(c.round_number == number, c.node_id == node_id)
+        with self._db.tx() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _row_fl_update(row)
+
+    def add_update(self, update: RoundUpdate) -> bool:
+        """Store an upload: True if new, False if the same update is stored already."""
+        c = t.fl_updates.c
+        try:
+            with self._db.tx(write=True) as conn:
+                known = select(t.fl_rounds.c.number).where(t.fl_rounds.c.number == update.round)
+                if conn.execute(known).first() is None:
+                    raise Conflict(f"FL round {update.round} is unknown")
+                row = conn.execute(
+                    select(t.fl_updates).where(
+                        c.round_number == update.round, c.node_id == update.node_id
+                    )
+                ).first()
+                if row is not None:
+                    return not same_upload(_row_fl_update(row), update)
+                conn.execute(insert(t.fl_updates).values(_fl_update_row(update)))
+                return True
+        except Conflict:
+            stored = self._stored_update(update.round, update.node_id)  # lost an insert race?
+            if stored is not None and same_upload(stored, update):
+                return False
+            raise
+
+    def updates(self, number: int) -> Sequence[RoundUpdate]:
+        """The round's updates in arrival order."""
+        c = t.fl_updates.c
+        query = select(t.fl_updates).where(c.round_number == number).order_by(c.seq)
+        with self._db.tx() as conn:
+            return [_row_fl_update(r) for r in conn.execute(query).all()]
+
+    def score_updates(self, number: int, scores: Mapping[str, tuple[float, bool]]) -> None:
+        """Record ``node_id → (anomaly score, flagged)``; Conflict if a node has no update."""
+        c = t.fl_updates.c
+        with self._db.tx(write=True) as conn:
+            for node_id, (score, flagged) in scores.items():
+                done = conn.execute(
+                    update(t.fl_updates)
+                    .where(c.round_number == number, c.node_id == node_id)
+                    .values(anomaly_score=float(score), flagged=bool(flagged))
+                )
+                if done.rowcount == 0:
+                    raise Conflict(f"node {node_id} has no update in FL round {number}")
 
 
 # --------------------------------------------------------------------------- the bundle
@@ -1275,6 +1954,7 @@ class SqlRepositories:
     proofs: SqlProofRepository
     payments: SqlPaymentRepository
     slashing_log: SqlSlashingLogRepository
+    slashing_evidence: SqlSlashingEvidenceRepository
     proposals: SqlProposalRepository
     shares: SqlShareRepository
     api_keys: SqlApiKeyRepository
@@ -1283,6 +1963,12 @@ class SqlRepositories:
     analyses: SqlAnalysisRepository
     mining_payouts: SqlMiningPayoutRepository
     task_inputs: SqlTaskInputRepository
+    task_outputs: SqlTaskOutputRepository
+    sub_models: SqlSubModelRepository
+    datasets: SqlDatasetRepository
+    data_credits: SqlDataCreditRepository
+    query_answers: SqlQueryAnswerRepository
+    fl_rounds: SqlFlRoundRepository
     database: Database
 
     @contextmanager
@@ -1307,6 +1993,7 @@ def sql_repositories(engine: Engine) -> SqlRepositories:
         proofs=SqlProofRepository(db),
         payments=SqlPaymentRepository(db),
         slashing_log=SqlSlashingLogRepository(db),
+        slashing_evidence=SqlSlashingEvidenceRepository(db),
         proposals=SqlProposalRepository(db),
         shares=SqlShareRepository(db),
         api_keys=SqlApiKeyRepository(db),
@@ -1315,6 +2002,12 @@ def sql_repositories(engine: Engine) -> SqlRepositories:
         analyses=SqlAnalysisRepository(db),
         mining_payouts=SqlMiningPayoutRepository(db),
         task_inputs=SqlTaskInputRepository(db),
+        task_outputs=SqlTaskOutputRepository(db),
+        sub_models=SqlSubModelRepository(db),
+        datasets=SqlDatasetRepository(db),
+        data_credits=SqlDataCreditRepository(db),
+        query_answers=SqlQueryAnswerRepository(db),
+        fl_rounds=SqlFlRoundRepository(db),
         database=db,
     )
 

@@ -28,6 +28,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -327,4 +328,189 @@ task_inputs = Table(
     metadata,
     Column("task_id", String(128), primary_key=True),
     Column("data", LargeBinary, nullable=False),
+)
+
+# -- task outputs delivered with proofs, per replica (migration 0004) -------------------------
+
+task_outputs = Table(
+    "task_outputs",
+    metadata,
+    Column("task_id", String(128), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+
+# -- the knowledge side of the conglomerate: sub-models, datasets, credits (migration 0006) ---
+
+sub_models = Table(
+    "sub_models",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("description", Text, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("version_digest", String(64), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("dataset_ids", Text, nullable=False),  # JSON list, sorted
+    Column("host_node_ids", Text, nullable=False),  # JSON list, sorted
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    _seq(),
+    Column("dataset_id", String(27), nullable=False, unique=True),
+    Column("digest", String(64), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("contributor", String(256), nullable=False, index=True),
+    Column("submitted_at", BigInteger, nullable=False),
+    Column("n_documents", Integer, nullable=False),
+    Column("n_passages", Integer, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("licences", Text, nullable=False),  # JSON list
+    Column("sources", Text, nullable=False),  # JSON list
+    Column("description", Text, nullable=False),
+    Column("proof", LargeBinary, nullable=True),
+    Index(None, "submitted_at", "dataset_id"),
+)
+
+dataset_sub_models = Table(
+    "dataset_sub_models",
+    metadata,
+    Column(
+        "dataset_id", String(27), ForeignKey("datasets.dataset_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("sub_model", String(64), primary_key=True, index=True),
+    Column("position", SmallInteger, nullable=False),
+)
+
+dataset_documents = Table(
+    "dataset_documents",
+    metadata,
+    Column(
+        "dataset_id", String(27), ForeignKey("datasets.dataset_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("position", Integer, primary_key=True),
+    Column("title", String(300), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("source", String(300), nullable=False),
+    Column("licence", String(200), nullable=False),
+    Column("url", Text, nullable=True),
+)
+
+data_credits = Table(
+    "data_credits",
+    metadata,
+    _seq(),
+    Column("query_id", String(128), nullable=False),
+    Column("contributor", String(256), nullable=False),
+    Column("dataset_id", String(27), nullable=False),
+    Column("amount_msat", BigInteger, nullable=False),
+    Column("passages_used", Integer, nullable=False),
+    Column("credited_at", BigInteger, nullable=False),
+    Index(None, "query_id", "contributor", "dataset_id", unique=True),
+    Index(None, "contributor", "credited_at"),
+)
+
+# -- slashing evidence waiting for a decision, and decisions under way (migration 0008) -------
+
+slashing_signals = Table(
+    "slashing_signals",
+    metadata,
+    _seq(),
+    Column("node_id", String(64), nullable=False),
+    Column("reporter", String(128), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("evidence_hash", String(64), nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("closed_at", BigInteger, nullable=True),
+    Index(None, "node_id", "reporter", "reason", "evidence_hash", unique=True),
+    Index(None, "closed_at", "at"),
+)
+
+slashing_acks = Table(
+    "slashing_acks",
+    metadata,
+    _seq(),
+    Column("signature", String(128), nullable=False, unique=True),
+    Column("node_id", String(64), nullable=False),
+    Column("signer", String(64), nullable=False),
+    Column("envelope", LargeBinary, nullable=False),
+    Column("received_at", BigInteger, nullable=False),
+    Column("closed_at", BigInteger, nullable=True),
+    Index(None, "node_id", "closed_at"),
+)
+
+slashing_decisions = Table(
+    "slashing_decisions",
+    metadata,
+    _seq(),
+    Column("node_id", String(64), nullable=False),
+    Column("channel_id", String(128), nullable=False),
+    Column("tier", String(8), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("evidence_hash", String(64), nullable=False),
+    Column("decided_at", BigInteger, nullable=False),
+    Column("supporters", Text, nullable=False),
+    Column("cooldown_s", BigInteger, nullable=False),
+    Column("finished_at", BigInteger, nullable=True),
+    Index(None, "node_id", "finished_at"),
+)
+
+# -- answered conglomerate queries, for GET /v1/query/{query_id} (migration 0007) --------------
+
+query_answers = Table(
+    "query_answers",
+    metadata,
+    Column("query_id", String(64), primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("answer", Text, nullable=False),  # JSON: owm_core.routing.answer_fields
+)
+
+# -- federated-learning rounds and their uploaded updates (migration 0005) -------------------
+
+fl_rounds = Table(
+    "fl_rounds",
+    metadata,
+    Column("number", BigInteger, primary_key=True, autoincrement=False),
+    Column("sub_model", String(64), nullable=False),
+    Column("state", String(16), nullable=False, index=True),
+    Column("started_at", BigInteger, nullable=False),
+    Column("closed_at", BigInteger, nullable=True),
+    Column("rule", String(16), nullable=False),
+    Column("f", Integer, nullable=False),
+    Column("task_ids", Text, nullable=False),  # JSON list
+    Column("base_version", String(130), nullable=False),
+    Column("participants", Integer, nullable=False),
+    Column("accepted", Text, nullable=False),  # JSON list of node ids
+    Column("rejected", Text, nullable=False),  # JSON list of reasons
+    Column("flagged", Text, nullable=False),  # JSON list of node ids
+    Column("accuracy_ppm", Integer, nullable=True),
+    Column("loss", Float, nullable=True),
+    Column("version_id", String(130), nullable=True),
+    Column("failure", Text, nullable=False),
+)
+
+fl_updates = Table(
+    "fl_updates",
+    metadata,
+    _seq(),
+    Column(
+        "round_number", BigInteger, ForeignKey("fl_rounds.number", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("node_id", String(64), nullable=False),
+    Column("task_id", String(128), nullable=False),
+    Column("sub_model", String(64), nullable=False),
+    Column("public_key", String(64), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("signature", String(128), nullable=False),
+    Column("weights", LargeBinary, nullable=False),  # float32 little-endian
+    Column("num_examples", BigInteger, nullable=False),
+    Column("loss", Float, nullable=False),
+    Column("received_at", BigInteger, nullable=False),
+    Column("anomaly_score", Float, nullable=True),
+    Column("flagged", Boolean, nullable=False),
+    Index(None, "round_number", "node_id", unique=True),
 )

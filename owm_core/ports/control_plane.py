@@ -15,6 +15,7 @@ from typing import Protocol
 import attrs
 
 from owm_core.errors import DomainError
+from owm_core.payout_invoices import PendingPayout
 
 
 class ControlPlaneUnavailable(DomainError):
@@ -146,8 +147,9 @@ class ControlPlane(Protocol):
         """Open the task stream with the node's standing offer (answered challenge)."""
         ...
 
-    def submit_proof(self, proof_envelope: bytes) -> str:
-        """Send a signed task proof; the replica's state after it (e.g. completed, settled)."""
+    def submit_proof(self, proof_envelope: bytes, output: bytes = b"") -> str:
+        """Send a signed task proof and the canonical output it hashes; the replica's state
+        after it (e.g. completed, settled)."""
         ...
 
     def stake_status(self, public_key: str) -> StakeView:
@@ -168,6 +170,15 @@ class ControlPlane(Protocol):
 
     def deregister(self, signer: ChallengeSigner) -> str:
         """Leave the network cooperatively (answered challenge); the stake's new status."""
+        ...
+
+    def pending_payouts(self, query_envelope: bytes) -> list[PendingPayout]:
+        """The payouts awaiting an invoice from the node's own Lightning node (signed
+        PayoutQuery; issue 6a)."""
+        ...
+
+    def submit_invoice(self, invoice_envelope: bytes) -> str:
+        """Hand in a signed PayoutInvoice for one pending payout; the invoice's payment hash."""
         ...
 
     def close(self) -> None:

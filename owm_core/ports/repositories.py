@@ -32,16 +32,21 @@ from typing import Protocol
 
 from owm_core.apikeys import ApiKey
 from owm_core.contributions import AnalysisRequest, Bounty, BountyStatus
+from owm_core.datasets import DatasetRecord, Document
 from owm_core.envelopes import Envelope
+from owm_core.fl_rounds import FlRound, RoundState, RoundUpdate
 from owm_core.governance import Proposal, ProposalStatus
+from owm_core.knowledge import DataCredit
 from owm_core.market import Task, TaskState
 from owm_core.mining import AcceptedShare
 from owm_core.payments import PaymentAttempt, PaymentState, RewardPayment
 from owm_core.pool import MiningPayout
 from owm_core.registry import Node
 from owm_core.releases import ModelRelease
-from owm_core.slashing import SlashingLogEntry
+from owm_core.routing import QueryAnswer
+from owm_core.slashing import SlashingDecision, SlashingLogEntry, SlashingSignal
 from owm_core.stake import Stake
+from owm_core.submodels import SubModel
 from owm_core.tiers import Tier
 
 
@@ -379,6 +384,172 @@ class TaskInputRepository(Protocol):
         ...
 
 
+class SubModelRepository(Protocol):
+    """The conglomerate's sub-model registry (SRS 2.1, issue 9 item 1), keyed by name."""
+
+    def add(self, sub_model: SubModel) -> None:
+        """Register a new sub-model; Conflict if its name is taken."""
+        ...
+
+    def save(self, sub_model: SubModel) -> None:
+        """Replace a registered sub-model (version, datasets, hosts); Conflict if unknown."""
+        ...
+
+    def get(self, name: str) -> SubModel | None:
+        """The sub-model called ``name``, or None."""
+        ...
+
+    def list(self) -> Sequence[SubModel]:
+        """Every sub-model, ordered by name."""
+        ...
+
+
+class DatasetRepository(Protocol):
+    """Contributed datasets with their documents (SRS 2.2, issue 9 item 2), keyed by dataset id."""
+
+    def add(self, record: DatasetRecord, documents: Sequence[Document]) -> None:
+        """Store a contribution and its documents in order; Conflict if its id exists."""
+        ...
+
+    def save(self, record: DatasetRecord) -> None:
+        """Replace a stored record (its proof); Conflict if unknown or its digest differs."""
+        ...
+
+    def get(self, dataset_id: str) -> DatasetRecord | None:
+        """The contribution with ``dataset_id``, or None."""
+        ...
+
+    def documents(self, dataset_id: str) -> Sequence[Document]:
+        """The dataset's documents in submission order (empty if unknown)."""
+        ...
+
+    def list(
+        self, sub_model: str | None = None, contributor: str | None = None, limit: int = 100
+    ) -> Sequence[DatasetRecord]:
+        """Up to ``limit`` records (filtered if asked), oldest ``submitted_at`` first, then id."""
+        ...
+
+
+class DataCreditRepository(Protocol):
+    """Credits owed to data contributors per answered query (issue 9 item 2)."""
+
+    def add(self, query_id: str, credits: Sequence[DataCredit], at: int) -> None:
+        """Record the credits of one query (none: nothing); Conflict if already credited."""
+        ...
+
+    def for_contributor(
+        self, contributor: str, limit: int = 100
+    ) -> Sequence[tuple[str, int, DataCredit]]:
+        """Up to ``limit`` (query_id, at, credit) of ``contributor``, newest first, then query."""
+        ...
+
+    def for_query(self, query_id: str) -> Sequence[DataCredit]:
+        """The credits recorded for ``query_id``, by contributor then dataset id."""
+        ...
+
+    def total_msat(self, contributor: str) -> int:
+        """Everything credited to ``contributor`` so far, in msat."""
+        ...
+
+
+class SlashingEvidenceRepository(Protocol):
+    """Slashing signals and maintainer acknowledgements waiting for a decision, and decisions
+    being carried out (SRS-STAKE-04, SRS-SEC-14), so a coordinator restart loses none of them.
+
+    Evidence is *open* until a decision about its node finishes (or the node turns out to be
+    slashed already); then it is *closed*, kept for the record, and never counted again. The
+    same evidence reported twice is stored once.
+    """
+
+    def add_signal(self, signal: SlashingSignal) -> bool:
+        """Store an open signal; False (nothing stored) if node, reporter, reason and evidence
+        hash are already known, open or closed."""
+        ...
+
+    def add_acknowledgement(self, node_id: str, envelope: Envelope, received_at: int) -> bool:
+        """Store an open maintainer_ack envelope about ``node_id``; False if its signature is
+        already known."""
+        ...
+
+    def open_signals(self, node_id: str) -> Sequence[SlashingSignal]:
+        """The open signals about ``node_id``, oldest first."""
+        ...
+
+    def open_acknowledgements(self, node_id: str) -> Sequence[Envelope]:
+        """The open acknowledgement envelopes about ``node_id``, oldest first."""
+        ...
+
+    def open_node_ids(self, limit: int = 100) -> Sequence[str]:
+        """Nodes with open evidence, by their oldest open evidence (then node id)."""
+        ...
+
+    def begin_decision(self, decision: SlashingDecision) -> SlashingDecision:
+        """Record ``decision`` as being carried out, before anything is done (write-ahead);
+        if the node already has an unfinished decision, store nothing and return that one."""
+        ...
+
+    def unfinished_decisions(self) -> Sequence[SlashingDecision]:
+        """Decisions begun and not finished (a crash in between), oldest first."""
+        ...
+
+    def finish_decision(self, node_id: str, finished_at: int) -> None:
+        """Mark the node's unfinished decision done and close its open evidence, together."""
+        ...
+
+    def close_evidence(self, node_id: str, closed_at: int) -> int:
+        """Close the node's open evidence without a decision; returns how many were open."""
+        ...
+
+
+class QueryAnswerRepository(Protocol):
+    """Answered conglomerate queries, kept for ``GET /v1/query/{query_id}`` (SRS 4.8.2)."""
+
+    def add(self, answer: QueryAnswer) -> None:
+        """Store an answer; Conflict if its query id is already stored."""
+        ...
+
+    def get(self, query_id: str) -> QueryAnswer | None:
+        """The stored answer of ``query_id``, or None."""
+        ...
+
+
+class FlRoundRepository(Protocol):
+    """Coordinator FL rounds and the signed updates uploaded into them (SRS-COORD-03).
+
+    Rounds are keyed by their number (unique across sub-models); updates by (round, node id),
+    one per node and round, kept in arrival order.
+    """
+
+    def add_round(self, fl_round: FlRound) -> None:
+        """Store a new round; Conflict if its number exists."""
+        ...
+
+    def save_round(self, fl_round: FlRound) -> None:
+        """Replace a stored round (state, results); Conflict if unknown."""
+        ...
+
+    def get_round(self, number: int) -> FlRound | None:
+        """The round ``number``, or None."""
+        ...
+
+    def rounds(self, limit: int = 100, state: RoundState | None = None) -> Sequence[FlRound]:
+        """Rounds (in ``state`` if given), newest (highest number) first, at most ``limit``."""
+        ...
+
+    def add_update(self, update: RoundUpdate) -> bool:
+        """Store an upload: True if new, False if the same update is stored already (idempotent);
+        Conflict if the node stored a different one for the round or the round is unknown."""
+        ...
+
+    def updates(self, number: int) -> Sequence[RoundUpdate]:
+        """The round's updates in arrival order."""
+        ...
+
+    def score_updates(self, number: int, scores: Mapping[str, tuple[float, bool]]) -> None:
+        """Record ``node_id → (anomaly score, flagged)``; Conflict if a node has no update."""
+        ...
+
+
 class Repositories(Protocol):
     """Every repository of one store, and the store's transaction boundary.
 
@@ -459,6 +630,42 @@ class Repositories(Protocol):
     @property
     def task_inputs(self) -> TaskInputRepository:
         """The task inputs repository."""
+        ...
+
+    @property
+    def task_outputs(self) -> TaskInputRepository:
+        """Outputs nodes delivered with their proofs, keyed by replica id (same shape as inputs;
+        too long an output is InvalidValue(``output``))."""
+        ...
+
+    @property
+    def sub_models(self) -> SubModelRepository:
+        """The sub-model registry."""
+        ...
+
+    @property
+    def datasets(self) -> DatasetRepository:
+        """The contributed datasets repository."""
+        ...
+
+    @property
+    def data_credits(self) -> DataCreditRepository:
+        """The data contributors' credits repository."""
+        ...
+
+    @property
+    def slashing_evidence(self) -> SlashingEvidenceRepository:
+        """Open slashing signals, acknowledgements and unfinished decisions."""
+        ...
+
+    @property
+    def query_answers(self) -> QueryAnswerRepository:
+        """The answered queries repository."""
+        ...
+
+    @property
+    def fl_rounds(self) -> FlRoundRepository:
+        """The coordinator's FL rounds and their uploaded updates."""
         ...
 
     def atomic(self) -> AbstractContextManager[None]:

@@ -14,7 +14,7 @@ import grpc
 
 from owm_adapters.coordinator_service import CoordinatorService, PushedTask
 from owm_core.coordination import Registration
-from owm_core.errors import InvalidValue
+from owm_core.errors import InvalidValue, NotFound
 from owm_core.identity import node_id_from_public_key
 from owm_core.market import TaskRequest
 from owm_core.ratelimit import Transport
@@ -191,7 +191,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     def SubmitProof(
         self, request: pb.SubmitProofRequest, context: grpc.ServicerContext
     ) -> pb.SubmitProofResponse:
-        outcome = self.service.submit_proof(request.proof_envelope)
+        outcome = self.service.submit_proof(request.proof_envelope, request.output)
         return pb.SubmitProofResponse(task_id=outcome.task.task_id, state=outcome.task.state.value)
 
     @guarded
@@ -255,4 +255,39 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
                 )
                 for r in replicas
             ],
+        )
+
+    @guarded
+    def PendingPayouts(
+        self, request: pb.PendingPayoutsRequest, context: grpc.ServicerContext
+    ) -> pb.PendingPayoutsResponse:
+        invoices = self.service.node_invoices
+        if invoices is None:  # this coordinator gets invoices elsewhere (embedded ledger)
+            return pb.PendingPayoutsResponse()
+        return pb.PendingPayoutsResponse(
+            payouts=[
+                pb.PendingPayout(
+                    payment_id=p.payment_id,
+                    amount_msat=p.amount_msat,
+                    memo=p.memo,
+                    expiry_s=p.expiry_s,
+                    requested_at=p.requested_at,
+                    payee_pubkey=p.payee_pubkey,
+                )
+                for p in invoices.pending_for(request.query_envelope)
+            ]
+        )
+
+    @guarded
+    def SubmitInvoice(
+        self, request: pb.SubmitInvoiceRequest, context: grpc.ServicerContext
+    ) -> pb.SubmitInvoiceResponse:
+        invoices = self.service.node_invoices
+        if invoices is None:
+            raise NotFound("this coordinator does not take invoices from nodes")
+        payment_id, invoice = invoices.submit(request.invoice_envelope)
+        return pb.SubmitInvoiceResponse(
+            payment_id=payment_id,
+            payment_hash=invoice.payment_hash,
+            amount_msat=invoice.amount_msat,
         )

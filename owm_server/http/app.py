@@ -11,6 +11,8 @@
   (:mod:`owm_server.http.problems`); nothing the client sends produces a 5xx or a stack trace.
 * **Every response** carries ``X-OWM-Model-Version`` and ``X-OWM-OTS-Verified`` (SRS-API-01),
   added by :class:`VersionHeaders` around everything, errors included.
+* **The web dashboard** (``/dashboard``, HTML + htmx) sits beside the versions, read-only:
+  :mod:`owm_server.http.dashboard`.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from owm_adapters.api_service import ApiServices
 from owm_core.api_access import Caller
 from owm_core.errors import DomainError
-from owm_server.http import v1
+from owm_server.http import dashboard, v1
 from owm_server.http.call import Call
 from owm_server.http.contract import Access, Operation, openapi_document, parse_param, validate
 from owm_server.http.problems import Problem, from_domain, render
@@ -426,7 +428,7 @@ def create_app(services: ApiServices) -> Starlette:
     v1_routes = version_routes(services, "/v1", v1.operations())
     v1_routes.append(WebSocketRoute("/mining/dashboard", dashboard_socket(services)))
     return Starlette(
-        routes=[Mount("/v1", routes=v1_routes)],
+        routes=[Mount("/v1", routes=v1_routes), *dashboard.routes(services)],
         middleware=[Middleware(VersionHeaders, services=services)],
         exception_handlers={HTTPException: _http_exception, Exception: _unexpected},
     )

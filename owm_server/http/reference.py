@@ -32,9 +32,11 @@ _INTRO = """\
   token or a node signature (free-tier keys: 100 requests a day, sliding window, SRS-API-02);
   `node_management` is the same but node-signed requests are not rate limited; `node` needs a
   registered node operator's signature.
-- **Not yet real:** the query endpoints answer `503 conglomerate-unavailable` until the
-  conglomerate model exists; `POST /v1/github/analyze` records the request, which stays
-  `queued` (no result is ever invented) until the GitHub integration runs analyses.
+- **Queries** are answered only from retrieved data, with quoted, cited sentences and a
+  calibrated `confidence` (docs/conglomerate.md); a coordinator without a knowledge base
+  answers them `503 conglomerate-unavailable`. **Not yet real:** `POST /v1/github/analyze`
+  records the request, which stays `queued` (no result is ever invented) until the GitHub
+  integration runs analyses.
 
 ### Signing a request as a node operator
 

@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from owm_adapters.api_bootstrap import build_api_services
 from owm_adapters.api_service import ApiConfig
 from owm_adapters.coordinator_service import CoordinatorService
+from owm_adapters.query_service import KnowledgeSource
 from owm_server.http.app import create_app
 
 DEFAULT_BACKLOG = 4096
@@ -87,14 +88,17 @@ def api_server_for(
     data_dir: Path | None = None,
     grace_s: int = 10,
     config: ApiConfig | None = None,
+    knowledge: KnowledgeSource | None = None,
 ) -> ApiServer:
     """The public API over ``coordinator`` (the one gRPC serves), ready to ``start()``.
 
     This is what ``owm-coordinator serve`` calls: the API and the control plane share the
     coordinator's store, treasury Lightning node, clock and registration use cases; the L402
-    secret is kept in ``data_dir``.
+    secret is kept in ``data_dir``. With a ``knowledge`` base the conglomerate answers queries.
     """
-    services = build_api_services(coordinator, data_dir=data_dir, config=config)
+    services = build_api_services(
+        coordinator, data_dir=data_dir, config=config, knowledge=knowledge
+    )
     return ApiServer(create_app(services), listen, grace_s)
 
 

@@ -3,7 +3,7 @@
 No rule lives here: each handler reads its validated input from :class:`Call`, calls one
 method of :class:`~owm_adapters.api_service.ApiServices` and renders the domain values it gets
 back as JSON. Node registration and deregistration go through the coordinator's own use cases
-(the same as gRPC). The query endpoints answer 503 until the conglomerate exists.
+(the same as gRPC). The query operations live in :mod:`owm_server.http.v1_query`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ from owm_core.stake import Stake
 from owm_server.http.call import Call
 from owm_server.http.contract import Access, Operation, Param, Reply, Schema
 from owm_server.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, Problem
+from owm_server.http.v1_data import data_operations
+from owm_server.http.v1_fl import fl_operations
+from owm_server.http.v1_query import query_operations
+from owm_server.http.v1_slashing import slashing_operations
 
 # --------------------------------------------------------------------------- schemas
 
@@ -349,18 +353,6 @@ def dashboard_json(frame: DashboardFrame) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------- query (503)
-
-
-def conglomerate_unavailable(call: Call) -> Response:
-    raise Problem(
-        503,
-        "conglomerate-unavailable",
-        "the conglomerate model does not answer queries yet; no answer is invented",
-        headers={"Retry-After": "3600"},
-    )
-
-
 # --------------------------------------------------------------------------- model
 
 
@@ -636,58 +628,16 @@ _NODE_PARAM = Param(
     "node_id", "path", NODE_ID, "The node's id (`n` + 40 hex).", True, convertor="node_id"
 )
 _NOT_FOUND = problem("No such record.")
-_QUERY_BODY = {
-    "type": "object",
-    "properties": {
-        "query": {"type": "string", "minLength": 1, "maxLength": 20_000},
-        "context": {"type": "object"},
-        "max_tokens": {"type": "integer", "minimum": 1, "maximum": 32_768},
-        "stream": {"type": "boolean"},
-    },
-    "required": ["query"],
-    "additionalProperties": False,
-}
-_UNAVAILABLE = problem("The conglomerate is not running yet (`conglomerate-unavailable`).")
 
 
 def operations() -> list[Operation]:
     """Every v1 operation (SRS 4.8.2) plus the node challenge step of registration."""
     C, NM, N, P = Access.CLIENT, Access.NODE_MANAGEMENT, Access.NODE, Access.PUBLIC
     return [
-        # Query API — answered by the conglomerate, which does not exist yet.
-        Operation(
-            "POST",
-            "/query",
-            "query",
-            "Send a query to the conglomerate model",
-            "query",
-            C,
-            conglomerate_unavailable,
-            {503: _UNAVAILABLE},
-            body=_QUERY_BODY,
-        ),
-        Operation(
-            "POST",
-            "/query/stream",
-            "queryStream",
-            "Streaming token generation (SSE, SRS-API-05)",
-            "query",
-            C,
-            conglomerate_unavailable,
-            {503: _UNAVAILABLE},
-            body=_QUERY_BODY,
-        ),
-        Operation(
-            "GET",
-            "/query/{query_id}",
-            "getQuery",
-            "Retrieve a cached query result",
-            "query",
-            C,
-            conglomerate_unavailable,
-            {503: _UNAVAILABLE},
-            params=(Param("query_id", "path", OBJECT_ID, "The query's id.", True),),
-        ),
+        *query_operations(),  # owm_server/http/v1_query.py
+        *slashing_operations(),  # owm_server/http/v1_slashing.py
+        *data_operations(),  # owm_server/http/v1_data.py
+        *fl_operations(),  # owm_server/http/v1_fl.py
         # Model & provenance
         Operation(
             "GET",

@@ -3,7 +3,8 @@
 Every world has a treasury (the node under test, reached through the adapter under test), a
 peer node with a direct channel to it, a hub, and a node beyond the hub; the peers are embedded
 ledger nodes. Tests see the treasury through two adapters: one holding the force-close
-credential and one holding only the payment credential (SRS-SEC-13).
+credential and one holding only the payment credential (SRS-SEC-13). For CLN the force-close
+credential is a close-only rune sent to a fake clnrest over HTTPS.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from pathlib import Path
 
 import attrs
 
-from owm_adapters.cln import ClnLightning
+from owm_adapters.cln import ClnLightning, ClnRestForceClose
 from owm_adapters.lnd import LndLightning
 from owm_adapters.sim_ln import SimLedger, SimLightning
 from owm_core.ports.lightning import Lightning
 from tests.fakes.cln_server import FakeCln
+from tests.fakes.clnrest_server import FakeClnRest
 from tests.fakes.lnd_server import FakeLnd
 
 BACKENDS = ("embedded", "lnd", "cln")
@@ -90,13 +92,18 @@ def lightning_world(backend: str, directory: Path) -> Iterator[World]:
         socket_dir = tempfile.mkdtemp(prefix="owm-cln-", dir="/tmp")
         socket_path = os.path.join(socket_dir, "lightning-rpc")
         fake_cln = FakeCln(ledger, "treasury", socket_path).start()
+        clnrest = FakeClnRest(fake_cln, directory / "clnrest").start()
+        force_closer = ClnRestForceClose(
+            clnrest.url, clnrest.create_rune([["method=close"]]),
+            ca_pem=clnrest.ca_file.read_bytes(),
+        )
         try:
             yield world(
-                ClnLightning(socket_path, force_close_socket_path=socket_path,
-                             poll_interval_s=0.02),
+                ClnLightning(socket_path, force_closer=force_closer, poll_interval_s=0.02),
                 ClnLightning(socket_path, poll_interval_s=0.02),
             )
         finally:
+            clnrest.stop()
             fake_cln.stop()
             shutil.rmtree(socket_dir, ignore_errors=True)
     else:

@@ -576,8 +576,9 @@ def test_an_upgraded_proof_is_exactly_the_hand_encoded_bytes(devnet: Devnet) -> 
 @requires_vectors
 def test_the_real_world_vectors_are_there() -> None:
     names = {p.name for p in VECTORS.glob("*.ots")}
-    assert {"hello-world.txt.ots", "incomplete.txt.ots", "bitcoin.pdf.ots"} <= names
-    assert len(list((VECTORS / "invalid").glob("*.ots"))) == 3
+    assert {"hello-world.txt.ots", "incomplete.txt.ots", "two-calendars.txt.ots"} <= names
+    assert len(names) >= 8
+    assert len(list((VECTORS / "invalid").glob("*.ots"))) in {0, 3}  # only the client's repo
 
 
 @pytest.mark.parametrize("name", vector_params())

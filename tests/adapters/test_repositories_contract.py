@@ -894,48 +894,68 @@ def test_payouts_are_recorded_once_and_listed_newest_first(repos: Repositories) 
         repos.mining_payouts.add(a)
 
 
-# --------------------------------------------------------------------------- task inputs
+# --------------------------------------------------------------------------- task inputs/outputs
 
 BINARY_INPUT = b"\x00prompt\x00\xff\xfe" + bytes(range(256)) + b"\x00"
+BLOB_STORES = pytest.mark.parametrize(
+    ("store", "field"), [("task_inputs", "input"), ("task_outputs", "output")]
+)
 
 
-def test_a_task_input_is_durable_as_soon_as_put_returns_byte_for_byte(backend: Backend) -> None:
-    backend.repos.task_inputs.put("task-1", BINARY_INPUT)
-    backend.repos.task_inputs.put("task-2", b"")
-    other = backend.reopen()
-    assert other.task_inputs.get("task-1") == BINARY_INPUT
-    assert other.task_inputs.get("task-2") == b""
-
-
-def test_putting_the_same_input_again_is_a_no_op_and_other_input_a_conflict(
-    repos: Repositories,
+@BLOB_STORES
+def test_task_data_is_durable_as_soon_as_put_returns_byte_for_byte(
+    backend: Backend, store: str, field: str
 ) -> None:
-    repos.task_inputs.put("task-1", BINARY_INPUT)
-    repos.task_inputs.put("task-1", BINARY_INPUT)
+    getattr(backend.repos, store).put("task-1", BINARY_INPUT)
+    getattr(backend.repos, store).put("task-2", b"")
+    other = getattr(backend.reopen(), store)
+    assert other.get("task-1") == BINARY_INPUT
+    assert other.get("task-2") == b""
+
+
+@BLOB_STORES
+def test_putting_the_same_task_data_again_is_a_no_op_and_other_data_a_conflict(
+    repos: Repositories, store: str, field: str
+) -> None:
+    blobs = getattr(repos, store)
+    blobs.put("task-1", BINARY_INPUT)
+    blobs.put("task-1", BINARY_INPUT)
     with pytest.raises(Conflict):
-        repos.task_inputs.put("task-1", BINARY_INPUT + b"x")
-    assert repos.task_inputs.get("task-1") == BINARY_INPUT
+        blobs.put("task-1", BINARY_INPUT + b"x")
+    assert blobs.get("task-1") == BINARY_INPUT
 
 
-def test_a_deleted_or_unknown_task_input_is_none(repos: Repositories) -> None:
-    repos.task_inputs.put("task-1", b"a")
-    repos.task_inputs.put("task-2", b"b")
-    repos.task_inputs.delete("task-1")
-    repos.task_inputs.delete("task-1")
-    repos.task_inputs.delete("never-stored")
-    assert repos.task_inputs.get("task-1") is None
-    assert repos.task_inputs.get("never-stored") is None
-    assert repos.task_inputs.get("task-2") == b"b"
-    repos.task_inputs.put("task-1", b"new")
-    assert repos.task_inputs.get("task-1") == b"new"
+@BLOB_STORES
+def test_deleted_or_unknown_task_data_is_none(repos: Repositories, store: str, field: str) -> None:
+    blobs = getattr(repos, store)
+    blobs.put("task-1", b"a")
+    blobs.put("task-2", b"b")
+    blobs.delete("task-1")
+    blobs.delete("task-1")
+    blobs.delete("never-stored")
+    assert blobs.get("task-1") is None
+    assert blobs.get("never-stored") is None
+    assert blobs.get("task-2") == b"b"
+    blobs.put("task-1", b"new")
+    assert blobs.get("task-1") == b"new"
 
 
-def test_a_task_input_beyond_the_size_limit_is_refused_naming_the_input(
-    repos: Repositories,
+@BLOB_STORES
+def test_task_data_beyond_the_size_limit_is_refused_naming_the_field(
+    repos: Repositories, store: str, field: str
 ) -> None:
+    blobs = getattr(repos, store)
     with pytest.raises(InvalidValue) as refused:
-        repos.task_inputs.put("task-1", bytes(MAX_TASK_INPUT_BYTES + 1))
-    assert refused.value.field == "input"
+        blobs.put("task-1", bytes(MAX_TASK_INPUT_BYTES + 1))
+    assert refused.value.field == field
+    assert blobs.get("task-1") is None
+
+
+def test_a_task_s_input_and_its_output_are_kept_apart(repos: Repositories) -> None:
+    repos.task_inputs.put("task-1", b"question")
+    repos.task_outputs.put("task-1", b"answer")
+    repos.task_inputs.delete("task-1")
+    assert repos.task_outputs.get("task-1") == b"answer"
     assert repos.task_inputs.get("task-1") is None
 
 
@@ -1040,3 +1060,21 @@ def test_integers_beyond_64_bits_are_refused_as_invalid_values(
     with pytest.raises(InvalidValue):
         sql_repos.shares.add(attrs.evolve(a_share(1), share_difficulty=2**64), T0)
     assert sql_repos.nodes.list() == []
+
+
+# --------------------------------------------------------------------------- query answers
+
+
+def test_a_stored_query_answer_reads_back_equal_and_its_id_is_taken(repos: Repositories):
+    from owm_core.routing import Evidence, Extract, QueryAnswer, Reading, SubModelRoute, compose
+
+    route = SubModelRoute("owm-geo", 0.7, "owm-geo@owm-v0.1.0", True)
+    evidence = [Evidence("p1", "owm-geo", "USGS", "Quakes shake the ground. Often.", 0.8, "ds-1")]
+    reading = Reading("owm-geo", (Extract("p1", "Quakes shake the ground.", 1.5, 1.0),))
+    answer = QueryAnswer("qry_abc", "what shakes?", 1_800_000_000,
+                         compose([route], evidence, [reading]), 312, 5)
+    assert repos.query_answers.get("qry_abc") is None
+    repos.query_answers.add(answer)
+    assert repos.query_answers.get("qry_abc") == answer
+    with pytest.raises(Conflict):
+        repos.query_answers.add(answer)

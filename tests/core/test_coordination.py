@@ -35,6 +35,7 @@ from owm_core.coordination import (
     stake_terms,
     submit_task,
     task_id_of,
+    verified_output,
     verify_heartbeat,
     verify_wire,
 )
@@ -107,12 +108,12 @@ class FakeLightning:
 
 
 def sign_registration(
-    book: ChallengeBook, who: Identity, now: int = NOW
+    book: ChallengeBook, who: Identity, now: int = NOW, claimed: CapabilityManifest = MANIFEST
 ) -> tuple[Registration, str, str]:
     challenge = book.issue(who.public_key_hex, ChallengePurpose.REGISTER, os.urandom(32), now)
     uri = f"{LN_PUBKEY}@127.0.0.1:9735"
-    signature = who.sign(challenge_message(challenge, registration_details(MANIFEST, uri, None)))
-    manifest = envelopes.seal(who, EnvelopeKind.CAPABILITY_MANIFEST, MANIFEST, os.urandom(16), now)
+    signature = who.sign(challenge_message(challenge, registration_details(claimed, uri, None)))
+    manifest = envelopes.seal(who, EnvelopeKind.CAPABILITY_MANIFEST, claimed, os.urandom(16), now)
     registration = Registration(who.public_key_hex, envelopes.to_bytes(manifest), uri)
     return registration, challenge.nonce, signature.hex()
 
@@ -547,9 +548,17 @@ def test_a_canonical_heartbeat_takes_the_fast_path_with_the_full_paths_fields() 
 # --------------------------------------------------------------------------- stake re-checks
 
 
-def register_with(lightning: FakeLightning) -> tuple[Any, Identity]:
-    repos, book, who = memory_repositories(), ChallengeBook(), identity()
-    registration, nonce, signature = sign_registration(book, who)
+def register_with(
+    lightning: FakeLightning,
+    repos: Any = None,
+    who: Identity | None = None,
+    now: int = NOW,
+    claimed: CapabilityManifest = MANIFEST,
+) -> tuple[Any, Identity]:
+    repos = memory_repositories() if repos is None else repos
+    who = identity() if who is None else who
+    book = ChallengeBook()
+    registration, nonce, signature = sign_registration(book, who, now, claimed)
     register_node(
         repos,
         lightning,
@@ -560,9 +569,50 @@ def register_with(lightning: FakeLightning) -> tuple[Any, Identity]:
         signature=signature,
         transport=Transport.CLEARNET,
         client_ip="203.0.113.9",
-        now=NOW,
+        now=now,
     )
     return repos, who
+
+
+def test_a_restarted_node_reconnects_keeping_its_stake_reliability_and_earnings() -> None:
+    lightning = FakeLightning()
+    repos, who = register_with(lightning)
+    before = repos.stakes.get(who.public_key_hex)
+    node = repos.nodes.get(who.node_id)
+    repos.nodes.save(attrs.evolve(node, reliability_ppm=900_000, total_sats_earned=1_234))
+
+    register_with(lightning, repos, who, now=NOW + 3_600)
+
+    after = repos.stakes.get(who.public_key_hex)
+    assert before.status is after.status is StakeStatus.ACTIVE
+    assert after.channel == before.channel and after.next_verification_at > NOW + 3_600
+    again = repos.nodes.get(who.node_id)
+    assert (again.reliability_ppm, again.total_sats_earned) == (900_000, 1_234)
+    assert again.registered_at == NOW and again.last_heartbeat == NOW + 3_600
+
+
+def test_a_reconnect_without_its_stake_channel_is_degraded_with_the_usual_grace() -> None:
+    lightning = FakeLightning()
+    repos, who = register_with(lightning)
+    lightning.capacity_sat = 10_000  # below the t1 minimum
+
+    register_with(lightning, repos, who, now=NOW + 60)
+
+    degraded = repos.stakes.get(who.public_key_hex)
+    assert degraded.status is StakeStatus.DEGRADED
+    assert degraded.grace_until == NOW + 60 + 24 * 3600
+
+
+def test_a_live_key_cannot_change_tier_without_deregistering() -> None:
+    lightning = FakeLightning(capacity_sat=10_000_000)
+    repos, who = register_with(lightning)
+    t2 = attrs.evolve(MANIFEST, tier=Tier.T2, vram_mb=24_000)
+
+    with pytest.raises(InvalidTransition) as refused:
+        register_with(lightning, repos, who, now=NOW + 60, claimed=t2)
+
+    assert "deregister" in refused.value.message
+    assert repos.stakes.get(who.public_key_hex).tier is Tier.T1
 
 
 def test_a_pending_stake_turns_active_once_its_channel_confirms() -> None:
@@ -681,3 +731,45 @@ def test_stake_terms_fall_back_to_the_pubkey_and_refuse_unknown_tiers() -> None:
     with pytest.raises(InvalidValue) as caught:
         stake_terms(lightning, "t9")  # type: ignore[arg-type]
     assert caught.value.field == "tier"
+
+
+def test_a_delivered_output_must_hash_to_the_proof_and_is_kept_for_the_submitter() -> None:
+    repos = memory_repositories()
+    policy = VerificationPolicy(mode=VerificationMode.SPOT_CHECK, spot_check_rate_ppm=0)
+    worker = identity()
+    repos.nodes.add(node_record(worker))
+    (replica,) = submit_task(repos, request(), policy)
+    plan_dispatch(repos, [replica], [offer_of(node_record(worker), MANIFEST, ["inference"], 1)],
+                  NOW, 60)
+    raw = proof_bytes(worker, replica.task_id, b'{"answer":42}')
+
+    with pytest.raises(InvalidValue) as refused:
+        accept_proof(repos, raw, NOW, policy, b"s", output=b'{"answer":41}')
+    assert refused.value.field == "output"
+    assert repos.proofs.get(replica.task_id, worker.node_id) is None
+    assert verified_output(repos, "job") is None
+
+    outcome = accept_proof(repos, raw, NOW, policy, b"s", output=b'{"answer":42}')
+
+    assert outcome.task.state is TaskState.SETTLED
+    assert verified_output(repos, "job") == b'{"answer":42}'
+
+
+def test_an_output_of_a_replica_that_lost_verification_is_never_the_verified_output() -> None:
+    repos = memory_repositories()
+    policy = VerificationPolicy(mode=VerificationMode.REDUNDANT, redundancy=3)
+    nodes = [identity() for _ in range(3)]
+    for who in nodes:
+        repos.nodes.add(node_record(who))
+    replicas = submit_task(repos, request(), policy)
+    offers = [offer_of(node_record(who), MANIFEST, ["inference"], 1) for who in nodes]
+    plan_dispatch(repos, replicas, offers, NOW, 60)
+    by_node = {r.node_id: r for r in repos.tasks.with_state(TaskState.ASSIGNED, 10)}
+    outputs = [b'"truth"', b'"lie"', b'"truth"']
+    for who, output in zip(nodes, outputs, strict=True):
+        task_id = by_node[who.node_id].task_id
+        accept_proof(repos, proof_bytes(who, task_id, output), NOW, policy, b"s", output=output)
+
+    assert verified_output(repos, "job") == b'"truth"'
+    liar = by_node[nodes[1].node_id].task_id
+    assert repos.tasks.get(liar).state is TaskState.FORFEITED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 
 import attrs
 import pytest
@@ -65,14 +66,29 @@ def offer(node_id: str, **changes: object) -> NodeOffer:
 # --------------------------------------------------------------------------- matching
 
 
-def test_matches_are_ranked_by_price_then_reliability_then_node_id() -> None:
+def test_the_cheapest_ask_wins_whatever_the_reliability() -> None:
+    offers = [offer("a", ask_msat=5_000), offer("b", reliability_ppm=100_000)]
+    assert [m.node_id for m in market.match(request(), offers)] == ["b", "a"]
+
+
+def test_equal_asks_share_the_work_in_proportion_to_reliability() -> None:
     offers = [
-        offer("d", ask_msat=5_000),
-        offer("c", reliability_ppm=900_000),
-        offer("b"),
-        offer("a"),
+        offer("veteran", reliability_ppm=1_000_000),
+        offer("newcomer", reliability_ppm=500_000),
     ]
-    assert [m.node_id for m in market.match(request(), offers)] == ["a", "b", "c", "d"]
+    wins = Counter(
+        market.match(request(task_id=f"job-{i}"), offers)[0].node_id for i in range(3_000)
+    )
+    # Weighted draws: P(veteran first) = 1.0 / (1.0 + 0.5) = 2/3.
+    assert 1_850 <= wins["veteran"] <= 2_150
+    assert wins["newcomer"] == 3_000 - wins["veteran"]
+
+
+def test_a_node_with_zero_reliability_is_drawn_last_among_equal_asks() -> None:
+    offers = [offer("zero", reliability_ppm=0), offer("b", reliability_ppm=10_000)]
+    for i in range(50):
+        ranked = market.match(request(task_id=f"job-{i}"), offers)
+        assert [m.node_id for m in ranked] == ["b", "zero"]
 
 
 def test_the_negotiated_price_is_the_floored_midpoint_of_ask_and_maximum() -> None:
@@ -169,7 +185,9 @@ def test_a_match_never_breaks_price_tier_or_capability_limits(
         assert RANK[m.offer.tier] >= RANK[req.min_tier]
         assert req.task_type in m.offer.capabilities
         assert m.offer.vram_mb >= req.min_vram_mb and m.offer.ram_mb >= req.min_ram_mb
-    keys = [(m.offer.ask_msat, -m.offer.reliability_ppm, m.node_id) for m in matches]
+    keys = [
+        (m.offer.ask_msat, -market.dispatch_key(req.task_id, m.offer), m.node_id) for m in matches
+    ]
     assert keys == sorted(keys)
     assert market.match(req, list(reversed(offers))) == matches
 
@@ -316,7 +334,8 @@ def best(task: Task, offers: list[NodeOffer]) -> Match:
     return market.match(task.request, offers, exclude=task.tried_node_ids)[0]
 
 
-OFFERS = [offer("a"), offer("b"), offer("c")]
+# Distinct asks make the order of preference fixed: a, then b, then c.
+OFFERS = [offer("a"), offer("b", ask_msat=4_001), offer("c", ask_msat=4_002)]
 
 
 def test_a_task_walks_from_submission_to_settlement() -> None:

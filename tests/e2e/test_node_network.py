@@ -124,6 +124,7 @@ def network(tmp_path: Path) -> Iterator[dict[str, object]]:
         'grpc_listen = "127.0.0.1:0"\n'
         'metrics_listen = ""\n'
         'api_listen = ""\n'
+        f'signing_key_path = "{coord_dir / "coordinator.key"}"\n'
         "grace_period_s = 2\n"
         "[tasks]\n"
         'verification = "spot"\n'

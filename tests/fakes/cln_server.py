@@ -203,9 +203,12 @@ class FakeCln:
                     )
                 except ChannelNotFound:
                     break
+                # lightningd's reply since v24.11 (closing_control.c): txs/txids arrays.
                 return {"type": "unilateral" if unilateraltimeout else "mutual",
-                        "tx": "00", "txid": txid}
-        raise ClnError(-1, f"Short channel ID not found: '{id}'")
+                        "txs": ["00"], "txids": [txid]}
+        # command_find_channel → command_fail_badparam (lightningd/peer_control.c)
+        raise ClnError(-32602, "id: Short channel id not found: invalid token (see logs for "
+                               "details)")
 
 
 def _decode_hash(text: str) -> str:

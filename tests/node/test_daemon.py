@@ -96,6 +96,34 @@ def test_a_staked_node_registers_heartbeats_runs_a_task_and_is_credited(network,
     assert node.halt() == 0
 
 
+def test_the_verified_output_of_a_task_reaches_its_submitter_with_the_proof(network, start):
+    from owm_core import task_types
+
+    node = start(network.node("n11"))
+    wait_for(lambda: node.daemon.state == "serving")
+    network.submit("out-1", b'{"prompt": "what is delivered?"}')
+
+    replicas, outcome = network.service.await_task("out-1", timeout_s=30)
+
+    assert outcome == "verified"
+    delivered = network.service.task_output("out-1")
+    assert delivered is not None
+    output = json.loads(delivered)
+    assert output["sub_model"] == "owm-base" and len(output["labels"]) == 1
+    assert task_types.output_hash(output) == replicas[0].output_hash
+    assert delivered == task_types.canonical_output(node.daemon.log.output_of("out-1:0"))
+
+
+def test_waiting_for_a_task_nobody_takes_returns_pending_at_the_timeout(network):
+    network.submit("lonely-1", b'{"prompt": "anyone?"}')
+    started = time.monotonic()
+
+    _, outcome = network.service.await_task("lonely-1", timeout_s=0.3)
+
+    assert outcome == "pending" and 0.25 <= time.monotonic() - started < 5
+    assert network.service.task_output("lonely-1") is None
+
+
 def test_an_invalid_task_is_rejected_with_its_reason_and_never_runs(network, start):
     class Spy(TaskRunner):
         calls: int = 0
@@ -187,11 +215,11 @@ def test_a_proof_is_resent_until_the_coordinator_is_reachable_again(network, sta
     class Flaky(InProcessControlPlane):
         failures = 3
 
-        def submit_proof(self, proof_envelope: bytes) -> str:
+        def submit_proof(self, proof_envelope: bytes, output: bytes = b"") -> str:
             if Flaky.failures:
                 Flaky.failures -= 1
                 raise ControlPlaneUnavailable("coordinator restarting")
-            return super().submit_proof(proof_envelope)
+            return super().submit_proof(proof_envelope, output)
 
     node = start(network.node("n7"), retry_initial_s=0.05, retry_max_s=0.1)
     wait_for(lambda: node.daemon.state == "serving")
@@ -224,8 +252,9 @@ def test_stake_guidance_takes_the_treasury_from_the_coordinator_unless_configure
 ):
     plain = start(network.node("n9", stake_sat=0), treasury_uri="")
     configured = start(network.node("n10", stake_sat=0), treasury_uri="02" + "ab" * 32)
-    wait_for(lambda: plain.daemon.state == "awaiting_stake"
-             and configured.daemon.state == "awaiting_stake")
+    # The state turns awaiting_stake just before the guidance is printed: wait for the text.
+    wait_for(lambda: "lncli openchannel" in plain.text()
+             and "lncli openchannel" in configured.text())
     assert f"lncli openchannel --node_key {network.treasury} --connect 127.0.0.1:9735 " \
            f"--local_amt {T1_STAKE_SAT}" in plain.text()
     assert f"lncli openchannel --node_key {'02' + 'ab' * 32} --local_amt {T1_STAKE_SAT}" \

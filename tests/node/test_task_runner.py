@@ -119,3 +119,43 @@ def test_installed_weights_answer_instead_of_genesis(tmp_path):
     result = runner.run("inference", "owm.inference.features", 1, json.dumps(
         {"sub_model": "owm-geo", "features": [[0.5] * 32]}).encode())
     assert result.ok and result.output["model_version"] == "owm-v0.1.0"
+
+
+def test_a_spare_worker_waits_ready_serves_exactly_one_task_and_is_replaced():
+    runner = TaskRunner(limits=Limits(timeout_s=60, memory_mb=2048), keep_spare=True)
+    try:
+        first = run(runner, "warm up")
+        spare = runner._spare
+        assert first.ok and spare is not None and spare.poll() is None
+        time.sleep(0.5)  # let the spare finish importing, as between two real tasks
+
+        second = run(runner, "hello owm")
+
+        assert second.ok and second.output == run_inference({"prompt": "hello owm"}, None)
+        assert spare.poll() == 0  # the spare ran the second task and exited
+        assert runner._spare is not None and runner._spare is not spare
+    finally:
+        runner.close()
+    assert runner._spare is None
+
+
+def test_a_spare_that_died_waiting_is_replaced_by_a_fresh_worker():
+    runner = TaskRunner(limits=Limits(timeout_s=60), keep_spare=True)
+    try:
+        run(runner, "start a spare")
+        dead = runner._spare
+        assert dead is not None
+        os.killpg(dead.pid, 9)
+        dead.wait()
+
+        result = run(runner, "still answered")
+
+        assert result.ok, result.error
+    finally:
+        runner.close()
+
+
+def test_without_keep_spare_no_worker_waits_between_tasks():
+    runner = TaskRunner(limits=Limits(timeout_s=60))
+    assert run(runner, "one").ok
+    assert runner._spare is None

@@ -135,7 +135,9 @@ def test_serve_answers_rpcs_exposes_metrics_and_exits_0_on_sigterm(tmp_path: Pat
     config = tmp_path / "coordinator.toml"
     config.write_text(
         f'[coordinator]\ndata_dir = "{tmp_path / "data"}"\n'
-        'grpc_listen = "127.0.0.1:0"\nmetrics_listen = "127.0.0.1:0"\napi_listen = "127.0.0.1:0"\n',
+        f'signing_key_path = "{tmp_path / "coordinator.key"}"\n'
+        'grpc_listen = "127.0.0.1:0"\nmetrics_listen = "127.0.0.1:0"\napi_listen = "127.0.0.1:0"\n'
+        '[knowledge]\nembedder = "hashing"\nqdrant_path = ":memory:"\n',
         encoding="utf-8",
     )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -149,6 +151,9 @@ def test_serve_answers_rpcs_exposes_metrics_and_exits_0_on_sigterm(tmp_path: Pat
     )
     try:
         lines = _read_until_ready(process, 30)
+        assert (tmp_path / "coordinator.key").exists()  # a fresh network gets its signing key
+        assert any(x.startswith("slashing log key") for x in lines)
+        assert any(x.startswith("knowledge base") for x in lines)
         grpc_port = next(int(x.rsplit(":", 1)[1]) for x in lines if x.startswith("gRPC"))
         metrics_url = next(x.split()[-1] for x in lines if x.startswith("metrics"))
         api_url = next(x.split()[-1] for x in lines if x.startswith("HTTP API"))

@@ -22,8 +22,12 @@ from owm_core.ratelimit import RateLimit
 from owm_server.http import v1
 from owm_server.http.app import openapi_v1
 from owm_server.http.contract import Access, Operation
+from tests.server.http.data_scenarios import DATA_SCENARIOS, DATASET
+from tests.server.http.fl_scenarios import FL_SCENARIOS
 from tests.server.http.records import release
+from tests.server.http.slashing_scenarios import SLASHING_SCENARIOS
 from tests.server.http.world import World, build_world
+from tests.server.query_harness import query_service_without_data
 
 GOOD_BODIES: dict[str, dict[str, Any]] = {
     "query": {"query": "hi"},
@@ -37,6 +41,7 @@ GOOD_BODIES: dict[str, dict[str, Any]] = {
         "implementation_plan": "p",
     },
     "commentProposal": {"text": "+1"},
+    "submitDataset": DATASET,
 }
 
 
@@ -141,11 +146,21 @@ def specific(probe: Probe) -> None:
         stranger = w.node()
         probe.send(url=probe.url(node_id=stranger.node_id), body=deregister_body(w, stranger))
         return
+    if name in SLASHING_SCENARIOS:  # tests/server/http/slashing_scenarios.py
+        return SLASHING_SCENARIOS[name](probe)
+    if name in DATA_SCENARIOS:  # tests/server/http/data_scenarios.py
+        return DATA_SCENARIOS[name](probe)
+    if name in FL_SCENARIOS:  # tests/server/http/fl_scenarios.py
+        return FL_SCENARIOS[name](probe)
     if name == "nodeEarnings":
         probe.send()
         url = probe.url()
         probe.send(headers=w.signed(ids["other"], "GET", url))
         return
+    if op.tag == "query":  # without a knowledge base the conglomerate answers 503
+        queries, w.services.queries = w.services.queries, None
+        probe.send(headers=key)
+        w.services.queries = queries
     if name == "nodeChallenge":
         probe.send(body={"public_key": ids["me"].public_key, "purpose": "register"})
     elif op.access is Access.NODE:
@@ -153,7 +168,7 @@ def specific(probe: Probe) -> None:
     else:
         probe.send(headers=key)
     if "404" in {str(s) for s in op.replies} or 404 in op.replies:
-        unknown = {"id": "nobody", "node_id": "n" + "0" * 40}
+        unknown = {"id": "nobody", "node_id": "n" + "0" * 40, "query_id": "qry_nobody"}
         if name in {"getModelVersion", "getModelVersionProof"}:
             unknown["id"] = "owm-geo@owm-v9.9.9"
         probe.send(url=probe.url(**unknown), headers=other_key)
@@ -172,6 +187,9 @@ def test_every_documented_status_is_produced_and_nothing_else(small_world: World
                              headers=w.api_key()).json()  # fmt: skip
     ids: dict[str, Any] = {"node_id": me.node_id, "me": me, "other": other,
                            "query_id": "qry_1", "id": ""}  # fmt: skip
+    w.services.queries = query_service_without_data(w.services.coordinator)
+    w.services.queries.ask("hi")  # stored, so GET /v1/query/{id} has one to return
+    ids["query_id"] = next(iter(w.repos._state.query_answers))
     per_op_id = {
         "getModelVersion": "owm-geo@owm-v1.0.0",
         "getModelVersionProof": "owm-geo@owm-v1.0.0",

@@ -157,10 +157,12 @@ class SubmitTaskResponse(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., replica_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SubmitProofRequest(_message.Message):
-    __slots__ = ("proof_envelope",)
+    __slots__ = ("proof_envelope", "output")
     PROOF_ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
     proof_envelope: bytes
-    def __init__(self, proof_envelope: _Optional[bytes] = ...) -> None: ...
+    output: bytes
+    def __init__(self, proof_envelope: _Optional[bytes] = ..., output: _Optional[bytes] = ...) -> None: ...
 
 class SubmitProofResponse(_message.Message):
     __slots__ = ("task_id", "state")
@@ -289,3 +291,47 @@ class StakeTermsResponse(_message.Message):
     required_sats: int
     min_confirmations: int
     def __init__(self, treasury_node_uri: _Optional[str] = ..., required_sats: _Optional[int] = ..., min_confirmations: _Optional[int] = ...) -> None: ...
+
+class PendingPayoutsRequest(_message.Message):
+    __slots__ = ("query_envelope",)
+    QUERY_ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    query_envelope: bytes
+    def __init__(self, query_envelope: _Optional[bytes] = ...) -> None: ...
+
+class PendingPayout(_message.Message):
+    __slots__ = ("payment_id", "amount_msat", "memo", "expiry_s", "requested_at", "payee_pubkey")
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MSAT_FIELD_NUMBER: _ClassVar[int]
+    MEMO_FIELD_NUMBER: _ClassVar[int]
+    EXPIRY_S_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_AT_FIELD_NUMBER: _ClassVar[int]
+    PAYEE_PUBKEY_FIELD_NUMBER: _ClassVar[int]
+    payment_id: str
+    amount_msat: int
+    memo: str
+    expiry_s: int
+    requested_at: int
+    payee_pubkey: str
+    def __init__(self, payment_id: _Optional[str] = ..., amount_msat: _Optional[int] = ..., memo: _Optional[str] = ..., expiry_s: _Optional[int] = ..., requested_at: _Optional[int] = ..., payee_pubkey: _Optional[str] = ...) -> None: ...
+
+class PendingPayoutsResponse(_message.Message):
+    __slots__ = ("payouts",)
+    PAYOUTS_FIELD_NUMBER: _ClassVar[int]
+    payouts: _containers.RepeatedCompositeFieldContainer[PendingPayout]
+    def __init__(self, payouts: _Optional[_Iterable[_Union[PendingPayout, _Mapping]]] = ...) -> None: ...
+
+class SubmitInvoiceRequest(_message.Message):
+    __slots__ = ("invoice_envelope",)
+    INVOICE_ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    invoice_envelope: bytes
+    def __init__(self, invoice_envelope: _Optional[bytes] = ...) -> None: ...
+
+class SubmitInvoiceResponse(_message.Message):
+    __slots__ = ("payment_id", "payment_hash", "amount_msat")
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_HASH_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MSAT_FIELD_NUMBER: _ClassVar[int]
+    payment_id: str
+    payment_hash: str
+    amount_msat: int
+    def __init__(self, payment_id: _Optional[str] = ..., payment_hash: _Optional[str] = ..., amount_msat: _Optional[int] = ...) -> None: ...

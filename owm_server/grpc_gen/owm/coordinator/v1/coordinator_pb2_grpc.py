@@ -94,6 +94,16 @@ class CoordinatorStub:
                 request_serializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.StakeTermsRequest.SerializeToString,
                 response_deserializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.StakeTermsResponse.FromString,
                 _registered_method=True)
+        self.PendingPayouts = channel.unary_unary(
+                '/owm.coordinator.v1.Coordinator/PendingPayouts',
+                request_serializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.PendingPayoutsRequest.SerializeToString,
+                response_deserializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.PendingPayoutsResponse.FromString,
+                _registered_method=True)
+        self.SubmitInvoice = channel.unary_unary(
+                '/owm.coordinator.v1.Coordinator/SubmitInvoice',
+                request_serializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.SubmitInvoiceRequest.SerializeToString,
+                response_deserializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.SubmitInvoiceResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -188,6 +198,21 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PendingPayouts(self, request, context):
+        """Payouts waiting for an invoice from the node's own Lightning node (LND/CLN; issue 6a).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitInvoice(self, request, context):
+        """The node hands in its BOLT11 invoice for one pending payout; checked (amount, payee,
+        expiry) before it enters the payment outbox. INVALID_ARGUMENT "…bolt11: …" says why not.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -250,6 +275,16 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.StakeTerms,
                     request_deserializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.StakeTermsRequest.FromString,
                     response_serializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.StakeTermsResponse.SerializeToString,
+            ),
+            'PendingPayouts': grpc.unary_unary_rpc_method_handler(
+                    servicer.PendingPayouts,
+                    request_deserializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.PendingPayoutsRequest.FromString,
+                    response_serializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.PendingPayoutsResponse.SerializeToString,
+            ),
+            'SubmitInvoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitInvoice,
+                    request_deserializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.SubmitInvoiceRequest.FromString,
+                    response_serializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.SubmitInvoiceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -576,6 +611,60 @@ class Coordinator:
             '/owm.coordinator.v1.Coordinator/StakeTerms',
             owm_dot_coordinator_dot_v1_dot_coordinator__pb2.StakeTermsRequest.SerializeToString,
             owm_dot_coordinator_dot_v1_dot_coordinator__pb2.StakeTermsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PendingPayouts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/owm.coordinator.v1.Coordinator/PendingPayouts',
+            owm_dot_coordinator_dot_v1_dot_coordinator__pb2.PendingPayoutsRequest.SerializeToString,
+            owm_dot_coordinator_dot_v1_dot_coordinator__pb2.PendingPayoutsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitInvoice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/owm.coordinator.v1.Coordinator/SubmitInvoice',
+            owm_dot_coordinator_dot_v1_dot_coordinator__pb2.SubmitInvoiceRequest.SerializeToString,
+            owm_dot_coordinator_dot_v1_dot_coordinator__pb2.SubmitInvoiceResponse.FromString,
             options,
             channel_credentials,
             insecure,

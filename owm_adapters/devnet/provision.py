@@ -1,0 +1,352 @@
+"""Provisioning a devnet: identities, configuration files, stake channels, an API key.
+
+The identities are made by the code paths of ``owm-coordinator init`` and ``owm-node init``
+(:func:`owm_adapters.keystore.create_identity`, the node's commented ``NODE_TEMPLATE``), so a
+devnet node is configured exactly like an operator's node, only with the devnet's values filled
+in. Every node gets a simulated Lightning node in the coordinator's embedded ledger and two
+channels with the treasury there:
+
+* the **stake channel**, funded by the node, of exactly the tier minimum the coordinator
+  requires (SRS-STAKE-01; the tier is this machine's, as every node runs here), which the
+  coordinator verifies at registration;
+* a **payout channel**, funded by the treasury with half that amount — below the minimum, so
+  it never counts as stake — over which rewards are paid (a node's own stake channel holds no
+  treasury balance to pay with, as on a real network).
+
+The coordinator's configuration turns on what issue 10 wants to see happen by itself: redundant
+task verification over up to three nodes, FL rounds of ``owm-base`` every 45 s anchored by the
+embedded OpenTimestamps calendar, and the knowledge base with the shipped demo datasets behind
+``POST /v1/query``. Each node is pointed at the coordinator's API for new model versions and at
+the embedded chain to verify their proofs before installing them (SRS-NODE-10).
+
+Ports are chosen free on 127.0.0.1 at every ``up`` (:func:`assign_ports`), so a stopped devnet
+starts again even when another program took one of its old ports.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import attrs
+
+from owm_adapters import keystore
+from owm_adapters.devnet.layout import (
+    CoordinatorEntry,
+    DevnetLayout,
+    DevnetState,
+    NodeEntry,
+    free_ports,
+)
+from owm_adapters.settings import (
+    NODE_TEMPLATE,
+    ConfigError,
+    CoordinatorSettings,
+    load_coordinator_settings,
+    load_node_settings,
+)
+from owm_core.tiers import StakeRequirements, Tier
+
+TREASURY_ALIAS = "treasury"
+LN_BASE_PORT = 9735
+"""The (simulated) Lightning port of the treasury; node K pretends to listen on 9735 + K."""
+HEARTBEAT_INTERVAL_S = 5
+"""Devnet nodes heartbeat every 5 s instead of 60 s, so the dashboard moves visibly."""
+ASSIGNMENT_TIMEOUT_S = 60
+WEIGHTS_POLL_S = 15
+"""Nodes look for new model versions every 15 s (300 s by default)."""
+MAX_REDUNDANCY = 3
+NODE_ASK_MSAT = 1_000
+
+
+def machine_tier(bandwidth_mbps: int = 100) -> Tier:
+    """The tier every devnet node registers with: this machine's (SRS-NODE-03)."""
+    from owm_adapters.node_daemon.assemble import detect_hardware
+
+    report = detect_hardware(bandwidth_mbps)
+    if report.tier is None:
+        raise ConfigError(f"this machine is below the smallest tier: {report.below_minimum}")
+    return report.tier
+
+
+def redundancy_for(nodes: int) -> int:
+    """Each task runs on up to three nodes and the majority's answer is paid (data flow 3)."""
+    return max(1, min(MAX_REDUNDANCY, nodes))
+
+
+def provision(
+    layout: DevnetLayout,
+    nodes: int,
+    *,
+    now: int,
+    traffic_interval_s: int,
+    query_interval_s: int,
+    fl_interval_s: int = 45,
+    tier: Tier | None = None,
+    requirements: StakeRequirements | None = None,
+) -> DevnetState:
+    """Create a new devnet in ``layout``: identities, channels, configs, API key, state file.
+
+    The directory must not hold a devnet already (``reset`` removes one).
+    """
+    from owm_adapters.sim_ln import SimLedger
+
+    if nodes < 1:
+        raise ConfigError(f"--nodes must be at least 1, got {nodes}")
+    if layout.state_file.exists():
+        raise ConfigError(f"{layout.root} already holds a devnet; use --reset to start afresh")
+    tier = tier if tier is not None else machine_tier()
+    stake_sat = (requirements or StakeRequirements()).for_tier(tier).min_sats
+    layout.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    layout.coordinator_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    coordinator_key = keystore.create_identity(layout.coordinator_dir / "coordinator.key")
+    ledger = SimLedger(layout.ledger_file)
+    treasury = ledger.add_node(TREASURY_ALIAS, address=f"127.0.0.1:{LN_BASE_PORT}")
+    entries = []
+    for number in range(1, nodes + 1):
+        name = f"node-{number}"
+        identity = keystore.create_identity(layout.node_dir(name) / "identity.key")
+        address = f"127.0.0.1:{LN_BASE_PORT + number}"
+        ln_pubkey = ledger.add_node(f"devnet-{name}", address=address)
+        ledger.open_channel(ln_pubkey, treasury, stake_sat)
+        payout_sat = stake_sat // 2
+        ledger.open_channel(treasury, ln_pubkey, payout_sat)
+        entries.append(
+            NodeEntry(
+                name=name,
+                node_id=identity.node_id,
+                public_key=identity.public_key_hex,
+                ln_pubkey=ln_pubkey,
+                ln_address=address,
+                tier=tier.value,
+                stake_sat=stake_sat,
+                payout_channel_sat=payout_sat,
+                health_port=0,
+            )
+        )
+    state = DevnetState(
+        created_at=now,
+        coordinator=CoordinatorEntry(
+            public_key=coordinator_key.public_key_hex,
+            treasury_pubkey=treasury,
+            grpc_port=0,
+            api_port=0,
+            metrics_port=0,
+        ),
+        nodes=tuple(entries),
+        api_key="",
+        traffic_interval_s=traffic_interval_s,
+        query_interval_s=query_interval_s,
+        fl_interval_s=fl_interval_s,
+    )
+    state = assign_ports(state)
+    write_configs(layout, state)
+    state = attrs.evolve(state, api_key=_issue_api_key(layout, now))
+    layout.save(state)
+    return state
+
+
+def reset(layout: DevnetLayout) -> None:
+    """Remove everything a devnet keeps in ``layout`` (never other files in the directory)."""
+    state = layout.state_file.exists()
+    for path in (
+        layout.coordinator_dir, layout.root / "nodes", layout.run_dir, layout.logs_dir,
+    ):
+        if path.is_dir():
+            shutil.rmtree(path)
+    for path in (layout.coordinator_config, layout.traffic_file):
+        path.unlink(missing_ok=True)
+    if state:
+        layout.state_file.unlink()
+
+
+def assign_ports(state: DevnetState) -> DevnetState:
+    """The same devnet on ports that are free now: gRPC, API, metrics and one health port a node."""
+    ports = free_ports(3 + len(state.nodes))
+    coordinator = attrs.evolve(
+        state.coordinator, grpc_port=ports[0], api_port=ports[1], metrics_port=ports[2]
+    )
+    nodes = tuple(
+        attrs.evolve(node, health_port=port)
+        for node, port in zip(state.nodes, ports[3:], strict=True)
+    )
+    return attrs.evolve(state, coordinator=coordinator, nodes=nodes)
+
+
+def write_configs(layout: DevnetLayout, state: DevnetState) -> None:
+    """(Re)write ``coordinator.toml`` and every node's ``owm.toml`` for ``state``'s ports.
+
+    Each file is read back with the settings loader, so a devnet never starts on a
+    configuration its own programs would refuse.
+    """
+    layout.coordinator_config.write_text(coordinator_toml(layout, state), encoding="utf-8")
+    load_coordinator_settings(layout.coordinator_config)
+    ensure_chain(layout)
+    for node in state.nodes:
+        path = layout.node_config(node.name)
+        path.write_text(node_toml(layout, state, node), encoding="utf-8")
+        settings = load_node_settings(path)
+        if settings.node.health_port != node.health_port:
+            raise ConfigError(f"{path}: node.health_port was not written")
+
+
+def coordinator_settings(layout: DevnetLayout) -> CoordinatorSettings:
+    """The devnet coordinator's settings, as its process reads them."""
+    return load_coordinator_settings(layout.coordinator_config)
+
+
+def coordinator_toml(layout: DevnetLayout, state: DevnetState) -> str:
+    """The devnet's ``coordinator.toml``: embedded defaults, devnet ports, redundant checks."""
+    c = state.coordinator
+    redundancy = redundancy_for(len(state.nodes))
+    min_participants = redundancy
+    return f"""\
+# coordinator.toml of an OWM devnet, written by `owm devnet up` at every start
+# (edit the generator, not this file: docs/devnet.md). Keys: owm_adapters/settings.py.
+
+[coordinator]
+# SQLite store, the embedded Lightning ledger and the signing key live here.
+data_dir = {_q(layout.coordinator_dir)}
+grpc_listen = "127.0.0.1:{c.grpc_port}"
+api_listen = "127.0.0.1:{c.api_port}"
+metrics_listen = "127.0.0.1:{c.metrics_port}"
+grace_period_s = 5
+# Signs the public slashing log (created like `owm-coordinator init` does).
+signing_key_path = {_q(layout.coordinator_dir / "coordinator.key")}
+
+[tasks]
+# Every task runs on {redundancy} node(s); the majority's answer is verified and paid.
+verification = "redundant"
+redundancy = {redundancy}
+assignment_timeout_s = {ASSIGNMENT_TIMEOUT_S}
+
+[lightning]
+# The simulated ledger in data_dir/lightning.sqlite3; the treasury is its node "treasury".
+backend = "embedded"
+treasury_alias = "{TREASURY_ALIAS}"
+
+[stake]
+# Stakes are re-checked every 10 minutes on a devnet (6 hours by default).
+reverify_period_s = 600
+grace_period_s = 3600
+
+[fl]
+# A federated round of owm-base every {state.fl_interval_s} s once {min_participants} node(s)
+# serve fl_training; updates are uploaded to this coordinator's API, aggregated robustly.
+enabled = true
+sub_model = "owm-base"
+interval_s = {state.fl_interval_s}
+min_participants = {min_participants}
+rule = "trimmed"
+
+[provenance]
+# Model versions are anchored by the embedded OpenTimestamps calendar in a local regtest
+# chain (data_dir/provenance/chain.sqlite3), which the nodes check proofs against.
+backend = "embedded"
+calendar_interval_s = 5
+
+[knowledge]
+# The conglomerate's knowledge base: MiniLM embeddings (shipped offline) in embedded Qdrant,
+# loaded with the shipped demo datasets, so that POST /v1/query answers real questions.
+enabled = true
+embedder = "minilm"
+demo_data = true
+"""
+
+
+def node_toml(layout: DevnetLayout, state: DevnetState, node: NodeEntry) -> str:
+    """A node's ``owm.toml``: ``owm-node init``'s commented template with the devnet's values."""
+    directory = layout.node_dir(node.name)
+    text = NODE_TEMPLATE.format(
+        data_dir=str(directory), identity_key=str(directory / "identity.key")
+    )
+    values = {
+        ("node", "health_port"): str(node.health_port),
+        ("node", "heartbeat_interval_s"): str(HEARTBEAT_INTERVAL_S),
+        ("coordinator", "url"): f'"{state.grpc_target}"',
+        ("lightning", "node_uri"): f'"{node.ln_pubkey}@{node.ln_address}"',
+        ("lightning", "treasury_uri"): (
+            f'"{state.coordinator.treasury_pubkey}@127.0.0.1:{LN_BASE_PORT}"'
+        ),
+        ("coordinator", "api_url"): f'"{state.api_url}"',
+        ("coordinator", "weights_poll_s"): str(WEIGHTS_POLL_S),
+        ("chain", "local_chain"): _q(chain_file(layout)),
+        ("tasks", "ask_msat"): str(NODE_ASK_MSAT),
+        ("tasks", "timeout_s"): "120",
+    }
+    for (section, key), value in values.items():
+        text = set_toml_value(text, section, key, value)
+    header = (
+        f"# {node.name} of the OWM devnet in {layout.root}, written by `owm devnet up`.\n"
+    )
+    return header + text
+
+
+def set_toml_value(text: str, section: str, key: str, value: str) -> str:
+    """Set ``key = value`` inside ``[section]`` of a commented TOML text, keeping its comments.
+
+    The key's existing line is replaced; a key that is absent is added at the section's end.
+    """
+    lines = text.splitlines(keepends=True)
+    start = next(
+        (i for i, line in enumerate(lines) if line.strip() == f"[{section}]"), None
+    )
+    if start is None:
+        raise ConfigError(f"the template has no [{section}] section")
+    end = next(
+        (i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")),
+        len(lines),
+    )
+    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    for i in range(start + 1, end):
+        if pattern.match(lines[i]):
+            lines[i] = f"{key} = {value}\n"
+            return "".join(lines)
+    insert_at = end
+    while insert_at > start + 1 and not lines[insert_at - 1].strip():
+        insert_at -= 1
+    lines.insert(insert_at, f"{key} = {value}\n")
+    return "".join(lines)
+
+
+def chain_file(layout: DevnetLayout) -> Path:
+    """The embedded chain the coordinator anchors model versions in; nodes verify against it."""
+    from owm_adapters.embedded_provenance import CHAIN_FILE
+
+    return layout.coordinator_dir / "provenance" / CHAIN_FILE
+
+
+def ensure_chain(layout: DevnetLayout) -> Path:
+    """Create the embedded chain (its genesis block) if it does not exist yet.
+
+    The coordinator would create it when it stamps its first model version; the nodes must be
+    able to open it from their first start, as their ``[chain] local_chain``.
+    """
+    from owm_adapters.local_chain import LocalChain
+
+    path = chain_file(layout)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        LocalChain(path)
+    return path
+
+
+def _q(path: Path) -> str:
+    """A TOML basic string holding ``path``."""
+    return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _issue_api_key(layout: DevnetLayout, now: int) -> str:
+    """A commercial API key for the devnet's traffic loop and status (what
+    ``owm-coordinator api-key create --plan commercial`` issues)."""
+    from owm_adapters.api_service import issue_api_key
+    from owm_adapters.bootstrap import repositories_from
+    from owm_core.apikeys import Plan
+
+    repositories = repositories_from(coordinator_settings(layout))
+    try:
+        _key, secret = issue_api_key(repositories, "owm-devnet", Plan.COMMERCIAL, now)
+    finally:
+        repositories.close()
+    return secret

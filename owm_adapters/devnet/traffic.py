@@ -1,0 +1,144 @@
+"""The devnet's traffic: sample work submitted through the coordinator's APIs, without input.
+
+Issue 10 wants a devnet that is alive on its own: every ``interval_s`` the loop submits a
+sample inference task (a text prompt, schema ``owm.inference.text`` v1) through the task
+submission API, so that nodes execute it, the coordinator verifies it and pays rewards over the
+embedded Lightning ledger; every ``query_interval_s`` it sends a sample query to
+``POST /v1/query``. What it did last is written to ``traffic.json`` in the data directory for
+``owm devnet status``.
+
+The loop only knows two callables — submit a task, ask a query — which the shell
+(:mod:`owm_cli.devnet`) wires to the gRPC control plane and the HTTP API; the tests wire fakes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+log = logging.getLogger(__name__)
+
+SAMPLE_PROMPTS = (
+    "What does a Lightning channel lock?",
+    "Summarise how federated learning keeps data on the nodes.",
+    "Why are model versions timestamped in Bitcoin?",
+    "Name three robust aggregation rules.",
+)
+SAMPLE_QUERIES = (
+    "What is the capital of Japan?",
+    "How fast does light travel?",
+    "When was Magna Carta agreed?",
+)
+"""Questions the shipped demo datasets (owm-geo, owm-science, owm-history) can answer."""
+INFERENCE_SCHEMA = ("owm.inference.text", 1)
+MAX_PRICE_MSAT = 10_000
+"""What a sample task pays at most (10 sat); devnet nodes ask 1 sat."""
+
+
+@attrs.frozen
+class SampleTask:
+    """One task the loop submits."""
+
+    task_id: str
+    task_type: str
+    schema_id: str
+    schema_version: int
+    payload: Mapping[str, Any]
+    max_price_msat: int
+
+
+@attrs.define
+class TrafficLoop:
+    """Submits sample tasks and queries on a timer (see the module docstring)."""
+
+    submit_task: Callable[[SampleTask], None]
+    ask: Callable[[str], tuple[int, Any]]
+    record: Callable[[dict[str, Any]], None]
+    interval_s: float = 15.0
+    query_interval_s: float = 60.0
+    clock: Callable[[], float] = time.time
+    report: dict[str, Any] = attrs.Factory(dict)
+    _sequence: int = 0
+
+    def run(self, stop: threading.Event) -> None:
+        """Until ``stop`` is set: a task every ``interval_s``, a query every ``query_interval_s``.
+
+        The first task and the first query go out at once; failures are recorded and retried
+        at the next turn (the coordinator may be restarting, the query path may not exist yet).
+        """
+        started = self.clock()
+        self.report = {
+            "started_at": int(started), "tasks_submitted": 0, "task_errors": 0,
+            "queries_asked": 0, "queries_answered": 0, "last_error": None,
+        }
+        next_task = next_query = started
+        while not stop.is_set():
+            now = self.clock()
+            if now >= next_task:
+                self.submit_sample_task(int(started))
+                next_task = now + self.interval_s
+            if self.query_interval_s > 0 and now >= next_query:
+                answered = self.ask_sample_query()
+                # Until a first answer arrives, try again soon (the query path may be warming up).
+                next_query = now + (self.query_interval_s if answered else
+                                    min(self.query_interval_s, max(self.interval_s, 5.0)))
+            self.record(dict(self.report))
+            stop.wait(max(0.0, min(next_task, next_query) - self.clock()))
+
+    def submit_sample_task(self, run_id: int) -> bool:
+        """Submit the next sample inference task; True when the coordinator took it."""
+        self._sequence += 1
+        prompt = SAMPLE_PROMPTS[(self._sequence - 1) % len(SAMPLE_PROMPTS)]
+        task = SampleTask(
+            task_id=f"devnet-{run_id}-{self._sequence}",
+            task_type="inference",
+            schema_id=INFERENCE_SCHEMA[0],
+            schema_version=INFERENCE_SCHEMA[1],
+            payload={"prompt": prompt},
+            max_price_msat=MAX_PRICE_MSAT,
+        )
+        try:
+            self.submit_task(task)
+        except Exception as exc:  # the coordinator may be restarting: try again next turn
+            self.report["task_errors"] += 1
+            self.report["last_error"] = f"task {task.task_id}: {exc}"
+            log.warning("could not submit %s: %s", task.task_id, exc)
+            return False
+        self.report["tasks_submitted"] += 1
+        self.report["last_task_id"] = task.task_id
+        self.report["last_task_at"] = int(self.clock())
+        log.info("submitted %s (%s)", task.task_id, prompt)
+        return True
+
+    def ask_sample_query(self) -> bool:
+        """Send the next sample query to the API; True when it was answered (HTTP 200)."""
+        question = SAMPLE_QUERIES[self.report["queries_asked"] % len(SAMPLE_QUERIES)]
+        self.report["queries_asked"] += 1
+        asked_at = self.clock()
+        try:
+            status, body = self.ask(question)
+        except Exception as exc:
+            status, body = 0, {"detail": str(exc)}
+        entry: dict[str, Any] = {
+            "query": question, "status": status, "at": int(asked_at),
+            "seconds": round(self.clock() - asked_at, 3),
+        }
+        if status == 200 and isinstance(body, dict):
+            self.report["queries_answered"] += 1
+            for key in ("query_id", "answer", "confidence", "sub_models_used", "model_version",
+                        "ots_verified", "latency_ms", "cost_sats"):
+                if key in body:
+                    entry[key] = body[key]
+            self.report["last_answer"] = entry
+            log.info("query answered: %r", str(body.get("answer", ""))[:120])
+        else:
+            detail = body.get("detail") if isinstance(body, dict) else None
+            entry["detail"] = detail
+            log.info("query not answered (HTTP %s): %s", status, detail)
+        self.report["last_query"] = entry
+        return status == 200

@@ -1,0 +1,49 @@
+"""Posting to a coordinator's public API from the command line (``owm data submit``,
+``owm slashing ack --api``): one place that builds ``/v1`` URLs and turns an RFC 7807 problem
+or an unreachable host into the one-line error every command prints."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import click
+
+
+def v1_url(api_url: str, path: str) -> str:
+    """``api_url`` (with or without ``/v1``, or the endpoint itself) completed to ``/v1<path>``."""
+    base = api_url.rstrip("/")
+    if base.endswith(path):
+        return base
+    if not base.endswith("/v1"):
+        base += "/v1"
+    return base + path
+
+
+def post_json(
+    url: str, raw: bytes, *, api_key: str | None = None, timeout_s: float = 30
+) -> dict[str, Any]:
+    """POST the JSON ``raw`` to ``url``; the decoded answer, or a one-line ClickException that
+    names the problem's ``detail`` and ``field``."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    request = urllib.request.Request(  # noqa: S310 (the user's own coordinator URL)
+        url, data=raw, method="POST", headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as reply:  # noqa: S310
+            answer: dict[str, Any] = json.loads(reply.read())
+            return answer
+    except urllib.error.HTTPError as failed:
+        try:
+            problem = json.loads(failed.read())
+            field = f" ({problem['field']})" if problem.get("field") else ""
+            detail = f"{problem.get('detail', failed.reason)}{field}"
+        except (ValueError, AttributeError):
+            detail = str(failed.reason)
+        raise click.ClickException(f"the coordinator refused it: {failed.code} {detail}") from None
+    except (urllib.error.URLError, OSError) as failed:
+        raise click.ClickException(f"cannot reach {url}: {failed}") from None

@@ -1,0 +1,78 @@
+"""``owm data``: contribute datasets to the conglomerate's sub-models (issue 9 item 2, SRS 2.2).
+
+``owm data validate FILE`` checks an ``owm-dataset/1`` file locally — size, UTF-8, schema,
+licences (docs/conglomerate.md) — and prints its dataset id, content digest and how many
+passages it makes; an invalid file is one ``error: <field>: <reason>`` line and exit code 2.
+``owm data submit FILE --api URL --api-key KEY`` validates the same way, then POSTs it to
+``/v1/data/datasets``; the API key's owner becomes the contributor credited whenever the data
+grounds an answer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from owm_cli.api_client import post_json, v1_url
+from owm_cli.errors import OwmGroup
+from owm_core.datasets import MAX_DATASET_BYTES, Dataset, chunk_text, parse_dataset
+
+
+def _read(path: Path) -> tuple[bytes, Dataset]:
+    size = path.stat().st_size
+    if size > MAX_DATASET_BYTES:
+        raise click.ClickException(
+            f"{path}: {size} bytes; a dataset is at most {MAX_DATASET_BYTES} bytes "
+            "(split it into several datasets)"
+        )
+    raw = path.read_bytes()
+    return raw, parse_dataset(raw)
+
+
+def _summary(dataset: Dataset) -> str:
+    passages = sum(len(chunk_text(d.text)) for d in dataset.documents)
+    return (
+        f"{dataset.dataset_id} {dataset.name}: {len(dataset.documents)} documents, "
+        f"{passages} passages for {', '.join(dataset.sub_models)}; "
+        f"licences {', '.join(dataset.licences)}; sha256 {dataset.digest}"
+    )
+
+
+@click.group("data", cls=OwmGroup)
+def data() -> None:
+    """Contribute datasets to the conglomerate's sub-models."""
+
+
+@data.command("validate")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def validate(path: Path) -> None:
+    """Check an owm-dataset/1 FILE locally (no network)."""
+    _, dataset = _read(path)
+    click.echo(f"valid: {_summary(dataset)}")
+
+
+@data.command("submit")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--api", "api_url", envvar="OWM_API", required=True,
+    help="The coordinator's API base URL, e.g. http://127.0.0.1:8000 (env OWM_API).",
+)
+@click.option(
+    "--api-key", envvar="OWM_API_KEY", required=True,
+    help="Your API key (env OWM_API_KEY); its owner is credited as the contributor.",
+)
+def submit(path: Path, api_url: str, api_key: str) -> None:
+    """Validate FILE, then contribute it through POST /v1/data/datasets."""
+    raw, dataset = _read(path)
+    answer = post_json(v1_url(api_url, "/data/datasets"), raw, api_key=api_key, timeout_s=120)
+    click.echo(
+        f"accepted: {answer.get('dataset_id')} {answer.get('name')} by "
+        f"{answer.get('contributor')}: {answer.get('documents')} documents, "
+        f"{answer.get('passages')} passages for {', '.join(answer.get('sub_models', []))}; "
+        f"sha256 {answer.get('digest')}; OTS {answer.get('ots_status')}"
+    )
+    if answer.get("digest") != dataset.digest:
+        raise click.ClickException(
+            f"the coordinator's digest {answer.get('digest')} differs from ours {dataset.digest}"
+        )

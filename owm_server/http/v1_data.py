@@ -1,0 +1,236 @@
+"""The data-contribution endpoints of the public API v1 (issue 9 items 1-2, SRS 2.2).
+
+``POST /v1/data/datasets`` takes one ``owm-dataset/1`` document (docs/conglomerate.md) from an
+authenticated caller, who becomes its contributor, and hands it to the
+:class:`~owm_adapters.knowledge_service.KnowledgeBase`: validated, content-hashed, indexed for
+its sub-models and OTS-stamped. ``GET /v1/data/datasets`` lists contributions;
+``GET /v1/submodels`` the conglomerate's sub-model registry. No rule lives here: parse, call
+the service, render. Invalid datasets are 422 problems naming the field
+(``documents[3].licence``); a dataset another contributor already gave is a 409.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import JSONResponse, Response
+
+from owm_adapters.knowledge_service import KnowledgeBase
+from owm_core.datasets import (
+    FORMAT,
+    MAX_DATASET_BYTES,
+    MAX_DOCUMENTS,
+    DatasetRecord,
+    dataset_from_object,
+)
+from owm_core.submodels import SubModel
+from owm_server.http.call import Call
+from owm_server.http.contract import Access, Operation, Param, Reply, Schema
+from owm_server.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, Problem
+
+_STR: Schema = {"type": "string"}
+_INT: Schema = {"type": "integer"}
+_SUB_MODEL: Schema = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}
+
+
+def _obj(properties: dict[str, Schema]) -> Schema:
+    return {"type": "object", "properties": properties, "required": list(properties)}
+
+
+def _array(items: Schema) -> Schema:
+    return {"type": "array", "items": items}
+
+
+def _problem(description: str) -> Reply:
+    return Reply(description, PROBLEM_SCHEMA, PROBLEM_MEDIA_TYPE)
+
+
+DATASET_BODY: Schema = {
+    "type": "object",
+    "description": (
+        f"An `{FORMAT}` dataset (docs/conglomerate.md), at most {MAX_DATASET_BYTES} bytes and "
+        f"{MAX_DOCUMENTS} documents. Every document needs a source and a licence, its own or "
+        "the dataset's. Field errors are 422 problems whose `field` is a path such as "
+        "`documents[3].licence`."
+    ),
+    "properties": {
+        "format": {"type": "string", "enum": [FORMAT]},
+        "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"},
+        "sub_models": {"type": "array", "items": _SUB_MODEL, "minItems": 1, "maxItems": 8},
+        "source": {"type": "string", "minLength": 1, "maxLength": 300},
+        "licence": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 200,
+            "description": "SPDX id (`CC0-1.0`, `CC-BY-4.0`) or a short licence text",
+        },
+        "description": {"type": "string", "maxLength": 2000},
+        "documents": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_DOCUMENTS,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "title": {"type": "string", "minLength": 1, "maxLength": 300},
+                    "text": {"type": "string", "minLength": 1, "maxLength": 50000},
+                    "source": {"type": "string", "minLength": 1, "maxLength": 300},
+                    "licence": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "url": {"type": "string", "minLength": 1, "maxLength": 2000},
+                },
+                "required": ["title", "text"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    "required": ["name", "sub_models", "documents"],
+    "additionalProperties": False,
+}
+
+DATASET: Schema = _obj(
+    {
+        "dataset_id": {**_STR, "description": "`ds-` + the first 24 hex digits of the digest"},
+        "digest": {**_STR, "description": "hex SHA-256 of the canonical JSON (OTS-stamped)"},
+        "name": _STR,
+        "sub_models": _array(_STR),
+        "contributor": _STR,
+        "submitted_at": _INT,
+        "documents": _INT,
+        "passages": _INT,
+        "size_bytes": _INT,
+        "licences": _array(_STR),
+        "sources": _array(_STR),
+        "description": _STR,
+        "ots_status": {"type": "string", "enum": ["none", "pending"]},
+    }
+)
+SUB_MODEL: Schema = _obj(
+    {
+        "name": _STR,
+        "description": _STR,
+        "kind": {"type": "string", "enum": ["retrieval-reader", "trained"]},
+        "version": _STR,
+        "version_id": {**_STR, "description": "`<name>@<version>` (GET /v1/model/versions/{id})"},
+        "version_digest": {"type": ["string", "null"]},
+        "datasets": _array(_STR),
+        "hosts": _array(_STR),
+        "created_at": _INT,
+    }
+)
+
+
+def dataset_json(r: DatasetRecord) -> dict[str, Any]:
+    """A contribution as the API publishes it."""
+    return {
+        "dataset_id": r.dataset_id,
+        "digest": r.digest,
+        "name": r.name,
+        "sub_models": list(r.sub_models),
+        "contributor": r.contributor,
+        "submitted_at": r.submitted_at,
+        "documents": r.n_documents,
+        "passages": r.n_passages,
+        "size_bytes": r.size_bytes,
+        "licences": list(r.licences),
+        "sources": list(r.sources),
+        "description": r.description,
+        "ots_status": "none" if r.proof is None else "pending",
+    }
+
+
+def sub_model_json(m: SubModel) -> dict[str, Any]:
+    """A registered sub-model as the API publishes it."""
+    return {
+        "name": m.name,
+        "description": m.description,
+        "kind": m.kind.value,
+        "version": m.version,
+        "version_id": f"{m.name}@{m.version}",
+        "version_digest": m.version_digest,
+        "datasets": list(m.dataset_ids),
+        "hosts": list(m.host_node_ids),
+        "created_at": m.created_at,
+    }
+
+
+def _knowledge(call: Call) -> KnowledgeBase:
+    knowledge = call.services.knowledge
+    if knowledge is None:
+        raise Problem(503, "knowledge-unavailable", "this coordinator runs no knowledge base")
+    return knowledge
+
+
+def submit_dataset(call: Call) -> Response:
+    knowledge = _knowledge(call)
+    dataset = dataset_from_object(call.body)
+    record = knowledge.submit_dataset(dataset, call.who().owner, call.services.clock.now())
+    return JSONResponse(dataset_json(record), status_code=201)
+
+
+def list_datasets(call: Call) -> Response:
+    records = _knowledge(call).datasets(
+        sub_model=call.query.get("sub_model"),
+        contributor=call.query.get("contributor"),
+        limit=call.query.get("limit", 100),
+    )
+    return JSONResponse({"datasets": [dataset_json(r) for r in records]})
+
+
+def list_sub_models(call: Call) -> Response:
+    return JSONResponse({"sub_models": [sub_model_json(m) for m in _knowledge(call).sub_models()]})
+
+
+def data_operations() -> list[Operation]:
+    """The data contributors' API and the sub-model registry (issue 9 items 1-2)."""
+    client = Access.CLIENT
+    unavailable = _problem("No knowledge base runs on this coordinator.")
+    return [
+        Operation(
+            "POST",
+            "/data/datasets",
+            "submitDataset",
+            "Contribute a dataset to the conglomerate's sub-models",
+            "data",
+            client,
+            submit_dataset,
+            {
+                201: Reply("Stored, indexed and stamped (or already yours: the same record).",
+                           DATASET),
+                409: _problem("Another contributor already gave this exact dataset."),
+                503: unavailable,
+            },
+            body=DATASET_BODY,
+            description="The caller (the API key's owner) is credited whenever passages of the "
+            "dataset ground an answer. The dataset's SHA-256 over its canonical JSON is "
+            "OpenTimestamps-stamped; each sub-model it feeds gets a new version.",
+        ),
+        Operation(
+            "GET",
+            "/data/datasets",
+            "listDatasets",
+            "List contributed datasets",
+            "data",
+            client,
+            list_datasets,
+            {200: Reply("Contributions, oldest first.", _obj({"datasets": _array(DATASET)})),
+             503: unavailable},
+            params=(
+                Param("sub_model", "query", _SUB_MODEL, "Only datasets of this sub-model."),
+                Param("contributor", "query", {"type": "string", "maxLength": 256},
+                      "Only datasets of this contributor."),
+                Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000},
+                      "At most this many (default 100)."),
+            ),
+        ),
+        Operation(
+            "GET",
+            "/submodels",
+            "listSubModels",
+            "List the conglomerate's sub-models",
+            "data",
+            client,
+            list_sub_models,
+            {200: Reply("Sub-models by name.", _obj({"sub_models": _array(SUB_MODEL)})),
+             503: unavailable},
+        ),
+    ]

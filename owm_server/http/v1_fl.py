@@ -1,0 +1,256 @@
+"""The federated-learning endpoints of the public API v1 (SRS-COORD-03, SRS-SEC-06, SRS-NODE-10).
+
+* ``POST /v1/fl/updates`` — a node uploads its signed update of a round (the body is
+  :mod:`owm_core.fl_updates`' wire format; the Ed25519 signature inside it is the credential,
+  so the operation is public). 202 with a receipt; the same upload again gets the same answer.
+* ``GET /v1/fl/rounds`` — rounds newest first: state, rule, participants, accepted, rejected,
+  flagged nodes, accuracy and the model version each produced.
+* ``GET /v1/model/versions/{id}/weights`` — the ``.npz`` of a version the FL rounds published,
+  which nodes install only after its OTS proof (``…/ots``) verifies.
+
+No rule lives here: parse, call :class:`~owm_adapters.fl_service.FlRoundService`, render.
+Errors are RFC 7807 problems: 422 naming the field, 404 for an unknown round or task, 409 when
+the round is not open, the task is not the uploader's or the node already sent another update.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import JSONResponse, Response
+
+from owm_adapters.fl_service import FlRoundService
+from owm_core.fl_rounds import FlRound
+from owm_core.fl_updates import MAX_PARAMETERS
+from owm_server.http.call import Call
+from owm_server.http.contract import Access, Operation, Param, Reply, Schema
+from owm_server.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, Problem
+
+_STR: Schema = {"type": "string"}
+_INT: Schema = {"type": "integer"}
+_NUM: Schema = {"type": "number"}
+_RELEASE_ID: Schema = {
+    "type": "string",
+    "pattern": r"^[a-z0-9][a-z0-9._-]{0,63}@owm-v[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$",
+    "maxLength": 130,
+}
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+def _array(items: Schema) -> Schema:
+    return {"type": "array", "items": items}
+
+
+def _problem(description: str) -> Reply:
+    return Reply(description, PROBLEM_SCHEMA, PROBLEM_MEDIA_TYPE)
+
+
+UPDATE_BODY: Schema = {
+    "type": "object",
+    "description": (
+        "A node's signed FL update (docs/fl-protocol.md, *Rounds on the coordinator*). "
+        "`signature` is Ed25519 by `public_key` over owm_core.rounds.update_statement(round, "
+        "node id of public_key, update_digest(weights as flat float32))."
+    ),
+    "properties": {
+        "round": {"type": "integer", "minimum": 0, "maximum": 1_000_000_000},
+        "sub_model": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"},
+        "task_id": {"type": "string", "minLength": 1, "maxLength": 128,
+                    "description": "the replica id of the fl_training assignment"},
+        "public_key": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "num_examples": {"type": "integer", "minimum": 1},
+        "loss": {"type": "number", "minimum": 0},
+        "weights": {
+            "type": "array",
+            "items": _NUM,
+            "minItems": 1,
+            "maxItems": MAX_PARAMETERS,
+            "description": "flat float32 values of the trained model (state_dict order)",
+        },
+        "signature": {"type": "string", "pattern": "^[0-9a-f]{128}$"},
+    },
+    "required": [
+        "round", "sub_model", "task_id", "public_key", "num_examples", "loss", "weights",
+        "signature",
+    ],
+    "additionalProperties": False,
+}
+
+RECEIPT: Schema = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["accepted", "duplicate"]},
+        "round": _INT,
+        "node_id": _STR,
+        "digest": {**_STR, "description": "hex of the tensor digest the signature covers"},
+    },
+    "required": ["status", "round", "node_id", "digest"],
+}
+
+ROUND: Schema = {
+    "type": "object",
+    "properties": {
+        "round": _INT,
+        "sub_model": _STR,
+        "state": {"type": "string", "enum": ["open", "closed", "failed"]},
+        "started_at": _INT,
+        "closed_at": _nullable(_INT),
+        "rule": _STR,
+        "f": {**_INT, "description": "Byzantine updates the rule was told to tolerate"},
+        "tasks": _array(_STR),
+        "base_version": {**_STR, "description": "release the round started from, or genesis"},
+        "participants": {**_INT, "description": "updates received"},
+        "accepted": _array(_STR),
+        "rejected": _array(_STR),
+        "flagged": {**_array(_STR), "description": "node ids whose update looked poisoned"},
+        "accuracy": _nullable(_NUM),
+        "accuracy_ppm": _nullable(_INT),
+        "loss": _nullable(_NUM),
+        "version": {**_nullable(_STR), "description": "the release the round produced"},
+        "failure": _STR,
+    },
+    "required": [
+        "round", "sub_model", "state", "started_at", "closed_at", "rule", "f", "tasks",
+        "base_version", "participants", "accepted", "rejected", "flagged", "accuracy",
+        "accuracy_ppm", "loss", "version", "failure",
+    ],
+}
+
+
+def round_json(r: FlRound) -> dict[str, Any]:
+    """A round as the API publishes it."""
+    return {
+        "round": r.number,
+        "sub_model": r.sub_model,
+        "state": r.state.value,
+        "started_at": r.started_at,
+        "closed_at": r.closed_at,
+        "rule": r.rule,
+        "f": r.f,
+        "tasks": list(r.task_ids),
+        "base_version": r.base_version,
+        "participants": r.participants,
+        "accepted": list(r.accepted),
+        "rejected": list(r.rejected),
+        "flagged": list(r.flagged),
+        "accuracy": None if r.accuracy_ppm is None else r.accuracy_ppm / 1_000_000,
+        "accuracy_ppm": r.accuracy_ppm,
+        "loss": r.loss,
+        "version": r.version_id,
+        "failure": r.failure,
+    }
+
+
+def _fl(call: Call) -> FlRoundService:
+    fl = call.services.fl
+    if fl is None:
+        raise Problem(503, "fl-unavailable", "this coordinator runs no FL rounds ([fl] enabled)")
+    return fl
+
+
+def upload_update(call: Call) -> Response:
+    receipt = _fl(call).accept_update(call.body)
+    return JSONResponse(
+        {
+            "status": "duplicate" if receipt.duplicate else "accepted",
+            "round": receipt.round,
+            "node_id": receipt.node_id,
+            "digest": receipt.digest,
+        },
+        status_code=202,
+    )
+
+
+def list_rounds(call: Call) -> Response:
+    rounds = _fl(call).rounds(limit=call.query.get("limit", 100))
+    return JSONResponse({"rounds": [round_json(r) for r in rounds]})
+
+
+def get_version_weights(call: Call) -> Response:
+    release_id = call.path["id"]
+    call.services.release(release_id)  # 404 for an unknown version
+    raw = _fl(call).weights_file(release_id)
+    filename = release_id.replace("@", "_") + ".npz"
+    return Response(
+        raw,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def fl_operations() -> list[Operation]:
+    """The FL upload, the round listing and weight downloads (issues 5, 6, 10)."""
+    unavailable = _problem("This coordinator runs no FL rounds (`fl-unavailable`).")
+    return [
+        Operation(
+            "POST",
+            "/fl/updates",
+            "uploadFlUpdate",
+            "Upload a node's signed FL update for an open round",
+            "fl",
+            Access.PUBLIC,
+            upload_update,
+            {
+                202: Reply("Accepted (or the same update again: `duplicate`).", RECEIPT),
+                404: _problem("No such round or task (`not-found`)."),
+                409: _problem(
+                    "The round is not open, the task is not assigned to this node, or the "
+                    "node already uploaded a different update for the round."
+                ),
+                503: unavailable,
+            },
+            body=UPDATE_BODY,
+            description=(
+                "The signature inside the body authenticates the upload; no other credential "
+                "is needed. Uploads travel over clearnet only (SRS-NET-04)."
+            ),
+        ),
+        Operation(
+            "GET",
+            "/fl/rounds",
+            "listFlRounds",
+            "List FL rounds with accuracy, participants and flagged nodes",
+            "fl",
+            Access.CLIENT,
+            list_rounds,
+            {
+                200: Reply(
+                    "Rounds, newest first.",
+                    {"type": "object", "properties": {"rounds": _array(ROUND)},
+                     "required": ["rounds"]},
+                ),
+                503: unavailable,
+            },
+            params=(
+                Param(
+                    "limit",
+                    "query",
+                    {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
+                    "At most this many rounds (1–500).",
+                ),
+            ),
+        ),
+        Operation(
+            "GET",
+            "/model/versions/{id}/weights",
+            "getModelVersionWeights",
+            "Download a model version's weights (.npz)",
+            "model",
+            Access.CLIENT,
+            get_version_weights,
+            {
+                200: Reply(
+                    "The `.npz` of the version's tensors (install only after its OTS proof "
+                    "verifies).",
+                    None,
+                    "application/octet-stream",
+                ),
+                404: _problem("No such version, or no weights are published for it."),
+                503: unavailable,
+            },
+            params=(Param("id", "path", _RELEASE_ID, "`<sub_model>@<version>`.", True),),
+        ),
+    ]

@@ -1,0 +1,261 @@
+"""The slashing endpoints of the public API v1: maintainer acknowledgements and pending cases.
+
+``POST /v1/slashing/acknowledgements`` takes the signed ``maintainer_ack`` envelope that
+``owm slashing ack`` writes (SRS-SEC-14) and hands it to the coordinator's
+:class:`~owm_adapters.slashing_service.SlashingService`; the envelope itself is the credential
+(its signer must be a configured maintainer key: else 403). ``GET /v1/slashing/pending`` lists
+the nodes with open evidence and no decision yet, with what each still waits for (SRS-STAKE-04).
+No rule lives here: parse, call the service, render.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import JSONResponse, Response
+
+from owm_adapters.slashing_service import AckReceipt, Backing, PendingCase, SlashingService
+from owm_core.envelopes import Envelope, EnvelopeKind, MaintainerAcknowledgement, open_body
+from owm_core.errors import InvalidValue, NotAMaintainer, NotFound, SignatureInvalid
+from owm_core.slashing import SlashingReason
+from owm_server.http.call import Call
+from owm_server.http.contract import Access, Operation, Param, Reply, Schema
+from owm_server.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, Problem
+
+_HEX32: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_NODE_ID: Schema = {"type": "string", "pattern": "^n[0-9a-f]{40}$", "description": "node id"}
+_INT: Schema = {"type": "integer"}
+_STR: Schema = {"type": "string"}
+_REASONS = [r.value for r in SlashingReason]
+
+
+def _obj(properties: dict[str, Schema], additional: bool = True) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties, "required": list(properties)}
+    if not additional:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _array(items: Schema) -> Schema:
+    return {"type": "array", "items": items}
+
+
+def _problem(description: str) -> Reply:
+    return Reply(description, PROBLEM_SCHEMA, PROBLEM_MEDIA_TYPE)
+
+
+ACK_ENVELOPE: Schema = _obj(
+    {
+        "kind": {"type": "string", "enum": [EnvelopeKind.MAINTAINER_ACK.value]},
+        "signer": {**_HEX32, "description": "the maintainer's Ed25519 public key"},
+        "nonce": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+        "issued_at": {"type": "integer", "minimum": 0, "maximum": 2**53},
+        "body": _obj(
+            {
+                "node_id": _NODE_ID,
+                "evidence_hash": _HEX32,
+                "reason": {"type": "string", "enum": _REASONS},
+                "verdict": {"type": "string", "enum": ["slash", "dismiss"]},
+            },
+            additional=False,
+        ),
+        "signature": {"type": "string", "pattern": "^[0-9a-f]{128}$"},
+    },
+    additional=False,
+)
+ACK_ENVELOPE["description"] = "The envelope `owm slashing ack` writes (canonical JSON)."
+
+BACKING: Schema = _obj(
+    {"evidence_hash": _STR, "reason": _STR, "maintainers": _array(_STR), "count": _INT}
+)
+LOG_ENTRY: Schema = {**_obj({}), "description": "the slashing-log entry, as published"}
+RECEIPT: Schema = _obj(
+    {
+        "node_id": _STR,
+        "evidence_hash": _STR,
+        "reason": _STR,
+        "verdict": _STR,
+        "signer": _STR,
+        "recorded": {"type": "boolean", "description": "false: this envelope was known already"},
+        "acknowledgements": {
+            "type": "integer",
+            "description": "distinct maintainers backing this evidence and reason with `slash`",
+        },
+        "quorum": _INT,
+        "slashed": {"type": "boolean"},
+        "log_entry": {**LOG_ENTRY, "type": ["object", "null"]},
+    }
+)
+CASE: Schema = _obj(
+    {
+        "node_id": _STR,
+        "tier": _STR,
+        "channel_id": _STR,
+        "waiting_for": {"type": "string", "enum": ["signals", "acknowledgements"]},
+        "needed": {
+            "type": "integer",
+            "description": "distinct reporters (tier 1) or maintainers (tier 2/3) needed",
+        },
+        "signals": _array(
+            _obj({"reporter": _STR, "reason": _STR, "evidence_hash": _STR, "at": _INT})
+        ),
+        "acknowledgements": _array(
+            _obj(
+                {
+                    "signer": _STR,
+                    "evidence_hash": _STR,
+                    "reason": _STR,
+                    "verdict": _STR,
+                    "issued_at": _INT,
+                }
+            )
+        ),
+        "backing": _array(BACKING),
+    }
+)
+
+
+def _service(call: Call) -> SlashingService:
+    slashing = call.services.slashing
+    if slashing is None:
+        raise Problem(503, "slashing-unavailable", "this coordinator runs no slashing service")
+    return slashing
+
+
+def _backing_json(b: Backing) -> dict[str, Any]:
+    return {
+        "evidence_hash": b.evidence_hash,
+        "reason": b.reason,
+        "maintainers": list(b.maintainers),
+        "count": len(b.maintainers),
+    }
+
+
+def receipt_json(r: AckReceipt) -> dict[str, Any]:
+    """The answer to one submitted acknowledgement."""
+    ack = r.acknowledgement
+    return {
+        "node_id": ack.node_id,
+        "evidence_hash": ack.evidence_hash,
+        "reason": ack.reason,
+        "verdict": ack.verdict.value,
+        "signer": r.signer,
+        "recorded": r.recorded,
+        "acknowledgements": len(r.backing.maintainers),
+        "quorum": r.quorum,
+        "slashed": r.slashed,
+        "log_entry": None if r.outcome is None else r.outcome.entry.to_dict(),
+    }
+
+
+def case_json(case: PendingCase) -> dict[str, Any]:
+    """One pending slashing case."""
+    acks = []
+    for envelope in case.acknowledgements:
+        body = open_body(envelope)
+        assert isinstance(body, MaintainerAcknowledgement)
+        acks.append(
+            {
+                "signer": envelope.signer,
+                "evidence_hash": body.evidence_hash,
+                "reason": body.reason,
+                "verdict": body.verdict.value,
+                "issued_at": envelope.issued_at,
+            }
+        )
+    return {
+        "node_id": case.node_id,
+        "tier": case.tier.value,
+        "channel_id": case.channel_id,
+        "waiting_for": case.waiting_for,
+        "needed": case.needed,
+        "signals": [
+            {
+                "reporter": s.reporter,
+                "reason": s.reason.value,
+                "evidence_hash": s.evidence_hash,
+                "at": s.at,
+            }
+            for s in case.signals
+        ],
+        "acknowledgements": acks,
+        "backing": [_backing_json(b) for b in case.backing],
+    }
+
+
+def submit_acknowledgement(call: Call) -> Response:
+    """Record a maintainer's signed acknowledgement; 201 when new, 200 when known already."""
+    slashing = _service(call)
+    try:
+        envelope = Envelope(**call.body)
+        receipt = slashing.submit_acknowledgement(envelope)
+    except NotAMaintainer as exc:
+        raise Problem(403, "forbidden", exc.message, field="body.signer") from None
+    except SignatureInvalid:
+        raise InvalidValue("body.signature", "does not verify against body.signer") from None
+    except InvalidValue as exc:  # fields of the envelope: prefix them with the request body
+        raise InvalidValue(f"body.{exc.field}", exc.reason) from None
+    except NotFound as exc:
+        raise Problem(404, "not-found", exc.message, field="body.body.node_id") from None
+    return JSONResponse(receipt_json(receipt), status_code=201 if receipt.recorded else 200)
+
+
+def pending_cases(call: Call) -> Response:
+    """The nodes with open evidence and no decision yet."""
+    cases = _service(call).pending(call.query.get("limit", 100))
+    return JSONResponse({"cases": [case_json(c) for c in cases]})
+
+
+def slashing_operations() -> list[Operation]:
+    """The slashing operations of v1 (``*slashing_operations()`` in ``v1.operations()``)."""
+    return [
+        Operation(
+            "POST",
+            "/slashing/acknowledgements",
+            "submitSlashingAcknowledgement",
+            "Submit a maintainer's signed slashing acknowledgement (SRS-SEC-14)",
+            "network",
+            Access.PUBLIC,
+            submit_acknowledgement,
+            {
+                200: Reply("Known already; nothing changed.", RECEIPT),
+                201: Reply(
+                    "Recorded; `slashed` tells whether it completed the quorum (then "
+                    "`log_entry` is the new slashing-log entry).",
+                    RECEIPT,
+                ),
+                403: _problem("The signer is not a configured maintainer key (`forbidden`)."),
+                404: _problem("No staked node with that id (`not-found`)."),
+                409: _problem("The node is tier 1: decided by signals (`policy-violation`)."),
+                503: _problem("No slashing service, or the Lightning node is unavailable."),
+            },
+            body=ACK_ENVELOPE,
+            description=(
+                "The body is the canonical-JSON `maintainer_ack` envelope that `owm slashing ack` "
+                "writes; its Ed25519 signature by a key in the coordinator's `[stake] "
+                "maintainer_keys` is the credential. A tier-2/3 node is slashed once 2 distinct "
+                "maintainers acknowledged `slash` for the same evidence hash and reason."
+            ),
+        ),
+        Operation(
+            "GET",
+            "/slashing/pending",
+            "pendingSlashingCases",
+            "Slashing cases waiting for signals or maintainer acknowledgements (SRS-STAKE-04)",
+            "network",
+            Access.CLIENT,
+            pending_cases,
+            {
+                200: Reply("Oldest evidence first.", _obj({"cases": _array(CASE)})),
+                503: _problem("This coordinator runs no slashing service."),
+            },
+            params=(
+                Param(
+                    "limit",
+                    "query",
+                    {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
+                    "At most this many cases (1–500).",
+                ),
+            ),
+        ),
+    ]

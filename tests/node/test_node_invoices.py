@@ -1,0 +1,273 @@
+"""Nodes on real Lightning networks get paid: the node's own LND issues the invoice, hands it
+to the coordinator over gRPC, the coordinator checks amount, payee and expiry and pays it
+(issue 6 part a; SRS-LN-04)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from owm_adapters.bootstrap import attach_node_invoices, build_coordinator
+from owm_adapters.coordinator_service import ServiceConfig
+from owm_adapters.lnd import LndLightning
+from owm_adapters.memory import memory_repositories
+from owm_adapters.node_daemon.control_plane import InProcessControlPlane
+from owm_adapters.node_daemon.daemon import DaemonSettings, NodeDaemon
+from owm_adapters.node_daemon.invoicing import PayoutInvoicer
+from owm_adapters.node_daemon.task_log import TaskLog
+from owm_adapters.node_daemon.task_runner import Limits, TaskRunner
+from owm_adapters.node_invoices import NodeInvoiceSource
+from owm_adapters.settings import (
+    ConfigError,
+    CoordinatorLightning,
+    CoordinatorSettings,
+    load_coordinator_settings,
+)
+from owm_adapters.sim_ln import SimLedger
+from owm_adapters.system_clock import SystemClock
+from owm_core import envelopes
+from owm_core.envelopes import EnvelopeKind, PayoutInvoice, PayoutQuery
+from owm_core.errors import InvalidValue, LightningUnavailable, NotFound
+from owm_core.identity import Identity
+from owm_core.market import TaskRequest, VerificationMode, VerificationPolicy
+from owm_core.payments import PaymentState
+from owm_core.ports.control_plane import ControlPlaneRefused
+from owm_core.ports.lightning import InvoiceState
+from owm_core.tiers import Tier
+from owm_server.grpc.server import CoordinatorServer
+from owm_server.node_link import GrpcControlPlane
+from tests.adapters.lightning_contract import FORCE_CLOSE_MACAROON, PAYMENT_MACAROON
+from tests.fakes.lnd_server import FakeLnd
+from tests.node.conftest import MANIFEST, T1_STAKE_SAT, Network
+from tests.node.test_daemon import wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+MONTH_S = 30 * 24 * 3600
+
+
+def sealed(identity: Identity, body: PayoutQuery | PayoutInvoice) -> bytes:
+    envelope = envelopes.seal(identity, body.KIND, body, os.urandom(16), int(time.time()))
+    return envelopes.to_bytes(envelope)
+
+
+def write_lnd_files(fake: FakeLnd, folder: Path, macaroon: bytes) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tls.cert").write_bytes(fake.cert_pem)
+    (folder / "admin.macaroon").write_bytes(macaroon)
+    return folder / "tls.cert", folder / "admin.macaroon"
+
+
+def test_a_node_on_lnd_is_paid_to_an_invoice_its_own_lnd_created(tmp_path: Path):
+    ledger = SimLedger(tmp_path / "lightning.sqlite3")
+    treasury_pubkey = ledger.add_node("treasury")
+    node_pubkey = ledger.add_node("node-lnd")
+    ledger.open_channel(treasury_pubkey, node_pubkey, T1_STAKE_SAT)
+    treasury_lnd = FakeLnd(ledger, "treasury", payment_macaroon=PAYMENT_MACAROON,
+                           force_close_macaroon=FORCE_CLOSE_MACAROON).start()
+    node_macaroon = bytes.fromhex("0201036c6e6402f801") + os.urandom(32)
+    node_lnd = FakeLnd(ledger, "node-lnd", payment_macaroon=node_macaroon,
+                       force_close_macaroon=os.urandom(40)).start()
+    cert, macaroon = write_lnd_files(treasury_lnd, tmp_path / "treasury", PAYMENT_MACAROON)
+    settings = CoordinatorSettings(lightning=CoordinatorLightning(
+        backend="lnd", lnd_host=treasury_lnd.target, lnd_tls_cert=str(cert),
+        lnd_macaroon=str(macaroon)))
+    service = build_coordinator(
+        settings, repositories=memory_repositories(),
+        config=ServiceConfig(tick_s=0.05, assignment_timeout_s=30, verification=VerificationPolicy(
+            mode=VerificationMode.SPOT_CHECK, spot_check_rate_ppm=0)),
+    )
+    assert isinstance(service.lightning, LndLightning)
+    assert isinstance(service.node_invoices, NodeInvoiceSource)
+    service.start()
+    server = CoordinatorServer(service, "127.0.0.1:0", max_workers=16)
+    server.start()
+    control = GrpcControlPlane(f"127.0.0.1:{server.port}")
+    identity = Identity.from_seed(os.urandom(32))
+    said: list[str] = []
+    node_ln = LndLightning(node_lnd.target, tls_cert_pem=node_lnd.cert_pem,
+                           payment_macaroon=node_macaroon, rpc_timeout_s=5)
+    invoicer = PayoutInvoicer(identity, control, node_ln, SystemClock(),
+                              registered_pubkey=node_pubkey, say=said.append)
+    data_dir = tmp_path / "node"
+    daemon = NodeDaemon(
+        identity, control, MANIFEST, TaskRunner(limits=Limits(timeout_s=60)),
+        TaskLog.in_dir(data_dir), SystemClock(),
+        DaemonSettings(ln_node_uri=f"{node_pubkey}@127.0.0.1:9735", heartbeat_interval_s=0.5,
+                       payment_check_interval_s=0.2, invoice_poll_s=0.2),
+        data_dir=data_dir, say=said.append, invoicer=invoicer,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=daemon.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: daemon.state == "serving")
+        service.submit_task(TaskRequest(
+            task_id="paid-1", task_type="inference", input_schema_id="owm.inference.text",
+            input_schema_version=1, min_tier=Tier.T1, min_vram_mb=0, min_ram_mb=0,
+            gpu_required=False, max_price_msat=10_000), b'{"prompt": "pay me on lnd"}')
+
+        def paid() -> bool:
+            payments = service.repositories.payments.for_task("paid-1:0")
+            return bool(payments) and payments[0].state is PaymentState.SUCCEEDED
+
+        wait_for(paid, 60)
+
+        [payment] = service.repositories.payments.for_task("paid-1:0")
+        invoice = node_ln.lookup_invoice(payment.payment_hash)  # created by the node's LND
+        assert invoice.state is InvoiceState.SETTLED
+        assert invoice.amount_paid_msat == payment.amount_msat
+        assert any("invoice for" in line and "handed in" in line for line in said)
+        assert service.node_invoices.pending() == []
+    finally:
+        stop.set()
+        thread.join(30)
+        control.close()
+        server.stop(1)
+        service.stop()
+        treasury_lnd.stop()
+        node_lnd.stop()
+
+
+@pytest.fixture
+def source(network: Network) -> Iterator[NodeInvoiceSource]:
+    invoices = NodeInvoiceSource(network.service.repositories, SystemClock())
+    attach_node_invoices(network.service, invoices)
+    yield invoices
+
+
+def registered(network: Network, alias: str):
+    node = network.node(alias)
+    plane = InProcessControlPlane(network.service)
+    manifest = envelopes.to_bytes(envelopes.seal(
+        node.identity, EnvelopeKind.CAPABILITY_MANIFEST, MANIFEST, os.urandom(16),
+        int(time.time())))
+    plane.register(node.identity, manifest, MANIFEST.digest(), node.ln_node_uri, None)
+    return node
+
+
+def pending_payout(source: NodeInvoiceSource, payee: str, amount_msat: int = 5_000) -> str:
+    with pytest.raises(LightningUnavailable, match="waiting for Lightning node"):
+        source.invoice_for(payee, amount_msat, "OWM reward job-9:0", MONTH_S)
+    [pending] = [p for p in source.pending() if p.payee_pubkey == payee]
+    return pending.payment_id
+
+
+def test_a_wrong_amount_or_wrong_payee_invoice_is_refused_with_a_clear_reason(
+    network: Network, source: NodeInvoiceSource
+):
+    node = registered(network, "ln-checked")
+    payment_id = pending_payout(source, node.ln_pubkey)
+    plane = GrpcControlPlane(network.url)
+    try:
+        [listed] = plane.pending_payouts(sealed(node.identity,
+                                                PayoutQuery(node_id=node.identity.node_id)))
+        assert (listed.payment_id, listed.amount_msat, listed.payee_pubkey) == (
+            payment_id, 5_000, node.ln_pubkey)
+
+        short = network.ledger.create_invoice(node.ln_pubkey, 4_000, "short", MONTH_S)
+        with pytest.raises(ControlPlaneRefused) as refused:
+            plane.submit_invoice(sealed(node.identity, PayoutInvoice(payment_id, short.bolt11)))
+        assert refused.value.status == "invalid-value"
+        assert "bolt11: is for 4000 msat; the payout is exactly 5000 msat" in refused.value.reason
+
+        other = network.ledger.add_node("someone-else")
+        diverted = network.ledger.create_invoice(other, 5_000, "diverted", MONTH_S)
+        with pytest.raises(ControlPlaneRefused) as refused:
+            plane.submit_invoice(sealed(node.identity, PayoutInvoice(payment_id, diverted.bolt11)))
+        assert f"is payable to Lightning node {other}, not to the node registered" \
+            in refused.value.reason
+
+        stale = network.ledger.create_invoice(node.ln_pubkey, 5_000, "stale", 60)
+        with pytest.raises(ControlPlaneRefused, match="expires too soon"):
+            plane.submit_invoice(sealed(node.identity, PayoutInvoice(payment_id, stale.bolt11)))
+
+        with pytest.raises(LightningUnavailable):  # nothing usable was handed in
+            source.invoice_for(node.ln_pubkey, 5_000, "OWM reward job-9:0", MONTH_S)
+
+        good = network.ledger.create_invoice(node.ln_pubkey, 5_000, "reward", MONTH_S)
+        assert plane.submit_invoice(sealed(node.identity, PayoutInvoice(payment_id, good.bolt11))
+                                    ) == good.payment_hash
+    finally:
+        plane.close()
+    got = source.invoice_for(node.ln_pubkey, 5_000, "OWM reward job-9:0", MONTH_S)
+    assert got.payment_hash == good.payment_hash and got.amount_msat == 5_000
+    assert source.pending() == []
+
+
+def test_a_node_cannot_see_or_answer_another_nodes_payouts(
+    network: Network, source: NodeInvoiceSource
+):
+    owner = registered(network, "ln-owner")
+    thief = registered(network, "ln-thief")
+    payment_id = pending_payout(source, owner.ln_pubkey)
+    assert source.pending_for(sealed(thief.identity,
+                                     PayoutQuery(node_id=thief.identity.node_id))) == []
+    bolt11 = network.ledger.create_invoice(thief.ln_pubkey, 5_000, "mine", MONTH_S).bolt11
+    with pytest.raises(NotFound, match="from this node"):
+        source.submit(sealed(thief.identity, PayoutInvoice(payment_id, bolt11)))
+    with pytest.raises(InvalidValue, match="node_id"):
+        source.pending_for(sealed(thief.identity, PayoutQuery(node_id=owner.identity.node_id)))
+
+
+def test_the_invoicer_reports_a_refusal_once_with_the_coordinators_reason(
+    network: Network, source: NodeInvoiceSource
+):
+    node = registered(network, "ln-misconfigured")
+    pending_payout(source, node.ln_pubkey)
+    wrong_node = network.ledger.lightning(network.ledger.add_node("not-registered"))
+    said: list[str] = []
+    invoicer = PayoutInvoicer(node.identity, InProcessControlPlane(network.service), wrong_node,
+                              SystemClock(), registered_pubkey=node.ln_pubkey, say=said.append)
+    assert invoicer.poll_once() == [] and invoicer.poll_once() == []
+    assert said[0].startswith("warning: your Lightning node is ")
+    refusals = [line for line in said if "invoice refused" in line]
+    assert len(refusals) == 1 and "not to the node registered" in refusals[0]
+    right = PayoutInvoicer(node.identity, InProcessControlPlane(network.service),
+                           network.ledger.lightning(node.ln_pubkey), SystemClock(), say=said.append)
+    assert len(right.poll_once()) == 1
+
+
+def test_the_coordinator_accepts_lnd_and_cln_backends_and_names_what_is_missing(tmp_path: Path):
+    config = tmp_path / "coordinator.toml"
+    config.write_text('[lightning]\nbackend = "lnd"\nlnd_macaroon = "/x/admin.macaroon"\n')
+    assert load_coordinator_settings(config).lightning.backend == "lnd"
+    config.write_text('[lightning]\nbackend = "cln"\n')
+    with pytest.raises(ConfigError, match="cln_socket"):
+        load_coordinator_settings(config)
+    config.write_text('[lightning]\nbackend = "lnd"\n')
+    with pytest.raises(ConfigError, match="lnd_macaroon"):
+        load_coordinator_settings(config)
+    config.write_text('[lightning]\nbackend = "eclair"\n')
+    with pytest.raises(ConfigError, match="'embedded', 'lnd' or 'cln'"):
+        load_coordinator_settings(config)
+
+
+def test_a_node_on_core_lightning_hands_in_invoices_from_its_rpc_socket(
+    network: Network, source: NodeInvoiceSource, tmp_path: Path
+):
+    from owm_adapters.cln import ClnLightning
+    from tests.fakes.cln_server import FakeCln
+
+    node = registered(network, "ln-cln")
+    payment_id = pending_payout(source, node.ln_pubkey, 7_000)
+    socket_path = str(tmp_path / "lightning-rpc")
+    cln = FakeCln(network.ledger, node.ln_pubkey, socket_path).start()
+    try:
+        invoicer = PayoutInvoicer(node.identity, GrpcControlPlane(network.url),
+                                  ClnLightning(socket_path), SystemClock(),
+                                  registered_pubkey=node.ln_pubkey, say=lambda _line: None)
+        [payment_hash] = invoicer.poll_once()
+        assert any(r.get("method") == "invoice" for r in cln.requests)
+    finally:
+        cln.stop()
+    invoice = source.invoice_for(node.ln_pubkey, 7_000, "OWM reward job-9:0", MONTH_S)
+    assert invoice.payment_hash == payment_hash and payment_id not in {
+        p.payment_id for p in source.pending()}
+    paid = network.ledger.lightning(network.treasury).pay(invoice.bolt11, 1_000, 10)
+    assert paid.status.value == "succeeded"

@@ -1,0 +1,68 @@
+"""The slashing operations' own statuses for ``test_documented_statuses`` (one scenario each)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+from owm_adapters.slashing_service import SlashingService
+from owm_core import envelopes
+from owm_core.envelopes import AckVerdict, EnvelopeKind, MaintainerAcknowledgement
+from owm_core.identity import Identity
+from owm_core.slashing import SlashingPolicy
+from owm_core.tiers import Tier
+from tests.server.harness import SimNode
+
+MAINTAINERS = [Identity.from_seed(bytes([0x30 + i]) * 32) for i in range(3)]
+T2_STAKE_SAT = 1_000_000
+
+
+def _ack(maintainer: Identity, node_id: str) -> Any:
+    body = MaintainerAcknowledgement(node_id, "ab" * 32, "fake_proof", AckVerdict.SLASH)
+    env = envelopes.seal(maintainer, EnvelopeKind.MAINTAINER_ACK, body, os.urandom(16), 1)
+    return json.loads(envelopes.to_bytes(env))
+
+
+def _with_slashing(probe: Any) -> SlashingService:
+    w = probe.world
+    return SlashingService(
+        w.repos,
+        w.ledger.lightning("treasury", force_close_allowed=True),
+        Identity.from_seed(b"\x3f" * 32),
+        w.clock,
+        SlashingPolicy(maintainer_keys=[m.public_key_hex for m in MAINTAINERS[:2]]),
+    )
+
+
+def acknowledge(probe: Any) -> None:
+    """201 new, 200 known, 403 not a maintainer, 404 unknown node, 409 tier 1, 503 no service."""
+    w = probe.world
+    t2 = SimNode.create(tier=Tier.T2)
+    w.ledger.open_channel(w.treasury, t2.ln_pubkey, T2_STAKE_SAT)
+    w.register(t2)
+    good = _ack(MAINTAINERS[0], t2.node_id)
+    probe.send(body=good)  # 503: this world's coordinator runs no slashing service
+    w.services.slashing = _with_slashing(probe)
+    probe.send(body=good)
+    probe.send(body=good)
+    probe.send(body=_ack(MAINTAINERS[2], t2.node_id))
+    probe.send(body=_ack(MAINTAINERS[0], "n" + "0" * 40))
+    probe.send(body=_ack(MAINTAINERS[0], probe.ids["me"].node_id))
+    w.services.slashing = None
+
+
+def pending(probe: Any) -> None:
+    """200 with a slashing service, 503 without one."""
+    w = probe.world
+    probe.send(headers=w.api_key())
+    w.services.slashing = _with_slashing(probe)
+    probe.send(headers=w.api_key())
+    w.services.slashing = None
+
+
+SLASHING_SCENARIOS: dict[str, Callable[[Any], None]] = {
+    "submitSlashingAcknowledgement": acknowledge,
+    "pendingSlashingCases": pending,
+}

@@ -1,0 +1,109 @@
+"""``POST /v1/query``, ``POST /v1/query/stream`` (SSE) and ``GET /v1/query/{query_id}`` over the
+in-process conglomerate (issue 9 items 4-5; SRS 4.8.3, SRS-API-04/05)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from owm_adapters.api_bootstrap import build_api_services
+from owm_adapters.api_service import ApiConfig
+from owm_adapters.query_service import QueryConfig
+from owm_core.apikeys import Plan
+from owm_server.http.app import create_app
+from tests.server.query_harness import conglomerate
+
+SRS_FIELDS = {"query_id", "answer", "sub_models_used", "data_sources", "confidence",
+              "model_version", "ots_verified", "latency_ms", "cost_sats"}
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    with conglomerate(tmp_path, ({}, {})) as world:
+        services = build_api_services(
+            world.coordinator, l402_secret=b"\x22" * 32, config=ApiConfig(cache_ttl_ms=0),
+            knowledge=world.knowledge, query_config=QueryConfig(threshold=0.0, timeout_s=5.0),
+        )
+        _key, secret = services.create_api_key("acme", Plan.COMMERCIAL)
+        with TestClient(create_app(services), raise_server_exceptions=False) as client:
+            yield client, {"Authorization": f"Bearer {secret}"}
+
+
+def events_of(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """Parse a text/event-stream body into (event, data) pairs."""
+    out = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        out.append((fields["event"], json.loads(fields["data"])))
+    return out
+
+
+def test_a_query_is_answered_with_the_srs_schema_and_can_be_read_back(api):
+    client, keys = api
+    reply = client.post("/v1/query", json={"query": "What is the capital of France?",
+                                           "context": {}, "max_tokens": 200}, headers=keys)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert set(body) >= SRS_FIELDS
+    assert body["query_id"].startswith("qry_") and body["answered"] is True
+    assert "Paris" in body["answer"] and isinstance(body["cost_sats"], int)
+    assert 0.0 <= body["confidence"] <= 1.0
+    assert reply.headers["x-owm-model-version"]  # SRS-API-01 on query answers too
+    stored = client.get(f"/v1/query/{body['query_id']}", headers=keys)
+    assert stored.status_code == 200 and stored.json() == body
+
+
+def test_the_stream_endpoint_sends_server_sent_events_ending_with_the_answer(api):
+    client, keys = api
+    with client.stream("POST", "/v1/query/stream", headers=keys,
+                       json={"query": "When did the Western Roman Empire fall?"}) as reply:
+        assert reply.status_code == 200
+        assert reply.headers["content-type"].startswith("text/event-stream")
+        text = "".join(reply.iter_text())
+    events = events_of(text)
+    kinds = [k for k, _ in events]
+    assert kinds[0] == "retrieval" and kinds[-1] == "answer"
+    assert kinds.count("partial") == len(events[0][1]["sub_models"])
+    answer = events[-1][1]
+    assert set(answer) >= SRS_FIELDS and answer["query_id"] == events[0][1]["query_id"]
+    assert client.get(f"/v1/query/{answer['query_id']}", headers=keys).json() == answer
+
+
+def test_stream_true_on_the_plain_endpoint_also_streams(api):
+    client, keys = api
+    reply = client.post("/v1/query", json={"query": "What is photosynthesis?", "stream": True},
+                        headers=keys)
+    assert reply.headers["content-type"].startswith("text/event-stream")
+    assert events_of(reply.text)[-1][0] == "answer"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({}, "body.query"), ({"query": ""}, "body.query"), ({"query": "x", "max_tokens": 0},
+                                                         "body.max_tokens"),
+     ({"query": "x", "temperature": 1}, "body.temperature"), ({"query": "x" * 2_001},
+                                                               "body.query")],
+)
+def test_bad_query_bodies_are_problem_documents_naming_the_field(api, body, field):
+    client, keys = api
+    for path in ("/v1/query", "/v1/query/stream"):
+        reply = client.post(path, json=body, headers=keys)
+        assert reply.status_code == 422
+        assert reply.headers["content-type"] == "application/problem+json"
+        assert reply.json()["field"] == field
+
+
+def test_an_unknown_query_id_is_a_404_problem(api):
+    client, keys = api
+    reply = client.get("/v1/query/qry_nope", headers=keys)
+    assert reply.status_code == 404 and reply.json()["code"] == "not-found"
+
+
+def test_a_query_needs_a_credential(api):
+    client, _keys = api
+    assert client.post("/v1/query", json={"query": "hi"}).status_code in {401, 402}

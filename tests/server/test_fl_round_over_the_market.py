@@ -1,0 +1,180 @@
+"""One FL round end to end in one process: the coordinator's gRPC control plane and HTTP API
+on free ports, three nodes that register, open task streams for ``fl_training``, run the
+node's own training code on their assignments, upload signed updates over HTTP and prove
+their tasks; the round closes, its version is stamped in the embedded calendar, confirmed
+in the local chain, and its weights download and verify."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from owm_adapters.bootstrap import build_coordinator
+from owm_adapters.coordinator_service import ServiceConfig
+from owm_adapters.fl_service import FlRoundService, evaluate, fl_service_of, flat_weights
+from owm_adapters.memory import memory_repositories
+from owm_adapters.node_daemon.task_exec import PARAM_SHAPES, execute, genesis_weights
+from owm_adapters.settings import (
+    CoordinatorSection,
+    CoordinatorSettings,
+    FlSection,
+    ProvenanceSection,
+)
+from owm_adapters.sim_ln import SimLedger
+from owm_core.api_access import signed_request_message
+from owm_core.fl_rounds import RoundState
+from owm_core.fl_updates import sign_update
+from owm_core.provenance import ProofStatus, verify_model_version
+from owm_core.task_types import canonical_output
+from owm_server.grpc.server import CoordinatorServer
+from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from owm_server.http.serve import ApiServer, api_server_for
+from tests.server.harness import T1_STAKE_SAT, SimNode, StepClock
+
+T0 = 1_800_000_000
+
+
+def wait_until(condition: Any, timeout_s: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+class Network:
+    def __init__(self, tmp: Path) -> None:
+        import grpc
+
+        self.clock = StepClock(T0)
+        self.ledger = SimLedger(tmp / "ln.sqlite3", clock=self.clock.now)
+        self.treasury = self.ledger.add_node("treasury")
+        settings = CoordinatorSettings(
+            coordinator=CoordinatorSection(data_dir=str(tmp / "coordinator"),
+                                           api_listen="127.0.0.1:0"),
+            fl=FlSection(interval_s=1, min_participants=3, upload_grace_s=1, epochs=2),
+            provenance=ProvenanceSection(calendar_interval_s=1),
+        )
+        self.service = build_coordinator(
+            settings, repositories=memory_repositories(),
+            lightning=self.ledger.lightning("treasury"), clock=self.clock,
+            config=ServiceConfig(tick_s=0.05),
+        )
+        fl = fl_service_of(self.service)
+        assert fl is not None and fl.upload_url == ""  # port 0: set once the API is up
+        self.fl: FlRoundService = fl
+        self.server = CoordinatorServer(self.service, "127.0.0.1:0", max_workers=16)
+        self.server.start()
+        self.api: ApiServer = api_server_for(self.service, "127.0.0.1:0",
+                                             data_dir=tmp / "coordinator")
+        self.api.start()
+        self.api_url = f"http://127.0.0.1:{self.api.port}"
+        self.fl.upload_url = f"{self.api_url}/v1/fl/updates"
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.server.port}")
+        self.stub = pb_grpc.CoordinatorStub(self.channel)  # type: ignore[no-untyped-call]
+
+    def close(self) -> None:
+        self.channel.close()
+        self.api.stop(1)
+        self.server.stop(2)
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> Iterator[Network]:
+    net = Network(tmp_path)
+    try:
+        yield net
+    finally:
+        net.close()
+
+
+def run_assignment(net: Network, node: SimNode, assignment: pb.TaskAssignment) -> None:
+    """What a node daemon does with an fl_training assignment (training code included)."""
+    data = json.loads(assignment.input)
+    trained = execute(assignment.task_type, data, None)
+    body = sign_update(
+        node.identity, round_number=data["round"], sub_model=data["sub_model"],
+        task_id=assignment.task_id, num_examples=trained["num_examples"], loss=trained["loss"],
+        weights=trained["weights"],
+    )
+    request = urllib.request.Request(
+        data["upload_url"], data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        assert reply.status == 202
+    summary = {"round": data["round"], "update_digest": hashlib.sha256(
+        json.dumps(body["weights"]).encode()).hexdigest()}
+    output = canonical_output(summary)
+    net.stub.SubmitProof(pb.SubmitProofRequest(
+        proof_envelope=node.proof(assignment.task_id, output, net.clock.now()), output=output,
+    ))
+
+
+def signed_get(net: Network, node: SimNode, path: str) -> bytes:
+    nonce = os.urandom(16).hex()
+    message = signed_request_message("GET", path, net.clock.now(), nonce, b"")
+    request = urllib.request.Request(net.api_url + path, headers={
+        "X-OWM-Node-Key": node.public_key, "X-OWM-Timestamp": str(net.clock.now()),
+        "X-OWM-Nonce": nonce, "X-OWM-Signature": node.identity.sign(message).hex(),
+    })
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            data: bytes = reply.read()
+    except urllib.error.HTTPError as exc:
+        raise AssertionError(f"GET {path}: {exc.code} {exc.read()!r}") from None
+    return data
+
+
+def test_a_round_trains_on_three_nodes_and_publishes_a_confirmed_version(
+    network: Network,
+) -> None:
+    net = network
+    nodes = [SimNode.create() for _ in range(3)]
+    feeds = []
+    for node in nodes:
+        net.ledger.open_channel(net.treasury, node.ln_pubkey, T1_STAKE_SAT)
+        node.register(net.stub, net.clock.now())
+        feeds.append(node.open_stream(net.stub, capabilities=("fl_training",)))
+    for node, feed in zip(nodes, feeds, strict=True):
+        (assignment, *_) = feed.wait_for(1, timeout_s=20)
+        assert assignment.task_type == "fl_training"
+        run_assignment(net, node, assignment)
+    fl_round = wait_until(lambda: (r := net.service.repositories.fl_rounds.get_round(1))
+                          and r.state is not RoundState.OPEN and r)
+    assert fl_round.state is RoundState.CLOSED, fl_round.failure
+    assert sorted(fl_round.accepted) == sorted(n.node_id for n in nodes)
+    assert fl_round.flagged == () and fl_round.participants == 3
+    genesis_accuracy, _ = evaluate(flat_weights(genesis_weights("owm-base")))
+    assert fl_round.accuracy_ppm is not None and fl_round.accuracy_ppm > genesis_accuracy
+    version_id = str(fl_round.version_id)
+
+    def confirmed() -> Any:
+        net.fl.upgrade_proofs()
+        release = net.service.repositories.releases.get(version_id)
+        return release if release and release.proof_status is ProofStatus.CONFIRMED else None
+
+    release = wait_until(confirmed)
+    raw = signed_get(net, nodes[0], f"/v1/model/versions/{version_id}/weights")
+    with np.load(io.BytesIO(raw)) as npz:
+        tensors = {name: npz[name] for name, _ in PARAM_SHAPES}
+    assert verify_model_version(release.version, release.ots_proof, net.fl.timestamping,
+                                tensors).ok
+    listing = json.loads(signed_get(net, nodes[0], "/v1/fl/rounds"))
+    assert any(r["round"] == 1 and r["version"] == version_id for r in listing["rounds"])
+    for feed in feeds:
+        feed.close()

@@ -1,0 +1,296 @@
+"""Slashing in a running coordinator: gRPC control plane, HTTP API, SQLite store, embedded ledger.
+
+Nodes talk to the coordinator over gRPC like node daemons do; the fake-proof detector, the
+slashing service, the public log, the acknowledgement endpoint and the CLI are the real ones
+(issue 6 part b).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import grpc
+import pytest
+from click.testing import CliRunner
+
+from owm_adapters.api_bootstrap import build_api_services
+from owm_adapters.api_service import ApiConfig, ApiServices
+from owm_adapters.bootstrap import attach_slashing, build_coordinator
+from owm_adapters.coordinator_service import CoordinatorService, ServiceConfig
+from owm_adapters.settings import CoordinatorSection, CoordinatorSettings, StakeSection
+from owm_adapters.sim_ln import SimLedger
+from owm_adapters.slashing_service import SlashingService
+from owm_adapters.sql import open_repositories
+from owm_cli.slashing import slashing, slashing_log
+from owm_core import envelopes
+from owm_core.envelopes import AckVerdict, EnvelopeKind, MaintainerAcknowledgement
+from owm_core.identity import Identity
+from owm_core.registry import NodeStatus
+from owm_core.slashing import SlashingReason
+from owm_core.tiers import Tier
+from owm_server.grpc.server import CoordinatorServer
+from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from owm_server.http.app import create_app
+from owm_server.http.serve import ApiServer
+from owm_server.metrics import stake_figures
+from tests.server.harness import T1_STAKE_SAT, SimNode, StepClock, TaskFeed, task_request
+
+pytestmark = pytest.mark.timeout(120)
+
+T2_STAKE_SAT = 1_000_000
+HONEST, FALSE = b'{"answer": 4}', b'{"answer": 5}'
+
+
+@attrs.define
+class Live:
+    tmp: Path
+    clock: StepClock
+    ledger: SimLedger
+    treasury: str
+    service: CoordinatorService
+    slashing: SlashingService
+    services: ApiServices
+    stub: pb_grpc.CoordinatorStub
+    api_base: str
+    maintainer_seeds: list[bytes]
+    feeds: dict[str, TaskFeed] = attrs.Factory(dict)
+
+    def join(self, tier: Tier = Tier.T1) -> SimNode:
+        node = SimNode.create(tier=tier)
+        stake = T1_STAKE_SAT if tier is Tier.T1 else T2_STAKE_SAT
+        self.ledger.open_channel(self.treasury, node.ln_pubkey, stake)
+        node.register(self.stub, self.clock.now())
+        self.feeds[node.node_id] = node.open_stream(self.stub)
+        return node
+
+    def run_task(self, task_id: str, outputs: list[tuple[SimNode, bytes]]) -> None:
+        """Submit one task; every node returns its output for its replica."""
+        self.stub.SubmitTask(task_request(task_id))
+        for node, output in outputs:
+            feed = self.feeds[node.node_id]
+            mine: list[str] = []
+            for _ in range(50):
+                received = feed.wait_for(len(feed.received) + 1, timeout_s=0.1)
+                mine = [a.task_id for a in received if a.task_id.startswith(f"{task_id}:")]
+                if mine:
+                    break
+            assert mine, f"{node.node_id} got no replica of {task_id}"
+            proof = node.proof(mine[0], output, self.clock.now())
+            self.stub.SubmitProof(pb.SubmitProofRequest(proof_envelope=proof, output=output))
+
+    @property
+    def maintainers(self) -> list[Identity]:
+        return [Identity.from_seed(seed) for seed in self.maintainer_seeds]
+
+    def api_key(self) -> str:
+        _key, secret = self.services.create_api_key("auditor")
+        return secret
+
+    def get(self, path: str) -> Any:
+        request = urllib.request.Request(
+            self.api_base + path, headers={"Authorization": f"Bearer {self.api_key()}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return json.loads(reply.read())
+
+    def post_ack(self, raw: bytes) -> tuple[int, Any]:
+        request = urllib.request.Request(
+            self.api_base + "/v1/slashing/acknowledgements", data=raw, method="POST",
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as refused:
+            return refused.code, json.loads(refused.read())
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Live]:
+    clock = StepClock()
+    ledger = SimLedger(tmp_path / "ln.sqlite3", clock=clock.now)
+    treasury = ledger.add_node("treasury")
+    seeds = [os.urandom(32) for _ in range(3)]
+    maintainers = [Identity.from_seed(seed) for seed in seeds]
+    settings = CoordinatorSettings(
+        coordinator=CoordinatorSection(
+            data_dir=str(tmp_path / "data"), signing_key_path=str(tmp_path / "coordinator.key")
+        ),
+        stake=StakeSection(maintainer_keys=tuple(m.public_key_hex for m in maintainers[:2])),
+    )
+    repositories = open_repositories(f"sqlite:///{tmp_path / 'coordinator.sqlite3'}")
+    service = build_coordinator(
+        settings, repositories=repositories, lightning=ledger.lightning("treasury"),
+        clock=clock, config=ServiceConfig(tick_s=0.05),
+    )  # fmt: skip
+    slashing_service = attach_slashing(
+        settings, service, force_closer=ledger.lightning("treasury", force_close_allowed=True)
+    )
+    server = CoordinatorServer(service, "127.0.0.1:0", max_workers=16)
+    server.start()
+    services = build_api_services(service, l402_secret=b"\x11" * 32,
+                                  config=ApiConfig(cache_ttl_ms=0))  # fmt: skip
+    api = ApiServer(create_app(services), "127.0.0.1:0")
+    api.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    world = Live(
+        tmp_path, clock, ledger, treasury, service, slashing_service, services,
+        pb_grpc.CoordinatorStub(channel),  # type: ignore[no-untyped-call]
+        f"http://127.0.0.1:{api.port}", seeds,
+    )  # fmt: skip
+    try:
+        yield world
+    finally:
+        for feed in world.feeds.values():
+            feed.close()
+        channel.close()
+        api.stop(1)
+        server.stop(1)
+        repositories.close()
+
+
+def ack_envelope(maintainer: Identity, node_id: str, evidence_hash: str) -> bytes:
+    body = MaintainerAcknowledgement(node_id, evidence_hash, "fake_proof", AckVerdict.SLASH)
+    env = envelopes.seal(maintainer, EnvelopeKind.MAINTAINER_ACK, body, os.urandom(16), 1)
+    return envelopes.to_bytes(env)
+
+
+def test_a_tier1_node_losing_three_redundant_verifications_is_slashed_and_published(
+    live: Live,
+) -> None:
+    honest = [live.join(), live.join()]
+    liar = live.join()
+    for i in (1, 2):
+        live.run_task(f"t{i}", [(honest[0], HONEST), (honest[1], HONEST), (liar, FALSE)])
+    [case] = live.get("/v1/slashing/pending")["cases"]
+    assert (case["node_id"], case["waiting_for"], case["needed"]) == (liar.node_id, "signals", 3)
+    assert sorted(s["reporter"] for s in case["signals"]) == ["verify:t1", "verify:t2"]
+    assert live.get("/v1/network/slashing-log")["entries"] == []
+
+    live.run_task("t3", [(honest[0], HONEST), (honest[1], HONEST), (liar, FALSE)])
+
+    [entry] = live.get("/v1/network/slashing-log")["entries"]
+    assert (entry["node_id"], entry["reason"]) == (liar.node_id, SlashingReason.FAKE_PROOF.value)
+    assert live.service.status_of(liar.node_id) is NodeStatus.SUSPENDED
+    assert all(live.service.status_of(n.node_id) is not NodeStatus.SUSPENDED for n in honest)
+    assert live.ledger.closed_channel(entry["channel_id"]) is not None  # force-closed
+    assert stake_figures(live.service)["slashing_events_7d"] == 1
+    assert live.get("/v1/slashing/pending")["cases"] == []
+
+    verified = CliRunner().invoke(slashing_log, [
+        "verify", "--url", live.api_base, "--api-key", live.api_key(),
+        "--coordinator-key", live.slashing.coordinator_public_key,
+    ])  # fmt: skip
+    assert verified.exit_code == 0, verified.output
+    assert verified.output.startswith("OK 1 entries")
+
+
+def test_a_tier2_node_waits_for_two_maintainer_acknowledgements_over_the_api(
+    live: Live,
+) -> None:
+    honest = [live.join(), live.join()]
+    liar = live.join(Tier.T2)
+    live.run_task("t1", [(honest[0], HONEST), (honest[1], HONEST), (liar, FALSE)])
+    [case] = live.get("/v1/slashing/pending")["cases"]
+    assert (case["waiting_for"], case["needed"], case["tier"]) == ("acknowledgements", 2, "t2")
+    evidence = case["signals"][0]["evidence_hash"]
+    key_files = [live.tmp / f"maintainer{i}.key" for i in range(3)]
+    for path, seed in zip(key_files, live.maintainer_seeds, strict=True):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(seed.hex() + "\n")
+
+    def cli_ack(i: int) -> Any:
+        return CliRunner().invoke(slashing, [
+            "ack", "--key", str(key_files[i]), "--node-id", liar.node_id,
+            "--evidence-hash", evidence, "--reason", "fake_proof", "--api", live.api_base,
+        ])  # fmt: skip
+
+    first = cli_ack(0)
+    assert first.exit_code == 0, first.output
+    assert "recorded: 1 of 2 maintainers" in first.output and "not slashed yet" in first.output
+    refused = cli_ack(2)  # a key that is not a configured maintainer
+    assert refused.exit_code != 0 and "403" in refused.output
+    assert live.get("/v1/network/slashing-log")["entries"] == []
+
+    second = cli_ack(1)
+    assert second.exit_code == 0, second.output
+    assert "slashed, log entry 0" in second.output
+    [entry] = live.get("/v1/network/slashing-log")["entries"]
+    assert (entry["node_id"], entry["evidence_hash"]) == (liar.node_id, evidence)
+    assert live.service.status_of(liar.node_id) is NodeStatus.SUSPENDED
+
+
+def test_the_acknowledgement_endpoint_answers_problems_that_name_the_field(live: Live) -> None:
+    node = live.join(Tier.T2)
+    evidence = "ab" * 32
+    good = ack_envelope(live.maintainers[0], node.node_id, evidence)
+
+    status, problem = live.post_ack(ack_envelope(live.maintainers[2], node.node_id, evidence))
+    assert (status, problem["code"], problem["field"]) == (403, "forbidden", "body.signer")
+
+    tampered = json.loads(good)
+    tampered["body"]["evidence_hash"] = "cd" * 32
+    status, problem = live.post_ack(json.dumps(tampered).encode())
+    assert (status, problem["field"]) == (422, "body.signature")
+
+    missing = json.loads(good)
+    del missing["nonce"]
+    status, problem = live.post_ack(json.dumps(missing).encode())
+    assert (status, problem["field"]) == (422, "body.nonce")
+
+    stranger = Identity.from_seed(os.urandom(32)).node_id
+    status, problem = live.post_ack(ack_envelope(live.maintainers[0], stranger, evidence))
+    assert (status, problem["field"]) == (404, "body.body.node_id")
+
+    status, receipt = live.post_ack(good)
+    assert (status, receipt["recorded"], receipt["acknowledgements"]) == (201, True, 1)
+    status, receipt = live.post_ack(good)
+    assert (status, receipt["recorded"], receipt["slashed"]) == (200, False, False)
+
+
+def test_a_missing_coordinator_key_is_created_for_a_fresh_network_only(tmp_path: Path) -> None:
+    from owm_adapters.bootstrap import coordinator_identity_from
+    from owm_adapters.memory import memory_repositories
+    from owm_adapters.settings import ConfigError
+    from tests.server.http.records import slashing_entry
+
+    settings = CoordinatorSettings(
+        coordinator=CoordinatorSection(signing_key_path=str(tmp_path / "k" / "coordinator.key"))
+    )
+    repositories = memory_repositories()
+    created, fresh = coordinator_identity_from(settings, repositories)
+    assert fresh and (tmp_path / "k" / "coordinator.key").stat().st_mode & 0o777 == 0o600
+    loaded, fresh = coordinator_identity_from(settings, repositories)
+    assert not fresh and loaded.public_key_hex == created.public_key_hex
+
+    repositories.slashing_log.append(slashing_entry(None, "n" + "1" * 40, 1_800_000_000))
+    with pytest.raises(ConfigError, match="not the key that signed"):
+        coordinator_identity_from(settings, repositories)  # records.py signs with another key
+    (tmp_path / "k" / "coordinator.key").unlink()
+    with pytest.raises(ConfigError, match="restore that key file"):
+        coordinator_identity_from(settings, repositories)
+
+
+def test_slashing_on_lnd_refuses_to_start_without_the_separate_force_close_credential(
+    tmp_path: Path,
+) -> None:
+    from owm_adapters.memory import memory_repositories
+    from owm_adapters.settings import ConfigError, CoordinatorLightning
+    from owm_adapters.slashing_service import slashing_service_from
+
+    settings = CoordinatorSettings(
+        coordinator=CoordinatorSection(data_dir=str(tmp_path)),
+        lightning=CoordinatorLightning(backend="lnd", lnd_macaroon=str(tmp_path / "m")),
+    )
+    with pytest.raises(ConfigError, match="lnd_force_close_macaroon"):
+        slashing_service_from(settings, memory_repositories(), StepClock(),
+                              coordinator=Identity.from_seed(b"\x01" * 32))  # fmt: skip
