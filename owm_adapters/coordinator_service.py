@@ -248,6 +248,7 @@ class CoordinatorService:
         self._ready_ms: dict[str, int] = {}
         self._settlement_listeners: list[Callable[[Settlement], None]] = []
         self._task_changed = threading.Condition()
+        self._task_changes = 0
         self._rejections: OrderedDict[str, list[Rejection]] = OrderedDict()
         self._hb_cond = threading.Condition()
         self._hb_write_lock = threading.Lock()
@@ -635,17 +636,22 @@ class CoordinatorService:
     def await_task(self, task_id: str, timeout_s: float) -> tuple[list[Task], str]:
         """:meth:`task`, once its outcome is no longer pending or after ``timeout_s`` seconds.
 
-        Woken by every proof, rejection and market tick, so a submitter (the query path)
-        learns of a verdict as soon as the coordinator reaches it.
+        Woken by every stored proof and every assignment timeout (and at least once a second),
+        so a submitter (the query path) learns of a verdict as soon as the coordinator reaches
+        it. The store is read outside the condition's lock: many waiters never queue behind
+        each other's reads, nor delay the proof that wakes them.
         """
         deadline = time.monotonic() + timeout_s
-        with self._task_changed:
-            while True:
-                replicas, outcome = self.task(task_id)
-                remaining = deadline - time.monotonic()
-                if outcome != "pending" or remaining <= 0:
-                    return replicas, outcome
-                self._task_changed.wait(min(remaining, 1.0))
+        while True:
+            with self._task_changed:
+                seen = self._task_changes
+            replicas, outcome = self.task(task_id)
+            remaining = deadline - time.monotonic()
+            if outcome != "pending" or remaining <= 0:
+                return replicas, outcome
+            with self._task_changed:
+                if self._task_changes == seen:  # nothing changed since the read: sleep
+                    self._task_changed.wait(min(remaining, 1.0))
 
     def task_output(self, task_id: str) -> bytes | None:
         """The verified output of a submitted task (canonical JSON bytes), or None while it is
@@ -654,6 +660,7 @@ class CoordinatorService:
 
     def _announce_task_change(self) -> None:
         with self._task_changed:
+            self._task_changes += 1
             self._task_changed.notify_all()
 
     def open_task_stream(
