@@ -80,16 +80,16 @@ def _raise_fd_limit() -> None:
 
 def _seed(repos: Any, services: Any, ledger: Any, treasury: str, now: int) -> None:
     """A small, realistic store: 50 nodes with stakes, releases, proposals, shares, payouts."""
-    from owm_core.contributions import open_bounty
-    from owm_core.governance import ProposalType, submit_proposal
-    from owm_core.identity import Identity
-    from owm_core.mining import AcceptedShare
-    from owm_core.pool import MiningPayout
-    from owm_core.provenance import ModelVersion, ProofStatus
-    from owm_core.registry import LnNodeUri, Node
-    from owm_core.releases import ModelRelease
-    from owm_core.slashing import SlashingDecision, SlashingReason, append_to_log
-    from owm_core.tiers import Tier
+    from owm_core.governance.contributions import open_bounty
+    from owm_core.governance.proposals import ProposalType, submit_proposal
+    from owm_core.identity.keys import Identity
+    from owm_core.nodes.registry import LnNodeUri, Node
+    from owm_core.nodes.tiers import Tier
+    from owm_core.pool.mining import AcceptedShare
+    from owm_core.pool.stats import MiningPayout
+    from owm_core.provenance.releases import ModelRelease
+    from owm_core.provenance.versions import ModelVersion, ProofStatus
+    from owm_core.stake.slashing import SlashingDecision, SlashingReason, append_to_log
 
     coordinator_key = Identity.from_seed(b"\x09" * 32)
     for i in range(50):
@@ -136,13 +136,13 @@ def serve_owm(port: int, workdir: str, key_file: str) -> None:
     _raise_fd_limit()
     import uvicorn
 
-    from owm_adapters.api_bootstrap import build_api_services
-    from owm_adapters.bootstrap import build_coordinator
-    from owm_adapters.settings import CoordinatorSettings
-    from owm_adapters.sim_ln import SimLedger
-    from owm_adapters.sql import open_repositories, sqlite_url
-    from owm_adapters.system_clock import SystemClock
-    from owm_core.apikeys import Plan
+    from owm_adapters.bootstrap.api import build_api_services
+    from owm_adapters.bootstrap.coordinator import build_coordinator
+    from owm_adapters.bootstrap.settings import CoordinatorSettings
+    from owm_adapters.clock import SystemClock
+    from owm_adapters.lightning.embedded import SimLedger
+    from owm_adapters.storage.sql import open_repositories, sqlite_url
+    from owm_core.access.api_keys import Plan
     from owm_server.http.app import create_app
     from owm_server.http.serve import api_config
 

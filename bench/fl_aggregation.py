@@ -3,7 +3,7 @@
     .venv/bin/python bench/fl_aggregation.py            # n = 50 and 100, d = 1M float32
     .venv/bin/python bench/fl_aggregation.py --quick    # n = 50 only, d = 1M
 
-Compares ``owm_core.aggregation`` with Flower's legacy ``flwr.server.strategy.aggregate``
+Compares ``owm_core.fl.aggregation`` with Flower's legacy ``flwr.server.strategy.aggregate``
 functions (``aggregate_krum``, ``aggregate_trimmed_avg``, ``aggregate_median``; they take lists
 of ``(ndarrays, num_examples)``) on the same stacked updates, checks that results agree, and
 measures the distance accuracy of the "nearby models" case (10 × 1M, shared base + noise 1e-3)
@@ -44,7 +44,7 @@ import torch
 from flwr.server.strategy.aggregate import aggregate_krum, aggregate_median, aggregate_trimmed_avg
 from flwr.serverapp.strategy.multikrum import compute_distances
 
-from owm_core import aggregation as agg
+from owm_core.fl import aggregation as agg
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 _libc = ctypes.CDLL("libc.so.6")

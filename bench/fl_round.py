@@ -16,8 +16,8 @@ import argparse
 import time
 
 from owm_adapters.flower.simulation import SimConfig, run_simulation
-from owm_core.aggregation import Rule
-from owm_core.attacks import Attack
+from owm_core.fl.aggregation import Rule
+from owm_core.fl.attacks import Attack
 
 
 def main() -> None:

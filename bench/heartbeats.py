@@ -10,7 +10,7 @@ What it does, in one run:
    measured before, between and after the ingestion runs, the median is reported (the
    machine may be shared, so one sample can be off).
 2. For SQLite (a WAL file in a temp dir) and PostgreSQL (a throw-away cluster started from the
-   installed binaries, like ``tests/adapters/conftest.py``): ``--nodes`` nodes are registered
+   installed binaries, like ``tests/conftest.py``): ``--nodes`` nodes are registered
    straight into the store, a coordinator is served on a free localhost port, and a **load
    generator in a separate process** sends ``--nodes × --per-node`` heartbeats, **signed before
    timing**, over ``--streams`` concurrent ``HeartbeatStream`` calls in batches of ``--batch``.
@@ -51,16 +51,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import grpc  # noqa: E402
-from nacl.signing import VerifyKey  # noqa: E402
+import grpc
+from nacl.signing import VerifyKey
 
-from owm_core import envelopes  # noqa: E402
-from owm_core.envelopes import CapabilityManifest, EnvelopeKind, Heartbeat  # noqa: E402
-from owm_core.identity import Identity  # noqa: E402
-from owm_core.registry import LnNodeUri, Node  # noqa: E402
-from owm_core.tiers import Tier  # noqa: E402
-from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb  # noqa: E402
-from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc  # noqa: E402
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from owm_core.identity import envelopes
+from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, Heartbeat
+from owm_core.identity.keys import Identity
+from owm_core.nodes.registry import LnNodeUri, Node
+from owm_core.nodes.tiers import Tier
 
 MANIFEST = CapabilityManifest(
     tier=Tier.T1, vram_mb=0, ram_mb=16_000, bandwidth_mbps=100, gpu_vendor="none", gpu_count=0
@@ -168,10 +168,10 @@ def ingest(
     args: argparse.Namespace,
 ) -> float:
     """Serve a coordinator over ``url`` and time the load generator's heartbeats; hb/min."""
-    from owm_adapters.bootstrap import build_coordinator
-    from owm_adapters.coordinator_service import ServiceConfig
-    from owm_adapters.settings import CoordinatorSettings
-    from owm_adapters.sql import open_repositories
+    from owm_adapters.bootstrap.coordinator import build_coordinator
+    from owm_adapters.bootstrap.settings import CoordinatorSettings
+    from owm_adapters.services.coordinator.service import ServiceConfig
+    from owm_adapters.storage.sql import open_repositories
     from owm_server.grpc.server import CoordinatorServer
 
     class NoLightning:
@@ -227,7 +227,7 @@ def ingest(
 @contextmanager
 def postgres_cluster() -> Iterator[str]:
     """A throw-away PostgreSQL cluster (installed binaries; as root via ``runuser postgres``)."""
-    from tests.adapters.conftest import _bindir, _free_port
+    from tests.conftest import _bindir, _free_port
 
     bindir = _bindir()
     if bindir is None:
@@ -264,10 +264,10 @@ def postgres_cluster() -> Iterator[str]:
 
 def dispatch_latency(tmp: Path, tasks: int) -> list[float]:
     """Milliseconds from SubmitTask to the assignment arriving on a node's stream."""
-    from owm_adapters.coordinator_service import ServiceConfig
-    from owm_adapters.sim_ln import SimLedger
-    from owm_adapters.sql import open_repositories
-    from owm_core.market import VerificationPolicy
+    from owm_adapters.lightning.embedded import SimLedger
+    from owm_adapters.services.coordinator.service import ServiceConfig
+    from owm_adapters.storage.sql import open_repositories
+    from owm_core.market.tasks import VerificationPolicy
     from tests.server.harness import SimNode, start_coordinator
 
     class Clock:

@@ -82,18 +82,18 @@ def serve_coordinator(workdir: str, info_file: str, spot_rate_ppm: int) -> None:
     """Coordinator + gRPC + API with the query path, in this (spawned) process."""
     import torch
 
-    from owm_adapters.api_bootstrap import build_api_services
-    from owm_adapters.bootstrap import build_coordinator
-    from owm_adapters.coordinator_service import ServiceConfig
-    from owm_adapters.knowledge_service import KnowledgeBase
-    from owm_adapters.minilm import MiniLmEmbedder
-    from owm_adapters.qdrant import QdrantVectorStore
-    from owm_adapters.settings import CoordinatorSettings
-    from owm_adapters.sim_ln import SimLedger
-    from owm_adapters.sql import open_repositories, sqlite_url
-    from owm_adapters.system_clock import SystemClock
-    from owm_core.apikeys import Plan
-    from owm_core.market import VerificationMode, VerificationPolicy
+    from owm_adapters.bootstrap.api import build_api_services
+    from owm_adapters.bootstrap.coordinator import build_coordinator
+    from owm_adapters.bootstrap.settings import CoordinatorSettings
+    from owm_adapters.clock import SystemClock
+    from owm_adapters.knowledge.minilm import MiniLmEmbedder
+    from owm_adapters.knowledge.qdrant import QdrantVectorStore
+    from owm_adapters.lightning.embedded import SimLedger
+    from owm_adapters.services.coordinator.service import ServiceConfig
+    from owm_adapters.services.knowledge import KnowledgeBase
+    from owm_adapters.storage.sql import open_repositories, sqlite_url
+    from owm_core.access.api_keys import Plan
+    from owm_core.market.tasks import VerificationMode, VerificationPolicy
     from owm_server.grpc.server import CoordinatorServer
     from owm_server.http.app import create_app
     from owm_server.http.serve import ApiServer
@@ -265,7 +265,7 @@ def main() -> int:
                         help="share of query tasks re-run on another node before they count")
     args = parser.parse_args()
 
-    from owm_adapters.sim_ln import SimLedger
+    from owm_adapters.lightning.embedded import SimLedger
 
     with tempfile.TemporaryDirectory(prefix="owm-bench-query-") as tmp_name:
         tmp = Path(tmp_name)

@@ -1,4 +1,4 @@
-"""Alembic environment of the coordinator's store (run by ``owm_adapters.sql.migrate``).
+"""Alembic environment of the coordinator's store (run by ``owm_adapters.storage.sql.migrate``).
 
 Uses the connection the caller put in ``config.attributes["connection"]`` (so SQLite gets the
 adapter's pragmas), or else builds one from ``sqlalchemy.url``. Offline (``--sql``) mode is
@@ -10,8 +10,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from owm_adapters.sql.engine import WRITE, create_store_engine
-from owm_adapters.sql.tables import metadata
+from owm_adapters.storage.sql.engine import WRITE, create_store_engine
+from owm_adapters.storage.sql.tables import metadata
 
 config = context.config
 target_metadata = metadata

@@ -1,6 +1,6 @@
 """``owm-coordinator api-key``: issue and revoke API keys of the public HTTP API (SRS-API-02).
 
-A thin shell over :func:`owm_adapters.api_service.issue_api_key` on the coordinator's own store
+A thin shell over :func:`owm_adapters.services.api.issue_api_key` on the coordinator's own store
 (the ``[coordinator]`` section of ``coordinator.toml``): the secret is printed once and only its
 SHA-256 is kept. Free keys get 100 requests a day; commercial keys are not limited (SRS-API-03).
 """
@@ -39,11 +39,11 @@ def api_key() -> None:
 @_CONFIG
 def create(owner: str, plan: str, config_path: Path | None) -> None:
     """Create a key and print its secret once (only its SHA-256 is stored)."""
-    from owm_adapters.api_service import issue_api_key
-    from owm_adapters.bootstrap import repositories_from
-    from owm_adapters.settings import load_coordinator_settings
-    from owm_adapters.system_clock import SystemClock
-    from owm_core.apikeys import Plan
+    from owm_adapters.bootstrap.coordinator import repositories_from
+    from owm_adapters.bootstrap.settings import load_coordinator_settings
+    from owm_adapters.clock import SystemClock
+    from owm_adapters.services.api import issue_api_key
+    from owm_core.access.api_keys import Plan
 
     repositories = repositories_from(load_coordinator_settings(config_path))
     try:
@@ -60,8 +60,8 @@ def create(owner: str, plan: str, config_path: Path | None) -> None:
 @_CONFIG
 def revoke(key_id: str, config_path: Path | None) -> None:
     """Revoke a key for good (running servers stop accepting it within seconds)."""
-    from owm_adapters.bootstrap import repositories_from
-    from owm_adapters.settings import load_coordinator_settings
+    from owm_adapters.bootstrap.coordinator import repositories_from
+    from owm_adapters.bootstrap.settings import load_coordinator_settings
     from owm_core.errors import NotFound
 
     repositories = repositories_from(load_coordinator_settings(config_path))

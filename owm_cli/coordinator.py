@@ -10,16 +10,16 @@ from typing import TYPE_CHECKING
 
 import click
 
-from owm_adapters import keystore
-from owm_adapters.settings import ConfigError
+from owm_adapters.bootstrap.settings import ConfigError
+from owm_adapters.storage import keystore
 from owm_cli.api_keys import api_key
 from owm_cli.errors import OwmGroup
-from owm_core.ratelimit import Transport
+from owm_core.access.ratelimit import Transport
 
 if TYPE_CHECKING:
-    from owm_adapters.coordinator_service import CoordinatorService
-    from owm_adapters.knowledge_service import KnowledgeBase
-    from owm_adapters.settings import CoordinatorSettings
+    from owm_adapters.bootstrap.settings import CoordinatorSettings
+    from owm_adapters.services.coordinator.service import CoordinatorService
+    from owm_adapters.services.knowledge import KnowledgeBase
     from owm_server.http.serve import ApiServer
 
 
@@ -67,12 +67,12 @@ def serve(config_path: Path | None) -> None:
     Shutdown is graceful: new requests are refused, task streams end, in-flight requests
     finish, pending heartbeats are written, then the process exits 0.
     """
-    from owm_adapters.bootstrap import (
+    from owm_adapters.bootstrap.coordinator import (
         attach_slashing,
         build_coordinator,
         coordinator_identity_from,
     )
-    from owm_adapters.settings import load_coordinator_settings
+    from owm_adapters.bootstrap.settings import load_coordinator_settings
     from owm_server.grpc.server import CoordinatorServer
     from owm_server.metrics import CoordinatorMetrics
 
@@ -132,8 +132,8 @@ def _knowledge_base(
 ) -> KnowledgeBase | None:
     """The conglomerate's knowledge base of ``[knowledge]`` (None when disabled); its datasets
     are stamped through the coordinator's provenance, as its model versions are."""
-    from owm_adapters.bootstrap import knowledge_base_from
-    from owm_adapters.fl_service import fl_service_of
+    from owm_adapters.bootstrap.coordinator import knowledge_base_from
+    from owm_adapters.services.fl_rounds import fl_service_of
 
     if not settings.knowledge.enabled:
         return None
@@ -153,7 +153,7 @@ def _start_api(
     knowledge: KnowledgeBase | None,
 ) -> ApiServer:
     """Serve the public HTTP API over the same coordinator (one store, one Lightning node)."""
-    from owm_adapters.bootstrap import data_dir_of
+    from owm_adapters.bootstrap.coordinator import data_dir_of
     from owm_server.http.serve import api_server_for
 
     section = settings.coordinator

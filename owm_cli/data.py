@@ -16,7 +16,7 @@ import click
 
 from owm_cli.api_client import post_json, v1_url
 from owm_cli.errors import OwmGroup
-from owm_core.datasets import MAX_DATASET_BYTES, Dataset, chunk_text, parse_dataset
+from owm_core.knowledge.datasets import MAX_DATASET_BYTES, Dataset, chunk_text, parse_dataset
 
 
 def _read(path: Path) -> tuple[bytes, Dataset]:

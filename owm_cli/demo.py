@@ -16,26 +16,22 @@ from pathlib import Path
 import click
 import torch
 
-from owm_adapters.calendar import Calendar
+from owm_adapters.chain.local_chain import LocalChain
 from owm_adapters.gpu import LinuxHostProbe, SystemGpuProbe
-from owm_adapters.local_chain import LocalChain
-from owm_adapters.ots import OpenTimestamps
-from owm_core import (
-    aggregation,
-    anomaly,
-    attacks,
-    envelopes,
-    mining,
-    provenance,
-    rewards,
-    rounds,
-    slashing,
-    stake,
-    tiers,
-)
+from owm_adapters.provenance.ots import OpenTimestamps
+from owm_adapters.provenance.ots_calendar import Calendar
 from owm_core.errors import DomainError
-from owm_core.identity import Identity
-from owm_core.registry import LnNodeUri
+from owm_core.fl import aggregation, anomaly, attacks
+from owm_core.fl import participants as rounds
+from owm_core.identity import envelopes
+from owm_core.identity.keys import Identity
+from owm_core.nodes import tiers
+from owm_core.nodes.registry import LnNodeUri
+from owm_core.payments import rewards
+from owm_core.pool import mining
+from owm_core.provenance import versions as provenance
+from owm_core.stake import channel as stake
+from owm_core.stake import slashing
 
 GENESIS_HEADER = bytes.fromhex(
     "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b2"

@@ -238,7 +238,7 @@ def attack(number: int, kind: str, data_dir: Path) -> None:
     Writes the node's `attack` file, which the node reads for every FL training task.
     """
     from owm_adapters.devnet import network
-    from owm_adapters.node_daemon.fl_upload import ATTACK_FILE, HONEST, POISON
+    from owm_adapters.node.fl_upload import ATTACK_FILE, HONEST, POISON
 
     layout = DevnetLayout.at(data_dir)
     state = network.require_state(layout)
@@ -270,12 +270,14 @@ def traffic(data_dir: Path) -> None:
 
     import grpc
 
+    from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+    from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import (
+        coordinator_pb2_grpc as pb_grpc,
+    )
     from owm_adapters.devnet import network
     from owm_adapters.devnet.layout import write_private
     from owm_adapters.devnet.processes import http_json
     from owm_adapters.devnet.traffic import SampleTask, TrafficLoop
-    from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
-    from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

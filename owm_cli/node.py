@@ -7,8 +7,13 @@ from typing import Any
 
 import click
 
-from owm_adapters import keystore
-from owm_adapters.settings import NODE_TEMPLATE, ConfigError, NodeSettings, load_node_settings
+from owm_adapters.bootstrap.settings import (
+    NODE_TEMPLATE,
+    ConfigError,
+    NodeSettings,
+    load_node_settings,
+)
+from owm_adapters.storage import keystore
 from owm_cli.errors import OwmGroup
 
 
@@ -113,9 +118,9 @@ def start(config_path: Path) -> None:
     import sys
     import threading
 
-    from owm_adapters.node_daemon.assemble import build_daemon, configure_logging, coordinator_url
-    from owm_adapters.node_daemon.health import HealthServer
-    from owm_server.node_link import GrpcControlPlane
+    from owm_adapters.bootstrap.node import build_daemon, configure_logging, coordinator_url
+    from owm_adapters.control_plane.grpc_client import GrpcControlPlane
+    from owm_adapters.node.health import HealthServer
 
     configure_logging()
     settings = load_node_settings(config_path)
@@ -153,7 +158,7 @@ def start(config_path: Path) -> None:
 @click.option("--limit", default=20, show_default=True, help="How many recent tasks to show.")
 def tasks(config_path: Path, limit: int) -> None:
     """The latest tasks from the local task log (SRS-NODE-06)."""
-    from owm_adapters.node_daemon.task_log import LOG_FILE, TaskLog
+    from owm_adapters.node.task_log import LOG_FILE, TaskLog
 
     settings = _settings(config_path)
     path = Path(settings.node.data_dir).expanduser() / LOG_FILE
@@ -179,7 +184,7 @@ def tasks(config_path: Path, limit: int) -> None:
 @_CONFIG_OPTION
 def earnings(config_path: Path) -> None:
     """What this node has earned, from the local task log (SRS-NODE-06)."""
-    from owm_adapters.node_daemon.task_log import LOG_FILE, TaskLog
+    from owm_adapters.node.task_log import LOG_FILE, TaskLog
 
     settings = _settings(config_path)
     path = Path(settings.node.data_dir).expanduser() / LOG_FILE
@@ -204,7 +209,7 @@ def earnings(config_path: Path) -> None:
 @_CONFIG_OPTION
 def hardware(config_path: Path) -> None:
     """The GPUs, memory and tier this machine would register with (SRS-NODE-03)."""
-    from owm_adapters.node_daemon.assemble import detect_hardware
+    from owm_adapters.bootstrap.node import detect_hardware
 
     settings = _settings(config_path)
     report = detect_hardware(settings.node.bandwidth_mbps)
@@ -243,16 +248,16 @@ def install_weights(
     import json
     import sys
 
-    from owm_adapters.node_daemon.assemble import data_dir
-    from owm_adapters.node_daemon.weights import (
+    from owm_adapters.bootstrap.node import data_dir
+    from owm_adapters.node.weights import (
         CachedModelRuntime,
         download,
         install_weights_file,
         model_cache_dir,
     )
-    from owm_adapters.ots import OpenTimestamps
+    from owm_adapters.provenance.ots import OpenTimestamps
     from owm_cli.ots import chain_for
-    from owm_core.provenance import ModelVersion
+    from owm_core.provenance.versions import ModelVersion
 
     settings = _settings(config_path)
     chain, net = chain_for(rpc_url, None, None, rpc_cookie, local_chain, network)
@@ -309,9 +314,9 @@ def verify_release(
     """
     import sys
 
-    from owm_adapters.node_daemon.assemble import data_dir
-    from owm_adapters.node_daemon.self_update import stage_update, verify_release_package
-    from owm_adapters.ots import OpenTimestamps
+    from owm_adapters.bootstrap.node import data_dir
+    from owm_adapters.node.self_update import stage_update, verify_release_package
+    from owm_adapters.provenance.ots import OpenTimestamps
     from owm_cli.ots import chain_for
 
     settings = _settings(config_path)

@@ -1,6 +1,7 @@
 """``owm ots``: verify, inspect, stamp and upgrade OpenTimestamps proofs from the command line.
 
-A thin shell over :mod:`owm_adapters.ots`: it reads files, picks the chain the headers come
+A thin shell over :mod:`owm_adapters.provenance.ots`: it reads files, picks the chain the headers
+come
 from (``--bitcoin-rpc URL`` for Bitcoin Core / Knots, or ``--local-chain PATH`` for a devnet's
 embedded chain) and prints the verdict. Exit codes of ``verify``: 0 confirmed, 3 not verified
 (the reason is printed), 4 pending only (try ``upgrade`` later); 1 and 2 as for every ``owm``
@@ -19,14 +20,14 @@ from typing import Any
 
 import click
 
-from owm_adapters.bitcoin_rpc import BitcoinRpc
-from owm_adapters.calendar import DEFAULT_URL, Calendar
-from owm_adapters.local_chain import LocalChain
-from owm_adapters.ots import OpenTimestamps, describe, digest_of
+from owm_adapters.chain.bitcoin_rpc import BitcoinRpc
+from owm_adapters.chain.local_chain import LocalChain
+from owm_adapters.provenance.ots import OpenTimestamps, describe, digest_of
+from owm_adapters.provenance.ots_calendar import DEFAULT_URL, Calendar
 from owm_cli.errors import OwmGroup
 from owm_core.errors import ChainUnavailable, ProofMalformed
 from owm_core.ports.chain import Chain
-from owm_core.provenance import FailureReason, Network, Verification
+from owm_core.provenance.versions import FailureReason, Network, Verification
 
 EXIT_NOT_VERIFIED = 3
 EXIT_PENDING = 4
@@ -49,7 +50,7 @@ def _chain_options(func: Any) -> Any:
                      help="bitcoind's .cookie file instead of user/password."),
         click.option("--local-chain", type=click.Path(exists=True, dir_okay=False,
                                                       path_type=Path),
-                     help="A devnet's embedded chain file (owm_adapters.local_chain)."),
+                     help="A devnet's embedded chain file (owm_adapters.chain.local_chain)."),
         click.option("--network", type=click.Choice(NETWORKS),
                      help="Proof-of-work rules to judge headers by [default: asked from the "
                           "node; regtest for --local-chain]."),

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import click
 
-from owm_adapters import keystore
+from owm_adapters.storage import keystore
 from owm_cli.errors import OwmGroup
 from owm_core.errors import InvalidValue
-from owm_core.release_packages import (
+from owm_core.provenance.packages import (
     ReleaseManifest,
     ReleaseSignature,
     sign_release,

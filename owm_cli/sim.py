@@ -15,8 +15,8 @@ import click
 
 from owm_adapters.flower.simulation import SimConfig, run_simulation
 from owm_cli.errors import OwmGroup
-from owm_core.aggregation import Rule
-from owm_core.attacks import Attack
+from owm_core.fl.aggregation import Rule
+from owm_core.fl.attacks import Attack
 
 _RULES = ["fedavg", "krum", "multikrum", "trimmed", "median", "bulyan"]
 _ATTACKS = [a.value for a in Attack] + ["none"]

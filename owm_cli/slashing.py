@@ -25,13 +25,19 @@ from typing import Any
 
 import click
 
-from owm_adapters import keystore
+from owm_adapters.storage import keystore
 from owm_cli.api_client import post_json, v1_url
-from owm_core.envelopes import AckVerdict, EnvelopeKind, MaintainerAcknowledgement, seal, to_bytes
 from owm_core.errors import DomainError
-from owm_core.identity import parse_public_key
+from owm_core.identity.envelopes import (
+    AckVerdict,
+    EnvelopeKind,
+    MaintainerAcknowledgement,
+    seal,
+    to_bytes,
+)
+from owm_core.identity.keys import parse_public_key
 from owm_core.ports.repositories import Repositories
-from owm_core.slashing import GENESIS_HASH, SlashingLogEntry, SlashingReason, verify_log
+from owm_core.stake.slashing import GENESIS_HASH, SlashingLogEntry, SlashingReason, verify_log
 
 EXIT_BAD_LOG = 3
 PAGE = 100
@@ -61,9 +67,9 @@ def _from_url(url: str, api_key: str | None = None) -> list[Any]:
 
 
 def _from_database(config: Path | None, database_url: str | None) -> tuple[list[Any], str | None]:
-    from owm_adapters.bootstrap import repositories_from
-    from owm_adapters.settings import load_coordinator_settings
-    from owm_adapters.sql import open_repositories
+    from owm_adapters.bootstrap.coordinator import repositories_from
+    from owm_adapters.bootstrap.settings import load_coordinator_settings
+    from owm_adapters.storage.sql import open_repositories
 
     key: str | None = None
     repositories: Repositories

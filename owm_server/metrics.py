@@ -18,8 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from owm_adapters.coordinator_service import CoordinatorService
-from owm_adapters.settings import ConfigError
+from owm_adapters.bootstrap.settings import ConfigError
+from owm_adapters.services.coordinator.service import CoordinatorService
 
 _Figures = TypeVar("_Figures")
 
@@ -54,7 +54,7 @@ SLASHING_WINDOW_S = 7 * 24 * 3600
 def stake_figures(service: CoordinatorService) -> dict[str, int]:
     """The stake manager's figures (SRS-STAKE-09): active channels, sats staked by live
     (active or degraded) stakes, slashing-log entries of the last 7 days, degraded nodes."""
-    from owm_core.stake import StakeStatus
+    from owm_core.stake.channel import StakeStatus
 
     repositories = service.repositories
     now = service.clock.now()
@@ -94,7 +94,7 @@ def _stake_families(figures: dict[str, int]) -> Iterator[GaugeMetricFamily]:
 
 
 def _payment_counts(service: CoordinatorService) -> dict[str, int]:
-    from owm_adapters.payouts import payment_counts
+    from owm_adapters.services.payouts import payment_counts
 
     return payment_counts(service.repositories.payments)
 

@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 import cattrs
 
-from owm_adapters.settings import ConfigError
+from owm_adapters.bootstrap.settings import ConfigError
 
 DEFAULT_DATA_DIR = "~/.owm/devnet"
 STATE_FILE = "devnet.json"
@@ -115,7 +115,7 @@ class DevnetLayout:
 
     @property
     def ledger_file(self) -> Path:
-        from owm_adapters.bootstrap import LIGHTNING_FILE
+        from owm_adapters.bootstrap.coordinator import LIGHTNING_FILE
 
         return self.coordinator_dir / LIGHTNING_FILE
 

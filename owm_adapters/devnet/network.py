@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from owm_adapters.bootstrap.settings import ConfigError
 from owm_adapters.devnet import processes, provision
 from owm_adapters.devnet.layout import DevnetLayout, DevnetState
 from owm_adapters.devnet.processes import (
@@ -25,7 +26,6 @@ from owm_adapters.devnet.processes import (
     http_json,
     wait_until,
 )
-from owm_adapters.settings import ConfigError
 
 COORDINATOR_READY_S = 90.0
 NODES_READY_S = 150.0

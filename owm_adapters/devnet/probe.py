@@ -105,7 +105,7 @@ def _node(
 
 def _task_log(layout: DevnetLayout, node: NodeEntry) -> dict[str, int]:
     """The node's own account of its work (what ``owm-node earnings`` prints)."""
-    from owm_adapters.node_daemon.task_log import LOG_FILE, TaskLog
+    from owm_adapters.node.task_log import LOG_FILE, TaskLog
 
     empty = {"credited_msat": 0, "credited_tasks": 0, "pending_tasks": 0}
     path = layout.node_dir(node.name) / LOG_FILE
@@ -132,7 +132,7 @@ def _received_sat(layout: DevnetLayout, state: DevnetState, node: NodeEntry) -> 
     The treasury funded that channel, so the node's side started at 0: all of it came in as
     reward payments (the stake channel holds no treasury balance to pay with).
     """
-    from owm_adapters.sim_ln import SimLedger
+    from owm_adapters.lightning.embedded import SimLedger
 
     if not layout.ledger_file.exists():
         return None

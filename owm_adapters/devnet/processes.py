@@ -26,8 +26,8 @@ from typing import Any
 
 import attrs
 
+from owm_adapters.bootstrap.settings import ConfigError
 from owm_adapters.devnet.layout import DevnetLayout, DevnetState
-from owm_adapters.settings import ConfigError
 
 COORDINATOR = "coordinator"
 TRAFFIC = "traffic"

@@ -1,7 +1,8 @@
 """Provisioning a devnet: identities, configuration files, stake channels, an API key.
 
 The identities are made by the code paths of ``owm-coordinator init`` and ``owm-node init``
-(:func:`owm_adapters.keystore.create_identity`, the node's commented ``NODE_TEMPLATE``), so a
+(:func:`owm_adapters.storage.keystore.create_identity`, the node's commented ``NODE_TEMPLATE``), so
+a
 devnet node is configured exactly like an operator's node, only with the devnet's values filled
 in. Every node gets a simulated Lightning node in the coordinator's embedded ledger and two
 channels with the treasury there:
@@ -31,7 +32,13 @@ from pathlib import Path
 
 import attrs
 
-from owm_adapters import keystore
+from owm_adapters.bootstrap.settings import (
+    NODE_TEMPLATE,
+    ConfigError,
+    CoordinatorSettings,
+    load_coordinator_settings,
+    load_node_settings,
+)
 from owm_adapters.devnet.layout import (
     CoordinatorEntry,
     DevnetLayout,
@@ -39,14 +46,8 @@ from owm_adapters.devnet.layout import (
     NodeEntry,
     free_ports,
 )
-from owm_adapters.settings import (
-    NODE_TEMPLATE,
-    ConfigError,
-    CoordinatorSettings,
-    load_coordinator_settings,
-    load_node_settings,
-)
-from owm_core.tiers import StakeRequirements, Tier
+from owm_adapters.storage import keystore
+from owm_core.nodes.tiers import StakeRequirements, Tier
 
 TREASURY_ALIAS = "treasury"
 LN_BASE_PORT = 9735
@@ -62,7 +63,7 @@ NODE_ASK_MSAT = 1_000
 
 def machine_tier(bandwidth_mbps: int = 100) -> Tier:
     """The tier every devnet node registers with: this machine's (SRS-NODE-03)."""
-    from owm_adapters.node_daemon.assemble import detect_hardware
+    from owm_adapters.bootstrap.node import detect_hardware
 
     report = detect_hardware(bandwidth_mbps)
     if report.tier is None:
@@ -90,7 +91,7 @@ def provision(
 
     The directory must not hold a devnet already (``reset`` removes one).
     """
-    from owm_adapters.sim_ln import SimLedger
+    from owm_adapters.lightning.embedded import SimLedger
 
     if nodes < 1:
         raise ConfigError(f"--nodes must be at least 1, got {nodes}")
@@ -203,7 +204,7 @@ def coordinator_toml(layout: DevnetLayout, state: DevnetState) -> str:
     min_participants = redundancy
     return f"""\
 # coordinator.toml of an OWM devnet, written by `owm devnet up` at every start
-# (edit the generator, not this file: docs/devnet.md). Keys: owm_adapters/settings.py.
+# (edit the generator, not this file: docs/devnet.md). Keys: owm_adapters/bootstrap/settings.py.
 
 [coordinator]
 # SQLite store, the embedded Lightning ledger and the signing key live here.
@@ -312,7 +313,7 @@ def set_toml_value(text: str, section: str, key: str, value: str) -> str:
 
 def chain_file(layout: DevnetLayout) -> Path:
     """The embedded chain the coordinator anchors model versions in; nodes verify against it."""
-    from owm_adapters.embedded_provenance import CHAIN_FILE
+    from owm_adapters.provenance.embedded import CHAIN_FILE
 
     return layout.coordinator_dir / "provenance" / CHAIN_FILE
 
@@ -323,7 +324,7 @@ def ensure_chain(layout: DevnetLayout) -> Path:
     The coordinator would create it when it stamps its first model version; the nodes must be
     able to open it from their first start, as their ``[chain] local_chain``.
     """
-    from owm_adapters.local_chain import LocalChain
+    from owm_adapters.chain.local_chain import LocalChain
 
     path = chain_file(layout)
     if not path.exists():
@@ -340,9 +341,9 @@ def _q(path: Path) -> str:
 def _issue_api_key(layout: DevnetLayout, now: int) -> str:
     """A commercial API key for the devnet's traffic loop and status (what
     ``owm-coordinator api-key create --plan commercial`` issues)."""
-    from owm_adapters.api_service import issue_api_key
-    from owm_adapters.bootstrap import repositories_from
-    from owm_core.apikeys import Plan
+    from owm_adapters.bootstrap.coordinator import repositories_from
+    from owm_adapters.services.api import issue_api_key
+    from owm_core.access.api_keys import Plan
 
     repositories = repositories_from(coordinator_settings(layout))
     try:

@@ -24,7 +24,7 @@ from flwr.clientapp import ClientApp
 from owm_adapters.flower.data import BlobSpec, partition
 from owm_adapters.flower.model import TinyNet, evaluate, load_record, to_record, train_local
 from owm_adapters.flower.signing import sign_reply
-from owm_core.identity import Identity
+from owm_core.identity.keys import Identity
 
 ARRAYS_KEY = "arrays"
 SIM_IDENTITY_DOMAIN = b"owm/sim-identity/v1\x00"

@@ -2,7 +2,7 @@
 
 Owns the model (:class:`TinyNet`, a two-layer MLP), local training and evaluation, and the
 conversion between Flower's ``ArrayRecord``, a model's ``state_dict`` and the flat float32
-vector ``owm_core.aggregation`` works on (arrays concatenated in the record's key order).
+vector ``owm_core.fl.aggregation`` works on (arrays concatenated in the record's key order).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from owm_adapters.flower.clientapp import spec_from
 from owm_adapters.flower.data import holdout
 from owm_adapters.flower.model import evaluate, initial_model, load_record, to_record
 from owm_adapters.flower.strategy import OwmStrategy
-from owm_core.aggregation import Rule
+from owm_core.fl.aggregation import Rule
 
 log = logging.getLogger(__name__)
 

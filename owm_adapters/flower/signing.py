@@ -3,7 +3,7 @@
 A train reply carries, besides its ArrayRecord and MetricRecord, a ConfigRecord under
 :data:`SIGNATURE_RECORD` with ``node-id`` (OWM node id), ``public-key`` (64 hex) and
 ``signature`` (64 raw bytes): the client's Ed25519 signature over
-:func:`owm_core.rounds.update_statement` of the round number, its node id and the digest of
+:func:`owm_core.fl.participants.update_statement` of the round number, its node id and the digest of
 its flat float32 update (:func:`owm_adapters.flower.model.flatten`). The server rejects a reply
 whose node id does not belong to the key, whose signature does not verify, or (when a roster of
 registered keys is given) whose key is not registered (SRS-SEC-05).
@@ -19,8 +19,8 @@ from flwr.app import ConfigRecord, RecordDict
 
 from owm_adapters.flower.model import flatten
 from owm_core.errors import SignatureInvalid
-from owm_core.identity import Identity, node_id_matches, verify_signature
-from owm_core.rounds import update_digest, update_statement
+from owm_core.fl.participants import update_digest, update_statement
+from owm_core.identity.keys import Identity, node_id_matches, verify_signature
 
 SIGNATURE_RECORD = "owm-signature"
 

@@ -3,7 +3,7 @@
 Builds ``clients`` simulated nodes on :class:`~owm_adapters.flower.grid.InProcessGrid`, runs
 :class:`~owm_adapters.flower.strategy.OwmStrategy` for ``rounds`` rounds and evaluates the
 global model on a held-out set after each. The first ``byzantine`` partitions are Byzantine:
-they train honestly, then the adversary (:func:`owm_core.attacks.poison`, seeing every honest
+they train honestly, then the adversary (:func:`owm_core.fl.attacks.poison`, seeing every honest
 update) replaces their updates and re-signs them with their own keys — so signatures verify
 and only the robust rule stands between the attack and the model. Implements the
 :class:`~owm_core.ports.fl_engine.FlEngine` port.
@@ -32,8 +32,8 @@ from owm_adapters.flower.model import (
 )
 from owm_adapters.flower.signing import sign_reply
 from owm_adapters.flower.strategy import OwmStrategy
-from owm_core.aggregation import Rule
-from owm_core.attacks import Attack, poison
+from owm_core.fl.aggregation import Rule
+from owm_core.fl.attacks import Attack, poison
 from owm_core.ports.fl_engine import RoundReport
 
 

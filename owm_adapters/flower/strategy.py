@@ -3,13 +3,13 @@
 :class:`OwmStrategy` subclasses ``flwr.serverapp.strategy.FedAvg`` and replaces its two
 decisions with OWM's rules (SRS-COORD-03, SRS-SEC-05):
 
-* ``configure_train`` selects participants with :func:`owm_core.rounds.select_participants`
+* ``configure_train`` selects participants with :func:`owm_core.fl.participants.select_participants`
   (eligibility by roster — tier, suspension — and the seeded lottery) instead of Flower's
   ``random.sample``;
 * ``aggregate_train`` accepts a reply only if its Ed25519 signature record verifies
   (:mod:`owm_adapters.flower.signing`), stacks the accepted updates once into an ``(n, d)``
-  tensor, aggregates with :func:`owm_core.aggregation.aggregate`, scores every client with
-  :func:`owm_core.anomaly.score_updates` and turns flagged clients into ``SlashingSignal``
+  tensor, aggregates with :func:`owm_core.fl.aggregation.aggregate`, scores every client with
+  :func:`owm_core.fl.anomaly.score_updates` and turns flagged clients into ``SlashingSignal``
   values. Each round leaves a :class:`~owm_core.ports.fl_engine.RoundReport` in ``reports``.
 
 It runs on any Flower ``Grid``: the in-process one and the deployment engine's.
@@ -28,11 +28,11 @@ from flwr.serverapp.strategy import FedAvg
 
 from owm_adapters.flower.model import flatten, unflatten
 from owm_adapters.flower.signing import VerifiedUpdate, verify_reply
-from owm_core.aggregation import Rule, aggregate
-from owm_core.anomaly import AnomalyThresholds, score_updates, slashing_signals
 from owm_core.errors import ByzantineAssumptionViolated, DomainError
+from owm_core.fl.aggregation import Rule, aggregate
+from owm_core.fl.anomaly import AnomalyThresholds, score_updates, slashing_signals
+from owm_core.fl.participants import Candidate, select_participants
 from owm_core.ports.fl_engine import RoundReport
-from owm_core.rounds import Candidate, select_participants
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ The adapter behind :mod:`owm_core.ports.gpu`:
   ``/proc/meminfo``, bandwidth from the operator's configured estimate.
 * :class:`FixedGpuProbe`, :class:`FixedHostProbe` — the fixed-answer twins.
 
-Classification itself is domain logic: ``owm_core.tiers.classify(Hardware.from_devices(...))``.
+Classification itself is domain logic:
+``owm_core.nodes.tiers.classify(Hardware.from_devices(...))``.
 """
 
 from owm_adapters.gpu.fake import FixedGpuProbe, FixedHostProbe

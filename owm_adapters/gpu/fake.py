@@ -3,7 +3,7 @@
 Owns :class:`FixedGpuProbe` and :class:`FixedHostProbe`, used by simulations, tests and any
 node that is told its hardware instead of probing it. They pass the same contract suite as
 :class:`~owm_adapters.gpu.system.SystemGpuProbe` and
-:class:`~owm_adapters.gpu.host.LinuxHostProbe` (``tests/adapters/test_gpu.py``).
+:class:`~owm_adapters.gpu.host.LinuxHostProbe` (``tests/adapters/gpu/test_gpu.py``).
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 The node proves who it is only with signatures: answering a challenge means signing
 :func:`owm_core.coordination.challenge_message` with a :class:`ChallengeSigner` (the node's
 identity), so the key never leaves the node (SRS-SEC-03). Adapters: the gRPC client
-(``owm_server.node_link``) and the in-process twin over the coordinator application
-(``owm_adapters.node_daemon.control_plane``).
+(``owm_adapters.control_plane.grpc_client``) and the in-process twin over the coordinator
+application
+(``owm_adapters.control_plane.in_process``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Protocol
 import attrs
 
 from owm_core.errors import DomainError
-from owm_core.payout_invoices import PendingPayout
+from owm_core.payments.invoices import PendingPayout
 
 
 class ControlPlaneUnavailable(DomainError):
@@ -41,7 +42,7 @@ class ControlPlaneRefused(DomainError):
 
 
 class ChallengeSigner(Protocol):
-    """Signs challenge answers; the node's :class:`owm_core.identity.Identity` is one."""
+    """Signs challenge answers; the node's :class:`owm_core.identity.keys.Identity` is one."""
 
     @property
     def public_key_hex(self) -> str:

@@ -2,7 +2,7 @@
 
 An engine (Flower in-process, Flower's deployment engine, a test fake) carries the global model
 to the selected clients, brings their signed updates back and hands them to OWM's rules; the
-aggregation itself stays in :mod:`owm_core.aggregation` (SRS-COORD-03, SRS-SEC-05).
+aggregation itself stays in :mod:`owm_core.fl.aggregation` (SRS-COORD-03, SRS-SEC-05).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Protocol
 import attrs
 import torch
 
-from owm_core.aggregation import Rule
-from owm_core.anomaly import AnomalyScore
-from owm_core.slashing import SlashingSignal
+from owm_core.fl.aggregation import Rule
+from owm_core.fl.anomaly import AnomalyScore
+from owm_core.stake.slashing import SlashingSignal
 
 
 @attrs.frozen(eq=False)
@@ -24,7 +24,7 @@ class RoundReport:
 
     ``participants``: replies received; ``accepted``: updates that passed verification and
     were aggregated; ``rejected``: one reason per refused reply; ``scores``/``signals``: from
-    :mod:`owm_core.anomaly` (empty when the round was skipped for too few updates);
+    :mod:`owm_core.fl.anomaly` (empty when the round was skipped for too few updates);
     ``metrics``: the clients' aggregated training metrics.
     """
 

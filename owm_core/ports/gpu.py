@@ -1,7 +1,7 @@
 """The hardware probe port: what a node has to offer (SRS-NODE-03).
 
 Adapters read ``nvidia-smi`` / ``rocm-smi`` output and the operating system's memory figures;
-the domain classifies the result into a tier with :func:`owm_core.tiers.classify`.
+the domain classifies the result into a tier with :func:`owm_core.nodes.tiers.classify`.
 """
 
 from __future__ import annotations

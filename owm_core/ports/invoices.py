@@ -5,7 +5,7 @@ Lightning node* issued for the reward amount. An :class:`InvoiceSource` asks the
 behind a public key (the node's registered ``ln_node_uri``, or a bounty contributor's node) for
 such an invoice. The invoice's payment hash becomes the outbox record's idempotency key.
 
-Adapters: ``owm_adapters.payouts.LedgerInvoiceSource`` (the embedded simulated network: the
+Adapters: ``owm_adapters.services.payouts.LedgerInvoiceSource`` (the embedded simulated network: the
 payee's simulated node signs the invoice). A production source asks the node daemon over its
 control channel (not built yet, see docs/lightning-integration.md).
 """

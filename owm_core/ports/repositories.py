@@ -5,11 +5,11 @@ SRS-POOL-11, SRS-GOV-01, SRS-API-02): nodes, their signed capability manifests, 
 task proofs, reward payments and their log, the slashing log, governance proposals, mining
 shares, API keys, and for the public API (SRS 4.8) published model releases with their OTS
 proofs, GitHub bounties, repository analysis requests and mining payouts. Records are the
-domain's own values (``owm_core.registry.Node``, ``owm_core.market.Task``,
-``owm_core.envelopes.Envelope``, …); how they become rows is each
+domain's own values (``owm_core.nodes.registry.Node``, ``owm_core.market.tasks.Task``,
+``owm_core.identity.envelopes.Envelope``, …); how they become rows is each
 adapter's business.
 
-Semantics every adapter keeps (``tests/adapters/test_repositories_contract.py`` checks them
+Semantics every adapter keeps (``tests/adapters/storage/test_repositories_contract.py`` checks them
 against the in-memory twin, SQLite and PostgreSQL):
 
 - **Durable on return.** A write method returns only after its data is committed — unless it
@@ -30,24 +30,24 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from owm_core.apikeys import ApiKey
-from owm_core.contributions import AnalysisRequest, Bounty, BountyStatus
-from owm_core.datasets import DatasetRecord, Document
-from owm_core.envelopes import Envelope
-from owm_core.fl_rounds import FlRound, RoundState, RoundUpdate
-from owm_core.governance import Proposal, ProposalStatus
-from owm_core.knowledge import DataCredit
-from owm_core.market import Task, TaskState
-from owm_core.mining import AcceptedShare
-from owm_core.payments import PaymentAttempt, PaymentState, RewardPayment
-from owm_core.pool import MiningPayout
-from owm_core.registry import Node
-from owm_core.releases import ModelRelease
-from owm_core.routing import QueryAnswer
-from owm_core.slashing import SlashingDecision, SlashingLogEntry, SlashingSignal
-from owm_core.stake import Stake
-from owm_core.submodels import SubModel
-from owm_core.tiers import Tier
+from owm_core.access.api_keys import ApiKey
+from owm_core.fl.rounds import FlRound, RoundState, RoundUpdate
+from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
+from owm_core.governance.proposals import Proposal, ProposalStatus
+from owm_core.identity.envelopes import Envelope
+from owm_core.knowledge.datasets import DatasetRecord, Document
+from owm_core.knowledge.retrieval import DataCredit
+from owm_core.knowledge.routing import QueryAnswer
+from owm_core.knowledge.submodels import SubModel
+from owm_core.market.tasks import Task, TaskState
+from owm_core.nodes.registry import Node
+from owm_core.nodes.tiers import Tier
+from owm_core.payments.records import PaymentAttempt, PaymentState, RewardPayment
+from owm_core.pool.mining import AcceptedShare
+from owm_core.pool.stats import MiningPayout
+from owm_core.provenance.releases import ModelRelease
+from owm_core.stake.channel import Stake
+from owm_core.stake.slashing import SlashingDecision, SlashingLogEntry, SlashingSignal
 
 
 class NodeRepository(Protocol):
@@ -553,7 +553,8 @@ class FlRoundRepository(Protocol):
 class Repositories(Protocol):
     """Every repository of one store, and the store's transaction boundary.
 
-    ``owm_adapters.memory.memory_repositories()`` and ``owm_adapters.sql.open_repositories(url)``
+    ``owm_adapters.storage.memory.memory_repositories()`` and
+    ``owm_adapters.storage.sql.open_repositories(url)``
     both return this shape.
     """
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from owm_core.provenance import Verification
+from owm_core.provenance.versions import Verification
 
 
 class Timestamping(Protocol):

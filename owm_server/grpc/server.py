@@ -13,11 +13,11 @@ from concurrent import futures
 
 import grpc
 
-from owm_adapters.coordinator_service import CoordinatorService
-from owm_adapters.settings import ConfigError
-from owm_core.ratelimit import Transport
+from owm_adapters.bootstrap.settings import ConfigError
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from owm_adapters.services.coordinator.service import CoordinatorService
+from owm_core.access.ratelimit import Transport
 from owm_server.grpc.servicer import CoordinatorServicer
-from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
 
 DEFAULT_MAX_WORKERS = 64
 """Threads serving RPCs; each open task stream holds one for its lifetime."""

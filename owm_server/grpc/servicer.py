@@ -1,7 +1,7 @@
 """The Coordinator gRPC servicer: parse a request, call the application service, render a reply.
 
 No rule lives here: each method maps protobuf fields onto a call of
-:class:`owm_adapters.coordinator_service.CoordinatorService` and back. Failures become gRPC
+:class:`owm_adapters.services.coordinator.service.CoordinatorService` and back. Failures become gRPC
 statuses in :mod:`owm_server.grpc.status`.
 """
 
@@ -12,17 +12,17 @@ from collections.abc import Iterator
 
 import grpc
 
-from owm_adapters.coordinator_service import CoordinatorService, PushedTask
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from owm_adapters.services.coordinator.service import CoordinatorService, PushedTask
+from owm_core.access.ratelimit import Transport
 from owm_core.coordination import Registration
 from owm_core.errors import InvalidValue, NotFound
-from owm_core.identity import node_id_from_public_key
-from owm_core.market import TaskRequest
-from owm_core.ratelimit import Transport
-from owm_core.stake import Stake
-from owm_core.tiers import Tier
+from owm_core.identity.keys import node_id_from_public_key
+from owm_core.market.tasks import TaskRequest
+from owm_core.nodes.tiers import Tier
+from owm_core.stake.channel import Stake
 from owm_server.grpc.status import guarded, guarded_stream
-from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
-from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,8 @@ from starlette.routing import BaseRoute, Match, Mount, NoMatchFound, Route, WebS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from owm_adapters.api_service import ApiServices
-from owm_core.api_access import Caller
+from owm_adapters.services.api import ApiServices
+from owm_core.access.callers import Caller
 from owm_core.errors import DomainError
 from owm_server.http import dashboard, v1
 from owm_server.http.call import Call

@@ -6,8 +6,8 @@ from typing import Any
 
 import attrs
 
-from owm_adapters.api_service import ApiServices
-from owm_core.api_access import Caller
+from owm_adapters.services.api import ApiServices
+from owm_core.access.callers import Caller
 from owm_server.http.problems import Problem
 
 

@@ -25,9 +25,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from owm_adapters.api_service import ApiServices
-from owm_core.market import Task, TaskState
-from owm_core.payments import RewardPayment
+from owm_adapters.services.api import ApiServices
+from owm_core.market.tasks import Task, TaskState
+from owm_core.payments.records import RewardPayment
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,7 @@ the Ed25519 signature (128 hex) of
     b"owm/http-request/v1\\x00" + "\\n".join([METHOD, path?query, timestamp, nonce,
                                               sha256_hex(body)]).encode()
 
-(`owm_core.api_access.signed_request_message`).
+(`owm_core.access.callers.signed_request_message`).
 
 ### Live mining dashboard (WebSocket)
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import uvicorn
 from starlette.applications import Starlette
 
-from owm_adapters.api_bootstrap import build_api_services
-from owm_adapters.api_service import ApiConfig
-from owm_adapters.coordinator_service import CoordinatorService
-from owm_adapters.query_service import KnowledgeSource
+from owm_adapters.bootstrap.api import build_api_services
+from owm_adapters.services.api import ApiConfig
+from owm_adapters.services.coordinator.service import CoordinatorService
+from owm_adapters.services.queries import KnowledgeSource
 from owm_server.http.app import create_app
 
 DEFAULT_BACKLOG = 4096

@@ -1,7 +1,7 @@
 """Version 1 of the public API (SRS 4.8.2): every ``/v1`` operation, parse → call → render.
 
 No rule lives here: each handler reads its validated input from :class:`Call`, calls one
-method of :class:`~owm_adapters.api_service.ApiServices` and renders the domain values it gets
+method of :class:`~owm_adapters.services.api.ApiServices` and renders the domain values it gets
 back as JSON. Node registration and deregistration go through the coordinator's own use cases
 (the same as gRPC). The query operations live in :mod:`owm_server.http.v1_query`.
 """
@@ -15,17 +15,17 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from owm_adapters.api_service import DashboardFrame
-from owm_core.contributions import AnalysisRequest, Bounty, BountyStatus
+from owm_adapters.services.api import DashboardFrame
 from owm_core.coordination import Registration
 from owm_core.errors import InvalidValue
-from owm_core.governance import Proposal, ProposalStatus, ProposalType
-from owm_core.network import AnonymousNode
-from owm_core.payments import RewardPayment
-from owm_core.pool import MinerStats, MiningPayout, PoolStats
-from owm_core.registry import NodeStatus
-from owm_core.releases import ModelRelease
-from owm_core.stake import Stake
+from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
+from owm_core.governance.proposals import Proposal, ProposalStatus, ProposalType
+from owm_core.nodes.network import AnonymousNode
+from owm_core.nodes.registry import NodeStatus
+from owm_core.payments.records import RewardPayment
+from owm_core.pool.stats import MinerStats, MiningPayout, PoolStats
+from owm_core.provenance.releases import ModelRelease
+from owm_core.stake.channel import Stake
 from owm_server.http.call import Call
 from owm_server.http.contract import Access, Operation, Param, Reply, Schema
 from owm_server.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, Problem

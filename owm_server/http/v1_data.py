@@ -2,7 +2,7 @@
 
 ``POST /v1/data/datasets`` takes one ``owm-dataset/1`` document (docs/conglomerate.md) from an
 authenticated caller, who becomes its contributor, and hands it to the
-:class:`~owm_adapters.knowledge_service.KnowledgeBase`: validated, content-hashed, indexed for
+:class:`~owm_adapters.services.knowledge.KnowledgeBase`: validated, content-hashed, indexed for
 its sub-models and OTS-stamped. ``GET /v1/data/datasets`` lists contributions;
 ``GET /v1/submodels`` the conglomerate's sub-model registry. No rule lives here: parse, call
 the service, render. Invalid datasets are 422 problems naming the field
@@ -15,15 +15,15 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from owm_adapters.knowledge_service import KnowledgeBase
-from owm_core.datasets import (
+from owm_adapters.services.knowledge import KnowledgeBase
+from owm_core.knowledge.datasets import (
     FORMAT,
     MAX_DATASET_BYTES,
     MAX_DOCUMENTS,
     DatasetRecord,
     dataset_from_object,
 )
-from owm_core.submodels import SubModel
+from owm_core.knowledge.submodels import SubModel
 from owm_server.http.call import Call
 from owm_server.http.contract import Access, Operation, Param, Reply, Schema
 from owm_server.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, Problem

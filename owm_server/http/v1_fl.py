@@ -1,14 +1,14 @@
 """The federated-learning endpoints of the public API v1 (SRS-COORD-03, SRS-SEC-06, SRS-NODE-10).
 
 * ``POST /v1/fl/updates`` — a node uploads its signed update of a round (the body is
-  :mod:`owm_core.fl_updates`' wire format; the Ed25519 signature inside it is the credential,
+  :mod:`owm_core.fl.updates`' wire format; the Ed25519 signature inside it is the credential,
   so the operation is public). 202 with a receipt; the same upload again gets the same answer.
 * ``GET /v1/fl/rounds`` — rounds newest first: state, rule, participants, accepted, rejected,
   flagged nodes, accuracy and the model version each produced.
 * ``GET /v1/model/versions/{id}/weights`` — the ``.npz`` of a version the FL rounds published,
   which nodes install only after its OTS proof (``…/ots``) verifies.
 
-No rule lives here: parse, call :class:`~owm_adapters.fl_service.FlRoundService`, render.
+No rule lives here: parse, call :class:`~owm_adapters.services.fl_rounds.FlRoundService`, render.
 Errors are RFC 7807 problems: 422 naming the field, 404 for an unknown round or task, 409 when
 the round is not open, the task is not the uploader's or the node already sent another update.
 """
@@ -19,9 +19,9 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from owm_adapters.fl_service import FlRoundService
-from owm_core.fl_rounds import FlRound
-from owm_core.fl_updates import MAX_PARAMETERS
+from owm_adapters.services.fl_rounds import FlRoundService
+from owm_core.fl.rounds import FlRound
+from owm_core.fl.updates import MAX_PARAMETERS
 from owm_server.http.call import Call
 from owm_server.http.contract import Access, Operation, Param, Reply, Schema
 from owm_server.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, Problem
@@ -52,8 +52,9 @@ UPDATE_BODY: Schema = {
     "type": "object",
     "description": (
         "A node's signed FL update (docs/fl-protocol.md, *Rounds on the coordinator*). "
-        "`signature` is Ed25519 by `public_key` over owm_core.rounds.update_statement(round, "
-        "node id of public_key, update_digest(weights as flat float32))."
+        "`signature` is Ed25519 by `public_key` over "
+        "owm_core.fl.participants.update_statement(round, node id of public_key, "
+        "update_digest(weights as flat float32))."
     ),
     "properties": {
         "round": {"type": "integer", "minimum": 0, "maximum": 1_000_000_000},

@@ -5,7 +5,7 @@
 (``text/event-stream``: events ``retrieval``, ``partial`` — one per sub-model —, ``answer``,
 or ``error`` with a problem document if the query fails after the stream started);
 ``GET /v1/query/{query_id}`` returns a stored answer. No rule lives here: the work is
-:class:`~owm_adapters.query_service.QueryService`'s. A coordinator without a knowledge base
+:class:`~owm_adapters.services.queries.QueryService`'s. A coordinator without a knowledge base
 answers 503 ``conglomerate-unavailable`` (no answer is ever invented).
 """
 
@@ -18,9 +18,9 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from owm_adapters.query_service import QueryEvent, QueryService
+from owm_adapters.services.queries import QueryEvent, QueryService
 from owm_core.errors import DomainError
-from owm_core.routing import QueryAnswer, answer_fields
+from owm_core.knowledge.routing import QueryAnswer, answer_fields
 from owm_server.http.call import Call
 from owm_server.http.contract import Access, Operation, Param, Reply, Schema
 from owm_server.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, Problem, from_domain

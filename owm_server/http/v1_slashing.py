@@ -2,7 +2,7 @@
 
 ``POST /v1/slashing/acknowledgements`` takes the signed ``maintainer_ack`` envelope that
 ``owm slashing ack`` writes (SRS-SEC-14) and hands it to the coordinator's
-:class:`~owm_adapters.slashing_service.SlashingService`; the envelope itself is the credential
+:class:`~owm_adapters.services.slashing.SlashingService`; the envelope itself is the credential
 (its signer must be a configured maintainer key: else 403). ``GET /v1/slashing/pending`` lists
 the nodes with open evidence and no decision yet, with what each still waits for (SRS-STAKE-04).
 No rule lives here: parse, call the service, render.
@@ -14,10 +14,10 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from owm_adapters.slashing_service import AckReceipt, Backing, PendingCase, SlashingService
-from owm_core.envelopes import Envelope, EnvelopeKind, MaintainerAcknowledgement, open_body
+from owm_adapters.services.slashing import AckReceipt, Backing, PendingCase, SlashingService
 from owm_core.errors import InvalidValue, NotAMaintainer, NotFound, SignatureInvalid
-from owm_core.slashing import SlashingReason
+from owm_core.identity.envelopes import Envelope, EnvelopeKind, MaintainerAcknowledgement, open_body
+from owm_core.stake.slashing import SlashingReason
 from owm_server.http.call import Call
 from owm_server.http.contract import Access, Operation, Param, Reply, Schema
 from owm_server.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, Problem

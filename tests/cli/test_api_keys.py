@@ -7,9 +7,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from owm_adapters.sql import open_repositories, sqlite_url
+from owm_adapters.storage.sql import open_repositories, sqlite_url
 from owm_cli.api_keys import api_key
-from owm_core.apikeys import Plan, secret_sha256
+from owm_core.access.api_keys import Plan, secret_sha256
 
 
 def _config(tmp_path: Path) -> Path:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from owm_adapters.knowledge_service import KnowledgeBase
-from owm_adapters.minilm import HashingEmbedder
-from owm_adapters.qdrant import MemoryVectorStore
+from owm_adapters.knowledge.minilm import HashingEmbedder
+from owm_adapters.knowledge.qdrant import MemoryVectorStore
+from owm_adapters.services.knowledge import KnowledgeBase
 from owm_cli.main import cli
 from owm_server.http.app import create_app
 from owm_server.http.serve import ApiServer
@@ -52,7 +52,7 @@ def test_an_invalid_file_is_one_error_line_naming_the_field(tmp_path: Path) -> N
 
 
 def test_the_demo_datasets_are_valid() -> None:
-    root = Path(__file__).parents[2] / "owm_adapters" / "demo_data"
+    root = Path(__file__).parents[2] / "owm_adapters" / "knowledge" / "demo_data"
     for name in ("owm-geo.json", "owm-science.json", "owm-history.json"):
         result = CliRunner().invoke(cli, ["data", "validate", str(root / name)])
         assert result.exit_code == 0, result.output

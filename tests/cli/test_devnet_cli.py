@@ -13,7 +13,7 @@ from owm_adapters.devnet import processes, provision
 from owm_adapters.devnet.layout import DevnetLayout
 from owm_cli.devnet import devnet, render_status
 from owm_cli.main import cli
-from owm_core.tiers import Tier
+from owm_core.nodes.tiers import Tier
 
 
 def _devnet(tmp_path: Path, nodes: int = 3) -> DevnetLayout:

@@ -18,12 +18,12 @@ import pytest
 from click.testing import CliRunner
 from opentimestamps.core.notary import UnknownAttestation
 
-from owm_adapters.calendar import Calendar
-from owm_adapters.local_chain import LocalChain
-from owm_adapters.ots import OpenTimestamps, parse_proof, serialise_proof
+from owm_adapters.chain.local_chain import LocalChain
+from owm_adapters.provenance.ots import OpenTimestamps, parse_proof, serialise_proof
+from owm_adapters.provenance.ots_calendar import Calendar
 from owm_cli.ots import EXIT_NOT_VERIFIED, EXIT_PENDING, ots
-from owm_core.mining import BlockHeader
-from owm_core.provenance import Network
+from owm_core.pool.mining import BlockHeader
+from owm_core.provenance.versions import Network
 from tests.fakes.bitcoind_server import FakeBitcoind, HeaderChain
 from tests.ots_vectors import VECTORS, header_358391, requires_vectors
 

@@ -70,7 +70,7 @@ def test_node_init_refuses_to_overwrite_an_identity(tmp_path, monkeypatch):
 
 
 def test_the_node_config_template_loads_back_with_its_defaults(tmp_path: Path, monkeypatch):
-    from owm_adapters.settings import load_node_settings
+    from owm_adapters.bootstrap.settings import load_node_settings
 
     monkeypatch.setenv("OWM_IDENTITY_KEY_PATH", str(tmp_path / "id.key"))
     config = tmp_path / "owm.toml"
@@ -81,7 +81,7 @@ def test_the_node_config_template_loads_back_with_its_defaults(tmp_path: Path, m
 
 
 def test_a_config_with_a_wrong_key_is_reported_by_its_dotted_path(tmp_path: Path):
-    from owm_adapters.settings import ConfigError, load_node_settings
+    from owm_adapters.bootstrap.settings import ConfigError, load_node_settings
 
     config = tmp_path / "owm.toml"
     config.write_text("[node]\nhealth_port = 'eighty'\nbogus = 1\n")

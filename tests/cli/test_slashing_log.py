@@ -16,20 +16,20 @@ import attrs
 import pytest
 from click.testing import CliRunner
 
-from owm_adapters.keystore import create_identity
-from owm_adapters.sql import open_repositories
-from owm_adapters.sql.engine import sqlite_url
+from owm_adapters.storage.keystore import create_identity
+from owm_adapters.storage.sql import open_repositories
+from owm_adapters.storage.sql.engine import sqlite_url
 from owm_cli.main import cli
-from owm_core import envelopes
-from owm_core.envelopes import MaintainerAcknowledgement, open_body
-from owm_core.identity import Identity
-from owm_core.slashing import (
+from owm_core.identity import envelopes
+from owm_core.identity.envelopes import MaintainerAcknowledgement, open_body
+from owm_core.identity.keys import Identity
+from owm_core.nodes.tiers import Tier
+from owm_core.stake.slashing import (
     SlashingDecision,
     SlashingLogEntry,
     SlashingReason,
     append_to_log,
 )
-from owm_core.tiers import Tier
 
 COORDINATOR = Identity.from_seed(bytes(range(32)))
 KEY = COORDINATOR.public_key_hex

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import attrs
 
-from owm_adapters.payouts import LedgerInvoiceSource, PayoutDispatcher
-from owm_adapters.sim_ln import SimLedger
-from owm_adapters.sql import open_repositories
-from owm_adapters.system_clock import SystemClock
-from owm_core.market import Task, TaskRequest, TaskState
-from owm_core.payments import PaymentState
-from owm_core.registry import LnNodeUri, Node
-from owm_core.tiers import Tier
+from owm_adapters.clock import SystemClock
+from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.services.payouts import LedgerInvoiceSource, PayoutDispatcher
+from owm_adapters.storage.sql import open_repositories
+from owm_core.market.tasks import Task, TaskRequest, TaskState
+from owm_core.nodes.registry import LnNodeUri, Node
+from owm_core.nodes.tiers import Tier
+from owm_core.payments.records import PaymentState
 
 NODES = ("n1", "n2", "n3")
 TASKS = {f"job-{i}:0": (NODES[i % 3], 10_000 + 1_000 * i) for i in range(6)}

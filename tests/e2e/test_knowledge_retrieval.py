@@ -9,10 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from owm_adapters.knowledge_service import KnowledgeBase
-from owm_adapters.memory import memory_repositories
-from owm_adapters.minilm import shared_minilm
-from owm_adapters.qdrant import QdrantVectorStore
+from owm_adapters.knowledge.minilm import shared_minilm
+from owm_adapters.knowledge.qdrant import QdrantVectorStore
+from owm_adapters.services.knowledge import KnowledgeBase
+from owm_adapters.storage.memory import memory_repositories
 
 T0 = 1_800_000_000
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from owm_adapters.sim_ln import SimLedger
-from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
-from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from owm_adapters.lightning.embedded import SimLedger
 
 pytestmark = pytest.mark.slow
 

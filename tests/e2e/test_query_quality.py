@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from owm_adapters.knowledge_service import KnowledgeBase, demo_knowledge_base
-from owm_adapters.minilm import shared_minilm
-from owm_adapters.query_calibration import QUESTIONS, measure_all
-from owm_adapters.query_service import QueryService
-from owm_core.routing import ABSTAIN_BELOW, CALIBRATION, NO_ANSWER, NO_SUB_MODEL
+from owm_adapters.knowledge.minilm import shared_minilm
+from owm_adapters.services.knowledge import KnowledgeBase, demo_knowledge_base
+from owm_adapters.services.queries import QueryService
+from owm_adapters.services.query_calibration import QUESTIONS, measure_all
+from owm_core.knowledge.routing import ABSTAIN_BELOW, CALIBRATION, NO_ANSWER, NO_SUB_MODEL
 from tests.server.query_harness import conglomerate
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,8 @@ Speaks CLN's wire format as ``lightningd`` does (and as pyln-client expects): on
 call; the request is compact JSON-RPC 2.0 with no delimiter, so the server reads until one whole
 JSON object parses; the reply is JSON followed by ``"\\n\\n"`` and echoes the request's id; an
 error reply ``{"error": {"code", "message"}}`` makes pyln raise ``RpcError``. Implements the
-methods :class:`owm_adapters.cln.ClnLightning` uses, with CLN's field names and error codes.
+methods :class:`owm_adapters.lightning.cln.ClnLightning` uses, with CLN's field names and error
+codes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import bolt11
 
-from owm_adapters.sim_ln import SimLedger
+from owm_adapters.lightning.embedded import SimLedger
 from owm_core.errors import ChannelNotFound, InvalidValue, InvoiceNotFound
 from owm_core.ports.lightning import Invoice, InvoiceState, PaymentStatus
 

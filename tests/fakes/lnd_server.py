@@ -1,9 +1,11 @@
 """A local LND gRPC server over TLS, built on LND's own compiled service definitions.
 
-Implements what :class:`owm_adapters.lnd.LndLightning` uses — ``lnrpc.Lightning`` (GetInfo,
+Implements what :class:`owm_adapters.lightning.lnd.LndLightning` uses — ``lnrpc.Lightning``
+(GetInfo,
 AddInvoice, LookupInvoice, ListChannels, CloseChannel), ``routerrpc.Router`` (SendPaymentV2,
 TrackPaymentV2) and ``invoicesrpc.Invoices`` (SubscribeSingleInvoice) — with LND's status codes
-and messages, backed by one node of a :class:`owm_adapters.sim_ln.SimLedger` so its behaviour
+and messages, backed by one node of a :class:`owm_adapters.lightning.embedded.SimLedger` so its
+behaviour
 matches the embedded ledger's. Checks the ``macaroon`` metadata like LND: missing or unknown →
 UNAUTHENTICATED; the payment macaroon may not call CloseChannel → PERMISSION_DENIED.
 """
@@ -28,7 +30,7 @@ from lndgrpc.compiled import lightning_pb2 as ln
 from lndgrpc.compiled import lightning_pb2_grpc as lnrpc
 from lndgrpc.compiled import router_pb2_grpc as routerrpc_grpc
 
-from owm_adapters.sim_ln import SimLedger
+from owm_adapters.lightning.embedded import SimLedger
 from owm_core.errors import ChannelNotFound, InvalidValue, InvoiceNotFound
 from owm_core.ports.lightning import InvoiceState, PaymentResult, PaymentStatus
 

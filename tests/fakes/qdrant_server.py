@@ -1,7 +1,8 @@
 """A local Qdrant REST server on a loopback port, backed by exact numpy search.
 
 Speaks the part of Qdrant's HTTP API (v1.x, JSON over HTTP, replies wrapped as
-``{"result": …, "status": "ok", "time": …}``) that :class:`owm_adapters.qdrant.QdrantVectorStore`
+``{"result": …, "status": "ok", "time": …}``) that
+:class:`owm_adapters.knowledge.qdrant.QdrantVectorStore`
 uses in server mode, with Qdrant's paths and shapes, so ``qdrant-client`` itself is exercised:
 ``GET /``, ``GET /collections/{c}/exists``, ``GET|PUT /collections/{c}``,
 ``PUT /collections/{c}/index``, ``PUT /collections/{c}/points``,

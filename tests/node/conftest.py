@@ -9,20 +9,20 @@ from pathlib import Path
 import attrs
 import pytest
 
-from owm_adapters.bootstrap import build_coordinator
-from owm_adapters.coordinator_service import CoordinatorService, ServiceConfig
-from owm_adapters.memory import memory_repositories
-from owm_adapters.node_daemon.control_plane import InProcessControlPlane
-from owm_adapters.settings import CoordinatorSettings
-from owm_adapters.sim_ln import SimLedger
-from owm_adapters.system_clock import SystemClock
-from owm_core.envelopes import CapabilityManifest
-from owm_core.identity import Identity
-from owm_core.market import TaskRequest, VerificationMode, VerificationPolicy
+from owm_adapters.bootstrap.coordinator import build_coordinator
+from owm_adapters.bootstrap.settings import CoordinatorSettings
+from owm_adapters.clock import SystemClock
+from owm_adapters.control_plane.grpc_client import GrpcControlPlane
+from owm_adapters.control_plane.in_process import InProcessControlPlane
+from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.services.coordinator.service import CoordinatorService, ServiceConfig
+from owm_adapters.storage.memory import memory_repositories
+from owm_core.identity.envelopes import CapabilityManifest
+from owm_core.identity.keys import Identity
+from owm_core.market.tasks import TaskRequest, VerificationMode, VerificationPolicy
+from owm_core.nodes.tiers import Tier
 from owm_core.ports.control_plane import ControlPlane
-from owm_core.tiers import Tier
 from owm_server.grpc.server import CoordinatorServer
-from owm_server.node_link import GrpcControlPlane
 
 T1_STAKE_SAT = 100_000
 MANIFEST = CapabilityManifest(tier=Tier.T1, vram_mb=0, ram_mb=16_000, bandwidth_mbps=100,

@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 
-from owm_adapters.node_daemon.task_worker import limit_memory
+from owm_adapters.node.task_worker import limit_memory
 
 
 def main() -> None:

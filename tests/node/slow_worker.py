@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from owm_adapters.node_daemon import task_worker
+from owm_adapters.node import task_worker
 
 if __name__ == "__main__":
     time.sleep(1.0)

@@ -12,11 +12,11 @@ from pathlib import Path
 import attrs
 import pytest
 
-from owm_adapters.node_daemon.control_plane import InProcessControlPlane
-from owm_adapters.node_daemon.daemon import DaemonSettings, NodeDaemon, stake_guidance
-from owm_adapters.node_daemon.task_log import TaskLog
-from owm_adapters.node_daemon.task_runner import Limits, TaskRunner
-from owm_adapters.system_clock import SystemClock
+from owm_adapters.clock import SystemClock
+from owm_adapters.control_plane.in_process import InProcessControlPlane
+from owm_adapters.node.daemon import DaemonSettings, NodeDaemon, stake_guidance
+from owm_adapters.node.task_log import TaskLog
+from owm_adapters.node.task_runner import Limits, TaskRunner
 from owm_core.ports.control_plane import StakeView
 from tests.node.conftest import MANIFEST, T1_STAKE_SAT, Network, Node
 
@@ -97,7 +97,7 @@ def test_a_staked_node_registers_heartbeats_runs_a_task_and_is_credited(network,
 
 
 def test_the_verified_output_of_a_task_reaches_its_submitter_with_the_proof(network, start):
-    from owm_core import task_types
+    from owm_core.market import task_types
 
     node = start(network.node("n11"))
     wait_for(lambda: node.daemon.state == "serving")

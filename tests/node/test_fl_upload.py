@@ -13,17 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from owm_adapters.node_daemon import fl_upload
-from owm_adapters.node_daemon.control_plane import InProcessControlPlane
-from owm_adapters.node_daemon.daemon import DaemonSettings, NodeDaemon
-from owm_adapters.node_daemon.task_exec import PARAM_SHAPES, genesis_weights
-from owm_adapters.node_daemon.task_log import TaskLog
-from owm_adapters.node_daemon.task_runner import Limits, TaskRunner
-from owm_adapters.node_daemon.weights import ClearnetOnly
-from owm_adapters.system_clock import SystemClock
-from owm_core.fl_updates import parse_update
+from owm_adapters.clock import SystemClock
+from owm_adapters.control_plane.grpc_client import GrpcControlPlane
+from owm_adapters.control_plane.in_process import InProcessControlPlane
+from owm_adapters.node import fl_upload
+from owm_adapters.node.daemon import DaemonSettings, NodeDaemon
+from owm_adapters.node.task_exec import PARAM_SHAPES, genesis_weights
+from owm_adapters.node.task_log import TaskLog
+from owm_adapters.node.task_runner import Limits, TaskRunner
+from owm_adapters.node.weights import ClearnetOnly
+from owm_core.fl.updates import parse_update
 from owm_core.ports.control_plane import ControlPlane
-from owm_server.node_link import GrpcControlPlane
 from tests.node.conftest import MANIFEST, Network, Node
 from tests.node.test_daemon import wait_for
 from tests.node.test_socks5_route import TinySocks5

@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from owm_adapters.node_daemon.health import HealthServer
+from owm_adapters.node.health import HealthServer
 
 
 def get(port: int, path: str = "/health") -> tuple[int, dict[str, object]]:

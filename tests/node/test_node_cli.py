@@ -6,12 +6,12 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from owm_adapters.bootstrap.node import detect_hardware
 from owm_adapters.gpu import FixedGpuProbe, FixedHostProbe
-from owm_adapters.node_daemon.assemble import detect_hardware
-from owm_adapters.node_daemon.task_log import TaskLog
+from owm_adapters.node.task_log import TaskLog
 from owm_cli import node
+from owm_core.nodes.tiers import Tier
 from owm_core.ports.gpu import DeviceVendor, GpuDevice
-from owm_core.tiers import Tier
 
 A100 = GpuDevice(index=0, vendor=DeviceVendor.NVIDIA, name="NVIDIA A100-SXM4-40GB", vram_mb=40_536)
 
@@ -89,10 +89,10 @@ def test_start_without_a_lightning_uri_explains_what_to_set(tmp_path: Path, monk
 
 
 def test_a_daemon_built_for_a_gpu_machine_gives_its_tasks_cuda_mps_limits(tmp_path, monkeypatch):
-    from owm_adapters import keystore
-    from owm_adapters.node_daemon.assemble import build_daemon
-    from owm_adapters.node_daemon.control_plane import InProcessControlPlane
-    from owm_adapters.settings import load_node_settings
+    from owm_adapters.bootstrap.node import build_daemon
+    from owm_adapters.bootstrap.settings import load_node_settings
+    from owm_adapters.control_plane.in_process import InProcessControlPlane
+    from owm_adapters.storage import keystore
 
     monkeypatch.delenv("OWM_IDENTITY_KEY_PATH", raising=False)
     keystore.create_identity(tmp_path / "id.key")

@@ -12,36 +12,36 @@ from pathlib import Path
 
 import pytest
 
-from owm_adapters.bootstrap import attach_node_invoices, build_coordinator
-from owm_adapters.coordinator_service import ServiceConfig
-from owm_adapters.lnd import LndLightning
-from owm_adapters.memory import memory_repositories
-from owm_adapters.node_daemon.control_plane import InProcessControlPlane
-from owm_adapters.node_daemon.daemon import DaemonSettings, NodeDaemon
-from owm_adapters.node_daemon.invoicing import PayoutInvoicer
-from owm_adapters.node_daemon.task_log import TaskLog
-from owm_adapters.node_daemon.task_runner import Limits, TaskRunner
-from owm_adapters.node_invoices import NodeInvoiceSource
-from owm_adapters.settings import (
+from owm_adapters.bootstrap.coordinator import attach_node_invoices, build_coordinator
+from owm_adapters.bootstrap.settings import (
     ConfigError,
     CoordinatorLightning,
     CoordinatorSettings,
     load_coordinator_settings,
 )
-from owm_adapters.sim_ln import SimLedger
-from owm_adapters.system_clock import SystemClock
-from owm_core import envelopes
-from owm_core.envelopes import EnvelopeKind, PayoutInvoice, PayoutQuery
+from owm_adapters.clock import SystemClock
+from owm_adapters.control_plane.grpc_client import GrpcControlPlane
+from owm_adapters.control_plane.in_process import InProcessControlPlane
+from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.lightning.lnd import LndLightning
+from owm_adapters.lightning.node_invoices import NodeInvoiceSource
+from owm_adapters.node.daemon import DaemonSettings, NodeDaemon
+from owm_adapters.node.invoicing import PayoutInvoicer
+from owm_adapters.node.task_log import TaskLog
+from owm_adapters.node.task_runner import Limits, TaskRunner
+from owm_adapters.services.coordinator.service import ServiceConfig
+from owm_adapters.storage.memory import memory_repositories
 from owm_core.errors import InvalidValue, LightningUnavailable, NotFound
-from owm_core.identity import Identity
-from owm_core.market import TaskRequest, VerificationMode, VerificationPolicy
-from owm_core.payments import PaymentState
+from owm_core.identity import envelopes
+from owm_core.identity.envelopes import EnvelopeKind, PayoutInvoice, PayoutQuery
+from owm_core.identity.keys import Identity
+from owm_core.market.tasks import TaskRequest, VerificationMode, VerificationPolicy
+from owm_core.nodes.tiers import Tier
+from owm_core.payments.records import PaymentState
 from owm_core.ports.control_plane import ControlPlaneRefused
 from owm_core.ports.lightning import InvoiceState
-from owm_core.tiers import Tier
 from owm_server.grpc.server import CoordinatorServer
-from owm_server.node_link import GrpcControlPlane
-from tests.adapters.lightning_contract import FORCE_CLOSE_MACAROON, PAYMENT_MACAROON
+from tests.adapters.lightning.lightning_contract import FORCE_CLOSE_MACAROON, PAYMENT_MACAROON
 from tests.fakes.lnd_server import FakeLnd
 from tests.node.conftest import MANIFEST, T1_STAKE_SAT, Network
 from tests.node.test_daemon import wait_for
@@ -251,7 +251,7 @@ def test_the_coordinator_accepts_lnd_and_cln_backends_and_names_what_is_missing(
 def test_a_node_on_core_lightning_hands_in_invoices_from_its_rpc_socket(
     network: Network, source: NodeInvoiceSource, tmp_path: Path
 ):
-    from owm_adapters.cln import ClnLightning
+    from owm_adapters.lightning.cln import ClnLightning
     from tests.fakes.cln_server import FakeCln
 
     node = registered(network, "ln-cln")

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from owm_adapters.node_daemon.task_exec import execute
+from owm_adapters.node.task_exec import execute
 from owm_core.errors import InvalidValue
-from owm_core.reader import query_terms, read_passages, sentences
-from owm_core.task_types import (
+from owm_core.knowledge.reader import query_terms, read_passages, sentences
+from owm_core.market.task_types import (
     MAX_PASSAGE_CHARS,
     MAX_PASSAGES,
     canonical_output,

@@ -12,25 +12,25 @@ import attrs
 import pytest
 from click.testing import CliRunner
 
-from owm_adapters.calendar import Calendar
-from owm_adapters.local_chain import LocalChain
-from owm_adapters.node_daemon.self_update import (
+from owm_adapters.chain.local_chain import LocalChain
+from owm_adapters.node.self_update import (
     UPDATES_DIR,
     stage_update,
     staged_release_dir,
     verify_release_package,
 )
-from owm_adapters.ots import OpenTimestamps
+from owm_adapters.provenance.ots import OpenTimestamps
+from owm_adapters.provenance.ots_calendar import Calendar
 from owm_cli import node
-from owm_core.identity import Identity
-from owm_core.provenance import Network
-from owm_core.release_packages import (
+from owm_core.identity.keys import Identity
+from owm_core.provenance.packages import (
     ReleaseManifest,
     ReleaseRefusal,
     ReleaseSignature,
     sign_release,
     signatures_to_json,
 )
+from owm_core.provenance.versions import Network
 
 URL = "http://127.0.0.1:1/calendar"
 MAINTAINER = Identity.from_seed(b"\x11" * 32)

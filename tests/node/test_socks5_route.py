@@ -10,11 +10,11 @@ import threading
 
 import pytest
 
-from owm_adapters.node_daemon.socks import socks5_connect
-from owm_core import envelopes
-from owm_core.envelopes import EnvelopeKind
+from owm_adapters.control_plane.grpc_client import GrpcControlPlane
+from owm_adapters.control_plane.socks import socks5_connect
+from owm_core.identity import envelopes
+from owm_core.identity.envelopes import EnvelopeKind
 from owm_core.ports.control_plane import ControlPlaneUnavailable
-from owm_server.node_link import GrpcControlPlane
 from tests.node.conftest import MANIFEST
 
 

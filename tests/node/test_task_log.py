@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from owm_adapters.node_daemon.task_log import TaskLog
+from owm_adapters.node.task_log import TaskLog
 
 
 def received(log: TaskLog, replica_id: str, price_msat: int = 2_000) -> bool:

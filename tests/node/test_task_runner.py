@@ -7,10 +7,10 @@ import os
 import time
 from pathlib import Path
 
-from owm_adapters.node_daemon.task_exec import genesis_weights, run_inference
-from owm_adapters.node_daemon.task_runner import Limits, TaskRunner, cuda_mps_environment
+from owm_adapters.node.task_exec import genesis_weights, run_inference
+from owm_adapters.node.task_runner import Limits, TaskRunner, cuda_mps_environment
+from owm_core.market.task_types import output_hash
 from owm_core.ports.gpu import DeviceVendor, GpuDevice
-from owm_core.task_types import output_hash
 
 MISBEHAVING = "tests.node.misbehaving_worker"
 GPU0 = GpuDevice(index=0, vendor=DeviceVendor.NVIDIA, name="NVIDIA H100", vram_mb=81_559)
@@ -111,7 +111,7 @@ def test_the_worker_of_a_gpu_node_runs_with_the_mps_limits_and_without_proxies(t
 
 
 def test_installed_weights_answer_instead_of_genesis(tmp_path):
-    from owm_adapters.node_daemon.weights import CachedModelRuntime
+    from owm_adapters.node.weights import CachedModelRuntime
 
     weights = {k: v * 2 for k, v in genesis_weights("owm-geo").items()}
     CachedModelRuntime(tmp_path).load("owm-geo", "owm-v0.1.0", weights)

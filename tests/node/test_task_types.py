@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from owm_core.aggregation import Rule
 from owm_core.errors import InvalidValue
-from owm_core.task_types import (
+from owm_core.fl.aggregation import Rule
+from owm_core.market.task_types import (
     AGGREGATION_RULES,
     FEATURES,
     capabilities,

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from owm_adapters.calendar import Calendar
-from owm_adapters.local_chain import LocalChain
-from owm_adapters.node_daemon.task_exec import genesis_weights
-from owm_adapters.node_daemon.weights import (
+from owm_adapters.chain.local_chain import LocalChain
+from owm_adapters.node.task_exec import genesis_weights
+from owm_adapters.node.weights import (
     CachedModelRuntime,
     ClearnetOnly,
     download,
@@ -22,8 +21,9 @@ from owm_adapters.node_daemon.weights import (
     install_verified,
     model_cache_dir,
 )
-from owm_adapters.ots import OpenTimestamps
-from owm_core.provenance import FailureReason, Network, new_model_version
+from owm_adapters.provenance.ots import OpenTimestamps
+from owm_adapters.provenance.ots_calendar import Calendar
+from owm_core.provenance.versions import FailureReason, Network, new_model_version
 
 URL = "http://127.0.0.1:1/calendar"
 

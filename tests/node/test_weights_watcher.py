@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from owm_adapters.node_daemon.assemble import weights_watcher
-from owm_adapters.node_daemon.weights import CachedModelRuntime, ClearnetOnly
-from owm_adapters.node_daemon.weights_watcher import WeightsWatcher
-from owm_adapters.settings import ConfigError, CoordinatorLink, NodeChain, NodeSettings
-from owm_adapters.system_clock import SystemClock
-from owm_core.api_access import parse_signed_request, verify_signed_request
-from owm_core.identity import Identity
-from owm_core.provenance import ModelVersion, new_model_version
+from owm_adapters.bootstrap.node import weights_watcher
+from owm_adapters.bootstrap.settings import ConfigError, CoordinatorLink, NodeChain, NodeSettings
+from owm_adapters.clock import SystemClock
+from owm_adapters.node.weights import CachedModelRuntime, ClearnetOnly
+from owm_adapters.node.weights_watcher import WeightsWatcher
+from owm_core.access.callers import parse_signed_request, verify_signed_request
+from owm_core.identity.keys import Identity
+from owm_core.provenance.versions import ModelVersion, new_model_version
 from tests.node.test_weights import Devnet, tensors
 
 IDENTITY = Identity.from_seed(bytes(range(32)))
@@ -223,10 +223,10 @@ def test_the_node_builds_its_watcher_from_api_url_and_its_own_chain(devnet, tmp_
 
 
 def test_the_daemon_installs_new_versions_in_the_background(api, devnet, tmp_path, network):
-    from owm_adapters.node_daemon.control_plane import InProcessControlPlane
-    from owm_adapters.node_daemon.daemon import DaemonSettings, NodeDaemon
-    from owm_adapters.node_daemon.task_log import TaskLog
-    from owm_adapters.node_daemon.task_runner import TaskRunner
+    from owm_adapters.control_plane.in_process import InProcessControlPlane
+    from owm_adapters.node.daemon import DaemonSettings, NodeDaemon
+    from owm_adapters.node.task_log import TaskLog
+    from owm_adapters.node.task_runner import TaskRunner
     from tests.node.conftest import MANIFEST
     from tests.node.test_daemon import wait_for
 

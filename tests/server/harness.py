@@ -12,19 +12,19 @@ import attrs
 import grpc
 from coincurve import PrivateKey
 
-from owm_adapters.bootstrap import build_coordinator
-from owm_adapters.coordinator_service import CoordinatorService, ServiceConfig
-from owm_adapters.settings import CoordinatorSettings
-from owm_adapters.sim_ln import SimLedger
-from owm_core import envelopes
+from owm_adapters.bootstrap.coordinator import build_coordinator
+from owm_adapters.bootstrap.settings import CoordinatorSettings
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.services.coordinator.service import CoordinatorService, ServiceConfig
 from owm_core.coordination import Challenge, ChallengePurpose, challenge_message
-from owm_core.envelopes import CapabilityManifest, EnvelopeKind, Heartbeat, TaskProof
-from owm_core.identity import Identity
+from owm_core.identity import envelopes
+from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, Heartbeat, TaskProof
+from owm_core.identity.keys import Identity
+from owm_core.nodes.tiers import Tier
 from owm_core.ports.repositories import Repositories
-from owm_core.tiers import Tier
 from owm_server.grpc.server import CoordinatorServer
-from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
-from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
 
 T1_STAKE_SAT = 100_000
 

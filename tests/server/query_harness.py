@@ -1,6 +1,6 @@
 """An in-process conglomerate for query tests: a coordinator service with its market running,
 nodes that take tasks from their streams like node daemons do (but execute them in a thread
-with :func:`owm_adapters.node_daemon.task_exec.execute` instead of a subprocess), and the demo
+with :func:`owm_adapters.node.task_exec.execute` instead of a subprocess), and the demo
 knowledge base over the same repositories."""
 
 from __future__ import annotations
@@ -14,21 +14,25 @@ from pathlib import Path
 
 import attrs
 
-from owm_adapters.bootstrap import build_coordinator
-from owm_adapters.coordinator_service import CoordinatorService, ServiceConfig, TaskStreamHandle
-from owm_adapters.knowledge_service import KnowledgeBase, demo_knowledge_base
-from owm_adapters.memory import MemoryRepositories, memory_repositories
-from owm_adapters.node_daemon.task_exec import execute
-from owm_adapters.query_service import QueryService
-from owm_adapters.settings import CoordinatorSettings
-from owm_adapters.sim_ln import SimLedger
-from owm_core import envelopes
+from owm_adapters.bootstrap.coordinator import build_coordinator
+from owm_adapters.bootstrap.settings import CoordinatorSettings
+from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.node.task_exec import execute
+from owm_adapters.services.coordinator.service import (
+    CoordinatorService,
+    ServiceConfig,
+    TaskStreamHandle,
+)
+from owm_adapters.services.knowledge import KnowledgeBase, demo_knowledge_base
+from owm_adapters.services.queries import QueryService
+from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
+from owm_core.access.ratelimit import Transport
 from owm_core.coordination import ChallengePurpose, Registration
-from owm_core.envelopes import EnvelopeKind, TaskProof
-from owm_core.knowledge import Retrieval
-from owm_core.market import VerificationMode, VerificationPolicy
-from owm_core.ratelimit import Transport
-from owm_core.task_types import canonical_output, output_hash, validate_input
+from owm_core.identity import envelopes
+from owm_core.identity.envelopes import EnvelopeKind, TaskProof
+from owm_core.knowledge.retrieval import Retrieval
+from owm_core.market.task_types import canonical_output, output_hash, validate_input
+from owm_core.market.tasks import VerificationMode, VerificationPolicy
 from tests.server.harness import T1_STAKE_SAT, SimNode
 
 SPOT_NEVER = VerificationPolicy(VerificationMode.SPOT_CHECK, spot_check_rate_ppm=0)

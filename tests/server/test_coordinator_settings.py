@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from owm_adapters.bootstrap import database_url_of, service_config_of
-from owm_adapters.settings import ConfigError, load_coordinator_settings
-from owm_core.market import VerificationMode
+from owm_adapters.bootstrap.coordinator import database_url_of, service_config_of
+from owm_adapters.bootstrap.settings import ConfigError, load_coordinator_settings
+from owm_core.market.tasks import VerificationMode
 
 
 def test_no_file_means_embedded_defaults() -> None:

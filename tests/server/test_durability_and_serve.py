@@ -13,12 +13,12 @@ from pathlib import Path
 
 import grpc
 
-from owm_adapters.coordinator_service import ServiceConfig
-from owm_adapters.sim_ln import SimLedger
-from owm_adapters.sql import open_repositories
-from owm_core.market import TaskState, VerificationPolicy
-from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
-from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.services.coordinator.service import ServiceConfig
+from owm_adapters.storage.sql import open_repositories
+from owm_core.market.tasks import TaskState, VerificationPolicy
 from tests.server.harness import SimNode, StepClock, start_coordinator, task_request
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,26 +20,26 @@ from typing import Any
 import numpy as np
 import pytest
 
-from owm_adapters.bootstrap import build_coordinator
-from owm_adapters.coordinator_service import ServiceConfig
-from owm_adapters.fl_service import FlRoundService, evaluate, fl_service_of, flat_weights
-from owm_adapters.memory import memory_repositories
-from owm_adapters.node_daemon.task_exec import PARAM_SHAPES, execute, genesis_weights
-from owm_adapters.settings import (
+from owm_adapters.bootstrap.coordinator import build_coordinator
+from owm_adapters.bootstrap.settings import (
     CoordinatorSection,
     CoordinatorSettings,
     FlSection,
     ProvenanceSection,
 )
-from owm_adapters.sim_ln import SimLedger
-from owm_core.api_access import signed_request_message
-from owm_core.fl_rounds import RoundState
-from owm_core.fl_updates import sign_update
-from owm_core.provenance import ProofStatus, verify_model_version
-from owm_core.task_types import canonical_output
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.node.task_exec import PARAM_SHAPES, execute, genesis_weights
+from owm_adapters.services.coordinator.service import ServiceConfig
+from owm_adapters.services.fl_rounds import FlRoundService, evaluate, fl_service_of, flat_weights
+from owm_adapters.storage.memory import memory_repositories
+from owm_core.access.callers import signed_request_message
+from owm_core.fl.rounds import RoundState
+from owm_core.fl.updates import sign_update
+from owm_core.market.task_types import canonical_output
+from owm_core.provenance.versions import ProofStatus, verify_model_version
 from owm_server.grpc.server import CoordinatorServer
-from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
-from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
 from owm_server.http.serve import ApiServer, api_server_for
 from tests.server.harness import T1_STAKE_SAT, SimNode, StepClock
 

@@ -10,16 +10,16 @@ import attrs
 import grpc
 import pytest
 
-from owm_adapters.coordinator_service import ServiceConfig
-from owm_adapters.memory import memory_repositories
-from owm_adapters.sim_ln import SimLedger
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.services.coordinator.service import ServiceConfig
+from owm_adapters.storage.memory import memory_repositories
+from owm_core.access.ratelimit import Transport
 from owm_core.coordination import ChallengePurpose
-from owm_core.market import TaskState, VerificationMode, VerificationPolicy
-from owm_core.ratelimit import Transport
-from owm_core.registry import NodeStatus
-from owm_core.stake import Stake, StakeStatus, check_stake
-from owm_core.tiers import Tier
-from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+from owm_core.market.tasks import TaskState, VerificationMode, VerificationPolicy
+from owm_core.nodes.registry import NodeStatus
+from owm_core.nodes.tiers import Tier
+from owm_core.stake.channel import Stake, StakeStatus, check_stake
 from tests.server.harness import Coordinator, SimNode, StepClock, start_coordinator, task_request
 
 
@@ -346,7 +346,9 @@ def test_deregistration_and_stake_status(coordinator: Coordinator, clock: StepCl
 def test_on_the_onion_endpoint_registrations_are_not_limited_per_ip(
     ledger: SimLedger, clock: StepClock
 ) -> None:
-    from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+    from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import (
+        coordinator_pb2_grpc as pb_grpc,
+    )
 
     running = start_coordinator(memory_repositories(), ledger, clock, onion_listen="127.0.0.1:0")
     try:

@@ -10,13 +10,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from owm_adapters.coordinator_service import ServiceConfig
-from owm_adapters.memory import memory_repositories
-from owm_adapters.sim_ln import SimLedger
-from owm_core import envelopes
-from owm_core.envelopes import EnvelopeKind, TaskRejection
-from owm_core.market import TaskState, VerificationMode, VerificationPolicy
-from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.services.coordinator.service import ServiceConfig
+from owm_adapters.storage.memory import memory_repositories
+from owm_core.identity import envelopes
+from owm_core.identity.envelopes import EnvelopeKind, TaskRejection
+from owm_core.market.tasks import TaskState, VerificationMode, VerificationPolicy
 from tests.server.harness import (
     T1_STAKE_SAT,
     Coordinator,

@@ -11,19 +11,19 @@ import os
 
 import attrs
 
-from owm_adapters.coordinator_service import (
+from owm_adapters.services.coordinator.service import (
     VERIFY_CHUNK,
     WARM_KNOWN_MIN,
     CoordinatorService,
     ServiceConfig,
 )
-from owm_adapters.memory import memory_repositories
-from owm_core import envelopes
-from owm_core.envelopes import CapabilityManifest, EnvelopeKind, Heartbeat
-from owm_core.identity import Identity
+from owm_adapters.storage.memory import memory_repositories
+from owm_core.identity import envelopes
+from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, Heartbeat
+from owm_core.identity.keys import Identity
+from owm_core.nodes.registry import LnNodeUri, Node
+from owm_core.nodes.tiers import Tier
 from owm_core.ports.repositories import Repositories
-from owm_core.registry import LnNodeUri, Node
-from owm_core.tiers import Tier
 from tests.server.harness import StepClock
 
 MANIFEST = CapabilityManifest(

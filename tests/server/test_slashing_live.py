@@ -20,24 +20,24 @@ import grpc
 import pytest
 from click.testing import CliRunner
 
-from owm_adapters.api_bootstrap import build_api_services
-from owm_adapters.api_service import ApiConfig, ApiServices
-from owm_adapters.bootstrap import attach_slashing, build_coordinator
-from owm_adapters.coordinator_service import CoordinatorService, ServiceConfig
-from owm_adapters.settings import CoordinatorSection, CoordinatorSettings, StakeSection
-from owm_adapters.sim_ln import SimLedger
-from owm_adapters.slashing_service import SlashingService
-from owm_adapters.sql import open_repositories
+from owm_adapters.bootstrap.api import build_api_services
+from owm_adapters.bootstrap.coordinator import attach_slashing, build_coordinator
+from owm_adapters.bootstrap.settings import CoordinatorSection, CoordinatorSettings, StakeSection
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.services.api import ApiConfig, ApiServices
+from owm_adapters.services.coordinator.service import CoordinatorService, ServiceConfig
+from owm_adapters.services.slashing import SlashingService
+from owm_adapters.storage.sql import open_repositories
 from owm_cli.slashing import slashing, slashing_log
-from owm_core import envelopes
-from owm_core.envelopes import AckVerdict, EnvelopeKind, MaintainerAcknowledgement
-from owm_core.identity import Identity
-from owm_core.registry import NodeStatus
-from owm_core.slashing import SlashingReason
-from owm_core.tiers import Tier
+from owm_core.identity import envelopes
+from owm_core.identity.envelopes import AckVerdict, EnvelopeKind, MaintainerAcknowledgement
+from owm_core.identity.keys import Identity
+from owm_core.nodes.registry import NodeStatus
+from owm_core.nodes.tiers import Tier
+from owm_core.stake.slashing import SlashingReason
 from owm_server.grpc.server import CoordinatorServer
-from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
-from owm_server.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
 from owm_server.http.app import create_app
 from owm_server.http.serve import ApiServer
 from owm_server.metrics import stake_figures
@@ -258,9 +258,9 @@ def test_the_acknowledgement_endpoint_answers_problems_that_name_the_field(live:
 
 
 def test_a_missing_coordinator_key_is_created_for_a_fresh_network_only(tmp_path: Path) -> None:
-    from owm_adapters.bootstrap import coordinator_identity_from
-    from owm_adapters.memory import memory_repositories
-    from owm_adapters.settings import ConfigError
+    from owm_adapters.bootstrap.coordinator import coordinator_identity_from
+    from owm_adapters.bootstrap.settings import ConfigError
+    from owm_adapters.storage.memory import memory_repositories
     from tests.server.http.records import slashing_entry
 
     settings = CoordinatorSettings(
@@ -283,9 +283,9 @@ def test_a_missing_coordinator_key_is_created_for_a_fresh_network_only(tmp_path:
 def test_slashing_on_lnd_refuses_to_start_without_the_separate_force_close_credential(
     tmp_path: Path,
 ) -> None:
-    from owm_adapters.memory import memory_repositories
-    from owm_adapters.settings import ConfigError, CoordinatorLightning
-    from owm_adapters.slashing_service import slashing_service_from
+    from owm_adapters.bootstrap.settings import ConfigError, CoordinatorLightning
+    from owm_adapters.services.slashing import slashing_service_from
+    from owm_adapters.storage.memory import memory_repositories
 
     settings = CoordinatorSettings(
         coordinator=CoordinatorSection(data_dir=str(tmp_path)),

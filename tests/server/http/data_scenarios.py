@@ -8,9 +8,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from owm_adapters.knowledge_service import KnowledgeBase
-from owm_adapters.minilm import HashingEmbedder
-from owm_adapters.qdrant import MemoryVectorStore
+from owm_adapters.knowledge.minilm import HashingEmbedder
+from owm_adapters.knowledge.qdrant import MemoryVectorStore
+from owm_adapters.services.knowledge import KnowledgeBase
 
 DATASET = {
     "name": "rivers",

@@ -9,12 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from owm_adapters.embedded_provenance import EmbeddedProvenance
-from owm_adapters.fl_service import FlConfig, FlRoundService
-from owm_core import market
-from owm_core.fl_updates import sign_update
-from owm_core.market import Match, NodeOffer
-from owm_core.tiers import Tier
+from owm_adapters.provenance.embedded import EmbeddedProvenance
+from owm_adapters.services.fl_rounds import FlConfig, FlRoundService
+from owm_core.fl.updates import sign_update
+from owm_core.market import tasks as market
+from owm_core.market.tasks import Match, NodeOffer
+from owm_core.nodes.tiers import Tier
 
 WEIGHTS = [0.01] * 2762
 

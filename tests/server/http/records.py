@@ -5,14 +5,19 @@ from __future__ import annotations
 import hashlib
 from fractions import Fraction
 
-from owm_core.identity import Identity
-from owm_core.mining import AcceptedShare
-from owm_core.payments import RewardPayment
-from owm_core.pool import MiningPayout
-from owm_core.provenance import ModelVersion, ProofStatus
-from owm_core.releases import ModelRelease
-from owm_core.slashing import SlashingDecision, SlashingLogEntry, SlashingReason, append_to_log
-from owm_core.tiers import Tier
+from owm_core.identity.keys import Identity
+from owm_core.nodes.tiers import Tier
+from owm_core.payments.records import RewardPayment
+from owm_core.pool.mining import AcceptedShare
+from owm_core.pool.stats import MiningPayout
+from owm_core.provenance.releases import ModelRelease
+from owm_core.provenance.versions import ModelVersion, ProofStatus
+from owm_core.stake.slashing import (
+    SlashingDecision,
+    SlashingLogEntry,
+    SlashingReason,
+    append_to_log,
+)
 
 COORDINATOR = Identity.from_seed(b"\x07" * 32)
 PROOF = b"\x00OpenTimestamps\x00\x00Proof\x00\xbf\x89\xe2\xe8\x84\xe8\x92\x94\x01"

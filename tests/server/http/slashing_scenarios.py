@@ -7,12 +7,12 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from owm_adapters.slashing_service import SlashingService
-from owm_core import envelopes
-from owm_core.envelopes import AckVerdict, EnvelopeKind, MaintainerAcknowledgement
-from owm_core.identity import Identity
-from owm_core.slashing import SlashingPolicy
-from owm_core.tiers import Tier
+from owm_adapters.services.slashing import SlashingService
+from owm_core.identity import envelopes
+from owm_core.identity.envelopes import AckVerdict, EnvelopeKind, MaintainerAcknowledgement
+from owm_core.identity.keys import Identity
+from owm_core.nodes.tiers import Tier
+from owm_core.stake.slashing import SlashingPolicy
 from tests.server.harness import SimNode
 
 MAINTAINERS = [Identity.from_seed(bytes([0x30 + i]) * 32) for i in range(3)]

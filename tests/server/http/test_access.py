@@ -4,9 +4,9 @@ node operators' signed requests, exempt from limits on node-management endpoints
 
 from __future__ import annotations
 
-from owm_core import l402
-from owm_core.apikeys import Plan
-from owm_core.ratelimit import API_KEY_FREE_TIER
+from owm_core.access import l402
+from owm_core.access.api_keys import Plan
+from owm_core.access.ratelimit import API_KEY_FREE_TIER
 from tests.server.http.world import World
 
 READ = "/v1/stake/requirements"

@@ -19,9 +19,9 @@ from pathlib import Path
 import attrs
 import pytest
 
-from owm_core.fl_rounds import FlRound
-from owm_core.market import TaskRequest
-from owm_core.tiers import Tier
+from owm_core.fl.rounds import FlRound
+from owm_core.market.tasks import TaskRequest
+from owm_core.nodes.tiers import Tier
 from owm_server.http.app import create_app
 from owm_server.http.dashboard import PANELS
 from owm_server.http.serve import ApiServer

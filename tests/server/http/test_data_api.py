@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from owm_adapters.knowledge_service import KnowledgeBase
-from owm_adapters.minilm import HashingEmbedder
-from owm_adapters.qdrant import MemoryVectorStore
+from owm_adapters.knowledge.minilm import HashingEmbedder
+from owm_adapters.knowledge.qdrant import MemoryVectorStore
+from owm_adapters.services.knowledge import KnowledgeBase
 from tests.server.http.world import World, build_world
 
 DATASET: dict[str, Any] = {

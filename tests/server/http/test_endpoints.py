@@ -6,12 +6,12 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from owm_adapters.api_service import ApiConfig
+from owm_adapters.services.api import ApiConfig
 from owm_core.coordination import ChallengePurpose
-from owm_core.governance import DAY_S
-from owm_core.provenance import ProofStatus
-from owm_core.slashing import SlashingLogEntry, verify_log
-from owm_core.stake import StakeStatus
+from owm_core.governance.proposals import DAY_S
+from owm_core.provenance.versions import ProofStatus
+from owm_core.stake.channel import StakeStatus
+from owm_core.stake.slashing import SlashingLogEntry, verify_log
 from tests.server.http.records import (
     COORDINATOR,
     payment,

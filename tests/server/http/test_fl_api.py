@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from owm_adapters.api_bootstrap import build_api_services
-from owm_adapters.api_service import ApiConfig, ApiServices
-from owm_adapters.node_daemon.task_exec import PARAM_SHAPES
-from owm_core.attacks import Attack
-from owm_core.fl_updates import sign_update
-from owm_core.provenance import verify_model_version
+from owm_adapters.bootstrap.api import build_api_services
+from owm_adapters.node.task_exec import PARAM_SHAPES
+from owm_adapters.services.api import ApiConfig, ApiServices
+from owm_core.fl.attacks import Attack
+from owm_core.fl.updates import sign_update
+from owm_core.provenance.versions import verify_model_version
 from owm_server.http.app import create_app
-from tests.adapters.fl_world import FlWorld, build_fl_world
+from tests.services.fl_world import FlWorld, build_fl_world
 
 
 @attrs.define

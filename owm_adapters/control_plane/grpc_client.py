@@ -1,0 +1,308 @@
+"""The node daemon's gRPC client for the coordinator's control plane (SRS-NODE-01/04, SRS-NET-02).
+
+:class:`GrpcControlPlane` implements :class:`owm_core.ports.control_plane.ControlPlane` with the
+generated ``Coordinator`` stubs (GetChallenge, Register, Heartbeat, TaskStream, SubmitProof,
+RejectTask, StakeStatus, StakeTerms, GetTask, Deregister, PendingPayouts, SubmitInvoice). It
+lives in ``owm_server`` because the generated code does (adapters may not import the shells'
+package). With ``socks5_proxy`` set, the channel dials a local
+:class:`~owm_adapters.control_plane.socks.Socks5Forwarder` that carries every connection through
+the proxy (Tor) — the control plane only (SRS-NET-04).
+
+gRPC failures become port errors: UNAVAILABLE / DEADLINE_EXCEEDED / CANCELLED →
+:class:`ControlPlaneUnavailable` (retry); any other status → :class:`ControlPlaneRefused`
+with the coordinator's error code (its messages start with ``<code>: ``).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import grpc
+
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from owm_adapters.control_plane.in_process import (
+    answer,
+    registration_details,
+    task_stream_details,
+)
+from owm_adapters.control_plane.socks import Socks5Forwarder
+from owm_core.coordination import Challenge, ChallengePurpose
+from owm_core.payments.invoices import PendingPayout
+from owm_core.ports.control_plane import (
+    AssignedTask,
+    ChallengeSigner,
+    ControlPlaneRefused,
+    ControlPlaneUnavailable,
+    RegisterReply,
+    ReplicaView,
+    StakeTermsView,
+    StakeView,
+)
+
+DEFAULT_TIMEOUT_S = 15.0
+_RETRYABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+}
+_CODE_PREFIX = re.compile(r"([a-z][a-z0-9-]*): (.*)", re.DOTALL)
+_T = TypeVar("_T")
+
+
+def port_error(exc: grpc.RpcError) -> Exception:
+    """The port error for a failed RPC (module docstring)."""
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = (exc.details() if hasattr(exc, "details") else "") or ""
+    if code in _RETRYABLE:
+        return ControlPlaneUnavailable(f"coordinator unreachable ({code.name}): {details}")
+    found = _CODE_PREFIX.fullmatch(details)
+    if found:
+        return ControlPlaneRefused(found.group(1), found.group(2))
+    return ControlPlaneRefused(code.name.lower().replace("_", "-"), details)
+
+
+def _call(fn: Callable[[], _T]) -> _T:
+    try:
+        return fn()
+    except grpc.RpcError as exc:
+        raise port_error(exc) from None
+
+
+class GrpcFeed:
+    """A TaskStream call read as an iterator of :class:`AssignedTask`."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+        self._cancelled = threading.Event()
+
+    def __iter__(self) -> Iterator[AssignedTask]:
+        try:
+            for a in self._call:
+                yield AssignedTask(
+                    task_id=a.task_id,
+                    task_type=a.task_type,
+                    input_schema_id=a.input_schema_id,
+                    input_schema_version=a.input_schema_version,
+                    price_msat=a.price_msat,
+                    deadline_at=a.deadline_at,
+                    input=a.input,
+                    assigned_at_ms=a.assigned_at_ms,
+                )
+        except grpc.RpcError as exc:
+            if self._cancelled.is_set():
+                return
+            raise port_error(exc) from None
+
+    def cancel(self) -> None:
+        """End the stream."""
+        self._cancelled.set()
+        self._call.cancel()
+
+
+class GrpcControlPlane:
+    """:class:`~owm_core.ports.control_plane.ControlPlane` over gRPC (module docstring)."""
+
+    def __init__(
+        self, url: str, socks5_proxy: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self._forwarder = Socks5Forwarder(socks5_proxy, url) if socks5_proxy else None
+        target = self._forwarder.address if self._forwarder is not None else url
+        self._channel = grpc.insecure_channel(
+            target, options=[("grpc.enable_http_proxy", 0)]
+        )
+        self._stub = pb_grpc.CoordinatorStub(self._channel)  # type: ignore[no-untyped-call]
+
+    @property
+    def via_proxy(self) -> bool:
+        """Whether control-plane traffic goes through the SOCKS5 proxy."""
+        return self._forwarder is not None
+
+    def _challenge(self, signer: ChallengeSigner, purpose: ChallengePurpose) -> Challenge:
+        reply = _call(
+            lambda: self._stub.GetChallenge(
+                pb.GetChallengeRequest(public_key=signer.public_key_hex, purpose=purpose.value),
+                timeout=self.timeout_s,
+            )
+        )
+        return Challenge(
+            reply.public_key, reply.purpose, reply.nonce, reply.issued_at, reply.expires_at
+        )
+
+    def register(
+        self,
+        signer: ChallengeSigner,
+        manifest_envelope: bytes,
+        manifest_digest: str,
+        ln_node_uri: str,
+        onion_address: str | None,
+    ) -> RegisterReply:
+        """Register with an answered challenge and a signed manifest."""
+        challenge = self._challenge(signer, ChallengePurpose.REGISTER)
+        details = registration_details(manifest_digest, ln_node_uri, onion_address)
+        reply = _call(
+            lambda: self._stub.Register(
+                pb.RegisterRequest(
+                    public_key=signer.public_key_hex,
+                    challenge_nonce=challenge.nonce,
+                    signature=answer(signer, challenge, details),
+                    manifest_envelope=manifest_envelope,
+                    ln_node_uri=ln_node_uri,
+                    onion_address=onion_address or "",
+                ),
+                timeout=self.timeout_s,
+            )
+        )
+        return RegisterReply(
+            node_id=reply.node_id,
+            tier=reply.tier,
+            stake_status=reply.stake_status,
+            required_sats=reply.required_sats,
+            capacity_sat=reply.capacity_sat,
+        )
+
+    def heartbeat(self, heartbeat_envelope: bytes, manifest_envelope: bytes = b"") -> str:
+        """One signed heartbeat (SRS-NODE-04)."""
+        reply = _call(
+            lambda: self._stub.Heartbeat(
+                pb.HeartbeatRequest(
+                    heartbeat_envelope=heartbeat_envelope, manifest_envelope=manifest_envelope
+                ),
+                timeout=self.timeout_s,
+            )
+        )
+        return str(reply.status)
+
+    def open_task_feed(
+        self, signer: ChallengeSigner, capabilities: Sequence[str], ask_msat: int
+    ) -> GrpcFeed:
+        """Open the task stream with the node's standing offer."""
+        challenge = self._challenge(signer, ChallengePurpose.TASK_STREAM)
+        call = self._stub.TaskStream(
+            pb.TaskStreamRequest(
+                public_key=signer.public_key_hex,
+                challenge_nonce=challenge.nonce,
+                signature=answer(signer, challenge, task_stream_details(capabilities, ask_msat)),
+                capabilities=list(capabilities),
+                ask_msat=ask_msat,
+            )
+        )
+        return GrpcFeed(call)
+
+    def submit_proof(self, proof_envelope: bytes, output: bytes = b"") -> str:
+        """A signed task proof and its output; the replica's state after it."""
+        reply = _call(
+            lambda: self._stub.SubmitProof(
+                pb.SubmitProofRequest(proof_envelope=proof_envelope, output=output),
+                timeout=self.timeout_s,
+            )
+        )
+        return str(reply.state)
+
+    def stake_status(self, public_key: str) -> StakeView:
+        """The node's stake record."""
+        reply = _call(
+            lambda: self._stub.StakeStatus(
+                pb.StakeStatusRequest(public_key=public_key), timeout=self.timeout_s
+            )
+        )
+        return StakeView(
+            status=reply.status,
+            tier=reply.tier,
+            required_sats=reply.required_sats,
+            capacity_sat=reply.capacity_sat,
+            channel_point=reply.channel_point,
+            cooldown_until=reply.cooldown_until,
+        )
+
+    def stake_terms(self, tier: str) -> StakeTermsView:
+        """The treasury's Lightning URI and the stake ``tier`` needs (before registration)."""
+        reply = _call(
+            lambda: self._stub.StakeTerms(pb.StakeTermsRequest(tier=tier), timeout=self.timeout_s)
+        )
+        return StakeTermsView(
+            treasury_node_uri=reply.treasury_node_uri,
+            required_sats=reply.required_sats,
+            min_confirmations=reply.min_confirmations,
+        )
+
+    def reject_task(self, rejection_envelope: bytes) -> str:
+        """A signed task rejection (SRS-NODE-07); the replica's state after it."""
+        reply = _call(
+            lambda: self._stub.RejectTask(
+                pb.RejectTaskRequest(rejection_envelope=rejection_envelope),
+                timeout=self.timeout_s,
+            )
+        )
+        return str(reply.state)
+
+    def replicas(self, task_id: str) -> list[ReplicaView]:
+        """The replicas of a submitted task."""
+        reply = _call(
+            lambda: self._stub.GetTask(pb.GetTaskRequest(task_id=task_id), timeout=self.timeout_s)
+        )
+        return [
+            ReplicaView(
+                replica_id=r.replica_id,
+                state=r.state,
+                node_id=r.node_id,
+                price_msat=r.price_msat,
+                output_hash=r.output_hash,
+            )
+            for r in reply.replicas
+        ]
+
+    def deregister(self, signer: ChallengeSigner) -> str:
+        """Leave cooperatively."""
+        challenge = self._challenge(signer, ChallengePurpose.DEREGISTER)
+        reply = _call(
+            lambda: self._stub.Deregister(
+                pb.DeregisterRequest(
+                    public_key=signer.public_key_hex,
+                    challenge_nonce=challenge.nonce,
+                    signature=answer(signer, challenge, {}),
+                ),
+                timeout=self.timeout_s,
+            )
+        )
+        return str(reply.stake_status)
+
+    def pending_payouts(self, query_envelope: bytes) -> list[PendingPayout]:
+        """The payouts awaiting this node's invoice (PendingPayouts; issue 6a)."""
+        reply = _call(
+            lambda: self._stub.PendingPayouts(
+                pb.PendingPayoutsRequest(query_envelope=query_envelope), timeout=self.timeout_s
+            )
+        )
+        return [
+            PendingPayout(
+                payment_id=p.payment_id,
+                payee_pubkey=p.payee_pubkey,
+                amount_msat=p.amount_msat,
+                memo=p.memo,
+                expiry_s=p.expiry_s,
+                requested_at=p.requested_at,
+            )
+            for p in reply.payouts
+        ]
+
+    def submit_invoice(self, invoice_envelope: bytes) -> str:
+        """Hand in a signed invoice for a pending payout (SubmitInvoice); its payment hash."""
+        reply = _call(
+            lambda: self._stub.SubmitInvoice(
+                pb.SubmitInvoiceRequest(invoice_envelope=invoice_envelope),
+                timeout=self.timeout_s,
+            )
+        )
+        return str(reply.payment_hash)
+
+    def close(self) -> None:
+        """Close the channel and the SOCKS5 forwarder."""
+        self._channel.close()
+        if self._forwarder is not None:
+            self._forwarder.close()

@@ -1,0 +1,252 @@
+"""The in-process twin of the control plane: a node daemon talking straight to a
+:class:`~owm_adapters.services.coordinator.service.CoordinatorService` in the same process.
+
+It implements :class:`owm_core.ports.control_plane.ControlPlane` exactly as the gRPC client
+(``owm_adapters.control_plane.grpc_client.GrpcControlPlane``) does — the same challenge answers,
+the same
+envelopes, the same refusals (a coordinator's DomainError becomes
+:class:`~owm_core.ports.control_plane.ControlPlaneRefused` carrying its code) — so daemon tests
+run without sockets, and one contract suite (tests/node/test_control_plane_contract.py) holds
+both to the same behaviour.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
+
+from owm_adapters.services.coordinator.service import CoordinatorService, TaskStreamHandle
+from owm_core.access.ratelimit import Transport
+from owm_core.coordination import Challenge, ChallengePurpose, Registration, challenge_message
+from owm_core.errors import DomainError
+from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, from_bytes, open_body
+from owm_core.identity.keys import node_id_from_public_key
+from owm_core.payments.invoices import PendingPayout
+from owm_core.ports.control_plane import (
+    AssignedTask,
+    ChallengeSigner,
+    ControlPlaneRefused,
+    RegisterReply,
+    ReplicaView,
+    StakeTermsView,
+    StakeView,
+)
+
+_T = TypeVar("_T")
+
+
+def answer(signer: ChallengeSigner, challenge: Challenge, details: dict[str, object]) -> str:
+    """The hex signature answering ``challenge`` for a request carrying ``details``."""
+    return signer.sign(challenge_message(challenge, details)).hex()
+
+
+def registration_details(
+    manifest_digest: str, ln_node_uri: str, onion_address: str | None
+) -> dict[str, object]:
+    """What a registering node signs with its challenge (``coordination.register_node``)."""
+    return {
+        "ln_node_uri": ln_node_uri,
+        "manifest_digest": manifest_digest,
+        "onion_address": onion_address,
+    }
+
+
+def task_stream_details(capabilities: Sequence[str], ask_msat: int) -> dict[str, object]:
+    """What a node signs to open its task stream (its standing offer)."""
+    return {"ask_msat": ask_msat, "capabilities": sorted(capabilities)}
+
+
+def _refused(call: Callable[[], _T]) -> _T:
+    try:
+        return call()
+    except DomainError as exc:
+        raise ControlPlaneRefused(exc.code, exc.message) from None
+
+
+class InProcessFeed:
+    """A task stream handle read as an iterator of :class:`AssignedTask`."""
+
+    def __init__(self, service: CoordinatorService, handle: TaskStreamHandle) -> None:
+        self._service = service
+        self._handle = handle
+        self._cancelled = threading.Event()
+
+    def __iter__(self) -> Iterator[AssignedTask]:
+        try:
+            while not self._cancelled.is_set() and not self._service.stopping:
+                try:
+                    pushed = self._handle.next(0.1)
+                except StopIteration:
+                    return
+                if pushed is None:
+                    continue
+                task = pushed.task
+                yield AssignedTask(
+                    task_id=task.task_id,
+                    task_type=task.request.task_type,
+                    input_schema_id=task.request.input_schema_id,
+                    input_schema_version=task.request.input_schema_version,
+                    price_msat=task.price_msat or 0,
+                    deadline_at=task.deadline_at or 0,
+                    input=pushed.input,
+                    assigned_at_ms=pushed.assigned_at_ms,
+                )
+        finally:
+            self._service.close_task_stream(self._handle)
+
+    def cancel(self) -> None:
+        """End the stream."""
+        self._cancelled.set()
+
+
+class InProcessControlPlane:
+    """:class:`~owm_core.ports.control_plane.ControlPlane` over a service in this process."""
+
+    def __init__(self, service: CoordinatorService, client_ip: str = "127.0.0.1") -> None:
+        self.service = service
+        self.client_ip = client_ip
+
+    def _challenge(self, signer: ChallengeSigner, purpose: ChallengePurpose) -> Challenge:
+        return _refused(lambda: self.service.challenge(signer.public_key_hex, purpose.value))
+
+    def register(
+        self,
+        signer: ChallengeSigner,
+        manifest_envelope: bytes,
+        manifest_digest: str,
+        ln_node_uri: str,
+        onion_address: str | None,
+    ) -> RegisterReply:
+        """Register with an answered challenge and a signed manifest."""
+        challenge = self._challenge(signer, ChallengePurpose.REGISTER)
+        details = registration_details(manifest_digest, ln_node_uri, onion_address)
+
+        def call() -> RegisterReply:
+            registered = self.service.register(
+                Registration(
+                    public_key=signer.public_key_hex,
+                    manifest_envelope=manifest_envelope,
+                    ln_node_uri=ln_node_uri,
+                    onion_address=onion_address,
+                ),
+                challenge_nonce=challenge.nonce,
+                signature=answer(signer, challenge, details),
+                transport=Transport.CLEARNET,
+                client_ip=self.client_ip,
+            )
+            return RegisterReply(
+                node_id=registered.node.node_id,
+                tier=registered.stake.tier.value,
+                stake_status=registered.stake.status.value,
+                required_sats=registered.stake.required_sats,
+                capacity_sat=registered.stake.capacity_sat,
+            )
+
+        return _refused(call)
+
+    def heartbeat(self, heartbeat_envelope: bytes, manifest_envelope: bytes = b"") -> str:
+        """One signed heartbeat (SRS-NODE-04)."""
+        _, status = _refused(lambda: self.service.heartbeat(heartbeat_envelope, manifest_envelope))
+        return status.value
+
+    def open_task_feed(
+        self, signer: ChallengeSigner, capabilities: Sequence[str], ask_msat: int
+    ) -> InProcessFeed:
+        """Open the task stream with the node's standing offer."""
+        challenge = self._challenge(signer, ChallengePurpose.TASK_STREAM)
+        signature = answer(signer, challenge, task_stream_details(capabilities, ask_msat))
+        handle = _refused(
+            lambda: self.service.open_task_stream(
+                signer.public_key_hex, challenge.nonce, signature, list(capabilities), ask_msat
+            )
+        )
+        return InProcessFeed(self.service, handle)
+
+    def submit_proof(self, proof_envelope: bytes, output: bytes = b"") -> str:
+        """A signed task proof and its output; the replica's state after it."""
+        outcome = _refused(lambda: self.service.submit_proof(proof_envelope, output))
+        return outcome.task.state.value
+
+    def stake_status(self, public_key: str) -> StakeView:
+        """The node's stake record."""
+        stake = _refused(lambda: self.service.stake_status(None, public_key))
+        return StakeView(
+            status=stake.status.value,
+            tier=stake.tier.value,
+            required_sats=stake.required_sats,
+            capacity_sat=stake.capacity_sat,
+            channel_point=stake.channel.channel_point if stake.channel is not None else "",
+            cooldown_until=stake.cooldown_until or 0,
+        )
+
+    def stake_terms(self, tier: str) -> StakeTermsView:
+        """The treasury's Lightning URI and the stake ``tier`` needs."""
+        terms = _refused(lambda: self.service.stake_terms(tier))
+        return StakeTermsView(
+            treasury_node_uri=terms.treasury_node_uri,
+            required_sats=terms.required_sats,
+            min_confirmations=terms.min_confirmations,
+        )
+
+    def reject_task(self, rejection_envelope: bytes) -> str:
+        """A signed task rejection; the replica's state after it."""
+        outcome = _refused(lambda: self.service.reject_task(rejection_envelope))
+        return outcome.task.state.value
+
+    def replicas(self, task_id: str) -> list[ReplicaView]:
+        """The replicas of a submitted task."""
+        replicas, _ = _refused(lambda: self.service.task(task_id))
+        return [
+            ReplicaView(
+                replica_id=r.task_id,
+                state=r.state.value,
+                node_id=r.node_id or "",
+                price_msat=r.price_msat or 0,
+                output_hash=r.output_hash or "",
+            )
+            for r in replicas
+        ]
+
+    def deregister(self, signer: ChallengeSigner) -> str:
+        """Leave cooperatively."""
+        challenge = self._challenge(signer, ChallengePurpose.DEREGISTER)
+        signature = answer(signer, challenge, {})
+        stake = _refused(
+            lambda: self.service.deregister(signer.public_key_hex, challenge.nonce, signature)
+        )
+        return stake.status.value
+
+    def pending_payouts(self, query_envelope: bytes) -> list[PendingPayout]:
+        """The payouts awaiting this node's invoice (none without a node invoice source)."""
+        invoices = self.service.node_invoices
+        if invoices is None:
+            return []
+        return _refused(lambda: invoices.pending_for(query_envelope))
+
+    def submit_invoice(self, invoice_envelope: bytes) -> str:
+        """Hand in a signed invoice for a pending payout; its payment hash."""
+        invoices = self.service.node_invoices
+        if invoices is None:
+            raise ControlPlaneRefused("not-found",
+                                      "this coordinator does not take invoices from nodes")
+        _, invoice = _refused(lambda: invoices.submit(invoice_envelope))
+        return invoice.payment_hash
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def manifest_digest_of(manifest_envelope: bytes) -> str:
+    """The digest a heartbeat cites for a signed manifest envelope."""
+    envelope = from_bytes(manifest_envelope)
+    if envelope.kind is not EnvelopeKind.CAPABILITY_MANIFEST:
+        raise ValueError("not a capability manifest envelope")
+    body = open_body(envelope)
+    assert isinstance(body, CapabilityManifest)
+    return body.digest()
+
+
+def node_id_of(signer: ChallengeSigner) -> str:
+    """The node id a signer registers as."""
+    return node_id_from_public_key(signer.public_key_hex)

@@ -1,0 +1,189 @@
+"""Invoices handed in by the nodes themselves: the coordinator's InvoiceSource for nodes on real
+Lightning networks (LND, Core Lightning; issue 6 part a, SRS-LN-04).
+
+:class:`NodeInvoiceSource` implements :class:`owm_core.ports.invoices.InvoiceSource` for the
+:class:`~owm_adapters.services.payouts.PayoutDispatcher`:
+
+* ``invoice_for`` — returns the invoice the payee node handed in for this payout, if any. If
+  there is none yet it first asks the ``fallback`` source (the embedded ledger on devnets: its
+  simulated nodes issue invoices directly); otherwise it records a
+  :class:`~owm_core.payments.invoices.PendingPayout` and raises ``LightningUnavailable``, so the
+  dispatcher retries with its backoff — by then the node has usually handed one in.
+* ``pending_for`` — the gRPC ``PendingPayouts`` call: a node's signed
+  :class:`~owm_core.identity.envelopes.PayoutQuery` → the payouts waiting for its invoice.
+* ``submit`` — the gRPC ``SubmitInvoice`` call: a node's signed
+  :class:`~owm_core.identity.envelopes.PayoutInvoice`; the BOLT11 string is decoded with the
+  ``bolt11``
+  library (its signature names the payee) and must pass
+  :func:`~owm_core.payments.invoices.check_node_invoice`: exactly the payout's amount, payable to
+  the Lightning node the signer registered, not (about to be) expired. Otherwise InvalidValue
+  naming ``bolt11`` says why, and the payout stays pending.
+
+Both envelopes are verified and replay-guarded. Pending payouts and handed-in invoices are held
+in memory: after a restart the dispatcher's reconciliation asks again and the nodes answer again;
+nothing is paid before its record is in the durable outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+
+import bolt11
+
+from owm_core.errors import InvalidValue, LightningUnavailable, NotFound
+from owm_core.identity import envelopes
+from owm_core.identity.envelopes import EnvelopeKind, PayoutInvoice, PayoutQuery, ReplayGuard
+from owm_core.nodes.registry import Node
+from owm_core.payments.invoices import (
+    DecodedInvoice,
+    PendingPayout,
+    check_node_invoice,
+    payout_request_id,
+)
+from owm_core.ports.clock import Clock
+from owm_core.ports.invoices import InvoiceSource
+from owm_core.ports.lightning import Invoice, InvoiceState
+from owm_core.ports.repositories import Repositories
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING = 100_000
+DEFAULT_BOLT11_EXPIRY_S = 3600
+"""BOLT11's default when an invoice carries no expiry tag."""
+
+
+def decode_bolt11(text: str) -> DecodedInvoice:
+    """Read a BOLT11 invoice (signature checked, payee recovered); InvalidValue if unreadable."""
+    try:
+        decoded = bolt11.decode(text.strip())
+    except Exception:  # the library raises many kinds for malformed input
+        raise InvalidValue("bolt11", "is not a valid BOLT11 invoice") from None
+    hash_tag = decoded.tags.get(bolt11.TagChar.payment_hash)
+    payee_tag = decoded.tags.get(bolt11.TagChar.payee)
+    expiry_tag = decoded.tags.get(bolt11.TagChar.expire_time)
+    if hash_tag is None or payee_tag is None:
+        raise InvalidValue("bolt11", "lacks a payment hash or a payee")
+    amount = decoded.amount_msat
+    return DecodedInvoice(
+        payment_hash=str(hash_tag.data),
+        payee_pubkey=str(payee_tag.data),
+        amount_msat=None if amount is None else int(amount),
+        created_at=int(decoded.date),
+        expiry_s=int(expiry_tag.data) if expiry_tag is not None else DEFAULT_BOLT11_EXPIRY_S,
+    )
+
+
+class NodeInvoiceSource:
+    """Invoices handed in by payee nodes, with an optional fallback source (module docstring)."""
+
+    def __init__(
+        self,
+        repositories: Repositories,
+        clock: Clock,
+        *,
+        fallback: InvoiceSource | None = None,
+        guard: ReplayGuard | None = None,
+        max_pending: int = MAX_PENDING,
+    ) -> None:
+        self.repositories = repositories
+        self.clock = clock
+        self.fallback = fallback
+        self._guard = guard if guard is not None else ReplayGuard()
+        self._max_pending = max_pending
+        self._lock = threading.Lock()
+        self._pending: OrderedDict[str, PendingPayout] = OrderedDict()
+        self._handed_in: dict[str, Invoice] = {}
+
+    # -- the dispatcher's side -------------------------------------------------------------------
+
+    def invoice_for(self, payee_pubkey: str, amount_msat: int, memo: str, expiry_s: int) -> Invoice:
+        """The payee node's invoice for this payout; LightningUnavailable while it has none."""
+        payment_id = payout_request_id(payee_pubkey, amount_msat, memo)
+        now = self.clock.now()
+        with self._lock:
+            invoice = self._handed_in.pop(payment_id, None)
+            if invoice is not None and invoice.expires_at > now:
+                self._pending.pop(payment_id, None)
+                return invoice
+        if self.fallback is not None:
+            try:
+                return self.fallback.invoice_for(payee_pubkey, amount_msat, memo, expiry_s)
+            except LightningUnavailable:
+                pass
+        with self._lock:
+            if payment_id not in self._pending:
+                while len(self._pending) >= self._max_pending:
+                    self._pending.popitem(last=False)
+                self._pending[payment_id] = PendingPayout(
+                    payment_id=payment_id, payee_pubkey=payee_pubkey, amount_msat=amount_msat,
+                    memo=memo[:600], expiry_s=expiry_s, requested_at=now,
+                )
+        raise LightningUnavailable(
+            f"waiting for Lightning node {payee_pubkey[:16]}… to hand in an invoice of "
+            f"{amount_msat} msat (payout {payment_id})"
+        )
+
+    # -- the node's side ---------------------------------------------------------------------
+
+    def _signer_node(self, raw: bytes, kind: EnvelopeKind) -> tuple[Node, object]:
+        envelope = envelopes.from_bytes(raw)
+        if envelope.kind is not kind:
+            raise InvalidValue("envelope", f"must be a {kind.value} envelope")
+        envelopes.verify(envelope)
+        body = envelopes.open_body(envelope)
+        with self._lock:
+            self._guard.accept(envelope, self.clock.now())
+        node = self.repositories.nodes.get(envelope.signer_node_id)
+        if node is None:
+            raise NotFound("no node is registered with this public key")
+        return node, body
+
+    def pending_for(self, query_envelope: bytes) -> list[PendingPayout]:
+        """The payouts awaiting an invoice from the signer's registered Lightning node."""
+        node, body = self._signer_node(query_envelope, EnvelopeKind.PAYOUT_QUERY)
+        assert isinstance(body, PayoutQuery)
+        if body.node_id != node.node_id:
+            raise InvalidValue("node_id", "is not the node id of the envelope's signer")
+        payee = node.ln_node_uri.pubkey
+        with self._lock:
+            return [p for p in self._pending.values() if p.payee_pubkey == payee]
+
+    def submit(self, invoice_envelope: bytes) -> tuple[str, Invoice]:
+        """Accept a node's invoice for one pending payout, after checking it (module doc);
+        the payout's id and the invoice."""
+        node, body = self._signer_node(invoice_envelope, EnvelopeKind.PAYOUT_INVOICE)
+        assert isinstance(body, PayoutInvoice)
+        with self._lock:
+            pending = self._pending.get(body.payment_id)
+        if pending is None:
+            raise NotFound(f"no payout {body.payment_id} awaits an invoice")
+        if pending.payee_pubkey != node.ln_node_uri.pubkey:
+            raise NotFound(f"no payout {body.payment_id} awaits an invoice from this node")
+        now = self.clock.now()
+        decoded = decode_bolt11(body.bolt11)
+        check_node_invoice(pending, decoded, now)
+        invoice = Invoice(
+            bolt11=body.bolt11.strip().lower(),
+            payment_hash=decoded.payment_hash,
+            amount_msat=pending.amount_msat,
+            expiry_s=decoded.expiry_s,
+            created_at=decoded.created_at,
+            state=InvoiceState.OPEN,
+            memo=pending.memo,
+        )
+        with self._lock:
+            self._handed_in[body.payment_id] = invoice
+            self._pending.pop(body.payment_id, None)  # no longer listed: the node is done
+        log.info("node %s handed in invoice %s for payout %s (%d msat)", node.node_id,
+                 invoice.payment_hash, body.payment_id, invoice.amount_msat)
+        return body.payment_id, invoice
+
+    def pending(self) -> list[PendingPayout]:
+        """Every payout awaiting an invoice (operators, metrics)."""
+        with self._lock:
+            return list(self._pending.values())
+
+
+__all__ = ["NodeInvoiceSource", "decode_bolt11"]

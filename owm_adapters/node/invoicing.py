@@ -1,0 +1,119 @@
+"""The node hands its own invoices to the coordinator, so that rewards reach nodes on real
+Lightning networks (issue 6 part a; SRS-LN-04).
+
+:class:`PayoutInvoicer` runs in the daemon (thread ``owm-invoices``) when ``[lightning]
+backend`` names the node's Lightning node (``lnd``, ``cln``, or ``embedded`` on a devnet).
+Every ``invoice_poll_s`` it sends a signed :class:`~owm_core.identity.envelopes.PayoutQuery`
+(gRPC ``PendingPayouts``), asks its Lightning node — through the Lightning port's
+``create_invoice`` — for an invoice of exactly each pending amount, and hands each in as a
+signed :class:`~owm_core.identity.envelopes.PayoutInvoice` (``SubmitInvoice``). The coordinator
+checks
+amount, payee and expiry before the invoice enters its payment outbox; a refusal is reported
+with the coordinator's reason (for example a Lightning node that is not the one registered in
+``[lightning] node_uri``). Only invoice rights are needed on the Lightning node (an LND invoice
+macaroon); the node's keys stay with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+
+from owm_core.errors import DomainError, LightningUnavailable
+from owm_core.identity import envelopes
+from owm_core.identity.envelopes import EnvelopeKind, PayoutInvoice, PayoutQuery
+from owm_core.identity.keys import Identity
+from owm_core.ports.clock import Clock
+from owm_core.ports.control_plane import ControlPlane, ControlPlaneRefused
+from owm_core.ports.lightning import Lightning
+
+log = logging.getLogger(__name__)
+
+
+class PayoutInvoicer:
+    """Answers the coordinator's pending payouts with this node's invoices (module docstring)."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        control: ControlPlane,
+        lightning: Lightning,
+        clock: Clock,
+        *,
+        registered_pubkey: str = "",
+        say: Callable[[str], None] = print,
+        entropy: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.identity = identity
+        self.control = control
+        self.lightning = lightning
+        self.clock = clock
+        self.registered_pubkey = registered_pubkey
+        self.say = say
+        self._entropy = entropy
+        self._checked_pubkey = False
+        self.refused: dict[str, str] = {}
+        """Payout ids whose invoice the coordinator refused, with its reason."""
+
+    def _sealed(self, body: PayoutQuery | PayoutInvoice, kind: EnvelopeKind) -> bytes:
+        envelope = envelopes.seal(self.identity, kind, body, self._entropy(16), self.clock.now())
+        return envelopes.to_bytes(envelope)
+
+    def _check_pubkey(self) -> None:
+        """Warn once when the Lightning node is not the one registered (its invoices would be
+        refused: the coordinator pays only the registered node)."""
+        if self._checked_pubkey or not self.registered_pubkey:
+            return
+        actual = self.lightning.node_pubkey()
+        self._checked_pubkey = True
+        if actual != self.registered_pubkey:
+            self.say(f"warning: your Lightning node is {actual}, but [lightning] node_uri names "
+                     f"{self.registered_pubkey}; the coordinator refuses invoices it did not "
+                     "register")
+
+    def poll_once(self) -> list[str]:
+        """Hand in an invoice for every pending payout; the payment hashes handed in."""
+        query = self._sealed(PayoutQuery(node_id=self.identity.node_id),
+                             EnvelopeKind.PAYOUT_QUERY)
+        pending = self.control.pending_payouts(query)
+        if not pending:
+            return []
+        self._check_pubkey()
+        handed: list[str] = []
+        for payout in pending:
+            invoice = self.lightning.create_invoice(payout.amount_msat, payout.memo,
+                                                    payout.expiry_s)
+            envelope = self._sealed(
+                PayoutInvoice(payment_id=payout.payment_id, bolt11=invoice.bolt11),
+                EnvelopeKind.PAYOUT_INVOICE,
+            )
+            try:
+                payment_hash = self.control.submit_invoice(envelope)
+            except ControlPlaneRefused as exc:
+                if self.refused.get(payout.payment_id) != exc.reason:
+                    self.say(f"payout {payout.payment_id}: invoice refused: {exc.reason}")
+                self.refused[payout.payment_id] = exc.reason
+                continue
+            self.refused.pop(payout.payment_id, None)
+            handed.append(payment_hash)
+            self.say(f"payout {payout.payment_id}: invoice for {payout.amount_msat} msat handed "
+                     f"in ({payment_hash[:16]}…)")
+        return handed
+
+    def run(self, stop: threading.Event, interval_s: float) -> None:
+        """Poll every ``interval_s`` until ``stop`` is set; failures are logged, never fatal."""
+        while not stop.wait(interval_s):
+            try:
+                self.poll_once()
+            except LightningUnavailable as exc:
+                log.warning("payout invoices: your Lightning node is unavailable: %s",
+                            exc.message)
+            except DomainError as exc:
+                log.warning("payout invoices: %s", exc.message)
+            except Exception:
+                log.exception("payout invoice poll failed")
+
+
+__all__ = ["PayoutInvoicer"]

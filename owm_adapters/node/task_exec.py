@@ -1,0 +1,175 @@
+"""What the built-in task types compute, inside the isolated worker process (SRS-NODE-05).
+
+Owns the execution of :mod:`owm_core.market.task_types`' three task types on already validated
+inputs: ``inference`` with a sub-model (a :data:`~owm_core.market.task_types.FEATURES` → 64 → 10
+MLP,
+the architecture of ``owm_adapters.flower.model.TinyNet``, evaluated with numpy), FL local
+training (``owm_adapters.flower.model.train_local`` on the node's partition) and gradient
+aggregation (``owm_core.fl.aggregation.aggregate``). Weights come from the model cache, where
+:mod:`owm_adapters.node.weights` only ever installs OTS-verified versions (SRS-NODE-10);
+a sub-model with no installed version answers with its deterministic ``genesis`` weights, the
+same on every node, so that redundant replicas agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # numpy is imported where it is used: a reading task starts faster without it
+    import numpy as np
+
+from owm_core.market.task_types import CLASSES, FEATURES, HIDDEN, TaskType, text_features
+
+GENESIS = "genesis"
+PARAM_SHAPES: tuple[tuple[str, tuple[int, ...]], ...] = (
+    ("body.0.weight", (HIDDEN, FEATURES)),
+    ("body.0.bias", (HIDDEN,)),
+    ("body.2.weight", (CLASSES, HIDDEN)),
+    ("body.2.bias", (CLASSES,)),
+)
+"""Parameter names and shapes, in ``TinyNet.state_dict()`` order."""
+
+
+def genesis_weights(sub_model: str) -> dict[str, np.ndarray]:
+    """The deterministic starting weights of ``sub_model`` (seeded by its name)."""
+    import numpy as np
+
+    seed = int.from_bytes(hashlib.sha256(sub_model.encode("utf-8")).digest()[:8], "big")
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for name, shape in PARAM_SHAPES:
+        fan_in = shape[-1] if len(shape) > 1 else shape[0]
+        out[name] = (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32)
+    return out
+
+
+def load_weights(model_dir: str | None, sub_model: str) -> tuple[str, dict[str, np.ndarray]]:
+    """The installed (verified) version of ``sub_model`` and its weights, else genesis."""
+    from pathlib import Path
+
+    import numpy as np
+
+    if model_dir:
+        current = Path(model_dir) / sub_model / "current.npz"
+        if current.exists():
+            with np.load(current, allow_pickle=False) as data:
+                version = str(data["__version__"])
+                return version, {name: data[name] for name, _ in PARAM_SHAPES}
+    return GENESIS, genesis_weights(sub_model)
+
+
+def infer(weights: Mapping[str, np.ndarray], features: np.ndarray) -> np.ndarray:
+    """Logits of the MLP for a batch of feature rows (float64 for reproducible rounding)."""
+    import numpy as np
+
+    w1, b1 = weights["body.0.weight"].astype(np.float64), weights["body.0.bias"].astype(np.float64)
+    w2, b2 = weights["body.2.weight"].astype(np.float64), weights["body.2.bias"].astype(np.float64)
+    hidden = np.maximum(features @ w1.T + b1, 0.0)
+    return np.asarray(hidden @ w2.T + b2)
+
+
+def run_inference(data: Mapping[str, Any], model_dir: str | None) -> dict[str, Any]:
+    """``inference``: logits and labels of the sub-model for the given rows or prompt."""
+    import numpy as np
+
+    sub_model = str(data.get("sub_model") or "owm-base")
+    if "prompt" in data:
+        rows = np.array([text_features(str(data["prompt"]))], dtype=np.float64)
+    else:
+        rows = np.array(data["features"], dtype=np.float64)
+    version, weights = load_weights(model_dir, sub_model)
+    logits = infer(weights, rows)
+    return {
+        "sub_model": sub_model,
+        "model_version": version,
+        "labels": [int(i) for i in logits.argmax(axis=1)],
+        "logits": [[float(v) for v in row] for row in logits],
+    }
+
+
+def run_reading(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``inference`` on ``owm.inference.passages``: extractive reading of retrieved passages
+    (:func:`owm_core.knowledge.reader.read_passages`; pure Python, deterministic across
+    machines)."""
+    from owm_core.knowledge.reader import DEFAULT_TOP_K, read_passages
+
+    output = read_passages(
+        str(data["query"]), data["passages"], int(data.get("top_k") or DEFAULT_TOP_K)
+    )
+    return {"sub_model": data["sub_model"], **output}
+
+
+def run_training(data: Mapping[str, Any], model_dir: str | None) -> dict[str, Any]:
+    """``fl_training``: one local round on this node's partition; returns the trained weights."""
+    import numpy as np
+    import torch
+
+    from owm_adapters.flower.data import BlobSpec, partition
+    from owm_adapters.flower.model import TinyNet, train_local
+
+    spec = BlobSpec(features=FEATURES, classes=CLASSES)
+    model = TinyNet(spec)
+    if "global_weights" in data:
+        flat = torch.tensor(data["global_weights"], dtype=torch.float32)
+        expected = sum(int(np.prod(shape)) for _, shape in PARAM_SHAPES)
+        if flat.numel() != expected:
+            raise ValueError(f"input.global_weights: must have {expected} numbers")
+        state, offset = {}, 0
+        for name, shape in PARAM_SHAPES:
+            size = int(np.prod(shape))
+            state[name] = flat[offset : offset + size].reshape(shape)
+            offset += size
+        version = "input"
+    else:
+        version, arrays = load_weights(model_dir, str(data["sub_model"]))
+        state = {name: torch.from_numpy(np.array(arrays[name])) for name, _ in PARAM_SHAPES}
+    model.load_state_dict(state)
+    x, y = partition(spec, int(data["partition_id"]))
+    loss = train_local(
+        model,
+        x,
+        y,
+        epochs=int(data["epochs"]),
+        lr=float(data["lr"]),
+        batch_size=int(data["batch_size"]),
+        seed=int(data["seed"]),
+    )
+    flat_out = torch.cat([t.detach().reshape(-1) for t in model.state_dict().values()])
+    return {
+        "sub_model": data["sub_model"],
+        "round": data["round"],
+        "base_version": version,
+        "num_examples": len(x),
+        "loss": float(loss),
+        "weights": [float(v) for v in flat_out.tolist()],
+    }
+
+
+def run_aggregation(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``gradient_aggregation``: a robust aggregate of the updates (SRS-SEC-05)."""
+    import torch
+
+    from owm_core.fl.aggregation import Rule, aggregate
+
+    updates = torch.tensor(data["updates"], dtype=torch.float64)
+    result = aggregate(updates, Rule(data["rule"]), int(data["f"]), weights=data.get("weights"))
+    return {
+        "rule": data["rule"],
+        "f": data["f"],
+        "selected": list(result.selected),
+        "update": [float(v) for v in result.update.tolist()],
+    }
+
+
+def execute(task_type: str, data: Mapping[str, Any], model_dir: str | None) -> dict[str, Any]:
+    """Run one validated task and return its JSON-serialisable output."""
+    kind = TaskType(task_type)
+    if kind is TaskType.INFERENCE and "passages" in data:
+        return run_reading(data)
+    if kind is TaskType.INFERENCE:
+        return run_inference(data, model_dir)
+    if kind is TaskType.FL_TRAINING:
+        return run_training(data, model_dir)
+    return run_aggregation(data)

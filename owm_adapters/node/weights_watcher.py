@@ -1,0 +1,247 @@
+"""New model versions reach the node: poll the coordinator's API, install verified weights.
+
+:class:`WeightsWatcher` runs in the daemon (thread ``owm-weights``) when ``[coordinator]
+api_url`` is set. Every ``weights_poll_s`` it asks ``GET /v1/model/versions`` (newest first),
+picks the newest version of each sub-model that is newer than the one installed, downloads
+``GET /v1/model/versions/{id}/weights`` (the ``.npz`` of the version's tensors) and
+``GET /v1/model/versions/{id}/ots`` (its OpenTimestamps proof) and hands them to
+:func:`~owm_adapters.node.weights.install_weights_file` — the same path as
+``owm-node install-weights`` — so weights load only when the proof verifies through the
+timestamping port against the node's own ``[chain]`` (SRS-NODE-10). What happens otherwise:
+
+* proof still pending at its calendar (or not stamped yet) → nothing installed, tried again at
+  the next poll (the coordinator upgrades its proofs);
+* proof failed, digest mismatch, unreadable or misshapen weights → refused, the previous
+  version keeps answering, and this version is not downloaded again;
+* a version without weights (404: e.g. retrieval-only sub-models) → remembered and skipped.
+
+Requests are signed with the node's identity (``X-OWM-Node-Key`` …, the API's node
+authentication) and go over clearnet only: never through the control plane's SOCKS5 proxy or
+``*_PROXY`` variables, never to an ``.onion`` host, never following redirects (SRS-NET-04).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import attrs
+
+from owm_adapters.node.fl_upload import clearnet_opener
+from owm_adapters.node.weights import (
+    MAX_DOWNLOAD_BYTES,
+    CachedModelRuntime,
+    ClearnetOnly,
+    InstallOutcome,
+    ensure_clearnet,
+    install_weights_file,
+)
+from owm_core.access.callers import signed_request_message
+from owm_core.errors import DomainError
+from owm_core.identity.keys import Identity
+from owm_core.ports.clock import Clock
+from owm_core.ports.timestamping import Timestamping
+from owm_core.provenance.versions import ModelVersion
+
+log = logging.getLogger(__name__)
+
+PURPOSE = "model weight downloads"
+MAX_PROOF_BYTES = 1_000_000
+MAX_LISTING_BYTES = 16 * 1024 * 1024
+
+
+class WeightsUnavailable(DomainError):
+    """The coordinator's API could not be asked or answered with something unusable."""
+
+    code = "weights-unavailable"
+
+
+@attrs.frozen
+class PollResult:
+    """What one poll did: versions installed, refused for good, and left for a later poll."""
+
+    installed: tuple[str, ...] = ()
+    refused: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()
+
+
+class WeightsWatcher:
+    """Polls the coordinator's API for model versions and installs verified ones (module doc)."""
+
+    def __init__(
+        self,
+        api_url: str,
+        identity: Identity,
+        runtime: CachedModelRuntime,
+        timestamping: Timestamping,
+        clock: Clock,
+        *,
+        proxy: str | None = None,
+        say: Callable[[str], None] = print,
+        timeout_s: float = 60.0,
+        entropy: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.identity = identity
+        self.runtime = runtime
+        self.timestamping = timestamping
+        self.clock = clock
+        self.proxy = proxy
+        self.say = say
+        self.timeout_s = timeout_s
+        self._entropy = entropy
+        self._skip: dict[str, str] = {}
+        """Version ids not to download again, with the reason (refused, or no weights)."""
+        self._lock = threading.Lock()
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def _get(self, path: str, max_bytes: int) -> bytes | None:
+        """GET ``api_url + path`` signed by the node; None on 404; WeightsUnavailable else."""
+        url = self.api_url + path
+        ensure_clearnet(PURPOSE, url, self.proxy)
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"}:
+            raise ClearnetOnly(f"{PURPOSE} go over http(s), not {url}")
+        path_and_query = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        now = self.clock.now()
+        nonce = self._entropy(16).hex()
+        signature = self.identity.sign(signed_request_message("GET", path_and_query, now, nonce,
+                                                              b""))
+        request = urllib.request.Request(url, headers={  # noqa: S310 (http/https checked above)
+            "X-OWM-Node-Key": self.identity.public_key_hex,
+            "X-OWM-Timestamp": str(now),
+            "X-OWM-Nonce": nonce,
+            "X-OWM-Signature": signature.hex(),
+        })
+        try:
+            with clearnet_opener().open(request, timeout=self.timeout_s) as response:
+                data: bytes = response.read(max_bytes + 1)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise WeightsUnavailable(f"GET {url}: HTTP {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise WeightsUnavailable(f"GET {url}: {getattr(exc, 'reason', exc)}") from None
+        if len(data) > max_bytes:
+            raise WeightsUnavailable(f"GET {url}: more than {max_bytes} bytes")
+        return data
+
+    def releases(self) -> list[dict[str, Any]]:
+        """The coordinator's model versions (``GET /v1/model/versions``)."""
+        raw = self._get("/v1/model/versions", MAX_LISTING_BYTES)
+        try:
+            listing = json.loads(raw or b"")
+            versions = listing["versions"]
+        except (ValueError, KeyError, TypeError):
+            raise WeightsUnavailable("GET /v1/model/versions: not a version listing") from None
+        if not isinstance(versions, list):
+            raise WeightsUnavailable("GET /v1/model/versions: versions is not a list")
+        return [v for v in versions if isinstance(v, dict)]
+
+    # -- choosing and installing ---------------------------------------------------------------
+
+    def candidates(self, releases: list[dict[str, Any]]) -> list[ModelVersion]:
+        """The newest version of each sub-model, when newer than the installed one."""
+        newest: dict[str, ModelVersion] = {}
+        for release in releases:
+            try:
+                version = ModelVersion(
+                    version=release["version"], sub_model=release["sub_model"],
+                    digest=release["digest"], created_at=release["created_at"],
+                    parent=release.get("parent"),
+                )
+            except (KeyError, TypeError, DomainError) as exc:
+                log.warning("skipping a model version the API described oddly: %s", exc)
+                continue
+            best = newest.get(version.sub_model)
+            if best is None or version.created_at > best.created_at:
+                newest[version.sub_model] = version
+        chosen = []
+        for sub_model, version in sorted(newest.items()):
+            installed = self.runtime.loaded_version(sub_model)
+            if installed == version.version or version.id in self._skip:
+                continue
+            if self.installed_at(sub_model) >= version.created_at:
+                continue  # the node already runs something at least as new
+            chosen.append(version)
+        return chosen
+
+    def installed_at(self, sub_model: str) -> int:
+        """``created_at`` of the installed version (-1 when none: genesis weights answer)."""
+        installed = self.runtime.loaded_version(sub_model)
+        if installed is None:
+            return -1
+        record = self.runtime.model_dir / sub_model / f"{installed}.json"
+        try:
+            return int(json.loads(record.read_text(encoding="utf-8"))["created_at"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return -1
+
+    def install(self, version: ModelVersion) -> InstallOutcome | None:
+        """Download one version and install it if its proof verifies; None when the API has
+        no weights or no proof for it (yet)."""
+        quoted = quote(version.id, safe="@")
+        proof = self._get(f"/v1/model/versions/{quoted}/ots", MAX_PROOF_BYTES)
+        if proof is None:
+            return None  # not stamped yet: next poll (the weights are not fetched until then)
+        raw = self._get(f"/v1/model/versions/{quoted}/weights", MAX_DOWNLOAD_BYTES)
+        if raw is None:
+            self._skip[version.id] = "the API serves no weights for it"
+            return None
+        return install_weights_file(self.runtime, self.timestamping, version, raw,
+                                    f"{version.id}.npz", proof)
+
+    def poll_once(self) -> PollResult:
+        """One look at the API: install what is new and verified (module docstring)."""
+        with self._lock:
+            installed: list[str] = []
+            refused: list[str] = []
+            pending: list[str] = []
+            for version in self.candidates(self.releases()):
+                outcome = self.install(version)
+                if outcome is None:
+                    if version.id not in self._skip:
+                        pending.append(version.id)
+                    continue
+                if outcome.installed:
+                    assert outcome.verification is not None
+                    installed.append(version.id)
+                    self.say(f"weights: installed {version.id} (OpenTimestamps proof confirmed "
+                             f"in Bitcoin block {outcome.verification.height})")
+                elif outcome.retry:
+                    pending.append(version.id)
+                    log.info("weights %s not installed yet (%s); trying again later",
+                             version.id, outcome.reason)
+                else:
+                    refused.append(version.id)
+                    self._skip[version.id] = outcome.reason
+                    keeps = self.runtime.loaded_version(version.sub_model) or "genesis"
+                    self.say(f"weights: refused {version.id}: {outcome.reason}; {keeps} keeps "
+                             "answering")
+            return PollResult(tuple(installed), tuple(refused), tuple(pending))
+
+    def run(self, stop: threading.Event, interval_s: float) -> None:
+        """Poll every ``interval_s`` until ``stop`` is set; errors are logged, never fatal."""
+        while True:
+            try:
+                self.poll_once()
+            except ClearnetOnly as exc:
+                self.say(f"weights watcher stopped: {exc.message}")
+                return
+            except DomainError as exc:
+                log.warning("weights watcher: %s", exc.message)
+            except Exception:
+                log.exception("weights watcher poll failed")
+            if stop.wait(interval_s):
+                return
+
+
+__all__ = ["PollResult", "WeightsUnavailable", "WeightsWatcher"]

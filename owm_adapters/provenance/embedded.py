@@ -1,0 +1,89 @@
+"""The coordinator's embedded OpenTimestamps provenance: a calendar over a local chain.
+
+:class:`EmbeddedProvenance` is the :class:`~owm_core.ports.timestamping.Timestamping` port a
+coordinator uses when ``[provenance] backend = "embedded"`` (SRS-NODE-10): the OWM calendar
+(:class:`owm_adapters.provenance.ots_calendar.Calendar`) and a regtest-difficulty chain
+(:class:`owm_adapters.chain.local_chain.LocalChain`) in ``<directory>/calendar.sqlite3`` and
+``<directory>/chain.sqlite3``, behind :class:`owm_adapters.provenance.ots.OpenTimestamps`. A
+background
+:class:`~owm_adapters.provenance.ots_calendar.IntervalFlusher` commits the pending digests every
+``interval_s`` seconds into one freshly mined block, so a pending proof can be upgraded to a
+confirmed one seconds later.
+
+Nothing is created until the first stamp, upgrade or verification: a coordinator that never
+publishes a model version leaves no files behind.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from owm_adapters.chain.local_chain import LocalChain
+from owm_adapters.provenance.ots import OpenTimestamps
+from owm_adapters.provenance.ots_calendar import DEFAULT_URL, Calendar, IntervalFlusher
+from owm_core.provenance.versions import Network, Verification
+
+CALENDAR_FILE = "calendar.sqlite3"
+CHAIN_FILE = "chain.sqlite3"
+
+
+class EmbeddedProvenance:
+    """Timestamping through the embedded calendar and chain under ``directory`` (see module)."""
+
+    def __init__(
+        self, directory: Path, *, interval_s: int = 5, url: str = DEFAULT_URL, poll_s: float = 1.0
+    ) -> None:
+        self.directory = directory
+        self.interval_s = interval_s
+        self.url = url
+        self._poll_s = poll_s
+        self._lock = threading.Lock()
+        self._ots: OpenTimestamps | None = None
+        self._calendar: Calendar | None = None
+        self._flusher: IntervalFlusher | None = None
+        self._stopped = False
+
+    @property
+    def chain_path(self) -> Path:
+        """The local chain file nodes verify proofs against (``[chain] local_chain``)."""
+        return self.directory / CHAIN_FILE
+
+    def _open(self) -> OpenTimestamps:
+        with self._lock:
+            if self._ots is None:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                chain = LocalChain(self.chain_path)
+                self._calendar = Calendar(
+                    self.directory / CALENDAR_FILE, chain, url=self.url, interval_s=self.interval_s
+                )
+                self._ots = OpenTimestamps(chain, Network.REGTEST, [self._calendar])
+                if not self._stopped:
+                    self._flusher = IntervalFlusher(self._calendar, self._poll_s).start()
+            return self._ots
+
+    def stamp(self, digest: bytes) -> bytes:
+        """Submit a digest to the embedded calendar; the pending ``.ots`` bytes."""
+        return self._open().stamp(digest)
+
+    def upgrade(self, proof: bytes) -> bytes:
+        """Complete the proof's pending attestation once the calendar committed it."""
+        return self._open().upgrade(proof)
+
+    def verify(self, proof: bytes, digest: bytes) -> Verification:
+        """Check the proof against the local chain."""
+        return self._open().verify(proof, digest)
+
+    def flush(self) -> None:
+        """Commit the pending digests now (tests, and a clean shutdown)."""
+        self._open()
+        assert self._calendar is not None
+        self._calendar.flush()
+
+    def stop(self) -> None:
+        """Stop the background flusher (a flush in progress completes)."""
+        with self._lock:
+            self._stopped = True
+            flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            flusher.stop()

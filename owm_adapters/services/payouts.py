@@ -1,0 +1,451 @@
+"""The payment dispatcher: pays task rewards and GitHub bounties through a durable outbox.
+
+Owns the I/O side of SRS-LN-04/05/08 (the rules are :mod:`owm_core.payments.outbox`):
+
+* :class:`PayoutDispatcher` — one worker thread. Settlements arrive through the coordinator's
+  ``on_settlement`` listener and are queued in memory; the worker turns each into an outbox
+  record (node's invoice obtained first, record stored ``pending`` with its payment hash
+  *before* anything is paid), then pays: the record goes ``in_flight`` (stored) → ``pay`` →
+  ``succeeded``/``failed`` (stored), with a line in the payment log for every attempt, success
+  and failure (task id, node id, amount, timestamp: SRS-LN-05). It sweeps the outbox every
+  ``sweep_s`` seconds: pending payments, failed ones whose backoff has passed, and in-flight
+  ones, which are looked up (``lookup_payment``) before anything is sent again. On start it
+  also reconciles: every settled task without a reward record (a crash between settlement and
+  enqueue) is enqueued, so a SIGKILL at any point loses nothing and pays nothing twice.
+* :class:`LedgerInvoiceSource` — the embedded network's :class:`InvoiceSource`: the payee's
+  simulated Lightning node signs the invoice.
+* :func:`payment_counts` — outbox records by state, for the metrics (SRS-COORD-*, item 8).
+
+``checkpoint`` is called with a name at each durable step (``after-invoice``, ``after-record``,
+``before-pay``, ``after-pay``, ``after-success``); the crash tests make the process SIGKILL
+itself there. It does nothing in production.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import attrs
+import bolt11
+
+from owm_adapters.lightning.embedded import SimLedger
+from owm_core.errors import (
+    DomainError,
+    InvalidTransition,
+    InvalidValue,
+    LightningUnavailable,
+    NotFound,
+)
+from owm_core.governance.contributions import BountyStatus
+from owm_core.market.tasks import Settlement, SettlementKind, TaskState
+from owm_core.payments.outbox import (
+    BOUNTY_TASK_PREFIX,
+    INVOICE_EXPIRY_S,
+    Action,
+    after_pay,
+    bounty_payment_id,
+    bounty_task_id,
+    decide,
+    is_due,
+    max_fee_msat,
+    needs_lookup,
+    retry_delay_s,
+    reward_amount_msat,
+    reward_payment_id,
+    unavailable,
+)
+from owm_core.payments.records import (
+    AttemptOutcome,
+    PaymentState,
+    RewardPayment,
+    attempt_record,
+    start_attempt,
+)
+from owm_core.payments.rewards import BPS
+from owm_core.ports.clock import Clock
+from owm_core.ports.invoices import InvoiceSource
+from owm_core.ports.lightning import Invoice, InvoiceState, Lightning
+from owm_core.ports.repositories import PaymentRepository, Repositories
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SWEEP_S = 2.0
+RECONCILE_LIMIT = 100_000
+"""Settled tasks a start-up reconciliation looks at (oldest first)."""
+BATCH = 100
+PAY_TIMEOUT_S = 60.0
+
+
+def _no_checkpoint(_name: str) -> None:
+    return None
+
+
+class LedgerInvoiceSource:
+    """Invoices from the embedded ledger: the payee's simulated node issues and signs them."""
+
+    def __init__(self, ledger: SimLedger) -> None:
+        self.ledger = ledger
+
+    def invoice_for(self, payee_pubkey: str, amount_msat: int, memo: str, expiry_s: int) -> Invoice:
+        """An invoice from the payee's simulated node; LightningUnavailable if it has none."""
+        try:
+            return self.ledger.create_invoice(payee_pubkey, amount_msat, memo[:600], expiry_s)
+        except InvalidValue as exc:
+            if exc.field == "node":
+                raise LightningUnavailable(
+                    "the payee's Lightning node cannot issue invoices (not in the embedded ledger)"
+                ) from None
+            raise
+
+
+@attrs.define
+class _Waiting:
+    """A settlement whose outbox record could not be made yet (payee unreachable)."""
+
+    settlement: Settlement
+    failures: int = 0
+    next_at: int = 0
+
+
+class PayoutDispatcher:
+    """Pays rewards and bounties exactly once through the outbox (see the module docstring)."""
+
+    def __init__(
+        self,
+        repositories: Repositories,
+        lightning: Lightning,
+        invoices: InvoiceSource,
+        clock: Clock,
+        *,
+        sweep_s: float = DEFAULT_SWEEP_S,
+        checkpoint: Callable[[str], None] = _no_checkpoint,
+    ) -> None:
+        self.repositories = repositories
+        self.lightning = lightning
+        self.invoices = invoices
+        self.clock = clock
+        self.sweep_s = sweep_s
+        self.checkpoint = checkpoint
+        self._lock = threading.RLock()  # the outbox: one payment step at a time
+        self._queue_lock = threading.Lock()  # settlements waiting for their record
+        self._waiting: list[_Waiting] = []
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def payments(self) -> PaymentRepository:
+        """The outbox."""
+        return self.repositories.payments
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the worker: reconcile settled tasks once, then sweep every ``sweep_s``."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="owm-payouts", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the worker (what is queued in memory is found again by the next reconcile)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def _run(self) -> None:
+        try:
+            self.reconcile()
+        except Exception:
+            log.exception("payout reconciliation failed")
+        while not self._stop.is_set():
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("payout sweep failed")
+            self._wake.wait(self.sweep_s)
+            self._wake.clear()
+
+    # -- enqueueing --------------------------------------------------------------------------
+
+    def on_settlement(self, settlement: Settlement) -> None:
+        """The coordinator's settlement listener: queue a paid settlement for the worker."""
+        if settlement.kind is not SettlementKind.SETTLE or settlement.amount_msat <= 0:
+            return
+        with self._queue_lock:
+            self._waiting.append(_Waiting(settlement))
+        self._wake.set()
+
+    def reconcile(self, limit: int = RECONCILE_LIMIT) -> int:
+        """Enqueue every settled task that has no reward record yet; return how many."""
+        found = 0
+        for task in self.repositories.tasks.with_state(TaskState.SETTLED, limit=limit):
+            if not task.node_id or not task.price_msat:
+                continue
+            payment_id = reward_payment_id(task.task_id, task.node_id)
+            if any(p.payment_id == payment_id for p in self.payments.for_task(task.task_id)):
+                continue
+            settlement = Settlement(
+                task.task_id, task.node_id, SettlementKind.SETTLE, task.price_msat
+            )
+            with self._queue_lock:
+                if any(w.settlement == settlement for w in self._waiting):
+                    continue
+                self._waiting.append(_Waiting(settlement))
+            found += 1
+        return found
+
+    def enqueue_reward(self, settlement: Settlement) -> RewardPayment | None:
+        """Make the outbox record of one settlement (idempotent); None if nothing is owed.
+
+        The reward is price × reliability × stake bonus (SRS-LN-04). The node's invoice is asked
+        for first (LightningUnavailable propagates: the caller retries with backoff); the
+        record is stored pending with the invoice's payment hash before anything is paid.
+        """
+        payment_id = reward_payment_id(settlement.task_id, settlement.node_id)
+        with self._lock:
+            for existing in self.payments.for_task(settlement.task_id):
+                if existing.payment_id == payment_id:
+                    return existing
+            node = self.repositories.nodes.get(settlement.node_id)
+            if node is None:
+                raise NotFound(f"node {settlement.node_id} is not registered; reward not paid")
+            stake = self.repositories.stakes.get(node.public_key)
+            bonus = stake.bonus_bps if stake is not None else BPS
+            amount = reward_amount_msat(settlement.amount_msat, node.reliability_ppm, bonus)
+            if amount <= 0:
+                log.info("task %s: reward of node %s rounds to 0 msat", settlement.task_id,
+                         settlement.node_id)
+                return None
+            invoice = self.invoices.invoice_for(
+                node.ln_node_uri.pubkey, amount, f"OWM reward {settlement.task_id}",
+                INVOICE_EXPIRY_S,
+            )
+            return self._record(payment_id, settlement.task_id, settlement.node_id, invoice)
+
+    def bounty_merged(self, bounty_id: str, pr_ref: str, payee: str) -> RewardPayment:
+        """A merged pull request earns its bounty: enqueue the payout in the outbox (SRS-LN-08).
+
+        ``payee`` is the contributor's BOLT11 invoice for exactly the bounty amount, or the
+        public key (or ``pubkey@host:port``) of their Lightning node, which is then asked for
+        an invoice. Idempotent: a bounty already enqueued returns its record. The bounty turns
+        ``paid`` in the same transaction that records the payment's success.
+        """
+        bounty = self.repositories.bounties.get(bounty_id)
+        if bounty is None:
+            raise NotFound(f"no bounty {bounty_id}")
+        payment_id = bounty_payment_id(bounty_id)
+        task_id = bounty_task_id(bounty_id)
+        with self._lock:
+            for existing in self.payments.for_task(task_id):
+                if existing.payment_id == payment_id:
+                    return existing
+            if bounty.status is not BountyStatus.OPEN:
+                raise InvalidTransition(f"bounty {bounty_id} is {bounty.status.value}")
+            amount = bounty.amount_sat * 1_000
+            memo = f"OWM bounty {bounty_id} for {pr_ref}"
+            if payee.strip().lower().startswith("ln"):
+                invoice = _decoded(payee.strip(), amount, self.clock.now())
+                node_id = invoice[1]
+                recorded = self._record(payment_id, task_id, node_id, invoice[0])
+            else:
+                pubkey = payee.strip().lower().partition("@")[0]
+                issued = self.invoices.invoice_for(pubkey, amount, memo, INVOICE_EXPIRY_S)
+                recorded = self._record(payment_id, task_id, pubkey, issued)
+        log.info("bounty %s (%s): payout of %d msat enqueued as %s", bounty_id, pr_ref, amount,
+                 recorded.payment_hash)
+        self._wake.set()
+        return recorded
+
+    def _record(
+        self, payment_id: str, task_id: str, node_id: str, invoice: Invoice
+    ) -> RewardPayment:
+        self.checkpoint("after-invoice")
+        now = self.clock.now()
+        payment = RewardPayment(
+            payment_id=payment_id,
+            task_id=task_id,
+            node_id=node_id,
+            amount_msat=invoice.amount_msat,
+            payment_hash=invoice.payment_hash,
+            created_at=now,
+            updated_at=now,
+            bolt11=invoice.bolt11,
+        )
+        stored = self.payments.upsert(payment)
+        log.info("payment %s enqueued: task %s node %s amount %d msat", stored.payment_hash,
+                 task_id, node_id, stored.amount_msat)
+        self.checkpoint("after-record")
+        return stored
+
+    # -- paying ------------------------------------------------------------------------------
+
+    def sweep(self) -> int:
+        """Enqueue what settled, then act on every due payment; return how many were acted on."""
+        self._enqueue_waiting()
+        now = self.clock.now()
+        acted = 0
+        due: list[RewardPayment] = [
+            *self.payments.with_state(PaymentState.IN_FLIGHT, limit=BATCH),
+            *(p for p in self.payments.pending(limit=10 * BATCH) if is_due(p, now)),
+        ]
+        for payment in due[: 2 * BATCH]:
+            if self._stop.is_set():
+                break
+            self.process(payment.payment_hash)
+            acted += 1
+        return acted
+
+    def _enqueue_waiting(self) -> None:
+        now = self.clock.now()
+        with self._queue_lock:
+            batch, self._waiting = self._waiting, []
+        keep: list[_Waiting] = []
+        for item in batch:
+            if item.next_at > now:
+                keep.append(item)
+                continue
+            try:
+                self.enqueue_reward(item.settlement)
+            except LightningUnavailable as exc:
+                item.failures += 1
+                item.next_at = now + retry_delay_s(item.failures)
+                log.warning("task %s: invoice of node %s not obtained (%s); retry in %d s",
+                            item.settlement.task_id, item.settlement.node_id, exc,
+                            item.next_at - now)
+                keep.append(item)
+            except DomainError:
+                log.exception("task %s: reward of node %s not enqueued",
+                              item.settlement.task_id, item.settlement.node_id)
+        with self._queue_lock:
+            self._waiting = keep + self._waiting
+
+    def process(self, payment_hash: str) -> RewardPayment | None:
+        """One step for one payment: look up if it may have gone out, then record or pay."""
+        with self._lock:
+            payment = self.payments.get(payment_hash)
+            if payment is None:
+                return None
+            now = self.clock.now()
+            looked_up = None
+            if needs_lookup(payment):
+                try:
+                    looked_up = self.lightning.lookup_payment(payment_hash)
+                except LightningUnavailable as exc:
+                    # Counted as a failed attempt, so the next one waits for a longer backoff.
+                    tried = payment
+                    if payment.state is not PaymentState.IN_FLIGHT:
+                        tried = start_attempt(payment, now)
+                    return self._store(unavailable(tried, now, str(exc)),
+                                       AttemptOutcome.FAILED, now)
+            decision = decide(payment, looked_up, now)
+            if decision.action is Action.NOTHING:
+                return decision.payment
+            if decision.action is Action.RECORD:
+                outcome = (
+                    AttemptOutcome.SUCCEEDED if decision.payment.settled else None
+                )
+                return self._store(decision.payment, outcome, now)
+            sending = self._store(decision.payment, AttemptOutcome.STARTED, now)
+            self.checkpoint("before-pay")
+            try:
+                result = self.lightning.pay(
+                    sending.bolt11 or "", max_fee_msat(sending.amount_msat), PAY_TIMEOUT_S
+                )
+            except LightningUnavailable as exc:
+                later = self.clock.now()
+                failed = unavailable(sending, later, str(exc))
+                log.warning("payment %s: lightning unavailable; retry in %d s",
+                            payment_hash, retry_delay_s(failed.attempts))
+                return self._store(failed, AttemptOutcome.FAILED, later)
+            self.checkpoint("after-pay")
+            later = self.clock.now()
+            after = after_pay(sending, result, later)
+            if after.state is PaymentState.IN_FLIGHT:
+                return after
+            stored = self._store(
+                after,
+                AttemptOutcome.SUCCEEDED if after.settled else AttemptOutcome.FAILED,
+                later,
+            )
+            if stored.settled:
+                self.checkpoint("after-success")
+            return stored
+
+    def _store(
+        self, payment: RewardPayment, outcome: AttemptOutcome | None, now: int
+    ) -> RewardPayment:
+        """Store the record, its log line and (for a paid bounty) the bounty, in one commit."""
+        with self.repositories.atomic():
+            stored = self.payments.upsert(payment)
+            if outcome is not None:
+                self.payments.log_attempt(attempt_record(stored, outcome, now))
+            if stored.settled and stored.task_id.startswith(BOUNTY_TASK_PREFIX):
+                self._mark_bounty_paid(stored.task_id.removeprefix(BOUNTY_TASK_PREFIX))
+        log.info(
+            "payment %s %s: task %s node %s amount %d msat attempt %d at %d%s",
+            stored.payment_hash, (outcome.value if outcome else stored.state.value),
+            stored.task_id, stored.node_id, stored.amount_msat, stored.attempts, now,
+            f" error: {stored.last_error}" if stored.state is PaymentState.FAILED else "",
+        )
+        return stored
+
+    def _mark_bounty_paid(self, bounty_id: str) -> None:
+        bounty = self.repositories.bounties.get(bounty_id)
+        if bounty is not None and bounty.status is BountyStatus.OPEN:
+            self.repositories.bounties.save(attrs.evolve(bounty, status=BountyStatus.PAID))
+
+
+def _decoded(bolt11_text: str, amount_msat: int, now: int) -> tuple[Invoice, str]:
+    """A contributor's invoice, checked: decodable, for exactly ``amount_msat``, not expired."""
+    try:
+        decoded = bolt11.decode(bolt11_text)
+    except Exception:
+        raise InvalidValue("payee", "not a valid BOLT11 invoice") from None
+    if decoded.amount_msat is None or int(decoded.amount_msat) != amount_msat:
+        raise InvalidValue("payee", f"the invoice must be for exactly {amount_msat} msat")
+    hash_tag = decoded.tags.get(bolt11.TagChar.payment_hash)
+    payee_tag = decoded.tags.get(bolt11.TagChar.payee)
+    expiry_tag = decoded.tags.get(bolt11.TagChar.expire_time)
+    expiry = int(expiry_tag.data) if expiry_tag is not None else 3600
+    if decoded.date + expiry <= now:
+        raise InvalidValue("payee", "the invoice has expired")
+    if hash_tag is None or payee_tag is None:
+        raise InvalidValue("payee", "the invoice lacks a payment hash or payee")
+    invoice = Invoice(
+        bolt11=bolt11_text.lower(),
+        payment_hash=str(hash_tag.data),
+        amount_msat=amount_msat,
+        expiry_s=expiry,
+        created_at=int(decoded.date),
+        state=InvoiceState.OPEN,
+    )
+    return invoice, str(payee_tag.data)
+
+
+def payment_counts(payments: PaymentRepository, limit: int = 100_000) -> dict[str, int]:
+    """Outbox records by state (capped at ``limit`` each), for the payments gauge."""
+    return {state.value: len(payments.with_state(state, limit=limit)) for state in PaymentState}
+
+
+def attach_payouts(service: object, dispatcher: PayoutDispatcher) -> PayoutDispatcher:
+    """Wire ``dispatcher`` to a CoordinatorService: its settlements, its start and stop."""
+    from owm_adapters.services.coordinator.service import CoordinatorService
+
+    assert isinstance(service, CoordinatorService)
+    service.on_settlement(dispatcher.on_settlement)
+    service.add_worker(dispatcher.start, dispatcher.stop)
+    return dispatcher
+
+
+__all__ = [
+    "LedgerInvoiceSource",
+    "PayoutDispatcher",
+    "attach_payouts",
+    "payment_counts",
+]

@@ -1,0 +1,63 @@
+"""Schema migrations, run from code: the coordinator migrates its store on start.
+
+The alembic scripts live in ``migrations/`` at the repository root (``env.py`` and
+``versions/``); :func:`alembic_config` points alembic at them without any ``alembic.ini``, and
+hands it an open connection made by :func:`~owm_adapters.storage.sql.engine.create_store_engine`, so
+migrations run with the same SQLite pragmas as the repositories.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine
+
+from owm_adapters.storage.sql.engine import WRITE, create_store_engine
+
+SCRIPT_LOCATION = Path(__file__).resolve().parents[3] / "migrations"
+HEAD = "head"
+BASE = "base"
+
+
+def alembic_config(url: str) -> Config:
+    """An alembic configuration for ``url`` with ``migrations/`` as the script location."""
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPT_LOCATION))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def _run(engine: Engine, url: str, revision: str, upgrading: bool) -> None:
+    config = alembic_config(url)
+    with engine.connect() as connection:
+        connection.execution_options(**{WRITE: True})
+        config.attributes["connection"] = connection
+        if upgrading:
+            command.upgrade(config, revision)
+        else:
+            command.downgrade(config, revision)
+        connection.commit()
+
+
+def upgrade(url: str, revision: str = HEAD, *, engine: Engine | None = None) -> None:
+    """Migrate the store at ``url`` up to ``revision`` (default: the latest schema)."""
+    own = engine is None
+    engine = engine or create_store_engine(url)
+    try:
+        _run(engine, url, revision, upgrading=True)
+    finally:
+        if own:
+            engine.dispose()
+
+
+def downgrade(url: str, revision: str = BASE, *, engine: Engine | None = None) -> None:
+    """Migrate the store at ``url`` down to ``revision`` (``"base"`` drops every table)."""
+    own = engine is None
+    engine = engine or create_store_engine(url)
+    try:
+        _run(engine, url, revision, upgrading=False)
+    finally:
+        if own:
+            engine.dispose()

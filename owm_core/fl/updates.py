@@ -1,0 +1,270 @@
+"""The signed FL update a node uploads to the coordinator (SRS-COORD-03, SRS-SEC-06).
+
+This module owns the wire format of ``POST /v1/fl/updates`` and its signature rule. A node
+that ran an ``fl_training`` task (schema ``owm.fl.train`` v1) uploads one JSON object::
+
+    {"round": 3, "sub_model": "owm-base", "task_id": "<replica task id>",
+     "public_key": "<64 hex>", "num_examples": 64, "loss": 0.71,
+     "weights": [0.013, -0.2, ...],            # flat float32 values, TinyNet state_dict order
+     "signature": "<128 hex>"}
+
+``signature`` is the node's Ed25519 signature over
+:func:`owm_core.fl.participants.update_statement` ``(round, node_id, update_digest(weights as a flat
+float32 tensor))`` where ``node_id`` is derived from ``public_key``
+(:func:`owm_core.identity.keys.node_id_from_public_key`). So the signature binds the weights, the
+round (no replay into a later round) and the node (no re-use of another node's update); the
+statement's hex is the evidence hash of any slashing signal raised against the update.
+``sub_model``, ``task_id``, ``num_examples`` and ``loss`` travel unsigned: the coordinator
+checks them against the task it assigned (the task is bound to one node) and never pays or
+slashes on them alone.
+
+Every :class:`SignedUpdate` is authentic: construction verifies the signature. The weights are
+kept as float32 little-endian bytes (exactly what the node's floats decode to), so values
+survive storage bit for bit and the digest can be recomputed at any time.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import numpy as np
+
+from owm_core import fields
+from owm_core.errors import InvalidValue, SignatureInvalid
+from owm_core.fl.participants import update_digest, update_statement
+from owm_core.identity.keys import (
+    Identity,
+    node_id_from_public_key,
+    parse_public_key,
+    parse_signature,
+    verify_signature,
+)
+
+if TYPE_CHECKING:  # torch stays off the store's import path (the coordinator starts without it)
+    import torch
+
+MAX_ROUND = 10**9
+MAX_PARAMETERS = 10**7
+"""Most float32 values one upload may carry (the ``owm.fl.train`` schema's vector bound)."""
+MAX_EXAMPLES = 10**9
+
+SUB_MODEL_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+WIRE_FIELDS = (
+    "round",
+    "sub_model",
+    "task_id",
+    "public_key",
+    "num_examples",
+    "loss",
+    "weights",
+    "signature",
+)
+_F32_LE = np.dtype("<f4")
+
+
+def _public_key(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    parse_public_key(value, attribute.name)
+
+
+def _signature(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    parse_signature(value, attribute.name)
+
+
+def _weights_bytes(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, bytes):
+        raise InvalidValue("weights", f"must be bytes, got {type(value).__name__}")
+    if not value or len(value) % 4:
+        raise InvalidValue("weights", "must hold at least one float32 value (4 bytes each)")
+    if len(value) // 4 > MAX_PARAMETERS:
+        raise InvalidValue("weights", f"must hold at most {MAX_PARAMETERS} values")
+    if not bool(np.isfinite(np.frombuffer(value, dtype=_F32_LE)).all()):
+        raise InvalidValue("weights", "must be finite float32 values")
+
+
+def weights_to_bytes(weights: Sequence[float] | torch.Tensor | np.ndarray[Any, Any]) -> bytes:
+    """Flat weights as float32 little-endian bytes (the stored and signed form)."""
+    if hasattr(weights, "detach"):  # a torch tensor (its creator imported torch)
+        array = np.asarray(weights.detach().cpu().reshape(-1).numpy(), dtype=np.float32)
+    else:
+        array = np.asarray(weights, dtype=np.float32).reshape(-1)
+    return np.ascontiguousarray(array, dtype=_F32_LE).tobytes()
+
+
+def weights_array(weights_f32le: bytes) -> np.ndarray[Any, Any]:
+    """The flat float32 array stored as ``weights_f32le`` (a fresh, writable copy)."""
+    return np.frombuffer(weights_f32le, dtype=_F32_LE).astype(np.float32)
+
+
+def weights_tensor(weights_f32le: bytes) -> torch.Tensor:
+    """The flat float32 tensor stored as ``weights_f32le`` (imports torch)."""
+    import torch
+
+    return torch.from_numpy(weights_array(weights_f32le))
+
+
+def statement_for(round_number: int, node_id: str, weights_f32le: bytes) -> bytes:
+    """The 32-byte statement the node signs for these weights in ``round_number``.
+
+    The digest of a float32 numpy array equals that of the same values as a torch tensor
+    (:func:`owm_core.fl.participants.update_digest` hashes dtype name, shape and bytes).
+    """
+    return update_statement(round_number, node_id, update_digest(weights_array(weights_f32le)))
+
+
+@attrs.frozen
+class SignedUpdate:
+    """One node's signed update for one FL round; constructing it verifies the signature.
+
+    ``weights`` are float32 little-endian bytes; use :attr:`tensor` for arithmetic. Raises
+    :class:`InvalidValue` naming the field (``signature`` when it does not verify).
+    """
+
+    round: int = attrs.field(validator=fields.integer(minimum=0, maximum=MAX_ROUND))
+    sub_model: str = attrs.field(validator=fields.matches(SUB_MODEL_RE, "a sub-model slug"))
+    task_id: str = attrs.field(validator=fields.text(max_len=128))
+    public_key: str = attrs.field(validator=_public_key)
+    num_examples: int = attrs.field(validator=fields.integer(minimum=1, maximum=MAX_EXAMPLES))
+    loss: float = attrs.field(validator=fields.number(0.0))
+    weights: bytes = attrs.field(validator=_weights_bytes, repr=False)
+    signature: str = attrs.field(validator=_signature)
+
+    def __attrs_post_init__(self) -> None:
+        try:
+            verify_signature(self.public_key, self.statement, bytes.fromhex(self.signature))
+        except SignatureInvalid:
+            raise InvalidValue(
+                "signature", "does not verify over (round, node id, weights digest)"
+            ) from None
+
+    @property
+    def node_id(self) -> str:
+        """The uploader's node id, derived from its public key."""
+        return node_id_from_public_key(self.public_key)
+
+    @property
+    def parameters(self) -> int:
+        """How many float32 values the update holds."""
+        return len(self.weights) // 4
+
+    @property
+    def tensor(self) -> torch.Tensor:
+        """The weights as a flat float32 tensor (a fresh copy)."""
+        return weights_tensor(self.weights)
+
+    @property
+    def digest(self) -> str:
+        """Hex of :func:`owm_core.fl.participants.update_digest` of the weights."""
+        return update_digest(weights_array(self.weights)).hex()
+
+    @property
+    def statement(self) -> bytes:
+        """The signed 32-byte statement; its hex is the evidence hash of slashing signals."""
+        return statement_for(self.round, self.node_id, self.weights)
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON wire body (``weights`` as a list of floats, exact float32 values)."""
+        return {
+            "round": self.round,
+            "sub_model": self.sub_model,
+            "task_id": self.task_id,
+            "public_key": self.public_key,
+            "num_examples": self.num_examples,
+            "loss": float(self.loss),
+            "weights": [float(v) for v in np.frombuffer(self.weights, dtype=_F32_LE)],
+            "signature": self.signature,
+        }
+
+
+def sign_update(
+    identity: Identity,
+    *,
+    round_number: int,
+    sub_model: str,
+    task_id: str,
+    num_examples: int,
+    loss: float,
+    weights: Sequence[float] | torch.Tensor | np.ndarray[Any, Any],
+) -> dict[str, Any]:
+    """Sign a trained model for upload; returns the JSON body of ``POST /v1/fl/updates``.
+
+    ``weights`` is the flat trained model (converted to float32, as the coordinator will).
+    """
+    raw = weights_to_bytes(weights)
+    statement = statement_for(round_number, identity.node_id, raw)
+    update = SignedUpdate(
+        round=round_number,
+        sub_model=sub_model,
+        task_id=task_id,
+        public_key=identity.public_key_hex,
+        num_examples=num_examples,
+        loss=loss,
+        weights=raw,
+        signature=identity.sign(statement).hex(),
+    )
+    return update.to_body()
+
+
+def _weights_from_wire(value: object) -> bytes:
+    if not isinstance(value, list) or not value:
+        raise InvalidValue("weights", "must be a non-empty list of numbers")
+    if len(value) > MAX_PARAMETERS:
+        raise InvalidValue("weights", f"must hold at most {MAX_PARAMETERS} values")
+    for i, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, int | float):
+            raise InvalidValue(f"weights[{i}]", "must be a number")
+        if not math.isfinite(item):
+            raise InvalidValue(f"weights[{i}]", "must be finite")
+    array = np.asarray(value, dtype=np.float64)
+    if bool((np.abs(array) > float(np.finfo(np.float32).max)).any()):
+        raise InvalidValue("weights", "values must fit in float32")
+    return weights_to_bytes(array)
+
+
+def _loss_from_wire(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidValue("loss", "must be a number")
+    return float(value)
+
+
+def parse_update(body: Mapping[str, Any]) -> SignedUpdate:
+    """Check an uploaded body and its signature; the :class:`SignedUpdate` it carries.
+
+    Every field is required and no other is allowed (a typo must not pass silently). Raises
+    :class:`InvalidValue` naming the field (``weights[i]`` for a bad value, ``signature``
+    when the signature does not verify).
+    """
+    if not isinstance(body, Mapping):
+        raise InvalidValue("body", "must be a JSON object")
+    extra = sorted(set(body) - set(WIRE_FIELDS))
+    if extra:
+        raise InvalidValue(str(extra[0]), "is not a field of an FL update")
+    for name in WIRE_FIELDS:
+        if name not in body:
+            raise InvalidValue(name, "is required")
+    return SignedUpdate(
+        round=body["round"],
+        sub_model=body["sub_model"],
+        task_id=body["task_id"],
+        public_key=body["public_key"],
+        num_examples=body["num_examples"],
+        loss=_loss_from_wire(body["loss"]),
+        weights=_weights_from_wire(body["weights"]),
+        signature=body["signature"],
+    )
+
+
+__all__ = [
+    "MAX_PARAMETERS",
+    "WIRE_FIELDS",
+    "SignedUpdate",
+    "parse_update",
+    "sign_update",
+    "statement_for",
+    "weights_array",
+    "weights_tensor",
+    "weights_to_bytes",
+]

@@ -1,0 +1,644 @@
+"""Signed envelopes: the canonical, replay-protected messages nodes and maintainers send.
+
+This module owns the wire form of every signed statement in the control plane: capability
+manifests, heartbeats, task proofs, task rejections, maintainer acknowledgements and a node's
+payout queries and invoice hand-ins (SRS-SEC-01, SRS-SEC-03, SRS-SEC-14, SRS-NODE-07,
+SRS-LN-04), their typed bodies, and the replay guard
+that refuses stale or repeated ones.
+
+Canonical encoding (version 1)
+------------------------------
+A value is canonical when it is built only from ``dict`` (``str`` keys), ``list``, ``str``,
+``int`` (within signed 64 bits, so every JSON reader keeps it exact), ``bool`` and ``None``.
+**Floats are refused everywhere** — measurements are integers in named units (``vram_mb``,
+``execution_ms``). Its bytes are::
+
+    json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+               allow_nan=False).encode("utf-8")
+
+that is, UTF-8 JSON with keys sorted by code point, no whitespace, strings compared byte for
+byte (no Unicode normalisation). Nesting is limited to 32 levels.
+
+Envelope
+--------
+An envelope has six fields: ``kind`` (an :class:`EnvelopeKind` value), ``signer`` (public key,
+64 hex), ``nonce`` (16 caller-supplied random bytes as 32 hex), ``issued_at`` (int POSIX
+seconds, caller-supplied), ``body`` (a canonical dict) and ``signature`` (128 hex). The signed
+message is, with domain separation so that no envelope signature is valid for anything else::
+
+    b"owm/envelope/v1\\x00" + kind.encode() + b"\\x00" + canonical(
+        {"body": body, "issued_at": issued_at, "kind": kind, "nonce": nonce, "signer": signer})
+
+:func:`to_bytes` is the canonical encoding of all six fields. :func:`from_bytes` accepts any
+JSON object with exactly those six fields (no duplicate keys, no floats, no NaN, at most
+:data:`MAX_ENVELOPE_BYTES`) and raises :class:`InvalidValue` naming the offending field;
+the signature covers the canonical re-encoding, so whitespace or key order on the wire cannot
+change what was signed. :func:`verify` costs one canonical dump and one Ed25519 verification.
+
+Replay protection
+-----------------
+:class:`ReplayGuard` accepts an envelope only if ``issued_at`` lies within ±``window_s``
+(default :data:`DEFAULT_FRESHNESS_WINDOW_S` = 300 s) of the caller's ``now`` and its
+``(signer, nonce)`` has not been accepted before; nonces are forgotten once their envelopes
+could no longer pass the freshness check, so memory holds at most the envelopes accepted in
+the last 2 × ``window_s`` seconds (and never more than ``max_entries``).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import heapq
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar, Protocol
+
+import attrs
+
+from owm_core import fields
+from owm_core.errors import InvalidValue, ReplayRejected, SignatureInvalid
+from owm_core.identity.keys import (
+    Identity,
+    node_id_from_public_key,
+    parse_node_id,
+    parse_public_key,
+    parse_signature,
+    verify_signature,
+)
+from owm_core.nodes.tiers import Tier
+
+ENVELOPE_DOMAIN = b"owm/envelope/v1\x00"
+NONCE_BYTES = 16
+MAX_DEPTH = 32
+MAX_ENVELOPE_BYTES = 64 * 1024
+INT_MIN = -(2**63)
+INT_MAX = 2**63 - 1
+DEFAULT_FRESHNESS_WINDOW_S = 300
+ENVELOPE_FIELDS = frozenset({"kind", "signer", "nonce", "issued_at", "body", "signature"})
+
+_NONCE_RE = re.compile(r"[0-9a-f]{32}")
+
+
+class EnvelopeKind(enum.Enum):
+    """What an envelope states; part of the signed message (domain separation)."""
+
+    CAPABILITY_MANIFEST = "capability_manifest"
+    HEARTBEAT = "heartbeat"
+    TASK_PROOF = "task_proof"
+    MAINTAINER_ACK = "maintainer_ack"
+    TASK_REJECTION = "task_rejection"
+    PAYOUT_QUERY = "payout_query"
+    PAYOUT_INVOICE = "payout_invoice"
+
+
+# --- canonical encoding -------------------------------------------------------------------
+
+
+def check_canonical(value: object, field: str = "body", _depth: int = 0) -> None:
+    """Raise :class:`InvalidValue` (naming ``field`` and the path inside it) unless ``value``
+    is canonical: dict/list/str/int(64-bit)/bool/None only, no floats, string keys."""
+    if _depth > MAX_DEPTH:
+        raise InvalidValue(field, f"nested deeper than {MAX_DEPTH} levels")
+    if value is None or isinstance(value, bool | str):
+        return
+    if isinstance(value, int):
+        if not INT_MIN <= value <= INT_MAX:
+            raise InvalidValue(field, "integer outside signed 64 bits")
+        return
+    if isinstance(value, float):
+        raise InvalidValue(field, "floats are not allowed; use integers in named units")
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            check_canonical(item, f"{field}[{i}]", _depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidValue(field, f"keys must be text, got {type(key).__name__}")
+            check_canonical(item, f"{field}.{key}", _depth + 1)
+        return
+    raise InvalidValue(field, f"{type(value).__name__} is not allowed in a canonical value")
+
+
+def _dump(value: object) -> bytes:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def canonical_bytes(value: object, field: str = "value") -> bytes:
+    """The canonical encoding (see module docstring) of ``value``, after checking it."""
+    check_canonical(value, field)
+    try:
+        return _dump(value)
+    except UnicodeEncodeError:
+        raise InvalidValue(field, "text is not valid Unicode (lone surrogate)") from None
+
+
+def sha256_hex(data: bytes) -> str:
+    """Lower-case hex SHA-256 of ``data`` (evidence hashes, manifest digests, output hashes)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+# --- envelope -----------------------------------------------------------------------------
+
+
+def _canonical_body(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, dict):
+        raise InvalidValue(attribute.name, f"must be an object, got {type(value).__name__}")
+    check_canonical(value, attribute.name)
+
+
+def _public_key(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    parse_public_key(value, attribute.name)
+
+
+def _signature(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    parse_signature(value, attribute.name)
+
+
+def _to_kind(value: object) -> object:
+    return fields.to_enum(EnvelopeKind, "kind", value)
+
+
+@attrs.frozen
+class Envelope:
+    """A signed statement; build with :func:`seal`, check with :func:`verify`.
+
+    ``body`` is a plain dict so that it survives any transport unchanged; typed views come from
+    :func:`open_body`. Constructing an envelope checks shapes only, never the signature.
+    """
+
+    kind: EnvelopeKind = attrs.field(converter=_to_kind, validator=fields.instance_of(EnvelopeKind))
+    signer: str = attrs.field(validator=_public_key)
+    nonce: str = attrs.field(validator=fields.matches(_NONCE_RE, "32 lower-case hex characters"))
+    issued_at: int = attrs.field(validator=fields.integer(minimum=0, maximum=INT_MAX))
+    body: dict[str, Any] = attrs.field(validator=_canonical_body, hash=False)
+    signature: str = attrs.field(validator=_signature)
+
+    def unsigned(self) -> dict[str, Any]:
+        """The five signed fields as a plain dict (everything except the signature)."""
+        return {
+            "body": self.body,
+            "issued_at": self.issued_at,
+            "kind": self.kind.value,
+            "nonce": self.nonce,
+            "signer": self.signer,
+        }
+
+    @property
+    def signer_node_id(self) -> str:
+        """The node id derived from the signer's key."""
+        return node_id_from_public_key(self.signer)
+
+
+def _signed_message(kind: EnvelopeKind, unsigned: dict[str, Any]) -> bytes:
+    return ENVELOPE_DOMAIN + kind.value.encode("ascii") + b"\x00" + _dump(unsigned)
+
+
+class TypedBody(Protocol):
+    """A typed envelope body (e.g. :class:`Heartbeat`) that knows its kind."""
+
+    KIND: ClassVar[EnvelopeKind]
+
+    def to_body(self) -> dict[str, Any]:
+        """The body as a canonical dict."""
+        ...
+
+
+def seal(
+    identity: Identity,
+    kind: EnvelopeKind,
+    body: Mapping[str, Any] | TypedBody,
+    nonce: bytes | str,
+    issued_at: int,
+) -> Envelope:
+    """Sign ``body`` as an envelope of ``kind`` issued by ``identity`` at ``issued_at``.
+
+    ``nonce`` is 16 random bytes (or their 32-char hex) drawn by the caller's adapter; a typed
+    body must be of ``kind``. Why: the core draws no randomness and reads no clock.
+    """
+    if not isinstance(kind, EnvelopeKind):
+        raise InvalidValue("kind", f"must be an EnvelopeKind, got {type(kind).__name__}")
+    if not isinstance(body, Mapping):
+        if getattr(body, "KIND", None) is not kind:
+            raise InvalidValue("body", f"is not a {kind.value} body")
+        body = body.to_body()
+    if isinstance(nonce, bytes):
+        if len(nonce) != NONCE_BYTES:
+            raise InvalidValue("nonce", f"must be {NONCE_BYTES} bytes, got {len(nonce)}")
+        nonce = nonce.hex()
+    draft = Envelope(
+        kind=kind,
+        signer=identity.public_key_hex,
+        nonce=nonce,
+        issued_at=issued_at,
+        body=dict(body),
+        signature="0" * 128,
+    )
+    try:
+        message = _signed_message(kind, draft.unsigned())
+    except UnicodeEncodeError:
+        raise InvalidValue("body", "text is not valid Unicode (lone surrogate)") from None
+    return attrs.evolve(draft, signature=identity.sign(message).hex())
+
+
+def verify(envelope: Envelope) -> None:
+    """Raise :class:`SignatureInvalid` unless ``envelope`` is signed by its ``signer``.
+
+    Lean on purpose (one canonical dump, one Ed25519 verification): the coordinator checks
+    every heartbeat (SRS-PERF-04).
+    """
+    try:
+        message = _signed_message(envelope.kind, envelope.unsigned())
+    except (UnicodeEncodeError, TypeError, ValueError):
+        raise SignatureInvalid("envelope body cannot be encoded canonically") from None
+    verify_signature(envelope.signer, message, bytes.fromhex(envelope.signature))
+
+
+def to_bytes(envelope: Envelope) -> bytes:
+    """The canonical encoding of all six fields of ``envelope``."""
+    wire = envelope.unsigned()
+    wire["signature"] = envelope.signature
+    return _dump(wire)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise InvalidValue("envelope", f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _no_float(text: str) -> Any:
+    raise InvalidValue("envelope", f"floats are not allowed ({text})")
+
+
+def parse_canonical_json(data: bytes, field: str = "envelope") -> Any:
+    """Parse JSON bytes strictly: UTF-8, no duplicate keys, no floats, NaN or Infinity."""
+    try:
+        return json.loads(
+            data.decode("utf-8"),
+            object_pairs_hook=_no_duplicates,
+            parse_float=_no_float,
+            parse_constant=_no_float,
+        )
+    except InvalidValue as exc:
+        raise InvalidValue(field, exc.reason) from None
+    except UnicodeDecodeError:
+        raise InvalidValue(field, "is not UTF-8") from None
+    except RecursionError:
+        raise InvalidValue(field, "nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
+        raise InvalidValue(field, f"is not valid JSON: {exc}") from None
+
+
+def from_bytes(data: bytes) -> Envelope:
+    """Parse an envelope's wire bytes; raise :class:`InvalidValue` naming the bad field.
+
+    Does not verify the signature: call :func:`verify` (and a :class:`ReplayGuard`) next.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise InvalidValue("envelope", f"must be bytes, got {type(data).__name__}")
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise InvalidValue("envelope", f"longer than {MAX_ENVELOPE_BYTES} bytes")
+    wire = parse_canonical_json(bytes(data))
+    if not isinstance(wire, dict):
+        raise InvalidValue("envelope", "must be a JSON object")
+    missing = sorted(ENVELOPE_FIELDS - wire.keys())
+    if missing:
+        raise InvalidValue(missing[0], "is missing")
+    unknown = sorted(wire.keys() - ENVELOPE_FIELDS)
+    if unknown:
+        raise InvalidValue(unknown[0], "is not an envelope field")
+    return Envelope(
+        kind=wire["kind"],
+        signer=wire["signer"],
+        nonce=wire["nonce"],
+        issued_at=wire["issued_at"],
+        body=wire["body"],
+        signature=wire["signature"],
+    )
+
+
+# --- typed bodies -------------------------------------------------------------------------
+
+_SLUG_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
+_TASK_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_REASON_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def _node_id(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    parse_node_id(value, attribute.name)
+
+
+def _from_body(cls: type[Any], body: object, names: tuple[str, ...]) -> Any:
+    if not isinstance(body, Mapping):
+        raise InvalidValue("body", f"must be an object, got {type(body).__name__}")
+    for name in names:
+        if name not in body:
+            raise InvalidValue(name, "is missing")
+    unknown = sorted(map(str, set(body) - set(names)))
+    if unknown:
+        raise InvalidValue(unknown[0], f"is not a field of {cls.__name__}")
+    return cls(**{name: body[name] for name in names})
+
+
+_MB = fields.integer(minimum=0, maximum=2**40)
+
+
+def _to_tier(value: object) -> object:
+    return fields.to_enum(Tier, "tier", value)
+
+
+@attrs.frozen
+class CapabilityManifest:
+    """What a node offers (SRS-NODE-03): its tier and hardware, integers in named units."""
+
+    KIND: ClassVar[EnvelopeKind] = EnvelopeKind.CAPABILITY_MANIFEST
+
+    tier: Tier = attrs.field(converter=_to_tier, validator=fields.instance_of(Tier))
+    vram_mb: int = attrs.field(validator=_MB)
+    ram_mb: int = attrs.field(validator=fields.integer(minimum=1, maximum=2**40))
+    bandwidth_mbps: int = attrs.field(validator=fields.integer(minimum=0, maximum=10**7))
+    gpu_vendor: str = attrs.field(validator=fields.matches(_SLUG_RE, "a lower-case vendor name"))
+    gpu_count: int = attrs.field(validator=fields.integer(minimum=0, maximum=1024))
+
+    def to_body(self) -> dict[str, Any]:
+        """The manifest as a canonical dict."""
+        return {
+            "bandwidth_mbps": self.bandwidth_mbps,
+            "gpu_count": self.gpu_count,
+            "gpu_vendor": self.gpu_vendor,
+            "ram_mb": self.ram_mb,
+            "tier": self.tier.value,
+            "vram_mb": self.vram_mb,
+        }
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> CapabilityManifest:
+        """Read a manifest from a body dict; unknown or missing fields are refused."""
+        names = ("tier", "vram_mb", "ram_mb", "bandwidth_mbps", "gpu_vendor", "gpu_count")
+        result: CapabilityManifest = _from_body(cls, body, names)
+        return result
+
+    def digest(self) -> str:
+        """SHA-256 hex of the canonical body; heartbeats refer to the manifest by it."""
+        return sha256_hex(_dump(self.to_body()))
+
+
+@attrs.frozen
+class Heartbeat:
+    """A node's periodic liveness statement (SRS-PERF-04); ``seq`` increases per node."""
+
+    KIND: ClassVar[EnvelopeKind] = EnvelopeKind.HEARTBEAT
+
+    node_id: str = attrs.field(validator=_node_id)
+    seq: int = attrs.field(validator=fields.integer(minimum=0, maximum=INT_MAX))
+    manifest_digest: str = attrs.field(validator=fields.hex_digest(32))
+
+    def to_body(self) -> dict[str, Any]:
+        """The heartbeat as a canonical dict."""
+        return {"manifest_digest": self.manifest_digest, "node_id": self.node_id, "seq": self.seq}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Heartbeat:
+        """Read a heartbeat from a body dict; unknown or missing fields are refused."""
+        result: Heartbeat = _from_body(cls, body, ("node_id", "seq", "manifest_digest"))
+        return result
+
+
+@attrs.frozen
+class TaskProof:
+    """A node's claim that it ran ``task_id`` and produced output hashing to ``output_hash``."""
+
+    KIND: ClassVar[EnvelopeKind] = EnvelopeKind.TASK_PROOF
+
+    task_id: str = attrs.field(validator=fields.matches(_TASK_ID_RE, "a task id ([A-Za-z0-9._:-])"))
+    output_hash: str = attrs.field(validator=fields.hex_digest(32))
+    execution_ms: int = attrs.field(validator=fields.integer(minimum=0, maximum=INT_MAX))
+    attestation: dict[str, Any] = attrs.field(factory=dict, validator=_canonical_body, hash=False)
+
+    def to_body(self) -> dict[str, Any]:
+        """The proof as a canonical dict."""
+        return {
+            "attestation": self.attestation,
+            "execution_ms": self.execution_ms,
+            "output_hash": self.output_hash,
+            "task_id": self.task_id,
+        }
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> TaskProof:
+        """Read a proof from a body dict; unknown or missing fields are refused."""
+        names = ("task_id", "output_hash", "execution_ms", "attestation")
+        result: TaskProof = _from_body(cls, body, names)
+        return result
+
+
+class AckVerdict(enum.Enum):
+    """A maintainer's answer to a slashing case (SRS-SEC-14)."""
+
+    SLASH = "slash"
+    DISMISS = "dismiss"
+
+
+def _to_verdict(value: object) -> object:
+    return fields.to_enum(AckVerdict, "verdict", value)
+
+
+@attrs.frozen
+class MaintainerAcknowledgement:
+    """A maintainer's signed verdict on the evidence against a node (SRS-SEC-14, SRS-STAKE-04).
+
+    ``reason`` is a slashing reason code (see ``owm_core.stake.slashing.SlashingReason``); the
+    slashing policy refuses codes it does not know.
+    """
+
+    KIND: ClassVar[EnvelopeKind] = EnvelopeKind.MAINTAINER_ACK
+
+    node_id: str = attrs.field(validator=_node_id)
+    evidence_hash: str = attrs.field(validator=fields.hex_digest(32))
+    reason: str = attrs.field(validator=fields.matches(_REASON_RE, "a reason code ([a-z0-9_])"))
+    verdict: AckVerdict = attrs.field(
+        converter=_to_verdict, validator=fields.instance_of(AckVerdict)
+    )
+
+    def to_body(self) -> dict[str, Any]:
+        """The acknowledgement as a canonical dict."""
+        return {
+            "evidence_hash": self.evidence_hash,
+            "node_id": self.node_id,
+            "reason": self.reason,
+            "verdict": self.verdict.value,
+        }
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> MaintainerAcknowledgement:
+        """Read an acknowledgement from a body dict; unknown or missing fields are refused."""
+        names = ("node_id", "evidence_hash", "reason", "verdict")
+        result: MaintainerAcknowledgement = _from_body(cls, body, names)
+        return result
+
+
+MAX_REJECTION_FIELD_CHARS = 200
+MAX_REJECTION_REASON_CHARS = 1_000
+
+
+@attrs.frozen
+class TaskRejection:
+    """A node's refusal of an assigned task whose input failed validation (SRS-NODE-07).
+
+    ``field`` names the offending field (as :class:`InvalidValue` does, e.g. ``input.prompt``)
+    and ``reason`` says what is wrong with it; the coordinator records both and reassigns the
+    task at once to another node.
+    """
+
+    KIND: ClassVar[EnvelopeKind] = EnvelopeKind.TASK_REJECTION
+
+    task_id: str = attrs.field(validator=fields.matches(_TASK_ID_RE, "a task id ([A-Za-z0-9._:-])"))
+    field: str = attrs.field(validator=fields.text(max_len=MAX_REJECTION_FIELD_CHARS))
+    reason: str = attrs.field(validator=fields.text(max_len=MAX_REJECTION_REASON_CHARS))
+
+    def to_body(self) -> dict[str, Any]:
+        """The rejection as a canonical dict."""
+        return {"field": self.field, "reason": self.reason, "task_id": self.task_id}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> TaskRejection:
+        """Read a rejection from a body dict; unknown or missing fields are refused."""
+        result: TaskRejection = _from_body(cls, body, ("task_id", "field", "reason"))
+        return result
+
+
+_PAYMENT_ID_RE = re.compile(r"[0-9a-f]{32}")
+MAX_BOLT11_CHARS = 4_000
+
+
+@attrs.frozen
+class PayoutQuery:
+    """A node asks which of its payouts await an invoice from its Lightning node (issue 6a).
+
+    Signed and replay-protected like every envelope; ``node_id`` must be the signer's.
+    """
+
+    KIND: ClassVar[EnvelopeKind] = EnvelopeKind.PAYOUT_QUERY
+
+    node_id: str = attrs.field(validator=_node_id)
+
+    def to_body(self) -> dict[str, Any]:
+        """The query as a canonical dict."""
+        return {"node_id": self.node_id}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> PayoutQuery:
+        """Read a query from a body dict; unknown or missing fields are refused."""
+        result: PayoutQuery = _from_body(cls, body, ("node_id",))
+        return result
+
+
+@attrs.frozen
+class PayoutInvoice:
+    """A node hands in the BOLT11 invoice its own Lightning node issued for one pending payout
+    (``payment_id`` from the coordinator's list; issue 6a, SRS-LN-04)."""
+
+    KIND: ClassVar[EnvelopeKind] = EnvelopeKind.PAYOUT_INVOICE
+
+    payment_id: str = attrs.field(validator=fields.matches(_PAYMENT_ID_RE, "32 lower-case hex"))
+    bolt11: str = attrs.field(
+        validator=fields.text(max_len=MAX_BOLT11_CHARS, pattern=r"ln[0-9a-z]+")
+    )
+
+    def to_body(self) -> dict[str, Any]:
+        """The invoice hand-in as a canonical dict."""
+        return {"bolt11": self.bolt11, "payment_id": self.payment_id}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> PayoutInvoice:
+        """Read a hand-in from a body dict; unknown or missing fields are refused."""
+        result: PayoutInvoice = _from_body(cls, body, ("payment_id", "bolt11"))
+        return result
+
+
+Body = (
+    CapabilityManifest | Heartbeat | TaskProof | MaintainerAcknowledgement | TaskRejection
+    | PayoutQuery | PayoutInvoice
+)
+
+_BODY_TYPES: dict[EnvelopeKind, Any] = {
+    EnvelopeKind.CAPABILITY_MANIFEST: CapabilityManifest,
+    EnvelopeKind.HEARTBEAT: Heartbeat,
+    EnvelopeKind.TASK_PROOF: TaskProof,
+    EnvelopeKind.MAINTAINER_ACK: MaintainerAcknowledgement,
+    EnvelopeKind.TASK_REJECTION: TaskRejection,
+    EnvelopeKind.PAYOUT_QUERY: PayoutQuery,
+    EnvelopeKind.PAYOUT_INVOICE: PayoutInvoice,
+}
+
+
+def open_body(envelope: Envelope) -> Body:
+    """The typed body of ``envelope``, validated; a heartbeat must name its signer's node id.
+
+    Does not verify the signature (call :func:`verify` first).
+    """
+    body: Body = _BODY_TYPES[envelope.kind].from_body(envelope.body)
+    if isinstance(body, Heartbeat) and body.node_id != envelope.signer_node_id:
+        raise InvalidValue("node_id", "is not the node id of the envelope's signer")
+    return body
+
+
+# --- replay protection --------------------------------------------------------------------
+
+
+@attrs.define
+class ReplayGuard:
+    """Refuses stale, future-dated and repeated envelopes (in memory; one per process).
+
+    Call :meth:`accept` after :func:`verify`, so that forged envelopes cannot burn nonces.
+    ``now`` should not go backwards; if it does, the guard keeps using the latest ``now`` it
+    saw as the lower edge of the window, so forgotten nonces can never become acceptable again.
+    """
+
+    window_s: int = attrs.field(
+        default=DEFAULT_FRESHNESS_WINDOW_S, validator=fields.integer(minimum=1)
+    )
+    max_entries: int = attrs.field(default=1_000_000, validator=fields.integer(minimum=1))
+    _seen: dict[tuple[str, str], int] = attrs.field(init=False, factory=dict)
+    _expiry: list[tuple[int, str, str]] = attrs.field(init=False, factory=list)
+    _latest_now: int = attrs.field(init=False, default=0)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def accept(self, envelope: Envelope, now: int) -> None:
+        """Record ``envelope`` as seen, or raise :class:`ReplayRejected` if it is stale,
+        future-dated beyond the window, or repeats a ``(signer, nonce)`` pair."""
+        self.accept_parts(envelope.signer, envelope.nonce, envelope.issued_at, now)
+
+    def accept_parts(self, signer: str, nonce: str, issued_at: int, now: int) -> None:
+        """:meth:`accept` for an envelope already taken apart (the coordinator's heartbeat fast
+        path, SRS-PERF-04): ``signer``, ``nonce`` and ``issued_at`` of a verified envelope."""
+        if isinstance(now, bool) or not isinstance(now, int) or now < 0:
+            raise InvalidValue("now", "must be a non-negative integer")
+        self._latest_now = max(self._latest_now, now)
+        oldest = self._latest_now - self.window_s
+        self._forget_before(oldest)
+        if issued_at < oldest:
+            raise ReplayRejected(f"envelope is stale (older than {self.window_s} s)")
+        if issued_at > now + self.window_s:
+            raise ReplayRejected(f"envelope is dated more than {self.window_s} s ahead")
+        key = (signer, nonce)
+        if key in self._seen:
+            raise ReplayRejected("envelope nonce was already used")
+        if len(self._seen) >= self.max_entries:
+            raise ReplayRejected("replay guard is full; try again shortly")
+        self._seen[key] = issued_at
+        heapq.heappush(self._expiry, (issued_at, signer, nonce))
+
+    def _forget_before(self, oldest: int) -> None:
+        while self._expiry and self._expiry[0][0] < oldest:
+            _, signer, nonce = heapq.heappop(self._expiry)
+            del self._seen[(signer, nonce)]

@@ -1,0 +1,79 @@
+"""Published model versions and their OpenTimestamps proofs, as the public API lists them.
+
+This module owns :class:`ModelRelease`: one :class:`~owm_core.provenance.versions.ModelVersion`
+together
+with the ``.ots`` proof that anchors its digest in Bitcoin and the proof's last known status
+(``GET /v1/model/versions``, SRS-NODE-10, SRS-API-01). The digest and proof are produced by the
+FL rounds and the timestamping port; here they are only recorded and chosen from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import attrs
+
+from owm_core import fields
+from owm_core.errors import InvalidValue
+from owm_core.provenance.versions import ModelVersion, ProofStatus
+
+MAX_PROOF_BYTES = 1_000_000
+"""An ``.ots`` file is a few hundred bytes to a few KiB; anything near a megabyte is not one."""
+
+
+def _to_status(value: object) -> object:
+    return fields.to_enum(ProofStatus, "proof_status", value)
+
+
+@attrs.frozen
+class ModelRelease:
+    """A model version as published: its digest, its ``.ots`` proof and the proof's status.
+
+    ``ots_proof`` is None until the digest was stamped (status ``none``); ``checked_at`` is
+    when ``proof_status`` was last established (stamping, upgrade or verification).
+    """
+
+    version: ModelVersion = attrs.field(validator=fields.instance_of(ModelVersion))
+    proof_status: ProofStatus = attrs.field(
+        converter=_to_status, validator=fields.instance_of(ProofStatus)
+    )
+    checked_at: int = attrs.field(validator=fields.timestamp())
+    ots_proof: bytes | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(fields.raw_bytes(max_len=MAX_PROOF_BYTES)),
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.ots_proof is None and self.proof_status is not ProofStatus.NONE:
+            raise InvalidValue("ots_proof", f"a {self.proof_status.value} release has a proof")
+        if self.ots_proof is not None and self.proof_status is ProofStatus.NONE:
+            raise InvalidValue("proof_status", "a release with a proof is at least pending")
+        if self.checked_at < self.version.created_at:
+            raise InvalidValue("checked_at", "cannot precede the version's created_at")
+
+    @property
+    def release_id(self) -> str:
+        """The id the API uses: ``<sub_model>@<version>`` (URL-safe)."""
+        return self.version.id
+
+    @property
+    def ots_verified(self) -> bool:
+        """Whether the proof is confirmed against Bitcoin (the X-OWM-OTS-Verified header)."""
+        return self.proof_status is ProofStatus.CONFIRMED
+
+
+def _version_key(release: ModelRelease) -> tuple[tuple[int, ...], int, str]:
+    core = release.version.version[len("owm-v") :].split("-")[0].split("+")[0]
+    return (
+        tuple(int(part) for part in core.split(".")),
+        release.version.created_at,
+        release.release_id,
+    )
+
+
+def current_release(releases: Iterable[ModelRelease]) -> ModelRelease | None:
+    """The release that answers queries now: the highest version, the newest on a tie.
+
+    Its id and proof status are what every API response carries (SRS-API-01).
+    """
+    return max(releases, key=_version_key, default=None)

@@ -1,0 +1,200 @@
+"""The Lightning contract: the embedded ledger, LND (gRPC/TLS/macaroons) and CLN (JSON-RPC socket)
+adapters all behave the same way (SRS-LN-*, SRS-STAKE-01/05, SRS-SEC-13).
+
+Each test runs three times: against the embedded ledger directly, against LndLightning talking
+to a local LND gRPC server built from LND's own protos, and against ClnLightning talking to a
+local server speaking CLN's JSON-RPC wire format; the two servers are backed by the ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import bolt11
+import pytest
+
+from owm_core.errors import (
+    ChannelNotFound,
+    ForceCloseNotPermitted,
+    InvalidValue,
+    InvoiceNotFound,
+)
+from owm_core.ports.lightning import InvoiceState, PaymentStatus
+from tests.adapters.lightning.lightning_contract import (
+    BACKENDS,
+    CAPACITY_SAT,
+    PUSH_SAT,
+    World,
+    lightning_world,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(params=BACKENDS)
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    with lightning_world(request.param, tmp_path) as built:
+        yield built
+
+
+def _local_balance_sat(world: World, peer_pubkey: str) -> int:
+    (channel,) = world.treasury.channels_with(peer_pubkey)
+    return channel.local_balance_sat
+
+
+def test_the_node_reports_its_identity_and_uri(world: World) -> None:
+    pubkey = world.treasury.node_pubkey()
+    assert re.fullmatch(r"0[23][0-9a-f]{64}", pubkey)
+    assert world.treasury.node_uri() == f"{pubkey}@127.0.0.1:9735"
+
+
+def test_an_invoice_is_a_real_bolt11_signed_by_the_node(world: World) -> None:
+    invoice = world.treasury.create_invoice(21_000, "owm api query", 600)
+    decoded = bolt11.decode(invoice.bolt11)
+    assert decoded.amount_msat == invoice.amount_msat == 21_000
+    assert decoded.payment_hash == invoice.payment_hash
+    assert decoded.payee == world.treasury.node_pubkey()
+    assert decoded.description == invoice.memo == "owm api query"
+    assert decoded.expiry == invoice.expiry_s == 600
+    assert invoice.state is InvoiceState.OPEN
+    assert world.treasury.lookup_invoice(invoice.payment_hash) == invoice
+
+
+def test_an_invoice_settles_when_paid_and_the_preimage_proves_it(world: World) -> None:
+    invoice = world.treasury.create_invoice(50_000, "access for 24 h", 600)
+    payment = world.peer.pay(invoice.bolt11, max_fee_msat=0, timeout_s=5)
+    assert payment.status is PaymentStatus.SUCCEEDED
+    assert payment.preimage is not None
+    assert hashlib.sha256(bytes.fromhex(payment.preimage)).hexdigest() == invoice.payment_hash
+    settled = world.treasury.wait_invoice(invoice.payment_hash, timeout_s=5)
+    assert settled.state is InvoiceState.SETTLED
+    assert settled.amount_paid_msat == 50_000
+    assert settled.settled_at is not None
+
+
+def test_waiting_on_an_unpaid_invoice_returns_it_open_after_the_timeout(world: World) -> None:
+    invoice = world.treasury.create_invoice(1_000, "", 600)
+    assert world.treasury.wait_invoice(invoice.payment_hash, timeout_s=0.2).state is (
+        InvoiceState.OPEN
+    )
+
+
+def test_waiting_returns_as_soon_as_the_invoice_is_paid(world: World) -> None:
+    invoice = world.treasury.create_invoice(3_000, "wait for me", 600)
+    payer = threading.Timer(0.3, world.peer.pay, args=(invoice.bolt11, 0, 5))
+    payer.start()
+    started = time.monotonic()
+    try:
+        settled = world.treasury.wait_invoice(invoice.payment_hash, timeout_s=10)
+    finally:
+        payer.join()
+    assert settled.state is InvoiceState.SETTLED
+    assert time.monotonic() - started < 5
+
+
+def test_looking_up_an_unknown_invoice_raises_invoice_not_found(world: World) -> None:
+    with pytest.raises(InvoiceNotFound):
+        world.treasury.lookup_invoice("ab" * 32)
+
+
+def test_paying_a_peer_moves_the_channel_balance_and_returns_the_preimage(world: World) -> None:
+    peer_pubkey = world.peer.node_pubkey()
+    before = _local_balance_sat(world, peer_pubkey)
+    invoice = world.peer.create_invoice(30_000_000, "reward for task 7", 600)
+    result = world.treasury.pay(invoice.bolt11, max_fee_msat=10_000, timeout_s=10)
+    assert result.status is PaymentStatus.SUCCEEDED
+    assert result.payment_hash == invoice.payment_hash
+    assert result.amount_msat == 30_000_000 and result.fee_msat == 0
+    assert result.preimage is not None
+    assert hashlib.sha256(bytes.fromhex(result.preimage)).hexdigest() == invoice.payment_hash
+    assert _local_balance_sat(world, peer_pubkey) == before - 30_000
+    assert world.peer.lookup_invoice(invoice.payment_hash).state is InvoiceState.SETTLED
+    assert world.treasury.lookup_payment(invoice.payment_hash) == result
+
+
+def test_paying_the_same_invoice_twice_pays_only_once(world: World) -> None:
+    peer_pubkey = world.peer.node_pubkey()
+    before = _local_balance_sat(world, peer_pubkey)
+    invoice = world.peer.create_invoice(5_000_000, "bounty", 600)
+    first = world.treasury.pay(invoice.bolt11, max_fee_msat=1_000, timeout_s=10)
+    second = world.treasury.pay(invoice.bolt11, max_fee_msat=1_000, timeout_s=10)
+    assert first.status is second.status is PaymentStatus.SUCCEEDED
+    assert second.preimage == first.preimage
+    assert _local_balance_sat(world, peer_pubkey) == before - 5_000
+
+
+def test_a_payment_with_no_route_fails_with_a_reason_and_can_be_retried(world: World) -> None:
+    stranger = world.ledger.lightning(world.ledger.add_node("stranger"))
+    invoice = stranger.create_invoice(10_000, "", 600)
+    failed = world.treasury.pay(invoice.bolt11, max_fee_msat=10_000, timeout_s=5)
+    assert failed.status is PaymentStatus.FAILED and failed.failure_reason
+    assert failed.preimage is None
+    world.ledger.open_channel(world.treasury.node_pubkey(), stranger.node_pubkey(), 100_000)
+    retried = world.treasury.pay(invoice.bolt11, max_fee_msat=10_000, timeout_s=5)
+    assert retried.status is PaymentStatus.SUCCEEDED
+
+
+def test_a_routed_payment_pays_hop_fees_only_within_the_limit(world: World) -> None:
+    invoice = world.far.create_invoice(2_000_000, "via the hub", 600)
+    too_cheap = world.treasury.pay(invoice.bolt11, max_fee_msat=0, timeout_s=5)
+    assert too_cheap.status is PaymentStatus.FAILED
+    routed = world.treasury.pay(invoice.bolt11, max_fee_msat=5_000, timeout_s=5)
+    assert routed.status is PaymentStatus.SUCCEEDED
+    assert 0 < routed.fee_msat <= 5_000
+
+
+def test_a_payment_never_attempted_is_not_found(world: World) -> None:
+    assert world.treasury.lookup_payment("cd" * 32) is None
+
+
+def test_an_undecodable_invoice_is_an_invalid_value(world: World) -> None:
+    with pytest.raises(InvalidValue):
+        world.treasury.pay("lnbcrt1notaninvoice", max_fee_msat=0, timeout_s=1)
+
+
+def test_channels_with_a_peer_show_capacity_and_both_balances(world: World) -> None:
+    (channel,) = world.treasury.channels_with(world.peer.node_pubkey())
+    assert channel.peer_pubkey == world.peer.node_pubkey()
+    assert channel.channel_point == world.stake_channel_point
+    assert channel.capacity_sat == CAPACITY_SAT
+    assert channel.remote_balance_sat == PUSH_SAT
+    assert channel.local_balance_sat == CAPACITY_SAT - PUSH_SAT
+    assert channel.active
+    assert channel.channel_id
+    assert channel.confirmations in (None, 6)
+    nobody = world.ledger.lightning(world.ledger.add_node("nobody")).node_pubkey()
+    assert world.treasury.channels_with(nobody) == []
+
+
+def test_force_close_closes_the_stake_channel_and_returns_the_closing_txid(world: World) -> None:
+    txid = world.treasury.force_close(world.stake_channel_point)
+    assert re.fullmatch(r"[0-9a-f]{64}", txid)
+    assert world.ledger.closed_channel(world.stake_channel_point) == (txid, True)
+    assert world.treasury.channels_with(world.peer.node_pubkey()) == []
+
+
+def test_force_close_without_the_force_close_credential_is_refused(world: World) -> None:
+    with pytest.raises(ForceCloseNotPermitted):
+        world.payment_only.force_close(world.stake_channel_point)
+    assert world.ledger.closed_channel(world.stake_channel_point) is None
+    assert len(world.treasury.channels_with(world.peer.node_pubkey())) == 1
+
+
+def test_force_closing_an_unknown_channel_raises_channel_not_found(world: World) -> None:
+    with pytest.raises(ChannelNotFound):
+        world.treasury.force_close("ef" * 32 + ":0")
+
+
+def test_an_invoice_that_expired_unpaid_cannot_be_paid(world: World) -> None:
+    now = [1_900_000_000]
+    world.ledger.clock = lambda: now[0]
+    invoice = world.treasury.create_invoice(1_000, "", 60)
+    now[0] += 61
+    assert world.treasury.lookup_invoice(invoice.payment_hash).state is InvoiceState.CANCELED
+    result = world.peer.pay(invoice.bolt11, max_fee_msat=0, timeout_s=1)
+    assert result.status is PaymentStatus.FAILED

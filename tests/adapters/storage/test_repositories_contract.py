@@ -1,0 +1,1088 @@
+"""The repositories contract: the in-memory twin, SQLite and PostgreSQL behave the same way.
+
+Every test runs three times: against ``owm_adapters.storage.memory`` directly, against the SQL
+adapter
+on a WAL-mode SQLite file, and against the SQL adapter on a real PostgreSQL server started by
+this test run (``tests/conftest.py``). Values go in and must come back equal; the
+orderings, conflicts and transaction boundaries of the port (``owm_core.ports.repositories``)
+hold everywhere. SQL-only tests at the end check what only a database can do (its own refusal
+to edit the slashing log; values never being spliced into SQL text, SRS-SEC-06).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from owm_adapters.storage.memory import memory_repositories
+from owm_adapters.storage.sql import open_repositories, upgrade
+from owm_adapters.storage.sql.repositories import SqlRepositories
+from owm_core.access.api_keys import ApiKey, Plan, secret_sha256
+from owm_core.errors import Conflict, InvalidValue
+from owm_core.governance.contributions import (
+    AnalysisState,
+    Bounty,
+    BountyStatus,
+    advance_analysis,
+    open_bounty,
+    request_analysis,
+)
+from owm_core.governance.proposals import (
+    Comment,
+    Proposal,
+    ProposalStatus,
+    ProposalType,
+    TreasuryConfig,
+    acknowledge,
+    add_comment,
+    close_comments,
+    decide,
+    execute,
+    submit_proposal,
+)
+from owm_core.identity.envelopes import (
+    CapabilityManifest,
+    Envelope,
+    EnvelopeKind,
+    Heartbeat,
+    TaskProof,
+    seal,
+    verify,
+)
+from owm_core.identity.keys import Identity
+from owm_core.market import tasks as market
+from owm_core.market.tasks import Match, NodeOffer, Task, TaskRequest, TaskState, Verified
+from owm_core.nodes.registry import LnNodeUri, Node
+from owm_core.nodes.tiers import Tier
+from owm_core.payments.records import (
+    AttemptOutcome,
+    PaymentState,
+    RewardPayment,
+    attempt_record,
+    fail,
+    start_attempt,
+    succeed,
+)
+from owm_core.pool.mining import AcceptedShare
+from owm_core.pool.stats import MiningPayout
+from owm_core.ports.repositories import MAX_TASK_INPUT_BYTES, Repositories
+from owm_core.provenance.releases import ModelRelease
+from owm_core.provenance.versions import ModelVersion, ProofStatus
+from owm_core.stake.channel import Stake, StakeChannel, StakeStatus
+from owm_core.stake.slashing import (
+    SlashingDecision,
+    SlashingLogEntry,
+    SlashingReason,
+    append_to_log,
+    verify_log,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+BACKENDS = ["memory", "sqlite", "postgresql"]
+T0 = 1_700_000_000
+DAY = 86_400
+COORDINATOR = Identity.from_seed(b"\x07" * 32)
+HOSTILE = "Robert'); DROP TABLE proposals; -- \" ; DELETE FROM nodes WHERE '1'='1"
+
+
+@attrs.define
+class Backend:
+    """One store under test, and a way to open a second, independent handle on it."""
+
+    name: str
+    repos: Repositories
+    reopen: Callable[[], Repositories]
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session, copied for each test."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "coordinator.sqlite3"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@contextmanager
+def open_backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """The store ``name`` for one test: fresh, migrated, closed afterwards."""
+    if name == "memory":
+        memory = memory_repositories()
+        yield Backend("memory", memory, lambda: memory)
+        return
+    if name == "sqlite":
+        path = tmp_path / "coordinator.sqlite3"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        url = f"sqlite:///{path}"
+    else:
+        url = request.getfixturevalue("migrated_postgresql_url")
+    opened: list[SqlRepositories] = []
+
+    def reopen() -> Repositories:
+        repos = open_repositories(url, migrate=False)
+        opened.append(repos)
+        return repos
+
+    try:
+        yield Backend(name, reopen(), reopen)
+    finally:
+        for repos in opened:
+            repos.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    with open_backend(request.param, request, tmp_path) as opened:
+        yield opened
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_repos(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlRepositories]:
+    """The SQL adapter only, for what only a database can guarantee."""
+    with open_backend(request.param, request, tmp_path) as opened:
+        assert isinstance(opened.repos, SqlRepositories)
+        yield opened.repos
+
+
+@pytest.fixture
+def repos(backend: Backend) -> Repositories:
+    return backend.repos
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def identity(i: int) -> Identity:
+    return Identity.from_seed(bytes([i % 256]) * 31 + b"\x01")
+
+
+def a_node(i: int, **changes: Any) -> Node:
+    me = identity(i)
+    node = Node(
+        node_id=me.node_id,
+        public_key=me.public_key_hex,
+        ln_node_uri=LnNodeUri("02" + f"{i:02x}" * 32, "ln.example.org", 9735),
+        tier=Tier.T2,
+        vram_mb=24_576,
+        ram_mb=65_536,
+        bandwidth_mbps=1_000,
+        registered_at=T0,
+        last_heartbeat=T0 + 60,
+    )
+    return attrs.evolve(node, **changes)
+
+
+def a_manifest(
+    i: int, issued_at: int = T0, tier: Tier = Tier.T2, vram_mb: int = 24_576
+) -> Envelope:
+    body = CapabilityManifest(
+        tier=tier, vram_mb=vram_mb, ram_mb=65_536, bandwidth_mbps=1_000,
+        gpu_vendor="nvidia", gpu_count=1,
+    )  # fmt: skip
+    nonce = bytes([i % 256, issued_at % 256]) * 8
+    return seal(identity(i), EnvelopeKind.CAPABILITY_MANIFEST, body, nonce, issued_at)
+
+
+def a_request(task_id: str, max_price_msat: int = 50_000) -> TaskRequest:
+    return TaskRequest(
+        task_id=task_id, task_type="inference", input_schema_id="text/v1",
+        input_schema_version=1, min_tier=Tier.T1, min_vram_mb=0, min_ram_mb=1_024,
+        gpu_required=False, max_price_msat=max_price_msat,
+    )  # fmt: skip
+
+
+def an_offer(node_id: str, ask_msat: int = 10_000) -> NodeOffer:
+    return NodeOffer(
+        node_id=node_id, capabilities={"inference"}, tier=Tier.T2, has_gpu=True,
+        vram_mb=8_192, ram_mb=16_384, ask_msat=ask_msat, reliability_ppm=900_000,
+    )  # fmt: skip
+
+
+def assigned(task_id: str, node_id: str, now: int = T0, timeout_s: int = 600) -> Task:
+    task = market.submit(a_request(task_id))
+    return market.assign(task, Match(an_offer(node_id), 30_000), now, timeout_s)
+
+
+def a_payment(i: int, **changes: Any) -> RewardPayment:
+    payment = RewardPayment(
+        payment_id=f"pay-{i}", task_id=f"task-{i}", node_id=identity(i).node_id,
+        amount_msat=30_000 + i, payment_hash=f"{i:064x}", created_at=T0 + i,
+        updated_at=T0 + i,
+    )  # fmt: skip
+    return attrs.evolve(payment, **changes)
+
+
+def a_decision(i: int, at: int) -> SlashingDecision:
+    return SlashingDecision(
+        node_id=identity(i).node_id, channel_id=f"{800_000 + i}x1x0", tier=Tier.T1,
+        reason=SlashingReason.FAKE_PROOF, evidence_hash=f"{i + 1:064x}", decided_at=at,
+        supporters=("a", "b", "c"),
+    )  # fmt: skip
+
+
+def a_share(i: int, miner: str = "miner-a", credited: Fraction = Fraction(7, 3)) -> AcceptedShare:
+    return AcceptedShare(
+        miner_id=miner, share_difficulty=1_000 + i, credited_difficulty=credited,
+        hash_hex=f"{i:064x}", is_block=i == 3,
+    )  # fmt: skip
+
+
+TREASURY = TreasuryConfig(["02" + f"{i:02x}" * 32 for i in range(5)])
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+def test_a_registered_node_reads_back_equal_to_what_was_stored(repos: Repositories) -> None:
+    onion = "a" * 56 + ".onion"
+    node = a_node(1, onion_address=onion, reliability_ppm=912_345, suspended=True,
+                  total_sats_earned=2**62, total_tasks_completed=17)  # fmt: skip
+    repos.nodes.add(node)
+    assert repos.nodes.get(node.node_id) == node
+    assert repos.nodes.get("n" + "0" * 40) is None
+
+
+def test_registering_a_node_id_or_a_public_key_twice_is_a_conflict(repos: Repositories) -> None:
+    node = a_node(1)
+    repos.nodes.add(node)
+    with pytest.raises(Conflict):
+        repos.nodes.add(attrs.evolve(node, tier=Tier.T3))
+    with pytest.raises(Conflict):
+        repos.nodes.add(attrs.evolve(a_node(2), public_key=node.public_key))
+    assert repos.nodes.list() == [node]
+
+
+def test_saving_replaces_a_known_node_and_refuses_an_unknown_one(repos: Repositories) -> None:
+    node = a_node(1)
+    repos.nodes.add(node)
+    repos.nodes.save(attrs.evolve(node, suspended=True, reliability_ppm=0))
+    assert repos.nodes.get(node.node_id) == attrs.evolve(node, suspended=True, reliability_ppm=0)
+    with pytest.raises(Conflict):
+        repos.nodes.save(a_node(2))
+    assert repos.nodes.get(a_node(2).node_id) is None
+
+
+def test_nodes_are_listed_by_id_and_found_by_public_key(repos: Repositories) -> None:
+    nodes = [a_node(i) for i in (5, 1, 3)]
+    for node in nodes:
+        repos.nodes.add(node)
+    assert repos.nodes.list() == sorted(nodes, key=lambda n: n.node_id)
+    assert repos.nodes.get_by_public_key(nodes[1].public_key) == nodes[1]
+    assert repos.nodes.get_by_public_key("f" * 64) is None
+
+
+def test_batched_heartbeats_only_move_last_heartbeat_forward(repos: Repositories) -> None:
+    one, two = a_node(1), a_node(2)
+    repos.nodes.add(one)
+    repos.nodes.add(two)
+    moved = repos.nodes.record_heartbeats(
+        {one.node_id: T0 + 500, two.node_id: T0 + 10, "n" + "9" * 40: T0 + 900}
+    )
+    assert moved == 1
+    assert repos.nodes.get(one.node_id).last_heartbeat == T0 + 500  # type: ignore[union-attr]
+    assert repos.nodes.get(two.node_id) == two
+    assert repos.nodes.record_heartbeats({}) == 0
+
+
+# --------------------------------------------------------------------------- manifests
+
+
+def test_a_manifest_comes_back_as_the_same_signed_envelope(repos: Repositories) -> None:
+    envelope = a_manifest(1)
+    assert repos.manifests.put(envelope) is True
+    stored = repos.manifests.get(identity(1).node_id)
+    assert stored == envelope
+    assert stored is not None
+    verify(stored)
+    digest = CapabilityManifest.from_body(envelope.body).digest()
+    assert repos.manifests.get_by_digest(identity(1).node_id, digest) == envelope
+    assert repos.manifests.get_by_digest(identity(1).node_id, "0" * 64) is None
+    assert repos.manifests.get(identity(2).node_id) is None
+
+
+def test_an_older_manifest_never_replaces_a_newer_one(repos: Repositories) -> None:
+    newer, older = a_manifest(1, issued_at=T0 + 120), a_manifest(1, issued_at=T0 + 60)
+    assert repos.manifests.put(newer) is True
+    assert repos.manifests.put(older) is False
+    assert repos.manifests.get(identity(1).node_id) == newer
+    latest = a_manifest(1, issued_at=T0 + 180, tier=Tier.T3)
+    assert repos.manifests.put(latest) is True
+    assert repos.manifests.get(identity(1).node_id) == latest
+
+
+def test_manifests_are_found_by_tier_and_memory(repos: Repositories) -> None:
+    small = a_manifest(1, tier=Tier.T1, vram_mb=8_192)
+    big = a_manifest(2, tier=Tier.T3, vram_mb=81_920)
+    mid = a_manifest(3, tier=Tier.T2, vram_mb=24_576)
+    for envelope in (small, big, mid):
+        repos.manifests.put(envelope)
+    by_id = sorted([small, big, mid], key=lambda e: e.signer_node_id)
+    assert repos.manifests.matching(Tier.T1, 0, 0) == by_id
+    assert repos.manifests.matching(Tier.T2, 0, 0) == [e for e in by_id if e is not small]
+    assert repos.manifests.matching(Tier.T1, 30_000, 0) == [big]
+    assert repos.manifests.matching(Tier.T1, 0, 70_000) == []
+
+
+def test_only_manifest_envelopes_are_stored_as_manifests(repos: Repositories) -> None:
+    me = identity(1)
+    beat = seal(me, EnvelopeKind.HEARTBEAT, Heartbeat(me.node_id, 1, "0" * 64), b"\x01" * 16, T0)
+    with pytest.raises(InvalidValue):
+        repos.manifests.put(beat)
+    assert repos.manifests.get(me.node_id) is None
+
+
+def test_removing_a_manifest_forgets_it(repos: Repositories) -> None:
+    repos.manifests.put(a_manifest(1))
+    assert repos.manifests.remove(identity(1).node_id) is True
+    assert repos.manifests.remove(identity(1).node_id) is False
+    assert repos.manifests.get(identity(1).node_id) is None
+
+
+# --------------------------------------------------------------------------- stakes
+
+
+def test_stakes_round_trip_with_their_channel_and_come_due_in_order(repos: Repositories) -> None:
+    channel = StakeChannel(
+        channel_id="850000x12x1", channel_point="ab" * 32 + ":1", peer_pubkey="03" + "cd" * 32,
+        capacity_sat=2_000_000, local_balance_sat=1_000_000, remote_balance_sat=900_000,
+        confirmations=6, active=True,
+    )  # fmt: skip
+    active = Stake(
+        public_key=identity(1).public_key_hex, tier=Tier.T2, status=StakeStatus.ACTIVE,
+        required_sats=1_000_000, capacity_sat=2_000_000, bonus_bps=10_500, changed_at=T0,
+        channel=channel, next_verification_at=T0 + 3_600,
+    )  # fmt: skip
+    slashed = Stake(
+        public_key=identity(2).public_key_hex, tier=Tier.T1, status=StakeStatus.SLASHED,
+        required_sats=100_000, capacity_sat=0, bonus_bps=10_000, changed_at=T0,
+        cooldown_until=T0 + 30 * DAY, next_verification_at=T0 + 60,
+    )  # fmt: skip
+    repos.stakes.save(active)
+    repos.stakes.save(slashed)
+    assert repos.stakes.get(active.public_key) == active
+    assert repos.stakes.get(slashed.public_key) == slashed
+    assert repos.stakes.due_for_verification(T0 + 3_600) == [slashed, active]
+    assert repos.stakes.due_for_verification(T0 + 59) == []
+    degraded = attrs.evolve(active, status=StakeStatus.DEGRADED, grace_until=T0 + DAY)
+    repos.stakes.save(degraded)
+    assert repos.stakes.get(active.public_key) == degraded
+    assert repos.stakes.get("e" * 64) is None
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+def test_an_added_task_is_durable_as_soon_as_add_returns(backend: Backend) -> None:
+    task = market.submit(a_request("task-1"))
+    backend.repos.tasks.add(task)
+    assert backend.reopen().tasks.get("task-1") == task
+
+
+def test_adding_a_task_id_twice_is_a_conflict(repos: Repositories) -> None:
+    repos.tasks.add(market.submit(a_request("task-1")))
+    with pytest.raises(Conflict):
+        repos.tasks.add(market.submit(a_request("task-1", max_price_msat=1)))
+    assert repos.tasks.get("task-1") == market.submit(a_request("task-1"))
+
+
+def test_a_task_round_trips_through_its_whole_lifecycle(repos: Repositories) -> None:
+    node_a, node_b = identity(1).node_id, identity(2).node_id
+    task = market.submit(a_request("task-1"))
+    repos.tasks.add(task)
+    steps = [market.assign(task, Match(an_offer(node_a), 30_000), T0, 600)]
+    steps.append(market.time_out(steps[-1], T0 + 601))
+    steps.append(market.assign(steps[-1], Match(an_offer(node_b), 40_000), T0 + 700, 600))
+    steps.append(market.complete(steps[-1], "ab" * 32, T0 + 800))
+    steps.append(market.record_verdict(steps[-1], Verified("ab" * 32, [node_b])))
+    steps.append(market.settle(steps[-1])[0])
+    for before, after in itertools.pairwise([task, *steps]):
+        repos.tasks.save(after, expected_state=before.state)
+        assert repos.tasks.get("task-1") == after
+    assert repos.tasks.get("task-1").tried_node_ids == (node_a,)  # type: ignore[union-attr]
+
+
+def test_a_save_expecting_a_stale_state_is_a_conflict_and_changes_nothing(
+    repos: Repositories,
+) -> None:
+    task = market.submit(a_request("task-1"))
+    repos.tasks.add(task)
+    first = assigned("task-1", identity(1).node_id)
+    repos.tasks.save(first, expected_state=TaskState.SUBMITTED)
+    second = assigned("task-1", identity(2).node_id)
+    with pytest.raises(Conflict):
+        repos.tasks.save(second, expected_state=TaskState.SUBMITTED)
+    assert repos.tasks.get("task-1") == first
+    with pytest.raises(Conflict):
+        repos.tasks.save(market.submit(a_request("task-unknown")))
+
+
+def test_tasks_are_listed_by_state_in_submission_order_and_overdue_by_deadline(
+    repos: Repositories,
+) -> None:
+    node = identity(1).node_id
+    for i in (3, 1, 2):
+        repos.tasks.add(market.submit(a_request(f"task-{i}")))
+    late = assigned("task-1", node, now=T0, timeout_s=300)
+    later = assigned("task-3", node, now=T0, timeout_s=100)
+    repos.tasks.save(late)
+    repos.tasks.save(later)
+    assert [t.task_id for t in repos.tasks.with_state(TaskState.SUBMITTED)] == ["task-2"]
+    assert [t.task_id for t in repos.tasks.with_state(TaskState.ASSIGNED)] == ["task-3", "task-1"]
+    assert repos.tasks.with_state(TaskState.ASSIGNED, limit=1) == [later]
+    assert repos.tasks.assigned_to(node) == [later, late]
+    assert repos.tasks.assigned_to(identity(2).node_id) == []
+    assert repos.tasks.overdue(T0 + 100) == []
+    assert repos.tasks.overdue(T0 + 301) == [later, late]
+    assert repos.tasks.overdue(T0 + 301, limit=1) == [later]
+
+
+# --------------------------------------------------------------------------- proofs
+
+
+def a_proof(i: int, task_id: str, output: str = "ab" * 32) -> Envelope:
+    body = TaskProof(task_id, output, 1_234, {"runtime": "cpu", "digest": "x"})
+    return seal(identity(i), EnvelopeKind.TASK_PROOF, body, bytes([i]) * 16, T0 + i)
+
+
+def test_task_proofs_are_kept_once_per_node_and_listed_by_node(repos: Repositories) -> None:
+    proofs = [a_proof(i, "task-1") for i in (4, 2, 3)]
+    for envelope in proofs:
+        repos.proofs.add(envelope)
+    repos.proofs.add(a_proof(2, "task-2"))
+    with pytest.raises(Conflict):
+        repos.proofs.add(a_proof(2, "task-1", output="cd" * 32))
+    listed = repos.proofs.for_task("task-1")
+    assert listed == sorted(proofs, key=lambda e: e.signer_node_id)
+    for envelope in listed:
+        verify(envelope)
+    assert repos.proofs.get("task-1", identity(2).node_id) == proofs[1]
+    assert repos.proofs.get("task-9", identity(2).node_id) is None
+    with pytest.raises(InvalidValue):
+        repos.proofs.add(a_manifest(1))
+
+
+# --------------------------------------------------------------------------- payments
+
+
+def test_upserting_the_same_payment_twice_keeps_one_record(repos: Repositories) -> None:
+    payment = a_payment(1, bolt11="lnbcrt300n1...")
+    assert repos.payments.upsert(payment) == payment
+    assert repos.payments.upsert(payment) == payment
+    assert repos.payments.for_task("task-1") == [payment]
+    assert repos.payments.get(payment.payment_hash) == payment
+
+
+def test_an_upsert_moves_a_payment_forward_but_never_back(repos: Repositories) -> None:
+    pending = a_payment(1)
+    repos.payments.upsert(pending)
+    flying = start_attempt(pending, T0 + 10)
+    failed = fail(flying, T0 + 20, 'no route: it\'s "temporary"')
+    assert repos.payments.upsert(failed) == failed
+    assert repos.payments.upsert(pending) == failed  # a retried enqueue is stale
+    done = succeed(start_attempt(failed, T0 + 30), T0 + 40)
+    assert repos.payments.upsert(done) == done
+    assert repos.payments.upsert(failed) == done
+    assert repos.payments.upsert(attrs.evolve(done, state=PaymentState.FAILED)) == done
+    assert repos.payments.get(pending.payment_hash) == done
+
+
+def test_another_payment_under_a_known_hash_or_id_is_a_conflict(repos: Repositories) -> None:
+    payment = a_payment(1)
+    repos.payments.upsert(payment)
+    with pytest.raises(Conflict):
+        repos.payments.upsert(attrs.evolve(payment, amount_msat=1))
+    with pytest.raises(Conflict):
+        repos.payments.upsert(attrs.evolve(payment, node_id="n" + "1" * 40))
+    with pytest.raises(Conflict):
+        repos.payments.upsert(attrs.evolve(a_payment(2), payment_id=payment.payment_id))
+    assert repos.payments.get(payment.payment_hash) == payment
+    assert repos.payments.get(a_payment(2).payment_hash) is None
+
+
+def test_owed_payments_are_listed_oldest_first(repos: Repositories) -> None:
+    third, first, second = a_payment(3), a_payment(1), a_payment(2)
+    for p in (third, first, second):
+        repos.payments.upsert(p)
+    flying = repos.payments.upsert(start_attempt(second, T0 + 50))
+    failed = repos.payments.upsert(fail(start_attempt(third, T0 + 50), T0 + 60, "timeout"))
+    assert repos.payments.pending() == [first, failed]
+    assert repos.payments.pending(limit=1) == [first]
+    assert repos.payments.with_state(PaymentState.IN_FLIGHT) == [flying]
+    assert repos.payments.with_state(PaymentState.SUCCEEDED) == []
+
+
+def test_every_payment_attempt_is_logged_in_order(repos: Repositories) -> None:
+    payment = a_payment(1)
+    flying = start_attempt(payment, T0 + 1)
+    failed = fail(flying, T0 + 2, "no route")
+    lines = [
+        attempt_record(flying, AttemptOutcome.STARTED, T0 + 1),
+        attempt_record(failed, AttemptOutcome.FAILED, T0 + 2),
+        attempt_record(succeed(start_attempt(failed, T0 + 3), T0 + 4), AttemptOutcome.SUCCEEDED,
+                       T0 + 4),
+    ]  # fmt: skip
+    for line in lines:
+        repos.payments.log_attempt(line)
+    repos.payments.log_attempt(attempt_record(a_payment(2), AttemptOutcome.STARTED, T0))
+    assert repos.payments.attempts(payment.payment_hash) == lines
+    assert lines[1].error == "no route"
+    assert repos.payments.attempts("f" * 64) == []
+
+
+# --------------------------------------------------------------------------- slashing log
+
+
+def _chain(n: int) -> list[SlashingLogEntry]:
+    entries: list[SlashingLogEntry] = []
+    for i in range(n):
+        previous = entries[-1] if entries else None
+        entries.append(append_to_log(COORDINATOR, previous, a_decision(i, T0 + i)))
+    return entries
+
+
+def test_the_slashing_log_keeps_its_entries_in_order_and_still_verifies(
+    repos: Repositories,
+) -> None:
+    assert repos.slashing_log.latest() is None
+    assert repos.slashing_log.entries() == []
+    entries = _chain(4)
+    for entry in entries:
+        repos.slashing_log.append(entry)
+    stored = repos.slashing_log.entries()
+    assert stored == entries
+    assert repos.slashing_log.latest() == entries[-1]
+    head = entries[-1].entry_hash()
+    assert verify_log(stored, COORDINATOR.public_key_hex, expected_head=head).ok
+    assert repos.slashing_log.entries(start=1, limit=2) == entries[1:3]
+
+
+def test_an_entry_that_does_not_continue_the_chain_is_refused(repos: Repositories) -> None:
+    first, second, third = _chain(3)
+    with pytest.raises(Conflict):
+        repos.slashing_log.append(second)  # index 1 on an empty log
+    repos.slashing_log.append(first)
+    with pytest.raises(Conflict):
+        repos.slashing_log.append(first)  # a replay
+    with pytest.raises(Conflict):
+        repos.slashing_log.append(third)  # a gap
+    forged = attrs.evolve(second, prev_hash="f" * 64)
+    with pytest.raises(Conflict):
+        repos.slashing_log.append(forged)
+    backdated = append_to_log(COORDINATOR, first, a_decision(1, T0 - 1))
+    with pytest.raises(Conflict):
+        repos.slashing_log.append(backdated)
+    assert repos.slashing_log.entries() == [first]
+
+
+def test_the_slashing_log_port_has_no_way_to_edit_or_remove_entries(
+    repos: Repositories,
+) -> None:
+    public = {name for name in dir(repos.slashing_log) if not name.startswith("_")}
+    assert public == {"append", "entries", "latest"}
+
+
+def test_concurrent_appends_of_the_same_index_keep_a_single_chain(repos: Repositories) -> None:
+    first = _chain(1)[0]
+    repos.slashing_log.append(first)
+    rivals = [append_to_log(COORDINATOR, first, a_decision(10 + i, T0 + 5)) for i in range(4)]
+    outcomes: list[str] = []
+
+    def append(entry: object) -> None:
+        try:
+            repos.slashing_log.append(entry)  # type: ignore[arg-type]
+            outcomes.append("ok")
+        except Conflict:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=append, args=(e,)) for e in rivals]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == ["conflict", "conflict", "conflict", "ok"]
+    stored = repos.slashing_log.entries()
+    assert len(stored) == 2 and stored[1] in rivals
+    assert verify_log(stored, COORDINATOR.public_key_hex).ok
+
+
+def _race(jobs: list[Callable[[], object]]) -> list[object]:
+    """Run ``jobs`` on as many threads at once; their results, or the exceptions they raised."""
+    results: list[object] = [None] * len(jobs)
+    barrier = threading.Barrier(len(jobs))
+
+    def run(i: int) -> None:
+        barrier.wait(10)
+        try:
+            results[i] = jobs[i]()
+        except Exception as exc:  # collected for the assertions
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return results
+
+
+def test_concurrent_writers_of_the_same_new_records_never_clash(repos: Repositories) -> None:
+    """Several coordinators behind a load balancer (SRS-COORD-04) enqueue and register at once."""
+    payment = a_payment(1)
+    assert _race([lambda: repos.payments.upsert(payment)] * 6) == [payment] * 6
+    assert repos.payments.for_task(payment.task_id) == [payment]
+    manifests = [a_manifest(1, issued_at=T0 + i) for i in range(6)]
+    kept = _race([functools.partial(repos.manifests.put, m) for m in manifests])
+    assert all(isinstance(k, bool) for k in kept)
+    assert repos.manifests.get(identity(1).node_id) == manifests[-1]
+
+
+# --------------------------------------------------------------------------- proposals
+
+
+def a_treasury_proposal(
+    pid: str = "prop-1", now: int = T0, title: str = "Fund the relay"
+) -> Proposal:
+    return submit_proposal(
+        proposal_id=pid, author="alice", title=title, description="Pay for a year of relays.",
+        proposal_type=ProposalType.TREASURY, implementation_plan="1. pay\n2. report",
+        now=now, requested_sat=20_000_000,
+    )  # fmt: skip
+
+
+def test_a_proposal_round_trips_with_comments_acknowledgements_and_txid(
+    repos: Repositories,
+) -> None:
+    proposal = a_treasury_proposal()
+    repos.proposals.add(proposal)
+    assert repos.proposals.get("prop-1") == proposal
+    proposal = add_comment(proposal, Comment("bob", "Why a year?", T0 + 10))
+    proposal = add_comment(proposal, Comment("carol", "Seems fine.", T0 + 20))
+    for holder in sorted(TREASURY.holders):
+        proposal = acknowledge(proposal, holder, TREASURY)
+    proposal = decide(close_comments(proposal, T0 + 14 * DAY), accept=True)
+    proposal = execute(proposal, treasury=TREASURY, signers=sorted(TREASURY.holders)[:3],
+                       txid="ab" * 32)  # fmt: skip
+    repos.proposals.save(proposal)
+    assert repos.proposals.get("prop-1") == proposal
+    fewer = attrs.evolve(proposal, comments=proposal.comments[:1])
+    repos.proposals.save(fewer)
+    assert repos.proposals.get("prop-1") == fewer
+    assert repos.proposals.get("prop-2") is None
+
+
+def test_proposal_ids_are_unique_and_only_known_proposals_are_saved(repos: Repositories) -> None:
+    repos.proposals.add(a_treasury_proposal())
+    with pytest.raises(Conflict):
+        repos.proposals.add(a_treasury_proposal(title="Another"))
+    with pytest.raises(Conflict):
+        repos.proposals.save(a_treasury_proposal("prop-2"))
+    assert [p.title for p in repos.proposals.list()] == ["Fund the relay"]
+
+
+def test_proposals_are_listed_newest_first_and_filtered_by_status(repos: Repositories) -> None:
+    old = a_treasury_proposal("prop-a", now=T0)
+    new = a_treasury_proposal("prop-b", now=T0 + 100)
+    same_time = a_treasury_proposal("prop-c", now=T0 + 100)
+    for p in (old, same_time, new):
+        repos.proposals.add(p)
+    closed = close_comments(old, T0 + 15 * DAY)
+    repos.proposals.save(closed)
+    assert repos.proposals.list() == [new, same_time, closed]
+    assert repos.proposals.list(ProposalStatus.OPEN) == [new, same_time]
+    assert repos.proposals.list(ProposalStatus.CLOSED) == [closed]
+    assert repos.proposals.list(ProposalStatus.EXECUTED) == []
+
+
+# --------------------------------------------------------------------------- shares
+
+
+def test_shares_are_kept_in_accepted_order_with_exact_credited_difficulty(
+    repos: Repositories,
+) -> None:
+    huge = Fraction(2**200 + 1, 3**50)
+    rows = [(T0 + 5, a_share(1)), (T0 + 1, a_share(2, "miner-b", huge)), (T0 + 5, a_share(3))]
+    for at, share in rows:
+        repos.shares.add(share, at)
+    assert repos.shares.since(T0) == [rows[1], rows[0], rows[2]]
+    assert repos.shares.since(T0 + 2) == [rows[0], rows[2]]
+    assert repos.shares.since(T0, miner_id="miner-b") == [rows[1]]
+    assert repos.shares.since(T0)[0][1].credited_difficulty == huge
+    assert repos.shares.contains(a_share(3).hash_hex)
+    assert not repos.shares.contains(a_share(4).hash_hex)
+
+
+def test_a_share_hash_is_recorded_only_once(repos: Repositories) -> None:
+    repos.shares.add(a_share(1), T0)
+    with pytest.raises(Conflict):
+        repos.shares.add(a_share(1, "miner-b"), T0 + 1)
+    assert repos.shares.since(0) == [(T0, a_share(1))]
+
+
+def test_retention_deletes_only_shares_older_than_the_cutoff(repos: Repositories) -> None:
+    now = T0 + 40 * DAY
+    cutoff = now - 30 * DAY
+    for i, at in enumerate([cutoff - 1, cutoff, cutoff + 1, T0]):
+        repos.shares.add(a_share(i), at)
+    assert repos.shares.delete_older_than(cutoff) == 2
+    assert [at for at, _ in repos.shares.since(0)] == [cutoff, cutoff + 1]
+    assert repos.shares.delete_older_than(cutoff) == 0
+
+
+# --------------------------------------------------------------------------- API keys
+
+
+def an_api_key(key_id: str, secret: str, owner: str = "acme", at: int = T0) -> ApiKey:
+    return ApiKey(key_id, secret_sha256(secret), owner, Plan.COMMERCIAL, at)
+
+
+def test_an_api_key_is_found_by_id_and_by_its_secret_digest(repos: Repositories) -> None:
+    key = an_api_key("key-1", "s3cret")
+    repos.api_keys.add(key)
+    assert repos.api_keys.get("key-1") == key
+    found = repos.api_keys.get_by_secret_sha256(secret_sha256("s3cret"))
+    assert found == key and found.accepts("s3cret")
+    assert repos.api_keys.get_by_secret_sha256(secret_sha256("guess")) is None
+    with pytest.raises(Conflict):
+        repos.api_keys.add(an_api_key("key-1", "other"))
+    with pytest.raises(Conflict):
+        repos.api_keys.add(an_api_key("key-2", "s3cret"))
+
+
+def test_a_revoked_key_stays_revoked_and_keys_list_oldest_first(repos: Repositories) -> None:
+    later, earlier = an_api_key("key-b", "b", at=T0 + 10), an_api_key("key-a", "a", at=T0)
+    repos.api_keys.add(later)
+    repos.api_keys.add(earlier)
+    repos.api_keys.add(an_api_key("key-c", "c", owner="other"))
+    assert repos.api_keys.revoke("key-b") is True
+    assert repos.api_keys.revoke("key-z") is False
+    assert repos.api_keys.for_owner("acme") == [earlier, later.revoke()]
+    assert not repos.api_keys.get("key-b").accepts("b")  # type: ignore[union-attr]
+
+
+# --------------------------------------------------------------------------- earnings history
+
+
+def test_a_nodes_payments_are_listed_newest_first_and_only_its_own(repos: Repositories) -> None:
+    first = a_payment(1, node_id="node-x", created_at=T0, updated_at=T0)
+    second = a_payment(2, node_id="node-x", created_at=T0 + 5, updated_at=T0 + 5)
+    repos.payments.upsert(first)
+    repos.payments.upsert(a_payment(3, node_id="node-y"))
+    repos.payments.upsert(second)
+    assert repos.payments.for_node("node-x") == [second, first]
+    assert repos.payments.for_node("node-x", limit=1) == [second]
+    assert repos.payments.for_node("nobody") == []
+
+
+# --------------------------------------------------------------------------- model releases
+
+
+def a_release(
+    version: str, at: int, status: ProofStatus = ProofStatus.PENDING, sub_model: str = "owm-geo"
+) -> ModelRelease:
+    digest = hashlib.sha256(f"{sub_model}@{version}".encode()).hexdigest()
+    proof = None if status is ProofStatus.NONE else b"\x00OpenTimestamps\x00" + HOSTILE.encode()
+    return ModelRelease(ModelVersion(version, sub_model, digest, at), status, at, proof)
+
+
+def test_a_release_round_trips_with_its_proof_bytes_and_status(repos: Repositories) -> None:
+    release = a_release("owm-v0.4.2", T0)
+    repos.releases.add(release)
+    assert repos.releases.get("owm-geo@owm-v0.4.2") == release
+    assert repos.releases.get("owm-geo@owm-v9.9.9") is None
+    confirmed = attrs.evolve(release, proof_status=ProofStatus.CONFIRMED, checked_at=T0 + DAY)
+    repos.releases.save(confirmed)
+    assert repos.releases.get(release.release_id) == confirmed
+    with pytest.raises(Conflict):
+        repos.releases.add(release)
+    with pytest.raises(Conflict):
+        repos.releases.save(a_release("owm-v0.0.1", T0))
+
+
+def test_a_release_cannot_be_saved_with_another_digest(repos: Repositories) -> None:
+    release = a_release("owm-v0.4.2", T0)
+    repos.releases.add(release)
+    forged = attrs.evolve(release, version=attrs.evolve(release.version, digest="ee" * 32))
+    with pytest.raises(Conflict):
+        repos.releases.save(forged)
+    assert repos.releases.get(release.release_id) == release
+
+
+def test_releases_are_listed_newest_first_then_by_id(repos: Repositories) -> None:
+    old = a_release("owm-v0.1.0", T0, ProofStatus.NONE)
+    new_b = a_release("owm-v0.2.0", T0 + 10, sub_model="owm-b")
+    new_a = a_release("owm-v0.2.0", T0 + 10, sub_model="owm-a")
+    for release in (new_b, old, new_a):
+        repos.releases.add(release)
+    assert repos.releases.list() == [new_a, new_b, old]
+
+
+# --------------------------------------------------------------------------- GitHub
+
+
+def a_bounty(i: int, at: int = T0, **changes: Any) -> Bounty:
+    bounty = open_bounty(
+        bounty_id=f"bnt-{i}",
+        repository="owm-network/owm",
+        issue_number=i,
+        title=f"fix #{i}: {HOSTILE}"[:200],
+        amount_sat=10_000 * i,
+        created_by="acme",
+        now=at,
+    )
+    return attrs.evolve(bounty, **changes)
+
+
+def test_bounties_round_trip_and_list_newest_first_by_status(repos: Repositories) -> None:
+    one, two, three = a_bounty(1), a_bounty(2, at=T0 + 5), a_bounty(3, at=T0 + 5)
+    for bounty in (one, three, two):
+        repos.bounties.add(bounty)
+    assert repos.bounties.get("bnt-1") == one and repos.bounties.get("bnt-9") is None
+    paid = attrs.evolve(two, status=BountyStatus.PAID)
+    repos.bounties.save(paid)
+    assert repos.bounties.list() == [paid, three, one]
+    assert repos.bounties.list(BountyStatus.OPEN) == [three, one]
+    assert repos.bounties.list(BountyStatus.OPEN, limit=1) == [three]
+    with pytest.raises(Conflict):
+        repos.bounties.add(one)
+    with pytest.raises(Conflict):
+        repos.bounties.save(a_bounty(9))
+
+
+def test_an_analysis_request_round_trips_and_moves_forward(repos: Repositories) -> None:
+    queued = request_analysis(
+        analysis_id="ana-1", repository="owm-network/owm", requested_by="acme", now=T0
+    )
+    repos.analyses.add(queued)
+    assert repos.analyses.get("ana-1") == queued
+    assert repos.analyses.get("ana-2") is None
+    done = advance_analysis(
+        advance_analysis(queued, AnalysisState.RUNNING, T0 + 1), AnalysisState.DONE, T0 + 2, HOSTILE
+    )
+    repos.analyses.save(done)
+    assert repos.analyses.get("ana-1") == done
+    with pytest.raises(Conflict):
+        repos.analyses.add(queued)
+    with pytest.raises(Conflict):
+        repos.analyses.save(attrs.evolve(queued, analysis_id="ana-3"))
+
+
+# --------------------------------------------------------------------------- mining payouts
+
+
+def test_payouts_are_recorded_once_and_listed_newest_first(repos: Repositories) -> None:
+    a = MiningPayout(T0, 12_000, "aa" * 32, "miner-a")
+    b = MiningPayout(T0 + 60, 3_000, "bb" * 32, None)
+    c = MiningPayout(T0 + 60, 11_000, "cc" * 32, "miner-b")
+    for payout in (a, c, b):
+        repos.mining_payouts.add(payout)
+    assert repos.mining_payouts.recent() == [b, c, a]
+    assert repos.mining_payouts.recent(limit=1) == [b]
+    assert repos.mining_payouts.recent(miner_id="miner-a") == [a]
+    with pytest.raises(Conflict):
+        repos.mining_payouts.add(a)
+
+
+# --------------------------------------------------------------------------- task inputs/outputs
+
+BINARY_INPUT = b"\x00prompt\x00\xff\xfe" + bytes(range(256)) + b"\x00"
+BLOB_STORES = pytest.mark.parametrize(
+    ("store", "field"), [("task_inputs", "input"), ("task_outputs", "output")]
+)
+
+
+@BLOB_STORES
+def test_task_data_is_durable_as_soon_as_put_returns_byte_for_byte(
+    backend: Backend, store: str, field: str
+) -> None:
+    getattr(backend.repos, store).put("task-1", BINARY_INPUT)
+    getattr(backend.repos, store).put("task-2", b"")
+    other = getattr(backend.reopen(), store)
+    assert other.get("task-1") == BINARY_INPUT
+    assert other.get("task-2") == b""
+
+
+@BLOB_STORES
+def test_putting_the_same_task_data_again_is_a_no_op_and_other_data_a_conflict(
+    repos: Repositories, store: str, field: str
+) -> None:
+    blobs = getattr(repos, store)
+    blobs.put("task-1", BINARY_INPUT)
+    blobs.put("task-1", BINARY_INPUT)
+    with pytest.raises(Conflict):
+        blobs.put("task-1", BINARY_INPUT + b"x")
+    assert blobs.get("task-1") == BINARY_INPUT
+
+
+@BLOB_STORES
+def test_deleted_or_unknown_task_data_is_none(repos: Repositories, store: str, field: str) -> None:
+    blobs = getattr(repos, store)
+    blobs.put("task-1", b"a")
+    blobs.put("task-2", b"b")
+    blobs.delete("task-1")
+    blobs.delete("task-1")
+    blobs.delete("never-stored")
+    assert blobs.get("task-1") is None
+    assert blobs.get("never-stored") is None
+    assert blobs.get("task-2") == b"b"
+    blobs.put("task-1", b"new")
+    assert blobs.get("task-1") == b"new"
+
+
+@BLOB_STORES
+def test_task_data_beyond_the_size_limit_is_refused_naming_the_field(
+    repos: Repositories, store: str, field: str
+) -> None:
+    blobs = getattr(repos, store)
+    with pytest.raises(InvalidValue) as refused:
+        blobs.put("task-1", bytes(MAX_TASK_INPUT_BYTES + 1))
+    assert refused.value.field == field
+    assert blobs.get("task-1") is None
+
+
+def test_a_task_s_input_and_its_output_are_kept_apart(repos: Repositories) -> None:
+    repos.task_inputs.put("task-1", b"question")
+    repos.task_outputs.put("task-1", b"answer")
+    repos.task_inputs.delete("task-1")
+    assert repos.task_outputs.get("task-1") == b"answer"
+    assert repos.task_inputs.get("task-1") is None
+
+
+def test_a_task_input_written_in_a_failed_atomic_block_is_not_kept(repos: Repositories) -> None:
+    with pytest.raises(RuntimeError), repos.atomic():
+        repos.tasks.add(market.submit(a_request("task-1:0")))
+        repos.task_inputs.put("task-1", BINARY_INPUT)
+        raise RuntimeError("crash before commit")
+    assert repos.tasks.get("task-1:0") is None
+    assert repos.task_inputs.get("task-1") is None
+
+
+# --------------------------------------------------------------------------- atomicity
+
+
+def test_an_atomic_block_that_raises_leaves_no_trace(repos: Repositories) -> None:
+    task = assigned("task-1", identity(1).node_id)
+    repos.tasks.add(task)
+    with pytest.raises(RuntimeError), repos.atomic():
+        repos.tasks.save(market.complete(task, "ab" * 32, T0 + 1))
+        repos.payments.upsert(a_payment(1))
+        repos.slashing_log.append(_chain(1)[0])
+        raise RuntimeError("crash before commit")
+    assert repos.tasks.get("task-1") == task
+    assert repos.payments.get(a_payment(1).payment_hash) is None
+    assert repos.slashing_log.latest() is None
+
+
+def test_an_atomic_block_commits_all_its_writes_together(backend: Backend) -> None:
+    repos = backend.repos
+    task = assigned("task-1", identity(1).node_id)
+    repos.tasks.add(task)
+    done = market.complete(task, "ab" * 32, T0 + 1)
+    with repos.atomic():
+        repos.tasks.save(done, expected_state=TaskState.ASSIGNED)
+        repos.payments.upsert(a_payment(1))
+        with repos.atomic():  # nesting joins the outer block
+            repos.nodes.add(a_node(1))
+        assert repos.tasks.get("task-1") == done  # reads see the block's own writes
+    other = backend.reopen()
+    assert other.tasks.get("task-1") == done
+    assert other.payments.get(a_payment(1).payment_hash) == a_payment(1)
+    assert other.nodes.get(a_node(1).node_id) == a_node(1)
+
+
+def test_a_conflict_caught_inside_an_atomic_block_spoils_nothing_else(
+    repos: Repositories,
+) -> None:
+    repos.nodes.add(a_node(1))
+    with repos.atomic():
+        repos.nodes.add(a_node(2))
+        with pytest.raises(Conflict):
+            repos.nodes.add(a_node(1))
+        repos.nodes.add(a_node(3))
+    assert [n.node_id for n in repos.nodes.list()] == sorted(a_node(i).node_id for i in (1, 2, 3))
+
+
+# --------------------------------------------------------------------------- parameterised SQL
+
+
+def test_text_with_quotes_and_sql_fragments_round_trips_verbatim(repos: Repositories) -> None:
+    """SRS-SEC-06: values travel as bound parameters, so SQL in them is only text."""
+    node = a_node(1, node_id=HOSTILE[:64])
+    repos.nodes.add(node)
+    proposal = a_treasury_proposal(pid=HOSTILE[:128], title=HOSTILE[:200])
+    proposal = add_comment(proposal, Comment(HOSTILE, HOSTILE + " \\ %s %(x)s ?", T0 + 1))
+    repos.proposals.add(proposal)
+    key = ApiKey("key-1", secret_sha256(HOSTILE), HOSTILE, Plan.FREE, T0)
+    repos.api_keys.add(key)
+    assert repos.nodes.get(HOSTILE[:64]) == node
+    assert repos.nodes.list() == [node]
+    assert repos.proposals.get(HOSTILE[:128]) == proposal
+    assert repos.proposals.list() == [proposal]
+    assert repos.api_keys.for_owner(HOSTILE) == [key]
+    assert repos.tasks.get("' OR '1'='1") is None
+
+
+# --------------------------------------------------------------------------- SQL only
+
+
+def test_the_database_itself_refuses_to_edit_or_delete_slashing_log_rows(
+    sql_repos: SqlRepositories,
+) -> None:
+    entries = _chain(2)
+    for entry in entries:
+        sql_repos.slashing_log.append(entry)
+    engine = sql_repos.database.engine
+    for statement in (
+        "UPDATE slashing_log SET reason = 'protocol_abuse'",
+        "DELETE FROM slashing_log WHERE entry_index = 1",
+    ):
+        with pytest.raises(IntegrityError, match="append-only"), engine.begin() as conn:
+            conn.execute(text(statement))
+    assert sql_repos.slashing_log.entries() == entries
+
+
+def test_integers_beyond_64_bits_are_refused_as_invalid_values(
+    sql_repos: SqlRepositories,
+) -> None:
+    with pytest.raises(InvalidValue):
+        sql_repos.nodes.add(a_node(1, total_sats_earned=2**63))
+    with pytest.raises(InvalidValue):
+        sql_repos.shares.add(attrs.evolve(a_share(1), share_difficulty=2**64), T0)
+    assert sql_repos.nodes.list() == []
+
+
+# --------------------------------------------------------------------------- query answers
+
+
+def test_a_stored_query_answer_reads_back_equal_and_its_id_is_taken(repos: Repositories):
+    from owm_core.knowledge.routing import (
+        Evidence,
+        Extract,
+        QueryAnswer,
+        Reading,
+        SubModelRoute,
+        compose,
+    )
+
+    route = SubModelRoute("owm-geo", 0.7, "owm-geo@owm-v0.1.0", True)
+    evidence = [Evidence("p1", "owm-geo", "USGS", "Quakes shake the ground. Often.", 0.8, "ds-1")]
+    reading = Reading("owm-geo", (Extract("p1", "Quakes shake the ground.", 1.5, 1.0),))
+    answer = QueryAnswer("qry_abc", "what shakes?", 1_800_000_000,
+                         compose([route], evidence, [reading]), 312, 5)
+    assert repos.query_answers.get("qry_abc") is None
+    repos.query_answers.add(answer)
+    assert repos.query_answers.get("qry_abc") == answer
+    with pytest.raises(Conflict):
+        repos.query_answers.add(answer)

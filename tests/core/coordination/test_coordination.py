@@ -1,0 +1,775 @@
+"""The coordinator's use cases (owm_core.coordination) against in-memory repositories."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from owm_adapters.storage.memory import memory_repositories
+from owm_core.access.ratelimit import SlidingWindowLimiter, Transport, registration_limit
+from owm_core.coordination import (
+    ChallengeBook,
+    ChallengePurpose,
+    Registration,
+    accept_proof,
+    challenge_message,
+    offer_of,
+    open_envelope,
+    open_heartbeat,
+    open_rejection,
+    plan_dispatch,
+    recheck_stake,
+    register_node,
+    registration_details,
+    reject_task,
+    reliability_after,
+    reverify_due_stakes,
+    stake_channel_of,
+    stake_terms,
+    submit_task,
+    task_id_of,
+    verified_output,
+    verify_heartbeat,
+    verify_wire,
+)
+from owm_core.errors import (
+    DomainError,
+    InvalidTransition,
+    InvalidValue,
+    RateLimited,
+    ReplayRejected,
+    SignatureInvalid,
+)
+from owm_core.identity import envelopes
+from owm_core.identity.envelopes import (
+    ENVELOPE_DOMAIN,
+    CapabilityManifest,
+    EnvelopeKind,
+    Heartbeat,
+    ReplayGuard,
+    TaskProof,
+    TaskRejection,
+    open_body,
+)
+from owm_core.identity.keys import Identity
+from owm_core.market.tasks import (
+    Settlement,
+    SettlementKind,
+    TaskRequest,
+    TaskState,
+    VerificationMode,
+    VerificationPolicy,
+)
+from owm_core.nodes.registry import LnNodeUri, Node
+from owm_core.nodes.tiers import StakeRequirements, Tier
+from owm_core.ports.lightning import Channel
+from owm_core.stake.channel import StakeStatus
+
+NOW = 1_800_000_000
+LN_PUBKEY = "02" + "11" * 32
+
+
+def identity() -> Identity:
+    return Identity.from_seed(os.urandom(32))
+
+
+MANIFEST = CapabilityManifest(
+    tier=Tier.T1, vram_mb=0, ram_mb=16_000, bandwidth_mbps=100, gpu_vendor="none", gpu_count=0
+)
+
+
+class FakeLightning:
+    """The treasury's Lightning node as the stake check sees it: channels by peer."""
+
+    def __init__(self, capacity_sat: int = 100_000, confirmations: int | None = 3) -> None:
+        self.capacity_sat = capacity_sat
+        self.confirmations = confirmations
+
+    def channels_with(self, peer_pubkey: str) -> list[Channel]:
+        return [
+            Channel(
+                channel_id="100x1x0",
+                channel_point="ab" * 32 + ":0",
+                peer_pubkey=peer_pubkey,
+                capacity_sat=self.capacity_sat,
+                local_balance_sat=self.capacity_sat,
+                remote_balance_sat=0,
+                active=True,
+                confirmations=self.confirmations,
+            )
+        ]
+
+
+def sign_registration(
+    book: ChallengeBook, who: Identity, now: int = NOW, claimed: CapabilityManifest = MANIFEST
+) -> tuple[Registration, str, str]:
+    challenge = book.issue(who.public_key_hex, ChallengePurpose.REGISTER, os.urandom(32), now)
+    uri = f"{LN_PUBKEY}@127.0.0.1:9735"
+    signature = who.sign(challenge_message(challenge, registration_details(claimed, uri, None)))
+    manifest = envelopes.seal(who, EnvelopeKind.CAPABILITY_MANIFEST, claimed, os.urandom(16), now)
+    registration = Registration(who.public_key_hex, envelopes.to_bytes(manifest), uri)
+    return registration, challenge.nonce, signature.hex()
+
+
+# --------------------------------------------------------------------------- challenges
+
+
+def test_an_answered_challenge_is_accepted_exactly_once() -> None:
+    book, who = ChallengeBook(), identity()
+    challenge = book.issue(who.public_key_hex, ChallengePurpose.DEREGISTER, os.urandom(32), NOW)
+    answer = who.sign(challenge_message(challenge, {})).hex()
+
+    book.redeem(who.public_key_hex, ChallengePurpose.DEREGISTER, challenge.nonce, answer, {}, NOW)
+
+    with pytest.raises(SignatureInvalid):
+        book.redeem(
+            who.public_key_hex, ChallengePurpose.DEREGISTER, challenge.nonce, answer, {}, NOW
+        )
+
+
+def test_an_expired_challenge_is_refused() -> None:
+    book, who = ChallengeBook(ttl_s=60), identity()
+    challenge = book.issue(who.public_key_hex, ChallengePurpose.REGISTER, os.urandom(32), NOW)
+    answer = who.sign(challenge_message(challenge, {})).hex()
+
+    with pytest.raises(SignatureInvalid, match="expired"):
+        book.redeem(
+            who.public_key_hex, ChallengePurpose.REGISTER, challenge.nonce, answer, {}, NOW + 61
+        )
+
+
+def test_an_answer_for_one_purpose_cannot_be_used_for_another() -> None:
+    book, who = ChallengeBook(), identity()
+    challenge = book.issue(who.public_key_hex, ChallengePurpose.REGISTER, os.urandom(32), NOW)
+    answer = who.sign(challenge_message(challenge, {})).hex()
+
+    with pytest.raises(SignatureInvalid):
+        book.redeem(
+            who.public_key_hex, ChallengePurpose.DEREGISTER, challenge.nonce, answer, {}, NOW
+        )
+
+
+@settings(max_examples=30, deadline=None)
+@given(signed=st.integers(0, 10**9), sent=st.integers(0, 10**9))
+def test_a_signature_only_covers_the_details_it_was_made_for(signed: int, sent: int) -> None:
+    book, who = ChallengeBook(), identity()
+    challenge = book.issue(who.public_key_hex, ChallengePurpose.TASK_STREAM, os.urandom(32), NOW)
+    answer = who.sign(challenge_message(challenge, {"ask_msat": signed})).hex()
+
+    def redeem() -> None:
+        book.redeem(
+            who.public_key_hex,
+            ChallengePurpose.TASK_STREAM,
+            challenge.nonce,
+            answer,
+            {"ask_msat": sent},
+            NOW,
+        )
+
+    if signed == sent:
+        redeem()
+    else:
+        with pytest.raises(SignatureInvalid):
+            redeem()
+
+
+def test_outstanding_challenges_are_bounded() -> None:
+    book = ChallengeBook(max_outstanding=5)
+    who = identity()
+    for _ in range(20):
+        book.issue(who.public_key_hex, ChallengePurpose.REGISTER, os.urandom(32), NOW)
+    assert len(book) == 5
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def test_a_node_with_a_confirmed_channel_is_registered_active() -> None:
+    repos, book, who = memory_repositories(), ChallengeBook(), identity()
+    registration, nonce, signature = sign_registration(book, who)
+
+    registered = register_node(
+        repos,
+        FakeLightning(),
+        SlidingWindowLimiter(registration_limit(Transport.CLEARNET)),
+        book,
+        registration,
+        challenge_nonce=nonce,
+        signature=signature,
+        transport=Transport.CLEARNET,
+        client_ip="203.0.113.7",
+        now=NOW,
+    )
+
+    assert registered.stake.status.value == "active"
+    assert repos.nodes.get(who.node_id) == registered.node
+    assert repos.manifests.get(who.node_id) is not None
+
+
+def test_an_unconfirmed_channel_leaves_the_node_pending() -> None:
+    repos, book, who = memory_repositories(), ChallengeBook(), identity()
+    registration, nonce, signature = sign_registration(book, who)
+
+    registered = register_node(
+        repos,
+        FakeLightning(confirmations=0),
+        SlidingWindowLimiter(registration_limit(Transport.CLEARNET)),
+        book,
+        registration,
+        challenge_nonce=nonce,
+        signature=signature,
+        transport=Transport.CLEARNET,
+        client_ip="203.0.113.7",
+        now=NOW,
+    )
+
+    assert registered.stake.status.value == "pending"
+
+
+def test_on_the_onion_endpoint_registrations_are_limited_per_node_key_not_per_ip() -> None:
+    repos, book = memory_repositories(), ChallengeBook()
+    limiter = SlidingWindowLimiter(registration_limit(Transport.ONION))
+    for _ in range(11):  # all arrive from the local Tor daemon, 127.0.0.1 (SRS-NET-07)
+        registration, nonce, signature = sign_registration(book, identity())
+        register_node(
+            repos,
+            FakeLightning(),
+            limiter,
+            book,
+            registration,
+            challenge_nonce=nonce,
+            signature=signature,
+            transport=Transport.ONION,
+            client_ip="127.0.0.1",
+            now=NOW,
+        )
+    assert len(repos.nodes.list()) == 11
+
+
+def test_the_clearnet_limit_counts_ten_registrations_per_ip_per_hour() -> None:
+    repos, book = memory_repositories(), ChallengeBook()
+    limiter = SlidingWindowLimiter(registration_limit(Transport.CLEARNET))
+
+    def register(now: int) -> None:
+        registration, nonce, signature = sign_registration(book, identity(), now)
+        register_node(
+            repos,
+            FakeLightning(),
+            limiter,
+            book,
+            registration,
+            challenge_nonce=nonce,
+            signature=signature,
+            transport=Transport.CLEARNET,
+            client_ip="198.51.100.1",
+            now=now,
+        )
+
+    for i in range(10):
+        register(NOW + i)
+    with pytest.raises(RateLimited):
+        register(NOW + 10)
+    register(NOW + 3600)
+
+
+def test_lnd_channels_without_a_confirmation_count_are_confirmed() -> None:
+    channel = FakeLightning(confirmations=None).channels_with(LN_PUBKEY)[0]
+    assert stake_channel_of(channel).confirmed
+
+
+# --------------------------------------------------------------------------- heartbeats
+
+
+def test_a_heartbeat_is_verified_and_its_replay_refused() -> None:
+    who, guard = identity(), ReplayGuard()
+    body = Heartbeat(node_id=who.node_id, seq=1, manifest_digest=MANIFEST.digest())
+    raw = envelopes.to_bytes(envelopes.seal(who, EnvelopeKind.HEARTBEAT, body, os.urandom(16), NOW))
+
+    _, heartbeat = open_heartbeat(raw, guard, NOW)
+
+    assert heartbeat == body
+    with pytest.raises(ReplayRejected):
+        open_heartbeat(raw, guard, NOW + 1)
+
+
+def test_a_tampered_heartbeat_is_refused_without_burning_its_nonce() -> None:
+    who, guard = identity(), ReplayGuard()
+    body = Heartbeat(node_id=who.node_id, seq=1, manifest_digest=MANIFEST.digest())
+    sealed = envelopes.seal(who, EnvelopeKind.HEARTBEAT, body, os.urandom(16), NOW)
+    forged = attrs.evolve(sealed, body={**sealed.body, "seq": 2})
+
+    with pytest.raises(SignatureInvalid):
+        open_heartbeat(envelopes.to_bytes(forged), guard, NOW)
+    assert len(guard) == 0
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+def request(task_id: str = "job", max_price_msat: int = 10_000) -> TaskRequest:
+    return TaskRequest(
+        task_id=task_id,
+        task_type="inference",
+        input_schema_id="owm.inference.text",
+        input_schema_version=1,
+        min_tier=Tier.T1,
+        min_vram_mb=0,
+        min_ram_mb=0,
+        gpu_required=False,
+        max_price_msat=max_price_msat,
+    )
+
+
+def node_record(who: Identity) -> Node:
+    return Node(
+        node_id=who.node_id,
+        public_key=who.public_key_hex,
+        ln_node_uri=LnNodeUri.parse(f"{LN_PUBKEY}@127.0.0.1:9735"),
+        tier=Tier.T1,
+        vram_mb=0,
+        ram_mb=16_000,
+        bandwidth_mbps=100,
+        registered_at=NOW,
+        last_heartbeat=NOW,
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(nodes=st.integers(1, 6), redundancy=st.integers(1, 5))
+def test_no_node_ever_holds_two_replicas_of_one_task(nodes: int, redundancy: int) -> None:
+    repos = memory_repositories()
+    policy = VerificationPolicy(redundancy=redundancy)
+    replicas = submit_task(repos, request(), policy)
+    ids = [identity() for _ in range(nodes)]
+    offers = [
+        offer_of(node_record(i), MANIFEST, ["inference"], 1_000 + n) for n, i in enumerate(ids)
+    ]
+
+    assignments = plan_dispatch(repos, replicas, offers, NOW, 60)
+
+    holders = [a.node_id for a in assignments]
+    assert len(holders) == len(set(holders)) == min(nodes, redundancy)
+    waiting = repos.tasks.with_state(TaskState.SUBMITTED, 100)
+    assert len(waiting) == redundancy - len(holders)
+
+
+def proof_bytes(who: Identity, task_id: str, output: bytes) -> bytes:
+    body = TaskProof(
+        task_id=task_id, output_hash=hashlib.sha256(output).hexdigest(), execution_ms=5
+    )
+    return envelopes.to_bytes(
+        envelopes.seal(who, EnvelopeKind.TASK_PROOF, body, os.urandom(16), NOW)
+    )
+
+
+def test_a_spot_checked_task_waits_for_the_check_and_a_differing_result_forfeits() -> None:
+    repos = memory_repositories()
+    policy = VerificationPolicy(mode=VerificationMode.SPOT_CHECK, spot_check_rate_ppm=1_000_000)
+    worker, checker = identity(), identity()
+    for who in (worker, checker):
+        repos.nodes.add(node_record(who))
+    (replica,) = submit_task(repos, request(), policy)
+    offers = [offer_of(node_record(worker), MANIFEST, ["inference"], 1_000)]
+    plan_dispatch(repos, [replica], offers, NOW, 60)
+
+    first = accept_proof(repos, proof_bytes(worker, replica.task_id, b"lie"), NOW, policy, b"s")
+
+    assert first.settlements == () and first.task.state is TaskState.COMPLETED
+    (check,) = repos.tasks.with_state(TaskState.SUBMITTED, 10)
+    assert task_id_of(check.task_id) == "job" and check.tried_node_ids == (worker.node_id,)
+    offers.append(offer_of(node_record(checker), MANIFEST, ["inference"], 1_000))
+    (assignment,) = plan_dispatch(repos, [check], offers, NOW, 60)
+    assert assignment.node_id == checker.node_id
+
+    final = accept_proof(repos, proof_bytes(checker, check.task_id, b"truth"), NOW, policy, b"s")
+
+    kinds = {s.node_id: s.kind for s in final.settlements}
+    assert kinds == {worker.node_id: SettlementKind.FORFEIT, checker.node_id: SettlementKind.SETTLE}
+    worker_after = repos.nodes.get(worker.node_id)
+    assert worker_after is not None and worker_after.reliability_ppm < 500_000
+
+
+@given(start=st.integers(0, 1_000_000), paid=st.booleans())
+def test_reliability_moves_toward_the_outcome_and_stays_in_range(start: int, paid: bool) -> None:
+    kind = SettlementKind.SETTLE if paid else SettlementKind.FORFEIT
+    settlement = Settlement("job:0", "n1", kind, 1_000 if paid else 0)
+
+    after = reliability_after(start, settlement)
+
+    assert 0 <= after <= 1_000_000
+    assert after >= start if paid else after <= start
+
+
+# --------------------------------------------------------------------------- wire verification
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    attestation=st.dictionaries(
+        st.text(max_size=8), st.one_of(st.integers(-(2**63), 2**63 - 1), st.text(max_size=20))
+    ),
+    tamper=st.booleans(),
+    spaced=st.booleans(),
+)
+def test_fast_wire_verification_agrees_with_full_verification(
+    attestation: dict[str, object], tamper: bool, spaced: bool
+) -> None:
+    who = identity()
+    proof = TaskProof(
+        task_id="job:0", output_hash="ab" * 32, execution_ms=1, attestation=attestation
+    )
+    sealed = envelopes.seal(who, EnvelopeKind.TASK_PROOF, proof, os.urandom(16), NOW)
+    if tamper:
+        sealed = attrs.evolve(sealed, body={**sealed.body, "execution_ms": 2})
+    raw = envelopes.to_bytes(sealed)
+    if spaced:  # valid JSON, not canonical: the fast path must not decide alone
+        raw = raw.replace(b'","signer":"', b'", "signer":"')
+    parsed = envelopes.from_bytes(raw)
+
+    try:
+        envelopes.verify(parsed)
+        expected = True
+    except SignatureInvalid:
+        expected = False
+    try:
+        verify_wire(raw, parsed)
+        fast = True
+    except SignatureInvalid:
+        fast = False
+
+    assert fast == expected == (not tamper)
+
+
+HB_SIGNERS = [Identity.from_seed(bytes([i]) * 32) for i in range(1, 4)]
+INT64_EDGES = st.one_of(
+    st.integers(0, 5), st.integers(2**63 - 2, 2**63 + 1), st.integers(-2, -1)
+)
+
+
+def signed_heartbeat_wire(
+    who: Identity, body: dict[str, Any], issued_at: int, nonce: str, kind: str = "heartbeat"
+) -> bytes:
+    """Wire bytes signed over any body and fields, bypassing seal()'s checks (for the oracle)."""
+    unsigned = {"body": body, "issued_at": issued_at, "kind": kind, "nonce": nonce}
+    unsigned["signer"] = who.public_key_hex
+    message = ENVELOPE_DOMAIN + kind.encode() + b"\x00" + json.dumps(
+        unsigned, sort_keys=True, separators=(",", ":")
+    ).encode()
+    wire = {**unsigned, "signature": who.sign(message).hex()}
+    return json.dumps(wire, sort_keys=True, separators=(",", ":")).encode()
+
+
+def full_heartbeat_path(raw: bytes) -> object:
+    """The verdict of the general path: the fields read, or the error's type and message."""
+    try:
+        envelope = open_envelope(raw, EnvelopeKind.HEARTBEAT, "heartbeat_envelope")
+        body = open_body(envelope)
+    except DomainError as exc:
+        return type(exc), str(exc)
+    assert isinstance(body, Heartbeat)
+    return (body.node_id, envelope.signer, envelope.nonce, envelope.issued_at, body.seq,
+            body.manifest_digest)  # fmt: skip
+
+
+def fast_heartbeat_path(raw: bytes) -> object:
+    try:
+        return tuple(verify_heartbeat(raw))
+    except DomainError as exc:
+        return type(exc), str(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    signer=st.sampled_from(HB_SIGNERS),
+    named=st.sampled_from(["own", "other", "upper", "short"]),
+    seq=INT64_EDGES,
+    issued_at=INT64_EDGES,
+    digest=st.sampled_from([MANIFEST.digest(), MANIFEST.digest().upper(), "ab" * 31]),
+    nonce=st.sampled_from(["0f" * 16, "0F" * 16, "0f" * 15]),
+    extra=st.booleans(),
+    kind=st.sampled_from(["heartbeat", "heartbeat", "task_proof"]),
+    mutation=st.one_of(
+        st.none(),
+        st.tuples(st.integers(0, 600), st.integers(0, 255)),
+        st.tuples(st.integers(0, 600), st.none()),
+    ),
+)
+def test_the_heartbeat_fast_path_gives_the_full_paths_verdict(
+    signer: Identity,
+    named: str,
+    seq: int,
+    issued_at: int,
+    digest: str,
+    nonce: str,
+    extra: bool,
+    kind: str,
+    mutation: tuple[int, int | None] | None,
+) -> None:
+    node_id = {
+        "own": signer.node_id,
+        "other": HB_SIGNERS[0].node_id if signer is not HB_SIGNERS[0] else HB_SIGNERS[1].node_id,
+        "upper": signer.node_id.upper(),
+        "short": signer.node_id[:-1],
+    }[named]
+    body: dict[str, Any] = {"manifest_digest": digest, "node_id": node_id, "seq": seq}
+    if extra:
+        body["zz"] = 1
+    raw = signed_heartbeat_wire(signer, body, issued_at, nonce, kind)
+    if mutation is not None:
+        at, value = mutation
+        at %= len(raw)
+        raw = raw[:at] + (b"" if value is None else bytes([value])) + raw[at + 1 :]
+
+    assert fast_heartbeat_path(raw) == full_heartbeat_path(raw)
+
+
+def test_a_canonical_heartbeat_takes_the_fast_path_with_the_full_paths_fields() -> None:
+    who = HB_SIGNERS[2]
+    body = Heartbeat(node_id=who.node_id, seq=7, manifest_digest=MANIFEST.digest())
+    raw = envelopes.to_bytes(envelopes.seal(who, EnvelopeKind.HEARTBEAT, body, "ab" * 16, NOW))
+
+    fields = verify_heartbeat(raw)
+
+    assert tuple(fields) == full_heartbeat_path(raw)
+    assert (fields.node_id, fields.seq, fields.issued_at) == (who.node_id, 7, NOW)
+    with pytest.raises(SignatureInvalid):
+        verify_heartbeat(raw.replace(b'"seq":7', b'"seq":8'))
+    spaced = raw.replace(b'"seq":7', b'"seq": 7')  # valid JSON, not canonical: full path
+    assert tuple(verify_heartbeat(spaced)) == full_heartbeat_path(spaced) == tuple(fields)
+
+
+# --------------------------------------------------------------------------- stake re-checks
+
+
+def register_with(
+    lightning: FakeLightning,
+    repos: Any = None,
+    who: Identity | None = None,
+    now: int = NOW,
+    claimed: CapabilityManifest = MANIFEST,
+) -> tuple[Any, Identity]:
+    repos = memory_repositories() if repos is None else repos
+    who = identity() if who is None else who
+    book = ChallengeBook()
+    registration, nonce, signature = sign_registration(book, who, now, claimed)
+    register_node(
+        repos,
+        lightning,
+        SlidingWindowLimiter(registration_limit(Transport.CLEARNET)),
+        book,
+        registration,
+        challenge_nonce=nonce,
+        signature=signature,
+        transport=Transport.CLEARNET,
+        client_ip="203.0.113.9",
+        now=now,
+    )
+    return repos, who
+
+
+def test_a_restarted_node_reconnects_keeping_its_stake_reliability_and_earnings() -> None:
+    lightning = FakeLightning()
+    repos, who = register_with(lightning)
+    before = repos.stakes.get(who.public_key_hex)
+    node = repos.nodes.get(who.node_id)
+    repos.nodes.save(attrs.evolve(node, reliability_ppm=900_000, total_sats_earned=1_234))
+
+    register_with(lightning, repos, who, now=NOW + 3_600)
+
+    after = repos.stakes.get(who.public_key_hex)
+    assert before.status is after.status is StakeStatus.ACTIVE
+    assert after.channel == before.channel and after.next_verification_at > NOW + 3_600
+    again = repos.nodes.get(who.node_id)
+    assert (again.reliability_ppm, again.total_sats_earned) == (900_000, 1_234)
+    assert again.registered_at == NOW and again.last_heartbeat == NOW + 3_600
+
+
+def test_a_reconnect_without_its_stake_channel_is_degraded_with_the_usual_grace() -> None:
+    lightning = FakeLightning()
+    repos, who = register_with(lightning)
+    lightning.capacity_sat = 10_000  # below the t1 minimum
+
+    register_with(lightning, repos, who, now=NOW + 60)
+
+    degraded = repos.stakes.get(who.public_key_hex)
+    assert degraded.status is StakeStatus.DEGRADED
+    assert degraded.grace_until == NOW + 60 + 24 * 3600
+
+
+def test_a_live_key_cannot_change_tier_without_deregistering() -> None:
+    lightning = FakeLightning(capacity_sat=10_000_000)
+    repos, who = register_with(lightning)
+    t2 = attrs.evolve(MANIFEST, tier=Tier.T2, vram_mb=24_000)
+
+    with pytest.raises(InvalidTransition) as refused:
+        register_with(lightning, repos, who, now=NOW + 60, claimed=t2)
+
+    assert "deregister" in refused.value.message
+    assert repos.stakes.get(who.public_key_hex).tier is Tier.T1
+
+
+def test_a_pending_stake_turns_active_once_its_channel_confirms() -> None:
+    lightning = FakeLightning(confirmations=0)
+    repos, who = register_with(lightning)
+    pending = repos.stakes.get(who.public_key_hex)
+    assert pending is not None and pending.status is StakeStatus.PENDING
+
+    lightning.confirmations = 1
+    active = recheck_stake(repos, lightning, pending, NOW + 600)
+
+    assert active.status is StakeStatus.ACTIVE
+    assert repos.stakes.get(who.public_key_hex) == active
+
+
+def test_a_due_stake_whose_channel_shrank_is_degraded_then_suspended() -> None:
+    lightning = FakeLightning()
+    repos, _ = register_with(lightning)
+    lightning.capacity_sat = 10_000  # below the t1 minimum
+
+    (degraded,) = reverify_due_stakes(repos, lightning, NOW + 6 * 3600)
+    assert degraded.status is StakeStatus.DEGRADED
+
+    (suspended,) = reverify_due_stakes(repos, lightning, NOW + 6 * 3600 + 24 * 3600)
+    assert suspended.status is StakeStatus.SUSPENDED
+
+
+# --------------------------------------------------------------------------- rejections
+
+
+def rejection_bytes(who: Identity, task_id: str, field: str = "input.prompt") -> bytes:
+    body = TaskRejection(task_id=task_id, field=field, reason="must be a string")
+    return envelopes.to_bytes(
+        envelopes.seal(who, EnvelopeKind.TASK_REJECTION, body, os.urandom(16), NOW)
+    )
+
+
+def test_a_rejected_replica_is_assignable_at_once_to_another_node_only() -> None:
+    repos = memory_repositories()
+    policy = VerificationPolicy(mode=VerificationMode.SPOT_CHECK, spot_check_rate_ppm=0)
+    refuser, other = identity(), identity()
+    (replica,) = submit_task(repos, request(), policy)
+    offers = [offer_of(node_record(refuser), MANIFEST, ["inference"], 1_000)]
+    (assignment,) = plan_dispatch(repos, [replica], offers, NOW, 600)
+    assert assignment.node_id == refuser.node_id
+
+    envelope, body = open_rejection(rejection_bytes(refuser, replica.task_id), ReplayGuard(), NOW)
+    outcome = reject_task(repos, envelope, body, NOW + 1)
+
+    assert outcome.task.state is TaskState.TIMED_OUT and outcome.task.node_id is None
+    assert outcome.task.tried_node_ids == (refuser.node_id,)
+    assert (outcome.rejection.node_id, outcome.rejection.field) == (refuser.node_id, "input.prompt")
+    assert outcome.rejection.rejected_at == NOW + 1
+    waiting = repos.tasks.with_state(TaskState.TIMED_OUT, 10)
+    assert plan_dispatch(repos, waiting, offers, NOW + 1, 600) == []
+    offers.append(offer_of(node_record(other), MANIFEST, ["inference"], 2_000))
+    (again,) = plan_dispatch(repos, waiting, offers, NOW + 1, 600)
+    assert again.node_id == other.node_id
+
+
+def test_only_the_node_a_replica_is_assigned_to_may_reject_it() -> None:
+    repos = memory_repositories()
+    policy = VerificationPolicy(mode=VerificationMode.SPOT_CHECK, spot_check_rate_ppm=0)
+    holder, stranger = identity(), identity()
+    (replica,) = submit_task(repos, request(), policy)
+    offers = [offer_of(node_record(holder), MANIFEST, ["inference"], 1_000)]
+    plan_dispatch(repos, [replica], offers, NOW, 600)
+    guard = ReplayGuard()
+
+    envelope, body = open_rejection(rejection_bytes(stranger, replica.task_id), guard, NOW)
+    with pytest.raises(InvalidTransition) as caught:
+        reject_task(repos, envelope, body, NOW)
+
+    assert "not assigned to node" in caught.value.message
+    stored = repos.tasks.get(replica.task_id)
+    assert stored is not None and stored.node_id == holder.node_id
+    raw = rejection_bytes(holder, replica.task_id)
+    open_rejection(raw, guard, NOW)
+    with pytest.raises(ReplayRejected):
+        open_rejection(raw, guard, NOW)
+
+
+def test_a_rejection_must_be_a_signed_task_rejection_envelope() -> None:
+    who = identity()
+    raw = proof_bytes(who, "job:0", b"x")
+    with pytest.raises(InvalidValue) as caught:
+        open_rejection(raw, ReplayGuard(), NOW)
+    assert caught.value.field == "rejection_envelope"
+    tampered = rejection_bytes(who, "job:0").replace(b"input.prompt", b"input.promPt")
+    with pytest.raises(SignatureInvalid):
+        open_rejection(tampered, ReplayGuard(), NOW)
+
+
+class TreasuryLightning:
+    def __init__(self, uri: str | None) -> None:
+        self.uri = uri
+
+    def node_uri(self) -> str | None:
+        return self.uri
+
+    def node_pubkey(self) -> str:
+        return LN_PUBKEY
+
+
+@pytest.mark.parametrize(("tier", "sats"), [("t1", 100), ("t2", 200), ("t3", 300)])
+def test_stake_terms_name_the_treasury_and_the_tier_minimum(tier: str, sats: int) -> None:
+    table = StakeRequirements(t1_sats=100, t2_sats=200, t3_sats=300)
+    terms = stake_terms(TreasuryLightning(f"{LN_PUBKEY}@10.0.0.1:9735"), tier, table)  # type: ignore[arg-type]
+    assert (terms.treasury_node_uri, terms.required_sats) == (f"{LN_PUBKEY}@10.0.0.1:9735", sats)
+    assert terms.min_confirmations == 1
+
+
+def test_stake_terms_fall_back_to_the_pubkey_and_refuse_unknown_tiers() -> None:
+    lightning = TreasuryLightning(None)
+    assert stake_terms(lightning, "t1").treasury_node_uri == LN_PUBKEY  # type: ignore[arg-type]
+    with pytest.raises(InvalidValue) as caught:
+        stake_terms(lightning, "t9")  # type: ignore[arg-type]
+    assert caught.value.field == "tier"
+
+
+def test_a_delivered_output_must_hash_to_the_proof_and_is_kept_for_the_submitter() -> None:
+    repos = memory_repositories()
+    policy = VerificationPolicy(mode=VerificationMode.SPOT_CHECK, spot_check_rate_ppm=0)
+    worker = identity()
+    repos.nodes.add(node_record(worker))
+    (replica,) = submit_task(repos, request(), policy)
+    plan_dispatch(repos, [replica], [offer_of(node_record(worker), MANIFEST, ["inference"], 1)],
+                  NOW, 60)
+    raw = proof_bytes(worker, replica.task_id, b'{"answer":42}')
+
+    with pytest.raises(InvalidValue) as refused:
+        accept_proof(repos, raw, NOW, policy, b"s", output=b'{"answer":41}')
+    assert refused.value.field == "output"
+    assert repos.proofs.get(replica.task_id, worker.node_id) is None
+    assert verified_output(repos, "job") is None
+
+    outcome = accept_proof(repos, raw, NOW, policy, b"s", output=b'{"answer":42}')
+
+    assert outcome.task.state is TaskState.SETTLED
+    assert verified_output(repos, "job") == b'{"answer":42}'
+
+
+def test_an_output_of_a_replica_that_lost_verification_is_never_the_verified_output() -> None:
+    repos = memory_repositories()
+    policy = VerificationPolicy(mode=VerificationMode.REDUNDANT, redundancy=3)
+    nodes = [identity() for _ in range(3)]
+    for who in nodes:
+        repos.nodes.add(node_record(who))
+    replicas = submit_task(repos, request(), policy)
+    offers = [offer_of(node_record(who), MANIFEST, ["inference"], 1) for who in nodes]
+    plan_dispatch(repos, replicas, offers, NOW, 60)
+    by_node = {r.node_id: r for r in repos.tasks.with_state(TaskState.ASSIGNED, 10)}
+    outputs = [b'"truth"', b'"lie"', b'"truth"']
+    for who, output in zip(nodes, outputs, strict=True):
+        task_id = by_node[who.node_id].task_id
+        accept_proof(repos, proof_bytes(who, task_id, output), NOW, policy, b"s", output=output)
+
+    assert verified_output(repos, "job") == b'"truth"'
+    liar = by_node[nodes[1].node_id].task_id
+    assert repos.tasks.get(liar).state is TaskState.FORFEITED

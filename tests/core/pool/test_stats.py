@@ -1,0 +1,70 @@
+"""The pool's public numbers (SRS-POOL-09/10) and the network's (GET /v1/network/stats)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from owm_core.pool.mining import AcceptedShare
+from owm_core.pool.stats import (
+    DAY_S,
+    HASHES_PER_DIFFICULTY_1,
+    HOUR_S,
+    MiningPayout,
+    miner_stats,
+    per_miner_hashrate_1h,
+    pool_stats,
+)
+from owm_core.provenance.releases import ModelRelease, current_release
+from owm_core.provenance.versions import ModelVersion, ProofStatus
+
+NOW = 1_800_000_000
+
+
+def a_share(i: int, miner: str, difficulty: int, is_block: bool = False) -> AcceptedShare:
+    return AcceptedShare(miner, difficulty, Fraction(difficulty), f"{i:064x}", is_block)
+
+
+@settings(max_examples=50)
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 2 * DAY_S), st.sampled_from("abc"), st.integers(1, 10**6)),
+        max_size=40,
+    )
+)
+def test_pool_figures_add_up_over_miners_and_only_count_their_window(
+    rows: list[tuple[int, str, int]],
+) -> None:
+    shares = [(NOW - age, a_share(i, m, d)) for i, (age, m, d) in enumerate(rows)]
+    stats = pool_stats(shares, [], NOW)
+    in_hour = sum(d for age, _m, d in rows if age < HOUR_S)
+    assert stats.hashrate_1h_hps == in_hour * HASHES_PER_DIFFICULTY_1 // HOUR_S
+    assert stats.shares_24h == sum(1 for age, _m, _d in rows if age < DAY_S)
+    assert stats.miners_24h == len({m for age, m, _d in rows if age < DAY_S})
+    per_miner = per_miner_hashrate_1h(shares, NOW)
+    assert sum(per_miner.values()) <= stats.hashrate_1h_hps
+    assert sum(miner_stats(m, shares, [], NOW).shares_24h for m in "abc") == stats.shares_24h
+
+
+def test_blocks_and_payouts_are_counted_per_miner() -> None:
+    shares = [
+        (NOW - 10, a_share(1, "a", 5, is_block=True)),
+        (NOW - 40 * DAY_S, a_share(2, "a", 5, True)),
+    ]
+    payouts = [MiningPayout(NOW, 10_000, "aa" * 32, "a"), MiningPayout(NOW, 2_500, "bb" * 32, None)]
+    stats = pool_stats(shares, payouts, NOW)
+    assert stats.blocks_30d == 1 and stats.paid_sat_total == 12_500
+    mine = miner_stats("a", shares, payouts, NOW)
+    assert (mine.blocks_30d, mine.paid_sat, mine.payouts) == (1, 10_000, 1)
+
+
+def test_the_current_release_is_the_highest_version_not_the_latest_stamped() -> None:
+    def release(version: str, at: int) -> ModelRelease:
+        digest = f"{at:064x}"
+        return ModelRelease(ModelVersion(version, "owm-geo", digest, at), ProofStatus.NONE, at)
+
+    releases = [release("owm-v0.10.0", 1), release("owm-v0.9.9", 5), release("owm-v0.2.0", 9)]
+    assert current_release(releases) == releases[0]
+    assert current_release([]) is None

@@ -1,0 +1,365 @@
+"""The slashing service on a real coordinator, the embedded Lightning ledger and memory store."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import attrs
+import pytest
+
+from owm_adapters.bootstrap.coordinator import LIGHTNING_FILE, lightning_from, service_config_of
+from owm_adapters.bootstrap.settings import (
+    CoordinatorSection,
+    CoordinatorSettings,
+    load_coordinator_settings,
+)
+from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.services.coordinator.service import CoordinatorService, ServiceConfig
+from owm_adapters.services.slashing import (
+    FORFEIT_ERROR,
+    SlashingService,
+    is_forfeited,
+    slashing_service_from,
+)
+from owm_adapters.storage.keystore import create_identity
+from owm_adapters.storage.memory import memory_repositories
+from owm_core.access.ratelimit import Transport
+from owm_core.coordination import ChallengePurpose, Registration, challenge_message
+from owm_core.errors import ForceCloseNotPermitted, InvalidValue, SignatureInvalid
+from owm_core.identity import envelopes
+from owm_core.identity.envelopes import (
+    AckVerdict,
+    CapabilityManifest,
+    EnvelopeKind,
+    MaintainerAcknowledgement,
+)
+from owm_core.identity.keys import Identity
+from owm_core.nodes.registry import NodeStatus
+from owm_core.nodes.tiers import Tier
+from owm_core.payments.records import PaymentState, RewardPayment
+from owm_core.stake.channel import StakeCooldownActive, StakeStatus
+from owm_core.stake.slashing import (
+    SlashingLogEntry,
+    SlashingPolicy,
+    SlashingReason,
+    SlashingSignal,
+    verify_log,
+)
+from tests.server.harness import StepClock, ln_pubkey
+
+STAKE_SAT = {Tier.T1: 100_000, Tier.T2: 1_000_000, Tier.T3: 5_000_000}
+
+
+@attrs.define
+class World:
+    ledger: SimLedger
+    treasury: str
+    clock: StepClock
+    service: CoordinatorService
+    slashing: SlashingService
+    coordinator: Identity
+    maintainers: list[Identity]
+
+
+@attrs.define
+class Operator:
+    identity: Identity
+    ln: str
+    tier: Tier
+
+    @property
+    def node_id(self) -> str:
+        return self.identity.node_id
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    clock = StepClock()
+    ledger = SimLedger(tmp_path / "ln.sqlite3", clock=clock.now)
+    treasury = ledger.add_node("treasury")
+    repositories = memory_repositories()
+    payments_handle = ledger.lightning("treasury")  # the payment credential: no force close
+    service = CoordinatorService(repositories, payments_handle, clock, ServiceConfig())
+    maintainers = [Identity.from_seed(os.urandom(32)) for _ in range(3)]
+    coordinator = Identity.from_seed(os.urandom(32))
+    slashing = SlashingService(
+        repositories,
+        ledger.lightning("treasury", force_close_allowed=True),
+        coordinator,
+        clock,
+        SlashingPolicy(maintainer_keys=[m.public_key_hex for m in maintainers[:2]]),
+    )
+    return World(ledger, treasury, clock, service, slashing, coordinator, maintainers)
+
+
+def register(world: World, op: Operator, uri: str | None = None) -> None:
+    manifest = CapabilityManifest(
+        tier=op.tier, vram_mb=0, ram_mb=16_000, bandwidth_mbps=100, gpu_vendor="none", gpu_count=0
+    )
+    now = world.clock.now()
+    env = envelopes.to_bytes(
+        envelopes.seal(op.identity, EnvelopeKind.CAPABILITY_MANIFEST, manifest, os.urandom(16), now)
+    )
+    uri = uri or f"{op.ln}@127.0.0.1:9735"
+    challenge = world.service.challenge(op.identity.public_key_hex, ChallengePurpose.REGISTER.value)
+    details = {"ln_node_uri": uri, "manifest_digest": manifest.digest(), "onion_address": None}
+    world.service.register(
+        Registration(op.identity.public_key_hex, env, uri),
+        challenge_nonce=challenge.nonce,
+        signature=op.identity.sign(challenge_message(challenge, details)).hex(),
+        transport=Transport.CLEARNET,
+        client_ip="127.0.0.1",
+    )
+
+
+def staked(world: World, tier: Tier = Tier.T1) -> Operator:
+    op = Operator(Identity.from_seed(os.urandom(32)), ln_pubkey(), tier)
+    world.ledger.open_channel(world.treasury, op.ln, STAKE_SAT[tier])
+    register(world, op)
+    return op
+
+
+def signal(op: Operator, reporter: str, n: int = 0) -> SlashingSignal:
+    evidence = hashlib.sha256(f"{reporter}{n}".encode()).hexdigest()
+    return SlashingSignal(op.node_id, reporter, SlashingReason.POISONED_UPDATE, evidence, 1)
+
+
+def ack(maintainer: Identity, op: Operator, evidence: str) -> bytes:
+    body = MaintainerAcknowledgement(op.node_id, evidence, "fake_proof", AckVerdict.SLASH)
+    env = envelopes.seal(maintainer, EnvelopeKind.MAINTAINER_ACK, body, os.urandom(16), 1)
+    return envelopes.to_bytes(env)
+
+
+def channel_point(world: World, op: Operator) -> str:
+    stake = world.service.repositories.stakes.get(op.identity.public_key_hex)
+    assert stake is not None and stake.channel is not None
+    return stake.channel.channel_point
+
+
+def test_three_distinct_reporters_slash_a_tier1_node_log_close_and_cooldown(world: World) -> None:
+    op = staked(world)
+    point = channel_point(world, op)
+    assert world.slashing.report([signal(op, "detector-a"), signal(op, "detector-a", 1)]) == []
+    assert world.slashing.report([signal(op, "detector-b")]) == []
+    [outcome] = world.slashing.report([signal(op, "validator-c")])
+
+    entries = world.service.repositories.slashing_log.entries()
+    assert [e.node_id for e in entries] == [op.node_id] and outcome.logged
+    assert entries[0].channel_id == point
+    assert verify_log(entries, world.coordinator.public_key_hex).ok
+    assert world.ledger.closed_channel(point) == (outcome.closing_txid, True)
+    stake = world.service.repositories.stakes.get(op.identity.public_key_hex)
+    assert stake is not None and stake.status is StakeStatus.SLASHED
+    node = world.service.repositories.nodes.get(op.node_id)
+    assert node is not None and node.reliability_ppm == 0
+    assert world.service.status_of(op.node_id) is NodeStatus.SUSPENDED
+
+    world.ledger.open_channel(world.treasury, op.ln, STAKE_SAT[Tier.T1])
+    world.clock.advance(29 * 24 * 3600)
+    with pytest.raises(StakeCooldownActive):
+        register(world, op)
+    world.clock.advance(2 * 24 * 3600)
+    register(world, op)  # the cooldown is over
+
+
+def test_the_same_decision_twice_neither_logs_nor_closes_twice(world: World) -> None:
+    op = staked(world)
+    [outcome] = world.slashing.report([signal(op, r) for r in ("a", "b", "c")])
+    again = world.slashing.carry_out(outcome.decision)
+    assert (again.logged, again.stake_slashed, again.closing_txid) == (False, False, None)
+    assert again.entry == outcome.entry
+    assert len(world.service.repositories.slashing_log.entries()) == 1
+    assert world.slashing.report([signal(op, r, 9) for r in ("d", "e", "f")]) == []
+
+
+def test_a_tier2_node_needs_two_maintainer_acknowledgements_not_signals(world: World) -> None:
+    op = staked(world, Tier.T2)
+    assert world.slashing.report([signal(op, r) for r in ("a", "b", "c", "d")]) == []
+    evidence = hashlib.sha256(b"fake proof of task 7").hexdigest()
+    assert world.slashing.acknowledge(ack(world.maintainers[0], op, evidence)) is None
+    assert world.slashing.acknowledge(ack(world.maintainers[0], op, evidence)) is None
+    with pytest.raises(SignatureInvalid):
+        world.slashing.acknowledge(ack(world.maintainers[2], op, evidence))  # not a maintainer
+    outcome = world.slashing.acknowledge(ack(world.maintainers[1], op, evidence))
+    assert outcome is not None and outcome.logged
+    assert outcome.decision.reason is SlashingReason.FAKE_PROOF
+    assert world.ledger.closed_channel(channel_point(world, op)) == (outcome.closing_txid, True)
+
+
+def test_the_payment_credential_cannot_force_close(world: World) -> None:
+    op = staked(world)
+    with pytest.raises(ForceCloseNotPermitted):
+        world.service.lightning.force_close(channel_point(world, op))
+    assert world.ledger.closed_channel(channel_point(world, op)) is None
+
+
+def test_unpaid_rewards_are_forfeited_and_paid_ones_kept(world: World) -> None:
+    op = staked(world)
+    payments = world.service.repositories.payments
+    now = world.clock.now()
+
+    def owed(i: int, amount: int) -> RewardPayment:
+        return RewardPayment(
+            payment_id=f"p{i}", task_id=f"t{i}", node_id=op.node_id, amount_msat=amount,
+            payment_hash=hashlib.sha256(bytes([i])).hexdigest(), created_at=now, updated_at=now,
+        )
+
+    payments.upsert(owed(1, 5_000))
+    payments.upsert(owed(2, 7_000))
+    payments.upsert(attrs.evolve(owed(3, 9_000), state=PaymentState.SUCCEEDED, attempts=1))
+    [outcome] = world.slashing.report([signal(op, r) for r in ("a", "b", "c")])
+    assert outcome.forfeited_msat == 12_000
+    states = {p.payment_id: p for p in payments.for_node(op.node_id)}
+    assert is_forfeited(states["p1"]) and is_forfeited(states["p2"])
+    assert states["p1"].last_error == FORFEIT_ERROR
+    assert states["p3"].state is PaymentState.SUCCEEDED
+    assert world.slashing.carry_out(outcome.decision).forfeited_msat == 0
+
+
+def test_stake_metrics_count_channels_sats_slashings_and_degraded_nodes(world: World) -> None:
+    from prometheus_client import generate_latest
+
+    from owm_server.metrics import CoordinatorMetrics
+
+    metrics = CoordinatorMetrics(state_max_age_s=0)
+    metrics.bind(world.service)
+    ops = [staked(world) for _ in range(3)]
+    world.slashing.report([signal(ops[0], r) for r in ("a", "b", "c")])
+    world.ledger.close_channel(channel_point(world, ops[1]), by=world.treasury, force=False)
+    world.clock.advance(6 * 3600)
+    world.service.reverify_stakes()  # ops[1] lost its channel: degraded (SRS-STAKE-02)
+
+    def value(name: str) -> float:
+        for line in generate_latest(metrics.registry).decode().splitlines():
+            if line.startswith(f"owm_stake_{name} "):
+                return float(line.split()[1])
+        raise AssertionError(name)
+
+    assert value("active_channels") == 1
+    assert value("degraded_nodes") == 1
+    assert value("staked_sat") == STAKE_SAT[Tier.T1]  # the degraded stake now locks nothing
+    assert value("slashing_events_7d") == 1
+    world.clock.advance(8 * 24 * 3600)
+    assert value("slashing_events_7d") == 0
+
+
+def test_registration_requires_a_valid_ln_node_uri(world: World) -> None:
+    op = Operator(Identity.from_seed(os.urandom(32)), ln_pubkey(), Tier.T1)
+    world.ledger.open_channel(world.treasury, op.ln, STAKE_SAT[Tier.T1])
+    with pytest.raises(InvalidValue, match="ln_node_uri"):
+        register(world, op, uri=f"{op.ln}-no-address")
+    with pytest.raises(InvalidValue):
+        register(world, op, uri=f"{op.ln}@127.0.0.1:port")
+
+
+def test_the_configured_reverification_period_and_grace_are_used(
+    world: World, tmp_path: Path
+) -> None:
+    toml = tmp_path / "coordinator.toml"
+    toml.write_text("[stake]\nreverify_period_s = 3600\ngrace_period_s = 7200\n")
+    config = service_config_of(load_coordinator_settings(toml))
+    world.service = CoordinatorService(
+        world.service.repositories, world.service.lightning, world.clock, config
+    )
+    op = staked(world)
+    world.ledger.close_channel(channel_point(world, op), by=world.treasury, force=False)
+    key = op.identity.public_key_hex
+
+    def status() -> StakeStatus:
+        stake = world.service.repositories.stakes.get(key)
+        assert stake is not None
+        return stake.status
+
+    world.clock.advance(3599)
+    world.service.reverify_stakes()
+    assert status() is StakeStatus.ACTIVE
+    world.clock.advance(1)
+    world.service.reverify_stakes()
+    assert status() is StakeStatus.DEGRADED  # SRS-STAKE-02
+    world.clock.advance(3600)
+    world.service.reverify_stakes()
+    assert status() is StakeStatus.DEGRADED
+    world.clock.advance(3600)
+    world.service.reverify_stakes()
+    assert status() is StakeStatus.SUSPENDED  # SRS-STAKE-03, no slashing
+    assert world.service.repositories.slashing_log.entries() == []
+
+
+def test_only_the_slashing_handle_built_from_settings_can_force_close(tmp_path: Path) -> None:
+    settings = CoordinatorSettings(
+        coordinator=CoordinatorSection(
+            data_dir=str(tmp_path / "data"), signing_key_path=str(tmp_path / "coordinator.key")
+        )
+    )
+    coordinator = create_identity(tmp_path / "coordinator.key")
+    payments_handle = lightning_from(settings)
+    ledger = SimLedger(tmp_path / "data" / LIGHTNING_FILE)
+    channel = ledger.open_channel(payments_handle.node_pubkey(), ln_pubkey(), 100_000)
+    point = channel.channel_point
+    with pytest.raises(ForceCloseNotPermitted):
+        payments_handle.force_close(point)
+    service = slashing_service_from(settings, memory_repositories(), StepClock())
+    assert service.coordinator_public_key == coordinator.public_key_hex
+    txid = service.force_closer.force_close(point)
+    assert ledger.closed_channel(point) == (txid, True)
+
+
+def test_the_public_api_lists_the_appended_entry(world: World) -> None:
+    from owm_adapters.services.api import ApiServices
+
+    op = staked(world)
+    [outcome] = world.slashing.report([signal(op, r) for r in ("a", "b", "c")])
+    api = ApiServices(world.service, os.urandom(32))
+    listed = [e.to_dict() for e in api.slashing_log(0, 100)]
+    assert listed == [outcome.entry.to_dict()]
+    assert verify_log(
+        [SlashingLogEntry.from_dict(d) for d in listed], world.slashing.coordinator_public_key
+    ).ok
+
+
+def test_fl_anomaly_signals_from_three_reporters_slash_a_tier1_node(world: World) -> None:
+    op = staked(world)
+    evidence = hashlib.sha256(b"signed update statement").hexdigest()
+    outcomes = []
+    for reporter in ("krum-round-7", "trimmed-mean-round-7", "cosine-round-7"):
+        flagged = SlashingSignal(op.node_id, reporter, "poisoned_update", evidence, 5)
+        outcomes += world.slashing.report([flagged])
+    [outcome] = outcomes
+    assert outcome.decision.supporters == (
+        "cosine-round-7", "krum-round-7", "trimmed-mean-round-7",
+    )
+
+
+def test_a_signal_about_an_unstaked_node_does_not_stop_the_others(world: World) -> None:
+    op = staked(world)
+    stranger = Operator(Identity.from_seed(os.urandom(32)), ln_pubkey(), Tier.T1)
+    batch = [signal(stranger, "a"), *(signal(op, r) for r in ("a", "b", "c"))]
+    [outcome] = world.slashing.report(batch)
+    assert outcome.decision.node_id == op.node_id
+
+
+def test_a_degraded_node_is_suspended_at_its_grace_deadline_whatever_the_period(
+    world: World,
+) -> None:
+    from owm_core.stake.channel import StakePolicy
+
+    policy = StakePolicy(reverify_period_s=6 * 3600, grace_period_s=10 * 3600)
+    world.service = CoordinatorService(
+        world.service.repositories, world.service.lightning, world.clock,
+        ServiceConfig(stake_policy=policy),
+    )
+    op = staked(world)
+    world.ledger.close_channel(channel_point(world, op), by=world.treasury, force=False)
+    world.clock.advance(6 * 3600)
+    [degraded] = world.service.reverify_stakes()
+    assert degraded.status is StakeStatus.DEGRADED
+    assert degraded.grace_until == world.clock.now() + 10 * 3600
+    world.clock.advance(6 * 3600)
+    [still] = world.service.reverify_stakes()
+    assert still.status is StakeStatus.DEGRADED
+    assert still.next_verification_at == still.grace_until  # not 6 h later, past the deadline
+    world.clock.advance(4 * 3600)
+    [suspended] = world.service.reverify_stakes()
+    assert suspended.status is StakeStatus.SUSPENDED
