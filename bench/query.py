@@ -1,4 +1,4 @@
-"""End-to-end query latency through the public API on a local network (SRS-PERF-01/02, issue 9).
+"""End-to-end query latency through the public API on a local network (SRS-PERF-01/02).
 
 Usage:  .venv/bin/python bench/query.py [--concurrency 8] [--requests 160] [--nodes 3]
         [--warmup 6] [--max-concurrent-tasks 8] [--spot-rate-ppm 100000]

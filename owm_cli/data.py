@@ -1,4 +1,4 @@
-"""``owm data``: contribute datasets to the conglomerate's sub-models (issue 9 item 2, SRS 2.2).
+"""``owm data``: contribute datasets to the conglomerate's sub-models (SRS 2.2).
 
 ``owm data validate FILE`` checks an ``owm-dataset/1`` file locally — size, UTF-8, schema,
 licences (docs/conglomerate.md) — and prints its dataset id, content digest and how many

@@ -1,4 +1,4 @@
-"""``owm devnet``: a whole OWM network on this machine, in one command (issue 10).
+"""``owm devnet``: a whole OWM network on this machine, in one command.
 
 The shell over :mod:`owm_adapters.devnet`: ``up`` provisions and starts a coordinator and N
 node daemons as real background processes plus a traffic loop, ``down`` stops them, ``status``

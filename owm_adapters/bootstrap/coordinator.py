@@ -1,6 +1,6 @@
 """The composition root: builds the coordinator application from its settings.
 
-The one place that decides which adapter implements which port (ARCHITECTURE.md): the store
+The one place that decides which adapter implements which port (docs/architecture.md): the store
 (SQLite under ``data_dir`` by default, PostgreSQL for a ``postgresql://`` URL, via
 ``owm_adapters.storage.sql``), the treasury's Lightning node (the embedded simulated ledger by
 default),
@@ -197,7 +197,7 @@ def _cln_force_closer(settings: CoordinatorSettings) -> ClnRestForceClose | None
 def node_invoice_source(
     settings: CoordinatorSettings, service: CoordinatorService
 ) -> NodeInvoiceSource:
-    """Where the payout dispatcher gets payees' invoices (issue 6a): handed in by the nodes
+    """Where the payout dispatcher gets payees' invoices (SRS-LN-04): handed in by the nodes
     (gRPC SubmitInvoice), falling back to the embedded ledger's simulated nodes on devnets."""
     from owm_adapters.lightning.node_invoices import NodeInvoiceSource
     from owm_adapters.services.payouts import LedgerInvoiceSource
@@ -212,7 +212,7 @@ def node_invoice_source(
 def attach_node_invoices(
     service: CoordinatorService, invoices: InvoiceSource | None
 ) -> InvoiceSource | None:
-    """Let the control plane reach ``invoices`` when nodes hand theirs in (issue 6a)."""
+    """Let the control plane reach ``invoices`` when nodes hand theirs in (SRS-LN-04)."""
     from owm_adapters.lightning.node_invoices import NodeInvoiceSource
 
     if isinstance(invoices, NodeInvoiceSource):
@@ -226,7 +226,7 @@ def _embedded_ledger(settings: CoordinatorSettings) -> SimLedger:
     return SimLedger(data_dir_of(settings) / LIGHTNING_FILE)
 
 
-# -- slashing (issue 6b: SRS-STAKE-04..07, SRS-SEC-11/13/14, SRS-LN-13) ------------------------
+# -- slashing (SRS-STAKE-04..07, SRS-SEC-11/13/14, SRS-LN-13) -------------------------------------
 
 
 def coordinator_identity_from(
@@ -267,7 +267,7 @@ def attach_slashing(
     coordinator: Identity | None = None,
     force_closer: Lightning | None = None,
 ) -> SlashingService:
-    """Build the slashing service of a coordinator and wire it in (issue 6 item 4).
+    """Build the slashing service of a coordinator and wire it in (SRS-STAKE-04..07).
 
     It becomes ``service.slashing``; lost task verifications feed it as ``fake_proof`` signals
     (a settlement listener, :class:`~owm_adapters.services.slashing.FakeProofDetector`); it
@@ -346,7 +346,7 @@ def knowledge_base_from(
     return knowledge
 
 
-# -- federated-learning rounds and model provenance (issues 5, 6, 10: SRS-COORD-03, SRS-NODE-10)
+# -- federated-learning rounds and model provenance (SRS-COORD-03, SRS-NODE-10) -------------------
 
 
 def upload_url_of(api_listen: str) -> str:

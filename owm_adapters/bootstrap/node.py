@@ -203,7 +203,7 @@ LIGHTNING_BACKENDS = ("none", "lnd", "cln", "embedded")
 
 def node_lightning(settings: NodeSettings) -> Lightning | None:
     """The node's own Lightning node, which issues the invoices its rewards are paid to
-    (``[lightning] backend``; issue 6a): LND over gRPC with an invoice macaroon, Core Lightning
+    (``[lightning] backend``; SRS-LN-01): LND over gRPC with an invoice macaroon, Core Lightning
     over its RPC socket, a devnet's embedded ledger, or None (``none``)."""
     ln = settings.lightning
     if ln.backend not in LIGHTNING_BACKENDS:

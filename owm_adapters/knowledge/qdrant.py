@@ -1,4 +1,4 @@
-"""Qdrant as OWM's vector store (issue 9 item 3), and its numpy twin.
+"""Qdrant as OWM's vector store, and its numpy twin.
 
 :class:`QdrantVectorStore` implements :class:`~owm_core.ports.vector_store.VectorStore` with
 ``qdrant-client``: its embedded local mode (a directory, persisted by the client itself, or

@@ -1,5 +1,5 @@
 """Invoices handed in by the nodes themselves: the coordinator's InvoiceSource for nodes on real
-Lightning networks (LND, Core Lightning; issue 6 part a, SRS-LN-04).
+Lightning networks (LND, Core Lightning; SRS-LN-01/04).
 
 :class:`NodeInvoiceSource` implements :class:`owm_core.ports.invoices.InvoiceSource` for the
 :class:`~owm_adapters.services.payouts.PayoutDispatcher`:

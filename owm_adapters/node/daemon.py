@@ -762,7 +762,7 @@ class NodeDaemon:
             self.weights.run(self._draining, self.settings.weights_poll_s)
 
     def _invoice_loop(self) -> None:
-        """Invoices from this node's own Lightning node for its payouts (issue 6a)."""
+        """Invoices from this node's own Lightning node for its payouts (SRS-LN-04)."""
         if self.invoicer is not None:
             self.invoicer.run(self._draining, self.settings.invoice_poll_s)
 

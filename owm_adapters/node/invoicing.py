@@ -1,5 +1,5 @@
 """The node hands its own invoices to the coordinator, so that rewards reach nodes on real
-Lightning networks (issue 6 part a; SRS-LN-04).
+Lightning networks (SRS-LN-04).
 
 :class:`PayoutInvoicer` runs in the daemon (thread ``owm-invoices``) when ``[lightning]
 backend`` names the node's Lightning node (``lnd``, ``cln``, or ``embedded`` on a devnet).

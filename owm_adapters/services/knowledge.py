@@ -1,4 +1,4 @@
-"""The knowledge base: sub-model registry, data contributions and retrieval (issue 9 items 1-3, 6).
+"""The knowledge base: sub-model registry, data contributions and retrieval (SRS 2.1, SRS 2.2).
 
 :class:`KnowledgeBase` is the application service behind ``owm data submit``,
 ``POST /v1/data/datasets`` and the query path's retrieval. It composes four ports — the
@@ -375,7 +375,7 @@ class KnowledgeBase:
     # --- demo data -----------------------------------------------------------------------------
 
     def load_demo_data(self, now: int) -> list[DatasetRecord]:
-        """Register the demo sub-models, index their CC0 datasets (idempotent; issue 9 item 6)."""
+        """Register the demo sub-models, index their CC0 datasets (idempotent)."""
         root = resources.files("owm_adapters.knowledge.demo_data")
         for row in json.loads(root.joinpath("sub_models.json").read_text("utf-8")):
             self.register_sub_model(row["name"], row["description"], now, SubModelKind(row["kind"]))

@@ -14,7 +14,7 @@ Owns the I/O side of SRS-LN-04/05/08 (the rules are :mod:`owm_core.payments.outb
   enqueue) is enqueued, so a SIGKILL at any point loses nothing and pays nothing twice.
 * :class:`LedgerInvoiceSource` — the embedded network's :class:`InvoiceSource`: the payee's
   simulated Lightning node signs the invoice.
-* :func:`payment_counts` — outbox records by state, for the metrics (SRS-COORD-*, item 8).
+* :func:`payment_counts` — outbox records by state, for the metrics (SRS-COORD-*).
 
 ``checkpoint`` is called with a name at each durable step (``after-invoice``, ``after-record``,
 ``before-pay``, ``after-pay``, ``after-success``); the crash tests make the process SIGKILL

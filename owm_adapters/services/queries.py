@@ -2,7 +2,7 @@
 
 :class:`QueryService` owns the I/O around the pure router (:mod:`owm_core.knowledge.routing`), in
 the
-order of ARCHITECTURE.md's data flow 5 (issue 9 items 4-5; SRS 4.8.3, SRS-API-05):
+order below (SRS 4.8.3, SRS-API-05):
 
 1. **Retrieve** — one call to the knowledge base embeds the query once and returns every
    sub-model's relevance and the closest passages (``KnowledgeBase.search``).
@@ -336,7 +336,7 @@ class QueryService:
 
     def _note_hosts(self, name: str, node_ids: set[str]) -> None:
         """The nodes whose reading of ``name`` was verified serve it: the registry lists them
-        (issue 9 item 1), written only when a new node appears."""
+        (SRS 2.1), written only when a new node appears."""
         model = self.knowledge.sub_model(name)
         if model is None or node_ids <= set(model.host_node_ids):
             return
@@ -372,7 +372,7 @@ class QueryService:
         )
 
     def _credit(self, answer: QueryAnswer, dispatched: Sequence[_Dispatched], msat: int) -> None:
-        """Credit the contributors whose passages the answer cites (issue 9 item 2)."""
+        """Credit the contributors whose passages the answer cites (SRS 2.2)."""
         cited = {(c.sub_model, c.passage_id) for c in answer.composition.citations}
         used = [
             p for d in dispatched for p in d.passages

@@ -520,7 +520,7 @@ MAX_BOLT11_CHARS = 4_000
 
 @attrs.frozen
 class PayoutQuery:
-    """A node asks which of its payouts await an invoice from its Lightning node (issue 6a).
+    """A node asks which of its payouts await an invoice from its Lightning node (SRS-LN-04).
 
     Signed and replay-protected like every envelope; ``node_id`` must be the signer's.
     """
@@ -543,7 +543,7 @@ class PayoutQuery:
 @attrs.frozen
 class PayoutInvoice:
     """A node hands in the BOLT11 invoice its own Lightning node issued for one pending payout
-    (``payment_id`` from the coordinator's list; issue 6a, SRS-LN-04)."""
+    (``payment_id`` from the coordinator's list; SRS-LN-04)."""
 
     KIND: ClassVar[EnvelopeKind] = EnvelopeKind.PAYOUT_INVOICE
 

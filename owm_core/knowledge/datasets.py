@@ -1,6 +1,6 @@
 """Contributed datasets: their wire format, validation, content hash and passage chunking.
 
-Data contributors (SRS 2.2, issue 9 item 2) submit a dataset as one UTF-8 JSON document,
+Data contributors (SRS 2.2) submit a dataset as one UTF-8 JSON document,
 format ``owm-dataset/1``::
 
     {

@@ -1,4 +1,4 @@
-"""The extractive reader a node runs for the conglomerate's query path (issue 9, SRS 2.1).
+"""The extractive reader a node runs for the conglomerate's query path (SRS 2.1).
 
 Given a query and the passages the router retrieved for one sub-model (task schema
 ``owm.inference.passages`` v1), :func:`read_passages` splits the passages into sentences and

@@ -1,10 +1,10 @@
 """What retrieval returns, and how data contributors are credited when their data is used.
 
-Values the query path consumes (issue 9 items 2-4): a :class:`RetrievedPassage` (a passage with
+Values the query path consumes: a :class:`RetrievedPassage` (a passage with
 its similarity score), a :class:`SubModelScore` (how close a query is to one sub-model's domain
 and data: the router's raw input) and a :class:`Retrieval` (both for one query, embedded once).
 
-Crediting (issue 9 item 2, SRS 2.2 "Data Contributor"): when passages ground an answer, a share
+Crediting (SRS 2.2 "Data Contributor"): when passages ground an answer, a share
 of the query's cost, :data:`DEFAULT_DATA_SHARE_PPM` parts per million unless the caller says
 otherwise, is split among the (contributor, dataset) pairs whose passages were used, in
 proportion to how many of the used passages each pair supplied. Integer msat only: the split uses
@@ -83,7 +83,7 @@ class RetrievedPassage:
 
 @attrs.frozen
 class SubModelScore:
-    """How relevant one sub-model is to a query: the router's raw evidence (issue 9 item 4).
+    """How relevant one sub-model is to a query: the router's raw evidence.
 
     ``domain`` is the cosine similarity of the query to the sub-model's domain description;
     ``data`` the best similarity to any of its passages (``-1.0`` when it has none);

@@ -1,5 +1,5 @@
 """The conglomerate's router: which sub-models answer a query, and how their readings become
-one grounded answer with a calibrated confidence (issue 9; SRS 2.1, SRS 4.8.3).
+one grounded answer with a calibrated confidence (SRS 2.1, SRS 4.8.3).
 
 Rules, in the order a query meets them:
 

@@ -1,4 +1,4 @@
-"""The sub-model registry's value: one member of the conglomerate model (SRS 2.1, issue 9).
+"""The sub-model registry's value: one member of the conglomerate model (SRS 2.1).
 
 OWM answers queries with many small models working as one. A :class:`SubModel` is one of them:
 a slug name (``owm-geo``), the domain it knows about in plain words (the router compares queries
@@ -68,7 +68,7 @@ def _sorted_tuple(value: object) -> object:
 
 @attrs.frozen
 class SubModel:
-    """One registered sub-model of the conglomerate (issue 9 item 1).
+    """One registered sub-model of the conglomerate (SRS 2.1).
 
     ``dataset_ids`` and ``host_node_ids`` are kept sorted so equal registries compare equal.
     ``version_digest`` is the hex SHA-256 of the version's canonical serialisation

@@ -7,7 +7,7 @@ A node validates every assignment against its task type's schema before anything
 * ``inference`` — run a sub-model on inputs (schemas ``owm.inference.features`` v1: rows of
   ``FEATURES`` numbers; ``owm.inference.text`` v1: a prompt, embedded deterministically;
   ``owm.inference.passages`` v1: a query and retrieved passages, read extractively — the
-  conglomerate's query path, issue 9);
+  conglomerate's query path, SRS 2.1);
 * ``fl_training`` — one federated round of local training on the node's partition
   (``owm.fl.train`` v1; with ``upload_url`` the node signs its update and POSTs it there
   over clearnet, and the task's output carries only a digest of it, SRS-NET-04);

@@ -1,8 +1,8 @@
 """The task market: matching requests to node offers, verification, settlement, lifecycle.
 
 This module owns the task flow of seed 003 (submission → discovery → capability match → price
-negotiation → execution → verification → settlement) as realised by OWM (ARCHITECTURE.md,
-data flow 3):
+negotiation → execution → verification → settlement) as realised by OWM (docs/architecture.md,
+"The domain modules"):
 
 * :class:`TaskRequest` (input validated against a named schema, SRS-NODE-07) /
   :class:`NodeOffer` (from the node's capability manifest, SRS-COORD-01) and :func:`match`

@@ -1,4 +1,4 @@
-"""Invoices for payouts to nodes on real Lightning networks (issue 6 part a; SRS-LN-04).
+"""Invoices for payouts to nodes on real Lightning networks (SRS-LN-04).
 
 The coordinator cannot make a node's LND or Core Lightning issue an invoice, and the Lightning
 port has no keysend. So the node does it: the coordinator lists the payouts waiting for an

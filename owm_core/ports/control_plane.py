@@ -175,7 +175,7 @@ class ControlPlane(Protocol):
 
     def pending_payouts(self, query_envelope: bytes) -> list[PendingPayout]:
         """The payouts awaiting an invoice from the node's own Lightning node (signed
-        PayoutQuery; issue 6a)."""
+        PayoutQuery; SRS-LN-04)."""
         ...
 
     def submit_invoice(self, invoice_envelope: bytes) -> str:

@@ -1,6 +1,6 @@
 """The embeddings port: turning text into vectors whose cosine similarity means closeness.
 
-Retrieval and routing (issue 9 items 3-4) compare a query with passages and with sub-models'
+Retrieval and routing compare a query with passages and with sub-models'
 domain descriptions in one vector space. The production adapter is MiniLM (all-MiniLM-L6-v2,
 384 dimensions, weights shipped in a package, no download at run time); a hashed bag-of-words
 twin serves fast tests. Both return L2-normalised rows, so a dot product is a cosine similarity.

@@ -385,7 +385,7 @@ class TaskInputRepository(Protocol):
 
 
 class SubModelRepository(Protocol):
-    """The conglomerate's sub-model registry (SRS 2.1, issue 9 item 1), keyed by name."""
+    """The conglomerate's sub-model registry (SRS 2.1), keyed by name."""
 
     def add(self, sub_model: SubModel) -> None:
         """Register a new sub-model; Conflict if its name is taken."""
@@ -405,7 +405,7 @@ class SubModelRepository(Protocol):
 
 
 class DatasetRepository(Protocol):
-    """Contributed datasets with their documents (SRS 2.2, issue 9 item 2), keyed by dataset id."""
+    """Contributed datasets with their documents (SRS 2.2), keyed by dataset id."""
 
     def add(self, record: DatasetRecord, documents: Sequence[Document]) -> None:
         """Store a contribution and its documents in order; Conflict if its id exists."""
@@ -431,7 +431,7 @@ class DatasetRepository(Protocol):
 
 
 class DataCreditRepository(Protocol):
-    """Credits owed to data contributors per answered query (issue 9 item 2)."""
+    """Credits owed to data contributors per answered query (SRS 2.2)."""
 
     def add(self, query_id: str, credits: Sequence[DataCredit], at: int) -> None:
         """Record the credits of one query (none: nothing); Conflict if already credited."""

@@ -1,6 +1,6 @@
 """The vector store port: passages' vectors with their payload, searchable by similarity.
 
-Retrieval (issue 9 item 3) runs on Qdrant through ``qdrant-client``: its embedded local mode
+Retrieval runs on Qdrant through ``qdrant-client``: its embedded local mode
 (a directory, or ``:memory:``) by default, a Qdrant server by URL for scale. Points carry a
 string id (the passage id) and a JSON payload; every payload has ``dataset_id`` and
 ``sub_models`` (a list of names), which :meth:`VectorStore.search`, :meth:`VectorStore.count`

@@ -1,4 +1,4 @@
-"""The coordinator's web dashboard (issue 10 item 3): plain HTML and htmx at ``/dashboard``.
+"""The coordinator's web dashboard: plain HTML and htmx at ``/dashboard``.
 
 One page (``GET /dashboard``) lays out seven panels — network totals, nodes and their stakes,
 recent tasks, FL rounds with accuracy, reward payments, model versions with their

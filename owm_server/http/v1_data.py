@@ -1,4 +1,4 @@
-"""The data-contribution endpoints of the public API v1 (issue 9 items 1-2, SRS 2.2).
+"""The data-contribution endpoints of the public API v1 (SRS 2.2).
 
 ``POST /v1/data/datasets`` takes one ``owm-dataset/1`` document (docs/conglomerate.md) from an
 authenticated caller, who becomes its contributor, and hands it to the
@@ -181,7 +181,7 @@ def list_sub_models(call: Call) -> Response:
 
 
 def data_operations() -> list[Operation]:
-    """The data contributors' API and the sub-model registry (issue 9 items 1-2)."""
+    """The data contributors' API and the sub-model registry (SRS 2.1, SRS 2.2)."""
     client = Access.CLIENT
     unavailable = _problem("No knowledge base runs on this coordinator.")
     return [

@@ -183,7 +183,7 @@ def get_version_weights(call: Call) -> Response:
 
 
 def fl_operations() -> list[Operation]:
-    """The FL upload, the round listing and weight downloads (issues 5, 6, 10)."""
+    """The FL upload, the round listing and weight downloads (SRS-COORD-03, SRS-NODE-10)."""
     unavailable = _problem("This coordinator runs no FL rounds (`fl-unavailable`).")
     return [
         Operation(

@@ -1,4 +1,4 @@
-"""``owm data validate`` and ``owm data submit`` (issue 9 item 2): local validation with one-line
+"""``owm data validate`` and ``owm data submit`` (SRS 2.2): local validation with one-line
 errors, and a real submission over HTTP to a served API on a free loopback port."""
 
 from __future__ import annotations

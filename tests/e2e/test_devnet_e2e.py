@@ -1,11 +1,11 @@
-"""``owm devnet up --nodes 3`` end to end, with real processes (issue 10 items 1, 2 and 5).
+"""``owm devnet up --nodes 3`` end to end, with real processes.
 
 ``owm devnet up`` runs as a user runs it — a separate process that returns once the network is
-up — in a temporary data directory with a fast traffic loop. Then, step by step as issue 10
-item 2 lists them: the three nodes registered with verified stakes; sample tasks were executed,
+up — in a temporary data directory with a fast traffic loop. Then, step by step: the
+three nodes registered with verified stakes; sample tasks were executed,
 verified and paid over the embedded Lightning ledger, and ``owm devnet status`` shows the
 earnings of every node; an FL round trained ``owm-base`` and its version is anchored with
-OpenTimestamps (confirmed); the sample query was answered. Then issue 10 item 4: ``owm devnet
+OpenTimestamps (confirmed); the sample query was answered. Then ``owm devnet
 attack --node 2 --kind poison`` gets node 2's updates flagged by the robust aggregation and the
 node slashed in the public log. ``owm devnet down`` must leave
 no process behind. Whatever happens, the devnet is torn down (and anything left is killed).

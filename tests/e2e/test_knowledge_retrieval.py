@@ -1,4 +1,4 @@
-"""Real retrieval (issue 9 items 3, 6): the demo datasets indexed with the real MiniLM encoder
+"""Real retrieval: the demo datasets indexed with the real MiniLM encoder
 in Qdrant's embedded local mode on disk answer real questions — the passage that holds the
 answer is in the top 3 and the right sub-model scores highest; an off-topic question scores low
 everywhere. MiniLM is loaded once per process (``shared_minilm``)."""

@@ -1,6 +1,6 @@
 """The conglomerate with real MiniLM retrieval over the demo data: demo questions are answered
 with the fact and a confidence above the abstain line; questions the data cannot answer get a
-low confidence and an answer that says so (issue 9 item 4). The whole query path runs: routing,
+low confidence and an answer that says so (SRS 4.8.3). The whole query path runs: routing,
 inference tasks through the market, nodes reading, grounding, storing."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """FL updates: signed by the daemon, uploaded straight to the coordinator over clearnet — never
 through the control plane's SOCKS5 proxy — and refused for onion URLs or upload proxies with a
-reason the coordinator receives (SRS-COORD-03, SRS-NET-02/04; issue 5 item 8)."""
+reason the coordinator receives (SRS-COORD-03, SRS-NET-02/04)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Nodes on real Lightning networks get paid: the node's own LND issues the invoice, hands it
 to the coordinator over gRPC, the coordinator checks amount, payee and expiry and pays it
-(issue 6 part a; SRS-LN-04)."""
+(SRS-LN-04)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Nodes talk to the coordinator over gRPC like node daemons do; the fake-proof detector, the
 slashing service, the public log, the acknowledgement endpoint and the CLI are the real ones
-(issue 6 part b).
+(SRS-STAKE-04..07).
 """
 
 from __future__ import annotations

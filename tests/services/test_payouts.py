@@ -1,4 +1,4 @@
-"""The payment dispatcher over the embedded ledger (SRS-LN-04/05/08, metrics of item 8)."""
+"""The payment dispatcher over the embedded ledger (SRS-LN-04/05/08, and its metrics)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The query path end to end in one process: retrieval → routing → inference tasks through the
-market → nodes' readings → grounded answer, stored and streamed (issue 9 items 4-5)."""
+market → nodes' readings → grounded answer, stored and streamed (SRS 4.8.3, SRS-API-05)."""
 
 from __future__ import annotations
 

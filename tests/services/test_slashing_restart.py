@@ -1,5 +1,5 @@
 """A coordinator restart (a new service over the same SQLite file) loses no slashing evidence,
-finishes an interrupted decision, and never slashes twice (issue 6 part b)."""
+finishes an interrupted decision, and never slashes twice (SRS-STAKE-05, SRS-LN-13)."""
 
 from __future__ import annotations
 

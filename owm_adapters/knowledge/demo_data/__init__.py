@@ -1,4 +1,4 @@
-"""Demo datasets shipped with OWM (issue 9 item 6): short factual paragraphs written for OWM by
+"""Demo datasets shipped with OWM: short factual paragraphs written for OWM by
 its authors and dedicated to the public domain (CC0-1.0), one ``owm-dataset/1`` file per
 sub-model, plus ``sub_models.json`` (the demo sub-models' domains). Loaded idempotently by
 ``KnowledgeBase.load_demo_data``.

@@ -1,5 +1,5 @@
 """Datasets (format, validation, content hash, chunking), sub-models, and crediting data
-contributors (issue 9 items 1-2)."""
+contributors (SRS 2.1, SRS 2.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The rule a node's invoice must pass before it enters the payment outbox (issue 6a)."""
+"""The rule a node's invoice must pass before it enters the payment outbox (SRS-LN-04)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""POST/GET /v1/data/datasets and GET /v1/submodels (issue 9 items 1-2): an authenticated
+"""POST/GET /v1/data/datasets and GET /v1/submodels (SRS 2.2): an authenticated
 caller contributes a dataset and is recorded as its contributor; errors are RFC 7807 problems
 naming the field. The knowledge base runs on the hashing embedder and the numpy store here
 (retrieval quality with MiniLM + Qdrant: tests/e2e/test_knowledge_retrieval.py)."""

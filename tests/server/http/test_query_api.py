@@ -1,5 +1,5 @@
 """``POST /v1/query``, ``POST /v1/query/stream`` (SSE) and ``GET /v1/query/{query_id}`` over the
-in-process conglomerate (issue 9 items 4-5; SRS 4.8.3, SRS-API-04/05)."""
+in-process conglomerate (SRS 4.8.3, SRS-API-04/05)."""
 
 from __future__ import annotations
 

@@ -199,7 +199,7 @@ class CoordinatorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PendingPayouts(self, request, context):
-        """Payouts waiting for an invoice from the node's own Lightning node (LND/CLN; issue 6a).
+        """Payouts waiting for an invoice from the node's own Lightning node (LND/CLN; SRS-LN-04).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
