@@ -1,8 +1,7 @@
 """The query path of the conglomerate: ``POST /v1/query`` from question to stored answer.
 
 :class:`QueryService` owns the I/O around the pure router (:mod:`owm_core.knowledge.routing`), in
-the
-order below (SRS 4.8.3, SRS-API-05):
+the order below (SRS 4.8.3, SRS-API-05):
 
 1. **Retrieve** — one call to the knowledge base embeds the query once and returns every
    sub-model's relevance and the closest passages (``KnowledgeBase.search``).
