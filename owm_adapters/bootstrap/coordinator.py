@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from owm_adapters.bootstrap.settings import ConfigError, CoordinatorSettings
 from owm_adapters.clock import SystemClock
 from owm_adapters.services.coordinator.service import CoordinatorService, ServiceConfig
+from owm_adapters.services.slashing import SlashingService
+from owm_adapters.storage import keystore
 from owm_core.errors import DomainError, InvalidValue
 from owm_core.identity.keys import Identity
 from owm_core.market.tasks import VerificationMode, VerificationPolicy
@@ -26,6 +28,7 @@ from owm_core.ports.lightning import Lightning
 from owm_core.ports.repositories import Repositories
 from owm_core.ports.timestamping import Timestamping
 from owm_core.stake.channel import StakePolicy
+from owm_core.stake.slashing import SlashingPolicy
 
 if TYPE_CHECKING:
     from owm_adapters.lightning.cln import ClnRestForceClose
@@ -33,7 +36,6 @@ if TYPE_CHECKING:
     from owm_adapters.lightning.node_invoices import NodeInvoiceSource
     from owm_adapters.services.fl_rounds import FlRoundService
     from owm_adapters.services.knowledge import KnowledgeBase
-    from owm_adapters.services.slashing import SlashingService
 
 LIGHTNING_FILE = "lightning.sqlite3"
 
@@ -240,7 +242,6 @@ def coordinator_identity_from(
     and be the one that signed them: a missing or different key is a ConfigError, because a
     new key would make every published entry fail ``owm slashing-log verify``.
     """
-    from owm_adapters.storage import keystore
     from owm_core.stake.slashing import signed_by
 
     path = Path(settings.coordinator.signing_key_path).expanduser()
@@ -276,7 +277,7 @@ def attach_slashing(
     for the embedded ledger, else pass ``force_closer``. ``coordinator`` defaults to
     :func:`coordinator_identity_from`.
     """
-    from owm_adapters.services.slashing import FakeProofDetector, slashing_service_from
+    from owm_adapters.services.slashing import FakeProofDetector
 
     if coordinator is None:
         coordinator, _created = coordinator_identity_from(settings, service.repositories)
@@ -423,3 +424,64 @@ def attach_fl_rounds(
         config,
         upload_url=fl.upload_url or upload_url_of(settings.coordinator.api_listen),
     )
+
+
+def slashing_service_from(
+    settings: CoordinatorSettings,
+    repositories: Repositories,
+    clock: Clock,
+    *,
+    force_closer: Lightning | None = None,
+    coordinator: Identity | None = None,
+) -> SlashingService:
+    """The slashing service for ``settings``.
+
+    The force-close handle is built separately from the payment handle, with the force-close
+    credential (SRS-SEC-13): for the embedded ledger, the treasury node with
+    ``force_close_allowed``; for LND a second client holding ``lnd_force_close_macaroon``, for
+    CLN one that closes over clnrest (``cln_rest_url``, ``cln_rest_ca_file``) with the
+    close-only rune in ``cln_force_close_rune_file`` (required: without it slashing could never
+    close a channel, so this is a ConfigError). Or pass ``force_closer``. The
+    coordinator key is read from ``[coordinator] signing_key_path`` (``owm-coordinator init``).
+    """
+    if force_closer is None:
+        force_closer = _force_closer_from(settings)
+    identity = coordinator or keystore.load_identity(
+        Path(settings.coordinator.signing_key_path).expanduser()
+    )
+    stake = settings.stake
+    return SlashingService(
+        repositories,
+        force_closer,
+        identity,
+        clock,
+        SlashingPolicy(maintainer_keys=stake.maintainer_keys),
+        StakePolicy(reverify_period_s=stake.reverify_period_s, grace_period_s=stake.grace_period_s),
+    )
+
+
+def _force_closer_from(settings: CoordinatorSettings) -> Lightning:
+    """The Lightning handle that holds the force-close credential (SRS-SEC-13)."""
+    ln = settings.lightning
+    if ln.backend in {"lnd", "cln"}:
+        from owm_adapters.lightning.cln import FORCE_CLOSE_SETTINGS
+
+        names = ("lnd_force_close_macaroon",) if ln.backend == "lnd" else FORCE_CLOSE_SETTINGS
+        missing = [name for name in names if not getattr(ln, name)]
+        if missing:
+            what = (
+                "the force-close macaroon" if ln.backend == "lnd"
+                else "clnrest and a rune restricted to method=close"
+            )
+            raise ConfigError(
+                "lightning." + ", lightning.".join(missing) + ": slashing needs the separate "
+                f"force-close credential ({what}, SRS-SEC-13); set it in coordinator.toml"
+            )
+        return lightning_from(settings, force_close=True)
+    if ln.backend != "embedded":
+        raise ConfigError(f"lightning.backend {ln.backend!r} is not supported")
+    from owm_adapters.lightning.embedded import SimLedger
+
+    ledger = SimLedger(data_dir_of(settings) / LIGHTNING_FILE)
+    ledger.add_node(ln.treasury_alias)
+    return ledger.lightning(ln.treasury_alias, force_close_allowed=True)

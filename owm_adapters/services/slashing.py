@@ -45,12 +45,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 
 import attrs
 
-from owm_adapters.bootstrap.settings import ConfigError, CoordinatorSettings
-from owm_adapters.storage import keystore
 from owm_core.coordination import siblings, task_id_of
 from owm_core.errors import (
     ChannelNotFound,
@@ -113,13 +110,7 @@ __all__ = [
     "SlashingService",
     "is_forfeited",
     "proof_evidence_hash",
-    "slashing_service_from",
 ]
-
-
-def load_coordinator_identity(path: str) -> Identity:
-    """The coordinator's signing key (``[coordinator] signing_key_path``, SRS-LN-13)."""
-    return keystore.load_identity(Path(path).expanduser())
 
 
 @attrs.frozen
@@ -532,65 +523,3 @@ class FakeProofDetector:
                 settlement.node_id, task_id,
             )
             self.sink([signal])
-
-
-def slashing_service_from(
-    settings: CoordinatorSettings,
-    repositories: Repositories,
-    clock: Clock,
-    *,
-    force_closer: Lightning | None = None,
-    coordinator: Identity | None = None,
-) -> SlashingService:
-    """The slashing service for ``settings`` (composition, like ``bootstrap``).
-
-    The force-close handle is built separately from the payment handle, with the force-close
-    credential (SRS-SEC-13): for the embedded ledger, the treasury node with
-    ``force_close_allowed``; for LND a second client holding ``lnd_force_close_macaroon``, for
-    CLN one that closes over clnrest (``cln_rest_url``, ``cln_rest_ca_file``) with the
-    close-only rune in ``cln_force_close_rune_file`` (required: without it slashing could never
-    close a channel, so this is a ConfigError). Or pass ``force_closer``. The
-    coordinator key is read from ``[coordinator] signing_key_path`` (``owm-coordinator init``).
-    """
-    if force_closer is None:
-        force_closer = _force_closer_from(settings)
-    identity = coordinator or load_coordinator_identity(settings.coordinator.signing_key_path)
-    stake = settings.stake
-    return SlashingService(
-        repositories,
-        force_closer,
-        identity,
-        clock,
-        SlashingPolicy(maintainer_keys=stake.maintainer_keys),
-        StakePolicy(reverify_period_s=stake.reverify_period_s, grace_period_s=stake.grace_period_s),
-    )
-
-
-def _force_closer_from(settings: CoordinatorSettings) -> Lightning:
-    """The Lightning handle that holds the force-close credential (SRS-SEC-13)."""
-    ln = settings.lightning
-    if ln.backend in {"lnd", "cln"}:
-        from owm_adapters.lightning.cln import FORCE_CLOSE_SETTINGS
-
-        names = ("lnd_force_close_macaroon",) if ln.backend == "lnd" else FORCE_CLOSE_SETTINGS
-        missing = [name for name in names if not getattr(ln, name)]
-        if missing:
-            what = (
-                "the force-close macaroon" if ln.backend == "lnd"
-                else "clnrest and a rune restricted to method=close"
-            )
-            raise ConfigError(
-                "lightning." + ", lightning.".join(missing) + ": slashing needs the separate "
-                f"force-close credential ({what}, SRS-SEC-13); set it in coordinator.toml"
-            )
-        from owm_adapters.bootstrap.coordinator import lightning_from
-
-        return lightning_from(settings, force_close=True)
-    if ln.backend != "embedded":
-        raise ConfigError(f"lightning.backend {ln.backend!r} is not supported")
-    from owm_adapters.bootstrap.coordinator import LIGHTNING_FILE, data_dir_of
-    from owm_adapters.lightning.embedded import SimLedger
-
-    ledger = SimLedger(data_dir_of(settings) / LIGHTNING_FILE)
-    ledger.add_node(ln.treasury_alias)
-    return ledger.lightning(ln.treasury_alias, force_close_allowed=True)

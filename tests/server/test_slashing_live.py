@@ -283,8 +283,8 @@ def test_a_missing_coordinator_key_is_created_for_a_fresh_network_only(tmp_path:
 def test_slashing_on_lnd_refuses_to_start_without_the_separate_force_close_credential(
     tmp_path: Path,
 ) -> None:
+    from owm_adapters.bootstrap.coordinator import slashing_service_from
     from owm_adapters.bootstrap.settings import ConfigError, CoordinatorLightning
-    from owm_adapters.services.slashing import slashing_service_from
     from owm_adapters.storage.memory import memory_repositories
 
     settings = CoordinatorSettings(

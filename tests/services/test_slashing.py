@@ -9,7 +9,12 @@ from pathlib import Path
 import attrs
 import pytest
 
-from owm_adapters.bootstrap.coordinator import LIGHTNING_FILE, lightning_from, service_config_of
+from owm_adapters.bootstrap.coordinator import (
+    LIGHTNING_FILE,
+    lightning_from,
+    service_config_of,
+    slashing_service_from,
+)
 from owm_adapters.bootstrap.settings import (
     CoordinatorSection,
     CoordinatorSettings,
@@ -21,7 +26,6 @@ from owm_adapters.services.slashing import (
     FORFEIT_ERROR,
     SlashingService,
     is_forfeited,
-    slashing_service_from,
 )
 from owm_adapters.storage.keystore import create_identity
 from owm_adapters.storage.memory import memory_repositories

@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 import pytest
 
-from owm_adapters.bootstrap.coordinator import lightning_from
+from owm_adapters.bootstrap.coordinator import lightning_from, slashing_service_from
 from owm_adapters.bootstrap.settings import (
     ConfigError,
     CoordinatorLightning,
@@ -33,7 +33,6 @@ from owm_adapters.bootstrap.settings import (
 )
 from owm_adapters.lightning.cln import ClnLightning, ClnRestForceClose
 from owm_adapters.lightning.embedded import SimLedger, SimLightning
-from owm_adapters.services.slashing import slashing_service_from
 from owm_adapters.storage.memory import memory_repositories
 from owm_core.errors import (
     ChannelNotFound,
