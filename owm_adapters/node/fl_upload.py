@@ -40,7 +40,8 @@ from urllib.parse import urlsplit
 import attrs
 import numpy as np
 
-from owm_adapters.node.task_exec import PARAM_SHAPES, load_weights
+from owm_adapters.models.tinynet import PARAM_SHAPES
+from owm_adapters.node.task_exec import load_weights
 from owm_adapters.node.weights import ClearnetOnly, ensure_clearnet
 from owm_core.market.task_types import canonical_output
 

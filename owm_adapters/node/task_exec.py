@@ -3,7 +3,8 @@
 Owns the execution of :mod:`owm_core.market.task_types`' three task types on already validated
 inputs: ``inference`` with a sub-model (a :data:`~owm_core.market.task_types.FEATURES` → 64 → 10
 MLP,
-the architecture of ``owm_adapters.flower.model.TinyNet``, evaluated with numpy), FL local
+the architecture of ``owm_adapters.flower.model.TinyNet``, evaluated with numpy by
+:mod:`owm_adapters.models.tinynet`), FL local
 training (``owm_adapters.flower.model.train_local`` on the node's partition) and gradient
 aggregation (``owm_core.fl.aggregation.aggregate``). Weights come from the model cache, where
 :mod:`owm_adapters.node.weights` only ever installs OTS-verified versions (SRS-NODE-10);
@@ -13,36 +14,14 @@ same on every node, so that redundant replicas agree.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # numpy is imported where it is used: a reading task starts faster without it
     import numpy as np
 
-from owm_core.market.task_types import CLASSES, FEATURES, HIDDEN, TaskType, text_features
-
-GENESIS = "genesis"
-PARAM_SHAPES: tuple[tuple[str, tuple[int, ...]], ...] = (
-    ("body.0.weight", (HIDDEN, FEATURES)),
-    ("body.0.bias", (HIDDEN,)),
-    ("body.2.weight", (CLASSES, HIDDEN)),
-    ("body.2.bias", (CLASSES,)),
-)
-"""Parameter names and shapes, in ``TinyNet.state_dict()`` order."""
-
-
-def genesis_weights(sub_model: str) -> dict[str, np.ndarray]:
-    """The deterministic starting weights of ``sub_model`` (seeded by its name)."""
-    import numpy as np
-
-    seed = int.from_bytes(hashlib.sha256(sub_model.encode("utf-8")).digest()[:8], "big")
-    rng = np.random.default_rng(seed)
-    out: dict[str, np.ndarray] = {}
-    for name, shape in PARAM_SHAPES:
-        fan_in = shape[-1] if len(shape) > 1 else shape[0]
-        out[name] = (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32)
-    return out
+from owm_adapters.models.tinynet import GENESIS, PARAM_SHAPES, genesis_weights, infer
+from owm_core.market.task_types import CLASSES, FEATURES, TaskType, text_features
 
 
 def load_weights(model_dir: str | None, sub_model: str) -> tuple[str, dict[str, np.ndarray]]:
@@ -58,16 +37,6 @@ def load_weights(model_dir: str | None, sub_model: str) -> tuple[str, dict[str, 
                 version = str(data["__version__"])
                 return version, {name: data[name] for name, _ in PARAM_SHAPES}
     return GENESIS, genesis_weights(sub_model)
-
-
-def infer(weights: Mapping[str, np.ndarray], features: np.ndarray) -> np.ndarray:
-    """Logits of the MLP for a batch of feature rows (float64 for reproducible rounding)."""
-    import numpy as np
-
-    w1, b1 = weights["body.0.weight"].astype(np.float64), weights["body.0.bias"].astype(np.float64)
-    w2, b2 = weights["body.2.weight"].astype(np.float64), weights["body.2.bias"].astype(np.float64)
-    hidden = np.maximum(features @ w1.T + b1, 0.0)
-    return np.asarray(hidden @ w2.T + b2)
 
 
 def run_inference(data: Mapping[str, Any], model_dir: str | None) -> dict[str, Any]:

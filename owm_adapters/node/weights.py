@@ -31,7 +31,8 @@ from urllib.parse import urlsplit
 import attrs
 import numpy as np
 
-from owm_adapters.node.task_exec import GENESIS, PARAM_SHAPES, infer, load_weights
+from owm_adapters.models.tinynet import GENESIS, PARAM_SHAPES, infer
+from owm_adapters.node.task_exec import load_weights
 from owm_core.errors import CalendarUnavailable, ChainUnavailable, DomainError
 from owm_core.ports.model_runtime import ModelRuntime
 from owm_core.ports.timestamping import Timestamping

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import numpy as np
 
-from owm_adapters.node.task_exec import GENESIS, PARAM_SHAPES, genesis_weights, infer
+from owm_adapters.models.tinynet import GENESIS, PARAM_SHAPES, genesis_weights, infer
 from owm_core.coordination import task_id_of
 from owm_core.errors import (
     ByzantineAssumptionViolated,

@@ -16,9 +16,9 @@ import pytest
 from owm_adapters.clock import SystemClock
 from owm_adapters.control_plane.grpc_client import GrpcControlPlane
 from owm_adapters.control_plane.in_process import InProcessControlPlane
+from owm_adapters.models.tinynet import PARAM_SHAPES, genesis_weights
 from owm_adapters.node import fl_upload
 from owm_adapters.node.daemon import DaemonSettings, NodeDaemon
-from owm_adapters.node.task_exec import PARAM_SHAPES, genesis_weights
 from owm_adapters.node.task_log import TaskLog
 from owm_adapters.node.task_runner import Limits, TaskRunner
 from owm_adapters.node.weights import ClearnetOnly

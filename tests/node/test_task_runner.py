@@ -7,7 +7,8 @@ import os
 import time
 from pathlib import Path
 
-from owm_adapters.node.task_exec import genesis_weights, run_inference
+from owm_adapters.models.tinynet import genesis_weights
+from owm_adapters.node.task_exec import run_inference
 from owm_adapters.node.task_runner import Limits, TaskRunner, cuda_mps_environment
 from owm_core.market.task_types import output_hash
 from owm_core.ports.gpu import DeviceVendor, GpuDevice

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from owm_adapters.chain.local_chain import LocalChain
-from owm_adapters.node.task_exec import genesis_weights
+from owm_adapters.models.tinynet import genesis_weights
 from owm_adapters.node.weights import (
     CachedModelRuntime,
     ClearnetOnly,

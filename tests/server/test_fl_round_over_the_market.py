@@ -30,7 +30,8 @@ from owm_adapters.bootstrap.settings import (
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
 from owm_adapters.lightning.embedded import SimLedger
-from owm_adapters.node.task_exec import PARAM_SHAPES, execute, genesis_weights
+from owm_adapters.models.tinynet import PARAM_SHAPES, genesis_weights
+from owm_adapters.node.task_exec import execute
 from owm_adapters.services.coordinator.service import ServiceConfig
 from owm_adapters.services.fl_rounds import FlRoundService, evaluate, fl_service_of, flat_weights
 from owm_adapters.storage.memory import memory_repositories

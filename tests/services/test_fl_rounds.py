@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from owm_adapters.node.task_exec import PARAM_SHAPES, genesis_weights
+from owm_adapters.models.tinynet import PARAM_SHAPES, genesis_weights
 from owm_adapters.services.fl_rounds import evaluate, flat_weights
 from owm_core.errors import Conflict, InvalidTransition, InvalidValue, NotFound
 from owm_core.fl.attacks import Attack

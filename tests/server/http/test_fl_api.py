@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from owm_adapters.bootstrap.api import build_api_services
-from owm_adapters.node.task_exec import PARAM_SHAPES
+from owm_adapters.models.tinynet import PARAM_SHAPES
 from owm_adapters.services.api import ApiConfig, ApiServices
 from owm_core.fl.attacks import Attack
 from owm_core.fl.updates import sign_update
