@@ -30,6 +30,7 @@ from owm_core.nodes.registry import LnNodeUri
 from owm_core.payments import rewards
 from owm_core.pool import mining
 from owm_core.provenance import versions as provenance
+from owm_core.provenance.verification import verify_model_version
 from owm_core.stake import channel as stake
 from owm_core.stake import slashing
 
@@ -174,12 +175,12 @@ def _anchor_a_model_version(scratch: Path, now: int) -> None:
     _line("calendar acknowledgement", ots.verify(pending, version.digest_bytes).status.value)
     calendar.flush()
     proof = ots.upgrade(pending)
-    verdict = provenance.verify_model_version(version, proof, ots, weights=weights)
+    verdict = verify_model_version(version, proof, ots, weights=weights)
     when = datetime.fromtimestamp(verdict.block_time or 0, UTC).isoformat(timespec="seconds")
     _line("after the calendar's block", f"{verdict.status.value}: block {verdict.height}, {when}")
     _line(".ots proof", f"{len(proof)} bytes (standard OpenTimestamps format)")
     tampered = {"layer.weight": weights["layer.weight"] + 1e-3}
-    refused = provenance.verify_model_version(version, proof, ots, weights=tampered)
+    refused = verify_model_version(version, proof, ots, weights=tampered)
     _line("tampered weights", f"refused: {refused.failure.value if refused.failure else '?'}")
 
 

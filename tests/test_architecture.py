@@ -120,3 +120,18 @@ def test_the_size_rule_counts_a_function_body_of_81_lines_as_too_long() -> None:
     body = "\n".join(f"    x{i} = {i}" for i in range(80))
     assert oversized(ast.parse(f"def long():\n{body}\n"), "m.py") == ["m.py:1 long (81 lines)"]
     assert oversized(ast.parse(f"def fits():\n{body[: body.rindex(chr(10))]}\n"), "m.py") == []
+
+
+def test_the_ports_declare_interfaces_only() -> None:
+    # The values a port carries live in their bounded context (owm_core/<context>/), so the
+    # domain never imports a port to get a value.
+    found = []
+    for path in sorted((ROOT / "owm_core" / "ports").rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef):
+                bases = {ast.unparse(base) for base in node.bases}
+                if not bases & {"Protocol", "typing.Protocol"}:
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} class {node.name}")
+            elif isinstance(node, ast.Assign | ast.AnnAssign | ast.FunctionDef):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)[:40]}")
+    assert found == []

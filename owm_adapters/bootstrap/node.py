@@ -35,10 +35,11 @@ from owm_core.errors import DomainError
 from owm_core.identity.envelopes import CapabilityManifest
 from owm_core.identity.keys import Identity
 from owm_core.market import task_types
+from owm_core.nodes.hardware import GpuDevice
 from owm_core.nodes.registry import LnNodeUri
 from owm_core.nodes.tiers import Hardware, Tier, classify
 from owm_core.ports.control_plane import ControlPlane
-from owm_core.ports.gpu import GpuDevice, GpuProbe, HostProbe
+from owm_core.ports.gpu import GpuProbe, HostProbe
 from owm_core.ports.lightning import Lightning
 from owm_core.ports.timestamping import Timestamping
 

@@ -15,7 +15,7 @@ import attrs
 
 from owm_adapters.gpu.tool import ProbeProblem
 from owm_core import fields
-from owm_core.ports.gpu import GpuDevice
+from owm_core.nodes.hardware import GpuDevice
 
 
 def _devices(value: Any) -> tuple[GpuDevice, ...]:

@@ -26,7 +26,7 @@ from owm_adapters.gpu.tool import (
 )
 from owm_core import fields
 from owm_core.errors import InvalidValue
-from owm_core.ports.gpu import DeviceVendor, GpuDevice
+from owm_core.nodes.hardware import DeviceVendor, GpuDevice
 
 TOOL = "nvidia-smi"
 NVIDIA_SMI_ARGS = (

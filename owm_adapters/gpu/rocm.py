@@ -35,7 +35,7 @@ from owm_adapters.gpu.tool import (
 )
 from owm_core import fields
 from owm_core.errors import InvalidValue
-from owm_core.ports.gpu import DeviceVendor, GpuDevice
+from owm_core.nodes.hardware import DeviceVendor, GpuDevice
 
 TOOL = "rocm-smi"
 ROCM_SMI_ARGS = ("--showproductname", "--showmeminfo", "vram", "--showdriverversion", "--json")

@@ -12,7 +12,7 @@ import attrs
 from owm_adapters.gpu.nvidia import NvidiaSmiProbe
 from owm_adapters.gpu.rocm import RocmSmiProbe
 from owm_adapters.gpu.tool import DEFAULT_TIMEOUT_S, ProbeProblem
-from owm_core.ports.gpu import GpuDevice
+from owm_core.nodes.hardware import GpuDevice
 
 
 @attrs.define

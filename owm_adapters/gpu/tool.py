@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from owm_core.ports.gpu import GpuDevice
+from owm_core.nodes.hardware import GpuDevice
 
 log = logging.getLogger(__name__)
 

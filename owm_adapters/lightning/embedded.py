@@ -35,13 +35,7 @@ from owm_core.errors import (
     InvalidValue,
     InvoiceNotFound,
 )
-from owm_core.ports.lightning import (
-    Channel,
-    Invoice,
-    InvoiceState,
-    PaymentResult,
-    PaymentStatus,
-)
+from owm_core.payments.lightning import Channel, Invoice, InvoiceState, PaymentResult, PaymentStatus
 
 HOP_BASE_FEE_MSAT = 1_000
 """What each intermediate node of a simulated route charges per forwarded payment."""

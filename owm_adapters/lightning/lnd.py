@@ -42,7 +42,7 @@ from owm_core.errors import (
     InvoiceNotFound,
     LightningUnavailable,
 )
-from owm_core.ports.lightning import (
+from owm_core.payments.lightning import (
     CHANNEL_POINT,
     PUBKEY_HEX,
     Channel,

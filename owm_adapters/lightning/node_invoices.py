@@ -42,9 +42,9 @@ from owm_core.payments.invoices import (
     check_node_invoice,
     payout_request_id,
 )
+from owm_core.payments.lightning import Invoice, InvoiceState
 from owm_core.ports.clock import Clock
 from owm_core.ports.invoices import InvoiceSource
-from owm_core.ports.lightning import Invoice, InvoiceState
 from owm_core.ports.repositories import Repositories
 
 log = logging.getLogger(__name__)

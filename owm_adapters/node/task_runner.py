@@ -36,7 +36,7 @@ from typing import Any
 
 import attrs
 
-from owm_core.ports.gpu import DeviceVendor, GpuDevice
+from owm_core.nodes.hardware import DeviceVendor, GpuDevice
 
 WORKER_MODULE = "owm_adapters.node.task_worker"
 MPS_MEM_LIMIT = "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"

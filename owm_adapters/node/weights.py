@@ -7,7 +7,8 @@ and moved over clearnet only (SRS-NET-04).
   replaced atomically, which the isolated task workers read (:mod:`.task_exec`).
 * :func:`install_verified` — the only way weights reach the runtime: the proof is checked
   through the :class:`~owm_core.ports.timestamping.Timestamping` port with
-  :func:`owm_core.provenance.versions.verify_model_version`, which recomputes the digest from the
+  :func:`owm_core.provenance.verification.verify_model_version`, which recomputes the digest from
+  the
   weights themselves; a failed or pending proof leaves the previous weights in place.
 * :func:`install_weights_file` — decodes an ``.npz`` / torch file and calls
   :func:`install_verified`: the one path ``owm-node install-weights`` and the daemon's
@@ -36,12 +37,8 @@ from owm_adapters.node.task_exec import load_weights
 from owm_core.errors import CalendarUnavailable, ChainUnavailable, DomainError
 from owm_core.ports.model_runtime import ModelRuntime
 from owm_core.ports.timestamping import Timestamping
-from owm_core.provenance.versions import (
-    FailureReason,
-    ModelVersion,
-    Verification,
-    verify_model_version,
-)
+from owm_core.provenance.verification import verify_model_version
+from owm_core.provenance.versions import FailureReason, ModelVersion, Verification
 
 MODEL_CACHE_ENV = "OWM_MODEL_CACHE_DIR"
 MAX_DOWNLOAD_BYTES = 2 * 1024**3

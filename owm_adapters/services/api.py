@@ -40,6 +40,7 @@ from owm_core.access.callers import (
 )
 from owm_core.access.ratelimit import API_KEY_FREE_TIER, RateLimit, SlidingWindowLimiter, Transport
 from owm_core.coordination import Challenge, Registered, Registration
+from owm_core.coordination.network import AnonymousNode, NetworkStats, anonymised, network_stats
 from owm_core.errors import (
     InvalidValue,
     L402Invalid,
@@ -63,9 +64,9 @@ from owm_core.governance.proposals import (
 )
 from owm_core.governance.proposals import submit_proposal as new_proposal
 from owm_core.identity.keys import node_id_from_public_key
-from owm_core.nodes.network import AnonymousNode, NetworkStats, anonymised, network_stats
 from owm_core.nodes.registry import Node, NodeStatus
 from owm_core.nodes.tiers import StakeRequirements
+from owm_core.payments.lightning import Invoice, InvoiceState
 from owm_core.payments.records import RewardPayment
 from owm_core.pool.stats import (
     BLOCK_WINDOW_S,
@@ -77,7 +78,7 @@ from owm_core.pool.stats import (
     pool_stats,
 )
 from owm_core.ports.clock import Clock
-from owm_core.ports.lightning import Invoice, InvoiceState, Lightning
+from owm_core.ports.lightning import Lightning
 from owm_core.ports.repositories import Repositories
 from owm_core.provenance.releases import ModelRelease, current_release
 from owm_core.stake.channel import Stake

@@ -40,6 +40,7 @@ from owm_core.errors import (
 )
 from owm_core.governance.contributions import BountyStatus
 from owm_core.market.tasks import Settlement, SettlementKind, TaskState
+from owm_core.payments.lightning import Invoice, InvoiceState
 from owm_core.payments.outbox import (
     BOUNTY_TASK_PREFIX,
     INVOICE_EXPIRY_S,
@@ -66,7 +67,7 @@ from owm_core.payments.records import (
 from owm_core.payments.rewards import BPS
 from owm_core.ports.clock import Clock
 from owm_core.ports.invoices import InvoiceSource
-from owm_core.ports.lightning import Invoice, InvoiceState, Lightning
+from owm_core.ports.lightning import Lightning
 from owm_core.ports.repositories import PaymentRepository, Repositories
 
 log = logging.getLogger(__name__)

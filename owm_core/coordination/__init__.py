@@ -98,7 +98,8 @@ from owm_core.market.tasks import (
 )
 from owm_core.nodes.registry import Liveness, LnNodeUri, Node, NodeStatus, onion_address
 from owm_core.nodes.tiers import StakeRequirements, Tier
-from owm_core.ports.lightning import Channel, Lightning
+from owm_core.payments.lightning import Channel
+from owm_core.ports.lightning import Lightning
 from owm_core.ports.repositories import Repositories
 from owm_core.stake.channel import Stake, StakeChannel, StakePolicy, StakeStatus, check_stake
 

@@ -21,7 +21,7 @@ import attrs
 
 from owm_core import fields
 from owm_core.errors import DomainError, InvalidValue
-from owm_core.ports.gpu import GpuDevice
+from owm_core.nodes.hardware import GpuDevice
 
 
 class Tier(enum.Enum):

@@ -25,7 +25,7 @@ import attrs
 
 from owm_core import fields
 from owm_core.errors import InvalidValue
-from owm_core.ports.lightning import PUBKEY_HEX
+from owm_core.payments.lightning import PUBKEY_HEX
 
 MIN_PAYABLE_S = 600
 """An invoice handed in must stay payable at least this long (the outbox needs time)."""

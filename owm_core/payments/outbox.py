@@ -31,6 +31,7 @@ from typing import Any
 import attrs
 
 from owm_core.errors import InvalidTransition, InvalidValue
+from owm_core.payments.lightning import PaymentResult, PaymentStatus
 from owm_core.payments.records import (
     MAX_ERROR_LEN,
     PaymentState,
@@ -41,7 +42,6 @@ from owm_core.payments.records import (
     succeed,
 )
 from owm_core.payments.rewards import task_reward_msat
-from owm_core.ports.lightning import PaymentResult, PaymentStatus
 
 RETRY_BASE_S = 5
 """Delay before the first retry of a failed payment."""

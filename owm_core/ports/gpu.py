@@ -6,30 +6,9 @@ the domain classifies the result into a tier with :func:`owm_core.nodes.tiers.cl
 
 from __future__ import annotations
 
-import enum
 from typing import Protocol
 
-import attrs
-
-from owm_core import fields
-
-
-class DeviceVendor(enum.Enum):
-    """Who made a GPU; decides which probe and which runtime (CUDA, ROCm) apply."""
-
-    NVIDIA = "nvidia"
-    AMD = "amd"
-
-
-@attrs.frozen
-class GpuDevice:
-    """One GPU as reported by its vendor's tool."""
-
-    index: int = attrs.field(validator=fields.integer(minimum=0))
-    vendor: DeviceVendor = attrs.field(validator=fields.instance_of(DeviceVendor))
-    name: str = attrs.field(validator=fields.text(max_len=200))
-    vram_mb: int = attrs.field(validator=fields.integer(minimum=0))
-    driver: str = attrs.field(default="", validator=fields.text(min_len=0, max_len=100))
+from owm_core.nodes.hardware import GpuDevice
 
 
 class GpuProbe(Protocol):

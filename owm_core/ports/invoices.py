@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from owm_core.ports.lightning import Invoice
+from owm_core.payments.lightning import Invoice
 
 
 class InvoiceSource(Protocol):

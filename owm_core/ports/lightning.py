@@ -19,93 +19,13 @@ Semantics every adapter keeps (the contract suite in ``tests/adapters`` checks t
 
 from __future__ import annotations
 
-import enum
-from typing import Any, Protocol
+from typing import Protocol
 
-import attrs
-
-from owm_core import fields
-from owm_core.errors import InvalidValue
-
-PUBKEY_HEX = r"0[23][0-9a-f]{64}"
-"""A compressed secp256k1 public key as lower-case hex (a Lightning node id)."""
-
-CHANNEL_POINT = r"[0-9a-f]{64}:[0-9]+"
-"""A funding outpoint ``txid:output_index`` (txid in the usual byte-reversed hex)."""
-
-
-class InvoiceState(enum.Enum):
-    """Where an invoice stands: LND's four states (CLN's unpaid/paid/expired map onto them)."""
-
-    OPEN = "open"
-    SETTLED = "settled"
-    CANCELED = "canceled"
-    ACCEPTED = "accepted"
-
-
-class PaymentStatus(enum.Enum):
-    """Where an outgoing payment stands; IN_FLIGHT is neither success nor failure yet."""
-
-    IN_FLIGHT = "in_flight"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-
-def _optional_hex32(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None:
-        fields.hex_digest(32)(_instance, attribute, value)
-
-
-@attrs.frozen
-class Invoice:
-    """A BOLT11 invoice this node issued, with its current state (SRS-LN-07, SRS-API-03)."""
-
-    bolt11: str = attrs.field(validator=fields.text(max_len=8_000, pattern=r"ln[0-9a-z]+"))
-    payment_hash: str = attrs.field(validator=fields.hex_digest(32))
-    amount_msat: int = attrs.field(validator=fields.money(minimum=1))
-    expiry_s: int = attrs.field(validator=fields.integer(minimum=1))
-    created_at: int = attrs.field(validator=fields.timestamp())
-    state: InvoiceState = attrs.field(validator=fields.instance_of(InvoiceState))
-    memo: str = attrs.field(default="", validator=fields.text(min_len=0, max_len=640))
-    amount_paid_msat: int = attrs.field(default=0, validator=fields.money())
-    settled_at: int | None = attrs.field(default=None)
-
-    @property
-    def expires_at(self) -> int:
-        """POSIX second after which the invoice can no longer be paid."""
-        return self.created_at + self.expiry_s
-
-
-@attrs.frozen
-class PaymentResult:
-    """The outcome of paying one invoice, keyed by its payment hash (SRS-LN-04/05)."""
-
-    payment_hash: str = attrs.field(validator=fields.hex_digest(32))
-    status: PaymentStatus = attrs.field(validator=fields.instance_of(PaymentStatus))
-    amount_msat: int = attrs.field(default=0, validator=fields.money())
-    fee_msat: int = attrs.field(default=0, validator=fields.money())
-    preimage: str | None = attrs.field(default=None, validator=_optional_hex32)
-    failure_reason: str | None = attrs.field(default=None)
-
-    def __attrs_post_init__(self) -> None:
-        if self.status is PaymentStatus.SUCCEEDED and self.preimage is None:
-            raise InvalidValue("preimage", "a succeeded payment carries its preimage")
-        if self.status is PaymentStatus.FAILED and not self.failure_reason:
-            raise InvalidValue("failure_reason", "a failed payment says why")
-
-
-@attrs.frozen
-class Channel:
-    """An open channel as the local node sees it: the unit of stake (SRS-STAKE-01)."""
-
-    channel_id: str = attrs.field(validator=fields.text(max_len=100))
-    channel_point: str = attrs.field(validator=fields.text(max_len=80, pattern=CHANNEL_POINT))
-    peer_pubkey: str = attrs.field(validator=fields.text(max_len=66, pattern=PUBKEY_HEX))
-    capacity_sat: int = attrs.field(validator=fields.money())
-    local_balance_sat: int = attrs.field(validator=fields.money())
-    remote_balance_sat: int = attrs.field(validator=fields.money())
-    active: bool = attrs.field(validator=fields.instance_of(bool))
-    confirmations: int | None = attrs.field(default=None)
+from owm_core.payments.lightning import (
+    Channel,
+    Invoice,
+    PaymentResult,
+)
 
 
 class Lightning(Protocol):

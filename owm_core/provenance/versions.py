@@ -13,7 +13,8 @@ This module owns
   its proof of work meets its own ``nBits`` target, which must not be easier than the network's
   proof-of-work limit (:class:`Network`). Header arithmetic is reused from
   :mod:`owm_core.pool.mining`;
-* the use case :func:`verify_model_version`, which the node (before loading weights) and the API
+* the use case :func:`owm_core.provenance.verification.verify_model_version`, which the node
+  (before loading weights) and the API
   (OTS status of a version) call with a :class:`~owm_core.ports.timestamping.Timestamping`.
 
 Canonical serialisation, version 1 (all integers little-endian, unsigned)::
@@ -61,7 +62,6 @@ from owm_core.pool.mining import HEADER_SIZE, BlockHeader, compact_to_target
 if TYPE_CHECKING:
     import torch
 
-    from owm_core.ports.timestamping import Timestamping
 
     Tensor = torch.Tensor | np.ndarray[Any, Any]
     """A weight: a torch tensor or a numpy array (any dtype with a little-endian byte form)."""
@@ -453,29 +453,3 @@ def conclude(
         )
     return Verification.failed(digest, FailureReason.UNSUPPORTED,
                                "the proof has no Bitcoin or pending attestation")
-
-
-def verify_model_version(
-    version: ModelVersion,
-    proof: bytes,
-    timestamping: Timestamping,
-    weights: Mapping[str, Tensor] | None = None,
-    extra_metadata: Mapping[str, Any] | None = None,
-) -> Verification:
-    """Verify that ``proof`` anchors ``version`` in Bitcoin, before its weights are used.
-
-    With ``weights`` the digest is recomputed from the weights and the version's metadata, so
-    tampered weights fail with digest_mismatch even if the proof is genuine (SRS-NODE-10: the
-    node refuses them and keeps the previous version). Without weights only the recorded digest
-    is checked against the proof (API listing, SRS-API-01 ``X-OWM-OTS-Verified``).
-    """
-    if weights is not None:
-        metadata = version_metadata(version.version, version.sub_model, version.parent,
-                                    extra_metadata)
-        actual = model_digest(weights, metadata)
-        if actual != version.digest_bytes:
-            return Verification.failed(
-                version.digest_bytes, FailureReason.DIGEST_MISMATCH,
-                f"weights hash to {actual.hex()}, version {version.id} records {version.digest}",
-            )
-    return timestamping.verify(proof, version.digest_bytes)

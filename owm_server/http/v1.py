@@ -17,10 +17,10 @@ from starlette.responses import JSONResponse, Response
 
 from owm_adapters.services.api import DashboardFrame
 from owm_core.coordination import Registration
+from owm_core.coordination.network import AnonymousNode
 from owm_core.errors import InvalidValue
 from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
 from owm_core.governance.proposals import Proposal, ProposalStatus, ProposalType
-from owm_core.nodes.network import AnonymousNode
 from owm_core.nodes.registry import NodeStatus
 from owm_core.payments.records import RewardPayment
 from owm_core.pool.stats import MinerStats, MiningPayout, PoolStats

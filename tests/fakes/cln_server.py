@@ -20,7 +20,7 @@ import bolt11
 
 from owm_adapters.lightning.embedded import SimLedger
 from owm_core.errors import ChannelNotFound, InvalidValue, InvoiceNotFound
-from owm_core.ports.lightning import Invoice, InvoiceState, PaymentStatus
+from owm_core.payments.lightning import Invoice, InvoiceState, PaymentStatus
 
 _STATUS = {
     InvoiceState.OPEN: "unpaid",

@@ -32,7 +32,7 @@ from lndgrpc.compiled import router_pb2_grpc as routerrpc_grpc
 
 from owm_adapters.lightning.embedded import SimLedger
 from owm_core.errors import ChannelNotFound, InvalidValue, InvoiceNotFound
-from owm_core.ports.lightning import InvoiceState, PaymentResult, PaymentStatus
+from owm_core.payments.lightning import InvoiceState, PaymentResult, PaymentStatus
 
 BLOCK_HEIGHT = 1_000
 

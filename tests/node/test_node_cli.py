@@ -10,8 +10,8 @@ from owm_adapters.bootstrap.node import detect_hardware
 from owm_adapters.gpu import FixedGpuProbe, FixedHostProbe
 from owm_adapters.node.task_log import TaskLog
 from owm_cli import node
+from owm_core.nodes.hardware import DeviceVendor, GpuDevice
 from owm_core.nodes.tiers import Tier
-from owm_core.ports.gpu import DeviceVendor, GpuDevice
 
 A100 = GpuDevice(index=0, vendor=DeviceVendor.NVIDIA, name="NVIDIA A100-SXM4-40GB", vram_mb=40_536)
 

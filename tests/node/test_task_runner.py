@@ -11,7 +11,7 @@ from owm_adapters.models.tinynet import genesis_weights
 from owm_adapters.node.task_exec import run_inference
 from owm_adapters.node.task_runner import Limits, TaskRunner, cuda_mps_environment
 from owm_core.market.task_types import output_hash
-from owm_core.ports.gpu import DeviceVendor, GpuDevice
+from owm_core.nodes.hardware import DeviceVendor, GpuDevice
 
 MISBEHAVING = "tests.node.misbehaving_worker"
 GPU0 = GpuDevice(index=0, vendor=DeviceVendor.NVIDIA, name="NVIDIA H100", vram_mb=81_559)

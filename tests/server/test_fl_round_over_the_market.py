@@ -39,7 +39,8 @@ from owm_core.access.callers import signed_request_message
 from owm_core.fl.rounds import RoundState
 from owm_core.fl.updates import sign_update
 from owm_core.market.task_types import canonical_output
-from owm_core.provenance.versions import ProofStatus, verify_model_version
+from owm_core.provenance.verification import verify_model_version
+from owm_core.provenance.versions import ProofStatus
 from owm_server.grpc.server import CoordinatorServer
 from owm_server.http.serve import ApiServer, api_server_for
 from tests.server.harness import T1_STAKE_SAT, SimNode, StepClock

@@ -19,7 +19,8 @@ from owm_core.fl.rounds import RoundState
 from owm_core.fl.updates import sign_update
 from owm_core.market.task_types import validate_input
 from owm_core.nodes.tiers import Tier
-from owm_core.provenance.versions import ProofStatus, verify_model_version
+from owm_core.provenance.verification import verify_model_version
+from owm_core.provenance.versions import ProofStatus
 from owm_core.stake.slashing import SlashingPolicy, SlashingReason, SlashingTarget
 from tests.services.fl_world import UPLOAD_URL, FlWorld, build_fl_world
 

@@ -19,8 +19,8 @@ from owm_core.governance.contributions import BountyStatus, open_bounty
 from owm_core.market.tasks import Settlement, SettlementKind, Task, TaskRequest, TaskState
 from owm_core.nodes.registry import LnNodeUri, Node
 from owm_core.nodes.tiers import Tier
+from owm_core.payments.lightning import Invoice, PaymentResult
 from owm_core.payments.records import AttemptOutcome, PaymentState
-from owm_core.ports.lightning import Invoice, PaymentResult
 from owm_core.ports.repositories import Repositories
 
 PRICE_MSAT = 40_000

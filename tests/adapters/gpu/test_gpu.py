@@ -33,9 +33,10 @@ from owm_adapters.gpu import (
     parse_nvidia_smi_csv,
     parse_rocm_smi_json,
 )
+from owm_core.nodes.hardware import DeviceVendor, GpuDevice
 from owm_core.nodes.tiers import GpuVendor as HardwareVendor
 from owm_core.nodes.tiers import Hardware, Tier, classify
-from owm_core.ports.gpu import DeviceVendor, GpuDevice, GpuProbe, HostProbe
+from owm_core.ports.gpu import GpuProbe, HostProbe
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
 NVIDIA = FIXTURES / "nvidia-smi"

@@ -41,7 +41,7 @@ from owm_core.errors import (
     LightningUnavailable,
 )
 from owm_core.identity.keys import Identity
-from owm_core.ports.lightning import PaymentStatus
+from owm_core.payments.lightning import PaymentStatus
 from tests.fakes.cln_server import FakeCln
 from tests.fakes.clnrest_server import FakeClnRest, RestCall
 from tests.fakes.lnd_server import self_signed_certificate

@@ -24,7 +24,7 @@ from owm_core.errors import (
     InvalidValue,
     InvoiceNotFound,
 )
-from owm_core.ports.lightning import InvoiceState, PaymentStatus
+from owm_core.payments.lightning import InvoiceState, PaymentStatus
 from tests.adapters.lightning.lightning_contract import (
     BACKENDS,
     CAPACITY_SAT,

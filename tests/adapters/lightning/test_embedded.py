@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from owm_adapters.lightning.embedded import SimLedger
 from owm_core.errors import InvalidValue
-from owm_core.ports.lightning import InvoiceState, PaymentStatus
+from owm_core.payments.lightning import InvoiceState, PaymentStatus
 
 
 def test_state_survives_a_restart(tmp_path: Path) -> None:

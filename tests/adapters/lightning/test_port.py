@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from owm_core.errors import InvalidValue
-from owm_core.ports.lightning import Channel, Invoice, InvoiceState, PaymentResult, PaymentStatus
+from owm_core.payments.lightning import Channel, Invoice, InvoiceState, PaymentResult, PaymentStatus
 
 HASH = "ab" * 32
 PUBKEY = "02" + "cd" * 32

@@ -15,13 +15,8 @@ from owm_adapters.chain.local_chain import LocalChain
 from owm_adapters.provenance.ots import OpenTimestamps, describe
 from owm_adapters.provenance.ots_calendar import Calendar
 from owm_core.errors import CalendarUnavailable, ChainUnavailable
-from owm_core.provenance.versions import (
-    FailureReason,
-    Network,
-    ProofStatus,
-    new_model_version,
-    verify_model_version,
-)
+from owm_core.provenance.verification import verify_model_version
+from owm_core.provenance.versions import FailureReason, Network, ProofStatus, new_model_version
 from tests.fakes.bitcoind_server import FakeBitcoind
 
 URL = "http://127.0.0.1:8080/calendar"

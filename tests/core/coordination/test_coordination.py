@@ -69,7 +69,7 @@ from owm_core.market.tasks import (
 )
 from owm_core.nodes.registry import LnNodeUri, Node
 from owm_core.nodes.tiers import StakeRequirements, Tier
-from owm_core.ports.lightning import Channel
+from owm_core.payments.lightning import Channel
 from owm_core.stake.channel import StakeStatus
 
 NOW = 1_800_000_000

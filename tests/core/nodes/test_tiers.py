@@ -7,6 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from owm_core.errors import DomainError, InvalidValue
+from owm_core.nodes.hardware import DeviceVendor as ProbedVendor
+from owm_core.nodes.hardware import GpuDevice
 from owm_core.nodes.tiers import (
     GpuVendor,
     Hardware,
@@ -18,8 +20,6 @@ from owm_core.nodes.tiers import (
     TierThresholds,
     classify,
 )
-from owm_core.ports.gpu import DeviceVendor as ProbedVendor
-from owm_core.ports.gpu import GpuDevice
 
 GPU_VENDORS = [GpuVendor.NVIDIA, GpuVendor.AMD, GpuVendor.OTHER]
 

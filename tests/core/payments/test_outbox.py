@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from owm_core.errors import InvalidValue
+from owm_core.payments.lightning import PaymentResult, PaymentStatus
 from owm_core.payments.outbox import (
     RETRY_CAP_S,
     Action,
@@ -23,7 +24,6 @@ from owm_core.payments.outbox import (
     unavailable,
 )
 from owm_core.payments.records import PaymentState, RewardPayment, start_attempt
-from owm_core.ports.lightning import PaymentResult, PaymentStatus
 
 HASH = "ab" * 32
 PREIMAGE = "cd" * 32

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from owm_core.errors import InvalidValue
 from owm_core.pool.mining import BlockHeader, compact_to_target
+from owm_core.provenance.verification import verify_model_version
 from owm_core.provenance.versions import (
     AttestationCheck,
     FailureReason,
@@ -27,7 +28,6 @@ from owm_core.provenance.versions import (
     conclude,
     model_digest,
     new_model_version,
-    verify_model_version,
 )
 
 DIGEST = hashlib.sha256(b"x").digest()

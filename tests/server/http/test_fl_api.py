@@ -16,7 +16,7 @@ from owm_adapters.models.tinynet import PARAM_SHAPES
 from owm_adapters.services.api import ApiConfig, ApiServices
 from owm_core.fl.attacks import Attack
 from owm_core.fl.updates import sign_update
-from owm_core.provenance.versions import verify_model_version
+from owm_core.provenance.verification import verify_model_version
 from owm_server.http.app import create_app
 from tests.services.fl_world import FlWorld, build_fl_world
 
