@@ -18,20 +18,21 @@ from typing import TypeVar
 
 from owm_adapters.services.coordinator.service import CoordinatorService, TaskStreamHandle
 from owm_core.access.ratelimit import Transport
-from owm_core.coordination import Challenge, ChallengePurpose, Registration, challenge_message
+from owm_core.coordination.challenges import Challenge, ChallengePurpose, challenge_message
+from owm_core.coordination.registration import Registration
 from owm_core.errors import DomainError
 from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, from_bytes, open_body
 from owm_core.identity.keys import node_id_from_public_key
-from owm_core.payments.invoices import PendingPayout
-from owm_core.ports.control_plane import (
+from owm_core.nodes.control_plane import (
     AssignedTask,
-    ChallengeSigner,
     ControlPlaneRefused,
     RegisterReply,
     ReplicaView,
     StakeTermsView,
     StakeView,
 )
+from owm_core.payments.invoices import PendingPayout
+from owm_core.ports.control_plane import ChallengeSigner
 
 _T = TypeVar("_T")
 

@@ -54,7 +54,7 @@ from owm_adapters.node.invoicing import PayoutInvoicer
 from owm_adapters.node.task_log import FAILED, PROVED, REJECTED, TaskLog
 from owm_adapters.node.task_runner import TaskRunner
 from owm_adapters.node.weights_watcher import WeightsWatcher
-from owm_core.coordination import task_id_of
+from owm_core.coordination.tasks import task_id_of
 from owm_core.errors import DomainError, InvalidValue
 from owm_core.identity import envelopes
 from owm_core.identity.envelopes import (
@@ -68,18 +68,17 @@ from owm_core.identity.envelopes import (
 )
 from owm_core.identity.keys import Identity
 from owm_core.market import task_types
-from owm_core.nodes.tiers import StakeRequirements
-from owm_core.ports.clock import Clock
-from owm_core.ports.control_plane import (
+from owm_core.nodes.control_plane import (
     AssignedTask,
-    ControlPlane,
     ControlPlaneRefused,
     ControlPlaneUnavailable,
     RegisterReply,
     StakeTermsView,
     StakeView,
-    TaskFeed,
 )
+from owm_core.nodes.tiers import StakeRequirements
+from owm_core.ports.clock import Clock
+from owm_core.ports.control_plane import ControlPlane, TaskFeed
 
 log = logging.getLogger(__name__)
 

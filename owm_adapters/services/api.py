@@ -39,8 +39,9 @@ from owm_core.access.callers import (
     verify_signed_request,
 )
 from owm_core.access.ratelimit import API_KEY_FREE_TIER, RateLimit, SlidingWindowLimiter, Transport
-from owm_core.coordination import Challenge, Registered, Registration
+from owm_core.coordination.challenges import Challenge
 from owm_core.coordination.network import AnonymousNode, NetworkStats, anonymised, network_stats
+from owm_core.coordination.registration import Registered, Registration
 from owm_core.errors import (
     InvalidValue,
     L402Invalid,

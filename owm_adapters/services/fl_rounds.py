@@ -51,7 +51,7 @@ import attrs
 import numpy as np
 
 from owm_adapters.models.tinynet import GENESIS, PARAM_SHAPES, genesis_weights, infer
-from owm_core.coordination import task_id_of
+from owm_core.coordination.tasks import task_id_of
 from owm_core.errors import (
     ByzantineAssumptionViolated,
     DomainError,

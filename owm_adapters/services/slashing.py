@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 
-from owm_core.coordination import siblings, task_id_of
+from owm_core.coordination.tasks import siblings, task_id_of
 from owm_core.errors import (
     ChannelNotFound,
     DomainError,

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import attrs
 
-from owm_core.coordination import node_status
+from owm_core.coordination.registration import node_status
 from owm_core.nodes.registry import Liveness, Node, NodeStatus
 from owm_core.nodes.tiers import Tier
 from owm_core.stake.channel import Stake, StakeStatus

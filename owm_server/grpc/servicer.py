@@ -16,7 +16,7 @@ from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_p
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
 from owm_adapters.services.coordinator.service import CoordinatorService, PushedTask
 from owm_core.access.ratelimit import Transport
-from owm_core.coordination import Registration
+from owm_core.coordination.registration import Registration
 from owm_core.errors import InvalidValue, NotFound
 from owm_core.identity.keys import node_id_from_public_key
 from owm_core.market.tasks import TaskRequest

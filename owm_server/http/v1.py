@@ -16,8 +16,8 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 
 from owm_adapters.services.api import DashboardFrame
-from owm_core.coordination import Registration
 from owm_core.coordination.network import AnonymousNode
+from owm_core.coordination.registration import Registration
 from owm_core.errors import InvalidValue
 from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
 from owm_core.governance.proposals import Proposal, ProposalStatus, ProposalType

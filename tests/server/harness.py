@@ -18,7 +18,7 @@ from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_p
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.services.coordinator.service import CoordinatorService, ServiceConfig
-from owm_core.coordination import Challenge, ChallengePurpose, challenge_message
+from owm_core.coordination.challenges import Challenge, ChallengePurpose, challenge_message
 from owm_core.identity import envelopes
 from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, Heartbeat, TaskProof
 from owm_core.identity.keys import Identity

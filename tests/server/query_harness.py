@@ -27,7 +27,8 @@ from owm_adapters.services.knowledge import KnowledgeBase, demo_knowledge_base
 from owm_adapters.services.queries import QueryService
 from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
 from owm_core.access.ratelimit import Transport
-from owm_core.coordination import ChallengePurpose, Registration
+from owm_core.coordination.challenges import ChallengePurpose
+from owm_core.coordination.registration import Registration
 from owm_core.identity import envelopes
 from owm_core.identity.envelopes import EnvelopeKind, TaskProof
 from owm_core.knowledge.retrieval import Retrieval

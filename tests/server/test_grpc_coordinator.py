@@ -15,7 +15,7 @@ from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.services.coordinator.service import ServiceConfig
 from owm_adapters.storage.memory import memory_repositories
 from owm_core.access.ratelimit import Transport
-from owm_core.coordination import ChallengePurpose
+from owm_core.coordination.challenges import ChallengePurpose
 from owm_core.market.tasks import TaskState, VerificationMode, VerificationPolicy
 from owm_core.nodes.registry import NodeStatus
 from owm_core.nodes.tiers import Tier

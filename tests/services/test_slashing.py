@@ -30,7 +30,8 @@ from owm_adapters.services.slashing import (
 from owm_adapters.storage.keystore import create_identity
 from owm_adapters.storage.memory import memory_repositories
 from owm_core.access.ratelimit import Transport
-from owm_core.coordination import ChallengePurpose, Registration, challenge_message
+from owm_core.coordination.challenges import ChallengePurpose, challenge_message
+from owm_core.coordination.registration import Registration
 from owm_core.errors import ForceCloseNotPermitted, InvalidValue, SignatureInvalid
 from owm_core.identity import envelopes
 from owm_core.identity.envelopes import (

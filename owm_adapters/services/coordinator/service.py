@@ -30,7 +30,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import attrs
 
@@ -39,38 +39,41 @@ from owm_core.access.ratelimit import (
     Transport,
     registration_limit,
 )
-from owm_core.coordination import (
-    Assignment,
-    Challenge,
-    ChallengeBook,
-    ChallengePurpose,
-    HeartbeatFields,
-    ProofOutcome,
+from owm_core.coordination.challenges import Challenge, ChallengeBook, ChallengePurpose
+from owm_core.coordination.heartbeats import HeartbeatFields, verify_heartbeat
+from owm_core.coordination.registration import (
     Registered,
     Registration,
-    Rejection,
-    RejectionOutcome,
-    StakeTerms,
-    accept_proof,
     deregister_node,
     node_status,
-    offer_of,
-    open_envelope,
-    open_rejection,
-    plan_dispatch,
-    recheck_stake,
     register_node,
+)
+from owm_core.coordination.rejections import (
+    Rejection,
+    RejectionOutcome,
+    open_rejection,
     reject_task,
+)
+from owm_core.coordination.stakes import (
+    StakeTerms,
+    recheck_stake,
     reverify_due_stakes,
-    siblings,
     stake_of,
     stake_terms,
+)
+from owm_core.coordination.tasks import (
+    Assignment,
+    ProofOutcome,
+    accept_proof,
+    offer_of,
+    plan_dispatch,
+    siblings,
     submit_task,
     task_outcome,
     time_out_overdue,
     verified_output,
-    verify_heartbeat,
 )
+from owm_core.coordination.wire import open_envelope
 from owm_core.errors import (
     DomainError,
     InvalidTransition,
@@ -94,10 +97,6 @@ from owm_core.ports.clock import Clock
 from owm_core.ports.lightning import Lightning
 from owm_core.ports.repositories import Repositories
 from owm_core.stake.channel import Stake, StakePolicy, StakeStatus
-
-if TYPE_CHECKING:
-    from owm_adapters.lightning.node_invoices import NodeInvoiceSource
-    from owm_adapters.services.slashing import SlashingService
 
 log = logging.getLogger(__name__)
 
@@ -225,18 +224,13 @@ class CoordinatorService:
         *,
         entropy: Callable[[int], bytes] = os.urandom,
         observer: CoordinatorObserver | None = None,
+        settlement_listeners: Sequence[Callable[[Settlement], None]] = (),
     ) -> None:
         self.repositories = repositories
         self.lightning = lightning
         self.clock = clock
         self.config = config or ServiceConfig()
         self.observer: CoordinatorObserver = observer or _NoObserver()
-        #: The slashing service, once ``owm_adapters.bootstrap.coordinator.attach_slashing`` wired
-        #: one.
-        self.slashing: SlashingService | None = None
-        #: Invoices handed in by nodes on LND/CLN (gRPC PendingPayouts / SubmitInvoice; issue
-        #: 6a), once ``owm_adapters.bootstrap.coordinator.build_coordinator`` wired one.
-        self.node_invoices: NodeInvoiceSource | None = None
         self._entropy = entropy
         self._seed = entropy(32)
         self._challenges = ChallengeBook()
@@ -254,7 +248,9 @@ class CoordinatorService:
         self._streams: dict[str, TaskStreamHandle] = {}
         self._inputs: dict[str, bytes] = {}
         self._ready_ms: dict[str, int] = {}
-        self._settlement_listeners: list[Callable[[Settlement], None]] = []
+        #: Told of every settlement after its proof is stored (the payout dispatcher, the
+        #: fake-proof detector); a failing listener is logged and the others still run.
+        self._settlement_listeners = tuple(settlement_listeners)
         self._task_changed = threading.Condition()
         self._task_changes = 0
         self._rejections: OrderedDict[str, list[Rejection]] = OrderedDict()
@@ -265,18 +261,18 @@ class CoordinatorService:
         self._hb_flushed_gen = 0
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._workers: list[tuple[Callable[[], None], Callable[[float], None]]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the heartbeat writer and the market thread."""
+        """Start the heartbeat writer and the market thread (a no-op while they run)."""
+        if self._threads:
+            return
+        self._stopping.clear()
         for name, target in (("owm-hb-writer", self._run_writer), ("owm-market", self._run_market)):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
-        for start_worker, _stop_worker in self._workers:
-            start_worker()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Close task streams, flush pending heartbeats, stop the threads (graceful shutdown)."""
@@ -290,8 +286,6 @@ class CoordinatorService:
         for thread in self._threads:
             thread.join(timeout_s)
         self._threads.clear()
-        for _start_worker, stop_worker in self._workers:
-            stop_worker(timeout_s)
         with self._verifiers_lock:
             verifiers, self._verifiers = self._verifiers, None
         if verifiers is not None:
@@ -303,17 +297,6 @@ class CoordinatorService:
     def stopping(self) -> bool:
         """True once :meth:`stop` was called."""
         return self._stopping.is_set()
-
-    def on_settlement(self, listener: Callable[[Settlement], None]) -> None:
-        """Call ``listener`` with every settlement (the payments side subscribes here)."""
-        self._settlement_listeners.append(listener)
-
-    def add_worker(self, start: Callable[[], None], stop: Callable[[float], None]) -> None:
-        """Run a companion worker with the service: ``start()`` after ours, ``stop(timeout_s)``.
-
-        The payment dispatcher (``owm_adapters.services.payouts``, SRS-LN-04) joins this way.
-        """
-        self._workers.append((start, stop))
 
     # -- registration ------------------------------------------------------------------------
 
@@ -335,7 +318,10 @@ class CoordinatorService:
         transport: Transport,
         client_ip: str | None,
     ) -> Registered:
-        """Register a node (spec 4.12.2); see :func:`owm_core.coordination.register_node`."""
+        """Register a node (spec 4.12.2).
+
+        See :func:`owm_core.coordination.registration.register_node`.
+        """
         with self._auth_lock:
             registered = register_node(
                 self.repositories,

@@ -14,31 +14,26 @@ from hypothesis import strategies as st
 
 from owm_adapters.storage.memory import memory_repositories
 from owm_core.access.ratelimit import SlidingWindowLimiter, Transport, registration_limit
-from owm_core.coordination import (
-    ChallengeBook,
-    ChallengePurpose,
-    Registration,
-    accept_proof,
-    challenge_message,
-    offer_of,
-    open_envelope,
-    open_heartbeat,
-    open_rejection,
-    plan_dispatch,
+from owm_core.coordination.challenges import ChallengeBook, ChallengePurpose, challenge_message
+from owm_core.coordination.heartbeats import open_heartbeat, verify_heartbeat
+from owm_core.coordination.registration import Registration, register_node, registration_details
+from owm_core.coordination.rejections import open_rejection, reject_task
+from owm_core.coordination.stakes import (
     recheck_stake,
-    register_node,
-    registration_details,
-    reject_task,
-    reliability_after,
     reverify_due_stakes,
     stake_channel_of,
     stake_terms,
+)
+from owm_core.coordination.tasks import (
+    accept_proof,
+    offer_of,
+    plan_dispatch,
+    reliability_after,
     submit_task,
     task_id_of,
     verified_output,
-    verify_heartbeat,
-    verify_wire,
 )
+from owm_core.coordination.wire import open_envelope, verify_wire
 from owm_core.errors import (
     DomainError,
     InvalidTransition,
@@ -448,9 +443,7 @@ def test_fast_wire_verification_agrees_with_full_verification(
 
 
 HB_SIGNERS = [Identity.from_seed(bytes([i]) * 32) for i in range(1, 4)]
-INT64_EDGES = st.one_of(
-    st.integers(0, 5), st.integers(2**63 - 2, 2**63 + 1), st.integers(-2, -1)
-)
+INT64_EDGES = st.one_of(st.integers(0, 5), st.integers(2**63 - 2, 2**63 + 1), st.integers(-2, -1))
 
 
 def signed_heartbeat_wire(
@@ -459,9 +452,12 @@ def signed_heartbeat_wire(
     """Wire bytes signed over any body and fields, bypassing seal()'s checks (for the oracle)."""
     unsigned = {"body": body, "issued_at": issued_at, "kind": kind, "nonce": nonce}
     unsigned["signer"] = who.public_key_hex
-    message = ENVELOPE_DOMAIN + kind.encode() + b"\x00" + json.dumps(
-        unsigned, sort_keys=True, separators=(",", ":")
-    ).encode()
+    message = (
+        ENVELOPE_DOMAIN
+        + kind.encode()
+        + b"\x00"
+        + json.dumps(unsigned, sort_keys=True, separators=(",", ":")).encode()
+    )
     wire = {**unsigned, "signature": who.sign(message).hex()}
     return json.dumps(wire, sort_keys=True, separators=(",", ":")).encode()
 
@@ -739,8 +735,9 @@ def test_a_delivered_output_must_hash_to_the_proof_and_is_kept_for_the_submitter
     worker = identity()
     repos.nodes.add(node_record(worker))
     (replica,) = submit_task(repos, request(), policy)
-    plan_dispatch(repos, [replica], [offer_of(node_record(worker), MANIFEST, ["inference"], 1)],
-                  NOW, 60)
+    plan_dispatch(
+        repos, [replica], [offer_of(node_record(worker), MANIFEST, ["inference"], 1)], NOW, 60
+    )
     raw = proof_bytes(worker, replica.task_id, b'{"answer":42}')
 
     with pytest.raises(InvalidValue) as refused:

@@ -18,7 +18,7 @@ import pytest
 
 from owm_adapters.services.api import ApiConfig
 from owm_core.access.ratelimit import RateLimit
-from owm_core.coordination import ChallengePurpose
+from owm_core.coordination.challenges import ChallengePurpose
 from owm_server.http import v1
 from owm_server.http.app import openapi_v1
 from owm_server.http.contract import Access, Operation

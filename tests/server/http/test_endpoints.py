@@ -7,7 +7,7 @@ import base64
 from pathlib import Path
 
 from owm_adapters.services.api import ApiConfig
-from owm_core.coordination import ChallengePurpose
+from owm_core.coordination.challenges import ChallengePurpose
 from owm_core.governance.proposals import DAY_S
 from owm_core.provenance.versions import ProofStatus
 from owm_core.stake.channel import StakeStatus

@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.storage.memory import memory_repositories
-from owm_core.coordination import Challenge
+from owm_core.coordination.challenges import Challenge
 from owm_core.provenance.versions import ProofStatus
 from owm_server.http import v1
 from owm_server.http.app import create_app, openapi_v1, version_routes

@@ -21,7 +21,7 @@ from owm_adapters.services.coordinator.service import ServiceConfig
 from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
 from owm_core.access.api_keys import Plan
 from owm_core.access.callers import signed_request_message
-from owm_core.coordination import Challenge, ChallengePurpose
+from owm_core.coordination.challenges import Challenge, ChallengePurpose
 from owm_server.http.app import create_app
 from tests.server.harness import T1_STAKE_SAT, SimNode, StepClock
 

@@ -1,0 +1,336 @@
+"""The task market's use cases: ids, submission, dispatch, proofs, time-outs, settlement.
+
+This module owns what happens to a submitted task on the coordinator (SRS-COORD-02, data
+flow 3), as pure functions over the narrow stores of :mod:`owm_core.ports.stores`, with time
+(``now``) and the verification ``seed`` passed in:
+
+* **Ids** (:func:`parse_task_id`, :func:`replica_id`, :func:`task_id_of`): a submitted task
+  becomes ``k`` replicas (redundant verification) or one replica (spot checks), ids
+  ``<task_id>:<i>`` (``<task_id>:check`` for a spot check's re-execution).
+* **Submission** (:func:`submit_task`): the replicas are stored durably, all or none.
+* **Dispatch** (:func:`plan_dispatch`, :func:`offer_of`): replicas are matched to offers of
+  connected nodes (capability, tier, resources, price; never two replicas of one task on one
+  node).
+* **Proofs** (:func:`accept_proof`): a proof is stored together with the replica's completion
+  in one atomic write before the caller acknowledges it; once every replica is complete the
+  verdict is recorded and the replicas settled (:class:`~owm_core.market.tasks.Settlement`
+  events for payments), and each node's reliability and earnings are credited
+  (:func:`reliability_after`).
+* **Time-outs** (:func:`time_out_overdue`): overdue replicas time out and become assignable to
+  another node.
+* **Outcomes** (:func:`task_outcome`, :func:`verified_output`): what a submitter may read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+from owm_core.coordination.wire import open_envelope
+from owm_core.errors import Conflict, InvalidTransition, InvalidValue, NoMatch, NotFound
+from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, TaskProof, open_body
+from owm_core.market.tasks import (
+    PPM,
+    Match,
+    NodeOffer,
+    Settlement,
+    SettlementKind,
+    Task,
+    TaskRequest,
+    TaskState,
+    Verdict,
+    VerificationMode,
+    VerificationPolicy,
+    Verified,
+    assign,
+    complete,
+    match,
+    record_verdict,
+    settle,
+    spot_check_selected,
+    submit,
+    time_out,
+    verify_outcome,
+)
+from owm_core.nodes.registry import Node
+from owm_core.ports.stores import MarketStore, TaskOutputStore, TaskStore, TaskSubmissionStore
+
+RELIABILITY_STEP_DIVISOR = 10
+"""Each settlement moves reliability a tenth of the way to 1.0 (paid) or 0.0 (forfeited)."""
+
+_TASK_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,119}")
+_REPLICA_SEP = ":"
+_CHECK_REPLICA = "check"
+
+
+def parse_task_id(value: object) -> str:
+    """A submitted task id: 1–120 of ``[A-Za-z0-9._-]``, first alphanumeric (no ``:``)."""
+    if not isinstance(value, str) or not _TASK_ID_RE.fullmatch(value):
+        raise InvalidValue("task_id", "must be 1-120 characters of [A-Za-z0-9._-], no ':'")
+    return value
+
+
+def replica_id(task_id: str, index: int | str) -> str:
+    """The id of one replica of a task: ``<task_id>:<index>`` (or ``:check`` for a spot check)."""
+    return f"{task_id}{_REPLICA_SEP}{index}"
+
+
+def task_id_of(replica: str) -> str:
+    """The submitted task a replica id belongs to."""
+    task_id, sep, _ = replica.rpartition(_REPLICA_SEP)
+    if not sep:
+        raise InvalidValue("task_id", "is not a replica id (<task_id>:<index>)")
+    return task_id
+
+
+def replica_ids(task_id: str, policy: VerificationPolicy) -> list[str]:
+    """The replicas a submitted task starts with: ``redundancy`` of them, or one (spot checks)."""
+    count = policy.redundancy if policy.mode is VerificationMode.REDUNDANT else 1
+    return [replica_id(task_id, i) for i in range(count)]
+
+
+def submit_task(
+    repositories: TaskSubmissionStore, request: TaskRequest, policy: VerificationPolicy
+) -> list[Task]:
+    """Store the replicas of a submitted task durably (all or none) before it is acknowledged."""
+    parse_task_id(request.task_id)
+    replicas = [
+        submit(attrs.evolve(request, task_id=rid)) for rid in replica_ids(request.task_id, policy)
+    ]
+    with repositories.atomic():
+        for replica in replicas:
+            if repositories.tasks.get(replica.task_id) is not None:
+                raise Conflict(f"task {request.task_id} was already submitted")
+            repositories.tasks.add(replica)
+    return replicas
+
+
+def siblings(repositories: TaskStore, task_id: str) -> list[Task]:
+    """Every stored replica of a submitted task (including a spot-check replica), by id."""
+    found: list[Task] = []
+    index = 0
+    while (task := repositories.tasks.get(replica_id(task_id, index))) is not None:
+        found.append(task)
+        index += 1
+    check = repositories.tasks.get(replica_id(task_id, _CHECK_REPLICA))
+    if check is not None:
+        found.append(check)
+    return found
+
+
+def offer_of(
+    node: Node, manifest: CapabilityManifest, capabilities: Iterable[str], ask_msat: int
+) -> NodeOffer:
+    """A connected node's standing offer: its manifest, its served task types and its ask."""
+    return NodeOffer(
+        node_id=node.node_id,
+        capabilities=frozenset(capabilities),
+        tier=manifest.tier,
+        has_gpu=manifest.gpu_count > 0,
+        vram_mb=manifest.vram_mb if manifest.gpu_count > 0 else 0,
+        ram_mb=manifest.ram_mb,
+        ask_msat=ask_msat,
+        reliability_ppm=node.reliability_ppm,
+    )
+
+
+@attrs.frozen
+class Assignment:
+    """A replica handed to a node: what to push down the node's task stream."""
+
+    task: Task
+    node_id: str
+
+
+def plan_dispatch(
+    repositories: TaskStore,
+    waiting: Sequence[Task],
+    offers: Sequence[NodeOffer],
+    now: int,
+    timeout_s: int,
+) -> list[Assignment]:
+    """Assign waiting replicas (submitted or timed out) to the best offers and store them.
+
+    A node never holds two replicas of one task, nor one it timed out on; a replica nobody can
+    take stays waiting. Every assignment is stored (expected state checked) before it is returned.
+    """
+    assignments: list[Assignment] = []
+    busy: dict[str, set[str]] = {}
+    for task in waiting:
+        if task.state not in {TaskState.SUBMITTED, TaskState.TIMED_OUT}:
+            continue
+        try:
+            ranked = match(task.request, offers, exclude=task.tried_node_ids)
+        except NoMatch:
+            continue  # cheap to find out before looking up the task's other replicas
+        group = task_id_of(task.task_id)
+        if group not in busy:
+            busy[group] = {t.node_id for t in siblings(repositories, group) if t.node_id}
+        free = [m for m in ranked if m.node_id not in busy[group]]
+        if not free:
+            continue
+        chosen: Match = free[0]
+        assigned = assign(task, chosen, now, timeout_s)
+        repositories.tasks.save(assigned, expected_state=task.state)
+        busy[group].add(chosen.node_id)
+        assignments.append(Assignment(assigned, chosen.node_id))
+    return assignments
+
+
+def time_out_overdue(repositories: TaskStore, now: int, limit: int = 100) -> list[Task]:
+    """Move every overdue assignment to timed-out, so it can go to another node (data flow 3)."""
+    timed_out = []
+    for task in repositories.tasks.overdue(now, limit):
+        late = time_out(task, now)
+        repositories.tasks.save(late, expected_state=TaskState.ASSIGNED)
+        timed_out.append(late)
+    return timed_out
+
+
+@attrs.frozen
+class ProofOutcome:
+    """What a stored proof led to: the replica's new state, and settlements if verification ran."""
+
+    task: Task
+    settlements: tuple[Settlement, ...] = ()
+    verdict: Verdict | None = None
+
+
+def accept_proof(
+    repositories: MarketStore,
+    raw: bytes,
+    now: int,
+    policy: VerificationPolicy,
+    seed: bytes,
+    output: bytes = b"",
+) -> ProofOutcome:
+    """Verify a signed task proof, store it with the replica's completion, then verify/settle.
+
+    The proof and the completion are one atomic write, committed before this returns (so before
+    the node is acknowledged). The same proof sent again (a retry) returns the current state.
+    ``output``, when the node delivers it, is the task's canonical output: it must hash to the
+    proof's ``output_hash`` (else InvalidValue(``output``) and nothing is stored) and is kept
+    with the proof for the task's submitter (the query path reads verified outputs).
+    Once every replica is complete: redundant → majority of ``k`` hashes; spot check → the
+    replica is verified at once unless :func:`spot_check_selected` draws it, in which case a
+    ``:check`` replica is created for another node and the verdict waits for it.
+    """
+    envelope = open_envelope(raw, EnvelopeKind.TASK_PROOF, "proof_envelope")
+    proof = open_body(envelope)
+    assert isinstance(proof, TaskProof)
+    node_id = envelope.signer_node_id
+    if output and hashlib.sha256(output).hexdigest() != proof.output_hash:
+        raise InvalidValue("output", "does not hash to the proof's output_hash")
+    task = repositories.tasks.get(proof.task_id)
+    if task is None:
+        raise NotFound(f"no task {proof.task_id}")
+    stored = repositories.proofs.get(proof.task_id, node_id)
+    if stored is not None:
+        if stored.signature == envelope.signature:
+            return ProofOutcome(task)
+        raise Conflict(f"node already sent a different proof for {proof.task_id}")
+    if task.state is not TaskState.ASSIGNED or task.node_id != node_id:
+        raise InvalidTransition(f"task {proof.task_id} is not assigned to this node")
+    done = complete(task, proof.output_hash, now)
+    with repositories.atomic():
+        repositories.proofs.add(envelope)
+        if output:
+            repositories.task_outputs.put(proof.task_id, output)
+        repositories.tasks.save(done, expected_state=TaskState.ASSIGNED)
+        return _verify_if_complete(repositories, done, now, policy, seed)
+
+
+def _verify_if_complete(
+    repositories: MarketStore, done: Task, now: int, policy: VerificationPolicy, seed: bytes
+) -> ProofOutcome:
+    group = task_id_of(done.task_id)
+    replicas = siblings(repositories, group)
+    if any(r.state is not TaskState.COMPLETED for r in replicas):
+        return ProofOutcome(done)
+    if policy.mode is VerificationMode.REDUNDANT:
+        results = {r.node_id: r.output_hash for r in replicas if r.node_id and r.output_hash}
+        verdict = verify_outcome(policy, group, results, seed=seed)
+        judged = [(r, record_verdict(r, verdict)) for r in replicas]
+    else:
+        main = next(r for r in replicas if not r.task_id.endswith(_REPLICA_SEP + _CHECK_REPLICA))
+        check = next((r for r in replicas if r is not main), None)
+        assert main.node_id and main.output_hash
+        if check is None and spot_check_selected(policy, group, seed):
+            checker = attrs.evolve(
+                submit(attrs.evolve(main.request, task_id=replica_id(group, _CHECK_REPLICA))),
+                tried_node_ids=(main.node_id,),
+            )
+            repositories.tasks.add(checker)
+            return ProofOutcome(done)
+        reference = check.output_hash if check is not None else None
+        verdict = verify_outcome(
+            policy,
+            group,
+            {main.node_id: main.output_hash},
+            seed=seed,
+            reference_output_hash=reference,
+        )
+        judged = [(main, record_verdict(main, verdict))]
+        if check is not None:
+            # The checker is the trusted re-execution: it is paid for the work it did.
+            trusted = Verified(check.output_hash or "", [check.node_id or ""])
+            judged.append((check, record_verdict(check, trusted)))
+    settlements: list[Settlement] = []
+    current = done
+    for before, after in judged:
+        final, settlement = settle(after)
+        repositories.tasks.save(final, expected_state=before.state)
+        settlements.append(settlement)
+        _credit(repositories, settlement)
+        if final.task_id == done.task_id:
+            current = final
+    return ProofOutcome(current, tuple(settlements), verdict)
+
+
+def reliability_after(reliability_ppm: int, settlement: Settlement) -> int:
+    """Move reliability a tenth of the way to 1.0 (paid) or 0.0 (forfeited), in ppm.
+
+    Bounded in [0, 1 000 000]; a node that keeps delivering approaches 1.0, one that keeps
+    failing approaches 0 (SRS-SEC-11 sets it to 0 outright on a slash).
+    """
+    target = 0 if settlement.kind is SettlementKind.FORFEIT else PPM
+    return reliability_ppm + (target - reliability_ppm) // RELIABILITY_STEP_DIVISOR
+
+
+def _credit(repositories: MarketStore, settlement: Settlement) -> None:
+    node = repositories.nodes.get(settlement.node_id)
+    if node is None:
+        return
+    paid = settlement.kind is SettlementKind.SETTLE
+    repositories.nodes.save(
+        attrs.evolve(
+            node,
+            reliability_ppm=reliability_after(node.reliability_ppm, settlement),
+            total_tasks_completed=node.total_tasks_completed + (1 if paid else 0),
+            total_sats_earned=node.total_sats_earned + settlement.amount_msat // 1000,
+        )
+    )
+
+
+def task_outcome(replicas: Sequence[Task]) -> str:
+    """``verified`` / ``failed`` once settled, else ``pending`` (for submitters)."""
+    if replicas and all(r.state in {TaskState.SETTLED, TaskState.FORFEITED} for r in replicas):
+        return "verified" if any(r.state is TaskState.SETTLED for r in replicas) else "failed"
+    return "pending"
+
+
+def verified_output(repositories: TaskOutputStore, task_id: str) -> bytes | None:
+    """The output a settled replica of ``task_id`` delivered with its proof, or None.
+
+    Only settled replicas count: their output hash won verification, so any of them is the
+    task's verified output (they are byte-identical, being canonical and equally hashed).
+    """
+    for replica in siblings(repositories, task_id):
+        if replica.state is TaskState.SETTLED:
+            data = repositories.task_outputs.get(replica.task_id)
+            if data is not None:
+                return data
+    return None
