@@ -85,7 +85,7 @@ def _seed(repos: Any, services: Any, ledger: Any, treasury: str, now: int) -> No
     from owm_core.identity.keys import Identity
     from owm_core.nodes.registry import LnNodeUri, Node
     from owm_core.nodes.tiers import Tier
-    from owm_core.pool.mining import AcceptedShare
+    from owm_core.pool.bitcoin import AcceptedShare
     from owm_core.pool.stats import MiningPayout
     from owm_core.provenance.releases import ModelRelease
     from owm_core.provenance.versions import ModelVersion, ProofStatus

@@ -28,7 +28,7 @@ from owm_core.identity.keys import Identity
 from owm_core.nodes import tiers
 from owm_core.nodes.registry import LnNodeUri
 from owm_core.payments import rewards
-from owm_core.pool import mining
+from owm_core.pool import bitcoin, fpps
 from owm_core.provenance import versions as provenance
 from owm_core.provenance.verification import verify_model_version
 from owm_core.stake import channel as stake
@@ -142,18 +142,18 @@ def demo(bandwidth_mbps: int) -> None:
     _line("stake after slashing", record.slashed(now).status.value)
 
     _section("6. Mining: the genesis block as a share (SRS-POOL-04, SRS-SEC-15)")
-    header = mining.BlockHeader.parse(GENESIS_HEADER)
+    header = bitcoin.BlockHeader.parse(GENESIS_HEADER)
     _line("block hash", header.hash_hex())
-    template = mining.WorkTemplate(template_id="genesis", prev_hash=header.prev_hash,
-                                   bits=header.bits, height=0)
-    accepted = mining.validate_share(
-        mining.Share(miner_id=node.node_id, template_id="genesis", header=GENESIS_HEADER,
-                     share_difficulty=1),
+    template = bitcoin.WorkTemplate(template_id="genesis", prev_hash=header.prev_hash,
+                                    bits=header.bits, height=0)
+    accepted = bitcoin.validate_share(
+        bitcoin.Share(miner_id=node.node_id, template_id="genesis", header=GENESIS_HEADER,
+                      share_difficulty=1),
         template,
     )
     _line("valid share / block", f"{accepted.hash_hex[:16]}… / {accepted.is_block}")
-    terms = mining.FppsTerms.from_block(height=0, bits=header.bits)
-    _line("FPPS value of one share", f"{mining.share_value_sat(terms, 1):,} sat")
+    terms = fpps.FppsTerms.from_block(height=0, bits=header.bits)
+    _line("FPPS value of one share", f"{fpps.share_value_sat(terms, 1):,} sat")
 
     _section("7. Robust federated learning: 12 clients, 3 of them poisoned (SRS-SEC-05)")
     _robust_round(now)

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from owm_core.errors import BlockRejected, ChainUnavailable, UnknownBlock
-from owm_core.ports.chain import BlockTemplate
+from owm_core.pool.bitcoin import BlockTemplate
 from owm_core.provenance.versions import Network
 
 log = logging.getLogger(__name__)

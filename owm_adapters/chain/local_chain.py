@@ -44,14 +44,15 @@ from bitcoin.core.serialize import (
 
 from owm_adapters.clock import SystemClock
 from owm_core.errors import BlockRejected, ChainUnavailable, InvalidShare, UnknownBlock
-from owm_core.pool.mining import (
+from owm_core.pool.bitcoin import (
     HEADER_SIZE,
     BlockHeader,
+    BlockTemplate,
     block_subsidy_sat,
     compact_to_target,
     double_sha256,
 )
-from owm_core.ports.chain import BlockTemplate, Chain
+from owm_core.ports.chain import Chain
 from owm_core.ports.clock import Clock
 from owm_core.provenance.versions import Network
 

@@ -31,10 +31,8 @@ from owm_adapters.control_plane.in_process import (
 )
 from owm_adapters.control_plane.socks import Socks5Forwarder
 from owm_core.coordination.challenges import Challenge, ChallengePurpose
-from owm_core.payments.invoices import PendingPayout
-from owm_core.ports.control_plane import (
+from owm_core.nodes.control_plane import (
     AssignedTask,
-    ChallengeSigner,
     ControlPlaneRefused,
     ControlPlaneUnavailable,
     RegisterReply,
@@ -42,6 +40,8 @@ from owm_core.ports.control_plane import (
     StakeTermsView,
     StakeView,
 )
+from owm_core.payments.invoices import PendingPayout
+from owm_core.ports.control_plane import ChallengeSigner
 
 DEFAULT_TIMEOUT_S = 15.0
 _RETRYABLE = {

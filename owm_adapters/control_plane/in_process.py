@@ -23,16 +23,16 @@ from owm_core.coordination.registration import Registration
 from owm_core.errors import DomainError
 from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, from_bytes, open_body
 from owm_core.identity.keys import node_id_from_public_key
-from owm_core.payments.invoices import PendingPayout
-from owm_core.ports.control_plane import (
+from owm_core.nodes.control_plane import (
     AssignedTask,
-    ChallengeSigner,
     ControlPlaneRefused,
     RegisterReply,
     ReplicaView,
     StakeTermsView,
     StakeView,
 )
+from owm_core.payments.invoices import PendingPayout
+from owm_core.ports.control_plane import ChallengeSigner
 
 _T = TypeVar("_T")
 

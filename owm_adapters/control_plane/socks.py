@@ -16,7 +16,7 @@ import socket
 import struct
 import threading
 
-from owm_core.ports.control_plane import ControlPlaneUnavailable
+from owm_core.nodes.control_plane import ControlPlaneUnavailable
 
 log = logging.getLogger(__name__)
 

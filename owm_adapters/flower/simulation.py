@@ -34,7 +34,7 @@ from owm_adapters.flower.signing import sign_reply
 from owm_adapters.flower.strategy import OwmStrategy
 from owm_core.fl.aggregation import Rule
 from owm_core.fl.attacks import Attack, poison
-from owm_core.ports.fl_engine import RoundReport
+from owm_core.fl.reports import RoundReport
 
 
 @attrs.frozen

@@ -32,7 +32,7 @@ from owm_core.errors import ByzantineAssumptionViolated, DomainError
 from owm_core.fl.aggregation import Rule, aggregate
 from owm_core.fl.anomaly import AnomalyThresholds, score_updates, slashing_signals
 from owm_core.fl.participants import Candidate, select_participants
-from owm_core.ports.fl_engine import RoundReport
+from owm_core.fl.reports import RoundReport
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import numpy.typing as npt
 from qdrant_client import QdrantClient
 from qdrant_client.http import models as qm
 
-from owm_core.ports.vector_store import VectorHit, VectorPoint
+from owm_core.knowledge.vectors import VectorHit, VectorPoint
 
 _NAMESPACE = uuid.UUID("5b0f3a52-8a8e-4d55-9c1f-0e3e3d0a0c6e")
 

@@ -68,18 +68,17 @@ from owm_core.identity.envelopes import (
 )
 from owm_core.identity.keys import Identity
 from owm_core.market import task_types
-from owm_core.nodes.tiers import StakeRequirements
-from owm_core.ports.clock import Clock
-from owm_core.ports.control_plane import (
+from owm_core.nodes.control_plane import (
     AssignedTask,
-    ControlPlane,
     ControlPlaneRefused,
     ControlPlaneUnavailable,
     RegisterReply,
     StakeTermsView,
     StakeView,
-    TaskFeed,
 )
+from owm_core.nodes.tiers import StakeRequirements
+from owm_core.ports.clock import Clock
+from owm_core.ports.control_plane import ControlPlane, TaskFeed
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,9 @@ from owm_core.errors import DomainError, LightningUnavailable
 from owm_core.identity import envelopes
 from owm_core.identity.envelopes import EnvelopeKind, PayoutInvoice, PayoutQuery
 from owm_core.identity.keys import Identity
+from owm_core.nodes.control_plane import ControlPlaneRefused
 from owm_core.ports.clock import Clock
-from owm_core.ports.control_plane import ControlPlane, ControlPlaneRefused
+from owm_core.ports.control_plane import ControlPlane
 from owm_core.ports.lightning import Lightning
 
 log = logging.getLogger(__name__)

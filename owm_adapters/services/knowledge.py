@@ -55,10 +55,11 @@ from owm_core.knowledge.retrieval import (
     credit_data_contributors,
 )
 from owm_core.knowledge.submodels import SubModel, SubModelKind
+from owm_core.knowledge.vectors import VectorPoint
 from owm_core.ports.embeddings import Embedder
 from owm_core.ports.repositories import Repositories
 from owm_core.ports.timestamping import Timestamping
-from owm_core.ports.vector_store import VectorPoint, VectorStore
+from owm_core.ports.vector_store import VectorStore
 from owm_core.provenance.releases import ModelRelease
 from owm_core.provenance.versions import ModelVersion, ProofStatus, new_model_version
 

@@ -28,13 +28,13 @@ from owm_core.knowledge.datasets import DatasetRecord, Document
 from owm_core.knowledge.retrieval import DataCredit
 from owm_core.knowledge.routing import QueryAnswer
 from owm_core.knowledge.submodels import SubModel
-from owm_core.market.tasks import Task, TaskState
+from owm_core.market.tasks import MAX_TASK_INPUT_BYTES, Task, TaskState
 from owm_core.nodes.registry import Node
 from owm_core.nodes.tiers import Tier
 from owm_core.payments.records import PaymentAttempt, PaymentState, RewardPayment
-from owm_core.pool.mining import AcceptedShare
+from owm_core.pool.bitcoin import AcceptedShare
 from owm_core.pool.stats import MiningPayout
-from owm_core.ports.repositories import MAX_TASK_INPUT_BYTES, Repositories
+from owm_core.ports.repositories import Repositories
 from owm_core.provenance.releases import ModelRelease
 from owm_core.stake.channel import Stake
 from owm_core.stake.slashing import GENESIS_HASH, SlashingDecision, SlashingLogEntry, SlashingSignal

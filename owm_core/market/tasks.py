@@ -54,6 +54,8 @@ DEFAULT_SPOT_CHECK_RATE_PPM = 100_000
 """Share of tasks re-executed by a trusted verifier under spot checking: 10 %."""
 DEFAULT_ASSIGNMENT_TIMEOUT_S = 600
 """How long an assigned node has to deliver before the task may be reassigned."""
+MAX_TASK_INPUT_BYTES = 16 * 1024 * 1024
+"""The largest task input a store keeps (16 MiB); larger ones are InvalidValue(``input``)."""
 
 _TIER_RANK = {Tier.T1: 1, Tier.T2: 2, Tier.T3: 3}
 _NAME = r"[a-z0-9][a-z0-9._:-]*"

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from owm_core import fields
-from owm_core.pool.mining import AcceptedShare
+from owm_core.pool.bitcoin import AcceptedShare
 
 HASHES_PER_DIFFICULTY_1 = 2**32
 HOUR_S = 3_600

@@ -9,27 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import attrs
-
-from owm_core import fields
-
-
-@attrs.frozen
-class BlockTemplate:
-    """The part of ``getblocktemplate``'s answer needed to build a block on the current tip.
-
-    ``previous_block_hash`` is display hex, ``bits`` the compact target, ``transactions`` the
-    raw hex of the mempool transactions to include after the coinbase (may be empty).
-    """
-
-    height: int = attrs.field(validator=fields.integer(minimum=0))
-    previous_block_hash: str = attrs.field(validator=fields.hex_digest(32))
-    bits: int = attrs.field(validator=fields.integer(0, 0xFFFFFFFF))
-    curtime: int = attrs.field(validator=fields.timestamp())
-    version: int = attrs.field(validator=fields.integer(-(2**31), 2**31 - 1))
-    coinbase_value_sat: int = attrs.field(validator=fields.money())
-    transactions: tuple[str, ...] = ()
-    mintime: int = attrs.field(default=0, validator=fields.timestamp())
+from owm_core.pool.bitcoin import BlockTemplate
 
 
 class Chain(Protocol):

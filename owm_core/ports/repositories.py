@@ -43,7 +43,7 @@ from owm_core.market.tasks import Task, TaskState
 from owm_core.nodes.registry import Node
 from owm_core.nodes.tiers import Tier
 from owm_core.payments.records import PaymentAttempt, PaymentState, RewardPayment
-from owm_core.pool.mining import AcceptedShare
+from owm_core.pool.bitcoin import AcceptedShare
 from owm_core.pool.stats import MiningPayout
 from owm_core.provenance.releases import ModelRelease
 from owm_core.stake.channel import Stake
@@ -359,16 +359,12 @@ class MiningPayoutRepository(Protocol):
         ...
 
 
-MAX_TASK_INPUT_BYTES = 16 * 1024 * 1024
-"""The largest task input a store keeps (16 MiB); larger ones are InvalidValue(``input``)."""
-
-
 class TaskInputRepository(Protocol):
     """Each submitted task's input bytes, keyed by the submitted task_id (not per replica).
 
     Kept so that a task re-pushed after a coordinator restart still reaches its node with its
     input; deleted once the task's replicas are settled or forfeited. Data longer than
-    :data:`MAX_TASK_INPUT_BYTES` is refused with InvalidValue(``input``).
+    :data:`~owm_core.market.tasks.MAX_TASK_INPUT_BYTES` is refused with InvalidValue(``input``).
     """
 
     def put(self, task_id: str, data: bytes) -> None:

@@ -10,30 +10,13 @@ closer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Protocol
 
-import attrs
 import numpy as np
 import numpy.typing as npt
 
-
-@attrs.frozen(eq=False)
-class VectorPoint:
-    """One vector to store: its id, the vector and the JSON payload returned with hits."""
-
-    point_id: str
-    vector: npt.NDArray[np.float32]
-    payload: Mapping[str, Any]
-
-
-@attrs.frozen
-class VectorHit:
-    """One search result: the point's id, its cosine similarity to the query and its payload."""
-
-    point_id: str
-    score: float
-    payload: Mapping[str, Any]
+from owm_core.knowledge.vectors import VectorHit, VectorPoint
 
 
 class VectorStore(Protocol):

@@ -12,7 +12,7 @@ This module owns
   reported for that height, its Merkle root (internal byte order) is the attested message, and
   its proof of work meets its own ``nBits`` target, which must not be easier than the network's
   proof-of-work limit (:class:`Network`). Header arithmetic is reused from
-  :mod:`owm_core.pool.mining`;
+  :mod:`owm_core.pool.bitcoin`;
 * the use case :func:`owm_core.provenance.verification.verify_model_version`, which the node
   (before loading weights) and the API
   (OTS status of a version) call with a :class:`~owm_core.ports.timestamping.Timestamping`.
@@ -57,7 +57,7 @@ import numpy as np
 
 from owm_core import fields
 from owm_core.errors import InvalidShare, InvalidValue
-from owm_core.pool.mining import HEADER_SIZE, BlockHeader, compact_to_target
+from owm_core.pool.bitcoin import HEADER_SIZE, BlockHeader, compact_to_target
 
 if TYPE_CHECKING:
     import torch

@@ -22,7 +22,7 @@ from owm_adapters.chain.local_chain import LocalChain
 from owm_adapters.provenance.ots import OpenTimestamps, parse_proof, serialise_proof
 from owm_adapters.provenance.ots_calendar import Calendar
 from owm_cli.ots import EXIT_NOT_VERIFIED, EXIT_PENDING, ots
-from owm_core.pool.mining import BlockHeader
+from owm_core.pool.bitcoin import BlockHeader
 from owm_core.provenance.versions import Network
 from tests.fakes.bitcoind_server import FakeBitcoind, HeaderChain
 from tests.ots_vectors import VECTORS, header_358391, requires_vectors

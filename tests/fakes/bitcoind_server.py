@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from owm_core.errors import BlockRejected, UnknownBlock
-from owm_core.pool.mining import BlockHeader, compact_to_target, difficulty_of_target
+from owm_core.pool.bitcoin import BlockHeader, compact_to_target, difficulty_of_target
 from owm_core.ports.chain import Chain
 
 _HASH = re.compile(r"[0-9a-fA-F]{64}")

@@ -11,11 +11,7 @@ from owm_adapters.control_plane.grpc_client import GrpcControlPlane
 from owm_core.identity import envelopes
 from owm_core.identity.envelopes import EnvelopeKind, Heartbeat, TaskProof, TaskRejection
 from owm_core.identity.keys import Identity
-from owm_core.ports.control_plane import (
-    AssignedTask,
-    ControlPlaneRefused,
-    ControlPlaneUnavailable,
-)
+from owm_core.nodes.control_plane import AssignedTask, ControlPlaneRefused, ControlPlaneUnavailable
 from tests.node.conftest import MANIFEST, T1_STAKE_SAT
 
 

@@ -17,7 +17,7 @@ from owm_adapters.control_plane.in_process import InProcessControlPlane
 from owm_adapters.node.daemon import DaemonSettings, NodeDaemon, stake_guidance
 from owm_adapters.node.task_log import TaskLog
 from owm_adapters.node.task_runner import Limits, TaskRunner
-from owm_core.ports.control_plane import StakeView
+from owm_core.nodes.control_plane import StakeView
 from tests.node.conftest import MANIFEST, T1_STAKE_SAT, Network, Node
 
 
@@ -210,7 +210,7 @@ def test_a_crashing_task_fails_alone_and_the_daemon_keeps_serving(network, start
 
 
 def test_a_proof_is_resent_until_the_coordinator_is_reachable_again(network, start):
-    from owm_core.ports.control_plane import ControlPlaneUnavailable
+    from owm_core.nodes.control_plane import ControlPlaneUnavailable
 
     class Flaky(InProcessControlPlane):
         failures = 3

@@ -36,10 +36,10 @@ from owm_core.identity import envelopes
 from owm_core.identity.envelopes import EnvelopeKind, PayoutInvoice, PayoutQuery
 from owm_core.identity.keys import Identity
 from owm_core.market.tasks import TaskRequest, VerificationMode, VerificationPolicy
+from owm_core.nodes.control_plane import ControlPlaneRefused
 from owm_core.nodes.tiers import Tier
 from owm_core.payments.lightning import InvoiceState
 from owm_core.payments.records import PaymentState
-from owm_core.ports.control_plane import ControlPlaneRefused
 from owm_server.grpc.server import CoordinatorServer
 from tests.adapters.lightning.lightning_contract import FORCE_CLOSE_MACAROON, PAYMENT_MACAROON
 from tests.fakes.lnd_server import FakeLnd

@@ -14,7 +14,7 @@ from owm_adapters.control_plane.grpc_client import GrpcControlPlane
 from owm_adapters.control_plane.socks import socks5_connect
 from owm_core.identity import envelopes
 from owm_core.identity.envelopes import EnvelopeKind
-from owm_core.ports.control_plane import ControlPlaneUnavailable
+from owm_core.nodes.control_plane import ControlPlaneUnavailable
 from tests.node.conftest import MANIFEST
 
 

@@ -64,7 +64,7 @@ from owm_core.market.tasks import Task, TaskRequest, TaskState
 from owm_core.nodes.registry import LnNodeUri, Node
 from owm_core.nodes.tiers import Tier
 from owm_core.payments.records import AttemptOutcome, PaymentAttempt, PaymentState, RewardPayment
-from owm_core.pool.mining import AcceptedShare
+from owm_core.pool.bitcoin import AcceptedShare
 from owm_core.pool.stats import MiningPayout
 from owm_core.ports.repositories import Repositories
 from owm_core.provenance.releases import ModelRelease

@@ -21,7 +21,7 @@ from owm_adapters.chain.local_chain import (
     mine_commitment,
 )
 from owm_core.errors import BlockRejected, ChainUnavailable, UnknownBlock
-from owm_core.pool.mining import BlockHeader, compact_to_target, double_sha256
+from owm_core.pool.bitcoin import BlockHeader, compact_to_target, double_sha256
 from owm_core.ports.chain import Chain
 from owm_core.provenance.versions import Network, check_block_attestation
 from tests.fakes.bitcoind_server import FakeBitcoind

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from owm_adapters.knowledge.qdrant import MemoryVectorStore, QdrantVectorStore
-from owm_core.ports.vector_store import VectorPoint, VectorStore
+from owm_core.knowledge.vectors import VectorPoint
+from owm_core.ports.vector_store import VectorStore
 from tests.fakes.qdrant_server import FakeQdrant
 
 DIM = 8

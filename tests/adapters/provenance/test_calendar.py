@@ -17,7 +17,7 @@ from opentimestamps.core.notary import BitcoinBlockHeaderAttestation, PendingAtt
 from owm_adapters.chain.local_chain import LocalChain, mine_commitment
 from owm_adapters.provenance.ots_calendar import Calendar, IntervalFlusher
 from owm_core.errors import BlockRejected
-from owm_core.pool.mining import BlockHeader
+from owm_core.pool.bitcoin import BlockHeader
 from owm_core.provenance.versions import Network, check_block_attestation
 
 

@@ -67,7 +67,7 @@ from owm_adapters.provenance.ots import (
 )
 from owm_adapters.provenance.ots_calendar import Calendar, CommittedRound
 from owm_core.errors import ProofMalformed
-from owm_core.pool.mining import BlockHeader, compact_to_target
+from owm_core.pool.bitcoin import BlockHeader, compact_to_target
 from owm_core.provenance.versions import FailureReason, Network, ProofStatus
 from tests.fakes.bitcoind_server import HeaderChain
 from tests.ots_vectors import VECTORS, header_358391, requires_vectors, vector_params

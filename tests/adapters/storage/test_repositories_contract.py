@@ -64,7 +64,15 @@ from owm_core.identity.envelopes import (
 )
 from owm_core.identity.keys import Identity
 from owm_core.market import tasks as market
-from owm_core.market.tasks import Match, NodeOffer, Task, TaskRequest, TaskState, Verified
+from owm_core.market.tasks import (
+    MAX_TASK_INPUT_BYTES,
+    Match,
+    NodeOffer,
+    Task,
+    TaskRequest,
+    TaskState,
+    Verified,
+)
 from owm_core.nodes.registry import LnNodeUri, Node
 from owm_core.nodes.tiers import Tier
 from owm_core.payments.records import (
@@ -76,9 +84,9 @@ from owm_core.payments.records import (
     start_attempt,
     succeed,
 )
-from owm_core.pool.mining import AcceptedShare
+from owm_core.pool.bitcoin import AcceptedShare
 from owm_core.pool.stats import MiningPayout
-from owm_core.ports.repositories import MAX_TASK_INPUT_BYTES, Repositories
+from owm_core.ports.repositories import Repositories
 from owm_core.provenance.releases import ModelRelease
 from owm_core.provenance.versions import ModelVersion, ProofStatus
 from owm_core.stake.channel import Stake, StakeChannel, StakeStatus

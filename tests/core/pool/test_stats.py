@@ -7,7 +7,7 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from owm_core.pool.mining import AcceptedShare
+from owm_core.pool.bitcoin import AcceptedShare
 from owm_core.pool.stats import (
     DAY_S,
     HASHES_PER_DIFFICULTY_1,

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from owm_core.errors import InvalidValue
-from owm_core.pool.mining import BlockHeader, compact_to_target
+from owm_core.pool.bitcoin import BlockHeader, compact_to_target
 from owm_core.provenance.verification import verify_model_version
 from owm_core.provenance.versions import (
     AttestationCheck,

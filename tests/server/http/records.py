@@ -8,7 +8,7 @@ from fractions import Fraction
 from owm_core.identity.keys import Identity
 from owm_core.nodes.tiers import Tier
 from owm_core.payments.records import RewardPayment
-from owm_core.pool.mining import AcceptedShare
+from owm_core.pool.bitcoin import AcceptedShare
 from owm_core.pool.stats import MiningPayout
 from owm_core.provenance.releases import ModelRelease
 from owm_core.provenance.versions import ModelVersion, ProofStatus

@@ -1,0 +1,91 @@
+"""What a node hears from its coordinator: the control plane's answers and refusals.
+
+The values a node daemon reads back from the :class:`~owm_core.ports.control_plane.ControlPlane`
+port (registration, task assignments, stake and replica views; SRS-NODE-01/04/11/12) and the
+two ways a call can fail: the coordinator is unreachable (retry later) or it refused.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from owm_core.errors import DomainError
+
+
+class ControlPlaneUnavailable(DomainError):
+    """The coordinator cannot be reached right now (network, proxy, restart); retry later."""
+
+    code = "control-plane-unavailable"
+
+
+class ControlPlaneRefused(DomainError):
+    """The coordinator refused a request; ``status`` is the coordinator's error code.
+
+    ``status`` is the :class:`~owm_core.errors.DomainError` code the coordinator raised
+    (``insufficient-stake``, ``invalid-transition``, ``signature-invalid``, ``not-found``, …),
+    or the transport's status name when it sent none (``permission-denied``).
+    """
+
+    code = "control-plane-refused"
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(f"coordinator refused ({status}): {message}")
+        self.status = status
+        self.reason = message
+
+
+@attrs.frozen
+class RegisterReply:
+    """The coordinator's answer to a registration (spec 4.12.2)."""
+
+    node_id: str
+    tier: str
+    stake_status: str
+    required_sats: int
+    capacity_sat: int
+
+
+@attrs.frozen
+class AssignedTask:
+    """One assignment from the node's task feed."""
+
+    task_id: str
+    task_type: str
+    input_schema_id: str
+    input_schema_version: int
+    price_msat: int
+    deadline_at: int
+    input: bytes
+    assigned_at_ms: int
+
+
+@attrs.frozen
+class StakeView:
+    """Where the node's stake stands (spec 4.12; SRS-NODE-12)."""
+
+    status: str
+    tier: str
+    required_sats: int
+    capacity_sat: int
+    channel_point: str
+    cooldown_until: int
+
+
+@attrs.frozen
+class StakeTermsView:
+    """What a node must lock before registering (spec 4.12.2; SRS-NODE-11)."""
+
+    treasury_node_uri: str
+    required_sats: int
+    min_confirmations: int
+
+
+@attrs.frozen
+class ReplicaView:
+    """One replica of a submitted task, as the coordinator sees it."""
+
+    replica_id: str
+    state: str
+    node_id: str
+    price_msat: int
+    output_hash: str
