@@ -1,0 +1,69 @@
+"""The governance repositories: proposals, GitHub bounties and repository analysis requests
+(SRS-GOV-01..06).
+
+The semantics every store keeps are in :mod:`owm_core.ports.repositories`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
+from owm_core.governance.proposals import Proposal, ProposalStatus
+
+
+class ProposalRepository(Protocol):
+    """Governance proposals with their comments and acknowledgements (SRS-GOV-01..06)."""
+
+    def add(self, proposal: Proposal) -> None:
+        """Store a new proposal; Conflict if its proposal_id exists."""
+        ...
+
+    def save(self, proposal: Proposal) -> None:
+        """Replace a stored proposal (status, comments, acks, txid…); Conflict if unknown."""
+        ...
+
+    def get(self, proposal_id: str) -> Proposal | None:
+        """The proposal with ``proposal_id``, or None."""
+        ...
+
+    def list(self, status: ProposalStatus | None = None) -> Sequence[Proposal]:
+        """Proposals (of ``status`` if given), newest submission first, then by id."""
+        ...
+
+
+class BountyRepository(Protocol):
+    """GitHub bounties (seed 000/001, GET/POST /v1/github/bounties)."""
+
+    def add(self, bounty: Bounty) -> None:
+        """Store a new bounty; Conflict if its bounty_id exists."""
+        ...
+
+    def save(self, bounty: Bounty) -> None:
+        """Replace a stored bounty (its status); Conflict if unknown."""
+        ...
+
+    def get(self, bounty_id: str) -> Bounty | None:
+        """The bounty with ``bounty_id``, or None."""
+        ...
+
+    def list(self, status: BountyStatus | None = None, limit: int = 100) -> Sequence[Bounty]:
+        """Up to ``limit`` bounties (of ``status`` if given), newest first, then by id."""
+        ...
+
+
+class AnalysisRepository(Protocol):
+    """Repository analysis requests (POST /v1/github/analyze) and their outcomes."""
+
+    def add(self, request: AnalysisRequest) -> None:
+        """Store a new request; Conflict if its analysis_id exists."""
+        ...
+
+    def save(self, request: AnalysisRequest) -> None:
+        """Replace a stored request (state, result); Conflict if unknown."""
+        ...
+
+    def get(self, analysis_id: str) -> AnalysisRequest | None:
+        """The request with ``analysis_id``, or None."""
+        ...

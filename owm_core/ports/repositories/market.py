@@ -1,0 +1,78 @@
+"""The task market's repositories: task replicas, their signed proofs, and the input and
+output bytes the tasks carry.
+
+The semantics every store keeps are in :mod:`owm_core.ports.repositories`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from owm_core.identity.envelopes import Envelope
+from owm_core.market.tasks import Task, TaskState
+
+
+class TaskRepository(Protocol):
+    """Tasks of the market (data flow 3), keyed by task_id; a task is never lost."""
+
+    def add(self, task: Task) -> None:
+        """Store a submitted task, committed before returning; Conflict if the id exists."""
+        ...
+
+    def save(self, task: Task, expected_state: TaskState | None = None) -> None:
+        """Replace a stored task; Conflict if unknown or its state is not ``expected_state``."""
+        ...
+
+    def get(self, task_id: str) -> Task | None:
+        """The task with ``task_id``, or None."""
+        ...
+
+    def with_state(self, state: TaskState, limit: int = 100) -> Sequence[Task]:
+        """Up to ``limit`` tasks in ``state``, oldest submission first."""
+        ...
+
+    def assigned_to(self, node_id: str) -> Sequence[Task]:
+        """Tasks currently assigned to ``node_id`` (state assigned), oldest first."""
+        ...
+
+    def overdue(self, now: int, limit: int = 100) -> Sequence[Task]:
+        """Assigned tasks whose ``deadline_at`` < ``now``, earliest deadline first."""
+        ...
+
+
+class ProofRepository(Protocol):
+    """Signed task-proof envelopes (SRS-SEC-11), at most one per (task, node)."""
+
+    def add(self, envelope: Envelope) -> None:
+        """Store a verified task-proof envelope; Conflict if its signer already proved the task."""
+        ...
+
+    def get(self, task_id: str, node_id: str) -> Envelope | None:
+        """The proof ``node_id`` sent for ``task_id``, or None."""
+        ...
+
+    def for_task(self, task_id: str) -> Sequence[Envelope]:
+        """Every proof for ``task_id``, ordered by node_id."""
+        ...
+
+
+class TaskInputRepository(Protocol):
+    """Each submitted task's input bytes, keyed by the submitted task_id (not per replica).
+
+    Kept so that a task re-pushed after a coordinator restart still reaches its node with its
+    input; deleted once the task's replicas are settled or forfeited. Data longer than
+    :data:`~owm_core.market.tasks.MAX_TASK_INPUT_BYTES` is refused with InvalidValue(``input``).
+    """
+
+    def put(self, task_id: str, data: bytes) -> None:
+        """Store ``data`` for ``task_id``; same data again is a no-op, other data a Conflict."""
+        ...
+
+    def get(self, task_id: str) -> bytes | None:
+        """The input stored for ``task_id``, or None."""
+        ...
+
+    def delete(self, task_id: str) -> None:
+        """Forget the input of ``task_id`` (nothing happens if none is stored)."""
+        ...

@@ -1,0 +1,52 @@
+"""The payments repository: reward payments waiting to be sent (the outbox) and their log
+(SRS-LN-04, SRS-LN-05).
+
+The semantics every store keeps are in :mod:`owm_core.ports.repositories`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from owm_core.payments.records import PaymentAttempt, PaymentState, RewardPayment
+
+
+class PaymentRepository(Protocol):
+    """Reward payments (the outbox) and the payment log (SRS-LN-04, SRS-LN-05)."""
+
+    def upsert(self, payment: RewardPayment) -> RewardPayment:
+        """Insert, or update state/attempts/error/bolt11 of the record with this payment_hash.
+
+        Idempotent: the same value twice leaves one record. Conflict if the stored record
+        with this hash is for another payment_id, task, node or amount. Returns what is stored.
+        """
+        ...
+
+    def get(self, payment_hash: str) -> RewardPayment | None:
+        """The payment with ``payment_hash``, or None."""
+        ...
+
+    def for_task(self, task_id: str) -> Sequence[RewardPayment]:
+        """Payments for ``task_id``, oldest first."""
+        ...
+
+    def pending(self, limit: int = 100) -> Sequence[RewardPayment]:
+        """Up to ``limit`` payments still owed (pending or failed), oldest first."""
+        ...
+
+    def with_state(self, state: PaymentState, limit: int = 100) -> Sequence[RewardPayment]:
+        """Up to ``limit`` payments in ``state`` (e.g. in_flight after a restart), oldest first."""
+        ...
+
+    def log_attempt(self, attempt: PaymentAttempt) -> None:
+        """Append one line to the payment log (SRS-LN-05)."""
+        ...
+
+    def attempts(self, payment_hash: str) -> Sequence[PaymentAttempt]:
+        """The log lines of one payment, in the order they were logged."""
+        ...
+
+    def for_node(self, node_id: str, limit: int = 100) -> Sequence[RewardPayment]:
+        """Up to ``limit`` payments owed or paid to ``node_id``, newest first (SRS-LN-10)."""
+        ...

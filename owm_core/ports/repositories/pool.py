@@ -1,0 +1,45 @@
+"""The mining pool's repositories: accepted shares and the payouts made to miners and the
+treasury (SRS-POOL-06, SRS-POOL-07/08).
+
+The semantics every store keeps are in :mod:`owm_core.ports.repositories`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from owm_core.pool.bitcoin import AcceptedShare
+from owm_core.pool.stats import MiningPayout
+
+
+class ShareRepository(Protocol):
+    """Accepted mining shares, kept 30 days for dispute resolution (SRS-POOL-06, SRS-POOL-11)."""
+
+    def add(self, share: AcceptedShare, accepted_at: int) -> None:
+        """Record an accepted share at ``accepted_at``; Conflict if its hash is already stored."""
+        ...
+
+    def contains(self, hash_hex: str) -> bool:
+        """Whether a share with this header hash is stored (duplicate detection)."""
+        ...
+
+    def since(self, start: int, miner_id: str | None = None) -> Sequence[tuple[int, AcceptedShare]]:
+        """(accepted_at, share) with accepted_at ≥ ``start`` (of one miner), in accepted order."""
+        ...
+
+    def delete_older_than(self, cutoff: int) -> int:
+        """Delete shares accepted before ``cutoff`` (retention, SRS-POOL-11); count deleted."""
+        ...
+
+
+class MiningPayoutRepository(Protocol):
+    """Lightning payouts the pool made to miners and the treasury (SRS-POOL-07/08/10)."""
+
+    def add(self, payout: MiningPayout) -> None:
+        """Record one payout; Conflict if its payment_hash is already recorded."""
+        ...
+
+    def recent(self, limit: int = 100, miner_id: str | None = None) -> Sequence[MiningPayout]:
+        """Up to ``limit`` payouts (to one miner if given), newest first, then by hash."""
+        ...

@@ -1,0 +1,99 @@
+"""The stake's repositories: each node's stake, the public slashing log, and the evidence
+waiting for a slashing decision (SRS-STAKE-06).
+
+The semantics every store keeps are in :mod:`owm_core.ports.repositories`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from owm_core.identity.envelopes import Envelope
+from owm_core.stake.channel import Stake
+from owm_core.stake.slashing import SlashingDecision, SlashingLogEntry, SlashingSignal
+
+
+class StakeRepository(Protocol):
+    """The latest stake record of each node key (spec 4.12, SRS-STAKE-01..10)."""
+
+    def save(self, stake: Stake) -> None:
+        """Insert or replace the stake record of ``stake.public_key``."""
+        ...
+
+    def get(self, public_key: str) -> Stake | None:
+        """The stake record of ``public_key``, or None (keeps slashed keys for the cooldown)."""
+        ...
+
+    def due_for_verification(self, now: int) -> Sequence[Stake]:
+        """Stakes whose ``next_verification_at`` ≤ ``now``, earliest first (SRS-STAKE-03)."""
+        ...
+
+
+class SlashingLogRepository(Protocol):
+    """The public, append-only, hash-chained slashing log (SRS-STAKE-06, SRS-LN-13).
+
+    There is no update or delete: entries are immutable once appended (the SQL adapter also
+    refuses UPDATE and DELETE in the database itself).
+    """
+
+    def append(self, entry: SlashingLogEntry) -> None:
+        """Append ``entry``; Conflict unless its index and prev_hash continue the latest entry."""
+        ...
+
+    def entries(self, start: int = 0, limit: int | None = None) -> Sequence[SlashingLogEntry]:
+        """Entries with index ≥ ``start``, in index order, at most ``limit`` of them."""
+        ...
+
+    def latest(self) -> SlashingLogEntry | None:
+        """The last entry (the head of the chain), or None for an empty log."""
+        ...
+
+
+class SlashingEvidenceRepository(Protocol):
+    """Slashing signals and maintainer acknowledgements waiting for a decision, and decisions
+    being carried out (SRS-STAKE-04, SRS-SEC-14), so a coordinator restart loses none of them.
+
+    Evidence is *open* until a decision about its node finishes (or the node turns out to be
+    slashed already); then it is *closed*, kept for the record, and never counted again. The
+    same evidence reported twice is stored once.
+    """
+
+    def add_signal(self, signal: SlashingSignal) -> bool:
+        """Store an open signal; False (nothing stored) if node, reporter, reason and evidence
+        hash are already known, open or closed."""
+        ...
+
+    def add_acknowledgement(self, node_id: str, envelope: Envelope, received_at: int) -> bool:
+        """Store an open maintainer_ack envelope about ``node_id``; False if its signature is
+        already known."""
+        ...
+
+    def open_signals(self, node_id: str) -> Sequence[SlashingSignal]:
+        """The open signals about ``node_id``, oldest first."""
+        ...
+
+    def open_acknowledgements(self, node_id: str) -> Sequence[Envelope]:
+        """The open acknowledgement envelopes about ``node_id``, oldest first."""
+        ...
+
+    def open_node_ids(self, limit: int = 100) -> Sequence[str]:
+        """Nodes with open evidence, by their oldest open evidence (then node id)."""
+        ...
+
+    def begin_decision(self, decision: SlashingDecision) -> SlashingDecision:
+        """Record ``decision`` as being carried out, before anything is done (write-ahead);
+        if the node already has an unfinished decision, store nothing and return that one."""
+        ...
+
+    def unfinished_decisions(self) -> Sequence[SlashingDecision]:
+        """Decisions begun and not finished (a crash in between), oldest first."""
+        ...
+
+    def finish_decision(self, node_id: str, finished_at: int) -> None:
+        """Mark the node's unfinished decision done and close its open evidence, together."""
+        ...
+
+    def close_evidence(self, node_id: str, closed_at: int) -> int:
+        """Close the node's open evidence without a decision; returns how many were open."""
+        ...
