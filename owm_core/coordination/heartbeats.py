@@ -1,10 +1,17 @@
 """Heartbeats: verifying them fast and admitting them (SRS-NODE-04, SRS-SEC-03, SRS-PERF-04).
 
-This module owns verifying heartbeats: :func:`verify_heartbeat` checks the envelope's shape
-and signature (a fast path for canonical envelopes; the full path decides anything else, with
-the same verdict and errors); :func:`open_heartbeat` verifies the envelope and refuses replays.
-Checking that it cites the node's current manifest (SRS-NODE-04) is the caller's. Writes are
-batched by the caller (``NodeRepository.record_heartbeats``).
+This module owns the rule a heartbeat must pass before the coordinator records it:
+
+* :func:`verify_heartbeat` checks the envelope's shape and signature (a fast path for
+  canonical envelopes; the full path decides anything else, with the same verdict and errors);
+* :func:`admit_heartbeat` then admits it: the registered key signed it, the manifest digest it
+  cites is the node's current one (SRS-NODE-04), and only then does the replay guard accept
+  its nonce — so neither a forged envelope nor a beat from the wrong key or a stale manifest
+  can burn a nonce.
+
+Writes are batched by the caller (``NodeRepository.record_heartbeats``); which node is known
+(its key and current manifest digest, :class:`KnownNode`) is looked up by the caller, which
+may cache it.
 """
 
 from __future__ import annotations
@@ -13,12 +20,13 @@ import functools
 import re
 from typing import NamedTuple
 
+import attrs
+
 from owm_core.coordination.wire import open_envelope
-from owm_core.errors import SignatureInvalid
+from owm_core.errors import InvalidTransition, NotFound, SignatureInvalid
 from owm_core.identity.envelopes import (
     ENVELOPE_DOMAIN,
     INT_MAX,
-    Envelope,
     EnvelopeKind,
     Heartbeat,
     ReplayGuard,
@@ -90,8 +98,8 @@ def verify_heartbeat(raw: bytes) -> HeartbeatFields:
 
     The same verdict, fields and errors as :func:`open_envelope` + :func:`open_body` (and the
     body naming its signer's node id), at a fraction of the cost for canonical envelopes. It
-    does not consult a replay guard: call :meth:`ReplayGuard.accept_parts` with the result
-    (signature first, so that forged envelopes cannot burn nonces).
+    does not consult a replay guard: :func:`admit_heartbeat` does, with the result (signature
+    first, so that forged envelopes cannot burn nonces).
     """
     fast = _canonical_heartbeat(raw)
     if fast is not None:
@@ -109,13 +117,43 @@ def verify_heartbeat(raw: bytes) -> HeartbeatFields:
     )
 
 
-def open_heartbeat(raw: bytes, guard: ReplayGuard, now: int) -> tuple[Envelope, Heartbeat]:
-    """Verify one heartbeat envelope and refuse replays (SRS-NODE-04, SRS-PERF-04).
+@attrs.frozen
+class KnownNode:
+    """What admitting a heartbeat needs to know of a registered node (SRS-NODE-04).
 
-    Signature first, so that forged envelopes cannot burn nonces in the replay guard.
+    The key it registered with, and the digest of the manifest the coordinator currently holds
+    for it. The caller looks it up (and may cache it); ``None`` stands for "not registered".
     """
-    envelope = open_envelope(raw, EnvelopeKind.HEARTBEAT, "heartbeat_envelope")
-    body = open_body(envelope)
-    assert isinstance(body, Heartbeat)
-    guard.accept(envelope, now)
-    return envelope, body
+
+    public_key: str
+    manifest_digest: str
+
+
+class AdmittedHeartbeat(NamedTuple):
+    """An admitted heartbeat: the node it proves alive, and when (the coordinator's ``now``)."""
+
+    node_id: str
+    at: int
+
+
+def admit_heartbeat(
+    beat: HeartbeatFields, known: KnownNode | None, guard: ReplayGuard, now: int
+) -> AdmittedHeartbeat:
+    """Admit one verified heartbeat (SRS-NODE-04, SRS-SEC-03); raise the error that refuses it.
+
+    In order: the node must be registered (NotFound), the heartbeat signed by its registered
+    key (SignatureInvalid), citing the manifest the coordinator holds for it
+    (InvalidTransition: the node should send its new manifest), and only then is its nonce
+    offered to ``guard`` (SignatureInvalid on a replay or a stale timestamp). A refused
+    heartbeat therefore never burns a nonce. ``beat`` must come from :func:`verify_heartbeat`.
+    """
+    if known is None:
+        raise NotFound(f"node {beat.node_id} is not registered")
+    if known.public_key != beat.signer:
+        raise SignatureInvalid("heartbeat is not signed by the registered key")
+    if known.manifest_digest != beat.manifest_digest:
+        raise InvalidTransition(
+            "heartbeat cites a manifest the coordinator does not hold; send the new manifest"
+        )
+    guard.accept_parts(beat.signer, beat.nonce, beat.issued_at, now)
+    return AdmittedHeartbeat(beat.node_id, now)

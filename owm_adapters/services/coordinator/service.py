@@ -40,7 +40,12 @@ from owm_core.access.ratelimit import (
     registration_limit,
 )
 from owm_core.coordination.challenges import Challenge, ChallengeBook, ChallengePurpose
-from owm_core.coordination.heartbeats import HeartbeatFields, verify_heartbeat
+from owm_core.coordination.heartbeats import (
+    HeartbeatFields,
+    KnownNode,
+    admit_heartbeat,
+    verify_heartbeat,
+)
 from owm_core.coordination.registration import (
     Registered,
     Registration,
@@ -79,7 +84,6 @@ from owm_core.errors import (
     InvalidTransition,
     InvalidValue,
     NotFound,
-    SignatureInvalid,
 )
 from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, ReplayGuard, open_body
 from owm_core.identity.keys import node_id_from_public_key
@@ -180,12 +184,6 @@ class HeartbeatResult:
     errors: tuple[str, ...] = ()
 
 
-@attrs.frozen
-class _KnownNode:
-    public_key: str
-    manifest_digest: str
-
-
 @attrs.define
 class ServiceConfig:
     """Tuning of one coordinator process (from ``[tasks]`` and defaults)."""
@@ -239,7 +237,7 @@ class CoordinatorService:
         self._auth_lock = threading.Lock()
         self._guard_lock = threading.Lock()
         self._market_lock = threading.RLock()
-        self._known: dict[str, _KnownNode] = {}
+        self._known: dict[str, KnownNode] = {}
         self._known_lock = threading.Lock()
         self._known_warm_lock = threading.Lock()
         self._known_warmed = False
@@ -341,7 +339,7 @@ class CoordinatorService:
         if manifest is not None:
             digest = CapabilityManifest.from_body(manifest.body).digest()
             with self._known_lock:
-                self._known[registered.node.node_id] = _KnownNode(
+                self._known[registered.node.node_id] = KnownNode(
                     registered.node.public_key, digest
                 )
         return registered
@@ -444,23 +442,20 @@ class CoordinatorService:
         return self._admit_heartbeat(verify_heartbeat(raw))
 
     def _admit_heartbeat(self, body: HeartbeatFields) -> tuple[str, int]:
-        """Registered key, current manifest, then the replay guard, for a verified heartbeat."""
-        known = self._known_node(body.node_id)
-        if known.manifest_digest != body.manifest_digest:
-            # Another coordinator process may have stored a newer manifest (SRS-COORD-05).
+        """Admit a verified heartbeat by the core's rule (:func:`admit_heartbeat`, SRS-NODE-04).
+
+        Only the I/O is here: the node's key and manifest digest come from the cache, reloaded
+        first when the heartbeat cites another manifest (another coordinator process may have
+        stored a newer one, SRS-COORD-05); the replay guard is shared, hence the lock.
+        """
+        known = self._lookup_known(body.node_id)
+        if known is not None and known.manifest_digest != body.manifest_digest:
             with self._known_lock:
                 self._known.pop(body.node_id, None)
-            known = self._known_node(body.node_id)
-        if known.public_key != body.signer:
-            raise SignatureInvalid("heartbeat is not signed by the registered key")
-        if known.manifest_digest != body.manifest_digest:
-            raise InvalidTransition(
-                "heartbeat cites a manifest the coordinator does not hold; send the new manifest"
-            )
+            known = self._lookup_known(body.node_id)
         now = self.clock.now()
         with self._guard_lock:
-            self._guard.accept_parts(body.signer, body.nonce, body.issued_at, now)
-        return body.node_id, now
+            return admit_heartbeat(body, known, self._guard, now)
 
     def _verify_all(self, raws: list[bytes]) -> list[HeartbeatFields | DomainError]:
         """Signature and shape of every heartbeat in ``raws``, in order (no replay guard yet).
@@ -490,7 +485,7 @@ class CoordinatorService:
         millisecond of Python, holding the GIL) on each node's first heartbeat (SRS-PERF-04).
         Only a batch naming at least :data:`WARM_KNOWN_MIN` uncached nodes triggers it, and only
         once per process; cached entries are never overwritten, and later misses (new nodes,
-        newer manifests) take the per-node path of :meth:`_known_node`.
+        newer manifests) take the per-node path of :meth:`_lookup_known`.
         """
         with self._known_lock:
             missing = {
@@ -504,18 +499,25 @@ class CoordinatorService:
             if self._known_warmed:
                 return
             keys = {n.node_id: n.public_key for n in self.repositories.nodes.list()}
-            loaded: dict[str, _KnownNode] = {}
+            loaded: dict[str, KnownNode] = {}
             for envelope in self.repositories.manifests.matching(Tier.T1, 0, 0):
                 node_id = envelope.signer_node_id
                 if keys.get(node_id) is not None:
                     digest = CapabilityManifest.from_body(envelope.body).digest()
-                    loaded[node_id] = _KnownNode(keys[node_id], digest)
+                    loaded[node_id] = KnownNode(keys[node_id], digest)
             with self._known_lock:
                 for node_id, known in loaded.items():
                     self._known.setdefault(node_id, known)
             self._known_warmed = True
 
-    def _known_node(self, node_id: str) -> _KnownNode:
+    def _known_node(self, node_id: str) -> KnownNode:
+        known = self._lookup_known(node_id)
+        if known is None:
+            raise NotFound(f"node {node_id} is not registered")
+        return known
+
+    def _lookup_known(self, node_id: str) -> KnownNode | None:
+        """A registered node's key and current manifest digest (cached), or None."""
         with self._known_lock:
             known = self._known.get(node_id)
         if known is not None:
@@ -523,8 +525,8 @@ class CoordinatorService:
         node = self.repositories.nodes.get(node_id)
         manifest = self.repositories.manifests.get(node_id)
         if node is None or manifest is None:
-            raise NotFound(f"node {node_id} is not registered")
-        known = _KnownNode(node.public_key, CapabilityManifest.from_body(manifest.body).digest())
+            return None
+        known = KnownNode(node.public_key, CapabilityManifest.from_body(manifest.body).digest())
         with self._known_lock:
             self._known[node_id] = known
         return known
@@ -539,7 +541,7 @@ class CoordinatorService:
             self._guard.accept(envelope, self.clock.now())
         self.repositories.manifests.put(envelope)
         with self._known_lock:
-            self._known[node_id] = _KnownNode(envelope.signer, manifest.digest())
+            self._known[node_id] = KnownNode(envelope.signer, manifest.digest())
 
     def _enqueue(self, seen: dict[str, int]) -> int:
         with self._hb_cond:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from owm_adapters.storage.memory import memory_repositories
 from owm_core.access.ratelimit import SlidingWindowLimiter, Transport, registration_limit
 from owm_core.coordination.challenges import ChallengeBook, ChallengePurpose, challenge_message
-from owm_core.coordination.heartbeats import open_heartbeat, verify_heartbeat
+from owm_core.coordination.heartbeats import verify_heartbeat
 from owm_core.coordination.registration import Registration, register_node, registration_details
 from owm_core.coordination.rejections import open_rejection, reject_task
 from owm_core.coordination.stakes import (
@@ -279,30 +279,7 @@ def test_lnd_channels_without_a_confirmation_count_are_confirmed() -> None:
     assert stake_channel_of(channel).confirmed
 
 
-# --------------------------------------------------------------------------- heartbeats
-
-
-def test_a_heartbeat_is_verified_and_its_replay_refused() -> None:
-    who, guard = identity(), ReplayGuard()
-    body = Heartbeat(node_id=who.node_id, seq=1, manifest_digest=MANIFEST.digest())
-    raw = envelopes.to_bytes(envelopes.seal(who, EnvelopeKind.HEARTBEAT, body, os.urandom(16), NOW))
-
-    _, heartbeat = open_heartbeat(raw, guard, NOW)
-
-    assert heartbeat == body
-    with pytest.raises(ReplayRejected):
-        open_heartbeat(raw, guard, NOW + 1)
-
-
-def test_a_tampered_heartbeat_is_refused_without_burning_its_nonce() -> None:
-    who, guard = identity(), ReplayGuard()
-    body = Heartbeat(node_id=who.node_id, seq=1, manifest_digest=MANIFEST.digest())
-    sealed = envelopes.seal(who, EnvelopeKind.HEARTBEAT, body, os.urandom(16), NOW)
-    forged = attrs.evolve(sealed, body={**sealed.body, "seq": 2})
-
-    with pytest.raises(SignatureInvalid):
-        open_heartbeat(envelopes.to_bytes(forged), guard, NOW)
-    assert len(guard) == 0
+# Heartbeats: tests/core/coordination/test_heartbeats.py
 
 
 # --------------------------------------------------------------------------- tasks

@@ -1,0 +1,147 @@
+"""Admitting heartbeats (owm_core.coordination.heartbeats): SRS-NODE-04, SRS-SEC-03.
+
+A verified heartbeat is admitted only from the node's registered key, citing the manifest the
+coordinator holds for it, and with a nonce the replay guard has not seen; a refused heartbeat
+leaves the guard as it was.
+"""
+
+from __future__ import annotations
+
+import os
+
+import attrs
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from owm_core.coordination.heartbeats import (
+    HeartbeatFields,
+    KnownNode,
+    admit_heartbeat,
+    verify_heartbeat,
+)
+from owm_core.errors import InvalidTransition, NotFound, ReplayRejected, SignatureInvalid
+from owm_core.identity import envelopes
+from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, Heartbeat, ReplayGuard
+from owm_core.identity.keys import Identity
+from owm_core.nodes.tiers import Tier
+
+NOW = 1_800_000_000
+MANIFEST = CapabilityManifest(
+    tier=Tier.T1, vram_mb=0, ram_mb=16_000, bandwidth_mbps=100, gpu_vendor="none", gpu_count=0
+)
+WHO = Identity.from_seed(b"\x01" * 32)
+OTHER = Identity.from_seed(b"\x02" * 32)
+REGISTERED = KnownNode(WHO.public_key_hex, MANIFEST.digest())
+
+hex_digests = st.binary(min_size=32, max_size=32).map(bytes.hex)
+nonces = st.binary(min_size=16, max_size=16).map(bytes.hex)
+seqs = st.integers(0, 2**31)
+skews = st.integers(-60, 60)
+
+
+def beat(
+    who: Identity = WHO, nonce: str = "00" * 16, at: int = NOW, digest: str | None = None
+) -> HeartbeatFields:
+    """The fields of a verified heartbeat signed by ``who``, citing ``digest``."""
+    return HeartbeatFields(
+        who.node_id, who.public_key_hex, nonce, at, 1, digest or MANIFEST.digest()
+    )
+
+
+def test_a_sealed_heartbeat_is_verified_then_admitted_and_its_replay_refused() -> None:
+    guard = ReplayGuard()
+    body = Heartbeat(node_id=WHO.node_id, seq=1, manifest_digest=MANIFEST.digest())
+    raw = envelopes.to_bytes(envelopes.seal(WHO, EnvelopeKind.HEARTBEAT, body, os.urandom(16), NOW))
+
+    admitted = admit_heartbeat(verify_heartbeat(raw), REGISTERED, guard, NOW)
+
+    assert admitted == (WHO.node_id, NOW)
+    with pytest.raises(ReplayRejected):
+        admit_heartbeat(verify_heartbeat(raw), REGISTERED, guard, NOW + 1)
+
+
+def test_a_tampered_heartbeat_is_refused_before_it_reaches_the_replay_guard() -> None:
+    body = Heartbeat(node_id=WHO.node_id, seq=1, manifest_digest=MANIFEST.digest())
+    sealed = envelopes.seal(WHO, EnvelopeKind.HEARTBEAT, body, os.urandom(16), NOW)
+    forged = attrs.evolve(sealed, body={**sealed.body, "seq": 2})
+
+    with pytest.raises(SignatureInvalid):
+        verify_heartbeat(envelopes.to_bytes(forged))
+
+
+@settings(max_examples=50)
+@given(nonce=nonces, skew=skews)
+def test_a_beat_from_an_unregistered_node_is_refused_and_burns_no_nonce(
+    nonce: str, skew: int
+) -> None:
+    guard = ReplayGuard()
+
+    with pytest.raises(NotFound, match="is not registered"):
+        admit_heartbeat(beat(nonce=nonce, at=NOW + skew), None, guard, NOW)
+    assert len(guard) == 0
+
+
+@settings(max_examples=50)
+@given(nonce=nonces, skew=skews)
+def test_a_beat_signed_by_another_key_than_the_registered_one_is_refused(
+    nonce: str, skew: int
+) -> None:
+    guard = ReplayGuard()
+    forged = beat(OTHER, nonce, NOW + skew)._replace(node_id=WHO.node_id)
+
+    with pytest.raises(SignatureInvalid, match="registered key"):
+        admit_heartbeat(forged, REGISTERED, guard, NOW)
+    assert len(guard) == 0
+    assert admit_heartbeat(beat(nonce=nonce, at=NOW + skew), REGISTERED, guard, NOW)
+
+
+@settings(max_examples=50)
+@given(nonce=nonces, skew=skews, stale=hex_digests)
+def test_a_beat_citing_a_manifest_the_coordinator_does_not_hold_is_refused(
+    nonce: str, skew: int, stale: str
+) -> None:
+    assume(stale != REGISTERED.manifest_digest)
+    guard = ReplayGuard()
+    cited = beat(nonce=nonce, at=NOW + skew, digest=stale)
+
+    with pytest.raises(InvalidTransition, match="send the new manifest"):
+        admit_heartbeat(cited, REGISTERED, guard, NOW)
+    assert len(guard) == 0
+
+
+@settings(max_examples=50)
+@given(nonce=nonces, skew=skews, later=st.integers(0, 60))
+def test_a_fresh_beat_from_the_registered_key_is_admitted_exactly_once(
+    nonce: str, skew: int, later: int
+) -> None:
+    guard = ReplayGuard()
+    fresh = beat(nonce=nonce, at=NOW + skew)
+
+    assert admit_heartbeat(fresh, REGISTERED, guard, NOW) == (WHO.node_id, NOW)
+    with pytest.raises(ReplayRejected):
+        admit_heartbeat(fresh, REGISTERED, guard, NOW + later)
+    assert len(guard) == 1
+
+
+@settings(max_examples=50)
+@given(
+    nonce=nonces,
+    refusal=st.sampled_from(["unknown", "other key", "stale manifest"]),
+    seq=seqs,
+)
+def test_the_guard_does_not_remember_the_nonce_of_a_refused_beat(
+    nonce: str, refusal: str, seq: int
+) -> None:
+    guard = ReplayGuard()
+    good = beat(nonce=nonce)._replace(seq=seq)
+    refused: tuple[HeartbeatFields, KnownNode | None] = {
+        "unknown": (good, None),
+        "other key": (good, KnownNode(OTHER.public_key_hex, MANIFEST.digest())),
+        "stale manifest": (good, attrs.evolve(REGISTERED, manifest_digest="ff" * 32)),
+    }[refusal]
+
+    with pytest.raises((NotFound, SignatureInvalid, InvalidTransition)):
+        admit_heartbeat(*refused, guard, NOW)
+
+    assert admit_heartbeat(good, REGISTERED, guard, NOW) == (WHO.node_id, NOW)
