@@ -88,13 +88,3 @@ class MarketStore(TaskOutputStore, Transactional, Protocol):
         """The nodes repository (reliability and earnings are credited on settlement)."""
         ...
 
-
-__all__ = [
-    "MarketStore",
-    "RegistryStore",
-    "StakeStore",
-    "TaskOutputStore",
-    "TaskStore",
-    "TaskSubmissionStore",
-    "Transactional",
-]
