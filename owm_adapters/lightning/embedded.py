@@ -9,7 +9,8 @@ channels (shortest path, a fixed fee per intermediate hop) and move every balanc
 one SQLite transaction, and a payment hash is paid at most once per payer (SRS-LN-04/06).
 
 :class:`SimLedger` owns the file and the network (nodes, channels; the back door tests and devnets
-use to open channels between a treasury and node pubkeys); :class:`SimLightning` is one node's
+use to open channels between a treasury and node pubkeys), with :class:`SimInvoices` and
+:class:`SimPayments` keeping the invoices and the payments; :class:`SimLightning` is one node's
 view of it and implements :class:`owm_core.ports.lightning.Lightning`. State survives a restart:
 open the same file again. Node secret keys are stored in the file: never put real funds here.
 """
@@ -119,9 +120,46 @@ def _check_hash(payment_hash: str) -> str:
         raise InvalidValue("payment_hash", "must be 64 lower-case hex characters")
     return payment_hash
 
+class _LedgerFile:
+    """The ledger's SQLite file: connections, write transactions, and the clock rows are stamped
+    with (tests move the clock through :attr:`SimLedger.clock`)."""
+
+    def __init__(self, path: Path, clock: Callable[[], int]) -> None:
+        self.path = path
+        self.clock = clock
+        with self.connect() as db:
+            db.executescript(_SCHEMA)
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """One connection, closed when the block ends (autocommit unless in a transaction)."""
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        try:
+            yield db
+        finally:
+            db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; BEGIN IMMEDIATE serialises writers across threads/processes."""
+        with self.connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
 
 class SimLedger:
-    """A simulated Lightning network persisted in one SQLite file (the embedded default)."""
+    """A simulated Lightning network persisted in one SQLite file (the embedded default).
+
+    The ledger owns the network itself (nodes and channels); invoices and payments are kept by
+    its :class:`SimInvoices` and :class:`SimPayments`, to which the per-node operations below
+    delegate.
+    """
 
     def __init__(
         self,
@@ -132,35 +170,27 @@ class SimLedger:
     ) -> None:
         if network not in CURRENCY:
             raise InvalidValue("network", f"must be one of {sorted(CURRENCY)}")
-        self.path = Path(path)
         self.network = network
-        self.clock = clock
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
+        self._file = _LedgerFile(Path(path), clock)
+        self.invoices = SimInvoices(self._file, network)
+        self.payments = SimPayments(self._file, self.invoices)
 
     def __repr__(self) -> str:
         return f"SimLedger({str(self.path)!r}, network={self.network!r})"
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        try:
-            yield db
-        finally:
-            db.close()
+    @property
+    def path(self) -> Path:
+        """The SQLite file holding the whole simulated network."""
+        return self._file.path
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; BEGIN IMMEDIATE serialises writers across threads/processes."""
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+    @property
+    def clock(self) -> Callable[[], int]:
+        """POSIX seconds stamped on channels, invoices and payments."""
+        return self._file.clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], int]) -> None:
+        self._file.clock = clock
 
     # -- the network: nodes and channels ---------------------------------------------------
 
@@ -172,7 +202,7 @@ class SimLedger:
         Calling it again with an existing alias returns that node, so devnets can call it on
         every start.
         """
-        with self._transaction() as db:
+        with self._file.transaction() as db:
             row = db.execute("SELECT pubkey FROM sim_ln_nodes WHERE alias = ?", (alias,)).fetchone()
             if row is not None:
                 return str(row["pubkey"])
@@ -191,7 +221,7 @@ class SimLedger:
 
         ``force_close_allowed`` stands for holding the force-close credential (SRS-SEC-13).
         """
-        with self._connect() as db:
+        with self._file.connect() as db:
             row = db.execute(
                 "SELECT pubkey FROM sim_ln_nodes WHERE (alias = ? OR pubkey = ?)"
                 " AND secret_hex IS NOT NULL",
@@ -223,7 +253,7 @@ class SimLedger:
             raise InvalidValue("capacity_sat", "must be a positive integer")
         if not 0 <= push_sat <= capacity_sat:
             raise InvalidValue("push_sat", "must lie between 0 and the capacity")
-        with self._transaction() as db:
+        with self._file.transaction() as db:
             for pubkey in (local_pubkey, remote_pubkey):
                 db.execute(
                     "INSERT INTO sim_ln_nodes (pubkey) VALUES (?) ON CONFLICT DO NOTHING",
@@ -241,7 +271,7 @@ class SimLedger:
                 (
                     f"{txid}:0", local_pubkey, remote_pubkey, capacity_sat,
                     (capacity_sat - push_sat) * 1000, push_sat * 1000, confirmations,
-                    self.clock(),
+                    self._file.clock(),
                 ),
             )
             row = db.execute(
@@ -255,7 +285,7 @@ class SimLedger:
         A cooperative close (``force=False``) is what a node's voluntary exit looks like
         (SRS-STAKE-08); a force close is the slashing action (SRS-STAKE-05).
         """
-        with self._transaction() as db:
+        with self._file.transaction() as db:
             row = db.execute(
                 "SELECT * FROM sim_ln_channels WHERE channel_point = ? AND closed_at IS NULL"
                 " AND (node_a = ? OR node_b = ?)",
@@ -267,13 +297,13 @@ class SimLedger:
             db.execute(
                 "UPDATE sim_ln_channels SET closed_at = ?, closing_txid = ?, forced = ?"
                 " WHERE id = ?",
-                (self.clock(), txid, int(force), row["id"]),
+                (self._file.clock(), txid, int(force), row["id"]),
             )
             return txid
 
     def closed_channel(self, channel_point: str) -> tuple[str, bool] | None:
         """``(closing_txid, forced)`` of a closed channel, None while open or unknown."""
-        with self._connect() as db:
+        with self._file.connect() as db:
             row = db.execute(
                 "SELECT closing_txid, forced FROM sim_ln_channels"
                 " WHERE channel_point = ? AND closed_at IS NOT NULL",
@@ -283,7 +313,7 @@ class SimLedger:
 
     def node_address(self, pubkey: str) -> str | None:
         """The ``host:port`` a simulated node pretends to listen on."""
-        with self._connect() as db:
+        with self._file.connect() as db:
             row = db.execute(
                 "SELECT address FROM sim_ln_nodes WHERE pubkey = ?", (pubkey,)
             ).fetchone()
@@ -291,9 +321,10 @@ class SimLedger:
 
     # -- one node's operations (SimLightning delegates here) --------------------------------
 
+
     def channels_of(self, pubkey: str, peer_pubkey: str | None) -> list[Channel]:
         """Open channels of ``pubkey``, all of them or only those with ``peer_pubkey``."""
-        with self._connect() as db:
+        with self._file.connect() as db:
             rows = db.execute(
                 "SELECT * FROM sim_ln_channels WHERE closed_at IS NULL"
                 " AND (node_a = ? OR node_b = ?) ORDER BY id",
@@ -306,13 +337,41 @@ class SimLedger:
 
     def create_invoice(self, payee: str, amount_msat: int, memo: str, expiry_s: int) -> Invoice:
         """Issue a real signed BOLT11 invoice from ``payee`` with a fresh preimage."""
+        return self.invoices.create(payee, amount_msat, memo, expiry_s)
+
+    def lookup_invoice(self, payee: str, payment_hash: str) -> Invoice:
+        """An invoice ``payee`` issued; an expired OPEN one reads as CANCELED, as in LND."""
+        return self.invoices.lookup(payee, payment_hash)
+
+    def invoice_preimage(self, payment_hash: str) -> str | None:
+        """The preimage of an invoice once it is settled (what the payer learns), else None."""
+        return self.invoices.preimage(payment_hash)
+
+    def lookup_payment(self, payer: str, payment_hash: str) -> PaymentResult | None:
+        """The latest payment ``payer`` made for this hash, None if it never tried."""
+        return self.payments.lookup(payer, payment_hash)
+
+    def pay(self, payer: str, invoice: str, max_fee_msat: int) -> PaymentResult:
+        """Pay ``invoice`` from ``payer`` atomically, at most once per payment hash (SRS-LN-04)."""
+        return self.payments.pay(payer, invoice, max_fee_msat)
+
+
+class SimInvoices:
+    """The BOLT11 invoices the simulated nodes issued, signed with each node's key."""
+
+    def __init__(self, file: _LedgerFile, network: str) -> None:
+        self._file = file
+        self.network = network
+
+    def create(self, payee: str, amount_msat: int, memo: str, expiry_s: int) -> Invoice:
+        """Issue a real signed BOLT11 invoice from ``payee`` with a fresh preimage."""
         if isinstance(amount_msat, bool) or not isinstance(amount_msat, int) or amount_msat < 1:
             raise InvalidValue("amount_msat", "must be a positive integer")
         if isinstance(expiry_s, bool) or not isinstance(expiry_s, int) or expiry_s < 1:
             raise InvalidValue("expiry_s", "must be a positive integer")
         if len(memo.encode()) > 639:
             raise InvalidValue("memo", "must fit in a BOLT11 description (639 bytes)")
-        with self._connect() as db:
+        with self._file.connect() as db:
             row = db.execute(
                 "SELECT secret_hex FROM sim_ln_nodes WHERE pubkey = ?", (payee,)
             ).fetchone()
@@ -320,7 +379,7 @@ class SimLedger:
             raise InvalidValue("node", "this simulated node has no key to sign invoices")
         preimage = os.urandom(32)
         payment_hash = hashlib.sha256(preimage).hexdigest()
-        created_at = self.clock()
+        created_at = self._file.clock()
         tags = Tags()
         tags.add(TagChar.payment_hash, payment_hash)
         tags.add(TagChar.payment_secret, os.urandom(32).hex())
@@ -336,7 +395,7 @@ class SimLedger:
             ),
             private_key=str(row["secret_hex"]),
         )
-        with self._transaction() as db:
+        with self._file.transaction() as db:
             db.execute(
                 "INSERT INTO sim_ln_invoices (payment_hash, payee, bolt11, amount_msat, memo,"
                 " preimage, created_at, expiry_s, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -345,23 +404,23 @@ class SimLedger:
                     created_at, expiry_s, InvoiceState.OPEN.value,
                 ),
             )
-        return self.lookup_invoice(payee, payment_hash)
+        return self.lookup(payee, payment_hash)
 
-    def lookup_invoice(self, payee: str, payment_hash: str) -> Invoice:
+    def lookup(self, payee: str, payment_hash: str) -> Invoice:
         """An invoice ``payee`` issued; an expired OPEN one reads as CANCELED, as in LND."""
         _check_hash(payment_hash)
-        with self._connect() as db:
+        with self._file.connect() as db:
             row = db.execute(
                 "SELECT * FROM sim_ln_invoices WHERE payment_hash = ? AND payee = ?",
                 (payment_hash, payee),
             ).fetchone()
         if row is None:
             raise InvoiceNotFound(f"no invoice with payment hash {payment_hash}")
-        return self._invoice(row)
+        return self.from_row(row)
 
-    def invoice_preimage(self, payment_hash: str) -> str | None:
+    def preimage(self, payment_hash: str) -> str | None:
         """The preimage of an invoice once it is settled (what the payer learns), else None."""
-        with self._connect() as db:
+        with self._file.connect() as db:
             row = db.execute(
                 "SELECT preimage, state FROM sim_ln_invoices WHERE payment_hash = ?",
                 (payment_hash,),
@@ -370,9 +429,10 @@ class SimLedger:
             return None
         return str(row["preimage"])
 
-    def _invoice(self, row: sqlite3.Row) -> Invoice:
+    def from_row(self, row: sqlite3.Row) -> Invoice:
+        """The invoice a ``sim_ln_invoices`` row holds, an expired OPEN one read as CANCELED."""
         state = InvoiceState(row["state"])
-        if state is InvoiceState.OPEN and self.clock() >= row["created_at"] + row["expiry_s"]:
+        if state is InvoiceState.OPEN and self._file.clock() >= row["created_at"] + row["expiry_s"]:
             state = InvoiceState.CANCELED
         return Invoice(
             bolt11=row["bolt11"],
@@ -386,10 +446,18 @@ class SimLedger:
             settled_at=row["settled_at"],
         )
 
-    def lookup_payment(self, payer: str, payment_hash: str) -> PaymentResult | None:
+
+class SimPayments:
+    """The payments the simulated nodes made: routed over open channels, settled atomically."""
+
+    def __init__(self, file: _LedgerFile, invoices: SimInvoices) -> None:
+        self._file = file
+        self._invoices = invoices
+
+    def lookup(self, payer: str, payment_hash: str) -> PaymentResult | None:
         """The latest payment ``payer`` made for this hash, None if it never tried."""
         _check_hash(payment_hash)
-        with self._connect() as db:
+        with self._file.connect() as db:
             row = db.execute(
                 "SELECT * FROM sim_ln_payments WHERE payer = ? AND payment_hash = ?",
                 (payer, payment_hash),
@@ -416,7 +484,7 @@ class SimLedger:
         payee_tag = decoded.tags.get(TagChar.payee)
         payee = payee_tag.data if payee_tag is not None else ""
         amount_msat = int(decoded.amount_msat)
-        with self._transaction() as db:
+        with self._file.transaction() as db:
             earlier = db.execute(
                 "SELECT * FROM sim_ln_payments WHERE payer = ? AND payment_hash = ?",
                 (payer, payment_hash),
@@ -438,7 +506,7 @@ class SimLedger:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     payer, payment_hash, invoice, amount_msat, fee_msat, status.value,
-                    preimage, failure, self.clock(),
+                    preimage, failure, self._file.clock(),
                 ),
             )
             row = db.execute(
@@ -464,7 +532,7 @@ class SimLedger:
             return "incorrect payment details: the payee knows no such invoice", 0
         if payee == payer:
             return "cannot pay an invoice issued by this node", 0
-        state = self._invoice(row).state
+        state = self._invoices.from_row(row).state
         if state is InvoiceState.SETTLED:
             return "invoice is already paid", 0
         if state is not InvoiceState.OPEN:
@@ -491,7 +559,7 @@ class SimLedger:
         db.execute(
             "UPDATE sim_ln_invoices SET state = ?, settled_at = ?, amount_paid_msat = ?"
             " WHERE payment_hash = ?",
-            (InvoiceState.SETTLED.value, self.clock(), amount_msat, payment_hash),
+            (InvoiceState.SETTLED.value, self._file.clock(), amount_msat, payment_hash),
         )
         return None, fee_msat
 
