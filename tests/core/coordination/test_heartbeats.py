@@ -1,4 +1,4 @@
-"""Admitting heartbeats (owm_core.coordination.heartbeats): SRS-NODE-04, SRS-SEC-03.
+"""Verifying and admitting heartbeats (owm_core.coordination.heartbeats): SRS-NODE-04, SRS-SEC-03.
 
 A verified heartbeat is admitted only from the node's registered key, citing the manifest the
 coordinator holds for it, and with a nonce the replay guard has not seen; a refused heartbeat
@@ -7,7 +7,9 @@ leaves the guard as it was.
 
 from __future__ import annotations
 
+import json
 import os
+from typing import Any
 
 import attrs
 import pytest
@@ -20,9 +22,23 @@ from owm_core.coordination.heartbeats import (
     admit_heartbeat,
     verify_heartbeat,
 )
-from owm_core.errors import InvalidTransition, NotFound, ReplayRejected, SignatureInvalid
+from owm_core.coordination.wire import open_envelope
+from owm_core.errors import (
+    DomainError,
+    InvalidTransition,
+    NotFound,
+    ReplayRejected,
+    SignatureInvalid,
+)
 from owm_core.identity import envelopes
-from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, Heartbeat, ReplayGuard
+from owm_core.identity.envelopes import (
+    ENVELOPE_DOMAIN,
+    CapabilityManifest,
+    EnvelopeKind,
+    Heartbeat,
+    ReplayGuard,
+    open_body,
+)
 from owm_core.identity.keys import Identity
 from owm_core.nodes.tiers import Tier
 
@@ -145,3 +161,105 @@ def test_the_guard_does_not_remember_the_nonce_of_a_refused_beat(
         admit_heartbeat(*refused, guard, NOW)
 
     assert admit_heartbeat(good, REGISTERED, guard, NOW) == (WHO.node_id, NOW)
+
+
+# --------------------------------------------------------------------------- verification
+
+
+HB_SIGNERS = [Identity.from_seed(bytes([i]) * 32) for i in range(1, 4)]
+INT64_EDGES = st.one_of(st.integers(0, 5), st.integers(2**63 - 2, 2**63 + 1), st.integers(-2, -1))
+
+
+def signed_heartbeat_wire(
+    who: Identity, body: dict[str, Any], issued_at: int, nonce: str, kind: str = "heartbeat"
+) -> bytes:
+    """Wire bytes signed over any body and fields, bypassing seal()'s checks (for the oracle)."""
+    unsigned = {"body": body, "issued_at": issued_at, "kind": kind, "nonce": nonce}
+    unsigned["signer"] = who.public_key_hex
+    message = (
+        ENVELOPE_DOMAIN
+        + kind.encode()
+        + b"\x00"
+        + json.dumps(unsigned, sort_keys=True, separators=(",", ":")).encode()
+    )
+    wire = {**unsigned, "signature": who.sign(message).hex()}
+    return json.dumps(wire, sort_keys=True, separators=(",", ":")).encode()
+
+
+def full_heartbeat_path(raw: bytes) -> object:
+    """The verdict of the general path: the fields read, or the error's type and message."""
+    try:
+        envelope = open_envelope(raw, EnvelopeKind.HEARTBEAT, "heartbeat_envelope")
+        body = open_body(envelope)
+    except DomainError as exc:
+        return type(exc), str(exc)
+    assert isinstance(body, Heartbeat)
+    return (body.node_id, envelope.signer, envelope.nonce, envelope.issued_at, body.seq,
+            body.manifest_digest)  # fmt: skip
+
+
+def fast_heartbeat_path(raw: bytes) -> object:
+    try:
+        return tuple(verify_heartbeat(raw))
+    except DomainError as exc:
+        return type(exc), str(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    signer=st.sampled_from(HB_SIGNERS),
+    named=st.sampled_from(["own", "other", "upper", "short"]),
+    seq=INT64_EDGES,
+    issued_at=INT64_EDGES,
+    digest=st.sampled_from([MANIFEST.digest(), MANIFEST.digest().upper(), "ab" * 31]),
+    nonce=st.sampled_from(["0f" * 16, "0F" * 16, "0f" * 15]),
+    extra=st.booleans(),
+    kind=st.sampled_from(["heartbeat", "heartbeat", "task_proof"]),
+    mutation=st.one_of(
+        st.none(),
+        st.tuples(st.integers(0, 600), st.integers(0, 255)),
+        st.tuples(st.integers(0, 600), st.none()),
+    ),
+)
+def test_the_heartbeat_fast_path_gives_the_full_paths_verdict(
+    signer: Identity,
+    named: str,
+    seq: int,
+    issued_at: int,
+    digest: str,
+    nonce: str,
+    extra: bool,
+    kind: str,
+    mutation: tuple[int, int | None] | None,
+) -> None:
+    node_id = {
+        "own": signer.node_id,
+        "other": HB_SIGNERS[0].node_id if signer is not HB_SIGNERS[0] else HB_SIGNERS[1].node_id,
+        "upper": signer.node_id.upper(),
+        "short": signer.node_id[:-1],
+    }[named]
+    body: dict[str, Any] = {"manifest_digest": digest, "node_id": node_id, "seq": seq}
+    if extra:
+        body["zz"] = 1
+    raw = signed_heartbeat_wire(signer, body, issued_at, nonce, kind)
+    if mutation is not None:
+        at, value = mutation
+        at %= len(raw)
+        raw = raw[:at] + (b"" if value is None else bytes([value])) + raw[at + 1 :]
+
+    assert fast_heartbeat_path(raw) == full_heartbeat_path(raw)
+
+
+def test_a_canonical_heartbeat_takes_the_fast_path_with_the_full_paths_fields() -> None:
+    who = HB_SIGNERS[2]
+    body = Heartbeat(node_id=who.node_id, seq=7, manifest_digest=MANIFEST.digest())
+    raw = envelopes.to_bytes(envelopes.seal(who, EnvelopeKind.HEARTBEAT, body, "ab" * 16, NOW))
+
+    fields = verify_heartbeat(raw)
+
+    assert tuple(fields) == full_heartbeat_path(raw)
+    assert (fields.node_id, fields.seq, fields.issued_at) == (who.node_id, 7, NOW)
+    with pytest.raises(SignatureInvalid):
+        verify_heartbeat(raw.replace(b'"seq":7', b'"seq":8'))
+    spaced = raw.replace(b'"seq":7', b'"seq": 7')  # valid JSON, not canonical: full path
+    assert tuple(verify_heartbeat(spaced)) == full_heartbeat_path(spaced) == tuple(fields)
