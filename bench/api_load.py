@@ -138,7 +138,7 @@ def serve_owm(port: int, workdir: str, key_file: str) -> None:
 
     from owm_adapters.bootstrap.api import build_api_services
     from owm_adapters.bootstrap.coordinator import build_coordinator
-    from owm_adapters.bootstrap.settings import CoordinatorSettings
+    from owm_adapters.bootstrap.settings import CoordinatorSection, CoordinatorSettings
     from owm_adapters.clock import SystemClock
     from owm_adapters.lightning.embedded import SimLedger
     from owm_adapters.storage.sql import open_repositories, sqlite_url
@@ -151,15 +151,18 @@ def serve_owm(port: int, workdir: str, key_file: str) -> None:
     ledger = SimLedger(data / "lightning.sqlite3")
     treasury = ledger.add_node("treasury")
     clock = SystemClock()
+    settings = CoordinatorSettings(coordinator=CoordinatorSection(
+        data_dir=str(data), signing_key_path=str(data / "coordinator.key")))
     coordinator = build_coordinator(
-        CoordinatorSettings(), repositories=repos, lightning=ledger.lightning("treasury"),
-        clock=clock,
+        settings, store=repos, treasury=ledger.lightning("treasury"),
+        force_closer=ledger.lightning("treasury", force_close_allowed=True), clock=clock,
     )  # fmt: skip
     services = build_api_services(coordinator, data_dir=data)
     _seed(repos, services, ledger, treasury, clock.now())
     _key, secret = services.create_api_key("bench", Plan.COMMERCIAL)
     Path(key_file).write_text(secret)
-    uvicorn.Server(api_config(create_app(services), "127.0.0.1", port)).run()
+    with coordinator.running(2):
+        uvicorn.Server(api_config(create_app(services), "127.0.0.1", port)).run()
 
 
 def serve_bare(port: int) -> None:

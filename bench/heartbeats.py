@@ -169,7 +169,7 @@ def ingest(
 ) -> float:
     """Serve a coordinator over ``url`` and time the load generator's heartbeats; hb/min."""
     from owm_adapters.bootstrap.coordinator import build_coordinator
-    from owm_adapters.bootstrap.settings import CoordinatorSettings
+    from owm_adapters.bootstrap.settings import CoordinatorSection, CoordinatorSettings
     from owm_adapters.services.coordinator.service import ServiceConfig
     from owm_adapters.storage.sql import open_repositories
     from owm_server.grpc.server import CoordinatorServer
@@ -181,13 +181,22 @@ def ingest(
     repositories = open_repositories(url)
     now = int(time.time())
     seed_nodes(repositories, identities, now)
-    service = build_coordinator(
-        CoordinatorSettings(),
-        repositories=repositories,
-        lightning=NoLightning(),  # type: ignore[arg-type]
+    data = Path(tempfile.mkdtemp(prefix="owm-bench-hb-"))
+    settings = CoordinatorSettings(coordinator=CoordinatorSection(
+        data_dir=str(data), signing_key_path=str(data / "coordinator.key")))
+    # What ``owm-coordinator serve`` runs (payouts, slashing, FL rounds), over a treasury that
+    # has no channels.
+    coordinator = build_coordinator(
+        settings,
+        store=repositories,
+        treasury=NoLightning(),  # type: ignore[arg-type]
+        force_closer=NoLightning(),  # type: ignore[arg-type]
         config=ServiceConfig(heartbeat_flush_s=0.05, heartbeat_batch_max=5_000),
     )
-    server = CoordinatorServer(service, "127.0.0.1:0", max_workers=max(8, args.streams * 2))
+    server = CoordinatorServer(
+        coordinator.service, "127.0.0.1:0", max_workers=max(8, args.streams * 2)
+    )
+    coordinator.workers.start()
     server.start()
     ctx = mp.get_context("spawn")
     with tempfile.NamedTemporaryFile(suffix=".pickle", delete=False) as fh:
@@ -205,6 +214,8 @@ def ingest(
     finally:
         os.unlink(fh.name)
         server.stop(5)
+        coordinator.workers.stop(5)
+        shutil.rmtree(data, ignore_errors=True)
     accepted = sum(r[0] for r in results)
     rejected = sum(r[1] for r in results)
     written = sum(1 for n in repositories.nodes.list() if n.last_heartbeat >= now)

@@ -84,7 +84,7 @@ def serve_coordinator(workdir: str, info_file: str, spot_rate_ppm: int) -> None:
 
     from owm_adapters.bootstrap.api import build_api_services
     from owm_adapters.bootstrap.coordinator import build_coordinator
-    from owm_adapters.bootstrap.settings import CoordinatorSettings
+    from owm_adapters.bootstrap.settings import CoordinatorSection, CoordinatorSettings
     from owm_adapters.clock import SystemClock
     from owm_adapters.knowledge.minilm import MiniLmEmbedder
     from owm_adapters.knowledge.qdrant import QdrantVectorStore
@@ -110,12 +110,15 @@ def serve_coordinator(workdir: str, info_file: str, spot_rate_ppm: int) -> None:
                                         spot_check_rate_ppm=spot_rate_ppm),
         assignment_timeout_s=30,
     )
+    settings = CoordinatorSettings(coordinator=CoordinatorSection(
+        data_dir=str(data), signing_key_path=str(data / "coordinator.key")))
     coordinator = build_coordinator(
-        CoordinatorSettings(), repositories=repos, lightning=ledger.lightning("treasury"),
+        settings, store=repos, treasury=ledger.lightning("treasury"),
+        force_closer=ledger.lightning("treasury", force_close_allowed=True),
         clock=clock, config=config,
     )
-    coordinator.start()
-    grpc_server = CoordinatorServer(coordinator, "127.0.0.1:0", max_workers=64)
+    coordinator.workers.start()
+    grpc_server = CoordinatorServer(coordinator.service, "127.0.0.1:0", max_workers=64)
     grpc_server.start()
     embedder = MiniLmEmbedder()
     embedder.embed(["warm up"])
@@ -133,7 +136,7 @@ def serve_coordinator(workdir: str, info_file: str, spot_rate_ppm: int) -> None:
     stop.wait()
     api.stop(2)
     grpc_server.stop(1)
-    coordinator.stop(2)
+    coordinator.workers.stop(2)
 
 
 # --------------------------------------------------------------------------- the nodes

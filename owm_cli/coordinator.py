@@ -17,9 +17,10 @@ from owm_cli.errors import OwmGroup
 from owm_core.access.ratelimit import Transport
 
 if TYPE_CHECKING:
+    from owm_adapters.bootstrap.coordinator import Coordinator
     from owm_adapters.bootstrap.settings import CoordinatorSettings
-    from owm_adapters.services.coordinator.service import CoordinatorService
     from owm_adapters.services.knowledge import KnowledgeBase
+    from owm_server.grpc.server import CoordinatorServer
     from owm_server.http.serve import ApiServer
 
 
@@ -67,25 +68,15 @@ def serve(config_path: Path | None) -> None:
     Shutdown is graceful: new requests are refused, task streams end, in-flight requests
     finish, pending heartbeats are written, then the process exits 0.
     """
-    from owm_adapters.bootstrap.coordinator import (
-        attach_slashing,
-        build_coordinator,
-        coordinator_identity_from,
-    )
+    from owm_adapters.bootstrap.coordinator import build_coordinator
     from owm_adapters.bootstrap.settings import load_coordinator_settings
-    from owm_server.grpc.server import CoordinatorServer
-    from owm_server.metrics import CoordinatorMetrics
 
     settings = load_coordinator_settings(config_path)
-    section = settings.coordinator
-    service = build_coordinator(settings)
-    identity, created = coordinator_identity_from(settings, service.repositories)
-    if created:
-        click.echo(f"created the coordinator's signing key {section.signing_key_path} (0600)")
-    attach_slashing(settings, service, coordinator=identity)
-    metrics = CoordinatorMetrics()
-    metrics.bind(service)
-    server = CoordinatorServer(service, section.grpc_listen, onion_listen=section.onion_listen)
+    coordinator = build_coordinator(settings)
+    if coordinator.signing_key_created:
+        click.echo(
+            f"created the coordinator's signing key {settings.coordinator.signing_key_path} (0600)"
+        )
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:
@@ -93,27 +84,34 @@ def serve(config_path: Path | None) -> None:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    try:
+        with coordinator.running():
+            _serve(coordinator, settings, stop)
+    finally:
+        coordinator.store.close()
+    click.echo("stopped")
+
+
+def _serve(coordinator: Coordinator, settings: CoordinatorSettings, stop: threading.Event) -> None:
+    """gRPC, HTTP and metrics over a running ``coordinator`` until ``stop`` is set."""
+    from owm_server.grpc.server import CoordinatorServer
+    from owm_server.metrics import CoordinatorMetrics
+
+    section = settings.coordinator
+    metrics = CoordinatorMetrics()
+    metrics.bind(coordinator.service)
+    server = CoordinatorServer(
+        coordinator.service, section.grpc_listen, onion_listen=section.onion_listen,
+        invoices=coordinator.node_invoices,
+    )
     server.start()
     api = knowledge = None
     try:
         if section.api_listen:
-            knowledge = _knowledge_base(service, settings)
-            api = _start_api(service, settings, knowledge)
+            knowledge = _knowledge_base(coordinator, settings)
+            api = _start_api(coordinator, settings, knowledge)
         metrics_port = metrics.serve(section.metrics_listen) if section.metrics_listen else None
-        host = section.grpc_listen.rpartition(":")[0]
-        click.echo(f"gRPC control plane  {host}:{server.port}")
-        if section.onion_listen:
-            onion_host = section.onion_listen.rpartition(":")[0]
-            click.echo(f"onion endpoint      {onion_host}:{server.ports[Transport.ONION]}")
-        if api is not None:
-            api_host = section.api_listen.rpartition(":")[0]
-            click.echo(f"HTTP API            http://{api_host}:{api.port}/v1")
-        if metrics_port is not None:
-            metrics_host = section.metrics_listen.rpartition(":")[0]
-            click.echo(f"metrics             http://{metrics_host}:{metrics_port}/metrics")
-        click.echo(f"slashing log key    {identity.public_key_hex}")
-        click.echo("ready; SIGTERM or Ctrl-C stops gracefully")
-        sys.stdout.flush()
+        _say_ready(coordinator, settings, server, api, metrics_port)
         stop.wait()
         click.echo("stopping: refusing new requests, finishing in-flight ones, flushing heartbeats")
     finally:
@@ -123,32 +121,54 @@ def serve(config_path: Path | None) -> None:
         if knowledge is not None:
             knowledge.close()
         metrics.close()
-        service.repositories.close()
-    click.echo("stopped")
+
+
+def _say_ready(
+    coordinator: Coordinator,
+    settings: CoordinatorSettings,
+    server: CoordinatorServer,
+    api: ApiServer | None,
+    metrics_port: int | None,
+) -> None:
+    section = settings.coordinator
+    host = section.grpc_listen.rpartition(":")[0]
+    click.echo(f"gRPC control plane  {host}:{server.port}")
+    if section.onion_listen:
+        onion_host = section.onion_listen.rpartition(":")[0]
+        click.echo(f"onion endpoint      {onion_host}:{server.ports[Transport.ONION]}")
+    if api is not None:
+        api_host = section.api_listen.rpartition(":")[0]
+        click.echo(f"HTTP API            http://{api_host}:{api.port}/v1")
+    if metrics_port is not None:
+        metrics_host = section.metrics_listen.rpartition(":")[0]
+        click.echo(f"metrics             http://{metrics_host}:{metrics_port}/metrics")
+    if coordinator.slashing is not None:
+        click.echo(f"slashing log key    {coordinator.slashing.coordinator_public_key}")
+    click.echo("ready; SIGTERM or Ctrl-C stops gracefully")
+    sys.stdout.flush()
 
 
 def _knowledge_base(
-    service: CoordinatorService, settings: CoordinatorSettings
+    coordinator: Coordinator, settings: CoordinatorSettings
 ) -> KnowledgeBase | None:
     """The conglomerate's knowledge base of ``[knowledge]`` (None when disabled); its datasets
     are stamped through the coordinator's provenance, as its model versions are."""
     from owm_adapters.bootstrap.coordinator import knowledge_base_from
-    from owm_adapters.services.fl_rounds import fl_service_of
 
     if not settings.knowledge.enabled:
         return None
     click.echo(f"knowledge base      loading ({settings.knowledge.embedder} embeddings"
                f"{', demo datasets' if settings.knowledge.demo_data else ''})")
     sys.stdout.flush()
-    fl = fl_service_of(service)
+    fl = coordinator.fl
     return knowledge_base_from(
-        settings, service.repositories, now=service.clock.now(),
+        settings, coordinator.store, now=coordinator.clock.now(),
         timestamping=None if fl is None else fl.timestamping,
     )
 
 
 def _start_api(
-    service: CoordinatorService,
+    coordinator: Coordinator,
     settings: CoordinatorSettings,
     knowledge: KnowledgeBase | None,
 ) -> ApiServer:
@@ -159,7 +179,7 @@ def _start_api(
     section = settings.coordinator
     try:
         api = api_server_for(
-            service, section.api_listen, data_dir=data_dir_of(settings),
+            coordinator, section.api_listen, data_dir=data_dir_of(settings),
             grace_s=section.grace_period_s, knowledge=knowledge,
         )
         api.start()

@@ -13,9 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from owm_adapters.bootstrap.coordinator import Coordinator
 from owm_adapters.services.api import ApiConfig, ApiServices
-from owm_adapters.services.coordinator.service import CoordinatorService
-from owm_adapters.services.fl_rounds import fl_service_of
 from owm_adapters.services.knowledge import KnowledgeBase
 from owm_adapters.services.queries import KnowledgeSource, QueryConfig, QueryService
 
@@ -38,7 +37,7 @@ def l402_secret_from(data_dir: Path) -> bytes:
 
 
 def build_api_services(
-    coordinator: CoordinatorService,
+    coordinator: Coordinator,
     *,
     data_dir: Path | None = None,
     l402_secret: bytes | None = None,
@@ -46,7 +45,7 @@ def build_api_services(
     knowledge: KnowledgeSource | None = None,
     query_config: QueryConfig | None = None,
 ) -> ApiServices:
-    """The API's services over ``coordinator``'s repositories, Lightning node and clock.
+    """The API's services over ``coordinator``'s store, treasury, clock, slashing and FL rounds.
 
     Give ``l402_secret`` (≥ 32 bytes) directly, or a ``data_dir`` to keep it in; with neither,
     a fresh secret is drawn and tokens do not survive a restart (tests, benchmarks).
@@ -54,15 +53,15 @@ def build_api_services(
     """
     if l402_secret is None:
         l402_secret = l402_secret_from(data_dir) if data_dir is not None else os.urandom(32)
-    services = ApiServices(coordinator, l402_secret, config)
+    services = ApiServices(coordinator.service, l402_secret, config, slashing=coordinator.slashing)
     services.queries = build_query_service(coordinator, knowledge, query_config)
     services.knowledge = knowledge if isinstance(knowledge, KnowledgeBase) else None
-    services.fl = fl_service_of(coordinator)
+    services.fl = coordinator.fl
     return services
 
 
 def build_query_service(
-    coordinator: CoordinatorService,
+    coordinator: Coordinator,
     knowledge: KnowledgeSource | None,
     config: QueryConfig | None = None,
 ) -> QueryService | None:
@@ -71,5 +70,5 @@ def build_query_service(
     if knowledge is None:
         return None
     return QueryService(
-        knowledge, coordinator, coordinator.repositories, coordinator.clock, config
+        knowledge, coordinator.service, coordinator.store, coordinator.clock, config
     )

@@ -10,17 +10,22 @@ pass in-memory repositories, a fake Lightning node or a stepping clock.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import attrs
 
 from owm_adapters.bootstrap.settings import ConfigError, CoordinatorSettings
 from owm_adapters.clock import SystemClock
 from owm_adapters.services.coordinator.service import CoordinatorService, ServiceConfig
 from owm_adapters.services.slashing import SlashingService
+from owm_adapters.services.workers import Workers
 from owm_adapters.storage import keystore
 from owm_core.errors import DomainError, InvalidValue
 from owm_core.identity.keys import Identity
-from owm_core.market.tasks import VerificationMode, VerificationPolicy
+from owm_core.market.tasks import Settlement, VerificationMode, VerificationPolicy
 from owm_core.ports.clock import Clock
 from owm_core.ports.embeddings import Embedder
 from owm_core.ports.invoices import InvoiceSource
@@ -34,8 +39,9 @@ if TYPE_CHECKING:
     from owm_adapters.lightning.cln import ClnRestForceClose
     from owm_adapters.lightning.embedded import SimLedger
     from owm_adapters.lightning.node_invoices import NodeInvoiceSource
-    from owm_adapters.services.fl_rounds import FlRoundService
+    from owm_adapters.services.fl_rounds import FlRoundService, SignalSink
     from owm_adapters.services.knowledge import KnowledgeBase
+    from owm_adapters.services.payouts import PayoutDispatcher
 
 LIGHTNING_FILE = "lightning.sqlite3"
 
@@ -105,43 +111,128 @@ def service_config_of(settings: CoordinatorSettings) -> ServiceConfig:
     )
 
 
+@attrs.frozen
+class Coordinator:
+    """Everything one coordinator process runs, built only by :func:`build_coordinator`.
+
+    Shells hold it and never patch it. ``workers`` lists what runs in the background, in
+    start order: the task market's threads first, then payouts, slashing and FL rounds;
+    :meth:`running` starts them and stops them in reverse.
+    """
+
+    store: Repositories
+    clock: Clock
+    #: The payment handle; never the force-close credential (SRS-SEC-13).
+    treasury: Lightning
+    #: The façade the shells call: registry, heartbeats, task market.
+    service: CoordinatorService
+    payouts: PayoutDispatcher | None
+    slashing: SlashingService | None
+    fl: FlRoundService | None
+    #: Invoices the nodes hand in over gRPC (SRS-LN-04), when that is where payees' come from.
+    node_invoices: NodeInvoiceSource | None
+    #: The coordinator's log-signing key, and whether it was created by this build.
+    signing_key_created: bool
+    workers: Workers
+
+    @contextmanager
+    def running(self, timeout_s: float = 10.0) -> Iterator[Coordinator]:
+        """Start the workers for the ``with`` block; stop them in reverse after it."""
+        with self.workers.running(timeout_s):
+            yield self
+
+
 def build_coordinator(
     settings: CoordinatorSettings,
     *,
-    repositories: Repositories | None = None,
-    lightning: Lightning | None = None,
+    store: Repositories | None = None,
+    treasury: Lightning | None = None,
+    force_closer: Lightning | None = None,
     clock: Clock | None = None,
     config: ServiceConfig | None = None,
     invoices: InvoiceSource | None = None,
-) -> CoordinatorService:
+    timestamping: Timestamping | None = None,
+    coordinator_key: Identity | None = None,
+    slashing: bool = True,
+    payout_sweep_s: float | None = None,
+) -> Coordinator:
     """The coordinator application for ``settings``; any port may be passed in instead.
 
-    The service is not started: call ``start()`` (the server shells do) and ``stop()``.
-    The payment dispatcher (SRS-LN-04/08) joins it when an invoice source is known: by
-    default (no ``lightning`` or ``invoices`` passed) the invoices the nodes hand in over gRPC
-    (:func:`node_invoice_source`, with the embedded ledger's simulated nodes as fallback when
-    the treasury is the embedded default), else ``invoices`` if given.
+    Nothing is started: use :meth:`Coordinator.running`. The payment dispatcher (SRS-LN-04/08)
+    runs when an invoice source is known: by default (no ``treasury`` or ``invoices`` passed)
+    the invoices the nodes hand in over gRPC (:func:`node_invoice_source`, with the embedded
+    ledger's simulated nodes as fallback when the treasury is the embedded default), else
+    ``invoices`` if given. The slashing service (SRS-STAKE-04..07) hears of lost task
+    verifications as ``fake_proof`` signals and FL anomalies; its key is ``coordinator_key``
+    or the one of :func:`coordinator_identity_from`, and its force-close handle
+    ``force_closer`` or the one of :func:`force_closer_from`. ``slashing=False`` leaves it out
+    (unit tests of other parts). FL rounds run when ``[fl] enabled``. ``payout_sweep_s``
+    overrides how often the payout worker sweeps its outbox when no settlement wakes it.
     """
-    default_invoices = lightning is None and invoices is None
-    service = CoordinatorService(
-        repositories if repositories is not None else repositories_from(settings),
-        lightning if lightning is not None else lightning_from(settings),
-        clock if clock is not None else SystemClock(),
-        config if config is not None else service_config_of(settings),
-    )
-    if default_invoices:
-        invoices = node_invoice_source(settings, service)
-    invoices = attach_node_invoices(service, invoices)
-    if invoices is not None:
-        from owm_adapters.services.payouts import PayoutDispatcher, attach_payouts
+    from owm_adapters.services.payouts import DEFAULT_SWEEP_S, PayoutDispatcher
 
-        attach_payouts(
-            service,
-            PayoutDispatcher(service.repositories, service.lightning, invoices, service.clock),
+    default_invoices = treasury is None and invoices is None
+    store = store if store is not None else repositories_from(settings)
+    treasury = treasury if treasury is not None else lightning_from(settings)
+    clock = clock if clock is not None else SystemClock()
+    if default_invoices:
+        invoices = node_invoice_source(settings, store, clock)
+    node_invoices = invoices if isinstance(invoices, _node_invoice_type()) else None
+    payouts = None
+    if invoices is not None:
+        payouts = PayoutDispatcher(
+            store, treasury, invoices, clock,
+            sweep_s=DEFAULT_SWEEP_S if payout_sweep_s is None else payout_sweep_s,
         )
+    slashing_service, created = None, False
+    if slashing:
+        if coordinator_key is None:
+            coordinator_key, created = coordinator_identity_from(settings, store)
+        slashing_service = slashing_service_from(
+            settings, store, clock, force_closer=force_closer, coordinator=coordinator_key
+        )
+    service = CoordinatorService(
+        store,
+        treasury,
+        clock,
+        config if config is not None else service_config_of(settings),
+        settlement_listeners=_settlement_listeners(store, clock, payouts, slashing_service),
+    )
+    fl = None
     if settings.fl.enabled:
-        attach_fl_rounds(settings, service)
-    return service
+        fl = fl_rounds_from(
+            settings, service, timestamping=timestamping,
+            signals=None if slashing_service is None else slashing_service.report,
+        )
+    workers = Workers(tuple(w for w in (service, payouts, slashing_service, fl) if w is not None))
+    return Coordinator(
+        store=store, clock=clock, treasury=treasury, service=service, payouts=payouts,
+        slashing=slashing_service, fl=fl, node_invoices=node_invoices,
+        signing_key_created=created, workers=workers,
+    )
+
+
+def _settlement_listeners(
+    store: Repositories,
+    clock: Clock,
+    payouts: PayoutDispatcher | None,
+    slashing: SlashingService | None,
+) -> tuple[Callable[[Settlement], None], ...]:
+    """Who hears of settlements: the payout dispatcher, then the fake-proof detector."""
+    from owm_adapters.services.slashing import FakeProofDetector
+
+    listeners: list[Callable[[Settlement], None]] = []
+    if payouts is not None:
+        listeners.append(payouts.on_settlement)
+    if slashing is not None:
+        listeners.append(FakeProofDetector(store, clock, slashing.report))
+    return tuple(listeners)
+
+
+def _node_invoice_type() -> type[NodeInvoiceSource]:
+    from owm_adapters.lightning.node_invoices import NodeInvoiceSource
+
+    return NodeInvoiceSource
 
 
 def _real_lightning(settings: CoordinatorSettings, *, force_close: bool) -> Lightning:
@@ -197,7 +288,7 @@ def _cln_force_closer(settings: CoordinatorSettings) -> ClnRestForceClose | None
 
 
 def node_invoice_source(
-    settings: CoordinatorSettings, service: CoordinatorService
+    settings: CoordinatorSettings, store: Repositories, clock: Clock
 ) -> NodeInvoiceSource:
     """Where the payout dispatcher gets payees' invoices (SRS-LN-04): handed in by the nodes
     (gRPC SubmitInvoice), falling back to the embedded ledger's simulated nodes on devnets."""
@@ -208,18 +299,7 @@ def node_invoice_source(
         LedgerInvoiceSource(_embedded_ledger(settings))
         if settings.lightning.backend == "embedded" else None
     )
-    return NodeInvoiceSource(service.repositories, service.clock, fallback=fallback)
-
-
-def attach_node_invoices(
-    service: CoordinatorService, invoices: InvoiceSource | None
-) -> InvoiceSource | None:
-    """Let the control plane reach ``invoices`` when nodes hand theirs in (SRS-LN-04)."""
-    from owm_adapters.lightning.node_invoices import NodeInvoiceSource
-
-    if isinstance(invoices, NodeInvoiceSource):
-        service.node_invoices = invoices
-    return invoices
+    return NodeInvoiceSource(store, clock, fallback=fallback)
 
 
 def _embedded_ledger(settings: CoordinatorSettings) -> SimLedger:
@@ -259,40 +339,6 @@ def coordinator_identity_from(
             f"coordinator.signing_key_path: {path} is not the key that signed the slashing log"
         )
     return identity, False
-
-
-def attach_slashing(
-    settings: CoordinatorSettings,
-    service: CoordinatorService,
-    *,
-    coordinator: Identity | None = None,
-    force_closer: Lightning | None = None,
-) -> SlashingService:
-    """Build the slashing service of a coordinator and wire it in (SRS-STAKE-04..07).
-
-    It becomes ``service.slashing``; lost task verifications feed it as ``fake_proof`` signals
-    (a settlement listener, :class:`~owm_adapters.services.slashing.FakeProofDetector`); it
-    resumes interrupted decisions and open cases when the service starts, then every minute.
-    The force-close handle holds the separate credential (SRS-SEC-13): built from the settings
-    for the embedded ledger, else pass ``force_closer``. ``coordinator`` defaults to
-    :func:`coordinator_identity_from`.
-    """
-    from owm_adapters.services.slashing import FakeProofDetector
-
-    if coordinator is None:
-        coordinator, _created = coordinator_identity_from(settings, service.repositories)
-    slashing = slashing_service_from(
-        settings,
-        service.repositories,
-        service.clock,
-        force_closer=force_closer,
-        coordinator=coordinator,
-    )
-    service.slashing = slashing
-    service.on_settlement(FakeProofDetector(service.repositories, service.clock, slashing.report))
-    service.add_worker(slashing.start, slashing.stop)
-    return slashing
-
 
 
 def knowledge_base_from(
@@ -360,21 +406,21 @@ def upload_url_of(api_listen: str) -> str:
     return f"http://{host}:{port}/v1/fl/updates"
 
 
-def attach_fl_rounds(
+def fl_rounds_from(
     settings: CoordinatorSettings,
     service: CoordinatorService,
     *,
     timestamping: Timestamping | None = None,
+    signals: SignalSink | None = None,
 ) -> FlRoundService:
-    """Build the FL round service of ``[fl]`` and ``[provenance]`` and join it to ``service``.
+    """The FL round service of ``[fl]`` and ``[provenance]`` over ``service``'s task market.
 
     Model versions are stamped through ``timestamping``, by default the embedded calendar and
     local chain under ``<data_dir>/provenance`` (created on first use); weights files go to
-    ``<data_dir>/fl/weights``. The API finds the service with
-    :func:`owm_adapters.services.fl_rounds.fl_service_of`.
+    ``<data_dir>/fl/weights``. Its slashing signals go to ``signals`` (else the log).
     """
     from owm_adapters.provenance.embedded import EmbeddedProvenance
-    from owm_adapters.services.fl_rounds import FlConfig, attach_fl
+    from owm_adapters.services.fl_rounds import FlConfig, FlRoundService
 
     fl, provenance = settings.fl, settings.provenance
     if timestamping is None and provenance.backend != "embedded":
@@ -417,12 +463,13 @@ def attach_fl_rounds(
             interval_s=provenance.calendar_interval_s,
             url=provenance.calendar_url,
         )
-    return attach_fl(
+    return FlRoundService(
         service,
         timestamping,
         directory / "fl" / "weights",
         config,
         upload_url=fl.upload_url or upload_url_of(settings.coordinator.api_listen),
+        signals=signals,
     )
 
 
@@ -445,7 +492,7 @@ def slashing_service_from(
     coordinator key is read from ``[coordinator] signing_key_path`` (``owm-coordinator init``).
     """
     if force_closer is None:
-        force_closer = _force_closer_from(settings)
+        force_closer = force_closer_from(settings)
     identity = coordinator or keystore.load_identity(
         Path(settings.coordinator.signing_key_path).expanduser()
     )
@@ -460,7 +507,7 @@ def slashing_service_from(
     )
 
 
-def _force_closer_from(settings: CoordinatorSettings) -> Lightning:
+def force_closer_from(settings: CoordinatorSettings) -> Lightning:
     """The Lightning handle that holds the force-close credential (SRS-SEC-13)."""
     ln = settings.lightning
     if ln.backend in {"lnd", "cln"}:

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
+from owm_adapters.lightning.node_invoices import NodeInvoiceSource
 from owm_adapters.services.coordinator.service import CoordinatorService, TaskStreamHandle
 from owm_core.access.ratelimit import Transport
 from owm_core.coordination.challenges import Challenge, ChallengePurpose, challenge_message
@@ -104,8 +105,14 @@ class InProcessFeed:
 class InProcessControlPlane:
     """:class:`~owm_core.ports.control_plane.ControlPlane` over a service in this process."""
 
-    def __init__(self, service: CoordinatorService, client_ip: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        service: CoordinatorService,
+        client_ip: str = "127.0.0.1",
+        invoices: NodeInvoiceSource | None = None,
+    ) -> None:
         self.service = service
+        self.invoices = invoices
         self.client_ip = client_ip
 
     def _challenge(self, signer: ChallengeSigner, purpose: ChallengePurpose) -> Challenge:
@@ -220,14 +227,14 @@ class InProcessControlPlane:
 
     def pending_payouts(self, query_envelope: bytes) -> list[PendingPayout]:
         """The payouts awaiting this node's invoice (none without a node invoice source)."""
-        invoices = self.service.node_invoices
+        invoices = self.invoices
         if invoices is None:
             return []
         return _refused(lambda: invoices.pending_for(query_envelope))
 
     def submit_invoice(self, invoice_envelope: bytes) -> str:
         """Hand in a signed invoice for a pending payout; its payment hash."""
-        invoices = self.service.node_invoices
+        invoices = self.invoices
         if invoices is None:
             raise ControlPlaneRefused("not-found",
                                       "this coordinator does not take invoices from nodes")

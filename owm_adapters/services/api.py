@@ -204,6 +204,7 @@ class ApiServices:
         config: ApiConfig | None = None,
         *,
         entropy: Callable[[int], bytes] = os.urandom,
+        slashing: SlashingService | None = None,
     ) -> None:
         if len(l402_secret) < 32:
             raise InvalidValue("l402_secret", "must be at least 32 random bytes")
@@ -212,7 +213,7 @@ class ApiServices:
         self.lightning: Lightning = coordinator.lightning
         self.clock: Clock = coordinator.clock
         #: Slashing acknowledgements and pending cases (None when no slashing service is wired).
-        self.slashing: SlashingService | None = coordinator.slashing
+        self.slashing: SlashingService | None = slashing
         #: The conglomerate's query path (None without a knowledge base: queries answer 503).
         self.queries: QueryService | None = None
         #: Sub-models and contributed datasets (None without a knowledge base: the data

@@ -2,8 +2,7 @@
 SRS-SEC-05, SRS-SEC-06, SRS-STAKE-04, SRS-NODE-10).
 
 :class:`FlRoundService` is the I/O side of :mod:`owm_core.fl.rounds`. One worker thread
-(joined to the :class:`~owm_adapters.services.coordinator.service.CoordinatorService` with
-``add_worker``) does, every ``tick_s``:
+(one of the coordinator's workers, :mod:`owm_adapters.services.workers`) does, every ``tick_s``:
 
 1. **start** — when no round is open, ``interval_s`` passed since the last start and at least
    ``min_participants`` nodes serving ``fl_training`` have their task stream open, store a new
@@ -22,7 +21,7 @@ SRS-SEC-05, SRS-SEC-06, SRS-STAKE-04, SRS-NODE-10).
    port, the weights file ``<weights_dir>/<sub_model>/<version>.npz`` (the format
    ``owm_adapters.node.weights`` installs), one :class:`~owm_core.provenance.releases.ModelRelease`
    and the round's results — written in one transaction — then the slashing signals go to
-   the sink (the coordinator's slashing service when one is attached, else the log);
+   the sink (the slashing service's ``report`` as the composition root wires it, else the log);
 3. **upgrade** — pending OTS proofs of FL releases are upgraded and re-verified every
    ``upgrade_every_s`` until confirmed.
 
@@ -42,7 +41,6 @@ import os
 import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +49,7 @@ import attrs
 import numpy as np
 
 from owm_adapters.models.tinynet import GENESIS, PARAM_SHAPES, genesis_weights, infer
+from owm_adapters.services.workers import Loop
 from owm_core.coordination.tasks import task_id_of
 from owm_core.errors import (
     ByzantineAssumptionViolated,
@@ -184,14 +183,6 @@ def _log_signals(signals: Sequence[SlashingSignal]) -> None:
         )
 
 
-_ATTACHED: weakref.WeakKeyDictionary[object, FlRoundService] = weakref.WeakKeyDictionary()
-
-
-def fl_service_of(coordinator: object) -> FlRoundService | None:
-    """The FL service :func:`attach_fl` joined to ``coordinator``, if any."""
-    return _ATTACHED.get(coordinator)
-
-
 def streamed_trainers(coordinator: CoordinatorService) -> int:
     """How many nodes with an open task stream serve ``fl_training`` right now."""
     return sum(
@@ -227,9 +218,7 @@ class FlRoundService:
         self._trainers = trainers or (lambda: streamed_trainers(coordinator))
         self._entropy = entropy
         self._lock = threading.RLock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Loop("owm-fl-rounds", self.tick, self.config.tick_s)
         self._next_start = time.monotonic() + self.config.interval_s
         self._next_upgrade = 0.0
         self._settled_at: dict[int, float] = {}
@@ -240,29 +229,14 @@ class FlRoundService:
 
     def start(self) -> None:
         """Start the round worker thread."""
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="owm-fl-rounds", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the worker (a close in progress completes) and the embedded calendar."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+        self._loop.stop(timeout_s)
         stop = getattr(self.timestamping, "stop", None)
         if callable(stop):
             stop()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:
-                log.exception("FL round worker failed; retrying")
-            self._wake.wait(self.config.tick_s)
-            self._wake.clear()
 
     def tick(self) -> None:
         """One pass of the worker: close what is due, start what is due, upgrade proofs."""
@@ -427,7 +401,7 @@ class FlRoundService:
             new = self.repositories.fl_rounds.add_update(stored)
         if new:
             log.info("FL round %d: update from %s accepted", update.round, update.node_id)
-            self._wake.set()
+            self._loop.wake()
         return UploadReceipt(update.round, update.node_id, update.digest, duplicate=not new)
 
     # -- closing -----------------------------------------------------------------------------
@@ -561,10 +535,7 @@ class FlRoundService:
             raise
 
     def _report(self, signals: Sequence[SlashingSignal]) -> None:
-        sink = self._signals
-        if sink is None:
-            slashing = getattr(self.coordinator, "slashing", None)
-            sink = slashing.report if slashing is not None else _log_signals
+        sink = self._signals or _log_signals
         try:
             sink(signals)
         except Exception:
@@ -613,29 +584,13 @@ class FlRoundService:
         return self.repositories.fl_rounds.rounds(limit=limit)
 
 
-def attach_fl(
-    coordinator: CoordinatorService,
-    timestamping: Timestamping,
-    weights_dir: Path,
-    config: FlConfig | None = None,
-    **options: Any,
-) -> FlRoundService:
-    """Build the FL service of ``coordinator`` and join it as a worker (started with it)."""
-    service = FlRoundService(coordinator, timestamping, weights_dir, config, **options)
-    coordinator.add_worker(service.start, service.stop)
-    _ATTACHED[coordinator] = service
-    return service
-
-
 __all__ = [
     "PARAMETERS",
     "UPLOAD_PATH",
     "FlConfig",
     "FlRoundService",
     "UploadReceipt",
-    "attach_fl",
     "evaluate",
-    "fl_service_of",
     "flat_weights",
     "npz_bytes",
     "shaped_weights",

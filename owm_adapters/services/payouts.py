@@ -31,6 +31,7 @@ import attrs
 import bolt11
 
 from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.services.workers import Loop
 from owm_core.errors import (
     DomainError,
     InvalidTransition,
@@ -132,9 +133,7 @@ class PayoutDispatcher:
         self._lock = threading.RLock()  # the outbox: one payment step at a time
         self._queue_lock = threading.Lock()  # settlements waiting for their record
         self._waiting: list[_Waiting] = []
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Loop("owm-payouts", self.sweep, sweep_s, first=self.reconcile)
 
     @property
     def payments(self) -> PaymentRepository:
@@ -145,32 +144,11 @@ class PayoutDispatcher:
 
     def start(self) -> None:
         """Start the worker: reconcile settled tasks once, then sweep every ``sweep_s``."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="owm-payouts", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the worker (what is queued in memory is found again by the next reconcile)."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
-
-    def _run(self) -> None:
-        try:
-            self.reconcile()
-        except Exception:
-            log.exception("payout reconciliation failed")
-        while not self._stop.is_set():
-            try:
-                self.sweep()
-            except Exception:
-                log.exception("payout sweep failed")
-            self._wake.wait(self.sweep_s)
-            self._wake.clear()
+        self._loop.stop(timeout_s)
 
     # -- enqueueing --------------------------------------------------------------------------
 
@@ -180,7 +158,7 @@ class PayoutDispatcher:
             return
         with self._queue_lock:
             self._waiting.append(_Waiting(settlement))
-        self._wake.set()
+        self._loop.wake()
 
     def reconcile(self, limit: int = RECONCILE_LIMIT) -> int:
         """Enqueue every settled task that has no reward record yet; return how many."""
@@ -260,7 +238,7 @@ class PayoutDispatcher:
                 recorded = self._record(payment_id, task_id, pubkey, issued)
         log.info("bounty %s (%s): payout of %d msat enqueued as %s", bounty_id, pr_ref, amount,
                  recorded.payment_hash)
-        self._wake.set()
+        self._loop.wake()
         return recorded
 
     def _record(
@@ -296,7 +274,7 @@ class PayoutDispatcher:
             *(p for p in self.payments.pending(limit=10 * BATCH) if is_due(p, now)),
         ]
         for payment in due[: 2 * BATCH]:
-            if self._stop.is_set():
+            if self._loop.stopping:
                 break
             self.process(payment.payment_hash)
             acted += 1
@@ -434,19 +412,8 @@ def payment_counts(payments: PaymentRepository, limit: int = 100_000) -> dict[st
     return {state.value: len(payments.with_state(state, limit=limit)) for state in PaymentState}
 
 
-def attach_payouts(service: object, dispatcher: PayoutDispatcher) -> PayoutDispatcher:
-    """Wire ``dispatcher`` to a CoordinatorService: its settlements, its start and stop."""
-    from owm_adapters.services.coordinator.service import CoordinatorService
-
-    assert isinstance(service, CoordinatorService)
-    service.on_settlement(dispatcher.on_settlement)
-    service.add_worker(dispatcher.start, dispatcher.stop)
-    return dispatcher
-
-
 __all__ = [
     "LedgerInvoiceSource",
     "PayoutDispatcher",
-    "attach_payouts",
     "payment_counts",
 ]

@@ -29,7 +29,7 @@ acknowledgement, and :meth:`SlashingService.resume` (run when the coordinator st
 every :data:`RESUME_PERIOD_S`) finishes an interrupted decision instead of deciding again, so
 nobody is slashed twice. Evidence a decision used is closed and never counts again.
 
-Feeds (wired by ``owm_adapters.bootstrap.coordinator.attach_slashing``):
+Feeds (wired by ``owm_adapters.bootstrap.coordinator.build_coordinator``):
 
 * :class:`FakeProofDetector`, a settlement listener of the task market: a replica forfeited
   because it lost redundant verification or a spot check (:func:`owm_core.stake.slashing.
@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 
+from owm_adapters.services.workers import Loop
 from owm_core.coordination.tasks import siblings, task_id_of
 from owm_core.errors import (
     ChannelNotFound,
@@ -189,8 +190,7 @@ class SlashingService:
         self.policy = policy
         self.stake_policy = stake_policy or StakePolicy()
         self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Loop("owm-slashing", self.resume, RESUME_PERIOD_S)
 
     @property
     def coordinator_public_key(self) -> str:
@@ -403,23 +403,12 @@ class SlashingService:
 
     def start(self, period_s: float = RESUME_PERIOD_S) -> None:
         """Resume at once, then every ``period_s`` seconds in a daemon thread."""
-        self._stop.clear()
-
-        def run() -> None:
-            while True:
-                self.resume()
-                if self._stop.wait(period_s):
-                    return
-
-        self._thread = threading.Thread(target=run, name="owm-slashing", daemon=True)
-        self._thread.start()
+        self._loop.period_s = period_s
+        self._loop.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the resume thread (a decision under way finishes first)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+        self._loop.stop(timeout_s)
 
     def carry_out(self, decision: SlashingDecision) -> SlashingOutcome:
         """Log, slash the stake, zero reputation, forfeit rewards, force-close: each once."""

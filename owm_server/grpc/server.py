@@ -15,6 +15,7 @@ import grpc
 
 from owm_adapters.bootstrap.settings import ConfigError
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from owm_adapters.lightning.node_invoices import NodeInvoiceSource
 from owm_adapters.services.coordinator.service import CoordinatorService
 from owm_core.access.ratelimit import Transport
 from owm_server.grpc.servicer import CoordinatorServicer
@@ -33,6 +34,7 @@ class CoordinatorServer:
         *,
         onion_listen: str = "",
         max_workers: int = DEFAULT_MAX_WORKERS,
+        invoices: NodeInvoiceSource | None = None,
     ) -> None:
         self.service = service
         self._servers: list[grpc.Server] = []
@@ -45,7 +47,7 @@ class CoordinatorServer:
                 options=[("grpc.so_reuseport", 0)],
             )
             pb_grpc.add_CoordinatorServicer_to_server(  # type: ignore[no-untyped-call]
-                CoordinatorServicer(service, transport), server
+                CoordinatorServicer(service, transport, invoices), server
             )
             try:
                 self.ports[transport] = server.add_insecure_port(address)

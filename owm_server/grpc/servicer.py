@@ -14,6 +14,7 @@ import grpc
 
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from owm_adapters.lightning.node_invoices import NodeInvoiceSource
 from owm_adapters.services.coordinator.service import CoordinatorService, PushedTask
 from owm_core.access.ratelimit import Transport
 from owm_core.coordination.registration import Registration
@@ -80,9 +81,17 @@ def assignment_of(pushed: PushedTask) -> pb.TaskAssignment:
 class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     """Serves one :class:`CoordinatorService` on one transport (clearnet or onion)."""
 
-    def __init__(self, service: CoordinatorService, transport: Transport = Transport.CLEARNET):
+    def __init__(
+        self,
+        service: CoordinatorService,
+        transport: Transport = Transport.CLEARNET,
+        invoices: NodeInvoiceSource | None = None,
+    ):
         self.service = service
         self.transport = transport
+        #: Where nodes hand in their invoices (SRS-LN-04); None when payees' invoices come
+        #: from elsewhere (the embedded ledger, a test's source).
+        self.invoices = invoices
 
     @guarded
     def GetChallenge(
@@ -261,7 +270,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     def PendingPayouts(
         self, request: pb.PendingPayoutsRequest, context: grpc.ServicerContext
     ) -> pb.PendingPayoutsResponse:
-        invoices = self.service.node_invoices
+        invoices = self.invoices
         if invoices is None:  # this coordinator gets invoices elsewhere (embedded ledger)
             return pb.PendingPayoutsResponse()
         return pb.PendingPayoutsResponse(
@@ -282,7 +291,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     def SubmitInvoice(
         self, request: pb.SubmitInvoiceRequest, context: grpc.ServicerContext
     ) -> pb.SubmitInvoiceResponse:
-        invoices = self.service.node_invoices
+        invoices = self.invoices
         if invoices is None:
             raise NotFound("this coordinator does not take invoices from nodes")
         payment_id, invoice = invoices.submit(request.invoice_envelope)

@@ -17,8 +17,8 @@ import uvicorn
 from starlette.applications import Starlette
 
 from owm_adapters.bootstrap.api import build_api_services
+from owm_adapters.bootstrap.coordinator import Coordinator
 from owm_adapters.services.api import ApiConfig
-from owm_adapters.services.coordinator.service import CoordinatorService
 from owm_adapters.services.queries import KnowledgeSource
 from owm_server.http.app import create_app
 
@@ -82,7 +82,7 @@ class ApiServer:
 
 
 def api_server_for(
-    coordinator: CoordinatorService,
+    coordinator: Coordinator,
     listen: str,
     *,
     data_dir: Path | None = None,

@@ -67,10 +67,11 @@ class Node:
 def network(tmp_path: Path) -> Iterator[Network]:
     ledger = SimLedger(tmp_path / "lightning.sqlite3")
     treasury = ledger.add_node("treasury")
-    service = build_coordinator(
+    coordinator = build_coordinator(
         CoordinatorSettings(),
-        repositories=memory_repositories(),
-        lightning=ledger.lightning("treasury"),
+        store=memory_repositories(),
+        treasury=ledger.lightning("treasury"),
+        slashing=False,
         clock=SystemClock(),
         config=ServiceConfig(
             tick_s=0.05,
@@ -79,10 +80,11 @@ def network(tmp_path: Path) -> Iterator[Network]:
                                             spot_check_rate_ppm=0),
         ),
     )
-    server = CoordinatorServer(service, "127.0.0.1:0", max_workers=16)
-    server.start()
-    yield Network(service, server, ledger, treasury)
-    server.stop(1)
+    server = CoordinatorServer(coordinator.service, "127.0.0.1:0", max_workers=16)
+    with coordinator.running(1):
+        server.start()
+        yield Network(coordinator.service, server, ledger, treasury)
+        server.stop(1)
 
 
 @pytest.fixture(params=["in-process", "grpc"])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from owm_adapters.bootstrap.coordinator import attach_node_invoices, build_coordinator
+from owm_adapters.bootstrap.coordinator import build_coordinator
 from owm_adapters.bootstrap.settings import (
     ConfigError,
     CoordinatorLightning,
@@ -77,15 +77,17 @@ def test_a_node_on_lnd_is_paid_to_an_invoice_its_own_lnd_created(tmp_path: Path)
     settings = CoordinatorSettings(lightning=CoordinatorLightning(
         backend="lnd", lnd_host=treasury_lnd.target, lnd_tls_cert=str(cert),
         lnd_macaroon=str(macaroon)))
-    service = build_coordinator(
-        settings, repositories=memory_repositories(),
+    coordinator = build_coordinator(
+        settings, store=memory_repositories(), slashing=False,
         config=ServiceConfig(tick_s=0.05, assignment_timeout_s=30, verification=VerificationPolicy(
             mode=VerificationMode.SPOT_CHECK, spot_check_rate_ppm=0)),
     )
+    service = coordinator.service
     assert isinstance(service.lightning, LndLightning)
-    assert isinstance(service.node_invoices, NodeInvoiceSource)
-    service.start()
-    server = CoordinatorServer(service, "127.0.0.1:0", max_workers=16)
+    assert isinstance(coordinator.node_invoices, NodeInvoiceSource)
+    coordinator.workers.start()
+    server = CoordinatorServer(service, "127.0.0.1:0", max_workers=16,
+                               invoices=coordinator.node_invoices)
     server.start()
     control = GrpcControlPlane(f"127.0.0.1:{server.port}")
     identity = Identity.from_seed(os.urandom(32))
@@ -123,22 +125,27 @@ def test_a_node_on_lnd_is_paid_to_an_invoice_its_own_lnd_created(tmp_path: Path)
         assert invoice.state is InvoiceState.SETTLED
         assert invoice.amount_paid_msat == payment.amount_msat
         assert any("invoice for" in line and "handed in" in line for line in said)
-        assert service.node_invoices.pending() == []
+        assert coordinator.node_invoices.pending() == []
     finally:
         stop.set()
         thread.join(30)
         control.close()
         server.stop(1)
-        service.stop()
+        coordinator.workers.stop()
         treasury_lnd.stop()
         node_lnd.stop()
 
 
 @pytest.fixture
 def source(network: Network) -> Iterator[NodeInvoiceSource]:
+    """A node invoice source, served by a gRPC server that ``network.url`` now names."""
     invoices = NodeInvoiceSource(network.service.repositories, SystemClock())
-    attach_node_invoices(network.service, invoices)
+    server = CoordinatorServer(network.service, "127.0.0.1:0", max_workers=16, invoices=invoices)
+    server.start()
+    network.server, original = server, network.server
     yield invoices
+    network.server = original
+    server.stop(1)
 
 
 def registered(network: Network, alias: str):
@@ -222,13 +229,14 @@ def test_the_invoicer_reports_a_refusal_once_with_the_coordinators_reason(
     pending_payout(source, node.ln_pubkey)
     wrong_node = network.ledger.lightning(network.ledger.add_node("not-registered"))
     said: list[str] = []
-    invoicer = PayoutInvoicer(node.identity, InProcessControlPlane(network.service), wrong_node,
+    plane = InProcessControlPlane(network.service, invoices=source)
+    invoicer = PayoutInvoicer(node.identity, plane, wrong_node,
                               SystemClock(), registered_pubkey=node.ln_pubkey, say=said.append)
     assert invoicer.poll_once() == [] and invoicer.poll_once() == []
     assert said[0].startswith("warning: your Lightning node is ")
     refusals = [line for line in said if "invoice refused" in line]
     assert len(refusals) == 1 and "not to the node registered" in refusals[0]
-    right = PayoutInvoicer(node.identity, InProcessControlPlane(network.service),
+    right = PayoutInvoicer(node.identity, plane,
                            network.ledger.lightning(node.ln_pubkey), SystemClock(), say=said.append)
     assert len(right.poll_once()) == 1
 

@@ -12,6 +12,7 @@ import attrs
 import grpc
 from coincurve import PrivateKey
 
+from owm_adapters.bootstrap import coordinator as bootstrap
 from owm_adapters.bootstrap.coordinator import build_coordinator
 from owm_adapters.bootstrap.settings import CoordinatorSettings
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
@@ -23,6 +24,7 @@ from owm_core.identity import envelopes
 from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, Heartbeat, TaskProof
 from owm_core.identity.keys import Identity
 from owm_core.nodes.tiers import Tier
+from owm_core.ports.invoices import InvoiceSource
 from owm_core.ports.repositories import Repositories
 from owm_server.grpc.server import CoordinatorServer
 
@@ -57,10 +59,12 @@ class Coordinator:
     stub: pb_grpc.CoordinatorStub
     ledger: SimLedger
     treasury: str
+    app: bootstrap.Coordinator
 
     def stop(self) -> None:
         self.channel.close()
         self.server.stop(2)
+        self.app.workers.stop(2)
 
 
 def start_coordinator(
@@ -69,21 +73,29 @@ def start_coordinator(
     clock: StepClock,
     config: ServiceConfig | None = None,
     onion_listen: str = "",
+    invoices: InvoiceSource | None = None,
+    payout_sweep_s: float | None = None,
 ) -> Coordinator:
     """Build a coordinator over ``repositories`` and the ledger's treasury, on a free port."""
     treasury = ledger.add_node("treasury")
-    service = build_coordinator(
+    app = build_coordinator(
         CoordinatorSettings(),
-        repositories=repositories,
-        lightning=ledger.lightning("treasury"),
+        store=repositories,
+        treasury=ledger.lightning("treasury"),
         clock=clock,
         config=config or ServiceConfig(tick_s=0.05),
+        slashing=False,
+        invoices=invoices,
+        payout_sweep_s=payout_sweep_s,
     )
-    server = CoordinatorServer(service, "127.0.0.1:0", onion_listen=onion_listen, max_workers=16)
+    server = CoordinatorServer(
+        app.service, "127.0.0.1:0", onion_listen=onion_listen, max_workers=16
+    )
+    app.workers.start()
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
     stub = pb_grpc.CoordinatorStub(channel)  # type: ignore[no-untyped-call]
-    return Coordinator(service, server, channel, stub, ledger, treasury)
+    return Coordinator(app.service, server, channel, stub, ledger, treasury, app)
 
 
 def ln_pubkey() -> str:

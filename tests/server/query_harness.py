@@ -14,6 +14,7 @@ from pathlib import Path
 
 import attrs
 
+from owm_adapters.bootstrap import coordinator as bootstrap
 from owm_adapters.bootstrap.coordinator import build_coordinator
 from owm_adapters.bootstrap.settings import CoordinatorSettings
 from owm_adapters.lightning.embedded import SimLedger
@@ -115,6 +116,7 @@ class Conglomerate:
     repos: MemoryRepositories
     knowledge: KnowledgeBase
     nodes: list[InProcessNode]
+    app: bootstrap.Coordinator
 
 
 def register_node(coordinator: CoordinatorService, ledger: SimLedger, treasury: str,
@@ -150,19 +152,20 @@ def conglomerate(
     ledger = SimLedger(tmp_path / "ln.sqlite3", clock=clock.now)
     treasury = ledger.add_node("treasury")
     repos = memory_repositories()
-    coordinator = build_coordinator(
-        CoordinatorSettings(), repositories=repos, lightning=ledger.lightning("treasury"),
-        clock=clock, config=ServiceConfig(verification=SPOT_NEVER, tick_s=0.05),
+    app = build_coordinator(
+        CoordinatorSettings(), store=repos, treasury=ledger.lightning("treasury"),
+        clock=clock, config=ServiceConfig(verification=SPOT_NEVER, tick_s=0.05), slashing=False,
     )
-    coordinator.start()
+    coordinator = app.service
+    app.workers.start()
     kb = knowledge or demo_knowledge_base(embedder=embedder, repositories=repos)  # type: ignore[arg-type]
     nodes = [register_node(coordinator, ledger, treasury, **o) for o in node_options]
     try:
-        yield Conglomerate(coordinator, repos, kb, nodes)
+        yield Conglomerate(coordinator, repos, kb, nodes, app)
     finally:
         for node in nodes:
             node.stop()
-        coordinator.stop(2)
+        app.workers.stop(2)
 
 
 class EmptyKnowledge:

@@ -33,7 +33,7 @@ from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.models.tinynet import PARAM_SHAPES, genesis_weights
 from owm_adapters.node.task_exec import execute
 from owm_adapters.services.coordinator.service import ServiceConfig
-from owm_adapters.services.fl_rounds import FlRoundService, evaluate, fl_service_of, flat_weights
+from owm_adapters.services.fl_rounds import FlRoundService, evaluate, flat_weights
 from owm_adapters.storage.memory import memory_repositories
 from owm_core.access.callers import signed_request_message
 from owm_core.fl.rounds import RoundState
@@ -71,17 +71,19 @@ class Network:
             fl=FlSection(interval_s=1, min_participants=3, upload_grace_s=1, epochs=2),
             provenance=ProvenanceSection(calendar_interval_s=1),
         )
-        self.service = build_coordinator(
-            settings, repositories=memory_repositories(),
-            lightning=self.ledger.lightning("treasury"), clock=self.clock,
-            config=ServiceConfig(tick_s=0.05),
+        self.app = build_coordinator(
+            settings, store=memory_repositories(),
+            treasury=self.ledger.lightning("treasury"), clock=self.clock,
+            config=ServiceConfig(tick_s=0.05), slashing=False,
         )
-        fl = fl_service_of(self.service)
+        self.service = self.app.service
+        fl = self.app.fl
         assert fl is not None and fl.upload_url == ""  # port 0: set once the API is up
         self.fl: FlRoundService = fl
         self.server = CoordinatorServer(self.service, "127.0.0.1:0", max_workers=16)
+        self.app.workers.start()
         self.server.start()
-        self.api: ApiServer = api_server_for(self.service, "127.0.0.1:0",
+        self.api: ApiServer = api_server_for(self.app, "127.0.0.1:0",
                                              data_dir=tmp / "coordinator")
         self.api.start()
         self.api_url = f"http://127.0.0.1:{self.api.port}"
@@ -93,6 +95,7 @@ class Network:
         self.channel.close()
         self.api.stop(1)
         self.server.stop(2)
+        self.app.workers.stop(2)
 
 
 @pytest.fixture

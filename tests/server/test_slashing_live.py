@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from owm_adapters.bootstrap.api import build_api_services
-from owm_adapters.bootstrap.coordinator import attach_slashing, build_coordinator
+from owm_adapters.bootstrap.coordinator import build_coordinator
 from owm_adapters.bootstrap.settings import CoordinatorSection, CoordinatorSettings, StakeSection
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
@@ -127,16 +127,17 @@ def live(tmp_path: Path) -> Iterator[Live]:
         stake=StakeSection(maintainer_keys=tuple(m.public_key_hex for m in maintainers[:2])),
     )
     repositories = open_repositories(f"sqlite:///{tmp_path / 'coordinator.sqlite3'}")
-    service = build_coordinator(
-        settings, repositories=repositories, lightning=ledger.lightning("treasury"),
+    app = build_coordinator(
+        settings, store=repositories, treasury=ledger.lightning("treasury"),
+        force_closer=ledger.lightning("treasury", force_close_allowed=True),
         clock=clock, config=ServiceConfig(tick_s=0.05),
     )  # fmt: skip
-    slashing_service = attach_slashing(
-        settings, service, force_closer=ledger.lightning("treasury", force_close_allowed=True)
-    )
+    service, slashing_service = app.service, app.slashing
+    assert slashing_service is not None
     server = CoordinatorServer(service, "127.0.0.1:0", max_workers=16)
+    app.workers.start()
     server.start()
-    services = build_api_services(service, l402_secret=b"\x11" * 32,
+    services = build_api_services(app, l402_secret=b"\x11" * 32,
                                   config=ApiConfig(cache_ttl_ms=0))  # fmt: skip
     api = ApiServer(create_app(services), "127.0.0.1:0")
     api.start()
@@ -154,6 +155,7 @@ def live(tmp_path: Path) -> Iterator[Live]:
         channel.close()
         api.stop(1)
         server.stop(1)
+        app.workers.stop(1)
         repositories.close()
 
 

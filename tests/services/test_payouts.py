@@ -299,7 +299,6 @@ def test_a_verified_proof_is_paid_within_seconds_of_its_acceptance(tmp_path: Pat
     """SRS-LN-04 / SRS-PERF-03: the settlement wakes the worker (its sweep is 30 s here)."""
     from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
     from owm_adapters.services.coordinator.service import ServiceConfig
-    from owm_adapters.services.payouts import attach_payouts
     from owm_core.market.tasks import VerificationPolicy
     from owm_core.payments.rewards import task_reward_msat
     from tests.server.harness import SimNode, StepClock, start_coordinator, task_request
@@ -307,12 +306,10 @@ def test_a_verified_proof_is_paid_within_seconds_of_its_acceptance(tmp_path: Pat
     clock = StepClock()
     ledger = SimLedger(tmp_path / "lightning.sqlite3")
     config = ServiceConfig(verification=VerificationPolicy(redundancy=1), tick_s=0.05)
-    running = start_coordinator(memory_repositories(), ledger, clock, config)
-    dispatcher = PayoutDispatcher(running.service.repositories, ledger.lightning("treasury"),
-                                  LedgerInvoiceSource(ledger), clock, sweep_s=30)
+    running = start_coordinator(memory_repositories(), ledger, clock, config,
+                                invoices=LedgerInvoiceSource(ledger), payout_sweep_s=30)
     try:
-        attach_payouts(running.service, dispatcher)
-        dispatcher.start()  # the service was started before the dispatcher joined it
+        assert running.app.payouts is not None
         node = SimNode.create()
         node.ln_pubkey = ledger.add_node("worker")
         node.stake(running)
@@ -337,7 +334,6 @@ def test_a_verified_proof_is_paid_within_seconds_of_its_acceptance(tmp_path: Pat
         feed.close()
     finally:
         running.stop()
-        dispatcher.stop()
 
 
 def test_the_embedded_coordinator_starts_and_stops_its_payment_dispatcher(
@@ -346,12 +342,10 @@ def test_the_embedded_coordinator_starts_and_stops_its_payment_dispatcher(
     from owm_adapters.bootstrap.coordinator import build_coordinator
     from owm_adapters.bootstrap.settings import CoordinatorSection, CoordinatorSettings
 
-    settings = CoordinatorSettings(coordinator=CoordinatorSection(data_dir=str(tmp_path)))
-    service = build_coordinator(settings, repositories=memory_repositories())
-    service.start()
-    try:
+    settings = CoordinatorSettings(coordinator=CoordinatorSection(
+        data_dir=str(tmp_path), signing_key_path=str(tmp_path / "coordinator.key")))
+    coordinator = build_coordinator(settings, store=memory_repositories())
+    with coordinator.running(2):
         names = {t.name for t in threading.enumerate()}
         assert "owm-payouts" in names
-    finally:
-        service.stop(2)
     assert "owm-payouts" not in {t.name for t in threading.enumerate()}

@@ -266,7 +266,6 @@ class CoordinatorService:
         """Start the heartbeat writer and the market thread (a no-op while they run)."""
         if self._threads:
             return
-        self._stopping.clear()
         for name, target in (("owm-hb-writer", self._run_writer), ("owm-market", self._run_market)):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from owm_adapters.bootstrap.api import build_api_services
 from owm_adapters.models.tinynet import PARAM_SHAPES
 from owm_adapters.services.api import ApiConfig, ApiServices
 from owm_core.fl.attacks import Attack
@@ -32,9 +31,7 @@ class Api:
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Api]:
     world = build_fl_world(tmp_path)
-    services = build_api_services(
-        world.coordinator, l402_secret=b"\x22" * 32, config=ApiConfig(cache_ttl_ms=0)
-    )
+    services = ApiServices(world.coordinator, b"\x22" * 32, ApiConfig(cache_ttl_ms=0))
     services.fl = world.fl
     client = TestClient(create_app(services), raise_server_exceptions=False)
     _key, secret = services.create_api_key("tester")

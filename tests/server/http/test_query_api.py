@@ -26,7 +26,7 @@ SRS_FIELDS = {"query_id", "answer", "sub_models_used", "data_sources", "confiden
 def api(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
     with conglomerate(tmp_path, ({}, {})) as world:
         services = build_api_services(
-            world.coordinator, l402_secret=b"\x22" * 32, config=ApiConfig(cache_ttl_ms=0),
+            world.app, l402_secret=b"\x22" * 32, config=ApiConfig(cache_ttl_ms=0),
             knowledge=world.knowledge, query_config=QueryConfig(threshold=0.0, timeout_s=5.0),
         )
         _key, secret = services.create_api_key("acme", Plan.COMMERCIAL)

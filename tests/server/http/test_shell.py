@@ -170,7 +170,7 @@ def test_http_and_grpc_share_one_coordinator_and_its_registration_use_case(
     """What ``owm-coordinator serve`` runs: gRPC and HTTP over the same CoordinatorService."""
     clock = StepClock(T0)
     coordinator = start_coordinator(memory_repositories(), SimLedger(tmp_path / "ln"), clock)
-    api = api_server_for(coordinator.service, "127.0.0.1:0", data_dir=tmp_path, grace_s=2)
+    api = api_server_for(coordinator.app, "127.0.0.1:0", data_dir=tmp_path, grace_s=2)
     api.start()
     try:
         base = f"http://127.0.0.1:{api.port}"

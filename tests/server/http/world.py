@@ -102,10 +102,11 @@ def build_world(tmp_path: Path, config: ApiConfig | None = None) -> Generator[Wo
     repos = memory_repositories()
     coordinator = build_coordinator(
         CoordinatorSettings(),
-        repositories=repos,
-        lightning=ledger.lightning("treasury"),
+        store=repos,
+        treasury=ledger.lightning("treasury"),
         clock=clock,
         config=ServiceConfig(),
+        slashing=False,
     )
     services = build_api_services(
         coordinator, l402_secret=b"\x11" * 32, config=config or ApiConfig(cache_ttl_ms=0)
