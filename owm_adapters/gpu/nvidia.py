@@ -14,17 +14,11 @@ devices were found", a ``[N/A]`` field, garbage — into problems instead of exc
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 import attrs
 
-from owm_adapters.gpu.tool import (
-    DEFAULT_TIMEOUT_S,
-    GpuReading,
-    ProbeProblem,
-    clip,
-    probe_tool,
-)
-from owm_core import fields
+from owm_adapters.gpu.tool import GpuReading, ToolProbe, clip
 from owm_core.errors import InvalidValue
 from owm_core.nodes.hardware import DeviceVendor, GpuDevice
 
@@ -98,29 +92,15 @@ def _row(cells: list[str]) -> tuple[GpuDevice | None, str]:
 
 
 @attrs.define
-class NvidiaSmiProbe:
+class NvidiaSmiProbe(ToolProbe):
     """The NVIDIA half of SRS-NODE-03: runs ``nvidia-smi`` and reads its CSV answer.
 
-    ``executable`` pins the tool's path (else ``$PATH``, or ``search_path`` if given, is
-    searched); ``timeout_s`` bounds each run. After :meth:`devices`, ``problems`` says why
-    GPUs may be missing (empty when the tool is simply not installed).
+    Knobs and ``problems`` as :class:`~owm_adapters.gpu.tool.ToolProbe`.
     """
 
-    executable: str | None = None
-    search_path: str | None = None
-    timeout_s: float = attrs.field(
-        default=DEFAULT_TIMEOUT_S, validator=fields.number(minimum=0.001)
-    )
-    problems: list[ProbeProblem] = attrs.field(factory=list, init=False)
+    tool: ClassVar[str] = TOOL
+    args: ClassVar[tuple[str, ...]] = NVIDIA_SMI_ARGS
 
-    def devices(self) -> list[GpuDevice]:
-        """The NVIDIA GPUs of this machine; [] without nvidia-smi or when it fails."""
-        found, self.problems = probe_tool(
-            TOOL,
-            NVIDIA_SMI_ARGS,
-            parse_nvidia_smi_csv,
-            executable=self.executable,
-            search_path=self.search_path,
-            timeout_s=self.timeout_s,
-        )
-        return found
+    def parse(self, output: str) -> GpuReading:
+        """The GPUs in ``output``, read by :func:`parse_nvidia_smi_csv`."""
+        return parse_nvidia_smi_csv(output)

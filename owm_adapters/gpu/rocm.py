@@ -22,18 +22,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
-from owm_adapters.gpu.tool import (
-    DEFAULT_TIMEOUT_S,
-    GpuReading,
-    ProbeProblem,
-    clip,
-    probe_tool,
-)
-from owm_core import fields
+from owm_adapters.gpu.tool import GpuReading, ToolProbe, clip
 from owm_core.errors import InvalidValue
 from owm_core.nodes.hardware import DeviceVendor, GpuDevice
 
@@ -129,27 +122,15 @@ def _card(index: int, key: str, card: dict[Any, Any], driver: str) -> tuple[GpuD
 
 
 @attrs.define
-class RocmSmiProbe:
+class RocmSmiProbe(ToolProbe):
     """The AMD half of SRS-NODE-03: runs ``rocm-smi`` and reads its JSON answer.
 
-    Same knobs and ``problems`` as :class:`~owm_adapters.gpu.nvidia.NvidiaSmiProbe`.
+    Knobs and ``problems`` as :class:`~owm_adapters.gpu.tool.ToolProbe`.
     """
 
-    executable: str | None = None
-    search_path: str | None = None
-    timeout_s: float = attrs.field(
-        default=DEFAULT_TIMEOUT_S, validator=fields.number(minimum=0.001)
-    )
-    problems: list[ProbeProblem] = attrs.field(factory=list, init=False)
+    tool: ClassVar[str] = TOOL
+    args: ClassVar[tuple[str, ...]] = ROCM_SMI_ARGS
 
-    def devices(self) -> list[GpuDevice]:
-        """The AMD GPUs of this machine; [] without rocm-smi or when it fails."""
-        found, self.problems = probe_tool(
-            TOOL,
-            ROCM_SMI_ARGS,
-            parse_rocm_smi_json,
-            executable=self.executable,
-            search_path=self.search_path,
-            timeout_s=self.timeout_s,
-        )
-        return found
+    def parse(self, output: str) -> GpuReading:
+        """The GPUs in ``output``, read by :func:`parse_rocm_smi_json`."""
+        return parse_rocm_smi_json(output)

@@ -1,8 +1,9 @@
 """Running a vendor GPU tool: absolute path, no shell, a time limit, every failure reported.
 
 Owns :class:`ProbeProblem` (why one vendor's GPUs could not be read, worded for the operator),
-:class:`GpuReading` (what a parser made of a tool's output) and :func:`probe_tool`, the one
-place in ``owm_adapters.gpu`` that starts a process (SRS-NODE-03).
+:class:`GpuReading` (what a parser made of a tool's output), :func:`probe_tool`, the one
+place in ``owm_adapters.gpu`` that starts a process (SRS-NODE-03), and :class:`ToolProbe`, the
+configurable probe each vendor module specialises with its tool, arguments and parser.
 
 The rules, whichever vendor: a tool that is not installed means "no GPU of that vendor" and is
 not a problem (a CPU-only machine is a valid t1 node). A tool that is installed but fails — it
@@ -20,9 +21,11 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import attrs
 
+from owm_core import fields
 from owm_core.nodes.hardware import GpuDevice
 
 log = logging.getLogger(__name__)
@@ -160,3 +163,39 @@ def probe_tool(
     for problem in found:
         log.warning("GPU probe: %s", problem)
     return devices, found
+
+
+@attrs.define
+class ToolProbe:
+    """One vendor tool run on demand: a subclass names the ``tool``, its ``args`` and ``parse``.
+
+    ``executable`` pins the tool's path (else ``$PATH``, or ``search_path`` if given, is
+    searched); ``timeout_s`` bounds each run. After :meth:`devices`, ``problems`` says why
+    GPUs may be missing (empty when the tool is simply not installed).
+    """
+
+    tool: ClassVar[str]
+    args: ClassVar[tuple[str, ...]]
+
+    executable: str | None = None
+    search_path: str | None = None
+    timeout_s: float = attrs.field(
+        default=DEFAULT_TIMEOUT_S, validator=fields.number(minimum=0.001)
+    )
+    problems: list[ProbeProblem] = attrs.field(factory=list, init=False)
+
+    def parse(self, output: str) -> GpuReading:
+        """What the tool's standard output says; never raises (see :class:`GpuReading`)."""
+        raise NotImplementedError
+
+    def devices(self) -> list[GpuDevice]:
+        """This vendor's GPUs on this machine; [] without the tool or when it fails."""
+        found, self.problems = probe_tool(
+            self.tool,
+            self.args,
+            self.parse,
+            executable=self.executable,
+            search_path=self.search_path,
+            timeout_s=self.timeout_s,
+        )
+        return found
