@@ -42,6 +42,7 @@ from owm_server.http import dashboard, v1
 from owm_server.http.call import Call
 from owm_server.http.contract import Access, Operation, openapi_document, parse_param, validate
 from owm_server.http.problems import Problem, from_domain, render
+from owm_server.http.v1.mining import dashboard_json
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +316,7 @@ def dashboard_socket(services: ApiServices) -> Callable[[WebSocket], Awaitable[N
         try:
             while True:
                 frame = await run_in_threadpool(services.dashboard)
-                await socket.send_json(v1.dashboard_json(frame))
+                await socket.send_json(dashboard_json(frame))
                 try:
                     message = await asyncio.wait_for(socket.receive(), timeout=interval)
                 except TimeoutError:

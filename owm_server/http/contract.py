@@ -248,6 +248,79 @@ def _strip(schema: Schema) -> Schema:
     return out
 
 
+def _responses(op: Operation) -> dict[str, Any]:
+    """The documented responses of one operation, each with the version headers."""
+    responses: dict[str, Any] = {}
+    for status, reply in op.statuses().items():
+        response: dict[str, Any] = {
+            "description": reply.description,
+            "headers": _VERSION_HEADERS,
+        }
+        if reply.schema is not None:
+            response["content"] = {reply.media_type: {"schema": _strip(reply.schema)}}
+        elif reply.media_type != "application/json":
+            response["content"] = {
+                reply.media_type: {"schema": {"type": "string", "format": "binary"}}
+            }
+        responses[str(status)] = response
+    return responses
+
+
+def _path_item(op: Operation) -> dict[str, Any]:
+    """The OpenAPI operation object of one operation."""
+    entry: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        "tags": [op.tag],
+        "security": _SECURITY[op.access],
+        "x-owm-access": op.access.value,
+    }
+    if op.description:
+        entry["description"] = op.description
+    if op.params:
+        entry["parameters"] = [
+            {
+                "name": p.name,
+                "in": p.location,
+                "required": p.required or p.location == "path",
+                "description": p.description,
+                "schema": _strip(p.schema),
+            }
+            for p in op.params
+        ]
+    if op.body is not None:
+        entry["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _strip(op.body)}},
+        }
+    entry["responses"] = _responses(op)
+    return entry
+
+
+_SECURITY_SCHEMES: dict[str, Any] = {
+    "apiKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "`Authorization: Bearer owm_…` (SRS-API-02).",
+    },
+    "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "l402": {
+        "type": "http",
+        "scheme": "L402",
+        "description": "`Authorization: L402 <base64 macaroon>:<hex preimage>` "
+        "after paying the invoice of a 402 answer (SRS-API-03).",
+    },
+    "nodeSignature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-OWM-Signature",
+        "description": "Node operators: `X-OWM-Node-Key`, "
+        "`X-OWM-Timestamp`, `X-OWM-Nonce` and an Ed25519 "
+        "`X-OWM-Signature` over the request.",
+    },
+}
+
+
 def openapi_document(
     version_prefix: str,
     operations: list[Operation],
@@ -259,48 +332,8 @@ def openapi_document(
     """The OpenAPI 3.1 document of one API version's operations."""
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
-        if op.websocket:
-            continue
-        entry: dict[str, Any] = {
-            "operationId": op.operation_id,
-            "summary": op.summary,
-            "tags": [op.tag],
-            "security": _SECURITY[op.access],
-            "x-owm-access": op.access.value,
-        }
-        if op.description:
-            entry["description"] = op.description
-        if op.params:
-            entry["parameters"] = [
-                {
-                    "name": p.name,
-                    "in": p.location,
-                    "required": p.required or p.location == "path",
-                    "description": p.description,
-                    "schema": _strip(p.schema),
-                }
-                for p in op.params
-            ]
-        if op.body is not None:
-            entry["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": _strip(op.body)}},
-            }
-        responses: dict[str, Any] = {}
-        for status, reply in op.statuses().items():
-            response: dict[str, Any] = {
-                "description": reply.description,
-                "headers": _VERSION_HEADERS,
-            }
-            if reply.schema is not None:
-                response["content"] = {reply.media_type: {"schema": _strip(reply.schema)}}
-            elif reply.media_type != "application/json":
-                response["content"] = {
-                    reply.media_type: {"schema": {"type": "string", "format": "binary"}}
-                }
-            responses[str(status)] = response
-        entry["responses"] = responses
-        paths.setdefault(version_prefix + op.path, {})[op.method.lower()] = entry
+        if not op.websocket:
+            paths.setdefault(version_prefix + op.path, {})[op.method.lower()] = _path_item(op)
     return {
         "openapi": "3.1.0",
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
@@ -308,28 +341,7 @@ def openapi_document(
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
-            "securitySchemes": {
-                "apiKey": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "`Authorization: Bearer owm_…` (SRS-API-02).",
-                },
-                "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-                "l402": {
-                    "type": "http",
-                    "scheme": "L402",
-                    "description": "`Authorization: L402 <base64 macaroon>:<hex preimage>` "
-                    "after paying the invoice of a 402 answer (SRS-API-03).",
-                },
-                "nodeSignature": {
-                    "type": "apiKey",
-                    "in": "header",
-                    "name": "X-OWM-Signature",
-                    "description": "Node operators: `X-OWM-Node-Key`, "
-                    "`X-OWM-Timestamp`, `X-OWM-Nonce` and an Ed25519 "
-                    "`X-OWM-Signature` over the request.",
-                },
-            },
+            "securitySchemes": _SECURITY_SCHEMES,
             "schemas": {"Problem": PROBLEM_SCHEMA},
         },
     }

@@ -23,30 +23,21 @@ from owm_adapters.services.fl_rounds import FlRoundService
 from owm_core.fl.rounds import FlRound
 from owm_core.fl.updates import MAX_PARAMETERS
 from owm_server.http.call import Call
-from owm_server.http.contract import Access, Operation, Param, Reply, Schema
-from owm_server.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, Problem
-
-_STR: Schema = {"type": "string"}
-_INT: Schema = {"type": "integer"}
-_NUM: Schema = {"type": "number"}
-_RELEASE_ID: Schema = {
-    "type": "string",
-    "pattern": r"^[a-z0-9][a-z0-9._-]{0,63}@owm-v[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$",
-    "maxLength": 130,
-}
-
-
-def _nullable(schema: Schema) -> Schema:
-    return {**schema, "type": [schema["type"], "null"]}
-
-
-def _array(items: Schema) -> Schema:
-    return {"type": "array", "items": items}
-
-
-def _problem(description: str) -> Reply:
-    return Reply(description, PROBLEM_SCHEMA, PROBLEM_MEDIA_TYPE)
-
+from owm_server.http.contract import Access, Operation, Reply, Schema
+from owm_server.http.problems import Problem
+from owm_server.http.v1.schemas import (
+    HEX32,
+    HEX_SIG,
+    INT,
+    NUM,
+    RELEASE_PARAM,
+    SLUG,
+    STR,
+    array,
+    limit,
+    nullable,
+    problem,
+)
 
 UPDATE_BODY: Schema = {
     "type": "object",
@@ -58,20 +49,20 @@ UPDATE_BODY: Schema = {
     ),
     "properties": {
         "round": {"type": "integer", "minimum": 0, "maximum": 1_000_000_000},
-        "sub_model": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"},
+        "sub_model": SLUG,
         "task_id": {"type": "string", "minLength": 1, "maxLength": 128,
                     "description": "the replica id of the fl_training assignment"},
-        "public_key": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "public_key": HEX32,
         "num_examples": {"type": "integer", "minimum": 1},
         "loss": {"type": "number", "minimum": 0},
         "weights": {
             "type": "array",
-            "items": _NUM,
+            "items": NUM,
             "minItems": 1,
             "maxItems": MAX_PARAMETERS,
             "description": "flat float32 values of the trained model (state_dict order)",
         },
-        "signature": {"type": "string", "pattern": "^[0-9a-f]{128}$"},
+        "signature": HEX_SIG,
     },
     "required": [
         "round", "sub_model", "task_id", "public_key", "num_examples", "loss", "weights",
@@ -84,9 +75,9 @@ RECEIPT: Schema = {
     "type": "object",
     "properties": {
         "status": {"type": "string", "enum": ["accepted", "duplicate"]},
-        "round": _INT,
-        "node_id": _STR,
-        "digest": {**_STR, "description": "hex of the tensor digest the signature covers"},
+        "round": INT,
+        "node_id": STR,
+        "digest": {**STR, "description": "hex of the tensor digest the signature covers"},
     },
     "required": ["status", "round", "node_id", "digest"],
 }
@@ -94,24 +85,24 @@ RECEIPT: Schema = {
 ROUND: Schema = {
     "type": "object",
     "properties": {
-        "round": _INT,
-        "sub_model": _STR,
+        "round": INT,
+        "sub_model": STR,
         "state": {"type": "string", "enum": ["open", "closed", "failed"]},
-        "started_at": _INT,
-        "closed_at": _nullable(_INT),
-        "rule": _STR,
-        "f": {**_INT, "description": "Byzantine updates the rule was told to tolerate"},
-        "tasks": _array(_STR),
-        "base_version": {**_STR, "description": "release the round started from, or genesis"},
-        "participants": {**_INT, "description": "updates received"},
-        "accepted": _array(_STR),
-        "rejected": _array(_STR),
-        "flagged": {**_array(_STR), "description": "node ids whose update looked poisoned"},
-        "accuracy": _nullable(_NUM),
-        "accuracy_ppm": _nullable(_INT),
-        "loss": _nullable(_NUM),
-        "version": {**_nullable(_STR), "description": "the release the round produced"},
-        "failure": _STR,
+        "started_at": INT,
+        "closed_at": nullable(INT),
+        "rule": STR,
+        "f": {**INT, "description": "Byzantine updates the rule was told to tolerate"},
+        "tasks": array(STR),
+        "base_version": {**STR, "description": "release the round started from, or genesis"},
+        "participants": {**INT, "description": "updates received"},
+        "accepted": array(STR),
+        "rejected": array(STR),
+        "flagged": {**array(STR), "description": "node ids whose update looked poisoned"},
+        "accuracy": nullable(NUM),
+        "accuracy_ppm": nullable(INT),
+        "loss": nullable(NUM),
+        "version": {**nullable(STR), "description": "the release the round produced"},
+        "failure": STR,
     },
     "required": [
         "round", "sub_model", "state", "started_at", "closed_at", "rule", "f", "tasks",
@@ -182,9 +173,9 @@ def get_version_weights(call: Call) -> Response:
     )
 
 
-def fl_operations() -> list[Operation]:
+def operations() -> list[Operation]:
     """The FL upload, the round listing and weight downloads (SRS-COORD-03, SRS-NODE-10)."""
-    unavailable = _problem("This coordinator runs no FL rounds (`fl-unavailable`).")
+    unavailable = problem("This coordinator runs no FL rounds (`fl-unavailable`).")
     return [
         Operation(
             "POST",
@@ -196,8 +187,8 @@ def fl_operations() -> list[Operation]:
             upload_update,
             {
                 202: Reply("Accepted (or the same update again: `duplicate`).", RECEIPT),
-                404: _problem("No such round or task (`not-found`)."),
-                409: _problem(
+                404: problem("No such round or task (`not-found`)."),
+                409: problem(
                     "The round is not open, the task is not assigned to this node, or the "
                     "node already uploaded a different update for the round."
                 ),
@@ -220,19 +211,12 @@ def fl_operations() -> list[Operation]:
             {
                 200: Reply(
                     "Rounds, newest first.",
-                    {"type": "object", "properties": {"rounds": _array(ROUND)},
+                    {"type": "object", "properties": {"rounds": array(ROUND)},
                      "required": ["rounds"]},
                 ),
                 503: unavailable,
             },
-            params=(
-                Param(
-                    "limit",
-                    "query",
-                    {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
-                    "At most this many rounds (1–500).",
-                ),
-            ),
+            params=(limit("rounds"),),
         ),
         Operation(
             "GET",
@@ -249,9 +233,9 @@ def fl_operations() -> list[Operation]:
                     None,
                     "application/octet-stream",
                 ),
-                404: _problem("No such version, or no weights are published for it."),
+                404: problem("No such version, or no weights are published for it."),
                 503: unavailable,
             },
-            params=(Param("id", "path", _RELEASE_ID, "`<sub_model>@<version>`.", True),),
+            params=(RELEASE_PARAM,),
         ),
     ]

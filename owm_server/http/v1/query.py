@@ -23,15 +23,15 @@ from owm_core.errors import DomainError
 from owm_core.knowledge.routing import QueryAnswer, answer_fields
 from owm_server.http.call import Call
 from owm_server.http.contract import Access, Operation, Param, Reply, Schema
-from owm_server.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, Problem, from_domain
+from owm_server.http.problems import Problem, from_domain
+from owm_server.http.v1.schemas import OBJECT_ID, STR, array, problem
 
 log = logging.getLogger(__name__)
 
 SSE_MEDIA_TYPE = "text/event-stream"
 DEFAULT_MAX_TOKENS = 1024
 
-_STR: Schema = {"type": "string"}
-_STRS: Schema = {"type": "array", "items": _STR}
+_STRS: Schema = array(STR)
 QUERY_BODY: Schema = {
     "type": "object",
     "properties": {
@@ -52,7 +52,7 @@ QUERY_ANSWER: Schema = {
         "cost_sats", "citations", "query", "created_at",
     ],
     "properties": {
-        "query_id": _STR,
+        "query_id": STR,
         "answer": {"type": "string", "description": "Quoted sentences, each cited `[n]`."},
         "answered": {"type": "boolean", "description": "False: no data answers the question."},
         "sub_models_used": _STRS,
@@ -73,19 +73,16 @@ QUERY_ANSWER: Schema = {
                 "type": "object",
                 "required": ["sub_model", "passage_id", "source", "text", "strength"],
                 "properties": {
-                    "sub_model": _STR, "passage_id": _STR, "source": _STR, "text": _STR,
-                    "strength": {"type": "number"}, "dataset_id": _STR,
+                    "sub_model": STR, "passage_id": STR, "source": STR, "text": STR,
+                    "strength": {"type": "number"}, "dataset_id": STR,
                 },
             },
         },
-        "query": _STR,
+        "query": STR,
         "created_at": {"type": "integer"},
     },
 }
-_UNAVAILABLE = Reply(
-    "No knowledge base is configured (`conglomerate-unavailable`).", PROBLEM_SCHEMA,
-    PROBLEM_MEDIA_TYPE,
-)
+_UNAVAILABLE = problem("No knowledge base is configured (`conglomerate-unavailable`).")
 _SSE_DESCRIPTION = (
     "Server-Sent Events: `retrieval` (chosen sub-models), `partial` (one per sub-model as its "
     "task settles), `answer` (the SRS 4.8.3 document), or `error` (a problem document)."
@@ -163,7 +160,7 @@ def get_query(call: Call) -> Response:
     return JSONResponse(answer_json(_service(call).answer(call.path["query_id"])))
 
 
-def query_operations() -> list[Operation]:
+def operations() -> list[Operation]:
     """The query API (SRS 4.8.2): ask, ask as a stream, read a stored answer."""
     client = Access.CLIENT
     return [
@@ -206,15 +203,14 @@ def query_operations() -> list[Operation]:
             get_query,
             {
                 200: Reply("The stored answer.", QUERY_ANSWER),
-                404: Reply("No such query.", PROBLEM_SCHEMA, PROBLEM_MEDIA_TYPE),
+                404: problem("No such query."),
                 503: _UNAVAILABLE,
             },
             params=(
-                Param("query_id", "path", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
-                      "The query's id.", True),
+                Param("query_id", "path", OBJECT_ID, "The query's id.", True),
             ),
         ),
     ]
 
 
-__all__ = ["QUERY_ANSWER", "QUERY_BODY", "answer_json", "query_operations", "sse"]
+__all__ = ["QUERY_ANSWER", "QUERY_BODY", "answer_json", "operations", "sse"]

@@ -26,24 +26,8 @@ from owm_core.knowledge.datasets import (
 from owm_core.knowledge.submodels import SubModel
 from owm_server.http.call import Call
 from owm_server.http.contract import Access, Operation, Param, Reply, Schema
-from owm_server.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, Problem
-
-_STR: Schema = {"type": "string"}
-_INT: Schema = {"type": "integer"}
-_SUB_MODEL: Schema = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}
-
-
-def _obj(properties: dict[str, Schema]) -> Schema:
-    return {"type": "object", "properties": properties, "required": list(properties)}
-
-
-def _array(items: Schema) -> Schema:
-    return {"type": "array", "items": items}
-
-
-def _problem(description: str) -> Reply:
-    return Reply(description, PROBLEM_SCHEMA, PROBLEM_MEDIA_TYPE)
-
+from owm_server.http.problems import Problem
+from owm_server.http.v1.schemas import INT, SLUG, STR, array, obj, problem
 
 DATASET_BODY: Schema = {
     "type": "object",
@@ -55,8 +39,8 @@ DATASET_BODY: Schema = {
     ),
     "properties": {
         "format": {"type": "string", "enum": [FORMAT]},
-        "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"},
-        "sub_models": {"type": "array", "items": _SUB_MODEL, "minItems": 1, "maxItems": 8},
+        "name": SLUG,
+        "sub_models": {"type": "array", "items": SLUG, "minItems": 1, "maxItems": 8},
         "source": {"type": "string", "minLength": 1, "maxLength": 300},
         "licence": {
             "type": "string",
@@ -87,34 +71,34 @@ DATASET_BODY: Schema = {
     "additionalProperties": False,
 }
 
-DATASET: Schema = _obj(
+DATASET: Schema = obj(
     {
-        "dataset_id": {**_STR, "description": "`ds-` + the first 24 hex digits of the digest"},
-        "digest": {**_STR, "description": "hex SHA-256 of the canonical JSON (OTS-stamped)"},
-        "name": _STR,
-        "sub_models": _array(_STR),
-        "contributor": _STR,
-        "submitted_at": _INT,
-        "documents": _INT,
-        "passages": _INT,
-        "size_bytes": _INT,
-        "licences": _array(_STR),
-        "sources": _array(_STR),
-        "description": _STR,
+        "dataset_id": {**STR, "description": "`ds-` + the first 24 hex digits of the digest"},
+        "digest": {**STR, "description": "hex SHA-256 of the canonical JSON (OTS-stamped)"},
+        "name": STR,
+        "sub_models": array(STR),
+        "contributor": STR,
+        "submitted_at": INT,
+        "documents": INT,
+        "passages": INT,
+        "size_bytes": INT,
+        "licences": array(STR),
+        "sources": array(STR),
+        "description": STR,
         "ots_status": {"type": "string", "enum": ["none", "pending"]},
     }
 )
-SUB_MODEL: Schema = _obj(
+SUB_MODEL: Schema = obj(
     {
-        "name": _STR,
-        "description": _STR,
+        "name": STR,
+        "description": STR,
         "kind": {"type": "string", "enum": ["retrieval-reader", "trained"]},
-        "version": _STR,
-        "version_id": {**_STR, "description": "`<name>@<version>` (GET /v1/model/versions/{id})"},
+        "version": STR,
+        "version_id": {**STR, "description": "`<name>@<version>` (GET /v1/model/versions/{id})"},
         "version_digest": {"type": ["string", "null"]},
-        "datasets": _array(_STR),
-        "hosts": _array(_STR),
-        "created_at": _INT,
+        "datasets": array(STR),
+        "hosts": array(STR),
+        "created_at": INT,
     }
 )
 
@@ -180,10 +164,10 @@ def list_sub_models(call: Call) -> Response:
     return JSONResponse({"sub_models": [sub_model_json(m) for m in _knowledge(call).sub_models()]})
 
 
-def data_operations() -> list[Operation]:
+def operations() -> list[Operation]:
     """The data contributors' API and the sub-model registry (SRS 2.1, SRS 2.2)."""
     client = Access.CLIENT
-    unavailable = _problem("No knowledge base runs on this coordinator.")
+    unavailable = problem("No knowledge base runs on this coordinator.")
     return [
         Operation(
             "POST",
@@ -196,7 +180,7 @@ def data_operations() -> list[Operation]:
             {
                 201: Reply("Stored, indexed and stamped (or already yours: the same record).",
                            DATASET),
-                409: _problem("Another contributor already gave this exact dataset."),
+                409: problem("Another contributor already gave this exact dataset."),
                 503: unavailable,
             },
             body=DATASET_BODY,
@@ -212,10 +196,10 @@ def data_operations() -> list[Operation]:
             "data",
             client,
             list_datasets,
-            {200: Reply("Contributions, oldest first.", _obj({"datasets": _array(DATASET)})),
+            {200: Reply("Contributions, oldest first.", obj({"datasets": array(DATASET)})),
              503: unavailable},
             params=(
-                Param("sub_model", "query", _SUB_MODEL, "Only datasets of this sub-model."),
+                Param("sub_model", "query", SLUG, "Only datasets of this sub-model."),
                 Param("contributor", "query", {"type": "string", "maxLength": 256},
                       "Only datasets of this contributor."),
                 Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000},
@@ -230,7 +214,7 @@ def data_operations() -> list[Operation]:
             "data",
             client,
             list_sub_models,
-            {200: Reply("Sub-models by name.", _obj({"sub_models": _array(SUB_MODEL)})),
+            {200: Reply("Sub-models by name.", obj({"sub_models": array(SUB_MODEL)})),
              503: unavailable},
         ),
     ]

@@ -19,98 +19,90 @@ from owm_core.errors import InvalidValue, NotAMaintainer, NotFound, SignatureInv
 from owm_core.identity.envelopes import Envelope, EnvelopeKind, MaintainerAcknowledgement, open_body
 from owm_core.stake.slashing import SlashingReason
 from owm_server.http.call import Call
-from owm_server.http.contract import Access, Operation, Param, Reply, Schema
-from owm_server.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, Problem
+from owm_server.http.contract import Access, Operation, Reply, Schema
+from owm_server.http.problems import Problem
+from owm_server.http.v1.schemas import (
+    HEX32,
+    HEX_SIG,
+    INT,
+    NODE_ID,
+    STR,
+    array,
+    limit,
+    obj,
+    problem,
+)
 
-_HEX32: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
-_NODE_ID: Schema = {"type": "string", "pattern": "^n[0-9a-f]{40}$", "description": "node id"}
-_INT: Schema = {"type": "integer"}
-_STR: Schema = {"type": "string"}
 _REASONS = [r.value for r in SlashingReason]
 
 
-def _obj(properties: dict[str, Schema], additional: bool = True) -> Schema:
-    schema: Schema = {"type": "object", "properties": properties, "required": list(properties)}
-    if not additional:
-        schema["additionalProperties"] = False
-    return schema
-
-
-def _array(items: Schema) -> Schema:
-    return {"type": "array", "items": items}
-
-
-def _problem(description: str) -> Reply:
-    return Reply(description, PROBLEM_SCHEMA, PROBLEM_MEDIA_TYPE)
-
-
-ACK_ENVELOPE: Schema = _obj(
+ACK_ENVELOPE: Schema = obj(
     {
         "kind": {"type": "string", "enum": [EnvelopeKind.MAINTAINER_ACK.value]},
-        "signer": {**_HEX32, "description": "the maintainer's Ed25519 public key"},
+        "signer": {**HEX32, "description": "the maintainer's Ed25519 public key"},
         "nonce": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
         "issued_at": {"type": "integer", "minimum": 0, "maximum": 2**53},
-        "body": _obj(
+        "body": obj(
             {
-                "node_id": _NODE_ID,
-                "evidence_hash": _HEX32,
+                "node_id": NODE_ID,
+                "evidence_hash": HEX32,
                 "reason": {"type": "string", "enum": _REASONS},
                 "verdict": {"type": "string", "enum": ["slash", "dismiss"]},
             },
             additional=False,
         ),
-        "signature": {"type": "string", "pattern": "^[0-9a-f]{128}$"},
+        "signature": HEX_SIG,
     },
     additional=False,
 )
 ACK_ENVELOPE["description"] = "The envelope `owm slashing ack` writes (canonical JSON)."
 
-BACKING: Schema = _obj(
-    {"evidence_hash": _STR, "reason": _STR, "maintainers": _array(_STR), "count": _INT}
+BACKING: Schema = obj(
+    {"evidence_hash": STR, "reason": STR, "maintainers": array(STR), "count": INT}
 )
-LOG_ENTRY: Schema = {**_obj({}), "description": "the slashing-log entry, as published"}
-RECEIPT: Schema = _obj(
+LOG_ENTRY: Schema = {**obj({}), "description": "the slashing-log entry, as published"}
+RECEIPT: Schema = obj(
     {
-        "node_id": _STR,
-        "evidence_hash": _STR,
-        "reason": _STR,
-        "verdict": _STR,
-        "signer": _STR,
+        "node_id": STR,
+        "evidence_hash": STR,
+        "reason": STR,
+        "verdict": STR,
+        "signer": STR,
         "recorded": {"type": "boolean", "description": "false: this envelope was known already"},
         "acknowledgements": {
             "type": "integer",
             "description": "distinct maintainers backing this evidence and reason with `slash`",
         },
-        "quorum": _INT,
+        "quorum": INT,
         "slashed": {"type": "boolean"},
         "log_entry": {**LOG_ENTRY, "type": ["object", "null"]},
     }
 )
-CASE: Schema = _obj(
+CASE: Schema = obj(
     {
-        "node_id": _STR,
-        "tier": _STR,
-        "channel_id": _STR,
+        "node_id": STR,
+        "tier": STR,
+        "channel_id": STR,
         "waiting_for": {"type": "string", "enum": ["signals", "acknowledgements"]},
         "needed": {
             "type": "integer",
             "description": "distinct reporters (tier 1) or maintainers (tier 2/3) needed",
         },
-        "signals": _array(
-            _obj({"reporter": _STR, "reason": _STR, "evidence_hash": _STR, "at": _INT})
+        "signals": array(
+            obj({"reporter": STR, "reason": STR, "evidence_hash": STR, "at": INT})
         ),
-        "acknowledgements": _array(
-            _obj(
+        "acknowledgements": array(
+            obj(
                 {
-                    "signer": _STR,
-                    "evidence_hash": _STR,
-                    "reason": _STR,
-                    "verdict": _STR,
-                    "issued_at": _INT,
+                    "signer": STR,
+                    "evidence_hash": STR,
+                    "reason": STR,
+                    "verdict": STR,
+                    "issued_at": INT,
                 }
             )
         ),
-        "backing": _array(BACKING),
+        "backing": array(BACKING),
     }
 )
 
@@ -206,8 +198,8 @@ def pending_cases(call: Call) -> Response:
     return JSONResponse({"cases": [case_json(c) for c in cases]})
 
 
-def slashing_operations() -> list[Operation]:
-    """The slashing operations of v1 (``*slashing_operations()`` in ``v1.operations()``)."""
+def operations() -> list[Operation]:
+    """Submit a maintainer's acknowledgement; list the pending cases."""
     return [
         Operation(
             "POST",
@@ -224,10 +216,10 @@ def slashing_operations() -> list[Operation]:
                     "`log_entry` is the new slashing-log entry).",
                     RECEIPT,
                 ),
-                403: _problem("The signer is not a configured maintainer key (`forbidden`)."),
-                404: _problem("No staked node with that id (`not-found`)."),
-                409: _problem("The node is tier 1: decided by signals (`policy-violation`)."),
-                503: _problem("No slashing service, or the Lightning node is unavailable."),
+                403: problem("The signer is not a configured maintainer key (`forbidden`)."),
+                404: problem("No staked node with that id (`not-found`)."),
+                409: problem("The node is tier 1: decided by signals (`policy-violation`)."),
+                503: problem("No slashing service, or the Lightning node is unavailable."),
             },
             body=ACK_ENVELOPE,
             description=(
@@ -246,16 +238,9 @@ def slashing_operations() -> list[Operation]:
             Access.CLIENT,
             pending_cases,
             {
-                200: Reply("Oldest evidence first.", _obj({"cases": _array(CASE)})),
-                503: _problem("This coordinator runs no slashing service."),
+                200: Reply("Oldest evidence first.", obj({"cases": array(CASE)})),
+                503: problem("This coordinator runs no slashing service."),
             },
-            params=(
-                Param(
-                    "limit",
-                    "query",
-                    {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
-                    "At most this many cases (1–500).",
-                ),
-            ),
+            params=(limit("cases"),),
         ),
     ]

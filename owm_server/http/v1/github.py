@@ -1,0 +1,183 @@
+"""The GitHub endpoints of v1: repository analyses and bounties on issues.
+
+* ``POST /v1/github/analyze`` queues a repository; ``GET /v1/github/analysis/{id}`` reads the
+  request back. It stays ``queued`` until the GitHub integration exists: no result is invented.
+* ``GET /v1/github/bounties`` lists bounties (open ones by default);
+  ``POST /v1/github/bounties`` opens one in the caller's name.
+
+No rule lives here: parse, call the service, render.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import Response
+
+from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
+from owm_server.http.call import Call
+from owm_server.http.contract import Access, Operation, Param, Reply, Schema
+from owm_server.http.v1.render import json
+from owm_server.http.v1.schemas import (
+    INT,
+    MAX_SAT,
+    NOT_FOUND,
+    OBJECT_ID,
+    REPOSITORY,
+    STR,
+    array,
+    nullable,
+    obj,
+)
+
+BOUNTY: Schema = obj(
+    {
+        "bounty_id": STR,
+        "repository": STR,
+        "issue_number": INT,
+        "title": STR,
+        "amount_sat": INT,
+        "created_by": STR,
+        "created_at": INT,
+        "status": STR,
+    }
+)
+ANALYSIS: Schema = obj(
+    {
+        "analysis_id": STR,
+        "repository": STR,
+        "requested_by": STR,
+        "requested_at": INT,
+        "state": STR,
+        "updated_at": nullable(INT),
+        "result": nullable(STR),
+    }
+)
+ANALYZE_BODY: Schema = obj({"repository": REPOSITORY}, additional=False)
+BOUNTY_BODY: Schema = obj(
+    {
+        "repository": REPOSITORY,
+        "issue_number": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+        "title": {"type": "string", "minLength": 1, "maxLength": 200},
+        "amount_sat": {"type": "integer", "minimum": 1, "maximum": MAX_SAT},
+    },
+    additional=False,
+)
+
+
+def bounty_json(b: Bounty) -> dict[str, Any]:
+    """A bounty as the API publishes it."""
+    return {
+        "bounty_id": b.bounty_id,
+        "repository": b.repository,
+        "issue_number": b.issue_number,
+        "title": b.title,
+        "amount_sat": b.amount_sat,
+        "created_by": b.created_by,
+        "created_at": b.created_at,
+        "status": b.status.value,
+    }
+
+
+def analysis_json(a: AnalysisRequest) -> dict[str, Any]:
+    """An analysis request as the API publishes it."""
+    return {
+        "analysis_id": a.analysis_id,
+        "repository": a.repository,
+        "requested_by": a.requested_by,
+        "requested_at": a.requested_at,
+        "state": a.state.value,
+        "updated_at": a.updated_at,
+        "result": a.result,
+    }
+
+
+def list_bounties(call: Call) -> Response:
+    status = call.query.get("status", "open")
+    bounties = call.services.bounties(None if status == "all" else BountyStatus(status))
+    return json({"bounties": [bounty_json(b) for b in bounties]})
+
+
+def create_bounty(call: Call) -> Response:
+    body = call.body
+    bounty = call.services.create_bounty(
+        call.who(), body["repository"], body["issue_number"], body["title"], body["amount_sat"]
+    )
+    return json(bounty_json(bounty), status=201)
+
+
+def analyze(call: Call) -> Response:
+    request = call.services.request_analysis(call.who(), call.body["repository"])
+    return json(
+        analysis_json(request),
+        status=202,
+        headers={"Location": f"/v1/github/analysis/{request.analysis_id}"},
+    )
+
+
+def get_analysis(call: Call) -> Response:
+    return json(analysis_json(call.services.analysis(call.path["id"])))
+
+
+def operations() -> list[Operation]:
+    """Queue and read analyses, list and open bounties."""
+    return [
+        Operation(
+            "POST",
+            "/github/analyze",
+            "analyzeRepository",
+            "Submit a repo for analysis",
+            "github",
+            Access.CLIENT,
+            analyze,
+            {
+                202: Reply(
+                    "Queued; poll the analysis. It stays `queued` until the GitHub "
+                    "integration exists (no result is invented).",
+                    ANALYSIS,
+                )
+            },
+            body=ANALYZE_BODY,
+        ),
+        Operation(
+            "GET",
+            "/github/analysis/{id}",
+            "getAnalysis",
+            "Get analysis results",
+            "github",
+            Access.CLIENT,
+            get_analysis,
+            {200: Reply("The analysis.", ANALYSIS), 404: NOT_FOUND},
+            params=(Param("id", "path", OBJECT_ID, "The analysis id.", True),),
+        ),
+        Operation(
+            "GET",
+            "/github/bounties",
+            "listBounties",
+            "List active bounties",
+            "github",
+            Access.CLIENT,
+            list_bounties,
+            {200: Reply("Bounties, newest first.", obj({"bounties": array(BOUNTY)}))},
+            params=(
+                Param(
+                    "status",
+                    "query",
+                    {"type": "string", "enum": ["open", "paid", "cancelled", "all"]},
+                    "Which bounties (default open).",
+                ),
+            ),
+            inline=True,
+        ),
+        Operation(
+            "POST",
+            "/github/bounties",
+            "createBounty",
+            "Create a new bounty",
+            "github",
+            Access.CLIENT,
+            create_bounty,
+            {201: Reply("The bounty.", BOUNTY)},
+            body=BOUNTY_BODY,
+        ),
+    ]

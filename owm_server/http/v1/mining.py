@@ -1,0 +1,192 @@
+"""The mining-pool endpoints of v1 (SRS-POOL-09/10): pool and miner statistics, payouts, dashboard.
+
+``GET /v1/mining/stats``, ``…/payouts`` and ``…/dashboard`` are public aggregates served from
+the cached read models; ``GET /v1/mining/nodes/{node_id}`` is one miner. The live dashboard is
+also a WebSocket at ``/v1/mining/dashboard`` (:func:`owm_server.http.app.dashboard_socket`),
+which pushes the same :func:`dashboard_json` frame. No rule lives here: parse, call the
+service, render.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import Response
+
+from owm_adapters.services.api import DashboardFrame
+from owm_core.pool.stats import MinerStats, MiningPayout, PoolStats
+from owm_server.http.call import Call
+from owm_server.http.contract import Access, Operation, Reply, Schema
+from owm_server.http.v1.render import json
+from owm_server.http.v1.schemas import (
+    INT,
+    LIMIT,
+    NODE_PARAM,
+    NOT_FOUND,
+    STR,
+    array,
+    nullable,
+    obj,
+)
+
+PAYOUT: Schema = obj(
+    {
+        "paid_at": INT,
+        "amount_sat": INT,
+        "payment_hash": STR,
+        "recipient": {"type": "string", "enum": ["miner", "treasury"]},
+        "miner_id": nullable(STR),
+    }
+)
+POOL: Schema = obj(
+    {
+        "hashrate_1h_hps": INT,
+        "hashrate_24h_hps": INT,
+        "miners_24h": INT,
+        "shares_24h": INT,
+        "blocks_30d": INT,
+        "paid_sat_total": INT,
+        "at": INT,
+    }
+)
+MINER: Schema = obj(
+    {
+        "miner_id": STR,
+        "hashrate_1h_hps": INT,
+        "hashrate_24h_hps": INT,
+        "shares_24h": INT,
+        "blocks_30d": INT,
+        "paid_sat": INT,
+        "payouts": INT,
+    }
+)
+MINER_VIEW: Schema = {
+    **MINER,
+    "properties": {**MINER["properties"], "recent_payouts": array(PAYOUT)},
+}
+DASHBOARD: Schema = obj(
+    {
+        "type": STR,
+        "pool": POOL,
+        "hashrate_by_miner_1h": {"type": "object"},
+        "recent_payouts": array(PAYOUT),
+    }
+)
+
+
+def payout_json(p: MiningPayout) -> dict[str, Any]:
+    """A payout to a miner, or the treasury's share of a block."""
+    return {
+        "paid_at": p.paid_at,
+        "amount_sat": p.amount_sat,
+        "payment_hash": p.payment_hash,
+        "recipient": "treasury" if p.miner_id is None else "miner",
+        "miner_id": p.miner_id,
+    }
+
+
+def pool_json(p: PoolStats) -> dict[str, Any]:
+    """Pool-wide statistics."""
+    return {
+        "hashrate_1h_hps": p.hashrate_1h_hps,
+        "hashrate_24h_hps": p.hashrate_24h_hps,
+        "miners_24h": p.miners_24h,
+        "shares_24h": p.shares_24h,
+        "blocks_30d": p.blocks_30d,
+        "paid_sat_total": p.paid_sat_total,
+        "at": p.at,
+    }
+
+
+def miner_json(m: MinerStats) -> dict[str, Any]:
+    """One miner's statistics."""
+    return {
+        "miner_id": m.miner_id,
+        "hashrate_1h_hps": m.hashrate_1h_hps,
+        "hashrate_24h_hps": m.hashrate_24h_hps,
+        "shares_24h": m.shares_24h,
+        "blocks_30d": m.blocks_30d,
+        "paid_sat": m.paid_sat,
+        "payouts": m.payouts,
+    }
+
+
+def dashboard_json(frame: DashboardFrame) -> dict[str, Any]:
+    """One live dashboard message (SRS-POOL-09)."""
+    return {
+        "type": "pool_metrics",
+        "pool": pool_json(frame.pool),
+        "hashrate_by_miner_1h": frame.hashrate_by_miner_1h,
+        "recent_payouts": [payout_json(p) for p in frame.recent_payouts],
+    }
+
+
+def mining_stats(call: Call) -> Response:
+    return json(pool_json(call.services.pool_stats()))
+
+
+def mining_node(call: Call) -> Response:
+    view = call.services.miner(call.path["node_id"])
+    return json(
+        {**miner_json(view.stats), "recent_payouts": [payout_json(p) for p in view.payouts]}
+    )
+
+
+def mining_payouts(call: Call) -> Response:
+    payouts = call.services.payouts(call.query.get("limit", 100))
+    return json({"payouts": [payout_json(p) for p in payouts]})
+
+
+def mining_dashboard(call: Call) -> Response:
+    return json(dashboard_json(call.services.dashboard()))
+
+
+def operations() -> list[Operation]:
+    """Pool statistics, one miner, recent payouts and one dashboard frame."""
+    return [
+        Operation(
+            "GET",
+            "/mining/stats",
+            "miningStats",
+            "Pool-wide hashrate, miners, blocks found",
+            "mining",
+            Access.CLIENT,
+            mining_stats,
+            {200: Reply("Pool statistics.", POOL)},
+            inline=True,
+        ),
+        Operation(
+            "GET",
+            "/mining/nodes/{node_id}",
+            "miningNode",
+            "Node's mining stats and earnings",
+            "mining",
+            Access.NODE_MANAGEMENT,
+            mining_node,
+            {200: Reply("The miner's statistics.", MINER_VIEW), 404: NOT_FOUND},
+            params=(NODE_PARAM,),
+        ),
+        Operation(
+            "GET",
+            "/mining/payouts",
+            "miningPayouts",
+            "Recent payout history (public)",
+            "mining",
+            Access.CLIENT,
+            mining_payouts,
+            {200: Reply("Payouts, newest first.", obj({"payouts": array(PAYOUT)}))},
+            params=(LIMIT,),
+            inline=True,
+        ),
+        Operation(
+            "GET",
+            "/mining/dashboard",
+            "miningDashboard",
+            "Live pool metrics: one frame here; a WebSocket upgrade streams them",
+            "mining",
+            Access.CLIENT,
+            mining_dashboard,
+            {200: Reply("One dashboard frame (the WebSocket sends the same shape).", DASHBOARD)},
+            inline=True,
+        ),
+    ]

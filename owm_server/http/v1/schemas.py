@@ -1,0 +1,130 @@
+"""The JSON Schema atoms every v1 module shares, declared once.
+
+Scalars (:data:`STR`, :data:`INT`, …), the identifiers the API accepts (node ids, keys,
+signatures, release ids, repositories), the builders (:func:`obj`, :func:`array`,
+:func:`nullable`), documented problem replies (:func:`problem`), the common parameters
+(:func:`limit`, :data:`NODE_PARAM`) and the record shapes more than one context publishes
+(:data:`STAKE`, :data:`PAYMENT`, :data:`EARNINGS`). A context's own shapes live in its module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from owm_server.http.contract import Param, Reply, Schema
+from owm_server.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA
+
+STR: Schema = {"type": "string"}
+INT: Schema = {"type": "integer"}
+NUM: Schema = {"type": "number"}
+BOOL: Schema = {"type": "boolean"}
+
+HEX32: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+"""32 bytes in lowercase hex: Ed25519 public keys, challenge nonces, SHA-256 digests."""
+PUBLIC_KEY: Schema = HEX32
+NONCE: Schema = HEX32
+HEX_SIG: Schema = {"type": "string", "pattern": "^[0-9a-f]{128}$"}
+"""An Ed25519 signature in lowercase hex."""
+NODE_ID: Schema = {"type": "string", "pattern": "^n[0-9a-f]{40}$", "description": "node id"}
+SLUG: Schema = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}
+"""A lowercase name: of a sub-model or a dataset."""
+RELEASE_ID: Schema = {
+    "type": "string",
+    "pattern": r"^[a-z0-9][a-z0-9._-]{0,63}@owm-v[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$",
+    "maxLength": 130,
+}
+"""``<sub_model>@<version>``, the id of a model release."""
+REPOSITORY: Schema = {
+    "type": "string",
+    "pattern": r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$",
+    "description": "owner/name",
+}
+OBJECT_ID: Schema = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+MAX_SAT = 2_100_000_000_000_000
+"""21 million bitcoin in satoshis: no amount the API accepts can be larger."""
+
+
+def obj(
+    properties: dict[str, Schema],
+    required: Sequence[str] | None = None,
+    *,
+    additional: bool = True,
+) -> Schema:
+    """An object schema; every property required unless listed otherwise.
+
+    ``additional=False`` refuses properties the schema does not name (request bodies).
+    """
+    schema: Schema = {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties if required is None else required),
+    }
+    if not additional:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def array(items: Schema) -> Schema:
+    """An array of ``items``."""
+    return {"type": "array", "items": items}
+
+
+def nullable(schema: Schema) -> Schema:
+    """``schema`` or null."""
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+def problem(description: str) -> Reply:
+    """A documented RFC 7807 problem reply."""
+    return Reply(description, PROBLEM_SCHEMA, PROBLEM_MEDIA_TYPE)
+
+
+def limit(what: str) -> Param:
+    """The ``limit`` query parameter of a listing: 1 to 500, 100 by default."""
+    return Param(
+        "limit",
+        "query",
+        {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
+        f"At most this many {what} (1–500).",
+    )
+
+
+LIMIT = limit("items")
+NODE_PARAM = Param(
+    "node_id", "path", NODE_ID, "The node's id (`n` + 40 hex).", True, convertor="node_id"
+)
+RELEASE_PARAM = Param("id", "path", RELEASE_ID, "`<sub_model>@<version>`.", True)
+NOT_FOUND = problem("No such record.")
+
+STAKE: Schema = obj(
+    {
+        "node_id": STR,
+        "status": STR,
+        "tier": STR,
+        "required_sats": INT,
+        "capacity_sat": INT,
+        "bonus_bps": INT,
+        "changed_at": INT,
+        "channel_id": nullable(STR),
+        "channel_point": nullable(STR),
+        "channel_confirmations": nullable(INT),
+        "next_verification_at": nullable(INT),
+        "grace_until": nullable(INT),
+        "cooldown_until": nullable(INT),
+    }
+)
+"""A node's stake record (nodes: deregistration; stake: GET /v1/stake/nodes/{node_id})."""
+PAYMENT: Schema = obj(
+    {
+        "payment_hash": STR,
+        "task_id": STR,
+        "amount_msat": INT,
+        "state": STR,
+        "attempts": INT,
+        "created_at": INT,
+        "updated_at": INT,
+    }
+)
+"""A reward payment to a node (nodes: earnings; payments: history)."""
+EARNINGS: Schema = obj({"node_id": STR, "total_sats_earned": INT, "payments": array(PAYMENT)})
+"""A node's total earned and its reward payments, newest first (SRS-LN-10)."""
