@@ -22,7 +22,7 @@ import sqlite3
 import struct
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from bitcoin.core import (
@@ -175,6 +175,23 @@ def _decode_block(raw: bytes) -> tuple[BlockHeader, list[CTransaction]]:
 # --------------------------------------------------------------------------- the chain
 
 
+@contextmanager
+def locked_transaction(path: str, lock: threading.RLock) -> Iterator[sqlite3.Connection]:
+    """A fresh connection to the SQLite file at ``path``, held under ``lock`` as one transaction.
+
+    Committed when the block ends normally, rolled back when it raises, closed either way. The
+    devnet's file-backed adapters (this chain, the OpenTimestamps calendar) open one per call,
+    so that the processes sharing a devnet directory each see the others' writes.
+    """
+    with lock:
+        db = sqlite3.connect(path)
+        try:
+            with db:
+                yield db
+        finally:
+            db.close()
+
+
 class LocalChain:
     """A regtest-difficulty Bitcoin chain in one SQLite file, behind the chain port.
 
@@ -206,15 +223,8 @@ class LocalChain:
     def __repr__(self) -> str:
         return f"LocalChain({self._path!r})"
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            db = sqlite3.connect(self._path)
-            try:
-                with db:
-                    yield db
-            finally:
-                db.close()
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
+        return locked_transaction(self._path, self._lock)
 
     def _tip(self) -> tuple[int, str] | None:
         with self._db() as db:

@@ -26,8 +26,8 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import attrs
@@ -38,7 +38,7 @@ from opentimestamps.core.op import OpAppend, OpSHA256
 from opentimestamps.core.serialize import BytesDeserializationContext, BytesSerializationContext
 from opentimestamps.core.timestamp import Timestamp, make_merkle_tree
 
-from owm_adapters.chain.local_chain import mine_commitment
+from owm_adapters.chain.local_chain import locked_transaction, mine_commitment
 from owm_adapters.clock import SystemClock
 from owm_core.errors import InvalidValue
 from owm_core.ports.chain import Chain
@@ -116,15 +116,8 @@ class Calendar:
     def __repr__(self) -> str:
         return f"Calendar({self.url!r}, {self._path!r})"
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            db = sqlite3.connect(self._path)
-            try:
-                with db:
-                    yield db
-            finally:
-                db.close()
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
+        return locked_transaction(self._path, self._lock)
 
     # ----------------------------------------------------------------- RemoteCalendar's calls
 
