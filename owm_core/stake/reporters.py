@@ -1,0 +1,153 @@
+"""Slashing reporters are distinct, stake-backed identities, never tasks or strangers.
+
+Tier-1 slashing needs signals from 3 *independent* reporters (SRS-STAKE-04). Counting reporter
+names lets anyone mint independence: a task id, an anonymous key or a fresh node id is free.
+This module owns the rule that makes independence cost stake:
+
+* **One channel, one node.** A stake channel (its channel point, ``txid:index``) backs at most
+  one node id (:class:`ChannelBindings`); a second node id claiming the same channel point is
+  refused with :class:`~owm_core.errors.Conflict` (SRS-STAKE-01, SRS-LN-11).
+* **Own balance only.** What a channel stakes for its node is the node's *own* balance in it,
+  i.e. the treasury's ``remote_balance_sat`` (:func:`own_balance_sat`), not the capacity a
+  treasury-funded channel would also show.
+* **Counting.** :func:`backing_channels` counts, per target node, the distinct channel points
+  of reporters that are registered, backed by a channel whose own balance is at least
+  ``min_own_balance_sat``, and not the target (or its own channel). Task-derived reporters
+  (``verify:<task id>``) and unknown reporters count for nothing. Any number of identities
+  backed by one channel count once, so a Sybil with one stake cannot reach a threshold of
+  ``k ≥ 2`` distinct reporters.
+
+:func:`counted_signals` rewrites the surviving signals so that each names its backing channel as
+reporter, ready for :meth:`owm_core.stake.slashing.SlashingPolicy.decide`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+from owm_core import fields
+from owm_core.errors import Conflict
+from owm_core.identity.keys import parse_node_id
+from owm_core.stake.channel import StakeChannel
+from owm_core.stake.slashing import VERIFICATION_REPORTER_PREFIX, SlashingSignal
+
+CHANNEL_REPORTER_PREFIX = "channel:"
+"""Reporter name given to a counted signal: the backing channel point after this prefix."""
+
+_CHANNEL_POINT = fields.text(max_len=75, pattern=r"[0-9a-f]{64}:[0-9]{1,10}")
+
+
+def _node_id(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    parse_node_id(value, attribute.name)
+
+
+def own_balance_sat(channel: StakeChannel) -> int:
+    """The node's own balance in its stake channel: the treasury's *remote* balance.
+
+    ``StakeChannel`` is seen from the treasury's node, so the node's side is ``remote``.
+    """
+    return channel.remote_balance_sat
+
+
+@attrs.frozen
+class ReporterStake:
+    """The stake behind one reporter: its node id, channel point and own balance in sat."""
+
+    node_id: str = attrs.field(validator=_node_id)
+    channel_point: str = attrs.field(validator=_CHANNEL_POINT)
+    own_balance_sat: int = attrs.field(validator=fields.money())
+
+
+def _frozen(value: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(value))
+
+
+@attrs.frozen
+class ChannelBindings:
+    """Which node id each stake channel backs: one channel point, at most one node."""
+
+    by_channel: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen)
+
+    def bind(self, channel_point: str, node_id: str) -> ChannelBindings:
+        """Bind ``channel_point`` to ``node_id``; refused if another node already holds it.
+
+        Binding the same pair again is a no-op, so a node may re-register with its channel.
+        """
+        stake = ReporterStake(node_id, channel_point, 0)
+        holder = self.by_channel.get(stake.channel_point)
+        if holder is not None and holder != node_id:
+            raise Conflict(f"channel {channel_point} already backs another node")
+        return ChannelBindings({**self.by_channel, channel_point: node_id})
+
+    def release(self, channel_point: str) -> ChannelBindings:
+        """Free the channel (cooperative close or slashing), so a new stake may use it."""
+        return ChannelBindings({c: n for c, n in self.by_channel.items() if c != channel_point})
+
+    def node_of(self, channel_point: str) -> str | None:
+        """The node id ``channel_point`` backs, if any."""
+        return self.by_channel.get(channel_point)
+
+
+def _target_channels(target_node_id: str, stakes: Mapping[str, ReporterStake]) -> set[str]:
+    return {s.channel_point for s in stakes.values() if s.node_id == target_node_id}
+
+
+def _backing_channel(
+    target_node_id: str,
+    signal: SlashingSignal,
+    stakes: Mapping[str, ReporterStake],
+    min_own_balance_sat: int,
+    target_channels: set[str],
+) -> str | None:
+    if signal.node_id != target_node_id or signal.reporter == target_node_id:
+        return None
+    if signal.reporter.startswith(VERIFICATION_REPORTER_PREFIX):
+        return None
+    stake = stakes.get(signal.reporter)
+    if stake is None or stake.node_id != signal.reporter:
+        return None
+    if stake.own_balance_sat < min_own_balance_sat or stake.channel_point in target_channels:
+        return None
+    return stake.channel_point
+
+
+def backing_channels(
+    target_node_id: str,
+    signals: Iterable[SlashingSignal],
+    stakes: Mapping[str, ReporterStake],
+    min_own_balance_sat: int,
+) -> frozenset[str]:
+    """The distinct channel points whose nodes reported ``target_node_id`` (SRS-STAKE-04).
+
+    ``stakes`` maps a reporter's node id to its stake. A signal counts only if it is about the
+    target, its reporter is a registered node other than the target, is not a task-derived
+    reporter, and its stake channel holds at least ``min_own_balance_sat`` of the reporter's
+    own funds and is not the target's own channel.
+    """
+    own = _target_channels(target_node_id, stakes)
+    found = (_backing_channel(target_node_id, s, stakes, min_own_balance_sat, own) for s in signals)
+    return frozenset(c for c in found if c is not None)
+
+
+def counted_signals(
+    target_node_id: str,
+    signals: Iterable[SlashingSignal],
+    stakes: Mapping[str, ReporterStake],
+    min_own_balance_sat: int,
+) -> list[SlashingSignal]:
+    """The signals that count, each renamed after its backing channel (one reporter per stake).
+
+    Feed the result to ``SlashingPolicy.decide``: its distinct-reporter count then counts
+    distinct stake channels.
+    """
+    own = _target_channels(target_node_id, stakes)
+    kept = []
+    for signal in signals:
+        channel = _backing_channel(target_node_id, signal, stakes, min_own_balance_sat, own)
+        if channel is not None:
+            kept.append(attrs.evolve(signal, reporter=CHANNEL_REPORTER_PREFIX + channel))
+    return kept
