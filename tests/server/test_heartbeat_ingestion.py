@@ -125,4 +125,4 @@ def test_a_batch_from_many_uncached_nodes_fills_the_cache_and_persists_every_nod
         }
     finally:
         coordinator.stop()
-    assert coordinator._verifiers is None  # the verifier threads are shut down with the service
+    assert not coordinator.ingest.verifiers_running  # shut down with the service

@@ -1,0 +1,346 @@
+"""Heartbeat ingestion of one coordinator process (SRS-NODE-04, SRS-PERF-04).
+
+:class:`HeartbeatIngest` owns what the core's admission rule
+(:func:`owm_core.coordination.heartbeats.admit_heartbeat`) cannot: a cache of every registered
+node's key and current manifest digest, the verifier threads (large batches' Ed25519 checks,
+which release the GIL), and the writer thread that persists verified heartbeats in batches.
+A heartbeat is committed before :meth:`HeartbeatIngest.heartbeat` returns: it waits for the
+batch it joined.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import attrs
+
+from owm_adapters.services.coordinator.shared import LockedGuard, Observed, ServiceConfig
+from owm_core.coordination.heartbeats import (
+    HeartbeatFields,
+    KnownNode,
+    admit_heartbeat,
+    verify_heartbeat,
+)
+from owm_core.coordination.wire import open_envelope
+from owm_core.errors import DomainError, NotFound
+from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, open_body
+from owm_core.nodes.tiers import Tier
+from owm_core.ports.clock import Clock
+from owm_core.ports.repositories import Repositories
+
+log = logging.getLogger(__name__)
+
+WARM_KNOWN_MIN = 32
+"""A heartbeat batch naming this many uncached nodes loads the whole registry once."""
+VERIFY_CHUNK = 128
+"""Heartbeats per task handed to the verifier threads (a batch of fewer than two stays inline)."""
+
+
+@attrs.frozen
+class HeartbeatResult:
+    """Accepted / rejected counts of a heartbeat batch, with the first few reasons."""
+
+    accepted: int
+    rejected: int
+    errors: tuple[str, ...] = ()
+
+
+def _verify_chunk(raws: Sequence[bytes]) -> list[HeartbeatFields | DomainError]:
+    checked: list[HeartbeatFields | DomainError] = []
+    for raw in raws:
+        try:
+            checked.append(verify_heartbeat(raw))
+        except DomainError as exc:
+            checked.append(exc)
+    return checked
+
+
+class HeartbeatIngest:
+    """Verify, admit and persist heartbeats in batches (see the module docstring)."""
+
+    def __init__(
+        self,
+        repositories: Repositories,
+        clock: Clock,
+        config: ServiceConfig,
+        guard: LockedGuard,
+        observed: Observed,
+    ) -> None:
+        self.repositories = repositories
+        self.clock = clock
+        self.config = config
+        self._guard = guard
+        self._observed = observed
+        self._known: dict[str, KnownNode] = {}
+        self._known_lock = threading.Lock()
+        self._known_warm_lock = threading.Lock()
+        self._known_warmed = False
+        self._verifiers: ThreadPoolExecutor | None = None
+        self._verifiers_lock = threading.Lock()
+        self._hb_cond = threading.Condition()
+        self._hb_write_lock = threading.Lock()
+        self._hb_pending: dict[str, int] = {}
+        self._hb_open_gen = 1
+        self._hb_flushed_gen = 0
+        self._stopping = threading.Event()
+        self._writer: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the writer thread (a no-op while it runs)."""
+        if self._writer is not None:
+            return
+        self._writer = threading.Thread(target=self._run_writer, name="owm-hb-writer", daemon=True)
+        self._writer.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the writer and the verifier threads, then write what is still pending."""
+        self._stopping.set()
+        with self._hb_cond:
+            self._hb_cond.notify_all()
+        if self._writer is not None:
+            self._writer.join(timeout_s)
+            self._writer = None
+        with self._verifiers_lock:
+            verifiers, self._verifiers = self._verifiers, None
+        if verifiers is not None:
+            verifiers.shutdown(wait=True)  # lets running batches finish their chunks
+        if self._hb_pending:
+            self._flush_once()
+
+    @property
+    def verifiers_running(self) -> bool:
+        """Whether the verifier threads are up (started by the first large batch)."""
+        return self._verifiers is not None
+
+    # -- the registry's view -----------------------------------------------------------------
+
+    def remember(self, node_id: str, public_key: str) -> None:
+        """Cache a newly registered node's key and the digest of its stored manifest."""
+        manifest = self.repositories.manifests.get(node_id)
+        if manifest is not None:
+            digest = CapabilityManifest.from_body(manifest.body).digest()
+            with self._known_lock:
+                self._known[node_id] = KnownNode(public_key, digest)
+
+    def forget(self, node_id: str) -> None:
+        """Drop a node that left from the cache."""
+        with self._known_lock:
+            self._known.pop(node_id, None)
+
+    # -- heartbeats --------------------------------------------------------------------------
+
+    def heartbeat(self, raw: bytes, manifest_raw: bytes = b"") -> str:
+        """Verify one heartbeat (and an optional new manifest); its node id once persisted."""
+        if manifest_raw:
+            self._replace_manifest(manifest_raw)
+        node_id, at = self._check_heartbeat(raw)
+        generation = self._enqueue({node_id: at})
+        self._observed.current.heartbeats_accepted(1)
+        self._wait_flushed(generation)
+        return node_id
+
+    def heartbeats(self, raws: Iterable[bytes], wait: bool = True) -> HeartbeatResult:
+        """Verify a batch of heartbeats; persist the accepted ones in the writer's next batch.
+
+        With ``wait`` the call returns once that batch is committed.
+        """
+        seen: dict[str, int] = {}
+        errors: list[str] = []
+        accepted = rejected = 0
+        checked = self._verify_all(list(raws))
+        if not self._known_warmed:
+            self._warm_known(checked)
+        for item in checked:
+            try:
+                if isinstance(item, DomainError):
+                    raise item
+                node_id, at = self._admit_heartbeat(item)
+            except DomainError as exc:
+                rejected += 1
+                if len(errors) < 5:
+                    errors.append(exc.message)
+                continue
+            accepted += 1
+            if at > seen.get(node_id, -1):
+                seen[node_id] = at
+        observer = self._observed.current
+        if rejected:
+            observer.heartbeats_rejected(rejected)
+        if seen:
+            observer.heartbeats_accepted(accepted)
+            generation = self._enqueue(seen)
+            if wait:
+                self._wait_flushed(generation)
+        return HeartbeatResult(accepted=accepted, rejected=rejected, errors=tuple(errors))
+
+    def flush(self) -> None:
+        """Persist every pending heartbeat now (tests, shutdown)."""
+        self._flush_once()
+
+    def _check_heartbeat(self, raw: bytes) -> tuple[str, int]:
+        return self._admit_heartbeat(verify_heartbeat(raw))
+
+    def _admit_heartbeat(self, body: HeartbeatFields) -> tuple[str, int]:
+        """Admit a verified heartbeat by the core's rule (:func:`admit_heartbeat`, SRS-NODE-04).
+
+        Only the I/O is here: the node's key and manifest digest come from the cache, reloaded
+        first when the heartbeat cites another manifest (another coordinator process may have
+        stored a newer one, SRS-COORD-05); the replay guard is shared, hence the lock.
+        """
+        known = self._lookup_known(body.node_id)
+        if known is not None and known.manifest_digest != body.manifest_digest:
+            with self._known_lock:
+                self._known.pop(body.node_id, None)
+            known = self._lookup_known(body.node_id)
+        now = self.clock.now()
+        with self._guard.lock:
+            return admit_heartbeat(body, known, self._guard.guard, now)
+
+    def _verify_all(self, raws: list[bytes]) -> list[HeartbeatFields | DomainError]:
+        """Signature and shape of every heartbeat in ``raws``, in order (no replay guard yet).
+
+        Why threads: the Ed25519 check releases the GIL, so a large batch is cut into chunks
+        verified on one thread per core (started on first use, shut down by :meth:`stop`);
+        small batches are verified inline (SRS-PERF-04).
+        """
+        cores = os.cpu_count() or 1
+        if len(raws) < 2 * VERIFY_CHUNK or cores < 2 or self._stopping.is_set():
+            return _verify_chunk(raws)
+        with self._verifiers_lock:
+            if self._verifiers is None:
+                self._verifiers = ThreadPoolExecutor(cores, thread_name_prefix="owm-hb-verify")
+            verifiers = self._verifiers
+        chunks = [raws[i : i + VERIFY_CHUNK] for i in range(0, len(raws), VERIFY_CHUNK)]
+        try:
+            futures = [verifiers.submit(_verify_chunk, chunk) for chunk in chunks]
+        except RuntimeError:  # shut down by stop() meanwhile
+            return _verify_chunk(raws)
+        return [item for future in futures for item in future.result()]
+
+    # -- the known-node cache ----------------------------------------------------------------
+
+    def _warm_known(self, checked: Iterable[HeartbeatFields | DomainError]) -> None:
+        """Load every registered node's key and manifest digest into the cache, once.
+
+        Why: a coordinator that has just started would otherwise spend two queries (about a
+        millisecond of Python, holding the GIL) on each node's first heartbeat (SRS-PERF-04).
+        Only a batch naming at least :data:`WARM_KNOWN_MIN` uncached nodes triggers it, and only
+        once per process; cached entries are never overwritten, and later misses (new nodes,
+        newer manifests) take the per-node path of :meth:`_lookup_known`.
+        """
+        with self._known_lock:
+            missing = {
+                c.node_id
+                for c in checked
+                if not isinstance(c, DomainError) and c.node_id not in self._known
+            }
+        if len(missing) < WARM_KNOWN_MIN:
+            return
+        with self._known_warm_lock:
+            if self._known_warmed:
+                return
+            keys = {n.node_id: n.public_key for n in self.repositories.nodes.list()}
+            loaded: dict[str, KnownNode] = {}
+            for envelope in self.repositories.manifests.matching(Tier.T1, 0, 0):
+                node_id = envelope.signer_node_id
+                if keys.get(node_id) is not None:
+                    digest = CapabilityManifest.from_body(envelope.body).digest()
+                    loaded[node_id] = KnownNode(keys[node_id], digest)
+            with self._known_lock:
+                for node_id, known in loaded.items():
+                    self._known.setdefault(node_id, known)
+            self._known_warmed = True
+
+    def _known_node(self, node_id: str) -> KnownNode:
+        known = self._lookup_known(node_id)
+        if known is None:
+            raise NotFound(f"node {node_id} is not registered")
+        return known
+
+    def _lookup_known(self, node_id: str) -> KnownNode | None:
+        """A registered node's key and current manifest digest (cached), or None."""
+        with self._known_lock:
+            known = self._known.get(node_id)
+        if known is not None:
+            return known
+        node = self.repositories.nodes.get(node_id)
+        manifest = self.repositories.manifests.get(node_id)
+        if node is None or manifest is None:
+            return None
+        known = KnownNode(node.public_key, CapabilityManifest.from_body(manifest.body).digest())
+        with self._known_lock:
+            self._known[node_id] = known
+        return known
+
+    def _replace_manifest(self, raw: bytes) -> None:
+        envelope = open_envelope(raw, EnvelopeKind.CAPABILITY_MANIFEST, "manifest_envelope")
+        manifest = open_body(envelope)
+        assert isinstance(manifest, CapabilityManifest)
+        node_id = envelope.signer_node_id
+        self._known_node(node_id)
+        with self._guard.lock:
+            self._guard.guard.accept(envelope, self.clock.now())
+        self.repositories.manifests.put(envelope)
+        with self._known_lock:
+            self._known[node_id] = KnownNode(envelope.signer, manifest.digest())
+
+    # -- the batched writer ------------------------------------------------------------------
+
+    def _enqueue(self, seen: dict[str, int]) -> int:
+        with self._hb_cond:
+            pending = self._hb_pending
+            was_empty = not pending
+            for node_id, at in seen.items():
+                if at > pending.get(node_id, -1):
+                    pending[node_id] = at
+            if was_empty or len(pending) >= self.config.heartbeat_batch_max:
+                self._hb_cond.notify_all()
+            return self._hb_open_gen
+
+    def _wait_flushed(self, generation: int, timeout_s: float = 30.0) -> None:
+        with self._hb_cond:
+            ok = self._hb_cond.wait_for(
+                lambda: self._hb_flushed_gen >= generation or self._writer is None, timeout_s
+            )
+        if not ok or self._writer is None:
+            self._flush_once()
+
+    def _flush_once(self) -> None:
+        with self._hb_write_lock:
+            with self._hb_cond:
+                batch, self._hb_pending = self._hb_pending, {}
+                generation = self._hb_open_gen
+                self._hb_open_gen += 1
+            if batch:
+                self.repositories.nodes.record_heartbeats(batch)
+        with self._hb_cond:
+            self._hb_flushed_gen = max(self._hb_flushed_gen, generation)
+            self._hb_cond.notify_all()
+
+    def _run_writer(self) -> None:
+        flush_s = self.config.heartbeat_flush_s
+        batch_max = self.config.heartbeat_batch_max
+        stopping = self._stopping.is_set
+        while True:
+            with self._hb_cond:
+                self._hb_cond.wait_for(lambda: bool(self._hb_pending) or stopping())
+                if stopping() and not self._hb_pending:
+                    return
+                deadline = time.monotonic() + flush_s
+                while len(self._hb_pending) < batch_max and not stopping():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._hb_cond.wait(remaining)
+            try:
+                self._flush_once()
+            except Exception:
+                log.exception("heartbeat batch could not be written; retrying")
+                time.sleep(flush_s)

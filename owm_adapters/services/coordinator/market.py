@@ -1,0 +1,388 @@
+"""The task market of one coordinator process: streams, submission, dispatch, proofs.
+
+:class:`Market` owns the open task streams, the inputs of tasks in flight, the rejections
+this process recorded and the waiters for a verdict, under one lock; the rules are
+:mod:`owm_core.coordination.tasks` and :mod:`~owm_core.coordination.rejections`.
+:class:`TaskMarket` is the narrow view other services (the query path, FL rounds) take.
+
+Durability rules: a submitted task (with its input bytes) is committed before
+:meth:`Market.submit_task` returns, a proof before :meth:`Market.submit_proof` returns. Tasks
+already assigned to a node are pushed again when the node reopens its stream (after a
+disconnect or a coordinator restart). A replica its node rejects (:meth:`Market.reject_task`,
+SRS-NODE-07) is dispatched again before the call returns; rejection reasons are logged and kept
+in this process's memory (the latest :data:`MAX_REMEMBERED_REJECTIONS` tasks).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import attrs
+
+from owm_adapters.services.coordinator.shared import LockedGuard, Observed, ServiceConfig
+from owm_core.coordination.registration import node_status
+from owm_core.coordination.rejections import (
+    Rejection,
+    RejectionOutcome,
+    open_rejection,
+    reject_task,
+)
+from owm_core.coordination.tasks import (
+    Assignment,
+    ProofOutcome,
+    accept_proof,
+    offer_of,
+    plan_dispatch,
+    siblings,
+    submit_task,
+    task_outcome,
+    time_out_overdue,
+    verified_output,
+)
+from owm_core.errors import NotFound
+from owm_core.identity.envelopes import CapabilityManifest
+from owm_core.market.tasks import NodeOffer, Settlement, Task, TaskRequest, TaskState
+from owm_core.nodes.registry import Node, NodeStatus
+from owm_core.ports.clock import Clock
+from owm_core.ports.repositories import Repositories
+
+log = logging.getLogger(__name__)
+
+MAX_WAITING_SCAN = 1_000
+MAX_REMEMBERED_REJECTIONS = 10_000
+_CLOSED = object()
+
+
+class TaskMarket(Protocol):
+    """What a service that buys work from the nodes needs of the market."""
+
+    def new_task_id(self) -> str:
+        """A fresh random task id."""
+        ...
+
+    def submit_task(self, request: TaskRequest, input_data: bytes = b"") -> list[Task]:
+        """Store a task and its input durably, dispatch it; its replicas."""
+        ...
+
+    def task(self, task_id: str) -> tuple[list[Task], str]:
+        """The replicas of a submitted task and its outcome (pending / verified / failed)."""
+        ...
+
+    def await_task(self, task_id: str, timeout_s: float) -> tuple[list[Task], str]:
+        """:meth:`task`, once its outcome is no longer pending or after ``timeout_s``."""
+        ...
+
+    def task_output(self, task_id: str) -> bytes | None:
+        """The verified output of a task, or None."""
+        ...
+
+    def streaming_offers(self) -> list[NodeOffer]:
+        """The offers of the nodes whose task streams are open now."""
+        ...
+
+
+@attrs.frozen
+class PushedTask:
+    """One assignment as it goes down a node's task stream."""
+
+    task: Task
+    assigned_at_ms: int
+    input: bytes
+
+
+@attrs.define
+class TaskStreamHandle:
+    """A node's open task stream: its offer and the queue of assignments pushed to it."""
+
+    node_id: str
+    offer: NodeOffer
+    queue: queue.Queue[object] = attrs.field(factory=queue.Queue)
+    closed: bool = False
+
+    def next(self, timeout_s: float) -> PushedTask | None:
+        """The next assignment, or None after ``timeout_s`` (raises StopIteration once closed)."""
+        try:
+            item = self.queue.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+        if item is _CLOSED:
+            self.closed = True
+            raise StopIteration
+        assert isinstance(item, PushedTask)
+        return item
+
+
+class Market:
+    """Streams, submission, dispatch, proofs and rejections (see the module docstring)."""
+
+    def __init__(
+        self,
+        repositories: Repositories,
+        clock: Clock,
+        config: ServiceConfig,
+        guard: LockedGuard,
+        observed: Observed,
+        *,
+        entropy: Callable[[int], bytes] = os.urandom,
+        settlement_listeners: Sequence[Callable[[Settlement], None]] = (),
+    ) -> None:
+        self.repositories = repositories
+        self.clock = clock
+        self.config = config
+        self._guard = guard
+        self._observed = observed
+        self._entropy = entropy
+        self._seed = entropy(32)
+        #: Told of every settlement after its proof is stored (the payout dispatcher, the
+        #: fake-proof detector); a failing listener is logged and the others still run.
+        self._settlement_listeners = tuple(settlement_listeners)
+        self._market_lock = threading.RLock()
+        self._streams: dict[str, TaskStreamHandle] = {}
+        self._inputs: dict[str, bytes] = {}
+        self._ready_ms: dict[str, int] = {}
+        self._rejections: OrderedDict[str, list[Rejection]] = OrderedDict()
+        self._task_changed = threading.Condition()
+        self._task_changes = 0
+
+    # -- submitting and waiting --------------------------------------------------------------
+
+    def submit_task(self, request: TaskRequest, input_data: bytes = b"") -> list[Task]:
+        """Store a task's replicas and its input durably, then dispatch them at once.
+
+        Replicas and input are one atomic write, committed before this returns, so a task
+        re-pushed after a coordinator restart still carries its input (SRS-PERF-09).
+        """
+        with self.repositories.atomic():
+            replicas = submit_task(self.repositories, request, self.config.verification)
+            if input_data:
+                self.repositories.task_inputs.put(request.task_id, input_data)
+        now_ms = self.clock.monotonic_ms()
+        with self._market_lock:
+            self._inputs[request.task_id] = input_data
+            for replica in replicas:
+                self._ready_ms[replica.task_id] = now_ms
+            self._dispatch_locked()
+        return replicas
+
+    def new_task_id(self) -> str:
+        """A fresh random task id for submitters that bring none."""
+        return "t" + self._entropy(16).hex()
+
+    def task(self, task_id: str) -> tuple[list[Task], str]:
+        """The replicas of a submitted task and its outcome (pending / verified / failed)."""
+        replicas = siblings(self.repositories, task_id)
+        if not replicas:
+            raise NotFound(f"no task {task_id}")
+        return replicas, task_outcome(replicas)
+
+    def await_task(self, task_id: str, timeout_s: float) -> tuple[list[Task], str]:
+        """:meth:`task`, once its outcome is no longer pending or after ``timeout_s`` seconds.
+
+        Woken by every stored proof and every assignment timeout (and at least once a second),
+        so a submitter (the query path) learns of a verdict as soon as the coordinator reaches
+        it. The store is read outside the condition's lock: many waiters never queue behind
+        each other's reads, nor delay the proof that wakes them.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._task_changed:
+                seen = self._task_changes
+            replicas, outcome = self.task(task_id)
+            remaining = deadline - time.monotonic()
+            if outcome != "pending" or remaining <= 0:
+                return replicas, outcome
+            with self._task_changed:
+                if self._task_changes == seen:  # nothing changed since the read: sleep
+                    self._task_changed.wait(min(remaining, 1.0))
+
+    def task_output(self, task_id: str) -> bytes | None:
+        """The verified output of a submitted task (canonical JSON bytes), or None while it is
+        pending, when it failed, or when its nodes did not deliver outputs."""
+        return verified_output(self.repositories, task_id)
+
+    def task_counts(self, limit: int = 100_000) -> dict[str, int]:
+        """How many replicas are in each task state (metrics; capped at ``limit`` per state)."""
+        return {s.value: len(self.repositories.tasks.with_state(s, limit)) for s in TaskState}
+
+    def _announce_task_change(self) -> None:
+        with self._task_changed:
+            self._task_changes += 1
+            self._task_changed.notify_all()
+
+    # -- streams -----------------------------------------------------------------------------
+
+    def open_stream(
+        self, node: Node, manifest: CapabilityManifest, capabilities: Sequence[str], ask_msat: int
+    ) -> TaskStreamHandle:
+        """Open an authenticated, staked node's task stream; offer = manifest + ask.
+
+        Replicas already assigned to the node are queued again first.
+        """
+        offer = offer_of(node, manifest, capabilities, ask_msat)
+        handle = TaskStreamHandle(node.node_id, offer)
+        with self._market_lock:
+            previous = self._streams.pop(node.node_id, None)
+            if previous is not None:
+                previous.queue.put(_CLOSED)
+            self._streams[node.node_id] = handle
+            for task in self.repositories.tasks.assigned_to(node.node_id):
+                handle.queue.put(self._pushed(task))
+            self._dispatch_locked()
+        return handle
+
+    def streaming_offers(self) -> list[NodeOffer]:
+        """The offers of the nodes whose task streams are open now (who can take work)."""
+        with self._market_lock:
+            return [handle.offer for handle in self._streams.values()]
+
+    def close_task_stream(self, handle: TaskStreamHandle) -> None:
+        """Forget a stream whose node went away; its assignments run to their deadline."""
+        with self._market_lock:
+            if self._streams.get(handle.node_id) is handle:
+                del self._streams[handle.node_id]
+
+    def end_stream_of(self, node_id: str) -> None:
+        """End the stream of a node that left."""
+        with self._market_lock:
+            handle = self._streams.pop(node_id, None)
+        if handle is not None:
+            handle.queue.put(_CLOSED)
+
+    def end_streams(self) -> None:
+        """End every open stream (shutdown)."""
+        with self._market_lock:
+            for handle in list(self._streams.values()):
+                handle.queue.put(_CLOSED)
+            self._streams.clear()
+
+    # -- proofs, rejections, timeouts --------------------------------------------------------
+
+    def submit_proof(self, raw: bytes, output: bytes = b"") -> ProofOutcome:
+        """Verify and durably store a task proof (and the output the node delivered with it,
+        which must hash to the proof's output hash), then verify/settle the task (SRS 4.1)."""
+        with self._market_lock:
+            outcome = accept_proof(
+                self.repositories,
+                raw,
+                self.clock.now(),
+                self.config.verification,
+                self._seed,
+                output,
+            )
+            if outcome.settlements:
+                self._forget_input(outcome.task.task_id.rpartition(":")[0])
+            self._dispatch_locked()
+        self._announce_task_change()
+        for settlement in outcome.settlements:
+            for listener in self._settlement_listeners:
+                try:
+                    listener(settlement)
+                except Exception:
+                    log.exception("settlement listener failed")
+        return outcome
+
+    def reject_task(self, raw: bytes) -> RejectionOutcome:
+        """The assigned node refuses a replica (SRS-NODE-07): record why, dispatch it again now.
+
+        The envelope is verified and checked for replays first; only the node the replica is
+        assigned to may reject it (InvalidTransition otherwise). The replica is offered to the
+        other connected nodes before this returns, without waiting for the assignment timeout;
+        the outcome carries the replica as it stands after that dispatch.
+        """
+        now = self.clock.now()
+        with self._guard.lock:
+            envelope, body = open_rejection(raw, self._guard.guard, now)
+        with self._market_lock:
+            outcome = reject_task(self.repositories, envelope, body, now)
+            rejection = outcome.rejection
+            group = outcome.task.task_id.rpartition(":")[0]
+            self._rejections.setdefault(group, []).append(rejection)
+            self._rejections.move_to_end(group)
+            while len(self._rejections) > MAX_REMEMBERED_REJECTIONS:
+                self._rejections.popitem(last=False)
+            self._ready_ms[outcome.task.task_id] = self.clock.monotonic_ms()
+            self._dispatch_locked()
+            current = self.repositories.tasks.get(outcome.task.task_id)
+            if current is not None:  # already handed to another node, most likely
+                outcome = attrs.evolve(outcome, task=current)
+        log.info(
+            "node %s rejected task %s: field %r: %r",
+            rejection.node_id, rejection.replica_id, rejection.field, rejection.reason,
+        )
+        return outcome
+
+    def rejections(self, task_id: str) -> dict[str, list[Rejection]]:
+        """The rejections this process recorded for a submitted task, by replica id."""
+        with self._market_lock:
+            recorded = list(self._rejections.get(task_id, ()))
+        by_replica: dict[str, list[Rejection]] = {}
+        for rejection in recorded:
+            by_replica.setdefault(rejection.replica_id, []).append(rejection)
+        return by_replica
+
+    def tick(self) -> list[Task]:
+        """Time out overdue assignments and dispatch waiting replicas; return the timed-out."""
+        with self._market_lock:
+            late = time_out_overdue(self.repositories, self.clock.now())
+            now_ms = self.clock.monotonic_ms()
+            for task in late:
+                self._ready_ms[task.task_id] = now_ms
+            self._dispatch_locked()
+        if late:
+            self._announce_task_change()
+        return late
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def _dispatch_locked(self) -> list[Assignment]:
+        if not self._streams:
+            return []
+        waiting = [
+            *self.repositories.tasks.with_state(TaskState.SUBMITTED, MAX_WAITING_SCAN),
+            *self.repositories.tasks.with_state(TaskState.TIMED_OUT, MAX_WAITING_SCAN),
+        ]
+        if not waiting:
+            return []
+        now = self.clock.now()
+        offers = []
+        for node_id, handle in self._streams.items():
+            node = self.repositories.nodes.get(node_id)
+            if node is None:
+                continue
+            stake = self.repositories.stakes.get(node.public_key)
+            if node_status(node, stake, now, self.config.liveness) is NodeStatus.ONLINE:
+                offers.append(attrs.evolve(handle.offer, reliability_ppm=node.reliability_ppm))
+        if not offers:
+            return []
+        assignments = plan_dispatch(
+            self.repositories, waiting, offers, now, self.config.assignment_timeout_s
+        )
+        now_ms = self.clock.monotonic_ms()
+        for assignment in assignments:
+            self._streams[assignment.node_id].queue.put(self._pushed(assignment.task))
+            ready = self._ready_ms.pop(assignment.task.task_id, None)
+            if ready is not None:
+                self._observed.current.task_dispatched(max(0, now_ms - ready) / 1000)
+        return assignments
+
+    def _pushed(self, task: Task) -> PushedTask:
+        group = task.task_id.rpartition(":")[0]
+        data = self._inputs.get(group)
+        if data is None:  # submitted before a restart, or through another coordinator process
+            data = self.repositories.task_inputs.get(group) or b""
+        return PushedTask(task, int(time.time() * 1000), data)
+
+    def _forget_input(self, group: str) -> None:
+        """Drop a settled task's input; a failure only leaves a harmless row behind."""
+        self._inputs.pop(group, None)
+        try:
+            self.repositories.task_inputs.delete(group)
+        except Exception:
+            log.exception("input of settled task %s could not be deleted", group)
