@@ -45,13 +45,15 @@ from owm_core.errors import (
     LightningUnavailable,
 )
 from owm_core.payments.lightning import (
-    CHANNEL_POINT,
-    PUBKEY_HEX,
     Channel,
     Invoice,
     InvoiceState,
     PaymentResult,
     PaymentStatus,
+    require_channel_point,
+    require_int,
+    require_payment_hash,
+    require_peer_pubkey,
 )
 
 log = logging.getLogger(__name__)
@@ -391,9 +393,8 @@ class ClnLightning:
 
     def create_invoice(self, amount_msat: int, memo: str, expiry_s: int) -> Invoice:
         """Issue a BOLT11 invoice for ``amount_msat`` payable for ``expiry_s`` seconds."""
-        for name, value in (("amount_msat", amount_msat), ("expiry_s", expiry_s)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidValue(name, "must be a positive integer")
+        require_int("amount_msat", amount_msat, minimum=1)
+        require_int("expiry_s", expiry_s, minimum=1)
         label = f"owm-{os.urandom(12).hex()}"
         try:
             created = self._call(
@@ -409,7 +410,7 @@ class ClnLightning:
 
     def lookup_invoice(self, payment_hash: str) -> Invoice:
         """The invoice with this hash in its current state; ``InvoiceNotFound`` if unknown."""
-        _check_hash(payment_hash)
+        require_payment_hash(payment_hash)
         try:
             found = self._call("listinvoices", payment_hash=payment_hash)["invoices"]
         except RpcError as error:
@@ -430,8 +431,7 @@ class ClnLightning:
 
     def pay(self, bolt11: str, max_fee_msat: int, timeout_s: float) -> PaymentResult:
         """Pay an invoice at most once per payment hash, routing fees capped at max_fee_msat."""
-        if isinstance(max_fee_msat, bool) or not isinstance(max_fee_msat, int) or max_fee_msat < 0:
-            raise InvalidValue("max_fee_msat", "must be a non-negative integer")
+        require_int("max_fee_msat", max_fee_msat, minimum=0)
         payment_hash = _invoice_hash(bolt11)
         earlier = self.lookup_payment(payment_hash)
         if earlier is not None and earlier.status is not PaymentStatus.FAILED:
@@ -467,7 +467,7 @@ class ClnLightning:
 
     def lookup_payment(self, payment_hash: str) -> PaymentResult | None:
         """The latest outgoing payment for this hash, or None if none was ever attempted."""
-        _check_hash(payment_hash)
+        require_payment_hash(payment_hash)
         try:
             pays = self._call("listpays", payment_hash=payment_hash)["pays"]
         except RpcError as error:
@@ -503,8 +503,7 @@ class ClnLightning:
 
     def channels_with(self, peer_pubkey: str) -> list[Channel]:
         """This node's open channels with ``peer_pubkey`` (stake checks, SRS-STAKE-01/02)."""
-        if not re.fullmatch(PUBKEY_HEX, peer_pubkey):
-            raise InvalidValue("peer_pubkey", "must be a 33-byte compressed pubkey in hex")
+        require_peer_pubkey(peer_pubkey)
         return [
             _channel(c) for c in self._open_channels(peer_pubkey)
             if c.get("peer_id") == peer_pubkey
@@ -522,8 +521,7 @@ class ClnLightning:
                 + ", lightning.".join(FORCE_CLOSE_SETTINGS)
                 + " (clnrest + a rune restricted to method=close, SRS-SEC-13)"
             )
-        if not re.fullmatch(CHANNEL_POINT, channel_point):
-            raise InvalidValue("channel_point", "must be txid:output_index")
+        require_channel_point(channel_point)
         matches = [
             c for c in self._open_channels(None)
             if f"{c.get('funding_txid')}:{c.get('funding_outnum')}" == channel_point
@@ -544,11 +542,6 @@ def _rpc_error(error: RpcError) -> tuple[int | None, str]:
     if isinstance(detail, dict):
         return detail.get("code"), str(detail.get("message", ""))[:300]
     return None, str(detail)[:300]
-
-
-def _check_hash(payment_hash: str) -> None:
-    if not re.fullmatch(r"[0-9a-f]{64}", payment_hash):
-        raise InvalidValue("payment_hash", "must be 64 lower-case hex characters")
 
 
 def _invoice_hash(invoice: str) -> str:

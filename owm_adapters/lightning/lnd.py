@@ -43,13 +43,15 @@ from owm_core.errors import (
     LightningUnavailable,
 )
 from owm_core.payments.lightning import (
-    CHANNEL_POINT,
-    PUBKEY_HEX,
     Channel,
     Invoice,
     InvoiceState,
     PaymentResult,
     PaymentStatus,
+    require_channel_point,
+    require_int,
+    require_payment_hash,
+    require_peer_pubkey,
 )
 
 log = logging.getLogger(__name__)
@@ -202,8 +204,8 @@ class LndLightning:
 
     def create_invoice(self, amount_msat: int, memo: str, expiry_s: int) -> Invoice:
         """Issue a BOLT11 invoice for ``amount_msat`` payable for ``expiry_s`` seconds."""
-        _positive("amount_msat", amount_msat)
-        _positive("expiry_s", expiry_s)
+        require_int("amount_msat", amount_msat, minimum=1)
+        require_int("expiry_s", expiry_s, minimum=1)
         request = ln.Invoice(memo=memo, value_msat=amount_msat, expiry=expiry_s)
         try:
             added = self._lightning.AddInvoice(
@@ -218,7 +220,7 @@ class LndLightning:
 
     def lookup_invoice(self, payment_hash: str) -> Invoice:
         """The invoice with this hash in its current state; ``InvoiceNotFound`` if unknown."""
-        request = ln.PaymentHash(r_hash=_hash_bytes(payment_hash))
+        request = ln.PaymentHash(r_hash=require_payment_hash(payment_hash))
         try:
             invoice = self._lightning.LookupInvoice(
                 request, metadata=self._metadata(), timeout=self.rpc_timeout_s
@@ -235,7 +237,8 @@ class LndLightning:
         current = self.lookup_invoice(payment_hash)
         if current.state is not InvoiceState.OPEN or timeout_s <= 0:
             return current
-        request = invoicesrpc.SubscribeSingleInvoiceRequest(r_hash=_hash_bytes(payment_hash))
+        r_hash = require_payment_hash(payment_hash)
+        request = invoicesrpc.SubscribeSingleInvoiceRequest(r_hash=r_hash)
         stream = self._invoices.SubscribeSingleInvoice(
             request, metadata=self._metadata(), timeout=timeout_s
         )
@@ -254,7 +257,7 @@ class LndLightning:
 
     def pay(self, bolt11: str, max_fee_msat: int, timeout_s: float) -> PaymentResult:
         """Pay an invoice at most once per payment hash, routing fees capped at max_fee_msat."""
-        _non_negative("max_fee_msat", max_fee_msat)
+        require_int("max_fee_msat", max_fee_msat, minimum=0)
         payment_hash = _invoice_hash(bolt11)
         request = routerrpc.SendPaymentRequest(
             payment_request=bolt11,
@@ -293,7 +296,7 @@ class LndLightning:
 
     def lookup_payment(self, payment_hash: str) -> PaymentResult | None:
         """The latest outgoing payment for this hash, or None if none was ever attempted."""
-        request = routerrpc.TrackPaymentRequest(payment_hash=_hash_bytes(payment_hash))
+        request = routerrpc.TrackPaymentRequest(payment_hash=require_payment_hash(payment_hash))
         stream = self._router.TrackPaymentV2(
             request, metadata=self._metadata(), timeout=self.rpc_timeout_s
         )
@@ -311,8 +314,7 @@ class LndLightning:
 
     def channels_with(self, peer_pubkey: str) -> list[Channel]:
         """This node's open channels with ``peer_pubkey`` (stake checks, SRS-STAKE-01/02)."""
-        if not re.fullmatch(PUBKEY_HEX, peer_pubkey):
-            raise InvalidValue("peer_pubkey", "must be a 33-byte compressed pubkey in hex")
+        require_peer_pubkey(peer_pubkey)
         request = ln.ListChannelsRequest(peer=bytes.fromhex(peer_pubkey))
         # A registration waits on this answer: both calls share the stake-check budget.
         deadline = time.monotonic() + min(self.rpc_timeout_s, STAKE_CHECK_TIMEOUT_S)
@@ -332,8 +334,7 @@ class LndLightning:
             raise ForceCloseNotPermitted(
                 "this LND adapter holds no force-close macaroon (SRS-SEC-13)"
             )
-        if not re.fullmatch(CHANNEL_POINT, channel_point):
-            raise InvalidValue("channel_point", "must be txid:output_index")
+        require_channel_point(channel_point)
         txid, index = channel_point.split(":")
         request = ln.CloseChannelRequest(
             channel_point=ln.ChannelPoint(funding_txid_str=txid, output_index=int(index)),
@@ -356,22 +357,6 @@ class LndLightning:
         finally:
             stream.cancel()
         raise LightningUnavailable(f"LND CloseChannel at {self.target} ended without a txid")
-
-
-def _positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidValue(name, "must be a positive integer")
-
-
-def _non_negative(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidValue(name, "must be a non-negative integer")
-
-
-def _hash_bytes(payment_hash: str) -> bytes:
-    if not re.fullmatch(r"[0-9a-f]{64}", payment_hash):
-        raise InvalidValue("payment_hash", "must be 64 lower-case hex characters")
-    return bytes.fromhex(payment_hash)
 
 
 def _invoice_hash(invoice: str) -> str:

@@ -8,6 +8,7 @@ and balances). The port that produces them is :class:`owm_core.ports.lightning.L
 from __future__ import annotations
 
 import enum
+import re
 from typing import Any
 
 import attrs
@@ -20,6 +21,37 @@ PUBKEY_HEX = r"0[23][0-9a-f]{64}"
 
 CHANNEL_POINT = r"[0-9a-f]{64}:[0-9]+"
 """A funding outpoint ``txid:output_index`` (txid in the usual byte-reversed hex)."""
+
+
+# ----------------------------------------------------------------- arguments of the port calls
+# The adapters of :class:`owm_core.ports.lightning.Lightning` (LND, Core Lightning) check what
+# they are asked for with these, so that every backend refuses a bad argument the same way.
+
+
+def require_int(name: str, value: object, *, minimum: int) -> None:
+    """Refuse ``value`` unless it is an ``int`` (not a bool) of at least ``minimum`` (0 or 1)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "positive" if minimum == 1 else "non-negative"
+        raise InvalidValue(name, f"must be a {kind} integer")
+
+
+def require_payment_hash(payment_hash: str) -> bytes:
+    """The 32 bytes of ``payment_hash``, which must be 64 lower-case hex characters."""
+    if not re.fullmatch(r"[0-9a-f]{64}", payment_hash):
+        raise InvalidValue("payment_hash", "must be 64 lower-case hex characters")
+    return bytes.fromhex(payment_hash)
+
+
+def require_peer_pubkey(peer_pubkey: str) -> None:
+    """Refuse a ``peer_pubkey`` that is not a compressed public key in hex (:data:`PUBKEY_HEX`)."""
+    if not re.fullmatch(PUBKEY_HEX, peer_pubkey):
+        raise InvalidValue("peer_pubkey", "must be a 33-byte compressed pubkey in hex")
+
+
+def require_channel_point(channel_point: str) -> None:
+    """Refuse a ``channel_point`` that is not ``txid:output_index`` (:data:`CHANNEL_POINT`)."""
+    if not re.fullmatch(CHANNEL_POINT, channel_point):
+        raise InvalidValue("channel_point", "must be txid:output_index")
 
 
 class InvoiceState(enum.Enum):
