@@ -366,18 +366,9 @@ class Stake:
             assert self.grace_until is not None
             if now >= self.grace_until:
                 return self._suspended(now)
-            if check.confirmed:
-                return self._seen(
-                    check, now, policy, status=StakeStatus.ACTIVE, next_verification_at=next_at
-                )
-            return self._seen(
-                check,
-                now,
-                policy,
-                status=StakeStatus.DEGRADED,
-                next_verification_at=min(next_at, self.grace_until),
-                grace_until=self.grace_until,
-            )
+            grace_until = self.grace_until
+        else:
+            grace_until = now + policy.grace_period_s
         if check.confirmed:
             return self._seen(
                 check, now, policy, status=StakeStatus.ACTIVE, next_verification_at=next_at
@@ -388,8 +379,8 @@ class Stake:
             policy,
             status=StakeStatus.DEGRADED,
             # Looked at again no later than the grace deadline, so suspension is on time.
-            next_verification_at=min(next_at, now + policy.grace_period_s),
-            grace_until=now + policy.grace_period_s,
+            next_verification_at=min(next_at, grace_until),
+            grace_until=grace_until,
         )
 
     def verification_due(self, now: int) -> bool:
