@@ -46,19 +46,19 @@ _NODE_ID_RE = re.compile(r"n[0-9a-f]{40}")
 
 def parse_public_key(value: object, field: str = "public_key") -> str:
     """Check that ``value`` is a public key written as 64 lower-case hex characters; return it."""
-    if not isinstance(value, str):
-        raise InvalidValue(field, f"must be text, got {type(value).__name__}")
-    if not _PUBLIC_KEY_RE.fullmatch(value):
-        raise InvalidValue(field, "must be 64 lower-case hex characters (an Ed25519 public key)")
-    return value
+    return _parse_hex(value, field, _PUBLIC_KEY_RE, "64", "an Ed25519 public key")
 
 
 def parse_signature(value: object, field: str = "signature") -> str:
     """Check that ``value`` is a signature written as 128 lower-case hex characters; return it."""
+    return _parse_hex(value, field, _SIGNATURE_RE, "128", "an Ed25519 signature")
+
+
+def _parse_hex(value: object, field: str, pattern: re.Pattern[str], length: str, what: str) -> str:
     if not isinstance(value, str):
         raise InvalidValue(field, f"must be text, got {type(value).__name__}")
-    if not _SIGNATURE_RE.fullmatch(value):
-        raise InvalidValue(field, "must be 128 lower-case hex characters (an Ed25519 signature)")
+    if not pattern.fullmatch(value):
+        raise InvalidValue(field, f"must be {length} lower-case hex characters ({what})")
     return value
 
 
