@@ -24,6 +24,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 from bitcoin.core import (
     CBlock,
@@ -267,27 +268,25 @@ class LocalChain:
 
     def block_header(self, block_hash: str) -> bytes:
         """The 80 header bytes of ``block_hash``; ``UnknownBlock`` if none."""
-        with self._db() as db:
-            row = db.execute("SELECT header FROM blocks WHERE hash = ?", (block_hash,)).fetchone()
-        if row is None:
-            raise UnknownBlock(f"Block not found: {block_hash}")
-        return bytes(row[0])
+        return bytes(self._block_row(block_hash)[1])
 
     def block_height(self, block_hash: str) -> int:
         """Height of ``block_hash`` (for verbose ``getblockheader``); ``UnknownBlock`` if none."""
-        with self._db() as db:
-            row = db.execute("SELECT height FROM blocks WHERE hash = ?", (block_hash,)).fetchone()
-        if row is None:
-            raise UnknownBlock(f"Block not found: {block_hash}")
-        return int(row[0])
+        return int(self._block_row(block_hash)[0])
 
     def raw_block(self, block_hash: str) -> bytes:
         """The serialised block ``block_hash``; ``UnknownBlock`` if none."""
+        return bytes(self._block_row(block_hash)[2])
+
+    def _block_row(self, block_hash: str) -> tuple[Any, ...]:
+        """``(height, header, raw)`` of ``block_hash``; ``UnknownBlock`` if none."""
         with self._db() as db:
-            row = db.execute("SELECT raw FROM blocks WHERE hash = ?", (block_hash,)).fetchone()
+            row = db.execute(
+                "SELECT height, header, raw FROM blocks WHERE hash = ?", (block_hash,)
+            ).fetchone()
         if row is None:
             raise UnknownBlock(f"Block not found: {block_hash}")
-        return bytes(row[0])
+        return tuple(row)
 
     def block_template(self) -> BlockTemplate:
         """A template for the next block: regtest bits, time ≥ median time past + 1."""
