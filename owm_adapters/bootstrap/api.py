@@ -70,5 +70,5 @@ def build_query_service(
     if knowledge is None:
         return None
     return QueryService(
-        knowledge, coordinator.service, coordinator.store, coordinator.clock, config
+        knowledge, coordinator.service.market, coordinator.store, coordinator.clock, config
     )

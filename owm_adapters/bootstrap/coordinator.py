@@ -396,6 +396,11 @@ def knowledge_base_from(
 # -- federated-learning rounds and model provenance (SRS-COORD-03, SRS-NODE-10) -------------------
 
 
+def replicas_per_task(policy: VerificationPolicy) -> int:
+    """How many nodes run one task: the redundancy of redundant verification, else one."""
+    return policy.redundancy if policy.mode is VerificationMode.REDUNDANT else 1
+
+
 def upload_url_of(api_listen: str) -> str:
     """``http://<api_listen>/v1/fl/updates``, or "" when the address is not one nodes can use
     (API off, port 0, a wildcard host): then ``[fl] upload_url`` must say where."""
@@ -464,10 +469,13 @@ def fl_rounds_from(
             url=provenance.calendar_url,
         )
     return FlRoundService(
-        service,
+        service.market,
         timestamping,
         directory / "fl" / "weights",
         config,
+        store=service.repositories,
+        clock=service.clock,
+        replicas_per_task=replicas_per_task(service.config.verification),
         upload_url=fl.upload_url or upload_url_of(settings.coordinator.api_listen),
         signals=signals,
     )

@@ -34,11 +34,9 @@ for the same round is a Conflict.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -48,7 +46,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import numpy as np
 
-from owm_adapters.models.tinynet import GENESIS, PARAM_SHAPES, genesis_weights, infer
+from owm_adapters.models.tinynet import GENESIS, PARAM_SHAPES, infer
+from owm_adapters.services.fl_releases import FlReleases, flat_weights, npz_bytes, shaped_weights
 from owm_adapters.services.workers import Loop
 from owm_core.coordination.tasks import task_id_of
 from owm_core.errors import (
@@ -62,15 +61,16 @@ from owm_core.fl import rounds as fl_rounds
 from owm_core.fl.rounds import FlRound, RoundState, RoundUpdate
 from owm_core.fl.updates import SUB_MODEL_RE, SignedUpdate, parse_update
 from owm_core.market.task_types import AGGREGATION_RULES, CLASSES, FEATURES, TaskType
-from owm_core.market.tasks import TaskRequest, VerificationMode
+from owm_core.market.tasks import TaskRequest
 from owm_core.nodes.tiers import Tier
+from owm_core.ports.clock import Clock
+from owm_core.ports.repositories import Repositories
 from owm_core.ports.timestamping import Timestamping
 from owm_core.provenance.releases import ModelRelease
-from owm_core.provenance.versions import ModelVersion, ProofStatus, new_model_version
 from owm_core.stake.slashing import SlashingSignal
 
 if TYPE_CHECKING:
-    from owm_adapters.services.coordinator.service import CoordinatorService
+    from owm_adapters.services.coordinator.market import TaskMarket
 
 log = logging.getLogger(__name__)
 
@@ -127,26 +127,6 @@ class UploadReceipt:
     duplicate: bool
 
 
-def flat_weights(arrays: Mapping[str, Any]) -> np.ndarray[Any, Any]:
-    """The built-in architecture's tensors as one flat float32 vector (state_dict order)."""
-    return np.concatenate(
-        [np.asarray(arrays[name], dtype=np.float32).reshape(-1) for name, _ in PARAM_SHAPES]
-    )
-
-
-def shaped_weights(flat: np.ndarray[Any, Any]) -> dict[str, np.ndarray[Any, Any]]:
-    """A flat float32 vector as the architecture's named tensors."""
-    out: dict[str, np.ndarray[Any, Any]] = {}
-    offset = 0
-    for name, shape in PARAM_SHAPES:
-        size = int(np.prod(shape))
-        out[name] = np.asarray(flat[offset : offset + size], dtype=np.float32).reshape(shape)
-        offset += size
-    if offset != flat.size:
-        raise InvalidValue("weights", f"must hold {offset} values, got {flat.size}")
-    return out
-
-
 PARAMETERS = sum(int(np.prod(shape)) for _, shape in PARAM_SHAPES)
 
 
@@ -166,15 +146,6 @@ def evaluate(flat: np.ndarray[Any, Any]) -> tuple[int, float]:
     return round(accuracy * 1_000_000), loss
 
 
-def npz_bytes(version: str, arrays: Mapping[str, np.ndarray[Any, Any]]) -> bytes:
-    """The weights file of a version: the named tensors plus ``__version__`` (the node's cache
-    format; dunder entries are metadata and not part of the digest)."""
-    buffer = io.BytesIO()
-    entries: dict[str, Any] = {"__version__": np.array(version), **arrays}
-    np.savez(buffer, **entries)
-    return buffer.getvalue()
-
-
 def _log_signals(signals: Sequence[SlashingSignal]) -> None:
     for s in signals:
         log.warning(
@@ -183,11 +154,42 @@ def _log_signals(signals: Sequence[SlashingSignal]) -> None:
         )
 
 
-def streamed_trainers(coordinator: CoordinatorService) -> int:
+def streamed_trainers(market: TaskMarket) -> int:
     """How many nodes with an open task stream serve ``fl_training`` right now."""
     return sum(
-        1 for o in coordinator.streaming_offers() if TaskType.FL_TRAINING.value in o.capabilities
+        1 for o in market.streaming_offers() if TaskType.FL_TRAINING.value in o.capabilities
     )
+
+
+def training_task(
+    config: FlConfig, number: int, group: str, weights: np.ndarray[Any, Any], upload_url: str
+) -> tuple[TaskRequest, bytes]:
+    """Round ``number``'s ``fl_training`` task (schema ``owm.fl.train`` v1) and its input:
+    the global model, the partition ``number mod partitions``, the hyper-parameters and where
+    to upload."""
+    data = {
+        "sub_model": config.sub_model,
+        "round": number,
+        "partition_id": number % config.partitions,
+        "epochs": config.epochs,
+        "lr": config.lr,
+        "batch_size": config.batch_size,
+        "seed": number % (2**31 - 1),
+        "global_weights": [float(v) for v in weights],
+        "upload_url": upload_url,
+    }
+    request = TaskRequest(
+        task_id=group,
+        task_type=TaskType.FL_TRAINING.value,
+        input_schema_id=SCHEMA_ID,
+        input_schema_version=SCHEMA_VERSION,
+        min_tier=Tier.T1,
+        min_vram_mb=0,
+        min_ram_mb=0,
+        gpu_required=False,
+        max_price_msat=config.max_price_msat,
+    )
+    return request, json.dumps(data).encode()
 
 
 class FlRoundService:
@@ -195,35 +197,43 @@ class FlRoundService:
 
     def __init__(
         self,
-        coordinator: CoordinatorService,
+        market: TaskMarket,
         timestamping: Timestamping,
         weights_dir: Path,
         config: FlConfig | None = None,
         *,
+        store: Repositories,
+        clock: Clock,
+        replicas_per_task: int = 1,
         upload_url: str = "",
         signals: SignalSink | None = None,
         trainers: Callable[[], int] | None = None,
         entropy: Callable[[int], bytes] = os.urandom,
     ) -> None:
-        self.coordinator = coordinator
-        self.repositories = coordinator.repositories
-        self.clock = coordinator.clock
-        self.timestamping = timestamping
-        self.weights_dir = weights_dir
+        self.market = market
+        self.repositories = store
+        self.clock = clock
         self.config = config or FlConfig()
+        self.releases = FlReleases(store, clock, timestamping, weights_dir, self.config.sub_model)
+        #: How many nodes train one round: the market's task redundancy.
+        self.replicas = replicas_per_task
         #: Where nodes POST their updates (``http://<api_listen>/v1/fl/updates``); rounds do
         #: not start while it is empty.
         self.upload_url = upload_url
         self._signals = signals
-        self._trainers = trainers or (lambda: streamed_trainers(coordinator))
+        self._trainers = trainers or (lambda: streamed_trainers(market))
         self._entropy = entropy
         self._lock = threading.RLock()
         self._loop = Loop("owm-fl-rounds", self.tick, self.config.tick_s)
         self._next_start = time.monotonic() + self.config.interval_s
         self._next_upgrade = 0.0
         self._settled_at: dict[int, float] = {}
-        self._globals: dict[str, np.ndarray[Any, Any]] = {}
         self._warned: set[str] = set()
+
+    @property
+    def timestamping(self) -> Timestamping:
+        """Where model versions are stamped (the knowledge base stamps its datasets there too)."""
+        return self.releases.timestamping
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -257,9 +267,8 @@ class FlRoundService:
             log.warning(message)
 
     def replicas_per_task(self) -> int:
-        """How many nodes train one round: the coordinator's task redundancy."""
-        policy = self.coordinator.config.verification
-        return policy.redundancy if policy.mode is VerificationMode.REDUNDANT else 1
+        """How many nodes train one round: the market's task redundancy."""
+        return self.replicas
 
     def maybe_start(self) -> FlRound | None:
         """Start a round if none is open and enough trainers are connected; the new round."""
@@ -297,30 +306,9 @@ class FlRoundService:
             base_version=base,
         )
         self.repositories.fl_rounds.add_round(fl_round)
-        data = {
-            "sub_model": self.config.sub_model,
-            "round": number,
-            "partition_id": number % self.config.partitions,
-            "epochs": self.config.epochs,
-            "lr": self.config.lr,
-            "batch_size": self.config.batch_size,
-            "seed": number % (2**31 - 1),
-            "global_weights": [float(v) for v in weights],
-            "upload_url": self.upload_url,
-        }
-        request = TaskRequest(
-            task_id=group,
-            task_type=TaskType.FL_TRAINING.value,
-            input_schema_id=SCHEMA_ID,
-            input_schema_version=SCHEMA_VERSION,
-            min_tier=Tier.T1,
-            min_vram_mb=0,
-            min_ram_mb=0,
-            gpu_required=False,
-            max_price_msat=self.config.max_price_msat,
-        )
+        request, data = training_task(self.config, number, group, weights, self.upload_url)
         try:
-            self.coordinator.submit_task(request, json.dumps(data).encode())
+            self.market.submit_task(request, data)
         except DomainError as exc:
             failed = fl_rounds.fail(fl_round, now=self.clock.now(), reason=exc.message)
             self.repositories.fl_rounds.save_round(failed)
@@ -336,35 +324,23 @@ class FlRoundService:
             if fl_round.sub_model != self.config.sub_model or fl_round.version_id is None:
                 continue
             try:
-                return fl_round.version_id, self.weights_of(fl_round.version_id)
+                return fl_round.version_id, self.releases.weights_of(fl_round.version_id)
             except NotFound:
                 self._warn_once(fl_round.version_id, f"weights of {fl_round.version_id} are "
                                 "missing; FL continues from an older version")
-        return GENESIS, self.weights_of(GENESIS)
-
-    def weights_of(self, base: str) -> np.ndarray[Any, Any]:
-        """The flat weights of a release produced here, or of ``genesis``."""
-        if base not in self._globals:
-            if base == GENESIS:
-                self._globals[base] = flat_weights(genesis_weights(self.config.sub_model))
-            else:
-                with np.load(io.BytesIO(self.weights_file(base)), allow_pickle=False) as data:
-                    self._globals[base] = flat_weights({n: data[n] for n, _ in PARAM_SHAPES})
-        return self._globals[base]
+        return GENESIS, self.releases.weights_of(GENESIS)
 
     def weights_path(self, release_id: str) -> Path:
         """Where the weights file of ``release_id`` (``<sub_model>@<version>``) is kept."""
-        sub_model, _, version = release_id.partition("@")
-        if not SUB_MODEL_RE.fullmatch(sub_model) or not version or "/" in version:
-            raise NotFound(f"no weights for {release_id}")
-        return self.weights_dir / sub_model / f"{version}.npz"
+        return self.releases.weights_path(release_id)
 
     def weights_file(self, release_id: str) -> bytes:
         """The ``.npz`` of a version this service published (``GET …/{id}/weights``)."""
-        try:
-            return self.weights_path(release_id).read_bytes()
-        except FileNotFoundError:
-            raise NotFound(f"no weights are published for {release_id}") from None
+        return self.releases.weights_file(release_id)
+
+    def upgrade_proofs(self) -> list[ModelRelease]:
+        """Stamp unstamped FL releases, upgrade pending ones; the releases that changed."""
+        return self.releases.upgrade_proofs()
 
     # -- uploads -----------------------------------------------------------------------------
 
@@ -389,7 +365,7 @@ class FlRoundService:
                     update,
                     task_group=task_id_of(update.task_id),
                     assigned_node_id=task.node_id,
-                    parameters=len(self.weights_of(fl_round.base_version)),
+                    parameters=len(self.releases.weights_of(fl_round.base_version)),
                 )
             except (InvalidValue, InvalidTransition, NotFound) as exc:
                 if fl_round.state is RoundState.OPEN:
@@ -411,11 +387,11 @@ class FlRoundService:
         if now - fl_round.started_at >= self.config.round_timeout_s:
             return True
         updates = self.repositories.fl_rounds.updates(fl_round.number)
-        replicas = [r for group in fl_round.task_ids for r in self.coordinator.task(group)[0]]
+        replicas = [r for group in fl_round.task_ids for r in self.market.task(group)[0]]
         uploaded = {u.update.task_id for u in updates}
         if replicas and all(r.task_id in uploaded for r in replicas):
             return True
-        outcomes = [self.coordinator.task(group)[1] for group in fl_round.task_ids]
+        outcomes = [self.market.task(group)[1] for group in fl_round.task_ids]
         if all(o != "pending" for o in outcomes):
             first = self._settled_at.setdefault(fl_round.number, time.monotonic())
             return time.monotonic() - first >= self.config.upload_grace_s
@@ -459,7 +435,7 @@ class FlRoundService:
             )
         now = self.clock.now()
         threshold = self.config.anomaly_threshold
-        previous = self.weights_of(fl_round.base_version)
+        previous = self.releases.weights_of(fl_round.base_version)
         signed: list[SignedUpdate] = [u.update for u in updates]
         outcome = fl_rounds.close_round(
             signed,
@@ -473,7 +449,7 @@ class FlRoundService:
         )
         flat = outcome.weights.detach().numpy().astype(np.float32)
         accuracy_ppm, loss = evaluate(flat)
-        release = self._publish(fl_round, flat, now)
+        release = self.releases.publish(fl_round, flat, now)
         closed = fl_rounds.close(
             fl_round,
             now=now,
@@ -493,7 +469,7 @@ class FlRoundService:
             self.repositories.releases.add(release)
             self.repositories.fl_rounds.score_updates(fl_round.number, scores)
             self.repositories.fl_rounds.save_round(closed)
-        self._globals[release.release_id] = flat
+        self.releases.remember(release.release_id, flat)
         log.info(
             "FL round %d closed: %d updates, rule %s f=%d, accuracy %.4f, %d flagged, version %s",
             fl_round.number, n, fl_round.rule, outcome.f, accuracy_ppm / 1e6,
@@ -503,37 +479,6 @@ class FlRoundService:
             self._report(outcome.signals)
         return closed
 
-    def _publish(self, fl_round: FlRound, flat: np.ndarray[Any, Any], now: int) -> ModelRelease:
-        version = f"owm-v0.{fl_round.number}.0"
-        arrays = shaped_weights(flat)
-        parent = None
-        if fl_round.base_version != GENESIS:
-            base = self.repositories.releases.get(fl_round.base_version)
-            parent = base.version.digest if base is not None else None
-        model = new_model_version(version, fl_round.sub_model, arrays, created_at=now,
-                                  parent=parent)
-        self._write_weights(model, arrays)
-        try:
-            proof = self.timestamping.stamp(model.digest_bytes)
-        except DomainError as exc:  # the upgrade pass stamps it later
-            log.warning("model version %s could not be stamped yet: %s", model.id, exc.message)
-            return ModelRelease(version=model, proof_status=ProofStatus.NONE, checked_at=now)
-        return ModelRelease(
-            version=model, proof_status=ProofStatus.PENDING, checked_at=now, ots_proof=proof
-        )
-
-    def _write_weights(self, model: ModelVersion, arrays: Mapping[str, Any]) -> None:
-        path = self.weights_path(model.id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(npz_bytes(model.version, arrays))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
     def _report(self, signals: Sequence[SlashingSignal]) -> None:
         sink = self._signals or _log_signals
         try:
@@ -541,41 +486,6 @@ class FlRoundService:
         except Exception:
             log.exception("FL slashing signals could not be handed over; logging them")
             _log_signals(signals)
-
-    # -- provenance --------------------------------------------------------------------------
-
-    def upgrade_proofs(self) -> list[ModelRelease]:
-        """Stamp unstamped FL releases, upgrade pending ones; the releases that changed."""
-        changed = []
-        for fl_round in self.repositories.fl_rounds.rounds(limit=20, state=RoundState.CLOSED):
-            if fl_round.version_id is None:
-                continue
-            release = self.repositories.releases.get(fl_round.version_id)
-            if release is None or release.proof_status is ProofStatus.CONFIRMED:
-                continue
-            try:
-                updated = self._upgraded(release)
-            except DomainError as exc:
-                log.info("proof of %s not upgraded yet: %s", release.release_id, exc.message)
-                continue
-            if updated != release:
-                self.repositories.releases.save(updated)
-                changed.append(updated)
-        return changed
-
-    def _upgraded(self, release: ModelRelease) -> ModelRelease:
-        now = max(self.clock.now(), release.version.created_at)
-        digest = release.version.digest_bytes
-        if release.ots_proof is None:
-            proof = self.timestamping.stamp(digest)
-            return attrs.evolve(
-                release, ots_proof=proof, proof_status=ProofStatus.PENDING, checked_at=now
-            )
-        proof = self.timestamping.upgrade(release.ots_proof)
-        status = ProofStatus(self.timestamping.verify(proof, digest).status)
-        if proof == release.ots_proof and status is release.proof_status:
-            return release
-        return attrs.evolve(release, ots_proof=proof, proof_status=status, checked_at=now)
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ its own
    passages (a second, filtered search only when the first found none of its passages).
 3. **Dispatch** — one ``inference`` task per chosen sub-model (schema
    ``owm.inference.passages`` v1) through the task market
-   (:meth:`~owm_adapters.services.coordinator.service.CoordinatorService.submit_task`), so nodes
+   (:meth:`~owm_adapters.services.coordinator.market.TaskMarket.submit_task`), so nodes
    read
    the passages and the coordinator verifies their outputs like any other task.
 4. **Await** — each task is awaited in parallel (``await_task``) until a shared deadline
@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from owm_adapters.services.coordinator.service import CoordinatorService
+from owm_adapters.services.coordinator.market import TaskMarket
 from owm_core.errors import DomainError, InvalidValue, NotFound
 from owm_core.knowledge.retrieval import DataCredit, Retrieval, RetrievedPassage
 from owm_core.knowledge.routing import (
@@ -134,7 +134,7 @@ class QueryService:
     def __init__(
         self,
         knowledge: KnowledgeSource,
-        coordinator: CoordinatorService,
+        market: TaskMarket,
         repositories: Repositories,
         clock: Clock,
         config: QueryConfig | None = None,
@@ -142,7 +142,7 @@ class QueryService:
         entropy: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.knowledge = knowledge
-        self.coordinator = coordinator
+        self.market = market
         self.repositories = repositories
         self.clock = clock
         self.config = config or QueryConfig()
@@ -290,7 +290,7 @@ class QueryService:
         }
         raw = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         request = TaskRequest(
-            task_id=self.coordinator.new_task_id(),
+            task_id=self.market.new_task_id(),
             task_type="inference",
             input_schema_id=PASSAGES_SCHEMA,
             input_schema_version=1,
@@ -301,7 +301,7 @@ class QueryService:
             max_price_msat=self.config.max_price_msat,
         )
         try:
-            self.coordinator.submit_task(request, raw)
+            self.market.submit_task(request, raw)
         except DomainError as exc:
             log.warning("query task for %s was not submitted: %s", chosen.sub_model, exc)
             return _Dispatched(chosen, None, passages, str(exc))
@@ -313,7 +313,7 @@ class QueryService:
         if item.task_id is None:
             return item, "not-dispatched", None, []
         remaining_s = max(0.0, (deadline_ms - self.clock.monotonic_ms()) / 1000)
-        replicas, outcome = self.coordinator.await_task(item.task_id, remaining_s)
+        replicas, outcome = self.market.await_task(item.task_id, remaining_s)
         prices = [
             r.price_msat for r in replicas
             if r.state is TaskState.SETTLED and r.price_msat is not None
@@ -324,7 +324,7 @@ class QueryService:
             item.route.sub_model,
             {r.node_id for r in replicas if r.state is TaskState.SETTLED and r.node_id},
         )
-        output = self.coordinator.task_output(item.task_id)
+        output = self.market.task_output(item.task_id)
         if output is None:
             return item, "no-output", None, prices
         try:

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 import torch
 
+from owm_adapters.bootstrap.coordinator import replicas_per_task
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.node.task_exec import run_training
 from owm_adapters.provenance.embedded import EmbeddedProvenance
@@ -126,7 +127,9 @@ def build_fl_world(tmp_path: Path, *, redundancy: int = 4, **config: Any) -> FlW
     options: dict[str, Any] = {"interval_s": 0.0, "epochs": 2, "upload_grace_s": 0}
     options.update(config)
     fl = FlRoundService(
-        coordinator, provenance, tmp_path / "weights", FlConfig(**options),
+        coordinator.market, provenance, tmp_path / "weights", FlConfig(**options),
+        store=repos, clock=clock,
+        replicas_per_task=replicas_per_task(coordinator.config.verification),
         upload_url=UPLOAD_URL, signals=signals.extend, trainers=lambda: redundancy,
     )
     return FlWorld(clock, repos, coordinator, provenance, fl, signals,

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from owm_adapters.bootstrap.coordinator import replicas_per_task
 from owm_adapters.provenance.embedded import EmbeddedProvenance
 from owm_adapters.services.fl_rounds import FlConfig, FlRoundService
 from owm_core.fl.updates import sign_update
@@ -32,9 +33,12 @@ def _attach(probe: Any) -> tuple[FlRoundService, Any]:
     fl = w.services.fl
     if fl is None or not fl.repositories.fl_rounds.rounds():
         root = Path(w.ledger.path).parent / "fl"
+        coordinator = w.services.coordinator
         fl = FlRoundService(
-            w.services.coordinator, EmbeddedProvenance(root / "provenance"), root / "weights",
+            coordinator.market, EmbeddedProvenance(root / "provenance"), root / "weights",
             FlConfig(interval_s=0, min_participants=1), upload_url="http://127.0.0.1:1/u",
+            store=coordinator.repositories, clock=coordinator.clock,
+            replicas_per_task=replicas_per_task(coordinator.config.verification),
             trainers=lambda: 3,
         )
         w.services.fl = fl

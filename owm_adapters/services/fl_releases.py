@@ -1,0 +1,175 @@
+"""The model releases of federated-learning rounds: weights files and provenance.
+
+:class:`FlReleases` writes each round's model to ``<weights_dir>/<sub_model>/<version>.npz``
+(the format ``owm_adapters.node.weights`` installs), stamps its digest through the
+:class:`~owm_core.ports.timestamping.Timestamping` port and upgrades pending proofs until they
+are confirmed (SRS-NODE-10, SRS-COORD-03).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from owm_adapters.models.tinynet import GENESIS, PARAM_SHAPES, genesis_weights
+from owm_core.errors import DomainError, InvalidValue, NotFound
+from owm_core.fl.rounds import FlRound, RoundState
+from owm_core.fl.updates import SUB_MODEL_RE
+from owm_core.ports.clock import Clock
+from owm_core.ports.repositories import Repositories
+from owm_core.ports.timestamping import Timestamping
+from owm_core.provenance.releases import ModelRelease
+from owm_core.provenance.versions import ModelVersion, ProofStatus, new_model_version
+
+log = logging.getLogger(__name__)
+
+
+def flat_weights(arrays: Mapping[str, Any]) -> np.ndarray[Any, Any]:
+    """The built-in architecture's tensors as one flat float32 vector (state_dict order)."""
+    return np.concatenate(
+        [np.asarray(arrays[name], dtype=np.float32).reshape(-1) for name, _ in PARAM_SHAPES]
+    )
+
+
+def shaped_weights(flat: np.ndarray[Any, Any]) -> dict[str, np.ndarray[Any, Any]]:
+    """A flat float32 vector as the architecture's named tensors."""
+    out: dict[str, np.ndarray[Any, Any]] = {}
+    offset = 0
+    for name, shape in PARAM_SHAPES:
+        size = int(np.prod(shape))
+        out[name] = np.asarray(flat[offset : offset + size], dtype=np.float32).reshape(shape)
+        offset += size
+    if offset != flat.size:
+        raise InvalidValue("weights", f"must hold {offset} values, got {flat.size}")
+    return out
+
+
+def npz_bytes(version: str, arrays: Mapping[str, np.ndarray[Any, Any]]) -> bytes:
+    """The weights file of a version: the named tensors plus ``__version__`` (the node's cache
+    format; dunder entries are metadata and not part of the digest)."""
+    buffer = io.BytesIO()
+    entries: dict[str, Any] = {"__version__": np.array(version), **arrays}
+    np.savez(buffer, **entries)
+    return buffer.getvalue()
+
+
+class FlReleases:
+    """Weights files and provenance of the releases FL rounds produce (module docstring)."""
+
+    def __init__(
+        self,
+        store: Repositories,
+        clock: Clock,
+        timestamping: Timestamping,
+        weights_dir: Path,
+        sub_model: str,
+    ) -> None:
+        self.repositories = store
+        self.clock = clock
+        self.timestamping = timestamping
+        self.weights_dir = weights_dir
+        self.sub_model = sub_model
+        self._globals: dict[str, np.ndarray[Any, Any]] = {}
+
+    def weights_of(self, base: str) -> np.ndarray[Any, Any]:
+        """The flat weights of a release produced here, or of ``genesis``."""
+        if base not in self._globals:
+            if base == GENESIS:
+                self._globals[base] = flat_weights(genesis_weights(self.sub_model))
+            else:
+                with np.load(io.BytesIO(self.weights_file(base)), allow_pickle=False) as data:
+                    self._globals[base] = flat_weights({n: data[n] for n, _ in PARAM_SHAPES})
+        return self._globals[base]
+
+    def weights_path(self, release_id: str) -> Path:
+        """Where the weights file of ``release_id`` (``<sub_model>@<version>``) is kept."""
+        sub_model, _, version = release_id.partition("@")
+        if not SUB_MODEL_RE.fullmatch(sub_model) or not version or "/" in version:
+            raise NotFound(f"no weights for {release_id}")
+        return self.weights_dir / sub_model / f"{version}.npz"
+
+    def weights_file(self, release_id: str) -> bytes:
+        """The ``.npz`` of a version this service published (``GET …/{id}/weights``)."""
+        try:
+            return self.weights_path(release_id).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"no weights are published for {release_id}") from None
+
+    def remember(self, release_id: str, flat: np.ndarray[Any, Any]) -> None:
+        """Keep a just published release's weights in memory (the next round starts there)."""
+        self._globals[release_id] = flat
+
+    def publish(self, fl_round: FlRound, flat: np.ndarray[Any, Any], now: int) -> ModelRelease:
+        """Write a closed round's model and stamp its digest; the release to store."""
+        version = f"owm-v0.{fl_round.number}.0"
+        arrays = shaped_weights(flat)
+        parent = None
+        if fl_round.base_version != GENESIS:
+            base = self.repositories.releases.get(fl_round.base_version)
+            parent = base.version.digest if base is not None else None
+        model = new_model_version(version, fl_round.sub_model, arrays, created_at=now,
+                                  parent=parent)
+        self._write_weights(model, arrays)
+        try:
+            proof = self.timestamping.stamp(model.digest_bytes)
+        except DomainError as exc:  # the upgrade pass stamps it later
+            log.warning("model version %s could not be stamped yet: %s", model.id, exc.message)
+            return ModelRelease(version=model, proof_status=ProofStatus.NONE, checked_at=now)
+        return ModelRelease(
+            version=model, proof_status=ProofStatus.PENDING, checked_at=now, ots_proof=proof
+        )
+
+    def _write_weights(self, model: ModelVersion, arrays: Mapping[str, Any]) -> None:
+        path = self.weights_path(model.id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(npz_bytes(model.version, arrays))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    # -- provenance --------------------------------------------------------------------------
+
+    def upgrade_proofs(self) -> list[ModelRelease]:
+        """Stamp unstamped FL releases, upgrade pending ones; the releases that changed."""
+        changed = []
+        for fl_round in self.repositories.fl_rounds.rounds(limit=20, state=RoundState.CLOSED):
+            if fl_round.version_id is None:
+                continue
+            release = self.repositories.releases.get(fl_round.version_id)
+            if release is None or release.proof_status is ProofStatus.CONFIRMED:
+                continue
+            try:
+                updated = self._upgraded(release)
+            except DomainError as exc:
+                log.info("proof of %s not upgraded yet: %s", release.release_id, exc.message)
+                continue
+            if updated != release:
+                self.repositories.releases.save(updated)
+                changed.append(updated)
+        return changed
+
+    def _upgraded(self, release: ModelRelease) -> ModelRelease:
+        now = max(self.clock.now(), release.version.created_at)
+        digest = release.version.digest_bytes
+        if release.ots_proof is None:
+            proof = self.timestamping.stamp(digest)
+            return attrs.evolve(
+                release, ots_proof=proof, proof_status=ProofStatus.PENDING, checked_at=now
+            )
+        proof = self.timestamping.upgrade(release.ots_proof)
+        status = ProofStatus(self.timestamping.verify(proof, digest).status)
+        if proof == release.ots_proof and status is release.proof_status:
+            return release
+        return attrs.evolve(release, ots_proof=proof, proof_status=status, checked_at=now)
