@@ -102,7 +102,7 @@ def _seed(repos: Any, services: Any, ledger: Any, treasury: str, now: int) -> No
         ))  # fmt: skip
     for i in range(5):
         digest = f"{i + 1:064x}"
-        services.publish_release(ModelRelease(
+        services.releases.publish_release(ModelRelease(
             ModelVersion(f"owm-v0.{i}.0", "owm-geo", digest, now - 1_000 + i),
             ProofStatus.CONFIRMED, now, b"\x00OpenTimestamps\x00" + bytes.fromhex(digest),
         ))  # fmt: skip
@@ -159,7 +159,7 @@ def serve_owm(port: int, workdir: str, key_file: str) -> None:
     )  # fmt: skip
     services = build_api_services(coordinator, data_dir=data)
     _seed(repos, services, ledger, treasury, clock.now())
-    _key, secret = services.create_api_key("bench", Plan.COMMERCIAL)
+    _key, secret = services.access.create_api_key("bench", Plan.COMMERCIAL)
     Path(key_file).write_text(secret)
     with coordinator.running(2):
         uvicorn.Server(api_config(create_app(services), "127.0.0.1", port)).run()

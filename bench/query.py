@@ -125,7 +125,7 @@ def serve_coordinator(workdir: str, info_file: str, spot_rate_ppm: int) -> None:
     knowledge = KnowledgeBase(repos, embedder, QdrantVectorStore(location=":memory:"))
     knowledge.load_demo_data(clock.now())
     services = build_api_services(coordinator, data_dir=data, knowledge=knowledge)
-    _key, secret = services.create_api_key("bench", Plan.COMMERCIAL)
+    _key, secret = services.access.create_api_key("bench", Plan.COMMERCIAL)
     api = ApiServer(create_app(services), "127.0.0.1:0")
     api.start()
     Path(info_file).write_text(json.dumps(

@@ -1,8 +1,9 @@
 """``owm-coordinator api-key``: issue and revoke API keys of the public HTTP API (SRS-API-02).
 
-A thin shell over :func:`owm_adapters.services.api.issue_api_key` on the coordinator's own store
-(the ``[coordinator]`` section of ``coordinator.toml``): the secret is printed once and only its
-SHA-256 is kept. Free keys get 100 requests a day; commercial keys are not limited (SRS-API-03).
+A thin shell over :func:`owm_adapters.services.api.access.issue_api_key` on the coordinator's
+own store (the ``[coordinator]`` section of ``coordinator.toml``): the secret is printed once
+and only its SHA-256 is kept. Free keys get 100 requests a day; commercial keys are not limited
+(SRS-API-03).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def create(owner: str, plan: str, config_path: Path | None) -> None:
     from owm_adapters.bootstrap.coordinator import repositories_from
     from owm_adapters.bootstrap.settings import load_coordinator_settings
     from owm_adapters.clock import SystemClock
-    from owm_adapters.services.api import issue_api_key
+    from owm_adapters.services.api.access import issue_api_key
     from owm_core.access.api_keys import Plan
 
     repositories = repositories_from(load_coordinator_settings(config_path))

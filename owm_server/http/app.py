@@ -81,7 +81,7 @@ register_url_convertor("node_id", NodeIdConvertor())
 def version_headers(services: ApiServices) -> list[tuple[bytes, bytes]]:
     """``X-OWM-Model-Version`` and ``X-OWM-OTS-Verified`` of the release answering now."""
     try:
-        release = services.current_release()
+        release = services.releases.current_release()
     except Exception:  # the store is down: say so in the headers, never fail the request
         log.exception("cannot read the current model release")
         release = None
@@ -182,7 +182,7 @@ def authenticate(
                 "and X-OWM-Signature",
             )
         values = (signed[0] or "", signed[1] or "", signed[2] or "", signed[3] or "")
-        return services.caller_by_signature(
+        return services.access.caller_by_signature(
             values, request.method, _path_and_query(request), raw_body
         )
     if op.access is Access.NODE:
@@ -193,12 +193,12 @@ def authenticate(
             headers={"WWW-Authenticate": 'OWM-Signature realm="owm"'},
         )
     if scheme == "bearer":
-        return services.caller_by_api_key(authorization[len("bearer") :].strip())
+        return services.access.caller_by_api_key(authorization[len("bearer") :].strip())
     if scheme in {"l402", "lsat"}:
-        return services.caller_by_l402(authorization)
+        return services.access.caller_by_l402(authorization)
     api_key = headers.get("x-api-key")
     if api_key:
-        return services.caller_by_api_key(api_key.strip())
+        return services.access.caller_by_api_key(api_key.strip())
     if authorization:
         raise Problem(
             401,
@@ -206,7 +206,7 @@ def authenticate(
             "use Bearer <API key>, L402 or a node signature",
             headers={"WWW-Authenticate": 'Bearer realm="owm"'},
         )
-    offer = services.offer_access()
+    offer = services.access.offer_access()
     raise Problem(
         402,
         "payment-required",
@@ -275,7 +275,7 @@ def endpoint(services: ApiServices, op: Operation) -> Callable[[Request], Awaita
             caller = authenticate(services, op, request, raw)
             remaining = None
             if caller is not None:
-                remaining = services.admit(caller, op.access in _NODE_MANAGEMENT)
+                remaining = services.access.admit(caller, op.access in _NODE_MANAGEMENT)
             client = request.client.host if request.client is not None else None
             url = request.scope["path"] + "?" + request.scope["query_string"].decode("latin-1")
             cached = rendered.get(url) if rendered is not None else None
@@ -315,7 +315,7 @@ def dashboard_socket(services: ApiServices) -> Callable[[WebSocket], Awaitable[N
         interval = services.config.dashboard_interval_s
         try:
             while True:
-                frame = await run_in_threadpool(services.dashboard)
+                frame = await run_in_threadpool(services.views.dashboard)
                 await socket.send_json(dashboard_json(frame))
                 try:
                     message = await asyncio.wait_for(socket.receive(), timeout=interval)

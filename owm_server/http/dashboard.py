@@ -99,7 +99,7 @@ def _short(value: str | None, keep: int = 12) -> str:
 
 def summary_fragment(services: ApiServices) -> str:
     """Network totals (the same figures as GET /v1/network/stats)."""
-    stats = services.network_stats()
+    stats = services.views.network_stats()
     by_status = ", ".join(f"{k} {v}" for k, v in sorted(stats.by_status.items())) or "none"
     items = [
         ("nodes", f"{stats.nodes_total} ({by_status})"),
@@ -234,7 +234,7 @@ def versions_fragment(services: ApiServices) -> str:
             _ago(now, r.version.created_at),
             _ago(now, r.checked_at),
         )
-        for r in list(services.releases())[:MAX_ROWS]
+        for r in list(services.releases.releases())[:MAX_ROWS]
     ]
     return _table(
         ("version", "digest", "proof", "created", "proof checked"), rows, "no model version yet"

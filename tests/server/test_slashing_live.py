@@ -91,7 +91,7 @@ class Live:
         return [Identity.from_seed(seed) for seed in self.maintainer_seeds]
 
     def api_key(self) -> str:
-        _key, secret = self.services.create_api_key("auditor")
+        _key, secret = self.services.access.create_api_key("auditor")
         return secret
 
     def get(self, path: str) -> Any:

@@ -163,7 +163,7 @@ def list_rounds(call: Call) -> Response:
 
 def get_version_weights(call: Call) -> Response:
     release_id = call.path["id"]
-    call.services.release(release_id)  # 404 for an unknown version
+    call.services.releases.release(release_id)  # 404 for an unknown version
     raw = _fl(call).weights_file(release_id)
     filename = release_id.replace("@", "_") + ".npz"
     return Response(

@@ -94,20 +94,20 @@ def analysis_json(a: AnalysisRequest) -> dict[str, Any]:
 
 def list_bounties(call: Call) -> Response:
     status = call.query.get("status", "open")
-    bounties = call.services.bounties(None if status == "all" else BountyStatus(status))
+    bounties = call.services.bounties.bounties(None if status == "all" else BountyStatus(status))
     return json({"bounties": [bounty_json(b) for b in bounties]})
 
 
 def create_bounty(call: Call) -> Response:
     body = call.body
-    bounty = call.services.create_bounty(
+    bounty = call.services.bounties.create_bounty(
         call.who(), body["repository"], body["issue_number"], body["title"], body["amount_sat"]
     )
     return json(bounty_json(bounty), status=201)
 
 
 def analyze(call: Call) -> Response:
-    request = call.services.request_analysis(call.who(), call.body["repository"])
+    request = call.services.bounties.request_analysis(call.who(), call.body["repository"])
     return json(
         analysis_json(request),
         status=202,
@@ -116,7 +116,7 @@ def analyze(call: Call) -> Response:
 
 
 def get_analysis(call: Call) -> Response:
-    return json(analysis_json(call.services.analysis(call.path["id"])))
+    return json(analysis_json(call.services.bounties.analysis(call.path["id"])))
 
 
 def operations() -> list[Operation]:

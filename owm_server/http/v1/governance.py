@@ -91,14 +91,15 @@ def proposal_json(p: Proposal, now: int) -> dict[str, Any]:
 
 def list_proposals(call: Call) -> Response:
     status = call.query.get("status")
-    proposals = call.services.proposals(None if status is None else ProposalStatus(status))
+    governance = call.services.governance
+    proposals = governance.proposals(None if status is None else ProposalStatus(status))
     now = call.services.clock.now()
     return json({"proposals": [proposal_json(p, now) for p in proposals]})
 
 
 def submit_proposal(call: Call) -> Response:
     body = call.body
-    proposal = call.services.submit_proposal(
+    proposal = call.services.governance.submit_proposal(
         call.who(),
         title=body["title"],
         description=body["description"],
@@ -110,7 +111,7 @@ def submit_proposal(call: Call) -> Response:
 
 
 def comment_proposal(call: Call) -> Response:
-    proposal = call.services.comment(call.who(), call.path["id"], call.body["text"])
+    proposal = call.services.governance.comment(call.who(), call.path["id"], call.body["text"])
     return json(proposal_json(proposal, call.services.clock.now()), status=201)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from owm_adapters.services.api import DashboardFrame
+from owm_adapters.services.api.views import DashboardFrame
 from owm_core.pool.stats import MinerStats, MiningPayout, PoolStats
 from owm_server.http.call import Call
 from owm_server.http.contract import Access, Operation, Reply, Schema
@@ -122,23 +122,23 @@ def dashboard_json(frame: DashboardFrame) -> dict[str, Any]:
 
 
 def mining_stats(call: Call) -> Response:
-    return json(pool_json(call.services.pool_stats()))
+    return json(pool_json(call.services.views.pool_stats()))
 
 
 def mining_node(call: Call) -> Response:
-    view = call.services.miner(call.path["node_id"])
+    view = call.services.views.miner(call.path["node_id"])
     return json(
         {**miner_json(view.stats), "recent_payouts": [payout_json(p) for p in view.payouts]}
     )
 
 
 def mining_payouts(call: Call) -> Response:
-    payouts = call.services.payouts(call.query.get("limit", 100))
+    payouts = call.services.views.payouts(call.query.get("limit", 100))
     return json({"payouts": [payout_json(p) for p in payouts]})
 
 
 def mining_dashboard(call: Call) -> Response:
-    return json(dashboard_json(call.services.dashboard()))
+    return json(dashboard_json(call.services.views.dashboard()))
 
 
 def operations() -> list[Operation]:

@@ -63,16 +63,16 @@ def release_json(r: ModelRelease) -> dict[str, Any]:
 
 
 def list_versions(call: Call) -> Response:
-    releases = call.services.releases()
+    releases = call.services.releases.releases()
     return json({"versions": [release_json(r) for r in releases]})
 
 
 def get_version(call: Call) -> Response:
-    return json(release_json(call.services.release(call.path["id"])))
+    return json(release_json(call.services.releases.release(call.path["id"])))
 
 
 def get_version_ots(call: Call) -> Response:
-    release = call.services.release(call.path["id"])
+    release = call.services.releases.release(call.path["id"])
     if release.ots_proof is None:
         raise Problem(404, "not-found", f"model version {release.release_id} is not stamped yet")
     filename = release.release_id.replace("@", "_") + ".ots"

@@ -61,7 +61,7 @@ def node_json(n: AnonymousNode) -> dict[str, Any]:
 
 
 def network_stats(call: Call) -> Response:
-    s = call.services.network_stats()
+    s = call.services.views.network_stats()
     return json(
         {
             "nodes_total": s.nodes_total,
@@ -78,12 +78,13 @@ def network_stats(call: Call) -> Response:
 
 def network_nodes(call: Call) -> Response:
     status = call.query.get("status")
-    nodes = call.services.anonymous_nodes(None if status is None else NodeStatus(status))
+    nodes = call.services.views.anonymous_nodes(None if status is None else NodeStatus(status))
     return json({"nodes": [node_json(n) for n in nodes[: call.query.get("limit", 100)]]})
 
 
 def slashing_log(call: Call) -> Response:
-    entries = call.services.slashing_log(call.query.get("start", 0), call.query.get("limit", 100))
+    start, limit = call.query.get("start", 0), call.query.get("limit", 100)
+    entries = call.services.views.slashing_log(start, limit)
     return json({"entries": [e.to_dict() for e in entries]})
 
 

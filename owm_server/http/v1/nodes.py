@@ -91,7 +91,7 @@ NODE_STATUS: Schema = obj(
 
 
 def node_challenge(call: Call) -> Response:
-    c = call.services.challenge(call.body["public_key"], call.body["purpose"])
+    c = call.services.nodes.challenge(call.body["public_key"], call.body["purpose"])
     return json(
         {
             "public_key": c.public_key,
@@ -118,7 +118,7 @@ def register_node(call: Call) -> Response:
         ln_node_uri=body["ln_node_uri"],
         onion_address=body.get("onion_address") or None,
     )
-    registered = call.services.register(
+    registered = call.services.nodes.register(
         registration, body["challenge_nonce"], body["signature"], call.client_ip
     )
     return json(
@@ -135,14 +135,14 @@ def register_node(call: Call) -> Response:
 
 def deregister_node(call: Call) -> Response:
     body = call.body
-    stake = call.services.deregister(
+    stake = call.services.nodes.deregister(
         call.path["node_id"], body["public_key"], body["challenge_nonce"], body["signature"]
     )
     return json(stake_json(call.path["node_id"], stake))
 
 
 def node_status(call: Call) -> Response:
-    node, status, stake = call.services.node(call.path["node_id"])
+    node, status, stake = call.services.nodes.node(call.path["node_id"])
     return json(
         {
             "node_id": node.node_id,
@@ -162,7 +162,7 @@ def node_earnings(call: Call) -> Response:
     node_id = call.path["node_id"]
     if call.who().subject != node_id:
         raise Problem(403, "forbidden", "a node may read only its own earnings")
-    node, payments = call.services.earnings(node_id, call.query.get("limit", 100))
+    node, payments = call.services.nodes.earnings(node_id, call.query.get("limit", 100))
     return json(earnings_json(node, payments))
 
 

@@ -31,7 +31,7 @@ ACCESS_OFFER: Schema = obj(
 
 
 def payments_invoice(call: Call) -> Response:
-    offer = call.services.offer_access()
+    offer = call.services.access.offer_access()
     return json(
         {
             "invoice": offer.invoice.bolt11,
@@ -48,7 +48,7 @@ def payments_invoice(call: Call) -> Response:
 
 def payments_history(call: Call) -> Response:
     node_id = call.who().subject
-    node, payments = call.services.earnings(node_id, call.query.get("limit", 100))
+    node, payments = call.services.nodes.earnings(node_id, call.query.get("limit", 100))
     return json(earnings_json(node, payments))
 
 

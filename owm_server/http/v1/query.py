@@ -90,7 +90,7 @@ _SSE_DESCRIPTION = (
 
 
 def _service(call: Call) -> QueryService:
-    service: QueryService | None = getattr(call.services, "queries", None)
+    service = call.services.queries
     if service is None:
         raise Problem(
             503,

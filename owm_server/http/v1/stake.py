@@ -14,13 +14,13 @@ from owm_server.http.v1.schemas import INT, NODE_PARAM, NOT_FOUND, STAKE, STR, o
 
 
 def stake_requirements(call: Call) -> Response:
-    r = call.services.stake_requirements()
+    r = call.services.nodes.stake_requirements()
     return json({"currency": "sat", "tiers": {"t1": r.t1_sats, "t2": r.t2_sats, "t3": r.t3_sats}})
 
 
 def stake_node(call: Call) -> Response:
     node_id = call.path["node_id"]
-    return json(stake_json(node_id, call.services.stake(node_id)))
+    return json(stake_json(node_id, call.services.nodes.stake(node_id)))
 
 
 def operations() -> list[Operation]:

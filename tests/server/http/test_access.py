@@ -20,7 +20,7 @@ def test_an_api_key_is_accepted_as_bearer_token_or_x_api_key(world: World) -> No
 
 
 def test_an_unknown_or_revoked_key_is_a_401_problem(world: World) -> None:
-    key, secret = world.services.create_api_key("acme")
+    key, secret = world.services.access.create_api_key("acme")
     world.repos.api_keys.revoke(key.key_id)
     for headers in ({"Authorization": f"Bearer {secret}"}, {"X-API-Key": "owm_guess"}):
         reply = world.client.get(READ, headers=headers)

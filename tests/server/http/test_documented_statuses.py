@@ -179,7 +179,7 @@ def specific(probe: Probe) -> None:
 
 def test_every_documented_status_is_produced_and_nothing_else(small_world: World) -> None:
     w = small_world
-    w.services.publish_release(release("owm-v1.0.0", w.clock.now()))
+    w.services.releases.publish_release(release("owm-v1.0.0", w.clock.now()))
     me, other = w.register(), w.register()
     proposal = w.client.post("/v1/governance/proposals", json=GOOD_BODIES["submitProposal"],
                              headers=w.api_key()).json()  # fmt: skip

@@ -26,8 +26,8 @@ from tests.server.http.world import T0, World, build_world
 
 
 def test_model_versions_list_with_their_ots_status_newest_first(world: World) -> None:
-    world.services.publish_release(release("owm-v0.4.1", T0 - 100, ProofStatus.CONFIRMED))
-    world.services.publish_release(release("owm-v0.4.2", T0, ProofStatus.PENDING))
+    world.services.releases.publish_release(release("owm-v0.4.1", T0 - 100, ProofStatus.CONFIRMED))
+    world.services.releases.publish_release(release("owm-v0.4.2", T0, ProofStatus.PENDING))
     reply = world.client.get("/v1/model/versions", headers=world.api_key())
     assert reply.status_code == 200
     versions = reply.json()["versions"]
@@ -41,7 +41,7 @@ def test_model_versions_list_with_their_ots_status_newest_first(world: World) ->
 
 def test_a_version_and_its_ots_proof_file_can_be_downloaded(world: World) -> None:
     published = release("owm-v1.0.0", T0)
-    world.services.publish_release(published)
+    world.services.releases.publish_release(published)
     keys = world.api_key()
     meta = world.client.get("/v1/model/versions/owm-geo@owm-v1.0.0", headers=keys)
     assert meta.status_code == 200
@@ -55,7 +55,7 @@ def test_a_version_and_its_ots_proof_file_can_be_downloaded(world: World) -> Non
 
 
 def test_an_unknown_or_unstamped_version_is_a_404_problem(world: World) -> None:
-    world.services.publish_release(release("owm-v0.1.0", T0, ProofStatus.NONE))
+    world.services.releases.publish_release(release("owm-v0.1.0", T0, ProofStatus.NONE))
     keys = world.api_key()
     unstamped = world.client.get("/v1/model/versions/owm-geo@owm-v0.1.0/ots", headers=keys)
     unknown = world.client.get("/v1/model/versions/owm-geo@owm-v9.9.9", headers=keys)

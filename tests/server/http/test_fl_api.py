@@ -34,7 +34,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
     services = ApiServices(world.coordinator, b"\x22" * 32, ApiConfig(cache_ttl_ms=0))
     services.fl = world.fl
     client = TestClient(create_app(services), raise_server_exceptions=False)
-    _key, secret = services.create_api_key("tester")
+    _key, secret = services.access.create_api_key("tester")
     try:
         yield Api(world, services, client, {"Authorization": f"Bearer {secret}"})
     finally:
@@ -124,7 +124,7 @@ def test_rounds_list_accuracy_participants_flags_and_the_version_with_its_weight
     world.fl.upgrade_proofs()
     confirmed = api.client.get(f"/v1/model/versions/{version}", headers=api.key).json()
     assert confirmed["ots_status"] == "confirmed" and confirmed["ots_verified"] is True
-    release = api.services.release(version)
+    release = api.services.releases.release(version)
     assert release.ots_proof is not None
     assert verify_model_version(release.version, release.ots_proof, world.provenance, tensors).ok
     missing = api.client.get("/v1/model/versions/owm-base@owm-v9.9.9/weights", headers=api.key)

@@ -46,7 +46,7 @@ def test_no_input_produces_a_server_error_an_undocumented_status_or_a_bare_error
     case: schemathesis.Case,  # type: ignore[type-arg]
     fuzz_world: World,
 ) -> None:
-    _key, secret = fuzz_world.services.create_api_key("fuzz", Plan.COMMERCIAL)
+    _key, secret = fuzz_world.services.access.create_api_key("fuzz", Plan.COMMERCIAL)
     response = case.call(headers={"Authorization": f"Bearer {secret}"})
     documented = case.operation.definition.raw["responses"]
     status = response.status_code

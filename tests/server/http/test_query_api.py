@@ -29,7 +29,7 @@ def api(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
             world.app, l402_secret=b"\x22" * 32, config=ApiConfig(cache_ttl_ms=0),
             knowledge=world.knowledge, query_config=QueryConfig(threshold=0.0, timeout_s=5.0),
         )
-        _key, secret = services.create_api_key("acme", Plan.COMMERCIAL)
+        _key, secret = services.access.create_api_key("acme", Plan.COMMERCIAL)
         with TestClient(create_app(services), raise_server_exceptions=False) as client:
             yield client, {"Authorization": f"Bearer {secret}"}
 

@@ -35,7 +35,7 @@ def _is_problem(reply: httpx.Response, status: int, code: str) -> None:
 
 
 def test_every_response_names_the_model_version_and_its_ots_status(world: World) -> None:
-    world.services.publish_release(release("owm-v0.4.2", T0, ProofStatus.CONFIRMED))
+    world.services.releases.publish_release(release("owm-v0.4.2", T0, ProofStatus.CONFIRMED))
     keys = world.api_key()
     replies = [
         world.client.get("/v1/stake/requirements", headers=keys),
@@ -83,7 +83,7 @@ def test_an_unexpected_failure_is_a_500_problem_without_a_trace(world: World) ->
     def broken() -> None:
         raise RuntimeError("secret internals /etc/passwd")
 
-    world.services.pool_stats = broken  # type: ignore[assignment,method-assign]
+    world.services.views.pool_stats = broken  # type: ignore[assignment,method-assign]
     reply = world.client.get("/v1/mining/stats", headers=world.api_key())
     _is_problem(reply, 500, "internal")
     assert "secret" not in reply.text and "Traceback" not in reply.text

@@ -41,7 +41,7 @@ class World:
 
     def api_key(self, owner: str = "acme", plan: Plan = Plan.FREE) -> dict[str, str]:
         """Headers carrying a fresh API key of ``plan``."""
-        _key, secret = self.services.create_api_key(owner, plan)
+        _key, secret = self.services.access.create_api_key(owner, plan)
         return {"Authorization": f"Bearer {secret}"}
 
     def node(self, stake_sat: int = T1_STAKE_SAT) -> SimNode:

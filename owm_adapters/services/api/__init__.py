@@ -1,0 +1,110 @@
+"""The public API's application services: the use cases behind every ``/v1`` endpoint, with I/O.
+
+One module per capability, mirroring :mod:`owm_server.http.v1`:
+
+* :mod:`~owm_adapters.services.api.access` — API keys, L402 tokens (SRS-API-03, SRS-LN-07),
+  node-signed requests and the free-tier rate limiter (SRS-API-02);
+* :mod:`~owm_adapters.services.api.releases` — model releases and their OTS proofs
+  (SRS-API-01);
+* :mod:`~owm_adapters.services.api.nodes` — registration and deregistration through the
+  coordinator's own use cases (the same as gRPC, never a second implementation), a node's
+  status, earnings and stake;
+* :mod:`~owm_adapters.services.api.views` — the cached public read models: network, slashing
+  log, pool statistics and the live dashboard (SRS-PERF-08);
+* :mod:`~owm_adapters.services.api.governance` — proposals and comments (SRS-GOV-01..05);
+* :mod:`~owm_adapters.services.api.bounties` — GitHub bounties and repository analyses.
+
+:class:`ApiServices` holds one of each, plus the optional services other packages own
+(queries, knowledge, FL rounds, slashing), as typed attributes the HTTP handlers look up.
+It owns what the HTTP shell must not: the clock and OS randomness, the coordinator it shares
+with the gRPC control plane, the store, the treasury's Lightning node and the read cache its
+capabilities share (public aggregates are recomputed at most once per ``cache_ttl_ms``).
+
+Every method returns domain values or raises :class:`~owm_core.errors.DomainError`; rendering
+is the shell's business.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from owm_adapters.services.api.access import (
+    COMMERCIAL_ACCESS_S,
+    L402_SERVICE,
+    AccessOffer,
+    ApiAccess,
+    issue_api_key,
+)
+from owm_adapters.services.api.bounties import Bounties
+from owm_adapters.services.api.config import ApiConfig, ReadCache
+from owm_adapters.services.api.governance import Governance
+from owm_adapters.services.api.nodes import Nodes
+from owm_adapters.services.api.releases import Releases
+from owm_adapters.services.api.views import DashboardFrame, MinerView, Views
+from owm_adapters.services.coordinator.service import CoordinatorService
+from owm_adapters.services.fl_rounds import FlRoundService
+from owm_adapters.services.knowledge import KnowledgeBase
+from owm_adapters.services.queries import QueryService
+from owm_adapters.services.slashing import SlashingService
+from owm_core.ports.clock import Clock
+from owm_core.ports.lightning import Lightning
+from owm_core.ports.repositories import Repositories
+
+
+class ApiServices:
+    """The public API's services, one attribute per capability (see the module docstring)."""
+
+    def __init__(
+        self,
+        coordinator: CoordinatorService,
+        l402_secret: bytes,
+        config: ApiConfig | None = None,
+        *,
+        entropy: Callable[[int], bytes] = os.urandom,
+        slashing: SlashingService | None = None,
+    ) -> None:
+        self.config = config or ApiConfig()
+        self.coordinator = coordinator
+        self.repositories: Repositories = coordinator.repositories
+        self.lightning: Lightning = coordinator.lightning
+        self.clock: Clock = coordinator.clock
+        cache = ReadCache(self.clock, self.config.cache_ttl_ms)
+        self.access = ApiAccess(
+            self.repositories, self.lightning, self.clock, self.config, l402_secret, entropy
+        )
+        self.releases = Releases(self.repositories, cache)
+        self.nodes = Nodes(coordinator, cache, self.config)
+        self.views = Views(
+            self.repositories, self.clock, coordinator.config.liveness, cache, self.config
+        )
+        self.governance = Governance(self.repositories, self.clock, cache, entropy)
+        self.bounties = Bounties(self.repositories, self.clock, cache, self.config, entropy)
+        #: Slashing acknowledgements and pending cases (None when no slashing service is wired).
+        self.slashing: SlashingService | None = slashing
+        #: The conglomerate's query path (None without a knowledge base: queries answer 503).
+        self.queries: QueryService | None = None
+        #: Sub-models and contributed datasets (None without a knowledge base: the data
+        #: endpoints answer 503).
+        self.knowledge: KnowledgeBase | None = None
+        #: Federated-learning rounds and uploads (None when ``[fl]`` is off: 503).
+        self.fl: FlRoundService | None = None
+
+
+__all__ = [
+    "COMMERCIAL_ACCESS_S",
+    "L402_SERVICE",
+    "AccessOffer",
+    "ApiAccess",
+    "ApiConfig",
+    "ApiServices",
+    "Bounties",
+    "DashboardFrame",
+    "Governance",
+    "MinerView",
+    "Nodes",
+    "ReadCache",
+    "Releases",
+    "Views",
+    "issue_api_key",
+]

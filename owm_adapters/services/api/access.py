@@ -1,0 +1,205 @@
+"""Who may call the public API, and how often (SRS 4.8.1, SRS-API-02/03, SRS-LN-07).
+
+:class:`ApiAccess` turns a credential into a :class:`~owm_core.access.callers.Caller`: an API
+key (only its SHA-256 is stored), an L402 token (a macaroon whose invoice the treasury's
+Lightning node saw settled less than 24 hours ago) or a registered node's signed request
+(replays refused). It counts each request against the caller's free-tier window and sells
+24 hours of commercial access over Lightning. :func:`issue_api_key` is the one way a key is
+made, here and in ``owm-coordinator api-key create``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+
+import attrs
+
+from owm_adapters.services.api.config import ApiConfig, ReadCache
+from owm_core.access import l402
+from owm_core.access.api_keys import ApiKey, Plan, secret_sha256
+from owm_core.access.callers import (
+    Caller,
+    CallerKind,
+    SignedRequestGuard,
+    parse_signed_request,
+    rate_limit_key,
+    verify_signed_request,
+)
+from owm_core.access.ratelimit import SlidingWindowLimiter
+from owm_core.errors import InvalidValue, L402Invalid, RateLimited, SignatureInvalid
+from owm_core.identity.keys import node_id_from_public_key
+from owm_core.payments.lightning import Invoice, InvoiceState
+from owm_core.ports.clock import Clock
+from owm_core.ports.lightning import Lightning
+from owm_core.ports.repositories import Repositories
+
+L402_SERVICE = "owm-api"
+COMMERCIAL_ACCESS_S = 86_400
+"""A Lightning payment unlocks commercial access for 24 hours (SRS-API-03)."""
+
+
+@attrs.frozen
+class AccessOffer:
+    """An invoice for commercial access and the L402 macaroon it unlocks (SRS-API-03)."""
+
+    invoice: Invoice
+    macaroon: l402.Macaroon
+    valid_for_s: int
+
+    @property
+    def www_authenticate(self) -> str:
+        """The ``WWW-Authenticate`` value of a 402 answer."""
+        return l402.format_challenge(l402.Challenge(self.macaroon, self.invoice.bolt11))
+
+
+def issue_api_key(
+    repositories: Repositories,
+    owner: str,
+    plan: Plan,
+    now: int,
+    entropy: Callable[[int], bytes] = os.urandom,
+) -> tuple[ApiKey, str]:
+    """Store a new API key for ``owner`` and return it with its secret ``owm_<48 hex>``.
+
+    The secret is returned once and never stored — only its SHA-256 (SRS-API-02).
+    """
+    secret = "owm_" + entropy(24).hex()
+    key = ApiKey(
+        key_id="key_" + entropy(8).hex(),
+        secret_sha256=secret_sha256(secret),
+        owner=owner,
+        plan=plan,
+        created_at=now,
+    )
+    repositories.api_keys.add(key)
+    return key, secret
+
+
+class ApiAccess:
+    """API keys, L402 tokens, signed requests and the free-tier rate limit (module docstring)."""
+
+    def __init__(
+        self,
+        repositories: Repositories,
+        lightning: Lightning,
+        clock: Clock,
+        config: ApiConfig,
+        l402_secret: bytes,
+        entropy: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        if len(l402_secret) < 32:
+            raise InvalidValue("l402_secret", "must be at least 32 random bytes")
+        self._repositories = repositories
+        self._lightning = lightning
+        self._clock = clock
+        self._config = config
+        self._l402_secret = l402_secret
+        self._entropy = entropy
+        self._limiter = SlidingWindowLimiter(config.free_tier)
+        self._limiter_lock = threading.Lock()
+        self._guard = SignedRequestGuard(window_s=config.signed_window_s)
+        self._guard_lock = threading.Lock()
+        self._keys = ReadCache(clock, config.auth_cache_ttl_ms)
+        self._paid = ReadCache(clock, config.auth_cache_ttl_ms)
+
+    def create_api_key(self, owner: str, plan: Plan = Plan.FREE) -> tuple[ApiKey, str]:
+        """A new API key and its secret (shown once; only its SHA-256 is stored)."""
+        return issue_api_key(self._repositories, owner, plan, self._clock.now(), self._entropy)
+
+    def caller_by_api_key(self, secret: str) -> Caller:
+        """The caller behind an API key secret; SignatureInvalid for unknown or revoked keys.
+
+        The answer (caller or refusal) is reused for ``auth_cache_ttl_ms``: a revoked key stops
+        working within that time.
+        """
+        digest = secret_sha256(secret)
+        caller = self._keys.get(("key", digest), lambda: self._caller_of(digest, secret))
+        if caller is None:
+            raise SignatureInvalid("unknown or revoked API key")
+        return caller
+
+    def _caller_of(self, digest: str, secret: str) -> Caller | None:
+        key = self._repositories.api_keys.get_by_secret_sha256(digest)
+        if key is None or not key.accepts(secret):
+            return None
+        return Caller(CallerKind.API_KEY, key.key_id, key.owner, key.plan)
+
+    def caller_by_l402(self, authorization: str) -> Caller:
+        """The caller behind ``Authorization: L402 <macaroon>:<preimage>`` (SRS-API-03).
+
+        Valid when the macaroon verifies with this server's key, the preimage matches its
+        payment hash, and the invoice was settled less than 24 hours ago.
+        """
+        credential = l402.parse_authorization(authorization)
+        token = l402.TokenIdentifier.decode(credential.macaroon.identifier)
+        root_key = l402.derive_root_key(self._l402_secret, token.token_id)
+        now = self._clock.now()
+        l402.verify(credential, root_key, service=L402_SERVICE, now=now)
+        settled_at = self._paid.get(("paid", token.payment_hash), lambda: self._settled_at(token))
+        if settled_at is None:
+            self._paid.forget(("paid", token.payment_hash))  # look again once it is paid
+            raise L402Invalid("the invoice of this token is not paid")
+        if now >= settled_at + COMMERCIAL_ACCESS_S:
+            raise L402Invalid("the 24 hours this payment unlocked are over; pay again")
+        token_hex = token.token_id.hex()
+        return Caller(CallerKind.L402, token_hex, f"l402:{token_hex[:16]}", Plan.COMMERCIAL)
+
+    def _settled_at(self, token: l402.TokenIdentifier) -> int | None:
+        invoice = self._lightning.lookup_invoice(token.payment_hash.hex())
+        if invoice.state is not InvoiceState.SETTLED:
+            return None
+        return invoice.settled_at if invoice.settled_at is not None else self._clock.now()
+
+    def caller_by_signature(
+        self,
+        headers: tuple[str, str, str, str],
+        method: str,
+        path_and_query: str,
+        body: bytes,
+    ) -> Caller:
+        """The registered node that signed this request; SignatureInvalid / ReplayRejected."""
+        request = parse_signed_request(*headers)
+        verify_signed_request(request, method, path_and_query, body)
+        with self._guard_lock:
+            self._guard.accept(request, self._clock.now())
+        node_id = node_id_from_public_key(request.public_key)
+        if self._repositories.nodes.get(node_id) is None:
+            raise SignatureInvalid("the signing key belongs to no registered node")
+        return Caller(CallerKind.NODE, node_id, node_id, Plan.FREE)
+
+    def admit(self, caller: Caller, node_management: bool) -> int | None:
+        """Count one request against the caller's window; RateLimited when it is full.
+
+        Returns the requests left in the window, or None when the caller is not limited.
+        """
+        key = rate_limit_key(caller, node_management)
+        if key is None:
+            return None
+        with self._limiter_lock:
+            admission = self._limiter.admit(key, self._clock.now())
+        if not admission.admitted:
+            raise RateLimited(
+                f"the free tier allows {self._config.free_tier.limit} requests per "
+                f"{self._config.free_tier.window_s} s per key; pay over Lightning for more",
+                retry_after_s=admission.retry_after_s,
+            )
+        return admission.remaining
+
+    def offer_access(self) -> AccessOffer:
+        """An invoice for 24 hours of commercial access and its L402 macaroon (SRS-API-03)."""
+        invoice = self._lightning.create_invoice(
+            self._config.l402_price_msat,
+            "OWM API: 24 h commercial access",
+            self._config.invoice_expiry_s,
+        )
+        token_id = self._entropy(32)
+        macaroon = l402.mint_token(
+            l402.derive_root_key(self._l402_secret, token_id),
+            bytes.fromhex(invoice.payment_hash),
+            token_id,
+            service=L402_SERVICE,
+            valid_until=invoice.expires_at + COMMERCIAL_ACCESS_S,
+        )
+        return AccessOffer(invoice, macaroon, COMMERCIAL_ACCESS_S)

@@ -1,0 +1,84 @@
+"""GitHub bounties and repository analyses, opened by API callers.
+
+The values and their rules are :mod:`owm_core.governance.contributions`'; this module gives
+them ids, the time and the store. An analysis stays ``queued`` until the GitHub integration
+runs: no result is invented.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+from owm_adapters.services.api.config import ApiConfig, ReadCache
+from owm_core.access.callers import Caller
+from owm_core.errors import NotFound
+from owm_core.governance.contributions import (
+    AnalysisRequest,
+    Bounty,
+    BountyStatus,
+    open_bounty,
+    request_analysis,
+)
+from owm_core.ports.clock import Clock
+from owm_core.ports.repositories import Repositories
+
+
+class Bounties:
+    """List and open bounties; queue and read analyses (see the module docstring)."""
+
+    def __init__(
+        self,
+        repositories: Repositories,
+        clock: Clock,
+        cache: ReadCache,
+        config: ApiConfig,
+        entropy: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self._repositories = repositories
+        self._clock = clock
+        self._cache = cache
+        self._config = config
+        self._entropy = entropy
+
+    def bounties(self, status: BountyStatus | None = BountyStatus.OPEN) -> Sequence[Bounty]:
+        """Bounties, newest first (open ones by default)."""
+        return self._cache.get(
+            ("bounties", status),
+            lambda: self._repositories.bounties.list(status, self._config.max_list),
+        )
+
+    def create_bounty(
+        self, caller: Caller, repository: str, issue_number: int, title: str, amount_sat: int
+    ) -> Bounty:
+        """Open a bounty in the caller's name."""
+        bounty = open_bounty(
+            bounty_id="bnt_" + self._entropy(8).hex(),
+            repository=repository,
+            issue_number=issue_number,
+            title=title,
+            amount_sat=amount_sat,
+            created_by=caller.owner,
+            now=self._clock.now(),
+        )
+        self._repositories.bounties.add(bounty)
+        self._cache.clear()
+        return bounty
+
+    def request_analysis(self, caller: Caller, repository: str) -> AnalysisRequest:
+        """Queue a repository for analysis (it stays queued until the GitHub integration runs)."""
+        request = request_analysis(
+            analysis_id="ana_" + self._entropy(8).hex(),
+            repository=repository,
+            requested_by=caller.owner,
+            now=self._clock.now(),
+        )
+        self._repositories.analyses.add(request)
+        return request
+
+    def analysis(self, analysis_id: str) -> AnalysisRequest:
+        """An analysis request in its current state; NotFound if unknown."""
+        found = self._repositories.analyses.get(analysis_id)
+        if found is None:
+            raise NotFound(f"no analysis {analysis_id}")
+        return found

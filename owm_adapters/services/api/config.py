@@ -1,0 +1,69 @@
+"""The public API's tuning, and the read-through cache its read models share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+
+from owm_core.access.ratelimit import API_KEY_FREE_TIER, RateLimit
+from owm_core.ports.clock import Clock
+
+_T = TypeVar("_T")
+
+
+@attrs.frozen
+class ApiConfig:
+    """Tuning of the public API (defaults suit the embedded single-machine coordinator)."""
+
+    l402_price_msat: int = 10_000
+    """What 24 hours of commercial access cost (10 sat by default)."""
+    invoice_expiry_s: int = 600
+    free_tier: RateLimit = API_KEY_FREE_TIER
+    cache_ttl_ms: int = 1_000
+    """How stale public aggregates (stats, lists) may be; 0 disables the cache."""
+    auth_cache_ttl_ms: int = 5_000
+    """How long an API key lookup is reused; a revoked key stops working within this time."""
+    signed_window_s: int = 300
+    dashboard_interval_s: float = 5.0
+    """How often the live mining dashboard (WebSocket) pushes metrics."""
+    max_list: int = 500
+
+
+class ReadCache:
+    """A tiny read-through cache keyed by name; values expire after ``ttl_ms``.
+
+    The API's capabilities share one: public aggregates are recomputed at most once per
+    ``cache_ttl_ms`` under 1,000 concurrent clients (SRS-PERF-08), and every write through the
+    API (a registration, a release, a proposal, a bounty) clears it, so its author reads it back.
+    """
+
+    def __init__(self, clock: Clock, ttl_ms: int, max_entries: int = 10_000) -> None:
+        self._clock = clock
+        self._ttl_ms = ttl_ms
+        self._max = max_entries
+        self._values: dict[Any, tuple[int, Any]] = {}
+
+    def get(self, key: Any, compute: Callable[[], _T]) -> _T:
+        """The cached value of ``key``, or ``compute()`` kept for ``ttl_ms``."""
+        if self._ttl_ms <= 0:
+            return compute()
+        now = self._clock.monotonic_ms()
+        hit = self._values.get(key)
+        if hit is not None and now - hit[0] < self._ttl_ms:
+            value: _T = hit[1]
+            return value
+        value = compute()
+        if len(self._values) >= self._max:
+            self._values.clear()
+        self._values[key] = (now, value)
+        return value
+
+    def forget(self, key: Any) -> None:
+        """Drop one value (it is computed again on the next read)."""
+        self._values.pop(key, None)
+
+    def clear(self) -> None:
+        """Drop every value: something the reads depend on changed."""
+        self._values.clear()

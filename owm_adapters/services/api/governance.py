@@ -1,0 +1,82 @@
+"""Governance use cases (SRS-GOV-01..05): proposals, submitted and commented by API callers.
+
+The rules (who may comment, until when) are :mod:`owm_core.governance.proposals`'; this
+module gives them ids, the time and the store. Usable without the HTTP shell: a CLI builds
+:class:`Governance` over the same store.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+from owm_adapters.services.api.config import ReadCache
+from owm_core.access.callers import Caller
+from owm_core.errors import NotFound
+from owm_core.governance.proposals import (
+    Comment,
+    Proposal,
+    ProposalStatus,
+    ProposalType,
+    add_comment,
+)
+from owm_core.governance.proposals import submit_proposal as new_proposal
+from owm_core.ports.clock import Clock
+from owm_core.ports.repositories import Repositories
+
+
+class Governance:
+    """List, submit and comment on proposals (see the module docstring)."""
+
+    def __init__(
+        self,
+        repositories: Repositories,
+        clock: Clock,
+        cache: ReadCache,
+        entropy: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self._repositories = repositories
+        self._clock = clock
+        self._cache = cache
+        self._entropy = entropy
+
+    def proposals(self, status: ProposalStatus | None = None) -> Sequence[Proposal]:
+        """Proposals, newest first, optionally of one status."""
+        return self._cache.get(
+            ("proposals", status), lambda: self._repositories.proposals.list(status)
+        )
+
+    def submit_proposal(
+        self,
+        caller: Caller,
+        title: str,
+        description: str,
+        proposal_type: ProposalType,
+        implementation_plan: str,
+        requested_sat: int,
+    ) -> Proposal:
+        """Open a proposal authored by the caller (SRS-GOV-02/03)."""
+        proposal = new_proposal(
+            proposal_id="prop_" + self._entropy(8).hex(),
+            author=caller.owner,
+            title=title,
+            description=description,
+            proposal_type=proposal_type,
+            implementation_plan=implementation_plan,
+            now=self._clock.now(),
+            requested_sat=requested_sat,
+        )
+        self._repositories.proposals.add(proposal)
+        self._cache.clear()
+        return proposal
+
+    def comment(self, caller: Caller, proposal_id: str, text: str) -> Proposal:
+        """Comment on an open proposal during its comment period (SRS-GOV-04)."""
+        with self._repositories.atomic():
+            proposal = self._repositories.proposals.get(proposal_id)
+            if proposal is None:
+                raise NotFound(f"no proposal {proposal_id}")
+            updated = add_comment(proposal, Comment(caller.owner, text, self._clock.now()))
+            self._repositories.proposals.save(updated)
+        self._cache.clear()
+        return updated

@@ -1,0 +1,48 @@
+"""Model releases as the API serves them (SRS-API-01, SRS-NODE-10).
+
+Every response names the release answering queries and its OpenTimestamps status
+(:meth:`Releases.current_release`); clients list releases and download their proofs; the FL
+rounds and the OTS upgrader publish new releases and proofs through :meth:`publish_release`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from owm_adapters.services.api.config import ReadCache
+from owm_core.errors import NotFound
+from owm_core.ports.repositories import Repositories
+from owm_core.provenance.releases import ModelRelease, current_release
+
+
+class Releases:
+    """Read and publish model releases (see the module docstring)."""
+
+    def __init__(self, repositories: Repositories, cache: ReadCache) -> None:
+        self._repositories = repositories
+        self._cache = cache
+
+    def current_release(self) -> ModelRelease | None:
+        """The release answering queries now (its id and OTS status head every response)."""
+        return self._cache.get(
+            "current", lambda: current_release(self._repositories.releases.list())
+        )
+
+    def releases(self) -> Sequence[ModelRelease]:
+        """Every published release, newest first."""
+        return self._cache.get("releases", self._repositories.releases.list)
+
+    def release(self, release_id: str) -> ModelRelease:
+        """One release; NotFound if unknown."""
+        found = self._repositories.releases.get(release_id)
+        if found is None:
+            raise NotFound(f"no model version {release_id}")
+        return found
+
+    def publish_release(self, release: ModelRelease) -> None:
+        """Record a new release, or a new proof/status of a known one (FL rounds, OTS upgrades)."""
+        if self._repositories.releases.get(release.release_id) is None:
+            self._repositories.releases.add(release)
+        else:
+            self._repositories.releases.save(release)
+        self._cache.clear()

@@ -1,0 +1,137 @@
+"""The public read models: network statistics, the anonymised registry, the slashing log, the pool.
+
+Aggregates any client may read, computed from the store and kept in the shared
+:class:`~owm_adapters.services.api.config.ReadCache` for ``cache_ttl_ms``, so the public read
+endpoints stay fast under 1,000 concurrent clients (SRS-PERF-08). Nothing here writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from owm_adapters.services.api.config import ApiConfig, ReadCache
+from owm_core.coordination.network import AnonymousNode, NetworkStats, anonymised, network_stats
+from owm_core.errors import NotFound
+from owm_core.nodes.registry import Liveness, NodeStatus
+from owm_core.pool.stats import (
+    BLOCK_WINDOW_S,
+    MinerStats,
+    MiningPayout,
+    PoolStats,
+    miner_stats,
+    per_miner_hashrate_1h,
+    pool_stats,
+)
+from owm_core.ports.clock import Clock
+from owm_core.ports.repositories import Repositories
+from owm_core.stake.slashing import SlashingLogEntry
+
+
+@attrs.frozen
+class MinerView:
+    """A miner's statistics and its recent payouts (GET /v1/mining/nodes/{node_id})."""
+
+    stats: MinerStats
+    payouts: Sequence[MiningPayout]
+
+
+@attrs.frozen
+class DashboardFrame:
+    """One push of the live pool dashboard (SRS-POOL-09)."""
+
+    pool: PoolStats
+    hashrate_by_miner_1h: dict[str, int]
+    recent_payouts: Sequence[MiningPayout]
+
+
+class Views:
+    """The cached public read models (see the module docstring)."""
+
+    def __init__(
+        self,
+        repositories: Repositories,
+        clock: Clock,
+        liveness: Liveness,
+        cache: ReadCache,
+        config: ApiConfig,
+    ) -> None:
+        self._repositories = repositories
+        self._clock = clock
+        self._liveness = liveness
+        self._cache = cache
+        self._config = config
+
+    # -- network -----------------------------------------------------------------------------
+
+    def network_stats(self) -> NetworkStats:
+        """Registry counts and total stake (GET /v1/network/stats)."""
+        return self._cache.get("network_stats", self._network_stats)
+
+    def _network_stats(self) -> NetworkStats:
+        nodes = self._repositories.nodes.list()
+        stakes = {
+            n.public_key: s for n in nodes if (s := self._repositories.stakes.get(n.public_key))
+        }
+        return network_stats(nodes, stakes, self._clock.now(), self._liveness)
+
+    def anonymous_nodes(self, status: NodeStatus | None = None) -> Sequence[AnonymousNode]:
+        """The registry without identities (GET /v1/network/nodes), optionally one status."""
+        listed = self._cache.get("network_nodes", self._anonymous_nodes)
+        return [n for n in listed if status is None or n.status is status]
+
+    def _anonymous_nodes(self) -> list[AnonymousNode]:
+        now = self._clock.now()
+        return [
+            anonymised(node, self._repositories.stakes.get(node.public_key), now, self._liveness)
+            for node in self._repositories.nodes.list()
+        ]
+
+    def slashing_log(self, start: int = 0, limit: int = 100) -> Sequence[SlashingLogEntry]:
+        """The public slashing log from ``start`` (SRS-STAKE-06)."""
+        limit = min(limit, self._config.max_list)
+        return self._cache.get(
+            ("slashing", start, limit),
+            lambda: self._repositories.slashing_log.entries(start, limit),
+        )
+
+    # -- mining (SRS-POOL-09/10) -------------------------------------------------------------
+
+    def _shares(self) -> Sequence[Any]:
+        return self._cache.get(
+            "shares", lambda: self._repositories.shares.since(self._clock.now() - BLOCK_WINDOW_S)
+        )
+
+    def pool_stats(self) -> PoolStats:
+        """Pool hashrate, miners, blocks found, payouts (GET /v1/mining/stats)."""
+        return self._cache.get(
+            "pool_stats",
+            lambda: pool_stats(
+                self._shares(), self._repositories.mining_payouts.recent(100_000), self._clock.now()
+            ),
+        )
+
+    def miner(self, node_id: str) -> MinerView:
+        """One node's mining statistics and payouts (GET /v1/mining/nodes/{node_id})."""
+        if self._repositories.nodes.get(node_id) is None:
+            raise NotFound(f"no node {node_id}")
+        payouts = self._repositories.mining_payouts.recent(100_000, miner_id=node_id)
+        stats = miner_stats(node_id, self._shares(), payouts, self._clock.now())
+        return MinerView(stats, payouts[:100])
+
+    def payouts(self, limit: int = 100) -> Sequence[MiningPayout]:
+        """Recent payouts, newest first (GET /v1/mining/payouts, public)."""
+        limit = min(limit, self._config.max_list)
+        return self._cache.get(
+            ("payouts", limit), lambda: self._repositories.mining_payouts.recent(limit)
+        )
+
+    def dashboard(self) -> DashboardFrame:
+        """One frame of the live pool dashboard (WebSocket /v1/mining/dashboard)."""
+        return DashboardFrame(
+            self.pool_stats(),
+            per_miner_hashrate_1h(self._shares(), self._clock.now()),
+            self.payouts(10),
+        )
