@@ -1,0 +1,134 @@
+"""What the node daemon's parts share: identity, control plane, settings and observed state.
+
+The daemon's threads (registration, heartbeat, feed, prover, watchers) each own one concern;
+what ``/health`` reports (SRS-NODE-08) — the :class:`NodeState`, the connection, the stake,
+the running tasks — lives here so that every part updates the same picture.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from owm_core.identity import envelopes
+from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind
+from owm_core.identity.keys import Identity
+from owm_core.market import task_types
+from owm_core.nodes.control_plane import AssignedTask, StakeView
+from owm_core.ports.clock import Clock
+from owm_core.ports.control_plane import ControlPlane
+
+log = logging.getLogger(__name__)
+
+
+class NodeState(enum.StrEnum):
+    """Where the daemon is in its lifecycle; the values are what ``/health`` reports."""
+
+    STARTING = "starting"
+    REGISTERING = "registering"
+    AWAITING_STAKE = "awaiting_stake"
+    SERVING = "serving"
+    DISCONNECTED = "disconnected"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+@attrs.frozen
+class DaemonSettings:
+    """How the daemon behaves (from owm.toml; defaults follow the spec)."""
+
+    ln_node_uri: str
+    onion_address: str | None = None
+    treasury_uri: str = ""
+    """Overrides the treasury URI the coordinator's StakeTerms report (SRS-NODE-11)."""
+    heartbeat_interval_s: float = 60.0
+    ask_msat: int = 1_000
+    capabilities: tuple[str, ...] = task_types.capabilities()
+    max_concurrent_tasks: int = 1
+    stake_check_interval_s: float = 300.0
+    payment_check_interval_s: float = 15.0
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 15.0
+    stake_retry_s: float = 15.0
+    """How often a node without a stake channel asks to register again (SRS-NODE-11)."""
+    drain_report_s: float = 30.0
+    """How long a draining daemon keeps retrying unsent proofs before it gives up."""
+    upload_proxy: str | None = None
+    """A proxy configured for FL uploads / weight downloads: refused (SRS-NET-04), so FL tasks
+    with an ``upload_url`` are rejected naming it; leave it unset."""
+    weights_poll_s: float = 300.0
+    """How often the weights watcher (when there is one) looks for new model versions."""
+    invoice_poll_s: float = 30.0
+    """How often the payout invoicer (when there is one) looks for payouts awaiting invoices."""
+
+
+@attrs.define(eq=False)
+class NodeContext:
+    """The node's identity and collaborators, plus the state its threads share.
+
+    ``lock`` guards ``current`` and ``stake``; the other fields are single writes read by
+    ``/health``. ``stop`` ends the daemon; ``draining`` ends the periodic threads.
+    """
+
+    identity: Identity
+    control: ControlPlane
+    manifest: CapabilityManifest
+    clock: Clock
+    settings: DaemonSettings
+    say: Callable[[str], None]
+    entropy: Callable[[int], bytes]
+    state: NodeState = NodeState.STARTING
+    lock: threading.Lock = attrs.field(factory=threading.Lock)
+    connected: bool = False
+    last_heartbeat_at: int | None = None
+    last_error: str = ""
+    node_status: str = ""
+    stake: StakeView | None = None
+    stake_warning: str = ""
+    current: dict[str, tuple[AssignedTask, int]] = attrs.field(factory=dict)
+    feed_open: bool = False
+    stop: threading.Event = attrs.field(factory=threading.Event)
+    draining: threading.Event = attrs.field(factory=threading.Event)
+
+    def seal(self, kind: EnvelopeKind, body: Any, now: int | None = None) -> bytes:
+        """``body`` signed with the node's key, as wire bytes."""
+        at = self.clock.now() if now is None else now
+        envelope = envelopes.seal(self.identity, kind, body, self.entropy(16), at)
+        return envelopes.to_bytes(envelope)
+
+    def manifest_envelope(self) -> bytes:
+        """The capability manifest, freshly signed (SRS-NODE-04)."""
+        return self.seal(EnvelopeKind.CAPABILITY_MANIFEST, self.manifest)
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before retry ``attempt``: doubling, capped."""
+        settings = self.settings
+        return float(min(settings.retry_max_s, settings.retry_initial_s * 2**attempt))
+
+    def disconnected(self, message: str) -> None:
+        """The coordinator is unreachable: a serving node reports itself disconnected."""
+        self.connected = False
+        self.last_error = message
+        if self.state == NodeState.SERVING:
+            self.state = NodeState.DISCONNECTED
+
+    def guarded(self, step: Callable[[], object]) -> None:
+        """Run one periodic step; an unexpected error is logged, never fatal to the thread."""
+        try:
+            step()
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("periodic step %s failed", getattr(step, "__name__", step))
+
+    def every(self, interval_s: float, step: Callable[[], object]) -> None:
+        """Run ``step`` every ``interval_s`` until the daemon drains."""
+        while not self.draining.wait(interval_s):
+            self.guarded(step)
+
+
+__all__ = ["DaemonSettings", "NodeContext", "NodeState"]

@@ -1,0 +1,48 @@
+"""Signed heartbeats, each with a freshly signed capability manifest (SRS-NODE-04)."""
+
+from __future__ import annotations
+
+from owm_adapters.node.context import NodeContext
+from owm_adapters.node.registration import Registration
+from owm_core.identity.envelopes import EnvelopeKind, Heartbeat
+from owm_core.nodes.control_plane import ControlPlaneRefused, ControlPlaneUnavailable
+
+
+class Heartbeats:
+    """Every ``heartbeat_interval_s`` (60 s) one heartbeat; a forgotten node registers again."""
+
+    def __init__(self, ctx: NodeContext, registration: Registration) -> None:
+        self.ctx = ctx
+        self.registration = registration
+        self._seq = ctx.clock.now() * 1000
+
+    def heartbeat_once(self) -> str | None:
+        """Send one signed heartbeat with a freshly signed manifest (SRS-NODE-04)."""
+        ctx = self.ctx
+        self._seq += 1
+        body = Heartbeat(
+            node_id=ctx.identity.node_id, seq=self._seq, manifest_digest=ctx.manifest.digest()
+        )
+        now = ctx.clock.now()
+        signed = ctx.seal(EnvelopeKind.HEARTBEAT, body, now)
+        try:
+            status = ctx.control.heartbeat(signed, ctx.manifest_envelope())
+        except ControlPlaneUnavailable as exc:
+            ctx.disconnected(exc.message)
+            return None
+        except ControlPlaneRefused as exc:
+            ctx.last_error = exc.message
+            if exc.status == "not-found":  # the coordinator forgot us: register again
+                self.registration.register_until_done()
+            return None
+        ctx.connected = True
+        ctx.last_heartbeat_at = now
+        ctx.node_status = status
+        return status
+
+    def loop(self) -> None:
+        """The ``owm-heartbeat`` thread."""
+        self.ctx.every(self.ctx.settings.heartbeat_interval_s, self.heartbeat_once)
+
+
+__all__ = ["Heartbeats"]

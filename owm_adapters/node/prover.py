@@ -1,0 +1,182 @@
+"""Executing tasks and proving them (SRS-NODE-05/06).
+
+Up to ``max_concurrent_tasks`` isolated task subprocesses run at once; each output is hashed, a
+signed :class:`~owm_core.identity.envelopes.TaskProof` is stored in the task log, then sent
+(retried while the coordinator is unreachable). An ``fl_training`` task's update is signed
+here, never in the worker, and uploaded to the task's ``upload_url`` over clearnet
+(:mod:`.fl_upload`; SRS-NET-04); its proof commits to a weight-free summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from owm_adapters.node import fl_upload
+from owm_adapters.node.context import NodeContext
+from owm_adapters.node.task_log import TaskLog
+from owm_adapters.node.task_runner import TaskRunner
+from owm_adapters.node.watchers import payment_status_of
+from owm_core.errors import DomainError
+from owm_core.identity.envelopes import EnvelopeKind, TaskProof
+from owm_core.market import task_types
+from owm_core.nodes.control_plane import (
+    AssignedTask,
+    ControlPlaneRefused,
+    ControlPlaneUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Prover:
+    """Runs queued tasks on the executor, seals their proofs and reports them."""
+
+    def __init__(
+        self, ctx: NodeContext, runner: TaskRunner, task_log: TaskLog, data_dir: Path
+    ) -> None:
+        self.ctx = ctx
+        self.runner = runner
+        self.log = task_log
+        self.data_dir = data_dir
+        self._executor = ThreadPoolExecutor(
+            max_workers=ctx.settings.max_concurrent_tasks, thread_name_prefix="owm-task"
+        )
+
+    def queue(self, task: AssignedTask) -> None:
+        """Run ``task`` when a worker is free (dropped when the daemon is draining)."""
+        ctx = self.ctx
+        with ctx.lock:
+            ctx.current[task.task_id] = (task, ctx.clock.monotonic_ms())
+        try:
+            self._executor.submit(self._execute, task)
+        except RuntimeError:  # executor shut down: draining
+            with ctx.lock:
+                ctx.current.pop(task.task_id, None)
+
+    def resend(self, replica_id: str, proof: bytes, output: bytes) -> None:
+        """Report a proof already in the task log (the task was pushed again)."""
+        self._executor.submit(self.report, replica_id, proof, output)
+
+    def shutdown(self) -> None:
+        """Finish the running tasks; queued ones are dropped (SRS-NODE-09)."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def _execute(self, task: AssignedTask) -> None:
+        try:
+            self._execute_inner(task)
+        except Exception:
+            log.exception("task %s could not be handled", task.task_id)
+        finally:
+            with self.ctx.lock:
+                self.ctx.current.pop(task.task_id, None)
+
+    def _execute_inner(self, task: AssignedTask) -> None:
+        ctx = self.ctx
+        start_ms = ctx.clock.monotonic_ms()
+        with ctx.lock:
+            ctx.current[task.task_id] = (task, start_ms)
+        self.log.mark_running(task.task_id, start_ms)
+        result = self.runner.run(
+            task.task_type, task.input_schema_id, task.input_schema_version, task.input
+        )
+        done_ms = ctx.clock.monotonic_ms()
+        if not result.ok or result.output is None:
+            self.log.mark_failed(task.task_id, result.error, result.execution_ms, done_ms)
+            ctx.say(f"task {task.task_id} failed: {result.error}")
+            return
+        output = result.output
+        try:
+            if task.task_type == "fl_training":
+                output = self._deliver_update(task, output)
+            digest = task_types.output_hash(output)
+        except (DomainError, ValueError, KeyError, TypeError) as exc:
+            reason = exc.message if isinstance(exc, DomainError) else f"{type(exc).__name__}: {exc}"
+            self.log.mark_failed(task.task_id, reason, result.execution_ms, done_ms)
+            ctx.say(f"task {task.task_id} failed: {reason}")
+            return
+        proof = TaskProof(
+            task_id=task.task_id,
+            output_hash=digest,
+            execution_ms=result.execution_ms,
+            attestation=self._attestation(),
+        )
+        raw = ctx.seal(EnvelopeKind.TASK_PROOF, proof)
+        self.log.mark_executed(task.task_id, digest, output, raw, result.execution_ms, done_ms)
+        self.report(task.task_id, raw, task_types.canonical_output(output))
+
+    def _deliver_update(self, task: AssignedTask, trained: dict[str, Any]) -> dict[str, Any]:
+        """Sign the trained FL update here (the key never enters the worker), upload it to the
+        task's ``upload_url`` over clearnet, and return the weight-free output the proof commits
+        to (:mod:`.fl_upload`; SRS-COORD-03, SRS-NET-04). A devnet's ``attack`` file makes the
+        update poisoned first (read per task)."""
+        ctx = self.ctx
+        data = task_types.parse_input(task.input)
+        weights = [float(v) for v in trained["weights"]]
+        if fl_upload.attack_mode(self.data_dir) == fl_upload.POISON:
+            start = fl_upload.starting_weights(data, self.runner.model_dir or None)
+            weights = fl_upload.poisoned(weights, start)
+            ctx.say(f"task {task.task_id}: attack mode: sending a poisoned FL update")
+        url = data.get("upload_url")
+        if url:
+            from owm_core.fl.updates import sign_update
+
+            body = sign_update(
+                ctx.identity, round_number=int(trained["round"]),
+                sub_model=str(trained["sub_model"]), task_id=task.task_id,
+                num_examples=int(trained["num_examples"]), loss=float(trained["loss"]),
+                weights=weights,
+            )
+            sent = fl_upload.post_update(str(url), body, proxy=ctx.settings.upload_proxy)
+            if sent.delivered:
+                ctx.say(f"task {task.task_id}: FL update uploaded to {url} (HTTP {sent.status})")
+            else:
+                ctx.say(f"task {task.task_id}: FL update not accepted by {url} after "
+                        f"{sent.attempts} attempt(s): {sent.status or 'no answer'} {sent.detail}")
+        return fl_upload.proof_output(trained, weights)
+
+    def _attestation(self) -> dict[str, Any]:
+        manifest = self.ctx.manifest
+        return {
+            "tier": manifest.tier.value,
+            "gpu_vendor": manifest.gpu_vendor,
+            "gpu_count": manifest.gpu_count,
+            "vram_mb": manifest.vram_mb,
+            "isolation": "subprocess",
+            "cuda_mps": bool(self.runner.environment().get("CUDA_MPS_PINNED_DEVICE_MEM_LIMIT")),
+        }
+
+    def report(self, replica_id: str, proof: bytes, output: bytes) -> None:
+        """Send a stored proof, with the canonical output it commits to, until the coordinator
+        has it (or refuses it for good)."""
+        ctx = self.ctx
+        attempt = 0
+        give_up_at: int | None = None
+        while True:
+            try:
+                state = ctx.control.submit_proof(proof, output)
+            except ControlPlaneUnavailable as exc:
+                ctx.disconnected(exc.message)
+                if ctx.draining.is_set():
+                    now = ctx.clock.monotonic_ms()
+                    give_up_at = give_up_at or now + int(ctx.settings.drain_report_s * 1000)
+                    if now >= give_up_at:
+                        ctx.say(f"proof of {replica_id} not delivered; it stays in the task log "
+                                "and is resent if the coordinator pushes the task again")
+                        return
+                time.sleep(ctx.backoff(attempt))
+                attempt += 1
+                continue
+            except ControlPlaneRefused as exc:
+                self.log.mark_proof_refused(replica_id, f"proof refused: {exc.message}")
+                ctx.say(f"proof of {replica_id} refused: {exc.message}")
+                return
+            self.log.mark_proved(replica_id, state, payment_status_of(state))
+            ctx.say(f"task {replica_id} proved ({state})")
+            return
+
+
+__all__ = ["Prover"]
