@@ -2,11 +2,11 @@
 
 :class:`GrpcControlPlane` implements :class:`owm_core.ports.control_plane.ControlPlane` with the
 generated ``Coordinator`` stubs (GetChallenge, Register, Heartbeat, TaskStream, SubmitProof,
-RejectTask, StakeStatus, StakeTerms, GetTask, Deregister, PendingPayouts, SubmitInvoice). It
-lives in ``owm_server`` because the generated code does (adapters may not import the shells'
-package). With ``socks5_proxy`` set, the channel dials a local
-:class:`~owm_adapters.control_plane.socks.Socks5Forwarder` that carries every connection through
-the proxy (Tor) — the control plane only (SRS-NET-04).
+RejectTask, StakeStatus, StakeTerms, GetTask, Deregister, PendingPayouts, SubmitInvoice). The
+challenge → answer → call skeleton is shared with the in-process twin (:mod:`.auth`). With
+``socks5_proxy`` set, the channel dials a local
+:class:`~owm_adapters.control_plane.socks.Socks5Forwarder` that carries every connection
+through the proxy (Tor) — the control plane only (SRS-NET-04).
 
 gRPC failures become port errors: UNAVAILABLE / DEADLINE_EXCEEDED / CANCELLED →
 :class:`ControlPlaneUnavailable` (retry); any other status → :class:`ControlPlaneRefused`
@@ -22,13 +22,13 @@ from typing import Any, TypeVar
 
 import grpc
 
-from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
-from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
-from owm_adapters.control_plane.in_process import (
-    answer,
+from owm_adapters.control_plane.auth import (
+    authenticated_call,
     registration_details,
     task_stream_details,
 )
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
 from owm_adapters.control_plane.socks import Socks5Forwarder
 from owm_core.coordination.challenges import Challenge, ChallengePurpose
 from owm_core.nodes.control_plane import (
@@ -143,20 +143,22 @@ class GrpcControlPlane:
         onion_address: str | None,
     ) -> RegisterReply:
         """Register with an answered challenge and a signed manifest."""
-        challenge = self._challenge(signer, ChallengePurpose.REGISTER)
         details = registration_details(manifest_digest, ln_node_uri, onion_address)
-        reply = _call(
-            lambda: self._stub.Register(
-                pb.RegisterRequest(
-                    public_key=signer.public_key_hex,
-                    challenge_nonce=challenge.nonce,
-                    signature=answer(signer, challenge, details),
-                    manifest_envelope=manifest_envelope,
-                    ln_node_uri=ln_node_uri,
-                    onion_address=onion_address or "",
-                ),
-                timeout=self.timeout_s,
-            )
+        reply = authenticated_call(
+            self._challenge, signer, ChallengePurpose.REGISTER, details,
+            lambda nonce, signature: _call(
+                lambda: self._stub.Register(
+                    pb.RegisterRequest(
+                        public_key=signer.public_key_hex,
+                        challenge_nonce=nonce,
+                        signature=signature,
+                        manifest_envelope=manifest_envelope,
+                        ln_node_uri=ln_node_uri,
+                        onion_address=onion_address or "",
+                    ),
+                    timeout=self.timeout_s,
+                )
+            ),
         )
         return RegisterReply(
             node_id=reply.node_id,
@@ -182,15 +184,18 @@ class GrpcControlPlane:
         self, signer: ChallengeSigner, capabilities: Sequence[str], ask_msat: int
     ) -> GrpcFeed:
         """Open the task stream with the node's standing offer."""
-        challenge = self._challenge(signer, ChallengePurpose.TASK_STREAM)
-        call = self._stub.TaskStream(
-            pb.TaskStreamRequest(
-                public_key=signer.public_key_hex,
-                challenge_nonce=challenge.nonce,
-                signature=answer(signer, challenge, task_stream_details(capabilities, ask_msat)),
-                capabilities=list(capabilities),
-                ask_msat=ask_msat,
-            )
+        call = authenticated_call(
+            self._challenge, signer, ChallengePurpose.TASK_STREAM,
+            task_stream_details(capabilities, ask_msat),
+            lambda nonce, signature: self._stub.TaskStream(
+                pb.TaskStreamRequest(
+                    public_key=signer.public_key_hex,
+                    challenge_nonce=nonce,
+                    signature=signature,
+                    capabilities=list(capabilities),
+                    ask_msat=ask_msat,
+                )
+            ),
         )
         return GrpcFeed(call)
 
@@ -259,16 +264,18 @@ class GrpcControlPlane:
 
     def deregister(self, signer: ChallengeSigner) -> str:
         """Leave cooperatively."""
-        challenge = self._challenge(signer, ChallengePurpose.DEREGISTER)
-        reply = _call(
-            lambda: self._stub.Deregister(
-                pb.DeregisterRequest(
-                    public_key=signer.public_key_hex,
-                    challenge_nonce=challenge.nonce,
-                    signature=answer(signer, challenge, {}),
-                ),
-                timeout=self.timeout_s,
-            )
+        reply = authenticated_call(
+            self._challenge, signer, ChallengePurpose.DEREGISTER, {},
+            lambda nonce, signature: _call(
+                lambda: self._stub.Deregister(
+                    pb.DeregisterRequest(
+                        public_key=signer.public_key_hex,
+                        challenge_nonce=nonce,
+                        signature=signature,
+                    ),
+                    timeout=self.timeout_s,
+                )
+            ),
         )
         return str(reply.stake_status)
 

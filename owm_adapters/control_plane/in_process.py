@@ -16,10 +16,15 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
+from owm_adapters.control_plane.auth import (
+    authenticated_call,
+    registration_details,
+    task_stream_details,
+)
 from owm_adapters.lightning.node_invoices import NodeInvoiceSource
 from owm_adapters.services.coordinator.service import CoordinatorService, TaskStreamHandle
 from owm_core.access.ratelimit import Transport
-from owm_core.coordination.challenges import Challenge, ChallengePurpose, challenge_message
+from owm_core.coordination.challenges import Challenge, ChallengePurpose
 from owm_core.coordination.registration import Registration
 from owm_core.errors import DomainError
 from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, from_bytes, open_body
@@ -36,27 +41,6 @@ from owm_core.payments.invoices import PendingPayout
 from owm_core.ports.control_plane import ChallengeSigner
 
 _T = TypeVar("_T")
-
-
-def answer(signer: ChallengeSigner, challenge: Challenge, details: dict[str, object]) -> str:
-    """The hex signature answering ``challenge`` for a request carrying ``details``."""
-    return signer.sign(challenge_message(challenge, details)).hex()
-
-
-def registration_details(
-    manifest_digest: str, ln_node_uri: str, onion_address: str | None
-) -> dict[str, object]:
-    """What a registering node signs with its challenge (``coordination.register_node``)."""
-    return {
-        "ln_node_uri": ln_node_uri,
-        "manifest_digest": manifest_digest,
-        "onion_address": onion_address,
-    }
-
-
-def task_stream_details(capabilities: Sequence[str], ask_msat: int) -> dict[str, object]:
-    """What a node signs to open its task stream (its standing offer)."""
-    return {"ask_msat": ask_msat, "capabilities": sorted(capabilities)}
 
 
 def _refused(call: Callable[[], _T]) -> _T:
@@ -118,6 +102,19 @@ class InProcessControlPlane:
     def _challenge(self, signer: ChallengeSigner, purpose: ChallengePurpose) -> Challenge:
         return _refused(lambda: self.service.challenge(signer.public_key_hex, purpose.value))
 
+    def _authenticated_call(
+        self,
+        signer: ChallengeSigner,
+        purpose: ChallengePurpose,
+        details: dict[str, object],
+        send: Callable[[str, str], _T],
+    ) -> _T:
+        """Challenge → answer → ``send``; a coordinator's DomainError becomes a refusal."""
+        return authenticated_call(
+            self._challenge, signer, purpose, details,
+            lambda nonce, signature: _refused(lambda: send(nonce, signature)),
+        )
+
     def register(
         self,
         signer: ChallengeSigner,
@@ -127,10 +124,9 @@ class InProcessControlPlane:
         onion_address: str | None,
     ) -> RegisterReply:
         """Register with an answered challenge and a signed manifest."""
-        challenge = self._challenge(signer, ChallengePurpose.REGISTER)
         details = registration_details(manifest_digest, ln_node_uri, onion_address)
 
-        def call() -> RegisterReply:
+        def send(nonce: str, signature: str) -> RegisterReply:
             registered = self.service.register(
                 Registration(
                     public_key=signer.public_key_hex,
@@ -138,8 +134,8 @@ class InProcessControlPlane:
                     ln_node_uri=ln_node_uri,
                     onion_address=onion_address,
                 ),
-                challenge_nonce=challenge.nonce,
-                signature=answer(signer, challenge, details),
+                challenge_nonce=nonce,
+                signature=signature,
                 transport=Transport.CLEARNET,
                 client_ip=self.client_ip,
             )
@@ -151,7 +147,7 @@ class InProcessControlPlane:
                 capacity_sat=registered.stake.capacity_sat,
             )
 
-        return _refused(call)
+        return self._authenticated_call(signer, ChallengePurpose.REGISTER, details, send)
 
     def heartbeat(self, heartbeat_envelope: bytes, manifest_envelope: bytes = b"") -> str:
         """One signed heartbeat (SRS-NODE-04)."""
@@ -162,12 +158,13 @@ class InProcessControlPlane:
         self, signer: ChallengeSigner, capabilities: Sequence[str], ask_msat: int
     ) -> InProcessFeed:
         """Open the task stream with the node's standing offer."""
-        challenge = self._challenge(signer, ChallengePurpose.TASK_STREAM)
-        signature = answer(signer, challenge, task_stream_details(capabilities, ask_msat))
-        handle = _refused(
-            lambda: self.service.open_task_stream(
-                signer.public_key_hex, challenge.nonce, signature, list(capabilities), ask_msat
-            )
+        handle = self._authenticated_call(
+            signer,
+            ChallengePurpose.TASK_STREAM,
+            task_stream_details(capabilities, ask_msat),
+            lambda nonce, signature: self.service.open_task_stream(
+                signer.public_key_hex, nonce, signature, list(capabilities), ask_msat
+            ),
         )
         return InProcessFeed(self.service, handle)
 
@@ -218,10 +215,13 @@ class InProcessControlPlane:
 
     def deregister(self, signer: ChallengeSigner) -> str:
         """Leave cooperatively."""
-        challenge = self._challenge(signer, ChallengePurpose.DEREGISTER)
-        signature = answer(signer, challenge, {})
-        stake = _refused(
-            lambda: self.service.deregister(signer.public_key_hex, challenge.nonce, signature)
+        stake = self._authenticated_call(
+            signer,
+            ChallengePurpose.DEREGISTER,
+            {},
+            lambda nonce, signature: self.service.deregister(
+                signer.public_key_hex, nonce, signature
+            ),
         )
         return stake.status.value
 
