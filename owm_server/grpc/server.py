@@ -63,16 +63,15 @@ class CoordinatorServer:
         return self.ports[Transport.CLEARNET]
 
     def start(self) -> None:
-        """Start the service's threads, then accept RPCs."""
-        self.service.start()
+        """Accept RPCs (the service runs already: ``Coordinator.running()`` starts it)."""
         for server in self._servers:
             server.start()
 
     def stop(self, grace_s: float = 10.0) -> None:
         """Graceful stop: refuse new RPCs, end task streams, let in-flight RPCs finish (up to
-        ``grace_s``), flush pending heartbeats, stop the service's threads."""
+        ``grace_s``). The service itself is stopped by whoever started it, after this."""
         events = [server.stop(grace_s) for server in self._servers]
-        self.service.stop()
+        self.service.market.end_streams()
         for event in events:
             event.wait(grace_s + 1)
 
