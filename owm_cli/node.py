@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -30,15 +31,26 @@ def cli() -> None:
     """
 
 
+_Command = TypeVar("_Command", bound=Callable[..., Any])
+
+
+def _config_option(help_text: str) -> Callable[[_Command], _Command]:
+    """``--config PATH`` (default ./owm.toml), described by ``help_text``."""
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=Path("owm.toml"),
+        show_default=True,
+        help=help_text,
+    )
+
+
+_CONFIG_OPTION = _config_option("The node's owm.toml (see `owm-node init`).")
+
+
 @cli.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("owm.toml"),
-    show_default=True,
-    help="Where to write the commented configuration file.",
-)
+@_config_option("Where to write the commented configuration file.")
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -88,16 +100,6 @@ def _chain_options(func: Any) -> Any:
     for option in reversed(options):
         func = option(func)
     return func
-
-
-_CONFIG_OPTION = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("owm.toml"),
-    show_default=True,
-    help="The node's owm.toml (see `owm-node init`).",
-)
 
 
 def _settings(config_path: Path) -> NodeSettings:
