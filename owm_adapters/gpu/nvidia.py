@@ -14,7 +14,6 @@ devices were found", a ``[N/A]`` field, garbage — into problems instead of exc
 from __future__ import annotations
 
 import re
-from typing import ClassVar
 
 import attrs
 
@@ -98,9 +97,6 @@ class NvidiaSmiProbe(ToolProbe):
     Knobs and ``problems`` as :class:`~owm_adapters.gpu.tool.ToolProbe`.
     """
 
-    tool: ClassVar[str] = TOOL
-    args: ClassVar[tuple[str, ...]] = NVIDIA_SMI_ARGS
-
-    def parse(self, output: str) -> GpuReading:
-        """The GPUs in ``output``, read by :func:`parse_nvidia_smi_csv`."""
-        return parse_nvidia_smi_csv(output)
+    tool = TOOL
+    args = NVIDIA_SMI_ARGS
+    parse = staticmethod(parse_nvidia_smi_csv)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, ClassVar
+from typing import Any
 
 import attrs
 
@@ -128,9 +128,6 @@ class RocmSmiProbe(ToolProbe):
     Knobs and ``problems`` as :class:`~owm_adapters.gpu.tool.ToolProbe`.
     """
 
-    tool: ClassVar[str] = TOOL
-    args: ClassVar[tuple[str, ...]] = ROCM_SMI_ARGS
-
-    def parse(self, output: str) -> GpuReading:
-        """The GPUs in ``output``, read by :func:`parse_rocm_smi_json`."""
-        return parse_rocm_smi_json(output)
+    tool = TOOL
+    args = ROCM_SMI_ARGS
+    parse = staticmethod(parse_rocm_smi_json)

@@ -184,8 +184,8 @@ class ToolProbe:
     )
     problems: list[ProbeProblem] = attrs.field(factory=list, init=False)
 
-    def parse(self, output: str) -> GpuReading:
-        """What the tool's standard output says; never raises (see :class:`GpuReading`)."""
+    def parse(self, text: str) -> GpuReading:
+        """What the tool's standard output ``text`` says; never raises (see :class:`GpuReading`)."""
         raise NotImplementedError
 
     def devices(self) -> list[GpuDevice]:
