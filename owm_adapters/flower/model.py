@@ -3,6 +3,8 @@
 Owns the model (:class:`TinyNet`, a two-layer MLP), local training and evaluation, and the
 conversion between Flower's ``ArrayRecord``, a model's ``state_dict`` and the flat float32
 vector ``owm_core.fl.aggregation`` works on (arrays concatenated in the record's key order).
+Its parameter layout is the one :data:`owm_adapters.models.tinynet.PARAM_SHAPES` names, which
+the node and the coordinator read with numpy alone (no torch).
 """
 
 from __future__ import annotations
@@ -13,15 +15,16 @@ from flwr.app import ArrayRecord
 from torch import nn
 
 from owm_adapters.flower.data import BlobSpec
+from owm_core.market.task_types import HIDDEN
 
 
 class TinyNet(nn.Module):
-    """features → 64 → classes, ReLU; about 2.8 k parameters for the default blobs."""
+    """features → ``HIDDEN`` (64) → classes, ReLU; about 2.8 k parameters for the default blobs."""
 
     def __init__(self, spec: BlobSpec) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Linear(spec.features, 64), nn.ReLU(), nn.Linear(64, spec.classes)
+            nn.Linear(spec.features, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, spec.classes)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
