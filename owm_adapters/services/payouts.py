@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 import attrs
 import bolt11
@@ -41,6 +42,7 @@ from owm_core.errors import (
 )
 from owm_core.governance.contributions import BountyStatus
 from owm_core.market.tasks import Settlement, SettlementKind, TaskState
+from owm_core.payments.invoices import PendingPayout
 from owm_core.payments.lightning import Invoice, InvoiceState
 from owm_core.payments.outbox import (
     BOUNTY_TASK_PREFIX,
@@ -109,6 +111,19 @@ class _Waiting:
     settlement: Settlement
     failures: int = 0
     next_at: int = 0
+
+
+class NodeInvoiceDesk(Protocol):
+    """Where nodes on LND/CLN hand in the invoices of their payouts (SRS-LN-04): what the
+    control plane (gRPC ``PendingPayouts`` / ``SubmitInvoice``) needs of it."""
+
+    def pending_for(self, query_envelope: bytes) -> list[PendingPayout]:
+        """The payouts awaiting an invoice from the signer's registered Lightning node."""
+        ...
+
+    def submit(self, invoice_envelope: bytes) -> tuple[str, Invoice]:
+        """Accept a node's invoice for one pending payout; the payout's id and the invoice."""
+        ...
 
 
 class PayoutDispatcher:
@@ -414,6 +429,7 @@ def payment_counts(payments: PaymentRepository, limit: int = 100_000) -> dict[st
 
 __all__ = [
     "LedgerInvoiceSource",
+    "NodeInvoiceDesk",
     "PayoutDispatcher",
     "payment_counts",
 ]

@@ -15,8 +15,8 @@ import grpc
 
 from owm_adapters.bootstrap.settings import ConfigError
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
-from owm_adapters.lightning.node_invoices import NodeInvoiceSource
 from owm_adapters.services.coordinator.service import CoordinatorService
+from owm_adapters.services.payouts import NodeInvoiceDesk
 from owm_core.access.ratelimit import Transport
 from owm_server.grpc.servicer import CoordinatorServicer
 
@@ -34,7 +34,7 @@ class CoordinatorServer:
         *,
         onion_listen: str = "",
         max_workers: int = DEFAULT_MAX_WORKERS,
-        invoices: NodeInvoiceSource | None = None,
+        invoices: NodeInvoiceDesk | None = None,
     ) -> None:
         self.service = service
         self._servers: list[grpc.Server] = []

@@ -14,8 +14,8 @@ import grpc
 
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
-from owm_adapters.lightning.node_invoices import NodeInvoiceSource
 from owm_adapters.services.coordinator.service import CoordinatorService, PushedTask
+from owm_adapters.services.payouts import NodeInvoiceDesk
 from owm_core.access.ratelimit import Transport
 from owm_core.coordination.registration import Registration
 from owm_core.errors import InvalidValue, NotFound
@@ -85,7 +85,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
         self,
         service: CoordinatorService,
         transport: Transport = Transport.CLEARNET,
-        invoices: NodeInvoiceSource | None = None,
+        invoices: NodeInvoiceDesk | None = None,
     ):
         self.service = service
         self.transport = transport
