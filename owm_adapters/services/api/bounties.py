@@ -1,8 +1,8 @@
 """GitHub bounties and repository analyses, opened by API callers.
 
 The values and their rules are :mod:`owm_core.governance.contributions`'; this module gives
-them ids, the time and the store. An analysis stays ``queued`` until the GitHub integration
-runs: no result is invented.
+them ids, the time and the store (a CLI may build :class:`Bounties` without a cache). An
+analysis stays ``queued`` until the GitHub integration runs: no result is invented.
 """
 
 from __future__ import annotations
@@ -31,14 +31,14 @@ class Bounties:
         self,
         repositories: Repositories,
         clock: Clock,
-        cache: ReadCache,
-        config: ApiConfig,
+        cache: ReadCache | None = None,
+        config: ApiConfig | None = None,
         entropy: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self._repositories = repositories
         self._clock = clock
-        self._cache = cache
-        self._config = config
+        self._cache = cache if cache is not None else ReadCache(clock, ttl_ms=0)
+        self._config = config or ApiConfig()
         self._entropy = entropy
 
     def bounties(self, status: BountyStatus | None = BountyStatus.OPEN) -> Sequence[Bounty]:

@@ -2,7 +2,7 @@
 
 The rules (who may comment, until when) are :mod:`owm_core.governance.proposals`'; this
 module gives them ids, the time and the store. Usable without the HTTP shell: a CLI builds
-:class:`Governance` over the same store.
+:class:`Governance` over the same store (without a cache, every read goes to the store).
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ class Governance:
         self,
         repositories: Repositories,
         clock: Clock,
-        cache: ReadCache,
+        cache: ReadCache | None = None,
         entropy: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self._repositories = repositories
         self._clock = clock
-        self._cache = cache
+        self._cache = cache if cache is not None else ReadCache(clock, ttl_ms=0)
         self._entropy = entropy
 
     def proposals(self, status: ProposalStatus | None = None) -> Sequence[Proposal]:
