@@ -47,8 +47,8 @@ from owm_core.identity.tls_binding import (
     verify_tls_binding,
 )
 
-BINDING_OID = x509.ObjectIdentifier("1.3.6.1.4.1.99999.1.1")
-"""Provisional private OID of the identity-binding extension (not a registered arc)."""
+BINDING_OID = x509.ObjectIdentifier("2.25.336599515106516313126190708131116835881")
+"""OID of the identity-binding extension: a UUID-derived OID (ITU-T X.667), no registration."""
 SERVER_NAME = "owm-coordinator"
 """The DNS name in the coordinator's certificate, which clients verify (name override)."""
 DEFAULT_VALIDITY_DAYS = 365
