@@ -57,6 +57,17 @@ DEFAULT_ASSIGNMENT_TIMEOUT_S = 600
 MAX_TASK_INPUT_BYTES = 16 * 1024 * 1024
 """The largest task input a store keeps (16 MiB); larger ones are InvalidValue(``input``)."""
 
+
+def check_task_input(data: object, field: str = "input") -> bytes:
+    """``data`` as immutable bytes; InvalidValue(``field``) unless bytes of at most
+    :data:`MAX_TASK_INPUT_BYTES` (the bound every store of task inputs and outputs keeps)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InvalidValue(field, "must be bytes")
+    if len(data) > MAX_TASK_INPUT_BYTES:
+        raise InvalidValue(field, f"is longer than {MAX_TASK_INPUT_BYTES} bytes")
+    return bytes(data)
+
+
 _TIER_RANK = {Tier.T1: 1, Tier.T2: 2, Tier.T3: 3}
 _NAME = r"[a-z0-9][a-z0-9._:-]*"
 _OUTPUT_HASH = r"[0-9a-f]{64}"

@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 
 from owm_core import fields
-from owm_core.errors import InvalidTransition, InvalidValue
+from owm_core.errors import Conflict, InvalidTransition, InvalidValue
 
 _ID = fields.text(max_len=128)
 _HASH = fields.hex_digest(32)
@@ -157,6 +157,24 @@ def attempt_record(payment: RewardPayment, outcome: AttemptOutcome, now: int) ->
         outcome=outcome,
         error=payment.last_error if outcome is AttemptOutcome.FAILED else None,
     )
+
+
+def merge(stored: RewardPayment, incoming: RewardPayment) -> RewardPayment:
+    """What storing ``incoming`` over ``stored`` (same payment_hash) keeps (SRS-LN-04).
+
+    The payment hash is the idempotency key, so a different payment under the same hash is a
+    Conflict. A record never moves back: a stored success is final, and an incoming record
+    with fewer attempts or an older ``updated_at`` is stale (a retried enqueue), so the stored
+    one stays.
+    """
+    for name in ("payment_id", "task_id", "node_id", "amount_msat", "created_at"):
+        if getattr(stored, name) != getattr(incoming, name):
+            raise Conflict(f"payment {incoming.payment_hash} is stored with another {name}")
+    if stored.state is PaymentState.SUCCEEDED:
+        return stored
+    if (incoming.attempts, incoming.updated_at) < (stored.attempts, stored.updated_at):
+        return stored
+    return incoming
 
 
 FORFEIT_ERROR = "forfeited: node slashed (SRS-SEC-11)"

@@ -48,7 +48,7 @@ from typing import Any
 import attrs
 
 from owm_core import fields
-from owm_core.errors import DomainError, InvalidValue, PolicyViolation
+from owm_core.errors import Conflict, DomainError, InvalidValue, PolicyViolation
 from owm_core.identity.envelopes import (
     AckVerdict,
     Envelope,
@@ -410,6 +410,24 @@ def append_to_log(
     )
     signature = coordinator.sign(_log_message(draft.signed_fields()))
     return attrs.evolve(draft, signature=signature.hex())
+
+
+def check_next_entry(latest: SlashingLogEntry | None, entry: SlashingLogEntry) -> None:
+    """Raise Conflict unless ``entry`` continues the log whose head is ``latest``.
+
+    The slashing log is append-only and hash-chained (SRS-STAKE-06): the next entry has the
+    next index, names the head's :meth:`~SlashingLogEntry.entry_hash` (or :data:`GENESIS_HASH`
+    for the first entry) as ``prev_hash``, and is not dated before the head. Every store
+    checks appends with this one rule.
+    """
+    index = 0 if latest is None else latest.index + 1
+    prev_hash = GENESIS_HASH if latest is None else latest.entry_hash()
+    if entry.index != index:
+        raise Conflict(f"slashing log entry has index {entry.index}, expected {index}")
+    if entry.prev_hash != prev_hash:
+        raise Conflict("slashing log entry does not chain to the latest entry (prev_hash)")
+    if latest is not None and entry.at < latest.at:
+        raise Conflict("slashing log entry is dated before the latest entry")
 
 
 def signed_by(entry: SlashingLogEntry, coordinator_pubkey: str) -> bool:
