@@ -40,13 +40,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, IntegrityError
 
-from owm_adapters.storage.memory import (
-    check_chain,
-    check_task_input,
-    manifest_of,
-    merge_payment,
-    proof_of,
-)
+from owm_adapters.storage.envelopes import manifest_of, proof_of
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.engine import WRITE
 from owm_core.access.api_keys import ApiKey, Plan
@@ -60,10 +54,16 @@ from owm_core.knowledge.datasets import DatasetRecord, Document
 from owm_core.knowledge.retrieval import DataCredit
 from owm_core.knowledge.routing import QueryAnswer, answer_fields, answer_from_fields
 from owm_core.knowledge.submodels import SubModel, SubModelKind
-from owm_core.market.tasks import Task, TaskRequest, TaskState
+from owm_core.market.tasks import Task, TaskRequest, TaskState, check_task_input
 from owm_core.nodes.registry import LnNodeUri, Node
 from owm_core.nodes.tiers import Tier
-from owm_core.payments.records import AttemptOutcome, PaymentAttempt, PaymentState, RewardPayment
+from owm_core.payments.records import (
+    AttemptOutcome,
+    PaymentAttempt,
+    PaymentState,
+    RewardPayment,
+    merge,
+)
 from owm_core.pool.bitcoin import AcceptedShare
 from owm_core.pool.stats import MiningPayout
 from owm_core.ports.repositories import Repositories
@@ -75,6 +75,7 @@ from owm_core.stake.slashing import (
     SlashingLogEntry,
     SlashingReason,
     SlashingSignal,
+    check_next_entry,
 )
 
 INT64_MAX = 2**63 - 1
@@ -656,7 +657,7 @@ class SqlPaymentRepository(_SqlRepo):
                         raise Conflict(
                             f"payment id {payment.payment_id} is used by another hash"
                         ) from None
-            kept = merge_payment(_row_payment(row), payment)
+            kept = merge(_row_payment(row), payment)
             if kept is payment:
                 conn.execute(
                     update(t.payments)
@@ -753,7 +754,7 @@ class SqlSlashingLogRepository(_SqlRepo):
     def append(self, entry: SlashingLogEntry) -> None:
         """Append ``entry``; Conflict unless its index and prev_hash continue the latest entry."""
         with self._db.tx(write=True) as conn:
-            check_chain(self._latest(conn), entry)
+            check_next_entry(self._latest(conn), entry)
             conn.execute(insert(t.slashing_log).values(_entry_row(entry)))
 
     def entries(self, start: int = 0, limit: int | None = None) -> Sequence[SlashingLogEntry]:

@@ -1,0 +1,94 @@
+"""In-memory twin: proposals, bounties and analysis requests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from owm_adapters.storage.memory.state import StateRepository
+from owm_core.errors import Conflict
+from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
+from owm_core.governance.proposals import Proposal, ProposalStatus
+
+
+class MemoryProposalRepository(StateRepository):
+    """Proposals in a dict."""
+
+    def add(self, proposal: Proposal) -> None:
+        """Store a new proposal; Conflict if its proposal_id exists."""
+        with self._lock:
+            if proposal.proposal_id in self._state.proposals:
+                raise Conflict(f"proposal {proposal.proposal_id} already exists")
+            self._state.proposals[proposal.proposal_id] = proposal
+
+    def save(self, proposal: Proposal) -> None:
+        """Replace a stored proposal (status, comments, acks, txid…); Conflict if unknown."""
+        with self._lock:
+            if proposal.proposal_id not in self._state.proposals:
+                raise Conflict(f"proposal {proposal.proposal_id} does not exist")
+            self._state.proposals[proposal.proposal_id] = proposal
+
+    def get(self, proposal_id: str) -> Proposal | None:
+        """The proposal with ``proposal_id``, or None."""
+        with self._lock:
+            return self._state.proposals.get(proposal_id)
+
+    def list(self, status: ProposalStatus | None = None) -> Sequence[Proposal]:
+        """Proposals (of ``status`` if given), newest submission first, then by id."""
+        with self._lock:
+            chosen = [
+                p for p in self._state.proposals.values() if status is None or p.status is status
+            ]
+            return sorted(chosen, key=lambda p: (-p.submitted_at, p.proposal_id))
+
+
+class MemoryBountyRepository(StateRepository):
+    """GitHub bounties per bounty id."""
+
+    def add(self, bounty: Bounty) -> None:
+        """Store a new bounty; Conflict if its bounty_id exists."""
+        with self._lock:
+            if bounty.bounty_id in self._state.bounties:
+                raise Conflict(f"bounty {bounty.bounty_id} already exists")
+            self._state.bounties[bounty.bounty_id] = bounty
+
+    def save(self, bounty: Bounty) -> None:
+        """Replace a stored bounty (its status); Conflict if unknown."""
+        with self._lock:
+            if bounty.bounty_id not in self._state.bounties:
+                raise Conflict(f"bounty {bounty.bounty_id} is unknown")
+            self._state.bounties[bounty.bounty_id] = bounty
+
+    def get(self, bounty_id: str) -> Bounty | None:
+        """The bounty with ``bounty_id``, or None."""
+        with self._lock:
+            return self._state.bounties.get(bounty_id)
+
+    def list(self, status: BountyStatus | None = None, limit: int = 100) -> Sequence[Bounty]:
+        """Up to ``limit`` bounties (of ``status`` if given), newest first, then by id."""
+        with self._lock:
+            chosen = [b for b in self._state.bounties.values() if status in (None, b.status)]
+            chosen.sort(key=lambda b: (-b.created_at, b.bounty_id))
+            return chosen[:limit]
+
+
+class MemoryAnalysisRepository(StateRepository):
+    """Repository analysis requests per analysis id."""
+
+    def add(self, request: AnalysisRequest) -> None:
+        """Store a new request; Conflict if its analysis_id exists."""
+        with self._lock:
+            if request.analysis_id in self._state.analyses:
+                raise Conflict(f"analysis {request.analysis_id} already exists")
+            self._state.analyses[request.analysis_id] = request
+
+    def save(self, request: AnalysisRequest) -> None:
+        """Replace a stored request (state, result); Conflict if unknown."""
+        with self._lock:
+            if request.analysis_id not in self._state.analyses:
+                raise Conflict(f"analysis {request.analysis_id} is unknown")
+            self._state.analyses[request.analysis_id] = request
+
+    def get(self, analysis_id: str) -> AnalysisRequest | None:
+        """The request with ``analysis_id``, or None."""
+        with self._lock:
+            return self._state.analyses.get(analysis_id)

@@ -1,0 +1,126 @@
+"""In-memory twin: tasks, their proofs, and the input and output bytes they carry."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from owm_adapters.storage.envelopes import proof_of
+from owm_adapters.storage.memory.state import StateRepository
+from owm_core.errors import Conflict
+from owm_core.identity.envelopes import Envelope
+from owm_core.market.tasks import Task, TaskState, check_task_input
+
+
+class MemoryTaskRepository(StateRepository):
+    """Tasks in a dict, with their insertion order."""
+
+    def add(self, task: Task) -> None:
+        """Store a submitted task, committed before returning; Conflict if the id exists."""
+        with self._lock:
+            if task.task_id in self._state.tasks:
+                raise Conflict(f"task {task.task_id} already exists")
+            self._state.tasks[task.task_id] = (self._state.next_seq(), task)
+
+    def save(self, task: Task, expected_state: TaskState | None = None) -> None:
+        """Replace a stored task; Conflict if unknown or its state is not ``expected_state``."""
+        with self._lock:
+            stored = self._state.tasks.get(task.task_id)
+            if stored is None:
+                raise Conflict(f"task {task.task_id} does not exist")
+            if expected_state is not None and stored[1].state is not expected_state:
+                raise Conflict(
+                    f"task {task.task_id} is {stored[1].state.value}, not {expected_state.value}"
+                )
+            self._state.tasks[task.task_id] = (stored[0], task)
+
+    def get(self, task_id: str) -> Task | None:
+        """The task with ``task_id``, or None."""
+        with self._lock:
+            stored = self._state.tasks.get(task_id)
+            return None if stored is None else stored[1]
+
+    def _ordered(self) -> list[Task]:
+        return [t for _, t in sorted(self._state.tasks.values(), key=lambda st: st[0])]
+
+    def with_state(self, state: TaskState, limit: int = 100) -> Sequence[Task]:
+        """Up to ``limit`` tasks in ``state``, oldest submission first."""
+        with self._lock:
+            return [t for t in self._ordered() if t.state is state][:limit]
+
+    def assigned_to(self, node_id: str) -> Sequence[Task]:
+        """Tasks currently assigned to ``node_id`` (state assigned), oldest first."""
+        with self._lock:
+            return [
+                t for t in self._ordered() if t.state is TaskState.ASSIGNED and t.node_id == node_id
+            ]
+
+    def overdue(self, now: int, limit: int = 100) -> Sequence[Task]:
+        """Assigned tasks whose ``deadline_at`` < ``now``, earliest deadline first."""
+        with self._lock:
+            late = [
+                (t.deadline_at, seq, t)
+                for seq, t in self._state.tasks.values()
+                if t.state is TaskState.ASSIGNED
+                and t.deadline_at is not None
+                and t.deadline_at < now
+            ]
+            return [t for _, _, t in sorted(late, key=lambda x: (x[0], x[1]))][:limit]
+
+
+class MemoryProofRepository(StateRepository):
+    """Task-proof envelopes per (task, node) in a dict."""
+
+    def add(self, envelope: Envelope) -> None:
+        """Store a verified task-proof envelope; Conflict if its signer already proved the task."""
+        key = (proof_of(envelope).task_id, envelope.signer_node_id)
+        with self._lock:
+            if key in self._state.proofs:
+                raise Conflict(f"node {key[1]} already sent a proof for task {key[0]}")
+            self._state.proofs[key] = envelope
+
+    def get(self, task_id: str, node_id: str) -> Envelope | None:
+        """The proof ``node_id`` sent for ``task_id``, or None."""
+        with self._lock:
+            return self._state.proofs.get((task_id, node_id))
+
+    def for_task(self, task_id: str) -> Sequence[Envelope]:
+        """Every proof for ``task_id``, ordered by node_id."""
+        with self._lock:
+            return [e for (t, _n), e in sorted(self._state.proofs.items()) if t == task_id]
+
+
+class MemoryTaskInputRepository(StateRepository):
+    """Task input bytes per submitted task id."""
+
+    FIELD = "input"
+
+    def _blobs(self) -> dict[str, bytes]:
+        return self._state.task_inputs
+
+    def put(self, task_id: str, data: bytes) -> None:
+        """Store ``data`` for ``task_id``; same data again is a no-op, other data a Conflict."""
+        data = check_task_input(data, self.FIELD)
+        with self._lock:
+            stored = self._blobs().get(task_id)
+            if stored is not None and stored != data:
+                raise Conflict(f"task {task_id} already has another {self.FIELD}")
+            self._blobs()[task_id] = data
+
+    def get(self, task_id: str) -> bytes | None:
+        """The data stored for ``task_id``, or None."""
+        with self._lock:
+            return self._blobs().get(task_id)
+
+    def delete(self, task_id: str) -> None:
+        """Forget the data of ``task_id`` (nothing happens if none is stored)."""
+        with self._lock:
+            self._blobs().pop(task_id, None)
+
+
+class MemoryTaskOutputRepository(MemoryTaskInputRepository):
+    """Task outputs delivered with proofs, per replica id."""
+
+    FIELD = "output"
+
+    def _blobs(self) -> dict[str, bytes]:
+        return self._state.task_outputs

@@ -1,0 +1,71 @@
+"""In-memory twin: reward payments (the outbox) and the payment log (SRS-LN-04, LN-05)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from owm_adapters.storage.memory.state import StateRepository
+from owm_core.errors import Conflict
+from owm_core.payments.records import PaymentAttempt, PaymentState, RewardPayment, merge
+
+
+class MemoryPaymentRepository(StateRepository):
+    """Reward payments per payment hash, and the payment log as a list."""
+
+    def upsert(self, payment: RewardPayment) -> RewardPayment:
+        """Insert, or update state/attempts/error/bolt11 of the record with this payment_hash."""
+        with self._lock:
+            stored = self._state.payments.get(payment.payment_hash)
+            if stored is None:
+                if any(
+                    p.payment_id == payment.payment_id for _, p in self._state.payments.values()
+                ):
+                    raise Conflict(f"payment id {payment.payment_id} is used by another hash")
+                self._state.payments[payment.payment_hash] = (self._state.next_seq(), payment)
+                return payment
+            kept = merge(stored[1], payment)
+            self._state.payments[payment.payment_hash] = (stored[0], kept)
+            return kept
+
+    def get(self, payment_hash: str) -> RewardPayment | None:
+        """The payment with ``payment_hash``, or None."""
+        with self._lock:
+            stored = self._state.payments.get(payment_hash)
+            return None if stored is None else stored[1]
+
+    def _ordered(self) -> list[RewardPayment]:
+        rows = sorted(self._state.payments.values(), key=lambda sp: (sp[1].created_at, sp[0]))
+        return [p for _, p in rows]
+
+    def for_task(self, task_id: str) -> Sequence[RewardPayment]:
+        """Payments for ``task_id``, oldest first."""
+        with self._lock:
+            return [p for p in self._ordered() if p.task_id == task_id]
+
+    def pending(self, limit: int = 100) -> Sequence[RewardPayment]:
+        """Up to ``limit`` payments still owed (pending or failed), oldest first."""
+        owed = (PaymentState.PENDING, PaymentState.FAILED)
+        with self._lock:
+            return [p for p in self._ordered() if p.state in owed][:limit]
+
+    def with_state(self, state: PaymentState, limit: int = 100) -> Sequence[RewardPayment]:
+        """Up to ``limit`` payments in ``state`` (e.g. in_flight after a restart), oldest first."""
+        with self._lock:
+            return [p for p in self._ordered() if p.state is state][:limit]
+
+    def log_attempt(self, attempt: PaymentAttempt) -> None:
+        """Append one line to the payment log (SRS-LN-05)."""
+        with self._lock:
+            self._state.attempts.append(attempt)
+
+    def for_node(self, node_id: str, limit: int = 100) -> Sequence[RewardPayment]:
+        """Up to ``limit`` payments owed or paid to ``node_id``, newest first (SRS-LN-10)."""
+        with self._lock:
+            rows = [r for r in self._state.payments.values() if r[1].node_id == node_id]
+            rows.sort(key=lambda r: (r[1].created_at, r[0]), reverse=True)
+            return [p for _, p in rows[:limit]]
+
+    def attempts(self, payment_hash: str) -> Sequence[PaymentAttempt]:
+        """The log lines of one payment, in the order they were logged."""
+        with self._lock:
+            return [a for a in self._state.attempts if a.payment_hash == payment_hash]

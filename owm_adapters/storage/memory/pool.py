@@ -1,0 +1,66 @@
+"""In-memory twin: accepted mining shares and mining payouts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from owm_adapters.storage.memory.state import StateRepository
+from owm_core.errors import Conflict
+from owm_core.pool.bitcoin import AcceptedShare
+from owm_core.pool.stats import MiningPayout
+
+
+class MemoryShareRepository(StateRepository):
+    """Accepted shares per header hash, with their acceptance time and order."""
+
+    def add(self, share: AcceptedShare, accepted_at: int) -> None:
+        """Record an accepted share at ``accepted_at``; Conflict if its hash is already stored."""
+        with self._lock:
+            if share.hash_hex in self._state.shares:
+                raise Conflict(f"share {share.hash_hex} is already recorded")
+            self._state.shares[share.hash_hex] = (self._state.next_seq(), accepted_at, share)
+
+    def contains(self, hash_hex: str) -> bool:
+        """Whether a share with this header hash is stored (duplicate detection)."""
+        with self._lock:
+            return hash_hex in self._state.shares
+
+    def since(self, start: int, miner_id: str | None = None) -> Sequence[tuple[int, AcceptedShare]]:
+        """(accepted_at, share) with accepted_at ≥ ``start`` (of one miner), in accepted order."""
+        with self._lock:
+            rows = sorted(self._state.shares.values(), key=lambda r: (r[1], r[0]))
+            return [
+                (at, s)
+                for _, at, s in rows
+                if at >= start and (miner_id is None or s.miner_id == miner_id)
+            ]
+
+    def delete_older_than(self, cutoff: int) -> int:
+        """Delete shares accepted before ``cutoff`` (retention, SRS-POOL-11); count deleted."""
+        with self._lock:
+            old = [h for h, (_, at, _s) in self._state.shares.items() if at < cutoff]
+            for h in old:
+                del self._state.shares[h]
+            return len(old)
+
+
+class MemoryMiningPayoutRepository(StateRepository):
+    """Mining payouts per payment hash."""
+
+    def add(self, payout: MiningPayout) -> None:
+        """Record one payout; Conflict if its payment_hash is already recorded."""
+        with self._lock:
+            if payout.payment_hash in self._state.mining_payouts:
+                raise Conflict(f"payout {payout.payment_hash} is already recorded")
+            self._state.mining_payouts[payout.payment_hash] = payout
+
+    def recent(self, limit: int = 100, miner_id: str | None = None) -> Sequence[MiningPayout]:
+        """Up to ``limit`` payouts (to one miner if given), newest first, then by hash."""
+        with self._lock:
+            chosen = [
+                p
+                for p in self._state.mining_payouts.values()
+                if miner_id is None or p.miner_id == miner_id
+            ]
+            chosen.sort(key=lambda p: (-p.paid_at, p.payment_hash))
+            return chosen[:limit]

@@ -1,0 +1,152 @@
+"""In-memory twin: stake records, the slashing log and slashing evidence (SRS-STAKE)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from owm_adapters.storage.memory.state import StateRepository
+from owm_core.identity.envelopes import Envelope
+from owm_core.stake.channel import Stake
+from owm_core.stake.slashing import (
+    SlashingDecision,
+    SlashingLogEntry,
+    SlashingSignal,
+    check_next_entry,
+)
+
+
+class MemoryStakeRepository(StateRepository):
+    """Stake records per public key in a dict."""
+
+    def save(self, stake: Stake) -> None:
+        """Insert or replace the stake record of ``stake.public_key``."""
+        with self._lock:
+            self._state.stakes[stake.public_key] = stake
+
+    def get(self, public_key: str) -> Stake | None:
+        """The stake record of ``public_key``, or None (keeps slashed keys for the cooldown)."""
+        with self._lock:
+            return self._state.stakes.get(public_key)
+
+    def due_for_verification(self, now: int) -> Sequence[Stake]:
+        """Stakes whose ``next_verification_at`` ≤ ``now``, earliest first (SRS-STAKE-03)."""
+        with self._lock:
+            due = [
+                s
+                for s in self._state.stakes.values()
+                if s.next_verification_at is not None and s.next_verification_at <= now
+            ]
+            return sorted(due, key=lambda s: (s.next_verification_at or 0, s.public_key))
+
+
+class MemorySlashingLogRepository(StateRepository):
+    """The slashing log as an append-only list."""
+
+    def append(self, entry: SlashingLogEntry) -> None:
+        """Append ``entry``; Conflict unless its index and prev_hash continue the latest entry."""
+        with self._lock:
+            check_next_entry(self.latest(), entry)
+            self._state.slashing_log.append(entry)
+
+    def entries(self, start: int = 0, limit: int | None = None) -> Sequence[SlashingLogEntry]:
+        """Entries with index ≥ ``start``, in index order, at most ``limit`` of them."""
+        with self._lock:
+            chosen = [e for e in self._state.slashing_log if e.index >= start]
+            return chosen if limit is None else chosen[:limit]
+
+    def latest(self) -> SlashingLogEntry | None:
+        """The last entry (the head of the chain), or None for an empty log."""
+        with self._lock:
+            return self._state.slashing_log[-1] if self._state.slashing_log else None
+
+
+class MemorySlashingEvidenceRepository(StateRepository):
+    """Open slashing signals, acknowledgements and decisions in dicts (closed ones are kept)."""
+
+    def add_signal(self, signal: SlashingSignal) -> bool:
+        """Store an open signal; False if the same evidence from the same reporter is known."""
+        key = (signal.node_id, signal.reporter, signal.reason.value, signal.evidence_hash)
+        with self._lock:
+            if key in self._state.slashing_signals:
+                return False
+            self._state.slashing_signals[key] = (self._state.next_seq(), signal, None)
+            return True
+
+    def add_acknowledgement(self, node_id: str, envelope: Envelope, received_at: int) -> bool:
+        """Store an open acknowledgement envelope; False if its signature is already known."""
+        with self._lock:
+            if envelope.signature in self._state.slashing_acks:
+                return False
+            row = (self._state.next_seq(), node_id, envelope, received_at, None)
+            self._state.slashing_acks[envelope.signature] = row
+            return True
+
+    def open_signals(self, node_id: str) -> Sequence[SlashingSignal]:
+        """The open signals about ``node_id``, oldest first."""
+        with self._lock:
+            rows = [
+                (seq, s)
+                for seq, s, closed in self._state.slashing_signals.values()
+                if s.node_id == node_id and closed is None
+            ]
+        return [s for _, s in sorted(rows, key=lambda r: (r[1].at, r[0]))]
+
+    def open_acknowledgements(self, node_id: str) -> Sequence[Envelope]:
+        """The open acknowledgement envelopes about ``node_id``, oldest first."""
+        with self._lock:
+            rows = [
+                (at, seq, e)
+                for seq, n, e, at, closed in self._state.slashing_acks.values()
+                if n == node_id and closed is None
+            ]
+        return [e for _, _, e in sorted(rows, key=lambda r: (r[0], r[1]))]
+
+    def open_node_ids(self, limit: int = 100) -> Sequence[str]:
+        """Nodes with open evidence, by their oldest open evidence (then node id)."""
+        oldest: dict[str, int] = {}
+        with self._lock:
+            for _seq, s, closed in self._state.slashing_signals.values():
+                if closed is None:
+                    oldest[s.node_id] = min(oldest.get(s.node_id, s.at), s.at)
+            for _seq, n, _e, at, closed in self._state.slashing_acks.values():
+                if closed is None:
+                    oldest[n] = min(oldest.get(n, at), at)
+        return sorted(oldest, key=lambda n: (oldest[n], n))[:limit]
+
+    def begin_decision(self, decision: SlashingDecision) -> SlashingDecision:
+        """Record ``decision`` before it is carried out; an unfinished one of the node wins."""
+        with self._lock:
+            for stored, finished in self._state.slashing_decisions.values():
+                if stored.node_id == decision.node_id and finished is None:
+                    return stored
+            self._state.slashing_decisions[self._state.next_seq()] = (decision, None)
+            return decision
+
+    def unfinished_decisions(self) -> Sequence[SlashingDecision]:
+        """Decisions begun and not finished, oldest first."""
+        with self._lock:
+            return [d for _, (d, f) in sorted(self._state.slashing_decisions.items()) if f is None]
+
+    def finish_decision(self, node_id: str, finished_at: int) -> None:
+        """Mark the node's unfinished decision done and close its open evidence, together."""
+        with self._lock:
+            for seq, (stored, finished) in list(self._state.slashing_decisions.items()):
+                if stored.node_id == node_id and finished is None:
+                    self._state.slashing_decisions[seq] = (stored, finished_at)
+            self.close_evidence(node_id, finished_at)
+
+    def close_evidence(self, node_id: str, closed_at: int) -> int:
+        """Close the node's open evidence without a decision; returns how many were open."""
+        closed = 0
+        with self._lock:
+            signals = self._state.slashing_signals
+            for key, (seq, s, was) in list(signals.items()):
+                if s.node_id == node_id and was is None:
+                    signals[key] = (seq, s, closed_at)
+                    closed += 1
+            acks = self._state.slashing_acks
+            for sig, (seq, n, e, at, was) in list(acks.items()):
+                if n == node_id and was is None:
+                    acks[sig] = (seq, n, e, at, closed_at)
+                    closed += 1
+        return closed

@@ -1,0 +1,88 @@
+"""The state every in-memory repository shares, and their common base."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import attrs
+
+from owm_core.access.api_keys import ApiKey
+from owm_core.fl.rounds import FlRound, RoundUpdate
+from owm_core.governance.contributions import AnalysisRequest, Bounty
+from owm_core.governance.proposals import Proposal
+from owm_core.identity.envelopes import Envelope
+from owm_core.knowledge.datasets import DatasetRecord, Document
+from owm_core.knowledge.retrieval import DataCredit
+from owm_core.knowledge.routing import QueryAnswer
+from owm_core.knowledge.submodels import SubModel
+from owm_core.market.tasks import Task
+from owm_core.nodes.registry import Node
+from owm_core.payments.records import PaymentAttempt, RewardPayment
+from owm_core.pool.bitcoin import AcceptedShare
+from owm_core.pool.stats import MiningPayout
+from owm_core.provenance.releases import ModelRelease
+from owm_core.stake.channel import Stake
+from owm_core.stake.slashing import (
+    SlashingDecision,
+    SlashingLogEntry,
+    SlashingSignal,
+)
+
+
+@attrs.define
+class State:
+    """Everything the memory store holds; ``seq`` orders insertions like SQL's row ids."""
+
+    seq: int = 0
+    nodes: dict[str, Node] = attrs.Factory(dict)
+    manifests: dict[str, Envelope] = attrs.Factory(dict)
+    stakes: dict[str, Stake] = attrs.Factory(dict)
+    tasks: dict[str, tuple[int, Task]] = attrs.Factory(dict)
+    proofs: dict[tuple[str, str], Envelope] = attrs.Factory(dict)
+    payments: dict[str, tuple[int, RewardPayment]] = attrs.Factory(dict)
+    attempts: list[PaymentAttempt] = attrs.Factory(list)
+    slashing_log: list[SlashingLogEntry] = attrs.Factory(list)
+    # slashing evidence: values are replaced, never mutated, so snapshots stay independent
+    slashing_signals: dict[tuple[str, str, str, str], tuple[int, SlashingSignal, int | None]] = (
+        attrs.Factory(dict)
+    )
+    slashing_acks: dict[str, tuple[int, str, Envelope, int, int | None]] = attrs.Factory(dict)
+    slashing_decisions: dict[int, tuple[SlashingDecision, int | None]] = attrs.Factory(dict)
+    proposals: dict[str, Proposal] = attrs.Factory(dict)
+    shares: dict[str, tuple[int, int, AcceptedShare]] = attrs.Factory(dict)
+    api_keys: dict[str, tuple[int, ApiKey]] = attrs.Factory(dict)
+    releases: dict[str, ModelRelease] = attrs.Factory(dict)
+    bounties: dict[str, Bounty] = attrs.Factory(dict)
+    analyses: dict[str, AnalysisRequest] = attrs.Factory(dict)
+    mining_payouts: dict[str, MiningPayout] = attrs.Factory(dict)
+    task_inputs: dict[str, bytes] = attrs.Factory(dict)
+    task_outputs: dict[str, bytes] = attrs.Factory(dict)
+    sub_models: dict[str, SubModel] = attrs.Factory(dict)
+    datasets: dict[str, tuple[int, DatasetRecord, tuple[Document, ...]]] = attrs.Factory(dict)
+    data_credits: dict[str, tuple[int, int, tuple[DataCredit, ...]]] = attrs.Factory(dict)
+    query_answers: dict[str, QueryAnswer] = attrs.Factory(dict)
+    fl_rounds: dict[int, FlRound] = attrs.Factory(dict)
+    fl_updates: dict[tuple[int, str], tuple[int, RoundUpdate]] = attrs.Factory(dict)
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            a.name: (getattr(self, a.name).copy() if a.name != "seq" else self.seq)
+            for a in attrs.fields(State)
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        for name, value in snapshot.items():
+            setattr(self, name, value)
+
+
+@attrs.define
+class StateRepository:
+    """Base of every memory repository: the shared state and the lock that guards it."""
+
+    _state: State
+    _lock: threading.RLock
