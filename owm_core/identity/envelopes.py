@@ -264,15 +264,6 @@ def to_bytes(envelope: Envelope) -> bytes:
     return _dump(wire)
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise InvalidValue("envelope", f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
 def _no_float(text: str) -> Any:
     raise InvalidValue("envelope", f"floats are not allowed ({text})")
 
@@ -282,7 +273,7 @@ def parse_canonical_json(data: bytes, field: str = "envelope") -> Any:
     try:
         return json.loads(
             data.decode("utf-8"),
-            object_pairs_hook=_no_duplicates,
+            object_pairs_hook=fields.unique_keys("envelope"),
             parse_float=_no_float,
             parse_constant=_no_float,
         )

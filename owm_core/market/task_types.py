@@ -31,6 +31,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from owm_core import fields
 from owm_core.errors import InvalidValue
 
 FEATURES = 32
@@ -212,15 +213,6 @@ def _reject_constant(name: str) -> Any:
     raise InvalidValue("input", f"{name} is not a number")
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise InvalidValue("input", f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
 def parse_input(raw: bytes) -> dict[str, Any]:
     """Decode an assignment's input bytes: one UTF-8 JSON object, no NaN/Infinity, no dup keys."""
     if not isinstance(raw, bytes):
@@ -230,7 +222,7 @@ def parse_input(raw: bytes) -> dict[str, Any]:
     try:
         value = json.loads(
             raw.decode("utf-8"),
-            object_pairs_hook=_no_duplicates,
+            object_pairs_hook=fields.unique_keys("input"),
             parse_constant=_reject_constant,
         )
     except UnicodeDecodeError:
