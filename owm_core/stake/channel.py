@@ -410,13 +410,7 @@ class Stake:
     def cooperatively_closed(self, now: int) -> Stake:
         """The node closed its channel cooperatively: deregistered, no cooldown (SRS-STAKE-08)."""
         self._expect(now, _LIVE | {StakeStatus.SUSPENDED}, "deregister")
-        return attrs.evolve(
-            self,
-            status=StakeStatus.DEREGISTERED,
-            changed_at=now,
-            next_verification_at=None,
-            grace_until=None,
-        )
+        return self._unverified(now, StakeStatus.DEREGISTERED)
 
     def slashed(self, now: int, policy: StakePolicy = DEFAULT_POLICY) -> Stake:
         """A slashing decision: the 30-day cooldown of this public key starts (SRS-STAKE-07).
@@ -424,14 +418,7 @@ class Stake:
         The channel to force-close stays in :attr:`channel` (SRS-STAKE-05, SRS-LN-12).
         """
         self._expect(now, set(StakeStatus) - {StakeStatus.SLASHED}, "slash")
-        return attrs.evolve(
-            self,
-            status=StakeStatus.SLASHED,
-            changed_at=now,
-            next_verification_at=None,
-            grace_until=None,
-            cooldown_until=now + policy.cooldown_s,
-        )
+        return self._unverified(now, StakeStatus.SLASHED, cooldown_until=now + policy.cooldown_s)
 
     # --- internals ----------------------------------------------------------------------
 
@@ -474,10 +461,17 @@ class Stake:
         )
 
     def _suspended(self, now: int) -> Stake:
+        return self._unverified(now, StakeStatus.SUSPENDED)
+
+    def _unverified(
+        self, now: int, status: StakeStatus, *, cooldown_until: int | None = None
+    ) -> Stake:
+        """Moved to ``status`` at ``now``, no longer re-verified nor in a grace period."""
         return attrs.evolve(
             self,
-            status=StakeStatus.SUSPENDED,
+            status=status,
             changed_at=now,
             next_verification_at=None,
             grace_until=None,
+            cooldown_until=cooldown_until if cooldown_until is not None else self.cooldown_until,
         )
