@@ -1,4 +1,4 @@
-"""The composition root: builds the coordinator application from its settings.
+"""The composition root of a coordinator process: builds the application from its settings.
 
 The one place that decides which adapter implements which port (docs/architecture.md): the store
 (SQLite under ``data_dir`` by default, PostgreSQL for a ``postgresql://`` URL, via
@@ -17,13 +17,19 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from owm_adapters.bootstrap.settings import ConfigError, CoordinatorSettings
+from owm_adapters.bootstrap.lightning import (
+    LIGHTNING_FILE,
+    embedded_ledger,
+    force_closer_from,
+    lightning_from,
+)
+from owm_adapters.bootstrap.settings import ConfigError, CoordinatorSettings, data_dir_of
 from owm_adapters.clock import SystemClock
 from owm_adapters.services.coordinator.service import CoordinatorService, ServiceConfig
 from owm_adapters.services.slashing import SlashingService
 from owm_adapters.services.workers import Workers
 from owm_adapters.storage import keystore
-from owm_core.errors import DomainError, InvalidValue
+from owm_core.errors import InvalidValue
 from owm_core.identity.keys import Identity
 from owm_core.market.tasks import Settlement, VerificationMode, VerificationPolicy
 from owm_core.ports.clock import Clock
@@ -36,21 +42,11 @@ from owm_core.stake.channel import StakePolicy
 from owm_core.stake.slashing import SlashingPolicy
 
 if TYPE_CHECKING:
-    from owm_adapters.lightning.cln import ClnRestForceClose
-    from owm_adapters.lightning.embedded import SimLedger
     from owm_adapters.lightning.node_invoices import NodeInvoiceSource
     from owm_adapters.services.fl_rounds import FlRoundService, SignalSink
     from owm_adapters.services.knowledge import KnowledgeBase
     from owm_adapters.services.payouts import PayoutDispatcher
 
-LIGHTNING_FILE = "lightning.sqlite3"
-
-
-def data_dir_of(settings: CoordinatorSettings) -> Path:
-    """The coordinator's data directory, ``~`` expanded and created if missing."""
-    directory = Path(settings.coordinator.data_dir).expanduser()
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
 
 
 def database_url_of(settings: CoordinatorSettings) -> str:
@@ -70,25 +66,6 @@ def repositories_from(settings: CoordinatorSettings) -> Repositories:
         raise ConfigError(f"the SQL store is not available: {exc}") from None
     repositories: Repositories = open_repositories(database_url_of(settings))
     return repositories
-
-
-def lightning_from(settings: CoordinatorSettings, *, force_close: bool = False) -> Lightning:
-    """The treasury's Lightning node: LND, Core Lightning, or the embedded ledger's
-    ``treasury_alias`` node (``[lightning] backend``).
-
-    Only with ``force_close`` (the slashing service's handle) does an LND/CLN handle get the
-    force-close credential; the payment handle never holds it (SRS-SEC-13).
-    """
-    ln = settings.lightning
-    if ln.backend in {"lnd", "cln"}:
-        return _real_lightning(settings, force_close=force_close)
-    if ln.backend != "embedded":
-        raise ConfigError(f"lightning.backend {ln.backend!r} is not supported")
-    from owm_adapters.lightning.embedded import SimLedger
-
-    ledger = SimLedger(data_dir_of(settings) / LIGHTNING_FILE)
-    ledger.add_node(settings.lightning.treasury_alias)
-    return ledger.lightning(settings.lightning.treasury_alias)
 
 
 def service_config_of(settings: CoordinatorSettings) -> ServiceConfig:
@@ -235,58 +212,6 @@ def _node_invoice_type() -> type[NodeInvoiceSource]:
     return NodeInvoiceSource
 
 
-def _real_lightning(settings: CoordinatorSettings, *, force_close: bool) -> Lightning:
-    """The treasury's LND (gRPC, TLS + macaroons) or Core Lightning (RPC socket; force close
-    over clnrest with a close-only rune) node."""
-    ln = settings.lightning
-
-    def path(value: str) -> Path | None:
-        return Path(value).expanduser() if value and force_close else None
-
-    try:
-        if ln.backend == "lnd":
-            from owm_adapters.lightning.lnd import LndLightning
-
-            return LndLightning.from_files(
-                ln.lnd_host,
-                tls_cert_path=Path(ln.lnd_tls_cert).expanduser(),
-                payment_macaroon_path=Path(ln.lnd_macaroon).expanduser(),
-                force_close_macaroon_path=path(ln.lnd_force_close_macaroon),
-                tls_server_name=ln.lnd_tls_server_name or None,
-            )
-        from owm_adapters.lightning.cln import ClnLightning
-
-        return ClnLightning(
-            Path(ln.cln_socket).expanduser(),
-            force_closer=_cln_force_closer(settings) if force_close else None,
-        )
-    except ConfigError:
-        raise
-    except DomainError as exc:
-        raise ConfigError(f"lightning ({ln.backend}): {exc.message}") from None
-
-
-def _cln_force_closer(settings: CoordinatorSettings) -> ClnRestForceClose | None:
-    """clnrest with the close-only rune (SRS-SEC-13), or None when none of its settings is set;
-    a half-configured one is a ConfigError naming what is missing."""
-    from owm_adapters.lightning.cln import FORCE_CLOSE_SETTINGS, ClnRestForceClose
-
-    ln = settings.lightning
-    missing = [name for name in FORCE_CLOSE_SETTINGS if not getattr(ln, name)]
-    if len(missing) == len(FORCE_CLOSE_SETTINGS):
-        return None
-    if missing:
-        raise ConfigError(
-            "lightning." + ", lightning.".join(missing) + ": needed with the other CLN "
-            "force-close settings (clnrest URL, close-only rune file, clnrest ca.pem)"
-        )
-    return ClnRestForceClose.from_files(
-        ln.cln_rest_url,
-        rune_file=Path(ln.cln_force_close_rune_file).expanduser(),
-        ca_file=Path(ln.cln_rest_ca_file).expanduser(),
-    )
-
-
 def node_invoice_source(
     settings: CoordinatorSettings, store: Repositories, clock: Clock
 ) -> NodeInvoiceSource:
@@ -296,16 +221,10 @@ def node_invoice_source(
     from owm_adapters.services.payouts import LedgerInvoiceSource
 
     fallback = (
-        LedgerInvoiceSource(_embedded_ledger(settings))
+        LedgerInvoiceSource(embedded_ledger(settings))
         if settings.lightning.backend == "embedded" else None
     )
     return NodeInvoiceSource(store, clock, fallback=fallback)
-
-
-def _embedded_ledger(settings: CoordinatorSettings) -> SimLedger:
-    from owm_adapters.lightning.embedded import SimLedger
-
-    return SimLedger(data_dir_of(settings) / LIGHTNING_FILE)
 
 
 # -- slashing (SRS-STAKE-04..07, SRS-SEC-11/13/14, SRS-LN-13) -------------------------------------
@@ -515,28 +434,21 @@ def slashing_service_from(
     )
 
 
-def force_closer_from(settings: CoordinatorSettings) -> Lightning:
-    """The Lightning handle that holds the force-close credential (SRS-SEC-13)."""
-    ln = settings.lightning
-    if ln.backend in {"lnd", "cln"}:
-        from owm_adapters.lightning.cln import FORCE_CLOSE_SETTINGS
-
-        names = ("lnd_force_close_macaroon",) if ln.backend == "lnd" else FORCE_CLOSE_SETTINGS
-        missing = [name for name in names if not getattr(ln, name)]
-        if missing:
-            what = (
-                "the force-close macaroon" if ln.backend == "lnd"
-                else "clnrest and a rune restricted to method=close"
-            )
-            raise ConfigError(
-                "lightning." + ", lightning.".join(missing) + ": slashing needs the separate "
-                f"force-close credential ({what}, SRS-SEC-13); set it in coordinator.toml"
-            )
-        return lightning_from(settings, force_close=True)
-    if ln.backend != "embedded":
-        raise ConfigError(f"lightning.backend {ln.backend!r} is not supported")
-    from owm_adapters.lightning.embedded import SimLedger
-
-    ledger = SimLedger(data_dir_of(settings) / LIGHTNING_FILE)
-    ledger.add_node(ln.treasury_alias)
-    return ledger.lightning(ln.treasury_alias, force_close_allowed=True)
+__all__ = [
+    "LIGHTNING_FILE",
+    "Coordinator",
+    "build_coordinator",
+    "coordinator_identity_from",
+    "data_dir_of",
+    "database_url_of",
+    "fl_rounds_from",
+    "force_closer_from",
+    "knowledge_base_from",
+    "lightning_from",
+    "node_invoice_source",
+    "replicas_per_task",
+    "repositories_from",
+    "service_config_of",
+    "slashing_service_from",
+    "upload_url_of",
+]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import attrs
 
+from owm_adapters.bootstrap.lightning import cln_from_socket, lnd_from_files
 from owm_adapters.bootstrap.settings import ConfigError, NodeSettings
 from owm_adapters.clock import SystemClock
 from owm_adapters.gpu import LinuxHostProbe, SystemGpuProbe
@@ -211,18 +212,10 @@ def node_lightning(settings: NodeSettings) -> Lightning | None:
         raise ConfigError(f"lightning.backend: must be one of {', '.join(LIGHTNING_BACKENDS)}")
     try:
         if ln.backend == "lnd":
-            from owm_adapters.lightning.lnd import LndLightning
-
-            return LndLightning.from_files(
-                ln.lnd_host,
-                tls_cert_path=Path(ln.lnd_tls_cert).expanduser(),
-                payment_macaroon_path=Path(ln.lnd_macaroon).expanduser(),
-                tls_server_name=ln.lnd_tls_server_name or None,
-            )
+            return lnd_from_files(ln.lnd_host, ln.lnd_tls_cert, ln.lnd_macaroon,
+                                  tls_server_name=ln.lnd_tls_server_name)
         if ln.backend == "cln":
-            from owm_adapters.lightning.cln import ClnLightning
-
-            return ClnLightning(Path(ln.cln_socket).expanduser())
+            return cln_from_socket(ln.cln_socket)
         if ln.backend == "embedded":
             if not ln.ledger_path or not ln.ledger_alias:
                 raise ConfigError("lightning.backend = \"embedded\" needs ledger_path and "

@@ -429,3 +429,10 @@ def load_coordinator_settings(path: Path | None) -> CoordinatorSettings:
     if settings.knowledge.embedder not in {"minilm", "hashing"}:
         raise ConfigError(f"{path}: knowledge.embedder: must be 'minilm' or 'hashing'")
     return settings
+
+
+def data_dir_of(settings: CoordinatorSettings) -> Path:
+    """The coordinator's data directory, ``~`` expanded and created if missing."""
+    directory = Path(settings.coordinator.data_dir).expanduser()
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory

@@ -115,7 +115,7 @@ class DevnetLayout:
 
     @property
     def ledger_file(self) -> Path:
-        from owm_adapters.bootstrap.coordinator import LIGHTNING_FILE
+        from owm_adapters.bootstrap.lightning import LIGHTNING_FILE
 
         return self.coordinator_dir / LIGHTNING_FILE
 
