@@ -151,20 +151,15 @@ def _say_ready(
 def _knowledge_base(
     coordinator: Coordinator, settings: CoordinatorSettings
 ) -> KnowledgeBase | None:
-    """The conglomerate's knowledge base of ``[knowledge]`` (None when disabled); its datasets
-    are stamped through the coordinator's provenance, as its model versions are."""
-    from owm_adapters.bootstrap.coordinator import knowledge_base_from
+    """The knowledge base of ``[knowledge]`` (None when disabled), saying that it loads."""
+    from owm_adapters.bootstrap.coordinator import knowledge_of
 
     if not settings.knowledge.enabled:
         return None
     click.echo(f"knowledge base      loading ({settings.knowledge.embedder} embeddings"
                f"{', demo datasets' if settings.knowledge.demo_data else ''})")
     sys.stdout.flush()
-    fl = coordinator.fl
-    return knowledge_base_from(
-        settings, coordinator.store, now=coordinator.clock.now(),
-        timestamping=None if fl is None else fl.timestamping,
-    )
+    return knowledge_of(settings, coordinator)
 
 
 def _start_api(

@@ -312,6 +312,19 @@ def knowledge_base_from(
     return knowledge
 
 
+def knowledge_of(
+    settings: CoordinatorSettings, coordinator: Coordinator, *, embedder: Embedder | None = None
+) -> KnowledgeBase | None:
+    """The conglomerate's knowledge base of ``[knowledge]`` over ``coordinator``'s store (None
+    when disabled); its datasets are stamped through the coordinator's FL provenance, as its
+    model versions are."""
+    fl = coordinator.fl
+    return knowledge_base_from(
+        settings, coordinator.store, now=coordinator.clock.now(),
+        timestamping=None if fl is None else fl.timestamping, embedder=embedder,
+    )
+
+
 # -- federated-learning rounds and model provenance (SRS-COORD-03, SRS-NODE-10) -------------------
 
 
@@ -444,6 +457,7 @@ __all__ = [
     "fl_rounds_from",
     "force_closer_from",
     "knowledge_base_from",
+    "knowledge_of",
     "lightning_from",
     "node_invoice_source",
     "replicas_per_task",
