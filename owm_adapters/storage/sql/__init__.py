@@ -3,7 +3,7 @@
 ``open_repositories(url)`` is what the composition root calls: it builds the engine
 (:mod:`.engine`), migrates the schema to the latest revision unless told not to
 (:mod:`.migrate`, scripts in ``migrations/``) and returns the repositories bundle
-(:mod:`.repositories`). The embedded default is ``sqlite_url(data_dir)``, a WAL-mode SQLite
+(:mod:`.store`). The embedded default is ``sqlite_url(data_dir)``, a WAL-mode SQLite
 file under the data directory; production uses a ``postgresql://`` URL (psycopg 3).
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from owm_adapters.storage.sql.engine import create_store_engine, sqlite_url
 from owm_adapters.storage.sql.migrate import downgrade, upgrade
-from owm_adapters.storage.sql.repositories import SqlRepositories, sql_repositories
+from owm_adapters.storage.sql.store import SqlRepositories, sql_repositories
 
 __all__ = [
     "SqlRepositories",

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from owm_adapters.storage.memory import memory_repositories
 from owm_adapters.storage.sql import open_repositories, upgrade
-from owm_adapters.storage.sql.repositories import SqlRepositories
+from owm_adapters.storage.sql.store import SqlRepositories
 from owm_core.access.api_keys import ApiKey, Plan, secret_sha256
 from owm_core.errors import Conflict, InvalidValue
 from owm_core.governance.contributions import (

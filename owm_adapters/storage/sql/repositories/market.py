@@ -1,0 +1,210 @@
+"""SQL repositories: tasks, their proofs, and the input and output bytes they carry."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, Table, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from owm_adapters.storage.envelopes import proof_of
+from owm_adapters.storage.sql import tables as t
+from owm_adapters.storage.sql.database import SqlRepository
+from owm_adapters.storage.sql.rows import envelope_of_row
+from owm_core.errors import Conflict
+from owm_core.identity.envelopes import Envelope, to_bytes
+from owm_core.market.tasks import Task, TaskRequest, TaskState, check_task_input
+from owm_core.nodes.tiers import Tier
+
+
+def _task_row(task: Task) -> dict[str, Any]:
+    r = task.request
+    return {
+        "task_id": r.task_id,
+        "task_type": r.task_type,
+        "input_schema_id": r.input_schema_id,
+        "input_schema_version": r.input_schema_version,
+        "min_tier": r.min_tier.value,
+        "min_vram_mb": r.min_vram_mb,
+        "min_ram_mb": r.min_ram_mb,
+        "gpu_required": r.gpu_required,
+        "max_price_msat": r.max_price_msat,
+        "state": task.state.value,
+        "node_id": task.node_id,
+        "price_msat": task.price_msat,
+        "deadline_at": task.deadline_at,
+        "output_hash": task.output_hash,
+        "tried_node_ids": json.dumps(list(task.tried_node_ids)),
+    }
+
+
+def _row_task(row: Row[Any]) -> Task:
+    m = row._mapping
+    request = TaskRequest(
+        task_id=m["task_id"],
+        task_type=m["task_type"],
+        input_schema_id=m["input_schema_id"],
+        input_schema_version=m["input_schema_version"],
+        min_tier=Tier(m["min_tier"]),
+        min_vram_mb=m["min_vram_mb"],
+        min_ram_mb=m["min_ram_mb"],
+        gpu_required=bool(m["gpu_required"]),
+        max_price_msat=m["max_price_msat"],
+    )
+    return Task(
+        request=request,
+        state=TaskState(m["state"]),
+        node_id=m["node_id"],
+        price_msat=m["price_msat"],
+        deadline_at=m["deadline_at"],
+        output_hash=m["output_hash"],
+        tried_node_ids=tuple(json.loads(m["tried_node_ids"])),
+    )
+
+
+class SqlTaskRepository(SqlRepository):
+    """Tasks (request flattened, state, assignment) in the ``tasks`` table."""
+
+    def add(self, task: Task) -> None:
+        """Store a submitted task, committed before returning; Conflict if the id exists."""
+        with self._db.tx(write=True) as conn:
+            conn.execute(insert(t.tasks).values(_task_row(task)))
+
+    def save(self, task: Task, expected_state: TaskState | None = None) -> None:
+        """Replace a stored task; Conflict if unknown or its state is not ``expected_state``."""
+        c = t.tasks.c
+        condition = [c.task_id == task.task_id]
+        if expected_state is not None:
+            condition.append(c.state == expected_state.value)
+        with self._db.tx(write=True) as conn:
+            done = conn.execute(update(t.tasks).where(*condition).values(_task_row(task)))
+            if done.rowcount == 1:
+                return
+            state = conn.execute(select(c.state).where(c.task_id == task.task_id)).scalar()
+        if state is None:
+            raise Conflict(f"task {task.task_id} does not exist")
+        expected = expected_state.value if expected_state is not None else "?"
+        raise Conflict(f"task {task.task_id} is {state}, not {expected}")
+
+    def get(self, task_id: str) -> Task | None:
+        """The task with ``task_id``, or None."""
+        with self._db.tx() as conn:
+            row = conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id)).first()
+        return None if row is None else _row_task(row)
+
+    def with_state(self, state: TaskState, limit: int = 100) -> Sequence[Task]:
+        """Up to ``limit`` tasks in ``state``, oldest submission first."""
+        c = t.tasks.c
+        query = select(t.tasks).where(c.state == state.value).order_by(c.seq).limit(limit)
+        with self._db.tx() as conn:
+            return [_row_task(r) for r in conn.execute(query).all()]
+
+    def assigned_to(self, node_id: str) -> Sequence[Task]:
+        """Tasks currently assigned to ``node_id`` (state assigned), oldest first."""
+        c = t.tasks.c
+        query = (
+            select(t.tasks)
+            .where(c.node_id == node_id, c.state == TaskState.ASSIGNED.value)
+            .order_by(c.seq)
+        )
+        with self._db.tx() as conn:
+            return [_row_task(r) for r in conn.execute(query).all()]
+
+    def overdue(self, now: int, limit: int = 100) -> Sequence[Task]:
+        """Assigned tasks whose ``deadline_at`` < ``now``, earliest deadline first."""
+        c = t.tasks.c
+        query = (
+            select(t.tasks)
+            .where(c.state == TaskState.ASSIGNED.value, c.deadline_at < now)
+            .order_by(c.deadline_at, c.seq)
+            .limit(limit)
+        )
+        with self._db.tx() as conn:
+            return [_row_task(r) for r in conn.execute(query).all()]
+
+
+class SqlProofRepository(SqlRepository):
+    """Task-proof envelopes (canonical bytes plus query columns) in the ``proofs`` table."""
+
+    def add(self, envelope: Envelope) -> None:
+        """Store a verified task-proof envelope; Conflict if its signer already proved the task."""
+        proof = proof_of(envelope)
+        row = {
+            "task_id": proof.task_id,
+            "node_id": envelope.signer_node_id,
+            "output_hash": proof.output_hash,
+            "execution_ms": proof.execution_ms,
+            "issued_at": envelope.issued_at,
+            "envelope": to_bytes(envelope),
+        }
+        with self._db.tx(write=True) as conn:
+            conn.execute(insert(t.proofs).values(row))
+
+    def get(self, task_id: str, node_id: str) -> Envelope | None:
+        """The proof ``node_id`` sent for ``task_id``, or None."""
+        c = t.proofs.c
+        with self._db.tx() as conn:
+            row = conn.execute(
+                select(c.envelope).where(c.task_id == task_id, c.node_id == node_id)
+            ).first()
+        return None if row is None else envelope_of_row(row)
+
+    def for_task(self, task_id: str) -> Sequence[Envelope]:
+        """Every proof for ``task_id``, ordered by node_id."""
+        c = t.proofs.c
+        query = select(c.envelope).where(c.task_id == task_id).order_by(c.node_id)
+        with self._db.tx() as conn:
+            return [envelope_of_row(r) for r in conn.execute(query).all()]
+
+
+class SqlTaskInputRepository(SqlRepository):
+    """Task input bytes in ``task_inputs``."""
+
+    FIELD = "input"
+
+    @property
+    def _table(self) -> Table:
+        return t.task_inputs
+
+    def put(self, task_id: str, data: bytes) -> None:
+        """Store ``data`` for ``task_id``; same data again is a no-op, other data a Conflict."""
+        data = check_task_input(data, self.FIELD)
+        c = self._table.c
+        with self._db.tx(write=True) as conn:
+            dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            statement = (
+                dialect_insert(self._table)
+                .values(task_id=task_id, data=data)
+                .on_conflict_do_nothing(index_elements=[c.task_id])
+                .returning(c.task_id)
+            )
+            if conn.execute(statement).first() is not None:
+                return
+            stored = conn.execute(select(c.data).where(c.task_id == task_id)).scalar()
+        if stored is None or bytes(stored) != data:
+            raise Conflict(f"task {task_id} already has another {self.FIELD}")
+
+    def get(self, task_id: str) -> bytes | None:
+        """The data stored for ``task_id``, or None."""
+        c = self._table.c
+        with self._db.tx() as conn:
+            stored = conn.execute(select(c.data).where(c.task_id == task_id)).scalar()
+        return None if stored is None else bytes(stored)
+
+    def delete(self, task_id: str) -> None:
+        """Forget the data of ``task_id`` (nothing happens if none is stored)."""
+        with self._db.tx(write=True) as conn:
+            conn.execute(delete(self._table).where(self._table.c.task_id == task_id))
+
+
+class SqlTaskOutputRepository(SqlTaskInputRepository):
+    """Task outputs delivered with proofs, per replica id, in ``task_outputs``."""
+
+    FIELD = "output"
+
+    @property
+    def _table(self) -> Table:
+        return t.task_outputs

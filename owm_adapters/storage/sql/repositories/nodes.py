@@ -1,0 +1,181 @@
+"""SQL repositories: nodes and their latest capability manifests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Row, bindparam, delete, insert, select, update
+
+from owm_adapters.storage.envelopes import manifest_of
+from owm_adapters.storage.sql import tables as t
+from owm_adapters.storage.sql.database import SqlRepository, int64, upsert
+from owm_adapters.storage.sql.rows import envelope_of_row
+from owm_core.identity.envelopes import Envelope, to_bytes
+from owm_core.nodes.registry import LnNodeUri, Node
+from owm_core.nodes.tiers import Tier
+
+
+def _node_row(node: Node) -> dict[str, Any]:
+    return {
+        "node_id": node.node_id,
+        "public_key": node.public_key,
+        "ln_pubkey": node.ln_node_uri.pubkey,
+        "ln_host": node.ln_node_uri.host,
+        "ln_port": node.ln_node_uri.port,
+        "tier": node.tier.value,
+        "vram_mb": node.vram_mb,
+        "ram_mb": node.ram_mb,
+        "bandwidth_mbps": node.bandwidth_mbps,
+        "registered_at": node.registered_at,
+        "last_heartbeat": node.last_heartbeat,
+        "onion_address": node.onion_address,
+        "reliability_ppm": node.reliability_ppm,
+        "total_tasks_completed": node.total_tasks_completed,
+        "total_sats_earned": node.total_sats_earned,
+        "suspended": node.suspended,
+    }
+
+
+def _row_node(row: Row[Any]) -> Node:
+    m = row._mapping
+    return Node(
+        node_id=m["node_id"],
+        public_key=m["public_key"],
+        ln_node_uri=LnNodeUri(pubkey=m["ln_pubkey"], host=m["ln_host"], port=m["ln_port"]),
+        tier=Tier(m["tier"]),
+        vram_mb=m["vram_mb"],
+        ram_mb=m["ram_mb"],
+        bandwidth_mbps=m["bandwidth_mbps"],
+        registered_at=m["registered_at"],
+        last_heartbeat=m["last_heartbeat"],
+        onion_address=m["onion_address"],
+        reliability_ppm=m["reliability_ppm"],
+        total_tasks_completed=m["total_tasks_completed"],
+        total_sats_earned=m["total_sats_earned"],
+        suspended=bool(m["suspended"]),
+    )
+
+
+class SqlNodeRepository(SqlRepository):
+    """Nodes in the ``nodes`` table."""
+
+    def add(self, node: Node) -> None:
+        """Store a newly registered node; Conflict if its node_id or public key is taken."""
+        with self._db.tx(write=True) as conn:
+            conn.execute(insert(t.nodes).values(_node_row(node)))
+
+    def save(self, node: Node) -> None:
+        """Replace the stored record of an existing node; Conflict if it is unknown."""
+        self._replace(
+            t.nodes,
+            t.nodes.c.node_id,
+            node.node_id,
+            _node_row(node),
+            f"node {node.node_id} is not registered",
+        )
+
+    def get(self, node_id: str) -> Node | None:
+        """The node with ``node_id``, or None."""
+        with self._db.tx() as conn:
+            row = conn.execute(select(t.nodes).where(t.nodes.c.node_id == node_id)).first()
+        return None if row is None else _row_node(row)
+
+    def get_by_public_key(self, public_key: str) -> Node | None:
+        """The node registered with Ed25519 ``public_key`` (64 hex), or None."""
+        with self._db.tx() as conn:
+            row = conn.execute(select(t.nodes).where(t.nodes.c.public_key == public_key)).first()
+        return None if row is None else _row_node(row)
+
+    def list(self) -> Sequence[Node]:
+        """Every node, ordered by node_id."""
+        with self._db.tx() as conn:
+            rows = conn.execute(select(t.nodes).order_by(t.nodes.c.node_id)).all()
+        return [_row_node(r) for r in rows]
+
+    def record_heartbeats(self, seen: Mapping[str, int]) -> int:
+        """Batch-move ``last_heartbeat`` forward (node_id → at; never backwards); count updated."""
+        if not seen:
+            return 0
+        c = t.nodes.c
+        statement = (
+            update(t.nodes)
+            .where(c.node_id == bindparam("hb_node"), c.last_heartbeat < bindparam("hb_at"))
+            .values(last_heartbeat=bindparam("hb_at"))
+        )
+        rows = [{"hb_node": node_id, "hb_at": at} for node_id, at in sorted(seen.items())]
+        with self._db.tx(write=True) as conn:
+            # One executemany round trip instead of a statement per node (SRS-PERF-04).
+            return conn.execute(statement, rows).rowcount
+
+
+def _manifest_row(envelope: Envelope) -> dict[str, Any]:
+    manifest = manifest_of(envelope)
+    return {
+        "node_id": envelope.signer_node_id,
+        "digest": manifest.digest(),
+        "issued_at": envelope.issued_at,
+        "tier": manifest.tier.value,
+        "tier_rank": manifest.tier.rank,
+        "vram_mb": manifest.vram_mb,
+        "ram_mb": manifest.ram_mb,
+        "bandwidth_mbps": manifest.bandwidth_mbps,
+        "gpu_vendor": manifest.gpu_vendor,
+        "gpu_count": manifest.gpu_count,
+        "envelope": to_bytes(envelope),
+    }
+
+
+class SqlManifestRepository(SqlRepository):
+    """Manifest envelopes (canonical bytes plus query columns) in the ``manifests`` table."""
+
+    def put(self, envelope: Envelope) -> bool:
+        """Keep ``envelope`` as its signer's manifest unless a later one is stored; True if kept."""
+        row = _manifest_row(envelope)
+        with self._db.tx(write=True) as conn:
+            return upsert(
+                conn,
+                t.manifests,
+                row,
+                "node_id",
+                only_if=lambda new: t.manifests.c.issued_at <= new.issued_at,
+            )
+
+    def get(self, node_id: str) -> Envelope | None:
+        """The latest manifest envelope of ``node_id``, or None."""
+        with self._db.tx() as conn:
+            row = conn.execute(
+                select(t.manifests.c.envelope).where(t.manifests.c.node_id == node_id)
+            ).first()
+        return None if row is None else envelope_of_row(row)
+
+    def get_by_digest(self, node_id: str, digest: str) -> Envelope | None:
+        """The node's current manifest if its body digest is ``digest`` (heartbeats cite it)."""
+        c = t.manifests.c
+        with self._db.tx() as conn:
+            row = conn.execute(
+                select(c.envelope).where(c.node_id == node_id, c.digest == digest)
+            ).first()
+        return None if row is None else envelope_of_row(row)
+
+    def matching(self, min_tier: Tier, min_vram_mb: int, min_ram_mb: int) -> Sequence[Envelope]:
+        """Manifests of tier ≥ ``min_tier`` with at least this VRAM and RAM, by node_id."""
+        c = t.manifests.c
+        query = (
+            select(c.envelope)
+            .where(
+                c.tier_rank >= min_tier.rank,
+                c.vram_mb >= int64("min_vram_mb", min_vram_mb),
+                c.ram_mb >= int64("min_ram_mb", min_ram_mb),
+            )
+            .order_by(c.node_id)
+        )
+        with self._db.tx() as conn:
+            rows = conn.execute(query).all()
+        return [envelope_of_row(r) for r in rows]
+
+    def remove(self, node_id: str) -> bool:
+        """Forget the node's manifest (deregistration); True if there was one."""
+        with self._db.tx(write=True) as conn:
+            done = conn.execute(delete(t.manifests).where(t.manifests.c.node_id == node_id))
+        return done.rowcount > 0

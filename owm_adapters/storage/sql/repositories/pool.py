@@ -1,0 +1,105 @@
+"""SQL repositories: accepted mining shares and mining payouts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import Any
+
+from sqlalchemy import Row, delete, insert, select
+
+from owm_adapters.storage.sql import tables as t
+from owm_adapters.storage.sql.database import SqlRepository, int64
+from owm_core.pool.bitcoin import AcceptedShare
+from owm_core.pool.stats import MiningPayout
+
+
+class SqlShareRepository(SqlRepository):
+    """Accepted shares in ``shares`` (credited difficulty as an exact fraction in text)."""
+
+    def add(self, share: AcceptedShare, accepted_at: int) -> None:
+        """Record an accepted share at ``accepted_at``; Conflict if its hash is already stored."""
+        credited = Fraction(share.credited_difficulty)
+        row = {
+            "hash_hex": share.hash_hex,
+            "miner_id": share.miner_id,
+            "share_difficulty": int64("share_difficulty", share.share_difficulty),
+            "credited_numerator": str(credited.numerator),
+            "credited_denominator": str(credited.denominator),
+            "is_block": share.is_block,
+            "accepted_at": accepted_at,
+        }
+        with self._db.tx(write=True) as conn:
+            conn.execute(insert(t.shares).values(row))
+
+    def contains(self, hash_hex: str) -> bool:
+        """Whether a share with this header hash is stored (duplicate detection)."""
+        with self._db.tx() as conn:
+            row = conn.execute(
+                select(t.shares.c.seq).where(t.shares.c.hash_hex == hash_hex)
+            ).first()
+        return row is not None
+
+    def since(self, start: int, miner_id: str | None = None) -> Sequence[tuple[int, AcceptedShare]]:
+        """(accepted_at, share) with accepted_at ≥ ``start`` (of one miner), in accepted order."""
+        c = t.shares.c
+        condition = [c.accepted_at >= start]
+        if miner_id is not None:
+            condition.append(c.miner_id == miner_id)
+        query = select(t.shares).where(*condition).order_by(c.accepted_at, c.seq)
+        with self._db.tx() as conn:
+            rows = conn.execute(query).all()
+        found = []
+        for r in rows:
+            m = r._mapping
+            share = AcceptedShare(
+                miner_id=m["miner_id"],
+                share_difficulty=m["share_difficulty"],
+                credited_difficulty=Fraction(
+                    int(m["credited_numerator"]), int(m["credited_denominator"])
+                ),
+                hash_hex=m["hash_hex"],
+                is_block=bool(m["is_block"]),
+            )
+            found.append((int(m["accepted_at"]), share))
+        return found
+
+    def delete_older_than(self, cutoff: int) -> int:
+        """Delete shares accepted before ``cutoff`` (retention, SRS-POOL-11); count deleted."""
+        with self._db.tx(write=True) as conn:
+            done = conn.execute(delete(t.shares).where(t.shares.c.accepted_at < cutoff))
+        return int(done.rowcount)
+
+
+def _row_payout(row: Row[Any]) -> MiningPayout:
+    m = row._mapping
+    return MiningPayout(
+        paid_at=m["paid_at"],
+        amount_sat=m["amount_sat"],
+        payment_hash=m["payment_hash"],
+        miner_id=m["miner_id"],
+    )
+
+
+class SqlMiningPayoutRepository(SqlRepository):
+    """Mining payouts in ``mining_payouts``."""
+
+    def add(self, payout: MiningPayout) -> None:
+        """Record one payout; Conflict if its payment_hash is already recorded."""
+        row = {
+            "payment_hash": payout.payment_hash,
+            "paid_at": int64("paid_at", payout.paid_at),
+            "amount_sat": int64("amount_sat", payout.amount_sat),
+            "miner_id": payout.miner_id,
+        }
+        with self._db.tx(write=True) as conn:
+            conn.execute(insert(t.mining_payouts).values(row))
+
+    def recent(self, limit: int = 100, miner_id: str | None = None) -> Sequence[MiningPayout]:
+        """Up to ``limit`` payouts (to one miner if given), newest first, then by hash."""
+        c = t.mining_payouts.c
+        query = select(t.mining_payouts).order_by(c.paid_at.desc(), c.payment_hash).limit(limit)
+        if miner_id is not None:
+            query = query.where(c.miner_id == miner_id)
+        with self._db.tx() as conn:
+            return [_row_payout(r) for r in conn.execute(query).all()]

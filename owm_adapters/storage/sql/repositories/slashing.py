@@ -1,0 +1,255 @@
+"""SQL repositories: the append-only slashing log and the open slashing evidence (SRS-STAKE-06)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Row, Table, func, insert, select, union_all, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from owm_adapters.storage.sql import tables as t
+from owm_adapters.storage.sql.database import SqlRepository, int64
+from owm_core.identity.envelopes import Envelope, from_bytes, to_bytes
+from owm_core.nodes.tiers import Tier
+from owm_core.stake.slashing import (
+    SlashingDecision,
+    SlashingLogEntry,
+    SlashingReason,
+    SlashingSignal,
+    check_next_entry,
+)
+
+
+def _entry_row(e: SlashingLogEntry) -> dict[str, Any]:
+    return {
+        "entry_index": e.index,
+        "prev_hash": e.prev_hash,
+        "node_id": e.node_id,
+        "channel_id": e.channel_id,
+        "reason": e.reason.value,
+        "evidence_hash": e.evidence_hash,
+        "at": e.at,
+        "signature": e.signature,
+    }
+
+
+def _row_entry(row: Row[Any]) -> SlashingLogEntry:
+    m = row._mapping
+    return SlashingLogEntry(
+        index=m["entry_index"],
+        prev_hash=m["prev_hash"],
+        node_id=m["node_id"],
+        channel_id=m["channel_id"],
+        reason=SlashingReason(m["reason"]),
+        evidence_hash=m["evidence_hash"],
+        at=m["at"],
+        signature=m["signature"],
+    )
+
+
+class SqlSlashingLogRepository(SqlRepository):
+    """The slashing log in ``slashing_log``: insert only (the database refuses UPDATE/DELETE)."""
+
+    def append(self, entry: SlashingLogEntry) -> None:
+        """Append ``entry``; Conflict unless its index and prev_hash continue the latest entry."""
+        with self._db.tx(write=True) as conn:
+            check_next_entry(self._latest(conn), entry)
+            conn.execute(insert(t.slashing_log).values(_entry_row(entry)))
+
+    def entries(self, start: int = 0, limit: int | None = None) -> Sequence[SlashingLogEntry]:
+        """Entries with index ≥ ``start``, in index order, at most ``limit`` of them."""
+        c = t.slashing_log.c
+        query = (
+            select(t.slashing_log)
+            .where(c.entry_index >= start)
+            .order_by(c.entry_index)
+            .limit(limit)
+        )
+        with self._db.tx() as conn:
+            return [_row_entry(r) for r in conn.execute(query).all()]
+
+    def latest(self) -> SlashingLogEntry | None:
+        """The last entry (the head of the chain), or None for an empty log."""
+        with self._db.tx() as conn:
+            return self._latest(conn)
+
+    @staticmethod
+    def _latest(conn: Connection) -> SlashingLogEntry | None:
+        query = select(t.slashing_log).order_by(t.slashing_log.c.entry_index.desc()).limit(1)
+        row = conn.execute(query).first()
+        return None if row is None else _row_entry(row)
+
+
+def _row_signal(row: Row[Any]) -> SlashingSignal:
+    m = row._mapping
+    return SlashingSignal(
+        node_id=m["node_id"],
+        reporter=m["reporter"],
+        reason=SlashingReason(m["reason"]),
+        evidence_hash=m["evidence_hash"],
+        at=m["at"],
+    )
+
+
+def _decision_row(d: SlashingDecision) -> dict[str, Any]:
+    return {
+        "node_id": d.node_id,
+        "channel_id": d.channel_id,
+        "tier": d.tier.value,
+        "reason": d.reason.value,
+        "evidence_hash": d.evidence_hash,
+        "decided_at": int64("decided_at", d.decided_at),
+        "supporters": json.dumps(list(d.supporters)),
+        "cooldown_s": int64("cooldown_s", d.cooldown_s),
+    }
+
+
+def _row_decision(row: Row[Any]) -> SlashingDecision:
+    m = row._mapping
+    return SlashingDecision(
+        node_id=m["node_id"],
+        channel_id=m["channel_id"],
+        tier=Tier(m["tier"]),
+        reason=SlashingReason(m["reason"]),
+        evidence_hash=m["evidence_hash"],
+        decided_at=m["decided_at"],
+        supporters=tuple(json.loads(m["supporters"])),
+        cooldown_s=m["cooldown_s"],
+    )
+
+
+class SqlSlashingEvidenceRepository(SqlRepository):
+    """Open slashing signals (``slashing_signals``), acknowledgements (``slashing_acks``) and
+    decisions under way (``slashing_decisions``); closed rows are kept for the record."""
+
+    def _insert_new(self, table: Table, row: dict[str, Any], unique: list[str]) -> bool:
+        with self._db.tx(write=True) as conn:
+            dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            statement = (
+                dialect_insert(table)
+                .values(row)
+                .on_conflict_do_nothing(index_elements=[table.c[n] for n in unique])
+                .returning(table.c.seq)
+            )
+            return conn.execute(statement).first() is not None
+
+    def add_signal(self, signal: SlashingSignal) -> bool:
+        """Store an open signal; False if the same evidence from the same reporter is known."""
+        row = {
+            "node_id": signal.node_id,
+            "reporter": signal.reporter,
+            "reason": signal.reason.value,
+            "evidence_hash": signal.evidence_hash,
+            "at": int64("at", signal.at),
+        }
+        unique = ["node_id", "reporter", "reason", "evidence_hash"]
+        return self._insert_new(t.slashing_signals, row, unique)
+
+    def add_acknowledgement(self, node_id: str, envelope: Envelope, received_at: int) -> bool:
+        """Store an open acknowledgement envelope; False if its signature is already known."""
+        row = {
+            "signature": envelope.signature,
+            "node_id": node_id,
+            "signer": envelope.signer,
+            "envelope": to_bytes(envelope),
+            "received_at": int64("received_at", received_at),
+        }
+        return self._insert_new(t.slashing_acks, row, ["signature"])
+
+    def open_signals(self, node_id: str) -> Sequence[SlashingSignal]:
+        """The open signals about ``node_id``, oldest first."""
+        c = t.slashing_signals.c
+        query = (
+            select(t.slashing_signals)
+            .where(c.node_id == node_id, c.closed_at.is_(None))
+            .order_by(c.at, c.seq)
+        )
+        with self._db.tx() as conn:
+            return [_row_signal(r) for r in conn.execute(query).all()]
+
+    def open_acknowledgements(self, node_id: str) -> Sequence[Envelope]:
+        """The open acknowledgement envelopes about ``node_id``, oldest first."""
+        c = t.slashing_acks.c
+        query = (
+            select(c.envelope)
+            .where(c.node_id == node_id, c.closed_at.is_(None))
+            .order_by(c.received_at, c.seq)
+        )
+        with self._db.tx() as conn:
+            return [from_bytes(bytes(raw)) for raw in conn.execute(query).scalars().all()]
+
+    def open_node_ids(self, limit: int = 100) -> Sequence[str]:
+        """Nodes with open evidence, by their oldest open evidence (then node id)."""
+        s, a = t.slashing_signals.c, t.slashing_acks.c
+        signals = (
+            select(s.node_id, func.min(s.at).label("oldest"))
+            .where(s.closed_at.is_(None))
+            .group_by(s.node_id)
+        )
+        acks = (
+            select(a.node_id, func.min(a.received_at).label("oldest"))
+            .where(a.closed_at.is_(None))
+            .group_by(a.node_id)
+        )
+        both = union_all(signals, acks).subquery()
+        query = (
+            select(both.c.node_id, func.min(both.c.oldest).label("first"))
+            .group_by(both.c.node_id)
+            .order_by(func.min(both.c.oldest), both.c.node_id)
+            .limit(limit)
+        )
+        with self._db.tx() as conn:
+            return [r.node_id for r in conn.execute(query).all()]
+
+    def begin_decision(self, decision: SlashingDecision) -> SlashingDecision:
+        """Record ``decision`` before it is carried out; an unfinished one of the node wins."""
+        c = t.slashing_decisions.c
+        with self._db.tx(write=True) as conn:
+            row = conn.execute(
+                select(t.slashing_decisions)
+                .where(c.node_id == decision.node_id, c.finished_at.is_(None))
+                .order_by(c.seq)
+                .limit(1)
+            ).first()
+            if row is not None:
+                return _row_decision(row)
+            conn.execute(insert(t.slashing_decisions).values(_decision_row(decision)))
+            return decision
+
+    def unfinished_decisions(self) -> Sequence[SlashingDecision]:
+        """Decisions begun and not finished, oldest first."""
+        c = t.slashing_decisions.c
+        query = select(t.slashing_decisions).where(c.finished_at.is_(None)).order_by(c.seq)
+        with self._db.tx() as conn:
+            return [_row_decision(r) for r in conn.execute(query).all()]
+
+    def finish_decision(self, node_id: str, finished_at: int) -> None:
+        """Mark the node's unfinished decision done and close its open evidence, together."""
+        c = t.slashing_decisions.c
+        with self._db.tx(write=True) as conn:
+            conn.execute(
+                update(t.slashing_decisions)
+                .where(c.node_id == node_id, c.finished_at.is_(None))
+                .values(finished_at=int64("finished_at", finished_at))
+            )
+            self._close(conn, node_id, finished_at)
+
+    def close_evidence(self, node_id: str, closed_at: int) -> int:
+        """Close the node's open evidence without a decision; returns how many were open."""
+        with self._db.tx(write=True) as conn:
+            return self._close(conn, node_id, closed_at)
+
+    @staticmethod
+    def _close(conn: Connection, node_id: str, closed_at: int) -> int:
+        closed = 0
+        for table in (t.slashing_signals, t.slashing_acks):
+            done = conn.execute(
+                update(table)
+                .where(table.c.node_id == node_id, table.c.closed_at.is_(None))
+                .values(closed_at=int64("closed_at", closed_at))
+            )
+            closed += done.rowcount
+        return closed

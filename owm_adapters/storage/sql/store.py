@@ -1,0 +1,121 @@
+"""The SQL store: every repository over one database (the ``Repositories`` port).
+
+Rows become domain values (and values rows) only inside this package (:mod:`.rows` and the
+repositories); callers never see a row. Every statement is a SQLAlchemy Core expression whose
+values travel as bound parameters, never formatted into SQL text (SRS-SEC-06).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import attrs
+from sqlalchemy import Engine
+
+from owm_adapters.storage.sql.database import Database
+from owm_adapters.storage.sql.repositories.access import SqlApiKeyRepository
+from owm_adapters.storage.sql.repositories.fl import SqlFlRoundRepository
+from owm_adapters.storage.sql.repositories.governance import (
+    SqlAnalysisRepository,
+    SqlBountyRepository,
+    SqlProposalRepository,
+)
+from owm_adapters.storage.sql.repositories.knowledge import (
+    SqlDatasetRepository,
+    SqlSubModelRepository,
+)
+from owm_adapters.storage.sql.repositories.market import (
+    SqlProofRepository,
+    SqlTaskInputRepository,
+    SqlTaskOutputRepository,
+    SqlTaskRepository,
+)
+from owm_adapters.storage.sql.repositories.nodes import SqlManifestRepository, SqlNodeRepository
+from owm_adapters.storage.sql.repositories.payments import SqlPaymentRepository
+from owm_adapters.storage.sql.repositories.pool import SqlMiningPayoutRepository, SqlShareRepository
+from owm_adapters.storage.sql.repositories.provenance import SqlModelReleaseRepository
+from owm_adapters.storage.sql.repositories.retrieval import (
+    SqlDataCreditRepository,
+    SqlQueryAnswerRepository,
+)
+from owm_adapters.storage.sql.repositories.slashing import (
+    SqlSlashingEvidenceRepository,
+    SqlSlashingLogRepository,
+)
+from owm_adapters.storage.sql.repositories.stake import SqlStakeRepository
+from owm_core.ports.repositories import Repositories
+
+
+@attrs.define
+class SqlRepositories:
+    """Every SQL repository over one engine (the ``Repositories`` port)."""
+
+    nodes: SqlNodeRepository
+    manifests: SqlManifestRepository
+    stakes: SqlStakeRepository
+    tasks: SqlTaskRepository
+    proofs: SqlProofRepository
+    payments: SqlPaymentRepository
+    slashing_log: SqlSlashingLogRepository
+    slashing_evidence: SqlSlashingEvidenceRepository
+    proposals: SqlProposalRepository
+    shares: SqlShareRepository
+    api_keys: SqlApiKeyRepository
+    releases: SqlModelReleaseRepository
+    bounties: SqlBountyRepository
+    analyses: SqlAnalysisRepository
+    mining_payouts: SqlMiningPayoutRepository
+    task_inputs: SqlTaskInputRepository
+    task_outputs: SqlTaskOutputRepository
+    sub_models: SqlSubModelRepository
+    datasets: SqlDatasetRepository
+    data_credits: SqlDataCreditRepository
+    query_answers: SqlQueryAnswerRepository
+    fl_rounds: SqlFlRoundRepository
+    database: Database
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """A block whose writes (on this thread) commit together, or not at all if it raises."""
+        with self.database.atomic():
+            yield
+
+    def close(self) -> None:
+        """Dispose of the engine's connection pool."""
+        self.database.engine.dispose()
+
+
+def sql_repositories(engine: Engine) -> SqlRepositories:
+    """Every repository over ``engine``, whose schema must be migrated to head already."""
+    db = Database(engine)
+    return SqlRepositories(
+        nodes=SqlNodeRepository(db),
+        manifests=SqlManifestRepository(db),
+        stakes=SqlStakeRepository(db),
+        tasks=SqlTaskRepository(db),
+        proofs=SqlProofRepository(db),
+        payments=SqlPaymentRepository(db),
+        slashing_log=SqlSlashingLogRepository(db),
+        slashing_evidence=SqlSlashingEvidenceRepository(db),
+        proposals=SqlProposalRepository(db),
+        shares=SqlShareRepository(db),
+        api_keys=SqlApiKeyRepository(db),
+        releases=SqlModelReleaseRepository(db),
+        bounties=SqlBountyRepository(db),
+        analyses=SqlAnalysisRepository(db),
+        mining_payouts=SqlMiningPayoutRepository(db),
+        task_inputs=SqlTaskInputRepository(db),
+        task_outputs=SqlTaskOutputRepository(db),
+        sub_models=SqlSubModelRepository(db),
+        datasets=SqlDatasetRepository(db),
+        data_credits=SqlDataCreditRepository(db),
+        query_answers=SqlQueryAnswerRepository(db),
+        fl_rounds=SqlFlRoundRepository(db),
+        database=db,
+    )
+
+
+def _conforms(store: SqlRepositories) -> Repositories:
+    """Never called: makes mypy check that the bundle implements the port."""
+    return store
