@@ -6,10 +6,9 @@ Reads the settings (with the spec's environment overrides, §10.3: ``OWM_COORDIN
 and wires the task runner, the task log and the daemon — with the weights watcher when
 ``[coordinator] api_url`` is set (OTS proofs checked against ``[chain]``) and the payout
 invoicer when ``[lightning] backend`` names the node's own Lightning node (LND, CLN, or a
-devnet's embedded ledger). The control plane is passed in — the
-gRPC client lives in ``owm_adapters.control_plane.grpc_client`` and tests pass the in-process twin
-— so this
-module never imports a shell.
+devnet's embedded ledger; built in :mod:`owm_adapters.bootstrap.lightning`). The control plane
+is passed in — the gRPC client lives in ``owm_adapters.control_plane.grpc_client`` and tests pass
+the in-process twin — so this module never imports a shell.
 """
 
 from __future__ import annotations
