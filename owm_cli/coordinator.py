@@ -169,13 +169,14 @@ def _start_api(
 ) -> ApiServer:
     """Serve the public HTTP API over the same coordinator (one store, one Lightning node)."""
     from owm_adapters.bootstrap.coordinator import data_dir_of
-    from owm_server.http.serve import api_server_for
+    from owm_server.http.serve import HttpLimits, api_server_for
 
     section = settings.coordinator
     try:
         api = api_server_for(
             coordinator, section.api_listen, data_dir=data_dir_of(settings),
             grace_s=section.grace_period_s, knowledge=knowledge,
+            limits=HttpLimits(trusted_proxies=tuple(section.api_trusted_proxies)),
         )
         api.start()
     except (RuntimeError, ValueError) as exc:

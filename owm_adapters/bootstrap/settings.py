@@ -269,6 +269,9 @@ class CoordinatorSection:
     grpc_listen: str = "127.0.0.1:50051"
     onion_listen: str = ""
     api_listen: str = "127.0.0.1:8000"
+    #: Reverse proxies whose ``X-Forwarded-For`` names the API client (SRS-SEC-04); empty:
+    #: the peer address is the client, whatever the header says (loopback included).
+    api_trusted_proxies: tuple[str, ...] = ()
     metrics_listen: str = "127.0.0.1:9464"
     database_url: str = ""
     grace_period_s: int = 10

@@ -57,7 +57,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     A timer is armed when the connection opens and when a request's first byte arrives (on
     a kept-alive connection) and cancelled once the headers are complete; when it fires the
-    connection is closed without an answer. The limit is ``HEADER_TIMEOUT_S`` of the class
+    connection is closed without an answer. The limit is ``header_timeout_s`` of the subclass
     :func:`api_config` makes, since uvicorn builds protocols from its config alone.
     """
 

@@ -66,3 +66,24 @@ def test_a_connection_that_sends_nothing_is_dropped_too(world: World) -> None:
             started = time.monotonic()
             assert sock.recv(1024) == b""
             assert time.monotonic() - started < 4
+
+
+def test_forged_forwarded_for_from_loopback_does_not_escape_the_per_ip_registration_limit(
+    world: World,
+) -> None:
+    with _serving(world, HttpLimits()) as base:
+        replies = [
+            httpx.post(
+                f"{base}/v1/nodes/register",
+                json=world.registration(world.node()),
+                headers={"X-Forwarded-For": f"203.0.113.{i}"},
+                timeout=10,
+            )
+            for i in range(11)
+        ]
+    assert [r.status_code for r in replies[:10]] == [201] * 10, replies[-1].text
+    refused = replies[10]
+    assert refused.status_code == 429
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert int(refused.headers["Retry-After"]) > 0
+    assert len(world.repos.nodes.list()) == 10
