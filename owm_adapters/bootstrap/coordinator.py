@@ -27,7 +27,7 @@ from owm_adapters.bootstrap.settings import ConfigError, CoordinatorSettings, da
 from owm_adapters.clock import SystemClock
 from owm_adapters.services.coordinator.service import CoordinatorService, ServiceConfig
 from owm_adapters.services.slashing import SlashingService
-from owm_adapters.services.workers import Workers
+from owm_adapters.services.workers import OnStop, Workers
 from owm_adapters.storage import keystore
 from owm_core.errors import InvalidValue
 from owm_core.identity.keys import Identity
@@ -181,12 +181,21 @@ def build_coordinator(
             settings, service, timestamping=timestamping,
             signals=None if slashing_service is None else slashing_service.report,
         )
-    workers = Workers(tuple(w for w in (service, payouts, slashing_service, fl) if w is not None))
+    stamping = _timestamping_worker(fl.timestamping) if fl is not None else None
+    workers = Workers(tuple(
+        w for w in (service, payouts, slashing_service, stamping, fl) if w is not None
+    ))
     return Coordinator(
         store=store, clock=clock, treasury=treasury, service=service, payouts=payouts,
         slashing=slashing_service, fl=fl, node_invoices=node_invoices,
         signing_key_created=created, workers=workers,
     )
+
+
+def _timestamping_worker(timestamping: Timestamping) -> OnStop | None:
+    """The embedded calendar's flusher, stopped after the FL rounds that stamp through it."""
+    stop = getattr(timestamping, "stop", None)
+    return OnStop(stop) if callable(stop) else None
 
 
 def _settlement_listeners(

@@ -242,11 +242,8 @@ class FlRoundService:
         self._loop.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the worker (a close in progress completes) and the embedded calendar."""
+        """Stop the worker (a close in progress completes)."""
         self._loop.stop(timeout_s)
-        stop = getattr(self.timestamping, "stop", None)
-        if callable(stop):
-            stop()
 
     def tick(self) -> None:
         """One pass of the worker: close what is due, start what is due, upgrade proofs."""

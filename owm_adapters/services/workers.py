@@ -97,6 +97,21 @@ class Loop:
 
 
 @attrs.frozen
+class OnStop:
+    """A worker with nothing to start whose stop calls ``stop()``: an adapter that starts its
+    background threads lazily (the embedded calendar's flusher) and must end them."""
+
+    stop_call: Callable[[], object]
+
+    def start(self) -> None:
+        """Nothing: the adapter starts itself on first use."""
+
+    def stop(self, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> None:
+        """Call the adapter's stop."""
+        self.stop_call()
+
+
+@attrs.frozen
 class Workers:
     """What one process runs in the background, in start order (stopped in reverse)."""
 
@@ -132,4 +147,4 @@ class Workers:
             self.stop(timeout_s)
 
 
-__all__ = ["DEFAULT_STOP_TIMEOUT_S", "Loop", "Worker", "Workers"]
+__all__ = ["DEFAULT_STOP_TIMEOUT_S", "Loop", "OnStop", "Worker", "Workers"]
