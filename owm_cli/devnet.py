@@ -268,45 +268,11 @@ def traffic(data_dir: Path) -> None:
     import signal
     import threading
 
-    import grpc
-
-    from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
-    from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import (
-        coordinator_pb2_grpc as pb_grpc,
-    )
-    from owm_adapters.devnet import network
-    from owm_adapters.devnet.layout import write_private
-    from owm_adapters.devnet.processes import http_json
-    from owm_adapters.devnet.traffic import SampleTask, TrafficLoop
+    from owm_adapters.devnet.traffic import run_traffic
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    layout = DevnetLayout.at(data_dir)
-    state = network.require_state(layout)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    channel = grpc.insecure_channel(state.grpc_target)
-    stub = pb_grpc.CoordinatorStub(channel)  # type: ignore[no-untyped-call]
-    min_tier = min(node.tier for node in state.nodes)
-
-    def submit(task: SampleTask) -> None:
-        stub.SubmitTask(pb.SubmitTaskRequest(
-            task_id=task.task_id, task_type=task.task_type, input_schema_id=task.schema_id,
-            input_schema_version=task.schema_version, min_tier=min_tier,
-            max_price_msat=task.max_price_msat, input=json.dumps(dict(task.payload)).encode(),
-        ), timeout=10)
-
-    def ask(question: str) -> tuple[int, Any]:
-        return http_json(f"{state.api_url}/v1/query", body={"query": question},
-                         headers={"Authorization": f"Bearer {state.api_key}"}, timeout_s=60)
-
-    def record(report: dict[str, Any]) -> None:
-        write_private(layout.traffic_file, json.dumps(report, indent=2) + "\n")
-
-    loop = TrafficLoop(submit, ask, record, interval_s=state.traffic_interval_s,
-                       query_interval_s=state.query_interval_s)
-    try:
-        loop.run(stop)
-    finally:
-        channel.close()
+    run_traffic(DevnetLayout.at(data_dir), stop)

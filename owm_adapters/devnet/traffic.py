@@ -7,8 +7,8 @@ embedded Lightning ledger; every ``query_interval_s`` it sends a sample query to
 ``POST /v1/query``. What it did last is written to ``traffic.json`` in the data directory for
 ``owm devnet status``.
 
-The loop only knows two callables — submit a task, ask a query — which the shell
-(:mod:`owm_cli.devnet`) wires to the gRPC control plane and the HTTP API; the tests wire fakes.
+The loop only knows two callables — submit a task, ask a query — which :func:`run_traffic`
+wires to the gRPC control plane and the HTTP API of a running devnet; the tests wire fakes.
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
+
+if TYPE_CHECKING:
+    from owm_adapters.devnet.layout import DevnetLayout
 
 log = logging.getLogger(__name__)
 
@@ -142,3 +145,46 @@ class TrafficLoop:
             log.info("query not answered (HTTP %s): %s", status, detail)
         self.report["last_query"] = entry
         return status == 200
+
+
+def run_traffic(layout: DevnetLayout, stop: threading.Event) -> None:
+    """Run the traffic loop of the devnet at ``layout`` until ``stop`` is set: tasks through
+    the coordinator's gRPC ``SubmitTask``, queries through ``POST /v1/query``, the report
+    written to ``traffic.json``."""
+    import json
+
+    import grpc
+
+    from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+    from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import (
+        coordinator_pb2_grpc as pb_grpc,
+    )
+    from owm_adapters.devnet import network
+    from owm_adapters.devnet.layout import write_private
+    from owm_adapters.devnet.processes import http_json
+
+    state = network.require_state(layout)
+    channel = grpc.insecure_channel(state.grpc_target)
+    stub = pb_grpc.CoordinatorStub(channel)  # type: ignore[no-untyped-call]
+    min_tier = min(node.tier for node in state.nodes)
+
+    def submit(task: SampleTask) -> None:
+        stub.SubmitTask(pb.SubmitTaskRequest(
+            task_id=task.task_id, task_type=task.task_type, input_schema_id=task.schema_id,
+            input_schema_version=task.schema_version, min_tier=min_tier,
+            max_price_msat=task.max_price_msat, input=json.dumps(dict(task.payload)).encode(),
+        ), timeout=10)
+
+    def ask(question: str) -> tuple[int, Any]:
+        return http_json(f"{state.api_url}/v1/query", body={"query": question},
+                         headers={"Authorization": f"Bearer {state.api_key}"}, timeout_s=60)
+
+    def record(report: dict[str, Any]) -> None:
+        write_private(layout.traffic_file, json.dumps(report, indent=2) + "\n")
+
+    loop = TrafficLoop(submit, ask, record, interval_s=state.traffic_interval_s,
+                       query_interval_s=state.query_interval_s)
+    try:
+        loop.run(stop)
+    finally:
+        channel.close()
