@@ -3,7 +3,9 @@
 * **Versions are mounts** (SRS-API-06): ``/v1`` is a :class:`~starlette.routing.Mount` of the
   v1 operations and their OpenAPI document (``/v1/openapi.json``); a ``/v2`` would be another
   mount beside it, so both can be served at once.
-* **One dispatcher** per operation (:func:`endpoint`): read the body (≤ 1 MiB), validate path,
+* **One dispatcher** per operation (:func:`endpoint`): read the body (≤ 1 MiB), refuse JSON
+  nested deeper than :data:`MAX_JSON_DEPTH` with a cheap scan before parsing it (a deep
+  document would otherwise exhaust the parser's recursion), validate path,
   query and body against the operation's schemas, authenticate (API key, L402 token or a node's
   signature), count the request against the caller's rate limit, call the handler. Cheap,
   cached handlers run on the event loop; the rest in the thread pool.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -47,6 +50,10 @@ from owm_server.http.v1.mining import dashboard_json
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20
+MAX_JSON_DEPTH = 32
+"""No request body of the API nests objects and arrays deeper than this."""
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
 API_TITLE = "OWM public API"
 API_VERSION = "1.0.0"
 API_DESCRIPTION = (
@@ -134,14 +141,34 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+def json_depth_exceeds(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``raw`` nests arrays and objects deeper than ``limit`` (brackets in strings
+    do not count); linear in the size and stops at the first level past the limit."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    depth = 0
+    for bracket in _JSON_BRACKET.finditer(_JSON_STRING.sub(b'""', raw)):
+        if bracket.group() in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
 def _parse_body(op: Operation, raw: bytes, content_type: str) -> Any:
     if op.body is None:
         return None
     if content_type and "json" not in content_type.split(";")[0].lower():
         raise Problem(415, "unsupported-media-type", "send the body as application/json")
+    if json_depth_exceeds(raw):
+        raise Problem(
+            400, "malformed-request", f"the body nests deeper than {MAX_JSON_DEPTH} levels"
+        )
     try:
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise Problem(400, "malformed-request", "the body is not valid JSON") from None
     if not isinstance(value, dict):
         raise Problem(400, "malformed-request", "the body must be a JSON object")

@@ -87,3 +87,23 @@ def test_forged_forwarded_for_from_loopback_does_not_escape_the_per_ip_registrat
     assert refused.headers["content-type"] == "application/problem+json"
     assert int(refused.headers["Retry-After"]) > 0
     assert len(world.repos.nodes.list()) == 10
+
+
+def test_deeply_nested_json_is_a_400_problem_not_a_500(world: World) -> None:
+    for depth in (33, 5_000, 200_000):
+        body = b'{"public_key": ' + b"[" * depth + b"]" * depth + b"}"
+        reply = world.client.post(
+            "/v1/nodes/register", content=body, headers={"content-type": "application/json"}
+        )
+        assert reply.status_code == 400, reply.text
+        assert reply.headers["content-type"] == "application/problem+json"
+        assert reply.json()["code"] == "malformed-request"
+        assert "deeper than 32" in reply.json()["detail"]
+    assert world.repos.nodes.list() == []
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(world: World) -> None:
+    body = {"public_key": "[" * 100, "purpose": "{" * 100}
+    reply = world.client.post("/v1/nodes/challenge", json=body)
+    assert reply.status_code in (400, 422)
+    assert "deeper than" not in reply.json()["detail"]
