@@ -1,12 +1,122 @@
-"""Rows ↔ values: what the SQL repositories decode from and encode into table rows."""
+"""Rows ↔ values: the cattrs machinery every SQL repository maps its rows with.
+
+Un/structuring rules live here, at the storage edge, never on the domain classes. Each
+storage context builds one converter with :func:`row_converter` and registers the shape of
+each value it stores with :func:`register_row`: which attribute has another column name,
+which nested value is stored flat in the row's columns, which columns are computed from the
+value, which integers must fit a ``BIGINT``. The storage-wide hooks: enums travel as their
+``.value`` (cattrs' default), tuples of text as JSON text (the tables store them so), bytes
+come back from ``memoryview``/``bytearray`` columns as ``bytes``, and SQLite's integer
+booleans as ``bool``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from sqlalchemy import Row
 
+from owm_adapters.storage.sql.database import int64
 from owm_core.identity.envelopes import Envelope, from_bytes
+
+T = TypeVar("T")
+TEXTS = tuple[str, ...]
+"""Tuples of text (ids, names, licences): stored as a JSON array in one text column."""
+
+
+@attrs.frozen
+class Flat:
+    """A nested value stored in its container's row: ``columns`` maps its attributes to
+    columns. An optional one is None when the row's first column of it is NULL."""
+
+    field: str
+    columns: Mapping[str, str]
+
+
+def row_converter() -> cattrs.Converter:
+    """A converter with the storage-wide hooks (see the module docstring)."""
+    converter = cattrs.Converter()
+    converter.register_unstructure_hook_func(lambda t: t == TEXTS, lambda v: json.dumps(list(v)))
+    converter.register_structure_hook_func(lambda t: t == TEXTS, lambda v, _: tuple(json.loads(v)))
+    converter.register_structure_hook(bytes, lambda v, _: bytes(v))
+    return converter
+
+
+def register_row(
+    converter: cattrs.Converter,
+    cls: type[Any],
+    *,
+    renamed: Mapping[str, str] | None = None,
+    flat: Iterable[Flat] = (),
+    omitted: Iterable[str] = (),
+    computed: Mapping[str, Callable[[Any], Any]] | None = None,
+    int64_columns: Iterable[str] = (),
+) -> None:
+    """Teach ``converter`` the row shape of ``cls``.
+
+    ``renamed`` maps attributes to their column names; ``flat`` lists nested values stored
+    flat; ``omitted`` attributes are not columns of this row (the caller passes them back to
+    :func:`from_row`); ``computed`` adds columns derived from the value; ``int64_columns``
+    must fit a ``BIGINT`` (``InvalidValue`` naming the column, before any SQL runs).
+    """
+    attrs.resolve_types(cls)
+    renames = {name: override(rename=column) for name, column in (renamed or {}).items()}
+    flats, omitted = tuple(flat), tuple(omitted)
+    skipped = {name: override(omit=True) for name in (*omitted, *(f.field for f in flats))}
+    overrides: dict[str, Any] = {**renames, **skipped}
+    unstructure = make_dict_unstructure_fn(cls, converter, **overrides)
+    given: dict[str, Any] = {name: override(struct_hook=_as_given) for name in omitted}
+    structure = make_dict_structure_fn(cls, converter, **{**renames, **given})
+    extra = dict(computed or {})
+    checked = tuple(int64_columns)
+
+    def to_columns(value: Any) -> dict[str, Any]:
+        row = unstructure(value)
+        for f in flats:
+            nested = getattr(value, f.field)
+            for attribute, column in f.columns.items():
+                row[column] = (
+                    None if nested is None else converter.unstructure(getattr(nested, attribute))
+                )
+        row.update({column: compute(value) for column, compute in extra.items()})
+        for column in checked:
+            if row[column] is not None:
+                int64(column, row[column])
+        return row
+
+    def from_columns(mapping: Mapping[str, Any], _: Any) -> Any:
+        values = dict(mapping)
+        for f in flats:
+            first = next(iter(f.columns.values()))
+            values[f.field] = (
+                None
+                if values[first] is None
+                else {attribute: values[column] for attribute, column in f.columns.items()}
+            )
+        return structure(values, cls)
+
+    converter.register_unstructure_hook(cls, to_columns)
+    converter.register_structure_hook(cls, from_columns)
+
+
+def _as_given(value: Any, _: Any) -> Any:
+    return value
+
+
+def to_row(converter: cattrs.Converter, value: Any) -> dict[str, Any]:
+    """The columns of ``value`` (its shape registered with :func:`register_row`)."""
+    row: dict[str, Any] = converter.unstructure(value)
+    return row
+
+
+def from_row(converter: cattrs.Converter, row: Row[Any], cls: type[T], **given: Any) -> T:
+    """The ``cls`` value stored in ``row``; ``given`` supplies the omitted attributes, as is."""
+    return converter.structure({**row._mapping, **given}, cls)
 
 
 def envelope_of_row(row: Row[Any]) -> Envelope:

@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import insert, select, update
 
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.database import SqlRepository
-from owm_core.access.api_keys import ApiKey, Plan
+from owm_adapters.storage.sql.rows import (
+    from_row,
+    register_row,
+    row_converter,
+)
+from owm_core.access.api_keys import ApiKey
 
-
-def _row_api_key(row: Row[Any]) -> ApiKey:
-    m = row._mapping
-    return ApiKey(
-        key_id=m["key_id"],
-        secret_sha256=m["secret_sha256"],
-        owner=m["owner"],
-        plan=Plan(m["plan"]),
-        created_at=m["created_at"],
-        revoked=bool(m["revoked"]),
-    )
+_ROWS = row_converter()
+"""How this context's values become rows and back."""
+register_row(_ROWS, ApiKey)
 
 
 class SqlApiKeyRepository(SqlRepository):
@@ -44,7 +40,7 @@ class SqlApiKeyRepository(SqlRepository):
         """The key with ``key_id``, or None."""
         with self._db.tx() as conn:
             row = conn.execute(select(t.api_keys).where(t.api_keys.c.key_id == key_id)).first()
-        return None if row is None else _row_api_key(row)
+        return None if row is None else from_row(_ROWS, row, ApiKey)
 
     def get_by_secret_sha256(self, secret_sha256: str) -> ApiKey | None:
         """The key whose secret hashes to ``secret_sha256``, or None (authentication)."""
@@ -52,7 +48,7 @@ class SqlApiKeyRepository(SqlRepository):
             row = conn.execute(
                 select(t.api_keys).where(t.api_keys.c.secret_sha256 == secret_sha256)
             ).first()
-        return None if row is None else _row_api_key(row)
+        return None if row is None else from_row(_ROWS, row, ApiKey)
 
     def revoke(self, key_id: str) -> bool:
         """Mark the key revoked; True if it existed."""
@@ -67,4 +63,4 @@ class SqlApiKeyRepository(SqlRepository):
         c = t.api_keys.c
         query = select(t.api_keys).where(c.owner == owner).order_by(c.created_at, c.seq)
         with self._db.tx() as conn:
-            return [_row_api_key(r) for r in conn.execute(query).all()]
+            return [from_row(_ROWS, r, ApiKey) for r in conn.execute(query).all()]

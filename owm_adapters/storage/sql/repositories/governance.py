@@ -5,50 +5,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from owm_adapters.storage.sql import tables as t
-from owm_adapters.storage.sql.database import SqlRepository, int64
+from owm_adapters.storage.sql.database import SqlRepository
+from owm_adapters.storage.sql.rows import (
+    from_row,
+    register_row,
+    row_converter,
+    to_row,
+)
 from owm_core.errors import Conflict
-from owm_core.governance.contributions import AnalysisRequest, AnalysisState, Bounty, BountyStatus
-from owm_core.governance.proposals import Comment, Proposal, ProposalStatus, ProposalType
+from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
+from owm_core.governance.proposals import Comment, Proposal, ProposalStatus
 
-
-def _proposal_row(p: Proposal) -> dict[str, Any]:
-    return {
-        "proposal_id": p.proposal_id,
-        "author": p.author,
-        "title": p.title,
-        "description": p.description,
-        "type": p.type.value,
-        "implementation_plan": p.implementation_plan,
-        "requested_sat": p.requested_sat,
-        "submitted_at": p.submitted_at,
-        "comment_deadline_at": p.comment_deadline_at,
-        "status": p.status.value,
-        "txid": p.txid,
-    }
-
-
-def _row_proposal(
-    row: Row[Any], comments: Sequence[Comment], acknowledgements: Sequence[str]
-) -> Proposal:
-    m = row._mapping
-    return Proposal(
-        proposal_id=m["proposal_id"],
-        author=m["author"],
-        title=m["title"],
-        description=m["description"],
-        type=ProposalType(m["type"]),
-        implementation_plan=m["implementation_plan"],
-        requested_sat=m["requested_sat"],
-        submitted_at=m["submitted_at"],
-        comment_deadline_at=m["comment_deadline_at"],
-        status=ProposalStatus(m["status"]),
-        comments=tuple(comments),
-        acknowledgements=frozenset(acknowledgements),
-        txid=m["txid"],
-    )
+_ROWS = row_converter()
+"""How this context's values become rows and back."""
+register_row(_ROWS, Proposal, omitted=["comments", "acknowledgements"])
+register_row(_ROWS, Bounty, int64_columns=["amount_sat", "created_at"])
+register_row(_ROWS, AnalysisRequest, int64_columns=["requested_at", "updated_at"])
 
 
 class SqlProposalRepository(SqlRepository):
@@ -57,7 +32,7 @@ class SqlProposalRepository(SqlRepository):
     def add(self, proposal: Proposal) -> None:
         """Store a new proposal; Conflict if its proposal_id exists."""
         with self._db.tx(write=True) as conn:
-            conn.execute(insert(t.proposals).values(_proposal_row(proposal)))
+            conn.execute(insert(t.proposals).values(to_row(_ROWS, proposal)))
             self._write_children(conn, proposal)
 
     def save(self, proposal: Proposal) -> None:
@@ -67,7 +42,7 @@ class SqlProposalRepository(SqlRepository):
             done = conn.execute(
                 update(t.proposals)
                 .where(t.proposals.c.proposal_id == pid)
-                .values(_proposal_row(proposal))
+                .values(to_row(_ROWS, proposal))
             )
             if done.rowcount == 0:
                 raise Conflict(f"proposal {pid} does not exist")
@@ -140,36 +115,15 @@ class SqlProposalRepository(SqlRepository):
         for r in ack_rows:
             acks.setdefault(r._mapping["proposal_id"], []).append(r._mapping["holder_key"])
         return [
-            _row_proposal(r, comments.get(r.proposal_id, []), acks.get(r.proposal_id, []))
+            from_row(
+                _ROWS,
+                r,
+                Proposal,
+                comments=tuple(comments.get(r.proposal_id, [])),
+                acknowledgements=frozenset(acks.get(r.proposal_id, [])),
+            )
             for r in rows
         ]
-
-
-def _bounty_row(b: Bounty) -> dict[str, Any]:
-    return {
-        "bounty_id": b.bounty_id,
-        "repository": b.repository,
-        "issue_number": b.issue_number,
-        "title": b.title,
-        "amount_sat": int64("amount_sat", b.amount_sat),
-        "created_by": b.created_by,
-        "created_at": int64("created_at", b.created_at),
-        "status": b.status.value,
-    }
-
-
-def _row_bounty(row: Row[Any]) -> Bounty:
-    m = row._mapping
-    return Bounty(
-        bounty_id=m["bounty_id"],
-        repository=m["repository"],
-        issue_number=m["issue_number"],
-        title=m["title"],
-        amount_sat=m["amount_sat"],
-        created_by=m["created_by"],
-        created_at=m["created_at"],
-        status=BountyStatus(m["status"]),
-    )
 
 
 class SqlBountyRepository(SqlRepository):
@@ -178,7 +132,7 @@ class SqlBountyRepository(SqlRepository):
     def add(self, bounty: Bounty) -> None:
         """Store a new bounty; Conflict if its bounty_id exists."""
         with self._db.tx(write=True) as conn:
-            conn.execute(insert(t.bounties).values(_bounty_row(bounty)))
+            conn.execute(insert(t.bounties).values(to_row(_ROWS, bounty)))
 
     def save(self, bounty: Bounty) -> None:
         """Replace a stored bounty (its status); Conflict if unknown."""
@@ -186,7 +140,7 @@ class SqlBountyRepository(SqlRepository):
             t.bounties,
             t.bounties.c.bounty_id,
             bounty.bounty_id,
-            _bounty_row(bounty),
+            to_row(_ROWS, bounty),
             f"bounty {bounty.bounty_id} is unknown",
         )
 
@@ -195,7 +149,7 @@ class SqlBountyRepository(SqlRepository):
         with self._db.tx() as conn:
             query = select(t.bounties).where(t.bounties.c.bounty_id == bounty_id)
             row = conn.execute(query).first()
-        return None if row is None else _row_bounty(row)
+        return None if row is None else from_row(_ROWS, row, Bounty)
 
     def list(self, status: BountyStatus | None = None, limit: int = 100) -> Sequence[Bounty]:
         """Up to ``limit`` bounties (of ``status`` if given), newest first, then by id."""
@@ -204,32 +158,7 @@ class SqlBountyRepository(SqlRepository):
         if status is not None:
             query = query.where(c.status == status.value)
         with self._db.tx() as conn:
-            return [_row_bounty(r) for r in conn.execute(query).all()]
-
-
-def _analysis_row(a: AnalysisRequest) -> dict[str, Any]:
-    return {
-        "analysis_id": a.analysis_id,
-        "repository": a.repository,
-        "requested_by": a.requested_by,
-        "requested_at": int64("requested_at", a.requested_at),
-        "state": a.state.value,
-        "updated_at": None if a.updated_at is None else int64("updated_at", a.updated_at),
-        "result": a.result,
-    }
-
-
-def _row_analysis(row: Row[Any]) -> AnalysisRequest:
-    m = row._mapping
-    return AnalysisRequest(
-        analysis_id=m["analysis_id"],
-        repository=m["repository"],
-        requested_by=m["requested_by"],
-        requested_at=m["requested_at"],
-        state=AnalysisState(m["state"]),
-        updated_at=m["updated_at"],
-        result=m["result"],
-    )
+            return [from_row(_ROWS, r, Bounty) for r in conn.execute(query).all()]
 
 
 class SqlAnalysisRepository(SqlRepository):
@@ -238,7 +167,7 @@ class SqlAnalysisRepository(SqlRepository):
     def add(self, request: AnalysisRequest) -> None:
         """Store a new request; Conflict if its analysis_id exists."""
         with self._db.tx(write=True) as conn:
-            conn.execute(insert(t.analyses).values(_analysis_row(request)))
+            conn.execute(insert(t.analyses).values(to_row(_ROWS, request)))
 
     def save(self, request: AnalysisRequest) -> None:
         """Replace a stored request (state, result); Conflict if unknown."""
@@ -246,7 +175,7 @@ class SqlAnalysisRepository(SqlRepository):
             t.analyses,
             t.analyses.c.analysis_id,
             request.analysis_id,
-            _analysis_row(request),
+            to_row(_ROWS, request),
             f"analysis {request.analysis_id} is unknown",
         )
 
@@ -255,4 +184,4 @@ class SqlAnalysisRepository(SqlRepository):
         query = select(t.analyses).where(t.analyses.c.analysis_id == analysis_id)
         with self._db.tx() as conn:
             row = conn.execute(query).first()
-        return None if row is None else _row_analysis(row)
+        return None if row is None else from_row(_ROWS, row, AnalysisRequest)

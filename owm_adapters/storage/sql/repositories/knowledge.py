@@ -2,44 +2,31 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from owm_adapters.storage.sql import tables as t
-from owm_adapters.storage.sql.database import SqlRepository, int64
+from owm_adapters.storage.sql.database import SqlRepository
+from owm_adapters.storage.sql.rows import (
+    from_row,
+    register_row,
+    row_converter,
+    to_row,
+)
 from owm_core.errors import Conflict
 from owm_core.knowledge.datasets import DatasetRecord, Document
-from owm_core.knowledge.submodels import SubModel, SubModelKind
+from owm_core.knowledge.submodels import SubModel
 
-
-def _sub_model_row(m: SubModel) -> dict[str, Any]:
-    return {
-        "name": m.name,
-        "description": m.description,
-        "kind": m.kind.value,
-        "version": m.version,
-        "version_digest": m.version_digest,
-        "created_at": int64("created_at", m.created_at),
-        "dataset_ids": json.dumps(list(m.dataset_ids)),
-        "host_node_ids": json.dumps(list(m.host_node_ids)),
-    }
-
-
-def _row_sub_model(row: Row[Any]) -> SubModel:
-    m = row._mapping
-    return SubModel(
-        name=m["name"],
-        description=m["description"],
-        kind=SubModelKind(m["kind"]),
-        version=m["version"],
-        version_digest=m["version_digest"],
-        created_at=m["created_at"],
-        dataset_ids=tuple(json.loads(m["dataset_ids"])),
-        host_node_ids=tuple(json.loads(m["host_node_ids"])),
-    )
+_ROWS = row_converter()
+"""How this context's values become rows and back."""
+register_row(_ROWS, SubModel, int64_columns=["created_at"])
+register_row(
+    _ROWS,
+    DatasetRecord,
+    omitted=["sub_models"],
+    int64_columns=["submitted_at", "size_bytes"],
+)
 
 
 class SqlSubModelRepository(SqlRepository):
@@ -48,7 +35,7 @@ class SqlSubModelRepository(SqlRepository):
     def add(self, sub_model: SubModel) -> None:
         """Register a new sub-model; Conflict if its name is taken."""
         with self._db.tx(write=True) as conn:
-            conn.execute(insert(t.sub_models).values(_sub_model_row(sub_model)))
+            conn.execute(insert(t.sub_models).values(to_row(_ROWS, sub_model)))
 
     def save(self, sub_model: SubModel) -> None:
         """Replace a registered sub-model; Conflict if unknown."""
@@ -56,7 +43,7 @@ class SqlSubModelRepository(SqlRepository):
             t.sub_models,
             t.sub_models.c.name,
             sub_model.name,
-            _sub_model_row(sub_model),
+            to_row(_ROWS, sub_model),
             f"sub-model {sub_model.name} is unknown",
         )
 
@@ -64,50 +51,13 @@ class SqlSubModelRepository(SqlRepository):
         """The sub-model called ``name``, or None."""
         with self._db.tx() as conn:
             row = conn.execute(select(t.sub_models).where(t.sub_models.c.name == name)).first()
-        return None if row is None else _row_sub_model(row)
+        return None if row is None else from_row(_ROWS, row, SubModel)
 
     def list(self) -> Sequence[SubModel]:
         """Every sub-model, ordered by name."""
         with self._db.tx() as conn:
             rows = conn.execute(select(t.sub_models).order_by(t.sub_models.c.name)).all()
-        return [_row_sub_model(r) for r in rows]
-
-
-def _dataset_row(r: DatasetRecord) -> dict[str, Any]:
-    return {
-        "dataset_id": r.dataset_id,
-        "digest": r.digest,
-        "name": r.name,
-        "contributor": r.contributor,
-        "submitted_at": int64("submitted_at", r.submitted_at),
-        "n_documents": r.n_documents,
-        "n_passages": r.n_passages,
-        "size_bytes": int64("size_bytes", r.size_bytes),
-        "licences": json.dumps(list(r.licences)),
-        "sources": json.dumps(list(r.sources)),
-        "description": r.description,
-        "proof": r.proof,
-    }
-
-
-def _row_dataset(row: Row[Any], sub_models: Sequence[str]) -> DatasetRecord:
-    m = row._mapping
-    proof = m["proof"]
-    return DatasetRecord(
-        dataset_id=m["dataset_id"],
-        digest=m["digest"],
-        name=m["name"],
-        sub_models=tuple(sub_models),
-        contributor=m["contributor"],
-        submitted_at=m["submitted_at"],
-        n_documents=m["n_documents"],
-        n_passages=m["n_passages"],
-        size_bytes=m["size_bytes"],
-        licences=tuple(json.loads(m["licences"])),
-        sources=tuple(json.loads(m["sources"])),
-        description=m["description"],
-        proof=None if proof is None else bytes(proof),
-    )
+        return [from_row(_ROWS, r, SubModel) for r in rows]
 
 
 class SqlDatasetRepository(SqlRepository):
@@ -116,7 +66,7 @@ class SqlDatasetRepository(SqlRepository):
     def add(self, record: DatasetRecord, documents: Sequence[Document]) -> None:
         """Store a contribution and its documents; Conflict if its id exists."""
         with self._db.tx(write=True) as conn:
-            conn.execute(insert(t.datasets).values(_dataset_row(record)))
+            conn.execute(insert(t.datasets).values(to_row(_ROWS, record)))
             conn.execute(
                 insert(t.dataset_sub_models),
                 [
@@ -144,7 +94,7 @@ class SqlDatasetRepository(SqlRepository):
     def save(self, record: DatasetRecord) -> None:
         """Replace a stored record (its proof); Conflict if unknown or its digest differs."""
         c = t.datasets.c
-        row = _dataset_row(record)
+        row = to_row(_ROWS, record)
         with self._db.tx(write=True) as conn:
             done = conn.execute(
                 update(t.datasets)
@@ -178,7 +128,7 @@ class SqlDatasetRepository(SqlRepository):
             if row is None:
                 return None
             names = self._sub_models_of(conn, [dataset_id])[dataset_id]
-        return _row_dataset(row, names)
+        return from_row(_ROWS, row, DatasetRecord, sub_models=tuple(names))
 
     def documents(self, dataset_id: str) -> Sequence[Document]:
         """The dataset's documents in submission order (empty if unknown)."""
@@ -207,4 +157,6 @@ class SqlDatasetRepository(SqlRepository):
         with self._db.tx() as conn:
             rows = conn.execute(query).all()
             names = self._sub_models_of(conn, [r.dataset_id for r in rows])
-        return [_row_dataset(r, names[r.dataset_id]) for r in rows]
+        return [
+            from_row(_ROWS, r, DatasetRecord, sub_models=tuple(names[r.dataset_id])) for r in rows
+        ]

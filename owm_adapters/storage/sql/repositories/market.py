@@ -2,67 +2,33 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import Row, Table, delete, insert, select, update
+import attrs
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from owm_adapters.storage.envelopes import proof_of
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.database import SqlRepository
-from owm_adapters.storage.sql.rows import envelope_of_row
+from owm_adapters.storage.sql.rows import (
+    Flat,
+    envelope_of_row,
+    from_row,
+    register_row,
+    row_converter,
+    to_row,
+)
 from owm_core.errors import Conflict
 from owm_core.identity.envelopes import Envelope, to_bytes
 from owm_core.market.tasks import Task, TaskRequest, TaskState, check_task_input
-from owm_core.nodes.tiers import Tier
 
-
-def _task_row(task: Task) -> dict[str, Any]:
-    r = task.request
-    return {
-        "task_id": r.task_id,
-        "task_type": r.task_type,
-        "input_schema_id": r.input_schema_id,
-        "input_schema_version": r.input_schema_version,
-        "min_tier": r.min_tier.value,
-        "min_vram_mb": r.min_vram_mb,
-        "min_ram_mb": r.min_ram_mb,
-        "gpu_required": r.gpu_required,
-        "max_price_msat": r.max_price_msat,
-        "state": task.state.value,
-        "node_id": task.node_id,
-        "price_msat": task.price_msat,
-        "deadline_at": task.deadline_at,
-        "output_hash": task.output_hash,
-        "tried_node_ids": json.dumps(list(task.tried_node_ids)),
-    }
-
-
-def _row_task(row: Row[Any]) -> Task:
-    m = row._mapping
-    request = TaskRequest(
-        task_id=m["task_id"],
-        task_type=m["task_type"],
-        input_schema_id=m["input_schema_id"],
-        input_schema_version=m["input_schema_version"],
-        min_tier=Tier(m["min_tier"]),
-        min_vram_mb=m["min_vram_mb"],
-        min_ram_mb=m["min_ram_mb"],
-        gpu_required=bool(m["gpu_required"]),
-        max_price_msat=m["max_price_msat"],
-    )
-    return Task(
-        request=request,
-        state=TaskState(m["state"]),
-        node_id=m["node_id"],
-        price_msat=m["price_msat"],
-        deadline_at=m["deadline_at"],
-        output_hash=m["output_hash"],
-        tried_node_ids=tuple(json.loads(m["tried_node_ids"])),
-    )
+_ROWS = row_converter()
+"""How this context's values become rows and back."""
+register_row(
+    _ROWS, Task, flat=[Flat("request", {a.name: a.name for a in attrs.fields(TaskRequest)})]
+)
 
 
 class SqlTaskRepository(SqlRepository):
@@ -71,7 +37,7 @@ class SqlTaskRepository(SqlRepository):
     def add(self, task: Task) -> None:
         """Store a submitted task, committed before returning; Conflict if the id exists."""
         with self._db.tx(write=True) as conn:
-            conn.execute(insert(t.tasks).values(_task_row(task)))
+            conn.execute(insert(t.tasks).values(to_row(_ROWS, task)))
 
     def save(self, task: Task, expected_state: TaskState | None = None) -> None:
         """Replace a stored task; Conflict if unknown or its state is not ``expected_state``."""
@@ -80,7 +46,7 @@ class SqlTaskRepository(SqlRepository):
         if expected_state is not None:
             condition.append(c.state == expected_state.value)
         with self._db.tx(write=True) as conn:
-            done = conn.execute(update(t.tasks).where(*condition).values(_task_row(task)))
+            done = conn.execute(update(t.tasks).where(*condition).values(to_row(_ROWS, task)))
             if done.rowcount == 1:
                 return
             state = conn.execute(select(c.state).where(c.task_id == task.task_id)).scalar()
@@ -93,14 +59,14 @@ class SqlTaskRepository(SqlRepository):
         """The task with ``task_id``, or None."""
         with self._db.tx() as conn:
             row = conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id)).first()
-        return None if row is None else _row_task(row)
+        return None if row is None else from_row(_ROWS, row, Task)
 
     def with_state(self, state: TaskState, limit: int = 100) -> Sequence[Task]:
         """Up to ``limit`` tasks in ``state``, oldest submission first."""
         c = t.tasks.c
         query = select(t.tasks).where(c.state == state.value).order_by(c.seq).limit(limit)
         with self._db.tx() as conn:
-            return [_row_task(r) for r in conn.execute(query).all()]
+            return [from_row(_ROWS, r, Task) for r in conn.execute(query).all()]
 
     def assigned_to(self, node_id: str) -> Sequence[Task]:
         """Tasks currently assigned to ``node_id`` (state assigned), oldest first."""
@@ -111,7 +77,7 @@ class SqlTaskRepository(SqlRepository):
             .order_by(c.seq)
         )
         with self._db.tx() as conn:
-            return [_row_task(r) for r in conn.execute(query).all()]
+            return [from_row(_ROWS, r, Task) for r in conn.execute(query).all()]
 
     def overdue(self, now: int, limit: int = 100) -> Sequence[Task]:
         """Assigned tasks whose ``deadline_at`` < ``now``, earliest deadline first."""
@@ -123,7 +89,7 @@ class SqlTaskRepository(SqlRepository):
             .limit(limit)
         )
         with self._db.tx() as conn:
-            return [_row_task(r) for r in conn.execute(query).all()]
+            return [from_row(_ROWS, r, Task) for r in conn.execute(query).all()]
 
 
 class SqlProofRepository(SqlRepository):

@@ -5,56 +5,30 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 
 from owm_adapters.storage.envelopes import manifest_of
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.database import SqlRepository, int64, upsert
-from owm_adapters.storage.sql.rows import envelope_of_row
+from owm_adapters.storage.sql.rows import (
+    Flat,
+    envelope_of_row,
+    from_row,
+    register_row,
+    row_converter,
+    to_row,
+)
 from owm_core.identity.envelopes import Envelope, to_bytes
-from owm_core.nodes.registry import LnNodeUri, Node
+from owm_core.nodes.registry import Node
 from owm_core.nodes.tiers import Tier
 
-
-def _node_row(node: Node) -> dict[str, Any]:
-    return {
-        "node_id": node.node_id,
-        "public_key": node.public_key,
-        "ln_pubkey": node.ln_node_uri.pubkey,
-        "ln_host": node.ln_node_uri.host,
-        "ln_port": node.ln_node_uri.port,
-        "tier": node.tier.value,
-        "vram_mb": node.vram_mb,
-        "ram_mb": node.ram_mb,
-        "bandwidth_mbps": node.bandwidth_mbps,
-        "registered_at": node.registered_at,
-        "last_heartbeat": node.last_heartbeat,
-        "onion_address": node.onion_address,
-        "reliability_ppm": node.reliability_ppm,
-        "total_tasks_completed": node.total_tasks_completed,
-        "total_sats_earned": node.total_sats_earned,
-        "suspended": node.suspended,
-    }
-
-
-def _row_node(row: Row[Any]) -> Node:
-    m = row._mapping
-    return Node(
-        node_id=m["node_id"],
-        public_key=m["public_key"],
-        ln_node_uri=LnNodeUri(pubkey=m["ln_pubkey"], host=m["ln_host"], port=m["ln_port"]),
-        tier=Tier(m["tier"]),
-        vram_mb=m["vram_mb"],
-        ram_mb=m["ram_mb"],
-        bandwidth_mbps=m["bandwidth_mbps"],
-        registered_at=m["registered_at"],
-        last_heartbeat=m["last_heartbeat"],
-        onion_address=m["onion_address"],
-        reliability_ppm=m["reliability_ppm"],
-        total_tasks_completed=m["total_tasks_completed"],
-        total_sats_earned=m["total_sats_earned"],
-        suspended=bool(m["suspended"]),
-    )
+_ROWS = row_converter()
+"""How this context's values become rows and back."""
+register_row(
+    _ROWS,
+    Node,
+    flat=[Flat("ln_node_uri", {"pubkey": "ln_pubkey", "host": "ln_host", "port": "ln_port"})],
+)
 
 
 class SqlNodeRepository(SqlRepository):
@@ -63,7 +37,7 @@ class SqlNodeRepository(SqlRepository):
     def add(self, node: Node) -> None:
         """Store a newly registered node; Conflict if its node_id or public key is taken."""
         with self._db.tx(write=True) as conn:
-            conn.execute(insert(t.nodes).values(_node_row(node)))
+            conn.execute(insert(t.nodes).values(to_row(_ROWS, node)))
 
     def save(self, node: Node) -> None:
         """Replace the stored record of an existing node; Conflict if it is unknown."""
@@ -71,7 +45,7 @@ class SqlNodeRepository(SqlRepository):
             t.nodes,
             t.nodes.c.node_id,
             node.node_id,
-            _node_row(node),
+            to_row(_ROWS, node),
             f"node {node.node_id} is not registered",
         )
 
@@ -79,19 +53,19 @@ class SqlNodeRepository(SqlRepository):
         """The node with ``node_id``, or None."""
         with self._db.tx() as conn:
             row = conn.execute(select(t.nodes).where(t.nodes.c.node_id == node_id)).first()
-        return None if row is None else _row_node(row)
+        return None if row is None else from_row(_ROWS, row, Node)
 
     def get_by_public_key(self, public_key: str) -> Node | None:
         """The node registered with Ed25519 ``public_key`` (64 hex), or None."""
         with self._db.tx() as conn:
             row = conn.execute(select(t.nodes).where(t.nodes.c.public_key == public_key)).first()
-        return None if row is None else _row_node(row)
+        return None if row is None else from_row(_ROWS, row, Node)
 
     def list(self) -> Sequence[Node]:
         """Every node, ordered by node_id."""
         with self._db.tx() as conn:
             rows = conn.execute(select(t.nodes).order_by(t.nodes.c.node_id)).all()
-        return [_row_node(r) for r in rows]
+        return [from_row(_ROWS, r, Node) for r in rows]
 
     def record_heartbeats(self, seen: Mapping[str, int]) -> int:
         """Batch-move ``last_heartbeat`` forward (node_id → at; never backwards); count updated."""

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any
 
-from sqlalchemy import Row, delete, insert, select
+from sqlalchemy import delete, insert, select
 
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.database import SqlRepository, int64
+from owm_adapters.storage.sql.rows import (
+    from_row,
+    register_row,
+    row_converter,
+)
 from owm_core.pool.bitcoin import AcceptedShare
 from owm_core.pool.stats import MiningPayout
+
+_ROWS = row_converter()
+"""How this context's values become rows and back."""
+register_row(_ROWS, MiningPayout)
 
 
 class SqlShareRepository(SqlRepository):
@@ -71,16 +79,6 @@ class SqlShareRepository(SqlRepository):
         return int(done.rowcount)
 
 
-def _row_payout(row: Row[Any]) -> MiningPayout:
-    m = row._mapping
-    return MiningPayout(
-        paid_at=m["paid_at"],
-        amount_sat=m["amount_sat"],
-        payment_hash=m["payment_hash"],
-        miner_id=m["miner_id"],
-    )
-
-
 class SqlMiningPayoutRepository(SqlRepository):
     """Mining payouts in ``mining_payouts``."""
 
@@ -102,4 +100,4 @@ class SqlMiningPayoutRepository(SqlRepository):
         if miner_id is not None:
             query = query.where(c.miner_id == miner_id)
         with self._db.tx() as conn:
-            return [_row_payout(r) for r in conn.execute(query).all()]
+            return [from_row(_ROWS, r, MiningPayout) for r in conn.execute(query).all()]

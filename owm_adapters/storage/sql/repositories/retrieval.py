@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import Row, func, insert, select
+from sqlalchemy import func, insert, select
 
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.database import SqlRepository, int64
+from owm_adapters.storage.sql.rows import (
+    from_row,
+    register_row,
+    row_converter,
+)
 from owm_core.errors import Conflict
 from owm_core.knowledge.retrieval import DataCredit
 from owm_core.knowledge.routing import QueryAnswer, answer_fields, answer_from_fields
 
-
-def _row_credit(row: Row[Any]) -> DataCredit:
-    m = row._mapping
-    return DataCredit(
-        contributor=m["contributor"],
-        dataset_id=m["dataset_id"],
-        amount_msat=m["amount_msat"],
-        passages_used=m["passages_used"],
-    )
+_ROWS = row_converter()
+"""How this context's values become rows and back."""
+register_row(_ROWS, DataCredit)
 
 
 class SqlDataCreditRepository(SqlRepository):
@@ -65,7 +63,7 @@ class SqlDataCreditRepository(SqlRepository):
         )
         with self._db.tx() as conn:
             rows = conn.execute(query).all()
-        return [(r.query_id, r.credited_at, _row_credit(r)) for r in rows]
+        return [(r.query_id, r.credited_at, from_row(_ROWS, r, DataCredit)) for r in rows]
 
     def for_query(self, query_id: str) -> Sequence[DataCredit]:
         """The credits recorded for ``query_id``, by contributor then dataset id."""
@@ -76,7 +74,7 @@ class SqlDataCreditRepository(SqlRepository):
             .order_by(c.contributor, c.dataset_id)
         )
         with self._db.tx() as conn:
-            return [_row_credit(r) for r in conn.execute(query).all()]
+            return [from_row(_ROWS, r, DataCredit) for r in conn.execute(query).all()]
 
     def total_msat(self, contributor: str) -> int:
         """Everything credited to ``contributor`` so far, in msat."""

@@ -2,52 +2,39 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, func, insert, select, union_all, update
+from sqlalchemy import Connection, Table, func, insert, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.database import SqlRepository, int64
+from owm_adapters.storage.sql.rows import (
+    from_row,
+    register_row,
+    row_converter,
+    to_row,
+)
 from owm_core.identity.envelopes import Envelope, from_bytes, to_bytes
-from owm_core.nodes.tiers import Tier
 from owm_core.stake.slashing import (
     SlashingDecision,
     SlashingLogEntry,
-    SlashingReason,
     SlashingSignal,
     check_next_entry,
 )
 
-
-def _entry_row(e: SlashingLogEntry) -> dict[str, Any]:
-    return {
-        "entry_index": e.index,
-        "prev_hash": e.prev_hash,
-        "node_id": e.node_id,
-        "channel_id": e.channel_id,
-        "reason": e.reason.value,
-        "evidence_hash": e.evidence_hash,
-        "at": e.at,
-        "signature": e.signature,
-    }
-
-
-def _row_entry(row: Row[Any]) -> SlashingLogEntry:
-    m = row._mapping
-    return SlashingLogEntry(
-        index=m["entry_index"],
-        prev_hash=m["prev_hash"],
-        node_id=m["node_id"],
-        channel_id=m["channel_id"],
-        reason=SlashingReason(m["reason"]),
-        evidence_hash=m["evidence_hash"],
-        at=m["at"],
-        signature=m["signature"],
-    )
+_ROWS = row_converter()
+"""How this context's values become rows and back."""
+register_row(_ROWS, SlashingLogEntry, renamed={"index": "entry_index"})
+register_row(_ROWS, SlashingSignal)
+register_row(
+    _ROWS,
+    SlashingDecision,
+    omitted=["consequences"],
+    int64_columns=["decided_at", "cooldown_s"],
+)
 
 
 class SqlSlashingLogRepository(SqlRepository):
@@ -57,7 +44,7 @@ class SqlSlashingLogRepository(SqlRepository):
         """Append ``entry``; Conflict unless its index and prev_hash continue the latest entry."""
         with self._db.tx(write=True) as conn:
             check_next_entry(self._latest(conn), entry)
-            conn.execute(insert(t.slashing_log).values(_entry_row(entry)))
+            conn.execute(insert(t.slashing_log).values(to_row(_ROWS, entry)))
 
     def entries(self, start: int = 0, limit: int | None = None) -> Sequence[SlashingLogEntry]:
         """Entries with index ≥ ``start``, in index order, at most ``limit`` of them."""
@@ -69,7 +56,7 @@ class SqlSlashingLogRepository(SqlRepository):
             .limit(limit)
         )
         with self._db.tx() as conn:
-            return [_row_entry(r) for r in conn.execute(query).all()]
+            return [from_row(_ROWS, r, SlashingLogEntry) for r in conn.execute(query).all()]
 
     def latest(self) -> SlashingLogEntry | None:
         """The last entry (the head of the chain), or None for an empty log."""
@@ -80,45 +67,7 @@ class SqlSlashingLogRepository(SqlRepository):
     def _latest(conn: Connection) -> SlashingLogEntry | None:
         query = select(t.slashing_log).order_by(t.slashing_log.c.entry_index.desc()).limit(1)
         row = conn.execute(query).first()
-        return None if row is None else _row_entry(row)
-
-
-def _row_signal(row: Row[Any]) -> SlashingSignal:
-    m = row._mapping
-    return SlashingSignal(
-        node_id=m["node_id"],
-        reporter=m["reporter"],
-        reason=SlashingReason(m["reason"]),
-        evidence_hash=m["evidence_hash"],
-        at=m["at"],
-    )
-
-
-def _decision_row(d: SlashingDecision) -> dict[str, Any]:
-    return {
-        "node_id": d.node_id,
-        "channel_id": d.channel_id,
-        "tier": d.tier.value,
-        "reason": d.reason.value,
-        "evidence_hash": d.evidence_hash,
-        "decided_at": int64("decided_at", d.decided_at),
-        "supporters": json.dumps(list(d.supporters)),
-        "cooldown_s": int64("cooldown_s", d.cooldown_s),
-    }
-
-
-def _row_decision(row: Row[Any]) -> SlashingDecision:
-    m = row._mapping
-    return SlashingDecision(
-        node_id=m["node_id"],
-        channel_id=m["channel_id"],
-        tier=Tier(m["tier"]),
-        reason=SlashingReason(m["reason"]),
-        evidence_hash=m["evidence_hash"],
-        decided_at=m["decided_at"],
-        supporters=tuple(json.loads(m["supporters"])),
-        cooldown_s=m["cooldown_s"],
-    )
+        return None if row is None else from_row(_ROWS, row, SlashingLogEntry)
 
 
 class SqlSlashingEvidenceRepository(SqlRepository):
@@ -168,7 +117,7 @@ class SqlSlashingEvidenceRepository(SqlRepository):
             .order_by(c.at, c.seq)
         )
         with self._db.tx() as conn:
-            return [_row_signal(r) for r in conn.execute(query).all()]
+            return [from_row(_ROWS, r, SlashingSignal) for r in conn.execute(query).all()]
 
     def open_acknowledgements(self, node_id: str) -> Sequence[Envelope]:
         """The open acknowledgement envelopes about ``node_id``, oldest first."""
@@ -215,8 +164,8 @@ class SqlSlashingEvidenceRepository(SqlRepository):
                 .limit(1)
             ).first()
             if row is not None:
-                return _row_decision(row)
-            conn.execute(insert(t.slashing_decisions).values(_decision_row(decision)))
+                return from_row(_ROWS, row, SlashingDecision)
+            conn.execute(insert(t.slashing_decisions).values(to_row(_ROWS, decision)))
             return decision
 
     def unfinished_decisions(self) -> Sequence[SlashingDecision]:
@@ -224,7 +173,7 @@ class SqlSlashingEvidenceRepository(SqlRepository):
         c = t.slashing_decisions.c
         query = select(t.slashing_decisions).where(c.finished_at.is_(None)).order_by(c.seq)
         with self._db.tx() as conn:
-            return [_row_decision(r) for r in conn.execute(query).all()]
+            return [from_row(_ROWS, r, SlashingDecision) for r in conn.execute(query).all()]
 
     def finish_decision(self, node_id: str, finished_at: int) -> None:
         """Mark the node's unfinished decision done and close its open evidence, together."""
