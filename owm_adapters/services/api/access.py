@@ -99,7 +99,9 @@ class ApiAccess:
         self._entropy = entropy
         self._limiter = SlidingWindowLimiter(config.free_tier)
         self._limiter_lock = threading.Lock()
-        self._guard = SignedRequestGuard(window_s=config.signed_window_s)
+        self._guard = SignedRequestGuard(
+            window_s=config.signed_window_s, max_entries=config.replay_guard_max_entries
+        )
         self._guard_lock = threading.Lock()
         self._keys = ReadCache(clock, config.auth_cache_ttl_ms)
         self._paid = ReadCache(clock, config.auth_cache_ttl_ms)
@@ -159,14 +161,19 @@ class ApiAccess:
         path_and_query: str,
         body: bytes,
     ) -> Caller:
-        """The registered node that signed this request; SignatureInvalid / ReplayRejected."""
+        """The registered node that signed this request; SignatureInvalid / ReplayRejected.
+
+        The nonce is recorded only after the signature verified and its key proved to be a
+        registered node's, so strangers cannot fill the replay guard and lock every node out
+        (SRS-SEC-03).
+        """
         request = parse_signed_request(*headers)
         verify_signed_request(request, method, path_and_query, body)
-        with self._guard_lock:
-            self._guard.accept(request, self._clock.now())
         node_id = node_id_from_public_key(request.public_key)
         if self._repositories.nodes.get(node_id) is None:
             raise SignatureInvalid("the signing key belongs to no registered node")
+        with self._guard_lock:
+            self._guard.accept(request, self._clock.now())
         return Caller(CallerKind.NODE, node_id, node_id, Plan.FREE)
 
     def admit(self, caller: Caller, node_management: bool) -> int | None:

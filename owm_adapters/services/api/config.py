@@ -26,6 +26,8 @@ class ApiConfig:
     auth_cache_ttl_ms: int = 5_000
     """How long an API key lookup is reused; a revoked key stops working within this time."""
     signed_window_s: int = 300
+    replay_guard_max_entries: int = 1_000_000
+    """Signed requests of registered nodes remembered within one window (replays refused)."""
     dashboard_interval_s: float = 5.0
     """How often the live mining dashboard (WebSocket) pushes metrics."""
     max_list: int = 500

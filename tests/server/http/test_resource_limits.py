@@ -8,12 +8,14 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 
+from owm_adapters.services.api import ApiConfig
 from owm_server.http.app import create_app
 from owm_server.http.serve import ApiServer, HttpLimits
-from tests.server.http.world import World
+from tests.server.http.world import World, build_world
 
 
 @contextmanager
@@ -107,3 +109,20 @@ def test_brackets_inside_strings_do_not_count_as_nesting(world: World) -> None:
     reply = world.client.post("/v1/nodes/challenge", json=body)
     assert reply.status_code in (400, 422)
     assert "deeper than" not in reply.json()["detail"]
+
+
+def test_strangers_flooding_nonces_do_not_fill_the_replay_guard(tmp_path: Path) -> None:
+    worlds = build_world(tmp_path, ApiConfig(cache_ttl_ms=0, replay_guard_max_entries=5))
+    world = next(worlds)
+    node = world.register()
+    path = f"/v1/nodes/{node.node_id}/status"
+    for _ in range(20):
+        stranger = world.node(stake_sat=0)
+        reply = world.client.get(path, headers=world.signed(stranger, "GET", path))
+        assert reply.status_code == 401
+        assert reply.json()["code"] == "signature-invalid"
+    for _ in range(5):
+        assert world.client.get(path, headers=world.signed(node, "GET", path)).status_code == 200
+    full = world.client.get(path, headers=world.signed(node, "GET", path))
+    assert full.status_code == 401 and full.json()["code"] == "replay-rejected"
+    worlds.close()
