@@ -374,6 +374,15 @@ class ClnLightning:
         log.warning("%s", message)
         return LightningUnavailable(message)
 
+    def _listed(self, method: str, key: str, payment_hash: str) -> list[dict[str, Any]]:
+        """The ``key`` list that ``method`` answers for ``payment_hash`` (checked first)."""
+        require_payment_hash(payment_hash)
+        try:
+            rows: list[dict[str, Any]] = self._call(method, payment_hash=payment_hash)[key]
+        except RpcError as error:
+            raise self._failure(method, error) from None
+        return rows
+
     def _info(self) -> dict[str, Any]:
         try:
             return dict(self._call("getinfo"))
@@ -410,11 +419,7 @@ class ClnLightning:
 
     def lookup_invoice(self, payment_hash: str) -> Invoice:
         """The invoice with this hash in its current state; ``InvoiceNotFound`` if unknown."""
-        require_payment_hash(payment_hash)
-        try:
-            found = self._call("listinvoices", payment_hash=payment_hash)["invoices"]
-        except RpcError as error:
-            raise self._failure("listinvoices", error) from None
+        found = self._listed("listinvoices", "invoices", payment_hash)
         if not found:
             raise InvoiceNotFound(f"no invoice with payment hash {payment_hash}")
         return _invoice(found[0])
@@ -467,11 +472,7 @@ class ClnLightning:
 
     def lookup_payment(self, payment_hash: str) -> PaymentResult | None:
         """The latest outgoing payment for this hash, or None if none was ever attempted."""
-        require_payment_hash(payment_hash)
-        try:
-            pays = self._call("listpays", payment_hash=payment_hash)["pays"]
-        except RpcError as error:
-            raise self._failure("listpays", error) from None
+        pays = self._listed("listpays", "pays", payment_hash)
         if not pays:
             return None
         rank = {"complete": 2, "pending": 1, "failed": 0}
