@@ -16,17 +16,15 @@ class MemoryFlRoundRepository(StateRepository):
 
     def add_round(self, fl_round: FlRound) -> None:
         """Store a new round; Conflict if its number exists."""
-        with self._lock:
-            if fl_round.number in self._state.fl_rounds:
-                raise Conflict(f"FL round {fl_round.number} already exists")
-            self._state.fl_rounds[fl_round.number] = fl_round
+        self._insert_new(
+            "fl_rounds", fl_round.number, fl_round, f"FL round {fl_round.number} already exists"
+        )
 
     def save_round(self, fl_round: FlRound) -> None:
         """Replace a stored round (state, results); Conflict if unknown."""
-        with self._lock:
-            if fl_round.number not in self._state.fl_rounds:
-                raise Conflict(f"FL round {fl_round.number} is unknown")
-            self._state.fl_rounds[fl_round.number] = fl_round
+        self._replace_known(
+            "fl_rounds", fl_round.number, fl_round, f"FL round {fl_round.number} is unknown"
+        )
 
     def get_round(self, number: int) -> FlRound | None:
         """The round ``number``, or None."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from owm_adapters.storage.memory.state import StateRepository
-from owm_core.errors import Conflict
 from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
 from owm_core.governance.proposals import Proposal, ProposalStatus
 
@@ -15,17 +14,21 @@ class MemoryProposalRepository(StateRepository):
 
     def add(self, proposal: Proposal) -> None:
         """Store a new proposal; Conflict if its proposal_id exists."""
-        with self._lock:
-            if proposal.proposal_id in self._state.proposals:
-                raise Conflict(f"proposal {proposal.proposal_id} already exists")
-            self._state.proposals[proposal.proposal_id] = proposal
+        self._insert_new(
+            "proposals",
+            proposal.proposal_id,
+            proposal,
+            f"proposal {proposal.proposal_id} already exists",
+        )
 
     def save(self, proposal: Proposal) -> None:
         """Replace a stored proposal (status, comments, acks, txid…); Conflict if unknown."""
-        with self._lock:
-            if proposal.proposal_id not in self._state.proposals:
-                raise Conflict(f"proposal {proposal.proposal_id} does not exist")
-            self._state.proposals[proposal.proposal_id] = proposal
+        self._replace_known(
+            "proposals",
+            proposal.proposal_id,
+            proposal,
+            f"proposal {proposal.proposal_id} does not exist",
+        )
 
     def get(self, proposal_id: str) -> Proposal | None:
         """The proposal with ``proposal_id``, or None."""
@@ -46,17 +49,15 @@ class MemoryBountyRepository(StateRepository):
 
     def add(self, bounty: Bounty) -> None:
         """Store a new bounty; Conflict if its bounty_id exists."""
-        with self._lock:
-            if bounty.bounty_id in self._state.bounties:
-                raise Conflict(f"bounty {bounty.bounty_id} already exists")
-            self._state.bounties[bounty.bounty_id] = bounty
+        self._insert_new(
+            "bounties", bounty.bounty_id, bounty, f"bounty {bounty.bounty_id} already exists"
+        )
 
     def save(self, bounty: Bounty) -> None:
         """Replace a stored bounty (its status); Conflict if unknown."""
-        with self._lock:
-            if bounty.bounty_id not in self._state.bounties:
-                raise Conflict(f"bounty {bounty.bounty_id} is unknown")
-            self._state.bounties[bounty.bounty_id] = bounty
+        self._replace_known(
+            "bounties", bounty.bounty_id, bounty, f"bounty {bounty.bounty_id} is unknown"
+        )
 
     def get(self, bounty_id: str) -> Bounty | None:
         """The bounty with ``bounty_id``, or None."""
@@ -76,17 +77,18 @@ class MemoryAnalysisRepository(StateRepository):
 
     def add(self, request: AnalysisRequest) -> None:
         """Store a new request; Conflict if its analysis_id exists."""
-        with self._lock:
-            if request.analysis_id in self._state.analyses:
-                raise Conflict(f"analysis {request.analysis_id} already exists")
-            self._state.analyses[request.analysis_id] = request
+        self._insert_new(
+            "analyses",
+            request.analysis_id,
+            request,
+            f"analysis {request.analysis_id} already exists",
+        )
 
     def save(self, request: AnalysisRequest) -> None:
         """Replace a stored request (state, result); Conflict if unknown."""
-        with self._lock:
-            if request.analysis_id not in self._state.analyses:
-                raise Conflict(f"analysis {request.analysis_id} is unknown")
-            self._state.analyses[request.analysis_id] = request
+        self._replace_known(
+            "analyses", request.analysis_id, request, f"analysis {request.analysis_id} is unknown"
+        )
 
     def get(self, analysis_id: str) -> AnalysisRequest | None:
         """The request with ``analysis_id``, or None."""

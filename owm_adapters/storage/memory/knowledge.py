@@ -17,17 +17,15 @@ class MemorySubModelRepository(StateRepository):
 
     def add(self, sub_model: SubModel) -> None:
         """Register a new sub-model; Conflict if its name is taken."""
-        with self._lock:
-            if sub_model.name in self._state.sub_models:
-                raise Conflict(f"sub-model {sub_model.name} already exists")
-            self._state.sub_models[sub_model.name] = sub_model
+        self._insert_new(
+            "sub_models", sub_model.name, sub_model, f"sub-model {sub_model.name} already exists"
+        )
 
     def save(self, sub_model: SubModel) -> None:
         """Replace a registered sub-model; Conflict if unknown."""
-        with self._lock:
-            if sub_model.name not in self._state.sub_models:
-                raise Conflict(f"sub-model {sub_model.name} is unknown")
-            self._state.sub_models[sub_model.name] = sub_model
+        self._replace_known(
+            "sub_models", sub_model.name, sub_model, f"sub-model {sub_model.name} is unknown"
+        )
 
     def get(self, name: str) -> SubModel | None:
         """The sub-model called ``name``, or None."""
@@ -137,10 +135,9 @@ class MemoryQueryAnswerRepository(StateRepository):
 
     def add(self, answer: QueryAnswer) -> None:
         """Store an answer; Conflict if its query id is already stored."""
-        with self._lock:
-            if answer.query_id in self._state.query_answers:
-                raise Conflict(f"query {answer.query_id} is already stored")
-            self._state.query_answers[answer.query_id] = answer
+        self._insert_new(
+            "query_answers", answer.query_id, answer, f"query {answer.query_id} is already stored"
+        )
 
     def get(self, query_id: str) -> QueryAnswer | None:
         """The stored answer of ``query_id``, or None."""

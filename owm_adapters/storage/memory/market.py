@@ -73,10 +73,9 @@ class MemoryProofRepository(StateRepository):
     def add(self, envelope: Envelope) -> None:
         """Store a verified task-proof envelope; Conflict if its signer already proved the task."""
         key = (proof_of(envelope).task_id, envelope.signer_node_id)
-        with self._lock:
-            if key in self._state.proofs:
-                raise Conflict(f"node {key[1]} already sent a proof for task {key[0]}")
-            self._state.proofs[key] = envelope
+        self._insert_new(
+            "proofs", key, envelope, f"node {key[1]} already sent a proof for task {key[0]}"
+        )
 
     def get(self, task_id: str, node_id: str) -> Envelope | None:
         """The proof ``node_id`` sent for ``task_id``, or None."""

@@ -49,10 +49,12 @@ class MemoryMiningPayoutRepository(StateRepository):
 
     def add(self, payout: MiningPayout) -> None:
         """Record one payout; Conflict if its payment_hash is already recorded."""
-        with self._lock:
-            if payout.payment_hash in self._state.mining_payouts:
-                raise Conflict(f"payout {payout.payment_hash} is already recorded")
-            self._state.mining_payouts[payout.payment_hash] = payout
+        self._insert_new(
+            "mining_payouts",
+            payout.payment_hash,
+            payout,
+            f"payout {payout.payment_hash} is already recorded",
+        )
 
     def recent(self, limit: int = 100, miner_id: str | None = None) -> Sequence[MiningPayout]:
         """Up to ``limit`` payouts (to one miner if given), newest first, then by hash."""

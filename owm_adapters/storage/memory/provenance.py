@@ -14,10 +14,12 @@ class MemoryModelReleaseRepository(StateRepository):
 
     def add(self, release: ModelRelease) -> None:
         """Store a new release; Conflict if its release_id (sub_model@version) exists."""
-        with self._lock:
-            if release.release_id in self._state.releases:
-                raise Conflict(f"model release {release.release_id} already exists")
-            self._state.releases[release.release_id] = release
+        self._insert_new(
+            "releases",
+            release.release_id,
+            release,
+            f"model release {release.release_id} already exists",
+        )
 
     def save(self, release: ModelRelease) -> None:
         """Replace a release's proof and status (upgrade, verification); Conflict if unknown."""

@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from owm_core.access.api_keys import ApiKey
+from owm_core.errors import Conflict
 from owm_core.fl.rounds import FlRound, RoundUpdate
 from owm_core.governance.contributions import AnalysisRequest, Bounty
 from owm_core.governance.proposals import Proposal
@@ -86,3 +87,21 @@ class StateRepository:
 
     _state: State
     _lock: threading.RLock
+
+    def _insert_new(self, table: str, key: Any, value: Any, taken: str) -> None:
+        """Store ``value`` under a new ``key`` of the state's ``table``; Conflict(``taken``)
+        if the key is stored already (the SQL store's primary-key clash)."""
+        with self._lock:
+            stored: dict[Any, Any] = getattr(self._state, table)
+            if key in stored:
+                raise Conflict(taken)
+            stored[key] = value
+
+    def _replace_known(self, table: str, key: Any, value: Any, missing: str) -> None:
+        """Replace the value under a stored ``key`` of the state's ``table``;
+        Conflict(``missing``) if there is none (the SQL store's update of no row)."""
+        with self._lock:
+            stored: dict[Any, Any] = getattr(self._state, table)
+            if key not in stored:
+                raise Conflict(missing)
+            stored[key] = value
