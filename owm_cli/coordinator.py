@@ -169,6 +169,7 @@ def _start_api(
 ) -> ApiServer:
     """Serve the public HTTP API over the same coordinator (one store, one Lightning node)."""
     from owm_adapters.bootstrap.coordinator import data_dir_of
+    from owm_adapters.services.api import ApiConfig
     from owm_server.http.serve import HttpLimits, api_server_for
 
     section = settings.coordinator
@@ -177,6 +178,7 @@ def _start_api(
             coordinator, section.api_listen, data_dir=data_dir_of(settings),
             grace_s=section.grace_period_s, knowledge=knowledge,
             limits=HttpLimits(trusted_proxies=tuple(section.api_trusted_proxies)),
+            config=ApiConfig(dashboard_access=section.api_dashboard),
         )
         api.start()
     except (RuntimeError, ValueError) as exc:

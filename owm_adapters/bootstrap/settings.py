@@ -272,6 +272,9 @@ class CoordinatorSection:
     #: Reverse proxies whose ``X-Forwarded-For`` names the API client (SRS-SEC-04); empty:
     #: the peer address is the client, whatever the header says (loopback included).
     api_trusted_proxies: tuple[str, ...] = ()
+    #: Who sees ``/dashboard`` and the live mining feed: ``"loopback"`` (peers on this
+    #: machine, e.g. through an SSH tunnel), ``"off"`` or ``"public"``.
+    api_dashboard: str = "loopback"
     metrics_listen: str = "127.0.0.1:9464"
     database_url: str = ""
     grace_period_s: int = 10

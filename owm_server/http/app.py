@@ -14,7 +14,8 @@
 * **Every response** carries ``X-OWM-Model-Version`` and ``X-OWM-OTS-Verified`` (SRS-API-01),
   added by :class:`VersionHeaders` around everything, errors included.
 * **The web dashboard** (``/dashboard``, HTML + htmx) sits beside the versions, read-only:
-  :mod:`owm_server.http.dashboard`.
+  :mod:`owm_server.http.dashboard`. It and the live mining feed are private by default
+  (loopback peers only): :mod:`owm_server.http.private`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from owm_core.errors import DomainError
 from owm_server.http import dashboard, v1
 from owm_server.http.call import Call
 from owm_server.http.contract import Access, Operation, openapi_document, parse_param, validate
+from owm_server.http.private import PrivateRoutes
 from owm_server.http.problems import Problem, from_domain, render
 from owm_server.http.v1.mining import dashboard_json
 
@@ -457,6 +459,9 @@ def create_app(services: ApiServices) -> Starlette:
     v1_routes.append(WebSocketRoute("/mining/dashboard", dashboard_socket(services)))
     return Starlette(
         routes=[Mount("/v1", routes=v1_routes), *dashboard.routes(services)],
-        middleware=[Middleware(VersionHeaders, services=services)],
+        middleware=[
+            Middleware(VersionHeaders, services=services),
+            Middleware(PrivateRoutes, access=services.config.dashboard_access),
+        ],
         exception_handlers={HTTPException: _http_exception, Exception: _unexpected},
     )

@@ -6,11 +6,15 @@ Every error the API answers is ``application/problem+json`` with a stable ``type
 input names the offending ``field``; rate limits carry ``retry_after_s`` and a ``Retry-After``
 header; an insufficient stake carries ``required_sats``. Unexpected exceptions become a plain
 500 ``internal`` problem with no detail — the stack trace goes to the log, never to the client.
+Failures of the coordinator's own backends (its Lightning node, Bitcoin node, timestamp
+calendars) are answered with a fixed detail: their messages may name internal hosts, ports
+and TLS failures, which go to the log only.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,6 +40,8 @@ from owm_core.errors import (
     ReplayRejected,
     SignatureInvalid,
 )
+
+log = logging.getLogger(__name__)
 
 PROBLEM_BASE = "https://owm.network/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -115,8 +121,19 @@ def status_of(exc: DomainError) -> int:
     return next((status for kind, status in _STATUS_OF_DOMAIN if isinstance(exc, kind)), 422)
 
 
+_BACKEND_DETAIL: tuple[tuple[type[DomainError], str], ...] = (
+    (LightningUnavailable, "the coordinator's Lightning node cannot answer now; try again later"),
+    (ChainUnavailable, "the coordinator's Bitcoin node cannot answer now; try again later"),
+    (CalendarUnavailable, "no timestamp calendar answered; try again later"),
+)
+
+
 def from_domain(exc: DomainError) -> Problem:
     """The problem a domain error becomes (extensions carry the error's structured fields)."""
+    for kind, detail in _BACKEND_DETAIL:
+        if isinstance(exc, kind):
+            log.warning("backend unavailable while answering a request: %s", exc.message)
+            return Problem(status_of(exc), exc.code, detail)
     extensions: dict[str, Any] = {}
     headers: dict[str, str] = {}
     if isinstance(exc, InvalidValue):

@@ -30,6 +30,10 @@ class ApiConfig:
     """Signed requests of registered nodes remembered within one window (replays refused)."""
     dashboard_interval_s: float = 5.0
     """How often the live mining dashboard (WebSocket) pushes metrics."""
+    dashboard_access: str = attrs.field(
+        default="loopback", validator=attrs.validators.in_(("loopback", "off", "public"))
+    )
+    """Who sees ``/dashboard`` and the live mining feed: loopback peers, nobody or everyone."""
     max_list: int = 500
 
 
