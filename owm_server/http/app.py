@@ -304,7 +304,9 @@ def endpoint(services: ApiServices, op: Operation) -> Callable[[Request], Awaita
             caller = authenticate(services, op, request, raw)
             remaining = None
             if caller is not None:
-                remaining = services.access.admit(caller, op.access in _NODE_MANAGEMENT)
+                remaining = services.access.admit(
+                    caller, op.access in _NODE_MANAGEMENT, write=op.method != "GET"
+                )
             client = request.client.host if request.client is not None else None
             url = request.scope["path"] + "?" + request.scope["query_string"].decode("latin-1")
             cached = rendered.get(url) if rendered is not None else None

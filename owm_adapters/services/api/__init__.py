@@ -78,7 +78,7 @@ class ApiServices:
         self.views = Views(
             self.repositories, self.clock, coordinator.config.liveness, cache, self.config
         )
-        self.governance = Governance(self.repositories, self.clock, cache, entropy)
+        self.governance = Governance(self.repositories, self.clock, cache, entropy, self.config)
         self.bounties = Bounties(self.repositories, self.clock, cache, self.config, entropy)
         #: Slashing acknowledgements and pending cases (None when no slashing service is wired).
         self.slashing: SlashingService | None = slashing

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import attrs
 
 from owm_adapters.services.api.config import ApiConfig, ReadCache
+from owm_adapters.services.api.quotas import DailyQuota
 from owm_core.access import l402
 from owm_core.access.api_keys import ApiKey, Plan, secret_sha256
 from owm_core.access.callers import (
@@ -99,6 +100,8 @@ class ApiAccess:
         self._entropy = entropy
         self._limiter = SlidingWindowLimiter(config.free_tier)
         self._limiter_lock = threading.Lock()
+        self._paid_quota = DailyQuota(config.paid_requests_per_day)
+        self._write_quota = DailyQuota(config.writes_per_day)
         self._guard = SignedRequestGuard(
             window_s=config.signed_window_s, max_entries=config.replay_guard_max_entries
         )
@@ -176,16 +179,37 @@ class ApiAccess:
             self._guard.accept(request, self._clock.now())
         return Caller(CallerKind.NODE, node_id, node_id, Plan.FREE)
 
-    def admit(self, caller: Caller, node_management: bool) -> int | None:
+    def admit(self, caller: Caller, node_management: bool, write: bool = False) -> int | None:
         """Count one request against the caller's window; RateLimited when it is full.
 
-        Returns the requests left in the window, or None when the caller is not limited.
+        Free-tier callers count against the free tier's window (SRS-API-02); commercial keys
+        and L402 tokens against a daily quota of requests, and every caller but a node on
+        node-management endpoints against a daily quota of writes (SRS-API-03). Returns the
+        requests left, or None when the caller is not limited.
         """
+        now = self._clock.now()
+        if write and not (caller.kind is CallerKind.NODE and node_management):
+            check = self._write_quota.admit(f"{caller.kind.value}:{caller.subject}", now)
+            if not check.admitted:
+                raise RateLimited(
+                    f"{self._config.writes_per_day} writes per day per key are spent; "
+                    "try again tomorrow (UTC)",
+                    retry_after_s=check.retry_after_s,
+                )
+        if caller.plan is Plan.COMMERCIAL and caller.kind is not CallerKind.NODE:
+            check = self._paid_quota.admit(f"{caller.kind.value}:{caller.subject}", now)
+            if not check.admitted:
+                raise RateLimited(
+                    f"{self._config.paid_requests_per_day} requests per day per paid key "
+                    "are spent; try again tomorrow (UTC)",
+                    retry_after_s=check.retry_after_s,
+                )
+            return check.remaining
         key = rate_limit_key(caller, node_management)
         if key is None:
             return None
         with self._limiter_lock:
-            admission = self._limiter.admit(key, self._clock.now())
+            admission = self._limiter.admit(key, now)
         if not admission.admitted:
             raise RateLimited(
                 f"the free tier allows {self._config.free_tier.limit} requests per "

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from owm_adapters.services.api.config import ApiConfig, ReadCache
 from owm_core.access.callers import Caller
-from owm_core.errors import NotFound
+from owm_core.errors import InvalidValue, NotFound
 from owm_core.governance.contributions import (
     AnalysisRequest,
     Bounty,
@@ -51,7 +51,9 @@ class Bounties:
     def create_bounty(
         self, caller: Caller, repository: str, issue_number: int, title: str, amount_sat: int
     ) -> Bounty:
-        """Open a bounty in the caller's name."""
+        """Open a bounty in the caller's name, of at most ``max_bounty_sat``."""
+        if amount_sat > self._config.max_bounty_sat:
+            raise InvalidValue("amount_sat", f"must be at most {self._config.max_bounty_sat} sat")
         bounty = open_bounty(
             bounty_id="bnt_" + self._entropy(8).hex(),
             repository=repository,

@@ -35,6 +35,17 @@ class ApiConfig:
     )
     """Who sees ``/dashboard`` and the live mining feed: loopback peers, nobody or everyone."""
     max_list: int = 500
+    paid_requests_per_day: int = 20_000
+    """Requests a commercial key or an L402 token may make per UTC day (SRS-API-03)."""
+    writes_per_day: int = 1_000
+    """Writes (proposals, comments, bounties, analyses…) per key or token and UTC day."""
+    max_bounty_sat: int = 10_000_000
+    """The largest bounty a caller may open (0.1 BTC by default)."""
+    max_requested_sat: int = 100_000_000
+    """The largest amount a governance proposal may request (1 BTC by default)."""
+    max_comments_per_proposal: int = 500
+    max_comments_per_author: int = 20
+    """Comments one caller may leave on one proposal."""
 
 
 class ReadCache:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 
-from owm_adapters.services.api.config import ReadCache
+from owm_adapters.services.api.config import ApiConfig, ReadCache
 from owm_core.access.callers import Caller
-from owm_core.errors import NotFound
+from owm_core.errors import InvalidValue, NotFound, PolicyViolation
 from owm_core.governance.proposals import (
     Comment,
     Proposal,
@@ -34,11 +34,13 @@ class Governance:
         clock: Clock,
         cache: ReadCache | None = None,
         entropy: Callable[[int], bytes] = os.urandom,
+        config: ApiConfig | None = None,
     ) -> None:
         self._repositories = repositories
         self._clock = clock
         self._cache = cache if cache is not None else ReadCache(clock, ttl_ms=0)
         self._entropy = entropy
+        self._config = config or ApiConfig()
 
     def proposals(self, status: ProposalStatus | None = None) -> Sequence[Proposal]:
         """Proposals, newest first, optionally of one status."""
@@ -55,7 +57,12 @@ class Governance:
         implementation_plan: str,
         requested_sat: int,
     ) -> Proposal:
-        """Open a proposal authored by the caller (SRS-GOV-02/03)."""
+        """Open a proposal authored by the caller (SRS-GOV-02/03), asking at most
+        ``max_requested_sat``."""
+        if requested_sat > self._config.max_requested_sat:
+            raise InvalidValue(
+                "requested_sat", f"must be at most {self._config.max_requested_sat} sat"
+            )
         proposal = new_proposal(
             proposal_id="prop_" + self._entropy(8).hex(),
             author=caller.owner,
@@ -71,12 +78,30 @@ class Governance:
         return proposal
 
     def comment(self, caller: Caller, proposal_id: str, text: str) -> Proposal:
-        """Comment on an open proposal during its comment period (SRS-GOV-04)."""
+        """Comment on an open proposal during its comment period (SRS-GOV-04).
+
+        A proposal holds at most ``max_comments_per_proposal`` comments, and one caller may
+        leave ``max_comments_per_author`` of them, so a thread stays readable and cheap.
+        """
         with self._repositories.atomic():
             proposal = self._repositories.proposals.get(proposal_id)
             if proposal is None:
                 raise NotFound(f"no proposal {proposal_id}")
+            self._check_room(proposal, caller.owner)
             updated = add_comment(proposal, Comment(caller.owner, text, self._clock.now()))
             self._repositories.proposals.save(updated)
         self._cache.clear()
         return updated
+
+    def _check_room(self, proposal: Proposal, author: str) -> None:
+        if len(proposal.comments) >= self._config.max_comments_per_proposal:
+            raise PolicyViolation(
+                f"proposal {proposal.proposal_id} has its "
+                f"{self._config.max_comments_per_proposal} comments"
+            )
+        mine = sum(1 for c in proposal.comments if c.author == author)
+        if mine >= self._config.max_comments_per_author:
+            raise PolicyViolation(
+                f"one caller may leave {self._config.max_comments_per_author} comments "
+                "on a proposal"
+            )
