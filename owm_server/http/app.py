@@ -235,7 +235,7 @@ def authenticate(
             "use Bearer <API key>, L402 or a node signature",
             headers={"WWW-Authenticate": 'Bearer realm="owm"'},
         )
-    offer = services.access.offer_access()
+    offer = services.access.offer_access(request.client.host if request.client else None)
     raise Problem(
         402,
         "payment-required",

@@ -126,7 +126,8 @@ class Operation:
             out.setdefault(
                 429,
                 Reply(
-                    "The free tier's 100 requests a day are used up (`Retry-After`).",
+                    "The free tier's 100 requests a day, a paid key's daily quota, the day's "
+                    "writes or this address's access invoices are used up (`Retry-After`).",
                     PROBLEM_SCHEMA,
                     PROBLEM_MEDIA_TYPE,
                 ),

@@ -28,7 +28,7 @@ from owm_core.access.callers import (
     rate_limit_key,
     verify_signed_request,
 )
-from owm_core.access.ratelimit import SlidingWindowLimiter
+from owm_core.access.ratelimit import SlidingWindowLimiter, ip_key
 from owm_core.errors import InvalidValue, L402Invalid, RateLimited, SignatureInvalid
 from owm_core.identity.keys import node_id_from_public_key
 from owm_core.payments.lightning import Invoice, InvoiceState
@@ -101,6 +101,7 @@ class ApiAccess:
         self._limiter = SlidingWindowLimiter(config.free_tier)
         self._limiter_lock = threading.Lock()
         self._paid_quota = DailyQuota(config.paid_requests_per_day)
+        self._invoice_limiter = SlidingWindowLimiter(config.invoices_per_client)
         self._write_quota = DailyQuota(config.writes_per_day)
         self._guard = SignedRequestGuard(
             window_s=config.signed_window_s, max_entries=config.replay_guard_max_entries
@@ -218,8 +219,24 @@ class ApiAccess:
             )
         return admission.remaining
 
-    def offer_access(self) -> AccessOffer:
-        """An invoice for 24 hours of commercial access and its L402 macaroon (SRS-API-03)."""
+    def offer_access(self, client_ip: str | None = None) -> AccessOffer:
+        """An invoice for 24 hours of commercial access and its L402 macaroon (SRS-API-03).
+
+        Each offer makes the treasury's Lightning node create and keep an invoice, so a client
+        address (an IPv6 /64 counts as one) gets ``invoices_per_client`` of them per window;
+        beyond that RateLimited. Callers with no known address share one bucket.
+        """
+        try:
+            key = ip_key(client_ip) if client_ip is not None else "ip:unknown"
+        except InvalidValue:
+            key = "ip:unknown"
+        with self._limiter_lock:
+            admission = self._invoice_limiter.admit(key, self._clock.now())
+        if not admission.admitted:
+            raise RateLimited(
+                "too many invoices for this address; pay one of them or try again later",
+                retry_after_s=admission.retry_after_s,
+            )
         invoice = self._lightning.create_invoice(
             self._config.l402_price_msat,
             "OWM API: 24 h commercial access",

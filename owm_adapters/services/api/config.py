@@ -12,6 +12,9 @@ from owm_core.ports.clock import Clock
 
 _T = TypeVar("_T")
 
+INVOICES_PER_CLIENT = RateLimit(limit=120, window_s=3_600)
+"""Access invoices one client address may have the treasury create per hour."""
+
 
 @attrs.frozen
 class ApiConfig:
@@ -20,6 +23,7 @@ class ApiConfig:
     l402_price_msat: int = 10_000
     """What 24 hours of commercial access cost (10 sat by default)."""
     invoice_expiry_s: int = 600
+    invoices_per_client: RateLimit = INVOICES_PER_CLIENT
     free_tier: RateLimit = API_KEY_FREE_TIER
     cache_ttl_ms: int = 1_000
     """How stale public aggregates (stats, lists) may be; 0 disables the cache."""

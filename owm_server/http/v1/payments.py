@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from owm_server.http.call import Call
 from owm_server.http.contract import Access, Operation, Reply, Schema
+from owm_server.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA
 from owm_server.http.v1.render import earnings_json, json
 from owm_server.http.v1.schemas import EARNINGS, INT, LIMIT, STR, obj
 
@@ -31,7 +32,7 @@ ACCESS_OFFER: Schema = obj(
 
 
 def payments_invoice(call: Call) -> Response:
-    offer = call.services.access.offer_access()
+    offer = call.services.access.offer_access(call.client_ip)
     return json(
         {
             "invoice": offer.invoice.bolt11,
@@ -67,7 +68,12 @@ def operations() -> list[Operation]:
                 200: Reply(
                     "Pay `invoice`, then send `Authorization: L402 <macaroon>:<preimage>`.",
                     ACCESS_OFFER,
-                )
+                ),
+                429: Reply(
+                    "This address asked for too many invoices (`Retry-After`).",
+                    PROBLEM_SCHEMA,
+                    PROBLEM_MEDIA_TYPE,
+                ),
             },
         ),
         Operation(

@@ -12,6 +12,7 @@ import pytest
 
 from owm_adapters.services.api import ApiConfig
 from owm_core.access.api_keys import Plan
+from owm_core.access.ratelimit import RateLimit
 from tests.server.http.world import World, build_world
 
 READ = "/v1/stake/requirements"
@@ -90,3 +91,26 @@ def test_comment_threads_are_bounded_per_author_and_per_proposal(metered: World)
     texts = [c["text"] for c in metered.client.get(PROPOSALS, headers=author).json()[
         "proposals"][0]["comments"]]  # fmt: skip
     assert texts == ["one", "two", "b"]
+
+
+@pytest.fixture
+def stingy(tmp_path: Path) -> Iterator[World]:
+    config = ApiConfig(cache_ttl_ms=0, invoices_per_client=RateLimit(limit=3, window_s=3_600))
+    yield from build_world(tmp_path, config)
+
+
+def test_anonymous_callers_cannot_make_the_treasury_create_invoices_without_limit(
+    stingy: World,
+) -> None:
+    hashes = set()
+    for _ in range(3):
+        offered = stingy.client.get(READ)
+        assert offered.status_code == 402
+        hashes.add(offered.json()["payment_hash"])
+    assert len(hashes) == 3
+    refused = stingy.client.get(READ)
+    retry_after = _is_429(refused)
+    assert "invoice" not in refused.json() and "WWW-Authenticate" not in refused.headers
+    assert _is_429(stingy.client.get("/v1/payments/invoice")) > 0
+    stingy.clock.advance(retry_after)
+    assert stingy.client.get(READ).status_code == 402

@@ -62,7 +62,7 @@ def test_a_dashboard_turned_off_is_not_found_even_from_loopback(closed_world: Wo
 def test_an_unreachable_treasury_node_is_a_503_that_names_no_internal_host(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def down() -> None:
+    def down(_client_ip: str | None = None) -> None:
         raise LightningUnavailable(
             "LND AddInvoice failed at 10.13.37.5:10009: UNAVAILABLE: Tls handshake failed"
         )
