@@ -8,9 +8,11 @@ seconds after that (``hx-get`` + ``hx-trigger="load, every 2s"``), so what a per
 always what the coordinator's store holds now.
 
 Everything is rendered on the server from the API's services and the coordinator's
-repositories, read-only, and every value is HTML-escaped. htmx itself (``static/htmx.min.js``,
-htmx 2.0.11 from the ``htmx.org`` npm package, 0BSD) is served from this package: nothing is
-loaded from another site, and the Content-Security-Policy says so.
+repositories, read-only, at most once per ``cache_ttl_ms`` per panel, and every value is
+HTML-escaped. Only the operator's machine sees it by default (:mod:`owm_server.http.private`).
+htmx itself (``static/htmx.min.js``, htmx 2.0.11 from the ``htmx.org`` npm package, 0BSD)
+is served from this package: nothing is loaded from another site, and the
+Content-Security-Policy says so.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from owm_adapters.services.api import ApiServices
+from owm_adapters.services.api import ApiServices, ReadCache
 from owm_core.market.tasks import Task, TaskState
 from owm_core.payments.records import RewardPayment
 
@@ -307,6 +309,8 @@ def page() -> str:
 def routes(services: ApiServices) -> list[BaseRoute]:
     """The dashboard's routes: the page at ``/dashboard`` and its fragments and script below."""
     page_html = page()
+    # Each panel is rendered at most once per cache period, however many browsers poll it.
+    rendered = ReadCache(services.clock, services.config.cache_ttl_ms)
 
     def index(_request: Request) -> Response:
         return HTMLResponse(page_html, headers=_SECURITY_HEADERS)
@@ -320,7 +324,7 @@ def routes(services: ApiServices) -> list[BaseRoute]:
             )
         started = time.monotonic()
         try:
-            body = panel[1](services)
+            body = rendered.get(name, lambda: panel[1](services))
         except Exception:  # one broken panel must not blank the others
             log.exception("dashboard panel %s failed", name)
             body = '<p class="empty">this panel could not be read; see the coordinator log</p>'

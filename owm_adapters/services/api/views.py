@@ -129,9 +129,13 @@ class Views:
         )
 
     def dashboard(self) -> DashboardFrame:
-        """One frame of the live pool dashboard (WebSocket /v1/mining/dashboard)."""
-        return DashboardFrame(
-            self.pool_stats(),
-            per_miner_hashrate_1h(self._shares(), self._clock.now()),
-            self.payouts(10),
+        """One frame of the live pool dashboard (WebSocket /v1/mining/dashboard), computed at
+        most once per cache period however many sockets are open."""
+        return self._cache.get(
+            "dashboard",
+            lambda: DashboardFrame(
+                self.pool_stats(),
+                per_miner_hashrate_1h(self._shares(), self._clock.now()),
+                self.payouts(10),
+            ),
         )
