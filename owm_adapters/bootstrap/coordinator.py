@@ -38,6 +38,7 @@ from owm_core.ports.invoices import InvoiceSource
 from owm_core.ports.lightning import Lightning
 from owm_core.ports.repositories import Repositories
 from owm_core.ports.timestamping import Timestamping
+from owm_core.ports.vector_store import VectorStore
 from owm_core.stake.channel import StakePolicy
 from owm_core.stake.slashing import SlashingPolicy
 
@@ -475,3 +476,26 @@ __all__ = [
     "slashing_service_from",
     "upload_url_of",
 ]
+
+
+def demo_knowledge_base(
+    embedder: Embedder | None = None,
+    store: VectorStore | None = None,
+    repositories: Repositories | None = None,
+    now: int = 1_767_225_600,
+) -> KnowledgeBase:
+    """A ready knowledge base with the demo data loaded: memory repositories, and by default the
+    hashing embedder and the numpy vector store (instant; pass ``MiniLmEmbedder`` /
+    ``QdrantVectorStore`` for the real thing)."""
+    from owm_adapters.knowledge.minilm import HashingEmbedder
+    from owm_adapters.knowledge.qdrant import MemoryVectorStore
+    from owm_adapters.services.knowledge import KnowledgeBase
+    from owm_adapters.storage.memory import memory_repositories
+
+    kb = KnowledgeBase(
+        repositories=repositories or memory_repositories(),
+        embedder=embedder or HashingEmbedder(),
+        store=store or MemoryVectorStore(),
+    )
+    kb.load_demo_data(now)
+    return kb

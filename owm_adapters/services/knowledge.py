@@ -390,25 +390,3 @@ class KnowledgeBase:
     def close(self) -> None:
         """Close the vector store."""
         self.store.close()
-
-
-def demo_knowledge_base(
-    embedder: Embedder | None = None,
-    store: VectorStore | None = None,
-    repositories: Repositories | None = None,
-    now: int = 1_767_225_600,
-) -> KnowledgeBase:
-    """A ready knowledge base with the demo data loaded: memory repositories, and by default the
-    hashing embedder and the numpy vector store (instant; pass ``MiniLmEmbedder`` /
-    ``QdrantVectorStore`` for the real thing)."""
-    from owm_adapters.knowledge.minilm import HashingEmbedder
-    from owm_adapters.knowledge.qdrant import MemoryVectorStore
-    from owm_adapters.storage.memory import memory_repositories
-
-    kb = KnowledgeBase(
-        repositories=repositories or memory_repositories(),
-        embedder=embedder or HashingEmbedder(),
-        store=store or MemoryVectorStore(),
-    )
-    kb.load_demo_data(now)
-    return kb

@@ -25,7 +25,6 @@ from owm_core.knowledge.routing import (
     Reading,
     SubModelRoute,
     compose,
-    fit_calibration,
     reading_from_output,
     route,
 )
@@ -155,22 +154,3 @@ def measure_all(knowledge: KnowledgeSource, config: QueryConfig | None = None) -
     """:func:`measure` for every labelled question."""
     config = config or QueryConfig()
     return [measure(knowledge, q, e, config) for q, e in QUESTIONS]
-
-
-def main() -> None:
-    """Print the samples and the fitted calibration table (docs/conglomerate.md)."""
-    from owm_adapters.knowledge.minilm import MiniLmEmbedder
-    from owm_adapters.services.knowledge import demo_knowledge_base
-
-    knowledge = demo_knowledge_base(embedder=MiniLmEmbedder())
-    samples = measure_all(knowledge)
-    for s in samples:
-        label = "answerable" if s.expected else "unanswerable"
-        print(f"{s.strength:.3f} {int(s.supported)} rel={s.top_relevance:.3f} {label:12} "
-              f"{','.join(s.chosen) or '-':28} {s.question}")
-    fitted = fit_calibration([(s.strength, s.supported) for s in samples], bins=6)
-    print("calibration", fitted.points)
-
-
-if __name__ == "__main__":
-    main()

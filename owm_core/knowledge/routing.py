@@ -262,7 +262,7 @@ CALIBRATION = Calibration(
 )
 """Fitted (6 bins) on the 60 labelled demo questions of ``owm_adapters.services.query_calibration``
 with
-MiniLM retrieval; reproduce with ``python -m owm_adapters.services.query_calibration``."""
+MiniLM retrieval; reproduce with ``scripts/calibrate-router``."""
 
 
 # --------------------------------------------------------------------------- rules

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from owm_adapters.bootstrap.coordinator import demo_knowledge_base
 from owm_adapters.knowledge.minilm import shared_minilm
-from owm_adapters.services.knowledge import KnowledgeBase, demo_knowledge_base
+from owm_adapters.services.knowledge import KnowledgeBase
 from owm_adapters.services.queries import QueryService
 from owm_adapters.services.query_calibration import QUESTIONS, measure_all
 from owm_core.knowledge.routing import ABSTAIN_BELOW, CALIBRATION, NO_ANSWER, NO_SUB_MODEL

@@ -15,7 +15,7 @@ from pathlib import Path
 import attrs
 
 from owm_adapters.bootstrap import coordinator as bootstrap
-from owm_adapters.bootstrap.coordinator import build_coordinator
+from owm_adapters.bootstrap.coordinator import build_coordinator, demo_knowledge_base
 from owm_adapters.bootstrap.settings import CoordinatorSettings
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.node.task_exec import execute
@@ -24,7 +24,7 @@ from owm_adapters.services.coordinator.service import (
     ServiceConfig,
     TaskStreamHandle,
 )
-from owm_adapters.services.knowledge import KnowledgeBase, demo_knowledge_base
+from owm_adapters.services.knowledge import KnowledgeBase
 from owm_adapters.services.queries import QueryService
 from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
 from owm_core.access.ratelimit import Transport

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from owm_adapters.bootstrap.coordinator import knowledge_base_from
+from owm_adapters.bootstrap.coordinator import demo_knowledge_base, knowledge_base_from
 from owm_adapters.bootstrap.settings import (
     ConfigError,
     CoordinatorSection,
@@ -20,7 +20,7 @@ from owm_adapters.bootstrap.settings import (
 )
 from owm_adapters.knowledge.minilm import HashingEmbedder
 from owm_adapters.knowledge.qdrant import MemoryVectorStore, QdrantVectorStore
-from owm_adapters.services.knowledge import DEMO_CONTRIBUTOR, KnowledgeBase, demo_knowledge_base
+from owm_adapters.services.knowledge import DEMO_CONTRIBUTOR, KnowledgeBase
 from owm_adapters.storage.memory import memory_repositories
 from owm_adapters.storage.sql import open_repositories
 from owm_core.errors import CalendarUnavailable, Conflict, InvalidValue, NotFound
