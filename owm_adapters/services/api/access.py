@@ -28,8 +28,14 @@ from owm_core.access.callers import (
     rate_limit_key,
     verify_signed_request,
 )
-from owm_core.access.ratelimit import SlidingWindowLimiter, ip_key
-from owm_core.errors import InvalidValue, L402Invalid, RateLimited, SignatureInvalid
+from owm_core.access.ratelimit import RateLimit, SlidingWindowLimiter, ip_key
+from owm_core.errors import (
+    InvalidValue,
+    L402Invalid,
+    RateLimited,
+    ReplayRejected,
+    SignatureInvalid,
+)
 from owm_core.identity.keys import node_id_from_public_key
 from owm_core.payments.lightning import Invoice, InvoiceState
 from owm_core.ports.clock import Clock
@@ -107,6 +113,9 @@ class ApiAccess:
             window_s=config.signed_window_s, max_entries=config.replay_guard_max_entries
         )
         self._guard_lock = threading.Lock()
+        self._per_key = SlidingWindowLimiter(
+            RateLimit(limit=config.signed_per_key, window_s=config.signed_window_s)
+        )
         self._keys = ReadCache(clock, config.auth_cache_ttl_ms)
         self._paid = ReadCache(clock, config.auth_cache_ttl_ms)
 
@@ -169,15 +178,21 @@ class ApiAccess:
 
         The nonce is recorded only after the signature verified and its key proved to be a
         registered node's, so strangers cannot fill the replay guard and lock every node out
-        (SRS-SEC-03).
+        (SRS-SEC-03); one registered key records at most ``signed_per_key`` per window.
         """
         request = parse_signed_request(*headers)
         verify_signed_request(request, method, path_and_query, body)
         node_id = node_id_from_public_key(request.public_key)
         if self._repositories.nodes.get(node_id) is None:
             raise SignatureInvalid("the signing key belongs to no registered node")
+        now = self._clock.now()
         with self._guard_lock:
-            self._guard.accept(request, self._clock.now())
+            if not self._per_key.admit(node_id, now).admitted:
+                raise ReplayRejected(
+                    f"more than {self._config.signed_per_key} signed requests by this key in "
+                    f"{self._config.signed_window_s} s; slow down"
+                )
+            self._guard.accept(request, now)
         return Caller(CallerKind.NODE, node_id, node_id, Plan.FREE)
 
     def admit(self, caller: Caller, node_management: bool, write: bool = False) -> int | None:

@@ -32,6 +32,8 @@ class ApiConfig:
     signed_window_s: int = 300
     replay_guard_max_entries: int = 1_000_000
     """Signed requests of registered nodes remembered within one window (replays refused)."""
+    signed_per_key: int = 3_000
+    """Signed requests one registered node key may make per window (10 a second on average)."""
     dashboard_interval_s: float = 5.0
     """How often the live mining dashboard (WebSocket) pushes metrics."""
     dashboard_access: str = attrs.field(

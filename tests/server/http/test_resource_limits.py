@@ -126,3 +126,18 @@ def test_strangers_flooding_nonces_do_not_fill_the_replay_guard(tmp_path: Path) 
     full = world.client.get(path, headers=world.signed(node, "GET", path))
     assert full.status_code == 401 and full.json()["code"] == "replay-rejected"
     worlds.close()
+
+
+def test_one_registered_key_cannot_fill_the_replay_guard_for_the_others(tmp_path: Path) -> None:
+    config = ApiConfig(cache_ttl_ms=0, replay_guard_max_entries=6, signed_per_key=3)
+    worlds = build_world(tmp_path, config)
+    world = next(worlds)
+    greedy, honest = world.register(), world.register()
+    path = f"/v1/nodes/{greedy.node_id}/status"
+    replies = [world.client.get(path, headers=world.signed(greedy, "GET", path)) for _ in range(10)]
+    assert [r.status_code for r in replies] == [200] * 3 + [401] * 7
+    assert replies[-1].json()["code"] == "replay-rejected"
+    mine = f"/v1/nodes/{honest.node_id}/status"
+    for _ in range(3):
+        assert world.client.get(mine, headers=world.signed(honest, "GET", mine)).status_code == 200
+    worlds.close()
