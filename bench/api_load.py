@@ -141,6 +141,7 @@ def serve_owm(port: int, workdir: str, key_file: str) -> None:
     from owm_adapters.bootstrap.settings import CoordinatorSection, CoordinatorSettings
     from owm_adapters.clock import SystemClock
     from owm_adapters.lightning.embedded import SimLedger
+    from owm_adapters.services.api import ApiConfig
     from owm_adapters.storage.sql import open_repositories, sqlite_url
     from owm_core.access.api_keys import Plan
     from owm_server.http.app import create_app
@@ -157,7 +158,10 @@ def serve_owm(port: int, workdir: str, key_file: str) -> None:
         settings, store=repos, treasury=ledger.lightning("treasury"),
         force_closer=ledger.lightning("treasury", force_close_allowed=True), clock=clock,
     )  # fmt: skip
-    services = build_api_services(coordinator, data_dir=data)
+    # The load test's one commercial key makes millions of requests: lift its daily quota.
+    services = build_api_services(
+        coordinator, data_dir=data, config=ApiConfig(paid_requests_per_day=10**9)
+    )
     _seed(repos, services, ledger, treasury, clock.now())
     _key, secret = services.access.create_api_key("bench", Plan.COMMERCIAL)
     Path(key_file).write_text(secret)

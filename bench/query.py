@@ -89,6 +89,7 @@ def serve_coordinator(workdir: str, info_file: str, spot_rate_ppm: int) -> None:
     from owm_adapters.knowledge.minilm import MiniLmEmbedder
     from owm_adapters.knowledge.qdrant import QdrantVectorStore
     from owm_adapters.lightning.embedded import SimLedger
+    from owm_adapters.services.api import ApiConfig
     from owm_adapters.services.coordinator.service import ServiceConfig
     from owm_adapters.services.knowledge import KnowledgeBase
     from owm_adapters.storage.sql import open_repositories, sqlite_url
@@ -124,7 +125,9 @@ def serve_coordinator(workdir: str, info_file: str, spot_rate_ppm: int) -> None:
     embedder.embed(["warm up"])
     knowledge = KnowledgeBase(repos, embedder, QdrantVectorStore(location=":memory:"))
     knowledge.load_demo_data(clock.now())
-    services = build_api_services(coordinator, data_dir=data, knowledge=knowledge)
+    # The benchmark's one key asks many queries: lift the daily quotas (SRS-API-03).
+    lifted = ApiConfig(paid_requests_per_day=10**9, writes_per_day=10**9)
+    services = build_api_services(coordinator, data_dir=data, knowledge=knowledge, config=lifted)
     _key, secret = services.access.create_api_key("bench", Plan.COMMERCIAL)
     api = ApiServer(create_app(services), "127.0.0.1:0")
     api.start()
