@@ -148,20 +148,3 @@ def to_enum(kind: type[enum.Enum], field: str, value: object) -> object:
         except ValueError:
             raise InvalidValue(field, f"unknown {field} {value!r}") from None
     return value
-
-
-def unique_keys(field: str) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
-    """A ``json.loads`` ``object_pairs_hook`` that refuses a repeated key, naming ``field``.
-
-    Strict JSON readers use it: with duplicates, what a signer and a verifier read can differ.
-    """
-
-    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in result:
-                raise InvalidValue(field, f"duplicate key {key!r}")
-            result[key] = value
-        return result
-
-    return hook

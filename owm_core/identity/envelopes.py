@@ -66,6 +66,7 @@ from owm_core.identity.keys import (
     parse_signature,
     verify_signature,
 )
+from owm_core.json_objects import unique_keys
 from owm_core.nodes.tiers import Tier
 
 ENVELOPE_DOMAIN = b"owm/envelope/v1\x00"
@@ -273,7 +274,7 @@ def parse_canonical_json(data: bytes, field: str = "envelope") -> Any:
     try:
         return json.loads(
             data.decode("utf-8"),
-            object_pairs_hook=fields.unique_keys("envelope"),
+            object_pairs_hook=unique_keys("envelope"),
             parse_float=_no_float,
             parse_constant=_no_float,
         )

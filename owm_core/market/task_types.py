@@ -31,8 +31,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from owm_core import fields
 from owm_core.errors import InvalidValue
+from owm_core.json_objects import unique_keys
 
 FEATURES = 32
 """Input width of the built-in sub-model architecture (``owm_adapters.flower.model.TinyNet``)."""
@@ -222,7 +222,7 @@ def parse_input(raw: bytes) -> dict[str, Any]:
     try:
         value = json.loads(
             raw.decode("utf-8"),
-            object_pairs_hook=fields.unique_keys("input"),
+            object_pairs_hook=unique_keys("input"),
             parse_constant=_reject_constant,
         )
     except UnicodeDecodeError:
