@@ -10,7 +10,7 @@ What it does, in one run:
    (``owm_server.http.serve.api_config``: one worker, httptools, backlog 4096, no access log).
 2. **OWM**: the real application — ``build_coordinator`` over a SQLite store (WAL file in a
    temp dir, seeded with nodes, stakes, a model release, proposals, bounties, shares, payouts
-   and a slashing log) and the embedded Lightning ledger, ``build_api_services``,
+   and a slashing log) and the embedded Lightning ledger, ``build_api``,
    ``create_app`` — served the same way in its own process. Every request is authenticated
    with an API key and passes the rate-limit step, the request validation and the
    SRS-API-01 headers.
@@ -136,7 +136,7 @@ def serve_owm(port: int, workdir: str, key_file: str) -> None:
     _raise_fd_limit()
     import uvicorn
 
-    from owm_adapters.bootstrap.api import build_api_services
+    from owm_adapters.bootstrap.api import build_api
     from owm_adapters.bootstrap.coordinator import build_coordinator
     from owm_adapters.bootstrap.settings import CoordinatorSection, CoordinatorSettings
     from owm_adapters.clock import SystemClock
@@ -159,9 +159,9 @@ def serve_owm(port: int, workdir: str, key_file: str) -> None:
         force_closer=ledger.lightning("treasury", force_close_allowed=True), clock=clock,
     )  # fmt: skip
     # The load test's one commercial key makes millions of requests: lift its daily quota.
-    services = build_api_services(
+    services = build_api(
         coordinator, data_dir=data, config=ApiConfig(paid_requests_per_day=10**9)
-    )
+    ).services
     _seed(repos, services, ledger, treasury, clock.now())
     _key, secret = services.access.create_api_key("bench", Plan.COMMERCIAL)
     Path(key_file).write_text(secret)

@@ -7,7 +7,7 @@ What runs, all on 127.0.0.1:
 
 1. **Coordinator** (its own process, like ``owm-coordinator serve``): ``build_coordinator`` over a
    SQLite store in a temp dir and the embedded Lightning ledger, the gRPC control plane, and
-   the public API (``build_api_services`` + ``create_app`` under uvicorn) with the
+   the public API (``build_api`` + ``create_app`` under uvicorn) with the
    conglomerate's query path: the demo knowledge base (three sub-models, their CC0 datasets)
    with the real MiniLM encoder and Qdrant in embedded (in-memory) mode. Verification of
    query tasks: spot checks at the default 10 % rate (``--spot-rate-ppm``; a drawn task is
@@ -82,7 +82,7 @@ def serve_coordinator(workdir: str, info_file: str, spot_rate_ppm: int) -> None:
     """Coordinator + gRPC + API with the query path, in this (spawned) process."""
     import torch
 
-    from owm_adapters.bootstrap.api import build_api_services
+    from owm_adapters.bootstrap.api import build_api
     from owm_adapters.bootstrap.coordinator import build_coordinator
     from owm_adapters.bootstrap.settings import CoordinatorSection, CoordinatorSettings
     from owm_adapters.clock import SystemClock
@@ -127,7 +127,7 @@ def serve_coordinator(workdir: str, info_file: str, spot_rate_ppm: int) -> None:
     knowledge.load_demo_data(clock.now())
     # The benchmark's one key asks many queries: lift the daily quotas (SRS-API-03).
     lifted = ApiConfig(paid_requests_per_day=10**9, writes_per_day=10**9)
-    services = build_api_services(coordinator, data_dir=data, knowledge=knowledge, config=lifted)
+    services = build_api(coordinator, data_dir=data, knowledge=knowledge, config=lifted).services
     _key, secret = services.access.create_api_key("bench", Plan.COMMERCIAL)
     api = ApiServer(create_app(services), "127.0.0.1:0")
     api.start()

@@ -1,4 +1,4 @@
-"""The public API's part of the composition root: builds :class:`ApiServices` for a coordinator.
+"""The public API's part of the composition root: builds the frozen :class:`Api` for a coordinator.
 
 ``owm-coordinator serve`` builds the coordinator
 (:func:`owm_adapters.bootstrap.coordinator.build_coordinator`)
@@ -6,12 +6,17 @@ and passes it here, so the HTTP API and the gRPC control plane share one store, 
 Lightning node, one clock and one set of registration use cases. The L402 master secret (it
 derives every macaroon's root key) lives in ``<data_dir>/l402.secret`` (mode 0600), created
 on first start, so tokens survive restarts.
+
+Like :func:`~owm_adapters.bootstrap.coordinator.build_coordinator`, the builder returns one
+frozen value with everything wired at construction: the HTTP shell only serves it.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import attrs
 
 from owm_adapters.bootstrap.coordinator import Coordinator
 from owm_adapters.services.api import ApiConfig, ApiServices
@@ -36,7 +41,21 @@ def l402_secret_from(data_dir: Path) -> bytes:
     return secret
 
 
-def build_api_services(
+@attrs.frozen
+class Api:
+    """The public API as built for one coordinator: what the HTTP shell serves.
+
+    ``services`` are the use cases the handlers look up (``call.services.<capability>``);
+    ``coordinator`` is the one the gRPC control plane shares; ``l402_secret_file`` is where
+    the L402 master secret is kept (None when it lives only in memory).
+    """
+
+    services: ApiServices
+    coordinator: Coordinator
+    l402_secret_file: Path | None
+
+
+def build_api(
     coordinator: Coordinator,
     *,
     data_dir: Path | None = None,
@@ -44,20 +63,30 @@ def build_api_services(
     config: ApiConfig | None = None,
     knowledge: KnowledgeSource | None = None,
     query_config: QueryConfig | None = None,
-) -> ApiServices:
-    """The API's services over ``coordinator``'s store, treasury, clock, slashing and FL rounds.
+) -> Api:
+    """The API over ``coordinator``'s store, treasury, clock, slashing and FL rounds.
 
     Give ``l402_secret`` (≥ 32 bytes) directly, or a ``data_dir`` to keep it in; with neither,
     a fresh secret is drawn and tokens do not survive a restart (tests, benchmarks).
     With a ``knowledge`` base the conglomerate answers queries (:func:`build_query_service`).
     """
+    secret_file = None
     if l402_secret is None:
-        l402_secret = l402_secret_from(data_dir) if data_dir is not None else os.urandom(32)
-    services = ApiServices(coordinator.service, l402_secret, config, slashing=coordinator.slashing)
-    services.queries = build_query_service(coordinator, knowledge, query_config)
-    services.knowledge = knowledge if isinstance(knowledge, KnowledgeBase) else None
-    services.fl = coordinator.fl
-    return services
+        if data_dir is not None:
+            secret_file = data_dir / L402_SECRET_FILE
+            l402_secret = l402_secret_from(data_dir)
+        else:
+            l402_secret = os.urandom(L402_SECRET_BYTES)
+    services = ApiServices(
+        coordinator.service,
+        l402_secret,
+        config,
+        slashing=coordinator.slashing,
+        queries=build_query_service(coordinator, knowledge, query_config),
+        knowledge=knowledge if isinstance(knowledge, KnowledgeBase) else None,
+        fl=coordinator.fl,
+    )
+    return Api(services, coordinator, secret_file)
 
 
 def build_query_service(

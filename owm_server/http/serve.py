@@ -28,7 +28,7 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from owm_adapters.bootstrap.api import build_api_services
+from owm_adapters.bootstrap.api import build_api
 from owm_adapters.bootstrap.coordinator import Coordinator
 from owm_adapters.services.api import ApiConfig
 from owm_adapters.services.queries import KnowledgeSource
@@ -182,10 +182,8 @@ def api_server_for(
     secret is kept in ``data_dir``. With a ``knowledge`` base the conglomerate answers queries;
     ``limits`` bound connections and name the trusted proxies.
     """
-    services = build_api_services(
-        coordinator, data_dir=data_dir, config=config, knowledge=knowledge
-    )
-    return ApiServer(create_app(services), listen, grace_s, limits)
+    api = build_api(coordinator, data_dir=data_dir, config=config, knowledge=knowledge)
+    return ApiServer(create_app(api.services), listen, grace_s, limits)
 
 
 def run_api(app: Starlette, host: str, port: int, limits: HttpLimits = HttpLimits()) -> None:

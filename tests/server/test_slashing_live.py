@@ -20,7 +20,7 @@ import grpc
 import pytest
 from click.testing import CliRunner
 
-from owm_adapters.bootstrap.api import build_api_services
+from owm_adapters.bootstrap.api import build_api
 from owm_adapters.bootstrap.coordinator import build_coordinator
 from owm_adapters.bootstrap.settings import CoordinatorSection, CoordinatorSettings, StakeSection
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
@@ -137,8 +137,8 @@ def live(tmp_path: Path) -> Iterator[Live]:
     server = CoordinatorServer(service, "127.0.0.1:0", max_workers=16)
     app.workers.start()
     server.start()
-    services = build_api_services(app, l402_secret=b"\x11" * 32,
-                                  config=ApiConfig(cache_ttl_ms=0))  # fmt: skip
+    services = build_api(app, l402_secret=b"\x11" * 32,
+                         config=ApiConfig(cache_ttl_ms=0)).services  # fmt: skip
     api = ApiServer(create_app(services), "127.0.0.1:0")
     api.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")

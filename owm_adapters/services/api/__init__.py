@@ -15,7 +15,9 @@ One module per capability, mirroring :mod:`owm_server.http.v1`:
 * :mod:`~owm_adapters.services.api.bounties` — GitHub bounties and repository analyses.
 
 :class:`ApiServices` holds one of each, plus the optional services other packages own
-(queries, knowledge, FL rounds, slashing), as typed attributes the HTTP handlers look up.
+(queries, knowledge, FL rounds, slashing), as typed attributes the HTTP handlers look up; the
+optional ones are constructor arguments, so the composition root wires everything at
+construction and nothing is patched in afterwards.
 It owns what the HTTP shell must not: the clock and OS randomness, the coordinator it shares
 with the gRPC control plane, the store, the treasury's Lightning node and the read cache its
 capabilities share (public aggregates are recomputed at most once per ``cache_ttl_ms``).
@@ -63,6 +65,9 @@ class ApiServices:
         *,
         entropy: Callable[[int], bytes] = os.urandom,
         slashing: SlashingService | None = None,
+        queries: QueryService | None = None,
+        knowledge: KnowledgeBase | None = None,
+        fl: FlRoundService | None = None,
     ) -> None:
         self.config = config or ApiConfig()
         self.coordinator = coordinator
@@ -83,12 +88,12 @@ class ApiServices:
         #: Slashing acknowledgements and pending cases (None when no slashing service is wired).
         self.slashing: SlashingService | None = slashing
         #: The conglomerate's query path (None without a knowledge base: queries answer 503).
-        self.queries: QueryService | None = None
+        self.queries: QueryService | None = queries
         #: Sub-models and contributed datasets (None without a knowledge base: the data
         #: endpoints answer 503).
-        self.knowledge: KnowledgeBase | None = None
+        self.knowledge: KnowledgeBase | None = knowledge
         #: Federated-learning rounds and uploads (None when ``[fl]`` is off: 503).
-        self.fl: FlRoundService | None = None
+        self.fl: FlRoundService | None = fl
 
 
 __all__ = [

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from owm_adapters.bootstrap.api import build_api_services
+from owm_adapters.bootstrap.api import build_api
 from owm_adapters.services.api import ApiConfig
 from owm_adapters.services.queries import QueryConfig
 from owm_core.access.api_keys import Plan
@@ -25,10 +25,10 @@ SRS_FIELDS = {"query_id", "answer", "sub_models_used", "data_sources", "confiden
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
     with conglomerate(tmp_path, ({}, {})) as world:
-        services = build_api_services(
+        services = build_api(
             world.app, l402_secret=b"\x22" * 32, config=ApiConfig(cache_ttl_ms=0),
             knowledge=world.knowledge, query_config=QueryConfig(threshold=0.0, timeout_s=5.0),
-        )
+        ).services
         _key, secret = services.access.create_api_key("acme", Plan.COMMERCIAL)
         with TestClient(create_app(services), raise_server_exceptions=False) as client:
             yield client, {"Authorization": f"Bearer {secret}"}

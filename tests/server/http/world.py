@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 from starlette.testclient import TestClient
 
-from owm_adapters.bootstrap.api import build_api_services
+from owm_adapters.bootstrap.api import build_api
 from owm_adapters.bootstrap.coordinator import build_coordinator
 from owm_adapters.bootstrap.settings import CoordinatorSettings
 from owm_adapters.lightning.embedded import SimLedger
@@ -108,9 +108,9 @@ def build_world(tmp_path: Path, config: ApiConfig | None = None) -> Generator[Wo
         config=ServiceConfig(),
         slashing=False,
     )
-    services = build_api_services(
+    services = build_api(
         coordinator, l402_secret=b"\x11" * 32, config=config or ApiConfig(cache_ttl_ms=0)
-    )
+    ).services
     app = create_app(services)
     # Not entered as a context manager: nothing keeps running between requests, so a world
     # built at import time (the fuzz module) holds no thread if its tests are deselected.
