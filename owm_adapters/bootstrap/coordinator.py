@@ -182,6 +182,7 @@ def build_coordinator(
             settings, service, timestamping=timestamping,
             signals=None if slashing_service is None else slashing_service.report,
         )
+    service.market.advertised_api_url = advertised_api_url(settings, fl)
     stamping = _timestamping_worker(fl.timestamping) if fl is not None else None
     workers = Workers(tuple(
         w for w in (service, payouts, slashing_service, stamping, fl) if w is not None
@@ -353,6 +354,19 @@ def upload_url_of(api_listen: str) -> str:
     return f"http://{host}:{port}/v1/fl/updates"
 
 
+def advertised_api_url(
+    settings: CoordinatorSettings, fl: FlRoundService | None
+) -> Callable[[], str]:
+    """Where this coordinator tells nodes to send uploads: the URL whose origin every task URL
+    must lie on (SRS-SEC-06). The FL round service's upload URL, read live (an API bound on
+    port 0 sets it once known), else ``[fl] upload_url`` or the one ``api_listen`` implies."""
+    if fl is not None:
+        rounds = fl
+        return lambda: rounds.upload_url
+    static = settings.fl.upload_url or upload_url_of(settings.coordinator.api_listen)
+    return lambda: static
+
+
 def fl_rounds_from(
     settings: CoordinatorSettings,
     service: CoordinatorService,
@@ -460,6 +474,7 @@ def slashing_service_from(
 __all__ = [
     "LIGHTNING_FILE",
     "Coordinator",
+    "advertised_api_url",
     "build_coordinator",
     "coordinator_identity_from",
     "data_dir_of",

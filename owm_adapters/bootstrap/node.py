@@ -31,6 +31,7 @@ from owm_adapters.node.task_runner import Limits, TaskRunner
 from owm_adapters.node.weights import CachedModelRuntime, model_cache_dir
 from owm_adapters.node.weights_watcher import WeightsWatcher
 from owm_adapters.storage import keystore
+from owm_core.access.destinations import DestinationPolicy
 from owm_core.errors import DomainError
 from owm_core.identity.envelopes import CapabilityManifest
 from owm_core.identity.keys import Identity
@@ -144,9 +145,18 @@ def daemon_settings(settings: NodeSettings) -> DaemonSettings:
         max_concurrent_tasks=max(1, settings.tasks.max_concurrent),
         capabilities=serves(settings.tasks.types),
         upload_proxy=settings.coordinator.upload_proxy or None,
+        destinations=destination_policy_of(settings),
         weights_poll_s=float(max(1, settings.coordinator.weights_poll_s)),
         invoice_poll_s=float(max(1, settings.lightning.invoice_poll_s)),
     )
+
+
+def destination_policy_of(settings: NodeSettings) -> DestinationPolicy:
+    """Which non-public targets uploads and weight downloads may reach: loopback and private
+    networks only when ``[coordinator] allow_private_targets`` is on (devnets; SRS-SEC-06)."""
+    if settings.coordinator.allow_private_targets:
+        return DestinationPolicy.devnet()
+    return DestinationPolicy()
 
 
 def timestamping_from(settings: NodeSettings) -> Timestamping | None:
@@ -196,7 +206,8 @@ def weights_watcher(
             "against your own chain (SRS-NODE-10)"
         )
     return WeightsWatcher(api_url, identity, CachedModelRuntime(model_dir), timestamping,
-                          SystemClock(), proxy=settings.coordinator.upload_proxy or None, say=say)
+                          SystemClock(), proxy=settings.coordinator.upload_proxy or None, say=say,
+                          policy=destination_policy_of(settings))
 
 
 LIGHTNING_BACKENDS = ("none", "lnd", "cln", "embedded")

@@ -54,6 +54,11 @@ class CoordinatorLink:
     #: Never set: FL uploads and weight downloads refuse any proxy (SRS-NET-04); a value here
     #: makes the node reject FL tasks that upload and stop the weights watcher, saying why.
     upload_proxy: str | None = None
+    #: Whether FL uploads and weight downloads may reach loopback and private addresses.
+    #: Off (the default) a node refuses any task URL or ``api_url`` that names a loopback,
+    #: private, link-local or cloud-metadata target, so no task can aim it at services inside
+    #: its own network (SRS-SEC-06); only a devnet, which runs on one machine, turns it on.
+    allow_private_targets: bool = False
 
 
 @attrs.frozen
@@ -205,6 +210,8 @@ url = "127.0.0.1:50051"
 api_url = ""
 # Seconds between looks for new model versions.
 weights_poll_s = 300
+# Let FL uploads and weight downloads reach loopback / private addresses (devnets only).
+allow_private_targets = false
 
 [lightning]
 # Your Lightning node's URI, where rewards are paid: pubkey@host:port (SRS-LN-02).

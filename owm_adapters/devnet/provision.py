@@ -272,6 +272,7 @@ def node_toml(layout: DevnetLayout, state: DevnetState, node: NodeEntry) -> str:
         ),
         ("coordinator", "api_url"): f'"{state.api_url}"',
         ("coordinator", "weights_poll_s"): str(WEIGHTS_POLL_S),
+        ("coordinator", "allow_private_targets"): "true",  # everything runs on 127.0.0.1
         ("chain", "local_chain"): _q(chain_file(layout)),
         ("tasks", "ask_msat"): str(NODE_ASK_MSAT),
         ("tasks", "timeout_s"): "120",

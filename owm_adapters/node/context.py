@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from owm_core.access.destinations import DestinationPolicy
 from owm_core.identity import envelopes
 from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind
 from owm_core.identity.keys import Identity
@@ -61,6 +62,9 @@ class DaemonSettings:
     upload_proxy: str | None = None
     """A proxy configured for FL uploads / weight downloads: refused (SRS-NET-04), so FL tasks
     with an ``upload_url`` are rejected naming it; leave it unset."""
+    destinations: DestinationPolicy = attrs.field(factory=DestinationPolicy)
+    """Which non-public targets FL uploads and weight downloads may reach: none (no SSRF
+    through task URLs, SRS-SEC-06), or loopback and private networks on a devnet."""
     weights_poll_s: float = 300.0
     """How often the weights watcher (when there is one) looks for new model versions."""
     invoice_poll_s: float = 30.0

@@ -140,8 +140,11 @@ class FeedReader:
             return exc
         url = data.get("upload_url") if task.task_type == "fl_training" else None
         if url:
-            try:  # an onion URL or an upload proxy: refused before anything runs (SRS-NET-04)
-                fl_upload.check_upload_url(str(url), self.ctx.settings.upload_proxy)
+            # an onion URL, an upload proxy (SRS-NET-04) or an internal target (SRS-SEC-06):
+            # refused before anything runs
+            try:
+                settings = self.ctx.settings
+                fl_upload.check_upload_url(str(url), settings.upload_proxy, settings.destinations)
             except DomainError as exc:
                 return InvalidValue("input.upload_url", exc.message)
         return None

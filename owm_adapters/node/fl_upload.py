@@ -41,8 +41,10 @@ import attrs
 import numpy as np
 
 from owm_adapters.models.tinynet import PARAM_SHAPES
+from owm_adapters.net.destinations import Resolver, check_node_target, resolve
 from owm_adapters.node.task_exec import load_weights
 from owm_adapters.node.weights import ClearnetOnly, ensure_clearnet
+from owm_core.access.destinations import DestinationPolicy
 from owm_core.market.task_types import canonical_output
 
 log = logging.getLogger(__name__)
@@ -128,6 +130,9 @@ class UploadOutcome:
     detail: str
     attempts: int
 
+STRICT = DestinationPolicy()
+"""The destinations a node contacts outside a devnet: public addresses only."""
+
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
     """A redirect could lead through a proxy or to an onion host: refuse to follow it."""
@@ -141,12 +146,20 @@ def clearnet_opener() -> urllib.request.OpenerDirector:
     return urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects())
 
 
-def check_upload_url(url: str, proxy: str | None) -> None:
+def check_upload_url(
+    url: str,
+    proxy: str | None,
+    policy: DestinationPolicy = STRICT,
+    resolver: Resolver = resolve,
+) -> None:
     """ClearnetOnly unless ``url`` can take an FL upload directly (http/https, not .onion, no
-    proxy configured for it; SRS-NET-04)."""
+    proxy configured for it; SRS-NET-04); ``PolicyViolation`` when it names a loopback,
+    private, link-local or cloud-metadata target that ``policy`` does not allow (no SSRF
+    through task URLs, SRS-SEC-06)."""
     ensure_clearnet(UPLOAD_PURPOSE, url, proxy)
     if urlsplit(url).scheme not in {"http", "https"}:
         raise ClearnetOnly(f"{UPLOAD_PURPOSE} go over http(s), not {url}")
+    check_node_target(url, policy, resolver)
 
 
 def post_update(
@@ -154,6 +167,7 @@ def post_update(
     body: Mapping[str, Any],
     *,
     proxy: str | None = None,
+    policy: DestinationPolicy = STRICT,
     timeout_s: float = 30.0,
     attempts: int = UPLOAD_ATTEMPTS,
     backoff_s: float = 0.5,
@@ -162,9 +176,10 @@ def post_update(
     """POST the signed update to ``url`` directly; retried on network errors and 5xx/408/429.
 
     Raises ClearnetOnly before anything is sent when ``url`` is an onion address or a proxy is
-    configured for uploads; a refusal by the server (other 4xx) is returned, not retried.
+    configured for uploads, PolicyViolation when ``policy`` refuses its target; a refusal by
+    the server (other 4xx) is returned, not retried.
     """
-    check_upload_url(url, proxy)
+    check_upload_url(url, proxy, policy)
     data = json.dumps(dict(body), separators=(",", ":"), allow_nan=False).encode("utf-8")
     opener = clearnet_opener()
     detail = ""

@@ -130,7 +130,9 @@ class Prover:
                 num_examples=int(trained["num_examples"]), loss=float(trained["loss"]),
                 weights=weights,
             )
-            sent = fl_upload.post_update(str(url), body, proxy=ctx.settings.upload_proxy)
+            sent = fl_upload.post_update(
+                str(url), body, proxy=ctx.settings.upload_proxy, policy=ctx.settings.destinations
+            )
             if sent.delivered:
                 ctx.say(f"task {task.task_id}: FL update uploaded to {url} (HTTP {sent.status})")
             else:

@@ -34,7 +34,8 @@ from urllib.parse import quote, urlsplit
 
 import attrs
 
-from owm_adapters.node.fl_upload import clearnet_opener
+from owm_adapters.net.destinations import check_node_target
+from owm_adapters.node.fl_upload import STRICT, clearnet_opener
 from owm_adapters.node.weights import (
     MAX_DOWNLOAD_BYTES,
     CachedModelRuntime,
@@ -44,6 +45,7 @@ from owm_adapters.node.weights import (
     install_weights_file,
 )
 from owm_core.access.callers import signed_request_message
+from owm_core.access.destinations import DestinationPolicy
 from owm_core.errors import DomainError
 from owm_core.identity.keys import Identity
 from owm_core.ports.clock import Clock
@@ -87,8 +89,11 @@ class WeightsWatcher:
         say: Callable[[str], None] = print,
         timeout_s: float = 60.0,
         entropy: Callable[[int], bytes] = os.urandom,
+        policy: DestinationPolicy = STRICT,
     ) -> None:
         self.api_url = api_url.rstrip("/")
+        #: Which non-public targets downloads may reach (SRS-SEC-06; devnets: loopback).
+        self.policy = policy
         self.identity = identity
         self.runtime = runtime
         self.timestamping = timestamping
@@ -110,6 +115,7 @@ class WeightsWatcher:
         parts = urlsplit(url)
         if parts.scheme not in {"http", "https"}:
             raise ClearnetOnly(f"{PURPOSE} go over http(s), not {url}")
+        check_node_target(url, self.policy)
         path_and_query = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         now = self.clock.now()
         nonce = self._entropy(16).hex()

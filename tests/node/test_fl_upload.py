@@ -22,6 +22,8 @@ from owm_adapters.node.daemon import DaemonSettings, NodeDaemon
 from owm_adapters.node.task_log import TaskLog
 from owm_adapters.node.task_runner import Limits, TaskRunner
 from owm_adapters.node.weights import ClearnetOnly
+from owm_core.access.destinations import DestinationPolicy
+from owm_core.errors import PolicyViolation
 from owm_core.fl.updates import parse_update
 from owm_core.ports.control_plane import ControlPlane
 from tests.node.conftest import MANIFEST, Network, Node
@@ -77,6 +79,7 @@ def run_node(tmp_path: Path) -> Iterator[Callable[..., NodeDaemon]]:
     stops: list[tuple[threading.Event, threading.Thread]] = []
 
     def _run(node: Node, control: ControlPlane, **overrides: object) -> NodeDaemon:
+        overrides.setdefault("destinations", DestinationPolicy.devnet())  # the sink: loopback
         settings = DaemonSettings(ln_node_uri=node.ln_node_uri, heartbeat_interval_s=0.5,
                                   payment_check_interval_s=0.2, stake_check_interval_s=5,
                                   **overrides)  # type: ignore[arg-type]
@@ -98,6 +101,11 @@ def run_node(tmp_path: Path) -> Iterator[Callable[..., NodeDaemon]]:
     for stop, thread in stops:
         stop.set()
         thread.join(30)
+
+
+def advertise(network: Network, url: str) -> None:
+    """Let the test coordinator take task URLs on ``url``'s origin (as if it advertised it)."""
+    network.service.market.advertised_api_url = lambda: url
 
 
 def training_input(upload_url: str | None, **extra: object) -> bytes:
@@ -124,6 +132,7 @@ def test_a_node_behind_a_socks5_proxy_uploads_its_signed_update_directly_over_cl
     try:
         node = network.node("fl-tor")
         daemon = run_node(node, plane)
+        advertise(network, sink.url)
         network.submit("fl-1", training_input(sink.url), "fl_training", "owm.fl.train")
 
         _, outcome = network.service.await_task("fl-1", timeout_s=90)
@@ -149,6 +158,7 @@ def test_an_onion_upload_url_is_refused_and_the_coordinator_is_told_why(
     network: Network, run_node
 ):
     daemon = run_node(network.node("fl-onion"), InProcessControlPlane(network.service))
+    advertise(network, f"http://{ONION}/")  # a coordinator that lets the onion URL through
     network.submit("fl-2", training_input(f"http://{ONION}/v1/fl/updates"), "fl_training",
                    "owm.fl.train")
 
@@ -166,6 +176,7 @@ def test_a_configured_upload_proxy_makes_the_node_refuse_uploading_tasks(
 ):
     daemon = run_node(network.node("fl-proxy"), InProcessControlPlane(network.service),
                       upload_proxy="127.0.0.1:9050")
+    advertise(network, sink.url)
     network.submit("fl-3", training_input(sink.url), "fl_training", "owm.fl.train")
 
     wait_for(lambda: network.service.rejections("fl-3"))
@@ -179,6 +190,7 @@ def test_in_attack_mode_the_node_uploads_a_sign_flipped_update(
     network: Network, run_node, sink: UpdateSink
 ):
     daemon = run_node(network.node("fl-byz"), InProcessControlPlane(network.service))
+    advertise(network, sink.url)
     network.submit("fl-4", training_input(sink.url), "fl_training", "owm.fl.train")
     wait_for(lambda: len(sink.bodies) == 1, 90)
     (daemon.data_dir / fl_upload.ATTACK_FILE).write_text("poison\n")
@@ -203,10 +215,12 @@ def test_an_upload_is_retried_on_server_errors_but_not_on_refusals():
     refusing = UpdateSink(status=409)
     try:
         waits: list[float] = []
-        outcome = fl_upload.post_update(flaky.url, {"x": 1}, attempts=3, sleep=waits.append)
+        outcome = fl_upload.post_update(flaky.url, {"x": 1}, attempts=3, sleep=waits.append,
+                                        policy=DestinationPolicy.devnet())
         assert (outcome.delivered, outcome.status, outcome.attempts) == (False, 503, 3)
         assert len(flaky.bodies) == 3 and waits == [0.5, 1.0]
-        outcome = fl_upload.post_update(refusing.url, {"x": 1}, sleep=waits.append)
+        outcome = fl_upload.post_update(refusing.url, {"x": 1}, sleep=waits.append,
+                                        policy=DestinationPolicy.devnet())
         assert (outcome.delivered, outcome.status, outcome.attempts) == (False, 409, 1)
     finally:
         flaky.close()
@@ -236,7 +250,8 @@ def test_a_redirect_is_not_followed(tmp_path: Path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        outcome = fl_upload.post_update(f"http://127.0.0.1:{server.server_address[1]}/u", {})
+        outcome = fl_upload.post_update(f"http://127.0.0.1:{server.server_address[1]}/u", {},
+                                        policy=DestinationPolicy.devnet())
         assert (outcome.delivered, outcome.status) == (False, 307)
     finally:
         server.shutdown()
@@ -251,3 +266,38 @@ def test_the_proof_output_carries_no_weights_and_agrees_across_last_bit_differen
     assert "weights" not in first and first["parameters"] == 3
     assert first == fl_upload.proof_output(trained, wobbly)
     assert first != fl_upload.proof_output(trained, [0.1, -0.2, 0.31])
+
+
+@pytest.mark.parametrize("target", [
+    "http://169.254.169.254/latest/meta-data/",
+    "http://127.0.0.1:6379/",
+    "http://10.0.0.5:8080/v1/fl/updates",
+    "http://[::ffff:127.0.0.1]:2375/",
+    "http://0x7f000001/u",
+])
+def test_a_node_given_an_internal_upload_url_refuses_to_contact_it_and_says_why(
+    network: Network, run_node, target: str
+):
+    # The coordinator's origin check is bypassed: it "advertises" the attacker's URL.
+    daemon = run_node(network.node("fl-ssrf"), InProcessControlPlane(network.service),
+                      destinations=DestinationPolicy())
+    advertise(network, target)
+    network.submit("fl-6", training_input(target), "fl_training", "owm.fl.train")
+
+    wait_for(lambda: network.service.rejections("fl-6"))
+
+    [recorded] = network.service.rejections("fl-6")["fl-6:0"]
+    assert recorded.node_id == daemon.identity.node_id
+    assert recorded.field == "input.upload_url"
+    assert "target" in recorded.reason
+    assert daemon.log.get("fl-6:0").state == "rejected"
+
+
+def test_an_upload_to_loopback_is_refused_before_sending_unless_the_devnet_allows_it(
+    sink: UpdateSink,
+):
+    with pytest.raises(PolicyViolation, match="loopback target"):
+        fl_upload.post_update(sink.url, {"x": 1})
+    assert sink.bodies == []
+    outcome = fl_upload.post_update(sink.url, {"x": 1}, policy=DestinationPolicy.devnet())
+    assert outcome.delivered and sink.bodies == [{"x": 1}]

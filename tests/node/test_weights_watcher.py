@@ -19,6 +19,8 @@ from owm_adapters.clock import SystemClock
 from owm_adapters.node.weights import CachedModelRuntime, ClearnetOnly
 from owm_adapters.node.weights_watcher import WeightsWatcher
 from owm_core.access.callers import parse_signed_request, verify_signed_request
+from owm_core.access.destinations import DestinationPolicy
+from owm_core.errors import PolicyViolation
 from owm_core.identity.keys import Identity
 from owm_core.provenance.versions import ModelVersion, new_model_version
 from tests.node.test_weights import Devnet, tensors
@@ -102,6 +104,7 @@ def devnet(tmp_path: Path) -> Devnet:
 
 def watcher_for(api: FakeApi, devnet: Devnet, tmp_path: Path, said: list[str],
                 **kwargs: object) -> WeightsWatcher:
+    kwargs.setdefault("policy", DestinationPolicy.devnet())  # the fake API listens on loopback
     return WeightsWatcher(api.url, IDENTITY, CachedModelRuntime(tmp_path / "models"),
                           devnet.ots, SystemClock(), say=said.append, **kwargs)  # type: ignore[arg-type]
 
@@ -210,12 +213,31 @@ def test_the_watcher_refuses_an_onion_api_or_a_proxy_and_stops_saying_why(devnet
         proxied.poll_once()
 
 
+def test_the_watcher_refuses_a_loopback_api_unless_the_devnet_allows_it(api, devnet, tmp_path):
+    said: list[str] = []
+    strict = watcher_for(api, devnet, tmp_path, said, policy=DestinationPolicy())
+    with pytest.raises(PolicyViolation, match="loopback target"):
+        strict.poll_once()
+    metadata = WeightsWatcher("http://169.254.169.254", IDENTITY, CachedModelRuntime(tmp_path),
+                              devnet.ots, SystemClock(), policy=DestinationPolicy.devnet())
+    with pytest.raises(PolicyViolation, match="cloud-metadata target"):
+        metadata.poll_once()
+    watcher_for(api, devnet, tmp_path, said).poll_once()  # the devnet's allowance: loopback
+
+
 def test_the_node_builds_its_watcher_from_api_url_and_its_own_chain(devnet, tmp_path):
     chain_file = tmp_path / "chain" / "chain.db"
     settings = NodeSettings(coordinator=CoordinatorLink(api_url="http://127.0.0.1:8000"),
                             chain=NodeChain(local_chain=str(chain_file)))
     built = weights_watcher(settings, IDENTITY, tmp_path / "models", print)
     assert built is not None and built.api_url == "http://127.0.0.1:8000"
+    assert built.policy == DestinationPolicy()  # public targets only unless configured
+    devnet_settings = NodeSettings(
+        coordinator=CoordinatorLink(api_url="http://127.0.0.1:8000", allow_private_targets=True),
+        chain=NodeChain(local_chain=str(chain_file)),
+    )
+    devnet_built = weights_watcher(devnet_settings, IDENTITY, tmp_path / "models", print)
+    assert devnet_built is not None and devnet_built.policy == DestinationPolicy.devnet()
     assert weights_watcher(NodeSettings(), IDENTITY, tmp_path / "models", print) is None
     with pytest.raises(ConfigError, match=r"\[chain\] has neither"):
         weights_watcher(NodeSettings(coordinator=CoordinatorLink(api_url="http://x:1")),
@@ -236,7 +258,8 @@ def test_the_daemon_installs_new_versions_in_the_background(api, devnet, tmp_pat
     node = network.node("watching")
     said: list[str] = []
     watcher = WeightsWatcher(api.url, node.identity, CachedModelRuntime(tmp_path / "models"),
-                             devnet.ots, SystemClock(), say=said.append)
+                             devnet.ots, SystemClock(), say=said.append,
+                             policy=DestinationPolicy.devnet())
     daemon = NodeDaemon(
         node.identity, InProcessControlPlane(network.service), MANIFEST,
         TaskRunner(model_dir=str(tmp_path / "models")), TaskLog.in_dir(tmp_path / "state"),

@@ -183,3 +183,43 @@ def test_a_round_trains_on_three_nodes_and_publishes_a_confirmed_version(
     assert any(r["round"] == 1 and r["version"] == version_id for r in listing["rounds"])
     for feed in feeds:
         feed.close()
+
+
+def fl_training_input(upload_url: str) -> bytes:
+    return json.dumps({"sub_model": "owm-geo", "round": 1, "partition_id": 0, "epochs": 1,
+                       "lr": 0.1, "batch_size": 16, "seed": 1, "upload_url": upload_url}).encode()
+
+
+@pytest.mark.parametrize("target", [
+    "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+    "http://127.0.0.1:6379/",
+    "http://10.0.0.5:8080/v1/fl/updates",
+    "http://[::ffff:169.254.169.254]/",
+    "https://attacker.example/v1/fl/updates",
+])
+def test_a_client_submitting_an_fl_task_that_uploads_off_the_coordinators_origin_is_refused(
+    network: Network, target: str
+):
+    import grpc
+
+    request = pb.SubmitTaskRequest(
+        task_id="ssrf-1", task_type="fl_training", input_schema_id="owm.fl.train",
+        input_schema_version=1, max_price_msat=1_000, input=fl_training_input(target),
+    )
+    with pytest.raises(grpc.RpcError) as refused:
+        network.stub.SubmitTask(request, timeout=10)
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "input.upload_url" in (refused.value.details() or "")
+    assert network.service.repositories.tasks.get("ssrf-1:0") is None
+    assert network.service.repositories.task_inputs.get("ssrf-1") is None
+
+
+def test_an_fl_task_that_uploads_to_the_coordinators_own_api_is_taken(network: Network):
+    request = pb.SubmitTaskRequest(
+        task_id="own-1", task_type="fl_training", input_schema_id="owm.fl.train",
+        input_schema_version=1, max_price_msat=1_000,
+        input=fl_training_input(f"{network.api_url}/v1/fl/updates"),
+    )
+    reply = network.stub.SubmitTask(request, timeout=10)
+    assert list(reply.replica_ids)
+    assert network.service.repositories.tasks.get(reply.replica_ids[0]) is not None

@@ -132,5 +132,6 @@ def build_fl_world(tmp_path: Path, *, redundancy: int = 4, **config: Any) -> FlW
         replicas_per_task=replicas_per_task(coordinator.config.verification),
         upload_url=UPLOAD_URL, signals=signals.extend, trainers=lambda: redundancy,
     )
+    coordinator.market.advertised_api_url = lambda: fl.upload_url
     return FlWorld(clock, repos, coordinator, provenance, fl, signals,
                    [node_identity(i) for i in range(redundancy + 1)])

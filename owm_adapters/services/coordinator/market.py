@@ -26,6 +26,7 @@ from typing import Protocol
 
 import attrs
 
+from owm_adapters.net.destinations import check_task_url
 from owm_adapters.services.coordinator.shared import LockedGuard, Observed, ServiceConfig
 from owm_core.coordination.registration import node_status
 from owm_core.coordination.rejections import (
@@ -46,8 +47,9 @@ from owm_core.coordination.tasks import (
     time_out_overdue,
     verified_output,
 )
-from owm_core.errors import NotFound
+from owm_core.errors import InvalidValue, NotFound
 from owm_core.identity.envelopes import CapabilityManifest
+from owm_core.market import task_types
 from owm_core.market.tasks import NodeOffer, Settlement, Task, TaskRequest, TaskState
 from owm_core.nodes.registry import Node, NodeStatus
 from owm_core.ports.clock import Clock
@@ -119,6 +121,33 @@ class TaskStreamHandle:
         return item
 
 
+TASK_URL_FIELDS: dict[str, tuple[str, ...]] = {"fl_training": ("upload_url",)}
+"""The input fields, by task type, that name a URL nodes will contact."""
+
+
+def check_input_urls(task_type: str, input_data: bytes, advertised_api_url: str) -> None:
+    """Refuse (``InvalidValue`` on ``input.<field>``) a task URL off the advertised API origin.
+
+    Without the rule a submitter could aim every node at a cloud metadata service, a loopback
+    port or a private network (server-side request forgery; SRS-SEC-06). With no advertised
+    API the coordinator takes no task URL at all.
+    """
+    url_fields = TASK_URL_FIELDS.get(task_type, ())
+    if not url_fields:
+        return
+    data = task_types.parse_input(input_data)
+    for name in url_fields:
+        url = data.get(name)
+        if url is None:
+            continue
+        field = f"input.{name}"
+        if not isinstance(url, str):
+            raise InvalidValue(field, "must be a URL")
+        if not advertised_api_url:
+            raise InvalidValue(field, "this coordinator advertises no API origin for task URLs")
+        check_task_url(url, advertised_api_url, field)
+
+
 class Market:
     """Streams, submission, dispatch, proofs and rejections (see the module docstring)."""
 
@@ -150,6 +179,9 @@ class Market:
         self._rejections: OrderedDict[str, list[Rejection]] = OrderedDict()
         self._task_changed = threading.Condition()
         self._task_changes = 0
+        #: The coordinator's advertised API URL, read at each submission (a test API on port 0
+        #: is known only once bound): URLs in task inputs must lie on its origin (SRS-SEC-06).
+        self.advertised_api_url: Callable[[], str] = lambda: ""
 
     # -- submitting and waiting --------------------------------------------------------------
 
@@ -157,8 +189,11 @@ class Market:
         """Store a task's replicas and its input durably, then dispatch them at once.
 
         Replicas and input are one atomic write, committed before this returns, so a task
-        re-pushed after a coordinator restart still carries its input (SRS-PERF-09).
+        re-pushed after a coordinator restart still carries its input (SRS-PERF-09). A task
+        whose input names a URL for nodes to contact off the coordinator's own API origin is
+        refused before anything is stored (:func:`check_input_urls`).
         """
+        check_input_urls(request.task_type, input_data, self.advertised_api_url())
         with self.repositories.atomic():
             replicas = submit_task(self.repositories, request, self.config.verification)
             if input_data:

@@ -69,6 +69,7 @@ def test_a_new_devnet_has_fresh_identities_configs_its_programs_accept_and_stake
         assert settings_.lightning.node_uri == f"{node.ln_pubkey}@{node.ln_address}"
         assert settings_.lightning.treasury_uri.startswith(treasury + "@")
         assert settings_.coordinator.api_url == state.api_url  # new model versions come here
+        assert settings_.coordinator.allow_private_targets  # the devnet runs on 127.0.0.1
         assert settings_.chain.local_chain == str(
             layout.coordinator_dir / "provenance" / "chain.sqlite3"
         )

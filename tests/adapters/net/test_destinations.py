@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from owm_adapters.control_plane.destinations import (
+from owm_adapters.net.destinations import (
     Resolver,
     check_node_target,
     check_task_url,

@@ -41,6 +41,7 @@ def _attach(probe: Any) -> tuple[FlRoundService, Any]:
             replicas_per_task=replicas_per_task(coordinator.config.verification),
             trainers=lambda: 3,
         )
+        coordinator.market.advertised_api_url = lambda: "http://127.0.0.1:1"
         w.services.fl = fl
         fl_round = fl.maybe_start()
         assert fl_round is not None
