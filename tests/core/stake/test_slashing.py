@@ -284,14 +284,15 @@ def _decision(i: int) -> SlashingDecision:
     )
 
 
-def _log(n: int) -> list[SlashingLogEntry]:
+def signed_log(n: int, coordinator: Identity = COORDINATOR) -> list[SlashingLogEntry]:
+    """A valid log of ``n`` entries signed by ``coordinator`` (the chain tests use it too)."""
     entries: list[SlashingLogEntry] = []
     for i in range(n):
-        entries.append(append_to_log(COORDINATOR, entries[-1] if entries else None, _decision(i)))
+        entries.append(append_to_log(coordinator, entries[-1] if entries else None, _decision(i)))
     return entries
 
 
-LOG = _log(6)
+LOG = signed_log(6)
 HEAD = LOG[-1].entry_hash()
 KEY = COORDINATOR.public_key_hex
 

@@ -9,41 +9,18 @@ from hypothesis import strategies as st
 
 from owm_core.errors import Conflict
 from owm_core.identity.keys import Identity
-from owm_core.nodes.tiers import Tier
 from owm_core.stake.slashing import (
     GENESIS_HASH,
-    SlashingDecision,
     SlashingLogEntry,
-    SlashingReason,
-    append_to_log,
     check_next_entry,
 )
+from tests.core.stake.test_slashing import signed_log
 
 T0 = 1_700_000_000
 COORDINATOR = Identity.from_seed(b"\x61" * 32)
 
 
-def _decision(i: int) -> SlashingDecision:
-    node = Identity.from_seed(bytes([0x70 + i]) * 32)
-    return SlashingDecision(
-        node_id=node.node_id,
-        channel_id=f"{800000 + i}x1x0",
-        tier=Tier.T1,
-        reason=list(SlashingReason)[i % len(SlashingReason)],
-        evidence_hash=f"{i:02x}" * 32,
-        decided_at=T0 + 60 * i,
-        supporters=("a", "b", "c"),
-    )
-
-
-def _log(n: int) -> list[SlashingLogEntry]:
-    entries: list[SlashingLogEntry] = []
-    for i in range(n):
-        entries.append(append_to_log(COORDINATOR, entries[-1] if entries else None, _decision(i)))
-    return entries
-
-
-LOG = _log(8)
+LOG = signed_log(8, COORDINATOR)
 lengths = st.integers(0, len(LOG) - 1)
 hashes = st.one_of(
     st.sampled_from([GENESIS_HASH, *(e.entry_hash() for e in LOG)]),
