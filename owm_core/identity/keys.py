@@ -28,7 +28,8 @@ import re
 from typing import Any
 
 import attrs
-from nacl.exceptions import BadSignatureError
+from nacl.exceptions import BadSignatureError, CryptoError
+from nacl.public import Box
 from nacl.signing import SigningKey, VerifyKey
 
 from owm_core.errors import InvalidValue, SignatureInvalid
@@ -146,6 +147,23 @@ class Identity:
     def verify(self, message: bytes, signature: bytes) -> None:
         """Raise :class:`SignatureInvalid` unless ``signature`` is this key's over ``message``."""
         verify_signature(self.public_key_hex, message, signature)
+
+    def box_with(self, peer_public_key_hex: str) -> Box:
+        """The NaCl box shared by this identity and the Ed25519 key ``peer_public_key_hex``.
+
+        Both keys are converted to Curve25519 (libsodium's ``crypto_sign_ed25519_*_to_curve25519``)
+        so that one identity key serves for signatures and for encryption (SRS-SEC-02). The box
+        holds the X25519 shared key, never the seed. A peer key that is not a usable curve point
+        (malformed, low order) is an :class:`InvalidValue` naming ``public_key``.
+        """
+        peer = parse_public_key(peer_public_key_hex)
+        try:
+            return Box(
+                self._signing_key.to_curve25519_private_key(),
+                _verify_key(peer).to_curve25519_public_key(),
+            )
+        except CryptoError:
+            raise InvalidValue("public_key", "is not usable for encryption") from None
 
     def __repr__(self) -> str:
         return f"Identity(public_key_hex={self.public_key_hex!r}, node_id={self.node_id!r})"
