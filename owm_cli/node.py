@@ -120,9 +120,7 @@ def start(config_path: Path) -> None:
     import sys
     import threading
 
-    from owm_adapters.bootstrap.node import build_daemon, configure_logging, coordinator_url
-    from owm_adapters.control_plane.grpc_client import GrpcControlPlane
-    from owm_adapters.node.health import HealthServer
+    from owm_adapters.bootstrap.node import build_node, configure_logging
 
     configure_logging()
     settings = load_node_settings(config_path)
@@ -134,23 +132,13 @@ def start(config_path: Path) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    url = coordinator_url(settings)
-    control = GrpcControlPlane(url, settings.coordinator.socks5_proxy)
-    try:
-        daemon = build_daemon(settings, control, say=say, via_proxy=control.via_proxy)
-        health = HealthServer(settings.node.health_port, daemon.health)
-        health.start()
-        try:
-            route = f" via SOCKS5 {settings.coordinator.socks5_proxy}" if control.via_proxy else ""
-            say(f"node {daemon.identity.node_id}  tier {daemon.manifest.tier.value}")
-            say(f"coordinator {url}{route}")
-            say(f"health      http://{health.host}:{health.port}/health")
-            code = daemon.run(stop)
-        finally:
-            health.close()
-            daemon.log.close()
-    finally:
-        control.close()
+    with build_node(settings, say=say).running() as node:
+        daemon, health = node.daemon, node.health
+        route = f" via SOCKS5 {settings.coordinator.socks5_proxy}" if node.via_proxy else ""
+        say(f"node {daemon.identity.node_id}  tier {daemon.manifest.tier.value}")
+        say(f"coordinator {node.coordinator_url}{route}")
+        say(f"health      http://{health.host}:{health.port}/health")
+        code = daemon.run(stop)
     say("stopped")
     sys.exit(code)
 

@@ -6,16 +6,18 @@ Reads the settings (with the spec's environment overrides, §10.3: ``OWM_COORDIN
 and wires the task runner, the task log and the daemon — with the weights watcher when
 ``[coordinator] api_url`` is set (OTS proofs checked against ``[chain]``) and the payout
 invoicer when ``[lightning] backend`` names the node's own Lightning node (LND, CLN, or a
-devnet's embedded ledger; built in :mod:`owm_adapters.bootstrap.lightning`). The control plane
-is passed in — the gRPC client lives in ``owm_adapters.control_plane.grpc_client`` and tests pass
-the in-process twin — so this module never imports a shell.
+devnet's embedded ledger; built in :mod:`owm_adapters.bootstrap.lightning`). :func:`build_node`
+returns the whole process as one frozen :class:`Node`: the daemon, its control plane (the gRPC
+client of ``owm_adapters.control_plane.grpc_client`` unless a test passes the in-process twin)
+and the health endpoint.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import attrs
@@ -25,6 +27,7 @@ from owm_adapters.bootstrap.settings import ConfigError, NodeSettings
 from owm_adapters.clock import SystemClock
 from owm_adapters.gpu import LinuxHostProbe, SystemGpuProbe
 from owm_adapters.node.daemon import DaemonSettings, NodeDaemon
+from owm_adapters.node.health import HealthServer
 from owm_adapters.node.invoicing import PayoutInvoicer
 from owm_adapters.node.task_log import TaskLog
 from owm_adapters.node.task_runner import Limits, TaskRunner
@@ -263,6 +266,71 @@ def serves(types: list[str]) -> tuple[str, ...]:
     return tuple(sorted(set(types)))
 
 
+@attrs.frozen
+class Node:
+    """Everything one node process runs, built only by :func:`build_node`.
+
+    The daemon (registration, heartbeats, task stream, proofs, watchers), the control plane it
+    talks to its coordinator through, and the loopback health endpoint (SRS-NODE-08).
+    :meth:`running` serves the health endpoint for the ``with`` block and releases all three
+    after it; the shell runs ``daemon.run(stop)`` inside.
+    """
+
+    daemon: NodeDaemon
+    control: ControlPlane
+    health: HealthServer
+    #: Where the control plane reaches the coordinator, and whether through SOCKS5 (Tor).
+    coordinator_url: str
+    via_proxy: bool
+
+    @contextmanager
+    def running(self) -> Iterator[Node]:
+        """Serve ``/health`` for the ``with`` block; then close it, the task log and the
+        control plane."""
+        self.health.start()
+        try:
+            yield self
+        finally:
+            self.health.close()
+            self.daemon.log.close()
+            self.control.close()
+
+
+def build_node(
+    settings: NodeSettings,
+    control: ControlPlane | None = None,
+    *,
+    report: HardwareReport | None = None,
+    say: Callable[[str], None] = print,
+) -> Node:
+    """The node process for ``settings`` (nothing started: use :meth:`Node.running`).
+
+    ``control`` defaults to the gRPC client of ``$OWM_COORDINATOR_URL`` / ``[coordinator] url``,
+    through ``[coordinator] socks5_proxy`` when set; tests pass the in-process twin. A control
+    plane built here is closed again when the rest cannot be built.
+    """
+    url = coordinator_url(settings)
+    owned = control is None
+    if control is None:
+        from owm_adapters.control_plane.grpc_client import GrpcControlPlane
+
+        control = GrpcControlPlane(url, settings.coordinator.socks5_proxy)
+    via_proxy = bool(getattr(control, "via_proxy", False))
+    try:
+        daemon = build_daemon(settings, control, report=report, say=say, via_proxy=via_proxy)
+        try:
+            health = HealthServer(settings.node.health_port, daemon.health)
+        except BaseException:
+            daemon.log.close()
+            raise
+    except BaseException:
+        if owned:
+            control.close()
+        raise
+    return Node(daemon=daemon, control=control, health=health, coordinator_url=url,
+                via_proxy=via_proxy)
+
+
 def build_daemon(
     settings: NodeSettings,
     control: ControlPlane,
@@ -271,7 +339,8 @@ def build_daemon(
     say: Callable[[str], None] = print,
     via_proxy: bool = False,
 ) -> NodeDaemon:
-    """The node daemon for ``settings`` talking to ``control`` (not started)."""
+    """The node daemon for ``settings`` talking to ``control`` (not started; part of
+    :func:`build_node`)."""
     identity = load_node_identity(settings)
     behaviour = daemon_settings(settings)
     hw = report if report is not None else detect_hardware(settings.node.bandwidth_mbps)

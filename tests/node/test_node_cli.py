@@ -88,8 +88,8 @@ def test_start_without_a_lightning_uri_explains_what_to_set(tmp_path: Path, monk
     assert "[lightning] node_uri is empty" in result.output
 
 
-def test_a_daemon_built_for_a_gpu_machine_gives_its_tasks_cuda_mps_limits(tmp_path, monkeypatch):
-    from owm_adapters.bootstrap.node import build_daemon
+def test_a_node_built_for_a_gpu_machine_gives_its_tasks_cuda_mps_limits(tmp_path, monkeypatch):
+    from owm_adapters.bootstrap.node import build_node
     from owm_adapters.bootstrap.settings import load_node_settings
     from owm_adapters.control_plane.in_process import InProcessControlPlane
     from owm_adapters.storage import keystore
@@ -97,17 +97,19 @@ def test_a_daemon_built_for_a_gpu_machine_gives_its_tasks_cuda_mps_limits(tmp_pa
     monkeypatch.delenv("OWM_IDENTITY_KEY_PATH", raising=False)
     keystore.create_identity(tmp_path / "id.key")
     pubkey = "02" + "11" * 32
-    config = _config(tmp_path, f'[lightning]\nnode_uri = "{pubkey}@127.0.0.1:9735"\n'
+    config = _config(tmp_path, "health_port = 0\n"
+                               f'[lightning]\nnode_uri = "{pubkey}@127.0.0.1:9735"\n'
                                "[tasks]\ngpu_memory_mb = 20000\ngpu_thread_percentage = 40\n")
     report = detect_hardware(1000, FixedGpuProbe([A100]),
                              FixedHostProbe(ram=128_000, bandwidth=1000))
-    daemon = build_daemon(load_node_settings(config), InProcessControlPlane(None),  # type: ignore[arg-type]
-                          report=report, say=lambda _line: None)
-    try:
+    built = build_node(load_node_settings(config), InProcessControlPlane(None),  # type: ignore[arg-type]
+                       report=report, say=lambda _line: None)
+    with built.running() as node:
+        daemon = node.daemon
         env = daemon.runner.environment()
         assert env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "0=20000M"
         assert env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "40"
         assert daemon.manifest.tier is Tier.T3 and daemon.manifest.gpu_vendor == "nvidia"
         assert daemon.health()["hardware"]["gpus"][0]["name"] == "NVIDIA A100-SXM4-40GB"
-    finally:
-        daemon.log.close()
+        assert node.health.host == "127.0.0.1" and node.health.port > 0
+        assert not node.via_proxy
