@@ -5,7 +5,8 @@ RPCs on the socket: ``getinfo``; ``invoice``/``listinvoices`` (CLN's invoice lis
 creation time or expiry, so both are read from the BOLT11 string itself); ``pay`` with ``maxfee``
 and ``retry_for``; ``listpays`` to look payments up (``pay`` is made idempotent by checking it
 first: a complete or pending payment of the hash is returned, never repeated);
-``listpeerchannels`` for stake checks and to find the channel to close. Waiting for an invoice
+``listpeerchannels`` for stake checks and to find the channel to close; ``signmessage`` /
+``checkmessage`` (with the expected pubkey) for proofs of node control. Waiting for an invoice
 polls ``listinvoices``: ``waitinvoice`` cannot time out.
 
 Credentials (SRS-SEC-13): CLN's ``lightning-rpc`` socket grants every method to whoever can
@@ -509,6 +510,27 @@ class ClnLightning:
             _channel(c) for c in self._open_channels(peer_pubkey)
             if c.get("peer_id") == peer_pubkey
         ]
+
+    def sign_message(self, message: str) -> str:
+        """Sign ``message`` with this node's identity key (``signmessage``); zbase32."""
+        try:
+            return str(self._call("signmessage", message=message)["zbase"])
+        except RpcError as error:
+            raise self._failure("signmessage", error) from None
+
+    def verify_message(self, message: str, signature: str, pubkey: str) -> bool:
+        """True when ``signature`` over ``message`` was made by ``pubkey`` (``checkmessage``).
+
+        The pubkey is passed, so CLN checks that key rather than its gossip; CLN answers a
+        mismatch or an unparsable signature with an error, which is False here.
+        """
+        try:
+            checked = self._call("checkmessage", message=message, zbase=signature, pubkey=pubkey)
+        except RpcError as error:
+            code, text = _rpc_error(error)
+            log.info("CLN checkmessage refused the signature: %s: %s", code, text)
+            return False
+        return bool(checked.get("verified")) and str(checked.get("pubkey")) == pubkey.lower()
 
     def force_close(self, channel_point: str) -> str:
         """Unilaterally close a channel with the force-close rune over clnrest; return the txid.

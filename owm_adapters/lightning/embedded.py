@@ -30,6 +30,7 @@ import bolt11
 from bolt11 import Bolt11, MilliSatoshi, TagChar, Tags
 from coincurve import PrivateKey, PublicKey
 
+from owm_adapters.lightning import message_signing
 from owm_core.errors import (
     ChannelNotFound,
     ForceCloseNotPermitted,
@@ -320,6 +321,16 @@ class SimLedger:
         return None if row is None or row["address"] is None else str(row["address"])
 
     # -- one node's operations (SimLightning delegates here) --------------------------------
+
+    def sign_message(self, pubkey: str, message: str) -> str:
+        """Sign ``message`` with the simulated node's key, as LND's SignMessage would."""
+        with self._file.connect() as db:
+            row = db.execute(
+                "SELECT secret_hex FROM sim_ln_nodes WHERE pubkey = ?", (pubkey,)
+            ).fetchone()
+        if row is None or row["secret_hex"] is None:
+            raise InvalidValue("node", "this simulated node has no key to sign with")
+        return message_signing.sign_message(bytes.fromhex(str(row["secret_hex"])), message)
 
 
     def channels_of(self, pubkey: str, peer_pubkey: str | None) -> list[Channel]:
@@ -677,6 +688,14 @@ class SimLightning:
     def channels_with(self, peer_pubkey: str) -> list[Channel]:
         """This node's open channels with ``peer_pubkey`` (stake checks, SRS-STAKE-01/02)."""
         return self.ledger.channels_of(self.pubkey, _check_pubkey(peer_pubkey))
+
+    def sign_message(self, message: str) -> str:
+        """Sign ``message`` with this node's identity key; the zbase32 signature."""
+        return self.ledger.sign_message(self.pubkey, message)
+
+    def verify_message(self, message: str, signature: str, pubkey: str) -> bool:
+        """True when ``signature`` over ``message`` was made by the node ``pubkey``."""
+        return message_signing.signed_by(message, signature, pubkey)
 
     def force_close(self, channel_point: str) -> str:
         """Unilaterally close a channel with the force-close credential; return the txid."""

@@ -9,8 +9,10 @@ RPCs: ``GetInfo``; ``AddInvoice``/``LookupInvoice``; ``invoicesrpc.SubscribeSing
 wait for an invoice; ``routerrpc.SendPaymentV2``/``TrackPaymentV2`` to pay and to look payments
 up (LND refuses a second payment of a succeeded or in-flight hash with ALREADY_EXISTS, which
 makes ``pay`` idempotent); ``ListChannels(peer=…)`` for stake checks; ``CloseChannel(force=true)``
-for slashing. Two credentials: the payment macaroon for everything else and a distinct,
-optional force-close macaroon used for ``CloseChannel`` only (SRS-SEC-13).
+for slashing; ``SignMessage``/``VerifyMessage`` for proofs of node control (``VerifyMessage``'s
+``valid`` only says the signer is in LND's graph, so the recovered ``pubkey`` is compared
+instead: a stake channel may be private). Two credentials: the payment macaroon for everything
+else and a distinct, optional force-close macaroon used for ``CloseChannel`` only (SRS-SEC-13).
 
 Secrets: macaroons live only in private attributes and call metadata. Errors carry the RPC name,
 the gRPC status name and LND's message with any macaroon hex scrubbed; they are raised ``from
@@ -71,6 +73,13 @@ _PAYMENT_STATUSES = {
     ln.Payment.IN_FLIGHT: PaymentStatus.IN_FLIGHT,
 }
 _DEFAULT_INVOICE_EXPIRY_S = 86_400
+_UNREACHABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+    None,
+}
 
 
 class LndLightning:
@@ -327,6 +336,34 @@ class LndLightning:
         remaining = max(0.1, deadline - time.monotonic())
         height = int(self._info(remaining).block_height) if response.channels else 0
         return [_channel(c, height) for c in response.channels if c.remote_pubkey == peer_pubkey]
+
+    def sign_message(self, message: str) -> str:
+        """Sign ``message`` with this node's identity key (``SignMessage``); zbase32."""
+        request = ln.SignMessageRequest(msg=message.encode())
+        try:
+            signed = self._lightning.SignMessage(
+                request, metadata=self._metadata(), timeout=self.rpc_timeout_s
+            )
+        except grpc.RpcError as error:
+            raise self._failure("SignMessage", error) from None
+        return str(signed.signature)
+
+    def verify_message(self, message: str, signature: str, pubkey: str) -> bool:
+        """True when ``signature`` over ``message`` recovers to ``pubkey`` (``VerifyMessage``).
+
+        A signature LND cannot parse is False; an unreachable node is LightningUnavailable.
+        """
+        request = ln.VerifyMessageRequest(msg=message.encode(), signature=signature)
+        try:
+            verified = self._lightning.VerifyMessage(
+                request, metadata=self._metadata(), timeout=self.rpc_timeout_s
+            )
+        except grpc.RpcError as error:
+            code, _ = self._status(error)
+            if code in _UNREACHABLE:
+                raise self._failure("VerifyMessage", error) from None
+            return False
+        return bool(verified.pubkey) and str(verified.pubkey) == pubkey.lower()
 
     def force_close(self, channel_point: str) -> str:
         """Unilaterally close a channel with the force-close credential; return the txid."""

@@ -12,6 +12,11 @@ Semantics every adapter keeps (the contract suite in ``tests/adapters`` checks t
 - Routing failures are *results* (``PaymentStatus.FAILED`` with a reason), not exceptions; an
   exception means the node itself could not be asked (``LightningUnavailable``) or the request
   was malformed (``InvalidValue``).
+- ``sign_message`` / ``verify_message`` use the Lightning message-signing scheme LND and CLN
+  share (zbase32 recoverable signature over ``sha256d("Lightning Signed Message:" ‖ message)``):
+  a node proves it controls the Lightning node it registers with (SRS-STAKE-01, SRS-LN-11).
+  ``verify_message`` checks against a *given* public key, so it works for nodes outside the
+  verifier's gossip graph (private stake channels).
 - ``force_close`` needs a credential distinct from the payment credential (SRS-SEC-13); an
   adapter built without one raises ``ForceCloseNotPermitted``.
 - No adapter error or log line contains a macaroon, rune or key (SRS-SEC-07).
@@ -61,6 +66,14 @@ class Lightning(Protocol):
 
     def channels_with(self, peer_pubkey: str) -> list[Channel]:
         """This node's open channels with ``peer_pubkey`` (stake checks, SRS-STAKE-01/02)."""
+        ...
+
+    def sign_message(self, message: str) -> str:
+        """Sign ``message`` with this node's identity key; the zbase32 signature."""
+        ...
+
+    def verify_message(self, message: str, signature: str, pubkey: str) -> bool:
+        """True when ``signature`` over ``message`` was made by the node ``pubkey``."""
         ...
 
     def force_close(self, channel_point: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 import bolt11
 
+from owm_adapters.lightning import message_signing
 from owm_adapters.lightning.embedded import SimLedger
 from owm_core.errors import ChannelNotFound, InvalidValue, InvoiceNotFound
 from owm_core.payments.lightning import Invoice, InvoiceState, PaymentStatus
@@ -190,6 +191,24 @@ class FakeCln:
                 "to_us_msat": channel.local_balance_sat * 1000,
             })
         return {"channels": rows}
+
+    def rpc_signmessage(self, message: str) -> dict[str, Any]:
+        zbase = self.node.sign_message(message)
+        raw = message_signing.zbase32_decode(zbase) or b""
+        return {"signature": raw[1:].hex(), "recid": f"{raw[0] - 31:02x}", "zbase": zbase}
+
+    def rpc_checkmessage(self, message: str, zbase: str, pubkey: str | None = None
+                         ) -> dict[str, Any]:
+        """As lightningd since v23: ``verified`` is always true; anything else is an error."""
+        signer = message_signing.recover_signer(message, zbase)
+        if signer is None:
+            raise ClnError(-32602, "zbase: bad signature")
+        if pubkey is None:
+            if not self.ledger.channels_of(signer, None):
+                raise ClnError(-1, "pubkey not found in the graph")
+        elif signer != pubkey:
+            raise ClnError(-1, "signature does not match the given pubkey")
+        return {"pubkey": signer, "verified": True}
 
     def rpc_close(self, id: str, unilateraltimeout: int | None = None,
                   **_: Any) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from lndgrpc.compiled import lightning_pb2 as ln
 from lndgrpc.compiled import lightning_pb2_grpc as lnrpc
 from lndgrpc.compiled import router_pb2_grpc as routerrpc_grpc
 
+from owm_adapters.lightning import message_signing
 from owm_adapters.lightning.embedded import SimLedger
 from owm_core.errors import ChannelNotFound, InvalidValue, InvoiceNotFound
 from owm_core.payments.lightning import InvoiceState, PaymentResult, PaymentStatus
@@ -184,6 +185,22 @@ class _Lightning(lnrpc.LightningServicer):
                 )
             )
         return ln.ListChannelsResponse(channels=messages)
+
+    def SignMessage(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.fake.auth.check(context)
+        return ln.SignMessageResponse(
+            signature=self.fake.node.sign_message(bytes(request.msg).decode())
+        )
+
+    def VerifyMessage(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """As LND: the recovered pubkey, ``valid`` only when that node is in the graph."""
+        self.fake.auth.check(context)
+        signer = message_signing.recover_signer(bytes(request.msg).decode(), request.signature)
+        if signer is None:
+            context.abort(grpc.StatusCode.UNKNOWN, "failed to decode signature")
+        assert signer is not None
+        known = bool(self.fake.ledger.channels_of(signer, None))
+        return ln.VerifyMessageResponse(valid=known, pubkey=signer)
 
     def CloseChannel(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         self.fake.auth.check(context, close=True)

@@ -198,3 +198,43 @@ def test_an_invoice_that_expired_unpaid_cannot_be_paid(world: World) -> None:
     assert world.treasury.lookup_invoice(invoice.payment_hash).state is InvoiceState.CANCELED
     result = world.peer.pay(invoice.bolt11, max_fee_msat=0, timeout_s=1)
     assert result.status is PaymentStatus.FAILED
+
+
+def test_a_signed_message_verifies_against_the_node_that_signed_it(world: World) -> None:
+    signature = world.treasury.sign_message("owm register challenge 1234")
+    assert re.fullmatch(r"[ybndrfg8ejkmcpqxot1uwisza345h769]{104}", signature)
+    assert world.treasury.verify_message(
+        "owm register challenge 1234", signature, world.treasury.node_pubkey()
+    )
+
+
+def test_a_signature_from_another_node_is_verified_as_that_node_only(world: World) -> None:
+    """The peer's own embedded node signs; the adapter under test verifies (mutual scheme)."""
+    signature = world.peer.sign_message("owm register challenge 5678")
+    assert world.treasury.verify_message(
+        "owm register challenge 5678", signature, world.peer.node_pubkey()
+    )
+    assert not world.treasury.verify_message(
+        "owm register challenge 5678", signature, world.treasury.node_pubkey()
+    )
+
+
+def test_a_node_without_a_channel_is_verified_by_its_given_pubkey(world: World) -> None:
+    """A stake channel may be private: verification must not depend on the gossip graph."""
+    loner = world.ledger.lightning(world.ledger.add_node("loner"))
+    signature = loner.sign_message("prove me")
+    assert world.treasury.verify_message("prove me", signature, loner.node_pubkey())
+
+
+@pytest.mark.parametrize("tamper", ["message", "signature", "garbage"])
+def test_a_tampered_message_or_signature_does_not_verify(world: World, tamper: str) -> None:
+    message = "owm register challenge 9"
+    signature = world.treasury.sign_message(message)
+    if tamper == "message":
+        message += "0"
+    elif tamper == "signature":
+        flipped = "y" if signature[10] != "y" else "b"
+        signature = signature[:10] + flipped + signature[11:]
+    else:
+        signature = "not a zbase32 signature!"
+    assert not world.treasury.verify_message(message, signature, world.treasury.node_pubkey())
