@@ -189,14 +189,23 @@ class LndLightning:
             return error.code(), error.details() or ""
         return None, ""
 
-    def _info(self, timeout_s: float | None = None) -> Any:
+    def _unary(
+        self, rpc: str, request: Any, *, refusal_is_none: bool = False,
+        timeout_s: float | None = None,
+    ) -> Any:
+        """Call ``rpc``; a refusal (not unreachability) returns None if ``refusal_is_none``."""
         try:
-            return self._lightning.GetInfo(
-                ln.GetInfoRequest(), metadata=self._metadata(),
+            return getattr(self._lightning, rpc)(
+                request, metadata=self._metadata(),
                 timeout=self.rpc_timeout_s if timeout_s is None else timeout_s,
             )
         except grpc.RpcError as error:
-            raise self._failure("GetInfo", error) from None
+            if refusal_is_none and self._status(error)[0] not in _UNREACHABLE:
+                return None
+            raise self._failure(rpc, error) from None
+
+    def _info(self, timeout_s: float | None = None) -> Any:
+        return self._unary("GetInfo", ln.GetInfoRequest(), timeout_s=timeout_s)
 
     # -- the port ---------------------------------------------------------------------------
 
@@ -327,43 +336,22 @@ class LndLightning:
         request = ln.ListChannelsRequest(peer=bytes.fromhex(peer_pubkey))
         # A registration waits on this answer: both calls share the stake-check budget.
         deadline = time.monotonic() + min(self.rpc_timeout_s, STAKE_CHECK_TIMEOUT_S)
-        try:
-            response = self._lightning.ListChannels(
-                request, metadata=self._metadata(), timeout=deadline - time.monotonic()
-            )
-        except grpc.RpcError as error:
-            raise self._failure("ListChannels", error) from None
+        response = self._unary("ListChannels", request, timeout_s=deadline - time.monotonic())
         remaining = max(0.1, deadline - time.monotonic())
         height = int(self._info(remaining).block_height) if response.channels else 0
         return [_channel(c, height) for c in response.channels if c.remote_pubkey == peer_pubkey]
 
     def sign_message(self, message: str) -> str:
         """Sign ``message`` with this node's identity key (``SignMessage``); zbase32."""
-        request = ln.SignMessageRequest(msg=message.encode())
-        try:
-            signed = self._lightning.SignMessage(
-                request, metadata=self._metadata(), timeout=self.rpc_timeout_s
-            )
-        except grpc.RpcError as error:
-            raise self._failure("SignMessage", error) from None
+        signed = self._unary("SignMessage", ln.SignMessageRequest(msg=message.encode()))
         return str(signed.signature)
 
     def verify_message(self, message: str, signature: str, pubkey: str) -> bool:
-        """True when ``signature`` over ``message`` recovers to ``pubkey`` (``VerifyMessage``).
-
-        A signature LND cannot parse is False; an unreachable node is LightningUnavailable.
-        """
+        """True when ``signature`` over ``message`` recovers to ``pubkey`` (``VerifyMessage``);
+        a signature LND cannot parse is False, an unreachable node LightningUnavailable."""
         request = ln.VerifyMessageRequest(msg=message.encode(), signature=signature)
-        try:
-            verified = self._lightning.VerifyMessage(
-                request, metadata=self._metadata(), timeout=self.rpc_timeout_s
-            )
-        except grpc.RpcError as error:
-            code, _ = self._status(error)
-            if code in _UNREACHABLE:
-                raise self._failure("VerifyMessage", error) from None
-            return False
-        return bool(verified.pubkey) and str(verified.pubkey) == pubkey.lower()
+        verified = self._unary("VerifyMessage", request, refusal_is_none=True)
+        return verified is not None and str(verified.pubkey) == pubkey.lower()
 
     def force_close(self, channel_point: str) -> str:
         """Unilaterally close a channel with the force-close credential; return the txid."""
