@@ -68,16 +68,17 @@ def up(nodes: int, data_dir: Path, restart: bool, reset: bool, traffic_interval:
     Lightning ledger; later starts reuse them (--reset makes new ones). Returns once every node
     has registered with a verified stake; the network keeps running after this command ends.
     """
+    from owm_adapters.bootstrap.devnet import build_devnet
     from owm_adapters.devnet import network
 
     layout = DevnetLayout.at(data_dir)
     if restart:
         network.down(layout, say=_say)
     started = time.monotonic()
-    state = network.up(
+    state = build_devnet(
         layout, nodes, reset=reset, traffic_interval_s=traffic_interval,
         query_interval_s=query_interval, fl_interval_s=fl_interval, say=_say,
-    )
+    ).start(say=_say)
     _say("")
     _say(f"devnet up: coordinator + {len(state.nodes)} node(s) in "
          f"{time.monotonic() - started:.0f} s")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from owm_adapters.bootstrap.settings import ConfigError, CoordinatorSettings, data_dir_of
+from owm_adapters.lightning.embedded import LEDGER_FILE
 from owm_core.errors import DomainError
 from owm_core.ports.lightning import Lightning
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from owm_adapters.lightning.cln import ClnRestForceClose
     from owm_adapters.lightning.embedded import SimLedger
 
-LIGHTNING_FILE = "lightning.sqlite3"
+LIGHTNING_FILE = LEDGER_FILE
 """The embedded ledger's file under the coordinator's data directory."""
 
 

@@ -24,11 +24,18 @@ from typing import Any
 import attrs
 import cattrs
 
-from owm_adapters.bootstrap.settings import ConfigError
+from owm_core.errors import DomainError
 
 DEFAULT_DATA_DIR = "~/.owm/devnet"
 STATE_FILE = "devnet.json"
 STATE_VERSION = 1
+
+
+class DevnetError(DomainError):
+    """The devnet in a data directory cannot do what was asked (a wrong node number, an
+    unreadable state file, a process that did not come up); the CLI prints it as one line."""
+
+    code = "devnet"
 
 
 @attrs.frozen
@@ -81,9 +88,9 @@ class DevnetState:
         return f"127.0.0.1:{self.coordinator.grpc_port}"
 
     def node(self, number: int) -> NodeEntry:
-        """Node ``number`` (1-based); ConfigError naming the valid range otherwise."""
+        """Node ``number`` (1-based); DevnetError naming the valid range otherwise."""
         if not 1 <= number <= len(self.nodes):
-            raise ConfigError(f"--node must be between 1 and {len(self.nodes)}, got {number}")
+            raise DevnetError(f"--node must be between 1 and {len(self.nodes)}, got {number}")
         return self.nodes[number - 1]
 
 
@@ -115,9 +122,9 @@ class DevnetLayout:
 
     @property
     def ledger_file(self) -> Path:
-        from owm_adapters.bootstrap.lightning import LIGHTNING_FILE
+        from owm_adapters.lightning.embedded import LEDGER_FILE
 
-        return self.coordinator_dir / LIGHTNING_FILE
+        return self.coordinator_dir / LEDGER_FILE
 
     @property
     def logs_dir(self) -> Path:
@@ -150,11 +157,11 @@ class DevnetLayout:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"{self.state_file} cannot be read: {exc}") from None
+            raise DevnetError(f"{self.state_file} cannot be read: {exc}") from None
         try:
             return _converter.structure(raw, DevnetState)
         except (cattrs.BaseValidationError, KeyError, TypeError) as exc:
-            raise ConfigError(
+            raise DevnetError(
                 f"{self.state_file} is not a devnet state file of this version ({exc}); "
                 "start afresh with `owm devnet up --reset`"
             ) from None

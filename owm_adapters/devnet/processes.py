@@ -26,8 +26,7 @@ from typing import Any
 
 import attrs
 
-from owm_adapters.bootstrap.settings import ConfigError
-from owm_adapters.devnet.layout import DevnetLayout, DevnetState
+from owm_adapters.devnet.layout import DevnetError, DevnetLayout, DevnetState
 
 COORDINATOR = "coordinator"
 TRAFFIC = "traffic"
@@ -38,7 +37,7 @@ _OVERRIDES = ("OWM_COORDINATOR_URL", "OWM_IDENTITY_KEY_PATH", "OWM_MODEL_CACHE_D
 _children: list[subprocess.Popen[bytes]] = []
 
 
-class DevnetNotReady(ConfigError):
+class DevnetNotReady(DevnetError):
     """A devnet process exited or did not become ready in time."""
 
     code = "devnet-not-ready"
@@ -57,25 +56,34 @@ def process_names(state: DevnetState) -> list[str]:
     return [COORDINATOR, *(node.name for node in state.nodes), TRAFFIC]
 
 
-def commands(layout: DevnetLayout, state: DevnetState) -> dict[str, list[str]]:
-    """The command line of each process: the same programs an operator runs."""
+@attrs.frozen
+class DevnetProcess:
+    """One process of a devnet: its name (``coordinator``, ``node-K``, ``traffic``; also its log
+    and pid file) and its command line, the same program an operator runs."""
+
+    name: str
+    argv: tuple[str, ...]
+
+
+def commands(layout: DevnetLayout, state: DevnetState) -> tuple[DevnetProcess, ...]:
+    """Every process of the devnet in start order: the coordinator, the nodes, the traffic."""
     bin_dir = Path(sys.executable).parent
-    result = {
-        COORDINATOR: [
-            *_program(bin_dir, "owm-coordinator", "owm_cli.coordinator"),
-            "serve", "--config", str(layout.coordinator_config),
-        ],
-    }
-    for node in state.nodes:
-        result[node.name] = [
+    coordinator = DevnetProcess(COORDINATOR, (
+        *_program(bin_dir, "owm-coordinator", "owm_cli.coordinator"),
+        "serve", "--config", str(layout.coordinator_config),
+    ))
+    nodes = tuple(
+        DevnetProcess(node.name, (
             *_program(bin_dir, "owm-node", "owm_cli.node"),
             "start", "--config", str(layout.node_config(node.name)),
-        ]
-    result[TRAFFIC] = [
+        ))
+        for node in state.nodes
+    )
+    traffic = DevnetProcess(TRAFFIC, (
         *_program(bin_dir, "owm", "owm_cli.main"), "devnet", "traffic",
         "--data-dir", str(layout.root),
-    ]
-    return result
+    ))
+    return (coordinator, *nodes, traffic)
 
 
 def _program(bin_dir: Path, script: str, module: str) -> list[str]:

@@ -96,6 +96,9 @@ CREATE TABLE IF NOT EXISTS sim_ln_payments (
 );
 """
 
+LEDGER_FILE = "lightning.sqlite3"
+"""The embedded ledger's file under the coordinator's data directory (and a devnet's)."""
+
 
 def _now() -> int:
     return int(time.time())

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from owm_adapters.devnet import processes, provision
+from owm_adapters.bootstrap.devnet import provision
+from owm_adapters.devnet import processes
 from owm_adapters.devnet.layout import DevnetLayout
 from owm_cli.devnet import devnet, render_status
 from owm_cli.main import cli
@@ -18,7 +19,7 @@ from owm_core.nodes.tiers import Tier
 
 def _devnet(tmp_path: Path, nodes: int = 3) -> DevnetLayout:
     layout = DevnetLayout.at(tmp_path / "devnet")
-    provision.provision(layout, nodes, now=1_800_000_000, traffic_interval_s=15,
+    provision(layout, nodes, now=1_800_000_000, traffic_interval_s=15,
                         query_interval_s=60, tier=Tier.T1)
     return layout
 

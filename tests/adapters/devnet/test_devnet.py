@@ -15,13 +15,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from owm_adapters.bootstrap import devnet
 from owm_adapters.bootstrap.settings import (
     NODE_TEMPLATE,
     ConfigError,
     load_coordinator_settings,
     load_node_settings,
 )
-from owm_adapters.devnet import processes, provision
+from owm_adapters.devnet import processes
 from owm_adapters.devnet.layout import DevnetLayout, free_ports
 from owm_adapters.devnet.traffic import SampleTask, TrafficLoop
 from owm_adapters.lightning.embedded import SimLedger
@@ -35,8 +36,8 @@ NOW = 1_800_000_000
 
 def _provision(tmp_path: Path, nodes: int = 3, tier: Tier = Tier.T1) -> tuple[DevnetLayout, object]:
     layout = DevnetLayout.at(tmp_path / "devnet")
-    state = provision.provision(layout, nodes, now=NOW, traffic_interval_s=15,
-                                query_interval_s=60, tier=tier)
+    state = devnet.provision(layout, nodes, now=NOW, traffic_interval_s=15,
+                             query_interval_s=60, tier=tier)
     return layout, state
 
 
@@ -109,25 +110,39 @@ def test_stake_channels_lock_the_minimum_of_the_machines_tier_and_payouts_never_
 def test_a_directory_holds_one_devnet_until_it_is_reset(tmp_path):
     layout, state = _provision(tmp_path, nodes=1)
     with pytest.raises(ConfigError, match="already holds a devnet"):
-        provision.provision(layout, 1, now=NOW, traffic_interval_s=15, query_interval_s=60,
-                            tier=Tier.T1)
+        devnet.provision(layout, 1, now=NOW, traffic_interval_s=15, query_interval_s=60,
+                         tier=Tier.T1)
     keep = layout.root / "my-notes.txt"
     keep.write_text("mine")
-    provision.reset(layout)
+    devnet.remove_devnet(layout)
     assert layout.load() is None and keep.exists()
-    fresh = provision.provision(layout, 1, now=NOW, traffic_interval_s=15, query_interval_s=60,
-                                tier=Tier.T1)
+    fresh = devnet.provision(layout, 1, now=NOW, traffic_interval_s=15, query_interval_s=60,
+                             tier=Tier.T1)
     assert fresh.nodes[0].node_id != state.nodes[0].node_id
 
 
 def test_new_ports_rewrite_every_config_and_keep_the_identities(tmp_path):
     layout, state = _provision(tmp_path, nodes=2)
-    moved = provision.assign_ports(state)
-    provision.write_configs(layout, moved)
+    moved = devnet.assign_ports(state)
+    devnet.write_configs(layout, moved)
     assert [n.node_id for n in moved.nodes] == [n.node_id for n in state.nodes]
     for node in moved.nodes:
         assert load_node_settings(layout.node_config(node.name)).node.health_port == \
             node.health_port
+
+
+def test_a_built_devnet_says_what_it_runs_and_a_second_build_reuses_its_identities(tmp_path):
+    layout, state = _provision(tmp_path, nodes=2)
+    built = devnet.build_devnet(layout, 2, traffic_interval_s=7, now=lambda: NOW)
+    assert not built.provisioned
+    assert [p.name for p in built.processes] == ["coordinator", "node-1", "node-2", "traffic"]
+    assert built.processes[0].argv[-3:] == ("serve", "--config", str(layout.coordinator_config))
+    assert built.processes[1].argv[-1] == str(layout.node_config("node-1"))
+    assert "OWM_COORDINATOR_URL" not in built.environment
+    assert [n.node_id for n in built.state.nodes] == [n.node_id for n in state.nodes]
+    assert built.state.traffic_interval_s == 7 and layout.load() == built.state
+    with pytest.raises(ConfigError, match="holds a devnet of 2 node"):
+        devnet.build_devnet(layout, 3)
 
 
 @settings(max_examples=30, deadline=None)
@@ -135,7 +150,7 @@ def test_new_ports_rewrite_every_config_and_keep_the_identities(tmp_path):
 def test_setting_a_key_changes_that_key_of_that_section_only(port, section):
     text = NODE_TEMPLATE.format(data_dir="/d", identity_key="/d/k")
     key = "health_port" if section == "node" else "max_concurrent"
-    changed = provision.set_toml_value(text, section, key, str(port))
+    changed = devnet.set_toml_value(text, section, key, str(port))
     import tomllib
 
     before, after = tomllib.loads(text), tomllib.loads(changed)
@@ -147,12 +162,12 @@ def test_setting_a_key_changes_that_key_of_that_section_only(port, section):
 
 def test_a_key_missing_from_a_section_is_added_to_that_section():
     text = NODE_TEMPLATE.format(data_dir="/d", identity_key="/d/k")
-    changed = provision.set_toml_value(text, "coordinator", "socks5_proxy", '"127.0.0.1:9050"')
+    changed = devnet.set_toml_value(text, "coordinator", "socks5_proxy", '"127.0.0.1:9050"')
     import tomllib
 
     assert tomllib.loads(changed)["coordinator"]["socks5_proxy"] == "127.0.0.1:9050"
     with pytest.raises(ConfigError):
-        provision.set_toml_value(text, "nope", "k", "1")
+        devnet.set_toml_value(text, "nope", "k", "1")
 
 
 def test_free_ports_are_distinct_and_bindable():

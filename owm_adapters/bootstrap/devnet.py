@@ -1,4 +1,13 @@
-"""Provisioning a devnet: identities, configuration files, stake channels, an API key.
+"""The composition root of ``owm devnet up``: a whole network on one machine.
+
+:func:`build_devnet` provisions a devnet in its data directory (or reuses the one there: same
+identities, same ledger and store, fresh free ports) and returns one frozen :class:`Devnet`
+whose fields say what it runs: the coordinator, the node daemons and the traffic loop, each as
+the command line an operator would type, and the environment they run in. :meth:`Devnet.start`
+hands them to :mod:`owm_adapters.devnet.network`, which starts them and waits until each is
+ready.
+
+Provisioning: identities, configuration files, stake channels, an API key.
 
 The identities are made by the code paths of ``owm-coordinator init`` and ``owm-node init``
 (:func:`owm_adapters.storage.keystore.create_identity`, the node's commented ``NODE_TEMPLATE``), so
@@ -28,6 +37,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import attrs
@@ -39,6 +50,7 @@ from owm_adapters.bootstrap.settings import (
     load_coordinator_settings,
     load_node_settings,
 )
+from owm_adapters.devnet import network, processes
 from owm_adapters.devnet.layout import (
     CoordinatorEntry,
     DevnetLayout,
@@ -89,7 +101,7 @@ def provision(
 ) -> DevnetState:
     """Create a new devnet in ``layout``: identities, channels, configs, API key, state file.
 
-    The directory must not hold a devnet already (``reset`` removes one).
+    The directory must not hold a devnet already (:func:`remove_devnet` removes one).
     """
     from owm_adapters.lightning.embedded import SimLedger
 
@@ -148,7 +160,7 @@ def provision(
     return state
 
 
-def reset(layout: DevnetLayout) -> None:
+def remove_devnet(layout: DevnetLayout) -> None:
     """Remove everything a devnet keeps in ``layout`` (never other files in the directory)."""
     state = layout.state_file.exists()
     for path in (
@@ -352,3 +364,96 @@ def _issue_api_key(layout: DevnetLayout, now: int) -> str:
     finally:
         repositories.close()
     return secret
+
+
+class DevnetRunning(ConfigError):
+    """``up`` was asked for while the devnet in this data directory is already running."""
+
+    code = "devnet-running"
+
+
+@attrs.frozen
+class Devnet:
+    """Everything ``owm devnet up`` runs, built only by :func:`build_devnet`.
+
+    ``processes`` lists the coordinator, the node daemons and the traffic loop in start order,
+    each as the command an operator runs against the generated configuration; ``environment``
+    is what they run in (this one's, without the overrides that would bypass that
+    configuration). ``provisioned`` says whether this build made the network new.
+    """
+
+    layout: DevnetLayout
+    state: DevnetState
+    processes: tuple[processes.DevnetProcess, ...]
+    environment: Mapping[str, str]
+    provisioned: bool
+
+    def start(self, say: Callable[[str], None] = lambda _line: None) -> DevnetState:
+        """Start every process in the background, each once the one before is ready; on a
+        failure stop them all again. The processes outlive this call (``owm devnet down``)."""
+        network.start(self.layout, self.state, self.processes, self.environment, say)
+        return self.state
+
+
+def build_devnet(
+    layout: DevnetLayout,
+    nodes: int,
+    *,
+    reset: bool = False,
+    traffic_interval_s: int = 15,
+    query_interval_s: int = 60,
+    fl_interval_s: int = 45,
+    say: Callable[[str], None] = lambda _line: None,
+    now: Callable[[], float] = time.time,
+) -> Devnet:
+    """The devnet in ``layout`` with ``nodes`` nodes, provisioned or reconfigured (nothing started).
+
+    Raises DevnetRunning when any of its processes already runs (stop it, or use ``down``
+    first), ConfigError when the directory holds a devnet of another size (use ``reset``).
+    """
+    alive = processes.running(layout)
+    if alive:
+        names = ", ".join(p.name for p in alive)
+        raise DevnetRunning(
+            f"the devnet in {layout.root} is already up ({names}); "
+            "`owm devnet status` shows it, `owm devnet up --restart` restarts it"
+        )
+    if reset:
+        remove_devnet(layout)
+    state = layout.load()
+    provisioned = state is None
+    if state is None:
+        say(f"provisioning a new devnet of {nodes} node(s) in {layout.root}")
+        state = provision(
+            layout, nodes, now=int(now()), traffic_interval_s=traffic_interval_s,
+            query_interval_s=query_interval_s, fl_interval_s=fl_interval_s,
+        )
+        _describe_new(state, say)
+    else:
+        if len(state.nodes) != nodes:
+            raise ConfigError(
+                f"{layout.root} holds a devnet of {len(state.nodes)} node(s), not {nodes}; "
+                f"use --nodes {len(state.nodes)}, or --reset for a new one"
+            )
+        say(f"restarting the devnet in {layout.root} (same identities, ledger and store)")
+        state = attrs.evolve(
+            assign_ports(state), traffic_interval_s=traffic_interval_s,
+            query_interval_s=query_interval_s, fl_interval_s=fl_interval_s,
+        )
+        write_configs(layout, state)
+        layout.save(state)
+    return Devnet(
+        layout=layout, state=state, processes=processes.commands(layout, state),
+        environment=processes.child_environment(), provisioned=provisioned,
+    )
+
+
+def _describe_new(state: DevnetState, say: Callable[[str], None]) -> None:
+    first = state.nodes[0]
+    say(f"  coordinator key   {state.coordinator.public_key}")
+    say(f"  treasury (LN)     {state.coordinator.treasury_pubkey}")
+    for node in state.nodes:
+        say(f"  {node.name:<7} id {node.node_id}  LN {node.ln_pubkey[:16]}…")
+    say(f"  stake channels    {first.stake_sat:,} sat each (tier {first.tier} minimum), "
+        f"node → treasury, in the embedded ledger")
+    say(f"  payout channels   {first.payout_channel_sat:,} sat each, treasury → node")
