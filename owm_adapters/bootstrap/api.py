@@ -77,7 +77,7 @@ def build_api(
             l402_secret = l402_secret_from(data_dir)
         else:
             l402_secret = os.urandom(L402_SECRET_BYTES)
-    services = ApiServices(
+    services = ApiServices.over(
         coordinator.service,
         l402_secret,
         config,

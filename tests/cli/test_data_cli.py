@@ -64,7 +64,7 @@ def served(tmp_path: Path) -> Iterator[tuple[World, str]]:
     for world in build_world(tmp_path):
         kb = KnowledgeBase(world.repos, HashingEmbedder(), MemoryVectorStore())
         kb.register_sub_model("owm-geo", "Geography of the world.", world.clock.now())
-        world.services.knowledge = kb
+        world.serve(knowledge=kb)
         server = ApiServer(create_app(world.services), "127.0.0.1:0", grace_s=1)
         server.start()
         try:

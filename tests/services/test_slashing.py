@@ -316,7 +316,7 @@ def test_the_public_api_lists_the_appended_entry(world: World) -> None:
 
     op = staked(world)
     [outcome] = world.slashing.report([signal(op, r) for r in ("a", "b", "c")])
-    api = ApiServices(world.service, os.urandom(32))
+    api = ApiServices.over(world.service, os.urandom(32))
     listed = [e.to_dict() for e in api.views.slashing_log(0, 100)]
     assert listed == [outcome.entry.to_dict()]
     assert verify_log(

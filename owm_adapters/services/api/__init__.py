@@ -16,8 +16,8 @@ One module per capability, mirroring :mod:`owm_server.http.v1`:
 
 :class:`ApiServices` holds one of each, plus the optional services other packages own
 (queries, knowledge, FL rounds, slashing), as typed attributes the HTTP handlers look up; the
-optional ones are constructor arguments, so the composition root wires everything at
-construction and nothing is patched in afterwards.
+optional ones are arguments of :meth:`ApiServices.over`, so the composition root wires
+everything at construction; the value is frozen, so nothing is patched in afterwards.
 It owns what the HTTP shell must not: the clock and OS randomness, the coordinator it shares
 with the gRPC control plane, the store, the treasury's Lightning node and the read cache its
 capabilities share (public aggregates are recomputed at most once per ``cache_ttl_ms``).
@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+
+import attrs
 
 from owm_adapters.services.api.access import (
     COMMERCIAL_ACCESS_S,
@@ -54,11 +56,50 @@ from owm_core.ports.lightning import Lightning
 from owm_core.ports.repositories import Repositories
 
 
+@attrs.frozen
 class ApiServices:
-    """The public API's services, one attribute per capability (see the module docstring)."""
+    """The public API's services, one attribute per capability (see the module docstring).
 
-    def __init__(
-        self,
+    Frozen: :meth:`over` wires every capability at construction; a test that needs another
+    wiring (no FL service, a slashing service) builds another with ``attrs.evolve``.
+    """
+
+    coordinator: CoordinatorService
+    config: ApiConfig
+    access: ApiAccess
+    releases: Releases
+    nodes: Nodes
+    views: Views
+    governance: Governance
+    bounties: Bounties
+    #: Slashing acknowledgements and pending cases (None when no slashing service is wired).
+    slashing: SlashingService | None = None
+    #: The conglomerate's query path (None without a knowledge base: queries answer 503).
+    queries: QueryService | None = None
+    #: Sub-models and contributed datasets (None without a knowledge base: the data endpoints
+    #: answer 503).
+    knowledge: KnowledgeBase | None = None
+    #: Federated-learning rounds and uploads (None when ``[fl]`` is off: 503).
+    fl: FlRoundService | None = None
+
+    @property
+    def repositories(self) -> Repositories:
+        """The coordinator's store."""
+        return self.coordinator.repositories
+
+    @property
+    def lightning(self) -> Lightning:
+        """The treasury's Lightning node (invoices for L402 tokens)."""
+        return self.coordinator.lightning
+
+    @property
+    def clock(self) -> Clock:
+        """The coordinator's clock."""
+        return self.coordinator.clock
+
+    @classmethod
+    def over(
+        cls,
         coordinator: CoordinatorService,
         l402_secret: bytes,
         config: ApiConfig | None = None,
@@ -68,32 +109,26 @@ class ApiServices:
         queries: QueryService | None = None,
         knowledge: KnowledgeBase | None = None,
         fl: FlRoundService | None = None,
-    ) -> None:
-        self.config = config or ApiConfig()
-        self.coordinator = coordinator
-        self.repositories: Repositories = coordinator.repositories
-        self.lightning: Lightning = coordinator.lightning
-        self.clock: Clock = coordinator.clock
-        cache = ReadCache(self.clock, self.config.cache_ttl_ms)
-        self.access = ApiAccess(
-            self.repositories, self.lightning, self.clock, self.config, l402_secret, entropy
+    ) -> ApiServices:
+        """Every capability over ``coordinator``'s store, treasury and clock, sharing one read
+        cache; ``l402_secret`` derives the L402 macaroons' root keys."""
+        config = config or ApiConfig()
+        store, clock = coordinator.repositories, coordinator.clock
+        cache = ReadCache(clock, config.cache_ttl_ms)
+        return cls(
+            coordinator=coordinator,
+            config=config,
+            access=ApiAccess(store, coordinator.lightning, clock, config, l402_secret, entropy),
+            releases=Releases(store, cache),
+            nodes=Nodes(coordinator, cache, config),
+            views=Views(store, clock, coordinator.config.liveness, cache, config),
+            governance=Governance(store, clock, cache, entropy, config),
+            bounties=Bounties(store, clock, cache, config, entropy),
+            slashing=slashing,
+            queries=queries,
+            knowledge=knowledge,
+            fl=fl,
         )
-        self.releases = Releases(self.repositories, cache)
-        self.nodes = Nodes(coordinator, cache, self.config)
-        self.views = Views(
-            self.repositories, self.clock, coordinator.config.liveness, cache, self.config
-        )
-        self.governance = Governance(self.repositories, self.clock, cache, entropy, self.config)
-        self.bounties = Bounties(self.repositories, self.clock, cache, self.config, entropy)
-        #: Slashing acknowledgements and pending cases (None when no slashing service is wired).
-        self.slashing: SlashingService | None = slashing
-        #: The conglomerate's query path (None without a knowledge base: queries answer 503).
-        self.queries: QueryService | None = queries
-        #: Sub-models and contributed datasets (None without a knowledge base: the data
-        #: endpoints answer 503).
-        self.knowledge: KnowledgeBase | None = knowledge
-        #: Federated-learning rounds and uploads (None when ``[fl]`` is off: 503).
-        self.fl: FlRoundService | None = fl
 
 
 __all__ = [

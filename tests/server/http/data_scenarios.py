@@ -26,16 +26,17 @@ def _attach(probe: Any) -> KnowledgeBase:
     if w.services.knowledge is None:
         kb = KnowledgeBase(w.repos, HashingEmbedder(), MemoryVectorStore())
         kb.register_sub_model("owm-geo", "Geography of the world.", w.clock.now())
-        w.services.knowledge = kb
+        w.serve(knowledge=kb)
     knowledge: KnowledgeBase = w.services.knowledge
     return knowledge
 
 
 def _unavailable(probe: Any) -> None:
     w = probe.world
-    knowledge, w.services.knowledge = w.services.knowledge, None
+    knowledge = w.services.knowledge
+    w.serve(knowledge=None)
     probe.send(headers=w.api_key(), body=DATASET if probe.op.body is not None else None)
-    w.services.knowledge = knowledge
+    w.serve(knowledge=knowledge)
 
 
 def submit(probe: Any) -> None:

@@ -22,9 +22,10 @@ WEIGHTS = [0.01] * 2762
 
 def _unavailable(probe: Any, body: Any = None) -> None:
     w = probe.world
-    fl, w.services.fl = w.services.fl, None
+    fl = w.services.fl
+    w.serve(fl=None)
     probe.send(headers=w.api_key(), body=body)
-    w.services.fl = fl
+    w.serve(fl=fl)
 
 
 def _attach(probe: Any) -> tuple[FlRoundService, Any]:
@@ -42,7 +43,7 @@ def _attach(probe: Any) -> tuple[FlRoundService, Any]:
             trainers=lambda: 3,
         )
         coordinator.market.advertised_api_url = lambda: "http://127.0.0.1:1"
-        w.services.fl = fl
+        w.serve(fl=fl)
         fl_round = fl.maybe_start()
         assert fl_round is not None
         replicas, _ = w.services.coordinator.task(fl_round.task_ids[0])

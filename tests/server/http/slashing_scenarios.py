@@ -44,22 +44,22 @@ def acknowledge(probe: Any) -> None:
     w.register(t2)
     good = _ack(MAINTAINERS[0], t2.node_id)
     probe.send(body=good)  # 503: this world's coordinator runs no slashing service
-    w.services.slashing = _with_slashing(probe)
+    w.serve(slashing=_with_slashing(probe))
     probe.send(body=good)
     probe.send(body=good)
     probe.send(body=_ack(MAINTAINERS[2], t2.node_id))
     probe.send(body=_ack(MAINTAINERS[0], "n" + "0" * 40))
     probe.send(body=_ack(MAINTAINERS[0], probe.ids["me"].node_id))
-    w.services.slashing = None
+    w.serve(slashing=None)
 
 
 def pending(probe: Any) -> None:
     """200 with a slashing service, 503 without one."""
     w = probe.world
     probe.send(headers=w.api_key())
-    w.services.slashing = _with_slashing(probe)
+    w.serve(slashing=_with_slashing(probe))
     probe.send(headers=w.api_key())
-    w.services.slashing = None
+    w.serve(slashing=None)
 
 
 SLASHING_SCENARIOS: dict[str, Callable[[Any], None]] = {

@@ -34,7 +34,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     for built in build_world(tmp_path):
         kb = KnowledgeBase(built.repos, HashingEmbedder(), MemoryVectorStore())
         kb.register_sub_model("owm-geo", "Geography of the world.", built.clock.now())
-        built.services.knowledge = kb
+        built.serve(knowledge=kb)
         yield built
 
 
@@ -102,7 +102,7 @@ def test_a_dataset_is_refused_unauthenticated_and_when_another_contributor_gave_
 
 
 def test_without_a_knowledge_base_the_data_endpoints_answer_503(world: World) -> None:
-    world.services.knowledge = None
+    world.serve(knowledge=None)
     reply = world.client.get("/v1/submodels", headers=world.api_key())
     assert reply.status_code == 503
     assert reply.json()["code"] == "knowledge-unavailable"

@@ -164,9 +164,10 @@ def specific(probe: Probe) -> None:
         probe.send(headers=w.signed(ids["other"], "GET", url))
         return
     if op.tag == "query":  # without a knowledge base the conglomerate answers 503
-        queries, w.services.queries = w.services.queries, None
+        queries = w.services.queries
+        w.serve(queries=None)
         probe.send(headers=key)
-        w.services.queries = queries
+        w.serve(queries=queries)
     if name == "nodeChallenge":
         probe.send(body={"public_key": ids["me"].public_key, "purpose": "register"})
     elif op.access is Access.NODE:
@@ -193,8 +194,9 @@ def test_every_documented_status_is_produced_and_nothing_else(small_world: World
                              headers=w.api_key()).json()  # fmt: skip
     ids: dict[str, Any] = {"node_id": me.node_id, "me": me, "other": other,
                            "query_id": "qry_1", "id": ""}  # fmt: skip
-    w.services.queries = query_service_without_data(w.services.coordinator)
-    w.services.queries.ask("hi")  # stored, so GET /v1/query/{id} has one to return
+    queries = query_service_without_data(w.services.coordinator)
+    w.serve(queries=queries)
+    queries.ask("hi")  # stored, so GET /v1/query/{id} has one to return
     ids["query_id"] = next(iter(w.repos._state.query_answers))
     per_op_id = {
         "getModelVersion": "owm-geo@owm-v1.0.0",

@@ -31,8 +31,8 @@ class Api:
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Api]:
     world = build_fl_world(tmp_path)
-    services = ApiServices(world.coordinator, b"\x22" * 32, ApiConfig(cache_ttl_ms=0))
-    services.fl = world.fl
+    services = ApiServices.over(world.coordinator, b"\x22" * 32, ApiConfig(cache_ttl_ms=0),
+                                fl=world.fl)
     client = TestClient(create_app(services), raise_server_exceptions=False)
     _key, secret = services.access.create_api_key("tester")
     try:
@@ -132,5 +132,6 @@ def test_rounds_list_accuracy_participants_flags_and_the_version_with_its_weight
 
 
 def test_without_an_fl_service_the_endpoints_answer_503(api: Api) -> None:
-    api.services.fl = None
-    assert api.client.get("/v1/fl/rounds", headers=api.key).status_code == 503
+    without = TestClient(create_app(attrs.evolve(api.services, fl=None)),
+                         raise_server_exceptions=False)
+    assert without.get("/v1/fl/rounds", headers=api.key).status_code == 503

@@ -39,6 +39,13 @@ class World:
     clock: StepClock
     client: TestClient
 
+    def serve(self, **changes: Any) -> None:
+        """Serve the API again with ``changes`` to its (frozen) services, e.g. ``fl=None``: the
+        same store, clock and capabilities, another app and client."""
+        self.client.close()
+        self.services = attrs.evolve(self.services, **changes)
+        self.client = _client(self.services)
+
     def api_key(self, owner: str = "acme", plan: Plan = Plan.FREE) -> dict[str, str]:
         """Headers carrying a fresh API key of ``plan``."""
         _key, secret = self.services.access.create_api_key(owner, plan)
@@ -111,11 +118,15 @@ def build_world(tmp_path: Path, config: ApiConfig | None = None) -> Generator[Wo
     services = build_api(
         coordinator, l402_secret=b"\x11" * 32, config=config or ApiConfig(cache_ttl_ms=0)
     ).services
-    app = create_app(services)
-    # Not entered as a context manager: nothing keeps running between requests, so a world
-    # built at import time (the fuzz module) holds no thread if its tests are deselected.
-    client = TestClient(app, raise_server_exceptions=False, client=("127.0.0.1", 50000))
+    client = _client(services)
     try:
         yield World(services, repos, ledger, treasury, clock, client)
     finally:
         client.close()
+
+
+def _client(services: ApiServices) -> TestClient:
+    # Not entered as a context manager: nothing keeps running between requests, so a world
+    # built at import time (the fuzz module) holds no thread if its tests are deselected.
+    return TestClient(create_app(services), raise_server_exceptions=False,
+                      client=("127.0.0.1", 50000))
