@@ -95,6 +95,7 @@ class PushedTask:
     """One assignment as it goes down a node's task stream."""
 
     task: Task
+    #: When it was assigned, by the market's clock (whole seconds, as milliseconds on the wire).
     assigned_at_ms: int
     input: bytes
 
@@ -412,7 +413,7 @@ class Market:
         data = self._inputs.get(group)
         if data is None:  # submitted before a restart, or through another coordinator process
             data = self.repositories.task_inputs.get(group) or b""
-        return PushedTask(task, int(time.time() * 1000), data)
+        return PushedTask(task, self.clock.now() * 1000, data)
 
     def _forget_input(self, group: str) -> None:
         """Drop a settled task's input; a failure only leaves a harmless row behind."""
