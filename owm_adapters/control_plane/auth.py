@@ -5,15 +5,18 @@ coordinator for a challenge for the call's purpose, sign the challenge together 
 call's details, then make the call carrying the challenge's nonce and the signature. Both
 control-plane clients — gRPC (:mod:`.grpc_client`) and the in-process twin
 (:mod:`.in_process`) — run it through :func:`authenticated_call`, so the two sign exactly the
-same bytes.
+same bytes: the details come from the coordinator's own rules
+(:func:`~owm_core.coordination.registration.registration_details`,
+:func:`~owm_core.coordination.registration.task_stream_details`), re-exported here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from owm_core.coordination.challenges import Challenge, ChallengePurpose, challenge_message
+from owm_core.coordination.registration import registration_details, task_stream_details
 from owm_core.ports.control_plane import ChallengeSigner
 
 _T = TypeVar("_T")
@@ -25,22 +28,6 @@ FetchChallenge = Callable[[ChallengeSigner, ChallengePurpose], Challenge]
 def answer(signer: ChallengeSigner, challenge: Challenge, details: Mapping[str, object]) -> str:
     """The hex signature answering ``challenge`` for a request carrying ``details``."""
     return signer.sign(challenge_message(challenge, details)).hex()
-
-
-def registration_details(
-    manifest_digest: str, ln_node_uri: str, onion_address: str | None
-) -> dict[str, object]:
-    """What a registering node signs with its challenge (``coordination.register_node``)."""
-    return {
-        "ln_node_uri": ln_node_uri,
-        "manifest_digest": manifest_digest,
-        "onion_address": onion_address,
-    }
-
-
-def task_stream_details(capabilities: Sequence[str], ask_msat: int) -> dict[str, object]:
-    """What a node signs to open its task stream (its standing offer)."""
-    return {"ask_msat": ask_msat, "capabilities": sorted(capabilities)}
 
 
 def authenticated_call(

@@ -16,6 +16,7 @@ narrow :class:`~owm_core.ports.stores.RegistryStore` and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -46,14 +47,20 @@ class Registration:
 
 
 def registration_details(
-    manifest: CapabilityManifest, ln_node_uri: str, onion: str | None
+    manifest_digest: str, ln_node_uri: str, onion: str | None
 ) -> dict[str, Any]:
-    """The details a registering node signs with its challenge (:func:`register_node` checks)."""
+    """The details a registering node signs with its challenge (:func:`register_node` checks;
+    the control-plane clients sign the same)."""
     return {
         "ln_node_uri": ln_node_uri,
-        "manifest_digest": manifest.digest(),
+        "manifest_digest": manifest_digest,
         "onion_address": onion,
     }
+
+
+def task_stream_details(capabilities: Sequence[str], ask_msat: int) -> dict[str, Any]:
+    """What a node signs with its challenge to open its task stream: its standing offer."""
+    return {"ask_msat": ask_msat, "capabilities": sorted(capabilities)}
 
 
 @attrs.frozen
@@ -100,7 +107,9 @@ def register_node(
         ChallengePurpose.REGISTER,
         challenge_nonce,
         signature,
-        registration_details(manifest, registration.ln_node_uri, registration.onion_address),
+        registration_details(
+            manifest.digest(), registration.ln_node_uri, registration.onion_address
+        ),
         now,
     )
     limiter.enforce(registration_key(transport, client_ip, public_key), now)

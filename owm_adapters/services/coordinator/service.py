@@ -49,7 +49,7 @@ from owm_adapters.services.coordinator.shared import (
 )
 from owm_core.access.ratelimit import Transport
 from owm_core.coordination.challenges import Challenge, ChallengePurpose
-from owm_core.coordination.registration import Registered, Registration
+from owm_core.coordination.registration import Registered, Registration, task_stream_details
 from owm_core.coordination.rejections import Rejection, RejectionOutcome
 from owm_core.coordination.stakes import StakeTerms
 from owm_core.coordination.tasks import ProofOutcome
@@ -252,7 +252,7 @@ class CoordinatorService:
         Only nodes with an active stake receive tasks (spec 4.12.2). Replicas already assigned
         to the node are queued again first.
         """
-        details = {"ask_msat": ask_msat, "capabilities": sorted(capabilities)}
+        details = task_stream_details(capabilities, ask_msat)
         self.registrar.redeem(
             public_key, ChallengePurpose.TASK_STREAM, challenge_nonce, signature, details
         )

@@ -101,7 +101,8 @@ def sign_registration(
 ) -> tuple[Registration, str, str]:
     challenge = book.issue(who.public_key_hex, ChallengePurpose.REGISTER, os.urandom(32), now)
     uri = f"{LN_PUBKEY}@127.0.0.1:9735"
-    signature = who.sign(challenge_message(challenge, registration_details(claimed, uri, None)))
+    details = registration_details(claimed.digest(), uri, None)
+    signature = who.sign(challenge_message(challenge, details))
     manifest = envelopes.seal(who, EnvelopeKind.CAPABILITY_MANIFEST, claimed, os.urandom(16), now)
     registration = Registration(who.public_key_hex, envelopes.to_bytes(manifest), uri)
     return registration, challenge.nonce, signature.hex()
