@@ -133,11 +133,11 @@ class NodeInvoiceSource:
             raise InvalidValue("envelope", f"must be a {kind.value} envelope")
         envelopes.verify(envelope)
         body = envelopes.open_body(envelope)
-        with self._lock:
-            self._guard.accept(envelope, self.clock.now())
         node = self.repositories.nodes.get(envelope.signer_node_id)
-        if node is None:
+        if node is None:  # before the nonce: strangers cannot fill the guard (SRS-SEC-03)
             raise NotFound("no node is registered with this public key")
+        with self._lock:
+            self._guard.accept_registered(envelope, node.public_key, self.clock.now())
         return node, body
 
     def pending_for(self, query_envelope: bytes) -> list[PendingPayout]:

@@ -42,13 +42,27 @@ class RejectionOutcome:
     rejection: Rejection
 
 
-def open_rejection(raw: bytes, guard: ReplayGuard, now: int) -> tuple[Envelope, TaskRejection]:
-    """Verify one task-rejection envelope and refuse replays (signature first, then nonce)."""
+def open_rejection(raw: bytes) -> tuple[Envelope, TaskRejection]:
+    """Verify one task-rejection envelope's signature and shape (no nonce is taken yet).
+
+    Next, :func:`admit_rejection` with the key registered for its signer's node id.
+    """
     envelope = open_envelope(raw, EnvelopeKind.TASK_REJECTION, "rejection_envelope")
     body = open_body(envelope)
     assert isinstance(body, TaskRejection)
-    guard.accept(envelope, now)
     return envelope, body
+
+
+def admit_rejection(
+    envelope: Envelope, registered_key: str | None, guard: ReplayGuard, now: int
+) -> None:
+    """Take a verified rejection's nonce, only from a registered key (SRS-SEC-03).
+
+    In order: signature (:func:`open_rejection`), then the signer must be a registered node's
+    key (SignatureInvalid otherwise), and only then is the nonce offered to ``guard``, so
+    strangers' rejections can neither burn nonces nor fill the guard.
+    """
+    guard.accept_registered(envelope, registered_key, now)
 
 
 def reject_task(

@@ -41,7 +41,9 @@ Replay protection
 (default :data:`DEFAULT_FRESHNESS_WINDOW_S` = 300 s) of the caller's ``now`` and its
 ``(signer, nonce)`` has not been accepted before; nonces are forgotten once their envelopes
 could no longer pass the freshness check, so memory holds at most the envelopes accepted in
-the last 2 × ``window_s`` seconds (and never more than ``max_entries``).
+the last 2 × ``window_s`` seconds (and never more than ``max_entries``, of which one signer
+holds at most ``max_per_signer``). :meth:`ReplayGuard.accept_registered` takes a nonce only
+from a registered key, so strangers cannot fill the guard (SRS-SEC-03).
 """
 
 from __future__ import annotations
@@ -589,26 +591,49 @@ def open_body(envelope: Envelope) -> Body:
 class ReplayGuard:
     """Refuses stale, future-dated and repeated envelopes (in memory; one per process).
 
-    Call :meth:`accept` after :func:`verify`, so that forged envelopes cannot burn nonces.
-    ``now`` should not go backwards; if it does, the guard keeps using the latest ``now`` it
-    saw as the lower edge of the window, so forgotten nonces can never become acceptable again.
+    Call :meth:`accept` after :func:`verify`, and only for a registered signer
+    (:meth:`accept_registered` checks that), so that neither forged envelopes nor strangers'
+    can burn nonces or fill the guard (SRS-SEC-03). One signer holds at most
+    ``max_per_signer`` of the ``max_entries`` places, so one registered key cannot lock the
+    others out either. ``now`` should not go backwards; if it does, the guard keeps using the
+    latest ``now`` it saw as the lower edge of the window, so forgotten nonces can never become
+    acceptable again.
     """
 
     window_s: int = attrs.field(
         default=DEFAULT_FRESHNESS_WINDOW_S, validator=fields.integer(minimum=1)
     )
     max_entries: int = attrs.field(default=1_000_000, validator=fields.integer(minimum=1))
+    max_per_signer: int = attrs.field(default=3_000, validator=fields.integer(minimum=1))
     _seen: dict[tuple[str, str], int] = attrs.field(init=False, factory=dict)
+    _per_signer: dict[str, int] = attrs.field(init=False, factory=dict)
     _expiry: list[tuple[int, str, str]] = attrs.field(init=False, factory=list)
     _latest_now: int = attrs.field(init=False, default=0)
 
     def __len__(self) -> int:
         return len(self._seen)
 
+    def held_by(self, signer: str) -> int:
+        """How many nonces of ``signer`` the guard holds now."""
+        return self._per_signer.get(signer, 0)
+
     def accept(self, envelope: Envelope, now: int) -> None:
         """Record ``envelope`` as seen, or raise :class:`ReplayRejected` if it is stale,
         future-dated beyond the window, or repeats a ``(signer, nonce)`` pair."""
         self.accept_parts(envelope.signer, envelope.nonce, envelope.issued_at, now)
+
+    def accept_registered(
+        self, envelope: Envelope, registered_key: str | None, now: int
+    ) -> None:
+        """:meth:`accept` for a verified envelope whose signer must be ``registered_key``.
+
+        ``registered_key`` is the public key the coordinator holds for the signer's node id
+        (None: no such node). A stranger's envelope raises SignatureInvalid before its nonce is
+        looked at, so no count of strangers can fill the guard (SRS-SEC-03).
+        """
+        if registered_key is None or registered_key != envelope.signer:
+            raise SignatureInvalid("the signing key belongs to no registered node")
+        self.accept(envelope, now)
 
     def accept_parts(self, signer: str, nonce: str, issued_at: int, now: int) -> None:
         """:meth:`accept` for an envelope already taken apart (the coordinator's heartbeat fast
@@ -625,12 +650,22 @@ class ReplayGuard:
         key = (signer, nonce)
         if key in self._seen:
             raise ReplayRejected("envelope nonce was already used")
+        held = self._per_signer.get(signer, 0)
+        if held >= self.max_per_signer:
+            raise ReplayRejected(
+                f"more than {self.max_per_signer} envelopes by this key in {self.window_s} s; "
+                "slow down"
+            )
         if len(self._seen) >= self.max_entries:
             raise ReplayRejected("replay guard is full; try again shortly")
         self._seen[key] = issued_at
+        self._per_signer[signer] = held + 1
         heapq.heappush(self._expiry, (issued_at, signer, nonce))
 
     def _forget_before(self, oldest: int) -> None:
         while self._expiry and self._expiry[0][0] < oldest:
             _, signer, nonce = heapq.heappop(self._expiry)
             del self._seen[(signer, nonce)]
+            held = self._per_signer.pop(signer) - 1
+            if held:
+                self._per_signer[signer] = held

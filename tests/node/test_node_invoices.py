@@ -33,7 +33,7 @@ from owm_adapters.services.coordinator.service import ServiceConfig
 from owm_adapters.storage.memory import memory_repositories
 from owm_core.errors import InvalidValue, LightningUnavailable, NotFound
 from owm_core.identity import envelopes
-from owm_core.identity.envelopes import EnvelopeKind, PayoutInvoice, PayoutQuery
+from owm_core.identity.envelopes import EnvelopeKind, PayoutInvoice, PayoutQuery, ReplayGuard
 from owm_core.identity.keys import Identity
 from owm_core.market.tasks import TaskRequest, VerificationMode, VerificationPolicy
 from owm_core.nodes.control_plane import ControlPlaneRefused
@@ -220,6 +220,19 @@ def test_a_node_cannot_see_or_answer_another_nodes_payouts(
         source.submit(sealed(thief.identity, PayoutInvoice(payment_id, bolt11)))
     with pytest.raises(InvalidValue, match="node_id"):
         source.pending_for(sealed(thief.identity, PayoutQuery(node_id=owner.identity.node_id)))
+
+
+def test_strangers_payout_queries_take_no_place_in_the_replay_guard(network: Network) -> None:
+    guard = ReplayGuard(max_entries=2)
+    source = NodeInvoiceSource(network.service.repositories, SystemClock(), guard=guard)
+    for _ in range(5):
+        stranger = Identity.from_seed(os.urandom(32))
+        with pytest.raises(NotFound, match="no node is registered"):
+            source.pending_for(sealed(stranger, PayoutQuery(node_id=stranger.node_id)))
+    assert len(guard) == 0
+    owner = registered(network, "ln-owner")
+    assert source.pending_for(sealed(owner.identity,
+                                     PayoutQuery(node_id=owner.identity.node_id))) == []
 
 
 def test_the_invoicer_reports_a_refusal_once_with_the_coordinators_reason(

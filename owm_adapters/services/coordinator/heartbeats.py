@@ -284,9 +284,9 @@ class HeartbeatIngest:
         manifest = open_body(envelope)
         assert isinstance(manifest, CapabilityManifest)
         node_id = envelope.signer_node_id
-        self._known_node(node_id)
+        known = self._known_node(node_id)
         with self._guard.lock:
-            self._guard.guard.accept(envelope, self.clock.now())
+            self._guard.guard.accept_registered(envelope, known.public_key, self.clock.now())
         self.repositories.manifests.put(envelope)
         with self._known_lock:
             self._known[node_id] = KnownNode(envelope.signer, manifest.digest())

@@ -32,6 +32,7 @@ from owm_core.coordination.registration import node_status
 from owm_core.coordination.rejections import (
     Rejection,
     RejectionOutcome,
+    admit_rejection,
     open_rejection,
     reject_task,
 )
@@ -327,14 +328,18 @@ class Market:
     def reject_task(self, raw: bytes) -> RejectionOutcome:
         """The assigned node refuses a replica (SRS-NODE-07): record why, dispatch it again now.
 
-        The envelope is verified and checked for replays first; only the node the replica is
-        assigned to may reject it (InvalidTransition otherwise). The replica is offered to the
+        The envelope is verified first, then its key must be a registered node's, and only then
+        is its nonce taken (SRS-SEC-03); only the node the replica is assigned to may reject it
+        (InvalidTransition otherwise). The replica is offered to the
         other connected nodes before this returns, without waiting for the assignment timeout;
         the outcome carries the replica as it stands after that dispatch.
         """
         now = self.clock.now()
+        envelope, body = open_rejection(raw)
+        node = self.repositories.nodes.get(envelope.signer_node_id)
         with self._guard.lock:
-            envelope, body = open_rejection(raw, self._guard.guard, now)
+            admit_rejection(envelope, None if node is None else node.public_key,
+                            self._guard.guard, now)
         with self._market_lock:
             outcome = reject_task(self.repositories, envelope, body, now)
             rejection = outcome.rejection

@@ -82,7 +82,7 @@ class CoordinatorService:
         self.clock = clock
         self.config = config or ServiceConfig()
         self._observed = Observed() if observer is None else Observed(observer)
-        guard = LockedGuard()
+        guard = LockedGuard.sized_by(self.config)
         self.registrar = Registrar(repositories, lightning, clock, self.config, entropy)
         self.ingest = HeartbeatIngest(repositories, clock, self.config, guard, self._observed)
         self.market = Market(

@@ -39,6 +39,9 @@ class ServiceConfig:
     stake_check_s: float = 60.0
     #: Re-verification period, degraded grace and cooldown (SRS-STAKE-02/03/07).
     stake_policy: StakePolicy = attrs.field(factory=StakePolicy)
+    #: Nonces the replay guard holds in all, and per registered key (SRS-SEC-03).
+    replay_max_entries: int = 1_000_000
+    replay_max_per_key: int = 3_000
 
 
 class CoordinatorObserver(Protocol):
@@ -83,6 +86,16 @@ class LockedGuard:
 
     guard: ReplayGuard = attrs.field(factory=ReplayGuard)
     lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    @classmethod
+    def sized_by(cls, config: ServiceConfig) -> LockedGuard:
+        """A guard holding at most ``config``'s nonces in all and per registered key."""
+        return cls(
+            ReplayGuard(
+                max_entries=config.replay_max_entries,
+                max_per_signer=config.replay_max_per_key,
+            )
+        )
 
 
 def stake_node_id(stake: Stake) -> str:

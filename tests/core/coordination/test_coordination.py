@@ -15,7 +15,7 @@ from owm_adapters.storage.memory import memory_repositories
 from owm_core.access.ratelimit import SlidingWindowLimiter, Transport, registration_limit
 from owm_core.coordination.challenges import ChallengeBook, ChallengePurpose, challenge_message
 from owm_core.coordination.registration import Registration, register_node, registration_details
-from owm_core.coordination.rejections import open_rejection, reject_task
+from owm_core.coordination.rejections import admit_rejection, open_rejection, reject_task
 from owm_core.coordination.stakes import (
     recheck_stake,
     reverify_due_stakes,
@@ -528,7 +528,8 @@ def test_a_rejected_replica_is_assignable_at_once_to_another_node_only() -> None
     (assignment,) = plan_dispatch(repos, [replica], offers, NOW, 600)
     assert assignment.node_id == refuser.node_id
 
-    envelope, body = open_rejection(rejection_bytes(refuser, replica.task_id), ReplayGuard(), NOW)
+    envelope, body = open_rejection(rejection_bytes(refuser, replica.task_id))
+    admit_rejection(envelope, refuser.public_key_hex, ReplayGuard(), NOW)
     outcome = reject_task(repos, envelope, body, NOW + 1)
 
     assert outcome.task.state is TaskState.TIMED_OUT and outcome.task.node_id is None
@@ -551,28 +552,41 @@ def test_only_the_node_a_replica_is_assigned_to_may_reject_it() -> None:
     plan_dispatch(repos, [replica], offers, NOW, 600)
     guard = ReplayGuard()
 
-    envelope, body = open_rejection(rejection_bytes(stranger, replica.task_id), guard, NOW)
+    envelope, body = open_rejection(rejection_bytes(stranger, replica.task_id))
+    admit_rejection(envelope, stranger.public_key_hex, guard, NOW)  # registered, not assigned
     with pytest.raises(InvalidTransition) as caught:
         reject_task(repos, envelope, body, NOW)
 
     assert "not assigned to node" in caught.value.message
     stored = repos.tasks.get(replica.task_id)
     assert stored is not None and stored.node_id == holder.node_id
-    raw = rejection_bytes(holder, replica.task_id)
-    open_rejection(raw, guard, NOW)
+    envelope, _ = open_rejection(rejection_bytes(holder, replica.task_id))
+    admit_rejection(envelope, holder.public_key_hex, guard, NOW)
     with pytest.raises(ReplayRejected):
-        open_rejection(raw, guard, NOW)
+        admit_rejection(envelope, holder.public_key_hex, guard, NOW)
+
+
+def test_a_rejection_from_an_unregistered_key_is_refused_before_its_nonce_is_taken() -> None:
+    stranger, registered = identity(), identity()
+    guard = ReplayGuard()
+    envelope, _ = open_rejection(rejection_bytes(stranger, "job:0"))
+
+    for key in (None, registered.public_key_hex):
+        with pytest.raises(SignatureInvalid) as caught:
+            admit_rejection(envelope, key, guard, NOW)
+        assert "no registered node" in caught.value.message
+    assert len(guard) == 0
 
 
 def test_a_rejection_must_be_a_signed_task_rejection_envelope() -> None:
     who = identity()
     raw = proof_bytes(who, "job:0", b"x")
     with pytest.raises(InvalidValue) as caught:
-        open_rejection(raw, ReplayGuard(), NOW)
+        open_rejection(raw)
     assert caught.value.field == "rejection_envelope"
     tampered = rejection_bytes(who, "job:0").replace(b"input.prompt", b"input.promPt")
     with pytest.raises(SignatureInvalid):
-        open_rejection(tampered, ReplayGuard(), NOW)
+        open_rejection(tampered)
 
 
 class TreasuryLightning:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -437,8 +438,69 @@ def test_a_full_guard_fails_closed() -> None:
         guard.accept(_seal(nonce=b"\x03" * 16), T0)
 
 
+def test_one_signer_cannot_fill_the_guard_for_the_others() -> None:
+    guard = ReplayGuard(max_entries=6, max_per_signer=3)
+    for i in range(3):
+        guard.accept(_seal(nonce=bytes([i + 1]) * 16), T0)
+    with pytest.raises(ReplayRejected) as caught:
+        guard.accept(_seal(nonce=b"\x09" * 16), T0)
+    assert "more than 3 envelopes by this key" in caught.value.message
+    for i in range(3):
+        guard.accept(seal(OTHER, EnvelopeKind.TASK_PROOF, {"x": 1}, bytes([i + 1]) * 16, T0), T0)
+    assert (guard.held_by(NODE.public_key_hex), guard.held_by(OTHER.public_key_hex)) == (3, 3)
+
+
+def test_a_signer_regains_its_places_as_its_nonces_expire() -> None:
+    guard = ReplayGuard(window_s=10, max_per_signer=2)
+    guard.accept(_seal(nonce=b"\x01" * 16, issued_at=T0), T0)
+    guard.accept(_seal(nonce=b"\x02" * 16, issued_at=T0), T0)
+    guard.accept(_seal(nonce=b"\x03" * 16, issued_at=T0 + 11), T0 + 11)
+    assert guard.held_by(NODE.public_key_hex) == 1
+
+
+def test_a_stranger_or_a_key_other_than_the_registered_one_takes_no_nonce() -> None:
+    guard = ReplayGuard(max_entries=1)
+    envelope = _seal()
+    for registered in (None, OTHER.public_key_hex):
+        with pytest.raises(SignatureInvalid) as caught:
+            guard.accept_registered(envelope, registered, T0)
+        assert "no registered node" in caught.value.message
+    assert len(guard) == 0
+    guard.accept_registered(envelope, NODE.public_key_hex, T0)
+    assert len(guard) == 1
+
+
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from([NODE, OTHER]), st.integers(0, 255), st.integers(0, 30)),
+        max_size=60,
+    ),
+    per_signer=st.integers(1, 5),
+)
+@settings(max_examples=100)
+def test_the_guard_never_holds_more_than_its_bounds(
+    steps: list[tuple[Identity, int, int]], per_signer: int
+) -> None:
+    guard = ReplayGuard(window_s=20, max_entries=7, max_per_signer=per_signer)
+    now = T0
+    for who, nonce, advance in steps:
+        now += advance
+        envelope = seal(who, EnvelopeKind.TASK_PROOF, {"x": 1}, bytes([nonce]) * 16, now)
+        with contextlib.suppress(ReplayRejected):
+            guard.accept(envelope, now)
+        assert len(guard) <= 7
+        assert guard.held_by(NODE.public_key_hex) <= per_signer
+        assert guard.held_by(OTHER.public_key_hex) <= per_signer
+        held = guard.held_by(NODE.public_key_hex) + guard.held_by(OTHER.public_key_hex)
+        assert held == len(guard)
+
+
 @pytest.mark.parametrize(
-    ("kwargs", "field"), [({"window_s": 0}, "window_s"), ({"max_entries": 1.0}, "max_entries")]
+    ("kwargs", "field"), [
+        ({"window_s": 0}, "window_s"),
+        ({"max_entries": 1.0}, "max_entries"),
+        ({"max_per_signer": 0}, "max_per_signer"),
+    ],
 )
 def test_guard_settings_are_validated(kwargs: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidValue) as caught:
