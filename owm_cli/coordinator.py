@@ -94,6 +94,7 @@ def serve(config_path: Path | None) -> None:
 
 def _serve(coordinator: Coordinator, settings: CoordinatorSettings, stop: threading.Event) -> None:
     """gRPC, HTTP and metrics over a running ``coordinator`` until ``stop`` is set."""
+    from owm_server.grpc.limits import GrpcLimits
     from owm_server.grpc.server import CoordinatorServer
     from owm_server.metrics import CoordinatorMetrics
 
@@ -102,7 +103,8 @@ def _serve(coordinator: Coordinator, settings: CoordinatorSettings, stop: thread
     metrics.bind(coordinator.service)
     server = CoordinatorServer(
         coordinator.service, section.grpc_listen, onion_listen=section.onion_listen,
-        invoices=coordinator.node_invoices,
+        invoices=coordinator.node_invoices, max_workers=section.grpc_max_workers,
+        limits=GrpcLimits(idle_s=section.grpc_stream_idle_s),
     )
     server.start()
     api = knowledge = None

@@ -274,6 +274,11 @@ class CoordinatorSection:
 
     data_dir: str = "~/.owm/coordinator"
     grpc_listen: str = "127.0.0.1:50051"
+    #: Threads serving gRPC calls; streams (task streams, heartbeat streams) take at most
+    #: three quarters of them, so registrations and heartbeats always find one.
+    grpc_max_workers: int = 64
+    #: A heartbeat stream that sends nothing for this many seconds is ended.
+    grpc_stream_idle_s: int = 60
     onion_listen: str = ""
     api_listen: str = "127.0.0.1:8000"
     #: Reverse proxies whose ``X-Forwarded-For`` names the API client (SRS-SEC-04); empty:
@@ -441,6 +446,10 @@ def load_coordinator_settings(path: Path | None) -> CoordinatorSettings:
         raise ConfigError(f"{path}: lightning.cln_socket: the CLN RPC socket is required")
     if settings.knowledge.embedder not in {"minilm", "hashing"}:
         raise ConfigError(f"{path}: knowledge.embedder: must be 'minilm' or 'hashing'")
+    if not 4 <= settings.coordinator.grpc_max_workers <= 10_000:
+        raise ConfigError(f"{path}: coordinator.grpc_max_workers: must be 4 to 10000")
+    if settings.coordinator.grpc_stream_idle_s < 1:
+        raise ConfigError(f"{path}: coordinator.grpc_stream_idle_s: must be at least 1")
     return settings
 
 

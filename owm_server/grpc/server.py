@@ -18,10 +18,11 @@ from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_p
 from owm_adapters.services.coordinator.service import CoordinatorService
 from owm_adapters.services.payouts import NodeInvoiceDesk
 from owm_core.access.ratelimit import Transport
+from owm_server.grpc.limits import GrpcLimits, StreamLimiter
 from owm_server.grpc.servicer import CoordinatorServicer
 
 DEFAULT_MAX_WORKERS = 64
-"""Threads serving RPCs; each open task stream holds one for its lifetime."""
+"""Threads serving RPCs; each open stream holds one for its lifetime (capped: see limits)."""
 
 
 class CoordinatorServer:
@@ -35,20 +36,27 @@ class CoordinatorServer:
         onion_listen: str = "",
         max_workers: int = DEFAULT_MAX_WORKERS,
         invoices: NodeInvoiceDesk | None = None,
+        limits: GrpcLimits | None = None,
     ) -> None:
         self.service = service
+        self.limits = limits or GrpcLimits()
+        self.limiters: list[StreamLimiter] = []
         self._servers: list[grpc.Server] = []
         self.ports: dict[Transport, int] = {}
         for transport, address in ((Transport.CLEARNET, listen), (Transport.ONION, onion_listen)):
             if not address:
                 continue
+            limiter = StreamLimiter(self.limits, max_workers)
+            self.limiters.append(limiter)
             server = grpc.server(
                 futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="owm-rpc"),
-                options=[("grpc.so_reuseport", 0)],
+                interceptors=[limiter],
+                options=[("grpc.so_reuseport", 0), *self.limits.server_options()],
             )
-            pb_grpc.add_CoordinatorServicer_to_server(  # type: ignore[no-untyped-call]
-                CoordinatorServicer(service, transport, invoices), server
+            servicer = CoordinatorServicer(
+                service, transport, invoices, liveness_check_s=self.limits.liveness_check_s
             )
+            pb_grpc.add_CoordinatorServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
             try:
                 self.ports[transport] = server.add_insecure_port(address)
             except RuntimeError:
@@ -74,6 +82,8 @@ class CoordinatorServer:
         self.service.market.end_streams()
         for event in events:
             event.wait(grace_s + 1)
+        for limiter in self.limiters:
+            limiter.stop()
 
     def wait(self) -> None:
         """Block until the server stops."""

@@ -8,6 +8,7 @@ statuses in :mod:`owm_server.grpc.status`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -18,9 +19,10 @@ from owm_adapters.services.coordinator.service import CoordinatorService, Pushed
 from owm_adapters.services.payouts import NodeInvoiceDesk
 from owm_core.access.ratelimit import Transport
 from owm_core.coordination.registration import Registration
-from owm_core.errors import InvalidValue, NotFound
+from owm_core.errors import InvalidValue, NotFound, SignatureInvalid
 from owm_core.identity.keys import node_id_from_public_key
 from owm_core.market.tasks import TaskRequest
+from owm_core.nodes.registry import NodeStatus
 from owm_core.nodes.tiers import Tier
 from owm_core.stake.channel import Stake
 from owm_server.grpc.status import guarded, guarded_stream
@@ -28,6 +30,7 @@ from owm_server.grpc.status import guarded, guarded_stream
 log = logging.getLogger(__name__)
 
 STREAM_POLL_S = 0.25
+LIVENESS_CHECK_S = 30.0
 
 
 def client_ip(context: grpc.ServicerContext) -> str | None:
@@ -86,9 +89,13 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
         service: CoordinatorService,
         transport: Transport = Transport.CLEARNET,
         invoices: NodeInvoiceDesk | None = None,
+        liveness_check_s: float = LIVENESS_CHECK_S,
     ):
         self.service = service
         self.transport = transport
+        #: How often an open TaskStream checks that its node is online; a node gone silent
+        #: (no heartbeat within the liveness window) or suspended has its stream ended.
+        self.liveness_check_s = liveness_check_s
         #: Where nodes hand in their invoices (SRS-LN-04); None when payees' invoices come
         #: from elsewhere (the embedded ledger, a test's source).
         self.invoices = invoices
@@ -144,10 +151,19 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     def HeartbeatStream(
         self, request_iterator: Iterator[pb.HeartbeatBatch], context: grpc.ServicerContext
     ) -> pb.HeartbeatStreamSummary:
+        """Admit batches of heartbeats until the client closes the stream.
+
+        Each batch must carry at least one admissible heartbeat: a batch without one (empty,
+        forged, strangers', replayed) ends the stream at once with UNAUTHENTICATED, so nobody
+        without a registered key holds a thread past their first message (SRS-SEC-03).
+        """
         accepted = rejected = 0
         errors: list[str] = []
         for batch in request_iterator:
             result = self.service.heartbeats(batch.heartbeat_envelopes, wait=False)
+            if not result.accepted:
+                why = result.errors[0] if result.errors else "the batch is empty"
+                raise SignatureInvalid(f"a batch admitted no heartbeat ({why}); stream ended")
             accepted += result.accepted
             rejected += result.rejected
             errors.extend(result.errors[: max(0, 5 - len(errors))])
@@ -166,6 +182,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
             request.ask_msat,
         )
         context.add_callback(lambda: self.service.close_task_stream(handle))
+        next_check = time.monotonic() + self.liveness_check_s
         try:
             while context.is_active() and not self.service.stopping:
                 try:
@@ -174,6 +191,15 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
                     return
                 if pushed is not None:
                     yield assignment_of(pushed)
+                elif time.monotonic() >= next_check:
+                    next_check = time.monotonic() + self.liveness_check_s
+                    status = self.service.status_of(handle.node_id)
+                    if status is not NodeStatus.ONLINE:  # silent or suspended: free the thread
+                        context.set_code(grpc.StatusCode.UNAVAILABLE)
+                        context.set_details(
+                            f"stream-idle: the node is {status.value}; heartbeat, then reopen"
+                        )
+                        return
         finally:
             self.service.close_task_stream(handle)
 

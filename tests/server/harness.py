@@ -26,6 +26,7 @@ from owm_core.identity.keys import Identity
 from owm_core.nodes.tiers import Tier
 from owm_core.ports.invoices import InvoiceSource
 from owm_core.ports.repositories import Repositories
+from owm_server.grpc.limits import GrpcLimits
 from owm_server.grpc.server import CoordinatorServer
 
 T1_STAKE_SAT = 100_000
@@ -75,6 +76,8 @@ def start_coordinator(
     onion_listen: str = "",
     invoices: InvoiceSource | None = None,
     payout_sweep_s: float | None = None,
+    max_workers: int = 16,
+    limits: GrpcLimits | None = None,
 ) -> Coordinator:
     """Build a coordinator over ``repositories`` and the ledger's treasury, on a free port."""
     treasury = ledger.add_node("treasury")
@@ -89,7 +92,8 @@ def start_coordinator(
         payout_sweep_s=payout_sweep_s,
     )
     server = CoordinatorServer(
-        app.service, "127.0.0.1:0", onion_listen=onion_listen, max_workers=16
+        app.service, "127.0.0.1:0", onion_listen=onion_listen, max_workers=max_workers,
+        limits=limits,
     )
     app.workers.start()
     server.start()

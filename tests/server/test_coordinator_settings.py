@@ -43,6 +43,8 @@ def test_the_tasks_section_selects_spot_checks_and_the_timeout(tmp_path: Path) -
         ("[coordinator]\ngrpc_port = 1\n", "grpc_port"),
         ('[tasks]\nverification = "vote"\n', "tasks.verification"),
         ('[lightning]\nbackend = "eclair"\n', "lightning.backend"),
+        ("[coordinator]\ngrpc_max_workers = 1\n", "coordinator.grpc_max_workers"),
+        ("[coordinator]\ngrpc_stream_idle_s = 0\n", "coordinator.grpc_stream_idle_s"),
     ],
 )
 def test_a_wrong_key_or_value_is_refused_naming_it(tmp_path: Path, text: str, named: str) -> None:

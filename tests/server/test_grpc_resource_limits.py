@@ -1,0 +1,273 @@
+"""Attacks on the gRPC control plane's resources, each performed against a real port.
+
+Replay-guard flooding (SRS-SEC-03), thread exhaustion by idle or unauthenticated streams, one
+key holding many streams, oversized messages (SRS-COORD-02): each test attacks, then checks
+that honest nodes are still served and nothing was lost.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from pathlib import Path
+
+import grpc
+import pytest
+
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.services.coordinator.service import ServiceConfig
+from owm_adapters.storage.memory import memory_repositories
+from owm_core.identity import envelopes
+from owm_core.identity.envelopes import EnvelopeKind, TaskRejection
+from owm_server.grpc.limits import GrpcLimits
+from tests.server.harness import Coordinator, SimNode, StepClock, start_coordinator, task_request
+
+
+@pytest.fixture
+def clock() -> StepClock:
+    return StepClock()
+
+
+def running(
+    tmp_path: Path,
+    clock: StepClock,
+    config: ServiceConfig | None = None,
+    *,
+    max_workers: int = 16,
+    limits: GrpcLimits | None = None,
+) -> Coordinator:
+    ledger = SimLedger(tmp_path / "lightning.sqlite3")
+    return start_coordinator(
+        memory_repositories(), ledger, clock, config or ServiceConfig(tick_s=0.05),
+        max_workers=max_workers, limits=limits,
+    )
+
+
+def staked_node(coordinator: Coordinator, clock: StepClock) -> SimNode:
+    node = SimNode.create()
+    node.stake(coordinator)
+    assert node.register(coordinator.stub, clock.now()).stake_status == "active"
+    return node
+
+
+def rejection(node: SimNode, replica_id: str, now: int) -> bytes:
+    body = TaskRejection(task_id=replica_id, field="input.prompt", reason="must be a string")
+    env = envelopes.seal(node.identity, EnvelopeKind.TASK_REJECTION, body, os.urandom(16), now)
+    return envelopes.to_bytes(env)
+
+
+def failure(call: object) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        call()  # type: ignore[operator]
+    return info.value
+
+
+class Silent:
+    """A request stream that sends nothing until released (an idle or malicious client)."""
+
+    def __init__(self, first: list[pb.HeartbeatBatch] | None = None) -> None:
+        self.first = first or []
+        self.release = threading.Event()
+
+    def __iter__(self) -> Iterator[pb.HeartbeatBatch]:
+        yield from self.first
+        self.release.wait(30)
+
+
+def test_strangers_flooding_rejections_do_not_fill_the_replay_guard(
+    tmp_path: Path, clock: StepClock
+) -> None:
+    coordinator = running(tmp_path, clock, ServiceConfig(tick_s=0.05, replay_max_entries=5))
+    holder = staked_node(coordinator, clock)
+    feed = holder.open_stream(coordinator.stub)
+    coordinator.stub.SubmitTask(task_request("job-flood"))
+    (assignment,) = feed.wait_for(1)
+
+    for _ in range(20):
+        stranger = SimNode.create()
+        request = pb.RejectTaskRequest(
+            rejection_envelope=rejection(stranger, assignment.task_id, clock.now())
+        )
+        refused = failure(lambda: coordinator.stub.RejectTask(request))  # noqa: B023
+        assert refused.code() is grpc.StatusCode.UNAUTHENTICATED
+        assert "no registered node" in (refused.details() or "")
+
+    for _ in range(3):
+        coordinator.stub.Heartbeat(
+            pb.HeartbeatRequest(heartbeat_envelope=holder.heartbeat_envelope(clock.now()))
+        )
+    reply = coordinator.stub.RejectTask(
+        pb.RejectTaskRequest(rejection_envelope=rejection(holder, assignment.task_id, clock.now()))
+    )
+    assert reply.task_id == assignment.task_id
+    feed.close()
+    coordinator.stop()
+
+
+def test_one_registered_key_cannot_fill_the_replay_guard_for_the_others(
+    tmp_path: Path, clock: StepClock
+) -> None:
+    config = ServiceConfig(tick_s=0.05, replay_max_entries=6, replay_max_per_key=3)
+    coordinator = running(tmp_path, clock, config)
+    greedy, honest = staked_node(coordinator, clock), staked_node(coordinator, clock)
+
+    codes = []
+    for _ in range(10):
+        request = pb.RejectTaskRequest(rejection_envelope=rejection(greedy, "t:0", clock.now()))
+        codes.append(failure(lambda: coordinator.stub.RejectTask(request)))  # noqa: B023
+
+    assert [c.code() for c in codes] == [grpc.StatusCode.NOT_FOUND] * 3 + [
+        grpc.StatusCode.UNAUTHENTICATED
+    ] * 7
+    assert "more than 3 envelopes by this key" in (codes[-1].details() or "")
+    for _ in range(3):
+        reply = coordinator.stub.Heartbeat(
+            pb.HeartbeatRequest(heartbeat_envelope=honest.heartbeat_envelope(clock.now()))
+        )
+        assert reply.node_id == honest.node_id
+    coordinator.stop()
+
+
+def test_sixty_four_idle_heartbeat_streams_without_credentials_do_not_stall_the_server(
+    tmp_path: Path, clock: StepClock
+) -> None:
+    coordinator = running(
+        tmp_path, clock, max_workers=64, limits=GrpcLimits(streams_per_peer=1_000)
+    )
+    silent = Silent()
+    calls: list[Future[pb.HeartbeatStreamSummary]] = [
+        coordinator.stub.HeartbeatStream.future(iter(silent)) for _ in range(70)
+    ]
+    time.sleep(1.0)  # every stream has reached the server (or been refused)
+
+    started = time.monotonic()
+    node = staked_node(coordinator, clock)
+    coordinator.stub.Heartbeat(
+        pb.HeartbeatRequest(heartbeat_envelope=node.heartbeat_envelope(clock.now())), timeout=2
+    )
+    assert time.monotonic() - started < 2.0
+
+    refused = [c for c in calls if c.done()]
+    assert len(refused) == 70 - 48  # 64 threads, a quarter kept for unary calls
+    for call in refused:
+        error = call.exception()
+        assert isinstance(error, grpc.RpcError)
+        assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "too-many-streams" in (error.details() or "")
+    silent.release.set()
+    for call in calls:
+        call.exception(5)
+    coordinator.stop()
+
+
+def test_one_address_holds_at_most_its_share_of_heartbeat_streams(
+    tmp_path: Path, clock: StepClock
+) -> None:
+    coordinator = running(tmp_path, clock, limits=GrpcLimits(streams_per_peer=3))
+    silent = Silent()
+    calls = [coordinator.stub.HeartbeatStream.future(iter(silent)) for _ in range(5)]
+    time.sleep(0.5)
+
+    refused = [c.exception() for c in calls if c.done()]
+
+    assert len(refused) == 2
+    assert all(isinstance(e, grpc.RpcError) for e in refused)
+    assert all("streams from this address" in (e.details() or "") for e in refused)
+    silent.release.set()
+    coordinator.stop()
+
+
+def test_an_idle_heartbeat_stream_is_ended_with_a_status(
+    tmp_path: Path, clock: StepClock
+) -> None:
+    coordinator = running(tmp_path, clock, limits=GrpcLimits(idle_s=0.5))
+    node = staked_node(coordinator, clock)
+    silent = Silent([pb.HeartbeatBatch(heartbeat_envelopes=[node.heartbeat_envelope(clock.now())])])
+    started = time.monotonic()
+
+    error = failure(lambda: coordinator.stub.HeartbeatStream(iter(silent), timeout=10))
+
+    assert time.monotonic() - started < 3
+    assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "stream-idle" in (error.details() or "")
+    assert coordinator.server.limiters[0].open_streams == 0
+    silent.release.set()
+    coordinator.stop()
+
+
+def test_a_heartbeat_stream_ends_at_its_first_batch_without_an_admissible_heartbeat(
+    tmp_path: Path, clock: StepClock
+) -> None:
+    coordinator = running(tmp_path, clock)
+    stranger = SimNode.create()
+    forged = pb.HeartbeatBatch(heartbeat_envelopes=[stranger.heartbeat_envelope(clock.now())])
+    silent = Silent([forged])
+    started = time.monotonic()
+
+    error = failure(lambda: coordinator.stub.HeartbeatStream(iter(silent), timeout=10))
+
+    assert time.monotonic() - started < 2
+    assert error.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert "admitted no heartbeat" in (error.details() or "")
+    assert "not registered" in (error.details() or "")
+    silent.release.set()
+    coordinator.stop()
+
+
+def test_a_node_holds_one_task_stream_at_a_time(tmp_path: Path, clock: StepClock) -> None:
+    coordinator = running(tmp_path, clock)
+    node = staked_node(coordinator, clock)
+    first = node.open_stream(coordinator.stub)
+    time.sleep(0.2)
+
+    second = node.open_stream(coordinator.stub)
+    first._thread.join(3)
+
+    assert not first._thread.is_alive()  # the older stream ended when the new one opened
+    coordinator.stub.SubmitTask(task_request("job-one-stream"))
+    assert len(second.wait_for(1)) == 1
+    assert coordinator.server.limiters[0].open_streams == 1
+    second.close()
+    coordinator.stop()
+
+
+def test_the_task_stream_of_a_node_gone_silent_is_ended_and_its_thread_freed(
+    tmp_path: Path, clock: StepClock
+) -> None:
+    coordinator = running(tmp_path, clock, limits=GrpcLimits(liveness_check_s=0.1))
+    node = staked_node(coordinator, clock)
+    feed = node.open_stream(coordinator.stub)
+    time.sleep(0.3)
+    assert feed.error is None
+
+    clock.advance(181)  # three missed heartbeats: offline
+    feed._thread.join(3)
+
+    assert feed.error is not None
+    assert feed.error.code() is grpc.StatusCode.UNAVAILABLE
+    assert "the node is offline" in (feed.error.details() or "")
+    assert coordinator.server.limiters[0].open_streams == 0
+    coordinator.stop()
+
+
+def test_a_message_over_the_size_limit_is_refused_before_it_is_parsed(
+    tmp_path: Path, clock: StepClock
+) -> None:
+    coordinator = running(tmp_path, clock, limits=GrpcLimits(max_message_bytes=64 * 1024))
+
+    error = failure(
+        lambda: coordinator.stub.Heartbeat(
+            pb.HeartbeatRequest(heartbeat_envelope=b"{" * 100_000), timeout=5
+        )
+    )
+
+    assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    node = staked_node(coordinator, clock)
+    coordinator.stub.Heartbeat(
+        pb.HeartbeatRequest(heartbeat_envelope=node.heartbeat_envelope(clock.now()))
+    )
+    coordinator.stop()
