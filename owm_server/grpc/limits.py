@@ -219,9 +219,9 @@ class StreamLimiter(grpc.ServerInterceptor):  # type: ignore[misc]
                 ]
             for slot in idle:
                 log.info("ending a gRPC stream from %s idle for %.0f s", slot.peer, idle_s)
+                self._release(slot)
                 end_with_status(
                     slot.context,
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
                     f"stream-idle: no message for {idle_s:g} s; the stream is closed",
                 )
-                self._release(slot)
