@@ -8,20 +8,24 @@ value, which integers must fit a ``BIGINT``. The storage-wide hooks: enums trave
 ``.value`` (cattrs' default), tuples of text as JSON text (the tables store them so), bytes
 come back from ``memoryview``/``bytearray`` columns as ``bytes``, and SQLite's integer
 booleans as ``bool``.
+
+:class:`MappedRepository` is the base of the repositories whose values travel through their
+context's converter: inserting a value, overwriting it, reading one or many back.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
-from sqlalchemy import Row
+from sqlalchemy import ColumnElement, Row, Select, Table, insert, update
 
-from owm_adapters.storage.sql.database import int64
+from owm_adapters.storage.sql.database import SqlRepository, int64
+from owm_core.errors import Conflict
 from owm_core.identity.envelopes import Envelope, from_bytes
 
 T = TypeVar("T")
@@ -122,3 +126,36 @@ def from_row(converter: cattrs.Converter, row: Row[Any], cls: type[T], **given: 
 def envelope_of_row(row: Row[Any]) -> Envelope:
     """The envelope stored whole, as its canonical bytes, in the row's ``envelope`` column."""
     return from_bytes(bytes(row._mapping["envelope"]))
+
+
+class MappedRepository(SqlRepository):
+    """A SQL repository whose values map to rows through its context's converter, ``_rows``
+    (set by each subclass to the converter its module registered its values with)."""
+
+    _rows: ClassVar[cattrs.Converter]
+
+    def _insert(self, table: Table, value: Any) -> None:
+        """Store ``value`` as a new row of ``table`` (Conflict when its key is taken)."""
+        with self._db.tx(write=True) as conn:
+            conn.execute(insert(table).values(to_row(self._rows, value)))
+
+    def _overwrite(
+        self, table: Table, value: Any, missing: str, *where: ColumnElement[bool]
+    ) -> None:
+        """Overwrite the row matching ``where`` with ``value``; Conflict(``missing``) if none."""
+        with self._db.tx(write=True) as conn:
+            done = conn.execute(update(table).where(*where).values(to_row(self._rows, value)))
+        if done.rowcount == 0:
+            raise Conflict(missing)
+
+    def _first(self, query: Select[Any], cls: type[T]) -> T | None:
+        """The ``cls`` value in the first row ``query`` returns, or None."""
+        with self._db.tx() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else from_row(self._rows, row, cls)
+
+    def _all(self, query: Select[Any], cls: type[T]) -> list[T]:
+        """The ``cls`` values in every row ``query`` returns, in its order."""
+        with self._db.tx() as conn:
+            rows = conn.execute(query).all()
+        return [from_row(self._rows, r, cls) for r in rows]

@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import insert, select, update
 
 from owm_adapters.storage.sql import tables as t
-from owm_adapters.storage.sql.database import SqlRepository
 from owm_adapters.storage.sql.rows import (
     Flat,
+    MappedRepository,
     from_row,
     register_row,
     row_converter,
@@ -44,32 +44,23 @@ register_row(
 )  # structuring the update re-verifies the node's signature over the stored weights
 
 
-class SqlFlRoundRepository(SqlRepository):
+class SqlFlRoundRepository(MappedRepository):
     """FL rounds in ``fl_rounds``, their updates in ``fl_updates``."""
+
+    _rows = _ROWS
 
     def add_round(self, fl_round: FlRound) -> None:
         """Store a new round; Conflict if its number exists."""
-        with self._db.tx(write=True) as conn:
-            conn.execute(insert(t.fl_rounds).values(to_row(_ROWS, fl_round)))
+        self._insert(t.fl_rounds, fl_round)
 
     def save_round(self, fl_round: FlRound) -> None:
         """Replace a stored round (state, results); Conflict if unknown."""
-        c = t.fl_rounds.c
-        with self._db.tx(write=True) as conn:
-            done = conn.execute(
-                update(t.fl_rounds)
-                .where(c.number == fl_round.number)
-                .values(to_row(_ROWS, fl_round))
-            )
-        if done.rowcount == 0:
-            raise Conflict(f"FL round {fl_round.number} is unknown")
+        self._overwrite(t.fl_rounds, fl_round, f"FL round {fl_round.number} is unknown",
+                        t.fl_rounds.c.number == fl_round.number)
 
     def get_round(self, number: int) -> FlRound | None:
         """The round ``number``, or None."""
-        query = select(t.fl_rounds).where(t.fl_rounds.c.number == number)
-        with self._db.tx() as conn:
-            row = conn.execute(query).first()
-        return None if row is None else from_row(_ROWS, row, FlRound)
+        return self._first(select(t.fl_rounds).where(t.fl_rounds.c.number == number), FlRound)
 
     def rounds(self, limit: int = 100, state: RoundState | None = None) -> Sequence[FlRound]:
         """Rounds (in ``state`` if given), newest (highest number) first, at most ``limit``."""
@@ -77,15 +68,12 @@ class SqlFlRoundRepository(SqlRepository):
         query = select(t.fl_rounds).order_by(c.number.desc()).limit(limit)
         if state is not None:
             query = query.where(c.state == state.value)
-        with self._db.tx() as conn:
-            return [from_row(_ROWS, r, FlRound) for r in conn.execute(query).all()]
+        return self._all(query, FlRound)
 
     def _stored_update(self, number: int, node_id: str) -> RoundUpdate | None:
         c = t.fl_updates.c
         query = select(t.fl_updates).where(c.round_number == number, c.node_id == node_id)
-        with self._db.tx() as conn:
-            row = conn.execute(query).first()
-        return None if row is None else from_row(_ROWS, row, RoundUpdate)
+        return self._first(query, RoundUpdate)
 
     def add_update(self, update: RoundUpdate) -> bool:
         """Store an upload: True if new, False if the same update is stored already."""
@@ -114,8 +102,7 @@ class SqlFlRoundRepository(SqlRepository):
         """The round's updates in arrival order."""
         c = t.fl_updates.c
         query = select(t.fl_updates).where(c.round_number == number).order_by(c.seq)
-        with self._db.tx() as conn:
-            return [from_row(_ROWS, r, RoundUpdate) for r in conn.execute(query).all()]
+        return self._all(query, RoundUpdate)
 
     def score_updates(self, number: int, scores: Mapping[str, tuple[float, bool]]) -> None:
         """Record ``node_id → (anomaly score, flagged)``; Conflict if a node has no update."""

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, select
 
 from owm_adapters.storage.sql import tables as t
-from owm_adapters.storage.sql.database import SqlRepository
 from owm_adapters.storage.sql.rows import (
+    MappedRepository,
     from_row,
     register_row,
     row_converter,
     to_row,
 )
-from owm_core.errors import Conflict
 from owm_core.knowledge.datasets import DatasetRecord, Document
 from owm_core.knowledge.submodels import SubModel
 
@@ -29,39 +28,33 @@ register_row(
 )
 
 
-class SqlSubModelRepository(SqlRepository):
+class SqlSubModelRepository(MappedRepository):
     """The sub-model registry in ``sub_models``."""
+
+    _rows = _ROWS
 
     def add(self, sub_model: SubModel) -> None:
         """Register a new sub-model; Conflict if its name is taken."""
-        with self._db.tx(write=True) as conn:
-            conn.execute(insert(t.sub_models).values(to_row(_ROWS, sub_model)))
+        self._insert(t.sub_models, sub_model)
 
     def save(self, sub_model: SubModel) -> None:
         """Replace a registered sub-model; Conflict if unknown."""
-        self._replace(
-            t.sub_models,
-            t.sub_models.c.name,
-            sub_model.name,
-            to_row(_ROWS, sub_model),
-            f"sub-model {sub_model.name} is unknown",
-        )
+        self._overwrite(t.sub_models, sub_model, f"sub-model {sub_model.name} is unknown",
+                        t.sub_models.c.name == sub_model.name)
 
     def get(self, name: str) -> SubModel | None:
         """The sub-model called ``name``, or None."""
-        with self._db.tx() as conn:
-            row = conn.execute(select(t.sub_models).where(t.sub_models.c.name == name)).first()
-        return None if row is None else from_row(_ROWS, row, SubModel)
+        return self._first(select(t.sub_models).where(t.sub_models.c.name == name), SubModel)
 
     def list(self) -> Sequence[SubModel]:
         """Every sub-model, ordered by name."""
-        with self._db.tx() as conn:
-            rows = conn.execute(select(t.sub_models).order_by(t.sub_models.c.name)).all()
-        return [from_row(_ROWS, r, SubModel) for r in rows]
+        return self._all(select(t.sub_models).order_by(t.sub_models.c.name), SubModel)
 
 
-class SqlDatasetRepository(SqlRepository):
+class SqlDatasetRepository(MappedRepository):
     """Contributed datasets in ``datasets``, ``dataset_sub_models`` and ``dataset_documents``."""
+
+    _rows = _ROWS
 
     def add(self, record: DatasetRecord, documents: Sequence[Document]) -> None:
         """Store a contribution and its documents; Conflict if its id exists."""
@@ -94,15 +87,10 @@ class SqlDatasetRepository(SqlRepository):
     def save(self, record: DatasetRecord) -> None:
         """Replace a stored record (its proof); Conflict if unknown or its digest differs."""
         c = t.datasets.c
-        row = to_row(_ROWS, record)
-        with self._db.tx(write=True) as conn:
-            done = conn.execute(
-                update(t.datasets)
-                .where(c.dataset_id == record.dataset_id, c.digest == record.digest)
-                .values(row)
-            )
-        if done.rowcount == 0:
-            raise Conflict(f"dataset {record.dataset_id} is unknown or has another digest")
+        self._overwrite(
+            t.datasets, record, f"dataset {record.dataset_id} is unknown or has another digest",
+            c.dataset_id == record.dataset_id, c.digest == record.digest,
+        )
 
     @staticmethod
     def _sub_models_of(conn: Connection, ids: Sequence[str]) -> dict[str, list[str]]:

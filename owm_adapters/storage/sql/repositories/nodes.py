@@ -5,18 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, select, update
 
 from owm_adapters.storage.envelopes import manifest_of
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.database import SqlRepository, int64, upsert
 from owm_adapters.storage.sql.rows import (
     Flat,
+    MappedRepository,
     envelope_of_row,
-    from_row,
     register_row,
     row_converter,
-    to_row,
 )
 from owm_core.identity.envelopes import Envelope, to_bytes
 from owm_core.nodes.registry import Node
@@ -31,41 +30,31 @@ register_row(
 )
 
 
-class SqlNodeRepository(SqlRepository):
+class SqlNodeRepository(MappedRepository):
     """Nodes in the ``nodes`` table."""
+
+    _rows = _ROWS
 
     def add(self, node: Node) -> None:
         """Store a newly registered node; Conflict if its node_id or public key is taken."""
-        with self._db.tx(write=True) as conn:
-            conn.execute(insert(t.nodes).values(to_row(_ROWS, node)))
+        self._insert(t.nodes, node)
 
     def save(self, node: Node) -> None:
         """Replace the stored record of an existing node; Conflict if it is unknown."""
-        self._replace(
-            t.nodes,
-            t.nodes.c.node_id,
-            node.node_id,
-            to_row(_ROWS, node),
-            f"node {node.node_id} is not registered",
-        )
+        self._overwrite(t.nodes, node, f"node {node.node_id} is not registered",
+                        t.nodes.c.node_id == node.node_id)
 
     def get(self, node_id: str) -> Node | None:
         """The node with ``node_id``, or None."""
-        with self._db.tx() as conn:
-            row = conn.execute(select(t.nodes).where(t.nodes.c.node_id == node_id)).first()
-        return None if row is None else from_row(_ROWS, row, Node)
+        return self._first(select(t.nodes).where(t.nodes.c.node_id == node_id), Node)
 
     def get_by_public_key(self, public_key: str) -> Node | None:
         """The node registered with Ed25519 ``public_key`` (64 hex), or None."""
-        with self._db.tx() as conn:
-            row = conn.execute(select(t.nodes).where(t.nodes.c.public_key == public_key)).first()
-        return None if row is None else from_row(_ROWS, row, Node)
+        return self._first(select(t.nodes).where(t.nodes.c.public_key == public_key), Node)
 
     def list(self) -> Sequence[Node]:
         """Every node, ordered by node_id."""
-        with self._db.tx() as conn:
-            rows = conn.execute(select(t.nodes).order_by(t.nodes.c.node_id)).all()
-        return [from_row(_ROWS, r, Node) for r in rows]
+        return self._all(select(t.nodes).order_by(t.nodes.c.node_id), Node)
 
     def record_heartbeats(self, seen: Mapping[str, int]) -> int:
         """Batch-move ``last_heartbeat`` forward (node_id → at; never backwards); count updated."""

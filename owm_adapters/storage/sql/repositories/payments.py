@@ -9,8 +9,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from owm_adapters.storage.sql import tables as t
-from owm_adapters.storage.sql.database import SqlRepository
 from owm_adapters.storage.sql.rows import (
+    MappedRepository,
     from_row,
     register_row,
     row_converter,
@@ -30,8 +30,10 @@ register_row(_ROWS, RewardPayment)
 register_row(_ROWS, PaymentAttempt)
 
 
-class SqlPaymentRepository(SqlRepository):
+class SqlPaymentRepository(MappedRepository):
     """Reward payments (``payments``) and the payment log (``payment_attempts``)."""
+
+    _rows = _ROWS
 
     def upsert(self, payment: RewardPayment) -> RewardPayment:
         """Insert, or update state/attempts/error/bolt11 of the record with this payment_hash."""
@@ -61,17 +63,14 @@ class SqlPaymentRepository(SqlRepository):
 
     def get(self, payment_hash: str) -> RewardPayment | None:
         """The payment with ``payment_hash``, or None."""
-        with self._db.tx() as conn:
-            row = conn.execute(
-                select(t.payments).where(t.payments.c.payment_hash == payment_hash)
-            ).first()
-        return None if row is None else from_row(_ROWS, row, RewardPayment)
+        return self._first(
+            select(t.payments).where(t.payments.c.payment_hash == payment_hash), RewardPayment
+        )
 
     def _listed(self, *condition: Any, limit: int | None = None) -> list[RewardPayment]:
         c = t.payments.c
         query = select(t.payments).where(*condition).order_by(c.created_at, c.seq).limit(limit)
-        with self._db.tx() as conn:
-            return [from_row(_ROWS, r, RewardPayment) for r in conn.execute(query).all()]
+        return self._all(query, RewardPayment)
 
     def for_task(self, task_id: str) -> Sequence[RewardPayment]:
         """Payments for ``task_id``, oldest first."""
@@ -88,8 +87,7 @@ class SqlPaymentRepository(SqlRepository):
 
     def log_attempt(self, attempt: PaymentAttempt) -> None:
         """Append one line to the payment log (SRS-LN-05)."""
-        with self._db.tx(write=True) as conn:
-            conn.execute(insert(t.payment_attempts).values(to_row(_ROWS, attempt)))
+        self._insert(t.payment_attempts, attempt)
 
     def for_node(self, node_id: str, limit: int = 100) -> Sequence[RewardPayment]:
         """Up to ``limit`` payments owed or paid to ``node_id``, newest first (SRS-LN-10)."""
@@ -100,12 +98,10 @@ class SqlPaymentRepository(SqlRepository):
             .order_by(c.created_at.desc(), c.seq.desc())
             .limit(limit)
         )
-        with self._db.tx() as conn:
-            return [from_row(_ROWS, r, RewardPayment) for r in conn.execute(query).all()]
+        return self._all(query, RewardPayment)
 
     def attempts(self, payment_hash: str) -> Sequence[PaymentAttempt]:
         """The log lines of one payment, in the order they were logged."""
         c = t.payment_attempts.c
         query = select(t.payment_attempts).where(c.payment_hash == payment_hash).order_by(c.seq)
-        with self._db.tx() as conn:
-            return [from_row(_ROWS, r, PaymentAttempt) for r in conn.execute(query).all()]
+        return self._all(query, PaymentAttempt)

@@ -9,17 +9,13 @@ from sqlalchemy import delete, insert, select
 
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.database import SqlRepository, int64
-from owm_adapters.storage.sql.rows import (
-    from_row,
-    register_row,
-    row_converter,
-)
+from owm_adapters.storage.sql.rows import MappedRepository, register_row, row_converter
 from owm_core.pool.bitcoin import AcceptedShare
 from owm_core.pool.stats import MiningPayout
 
 _ROWS = row_converter()
 """How this context's values become rows and back."""
-register_row(_ROWS, MiningPayout)
+register_row(_ROWS, MiningPayout, int64_columns=["paid_at", "amount_sat"])
 
 
 class SqlShareRepository(SqlRepository):
@@ -79,19 +75,14 @@ class SqlShareRepository(SqlRepository):
         return int(done.rowcount)
 
 
-class SqlMiningPayoutRepository(SqlRepository):
+class SqlMiningPayoutRepository(MappedRepository):
     """Mining payouts in ``mining_payouts``."""
+
+    _rows = _ROWS
 
     def add(self, payout: MiningPayout) -> None:
         """Record one payout; Conflict if its payment_hash is already recorded."""
-        row = {
-            "payment_hash": payout.payment_hash,
-            "paid_at": int64("paid_at", payout.paid_at),
-            "amount_sat": int64("amount_sat", payout.amount_sat),
-            "miner_id": payout.miner_id,
-        }
-        with self._db.tx(write=True) as conn:
-            conn.execute(insert(t.mining_payouts).values(row))
+        self._insert(t.mining_payouts, payout)
 
     def recent(self, limit: int = 100, miner_id: str | None = None) -> Sequence[MiningPayout]:
         """Up to ``limit`` payouts (to one miner if given), newest first, then by hash."""
@@ -99,5 +90,4 @@ class SqlMiningPayoutRepository(SqlRepository):
         query = select(t.mining_payouts).order_by(c.paid_at.desc(), c.payment_hash).limit(limit)
         if miner_id is not None:
             query = query.where(c.miner_id == miner_id)
-        with self._db.tx() as conn:
-            return [from_row(_ROWS, r, MiningPayout) for r in conn.execute(query).all()]
+        return self._all(query, MiningPayout)

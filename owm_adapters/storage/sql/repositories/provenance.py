@@ -5,18 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import attrs
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
 
 from owm_adapters.storage.sql import tables as t
-from owm_adapters.storage.sql.database import SqlRepository
-from owm_adapters.storage.sql.rows import (
-    Flat,
-    from_row,
-    register_row,
-    row_converter,
-    to_row,
-)
-from owm_core.errors import Conflict
+from owm_adapters.storage.sql.rows import Flat, MappedRepository, register_row, row_converter
 from owm_core.provenance.releases import ModelRelease
 from owm_core.provenance.versions import ModelVersion
 
@@ -31,37 +23,31 @@ register_row(
 )
 
 
-class SqlModelReleaseRepository(SqlRepository):
+class SqlModelReleaseRepository(MappedRepository):
     """Published model releases in ``model_releases``."""
+
+    _rows = _ROWS
 
     def add(self, release: ModelRelease) -> None:
         """Store a new release; Conflict if its release_id (sub_model@version) exists."""
-        with self._db.tx(write=True) as conn:
-            conn.execute(insert(t.model_releases).values(to_row(_ROWS, release)))
+        self._insert(t.model_releases, release)
 
     def save(self, release: ModelRelease) -> None:
         """Replace a release's proof and status (upgrade, verification); Conflict if unknown."""
         c = t.model_releases.c
-        row = to_row(_ROWS, release)
-        with self._db.tx(write=True) as conn:
-            done = conn.execute(
-                update(t.model_releases)
-                .where(c.release_id == release.release_id, c.digest == release.version.digest)
-                .values(row)
-            )
-        if done.rowcount == 0:
-            raise Conflict(f"model release {release.release_id} is unknown or has another digest")
+        self._overwrite(
+            t.model_releases, release,
+            f"model release {release.release_id} is unknown or has another digest",
+            c.release_id == release.release_id, c.digest == release.version.digest,
+        )
 
     def get(self, release_id: str) -> ModelRelease | None:
         """The release with ``release_id``, or None."""
         query = select(t.model_releases).where(t.model_releases.c.release_id == release_id)
-        with self._db.tx() as conn:
-            row = conn.execute(query).first()
-        return None if row is None else from_row(_ROWS, row, ModelRelease)
+        return self._first(query, ModelRelease)
 
     def list(self) -> Sequence[ModelRelease]:
         """Every release, newest ``created_at`` first, then by release_id."""
         c = t.model_releases.c
         query = select(t.model_releases).order_by(c.created_at.desc(), c.release_id)
-        with self._db.tx() as conn:
-            return [from_row(_ROWS, r, ModelRelease) for r in conn.execute(query).all()]
+        return self._all(query, ModelRelease)
