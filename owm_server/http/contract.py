@@ -135,6 +135,35 @@ class Operation:
         return dict(sorted(out.items()))
 
 
+@attrs.frozen
+class Tag:
+    """The operations of one OpenAPI tag, declared one per call: ``nodes("GET", path, …)`` is
+    :class:`Operation` with the tag filled in, so a module's operation list reads as a table."""
+
+    name: str
+
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        operation_id: str,
+        summary: str,
+        access: Access,
+        handler: Callable[..., Any],
+        replies: Mapping[int, Reply],
+        *,
+        params: tuple[Param, ...] = (),
+        body: Schema | None = None,
+        description: str = "",
+        inline: bool = False,
+    ) -> Operation:
+        """The operation ``method path`` under this tag."""
+        return Operation(
+            method, path, operation_id, summary, self.name, access, handler, replies,
+            params=params, body=body, description=description, inline=inline,
+        )
+
+
 # --------------------------------------------------------------------------- validation
 
 

@@ -25,7 +25,7 @@ from owm_core.knowledge.datasets import (
 )
 from owm_core.knowledge.submodels import SubModel
 from owm_server.http.call import Call
-from owm_server.http.contract import Access, Operation, Param, Reply, Schema
+from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag
 from owm_server.http.problems import Problem
 from owm_server.http.v1.schemas import INT, SLUG, STR, array, obj, problem
 
@@ -166,17 +166,13 @@ def list_sub_models(call: Call) -> Response:
 
 def operations() -> list[Operation]:
     """The data contributors' API and the sub-model registry (SRS 2.1, SRS 2.2)."""
+    data = Tag("data")
     client = Access.CLIENT
     unavailable = problem("No knowledge base runs on this coordinator.")
     return [
-        Operation(
-            "POST",
-            "/data/datasets",
-            "submitDataset",
-            "Contribute a dataset to the conglomerate's sub-models",
-            "data",
-            client,
-            submit_dataset,
+        data(
+            "POST", "/data/datasets", "submitDataset",
+            "Contribute a dataset to the conglomerate's sub-models", client, submit_dataset,
             {
                 201: Reply("Stored, indexed and stamped (or already yours: the same record).",
                            DATASET),
@@ -188,13 +184,8 @@ def operations() -> list[Operation]:
             "dataset ground an answer. The dataset's SHA-256 over its canonical JSON is "
             "OpenTimestamps-stamped; each sub-model it feeds gets a new version.",
         ),
-        Operation(
-            "GET",
-            "/data/datasets",
-            "listDatasets",
-            "List contributed datasets",
-            "data",
-            client,
+        data(
+            "GET", "/data/datasets", "listDatasets", "List contributed datasets", client,
             list_datasets,
             {200: Reply("Contributions, oldest first.", obj({"datasets": array(DATASET)})),
              503: unavailable},
@@ -206,13 +197,8 @@ def operations() -> list[Operation]:
                       "At most this many (default 100)."),
             ),
         ),
-        Operation(
-            "GET",
-            "/submodels",
-            "listSubModels",
-            "List the conglomerate's sub-models",
-            "data",
-            client,
+        data(
+            "GET", "/submodels", "listSubModels", "List the conglomerate's sub-models", client,
             list_sub_models,
             {200: Reply("Sub-models by name.", obj({"sub_models": array(SUB_MODEL)})),
              503: unavailable},

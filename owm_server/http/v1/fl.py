@@ -23,7 +23,7 @@ from owm_adapters.services.fl_rounds import FlRoundService
 from owm_core.fl.rounds import FlRound
 from owm_core.fl.updates import MAX_PARAMETERS
 from owm_server.http.call import Call
-from owm_server.http.contract import Access, Operation, Reply, Schema
+from owm_server.http.contract import Access, Operation, Reply, Schema, Tag
 from owm_server.http.problems import Problem
 from owm_server.http.v1.schemas import (
     HEX32,
@@ -175,16 +175,13 @@ def get_version_weights(call: Call) -> Response:
 
 def operations() -> list[Operation]:
     """The FL upload, the round listing and weight downloads (SRS-COORD-03, SRS-NODE-10)."""
+    fl = Tag("fl")
+    model = Tag("model")
     unavailable = problem("This coordinator runs no FL rounds (`fl-unavailable`).")
     return [
-        Operation(
-            "POST",
-            "/fl/updates",
-            "uploadFlUpdate",
-            "Upload a node's signed FL update for an open round",
-            "fl",
-            Access.PUBLIC,
-            upload_update,
+        fl(
+            "POST", "/fl/updates", "uploadFlUpdate",
+            "Upload a node's signed FL update for an open round", Access.PUBLIC, upload_update,
             {
                 202: Reply("Accepted (or the same update again: `duplicate`).", RECEIPT),
                 404: problem("No such round or task (`not-found`)."),
@@ -200,13 +197,9 @@ def operations() -> list[Operation]:
                 "is needed. Uploads travel over clearnet only (SRS-NET-04)."
             ),
         ),
-        Operation(
-            "GET",
-            "/fl/rounds",
-            "listFlRounds",
-            "List FL rounds with accuracy, participants and flagged nodes",
-            "fl",
-            Access.CLIENT,
+        fl(
+            "GET", "/fl/rounds", "listFlRounds",
+            "List FL rounds with accuracy, participants and flagged nodes", Access.CLIENT,
             list_rounds,
             {
                 200: Reply(
@@ -218,14 +211,9 @@ def operations() -> list[Operation]:
             },
             params=(limit("rounds"),),
         ),
-        Operation(
-            "GET",
-            "/model/versions/{id}/weights",
-            "getModelVersionWeights",
-            "Download a model version's weights (.npz)",
-            "model",
-            Access.CLIENT,
-            get_version_weights,
+        model(
+            "GET", "/model/versions/{id}/weights", "getModelVersionWeights",
+            "Download a model version's weights (.npz)", Access.CLIENT, get_version_weights,
             {
                 200: Reply(
                     "The `.npz` of the version's tensors (install only after its OTS proof "

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
 from owm_server.http.call import Call
-from owm_server.http.contract import Access, Operation, Param, Reply, Schema
+from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag
 from owm_server.http.v1.render import json
 from owm_server.http.v1.schemas import (
     INT,
@@ -121,15 +121,11 @@ def get_analysis(call: Call) -> Response:
 
 def operations() -> list[Operation]:
     """Queue and read analyses, list and open bounties."""
+    github = Tag("github")
     return [
-        Operation(
-            "POST",
-            "/github/analyze",
-            "analyzeRepository",
-            "Submit a repo for analysis",
-            "github",
-            Access.CLIENT,
-            analyze,
+        github(
+            "POST", "/github/analyze", "analyzeRepository", "Submit a repo for analysis",
+            Access.CLIENT, analyze,
             {
                 202: Reply(
                     "Queued; poll the analysis. It stays `queued` until the GitHub "
@@ -139,24 +135,13 @@ def operations() -> list[Operation]:
             },
             body=ANALYZE_BODY,
         ),
-        Operation(
-            "GET",
-            "/github/analysis/{id}",
-            "getAnalysis",
-            "Get analysis results",
-            "github",
-            Access.CLIENT,
-            get_analysis,
-            {200: Reply("The analysis.", ANALYSIS), 404: NOT_FOUND},
+        github(
+            "GET", "/github/analysis/{id}", "getAnalysis", "Get analysis results", Access.CLIENT,
+            get_analysis, {200: Reply("The analysis.", ANALYSIS), 404: NOT_FOUND},
             params=(Param("id", "path", OBJECT_ID, "The analysis id.", True),),
         ),
-        Operation(
-            "GET",
-            "/github/bounties",
-            "listBounties",
-            "List active bounties",
-            "github",
-            Access.CLIENT,
+        github(
+            "GET", "/github/bounties", "listBounties", "List active bounties", Access.CLIENT,
             list_bounties,
             {200: Reply("Bounties, newest first.", obj({"bounties": array(BOUNTY)}))},
             params=(
@@ -169,15 +154,8 @@ def operations() -> list[Operation]:
             ),
             inline=True,
         ),
-        Operation(
-            "POST",
-            "/github/bounties",
-            "createBounty",
-            "Create a new bounty",
-            "github",
-            Access.CLIENT,
-            create_bounty,
-            {201: Reply("The bounty.", BOUNTY)},
-            body=BOUNTY_BODY,
+        github(
+            "POST", "/github/bounties", "createBounty", "Create a new bounty", Access.CLIENT,
+            create_bounty, {201: Reply("The bounty.", BOUNTY)}, body=BOUNTY_BODY,
         ),
     ]

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from owm_core.governance.proposals import Proposal, ProposalStatus, ProposalType
 from owm_server.http.call import Call
-from owm_server.http.contract import Access, Operation, Param, Reply, Schema
+from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag
 from owm_server.http.v1.render import json
 from owm_server.http.v1.schemas import (
     BOOL,
@@ -117,15 +117,11 @@ def comment_proposal(call: Call) -> Response:
 
 def operations() -> list[Operation]:
     """List, submit and comment on proposals."""
+    governance = Tag("governance")
     return [
-        Operation(
-            "GET",
-            "/governance/proposals",
-            "listProposals",
-            "List governance proposals",
-            "governance",
-            Access.CLIENT,
-            list_proposals,
+        governance(
+            "GET", "/governance/proposals", "listProposals", "List governance proposals",
+            Access.CLIENT, list_proposals,
             {200: Reply("Proposals, newest first.", obj({"proposals": array(PROPOSAL)}))},
             params=(
                 Param(
@@ -137,31 +133,19 @@ def operations() -> list[Operation]:
             ),
             inline=True,
         ),
-        Operation(
-            "POST",
-            "/governance/proposals",
-            "submitProposal",
-            "Submit a new proposal (authenticated)",
-            "governance",
-            Access.CLIENT,
-            submit_proposal,
-            {201: Reply("The proposal, open for comments.", PROPOSAL)},
-            body=PROPOSAL_BODY,
+        governance(
+            "POST", "/governance/proposals", "submitProposal",
+            "Submit a new proposal (authenticated)", Access.CLIENT, submit_proposal,
+            {201: Reply("The proposal, open for comments.", PROPOSAL)}, body=PROPOSAL_BODY,
         ),
-        Operation(
-            "POST",
-            "/governance/proposals/{id}/comment",
-            "commentProposal",
-            "Comment on a proposal",
-            "governance",
-            Access.CLIENT,
-            comment_proposal,
+        governance(
+            "POST", "/governance/proposals/{id}/comment", "commentProposal",
+            "Comment on a proposal", Access.CLIENT, comment_proposal,
             {
                 201: Reply("The proposal with the comment.", PROPOSAL),
                 404: NOT_FOUND,
                 409: problem("The comment period is over (`policy-violation`)."),
             },
-            params=(PROPOSAL_ID,),
-            body=COMMENT_BODY,
+            params=(PROPOSAL_ID,), body=COMMENT_BODY,
         ),
     ]

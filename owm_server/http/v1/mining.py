@@ -16,7 +16,7 @@ from starlette.responses import Response
 from owm_adapters.services.api.views import DashboardFrame
 from owm_core.pool.stats import MinerStats, MiningPayout, PoolStats
 from owm_server.http.call import Call
-from owm_server.http.contract import Access, Operation, Reply, Schema
+from owm_server.http.contract import Access, Operation, Reply, Schema, Tag
 from owm_server.http.v1.render import json
 from owm_server.http.v1.schemas import (
     INT,
@@ -143,48 +143,27 @@ def mining_dashboard(call: Call) -> Response:
 
 def operations() -> list[Operation]:
     """Pool statistics, one miner, recent payouts and one dashboard frame."""
+    mining = Tag("mining")
     return [
-        Operation(
-            "GET",
-            "/mining/stats",
-            "miningStats",
-            "Pool-wide hashrate, miners, blocks found",
-            "mining",
-            Access.CLIENT,
-            mining_stats,
-            {200: Reply("Pool statistics.", POOL)},
-            inline=True,
+        mining(
+            "GET", "/mining/stats", "miningStats", "Pool-wide hashrate, miners, blocks found",
+            Access.CLIENT, mining_stats, {200: Reply("Pool statistics.", POOL)}, inline=True,
         ),
-        Operation(
-            "GET",
-            "/mining/nodes/{node_id}",
-            "miningNode",
-            "Node's mining stats and earnings",
-            "mining",
-            Access.NODE_MANAGEMENT,
-            mining_node,
+        mining(
+            "GET", "/mining/nodes/{node_id}", "miningNode", "Node's mining stats and earnings",
+            Access.NODE_MANAGEMENT, mining_node,
             {200: Reply("The miner's statistics.", MINER_VIEW), 404: NOT_FOUND},
             params=(NODE_PARAM,),
         ),
-        Operation(
-            "GET",
-            "/mining/payouts",
-            "miningPayouts",
-            "Recent payout history (public)",
-            "mining",
-            Access.CLIENT,
-            mining_payouts,
+        mining(
+            "GET", "/mining/payouts", "miningPayouts", "Recent payout history (public)",
+            Access.CLIENT, mining_payouts,
             {200: Reply("Payouts, newest first.", obj({"payouts": array(PAYOUT)}))},
-            params=(LIMIT,),
-            inline=True,
+            params=(LIMIT,), inline=True,
         ),
-        Operation(
-            "GET",
-            "/mining/dashboard",
-            "miningDashboard",
-            "Live pool metrics: one frame here; a WebSocket upgrade streams them",
-            "mining",
-            Access.CLIENT,
+        mining(
+            "GET", "/mining/dashboard", "miningDashboard",
+            "Live pool metrics: one frame here; a WebSocket upgrade streams them", Access.CLIENT,
             mining_dashboard,
             {200: Reply("One dashboard frame (the WebSocket sends the same shape).", DASHBOARD)},
             inline=True,

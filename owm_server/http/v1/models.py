@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from owm_core.provenance.releases import ModelRelease
 from owm_server.http.call import Call
-from owm_server.http.contract import Access, Operation, Reply, Schema
+from owm_server.http.contract import Access, Operation, Reply, Schema, Tag
 from owm_server.http.problems import Problem
 from owm_server.http.v1.render import json
 from owm_server.http.v1.schemas import (
@@ -85,37 +85,21 @@ def get_version_ots(call: Call) -> Response:
 
 def operations() -> list[Operation]:
     """List releases, read one, download its proof."""
+    model = Tag("model")
     return [
-        Operation(
-            "GET",
-            "/model/versions",
-            "listModelVersions",
-            "List all model versions with OTS status",
-            "model",
-            Access.CLIENT,
-            list_versions,
-            {200: Reply("Releases, newest first.", obj({"versions": array(RELEASE)}))},
-            inline=True,
+        model(
+            "GET", "/model/versions", "listModelVersions",
+            "List all model versions with OTS status", Access.CLIENT, list_versions,
+            {200: Reply("Releases, newest first.", obj({"versions": array(RELEASE)}))}, inline=True,
         ),
-        Operation(
-            "GET",
-            "/model/versions/{id}",
-            "getModelVersion",
-            "Get specific version metadata",
-            "model",
-            Access.CLIENT,
-            get_version,
-            {200: Reply("The release.", RELEASE), 404: NOT_FOUND},
+        model(
+            "GET", "/model/versions/{id}", "getModelVersion", "Get specific version metadata",
+            Access.CLIENT, get_version, {200: Reply("The release.", RELEASE), 404: NOT_FOUND},
             params=(RELEASE_PARAM,),
         ),
-        Operation(
-            "GET",
-            "/model/versions/{id}/ots",
-            "getModelVersionProof",
-            "Download the OTS proof file",
-            "model",
-            Access.CLIENT,
-            get_version_ots,
+        model(
+            "GET", "/model/versions/{id}/ots", "getModelVersionProof",
+            "Download the OTS proof file", Access.CLIENT, get_version_ots,
             {
                 200: Reply("The `.ots` proof.", None, "application/vnd.opentimestamps.ots"),
                 404: NOT_FOUND,

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from owm_core.coordination.network import AnonymousNode
 from owm_core.nodes.registry import NodeStatus
 from owm_server.http.call import Call
-from owm_server.http.contract import Access, Operation, Param, Reply, Schema
+from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag
 from owm_server.http.v1.render import json
 from owm_server.http.v1.schemas import INT, LIMIT, STR, array, obj
 
@@ -90,26 +90,15 @@ def slashing_log(call: Call) -> Response:
 
 def operations() -> list[Operation]:
     """Network statistics, the anonymised node list and the public slashing log."""
+    network = Tag("network")
     return [
-        Operation(
-            "GET",
-            "/network/stats",
-            "networkStats",
-            "Network-wide statistics",
-            "network",
-            Access.CLIENT,
-            network_stats,
-            {200: Reply("Counts and stake.", NETWORK_STATS)},
-            inline=True,
+        network(
+            "GET", "/network/stats", "networkStats", "Network-wide statistics", Access.CLIENT,
+            network_stats, {200: Reply("Counts and stake.", NETWORK_STATS)}, inline=True,
         ),
-        Operation(
-            "GET",
-            "/network/nodes",
-            "networkNodes",
-            "List active nodes (anonymised)",
-            "network",
-            Access.CLIENT,
-            network_nodes,
+        network(
+            "GET", "/network/nodes", "networkNodes", "List active nodes (anonymised)",
+            Access.CLIENT, network_nodes,
             {200: Reply("Nodes without identities.", obj({"nodes": array(ANONYMOUS_NODE)}))},
             params=(
                 Param(
@@ -122,14 +111,9 @@ def operations() -> list[Operation]:
             ),
             inline=True,
         ),
-        Operation(
-            "GET",
-            "/network/slashing-log",
-            "slashingLog",
-            "Public immutable slashing event log (SRS-STAKE-06)",
-            "network",
-            Access.CLIENT,
-            slashing_log,
+        network(
+            "GET", "/network/slashing-log", "slashingLog",
+            "Public immutable slashing event log (SRS-STAKE-06)", Access.CLIENT, slashing_log,
             {
                 200: Reply(
                     "Entries in index order, hash-chained and signed.",

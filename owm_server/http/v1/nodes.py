@@ -17,7 +17,7 @@ from starlette.responses import Response
 from owm_core.coordination.registration import Registration
 from owm_core.errors import InvalidValue
 from owm_server.http.call import Call
-from owm_server.http.contract import Access, Operation, Reply, Schema
+from owm_server.http.contract import Access, Operation, Reply, Schema, Tag
 from owm_server.http.problems import Problem
 from owm_server.http.v1.render import earnings_json, json, stake_json
 from owm_server.http.v1.schemas import (
@@ -168,25 +168,15 @@ def node_earnings(call: Call) -> Response:
 
 def _registration() -> list[Operation]:
     """The two-step registration: challenge, then register with the signed answer."""
+    nodes = Tag("nodes")
     return [
-        Operation(
-            "POST",
-            "/nodes/challenge",
-            "nodeChallenge",
-            "Get a one-use challenge to sign (registration, deregistration)",
-            "nodes",
-            Access.PUBLIC,
-            node_challenge,
-            {200: Reply("The challenge.", CHALLENGE)},
-            body=CHALLENGE_BODY,
+        nodes(
+            "POST", "/nodes/challenge", "nodeChallenge",
+            "Get a one-use challenge to sign (registration, deregistration)", Access.PUBLIC,
+            node_challenge, {200: Reply("The challenge.", CHALLENGE)}, body=CHALLENGE_BODY,
         ),
-        Operation(
-            "POST",
-            "/nodes/register",
-            "registerNode",
-            "Register a new node",
-            "nodes",
-            Access.PUBLIC,
+        nodes(
+            "POST", "/nodes/register", "registerNode", "Register a new node", Access.PUBLIC,
             register_node,
             {
                 201: Reply("Registered; stake pending or active.", REGISTERED),
@@ -201,42 +191,26 @@ def _registration() -> list[Operation]:
 
 def operations() -> list[Operation]:
     """Challenge, register, deregister, read a node's status and earnings."""
+    nodes = Tag("nodes")
     return [
         *_registration(),
-        Operation(
-            "DELETE",
-            "/nodes/{node_id}",
-            "deregisterNode",
-            "Deregister a node",
-            "nodes",
-            Access.PUBLIC,
+        nodes(
+            "DELETE", "/nodes/{node_id}", "deregisterNode", "Deregister a node", Access.PUBLIC,
             deregister_node,
             {
                 200: Reply("Deregistered (no cooldown, SRS-STAKE-08).", STAKE),
                 401: problem("The challenge answer does not verify."),
                 404: NOT_FOUND,
             },
-            params=(NODE_PARAM,),
-            body=DEREGISTER_BODY,
+            params=(NODE_PARAM,), body=DEREGISTER_BODY,
         ),
-        Operation(
-            "GET",
-            "/nodes/{node_id}/status",
-            "nodeStatus",
-            "Get node status",
-            "nodes",
-            Access.NODE_MANAGEMENT,
-            node_status,
-            {200: Reply("The node's status.", NODE_STATUS), 404: NOT_FOUND},
-            params=(NODE_PARAM,),
+        nodes(
+            "GET", "/nodes/{node_id}/status", "nodeStatus", "Get node status",
+            Access.NODE_MANAGEMENT, node_status,
+            {200: Reply("The node's status.", NODE_STATUS), 404: NOT_FOUND}, params=(NODE_PARAM,),
         ),
-        Operation(
-            "GET",
-            "/nodes/{node_id}/earnings",
-            "nodeEarnings",
-            "Get earnings history",
-            "nodes",
-            Access.NODE,
+        nodes(
+            "GET", "/nodes/{node_id}/earnings", "nodeEarnings", "Get earnings history", Access.NODE,
             node_earnings,
             {
                 200: Reply("Reward payments, newest first.", EARNINGS),

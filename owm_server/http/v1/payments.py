@@ -13,7 +13,7 @@ import base64
 from starlette.responses import Response
 
 from owm_server.http.call import Call
-from owm_server.http.contract import Access, Operation, Reply, Schema
+from owm_server.http.contract import Access, Operation, Reply, Schema, Tag
 from owm_server.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA
 from owm_server.http.v1.render import earnings_json, json
 from owm_server.http.v1.schemas import EARNINGS, INT, LIMIT, STR, obj
@@ -55,14 +55,11 @@ def payments_history(call: Call) -> Response:
 
 def operations() -> list[Operation]:
     """The access invoice and the node operator's payment history."""
+    payments = Tag("payments")
     return [
-        Operation(
-            "GET",
-            "/payments/invoice",
-            "paymentsInvoice",
-            "Generate a Lightning invoice for 24 h of API access (L402)",
-            "payments",
-            Access.PUBLIC,
+        payments(
+            "GET", "/payments/invoice", "paymentsInvoice",
+            "Generate a Lightning invoice for 24 h of API access (L402)", Access.PUBLIC,
             payments_invoice,
             {
                 200: Reply(
@@ -76,15 +73,9 @@ def operations() -> list[Operation]:
                 ),
             },
         ),
-        Operation(
-            "GET",
-            "/payments/history",
-            "paymentsHistory",
-            "Node operator earnings history (SRS-LN-10)",
-            "payments",
-            Access.NODE,
-            payments_history,
-            {200: Reply("The signing node's payments.", EARNINGS)},
-            params=(LIMIT,),
+        payments(
+            "GET", "/payments/history", "paymentsHistory",
+            "Node operator earnings history (SRS-LN-10)", Access.NODE, payments_history,
+            {200: Reply("The signing node's payments.", EARNINGS)}, params=(LIMIT,),
         ),
     ]

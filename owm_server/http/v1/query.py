@@ -22,7 +22,7 @@ from owm_adapters.services.queries import QueryEvent, QueryService
 from owm_core.errors import DomainError
 from owm_core.knowledge.routing import QueryAnswer, answer_fields
 from owm_server.http.call import Call
-from owm_server.http.contract import Access, Operation, Param, Reply, Schema
+from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag
 from owm_server.http.problems import Problem, from_domain
 from owm_server.http.v1.schemas import OBJECT_ID, STR, array, problem
 
@@ -162,16 +162,11 @@ def get_query(call: Call) -> Response:
 
 def operations() -> list[Operation]:
     """The query API (SRS 4.8.2): ask, ask as a stream, read a stored answer."""
+    query = Tag("query")
     client = Access.CLIENT
     return [
-        Operation(
-            "POST",
-            "/query",
-            "query",
-            "Send a query to the conglomerate model",
-            "query",
-            client,
-            post_query,
+        query(
+            "POST", "/query", "query", "Send a query to the conglomerate model", client, post_query,
             {
                 200: Reply("The answer (SRS 4.8.3); SSE instead when `stream` is true.",
                            QUERY_ANSWER),
@@ -182,24 +177,14 @@ def operations() -> list[Operation]:
                         "retrieved passages through the task market, and answers only with "
                         "quoted, cited sentences; without relevant data it says so.",
         ),
-        Operation(
-            "POST",
-            "/query/stream",
-            "queryStream",
-            "Streaming answer (SSE, SRS-API-05)",
-            "query",
-            client,
+        query(
+            "POST", "/query/stream", "queryStream", "Streaming answer (SSE, SRS-API-05)", client,
             stream_response,
             {200: Reply(_SSE_DESCRIPTION, {"type": "string"}, SSE_MEDIA_TYPE), 503: _UNAVAILABLE},
             body=QUERY_BODY,
         ),
-        Operation(
-            "GET",
-            "/query/{query_id}",
-            "getQuery",
-            "Retrieve a stored query result",
-            "query",
-            client,
+        query(
+            "GET", "/query/{query_id}", "getQuery", "Retrieve a stored query result", client,
             get_query,
             {
                 200: Reply("The stored answer.", QUERY_ANSWER),

@@ -19,7 +19,7 @@ from owm_core.errors import InvalidValue, NotAMaintainer, NotFound, SignatureInv
 from owm_core.identity.envelopes import Envelope, EnvelopeKind, MaintainerAcknowledgement, open_body
 from owm_core.stake.slashing import SlashingReason
 from owm_server.http.call import Call
-from owm_server.http.contract import Access, Operation, Reply, Schema
+from owm_server.http.contract import Access, Operation, Reply, Schema, Tag
 from owm_server.http.problems import Problem
 from owm_server.http.v1.schemas import (
     HEX32,
@@ -200,14 +200,11 @@ def pending_cases(call: Call) -> Response:
 
 def operations() -> list[Operation]:
     """Submit a maintainer's acknowledgement; list the pending cases."""
+    network = Tag("network")
     return [
-        Operation(
-            "POST",
-            "/slashing/acknowledgements",
-            "submitSlashingAcknowledgement",
-            "Submit a maintainer's signed slashing acknowledgement (SRS-SEC-14)",
-            "network",
-            Access.PUBLIC,
+        network(
+            "POST", "/slashing/acknowledgements", "submitSlashingAcknowledgement",
+            "Submit a maintainer's signed slashing acknowledgement (SRS-SEC-14)", Access.PUBLIC,
             submit_acknowledgement,
             {
                 200: Reply("Known already; nothing changed.", RECEIPT),
@@ -229,14 +226,10 @@ def operations() -> list[Operation]:
                 "maintainers acknowledged `slash` for the same evidence hash and reason."
             ),
         ),
-        Operation(
-            "GET",
-            "/slashing/pending",
-            "pendingSlashingCases",
+        network(
+            "GET", "/slashing/pending", "pendingSlashingCases",
             "Slashing cases waiting for signals or maintainer acknowledgements (SRS-STAKE-04)",
-            "network",
-            Access.CLIENT,
-            pending_cases,
+            Access.CLIENT, pending_cases,
             {
                 200: Reply("Oldest evidence first.", obj({"cases": array(CASE)})),
                 503: problem("This coordinator runs no slashing service."),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from owm_server.http.call import Call
-from owm_server.http.contract import Access, Operation, Reply
+from owm_server.http.contract import Access, Operation, Reply, Tag
 from owm_server.http.v1.render import json, stake_json
 from owm_server.http.v1.schemas import INT, NODE_PARAM, NOT_FOUND, STAKE, STR, obj
 
@@ -25,14 +25,10 @@ def stake_node(call: Call) -> Response:
 
 def operations() -> list[Operation]:
     """The stake minimum of every tier and one node's stake record."""
+    stake = Tag("stake")
     return [
-        Operation(
-            "GET",
-            "/stake/requirements",
-            "stakeRequirements",
-            "Tier stake minimums",
-            "stake",
-            Access.CLIENT,
+        stake(
+            "GET", "/stake/requirements", "stakeRequirements", "Tier stake minimums", Access.CLIENT,
             stake_requirements,
             {
                 200: Reply(
@@ -42,15 +38,9 @@ def operations() -> list[Operation]:
             },
             inline=True,
         ),
-        Operation(
-            "GET",
-            "/stake/nodes/{node_id}",
-            "stakeNode",
-            "Node stake status and channel info",
-            "stake",
-            Access.NODE_MANAGEMENT,
-            stake_node,
-            {200: Reply("The stake record.", STAKE), 404: NOT_FOUND},
-            params=(NODE_PARAM,),
+        stake(
+            "GET", "/stake/nodes/{node_id}", "stakeNode", "Node stake status and channel info",
+            Access.NODE_MANAGEMENT, stake_node,
+            {200: Reply("The stake record.", STAKE), 404: NOT_FOUND}, params=(NODE_PARAM,),
         ),
     ]
