@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 
+import attrs
+
 from owm_adapters.node import fl_upload
 from owm_adapters.node.context import NodeContext, NodeState
 from owm_adapters.node.prover import Prover
@@ -42,23 +44,16 @@ def _wire_text(text: str, max_chars: int) -> str:
     return text[:max_chars].encode("utf-8", "replace").decode("utf-8") or "?"
 
 
+@attrs.define
 class FeedReader:
     """Keeps the task stream open and hands each assignment to the prover."""
 
-    def __init__(
-        self,
-        ctx: NodeContext,
-        task_log: TaskLog,
-        prover: Prover,
-        registration: Registration,
-        stake: StakeWatcher,
-    ) -> None:
-        self.ctx = ctx
-        self.log = task_log
-        self.prover = prover
-        self.registration = registration
-        self.stake = stake
-        self.feed: TaskFeed | None = None
+    ctx: NodeContext
+    log: TaskLog
+    prover: Prover
+    registration: Registration
+    stake: StakeWatcher
+    feed: TaskFeed | None = attrs.field(default=None, init=False)
 
     def cancel(self) -> None:
         """Close the open stream, if any (draining)."""

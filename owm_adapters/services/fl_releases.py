@@ -61,23 +61,16 @@ def npz_bytes(version: str, arrays: Mapping[str, np.ndarray[Any, Any]]) -> bytes
     return buffer.getvalue()
 
 
+@attrs.define
 class FlReleases:
     """Weights files and provenance of the releases FL rounds produce (module docstring)."""
 
-    def __init__(
-        self,
-        store: Repositories,
-        clock: Clock,
-        timestamping: Timestamping,
-        weights_dir: Path,
-        sub_model: str,
-    ) -> None:
-        self.repositories = store
-        self.clock = clock
-        self.timestamping = timestamping
-        self.weights_dir = weights_dir
-        self.sub_model = sub_model
-        self._globals: dict[str, np.ndarray[Any, Any]] = {}
+    repositories: Repositories
+    clock: Clock
+    timestamping: Timestamping
+    weights_dir: Path
+    sub_model: str
+    _globals: dict[str, np.ndarray[Any, Any]] = attrs.field(factory=dict, init=False)
 
     def weights_of(self, base: str) -> np.ndarray[Any, Any]:
         """The flat weights of a release produced here, or of ``genesis``."""

@@ -47,22 +47,15 @@ class DashboardFrame:
     recent_payouts: Sequence[MiningPayout]
 
 
+@attrs.define
 class Views:
     """The cached public read models (see the module docstring)."""
 
-    def __init__(
-        self,
-        repositories: Repositories,
-        clock: Clock,
-        liveness: Liveness,
-        cache: ReadCache,
-        config: ApiConfig,
-    ) -> None:
-        self._repositories = repositories
-        self._clock = clock
-        self._liveness = liveness
-        self._cache = cache
-        self._config = config
+    _repositories: Repositories
+    _clock: Clock
+    _liveness: Liveness
+    _cache: ReadCache
+    _config: ApiConfig
 
     # -- network -----------------------------------------------------------------------------
 

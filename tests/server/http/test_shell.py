@@ -8,6 +8,7 @@ import base64
 from pathlib import Path
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
@@ -79,11 +80,13 @@ def test_routing_failures_and_bad_bodies_are_problem_documents(world: World) -> 
     assert bad_query.json()["field"] == "query.limit"
 
 
-def test_an_unexpected_failure_is_a_500_problem_without_a_trace(world: World) -> None:
-    def broken() -> None:
+def test_an_unexpected_failure_is_a_500_problem_without_a_trace(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(_views: object) -> None:
         raise RuntimeError("secret internals /etc/passwd")
 
-    world.services.views.pool_stats = broken  # type: ignore[assignment,method-assign]
+    monkeypatch.setattr(type(world.services.views), "pool_stats", broken)
     reply = world.client.get("/v1/mining/stats", headers=world.api_key())
     _is_problem(reply, 500, "internal")
     assert "secret" not in reply.text and "Traceback" not in reply.text
