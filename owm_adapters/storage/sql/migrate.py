@@ -29,35 +29,31 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def _run(engine: Engine, url: str, revision: str, upgrading: bool) -> None:
-    config = alembic_config(url)
-    with engine.connect() as connection:
-        connection.execution_options(**{WRITE: True})
-        config.attributes["connection"] = connection
-        if upgrading:
-            command.upgrade(config, revision)
-        else:
-            command.downgrade(config, revision)
-        connection.commit()
-
-
 def upgrade(url: str, revision: str = HEAD, *, engine: Engine | None = None) -> None:
     """Migrate the store at ``url`` up to ``revision`` (default: the latest schema)."""
-    own = engine is None
-    engine = engine or create_store_engine(url)
-    try:
-        _run(engine, url, revision, upgrading=True)
-    finally:
-        if own:
-            engine.dispose()
+    _migrate(url, revision, engine, upgrading=True)
 
 
 def downgrade(url: str, revision: str = BASE, *, engine: Engine | None = None) -> None:
     """Migrate the store at ``url`` down to ``revision`` (``"base"`` drops every table)."""
+    _migrate(url, revision, engine, upgrading=False)
+
+
+def _migrate(url: str, revision: str, engine: Engine | None, *, upgrading: bool) -> None:
+    """Run alembic over one connection of ``engine`` (one made for ``url`` and disposed of
+    afterwards when none is given)."""
     own = engine is None
     engine = engine or create_store_engine(url)
+    config = alembic_config(url)
     try:
-        _run(engine, url, revision, upgrading=False)
+        with engine.connect() as connection:
+            connection.execution_options(**{WRITE: True})
+            config.attributes["connection"] = connection
+            if upgrading:
+                command.upgrade(config, revision)
+            else:
+                command.downgrade(config, revision)
+            connection.commit()
     finally:
         if own:
             engine.dispose()
