@@ -205,22 +205,9 @@ class ApiAccess:
         """
         now = self._clock.now()
         if write and not (caller.kind is CallerKind.NODE and node_management):
-            check = self._write_quota.admit(f"{caller.kind.value}:{caller.subject}", now)
-            if not check.admitted:
-                raise RateLimited(
-                    f"{self._config.writes_per_day} writes per day per key are spent; "
-                    "try again tomorrow (UTC)",
-                    retry_after_s=check.retry_after_s,
-                )
+            _spend(self._write_quota, caller, now, "writes per day per key")
         if caller.plan is Plan.COMMERCIAL and caller.kind is not CallerKind.NODE:
-            check = self._paid_quota.admit(f"{caller.kind.value}:{caller.subject}", now)
-            if not check.admitted:
-                raise RateLimited(
-                    f"{self._config.paid_requests_per_day} requests per day per paid key "
-                    "are spent; try again tomorrow (UTC)",
-                    retry_after_s=check.retry_after_s,
-                )
-            return check.remaining
+            return _spend(self._paid_quota, caller, now, "requests per day per paid key")
         key = rate_limit_key(caller, node_management)
         if key is None:
             return None
@@ -266,3 +253,15 @@ class ApiAccess:
             valid_until=invoice.expires_at + COMMERCIAL_ACCESS_S,
         )
         return AccessOffer(invoice, macaroon, COMMERCIAL_ACCESS_S)
+
+
+def _spend(quota: DailyQuota, caller: Caller, now: int, what: str) -> int:
+    """Count one request of ``caller`` against ``quota``; the requests left, or RateLimited
+    naming ``what`` is spent (SRS-API-03)."""
+    check = quota.admit(f"{caller.kind.value}:{caller.subject}", now)
+    if not check.admitted:
+        raise RateLimited(
+            f"{quota.limit} {what} are spent; try again tomorrow (UTC)",
+            retry_after_s=check.retry_after_s,
+        )
+    return check.remaining
