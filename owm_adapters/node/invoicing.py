@@ -21,6 +21,8 @@ import os
 import threading
 from collections.abc import Callable
 
+import attrs
+
 from owm_core.errors import DomainError, LightningUnavailable
 from owm_core.identity import envelopes
 from owm_core.identity.envelopes import EnvelopeKind, PayoutInvoice, PayoutQuery
@@ -33,30 +35,20 @@ from owm_core.ports.lightning import Lightning
 log = logging.getLogger(__name__)
 
 
+@attrs.define
 class PayoutInvoicer:
     """Answers the coordinator's pending payouts with this node's invoices (module docstring)."""
 
-    def __init__(
-        self,
-        identity: Identity,
-        control: ControlPlane,
-        lightning: Lightning,
-        clock: Clock,
-        *,
-        registered_pubkey: str = "",
-        say: Callable[[str], None] = print,
-        entropy: Callable[[int], bytes] = os.urandom,
-    ) -> None:
-        self.identity = identity
-        self.control = control
-        self.lightning = lightning
-        self.clock = clock
-        self.registered_pubkey = registered_pubkey
-        self.say = say
-        self._entropy = entropy
-        self._checked_pubkey = False
-        self.refused: dict[str, str] = {}
-        """Payout ids whose invoice the coordinator refused, with its reason."""
+    identity: Identity
+    control: ControlPlane
+    lightning: Lightning
+    clock: Clock
+    registered_pubkey: str = attrs.field(default="", kw_only=True)
+    say: Callable[[str], None] = attrs.field(default=print, kw_only=True)
+    _entropy: Callable[[int], bytes] = attrs.field(default=os.urandom, kw_only=True)
+    _checked_pubkey: bool = attrs.field(default=False, init=False)
+    refused: dict[str, str] = attrs.field(factory=dict, init=False)
+    """Payout ids whose invoice the coordinator refused, with its reason."""
 
     def _sealed(self, body: PayoutQuery | PayoutInvoice, kind: EnvelopeKind) -> bytes:
         envelope = envelopes.seal(self.identity, kind, body, self._entropy(16), self.clock.now())
