@@ -19,6 +19,7 @@ from pathlib import Path
 import attrs
 
 from owm_adapters.bootstrap.coordinator import Coordinator
+from owm_adapters.files import private_directory
 from owm_adapters.services.api import ApiConfig, ApiServices
 from owm_adapters.services.knowledge import KnowledgeBase
 from owm_adapters.services.queries import KnowledgeSource, QueryConfig, QueryService
@@ -33,7 +34,7 @@ def l402_secret_from(data_dir: Path) -> bytes:
     try:
         secret = path.read_bytes()
     except FileNotFoundError:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(data_dir)
         secret = os.urandom(L402_SECRET_BYTES)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:

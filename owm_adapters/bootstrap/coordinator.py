@@ -25,6 +25,7 @@ from owm_adapters.bootstrap.lightning import (
 )
 from owm_adapters.bootstrap.settings import ConfigError, CoordinatorSettings, data_dir_of
 from owm_adapters.clock import SystemClock
+from owm_adapters.files import secure_tree
 from owm_adapters.services.coordinator.service import CoordinatorService, ServiceConfig
 from owm_adapters.services.slashing import SlashingService
 from owm_adapters.services.workers import OnStop, Workers
@@ -149,6 +150,9 @@ def build_coordinator(
     """
     from owm_adapters.services.payouts import DEFAULT_SWEEP_S, PayoutDispatcher
 
+    existing = Path(settings.coordinator.data_dir).expanduser()
+    if existing.is_dir():  # state written by an older release is private from now on
+        secure_tree(existing)
     default_invoices = treasury is None and invoices is None
     store = store if store is not None else repositories_from(settings)
     treasury = treasury if treasury is not None else lightning_from(settings)

@@ -25,6 +25,7 @@ import attrs
 from owm_adapters.bootstrap.lightning import cln_from_socket, lnd_from_files
 from owm_adapters.bootstrap.settings import ConfigError, NodeSettings
 from owm_adapters.clock import SystemClock
+from owm_adapters.files import private_directory, secure_tree
 from owm_adapters.gpu import LinuxHostProbe, SystemGpuProbe
 from owm_adapters.node.daemon import DaemonSettings, NodeDaemon
 from owm_adapters.node.health import HealthServer
@@ -109,10 +110,8 @@ def coordinator_url(settings: NodeSettings) -> str:
 
 
 def data_dir(settings: NodeSettings) -> Path:
-    """The node's state directory (created, mode 0700)."""
-    path = Path(settings.node.data_dir).expanduser()
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
+    """The node's state directory (created if missing; mode 0700 whatever the umask)."""
+    return private_directory(Path(settings.node.data_dir).expanduser())
 
 
 def configure_logging() -> None:
@@ -346,6 +345,7 @@ def build_daemon(
     hw = report if report is not None else detect_hardware(settings.node.bandwidth_mbps)
     manifest = hw.manifest()
     state_dir = data_dir(settings)
+    secure_tree(state_dir)  # keys, task log, weights: the node operator's only
     tasks = settings.tasks
     models = model_cache_dir(settings.node.model_cache_dir, str(state_dir))
     runner = TaskRunner(

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import attrs
 import cattrs
 
+from owm_adapters.files import private_directory
 from owm_core.errors import DomainError
 
 
@@ -454,7 +455,5 @@ def load_coordinator_settings(path: Path | None) -> CoordinatorSettings:
 
 
 def data_dir_of(settings: CoordinatorSettings) -> Path:
-    """The coordinator's data directory, ``~`` expanded and created if missing."""
-    directory = Path(settings.coordinator.data_dir).expanduser()
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
+    """The coordinator's data directory, ``~`` expanded, created if missing, mode 0700."""
+    return private_directory(Path(settings.coordinator.data_dir).expanduser())

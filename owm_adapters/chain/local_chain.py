@@ -44,6 +44,7 @@ from bitcoin.core.serialize import (
 )
 
 from owm_adapters.clock import SystemClock
+from owm_adapters.files import private_file
 from owm_core.errors import BlockRejected, ChainUnavailable, InvalidShare, UnknownBlock
 from owm_core.pool.bitcoin import (
     HEADER_SIZE,
@@ -212,6 +213,7 @@ class LocalChain:
                 db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise ChainUnavailable(f"{self._path} is not a local chain file: {exc}") from exc
+        private_file(Path(self._path))
         if self._tip() is None:
             genesis = BlockTemplate(
                 height=0, previous_block_hash=_ZERO_HASH, bits=REGTEST_BITS,

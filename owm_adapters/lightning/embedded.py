@@ -30,6 +30,7 @@ import bolt11
 from bolt11 import Bolt11, MilliSatoshi, TagChar, Tags
 from coincurve import PrivateKey, PublicKey
 
+from owm_adapters.files import private_file
 from owm_adapters.lightning import message_signing
 from owm_core.errors import (
     ChannelNotFound,
@@ -133,6 +134,7 @@ class _LedgerFile:
         self.clock = clock
         with self.connect() as db:
             db.executescript(_SCHEMA)
+        private_file(Path(path))  # preimages: the owner's only, whatever the umask
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:

@@ -22,6 +22,8 @@ from typing import Any
 
 import attrs
 
+from owm_adapters.files import private_directory, private_file
+
 LOG_FILE = "tasks.sqlite3"
 
 _SCHEMA = """
@@ -102,9 +104,10 @@ class TaskLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_directory(path.parent)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        private_file(path)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)

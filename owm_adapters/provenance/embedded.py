@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 
 from owm_adapters.chain.local_chain import LocalChain
+from owm_adapters.files import private_directory
 from owm_adapters.provenance.ots import OpenTimestamps
 from owm_adapters.provenance.ots_calendar import DEFAULT_URL, Calendar, IntervalFlusher
 from owm_core.provenance.versions import Network, Verification
@@ -52,7 +53,7 @@ class EmbeddedProvenance:
     def _open(self) -> OpenTimestamps:
         with self._lock:
             if self._ots is None:
-                self.directory.mkdir(parents=True, exist_ok=True)
+                private_directory(self.directory)
                 chain = LocalChain(self.chain_path)
                 self._calendar = Calendar(
                     self.directory / CALENDAR_FILE, chain, url=self.url, interval_s=self.interval_s

@@ -40,6 +40,7 @@ from opentimestamps.core.timestamp import Timestamp, make_merkle_tree
 
 from owm_adapters.chain.local_chain import locked_transaction, mine_commitment
 from owm_adapters.clock import SystemClock
+from owm_adapters.files import private_file
 from owm_core.errors import InvalidValue
 from owm_core.ports.chain import Chain
 from owm_core.ports.clock import Clock
@@ -112,6 +113,7 @@ class Calendar:
         self._last_flush_at = self._clock.now()
         with self._db() as db:
             db.executescript(_SCHEMA)
+        private_file(Path(self._path))
 
     def __repr__(self) -> str:
         return f"Calendar({self.url!r}, {self._path!r})"

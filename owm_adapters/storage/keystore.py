@@ -14,6 +14,7 @@ import secrets
 import stat
 from pathlib import Path
 
+from owm_adapters.files import private_directory
 from owm_core.errors import DomainError
 from owm_core.identity.keys import Identity
 
@@ -36,7 +37,8 @@ def default_key_path(configured: str | None = None) -> Path:
 
 def create_identity(path: Path) -> Identity:
     """Generate a fresh identity and write it to ``path`` (0600); refuse to overwrite."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.parent.exists():  # a folder of the operator's own is left as it is
+        private_directory(path.parent)
     seed = secrets.token_bytes(32)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -45,6 +47,7 @@ def create_identity(path: Path) -> Identity:
             f"{path} already exists; refusing to overwrite an identity "
             "(move it away first if you really want a new one)"
         ) from None
+    os.fchmod(fd, 0o600)  # exactly, whatever the umask
     with os.fdopen(fd, "w") as handle:
         handle.write(seed.hex() + "\n")
         handle.flush()

@@ -21,6 +21,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from owm_adapters.files import private_directory, private_file
+
 SQLITE_FILE = "coordinator.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
 WRITE = "owm_write"
@@ -29,8 +31,7 @@ WRITE = "owm_write"
 
 def sqlite_url(data_dir: str | Path) -> str:
     """The URL of the embedded store, ``<data_dir>/coordinator.sqlite3`` (directory created)."""
-    directory = Path(data_dir).expanduser()
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = private_directory(Path(data_dir).expanduser())
     return f"sqlite:///{directory / SQLITE_FILE}"
 
 
@@ -43,6 +44,7 @@ def _configure_sqlite(engine: Engine) -> None:
             cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys = ON")
             if engine.url.database not in (None, "", ":memory:"):
+                private_file(Path(engine.url.database))  # SQLite created it with the umask's mode
                 cursor.execute("PRAGMA journal_mode = WAL")
         finally:
             cursor.close()
