@@ -43,13 +43,15 @@ def cli() -> None:
     default=Path("~/.owm/coordinator.key"),
     show_default=True,
     help="Where to create the coordinator's Ed25519 key, which signs slashing-log entries "
-    "(SRS-LN-13).",
+    "(SRS-LN-13) and seals task inputs and outputs (SRS-SEC-02).",
 )
 def init(key_path: Path) -> None:
     """Create the coordinator's signing identity; refuses to overwrite an existing one."""
     identity = keystore.create_identity(key_path.expanduser())
     click.echo(f"coordinator key {key_path} (mode 0600)")
     click.echo(f"public key      {identity.public_key_hex}")
+    click.echo("nodes set it in owm.toml:")
+    click.echo(f'  [coordinator]\n  public_key = "{identity.public_key_hex}"')
 
 
 @cli.command()
@@ -144,6 +146,8 @@ def _say_ready(
     if metrics_port is not None:
         metrics_host = section.metrics_listen.rpartition(":")[0]
         click.echo(f"metrics             http://{metrics_host}:{metrics_port}/metrics")
+    click.echo(f"coordinator key     {coordinator.service.sealing.public_key_hex}"
+               "  (nodes: [coordinator] public_key)")
     if coordinator.slashing is not None:
         click.echo(f"slashing log key    {coordinator.slashing.coordinator_public_key}")
     click.echo("ready; SIGTERM or Ctrl-C stops gracefully")

@@ -145,8 +145,11 @@ def build_coordinator(
     verifications as ``fake_proof`` signals and FL anomalies; its key is ``coordinator_key``
     or the one of :func:`coordinator_identity_from`, and its force-close handle
     ``force_closer`` or the one of :func:`force_closer_from`. ``slashing=False`` leaves it out
-    (unit tests of other parts). FL rounds run when ``[fl] enabled``. ``payout_sweep_s``
-    overrides how often the payout worker sweeps its outbox when no settlement wakes it.
+    (unit tests of other parts). The same key seals task inputs to their nodes and opens their
+    outputs (SRS-SEC-02; nodes hold its public key as ``[coordinator] public_key``); with
+    ``slashing=False`` and no ``coordinator_key`` the service draws one of its own. FL rounds
+    run when ``[fl] enabled``. ``payout_sweep_s`` overrides how often the payout worker sweeps
+    its outbox when no settlement wakes it.
     """
     from owm_adapters.services.payouts import DEFAULT_SWEEP_S, PayoutDispatcher
 
@@ -179,6 +182,7 @@ def build_coordinator(
         clock,
         config if config is not None else service_config_of(settings),
         settlement_listeners=_settlement_listeners(store, clock, payouts, slashing_service),
+        coordinator_key=coordinator_key,
     )
     fl = None
     if settings.fl.enabled:

@@ -278,6 +278,7 @@ def node_toml(layout: DevnetLayout, state: DevnetState, node: NodeEntry) -> str:
         ("node", "health_port"): str(node.health_port),
         ("node", "heartbeat_interval_s"): str(HEARTBEAT_INTERVAL_S),
         ("coordinator", "url"): f'"{state.grpc_target}"',
+        ("coordinator", "public_key"): f'"{state.coordinator.public_key}"',  # SRS-SEC-02
         ("lightning", "node_uri"): f'"{node.ln_pubkey}@{node.ln_address}"',
         ("lightning", "treasury_uri"): (
             f'"{state.coordinator.treasury_pubkey}@127.0.0.1:{LN_BASE_PORT}"'

@@ -38,7 +38,7 @@ from owm_adapters.storage import keystore
 from owm_core.access.destinations import DestinationPolicy
 from owm_core.errors import DomainError
 from owm_core.identity.envelopes import CapabilityManifest
-from owm_core.identity.keys import Identity
+from owm_core.identity.keys import Identity, parse_public_key
 from owm_core.market import task_types
 from owm_core.nodes.hardware import GpuDevice
 from owm_core.nodes.registry import LnNodeUri
@@ -140,6 +140,7 @@ def daemon_settings(settings: NodeSettings) -> DaemonSettings:
         raise ConfigError(f"lightning.node_uri: {exc.message}") from None
     return DaemonSettings(
         ln_node_uri=uri,
+        coordinator_public_key=coordinator_public_key(settings),
         onion_address=settings.node.onion_address or None,
         treasury_uri=settings.lightning.treasury_uri,
         heartbeat_interval_s=float(settings.node.heartbeat_interval_s),
@@ -151,6 +152,23 @@ def daemon_settings(settings: NodeSettings) -> DaemonSettings:
         weights_poll_s=float(max(1, settings.coordinator.weights_poll_s)),
         invoice_poll_s=float(max(1, settings.lightning.invoice_poll_s)),
     )
+
+
+def coordinator_public_key(settings: NodeSettings) -> str:
+    """``[coordinator] public_key``: task inputs are sealed by it and outputs to it
+    (SRS-SEC-02), so a node without it cannot work; a missing or malformed key is a config
+    error."""
+    key = settings.coordinator.public_key
+    if not key:
+        raise ConfigError(
+            "[coordinator] public_key is empty: set the coordinator's public key (64 hex, "
+            "printed by `owm-coordinator init` and `serve`); task inputs and outputs are "
+            "sealed with it (SRS-SEC-02)"
+        )
+    try:
+        return parse_public_key(key, "coordinator.public_key")
+    except DomainError as exc:
+        raise ConfigError(exc.message) from None
 
 
 def destination_policy_of(settings: NodeSettings) -> DestinationPolicy:

@@ -46,6 +46,9 @@ class CoordinatorLink:
     """How the node reaches the coordinator's gRPC control plane (SRS-NET-02)."""
 
     url: str = "127.0.0.1:50051"
+    #: The coordinator's Ed25519 identity key (64 hex, printed by ``owm-coordinator init`` and
+    #: ``serve``): task inputs arrive sealed by it and outputs are sealed to it (SRS-SEC-02).
+    public_key: str = ""
     socks5_proxy: str | None = None
     #: The coordinator's public HTTP API (``http(s)://host:port``) where new model versions are
     #: fetched from, over clearnet only (SRS-NODE-10, SRS-NET-04); empty: no weights watcher.
@@ -203,6 +206,10 @@ release_threshold = 1
 [coordinator]
 # gRPC control plane of the coordinator (host:port).
 url = "127.0.0.1:50051"
+# The coordinator's public key (64 hex; `owm-coordinator init` and `serve` print it). Task
+# inputs arrive sealed by it and outputs go back sealed to it (NaCl box, SRS-SEC-02).
+# Required by `owm-node start`.
+public_key = ""
 # Route control-plane traffic through Tor (SRS-NET-02). FL uploads and weight
 # downloads never use this proxy (SRS-NET-04).
 # socks5_proxy = "127.0.0.1:9050"

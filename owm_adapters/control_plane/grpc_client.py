@@ -200,7 +200,7 @@ class GrpcControlPlane:
         return GrpcFeed(call)
 
     def submit_proof(self, proof_envelope: bytes, output: bytes = b"") -> str:
-        """A signed task proof and its output; the replica's state after it."""
+        """A signed task proof and its sealed output; the replica's state after it."""
         reply = _call(
             lambda: self._stub.SubmitProof(
                 pb.SubmitProofRequest(proof_envelope=proof_envelope, output=output),

@@ -169,7 +169,7 @@ class InProcessControlPlane:
         return InProcessFeed(self.service, handle)
 
     def submit_proof(self, proof_envelope: bytes, output: bytes = b"") -> str:
-        """A signed task proof and its output; the replica's state after it."""
+        """A signed task proof and its sealed output; the replica's state after it."""
         outcome = _refused(lambda: self.service.submit_proof(proof_envelope, output))
         return outcome.task.state.value
 

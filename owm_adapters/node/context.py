@@ -16,9 +16,9 @@ from typing import Any
 import attrs
 
 from owm_core.access.destinations import DestinationPolicy
-from owm_core.identity import envelopes
+from owm_core.identity import envelopes, sealing
 from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind
-from owm_core.identity.keys import Identity
+from owm_core.identity.keys import Identity, parse_public_key
 from owm_core.market import task_types
 from owm_core.nodes.control_plane import AssignedTask, StakeView
 from owm_core.ports.clock import Clock
@@ -44,6 +44,11 @@ class DaemonSettings:
     """How the daemon behaves (from owm.toml; defaults follow the spec)."""
 
     ln_node_uri: str
+    coordinator_public_key: str = attrs.field(
+        kw_only=True, validator=lambda _i, a, v: parse_public_key(v, "coordinator.public_key")
+    )
+    """The coordinator's Ed25519 identity key: task inputs are sealed by it, outputs to it
+    (``[coordinator] public_key``; SRS-SEC-02)."""
     onion_address: str | None = None
     treasury_uri: str = ""
     """Overrides the treasury URI the coordinator's StakeTerms report (SRS-NODE-11)."""
@@ -104,6 +109,30 @@ class NodeContext:
         at = self.clock.now() if now is None else now
         envelope = envelopes.seal(self.identity, kind, body, self.entropy(16), at)
         return envelopes.to_bytes(envelope)
+
+    def open_input(self, task: AssignedTask) -> AssignedTask:
+        """``task`` with its input opened: sealed to this node by the coordinator's key for this
+        replica (SRS-SEC-02); InvalidValue(``input``) for anything else."""
+        opened = sealing.open_sealed(
+            task.input,
+            recipient=self.identity,
+            sender_public_key=self.settings.coordinator_public_key,
+            context=sealing.input_context(task.task_id),
+            field="input",
+        )
+        return attrs.evolve(task, input=opened)
+
+    def seal_output(self, replica_id: str, output: bytes) -> bytes:
+        """``output`` sealed to the coordinator's key for ``replica_id`` (b"" stays b"")."""
+        if not output:
+            return b""
+        return sealing.seal(
+            output,
+            sender=self.identity,
+            recipient_public_key=self.settings.coordinator_public_key,
+            context=sealing.output_context(replica_id),
+            nonce=self.entropy(sealing.NONCE_BYTES),
+        )
 
     def manifest_envelope(self) -> bytes:
         """The capability manifest, freshly signed (SRS-NODE-04)."""

@@ -1,5 +1,7 @@
 """The coordinator's task stream: accept, validate, reject or resume (SRS-NODE-06/07).
 
+Each assignment's input is opened first: sealed by the coordinator's identity key to this
+node's for this replica (SRS-SEC-02); one that does not open is rejected like an invalid one.
 Each assignment is logged (SRS-NODE-06), validated against its task type's schema
 (SRS-NODE-07; an invalid one never runs: a signed
 :class:`~owm_core.identity.envelopes.TaskRejection` naming the field goes to the coordinator,
@@ -109,6 +111,11 @@ class FeedReader:
         ctx = self.ctx
         if ctx.draining.is_set():
             return  # not taken: the coordinator reassigns it when the assignment times out
+        unopened: InvalidValue | None = None
+        try:
+            task = ctx.open_input(task)  # sealed to this node by the coordinator (SRS-SEC-02)
+        except InvalidValue as exc:
+            unopened = exc
         now_ms = ctx.clock.monotonic_ms()
         fresh = self.log.record_received(
             task.task_id, task.task_type, task.input_schema_id, task.input_schema_version,
@@ -116,9 +123,9 @@ class FeedReader:
             task.deadline_at, now_ms,
         )
         if not fresh:
-            self._resume(task)
+            self._resume(task, unopened)
             return
-        problem = self._input_problem(task)
+        problem = unopened or self._input_problem(task)
         if problem is not None:
             self.log.mark_rejected(task.task_id, problem.message, now_ms)
             ctx.say(f"rejected task {task.task_id}: {problem.message}")
@@ -172,14 +179,16 @@ class FeedReader:
             return True
         return False
 
-    def _resume(self, task: AssignedTask) -> None:
-        """A re-pushed assignment (stream reopened, daemon restarted): finish what is missing."""
+    def _resume(self, task: AssignedTask, unopened: InvalidValue | None = None) -> None:
+        """A re-pushed assignment (stream reopened, daemon restarted): finish what is missing.
+
+        ``unopened`` says why its input did not open (then it is rejected, not run)."""
         with self.ctx.lock:
             if task.task_id in self.ctx.current:
                 return
         logged = self.log.get(task.task_id)
         if logged is not None and logged.state == REJECTED:
-            problem = self._input_problem(task)  # pushed again: our rejection never arrived
+            problem = unopened or self._input_problem(task)  # our rejection never arrived
             if problem is not None:
                 self.send_rejection(task.task_id, problem)
             return
@@ -190,6 +199,8 @@ class FeedReader:
             output = self.log.output_of(task.task_id)
             delivered = b"" if output is None else task_types.canonical_output(output)
             self.prover.resend(task.task_id, proof, delivered)
+        elif unopened is not None:
+            self.send_rejection(task.task_id, unopened)
         else:
             self.prover.queue(task)
 

@@ -157,9 +157,10 @@ class Prover:
         ctx = self.ctx
         attempt = 0
         give_up_at: int | None = None
+        sealed = ctx.seal_output(replica_id, output)  # only the coordinator reads it (SRS-SEC-02)
         while True:
             try:
-                state = ctx.control.submit_proof(proof, output)
+                state = ctx.control.submit_proof(proof, sealed)
             except ControlPlaneUnavailable as exc:
                 ctx.disconnected(exc.message)
                 if ctx.draining.is_set():

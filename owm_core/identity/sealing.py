@@ -13,8 +13,9 @@ The sealed form is::
     box    = XSalsa20-Poly1305(sender → recipient, nonce)( len(context) (2 bytes, big endian)
                                                             ‖ context (UTF-8) ‖ plaintext )
 
-``context`` names what the bytes are for (``"task-input/<task id>"``); it is inside the box, so
-a sealed input cannot be replayed as another task's input or as an output. Changing any byte of
+``context`` names what the bytes are for (:func:`input_context`, :func:`output_context`: the
+replica id); it is inside the box, so a sealed input cannot be replayed as another replica's
+input or as an output. Changing any byte of
 the sealed form — header, nonce, box — makes :func:`open_sealed` fail, as does opening with any
 key pair other than the one it was sealed between. Failures are :class:`InvalidValue` errors
 naming the field and never carrying key material.
@@ -37,6 +38,16 @@ NONCE_BYTES = 24
 MAC_BYTES = 16
 MAX_CONTEXT_BYTES = 255
 OVERHEAD_BYTES = len(HEADER) + NONCE_BYTES + MAC_BYTES + 2
+
+
+def input_context(replica_id: str) -> str:
+    """The context a replica's input is sealed under, coordinator → assigned node."""
+    return f"task-input/{replica_id}"
+
+
+def output_context(replica_id: str) -> str:
+    """The context a replica's output is sealed under, node → coordinator."""
+    return f"task-output/{replica_id}"
 
 
 def is_sealed(data: bytes) -> bool:

@@ -55,16 +55,21 @@ DEFAULT_SPOT_CHECK_RATE_PPM = 100_000
 DEFAULT_ASSIGNMENT_TIMEOUT_S = 600
 """How long an assigned node has to deliver before the task may be reassigned."""
 MAX_TASK_INPUT_BYTES = 16 * 1024 * 1024
-"""The largest task input a store keeps (16 MiB); larger ones are InvalidValue(``input``)."""
+"""The largest task input or output (16 MiB); larger ones are InvalidValue(``input``)."""
+MAX_STORED_TASK_DATA_BYTES = MAX_TASK_INPUT_BYTES + 1024
+"""The largest row a store of task inputs and outputs keeps: the data sealed at rest, with room
+for the sealing header, nonce, MAC and context (SRS-SEC-02)."""
 
 
-def check_task_input(data: object, field: str = "input") -> bytes:
-    """``data`` as immutable bytes; InvalidValue(``field``) unless bytes of at most
-    :data:`MAX_TASK_INPUT_BYTES` (the bound every store of task inputs and outputs keeps)."""
+def check_task_input(
+    data: object, field: str = "input", limit: int = MAX_TASK_INPUT_BYTES
+) -> bytes:
+    """``data`` as immutable bytes; InvalidValue(``field``) unless bytes of at most ``limit``
+    (:data:`MAX_TASK_INPUT_BYTES` for data, :data:`MAX_STORED_TASK_DATA_BYTES` for rows)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InvalidValue(field, "must be bytes")
-    if len(data) > MAX_TASK_INPUT_BYTES:
-        raise InvalidValue(field, f"is longer than {MAX_TASK_INPUT_BYTES} bytes")
+    if len(data) > limit:
+        raise InvalidValue(field, f"is longer than {limit} bytes")
     return bytes(data)
 
 

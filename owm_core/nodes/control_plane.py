@@ -47,7 +47,11 @@ class RegisterReply:
 
 @attrs.frozen
 class AssignedTask:
-    """One assignment from the node's task feed."""
+    """One assignment from the node's task feed.
+
+    ``input`` arrives sealed to the node by the coordinator (:mod:`owm_core.identity.sealing`,
+    SRS-SEC-02); the daemon opens it before anything else looks at it.
+    """
 
     task_id: str
     task_type: str

@@ -74,8 +74,8 @@ class ControlPlane(Protocol):
         ...
 
     def submit_proof(self, proof_envelope: bytes, output: bytes = b"") -> str:
-        """Send a signed task proof and the canonical output it hashes; the replica's state
-        after it (e.g. completed, settled)."""
+        """Send a signed task proof and the canonical output it hashes, sealed to the
+        coordinator (SRS-SEC-02); the replica's state after it (e.g. completed, settled)."""
         ...
 
     def stake_status(self, public_key: str) -> StakeView:

@@ -138,6 +138,7 @@ def network(tmp_path: Path) -> Iterator[dict[str, object]]:
     procs.append(coordinator)
     try:
         port = int(coordinator.wait_line(r"gRPC control plane\s+127\.0\.0\.1:(\d+)", 60).group(1))
+        key = coordinator.wait_line(r"coordinator key\s+([0-9a-f]{64})", 30).group(1)
         coordinator.wait_line("ready", 30)
         nodes: dict[str, dict[str, object]] = {}
         for name, ask, types in (
@@ -163,6 +164,7 @@ def network(tmp_path: Path) -> Iterator[dict[str, object]]:
                 "heartbeat_interval_s = 1\n"
                 "[coordinator]\n"
                 f'url = "127.0.0.1:{port}"\n'
+                f'public_key = "{key}"\n'
                 "[lightning]\n"
                 f'node_uri = "{ln_pubkey}@127.0.0.1:9735"\n'
                 f'treasury_uri = "{treasury}@127.0.0.1:9735"\n'

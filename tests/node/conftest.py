@@ -19,7 +19,15 @@ from owm_adapters.services.coordinator.service import CoordinatorService, Servic
 from owm_adapters.storage.memory import memory_repositories
 from owm_core.identity.envelopes import CapabilityManifest
 from owm_core.identity.keys import Identity
+from owm_core.identity.sealing import (
+    NONCE_BYTES,
+    input_context,
+    open_sealed,
+    output_context,
+    seal,
+)
 from owm_core.market.tasks import TaskRequest, VerificationMode, VerificationPolicy
+from owm_core.nodes.control_plane import AssignedTask
 from owm_core.nodes.tiers import Tier
 from owm_core.ports.control_plane import ControlPlane
 from owm_server.grpc.server import CoordinatorServer
@@ -39,6 +47,22 @@ class Network:
     @property
     def url(self) -> str:
         return f"127.0.0.1:{self.server.port}"
+
+    @property
+    def coordinator_key(self) -> str:
+        """What nodes set as ``[coordinator] public_key`` (SRS-SEC-02)."""
+        return self.service.sealing.public_key_hex
+
+    def opened(self, node: Node, task: AssignedTask) -> bytes:
+        """The input of ``task`` as ``node`` opens it (sealed to it by the coordinator)."""
+        return open_sealed(task.input, recipient=node.identity,
+                           sender_public_key=self.coordinator_key,
+                           context=input_context(task.task_id))
+
+    def sealed_output(self, node: Node, replica_id: str, output: bytes) -> bytes:
+        """``output`` as ``node`` delivers it: sealed to the coordinator (SRS-SEC-02)."""
+        return seal(output, sender=node.identity, recipient_public_key=self.coordinator_key,
+                    context=output_context(replica_id), nonce=os.urandom(NONCE_BYTES))
 
     def node(self, alias: str, stake_sat: int = T1_STAKE_SAT) -> Node:
         pubkey = self.ledger.add_node(alias)

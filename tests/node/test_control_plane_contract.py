@@ -93,7 +93,7 @@ def test_a_task_is_fed_proved_and_settled(control, network):
     got = first_assignment(feed)
     assert [t.task_id for t in got] == ["job-1:0"]
     task = got[0]
-    assert (task.task_type, task.input_schema_id, task.input) == (
+    assert (task.task_type, task.input_schema_id, network.opened(node, task)) == (
         "inference", "owm.inference.text", b'{"prompt": "hi"}')
     assert 1_000 <= task.price_msat <= 10_000
     proof = TaskProof(task_id=task.task_id, output_hash="ab" * 32, execution_ms=5)

@@ -17,6 +17,7 @@ from owm_adapters.control_plane.in_process import InProcessControlPlane
 from owm_adapters.node.daemon import DaemonSettings, NodeDaemon, stake_guidance
 from owm_adapters.node.task_log import TaskLog
 from owm_adapters.node.task_runner import Limits, TaskRunner
+from owm_core.identity.keys import Identity
 from owm_core.nodes.control_plane import StakeView
 from tests.node.conftest import MANIFEST, T1_STAKE_SAT, Network, Node
 
@@ -59,7 +60,8 @@ def start(network: Network, tmp_path: Path) -> Iterator[Callable[..., Running]]:
             payment_check_interval_s=0.2,
             stake_check_interval_s=0.2,
             stake_retry_s=0.2,
-            **{"treasury_uri": f"{network.treasury}@127.0.0.1:9735", **overrides},  # type: ignore[arg-type]
+            **{"treasury_uri": f"{network.treasury}@127.0.0.1:9735",  # type: ignore[arg-type]
+               "coordinator_public_key": network.coordinator_key, **overrides},
         )
         data_dir = tmp_path / node.identity.node_id
         daemon = NodeDaemon(
@@ -245,6 +247,31 @@ def test_an_invalid_task_is_rejected_to_the_coordinator_naming_the_field_and_rel
     assert task is not None and task.node_id is None
     assert task.tried_node_ids == (node.daemon.identity.node_id,)
     assert node.daemon.log.get("bad-2:0").state == "rejected"
+
+
+def test_an_input_not_sealed_by_the_configured_coordinator_key_is_rejected_and_never_runs(
+    network, start
+):
+    class Spy(TaskRunner):
+        calls: int = 0
+
+        def run(self, *args, **kwargs):  # type: ignore[override]
+            Spy.calls += 1
+            return super().run(*args, **kwargs)
+
+    impostor = Identity.from_seed(b"\x0e" * 32).public_key_hex  # SRS-SEC-02
+    node = start(network.node("n9"), runner=Spy(limits=Limits(timeout_s=60)),
+                 coordinator_public_key=impostor)
+    wait_for(lambda: node.daemon.state == "serving")
+    network.submit("sealed-1", b'{"prompt": "hi"}')
+
+    wait_for(lambda: network.service.rejections("sealed-1"))
+
+    [recorded] = network.service.rejections("sealed-1")["sealed-1:0"]
+    assert (recorded.field, recorded.reason) == (
+        "input", "does not open: it was changed, or sealed between other keys")
+    assert node.daemon.log.get("sealed-1:0").state == "rejected"
+    assert Spy.calls == 0
 
 
 def test_stake_guidance_takes_the_treasury_from_the_coordinator_unless_configured(

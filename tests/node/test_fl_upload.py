@@ -75,12 +75,13 @@ def sink() -> Iterator[UpdateSink]:
 
 
 @pytest.fixture
-def run_node(tmp_path: Path) -> Iterator[Callable[..., NodeDaemon]]:
+def run_node(tmp_path: Path, network: Network) -> Iterator[Callable[..., NodeDaemon]]:
     stops: list[tuple[threading.Event, threading.Thread]] = []
 
     def _run(node: Node, control: ControlPlane, **overrides: object) -> NodeDaemon:
         overrides.setdefault("destinations", DestinationPolicy.devnet())  # the sink: loopback
         settings = DaemonSettings(ln_node_uri=node.ln_node_uri, heartbeat_interval_s=0.5,
+                                  coordinator_public_key=network.coordinator_key,
                                   payment_check_interval_s=0.2, stake_check_interval_s=5,
                                   **overrides)  # type: ignore[arg-type]
         data_dir = tmp_path / node.identity.node_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from owm_adapters.bootstrap.node import detect_hardware
@@ -88,6 +89,25 @@ def test_start_without_a_lightning_uri_explains_what_to_set(tmp_path: Path, monk
     assert "[lightning] node_uri is empty" in result.output
 
 
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [("", "[coordinator] public_key is empty"), ("xyz", "coordinator.public_key: must be 64")],
+)
+def test_start_without_the_coordinators_public_key_explains_what_to_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, said: str
+) -> None:
+    monkeypatch.delenv("OWM_IDENTITY_KEY_PATH", raising=False)
+    from owm_adapters.storage import keystore
+
+    keystore.create_identity(tmp_path / "id.key")
+    config = _config(tmp_path, "health_port = 0\n"
+                               f'[coordinator]\npublic_key = "{value}"\n'
+                               f'[lightning]\nnode_uri = "{"02" + "11" * 32}@127.0.0.1:9735"\n')
+    result = CliRunner().invoke(node.cli, ["start", "--config", str(config)])
+    assert result.exit_code == 2
+    assert said in result.output
+
+
 def test_a_node_built_for_a_gpu_machine_gives_its_tasks_cuda_mps_limits(tmp_path, monkeypatch):
     from owm_adapters.bootstrap.node import build_node
     from owm_adapters.bootstrap.settings import load_node_settings
@@ -98,6 +118,7 @@ def test_a_node_built_for_a_gpu_machine_gives_its_tasks_cuda_mps_limits(tmp_path
     keystore.create_identity(tmp_path / "id.key")
     pubkey = "02" + "11" * 32
     config = _config(tmp_path, "health_port = 0\n"
+                               f'[coordinator]\npublic_key = "{"ab" * 32}"\n'
                                f'[lightning]\nnode_uri = "{pubkey}@127.0.0.1:9735"\n'
                                "[tasks]\ngpu_memory_mb = 20000\ngpu_thread_percentage = 40\n")
     report = detect_hardware(1000, FixedGpuProbe([A100]),

@@ -101,6 +101,7 @@ def test_a_node_on_lnd_is_paid_to_an_invoice_its_own_lnd_created(tmp_path: Path)
         identity, control, MANIFEST, TaskRunner(limits=Limits(timeout_s=60)),
         TaskLog.in_dir(data_dir), SystemClock(),
         DaemonSettings(ln_node_uri=f"{node_pubkey}@127.0.0.1:9735", heartbeat_interval_s=0.5,
+                       coordinator_public_key=service.sealing.public_key_hex,
                        payment_check_interval_s=0.2, invoice_poll_s=0.2),
         data_dir=data_dir, say=said.append, invoicer=invoicer,
     )

@@ -263,7 +263,9 @@ def test_the_daemon_installs_new_versions_in_the_background(api, devnet, tmp_pat
     daemon = NodeDaemon(
         node.identity, InProcessControlPlane(network.service), MANIFEST,
         TaskRunner(model_dir=str(tmp_path / "models")), TaskLog.in_dir(tmp_path / "state"),
-        SystemClock(), DaemonSettings(ln_node_uri=node.ln_node_uri, weights_poll_s=0.1),
+        SystemClock(),
+        DaemonSettings(ln_node_uri=node.ln_node_uri, weights_poll_s=0.1,
+                       coordinator_public_key=network.coordinator_key),
         data_dir=tmp_path / "state", say=said.append, weights=watcher,
     )
     stop = threading.Event()

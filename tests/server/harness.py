@@ -23,6 +23,13 @@ from owm_core.coordination.challenges import Challenge, ChallengePurpose, challe
 from owm_core.identity import envelopes
 from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, Heartbeat, TaskProof
 from owm_core.identity.keys import Identity
+from owm_core.identity.sealing import (
+    NONCE_BYTES,
+    input_context,
+    open_sealed,
+    output_context,
+    seal,
+)
 from owm_core.nodes.tiers import Tier
 from owm_core.ports.invoices import InvoiceSource
 from owm_core.ports.repositories import Repositories
@@ -30,6 +37,8 @@ from owm_server.grpc.limits import GrpcLimits
 from owm_server.grpc.server import CoordinatorServer
 
 T1_STAKE_SAT = 100_000
+COORDINATOR_KEY = Identity.from_seed(b"\x0c" * 32)
+"""The coordinator's identity in these tests: kept across restarts, as its key file is."""
 
 
 class StepClock:
@@ -78,6 +87,7 @@ def start_coordinator(
     payout_sweep_s: float | None = None,
     max_workers: int = 16,
     limits: GrpcLimits | None = None,
+    coordinator_key: Identity = COORDINATOR_KEY,
 ) -> Coordinator:
     """Build a coordinator over ``repositories`` and the ledger's treasury, on a free port."""
     treasury = ledger.add_node("treasury")
@@ -90,6 +100,7 @@ def start_coordinator(
         slashing=False,
         invoices=invoices,
         payout_sweep_s=payout_sweep_s,
+        coordinator_key=coordinator_key,
     )
     server = CoordinatorServer(
         app.service, "127.0.0.1:0", onion_listen=onion_listen, max_workers=max_workers,
@@ -204,6 +215,25 @@ class SimNode:
             )
         )
         return TaskFeed(call)
+
+    def opened(self, assignment: pb.TaskAssignment, coordinator: str = "") -> bytes:
+        """The input of ``assignment``, sealed to this node by the coordinator (SRS-SEC-02)."""
+        return open_sealed(
+            assignment.input,
+            recipient=self.identity,
+            sender_public_key=coordinator or COORDINATOR_KEY.public_key_hex,
+            context=input_context(assignment.task_id),
+        )
+
+    def sealed(self, task_id: str, output: bytes, coordinator: str = "") -> bytes:
+        """``output`` sealed to the coordinator, as a node daemon delivers it (SRS-SEC-02)."""
+        return seal(
+            output,
+            sender=self.identity,
+            recipient_public_key=coordinator or COORDINATOR_KEY.public_key_hex,
+            context=output_context(task_id),
+            nonce=os.urandom(NONCE_BYTES),
+        )
 
     def proof(self, task_id: str, output: bytes, now: int) -> bytes:
         body = TaskProof(

@@ -32,6 +32,13 @@ from owm_core.coordination.challenges import ChallengePurpose
 from owm_core.coordination.registration import Registration
 from owm_core.identity import envelopes
 from owm_core.identity.envelopes import EnvelopeKind, TaskProof
+from owm_core.identity.sealing import (
+    NONCE_BYTES,
+    input_context,
+    open_sealed,
+    output_context,
+    seal,
+)
 from owm_core.knowledge.retrieval import Retrieval
 from owm_core.market.task_types import canonical_output, output_hash, validate_input
 from owm_core.market.tasks import VerificationMode, VerificationPolicy
@@ -89,15 +96,22 @@ class InProcessNode:
                 continue
             task = pushed.task
             request = task.request
+            coordinator = self.coordinator.sealing.public_key_hex
+            opened = open_sealed(pushed.input, recipient=self.sim.identity,
+                                 sender_public_key=coordinator,
+                                 context=input_context(task.task_id))
             _, data = validate_input(request.task_type, request.input_schema_id,
-                                     request.input_schema_version, pushed.input)
+                                     request.input_schema_version, opened)
             output = execute(request.task_type, data, None)
             if self.delay_s:
                 time.sleep(self.delay_s)
             proof = TaskProof(task.task_id, output_hash(output), 5, {"gpu": "none"})
             envelope = envelopes.seal(self.sim.identity, EnvelopeKind.TASK_PROOF, proof,
                                       os.urandom(16), self.coordinator.clock.now())
-            self.coordinator.submit_proof(envelopes.to_bytes(envelope), canonical_output(output))
+            sealed = seal(canonical_output(output), sender=self.sim.identity,
+                          recipient_public_key=coordinator,
+                          context=output_context(task.task_id), nonce=os.urandom(NONCE_BYTES))
+            self.coordinator.submit_proof(envelopes.to_bytes(envelope), sealed)
             self.executed.append(task.task_id)
 
     def stop(self) -> None:

@@ -90,7 +90,7 @@ def test_a_restarted_coordinator_pushes_every_task_with_its_original_input_bytes
     request.input = assigned_input
     first.stub.SubmitTask(request)
     (got,) = feed.wait_for(1)
-    assert got.input == assigned_input
+    assert node.opened(got) == assigned_input
     request = task_request("job-waiting", max_price_msat=500)  # below the node's ask
     request.input = waiting_input
     first.stub.SubmitTask(request)
@@ -101,7 +101,7 @@ def test_a_restarted_coordinator_pushes_every_task_with_its_original_input_bytes
     second = start_coordinator(open_repositories(url), ledger, clock, config)
     try:
         feed = node.open_stream(second.stub, ask_msat=100)
-        pushed = {a.task_id: a.input for a in feed.wait_for(2)}
+        pushed = {a.task_id: node.opened(a) for a in feed.wait_for(2)}
         assert pushed == {got.task_id: assigned_input, "job-waiting:0": waiting_input}
         for task_id in pushed:
             reply = second.stub.SubmitProof(

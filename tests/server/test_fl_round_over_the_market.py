@@ -43,7 +43,7 @@ from owm_core.provenance.verification import verify_model_version
 from owm_core.provenance.versions import ProofStatus
 from owm_server.grpc.server import CoordinatorServer
 from owm_server.http.serve import ApiServer, api_server_for
-from tests.server.harness import T1_STAKE_SAT, SimNode, StepClock
+from tests.server.harness import COORDINATOR_KEY, T1_STAKE_SAT, SimNode, StepClock
 
 T0 = 1_800_000_000
 
@@ -74,7 +74,7 @@ class Network:
         self.app = build_coordinator(
             settings, store=memory_repositories(),
             treasury=self.ledger.lightning("treasury"), clock=self.clock,
-            config=ServiceConfig(tick_s=0.05), slashing=False,
+            config=ServiceConfig(tick_s=0.05), slashing=False, coordinator_key=COORDINATOR_KEY,
         )
         self.service = self.app.service
         fl = self.app.fl
@@ -109,7 +109,7 @@ def network(tmp_path: Path) -> Iterator[Network]:
 
 def run_assignment(net: Network, node: SimNode, assignment: pb.TaskAssignment) -> None:
     """What a node daemon does with an fl_training assignment (training code included)."""
-    data = json.loads(assignment.input)
+    data = json.loads(node.opened(assignment))
     trained = execute(assignment.task_type, data, None)
     body = sign_update(
         node.identity, round_number=data["round"], sub_model=data["sub_model"],
@@ -126,7 +126,8 @@ def run_assignment(net: Network, node: SimNode, assignment: pb.TaskAssignment) -
         json.dumps(body["weights"]).encode()).hexdigest()}
     output = canonical_output(summary)
     net.stub.SubmitProof(pb.SubmitProofRequest(
-        proof_envelope=node.proof(assignment.task_id, output, net.clock.now()), output=output,
+        proof_envelope=node.proof(assignment.task_id, output, net.clock.now()),
+        output=node.sealed(assignment.task_id, output),
     ))
 
 

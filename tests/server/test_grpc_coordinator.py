@@ -225,7 +225,9 @@ def test_a_submitted_task_is_dispatched_over_the_stream_and_settled_after_proofs
         got = [f.wait_for(1)[0] for f in feeds]
         assert time.monotonic() - started < 1.0  # SRS-PERF-09
         assert sorted(a.task_id for a in got) == sorted(submitted.replica_ids)
-        assert all(a.input == b'{"prompt": "hello"}' for a in got)
+        assert all(
+            n.opened(a) == b'{"prompt": "hello"}' for n, a in zip(nodes, got, strict=True)
+        )
         assert all(a.assigned_at_ms == clock.now() * 1000 for a in got)  # the market's clock
         for node, assignment in zip(nodes, got, strict=True):
             output = b"same answer" if node is not nodes[2] else b"dissent"

@@ -84,7 +84,8 @@ class Live:
                     break
             assert mine, f"{node.node_id} got no replica of {task_id}"
             proof = node.proof(mine[0], output, self.clock.now())
-            self.stub.SubmitProof(pb.SubmitProofRequest(proof_envelope=proof, output=output))
+            sealed = node.sealed(mine[0], output, self.service.sealing.public_key_hex)
+            self.stub.SubmitProof(pb.SubmitProofRequest(proof_envelope=proof, output=sealed))
 
     @property
     def maintainers(self) -> list[Identity]:

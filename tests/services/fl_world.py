@@ -19,6 +19,7 @@ from owm_adapters.bootstrap.coordinator import replicas_per_task
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.node.task_exec import run_training
 from owm_adapters.provenance.embedded import EmbeddedProvenance
+from owm_adapters.services.coordinator.sealing import SealedBlobs
 from owm_adapters.services.coordinator.service import CoordinatorService, ServiceConfig
 from owm_adapters.services.fl_rounds import FlConfig, FlRoundService
 from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
@@ -69,8 +70,13 @@ class FlWorld:
             )
         return fl_round
 
+    def stored_input(self, task_id: str) -> bytes | None:
+        """A submitted task's input, as the coordinator opens its stored row (SRS-SEC-02)."""
+        stored = SealedBlobs(self.repos.task_inputs, self.coordinator.sealing, "task-input")
+        return stored.get(task_id)
+
     def task_input(self, fl_round: FlRound) -> dict[str, Any]:
-        raw = self.repos.task_inputs.get(fl_round.task_ids[0])
+        raw = self.stored_input(fl_round.task_ids[0])
         assert raw is not None
         data: dict[str, Any] = json.loads(raw)
         return data

@@ -41,7 +41,7 @@ def test_a_round_submits_one_valid_fl_training_task_carrying_the_global_model(
     replicas, outcome = world.coordinator.task(group)
     assert len(replicas) == 4 and outcome == "pending"
     assert {r.request.task_type for r in replicas} == {"fl_training"}
-    raw = world.repos.task_inputs.get(group)
+    raw = world.stored_input(group)
     assert raw is not None
     _schema, data = validate_input("fl_training", "owm.fl.train", 1, raw)
     assert data["upload_url"] == UPLOAD_URL and data["round"] == fl_round.number

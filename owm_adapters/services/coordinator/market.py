@@ -27,6 +27,7 @@ from typing import Protocol
 import attrs
 
 from owm_adapters.net.destinations import check_task_url
+from owm_adapters.services.coordinator.sealing import SealedBlobs, SealedMarketStore, TaskSealing
 from owm_adapters.services.coordinator.shared import LockedGuard, Observed, ServiceConfig
 from owm_core.coordination.registration import node_status
 from owm_core.coordination.rejections import (
@@ -161,10 +162,15 @@ class Market:
         guard: LockedGuard,
         observed: Observed,
         *,
+        sealing: TaskSealing,
         entropy: Callable[[int], bytes] = os.urandom,
         settlement_listeners: Sequence[Callable[[Settlement], None]] = (),
     ) -> None:
         self.repositories = repositories
+        #: Inputs and outputs travel and rest sealed (SRS-SEC-02; :mod:`.sealing`).
+        self._sealing = sealing
+        self._stored_inputs = SealedBlobs(repositories.task_inputs, sealing, "task-input")
+        self._store = SealedMarketStore.over(repositories, sealing)
         self.clock = clock
         self.config = config
         self._guard = guard
@@ -199,7 +205,7 @@ class Market:
         with self.repositories.atomic():
             replicas = submit_task(self.repositories, request, self.config.verification)
             if input_data:
-                self.repositories.task_inputs.put(request.task_id, input_data)
+                self._stored_inputs.put(request.task_id, input_data)
         now_ms = self.clock.monotonic_ms()
         with self._market_lock:
             self._inputs[request.task_id] = input_data
@@ -242,7 +248,7 @@ class Market:
     def task_output(self, task_id: str) -> bytes | None:
         """The verified output of a submitted task (canonical JSON bytes), or None while it is
         pending, when it failed, or when its nodes did not deliver outputs."""
-        return verified_output(self.repositories, task_id)
+        return verified_output(self._store, task_id)
 
     def task_counts(self, limit: int = 100_000) -> dict[str, int]:
         """How many replicas are in each task state (metrics; capped at ``limit`` per state)."""
@@ -303,15 +309,19 @@ class Market:
 
     def submit_proof(self, raw: bytes, output: bytes = b"") -> ProofOutcome:
         """Verify and durably store a task proof (and the output the node delivered with it,
-        which must hash to the proof's output hash), then verify/settle the task (SRS 4.1)."""
+        which must hash to the proof's output hash), then verify/settle the task (SRS 4.1).
+
+        The output arrives sealed to the coordinator by the proof's signer and is stored sealed
+        (SRS-SEC-02); one that does not open is InvalidValue(``output``), nothing stored."""
+        opened = self._sealing.output_of(raw, output)
         with self._market_lock:
             outcome = accept_proof(
-                self.repositories,
+                self._store,
                 raw,
                 self.clock.now(),
                 self.config.verification,
                 self._seed,
-                output,
+                opened,
             )
             if outcome.settlements:
                 self._forget_input(outcome.task.task_id.rpartition(":")[0])
@@ -417,13 +427,14 @@ class Market:
         group = task.task_id.rpartition(":")[0]
         data = self._inputs.get(group)
         if data is None:  # submitted before a restart, or through another coordinator process
-            data = self.repositories.task_inputs.get(group) or b""
-        return PushedTask(task, self.clock.now() * 1000, data)
+            data = self._stored_inputs.get(group) or b""
+        sealed = self._sealing.input_for_node(task, self.repositories.nodes, data)
+        return PushedTask(task, self.clock.now() * 1000, sealed)
 
     def _forget_input(self, group: str) -> None:
         """Drop a settled task's input; a failure only leaves a harmless row behind."""
         self._inputs.pop(group, None)
         try:
-            self.repositories.task_inputs.delete(group)
+            self._stored_inputs.delete(group)
         except Exception:
             log.exception("input of settled task %s could not be deleted", group)

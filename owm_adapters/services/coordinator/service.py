@@ -40,6 +40,7 @@ from owm_adapters.services.coordinator.market import (
     TaskStreamHandle,
 )
 from owm_adapters.services.coordinator.registrar import Registrar
+from owm_adapters.services.coordinator.sealing import TaskSealing
 from owm_adapters.services.coordinator.shared import (
     CoordinatorObserver,
     LockedGuard,
@@ -53,6 +54,7 @@ from owm_core.coordination.registration import Registered, Registration, task_st
 from owm_core.coordination.rejections import Rejection, RejectionOutcome
 from owm_core.coordination.stakes import StakeTerms
 from owm_core.coordination.tasks import ProofOutcome
+from owm_core.identity.keys import Identity
 from owm_core.market.tasks import NodeOffer, Settlement, Task, TaskRequest
 from owm_core.nodes.registry import NodeStatus
 from owm_core.ports.clock import Clock
@@ -76,7 +78,11 @@ class CoordinatorService:
         entropy: Callable[[int], bytes] = os.urandom,
         observer: CoordinatorObserver | None = None,
         settlement_listeners: Sequence[Callable[[Settlement], None]] = (),
+        coordinator_key: Identity | None = None,
     ) -> None:
+        """``coordinator_key`` seals task inputs to nodes and opens their outputs (SRS-SEC-02);
+        without one (tests) this process draws a key of its own, and inputs stored sealed
+        under it do not open after a restart."""
         self.repositories = repositories
         self.lightning = lightning
         self.clock = clock
@@ -85,9 +91,11 @@ class CoordinatorService:
         guard = LockedGuard.sized_by(self.config)
         self.registrar = Registrar(repositories, lightning, clock, self.config, entropy)
         self.ingest = HeartbeatIngest(repositories, clock, self.config, guard, self._observed)
+        key = coordinator_key or Identity.from_seed(entropy(32))
+        self.sealing = TaskSealing(key, entropy)
         self.market = Market(
             repositories, clock, self.config, guard, self._observed,
-            entropy=entropy, settlement_listeners=settlement_listeners,
+            sealing=self.sealing, entropy=entropy, settlement_listeners=settlement_listeners,
         )
         self._stopping = threading.Event()
         self._market_thread: threading.Thread | None = None

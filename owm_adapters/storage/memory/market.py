@@ -8,7 +8,7 @@ from owm_adapters.storage.envelopes import proof_of
 from owm_adapters.storage.memory.state import StateRepository
 from owm_core.errors import Conflict
 from owm_core.identity.envelopes import Envelope
-from owm_core.market.tasks import Task, TaskState, check_task_input
+from owm_core.market.tasks import MAX_STORED_TASK_DATA_BYTES, Task, TaskState, check_task_input
 
 
 class MemoryTaskRepository(StateRepository):
@@ -98,7 +98,7 @@ class MemoryTaskInputRepository(StateRepository):
 
     def put(self, task_id: str, data: bytes) -> None:
         """Store ``data`` for ``task_id``; same data again is a no-op, other data a Conflict."""
-        data = check_task_input(data, self.FIELD)
+        data = check_task_input(data, self.FIELD, MAX_STORED_TASK_DATA_BYTES)
         with self._lock:
             stored = self._blobs().get(task_id)
             if stored is not None and stored != data:

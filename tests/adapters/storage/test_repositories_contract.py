@@ -65,7 +65,7 @@ from owm_core.identity.envelopes import (
 from owm_core.identity.keys import Identity
 from owm_core.market import tasks as market
 from owm_core.market.tasks import (
-    MAX_TASK_INPUT_BYTES,
+    MAX_STORED_TASK_DATA_BYTES,
     Match,
     NodeOffer,
     Task,
@@ -955,7 +955,7 @@ def test_task_data_beyond_the_size_limit_is_refused_naming_the_field(
 ) -> None:
     blobs = getattr(repos, store)
     with pytest.raises(InvalidValue) as refused:
-        blobs.put("task-1", bytes(MAX_TASK_INPUT_BYTES + 1))
+        blobs.put("task-1", bytes(MAX_STORED_TASK_DATA_BYTES + 1))
     assert refused.value.field == field
     assert blobs.get("task-1") is None
 

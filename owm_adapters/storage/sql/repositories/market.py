@@ -22,7 +22,13 @@ from owm_adapters.storage.sql.rows import (
 )
 from owm_core.errors import Conflict
 from owm_core.identity.envelopes import Envelope, to_bytes
-from owm_core.market.tasks import Task, TaskRequest, TaskState, check_task_input
+from owm_core.market.tasks import (
+    MAX_STORED_TASK_DATA_BYTES,
+    Task,
+    TaskRequest,
+    TaskState,
+    check_task_input,
+)
 
 _ROWS = row_converter()
 """How this context's values become rows and back."""
@@ -137,7 +143,7 @@ class SqlTaskInputRepository(SqlRepository):
 
     def put(self, task_id: str, data: bytes) -> None:
         """Store ``data`` for ``task_id``; same data again is a no-op, other data a Conflict."""
-        data = check_task_input(data, self.FIELD)
+        data = check_task_input(data, self.FIELD, MAX_STORED_TASK_DATA_BYTES)
         c = self._table.c
         with self._db.tx(write=True) as conn:
             dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
