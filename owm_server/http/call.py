@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 import attrs
 
 from owm_adapters.services.api import ApiServices
 from owm_core.access.callers import Caller
 from owm_server.http.problems import Problem
+
+T = TypeVar("T")
 
 
 @attrs.define
@@ -28,3 +31,13 @@ class Call:
         if self.caller is None:
             raise Problem(401, "unauthenticated", "this operation needs a credential")
         return self.caller
+
+
+def running(
+    service: T | None, code: str, detail: str, headers: Mapping[str, str] | None = None
+) -> T:
+    """``service`` when this coordinator runs it, else a 503 problem ``code`` saying so
+    (an optional capability: knowledge, FL rounds, slashing, queries)."""
+    if service is None:
+        raise Problem(503, code, detail, headers=headers)
+    return service

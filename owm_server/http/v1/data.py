@@ -24,9 +24,8 @@ from owm_core.knowledge.datasets import (
     dataset_from_object,
 )
 from owm_core.knowledge.submodels import SubModel
-from owm_server.http.call import Call
+from owm_server.http.call import Call, running
 from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag
-from owm_server.http.problems import Problem
 from owm_server.http.v1.schemas import INT, SLUG, STR, array, obj, problem
 
 DATASET_BODY: Schema = {
@@ -138,10 +137,9 @@ def sub_model_json(m: SubModel) -> dict[str, Any]:
 
 
 def _knowledge(call: Call) -> KnowledgeBase:
-    knowledge = call.services.knowledge
-    if knowledge is None:
-        raise Problem(503, "knowledge-unavailable", "this coordinator runs no knowledge base")
-    return knowledge
+    return running(
+        call.services.knowledge, "knowledge-unavailable", "this coordinator runs no knowledge base"
+    )
 
 
 def submit_dataset(call: Call) -> Response:

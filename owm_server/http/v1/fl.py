@@ -22,9 +22,8 @@ from starlette.responses import JSONResponse, Response
 from owm_adapters.services.fl_rounds import FlRoundService
 from owm_core.fl.rounds import FlRound
 from owm_core.fl.updates import MAX_PARAMETERS
-from owm_server.http.call import Call
+from owm_server.http.call import Call, running
 from owm_server.http.contract import Access, Operation, Reply, Schema, Tag
-from owm_server.http.problems import Problem
 from owm_server.http.v1.schemas import (
     HEX32,
     HEX_SIG,
@@ -137,10 +136,9 @@ def round_json(r: FlRound) -> dict[str, Any]:
 
 
 def _fl(call: Call) -> FlRoundService:
-    fl = call.services.fl
-    if fl is None:
-        raise Problem(503, "fl-unavailable", "this coordinator runs no FL rounds ([fl] enabled)")
-    return fl
+    return running(
+        call.services.fl, "fl-unavailable", "this coordinator runs no FL rounds ([fl] enabled)"
+    )
 
 
 def upload_update(call: Call) -> Response:

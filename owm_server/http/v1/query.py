@@ -21,9 +21,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from owm_adapters.services.queries import QueryEvent, QueryService
 from owm_core.errors import DomainError
 from owm_core.knowledge.routing import QueryAnswer, answer_fields
-from owm_server.http.call import Call
+from owm_server.http.call import Call, running
 from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag
-from owm_server.http.problems import Problem, from_domain
+from owm_server.http.problems import from_domain
 from owm_server.http.v1.schemas import OBJECT_ID, STR, array, problem
 
 log = logging.getLogger(__name__)
@@ -90,15 +90,12 @@ _SSE_DESCRIPTION = (
 
 
 def _service(call: Call) -> QueryService:
-    service = call.services.queries
-    if service is None:
-        raise Problem(
-            503,
-            "conglomerate-unavailable",
-            "the conglomerate has no knowledge base configured; no answer is invented",
-            headers={"Retry-After": "3600"},
-        )
-    return service
+    return running(
+        call.services.queries,
+        "conglomerate-unavailable",
+        "the conglomerate has no knowledge base configured; no answer is invented",
+        headers={"Retry-After": "3600"},
+    )
 
 
 def answer_json(answer: QueryAnswer) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from owm_adapters.services.slashing import AckReceipt, Backing, PendingCase, Sla
 from owm_core.errors import InvalidValue, NotAMaintainer, NotFound, SignatureInvalid
 from owm_core.identity.envelopes import Envelope, EnvelopeKind, MaintainerAcknowledgement, open_body
 from owm_core.stake.slashing import SlashingReason
-from owm_server.http.call import Call
+from owm_server.http.call import Call, running
 from owm_server.http.contract import Access, Operation, Reply, Schema, Tag
 from owm_server.http.problems import Problem
 from owm_server.http.v1.schemas import (
@@ -108,10 +108,9 @@ CASE: Schema = obj(
 
 
 def _service(call: Call) -> SlashingService:
-    slashing = call.services.slashing
-    if slashing is None:
-        raise Problem(503, "slashing-unavailable", "this coordinator runs no slashing service")
-    return slashing
+    return running(
+        call.services.slashing, "slashing-unavailable", "this coordinator runs no slashing service"
+    )
 
 
 def _backing_json(b: Backing) -> dict[str, Any]:
