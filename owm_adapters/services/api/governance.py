@@ -88,8 +88,9 @@ class Governance:
             if proposal is None:
                 raise NotFound(f"no proposal {proposal_id}")
             self._check_room(proposal, caller.owner)
-            updated = add_comment(proposal, Comment(caller.owner, text, self._clock.now()))
-            self._repositories.proposals.save(updated)
+            comment = Comment(caller.owner, text, self._clock.now())
+            updated = add_comment(proposal, comment)
+            self._repositories.proposals.append_comment(proposal_id, comment)
         self._cache.clear()
         return updated
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import attrs
+
 from owm_adapters.storage.memory.state import StateRepository
+from owm_core.errors import Conflict
 from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
-from owm_core.governance.proposals import Proposal, ProposalStatus
+from owm_core.governance.proposals import Comment, Proposal, ProposalStatus
 
 
 class MemoryProposalRepository(StateRepository):
@@ -22,13 +25,25 @@ class MemoryProposalRepository(StateRepository):
         )
 
     def save(self, proposal: Proposal) -> None:
-        """Replace a stored proposal (status, comments, acks, txid…); Conflict if unknown."""
-        self._replace_known(
-            "proposals",
-            proposal.proposal_id,
-            proposal,
-            f"proposal {proposal.proposal_id} does not exist",
-        )
+        """Replace a stored proposal (status, deadline, acks, txid…); Conflict if unknown.
+
+        The stored comments are kept (they are appended by :meth:`append_comment` only).
+        """
+        with self._lock:
+            stored = self._state.proposals.get(proposal.proposal_id)
+            if stored is None:
+                raise Conflict(f"proposal {proposal.proposal_id} does not exist")
+            kept = attrs.evolve(proposal, comments=stored.comments)
+            self._state.proposals[proposal.proposal_id] = kept
+
+    def append_comment(self, proposal_id: str, comment: Comment) -> None:
+        """Add ``comment`` after the stored comments; Conflict if the proposal is unknown."""
+        with self._lock:
+            stored = self._state.proposals.get(proposal_id)
+            if stored is None:
+                raise Conflict(f"proposal {proposal_id} does not exist")
+            appended = attrs.evolve(stored, comments=(*stored.comments, comment))
+            self._state.proposals[proposal_id] = appended
 
     def get(self, proposal_id: str) -> Proposal | None:
         """The proposal with ``proposal_id``, or None."""

@@ -18,8 +18,9 @@ Column conventions (the same on SQLite and PostgreSQL):
 - ``seq`` columns are surrogate row ids that fix insertion order ("oldest first" listings).
 - Difficulties that are exact fractions are stored as decimal-text numerator/denominator.
 
-The slashing log is append-only: the migration also installs triggers that make the database
-itself refuse ``UPDATE`` and ``DELETE`` on ``slashing_log`` (SRS-STAKE-06).
+The slashing log and proposal comments are append-only: the migrations also install triggers
+that make the database itself refuse ``UPDATE`` and ``DELETE`` on ``slashing_log``
+(SRS-STAKE-06) and on ``proposal_comments`` (SRS-GOV-04).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
-from owm_core.governance.proposals import Proposal, ProposalStatus
+from owm_core.governance.proposals import Comment, Proposal, ProposalStatus
 
 
 class ProposalRepository(Protocol):
@@ -21,7 +21,19 @@ class ProposalRepository(Protocol):
         ...
 
     def save(self, proposal: Proposal) -> None:
-        """Replace a stored proposal (status, comments, acks, txid…); Conflict if unknown."""
+        """Replace a stored proposal (status, deadline, acks, txid…); Conflict if unknown.
+
+        Comments are not written here: the stored ones stay as they are, whatever
+        ``proposal.comments`` holds (add one with :meth:`append_comment`).
+        """
+        ...
+
+    def append_comment(self, proposal_id: str, comment: Comment) -> None:
+        """Add ``comment`` after the stored comments of a proposal; Conflict if it is unknown.
+
+        Earlier comments are never rewritten: a comment costs one new row, however long the
+        thread (SRS-GOV-04).
+        """
         ...
 
     def get(self, proposal_id: str) -> Proposal | None:

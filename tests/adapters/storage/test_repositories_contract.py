@@ -24,7 +24,7 @@ from typing import Any
 
 import attrs
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
 
 from owm_adapters.storage.memory import memory_repositories
@@ -676,8 +676,10 @@ def test_a_proposal_round_trips_with_comments_acknowledgements_and_txid(
     proposal = a_treasury_proposal()
     repos.proposals.add(proposal)
     assert repos.proposals.get("prop-1") == proposal
-    proposal = add_comment(proposal, Comment("bob", "Why a year?", T0 + 10))
-    proposal = add_comment(proposal, Comment("carol", "Seems fine.", T0 + 20))
+    for comment in (Comment("bob", "Why a year?", T0 + 10), Comment("carol", "Fine.", T0 + 20)):
+        proposal = add_comment(proposal, comment)
+        repos.proposals.append_comment("prop-1", comment)
+    assert repos.proposals.get("prop-1") == proposal
     for holder in sorted(TREASURY.holders):
         proposal = acknowledge(proposal, holder, TREASURY)
     proposal = decide(close_comments(proposal, T0 + 14 * DAY), accept=True)
@@ -685,10 +687,23 @@ def test_a_proposal_round_trips_with_comments_acknowledgements_and_txid(
                        txid="ab" * 32)  # fmt: skip
     repos.proposals.save(proposal)
     assert repos.proposals.get("prop-1") == proposal
-    fewer = attrs.evolve(proposal, comments=proposal.comments[:1])
-    repos.proposals.save(fewer)
-    assert repos.proposals.get("prop-1") == fewer
     assert repos.proposals.get("prop-2") is None
+
+
+def test_saving_a_proposal_neither_drops_nor_rewrites_its_comments(repos: Repositories) -> None:
+    proposal = a_treasury_proposal()
+    repos.proposals.add(proposal)
+    first = Comment("bob", "Why a year?", T0 + 10)
+    repos.proposals.append_comment("prop-1", first)
+
+    edited = attrs.evolve(proposal, comments=(Comment("bob", "I never asked", T0 + 10),))
+    repos.proposals.save(attrs.evolve(edited, title="Fund two relays"))
+    repos.proposals.save(attrs.evolve(proposal, comments=()))
+
+    stored = repos.proposals.get("prop-1")
+    assert stored is not None and stored.comments == (first,)
+    with pytest.raises(Conflict):
+        repos.proposals.append_comment("prop-2", first)
 
 
 def test_proposal_ids_are_unique_and_only_known_proposals_are_saved(repos: Repositories) -> None:
@@ -1059,6 +1074,49 @@ def test_the_database_itself_refuses_to_edit_or_delete_slashing_log_rows(
         with pytest.raises(IntegrityError, match="append-only"), engine.begin() as conn:
             conn.execute(text(statement))
     assert sql_repos.slashing_log.entries() == entries
+
+
+def test_a_new_comment_is_one_inserted_row_and_earlier_ones_are_never_touched(
+    sql_repos: SqlRepositories,
+) -> None:
+    sql_repos.proposals.add(a_treasury_proposal())
+    earlier = [Comment(f"author-{i}", f"comment {i}", T0 + i) for i in range(50)]
+    for comment in earlier:
+        sql_repos.proposals.append_comment("prop-1", comment)
+    statements: list[str] = []
+    engine = sql_repos.database.engine
+
+    def record(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        statements.append(" ".join(statement.split()).lower())
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        sql_repos.proposals.append_comment("prop-1", Comment("zoe", "one more", T0 + 99))
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    touching = [s for s in statements if "proposal_comments" in s and not s.startswith("select")]
+    assert len(touching) == 1 and touching[0].startswith("insert into proposal_comments")
+    stored = sql_repos.proposals.get("prop-1")
+    assert stored is not None
+    assert stored.comments == (*earlier, Comment("zoe", "one more", T0 + 99))
+
+
+def test_the_database_itself_refuses_to_edit_or_delete_comments(
+    sql_repos: SqlRepositories,
+) -> None:
+    sql_repos.proposals.add(a_treasury_proposal())
+    comment = Comment("bob", "Why a year?", T0 + 10)
+    sql_repos.proposals.append_comment("prop-1", comment)
+    engine = sql_repos.database.engine
+    for statement in (
+        "UPDATE proposal_comments SET text = 'I never said that'",
+        "DELETE FROM proposal_comments",
+    ):
+        with pytest.raises(IntegrityError, match="append-only"), engine.begin() as conn:
+            conn.execute(text(statement))
+    stored = sql_repos.proposals.get("prop-1")
+    assert stored is not None and stored.comments == (comment,)
 
 
 def test_integers_beyond_64_bits_are_refused_as_invalid_values(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+import attrs
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.database import SqlRepository
@@ -26,6 +27,20 @@ register_row(_ROWS, Bounty, int64_columns=["amount_sat", "created_at"])
 register_row(_ROWS, AnalysisRequest, int64_columns=["requested_at", "updated_at"])
 
 
+def _comment_row(proposal_id: str, position: int, comment: Comment) -> dict[str, Any]:
+    return {
+        "proposal_id": proposal_id,
+        "position": position,
+        "author": comment.author,
+        "text": comment.text,
+        "at": comment.at,
+    }
+
+
+def _next(last: int | None) -> int:
+    return 0 if last is None else last + 1
+
+
 class SqlProposalRepository(SqlRepository):
     """Proposals in ``proposals``, their comments and holder acknowledgements in child tables."""
 
@@ -36,7 +51,11 @@ class SqlProposalRepository(SqlRepository):
             self._write_children(conn, proposal)
 
     def save(self, proposal: Proposal) -> None:
-        """Replace a stored proposal (status, comments, acks, txid…); Conflict if unknown."""
+        """Replace a stored proposal (status, deadline, acks, txid…); Conflict if unknown.
+
+        Comment rows are not touched (the database refuses to change them anyway): comments
+        are added by :meth:`append_comment`.
+        """
         pid = proposal.proposal_id
         with self._db.tx(write=True) as conn:
             done = conn.execute(
@@ -47,14 +66,26 @@ class SqlProposalRepository(SqlRepository):
             if done.rowcount == 0:
                 raise Conflict(f"proposal {pid} does not exist")
             conn.execute(
-                delete(t.proposal_comments).where(t.proposal_comments.c.proposal_id == pid)
-            )
-            conn.execute(
                 delete(t.proposal_acknowledgements).where(
                     t.proposal_acknowledgements.c.proposal_id == pid
                 )
             )
-            self._write_children(conn, proposal)
+            self._write_children(conn, attrs.evolve(proposal, comments=()))
+
+    def append_comment(self, proposal_id: str, comment: Comment) -> None:
+        """Insert one comment row after the stored ones; Conflict if the proposal is unknown
+        (or another comment took the same place meanwhile: the caller may try again)."""
+        pc = t.proposal_comments
+        with self._db.tx(write=True) as conn:
+            known = conn.execute(
+                select(t.proposals.c.proposal_id).where(t.proposals.c.proposal_id == proposal_id)
+            ).first()
+            if known is None:
+                raise Conflict(f"proposal {proposal_id} does not exist")
+            last = conn.execute(
+                select(func.max(pc.c.position)).where(pc.c.proposal_id == proposal_id)
+            ).scalar()
+            conn.execute(insert(pc).values(_comment_row(proposal_id, _next(last), comment)))
 
     @staticmethod
     def _write_children(conn: Connection, proposal: Proposal) -> None:
@@ -62,16 +93,7 @@ class SqlProposalRepository(SqlRepository):
         if proposal.comments:
             conn.execute(
                 insert(t.proposal_comments),
-                [
-                    {
-                        "proposal_id": pid,
-                        "position": i,
-                        "author": c.author,
-                        "text": c.text,
-                        "at": c.at,
-                    }
-                    for i, c in enumerate(proposal.comments)
-                ],
+                [_comment_row(pid, i, c) for i, c in enumerate(proposal.comments)],
             )
         if proposal.acknowledgements:
             conn.execute(
