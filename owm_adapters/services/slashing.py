@@ -171,26 +171,22 @@ def proof_evidence_hash(envelope: Envelope) -> str:
     return sha256_hex(to_bytes(envelope))
 
 
+@attrs.define
 class SlashingService:
     """Signals and acknowledgements in, slashing decisions carried out (module docstring)."""
 
-    def __init__(
-        self,
-        repositories: Repositories,
-        force_closer: Lightning,
-        coordinator: Identity,
-        clock: Clock,
-        policy: SlashingPolicy,
-        stake_policy: StakePolicy | None = None,
-    ) -> None:
-        self.repositories = repositories
-        self.force_closer = force_closer
-        self.coordinator = coordinator
-        self.clock = clock
-        self.policy = policy
-        self.stake_policy = stake_policy or StakePolicy()
-        self._lock = threading.RLock()
-        self._loop = Loop("owm-slashing", self.resume, RESUME_PERIOD_S)
+    repositories: Repositories
+    force_closer: Lightning
+    coordinator: Identity
+    clock: Clock
+    policy: SlashingPolicy
+    stake_policy: StakePolicy = attrs.field(factory=StakePolicy)
+    _lock: threading.RLock = attrs.field(factory=threading.RLock, init=False)
+    _loop: Loop = attrs.field(init=False)
+
+    @_loop.default
+    def _resume_loop(self) -> Loop:
+        return Loop("owm-slashing", self.resume, RESUME_PERIOD_S)
 
     @property
     def coordinator_public_key(self) -> str:
