@@ -1,5 +1,8 @@
 """Heartbeat ingestion and dispatch latency of the coordinator over real gRPC (SRS-PERF-04/09).
 
+Everything runs over the control plane's mTLS (SRS-SEC-01), as in production: the figures
+include TLS (handshakes, encryption) and the per-call certificate-binding check.
+
 Usage:  .venv/bin/python bench/heartbeats.py [--nodes 2000] [--per-node 20] [--streams 4]
         [--batch 500] [--tasks 200] [--no-postgres]
 
@@ -90,13 +93,20 @@ def raw_verify_per_min(heartbeats: list[bytes], seconds: float = 2.0) -> float:
 # --------------------------------------------------------------------------- load generator
 
 
-def _generator(port: int, path: str, streams: int, batch: int, go: object, out: object) -> None:
-    """Child process: send the pre-signed heartbeats over ``streams`` client streams."""
+def _generator(
+    port: int, pin: str, path: str, streams: int, batch: int, go: object, out: object
+) -> None:
+    """Child process: send the pre-signed heartbeats over ``streams`` client streams, over
+    mTLS like every control-plane client (a relay's certificate, pinning the coordinator's)."""
+    from owm_adapters.control_plane.tls import ClientTls, issue_node_certificate, pinned_channel
+
     with open(path, "rb") as fh:
         heartbeats: list[bytes] = pickle.load(fh)
     shares = [heartbeats[i::streams] for i in range(streams)]
-    channel = grpc.insecure_channel(
-        f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)]
+    relay = Identity.from_seed(os.urandom(32))
+    tls = ClientTls(issue_node_certificate(relay, int(time.time())), pin)
+    channel = pinned_channel(
+        f"127.0.0.1:{port}", tls, options=[("grpc.max_send_message_length", 64 << 20)]
     )
     stub = pb_grpc.CoordinatorStub(channel)
     grpc.channel_ready_future(channel).result(timeout=10)
@@ -170,6 +180,7 @@ def ingest(
     """Serve a coordinator over ``url`` and time the load generator's heartbeats; hb/min."""
     from owm_adapters.bootstrap.coordinator import build_coordinator
     from owm_adapters.bootstrap.settings import CoordinatorSection, CoordinatorSettings
+    from owm_adapters.control_plane.tls import issue_coordinator_certificate
     from owm_adapters.services.coordinator.service import ServiceConfig
     from owm_adapters.storage.sql import open_repositories
     from owm_server.grpc.server import CoordinatorServer
@@ -193,8 +204,9 @@ def ingest(
         force_closer=NoLightning(),  # type: ignore[arg-type]
         config=ServiceConfig(heartbeat_flush_s=0.05, heartbeat_batch_max=5_000),
     )
+    tls = issue_coordinator_certificate(coordinator.identity, now)
     server = CoordinatorServer(
-        coordinator.service, "127.0.0.1:0", max_workers=max(8, args.streams * 2)
+        coordinator.service, "127.0.0.1:0", tls=tls, max_workers=max(8, args.streams * 2)
     )
     coordinator.workers.start()
     server.start()
@@ -203,7 +215,8 @@ def ingest(
         pickle.dump(heartbeats, fh)
     go, out = ctx.Event(), ctx.Queue()
     child = ctx.Process(
-        target=_generator, args=(server.port, fh.name, args.streams, args.batch, go, out)
+        target=_generator,
+        args=(server.port, tls.fingerprint, fh.name, args.streams, args.batch, go, out),
     )
     child.start()
     try:

@@ -86,6 +86,7 @@ def serve_coordinator(workdir: str, info_file: str, spot_rate_ppm: int) -> None:
     from owm_adapters.bootstrap.coordinator import build_coordinator
     from owm_adapters.bootstrap.settings import CoordinatorSection, CoordinatorSettings
     from owm_adapters.clock import SystemClock
+    from owm_adapters.control_plane.tls import issue_coordinator_certificate
     from owm_adapters.knowledge.minilm import MiniLmEmbedder
     from owm_adapters.knowledge.qdrant import QdrantVectorStore
     from owm_adapters.lightning.embedded import SimLedger
@@ -119,7 +120,8 @@ def serve_coordinator(workdir: str, info_file: str, spot_rate_ppm: int) -> None:
         clock=clock, config=config,
     )
     coordinator.workers.start()
-    grpc_server = CoordinatorServer(coordinator.service, "127.0.0.1:0", max_workers=64)
+    tls = issue_coordinator_certificate(coordinator.identity, clock.now())
+    grpc_server = CoordinatorServer(coordinator.service, "127.0.0.1:0", tls=tls, max_workers=64)
     grpc_server.start()
     embedder = MiniLmEmbedder()
     embedder.embed(["warm up"])
@@ -132,7 +134,8 @@ def serve_coordinator(workdir: str, info_file: str, spot_rate_ppm: int) -> None:
     api = ApiServer(create_app(services), "127.0.0.1:0")
     api.start()
     Path(info_file).write_text(json.dumps(
-        {"grpc_port": grpc_server.port, "api_port": api.port, "key": secret}
+        {"grpc_port": grpc_server.port, "api_port": api.port, "key": secret,
+         "tls_fingerprint": tls.fingerprint, "coordinator_key": coordinator.identity.public_key_hex}
     ))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -148,8 +151,9 @@ def serve_coordinator(workdir: str, info_file: str, spot_rate_ppm: int) -> None:
 class Node:
     """One ``owm-node start`` daemon and its output."""
 
-    def __init__(self, name: str, tmp: Path, grpc_port: int, ledger: Any, treasury: str,
+    def __init__(self, name: str, tmp: Path, info: dict[str, Any], ledger: Any, treasury: str,
                  max_concurrent: int) -> None:  # fmt: skip
+        grpc_port = info["grpc_port"]
         node_dir = tmp / f"node-{name}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("OWM_")}
         env["PYTHONUNBUFFERED"] = "1"
@@ -169,6 +173,8 @@ class Node:
             "heartbeat_interval_s = 5\n"
             "[coordinator]\n"
             f'url = "127.0.0.1:{grpc_port}"\n'
+            f'tls_fingerprint = "{info["tls_fingerprint"]}"\n'
+            f'public_key = "{info["coordinator_key"]}"\n'
             "[lightning]\n"
             f'node_uri = "{ln_pubkey}@127.0.0.1:9735"\n'
             f'treasury_uri = "{treasury}@127.0.0.1:9735"\n'
@@ -297,7 +303,7 @@ def main() -> int:
             info = json.loads(info_file.read_text())
             print(f"coordinator: grpc :{info['grpc_port']}  api :{info['api_port']}", flush=True)
             for n in range(args.nodes):
-                nodes.append(Node(chr(ord("a") + n), tmp, info["grpc_port"], ledger, treasury,
+                nodes.append(Node(chr(ord("a") + n), tmp, info, ledger, treasury,
                                   args.max_concurrent_tasks))  # fmt: skip
             for node in nodes:
                 node.wait_registered()

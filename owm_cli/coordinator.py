@@ -19,6 +19,7 @@ from owm_core.access.ratelimit import Transport
 if TYPE_CHECKING:
     from owm_adapters.bootstrap.coordinator import Coordinator
     from owm_adapters.bootstrap.settings import CoordinatorSettings
+    from owm_adapters.control_plane.tls import TlsCredentials
     from owm_adapters.services.knowledge import KnowledgeBase
     from owm_server.grpc.server import CoordinatorServer
     from owm_server.http.serve import ApiServer
@@ -30,28 +31,61 @@ def cli() -> None:
     """Run an OWM coordinator: node registry, task dispatch, FL rounds, rewards.
 
     \b
-    First time:   owm-coordinator init     (the coordinator's signing key)
+    First time:   owm-coordinator init     (signing key, TLS certificate; prints the pin)
     Run:          owm-coordinator serve [--config coordinator.toml]
     """
 
 
 @cli.command()
 @click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="coordinator.toml, for [coordinator] signing_key_path, data_dir and tls_*_path "
+    "(default: the embedded defaults).",
+)
+@click.option(
     "--key",
     "key_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("~/.owm/coordinator.key"),
-    show_default=True,
+    default=None,
     help="Where to create the coordinator's Ed25519 key, which signs slashing-log entries "
-    "(SRS-LN-13) and seals task inputs and outputs (SRS-SEC-02).",
+    "(SRS-LN-13), signs task assignments and seals task inputs and outputs (SRS-SEC-02) "
+    "[default: signing_key_path, ~/.owm/coordinator.key].",
 )
-def init(key_path: Path) -> None:
-    """Create the coordinator's signing identity; refuses to overwrite an existing one."""
-    identity = keystore.create_identity(key_path.expanduser())
-    click.echo(f"coordinator key {key_path} (mode 0600)")
-    click.echo(f"public key      {identity.public_key_hex}")
-    click.echo("nodes set it in owm.toml:")
-    click.echo(f'  [coordinator]\n  public_key = "{identity.public_key_hex}"')
+def init(config_path: Path | None, key_path: Path | None) -> None:
+    """Create the coordinator's signing key and its control-plane TLS certificate.
+
+    Prints what every node needs in its owm.toml: the certificate's fingerprint
+    ([coordinator] tls_fingerprint) and the coordinator's public key ([coordinator]
+    public_key). Existing files are kept, never overwritten.
+    """
+    import time
+
+    import attrs
+
+    from owm_adapters.bootstrap.coordinator import coordinator_tls_from, tls_paths_of
+    from owm_adapters.bootstrap.settings import load_coordinator_settings
+
+    settings = load_coordinator_settings(config_path)
+    if key_path is not None:
+        section = attrs.evolve(settings.coordinator, signing_key_path=str(key_path))
+        settings = attrs.evolve(settings, coordinator=section)
+    path = Path(settings.coordinator.signing_key_path).expanduser()
+    if path.exists():
+        identity = keystore.load_identity(path)
+        click.echo(f"coordinator key {path} (exists, kept)")
+    else:
+        identity = keystore.create_identity(path)
+        click.echo(f"coordinator key {path} (mode 0600)")
+    tls, created = coordinator_tls_from(settings, identity, int(time.time()))
+    paths = tls_paths_of(settings)
+    click.echo(f"TLS key         {paths.key} (mode 0600{'' if created else ', exists, kept'})")
+    click.echo(f"TLS certificate {paths.certificate}")
+    click.echo("give every node these two lines for the [coordinator] section of its owm.toml:")
+    click.echo(f'tls_fingerprint = "{tls.fingerprint}"')
+    click.echo(f'public_key = "{identity.public_key_hex}"')
 
 
 @cli.command()
@@ -70,7 +104,11 @@ def serve(config_path: Path | None) -> None:
     Shutdown is graceful: new requests are refused, task streams end, in-flight requests
     finish, pending heartbeats are written, then the process exits 0.
     """
-    from owm_adapters.bootstrap.coordinator import build_coordinator
+    from owm_adapters.bootstrap.coordinator import (
+        build_coordinator,
+        coordinator_tls_from,
+        tls_paths_of,
+    )
     from owm_adapters.bootstrap.settings import load_coordinator_settings
 
     settings = load_coordinator_settings(config_path)
@@ -79,6 +117,12 @@ def serve(config_path: Path | None) -> None:
         click.echo(
             f"created the coordinator's signing key {settings.coordinator.signing_key_path} (0600)"
         )
+    tls, tls_created = coordinator_tls_from(
+        settings, coordinator.identity, coordinator.clock.now()
+    )
+    if tls_created:
+        certificate = tls_paths_of(settings).certificate
+        click.echo(f"created the coordinator's TLS certificate {certificate}")
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:
@@ -88,14 +132,20 @@ def serve(config_path: Path | None) -> None:
     signal.signal(signal.SIGINT, _on_signal)
     try:
         with coordinator.running():
-            _serve(coordinator, settings, stop)
+            _serve(coordinator, settings, stop, tls)
     finally:
         coordinator.store.close()
     click.echo("stopped")
 
 
-def _serve(coordinator: Coordinator, settings: CoordinatorSettings, stop: threading.Event) -> None:
-    """gRPC, HTTP and metrics over a running ``coordinator`` until ``stop`` is set."""
+def _serve(
+    coordinator: Coordinator,
+    settings: CoordinatorSettings,
+    stop: threading.Event,
+    tls: TlsCredentials,
+) -> None:
+    """gRPC (mTLS with ``tls``), HTTP and metrics over a running ``coordinator`` until ``stop``
+    is set."""
     from owm_server.grpc.limits import GrpcLimits
     from owm_server.grpc.server import CoordinatorServer
     from owm_server.metrics import CoordinatorMetrics
@@ -104,7 +154,7 @@ def _serve(coordinator: Coordinator, settings: CoordinatorSettings, stop: thread
     metrics = CoordinatorMetrics()
     metrics.bind(coordinator.service)
     server = CoordinatorServer(
-        coordinator.service, section.grpc_listen, onion_listen=section.onion_listen,
+        coordinator.service, section.grpc_listen, tls=tls, onion_listen=section.onion_listen,
         invoices=coordinator.node_invoices, max_workers=section.grpc_max_workers,
         limits=GrpcLimits(idle_s=section.grpc_stream_idle_s),
     )
@@ -137,6 +187,7 @@ def _say_ready(
     section = settings.coordinator
     host = section.grpc_listen.rpartition(":")[0]
     click.echo(f"gRPC control plane  {host}:{server.port}")
+    click.echo(f"TLS fingerprint     {server.tls.fingerprint}")
     if section.onion_listen:
         onion_host = section.onion_listen.rpartition(":")[0]
         click.echo(f"onion endpoint      {onion_host}:{server.ports[Transport.ONION]}")

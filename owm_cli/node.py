@@ -79,8 +79,9 @@ def init(config_path: Path, data_dir: Path | None) -> None:
     click.echo(f"node id    {identity.node_id}")
     click.echo(f"public key {identity.public_key_hex}")
     click.echo(f"config     {config_path}")
-    click.echo("next: set [lightning] node_uri in the config, then `owm-node start --config "
-               f"{config_path}`")
+    click.echo("next: set [lightning] node_uri and, from your coordinator's `owm-coordinator "
+               "init`, [coordinator] tls_fingerprint and public_key in the config, then "
+               f"`owm-node start --config {config_path}`")
 
 
 def _chain_options(func: Any) -> Any:

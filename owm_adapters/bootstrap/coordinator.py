@@ -25,6 +25,9 @@ from owm_adapters.bootstrap.lightning import (
 )
 from owm_adapters.bootstrap.settings import ConfigError, CoordinatorSettings, data_dir_of
 from owm_adapters.clock import SystemClock
+from owm_adapters.control_plane import tls_files
+from owm_adapters.control_plane.tls import TlsCredentials
+from owm_adapters.control_plane.tls_files import TlsPaths
 from owm_adapters.files import secure_tree
 from owm_adapters.services.coordinator.service import CoordinatorService, ServiceConfig
 from owm_adapters.services.slashing import SlashingService
@@ -113,6 +116,9 @@ class Coordinator:
     #: The coordinator's log-signing key, and whether it was created by this build.
     signing_key_created: bool
     workers: Workers
+    #: The coordinator's Ed25519 key: signs the slashing log and task assignments; its public
+    #: half goes into every node's ``[coordinator] public_key``.
+    identity: Identity
 
     @contextmanager
     def running(self, timeout_s: float = 10.0) -> Iterator[Coordinator]:
@@ -198,7 +204,7 @@ def build_coordinator(
     return Coordinator(
         store=store, clock=clock, treasury=treasury, service=service, payouts=payouts,
         slashing=slashing_service, fl=fl, node_invoices=node_invoices,
-        signing_key_created=created, workers=workers,
+        signing_key_created=created, workers=workers, identity=service.signer,
     )
 
 
@@ -277,6 +283,24 @@ def coordinator_identity_from(
             f"coordinator.signing_key_path: {path} is not the key that signed the slashing log"
         )
     return identity, False
+
+
+def tls_paths_of(settings: CoordinatorSettings) -> TlsPaths:
+    """Where the control plane's TLS key and certificate live (``[coordinator] tls_*_path``)."""
+    section = settings.coordinator
+    default = TlsPaths.in_dir(Path(section.data_dir).expanduser())
+    return TlsPaths(
+        Path(section.tls_key_path).expanduser() if section.tls_key_path else default.key,
+        Path(section.tls_cert_path).expanduser() if section.tls_cert_path else default.certificate,
+    )
+
+
+def coordinator_tls_from(
+    settings: CoordinatorSettings, identity: Identity, now: int
+) -> tuple[TlsCredentials, bool]:
+    """The control plane's TLS credentials (SRS-SEC-01), created (0600) when missing; and
+    whether they were created now. The certificate is bound to ``identity``."""
+    return tls_files.coordinator_tls(tls_paths_of(settings), identity, now)
 
 
 def knowledge_base_from(
@@ -485,6 +509,7 @@ __all__ = [
     "advertised_api_url",
     "build_coordinator",
     "coordinator_identity_from",
+    "coordinator_tls_from",
     "data_dir_of",
     "database_url_of",
     "fl_rounds_from",
@@ -497,6 +522,7 @@ __all__ = [
     "repositories_from",
     "service_config_of",
     "slashing_service_from",
+    "tls_paths_of",
     "upload_url_of",
 ]
 

@@ -7,7 +7,10 @@ the command line an operator would type, and the environment they run in. :meth:
 hands them to :mod:`owm_adapters.devnet.network`, which starts them and waits until each is
 ready.
 
-Provisioning: identities, configuration files, stake channels, an API key.
+Provisioning: identities, the coordinator's TLS certificate, configuration files, stake
+channels, an API key. The whole devnet runs over mTLS like a real network: every node's
+``owm.toml`` carries the coordinator certificate's fingerprint and the coordinator's public key,
+which ``owm-coordinator init`` prints for operators (SRS-SEC-01).
 
 The identities are made by the code paths of ``owm-coordinator init`` and ``owm-node init``
 (:func:`owm_adapters.storage.keystore.create_identity`, the node's commented ``NODE_TEMPLATE``), so
@@ -50,6 +53,7 @@ from owm_adapters.bootstrap.settings import (
     load_coordinator_settings,
     load_node_settings,
 )
+from owm_adapters.control_plane.tls_files import TlsPaths, coordinator_tls
 from owm_adapters.devnet import network, processes
 from owm_adapters.devnet.layout import (
     CoordinatorEntry,
@@ -114,6 +118,7 @@ def provision(
     layout.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     layout.coordinator_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     coordinator_key = keystore.create_identity(layout.coordinator_dir / "coordinator.key")
+    tls_fingerprint = coordinator_pin(layout, now)
     ledger = SimLedger(layout.ledger_file)
     treasury = ledger.add_node(TREASURY_ALIAS, address=f"127.0.0.1:{LN_BASE_PORT}")
     entries = []
@@ -142,6 +147,7 @@ def provision(
         created_at=now,
         coordinator=CoordinatorEntry(
             public_key=coordinator_key.public_key_hex,
+            tls_fingerprint=tls_fingerprint,
             treasury_pubkey=treasury,
             grpc_port=0,
             api_port=0,
@@ -158,6 +164,14 @@ def provision(
     state = attrs.evolve(state, api_key=_issue_api_key(layout, now))
     layout.save(state)
     return state
+
+
+def coordinator_pin(layout: DevnetLayout, now: int) -> str:
+    """The fingerprint of the coordinator's TLS certificate, created (0600, bound to the
+    coordinator key) like ``owm-coordinator init`` does when it is not there yet."""
+    key = keystore.load_identity(layout.coordinator_dir / "coordinator.key")
+    credentials, _created = coordinator_tls(TlsPaths.in_dir(layout.coordinator_dir), key, now)
+    return credentials.fingerprint
 
 
 def remove_devnet(layout: DevnetLayout) -> None:
@@ -225,8 +239,12 @@ grpc_listen = "127.0.0.1:{c.grpc_port}"
 api_listen = "127.0.0.1:{c.api_port}"
 metrics_listen = "127.0.0.1:{c.metrics_port}"
 grace_period_s = 5
-# Signs the public slashing log (created like `owm-coordinator init` does).
+# Signs the public slashing log and every task assignment (created like `owm-coordinator
+# init` does); the nodes know its public key.
 signing_key_path = {_q(layout.coordinator_dir / "coordinator.key")}
+# The control plane is mTLS; the nodes pin this certificate's fingerprint.
+tls_key_path = {_q(layout.coordinator_dir / "tls.key")}
+tls_cert_path = {_q(layout.coordinator_dir / "tls.crt")}
 
 [tasks]
 # Every task runs on {redundancy} node(s); the majority's answer is verified and paid.
@@ -278,7 +296,8 @@ def node_toml(layout: DevnetLayout, state: DevnetState, node: NodeEntry) -> str:
         ("node", "health_port"): str(node.health_port),
         ("node", "heartbeat_interval_s"): str(HEARTBEAT_INTERVAL_S),
         ("coordinator", "url"): f'"{state.grpc_target}"',
-        ("coordinator", "public_key"): f'"{state.coordinator.public_key}"',  # SRS-SEC-02
+        ("coordinator", "tls_fingerprint"): f'"{state.coordinator.tls_fingerprint}"',
+        ("coordinator", "public_key"): f'"{state.coordinator.public_key}"',  # SRS-SEC-02/03
         ("lightning", "node_uri"): f'"{node.ln_pubkey}@{node.ln_address}"',
         ("lightning", "treasury_uri"): (
             f'"{state.coordinator.treasury_pubkey}@127.0.0.1:{LN_BASE_PORT}"'
@@ -437,8 +456,12 @@ def build_devnet(
                 f"use --nodes {len(state.nodes)}, or --reset for a new one"
             )
         say(f"restarting the devnet in {layout.root} (same identities, ledger and store)")
+        pinned = attrs.evolve(
+            state.coordinator, tls_fingerprint=coordinator_pin(layout, int(now()))
+        )  # a devnet provisioned before mTLS gets its certificate now
         state = attrs.evolve(
-            assign_ports(state), traffic_interval_s=traffic_interval_s,
+            assign_ports(attrs.evolve(state, coordinator=pinned)),
+            traffic_interval_s=traffic_interval_s,
             query_interval_s=query_interval_s, fl_interval_s=fl_interval_s,
         )
         write_configs(layout, state)
@@ -452,6 +475,7 @@ def build_devnet(
 def _describe_new(state: DevnetState, say: Callable[[str], None]) -> None:
     first = state.nodes[0]
     say(f"  coordinator key   {state.coordinator.public_key}")
+    say(f"  TLS fingerprint   {state.coordinator.tls_fingerprint} (pinned by every node)")
     say(f"  treasury (LN)     {state.coordinator.treasury_pubkey}")
     for node in state.nodes:
         say(f"  {node.name:<7} id {node.node_id}  LN {node.ln_pubkey[:16]}…")

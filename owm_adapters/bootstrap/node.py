@@ -25,6 +25,9 @@ import attrs
 from owm_adapters.bootstrap.lightning import cln_from_socket, lnd_from_files
 from owm_adapters.bootstrap.settings import ConfigError, NodeSettings
 from owm_adapters.clock import SystemClock
+from owm_adapters.control_plane import tls_files
+from owm_adapters.control_plane.tls import ClientTls
+from owm_adapters.control_plane.tls_files import TlsPaths
 from owm_adapters.files import private_directory, secure_tree
 from owm_adapters.gpu import LinuxHostProbe, SystemGpuProbe
 from owm_adapters.node.daemon import DaemonSettings, NodeDaemon
@@ -126,6 +129,22 @@ def load_node_identity(settings: NodeSettings) -> Identity:
     return keystore.load_identity(keystore.default_key_path(settings.node.identity_key))
 
 
+def client_tls(settings: NodeSettings, identity: Identity, now: int) -> ClientTls:
+    """The node's mTLS client side (SRS-SEC-01): its certificate bound to ``identity`` in
+    ``DATA_DIR/tls.key`` / ``tls.crt`` (issued, 0600, on first start or when it would
+    expire) and the coordinator's pinned fingerprint from ``[coordinator] tls_fingerprint``."""
+    pin = settings.coordinator.tls_fingerprint.strip().lower().replace(":", "")
+    if not pin:
+        raise ConfigError(
+            "[coordinator] tls_fingerprint is empty: set the fingerprint `owm-coordinator init` "
+            "printed; the control plane is mTLS and the node trusts only that certificate"
+        )
+    if len(pin) != 64 or any(c not in "0123456789abcdef" for c in pin):
+        raise ConfigError("coordinator.tls_fingerprint: must be 64 hex characters (SHA-256)")
+    credentials = tls_files.node_tls(TlsPaths.in_dir(data_dir(settings)), identity, now)
+    return ClientTls(credentials, pin)
+
+
 def daemon_settings(settings: NodeSettings) -> DaemonSettings:
     """The daemon's behaviour from owm.toml; a missing Lightning URI is a config error."""
     uri = settings.lightning.node_uri
@@ -156,8 +175,8 @@ def daemon_settings(settings: NodeSettings) -> DaemonSettings:
 
 def coordinator_public_key(settings: NodeSettings) -> str:
     """``[coordinator] public_key``: task inputs are sealed by it and outputs to it
-    (SRS-SEC-02), so a node without it cannot work; a missing or malformed key is a config
-    error."""
+    (SRS-SEC-02), assignments are signed by it (SRS-SEC-01/03), so a node without it cannot
+    work; a missing or malformed key is a config error."""
     key = settings.coordinator.public_key
     if not key:
         raise ConfigError(
@@ -323,7 +342,8 @@ def build_node(
     """The node process for ``settings`` (nothing started: use :meth:`Node.running`).
 
     ``control`` defaults to the gRPC client of ``$OWM_COORDINATOR_URL`` / ``[coordinator] url``,
-    through ``[coordinator] socks5_proxy`` when set; tests pass the in-process twin. A control
+    over mTLS (:func:`client_tls`), through ``[coordinator] socks5_proxy`` when set; tests pass
+    the in-process twin. A control
     plane built here is closed again when the rest cannot be built.
     """
     url = coordinator_url(settings)
@@ -331,7 +351,8 @@ def build_node(
     if control is None:
         from owm_adapters.control_plane.grpc_client import GrpcControlPlane
 
-        control = GrpcControlPlane(url, settings.coordinator.socks5_proxy)
+        tls = client_tls(settings, load_node_identity(settings), SystemClock().now())
+        control = GrpcControlPlane(url, settings.coordinator.socks5_proxy, tls=tls)
     via_proxy = bool(getattr(control, "via_proxy", False))
     try:
         daemon = build_daemon(settings, control, report=report, say=say, via_proxy=via_proxy)

@@ -47,7 +47,8 @@ class CoordinatorLink:
 
     url: str = "127.0.0.1:50051"
     #: The coordinator's Ed25519 identity key (64 hex, printed by ``owm-coordinator init`` and
-    #: ``serve``): task inputs arrive sealed by it and outputs are sealed to it (SRS-SEC-02).
+    #: ``serve``): task inputs arrive sealed by it and outputs are sealed to it (SRS-SEC-02);
+    #: task assignments it did not sign are dropped (SRS-SEC-01/03). Required.
     public_key: str = ""
     socks5_proxy: str | None = None
     #: The coordinator's public HTTP API (``http(s)://host:port``) where new model versions are
@@ -63,6 +64,9 @@ class CoordinatorLink:
     #: private, link-local or cloud-metadata target, so no task can aim it at services inside
     #: its own network (SRS-SEC-06); only a devnet, which runs on one machine, turns it on.
     allow_private_targets: bool = False
+    #: The SHA-256 fingerprint of the coordinator's TLS certificate, as ``owm-coordinator
+    #: init`` prints it: the only certificate this node trusts (SRS-SEC-01). Required.
+    tls_fingerprint: str = ""
 
 
 @attrs.frozen
@@ -207,9 +211,13 @@ release_threshold = 1
 # gRPC control plane of the coordinator (host:port).
 url = "127.0.0.1:50051"
 # The coordinator's public key (64 hex; `owm-coordinator init` and `serve` print it). Task
-# inputs arrive sealed by it and outputs go back sealed to it (NaCl box, SRS-SEC-02).
-# Required by `owm-node start`.
+# inputs arrive sealed by it and outputs go back sealed to it (NaCl box, SRS-SEC-02); task
+# assignments it did not sign are dropped. Required by `owm-node start`.
 public_key = ""
+# The SHA-256 fingerprint of the coordinator's TLS certificate (`owm-coordinator init` prints
+# it): the control plane is mTLS and the node trusts only that certificate (SRS-SEC-01).
+# Required by `owm-node start`.
+tls_fingerprint = ""
 # Route control-plane traffic through Tor (SRS-NET-02). FL uploads and weight
 # downloads never use this proxy (SRS-NET-04).
 # socks5_proxy = "127.0.0.1:9050"
@@ -298,9 +306,14 @@ class CoordinatorSection:
     metrics_listen: str = "127.0.0.1:9464"
     database_url: str = ""
     grace_period_s: int = 10
-    #: The coordinator's Ed25519 key that signs slashing-log entries (SRS-LN-13);
-    #: created by ``owm-coordinator init``.
+    #: The coordinator's Ed25519 key that signs slashing-log entries (SRS-LN-13) and task
+    #: assignments (SRS-SEC-01/03); created by ``owm-coordinator init``.
     signing_key_path: str = "~/.owm/coordinator.key"
+    #: The control plane's TLS key and certificate (PEM, 0600; SRS-SEC-01); empty:
+    #: ``<data_dir>/tls.key`` and ``<data_dir>/tls.crt``. Created by ``owm-coordinator init``
+    #: (or the first ``serve``); nodes pin the certificate's fingerprint.
+    tls_key_path: str = ""
+    tls_cert_path: str = ""
 
 
 @attrs.frozen

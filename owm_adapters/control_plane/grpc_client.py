@@ -8,6 +8,13 @@ challenge → answer → call skeleton is shared with the in-process twin (:mod:
 :class:`~owm_adapters.control_plane.socks.Socks5Forwarder` that carries every connection
 through the proxy (Tor) — the control plane only (SRS-NET-04).
 
+The channel is mTLS (SRS-SEC-01): the node presents its certificate bound to its identity and
+trusts only the coordinator certificate whose fingerprint it was configured with
+(:class:`~owm_adapters.control_plane.tls.ClientTls`). The channel is opened on the first call,
+so a coordinator that is not up yet is :class:`ControlPlaneUnavailable` (retried), while a
+certificate other than the pinned one is :class:`ControlPlaneRefused` with the status
+``tls-pin-mismatch``, naming the expected and the presented fingerprint.
+
 gRPC failures become port errors: UNAVAILABLE / DEADLINE_EXCEEDED / CANCELLED →
 :class:`ControlPlaneUnavailable` (retry); any other status → :class:`ControlPlaneRefused`
 with the coordinator's error code (its messages start with ``<code>: ``).
@@ -30,6 +37,7 @@ from owm_adapters.control_plane.auth import (
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
 from owm_adapters.control_plane.socks import Socks5Forwarder
+from owm_adapters.control_plane.tls import ClientTls, PinMismatch, pinned_channel
 from owm_core.coordination.challenges import Challenge, ChallengePurpose
 from owm_core.nodes.control_plane import (
     AssignedTask,
@@ -91,6 +99,7 @@ class GrpcFeed:
                     deadline_at=a.deadline_at,
                     input=a.input,
                     assigned_at_ms=a.assigned_at_ms,
+                    signature=a.coordinator_signature,
                 )
         except grpc.RpcError as exc:
             if self._cancelled.is_set():
@@ -107,16 +116,39 @@ class GrpcControlPlane:
     """:class:`~owm_core.ports.control_plane.ControlPlane` over gRPC (module docstring)."""
 
     def __init__(
-        self, url: str, socks5_proxy: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
+        self,
+        url: str,
+        socks5_proxy: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        *,
+        tls: ClientTls,
     ) -> None:
         self.url = url
         self.timeout_s = timeout_s
+        self._tls = tls
         self._forwarder = Socks5Forwarder(socks5_proxy, url) if socks5_proxy else None
-        target = self._forwarder.address if self._forwarder is not None else url
-        self._channel = grpc.insecure_channel(
-            target, options=[("grpc.enable_http_proxy", 0)]
-        )
-        self._stub = pb_grpc.CoordinatorStub(self._channel)  # type: ignore[no-untyped-call]
+        self._channel: grpc.Channel | None = None
+        self._stub_value: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def _stub(self) -> Any:
+        """The stub over the pinned mTLS channel, opened on first use (module docstring)."""
+        with self._lock:
+            if self._stub_value is None:
+                target = self._forwarder.address if self._forwarder is not None else self.url
+                try:
+                    self._channel = pinned_channel(
+                        target, self._tls, options=[("grpc.enable_http_proxy", 0)]
+                    )
+                except PinMismatch as exc:
+                    raise ControlPlaneRefused(exc.code, exc.message) from None
+                except (OSError, ValueError) as exc:
+                    raise ControlPlaneUnavailable(
+                        f"coordinator unreachable at {self.url} (TLS: {type(exc).__name__})"
+                    ) from None
+                self._stub_value = pb_grpc.CoordinatorStub(self._channel)  # type: ignore[no-untyped-call]
+            return self._stub_value
 
     @property
     def via_proxy(self) -> bool:
@@ -310,6 +342,7 @@ class GrpcControlPlane:
 
     def close(self) -> None:
         """Close the channel and the SOCKS5 forwarder."""
-        self._channel.close()
+        if self._channel is not None:
+            self._channel.close()
         if self._forwarder is not None:
             self._forwarder.close()

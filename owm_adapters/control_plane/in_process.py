@@ -67,17 +67,7 @@ class InProcessFeed:
                     return
                 if pushed is None:
                     continue
-                task = pushed.task
-                yield AssignedTask(
-                    task_id=task.task_id,
-                    task_type=task.request.task_type,
-                    input_schema_id=task.request.input_schema_id,
-                    input_schema_version=task.request.input_schema_version,
-                    price_msat=task.price_msat or 0,
-                    deadline_at=task.deadline_at or 0,
-                    input=pushed.input,
-                    assigned_at_ms=pushed.assigned_at_ms,
-                )
+                yield pushed.assigned()
         finally:
             self._service.close_task_stream(self._handle)
 

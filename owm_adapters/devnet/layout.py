@@ -62,6 +62,8 @@ class CoordinatorEntry:
     grpc_port: int
     api_port: int
     metrics_port: int
+    #: SHA-256 of the coordinator's TLS certificate, which every node pins (SRS-SEC-01).
+    tls_fingerprint: str = ""
 
 
 @attrs.frozen

@@ -14,12 +14,16 @@ wires to the gRPC control plane and the HTTP API of a running devnet; the tests 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
+
+from owm_adapters.control_plane.tls import ClientTls, issue_node_certificate, pinned_channel
+from owm_core.identity.keys import Identity
 
 if TYPE_CHECKING:
     from owm_adapters.devnet.layout import DevnetLayout
@@ -147,13 +151,18 @@ class TrafficLoop:
         return status == 200
 
 
+def operator_tls(coordinator_fingerprint: str) -> ClientTls:
+    """mTLS for a client that speaks for no node (the traffic loop submitting tasks): a fresh
+    throw-away identity's certificate, and the coordinator's pin (SRS-SEC-01)."""
+    identity = Identity.from_seed(os.urandom(32))
+    return ClientTls(issue_node_certificate(identity, int(time.time())), coordinator_fingerprint)
+
+
 def run_traffic(layout: DevnetLayout, stop: threading.Event) -> None:
     """Run the traffic loop of the devnet at ``layout`` until ``stop`` is set: tasks through
     the coordinator's gRPC ``SubmitTask``, queries through ``POST /v1/query``, the report
     written to ``traffic.json``."""
     import json
-
-    import grpc
 
     from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
     from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import (
@@ -164,7 +173,7 @@ def run_traffic(layout: DevnetLayout, stop: threading.Event) -> None:
     from owm_adapters.devnet.processes import http_json
 
     state = network.require_state(layout)
-    channel = grpc.insecure_channel(state.grpc_target)
+    channel = pinned_channel(state.grpc_target, operator_tls(state.coordinator.tls_fingerprint))
     stub = pb_grpc.CoordinatorStub(channel)  # type: ignore[no-untyped-call]
     min_tier = min(node.tier for node in state.nodes)
 

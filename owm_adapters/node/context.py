@@ -47,8 +47,9 @@ class DaemonSettings:
     coordinator_public_key: str = attrs.field(
         kw_only=True, validator=lambda _i, a, v: parse_public_key(v, "coordinator.public_key")
     )
-    """The coordinator's Ed25519 identity key: task inputs are sealed by it, outputs to it
-    (``[coordinator] public_key``; SRS-SEC-02)."""
+    """The coordinator's Ed25519 identity key (``[coordinator] public_key``): task inputs are
+    sealed by it, outputs to it (SRS-SEC-02); assignments it did not sign are dropped
+    (SRS-SEC-01/03)."""
     onion_address: str | None = None
     treasury_uri: str = ""
     """Overrides the treasury URI the coordinator's StakeTerms report (SRS-NODE-11)."""

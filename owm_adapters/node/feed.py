@@ -1,8 +1,10 @@
 """The coordinator's task stream: accept, validate, reject or resume (SRS-NODE-06/07).
 
-Each assignment's input is opened first: sealed by the coordinator's identity key to this
-node's for this replica (SRS-SEC-02); one that does not open is rejected like an invalid one.
-Each assignment is logged (SRS-NODE-06), validated against its task type's schema
+Each assignment's coordinator signature is checked first: one that does not verify under
+``[coordinator] public_key`` is dropped unlogged and never runs (SRS-SEC-01/03). Then its input
+is opened: sealed by the coordinator's identity key to this node's for this replica
+(SRS-SEC-02); one that does not open is rejected like an invalid one. Each assignment is logged
+(SRS-NODE-06), validated against its task type's schema
 (SRS-NODE-07; an invalid one never runs: a signed
 :class:`~owm_core.identity.envelopes.TaskRejection` naming the field goes to the coordinator,
 which hands the task to another node at once) and queued for the :class:`~.prover.Prover`.
@@ -20,7 +22,8 @@ from owm_adapters.node.prover import Prover
 from owm_adapters.node.registration import Registration
 from owm_adapters.node.task_log import FAILED, PROVED, REJECTED, TaskLog
 from owm_adapters.node.watchers import StakeWatcher
-from owm_core.errors import DomainError, InvalidValue
+from owm_core.errors import DomainError, InvalidValue, SignatureInvalid
+from owm_core.identity.assignments import verify_assignment
 from owm_core.identity.envelopes import (
     MAX_REJECTION_FIELD_CHARS,
     MAX_REJECTION_REASON_CHARS,
@@ -111,6 +114,14 @@ class FeedReader:
         ctx = self.ctx
         if ctx.draining.is_set():
             return  # not taken: the coordinator reassigns it when the assignment times out
+        try:
+            verify_assignment(
+                ctx.settings.coordinator_public_key, task, ctx.identity.public_key_hex
+            )
+        except SignatureInvalid:
+            ctx.last_error = "dropped an assignment not signed by the coordinator"
+            log.warning("dropped assignment %.80r: not signed by the coordinator", task.task_id)
+            return
         unopened: InvalidValue | None = None
         try:
             task = ctx.open_input(task)  # sealed to this node by the coordinator (SRS-SEC-02)

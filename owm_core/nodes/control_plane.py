@@ -61,6 +61,9 @@ class AssignedTask:
     deadline_at: int
     input: bytes
     assigned_at_ms: int
+    #: The coordinator's Ed25519 signature (``owm_core.identity.assignments``); nodes run
+    #: only assignments whose signature verifies under ``[coordinator] public_key``.
+    signature: bytes = b""
 
 
 @attrs.frozen

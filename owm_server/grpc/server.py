@@ -5,6 +5,11 @@ decides its registration rate-limit key (SRS-NET-07). ``grpc.server`` cannot tel
 which local port a call arrived on, so the onion port gets its own servicer object bound to
 :attr:`Transport.ONION` and is served by a second server object sharing the service, the
 threads' work and the shutdown.
+
+Both listeners speak mTLS only (SRS-SEC-01): the coordinator presents its pinned certificate and
+requires a client certificate from the node issuer (``control_plane.tls``); there is no plaintext
+port. Who the client is comes from the identity binding in its certificate, which the servicer
+checks on every call against the key the request speaks for.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import grpc
 
 from owm_adapters.bootstrap.settings import ConfigError
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from owm_adapters.control_plane.tls import PeerIdentities, TlsCredentials, server_credentials
 from owm_adapters.services.coordinator.service import CoordinatorService
 from owm_adapters.services.payouts import NodeInvoiceDesk
 from owm_core.access.ratelimit import Transport
@@ -26,13 +32,15 @@ DEFAULT_MAX_WORKERS = 64
 
 
 class CoordinatorServer:
-    """Serves a :class:`CoordinatorService` over gRPC on ``listen`` (and ``onion_listen``)."""
+    """Serves a :class:`CoordinatorService` over mTLS gRPC on ``listen`` (and ``onion_listen``),
+    presenting the coordinator's certificate ``tls``."""
 
     def __init__(
         self,
         service: CoordinatorService,
         listen: str,
         *,
+        tls: TlsCredentials,
         onion_listen: str = "",
         max_workers: int = DEFAULT_MAX_WORKERS,
         invoices: NodeInvoiceDesk | None = None,
@@ -43,6 +51,9 @@ class CoordinatorServer:
         self.limiters: list[StreamLimiter] = []
         self._servers: list[grpc.Server] = []
         self.ports: dict[Transport, int] = {}
+        self.tls = tls
+        credentials = server_credentials(tls)
+        peers = PeerIdentities()
         for transport, address in ((Transport.CLEARNET, listen), (Transport.ONION, onion_listen)):
             if not address:
                 continue
@@ -54,11 +65,12 @@ class CoordinatorServer:
                 options=[("grpc.so_reuseport", 0), *self.limits.server_options()],
             )
             servicer = CoordinatorServicer(
-                service, transport, invoices, liveness_check_s=self.limits.liveness_check_s
+                service, transport, invoices, peers,
+                liveness_check_s=self.limits.liveness_check_s,
             )
             pb_grpc.add_CoordinatorServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
             try:
-                self.ports[transport] = server.add_insecure_port(address)
+                self.ports[transport] = server.add_secure_port(address, credentials)
             except RuntimeError:
                 raise ConfigError(
                     f"cannot listen on {address!r} for gRPC: address in use or invalid"

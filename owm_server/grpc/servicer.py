@@ -3,6 +3,14 @@
 No rule lives here: each method maps protobuf fields onto a call of
 :class:`owm_adapters.services.coordinator.service.CoordinatorService` and back. Failures become gRPC
 statuses in :mod:`owm_server.grpc.status`.
+
+Every call arrives over mTLS (:mod:`owm_server.grpc.server`). Each node-authenticated call first
+runs :meth:`CoordinatorServicer._speaks_for`: the connection's client certificate must carry an
+identity binding made by the key the request speaks for — the key being registered, the key of a
+task stream or deregistration, the signer of a heartbeat, proof, rejection or invoice envelope —
+else UNAUTHENTICATED (SRS-SEC-01/03). The other calls need a certificate with a valid binding.
+``HeartbeatStream`` carries many nodes' heartbeats (relays, load tests): each one is signed by
+its node, so it needs only a bound certificate.
 """
 
 from __future__ import annotations
@@ -15,11 +23,13 @@ import grpc
 
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from owm_adapters.control_plane.tls import PeerIdentities
 from owm_adapters.services.coordinator.service import CoordinatorService, PushedTask
 from owm_adapters.services.payouts import NodeInvoiceDesk
 from owm_core.access.ratelimit import Transport
 from owm_core.coordination.registration import Registration
 from owm_core.errors import InvalidValue, NotFound, SignatureInvalid
+from owm_core.identity import envelopes
 from owm_core.identity.keys import node_id_from_public_key
 from owm_core.market.tasks import TaskRequest
 from owm_core.nodes.registry import NodeStatus
@@ -45,6 +55,17 @@ def client_ip(context: grpc.ServicerContext) -> str | None:
     return None
 
 
+def peer_certificate(context: grpc.ServicerContext) -> bytes | None:
+    """The PEM client certificate of the call's connection (None without TLS)."""
+    values = (context.auth_context() or {}).get("x509_pem_cert") or []
+    return bytes(values[0]) if values else None
+
+
+def signer_of(envelope: bytes) -> str:
+    """The public key a signed envelope names as its signer (checked later by the service)."""
+    return envelopes.from_bytes(envelope).signer
+
+
 def _tier(value: str) -> Tier:
     try:
         return Tier(value or "t1")
@@ -67,17 +88,18 @@ def stake_reply(stake: Stake) -> pb.StakeStatusResponse:
 
 
 def assignment_of(pushed: PushedTask) -> pb.TaskAssignment:
-    """The TaskAssignment message for an assignment pushed to a node."""
-    task = pushed.task
+    """The TaskAssignment message for an assignment pushed to a node, with its signature."""
+    task = pushed.assigned()
     return pb.TaskAssignment(
         task_id=task.task_id,
-        task_type=task.request.task_type,
-        input_schema_id=task.request.input_schema_id,
-        input_schema_version=task.request.input_schema_version,
-        price_msat=task.price_msat or 0,
-        deadline_at=task.deadline_at or 0,
-        input=pushed.input,
-        assigned_at_ms=pushed.assigned_at_ms,
+        task_type=task.task_type,
+        input_schema_id=task.input_schema_id,
+        input_schema_version=task.input_schema_version,
+        price_msat=task.price_msat,
+        deadline_at=task.deadline_at,
+        input=task.input,
+        assigned_at_ms=task.assigned_at_ms,
+        coordinator_signature=task.signature,
     )
 
 
@@ -89,6 +111,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
         service: CoordinatorService,
         transport: Transport = Transport.CLEARNET,
         invoices: NodeInvoiceDesk | None = None,
+        peers: PeerIdentities | None = None,
         liveness_check_s: float = LIVENESS_CHECK_S,
     ):
         self.service = service
@@ -99,11 +122,24 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
         #: Where nodes hand in their invoices (SRS-LN-04); None when payees' invoices come
         #: from elsewhere (the embedded ledger, a test's source).
         self.invoices = invoices
+        self.peers = peers if peers is not None else PeerIdentities()
+
+    def _speaks_for(self, context: grpc.ServicerContext, public_key_hex: str) -> None:
+        """Refuse the call unless its TLS client certificate is bound to ``public_key_hex``."""
+        self.peers.require(peer_certificate(context), public_key_hex)
+
+    def _bound_peer(self, context: grpc.ServicerContext) -> str:
+        """The identity bound to the call's client certificate (calls for no node key)."""
+        certificate = peer_certificate(context)
+        if certificate is None:
+            raise SignatureInvalid("the connection has no TLS client certificate")
+        return self.peers.public_key_of(certificate)
 
     @guarded
     def GetChallenge(
         self, request: pb.GetChallengeRequest, context: grpc.ServicerContext
     ) -> pb.Challenge:
+        self._bound_peer(context)
         challenge = self.service.challenge(request.public_key, request.purpose)
         return pb.Challenge(
             public_key=challenge.public_key,
@@ -117,6 +153,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     def Register(
         self, request: pb.RegisterRequest, context: grpc.ServicerContext
     ) -> pb.RegisterResponse:
+        self._speaks_for(context, request.public_key)
         registration = Registration(
             public_key=request.public_key,
             manifest_envelope=request.manifest_envelope,
@@ -142,6 +179,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     def Heartbeat(
         self, request: pb.HeartbeatRequest, context: grpc.ServicerContext
     ) -> pb.HeartbeatResponse:
+        self._speaks_for(context, signer_of(request.heartbeat_envelope))
         node_id, status = self.service.heartbeat(
             request.heartbeat_envelope, request.manifest_envelope
         )
@@ -157,6 +195,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
         forged, strangers', replayed) ends the stream at once with UNAUTHENTICATED, so nobody
         without a registered key holds a thread past their first message (SRS-SEC-03).
         """
+        self._bound_peer(context)
         accepted = rejected = 0
         errors: list[str] = []
         for batch in request_iterator:
@@ -174,6 +213,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     def TaskStream(
         self, request: pb.TaskStreamRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.TaskAssignment]:
+        self._speaks_for(context, request.public_key)
         handle = self.service.open_task_stream(
             request.public_key,
             request.challenge_nonce,
@@ -207,6 +247,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     def SubmitTask(
         self, request: pb.SubmitTaskRequest, context: grpc.ServicerContext
     ) -> pb.SubmitTaskResponse:
+        self._bound_peer(context)
         task_id = request.task_id or self.service.new_task_id()
         task_request = TaskRequest(
             task_id=task_id,
@@ -226,6 +267,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     def SubmitProof(
         self, request: pb.SubmitProofRequest, context: grpc.ServicerContext
     ) -> pb.SubmitProofResponse:
+        self._speaks_for(context, signer_of(request.proof_envelope))
         outcome = self.service.submit_proof(request.proof_envelope, request.output)
         return pb.SubmitProofResponse(task_id=outcome.task.task_id, state=outcome.task.state.value)
 
@@ -233,6 +275,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     def Deregister(
         self, request: pb.DeregisterRequest, context: grpc.ServicerContext
     ) -> pb.DeregisterResponse:
+        self._speaks_for(context, request.public_key)
         stake = self.service.deregister(
             request.public_key, request.challenge_nonce, request.signature
         )
@@ -243,6 +286,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     def StakeStatus(
         self, request: pb.StakeStatusRequest, context: grpc.ServicerContext
     ) -> pb.StakeStatusResponse:
+        self._bound_peer(context)
         stake = self.service.stake_status(request.node_id or None, request.public_key or None)
         return stake_reply(stake)
 
@@ -250,6 +294,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     def RejectTask(
         self, request: pb.RejectTaskRequest, context: grpc.ServicerContext
     ) -> pb.RejectTaskResponse:
+        self._speaks_for(context, signer_of(request.rejection_envelope))
         outcome = self.service.reject_task(request.rejection_envelope)
         return pb.RejectTaskResponse(task_id=outcome.task.task_id, state=outcome.task.state.value)
 
@@ -257,6 +302,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     def StakeTerms(
         self, request: pb.StakeTermsRequest, context: grpc.ServicerContext
     ) -> pb.StakeTermsResponse:
+        self._bound_peer(context)
         terms = self.service.stake_terms(request.tier)
         return pb.StakeTermsResponse(
             treasury_node_uri=terms.treasury_node_uri,
@@ -266,6 +312,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
 
     @guarded
     def GetTask(self, request: pb.GetTaskRequest, context: grpc.ServicerContext) -> pb.TaskView:
+        self._bound_peer(context)
         replicas, outcome = self.service.task(request.task_id)
         rejections = self.service.rejections(request.task_id)
         return pb.TaskView(
@@ -296,6 +343,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     def PendingPayouts(
         self, request: pb.PendingPayoutsRequest, context: grpc.ServicerContext
     ) -> pb.PendingPayoutsResponse:
+        self._speaks_for(context, signer_of(request.query_envelope))
         invoices = self.invoices
         if invoices is None:  # this coordinator gets invoices elsewhere (embedded ledger)
             return pb.PendingPayoutsResponse()
@@ -317,6 +365,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     def SubmitInvoice(
         self, request: pb.SubmitInvoiceRequest, context: grpc.ServicerContext
     ) -> pb.SubmitInvoiceResponse:
+        self._speaks_for(context, signer_of(request.invoice_envelope))
         invoices = self.invoices
         if invoices is None:
             raise NotFound("this coordinator does not take invoices from nodes")

@@ -9,6 +9,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from owm_adapters.storage import keystore
 from owm_cli import coordinator, main, node
 
 
@@ -91,10 +92,22 @@ def test_a_config_with_a_wrong_key_is_reported_by_its_dotted_path(tmp_path: Path
     assert "node: extra fields found (bogus)" in raised.value.message
 
 
-def test_coordinator_init_creates_its_signing_key_once(tmp_path):
+def test_coordinator_init_creates_its_key_and_tls_certificate_once_and_prints_the_pins(tmp_path):
+    from owm_adapters.control_plane.tls import fingerprint_of
+
     key = tmp_path / "coordinator.key"
+    config = tmp_path / "coordinator.toml"
+    config.write_text(f'[coordinator]\ndata_dir = "{tmp_path / "data"}"\n', encoding="utf-8")
     runner = CliRunner()
-    assert runner.invoke(coordinator.cli, ["init", "--key", str(key)]).exit_code == 0
-    assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    again = runner.invoke(coordinator.cli, ["init", "--key", str(key)])
-    assert again.exit_code == 2 and "refusing to overwrite" in again.output
+    first = runner.invoke(coordinator.cli, ["init", "--config", str(config), "--key", str(key)])
+    assert first.exit_code == 0, first.output
+    for path in (key, tmp_path / "data" / "tls.key", tmp_path / "data" / "tls.crt"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    fingerprint = fingerprint_of((tmp_path / "data" / "tls.crt").read_bytes())
+    public_key = keystore.load_identity(key).public_key_hex
+    assert f'tls_fingerprint = "{fingerprint}"' in first.output
+    assert f'public_key = "{public_key}"' in first.output
+    assert "PRIVATE" not in first.output
+    again = runner.invoke(coordinator.cli, ["init", "--config", str(config), "--key", str(key)])
+    assert again.exit_code == 0 and "kept" in again.output
+    assert f'tls_fingerprint = "{fingerprint}"' in again.output  # nothing was overwritten

@@ -23,12 +23,12 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
 from owm_adapters.lightning.embedded import SimLedger
+from tests.tls_support import secure_channel
 
 pytestmark = pytest.mark.slow
 
@@ -138,6 +138,7 @@ def network(tmp_path: Path) -> Iterator[dict[str, object]]:
     procs.append(coordinator)
     try:
         port = int(coordinator.wait_line(r"gRPC control plane\s+127\.0\.0\.1:(\d+)", 60).group(1))
+        pin = coordinator.wait_line(r"TLS fingerprint\s+([0-9a-f]{64})", 30).group(1)
         key = coordinator.wait_line(r"coordinator key\s+([0-9a-f]{64})", 30).group(1)
         coordinator.wait_line("ready", 30)
         nodes: dict[str, dict[str, object]] = {}
@@ -164,6 +165,7 @@ def network(tmp_path: Path) -> Iterator[dict[str, object]]:
                 "heartbeat_interval_s = 1\n"
                 "[coordinator]\n"
                 f'url = "127.0.0.1:{port}"\n'
+                f'tls_fingerprint = "{pin}"\n'
                 f'public_key = "{key}"\n'
                 "[lightning]\n"
                 f'node_uri = "{ln_pubkey}@127.0.0.1:9735"\n'
@@ -183,7 +185,7 @@ def network(tmp_path: Path) -> Iterator[dict[str, object]]:
                 proc.wait_line(r"health\s+http://127\.0\.0\.1:(\d+)/health", 60).group(1)
             )
             node["node_id"] = proc.wait_line(r"registered\s+node (\S+)", 60).group(1)
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        channel = secure_channel(f"127.0.0.1:{port}", pin=pin)
         yield {"stub": pb_grpc.CoordinatorStub(channel), "nodes": nodes,
                "coordinator": coordinator}
         channel.close()

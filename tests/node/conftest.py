@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -17,6 +18,8 @@ from owm_adapters.control_plane.in_process import InProcessControlPlane
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.services.coordinator.service import CoordinatorService, ServiceConfig
 from owm_adapters.storage.memory import memory_repositories
+from owm_core.errors import DomainError
+from owm_core.identity import envelopes
 from owm_core.identity.envelopes import CapabilityManifest
 from owm_core.identity.keys import Identity
 from owm_core.identity.sealing import (
@@ -31,6 +34,7 @@ from owm_core.nodes.control_plane import AssignedTask
 from owm_core.nodes.tiers import Tier
 from owm_core.ports.control_plane import ControlPlane
 from owm_server.grpc.server import CoordinatorServer
+from tests.tls_support import COORDINATOR_TLS, client_tls, identity_for, known
 
 T1_STAKE_SAT = 100_000
 MANIFEST = CapabilityManifest(tier=Tier.T1, vram_mb=0, ram_mb=16_000, bandwidth_mbps=100,
@@ -68,7 +72,7 @@ class Network:
         pubkey = self.ledger.add_node(alias)
         if stake_sat:
             self.ledger.open_channel(self.treasury, pubkey, stake_sat)
-        return Node(Identity.from_seed(os.urandom(32)), f"{pubkey}@127.0.0.1:9735", pubkey)
+        return Node(known(Identity.from_seed(os.urandom(32))), f"{pubkey}@127.0.0.1:9735", pubkey)
 
     def submit(self, task_id: str, payload: bytes, task_type: str = "inference",
                schema: str = "owm.inference.text") -> None:
@@ -78,6 +82,47 @@ class Network:
             gpu_required=False, max_price_msat=10_000,
         )
         self.service.submit_task(request, payload)
+
+
+class PlanePerNode:
+    """The gRPC client as node daemons hold it — one :class:`GrpcControlPlane`, with one
+    certificate bound to one identity, per node — behind one object, so that the contract
+    tests can drive several nodes: each call goes to the plane of the identity it speaks for
+    (the signer passed in, or the signer of the envelope), an operator's when none is known."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._planes: dict[str, GrpcControlPlane] = {}
+
+    def plane(self, identity: Identity | None) -> GrpcControlPlane:
+        slot = identity.public_key_hex if identity is not None else ""
+        if slot not in self._planes:
+            self._planes[slot] = GrpcControlPlane(self.url, tls=client_tls(identity))
+        return self._planes[slot]
+
+    def __getattr__(self, method: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return getattr(self.plane(_speaker(args)), method)(*args, **kwargs)
+
+        return call
+
+    def close(self) -> None:
+        for plane in self._planes.values():
+            plane.close()
+
+
+def _speaker(args: tuple[Any, ...]) -> Identity | None:
+    for arg in args:
+        if isinstance(arg, Identity):
+            return arg
+        if isinstance(arg, bytes) and arg:
+            try:
+                return identity_for(envelopes.from_bytes(arg).signer)
+            except DomainError:
+                return None
+        if isinstance(arg, str) and len(arg) == 64:
+            return identity_for(arg)
+    return None
 
 
 @attrs.define
@@ -104,7 +149,9 @@ def network(tmp_path: Path) -> Iterator[Network]:
                                             spot_check_rate_ppm=0),
         ),
     )
-    server = CoordinatorServer(coordinator.service, "127.0.0.1:0", max_workers=16)
+    server = CoordinatorServer(
+        coordinator.service, "127.0.0.1:0", tls=COORDINATOR_TLS, max_workers=16
+    )
     with coordinator.running(1):
         server.start()
         yield Network(coordinator.service, server, ledger, treasury)
@@ -115,7 +162,7 @@ def network(tmp_path: Path) -> Iterator[Network]:
 def control(request: pytest.FixtureRequest, network: Network) -> Iterator[ControlPlane]:
     plane: ControlPlane
     if request.param == "grpc":
-        plane = GrpcControlPlane(network.url)
+        plane = PlanePerNode(network.url)
     else:
         plane = InProcessControlPlane(network.service)
     yield plane

@@ -13,6 +13,7 @@ from owm_core.identity.envelopes import EnvelopeKind, Heartbeat, TaskProof, Task
 from owm_core.identity.keys import Identity
 from owm_core.nodes.control_plane import AssignedTask, ControlPlaneRefused, ControlPlaneUnavailable
 from tests.node.conftest import MANIFEST, T1_STAKE_SAT
+from tests.tls_support import COORDINATOR_TLS, client_tls, known
 
 
 def manifest_envelope(identity: Identity) -> bytes:
@@ -106,7 +107,7 @@ def test_a_task_is_fed_proved_and_settled(control, network):
 
 
 def test_a_heartbeat_signed_by_an_unknown_key_is_refused_with_the_coordinators_code(control):
-    stranger = Identity.from_seed(os.urandom(32))
+    stranger = known(Identity.from_seed(os.urandom(32)))  # with its own bound certificate
     with pytest.raises(ControlPlaneRefused) as refused:
         control.heartbeat(heartbeat(stranger))
     assert refused.value.status == "not-found"
@@ -152,9 +153,23 @@ def test_stake_terms_are_known_before_registration(control, network):
 
 
 def test_an_unreachable_coordinator_is_unavailable_not_refused():
-    plane = GrpcControlPlane("127.0.0.1:1", timeout_s=2)
+    plane = GrpcControlPlane("127.0.0.1:1", timeout_s=2, tls=client_tls())
     try:
         with pytest.raises(ControlPlaneUnavailable):
             plane.stake_status("ab" * 32)
     finally:
         plane.close()
+
+
+def test_a_coordinator_presenting_another_certificate_than_the_pinned_one_is_refused(network):
+    wrong_pin = "00" * 32
+    plane = GrpcControlPlane(network.url, timeout_s=2, tls=client_tls(pin=wrong_pin))
+    try:
+        with pytest.raises(ControlPlaneRefused) as refused:
+            plane.stake_terms("t1")
+    finally:
+        plane.close()
+    assert refused.value.status == "tls-pin-mismatch"
+    message = refused.value.message
+    assert wrong_pin in message and COORDINATOR_TLS.fingerprint in message
+    assert "\n" not in message and "PRIVATE" not in message

@@ -98,6 +98,18 @@ def test_a_staked_node_registers_heartbeats_runs_a_task_and_is_credited(network,
     assert node.halt() == 0
 
 
+def test_a_node_drops_assignments_not_signed_by_its_coordinator_key(network, start):
+    impostor = Identity.from_seed(os.urandom(32))  # a coordinator the node was not told of
+    node = start(network.node("n-forged"), coordinator_public_key=impostor.public_key_hex)
+    wait_for(lambda: node.daemon.state == "serving")
+    network.submit("forged-1", b'{"prompt": "run me"}')
+    wait_for(lambda: "not signed" in node.daemon.health()["coordinator"]["last_error"])
+    assert node.daemon.log.get("forged-1:0") is None  # never logged, never run
+    [replica] = InProcessControlPlane(network.service).replicas("forged-1")
+    assert replica.state == "assigned" and not replica.output_hash
+    assert node.halt() == 0
+
+
 def test_the_verified_output_of_a_task_reaches_its_submitter_with_the_proof(network, start):
     from owm_core.market import task_types
 

@@ -29,6 +29,7 @@ from owm_core.ports.control_plane import ControlPlane
 from tests.node.conftest import MANIFEST, Network, Node
 from tests.node.test_daemon import wait_for
 from tests.node.test_socks5_route import TinySocks5
+from tests.tls_support import client_tls
 
 ONION = "owmcoordinatorxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.onion"
 
@@ -128,10 +129,10 @@ def test_a_node_behind_a_socks5_proxy_uploads_its_signed_update_directly_over_cl
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # ignored: uploads take no proxy
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     proxy = TinySocks5({"coordinator.test": ("127.0.0.1", network.server.port)})
+    node = network.node("fl-tor")
     plane = GrpcControlPlane(f"coordinator.test:{network.server.port}",
-                             socks5_proxy=f"127.0.0.1:{proxy.port}")
+                             socks5_proxy=f"127.0.0.1:{proxy.port}", tls=client_tls(node.identity))
     try:
-        node = network.node("fl-tor")
         daemon = run_node(node, plane)
         advertise(network, sink.url)
         network.submit("fl-1", training_input(sink.url), "fl_training", "owm.fl.train")

@@ -46,6 +46,10 @@ def test_hardware_prints_the_tier_of_this_machine(tmp_path: Path):
     assert "tier       t" in result.output and "ram        " in result.output
 
 
+PINS = f'[coordinator]\ntls_fingerprint = "{"ab" * 32}"\npublic_key = "{"cd" * 32}"\n'
+"""What `owm-coordinator init` printed, as an operator pastes it into owm.toml."""
+
+
 def _config(tmp_path: Path, extra: str = "") -> Path:
     config = tmp_path / "owm.toml"
     config.write_text(f'[node]\ndata_dir = "{tmp_path}"\nidentity_key = "{tmp_path}/id.key"\n'
@@ -82,7 +86,7 @@ def test_start_without_a_lightning_uri_explains_what_to_set(tmp_path: Path, monk
     init = CliRunner().invoke(node.cli, ["init", "--config", str(tmp_path / "init.toml"),
                                          "--data-dir", str(tmp_path)])
     assert init.exit_code == 0, init.output
-    config = _config(tmp_path, "health_port = 0\n")
+    config = _config(tmp_path, "health_port = 0\n" + PINS)
     (tmp_path / "identity.key").rename(tmp_path / "id.key")
     result = CliRunner().invoke(node.cli, ["start", "--config", str(config)])
     assert result.exit_code == 2
@@ -102,10 +106,46 @@ def test_start_without_the_coordinators_public_key_explains_what_to_set(
     keystore.create_identity(tmp_path / "id.key")
     config = _config(tmp_path, "health_port = 0\n"
                                f'[coordinator]\npublic_key = "{value}"\n'
+                               f'tls_fingerprint = "{"ab" * 32}"\n'
                                f'[lightning]\nnode_uri = "{"02" + "11" * 32}@127.0.0.1:9735"\n')
     result = CliRunner().invoke(node.cli, ["start", "--config", str(config)])
     assert result.exit_code == 2
     assert said in result.output
+
+
+def test_start_without_the_coordinators_pin_explains_what_to_set(tmp_path: Path, monkeypatch):
+    from owm_adapters.storage import keystore
+
+    monkeypatch.delenv("OWM_IDENTITY_KEY_PATH", raising=False)
+    keystore.create_identity(tmp_path / "id.key")
+    result = CliRunner().invoke(node.cli, ["start", "--config", str(_config(tmp_path))])
+    assert result.exit_code == 2
+    assert "[coordinator] tls_fingerprint is empty" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_first_start_creates_the_nodes_tls_certificate_bound_to_its_identity(
+    tmp_path: Path, monkeypatch
+):
+    import stat
+
+    from owm_adapters.bootstrap.node import client_tls, load_node_identity
+    from owm_adapters.bootstrap.settings import load_node_settings
+    from owm_adapters.control_plane.tls import verify_peer_certificate
+    from owm_adapters.storage import keystore
+
+    monkeypatch.delenv("OWM_IDENTITY_KEY_PATH", raising=False)
+    identity = keystore.create_identity(tmp_path / "id.key")
+    settings = load_node_settings(_config(tmp_path, PINS))
+    tls = client_tls(settings, load_node_identity(settings), 1_800_000_000)
+    assert tls.coordinator_fingerprint == "ab" * 32
+    for name in ("tls.key", "tls.crt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
+    verify_peer_certificate(tls.credentials.certificate_pem, identity.public_key_hex)
+    again = client_tls(settings, identity, 1_800_000_100)
+    assert again.credentials == tls.credentials  # kept while valid
+    renewed = client_tls(settings, identity, 1_800_000_000 + 360 * 86_400)
+    assert renewed.credentials != tls.credentials  # re-issued before it expires
 
 
 def test_a_node_built_for_a_gpu_machine_gives_its_tasks_cuda_mps_limits(tmp_path, monkeypatch):
@@ -118,9 +158,8 @@ def test_a_node_built_for_a_gpu_machine_gives_its_tasks_cuda_mps_limits(tmp_path
     keystore.create_identity(tmp_path / "id.key")
     pubkey = "02" + "11" * 32
     config = _config(tmp_path, "health_port = 0\n"
-                               f'[coordinator]\npublic_key = "{"ab" * 32}"\n'
-                               f'[lightning]\nnode_uri = "{pubkey}@127.0.0.1:9735"\n'
-                               "[tasks]\ngpu_memory_mb = 20000\ngpu_thread_percentage = 40\n")
+                               f'[lightning]\nnode_uri = "{pubkey}@127.0.0.1:9735"\n' + PINS
+                               + "[tasks]\ngpu_memory_mb = 20000\ngpu_thread_percentage = 40\n")
     report = detect_hardware(1000, FixedGpuProbe([A100]),
                              FixedHostProbe(ram=128_000, bandwidth=1000))
     built = build_node(load_node_settings(config), InProcessControlPlane(None),  # type: ignore[arg-type]

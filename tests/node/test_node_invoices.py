@@ -45,6 +45,7 @@ from tests.adapters.lightning.lightning_contract import FORCE_CLOSE_MACAROON, PA
 from tests.fakes.lnd_server import FakeLnd
 from tests.node.conftest import MANIFEST, T1_STAKE_SAT, Network
 from tests.node.test_daemon import wait_for
+from tests.tls_support import COORDINATOR_TLS, client_tls
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -86,11 +87,11 @@ def test_a_node_on_lnd_is_paid_to_an_invoice_its_own_lnd_created(tmp_path: Path)
     assert isinstance(service.lightning, LndLightning)
     assert isinstance(coordinator.node_invoices, NodeInvoiceSource)
     coordinator.workers.start()
-    server = CoordinatorServer(service, "127.0.0.1:0", max_workers=16,
+    server = CoordinatorServer(service, "127.0.0.1:0", tls=COORDINATOR_TLS, max_workers=16,
                                invoices=coordinator.node_invoices)
     server.start()
-    control = GrpcControlPlane(f"127.0.0.1:{server.port}")
     identity = Identity.from_seed(os.urandom(32))
+    control = GrpcControlPlane(f"127.0.0.1:{server.port}", tls=client_tls(identity))
     said: list[str] = []
     node_ln = LndLightning(node_lnd.target, tls_cert_pem=node_lnd.cert_pem,
                            payment_macaroon=node_macaroon, rpc_timeout_s=5)
@@ -141,7 +142,8 @@ def test_a_node_on_lnd_is_paid_to_an_invoice_its_own_lnd_created(tmp_path: Path)
 def source(network: Network) -> Iterator[NodeInvoiceSource]:
     """A node invoice source, served by a gRPC server that ``network.url`` now names."""
     invoices = NodeInvoiceSource(network.service.repositories, SystemClock())
-    server = CoordinatorServer(network.service, "127.0.0.1:0", max_workers=16, invoices=invoices)
+    server = CoordinatorServer(network.service, "127.0.0.1:0", tls=COORDINATOR_TLS, max_workers=16,
+                               invoices=invoices)
     server.start()
     network.server, original = server, network.server
     yield invoices
@@ -171,7 +173,7 @@ def test_a_wrong_amount_or_wrong_payee_invoice_is_refused_with_a_clear_reason(
 ):
     node = registered(network, "ln-checked")
     payment_id = pending_payout(source, node.ln_pubkey)
-    plane = GrpcControlPlane(network.url)
+    plane = GrpcControlPlane(network.url, tls=client_tls(node.identity))
     try:
         [listed] = plane.pending_payouts(sealed(node.identity,
                                                 PayoutQuery(node_id=node.identity.node_id)))
@@ -281,7 +283,8 @@ def test_a_node_on_core_lightning_hands_in_invoices_from_its_rpc_socket(
     socket_path = str(tmp_path / "lightning-rpc")
     cln = FakeCln(network.ledger, node.ln_pubkey, socket_path).start()
     try:
-        invoicer = PayoutInvoicer(node.identity, GrpcControlPlane(network.url),
+        plane = GrpcControlPlane(network.url, tls=client_tls(node.identity))
+        invoicer = PayoutInvoicer(node.identity, plane,
                                   ClnLightning(socket_path), SystemClock(),
                                   registered_pubkey=node.ln_pubkey, say=lambda _line: None)
         [payment_hash] = invoicer.poll_once()

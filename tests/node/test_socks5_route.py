@@ -16,6 +16,7 @@ from owm_core.identity import envelopes
 from owm_core.identity.envelopes import EnvelopeKind
 from owm_core.nodes.control_plane import ControlPlaneUnavailable
 from tests.node.conftest import MANIFEST
+from tests.tls_support import client_tls
 
 
 class TinySocks5:
@@ -95,9 +96,10 @@ def manifest_envelope(identity) -> bytes:
 def test_registration_reaches_an_onion_coordinator_through_the_socks5_proxy(network):
     onion = "owmcoordinatorxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.onion"
     proxy = TinySocks5({onion: ("127.0.0.1", network.server.port)})
-    plane = GrpcControlPlane(f"{onion}:50051", socks5_proxy=f"127.0.0.1:{proxy.port}")
+    node = network.node("via-tor")
+    plane = GrpcControlPlane(f"{onion}:50051", socks5_proxy=f"127.0.0.1:{proxy.port}",
+                             tls=client_tls(node.identity))
     try:
-        node = network.node("via-tor")
         reply = plane.register(node.identity, manifest_envelope(node.identity), MANIFEST.digest(),
                                node.ln_node_uri, None)
         assert reply.stake_status == "active" and plane.via_proxy
@@ -109,7 +111,8 @@ def test_registration_reaches_an_onion_coordinator_through_the_socks5_proxy(netw
 
 def test_a_proxy_that_refuses_the_connection_makes_the_coordinator_unavailable(network):
     proxy = TinySocks5(refuse=True)
-    plane = GrpcControlPlane(network.url, socks5_proxy=f"127.0.0.1:{proxy.port}", timeout_s=3)
+    plane = GrpcControlPlane(network.url, socks5_proxy=f"127.0.0.1:{proxy.port}", timeout_s=3,
+                             tls=client_tls())
     try:
         with pytest.raises(ControlPlaneUnavailable):
             plane.stake_status("ab" * 32)

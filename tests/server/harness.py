@@ -1,4 +1,12 @@
-"""A coordinator on a real gRPC port and simulated nodes that talk to it like node daemons do."""
+"""A coordinator on a real gRPC port and simulated nodes that talk to it like node daemons do.
+
+The port is mTLS (SRS-SEC-01) and the coordinator checks on every call that the connection's
+certificate is bound to the key the request speaks for. Each simulated node therefore talks
+over its own channel with its own bound certificate, as each node daemon does:
+:class:`NodeRoutingStub` sends a request over the channel of the node it speaks for (its
+``public_key`` field or the signer of its envelope), for every identity made known with
+:func:`known` (``SimNode.create`` does that); other requests go over an operator's channel.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any, cast
 
 import attrs
 import grpc
@@ -35,10 +44,84 @@ from owm_core.ports.invoices import InvoiceSource
 from owm_core.ports.repositories import Repositories
 from owm_server.grpc.limits import GrpcLimits
 from owm_server.grpc.server import CoordinatorServer
+from tests.tls_support import COORDINATOR_TLS, identity_for, known, secure_channel
 
 T1_STAKE_SAT = 100_000
 COORDINATOR_KEY = Identity.from_seed(b"\x0c" * 32)
 """The coordinator's identity in these tests: kept across restarts, as its key file is."""
+_ENVELOPE_FIELDS = (
+    "heartbeat_envelope", "proof_envelope", "rejection_envelope", "query_envelope",
+    "invoice_envelope",
+)
+
+
+def speaker_of(request: object) -> str | None:
+    """The public key a request speaks for, if it names one."""
+    public_key = getattr(request, "public_key", "")
+    if isinstance(public_key, str) and public_key:
+        return public_key
+    for field in _ENVELOPE_FIELDS:
+        raw = getattr(request, field, b"")
+        if raw:
+            try:
+                return envelopes.from_bytes(raw).signer
+            except Exception:
+                return None
+    return None
+
+
+@attrs.frozen
+class _RoutedMethod:
+    """One RPC of a :class:`NodeRoutingStub`: called directly, or with ``future``/``with_call``."""
+
+    router: NodeRoutingStub
+    method: str
+
+    def _target(self, request: object) -> Any:
+        return getattr(self.router.stub_for(speaker_of(request)), self.method)
+
+    def __call__(self, request: object, *args: Any, **kwargs: Any) -> Any:
+        return self._target(request)(request, *args, **kwargs)
+
+    def future(self, request: object, *args: Any, **kwargs: Any) -> Any:
+        return self._target(request).future(request, *args, **kwargs)
+
+    def with_call(self, request: object, *args: Any, **kwargs: Any) -> Any:
+        return self._target(request).with_call(request, *args, **kwargs)
+
+
+class NodeRoutingStub:
+    """A ``CoordinatorStub`` that sends each request over the channel of the node it speaks
+    for (module docstring)."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._stubs: dict[str, pb_grpc.CoordinatorStub] = {}
+        self._channels: list[grpc.Channel] = []
+        self._lock = threading.Lock()
+
+    def stub_for(self, public_key: str | None) -> pb_grpc.CoordinatorStub:
+        """The stub over the channel bound to ``public_key`` (an operator's when unknown)."""
+        identity = identity_for(public_key)
+        slot = identity.public_key_hex if identity is not None else ""
+        with self._lock:
+            stub = self._stubs.get(slot)
+            if stub is None:
+                channel = secure_channel(self.address, identity)
+                self._channels.append(channel)
+                stub = pb_grpc.CoordinatorStub(channel)  # type: ignore[no-untyped-call]
+                self._stubs[slot] = stub
+        return stub
+
+    def __getattr__(self, method: str) -> _RoutedMethod:
+        return _RoutedMethod(self, method)
+
+    def close(self) -> None:
+        with self._lock:
+            for channel in self._channels:
+                channel.close()
+            self._channels.clear()
+            self._stubs.clear()
 
 
 class StepClock:
@@ -65,14 +148,18 @@ class Coordinator:
 
     service: CoordinatorService
     server: CoordinatorServer
-    channel: grpc.Channel
-    stub: pb_grpc.CoordinatorStub
+    router: NodeRoutingStub
     ledger: SimLedger
     treasury: str
     app: bootstrap.Coordinator
 
+    @property
+    def stub(self) -> pb_grpc.CoordinatorStub:
+        """The stub tests call: routes each request over its node's own channel."""
+        return cast(pb_grpc.CoordinatorStub, self.router)
+
     def stop(self) -> None:
-        self.channel.close()
+        self.router.close()
         self.server.stop(2)
         self.app.workers.stop(2)
 
@@ -103,14 +190,13 @@ def start_coordinator(
         coordinator_key=coordinator_key,
     )
     server = CoordinatorServer(
-        app.service, "127.0.0.1:0", onion_listen=onion_listen, max_workers=max_workers,
-        limits=limits,
+        app.service, "127.0.0.1:0", tls=COORDINATOR_TLS, onion_listen=onion_listen,
+        max_workers=max_workers, limits=limits,
     )
     app.workers.start()
     server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
-    stub = pb_grpc.CoordinatorStub(channel)  # type: ignore[no-untyped-call]
-    return Coordinator(app.service, server, channel, stub, ledger, treasury, app)
+    stub = NodeRoutingStub(f"127.0.0.1:{server.port}")
+    return Coordinator(app.service, server, stub, ledger, treasury, app)
 
 
 def ln_pubkey() -> str:
@@ -137,7 +223,7 @@ class SimNode:
             gpu_vendor="none" if gpu_count == 0 else "nvidia",
             gpu_count=gpu_count,
         )
-        return cls(Identity.from_seed(os.urandom(32)), ln_pubkey(), manifest)
+        return cls(known(Identity.from_seed(os.urandom(32))), ln_pubkey(), manifest)
 
     @property
     def node_id(self) -> str:

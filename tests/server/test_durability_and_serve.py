@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-
-import grpc
 
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
@@ -20,6 +19,7 @@ from owm_adapters.services.coordinator.service import ServiceConfig
 from owm_adapters.storage.sql import open_repositories
 from owm_core.market.tasks import TaskState, VerificationPolicy
 from tests.server.harness import SimNode, StepClock, start_coordinator, task_request
+from tests.tls_support import secure_channel
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -155,9 +155,12 @@ def test_serve_answers_rpcs_exposes_metrics_and_exits_0_on_sigterm(tmp_path: Pat
         assert any(x.startswith("slashing log key") for x in lines)
         assert any(x.startswith("knowledge base") for x in lines)
         grpc_port = next(int(x.rsplit(":", 1)[1]) for x in lines if x.startswith("gRPC"))
+        pin = next(x.split()[-1] for x in lines if x.startswith("TLS fingerprint"))
+        for name in ("tls.key", "tls.crt"):  # created on first serve, pinned by nodes
+            assert stat.S_IMODE((tmp_path / "data" / name).stat().st_mode) == 0o600
         metrics_url = next(x.split()[-1] for x in lines if x.startswith("metrics"))
         api_url = next(x.split()[-1] for x in lines if x.startswith("HTTP API"))
-        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        with secure_channel(f"127.0.0.1:{grpc_port}", pin=pin) as channel:
             stub = pb_grpc.CoordinatorStub(channel)
             node = SimNode.create()
             challenge = stub.GetChallenge(

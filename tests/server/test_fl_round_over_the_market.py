@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -43,7 +43,8 @@ from owm_core.provenance.verification import verify_model_version
 from owm_core.provenance.versions import ProofStatus
 from owm_server.grpc.server import CoordinatorServer
 from owm_server.http.serve import ApiServer, api_server_for
-from tests.server.harness import COORDINATOR_KEY, T1_STAKE_SAT, SimNode, StepClock
+from tests.server.harness import COORDINATOR_KEY, T1_STAKE_SAT, NodeRoutingStub, SimNode, StepClock
+from tests.tls_support import COORDINATOR_TLS
 
 T0 = 1_800_000_000
 
@@ -60,7 +61,6 @@ def wait_until(condition: Any, timeout_s: float = 20.0) -> Any:
 
 class Network:
     def __init__(self, tmp: Path) -> None:
-        import grpc
 
         self.clock = StepClock(T0)
         self.ledger = SimLedger(tmp / "ln.sqlite3", clock=self.clock.now)
@@ -80,7 +80,9 @@ class Network:
         fl = self.app.fl
         assert fl is not None and fl.upload_url == ""  # port 0: set once the API is up
         self.fl: FlRoundService = fl
-        self.server = CoordinatorServer(self.service, "127.0.0.1:0", max_workers=16)
+        self.server = CoordinatorServer(
+            self.service, "127.0.0.1:0", tls=COORDINATOR_TLS, max_workers=16
+        )
         self.app.workers.start()
         self.server.start()
         self.api: ApiServer = api_server_for(self.app, "127.0.0.1:0",
@@ -88,11 +90,11 @@ class Network:
         self.api.start()
         self.api_url = f"http://127.0.0.1:{self.api.port}"
         self.fl.upload_url = f"{self.api_url}/v1/fl/updates"
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.server.port}")
-        self.stub = pb_grpc.CoordinatorStub(self.channel)  # type: ignore[no-untyped-call]
+        self.router = NodeRoutingStub(f"127.0.0.1:{self.server.port}")
+        self.stub = cast(pb_grpc.CoordinatorStub, self.router)
 
     def close(self) -> None:
-        self.channel.close()
+        self.router.close()
         self.api.stop(1)
         self.server.stop(2)
         self.app.workers.stop(2)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import attrs
 import grpc
 import pytest
 
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.services.coordinator.service import ServiceConfig
 from owm_adapters.storage.memory import memory_repositories
@@ -20,7 +22,14 @@ from owm_core.market.tasks import TaskState, VerificationMode, VerificationPolic
 from owm_core.nodes.registry import NodeStatus
 from owm_core.nodes.tiers import Tier
 from owm_core.stake.channel import Stake, StakeStatus, check_stake
-from tests.server.harness import Coordinator, SimNode, StepClock, start_coordinator, task_request
+from tests.server.harness import (
+    Coordinator,
+    NodeRoutingStub,
+    SimNode,
+    StepClock,
+    start_coordinator,
+    task_request,
+)
 
 
 @pytest.fixture
@@ -349,20 +358,16 @@ def test_deregistration_and_stake_status(coordinator: Coordinator, clock: StepCl
 def test_on_the_onion_endpoint_registrations_are_not_limited_per_ip(
     ledger: SimLedger, clock: StepClock
 ) -> None:
-    from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import (
-        coordinator_pb2_grpc as pb_grpc,
-    )
-
     running = start_coordinator(memory_repositories(), ledger, clock, onion_listen="127.0.0.1:0")
+    onion = NodeRoutingStub(f"127.0.0.1:{running.server.ports[Transport.ONION]}")
     try:
-        onion_port = running.server.ports[Transport.ONION]
-        with grpc.insecure_channel(f"127.0.0.1:{onion_port}") as channel:
-            stub = pb_grpc.CoordinatorStub(channel)
-            for _ in range(11):  # every Tor client arrives from 127.0.0.1 (SRS-NET-07)
-                node = SimNode.create()
-                node.stake(running)
-                assert node.register(stub, clock.now()).stake_status == "active"
+        stub = cast(pb_grpc.CoordinatorStub, onion)
+        for _ in range(11):  # every Tor client arrives from 127.0.0.1 (SRS-NET-07)
+            node = SimNode.create()
+            node.stake(running)
+            assert node.register(stub, clock.now()).stake_status == "active"
     finally:
+        onion.close()
         running.stop()
 
 

@@ -13,10 +13,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
-import grpc
 import pytest
 from click.testing import CliRunner
 
@@ -41,7 +40,15 @@ from owm_server.grpc.server import CoordinatorServer
 from owm_server.http.app import create_app
 from owm_server.http.serve import ApiServer
 from owm_server.metrics import stake_figures
-from tests.server.harness import T1_STAKE_SAT, SimNode, StepClock, TaskFeed, task_request
+from tests.server.harness import (
+    T1_STAKE_SAT,
+    NodeRoutingStub,
+    SimNode,
+    StepClock,
+    TaskFeed,
+    task_request,
+)
+from tests.tls_support import COORDINATOR_TLS
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -135,17 +142,17 @@ def live(tmp_path: Path) -> Iterator[Live]:
     )  # fmt: skip
     service, slashing_service = app.service, app.slashing
     assert slashing_service is not None
-    server = CoordinatorServer(service, "127.0.0.1:0", max_workers=16)
+    server = CoordinatorServer(service, "127.0.0.1:0", tls=COORDINATOR_TLS, max_workers=16)
     app.workers.start()
     server.start()
     services = build_api(app, l402_secret=b"\x11" * 32,
                          config=ApiConfig(cache_ttl_ms=0)).services  # fmt: skip
     api = ApiServer(create_app(services), "127.0.0.1:0")
     api.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    router = NodeRoutingStub(f"127.0.0.1:{server.port}")
     world = Live(
         tmp_path, clock, ledger, treasury, service, slashing_service, services,
-        pb_grpc.CoordinatorStub(channel),  # type: ignore[no-untyped-call]
+        cast(pb_grpc.CoordinatorStub, router),
         f"http://127.0.0.1:{api.port}", seeds,
     )  # fmt: skip
     try:
@@ -153,7 +160,7 @@ def live(tmp_path: Path) -> Iterator[Live]:
     finally:
         for feed in world.feeds.values():
             feed.close()
-        channel.close()
+        router.close()
         api.stop(1)
         server.stop(1)
         app.workers.stop(1)

@@ -50,9 +50,12 @@ from owm_core.coordination.tasks import (
     verified_output,
 )
 from owm_core.errors import InvalidValue, NotFound
+from owm_core.identity.assignments import sign_assignment
 from owm_core.identity.envelopes import CapabilityManifest
+from owm_core.identity.keys import Identity
 from owm_core.market import task_types
 from owm_core.market.tasks import NodeOffer, Settlement, Task, TaskRequest, TaskState
+from owm_core.nodes.control_plane import AssignedTask
 from owm_core.nodes.registry import Node, NodeStatus
 from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import Repositories
@@ -94,20 +97,42 @@ class TaskMarket(Protocol):
 
 @attrs.frozen
 class PushedTask:
-    """One assignment as it goes down a node's task stream."""
+    """One assignment as it goes down a node's task stream, signed for its recipient."""
 
     task: Task
     #: When it was assigned, by the market's clock (whole seconds, as milliseconds on the wire).
     assigned_at_ms: int
     input: bytes
+    signature: bytes = b""
+
+    def assigned(self) -> AssignedTask:
+        """The assignment as the node reads it (what the coordinator's signature covers)."""
+        task = self.task
+        return AssignedTask(
+            task_id=task.task_id,
+            task_type=task.request.task_type,
+            input_schema_id=task.request.input_schema_id,
+            input_schema_version=task.request.input_schema_version,
+            price_msat=task.price_msat or 0,
+            deadline_at=task.deadline_at or 0,
+            input=self.input,
+            assigned_at_ms=self.assigned_at_ms,
+            signature=self.signature,
+        )
 
 
 @attrs.define
 class TaskStreamHandle:
-    """A node's open task stream: its offer and the queue of assignments pushed to it."""
+    """A node's open task stream: its offer and the queue of assignments pushed to it.
+
+    Each assignment leaves :meth:`next` signed by ``signer`` (the coordinator's key) for
+    ``public_key`` (the node's), so the node can tell it came from its coordinator.
+    """
 
     node_id: str
     offer: NodeOffer
+    public_key: str
+    signer: Identity
     queue: queue.Queue[object] = attrs.field(factory=queue.Queue)
     closed: bool = False
 
@@ -121,7 +146,8 @@ class TaskStreamHandle:
             self.closed = True
             raise StopIteration
         assert isinstance(item, PushedTask)
-        return item
+        signature = sign_assignment(self.signer, item.assigned(), self.public_key)
+        return attrs.evolve(item, signature=signature)
 
 
 TASK_URL_FIELDS: dict[str, tuple[str, ...]] = {"fl_training": ("upload_url",)}
@@ -269,7 +295,8 @@ class Market:
         Replicas already assigned to the node are queued again first.
         """
         offer = offer_of(node, manifest, capabilities, ask_msat)
-        handle = TaskStreamHandle(node.node_id, offer)
+        # Each assignment is signed by the coordinator's key (SRS-SEC-01/03).
+        handle = TaskStreamHandle(node.node_id, offer, node.public_key, self._sealing.identity)
         with self._market_lock:
             previous = self._streams.pop(node.node_id, None)
             if previous is not None:

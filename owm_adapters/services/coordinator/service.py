@@ -101,6 +101,12 @@ class CoordinatorService:
         self._market_thread: threading.Thread | None = None
 
     @property
+    def signer(self) -> Identity:
+        """The coordinator's key: signs task assignments (SRS-SEC-01/03) and seals (SRS-SEC-02);
+        nodes know its public half from ``[coordinator] public_key``."""
+        return self.sealing.identity
+
+    @property
     def observer(self) -> CoordinatorObserver:
         """Who hears of heartbeats and dispatches (metrics bind after construction)."""
         return self._observed.current

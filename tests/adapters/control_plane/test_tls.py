@@ -19,12 +19,16 @@ from cryptography.x509.oid import NameOID
 from owm_adapters.control_plane.tls import (
     BINDING_OID,
     SERVER_NAME,
+    PeerIdentities,
+    PinMismatch,
     TlsCredentials,
     certificate_binding,
     channel_options,
     fetch_server_certificate,
     fingerprint_of,
     issue_certificate,
+    issue_node_certificate,
+    node_issuer,
     pinned_channel_credentials,
     server_credentials,
     verify_peer_certificate,
@@ -41,7 +45,11 @@ METHOD = "/owm.test.Echo/Ping"
 
 
 def forged_certificate(claimed: Identity, signer: Identity) -> TlsCredentials:
-    """A certificate naming ``claimed``'s node id whose TLS key ``signer`` vouched for."""
+    """A certificate naming ``claimed``'s node id whose TLS key ``signer`` vouched for, issued
+    by the public node issuer (so the TLS layer accepts it: only the binding can refuse it)."""
+    issuer = node_issuer()
+    issuer_key = serialization.load_pem_private_key(issuer.private_key_pem, password=None)
+    issuer_name = x509.load_pem_x509_certificate(issuer.certificate_pem).subject
     key = ec.generate_private_key(ec.SECP256R1())
     spki = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -57,13 +65,13 @@ def forged_certificate(claimed: Identity, signer: Identity) -> TlsCredentials:
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)
-        .issuer_name(name)
+        .issuer_name(issuer_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start - datetime.timedelta(minutes=5))
         .not_valid_after(start + datetime.timedelta(days=1))
         .add_extension(x509.UnrecognizedExtension(BINDING_OID, binding), critical=False)
-        .sign(key, hashes.SHA256())
+        .sign(issuer_key, hashes.SHA256())  # type: ignore[arg-type]
     )
     return TlsCredentials(
         key.private_bytes(
@@ -89,7 +97,7 @@ def coordinator_tls() -> TlsCredentials:
 
 @pytest.fixture(scope="module")
 def node_tls() -> TlsCredentials:
-    return issue_certificate(NODE, NOW)
+    return issue_node_certificate(NODE, NOW)
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +106,7 @@ def impostor_tls() -> TlsCredentials:
 
 
 @pytest.fixture(scope="module")
-def coordinator(
-    coordinator_tls: TlsCredentials, node_tls: TlsCredentials, impostor_tls: TlsCredentials
-) -> Iterator[Coordinator]:
+def coordinator(coordinator_tls: TlsCredentials) -> Iterator[Coordinator]:
     registered = {NODE.node_id: NODE.public_key_hex}
 
     def ping(request: bytes, context: Any) -> bytes:
@@ -118,11 +124,9 @@ def coordinator(
     )
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     server.add_generic_rpc_handlers((handler,))
-    # Both node certificates are trusted at the TLS layer: the binding check is what tells
-    # the impostor apart.
-    credentials = server_credentials(
-        coordinator_tls, [node_tls.certificate_pem, impostor_tls.certificate_pem]
-    )
+    # Any certificate of the public node issuer passes the TLS layer: the binding check is
+    # what tells the impostor apart.
+    credentials = server_credentials(coordinator_tls)
     port = server.add_secure_port("127.0.0.1:0", credentials)
     server.start()
     try:
@@ -175,8 +179,12 @@ def test_a_node_pinning_another_coordinator_refuses_this_one(
 ) -> None:
     other = issue_certificate(Identity.from_seed(b"o" * 32), NOW, dns_names=[SERVER_NAME])
     served = fetch_server_certificate("127.0.0.1", coordinator.port)
-    with pytest.raises(PolicyViolation):
+    with pytest.raises(PinMismatch) as refused:
         pinned_channel_credentials(served, other.fingerprint, node_tls)
+    assert isinstance(refused.value, PolicyViolation)
+    message = refused.value.message
+    assert other.fingerprint in message and coordinator.credentials.fingerprint in message
+    assert "PRIVATE" not in message
     # Trusting the other certificate directly, the handshake itself fails.
     trusting_other = grpc.ssl_channel_credentials(
         other.certificate_pem, node_tls.private_key_pem, node_tls.certificate_pem
@@ -252,3 +260,29 @@ def test_grpcio_refuses_an_ed25519_server_certificate_which_is_why_tls_keys_are_
         assert err.value.code() is grpc.StatusCode.UNAVAILABLE
     finally:
         server.stop(0)
+
+
+def test_a_self_signed_node_certificate_is_refused_by_the_tls_layer(
+    coordinator: Coordinator,
+) -> None:
+    self_signed = issue_certificate(NODE, NOW)
+    credentials = pinned_channel_credentials(
+        coordinator.credentials.certificate_pem, coordinator.credentials.fingerprint, self_signed
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        call(coordinator.address, credentials)
+    assert err.value.code() is grpc.StatusCode.UNAVAILABLE
+
+
+def test_peer_identities_name_the_binding_key_and_refuse_another_one(
+    node_tls: TlsCredentials, impostor_tls: TlsCredentials
+) -> None:
+    peers = PeerIdentities(capacity=1)
+    assert peers.public_key_of(node_tls.certificate_pem) == NODE.public_key_hex
+    peers.require(node_tls.certificate_pem, NODE.public_key_hex)  # cached now
+    with pytest.raises(SignatureInvalid, match="another identity"):
+        peers.require(node_tls.certificate_pem, IMPOSTOR.public_key_hex)
+    with pytest.raises(SignatureInvalid):
+        peers.require(impostor_tls.certificate_pem, NODE.public_key_hex)
+    with pytest.raises(SignatureInvalid, match="no TLS client certificate"):
+        peers.require(None, NODE.public_key_hex)

@@ -22,6 +22,7 @@ from owm_adapters.bootstrap.settings import (
     load_coordinator_settings,
     load_node_settings,
 )
+from owm_adapters.control_plane.tls import fingerprint_of
 from owm_adapters.devnet import processes
 from owm_adapters.devnet.layout import DevnetLayout, free_ports
 from owm_adapters.devnet.traffic import SampleTask, TrafficLoop
@@ -55,6 +56,9 @@ def test_a_new_devnet_has_fresh_identities_configs_its_programs_accept_and_stake
     assert (coordinator.knowledge.enabled, coordinator.knowledge.demo_data) == (True, True)
     signing_key = keystore.load_identity(Path(coordinator.coordinator.signing_key_path))
     assert signing_key.public_key_hex == state.coordinator.public_key
+    certificate = Path(coordinator.coordinator.tls_cert_path)  # mTLS, like a real network
+    assert stat.S_IMODE(Path(coordinator.coordinator.tls_key_path).stat().st_mode) == 0o600
+    assert fingerprint_of(certificate.read_bytes()) == state.coordinator.tls_fingerprint
 
     ledger = SimLedger(layout.ledger_file)
     treasury = state.coordinator.treasury_pubkey
@@ -67,6 +71,8 @@ def test_a_new_devnet_has_fresh_identities_configs_its_programs_accept_and_stake
         assert settings_.node.data_dir == str(layout.node_dir(node.name))
         assert settings_.node.health_port == node.health_port
         assert settings_.coordinator.url == f"127.0.0.1:{state.coordinator.grpc_port}"
+        assert settings_.coordinator.tls_fingerprint == state.coordinator.tls_fingerprint
+        assert settings_.coordinator.public_key == state.coordinator.public_key
         assert settings_.lightning.node_uri == f"{node.ln_pubkey}@{node.ln_address}"
         assert settings_.lightning.treasury_uri.startswith(treasury + "@")
         assert settings_.coordinator.api_url == state.api_url  # new model versions come here

@@ -1,0 +1,59 @@
+"""Task assignments signed by the coordinator (SRS-SEC-01, SRS-SEC-03).
+
+An assignment makes a node spend compute on the input it carries, so a node runs only the
+assignments its coordinator signed — not whatever arrives on a connection. The coordinator's
+Ed25519 key (the one that signs the slashing log, ``[coordinator] public_key`` in the node's
+config) signs::
+
+    ASSIGNMENT_DOMAIN ‖ canonical JSON {task fields, SHA-256 of the input, recipient key}
+
+Naming the recipient's public key keeps an assignment for one node from being replayed to
+another; the task id and ``assigned_at_ms`` make each one distinct.
+"""
+
+from __future__ import annotations
+
+from owm_core.errors import SignatureInvalid
+from owm_core.identity.envelopes import canonical_bytes, sha256_hex
+from owm_core.identity.keys import SIGNATURE_BYTES, Identity, parse_public_key, verify_signature
+from owm_core.nodes.control_plane import AssignedTask
+
+ASSIGNMENT_DOMAIN = b"owm/task-assignment/v1\x00"
+
+
+def assignment_statement(task: AssignedTask, recipient_public_key_hex: str) -> bytes:
+    """The bytes the coordinator signs for ``task`` sent to ``recipient_public_key_hex``."""
+    return ASSIGNMENT_DOMAIN + canonical_bytes(
+        {
+            "assigned_at_ms": task.assigned_at_ms,
+            "deadline_at": task.deadline_at,
+            "input_schema_id": task.input_schema_id,
+            "input_schema_version": task.input_schema_version,
+            "input_sha256": sha256_hex(task.input),
+            "price_msat": task.price_msat,
+            "recipient": parse_public_key(recipient_public_key_hex, "recipient"),
+            "task_id": task.task_id,
+            "task_type": task.task_type,
+        },
+        "assignment",
+    )
+
+
+def sign_assignment(
+    coordinator: Identity, task: AssignedTask, recipient_public_key_hex: str
+) -> bytes:
+    """The coordinator's 64-byte signature over ``task`` for its recipient."""
+    return coordinator.sign(assignment_statement(task, recipient_public_key_hex))
+
+
+def verify_assignment(
+    coordinator_public_key_hex: str, task: AssignedTask, recipient_public_key_hex: str
+) -> None:
+    """Raise :class:`SignatureInvalid` unless the coordinator signed ``task`` for this node."""
+    if len(task.signature) != SIGNATURE_BYTES:
+        raise SignatureInvalid("the assignment is not signed by the coordinator")
+    verify_signature(
+        coordinator_public_key_hex,
+        assignment_statement(task, recipient_public_key_hex),
+        task.signature,
+    )
