@@ -13,13 +13,51 @@ import attrs
 import pytest
 
 from owm_adapters.clock import SystemClock
-from owm_adapters.control_plane.in_process import InProcessControlPlane
+from owm_adapters.control_plane.in_process import InProcessControlPlane, InProcessFeed
 from owm_adapters.node.daemon import DaemonSettings, NodeDaemon, stake_guidance
 from owm_adapters.node.task_log import TaskLog
 from owm_adapters.node.task_runner import Limits, TaskRunner
+from owm_core.identity.assignments import sign_assignment
 from owm_core.identity.keys import Identity
-from owm_core.nodes.control_plane import StakeView
+from owm_core.identity.sealing import NONCE_BYTES, input_context, seal
+from owm_core.nodes.control_plane import AssignedTask, StakeView
+from owm_core.ports.control_plane import ControlPlane
 from tests.node.conftest import MANIFEST, T1_STAKE_SAT, Network, Node
+
+
+class ResealedInputs:
+    """The in-process control plane, except that each assignment's input arrives sealed by
+    ``impostor`` and the assignment is signed again by ``coordinator``: a feed only the
+    sealing check (SRS-SEC-02) can refuse, not the assignment signature (SRS-SEC-01/03)."""
+
+    def __init__(self, inner: InProcessControlPlane, coordinator: Identity, impostor: Identity,
+                 recipient: str) -> None:
+        self.inner, self.coordinator, self.impostor = inner, coordinator, impostor
+        self.recipient = recipient
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def open_task_feed(self, *args: object, **kwargs: object) -> ResealedFeed:
+        return ResealedFeed(self, self.inner.open_task_feed(*args, **kwargs))  # type: ignore[arg-type]
+
+
+class ResealedFeed:
+    def __init__(self, plane: ResealedInputs, feed: InProcessFeed) -> None:
+        self.plane, self.feed = plane, feed
+
+    def __iter__(self) -> Iterator[AssignedTask]:
+        plane = self.plane
+        for task in self.feed:
+            sealed = seal(b'{"prompt": "hi"}', sender=plane.impostor,
+                          recipient_public_key=plane.recipient,
+                          context=input_context(task.task_id), nonce=os.urandom(NONCE_BYTES))
+            forged = attrs.evolve(task, input=sealed)
+            yield attrs.evolve(forged, signature=sign_assignment(plane.coordinator, forged,
+                                                                 plane.recipient))
+
+    def cancel(self) -> None:
+        self.feed.cancel()
 
 
 @attrs.define
@@ -52,7 +90,12 @@ def wait_for(check: Callable[[], object], timeout_s: float = 20.0) -> None:
 def start(network: Network, tmp_path: Path) -> Iterator[Callable[..., Running]]:
     started: list[Running] = []
 
-    def _start(node: Node, runner: TaskRunner | None = None, **overrides: object) -> Running:
+    def _start(
+        node: Node,
+        runner: TaskRunner | None = None,
+        control: ControlPlane | None = None,
+        **overrides: object,
+    ) -> Running:
         said: list[str] = []
         settings = DaemonSettings(
             ln_node_uri=node.ln_node_uri,
@@ -65,7 +108,7 @@ def start(network: Network, tmp_path: Path) -> Iterator[Callable[..., Running]]:
         )
         data_dir = tmp_path / node.identity.node_id
         daemon = NodeDaemon(
-            node.identity, InProcessControlPlane(network.service), MANIFEST,
+            node.identity, control or InProcessControlPlane(network.service), MANIFEST,
             runner or TaskRunner(limits=Limits(timeout_s=60)), TaskLog.in_dir(data_dir),
             SystemClock(), settings, data_dir=data_dir, say=said.append,
         )
@@ -271,9 +314,12 @@ def test_an_input_not_sealed_by_the_configured_coordinator_key_is_rejected_and_n
             Spy.calls += 1
             return super().run(*args, **kwargs)
 
-    impostor = Identity.from_seed(b"\x0e" * 32).public_key_hex  # SRS-SEC-02
-    node = start(network.node("n9"), runner=Spy(limits=Limits(timeout_s=60)),
-                 coordinator_public_key=impostor)
+    impostor = Identity.from_seed(b"\x0e" * 32)  # SRS-SEC-02
+    member = network.node("n9")
+    # Signed by the coordinator (so the node does not drop it) but sealed by another key.
+    control = ResealedInputs(InProcessControlPlane(network.service), network.service.signer,
+                             impostor, member.identity.public_key_hex)
+    node = start(member, runner=Spy(limits=Limits(timeout_s=60)), control=control)
     wait_for(lambda: node.daemon.state == "serving")
     network.submit("sealed-1", b'{"prompt": "hi"}')
 

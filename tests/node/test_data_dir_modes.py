@@ -53,7 +53,7 @@ def configure(tmp_path: Path, data: Path) -> Path:
     config.write_text(
         f'[node]\ndata_dir = "{data}"\nidentity_key = "{data / "identity.key"}"\n'
         "health_port = 0\n"
-        f'[coordinator]\npublic_key = "{"ab" * 32}"\n'
+        f'[coordinator]\npublic_key = "{"ab" * 32}"\ntls_fingerprint = "{"ab" * 32}"\n'
         f'[lightning]\nnode_uri = "{"02" + "11" * 32}@127.0.0.1:9735"\n',
         encoding="utf-8",
     )
