@@ -235,7 +235,10 @@ def _start_api(
             coordinator, section.api_listen, data_dir=data_dir_of(settings),
             grace_s=section.grace_period_s, knowledge=knowledge,
             limits=HttpLimits(trusted_proxies=tuple(section.api_trusted_proxies)),
-            config=ApiConfig(dashboard_access=section.api_dashboard),
+            config=ApiConfig(
+                dashboard_access=section.api_dashboard,
+                query_price_msat=section.api_query_price_msat,
+            ),
         )
         api.start()
     except (RuntimeError, ValueError) as exc:

@@ -60,6 +60,12 @@ class RateLimited(DomainError):
         self.retry_after_s = retry_after_s
 
 
+class PaymentRequired(DomainError):
+    """What was paid does not cover this request any more (per-query pricing): pay again."""
+
+    code = "payment-required"
+
+
 class InsufficientStake(DomainError):
     """The node's stake channel is missing or below its tier minimum (SRS-STAKE-01)."""
 

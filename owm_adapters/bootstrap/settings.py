@@ -303,6 +303,9 @@ class CoordinatorSection:
     #: Who sees ``/dashboard`` and the live mining feed: ``"loopback"`` (peers on this
     #: machine, e.g. through an SSH tunnel), ``"off"`` or ``"public"``.
     api_dashboard: str = "loopback"
+    #: Per-query pricing (0: off): each query spends this much of what an L402 token paid;
+    #: a spent token is answered 402 with a new invoice. API keys keep their quotas.
+    api_query_price_msat: int = 0
     metrics_listen: str = "127.0.0.1:9464"
     database_url: str = ""
     grace_period_s: int = 10
@@ -469,6 +472,8 @@ def load_coordinator_settings(path: Path | None) -> CoordinatorSettings:
         raise ConfigError(f"{path}: knowledge.embedder: must be 'minilm' or 'hashing'")
     if not 4 <= settings.coordinator.grpc_max_workers <= 10_000:
         raise ConfigError(f"{path}: coordinator.grpc_max_workers: must be 4 to 10000")
+    if settings.coordinator.api_query_price_msat < 0:
+        raise ConfigError(f"{path}: coordinator.api_query_price_msat: must be 0 or more")
     if settings.coordinator.grpc_stream_idle_s < 1:
         raise ConfigError(f"{path}: coordinator.grpc_stream_idle_s: must be at least 1")
     return settings

@@ -41,7 +41,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from owm_adapters.services.api import ApiServices
 from owm_core.access.callers import Caller
-from owm_core.errors import DomainError
+from owm_core.errors import DomainError, PaymentRequired
 from owm_server.http import dashboard, v1
 from owm_server.http.call import Call
 from owm_server.http.contract import Access, Operation, openapi_document, parse_param, validate
@@ -235,12 +235,21 @@ def authenticate(
             "use Bearer <API key>, L402 or a node signature",
             headers={"WWW-Authenticate": 'Bearer realm="owm"'},
         )
-    offer = services.access.offer_access(request.client.host if request.client else None)
-    raise Problem(
-        402,
-        "payment-required",
+    raise payment_required(
+        services,
+        request,
         "send an API key, or pay the invoice for 24 h of access and present "
         "Authorization: L402 <macaroon>:<preimage>",
+    )
+
+
+def payment_required(services: ApiServices, request: Request, detail: str) -> Problem:
+    """A 402 problem carrying a fresh invoice and its L402 challenge (SRS-API-03)."""
+    offer = services.access.offer_access(request.client.host if request.client else None)
+    return Problem(
+        402,
+        "payment-required",
+        detail,
         headers={"WWW-Authenticate": offer.www_authenticate},
         invoice=offer.invoice.bolt11,
         payment_hash=offer.invoice.payment_hash,
@@ -302,23 +311,33 @@ def endpoint(services: ApiServices, op: Operation) -> Callable[[Request], Awaita
                 }
             body = _parse_body(op, raw, request.headers.get("content-type", ""))
             caller = authenticate(services, op, request, raw)
-            remaining = None
+            remaining = credit = None
             if caller is not None:
                 remaining = services.access.admit(
                     caller, op.access in _NODE_MANAGEMENT, write=op.method != "GET"
                 )
+                credit = services.access.charge_query(caller) if op.priced else None
             client = request.client.host if request.client is not None else None
             url = request.scope["path"] + "?" + request.scope["query_string"].decode("latin-1")
             cached = rendered.get(url) if rendered is not None else None
             if cached is not None:
                 response: Response = cached
             else:
-                response = op.handler(Call(services, path, query, body, caller, client))
+                try:
+                    response = op.handler(Call(services, path, query, body, caller, client))
+                except Exception:
+                    if credit is not None and caller is not None:
+                        services.access.refund_query(caller)  # not answered: not charged
+                    raise
                 if rendered is not None:
                     rendered.put(url, response)
             if remaining is not None:
                 response.headers["RateLimit-Remaining"] = str(remaining)
+            if credit is not None:
+                response.headers["OWM-Credit-Msat"] = str(credit)
             return response
+        except PaymentRequired as unpaid:
+            return render(payment_required(services, request, unpaid.message), request.url.path)
         except Problem as problem:
             return render(problem, request.url.path)
         except DomainError as exc:

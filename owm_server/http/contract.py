@@ -75,6 +75,9 @@ class Operation:
     inline: bool = False
     """Cheap (cached, in-memory) handlers run on the event loop; others in the thread pool."""
     websocket: bool = False
+    priced: bool = False
+    """A query: with per-query pricing on, each call spends ``query_price_msat`` of an L402
+    token's credit (402 with a new invoice once it is spent)."""
 
     def statuses(self) -> dict[int, Reply]:
         """Every status this operation documents: its own and the access-related errors."""
@@ -117,7 +120,9 @@ class Operation:
             out.setdefault(
                 402,
                 Reply(
-                    "No credential: pay the invoice in `WWW-Authenticate: L402 …` (SRS-API-03) or "
+                    ("No credential, or per-query pricing and this token's payment is spent: "
+                     if self.priced else "No credential: ")
+                    + "pay the invoice in `WWW-Authenticate: L402 …` (SRS-API-03) or "
                     "send an API key.",
                     PROBLEM_SCHEMA,
                     PROBLEM_MEDIA_TYPE,
@@ -156,11 +161,12 @@ class Tag:
         body: Schema | None = None,
         description: str = "",
         inline: bool = False,
+        priced: bool = False,
     ) -> Operation:
         """The operation ``method path`` under this tag."""
         return Operation(
             method, path, operation_id, summary, self.name, access, handler, replies,
-            params=params, body=body, description=description, inline=inline,
+            params=params, body=body, description=description, inline=inline, priced=priced,
         )
 
 

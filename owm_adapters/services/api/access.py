@@ -17,7 +17,7 @@ from collections.abc import Callable
 import attrs
 
 from owm_adapters.services.api.config import ApiConfig, ReadCache
-from owm_adapters.services.api.quotas import DailyQuota
+from owm_adapters.services.api.quotas import DailyQuota, QueryCredit
 from owm_core.access import l402
 from owm_core.access.api_keys import ApiKey, Plan, secret_sha256
 from owm_core.access.callers import (
@@ -32,6 +32,7 @@ from owm_core.access.ratelimit import RateLimit, SlidingWindowLimiter, ip_key
 from owm_core.errors import (
     InvalidValue,
     L402Invalid,
+    PaymentRequired,
     RateLimited,
     ReplayRejected,
     SignatureInvalid,
@@ -116,6 +117,7 @@ class ApiAccess:
         self._per_key = SlidingWindowLimiter(
             RateLimit(limit=config.signed_per_key, window_s=config.signed_window_s)
         )
+        self._credit = QueryCredit(config.query_price_msat) if config.query_price_msat else None
         self._keys = ReadCache(clock, config.auth_cache_ttl_ms)
         self._paid = ReadCache(clock, config.auth_cache_ttl_ms)
 
@@ -152,20 +154,47 @@ class ApiAccess:
         root_key = l402.derive_root_key(self._l402_secret, token.token_id)
         now = self._clock.now()
         l402.verify(credential, root_key, service=L402_SERVICE, now=now)
-        settled_at = self._paid.get(("paid", token.payment_hash), lambda: self._settled_at(token))
-        if settled_at is None:
+        paid = self._paid.get(("paid", token.payment_hash), lambda: self._settled(token))
+        if paid is None:
             self._paid.forget(("paid", token.payment_hash))  # look again once it is paid
             raise L402Invalid("the invoice of this token is not paid")
+        settled_at, amount_msat = paid
         if now >= settled_at + COMMERCIAL_ACCESS_S:
             raise L402Invalid("the 24 hours this payment unlocked are over; pay again")
         token_hex = token.token_id.hex()
+        if self._credit is not None:
+            self._credit.open(token_hex, amount_msat, settled_at + COMMERCIAL_ACCESS_S)
         return Caller(CallerKind.L402, token_hex, f"l402:{token_hex[:16]}", Plan.COMMERCIAL)
 
-    def _settled_at(self, token: l402.TokenIdentifier) -> int | None:
+    def _settled(self, token: l402.TokenIdentifier) -> tuple[int, int] | None:
+        """When the token's invoice was settled and what it paid; None while unpaid."""
         invoice = self._lightning.lookup_invoice(token.payment_hash.hex())
         if invoice.state is not InvoiceState.SETTLED:
             return None
-        return invoice.settled_at if invoice.settled_at is not None else self._clock.now()
+        settled_at = invoice.settled_at if invoice.settled_at is not None else self._clock.now()
+        return settled_at, invoice.amount_msat
+
+    def charge_query(self, caller: Caller) -> int | None:
+        """Take one query's price from an L402 token's credit when per-query pricing is on.
+
+        Returns the msat left, or None when nothing is charged (pricing off, or a caller that
+        is not an L402 token: keys keep their quotas). Raises :class:`PaymentRequired` when
+        the token's credit no longer covers a query (SRS-API-03).
+        """
+        if self._credit is None or caller.kind is not CallerKind.L402:
+            return None
+        left = self._credit.charge(caller.subject, self._clock.now())
+        if left is None:
+            raise PaymentRequired(
+                f"each query costs {self._credit.price_msat} msat and this token's payment is "
+                "spent; pay the new invoice"
+            )
+        return left
+
+    def refund_query(self, caller: Caller) -> None:
+        """Give back the price of a query that failed before it was answered."""
+        if self._credit is not None and caller.kind is CallerKind.L402:
+            self._credit.refund(caller.subject)
 
     def caller_by_signature(
         self,

@@ -22,6 +22,10 @@ class ApiConfig:
 
     l402_price_msat: int = 10_000
     """What 24 hours of commercial access cost (10 sat by default)."""
+    query_price_msat: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    """Per-query pricing: what each query costs an L402 token, out of what its invoice paid
+    (0: off, queries count against the daily quota only). A token whose credit no longer
+    covers a query is answered 402 with a new invoice."""
     invoice_expiry_s: int = 600
     invoices_per_client: RateLimit = INVOICES_PER_CLIENT
     free_tier: RateLimit = API_KEY_FREE_TIER

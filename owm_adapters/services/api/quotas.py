@@ -3,12 +3,14 @@
 Commercial keys and L402 tokens are not held to the free tier's window, but a 10-sat token must
 not buy unlimited treasury-paid queries and writes either. :class:`DailyQuota` counts per key
 and UTC day — one counter per key, so a flood of paid tokens costs a few bytes each — and says
-how long until the next day when a key is over its quota.
+how long until the next day when a key is over its quota. :class:`QueryCredit` is the optional
+per-query price: what a token's invoice paid, spent query by query.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 
 import attrs
 
@@ -47,3 +49,51 @@ class DailyQuota:
                 return QuotaCheck(False, 0, DAY_S - into)
             self._counts[key] = used + 1
         return QuotaCheck(True, self.limit - used - 1, 0)
+
+
+class QueryCredit:
+    """What each L402 token paid, spent ``price_msat`` per query (per-query pricing, SRS-API-03).
+
+    A token's credit is its invoice's amount, known when the token is first used; each query
+    takes ``price_msat`` of it, and a query the credit no longer covers is refused (the caller
+    pays again). Entries are dropped once their token's access has expired, and at most
+    ``max_tokens`` are kept (the oldest go first), so a flood of tokens costs bounded memory.
+    In memory, like the quotas: a restart forgets what was spent.
+    """
+
+    def __init__(self, price_msat: int, max_tokens: int = 1_000_000) -> None:
+        if price_msat < 1:
+            raise ValueError("a query price is at least 1 msat")
+        self.price_msat = price_msat
+        self._max = max_tokens
+        self._left: OrderedDict[str, tuple[int, int]] = OrderedDict()  # token → (msat, until)
+        self._lock = threading.Lock()
+
+    def open(self, token: str, paid_msat: int, until: int) -> None:
+        """Know ``token``'s credit: what its invoice paid, usable until ``until`` (unix s).
+        A token already known keeps what is left of its credit."""
+        with self._lock:
+            if token in self._left:
+                return
+            if len(self._left) >= self._max:
+                self._left.popitem(last=False)
+            self._left[token] = (paid_msat, until)
+
+    def charge(self, token: str, now: int) -> int | None:
+        """Take one query's price from ``token``'s credit; the msat left, or None when the
+        credit does not cover it, or the token is unknown or expired (nothing is taken then)."""
+        with self._lock:
+            while self._left and next(iter(self._left.values()))[1] <= now:
+                self._left.popitem(last=False)
+            left, until = self._left.get(token, (0, now))
+            if left < self.price_msat or until <= now:
+                return None
+            self._left[token] = (left - self.price_msat, until)
+            return left - self.price_msat
+
+    def refund(self, token: str) -> None:
+        """Give one query's price back (the query failed before it was answered)."""
+        with self._lock:
+            if token in self._left:
+                left, until = self._left[token]
+                self._left[token] = (left + self.price_msat, until)

@@ -172,13 +172,17 @@ def operations() -> list[Operation]:
             body=QUERY_BODY,
             description="Routes the question to the relevant sub-models, has nodes read their "
                         "retrieved passages through the task market, and answers only with "
-                        "quoted, cited sentences; without relevant data it says so.",
+                        "quoted, cited sentences; without relevant data it says so. With "
+                        "per-query pricing on, each query spends `query_price_msat` of an L402 "
+                        "token's payment (`OWM-Credit-Msat` says what is left).",
+            priced=True,
         ),
         query(
             "POST", "/query/stream", "queryStream", "Streaming answer (SSE, SRS-API-05)", client,
             stream_response,
             {200: Reply(_SSE_DESCRIPTION, {"type": "string"}, SSE_MEDIA_TYPE), 503: _UNAVAILABLE},
             body=QUERY_BODY,
+            priced=True,
         ),
         query(
             "GET", "/query/{query_id}", "getQuery", "Retrieve a stored query result", client,

@@ -12,10 +12,13 @@ import pytest
 from starlette.testclient import TestClient
 
 from owm_adapters.bootstrap.api import build_api
+from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.services.api import ApiConfig
 from owm_adapters.services.queries import QueryConfig
+from owm_core.access import l402
 from owm_core.access.api_keys import Plan
 from owm_server.http.app import create_app
+from tests.server.http.world import build_world
 from tests.server.query_harness import conglomerate
 
 SRS_FIELDS = {"query_id", "answer", "sub_models_used", "data_sources", "confidence",
@@ -107,3 +110,74 @@ def test_an_unknown_query_id_is_a_404_problem(api):
 def test_a_query_needs_a_credential(api):
     client, _keys = api
     assert client.post("/v1/query", json={"query": "hi"}).status_code in {401, 402}
+
+
+# --------------------------------------------------------------------------- per-query pricing
+
+
+@pytest.fixture
+def priced(tmp_path: Path) -> Iterator[tuple[TestClient, SimLedger, dict[str, str]]]:
+    """Per-query pricing on: a 10-sat token pays for two 4-sat queries."""
+    config = ApiConfig(cache_ttl_ms=0, l402_price_msat=10_000, query_price_msat=4_000)
+    with conglomerate(tmp_path, ({}, {})) as world:
+        services = build_api(
+            world.app, l402_secret=b"\x22" * 32, config=config, knowledge=world.knowledge,
+            query_config=QueryConfig(threshold=0.0, timeout_s=5.0),
+        ).services
+        _key, secret = services.access.create_api_key("acme", Plan.COMMERCIAL)
+        with TestClient(create_app(services), raise_server_exceptions=False) as client:
+            yield client, SimLedger(tmp_path / "ln.sqlite3"), {"Authorization": f"Bearer {secret}"}
+
+
+def pay_for(client: TestClient, ledger: SimLedger, path: str = "/v1/query") -> dict[str, str]:
+    """Be refused with 402, pay the invoice, and present the token."""
+    refused = client.post(path, json={"query": "hi"})
+    assert refused.status_code == 402
+    offer = l402.parse_challenge(refused.headers["WWW-Authenticate"])
+    payer = ledger.add_node("payer")
+    if not ledger.channels_of(payer, None):
+        ledger.open_channel(payer, ledger.add_node("treasury"), 1_000_000)
+    paid = ledger.lightning("payer").pay(offer.invoice, max_fee_msat=10_000, timeout_s=5)
+    assert paid.preimage is not None
+    credential = l402.Credential(offer.macaroon, bytes.fromhex(paid.preimage))
+    return {"Authorization": l402.format_authorization(credential)}
+
+
+def test_with_per_query_pricing_a_token_buys_as_many_queries_as_it_paid_for(priced):
+    client, ledger, _keys = priced
+    token = pay_for(client, ledger)
+    question = {"query": "What is the capital of France?"}
+
+    first = client.post("/v1/query", json=question, headers=token)
+    second = client.post("/v1/query", json=question, headers=token)
+    spent = client.post("/v1/query", json=question, headers=token)
+
+    assert (first.status_code, first.headers["OWM-Credit-Msat"]) == (200, "6000")
+    assert (second.status_code, second.headers["OWM-Credit-Msat"]) == (200, "2000")
+    assert spent.status_code == 402 and spent.json()["code"] == "payment-required"
+    assert "4000 msat" in spent.json()["detail"] and spent.json()["amount_msat"] == 10_000
+    challenge = l402.parse_challenge(spent.headers["WWW-Authenticate"])
+    assert challenge.invoice == spent.json()["invoice"]
+    stored = client.get(f"/v1/query/{first.json()['query_id']}", headers=token)
+    assert stored.status_code == 200 and "OWM-Credit-Msat" not in stored.headers  # reads are free
+    again = client.post("/v1/query", json=question, headers=pay_for(client, ledger))
+    assert (again.status_code, again.headers["OWM-Credit-Msat"]) == (200, "6000")
+
+
+def test_with_per_query_pricing_api_keys_keep_their_quotas_and_pay_nothing_per_query(priced):
+    client, _ledger, keys = priced
+    for _ in range(3):
+        reply = client.post("/v1/query", json={"query": "What is photosynthesis?"}, headers=keys)
+        assert reply.status_code == 200 and "OWM-Credit-Msat" not in reply.headers
+
+
+def test_with_per_query_pricing_a_query_that_fails_costs_nothing(tmp_path: Path):
+    worlds = build_world(tmp_path, ApiConfig(cache_ttl_ms=0, query_price_msat=10_000))
+    world = next(worlds)  # no knowledge base: every query fails with 503
+    token = pay_for(world.client, world.ledger)
+
+    replies = [world.client.post("/v1/query", json={"query": "hi"}, headers=token)
+               for _ in range(3)]
+
+    assert [r.json()["code"] for r in replies] == ["conglomerate-unavailable"] * 3
+    worlds.close()
