@@ -28,6 +28,7 @@ from owm_server.http.v1.schemas import (
     array,
     nullable,
     obj,
+    status_filter,
 )
 
 BOUNTY: Schema = obj(
@@ -145,11 +146,8 @@ def operations() -> list[Operation]:
             list_bounties,
             {200: Reply("Bounties, newest first.", obj({"bounties": array(BOUNTY)}))},
             params=(
-                Param(
-                    "status",
-                    "query",
-                    {"type": "string", "enum": ["open", "paid", "cancelled", "all"]},
-                    "Which bounties (default open).",
+                status_filter(
+                    [*(b.value for b in BountyStatus), "all"], "Which bounties (default open)."
                 ),
             ),
             inline=True,

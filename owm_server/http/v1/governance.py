@@ -26,6 +26,7 @@ from owm_server.http.v1.schemas import (
     nullable,
     obj,
     problem,
+    status_filter,
 )
 
 PROPOSAL: Schema = obj(
@@ -123,14 +124,7 @@ def operations() -> list[Operation]:
             "GET", "/governance/proposals", "listProposals", "List governance proposals",
             Access.CLIENT, list_proposals,
             {200: Reply("Proposals, newest first.", obj({"proposals": array(PROPOSAL)}))},
-            params=(
-                Param(
-                    "status",
-                    "query",
-                    {"type": "string", "enum": [s.value for s in ProposalStatus]},
-                    "Only this status.",
-                ),
-            ),
+            params=(status_filter([s.value for s in ProposalStatus], "Only this status."),),
             inline=True,
         ),
         governance(

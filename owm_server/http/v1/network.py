@@ -18,7 +18,7 @@ from owm_core.nodes.registry import NodeStatus
 from owm_server.http.call import Call
 from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag
 from owm_server.http.v1.render import json
-from owm_server.http.v1.schemas import INT, LIMIT, STR, array, obj
+from owm_server.http.v1.schemas import INT, LIMIT, STR, array, obj, status_filter
 
 NETWORK_STATS: Schema = obj(
     {
@@ -101,12 +101,7 @@ def operations() -> list[Operation]:
             Access.CLIENT, network_nodes,
             {200: Reply("Nodes without identities.", obj({"nodes": array(ANONYMOUS_NODE)}))},
             params=(
-                Param(
-                    "status",
-                    "query",
-                    {"type": "string", "enum": ["online", "offline", "suspended"]},
-                    "Only nodes of this status.",
-                ),
+                status_filter([s.value for s in NodeStatus], "Only nodes of this status."),
                 LIMIT,
             ),
             inline=True,

@@ -3,8 +3,9 @@
 Scalars (:data:`STR`, :data:`INT`, …), the identifiers the API accepts (node ids, keys,
 signatures, release ids, repositories), the builders (:func:`obj`, :func:`array`,
 :func:`nullable`), documented problem replies (:func:`problem`), the common parameters
-(:func:`limit`, :data:`NODE_PARAM`) and the record shapes more than one context publishes
-(:data:`STAKE`, :data:`PAYMENT`, :data:`EARNINGS`). A context's own shapes live in its module.
+(:func:`limit`, :func:`status_filter`, :data:`NODE_PARAM`) and the record shapes more than one
+context publishes (:data:`STAKE`, :data:`PAYMENT`, :data:`EARNINGS`). A context's own shapes
+live in its module.
 """
 
 from __future__ import annotations
@@ -87,6 +88,11 @@ def limit(what: str) -> Param:
         {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
         f"At most this many {what} (1–500).",
     )
+
+
+def status_filter(values: Sequence[str], description: str) -> Param:
+    """The ``status`` query parameter of a listing: one of ``values`` (the records' statuses)."""
+    return Param("status", "query", {"type": "string", "enum": list(values)}, description)
 
 
 LIMIT = limit("items")
