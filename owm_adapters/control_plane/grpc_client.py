@@ -155,12 +155,14 @@ class GrpcControlPlane:
         """Whether control-plane traffic goes through the SOCKS5 proxy."""
         return self._forwarder is not None
 
+    def _unary(self, method: Callable[..., _T], request: Any) -> _T:
+        """One unary RPC under this client's timeout; a failure as the port's error."""
+        return _call(lambda: method(request, timeout=self.timeout_s))
+
     def _challenge(self, signer: ChallengeSigner, purpose: ChallengePurpose) -> Challenge:
-        reply = _call(
-            lambda: self._stub.GetChallenge(
-                pb.GetChallengeRequest(public_key=signer.public_key_hex, purpose=purpose.value),
-                timeout=self.timeout_s,
-            )
+        reply = self._unary(
+            self._stub.GetChallenge,
+            pb.GetChallengeRequest(public_key=signer.public_key_hex, purpose=purpose.value),
         )
         return Challenge(
             reply.public_key, reply.purpose, reply.nonce, reply.issued_at, reply.expires_at
@@ -178,18 +180,16 @@ class GrpcControlPlane:
         details = registration_details(manifest_digest, ln_node_uri, onion_address)
         reply = authenticated_call(
             self._challenge, signer, ChallengePurpose.REGISTER, details,
-            lambda nonce, signature: _call(
-                lambda: self._stub.Register(
-                    pb.RegisterRequest(
-                        public_key=signer.public_key_hex,
-                        challenge_nonce=nonce,
-                        signature=signature,
-                        manifest_envelope=manifest_envelope,
-                        ln_node_uri=ln_node_uri,
-                        onion_address=onion_address or "",
-                    ),
-                    timeout=self.timeout_s,
-                )
+            lambda nonce, signature: self._unary(
+                self._stub.Register,
+                pb.RegisterRequest(
+                    public_key=signer.public_key_hex,
+                    challenge_nonce=nonce,
+                    signature=signature,
+                    manifest_envelope=manifest_envelope,
+                    ln_node_uri=ln_node_uri,
+                    onion_address=onion_address or "",
+                ),
             ),
         )
         return RegisterReply(
@@ -202,13 +202,11 @@ class GrpcControlPlane:
 
     def heartbeat(self, heartbeat_envelope: bytes, manifest_envelope: bytes = b"") -> str:
         """One signed heartbeat (SRS-NODE-04)."""
-        reply = _call(
-            lambda: self._stub.Heartbeat(
-                pb.HeartbeatRequest(
-                    heartbeat_envelope=heartbeat_envelope, manifest_envelope=manifest_envelope
-                ),
-                timeout=self.timeout_s,
-            )
+        reply = self._unary(
+            self._stub.Heartbeat,
+            pb.HeartbeatRequest(
+                heartbeat_envelope=heartbeat_envelope, manifest_envelope=manifest_envelope
+            ),
         )
         return str(reply.status)
 
@@ -233,21 +231,15 @@ class GrpcControlPlane:
 
     def submit_proof(self, proof_envelope: bytes, output: bytes = b"") -> str:
         """A signed task proof and its sealed output; the replica's state after it."""
-        reply = _call(
-            lambda: self._stub.SubmitProof(
-                pb.SubmitProofRequest(proof_envelope=proof_envelope, output=output),
-                timeout=self.timeout_s,
-            )
+        reply = self._unary(
+            self._stub.SubmitProof,
+            pb.SubmitProofRequest(proof_envelope=proof_envelope, output=output),
         )
         return str(reply.state)
 
     def stake_status(self, public_key: str) -> StakeView:
         """The node's stake record."""
-        reply = _call(
-            lambda: self._stub.StakeStatus(
-                pb.StakeStatusRequest(public_key=public_key), timeout=self.timeout_s
-            )
-        )
+        reply = self._unary(self._stub.StakeStatus, pb.StakeStatusRequest(public_key=public_key))
         return StakeView(
             status=reply.status,
             tier=reply.tier,
@@ -259,9 +251,7 @@ class GrpcControlPlane:
 
     def stake_terms(self, tier: str) -> StakeTermsView:
         """The treasury's Lightning URI and the stake ``tier`` needs (before registration)."""
-        reply = _call(
-            lambda: self._stub.StakeTerms(pb.StakeTermsRequest(tier=tier), timeout=self.timeout_s)
-        )
+        reply = self._unary(self._stub.StakeTerms, pb.StakeTermsRequest(tier=tier))
         return StakeTermsView(
             treasury_node_uri=reply.treasury_node_uri,
             required_sats=reply.required_sats,
@@ -270,19 +260,14 @@ class GrpcControlPlane:
 
     def reject_task(self, rejection_envelope: bytes) -> str:
         """A signed task rejection (SRS-NODE-07); the replica's state after it."""
-        reply = _call(
-            lambda: self._stub.RejectTask(
-                pb.RejectTaskRequest(rejection_envelope=rejection_envelope),
-                timeout=self.timeout_s,
-            )
+        reply = self._unary(
+            self._stub.RejectTask, pb.RejectTaskRequest(rejection_envelope=rejection_envelope)
         )
         return str(reply.state)
 
     def replicas(self, task_id: str) -> list[ReplicaView]:
         """The replicas of a submitted task."""
-        reply = _call(
-            lambda: self._stub.GetTask(pb.GetTaskRequest(task_id=task_id), timeout=self.timeout_s)
-        )
+        reply = self._unary(self._stub.GetTask, pb.GetTaskRequest(task_id=task_id))
         return [
             ReplicaView(
                 replica_id=r.replica_id,
@@ -298,25 +283,19 @@ class GrpcControlPlane:
         """Leave cooperatively."""
         reply = authenticated_call(
             self._challenge, signer, ChallengePurpose.DEREGISTER, {},
-            lambda nonce, signature: _call(
-                lambda: self._stub.Deregister(
-                    pb.DeregisterRequest(
-                        public_key=signer.public_key_hex,
-                        challenge_nonce=nonce,
-                        signature=signature,
-                    ),
-                    timeout=self.timeout_s,
-                )
+            lambda nonce, signature: self._unary(
+                self._stub.Deregister,
+                pb.DeregisterRequest(
+                    public_key=signer.public_key_hex, challenge_nonce=nonce, signature=signature
+                ),
             ),
         )
         return str(reply.stake_status)
 
     def pending_payouts(self, query_envelope: bytes) -> list[PendingPayout]:
         """The payouts awaiting this node's invoice (PendingPayouts; SRS-LN-04)."""
-        reply = _call(
-            lambda: self._stub.PendingPayouts(
-                pb.PendingPayoutsRequest(query_envelope=query_envelope), timeout=self.timeout_s
-            )
+        reply = self._unary(
+            self._stub.PendingPayouts, pb.PendingPayoutsRequest(query_envelope=query_envelope)
         )
         return [
             PendingPayout(
@@ -332,11 +311,8 @@ class GrpcControlPlane:
 
     def submit_invoice(self, invoice_envelope: bytes) -> str:
         """Hand in a signed invoice for a pending payout (SubmitInvoice); its payment hash."""
-        reply = _call(
-            lambda: self._stub.SubmitInvoice(
-                pb.SubmitInvoiceRequest(invoice_envelope=invoice_envelope),
-                timeout=self.timeout_s,
-            )
+        reply = self._unary(
+            self._stub.SubmitInvoice, pb.SubmitInvoiceRequest(invoice_envelope=invoice_envelope)
         )
         return str(reply.payment_hash)
 
