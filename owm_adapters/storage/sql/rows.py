@@ -10,7 +10,8 @@ come back from ``memoryview``/``bytearray`` columns as ``bytes``, and SQLite's i
 booleans as ``bool``.
 
 :class:`MappedRepository` is the base of the repositories whose values travel through their
-context's converter: inserting a value, overwriting it, reading one or many back.
+context's converter: inserting a value, overwriting it, reading one or many back;
+:class:`EnvelopeRepository` the base of those that read signed envelopes back.
 """
 
 from __future__ import annotations
@@ -123,9 +124,21 @@ def from_row(converter: cattrs.Converter, row: Row[Any], cls: type[T], **given: 
     return converter.structure({**row._mapping, **given}, cls)
 
 
-def envelope_of_row(row: Row[Any]) -> Envelope:
-    """The envelope stored whole, as its canonical bytes, in the row's ``envelope`` column."""
-    return from_bytes(bytes(row._mapping["envelope"]))
+class EnvelopeRepository(SqlRepository):
+    """A SQL repository of signed envelopes, each stored whole as its canonical bytes in an
+    ``envelope`` column (so its signature can be checked again when read)."""
+
+    def _envelope(self, query: Select[Any]) -> Envelope | None:
+        """The envelope ``query`` (selecting one ``envelope`` column) finds first, or None."""
+        with self._db.tx() as conn:
+            raw = conn.execute(query).scalar()
+        return None if raw is None else from_bytes(bytes(raw))
+
+    def _envelopes(self, query: Select[Any]) -> list[Envelope]:
+        """Every envelope ``query`` (selecting one ``envelope`` column) finds, in its order."""
+        with self._db.tx() as conn:
+            raws = conn.execute(query).scalars().all()
+        return [from_bytes(bytes(raw)) for raw in raws]
 
 
 class MappedRepository(SqlRepository):

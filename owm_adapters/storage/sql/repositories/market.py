@@ -13,8 +13,8 @@ from owm_adapters.storage.envelopes import proof_of
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.database import SqlRepository
 from owm_adapters.storage.sql.rows import (
+    EnvelopeRepository,
     Flat,
-    envelope_of_row,
     from_row,
     register_row,
     row_converter,
@@ -98,7 +98,7 @@ class SqlTaskRepository(SqlRepository):
             return [from_row(_ROWS, r, Task) for r in conn.execute(query).all()]
 
 
-class SqlProofRepository(SqlRepository):
+class SqlProofRepository(EnvelopeRepository):
     """Task-proof envelopes (canonical bytes plus query columns) in the ``proofs`` table."""
 
     def add(self, envelope: Envelope) -> None:
@@ -118,18 +118,12 @@ class SqlProofRepository(SqlRepository):
     def get(self, task_id: str, node_id: str) -> Envelope | None:
         """The proof ``node_id`` sent for ``task_id``, or None."""
         c = t.proofs.c
-        with self._db.tx() as conn:
-            row = conn.execute(
-                select(c.envelope).where(c.task_id == task_id, c.node_id == node_id)
-            ).first()
-        return None if row is None else envelope_of_row(row)
+        return self._envelope(select(c.envelope).where(c.task_id == task_id, c.node_id == node_id))
 
     def for_task(self, task_id: str) -> Sequence[Envelope]:
         """Every proof for ``task_id``, ordered by node_id."""
         c = t.proofs.c
-        query = select(c.envelope).where(c.task_id == task_id).order_by(c.node_id)
-        with self._db.tx() as conn:
-            return [envelope_of_row(r) for r in conn.execute(query).all()]
+        return self._envelopes(select(c.envelope).where(c.task_id == task_id).order_by(c.node_id))
 
 
 class SqlTaskInputRepository(SqlRepository):

@@ -9,11 +9,11 @@ from sqlalchemy import bindparam, delete, select, update
 
 from owm_adapters.storage.envelopes import manifest_of
 from owm_adapters.storage.sql import tables as t
-from owm_adapters.storage.sql.database import SqlRepository, int64, upsert
+from owm_adapters.storage.sql.database import int64, upsert
 from owm_adapters.storage.sql.rows import (
+    EnvelopeRepository,
     Flat,
     MappedRepository,
-    envelope_of_row,
     register_row,
     row_converter,
 )
@@ -89,7 +89,7 @@ def _manifest_row(envelope: Envelope) -> dict[str, Any]:
     }
 
 
-class SqlManifestRepository(SqlRepository):
+class SqlManifestRepository(EnvelopeRepository):
     """Manifest envelopes (canonical bytes plus query columns) in the ``manifests`` table."""
 
     def put(self, envelope: Envelope) -> bool:
@@ -106,20 +106,14 @@ class SqlManifestRepository(SqlRepository):
 
     def get(self, node_id: str) -> Envelope | None:
         """The latest manifest envelope of ``node_id``, or None."""
-        with self._db.tx() as conn:
-            row = conn.execute(
-                select(t.manifests.c.envelope).where(t.manifests.c.node_id == node_id)
-            ).first()
-        return None if row is None else envelope_of_row(row)
+        return self._envelope(
+            select(t.manifests.c.envelope).where(t.manifests.c.node_id == node_id)
+        )
 
     def get_by_digest(self, node_id: str, digest: str) -> Envelope | None:
         """The node's current manifest if its body digest is ``digest`` (heartbeats cite it)."""
         c = t.manifests.c
-        with self._db.tx() as conn:
-            row = conn.execute(
-                select(c.envelope).where(c.node_id == node_id, c.digest == digest)
-            ).first()
-        return None if row is None else envelope_of_row(row)
+        return self._envelope(select(c.envelope).where(c.node_id == node_id, c.digest == digest))
 
     def matching(self, min_tier: Tier, min_vram_mb: int, min_ram_mb: int) -> Sequence[Envelope]:
         """Manifests of tier ≥ ``min_tier`` with at least this VRAM and RAM, by node_id."""
@@ -133,9 +127,7 @@ class SqlManifestRepository(SqlRepository):
             )
             .order_by(c.node_id)
         )
-        with self._db.tx() as conn:
-            rows = conn.execute(query).all()
-        return [envelope_of_row(r) for r in rows]
+        return self._envelopes(query)
 
     def remove(self, node_id: str) -> bool:
         """Forget the node's manifest (deregistration); True if there was one."""

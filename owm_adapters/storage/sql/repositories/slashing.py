@@ -12,12 +12,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.database import SqlRepository, int64
 from owm_adapters.storage.sql.rows import (
+    EnvelopeRepository,
     from_row,
     register_row,
     row_converter,
     to_row,
 )
-from owm_core.identity.envelopes import Envelope, from_bytes, to_bytes
+from owm_core.identity.envelopes import Envelope, to_bytes
 from owm_core.stake.slashing import (
     SlashingDecision,
     SlashingLogEntry,
@@ -70,7 +71,7 @@ class SqlSlashingLogRepository(SqlRepository):
         return None if row is None else from_row(_ROWS, row, SlashingLogEntry)
 
 
-class SqlSlashingEvidenceRepository(SqlRepository):
+class SqlSlashingEvidenceRepository(EnvelopeRepository):
     """Open slashing signals (``slashing_signals``), acknowledgements (``slashing_acks``) and
     decisions under way (``slashing_decisions``); closed rows are kept for the record."""
 
@@ -122,13 +123,11 @@ class SqlSlashingEvidenceRepository(SqlRepository):
     def open_acknowledgements(self, node_id: str) -> Sequence[Envelope]:
         """The open acknowledgement envelopes about ``node_id``, oldest first."""
         c = t.slashing_acks.c
-        query = (
+        return self._envelopes(
             select(c.envelope)
             .where(c.node_id == node_id, c.closed_at.is_(None))
             .order_by(c.received_at, c.seq)
         )
-        with self._db.tx() as conn:
-            return [from_bytes(bytes(raw)) for raw in conn.execute(query).scalars().all()]
 
     def open_node_ids(self, limit: int = 100) -> Sequence[str]:
         """Nodes with open evidence, by their oldest open evidence (then node id)."""
