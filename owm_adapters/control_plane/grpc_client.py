@@ -39,6 +39,7 @@ from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_p
 from owm_adapters.control_plane.socks import Socks5Forwarder
 from owm_adapters.control_plane.tls import ClientTls, PinMismatch, pinned_channel
 from owm_core.coordination.challenges import Challenge, ChallengePurpose
+from owm_core.market.tasks import MAX_TASK_INPUT_BYTES
 from owm_core.nodes.control_plane import (
     AssignedTask,
     ControlPlaneRefused,
@@ -52,6 +53,9 @@ from owm_core.payments.invoices import PendingPayout
 from owm_core.ports.control_plane import ChallengeSigner
 
 DEFAULT_TIMEOUT_S = 15.0
+MAX_MESSAGE_BYTES = MAX_TASK_INPUT_BYTES + (1 << 20)
+"""The largest control-plane message, both ways: a task's largest input and its envelope (gRPC's
+own default, 4 MiB, would refuse larger task inputs on their way to the node)."""
 _RETRYABLE = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -139,7 +143,12 @@ class GrpcControlPlane:
                 target = self._forwarder.address if self._forwarder is not None else self.url
                 try:
                     self._channel = pinned_channel(
-                        target, self._tls, options=[("grpc.enable_http_proxy", 0)]
+                        target,
+                        self._tls,
+                        options=[
+                            ("grpc.enable_http_proxy", 0),
+                            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                        ],
                     )
                 except PinMismatch as exc:
                     raise ControlPlaneRefused(exc.code, exc.message) from None

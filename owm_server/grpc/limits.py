@@ -29,11 +29,11 @@ from typing import Any
 import attrs
 import grpc
 
-from owm_core.market.tasks import MAX_TASK_INPUT_BYTES
+from owm_adapters.control_plane.grpc_client import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_MESSAGE_BYTES = MAX_TASK_INPUT_BYTES + (1 << 20)
+DEFAULT_MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES
 """A task's largest input and its envelope; larger messages are refused unparsed."""
 
 

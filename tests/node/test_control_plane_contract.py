@@ -106,6 +106,18 @@ def test_a_task_is_fed_proved_and_settled(control, network):
         "settled", node.identity.node_id, "ab" * 32)
 
 
+def test_a_task_input_larger_than_grpcs_default_message_size_reaches_the_node(control, network):
+    node = network.node("n-big")
+    register(control, node)
+    feed = control.open_task_feed(node.identity, ["inference"], 1_000)
+    payload = b'{"prompt": "' + b"x" * (6 << 20) + b'"}'  # gRPC's default limit is 4 MiB
+
+    network.submit("job-big", payload)
+
+    [task] = first_assignment(feed)
+    assert network.opened(node, task) == payload
+
+
 def test_a_heartbeat_signed_by_an_unknown_key_is_refused_with_the_coordinators_code(control):
     stranger = known(Identity.from_seed(os.urandom(32)))  # with its own bound certificate
     with pytest.raises(ControlPlaneRefused) as refused:
