@@ -299,6 +299,10 @@ def node_toml(layout: DevnetLayout, state: DevnetState, node: NodeEntry) -> str:
         ("coordinator", "tls_fingerprint"): f'"{state.coordinator.tls_fingerprint}"',
         ("coordinator", "public_key"): f'"{state.coordinator.public_key}"',  # SRS-SEC-02/03
         ("lightning", "node_uri"): f'"{node.ln_pubkey}@{node.ln_address}"',
+        # The node's Lightning node is its alias in the devnet's ledger: it signs registrations.
+        ("lightning", "backend"): '"embedded"',
+        ("lightning", "ledger_path"): _q(layout.ledger_file),
+        ("lightning", "ledger_alias"): f'"devnet-{node.name}"',
         ("lightning", "treasury_uri"): (
             f'"{state.coordinator.treasury_pubkey}@127.0.0.1:{LN_BASE_PORT}"'
         ),

@@ -279,13 +279,26 @@ def node_lightning(settings: NodeSettings) -> Lightning | None:
     return None
 
 
-def payout_invoicer(
-    settings: NodeSettings, identity: Identity, control: ControlPlane, say: Callable[[str], None]
-) -> PayoutInvoicer | None:
-    """Hands the node's invoices to the coordinator when ``[lightning] backend`` is set."""
+def ln_signer(settings: NodeSettings) -> Lightning:
+    """The node's Lightning node, which signs the registration challenge to prove control of
+    ``[lightning] node_uri`` (SRS-STAKE-01); a ConfigError when ``backend`` is ``none``."""
     lightning = node_lightning(settings)
     if lightning is None:
-        return None
+        raise ConfigError(
+            "[lightning] backend is \"none\": set it to lnd, cln or embedded; the coordinator "
+            "accepts a registration only when your Lightning node signs it (SRS-STAKE-01)"
+        )
+    return lightning
+
+
+def payout_invoicer(
+    settings: NodeSettings,
+    identity: Identity,
+    control: ControlPlane,
+    say: Callable[[str], None],
+    lightning: Lightning,
+) -> PayoutInvoicer:
+    """Hands the node's invoices, made by its own Lightning node, to the coordinator."""
     registered = settings.lightning.node_uri.partition("@")[0]
     return PayoutInvoicer(identity, control, lightning, SystemClock(),
                           registered_pubkey=registered, say=say)
@@ -381,6 +394,7 @@ def build_daemon(
     :func:`build_node`)."""
     identity = load_node_identity(settings)
     behaviour = daemon_settings(settings)
+    lightning = ln_signer(settings)
     hw = report if report is not None else detect_hardware(settings.node.bandwidth_mbps)
     manifest = hw.manifest()
     state_dir = data_dir(settings)
@@ -412,5 +426,6 @@ def build_daemon(
         coordinator_url=coordinator_url(settings),
         via_proxy=via_proxy,
         weights=weights_watcher(settings, identity, models, say),
-        invoicer=payout_invoicer(settings, identity, control, say),
+        invoicer=payout_invoicer(settings, identity, control, say, lightning),
+        ln_signer=lightning,
     )

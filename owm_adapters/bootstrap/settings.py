@@ -76,12 +76,14 @@ class NodeLightning:
 
     node_uri: str = ""
     treasury_uri: str = ""
-    #: Where the node's invoices for its rewards come from (SRS-LN-04): ``none`` (the
-    #: coordinator's embedded ledger issues them, devnets), ``lnd``, ``cln`` or ``embedded``.
+    #: The node's own Lightning node (SRS-LN-04, SRS-STAKE-01): it signs the registration
+    #: challenge and issues the node's invoices; ``lnd``, ``cln`` or ``embedded`` (devnets).
+    #: ``none`` cannot register.
     backend: str = "none"
     lnd_host: str = "127.0.0.1:10009"
     lnd_tls_cert: str = "~/.lnd/tls.cert"
-    #: An invoice macaroon is enough (``lncli bakemacaroon invoices:read invoices:write``).
+    #: Invoices and message signing: ``lncli bakemacaroon invoices:read invoices:write
+    #: message:write``.
     lnd_macaroon: str = "~/.lnd/data/chain/bitcoin/mainnet/invoice.macaroon"
     lnd_tls_server_name: str = ""
     cln_socket: str = "~/.lightning/bitcoin/lightning-rpc"
@@ -235,13 +237,16 @@ node_uri = ""
 # The treasury's Lightning node (pubkey@host:port, published by your coordinator). Your stake
 # is a channel from node_uri to this node; `owm-node start` prints the exact command (SRS-NODE-11).
 treasury_uri = ""
-# Who issues the invoices your rewards are paid to: "none" (devnets: the coordinator's
-# embedded ledger), "lnd", "cln" or "embedded". With lnd/cln the node creates each invoice on
-# your Lightning node and hands it to the coordinator, which checks amount and payee.
+# Your Lightning node itself: "lnd", "cln" or "embedded" (devnets). It signs the registration
+# challenge, proving to the coordinator that you control node_uri (SRS-STAKE-01: required, a
+# node with "none" cannot register), and creates the invoices your rewards are paid to, which
+# the node hands to the coordinator (it checks amount and payee).
 backend = "none"
 # lnd_host = "127.0.0.1:10009"
 # lnd_tls_cert = "~/.lnd/tls.cert"
-# lnd_macaroon = "~/.lnd/data/chain/bitcoin/mainnet/invoice.macaroon"
+# A macaroon for invoices and signing: lncli bakemacaroon invoices:read invoices:write
+# message:write --save_to ~/.lnd/owm.macaroon
+# lnd_macaroon = "~/.lnd/owm.macaroon"
 # cln_socket = "~/.lightning/bitcoin/lightning-rpc"
 # Seconds between looks for payouts awaiting your invoice.
 invoice_poll_s = 30

@@ -16,8 +16,12 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from owm_core.coordination.challenges import Challenge, ChallengePurpose, challenge_message
-from owm_core.coordination.registration import registration_details, task_stream_details
-from owm_core.ports.control_plane import ChallengeSigner
+from owm_core.coordination.registration import (
+    ln_control_message,
+    registration_details,
+    task_stream_details,
+)
+from owm_core.ports.control_plane import ChallengeSigner, MessageSigner
 
 _T = TypeVar("_T")
 
@@ -28,6 +32,16 @@ FetchChallenge = Callable[[ChallengeSigner, ChallengePurpose], Challenge]
 def answer(signer: ChallengeSigner, challenge: Challenge, details: Mapping[str, object]) -> str:
     """The hex signature answering ``challenge`` for a request carrying ``details``."""
     return signer.sign(challenge_message(challenge, details)).hex()
+
+
+def ln_signature(
+    ln_signer: MessageSigner | None, signer: ChallengeSigner, nonce: str, ln_node_uri: str
+) -> str:
+    """The Lightning node's proof of control for a registration with ``nonce`` ("" without a
+    Lightning signer: the coordinator then refuses, naming ``ln_signature``; SRS-STAKE-01)."""
+    if ln_signer is None:
+        return ""
+    return ln_signer.sign_message(ln_control_message(signer.public_key_hex, nonce, ln_node_uri))
 
 
 def authenticated_call(
@@ -46,6 +60,7 @@ __all__ = [
     "FetchChallenge",
     "answer",
     "authenticated_call",
+    "ln_signature",
     "registration_details",
     "task_stream_details",
 ]

@@ -31,6 +31,7 @@ import grpc
 
 from owm_adapters.control_plane.auth import (
     authenticated_call,
+    ln_signature,
     registration_details,
     task_stream_details,
 )
@@ -50,7 +51,7 @@ from owm_core.nodes.control_plane import (
     StakeView,
 )
 from owm_core.payments.invoices import PendingPayout
-from owm_core.ports.control_plane import ChallengeSigner
+from owm_core.ports.control_plane import ChallengeSigner, MessageSigner
 
 DEFAULT_TIMEOUT_S = 15.0
 MAX_MESSAGE_BYTES = MAX_TASK_INPUT_BYTES + (1 << 20)
@@ -184,8 +185,10 @@ class GrpcControlPlane:
         manifest_digest: str,
         ln_node_uri: str,
         onion_address: str | None,
+        ln_signer: MessageSigner | None = None,
     ) -> RegisterReply:
-        """Register with an answered challenge and a signed manifest."""
+        """Register with an answered challenge, a signed manifest and the Lightning node's
+        proof of control (SRS-STAKE-01)."""
         details = registration_details(manifest_digest, ln_node_uri, onion_address)
         reply = authenticated_call(
             self._challenge, signer, ChallengePurpose.REGISTER, details,
@@ -198,6 +201,7 @@ class GrpcControlPlane:
                     manifest_envelope=manifest_envelope,
                     ln_node_uri=ln_node_uri,
                     onion_address=onion_address or "",
+                    ln_signature=ln_signature(ln_signer, signer, nonce, ln_node_uri),
                 ),
             ),
         )

@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from owm_adapters.control_plane.auth import (
     authenticated_call,
+    ln_signature,
     registration_details,
     task_stream_details,
 )
@@ -38,7 +39,7 @@ from owm_core.nodes.control_plane import (
     StakeView,
 )
 from owm_core.payments.invoices import PendingPayout
-from owm_core.ports.control_plane import ChallengeSigner
+from owm_core.ports.control_plane import ChallengeSigner, MessageSigner
 
 _T = TypeVar("_T")
 
@@ -112,8 +113,10 @@ class InProcessControlPlane:
         manifest_digest: str,
         ln_node_uri: str,
         onion_address: str | None,
+        ln_signer: MessageSigner | None = None,
     ) -> RegisterReply:
-        """Register with an answered challenge and a signed manifest."""
+        """Register with an answered challenge, a signed manifest and the Lightning node's
+        proof of control (SRS-STAKE-01)."""
         details = registration_details(manifest_digest, ln_node_uri, onion_address)
 
         def send(nonce: str, signature: str) -> RegisterReply:
@@ -123,6 +126,7 @@ class InProcessControlPlane:
                     manifest_envelope=manifest_envelope,
                     ln_node_uri=ln_node_uri,
                     onion_address=onion_address,
+                    ln_signature=ln_signature(ln_signer, signer, nonce, ln_node_uri),
                 ),
                 challenge_nonce=nonce,
                 signature=signature,

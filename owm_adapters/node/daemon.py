@@ -46,7 +46,7 @@ from owm_core.identity.envelopes import CapabilityManifest
 from owm_core.identity.keys import Identity
 from owm_core.nodes.control_plane import AssignedTask, StakeTermsView, StakeView
 from owm_core.ports.clock import Clock
-from owm_core.ports.control_plane import ControlPlane
+from owm_core.ports.control_plane import ControlPlane, MessageSigner
 
 
 class NodeDaemon:
@@ -70,6 +70,7 @@ class NodeDaemon:
         entropy: Callable[[int], bytes] = os.urandom,
         weights: WeightsWatcher | None = None,
         invoicer: PayoutInvoicer | None = None,
+        ln_signer: MessageSigner | None = None,
     ) -> None:
         self.identity = identity
         self.manifest = manifest
@@ -87,7 +88,7 @@ class NodeDaemon:
         self.ctx = NodeContext(identity, control, manifest, clock, settings, say, entropy)
         self.stake = StakeWatcher(self.ctx)
         self.payments = PaymentWatcher(self.ctx, task_log)
-        self.registration = Registration(self.ctx, self.stake, data_dir)
+        self.registration = Registration(self.ctx, self.stake, data_dir, ln_signer)
         self.heartbeats = Heartbeats(self.ctx, self.registration)
         self.prover = Prover(self.ctx, runner, task_log, data_dir)
         self.feed = FeedReader(self.ctx, task_log, self.prover, self.registration, self.stake)

@@ -1,5 +1,9 @@
 """Registration with the coordinator and the stake channel it asks for (SRS-NODE-11).
 
+The node's own Lightning node (``[lightning] backend``) signs the registration challenge, which
+proves to the coordinator that the node controls the Lightning node in ``[lightning] node_uri``
+(SRS-STAKE-01); a coordinator refuses a registration without that signature.
+
 First registration prints the exact channel to open with the treasury: the treasury's URI and
 the tier's minimum come from the coordinator's StakeTerms (the ``[lightning] treasury_uri``
 setting, when set, overrides the URI). A node without a qualifying channel waits and asks
@@ -23,6 +27,7 @@ from owm_core.nodes.control_plane import (
     StakeView,
 )
 from owm_core.nodes.tiers import StakeRequirements
+from owm_core.ports.control_plane import MessageSigner
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +66,17 @@ def stake_guidance(
 class Registration:
     """Registers the node, retrying while the coordinator is unreachable or the stake missing."""
 
-    def __init__(self, ctx: NodeContext, stake: StakeWatcher, data_dir: Path) -> None:
+    def __init__(
+        self,
+        ctx: NodeContext,
+        stake: StakeWatcher,
+        data_dir: Path,
+        ln_signer: MessageSigner | None = None,
+    ) -> None:
         self.ctx = ctx
         self.stake = stake
         self.data_dir = data_dir
+        self.ln_signer = ln_signer
         self.reply: RegisterReply | None = None
         self.guided = False
         self._terms: StakeTermsView | None = None
@@ -85,6 +97,7 @@ class Registration:
                     ctx.manifest.digest(),
                     ctx.settings.ln_node_uri,
                     ctx.settings.onion_address,
+                    self.ln_signer,
                 )
             except ControlPlaneUnavailable as exc:
                 ctx.disconnected(exc.message)

@@ -4,7 +4,9 @@ This module owns the coordinator's registry use cases, pure functions over the p
 narrow :class:`~owm_core.ports.stores.RegistryStore` and
 :class:`~owm_core.ports.lightning.Lightning`), time (``now``, int POSIX seconds) passed in:
 
-* **Registration** (:func:`register_node`): answered challenge (SRS-SEC-03) → rate limit
+* **Registration** (:func:`register_node`): answered challenge (SRS-SEC-03) → proof of control
+  of the Lightning node in ``ln_node_uri`` (its signature over :func:`ln_control_message`,
+  checked by the coordinator's own Lightning node; SRS-STAKE-01, SRS-LN-11) → rate limit
   (10 new nodes per IP per hour on clearnet, per node key on the onion endpoint; SRS-SEC-04,
   SRS-NET-07) → signed manifest → cooldown (SRS-STAKE-07) → stake over Lightning (spec
   4.12.2: pending, and active at once when the qualifying channel is confirmed) → node,
@@ -26,7 +28,7 @@ from owm_core.access.ratelimit import SlidingWindowLimiter, Transport, registrat
 from owm_core.coordination.challenges import ChallengeBook, ChallengePurpose
 from owm_core.coordination.stakes import stake_channel_of
 from owm_core.coordination.wire import open_envelope
-from owm_core.errors import InvalidTransition, NotFound, SignatureInvalid
+from owm_core.errors import InvalidTransition, InvalidValue, NotFound, SignatureInvalid
 from owm_core.identity.envelopes import CapabilityManifest, Envelope, EnvelopeKind, open_body
 from owm_core.identity.keys import node_id_from_public_key, parse_public_key
 from owm_core.nodes.registry import Liveness, LnNodeUri, Node, NodeStatus, onion_address
@@ -44,6 +46,47 @@ class Registration:
     manifest_envelope: bytes = attrs.field(validator=fields.instance_of(bytes))
     ln_node_uri: str = attrs.field(validator=fields.text(max_len=400))
     onion_address: str | None = attrs.field(default=None)
+    ln_signature: str = attrs.field(default="", validator=fields.text(min_len=0, max_len=200))
+    """The Lightning node's signature over :func:`ln_control_message` (zbase32)."""
+
+
+LN_CONTROL_PREFIX = "owm/ln-control/v1"
+"""What every proof-of-control message starts with, so it can mean nothing else."""
+
+
+def ln_control_message(public_key: str, challenge_nonce: str, ln_node_uri: str) -> str:
+    """The text a node's Lightning node signs to register (SRS-STAKE-01, SRS-LN-11).
+
+    It names the node's Ed25519 key, the one-use registration challenge and the Lightning
+    pubkey, so a signature proves that whoever controls that Lightning node asked for *this*
+    registration, and cannot be replayed for another key or another time. Signed with
+    ``lncli signmessage`` / ``lightning-cli signmessage`` (the node daemon does it itself).
+    """
+    pubkey = ln_node_uri.strip().partition("@")[0].lower()
+    return f"{LN_CONTROL_PREFIX} register {public_key} {challenge_nonce} {pubkey}"
+
+
+def check_ln_control(
+    lightning: Lightning, registration: Registration, challenge_nonce: str, uri: LnNodeUri
+) -> None:
+    """Raise unless the Lightning node of ``uri`` signed this registration's challenge.
+
+    Verified by the coordinator's own Lightning node (LND ``VerifyMessage``, CLN
+    ``checkmessage``, the embedded ledger): without it anyone could register a stranger's
+    Lightning node and borrow its stake channel (SRS-STAKE-01, SRS-LN-11).
+    """
+    if not registration.ln_signature:
+        raise InvalidValue(
+            "ln_signature",
+            "required: the Lightning node in ln_node_uri must sign the registration challenge "
+            "(the node daemon does it with [lightning] backend)",
+        )
+    message = ln_control_message(registration.public_key, challenge_nonce, uri.pubkey)
+    if not lightning.verify_message(message, registration.ln_signature, uri.pubkey):
+        raise SignatureInvalid(
+            f"ln_signature: not a signature of Lightning node {uri.pubkey} over this "
+            "registration's challenge"
+        )
 
 
 def registration_details(
@@ -112,6 +155,7 @@ def register_node(
         ),
         now,
     )
+    check_ln_control(lightning, registration, challenge_nonce, uri)
     limiter.enforce(registration_key(transport, client_ip, public_key), now)
     stake_policy = policy if policy is not None else StakePolicy()
     previous = repositories.stakes.get(public_key)

@@ -36,6 +36,14 @@ class ChallengeSigner(Protocol):
         ...
 
 
+class MessageSigner(Protocol):
+    """Signs with the node's Lightning node (any :class:`~owm_core.ports.lightning.Lightning`)."""
+
+    def sign_message(self, message: str) -> str:
+        """The zbase32 Lightning message signature of ``message`` (LND/CLN ``signmessage``)."""
+        ...
+
+
 class TaskFeed(Protocol):
     """A node's open task stream: iterate for assignments; :meth:`cancel` ends it."""
 
@@ -59,8 +67,10 @@ class ControlPlane(Protocol):
         manifest_digest: str,
         ln_node_uri: str,
         onion_address: str | None,
+        ln_signer: MessageSigner | None = None,
     ) -> RegisterReply:
-        """Register with an answered challenge and a signed capability manifest."""
+        """Register with an answered challenge and a signed capability manifest; ``ln_signer``
+        (the Lightning node of ``ln_node_uri``) proves control of it (SRS-STAKE-01)."""
         ...
 
     def heartbeat(self, heartbeat_envelope: bytes, manifest_envelope: bytes = b"") -> str:

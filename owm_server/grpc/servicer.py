@@ -159,6 +159,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
             manifest_envelope=request.manifest_envelope,
             ln_node_uri=request.ln_node_uri,
             onion_address=request.onion_address or None,
+            ln_signature=request.ln_signature,
         )
         registered = self.service.register(
             registration,

@@ -170,6 +170,9 @@ def network(tmp_path: Path) -> Iterator[dict[str, object]]:
                 "[lightning]\n"
                 f'node_uri = "{ln_pubkey}@127.0.0.1:9735"\n'
                 f'treasury_uri = "{treasury}@127.0.0.1:9735"\n'
+                'backend = "embedded"\n'  # the node's LN node signs its registration
+                f'ledger_path = "{coord_dir / "lightning.sqlite3"}"\n'
+                f'ledger_alias = "node-{name}"\n'
                 "[tasks]\n"
                 f"ask_msat = {ask}\n"
                 f"types = {types}\n"

@@ -15,7 +15,7 @@ from owm_adapters.bootstrap.settings import CoordinatorSettings
 from owm_adapters.clock import SystemClock
 from owm_adapters.control_plane.grpc_client import GrpcControlPlane
 from owm_adapters.control_plane.in_process import InProcessControlPlane
-from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.lightning.embedded import SimLedger, SimLightning
 from owm_adapters.services.coordinator.service import CoordinatorService, ServiceConfig
 from owm_adapters.storage.memory import memory_repositories
 from owm_core.errors import DomainError
@@ -72,7 +72,8 @@ class Network:
         pubkey = self.ledger.add_node(alias)
         if stake_sat:
             self.ledger.open_channel(self.treasury, pubkey, stake_sat)
-        return Node(known(Identity.from_seed(os.urandom(32))), f"{pubkey}@127.0.0.1:9735", pubkey)
+        return Node(known(Identity.from_seed(os.urandom(32))), f"{pubkey}@127.0.0.1:9735", pubkey,
+                    self.ledger.lightning(alias))
 
     def submit(self, task_id: str, payload: bytes, task_type: str = "inference",
                schema: str = "owm.inference.text") -> None:
@@ -130,6 +131,8 @@ class Node:
     identity: Identity
     ln_node_uri: str
     ln_pubkey: str
+    #: The node's own Lightning node: it signs the registration challenge (SRS-STAKE-01).
+    ln_signer: SimLightning
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ class SystemNow:
 
 def register(control, node):
     return control.register(node.identity, manifest_envelope(node.identity), MANIFEST.digest(),
-                            node.ln_node_uri, None)
+                            node.ln_node_uri, None, node.ln_signer)
 
 
 def heartbeat(identity: Identity, seq: int = 1) -> bytes:

@@ -111,6 +111,7 @@ def start(network: Network, tmp_path: Path) -> Iterator[Callable[..., Running]]:
             node.identity, control or InProcessControlPlane(network.service), MANIFEST,
             runner or TaskRunner(limits=Limits(timeout_s=60)), TaskLog.in_dir(data_dir),
             SystemClock(), settings, data_dir=data_dir, say=said.append,
+            ln_signer=node.ln_signer,
         )
         stop = threading.Event()
         codes: list[int] = []

@@ -90,7 +90,7 @@ def run_node(tmp_path: Path, network: Network) -> Iterator[Callable[..., NodeDae
             node.identity, control, MANIFEST,
             TaskRunner(limits=Limits(timeout_s=120), model_dir=str(data_dir / "models")),
             TaskLog.in_dir(data_dir), SystemClock(), settings, data_dir=data_dir,
-            say=lambda _line: None,
+            say=lambda _line: None, ln_signer=node.ln_signer,
         )
         stop = threading.Event()
         thread = threading.Thread(target=daemon.run, args=(stop,), daemon=True)

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from owm_adapters.bootstrap.node import detect_hardware
 from owm_adapters.gpu import FixedGpuProbe, FixedHostProbe
+from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.node.task_log import TaskLog
 from owm_cli import node
 from owm_core.nodes.hardware import DeviceVendor, GpuDevice
@@ -148,6 +149,26 @@ def test_first_start_creates_the_nodes_tls_certificate_bound_to_its_identity(
     assert renewed.credentials != tls.credentials  # re-issued before it expires
 
 
+def test_a_node_without_a_lightning_backend_refuses_to_start_naming_the_setting(
+    tmp_path, monkeypatch
+):
+    """Registration needs the Lightning node's signature (SRS-STAKE-01): say so at start."""
+    from owm_adapters.bootstrap.node import build_node
+    from owm_adapters.bootstrap.settings import ConfigError, load_node_settings
+    from owm_adapters.control_plane.in_process import InProcessControlPlane
+    from owm_adapters.storage import keystore
+
+    monkeypatch.delenv("OWM_IDENTITY_KEY_PATH", raising=False)
+    keystore.create_identity(tmp_path / "id.key")
+    config = _config(tmp_path, "health_port = 0\n"
+                               f'[lightning]\nnode_uri = "{"02" + "11" * 32}@127.0.0.1:9735"\n'
+                               + PINS)
+    report = detect_hardware(1000, FixedGpuProbe([]), FixedHostProbe(ram=16_000, bandwidth=100))
+    with pytest.raises(ConfigError, match=r"\[lightning\] backend is \"none\""):
+        build_node(load_node_settings(config), InProcessControlPlane(None),  # type: ignore[arg-type]
+                   report=report, say=lambda _line: None)
+
+
 def test_a_node_built_for_a_gpu_machine_gives_its_tasks_cuda_mps_limits(tmp_path, monkeypatch):
     from owm_adapters.bootstrap.node import build_node
     from owm_adapters.bootstrap.settings import load_node_settings
@@ -156,9 +177,12 @@ def test_a_node_built_for_a_gpu_machine_gives_its_tasks_cuda_mps_limits(tmp_path
 
     monkeypatch.delenv("OWM_IDENTITY_KEY_PATH", raising=False)
     keystore.create_identity(tmp_path / "id.key")
-    pubkey = "02" + "11" * 32
+    ledger = tmp_path / "ln.sqlite3"
+    pubkey = SimLedger(ledger).add_node("gpu-node")
     config = _config(tmp_path, "health_port = 0\n"
-                               f'[lightning]\nnode_uri = "{pubkey}@127.0.0.1:9735"\n' + PINS
+                               f'[lightning]\nnode_uri = "{pubkey}@127.0.0.1:9735"\n'
+                               f'backend = "embedded"\nledger_path = "{ledger}"\n'
+                               'ledger_alias = "gpu-node"\n' + PINS
                                + "[tasks]\ngpu_memory_mb = 20000\ngpu_thread_percentage = 40\n")
     report = detect_hardware(1000, FixedGpuProbe([A100]),
                              FixedHostProbe(ram=128_000, bandwidth=1000))

@@ -104,7 +104,7 @@ def test_a_node_on_lnd_is_paid_to_an_invoice_its_own_lnd_created(tmp_path: Path)
         DaemonSettings(ln_node_uri=f"{node_pubkey}@127.0.0.1:9735", heartbeat_interval_s=0.5,
                        coordinator_public_key=service.sealing.public_key_hex,
                        payment_check_interval_s=0.2, invoice_poll_s=0.2),
-        data_dir=data_dir, say=said.append, invoicer=invoicer,
+        data_dir=data_dir, say=said.append, invoicer=invoicer, ln_signer=node_ln,
     )
     stop = threading.Event()
     thread = threading.Thread(target=daemon.run, args=(stop,), daemon=True)
@@ -157,7 +157,8 @@ def registered(network: Network, alias: str):
     manifest = envelopes.to_bytes(envelopes.seal(
         node.identity, EnvelopeKind.CAPABILITY_MANIFEST, MANIFEST, os.urandom(16),
         int(time.time())))
-    plane.register(node.identity, manifest, MANIFEST.digest(), node.ln_node_uri, None)
+    plane.register(node.identity, manifest, MANIFEST.digest(), node.ln_node_uri, None,
+                   node.ln_signer)
     return node
 
 

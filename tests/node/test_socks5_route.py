@@ -101,7 +101,7 @@ def test_registration_reaches_an_onion_coordinator_through_the_socks5_proxy(netw
                              tls=client_tls(node.identity))
     try:
         reply = plane.register(node.identity, manifest_envelope(node.identity), MANIFEST.digest(),
-                               node.ln_node_uri, None)
+                               node.ln_node_uri, None, node.ln_signer)
         assert reply.stake_status == "active" and plane.via_proxy
         assert (onion, 50051) in proxy.connects
     finally:

@@ -267,6 +267,7 @@ def test_the_daemon_installs_new_versions_in_the_background(api, devnet, tmp_pat
         DaemonSettings(ln_node_uri=node.ln_node_uri, weights_poll_s=0.1,
                        coordinator_public_key=network.coordinator_key),
         data_dir=tmp_path / "state", say=said.append, weights=watcher,
+        ln_signer=node.ln_signer,
     )
     stop = threading.Event()
     thread = threading.Thread(target=daemon.run, args=(stop,), daemon=True)

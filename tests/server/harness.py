@@ -45,6 +45,7 @@ from owm_core.ports.repositories import Repositories
 from owm_server.grpc.limits import GrpcLimits
 from owm_server.grpc.server import CoordinatorServer
 from tests.tls_support import COORDINATOR_TLS, identity_for, known, secure_channel
+from tests.fakes.ln_key import LnKey
 
 T1_STAKE_SAT = 100_000
 COORDINATOR_KEY = Identity.from_seed(b"\x0c" * 32)
@@ -209,7 +210,7 @@ class SimNode:
     """A node daemon's control-plane client: its key never leaves it, it only signs."""
 
     identity: Identity
-    ln_pubkey: str
+    ln_key: LnKey
     manifest: CapabilityManifest
     seq: int = 0
 
@@ -223,7 +224,11 @@ class SimNode:
             gpu_vendor="none" if gpu_count == 0 else "nvidia",
             gpu_count=gpu_count,
         )
-        return cls(known(Identity.from_seed(os.urandom(32))), ln_pubkey(), manifest)
+        return cls(known(Identity.from_seed(os.urandom(32))), LnKey.fresh(), manifest)
+
+    @property
+    def ln_pubkey(self) -> str:
+        return self.ln_key.pubkey
 
     @property
     def node_id(self) -> str:
@@ -271,6 +276,7 @@ class SimNode:
             signature=self.answer(challenge, details),
             manifest_envelope=self.manifest_envelope(now),
             ln_node_uri=self.ln_node_uri,
+            ln_signature=self.ln_key.sign_registration(self.public_key, challenge.nonce),
         )
 
     def register(self, stub: pb_grpc.CoordinatorStub, now: int) -> pb.RegisterResponse:

@@ -145,6 +145,7 @@ def register_node(coordinator: CoordinatorService, ledger: SimLedger, treasury: 
         manifest_envelope=sim.manifest_envelope(coordinator.clock.now()),
         ln_node_uri=sim.ln_node_uri,
         onion_address=None,
+        ln_signature=sim.ln_key.sign_registration(sim.public_key, challenge.nonce),
     )
     coordinator.register(registration, challenge_nonce=challenge.nonce,
                          signature=sim.answer(challenge, details), transport=Transport.CLEARNET,

@@ -376,7 +376,7 @@ def test_a_heartbeat_can_carry_a_new_signed_manifest(
 ) -> None:
     node = staked_node(coordinator, clock)
     node.manifest = attrs.evolve(node.manifest, bandwidth_mbps=250)
-    stale = SimNode(node.identity, node.ln_pubkey, attrs.evolve(node.manifest, bandwidth_mbps=1))
+    stale = SimNode(node.identity, node.ln_key, attrs.evolve(node.manifest, bandwidth_mbps=1))
 
     with pytest.raises(grpc.RpcError) as info:
         coordinator.stub.Heartbeat(

@@ -301,6 +301,7 @@ def test_a_verified_proof_is_paid_within_seconds_of_its_acceptance(tmp_path: Pat
     from owm_adapters.services.coordinator.service import ServiceConfig
     from owm_core.market.tasks import VerificationPolicy
     from owm_core.payments.rewards import task_reward_msat
+    from tests.fakes.ln_key import LnKey
     from tests.server.harness import SimNode, StepClock, start_coordinator, task_request
 
     clock = StepClock()
@@ -311,7 +312,8 @@ def test_a_verified_proof_is_paid_within_seconds_of_its_acceptance(tmp_path: Pat
     try:
         assert running.app.payouts is not None
         node = SimNode.create()
-        node.ln_pubkey = ledger.add_node("worker")
+        node.ln_key = LnKey.fresh()  # the ledger's "worker" node: it issues the invoices
+        ledger.add_node("worker", secret_key=node.ln_key.secret)
         node.stake(running)
         assert node.register(running.stub, clock.now()).stake_status == "active"
         feed = node.open_stream(running.stub)

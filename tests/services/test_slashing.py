@@ -52,6 +52,7 @@ from owm_core.stake.slashing import (
     SlashingSignal,
     verify_log,
 )
+from tests.fakes.ln_key import LnKey
 from tests.server.harness import StepClock, ln_pubkey
 
 STAKE_SAT = {Tier.T1: 100_000, Tier.T2: 1_000_000, Tier.T3: 5_000_000}
@@ -71,8 +72,12 @@ class World:
 @attrs.define
 class Operator:
     identity: Identity
-    ln: str
+    ln_key: LnKey
     tier: Tier
+
+    @property
+    def ln(self) -> str:
+        return self.ln_key.pubkey
 
     @property
     def node_id(self) -> str:
@@ -111,7 +116,10 @@ def register(world: World, op: Operator, uri: str | None = None) -> None:
     challenge = world.service.challenge(op.identity.public_key_hex, ChallengePurpose.REGISTER.value)
     details = {"ln_node_uri": uri, "manifest_digest": manifest.digest(), "onion_address": None}
     world.service.register(
-        Registration(op.identity.public_key_hex, env, uri),
+        Registration(
+            op.identity.public_key_hex, env, uri,
+            ln_signature=op.ln_key.sign_registration(op.identity.public_key_hex, challenge.nonce),
+        ),
         challenge_nonce=challenge.nonce,
         signature=op.identity.sign(challenge_message(challenge, details)).hex(),
         transport=Transport.CLEARNET,
@@ -120,7 +128,7 @@ def register(world: World, op: Operator, uri: str | None = None) -> None:
 
 
 def staked(world: World, tier: Tier = Tier.T1) -> Operator:
-    op = Operator(Identity.from_seed(os.urandom(32)), ln_pubkey(), tier)
+    op = Operator(Identity.from_seed(os.urandom(32)), LnKey.fresh(), tier)
     world.ledger.open_channel(world.treasury, op.ln, STAKE_SAT[tier])
     register(world, op)
     return op
@@ -251,7 +259,7 @@ def test_stake_metrics_count_channels_sats_slashings_and_degraded_nodes(world: W
 
 
 def test_registration_requires_a_valid_ln_node_uri(world: World) -> None:
-    op = Operator(Identity.from_seed(os.urandom(32)), ln_pubkey(), Tier.T1)
+    op = Operator(Identity.from_seed(os.urandom(32)), LnKey.fresh(), Tier.T1)
     world.ledger.open_channel(world.treasury, op.ln, STAKE_SAT[Tier.T1])
     with pytest.raises(InvalidValue, match="ln_node_uri"):
         register(world, op, uri=f"{op.ln}-no-address")
@@ -339,7 +347,7 @@ def test_fl_anomaly_signals_from_three_reporters_slash_a_tier1_node(world: World
 
 def test_a_signal_about_an_unstaked_node_does_not_stop_the_others(world: World) -> None:
     op = staked(world)
-    stranger = Operator(Identity.from_seed(os.urandom(32)), ln_pubkey(), Tier.T1)
+    stranger = Operator(Identity.from_seed(os.urandom(32)), LnKey.fresh(), Tier.T1)
     batch = [signal(stranger, "a"), *(signal(op, r) for r in ("a", "b", "c"))]
     [outcome] = world.slashing.report(batch)
     assert outcome.decision.node_id == op.node_id

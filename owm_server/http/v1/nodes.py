@@ -58,8 +58,17 @@ REGISTER_BODY: Schema = obj(
         },
         "ln_node_uri": {"type": "string", "maxLength": 400},
         "onion_address": {"type": ["string", "null"], "maxLength": 62},
+        "ln_signature": {
+            "type": "string",
+            "maxLength": 200,
+            "description": "zbase32 signature by the Lightning node in ln_node_uri over "
+            "'owm/ln-control/v1 register <public_key> <challenge_nonce> <ln pubkey>'",
+        },
     },
-    ["public_key", "challenge_nonce", "signature", "manifest_envelope", "ln_node_uri"],
+    [
+        "public_key", "challenge_nonce", "signature", "manifest_envelope", "ln_node_uri",
+        "ln_signature",
+    ],
     additional=False,
 )
 REGISTERED: Schema = obj(
@@ -117,6 +126,7 @@ def register_node(call: Call) -> Response:
         manifest_envelope=_b64(body["manifest_envelope"], "body.manifest_envelope"),
         ln_node_uri=body["ln_node_uri"],
         onion_address=body.get("onion_address") or None,
+        ln_signature=body["ln_signature"],
     )
     registered = call.services.nodes.register(
         registration, body["challenge_nonce"], body["signature"], call.client_ip

@@ -14,7 +14,12 @@ from hypothesis import strategies as st
 from owm_adapters.storage.memory import memory_repositories
 from owm_core.access.ratelimit import SlidingWindowLimiter, Transport, registration_limit
 from owm_core.coordination.challenges import ChallengeBook, ChallengePurpose, challenge_message
-from owm_core.coordination.registration import Registration, register_node, registration_details
+from owm_core.coordination.registration import (
+    Registration,
+    ln_control_message,
+    register_node,
+    registration_details,
+)
 from owm_core.coordination.rejections import admit_rejection, open_rejection, reject_task
 from owm_core.coordination.stakes import (
     recheck_stake,
@@ -74,12 +79,20 @@ MANIFEST = CapabilityManifest(
 )
 
 
+def ln_sign(ln_pubkey: str, message: str) -> str:
+    """What the fake Lightning nodes accept as ``ln_pubkey``'s signature of ``message``."""
+    return hashlib.sha256(f"{ln_pubkey} {message}".encode()).hexdigest()
+
+
 class FakeLightning:
     """The treasury's Lightning node as the stake check sees it: channels by peer."""
 
     def __init__(self, capacity_sat: int = 100_000, confirmations: int | None = 3) -> None:
         self.capacity_sat = capacity_sat
         self.confirmations = confirmations
+
+    def verify_message(self, message: str, signature: str, pubkey: str) -> bool:
+        return signature == ln_sign(pubkey, message)
 
     def channels_with(self, peer_pubkey: str) -> list[Channel]:
         return [
@@ -104,7 +117,12 @@ def sign_registration(
     details = registration_details(claimed.digest(), uri, None)
     signature = who.sign(challenge_message(challenge, details))
     manifest = envelopes.seal(who, EnvelopeKind.CAPABILITY_MANIFEST, claimed, os.urandom(16), now)
-    registration = Registration(who.public_key_hex, envelopes.to_bytes(manifest), uri)
+    ln_signature = ln_sign(
+        LN_PUBKEY, ln_control_message(who.public_key_hex, challenge.nonce, uri)
+    )
+    registration = Registration(
+        who.public_key_hex, envelopes.to_bytes(manifest), uri, ln_signature=ln_signature
+    )
     return registration, challenge.nonce, signature.hex()
 
 

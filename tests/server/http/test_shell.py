@@ -194,6 +194,7 @@ def test_http_and_grpc_share_one_coordinator_and_its_registration_use_case(
         reply = httpx.post(f"{base}/v1/nodes/register", json={
             "public_key": node.public_key, "challenge_nonce": challenge["nonce"],
             "signature": answer, "ln_node_uri": node.ln_node_uri,
+            "ln_signature": node.ln_key.sign_registration(node.public_key, challenge["nonce"]),
             "manifest_envelope": base64.b64encode(node.manifest_envelope(clock.now())).decode(),
         })  # fmt: skip
         assert reply.status_code == 201, reply.text

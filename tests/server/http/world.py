@@ -81,6 +81,7 @@ class World:
             "signature": node.answer(challenge, details),
             "manifest_envelope": base64.b64encode(envelope).decode(),
             "ln_node_uri": node.ln_node_uri,
+            "ln_signature": node.ln_key.sign_registration(node.public_key, challenge.nonce),
         }
 
     def register(self, node: SimNode | None = None) -> SimNode:

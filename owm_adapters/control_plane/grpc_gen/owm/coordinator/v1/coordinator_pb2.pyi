@@ -29,20 +29,22 @@ class Challenge(_message.Message):
     def __init__(self, public_key: _Optional[str] = ..., purpose: _Optional[str] = ..., nonce: _Optional[str] = ..., issued_at: _Optional[int] = ..., expires_at: _Optional[int] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("public_key", "challenge_nonce", "signature", "manifest_envelope", "ln_node_uri", "onion_address")
+    __slots__ = ("public_key", "challenge_nonce", "signature", "manifest_envelope", "ln_node_uri", "onion_address", "ln_signature")
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     CHALLENGE_NONCE_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_ENVELOPE_FIELD_NUMBER: _ClassVar[int]
     LN_NODE_URI_FIELD_NUMBER: _ClassVar[int]
     ONION_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    LN_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     public_key: str
     challenge_nonce: str
     signature: str
     manifest_envelope: bytes
     ln_node_uri: str
     onion_address: str
-    def __init__(self, public_key: _Optional[str] = ..., challenge_nonce: _Optional[str] = ..., signature: _Optional[str] = ..., manifest_envelope: _Optional[bytes] = ..., ln_node_uri: _Optional[str] = ..., onion_address: _Optional[str] = ...) -> None: ...
+    ln_signature: str
+    def __init__(self, public_key: _Optional[str] = ..., challenge_nonce: _Optional[str] = ..., signature: _Optional[str] = ..., manifest_envelope: _Optional[bytes] = ..., ln_node_uri: _Optional[str] = ..., onion_address: _Optional[str] = ..., ln_signature: _Optional[str] = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
     __slots__ = ("node_id", "tier", "stake_status", "required_sats", "capacity_sat")
