@@ -18,6 +18,7 @@ from owm_adapters.bootstrap.node import build_node, detect_hardware
 from owm_adapters.bootstrap.settings import load_node_settings
 from owm_adapters.control_plane.in_process import InProcessControlPlane
 from owm_adapters.gpu import FixedGpuProbe, FixedHostProbe
+from owm_adapters.lightning.embedded import SimLedger
 from owm_cli import node
 from tests.adapters.files.modes import mode, open_to_others
 
@@ -49,12 +50,23 @@ def initialised(tmp_path: Path) -> Path:
 
 
 def configure(tmp_path: Path, data: Path) -> Path:
+    ledger = tmp_path / "ln.sqlite3"  # the node's Lightning node, outside its data directory
+    ln_pubkey = SimLedger(ledger).add_node("node")
     config = tmp_path / "owm.toml"
     config.write_text(
         f'[node]\ndata_dir = "{data}"\nidentity_key = "{data / "identity.key"}"\n'
         "health_port = 0\n"
-        f'[coordinator]\npublic_key = "{"ab" * 32}"\ntls_fingerprint = "{"ab" * 32}"\n'
-        f'[lightning]\nnode_uri = "{"02" + "11" * 32}@127.0.0.1:9735"\n',
+        f'[coordinator]
+public_key = "{"ab" * 32}"
+tls_fingerprint = "{"ab" * 32}"
+'
+        f'[lightning]
+node_uri = "{ln_pubkey}@127.0.0.1:9735"
+'
+        f'backend = "embedded"
+ledger_path = "{ledger}"
+ledger_alias = "node"
+',
         encoding="utf-8",
     )
     return config
