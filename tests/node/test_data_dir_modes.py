@@ -56,17 +56,9 @@ def configure(tmp_path: Path, data: Path) -> Path:
     config.write_text(
         f'[node]\ndata_dir = "{data}"\nidentity_key = "{data / "identity.key"}"\n'
         "health_port = 0\n"
-        f'[coordinator]
-public_key = "{"ab" * 32}"
-tls_fingerprint = "{"ab" * 32}"
-'
-        f'[lightning]
-node_uri = "{ln_pubkey}@127.0.0.1:9735"
-'
-        f'backend = "embedded"
-ledger_path = "{ledger}"
-ledger_alias = "node"
-',
+        f'[coordinator]\npublic_key = "{"ab" * 32}"\ntls_fingerprint = "{"ab" * 32}"\n'
+        f'[lightning]\nnode_uri = "{ln_pubkey}@127.0.0.1:9735"\n'
+        f'backend = "embedded"\nledger_path = "{ledger}"\nledger_alias = "node"\n',
         encoding="utf-8",
     )
     return config

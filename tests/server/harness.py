@@ -44,8 +44,8 @@ from owm_core.ports.invoices import InvoiceSource
 from owm_core.ports.repositories import Repositories
 from owm_server.grpc.limits import GrpcLimits
 from owm_server.grpc.server import CoordinatorServer
-from tests.tls_support import COORDINATOR_TLS, identity_for, known, secure_channel
 from tests.fakes.ln_key import LnKey
+from tests.tls_support import COORDINATOR_TLS, identity_for, known, secure_channel
 
 T1_STAKE_SAT = 100_000
 COORDINATOR_KEY = Identity.from_seed(b"\x0c" * 32)
