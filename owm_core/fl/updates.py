@@ -52,7 +52,7 @@ MAX_PARAMETERS = 10**7
 """Most float32 values one upload may carry (the ``owm.fl.train`` schema's vector bound)."""
 MAX_EXAMPLES = 10**9
 
-SUB_MODEL_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+SUB_MODEL_RE = re.compile(fields.SLUG)
 WIRE_FIELDS = (
     "round",
     "sub_model",

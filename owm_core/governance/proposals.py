@@ -46,7 +46,6 @@ MULTISIG_QUORUM = 3
 SMALL_SPEND_QUORUM = 1
 """Signatures needed at or below 0.01 BTC: the spec sets no higher bar, so one holder."""
 
-_PUBKEY_PATTERN = r"0[23][0-9a-f]{64}"
 _TXID_PATTERN = r"[0-9a-f]{64}"
 
 
@@ -107,7 +106,7 @@ def _holders_valid(
 ) -> None:
     if not isinstance(value, frozenset) or len(value) != MULTISIG_HOLDERS:
         raise InvalidValue(attribute.name, f"must be {MULTISIG_HOLDERS} distinct public keys")
-    check = fields.text(min_len=66, max_len=66, pattern=_PUBKEY_PATTERN)
+    check = fields.text(min_len=66, max_len=66, pattern=fields.LN_PUBKEY)
     for key in value:
         check(None, attribute, key)
 

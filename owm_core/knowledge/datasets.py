@@ -52,7 +52,6 @@ import attrs
 from owm_core import fields
 from owm_core.errors import InvalidValue
 from owm_core.knowledge.submodels import DATASET_ID_PATTERN
-from owm_core.provenance.versions import SUB_MODEL_PATTERN
 
 FORMAT = "owm-dataset/1"
 MAX_DATASET_BYTES = 1 << 20  # 1 MiB: also the HTTP API's body limit
@@ -64,7 +63,6 @@ MAX_LICENCE_CHARS = 200
 MAX_URL_CHARS = 2_000
 MAX_SUB_MODELS = 8
 PASSAGE_MAX_CHARS = 600
-NAME_PATTERN = r"[a-z0-9][a-z0-9._-]{0,63}"
 #: Who contributed: the API key's owner (e-mail, GitHub login, node id, …).
 CONTRIBUTOR_MAX_CHARS = 256
 
@@ -95,7 +93,7 @@ def _check_sub_models(_instance: object, attribute: attrs.Attribute[object], val
         raise InvalidValue(attribute.name, f"must list 1 to {MAX_SUB_MODELS} sub-model names")
     if len(set(value)) != len(value):
         raise InvalidValue(attribute.name, "sub-model names must be distinct")
-    pattern = re.compile(SUB_MODEL_PATTERN)
+    pattern = re.compile(fields.SLUG)
     for item in value:
         if not isinstance(item, str) or not pattern.fullmatch(item):
             raise InvalidValue(attribute.name, f"{item!r} is not a sub-model name (e.g. owm-geo)")
@@ -130,7 +128,7 @@ class Document:
 class Dataset:
     """A contributed dataset's content (what is hashed), before attribution and storage."""
 
-    name: str = attrs.field(validator=fields.text(max_len=64, pattern=NAME_PATTERN))
+    name: str = attrs.field(validator=fields.text(max_len=64, pattern=fields.SLUG))
     sub_models: tuple[str, ...] = attrs.field(converter=_sub_models, validator=_check_sub_models)
     documents: tuple[Document, ...] = attrs.field(converter=_document_tuple)
     description: str = attrs.field(default="", validator=fields.text(min_len=0, max_len=2_000))
@@ -196,7 +194,7 @@ class DatasetRecord:
 
     dataset_id: str = attrs.field(validator=fields.text(max_len=27, pattern=DATASET_ID_PATTERN))
     digest: str = attrs.field(validator=fields.hex_digest(32))
-    name: str = attrs.field(validator=fields.text(max_len=64, pattern=NAME_PATTERN))
+    name: str = attrs.field(validator=fields.text(max_len=64, pattern=fields.SLUG))
     sub_models: tuple[str, ...] = attrs.field(converter=_sub_models, validator=_check_sub_models)
     contributor: str = attrs.field(validator=fields.text(max_len=CONTRIBUTOR_MAX_CHARS))
     submitted_at: int = attrs.field(validator=fields.timestamp())

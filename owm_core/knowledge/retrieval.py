@@ -24,7 +24,6 @@ from owm_core import fields
 from owm_core.errors import InvalidValue
 from owm_core.knowledge.datasets import CONTRIBUTOR_MAX_CHARS, Passage
 from owm_core.knowledge.submodels import DATASET_ID_PATTERN
-from owm_core.provenance.versions import SUB_MODEL_PATTERN
 
 #: Share of a query's cost credited to the data contributors whose passages grounded the answer.
 DEFAULT_DATA_SHARE_PPM = 100_000  # 10 %
@@ -90,7 +89,7 @@ class SubModelScore:
     ``score`` = max(domain, data). The threshold rule lives in the router.
     """
 
-    sub_model: str = attrs.field(validator=fields.text(max_len=64, pattern=SUB_MODEL_PATTERN))
+    sub_model: str = attrs.field(validator=fields.text(max_len=64, pattern=fields.SLUG))
     domain: float = attrs.field(validator=_score)
     data: float = attrs.field(validator=_score)
 

@@ -73,7 +73,6 @@ NO_ANSWER = (
     "(nothing is invented)."
 )
 
-_NAME = r"[a-z0-9][a-z0-9._-]{0,63}"
 _SPACE = re.compile(r"\s+")
 
 
@@ -102,7 +101,7 @@ def _flatten(text: str) -> str:
 class SubModelRoute:
     """A sub-model as the router sees it: how relevant it is to the query, and its version."""
 
-    sub_model: str = attrs.field(validator=fields.text(max_len=64, pattern=_NAME))
+    sub_model: str = attrs.field(validator=fields.text(max_len=64, pattern=fields.SLUG))
     relevance: float = attrs.field(validator=_similarity)
     version: str = attrs.field(default=MODEL_VERSION_NONE, validator=fields.text(max_len=200))
     ots_verified: bool = attrs.field(default=False, validator=fields.instance_of(bool))
@@ -113,7 +112,7 @@ class Evidence:
     """One retrieved passage: whose data it is, where it comes from, how similar it is."""
 
     passage_id: str = attrs.field(validator=fields.text(max_len=128))
-    sub_model: str = attrs.field(validator=fields.text(max_len=64, pattern=_NAME))
+    sub_model: str = attrs.field(validator=fields.text(max_len=64, pattern=fields.SLUG))
     source: str = attrs.field(validator=fields.text(max_len=200))
     text: str = attrs.field(validator=fields.text(max_len=4_000))
     similarity: float = attrs.field(validator=_similarity)

@@ -20,7 +20,7 @@ import attrs
 
 from owm_core import fields
 from owm_core.errors import InvalidValue
-from owm_core.provenance.versions import SUB_MODEL_PATTERN, VERSION_PATTERN
+from owm_core.provenance.versions import VERSION_PATTERN
 
 #: Dataset ids are ``ds-`` + the first 24 hex digits of the dataset's content digest.
 DATASET_ID_PATTERN = r"ds-[0-9a-f]{24}"
@@ -76,7 +76,7 @@ class SubModel:
     ``None`` before that.
     """
 
-    name: str = attrs.field(validator=fields.text(max_len=64, pattern=SUB_MODEL_PATTERN))
+    name: str = attrs.field(validator=fields.text(max_len=64, pattern=fields.SLUG))
     description: str = attrs.field(validator=fields.text(min_len=8, max_len=2_000))
     kind: SubModelKind = attrs.field(
         converter=_kind, validator=fields.instance_of(SubModelKind)

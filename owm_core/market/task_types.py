@@ -31,6 +31,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from owm_core import fields
 from owm_core.errors import InvalidValue
 from owm_core.json_objects import unique_keys
 
@@ -42,7 +43,7 @@ FLOAT_DIGITS = 6
 """Significant digits kept when hashing floats (see module docstring)."""
 MAX_INPUT_BYTES = 8 * 1024 * 1024
 
-_SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_SLUG = re.compile(fields.SLUG)
 _UPLOAD_URL = re.compile(r"https?://[^\s/?#@]+(?:[/?][^\s#]*)?")
 """Where a node POSTs its signed FL update (http/https, over clearnet only: SRS-NET-04)."""
 

@@ -17,7 +17,6 @@ from owm_core import fields
 from owm_core.errors import InvalidValue
 from owm_core.nodes.tiers import Tier
 
-_PUBKEY = re.compile(r"0[23][0-9a-f]{64}")
 _ONION_V3 = re.compile(r"[a-z2-7]{56}\.onion")
 _HOSTNAME = re.compile(
     r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
@@ -34,7 +33,7 @@ class LnNodeUri:
     an IPv4 address, a bracketed IPv6 address or a Tor v3 ``.onion`` name.
     """
 
-    pubkey: str = attrs.field(validator=fields.text(66, 66, _PUBKEY.pattern))
+    pubkey: str = attrs.field(validator=fields.text(66, 66, fields.LN_PUBKEY))
     host: str = attrs.field(validator=fields.text(1, 253))
     port: int = attrs.field(validator=fields.integer(1, 65535))
 

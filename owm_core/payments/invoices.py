@@ -25,7 +25,6 @@ import attrs
 
 from owm_core import fields
 from owm_core.errors import InvalidValue
-from owm_core.payments.lightning import PUBKEY_HEX
 
 MIN_PAYABLE_S = 600
 """An invoice handed in must stay payable at least this long (the outbox needs time)."""
@@ -44,7 +43,7 @@ class PendingPayout:
     """A payout waiting for the payee node's invoice: what the node must invoice, exactly."""
 
     payment_id: str = attrs.field(validator=fields.matches(_PAYMENT_ID, "32 lower-case hex"))
-    payee_pubkey: str = attrs.field(validator=fields.text(max_len=66, pattern=PUBKEY_HEX))
+    payee_pubkey: str = attrs.field(validator=fields.text(max_len=66, pattern=fields.LN_PUBKEY))
     amount_msat: int = attrs.field(validator=fields.money(minimum=1))
     memo: str = attrs.field(validator=fields.text(min_len=0, max_len=MAX_MEMO_CHARS))
     expiry_s: int = attrs.field(validator=fields.integer(minimum=MIN_PAYABLE_S))

@@ -16,9 +16,6 @@ import attrs
 from owm_core import fields
 from owm_core.errors import InvalidValue
 
-PUBKEY_HEX = r"0[23][0-9a-f]{64}"
-"""A compressed secp256k1 public key as lower-case hex (a Lightning node id)."""
-
 CHANNEL_POINT = r"[0-9a-f]{64}:[0-9]+"
 """A funding outpoint ``txid:output_index`` (txid in the usual byte-reversed hex)."""
 
@@ -43,8 +40,8 @@ def require_payment_hash(payment_hash: str) -> bytes:
 
 
 def require_peer_pubkey(peer_pubkey: str) -> None:
-    """Refuse a ``peer_pubkey`` that is not a compressed public key in hex (:data:`PUBKEY_HEX`)."""
-    if not re.fullmatch(PUBKEY_HEX, peer_pubkey):
+    """Refuse a ``peer_pubkey`` that is not a Lightning node id (:data:`fields.LN_PUBKEY`)."""
+    if not re.fullmatch(fields.LN_PUBKEY, peer_pubkey):
         raise InvalidValue("peer_pubkey", "must be a 33-byte compressed pubkey in hex")
 
 
@@ -120,7 +117,7 @@ class Channel:
 
     channel_id: str = attrs.field(validator=fields.text(max_len=100))
     channel_point: str = attrs.field(validator=fields.text(max_len=80, pattern=CHANNEL_POINT))
-    peer_pubkey: str = attrs.field(validator=fields.text(max_len=66, pattern=PUBKEY_HEX))
+    peer_pubkey: str = attrs.field(validator=fields.text(max_len=66, pattern=fields.LN_PUBKEY))
     capacity_sat: int = attrs.field(validator=fields.money())
     local_balance_sat: int = attrs.field(validator=fields.money())
     remote_balance_sat: int = attrs.field(validator=fields.money())

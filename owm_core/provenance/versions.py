@@ -70,7 +70,6 @@ SERIALISATION_MAGIC = b"OWM-MODEL-V1\n"
 """First bytes of the canonical serialisation; a new layout gets a new magic."""
 
 VERSION_PATTERN = r"owm-v[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?"
-SUB_MODEL_PATTERN = r"[a-z0-9][a-z0-9._-]{0,63}"
 
 # --------------------------------------------------------------------------- digest
 
@@ -184,7 +183,7 @@ class ModelVersion:
     """
 
     version: str = attrs.field(validator=fields.text(max_len=64, pattern=VERSION_PATTERN))
-    sub_model: str = attrs.field(validator=fields.text(max_len=64, pattern=SUB_MODEL_PATTERN))
+    sub_model: str = attrs.field(validator=fields.text(max_len=64, pattern=fields.SLUG))
     digest: str = attrs.field(validator=fields.hex_digest(32))
     created_at: int = attrs.field(validator=fields.timestamp())
     parent: str | None = attrs.field(

@@ -48,7 +48,6 @@ BONUS_STEP_BPS = 1_000
 #: The bonus never exceeds 15 000 bps = 1.50× (reached at 32× the minimum) (SRS-STAKE-10).
 BONUS_MAX_BPS = 15_000
 
-_PUBKEY_HEX = r"0[23][0-9a-f]{64}"
 _CHANNEL_POINT = r"[0-9a-f]{64}:[0-9]{1,10}"
 
 
@@ -109,7 +108,7 @@ class StakeChannel:
 
     channel_id: str = attrs.field(validator=fields.text(max_len=64, pattern=r"[0-9A-Za-z:x_-]+"))
     channel_point: str = attrs.field(validator=fields.text(max_len=75, pattern=_CHANNEL_POINT))
-    peer_pubkey: str = attrs.field(validator=fields.text(max_len=66, pattern=_PUBKEY_HEX))
+    peer_pubkey: str = attrs.field(validator=fields.text(max_len=66, pattern=fields.LN_PUBKEY))
     capacity_sat: int = attrs.field(validator=fields.money())
     local_balance_sat: int = attrs.field(validator=fields.money())
     remote_balance_sat: int = attrs.field(validator=fields.money())

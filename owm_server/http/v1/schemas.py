@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from owm_core import fields
+from owm_core.provenance.versions import VERSION_PATTERN
 from owm_server.http.contract import Param, Reply, Schema
 from owm_server.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA
 
@@ -27,11 +29,11 @@ NONCE: Schema = HEX32
 HEX_SIG: Schema = {"type": "string", "pattern": "^[0-9a-f]{128}$"}
 """An Ed25519 signature in lowercase hex."""
 NODE_ID: Schema = {"type": "string", "pattern": "^n[0-9a-f]{40}$", "description": "node id"}
-SLUG: Schema = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}
+SLUG: Schema = {"type": "string", "pattern": f"^{fields.SLUG}$"}
 """A lowercase name: of a sub-model or a dataset."""
 RELEASE_ID: Schema = {
     "type": "string",
-    "pattern": r"^[a-z0-9][a-z0-9._-]{0,63}@owm-v[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$",
+    "pattern": f"^{fields.SLUG}@{VERSION_PATTERN}$",
     "maxLength": 130,
 }
 """``<sub_model>@<version>``, the id of a model release."""
