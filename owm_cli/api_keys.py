@@ -13,13 +13,10 @@ from pathlib import Path
 import click
 
 from owm_cli.errors import OwmGroup
+from owm_cli.options import config_option
 
-_CONFIG = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="coordinator.toml; without it the embedded defaults (SQLite under ~/.owm/coordinator).",
+_CONFIG = config_option(
+    "coordinator.toml; without it the embedded defaults (SQLite under ~/.owm/coordinator)."
 )
 
 

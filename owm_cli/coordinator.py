@@ -14,6 +14,7 @@ from owm_adapters.bootstrap.settings import ConfigError
 from owm_adapters.storage import keystore
 from owm_cli.api_keys import api_key
 from owm_cli.errors import OwmGroup
+from owm_cli.options import config_option
 from owm_core.access.ratelimit import Transport
 
 if TYPE_CHECKING:
@@ -37,13 +38,9 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="coordinator.toml, for [coordinator] signing_key_path, data_dir and tls_*_path "
-    "(default: the embedded defaults).",
+@config_option(
+    "coordinator.toml, for [coordinator] signing_key_path, data_dir and tls_*_path "
+    "(default: the embedded defaults)."
 )
 @click.option(
     "--key",
@@ -89,14 +86,10 @@ def init(config_path: Path | None, key_path: Path | None) -> None:
 
 
 @cli.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="coordinator.toml; without it the embedded defaults are used (SQLite under "
+@config_option(
+    "coordinator.toml; without it the embedded defaults are used (SQLite under "
     "~/.owm/coordinator, embedded Lightning ledger, gRPC on 127.0.0.1:50051, HTTP API on "
-    "127.0.0.1:8000, metrics on 127.0.0.1:9464).",
+    "127.0.0.1:8000, metrics on 127.0.0.1:9464)."
 )
 def serve(config_path: Path | None) -> None:
     """Serve the gRPC control plane, the HTTP API and the metrics until SIGTERM or Ctrl-C.

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -16,6 +15,7 @@ from owm_adapters.bootstrap.settings import (
 )
 from owm_adapters.storage import keystore
 from owm_cli.errors import OwmGroup
+from owm_cli.options import config_option
 
 
 @click.group(cls=OwmGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,26 +31,11 @@ def cli() -> None:
     """
 
 
-_Command = TypeVar("_Command", bound=Callable[..., Any])
-
-
-def _config_option(help_text: str) -> Callable[[_Command], _Command]:
-    """``--config PATH`` (default ./owm.toml), described by ``help_text``."""
-    return click.option(
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=Path("owm.toml"),
-        show_default=True,
-        help=help_text,
-    )
-
-
-_CONFIG_OPTION = _config_option("The node's owm.toml (see `owm-node init`).")
+_CONFIG_OPTION = config_option("The node's owm.toml (see `owm-node init`).", Path("owm.toml"))
 
 
 @cli.command()
-@_config_option("Where to write the commented configuration file.")
+@config_option("Where to write the commented configuration file.", Path("owm.toml"))
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
