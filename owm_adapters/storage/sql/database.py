@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import attrs
-from sqlalchemy import Connection, Engine, Table, update
+from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, IntegrityError
@@ -113,13 +113,3 @@ class SqlRepository:
     """Base of every SQL repository: the database it runs its statements on."""
 
     _db: Database
-
-    def _replace(
-        self, table: Table, key: Any, value: str, row: dict[str, Any], missing: str
-    ) -> None:
-        """Overwrite the row whose ``key`` column equals ``value``; Conflict(``missing``) if
-        there is none."""
-        with self._db.tx(write=True) as conn:
-            done = conn.execute(update(table).where(key == value).values(row))
-        if done.rowcount == 0:
-            raise Conflict(missing)

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.database import SqlRepository
 from owm_adapters.storage.sql.rows import (
+    MappedRepository,
     from_row,
     register_row,
     row_converter,
@@ -148,30 +149,23 @@ class SqlProposalRepository(SqlRepository):
         ]
 
 
-class SqlBountyRepository(SqlRepository):
+class SqlBountyRepository(MappedRepository):
     """GitHub bounties in ``bounties``."""
+
+    _rows = _ROWS
 
     def add(self, bounty: Bounty) -> None:
         """Store a new bounty; Conflict if its bounty_id exists."""
-        with self._db.tx(write=True) as conn:
-            conn.execute(insert(t.bounties).values(to_row(_ROWS, bounty)))
+        self._insert(t.bounties, bounty)
 
     def save(self, bounty: Bounty) -> None:
         """Replace a stored bounty (its status); Conflict if unknown."""
-        self._replace(
-            t.bounties,
-            t.bounties.c.bounty_id,
-            bounty.bounty_id,
-            to_row(_ROWS, bounty),
-            f"bounty {bounty.bounty_id} is unknown",
-        )
+        self._overwrite(t.bounties, bounty, f"bounty {bounty.bounty_id} is unknown",
+                        t.bounties.c.bounty_id == bounty.bounty_id)
 
     def get(self, bounty_id: str) -> Bounty | None:
         """The bounty with ``bounty_id``, or None."""
-        with self._db.tx() as conn:
-            query = select(t.bounties).where(t.bounties.c.bounty_id == bounty_id)
-            row = conn.execute(query).first()
-        return None if row is None else from_row(_ROWS, row, Bounty)
+        return self._first(select(t.bounties).where(t.bounties.c.bounty_id == bounty_id), Bounty)
 
     def list(self, status: BountyStatus | None = None, limit: int = 100) -> Sequence[Bounty]:
         """Up to ``limit`` bounties (of ``status`` if given), newest first, then by id."""
@@ -179,31 +173,24 @@ class SqlBountyRepository(SqlRepository):
         query = select(t.bounties).order_by(c.created_at.desc(), c.bounty_id).limit(limit)
         if status is not None:
             query = query.where(c.status == status.value)
-        with self._db.tx() as conn:
-            return [from_row(_ROWS, r, Bounty) for r in conn.execute(query).all()]
+        return self._all(query, Bounty)
 
 
-class SqlAnalysisRepository(SqlRepository):
+class SqlAnalysisRepository(MappedRepository):
     """Repository analysis requests in ``analyses``."""
+
+    _rows = _ROWS
 
     def add(self, request: AnalysisRequest) -> None:
         """Store a new request; Conflict if its analysis_id exists."""
-        with self._db.tx(write=True) as conn:
-            conn.execute(insert(t.analyses).values(to_row(_ROWS, request)))
+        self._insert(t.analyses, request)
 
     def save(self, request: AnalysisRequest) -> None:
         """Replace a stored request (state, result); Conflict if unknown."""
-        self._replace(
-            t.analyses,
-            t.analyses.c.analysis_id,
-            request.analysis_id,
-            to_row(_ROWS, request),
-            f"analysis {request.analysis_id} is unknown",
-        )
+        self._overwrite(t.analyses, request, f"analysis {request.analysis_id} is unknown",
+                        t.analyses.c.analysis_id == request.analysis_id)
 
     def get(self, analysis_id: str) -> AnalysisRequest | None:
         """The request with ``analysis_id``, or None."""
         query = select(t.analyses).where(t.analyses.c.analysis_id == analysis_id)
-        with self._db.tx() as conn:
-            row = conn.execute(query).first()
-        return None if row is None else from_row(_ROWS, row, AnalysisRequest)
+        return self._first(query, AnalysisRequest)
