@@ -9,7 +9,9 @@ Column conventions (the same on SQLite and PostgreSQL):
 
 - **Times** are ``BIGINT`` POSIX seconds (UTC), exactly the ints the domain passes around
   (``*_at``, ``last_heartbeat``, ``deadline_at``); no database time zones or clocks involved.
+  Declared with ``_time``.
 - **Money** is ``BIGINT`` sat or msat, named as in the values (``*_sat``, ``*_msat``).
+  Declared with ``_money``.
 - **Enums** are stored as their ``value`` strings (``"t2"``, ``"assigned"``), so rows read
   the same as the JSON the API publishes.
 - **Signed envelopes** (manifests, task proofs) are stored as their canonical bytes
@@ -24,6 +26,8 @@ that make the database itself refuse ``UPDATE`` and ``DELETE`` on ``slashing_log
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -59,6 +63,21 @@ def _seq() -> Column[int]:
     return Column("seq", Seq, primary_key=True, autoincrement=True)
 
 
+def _owned_by(parent: str, key: str, kind: String) -> Column[str]:
+    """A child row's key column naming its ``parent`` row (by ``key``); deleted with it."""
+    return Column(key, kind, ForeignKey(f"{parent}.{key}", ondelete="CASCADE"), primary_key=True)
+
+
+def _time(name: str, *, nullable: bool = False, **options: Any) -> Column[int]:
+    """A time: ``BIGINT`` POSIX seconds (UTC), as the domain passes it around."""
+    return Column(name, BigInteger, nullable=nullable, **options)
+
+
+def _money(name: str, *, nullable: bool = False, **options: Any) -> Column[int]:
+    """An amount: ``BIGINT`` sat or msat, as its name says (``*_sat``, ``*_msat``)."""
+    return Column(name, BigInteger, nullable=nullable, **options)
+
+
 nodes = Table(
     "nodes",
     metadata,
@@ -71,12 +90,12 @@ nodes = Table(
     Column("vram_mb", BigInteger, nullable=False),
     Column("ram_mb", BigInteger, nullable=False),
     Column("bandwidth_mbps", BigInteger, nullable=False),
-    Column("registered_at", BigInteger, nullable=False),
-    Column("last_heartbeat", BigInteger, nullable=False),
+    _time("registered_at"),
+    _time("last_heartbeat"),
     Column("onion_address", String(62), nullable=True),
     Column("reliability_ppm", Integer, nullable=False),
     Column("total_tasks_completed", BigInteger, nullable=False),
-    Column("total_sats_earned", BigInteger, nullable=False),
+    _money("total_sats_earned"),
     Column("suspended", Boolean, nullable=False),
 )
 
@@ -85,7 +104,7 @@ manifests = Table(
     metadata,
     Column("node_id", String(64), primary_key=True),
     Column("digest", String(64), nullable=False),
-    Column("issued_at", BigInteger, nullable=False),
+    _time("issued_at"),
     Column("tier", String(8), nullable=False),
     Column("tier_rank", SmallInteger, nullable=False),
     Column("vram_mb", BigInteger, nullable=False),
@@ -103,19 +122,19 @@ stakes = Table(
     Column("public_key", String(64), primary_key=True),
     Column("tier", String(8), nullable=False),
     Column("status", String(16), nullable=False),
-    Column("required_sats", BigInteger, nullable=False),
-    Column("capacity_sat", BigInteger, nullable=False),
+    _money("required_sats"),
+    _money("capacity_sat"),
     Column("bonus_bps", Integer, nullable=False),
-    Column("changed_at", BigInteger, nullable=False),
-    Column("next_verification_at", BigInteger, nullable=True, index=True),
-    Column("grace_until", BigInteger, nullable=True),
-    Column("cooldown_until", BigInteger, nullable=True),
+    _time("changed_at"),
+    _time("next_verification_at", nullable=True, index=True),
+    _time("grace_until", nullable=True),
+    _time("cooldown_until", nullable=True),
     Column("channel_id", String(64), nullable=True),
     Column("channel_point", String(75), nullable=True),
     Column("channel_peer_pubkey", String(66), nullable=True),
-    Column("channel_capacity_sat", BigInteger, nullable=True),
-    Column("channel_local_balance_sat", BigInteger, nullable=True),
-    Column("channel_remote_balance_sat", BigInteger, nullable=True),
+    _money("channel_capacity_sat", nullable=True),
+    _money("channel_local_balance_sat", nullable=True),
+    _money("channel_remote_balance_sat", nullable=True),
     Column("channel_confirmations", BigInteger, nullable=True),
     Column("channel_active", Boolean, nullable=True),
 )
@@ -132,11 +151,11 @@ tasks = Table(
     Column("min_vram_mb", BigInteger, nullable=False),
     Column("min_ram_mb", BigInteger, nullable=False),
     Column("gpu_required", Boolean, nullable=False),
-    Column("max_price_msat", BigInteger, nullable=False),
+    _money("max_price_msat"),
     Column("state", String(16), nullable=False),
     Column("node_id", String(128), nullable=True),
-    Column("price_msat", BigInteger, nullable=True),
-    Column("deadline_at", BigInteger, nullable=True),
+    _money("price_msat", nullable=True),
+    _time("deadline_at", nullable=True),
     Column("output_hash", String(64), nullable=True),
     Column("tried_node_ids", Text, nullable=False),  # JSON list of node ids
     Index(None, "state", "seq"),
@@ -151,7 +170,7 @@ proofs = Table(
     Column("node_id", String(64), primary_key=True),
     Column("output_hash", String(64), nullable=False),
     Column("execution_ms", BigInteger, nullable=False),
-    Column("issued_at", BigInteger, nullable=False),
+    _time("issued_at"),
     Column("envelope", LargeBinary, nullable=False),
 )
 
@@ -163,13 +182,13 @@ payments = Table(
     Column("payment_id", String(128), nullable=False, unique=True),
     Column("task_id", String(128), nullable=False, index=True),
     Column("node_id", String(128), nullable=False),
-    Column("amount_msat", BigInteger, nullable=False),
+    _money("amount_msat"),
     Column("bolt11", Text, nullable=True),
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("last_error", Text, nullable=True),
-    Column("created_at", BigInteger, nullable=False),
-    Column("updated_at", BigInteger, nullable=False),
+    _time("created_at"),
+    _time("updated_at"),
     Index(None, "state", "created_at", "seq"),
     Index(None, "node_id", "created_at"),
 )
@@ -181,8 +200,8 @@ payment_attempts = Table(
     Column("payment_hash", String(64), nullable=False, index=True),
     Column("task_id", String(128), nullable=False),
     Column("node_id", String(128), nullable=False),
-    Column("amount_msat", BigInteger, nullable=False),
-    Column("at", BigInteger, nullable=False),
+    _money("amount_msat"),
+    _time("at"),
     Column("outcome", String(16), nullable=False),
     Column("error", Text, nullable=True),
 )
@@ -196,7 +215,7 @@ slashing_log = Table(
     Column("channel_id", String(128), nullable=False),
     Column("reason", String(32), nullable=False),
     Column("evidence_hash", String(64), nullable=False),
-    Column("at", BigInteger, nullable=False),
+    _time("at"),
     Column("signature", String(128), nullable=False),
 )
 
@@ -209,9 +228,9 @@ proposals = Table(
     Column("description", Text, nullable=False),
     Column("type", String(16), nullable=False),
     Column("implementation_plan", Text, nullable=False),
-    Column("requested_sat", BigInteger, nullable=False),
-    Column("submitted_at", BigInteger, nullable=False),
-    Column("comment_deadline_at", BigInteger, nullable=False),
+    _money("requested_sat"),
+    _time("submitted_at"),
+    _time("comment_deadline_at"),
     Column("status", String(16), nullable=False, index=True),
     Column("txid", String(64), nullable=True),
 )
@@ -228,7 +247,7 @@ proposal_comments = Table(
     Column("position", Integer, primary_key=True, autoincrement=False),
     Column("author", String(256), nullable=False),
     Column("text", Text, nullable=False),
-    Column("at", BigInteger, nullable=False),
+    _time("at"),
 )
 
 proposal_acknowledgements = Table(
@@ -253,7 +272,7 @@ shares = Table(
     Column("credited_numerator", Text, nullable=False),
     Column("credited_denominator", Text, nullable=False),
     Column("is_block", Boolean, nullable=False),
-    Column("accepted_at", BigInteger, nullable=False),
+    _time("accepted_at"),
     Index(None, "accepted_at", "seq"),
     Index(None, "miner_id", "accepted_at"),
 )
@@ -266,7 +285,7 @@ api_keys = Table(
     Column("secret_sha256", String(64), nullable=False, unique=True),
     Column("owner", String(256), nullable=False, index=True),
     Column("plan", String(16), nullable=False),
-    Column("created_at", BigInteger, nullable=False),
+    _time("created_at"),
     Column("revoked", Boolean, nullable=False),
 )
 
@@ -280,9 +299,9 @@ model_releases = Table(
     Column("sub_model", String(64), nullable=False),
     Column("digest", String(64), nullable=False),
     Column("parent", String(64), nullable=True),
-    Column("created_at", BigInteger, nullable=False, index=True),
+    _time("created_at", index=True),
     Column("proof_status", String(16), nullable=False),
-    Column("checked_at", BigInteger, nullable=False),
+    _time("checked_at"),
     Column("ots_proof", LargeBinary, nullable=True),
 )
 
@@ -293,9 +312,9 @@ bounties = Table(
     Column("repository", String(140), nullable=False),
     Column("issue_number", BigInteger, nullable=False),
     Column("title", String(200), nullable=False),
-    Column("amount_sat", BigInteger, nullable=False),
+    _money("amount_sat"),
     Column("created_by", String(256), nullable=False),
-    Column("created_at", BigInteger, nullable=False),
+    _time("created_at"),
     Column("status", String(16), nullable=False),
     Index(None, "status", "created_at"),
 )
@@ -306,9 +325,9 @@ analyses = Table(
     Column("analysis_id", String(64), primary_key=True),
     Column("repository", String(140), nullable=False),
     Column("requested_by", String(256), nullable=False),
-    Column("requested_at", BigInteger, nullable=False),
+    _time("requested_at"),
     Column("state", String(16), nullable=False),
-    Column("updated_at", BigInteger, nullable=True),
+    _time("updated_at", nullable=True),
     Column("result", Text, nullable=True),
 )
 
@@ -316,8 +335,8 @@ mining_payouts = Table(
     "mining_payouts",
     metadata,
     Column("payment_hash", String(64), primary_key=True),
-    Column("paid_at", BigInteger, nullable=False, index=True),
-    Column("amount_sat", BigInteger, nullable=False),
+    _time("paid_at", index=True),
+    _money("amount_sat"),
     Column("miner_id", String(256), nullable=True),
     Index(None, "miner_id", "paid_at"),
 )
@@ -350,7 +369,7 @@ sub_models = Table(
     Column("kind", String(32), nullable=False),
     Column("version", String(64), nullable=False),
     Column("version_digest", String(64), nullable=True),
-    Column("created_at", BigInteger, nullable=False),
+    _time("created_at"),
     Column("dataset_ids", Text, nullable=False),  # JSON list, sorted
     Column("host_node_ids", Text, nullable=False),  # JSON list, sorted
 )
@@ -363,7 +382,7 @@ datasets = Table(
     Column("digest", String(64), nullable=False),
     Column("name", String(64), nullable=False),
     Column("contributor", String(256), nullable=False, index=True),
-    Column("submitted_at", BigInteger, nullable=False),
+    _time("submitted_at"),
     Column("n_documents", Integer, nullable=False),
     Column("n_passages", Integer, nullable=False),
     Column("size_bytes", BigInteger, nullable=False),
@@ -377,10 +396,7 @@ datasets = Table(
 dataset_sub_models = Table(
     "dataset_sub_models",
     metadata,
-    Column(
-        "dataset_id", String(27), ForeignKey("datasets.dataset_id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _owned_by("datasets", "dataset_id", String(27)),
     Column("sub_model", String(64), primary_key=True, index=True),
     Column("position", SmallInteger, nullable=False),
 )
@@ -388,10 +404,7 @@ dataset_sub_models = Table(
 dataset_documents = Table(
     "dataset_documents",
     metadata,
-    Column(
-        "dataset_id", String(27), ForeignKey("datasets.dataset_id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _owned_by("datasets", "dataset_id", String(27)),
     Column("position", Integer, primary_key=True),
     Column("title", String(300), nullable=False),
     Column("text", Text, nullable=False),
@@ -407,9 +420,9 @@ data_credits = Table(
     Column("query_id", String(128), nullable=False),
     Column("contributor", String(256), nullable=False),
     Column("dataset_id", String(27), nullable=False),
-    Column("amount_msat", BigInteger, nullable=False),
+    _money("amount_msat"),
     Column("passages_used", Integer, nullable=False),
-    Column("credited_at", BigInteger, nullable=False),
+    _time("credited_at"),
     Index(None, "query_id", "contributor", "dataset_id", unique=True),
     Index(None, "contributor", "credited_at"),
 )
@@ -424,8 +437,8 @@ slashing_signals = Table(
     Column("reporter", String(128), nullable=False),
     Column("reason", String(32), nullable=False),
     Column("evidence_hash", String(64), nullable=False),
-    Column("at", BigInteger, nullable=False),
-    Column("closed_at", BigInteger, nullable=True),
+    _time("at"),
+    _time("closed_at", nullable=True),
     Index(None, "node_id", "reporter", "reason", "evidence_hash", unique=True),
     Index(None, "closed_at", "at"),
 )
@@ -438,8 +451,8 @@ slashing_acks = Table(
     Column("node_id", String(64), nullable=False),
     Column("signer", String(64), nullable=False),
     Column("envelope", LargeBinary, nullable=False),
-    Column("received_at", BigInteger, nullable=False),
-    Column("closed_at", BigInteger, nullable=True),
+    _time("received_at"),
+    _time("closed_at", nullable=True),
     Index(None, "node_id", "closed_at"),
 )
 
@@ -452,10 +465,10 @@ slashing_decisions = Table(
     Column("tier", String(8), nullable=False),
     Column("reason", String(32), nullable=False),
     Column("evidence_hash", String(64), nullable=False),
-    Column("decided_at", BigInteger, nullable=False),
+    _time("decided_at"),
     Column("supporters", Text, nullable=False),
     Column("cooldown_s", BigInteger, nullable=False),
-    Column("finished_at", BigInteger, nullable=True),
+    _time("finished_at", nullable=True),
     Index(None, "node_id", "finished_at"),
 )
 
@@ -465,7 +478,7 @@ query_answers = Table(
     "query_answers",
     metadata,
     Column("query_id", String(64), primary_key=True),
-    Column("created_at", BigInteger, nullable=False),
+    _time("created_at"),
     Column("answer", Text, nullable=False),  # JSON: owm_core.knowledge.routing.answer_fields
 )
 
@@ -477,8 +490,8 @@ fl_rounds = Table(
     Column("number", BigInteger, primary_key=True, autoincrement=False),
     Column("sub_model", String(64), nullable=False),
     Column("state", String(16), nullable=False, index=True),
-    Column("started_at", BigInteger, nullable=False),
-    Column("closed_at", BigInteger, nullable=True),
+    _time("started_at"),
+    _time("closed_at", nullable=True),
     Column("rule", String(16), nullable=False),
     Column("f", Integer, nullable=False),
     Column("task_ids", Text, nullable=False),  # JSON list
@@ -510,7 +523,7 @@ fl_updates = Table(
     Column("weights", LargeBinary, nullable=False),  # float32 little-endian
     Column("num_examples", BigInteger, nullable=False),
     Column("loss", Float, nullable=False),
-    Column("received_at", BigInteger, nullable=False),
+    _time("received_at"),
     Column("anomaly_score", Float, nullable=True),
     Column("flagged", Boolean, nullable=False),
     Index(None, "round_number", "node_id", unique=True),
