@@ -38,6 +38,7 @@ from typing import Any
 import bolt11
 from pyln.client import LightningRpc, RpcError
 
+from owm_adapters.lightning.node_invoices import decode_bolt11
 from owm_core.errors import (
     ChannelNotFound,
     ForceCloseNotPermitted,
@@ -438,7 +439,7 @@ class ClnLightning:
     def pay(self, bolt11: str, max_fee_msat: int, timeout_s: float) -> PaymentResult:
         """Pay an invoice at most once per payment hash, routing fees capped at max_fee_msat."""
         require_int("max_fee_msat", max_fee_msat, minimum=0)
-        payment_hash = _invoice_hash(bolt11)
+        payment_hash = decode_bolt11(bolt11).payment_hash
         earlier = self.lookup_payment(payment_hash)
         if earlier is not None and earlier.status is not PaymentStatus.FAILED:
             return earlier
@@ -565,13 +566,6 @@ def _rpc_error(error: RpcError) -> tuple[int | None, str]:
     if isinstance(detail, dict):
         return detail.get("code"), str(detail.get("message", ""))[:300]
     return None, str(detail)[:300]
-
-
-def _invoice_hash(invoice: str) -> str:
-    try:
-        return str(bolt11.decode(invoice).payment_hash)
-    except Exception:
-        raise InvalidValue("bolt11", "not a valid BOLT11 invoice") from None
 
 
 def _invoice(row: dict[str, Any]) -> Invoice:

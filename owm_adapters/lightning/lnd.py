@@ -28,7 +28,6 @@ import re
 import time
 from typing import Any
 
-import bolt11
 import grpc
 from lndgrpc.compiled import invoices_pb2 as invoicesrpc
 from lndgrpc.compiled import invoices_pb2_grpc as invoicesrpc_grpc
@@ -37,6 +36,7 @@ from lndgrpc.compiled import lightning_pb2_grpc as lnrpc
 from lndgrpc.compiled import router_pb2 as routerrpc
 from lndgrpc.compiled import router_pb2_grpc as routerrpc_grpc
 
+from owm_adapters.lightning.node_invoices import decode_bolt11
 from owm_core.errors import (
     ChannelNotFound,
     ForceCloseNotPermitted,
@@ -276,7 +276,7 @@ class LndLightning:
     def pay(self, bolt11: str, max_fee_msat: int, timeout_s: float) -> PaymentResult:
         """Pay an invoice at most once per payment hash, routing fees capped at max_fee_msat."""
         require_int("max_fee_msat", max_fee_msat, minimum=0)
-        payment_hash = _invoice_hash(bolt11)
+        payment_hash = decode_bolt11(bolt11).payment_hash
         request = routerrpc.SendPaymentRequest(
             payment_request=bolt11,
             fee_limit_msat=max_fee_msat,
@@ -382,15 +382,6 @@ class LndLightning:
         finally:
             stream.cancel()
         raise LightningUnavailable(f"LND CloseChannel at {self.target} ended without a txid")
-
-
-def _invoice_hash(invoice: str) -> str:
-    """The payment hash a BOLT11 string commits to (decoded locally, signature checked)."""
-    try:
-        decoded = bolt11.decode(invoice)
-    except Exception:
-        raise InvalidValue("bolt11", "not a valid BOLT11 invoice") from None
-    return str(decoded.payment_hash)
 
 
 def _invoice(message: Any) -> Invoice:
