@@ -301,6 +301,7 @@ def payout_invoicer(
     """Hands the node's invoices, made by its own Lightning node, to the coordinator."""
     registered = settings.lightning.node_uri.partition("@")[0]
     return PayoutInvoicer(identity, control, lightning, SystemClock(),
+                          coordinator_public_key=coordinator_public_key(settings),
                           registered_pubkey=registered, say=say)
 
 

@@ -318,6 +318,7 @@ class GrpcControlPlane:
                 memo=p.memo,
                 expiry_s=p.expiry_s,
                 requested_at=p.requested_at,
+                signature=p.coordinator_signature,
             )
             for p in reply.payouts
         ]

@@ -224,7 +224,8 @@ class InProcessControlPlane:
         invoices = self.invoices
         if invoices is None:
             return []
-        return _refused(lambda: invoices.pending_for(query_envelope))
+        pending = _refused(lambda: invoices.pending_for(query_envelope))
+        return self.service.signed_payouts(pending, from_bytes(query_envelope).signer)
 
     def submit_invoice(self, invoice_envelope: bytes) -> str:
         """Hand in a signed invoice for a pending payout; its payment hash."""

@@ -23,10 +23,11 @@ from collections.abc import Callable
 
 import attrs
 
-from owm_core.errors import DomainError, LightningUnavailable
+from owm_core.errors import DomainError, LightningUnavailable, SignatureInvalid
 from owm_core.identity import envelopes
 from owm_core.identity.envelopes import EnvelopeKind, PayoutInvoice, PayoutQuery
 from owm_core.identity.keys import Identity
+from owm_core.identity.payout_requests import verify_payout_request
 from owm_core.nodes.control_plane import ControlPlaneRefused
 from owm_core.ports.clock import Clock
 from owm_core.ports.control_plane import ControlPlane
@@ -43,6 +44,8 @@ class PayoutInvoicer:
     control: ControlPlane
     lightning: Lightning
     clock: Clock
+    coordinator_public_key: str = attrs.field(kw_only=True)
+    """``[coordinator] public_key``: payouts it did not sign are not invoiced (SRS-SEC-01/03)."""
     registered_pubkey: str = attrs.field(default="", kw_only=True)
     say: Callable[[str], None] = attrs.field(default=print, kw_only=True)
     _entropy: Callable[[int], bytes] = attrs.field(default=os.urandom, kw_only=True)
@@ -76,6 +79,14 @@ class PayoutInvoicer:
         self._check_pubkey()
         handed: list[str] = []
         for payout in pending:
+            try:
+                verify_payout_request(
+                    self.coordinator_public_key, payout, self.identity.public_key_hex
+                )
+            except SignatureInvalid:
+                log.warning("payout %.40r not signed by the coordinator: not invoiced",
+                            payout.payment_id)
+                continue
             invoice = self.lightning.create_invoice(payout.amount_msat, payout.memo,
                                                     payout.expiry_s)
             envelope = self._sealed(

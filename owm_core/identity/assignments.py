@@ -13,9 +13,9 @@ another; the task id and ``assigned_at_ms`` make each one distinct.
 
 from __future__ import annotations
 
-from owm_core.errors import SignatureInvalid
-from owm_core.identity.envelopes import canonical_bytes, sha256_hex
-from owm_core.identity.keys import SIGNATURE_BYTES, Identity, parse_public_key, verify_signature
+from owm_core.identity import coordinator_signed
+from owm_core.identity.envelopes import sha256_hex
+from owm_core.identity.keys import Identity
 from owm_core.nodes.control_plane import AssignedTask
 
 ASSIGNMENT_DOMAIN = b"owm/task-assignment/v1\x00"
@@ -23,19 +23,18 @@ ASSIGNMENT_DOMAIN = b"owm/task-assignment/v1\x00"
 
 def assignment_statement(task: AssignedTask, recipient_public_key_hex: str) -> bytes:
     """The bytes the coordinator signs for ``task`` sent to ``recipient_public_key_hex``."""
-    return ASSIGNMENT_DOMAIN + canonical_bytes(
-        {
-            "assigned_at_ms": task.assigned_at_ms,
-            "deadline_at": task.deadline_at,
-            "input_schema_id": task.input_schema_id,
-            "input_schema_version": task.input_schema_version,
-            "input_sha256": sha256_hex(task.input),
-            "price_msat": task.price_msat,
-            "recipient": parse_public_key(recipient_public_key_hex, "recipient"),
-            "task_id": task.task_id,
-            "task_type": task.task_type,
-        },
-        "assignment",
+    fields = {
+        "assigned_at_ms": task.assigned_at_ms,
+        "deadline_at": task.deadline_at,
+        "input_schema_id": task.input_schema_id,
+        "input_schema_version": task.input_schema_version,
+        "input_sha256": sha256_hex(task.input),
+        "price_msat": task.price_msat,
+        "task_id": task.task_id,
+        "task_type": task.task_type,
+    }
+    return coordinator_signed.statement(
+        ASSIGNMENT_DOMAIN, fields, recipient_public_key_hex, "assignment"
     )
 
 
@@ -50,10 +49,9 @@ def verify_assignment(
     coordinator_public_key_hex: str, task: AssignedTask, recipient_public_key_hex: str
 ) -> None:
     """Raise :class:`SignatureInvalid` unless the coordinator signed ``task`` for this node."""
-    if len(task.signature) != SIGNATURE_BYTES:
-        raise SignatureInvalid("the assignment is not signed by the coordinator")
-    verify_signature(
+    coordinator_signed.check(
         coordinator_public_key_hex,
         assignment_statement(task, recipient_public_key_hex),
         task.signature,
+        "assignment",
     )

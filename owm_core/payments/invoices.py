@@ -48,6 +48,9 @@ class PendingPayout:
     memo: str = attrs.field(validator=fields.text(min_len=0, max_len=MAX_MEMO_CHARS))
     expiry_s: int = attrs.field(validator=fields.integer(minimum=MIN_PAYABLE_S))
     requested_at: int = attrs.field(validator=fields.timestamp())
+    #: The coordinator's signature for the payee node (``owm_core.identity.payout_requests``);
+    #: nodes invoice only payouts whose signature verifies under ``[coordinator] public_key``.
+    signature: bytes = attrs.field(default=b"", repr=False)
 
 
 @attrs.frozen

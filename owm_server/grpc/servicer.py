@@ -348,6 +348,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
         invoices = self.invoices
         if invoices is None:  # this coordinator gets invoices elsewhere (embedded ledger)
             return pb.PendingPayoutsResponse()
+        node_key = signer_of(request.query_envelope)
         return pb.PendingPayoutsResponse(
             payouts=[
                 pb.PendingPayout(
@@ -357,8 +358,11 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
                     expiry_s=p.expiry_s,
                     requested_at=p.requested_at,
                     payee_pubkey=p.payee_pubkey,
+                    coordinator_signature=p.signature,
                 )
-                for p in invoices.pending_for(request.query_envelope)
+                for p in self.service.signed_payouts(
+                    invoices.pending_for(request.query_envelope), node_key
+                )
             ]
         )
 

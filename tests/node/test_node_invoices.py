@@ -96,6 +96,7 @@ def test_a_node_on_lnd_is_paid_to_an_invoice_its_own_lnd_created(tmp_path: Path)
     node_ln = LndLightning(node_lnd.target, tls_cert_pem=node_lnd.cert_pem,
                            payment_macaroon=node_macaroon, rpc_timeout_s=5)
     invoicer = PayoutInvoicer(identity, control, node_ln, SystemClock(),
+                              coordinator_public_key=service.signer.public_key_hex,
                               registered_pubkey=node_pubkey, say=said.append)
     data_dir = tmp_path / "node"
     daemon = NodeDaemon(
@@ -247,14 +248,16 @@ def test_the_invoicer_reports_a_refusal_once_with_the_coordinators_reason(
     wrong_node = network.ledger.lightning(network.ledger.add_node("not-registered"))
     said: list[str] = []
     plane = InProcessControlPlane(network.service, invoices=source)
-    invoicer = PayoutInvoicer(node.identity, plane, wrong_node,
-                              SystemClock(), registered_pubkey=node.ln_pubkey, say=said.append)
+    invoicer = PayoutInvoicer(node.identity, plane, wrong_node, SystemClock(),
+                              coordinator_public_key=network.coordinator_key,
+                              registered_pubkey=node.ln_pubkey, say=said.append)
     assert invoicer.poll_once() == [] and invoicer.poll_once() == []
     assert said[0].startswith("warning: your Lightning node is ")
     refusals = [line for line in said if "invoice refused" in line]
     assert len(refusals) == 1 and "not to the node registered" in refusals[0]
     right = PayoutInvoicer(node.identity, plane,
-                           network.ledger.lightning(node.ln_pubkey), SystemClock(), say=said.append)
+                           network.ledger.lightning(node.ln_pubkey), SystemClock(),
+                           coordinator_public_key=network.coordinator_key, say=said.append)
     assert len(right.poll_once()) == 1
 
 
@@ -287,6 +290,7 @@ def test_a_node_on_core_lightning_hands_in_invoices_from_its_rpc_socket(
         plane = GrpcControlPlane(network.url, tls=client_tls(node.identity))
         invoicer = PayoutInvoicer(node.identity, plane,
                                   ClnLightning(socket_path), SystemClock(),
+                                  coordinator_public_key=network.coordinator_key,
                                   registered_pubkey=node.ln_pubkey, say=lambda _line: None)
         [payment_hash] = invoicer.poll_once()
         assert any(r.get("method") == "invoice" for r in cln.requests)
@@ -297,3 +301,26 @@ def test_a_node_on_core_lightning_hands_in_invoices_from_its_rpc_socket(
         p.payment_id for p in source.pending()}
     paid = network.ledger.lightning(network.treasury).pay(invoice.bolt11, 1_000, 10)
     assert paid.status.value == "succeeded"
+
+
+def test_payout_requests_carry_the_coordinators_signature_and_forged_ones_are_not_invoiced(
+    network: Network, source: NodeInvoiceSource
+):
+    from owm_core.identity.payout_requests import verify_payout_request
+
+    node = registered(network, "ln-forged")
+    pending_payout(source, node.ln_pubkey)
+    plane = GrpcControlPlane(network.url, tls=client_tls(node.identity))
+    try:
+        [listed] = plane.pending_payouts(sealed(node.identity,
+                                                PayoutQuery(node_id=node.identity.node_id)))
+        verify_payout_request(network.coordinator_key, listed, node.identity.public_key_hex)
+    finally:
+        plane.close()
+    impostor = Identity.from_seed(os.urandom(32)).public_key_hex  # not this coordinator's key
+    lightning = network.ledger.lightning(node.ln_pubkey)
+    twin = InProcessControlPlane(network.service, invoices=source)
+    invoicer = PayoutInvoicer(node.identity, twin, lightning, SystemClock(),
+                              coordinator_public_key=impostor, say=lambda _line: None)
+    assert invoicer.poll_once() == []  # nothing invoiced, nothing handed in
+    assert [p.payee_pubkey for p in source.pending()].count(node.ln_pubkey) == 1

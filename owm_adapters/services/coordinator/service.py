@@ -55,8 +55,10 @@ from owm_core.coordination.rejections import Rejection, RejectionOutcome
 from owm_core.coordination.stakes import StakeTerms
 from owm_core.coordination.tasks import ProofOutcome
 from owm_core.identity.keys import Identity
+from owm_core.identity.payout_requests import sign_payout_request
 from owm_core.market.tasks import NodeOffer, Settlement, Task, TaskRequest
 from owm_core.nodes.registry import NodeStatus
+from owm_core.payments.invoices import PendingPayout
 from owm_core.ports.clock import Clock
 from owm_core.ports.lightning import Lightning
 from owm_core.ports.repositories import Repositories
@@ -105,6 +107,12 @@ class CoordinatorService:
         """The coordinator's key: signs task assignments (SRS-SEC-01/03) and seals (SRS-SEC-02);
         nodes know its public half from ``[coordinator] public_key``."""
         return self.sealing.identity
+
+    def signed_payouts(
+        self, payouts: Iterable[PendingPayout], recipient_public_key: str
+    ) -> list[PendingPayout]:
+        """``payouts`` signed by the coordinator key for the node that asked (SRS-SEC-01/03)."""
+        return [sign_payout_request(self.signer, p, recipient_public_key) for p in payouts]
 
     @property
     def observer(self) -> CoordinatorObserver:

@@ -69,3 +69,22 @@ def test_changing_any_field_of_a_signed_assignment_voids_its_signature(
     tampered = attrs.evolve(original, **{field: new})
     with pytest.raises(SignatureInvalid):
         verify_assignment(COORDINATOR.public_key_hex, tampered, NODE.public_key_hex)
+
+
+def test_a_payout_request_verifies_only_unchanged_from_the_coordinator_for_its_node() -> None:
+    from owm_core.identity.payout_requests import sign_payout_request, verify_payout_request
+    from owm_core.payments.invoices import PendingPayout
+
+    payout = PendingPayout(payment_id="ab" * 16, payee_pubkey="02" + "11" * 32,
+                           amount_msat=5_000, memo="OWM reward", expiry_s=3_600,
+                           requested_at=1_800_000_000)
+    signed_payout = sign_payout_request(COORDINATOR, payout, NODE.public_key_hex)
+    verify_payout_request(COORDINATOR.public_key_hex, signed_payout, NODE.public_key_hex)
+    for forged, recipient in (
+        (payout, NODE),  # unsigned
+        (attrs.evolve(signed_payout, amount_msat=6_000), NODE),  # changed
+        (signed_payout, OTHER),  # another node's
+        (sign_payout_request(OTHER, payout, NODE.public_key_hex), NODE),  # another key
+    ):
+        with pytest.raises(SignatureInvalid):
+            verify_payout_request(COORDINATOR.public_key_hex, forged, recipient.public_key_hex)

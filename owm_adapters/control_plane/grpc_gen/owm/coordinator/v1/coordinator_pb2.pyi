@@ -303,20 +303,22 @@ class PendingPayoutsRequest(_message.Message):
     def __init__(self, query_envelope: _Optional[bytes] = ...) -> None: ...
 
 class PendingPayout(_message.Message):
-    __slots__ = ("payment_id", "amount_msat", "memo", "expiry_s", "requested_at", "payee_pubkey")
+    __slots__ = ("payment_id", "amount_msat", "memo", "expiry_s", "requested_at", "payee_pubkey", "coordinator_signature")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_MSAT_FIELD_NUMBER: _ClassVar[int]
     MEMO_FIELD_NUMBER: _ClassVar[int]
     EXPIRY_S_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_AT_FIELD_NUMBER: _ClassVar[int]
     PAYEE_PUBKEY_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     payment_id: str
     amount_msat: int
     memo: str
     expiry_s: int
     requested_at: int
     payee_pubkey: str
-    def __init__(self, payment_id: _Optional[str] = ..., amount_msat: _Optional[int] = ..., memo: _Optional[str] = ..., expiry_s: _Optional[int] = ..., requested_at: _Optional[int] = ..., payee_pubkey: _Optional[str] = ...) -> None: ...
+    coordinator_signature: bytes
+    def __init__(self, payment_id: _Optional[str] = ..., amount_msat: _Optional[int] = ..., memo: _Optional[str] = ..., expiry_s: _Optional[int] = ..., requested_at: _Optional[int] = ..., payee_pubkey: _Optional[str] = ..., coordinator_signature: _Optional[bytes] = ...) -> None: ...
 
 class PendingPayoutsResponse(_message.Message):
     __slots__ = ("payouts",)
