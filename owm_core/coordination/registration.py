@@ -26,7 +26,7 @@ import attrs
 from owm_core import fields
 from owm_core.access.ratelimit import SlidingWindowLimiter, Transport, registration_key
 from owm_core.coordination.challenges import ChallengeBook, ChallengePurpose
-from owm_core.coordination.stakes import stake_channel_of
+from owm_core.coordination.stakes import bound_stake_check, stake_channel_of
 from owm_core.coordination.wire import open_envelope
 from owm_core.errors import InvalidTransition, InvalidValue, NotFound, SignatureInvalid
 from owm_core.identity.envelopes import CapabilityManifest, Envelope, EnvelopeKind, open_body
@@ -35,7 +35,7 @@ from owm_core.nodes.registry import Liveness, LnNodeUri, Node, NodeStatus, onion
 from owm_core.nodes.tiers import StakeRequirements, Tier
 from owm_core.ports.lightning import Lightning
 from owm_core.ports.stores import RegistryStore
-from owm_core.stake.channel import Stake, StakeCheck, StakePolicy, StakeStatus, check_stake
+from owm_core.stake.channel import Stake, StakeCheck, StakePolicy, StakeStatus
 
 
 @attrs.frozen
@@ -160,12 +160,12 @@ def register_node(
     stake_policy = policy if policy is not None else StakePolicy()
     previous = repositories.stakes.get(public_key)
     reconnect = _may_register(previous, manifest.tier, now)
+    node_id = node_id_from_public_key(public_key)
     channels = [stake_channel_of(c) for c in lightning.channels_with(uri.pubkey)]
-    check = check_stake(manifest.tier, channels, requirements)
+    check = bound_stake_check(repositories, node_id, manifest.tier, channels, requirements)
     stake = _stake_after(
         previous if reconnect else None, previous, public_key, check, now, stake_policy
     )
-    node_id = node_id_from_public_key(public_key)
     existing = repositories.nodes.get(node_id)
     node = _node_record(node_id, public_key, uri, onion, manifest, existing, now)
     with repositories.atomic():
@@ -175,6 +175,8 @@ def register_node(
             repositories.nodes.save(node)
         repositories.manifests.put(manifest_env)
         repositories.stakes.save(stake)
+        if check.channel is not None:
+            repositories.channel_bindings.bind(check.channel.channel_point, node_id, now)
     return Registered(node, stake)
 
 
@@ -268,6 +270,10 @@ def deregister_node(repositories: RegistryStore, public_key: str, now: int) -> S
     with repositories.atomic():
         repositories.stakes.save(left)
         repositories.manifests.remove(node.node_id)
+        if left.channel is not None and (
+            repositories.channel_bindings.node_of(left.channel.channel_point) == node.node_id
+        ):
+            repositories.channel_bindings.release(left.channel.channel_point)
     return left
 
 

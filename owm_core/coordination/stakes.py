@@ -17,6 +17,8 @@ Pure functions over the ports (narrow stores from :mod:`owm_core.ports.stores`, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import attrs
 
 from owm_core import fields
@@ -26,7 +28,15 @@ from owm_core.nodes.tiers import StakeRequirements, Tier
 from owm_core.payments.lightning import Channel
 from owm_core.ports.lightning import Lightning
 from owm_core.ports.stores import StakeStore
-from owm_core.stake.channel import Stake, StakeChannel, StakePolicy, StakeStatus, check_stake
+from owm_core.stake.channel import (
+    Stake,
+    StakeChannel,
+    StakeCheck,
+    StakePolicy,
+    StakeStatus,
+    check_stake,
+)
+from owm_core.stake.reporters import channel_taken
 
 MIN_STAKE_CONFIRMATIONS = 1
 """A stake turns active once its channel's funding has one confirmation (spec 4.12.2)."""
@@ -51,6 +61,31 @@ def stake_channel_of(channel: Channel) -> StakeChannel:
     )
 
 
+def bound_stake_check(
+    repositories: StakeStore,
+    node_id: str,
+    tier: Tier,
+    channels: Sequence[StakeChannel],
+    requirements: StakeRequirements | None = None,
+    *,
+    refuse_taken: bool = True,
+) -> StakeCheck:
+    """The stake check over the channels no other node holds (SRS-STAKE-01, SRS-LN-11).
+
+    A channel bound to another node id backs that node, not this one: one channel, one node.
+    When only such a channel would qualify, ``refuse_taken`` raises Conflict naming it (a
+    registration); otherwise (a re-verification) the check simply fails.
+    """
+    bindings = repositories.channel_bindings
+    free = [c for c in channels if bindings.node_of(c.channel_point) in (None, node_id)]
+    check = check_stake(tier, free, requirements)
+    if refuse_taken and not check.passed:
+        taken = check_stake(tier, channels, requirements).channel
+        if taken is not None:
+            raise channel_taken(taken.channel_point)
+    return check
+
+
 def recheck_stake(
     repositories: StakeStore,
     lightning: Lightning,
@@ -72,13 +107,17 @@ def recheck_stake(
     if node is None:
         raise NotFound("no node is registered with this stake's public key")
     channels = [stake_channel_of(c) for c in lightning.channels_with(node.ln_node_uri.pubkey)]
-    check = check_stake(stake.tier, channels, requirements)
+    check = bound_stake_check(
+        repositories, node.node_id, stake.tier, channels, requirements, refuse_taken=False
+    )
     if stake.status is StakeStatus.PENDING:
         updated = stake.verified(check, now, stake_policy)
     else:
         updated = stake.reverified(check, now, stake_policy)
     if updated != stake:
         repositories.stakes.save(updated)
+    if check.channel is not None:
+        repositories.channel_bindings.bind(check.channel.channel_point, node.node_id, now)
     return updated
 
 

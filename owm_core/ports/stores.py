@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from owm_core.ports.repositories import (
+    ChannelBindingRepository,
     ManifestRepository,
     NodeRepository,
     ProofRepository,
@@ -41,6 +42,11 @@ class StakeStore(Protocol):
     @property
     def stakes(self) -> StakeRepository:
         """The stakes repository."""
+        ...
+
+    @property
+    def channel_bindings(self) -> ChannelBindingRepository:
+        """Which node each stake channel backs (SRS-STAKE-01)."""
         ...
 
 

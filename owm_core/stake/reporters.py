@@ -62,6 +62,11 @@ class ReporterStake:
     own_balance_sat: int = attrs.field(validator=fields.money())
 
 
+def channel_taken(channel_point: str) -> Conflict:
+    """The refusal of a second node id claiming ``channel_point`` (SRS-STAKE-01, SRS-LN-11)."""
+    return Conflict(f"channel {channel_point} already backs another node")
+
+
 def _frozen(value: Mapping[str, str]) -> Mapping[str, str]:
     return MappingProxyType(dict(value))
 
@@ -80,7 +85,7 @@ class ChannelBindings:
         stake = ReporterStake(node_id, channel_point, 0)
         holder = self.by_channel.get(stake.channel_point)
         if holder is not None and holder != node_id:
-            raise Conflict(f"channel {channel_point} already backs another node")
+            raise channel_taken(channel_point)
         return ChannelBindings({**self.by_channel, channel_point: node_id})
 
     def release(self, channel_point: str) -> ChannelBindings:

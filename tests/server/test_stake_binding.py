@@ -113,3 +113,43 @@ def test_a_lightning_signature_for_another_identity_key_does_not_register_this_o
 
     assert error.code() is grpc.StatusCode.UNAUTHENTICATED
     assert nothing_registered(coordinator, thief)
+
+
+def test_a_second_node_id_claiming_a_bound_stake_channel_is_refused_naming_the_channel(
+    coordinator: Coordinator, clock: StepClock
+) -> None:
+    """One operator, one Lightning node, one channel: a Sybil identity gets no stake of its own."""
+    honest = SimNode.create()
+    honest.stake(coordinator)
+    assert honest.register(coordinator.stub, clock.now()).stake_status == "active"
+    (channel,) = coordinator.ledger.channels_of(coordinator.treasury, honest.ln_pubkey)
+    sybil = attrs.evolve(SimNode.create(), ln_key=honest.ln_key)  # same LN node, signs for real
+
+    error = refusal(lambda: sybil.register(coordinator.stub, clock.now()))
+
+    assert error.code() is grpc.StatusCode.ALREADY_EXISTS
+    assert f"channel {channel.channel_point} already backs another node" in (error.details() or "")
+    assert nothing_registered(coordinator, sybil)
+    bindings = coordinator.service.repositories.channel_bindings
+    assert bindings.node_of(channel.channel_point) == honest.node_id
+
+
+def test_a_second_node_with_its_own_channel_registers_and_a_left_channel_is_free_again(
+    coordinator: Coordinator, clock: StepClock
+) -> None:
+    first = SimNode.create()
+    first.stake(coordinator)
+    first.register(coordinator.stub, clock.now())
+    second = attrs.evolve(SimNode.create(), ln_key=first.ln_key)
+    second.stake(coordinator)  # a second channel from the same Lightning node
+
+    assert second.register(coordinator.stub, clock.now()).stake_status == "active"
+
+    bindings = coordinator.service.repositories.channel_bindings
+    stakes = coordinator.service.repositories.stakes
+    channel_1 = stakes.get(first.public_key).channel  # type: ignore[union-attr]
+    channel_2 = stakes.get(second.public_key).channel  # type: ignore[union-attr]
+    assert channel_1 is not None and channel_2 is not None
+    assert channel_1.channel_point != channel_2.channel_point
+    assert bindings.node_of(channel_1.channel_point) == first.node_id
+    assert bindings.node_of(channel_2.channel_point) == second.node_id

@@ -47,6 +47,7 @@ from owm_adapters.storage.memory.pool import (
 )
 from owm_adapters.storage.memory.provenance import MemoryModelReleaseRepository
 from owm_adapters.storage.memory.stake import (
+    MemoryChannelBindingRepository,
     MemorySlashingEvidenceRepository,
     MemorySlashingLogRepository,
     MemoryStakeRepository,
@@ -67,6 +68,7 @@ class MemoryRepositories:
     payments: MemoryPaymentRepository
     slashing_log: MemorySlashingLogRepository
     slashing_evidence: MemorySlashingEvidenceRepository
+    channel_bindings: MemoryChannelBindingRepository
     proposals: MemoryProposalRepository
     shares: MemoryShareRepository
     api_keys: MemoryApiKeyRepository
@@ -112,6 +114,7 @@ def memory_repositories() -> MemoryRepositories:
         payments=MemoryPaymentRepository(state, lock),
         slashing_log=MemorySlashingLogRepository(state, lock),
         slashing_evidence=MemorySlashingEvidenceRepository(state, lock),
+        channel_bindings=MemoryChannelBindingRepository(state, lock),
         proposals=MemoryProposalRepository(state, lock),
         shares=MemoryShareRepository(state, lock),
         api_keys=MemoryApiKeyRepository(state, lock),

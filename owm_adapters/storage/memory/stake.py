@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from owm_adapters.storage.memory.state import StateRepository
 from owm_core.identity.envelopes import Envelope
 from owm_core.stake.channel import Stake
+from owm_core.stake.reporters import ChannelBindings
 from owm_core.stake.slashing import (
     SlashingDecision,
     SlashingLogEntry,
@@ -37,6 +38,30 @@ class MemoryStakeRepository(StateRepository):
                 if s.next_verification_at is not None and s.next_verification_at <= now
             ]
             return sorted(due, key=lambda s: (s.next_verification_at or 0, s.public_key))
+
+
+class MemoryChannelBindingRepository(StateRepository):
+    """Channel point → node id in a dict, bound by the core rule :class:`ChannelBindings`."""
+
+    def bind(self, channel_point: str, node_id: str, now: int) -> None:
+        """Bind ``channel_point`` to ``node_id`` in place of the node's earlier channel;
+        Conflict naming the channel when another node holds it (SRS-STAKE-01)."""
+        with self._lock:
+            bindings = ChannelBindings(self._state.channel_bindings).bind(channel_point, node_id)
+            for held, holder in self._state.channel_bindings.items():
+                if holder == node_id and held != channel_point:
+                    bindings = bindings.release(held)
+            self._state.channel_bindings = dict(bindings.by_channel)
+
+    def node_of(self, channel_point: str) -> str | None:
+        """The node id ``channel_point`` backs, or None."""
+        with self._lock:
+            return self._state.channel_bindings.get(channel_point)
+
+    def release(self, channel_point: str) -> None:
+        """Free ``channel_point`` (the node left cooperatively); unknown points are ignored."""
+        with self._lock:
+            self._state.channel_bindings.pop(channel_point, None)
 
 
 class MemorySlashingLogRepository(StateRepository):

@@ -39,6 +39,7 @@ class State:
     nodes: dict[str, Node] = attrs.Factory(dict)
     manifests: dict[str, Envelope] = attrs.Factory(dict)
     stakes: dict[str, Stake] = attrs.Factory(dict)
+    channel_bindings: dict[str, str] = attrs.Factory(dict)
     tasks: dict[str, tuple[int, Task]] = attrs.Factory(dict)
     proofs: dict[tuple[str, str], Envelope] = attrs.Factory(dict)
     payments: dict[str, tuple[int, RewardPayment]] = attrs.Factory(dict)

@@ -43,7 +43,10 @@ from owm_adapters.storage.sql.repositories.slashing import (
     SqlSlashingEvidenceRepository,
     SqlSlashingLogRepository,
 )
-from owm_adapters.storage.sql.repositories.stake import SqlStakeRepository
+from owm_adapters.storage.sql.repositories.stake import (
+    SqlChannelBindingRepository,
+    SqlStakeRepository,
+)
 from owm_core.ports.repositories import Repositories
 
 
@@ -59,6 +62,7 @@ class SqlRepositories:
     payments: SqlPaymentRepository
     slashing_log: SqlSlashingLogRepository
     slashing_evidence: SqlSlashingEvidenceRepository
+    channel_bindings: SqlChannelBindingRepository
     proposals: SqlProposalRepository
     shares: SqlShareRepository
     api_keys: SqlApiKeyRepository
@@ -98,6 +102,7 @@ def sql_repositories(engine: Engine) -> SqlRepositories:
         payments=SqlPaymentRepository(db),
         slashing_log=SqlSlashingLogRepository(db),
         slashing_evidence=SqlSlashingEvidenceRepository(db),
+        channel_bindings=SqlChannelBindingRepository(db),
         proposals=SqlProposalRepository(db),
         shares=SqlShareRepository(db),
         api_keys=SqlApiKeyRepository(db),

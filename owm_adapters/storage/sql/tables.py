@@ -506,6 +506,14 @@ fl_rounds = Table(
     Column("failure", Text, nullable=False),
 )
 
+channel_bindings = Table(
+    "channel_bindings",
+    metadata,
+    Column("channel_point", String(75), primary_key=True),
+    Column("node_id", String(64), nullable=False, unique=True),
+    Column("bound_at", BigInteger, nullable=False),
+)
+
 fl_updates = Table(
     "fl_updates",
     metadata,

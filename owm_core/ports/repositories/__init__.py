@@ -88,6 +88,9 @@ from owm_core.ports.repositories.provenance import (
     ModelReleaseRepository as ModelReleaseRepository,
 )
 from owm_core.ports.repositories.stake import (
+    ChannelBindingRepository as ChannelBindingRepository,
+)
+from owm_core.ports.repositories.stake import (
     SlashingEvidenceRepository as SlashingEvidenceRepository,
 )
 from owm_core.ports.repositories.stake import (
@@ -200,6 +203,11 @@ class Repositories(Protocol):
     @property
     def data_credits(self) -> DataCreditRepository:
         """The data contributors' credits repository."""
+        ...
+
+    @property
+    def channel_bindings(self) -> ChannelBindingRepository:
+        """Which node each stake channel backs (one channel, one node)."""
         ...
 
     @property

@@ -30,6 +30,24 @@ class StakeRepository(Protocol):
         ...
 
 
+class ChannelBindingRepository(Protocol):
+    """Which node id each stake channel backs (SRS-STAKE-01, SRS-LN-11): one channel point, at
+    most one node, and one channel per node (its current stake)."""
+
+    def bind(self, channel_point: str, node_id: str, now: int) -> None:
+        """Bind ``channel_point`` to ``node_id`` in place of the node's earlier channel; the same
+        pair again is a no-op; Conflict naming the channel when another node holds it."""
+        ...
+
+    def node_of(self, channel_point: str) -> str | None:
+        """The node id ``channel_point`` backs, or None."""
+        ...
+
+    def release(self, channel_point: str) -> None:
+        """Free ``channel_point`` (its node left cooperatively); unknown points are ignored."""
+        ...
+
+
 class SlashingLogRepository(Protocol):
     """The public, append-only, hash-chained slashing log (SRS-STAKE-06, SRS-LN-13).
 

@@ -1152,3 +1152,25 @@ def test_a_stored_query_answer_reads_back_equal_and_its_id_is_taken(repos: Repos
     assert repos.query_answers.get("qry_abc") == answer
     with pytest.raises(Conflict):
         repos.query_answers.add(answer)
+
+
+def test_a_stake_channel_backs_one_node_and_a_node_holds_one_channel(
+    repos: Repositories,
+) -> None:
+    """SRS-STAKE-01: a second node id claiming a bound channel point is a Conflict naming it."""
+    first, second = "aa" * 32 + ":0", "bb" * 32 + ":1"
+    node_1, node_2 = (Identity.from_seed(bytes([n]) * 32).node_id for n in (1, 2))
+    bindings = repos.channel_bindings
+    bindings.bind(first, node_1, 100)
+    bindings.bind(first, node_1, 101)  # the same pair again: a no-op
+
+    with pytest.raises(Conflict, match=f"channel {first} already backs another node"):
+        bindings.bind(first, node_2, 102)
+    assert bindings.node_of(first) == node_1
+
+    bindings.bind(second, node_1, 103)  # the node moved its stake to another channel
+    assert (bindings.node_of(first), bindings.node_of(second)) == (None, node_1)
+    bindings.bind(first, node_2, 104)
+    bindings.release(first)
+    bindings.release("cc" * 32 + ":9")  # unknown: ignored
+    assert bindings.node_of(first) is None and bindings.node_of(second) == node_1

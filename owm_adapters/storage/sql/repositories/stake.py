@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select
 
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.database import SqlRepository, upsert
@@ -18,7 +18,9 @@ from owm_adapters.storage.sql.rows import (
     row_converter,
     to_row,
 )
+from owm_core.errors import Conflict
 from owm_core.stake.channel import Stake
+from owm_core.stake.reporters import channel_taken
 
 _ROWS = row_converter()
 """How this context's values become rows and back."""
@@ -68,3 +70,43 @@ class SqlStakeRepository(SqlRepository):
         with self._db.tx() as conn:
             rows = conn.execute(query).all()
         return [from_row(_ROWS, r, Stake) for r in rows]
+
+
+class SqlChannelBindingRepository(SqlRepository):
+    """Channel bindings in the ``channel_bindings`` table (channel point primary key)."""
+
+    def bind(self, channel_point: str, node_id: str, now: int) -> None:
+        """Bind ``channel_point`` to ``node_id`` in place of the node's earlier channel;
+        Conflict naming the channel when another node holds it (SRS-STAKE-01)."""
+        c = t.channel_bindings.c
+        try:
+            with self._db.tx(write=True) as conn:
+                holder = conn.execute(
+                    select(c.node_id).where(c.channel_point == channel_point)
+                ).scalar()
+                if holder == node_id:
+                    return
+                if holder is not None:
+                    raise channel_taken(channel_point)
+                conn.execute(delete(t.channel_bindings).where(c.node_id == node_id))
+                conn.execute(
+                    insert(t.channel_bindings).values(
+                        channel_point=channel_point, node_id=node_id, bound_at=now
+                    )
+                )
+        except Conflict:
+            raise channel_taken(channel_point) from None
+
+    def node_of(self, channel_point: str) -> str | None:
+        """The node id ``channel_point`` backs, or None."""
+        c = t.channel_bindings.c
+        with self._db.tx() as conn:
+            found = conn.execute(select(c.node_id).where(c.channel_point == channel_point))
+            node_id = found.scalar()
+        return None if node_id is None else str(node_id)
+
+    def release(self, channel_point: str) -> None:
+        """Free ``channel_point`` (the node left cooperatively); unknown points are ignored."""
+        c = t.channel_bindings.c
+        with self._db.tx(write=True) as conn:
+            conn.execute(delete(t.channel_bindings).where(c.channel_point == channel_point))
