@@ -510,8 +510,9 @@ channel_bindings = Table(
     "channel_bindings",
     metadata,
     Column("channel_point", String(75), primary_key=True),
-    Column("node_id", String(64), nullable=False, unique=True),
+    Column("node_id", String(64), nullable=False),
     Column("bound_at", BigInteger, nullable=False),
+    Index(None, "node_id", unique=True),  # a node's stake is one channel at a time
 )
 
 fl_updates = Table(
