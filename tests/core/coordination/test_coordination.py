@@ -79,6 +79,11 @@ MANIFEST = CapabilityManifest(
 )
 
 
+def ln_pubkey_of(who: Identity) -> str:
+    """Each test operator's own Lightning node (one stake channel backs one node)."""
+    return "02" + hashlib.sha256(who.public_key_hex.encode()).hexdigest()
+
+
 def ln_sign(ln_pubkey: str, message: str) -> str:
     """What the fake Lightning nodes accept as ``ln_pubkey``'s signature of ``message``."""
     return hashlib.sha256(f"{ln_pubkey} {message}".encode()).hexdigest()
@@ -98,7 +103,7 @@ class FakeLightning:
         return [
             Channel(
                 channel_id="100x1x0",
-                channel_point="ab" * 32 + ":0",
+                channel_point=hashlib.sha256(peer_pubkey.encode()).hexdigest() + ":0",
                 peer_pubkey=peer_pubkey,
                 capacity_sat=self.capacity_sat,
                 local_balance_sat=self.capacity_sat,
@@ -113,12 +118,13 @@ def sign_registration(
     book: ChallengeBook, who: Identity, now: int = NOW, claimed: CapabilityManifest = MANIFEST
 ) -> tuple[Registration, str, str]:
     challenge = book.issue(who.public_key_hex, ChallengePurpose.REGISTER, os.urandom(32), now)
-    uri = f"{LN_PUBKEY}@127.0.0.1:9735"
+    ln_pubkey = ln_pubkey_of(who)
+    uri = f"{ln_pubkey}@127.0.0.1:9735"
     details = registration_details(claimed.digest(), uri, None)
     signature = who.sign(challenge_message(challenge, details))
     manifest = envelopes.seal(who, EnvelopeKind.CAPABILITY_MANIFEST, claimed, os.urandom(16), now)
     ln_signature = ln_sign(
-        LN_PUBKEY, ln_control_message(who.public_key_hex, challenge.nonce, uri)
+        ln_pubkey, ln_control_message(who.public_key_hex, challenge.nonce, uri)
     )
     registration = Registration(
         who.public_key_hex, envelopes.to_bytes(manifest), uri, ln_signature=ln_signature
