@@ -10,7 +10,8 @@ come back from ``memoryview``/``bytearray`` columns as ``bytes``, and SQLite's i
 booleans as ``bool``.
 
 :class:`MappedRepository` is the base of the repositories whose values travel through their
-context's converter: inserting a value, overwriting it, reading one or many back;
+context's converter: inserting a value, overwriting it, reading one or many back
+(:class:`KeyedRepository` adds, saves and gets values kept under one key column);
 :class:`EnvelopeRepository` the base of those that read signed envelopes back.
 """
 
@@ -18,18 +19,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
-from sqlalchemy import ColumnElement, Row, Select, Table, insert, update
+from sqlalchemy import ColumnElement, Row, Select, Table, insert, select, update
 
 from owm_adapters.storage.sql.database import SqlRepository, int64
 from owm_core.errors import Conflict
 from owm_core.identity.envelopes import Envelope, from_bytes
 
 T = TypeVar("T")
+V = TypeVar("V")
 TEXTS = tuple[str, ...]
 """Tuples of text (ids, names, licences): stored as a JSON array in one text column."""
 
@@ -172,3 +174,33 @@ class MappedRepository(SqlRepository):
         with self._db.tx() as conn:
             rows = conn.execute(query).all()
         return [from_row(self._rows, r, cls) for r in rows]
+
+
+class KeyedRepository(MappedRepository, Generic[V]):
+    """A store of one kind of value, each in one row of ``_table`` under its ``_key`` column
+    (the value's attribute of that name): adding, saving and getting one are the same for all
+    of them. ``_unknown`` is the Conflict message of a save of an unknown key (``{}``: the key).
+    """
+
+    _table: ClassVar[Table]
+    _key: ClassVar[str]
+    _kind: ClassVar[type[Any]]
+    _unknown: ClassVar[str]
+
+    def add(self, value: V) -> None:
+        """Store a new value; Conflict if its key (or another unique column) is taken."""
+        self._insert(self._table, value)
+
+    def save(self, value: V) -> None:
+        """Replace the stored value with the same key; Conflict if there is none."""
+        key = getattr(value, self._key)
+        self._overwrite(self._table, value, self._unknown.format(key), self._column == key)
+
+    def get(self, key: Any) -> V | None:
+        """The value stored under ``key``, or None."""
+        found: V | None = self._first(select(self._table).where(self._column == key), self._kind)
+        return found
+
+    @property
+    def _column(self) -> ColumnElement[Any]:
+        return self._table.c[self._key]

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.database import SqlRepository
 from owm_adapters.storage.sql.rows import (
-    MappedRepository,
+    KeyedRepository,
     from_row,
     register_row,
     row_converter,
@@ -149,23 +149,14 @@ class SqlProposalRepository(SqlRepository):
         ]
 
 
-class SqlBountyRepository(MappedRepository):
-    """GitHub bounties in ``bounties``."""
+class SqlBountyRepository(KeyedRepository[Bounty]):
+    """GitHub bounties in ``bounties``, by bounty id."""
 
     _rows = _ROWS
-
-    def add(self, bounty: Bounty) -> None:
-        """Store a new bounty; Conflict if its bounty_id exists."""
-        self._insert(t.bounties, bounty)
-
-    def save(self, bounty: Bounty) -> None:
-        """Replace a stored bounty (its status); Conflict if unknown."""
-        self._overwrite(t.bounties, bounty, f"bounty {bounty.bounty_id} is unknown",
-                        t.bounties.c.bounty_id == bounty.bounty_id)
-
-    def get(self, bounty_id: str) -> Bounty | None:
-        """The bounty with ``bounty_id``, or None."""
-        return self._first(select(t.bounties).where(t.bounties.c.bounty_id == bounty_id), Bounty)
+    _table = t.bounties
+    _key = "bounty_id"
+    _kind = Bounty
+    _unknown = "bounty {} is unknown"
 
     def list(self, status: BountyStatus | None = None, limit: int = 100) -> Sequence[Bounty]:
         """Up to ``limit`` bounties (of ``status`` if given), newest first, then by id."""
@@ -176,21 +167,11 @@ class SqlBountyRepository(MappedRepository):
         return self._all(query, Bounty)
 
 
-class SqlAnalysisRepository(MappedRepository):
-    """Repository analysis requests in ``analyses``."""
+class SqlAnalysisRepository(KeyedRepository[AnalysisRequest]):
+    """Repository analysis requests in ``analyses``, by analysis id."""
 
     _rows = _ROWS
-
-    def add(self, request: AnalysisRequest) -> None:
-        """Store a new request; Conflict if its analysis_id exists."""
-        self._insert(t.analyses, request)
-
-    def save(self, request: AnalysisRequest) -> None:
-        """Replace a stored request (state, result); Conflict if unknown."""
-        self._overwrite(t.analyses, request, f"analysis {request.analysis_id} is unknown",
-                        t.analyses.c.analysis_id == request.analysis_id)
-
-    def get(self, analysis_id: str) -> AnalysisRequest | None:
-        """The request with ``analysis_id``, or None."""
-        query = select(t.analyses).where(t.analyses.c.analysis_id == analysis_id)
-        return self._first(query, AnalysisRequest)
+    _table = t.analyses
+    _key = "analysis_id"
+    _kind = AnalysisRequest
+    _unknown = "analysis {} is unknown"

@@ -8,6 +8,7 @@ from sqlalchemy import Connection, insert, select
 
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.rows import (
+    KeyedRepository,
     MappedRepository,
     from_row,
     register_row,
@@ -28,23 +29,14 @@ register_row(
 )
 
 
-class SqlSubModelRepository(MappedRepository):
-    """The sub-model registry in ``sub_models``."""
+class SqlSubModelRepository(KeyedRepository[SubModel]):
+    """The sub-model registry in ``sub_models``, by name."""
 
     _rows = _ROWS
-
-    def add(self, sub_model: SubModel) -> None:
-        """Register a new sub-model; Conflict if its name is taken."""
-        self._insert(t.sub_models, sub_model)
-
-    def save(self, sub_model: SubModel) -> None:
-        """Replace a registered sub-model; Conflict if unknown."""
-        self._overwrite(t.sub_models, sub_model, f"sub-model {sub_model.name} is unknown",
-                        t.sub_models.c.name == sub_model.name)
-
-    def get(self, name: str) -> SubModel | None:
-        """The sub-model called ``name``, or None."""
-        return self._first(select(t.sub_models).where(t.sub_models.c.name == name), SubModel)
+    _table = t.sub_models
+    _key = "name"
+    _kind = SubModel
+    _unknown = "sub-model {} is unknown"
 
     def list(self) -> Sequence[SubModel]:
         """Every sub-model, ordered by name."""

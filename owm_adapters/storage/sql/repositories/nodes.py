@@ -13,7 +13,7 @@ from owm_adapters.storage.sql.database import int64, upsert
 from owm_adapters.storage.sql.rows import (
     EnvelopeRepository,
     Flat,
-    MappedRepository,
+    KeyedRepository,
     register_row,
     row_converter,
 )
@@ -30,23 +30,14 @@ register_row(
 )
 
 
-class SqlNodeRepository(MappedRepository):
-    """Nodes in the ``nodes`` table."""
+class SqlNodeRepository(KeyedRepository[Node]):
+    """Nodes in the ``nodes`` table, by node id (their public keys are unique too)."""
 
     _rows = _ROWS
-
-    def add(self, node: Node) -> None:
-        """Store a newly registered node; Conflict if its node_id or public key is taken."""
-        self._insert(t.nodes, node)
-
-    def save(self, node: Node) -> None:
-        """Replace the stored record of an existing node; Conflict if it is unknown."""
-        self._overwrite(t.nodes, node, f"node {node.node_id} is not registered",
-                        t.nodes.c.node_id == node.node_id)
-
-    def get(self, node_id: str) -> Node | None:
-        """The node with ``node_id``, or None."""
-        return self._first(select(t.nodes).where(t.nodes.c.node_id == node_id), Node)
+    _table = t.nodes
+    _key = "node_id"
+    _kind = Node
+    _unknown = "node {} is not registered"
 
     def get_by_public_key(self, public_key: str) -> Node | None:
         """The node registered with Ed25519 ``public_key`` (64 hex), or None."""
