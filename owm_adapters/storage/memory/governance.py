@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from owm_adapters.storage.memory.state import StateRepository
+from owm_adapters.storage.memory.state import KeyedStateRepository, StateRepository
 from owm_core.errors import Conflict
 from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
 from owm_core.governance.proposals import Comment, Proposal, ProposalStatus
@@ -59,25 +59,13 @@ class MemoryProposalRepository(StateRepository):
             return sorted(chosen, key=lambda p: (-p.submitted_at, p.proposal_id))
 
 
-class MemoryBountyRepository(StateRepository):
+class MemoryBountyRepository(KeyedStateRepository[Bounty]):
     """GitHub bounties per bounty id."""
 
-    def add(self, bounty: Bounty) -> None:
-        """Store a new bounty; Conflict if its bounty_id exists."""
-        self._insert_new(
-            "bounties", bounty.bounty_id, bounty, f"bounty {bounty.bounty_id} already exists"
-        )
-
-    def save(self, bounty: Bounty) -> None:
-        """Replace a stored bounty (its status); Conflict if unknown."""
-        self._replace_known(
-            "bounties", bounty.bounty_id, bounty, f"bounty {bounty.bounty_id} is unknown"
-        )
-
-    def get(self, bounty_id: str) -> Bounty | None:
-        """The bounty with ``bounty_id``, or None."""
-        with self._lock:
-            return self._state.bounties.get(bounty_id)
+    _table = "bounties"
+    _key = "bounty_id"
+    _taken = "bounty {} already exists"
+    _unknown = "bounty {} is unknown"
 
     def list(self, status: BountyStatus | None = None, limit: int = 100) -> Sequence[Bounty]:
         """Up to ``limit`` bounties (of ``status`` if given), newest first, then by id."""
@@ -87,25 +75,10 @@ class MemoryBountyRepository(StateRepository):
             return chosen[:limit]
 
 
-class MemoryAnalysisRepository(StateRepository):
+class MemoryAnalysisRepository(KeyedStateRepository[AnalysisRequest]):
     """Repository analysis requests per analysis id."""
 
-    def add(self, request: AnalysisRequest) -> None:
-        """Store a new request; Conflict if its analysis_id exists."""
-        self._insert_new(
-            "analyses",
-            request.analysis_id,
-            request,
-            f"analysis {request.analysis_id} already exists",
-        )
-
-    def save(self, request: AnalysisRequest) -> None:
-        """Replace a stored request (state, result); Conflict if unknown."""
-        self._replace_known(
-            "analyses", request.analysis_id, request, f"analysis {request.analysis_id} is unknown"
-        )
-
-    def get(self, analysis_id: str) -> AnalysisRequest | None:
-        """The request with ``analysis_id``, or None."""
-        with self._lock:
-            return self._state.analyses.get(analysis_id)
+    _table = "analyses"
+    _key = "analysis_id"
+    _taken = "analysis {} already exists"
+    _unknown = "analysis {} is unknown"

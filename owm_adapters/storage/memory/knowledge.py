@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from owm_adapters.storage.memory.state import StateRepository
+from owm_adapters.storage.memory.state import KeyedStateRepository, StateRepository
 from owm_core.errors import Conflict
 from owm_core.knowledge.datasets import DatasetRecord, Document
 from owm_core.knowledge.retrieval import DataCredit
@@ -12,25 +12,13 @@ from owm_core.knowledge.routing import QueryAnswer
 from owm_core.knowledge.submodels import SubModel
 
 
-class MemorySubModelRepository(StateRepository):
+class MemorySubModelRepository(KeyedStateRepository[SubModel]):
     """The sub-model registry per name."""
 
-    def add(self, sub_model: SubModel) -> None:
-        """Register a new sub-model; Conflict if its name is taken."""
-        self._insert_new(
-            "sub_models", sub_model.name, sub_model, f"sub-model {sub_model.name} already exists"
-        )
-
-    def save(self, sub_model: SubModel) -> None:
-        """Replace a registered sub-model; Conflict if unknown."""
-        self._replace_known(
-            "sub_models", sub_model.name, sub_model, f"sub-model {sub_model.name} is unknown"
-        )
-
-    def get(self, name: str) -> SubModel | None:
-        """The sub-model called ``name``, or None."""
-        with self._lock:
-            return self._state.sub_models.get(name)
+    _table = "sub_models"
+    _key = "name"
+    _taken = "sub-model {} already exists"
+    _unknown = "sub-model {} is unknown"
 
     def list(self) -> Sequence[SubModel]:
         """Every sub-model, ordered by name."""

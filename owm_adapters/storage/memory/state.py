@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 import attrs
 
@@ -82,6 +82,9 @@ class State:
             setattr(self, name, value)
 
 
+V = TypeVar("V")
+
+
 @attrs.define
 class StateRepository:
     """Base of every memory repository: the shared state and the lock that guards it."""
@@ -106,3 +109,30 @@ class StateRepository:
             if key not in stored:
                 raise Conflict(missing)
             stored[key] = value
+
+
+class KeyedStateRepository(StateRepository, Generic[V]):
+    """The twin of the SQL ``KeyedRepository``: one kind of value in the state's dict
+    ``_table``, keyed by the value's ``_key`` attribute. ``_taken`` and ``_unknown`` are the
+    Conflict messages of adding a stored key and saving an unknown one (``{}``: the key)."""
+
+    _table: ClassVar[str]
+    _key: ClassVar[str]
+    _taken: ClassVar[str]
+    _unknown: ClassVar[str]
+
+    def add(self, value: V) -> None:
+        """Store a new value; Conflict if its key is stored already."""
+        key = getattr(value, self._key)
+        self._insert_new(self._table, key, value, self._taken.format(key))
+
+    def save(self, value: V) -> None:
+        """Replace the stored value with the same key; Conflict if there is none."""
+        key = getattr(value, self._key)
+        self._replace_known(self._table, key, value, self._unknown.format(key))
+
+    def get(self, key: Any) -> V | None:
+        """The value stored under ``key``, or None."""
+        with self._lock:
+            found: V | None = getattr(self._state, self._table).get(key)
+            return found
