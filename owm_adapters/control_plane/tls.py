@@ -37,7 +37,10 @@ import datetime
 import functools
 import hashlib
 import hmac
+import os
+import socket
 import ssl
+import tempfile
 import threading
 from collections.abc import Iterable
 
@@ -361,7 +364,7 @@ def pinned_channel(
     :class:`PinMismatch` unless it is the pinned one, then dials with it as the only root.
     """
     host, _, port = target.rpartition(":")
-    served = fetch_server_certificate(host.strip("[]"), int(port))
+    served = fetch_server_certificate(host.strip("[]"), int(port), client=tls.credentials)
     credentials = pinned_channel_credentials(
         served, tls.coordinator_fingerprint, tls.credentials
     )
@@ -373,7 +376,32 @@ def channel_options() -> list[tuple[str, str]]:
     return [("grpc.ssl_target_name_override", SERVER_NAME)]
 
 
-def fetch_server_certificate(host: str, port: int, timeout_s: float = 5.0) -> bytes:
-    """The certificate a TLS server presents, unverified: compare it with the pin before use."""
-    pem = ssl.get_server_certificate((host, port), timeout=timeout_s)
-    return pem.encode("ascii")
+def fetch_server_certificate(
+    host: str, port: int, timeout_s: float = 5.0, client: TlsCredentials | None = None
+) -> bytes:
+    """The certificate a TLS server presents, unverified: compare it with the pin before use.
+
+    With ``client``, the handshake presents that certificate (and offers ``h2``), so an mTLS
+    gRPC server completes it instead of logging a failed handshake for every node that looks.
+    """
+    if client is None:
+        return ssl.get_server_certificate((host, port), timeout=timeout_s).encode("ascii")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the caller compares the result with its pin
+    context.set_alpn_protocols(["h2"])
+    with tempfile.TemporaryDirectory(prefix="owm-tls-") as folder:  # ssl reads keys from files
+        key, certificate = os.path.join(folder, "tls.key"), os.path.join(folder, "tls.crt")
+        for path, data in ((key, client.private_key_pem), (certificate, client.certificate_pem)):
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+        context.load_cert_chain(certificate, key)
+    with (
+        socket.create_connection((host, port), timeout=timeout_s) as connection,
+        context.wrap_socket(connection, server_hostname=None) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    if not der:
+        raise ssl.SSLError("the server presented no certificate")
+    return ssl.DER_cert_to_PEM_cert(der).encode("ascii")

@@ -147,6 +147,10 @@ def test_a_node_with_its_bound_certificate_and_the_right_pin_is_served(
     served = fetch_server_certificate("127.0.0.1", coordinator.port)
     credentials = pinned_channel_credentials(served, coordinator.credentials.fingerprint, node_tls)
     assert call(coordinator.address, credentials) == f"pong {NODE.node_id} hi".encode()
+    # Presenting the node's certificate, the look at the server's completes the handshake.
+    with_client = fetch_server_certificate("127.0.0.1", coordinator.port, client=node_tls)
+    pin = coordinator.credentials.fingerprint
+    assert fingerprint_of(with_client) == fingerprint_of(served) == pin
 
 
 def test_a_client_without_a_certificate_is_refused(coordinator: Coordinator) -> None:
