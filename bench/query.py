@@ -178,6 +178,9 @@ class Node:
             "[lightning]\n"
             f'node_uri = "{ln_pubkey}@127.0.0.1:9735"\n'
             f'treasury_uri = "{treasury}@127.0.0.1:9735"\n'
+            'backend = "embedded"\n'  # the node's LN node signs its registration
+            f'ledger_path = "{tmp / "coordinator" / "lightning.sqlite3"}"\n'
+            f'ledger_alias = "node-{name}"\n'
             "[tasks]\n"
             "ask_msat = 1000\n"
             'types = ["inference"]\n'
