@@ -26,12 +26,11 @@ import attrs
 from owm_core import fields
 from owm_core.access.api_keys import Plan
 from owm_core.errors import InvalidValue, ReplayRejected
-from owm_core.identity.keys import parse_public_key, verify_signature
+from owm_core.identity.keys import SIGNATURE_HEX, parse_public_key, verify_signature
 
 SIGNED_REQUEST_DOMAIN = b"owm/http-request/v1\x00"
 DEFAULT_SIGNED_WINDOW_S = 300
 _NONCE = re.compile(r"[0-9a-f]{16,64}")
-_SIGNATURE = re.compile(r"[0-9a-f]{128}")
 
 
 class CallerKind(enum.Enum):
@@ -77,7 +76,9 @@ class SignedRequest:
     public_key: str = attrs.field(validator=fields.hex_digest(32))
     timestamp: int = attrs.field(validator=fields.timestamp())
     nonce: str = attrs.field(validator=fields.matches(_NONCE, "16 to 64 lower-case hex digits"))
-    signature: str = attrs.field(validator=fields.matches(_SIGNATURE, "128 lower-case hex digits"))
+    signature: str = attrs.field(
+        validator=fields.matches(SIGNATURE_HEX, "128 lower-case hex digits")
+    )
 
 
 def parse_signed_request(

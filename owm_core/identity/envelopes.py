@@ -70,6 +70,7 @@ from owm_core.identity.keys import (
 )
 from owm_core.json_objects import unique_keys
 from owm_core.nodes.tiers import Tier
+from owm_core.payments.invoices import PAYOUT_ID
 
 ENVELOPE_DOMAIN = b"owm/envelope/v1\x00"
 NONCE_BYTES = 16
@@ -508,7 +509,6 @@ class TaskRejection:
         return result
 
 
-_PAYMENT_ID_RE = re.compile(r"[0-9a-f]{32}")
 MAX_BOLT11_CHARS = 4_000
 
 
@@ -541,7 +541,7 @@ class PayoutInvoice:
 
     KIND: ClassVar[EnvelopeKind] = EnvelopeKind.PAYOUT_INVOICE
 
-    payment_id: str = attrs.field(validator=fields.matches(_PAYMENT_ID_RE, "32 lower-case hex"))
+    payment_id: str = attrs.field(validator=fields.matches(PAYOUT_ID, "32 lower-case hex"))
     bolt11: str = attrs.field(
         validator=fields.text(max_len=MAX_BOLT11_CHARS, pattern=r"ln[0-9a-z]+")
     )

@@ -41,7 +41,8 @@ NODE_ID_DOMAIN = b"owm/node-id/v1"
 NODE_ID_HASH_BYTES = 20
 
 _PUBLIC_KEY_RE = re.compile(r"[0-9a-f]{64}")
-_SIGNATURE_RE = re.compile(r"[0-9a-f]{128}")
+SIGNATURE_HEX = re.compile(r"[0-9a-f]{128}")
+"""An Ed25519 signature as 128 lower-case hex digits."""
 _NODE_ID_RE = re.compile(r"n[0-9a-f]{40}")
 
 
@@ -52,7 +53,7 @@ def parse_public_key(value: object, field: str = "public_key") -> str:
 
 def parse_signature(value: object, field: str = "signature") -> str:
     """Check that ``value`` is a signature written as 128 lower-case hex characters; return it."""
-    return _parse_hex(value, field, _SIGNATURE_RE, "128", "an Ed25519 signature")
+    return _parse_hex(value, field, SIGNATURE_HEX, "128", "an Ed25519 signature")
 
 
 def _parse_hex(value: object, field: str, pattern: re.Pattern[str], length: str, what: str) -> str:

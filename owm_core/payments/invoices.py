@@ -29,7 +29,8 @@ from owm_core.errors import InvalidValue
 MIN_PAYABLE_S = 600
 """An invoice handed in must stay payable at least this long (the outbox needs time)."""
 MAX_MEMO_CHARS = 600
-_PAYMENT_ID = re.compile(r"[0-9a-f]{32}")
+PAYOUT_ID = re.compile(r"[0-9a-f]{32}")
+"""A payout's id (:func:`payout_request_id`): 32 lower-case hex digits."""
 
 
 def payout_request_id(payee_pubkey: str, amount_msat: int, memo: str) -> str:
@@ -42,7 +43,7 @@ def payout_request_id(payee_pubkey: str, amount_msat: int, memo: str) -> str:
 class PendingPayout:
     """A payout waiting for the payee node's invoice: what the node must invoice, exactly."""
 
-    payment_id: str = attrs.field(validator=fields.matches(_PAYMENT_ID, "32 lower-case hex"))
+    payment_id: str = attrs.field(validator=fields.matches(PAYOUT_ID, "32 lower-case hex"))
     payee_pubkey: str = attrs.field(validator=fields.text(max_len=66, pattern=fields.LN_PUBKEY))
     amount_msat: int = attrs.field(validator=fields.money(minimum=1))
     memo: str = attrs.field(validator=fields.text(min_len=0, max_len=MAX_MEMO_CHARS))
