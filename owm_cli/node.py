@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -15,7 +14,7 @@ from owm_adapters.bootstrap.settings import (
 )
 from owm_adapters.storage import keystore
 from owm_cli.errors import OwmGroup
-from owm_cli.options import config_option
+from owm_cli.options import chain_options, config_option
 
 
 @click.group(cls=OwmGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -69,23 +68,7 @@ def init(config_path: Path, data_dir: Path | None) -> None:
                f"`owm-node start --config {config_path}`")
 
 
-def _chain_options(func: Any) -> Any:
-    """Where block headers come from when a command checks an OpenTimestamps proof."""
-    options = [
-        click.option("--bitcoin-rpc", "rpc_url", metavar="URL",
-                     help="Bitcoin Core / Knots JSON-RPC that supplies block headers."),
-        click.option("--rpc-cookie", type=click.Path(dir_okay=False, path_type=Path),
-                     help="bitcoind's .cookie file."),
-        click.option("--local-chain",
-                     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                     help="A devnet's embedded chain file instead of bitcoind."),
-        click.option("--network", type=click.Choice(["main", "test", "signet", "regtest"]),
-                     help="Proof-of-work rules [default: asked from bitcoind; regtest for a "
-                     "devnet]."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+_CHAIN_OPTIONS = chain_options(credentials=False)
 
 
 def _settings(config_path: Path) -> NodeSettings:
@@ -209,7 +192,7 @@ def hardware(config_path: Path) -> None:
 @click.argument("weights", metavar="WEIGHTS")
 @click.argument("proof_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_CONFIG_OPTION
-@_chain_options
+@_CHAIN_OPTIONS
 def install_weights(
     version_file: Path, weights: str, proof_file: Path, config_path: Path, rpc_url: str | None,
     rpc_cookie: Path | None, local_chain: Path | None, network: str | None,
@@ -272,7 +255,7 @@ def install_weights(
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The maintainers' signatures [default: the manifest's path + .sig].")
 @_CONFIG_OPTION
-@_chain_options
+@_CHAIN_OPTIONS
 @click.option("--stage", is_flag=True,
               help="Copy the verified package to DATA_DIR/updates/ (nothing is installed).")
 def verify_release(

@@ -22,3 +22,41 @@ def config_option(help_text: str, default: Path | None = None) -> Callable[[Comm
         show_default=default is not None,
         help=help_text,
     )
+
+
+NETWORKS = ["main", "test", "signet", "regtest"]
+
+
+def chain_options(*, credentials: bool) -> Callable[[Command], Command]:
+    """Where block headers come from when a command checks an OpenTimestamps proof: a Bitcoin
+    Core / Knots node (``--bitcoin-rpc``, its cookie, and ``--rpc-user``/``--rpc-password``
+    when ``credentials``) or a devnet's chain file, and the network's proof-of-work rules."""
+    options = [
+        click.option("--bitcoin-rpc", "rpc_url", metavar="URL",
+                     help="Bitcoin Core / Knots JSON-RPC, e.g. http://127.0.0.1:8332."),
+    ]
+    if credentials:
+        options += [
+            click.option("--rpc-user", envvar="OWM_BITCOIN_RPC_USER", metavar="USER",
+                         help="RPC user (env OWM_BITCOIN_RPC_USER)."),
+            click.option("--rpc-password", envvar="OWM_BITCOIN_RPC_PASSWORD", metavar="PASSWORD",
+                         help="RPC password (env OWM_BITCOIN_RPC_PASSWORD; prefer the env)."),
+        ]
+    options += [
+        click.option("--rpc-cookie", type=click.Path(dir_okay=False, path_type=Path),
+                     help="bitcoind's .cookie file"
+                     + (" instead of user/password." if credentials else ".")),
+        click.option("--local-chain", type=click.Path(exists=True, dir_okay=False,
+                                                      path_type=Path),
+                     help="A devnet's embedded chain file instead of bitcoind."),
+        click.option("--network", type=click.Choice(NETWORKS),
+                     help="Proof-of-work rules to judge headers by [default: asked from "
+                          "bitcoind; regtest for --local-chain]."),
+    ]
+
+    def decorate(command: Command) -> Command:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate

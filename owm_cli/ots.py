@@ -25,39 +25,20 @@ from owm_adapters.chain.local_chain import LocalChain
 from owm_adapters.provenance.ots import OpenTimestamps, describe, digest_of
 from owm_adapters.provenance.ots_calendar import DEFAULT_URL, Calendar
 from owm_cli.errors import OwmGroup
+from owm_cli.options import chain_options
 from owm_core.errors import ChainUnavailable, ProofMalformed
 from owm_core.ports.chain import Chain
 from owm_core.provenance.versions import FailureReason, Network, Verification
 
 EXIT_NOT_VERIFIED = 3
 EXIT_PENDING = 4
-NETWORKS = ["main", "test", "signet", "regtest"]
 
 
 def _iso(posix: int) -> str:
     return datetime.datetime.fromtimestamp(posix, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _chain_options(func: Any) -> Any:
-    options = [
-        click.option("--bitcoin-rpc", "rpc_url", metavar="URL",
-                     help="Bitcoin Core / Knots JSON-RPC, e.g. http://127.0.0.1:8332."),
-        click.option("--rpc-user", envvar="OWM_BITCOIN_RPC_USER", metavar="USER",
-                     help="RPC user (env OWM_BITCOIN_RPC_USER)."),
-        click.option("--rpc-password", envvar="OWM_BITCOIN_RPC_PASSWORD", metavar="PASSWORD",
-                     help="RPC password (env OWM_BITCOIN_RPC_PASSWORD; prefer the env)."),
-        click.option("--rpc-cookie", type=click.Path(dir_okay=False, path_type=Path),
-                     help="bitcoind's .cookie file instead of user/password."),
-        click.option("--local-chain", type=click.Path(exists=True, dir_okay=False,
-                                                      path_type=Path),
-                     help="A devnet's embedded chain file (owm_adapters.chain.local_chain)."),
-        click.option("--network", type=click.Choice(NETWORKS),
-                     help="Proof-of-work rules to judge headers by [default: asked from the "
-                          "node; regtest for --local-chain]."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+_CHAIN_OPTIONS = chain_options(credentials=True)
 
 
 def chain_for(
@@ -99,7 +80,7 @@ def ots() -> None:
               help="The digest the proof must be for (a model version's SHA-256).")
 @click.option("--file", "target", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The file the proof must be for (hashed with the proof's hash op).")
-@_chain_options
+@_CHAIN_OPTIONS
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as one JSON object.")
 def verify(
     proof_file: Path, digest_hex: str | None, target: Path | None, rpc_url: str | None,
