@@ -4,22 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from owm_adapters.storage.memory.state import StateRepository
+from owm_adapters.storage.memory.state import KeyedStateRepository
 from owm_core.errors import Conflict
 from owm_core.provenance.releases import ModelRelease
 
 
-class MemoryModelReleaseRepository(StateRepository):
-    """Published model releases per release id."""
+class MemoryModelReleaseRepository(KeyedStateRepository[ModelRelease]):
+    """Published model releases per release id (sub_model@version)."""
 
-    def add(self, release: ModelRelease) -> None:
-        """Store a new release; Conflict if its release_id (sub_model@version) exists."""
-        self._insert_new(
-            "releases",
-            release.release_id,
-            release,
-            f"model release {release.release_id} already exists",
-        )
+    _table = "releases"
+    _key = "release_id"
+    _taken = "model release {} already exists"
 
     def save(self, release: ModelRelease) -> None:
         """Replace a release's proof and status (upgrade, verification); Conflict if unknown."""
@@ -30,11 +25,6 @@ class MemoryModelReleaseRepository(StateRepository):
             if stored.version != release.version:
                 raise Conflict(f"model release {release.release_id} has another digest")
             self._state.releases[release.release_id] = release
-
-    def get(self, release_id: str) -> ModelRelease | None:
-        """The release with ``release_id``, or None."""
-        with self._lock:
-            return self._state.releases.get(release_id)
 
     def list(self) -> Sequence[ModelRelease]:
         """Every release, newest ``created_at`` first, then by release_id."""

@@ -8,7 +8,7 @@ import attrs
 from sqlalchemy import select
 
 from owm_adapters.storage.sql import tables as t
-from owm_adapters.storage.sql.rows import Flat, MappedRepository, register_row, row_converter
+from owm_adapters.storage.sql.rows import Flat, KeyedRepository, register_row, row_converter
 from owm_core.provenance.releases import ModelRelease
 from owm_core.provenance.versions import ModelVersion
 
@@ -23,14 +23,13 @@ register_row(
 )
 
 
-class SqlModelReleaseRepository(MappedRepository):
-    """Published model releases in ``model_releases``."""
+class SqlModelReleaseRepository(KeyedRepository[ModelRelease]):
+    """Published model releases in ``model_releases``, by release id (sub_model@version)."""
 
     _rows = _ROWS
-
-    def add(self, release: ModelRelease) -> None:
-        """Store a new release; Conflict if its release_id (sub_model@version) exists."""
-        self._insert(t.model_releases, release)
+    _table = t.model_releases
+    _key = "release_id"
+    _kind = ModelRelease
 
     def save(self, release: ModelRelease) -> None:
         """Replace a release's proof and status (upgrade, verification); Conflict if unknown."""
@@ -40,11 +39,6 @@ class SqlModelReleaseRepository(MappedRepository):
             f"model release {release.release_id} is unknown or has another digest",
             c.release_id == release.release_id, c.digest == release.version.digest,
         )
-
-    def get(self, release_id: str) -> ModelRelease | None:
-        """The release with ``release_id``, or None."""
-        query = select(t.model_releases).where(t.model_releases.c.release_id == release_id)
-        return self._first(query, ModelRelease)
 
     def list(self) -> Sequence[ModelRelease]:
         """Every release, newest ``created_at`` first, then by release_id."""
