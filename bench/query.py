@@ -163,7 +163,7 @@ class Node:
             env=env, cwd=tmp, capture_output=True, text=True, timeout=120, check=True,
         )  # fmt: skip
         ln_pubkey = ledger.add_node(f"node-{name}")
-        ledger.open_channel(treasury, ln_pubkey, STAKE_SAT)
+        ledger.open_channel(treasury, ln_pubkey, 2 * STAKE_SAT, push_sat=STAKE_SAT)
         config = tmp / f"node-{name}.toml"
         config.write_text(
             "[node]\n"

@@ -103,7 +103,9 @@ class StakeChannel:
     ``local``/``remote`` are seen from the treasury's node; their sum never exceeds the
     capacity (reserves and commitment fees make up the rest). ``confirmations`` is 0 while the
     funding transaction is unconfirmed; ``active`` says whether the peer is online. The stake a
-    channel locks is its capacity (SRS-STAKE-01, SRS-LN-11).
+    channel locks is the node's *own* balance in it, :attr:`own_balance_sat` (the treasury's
+    remote balance), not its capacity: a channel the treasury funded, or one the node emptied by
+    paying through the treasury, stakes nothing of the node's (SRS-STAKE-01, SRS-LN-11).
     """
 
     channel_id: str = attrs.field(validator=fields.text(max_len=64, pattern=r"[0-9A-Za-z:x_-]+"))
@@ -124,14 +126,19 @@ class StakeChannel:
         """True once the funding transaction has at least one confirmation (spec 4.12.2)."""
         return self.confirmations >= 1
 
+    @property
+    def own_balance_sat(self) -> int:
+        """The node's own funds in the channel: the treasury's *remote* balance."""
+        return self.remote_balance_sat
+
 
 def _check_consistent(instance: StakeCheck, _attribute: Any, channel: StakeChannel | None) -> None:
     if channel is None:
         return
     if not isinstance(channel, StakeChannel):
         raise InvalidValue("channel", f"must be a StakeChannel, got {type(channel).__name__}")
-    if channel.capacity_sat < instance.required_sats:
-        raise InvalidValue("channel", "a qualifying channel must reach required_sats")
+    if channel.own_balance_sat < instance.required_sats:
+        raise InvalidValue("channel", "a qualifying channel's own balance must reach required_sats")
 
 
 @attrs.frozen
@@ -139,7 +146,8 @@ class StakeCheck:
     """The outcome of one stake verification against a tier minimum (SRS-STAKE-01, SRS-LN-11).
 
     ``channel`` is the best qualifying channel (``None``: the check failed);
-    ``best_capacity_sat`` is the largest capacity seen among all channels, qualifying or not.
+    ``best_capacity_sat`` is the largest own balance seen among all channels, qualifying or not
+    (the stake that counts is the node's own balance, :attr:`StakeChannel.own_balance_sat`).
     """
 
     tier: Tier = attrs.field(validator=fields.instance_of(Tier))
@@ -148,12 +156,12 @@ class StakeCheck:
     channel: StakeChannel | None = attrs.field(default=None, validator=_check_consistent)
 
     def __attrs_post_init__(self) -> None:
-        if self.channel is not None and self.channel.capacity_sat > self.best_capacity_sat:
-            raise InvalidValue("best_capacity_sat", "is below the chosen channel's capacity")
+        if self.channel is not None and self.channel.own_balance_sat > self.best_capacity_sat:
+            raise InvalidValue("best_capacity_sat", "is below the chosen channel's own balance")
 
     @property
     def passed(self) -> bool:
-        """True when some channel's capacity reaches the tier minimum."""
+        """True when some channel's own balance reaches the tier minimum."""
         return self.channel is not None
 
     @property
@@ -163,15 +171,17 @@ class StakeCheck:
 
     @property
     def capacity_sat(self) -> int:
-        """The stake that counts: the qualifying channel's capacity, else the best seen."""
-        return self.channel.capacity_sat if self.channel is not None else self.best_capacity_sat
+        """The stake that counts: the qualifying channel's own balance, else the best seen."""
+        if self.channel is not None:
+            return self.channel.own_balance_sat
+        return self.best_capacity_sat
 
     def raise_if_failed(self) -> None:
         """Raises INSUFFICIENT_STAKE with the minimum required amount (spec 4.12.2)."""
         if self.channel is None:
             raise InsufficientStake(
-                f"{self.tier.value} requires a channel of at least {self.required_sats} sat; "
-                f"the largest found has {self.best_capacity_sat} sat",
+                f"{self.tier.value} requires a channel holding at least {self.required_sats} sat "
+                f"of your own balance; the largest found holds {self.best_capacity_sat} sat",
                 required_sats=self.required_sats,
             )
 
@@ -181,7 +191,8 @@ def check_stake(
 ) -> StakeCheck:
     """Whether a node's channels to the treasury meet its tier minimum (SRS-STAKE-01).
 
-    A channel qualifies when its capacity reaches the minimum. Among qualifying channels the
+    A channel qualifies when the node's own balance in it reaches the minimum (a capacity the
+    treasury funded is not the node's stake). Among qualifying channels the
     best is a confirmed one before an unconfirmed one, then the largest, then the smallest
     ``channel_id`` so that the choice is deterministic. ``channels`` are those ListChannels
     returns for the node's public key (spec 4.12.2 step 2).
@@ -192,16 +203,16 @@ def check_stake(
     for channel in seen:
         if not isinstance(channel, StakeChannel):
             raise InvalidValue("channels", f"must hold StakeChannel, got {type(channel).__name__}")
-    qualifying = [channel for channel in seen if channel.capacity_sat >= required]
+    qualifying = [channel for channel in seen if channel.own_balance_sat >= required]
     best = min(
         qualifying,
-        key=lambda c: (not c.confirmed, -c.capacity_sat, c.channel_id),
+        key=lambda c: (not c.confirmed, -c.own_balance_sat, c.channel_id),
         default=None,
     )
     return StakeCheck(
         tier=tier,
         required_sats=required,
-        best_capacity_sat=max((c.capacity_sat for c in seen), default=0),
+        best_capacity_sat=max((c.own_balance_sat for c in seen), default=0),
         channel=best,
     )
 
@@ -263,7 +274,7 @@ class Stake:
         if self.status is StakeStatus.ACTIVE and (
             self.channel is None
             or not self.channel.confirmed
-            or self.channel.capacity_sat < self.required_sats
+            or self.channel.own_balance_sat < self.required_sats
         ):
             raise InvalidValue("channel", "an active stake needs a confirmed qualifying channel")
         if (self.status is StakeStatus.DEGRADED) != (self.grace_until is not None):

@@ -50,7 +50,7 @@ def own_balance_sat(channel: StakeChannel) -> int:
 
     ``StakeChannel`` is seen from the treasury's node, so the node's side is ``remote``.
     """
-    return channel.remote_balance_sat
+    return channel.own_balance_sat
 
 
 @attrs.frozen

@@ -156,7 +156,7 @@ def network(tmp_path: Path) -> Iterator[dict[str, object]]:
             )
             assert init.returncode == 0, init.stderr
             ln_pubkey = ledger.add_node(f"node-{name}")
-            ledger.open_channel(treasury, ln_pubkey, STAKE_SAT)
+            ledger.open_channel(treasury, ln_pubkey, 2 * STAKE_SAT, push_sat=STAKE_SAT)
             config.write_text(
                 "[node]\n"
                 f'data_dir = "{node_dir}"\n'

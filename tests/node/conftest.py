@@ -71,7 +71,7 @@ class Network:
     def node(self, alias: str, stake_sat: int = T1_STAKE_SAT) -> Node:
         pubkey = self.ledger.add_node(alias)
         if stake_sat:
-            self.ledger.open_channel(self.treasury, pubkey, stake_sat)
+            self.ledger.open_channel(self.treasury, pubkey, 2 * stake_sat, push_sat=stake_sat)
         return Node(known(Identity.from_seed(os.urandom(32))), f"{pubkey}@127.0.0.1:9735", pubkey,
                     self.ledger.lightning(alias))
 

@@ -78,7 +78,9 @@ def test_a_node_without_a_stake_channel_is_refused_with_the_required_amount(cont
 
 def test_a_node_whose_channel_is_unconfirmed_is_pending_and_gets_no_task_feed(control, network):
     node = network.node("n2", stake_sat=0)
-    network.ledger.open_channel(network.treasury, node.ln_pubkey, T1_STAKE_SAT, confirmations=0)
+    network.ledger.open_channel(
+        network.treasury, node.ln_pubkey, 2 * T1_STAKE_SAT, push_sat=T1_STAKE_SAT, confirmations=0
+    )
     reply = register(control, node)
     assert reply.stake_status == "pending"
     with pytest.raises(ControlPlaneRefused) as refused:

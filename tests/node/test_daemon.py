@@ -211,7 +211,9 @@ def test_a_node_without_stake_is_told_the_exact_channel_and_starts_once_it_is_op
     assert f"lncli openchannel --node_key {network.treasury} --connect 127.0.0.1:9735 " \
            f"--local_amt {T1_STAKE_SAT}" in text
     assert node.daemon.health()["stake"]["required_sats"] == T1_STAKE_SAT
-    network.ledger.open_channel(network.treasury, bare.ln_pubkey, T1_STAKE_SAT)
+    network.ledger.open_channel(
+        network.treasury, bare.ln_pubkey, 2 * T1_STAKE_SAT, push_sat=T1_STAKE_SAT
+    )
     wait_for(lambda: node.daemon.state == "serving")
     network.submit("job-3", b'{"prompt": "paid at last"}')
     wait_for(lambda: node.daemon.log.earnings().credited_tasks == 1)

@@ -68,7 +68,7 @@ def test_a_node_on_lnd_is_paid_to_an_invoice_its_own_lnd_created(tmp_path: Path)
     ledger = SimLedger(tmp_path / "lightning.sqlite3")
     treasury_pubkey = ledger.add_node("treasury")
     node_pubkey = ledger.add_node("node-lnd")
-    ledger.open_channel(treasury_pubkey, node_pubkey, T1_STAKE_SAT)
+    ledger.open_channel(treasury_pubkey, node_pubkey, 2 * T1_STAKE_SAT, push_sat=T1_STAKE_SAT)
     treasury_lnd = FakeLnd(ledger, "treasury", payment_macaroon=PAYMENT_MACAROON,
                            force_close_macaroon=FORCE_CLOSE_MACAROON).start()
     node_macaroon = bytes.fromhex("0201036c6e6402f801") + os.urandom(32)

@@ -243,8 +243,11 @@ class SimNode:
         return f"{self.ln_pubkey}@127.0.0.1:9735"
 
     def stake(self, coordinator: Coordinator, capacity_sat: int = T1_STAKE_SAT) -> None:
-        """Open the stake channel with the treasury (what SRS-NODE-11 guides operators through)."""
-        coordinator.ledger.open_channel(coordinator.treasury, self.ln_pubkey, capacity_sat)
+        """Open the stake channel with the treasury (what SRS-NODE-11 guides operators through):
+        ``capacity_sat`` of the node's own balance, as much again on the treasury's side."""
+        coordinator.ledger.open_channel(
+            coordinator.treasury, self.ln_pubkey, 2 * capacity_sat, push_sat=capacity_sat
+        )
 
     def manifest_envelope(self, now: int) -> bytes:
         env = envelopes.seal(

@@ -136,7 +136,7 @@ class Conglomerate:
 def register_node(coordinator: CoordinatorService, ledger: SimLedger, treasury: str,
                   **options: object) -> InProcessNode:
     sim = SimNode.create()
-    ledger.open_channel(treasury, sim.ln_pubkey, T1_STAKE_SAT)
+    ledger.open_channel(treasury, sim.ln_pubkey, 2 * T1_STAKE_SAT, push_sat=T1_STAKE_SAT)
     challenge = coordinator.challenge(sim.public_key, ChallengePurpose.REGISTER.value)
     details = {"ln_node_uri": sim.ln_node_uri, "manifest_digest": sim.manifest.digest(),
                "onion_address": None}

@@ -155,7 +155,9 @@ def test_a_round_trains_on_three_nodes_and_publishes_a_confirmed_version(
     nodes = [SimNode.create() for _ in range(3)]
     feeds = []
     for node in nodes:
-        net.ledger.open_channel(net.treasury, node.ln_pubkey, T1_STAKE_SAT)
+        net.ledger.open_channel(
+            net.treasury, node.ln_pubkey, 2 * T1_STAKE_SAT, push_sat=T1_STAKE_SAT
+        )
         node.register(net.stub, net.clock.now())
         feeds.append(node.open_stream(net.stub, capabilities=("fl_training",)))
     for node, feed in zip(nodes, feeds, strict=True):

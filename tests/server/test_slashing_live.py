@@ -73,7 +73,7 @@ class Live:
     def join(self, tier: Tier = Tier.T1) -> SimNode:
         node = SimNode.create(tier=tier)
         stake = T1_STAKE_SAT if tier is Tier.T1 else T2_STAKE_SAT
-        self.ledger.open_channel(self.treasury, node.ln_pubkey, stake)
+        self.ledger.open_channel(self.treasury, node.ln_pubkey, 2 * stake, push_sat=stake)
         node.register(self.stub, self.clock.now())
         self.feeds[node.node_id] = node.open_stream(self.stub)
         return node

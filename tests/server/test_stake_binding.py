@@ -17,6 +17,7 @@ import pytest
 
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.storage.memory import memory_repositories
+from owm_core.stake.channel import StakeStatus
 from tests.fakes.ln_key import LnKey
 from tests.server.harness import Coordinator, SimNode, StepClock, start_coordinator
 
@@ -153,3 +154,46 @@ def test_a_second_node_with_its_own_channel_registers_and_a_left_channel_is_free
     assert channel_1.channel_point != channel_2.channel_point
     assert bindings.node_of(channel_1.channel_point) == first.node_id
     assert bindings.node_of(channel_2.channel_point) == second.node_id
+
+
+def test_a_channel_the_treasury_funded_is_no_stake_of_the_node(
+    coordinator: Coordinator, clock: StepClock
+) -> None:
+    """Capacity is not stake: only the node's own balance in the channel counts."""
+    node = SimNode.create()
+    coordinator.ledger.open_channel(coordinator.treasury, node.ln_pubkey, 1_000_000)
+
+    error = refusal(lambda: node.register(coordinator.stub, clock.now()))
+
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "own balance" in (error.details() or "")
+    assert nothing_registered(coordinator, node)
+
+
+def test_a_node_that_moves_its_balance_out_is_degraded_then_suspended_by_reverification(
+    coordinator: Coordinator, clock: StepClock
+) -> None:
+    """Stake as capacity: paying the stake away through the treasury leaves nothing locked."""
+    node = SimNode.create()
+    ledger = coordinator.ledger
+    ledger.add_node("operator", secret_key=node.ln_key.secret)  # the node's own LN node
+    node.stake(coordinator)
+    assert node.register(coordinator.stub, clock.now()).stake_status == "active"
+    invoice = ledger.lightning("treasury").create_invoice(95_000_000, "moving out", 3600)
+    assert ledger.lightning("operator").pay(invoice.bolt11, 0, 5).status.value == "succeeded"
+    service = coordinator.service
+    stake_of = lambda: service.repositories.stakes.get(node.public_key)  # noqa: E731
+
+    clock.advance(6 * 3600)
+    service.reverify_stakes()
+    degraded = stake_of()
+    assert degraded is not None and degraded.status is StakeStatus.DEGRADED
+    assert degraded.capacity_sat < degraded.required_sats
+    feed = node.open_stream(coordinator.stub)
+    assert feed.wait_for(1, timeout_s=2.0) == [] and feed.error is not None
+    assert feed.error.code() is grpc.StatusCode.FAILED_PRECONDITION
+
+    clock.advance(24 * 3600)
+    service.reverify_stakes()
+    suspended = stake_of()
+    assert suspended is not None and suspended.status is StakeStatus.SUSPENDED

@@ -129,7 +129,7 @@ def register(world: World, op: Operator, uri: str | None = None) -> None:
 
 def staked(world: World, tier: Tier = Tier.T1) -> Operator:
     op = Operator(Identity.from_seed(os.urandom(32)), LnKey.fresh(), tier)
-    world.ledger.open_channel(world.treasury, op.ln, STAKE_SAT[tier])
+    world.ledger.open_channel(world.treasury, op.ln, 2 * STAKE_SAT[tier], push_sat=STAKE_SAT[tier])
     register(world, op)
     return op
 
@@ -169,7 +169,9 @@ def test_three_distinct_reporters_slash_a_tier1_node_log_close_and_cooldown(worl
     assert node is not None and node.reliability_ppm == 0
     assert world.service.status_of(op.node_id) is NodeStatus.SUSPENDED
 
-    world.ledger.open_channel(world.treasury, op.ln, STAKE_SAT[Tier.T1])
+    world.ledger.open_channel(
+        world.treasury, op.ln, 2 * STAKE_SAT[Tier.T1], push_sat=STAKE_SAT[Tier.T1]
+    )
     world.clock.advance(29 * 24 * 3600)
     with pytest.raises(StakeCooldownActive):
         register(world, op)
@@ -260,7 +262,9 @@ def test_stake_metrics_count_channels_sats_slashings_and_degraded_nodes(world: W
 
 def test_registration_requires_a_valid_ln_node_uri(world: World) -> None:
     op = Operator(Identity.from_seed(os.urandom(32)), LnKey.fresh(), Tier.T1)
-    world.ledger.open_channel(world.treasury, op.ln, STAKE_SAT[Tier.T1])
+    world.ledger.open_channel(
+        world.treasury, op.ln, 2 * STAKE_SAT[Tier.T1], push_sat=STAKE_SAT[Tier.T1]
+    )
     with pytest.raises(InvalidValue, match="ln_node_uri"):
         register(world, op, uri=f"{op.ln}-no-address")
     with pytest.raises(InvalidValue):

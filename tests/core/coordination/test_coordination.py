@@ -106,8 +106,8 @@ class FakeLightning:
                 channel_point=hashlib.sha256(peer_pubkey.encode()).hexdigest() + ":0",
                 peer_pubkey=peer_pubkey,
                 capacity_sat=self.capacity_sat,
-                local_balance_sat=self.capacity_sat,
-                remote_balance_sat=0,
+                local_balance_sat=0,
+                remote_balance_sat=self.capacity_sat,  # the node funded it: its own balance
                 active=True,
                 confirmations=self.confirmations,
             )

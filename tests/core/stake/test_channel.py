@@ -44,8 +44,8 @@ def channel(
         channel_point="ef" * 32 + ":0",
         peer_pubkey=PEER,
         capacity_sat=capacity_sat,
-        local_balance_sat=capacity_sat // 2,
-        remote_balance_sat=capacity_sat // 4,
+        local_balance_sat=0,
+        remote_balance_sat=capacity_sat,  # the node's own balance: its stake
         confirmations=confirmations,
         active=active,
     )
@@ -547,3 +547,24 @@ class StakeLifecycle(RuleBasedStateMachine):
 
 StakeLifecycle.TestCase.settings = settings(max_examples=300, stateful_step_count=50, deadline=None)
 test_stake_lifecycle_keeps_the_spec_invariants = StakeLifecycle.TestCase
+
+
+@given(
+    own=st.integers(0, 10**9),
+    treasury=st.integers(0, 10**9),
+)
+def test_only_the_nodes_own_balance_is_its_stake_never_the_treasurys_side(
+    own: int, treasury: int
+) -> None:
+    """SRS-STAKE-01: a channel the treasury funded, or one the node emptied, stakes nothing."""
+    funded = StakeChannel(
+        channel_id="800000x1x0", channel_point="ef" * 32 + ":0", peer_pubkey=PEER,
+        capacity_sat=own + treasury, local_balance_sat=treasury, remote_balance_sat=own,
+        confirmations=3, active=True,
+    )  # fmt: skip
+    result = check_stake(Tier.T1, [funded])
+    assert result.passed == (own >= T1_MIN)
+    assert result.capacity_sat == own
+    if not result.passed:
+        with pytest.raises(InsufficientStake, match="own balance"):
+            result.raise_if_failed()

@@ -40,7 +40,7 @@ def acknowledge(probe: Any) -> None:
     """201 new, 200 known, 403 not a maintainer, 404 unknown node, 409 tier 1, 503 no service."""
     w = probe.world
     t2 = SimNode.create(tier=Tier.T2)
-    w.ledger.open_channel(w.treasury, t2.ln_pubkey, T2_STAKE_SAT)
+    w.ledger.open_channel(w.treasury, t2.ln_pubkey, 2 * T2_STAKE_SAT, push_sat=T2_STAKE_SAT)
     w.register(t2)
     good = _ack(MAINTAINERS[0], t2.node_id)
     probe.send(body=good)  # 503: this world's coordinator runs no slashing service

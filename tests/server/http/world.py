@@ -55,7 +55,9 @@ class World:
         """A node whose stake channel with the treasury is open (not yet registered)."""
         node = SimNode.create()
         if stake_sat:
-            self.ledger.open_channel(self.treasury, node.ln_pubkey, stake_sat)
+            self.ledger.open_channel(
+                self.treasury, node.ln_pubkey, 2 * stake_sat, push_sat=stake_sat
+            )
         return node
 
     def challenge(self, node: SimNode, purpose: ChallengePurpose) -> Challenge:
