@@ -36,7 +36,7 @@ def test_init_and_a_first_start_under_umask_0_leave_a_private_data_directory(
     )
     command = [sys.executable, "-m", "owm_cli.coordinator"]
     init = subprocess.run(
-        [*command, "init", "--key", str(data / "coordinator.key")],
+        [*command, "init", "--config", str(config), "--key", str(data / "coordinator.key")],
         capture_output=True, text=True, timeout=60, check=False, cwd=ROOT, umask=0,
     )
     assert init.returncode == 0, init.stderr
@@ -55,7 +55,8 @@ def test_init_and_a_first_start_under_umask_0_leave_a_private_data_directory(
             process.wait()
 
     assert mode(data) == 0o700
-    for name in ("coordinator.key", "coordinator.sqlite3", "lightning.sqlite3", "l402.secret"):
+    for name in ("coordinator.key", "coordinator.sqlite3", "lightning.sqlite3", "l402.secret",
+                 "tls.key", "tls.crt"):
         assert mode(data / name) == 0o600, name
     assert open_to_others(data) == []
 
