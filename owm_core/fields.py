@@ -16,13 +16,11 @@ from typing import Any
 import attrs
 
 from owm_core.errors import InvalidValue
+from owm_core.patterns import LN_PUBKEY as LN_PUBKEY
+from owm_core.patterns import SLUG as SLUG
 
 Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
 
-SLUG = r"[a-z0-9][a-z0-9._-]{0,63}"
-"""A lower-case name of 1 to 64 characters: sub-models, datasets (the API's ``SLUG`` schema)."""
-LN_PUBKEY = r"0[23][0-9a-f]{64}"
-"""A Lightning node id: a compressed secp256k1 public key as 66 lower-case hex digits."""
 
 
 def _is_int(value: object) -> bool:

@@ -31,7 +31,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from owm_core import fields
+from owm_core import patterns
 from owm_core.errors import InvalidValue
 from owm_core.json_objects import unique_keys
 
@@ -43,7 +43,7 @@ FLOAT_DIGITS = 6
 """Significant digits kept when hashing floats (see module docstring)."""
 MAX_INPUT_BYTES = 8 * 1024 * 1024
 
-_SLUG = re.compile(fields.SLUG)
+_SLUG = re.compile(patterns.SLUG)
 _UPLOAD_URL = re.compile(r"https?://[^\s/?#@]+(?:[/?][^\s#]*)?")
 """Where a node POSTs its signed FL update (http/https, over clearnet only: SRS-NET-04)."""
 
