@@ -88,6 +88,17 @@ class PolicyViolation(DomainError):
     code = "policy-violation"
 
 
+class InsufficientFunds(PolicyViolation):
+    """A submitter's prepaid balance (or a treasury budget) cannot fund a task; ``missing_msat``
+    says how much more it needs."""
+
+    code = "insufficient-funds"
+
+    def __init__(self, message: str, missing_msat: int) -> None:
+        super().__init__(message)
+        self.missing_msat = missing_msat
+
+
 class NoMatch(DomainError):
     """No offer satisfies a task's capability, tier and price constraints."""
 

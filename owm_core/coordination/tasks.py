@@ -92,6 +92,12 @@ def replica_ids(task_id: str, policy: VerificationPolicy) -> list[str]:
     return [replica_id(task_id, i) for i in range(count)]
 
 
+def replicas_funded(policy: VerificationPolicy) -> int:
+    """The most replicas of one task that can be paid: ``redundancy``, or two under spot
+    checks (the replica and a possible re-execution); what a task's escrow is funded for."""
+    return policy.redundancy if policy.mode is VerificationMode.REDUNDANT else 2
+
+
 def submit_task(
     repositories: TaskSubmissionStore, request: TaskRequest, policy: VerificationPolicy
 ) -> list[Task]:

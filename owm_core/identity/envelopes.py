@@ -2,7 +2,8 @@
 
 This module owns the wire form of every signed statement in the control plane: capability
 manifests, heartbeats, task proofs, task rejections, maintainer acknowledgements and a node's
-payout queries and invoice hand-ins (SRS-SEC-01, SRS-SEC-03, SRS-SEC-14, SRS-NODE-07,
+payout queries and invoice hand-ins, and a submitter's task submissions and balance requests
+(SRS-SEC-01, SRS-SEC-03, SRS-SEC-14, SRS-NODE-07,
 SRS-LN-04), their typed bodies, and the replay guard
 that refuses stale or repeated ones.
 
@@ -94,6 +95,8 @@ class EnvelopeKind(enum.Enum):
     TASK_REJECTION = "task_rejection"
     PAYOUT_QUERY = "payout_query"
     PAYOUT_INVOICE = "payout_invoice"
+    TASK_SUBMISSION = "task_submission"
+    BALANCE_REQUEST = "balance_request"
 
 
 # --- canonical encoding -------------------------------------------------------------------
@@ -557,9 +560,58 @@ class PayoutInvoice:
         return result
 
 
+_SHA256_HEX_RE = re.compile(r"[0-9a-f]{64}")
+MAX_BALANCE_REQUEST_MSAT = 10**15
+"""The most one balance request may ask an invoice for (10 000 BTC: far above any cap)."""
+
+
+@attrs.frozen
+class TaskSubmission:
+    """A submitter's signature over one task it pays for (funded work only, SRS-LN-04).
+
+    ``request_sha256`` is :func:`owm_core.market.funding.submission_digest` of the task's
+    request and input, so the signature covers every field the coordinator stores.
+    """
+
+    KIND: ClassVar[EnvelopeKind] = EnvelopeKind.TASK_SUBMISSION
+
+    task_id: str = attrs.field(validator=fields.matches(_TASK_ID_RE, "a task id ([A-Za-z0-9._:-])"))
+    request_sha256: str = attrs.field(validator=fields.matches(_SHA256_HEX_RE, "64 hex"))
+
+    def to_body(self) -> dict[str, Any]:
+        """The submission as a canonical dict."""
+        return {"request_sha256": self.request_sha256, "task_id": self.task_id}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> TaskSubmission:
+        """Read a submission from a body dict; unknown or missing fields are refused."""
+        result: TaskSubmission = _from_body(cls, body, ("task_id", "request_sha256"))
+        return result
+
+
+@attrs.frozen
+class BalanceRequest:
+    """A submitter asks for its prepaid balance and, with ``amount_msat > 0``, for an invoice
+    that tops it up by that amount once paid."""
+
+    KIND: ClassVar[EnvelopeKind] = EnvelopeKind.BALANCE_REQUEST
+
+    amount_msat: int = attrs.field(validator=fields.integer(0, MAX_BALANCE_REQUEST_MSAT))
+
+    def to_body(self) -> dict[str, Any]:
+        """The request as a canonical dict."""
+        return {"amount_msat": self.amount_msat}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> BalanceRequest:
+        """Read a request from a body dict; unknown or missing fields are refused."""
+        result: BalanceRequest = _from_body(cls, body, ("amount_msat",))
+        return result
+
+
 Body = (
     CapabilityManifest | Heartbeat | TaskProof | MaintainerAcknowledgement | TaskRejection
-    | PayoutQuery | PayoutInvoice
+    | PayoutQuery | PayoutInvoice | TaskSubmission | BalanceRequest
 )
 
 _BODY_TYPES: dict[EnvelopeKind, Any] = {
@@ -570,6 +622,8 @@ _BODY_TYPES: dict[EnvelopeKind, Any] = {
     EnvelopeKind.TASK_REJECTION: TaskRejection,
     EnvelopeKind.PAYOUT_QUERY: PayoutQuery,
     EnvelopeKind.PAYOUT_INVOICE: PayoutInvoice,
+    EnvelopeKind.TASK_SUBMISSION: TaskSubmission,
+    EnvelopeKind.BALANCE_REQUEST: BalanceRequest,
 }
 
 

@@ -15,6 +15,14 @@ logs what it decides, SRS-LN-07 is how a client's invoice is paid):
   the treasury ``treasury_share_msat = floor(price × fee_ppm / 10⁶)`` on top (client tasks
   only: the treasury does not charge itself, so a network task's share is 0). A replica
   therefore costs ``price + share`` and a task's escrow is ``replicas × (price + share)``.
+* **Prepaid balances.** A client funds its tasks from a :class:`Balance` keyed by its
+  submitter key: paid invoices credit it (:func:`credit_balance`), a task's escrow is debited
+  from it before the task is stored (:func:`debit_balance`, refused with
+  ``InsufficientFunds`` naming the msat missing) and refunds return to it
+  (:func:`refund_to_balance`); ``available = funded − escrowed + refunded`` always.
+* **A node is paid at most the funded price.** :func:`settle_replica` takes what the node is
+  actually owed (the negotiated midpoint, at most the request's maximum = the escrowed
+  price); whatever the escrow still holds when the task ends is refunded.
 * **Refunds.** When a task ends (verified, failed or expired) :func:`close_escrow` returns the
   unspent remainder to whoever funded it: the client, or the treasury for network tasks.
   Refunded network money does not reopen the period's budget: the budget caps what is drawn.
@@ -35,7 +43,9 @@ from collections.abc import Iterable
 import attrs
 
 from owm_core import fields
-from owm_core.errors import InvalidTransition, InvalidValue, PolicyViolation
+from owm_core.errors import InsufficientFunds, InvalidTransition, InvalidValue, PolicyViolation
+from owm_core.identity.envelopes import canonical_bytes, sha256_hex
+from owm_core.market.tasks import TaskRequest
 
 PPM = 1_000_000
 DEFAULT_FEE_PPM = 50_000
@@ -149,6 +159,9 @@ class Escrow:
     treasury_share_msat: int = attrs.field(default=0, validator=fields.money())
     refunded_msat: int = attrs.field(default=0, validator=fields.money())
     settled_replica_ids: frozenset[str] = attrs.field(default=frozenset(), converter=_ids)
+    #: Who funded it: the client's submitter key (hex), or the name of a network budget.
+    funder: str = attrs.field(default="", validator=fields.text(min_len=0, max_len=128))
+    opened_at: int = attrs.field(default=0, validator=fields.integer(minimum=0))
     closed: bool = attrs.field(default=False, validator=[fields.instance_of(bool), _check_books])
 
     @property
@@ -158,7 +171,14 @@ class Escrow:
 
 
 def fund_client_task(
-    task_id: str, price_msat: int, replicas: int, paid_msat: int, rules: FundingRules
+    task_id: str,
+    price_msat: int,
+    replicas: int,
+    paid_msat: int,
+    rules: FundingRules,
+    *,
+    funder: str = "",
+    opened_at: int = 0,
 ) -> Escrow:
     """Open the escrow of a client task from the ``paid_msat`` its submitter paid.
 
@@ -180,6 +200,8 @@ def fund_client_task(
         funded_msat=paid_msat,
         held_msat=required,
         refunded_msat=paid_msat - required,
+        funder=funder,
+        opened_at=opened_at,
     )
 
 
@@ -211,6 +233,8 @@ def fund_network_task(
     replicas: int,
     now: int,
     rules: FundingRules,
+    *,
+    funder: str = "",
 ) -> tuple[PeriodBudget, Escrow]:
     """Draw a network task's escrow from the treasury's budget for the period of ``now``.
 
@@ -233,27 +257,38 @@ def fund_network_task(
         replicas=replicas,
         funded_msat=required,
         held_msat=required,
+        funder=funder,
+        opened_at=now,
     )
     return attrs.evolve(current, drawn_msat=current.drawn_msat + required), escrow
 
 
-def settle_replica(escrow: Escrow, replica_id: str) -> tuple[Escrow, Payout]:
-    """Pay one verified replica: its node gets the price, the treasury its share.
+def settle_replica(
+    escrow: Escrow, replica_id: str, node_msat: int | None = None
+) -> tuple[Escrow, Payout]:
+    """Pay one verified replica: its node gets ``node_msat``, the treasury its share.
 
-    Each replica is paid at most once and never more replicas than were funded, so the
-    escrow can never pay out more than it holds.
+    ``node_msat`` is what the node is owed (the negotiated price; the funded price when
+    omitted) and may not exceed the funded price, so the midpoint rule can never pay more than
+    was paid in. Each replica is paid at most once and never more replicas than were funded, so
+    the escrow can never pay out more than it holds.
     """
+    owed = escrow.price_msat if node_msat is None else _int("node_msat", node_msat)
+    if owed > escrow.price_msat:
+        raise InvalidValue(
+            "node_msat", f"exceeds the funded price of {escrow.price_msat} msat, got {owed}"
+        )
     if escrow.closed:
         raise InvalidTransition(f"the escrow of task {escrow.task_id} is closed")
     if replica_id in escrow.settled_replica_ids:
         raise InvalidTransition(f"replica {replica_id} of {escrow.task_id} is already paid")
     if len(escrow.settled_replica_ids) >= escrow.replicas:
         raise InvalidTransition(f"all {escrow.replicas} replicas of {escrow.task_id} are paid")
-    payout = Payout(escrow.task_id, replica_id, escrow.price_msat, escrow.share_msat)
+    payout = Payout(escrow.task_id, replica_id, owed, escrow.share_msat)
     return (
         attrs.evolve(
             escrow,
-            held_msat=escrow.held_msat - escrow.replica_cost_msat,
+            held_msat=escrow.held_msat - owed - escrow.share_msat,
             paid_to_nodes_msat=escrow.paid_to_nodes_msat + payout.node_msat,
             treasury_share_msat=escrow.treasury_share_msat + payout.treasury_share_msat,
             settled_replica_ids=escrow.settled_replica_ids | {replica_id},
@@ -275,3 +310,121 @@ def close_escrow(escrow: Escrow) -> tuple[Escrow, int]:
         escrow, held_msat=0, refunded_msat=escrow.refunded_msat + refund, closed=True
     )
     return closed, refund
+
+
+def _check_balance(instance: Balance, _attribute: object, _value: object) -> None:
+    expected = instance.funded_msat - instance.escrowed_msat + instance.refunded_msat
+    if instance.available_msat != expected:
+        raise InvalidValue("available_msat", "must equal funded − escrowed + refunded")
+
+
+@attrs.frozen
+class Balance:
+    """A client's prepaid balance, keyed by its submitter key (64 hex, Ed25519).
+
+    ``funded_msat`` is what paid invoices credited, ``escrowed_msat`` what tasks took,
+    ``refunded_msat`` what ended tasks gave back; ``available_msat`` is what is left to spend.
+    """
+
+    public_key: str = attrs.field(validator=fields.text(min_len=64, max_len=64))
+    funded_msat: int = attrs.field(default=0, validator=fields.money())
+    escrowed_msat: int = attrs.field(default=0, validator=fields.money())
+    refunded_msat: int = attrs.field(default=0, validator=fields.money())
+    available_msat: int = attrs.field(default=0, validator=[fields.money(), _check_balance])
+
+
+def credit_balance(balance: Balance, amount_msat: int) -> Balance:
+    """Credit a paid invoice's ``amount_msat`` to the balance."""
+    amount = _int("amount_msat", amount_msat)
+    return attrs.evolve(
+        balance,
+        funded_msat=balance.funded_msat + amount,
+        available_msat=balance.available_msat + amount,
+    )
+
+
+def debit_balance(balance: Balance, amount_msat: int, task_id: str) -> Balance:
+    """Take a task's escrow from the balance; ``InsufficientFunds`` naming what is missing."""
+    amount = _int("amount_msat", amount_msat)
+    if amount > balance.available_msat:
+        missing = amount - balance.available_msat
+        raise InsufficientFunds(
+            f"task {task_id} needs {amount} msat in escrow but the submitter's prepaid balance "
+            f"holds {balance.available_msat} msat: {missing} msat missing (FundBalance tops it "
+            f"up)",
+            missing,
+        )
+    return attrs.evolve(
+        balance,
+        escrowed_msat=balance.escrowed_msat + amount,
+        available_msat=balance.available_msat - amount,
+    )
+
+
+def refund_to_balance(balance: Balance, amount_msat: int) -> Balance:
+    """Return an ended task's unspent escrow to the balance."""
+    amount = _int("amount_msat", amount_msat)
+    return attrs.evolve(
+        balance,
+        refunded_msat=balance.refunded_msat + amount,
+        available_msat=balance.available_msat + amount,
+    )
+
+
+def submission_digest(request: TaskRequest, input_data: bytes) -> str:
+    """SHA-256 (hex) of a task's canonical request fields and its input's SHA-256.
+
+    What a submitter signs (:class:`~owm_core.identity.envelopes.TaskSubmission`): nobody can
+    reuse its signature for another task, price, replica count or input.
+    """
+    fields_ = {
+        "gpu_required": request.gpu_required,
+        "input_schema_id": request.input_schema_id,
+        "input_schema_version": request.input_schema_version,
+        "input_sha256": sha256_hex(bytes(input_data)),
+        "max_price_msat": request.max_price_msat,
+        "min_ram_mb": request.min_ram_mb,
+        "min_tier": request.min_tier.value,
+        "min_vram_mb": request.min_vram_mb,
+        "task_id": request.task_id,
+        "task_type": request.task_type,
+    }
+    return sha256_hex(canonical_bytes(fields_, "request"))
+
+
+class TopUpState(enum.Enum):
+    """Where a balance top-up invoice stands: unpaid, credited (once), or expired unpaid."""
+
+    OPEN = "open"
+    CREDITED = "credited"
+    EXPIRED = "expired"
+
+
+@attrs.frozen
+class TopUp:
+    """An invoice the treasury issued to top up a submitter's prepaid balance.
+
+    It is credited exactly once, when the treasury's Lightning node reports it settled; an
+    invoice past ``expires_at`` unpaid is closed and never credited.
+    """
+
+    payment_hash: str = attrs.field(validator=fields.text(min_len=64, max_len=64))
+    public_key: str = attrs.field(validator=fields.text(min_len=64, max_len=64))
+    amount_msat: int = attrs.field(validator=fields.integer(minimum=1))
+    bolt11: str = attrs.field(validator=fields.text(max_len=4_000))
+    created_at: int = attrs.field(validator=fields.integer(minimum=0))
+    expires_at: int = attrs.field(validator=fields.integer(minimum=0))
+    state: TopUpState = attrs.field(
+        default=TopUpState.OPEN, validator=fields.instance_of(TopUpState)
+    )
+
+
+def credit_top_up(balance: Balance, top_up: TopUp) -> tuple[Balance, TopUp]:
+    """Credit a settled top-up to its balance; refused once it left OPEN (credited once)."""
+    if top_up.state is not TopUpState.OPEN:
+        raise InvalidTransition(f"top-up {top_up.payment_hash} is {top_up.state.value}")
+    if balance.public_key != top_up.public_key:
+        raise InvalidValue("public_key", "the top-up belongs to another balance")
+    return credit_balance(balance, top_up.amount_msat), attrs.evolve(
+        top_up, state=TopUpState.CREDITED
+    )

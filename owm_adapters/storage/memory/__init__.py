@@ -19,6 +19,7 @@ import attrs
 
 from owm_adapters.storage.memory.access import MemoryApiKeyRepository
 from owm_adapters.storage.memory.fl import MemoryFlRoundRepository
+from owm_adapters.storage.memory.funding import MemoryFundingRepository
 from owm_adapters.storage.memory.governance import (
     MemoryAnalysisRepository,
     MemoryBountyRepository,
@@ -83,6 +84,7 @@ class MemoryRepositories:
     data_credits: MemoryDataCreditRepository
     query_answers: MemoryQueryAnswerRepository
     fl_rounds: MemoryFlRoundRepository
+    funding: MemoryFundingRepository
     _state: State
     _lock: threading.RLock
 
@@ -129,6 +131,7 @@ def memory_repositories() -> MemoryRepositories:
         data_credits=MemoryDataCreditRepository(state, lock),
         query_answers=MemoryQueryAnswerRepository(state, lock),
         fl_rounds=MemoryFlRoundRepository(state, lock),
+        funding=MemoryFundingRepository(state, lock),
         state=state,
         lock=lock,
     )

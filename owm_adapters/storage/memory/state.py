@@ -17,6 +17,7 @@ from owm_core.knowledge.datasets import DatasetRecord, Document
 from owm_core.knowledge.retrieval import DataCredit
 from owm_core.knowledge.routing import QueryAnswer
 from owm_core.knowledge.submodels import SubModel
+from owm_core.market.funding import Balance, Escrow, PeriodBudget, TopUp
 from owm_core.market.tasks import Task
 from owm_core.nodes.registry import Node
 from owm_core.payments.records import PaymentAttempt, RewardPayment
@@ -66,6 +67,10 @@ class State:
     query_answers: dict[str, QueryAnswer] = attrs.Factory(dict)
     fl_rounds: dict[int, FlRound] = attrs.Factory(dict)
     fl_updates: dict[tuple[int, str], tuple[int, RoundUpdate]] = attrs.Factory(dict)
+    balances: dict[str, Balance] = attrs.Factory(dict)
+    top_ups: dict[str, tuple[int, TopUp]] = attrs.Factory(dict)
+    escrows: dict[str, tuple[int, Escrow]] = attrs.Factory(dict)
+    budgets: dict[str, PeriodBudget] = attrs.Factory(dict)
 
     def next_seq(self) -> int:
         self.seq += 1

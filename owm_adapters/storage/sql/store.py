@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from owm_adapters.storage.sql.database import Database
 from owm_adapters.storage.sql.repositories.access import SqlApiKeyRepository
 from owm_adapters.storage.sql.repositories.fl import SqlFlRoundRepository
+from owm_adapters.storage.sql.repositories.funding import SqlFundingRepository
 from owm_adapters.storage.sql.repositories.governance import (
     SqlAnalysisRepository,
     SqlBountyRepository,
@@ -77,6 +78,7 @@ class SqlRepositories:
     data_credits: SqlDataCreditRepository
     query_answers: SqlQueryAnswerRepository
     fl_rounds: SqlFlRoundRepository
+    funding: SqlFundingRepository
     database: Database
 
     @contextmanager
@@ -117,6 +119,7 @@ def sql_repositories(engine: Engine) -> SqlRepositories:
         data_credits=SqlDataCreditRepository(db),
         query_answers=SqlQueryAnswerRepository(db),
         fl_rounds=SqlFlRoundRepository(db),
+        funding=SqlFundingRepository(db),
         database=db,
     )
 

@@ -537,3 +537,58 @@ fl_updates = Table(
     Column("flagged", Boolean, nullable=False),
     Index(None, "round_number", "node_id", unique=True),
 )
+
+# -- funded work only: balances, top-ups, escrows, network budgets (migration 0009) -----------
+
+balances = Table(
+    "balances",
+    metadata,
+    Column("public_key", String(64), primary_key=True),
+    Column("funded_msat", BigInteger, nullable=False),
+    Column("escrowed_msat", BigInteger, nullable=False),
+    Column("refunded_msat", BigInteger, nullable=False),
+    Column("available_msat", BigInteger, nullable=False),
+)
+
+top_ups = Table(
+    "top_ups",
+    metadata,
+    _seq(),
+    Column("payment_hash", String(64), nullable=False, unique=True),
+    Column("public_key", String(64), nullable=False),
+    Column("amount_msat", BigInteger, nullable=False),
+    Column("bolt11", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),
+    Index(None, "state", "public_key"),
+)
+
+escrows = Table(
+    "escrows",
+    metadata,
+    _seq(),
+    Column("task_id", String(128), nullable=False, unique=True),
+    Column("payer", String(16), nullable=False),
+    Column("funder", String(128), nullable=False),
+    Column("opened_at", BigInteger, nullable=False),
+    Column("price_msat", BigInteger, nullable=False),
+    Column("share_msat", BigInteger, nullable=False),
+    Column("replicas", Integer, nullable=False),
+    Column("funded_msat", BigInteger, nullable=False),
+    Column("held_msat", BigInteger, nullable=False),
+    Column("paid_to_nodes_msat", BigInteger, nullable=False),
+    Column("treasury_share_msat", BigInteger, nullable=False),
+    Column("refunded_msat", BigInteger, nullable=False),
+    Column("settled_replica_ids", Text, nullable=False),  # JSON list
+    Column("closed", Boolean, nullable=False),
+    Index(None, "closed"),
+)
+
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("period", BigInteger, nullable=False),
+    Column("drawn_msat", BigInteger, nullable=False),
+)

@@ -61,6 +61,9 @@ from owm_core.ports.repositories.knowledge import (
     SubModelRepository as SubModelRepository,
 )
 from owm_core.ports.repositories.market import (
+    FundingRepository as FundingRepository,
+)
+from owm_core.ports.repositories.market import (
     ProofRepository as ProofRepository,
 )
 from owm_core.ports.repositories.market import (
@@ -223,6 +226,11 @@ class Repositories(Protocol):
     @property
     def fl_rounds(self) -> FlRoundRepository:
         """The coordinator's FL rounds and their uploaded updates."""
+        ...
+
+    @property
+    def funding(self) -> FundingRepository:
+        """Prepaid balances, top-ups, task escrows and network budget draws."""
         ...
 
     def atomic(self) -> AbstractContextManager[None]:

@@ -1,5 +1,5 @@
-"""The task market's repositories: task replicas, their signed proofs, and the input and
-output bytes the tasks carry.
+"""The task market's repositories: task replicas, their signed proofs, the input and
+output bytes the tasks carry, and the money that funds them.
 
 The semantics every store keeps are in :mod:`owm_core.ports.repositories`.
 """
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from owm_core.identity.envelopes import Envelope
+from owm_core.market.funding import Balance, Escrow, PeriodBudget, TopUp
 from owm_core.market.tasks import Task, TaskState
 
 
@@ -75,4 +76,53 @@ class TaskInputRepository(Protocol):
 
     def delete(self, task_id: str) -> None:
         """Forget the input of ``task_id`` (nothing happens if none is stored)."""
+        ...
+
+
+class FundingRepository(Protocol):
+    """Funded work only: prepaid balances, their top-up invoices, task escrows and the
+    network budgets' draws (:mod:`owm_core.market.funding`)."""
+
+    def balance(self, public_key: str) -> Balance | None:
+        """The prepaid balance of a submitter key, or None if it never had one."""
+        ...
+
+    def save_balance(self, balance: Balance) -> None:
+        """Store a balance (insert or replace)."""
+        ...
+
+    def add_top_up(self, top_up: TopUp) -> None:
+        """Store a new top-up invoice; Conflict if its payment hash exists."""
+        ...
+
+    def save_top_up(self, top_up: TopUp) -> None:
+        """Replace a stored top-up; Conflict if unknown."""
+        ...
+
+    def open_top_ups(self, public_key: str | None = None, limit: int = 100) -> Sequence[TopUp]:
+        """Top-ups still OPEN (of ``public_key`` if given), oldest first, at most ``limit``."""
+        ...
+
+    def add_escrow(self, escrow: Escrow) -> None:
+        """Store a task's new escrow; Conflict if the task has one."""
+        ...
+
+    def escrow(self, task_id: str) -> Escrow | None:
+        """The escrow of a submitted task, or None."""
+        ...
+
+    def save_escrow(self, escrow: Escrow) -> None:
+        """Replace a stored escrow; Conflict if unknown."""
+        ...
+
+    def open_escrows(self, limit: int = 100) -> Sequence[Escrow]:
+        """Escrows not yet closed, oldest first, at most ``limit``."""
+        ...
+
+    def budget(self, name: str) -> PeriodBudget | None:
+        """What the network budget ``name`` drew in its latest period, or None."""
+        ...
+
+    def save_budget(self, name: str, budget: PeriodBudget) -> None:
+        """Store the draw of budget ``name`` (insert or replace)."""
         ...

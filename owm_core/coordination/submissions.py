@@ -1,0 +1,53 @@
+"""Who submits a task: opening a submitter's signed :class:`TaskSubmission` (SRS-SEC-03).
+
+This module owns the check that a task submitted over the control plane carries the signature
+of a submitter key over exactly that task (:func:`open_submission`), and the reading of a
+submitter's :class:`BalanceRequest` (:func:`open_balance_request`). Replay protection (the
+freshness window and the nonce) is the caller's replay guard's, applied after these checks and
+after the signer is known to be a funder, so strangers cannot fill the guard.
+"""
+
+from __future__ import annotations
+
+from owm_core.coordination.wire import open_envelope
+from owm_core.errors import InvalidValue, SignatureInvalid
+from owm_core.identity.envelopes import (
+    BalanceRequest,
+    Envelope,
+    EnvelopeKind,
+    TaskSubmission,
+    open_body,
+)
+from owm_core.market.funding import submission_digest
+from owm_core.market.tasks import TaskRequest
+
+
+def open_submission(raw: bytes, request: TaskRequest, input_data: bytes) -> Envelope:
+    """The verified submission envelope of ``request``; its signer is the paying submitter.
+
+    Refused with ``SignatureInvalid`` when there is none (funded work only: an anonymous task
+    has nobody to pay for it), when the signature is bad, or when it signs another task id or
+    other request fields or input (``submitter_envelope`` is the request field at fault).
+    """
+    if not raw:
+        raise SignatureInvalid(
+            "submitter_envelope is missing: a task needs a submitter's signed task_submission"
+        )
+    envelope = open_envelope(raw, EnvelopeKind.TASK_SUBMISSION, "submitter_envelope")
+    body = open_body(envelope)
+    assert isinstance(body, TaskSubmission)
+    if body.task_id != request.task_id:
+        raise SignatureInvalid("submitter_envelope signs another task id")
+    if body.request_sha256 != submission_digest(request, input_data):
+        raise SignatureInvalid("submitter_envelope signs other task fields or another input")
+    return envelope
+
+
+def open_balance_request(raw: bytes) -> tuple[Envelope, BalanceRequest]:
+    """The verified balance request and its body (``InvalidValue`` if missing or malformed)."""
+    if not raw:
+        raise InvalidValue("request_envelope", "is missing")
+    envelope = open_envelope(raw, EnvelopeKind.BALANCE_REQUEST, "request_envelope")
+    body = open_body(envelope)
+    assert isinstance(body, BalanceRequest)
+    return envelope, body
