@@ -30,6 +30,11 @@ from owm_adapters.control_plane.tls import TlsCredentials
 from owm_adapters.control_plane.tls_files import TlsPaths
 from owm_adapters.files import secure_tree
 from owm_adapters.services.coordinator.service import CoordinatorService, ServiceConfig
+from owm_adapters.services.coordinator.shared import (
+    NETWORK_BUDGET,
+    QUERY_BUDGET,
+    FundingConfig,
+)
 from owm_adapters.services.slashing import SlashingService
 from owm_adapters.services.workers import OnStop, Workers
 from owm_adapters.storage import keystore
@@ -90,6 +95,22 @@ def service_config_of(settings: CoordinatorSettings) -> ServiceConfig:
             reverify_period_s=settings.stake.reverify_period_s,
             grace_period_s=settings.stake.grace_period_s,
         ),
+        funding=funding_config_of(settings),
+    )
+
+
+def funding_config_of(settings: CoordinatorSettings) -> FundingConfig:
+    """Who pays for tasks, from ``[funding]``: the cap, the share, the daily budgets."""
+    funding = settings.funding
+    return FundingConfig(
+        max_price_msat=funding.max_price_msat,
+        fee_ppm=funding.fee_ppm,
+        budgets_msat={
+            NETWORK_BUDGET: funding.network_budget_msat_per_day,
+            QUERY_BUDGET: funding.query_budget_msat_per_day,
+        },
+        network_submitters=frozenset(funding.network_submitters),
+        max_top_up_msat=funding.max_top_up_msat,
     )
 
 

@@ -63,6 +63,7 @@ from owm_adapters.devnet.layout import (
     free_ports,
 )
 from owm_adapters.storage import keystore
+from owm_core.identity.keys import Identity
 from owm_core.nodes.tiers import StakeRequirements, Tier
 
 TREASURY_ALIAS = "treasury"
@@ -119,6 +120,7 @@ def provision(
     layout.coordinator_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     coordinator_key = keystore.create_identity(layout.coordinator_dir / "coordinator.key")
     tls_fingerprint = coordinator_pin(layout, now)
+    keystore.create_identity(layout.traffic_key)
     ledger = SimLedger(layout.ledger_file)
     treasury = ledger.add_node(TREASURY_ALIAS, address=f"127.0.0.1:{LN_BASE_PORT}")
     entries = []
@@ -226,6 +228,7 @@ def coordinator_settings(layout: DevnetLayout) -> CoordinatorSettings:
 def coordinator_toml(layout: DevnetLayout, state: DevnetState) -> str:
     """The devnet's ``coordinator.toml``: embedded defaults, devnet ports, redundant checks."""
     c = state.coordinator
+    traffic = traffic_identity(layout)
     redundancy = redundancy_for(len(state.nodes))
     min_participants = redundancy
     return f"""\
@@ -251,6 +254,11 @@ tls_cert_path = {_q(layout.coordinator_dir / "tls.crt")}
 verification = "redundant"
 redundancy = {redundancy}
 assignment_timeout_s = {ASSIGNMENT_TIMEOUT_S}
+
+[funding]
+# Funded work only: the sample traffic signs its tasks with {_q(layout.traffic_key)},
+# an operator key whose tasks draw on the treasury's network budget per day.
+network_submitters = ["{traffic.public_key_hex}"]
 
 [lightning]
 # The simulated ledger in data_dir/lightning.sqlite3; the treasury is its node "treasury".
@@ -284,6 +292,13 @@ enabled = true
 embedder = "minilm"
 demo_data = true
 """
+
+
+def traffic_identity(layout: DevnetLayout) -> Identity:
+    """The sample traffic's operator key (created for devnets provisioned before it existed)."""
+    if not layout.traffic_key.exists():
+        return keystore.create_identity(layout.traffic_key)
+    return keystore.load_identity(layout.traffic_key)
 
 
 def node_toml(layout: DevnetLayout, state: DevnetState, node: NodeEntry) -> str:

@@ -7,6 +7,7 @@ and wrong types are reported with their dotted path (``node.health_port: …``).
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
@@ -449,6 +450,28 @@ class FlSection:
 
 
 @attrs.frozen
+class FundingSection:
+    """Funded work only (``docs/security.md``): who pays for each task, and how much at most.
+
+    ``max_price_msat`` caps one replica's price for every task (a higher ``max_price_msat``
+    is refused naming this cap); ``fee_ppm`` is the treasury's share of a settled client
+    replica, on top of the node's price. Client tasks are paid from the prepaid balance of
+    their signing submitter key (topped up by paying a treasury invoice, gRPC
+    ``FundBalance``, at most ``max_top_up_msat`` each). Network tasks draw on a treasury
+    budget per day: ``network_budget_msat_per_day`` for FL rounds and the tasks of the
+    operator keys in ``network_submitters`` (Ed25519 public keys, hex; the devnet's sample
+    traffic), ``query_budget_msat_per_day`` for the readers of conglomerate queries.
+    """
+
+    max_price_msat: int = 100_000_000
+    fee_ppm: int = 50_000
+    network_budget_msat_per_day: int = 1_000_000_000
+    query_budget_msat_per_day: int = 1_000_000_000
+    network_submitters: tuple[str, ...] = ()
+    max_top_up_msat: int = 10_000_000_000
+
+
+@attrs.frozen
 class CoordinatorSettings:
     """The whole ``coordinator.toml``."""
 
@@ -459,6 +482,7 @@ class CoordinatorSettings:
     knowledge: KnowledgeSection = KnowledgeSection()
     provenance: ProvenanceSection = ProvenanceSection()
     fl: FlSection = FlSection()
+    funding: FundingSection = FundingSection()
 
 
 def load_coordinator_settings(path: Path | None) -> CoordinatorSettings:
@@ -481,7 +505,25 @@ def load_coordinator_settings(path: Path | None) -> CoordinatorSettings:
         raise ConfigError(f"{path}: coordinator.api_query_price_msat: must be 0 or more")
     if settings.coordinator.grpc_stream_idle_s < 1:
         raise ConfigError(f"{path}: coordinator.grpc_stream_idle_s: must be at least 1")
+    _check_funding(path, settings.funding)
     return settings
+
+
+def _check_funding(path: Path | None, funding: FundingSection) -> None:
+    """Refuse a ``[funding]`` section the coordinator could not run with."""
+    if funding.max_price_msat < 1:
+        raise ConfigError(f"{path}: funding.max_price_msat: must be at least 1")
+    if not 0 <= funding.fee_ppm <= 1_000_000:
+        raise ConfigError(f"{path}: funding.fee_ppm: must lie in [0, 1000000]")
+    for name in ("network_budget_msat_per_day", "query_budget_msat_per_day", "max_top_up_msat"):
+        if getattr(funding, name) < 0:
+            raise ConfigError(f"{path}: funding.{name}: must be at least 0")
+    for key in funding.network_submitters:
+        if not re.fullmatch(r"[0-9a-f]{64}", key):
+            raise ConfigError(
+                f"{path}: funding.network_submitters: {key!r} is not an Ed25519 public key "
+                "(64 lower-case hex)"
+            )
 
 
 def data_dir_of(settings: CoordinatorSettings) -> Path:

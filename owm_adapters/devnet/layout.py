@@ -140,6 +140,11 @@ class DevnetLayout:
     def traffic_file(self) -> Path:
         return self.root / "traffic.json"
 
+    @property
+    def traffic_key(self) -> Path:
+        """The operator key the sample traffic signs its tasks with (a network submitter)."""
+        return self.coordinator_dir / "traffic.key"
+
     def node_dir(self, name: str) -> Path:
         return self.root / "nodes" / name
 

@@ -164,25 +164,33 @@ def run_traffic(layout: DevnetLayout, stop: threading.Event) -> None:
     written to ``traffic.json``."""
     import json
 
-    from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
     from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import (
         coordinator_pb2_grpc as pb_grpc,
     )
+    from owm_adapters.control_plane.submitter import signed_submit_request
     from owm_adapters.devnet import network
     from owm_adapters.devnet.layout import write_private
     from owm_adapters.devnet.processes import http_json
+    from owm_adapters.storage.keystore import load_identity
+    from owm_core.market.tasks import TaskRequest
+    from owm_core.nodes.tiers import Tier
 
     state = network.require_state(layout)
     channel = pinned_channel(state.grpc_target, operator_tls(state.coordinator.tls_fingerprint))
     stub = pb_grpc.CoordinatorStub(channel)  # type: ignore[no-untyped-call]
     min_tier = min(node.tier for node in state.nodes)
 
+    # A network submitter (written at provisioning): the treasury's network budget pays.
+    operator = load_identity(layout.traffic_key)
+
     def submit(task: SampleTask) -> None:
-        stub.SubmitTask(pb.SubmitTaskRequest(
+        request = TaskRequest(
             task_id=task.task_id, task_type=task.task_type, input_schema_id=task.schema_id,
-            input_schema_version=task.schema_version, min_tier=min_tier,
-            max_price_msat=task.max_price_msat, input=json.dumps(dict(task.payload)).encode(),
-        ), timeout=10)
+            input_schema_version=task.schema_version, min_tier=Tier(min_tier), min_vram_mb=0,
+            min_ram_mb=0, gpu_required=False, max_price_msat=task.max_price_msat,
+        )
+        data = json.dumps(dict(task.payload)).encode()
+        stub.SubmitTask(signed_submit_request(operator, request, data), timeout=10)
 
     def ask(question: str) -> tuple[int, Any]:
         return http_json(f"{state.api_url}/v1/query", body={"query": question},

@@ -47,6 +47,7 @@ import attrs
 import numpy as np
 
 from owm_adapters.models.tinynet import GENESIS, PARAM_SHAPES, infer
+from owm_adapters.services.coordinator.funding import NETWORK
 from owm_adapters.services.fl_releases import FlReleases, flat_weights, npz_bytes, shaped_weights
 from owm_adapters.services.workers import Loop
 from owm_core.coordination.tasks import task_id_of
@@ -305,7 +306,7 @@ class FlRoundService:
         self.repositories.fl_rounds.add_round(fl_round)
         request, data = training_task(self.config, number, group, weights, self.upload_url)
         try:
-            self.market.submit_task(request, data)
+            self.market.submit_task(request, data, NETWORK)
         except DomainError as exc:
             failed = fl_rounds.fail(fl_round, now=self.clock.now(), reason=exc.message)
             self.repositories.fl_rounds.save_round(failed)

@@ -197,7 +197,8 @@ class PayoutDispatcher:
     def enqueue_reward(self, settlement: Settlement) -> RewardPayment | None:
         """Make the outbox record of one settlement (idempotent); None if nothing is owed.
 
-        The reward is price × reliability × stake bonus (SRS-LN-04). The node's invoice is asked
+        The reward is price × reliability × stake bonus (SRS-LN-04), capped at the price: the
+        escrow funded the price, never more. The node's invoice is asked
         for first (LightningUnavailable propagates: the caller retries with backoff); the
         record is stored pending with the invoice's payment hash before anything is paid.
         """
@@ -211,7 +212,12 @@ class PayoutDispatcher:
                 raise NotFound(f"node {settlement.node_id} is not registered; reward not paid")
             stake = self.repositories.stakes.get(node.public_key)
             bonus = stake.bonus_bps if stake is not None else BPS
-            amount = reward_amount_msat(settlement.amount_msat, node.reliability_ppm, bonus)
+            # Never more than the negotiated price the task's escrow released (funded work
+            # only): the stake bonus lifts a reward at most back up to that price.
+            amount = min(
+                reward_amount_msat(settlement.amount_msat, node.reliability_ppm, bonus),
+                settlement.amount_msat,
+            )
             if amount <= 0:
                 log.info("task %s: reward of node %s rounds to 0 msat", settlement.task_id,
                          settlement.node_id)

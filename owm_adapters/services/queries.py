@@ -12,7 +12,10 @@ its own
    ``owm.inference.passages`` v1) through the task market
    (:meth:`~owm_adapters.services.coordinator.market.TaskMarket.submit_task`), so nodes
    read
-   the passages and the coordinator verifies their outputs like any other task.
+   the passages and the coordinator verifies their outputs like any other task. Who pays:
+   the treasury's ``queries`` budget per period (``[funding] query_budget_msat_per_day``);
+   the API consumer already paid the treasury through its key's or L402 token's quota, so
+   the reader tasks are network tasks, capped and escrowed like every other.
 4. **Await** — each task is awaited in parallel (``await_task``) until a shared deadline
    (:attr:`QueryConfig.timeout_s`); a sub-model whose task is not verified in time is left
    out and named in the answer, which never hangs.
@@ -37,6 +40,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from owm_adapters.services.coordinator.funding import QUERIES
 from owm_adapters.services.coordinator.market import TaskMarket
 from owm_core.errors import DomainError, InvalidValue, NotFound
 from owm_core.knowledge.retrieval import DataCredit, Retrieval, RetrievedPassage
@@ -301,7 +305,7 @@ class QueryService:
             max_price_msat=self.config.max_price_msat,
         )
         try:
-            self.market.submit_task(request, raw)
+            self.market.submit_task(request, raw, QUERIES)
         except DomainError as exc:
             log.warning("query task for %s was not submitted: %s", chosen.sub_model, exc)
             return _Dispatched(chosen, None, passages, str(exc))

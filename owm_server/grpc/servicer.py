@@ -249,7 +249,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
         self, request: pb.SubmitTaskRequest, context: grpc.ServicerContext
     ) -> pb.SubmitTaskResponse:
         self._bound_peer(context)
-        task_id = request.task_id or self.service.new_task_id()
+        task_id = request.task_id
         task_request = TaskRequest(
             task_id=task_id,
             task_type=request.task_type,
@@ -261,8 +261,27 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
             gpu_required=request.gpu_required,
             max_price_msat=request.max_price_msat,
         )
-        replicas = self.service.submit_task(task_request, request.input)
+        replicas = self.service.submit_signed_task(
+            task_request, request.input, request.submitter_envelope
+        )
         return pb.SubmitTaskResponse(task_id=task_id, replica_ids=[r.task_id for r in replicas])
+
+    @guarded
+    def FundBalance(
+        self, request: pb.FundBalanceRequest, context: grpc.ServicerContext
+    ) -> pb.FundBalanceResponse:
+        view = self.service.funding.balance_request(request.request_envelope)
+        balance, top_up = view.balance, view.top_up
+        return pb.FundBalanceResponse(
+            public_key=balance.public_key,
+            available_msat=balance.available_msat,
+            funded_msat=balance.funded_msat,
+            escrowed_msat=balance.escrowed_msat,
+            refunded_msat=balance.refunded_msat,
+            bolt11=top_up.bolt11 if top_up else "",
+            payment_hash=top_up.payment_hash if top_up else "",
+            expires_at=top_up.expires_at if top_up else 0,
+        )
 
     @guarded
     def SubmitProof(

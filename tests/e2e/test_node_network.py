@@ -27,7 +27,11 @@ import pytest
 
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from owm_adapters.control_plane.submitter import signed_submit_request
 from owm_adapters.lightning.embedded import SimLedger
+from owm_core.market.tasks import TaskRequest
+from owm_core.nodes.tiers import Tier
+from tests.server.harness import OPERATOR
 from tests.tls_support import secure_channel
 
 pytestmark = pytest.mark.slow
@@ -130,6 +134,8 @@ def network(tmp_path: Path) -> Iterator[dict[str, object]]:
         'verification = "spot"\n'
         "spot_rate_ppm = 0\n"
         f"assignment_timeout_s = {ASSIGNMENT_TIMEOUT_S}\n"
+        "[funding]\n"
+        f'network_submitters = ["{OPERATOR.public_key_hex}"]\n'
     )
     coordinator = Proc(
         [str(BIN / "owm-coordinator"), "serve", "--config", str(tmp_path / "coordinator.toml")],
@@ -199,10 +205,14 @@ def network(tmp_path: Path) -> Iterator[dict[str, object]]:
 
 def submit(stub: pb_grpc.CoordinatorStub, task_id: str, task_type: str, schema: str,
            payload: dict[str, object]) -> None:
-    stub.SubmitTask(pb.SubmitTaskRequest(
+    request = TaskRequest(
         task_id=task_id, task_type=task_type, input_schema_id=schema, input_schema_version=1,
-        min_tier="t1", max_price_msat=10_000, input=json.dumps(payload).encode(),
-    ), timeout=10)
+        min_tier=Tier.T1, min_vram_mb=0, min_ram_mb=0, gpu_required=False,
+        max_price_msat=10_000,
+    )
+    stub.SubmitTask(
+        signed_submit_request(OPERATOR, request, json.dumps(payload).encode()), timeout=10
+    )
 
 
 def settled_by(stub: pb_grpc.CoordinatorStub, task_id: str) -> str:

@@ -26,6 +26,7 @@ from owm_adapters.bootstrap.coordinator import build_coordinator
 from owm_adapters.bootstrap.settings import CoordinatorSettings
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from owm_adapters.control_plane.submitter import signed_submit_request
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.services.coordinator.service import CoordinatorService, ServiceConfig
 from owm_core.coordination.challenges import Challenge, ChallengePurpose, challenge_message
@@ -39,6 +40,7 @@ from owm_core.identity.sealing import (
     output_context,
     seal,
 )
+from owm_core.market.tasks import TaskRequest
 from owm_core.nodes.tiers import Tier
 from owm_core.ports.invoices import InvoiceSource
 from owm_core.ports.repositories import Repositories
@@ -123,6 +125,10 @@ class NodeRoutingStub:
                 channel.close()
             self._channels.clear()
             self._stubs.clear()
+OPERATOR = Identity.from_seed(b"\x5a" * 32)
+"""The harness's operator key: listed in ``network_submitters``, so its tasks draw on the
+network budget (funded work only) and tests that are not about money need no balance."""
+_clock_of_last_start: list[StepClock] = []
 
 
 class StepClock:
@@ -177,14 +183,23 @@ def start_coordinator(
     limits: GrpcLimits | None = None,
     coordinator_key: Identity = COORDINATOR_KEY,
 ) -> Coordinator:
-    """Build a coordinator over ``repositories`` and the ledger's treasury, on a free port."""
+    """Build a coordinator over ``repositories`` and the ledger's treasury, on a free port.
+
+    :data:`OPERATOR` is added to the network submitters of ``config``.
+    """
     treasury = ledger.add_node("treasury")
+    config = config or ServiceConfig(tick_s=0.05)
+    config = attrs.evolve(config, funding=attrs.evolve(
+        config.funding,
+        network_submitters=config.funding.network_submitters | {OPERATOR.public_key_hex},
+    ))
+    _clock_of_last_start[:] = [clock]
     app = build_coordinator(
         CoordinatorSettings(),
         store=repositories,
         treasury=ledger.lightning("treasury"),
         clock=clock,
-        config=config or ServiceConfig(tick_s=0.05),
+        config=config,
         slashing=False,
         invoices=invoices,
         payout_sweep_s=payout_sweep_s,
@@ -375,16 +390,29 @@ class TaskFeed:
         self._thread.join(5)
 
 
-def task_request(task_id: str, max_price_msat: int = 10_000) -> pb.SubmitTaskRequest:
-    return pb.SubmitTaskRequest(
+def task_request(
+    task_id: str,
+    max_price_msat: int = 10_000,
+    *,
+    submitter: Identity = OPERATOR,
+    now: int | None = None,
+    input_data: bytes = b'{"prompt": "hello"}',
+) -> pb.SubmitTaskRequest:
+    """A signed ``SubmitTask`` request (by :data:`OPERATOR` unless ``submitter`` is given),
+    issued at ``now`` or the clock of the coordinator started last."""
+    request = TaskRequest(
         task_id=task_id,
         task_type="inference",
         input_schema_id="owm.inference.text",
         input_schema_version=1,
-        min_tier="t1",
+        min_tier=Tier.T1,
+        min_vram_mb=0,
+        min_ram_mb=0,
+        gpu_required=False,
         max_price_msat=max_price_msat,
-        input=b'{"prompt": "hello"}',
     )
+    issued_at = now if now is not None else _clock_of_last_start[0].now()
+    return signed_submit_request(submitter, request, input_data, issued_at)
 
 
 def sqlite_url_in(path: Path) -> str:

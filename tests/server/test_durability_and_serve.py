@@ -86,14 +86,11 @@ def test_a_restarted_coordinator_pushes_every_task_with_its_original_input_bytes
     feed = node.open_stream(first.stub)  # asks 1 000 msat
     assigned_input = b"\x00\x01binary\x00\xff" * 1_000
     waiting_input = b"\x00waiting for a cheaper node\x00"
-    request = task_request("job-assigned")
-    request.input = assigned_input
-    first.stub.SubmitTask(request)
+    first.stub.SubmitTask(task_request("job-assigned", input_data=assigned_input))
     (got,) = feed.wait_for(1)
     assert node.opened(got) == assigned_input
-    request = task_request("job-waiting", max_price_msat=500)  # below the node's ask
-    request.input = waiting_input
-    first.stub.SubmitTask(request)
+    # below the node's ask:
+    first.stub.SubmitTask(task_request("job-waiting", max_price_msat=500, input_data=waiting_input))
     feed.close()
     first.stop()
     first.service.repositories.close()

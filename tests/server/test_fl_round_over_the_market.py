@@ -29,21 +29,32 @@ from owm_adapters.bootstrap.settings import (
 )
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from owm_adapters.control_plane.submitter import signed_submit_request
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.models.tinynet import PARAM_SHAPES, genesis_weights
 from owm_adapters.node.task_exec import execute
 from owm_adapters.services.coordinator.service import ServiceConfig
+from owm_adapters.services.coordinator.shared import FundingConfig
 from owm_adapters.services.fl_rounds import FlRoundService, evaluate, flat_weights
 from owm_adapters.storage.memory import memory_repositories
 from owm_core.access.callers import signed_request_message
 from owm_core.fl.rounds import RoundState
 from owm_core.fl.updates import sign_update
 from owm_core.market.task_types import canonical_output
+from owm_core.market.tasks import TaskRequest
+from owm_core.nodes.tiers import Tier
 from owm_core.provenance.verification import verify_model_version
 from owm_core.provenance.versions import ProofStatus
 from owm_server.grpc.server import CoordinatorServer
 from owm_server.http.serve import ApiServer, api_server_for
-from tests.server.harness import COORDINATOR_KEY, T1_STAKE_SAT, NodeRoutingStub, SimNode, StepClock
+from tests.server.harness import (
+    COORDINATOR_KEY,
+    OPERATOR,
+    T1_STAKE_SAT,
+    NodeRoutingStub,
+    SimNode,
+    StepClock,
+)
 from tests.tls_support import COORDINATOR_TLS
 
 T0 = 1_800_000_000
@@ -74,7 +85,11 @@ class Network:
         self.app = build_coordinator(
             settings, store=memory_repositories(),
             treasury=self.ledger.lightning("treasury"), clock=self.clock,
-            config=ServiceConfig(tick_s=0.05), slashing=False, coordinator_key=COORDINATOR_KEY,
+            config=ServiceConfig(
+                tick_s=0.05,
+                funding=FundingConfig(network_submitters=frozenset({OPERATOR.public_key_hex})),
+            ),
+            slashing=False, coordinator_key=COORDINATOR_KEY,
         )
         self.service = self.app.service
         fl = self.app.fl
@@ -195,6 +210,16 @@ def fl_training_input(upload_url: str) -> bytes:
                        "lr": 0.1, "batch_size": 16, "seed": 1, "upload_url": upload_url}).encode()
 
 
+def fl_task(network: Network, task_id: str, data: bytes) -> pb.SubmitTaskRequest:
+    """An ``fl_training`` task signed by the network's operator key (funded work only)."""
+    request = TaskRequest(
+        task_id=task_id, task_type="fl_training", input_schema_id="owm.fl.train",
+        input_schema_version=1, min_tier=Tier.T1, min_vram_mb=0, min_ram_mb=0,
+        gpu_required=False, max_price_msat=1_000,
+    )
+    return signed_submit_request(OPERATOR, request, data, network.clock.now())
+
+
 @pytest.mark.parametrize("target", [
     "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
     "http://127.0.0.1:6379/",
@@ -207,10 +232,7 @@ def test_a_client_submitting_an_fl_task_that_uploads_off_the_coordinators_origin
 ):
     import grpc
 
-    request = pb.SubmitTaskRequest(
-        task_id="ssrf-1", task_type="fl_training", input_schema_id="owm.fl.train",
-        input_schema_version=1, max_price_msat=1_000, input=fl_training_input(target),
-    )
+    request = fl_task(network, "ssrf-1", fl_training_input(target))
     with pytest.raises(grpc.RpcError) as refused:
         network.stub.SubmitTask(request, timeout=10)
     assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
@@ -220,11 +242,7 @@ def test_a_client_submitting_an_fl_task_that_uploads_off_the_coordinators_origin
 
 
 def test_an_fl_task_that_uploads_to_the_coordinators_own_api_is_taken(network: Network):
-    request = pb.SubmitTaskRequest(
-        task_id="own-1", task_type="fl_training", input_schema_id="owm.fl.train",
-        input_schema_version=1, max_price_msat=1_000,
-        input=fl_training_input(f"{network.api_url}/v1/fl/updates"),
-    )
+    request = fl_task(network, "own-1", fl_training_input(f"{network.api_url}/v1/fl/updates"))
     reply = network.stub.SubmitTask(request, timeout=10)
     assert list(reply.replica_ids)
     assert network.service.repositories.tasks.get(reply.replica_ids[0]) is not None

@@ -27,6 +27,7 @@ from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_p
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.services.api import ApiConfig, ApiServices
 from owm_adapters.services.coordinator.service import CoordinatorService, ServiceConfig
+from owm_adapters.services.coordinator.shared import FundingConfig
 from owm_adapters.services.slashing import SlashingService
 from owm_adapters.storage.sql import open_repositories
 from owm_cli.slashing import slashing, slashing_log
@@ -41,6 +42,7 @@ from owm_server.http.app import create_app
 from owm_server.http.serve import ApiServer
 from owm_server.metrics import stake_figures
 from tests.server.harness import (
+    OPERATOR,
     T1_STAKE_SAT,
     NodeRoutingStub,
     SimNode,
@@ -80,7 +82,7 @@ class Live:
 
     def run_task(self, task_id: str, outputs: list[tuple[SimNode, bytes]]) -> None:
         """Submit one task; every node returns its output for its replica."""
-        self.stub.SubmitTask(task_request(task_id))
+        self.stub.SubmitTask(task_request(task_id, now=self.clock.now()))
         for node, output in outputs:
             feed = self.feeds[node.node_id]
             mine: list[str] = []
@@ -138,7 +140,8 @@ def live(tmp_path: Path) -> Iterator[Live]:
     app = build_coordinator(
         settings, store=repositories, treasury=ledger.lightning("treasury"),
         force_closer=ledger.lightning("treasury", force_close_allowed=True),
-        clock=clock, config=ServiceConfig(tick_s=0.05),
+        clock=clock, config=ServiceConfig(tick_s=0.05, funding=FundingConfig(
+            network_submitters=frozenset({OPERATOR.public_key_hex}))),
     )  # fmt: skip
     service, slashing_service = app.service, app.slashing
     assert slashing_service is not None

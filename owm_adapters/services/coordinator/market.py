@@ -27,6 +27,7 @@ from typing import Protocol
 import attrs
 
 from owm_adapters.net.destinations import check_task_url
+from owm_adapters.services.coordinator.funding import NETWORK, Funder, TaskFunding
 from owm_adapters.services.coordinator.sealing import SealedBlobs, SealedMarketStore, TaskSealing
 from owm_adapters.services.coordinator.shared import LockedGuard, Observed, ServiceConfig
 from owm_core.coordination.registration import node_status
@@ -74,8 +75,11 @@ class TaskMarket(Protocol):
         """A fresh random task id."""
         ...
 
-    def submit_task(self, request: TaskRequest, input_data: bytes = b"") -> list[Task]:
-        """Store a task and its input durably, dispatch it; its replicas."""
+    def submit_task(
+        self, request: TaskRequest, input_data: bytes = b"", funder: Funder = NETWORK
+    ) -> list[Task]:
+        """Fund a task (``funder`` pays), store it and its input durably, dispatch it; its
+        replicas."""
         ...
 
     def task(self, task_id: str) -> tuple[list[Task], str]:
@@ -189,6 +193,7 @@ class Market:
         observed: Observed,
         *,
         sealing: TaskSealing,
+        funding: TaskFunding,
         entropy: Callable[[int], bytes] = os.urandom,
         settlement_listeners: Sequence[Callable[[Settlement], None]] = (),
     ) -> None:
@@ -197,6 +202,8 @@ class Market:
         self._sealing = sealing
         self._stored_inputs = SealedBlobs(repositories.task_inputs, sealing, "task-input")
         self._store = SealedMarketStore.over(repositories, sealing)
+        #: Who pays for each task: escrows, balances, budgets (funded work only).
+        self.funding = funding
         self.clock = clock
         self.config = config
         self._guard = guard
@@ -219,17 +226,21 @@ class Market:
 
     # -- submitting and waiting --------------------------------------------------------------
 
-    def submit_task(self, request: TaskRequest, input_data: bytes = b"") -> list[Task]:
-        """Store a task's replicas and its input durably, then dispatch them at once.
+    def submit_task(
+        self, request: TaskRequest, input_data: bytes = b"", funder: Funder = NETWORK
+    ) -> list[Task]:
+        """Fund a task, store its replicas and its input durably, then dispatch them at once.
 
-        Replicas and input are one atomic write, committed before this returns, so a task
-        re-pushed after a coordinator restart still carries its input (SRS-PERF-09). A task
+        Escrow, replicas and input are one atomic write, committed before this returns, so a
+        task re-pushed after a coordinator restart still carries its input (SRS-PERF-09) and
+        no task is stored unfunded (:meth:`TaskFunding.open_escrow`: ``funder`` pays). A task
         whose input names a URL for nodes to contact off the coordinator's own API origin is
         refused before anything is stored (:func:`check_input_urls`).
         """
         check_input_urls(request.task_type, input_data, self.advertised_api_url())
         with self.repositories.atomic():
             replicas = submit_task(self.repositories, request, self.config.verification)
+            self.funding.open_escrow(funder, request)
             if input_data:
                 self._stored_inputs.put(request.task_id, input_data)
         now_ms = self.clock.monotonic_ms()
@@ -352,6 +363,7 @@ class Market:
             )
             if outcome.settlements:
                 self._forget_input(outcome.task.task_id.rpartition(":")[0])
+                self.funding.reconcile(outcome.task.task_id.rpartition(":")[0])
             self._dispatch_locked()
         self._announce_task_change()
         for settlement in outcome.settlements:
@@ -413,6 +425,7 @@ class Market:
             for task in late:
                 self._ready_ms[task.task_id] = now_ms
             self._dispatch_locked()
+        self.funding.sweep(time.monotonic())
         if late:
             self._announce_task_change()
         return late

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from owm_adapters.services.coordinator.funding import NETWORK, Funder, TaskFunding
 from owm_adapters.services.coordinator.heartbeats import (
     VERIFY_CHUNK,
     WARM_KNOWN_MIN,
@@ -91,6 +92,9 @@ class CoordinatorService:
         self.config = config or ServiceConfig()
         self._observed = Observed() if observer is None else Observed(observer)
         guard = LockedGuard.sized_by(self.config)
+        self.funding = funding = TaskFunding(
+            repositories, lightning, clock, self.config.funding, self.config.verification, guard
+        )
         self.registrar = Registrar(repositories, lightning, clock, self.config, entropy)
         self.ingest = HeartbeatIngest(repositories, clock, self.config, guard, self._observed)
         key = coordinator_key or Identity.from_seed(entropy(32))
@@ -98,6 +102,7 @@ class CoordinatorService:
         self.market = Market(
             repositories, clock, self.config, guard, self._observed,
             sealing=self.sealing, entropy=entropy, settlement_listeners=settlement_listeners,
+            funding=funding,
         )
         self._stopping = threading.Event()
         self._market_thread: threading.Thread | None = None
@@ -237,9 +242,18 @@ class CoordinatorService:
 
     # -- task market -------------------------------------------------------------------------
 
-    def submit_task(self, request: TaskRequest, input_data: bytes = b"") -> list[Task]:
-        """Store a task's replicas and its input durably, then dispatch them at once."""
-        return self.market.submit_task(request, input_data)
+    def submit_task(
+        self, request: TaskRequest, input_data: bytes = b"", funder: Funder = NETWORK
+    ) -> list[Task]:
+        """Fund a task (``funder`` pays), store it and its input durably, dispatch it."""
+        return self.market.submit_task(request, input_data, funder)
+
+    def submit_signed_task(
+        self, request: TaskRequest, input_data: bytes, submitter_envelope: bytes
+    ) -> list[Task]:
+        """A task from the control plane: its signing submitter pays (funded work only)."""
+        funder = self.funding.authenticate(submitter_envelope, request, input_data)
+        return self.market.submit_task(request, input_data, funder)
 
     def new_task_id(self) -> str:
         """A fresh random task id for submitters that bring none."""

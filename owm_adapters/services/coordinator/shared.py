@@ -8,12 +8,14 @@ use (heartbeat and manifest envelopes, rejection envelopes), so it carries its o
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Protocol
 
 import attrs
 
 from owm_core.identity.envelopes import ReplayGuard
 from owm_core.identity.keys import node_id_from_public_key
+from owm_core.market.funding import DEFAULT_FEE_PPM, DEFAULT_PERIOD_S, FundingRules
 from owm_core.market.tasks import VerificationPolicy
 from owm_core.nodes.registry import Liveness
 from owm_core.nodes.tiers import StakeRequirements
@@ -23,6 +25,44 @@ DEFAULT_ASSIGNMENT_TIMEOUT_S = 600
 DEFAULT_TICK_S = 0.2
 DEFAULT_FLUSH_S = 0.05
 DEFAULT_BATCH_MAX = 5_000
+NETWORK_BUDGET = "network"
+QUERY_BUDGET = "queries"
+DEFAULT_MAX_PRICE_MSAT = 100_000_000
+"""100 000 sat per replica unless ``[funding] max_price_msat`` says otherwise."""
+DEFAULT_NETWORK_BUDGET_MSAT = 1_000_000_000
+"""1 000 000 sat a day for FL rounds and operators' sample traffic."""
+DEFAULT_QUERY_BUDGET_MSAT = 1_000_000_000
+"""1 000 000 sat a day for the readers of conglomerate queries."""
+TOP_UP_EXPIRY_S = 3_600
+
+
+@attrs.frozen
+class FundingConfig:
+    """The ``[funding]`` settings: the price cap, the treasury's share, the budgets per
+    period, the operator keys whose tasks the network budget pays, and top-up limits."""
+
+    max_price_msat: int = DEFAULT_MAX_PRICE_MSAT
+    fee_ppm: int = DEFAULT_FEE_PPM
+    period_s: int = DEFAULT_PERIOD_S
+    budgets_msat: Mapping[str, int] = attrs.field(
+        factory=lambda: {
+            NETWORK_BUDGET: DEFAULT_NETWORK_BUDGET_MSAT,
+            QUERY_BUDGET: DEFAULT_QUERY_BUDGET_MSAT,
+        }
+    )
+    network_submitters: frozenset[str] = frozenset()
+    max_top_up_msat: int = 10_000_000_000
+    """The largest single top-up invoice: 10 M sat."""
+    top_up_expiry_s: int = TOP_UP_EXPIRY_S
+
+    def rules(self, budget: str = NETWORK_BUDGET) -> FundingRules:
+        """The core rules with the period budget of ``budget`` (0 if it has none)."""
+        return FundingRules(
+            max_price_msat=self.max_price_msat,
+            period_budget_msat=self.budgets_msat.get(budget, 0),
+            fee_ppm=self.fee_ppm,
+            period_s=self.period_s,
+        )
 
 
 @attrs.define
@@ -42,6 +82,8 @@ class ServiceConfig:
     #: Nonces the replay guard holds in all, and per registered key (SRS-SEC-03).
     replay_max_entries: int = 1_000_000
     replay_max_per_key: int = 3_000
+    #: Who pays for tasks: price cap, treasury share, budgets, operator keys (``[funding]``).
+    funding: FundingConfig = attrs.field(factory=FundingConfig)
 
 
 class CoordinatorObserver(Protocol):

@@ -129,7 +129,7 @@ class TaskAssignment(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., task_type: _Optional[str] = ..., input_schema_id: _Optional[str] = ..., input_schema_version: _Optional[int] = ..., price_msat: _Optional[int] = ..., deadline_at: _Optional[int] = ..., input: _Optional[bytes] = ..., assigned_at_ms: _Optional[int] = ..., coordinator_signature: _Optional[bytes] = ...) -> None: ...
 
 class SubmitTaskRequest(_message.Message):
-    __slots__ = ("task_id", "task_type", "input_schema_id", "input_schema_version", "min_tier", "min_vram_mb", "min_ram_mb", "gpu_required", "max_price_msat", "input")
+    __slots__ = ("task_id", "task_type", "input_schema_id", "input_schema_version", "min_tier", "min_vram_mb", "min_ram_mb", "gpu_required", "max_price_msat", "input", "submitter_envelope")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_TYPE_FIELD_NUMBER: _ClassVar[int]
     INPUT_SCHEMA_ID_FIELD_NUMBER: _ClassVar[int]
@@ -140,6 +140,7 @@ class SubmitTaskRequest(_message.Message):
     GPU_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     MAX_PRICE_MSAT_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTER_ENVELOPE_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     task_type: str
     input_schema_id: str
@@ -150,7 +151,34 @@ class SubmitTaskRequest(_message.Message):
     gpu_required: bool
     max_price_msat: int
     input: bytes
-    def __init__(self, task_id: _Optional[str] = ..., task_type: _Optional[str] = ..., input_schema_id: _Optional[str] = ..., input_schema_version: _Optional[int] = ..., min_tier: _Optional[str] = ..., min_vram_mb: _Optional[int] = ..., min_ram_mb: _Optional[int] = ..., gpu_required: _Optional[bool] = ..., max_price_msat: _Optional[int] = ..., input: _Optional[bytes] = ...) -> None: ...
+    submitter_envelope: bytes
+    def __init__(self, task_id: _Optional[str] = ..., task_type: _Optional[str] = ..., input_schema_id: _Optional[str] = ..., input_schema_version: _Optional[int] = ..., min_tier: _Optional[str] = ..., min_vram_mb: _Optional[int] = ..., min_ram_mb: _Optional[int] = ..., gpu_required: _Optional[bool] = ..., max_price_msat: _Optional[int] = ..., input: _Optional[bytes] = ..., submitter_envelope: _Optional[bytes] = ...) -> None: ...
+
+class FundBalanceRequest(_message.Message):
+    __slots__ = ("request_envelope",)
+    REQUEST_ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    request_envelope: bytes
+    def __init__(self, request_envelope: _Optional[bytes] = ...) -> None: ...
+
+class FundBalanceResponse(_message.Message):
+    __slots__ = ("public_key", "available_msat", "funded_msat", "escrowed_msat", "refunded_msat", "bolt11", "payment_hash", "expires_at")
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_MSAT_FIELD_NUMBER: _ClassVar[int]
+    FUNDED_MSAT_FIELD_NUMBER: _ClassVar[int]
+    ESCROWED_MSAT_FIELD_NUMBER: _ClassVar[int]
+    REFUNDED_MSAT_FIELD_NUMBER: _ClassVar[int]
+    BOLT11_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_HASH_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    public_key: str
+    available_msat: int
+    funded_msat: int
+    escrowed_msat: int
+    refunded_msat: int
+    bolt11: str
+    payment_hash: str
+    expires_at: int
+    def __init__(self, public_key: _Optional[str] = ..., available_msat: _Optional[int] = ..., funded_msat: _Optional[int] = ..., escrowed_msat: _Optional[int] = ..., refunded_msat: _Optional[int] = ..., bolt11: _Optional[str] = ..., payment_hash: _Optional[str] = ..., expires_at: _Optional[int] = ...) -> None: ...
 
 class SubmitTaskResponse(_message.Message):
     __slots__ = ("task_id", "replica_ids")

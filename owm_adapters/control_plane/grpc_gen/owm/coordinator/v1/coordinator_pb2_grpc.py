@@ -64,6 +64,11 @@ class CoordinatorStub:
                 request_serializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.SubmitTaskRequest.SerializeToString,
                 response_deserializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.SubmitTaskResponse.FromString,
                 _registered_method=True)
+        self.FundBalance = channel.unary_unary(
+                '/owm.coordinator.v1.Coordinator/FundBalance',
+                request_serializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.FundBalanceRequest.SerializeToString,
+                response_deserializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.FundBalanceResponse.FromString,
+                _registered_method=True)
         self.SubmitProof = channel.unary_unary(
                 '/owm.coordinator.v1.Coordinator/SubmitProof',
                 request_serializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.SubmitProofRequest.SerializeToString,
@@ -146,7 +151,19 @@ class CoordinatorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SubmitTask(self, request, context):
-        """Submit a task to the market (operator / API path; seed 003 "task submission").
+        """Submit a task to the market (operator / API path; seed 003 "task submission"). Funded
+        work only: `submitter_envelope` is a signed task_submission over this very task;
+        UNAUTHENTICATED without it, INVALID_ARGUMENT "price_msat: exceeds the maximum price per
+        replica of N msat" above the cap, FAILED_PRECONDITION "insufficient-funds: … M msat
+        missing" when the signer's prepaid balance cannot escrow replicas × (price + share).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FundBalance(self, request, context):
+        """A submitter's prepaid balance: paid top-ups are credited (once), and `amount_msat > 0`
+        in the signed balance_request returns a treasury invoice that tops it up once paid.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -245,6 +262,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.SubmitTask,
                     request_deserializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.SubmitTaskRequest.FromString,
                     response_serializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.SubmitTaskResponse.SerializeToString,
+            ),
+            'FundBalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.FundBalance,
+                    request_deserializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.FundBalanceRequest.FromString,
+                    response_serializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.FundBalanceResponse.SerializeToString,
             ),
             'SubmitProof': grpc.unary_unary_rpc_method_handler(
                     servicer.SubmitProof,
@@ -449,6 +471,33 @@ class Coordinator:
             '/owm.coordinator.v1.Coordinator/SubmitTask',
             owm_dot_coordinator_dot_v1_dot_coordinator__pb2.SubmitTaskRequest.SerializeToString,
             owm_dot_coordinator_dot_v1_dot_coordinator__pb2.SubmitTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FundBalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/owm.coordinator.v1.Coordinator/FundBalance',
+            owm_dot_coordinator_dot_v1_dot_coordinator__pb2.FundBalanceRequest.SerializeToString,
+            owm_dot_coordinator_dot_v1_dot_coordinator__pb2.FundBalanceResponse.FromString,
             options,
             channel_credentials,
             insecure,

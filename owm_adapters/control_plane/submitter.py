@@ -1,0 +1,64 @@
+"""A task submitter's side of the control plane: signed ``SubmitTask`` and ``FundBalance``.
+
+Funded work only: the coordinator takes a task only with its submitter's signature over that
+very task (a ``task_submission`` envelope over
+:func:`~owm_core.market.funding.submission_digest`), and charges its escrow to the signer's
+prepaid balance, or to the network budget for an operator key it lists. This module builds
+those requests from a submitter :class:`~owm_core.identity.keys.Identity`; the nonce is drawn
+here and ``issued_at`` is the caller's clock.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+from owm_core.identity.envelopes import (
+    NONCE_BYTES,
+    BalanceRequest,
+    EnvelopeKind,
+    TaskSubmission,
+    seal,
+    to_bytes,
+)
+from owm_core.identity.keys import Identity
+from owm_core.market.funding import submission_digest
+from owm_core.market.tasks import TaskRequest
+
+
+def signed_submit_request(
+    submitter: Identity, request: TaskRequest, input_data: bytes = b"",
+    issued_at: int | None = None,
+) -> pb.SubmitTaskRequest:
+    """``SubmitTask``'s request for ``request`` and its input, signed by ``submitter``."""
+    body = TaskSubmission(request.task_id, submission_digest(request, input_data))
+    envelope = seal(
+        submitter, EnvelopeKind.TASK_SUBMISSION, body, os.urandom(NONCE_BYTES),
+        int(time.time()) if issued_at is None else issued_at,
+    )
+    return pb.SubmitTaskRequest(
+        task_id=request.task_id,
+        task_type=request.task_type,
+        input_schema_id=request.input_schema_id,
+        input_schema_version=request.input_schema_version,
+        min_tier=request.min_tier.value,
+        min_vram_mb=request.min_vram_mb,
+        min_ram_mb=request.min_ram_mb,
+        gpu_required=request.gpu_required,
+        max_price_msat=request.max_price_msat,
+        input=input_data,
+        submitter_envelope=to_bytes(envelope),
+    )
+
+
+def signed_balance_request(
+    submitter: Identity, amount_msat: int = 0, issued_at: int | None = None
+) -> pb.FundBalanceRequest:
+    """``FundBalance``'s request: read the balance, and with ``amount_msat > 0`` ask for a
+    top-up invoice of that amount."""
+    envelope = seal(
+        submitter, EnvelopeKind.BALANCE_REQUEST, BalanceRequest(amount_msat),
+        os.urandom(NONCE_BYTES), int(time.time()) if issued_at is None else issued_at,
+    )
+    return pb.FundBalanceRequest(request_envelope=to_bytes(envelope))

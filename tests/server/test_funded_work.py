@@ -1,0 +1,186 @@
+"""Funded work only, over the real gRPC control plane: the attacks on the treasury fail.
+
+Before, ``SubmitTask`` needed no credential and took any ``max_price_msat``; nodes were paid the
+midpoint of their ask and that maximum by the treasury (a probe got replicas settled at
+2.3e18 msat each). Now every task has a paying, authenticated submitter, prices are capped and
+a client's escrow comes out of a balance it paid for with a Lightning invoice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+from owm_adapters.control_plane.submitter import signed_balance_request
+from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.services.coordinator.service import ServiceConfig
+from owm_adapters.services.coordinator.shared import NETWORK_BUDGET, FundingConfig
+from owm_adapters.storage.memory import memory_repositories
+from owm_core.identity.keys import Identity
+from owm_core.market.tasks import VerificationPolicy
+from tests.server.harness import (
+    Coordinator,
+    SimNode,
+    StepClock,
+    TaskFeed,
+    start_coordinator,
+    task_request,
+)
+
+CAP_MSAT = 50_000
+CLIENT = Identity.from_seed(b"\x61" * 32)
+PRICE = 10_000
+SHARE = PRICE * 50_000 // 1_000_000
+ESCROW = 2 * (PRICE + SHARE)  # redundancy 2
+
+
+@pytest.fixture
+def clock() -> StepClock:
+    return StepClock()
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, clock: StepClock) -> SimLedger:
+    return SimLedger(tmp_path / "ln.sqlite3", clock=clock.now)
+
+
+@pytest.fixture
+def coordinator(ledger: SimLedger, clock: StepClock) -> Iterator[Coordinator]:
+    config = ServiceConfig(
+        verification=VerificationPolicy(redundancy=2),
+        tick_s=0.05,
+        funding=FundingConfig(max_price_msat=CAP_MSAT, budgets_msat={NETWORK_BUDGET: 25_000}),
+    )
+    running = start_coordinator(memory_repositories(), ledger, clock, config)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def nodes_streaming(coordinator: Coordinator, clock: StepClock, count: int = 2) -> list[
+    tuple[SimNode, TaskFeed]
+]:
+    streams = []
+    for _ in range(count):
+        node = SimNode.create()
+        node.stake(coordinator)
+        node.register(coordinator.stub, clock.now())
+        streams.append((node, node.open_stream(coordinator.stub, ask_msat=2_000)))
+    return streams
+
+
+def refused(call: object) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()  # type: ignore[operator]
+    return caught.value
+
+
+def fund(coordinator: Coordinator, ledger: SimLedger, clock: StepClock, amount: int) -> None:
+    """The client asks for a top-up invoice and pays it from its own Lightning node."""
+    reply = coordinator.stub.FundBalance(signed_balance_request(CLIENT, amount, clock.now()))
+    assert reply.bolt11 and reply.available_msat == 0
+    payer = ledger.add_node("client")
+    ledger.open_channel(payer, coordinator.treasury, 1_000_000)
+    paid = ledger.lightning("client").pay(reply.bolt11, 1_000, 5)
+    assert paid.status.value == "succeeded"
+
+
+def test_an_unsigned_task_is_refused_and_nothing_is_stored_or_dispatched(
+    coordinator: Coordinator, clock: StepClock
+) -> None:
+    (_, feed), *_ = nodes_streaming(coordinator, clock)
+    request = task_request("anon")
+    request.ClearField("submitter_envelope")
+    error = refused(lambda: coordinator.stub.SubmitTask(request))
+    assert error.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert "submitter_envelope is missing" in (error.details() or "")
+    assert coordinator.service.repositories.tasks.get("anon:0") is None
+    assert coordinator.service.repositories.funding.escrow("anon") is None
+    assert feed.received == []
+
+
+def test_a_signature_over_another_price_does_not_submit_the_dearer_task(
+    coordinator: Coordinator,
+) -> None:
+    request = task_request("swap", max_price_msat=1_000)
+    request.max_price_msat = CAP_MSAT  # the operator signed 1 000 msat
+    error = refused(lambda: coordinator.stub.SubmitTask(request))
+    assert error.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert coordinator.service.repositories.tasks.get("swap:0") is None
+
+
+def test_a_price_of_2_3e18_msat_is_refused_naming_the_cap(coordinator: Coordinator) -> None:
+    request = task_request("probe", max_price_msat=2_300_000_000_000_000_000)
+    error = refused(lambda: coordinator.stub.SubmitTask(request))
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert f"maximum price per replica of {CAP_MSAT} msat" in (error.details() or "")
+    assert coordinator.service.repositories.tasks.get("probe:0") is None
+
+
+def test_a_submitter_without_balance_is_refused_naming_the_msat_missing(
+    coordinator: Coordinator, clock: StepClock
+) -> None:
+    (_, feed), *_ = nodes_streaming(coordinator, clock)
+    error = refused(
+        lambda: coordinator.stub.SubmitTask(task_request("unpaid", PRICE, submitter=CLIENT))
+    )
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert f"{ESCROW} msat missing" in (error.details() or "")
+    assert coordinator.service.repositories.tasks.get("unpaid:0") is None
+    assert feed.received == []
+
+
+def test_a_paid_top_up_funds_a_task_whose_nodes_are_paid_from_its_escrow_and_the_rest_refunded(
+    coordinator: Coordinator, ledger: SimLedger, clock: StepClock
+) -> None:
+    streams = nodes_streaming(coordinator, clock)
+    fund(coordinator, ledger, clock, 100_000)
+    for _ in range(2):  # credited once, however often the balance is read
+        balance = coordinator.stub.FundBalance(signed_balance_request(CLIENT, 0, clock.now()))
+        assert (balance.funded_msat, balance.available_msat) == (100_000, 100_000)
+    coordinator.stub.SubmitTask(task_request("paid", PRICE, submitter=CLIENT))
+    after = coordinator.stub.FundBalance(signed_balance_request(CLIENT, 0, clock.now()))
+    assert after.available_msat == 100_000 - ESCROW  # escrowed before dispatch
+    replay = task_request("paid", PRICE, submitter=CLIENT)
+    assert refused(lambda: coordinator.stub.SubmitTask(replay)).code() in {
+        grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.UNAUTHENTICATED,
+    }
+    for node, feed in streams:
+        (assignment,) = feed.wait_for(1)
+        coordinator.stub.SubmitProof(pb.SubmitProofRequest(
+            proof_envelope=node.proof(assignment.task_id, b"answer", clock.now())
+        ))  # fmt: skip
+    escrow = coordinator.service.repositories.funding.escrow("paid")
+    assert escrow is not None and escrow.closed
+    negotiated = 2_000 + (PRICE - 2_000) // 2  # the midpoint, below the funded price
+    assert escrow.paid_to_nodes_msat == 2 * negotiated
+    assert escrow.treasury_share_msat == 2 * SHARE
+    final = coordinator.stub.FundBalance(signed_balance_request(CLIENT, 0, clock.now()))
+    assert final.available_msat == 100_000 - 2 * (negotiated + SHARE)
+    assert final.refunded_msat == ESCROW - 2 * (negotiated + SHARE)
+
+
+def test_network_tasks_past_the_period_budget_are_refused_until_the_next_period(
+    coordinator: Coordinator, clock: StepClock
+) -> None:
+    coordinator.stub.SubmitTask(task_request("net-1", PRICE))  # 20 000 of 25 000 msat
+    error = refused(lambda: coordinator.stub.SubmitTask(task_request("net-2", PRICE)))
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "only 5000 msat of this period's treasury budget is left" in (error.details() or "")
+    assert coordinator.service.repositories.tasks.get("net-2:0") is None
+    clock.advance(86_400)
+    coordinator.stub.SubmitTask(task_request("net-2", PRICE))
+
+
+def test_top_up_invoices_are_bounded_per_request(
+    coordinator: Coordinator, clock: StepClock
+) -> None:
+    huge = signed_balance_request(CLIENT, 10**13, clock.now())
+    error = refused(lambda: coordinator.stub.FundBalance(huge))
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "amount_msat" in (error.details() or "")
