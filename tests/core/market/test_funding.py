@@ -4,25 +4,36 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from owm_core.errors import InvalidTransition, InvalidValue, PolicyViolation
+from owm_core.errors import InsufficientFunds, InvalidTransition, InvalidValue, PolicyViolation
 from owm_core.market.funding import (
+    Balance,
     Escrow,
     FundingRules,
     Payer,
     PeriodBudget,
+    TopUp,
+    TopUpState,
     budget_at,
     check_price,
     close_escrow,
+    credit_balance,
+    credit_top_up,
+    debit_balance,
     escrow_required_msat,
     fund_client_task,
     fund_network_task,
+    refund_to_balance,
     settle_replica,
+    submission_digest,
     treasury_share_msat,
 )
+from owm_core.market.tasks import TaskRequest
+from owm_core.nodes.tiers import Tier
 
 T0 = 1_700_000_000
 RULES = FundingRules(max_price_msat=1_000_000, period_budget_msat=10_000_000, fee_ppm=50_000)
@@ -224,3 +235,64 @@ def test_no_period_draws_more_than_its_budget(
 ) -> None:
     books = replay(rules, events)
     assert all(d <= rules.period_budget_msat for d in books.drawn_by_period.values())
+
+
+# --- wiring rules: balances, top-ups, the negotiated price, the signed digest ---------------
+
+
+def test_a_replica_is_paid_the_negotiated_price_and_never_more_than_funded() -> None:
+    escrow = fund_client_task("t1", 10_000, 2, 21_000, RULES)
+    escrow, payout = settle_replica(escrow, "t1:0", 6_000)
+    assert (payout.node_msat, payout.treasury_share_msat, escrow.held_msat) == (6_000, 500, 14_500)
+    with pytest.raises(InvalidValue) as err:
+        settle_replica(escrow, "t1:1", 10_001)
+    assert err.value.field == "node_msat"
+    _, refund = close_escrow(escrow)
+    assert refund == 14_500
+
+
+@given(moves=st.lists(st.tuples(st.sampled_from(["credit", "debit", "refund"]),
+                                st.integers(0, 10**9)), max_size=40))
+def test_a_balance_never_goes_negative_and_always_adds_up(moves: list[tuple[str, int]]) -> None:
+    balance = Balance("ab" * 32)
+    for move, amount in moves:
+        if move == "credit":
+            balance = credit_balance(balance, amount)
+        elif move == "refund":
+            balance = refund_to_balance(balance, amount)
+        elif amount > balance.available_msat:
+            with pytest.raises(InsufficientFunds) as err:
+                debit_balance(balance, amount, "t")
+            assert err.value.missing_msat == amount - balance.available_msat
+            assert f"{amount - balance.available_msat} msat missing" in err.value.message
+        else:
+            balance = debit_balance(balance, amount, "t")
+        assert balance.available_msat >= 0
+        assert balance.available_msat == (
+            balance.funded_msat - balance.escrowed_msat + balance.refunded_msat
+        )
+
+
+def test_a_top_up_is_credited_once() -> None:
+    top_up = TopUp("0" * 64, "ab" * 32, 5_000, "lnbcrt1", T0, T0 + 3600)
+    balance, credited = credit_top_up(Balance("ab" * 32), top_up)
+    assert balance.available_msat == 5_000 and credited.state is TopUpState.CREDITED
+    with pytest.raises(InvalidTransition):
+        credit_top_up(balance, credited)
+    with pytest.raises(InvalidValue):
+        credit_top_up(Balance("cd" * 32), top_up)
+
+
+def test_the_signed_digest_changes_with_every_field_and_the_input() -> None:
+    request = TaskRequest(
+        task_id="t1", task_type="inference", input_schema_id="s", input_schema_version=1,
+        min_tier=Tier.T1, min_vram_mb=0, min_ram_mb=0, gpu_required=False, max_price_msat=10,
+    )
+    digest = submission_digest(request, b"in")
+    variants = [
+        submission_digest(attrs.evolve(request, max_price_msat=11), b"in"),
+        submission_digest(attrs.evolve(request, task_id="t2"), b"in"),
+        submission_digest(attrs.evolve(request, min_ram_mb=1), b"in"),
+        submission_digest(request, b"other"),
+    ]
+    assert digest not in variants and len(set(variants)) == len(variants)
