@@ -58,9 +58,7 @@ def staked(running: Coordinator, clock: StepClock) -> SimNode:
 
 def assigned(running: Coordinator, node: SimNode, task_id: str) -> pb.TaskAssignment:
     feed = node.open_stream(running.stub)
-    request = task_request(task_id)
-    request.input = SECRET_INPUT
-    running.stub.SubmitTask(request)
+    running.stub.SubmitTask(task_request(task_id, input_data=SECRET_INPUT))
     (assignment,) = feed.wait_for(1)
     feed.close()
     return assignment
