@@ -538,7 +538,7 @@ fl_updates = Table(
     Index(None, "round_number", "node_id", unique=True),
 )
 
-# -- funded work only: balances, top-ups, escrows, network budgets (migration 0010) -----------
+# -- funded work only: balances, top-ups, escrows, network budgets (migration 0011) -----------
 
 balances = Table(
     "balances",

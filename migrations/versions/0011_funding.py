@@ -5,8 +5,8 @@ balance once paid), ``escrows`` (each task's money: funded, held, paid, refunded
 ``budgets`` (what each network budget drew in its current period), so a coordinator restart
 loses no balance and pays nothing twice.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-06
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010"
-down_revision: str | None = "0009"
+revision: str = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
