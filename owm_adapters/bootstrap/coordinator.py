@@ -519,7 +519,9 @@ def slashing_service_from(
         force_closer,
         identity,
         clock,
-        SlashingPolicy(maintainer_keys=stake.maintainer_keys),
+        SlashingPolicy(
+            maintainer_keys=stake.maintainer_keys, tier1_distinct_reporters=stake.tier1_reporters
+        ),
         StakePolicy(reverify_period_s=stake.reverify_period_s, grace_period_s=stake.grace_period_s),
     )
 

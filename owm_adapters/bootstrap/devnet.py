@@ -269,6 +269,9 @@ treasury_alias = "{TREASURY_ALIAS}"
 # Stakes are re-checked every 10 minutes on a devnet (6 hours by default).
 reverify_period_s = 600
 grace_period_s = 3600
+# Tier-1 slashing counts reporters by distinct stake channel; beside one poisoner a 3-node
+# devnet has 2 honest nodes to report it (3 are needed by default, SRS-STAKE-04).
+tier1_reporters = 2
 
 [fl]
 # A federated round of owm-base every {state.fl_interval_s} s once {min_participants} node(s)

@@ -377,6 +377,9 @@ class StakeSection:
     #: Ed25519 public keys (hex) of the maintainers whose acknowledgements count for slashing
     #: tier-2/3 nodes; 2 of them are needed (SRS-SEC-14).
     maintainer_keys: tuple[str, ...] = ()
+    #: Distinct stake channels whose nodes must report a tier-1 node before it is slashed
+    #: (SRS-STAKE-04: 3). A 3-node devnet, with 2 honest nodes, sets 2.
+    tier1_reporters: int = 3
 
 
 @attrs.frozen

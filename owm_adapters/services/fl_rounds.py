@@ -68,6 +68,7 @@ from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import Repositories
 from owm_core.ports.timestamping import Timestamping
 from owm_core.provenance.releases import ModelRelease
+from owm_core.stake.reporters import named_by_peers
 from owm_core.stake.slashing import SlashingSignal
 
 if TYPE_CHECKING:
@@ -474,7 +475,8 @@ class FlRoundService:
             len(outcome.flagged), release.release_id,
         )
         if outcome.signals:
-            self._report(outcome.signals)
+            # The round's other participants exposed the flagged updates: they report them.
+            self._report(named_by_peers(outcome.signals, [u.node_id for u in signed]))
         return closed
 
     def _report(self, signals: Sequence[SlashingSignal]) -> None:

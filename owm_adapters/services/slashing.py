@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterable, Sequence
 import attrs
 
 from owm_adapters.services.workers import Loop
+from owm_core.coordination.stakes import reporter_stakes
 from owm_core.coordination.tasks import siblings, task_id_of
 from owm_core.errors import (
     ChannelNotFound,
@@ -70,9 +71,9 @@ from owm_core.identity.envelopes import (
     verify,
 )
 from owm_core.identity.keys import Identity
-from owm_core.market.tasks import Settlement, SettlementKind
+from owm_core.market.tasks import Settlement, SettlementKind, TaskState
 from owm_core.nodes.registry import Node
-from owm_core.nodes.tiers import Tier
+from owm_core.nodes.tiers import StakeRequirements, Tier
 from owm_core.payments.records import (
     FORFEIT_ERROR,
     AttemptOutcome,
@@ -85,6 +86,7 @@ from owm_core.ports.clock import Clock
 from owm_core.ports.lightning import Lightning
 from owm_core.ports.repositories import Repositories
 from owm_core.stake.channel import Stake, StakePolicy, StakeStatus
+from owm_core.stake.reporters import ReporterStake, counted_signals, named_by_peers
 from owm_core.stake.slashing import (
     SlashingDecision,
     SlashingLogEntry,
@@ -181,6 +183,8 @@ class SlashingService:
     clock: Clock
     policy: SlashingPolicy
     stake_policy: StakePolicy = attrs.field(factory=StakePolicy)
+    #: A tier-1 reporter counts only with this much of its own balance in its stake channel.
+    min_reporter_balance_sat: int = StakeRequirements().for_tier(Tier.T1).min_sats
     _lock: threading.RLock = attrs.field(factory=threading.RLock, init=False)
     _loop: Loop = attrs.field(init=False)
 
@@ -362,8 +366,12 @@ class SlashingService:
             if stake.status is StakeStatus.SLASHED:
                 evidence.close_evidence(node_id, now)
                 return None
+            signals = evidence.open_signals(node_id)
+            if target.tier is Tier.T1:
+                signals = stake_backed(self.repositories, target, stake, signals,
+                                       self.min_reporter_balance_sat)
             decision = self.policy.evaluate(
-                target, evidence.open_signals(node_id), evidence.open_acknowledgements(node_id), now
+                target, signals, evidence.open_acknowledgements(node_id), now
             )
             if decision is None:
                 return None
@@ -465,13 +473,37 @@ class SlashingService:
             return None
 
 
+def stake_backed(
+    repositories: Repositories,
+    target: SlashingTarget,
+    stake: Stake,
+    signals: Sequence[SlashingSignal],
+    min_own_balance_sat: int,
+) -> list[SlashingSignal]:
+    """The tier-1 signals that count, one reporter per distinct stake channel (SRS-STAKE-04).
+
+    Reporters are registered nodes with a live stake holding ``min_own_balance_sat`` of their
+    own; tasks, rounds, strangers and the target's own channel count for nothing
+    (:func:`owm_core.stake.reporters.counted_signals`), so identities sharing one channel
+    count once and a Sybil with fewer stakes than the threshold cannot frame a node.
+    """
+    stakes = reporter_stakes(repositories, (s.reporter for s in signals))
+    if stake.channel is not None:
+        stakes[target.node_id] = ReporterStake(
+            target.node_id, stake.channel.channel_point, stake.channel.own_balance_sat
+        )
+    return counted_signals(target.node_id, signals, stakes, min_own_balance_sat)
+
+
 class FakeProofDetector:
     """A settlement listener of the task market that turns lost verifications into signals.
 
     A forfeited replica whose task was settled for another node with a different output hash
     (minority in redundant verification, or contradicted by a spot check) becomes a
     ``fake_proof`` :class:`SlashingSignal` (:func:`owm_core.stake.slashing.fake_proof_signal`;
-    SRS-SEC-11, SRS-STAKE-04), reported to ``sink`` (normally ``SlashingService.report``).
+    SRS-SEC-11, SRS-STAKE-04), reported once per sibling that won the verification (those
+    nodes are its reporters, :func:`owm_core.stake.reporters.named_by_peers`) to ``sink``
+    (normally ``SlashingService.report``).
     """
 
     def __init__(
@@ -495,16 +527,14 @@ class FakeProofDetector:
         proof = self.repositories.proofs.get(settlement.task_id, settlement.node_id)
         if proof is None:
             return
+        replicas = siblings(self.repositories, task_id)
         signal = fake_proof_signal(
-            task_id,
-            siblings(self.repositories, task_id),
-            settlement.node_id,
-            proof_evidence_hash(proof),
-            self.clock.now(),
+            task_id, replicas, settlement.node_id, proof_evidence_hash(proof), self.clock.now()
         )
         if signal is not None:
             log.warning(
                 "node %s lost the verification of task %s: fake_proof signal",
                 settlement.node_id, task_id,
             )
-            self.sink([signal])
+            winners = [r.node_id or "" for r in replicas if r.state is TaskState.SETTLED]
+            self.sink(named_by_peers([signal], winners))

@@ -17,7 +17,7 @@ Pure functions over the ports (narrow stores from :mod:`owm_core.ports.stores`, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import attrs
 
@@ -36,7 +36,7 @@ from owm_core.stake.channel import (
     StakeStatus,
     check_stake,
 )
-from owm_core.stake.reporters import channel_taken
+from owm_core.stake.reporters import ReporterStake, channel_taken
 
 MIN_STAKE_CONFIRMATIONS = 1
 """A stake turns active once its channel's funding has one confirmation (spec 4.12.2)."""
@@ -84,6 +84,21 @@ def bound_stake_check(
         if taken is not None:
             raise channel_taken(taken.channel_point)
     return check
+
+
+def reporter_stakes(repositories: StakeStore, node_ids: Iterable[str]) -> dict[str, ReporterStake]:
+    """The stake behind each of ``node_ids`` that is a node with a live stake and a channel
+    (SRS-STAKE-04): what :func:`owm_core.stake.reporters.counted_signals` counts."""
+    found: dict[str, ReporterStake] = {}
+    for node_id in set(node_ids):
+        node = repositories.nodes.get(node_id)
+        stake = None if node is None else repositories.stakes.get(node.public_key)
+        if stake is None or stake.channel is None or not stake.live:
+            continue
+        found[node_id] = ReporterStake(
+            node_id, stake.channel.channel_point, stake.channel.own_balance_sat
+        )
+    return found
 
 
 def recheck_stake(

@@ -19,6 +19,11 @@ This module owns the rule that makes independence cost stake:
 
 :func:`counted_signals` rewrites the surviving signals so that each names its backing channel as
 reporter, ready for :meth:`owm_core.stake.slashing.SlashingPolicy.decide`.
+
+Who reports: the nodes whose agreeing work exposed the misbehaviour (:func:`named_by_peers`):
+the sibling replicas that won a redundant verification against a fake proof, the participants
+of an FL round that was not flagged. A verification task or an FL round is never a reporter
+itself.
 """
 
 from __future__ import annotations
@@ -136,6 +141,21 @@ def backing_channels(
     own = _target_channels(target_node_id, stakes)
     found = (_backing_channel(target_node_id, s, stakes, min_own_balance_sat, own) for s in signals)
     return frozenset(c for c in found if c is not None)
+
+
+def named_by_peers(
+    signals: Iterable[SlashingSignal], peers: Iterable[str]
+) -> list[SlashingSignal]:
+    """Each signal once per peer that is not itself accused: its reporters (SRS-STAKE-04).
+
+    A lost verification or a flagged FL update is exposed by the other nodes' agreeing work;
+    naming them as reporters lets :func:`counted_signals` count their stake channels, while
+    the coordinator's own check (a task, a round) counts for nothing.
+    """
+    kept = list(signals)
+    accused = {s.node_id for s in kept}
+    honest = sorted({p for p in peers if p} - accused)
+    return [attrs.evolve(s, reporter=peer) for s in kept for peer in honest]
 
 
 def counted_signals(

@@ -67,6 +67,15 @@ class World:
     slashing: SlashingService
     coordinator: Identity
     maintainers: list[Identity]
+    reporters: dict[str, str] = attrs.Factory(dict)
+
+
+def by(world: World, name: str) -> str:
+    """The node id of reporter ``name``: a registered node with its own stake channel
+    (tier-1 signals count only from distinct stake-backed reporters, SRS-STAKE-04)."""
+    if name not in world.reporters:
+        world.reporters[name] = staked(world).node_id
+    return world.reporters[name]
 
 
 @attrs.define
@@ -154,9 +163,10 @@ def channel_point(world: World, op: Operator) -> str:
 def test_three_distinct_reporters_slash_a_tier1_node_log_close_and_cooldown(world: World) -> None:
     op = staked(world)
     point = channel_point(world, op)
-    assert world.slashing.report([signal(op, "detector-a"), signal(op, "detector-a", 1)]) == []
-    assert world.slashing.report([signal(op, "detector-b")]) == []
-    [outcome] = world.slashing.report([signal(op, "validator-c")])
+    a = by(world, "detector-a")
+    assert world.slashing.report([signal(op, a), signal(op, a, 1)]) == []
+    assert world.slashing.report([signal(op, by(world, "detector-b"))]) == []
+    [outcome] = world.slashing.report([signal(op, by(world, "validator-c"))])
 
     entries = world.service.repositories.slashing_log.entries()
     assert [e.node_id for e in entries] == [op.node_id] and outcome.logged
@@ -181,17 +191,17 @@ def test_three_distinct_reporters_slash_a_tier1_node_log_close_and_cooldown(worl
 
 def test_the_same_decision_twice_neither_logs_nor_closes_twice(world: World) -> None:
     op = staked(world)
-    [outcome] = world.slashing.report([signal(op, r) for r in ("a", "b", "c")])
+    [outcome] = world.slashing.report([signal(op, by(world, r)) for r in ("a", "b", "c")])
     again = world.slashing.carry_out(outcome.decision)
     assert (again.logged, again.stake_slashed, again.closing_txid) == (False, False, None)
     assert again.entry == outcome.entry
     assert len(world.service.repositories.slashing_log.entries()) == 1
-    assert world.slashing.report([signal(op, r, 9) for r in ("d", "e", "f")]) == []
+    assert world.slashing.report([signal(op, by(world, r), 9) for r in ("d", "e", "f")]) == []
 
 
 def test_a_tier2_node_needs_two_maintainer_acknowledgements_not_signals(world: World) -> None:
     op = staked(world, Tier.T2)
-    assert world.slashing.report([signal(op, r) for r in ("a", "b", "c", "d")]) == []
+    assert world.slashing.report([signal(op, by(world, r)) for r in ("a", "b", "c", "d")]) == []
     evidence = hashlib.sha256(b"fake proof of task 7").hexdigest()
     assert world.slashing.acknowledge(ack(world.maintainers[0], op, evidence)) is None
     assert world.slashing.acknowledge(ack(world.maintainers[0], op, evidence)) is None
@@ -224,7 +234,7 @@ def test_unpaid_rewards_are_forfeited_and_paid_ones_kept(world: World) -> None:
     payments.upsert(owed(1, 5_000))
     payments.upsert(owed(2, 7_000))
     payments.upsert(attrs.evolve(owed(3, 9_000), state=PaymentState.SUCCEEDED, attempts=1))
-    [outcome] = world.slashing.report([signal(op, r) for r in ("a", "b", "c")])
+    [outcome] = world.slashing.report([signal(op, by(world, r)) for r in ("a", "b", "c")])
     assert outcome.forfeited_msat == 12_000
     states = {p.payment_id: p for p in payments.for_node(op.node_id)}
     assert is_forfeited(states["p1"]) and is_forfeited(states["p2"])
@@ -241,7 +251,7 @@ def test_stake_metrics_count_channels_sats_slashings_and_degraded_nodes(world: W
     metrics = CoordinatorMetrics(state_max_age_s=0)
     metrics.bind(world.service)
     ops = [staked(world) for _ in range(3)]
-    world.slashing.report([signal(ops[0], r) for r in ("a", "b", "c")])
+    world.slashing.report([signal(ops[0], by(world, r)) for r in ("a", "b", "c")])
     world.ledger.close_channel(channel_point(world, ops[1]), by=world.treasury, force=False)
     world.clock.advance(6 * 3600)
     world.service.reverify_stakes()  # ops[1] lost its channel: degraded (SRS-STAKE-02)
@@ -252,9 +262,11 @@ def test_stake_metrics_count_channels_sats_slashings_and_degraded_nodes(world: W
                 return float(line.split()[1])
         raise AssertionError(name)
 
-    assert value("active_channels") == 1
+    reporting = len(world.reporters)  # the three stake-backed reporters' own channels
+    assert value("active_channels") == 1 + reporting
     assert value("degraded_nodes") == 1
-    assert value("staked_sat") == STAKE_SAT[Tier.T1]  # the degraded stake now locks nothing
+    # the degraded stake now locks nothing
+    assert value("staked_sat") == (1 + reporting) * STAKE_SAT[Tier.T1]
     assert value("slashing_events_7d") == 1
     world.clock.advance(8 * 24 * 3600)
     assert value("slashing_events_7d") == 0
@@ -327,7 +339,7 @@ def test_the_public_api_lists_the_appended_entry(world: World) -> None:
     from owm_adapters.services.api import ApiServices
 
     op = staked(world)
-    [outcome] = world.slashing.report([signal(op, r) for r in ("a", "b", "c")])
+    [outcome] = world.slashing.report([signal(op, by(world, r)) for r in ("a", "b", "c")])
     api = ApiServices.over(world.service, os.urandom(32))
     listed = [e.to_dict() for e in api.views.slashing_log(0, 100)]
     assert listed == [outcome.entry.to_dict()]
@@ -340,19 +352,25 @@ def test_fl_anomaly_signals_from_three_reporters_slash_a_tier1_node(world: World
     op = staked(world)
     evidence = hashlib.sha256(b"signed update statement").hexdigest()
     outcomes = []
-    for reporter in ("krum-round-7", "trimmed-mean-round-7", "cosine-round-7"):
-        flagged = SlashingSignal(op.node_id, reporter, "poisoned_update", evidence, 5)
+    for peer in ("peer-1", "peer-2", "peer-3"):  # the round's participants that agreed
+        flagged = SlashingSignal(op.node_id, by(world, peer), "poisoned_update", evidence, 5)
         outcomes += world.slashing.report([flagged])
     [outcome] = outcomes
-    assert outcome.decision.supporters == (
-        "cosine-round-7", "krum-round-7", "trimmed-mean-round-7",
-    )
+    stakes = world.service.repositories.stakes
+    nodes = world.service.repositories.nodes
+    channels = []
+    for node_id in world.reporters.values():
+        node = nodes.get(node_id)
+        stake = None if node is None else stakes.get(node.public_key)
+        assert stake is not None and stake.channel is not None
+        channels.append("channel:" + stake.channel.channel_point)
+    assert outcome.decision.supporters == tuple(sorted(channels))
 
 
 def test_a_signal_about_an_unstaked_node_does_not_stop_the_others(world: World) -> None:
     op = staked(world)
     stranger = Operator(Identity.from_seed(os.urandom(32)), LnKey.fresh(), Tier.T1)
-    batch = [signal(stranger, "a"), *(signal(op, r) for r in ("a", "b", "c"))]
+    batch = [signal(stranger, by(world, "a")), *(signal(op, by(world, r)) for r in "abc")]
     [outcome] = world.slashing.report(batch)
     assert outcome.decision.node_id == op.node_id
 
