@@ -16,6 +16,7 @@ from owm_core.access.ratelimit import SlidingWindowLimiter, Transport, registrat
 from owm_core.coordination.challenges import ChallengeBook, ChallengePurpose, challenge_message
 from owm_core.coordination.registration import (
     Registration,
+    deregister_node,
     ln_control_message,
     register_node,
     registration_details,
@@ -38,6 +39,7 @@ from owm_core.coordination.tasks import (
 )
 from owm_core.coordination.wire import verify_wire
 from owm_core.errors import (
+    Conflict,
     InvalidTransition,
     InvalidValue,
     RateLimited,
@@ -115,10 +117,14 @@ class FakeLightning:
 
 
 def sign_registration(
-    book: ChallengeBook, who: Identity, now: int = NOW, claimed: CapabilityManifest = MANIFEST
+    book: ChallengeBook,
+    who: Identity,
+    now: int = NOW,
+    claimed: CapabilityManifest = MANIFEST,
+    ln_pubkey: str | None = None,
 ) -> tuple[Registration, str, str]:
     challenge = book.issue(who.public_key_hex, ChallengePurpose.REGISTER, os.urandom(32), now)
-    ln_pubkey = ln_pubkey_of(who)
+    ln_pubkey = ln_pubkey or ln_pubkey_of(who)
     uri = f"{ln_pubkey}@127.0.0.1:9735"
     details = registration_details(claimed.digest(), uri, None)
     signature = who.sign(challenge_message(challenge, details))
@@ -681,3 +687,28 @@ def test_an_output_of_a_replica_that_lost_verification_is_never_the_verified_out
     assert verified_output(repos, "job") == b'"truth"'
     liar = by_node[nodes[1].node_id].task_id
     assert repos.tasks.get(liar).state is TaskState.FORFEITED
+
+
+def test_a_channel_freed_by_a_cooperative_exit_can_back_another_node() -> None:
+    """One channel, one node (SRS-STAKE-01): refused while bound, free again after leaving."""
+    repos, book = memory_repositories(), ChallengeBook()
+    limiter = SlidingWindowLimiter(registration_limit(Transport.ONION))
+    shared_ln = "03" + "42" * 32  # one operator's Lightning node with one channel
+
+    def register(who: Identity) -> None:
+        registration, nonce, signature = sign_registration(book, who, ln_pubkey=shared_ln)
+        register_node(
+            repos, FakeLightning(), limiter, book, registration, challenge_nonce=nonce,
+            signature=signature, transport=Transport.ONION, client_ip=None, now=NOW,
+        )  # fmt: skip
+
+    first, second = identity(), identity()
+    register(first)
+    with pytest.raises(Conflict, match="already backs another node"):
+        register(second)
+    assert repos.stakes.get(second.public_key_hex) is None
+
+    deregister_node(repos, first.public_key_hex, NOW + 60)
+    register(second)
+    stake = repos.stakes.get(second.public_key_hex)
+    assert stake is not None and stake.status is StakeStatus.ACTIVE
