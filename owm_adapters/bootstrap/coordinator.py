@@ -111,6 +111,7 @@ def funding_config_of(settings: CoordinatorSettings) -> FundingConfig:
         },
         network_submitters=frozenset(funding.network_submitters),
         max_top_up_msat=funding.max_top_up_msat,
+        task_ttl_s=funding.task_ttl_s,
     )
 
 

@@ -472,6 +472,8 @@ class FundingSection:
     query_budget_msat_per_day: int = 1_000_000_000
     network_submitters: tuple[str, ...] = ()
     max_top_up_msat: int = 10_000_000_000
+    #: A task no node finished within this many seconds expires; its escrow is refunded.
+    task_ttl_s: int = 86_400
 
 
 @attrs.frozen
@@ -518,6 +520,8 @@ def _check_funding(path: Path | None, funding: FundingSection) -> None:
         raise ConfigError(f"{path}: funding.max_price_msat: must be at least 1")
     if not 0 <= funding.fee_ppm <= 1_000_000:
         raise ConfigError(f"{path}: funding.fee_ppm: must lie in [0, 1000000]")
+    if funding.task_ttl_s < 1:
+        raise ConfigError(f"{path}: funding.task_ttl_s: must be at least 1")
     for name in ("network_budget_msat_per_day", "query_budget_msat_per_day", "max_top_up_msat"):
         if getattr(funding, name) < 0:
             raise ConfigError(f"{path}: funding.{name}: must be at least 0")

@@ -34,6 +34,7 @@ from owm_core.errors import Conflict, InvalidTransition, InvalidValue, NoMatch, 
 from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, TaskProof, open_body
 from owm_core.market.tasks import (
     PPM,
+    TERMINAL_STATES,
     Match,
     NodeOffer,
     Settlement,
@@ -322,9 +323,11 @@ def _credit(repositories: MarketStore, settlement: Settlement) -> None:
 
 
 def task_outcome(replicas: Sequence[Task]) -> str:
-    """``verified`` / ``failed`` once settled, else ``pending`` (for submitters)."""
-    if replicas and all(r.state in {TaskState.SETTLED, TaskState.FORFEITED} for r in replicas):
-        return "verified" if any(r.state is TaskState.SETTLED for r in replicas) else "failed"
+    """``verified`` / ``failed`` / ``expired`` once every replica ended, else ``pending``."""
+    if replicas and all(r.state in TERMINAL_STATES for r in replicas):
+        if any(r.state is TaskState.SETTLED for r in replicas):
+            return "verified"
+        return "expired" if any(r.state is TaskState.EXPIRED for r in replicas) else "failed"
     return "pending"
 
 

@@ -26,7 +26,7 @@ negotiation → execution → verification → settlement) as realised by OWM (d
                              │  ▲                          └──────▶ failed ───settle─▶ forfeited
                        time_out  reassign (another node)
                              ▼  │
-                          timed_out
+                          timed_out ─expire─▶ expired ◀─expire─ submitted
 
   Redundant execution runs one :class:`Task` per replica (same request, different nodes) and
   judges them together with :func:`verify_outcome`.
@@ -415,22 +415,24 @@ class TaskState(enum.Enum):
     FAILED = "failed"
     SETTLED = "settled"
     FORFEITED = "forfeited"
+    EXPIRED = "expired"
 
 
-TERMINAL_STATES = frozenset({TaskState.SETTLED, TaskState.FORFEITED})
+TERMINAL_STATES = frozenset({TaskState.SETTLED, TaskState.FORFEITED, TaskState.EXPIRED})
 """States a task ends in; every other state has a way forward."""
 ASSIGNABLE_STATES = frozenset({TaskState.SUBMITTED, TaskState.TIMED_OUT})
 """States from which a task can be handed to a (new) node."""
 
 _MOVES: dict[TaskState, frozenset[TaskState]] = {
-    TaskState.SUBMITTED: frozenset({TaskState.ASSIGNED}),
+    TaskState.SUBMITTED: frozenset({TaskState.ASSIGNED, TaskState.EXPIRED}),
     TaskState.ASSIGNED: frozenset({TaskState.COMPLETED, TaskState.TIMED_OUT}),
-    TaskState.TIMED_OUT: frozenset({TaskState.ASSIGNED}),
+    TaskState.TIMED_OUT: frozenset({TaskState.ASSIGNED, TaskState.EXPIRED}),
     TaskState.COMPLETED: frozenset({TaskState.VERIFIED, TaskState.FAILED}),
     TaskState.VERIFIED: frozenset({TaskState.SETTLED}),
     TaskState.FAILED: frozenset({TaskState.FORFEITED}),
     TaskState.SETTLED: frozenset(),
     TaskState.FORFEITED: frozenset(),
+    TaskState.EXPIRED: frozenset(),
 }
 
 
@@ -515,6 +517,12 @@ def time_out(task: Task, now: int) -> Task:
         raise InvalidTransition(f"task {task.task_id} is within its deadline")
     tried = (*task.tried_node_ids, task.node_id) if task.node_id else task.tried_node_ids
     return _move(task, TaskState.TIMED_OUT, tried_node_ids=tried, node_id=None, price_msat=None)
+
+
+def expire(task: Task) -> Task:
+    """Nobody ran the task in time (submitted or timed-out → expired): it is never assigned
+    again and its funding is refunded (funded work only)."""
+    return _move(task, TaskState.EXPIRED, node_id=None, price_msat=None)
 
 
 def record_verdict(task: Task, verdict: Verdict) -> Task:

@@ -270,6 +270,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     def FundBalance(
         self, request: pb.FundBalanceRequest, context: grpc.ServicerContext
     ) -> pb.FundBalanceResponse:
+        self._bound_peer(context)
         view = self.service.funding.balance_request(request.request_envelope)
         balance, top_up = view.balance, view.top_up
         return pb.FundBalanceResponse(

@@ -8,6 +8,7 @@ a client's escrow comes out of a balance it paid for with a Lightning invoice.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,3 +185,22 @@ def test_top_up_invoices_are_bounded_per_request(
     error = refused(lambda: coordinator.stub.FundBalance(huge))
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "amount_msat" in (error.details() or "")
+
+
+def test_a_task_no_node_takes_expires_and_its_escrow_goes_back_to_the_balance(
+    coordinator: Coordinator, ledger: SimLedger, clock: StepClock
+) -> None:
+    fund(coordinator, ledger, clock, 100_000)
+    coordinator.stub.SubmitTask(task_request("lonely", PRICE, submitter=CLIENT))
+    clock.advance(86_400 + 1)  # [funding] task_ttl_s, no node streaming
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        escrow = coordinator.service.repositories.funding.escrow("lonely")
+        if escrow is not None and escrow.closed:
+            break
+        time.sleep(0.1)
+    assert escrow is not None and escrow.closed and escrow.refunded_msat == ESCROW
+    view = coordinator.stub.GetTask(pb.GetTaskRequest(task_id="lonely"))
+    assert view.outcome == "expired"
+    balance = coordinator.stub.FundBalance(signed_balance_request(CLIENT, 0, clock.now()))
+    assert balance.available_msat == 100_000

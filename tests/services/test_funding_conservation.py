@@ -5,7 +5,7 @@ treasury's shares and refunds, equals what clients paid in plus what the network
 A hypothesis state machine drives :class:`TaskFunding` over the in-memory store: clients top up
 their balances by paying invoices, client and network tasks are submitted (some refused: over
 the cap, short of balance, past the budget), replicas settle at any price up to the funded
-maximum or forfeit, sweeps run at any moment, and periods pass.
+maximum or forfeit, sweeps run at any moment, periods pass and unfinished tasks expire.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ CAP = 40_000
 POLICY = VerificationPolicy(redundancy=3)
 CONFIG = FundingConfig(
     max_price_msat=CAP, budgets_msat={NETWORK_BUDGET: 200_000, QUERY_BUDGET: 90_000},
-    period_s=1_000,
+    period_s=1_000, task_ttl_s=1_500,
 )
 
 

@@ -21,8 +21,10 @@
 Settlement: once a task's replicas are judged, :meth:`TaskFunding.reconcile` charges the escrow
 each settled replica's negotiated price (never above the funded maximum) plus the treasury's
 share, and closes it when every replica is settled or forfeited, refunding the rest to the
-client's balance (or leaving it with the treasury). It runs after every proof and, for a
-crash between a proof and its charge, on every market sweep; it is idempotent, each step one
+client's balance (or leaving it with the treasury). A task still unfinished ``task_ttl_s`` after
+submission, with no replica assigned or awaiting a verdict, expires and is refunded the same
+way. It runs after every proof and, for a crash between a proof and its charge, on every
+market sweep; it is idempotent, each step one
 transaction, so a restart loses nothing and pays nothing twice. The payout dispatcher never
 pays a node more than the price its escrow released.
 """
@@ -60,7 +62,14 @@ from owm_core.market.funding import (
     refund_to_balance,
     settle_replica,
 )
-from owm_core.market.tasks import TaskRequest, TaskState, VerificationPolicy
+from owm_core.market.tasks import (
+    ASSIGNABLE_STATES,
+    TERMINAL_STATES,
+    TaskRequest,
+    TaskState,
+    VerificationPolicy,
+    expire,
+)
 from owm_core.payments.lightning import InvoiceState
 from owm_core.ports.clock import Clock
 from owm_core.ports.lightning import Lightning
@@ -72,7 +81,9 @@ MAX_OPEN_TOP_UPS = 10
 """Unpaid top-up invoices one key may hold; more are refused (no invoice spam)."""
 SWEEP_EVERY_S = 5.0
 SWEEP_LIMIT = 1_000
-_CLOSING = frozenset({TaskState.SETTLED, TaskState.FORFEITED})
+_WORKING = frozenset(
+    {TaskState.ASSIGNED, TaskState.COMPLETED, TaskState.VERIFIED, TaskState.FAILED}
+)
 
 
 @attrs.frozen
@@ -286,7 +297,7 @@ class TaskFunding:
                     owed = min(replica.price_msat or 0, escrow.price_msat)
                     escrow, _ = settle_replica(escrow, replica.task_id, owed)
             refund = 0
-            if replicas and all(r.state in _CLOSING for r in replicas):
+            if replicas and all(r.state in TERMINAL_STATES for r in replicas):
                 escrow, refund = close_escrow(escrow)
                 if escrow.payer is Payer.CLIENT and refund:
                     balance = self.repositories.funding.balance(escrow.funder)
@@ -301,16 +312,31 @@ class TaskFunding:
             )
         return escrow
 
+    def _expire(self, task_id: str) -> None:
+        """A task past ``task_ttl_s`` that no node is working on: its waiting replicas expire
+        (never dispatched again), so :meth:`reconcile` closes the escrow and refunds it. A
+        replica still assigned or awaiting its siblings' verdict holds the task open."""
+        with self._lock, self.repositories.atomic():
+            replicas = siblings(self.repositories, task_id)
+            if any(r.state in _WORKING for r in replicas):
+                return
+            for replica in replicas:
+                if replica.state in ASSIGNABLE_STATES:
+                    self.repositories.tasks.save(expire(replica), expected_state=replica.state)
+
     def sweep(self, monotonic_s: float) -> int:
-        """Every :data:`SWEEP_EVERY_S` seconds: reconcile open escrows and credit paid
-        top-ups (what a crash between a proof and its charge left behind). Returns how many
-        escrows closed."""
+        """Every :data:`SWEEP_EVERY_S` seconds: expire tasks past ``task_ttl_s``, reconcile
+        open escrows (refunding ended tasks; also what a crash between a proof and its charge
+        left behind) and credit paid top-ups. Returns how many escrows closed."""
         if monotonic_s < self._next_sweep:
             return 0
         self._next_sweep = monotonic_s + SWEEP_EVERY_S
         closed = 0
+        now = self.clock.now()
         for escrow in self.repositories.funding.open_escrows(SWEEP_LIMIT):
             try:
+                if now >= escrow.opened_at + self.config.task_ttl_s:
+                    self._expire(escrow.task_id)
                 after = self.reconcile(escrow.task_id)
             except DomainError:
                 log.exception("escrow of task %s not reconciled", escrow.task_id)

@@ -418,14 +418,15 @@ class Market:
         return by_replica
 
     def tick(self) -> list[Task]:
-        """Time out overdue assignments and dispatch waiting replicas; return the timed-out."""
+        """Time out overdue assignments, dispatch waiting replicas, close due escrows (expired
+        tasks refunded); return the timed-out."""
         with self._market_lock:
             late = time_out_overdue(self.repositories, self.clock.now())
             now_ms = self.clock.monotonic_ms()
             for task in late:
                 self._ready_ms[task.task_id] = now_ms
             self._dispatch_locked()
-        self.funding.sweep(time.monotonic())
+            self.funding.sweep(time.monotonic())  # under the lock: expiry races no dispatch
         if late:
             self._announce_task_change()
         return late

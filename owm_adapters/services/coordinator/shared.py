@@ -34,6 +34,7 @@ DEFAULT_NETWORK_BUDGET_MSAT = 1_000_000_000
 DEFAULT_QUERY_BUDGET_MSAT = 1_000_000_000
 """1 000 000 sat a day for the readers of conglomerate queries."""
 TOP_UP_EXPIRY_S = 3_600
+DEFAULT_TASK_TTL_S = 86_400
 
 
 @attrs.frozen
@@ -53,6 +54,8 @@ class FundingConfig:
     network_submitters: frozenset[str] = frozenset()
     max_top_up_msat: int = 10_000_000_000
     """The largest single top-up invoice: 10 M sat."""
+    task_ttl_s: int = DEFAULT_TASK_TTL_S
+    """How long a task may wait for nodes before it expires and its escrow is refunded."""
     top_up_expiry_s: int = TOP_UP_EXPIRY_S
 
     def rules(self, budget: str = NETWORK_BUDGET) -> FundingRules:

@@ -296,3 +296,18 @@ def test_the_signed_digest_changes_with_every_field_and_the_input() -> None:
         submission_digest(request, b"other"),
     ]
     assert digest not in variants and len(set(variants)) == len(variants)
+
+
+def test_only_a_waiting_task_can_expire_and_an_expired_one_never_runs() -> None:
+    from owm_core.market.tasks import Task, TaskState, expire
+
+    request = TaskRequest(
+        task_id="t1:0", task_type="inference", input_schema_id="s", input_schema_version=1,
+        min_tier=Tier.T1, min_vram_mb=0, min_ram_mb=0, gpu_required=False, max_price_msat=10,
+    )
+    expired = expire(Task(request))
+    assert expired.state is TaskState.EXPIRED
+    with pytest.raises(InvalidTransition):
+        expire(expired)
+    with pytest.raises(InvalidTransition):
+        expire(attrs.evolve(Task(request), state=TaskState.COMPLETED))
