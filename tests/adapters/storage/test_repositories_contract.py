@@ -365,7 +365,7 @@ def test_removing_a_manifest_forgets_it(repos: Repositories) -> None:
 def test_stakes_round_trip_with_their_channel_and_come_due_in_order(repos: Repositories) -> None:
     channel = StakeChannel(
         channel_id="850000x12x1", channel_point="ab" * 32 + ":1", peer_pubkey="03" + "cd" * 32,
-        capacity_sat=2_000_000, local_balance_sat=1_000_000, remote_balance_sat=900_000,
+        capacity_sat=2_000_000, local_balance_sat=900_000, remote_balance_sat=1_000_000,
         confirmations=6, active=True,
     )  # fmt: skip
     active = Stake(
