@@ -1,7 +1,8 @@
 """The task market of one coordinator process: streams, submission, dispatch, proofs.
 
-:class:`Market` owns the open task streams, the inputs of tasks in flight, the rejections
-this process recorded and the waiters for a verdict, under one lock; the rules are
+:class:`Market` owns the open task streams, the rejections this process recorded and the
+waiters for a verdict, under one lock; task inputs live in the store only (read when a
+replica is pushed, deleted once the task is final); the rules are
 :mod:`owm_core.coordination.tasks` and :mod:`~owm_core.coordination.rejections`.
 :class:`TaskMarket` is the narrow view other services (the query path, FL rounds) take.
 
@@ -46,6 +47,7 @@ from owm_core.coordination.tasks import (
     plan_dispatch,
     siblings,
     submit_task,
+    task_id_of,
     task_outcome,
     time_out_overdue,
     verified_output,
@@ -215,7 +217,6 @@ class Market:
         self._settlement_listeners = tuple(settlement_listeners)
         self._market_lock = threading.RLock()
         self._streams: dict[str, TaskStreamHandle] = {}
-        self._inputs: dict[str, bytes] = {}
         self._ready_ms: dict[str, int] = {}
         self._rejections: OrderedDict[str, list[Rejection]] = OrderedDict()
         self._task_changed = threading.Condition()
@@ -245,7 +246,6 @@ class Market:
                 self._stored_inputs.put(request.task_id, input_data)
         now_ms = self.clock.monotonic_ms()
         with self._market_lock:
-            self._inputs[request.task_id] = input_data
             for replica in replicas:
                 self._ready_ms[replica.task_id] = now_ms
             self._dispatch_locked()
@@ -465,16 +465,18 @@ class Market:
         return assignments
 
     def _pushed(self, task: Task) -> PushedTask:
-        group = task.task_id.rpartition(":")[0]
-        data = self._inputs.get(group)
-        if data is None:  # submitted before a restart, or through another coordinator process
-            data = self._stored_inputs.get(group) or b""
+        """The assignment of ``task`` as it goes down its node's stream, with the task's input.
+
+        The one place an input is read for a node: from the store, never from this process's
+        memory, so a coordinator holds no input bytes between submission and push and a task
+        re-pushed after a restart (or submitted through another process) carries its input.
+        """
+        data = self._stored_inputs.get(task_id_of(task.task_id)) or b""
         sealed = self._sealing.input_for_node(task, self.repositories.nodes, data)
         return PushedTask(task, self.clock.now() * 1000, sealed)
 
     def _forget_input(self, group: str) -> None:
-        """Drop a settled task's input; a failure only leaves a harmless row behind."""
-        self._inputs.pop(group, None)
+        """Drop a final task's input; a failure only leaves a harmless row behind."""
         try:
             self._stored_inputs.delete(group)
         except Exception:
