@@ -18,6 +18,8 @@ flow 3), as pure functions over the narrow stores of :mod:`owm_core.ports.stores
   (:func:`reliability_after`).
 * **Time-outs** (:func:`time_out_overdue`): overdue replicas time out and become assignable to
   another node.
+* **Expiry** (:func:`expire_waiting`): a task none of whose replicas a node holds or finished
+  by its ``expires_at`` expires, so work no node takes leaves the market instead of piling up.
 * **Outcomes** (:func:`task_outcome`, :func:`verified_output`): what a submitter may read.
 """
 
@@ -41,6 +43,7 @@ from owm_core.market.tasks import (
     SettlementKind,
     Task,
     TaskRequest,
+    ASSIGNABLE_STATES,
     TaskState,
     Verdict,
     VerificationMode,
@@ -48,6 +51,7 @@ from owm_core.market.tasks import (
     Verified,
     assign,
     complete,
+    expire,
     match,
     record_verdict,
     settle,
@@ -100,12 +104,19 @@ def replicas_funded(policy: VerificationPolicy) -> int:
 
 
 def submit_task(
-    repositories: TaskSubmissionStore, request: TaskRequest, policy: VerificationPolicy
+    repositories: TaskSubmissionStore,
+    request: TaskRequest,
+    policy: VerificationPolicy,
+    expires_at: int | None = None,
 ) -> list[Task]:
-    """Store the replicas of a submitted task durably (all or none) before it is acknowledged."""
+    """Store the replicas of a submitted task durably (all or none) before it is acknowledged.
+
+    ``expires_at`` is when the task expires unless a node took one of its replicas by then.
+    """
     parse_task_id(request.task_id)
     replicas = [
-        submit(attrs.evolve(request, task_id=rid)) for rid in replica_ids(request.task_id, policy)
+        submit(attrs.evolve(request, task_id=rid), expires_at)
+        for rid in replica_ids(request.task_id, policy)
     ]
     with repositories.atomic():
         for replica in replicas:
@@ -195,6 +206,32 @@ def time_out_overdue(repositories: TaskStore, now: int, limit: int = 100) -> lis
         repositories.tasks.save(late, expected_state=TaskState.ASSIGNED)
         timed_out.append(late)
     return timed_out
+
+
+def expire_waiting(repositories: TaskStore, now: int, limit: int = 100) -> list[str]:
+    """Expire every task whose replicas all still wait past their ``expires_at``; their ids.
+
+    A task some node holds or finished a replica of is not expired (that node's work is
+    judged and paid as usual): its waiting replicas lose their ``expires_at`` instead, so they
+    leave the expiry query and wait for a node without ever blocking it (SRS-COORD-02).
+    """
+    expired: list[str] = []
+    seen: set[str] = set()
+    for task in repositories.tasks.expired(now, limit):
+        group = task_id_of(task.task_id)
+        if group in seen:
+            continue
+        seen.add(group)
+        replicas = siblings(repositories, group)
+        started = any(r.state not in ASSIGNABLE_STATES for r in replicas)
+        for replica in replicas:
+            if replica.state not in ASSIGNABLE_STATES or replica.expires_at is None:
+                continue
+            after = attrs.evolve(replica, expires_at=None) if started else expire(replica)
+            repositories.tasks.save(after, expected_state=replica.state)
+        if not started:
+            expired.append(group)
+    return expired
 
 
 @attrs.frozen

@@ -23,10 +23,14 @@ negotiation → execution → verification → settlement) as realised by OWM (d
 * The task lifecycle, a state machine that never loses a task::
 
       submitted ─assign─▶ assigned ─complete─▶ completed ─verdict─▶ verified ─settle─▶ settled
-                             │  ▲                          └──────▶ failed ───settle─▶ forfeited
-                       time_out  reassign (another node)
-                             ▼  │
-                          timed_out ─expire─▶ expired ◀─expire─ submitted
+          │                  │  ▲                          └──────▶ failed ───settle─▶ forfeited
+          │            time_out  reassign (another node)
+          │                  ▼  │
+          └──expire──▶ expired ◀─expire── timed_out
+
+  A waiting replica (submitted or timed out) carries ``expires_at``: the time by which some
+  node must have taken a replica of its task, else the task expires (:func:`expire`), so work
+  no node takes cannot pile up in the market (SRS-COORD-02).
 
   Redundant execution runs one :class:`Task` per replica (same request, different nodes) and
   judges them together with :func:`verify_outcome`.
@@ -441,6 +445,8 @@ class Task:
     """One task's progress through the market; every step returns a new ``Task``.
 
     ``tried_node_ids`` lists nodes that timed out on it, so reassignment picks someone else.
+    ``expires_at`` (POSIX seconds, None = never) is when the task expires if no node has
+    taken any of its replicas by then (:func:`expire`).
     """
 
     request: TaskRequest = attrs.field(validator=fields.instance_of(TaskRequest))
@@ -452,6 +458,9 @@ class Task:
     deadline_at: int | None = None
     output_hash: str | None = None
     tried_node_ids: tuple[str, ...] = attrs.field(default=(), converter=_sorted_ids)
+    expires_at: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(fields.timestamp())
+    )
 
     @property
     def task_id(self) -> str:
@@ -467,9 +476,9 @@ def _move(task: Task, to: TaskState, **changes: object) -> Task:
     return attrs.evolve(task, state=to, **changes)  # type: ignore[arg-type]
 
 
-def submit(request: TaskRequest) -> Task:
-    """A new task, waiting for a node."""
-    return Task(request)
+def submit(request: TaskRequest, expires_at: int | None = None) -> Task:
+    """A new task, waiting for a node until ``expires_at`` (None: until one comes)."""
+    return Task(request, expires_at=expires_at)
 
 
 def assign(
@@ -521,7 +530,9 @@ def time_out(task: Task, now: int) -> Task:
 
 def expire(task: Task) -> Task:
     """Nobody ran the task in time (submitted or timed-out → expired): it is never assigned
-    again and its funding is refunded (funded work only)."""
+    again and its funding is refunded. Terminal: nobody is paid, nobody is penalised. The
+    market expires a task past its ``expires_at`` (``[tasks] queue_timeout_s``), funding one
+    past ``[funding] task_ttl_s``."""
     return _move(task, TaskState.EXPIRED, node_id=None, price_msat=None)
 
 

@@ -8,7 +8,13 @@ from owm_adapters.storage.envelopes import proof_of
 from owm_adapters.storage.memory.state import StateRepository
 from owm_core.errors import Conflict
 from owm_core.identity.envelopes import Envelope
-from owm_core.market.tasks import MAX_STORED_TASK_DATA_BYTES, Task, TaskState, check_task_input
+from owm_core.market.tasks import (
+    ASSIGNABLE_STATES,
+    MAX_STORED_TASK_DATA_BYTES,
+    Task,
+    TaskState,
+    check_task_input,
+)
 
 
 class MemoryTaskRepository(StateRepository):
@@ -41,6 +47,28 @@ class MemoryTaskRepository(StateRepository):
 
     def _ordered(self) -> list[Task]:
         return [t for _, t in sorted(self._state.tasks.values(), key=lambda st: st[0])]
+
+    def waiting(self, after: int = 0, limit: int = 100) -> Sequence[tuple[int, Task]]:
+        """Up to ``limit`` assignable tasks stored after position ``after``, with positions."""
+        with self._lock:
+            # the dict keeps insertion order, which is position order (add() draws next_seq)
+            found = []
+            for seq, task in self._state.tasks.values():
+                if seq > after and task.state in ASSIGNABLE_STATES:
+                    found.append((seq, task))
+                    if len(found) >= limit:
+                        break
+            return found
+
+    def expired(self, now: int, limit: int = 100) -> Sequence[Task]:
+        """Assignable tasks whose ``expires_at`` < ``now``, earliest first."""
+        with self._lock:
+            late = [
+                (t.expires_at, seq, t)
+                for seq, t in self._state.tasks.values()
+                if t.state in ASSIGNABLE_STATES and t.expires_at is not None and t.expires_at < now
+            ]
+            return [t for _, _, t in sorted(late, key=lambda x: (x[0], x[1]))][:limit]
 
     def with_state(self, state: TaskState, limit: int = 100) -> Sequence[Task]:
         """Up to ``limit`` tasks in ``state``, oldest submission first."""

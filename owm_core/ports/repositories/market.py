@@ -33,6 +33,15 @@ class TaskRepository(Protocol):
         """Up to ``limit`` tasks in ``state``, oldest submission first."""
         ...
 
+    def waiting(self, after: int = 0, limit: int = 100) -> Sequence[tuple[int, Task]]:
+        """Up to ``limit`` assignable tasks (submitted, timed out) stored after position
+        ``after``, in storage order, each with its position (pass the last one back to go on)."""
+        ...
+
+    def expired(self, now: int, limit: int = 100) -> Sequence[Task]:
+        """Assignable tasks whose ``expires_at`` < ``now``, earliest first."""
+        ...
+
     def assigned_to(self, node_id: str) -> Sequence[Task]:
         """Tasks currently assigned to ``node_id`` (state assigned), oldest first."""
         ...

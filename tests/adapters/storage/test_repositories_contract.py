@@ -457,6 +457,36 @@ def test_tasks_are_listed_by_state_in_submission_order_and_overdue_by_deadline(
     assert repos.tasks.overdue(T0 + 301, limit=1) == [later]
 
 
+def test_waiting_tasks_are_paged_by_position_past_any_number_of_others(
+    repos: Repositories,
+) -> None:
+    node = identity(1).node_id
+    for i in range(5):
+        repos.tasks.add(market.submit(a_request(f"task-{i}")))
+    repos.tasks.save(assigned("task-1", node))
+    late = market.time_out(assigned("task-3", node, now=T0, timeout_s=1), T0 + 2)
+    repos.tasks.save(late)
+    first = repos.tasks.waiting(limit=2)
+    assert [t.task_id for _, t in first] == ["task-0", "task-2"]
+    rest = repos.tasks.waiting(after=first[-1][0], limit=2)
+    assert [t.task_id for _, t in rest] == ["task-3", "task-4"]
+    assert rest[0][1] == late
+    assert repos.tasks.waiting(after=rest[-1][0]) == []
+
+
+def test_waiting_tasks_past_their_expiry_are_listed_earliest_first(repos: Repositories) -> None:
+    for i, expires_at in ((0, T0 + 50), (1, T0 + 10), (2, None), (3, T0 + 30)):
+        repos.tasks.add(market.submit(a_request(f"task-{i}"), expires_at))
+    repos.tasks.save(assigned("task-3", identity(1).node_id))
+    assert repos.tasks.expired(T0 + 10) == []
+    assert [t.task_id for t in repos.tasks.expired(T0 + 60)] == ["task-1", "task-0"]
+    assert [t.task_id for t in repos.tasks.expired(T0 + 60, limit=1)] == ["task-1"]
+    gone = market.expire(market.submit(a_request("task-1"), T0 + 10))
+    repos.tasks.save(gone, expected_state=TaskState.SUBMITTED)
+    assert repos.tasks.get("task-1") == gone
+    assert [t.task_id for t in repos.tasks.expired(T0 + 60)] == ["task-0"]
+
+
 # --------------------------------------------------------------------------- proofs
 
 

@@ -30,11 +30,13 @@ from owm_core.coordination.stakes import (
 )
 from owm_core.coordination.tasks import (
     accept_proof,
+    expire_waiting,
     offer_of,
     plan_dispatch,
     reliability_after,
     submit_task,
     task_id_of,
+    task_outcome,
     verified_output,
 )
 from owm_core.coordination.wire import verify_wire
@@ -355,6 +357,26 @@ def test_no_node_ever_holds_two_replicas_of_one_task(nodes: int, redundancy: int
     assert len(holders) == len(set(holders)) == min(nodes, redundancy)
     waiting = repos.tasks.with_state(TaskState.SUBMITTED, 100)
     assert len(waiting) == redundancy - len(holders)
+
+
+def test_a_task_nobody_took_by_its_expiry_expires_and_one_a_node_started_keeps_waiting() -> None:
+    repos = memory_repositories()
+    policy = VerificationPolicy(redundancy=2)
+    submit_task(repos, request("idle"), policy, expires_at=NOW + 60)
+    started = submit_task(repos, request("started"), policy, expires_at=NOW + 60)
+    offer = offer_of(node_record(identity()), MANIFEST, ["inference"], 1_000)
+    plan_dispatch(repos, started[:1], [offer], NOW, 600)
+
+    assert expire_waiting(repos, NOW + 60) == []  # not yet: expiry is strictly after
+    assert expire_waiting(repos, NOW + 61) == ["idle"]
+
+    idle = [repos.tasks.get(f"idle:{i}") for i in range(2)]
+    assert all(t is not None and t.state is TaskState.EXPIRED for t in idle)
+    assert task_outcome([t for t in idle if t is not None]) == "expired"
+    waiting = repos.tasks.get("started:1")
+    assert waiting is not None and waiting.state is TaskState.SUBMITTED
+    assert waiting.expires_at is None  # left the expiry query; it waits for a second node
+    assert repos.tasks.expired(NOW + 10_000) == []
 
 
 def proof_bytes(who: Identity, task_id: str, output: bytes) -> bytes:

@@ -416,7 +416,8 @@ def test_a_price_outside_ask_and_maximum_is_refused() -> None:
     assert err.value.field == "price_msat"
 
 
-ACTIONS = st.sampled_from(["assign", "complete", "good", "bad", "timeout", "settle"])
+ACTIONS = st.sampled_from(["assign", "complete", "good", "bad", "timeout", "settle", "expire"])
+EXPIRES_AT = T0 + 100
 
 
 def apply(task: Task, action: str, now: int) -> Task:
@@ -429,6 +430,10 @@ def apply(task: Task, action: str, now: int) -> Task:
         return market.record_verdict(task, Verified(h("out"), paid))
     if action == "timeout":
         return market.time_out(task, now)
+    if action == "expire":
+        if now <= EXPIRES_AT:
+            raise InvalidTransition("not yet")  # the market expires only past expires_at
+        return market.expire(task)
     return market.settle(task)[0]
 
 
@@ -451,7 +456,7 @@ def finish(task: Task, now: int) -> Task:
 @given(steps=st.lists(st.tuples(ACTIONS, st.integers(0, 30)), max_size=25))
 @settings(max_examples=200)
 def test_the_lifecycle_never_loses_a_task(steps: list[tuple[str, int]]) -> None:
-    task = market.submit(request())
+    task = market.submit(request(), EXPIRES_AT)
     now = T0
     for action, wait in steps:
         now += wait
@@ -464,6 +469,8 @@ def test_the_lifecycle_never_loses_a_task(steps: list[tuple[str, int]]) -> None:
         assert len(set(task.tried_node_ids)) == len(task.tried_node_ids)
         if task.state is TaskState.ASSIGNED:
             assert task.node_id not in task.tried_node_ids
+        if task.state is TaskState.EXPIRED:
+            assert now > EXPIRES_AT and before.state is not TaskState.ASSIGNED
     if len(task.tried_node_ids) < len(OFFERS) or task.state not in market.ASSIGNABLE_STATES:
         assert finish(task, now).state in market.TERMINAL_STATES
     else:

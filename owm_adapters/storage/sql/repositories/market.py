@@ -23,12 +23,15 @@ from owm_adapters.storage.sql.rows import (
 from owm_core.errors import Conflict
 from owm_core.identity.envelopes import Envelope, to_bytes
 from owm_core.market.tasks import (
+    ASSIGNABLE_STATES,
     MAX_STORED_TASK_DATA_BYTES,
     Task,
     TaskRequest,
     TaskState,
     check_task_input,
 )
+
+_ASSIGNABLE = sorted(s.value for s in ASSIGNABLE_STATES)
 
 _ROWS = row_converter()
 """How this context's values become rows and back."""
@@ -71,6 +74,30 @@ class SqlTaskRepository(SqlRepository):
         """Up to ``limit`` tasks in ``state``, oldest submission first."""
         c = t.tasks.c
         query = select(t.tasks).where(c.state == state.value).order_by(c.seq).limit(limit)
+        with self._db.tx() as conn:
+            return [from_row(_ROWS, r, Task) for r in conn.execute(query).all()]
+
+    def waiting(self, after: int = 0, limit: int = 100) -> Sequence[tuple[int, Task]]:
+        """Up to ``limit`` assignable tasks stored after position ``after``, with positions."""
+        c = t.tasks.c
+        query = (
+            select(t.tasks)
+            .where(c.state.in_(_ASSIGNABLE), c.seq > after)
+            .order_by(c.seq)
+            .limit(limit)
+        )
+        with self._db.tx() as conn:
+            return [(r.seq, from_row(_ROWS, r, Task)) for r in conn.execute(query).all()]
+
+    def expired(self, now: int, limit: int = 100) -> Sequence[Task]:
+        """Assignable tasks whose ``expires_at`` < ``now``, earliest first."""
+        c = t.tasks.c
+        query = (
+            select(t.tasks)
+            .where(c.state.in_(_ASSIGNABLE), c.expires_at < now)
+            .order_by(c.expires_at, c.seq)
+            .limit(limit)
+        )
         with self._db.tx() as conn:
             return [from_row(_ROWS, r, Task) for r in conn.execute(query).all()]
 
