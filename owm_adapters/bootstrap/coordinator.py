@@ -79,7 +79,8 @@ def repositories_from(settings: CoordinatorSettings) -> Repositories:
 
 
 def service_config_of(settings: CoordinatorSettings) -> ServiceConfig:
-    """The task-market tuning of ``[tasks]`` (verification policy, assignment timeout)."""
+    """The task-market tuning of ``[tasks]`` (verification policy, assignment and queue
+    timeouts)."""
     tasks = settings.tasks
     mode = (
         VerificationMode.REDUNDANT
@@ -91,6 +92,7 @@ def service_config_of(settings: CoordinatorSettings) -> ServiceConfig:
             mode=mode, redundancy=tasks.redundancy, spot_check_rate_ppm=tasks.spot_rate_ppm
         ),
         assignment_timeout_s=tasks.assignment_timeout_s,
+        queue_timeout_s=tasks.queue_timeout_s,
         stake_policy=StakePolicy(
             reverify_period_s=settings.stake.reverify_period_s,
             grace_period_s=settings.stake.grace_period_s,

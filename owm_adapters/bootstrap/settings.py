@@ -331,12 +331,15 @@ class TasksSection:
 
     ``verification`` is ``"redundant"`` (each task runs on ``redundancy`` nodes, majority
     wins) or ``"spot"`` (one node; a share of ``spot_rate_ppm`` per million is re-executed).
+    ``queue_timeout_s`` is how long a submitted task may wait for a node to take one of its
+    replicas before it expires (SRS-COORD-02).
     """
 
     verification: str = "redundant"
     redundancy: int = 3
     spot_rate_ppm: int = 100_000
     assignment_timeout_s: int = 600
+    queue_timeout_s: int = 3_600
 
 
 @attrs.frozen

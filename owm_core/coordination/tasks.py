@@ -35,6 +35,7 @@ from owm_core.coordination.wire import open_envelope
 from owm_core.errors import Conflict, InvalidTransition, InvalidValue, NoMatch, NotFound
 from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, TaskProof, open_body
 from owm_core.market.tasks import (
+    ASSIGNABLE_STATES,
     PPM,
     TERMINAL_STATES,
     Match,
@@ -43,7 +44,6 @@ from owm_core.market.tasks import (
     SettlementKind,
     Task,
     TaskRequest,
-    ASSIGNABLE_STATES,
     TaskState,
     Verdict,
     VerificationMode,

@@ -23,6 +23,7 @@ from owm_core.identity.sealing import NONCE_BYTES, input_context, seal
 from owm_core.nodes.control_plane import AssignedTask, StakeView
 from owm_core.ports.control_plane import ControlPlane
 from tests.node.conftest import MANIFEST, T1_STAKE_SAT, Network, Node
+from tests.services.market_world import register
 
 
 class ResealedInputs:
@@ -173,6 +174,8 @@ def test_the_verified_output_of_a_task_reaches_its_submitter_with_the_proof(netw
 
 
 def test_waiting_for_a_task_nobody_takes_returns_pending_at_the_timeout(network):
+    idle = Identity.from_seed(b"\x07" * 32)  # registered and online, but never streaming
+    register(network.service.repositories, [idle], int(time.time()))
     network.submit("lonely-1", b'{"prompt": "anyone?"}')
     started = time.monotonic()
 

@@ -24,7 +24,8 @@ def test_the_tasks_section_selects_spot_checks_and_the_timeout(tmp_path: Path) -
     path = tmp_path / "c.toml"
     path.write_text(
         f'[coordinator]\ndata_dir = "{tmp_path}"\n'
-        '[tasks]\nverification = "spot"\nspot_rate_ppm = 50000\nassignment_timeout_s = 90\n',
+        '[tasks]\nverification = "spot"\nspot_rate_ppm = 50000\nassignment_timeout_s = 90\n'
+        'queue_timeout_s = 120\n',
         encoding="utf-8",
     )
 
@@ -34,6 +35,7 @@ def test_the_tasks_section_selects_spot_checks_and_the_timeout(tmp_path: Path) -
     assert config.verification.mode is VerificationMode.SPOT_CHECK
     assert config.verification.spot_check_rate_ppm == 50_000
     assert config.assignment_timeout_s == 90
+    assert config.queue_timeout_s == 120
     assert database_url_of(settings) == f"sqlite:///{tmp_path / 'coordinator.sqlite3'}"
 
 

@@ -40,6 +40,7 @@ from owm_adapters.storage.memory import memory_repositories
 from owm_core.access.callers import signed_request_message
 from owm_core.fl.rounds import RoundState
 from owm_core.fl.updates import sign_update
+from owm_core.identity.keys import Identity
 from owm_core.market.task_types import canonical_output
 from owm_core.market.tasks import TaskRequest
 from owm_core.nodes.tiers import Tier
@@ -55,6 +56,7 @@ from tests.server.harness import (
     SimNode,
     StepClock,
 )
+from tests.services.market_world import register
 from tests.tls_support import COORDINATOR_TLS
 
 T0 = 1_800_000_000
@@ -242,6 +244,8 @@ def test_a_client_submitting_an_fl_task_that_uploads_off_the_coordinators_origin
 
 
 def test_an_fl_task_that_uploads_to_the_coordinators_own_api_is_taken(network: Network):
+    trainers = [Identity.from_seed(bytes([0x70 + i]) * 32) for i in range(3)]
+    register(network.service.repositories, trainers, network.clock.now())  # enough to admit it
     request = fl_task(network, "own-1", fl_training_input(f"{network.api_url}/v1/fl/updates"))
     reply = network.stub.SubmitTask(request, timeout=10)
     assert list(reply.replica_ids)

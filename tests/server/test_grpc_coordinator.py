@@ -18,6 +18,7 @@ from owm_adapters.services.coordinator.service import ServiceConfig
 from owm_adapters.storage.memory import memory_repositories
 from owm_core.access.ratelimit import Transport
 from owm_core.coordination.challenges import ChallengePurpose
+from owm_core.identity.keys import Identity
 from owm_core.market.tasks import TaskState, VerificationMode, VerificationPolicy
 from owm_core.nodes.registry import NodeStatus
 from owm_core.nodes.tiers import Tier
@@ -30,6 +31,7 @@ from tests.server.harness import (
     start_coordinator,
     task_request,
 )
+from tests.services.market_world import register
 
 
 @pytest.fixture
@@ -410,6 +412,8 @@ def test_metrics_report_heartbeats_registry_size_and_dispatch_latency(
         pb.HeartbeatRequest(heartbeat_envelope=node.heartbeat_envelope(clock.now()))
     )
     feed = node.open_stream(coordinator.stub)
+    others = [Identity.from_seed(bytes([0x50 + i]) * 32) for i in range(2)]
+    register(coordinator.service.repositories, others, clock.now())  # 3 nodes admit 3 replicas
     coordinator.stub.SubmitTask(task_request("job-m"))
     feed.wait_for(1)
     feed.close()
@@ -417,7 +421,7 @@ def test_metrics_report_heartbeats_registry_size_and_dispatch_latency(
     text = generate_latest(metrics.registry).decode()
 
     assert "owm_heartbeats_accepted_total 1.0" in text
-    assert 'owm_registry_nodes{status="online"} 1.0' in text
+    assert 'owm_registry_nodes{status="online"} 3.0' in text
     assert 'owm_tasks{state="assigned"} 1.0' in text
     assert 'owm_tasks{state="submitted"} 2.0' in text
     assert "owm_dispatch_latency_seconds_count 1.0" in text

@@ -32,6 +32,7 @@ from owm_core.market.tasks import Match, NodeOffer, VerificationPolicy
 from owm_core.nodes.tiers import Tier
 from owm_core.stake.slashing import SlashingSignal
 from tests.server.harness import StepClock
+from tests.services.market_world import register
 
 T0 = 1_800_000_000
 UPLOAD_URL = "http://127.0.0.1:9/v1/fl/updates"
@@ -139,5 +140,6 @@ def build_fl_world(tmp_path: Path, *, redundancy: int = 4, **config: Any) -> FlW
         upload_url=UPLOAD_URL, signals=signals.extend, trainers=lambda: redundancy,
     )
     coordinator.market.advertised_api_url = lambda: fl.upload_url
-    return FlWorld(clock, repos, coordinator, provenance, fl, signals,
-                   [node_identity(i) for i in range(redundancy + 1)])
+    nodes = [node_identity(i) for i in range(redundancy + 1)]
+    register(repos, nodes, T0)  # the market admits tasks enough registered nodes can run
+    return FlWorld(clock, repos, coordinator, provenance, fl, signals, nodes)

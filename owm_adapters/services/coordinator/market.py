@@ -6,6 +6,11 @@ replica is pushed, deleted once the task is final); the rules are
 :mod:`owm_core.coordination.tasks` and :mod:`~owm_core.coordination.rejections`.
 :class:`TaskMarket` is the narrow view other services (the query path, FL rounds) take.
 
+Admission and dispatch: a task too few registered nodes could run is refused at submission
+(:mod:`.admission`); dispatch plans over the replicas an event made assignable plus a sweep
+that walks every waiting replica in turn, so work nobody can take never stops it, and a task
+nobody takes within ``queue_timeout_s`` expires (:mod:`.dispatch`).
+
 Durability rules: a submitted task (with its input bytes) is committed before
 :meth:`Market.submit_task` returns, a proof before :meth:`Market.submit_proof` returns. Tasks
 already assigned to a node are pushed again when the node reopens its stream (after a
@@ -28,10 +33,11 @@ from typing import Protocol
 import attrs
 
 from owm_adapters.net.destinations import check_task_url
+from owm_adapters.services.coordinator.admission import Admission
+from owm_adapters.services.coordinator.dispatch import Dispatcher
 from owm_adapters.services.coordinator.funding import NETWORK, Funder, TaskFunding
 from owm_adapters.services.coordinator.sealing import SealedBlobs, SealedMarketStore, TaskSealing
 from owm_adapters.services.coordinator.shared import LockedGuard, Observed, ServiceConfig
-from owm_core.coordination.registration import node_status
 from owm_core.coordination.rejections import (
     Rejection,
     RejectionOutcome,
@@ -44,7 +50,6 @@ from owm_core.coordination.tasks import (
     ProofOutcome,
     accept_proof,
     offer_of,
-    plan_dispatch,
     siblings,
     submit_task,
     task_id_of,
@@ -57,15 +62,21 @@ from owm_core.identity.assignments import sign_assignment
 from owm_core.identity.envelopes import CapabilityManifest
 from owm_core.identity.keys import Identity
 from owm_core.market import task_types
-from owm_core.market.tasks import NodeOffer, Settlement, Task, TaskRequest, TaskState
+from owm_core.market.tasks import (
+    ASSIGNABLE_STATES,
+    NodeOffer,
+    Settlement,
+    Task,
+    TaskRequest,
+    TaskState,
+)
 from owm_core.nodes.control_plane import AssignedTask
-from owm_core.nodes.registry import Node, NodeStatus
+from owm_core.nodes.registry import Node
 from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import Repositories
 
 log = logging.getLogger(__name__)
 
-MAX_WAITING_SCAN = 1_000
 MAX_REMEMBERED_REJECTIONS = 10_000
 _CLOSED = object()
 
@@ -217,7 +228,8 @@ class Market:
         self._settlement_listeners = tuple(settlement_listeners)
         self._market_lock = threading.RLock()
         self._streams: dict[str, TaskStreamHandle] = {}
-        self._ready_ms: dict[str, int] = {}
+        self.admission = Admission(repositories.nodes, clock, config)
+        self._dispatcher = Dispatcher(repositories, clock, config)
         self._rejections: OrderedDict[str, list[Rejection]] = OrderedDict()
         self._task_changed = threading.Condition()
         self._task_changes = 0
@@ -234,21 +246,25 @@ class Market:
 
         Escrow, replicas and input are one atomic write, committed before this returns, so a
         task re-pushed after a coordinator restart still carries its input (SRS-PERF-09) and
-        no task is stored unfunded (:meth:`TaskFunding.open_escrow`: ``funder`` pays). A task
-        whose input names a URL for nodes to contact off the coordinator's own API origin is
-        refused before anything is stored (:func:`check_input_urls`).
+        no task is stored unfunded (:meth:`TaskFunding.open_escrow`: ``funder`` pays). Refused
+        before anything is stored: a task whose input names a URL for nodes to contact off the
+        coordinator's own API origin (:func:`check_input_urls`), and one too few registered
+        online nodes could run (``NoMatch``, :class:`~.admission.Admission`). A stored task
+        expires ``queue_timeout_s`` after submission unless a node took a replica by then.
         """
         check_input_urls(request.task_type, input_data, self.advertised_api_url())
+        self.admission.check(request)
+        expires_at = self.clock.now() + self.config.queue_timeout_s
         with self.repositories.atomic():
-            replicas = submit_task(self.repositories, request, self.config.verification)
+            replicas = submit_task(
+                self.repositories, request, self.config.verification, expires_at
+            )
             self.funding.open_escrow(funder, request)
             if input_data:
                 self._stored_inputs.put(request.task_id, input_data)
-        now_ms = self.clock.monotonic_ms()
         with self._market_lock:
-            for replica in replicas:
-                self._ready_ms[replica.task_id] = now_ms
-            self._dispatch_locked()
+            self._dispatcher.became_ready(replicas)
+            self._dispatch_locked(replicas)
         return replicas
 
     def new_task_id(self) -> str:
@@ -315,7 +331,7 @@ class Market:
             self._streams[node.node_id] = handle
             for task in self.repositories.tasks.assigned_to(node.node_id):
                 handle.queue.put(self._pushed(task))
-            self._dispatch_locked()
+            self._dispatch_locked(None)
         return handle
 
     def streaming_offers(self) -> list[NodeOffer]:
@@ -361,10 +377,15 @@ class Market:
                 self._seed,
                 opened,
             )
+            group = task_id_of(outcome.task.task_id)
             if outcome.settlements:
-                self._forget_input(outcome.task.task_id.rpartition(":")[0])
-                self.funding.reconcile(outcome.task.task_id.rpartition(":")[0])
-            self._dispatch_locked()
+                self._forget_input(group)
+                self.funding.reconcile(group)
+            else:  # a spot check may have added a ``:check`` replica for another node
+                waiting = [r for r in siblings(self.repositories, group)
+                           if r.state in ASSIGNABLE_STATES]
+                self._dispatcher.became_ready(waiting)
+                self._dispatch_locked(waiting)
         self._announce_task_change()
         for settlement in outcome.settlements:
             for listener in self._settlement_listeners:
@@ -397,8 +418,8 @@ class Market:
             self._rejections.move_to_end(group)
             while len(self._rejections) > MAX_REMEMBERED_REJECTIONS:
                 self._rejections.popitem(last=False)
-            self._ready_ms[outcome.task.task_id] = self.clock.monotonic_ms()
-            self._dispatch_locked()
+            self._dispatcher.became_ready([outcome.task])
+            self._dispatch_locked([outcome.task])
             current = self.repositories.tasks.get(outcome.task.task_id)
             if current is not None:  # already handed to another node, most likely
                 outcome = attrs.evolve(outcome, task=current)
@@ -418,50 +439,38 @@ class Market:
         return by_replica
 
     def tick(self) -> list[Task]:
-        """Time out overdue assignments, dispatch waiting replicas, close due escrows (expired
-        tasks refunded); return the timed-out."""
+        """Time out overdue assignments, expire tasks nobody took in time (dropping their
+        inputs), dispatch the timed-out replicas and the sweep's next page, close due escrows
+        (expired tasks refunded); the timed-out."""
         with self._market_lock:
             late = time_out_overdue(self.repositories, self.clock.now())
-            now_ms = self.clock.monotonic_ms()
-            for task in late:
-                self._ready_ms[task.task_id] = now_ms
-            self._dispatch_locked()
+            expired = self._dispatcher.expire()
+            for group in expired:
+                self._forget_input(group)
+            if late:
+                self._dispatcher.became_ready(late)
+                self._dispatch_locked(late)
+            self._dispatch_locked(None)
+            for group in expired:  # nobody ran it: the escrow closes, the client gets it back
+                self.funding.reconcile(group)
             self.funding.sweep(time.monotonic())  # under the lock: expiry races no dispatch
-        if late:
+        if late or expired:
             self._announce_task_change()
         return late
 
     # -- dispatch ----------------------------------------------------------------------------
 
-    def _dispatch_locked(self) -> list[Assignment]:
+    def _dispatch_locked(self, candidates: Sequence[Task] | None) -> list[Assignment]:
+        """Assign ``candidates`` (None: the sweep's next page) and push them to their nodes."""
         if not self._streams:
             return []
-        waiting = [
-            *self.repositories.tasks.with_state(TaskState.SUBMITTED, MAX_WAITING_SCAN),
-            *self.repositories.tasks.with_state(TaskState.TIMED_OUT, MAX_WAITING_SCAN),
-        ]
-        if not waiting:
-            return []
-        now = self.clock.now()
-        offers = []
-        for node_id, handle in self._streams.items():
-            node = self.repositories.nodes.get(node_id)
-            if node is None:
-                continue
-            stake = self.repositories.stakes.get(node.public_key)
-            if node_status(node, stake, now, self.config.liveness) is NodeStatus.ONLINE:
-                offers.append(attrs.evolve(handle.offer, reliability_ppm=node.reliability_ppm))
-        if not offers:
-            return []
-        assignments = plan_dispatch(
-            self.repositories, waiting, offers, now, self.config.assignment_timeout_s
-        )
-        now_ms = self.clock.monotonic_ms()
+        offers = [handle.offer for handle in self._streams.values()]
+        assignments = self._dispatcher.plan(offers, candidates)
         for assignment in assignments:
             self._streams[assignment.node_id].queue.put(self._pushed(assignment.task))
-            ready = self._ready_ms.pop(assignment.task.task_id, None)
-            if ready is not None:
-                self._observed.current.task_dispatched(max(0, now_ms - ready) / 1000)
+            waited_s = self._dispatcher.waited_s(assignment.task)
+            if waited_s is not None:
+                self._observed.current.task_dispatched(waited_s)
         return assignments
 
     def _pushed(self, task: Task) -> PushedTask:

@@ -189,6 +189,7 @@ class CoordinatorService:
             transport=transport, client_ip=client_ip,
         )
         self.ingest.remember(registered.node.node_id, registered.node.public_key)
+        self.market.admission.forget()
         return registered
 
     def deregister(self, public_key: str, challenge_nonce: str, signature: str) -> Stake:

@@ -22,6 +22,7 @@ from owm_core.nodes.tiers import StakeRequirements
 from owm_core.stake.channel import Stake, StakePolicy
 
 DEFAULT_ASSIGNMENT_TIMEOUT_S = 600
+DEFAULT_QUEUE_TIMEOUT_S = 3_600
 DEFAULT_TICK_S = 0.2
 DEFAULT_FLUSH_S = 0.05
 DEFAULT_BATCH_MAX = 5_000
@@ -74,6 +75,9 @@ class ServiceConfig:
 
     verification: VerificationPolicy = attrs.field(factory=VerificationPolicy)
     assignment_timeout_s: int = DEFAULT_ASSIGNMENT_TIMEOUT_S
+    #: How long a submitted task may wait for a node to take one of its replicas before it
+    #: expires (SRS-COORD-02): work nobody takes leaves the market.
+    queue_timeout_s: int = DEFAULT_QUEUE_TIMEOUT_S
     liveness: Liveness = attrs.field(factory=Liveness)
     stake_requirements: StakeRequirements = attrs.field(factory=StakeRequirements)
     tick_s: float = DEFAULT_TICK_S

@@ -19,8 +19,9 @@ from pathlib import Path
 import attrs
 import pytest
 
+from owm_core.coordination.tasks import submit_task
 from owm_core.fl.rounds import FlRound
-from owm_core.market.tasks import TaskRequest
+from owm_core.market.tasks import TaskRequest, VerificationPolicy
 from owm_core.nodes.tiers import Tier
 from owm_server.http.app import create_app
 from owm_server.http.dashboard import PANELS
@@ -37,13 +38,15 @@ def world(tmp_path: Path) -> Iterator[World]:
 def _populate(world: World) -> dict[str, str]:
     """A registered node, a waiting task, a payment, a stamped version and a slashing entry."""
     node = world.register()
-    world.services.coordinator.submit_task(
+    # Stored straight into the store: the market would refuse a task for 3 nodes from 1 node.
+    submit_task(
+        world.repos,
         TaskRequest(
             task_id="task-waiting-7", task_type="inference", input_schema_id="owm.inference.text",
             input_schema_version=1, min_tier=Tier.T1, min_vram_mb=0, min_ram_mb=0,
             gpu_required=False, max_price_msat=10_000,
         ),
-        b'{"prompt": "hello"}',
+        VerificationPolicy(),
     )
     world.repos.payments.upsert(records.payment(1, node.node_id, T0))
     world.repos.releases.add(records.release("owm-v0.3.0", T0))

@@ -1,0 +1,110 @@
+"""Which waiting replicas the market offers to its open streams, and when (SRS-COORD-02).
+
+Dispatch must never stop behind work nobody can take. So :class:`Dispatcher` never scans "the
+oldest N waiting replicas" (N unassignable ones would hide every later task for good, across
+restarts too). It plans over exactly the replicas an event made assignable:
+
+* a submitted task's replicas, at submission (a new task is matched at once, however many
+  others wait);
+* a replica its node rejected or timed out on, and a spot check's new ``:check`` replica;
+* on every tick and every newly opened stream, the next page of the **sweep**: waiting
+  replicas in storage order after a cursor that moves on with each page and wraps around, so
+  each waiting replica is looked at again within (waiting / :data:`SWEEP_PAGE`) ticks, whatever
+  lies before it (a node that came online, a price that now fits).
+
+Tasks that wait past their queue time expire (:func:`expire_waiting`, called from
+:meth:`Dispatcher.expire`), so the sweep's length stays bounded by the submission rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+from owm_adapters.services.coordinator.shared import ServiceConfig
+from owm_core.coordination.registration import node_status
+from owm_core.coordination.tasks import Assignment, expire_waiting, plan_dispatch, replica_ids
+from owm_core.market.tasks import NodeOffer, Task
+from owm_core.nodes.registry import NodeStatus
+from owm_core.ports.clock import Clock
+from owm_core.ports.repositories import Repositories
+
+SWEEP_PAGE = 200
+"""Waiting replicas the sweep looks at per tick (and per newly opened stream)."""
+EXPIRY_BATCH = 500
+"""Waiting replicas past their queue time handled per tick."""
+MAX_TRACKED_READY = 100_000
+"""Replicas whose "assignable since" time is kept for the dispatch-latency metric."""
+
+
+@attrs.define
+class Dispatcher:
+    """Plans assignments for the market (see the module docstring); the caller holds its lock.
+
+    Also remembers since when each replica has been assignable (monotonic ms), for the
+    dispatch-latency metric, bounded by :data:`MAX_TRACKED_READY`.
+    """
+
+    repositories: Repositories
+    clock: Clock
+    config: ServiceConfig
+    _cursor: int = 0
+    _ready_ms: dict[str, int] = attrs.field(factory=dict)
+
+    def became_ready(self, tasks: Iterable[Task]) -> None:
+        """Note that ``tasks`` are assignable from now on (submitted, rejected, timed out)."""
+        now_ms = self.clock.monotonic_ms()
+        for task in tasks:
+            if len(self._ready_ms) < MAX_TRACKED_READY:
+                self._ready_ms[task.task_id] = now_ms
+
+    def waited_s(self, task: Task) -> float | None:
+        """Seconds ``task`` waited since it became assignable (None if not tracked); forgets it."""
+        ready = self._ready_ms.pop(task.task_id, None)
+        if ready is None:
+            return None
+        return max(0, self.clock.monotonic_ms() - ready) / 1000
+
+    def plan(
+        self, offers: Iterable[NodeOffer], candidates: Sequence[Task] | None = None
+    ) -> list[Assignment]:
+        """Assign ``candidates`` (or the sweep's next page) to the online ``offers``; stored."""
+        listed = list(offers)
+        if not listed:
+            return []
+        waiting = self._next_page() if candidates is None else candidates
+        if not waiting:
+            return []
+        online = self._online(listed)
+        if not online:
+            return []
+        return plan_dispatch(
+            self.repositories, waiting, online, self.clock.now(), self.config.assignment_timeout_s
+        )
+
+    def expire(self) -> list[str]:
+        """Expire the tasks nobody took within the queue time; the expired task ids."""
+        expired = expire_waiting(self.repositories, self.clock.now(), EXPIRY_BATCH)
+        for group in expired:
+            for replica in replica_ids(group, self.config.verification):
+                self._ready_ms.pop(replica, None)
+        return expired
+
+    def _next_page(self) -> list[Task]:
+        page = self.repositories.tasks.waiting(self._cursor, SWEEP_PAGE)
+        self._cursor = page[-1][0] if len(page) == SWEEP_PAGE else 0
+        return [task for _, task in page]
+
+    def _online(self, offers: Sequence[NodeOffer]) -> list[NodeOffer]:
+        """The offers of nodes online now, each with the node's current reliability."""
+        now = self.clock.now()
+        online = []
+        for offer in offers:
+            node = self.repositories.nodes.get(offer.node_id)
+            if node is None:
+                continue
+            stake = self.repositories.stakes.get(node.public_key)
+            if node_status(node, stake, now, self.config.liveness) is NodeStatus.ONLINE:
+                online.append(attrs.evolve(offer, reliability_ppm=node.reliability_ppm))
+        return online
