@@ -25,6 +25,7 @@ from owm_core.identity import envelopes
 from owm_core.identity.envelopes import EnvelopeKind, TaskRejection
 from owm_server.grpc.limits import GrpcLimits
 from tests.server.harness import Coordinator, SimNode, StepClock, start_coordinator, task_request
+from tests.services.market_world import register_idle
 
 
 @pytest.fixture
@@ -84,6 +85,7 @@ def test_strangers_flooding_rejections_do_not_fill_the_replay_guard(
     coordinator = running(tmp_path, clock, ServiceConfig(tick_s=0.05, replay_max_entries=5))
     holder = staked_node(coordinator, clock)
     feed = holder.open_stream(coordinator.stub)
+    register_idle(coordinator.service.repositories, 2, clock.now())  # 3 replicas need 3 nodes
     coordinator.stub.SubmitTask(task_request("job-flood"))
     (assignment,) = feed.wait_for(1)
 
@@ -228,6 +230,7 @@ def test_a_node_holds_one_task_stream_at_a_time(tmp_path: Path, clock: StepClock
     first._thread.join(3)
 
     assert not first._thread.is_alive()  # the older stream ended when the new one opened
+    register_idle(coordinator.service.repositories, 2, clock.now())  # 3 replicas need 3 nodes
     coordinator.stub.SubmitTask(task_request("job-one-stream"))
     assert len(second.wait_for(1)) == 1
     assert coordinator.server.limiters[0].open_streams == 1

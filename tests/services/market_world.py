@@ -38,6 +38,12 @@ def register(repositories: Repositories, identities: Iterable[Identity], now: in
         repositories.nodes.add(node_record(who, now))
 
 
+def register_idle(repositories: Repositories, count: int, now: int, seed: int = 0x40) -> None:
+    """Register ``count`` online nodes that never stream, so that a task for several replicas
+    passes admission (it needs as many registered nodes as replicas) while one node serves."""
+    register(repositories, [Identity.from_seed(bytes([seed + i]) * 32) for i in range(count)], now)
+
+
 def a_request(task_id: str, **changes: Any) -> TaskRequest:
     """An inference task any T1 CPU node asking ≤ 10,000 msat can run."""
     values: dict[str, Any] = {
