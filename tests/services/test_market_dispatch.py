@@ -229,3 +229,16 @@ def _matches(request, offers: list[NodeOffer]) -> bool:  # type: ignore[no-untyp
         return bool(match(request, offers))
     except NoMatch:
         return False
+
+
+def test_a_replica_the_sweep_placed_first_is_not_assigned_again_from_a_stale_copy() -> None:
+    world = build_market(memory_repositories())
+    node = world.add_node(1)
+    handle = world.stream(node)
+    (stale,) = submit_task(world.repositories, a_request("raced"),
+                           world.market.config.verification)
+    world.market.tick()  # the sweep finds it in the store and assigns it
+    assert [p.task.task_id for p in drain(handle)] == ["raced:0"]
+
+    planner = dispatch.Dispatcher(world.repositories, world.clock, world.market.config)
+    assert planner.plan([handle.offer], [stale]) == []  # no Conflict, no second assignment

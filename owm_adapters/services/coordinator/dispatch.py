@@ -25,7 +25,7 @@ import attrs
 from owm_adapters.services.coordinator.shared import ServiceConfig
 from owm_core.coordination.registration import node_status
 from owm_core.coordination.tasks import Assignment, expire_waiting, plan_dispatch, replica_ids
-from owm_core.market.tasks import NodeOffer, Task
+from owm_core.market.tasks import ASSIGNABLE_STATES, NodeOffer, Task
 from owm_core.nodes.registry import NodeStatus
 from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import Repositories
@@ -73,7 +73,7 @@ class Dispatcher:
         listed = list(offers)
         if not listed:
             return []
-        waiting = self._next_page() if candidates is None else candidates
+        waiting = self._next_page() if candidates is None else self._current(candidates)
         if not waiting:
             return []
         online = self._online(listed)
@@ -90,6 +90,12 @@ class Dispatcher:
             for replica in replica_ids(group, self.config.verification):
                 self._ready_ms.pop(replica, None)
         return expired
+
+    def _current(self, candidates: Sequence[Task]) -> list[Task]:
+        """The candidates as stored now, still assignable (the sweep may have placed one
+        between the caller's read and the lock)."""
+        found = (self.repositories.tasks.get(c.task_id) for c in candidates)
+        return [t for t in found if t is not None and t.state in ASSIGNABLE_STATES]
 
     def _next_page(self) -> list[Task]:
         page = self.repositories.tasks.waiting(self._cursor, SWEEP_PAGE)

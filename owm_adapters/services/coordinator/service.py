@@ -318,7 +318,7 @@ class CoordinatorService:
         return self.market.rejections(task_id)
 
     def tick(self) -> list[Task]:
-        """Time out overdue assignments and dispatch waiting replicas; return the timed-out."""
+        """Time out overdue assignments, expire tasks nobody took, dispatch; the timed-out."""
         return self.market.tick()
 
 
