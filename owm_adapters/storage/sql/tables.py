@@ -158,7 +158,7 @@ tasks = Table(
     _time("deadline_at", nullable=True),
     Column("output_hash", String(64), nullable=True),
     Column("tried_node_ids", Text, nullable=False),  # JSON list of node ids
-    _time("expires_at", nullable=True),  # migration 0010
+    _time("expires_at", nullable=True),  # migration 0012
     Index(None, "state", "seq"),
     Index(None, "node_id", "state"),
     Index(None, "state", "deadline_at"),

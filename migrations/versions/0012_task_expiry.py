@@ -4,8 +4,8 @@ Adds ``tasks.expires_at`` (POSIX seconds, NULL = never; rows from before this mi
 expire) and an index on (``state``, ``expires_at``) for the coordinator's expiry sweep
 (SRS-COORD-02: work no node takes expires instead of piling up in front of dispatch).
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-06
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010"
-down_revision: str | None = "0009"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
