@@ -22,6 +22,7 @@ from owm_core.identity.keys import Identity
 from owm_core.nodes.control_plane import AssignedTask
 from tests.adapters.control_plane.test_tls import forged_certificate
 from tests.server.harness import Coordinator, SimNode, StepClock, start_coordinator, task_request
+from tests.services.market_world import register_idle
 from tests.tls_support import COORDINATOR_TLS, client_tls, secure_channel
 
 
@@ -141,6 +142,7 @@ def test_assignments_carry_the_coordinators_signature_for_their_recipient(
     node.stake(coordinator)
     node.register(coordinator.stub, clock.now())
     feed = node.open_stream(cast(pb_grpc.CoordinatorStub, coordinator.stub))
+    register_idle(coordinator.service.repositories, 2, clock.now())  # 3 replicas need 3 nodes
     coordinator.stub.SubmitTask(task_request("signed-task"))
     (sent,) = feed.wait_for(1)
     task = AssignedTask(
