@@ -31,6 +31,7 @@ from tests.server.harness import (
     start_coordinator,
     task_request,
 )
+from tests.services.market_world import register_idle
 
 CAP_MSAT = 50_000
 CLIENT = Identity.from_seed(b"\x61" * 32)
@@ -169,12 +170,15 @@ def test_a_paid_top_up_funds_a_task_whose_nodes_are_paid_from_its_escrow_and_the
 def test_network_tasks_past_the_period_budget_are_refused_until_the_next_period(
     coordinator: Coordinator, clock: StepClock
 ) -> None:
+    register_idle(coordinator.service.repositories, 2, clock.now())  # 2 replicas need 2 nodes
     coordinator.stub.SubmitTask(task_request("net-1", PRICE))  # 20 000 of 25 000 msat
     error = refused(lambda: coordinator.stub.SubmitTask(task_request("net-2", PRICE)))
     assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
     assert "only 5000 msat of this period's treasury budget is left" in (error.details() or "")
     assert coordinator.service.repositories.tasks.get("net-2:0") is None
     clock.advance(86_400)
+    register_idle(coordinator.service.repositories, 2, clock.now(), seed=0x60)  # online again
+    coordinator.service.market.admission.forget()  # registered behind the service's back
     coordinator.stub.SubmitTask(task_request("net-2", PRICE))
 
 

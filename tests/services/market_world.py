@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 
+from owm_adapters.services.coordinator.funding import TaskFunding
 from owm_adapters.services.coordinator.market import Market, PushedTask, TaskStreamHandle
 from owm_adapters.services.coordinator.sealing import TaskSealing
 from owm_adapters.services.coordinator.shared import LockedGuard, Observed, ServiceConfig
@@ -90,8 +91,12 @@ def build_market(repositories: Repositories, *, redundancy: int = 1,
     clock = clock or StepClock(T0)
     config = ServiceConfig(verification=VerificationPolicy(redundancy=redundancy),
                            queue_timeout_s=queue_timeout_s)
-    market = Market(repositories, clock, config, LockedGuard(), Observed(),
-                    sealing=TaskSealing(COORDINATOR))
+    guard = LockedGuard()
+    # Tasks are funded from the network budget (no top-ups, so no Lightning node is needed).
+    funding = TaskFunding(repositories, None, clock, config.funding,  # type: ignore[arg-type]
+                          config.verification, guard)
+    market = Market(repositories, clock, config, guard, Observed(),
+                    sealing=TaskSealing(COORDINATOR), funding=funding)
     return MarketWorld(repositories, clock, market)
 
 
