@@ -195,8 +195,9 @@ def test_a_task_no_node_takes_expires_and_its_escrow_goes_back_to_the_balance(
     coordinator: Coordinator, ledger: SimLedger, clock: StepClock
 ) -> None:
     fund(coordinator, ledger, clock, 100_000)
+    register_idle(coordinator.service.repositories, 2, clock.now())  # registered, not streaming
     coordinator.stub.SubmitTask(task_request("lonely", PRICE, submitter=CLIENT))
-    clock.advance(86_400 + 1)  # [funding] task_ttl_s, no node streaming
+    clock.advance(86_400 + 1)  # past [tasks] queue_timeout_s and [funding] task_ttl_s
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         escrow = coordinator.service.repositories.funding.escrow("lonely")
