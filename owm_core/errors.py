@@ -38,6 +38,20 @@ class InvalidTransition(DomainError):
     code = "invalid-transition"
 
 
+class RevealsNotOpen(InvalidTransition):
+    """A replica's reveal arrived while its task's commit phase is still open: retry later.
+
+    ``retry_after_ms`` says when to try again (the node keeps its reveal and resends it); the
+    gRPC status is FAILED_PRECONDITION with the code ``reveals-not-open``.
+    """
+
+    code = "reveals-not-open"
+
+    def __init__(self, message: str, retry_after_ms: int) -> None:
+        super().__init__(f"{message}; retry after {retry_after_ms} ms")
+        self.retry_after_ms = retry_after_ms
+
+
 class SignatureInvalid(DomainError):
     """A signed envelope's Ed25519 signature does not verify against its claimed key."""
 

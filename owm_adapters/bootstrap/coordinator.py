@@ -38,6 +38,7 @@ from owm_adapters.services.coordinator.shared import (
 from owm_adapters.services.slashing import SlashingService
 from owm_adapters.services.workers import OnStop, Workers
 from owm_adapters.storage import keystore
+from owm_core.coordination.reveals import RevealWindows
 from owm_core.errors import InvalidValue
 from owm_core.identity.keys import Identity
 from owm_core.market.tasks import Settlement, VerificationMode, VerificationPolicy
@@ -93,6 +94,7 @@ def service_config_of(settings: CoordinatorSettings) -> ServiceConfig:
         ),
         assignment_timeout_s=tasks.assignment_timeout_s,
         queue_timeout_s=tasks.queue_timeout_s,
+        reveal_windows=RevealWindows(tasks.commit_window_s, tasks.reveal_window_s),
         stake_policy=StakePolicy(
             reverify_period_s=settings.stake.reverify_period_s,
             grace_period_s=settings.stake.grace_period_s,

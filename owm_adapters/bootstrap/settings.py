@@ -333,6 +333,9 @@ class TasksSection:
     wins) or ``"spot"`` (one node; a share of ``spot_rate_ppm`` per million is re-executed).
     ``queue_timeout_s`` is how long a submitted task may wait for a node to take one of its
     replicas before it expires (SRS-COORD-02).
+    A replica's result is committed, then revealed (SRS-SEC-11): ``commit_window_s`` after a
+    task's first commitment its uncommitted replicas are abandoned and reveals open;
+    ``reveal_window_s`` after reveals open a replica that has not revealed fails.
     """
 
     verification: str = "redundant"
@@ -340,6 +343,8 @@ class TasksSection:
     spot_rate_ppm: int = 100_000
     assignment_timeout_s: int = 600
     queue_timeout_s: int = 3_600
+    commit_window_s: int = 600
+    reveal_window_s: int = 120
 
 
 @attrs.frozen
@@ -498,6 +503,9 @@ def load_coordinator_settings(path: Path | None) -> CoordinatorSettings:
     settings = _load(path, CoordinatorSettings)
     if settings.tasks.verification not in {"redundant", "spot"}:
         raise ConfigError(f"{path}: tasks.verification: must be 'redundant' or 'spot'")
+    for name in ("commit_window_s", "reveal_window_s"):
+        if not 1 <= getattr(settings.tasks, name) <= 86_400:
+            raise ConfigError(f"{path}: tasks.{name}: must be 1 to 86400 seconds")
     lightning = settings.lightning
     if lightning.backend not in {"embedded", "lnd", "cln"}:
         raise ConfigError(f"{path}: lightning.backend: must be 'embedded', 'lnd' or 'cln'")

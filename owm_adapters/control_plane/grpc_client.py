@@ -1,7 +1,8 @@
 """The node daemon's gRPC client for the coordinator's control plane (SRS-NODE-01/04, SRS-NET-02).
 
 :class:`GrpcControlPlane` implements :class:`owm_core.ports.control_plane.ControlPlane` with the
-generated ``Coordinator`` stubs (GetChallenge, Register, Heartbeat, TaskStream, SubmitProof,
+generated ``Coordinator`` stubs (GetChallenge, Register, Heartbeat, TaskStream, CommitResult,
+SubmitProof,
 RejectTask, StakeStatus, StakeTerms, GetTask, Deregister, PendingPayouts, SubmitInvoice). The
 challenge → answer → call skeleton is shared with the in-process twin (:mod:`.auth`). With
 ``socks5_proxy`` set, the channel dials a local
@@ -43,6 +44,7 @@ from owm_core.coordination.challenges import Challenge, ChallengePurpose
 from owm_core.market.tasks import MAX_TASK_INPUT_BYTES
 from owm_core.nodes.control_plane import (
     AssignedTask,
+    CommitReply,
     ControlPlaneRefused,
     ControlPlaneUnavailable,
     RegisterReply,
@@ -242,11 +244,19 @@ class GrpcControlPlane:
         )
         return GrpcFeed(call)
 
-    def submit_proof(self, proof_envelope: bytes, output: bytes = b"") -> str:
-        """A signed task proof and its sealed output; the replica's state after it."""
+    def commit_result(self, commitment_envelope: bytes) -> CommitReply:
+        """A signed commitment to a replica's result (phase one of commit–reveal)."""
+        committed = self._unary(
+            self._stub.CommitResult,
+            pb.CommitResultRequest(commitment_envelope=commitment_envelope),
+        )
+        return CommitReply(committed.state, committed.reveals_open, committed.retry_after_ms)
+
+    def submit_proof(self, proof_envelope: bytes, output: bytes, salt: bytes) -> str:
+        """The reveal: a signed task proof, its sealed output and the salt; the replica's state."""
         reply = self._unary(
             self._stub.SubmitProof,
-            pb.SubmitProofRequest(proof_envelope=proof_envelope, output=output),
+            pb.SubmitProofRequest(proof_envelope=proof_envelope, output=output, salt=salt),
         )
         return str(reply.state)
 
@@ -287,7 +297,6 @@ class GrpcControlPlane:
                 state=r.state,
                 node_id=r.node_id,
                 price_msat=r.price_msat,
-                output_hash=r.output_hash,
             )
             for r in reply.replicas
         ]

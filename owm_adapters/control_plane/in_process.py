@@ -32,6 +32,7 @@ from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, from_b
 from owm_core.identity.keys import node_id_from_public_key
 from owm_core.nodes.control_plane import (
     AssignedTask,
+    CommitReply,
     ControlPlaneRefused,
     RegisterReply,
     ReplicaView,
@@ -162,9 +163,14 @@ class InProcessControlPlane:
         )
         return InProcessFeed(self.service, handle)
 
-    def submit_proof(self, proof_envelope: bytes, output: bytes = b"") -> str:
-        """A signed task proof and its sealed output; the replica's state after it."""
-        outcome = _refused(lambda: self.service.submit_proof(proof_envelope, output))
+    def commit_result(self, commitment_envelope: bytes) -> CommitReply:
+        """A signed commitment to a replica's result (phase one of commit–reveal)."""
+        outcome = _refused(lambda: self.service.commit_result(commitment_envelope))
+        return CommitReply(outcome.task.state.value, outcome.reveals_open, outcome.retry_after_ms)
+
+    def submit_proof(self, proof_envelope: bytes, output: bytes, salt: bytes) -> str:
+        """The reveal: a signed task proof, its sealed output and the salt; the replica's state."""
+        outcome = _refused(lambda: self.service.submit_proof(proof_envelope, output, salt))
         return outcome.task.state.value
 
     def stake_status(self, public_key: str) -> StakeView:
@@ -202,7 +208,6 @@ class InProcessControlPlane:
                 state=r.state.value,
                 node_id=r.node_id or "",
                 price_msat=r.price_msat or 0,
-                output_hash=r.output_hash or "",
             )
             for r in replicas
         ]

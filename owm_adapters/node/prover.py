@@ -1,19 +1,27 @@
 """Executing tasks and proving them (SRS-NODE-05/06).
 
 Up to ``max_concurrent_tasks`` isolated task subprocesses run at once; each output is hashed, a
-signed :class:`~owm_core.identity.envelopes.TaskProof` is stored in the task log, then sent
-(retried while the coordinator is unreachable). An ``fl_training`` task's update is signed
+signed :class:`~owm_core.identity.envelopes.TaskProof` is stored in the task log, then reported
+in the two phases of commit–reveal (SRS-SEC-11): a signed
+:class:`~owm_core.identity.envelopes.TaskCommitment` first, then, once the coordinator opens
+the reveals, the proof with the salt and the output bytes (each retried while the coordinator
+is unreachable; the reveal also while the other replicas have not committed). The salt is
+derived from the node's own signature over the replica and output hash (Ed25519 signatures are
+deterministic), so a resend after a restart opens the same commitment without storing it, and
+nobody without the node's key can guess it. An ``fl_training`` task's update is signed
 here, never in the worker, and uploaded to the task's ``upload_url`` over clearnet
 (:mod:`.fl_upload`; SRS-NET-04); its proof commits to a weight-free summary.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from owm_adapters.node import fl_upload
 from owm_adapters.node.context import NodeContext
@@ -21,8 +29,9 @@ from owm_adapters.node.task_log import TaskLog
 from owm_adapters.node.task_runner import TaskRunner
 from owm_adapters.node.watchers import payment_status_of
 from owm_core.errors import DomainError
-from owm_core.identity.envelopes import EnvelopeKind, TaskProof
+from owm_core.identity.envelopes import EnvelopeKind, TaskCommitment, TaskProof, from_bytes
 from owm_core.market import task_types
+from owm_core.market.commit_reveal import commitment_digest
 from owm_core.nodes.control_plane import (
     AssignedTask,
     ControlPlaneRefused,
@@ -30,6 +39,13 @@ from owm_core.nodes.control_plane import (
 )
 
 log = logging.getLogger(__name__)
+
+REVEALS_NOT_OPEN = "reveals-not-open"
+REVEAL_PATIENCE_S = 1_800.0
+"""How long a node keeps retrying a reveal the coordinator holds back (the other replicas have
+not committed); after that the proof stays in the task log and is resent if pushed again."""
+SALT_DOMAIN = b"owm/commit-salt/v1\x00"
+_T = TypeVar("_T")
 
 
 class Prover:
@@ -151,16 +167,64 @@ class Prover:
             "cuda_mps": bool(self.runner.environment().get("CUDA_MPS_PINNED_DEVICE_MEM_LIMIT")),
         }
 
+    def salt(self, replica_id: str, output_hash: str) -> bytes:
+        """The commitment salt of a replica: SHA-256 of the node's deterministic signature over
+        the replica id and output hash (recomputable on resend, unguessable without the key)."""
+        message = SALT_DOMAIN + replica_id.encode("utf-8") + b"\x00" + output_hash.encode()
+        return hashlib.sha256(self.ctx.identity.sign(message)).digest()
+
     def report(self, replica_id: str, proof: bytes, output: bytes) -> None:
-        """Send a stored proof, with the canonical output it commits to, until the coordinator
-        has it (or refuses it for good)."""
+        """Commit to a stored proof, then reveal it with its salt and the canonical output,
+        until the coordinator has it (or refuses it for good)."""
+        ctx = self.ctx
+        output_hash = from_bytes(proof).body["output_hash"]
+        salt = self.salt(replica_id, output_hash)
+        digest = commitment_digest(replica_id, ctx.identity.node_id, output_hash, salt)
+        commitment = ctx.seal(EnvelopeKind.TASK_COMMITMENT, TaskCommitment(replica_id, digest))
+        try:
+            reply = self._deliver(replica_id, lambda: ctx.control.commit_result(commitment))
+            if reply is None:
+                return
+            if not reply.reveals_open:
+                time.sleep(reply.retry_after_ms / 1000)
+            sealed = ctx.seal_output(replica_id, output)  # only the coordinator reads it
+            state = self._reveal(replica_id, proof, sealed, salt)
+        except ControlPlaneRefused as exc:
+            self.log.mark_proof_refused(replica_id, f"proof refused: {exc.message}")
+            ctx.say(f"proof of {replica_id} refused: {exc.message}")
+            return
+        if state is None:
+            return
+        self.log.mark_proved(replica_id, state, payment_status_of(state))
+        ctx.say(f"task {replica_id} proved ({state})")
+
+    def _reveal(self, replica_id: str, proof: bytes, output: bytes, salt: bytes) -> str | None:
+        """Send the reveal, again while the coordinator says the reveals are not open yet."""
+        ctx = self.ctx
+        give_up_at = time.monotonic() + REVEAL_PATIENCE_S
+        attempt = 0
+        while True:
+            try:
+                return self._deliver(
+                    replica_id, lambda: ctx.control.submit_proof(proof, output, salt)
+                )
+            except ControlPlaneRefused as exc:
+                if exc.status != REVEALS_NOT_OPEN or ctx.draining.is_set():
+                    raise
+                if time.monotonic() >= give_up_at:
+                    ctx.say(f"reveal of {replica_id} still held back; it stays in the task log")
+                    return None
+            time.sleep(min(2.0, 0.25 * 1.5**attempt))
+            attempt += 1
+
+    def _deliver(self, replica_id: str, send: Callable[[], _T]) -> _T | None:
+        """``send()`` until the coordinator answers; None when draining gives up on it."""
         ctx = self.ctx
         attempt = 0
         give_up_at: int | None = None
-        sealed = ctx.seal_output(replica_id, output)  # only the coordinator reads it (SRS-SEC-02)
         while True:
             try:
-                state = ctx.control.submit_proof(proof, sealed)
+                return send()
             except ControlPlaneUnavailable as exc:
                 ctx.disconnected(exc.message)
                 if ctx.draining.is_set():
@@ -169,17 +233,9 @@ class Prover:
                     if now >= give_up_at:
                         ctx.say(f"proof of {replica_id} not delivered; it stays in the task log "
                                 "and is resent if the coordinator pushes the task again")
-                        return
+                        return None
                 time.sleep(ctx.backoff(attempt))
                 attempt += 1
-                continue
-            except ControlPlaneRefused as exc:
-                self.log.mark_proof_refused(replica_id, f"proof refused: {exc.message}")
-                ctx.say(f"proof of {replica_id} refused: {exc.message}")
-                return
-            self.log.mark_proved(replica_id, state, payment_status_of(state))
-            ctx.say(f"task {replica_id} proved ({state})")
-            return
 
 
 __all__ = ["Prover"]

@@ -11,11 +11,10 @@ flow 3), as pure functions over the narrow stores of :mod:`owm_core.ports.stores
 * **Dispatch** (:func:`plan_dispatch`, :func:`offer_of`): replicas are matched to offers of
   connected nodes (capability, tier, resources, price; never two replicas of one task on one
   node).
-* **Proofs** (:func:`accept_proof`): a proof is stored together with the replica's completion
-  in one atomic write before the caller acknowledges it; once every replica is complete the
-  verdict is recorded and the replicas settled (:class:`~owm_core.market.tasks.Settlement`
-  events for payments), and each node's reliability and earnings are credited
-  (:func:`reliability_after`).
+* **Results** come in two phases, commit then reveal (:mod:`owm_core.coordination.reveals`);
+  once a round is complete the verdict is recorded and the replicas settled
+  (:class:`~owm_core.market.tasks.Settlement` events for payments), and each node's
+  reliability and earnings are credited (:func:`credit`, :func:`reliability_after`).
 * **Time-outs** (:func:`time_out_overdue`): overdue replicas time out and become assignable to
   another node.
 * **Expiry** (:func:`expire_waiting`): a task none of whose replicas a node holds or finished
@@ -25,15 +24,13 @@ flow 3), as pure functions over the narrow stores of :mod:`owm_core.ports.stores
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable, Sequence
 
 import attrs
 
-from owm_core.coordination.wire import open_envelope
-from owm_core.errors import Conflict, InvalidTransition, InvalidValue, NoMatch, NotFound
-from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, TaskProof, open_body
+from owm_core.errors import Conflict, InvalidValue, NoMatch
+from owm_core.identity.envelopes import CapabilityManifest
 from owm_core.market.tasks import (
     ASSIGNABLE_STATES,
     PPM,
@@ -48,17 +45,11 @@ from owm_core.market.tasks import (
     Verdict,
     VerificationMode,
     VerificationPolicy,
-    Verified,
     assign,
-    complete,
     expire,
     match,
-    record_verdict,
-    settle,
-    spot_check_selected,
     submit,
     time_out,
-    verify_outcome,
 )
 from owm_core.nodes.registry import Node
 from owm_core.ports.stores import MarketStore, TaskOutputStore, TaskStore, TaskSubmissionStore
@@ -243,97 +234,6 @@ class ProofOutcome:
     verdict: Verdict | None = None
 
 
-def accept_proof(
-    repositories: MarketStore,
-    raw: bytes,
-    now: int,
-    policy: VerificationPolicy,
-    seed: bytes,
-    output: bytes = b"",
-) -> ProofOutcome:
-    """Verify a signed task proof, store it with the replica's completion, then verify/settle.
-
-    The proof and the completion are one atomic write, committed before this returns (so before
-    the node is acknowledged). The same proof sent again (a retry) returns the current state.
-    ``output``, when the node delivers it, is the task's canonical output: it must hash to the
-    proof's ``output_hash`` (else InvalidValue(``output``) and nothing is stored) and is kept
-    with the proof for the task's submitter (the query path reads verified outputs).
-    Once every replica is complete: redundant → majority of ``k`` hashes; spot check → the
-    replica is verified at once unless :func:`spot_check_selected` draws it, in which case a
-    ``:check`` replica is created for another node and the verdict waits for it.
-    """
-    envelope = open_envelope(raw, EnvelopeKind.TASK_PROOF, "proof_envelope")
-    proof = open_body(envelope)
-    assert isinstance(proof, TaskProof)
-    node_id = envelope.signer_node_id
-    if output and hashlib.sha256(output).hexdigest() != proof.output_hash:
-        raise InvalidValue("output", "does not hash to the proof's output_hash")
-    task = repositories.tasks.get(proof.task_id)
-    if task is None:
-        raise NotFound(f"no task {proof.task_id}")
-    stored = repositories.proofs.get(proof.task_id, node_id)
-    if stored is not None:
-        if stored.signature == envelope.signature:
-            return ProofOutcome(task)
-        raise Conflict(f"node already sent a different proof for {proof.task_id}")
-    if task.state is not TaskState.ASSIGNED or task.node_id != node_id:
-        raise InvalidTransition(f"task {proof.task_id} is not assigned to this node")
-    done = complete(task, proof.output_hash, now)
-    with repositories.atomic():
-        repositories.proofs.add(envelope)
-        if output:
-            repositories.task_outputs.put(proof.task_id, output)
-        repositories.tasks.save(done, expected_state=TaskState.ASSIGNED)
-        return _verify_if_complete(repositories, done, now, policy, seed)
-
-
-def _verify_if_complete(
-    repositories: MarketStore, done: Task, now: int, policy: VerificationPolicy, seed: bytes
-) -> ProofOutcome:
-    group = task_id_of(done.task_id)
-    replicas = siblings(repositories, group)
-    if any(r.state is not TaskState.COMPLETED for r in replicas):
-        return ProofOutcome(done)
-    if policy.mode is VerificationMode.REDUNDANT:
-        results = {r.node_id: r.output_hash for r in replicas if r.node_id and r.output_hash}
-        verdict = verify_outcome(policy, group, results, seed=seed)
-        judged = [(r, record_verdict(r, verdict)) for r in replicas]
-    else:
-        main = next(r for r in replicas if not r.task_id.endswith(_REPLICA_SEP + _CHECK_REPLICA))
-        check = next((r for r in replicas if r is not main), None)
-        assert main.node_id and main.output_hash
-        if check is None and spot_check_selected(policy, group, seed):
-            checker = attrs.evolve(
-                submit(attrs.evolve(main.request, task_id=replica_id(group, _CHECK_REPLICA))),
-                tried_node_ids=(main.node_id,),
-            )
-            repositories.tasks.add(checker)
-            return ProofOutcome(done)
-        reference = check.output_hash if check is not None else None
-        verdict = verify_outcome(
-            policy,
-            group,
-            {main.node_id: main.output_hash},
-            seed=seed,
-            reference_output_hash=reference,
-        )
-        judged = [(main, record_verdict(main, verdict))]
-        if check is not None:
-            # The checker is the trusted re-execution: it is paid for the work it did.
-            trusted = Verified(check.output_hash or "", [check.node_id or ""])
-            judged.append((check, record_verdict(check, trusted)))
-    settlements: list[Settlement] = []
-    current = done
-    for before, after in judged:
-        final, settlement = settle(after)
-        repositories.tasks.save(final, expected_state=before.state)
-        settlements.append(settlement)
-        _credit(repositories, settlement)
-        if final.task_id == done.task_id:
-            current = final
-    return ProofOutcome(current, tuple(settlements), verdict)
-
-
 def reliability_after(reliability_ppm: int, settlement: Settlement) -> int:
     """Move reliability a tenth of the way to 1.0 (paid) or 0.0 (forfeited), in ppm.
 
@@ -344,7 +244,8 @@ def reliability_after(reliability_ppm: int, settlement: Settlement) -> int:
     return reliability_ppm + (target - reliability_ppm) // RELIABILITY_STEP_DIVISOR
 
 
-def _credit(repositories: MarketStore, settlement: Settlement) -> None:
+def credit(repositories: MarketStore, settlement: Settlement) -> None:
+    """Move the settled node's reliability and add to its completed tasks and earnings."""
     node = repositories.nodes.get(settlement.node_id)
     if node is None:
         return

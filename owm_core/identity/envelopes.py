@@ -93,6 +93,7 @@ class EnvelopeKind(enum.Enum):
     TASK_PROOF = "task_proof"
     MAINTAINER_ACK = "maintainer_ack"
     TASK_REJECTION = "task_rejection"
+    TASK_COMMITMENT = "task_commitment"
     PAYOUT_QUERY = "payout_query"
     PAYOUT_INVOICE = "payout_invoice"
     TASK_SUBMISSION = "task_submission"
@@ -512,6 +513,27 @@ class TaskRejection:
         return result
 
 
+@attrs.frozen
+class TaskCommitment:
+    """A node's sealed answer for one replica: the commitment digest only, never the output
+    hash (commit–reveal, :mod:`owm_core.market.commit_reveal`; SRS-SEC-11)."""
+
+    KIND: ClassVar[EnvelopeKind] = EnvelopeKind.TASK_COMMITMENT
+
+    task_id: str = attrs.field(validator=fields.matches(_TASK_ID_RE, "a task id ([A-Za-z0-9._:-])"))
+    commitment: str = attrs.field(validator=fields.hex_digest(32))
+
+    def to_body(self) -> dict[str, Any]:
+        """The commitment as a canonical dict."""
+        return {"commitment": self.commitment, "task_id": self.task_id}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> TaskCommitment:
+        """Read a commitment from a body dict; unknown or missing fields are refused."""
+        result: TaskCommitment = _from_body(cls, body, ("task_id", "commitment"))
+        return result
+
+
 MAX_BOLT11_CHARS = 4_000
 
 
@@ -611,7 +633,7 @@ class BalanceRequest:
 
 Body = (
     CapabilityManifest | Heartbeat | TaskProof | MaintainerAcknowledgement | TaskRejection
-    | PayoutQuery | PayoutInvoice | TaskSubmission | BalanceRequest
+    | TaskCommitment | PayoutQuery | PayoutInvoice | TaskSubmission | BalanceRequest
 )
 
 _BODY_TYPES: dict[EnvelopeKind, Any] = {
@@ -620,6 +642,7 @@ _BODY_TYPES: dict[EnvelopeKind, Any] = {
     EnvelopeKind.TASK_PROOF: TaskProof,
     EnvelopeKind.MAINTAINER_ACK: MaintainerAcknowledgement,
     EnvelopeKind.TASK_REJECTION: TaskRejection,
+    EnvelopeKind.TASK_COMMITMENT: TaskCommitment,
     EnvelopeKind.PAYOUT_QUERY: PayoutQuery,
     EnvelopeKind.PAYOUT_INVOICE: PayoutInvoice,
     EnvelopeKind.TASK_SUBMISSION: TaskSubmission,

@@ -70,6 +70,19 @@ class Commitment:
     digest: str = attrs.field(validator=_HASH)
 
 
+@attrs.frozen
+class RecordedCommitment:
+    """A commitment as the coordinator stores it: in which round, and when it arrived.
+
+    ``round_id`` names the replicas judged together (a redundant task's id, or a spot-checked
+    replica's own id); the earliest ``committed_at`` of a round starts its commit window.
+    """
+
+    round_id: str = attrs.field(validator=_ID)
+    commitment: Commitment = attrs.field(validator=fields.instance_of(Commitment))
+    committed_at: int = attrs.field(validator=fields.timestamp())
+
+
 @attrs.frozen(repr=False)
 class Reveal:
     """The opening of a commitment: the output hash, the salt and the output bytes themselves."""
@@ -108,6 +121,8 @@ class CommitRound:
 
     ``assignments`` maps each replica id to the node assigned to it; ``commit_deadline`` is
     the POSIX second at which the commit window closes even if some replicas never committed.
+    ``waiting`` counts replicas of the task no node holds yet: they keep the commit phase open
+    until the deadline, since their future nodes have not committed either.
     """
 
     task_id: str = attrs.field(validator=_ID)
@@ -117,6 +132,7 @@ class CommitRound:
     commit_deadline: int = attrs.field(validator=fields.timestamp())
     commitments: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_map)
     revealed: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_map)
+    waiting: int = attrs.field(default=0, validator=fields.integer(minimum=0))
 
     def commit(self, commitment: Commitment, now: int) -> CommitRound:
         """Record the assigned node's commitment for its replica, once, within the window."""
@@ -130,7 +146,8 @@ class CommitRound:
 
     def reveals_open(self, now: int) -> bool:
         """Whether reveals are accepted: every replica committed, or the window closed."""
-        return len(self.commitments) == len(self.assignments) or now >= self.commit_deadline
+        every = not self.waiting and len(self.commitments) == len(self.assignments)
+        return every or now >= self.commit_deadline
 
     def reveal(self, reveal: Reveal, now: int) -> CommitRound:
         """Accept a reveal that opens the node's own commitment and carries the real output.

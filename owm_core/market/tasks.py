@@ -22,15 +22,21 @@ negotiation → execution → verification → settlement) as realised by OWM (d
   SRS-SEC-11).
 * The task lifecycle, a state machine that never loses a task::
 
-      submitted ─assign─▶ assigned ─complete─▶ completed ─verdict─▶ verified ─settle─▶ settled
-          │                  │  ▲                          └──────▶ failed ───settle─▶ forfeited
-          │            time_out  reassign (another node)
-          │                  ▼  │
-          └──expire──▶ expired ◀─expire── timed_out
+      submitted ─assign─▶ assigned ─commit─▶ committed ─complete─▶ completed ─verdict─▶ verified
+          │                  │  ▲                 │                          │            │
+          │            time_out  reassign      silent ──▶ failed ◀──────────┘         settle
+          │                  ▼  │                          │                           ▼
+          └──expire──▶ expired ◀─expire── timed_out   settle ──▶ forfeited          settled
 
   A waiting replica (submitted or timed out) carries ``expires_at``: the time by which some
   node must have taken a replica of its task, else the task expires (:func:`expire`), so work
   no node takes cannot pile up in the market (SRS-COORD-02).
+
+  ``commit`` and ``complete`` are the two phases of commit–reveal
+  (:mod:`owm_core.market.commit_reveal`): a committed replica waits for its siblings' commitments
+  without timing out; ``silent`` fails one whose node never revealed. A replica nobody had
+  committed when its task's commit window closed is ``abandon``-ed (submitted, assigned or
+  timed-out → forfeited, no settlement).
 
   Redundant execution runs one :class:`Task` per replica (same request, different nodes) and
   judges them together with :func:`verify_outcome`.
@@ -413,6 +419,7 @@ class TaskState(enum.Enum):
 
     SUBMITTED = "submitted"
     ASSIGNED = "assigned"
+    COMMITTED = "committed"
     COMPLETED = "completed"
     TIMED_OUT = "timed-out"
     VERIFIED = "verified"
@@ -428,9 +435,12 @@ ASSIGNABLE_STATES = frozenset({TaskState.SUBMITTED, TaskState.TIMED_OUT})
 """States from which a task can be handed to a (new) node."""
 
 _MOVES: dict[TaskState, frozenset[TaskState]] = {
-    TaskState.SUBMITTED: frozenset({TaskState.ASSIGNED, TaskState.EXPIRED}),
-    TaskState.ASSIGNED: frozenset({TaskState.COMPLETED, TaskState.TIMED_OUT}),
-    TaskState.TIMED_OUT: frozenset({TaskState.ASSIGNED, TaskState.EXPIRED}),
+    TaskState.SUBMITTED: frozenset({TaskState.ASSIGNED, TaskState.EXPIRED, TaskState.FORFEITED}),
+    TaskState.ASSIGNED: frozenset(
+        {TaskState.COMMITTED, TaskState.COMPLETED, TaskState.TIMED_OUT, TaskState.FORFEITED}
+    ),
+    TaskState.COMMITTED: frozenset({TaskState.COMPLETED, TaskState.FAILED}),
+    TaskState.TIMED_OUT: frozenset({TaskState.ASSIGNED, TaskState.EXPIRED, TaskState.FORFEITED}),
     TaskState.COMPLETED: frozenset({TaskState.VERIFIED, TaskState.FAILED}),
     TaskState.VERIFIED: frozenset({TaskState.SETTLED}),
     TaskState.FAILED: frozenset({TaskState.FORFEITED}),
@@ -508,8 +518,36 @@ def assign(
     )
 
 
+def commit(task: Task, now: int) -> Task:
+    """The assigned node committed to its output by its deadline (assigned → committed).
+
+    A committed replica no longer times out: its node did its work and now waits for the
+    other replicas' commitments before it may reveal (commit–reveal, SRS-SEC-11).
+    """
+    if task.state is TaskState.ASSIGNED and task.deadline_at is not None and now > task.deadline_at:
+        raise InvalidTransition(f"task {task.task_id} passed its deadline; time it out instead")
+    return _move(task, TaskState.COMMITTED)
+
+
+def fail_silent(task: Task) -> Task:
+    """A committed replica whose node never revealed (committed → failed): like a wrong answer."""
+    return _move(task, TaskState.FAILED)
+
+
+def abandon(task: Task) -> Task:
+    """A replica nobody committed to before its task's commit window closed (→ forfeited).
+
+    No node delivered it, so nobody is paid or penalised for it: no settlement follows.
+    """
+    if task.state not in {TaskState.SUBMITTED, TaskState.ASSIGNED, TaskState.TIMED_OUT}:
+        raise InvalidTransition(f"task {task.task_id} is {task.state.value}; cannot abandon it")
+    tried = (*task.tried_node_ids, task.node_id) if task.node_id else task.tried_node_ids
+    return _move(task, TaskState.FORFEITED, node_id=None, price_msat=None, tried_node_ids=tried)
+
+
 def complete(task: Task, output_hash: str, now: int) -> Task:
-    """The assigned node delivered ``output_hash`` by its deadline (assigned → completed)."""
+    """The node delivered ``output_hash`` (assigned or committed → completed); an assigned
+    replica only by its deadline."""
     if task.state is TaskState.ASSIGNED and task.deadline_at is not None and now > task.deadline_at:
         raise InvalidTransition(f"task {task.task_id} passed its deadline; time it out instead")
     _check_hashes([output_hash], "output_hash")

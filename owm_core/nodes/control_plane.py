@@ -89,10 +89,18 @@ class StakeTermsView:
 
 @attrs.frozen
 class ReplicaView:
-    """One replica of a submitted task, as the coordinator sees it."""
+    """One replica of a submitted task, as anyone may see it: no output hash (SRS-SEC-11)."""
 
     replica_id: str
     state: str
     node_id: str
     price_msat: int
-    output_hash: str
+
+
+@attrs.frozen
+class CommitReply:
+    """The coordinator stored a replica's commitment: may the node reveal now, or when?"""
+
+    state: str
+    reveals_open: bool
+    retry_after_ms: int

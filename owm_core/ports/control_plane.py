@@ -15,6 +15,7 @@ from typing import Protocol
 
 from owm_core.nodes.control_plane import (
     AssignedTask,
+    CommitReply,
     RegisterReply,
     ReplicaView,
     StakeTermsView,
@@ -83,9 +84,15 @@ class ControlPlane(Protocol):
         """Open the task stream with the node's standing offer (answered challenge)."""
         ...
 
-    def submit_proof(self, proof_envelope: bytes, output: bytes = b"") -> str:
-        """Send a signed task proof and the canonical output it hashes, sealed to the
-        coordinator (SRS-SEC-02); the replica's state after it (e.g. completed, settled)."""
+    def commit_result(self, commitment_envelope: bytes) -> CommitReply:
+        """Send a signed commitment to a replica's result (phase one of commit–reveal)."""
+        ...
+
+    def submit_proof(self, proof_envelope: bytes, output: bytes, salt: bytes) -> str:
+        """Reveal: send a signed task proof, the canonical output it hashes (sealed to the
+        coordinator, SRS-SEC-02) and the salt of the commitment; the replica's state after it
+        (e.g. completed, settled). Refused with code ``reveals-not-open`` while the other
+        replicas have not committed (send it again)."""
         ...
 
     def stake_status(self, public_key: str) -> StakeView:

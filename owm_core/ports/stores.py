@@ -14,6 +14,7 @@ from typing import Protocol
 
 from owm_core.ports.repositories import (
     ChannelBindingRepository,
+    CommitmentRepository,
     ManifestRepository,
     NodeRepository,
     ProofRepository,
@@ -92,5 +93,10 @@ class MarketStore(TaskOutputStore, Transactional, Protocol):
     @property
     def nodes(self) -> NodeRepository:
         """The nodes repository (reliability and earnings are credited on settlement)."""
+        ...
+
+    @property
+    def commitments(self) -> CommitmentRepository:
+        """Replicas' commitments of rounds not judged yet (commit–reveal)."""
         ...
 

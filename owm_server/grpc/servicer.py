@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 
 import grpc
 
@@ -28,10 +28,11 @@ from owm_adapters.services.coordinator.service import CoordinatorService, Pushed
 from owm_adapters.services.payouts import NodeInvoiceDesk
 from owm_core.access.ratelimit import Transport
 from owm_core.coordination.registration import Registration
+from owm_core.coordination.rejections import Rejection
 from owm_core.errors import InvalidValue, NotFound, SignatureInvalid
 from owm_core.identity import envelopes
 from owm_core.identity.keys import node_id_from_public_key
-from owm_core.market.tasks import TaskRequest
+from owm_core.market.tasks import Task, TaskRequest
 from owm_core.nodes.registry import NodeStatus
 from owm_core.nodes.tiers import Tier
 from owm_core.stake.channel import Stake
@@ -100,6 +101,36 @@ def assignment_of(pushed: PushedTask) -> pb.TaskAssignment:
         input=task.input,
         assigned_at_ms=task.assigned_at_ms,
         coordinator_signature=task.signature,
+    )
+
+
+def task_view(
+    task_id: str,
+    outcome: str,
+    replicas: Sequence[Task],
+    rejections: Mapping[str, Sequence[Rejection]],
+) -> pb.TaskView:
+    """The GetTask reply: each replica's state, node, price and rejections; never an output
+    hash nor output bytes, to anyone (commit–reveal, SRS-SEC-11)."""
+    return pb.TaskView(
+        task_id=task_id,
+        outcome=outcome,
+        replicas=[
+            pb.ReplicaView(
+                replica_id=r.task_id,
+                state=r.state.value,
+                node_id=r.node_id or "",
+                price_msat=r.price_msat or 0,
+                rejections=[
+                    pb.Rejection(
+                        node_id=x.node_id, field=x.field, reason=x.reason,
+                        rejected_at=x.rejected_at,
+                    )
+                    for x in rejections.get(r.task_id, ())
+                ],
+            )
+            for r in replicas
+        ],
     )
 
 
@@ -289,8 +320,19 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
         self, request: pb.SubmitProofRequest, context: grpc.ServicerContext
     ) -> pb.SubmitProofResponse:
         self._speaks_for(context, signer_of(request.proof_envelope))
-        outcome = self.service.submit_proof(request.proof_envelope, request.output)
+        outcome = self.service.submit_proof(request.proof_envelope, request.output, request.salt)
         return pb.SubmitProofResponse(task_id=outcome.task.task_id, state=outcome.task.state.value)
+
+    @guarded
+    def CommitResult(
+        self, request: pb.CommitResultRequest, context: grpc.ServicerContext
+    ) -> pb.CommitResultResponse:
+        self._speaks_for(context, signer_of(request.commitment_envelope))
+        outcome = self.service.commit_result(request.commitment_envelope)
+        return pb.CommitResultResponse(
+            task_id=outcome.task.task_id, state=outcome.task.state.value,
+            reveals_open=outcome.reveals_open, retry_after_ms=outcome.retry_after_ms,
+        )
 
     @guarded
     def Deregister(
@@ -336,29 +378,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
         self._bound_peer(context)
         replicas, outcome = self.service.task(request.task_id)
         rejections = self.service.rejections(request.task_id)
-        return pb.TaskView(
-            task_id=request.task_id,
-            outcome=outcome,
-            replicas=[
-                pb.ReplicaView(
-                    replica_id=r.task_id,
-                    state=r.state.value,
-                    node_id=r.node_id or "",
-                    price_msat=r.price_msat or 0,
-                    output_hash=r.output_hash or "",
-                    rejections=[
-                        pb.Rejection(
-                            node_id=x.node_id,
-                            field=x.field,
-                            reason=x.reason,
-                            rejected_at=x.rejected_at,
-                        )
-                        for x in rejections.get(r.task_id, ())
-                    ],
-                )
-                for r in replicas
-            ],
-        )
+        return task_view(request.task_id, outcome, replicas, rejections)
 
     @guarded
     def PendingPayouts(

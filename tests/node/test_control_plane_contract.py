@@ -9,10 +9,12 @@ import pytest
 
 from owm_adapters.control_plane.grpc_client import GrpcControlPlane
 from owm_core.identity import envelopes
-from owm_core.identity.envelopes import EnvelopeKind, Heartbeat, TaskProof, TaskRejection
+from owm_core.identity.envelopes import EnvelopeKind, Heartbeat, TaskRejection
 from owm_core.identity.keys import Identity
+from owm_core.market.tasks import VerificationPolicy
 from owm_core.nodes.control_plane import AssignedTask, ControlPlaneRefused, ControlPlaneUnavailable
 from tests.node.conftest import MANIFEST, T1_STAKE_SAT
+from tests.reveals import commitment_envelope, proof_envelope, salt_of
 from tests.tls_support import COORDINATOR_TLS, client_tls, known
 
 
@@ -99,13 +101,41 @@ def test_a_task_is_fed_proved_and_settled(control, network):
     assert (task.task_type, task.input_schema_id, network.opened(node, task)) == (
         "inference", "owm.inference.text", b'{"prompt": "hi"}')
     assert 1_000 <= task.price_msat <= 10_000
-    proof = TaskProof(task_id=task.task_id, output_hash="ab" * 32, execution_ms=5)
-    raw = envelopes.to_bytes(envelopes.seal(node.identity, EnvelopeKind.TASK_PROOF, proof,
-                                            os.urandom(16), SystemNow.now()))
-    assert control.submit_proof(raw) == "settled"
+    output, now = b'{"answer":"hello"}', SystemNow.now()
+    reply = control.commit_result(commitment_envelope(node.identity, task.task_id, output, now))
+    assert (reply.state, reply.reveals_open) == ("committed", True)
     [replica] = control.replicas("job-1")
-    assert (replica.state, replica.node_id, replica.output_hash) == (
-        "settled", node.identity.node_id, "ab" * 32)
+    assert (replica.state, replica.node_id) == ("committed", node.identity.node_id)
+    raw = proof_envelope(node.identity, task.task_id, output, now)
+    salt = salt_of(node.identity.node_id, task.task_id)
+    with pytest.raises(ControlPlaneRefused) as refused:
+        control.submit_proof(raw, b"", salt)
+    assert refused.value.status == "invalid-value" and "output" in refused.value.reason
+    sealed = network.sealed_output(node, task.task_id, output)
+    assert control.submit_proof(raw, sealed, salt) == "settled"
+    [replica] = control.replicas("job-1")
+    assert (replica.state, replica.node_id) == ("settled", node.identity.node_id)
+
+
+def test_a_reveal_before_the_other_replicas_commit_is_refused_with_a_retry_code(
+    control, network
+):
+    first, second = network.node("n4"), network.node("n5")
+    for node in (first, second):
+        register(control, node)
+    feeds = [control.open_task_feed(n.identity, ["inference"], 1_000) for n in (first, second)]
+    network.service.config.verification = VerificationPolicy(redundancy=2)
+    network.submit("job-2", b'{"prompt": "hi"}')
+    [task] = first_assignment(feeds[0])
+    output, now = b'{"answer":"hello"}', SystemNow.now()
+    reply = control.commit_result(commitment_envelope(first.identity, task.task_id, output, now))
+    assert (reply.state, reply.reveals_open) == ("committed", False)
+    assert reply.retry_after_ms > 0
+    with pytest.raises(ControlPlaneRefused) as refused:
+        control.submit_proof(proof_envelope(first.identity, task.task_id, output, now),
+                             network.sealed_output(first, task.task_id, output),
+                             salt_of(first.identity.node_id, task.task_id))
+    assert refused.value.status == "reveals-not-open"
 
 
 def test_a_task_input_larger_than_grpcs_default_message_size_reaches_the_node(control, network):

@@ -137,7 +137,10 @@ def test_a_staked_node_registers_heartbeats_runs_a_task_and_is_credited(network,
     row = node.daemon.log.get("job-1:0")
     assert row is not None and row.state == "proved" and row.payment_status == "credited"
     [replica] = InProcessControlPlane(network.service).replicas("job-1")
-    assert replica.output_hash == row.output_hash and replica.state == "settled"
+    assert replica.state == "settled"
+    stored = network.service.repositories.tasks.get("job-1:0")
+    assert stored is not None and stored.output_hash == row.output_hash  # committed, revealed
+    assert network.service.repositories.task_outputs.get("job-1:0")  # the bytes came with it
     assert "registered  node " in node.text()
     assert "stake: " not in node.text()
     assert node.halt() == 0
@@ -151,7 +154,7 @@ def test_a_node_drops_assignments_not_signed_by_its_coordinator_key(network, sta
     wait_for(lambda: "not signed" in node.daemon.health()["coordinator"]["last_error"])
     assert node.daemon.log.get("forged-1:0") is None  # never logged, never run
     [replica] = InProcessControlPlane(network.service).replicas("forged-1")
-    assert replica.state == "assigned" and not replica.output_hash
+    assert replica.state == "assigned"  # never committed, never revealed
     assert node.halt() == 0
 
 
@@ -278,11 +281,11 @@ def test_a_proof_is_resent_until_the_coordinator_is_reachable_again(network, sta
     class Flaky(InProcessControlPlane):
         failures = 3
 
-        def submit_proof(self, proof_envelope: bytes, output: bytes = b"") -> str:
+        def submit_proof(self, proof_envelope: bytes, output: bytes, salt: bytes) -> str:
             if Flaky.failures:
                 Flaky.failures -= 1
                 raise ControlPlaneUnavailable("coordinator restarting")
-            return super().submit_proof(proof_envelope, output)
+            return super().submit_proof(proof_envelope, output, salt)
 
     node = start(network.node("n7"), retry_initial_s=0.05, retry_max_s=0.1)
     wait_for(lambda: node.daemon.state == "serving")

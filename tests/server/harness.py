@@ -47,6 +47,7 @@ from owm_core.ports.repositories import Repositories
 from owm_server.grpc.limits import GrpcLimits
 from owm_server.grpc.server import CoordinatorServer
 from tests.fakes.ln_key import LnKey
+from tests.reveals import commitment_envelope, salt_of
 from tests.tls_support import COORDINATOR_TLS, identity_for, known, secure_channel
 
 T1_STAKE_SAT = 100_000
@@ -54,7 +55,7 @@ COORDINATOR_KEY = Identity.from_seed(b"\x0c" * 32)
 """The coordinator's identity in these tests: kept across restarts, as its key file is."""
 _ENVELOPE_FIELDS = (
     "heartbeat_envelope", "proof_envelope", "rejection_envelope", "query_envelope",
-    "invoice_envelope",
+    "invoice_envelope", "commitment_envelope",
 )
 
 
@@ -354,6 +355,37 @@ class SimNode:
         )
         env = envelopes.seal(self.identity, EnvelopeKind.TASK_PROOF, body, os.urandom(16), now)
         return envelopes.to_bytes(env)
+
+    def commit(
+        self, stub: pb_grpc.CoordinatorStub, task_id: str, output: bytes, now: int
+    ) -> pb.CommitResultResponse:
+        """Phase one of commit–reveal: the signed commitment to ``output``."""
+        raw = commitment_envelope(self.identity, task_id, output, now)
+        reply: pb.CommitResultResponse = stub.CommitResult(
+            pb.CommitResultRequest(commitment_envelope=raw)
+        )
+        return reply
+
+    def reveal(
+        self, stub: pb_grpc.CoordinatorStub, task_id: str, output: bytes, now: int,
+        coordinator: str = "",
+    ) -> pb.SubmitProofResponse:
+        """Phase two: the signed proof with the salt and the output bytes (sealed to the
+        coordinator's key, ``coordinator`` or the harness's)."""
+        reply: pb.SubmitProofResponse = stub.SubmitProof(pb.SubmitProofRequest(
+            proof_envelope=self.proof(task_id, output, now),
+            output=self.sealed(task_id, output, coordinator) if output else b"",
+            salt=salt_of(self.node_id, task_id),
+        ))
+        return reply
+
+    def deliver(
+        self, stub: pb_grpc.CoordinatorStub, task_id: str, output: bytes, now: int,
+        coordinator: str = "",
+    ) -> pb.SubmitProofResponse:
+        """Commit, then reveal (a task whose other replicas have committed already)."""
+        self.commit(stub, task_id, output, now)
+        return self.reveal(stub, task_id, output, now, coordinator)
 
 
 class TaskFeed:

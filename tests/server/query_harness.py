@@ -42,6 +42,7 @@ from owm_core.identity.sealing import (
 from owm_core.knowledge.retrieval import Retrieval
 from owm_core.market.task_types import canonical_output, output_hash, validate_input
 from owm_core.market.tasks import VerificationMode, VerificationPolicy
+from tests.reveals import commitment_envelope, salt_of
 from tests.server.harness import T1_STAKE_SAT, SimNode
 
 SPOT_NEVER = VerificationPolicy(VerificationMode.SPOT_CHECK, spot_check_rate_ppm=0)
@@ -106,12 +107,19 @@ class InProcessNode:
             if self.delay_s:
                 time.sleep(self.delay_s)
             proof = TaskProof(task.task_id, output_hash(output), 5, {"gpu": "none"})
+            now = self.coordinator.clock.now()
             envelope = envelopes.seal(self.sim.identity, EnvelopeKind.TASK_PROOF, proof,
-                                      os.urandom(16), self.coordinator.clock.now())
-            sealed = seal(canonical_output(output), sender=self.sim.identity,
-                          recipient_public_key=coordinator,
+                                      os.urandom(16), now)
+            delivered = canonical_output(output)
+            identity = self.sim.identity
+            sealed = seal(delivered, sender=identity, recipient_public_key=coordinator,
                           context=output_context(task.task_id), nonce=os.urandom(NONCE_BYTES))
-            self.coordinator.submit_proof(envelopes.to_bytes(envelope), sealed)
+            self.coordinator.commit_result(
+                commitment_envelope(identity, task.task_id, delivered, now)
+            )
+            self.coordinator.submit_proof(
+                envelopes.to_bytes(envelope), sealed, salt_of(identity.node_id, task.task_id)
+            )
             self.executed.append(task.task_id)
 
     def stop(self) -> None:

@@ -12,6 +12,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import grpc
+import pytest
+
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
 from owm_adapters.lightning.embedded import SimLedger
@@ -24,7 +27,7 @@ from tests.tls_support import secure_channel
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_a_restarted_coordinator_over_the_same_sqlite_file_loses_no_task_or_proof(
+def test_a_restarted_coordinator_keeps_the_commitments_of_a_round_in_flight(
     tmp_path: Path,
 ) -> None:
     url = f"sqlite:///{tmp_path / 'coordinator.sqlite3'}"
@@ -39,9 +42,12 @@ def test_a_restarted_coordinator_over_the_same_sqlite_file_loses_no_task_or_proo
     feeds = [n.open_stream(first.stub) for n in nodes]
     first.stub.SubmitTask(task_request("job-r"))
     got = [f.wait_for(1)[0] for f in feeds]
-    first.stub.SubmitProof(
-        pb.SubmitProofRequest(proof_envelope=nodes[0].proof(got[0].task_id, b"42", clock.now()))
-    )
+    committed = nodes[0].commit(first.stub, got[0].task_id, b"42", clock.now())
+    assert not committed.reveals_open and committed.state == "committed"
+    with pytest.raises(grpc.RpcError) as early:
+        nodes[0].reveal(first.stub, got[0].task_id, b"42", clock.now())
+    assert early.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert early.value.details().startswith("reveals-not-open: ")
     first.stub.SubmitTask(task_request("job-waiting", max_price_msat=10))  # nobody asks ≤ 10
     for feed in feeds:
         feed.close()
@@ -52,17 +58,18 @@ def test_a_restarted_coordinator_over_the_same_sqlite_file_loses_no_task_or_proo
     try:
         view = second.stub.GetTask(pb.GetTaskRequest(task_id="job-r"))
         states = {r.node_id: r.state for r in view.replicas}
-        assert states == {nodes[0].node_id: "completed", nodes[1].node_id: "assigned"}
-        assert second.service.repositories.proofs.get(got[0].task_id, nodes[0].node_id)
+        assert states == {nodes[0].node_id: "committed", nodes[1].node_id: "assigned"}
+        (kept,) = second.service.repositories.commitments.for_round("job-r")
+        assert kept.commitment.node_id == nodes[0].node_id
         waiting = second.stub.GetTask(pb.GetTaskRequest(task_id="job-waiting"))
         assert [r.state for r in waiting.replicas] == ["submitted", "submitted"]
 
         feed = nodes[1].open_stream(second.stub)  # reconnect: the assignment is pushed again
         (again,) = feed.wait_for(1)
         assert again.task_id == got[1].task_id
-        reply = second.stub.SubmitProof(
-            pb.SubmitProofRequest(proof_envelope=nodes[1].proof(again.task_id, b"42", clock.now()))
-        )
+        assert nodes[1].commit(second.stub, again.task_id, b"42", clock.now()).reveals_open
+        nodes[0].reveal(second.stub, got[0].task_id, b"42", clock.now())
+        reply = nodes[1].reveal(second.stub, again.task_id, b"42", clock.now())
         assert reply.state == TaskState.SETTLED.value
         done = second.stub.GetTask(pb.GetTaskRequest(task_id="job-r"))
         assert done.outcome == "verified"
@@ -101,9 +108,7 @@ def test_a_restarted_coordinator_pushes_every_task_with_its_original_input_bytes
         pushed = {a.task_id: node.opened(a) for a in feed.wait_for(2)}
         assert pushed == {got.task_id: assigned_input, "job-waiting:0": waiting_input}
         for task_id in pushed:
-            reply = second.stub.SubmitProof(
-                pb.SubmitProofRequest(proof_envelope=node.proof(task_id, b"42", clock.now()))
-            )
+            reply = node.deliver(second.stub, task_id, b"42", clock.now())
             assert reply.state == TaskState.SETTLED.value
         inputs = second.service.repositories.task_inputs
         assert inputs.get("job-assigned") is None  # settled tasks do not keep their input

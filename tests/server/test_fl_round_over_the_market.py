@@ -126,8 +126,9 @@ def network(tmp_path: Path) -> Iterator[Network]:
         net.close()
 
 
-def run_assignment(net: Network, node: SimNode, assignment: pb.TaskAssignment) -> None:
-    """What a node daemon does with an fl_training assignment (training code included)."""
+def run_assignment(net: Network, node: SimNode, assignment: pb.TaskAssignment) -> bytes:
+    """What a node daemon does with an fl_training assignment (training code included), up to
+    its commitment; the output to reveal is returned."""
     data = json.loads(node.opened(assignment))
     trained = execute(assignment.task_type, data, None)
     body = sign_update(
@@ -144,10 +145,8 @@ def run_assignment(net: Network, node: SimNode, assignment: pb.TaskAssignment) -
     summary = {"round": data["round"], "update_digest": hashlib.sha256(
         json.dumps(body["weights"]).encode()).hexdigest()}
     output = canonical_output(summary)
-    net.stub.SubmitProof(pb.SubmitProofRequest(
-        proof_envelope=node.proof(assignment.task_id, output, net.clock.now()),
-        output=node.sealed(assignment.task_id, output),
-    ))
+    node.commit(net.stub, assignment.task_id, output, net.clock.now())
+    return output
 
 
 def signed_get(net: Network, node: SimNode, path: str) -> bytes:
@@ -177,10 +176,13 @@ def test_a_round_trains_on_three_nodes_and_publishes_a_confirmed_version(
         )
         node.register(net.stub, net.clock.now())
         feeds.append(node.open_stream(net.stub, capabilities=("fl_training",)))
+    reveals = []
     for node, feed in zip(nodes, feeds, strict=True):
         (assignment, *_) = feed.wait_for(1, timeout_s=20)
         assert assignment.task_type == "fl_training"
-        run_assignment(net, node, assignment)
+        reveals.append((node, assignment.task_id, run_assignment(net, node, assignment)))
+    for node, task_id, output in reveals:
+        node.reveal(net.stub, task_id, output, net.clock.now())
     fl_round = wait_until(lambda: (r := net.service.repositories.fl_rounds.get_round(1))
                           and r.state is not RoundState.OPEN and r)
     assert fl_round.state is RoundState.CLOSED, fl_round.failure

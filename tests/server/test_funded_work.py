@@ -152,11 +152,11 @@ def test_a_paid_top_up_funds_a_task_whose_nodes_are_paid_from_its_escrow_and_the
     assert refused(lambda: coordinator.stub.SubmitTask(replay)).code() in {
         grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.UNAUTHENTICATED,
     }
-    for node, feed in streams:
-        (assignment,) = feed.wait_for(1)
-        coordinator.stub.SubmitProof(pb.SubmitProofRequest(
-            proof_envelope=node.proof(assignment.task_id, b"answer", clock.now())
-        ))  # fmt: skip
+    held = [(node, feed.wait_for(1)[0].task_id) for node, feed in streams]
+    for node, replica in held:
+        node.commit(coordinator.stub, replica, b"answer", clock.now())
+    for node, replica in held:
+        node.reveal(coordinator.stub, replica, b"answer", clock.now())
     escrow = coordinator.service.repositories.funding.escrow("paid")
     assert escrow is not None and escrow.closed
     negotiated = 2_000 + (PRICE - 2_000) // 2  # the midpoint, below the funded price

@@ -23,6 +23,7 @@ from owm_core.market.tasks import TaskState, VerificationMode, VerificationPolic
 from owm_core.nodes.registry import NodeStatus
 from owm_core.nodes.tiers import Tier
 from owm_core.stake.channel import Stake, StakeStatus, check_stake
+from tests.reveals import salt_of
 from tests.server.harness import (
     Coordinator,
     NodeRoutingStub,
@@ -240,13 +241,11 @@ def test_a_submitted_task_is_dispatched_over_the_stream_and_settled_after_proofs
             n.opened(a) == b'{"prompt": "hello"}' for n, a in zip(nodes, got, strict=True)
         )
         assert all(a.assigned_at_ms == clock.now() * 1000 for a in got)  # the market's clock
-        for node, assignment in zip(nodes, got, strict=True):
-            output = b"same answer" if node is not nodes[2] else b"dissent"
-            running.stub.SubmitProof(
-                pb.SubmitProofRequest(
-                    proof_envelope=node.proof(assignment.task_id, output, clock.now())
-                )
-            )
+        outputs = [b"same answer", b"same answer", b"dissent"]
+        for node, assignment, output in zip(nodes, got, outputs, strict=True):
+            node.commit(running.stub, assignment.task_id, output, clock.now())
+        for node, assignment, output in zip(nodes, got, outputs, strict=True):
+            node.reveal(running.stub, assignment.task_id, output, clock.now())
         view = running.stub.GetTask(pb.GetTaskRequest(task_id="job-1"))
         assert view.outcome == "verified"
         states = {r.node_id: r.state for r in view.replicas}
@@ -268,14 +267,19 @@ def test_a_proof_is_stored_durably_before_the_rpc_returns(
         feed = node.open_stream(running.stub)
         running.stub.SubmitTask(task_request("job-2"))
         (assignment,) = feed.wait_for(1)
-        raw = node.proof(assignment.task_id, b"out", clock.now())
+        assert node.commit(running.stub, assignment.task_id, b"out", clock.now()).reveals_open
+        request = pb.SubmitProofRequest(
+            proof_envelope=node.proof(assignment.task_id, b"out", clock.now()),
+            output=node.sealed(assignment.task_id, b"out"),
+            salt=salt_of(node.node_id, assignment.task_id),
+        )
 
-        reply = running.stub.SubmitProof(pb.SubmitProofRequest(proof_envelope=raw))
+        reply = running.stub.SubmitProof(request)
 
         stored = running.service.repositories.proofs.get(assignment.task_id, node.node_id)
         assert stored is not None
         assert reply.state == "settled"
-        again = running.stub.SubmitProof(pb.SubmitProofRequest(proof_envelope=raw))
+        again = running.stub.SubmitProof(request)
         assert again.state == "settled"
         feed.close()
     finally:
@@ -293,14 +297,10 @@ def test_a_proof_from_a_node_the_task_is_not_assigned_to_is_refused(
         running.stub.SubmitTask(task_request("job-3"))
         (assignment,) = feed.wait_for(1)
 
-        with pytest.raises(grpc.RpcError) as info:
-            running.stub.SubmitProof(
-                pb.SubmitProofRequest(
-                    proof_envelope=other.proof(assignment.task_id, b"x", clock.now())
-                )
-            )
-
-        assert info.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        for send in (other.commit, other.reveal):
+            with pytest.raises(grpc.RpcError) as info:
+                send(running.stub, assignment.task_id, b"x", clock.now())
+            assert info.value.code() is grpc.StatusCode.FAILED_PRECONDITION
         feed.close()
     finally:
         running.stop()

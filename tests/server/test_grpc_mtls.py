@@ -21,6 +21,7 @@ from owm_core.identity.assignments import verify_assignment
 from owm_core.identity.keys import Identity
 from owm_core.nodes.control_plane import AssignedTask
 from tests.adapters.control_plane.test_tls import forged_certificate
+from tests.reveals import commitment_envelope
 from tests.server.harness import Coordinator, SimNode, StepClock, start_coordinator, task_request
 from tests.services.market_world import register_idle
 from tests.tls_support import COORDINATOR_TLS, client_tls, secure_channel
@@ -120,10 +121,14 @@ def test_heartbeats_proofs_and_task_streams_over_another_nodes_certificate_are_r
         stub = stub_over(channel)
         heartbeat = pb.HeartbeatRequest(heartbeat_envelope=node.heartbeat_envelope(clock.now()))
         proof = pb.SubmitProofRequest(proof_envelope=node.proof("t:0", b"out", clock.now()))
+        commitment = pb.CommitResultRequest(
+            commitment_envelope=commitment_envelope(node.identity, "t:0", b"out", clock.now())
+        )
         feed = node.open_stream(stub)
         for error in (
             refusal(lambda: stub.Heartbeat(heartbeat, timeout=5)),
             refusal(lambda: stub.SubmitProof(proof, timeout=5)),
+            refusal(lambda: stub.CommitResult(commitment, timeout=5)),
         ):
             assert error.code() is grpc.StatusCode.UNAUTHENTICATED
         feed.wait_for(1, timeout_s=5)

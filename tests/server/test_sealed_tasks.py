@@ -19,6 +19,7 @@ from owm_adapters.services.coordinator.service import ServiceConfig
 from owm_adapters.storage.sql import open_repositories
 from owm_core.errors import InvalidValue
 from owm_core.market.tasks import TaskState, VerificationPolicy
+from tests.reveals import salt_of
 from tests.server.harness import (
     Coordinator,
     SimNode,
@@ -90,9 +91,12 @@ def test_the_database_holds_no_input_or_output_in_the_clear(
     assert SECRET_INPUT not in database_bytes(tmp_path)
 
     proof = node.proof(assignment.task_id, SECRET_OUTPUT, clock.now())
+    node.commit(running.stub, assignment.task_id, SECRET_OUTPUT, clock.now())
+    salt = salt_of(node.node_id, assignment.task_id)
     sealed = node.sealed(assignment.task_id, SECRET_OUTPUT)
     assert SECRET_OUTPUT not in sealed
-    reply = running.stub.SubmitProof(pb.SubmitProofRequest(proof_envelope=proof, output=sealed))
+    reply = running.stub.SubmitProof(pb.SubmitProofRequest(
+            proof_envelope=proof, output=sealed, salt=salt))
 
     assert reply.state == TaskState.SETTLED.value
     assert SECRET_OUTPUT not in database_bytes(tmp_path)
@@ -105,20 +109,24 @@ def test_a_changed_sealed_output_is_refused_and_nothing_is_stored(
     node = staked(running, clock)
     assignment = assigned(running, node, "job-tampered")
     proof = node.proof(assignment.task_id, SECRET_OUTPUT, clock.now())
+    node.commit(running.stub, assignment.task_id, SECRET_OUTPUT, clock.now())
+    salt = salt_of(node.node_id, assignment.task_id)
     sealed = bytearray(node.sealed(assignment.task_id, SECRET_OUTPUT))
     sealed[-1] ^= 0x01
 
     with pytest.raises(grpc.RpcError) as refused:
-        running.stub.SubmitProof(pb.SubmitProofRequest(proof_envelope=proof, output=bytes(sealed)))
+        running.stub.SubmitProof(pb.SubmitProofRequest(
+            proof_envelope=proof, output=bytes(sealed), salt=salt))
 
     assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert refused.value.details().startswith("invalid-value: output: does not open")
     repositories = running.service.repositories
-    assert repositories.tasks.get(assignment.task_id).state is TaskState.ASSIGNED
+    assert repositories.tasks.get(assignment.task_id).state is TaskState.COMMITTED
     assert repositories.task_outputs.get(assignment.task_id) is None
     assert repositories.proofs.get(assignment.task_id, node.node_id) is None
     good = node.sealed(assignment.task_id, SECRET_OUTPUT)
-    reply = running.stub.SubmitProof(pb.SubmitProofRequest(proof_envelope=proof, output=good))
+    reply = running.stub.SubmitProof(pb.SubmitProofRequest(
+            proof_envelope=proof, output=good, salt=salt))
     assert reply.state == TaskState.SETTLED.value
 
 
@@ -129,6 +137,8 @@ def test_an_output_not_sealed_by_the_proofs_signer_for_its_replica_is_refused(
     node, other = staked(running, clock), staked(running, clock)
     assignment = assigned(running, node, "job-foreign")
     proof = node.proof(assignment.task_id, SECRET_OUTPUT, clock.now())
+    node.commit(running.stub, assignment.task_id, SECRET_OUTPUT, clock.now())
+    salt = salt_of(node.node_id, assignment.task_id)
     output = {
         "plain": SECRET_OUTPUT,
         "sealed by another node": other.sealed(assignment.task_id, SECRET_OUTPUT),
@@ -136,7 +146,8 @@ def test_an_output_not_sealed_by_the_proofs_signer_for_its_replica_is_refused(
     }[delivered]
 
     with pytest.raises(grpc.RpcError) as refused:
-        running.stub.SubmitProof(pb.SubmitProofRequest(proof_envelope=proof, output=output))
+        running.stub.SubmitProof(pb.SubmitProofRequest(
+            proof_envelope=proof, output=output, salt=salt))
 
     assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert refused.value.details().startswith("invalid-value: output: ")

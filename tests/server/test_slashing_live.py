@@ -22,7 +22,6 @@ from click.testing import CliRunner
 from owm_adapters.bootstrap.api import build_api
 from owm_adapters.bootstrap.coordinator import build_coordinator
 from owm_adapters.bootstrap.settings import CoordinatorSection, CoordinatorSettings, StakeSection
-from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.services.api import ApiConfig, ApiServices
@@ -81,8 +80,9 @@ class Live:
         return node
 
     def run_task(self, task_id: str, outputs: list[tuple[SimNode, bytes]]) -> None:
-        """Submit one task; every node returns its output for its replica."""
+        """Submit one task; every node commits to its output for its replica, then reveals."""
         self.stub.SubmitTask(task_request(task_id, now=self.clock.now()))
+        reveals = []
         for node, output in outputs:
             feed = self.feeds[node.node_id]
             mine: list[str] = []
@@ -92,9 +92,11 @@ class Live:
                 if mine:
                     break
             assert mine, f"{node.node_id} got no replica of {task_id}"
-            proof = node.proof(mine[0], output, self.clock.now())
-            sealed = node.sealed(mine[0], output, self.service.sealing.public_key_hex)
-            self.stub.SubmitProof(pb.SubmitProofRequest(proof_envelope=proof, output=sealed))
+            node.commit(self.stub, mine[0], output, self.clock.now())
+            reveals.append((node, mine[0], output))
+        coordinator = self.service.sealing.public_key_hex
+        for node, replica, output in reveals:
+            node.reveal(self.stub, replica, output, self.clock.now(), coordinator)
 
     @property
     def maintainers(self) -> list[Identity]:

@@ -297,7 +297,6 @@ def test_payments_are_counted_by_state_for_the_metrics(world: World) -> None:
 
 def test_a_verified_proof_is_paid_within_seconds_of_its_acceptance(tmp_path: Path) -> None:
     """SRS-LN-04 / SRS-PERF-03: the settlement wakes the worker (its sweep is 30 s here)."""
-    from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
     from owm_adapters.services.coordinator.service import ServiceConfig
     from owm_core.market.tasks import VerificationPolicy
     from owm_core.payments.rewards import task_reward_msat
@@ -321,8 +320,7 @@ def test_a_verified_proof_is_paid_within_seconds_of_its_acceptance(tmp_path: Pat
         (assignment,) = feed.wait_for(1)
 
         accepted = time.monotonic()
-        running.stub.SubmitProof(pb.SubmitProofRequest(
-            proof_envelope=node.proof(assignment.task_id, b"out", clock.now())))
+        node.deliver(running.stub, assignment.task_id, b"out", clock.now())
         payments = running.service.repositories.payments
         while not (paid := payments.for_task(assignment.task_id)) or not paid[0].settled:
             assert time.monotonic() - accepted < 10, "no payment 10 s after the proof"

@@ -82,7 +82,10 @@ MAX_OPEN_TOP_UPS = 10
 SWEEP_EVERY_S = 5.0
 SWEEP_LIMIT = 1_000
 _WORKING = frozenset(
-    {TaskState.ASSIGNED, TaskState.COMPLETED, TaskState.VERIFIED, TaskState.FAILED}
+    {
+        TaskState.ASSIGNED, TaskState.COMMITTED, TaskState.COMPLETED, TaskState.VERIFIED,
+        TaskState.FAILED,
+    }
 )
 
 

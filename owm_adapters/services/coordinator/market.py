@@ -36,6 +36,7 @@ from owm_adapters.net.destinations import check_task_url
 from owm_adapters.services.coordinator.admission import Admission
 from owm_adapters.services.coordinator.dispatch import Dispatcher
 from owm_adapters.services.coordinator.funding import NETWORK, Funder, TaskFunding
+from owm_adapters.services.coordinator.reveals import ResultRounds, tell_listeners
 from owm_adapters.services.coordinator.sealing import SealedBlobs, SealedMarketStore, TaskSealing
 from owm_adapters.services.coordinator.shared import LockedGuard, Observed, ServiceConfig
 from owm_core.coordination.rejections import (
@@ -45,10 +46,10 @@ from owm_core.coordination.rejections import (
     open_rejection,
     reject_task,
 )
+from owm_core.coordination.reveals import CommitOutcome
 from owm_core.coordination.tasks import (
     Assignment,
     ProofOutcome,
-    accept_proof,
     offer_of,
     siblings,
     submit_task,
@@ -223,6 +224,7 @@ class Market:
         self._observed = observed
         self._entropy = entropy
         self._seed = entropy(32)
+        self._rounds = ResultRounds(self._store, sealing, clock, config, self._seed)
         #: Told of every settlement after its proof is stored (the payout dispatcher, the
         #: fake-proof detector); a failing listener is logged and the others still run.
         self._settlement_listeners = tuple(settlement_listeners)
@@ -361,39 +363,38 @@ class Market:
 
     # -- proofs, rejections, timeouts --------------------------------------------------------
 
-    def submit_proof(self, raw: bytes, output: bytes = b"") -> ProofOutcome:
-        """Verify and durably store a task proof (and the output the node delivered with it,
-        which must hash to the proof's output hash), then verify/settle the task (SRS 4.1).
-
-        The output arrives sealed to the coordinator by the proof's signer and is stored sealed
-        (SRS-SEC-02); one that does not open is InvalidValue(``output``), nothing stored."""
-        opened = self._sealing.output_of(raw, output)
+    def commit_result(self, raw: bytes) -> CommitOutcome:
+        """Store a replica's signed commitment, the first phase of its result (SRS-SEC-11)."""
         with self._market_lock:
-            outcome = accept_proof(
-                self._store,
-                raw,
-                self.clock.now(),
-                self.config.verification,
-                self._seed,
-                opened,
-            )
+            outcome = self._rounds.commit(raw)
+        self._announce_task_change()
+        return outcome
+
+    def submit_proof(self, raw: bytes, output: bytes = b"", salt: bytes = b"") -> ProofOutcome:
+        """Reveal a committed replica's result: its signed proof, the salt that opens its
+        commitment and the output bytes (required, sealed to the coordinator, SRS-SEC-02);
+        stored durably (sealed), then the round is judged once nothing else is awaited
+        (SRS 4.1, SRS-SEC-11; :mod:`.reveals`)."""
+        with self._market_lock:
+            outcome = self._rounds.reveal(raw, salt, output)
+            self._verdicts_locked([outcome])
+        self._announce_task_change()
+        tell_listeners(self._settlement_listeners, [outcome])
+        return outcome
+
+    def _verdicts_locked(self, outcomes: Sequence[ProofOutcome]) -> None:
+        """After verdicts: settled tasks drop their input and close their escrow; a spot check
+        may have added a ``:check`` replica for another node, which is dispatched."""
+        for outcome in outcomes:
             group = task_id_of(outcome.task.task_id)
             if outcome.settlements:
                 self._forget_input(group)
                 self.funding.reconcile(group)
-            else:  # a spot check may have added a ``:check`` replica for another node
+            else:
                 waiting = [r for r in siblings(self.repositories, group)
                            if r.state in ASSIGNABLE_STATES]
                 self._dispatcher.became_ready(waiting)
                 self._dispatch_locked(waiting)
-        self._announce_task_change()
-        for settlement in outcome.settlements:
-            for listener in self._settlement_listeners:
-                try:
-                    listener(settlement)
-                except Exception:
-                    log.exception("settlement listener failed")
-        return outcome
 
     def reject_task(self, raw: bytes) -> RejectionOutcome:
         """The assigned node refuses a replica (SRS-NODE-07): record why, dispatch it again now.
@@ -439,11 +440,14 @@ class Market:
         return by_replica
 
     def tick(self) -> list[Task]:
-        """Time out overdue assignments, expire tasks nobody took in time (dropping their
-        inputs), dispatch the timed-out replicas and the sweep's next page, close due escrows
-        (expired tasks refunded); the timed-out."""
+        """Time out overdue assignments, close the commit and reveal windows that have passed,
+        expire tasks nobody took in time (dropping their inputs), dispatch the timed-out
+        replicas and the sweep's next page, close due escrows (expired tasks refunded); the
+        timed-out."""
         with self._market_lock:
             late = time_out_overdue(self.repositories, self.clock.now())
+            judged = self._rounds.close_due()
+            self._verdicts_locked(judged)
             expired = self._dispatcher.expire()
             for group in expired:
                 self._forget_input(group)
@@ -454,8 +458,9 @@ class Market:
             for group in expired:  # nobody ran it: the escrow closes, the client gets it back
                 self.funding.reconcile(group)
             self.funding.sweep(time.monotonic())  # under the lock: expiry races no dispatch
-        if late or expired:
+        if late or expired or judged:
             self._announce_task_change()
+        tell_listeners(self._settlement_listeners, judged)
         return late
 
     # -- dispatch ----------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from owm_core.identity.sealing import (
 )
 from owm_core.market.tasks import Task, check_task_input
 from owm_core.ports.repositories import (
+    CommitmentRepository,
     NodeRepository,
     ProofRepository,
     Repositories,
@@ -146,7 +147,7 @@ class SealedBlobs:
 
 @attrs.frozen
 class SealedMarketStore:
-    """The store :func:`~owm_core.coordination.tasks.accept_proof` and
+    """The store commit–reveal (:mod:`owm_core.coordination.reveals`) and
     :func:`~owm_core.coordination.tasks.verified_output` see: outputs sealed at rest."""
 
     repositories: Repositories
@@ -172,6 +173,11 @@ class SealedMarketStore:
     def nodes(self) -> NodeRepository:
         """The nodes repository."""
         return self.repositories.nodes
+
+    @property
+    def commitments(self) -> CommitmentRepository:
+        """The commitments repository (not sealed: a commitment hides nothing it must)."""
+        return self.repositories.commitments
 
     def atomic(self) -> AbstractContextManager[None]:
         """The store's transaction boundary."""

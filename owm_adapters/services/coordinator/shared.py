@@ -13,6 +13,7 @@ from typing import Protocol
 
 import attrs
 
+from owm_core.coordination.reveals import RevealWindows
 from owm_core.identity.envelopes import ReplayGuard
 from owm_core.identity.keys import node_id_from_public_key
 from owm_core.market.funding import DEFAULT_FEE_PPM, DEFAULT_PERIOD_S, FundingRules
@@ -78,6 +79,8 @@ class ServiceConfig:
     #: How long a submitted task may wait for a node to take one of its replicas before it
     #: expires (SRS-COORD-02): work nobody takes leaves the market.
     queue_timeout_s: int = DEFAULT_QUEUE_TIMEOUT_S
+    #: How long a round's commit and reveal phases stay open (commit–reveal, SRS-SEC-11).
+    reveal_windows: RevealWindows = attrs.field(factory=RevealWindows)
     liveness: Liveness = attrs.field(factory=Liveness)
     stake_requirements: StakeRequirements = attrs.field(factory=StakeRequirements)
     tick_s: float = DEFAULT_TICK_S

@@ -32,6 +32,7 @@ from owm_adapters.storage.memory.knowledge import (
     MemorySubModelRepository,
 )
 from owm_adapters.storage.memory.market import (
+    MemoryCommitmentRepository,
     MemoryProofRepository,
     MemoryTaskInputRepository,
     MemoryTaskOutputRepository,
@@ -79,6 +80,7 @@ class MemoryRepositories:
     mining_payouts: MemoryMiningPayoutRepository
     task_inputs: MemoryTaskInputRepository
     task_outputs: MemoryTaskOutputRepository
+    commitments: MemoryCommitmentRepository
     sub_models: MemorySubModelRepository
     datasets: MemoryDatasetRepository
     data_credits: MemoryDataCreditRepository
@@ -126,6 +128,7 @@ def memory_repositories() -> MemoryRepositories:
         mining_payouts=MemoryMiningPayoutRepository(state, lock),
         task_inputs=MemoryTaskInputRepository(state, lock),
         task_outputs=MemoryTaskOutputRepository(state, lock),
+        commitments=MemoryCommitmentRepository(state, lock),
         sub_models=MemorySubModelRepository(state, lock),
         datasets=MemoryDatasetRepository(state, lock),
         data_credits=MemoryDataCreditRepository(state, lock),

@@ -8,6 +8,7 @@ from owm_adapters.storage.envelopes import proof_of
 from owm_adapters.storage.memory.state import StateRepository
 from owm_core.errors import Conflict
 from owm_core.identity.envelopes import Envelope
+from owm_core.market.commit_reveal import RecordedCommitment
 from owm_core.market.tasks import (
     ASSIGNABLE_STATES,
     MAX_STORED_TASK_DATA_BYTES,
@@ -76,11 +77,10 @@ class MemoryTaskRepository(StateRepository):
             return [t for t in self._ordered() if t.state is state][:limit]
 
     def assigned_to(self, node_id: str) -> Sequence[Task]:
-        """Tasks currently assigned to ``node_id`` (state assigned), oldest first."""
+        """Tasks ``node_id`` holds (assigned, or committed and not revealed), oldest first."""
+        held = {TaskState.ASSIGNED, TaskState.COMMITTED}
         with self._lock:
-            return [
-                t for t in self._ordered() if t.state is TaskState.ASSIGNED and t.node_id == node_id
-            ]
+            return [t for t in self._ordered() if t.state in held and t.node_id == node_id]
 
     def overdue(self, now: int, limit: int = 100) -> Sequence[Task]:
         """Assigned tasks whose ``deadline_at`` < ``now``, earliest deadline first."""
@@ -151,3 +151,38 @@ class MemoryTaskOutputRepository(MemoryTaskInputRepository):
 
     def _blobs(self) -> dict[str, bytes]:
         return self._state.task_outputs
+
+
+class MemoryCommitmentRepository(StateRepository):
+    """Commitments per replica id in a dict."""
+
+    def add(self, record: RecordedCommitment) -> None:
+        """Store a commitment; the same one again is a no-op, another for the replica Conflict."""
+        replica = record.commitment.replica_id
+        with self._lock:
+            stored = self._state.commitments.get(replica)
+            if stored is not None and stored != record:
+                raise Conflict(f"replica {replica} has already committed")
+            self._state.commitments[replica] = record
+
+    def for_round(self, round_id: str) -> Sequence[RecordedCommitment]:
+        """The commitments of ``round_id``, earliest first."""
+        with self._lock:
+            found = [r for r in self._state.commitments.values() if r.round_id == round_id]
+        return sorted(found, key=lambda r: (r.committed_at, r.commitment.replica_id))
+
+    def rounds_started_by(self, cutoff: int, limit: int = 100) -> Sequence[str]:
+        """Up to ``limit`` rounds whose first commitment arrived at or before ``cutoff``."""
+        first: dict[str, int] = {}
+        with self._lock:
+            for r in self._state.commitments.values():
+                first[r.round_id] = min(first.get(r.round_id, r.committed_at), r.committed_at)
+        due = sorted((at, round_id) for round_id, at in first.items() if at <= cutoff)
+        return [round_id for _, round_id in due[:limit]]
+
+    def delete_round(self, round_id: str) -> None:
+        """Forget the commitments of a judged round."""
+        with self._lock:
+            stored = self._state.commitments
+            for replica in [k for k, r in stored.items() if r.round_id == round_id]:
+                del stored[replica]

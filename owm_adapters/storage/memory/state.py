@@ -17,6 +17,7 @@ from owm_core.knowledge.datasets import DatasetRecord, Document
 from owm_core.knowledge.retrieval import DataCredit
 from owm_core.knowledge.routing import QueryAnswer
 from owm_core.knowledge.submodels import SubModel
+from owm_core.market.commit_reveal import RecordedCommitment
 from owm_core.market.funding import Balance, Escrow, PeriodBudget, TopUp
 from owm_core.market.tasks import Task
 from owm_core.nodes.registry import Node
@@ -61,6 +62,7 @@ class State:
     mining_payouts: dict[str, MiningPayout] = attrs.Factory(dict)
     task_inputs: dict[str, bytes] = attrs.Factory(dict)
     task_outputs: dict[str, bytes] = attrs.Factory(dict)
+    commitments: dict[str, RecordedCommitment] = attrs.Factory(dict)
     sub_models: dict[str, SubModel] = attrs.Factory(dict)
     datasets: dict[str, tuple[int, DatasetRecord, tuple[Document, ...]]] = attrs.Factory(dict)
     data_credits: dict[str, tuple[int, int, tuple[DataCredit, ...]]] = attrs.Factory(dict)

@@ -27,6 +27,7 @@ from owm_adapters.storage.sql.repositories.knowledge import (
     SqlSubModelRepository,
 )
 from owm_adapters.storage.sql.repositories.market import (
+    SqlCommitmentRepository,
     SqlProofRepository,
     SqlTaskInputRepository,
     SqlTaskOutputRepository,
@@ -73,6 +74,7 @@ class SqlRepositories:
     mining_payouts: SqlMiningPayoutRepository
     task_inputs: SqlTaskInputRepository
     task_outputs: SqlTaskOutputRepository
+    commitments: SqlCommitmentRepository
     sub_models: SqlSubModelRepository
     datasets: SqlDatasetRepository
     data_credits: SqlDataCreditRepository
@@ -114,6 +116,7 @@ def sql_repositories(engine: Engine) -> SqlRepositories:
         mining_payouts=SqlMiningPayoutRepository(db),
         task_inputs=SqlTaskInputRepository(db),
         task_outputs=SqlTaskOutputRepository(db),
+        commitments=SqlCommitmentRepository(db),
         sub_models=SqlSubModelRepository(db),
         datasets=SqlDatasetRepository(db),
         data_credits=SqlDataCreditRepository(db),

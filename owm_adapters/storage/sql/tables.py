@@ -361,6 +361,18 @@ task_outputs = Table(
     Column("data", LargeBinary, nullable=False),
 )
 
+# -- replicas' commitments of rounds not judged yet, commit–reveal (migration 0013) -----------
+
+task_commitments = Table(
+    "task_commitments",
+    metadata,
+    Column("replica_id", String(128), primary_key=True),
+    Column("round_id", String(128), nullable=False, index=True),
+    Column("node_id", String(128), nullable=False),
+    Column("digest", String(64), nullable=False),
+    _time("committed_at", index=True),
+)
+
 # -- the knowledge side of the conglomerate: sub-models, datasets, credits (migration 0006) ---
 
 sub_models = Table(

@@ -61,6 +61,9 @@ from owm_core.ports.repositories.knowledge import (
     SubModelRepository as SubModelRepository,
 )
 from owm_core.ports.repositories.market import (
+    CommitmentRepository as CommitmentRepository,
+)
+from owm_core.ports.repositories.market import (
     FundingRepository as FundingRepository,
 )
 from owm_core.ports.repositories.market import (
@@ -191,6 +194,11 @@ class Repositories(Protocol):
     def task_outputs(self) -> TaskInputRepository:
         """Outputs nodes delivered with their proofs, keyed by replica id (same shape as inputs;
         too long an output is InvalidValue(``output``))."""
+        ...
+
+    @property
+    def commitments(self) -> CommitmentRepository:
+        """Replicas' commitments of rounds not judged yet (commit–reveal)."""
         ...
 
     @property

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from owm_core.identity.envelopes import Envelope
+from owm_core.market.commit_reveal import RecordedCommitment
 from owm_core.market.funding import Balance, Escrow, PeriodBudget, TopUp
 from owm_core.market.tasks import Task, TaskState
 
@@ -43,7 +44,8 @@ class TaskRepository(Protocol):
         ...
 
     def assigned_to(self, node_id: str) -> Sequence[Task]:
-        """Tasks currently assigned to ``node_id`` (state assigned), oldest first."""
+        """Tasks ``node_id`` holds: assigned, or committed and not yet revealed (so a node
+        that reconnects mid-round gets them again and reveals), oldest first."""
         ...
 
     def overdue(self, now: int, limit: int = 100) -> Sequence[Task]:
@@ -134,4 +136,26 @@ class FundingRepository(Protocol):
 
     def save_budget(self, name: str, budget: PeriodBudget) -> None:
         """Store the draw of budget ``name`` (insert or replace)."""
+        ...
+
+
+class CommitmentRepository(Protocol):
+    """Replicas' commitments (commit–reveal, SRS-SEC-11), one per replica, kept until the
+    round they belong to is judged, so a coordinator restart mid-round loses none."""
+
+    def add(self, record: RecordedCommitment) -> None:
+        """Store a commitment; the same one again is a no-op, another for the replica Conflict."""
+        ...
+
+    def for_round(self, round_id: str) -> Sequence[RecordedCommitment]:
+        """The commitments of ``round_id``, earliest first."""
+        ...
+
+    def rounds_started_by(self, cutoff: int, limit: int = 100) -> Sequence[str]:
+        """Up to ``limit`` rounds whose first commitment arrived at or before ``cutoff``,
+        oldest first (the rounds whose windows may have closed)."""
+        ...
+
+    def delete_round(self, round_id: str) -> None:
+        """Forget the commitments of a judged round (nothing happens if there are none)."""
         ...

@@ -64,6 +64,7 @@ from owm_core.identity.envelopes import (
 )
 from owm_core.identity.keys import Identity
 from owm_core.market import tasks as market
+from owm_core.market.commit_reveal import Commitment, RecordedCommitment
 from owm_core.market.tasks import (
     MAX_STORED_TASK_DATA_BYTES,
     Match,
@@ -452,6 +453,10 @@ def test_tasks_are_listed_by_state_in_submission_order_and_overdue_by_deadline(
     assert repos.tasks.with_state(TaskState.ASSIGNED, limit=1) == [later]
     assert repos.tasks.assigned_to(node) == [later, late]
     assert repos.tasks.assigned_to(identity(2).node_id) == []
+    committed = market.commit(later, T0)
+    repos.tasks.save(committed)
+    assert repos.tasks.assigned_to(node) == [committed, late]  # held until it reveals
+    repos.tasks.save(later)
     assert repos.tasks.overdue(T0 + 100) == []
     assert repos.tasks.overdue(T0 + 301) == [later, late]
     assert repos.tasks.overdue(T0 + 301, limit=1) == [later]
@@ -1020,6 +1025,36 @@ def test_a_task_input_written_in_a_failed_atomic_block_is_not_kept(repos: Reposi
         raise RuntimeError("crash before commit")
     assert repos.tasks.get("task-1:0") is None
     assert repos.task_inputs.get("task-1") is None
+
+
+def _commitment(round_id: str, replica: str, node: str, at: int, digest: str = "ab") -> Any:
+    return RecordedCommitment(round_id, Commitment(replica, node, digest * 32), at)
+
+
+def test_commitments_are_kept_per_round_until_the_round_is_deleted(repos: Repositories) -> None:
+    first = _commitment("job", "job:0", "n-a", 100)
+    second = _commitment("job", "job:1", "n-b", 105, "cd")
+    other = _commitment("other", "other:0", "n-a", 90, "ef")
+    for record in (second, first, other):
+        repos.commitments.add(record)
+    repos.commitments.add(first)  # the same again: a retry
+
+    assert list(repos.commitments.for_round("job")) == [first, second]
+    assert list(repos.commitments.rounds_started_by(100)) == ["other", "job"]
+    assert list(repos.commitments.rounds_started_by(95)) == ["other"]
+    assert list(repos.commitments.rounds_started_by(100, limit=1)) == ["other"]
+    with pytest.raises(Conflict):
+        repos.commitments.add(_commitment("job", "job:0", "n-a", 100, "99"))
+    repos.commitments.delete_round("job")
+    assert list(repos.commitments.for_round("job")) == []
+    assert list(repos.commitments.for_round("other")) == [other]
+
+
+def test_a_commitment_written_in_a_failed_atomic_block_is_not_kept(repos: Repositories) -> None:
+    with pytest.raises(RuntimeError), repos.atomic():
+        repos.commitments.add(_commitment("job", "job:0", "n-a", 100))
+        raise RuntimeError("crash before commit")
+    assert list(repos.commitments.for_round("job")) == []
 
 
 # --------------------------------------------------------------------------- atomicity

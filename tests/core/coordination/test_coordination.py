@@ -22,6 +22,7 @@ from owm_core.coordination.registration import (
     registration_details,
 )
 from owm_core.coordination.rejections import admit_rejection, open_rejection, reject_task
+from owm_core.coordination.reveals import RevealWindows, commit_result, reveal_result
 from owm_core.coordination.stakes import (
     recheck_stake,
     reverify_due_stakes,
@@ -29,7 +30,7 @@ from owm_core.coordination.stakes import (
     stake_terms,
 )
 from owm_core.coordination.tasks import (
-    accept_proof,
+    ProofOutcome,
     expire_waiting,
     offer_of,
     plan_dispatch,
@@ -69,6 +70,7 @@ from owm_core.nodes.registry import LnNodeUri, Node
 from owm_core.nodes.tiers import StakeRequirements, Tier
 from owm_core.payments.lightning import Channel
 from owm_core.stake.channel import StakeStatus
+from tests.reveals import commitment_envelope, proof_envelope, salt_of
 
 NOW = 1_800_000_000
 LN_PUBKEY = "02" + "11" * 32
@@ -379,13 +381,20 @@ def test_a_task_nobody_took_by_its_expiry_expires_and_one_a_node_started_keeps_w
     assert repos.tasks.expired(NOW + 10_000) == []
 
 
-def proof_bytes(who: Identity, task_id: str, output: bytes) -> bytes:
-    body = TaskProof(
-        task_id=task_id, output_hash=hashlib.sha256(output).hexdigest(), execution_ms=5
-    )
-    return envelopes.to_bytes(
-        envelopes.seal(who, EnvelopeKind.TASK_PROOF, body, os.urandom(16), NOW)
-    )
+def prove(
+    repos: Any, deliveries: list[tuple[Identity, str, bytes]], policy: VerificationPolicy
+) -> list[ProofOutcome]:
+    """Every node commits to its output, then every node reveals it (commit–reveal)."""
+    windows = RevealWindows()
+    for who, task_id, output in deliveries:
+        commit_result(repos, commitment_envelope(who, task_id, output, NOW), NOW, policy, windows)
+    return [
+        reveal_result(
+            repos, proof_envelope(who, task_id, output, NOW), salt_of(who.node_id, task_id),
+            output, NOW, policy, b"s", windows,
+        )
+        for who, task_id, output in deliveries
+    ]
 
 
 def test_a_spot_checked_task_waits_for_the_check_and_a_differing_result_forfeits() -> None:
@@ -398,7 +407,7 @@ def test_a_spot_checked_task_waits_for_the_check_and_a_differing_result_forfeits
     offers = [offer_of(node_record(worker), MANIFEST, ["inference"], 1_000)]
     plan_dispatch(repos, [replica], offers, NOW, 60)
 
-    first = accept_proof(repos, proof_bytes(worker, replica.task_id, b"lie"), NOW, policy, b"s")
+    (first,) = prove(repos, [(worker, replica.task_id, b"lie")], policy)
 
     assert first.settlements == () and first.task.state is TaskState.COMPLETED
     (check,) = repos.tasks.with_state(TaskState.SUBMITTED, 10)
@@ -407,7 +416,7 @@ def test_a_spot_checked_task_waits_for_the_check_and_a_differing_result_forfeits
     (assignment,) = plan_dispatch(repos, [check], offers, NOW, 60)
     assert assignment.node_id == checker.node_id
 
-    final = accept_proof(repos, proof_bytes(checker, check.task_id, b"truth"), NOW, policy, b"s")
+    (final,) = prove(repos, [(checker, check.task_id, b"truth")], policy)
 
     kinds = {s.node_id: s.kind for s in final.settlements}
     assert kinds == {worker.node_id: SettlementKind.FORFEIT, checker.node_id: SettlementKind.SETTLE}
@@ -632,7 +641,7 @@ def test_a_rejection_from_an_unregistered_key_is_refused_before_its_nonce_is_tak
 
 def test_a_rejection_must_be_a_signed_task_rejection_envelope() -> None:
     who = identity()
-    raw = proof_bytes(who, "job:0", b"x")
+    raw = proof_envelope(who, "job:0", b"x", NOW)
     with pytest.raises(InvalidValue) as caught:
         open_rejection(raw)
     assert caught.value.field == "rejection_envelope"
@@ -677,15 +686,21 @@ def test_a_delivered_output_must_hash_to_the_proof_and_is_kept_for_the_submitter
     plan_dispatch(
         repos, [replica], [offer_of(node_record(worker), MANIFEST, ["inference"], 1)], NOW, 60
     )
-    raw = proof_bytes(worker, replica.task_id, b'{"answer":42}')
+    output = b'{"answer":42}'
+    windows = RevealWindows()
+    commitment = commitment_envelope(worker, replica.task_id, output, NOW)
+    commit_result(repos, commitment, NOW, policy, windows)
+    raw = proof_envelope(worker, replica.task_id, output, NOW)
+    salt = salt_of(worker.node_id, replica.task_id)
 
-    with pytest.raises(InvalidValue) as refused:
-        accept_proof(repos, raw, NOW, policy, b"s", output=b'{"answer":41}')
-    assert refused.value.field == "output"
+    for wrong in (b'{"answer":41}', b""):
+        with pytest.raises(InvalidValue) as refused:
+            reveal_result(repos, raw, salt, wrong, NOW, policy, b"s", windows)
+        assert refused.value.field == "output"
     assert repos.proofs.get(replica.task_id, worker.node_id) is None
     assert verified_output(repos, "job") is None
 
-    outcome = accept_proof(repos, raw, NOW, policy, b"s", output=b'{"answer":42}')
+    outcome = reveal_result(repos, raw, salt, output, NOW, policy, b"s", windows)
 
     assert outcome.task.state is TaskState.SETTLED
     assert verified_output(repos, "job") == b'{"answer":42}'
@@ -702,9 +717,11 @@ def test_an_output_of_a_replica_that_lost_verification_is_never_the_verified_out
     plan_dispatch(repos, replicas, offers, NOW, 60)
     by_node = {r.node_id: r for r in repos.tasks.with_state(TaskState.ASSIGNED, 10)}
     outputs = [b'"truth"', b'"lie"', b'"truth"']
-    for who, output in zip(nodes, outputs, strict=True):
-        task_id = by_node[who.node_id].task_id
-        accept_proof(repos, proof_bytes(who, task_id, output), NOW, policy, b"s", output=output)
+    prove(
+        repos,
+        [(who, by_node[who.node_id].task_id, out) for who, out in zip(nodes, outputs, strict=True)],
+        policy,
+    )
 
     assert verified_output(repos, "job") == b'"truth"'
     liar = by_node[nodes[1].node_id].task_id

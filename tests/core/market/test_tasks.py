@@ -416,15 +416,24 @@ def test_a_price_outside_ask_and_maximum_is_refused() -> None:
     assert err.value.field == "price_msat"
 
 
-ACTIONS = st.sampled_from(["assign", "complete", "good", "bad", "timeout", "settle", "expire"])
+ACTIONS = st.sampled_from(
+    ["assign", "commit", "complete", "good", "bad", "timeout", "settle", "expire", "silent",
+     "abandon"]
+)
 EXPIRES_AT = T0 + 100
 
 
 def apply(task: Task, action: str, now: int) -> Task:
     if action == "assign":
         return market.assign(task, best(task, OFFERS), now, timeout_s=10)
+    if action == "commit":
+        return market.commit(task, now)
     if action == "complete":
         return market.complete(task, h("out"), now)
+    if action == "silent":
+        return market.fail_silent(task)
+    if action == "abandon":
+        return market.abandon(task)
     if action in ("good", "bad"):
         paid = (task.node_id or "z",) if action == "good" else ("z",)
         return market.record_verdict(task, Verified(h("out"), paid))
@@ -444,7 +453,7 @@ def finish(task: Task, now: int) -> Task:
             return task
         if task.state in market.ASSIGNABLE_STATES:
             task = market.assign(task, best(task, OFFERS), now, timeout_s=10)
-        elif task.state is TaskState.ASSIGNED:
+        elif task.state in {TaskState.ASSIGNED, TaskState.COMMITTED}:
             task = market.complete(task, h("out"), task.deadline_at or now)
         elif task.state is TaskState.COMPLETED:
             task = market.record_verdict(task, Verified(h("out"), (task.node_id or "",)))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -22,6 +23,7 @@ from owm_adapters.storage.sql.rows import (
 )
 from owm_core.errors import Conflict
 from owm_core.identity.envelopes import Envelope, to_bytes
+from owm_core.market.commit_reveal import Commitment, RecordedCommitment
 from owm_core.market.tasks import (
     ASSIGNABLE_STATES,
     MAX_STORED_TASK_DATA_BYTES,
@@ -102,11 +104,12 @@ class SqlTaskRepository(SqlRepository):
             return [from_row(_ROWS, r, Task) for r in conn.execute(query).all()]
 
     def assigned_to(self, node_id: str) -> Sequence[Task]:
-        """Tasks currently assigned to ``node_id`` (state assigned), oldest first."""
+        """Tasks ``node_id`` holds (assigned, or committed and not revealed), oldest first."""
         c = t.tasks.c
+        held = [TaskState.ASSIGNED.value, TaskState.COMMITTED.value]
         query = (
             select(t.tasks)
-            .where(c.node_id == node_id, c.state == TaskState.ASSIGNED.value)
+            .where(c.node_id == node_id, c.state.in_(held))
             .order_by(c.seq)
         )
         with self._db.tx() as conn:
@@ -201,3 +204,72 @@ class SqlTaskOutputRepository(SqlTaskInputRepository):
     @property
     def _table(self) -> Table:
         return t.task_outputs
+
+
+class SqlCommitmentRepository(SqlRepository):
+    """Commitments per replica in ``task_commitments``."""
+
+    def add(self, record: RecordedCommitment) -> None:
+        """Store a commitment; the same one again is a no-op, another for the replica Conflict."""
+        row = {
+            "replica_id": record.commitment.replica_id,
+            "round_id": record.round_id,
+            "node_id": record.commitment.node_id,
+            "digest": record.commitment.digest,
+            "committed_at": record.committed_at,
+        }
+        c = t.task_commitments.c
+        with self._db.tx(write=True) as conn:
+            dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            statement = (
+                dialect_insert(t.task_commitments)
+                .values(row)
+                .on_conflict_do_nothing(index_elements=[c.replica_id])
+                .returning(c.replica_id)
+            )
+            if conn.execute(statement).first() is not None:
+                return
+            stored = conn.execute(
+                select(t.task_commitments).where(c.replica_id == row["replica_id"])
+            ).first()
+        if stored is None or _recorded(stored) != record:
+            raise Conflict(f"replica {row['replica_id']} has already committed")
+
+    def for_round(self, round_id: str) -> Sequence[RecordedCommitment]:
+        """The commitments of ``round_id``, earliest first."""
+        c = t.task_commitments.c
+        query = (
+            select(t.task_commitments)
+            .where(c.round_id == round_id)
+            .order_by(c.committed_at, c.replica_id)
+        )
+        with self._db.tx() as conn:
+            return [_recorded(r) for r in conn.execute(query).all()]
+
+    def rounds_started_by(self, cutoff: int, limit: int = 100) -> Sequence[str]:
+        """Up to ``limit`` rounds whose first commitment arrived at or before ``cutoff``."""
+        c = t.task_commitments.c
+        first = func.min(c.committed_at)
+        query = (
+            select(c.round_id)
+            .group_by(c.round_id)
+            .having(first <= cutoff)
+            .order_by(first, c.round_id)
+            .limit(limit)
+        )
+        with self._db.tx() as conn:
+            return [str(r[0]) for r in conn.execute(query).all()]
+
+    def delete_round(self, round_id: str) -> None:
+        """Forget the commitments of a judged round."""
+        table = t.task_commitments
+        with self._db.tx(write=True) as conn:
+            conn.execute(delete(table).where(table.c.round_id == round_id))
+
+
+def _recorded(row: Any) -> RecordedCommitment:
+    return RecordedCommitment(
+        round_id=row.round_id,
+        commitment=Commitment(row.replica_id, row.node_id, row.digest),
+        committed_at=int(row.committed_at),
+    )

@@ -188,13 +188,33 @@ class SubmitTaskResponse(_message.Message):
     replica_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, task_id: _Optional[str] = ..., replica_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class CommitResultRequest(_message.Message):
+    __slots__ = ("commitment_envelope",)
+    COMMITMENT_ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    commitment_envelope: bytes
+    def __init__(self, commitment_envelope: _Optional[bytes] = ...) -> None: ...
+
+class CommitResultResponse(_message.Message):
+    __slots__ = ("task_id", "state", "reveals_open", "retry_after_ms")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REVEALS_OPEN_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    state: str
+    reveals_open: bool
+    retry_after_ms: int
+    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[str] = ..., reveals_open: _Optional[bool] = ..., retry_after_ms: _Optional[int] = ...) -> None: ...
+
 class SubmitProofRequest(_message.Message):
-    __slots__ = ("proof_envelope", "output")
+    __slots__ = ("proof_envelope", "output", "salt")
     PROOF_ENVELOPE_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    SALT_FIELD_NUMBER: _ClassVar[int]
     proof_envelope: bytes
     output: bytes
-    def __init__(self, proof_envelope: _Optional[bytes] = ..., output: _Optional[bytes] = ...) -> None: ...
+    salt: bytes
+    def __init__(self, proof_envelope: _Optional[bytes] = ..., output: _Optional[bytes] = ..., salt: _Optional[bytes] = ...) -> None: ...
 
 class SubmitProofResponse(_message.Message):
     __slots__ = ("task_id", "state")
@@ -267,20 +287,18 @@ class TaskView(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[ReplicaView, _Mapping]]] = ..., outcome: _Optional[str] = ...) -> None: ...
 
 class ReplicaView(_message.Message):
-    __slots__ = ("replica_id", "state", "node_id", "price_msat", "output_hash", "rejections")
+    __slots__ = ("replica_id", "state", "node_id", "price_msat", "rejections")
     REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     PRICE_MSAT_FIELD_NUMBER: _ClassVar[int]
-    OUTPUT_HASH_FIELD_NUMBER: _ClassVar[int]
     REJECTIONS_FIELD_NUMBER: _ClassVar[int]
     replica_id: str
     state: str
     node_id: str
     price_msat: int
-    output_hash: str
     rejections: _containers.RepeatedCompositeFieldContainer[Rejection]
-    def __init__(self, replica_id: _Optional[str] = ..., state: _Optional[str] = ..., node_id: _Optional[str] = ..., price_msat: _Optional[int] = ..., output_hash: _Optional[str] = ..., rejections: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ...) -> None: ...
+    def __init__(self, replica_id: _Optional[str] = ..., state: _Optional[str] = ..., node_id: _Optional[str] = ..., price_msat: _Optional[int] = ..., rejections: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ...) -> None: ...
 
 class Rejection(_message.Message):
     __slots__ = ("node_id", "field", "reason", "rejected_at")

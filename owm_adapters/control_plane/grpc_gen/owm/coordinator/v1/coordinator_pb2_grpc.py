@@ -69,6 +69,11 @@ class CoordinatorStub:
                 request_serializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.FundBalanceRequest.SerializeToString,
                 response_deserializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.FundBalanceResponse.FromString,
                 _registered_method=True)
+        self.CommitResult = channel.unary_unary(
+                '/owm.coordinator.v1.Coordinator/CommitResult',
+                request_serializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.CommitResultRequest.SerializeToString,
+                response_deserializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.CommitResultResponse.FromString,
+                _registered_method=True)
         self.SubmitProof = channel.unary_unary(
                 '/owm.coordinator.v1.Coordinator/SubmitProof',
                 request_serializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.SubmitProofRequest.SerializeToString,
@@ -169,8 +174,24 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CommitResult(self, request, context):
+        """Phase one of a replica's result (commit–reveal, SRS-SEC-11): a signed TaskCommitment
+        {"task_id", "commitment"} whose digest is SHA-256("owm/replica-commit/v1\0" ‖ lp(replica_id)
+        ‖ lp(node_id) ‖ output_hash ‖ lp(salt)) (owm_core.market.commit_reveal); no output hash
+        travels in the clear. Only the assigned node, before its deadline and while the task's
+        commit window is open; stored durably before this call returns.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SubmitProof(self, request, context):
-        """A signed completion proof (SRS 4.1); stored durably before this call returns.
+        """Phase two, the reveal: the signed completion proof (SRS 4.1) with the salt and the output
+        bytes, both REQUIRED; stored durably before this call returns. Refused with
+        FAILED_PRECONDITION "reveals-not-open: …; retry after N ms" until every replica of the task
+        has committed (or the commit window closed): keep the reveal and send it again. INVALID_ARGUMENT
+        "output: …" for missing or mismatching output bytes, FAILED_PRECONDITION "policy-violation: …"
+        for a reveal that does not open the node's own commitment.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -191,7 +212,8 @@ class CoordinatorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetTask(self, request, context):
-        """State of one task (for submitters and tests).
+        """State of one task (for submitters and tests): replica states only, never an output hash
+        or output bytes (commit–reveal, SRS-SEC-11).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -267,6 +289,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.FundBalance,
                     request_deserializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.FundBalanceRequest.FromString,
                     response_serializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.FundBalanceResponse.SerializeToString,
+            ),
+            'CommitResult': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitResult,
+                    request_deserializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.CommitResultRequest.FromString,
+                    response_serializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.CommitResultResponse.SerializeToString,
             ),
             'SubmitProof': grpc.unary_unary_rpc_method_handler(
                     servicer.SubmitProof,
@@ -498,6 +525,33 @@ class Coordinator:
             '/owm.coordinator.v1.Coordinator/FundBalance',
             owm_dot_coordinator_dot_v1_dot_coordinator__pb2.FundBalanceRequest.SerializeToString,
             owm_dot_coordinator_dot_v1_dot_coordinator__pb2.FundBalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommitResult(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/owm.coordinator.v1.Coordinator/CommitResult',
+            owm_dot_coordinator_dot_v1_dot_coordinator__pb2.CommitResultRequest.SerializeToString,
+            owm_dot_coordinator_dot_v1_dot_coordinator__pb2.CommitResultResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,90 @@
+"""Commit–reveal for the task market of one coordinator process (SRS-SEC-11).
+
+:class:`ResultRounds` is the market's collaborator for a replica's result, which comes in two
+phases (:mod:`owm_core.coordination.reveals`): :meth:`~ResultRounds.commit` stores a node's
+signed commitment, :meth:`~ResultRounds.reveal` its signed proof with the salt and the output
+bytes once the round's reveals are open, and :meth:`~ResultRounds.close_due` (the market's
+tick) closes the windows that have passed, abandoning uncommitted replicas and failing silent
+ones. Commitments live in the store (``repositories.commitments``), so a restart mid-round
+loses nothing. The caller holds the market's lock; verdicts come back as
+:class:`~owm_core.coordination.tasks.ProofOutcome` for it to dispatch and announce.
+
+Outputs are handled here only, in :meth:`~ResultRounds.reveal`: the one place a node's output
+bytes enter the coordinator. They arrive sealed to the coordinator by the proof's signer and are
+opened with :class:`~.sealing.TaskSealing` before the reveal is checked; the store the rounds
+write to keeps them sealed at rest (:class:`~.sealing.SealedMarketStore`; SRS-SEC-02).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from owm_adapters.services.coordinator.sealing import TaskSealing
+from owm_adapters.services.coordinator.shared import ServiceConfig
+from owm_core.coordination.reveals import (
+    CommitOutcome,
+    close_due_rounds,
+    commit_result,
+    reveal_result,
+)
+from owm_core.coordination.tasks import ProofOutcome
+from owm_core.market.tasks import Settlement
+from owm_core.ports.clock import Clock
+from owm_core.ports.stores import MarketStore
+
+log = logging.getLogger(__name__)
+
+
+class ResultRounds:
+    """Commit, reveal and the closing of windows over the store (module docstring)."""
+
+    def __init__(
+        self,
+        repositories: MarketStore,
+        sealing: TaskSealing,
+        clock: Clock,
+        config: ServiceConfig,
+        seed: bytes,
+    ) -> None:
+        self.repositories = repositories
+        self.sealing = sealing
+        self.clock = clock
+        self.config = config
+        self._seed = seed
+
+    def commit(self, raw: bytes) -> CommitOutcome:
+        """Store a node's signed commitment (phase one); whether reveals are open now."""
+        return commit_result(
+            self.repositories, raw, self.clock.now(), self.config.verification,
+            self.config.reveal_windows,
+        )
+
+    def reveal(self, raw: bytes, salt: bytes, output: bytes) -> ProofOutcome:
+        """Accept a node's signed proof, salt and sealed output bytes (phase two); judge the
+        round if nothing else is awaited. An output that does not open is InvalidValue."""
+        opened = self.sealing.output_of(raw, output)
+        return reveal_result(
+            self.repositories, raw, salt, opened, self.clock.now(), self.config.verification,
+            self._seed, self.config.reveal_windows,
+        )
+
+    def close_due(self) -> list[ProofOutcome]:
+        """Close the windows that have passed; the verdicts this reached."""
+        return close_due_rounds(
+            self.repositories, self.clock.now(), self.config.verification, self._seed,
+            self.config.reveal_windows,
+        )
+
+
+def tell_listeners(
+    listeners: Sequence[Callable[[Settlement], None]], outcomes: Sequence[ProofOutcome]
+) -> None:
+    """Tell every listener of every settlement; a failing listener is logged, the rest run."""
+    for outcome in outcomes:
+        for settlement in outcome.settlements:
+            for listener in listeners:
+                try:
+                    listener(settlement)
+                except Exception:
+                    log.exception("settlement listener failed")
