@@ -1,11 +1,14 @@
-"""A task submitter's side of the control plane: signed ``SubmitTask`` and ``FundBalance``.
+"""A task submitter's side of the control plane: signed ``SubmitTask``, ``FundBalance`` and
+``GetTaskOutput``.
 
 Funded work only: the coordinator takes a task only with its submitter's signature over that
 very task (a ``task_submission`` envelope over
 :func:`~owm_core.market.funding.submission_digest`), and charges its escrow to the signer's
 prepaid balance, or to the network budget for an operator key it lists. This module builds
 those requests from a submitter :class:`~owm_core.identity.keys.Identity`; the nonce is drawn
-here and ``issued_at`` is the caller's clock.
+here and ``issued_at`` is the caller's clock. Once verified, the task's output is read back
+with :func:`signed_output_request` and opened with :func:`open_task_output`: it comes sealed
+by the coordinator's key to the submitter's (SRS-SEC-02).
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ from owm_core.identity.envelopes import (
     NONCE_BYTES,
     BalanceRequest,
     EnvelopeKind,
+    OutputRequest,
     TaskSubmission,
     seal,
     to_bytes,
 )
 from owm_core.identity.keys import Identity
+from owm_core.identity.sealing import open_sealed, result_context
 from owm_core.market.funding import submission_digest
 from owm_core.market.tasks import TaskRequest
 
@@ -62,3 +67,26 @@ def signed_balance_request(
         os.urandom(NONCE_BYTES), int(time.time()) if issued_at is None else issued_at,
     )
     return pb.FundBalanceRequest(request_envelope=to_bytes(envelope))
+
+
+def signed_output_request(
+    submitter: Identity, task_id: str, issued_at: int | None = None
+) -> pb.GetTaskOutputRequest:
+    """``GetTaskOutput``'s request for the task ``task_id`` that ``submitter`` paid for."""
+    envelope = seal(
+        submitter, EnvelopeKind.OUTPUT_REQUEST, OutputRequest(task_id),
+        os.urandom(NONCE_BYTES), int(time.time()) if issued_at is None else issued_at,
+    )
+    return pb.GetTaskOutputRequest(request_envelope=to_bytes(envelope))
+
+
+def open_task_output(
+    submitter: Identity, coordinator_public_key: str, reply: pb.TaskOutput
+) -> bytes:
+    """The plaintext of a ``GetTaskOutput`` reply: checked to come from the coordinator's key
+    (``[coordinator] public_key``) for this task; ``InvalidValue`` naming ``sealed_output`` when
+    it does not open."""
+    return open_sealed(
+        reply.sealed_output, recipient=submitter, sender_public_key=coordinator_public_key,
+        context=result_context(reply.task_id), field="sealed_output",
+    )

@@ -2,7 +2,8 @@
 
 This module owns the check that a task submitted over the control plane carries the signature
 of a submitter key over exactly that task (:func:`open_submission`), and the reading of a
-submitter's :class:`BalanceRequest` (:func:`open_balance_request`). Replay protection (the
+submitter's :class:`BalanceRequest` (:func:`open_balance_request`) and :class:`OutputRequest`
+(:func:`open_output_request`). Replay protection (the
 freshness window and the nonce) is the caller's replay guard's, applied after these checks and
 after the signer is known to be a funder, so strangers cannot fill the guard.
 """
@@ -15,6 +16,7 @@ from owm_core.identity.envelopes import (
     BalanceRequest,
     Envelope,
     EnvelopeKind,
+    OutputRequest,
     TaskSubmission,
     open_body,
 )
@@ -50,4 +52,19 @@ def open_balance_request(raw: bytes) -> tuple[Envelope, BalanceRequest]:
     envelope = open_envelope(raw, EnvelopeKind.BALANCE_REQUEST, "request_envelope")
     body = open_body(envelope)
     assert isinstance(body, BalanceRequest)
+    return envelope, body
+
+
+def open_output_request(raw: bytes) -> tuple[Envelope, OutputRequest]:
+    """The verified output request and its body: ``SignatureInvalid`` when it is missing (an
+    unsigned request names nobody who may read) or its signature does not verify,
+    ``InvalidValue`` when it is malformed."""
+    if not raw:
+        raise SignatureInvalid(
+            "request_envelope is missing: an output is read with the submitter's signed "
+            "output_request"
+        )
+    envelope = open_envelope(raw, EnvelopeKind.OUTPUT_REQUEST, "request_envelope")
+    body = open_body(envelope)
+    assert isinstance(body, OutputRequest)
     return envelope, body

@@ -98,6 +98,7 @@ class EnvelopeKind(enum.Enum):
     PAYOUT_INVOICE = "payout_invoice"
     TASK_SUBMISSION = "task_submission"
     BALANCE_REQUEST = "balance_request"
+    OUTPUT_REQUEST = "output_request"
 
 
 # --- canonical encoding -------------------------------------------------------------------
@@ -631,9 +632,30 @@ class BalanceRequest:
         return result
 
 
+@attrs.frozen
+class OutputRequest:
+    """A submitter asks for the verified output of a task it paid for (SRS-SEC-02): only the
+    key that funded ``task_id`` may read it, sealed to that key."""
+
+    KIND: ClassVar[EnvelopeKind] = EnvelopeKind.OUTPUT_REQUEST
+
+    task_id: str = attrs.field(validator=fields.matches(_TASK_ID_RE, "a task id ([A-Za-z0-9._:-])"))
+
+    def to_body(self) -> dict[str, Any]:
+        """The request as a canonical dict."""
+        return {"task_id": self.task_id}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> OutputRequest:
+        """Read a request from a body dict; unknown or missing fields are refused."""
+        result: OutputRequest = _from_body(cls, body, ("task_id",))
+        return result
+
+
 Body = (
     CapabilityManifest | Heartbeat | TaskProof | MaintainerAcknowledgement | TaskRejection
     | TaskCommitment | PayoutQuery | PayoutInvoice | TaskSubmission | BalanceRequest
+    | OutputRequest
 )
 
 _BODY_TYPES: dict[EnvelopeKind, Any] = {
@@ -647,6 +669,7 @@ _BODY_TYPES: dict[EnvelopeKind, Any] = {
     EnvelopeKind.PAYOUT_INVOICE: PayoutInvoice,
     EnvelopeKind.TASK_SUBMISSION: TaskSubmission,
     EnvelopeKind.BALANCE_REQUEST: BalanceRequest,
+    EnvelopeKind.OUTPUT_REQUEST: OutputRequest,
 }
 
 

@@ -14,8 +14,9 @@ The sealed form is::
                                                             ‖ context (UTF-8) ‖ plaintext )
 
 ``context`` names what the bytes are for (:func:`input_context`, :func:`output_context`: the
-replica id); it is inside the box, so a sealed input cannot be replayed as another replica's
-input or as an output. Changing any byte of
+replica id; :func:`result_context`: the task id of a verified output handed to its submitter);
+it is inside the box, so a sealed input cannot be replayed as another replica's input or as an
+output. Changing any byte of
 the sealed form — header, nonce, box — makes :func:`open_sealed` fail, as does opening with any
 key pair other than the one it was sealed between. Failures are :class:`InvalidValue` errors
 naming the field and never carrying key material.
@@ -48,6 +49,11 @@ def input_context(replica_id: str) -> str:
 def output_context(replica_id: str) -> str:
     """The context a replica's output is sealed under, node → coordinator."""
     return f"task-output/{replica_id}"
+
+
+def result_context(task_id: str) -> str:
+    """The context a task's verified output is sealed under, coordinator → its submitter."""
+    return f"task-result/{task_id}"
 
 
 def is_sealed(data: bytes) -> bool:

@@ -316,6 +316,16 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
         )
 
     @guarded
+    def GetTaskOutput(
+        self, request: pb.GetTaskOutputRequest, context: grpc.ServicerContext
+    ) -> pb.TaskOutput:
+        self._bound_peer(context)
+        result = self.service.outputs.read(request.request_envelope)
+        return pb.TaskOutput(
+            task_id=result.task_id, state=result.state, sealed_output=result.sealed_output
+        )
+
+    @guarded
     def SubmitProof(
         self, request: pb.SubmitProofRequest, context: grpc.ServicerContext
     ) -> pb.SubmitProofResponse:

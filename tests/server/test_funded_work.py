@@ -16,14 +16,21 @@ import grpc
 import pytest
 
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
-from owm_adapters.control_plane.submitter import signed_balance_request
+from owm_adapters.control_plane.submitter import (
+    open_task_output,
+    signed_balance_request,
+    signed_output_request,
+)
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.services.coordinator.service import ServiceConfig
 from owm_adapters.services.coordinator.shared import NETWORK_BUDGET, FundingConfig
 from owm_adapters.storage.memory import memory_repositories
+from owm_core.errors import InvalidValue
 from owm_core.identity.keys import Identity
+from owm_core.identity.sealing import open_sealed, result_context
 from owm_core.market.tasks import VerificationPolicy
 from tests.server.harness import (
+    OPERATOR,
     Coordinator,
     SimNode,
     StepClock,
@@ -35,6 +42,7 @@ from tests.services.market_world import register_idle
 
 CAP_MSAT = 50_000
 CLIENT = Identity.from_seed(b"\x61" * 32)
+OTHER_CLIENT = Identity.from_seed(b"\x62" * 32)
 PRICE = 10_000
 SHARE = PRICE * 50_000 // 1_000_000
 ESCROW = 2 * (PRICE + SHARE)  # redundancy 2
@@ -82,13 +90,17 @@ def refused(call: object) -> grpc.RpcError:
     return caught.value
 
 
-def fund(coordinator: Coordinator, ledger: SimLedger, clock: StepClock, amount: int) -> None:
+def fund(
+    coordinator: Coordinator, ledger: SimLedger, clock: StepClock, amount: int,
+    client: Identity = CLIENT,
+) -> None:
     """The client asks for a top-up invoice and pays it from its own Lightning node."""
-    reply = coordinator.stub.FundBalance(signed_balance_request(CLIENT, amount, clock.now()))
+    reply = coordinator.stub.FundBalance(signed_balance_request(client, amount, clock.now()))
     assert reply.bolt11 and reply.available_msat == 0
-    payer = ledger.add_node("client")
+    name = f"client-{client.public_key_hex[:8]}"
+    payer = ledger.add_node(name)
     ledger.open_channel(payer, coordinator.treasury, 1_000_000)
-    paid = ledger.lightning("client").pay(reply.bolt11, 1_000, 5)
+    paid = ledger.lightning(name).pay(reply.bolt11, 1_000, 5)
     assert paid.status.value == "succeeded"
 
 
@@ -209,3 +221,105 @@ def test_a_task_no_node_takes_expires_and_its_escrow_goes_back_to_the_balance(
     assert view.outcome == "expired"
     balance = coordinator.stub.FundBalance(signed_balance_request(CLIENT, 0, clock.now()))
     assert balance.available_msat == 100_000
+
+
+# -- reading a verified output: the submitter only, sealed to its key (SRS-SEC-02) ---------------
+
+
+def verified_paid_task(
+    coordinator: Coordinator, ledger: SimLedger, clock: StepClock, task_id: str
+) -> list[SimNode]:
+    """A task CLIENT paid for, answered b"answer" by two nodes and verified."""
+    streams = nodes_streaming(coordinator, clock)
+    fund(coordinator, ledger, clock, 100_000)
+    coordinator.stub.SubmitTask(task_request(task_id, PRICE, submitter=CLIENT))
+    held = [(node, feed.wait_for(1)[0].task_id) for node, feed in streams]
+    for node, replica in held:
+        node.commit(coordinator.stub, replica, b"answer", clock.now())
+    for node, replica in held:
+        node.reveal(coordinator.stub, replica, b"answer", clock.now())
+    return [node for node, _ in held]
+
+
+def test_the_submitter_reads_its_verified_output_sealed_to_its_key_and_nobody_else_opens_it(
+    coordinator: Coordinator, ledger: SimLedger, clock: StepClock
+) -> None:
+    nodes = verified_paid_task(coordinator, ledger, clock, "mine")
+    coordinator_key = coordinator.service.signer.public_key_hex
+    reply = coordinator.stub.GetTaskOutput(signed_output_request(CLIENT, "mine", clock.now()))
+    assert (reply.task_id, reply.state) == ("mine", "verified")
+    assert open_task_output(CLIENT, coordinator_key, reply) == b"answer"
+    assert b"answer" not in reply.sealed_output
+    for stranger in (nodes[0].identity, OTHER_CLIENT, coordinator.service.signer):
+        with pytest.raises(InvalidValue, match="sealed_output: does not open"):
+            open_task_output(stranger, coordinator_key, reply)
+    with pytest.raises(InvalidValue, match="does not open"):  # not from the coordinator's key
+        open_task_output(CLIENT, OTHER_CLIENT.public_key_hex, reply)
+    with pytest.raises(InvalidValue, match="another purpose"):  # not this task's result
+        open_sealed(
+            reply.sealed_output, recipient=CLIENT, sender_public_key=coordinator_key,
+            context=result_context("mine:0"),
+        )
+
+
+def test_a_node_another_funded_key_or_the_operator_gets_not_found_as_for_no_task_at_all(
+    coordinator: Coordinator, ledger: SimLedger, clock: StepClock
+) -> None:
+    nodes = verified_paid_task(coordinator, ledger, clock, "private")
+    fund(coordinator, ledger, clock, 100_000, OTHER_CLIENT)
+    guard = coordinator.service.outputs.guard.guard
+    missing = refused(lambda: coordinator.stub.GetTaskOutput(
+        signed_output_request(CLIENT, "no-such-task", clock.now())
+    ))
+    assert missing.code() is grpc.StatusCode.NOT_FOUND
+    for reader in (nodes[0].identity, nodes[1].identity, OTHER_CLIENT, OPERATOR):
+        request = signed_output_request(reader, "private", clock.now())
+        held = guard.held_by(reader.public_key_hex)
+        error = refused(lambda r=request: coordinator.stub.GetTaskOutput(r))
+        assert error.code() is grpc.StatusCode.NOT_FOUND
+        assert error.details() == (missing.details() or "").replace("no-such-task", "private")
+        assert guard.held_by(reader.public_key_hex) == held  # no nonce burned by strangers
+
+
+def test_a_network_funded_task_is_not_read_over_the_control_plane_even_by_its_operator(
+    coordinator: Coordinator, clock: StepClock
+) -> None:
+    register_idle(coordinator.service.repositories, 2, clock.now())
+    coordinator.stub.SubmitTask(task_request("fl-round", PRICE))  # OPERATOR: network budget
+    error = refused(lambda: coordinator.stub.GetTaskOutput(
+        signed_output_request(OPERATOR, "fl-round", clock.now())
+    ))
+    assert error.code() is grpc.StatusCode.NOT_FOUND
+
+
+def test_before_the_verdict_the_submitter_is_told_not_verified_yet_with_the_state(
+    coordinator: Coordinator, ledger: SimLedger, clock: StepClock
+) -> None:
+    streams = nodes_streaming(coordinator, clock)
+    fund(coordinator, ledger, clock, 100_000)
+    coordinator.stub.SubmitTask(task_request("early", PRICE, submitter=CLIENT))
+    (node, feed), _ = streams
+    node.commit(coordinator.stub, feed.wait_for(1)[0].task_id, b"answer", clock.now())
+    error = refused(lambda: coordinator.stub.GetTaskOutput(
+        signed_output_request(CLIENT, "early", clock.now())
+    ))
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "not verified yet: task early is pending" in (error.details() or "")
+
+
+def test_an_unsigned_forged_or_replayed_output_request_is_refused(
+    coordinator: Coordinator, ledger: SimLedger, clock: StepClock
+) -> None:
+    verified_paid_task(coordinator, ledger, clock, "guarded")
+    unsigned = refused(lambda: coordinator.stub.GetTaskOutput(pb.GetTaskOutputRequest()))
+    assert unsigned.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert "request_envelope is missing" in (unsigned.details() or "")
+    forged = signed_output_request(CLIENT, "guarded", clock.now())
+    forged.request_envelope = forged.request_envelope.replace(b"guarded", b"guardee")
+    error = refused(lambda: coordinator.stub.GetTaskOutput(forged))
+    assert error.code() is grpc.StatusCode.UNAUTHENTICATED
+    request = signed_output_request(CLIENT, "guarded", clock.now())
+    assert coordinator.stub.GetTaskOutput(request).state == "verified"
+    replayed = refused(lambda: coordinator.stub.GetTaskOutput(request))
+    assert replayed.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert "replay" in (replayed.details() or "")

@@ -40,6 +40,7 @@ from owm_adapters.services.coordinator.market import (
     TaskMarket,
     TaskStreamHandle,
 )
+from owm_adapters.services.coordinator.outputs import TaskOutputs
 from owm_adapters.services.coordinator.registrar import Registrar
 from owm_adapters.services.coordinator.sealing import TaskSealing
 from owm_adapters.services.coordinator.shared import (
@@ -105,6 +106,8 @@ class CoordinatorService:
             sealing=self.sealing, entropy=entropy, settlement_listeners=settlement_listeners,
             funding=funding,
         )
+        #: Verified outputs for the submitters that paid for them, sealed to their keys.
+        self.outputs = TaskOutputs(repositories, self.market, self.sealing, guard, clock)
         self._stopping = threading.Event()
         self._market_thread: threading.Thread | None = None
 

@@ -180,6 +180,22 @@ class FundBalanceResponse(_message.Message):
     expires_at: int
     def __init__(self, public_key: _Optional[str] = ..., available_msat: _Optional[int] = ..., funded_msat: _Optional[int] = ..., escrowed_msat: _Optional[int] = ..., refunded_msat: _Optional[int] = ..., bolt11: _Optional[str] = ..., payment_hash: _Optional[str] = ..., expires_at: _Optional[int] = ...) -> None: ...
 
+class GetTaskOutputRequest(_message.Message):
+    __slots__ = ("request_envelope",)
+    REQUEST_ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    request_envelope: bytes
+    def __init__(self, request_envelope: _Optional[bytes] = ...) -> None: ...
+
+class TaskOutput(_message.Message):
+    __slots__ = ("task_id", "state", "sealed_output")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SEALED_OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    state: str
+    sealed_output: bytes
+    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[str] = ..., sealed_output: _Optional[bytes] = ...) -> None: ...
+
 class SubmitTaskResponse(_message.Message):
     __slots__ = ("task_id", "replica_ids")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]

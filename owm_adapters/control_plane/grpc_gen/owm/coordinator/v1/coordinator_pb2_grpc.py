@@ -69,6 +69,11 @@ class CoordinatorStub:
                 request_serializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.FundBalanceRequest.SerializeToString,
                 response_deserializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.FundBalanceResponse.FromString,
                 _registered_method=True)
+        self.GetTaskOutput = channel.unary_unary(
+                '/owm.coordinator.v1.Coordinator/GetTaskOutput',
+                request_serializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.GetTaskOutputRequest.SerializeToString,
+                response_deserializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.TaskOutput.FromString,
+                _registered_method=True)
         self.CommitResult = channel.unary_unary(
                 '/owm.coordinator.v1.Coordinator/CommitResult',
                 request_serializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.CommitResultRequest.SerializeToString,
@@ -169,6 +174,20 @@ class CoordinatorServicer:
     def FundBalance(self, request, context):
         """A submitter's prepaid balance: paid top-ups are credited (once), and `amount_msat > 0`
         in the signed balance_request returns a treasury invoice that tops it up once paid.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTaskOutput(self, request, context):
+        """The verified output of a task, for the key that submitted and funded it only (SRS-SEC-02):
+        `request_envelope` is an output_request {"task_id"} signed by that key. The output comes
+        sealed (NaCl box) by the coordinator's identity key to the signer's, context
+        "task-result/<task_id>" (owm_adapters.control_plane.submitter.open_task_output).
+        UNAUTHENTICATED without a valid signature or for a replayed request; NOT_FOUND for any
+        other key (a node, another client) and for tasks funded by a treasury budget, the same
+        answer as for a task that does not exist; FAILED_PRECONDITION "not verified yet: …" before
+        the verdict, "no verified output: …" for a failed or expired task.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -289,6 +308,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.FundBalance,
                     request_deserializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.FundBalanceRequest.FromString,
                     response_serializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.FundBalanceResponse.SerializeToString,
+            ),
+            'GetTaskOutput': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTaskOutput,
+                    request_deserializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.GetTaskOutputRequest.FromString,
+                    response_serializer=owm_dot_coordinator_dot_v1_dot_coordinator__pb2.TaskOutput.SerializeToString,
             ),
             'CommitResult': grpc.unary_unary_rpc_method_handler(
                     servicer.CommitResult,
@@ -525,6 +549,33 @@ class Coordinator:
             '/owm.coordinator.v1.Coordinator/FundBalance',
             owm_dot_coordinator_dot_v1_dot_coordinator__pb2.FundBalanceRequest.SerializeToString,
             owm_dot_coordinator_dot_v1_dot_coordinator__pb2.FundBalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTaskOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/owm.coordinator.v1.Coordinator/GetTaskOutput',
+            owm_dot_coordinator_dot_v1_dot_coordinator__pb2.GetTaskOutputRequest.SerializeToString,
+            owm_dot_coordinator_dot_v1_dot_coordinator__pb2.TaskOutput.FromString,
             options,
             channel_credentials,
             insecure,
