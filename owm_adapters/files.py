@@ -59,6 +59,16 @@ def private_file(path: Path) -> None:
         os.chmod(path, mode & ~_OTHERS)
 
 
+def write_private_text(path: Path, text: str, *, exclusive: bool = False) -> None:
+    """Write ``text`` to ``path`` as a 0600 file from its first byte (a configuration may hold
+    secrets); ``exclusive`` refuses an existing file. An existing file is made 0600 too."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (os.O_EXCL if exclusive else 0)
+    fd = os.open(path, flags, PRIVATE_FILE)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        os.fchmod(handle.fileno(), PRIVATE_FILE)
+        handle.write(text)
+
+
 def secure_tree(root: Path) -> int:
     """Make ``root`` 0700 and everything below private (directories 0700, files without
     group/other bits); symbolic links are neither followed nor changed. Returns how many entries

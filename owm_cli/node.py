@@ -12,6 +12,7 @@ from owm_adapters.bootstrap.settings import (
     NodeSettings,
     load_node_settings,
 )
+from owm_adapters.files import write_private_text
 from owm_adapters.storage import keystore
 from owm_cli.errors import OwmGroup
 from owm_cli.options import chain_options, config_option
@@ -52,17 +53,18 @@ def init(config_path: Path, data_dir: Path | None) -> None:
     configured_key = str(data_dir / "identity.key") if data_dir is not None else None
     key_path = keystore.default_key_path(configured_key)
     identity = keystore.create_identity(key_path)
-    config_path.write_text(
+    write_private_text(
+        config_path,
         NODE_TEMPLATE.format(
             data_dir=str(data_dir) if data_dir is not None else "~/.owm",
             identity_key=str(key_path),
         ),
-        encoding="utf-8",
+        exclusive=True,
     )
     click.echo(f"identity   {key_path} (mode 0600; never share this file)")
     click.echo(f"node id    {identity.node_id}")
     click.echo(f"public key {identity.public_key_hex}")
-    click.echo(f"config     {config_path}")
+    click.echo(f"config     {config_path} (mode 0600)")
     click.echo("next: set [lightning] node_uri and, from your coordinator's `owm-coordinator "
                "init`, [coordinator] tls_fingerprint and public_key in the config, then "
                f"`owm-node start --config {config_path}`")

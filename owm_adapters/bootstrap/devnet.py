@@ -62,6 +62,7 @@ from owm_adapters.devnet.layout import (
     NodeEntry,
     free_ports,
 )
+from owm_adapters.files import write_private_text
 from owm_adapters.storage import keystore
 from owm_core.identity.keys import Identity
 from owm_core.nodes.tiers import StakeRequirements, Tier
@@ -209,13 +210,13 @@ def write_configs(layout: DevnetLayout, state: DevnetState) -> None:
     Each file is read back with the settings loader, so a devnet never starts on a
     configuration its own programs would refuse.
     """
-    layout.coordinator_config.write_text(coordinator_toml(layout, state), encoding="utf-8")
-    load_coordinator_settings(layout.coordinator_config)
+    write_private_text(layout.coordinator_config, coordinator_toml(layout, state))
+    load_coordinator_settings(layout.coordinator_config, environ={})
     ensure_chain(layout)
     for node in state.nodes:
         path = layout.node_config(node.name)
-        path.write_text(node_toml(layout, state, node), encoding="utf-8")
-        settings = load_node_settings(path)
+        write_private_text(path, node_toml(layout, state, node))
+        settings = load_node_settings(path, environ={})
         if settings.node.health_port != node.health_port:
             raise ConfigError(f"{path}: node.health_port was not written")
 

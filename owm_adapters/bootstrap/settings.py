@@ -2,19 +2,25 @@
 
 Structuring rules live here (cattrs), never on domain classes. Every key is optional and has a
 documented default, so an empty file — or no file — gives a working local setup. Unknown keys
-and wrong types are reported with their dotted path (``node.health_port: …``).
+and wrong types are reported with their dotted path (``node.health_port: …``). Every key can
+also be set from the environment (``OWM_<SECTION>__<KEY>``, ``DATABASE_URL``; environment >
+file > defaults), and a file holding a secret must be private: see
+:mod:`owm_adapters.bootstrap.config_sources`.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
 import cattrs
 
+from owm_adapters.bootstrap import config_sources
 from owm_adapters.files import private_directory
 from owm_core.errors import DomainError
 
@@ -139,12 +145,15 @@ _converter = cattrs.Converter(forbid_extra_keys=True)
 _T = TypeVar("_T")
 
 
-def load_node_settings(path: Path | None) -> NodeSettings:
-    """Read a node configuration; ``None`` means all defaults."""
-    return _load(path, NodeSettings)
+def load_node_settings(
+    path: Path | None, environ: Mapping[str, str] | None = None
+) -> NodeSettings:
+    """Read a node configuration; ``None`` means all defaults. ``environ`` (default: this
+    process's environment) overrides the file."""
+    return _load(path, NodeSettings, environ)
 
 
-def _load(path: Path | None, kind: type[_T]) -> _T:
+def _load(path: Path | None, kind: type[_T], environ: Mapping[str, str] | None) -> _T:
     raw: dict[str, Any] = {}
     if path is not None:
         try:
@@ -153,6 +162,15 @@ def _load(path: Path | None, kind: type[_T]) -> _T:
             raise ConfigError(f"no configuration file at {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    others = tuple(other for other in _PROGRAMS if other is not kind)
+    try:
+        if path is not None:
+            config_sources.refuse_readable_secrets(path, raw)
+        raw = config_sources.apply_environment(
+            raw, kind, others, os.environ if environ is None else environ
+        )
+    except config_sources.SourceError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         return _converter.structure(raw, kind)
     except cattrs.BaseValidationError as exc:
@@ -498,9 +516,16 @@ class CoordinatorSettings:
     funding: FundingSection = FundingSection()
 
 
-def load_coordinator_settings(path: Path | None) -> CoordinatorSettings:
-    """Read a coordinator configuration; ``None`` means all defaults."""
-    settings = _load(path, CoordinatorSettings)
+#: The settings of every program: a variable of one is not a typo in the other's environment.
+_PROGRAMS: tuple[type, ...] = (NodeSettings, CoordinatorSettings)
+
+
+def load_coordinator_settings(
+    path: Path | None, environ: Mapping[str, str] | None = None
+) -> CoordinatorSettings:
+    """Read a coordinator configuration; ``None`` means all defaults. ``environ`` (default:
+    this process's environment) overrides the file; ``DATABASE_URL`` sets ``database_url``."""
+    settings = _load(path, CoordinatorSettings, environ)
     if settings.tasks.verification not in {"redundant", "spot"}:
         raise ConfigError(f"{path}: tasks.verification: must be 'redundant' or 'spot'")
     for name in ("commit_window_s", "reveal_window_s"):
