@@ -33,6 +33,7 @@ from owm_adapters.gpu import LinuxHostProbe, SystemGpuProbe
 from owm_adapters.node.daemon import DaemonSettings, NodeDaemon
 from owm_adapters.node.health import HealthServer
 from owm_adapters.node.invoicing import PayoutInvoicer
+from owm_adapters.node.metrics import NodeMetrics
 from owm_adapters.node.task_log import TaskLog
 from owm_adapters.node.task_runner import Limits, TaskRunner
 from owm_adapters.node.weights import CachedModelRuntime, model_cache_dir
@@ -371,7 +372,9 @@ def build_node(
     try:
         daemon = build_daemon(settings, control, report=report, say=say, via_proxy=via_proxy)
         try:
-            health = HealthServer(settings.node.health_port, daemon.health)
+            health = HealthServer(
+                settings.node.health_port, daemon.health, NodeMetrics(daemon).render
+            )
         except BaseException:
             daemon.log.close()
             raise

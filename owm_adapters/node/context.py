@@ -81,8 +81,10 @@ class DaemonSettings:
 class NodeContext:
     """The node's identity and collaborators, plus the state its threads share.
 
-    ``lock`` guards ``current`` and ``stake``; the other fields are single writes read by
-    ``/health``. ``stop`` ends the daemon; ``draining`` ends the periodic threads.
+    ``lock`` guards ``current``, ``stake`` and ``counts`` (event counters for ``/metrics``:
+    ``heartbeats_accepted``, ``heartbeats_failed``, ``fl_uploads_delivered``,
+    ``fl_uploads_failed``); the other fields are single writes read by ``/health``. ``stop``
+    ends the daemon; ``draining`` ends the periodic threads.
     """
 
     identity: Identity
@@ -102,8 +104,14 @@ class NodeContext:
     stake_warning: str = ""
     current: dict[str, tuple[AssignedTask, int]] = attrs.field(factory=dict)
     feed_open: bool = False
+    counts: dict[str, int] = attrs.field(factory=dict)
     stop: threading.Event = attrs.field(factory=threading.Event)
     draining: threading.Event = attrs.field(factory=threading.Event)
+
+    def count(self, event: str) -> None:
+        """Add one to the ``event`` counter that ``/metrics`` exports."""
+        with self.lock:
+            self.counts[event] = self.counts.get(event, 0) + 1
 
     def seal(self, kind: EnvelopeKind, body: Any, now: int | None = None) -> bytes:
         """``body`` signed with the node's key, as wire bytes."""

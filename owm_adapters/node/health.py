@@ -4,7 +4,8 @@ A stdlib ``ThreadingHTTPServer`` bound to the loopback address only — the host
 configurable, only the port — answering ``/health`` with the JSON the daemon's ``report``
 callable returns (state, coordinator connectivity, tier, current tasks, stake). HTTP 200 while
 the daemon is serving, 503 while it is starting, draining or disconnected, so that process
-supervisors can probe it. Every other path is 404.
+supervisors can probe it. ``/metrics`` answers the Prometheus text format that ``metrics``
+returns (``owm_adapters.node.metrics``; 404 when there is none). Every other path is 404.
 """
 
 from __future__ import annotations
@@ -17,27 +18,41 @@ from typing import Any
 
 LOOPBACK = "127.0.0.1"
 HEALTHY_STATES = frozenset({"serving"})
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class HealthServer:
     """Serves ``report()`` on ``127.0.0.1:port`` (port 0: a free one) from a daemon thread."""
 
-    def __init__(self, port: int, report: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        port: int,
+        report: Callable[[], dict[str, Any]],
+        metrics: Callable[[], bytes] | None = None,
+    ) -> None:
         self._report = report
+        self._metrics = metrics
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path.split("?", 1)[0] != "/health":
-                    self._send(404, {"error": "not found; try /health"})
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics" and outer._metrics is not None:
+                    self._send_bytes(200, outer._metrics(), METRICS_CONTENT_TYPE)
+                    return
+                if path != "/health":
+                    self._send(404, {"error": "not found; try /health or /metrics"})
                     return
                 body = outer._report()
                 self._send(200 if body.get("state") in HEALTHY_STATES else 503, body)
 
             def _send(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body, sort_keys=True).encode("utf-8")
+                self._send_bytes(status, data, "application/json")
+
+            def _send_bytes(self, status: int, data: bytes, content_type: str) -> None:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

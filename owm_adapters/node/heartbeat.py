@@ -28,13 +28,16 @@ class Heartbeats:
         try:
             status = ctx.control.heartbeat(signed, ctx.manifest_envelope())
         except ControlPlaneUnavailable as exc:
+            ctx.count("heartbeats_failed")
             ctx.disconnected(exc.message)
             return None
         except ControlPlaneRefused as exc:
+            ctx.count("heartbeats_failed")
             ctx.last_error = exc.message
             if exc.status == "not-found":  # the coordinator forgot us: register again
                 self.registration.register_until_done()
             return None
+        ctx.count("heartbeats_accepted")
         ctx.connected = True
         ctx.last_heartbeat_at = now
         ctx.node_status = status

@@ -149,6 +149,7 @@ class Prover:
             sent = fl_upload.post_update(
                 str(url), body, proxy=ctx.settings.upload_proxy, policy=ctx.settings.destinations
             )
+            ctx.count("fl_uploads_delivered" if sent.delivered else "fl_uploads_failed")
             if sent.delivered:
                 ctx.say(f"task {task.task_id}: FL update uploaded to {url} (HTTP {sent.status})")
             else:

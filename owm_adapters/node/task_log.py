@@ -246,6 +246,15 @@ class TaskLog:
             rows = self._db.execute(sql, params).fetchall()
         return [LoggedTask(*row) for row in rows]
 
+    def state_totals(self) -> dict[str, tuple[int, int]]:
+        """Per state: how many rows and their summed task-worker time in ms (``/metrics``)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT state, COUNT(*), COALESCE(SUM(execution_ms), 0) FROM task_log"
+                " GROUP BY state"
+            ).fetchall()
+        return {state: (count, ms) for state, count, ms in rows}
+
     def earnings(self) -> Earnings:
         """Totals over the whole log."""
         with self._lock:
