@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from owm_adapters.control_plane.tls import TlsCredentials
     from owm_adapters.services.knowledge import KnowledgeBase
     from owm_server.grpc.server import CoordinatorServer
+    from owm_server.http.metrics import HttpMetrics
     from owm_server.http.serve import ApiServer
 
 
@@ -149,14 +150,14 @@ def _serve(
     server = CoordinatorServer(
         coordinator.service, section.grpc_listen, tls=tls, onion_listen=section.onion_listen,
         invoices=coordinator.node_invoices, max_workers=section.grpc_max_workers,
-        limits=GrpcLimits(idle_s=section.grpc_stream_idle_s),
+        limits=GrpcLimits(idle_s=section.grpc_stream_idle_s), rpc_metrics=metrics.rpc,
     )
     server.start()
     api = knowledge = None
     try:
         if section.api_listen:
             knowledge = _knowledge_base(coordinator, settings)
-            api = _start_api(coordinator, settings, knowledge)
+            api = _start_api(coordinator, settings, knowledge, metrics.http)
         metrics_port = metrics.serve(section.metrics_listen) if section.metrics_listen else None
         _say_ready(coordinator, settings, server, api, metrics_port)
         stop.wait()
@@ -216,6 +217,7 @@ def _start_api(
     coordinator: Coordinator,
     settings: CoordinatorSettings,
     knowledge: KnowledgeBase | None,
+    metrics: HttpMetrics,
 ) -> ApiServer:
     """Serve the public HTTP API over the same coordinator (one store, one Lightning node)."""
     from owm_adapters.bootstrap.coordinator import data_dir_of
@@ -226,7 +228,7 @@ def _start_api(
     try:
         api = api_server_for(
             coordinator, section.api_listen, data_dir=data_dir_of(settings),
-            grace_s=section.grace_period_s, knowledge=knowledge,
+            grace_s=section.grace_period_s, knowledge=knowledge, metrics=metrics,
             limits=HttpLimits(trusted_proxies=tuple(section.api_trusted_proxies)),
             config=ApiConfig(
                 dashboard_access=section.api_dashboard,

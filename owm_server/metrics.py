@@ -1,4 +1,7 @@
-"""Prometheus metrics of the coordinator: registry size, heartbeats, dispatch latency, tasks.
+"""Prometheus metrics of the coordinator: registry size, heartbeats, dispatch latency, tasks,
+per-RPC and per-route request counts and latencies (:attr:`CoordinatorMetrics.rpc`, the gRPC
+interceptor; :attr:`CoordinatorMetrics.http`, fed by the HTTP middleware) and the process
+(CPU, memory, open files).
 
 :class:`CoordinatorMetrics` is the service's :class:`CoordinatorObserver` (heartbeat counters,
 dispatch latency histogram) and a collector that asks the service, at scrape time, for the
@@ -14,12 +17,20 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from owm_adapters.bootstrap.settings import ConfigError
 from owm_adapters.services.coordinator.service import CoordinatorService
+from owm_server.grpc.metrics import RpcMetrics
+from owm_server.http.metrics import HttpMetrics
 
 _Figures = TypeVar("_Figures")
 
@@ -165,6 +176,9 @@ class CoordinatorMetrics:
         self.registry.register(
             _StoreCollector(self, state_max_age_s, stake_figures, _stake_families)
         )
+        self.rpc = RpcMetrics(self.registry)
+        self.http = HttpMetrics(self.registry)
+        ProcessCollector(registry=self.registry)
         self._http: Any = None
 
     def bind(self, service: CoordinatorService) -> None:

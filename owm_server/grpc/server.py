@@ -33,7 +33,8 @@ DEFAULT_MAX_WORKERS = 64
 
 class CoordinatorServer:
     """Serves a :class:`CoordinatorService` over mTLS gRPC on ``listen`` (and ``onion_listen``),
-    presenting the coordinator's certificate ``tls``."""
+    presenting the coordinator's certificate ``tls``; ``rpc_metrics`` (the interceptor of
+    ``owm_server.grpc.metrics``) counts and times every RPC."""
 
     def __init__(
         self,
@@ -45,6 +46,7 @@ class CoordinatorServer:
         max_workers: int = DEFAULT_MAX_WORKERS,
         invoices: NodeInvoiceDesk | None = None,
         limits: GrpcLimits | None = None,
+        rpc_metrics: grpc.ServerInterceptor | None = None,
     ) -> None:
         self.service = service
         self.limits = limits or GrpcLimits()
@@ -61,7 +63,7 @@ class CoordinatorServer:
             self.limiters.append(limiter)
             server = grpc.server(
                 futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="owm-rpc"),
-                interceptors=[limiter],
+                interceptors=[*([rpc_metrics] if rpc_metrics else []), limiter],
                 options=[("grpc.so_reuseport", 0), *self.limits.server_options()],
             )
             servicer = CoordinatorServicer(

@@ -45,6 +45,7 @@ from owm_core.errors import DomainError, PaymentRequired
 from owm_server.http import dashboard, v1
 from owm_server.http.call import Call
 from owm_server.http.contract import Access, Operation, openapi_document, parse_param, validate
+from owm_server.http.metrics import HttpMetrics, RouteMetrics
 from owm_server.http.private import PrivateRoutes
 from owm_server.http.problems import Problem, from_domain, render
 from owm_server.http.v1.mining import dashboard_json
@@ -474,13 +475,15 @@ async def _unexpected(_request: Request, exc: Exception) -> Response:
     return _internal(exc)
 
 
-def create_app(services: ApiServices) -> Starlette:
-    """The public API application over ``services`` (see the module docstring)."""
+def create_app(services: ApiServices, metrics: HttpMetrics | None = None) -> Starlette:
+    """The public API application over ``services`` (see the module docstring); with
+    ``metrics``, every request is counted and timed by route template."""
     v1_routes = version_routes(services, "/v1", v1.operations())
     v1_routes.append(WebSocketRoute("/mining/dashboard", dashboard_socket(services)))
     return Starlette(
         routes=[Mount("/v1", routes=v1_routes), *dashboard.routes(services)],
         middleware=[
+            *([Middleware(RouteMetrics, metrics=metrics)] if metrics is not None else []),
             Middleware(VersionHeaders, services=services),
             Middleware(PrivateRoutes, access=services.config.dashboard_access),
         ],

@@ -33,6 +33,7 @@ from owm_adapters.bootstrap.coordinator import Coordinator
 from owm_adapters.services.api import ApiConfig
 from owm_adapters.services.queries import KnowledgeSource
 from owm_server.http.app import create_app
+from owm_server.http.metrics import HttpMetrics
 
 DEFAULT_BACKLOG = 4096
 """Room for SRS-PERF-08's 1,000 concurrent clients connecting at once."""
@@ -174,16 +175,18 @@ def api_server_for(
     config: ApiConfig | None = None,
     knowledge: KnowledgeSource | None = None,
     limits: HttpLimits = HttpLimits(),
+    metrics: HttpMetrics | None = None,
 ) -> ApiServer:
     """The public API over ``coordinator`` (the one gRPC serves), ready to ``start()``.
 
     This is what ``owm-coordinator serve`` calls: the API and the control plane share the
     coordinator's store, treasury Lightning node, clock and registration use cases; the L402
     secret is kept in ``data_dir``. With a ``knowledge`` base the conglomerate answers queries;
-    ``limits`` bound connections and name the trusted proxies.
+    ``limits`` bound connections and name the trusted proxies; ``metrics`` counts and times
+    requests by route.
     """
     api = build_api(coordinator, data_dir=data_dir, config=config, knowledge=knowledge)
-    return ApiServer(create_app(api.services), listen, grace_s, limits)
+    return ApiServer(create_app(api.services, metrics), listen, grace_s, limits)
 
 
 def run_api(app: Starlette, host: str, port: int, limits: HttpLimits = HttpLimits()) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import stat
@@ -21,6 +22,7 @@ from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.services.coordinator.service import ServiceConfig
 from owm_adapters.storage.sql import open_repositories
 from owm_core.market.tasks import TaskState, VerificationPolicy
+from tests.prometheus_checks import samples, scrape, value
 from tests.server.harness import SimNode, StepClock, start_coordinator, task_request
 from tests.tls_support import secure_channel
 
@@ -169,16 +171,6 @@ def test_serve_answers_rpcs_exposes_metrics_and_exits_0_on_sigterm(tmp_path: Pat
                 pb.GetChallengeRequest(public_key=node.public_key, purpose="register")
             )
             assert len(challenge.nonce) == 64
-        with urllib.request.urlopen(metrics_url, timeout=5) as response:
-            text = response.read().decode()
-        for name in (
-            "owm_registry_nodes",
-            "owm_tasks",
-            "owm_heartbeats_accepted_total",
-            "owm_dispatch_latency_seconds_bucket",
-        ):
-            assert name in text
-
         try:  # the public API shares the coordinator; an unauthenticated call is refused
             urllib.request.urlopen(f"{api_url}/query/q1", timeout=5)
         except urllib.error.HTTPError as refused:
@@ -186,6 +178,24 @@ def test_serve_answers_rpcs_exposes_metrics_and_exits_0_on_sigterm(tmp_path: Pat
             assert refused.headers["Content-Type"].startswith("application/problem+json")
         else:
             raise AssertionError("an unauthenticated API call was answered")
+        for probe in ("q2", "q3"):  # many ids, one series: labelled by the route template
+            with contextlib.suppress(urllib.error.HTTPError):
+                urllib.request.urlopen(f"{api_url}/query/{probe}", timeout=5)
+        with contextlib.suppress(urllib.error.HTTPError):
+            urllib.request.urlopen(f"{api_url}/no-such-route-{os.getpid()}", timeout=5)
+
+        exported = samples(scrape(metrics_url))
+        for name in ("owm_registry_nodes", "owm_tasks", "owm_heartbeats_accepted_total",
+                     "owm_dispatch_latency_seconds_bucket", "process_cpu_seconds_total"):
+            assert name in exported
+        challenge_rpc = "/owm.coordinator.v1.Coordinator/GetChallenge"
+        assert value(exported, "owm_grpc_server_handled_total",
+                     method=challenge_rpc, code="OK") == 1
+        assert value(exported, "owm_grpc_server_handling_seconds_count", method=challenge_rpc) == 1
+        routes = {s.labels["route"] for s in exported["owm_http_requests_total"]}
+        assert routes == {"/v1/query/{query_id}", "unmatched"}
+        assert value(exported, "owm_http_request_duration_seconds_count",
+                     method="GET", route="/v1/query/{query_id}") == 3
 
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
