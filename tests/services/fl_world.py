@@ -130,6 +130,7 @@ def build_fl_world(tmp_path: Path, *, redundancy: int = 4, **config: Any) -> FlW
         ServiceConfig(verification=VerificationPolicy(redundancy=redundancy)),
     )
     provenance = EmbeddedProvenance(tmp_path / "provenance", interval_s=3_600)
+    provenance.stop()  # tests flush by hand: no calendar thread outlives its test
     signals: list[SlashingSignal] = []
     options: dict[str, Any] = {"interval_s": 0.0, "epochs": 2, "upload_grace_s": 0}
     options.update(config)

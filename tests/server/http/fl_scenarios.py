@@ -35,8 +35,10 @@ def _attach(probe: Any) -> tuple[FlRoundService, Any]:
     if fl is None or not fl.repositories.fl_rounds.rounds():
         root = Path(w.ledger.path).parent / "fl"
         coordinator = w.services.coordinator
+        provenance = EmbeddedProvenance(root / "provenance")
+        provenance.stop()  # no calendar thread outlives the test
         fl = FlRoundService(
-            coordinator.market, EmbeddedProvenance(root / "provenance"), root / "weights",
+            coordinator.market, provenance, root / "weights",
             FlConfig(interval_s=0, min_participants=1), upload_url="http://127.0.0.1:1/u",
             store=coordinator.repositories, clock=coordinator.clock,
             replicas_per_task=replicas_per_task(coordinator.config.verification),
