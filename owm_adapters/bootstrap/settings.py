@@ -153,6 +153,11 @@ def load_node_settings(
     return _load(path, NodeSettings, environ)
 
 
+def _where(path: Path | None) -> str:
+    """What an error names as the source of a bad setting."""
+    return str(path) if path is not None else "settings (defaults and environment)"
+
+
 def _load(path: Path | None, kind: type[_T], environ: Mapping[str, str] | None) -> _T:
     raw: dict[str, Any] = {}
     if path is not None:
@@ -175,7 +180,7 @@ def _load(path: Path | None, kind: type[_T], environ: Mapping[str, str] | None) 
         return _converter.structure(raw, kind)
     except cattrs.BaseValidationError as exc:
         details = "; ".join(_describe(exc))
-        raise ConfigError(f"{path}: {details}") from None
+        raise ConfigError(f"{_where(path)}: {details}") from None
 
 
 def _describe(exc: cattrs.BaseValidationError) -> list[str]:
@@ -527,25 +532,27 @@ def load_coordinator_settings(
     this process's environment) overrides the file; ``DATABASE_URL`` sets ``database_url``."""
     settings = _load(path, CoordinatorSettings, environ)
     if settings.tasks.verification not in {"redundant", "spot"}:
-        raise ConfigError(f"{path}: tasks.verification: must be 'redundant' or 'spot'")
+        raise ConfigError(f"{_where(path)}: tasks.verification: must be 'redundant' or 'spot'")
     for name in ("commit_window_s", "reveal_window_s"):
         if not 1 <= getattr(settings.tasks, name) <= 86_400:
-            raise ConfigError(f"{path}: tasks.{name}: must be 1 to 86400 seconds")
+            raise ConfigError(f"{_where(path)}: tasks.{name}: must be 1 to 86400 seconds")
     lightning = settings.lightning
     if lightning.backend not in {"embedded", "lnd", "cln"}:
-        raise ConfigError(f"{path}: lightning.backend: must be 'embedded', 'lnd' or 'cln'")
+        raise ConfigError(f"{_where(path)}: lightning.backend: must be 'embedded', 'lnd' or 'cln'")
     if lightning.backend == "lnd" and not lightning.lnd_macaroon:
-        raise ConfigError(f"{path}: lightning.lnd_macaroon: the payment macaroon is required")
+        raise ConfigError(
+            f"{_where(path)}: lightning.lnd_macaroon: the payment macaroon is required"
+        )
     if lightning.backend == "cln" and not lightning.cln_socket:
-        raise ConfigError(f"{path}: lightning.cln_socket: the CLN RPC socket is required")
+        raise ConfigError(f"{_where(path)}: lightning.cln_socket: the CLN RPC socket is required")
     if settings.knowledge.embedder not in {"minilm", "hashing"}:
-        raise ConfigError(f"{path}: knowledge.embedder: must be 'minilm' or 'hashing'")
+        raise ConfigError(f"{_where(path)}: knowledge.embedder: must be 'minilm' or 'hashing'")
     if not 4 <= settings.coordinator.grpc_max_workers <= 10_000:
-        raise ConfigError(f"{path}: coordinator.grpc_max_workers: must be 4 to 10000")
+        raise ConfigError(f"{_where(path)}: coordinator.grpc_max_workers: must be 4 to 10000")
     if settings.coordinator.api_query_price_msat < 0:
-        raise ConfigError(f"{path}: coordinator.api_query_price_msat: must be 0 or more")
+        raise ConfigError(f"{_where(path)}: coordinator.api_query_price_msat: must be 0 or more")
     if settings.coordinator.grpc_stream_idle_s < 1:
-        raise ConfigError(f"{path}: coordinator.grpc_stream_idle_s: must be at least 1")
+        raise ConfigError(f"{_where(path)}: coordinator.grpc_stream_idle_s: must be at least 1")
     _check_funding(path, settings.funding)
     return settings
 
@@ -553,18 +560,18 @@ def load_coordinator_settings(
 def _check_funding(path: Path | None, funding: FundingSection) -> None:
     """Refuse a ``[funding]`` section the coordinator could not run with."""
     if funding.max_price_msat < 1:
-        raise ConfigError(f"{path}: funding.max_price_msat: must be at least 1")
+        raise ConfigError(f"{_where(path)}: funding.max_price_msat: must be at least 1")
     if not 0 <= funding.fee_ppm <= 1_000_000:
-        raise ConfigError(f"{path}: funding.fee_ppm: must lie in [0, 1000000]")
+        raise ConfigError(f"{_where(path)}: funding.fee_ppm: must lie in [0, 1000000]")
     if funding.task_ttl_s < 1:
-        raise ConfigError(f"{path}: funding.task_ttl_s: must be at least 1")
+        raise ConfigError(f"{_where(path)}: funding.task_ttl_s: must be at least 1")
     for name in ("network_budget_msat_per_day", "query_budget_msat_per_day", "max_top_up_msat"):
         if getattr(funding, name) < 0:
-            raise ConfigError(f"{path}: funding.{name}: must be at least 0")
+            raise ConfigError(f"{_where(path)}: funding.{name}: must be at least 0")
     for key in funding.network_submitters:
         if not re.fullmatch(r"[0-9a-f]{64}", key):
             raise ConfigError(
-                f"{path}: funding.network_submitters: {key!r} is not an Ed25519 public key "
+                f"{_where(path)}: funding.network_submitters: {key!r} is not an Ed25519 public key "
                 "(64 lower-case hex)"
             )
 

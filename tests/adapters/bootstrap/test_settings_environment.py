@@ -84,8 +84,9 @@ def test_an_invalid_value_is_refused_naming_the_variable_and_the_key(
 
 
 def test_a_checked_value_from_the_environment_is_refused_like_one_from_the_file() -> None:
-    with pytest.raises(ConfigError, match=r"funding\.max_price_msat: must be at least 1"):
+    with pytest.raises(ConfigError, match=r"funding\.max_price_msat: must be at least 1") as err:
         load_coordinator_settings(None, {"OWM_FUNDING__MAX_PRICE_MSAT": "0"})
+    assert str(err.value).startswith("settings (defaults and environment): ")
 
 
 def test_a_misspelt_variable_of_the_scheme_is_refused_naming_it() -> None:
