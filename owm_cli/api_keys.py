@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from owm_cli.errors import OwmGroup
-from owm_cli.options import config_option
+from owm_cli.options import config_option, json_option, render
 
 _CONFIG = config_option(
     "coordinator.toml; without it the embedded defaults (SQLite under ~/.owm/coordinator)."
@@ -35,7 +35,8 @@ def api_key() -> None:
     help="free: 100 requests a day (sliding window); commercial: not rate limited.",
 )
 @_CONFIG
-def create(owner: str, plan: str, config_path: Path | None) -> None:
+@json_option("the key id, plan, owner and secret")
+def create(owner: str, plan: str, config_path: Path | None, as_json: bool) -> None:
     """Create a key and print its secret once (only its SHA-256 is stored)."""
     from owm_adapters.bootstrap.coordinator import repositories_from
     from owm_adapters.bootstrap.settings import load_coordinator_settings
@@ -48,16 +49,19 @@ def create(owner: str, plan: str, config_path: Path | None) -> None:
         key, secret = issue_api_key(repositories, owner, Plan(plan), SystemClock().now())
     finally:
         repositories.close()
-    click.echo(f"key id  {key.key_id} ({key.plan.value}, owner {key.owner})")
-    click.echo(f"secret  {secret}")
-    click.echo("send it as 'Authorization: Bearer <secret>'; it is not shown again")
+    report = {"key_id": key.key_id, "plan": key.plan.value, "owner": key.owner, "secret": secret}
+    render(report, as_json, lambda: [
+        f"key id  {key.key_id} ({key.plan.value}, owner {key.owner})",
+        f"secret  {secret}",
+        "send it as 'Authorization: Bearer <secret>'; it is not shown again",
+    ])
 
 
 @api_key.command()
 @click.argument("key_id")
 @_CONFIG
 def revoke(key_id: str, config_path: Path | None) -> None:
-    """Revoke a key for good (running servers stop accepting it within seconds)."""
+    """Revoke the key KEY_ID for good (running servers stop accepting it within seconds)."""
     from owm_adapters.bootstrap.coordinator import repositories_from
     from owm_adapters.bootstrap.settings import load_coordinator_settings
     from owm_core.errors import NotFound

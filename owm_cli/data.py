@@ -45,7 +45,8 @@ def data() -> None:
 
 
 @data.command("validate")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("path", metavar="FILE",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def validate(path: Path) -> None:
     """Check an owm-dataset/1 FILE locally (no network)."""
     _, dataset = _read(path)
@@ -53,7 +54,8 @@ def validate(path: Path) -> None:
 
 
 @data.command("submit")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("path", metavar="FILE",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--api", "api_url", envvar="OWM_API", required=True,
     help="The coordinator's API base URL, e.g. http://127.0.0.1:8000 (env OWM_API).",

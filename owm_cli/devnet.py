@@ -8,7 +8,6 @@ itself (started by ``up``; it talks to the coordinator through its gRPC and HTTP
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import click
 
 from owm_adapters.devnet.layout import DEFAULT_DATA_DIR, DevnetLayout
 from owm_cli.errors import OwmGroup
+from owm_cli.options import json_option, render
 
 _DATA_DIR = click.option(
     "--data-dir",
@@ -114,7 +114,7 @@ def down(data_dir: Path) -> None:
 
 @devnet.command()
 @_DATA_DIR
-@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+@json_option("the whole report")
 def status(data_dir: Path, as_json: bool) -> None:
     """Processes, nodes (state, tier, stake, earnings), payments, FL rounds, versions, query."""
     from owm_adapters.devnet import network, probe
@@ -122,11 +122,7 @@ def status(data_dir: Path, as_json: bool) -> None:
     layout = DevnetLayout.at(data_dir)
     state = network.require_state(layout)
     report = probe.collect(layout, state)
-    if as_json:
-        click.echo(json.dumps(report, indent=2, sort_keys=True))
-        return
-    for line in render_status(report):
-        click.echo(line)
+    render(report, as_json, lambda: render_status(report))
 
 
 def render_status(report: dict[str, Any]) -> list[str]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import enum
+import json
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import attrs
 import click
 
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -60,3 +64,33 @@ def chain_options(*, credentials: bool) -> Callable[[Command], Command]:
         return command
 
     return decorate
+
+
+def json_option(what: str = "the report") -> Callable[[Command], Command]:
+    """``--json``, passed as ``as_json``: print ``what`` as one JSON object on stdout instead
+    of text, for scripts. Progress and errors stay on stderr, so stdout always parses."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help=f"Print {what} as one JSON object (the same figures as the text).")
+
+
+def render(report: Mapping[str, Any], as_json: bool, lines: Callable[[], Iterable[str]]) -> None:
+    """Print ``report`` as sorted, indented JSON when ``as_json``, else the text ``lines()``
+    renders from the same data: the one place every ``--json`` command goes through."""
+    if as_json:
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
+        return
+    for line in lines():
+        click.echo(line)
+
+
+def progress(line: str) -> None:
+    """One progress line on stderr (stdout stays the command's result, parseable with
+    ``--json``), flushed so it shows while the work goes on."""
+    click.echo(line, err=True)
+    sys.stderr.flush()
+
+
+def plain(value: Any) -> dict[str, Any]:
+    """An attrs instance as JSON-ready data (enums as their values), for ``--json``."""
+    return attrs.asdict(value, value_serializer=lambda _i, _f, v: (
+        v.value if isinstance(v, enum.Enum) else v))

@@ -25,7 +25,7 @@ from owm_adapters.chain.local_chain import LocalChain
 from owm_adapters.provenance.ots import OpenTimestamps, describe, digest_of
 from owm_adapters.provenance.ots_calendar import DEFAULT_URL, Calendar
 from owm_cli.errors import OwmGroup
-from owm_cli.options import chain_options
+from owm_cli.options import chain_options, json_option
 from owm_core.errors import ChainUnavailable, ProofMalformed
 from owm_core.ports.chain import Chain
 from owm_core.provenance.versions import FailureReason, Network, Verification
@@ -81,7 +81,7 @@ def ots() -> None:
 @click.option("--file", "target", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The file the proof must be for (hashed with the proof's hash op).")
 @_CHAIN_OPTIONS
-@click.option("--json", "as_json", is_flag=True, help="Print the verdict as one JSON object.")
+@json_option("the verdict")
 def verify(
     proof_file: Path, digest_hex: str | None, target: Path | None, rpc_url: str | None,
     rpc_user: str | None, rpc_password: str | None, rpc_cookie: Path | None,

@@ -10,11 +10,13 @@ each round (progress on stderr, results on stdout). Example::
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
 from owm_adapters.flower.simulation import SimConfig, run_simulation
 from owm_cli.errors import OwmGroup
+from owm_cli.options import json_option, render
 from owm_core.fl.aggregation import Rule
 from owm_core.fl.attacks import Attack
 
@@ -28,12 +30,18 @@ def sim() -> None:
 
 
 @sim.command("fl")
-@click.option("--clients", default=100, show_default=True, type=click.IntRange(1))
-@click.option("--byzantine", default=20, show_default=True, type=click.IntRange(0))
-@click.option("--attack", type=click.Choice(_ATTACKS), default="signflip", show_default=True)
-@click.option("--rule", type=click.Choice(_RULES), default="krum", show_default=True)
-@click.option("--rounds", default=5, show_default=True, type=click.IntRange(1))
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--clients", default=100, show_default=True, type=click.IntRange(1),
+              help="How many simulated clients train each round.")
+@click.option("--byzantine", default=20, show_default=True, type=click.IntRange(0),
+              help="How many of them are Byzantine (at most --clients).")
+@click.option("--attack", type=click.Choice(_ATTACKS), default="signflip", show_default=True,
+              help="What the Byzantine clients send (none: they behave honestly).")
+@click.option("--rule", type=click.Choice(_RULES), default="krum", show_default=True,
+              help="The aggregation rule the server uses (fedavg is not robust).")
+@click.option("--rounds", default=5, show_default=True, type=click.IntRange(1),
+              help="Federated-learning rounds to run.")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed of the data split, the model and the attack (same seed, same run).")
 @click.option(
     "--f",
     "assumed_f",
@@ -41,6 +49,7 @@ def sim() -> None:
     default=None,
     help="Byzantine clients the rule must tolerate [default: --byzantine; 0 for fedavg]",
 )
+@json_option("the configuration, the accuracy of every round and the totals")
 def fl(
     clients: int,
     byzantine: int,
@@ -49,8 +58,10 @@ def fl(
     rounds: int,
     seed: int,
     assumed_f: int | None,
+    as_json: bool,
 ) -> None:
-    """Federated learning with Byzantine clients; prints accuracy per round."""
+    """Federated learning with Byzantine clients; prints accuracy per round (progress on
+    stderr)."""
     if byzantine > clients:
         raise click.BadParameter("cannot exceed --clients", param_hint="--byzantine")
     config = SimConfig(
@@ -62,23 +73,32 @@ def fl(
         seed=seed,
         f=assumed_f,
     )
-    click.echo(
-        f"fl: {clients} clients, {byzantine} byzantine ({attack}), rule {rule} "
-        f"(f={config.assumed_f}), {rounds} rounds"
-    )
+    accuracies: list[dict[str, Any]] = []
     with click.progressbar(length=rounds + 1, label="rounds", file=sys.stderr) as bar:
-        lines: list[str] = []
 
         def on_round(server_round: int, accuracy: float) -> None:
-            lines.append(f"round {server_round}: accuracy {accuracy:.4f}")
+            accuracies.append({"round": server_round, "accuracy": accuracy})
             bar.update(1)
 
         result = run_simulation(config, on_round)
-    for line in lines:
-        click.echo(line)
-    flagged = sum(len(r.signals) for r in result.reports)
-    rejected = sum(len(r.rejected) for r in result.reports)
-    click.echo(
-        f"final accuracy {result.accuracies[-1]:.4f}; slashing signals {flagged}; "
-        f"rejected updates {rejected}; {result.seconds:.1f} s"
-    )
+    report = {
+        "clients": clients, "byzantine": byzantine, "attack": attack, "rule": rule,
+        "f": config.assumed_f, "rounds": accuracies,
+        "final_accuracy": result.accuracies[-1],
+        "slashing_signals": sum(len(r.signals) for r in result.reports),
+        "rejected_updates": sum(len(r.rejected) for r in result.reports),
+        "seconds": round(result.seconds, 3),
+    }
+    render(report, as_json, lambda: _fl_lines(report))
+
+
+def _fl_lines(report: dict[str, Any]) -> list[str]:
+    """The text of ``owm sim fl`` from its report."""
+    return [
+        f"fl: {report['clients']} clients, {report['byzantine']} byzantine ({report['attack']}), "
+        f"rule {report['rule']} (f={report['f']}), {len(report['rounds']) - 1} rounds",
+        *(f"round {r['round']}: accuracy {r['accuracy']:.4f}" for r in report["rounds"]),
+        f"final accuracy {report['final_accuracy']:.4f}; slashing signals "
+        f"{report['slashing_signals']}; rejected updates {report['rejected_updates']}; "
+        f"{report['seconds']:.1f} s",
+    ]

@@ -153,7 +153,8 @@ def slashing() -> None:
 @slashing.command("ack")
 @click.option(
     "--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-    help="The maintainer's Ed25519 key file (0600; create with `owm-node init --key`).",
+    help="The maintainer's Ed25519 key file (0600; `owm-node init --data-dir DIR` creates "
+    "DIR/identity.key).",
 )
 @click.option("--node-id", required=True, help="The node the evidence is about.")
 @click.option("--evidence-hash", required=True, help="SHA-256 hex of the evidence.")
@@ -164,6 +165,7 @@ def slashing() -> None:
 @click.option(
     "--verdict", default="slash", show_default=True,
     type=click.Choice([v.value for v in AckVerdict]),
+    help="slash: back slashing the node on this evidence; dismiss: reject the case.",
 )
 @click.option(
     "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -39,3 +40,19 @@ def test_a_created_key_is_stored_by_digest_and_can_be_revoked(tmp_path: Path) ->
     assert revoked.exit_code == 0, revoked.output
     unknown = runner.invoke(api_key, ["revoke", "key_nope", "--config", str(config)])
     assert unknown.exit_code != 0 and "no API key" in unknown.output
+
+
+def test_a_key_created_with_json_prints_one_object_whose_secret_works(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    created = CliRunner().invoke(
+        api_key, ["create", "--owner", "bob", "--config", str(config), "--json"]
+    )
+    assert created.exit_code == 0, created.output
+    report = json.loads(created.stdout)
+    assert (report["owner"], report["plan"]) == ("bob", "free")
+    repos = open_repositories(sqlite_url(tmp_path / "data"))
+    try:
+        stored = repos.api_keys.get_by_secret_sha256(secret_sha256(report["secret"]))
+        assert stored is not None and stored.key_id == report["key_id"]
+    finally:
+        repos.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -83,8 +84,9 @@ def test_up_while_the_devnet_runs_is_refused_in_one_line(tmp_path):
         os.killpg(pid, signal.SIGKILL)
 
 
-def test_status_shows_earnings_per_node_and_what_the_network_did():
-    report = {
+def _report() -> dict:
+    """A report as :func:`probe.collect` returns it."""
+    return {
         "data_dir": "/d", "api_url": "http://127.0.0.1:1/v1",
         "dashboard_url": "http://127.0.0.1:1/dashboard", "api_reachable": True,
         "processes": {"coordinator": {"alive": True, "pid": 1},
@@ -108,7 +110,10 @@ def test_status_shows_earnings_per_node_and_what_the_network_did():
         "traffic": {"tasks_submitted": 5, "queries_asked": 2, "queries_answered": 1,
                     "last_answer": {"query": "Q?", "answer": "A.", "confidence": 0.7}},
     }
-    text = "\n".join(render_status(report))
+
+
+def test_status_shows_earnings_per_node_and_what_the_network_did():
+    text = "\n".join(render_status(_report()))
     assert "coordinator up, node-1 up, traffic DOWN  (2/3 running)" in text
     assert "1 node(s) (online 1), 100,000 sat staked, 4 tasks completed, 20 sat earned" in text
     row = next(line for line in text.splitlines() if line.startswith("node-1"))
@@ -122,3 +127,17 @@ def test_status_shows_earnings_per_node_and_what_the_network_did():
             "version owm-base@owm-v0.2.0") in text
     assert "versions    1; newest: owm-base@v2 (confirmed)" in text
     assert "query       'Q?' → 'A.' (confidence 0.7)" in text
+
+
+def test_status_with_json_prints_the_report_the_text_is_rendered_from(tmp_path, monkeypatch):
+    from owm_adapters.devnet import probe
+
+    layout = _devnet(tmp_path, nodes=1)
+    monkeypatch.setattr(probe, "collect", lambda _layout, _state: _report())
+    args = ["status", "--data-dir", str(layout.root)]
+    as_json = CliRunner().invoke(devnet, [*args, "--json"])
+    text = CliRunner().invoke(devnet, args)
+    assert as_json.exit_code == 0 and text.exit_code == 0, (as_json.output, text.output)
+    report = json.loads(as_json.stdout)
+    assert report == _report()
+    assert text.stdout.splitlines() == render_status(report)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -72,3 +73,18 @@ def test_too_many_byzantine_clients_for_the_rule_is_a_one_line_error():
     )
     assert result.exit_code == 2
     assert "krum needs 11 participants to tolerate f=4" in result.output
+
+
+def test_fl_with_json_prints_the_same_figures_as_the_text_and_progress_only_on_stderr():
+    args = ["fl", "--clients", "10", "--byzantine", "2", "--rounds", "1", "--seed", "3"]
+    text = CliRunner().invoke(sim, args)
+    as_json = CliRunner().invoke(sim, [*args, "--json"])
+    assert text.exit_code == 0 and as_json.exit_code == 0, (text.output, as_json.output)
+    report = json.loads(as_json.stdout)
+    assert "rounds" in as_json.stderr  # the progress bar
+    assert [r["round"] for r in report["rounds"]] == [0, 1]
+    assert f"final accuracy {report['final_accuracy']:.4f}" in text.stdout
+    for r in report["rounds"]:
+        assert f"round {r['round']}: accuracy {r['accuracy']:.4f}" in text.stdout
+    assert (report["clients"], report["byzantine"], report["rule"]) == (10, 2, "krum")
+    assert f"slashing signals {report['slashing_signals']}" in text.stdout
