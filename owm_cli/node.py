@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -15,7 +16,7 @@ from owm_adapters.bootstrap.settings import (
 from owm_adapters.files import write_private_text
 from owm_adapters.storage import keystore
 from owm_cli.errors import OwmGroup
-from owm_cli.options import chain_options, config_option
+from owm_cli.options import chain_options, config_option, json_option, plain, render
 
 
 @click.group(cls=OwmGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,6 +28,7 @@ def cli() -> None:
     First time:   owm-node init            (identity key + commented owm.toml)
     Check:        owm-node hardware        (GPUs, RAM, tier)
     Run:          owm-node start --config owm.toml
+    Status:       owm-node status          (identity, coordinator, stake; --json)
     Inspect:      owm-node tasks | owm-node earnings | curl 127.0.0.1:8080/health
     """
 
@@ -116,77 +118,121 @@ def start(config_path: Path) -> None:
 
 @cli.command()
 @_CONFIG_OPTION
+@json_option()
+def status(config_path: Path, as_json: bool) -> None:
+    """Identity, configured coordinator and pin, stake state asked from the coordinator
+    (3 s timeout) and earnings (SRS-NODE-11/12). An unreachable coordinator is reported
+    ("coordinator unreachable") with exit code 0: the rest of the report still holds."""
+    from owm_adapters.bootstrap.node_status import node_status
+
+    report = node_status(_settings(config_path))
+    render(report, as_json, lambda: _status_lines(report))
+
+
+def _status_lines(report: dict[str, Any]) -> list[str]:
+    identity, link, earned = report["identity"], report["coordinator"], report["earnings"]
+    stake = link["stake"]
+    return [
+        f"node id     {identity['node_id'] or '-'}  (key {identity['key_path']})",
+        f"coordinator {link['url']}",
+        f"tls pin     {link['tls_fingerprint'] or 'not set'}",
+        f"coord. key  {link['public_key'] or 'not set'}",
+        "stake       " + (
+            f"{stake['status']} tier {stake['tier']}, {stake['capacity_sat']} of "
+            f"{stake['required_sats']} sat, channel {stake['channel_point'] or '-'}"
+            if stake else (link["problem"] or "unknown")
+        ),
+        f"earnings    {earned['credited_msat'] // 1000} sat credited for "
+        f"{earned['credited_tasks']} tasks, {earned['pending_msat'] // 1000} sat pending",
+    ]
+
+
+@cli.command()
+@_CONFIG_OPTION
 @click.option("--limit", default=20, show_default=True, help="How many recent tasks to show.")
-def tasks(config_path: Path, limit: int) -> None:
+@json_option("the tasks")
+def tasks(config_path: Path, limit: int, as_json: bool) -> None:
     """The latest tasks from the local task log (SRS-NODE-06)."""
     from owm_adapters.node.task_log import LOG_FILE, TaskLog
 
     settings = _settings(config_path)
     path = Path(settings.node.data_dir).expanduser() / LOG_FILE
-    if not path.exists():
-        click.echo(f"no tasks yet ({path} does not exist)")
-        return
-    task_log = TaskLog(path)
-    try:
-        rows = task_log.recent(limit)
-    finally:
-        task_log.close()
-    click.echo(f"{'task':<44} {'type':<21} {'state':<9} {'ms':>7} {'msat':>9} payment")
+    rows = []
+    if path.exists():
+        task_log = TaskLog(path)
+        try:
+            rows = task_log.recent(limit)
+        finally:
+            task_log.close()
+    report = {"tasks": [plain(row) for row in rows]}
+    render(report, as_json, lambda: _task_lines(report["tasks"], path))
+
+
+def _task_lines(rows: list[dict[str, Any]], path: Path) -> list[str]:
+    if not rows and not path.exists():
+        return [f"no tasks yet ({path} does not exist)"]
+    lines = [f"{'task':<44} {'type':<21} {'state':<9} {'ms':>7} {'msat':>9} payment"]
     for row in rows:
-        click.echo(
-            f"{row.replica_id[:44]:<44} {row.task_type[:21]:<21} {row.state:<9} "
-            f"{row.execution_ms if row.execution_ms is not None else '-':>7} "
-            f"{row.price_msat:>9} {row.payment_status}"
-            + (f"  ({row.reason[:60]})" if row.reason else "")
+        ms = row["execution_ms"] if row["execution_ms"] is not None else "-"
+        lines.append(
+            f"{row['replica_id'][:44]:<44} {row['task_type'][:21]:<21} {row['state']:<9} "
+            f"{ms:>7} {row['price_msat']:>9} {row['payment_status']}"
+            + (f"  ({row['reason'][:60]})" if row["reason"] else "")
         )
+    return lines
 
 
 @cli.command()
 @_CONFIG_OPTION
-def earnings(config_path: Path) -> None:
+@json_option("the earnings")
+def earnings(config_path: Path, as_json: bool) -> None:
     """What this node has earned, from the local task log (SRS-NODE-06)."""
-    from owm_adapters.node.task_log import LOG_FILE, TaskLog
+    from owm_adapters.node.task_log import LOG_FILE, Earnings, TaskLog
 
     settings = _settings(config_path)
     path = Path(settings.node.data_dir).expanduser() / LOG_FILE
-    if not path.exists():
-        click.echo("credited   0 sat (0 msat) for 0 tasks")
-        return
-    task_log = TaskLog(path)
-    try:
-        e = task_log.earnings()
-    finally:
-        task_log.close()
-    click.echo(f"credited   {e.credited_msat // 1000} sat ({e.credited_msat} msat) "
-               f"for {e.credited_tasks} tasks")
-    click.echo(f"pending    {e.pending_msat // 1000} sat ({e.pending_msat} msat) "
-               f"for {e.pending_tasks} tasks awaiting verification")
-    click.echo(f"forfeited  {e.forfeited_msat // 1000} sat ({e.forfeited_msat} msat) "
-               f"for {e.forfeited_tasks} tasks")
-    click.echo(f"failed     {e.failed_tasks} tasks; rejected {e.rejected_tasks} invalid tasks")
+    e = Earnings(0, 0, 0, 0, 0, 0, 0, 0)
+    if path.exists():
+        task_log = TaskLog(path)
+        try:
+            e = task_log.earnings()
+        finally:
+            task_log.close()
+    render(plain(e), as_json, lambda: [
+        f"credited   {e.credited_msat // 1000} sat ({e.credited_msat} msat) "
+        f"for {e.credited_tasks} tasks",
+        f"pending    {e.pending_msat // 1000} sat ({e.pending_msat} msat) "
+        f"for {e.pending_tasks} tasks awaiting verification",
+        f"forfeited  {e.forfeited_msat // 1000} sat ({e.forfeited_msat} msat) "
+        f"for {e.forfeited_tasks} tasks",
+        f"failed     {e.failed_tasks} tasks; rejected {e.rejected_tasks} invalid tasks",
+    ])
 
 
 @cli.command()
 @_CONFIG_OPTION
-def hardware(config_path: Path) -> None:
+@json_option("the hardware report")
+def hardware(config_path: Path, as_json: bool) -> None:
     """The GPUs, memory and tier this machine would register with (SRS-NODE-03)."""
     from owm_adapters.bootstrap.node import detect_hardware
 
     settings = _settings(config_path)
     report = detect_hardware(settings.node.bandwidth_mbps)
-    if not report.devices:
-        click.echo("gpus       none (CPU only)")
+    render(plain(report), as_json, lambda: _hardware_lines(report))
+
+
+def _hardware_lines(report: Any) -> list[str]:
+    lines = [] if report.devices else ["gpus       none (CPU only)"]
     for device in report.devices:
-        click.echo(f"gpu {device.index}      {device.vendor.value} {device.name} "
-                   f"{device.vram_mb} MiB" + (f" driver {device.driver}" if device.driver else ""))
-    click.echo(f"ram        {report.hardware.ram_mb} MiB")
-    click.echo(f"bandwidth  {report.hardware.bandwidth_mbps} Mbit/s (configured estimate)")
-    if report.tier is not None:
-        click.echo(f"tier       {report.tier.value}")
-    else:
-        click.echo(f"tier       none: {report.below_minimum}")
-    for problem in report.problems:
-        click.echo(f"problem    {problem}")
+        lines.append(f"gpu {device.index}      {device.vendor.value} {device.name} "
+                     f"{device.vram_mb} MiB" + (f" driver {device.driver}" if device.driver
+                                                else ""))
+    lines.append(f"ram        {report.hardware.ram_mb} MiB")
+    lines.append(f"bandwidth  {report.hardware.bandwidth_mbps} Mbit/s (configured estimate)")
+    lines.append(f"tier       {report.tier.value}" if report.tier is not None
+                 else f"tier       none: {report.below_minimum}")
+    lines += [f"problem    {problem}" for problem in report.problems]
+    return lines
 
 
 @cli.command("install-weights")

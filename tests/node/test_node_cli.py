@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import socket
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from owm_adapters.bootstrap.node import detect_hardware
+from owm_adapters.bootstrap.node_status import node_status
+from owm_adapters.bootstrap.settings import load_node_settings
 from owm_adapters.gpu import FixedGpuProbe, FixedHostProbe
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.node.task_log import TaskLog
+from owm_adapters.storage import keystore
 from owm_cli import node
+from owm_core.nodes.control_plane import StakeView
 from owm_core.nodes.hardware import DeviceVendor, GpuDevice
 from owm_core.nodes.tiers import Tier
 
@@ -197,3 +203,69 @@ def test_a_node_built_for_a_gpu_machine_gives_its_tasks_cuda_mps_limits(tmp_path
         assert daemon.health()["hardware"]["gpus"][0]["name"] == "NVIDIA A100-SXM4-40GB"
         assert node.health.host == "127.0.0.1" and node.health.port > 0
         assert not node.via_proxy
+
+
+def _json(args: list[str]) -> dict:
+    result = CliRunner().invoke(node.cli, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_tasks_earnings_and_hardware_with_json_print_the_same_figures_as_the_text(tmp_path):
+    log = TaskLog.in_dir(tmp_path)
+    log.record_received("job-1:0", "inference", "owm.inference.text", 1, "ab" * 32, 10, 2_500,
+                        0, 1)
+    log.mark_proved("job-1:0", "settled", "credited")
+    log.close()
+    config = ["--config", str(_config(tmp_path))]
+    tasks = _json(["tasks", *config])["tasks"]
+    assert [(t["replica_id"], t["price_msat"], t["payment_status"]) for t in tasks] == [
+        ("job-1:0", 2_500, "credited")]
+    earned = _json(["earnings", *config])
+    text = CliRunner().invoke(node.cli, ["earnings", *config]).output
+    assert earned["credited_msat"] == 2_500 and earned["credited_tasks"] == 1
+    assert f"({earned['credited_msat']} msat) for {earned['credited_tasks']} tasks" in text
+    hardware = _json(["hardware", *config])
+    text = CliRunner().invoke(node.cli, ["hardware", *config]).output
+    assert f"ram        {hardware['hardware']['ram_mb']} MiB" in text
+    assert hardware["tier"] is None or f"tier       {hardware['tier']}" in text
+
+
+def test_status_of_a_node_whose_coordinator_is_down_says_unreachable_and_exits_0(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    keystore.create_identity(tmp_path / "id.key")
+    config = _config(tmp_path, PINS + f'url = "127.0.0.1:{port}"\n')
+    result = CliRunner().invoke(node.cli, ["status", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "coordinator unreachable" in result.output
+    report = _json(["status", "--config", str(config)])
+    assert report["coordinator"]["reachable"] is False
+    assert report["coordinator"]["url"] == f"127.0.0.1:{port}"
+    assert report["coordinator"]["tls_fingerprint"] == "ab" * 32
+    assert report["identity"]["node_id"] in result.output
+
+
+def test_status_shows_the_stake_the_coordinator_reports(tmp_path):
+    identity = keystore.create_identity(tmp_path / "id.key")
+    view = StakeView(status="active", tier="t2", required_sats=500_000, capacity_sat=600_000,
+                     channel_point="ab" * 32 + ":0", cooldown_until=0)
+
+    class Coordinator:
+        def stake_status(self, public_key: str) -> StakeView:
+            assert public_key == identity.public_key_hex
+            return view
+
+    settings = load_node_settings(_config(tmp_path, PINS))
+    report = node_status(settings, control=Coordinator())  # type: ignore[arg-type]
+    assert report["coordinator"]["reachable"] is True
+    assert report["coordinator"]["stake"]["capacity_sat"] == 600_000
+    assert report["identity"]["node_id"] == identity.node_id
+    assert "active tier t2, 600000 of 500000 sat" in "\n".join(node._status_lines(report))
+
+
+def test_status_before_init_says_there_is_no_identity(tmp_path):
+    result = CliRunner().invoke(node.cli, ["status", "--config", str(_config(tmp_path))])
+    assert result.exit_code == 0, result.output
+    assert "no identity yet" in result.output
