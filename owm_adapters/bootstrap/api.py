@@ -19,7 +19,9 @@ from pathlib import Path
 import attrs
 
 from owm_adapters.bootstrap.coordinator import Coordinator
+from owm_adapters.bootstrap.health import coordinator_readiness
 from owm_adapters.files import private_directory
+from owm_adapters.probes import Readiness
 from owm_adapters.services.api import ApiConfig, ApiServices
 from owm_adapters.services.knowledge import KnowledgeBase
 from owm_adapters.services.queries import KnowledgeSource, QueryConfig, QueryService
@@ -54,6 +56,8 @@ class Api:
     services: ApiServices
     coordinator: Coordinator
     l402_secret_file: Path | None
+    #: The probes ``/readyz`` runs: the coordinator's backends (:mod:`.health`).
+    readiness: Readiness
 
 
 def build_api(
@@ -87,7 +91,7 @@ def build_api(
         knowledge=knowledge if isinstance(knowledge, KnowledgeBase) else None,
         fl=coordinator.fl,
     )
-    return Api(services, coordinator, secret_file)
+    return Api(services, coordinator, secret_file, coordinator_readiness(coordinator, knowledge))
 
 
 def build_query_service(

@@ -42,6 +42,7 @@ class EmbeddedProvenance:
         self._lock = threading.Lock()
         self._ots: OpenTimestamps | None = None
         self._calendar: Calendar | None = None
+        self._chain: LocalChain | None = None
         self._flusher: IntervalFlusher | None = None
         self._stopped = False
 
@@ -54,7 +55,7 @@ class EmbeddedProvenance:
         with self._lock:
             if self._ots is None:
                 private_directory(self.directory)
-                chain = LocalChain(self.chain_path)
+                chain = self._chain = LocalChain(self.chain_path)
                 self._calendar = Calendar(
                     self.directory / CALENDAR_FILE, chain, url=self.url, interval_s=self.interval_s
                 )
@@ -62,6 +63,12 @@ class EmbeddedProvenance:
                 if not self._stopped:
                     self._flusher = IntervalFlusher(self._calendar, self._poll_s).start()
             return self._ots
+
+    def chain_height(self) -> int:
+        """The local chain's tip height: what the coordinator's readiness probe asks."""
+        self._open()
+        assert self._chain is not None
+        return self._chain.tip_height()
 
     def stamp(self, digest: bytes) -> bytes:
         """Submit a digest to the embedded calendar; the pending ``.ots`` bytes."""

@@ -16,6 +16,8 @@
 * **The web dashboard** (``/dashboard``, HTML + htmx) sits beside the versions, read-only:
   :mod:`owm_server.http.dashboard`. It and the live mining feed are private by default
   (loopback peers only): :mod:`owm_server.http.private`.
+* **Liveness and readiness** (``/healthz``, ``/readyz``) sit beside the versions too:
+  :mod:`owm_server.http.health`.
 """
 
 from __future__ import annotations
@@ -39,10 +41,11 @@ from starlette.routing import BaseRoute, Match, Mount, NoMatchFound, Route, WebS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from owm_adapters.probes import Readiness
 from owm_adapters.services.api import ApiServices
 from owm_core.access.callers import Caller
 from owm_core.errors import DomainError, PaymentRequired
-from owm_server.http import dashboard, v1
+from owm_server.http import dashboard, health, v1
 from owm_server.http.call import Call
 from owm_server.http.contract import Access, Operation, openapi_document, parse_param, validate
 from owm_server.http.metrics import HttpMetrics, RouteMetrics
@@ -475,13 +478,22 @@ async def _unexpected(_request: Request, exc: Exception) -> Response:
     return _internal(exc)
 
 
-def create_app(services: ApiServices, metrics: HttpMetrics | None = None) -> Starlette:
+def create_app(
+    services: ApiServices,
+    metrics: HttpMetrics | None = None,
+    readiness: Readiness | None = None,
+) -> Starlette:
     """The public API application over ``services`` (see the module docstring); with
-    ``metrics``, every request is counted and timed by route template."""
+    ``metrics``, every request is counted and timed by route template; ``/readyz`` runs
+    ``readiness`` (no probes when None: a bare app knows no backends of its own)."""
     v1_routes = version_routes(services, "/v1", v1.operations())
     v1_routes.append(WebSocketRoute("/mining/dashboard", dashboard_socket(services)))
     return Starlette(
-        routes=[Mount("/v1", routes=v1_routes), *dashboard.routes(services)],
+        routes=[
+            Mount("/v1", routes=v1_routes),
+            *dashboard.routes(services),
+            *health.routes(readiness or Readiness({})),
+        ],
         middleware=[
             *([Middleware(RouteMetrics, metrics=metrics)] if metrics is not None else []),
             Middleware(VersionHeaders, services=services),

@@ -186,7 +186,9 @@ def api_server_for(
     requests by route.
     """
     api = build_api(coordinator, data_dir=data_dir, config=config, knowledge=knowledge)
-    return ApiServer(create_app(api.services, metrics), listen, grace_s, limits)
+    return ApiServer(
+        create_app(api.services, metrics, api.readiness), listen, grace_s, limits
+    )
 
 
 def run_api(app: Starlette, host: str, port: int, limits: HttpLimits = HttpLimits()) -> None:

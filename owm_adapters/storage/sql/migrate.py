@@ -12,6 +12,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from owm_adapters.storage.sql.engine import WRITE, create_store_engine
@@ -57,3 +59,19 @@ def _migrate(url: str, revision: str, engine: Engine | None, *, upgrading: bool)
     finally:
         if own:
             engine.dispose()
+
+
+def head_revision() -> str | None:
+    """The newest revision of ``migrations/`` (what :func:`upgrade` migrates to)."""
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def database_revision(engine: Engine) -> str | None:
+    """The revision the database behind ``engine`` is at (None: never migrated)."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def schema_is_current(engine: Engine) -> bool:
+    """Whether the database is at :func:`head_revision` (the readiness probe's question)."""
+    return database_revision(engine) == head_revision()
