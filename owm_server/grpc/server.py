@@ -10,6 +10,11 @@ Both listeners speak mTLS only (SRS-SEC-01): the coordinator presents its pinned
 requires a client certificate from the node issuer (``control_plane.tls``); there is no plaintext
 port. Who the client is comes from the identity binding in its certificate, which the servicer
 checks on every call against the key the request speaks for.
+
+Both also serve the standard gRPC health service (``grpc.health.v1.Health``, from
+``grpcio-health-checking``), over the same mTLS: ``SERVING`` for the whole server (``""``) and
+for :data:`SERVICE_NAME` once :meth:`CoordinatorServer.start` returns, ``NOT_SERVING`` from
+the moment :meth:`CoordinatorServer.stop` begins, so load balancers drain it before it closes.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 from concurrent import futures
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from owm_adapters.bootstrap.settings import ConfigError
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
@@ -29,6 +35,8 @@ from owm_server.grpc.servicer import CoordinatorServicer
 
 DEFAULT_MAX_WORKERS = 64
 """Threads serving RPCs; each open stream holds one for its lifetime (capped: see limits)."""
+SERVICE_NAME = "owm.coordinator.v1.Coordinator"
+"""The service name the gRPC health service reports on (besides ``""``, the whole server)."""
 
 
 class CoordinatorServer:
@@ -54,6 +62,9 @@ class CoordinatorServer:
         self._servers: list[grpc.Server] = []
         self.ports: dict[Transport, int] = {}
         self.tls = tls
+        self.health = health.HealthServicer()
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         credentials = server_credentials(tls)
         peers = PeerIdentities()
         for transport, address in ((Transport.CLEARNET, listen), (Transport.ONION, onion_listen)):
@@ -71,6 +82,7 @@ class CoordinatorServer:
                 liveness_check_s=self.limits.liveness_check_s,
             )
             pb_grpc.add_CoordinatorServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
             try:
                 self.ports[transport] = server.add_secure_port(address, credentials)
             except RuntimeError:
@@ -88,10 +100,13 @@ class CoordinatorServer:
         """Accept RPCs (the service runs already: ``Coordinator.running()`` starts it)."""
         for server in self._servers:
             server.start()
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     def stop(self, grace_s: float = 10.0) -> None:
         """Graceful stop: refuse new RPCs, end task streams, let in-flight RPCs finish (up to
         ``grace_s``). The service itself is stopped by whoever started it, after this."""
+        self.health.enter_graceful_shutdown()  # every service NOT_SERVING; watchers told
         events = [server.stop(grace_s) for server in self._servers]
         self.service.market.end_streams()
         for event in events:
