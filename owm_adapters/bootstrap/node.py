@@ -38,6 +38,7 @@ from owm_adapters.node.task_log import TaskLog
 from owm_adapters.node.task_runner import Limits, TaskRunner
 from owm_adapters.node.weights import CachedModelRuntime, model_cache_dir
 from owm_adapters.node.weights_watcher import WeightsWatcher
+from owm_adapters.probes import Readiness
 from owm_adapters.storage import keystore
 from owm_core.access.destinations import DestinationPolicy
 from owm_core.errors import DomainError
@@ -373,7 +374,8 @@ def build_node(
         daemon = build_daemon(settings, control, report=report, say=say, via_proxy=via_proxy)
         try:
             health = HealthServer(
-                settings.node.health_port, daemon.health, NodeMetrics(daemon).render
+                settings.node.health_port, daemon.health, NodeMetrics(daemon).render,
+                readiness=Readiness(daemon.readiness_probes()),
             )
         except BaseException:
             daemon.log.close()

@@ -41,12 +41,16 @@ from owm_adapters.node.task_log import TaskLog
 from owm_adapters.node.task_runner import TaskRunner
 from owm_adapters.node.watchers import PaymentWatcher, StakeWatcher, payment_status_of
 from owm_adapters.node.weights_watcher import WeightsWatcher
+from owm_adapters.probes import NotReady, Probe
 from owm_core.errors import InvalidValue
 from owm_core.identity.envelopes import CapabilityManifest
 from owm_core.identity.keys import Identity
 from owm_core.nodes.control_plane import AssignedTask, StakeTermsView, StakeView
 from owm_core.ports.clock import Clock
 from owm_core.ports.control_plane import ControlPlane, MessageSigner
+
+READINESS_MESSAGE = "owm node readiness probe"
+"""What the readiness probe asks the node's Lightning node to sign (nothing else uses it)."""
 
 
 class NodeDaemon:
@@ -146,6 +150,32 @@ class NodeDaemon:
                 },
                 "hardware": self.hardware,
             }
+
+    def readiness_probes(self) -> dict[str, Probe]:
+        """The probes of ``/ready`` on the health port (:mod:`owm_adapters.probes`): the
+        identity key is loaded, the node is registered with its coordinator and connected, and
+        (with a Lightning signer) its Lightning node signs a message — the call registration
+        needs, so a locked or unreachable LND/CLN shows here."""
+        identity, ctx, registration = self.identity, self.ctx, self.registration
+
+        def identity_loaded() -> None:
+            if not identity.public_key_hex:
+                raise NotReady("missing")
+
+        def control_plane() -> None:
+            if registration.reply is None:
+                raise NotReady("unregistered")
+            if not ctx.connected:
+                raise NotReady("disconnected")
+
+        probes: dict[str, Probe] = {"identity": identity_loaded, "control_plane": control_plane}
+        signer = registration.ln_signer
+        if signer is not None:
+            def lightning() -> None:
+                signer.sign_message(READINESS_MESSAGE)
+
+            probes["lightning"] = lightning
+        return probes
 
     def running(self) -> Sequence[str]:
         """Replica ids running now."""

@@ -1,11 +1,15 @@
-"""The node's local health endpoint: ``GET http://127.0.0.1:8080/health`` (SRS-NODE-08).
+"""The node's local health endpoints: ``GET http://127.0.0.1:8080/health`` (SRS-NODE-08) and
+``/ready``.
 
 A stdlib ``ThreadingHTTPServer`` bound to the loopback address only — the host is not
 configurable, only the port — answering ``/health`` with the JSON the daemon's ``report``
 callable returns (state, coordinator connectivity, tier, current tasks, stake). HTTP 200 while
 the daemon is serving, 503 while it is starting, draining or disconnected, so that process
 supervisors can probe it. ``/metrics`` answers the Prometheus text format that ``metrics``
-returns (``owm_adapters.node.metrics``; 404 when there is none). Every other path is 404.
+returns (``owm_adapters.node.metrics``; 404 when there is none). ``/ready`` answers the
+daemon's readiness probes (:meth:`~owm_adapters.node.daemon.NodeDaemon.readiness_probes`, each
+bounded by a timeout): 200 ``{"status": "ready", "parts": {...}}`` when all are ``ok``, else
+503 with ``"status": "not_ready"`` and the ``failing`` parts named. Every other path is 404.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from owm_adapters.probes import Readiness, failing
 
 LOOPBACK = "127.0.0.1"
 HEALTHY_STATES = frozenset({"serving"})
@@ -29,9 +35,11 @@ class HealthServer:
         port: int,
         report: Callable[[], dict[str, Any]],
         metrics: Callable[[], bytes] | None = None,
+        readiness: Readiness | None = None,
     ) -> None:
         self._report = report
         self._metrics = metrics
+        self._readiness = readiness or Readiness({})
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -40,8 +48,11 @@ class HealthServer:
                 if path == "/metrics" and outer._metrics is not None:
                     self._send_bytes(200, outer._metrics(), METRICS_CONTENT_TYPE)
                     return
+                if path == "/ready":
+                    self._send(*outer._ready())
+                    return
                 if path != "/health":
-                    self._send(404, {"error": "not found; try /health or /metrics"})
+                    self._send(404, {"error": "not found; try /health, /ready or /metrics"})
                     return
                 body = outer._report()
                 self._send(200 if body.get("state") in HEALTHY_STATES else 503, body)
@@ -65,6 +76,13 @@ class HealthServer:
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="owm-node-health", daemon=True
         )
+
+    def _ready(self) -> tuple[int, dict[str, Any]]:
+        parts = self._readiness.check()
+        down = failing(parts)
+        if not down:
+            return 200, {"status": "ready", "parts": parts}
+        return 503, {"status": "not_ready", "failing": down, "parts": parts}
 
     @property
     def port(self) -> int:

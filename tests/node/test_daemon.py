@@ -15,14 +15,17 @@ import pytest
 from owm_adapters.clock import SystemClock
 from owm_adapters.control_plane.in_process import InProcessControlPlane, InProcessFeed
 from owm_adapters.node.daemon import DaemonSettings, NodeDaemon, stake_guidance
+from owm_adapters.node.health import HealthServer
 from owm_adapters.node.task_log import TaskLog
 from owm_adapters.node.task_runner import Limits, TaskRunner
+from owm_adapters.probes import Readiness
 from owm_core.identity.assignments import sign_assignment
 from owm_core.identity.keys import Identity
 from owm_core.identity.sealing import NONCE_BYTES, input_context, seal
 from owm_core.nodes.control_plane import AssignedTask, StakeView
 from owm_core.ports.control_plane import ControlPlane
 from tests.node.conftest import MANIFEST, T1_STAKE_SAT, Network, Node
+from tests.node.test_health import get as get_health
 from tests.services.market_world import register
 
 
@@ -354,3 +357,29 @@ def test_stake_guidance_takes_the_treasury_from_the_coordinator_unless_configure
     assert f"lncli openchannel --node_key {'02' + 'ab' * 32} --local_amt {T1_STAKE_SAT}" \
         in configured.text()
     assert "set [lightning] treasury_uri" not in plain.text()
+
+
+def test_readiness_on_the_health_port_is_503_before_registration_and_200_after(network, start):
+    bare = network.node("n9", stake_sat=0)
+    node = start(bare)
+    health = HealthServer(
+        0, node.daemon.health, readiness=Readiness(node.daemon.readiness_probes())
+    )
+    health.start()
+    try:
+        wait_for(lambda: node.daemon.state == "awaiting_stake")
+        status, body = get_health(health.port, "/ready")
+        assert status == 503 and body["failing"] == ["control_plane"]
+        assert body["parts"] == {
+            "identity": "ok", "control_plane": "unregistered", "lightning": "ok",
+        }
+        network.ledger.open_channel(
+            network.treasury, bare.ln_pubkey, 2 * T1_STAKE_SAT, push_sat=T1_STAKE_SAT
+        )
+        wait_for(lambda: node.daemon.state == "serving")
+        status, body = get_health(health.port, "/ready")
+        assert (status, body["status"]) == (200, "ready")
+        assert set(body["parts"].values()) == {"ok"}
+        assert get_health(health.port)[0] == 200  # /health is unchanged beside it
+    finally:
+        health.close()

@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 
 from owm_adapters.node.health import HealthServer
+from owm_adapters.probes import NotReady, Readiness
 
 
 def get(port: int, path: str = "/health") -> tuple[int, dict[str, object]]:
@@ -65,3 +66,27 @@ def test_the_endpoint_is_bound_to_the_loopback_address_only(server):
     if outward is not None:
         with pytest.raises(OSError):
             socket.create_connection((outward, server.port), timeout=2).close()
+
+
+def test_ready_names_the_failing_parts_with_503_and_answers_200_when_all_are_ok(report):
+    parts = {"control_plane": False}
+
+    def control_plane() -> None:
+        if not parts["control_plane"]:
+            raise NotReady("unregistered")
+
+    health = HealthServer(0, lambda: report, readiness=Readiness({
+        "identity": lambda: None, "control_plane": control_plane,
+    }))
+    health.start()
+    try:
+        assert get(health.port, "/ready") == (503, {
+            "status": "not_ready", "failing": ["control_plane"],
+            "parts": {"identity": "ok", "control_plane": "unregistered"},
+        })
+        parts["control_plane"] = True
+        assert get(health.port, "/ready") == (200, {
+            "status": "ready", "parts": {"identity": "ok", "control_plane": "ok"},
+        })
+    finally:
+        health.close()
