@@ -27,6 +27,7 @@ import click
 
 from owm_adapters.storage import keystore
 from owm_cli.api_client import post_json, v1_url
+from owm_cli.options import json_option, render
 from owm_core.errors import DomainError
 from owm_core.identity.envelopes import (
     AckVerdict,
@@ -106,6 +107,7 @@ def slashing_log() -> None:
     "--api-key", envvar="OWM_API_KEY",
     help="API key for --url (the API answers 402 without a credential); env OWM_API_KEY.",
 )
+@json_option("the verdict (ok, entries and head, or the bad index and why)")
 def verify(
     url: str | None,
     file_path: Path | None,
@@ -114,6 +116,7 @@ def verify(
     coordinator_key: str | None,
     expected_head: str | None,
     api_key: str | None,
+    as_json: bool,
 ) -> None:
     """Check the hash chain and signatures of the slashing log; exit 3 at the first bad entry."""
     sources = [s for s in (url, file_path, config_path, database_url) if s]
@@ -135,14 +138,19 @@ def verify(
         try:
             entries.append(SlashingLogEntry.from_dict(item))
         except DomainError as exc:
-            click.echo(f"BAD entry {i}: malformed: {exc.message}")
-            sys.exit(EXIT_BAD_LOG)
+            _bad({"ok": False, "index": i, "problem": f"malformed: {exc.message}"}, as_json)
     result = verify_log(entries, key, expected_head)
     if not result.ok:
-        click.echo(f"BAD entry {result.index}: {result.problem}")
-        sys.exit(EXIT_BAD_LOG)
+        _bad({"ok": False, "index": result.index, "problem": result.problem}, as_json)
     head = entries[-1].entry_hash() if entries else GENESIS_HASH
-    click.echo(f"OK {len(entries)} entries, head {head}")
+    report = {"ok": True, "entries": len(entries), "head": head}
+    render(report, as_json, lambda: [f"OK {len(entries)} entries, head {head}"])
+
+
+def _bad(report: dict[str, Any], as_json: bool) -> None:
+    """Print the first bad entry and why, then exit 3."""
+    render(report, as_json, lambda: [f"BAD entry {report['index']}: {report['problem']}"])
+    sys.exit(EXIT_BAD_LOG)
 
 
 @click.group("slashing")

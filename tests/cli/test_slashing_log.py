@@ -213,3 +213,19 @@ def test_with_a_config_the_coordinator_key_is_read_from_signing_key_path(tmp_pat
     result = CliRunner().invoke(cli, ["slashing-log", "verify", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == f"OK 2 entries, head {entries[-1].entry_hash()}"
+
+
+def test_verify_with_json_gives_the_same_verdict_as_the_text_and_the_same_exit_code(
+    tmp_path: Path,
+) -> None:
+    log = build_log(3)
+    code, out = run_verify(tmp_path, [e.to_dict() for e in log], "--json")
+    assert code == 0
+    assert json.loads(out) == {"ok": True, "entries": 3, "head": log[-1].entry_hash()}
+    dicts = [e.to_dict() for e in log]
+    dicts[1]["reason"] = "fake_proof"
+    code, text = run_verify(tmp_path, dicts)
+    json_code, out = run_verify(tmp_path, dicts, "--json")
+    verdict = json.loads(out)
+    assert code == json_code == 3 and (verdict["ok"], verdict["index"]) == (False, 1)
+    assert text.strip() == f"BAD entry {verdict['index']}: {verdict['problem']}"
