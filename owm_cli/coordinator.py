@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING
 
 import click
 
+from owm_adapters.bootstrap import logs
 from owm_adapters.bootstrap.settings import ConfigError
 from owm_adapters.storage import keystore
 from owm_cli.api_keys import api_key
 from owm_cli.errors import OwmGroup
-from owm_cli.options import config_option
+from owm_cli.options import config_option, logging_options
 from owm_core.access.ratelimit import Transport
 
 if TYPE_CHECKING:
@@ -29,13 +30,15 @@ if TYPE_CHECKING:
 
 @click.group(cls=OwmGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="owm")
-def cli() -> None:
+@logging_options
+def cli(log_level: str | None, log_format: str) -> None:
     """Run an OWM coordinator: node registry, task dispatch, FL rounds, rewards.
 
     \b
     First time:   owm-coordinator init     (signing key, TLS certificate; prints the pin)
     Run:          owm-coordinator serve [--config coordinator.toml]
     """
+    logs.configure(log_level, log_format)
 
 
 @cli.command()

@@ -6,7 +6,9 @@ import importlib
 
 import click
 
+from owm_adapters.bootstrap import logs
 from owm_cli.errors import OwmGroup
+from owm_cli.options import logging_options
 
 #: name → (module:attribute, one-line summary). Modules are imported only when their command
 #: runs: the demo and the simulator load torch (seconds), which ``owm --help`` should not wait on.
@@ -42,7 +44,8 @@ class LazyGroup(OwmGroup):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="owm")
-def cli() -> None:
+@logging_options
+def cli(log_level: str | None, log_format: str) -> None:
     """OWM, the Open World Model: many small AI models, trained and served by independent
     nodes, paid in satoshis over Lightning, anchored in Bitcoin.
 
@@ -52,3 +55,4 @@ def cli() -> None:
     Provenance:   owm ots verify FILE.ots --file WEIGHTS --bitcoin-rpc URL
     Operators:    owm-node --help, owm-coordinator --help
     """
+    logs.configure(log_level, log_format)

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from owm_adapters.bootstrap import logs
 from owm_adapters.bootstrap.settings import (
     NODE_TEMPLATE,
     ConfigError,
@@ -16,12 +17,20 @@ from owm_adapters.bootstrap.settings import (
 from owm_adapters.files import write_private_text
 from owm_adapters.storage import keystore
 from owm_cli.errors import OwmGroup
-from owm_cli.options import chain_options, config_option, json_option, plain, render
+from owm_cli.options import (
+    chain_options,
+    config_option,
+    json_option,
+    logging_options,
+    plain,
+    render,
+)
 
 
 @click.group(cls=OwmGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="owm")
-def cli() -> None:
+@logging_options
+def cli(log_level: str | None, log_format: str) -> None:
     """Run an OWM node: contribute compute, earn satoshis over Lightning.
 
     \b
@@ -31,6 +40,7 @@ def cli() -> None:
     Status:       owm-node status          (identity, coordinator, stake; --json)
     Inspect:      owm-node tasks | owm-node earnings | curl 127.0.0.1:8080/health
     """
+    logs.configure(log_level, log_format)
 
 
 _CONFIG_OPTION = config_option("The node's owm.toml (see `owm-node init`).", Path("owm.toml"))
@@ -93,9 +103,8 @@ def start(config_path: Path) -> None:
     import sys
     import threading
 
-    from owm_adapters.bootstrap.node import build_node, configure_logging
+    from owm_adapters.bootstrap.node import build_node
 
-    configure_logging()
     settings = load_node_settings(config_path)
 
     def say(line: str) -> None:

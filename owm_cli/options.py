@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 import attrs
 import click
 
+from owm_adapters.bootstrap.logs import FORMATS, LEVELS
+
 Command = TypeVar("Command", bound=Callable[..., Any])
 
 
@@ -94,3 +96,16 @@ def plain(value: Any) -> dict[str, Any]:
     """An attrs instance as JSON-ready data (enums as their values), for ``--json``."""
     return attrs.asdict(value, value_serializer=lambda _i, _f, v: (
         v.value if isinstance(v, enum.Enum) else v))
+
+
+def logging_options(command: Command) -> Command:
+    """``--log-level`` and ``--log-format``, passed as ``log_level`` and ``log_format``: what a
+    program's group callback hands to ``owm_adapters.bootstrap.logs.configure``."""
+    command = click.option(
+        "--log-format", type=click.Choice(FORMATS), default="text", show_default=True,
+        help="Log lines on stderr: human-readable text, or one JSON object per line.",
+    )(command)
+    return click.option(
+        "--log-level", type=click.Choice(LEVELS, case_sensitive=False), default=None,
+        help="Lowest level logged [default: $OWM_LOG_LEVEL, else INFO].",
+    )(command)

@@ -21,6 +21,7 @@ empty; both are dropped after the test.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import shutil
 import socket
@@ -33,6 +34,7 @@ import attrs
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from owm_adapters.bootstrap.logs import CHATTY_LIBRARIES
 from owm_adapters.storage.sql.migrate import upgrade
 
 PG_USER = "owm"
@@ -181,3 +183,16 @@ def empty_postgresql_url(postgresql_server: PostgresServer) -> Iterator[str]:
     name = postgresql_server.create_database()
     yield postgresql_server.url(name)
     postgresql_server.drop_database(name)
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_restored() -> Iterator[None]:
+    """The programs' group callbacks configure the root logger (handler, level); a test that
+    runs one must not change what later tests log or capture."""
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    levels = {name: logging.getLogger(name).level for name in ("", *CHATTY_LIBRARIES)}
+    yield
+    root.handlers[:] = handlers
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)

@@ -1,7 +1,8 @@
 """Builds a node daemon from ``owm.toml`` (the node's composition root).
 
 Reads the settings (with the spec's environment overrides, §10.3: ``OWM_COORDINATOR_URL``,
-``OWM_IDENTITY_KEY_PATH``, ``OWM_MODEL_CACHE_DIR``, ``OWM_LOG_LEVEL``), probes the hardware
+``OWM_IDENTITY_KEY_PATH``, ``OWM_MODEL_CACHE_DIR``; ``OWM_LOG_LEVEL`` is read by
+:mod:`owm_adapters.bootstrap.logs`), probes the hardware
 (``nvidia-smi`` / ``rocm-smi`` and ``/proc/meminfo``; SRS-NODE-03), classifies the tier,
 and wires the task runner, the task log and the daemon — with the weights watcher when
 ``[coordinator] api_url`` is set (OTS proofs checked against ``[chain]``) and the payout
@@ -14,7 +15,6 @@ and the health endpoint.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -54,7 +54,6 @@ from owm_core.ports.lightning import Lightning
 from owm_core.ports.timestamping import Timestamping
 
 COORDINATOR_URL_ENV = "OWM_COORDINATOR_URL"
-LOG_LEVEL_ENV = "OWM_LOG_LEVEL"
 
 
 @attrs.frozen
@@ -117,13 +116,6 @@ def coordinator_url(settings: NodeSettings) -> str:
 def data_dir(settings: NodeSettings) -> Path:
     """The node's state directory (created if missing; mode 0700 whatever the umask)."""
     return private_directory(Path(settings.node.data_dir).expanduser())
-
-
-def configure_logging() -> None:
-    """Logging to stderr at ``$OWM_LOG_LEVEL`` (default INFO)."""
-    level = os.environ.get(LOG_LEVEL_ENV, "INFO").upper()
-    logging.basicConfig(level=getattr(logging, level, logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def load_node_identity(settings: NodeSettings) -> Identity:
