@@ -121,6 +121,35 @@ def _payment_families(counts: dict[str, int]) -> Iterator[GaugeMetricFamily]:
     yield payments
 
 
+def fl_figures(service: CoordinatorService) -> dict[str, dict[str, int] | int]:
+    """FL rounds by state (latest 1,000) and the age of the oldest open round (0: none), which
+    the "FL round stalled" alert watches (SRS-COORD-03)."""
+    from owm_core.fl.rounds import RoundState
+
+    now = service.clock.now()
+    rounds = service.repositories.fl_rounds.rounds(limit=1000)
+    states = {state.value: 0 for state in RoundState}
+    for fl_round in rounds:
+        states[fl_round.state.value] += 1
+    open_since = [r.started_at for r in rounds if r.state is RoundState.OPEN]
+    return {"states": states, "open_age_s": max(0, now - min(open_since)) if open_since else 0}
+
+
+def _fl_families(figures: dict[str, dict[str, int] | int]) -> Iterator[GaugeMetricFamily]:
+    states, age = figures["states"], figures["open_age_s"]
+    assert isinstance(states, dict) and isinstance(age, int)
+    rounds = GaugeMetricFamily(
+        "owm_fl_rounds", "FL rounds by state, of the latest 1,000 (SRS-COORD-03)", labels=["state"]
+    )
+    for state, count in states.items():
+        rounds.add_metric([state], count)
+    yield rounds
+    yield GaugeMetricFamily(
+        "owm_fl_open_round_age_seconds", "Age of the oldest open FL round (0: none open)",
+        value=age,
+    )
+
+
 class _StoreCollector(Collector, Generic[_Figures]):
     """Gauges computed from the store, read at most every ``max_age_s`` (reads cost queries)."""
 
@@ -175,6 +204,9 @@ class CoordinatorMetrics:
         )
         self.registry.register(
             _StoreCollector(self, state_max_age_s, stake_figures, _stake_families)
+        )
+        self.registry.register(
+            _StoreCollector(self, state_max_age_s, fl_figures, _fl_families)
         )
         self.rpc = RpcMetrics(self.registry)
         self.http = HttpMetrics(self.registry)
