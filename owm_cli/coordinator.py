@@ -15,7 +15,7 @@ from owm_adapters.bootstrap.settings import ConfigError
 from owm_adapters.storage import keystore
 from owm_cli.api_keys import api_key
 from owm_cli.errors import OwmGroup
-from owm_cli.options import config_option, logging_options
+from owm_cli.options import config_option, logging_options, version_option
 from owm_core.access.ratelimit import Transport
 
 if TYPE_CHECKING:
@@ -29,13 +29,15 @@ if TYPE_CHECKING:
 
 
 @click.group(cls=OwmGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="owm")
+@version_option()
 @logging_options
 def cli(log_level: str | None, log_format: str) -> None:
     """Run an OWM coordinator: node registry, task dispatch, FL rounds, rewards.
 
     \b
     First time:   owm-coordinator init     (signing key, TLS certificate; prints the pin)
+    Upgrade:      owm-coordinator migrate  (after installing a new release; serve refuses an
+                                            outdated database schema until this ran)
     Run:          owm-coordinator serve [--config coordinator.toml]
     """
     logs.configure(log_level, log_format)
@@ -87,6 +89,36 @@ def init(config_path: Path | None, key_path: Path | None) -> None:
     click.echo("give every node these two lines for the [coordinator] section of its owm.toml:")
     click.echo(f'tls_fingerprint = "{tls.fingerprint}"')
     click.echo(f'public_key = "{identity.public_key_hex}"')
+
+
+@cli.command()
+@config_option(
+    "coordinator.toml, for [coordinator] database_url or data_dir (default: the embedded "
+    "defaults, SQLite under ~/.owm/coordinator)."
+)
+def migrate(config_path: Path | None) -> None:
+    """Upgrade the coordinator's database schema to this release's (creating it if absent).
+
+    Run it after installing a new release and before ``serve``, which refuses a database
+    behind the latest schema. Back up the database first; migrations run in one transaction.
+    """
+    from owm_adapters.bootstrap.coordinator import database_url_of
+    from owm_adapters.bootstrap.settings import load_coordinator_settings
+
+    try:
+        from owm_adapters.storage.sql import current_revision, head_revision, upgrade
+    except ImportError as exc:
+        raise ConfigError(
+            f"the SQL store is not available ({exc}): install owm-network[coordinator]"
+        ) from None
+    url = database_url_of(load_coordinator_settings(config_path))
+    before = current_revision(url)
+    upgrade(url)
+    head = head_revision()
+    if before == head:
+        click.echo(f"database schema already at the latest revision {head}")
+    else:
+        click.echo(f"database schema upgraded from {before or 'empty'} to {head}")
 
 
 @cli.command()

@@ -70,12 +70,21 @@ def database_url_of(settings: CoordinatorSettings) -> str:
 
 
 def repositories_from(settings: CoordinatorSettings) -> Repositories:
-    """Open the SQL store the settings name (schema created or migrated by the adapter)."""
+    """Open the SQL store the settings name: an empty database is created at the latest
+    schema, one behind it is refused with the command that upgrades it (``owm-coordinator
+    migrate``), so a release never alters a production schema unasked."""
     try:
-        from owm_adapters.storage.sql import open_repositories
+        from owm_adapters.storage.sql import SchemaNotCurrent, open_repositories
     except ImportError as exc:
-        raise ConfigError(f"the SQL store is not available: {exc}") from None
-    repositories: Repositories = open_repositories(database_url_of(settings))
+        raise ConfigError(
+            f"the SQL store is not available ({exc}): install owm-network[coordinator]"
+        ) from None
+    try:
+        repositories: Repositories = open_repositories(
+            database_url_of(settings), upgrade_existing=False
+        )
+    except SchemaNotCurrent as exc:
+        raise ConfigError(str(exc)) from None
     return repositories
 
 

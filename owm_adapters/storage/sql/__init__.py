@@ -12,13 +12,24 @@ from __future__ import annotations
 from typing import Any
 
 from owm_adapters.storage.sql.engine import create_store_engine, sqlite_url
-from owm_adapters.storage.sql.migrate import downgrade, upgrade
+from owm_adapters.storage.sql.migrate import (
+    SchemaNotCurrent,
+    current_revision,
+    downgrade,
+    ensure_current,
+    head_revision,
+    upgrade,
+)
 from owm_adapters.storage.sql.store import SqlRepositories, sql_repositories
 
 __all__ = [
+    "SchemaNotCurrent",
     "SqlRepositories",
     "create_store_engine",
+    "current_revision",
     "downgrade",
+    "ensure_current",
+    "head_revision",
     "open_repositories",
     "sql_repositories",
     "sqlite_url",
@@ -26,13 +37,22 @@ __all__ = [
 ]
 
 
-def open_repositories(url: str, *, migrate: bool = True, **engine_options: Any) -> SqlRepositories:
+def open_repositories(
+    url: str, *, migrate: bool = True, upgrade_existing: bool = True, **engine_options: Any
+) -> SqlRepositories:
     """Every repository over the database at ``url``, migrated to head first if ``migrate``.
 
-    Pass ``migrate=False`` when several coordinators share one PostgreSQL and a deployment
-    step runs :func:`upgrade` once instead.
+    With ``upgrade_existing=False`` (what the coordinator uses) only an empty database is
+    created at head and one at another revision raises :class:`SchemaNotCurrent`
+    (:func:`ensure_current`); ``migrate=False`` checks nothing.
     """
     engine = create_store_engine(url, **engine_options)
-    if migrate:
+    if migrate and upgrade_existing:
         upgrade(url, engine=engine)
+    elif migrate:
+        try:
+            ensure_current(url, engine=engine)
+        except SchemaNotCurrent:
+            engine.dispose()
+            raise
     return sql_repositories(engine)

@@ -1,9 +1,15 @@
-"""Schema migrations, run from code: the coordinator migrates its store on start.
+"""Schema migrations, run from code: ``owm-coordinator migrate`` upgrades, ``serve`` checks.
 
 The alembic scripts live in ``migrations/`` at the repository root (``env.py`` and
-``versions/``); :func:`alembic_config` points alembic at them without any ``alembic.ini``, and
-hands it an open connection made by :func:`~owm_adapters.storage.sql.engine.create_store_engine`, so
-migrations run with the same SQLite pragmas as the repositories.
+``versions/``); the wheel ships that folder as the top-level package ``migrations`` next to
+``owm_adapters``, so the same relative path finds it installed or in a checkout.
+:func:`alembic_config` points alembic at them without any ``alembic.ini``, and hands it an open
+connection made by :func:`~owm_adapters.storage.sql.engine.create_store_engine`, so migrations run
+with the same SQLite pragmas as the repositories.
+
+The rule for a running coordinator (:func:`ensure_current`): an empty database is created at
+the latest schema, one at the latest schema is used, and any other one is refused with the
+command that upgrades it, so a new release never alters a production schema unasked.
 """
 
 from __future__ import annotations
@@ -14,13 +20,18 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 
 from owm_adapters.storage.sql.engine import WRITE, create_store_engine
 
 SCRIPT_LOCATION = Path(__file__).resolve().parents[3] / "migrations"
 HEAD = "head"
 BASE = "base"
+MIGRATE_COMMAND = "owm-coordinator migrate"
+
+
+class SchemaNotCurrent(RuntimeError):
+    """The database holds tables at another schema revision than this release's head."""
 
 
 def alembic_config(url: str) -> Config:
@@ -61,9 +72,11 @@ def _migrate(url: str, revision: str, engine: Engine | None, *, upgrading: bool)
             engine.dispose()
 
 
-def head_revision() -> str | None:
+def head_revision() -> str:
     """The newest revision of ``migrations/`` (what :func:`upgrade` migrates to)."""
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None, "migrations/versions is empty"
+    return head
 
 
 def database_revision(engine: Engine) -> str | None:
@@ -75,3 +88,38 @@ def database_revision(engine: Engine) -> str | None:
 def schema_is_current(engine: Engine) -> bool:
     """Whether the database is at :func:`head_revision` (the readiness probe's question)."""
     return database_revision(engine) == head_revision()
+
+
+def current_revision(url: str, *, engine: Engine | None = None) -> str | None:
+    """The revision the database at ``url`` is at (``None``: never migrated)."""
+    own = engine is None
+    engine = engine or create_store_engine(url)
+    try:
+        return database_revision(engine)
+    finally:
+        if own:
+            engine.dispose()
+
+
+def ensure_current(url: str, *, engine: Engine | None = None) -> None:
+    """Create an empty database at head; raise :class:`SchemaNotCurrent` for one elsewhere.
+
+    "Empty" means no table at all, so a database another program filled is never adopted.
+    """
+    own = engine is None
+    engine = engine or create_store_engine(url)
+    try:
+        with engine.connect() as connection:
+            revision = MigrationContext.configure(connection).get_current_revision()
+            empty = not inspect(connection).get_table_names()
+        head = head_revision()
+        if revision is None and empty:
+            upgrade(url, engine=engine)
+        elif revision != head:
+            raise SchemaNotCurrent(
+                f"the database schema is at revision {revision or 'none'}, this release needs "
+                f"{head}: back up the database, then run `{MIGRATE_COMMAND}`"
+            )
+    finally:
+        if own:
+            engine.dispose()
