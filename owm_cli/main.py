@@ -8,7 +8,7 @@ import click
 
 from owm_adapters.bootstrap import logs
 from owm_cli.errors import OwmGroup
-from owm_cli.options import logging_options
+from owm_cli.options import logging_options, version_option
 
 #: name → (module:attribute, one-line summary). Modules are imported only when their command
 #: runs: the demo and the simulator load torch (seconds), which ``owm --help`` should not wait on.
@@ -43,7 +43,7 @@ class LazyGroup(OwmGroup):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="owm")
+@version_option()
 @logging_options
 def cli(log_level: str | None, log_format: str) -> None:
     """OWM, the Open World Model: many small AI models, trained and served by independent

@@ -24,11 +24,12 @@ from owm_cli.options import (
     logging_options,
     plain,
     render,
+    version_option,
 )
 
 
 @click.group(cls=OwmGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="owm")
+@version_option()
 @logging_options
 def cli(log_level: str | None, log_format: str) -> None:
     """Run an OWM node: contribute compute, earn satoshis over Lightning.

@@ -16,6 +16,20 @@ from owm_adapters.bootstrap.logs import FORMATS, LEVELS
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
+DISTRIBUTION = "owm-network"
+
+
+def version_option() -> Callable[[Command], Command]:
+    """``--version``: the installed ``owm-network`` distribution's version (a checkout run
+    without installing it says so instead of failing)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version(DISTRIBUTION)
+    except PackageNotFoundError:
+        installed = f"unknown ({DISTRIBUTION} is not installed)"
+    return click.version_option(version=installed)
+
 
 def config_option(help_text: str, default: Path | None = None) -> Callable[[Command], Command]:
     """``--config PATH``, passed as ``config_path``: the TOML file a command reads its settings
