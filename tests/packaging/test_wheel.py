@@ -1,7 +1,7 @@
 """The wheel is installable on its own: built from the sources, installed into a fresh virtual
-environment outside the checkout, its ``owm-coordinator init/migrate/serve`` and ``owm-node
-init`` work, and it carries the alembic migrations. A node runs without the coordinator's
-database and vector-store stack (the ``[coordinator]`` extra).
+environment outside the checkout, its ``owm-coordinator init/migrate/serve`` (until ``/readyz``
+answers ready) and ``owm-node init`` work, and it carries the alembic migrations. A node runs
+without the coordinator's database and vector-store stack (the ``[coordinator]`` extra).
 
 The fresh environment gets the wheel with ``--no-deps``; its dependencies are made visible by a
 ``.pth`` line naming this interpreter's site-packages (no network, seconds), which puts none of
@@ -10,6 +10,7 @@ the checkout on the path, so the commands can only run what the wheel installed.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -140,9 +141,10 @@ def _serve_until_the_api_answers(bin_dir: Path, config: Path, cwd: Path) -> None
             assert line, f"serve exited: {lines}"
             lines.append(line.strip())
         api = next(x.split()[-1] for x in lines if x.startswith("HTTP API"))
-        # /readyz once the health endpoints land; until then the unauthenticated OpenAPI document.
-        with urllib.request.urlopen(f"{api}/openapi.json", timeout=10) as response:
-            assert response.status == 200
+        readyz = api.removesuffix("/v1") + "/readyz"
+        with urllib.request.urlopen(readyz, timeout=10) as response:
+            answer = json.load(response)
+        assert answer["status"] == "ready" and answer["parts"]["schema"] == "ok", answer
     finally:
         process.terminate()
         assert process.wait(timeout=30) == 0
