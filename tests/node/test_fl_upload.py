@@ -203,6 +203,7 @@ def test_in_attack_mode_the_node_uploads_a_sign_flipped_update(
     start = flat_genesis("owm-geo")
     assert np.allclose(sent, start - 10.0 * (honest - start), atol=1e-4)
     parse_update(sink.bodies[1])  # still signed by the node: attributable, hence slashable
+    wait_for(lambda: daemon.ctx.counts.get("fl_uploads_delivered") == 2)  # what /metrics exports
 
 
 def test_the_attack_file_is_read_per_task_and_defaults_to_honest(tmp_path: Path):
