@@ -5,7 +5,9 @@ A probe is a callable that returns when its part is usable and raises otherwise 
 all at once, each in its own daemon thread, and waits at most ``timeout_s`` for the lot: a hung
 Lightning node or database answers ``timeout`` instead of hanging the readiness endpoint, and a
 probe still stuck from an earlier check is not started again (so hung probes cannot pile up
-threads). The result names only the parts and a status word — never an exception's text, which
+threads). A public endpoint reuses a result for ``max_age_s`` so that anonymous callers cannot
+turn each request into calls on the treasury's Lightning node and the database. The result names
+only the parts and a status word — never an exception's text, which
 could carry an internal host or a credential (docs/security.md).
 """
 
@@ -35,16 +37,37 @@ class NotReady(Exception):
 
 
 class Readiness:
-    """Runs ``probes`` (part name → probe) in parallel, each bounded by ``timeout_s``."""
+    """Runs ``probes`` (part name → probe) in parallel, each bounded by ``timeout_s``; a result
+    younger than ``max_age_s`` (by ``clock``) is answered again without probing."""
 
-    def __init__(self, probes: Mapping[str, Probe], timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        probes: Mapping[str, Probe],
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        *,
+        max_age_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.probes = dict(probes)
         self.timeout_s = timeout_s
+        self.max_age_s = max_age_s
+        self._clock = clock
         self._lock = threading.Lock()
         self._running: dict[str, threading.Thread] = {}
+        self._last: tuple[float, dict[str, str]] | None = None
 
     def check(self) -> dict[str, str]:
         """Each part's status: ``ok``, ``timeout``, ``unavailable`` or a probe's own word."""
+        with self._lock:
+            last = self._last
+        if last is not None and self._clock() - last[0] < self.max_age_s:
+            return dict(last[1])
+        parts = self._probe()
+        with self._lock:
+            self._last = (self._clock(), parts)
+        return dict(parts)
+
+    def _probe(self) -> dict[str, str]:
         results: dict[str, str] = {}
         started: dict[str, threading.Thread] = {}
         with self._lock:

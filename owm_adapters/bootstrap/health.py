@@ -26,6 +26,8 @@ from owm_adapters.storage.sql.migrate import schema_is_current
 from owm_adapters.storage.sql.store import SqlRepositories
 
 BEHIND = "behind"
+PUBLIC_MAX_AGE_S = 2.0
+"""``/readyz`` is public: a result is answered again for this long instead of probing anew."""
 
 
 def coordinator_readiness(
@@ -58,7 +60,7 @@ def coordinator_readiness(
     if isinstance(knowledge, KnowledgeBase):
         base = knowledge
         probes["vector_store"] = _discarding(lambda: base.store.count(base.collection))
-    return Readiness(probes, timeout_s)
+    return Readiness(probes, timeout_s, max_age_s=PUBLIC_MAX_AGE_S)
 
 
 def _discarding(call: Callable[[], object]) -> Probe:

@@ -150,3 +150,16 @@ def test_the_vector_store_is_a_part_when_the_knowledge_base_runs(setup: Setup) -
     reply = TestClient(create_app(api.services, readiness=api.readiness)).get("/readyz")
     assert reply.status_code == 503 and reply.json()["failing"] == ["vector_store"]
     assert "qdrant.internal" not in reply.text
+
+
+def test_readiness_answers_a_fresh_result_again_instead_of_probing_on_every_request() -> None:
+    calls: list[int] = []
+    now = [0.0]
+    readiness = Readiness({"lightning": lambda: calls.append(1)}, max_age_s=2.0,
+                          clock=lambda: now[0])  # fmt: skip
+    assert readiness.check() == {"lightning": "ok"}
+    readiness.check()
+    assert len(calls) == 1
+    now[0] = 2.5
+    readiness.check()
+    assert len(calls) == 2
