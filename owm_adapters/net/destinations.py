@@ -9,9 +9,14 @@ answer could differ on the second lookup (SRS-SEC-06).
 
 from __future__ import annotations
 
+import functools
+import http.client
 import ipaddress
 import socket
+import ssl
+import urllib.request
 from collections.abc import Callable, Sequence
+from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from owm_core.access.destinations import (
@@ -77,3 +82,42 @@ def check_node_target(
     addresses = [literal] if literal is not None else list(resolver(origin.host, origin.port))
     policy.check(origin.host, addresses)
     return addresses
+
+
+def _pinned(connection: type[http.client.HTTPConnection], address: IPAddress) -> Any:
+    """``connection`` whose socket goes to ``address``; Host header, SNI and the certificate
+    check still use the URL's host name."""
+
+    class Pinned(connection):  # type: ignore[valid-type,misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            create = socket.create_connection
+            self._create_connection = lambda where, *rest: create((str(address), where[1]), *rest)
+
+    return Pinned
+
+
+class _PinnedHTTP(urllib.request.HTTPHandler):
+    def __init__(self, address: IPAddress) -> None:
+        super().__init__()
+        self._connection = _pinned(http.client.HTTPConnection, address)
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(self._connection, req)
+
+
+class _PinnedHTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, address: IPAddress) -> None:
+        super().__init__()
+        self._connection = _pinned(http.client.HTTPSConnection, address)
+        self._tls = ssl.create_default_context()
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(self._connection, context=self._tls), req)
+
+
+def pinned_handlers(address: IPAddress) -> list[urllib.request.BaseHandler]:
+    """urllib handlers that connect to ``address`` — one that :func:`check_node_target`
+    returned — instead of resolving the URL's host again, so a DNS answer that changes between
+    the check and the connection (rebinding) cannot redirect the node (SRS-SEC-06)."""
+    return [_PinnedHTTP(address), _PinnedHTTPS(address)]

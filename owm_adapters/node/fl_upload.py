@@ -41,10 +41,15 @@ import attrs
 import numpy as np
 
 from owm_adapters.models.tinynet import PARAM_SHAPES
-from owm_adapters.net.destinations import Resolver, check_node_target, resolve
+from owm_adapters.net.destinations import (
+    Resolver,
+    check_node_target,
+    pinned_handlers,
+    resolve,
+)
 from owm_adapters.node.task_exec import load_weights
 from owm_adapters.node.weights import ClearnetOnly, ensure_clearnet
-from owm_core.access.destinations import DestinationPolicy
+from owm_core.access.destinations import DestinationPolicy, IPAddress
 from owm_core.market.task_types import canonical_output
 
 log = logging.getLogger(__name__)
@@ -141,9 +146,11 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def clearnet_opener() -> urllib.request.OpenerDirector:
-    """An opener that ignores ``*_PROXY`` variables and never follows redirects."""
-    return urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects())
+def clearnet_opener(address: IPAddress | None = None) -> urllib.request.OpenerDirector:
+    """An opener that ignores ``*_PROXY`` variables and never follows redirects; given a checked
+    ``address``, it connects there without resolving the host again (no DNS rebinding)."""
+    pinned = pinned_handlers(address) if address is not None else []
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects(), *pinned)
 
 
 def check_upload_url(
@@ -151,15 +158,18 @@ def check_upload_url(
     proxy: str | None,
     policy: DestinationPolicy = STRICT,
     resolver: Resolver = resolve,
-) -> None:
-    """ClearnetOnly unless ``url`` can take an FL upload directly (http/https, not .onion, no
-    proxy configured for it; SRS-NET-04); ``PolicyViolation`` when it names a loopback,
-    private, link-local or cloud-metadata target that ``policy`` does not allow (no SSRF
-    through task URLs, SRS-SEC-06)."""
+) -> IPAddress:
+    """The checked address to connect to for ``url``. ClearnetOnly unless ``url`` can take an FL
+    upload directly (http/https, not .onion, no proxy configured for it; SRS-NET-04);
+    ``PolicyViolation`` when it names a loopback, private, link-local or cloud-metadata target
+    that ``policy`` does not allow (no SSRF through task URLs, SRS-SEC-06)."""
     ensure_clearnet(UPLOAD_PURPOSE, url, proxy)
     if urlsplit(url).scheme not in {"http", "https"}:
         raise ClearnetOnly(f"{UPLOAD_PURPOSE} go over http(s), not {url}")
-    check_node_target(url, policy, resolver)
+    addresses = check_node_target(url, policy, resolver)
+    if not addresses:
+        raise ClearnetOnly(f"{UPLOAD_PURPOSE}: {urlsplit(url).hostname} does not resolve")
+    return addresses[0]
 
 
 def post_update(
@@ -172,6 +182,7 @@ def post_update(
     attempts: int = UPLOAD_ATTEMPTS,
     backoff_s: float = 0.5,
     sleep: Callable[[float], None] = time.sleep,
+    resolver: Resolver = resolve,
 ) -> UploadOutcome:
     """POST the signed update to ``url`` directly; retried on network errors and 5xx/408/429.
 
@@ -179,9 +190,9 @@ def post_update(
     configured for uploads, PolicyViolation when ``policy`` refuses its target; a refusal by
     the server (other 4xx) is returned, not retried.
     """
-    check_upload_url(url, proxy, policy)
+    address = check_upload_url(url, proxy, policy, resolver)
     data = json.dumps(dict(body), separators=(",", ":"), allow_nan=False).encode("utf-8")
-    opener = clearnet_opener()
+    opener = clearnet_opener(address)
     detail = ""
     status: int | None = None
     for attempt in range(1, attempts + 1):

@@ -115,7 +115,9 @@ class WeightsWatcher:
         parts = urlsplit(url)
         if parts.scheme not in {"http", "https"}:
             raise ClearnetOnly(f"{PURPOSE} go over http(s), not {url}")
-        check_node_target(url, self.policy)
+        addresses = check_node_target(url, self.policy)
+        if not addresses:
+            raise WeightsUnavailable(f"GET {url}: {parts.hostname} does not resolve")
         path_and_query = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         now = self.clock.now()
         nonce = self._entropy(16).hex()
@@ -128,7 +130,7 @@ class WeightsWatcher:
             "X-OWM-Signature": signature.hex(),
         })
         try:
-            with clearnet_opener().open(request, timeout=self.timeout_s) as response:
+            with clearnet_opener(addresses[0]).open(request, timeout=self.timeout_s) as response:
                 data: bytes = response.read(max_bytes + 1)
         except urllib.error.HTTPError as exc:
             if exc.code == 404:

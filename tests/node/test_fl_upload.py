@@ -5,6 +5,7 @@ reason the coordinator receives (SRS-COORD-03, SRS-NET-02/04)."""
 from __future__ import annotations
 
 import http.server
+import ipaddress
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -304,3 +305,19 @@ def test_an_upload_to_loopback_is_refused_before_sending_unless_the_devnet_allow
     assert sink.bodies == []
     outcome = fl_upload.post_update(sink.url, {"x": 1}, policy=DestinationPolicy.devnet())
     assert outcome.delivered and sink.bodies == [{"x": 1}]
+
+
+def test_an_upload_connects_to_the_checked_address_and_never_resolves_the_host_again(
+    sink: UpdateSink,
+):
+    url = sink.url.replace("127.0.0.1", "rebinding.invalid")  # the system cannot resolve it
+    seen: list[str] = []
+
+    def checked(host: str, _port: int) -> list[ipaddress.IPv4Address]:
+        seen.append(host)
+        return [ipaddress.IPv4Address("127.0.0.1")]
+
+    outcome = fl_upload.post_update(url, {"x": 1}, policy=DestinationPolicy.devnet(),
+                                    resolver=checked)  # fmt: skip
+    assert outcome.delivered and sink.bodies == [{"x": 1}]
+    assert seen == ["rebinding.invalid"]  # one lookup: the check's
