@@ -360,7 +360,8 @@ def build_node(
         from owm_adapters.control_plane.grpc_client import GrpcControlPlane
 
         tls = client_tls(settings, load_node_identity(settings), SystemClock().now())
-        control = GrpcControlPlane(url, settings.coordinator.socks5_proxy, tls=tls)
+        control = GrpcControlPlane(url, settings.coordinator.socks5_proxy, tls=tls,
+                                   coordinator_public_key=coordinator_public_key(settings))
     via_proxy = bool(getattr(control, "via_proxy", False))
     try:
         daemon = build_daemon(settings, control, report=report, say=say, via_proxy=via_proxy)

@@ -13,7 +13,12 @@ from typing import Any
 
 import attrs
 
-from owm_adapters.bootstrap.node import client_tls, coordinator_url, load_node_identity
+from owm_adapters.bootstrap.node import (
+    client_tls,
+    coordinator_public_key,
+    coordinator_url,
+    load_node_identity,
+)
 from owm_adapters.bootstrap.settings import ConfigError, NodeSettings
 from owm_adapters.clock import SystemClock
 from owm_adapters.node.task_log import LOG_FILE, TaskLog
@@ -53,7 +58,8 @@ def node_status(
 
             tls = client_tls(settings, identity, SystemClock().now())
             control = GrpcControlPlane(link["url"], settings.coordinator.socks5_proxy,
-                                       timeout_s, tls=tls)
+                                       timeout_s, tls=tls,
+                                       coordinator_public_key=coordinator_public_key(settings))
         link["stake"] = attrs.asdict(control.stake_status(identity.public_key_hex))
         link["reachable"] = True
     except ConfigError as exc:

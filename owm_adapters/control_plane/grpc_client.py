@@ -14,7 +14,10 @@ trusts only the coordinator certificate whose fingerprint it was configured with
 (:class:`~owm_adapters.control_plane.tls.ClientTls`). The channel is opened on the first call,
 so a coordinator that is not up yet is :class:`ControlPlaneUnavailable` (retried), while a
 certificate other than the pinned one is :class:`ControlPlaneRefused` with the status
-``tls-pin-mismatch``, naming the expected and the presented fingerprint.
+``tls-pin-mismatch``, naming the expected and the presented fingerprint. Beyond the channel,
+every unary reply must carry the signature of the pinned ``[coordinator] public_key`` over
+(method, request, reply) (:mod:`.replies`); an unsigned, altered or replayed reply is
+:class:`ControlPlaneRefused` ``reply-not-signed`` and never used.
 
 gRPC failures become port errors: UNAVAILABLE / DEADLINE_EXCEEDED / CANCELLED →
 :class:`ControlPlaneUnavailable` (retry); any other status → :class:`ControlPlaneRefused`
@@ -30,6 +33,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from owm_adapters.control_plane import replies
 from owm_adapters.control_plane.auth import (
     authenticated_call,
     ln_signature,
@@ -41,6 +45,7 @@ from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_p
 from owm_adapters.control_plane.socks import Socks5Forwarder
 from owm_adapters.control_plane.tls import ClientTls, PinMismatch, pinned_channel
 from owm_core.coordination.challenges import Challenge, ChallengePurpose
+from owm_core.errors import SignatureInvalid
 from owm_core.market.tasks import MAX_TASK_INPUT_BYTES
 from owm_core.nodes.control_plane import (
     AssignedTask,
@@ -129,8 +134,11 @@ class GrpcControlPlane:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         *,
         tls: ClientTls,
+        coordinator_public_key: str,
     ) -> None:
         self.url = url
+        #: ``[coordinator] public_key``: every reply must be signed by it (SRS-SEC-01/03).
+        self.coordinator_public_key = coordinator_public_key
         self.timeout_s = timeout_s
         self._tls = tls
         self._forwarder = Socks5Forwarder(socks5_proxy, url) if socks5_proxy else None
@@ -167,13 +175,20 @@ class GrpcControlPlane:
         """Whether control-plane traffic goes through the SOCKS5 proxy."""
         return self._forwarder is not None
 
-    def _unary(self, method: Callable[..., _T], request: Any) -> _T:
-        """One unary RPC under this client's timeout; a failure as the port's error."""
-        return _call(lambda: method(request, timeout=self.timeout_s))
+    def _unary(self, method: str, request: Any) -> Any:
+        """One unary RPC under this client's timeout; a failure as the port's error. The reply
+        is used only when the pinned coordinator key signed it for this very request
+        (SRS-SEC-01/03), else :class:`ControlPlaneRefused` ``reply-not-signed``."""
+        stub = getattr(self._stub, method)
+        reply = _call(lambda: stub(request, timeout=self.timeout_s))
+        try:
+            replies.check(self.coordinator_public_key, method, request, reply)
+        except SignatureInvalid as exc:
+            raise ControlPlaneRefused("reply-not-signed", exc.message) from None
+        return reply
 
     def _challenge(self, signer: ChallengeSigner, purpose: ChallengePurpose) -> Challenge:
-        reply = self._unary(
-            self._stub.GetChallenge,
+        reply = self._unary("GetChallenge",
             pb.GetChallengeRequest(public_key=signer.public_key_hex, purpose=purpose.value),
         )
         return Challenge(
@@ -194,8 +209,7 @@ class GrpcControlPlane:
         details = registration_details(manifest_digest, ln_node_uri, onion_address)
         reply = authenticated_call(
             self._challenge, signer, ChallengePurpose.REGISTER, details,
-            lambda nonce, signature: self._unary(
-                self._stub.Register,
+            lambda nonce, signature: self._unary("Register",
                 pb.RegisterRequest(
                     public_key=signer.public_key_hex,
                     challenge_nonce=nonce,
@@ -217,8 +231,7 @@ class GrpcControlPlane:
 
     def heartbeat(self, heartbeat_envelope: bytes, manifest_envelope: bytes = b"") -> str:
         """One signed heartbeat (SRS-NODE-04)."""
-        reply = self._unary(
-            self._stub.Heartbeat,
+        reply = self._unary("Heartbeat",
             pb.HeartbeatRequest(
                 heartbeat_envelope=heartbeat_envelope, manifest_envelope=manifest_envelope
             ),
@@ -246,23 +259,21 @@ class GrpcControlPlane:
 
     def commit_result(self, commitment_envelope: bytes) -> CommitReply:
         """A signed commitment to a replica's result (phase one of commit–reveal)."""
-        committed = self._unary(
-            self._stub.CommitResult,
+        committed = self._unary("CommitResult",
             pb.CommitResultRequest(commitment_envelope=commitment_envelope),
         )
         return CommitReply(committed.state, committed.reveals_open, committed.retry_after_ms)
 
     def submit_proof(self, proof_envelope: bytes, output: bytes, salt: bytes) -> str:
         """The reveal: a signed task proof, its sealed output and the salt; the replica's state."""
-        reply = self._unary(
-            self._stub.SubmitProof,
+        reply = self._unary("SubmitProof",
             pb.SubmitProofRequest(proof_envelope=proof_envelope, output=output, salt=salt),
         )
         return str(reply.state)
 
     def stake_status(self, public_key: str) -> StakeView:
         """The node's stake record."""
-        reply = self._unary(self._stub.StakeStatus, pb.StakeStatusRequest(public_key=public_key))
+        reply = self._unary("StakeStatus", pb.StakeStatusRequest(public_key=public_key))
         return StakeView(
             status=reply.status,
             tier=reply.tier,
@@ -274,7 +285,7 @@ class GrpcControlPlane:
 
     def stake_terms(self, tier: str) -> StakeTermsView:
         """The treasury's Lightning URI and the stake ``tier`` needs (before registration)."""
-        reply = self._unary(self._stub.StakeTerms, pb.StakeTermsRequest(tier=tier))
+        reply = self._unary("StakeTerms", pb.StakeTermsRequest(tier=tier))
         return StakeTermsView(
             treasury_node_uri=reply.treasury_node_uri,
             required_sats=reply.required_sats,
@@ -284,13 +295,13 @@ class GrpcControlPlane:
     def reject_task(self, rejection_envelope: bytes) -> str:
         """A signed task rejection (SRS-NODE-07); the replica's state after it."""
         reply = self._unary(
-            self._stub.RejectTask, pb.RejectTaskRequest(rejection_envelope=rejection_envelope)
+            "RejectTask", pb.RejectTaskRequest(rejection_envelope=rejection_envelope)
         )
         return str(reply.state)
 
     def replicas(self, task_id: str) -> list[ReplicaView]:
         """The replicas of a submitted task."""
-        reply = self._unary(self._stub.GetTask, pb.GetTaskRequest(task_id=task_id))
+        reply = self._unary("GetTask", pb.GetTaskRequest(task_id=task_id))
         return [
             ReplicaView(
                 replica_id=r.replica_id,
@@ -305,8 +316,7 @@ class GrpcControlPlane:
         """Leave cooperatively."""
         reply = authenticated_call(
             self._challenge, signer, ChallengePurpose.DEREGISTER, {},
-            lambda nonce, signature: self._unary(
-                self._stub.Deregister,
+            lambda nonce, signature: self._unary("Deregister",
                 pb.DeregisterRequest(
                     public_key=signer.public_key_hex, challenge_nonce=nonce, signature=signature
                 ),
@@ -317,7 +327,7 @@ class GrpcControlPlane:
     def pending_payouts(self, query_envelope: bytes) -> list[PendingPayout]:
         """The payouts awaiting this node's invoice (PendingPayouts; SRS-LN-04)."""
         reply = self._unary(
-            self._stub.PendingPayouts, pb.PendingPayoutsRequest(query_envelope=query_envelope)
+            "PendingPayouts", pb.PendingPayoutsRequest(query_envelope=query_envelope)
         )
         return [
             PendingPayout(
@@ -335,7 +345,7 @@ class GrpcControlPlane:
     def submit_invoice(self, invoice_envelope: bytes) -> str:
         """Hand in a signed invoice for a pending payout (SubmitInvoice); its payment hash."""
         reply = self._unary(
-            self._stub.SubmitInvoice, pb.SubmitInvoiceRequest(invoice_envelope=invoice_envelope)
+            "SubmitInvoice", pb.SubmitInvoiceRequest(invoice_envelope=invoice_envelope)
         )
         return str(reply.payment_hash)
 

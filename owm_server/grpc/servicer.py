@@ -10,7 +10,9 @@ identity binding made by the key the request speaks for — the key being regist
 task stream or deregistration, the signer of a heartbeat, proof, rejection or invoice envelope —
 else UNAUTHENTICATED (SRS-SEC-01/03). The other calls need a certificate with a valid binding.
 ``HeartbeatStream`` carries many nodes' heartbeats (relays, load tests): each one is signed by
-its node, so it needs only a bound certificate.
+its node, so it needs only a bound certificate. Each unary reply to a node is signed by the
+coordinator key over (method, request, reply) by :func:`~owm_server.grpc.signing.signed`, which
+also guards the method (SRS-SEC-01/03).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from owm_core.market.tasks import Task, TaskRequest
 from owm_core.nodes.registry import NodeStatus
 from owm_core.nodes.tiers import Tier
 from owm_core.stake.channel import Stake
+from owm_server.grpc.signing import signed
 from owm_server.grpc.status import guarded, guarded_stream
 
 log = logging.getLogger(__name__)
@@ -166,7 +169,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
             raise SignatureInvalid("the connection has no TLS client certificate")
         return self.peers.public_key_of(certificate)
 
-    @guarded
+    @signed
     def GetChallenge(
         self, request: pb.GetChallengeRequest, context: grpc.ServicerContext
     ) -> pb.Challenge:
@@ -180,7 +183,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
             expires_at=challenge.expires_at,
         )
 
-    @guarded
+    @signed
     def Register(
         self, request: pb.RegisterRequest, context: grpc.ServicerContext
     ) -> pb.RegisterResponse:
@@ -207,7 +210,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
             capacity_sat=registered.stake.capacity_sat,
         )
 
-    @guarded
+    @signed
     def Heartbeat(
         self, request: pb.HeartbeatRequest, context: grpc.ServicerContext
     ) -> pb.HeartbeatResponse:
@@ -325,7 +328,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
             task_id=result.task_id, state=result.state, sealed_output=result.sealed_output
         )
 
-    @guarded
+    @signed
     def SubmitProof(
         self, request: pb.SubmitProofRequest, context: grpc.ServicerContext
     ) -> pb.SubmitProofResponse:
@@ -333,7 +336,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
         outcome = self.service.submit_proof(request.proof_envelope, request.output, request.salt)
         return pb.SubmitProofResponse(task_id=outcome.task.task_id, state=outcome.task.state.value)
 
-    @guarded
+    @signed
     def CommitResult(
         self, request: pb.CommitResultRequest, context: grpc.ServicerContext
     ) -> pb.CommitResultResponse:
@@ -344,7 +347,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
             reveals_open=outcome.reveals_open, retry_after_ms=outcome.retry_after_ms,
         )
 
-    @guarded
+    @signed
     def Deregister(
         self, request: pb.DeregisterRequest, context: grpc.ServicerContext
     ) -> pb.DeregisterResponse:
@@ -355,7 +358,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
         reply = stake_reply(stake)
         return pb.DeregisterResponse(node_id=reply.node_id, stake_status=reply.status)
 
-    @guarded
+    @signed
     def StakeStatus(
         self, request: pb.StakeStatusRequest, context: grpc.ServicerContext
     ) -> pb.StakeStatusResponse:
@@ -363,7 +366,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
         stake = self.service.stake_status(request.node_id or None, request.public_key or None)
         return stake_reply(stake)
 
-    @guarded
+    @signed
     def RejectTask(
         self, request: pb.RejectTaskRequest, context: grpc.ServicerContext
     ) -> pb.RejectTaskResponse:
@@ -371,7 +374,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
         outcome = self.service.reject_task(request.rejection_envelope)
         return pb.RejectTaskResponse(task_id=outcome.task.task_id, state=outcome.task.state.value)
 
-    @guarded
+    @signed
     def StakeTerms(
         self, request: pb.StakeTermsRequest, context: grpc.ServicerContext
     ) -> pb.StakeTermsResponse:
@@ -383,14 +386,14 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
             min_confirmations=terms.min_confirmations,
         )
 
-    @guarded
+    @signed
     def GetTask(self, request: pb.GetTaskRequest, context: grpc.ServicerContext) -> pb.TaskView:
         self._bound_peer(context)
         replicas, outcome = self.service.task(request.task_id)
         rejections = self.service.rejections(request.task_id)
         return task_view(request.task_id, outcome, replicas, rejections)
 
-    @guarded
+    @signed
     def PendingPayouts(
         self, request: pb.PendingPayoutsRequest, context: grpc.ServicerContext
     ) -> pb.PendingPayoutsResponse:
@@ -416,7 +419,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
             ]
         )
 
-    @guarded
+    @signed
     def SubmitInvoice(
         self, request: pb.SubmitInvoiceRequest, context: grpc.ServicerContext
     ) -> pb.SubmitInvoiceResponse:

@@ -91,14 +91,18 @@ class PlanePerNode:
     tests can drive several nodes: each call goes to the plane of the identity it speaks for
     (the signer passed in, or the signer of the envelope), an operator's when none is known."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, coordinator_public_key: str) -> None:
         self.url = url
+        self.coordinator_public_key = coordinator_public_key
         self._planes: dict[str, GrpcControlPlane] = {}
 
     def plane(self, identity: Identity | None) -> GrpcControlPlane:
         slot = identity.public_key_hex if identity is not None else ""
         if slot not in self._planes:
-            self._planes[slot] = GrpcControlPlane(self.url, tls=client_tls(identity))
+            self._planes[slot] = GrpcControlPlane(
+                self.url, tls=client_tls(identity),
+                coordinator_public_key=self.coordinator_public_key,
+            )
         return self._planes[slot]
 
     def __getattr__(self, method: str) -> Any:
@@ -165,7 +169,7 @@ def network(tmp_path: Path) -> Iterator[Network]:
 def control(request: pytest.FixtureRequest, network: Network) -> Iterator[ControlPlane]:
     plane: ControlPlane
     if request.param == "grpc":
-        plane = PlanePerNode(network.url)
+        plane = PlanePerNode(network.url, network.coordinator_key)
     else:
         plane = InProcessControlPlane(network.service)
     yield plane

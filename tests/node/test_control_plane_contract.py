@@ -197,7 +197,8 @@ def test_stake_terms_are_known_before_registration(control, network):
 
 
 def test_an_unreachable_coordinator_is_unavailable_not_refused():
-    plane = GrpcControlPlane("127.0.0.1:1", timeout_s=2, tls=client_tls())
+    plane = GrpcControlPlane("127.0.0.1:1", timeout_s=2, tls=client_tls(),
+                             coordinator_public_key="ab" * 32)
     try:
         with pytest.raises(ControlPlaneUnavailable):
             plane.stake_status("ab" * 32)
@@ -207,7 +208,8 @@ def test_an_unreachable_coordinator_is_unavailable_not_refused():
 
 def test_a_coordinator_presenting_another_certificate_than_the_pinned_one_is_refused(network):
     wrong_pin = "00" * 32
-    plane = GrpcControlPlane(network.url, timeout_s=2, tls=client_tls(pin=wrong_pin))
+    plane = GrpcControlPlane(network.url, timeout_s=2, tls=client_tls(pin=wrong_pin),
+                             coordinator_public_key=network.coordinator_key)
     try:
         with pytest.raises(ControlPlaneRefused) as refused:
             plane.stake_terms("t1")

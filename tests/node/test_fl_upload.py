@@ -132,7 +132,8 @@ def test_a_node_behind_a_socks5_proxy_uploads_its_signed_update_directly_over_cl
     proxy = TinySocks5({"coordinator.test": ("127.0.0.1", network.server.port)})
     node = network.node("fl-tor")
     plane = GrpcControlPlane(f"coordinator.test:{network.server.port}",
-                             socks5_proxy=f"127.0.0.1:{proxy.port}", tls=client_tls(node.identity))
+                             socks5_proxy=f"127.0.0.1:{proxy.port}", tls=client_tls(node.identity),
+                             coordinator_public_key=network.coordinator_key)
     try:
         daemon = run_node(node, plane)
         advertise(network, sink.url)

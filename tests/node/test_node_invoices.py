@@ -91,7 +91,8 @@ def test_a_node_on_lnd_is_paid_to_an_invoice_its_own_lnd_created(tmp_path: Path)
                                invoices=coordinator.node_invoices)
     server.start()
     identity = Identity.from_seed(os.urandom(32))
-    control = GrpcControlPlane(f"127.0.0.1:{server.port}", tls=client_tls(identity))
+    control = GrpcControlPlane(f"127.0.0.1:{server.port}", tls=client_tls(identity),
+                               coordinator_public_key=service.signer.public_key_hex)
     said: list[str] = []
     node_ln = LndLightning(node_lnd.target, tls_cert_pem=node_lnd.cert_pem,
                            payment_macaroon=node_macaroon, rpc_timeout_s=5)
@@ -175,7 +176,8 @@ def test_a_wrong_amount_or_wrong_payee_invoice_is_refused_with_a_clear_reason(
 ):
     node = registered(network, "ln-checked")
     payment_id = pending_payout(source, node.ln_pubkey)
-    plane = GrpcControlPlane(network.url, tls=client_tls(node.identity))
+    plane = GrpcControlPlane(network.url, tls=client_tls(node.identity),
+                             coordinator_public_key=network.coordinator_key)
     try:
         [listed] = plane.pending_payouts(sealed(node.identity,
                                                 PayoutQuery(node_id=node.identity.node_id)))
@@ -287,7 +289,8 @@ def test_a_node_on_core_lightning_hands_in_invoices_from_its_rpc_socket(
     socket_path = str(tmp_path / "lightning-rpc")
     cln = FakeCln(network.ledger, node.ln_pubkey, socket_path).start()
     try:
-        plane = GrpcControlPlane(network.url, tls=client_tls(node.identity))
+        plane = GrpcControlPlane(network.url, tls=client_tls(node.identity),
+                             coordinator_public_key=network.coordinator_key)
         invoicer = PayoutInvoicer(node.identity, plane,
                                   ClnLightning(socket_path), SystemClock(),
                                   coordinator_public_key=network.coordinator_key,
@@ -310,7 +313,8 @@ def test_payout_requests_carry_the_coordinators_signature_and_forged_ones_are_no
 
     node = registered(network, "ln-forged")
     pending_payout(source, node.ln_pubkey)
-    plane = GrpcControlPlane(network.url, tls=client_tls(node.identity))
+    plane = GrpcControlPlane(network.url, tls=client_tls(node.identity),
+                             coordinator_public_key=network.coordinator_key)
     try:
         [listed] = plane.pending_payouts(sealed(node.identity,
                                                 PayoutQuery(node_id=node.identity.node_id)))

@@ -98,7 +98,8 @@ def test_registration_reaches_an_onion_coordinator_through_the_socks5_proxy(netw
     proxy = TinySocks5({onion: ("127.0.0.1", network.server.port)})
     node = network.node("via-tor")
     plane = GrpcControlPlane(f"{onion}:50051", socks5_proxy=f"127.0.0.1:{proxy.port}",
-                             tls=client_tls(node.identity))
+                             tls=client_tls(node.identity),
+                             coordinator_public_key=network.coordinator_key)
     try:
         reply = plane.register(node.identity, manifest_envelope(node.identity), MANIFEST.digest(),
                                node.ln_node_uri, None, node.ln_signer)
@@ -112,7 +113,7 @@ def test_registration_reaches_an_onion_coordinator_through_the_socks5_proxy(netw
 def test_a_proxy_that_refuses_the_connection_makes_the_coordinator_unavailable(network):
     proxy = TinySocks5(refuse=True)
     plane = GrpcControlPlane(network.url, socks5_proxy=f"127.0.0.1:{proxy.port}", timeout_s=3,
-                             tls=client_tls())
+                             tls=client_tls(), coordinator_public_key=network.coordinator_key)
     try:
         with pytest.raises(ControlPlaneUnavailable):
             plane.stake_status("ab" * 32)

@@ -15,18 +15,20 @@ class GetChallengeRequest(_message.Message):
     def __init__(self, public_key: _Optional[str] = ..., purpose: _Optional[str] = ...) -> None: ...
 
 class Challenge(_message.Message):
-    __slots__ = ("public_key", "purpose", "nonce", "issued_at", "expires_at")
+    __slots__ = ("public_key", "purpose", "nonce", "issued_at", "expires_at", "coordinator_signature")
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
     ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     public_key: str
     purpose: str
     nonce: str
     issued_at: int
     expires_at: int
-    def __init__(self, public_key: _Optional[str] = ..., purpose: _Optional[str] = ..., nonce: _Optional[str] = ..., issued_at: _Optional[int] = ..., expires_at: _Optional[int] = ...) -> None: ...
+    coordinator_signature: bytes
+    def __init__(self, public_key: _Optional[str] = ..., purpose: _Optional[str] = ..., nonce: _Optional[str] = ..., issued_at: _Optional[int] = ..., expires_at: _Optional[int] = ..., coordinator_signature: _Optional[bytes] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
     __slots__ = ("public_key", "challenge_nonce", "signature", "manifest_envelope", "ln_node_uri", "onion_address", "ln_signature")
@@ -47,18 +49,20 @@ class RegisterRequest(_message.Message):
     def __init__(self, public_key: _Optional[str] = ..., challenge_nonce: _Optional[str] = ..., signature: _Optional[str] = ..., manifest_envelope: _Optional[bytes] = ..., ln_node_uri: _Optional[str] = ..., onion_address: _Optional[str] = ..., ln_signature: _Optional[str] = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
-    __slots__ = ("node_id", "tier", "stake_status", "required_sats", "capacity_sat")
+    __slots__ = ("node_id", "tier", "stake_status", "required_sats", "capacity_sat", "coordinator_signature")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
     STAKE_STATUS_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_SATS_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_SAT_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     tier: str
     stake_status: str
     required_sats: int
     capacity_sat: int
-    def __init__(self, node_id: _Optional[str] = ..., tier: _Optional[str] = ..., stake_status: _Optional[str] = ..., required_sats: _Optional[int] = ..., capacity_sat: _Optional[int] = ...) -> None: ...
+    coordinator_signature: bytes
+    def __init__(self, node_id: _Optional[str] = ..., tier: _Optional[str] = ..., stake_status: _Optional[str] = ..., required_sats: _Optional[int] = ..., capacity_sat: _Optional[int] = ..., coordinator_signature: _Optional[bytes] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("heartbeat_envelope", "manifest_envelope")
@@ -69,12 +73,14 @@ class HeartbeatRequest(_message.Message):
     def __init__(self, heartbeat_envelope: _Optional[bytes] = ..., manifest_envelope: _Optional[bytes] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
-    __slots__ = ("node_id", "status")
+    __slots__ = ("node_id", "status", "coordinator_signature")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     status: str
-    def __init__(self, node_id: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
+    coordinator_signature: bytes
+    def __init__(self, node_id: _Optional[str] = ..., status: _Optional[str] = ..., coordinator_signature: _Optional[bytes] = ...) -> None: ...
 
 class HeartbeatBatch(_message.Message):
     __slots__ = ("heartbeat_envelopes",)
@@ -211,16 +217,18 @@ class CommitResultRequest(_message.Message):
     def __init__(self, commitment_envelope: _Optional[bytes] = ...) -> None: ...
 
 class CommitResultResponse(_message.Message):
-    __slots__ = ("task_id", "state", "reveals_open", "retry_after_ms")
+    __slots__ = ("task_id", "state", "reveals_open", "retry_after_ms", "coordinator_signature")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REVEALS_OPEN_FIELD_NUMBER: _ClassVar[int]
     RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     state: str
     reveals_open: bool
     retry_after_ms: int
-    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[str] = ..., reveals_open: _Optional[bool] = ..., retry_after_ms: _Optional[int] = ...) -> None: ...
+    coordinator_signature: bytes
+    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[str] = ..., reveals_open: _Optional[bool] = ..., retry_after_ms: _Optional[int] = ..., coordinator_signature: _Optional[bytes] = ...) -> None: ...
 
 class SubmitProofRequest(_message.Message):
     __slots__ = ("proof_envelope", "output", "salt")
@@ -233,12 +241,14 @@ class SubmitProofRequest(_message.Message):
     def __init__(self, proof_envelope: _Optional[bytes] = ..., output: _Optional[bytes] = ..., salt: _Optional[bytes] = ...) -> None: ...
 
 class SubmitProofResponse(_message.Message):
-    __slots__ = ("task_id", "state")
+    __slots__ = ("task_id", "state", "coordinator_signature")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     state: str
-    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+    coordinator_signature: bytes
+    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[str] = ..., coordinator_signature: _Optional[bytes] = ...) -> None: ...
 
 class DeregisterRequest(_message.Message):
     __slots__ = ("public_key", "challenge_nonce", "signature")
@@ -251,12 +261,14 @@ class DeregisterRequest(_message.Message):
     def __init__(self, public_key: _Optional[str] = ..., challenge_nonce: _Optional[str] = ..., signature: _Optional[str] = ...) -> None: ...
 
 class DeregisterResponse(_message.Message):
-    __slots__ = ("node_id", "stake_status")
+    __slots__ = ("node_id", "stake_status", "coordinator_signature")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     STAKE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     stake_status: str
-    def __init__(self, node_id: _Optional[str] = ..., stake_status: _Optional[str] = ...) -> None: ...
+    coordinator_signature: bytes
+    def __init__(self, node_id: _Optional[str] = ..., stake_status: _Optional[str] = ..., coordinator_signature: _Optional[bytes] = ...) -> None: ...
 
 class StakeStatusRequest(_message.Message):
     __slots__ = ("node_id", "public_key")
@@ -267,7 +279,7 @@ class StakeStatusRequest(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., public_key: _Optional[str] = ...) -> None: ...
 
 class StakeStatusResponse(_message.Message):
-    __slots__ = ("node_id", "status", "tier", "required_sats", "capacity_sat", "bonus_bps", "cooldown_until", "channel_point")
+    __slots__ = ("node_id", "status", "tier", "required_sats", "capacity_sat", "bonus_bps", "cooldown_until", "channel_point", "coordinator_signature")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
@@ -276,6 +288,7 @@ class StakeStatusResponse(_message.Message):
     BONUS_BPS_FIELD_NUMBER: _ClassVar[int]
     COOLDOWN_UNTIL_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_POINT_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     status: str
     tier: str
@@ -284,7 +297,8 @@ class StakeStatusResponse(_message.Message):
     bonus_bps: int
     cooldown_until: int
     channel_point: str
-    def __init__(self, node_id: _Optional[str] = ..., status: _Optional[str] = ..., tier: _Optional[str] = ..., required_sats: _Optional[int] = ..., capacity_sat: _Optional[int] = ..., bonus_bps: _Optional[int] = ..., cooldown_until: _Optional[int] = ..., channel_point: _Optional[str] = ...) -> None: ...
+    coordinator_signature: bytes
+    def __init__(self, node_id: _Optional[str] = ..., status: _Optional[str] = ..., tier: _Optional[str] = ..., required_sats: _Optional[int] = ..., capacity_sat: _Optional[int] = ..., bonus_bps: _Optional[int] = ..., cooldown_until: _Optional[int] = ..., channel_point: _Optional[str] = ..., coordinator_signature: _Optional[bytes] = ...) -> None: ...
 
 class GetTaskRequest(_message.Message):
     __slots__ = ("task_id",)
@@ -293,14 +307,16 @@ class GetTaskRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ...) -> None: ...
 
 class TaskView(_message.Message):
-    __slots__ = ("task_id", "replicas", "outcome")
+    __slots__ = ("task_id", "replicas", "outcome", "coordinator_signature")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     replicas: _containers.RepeatedCompositeFieldContainer[ReplicaView]
     outcome: str
-    def __init__(self, task_id: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[ReplicaView, _Mapping]]] = ..., outcome: _Optional[str] = ...) -> None: ...
+    coordinator_signature: bytes
+    def __init__(self, task_id: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[ReplicaView, _Mapping]]] = ..., outcome: _Optional[str] = ..., coordinator_signature: _Optional[bytes] = ...) -> None: ...
 
 class ReplicaView(_message.Message):
     __slots__ = ("replica_id", "state", "node_id", "price_msat", "rejections")
@@ -335,12 +351,14 @@ class RejectTaskRequest(_message.Message):
     def __init__(self, rejection_envelope: _Optional[bytes] = ...) -> None: ...
 
 class RejectTaskResponse(_message.Message):
-    __slots__ = ("task_id", "state")
+    __slots__ = ("task_id", "state", "coordinator_signature")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     state: str
-    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+    coordinator_signature: bytes
+    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[str] = ..., coordinator_signature: _Optional[bytes] = ...) -> None: ...
 
 class StakeTermsRequest(_message.Message):
     __slots__ = ("tier",)
@@ -349,14 +367,16 @@ class StakeTermsRequest(_message.Message):
     def __init__(self, tier: _Optional[str] = ...) -> None: ...
 
 class StakeTermsResponse(_message.Message):
-    __slots__ = ("treasury_node_uri", "required_sats", "min_confirmations")
+    __slots__ = ("treasury_node_uri", "required_sats", "min_confirmations", "coordinator_signature")
     TREASURY_NODE_URI_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_SATS_FIELD_NUMBER: _ClassVar[int]
     MIN_CONFIRMATIONS_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     treasury_node_uri: str
     required_sats: int
     min_confirmations: int
-    def __init__(self, treasury_node_uri: _Optional[str] = ..., required_sats: _Optional[int] = ..., min_confirmations: _Optional[int] = ...) -> None: ...
+    coordinator_signature: bytes
+    def __init__(self, treasury_node_uri: _Optional[str] = ..., required_sats: _Optional[int] = ..., min_confirmations: _Optional[int] = ..., coordinator_signature: _Optional[bytes] = ...) -> None: ...
 
 class PendingPayoutsRequest(_message.Message):
     __slots__ = ("query_envelope",)
@@ -383,10 +403,12 @@ class PendingPayout(_message.Message):
     def __init__(self, payment_id: _Optional[str] = ..., amount_msat: _Optional[int] = ..., memo: _Optional[str] = ..., expiry_s: _Optional[int] = ..., requested_at: _Optional[int] = ..., payee_pubkey: _Optional[str] = ..., coordinator_signature: _Optional[bytes] = ...) -> None: ...
 
 class PendingPayoutsResponse(_message.Message):
-    __slots__ = ("payouts",)
+    __slots__ = ("payouts", "coordinator_signature")
     PAYOUTS_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     payouts: _containers.RepeatedCompositeFieldContainer[PendingPayout]
-    def __init__(self, payouts: _Optional[_Iterable[_Union[PendingPayout, _Mapping]]] = ...) -> None: ...
+    coordinator_signature: bytes
+    def __init__(self, payouts: _Optional[_Iterable[_Union[PendingPayout, _Mapping]]] = ..., coordinator_signature: _Optional[bytes] = ...) -> None: ...
 
 class SubmitInvoiceRequest(_message.Message):
     __slots__ = ("invoice_envelope",)
@@ -395,11 +417,13 @@ class SubmitInvoiceRequest(_message.Message):
     def __init__(self, invoice_envelope: _Optional[bytes] = ...) -> None: ...
 
 class SubmitInvoiceResponse(_message.Message):
-    __slots__ = ("payment_id", "payment_hash", "amount_msat")
+    __slots__ = ("payment_id", "payment_hash", "amount_msat", "coordinator_signature")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_HASH_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_MSAT_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     payment_id: str
     payment_hash: str
     amount_msat: int
-    def __init__(self, payment_id: _Optional[str] = ..., payment_hash: _Optional[str] = ..., amount_msat: _Optional[int] = ...) -> None: ...
+    coordinator_signature: bytes
+    def __init__(self, payment_id: _Optional[str] = ..., payment_hash: _Optional[str] = ..., amount_msat: _Optional[int] = ..., coordinator_signature: _Optional[bytes] = ...) -> None: ...
