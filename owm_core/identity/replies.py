@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 
 from owm_core.errors import SignatureInvalid
-from owm_core.identity.keys import SIGNATURE_BYTES, Identity, verify_signature
+from owm_core.identity import coordinator_signed
+from owm_core.identity.keys import Identity
 
 REPLY_DOMAIN = b"owm/coordinator-reply/v1\x00"
 
@@ -42,10 +43,10 @@ def check_reply(
     """Raise :class:`SignatureInvalid` unless the pinned coordinator key signed this reply to
     this request of ``method``."""
     message = f"the {method} reply is not signed by the pinned coordinator key"
-    if len(signature) != SIGNATURE_BYTES:
-        raise SignatureInvalid(message)
     try:
-        verify_signature(coordinator_public_key_hex, reply_statement(method, request, reply),
-                         signature)
+        coordinator_signed.check(
+            coordinator_public_key_hex, reply_statement(method, request, reply), signature,
+            f"{method} reply",
+        )
     except SignatureInvalid:
         raise SignatureInvalid(message) from None
