@@ -188,16 +188,19 @@ def _serve(
         limits=GrpcLimits(idle_s=section.grpc_stream_idle_s), rpc_metrics=metrics.rpc,
     )
     server.start()
-    api = knowledge = None
+    api = knowledge = calendar = None
     try:
         if section.api_listen:
             knowledge = _knowledge_base(coordinator, settings)
             api = _start_api(coordinator, settings, knowledge, metrics.http)
+        calendar = _start_calendar(coordinator, settings)
         metrics_port = metrics.serve(section.metrics_listen) if section.metrics_listen else None
         _say_ready(coordinator, settings, server, api, metrics_port)
         stop.wait()
         click.echo("stopping: refusing new requests, finishing in-flight ones, flushing heartbeats")
     finally:
+        if calendar is not None:
+            calendar.stop(section.grace_period_s)
         if api is not None:
             api.stop(section.grace_period_s)
         server.stop(section.grace_period_s)
@@ -274,6 +277,34 @@ def _start_api(
     except (RuntimeError, ValueError) as exc:
         raise ConfigError(f"coordinator.api_listen: {exc}") from None
     return api
+
+
+def _start_calendar(coordinator: Coordinator, settings: CoordinatorSettings) -> ApiServer | None:
+    """Serve the embedded calendar and chain for the reference ``ots`` client on
+    ``[provenance] calendar_listen`` (None when unset)."""
+    from owm_adapters.provenance.embedded import EmbeddedProvenance
+    from owm_server.http.ots_calendar import create_calendar_app
+    from owm_server.http.serve import ApiServer
+
+    listen = settings.provenance.calendar_listen
+    if not listen:
+        return None
+    fl = coordinator.fl
+    timestamping = None if fl is None else fl.timestamping
+    if not isinstance(timestamping, EmbeddedProvenance):
+        raise ConfigError(
+            "provenance.calendar_listen serves the embedded calendar: it needs "
+            'provenance.backend = "embedded" and [fl] enabled'
+        )
+    try:
+        calendar = ApiServer(create_calendar_app(timestamping.endpoints()), listen,
+                             settings.coordinator.grace_period_s)
+        calendar.start()
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(f"provenance.calendar_listen: {exc}") from None
+    click.echo(f"OTS calendar        http://{listen.rpartition(':')[0]}:{calendar.port}"
+               "  (and Bitcoin JSON-RPC of the embedded chain)")
+    return calendar
 
 
 cli.add_command(api_key)

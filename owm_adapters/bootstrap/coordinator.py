@@ -447,12 +447,14 @@ def fl_rounds_from(
     local chain under ``<data_dir>/provenance`` (created on first use); weights files go to
     ``<data_dir>/fl/weights``. Its slashing signals go to ``signals`` (else the log).
     """
-    from owm_adapters.provenance.embedded import EmbeddedProvenance
+    from owm_adapters.bootstrap.provenance import timestamping_of
     from owm_adapters.services.fl_rounds import FlConfig, FlRoundService
 
     fl, provenance = settings.fl, settings.provenance
-    if timestamping is None and provenance.backend != "embedded":
-        raise ConfigError(f"provenance.backend {provenance.backend!r} is not supported")
+    remote = provenance.backend == "calendars"
+    directory = Path(settings.coordinator.data_dir).expanduser()
+    if timestamping is None:
+        timestamping = timestamping_of(provenance, directory, settings.chain)
     checks = (
         ("fl.interval_s", fl.interval_s >= 1),
         ("fl.min_participants", fl.min_participants >= 1),
@@ -461,7 +463,6 @@ def fl_rounds_from(
         ("fl.partitions", fl.partitions >= 1),
         ("fl.max_price_msat", fl.max_price_msat >= 0),
         ("fl.anomaly_threshold", fl.anomaly_threshold >= 1.0),
-        ("provenance.calendar_interval_s", provenance.calendar_interval_s >= 1),
     )
     for name, ok in checks:
         if not ok:
@@ -481,16 +482,14 @@ def fl_rounds_from(
             partitions=fl.partitions,
             max_price_msat=fl.max_price_msat,
             anomaly_threshold=fl.anomaly_threshold,
+            upgrade_every_s=float(provenance.upgrade_every_s),
+            upgrade_max_backoff_s=float(
+                provenance.upgrade_max_backoff_s if remote else provenance.upgrade_every_s
+            ),
+            stamp_in_background=remote,
         )
     except InvalidValue as exc:
         raise ConfigError(exc.message) from None
-    directory = Path(settings.coordinator.data_dir).expanduser()
-    if timestamping is None:
-        timestamping = EmbeddedProvenance(
-            directory / "provenance",
-            interval_s=provenance.calendar_interval_s,
-            url=provenance.calendar_url,
-        )
     return FlRoundService(
         service.market,
         timestamping,

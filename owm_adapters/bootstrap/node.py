@@ -195,33 +195,11 @@ def destination_policy_of(settings: NodeSettings) -> DestinationPolicy:
 def timestamping_from(settings: NodeSettings) -> Timestamping | None:
     """The OpenTimestamps verifier over the node's ``[chain]`` (bitcoind or a devnet's chain
     file); None when neither is configured."""
+    from owm_adapters.bootstrap.chains import chain_source_of
     from owm_adapters.provenance.ots import OpenTimestamps
-    from owm_core.provenance.versions import Network
 
-    chain = settings.chain
-    try:
-        if chain.local_chain:
-            from owm_adapters.chain.local_chain import LocalChain
-
-            path = Path(chain.local_chain).expanduser()
-            if not path.exists():
-                raise ConfigError(f"chain.local_chain: {path} does not exist")
-            return OpenTimestamps(LocalChain(path), Network.from_name(chain.network or "regtest"))
-        if chain.bitcoin_rpc:
-            from owm_adapters.chain.bitcoin_rpc import BitcoinRpc
-
-            rpc = BitcoinRpc(
-                chain.bitcoin_rpc, user=chain.rpc_user or None,
-                password=chain.rpc_password or None,
-                cookie_file=Path(chain.rpc_cookie).expanduser() if chain.rpc_cookie else None,
-            )
-            network = Network.from_name(chain.network) if chain.network else rpc.network()
-            return OpenTimestamps(rpc, network)
-    except DomainError as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"chain: {exc.message}") from None
-    return None
+    source = chain_source_of(settings.chain)
+    return None if source is None else OpenTimestamps(*source)
 
 
 def weights_watcher(
@@ -238,12 +216,18 @@ def weights_watcher(
             "model versions are installed only after their OpenTimestamps proof is checked "
             "against your own chain (SRS-NODE-10)"
         )
+    pending = settings.chain.pending_versions
+    if pending not in PENDING_VERSIONS:
+        raise ConfigError(
+            f"chain.pending_versions: {pending!r} is not one of {', '.join(PENDING_VERSIONS)}"
+        )
     return WeightsWatcher(api_url, identity, CachedModelRuntime(model_dir), timestamping,
                           SystemClock(), proxy=settings.coordinator.upload_proxy or None, say=say,
-                          policy=destination_policy_of(settings))
+                          policy=destination_policy_of(settings), pending_versions=pending)
 
 
 LIGHTNING_BACKENDS = ("none", "lnd", "cln", "embedded")
+PENDING_VERSIONS = ("wait", "skip")
 
 
 def node_lightning(settings: NodeSettings) -> Lightning | None:

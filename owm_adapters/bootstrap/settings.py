@@ -113,6 +113,11 @@ class NodeChain:
     local_chain: str = ""
     #: main, test, signet or regtest; empty: asked from bitcoind (regtest for local_chain).
     network: str = ""
+    #: A version whose proof is still pending at its calendars is never installed. ``wait``
+    #: (default): keep the installed version and check again at every poll until the proof
+    #: is confirmed in a block (on mainnet, usually within a few hours). ``skip``: give such a
+    #: version up at the first look and wait for a newer one.
+    pending_versions: str = "wait"
 
 
 @attrs.frozen
@@ -283,6 +288,9 @@ bitcoin_rpc = ""
 rpc_cookie = ""
 local_chain = ""
 network = ""
+# A model version whose proof is still pending is never installed: "wait" re-checks it at every
+# poll until it is confirmed in a block; "skip" gives it up and waits for a newer version.
+pending_versions = "wait"
 
 [tasks]
 # Tasks run one at a time each in an isolated subprocess (SRS-NODE-05).
@@ -435,20 +443,55 @@ class KnowledgeSection:
     demo_data: bool = True
 
 
+#: The calendars ``ots stamp`` submits to by default (python-opentimestamps'
+#: ``DEFAULT_AGGREGATORS``; checked equal in tests/adapters/provenance/test_calendar_http.py).
+PUBLIC_CALENDARS: tuple[str, ...] = (
+    "https://a.pool.opentimestamps.org",
+    "https://b.pool.opentimestamps.org",
+    "https://a.pool.eternitywall.com",
+    "https://ots.btc.catallaxy.com",
+)
+
+
 @attrs.frozen
 class ProvenanceSection:
     """How the coordinator anchors model versions with OpenTimestamps (SRS-NODE-10).
 
-    ``backend = "embedded"``: an OTS calendar and a local regtest chain under
+    ``backend = "embedded"`` (devnets): an OTS calendar and a local regtest chain under
     ``<data_dir>/provenance/`` (``calendar.sqlite3``, ``chain.sqlite3``); every
     ``calendar_interval_s`` seconds the calendar commits the pending digests into one freshly
     mined block, and pending proofs are upgraded to confirmed. Nodes of a devnet verify proofs
-    against that chain file (``[chain] local_chain`` in their ``owm.toml``).
+    against that chain file (``[chain] local_chain`` in their ``owm.toml``). With
+    ``calendar_listen`` (``host:port``; empty: off) the calendar and its chain are also served
+    over HTTP for the reference ``ots`` client: the calendar protocol at ``http://<listen>``
+    (which then is the URL written into pending attestations) and a read-only Bitcoin Core
+    JSON-RPC subset at the same address (``ots verify --bitcoin-node``).
+
+    ``backend = "calendars"`` (Bitcoin mainnet): each model version's digest is submitted to
+    ``calendars`` (default: the public calendars the reference client uses) at once, each
+    given ``submit_timeout_s`` to acknowledge (SRS-PERF-10); at least ``min_calendars`` must.
+    A background thread upgrades pending proofs — following only calendars on the reference
+    client's whitelist plus ``calendar_whitelist`` — every ``upgrade_every_s`` seconds,
+    backing off up to ``upgrade_max_backoff_s`` while nothing changes (the embedded calendar
+    is asked every ``upgrade_every_s`` without backing off), until a Bitcoin
+    attestation verifies against the coordinator's own chain source, its ``[chain]`` section
+    (as a node's: ``bitcoin_rpc`` with ``rpc_cookie`` or ``rpc_user``/``rpc_password``, or on
+    a devnet ``local_chain``).
+    ``allow_private_calendars`` lets calendars sit on loopback or private addresses (devnets;
+    refused otherwise: no SSRF, SRS-SEC-06).
     """
 
     backend: str = "embedded"
     calendar_interval_s: int = 5
     calendar_url: str = "http://127.0.0.1/owm-calendar"
+    calendar_listen: str = ""
+    calendars: tuple[str, ...] = PUBLIC_CALENDARS
+    calendar_whitelist: tuple[str, ...] = ()
+    min_calendars: int = 2
+    submit_timeout_s: int = 30
+    upgrade_every_s: int = 5
+    upgrade_max_backoff_s: int = 3_600
+    allow_private_calendars: bool = False
 
 
 @attrs.frozen
@@ -517,6 +560,8 @@ class CoordinatorSettings:
     stake: StakeSection = StakeSection()
     knowledge: KnowledgeSection = KnowledgeSection()
     provenance: ProvenanceSection = ProvenanceSection()
+    #: The chain the coordinator checks its upgraded proofs against (``backend = "calendars"``).
+    chain: NodeChain = NodeChain()
     fl: FlSection = FlSection()
     funding: FundingSection = FundingSection()
 

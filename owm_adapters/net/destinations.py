@@ -121,3 +121,17 @@ def pinned_handlers(address: IPAddress) -> list[urllib.request.BaseHandler]:
     returned — instead of resolving the URL's host again, so a DNS answer that changes between
     the check and the connection (rebinding) cannot redirect the node (SRS-SEC-06)."""
     return [_PinnedHTTP(address), _PinnedHTTPS(address)]
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect could lead through a proxy or to an onion host: refuse to follow it."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def clearnet_opener(address: IPAddress | None = None) -> urllib.request.OpenerDirector:
+    """An opener that ignores ``*_PROXY`` variables and never follows redirects; given a checked
+    ``address``, it connects there without resolving the host again (no DNS rebinding)."""
+    pinned = pinned_handlers(address) if address is not None else []
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects(), *pinned)

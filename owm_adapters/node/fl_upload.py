@@ -44,7 +44,7 @@ from owm_adapters.models.tinynet import PARAM_SHAPES
 from owm_adapters.net.destinations import (
     Resolver,
     check_node_target,
-    pinned_handlers,
+    clearnet_opener,
     resolve,
 )
 from owm_adapters.node.task_exec import load_weights
@@ -137,20 +137,6 @@ class UploadOutcome:
 
 STRICT = DestinationPolicy()
 """The destinations a node contacts outside a devnet: public addresses only."""
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect could lead through a proxy or to an onion host: refuse to follow it."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-def clearnet_opener(address: IPAddress | None = None) -> urllib.request.OpenerDirector:
-    """An opener that ignores ``*_PROXY`` variables and never follows redirects; given a checked
-    ``address``, it connects there without resolving the host again (no DNS rebinding)."""
-    pinned = pinned_handlers(address) if address is not None else []
-    return urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects(), *pinned)
 
 
 def check_upload_url(

@@ -9,8 +9,9 @@ picks the newest version of each sub-model that is newer than the one installed,
 ``owm-node install-weights`` — so weights load only when the proof verifies through the
 timestamping port against the node's own ``[chain]`` (SRS-NODE-10). What happens otherwise:
 
-* proof still pending at its calendar (or not stamped yet) → nothing installed, tried again at
-  the next poll (the coordinator upgrades its proofs);
+* proof still pending at its calendar (or not stamped yet) → nothing installed; with
+  ``pending_versions = "wait"`` (the default) tried again at the next poll (the coordinator
+  upgrades its proofs), with ``"skip"`` given up for good (a newer version is awaited);
 * proof failed, digest mismatch, unreadable or misshapen weights → refused, the previous
   version keeps answering, and this version is not downloaded again;
 * a version without weights (404: e.g. retrieval-only sub-models) → remembered and skipped.
@@ -34,8 +35,8 @@ from urllib.parse import quote, urlsplit
 
 import attrs
 
-from owm_adapters.net.destinations import check_node_target
-from owm_adapters.node.fl_upload import STRICT, clearnet_opener
+from owm_adapters.net.destinations import check_node_target, clearnet_opener
+from owm_adapters.node.fl_upload import STRICT
 from owm_adapters.node.weights import (
     MAX_DOWNLOAD_BYTES,
     CachedModelRuntime,
@@ -50,7 +51,7 @@ from owm_core.errors import DomainError
 from owm_core.identity.keys import Identity
 from owm_core.ports.clock import Clock
 from owm_core.ports.timestamping import Timestamping
-from owm_core.provenance.versions import ModelVersion
+from owm_core.provenance.versions import FailureReason, ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +91,13 @@ class WeightsWatcher:
         timeout_s: float = 60.0,
         entropy: Callable[[int], bytes] = os.urandom,
         policy: DestinationPolicy = STRICT,
+        pending_versions: str = "wait",
     ) -> None:
         self.api_url = api_url.rstrip("/")
         #: Which non-public targets downloads may reach (SRS-SEC-06; devnets: loopback).
         self.policy = policy
+        #: ``wait`` or ``skip``: what a version whose proof is still pending gets.
+        self.pending_versions = pending_versions
         self.identity = identity
         self.runtime = runtime
         self.timestamping = timestamping
@@ -224,7 +228,7 @@ class WeightsWatcher:
                     installed.append(version.id)
                     self.say(f"weights: installed {version.id} (OpenTimestamps proof confirmed "
                              f"in Bitcoin block {outcome.verification.height})")
-                elif outcome.retry:
+                elif outcome.retry and not self._gives_up(outcome):
                     pending.append(version.id)
                     log.info("weights %s not installed yet (%s); trying again later",
                              version.id, outcome.reason)
@@ -235,6 +239,12 @@ class WeightsWatcher:
                     self.say(f"weights: refused {version.id}: {outcome.reason}; {keeps} keeps "
                              "answering")
             return PollResult(tuple(installed), tuple(refused), tuple(pending))
+
+    def _gives_up(self, outcome: InstallOutcome) -> bool:
+        """Whether a pending proof is given up for good (``pending_versions = "skip"``)."""
+        verdict = outcome.verification
+        return (self.pending_versions == "skip" and verdict is not None
+                and verdict.failure is FailureReason.PENDING_ONLY)
 
     def run(self, stop: threading.Event, interval_s: float) -> None:
         """Poll every ``interval_s`` until ``stop`` is set; errors are logged, never fatal."""

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from owm_adapters.chain.local_chain import LocalChain
 from owm_adapters.files import private_directory
+from owm_adapters.provenance.calendar_server import CalendarEndpoints
 from owm_adapters.provenance.ots import OpenTimestamps
 from owm_adapters.provenance.ots_calendar import DEFAULT_URL, Calendar, IntervalFlusher
 from owm_core.provenance.versions import Network, Verification
@@ -69,6 +70,13 @@ class EmbeddedProvenance:
         self._open()
         assert self._chain is not None
         return self._chain.tip_height()
+
+    def endpoints(self) -> CalendarEndpoints:
+        """The calendar and chain as the reference tools ask them over HTTP
+        (``[provenance] calendar_listen``; ``owm_server.http.ots_calendar`` serves them)."""
+        self._open()
+        assert self._calendar is not None and self._chain is not None
+        return CalendarEndpoints(self._calendar, self._chain)
 
     def stamp(self, digest: bytes) -> bytes:
         """Submit a digest to the embedded calendar; the pending ``.ots`` bytes."""

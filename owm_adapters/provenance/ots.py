@@ -15,8 +15,10 @@ library's ``verify_against_blockheader`` checks only the Merkle root, so the wor
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO, Protocol
 
 import attrs
@@ -48,6 +50,8 @@ from owm_core.provenance.versions import (
     check_block_attestation,
     conclude,
 )
+
+log = logging.getLogger(__name__)
 
 NONCE_BYTES = 16
 
@@ -165,11 +169,13 @@ def _walk(timestamp: Timestamp) -> Iterable[Timestamp]:
 class OpenTimestamps:
     """The :class:`~owm_core.ports.timestamping.Timestamping` port on OpenTimestamps.
 
-    ``calendars`` receive stamps and answer upgrades (matched by URL); ``remote_calendar``
-    may build a client for URLs met in a proof that are not among them (e.g. the public
-    calendars: ``opentimestamps.calendar.RemoteCalendar``); ``chain`` supplies headers for
-    verification, judged against ``network``'s proof-of-work limit. ``min_calendars`` must
-    accept a stamp, otherwise it fails with ``CalendarUnavailable``.
+    ``calendars`` receive stamps (all at once, each in its own thread, so one slow calendar
+    costs its own timeout and not the others') and answer upgrades (matched by URL);
+    ``remote_calendar`` may build a client for URLs met in a proof that are not among them, or
+    answer None to leave them pending (the whitelisted public calendars:
+    :class:`~owm_adapters.provenance.calendar_http.CalendarDirectory`); ``chain`` supplies
+    headers for verification, judged against ``network``'s proof-of-work limit.
+    ``min_calendars`` must accept a stamp, otherwise it fails with ``CalendarUnavailable``.
     """
 
     def __init__(
@@ -179,7 +185,7 @@ class OpenTimestamps:
         calendars: Sequence[CalendarClient] = (),
         randomness: Callable[[int], bytes] = os.urandom,
         min_calendars: int = 1,
-        remote_calendar: Callable[[str], CalendarClient] | None = None,
+        remote_calendar: Callable[[str], CalendarClient | None] | None = None,
     ) -> None:
         self._chain = chain
         self._network = network
@@ -198,12 +204,17 @@ class OpenTimestamps:
         merkle_tip = make_merkle_tree([nonce_stamp.ops.add(OpSHA256())])
         accepted: list[str] = []
         failures: list[str] = []
-        for url, calendar in self._calendars.items():
-            try:
-                merkle_tip.merge(calendar.submit(merkle_tip.msg))
-                accepted.append(url)
-            except Exception as exc:  # a calendar down must not stop the others
-                failures.append(f"{url}: {exc}")
+        calendars = list(self._calendars.items())
+        with ThreadPoolExecutor(max(1, len(calendars)), thread_name_prefix="owm-ots") as pool:
+            answers = [(url, pool.submit(c.submit, merkle_tip.msg)) for url, c in calendars]
+            for url, answer in answers:
+                try:
+                    merkle_tip.merge(answer.result())
+                    accepted.append(url)
+                except Exception as exc:  # a calendar down must not stop the others
+                    failures.append(f"{url}: {getattr(exc, 'message', exc)}")
+        for failure in failures:
+            log.warning("calendar did not accept a digest: %s", failure)
         if len(accepted) < self._min_calendars:
             raise CalendarUnavailable(
                 f"{len(accepted)} of {len(self._calendars)} calendars accepted the digest, "
@@ -230,6 +241,9 @@ class OpenTimestamps:
                     sub.merge(calendar.get_timestamp(sub.msg))
                 except KeyError:
                     continue
+                except CalendarUnavailable as exc:  # tried again at the next upgrade
+                    log.warning("calendar %s unreachable for an upgrade: %s", attestation.uri,
+                                exc.message)
         return serialise_proof(detached)
 
     def verify(self, proof: bytes, digest: bytes) -> Verification:

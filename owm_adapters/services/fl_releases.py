@@ -20,6 +20,7 @@ import attrs
 import numpy as np
 
 from owm_adapters.models.tinynet import GENESIS, PARAM_SHAPES, genesis_weights
+from owm_adapters.services.workers import Loop
 from owm_core.errors import DomainError, InvalidValue, NotFound
 from owm_core.fl.rounds import FlRound, RoundState
 from owm_core.fl.updates import SUB_MODEL_RE
@@ -70,6 +71,8 @@ class FlReleases:
     timestamping: Timestamping
     weights_dir: Path
     sub_model: str
+    #: Stamp while publishing (a local calendar answers at once); else the upgrade pass does.
+    stamp_at_publish: bool = True
     _globals: dict[str, np.ndarray[Any, Any]] = attrs.field(factory=dict, init=False)
 
     def weights_of(self, base: str) -> np.ndarray[Any, Any]:
@@ -111,6 +114,8 @@ class FlReleases:
         model = new_model_version(version, fl_round.sub_model, arrays, created_at=now,
                                   parent=parent)
         self._write_weights(model, arrays)
+        if not self.stamp_at_publish:
+            return ModelRelease(version=model, proof_status=ProofStatus.NONE, checked_at=now)
         try:
             proof = self.timestamping.stamp(model.digest_bytes)
         except DomainError as exc:  # the upgrade pass stamps it later
@@ -134,15 +139,21 @@ class FlReleases:
 
     # -- provenance --------------------------------------------------------------------------
 
-    def upgrade_proofs(self) -> list[ModelRelease]:
-        """Stamp unstamped FL releases, upgrade pending ones; the releases that changed."""
-        changed = []
+    def unconfirmed(self) -> list[ModelRelease]:
+        """The releases of the last 20 closed rounds whose proof is not confirmed yet."""
+        found = []
         for fl_round in self.repositories.fl_rounds.rounds(limit=20, state=RoundState.CLOSED):
             if fl_round.version_id is None:
                 continue
             release = self.repositories.releases.get(fl_round.version_id)
-            if release is None or release.proof_status is ProofStatus.CONFIRMED:
-                continue
+            if release is not None and release.proof_status is not ProofStatus.CONFIRMED:
+                found.append(release)
+        return found
+
+    def upgrade_proofs(self) -> list[ModelRelease]:
+        """Stamp unstamped FL releases, upgrade pending ones; the releases that changed."""
+        changed = []
+        for release in self.unconfirmed():
             try:
                 updated = self._upgraded(release)
             except DomainError as exc:
@@ -166,3 +177,48 @@ class FlReleases:
         if proof == release.ots_proof and status is release.proof_status:
             return release
         return attrs.evolve(release, ots_proof=proof, proof_status=status, checked_at=now)
+
+
+class ProofUpgrader:
+    """The ``owm-ots-upgrade`` thread: runs :meth:`FlReleases.upgrade_proofs` every
+    ``every_s`` while passes change something, doubling the wait up to ``max_backoff_s``
+    while calendars have nothing new (or cannot be reached: logged by the adapter), and at
+    once after :meth:`wake` (a round published a release). Never the round worker's thread,
+    so no calendar holds up a round."""
+
+    def __init__(self, releases: FlReleases, every_s: float, max_backoff_s: float) -> None:
+        self.releases = releases
+        self.every_s = every_s
+        self.max_backoff_s = max(every_s, max_backoff_s)
+        self._loop = Loop("owm-ots-upgrade", self.step, every_s)
+
+    @property
+    def period_s(self) -> float:
+        """How long until the next pass (when not woken)."""
+        return self._loop.period_s
+
+    def step(self) -> list[ModelRelease]:
+        """One pass; sets the wait before the next one."""
+        try:
+            changed = self.releases.upgrade_proofs()
+        except Exception:
+            log.exception("proof upgrade pass failed; backing off")
+            changed = []
+        if changed or not self.releases.unconfirmed():
+            self._loop.period_s = self.every_s
+        else:
+            self._loop.period_s = min(self.max_backoff_s, self._loop.period_s * 2)
+        return changed
+
+    def wake(self) -> None:
+        """Run a pass now, from the shortest wait on."""
+        self._loop.period_s = self.every_s
+        self._loop.wake()
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._loop.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop it (a pass in progress completes)."""
+        self._loop.stop(timeout_s)

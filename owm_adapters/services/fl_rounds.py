@@ -22,8 +22,13 @@ SRS-SEC-05, SRS-SEC-06, SRS-STAKE-04, SRS-NODE-10).
    ``owm_adapters.node.weights`` installs), one :class:`~owm_core.provenance.releases.ModelRelease`
    and the round's results — written in one transaction — then the slashing signals go to
    the sink (the slashing service's ``report`` as the composition root wires it, else the log);
-3. **upgrade** — pending OTS proofs of FL releases are upgraded and re-verified every
-   ``upgrade_every_s`` until confirmed.
+3. **upgrade** — a second thread (``owm-ots-upgrade``), never the round worker, stamps the
+   releases not stamped yet and upgrades and re-verifies pending OTS proofs until confirmed:
+   every ``upgrade_every_s`` while passes change something, backing off (doubling, up to
+   ``upgrade_max_backoff_s``) while calendars have nothing new or cannot be reached, and at
+   once when a round publishes a release. With ``stamp_in_background`` (remote calendars,
+   whose answers may take up to 30 s, SRS-PERF-10) closing a round does not stamp at all:
+   the upgrade thread does, so a slow or unreachable calendar never holds up a round.
 
 Uploads arrive through :meth:`FlRoundService.accept_update` (``POST /v1/fl/updates``): the
 signature is checked first (:func:`owm_core.fl.updates.parse_update`), then the round's rules
@@ -48,7 +53,13 @@ import numpy as np
 
 from owm_adapters.models.tinynet import GENESIS, PARAM_SHAPES, infer
 from owm_adapters.services.coordinator.funding import NETWORK
-from owm_adapters.services.fl_releases import FlReleases, flat_weights, npz_bytes, shaped_weights
+from owm_adapters.services.fl_releases import (
+    FlReleases,
+    ProofUpgrader,
+    flat_weights,
+    npz_bytes,
+    shaped_weights,
+)
 from owm_adapters.services.workers import Loop
 from owm_core.coordination.tasks import task_id_of
 from owm_core.errors import (
@@ -104,6 +115,9 @@ class FlConfig:
     noise_floor: float = fl_rounds.DEFAULT_NOISE_FLOOR
     tick_s: float = 1.0
     upgrade_every_s: float = 5.0
+    upgrade_max_backoff_s: float = 3_600.0
+    #: Stamp new releases in the upgrade thread, not while closing the round (remote calendars).
+    stamp_in_background: bool = False
     #: Slashing signals name ``<reporter>:<sub_model>:<round>``: each round is one independent
     #: observation, so a node flagged in three rounds meets the tier-1 threshold (SRS-STAKE-06).
     reporter: str = "fl"
@@ -216,7 +230,8 @@ class FlRoundService:
         self.repositories = store
         self.clock = clock
         self.config = config or FlConfig()
-        self.releases = FlReleases(store, clock, timestamping, weights_dir, self.config.sub_model)
+        self.releases = FlReleases(store, clock, timestamping, weights_dir, self.config.sub_model,
+                                   stamp_at_publish=not self.config.stamp_in_background)
         #: How many nodes train one round: the market's task redundancy.
         self.replicas = replicas_per_task
         #: Where nodes POST their updates (``http://<api_listen>/v1/fl/updates``); rounds do
@@ -227,8 +242,9 @@ class FlRoundService:
         self._entropy = entropy
         self._lock = threading.RLock()
         self._loop = Loop("owm-fl-rounds", self.tick, self.config.tick_s)
+        self.upgrader = ProofUpgrader(self.releases, self.config.upgrade_every_s,
+                                      self.config.upgrade_max_backoff_s)
         self._next_start = time.monotonic() + self.config.interval_s
-        self._next_upgrade = 0.0
         self._settled_at: dict[int, float] = {}
         self._warned: set[str] = set()
 
@@ -240,23 +256,22 @@ class FlRoundService:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the round worker thread."""
+        """Start the round worker and the proof upgrade threads."""
         self._loop.start()
+        self.upgrader.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the worker (a close in progress completes)."""
+        """Stop both threads (a close or an upgrade in progress completes)."""
         self._loop.stop(timeout_s)
+        self.upgrader.stop(timeout_s)
 
     def tick(self) -> None:
-        """One pass of the worker: close what is due, start what is due, upgrade proofs."""
+        """One pass of the round worker: close what is due, start what is due."""
         for fl_round in self.repositories.fl_rounds.rounds(limit=10, state=RoundState.OPEN):
             if self._due(fl_round):
                 self.close_round(fl_round.number)
         if time.monotonic() >= self._next_start and self.maybe_start() is not None:
             self._next_start = time.monotonic() + self.config.interval_s
-        if time.monotonic() >= self._next_upgrade:
-            self._next_upgrade = time.monotonic() + self.config.upgrade_every_s
-            self.upgrade_proofs()
 
     # -- starting ----------------------------------------------------------------------------
 
@@ -469,6 +484,7 @@ class FlRoundService:
             self.repositories.fl_rounds.score_updates(fl_round.number, scores)
             self.repositories.fl_rounds.save_round(closed)
         self.releases.remember(release.release_id, flat)
+        self.upgrader.wake()  # stamp (or upgrade) the new release now, in its own thread
         log.info(
             "FL round %d closed: %d updates, rule %s f=%d, accuracy %.4f, %d flagged, version %s",
             fl_round.number, n, fl_round.rule, outcome.f, accuracy_ppm / 1e6,

@@ -171,6 +171,35 @@ def test_a_pending_proof_is_retried_and_installed_once_the_coordinator_upgrades_
     assert watcher.runtime.loaded_version("owm-geo") == "owm-v2.0.0"
 
 
+def test_with_pending_versions_skip_a_pending_version_is_given_up_and_never_installed(
+    api, devnet, tmp_path
+):
+    weights = tensors(2.5)
+    model = version("owm-v2.5.0", weights, 1_800_000_000)
+    pending = devnet.ots.stamp(model.digest_bytes)
+    api.publish(model, weights, pending)
+    said: list[str] = []
+    watcher = watcher_for(api, devnet, tmp_path, said, pending_versions="skip")
+    result = watcher.poll_once()
+    assert result.refused == ("owm-geo@owm-v2.5.0",) and result.pending == ()
+    assert any("refused owm-geo@owm-v2.5.0" in line and "genesis keeps answering" in line
+               for line in said)
+    devnet.calendar.flush()
+    api.proofs[model.id] = devnet.ots.upgrade(pending)
+    assert watcher.poll_once() == type(result)()  # given up: not even looked at again
+    assert watcher.runtime.loaded_version("owm-geo") is None
+
+
+def test_an_unknown_pending_versions_setting_is_refused(tmp_path):
+    settings = NodeSettings(
+        coordinator=CoordinatorLink(api_url="http://127.0.0.1:1"),
+        chain=NodeChain(local_chain=str(tmp_path / "chain.db"), pending_versions="install"),
+    )
+    (tmp_path / "chain.db").touch()
+    with pytest.raises(ConfigError, match="pending_versions"):
+        weights_watcher(settings, IDENTITY, tmp_path / "models", print)
+
+
 def test_an_unstamped_version_or_one_without_weights_installs_nothing(api, devnet, tmp_path):
     weights = tensors(2.0)
     unstamped = version("owm-v3.0.0", weights, 1_800_000_000)

@@ -1,0 +1,80 @@
+"""Stamping and upgrading model versions' proofs never holds up an FL round (SRS-PERF-10):
+with remote calendars the round closes without stamping, and the upgrade thread stamps,
+upgrades and backs off while calendars have nothing new."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from owm_core.errors import CalendarUnavailable
+from owm_core.fl.rounds import RoundState
+from owm_core.provenance.versions import ProofStatus, Verification
+from tests.services.fl_world import build_fl_world
+
+
+class HangingCalendars:
+    """A timestamping port whose calendars never answer until released (then fail)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.stamps = 0
+
+    def stamp(self, digest: bytes) -> bytes:
+        self.stamps += 1
+        self.release.wait(30)
+        raise CalendarUnavailable("0 of 4 calendars accepted the digest, 2 needed")
+
+    def upgrade(self, proof: bytes) -> bytes:
+        return proof
+
+    def verify(self, proof: bytes, digest: bytes) -> Verification:  # pragma: no cover
+        raise AssertionError("never reached: nothing was stamped")
+
+
+def test_a_round_closes_at_once_while_the_calendars_hang_and_the_upgrade_thread_stamps_later(
+    tmp_path: Path,
+) -> None:
+    world = build_fl_world(tmp_path, stamp_in_background=True)
+    world.fl.upgrader.step()  # nothing to do yet
+    fl_round = world.honest_round()
+    closed = world.fl.close_round(fl_round.number)
+    assert closed.state is RoundState.CLOSED
+    release = world.repos.releases.get(str(closed.version_id))
+    assert release is not None and release.proof_status is ProofStatus.NONE
+    (stamped,) = world.fl.upgrader.step()
+    assert stamped.proof_status is ProofStatus.PENDING and stamped.ots_proof is not None
+    world.provenance.flush()
+    (confirmed,) = world.fl.upgrader.step()
+    assert confirmed.proof_status is ProofStatus.CONFIRMED
+
+
+def test_the_round_worker_never_calls_the_calendars(tmp_path: Path) -> None:
+    hanging = HangingCalendars()
+    world = build_fl_world(tmp_path, stamp_in_background=True)
+    world.fl.releases.timestamping = hanging
+    fl_round = world.honest_round(nodes=4)
+    world.fl.tick()  # closes the round: every replica uploaded
+    stored = world.repos.fl_rounds.get_round(fl_round.number)
+    assert stored is not None and stored.state is RoundState.CLOSED
+    assert hanging.stamps == 0
+    hanging.release.set()
+    assert world.fl.upgrader.step() == []  # the calendars failed: logged, left for later
+    assert hanging.stamps == 1
+
+
+def test_the_upgrade_thread_backs_off_while_nothing_changes_and_resets_on_progress(
+    tmp_path: Path,
+) -> None:
+    world = build_fl_world(tmp_path, upgrade_every_s=5.0, upgrade_max_backoff_s=40.0)
+    fl_round = world.honest_round()
+    world.fl.close_round(fl_round.number)  # stamped at once: the local calendar is pending
+    periods = []
+    for _ in range(5):
+        world.fl.upgrader.step()
+        periods.append(world.fl.upgrader.period_s)
+    assert periods == [10.0, 20.0, 40.0, 40.0, 40.0]
+    world.provenance.flush()
+    (confirmed,) = world.fl.upgrader.step()
+    assert confirmed.proof_status is ProofStatus.CONFIRMED
+    assert world.fl.upgrader.period_s == 5.0
