@@ -9,6 +9,7 @@ up on disk, as the paths belong to the machine the line is meant for.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Iterator, Sequence
 from pathlib import PurePosixPath
@@ -23,7 +24,8 @@ PROGRAMS: dict[str, click.Command] = {
     "owm-coordinator": coordinator.cli,
 }
 _SEPARATORS = set(";&|()")
-_PREFIXES = {"exec", "sudo", "nohup", "time", "env", "command", "then", "do", "!"}
+_PREFIXES = {"exec", "sudo", "nohup", "time", "env", "command", "then", "do", "!", "$"}
+_REDIRECTION = re.compile(r"^\d*(>>?|<)(&\d)?")
 
 
 class CommandLineError(AssertionError):
@@ -41,17 +43,22 @@ def program_of(argv: Sequence[str]) -> str | None:
 def shell_commands(script: str) -> Iterator[list[str]]:
     """The argv of every owm program a POSIX shell snippet runs (``a && b; exec c``), with
     leading ``VAR=value`` assignments, ``exec``/``sudo -u USER`` and the like stripped.
-    Backslash-newline continues a line; ``#`` starts a comment."""
+    Backslash-newline continues a line; ``#`` starts a comment; redirections are dropped."""
     for line in script.replace("\\\n", " ").splitlines():
         lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|()")
         lexer.whitespace_split = True
         segment: list[str] = []
+        skip_next = False
         for token in [*lexer, ";"]:
-            if token and set(token) <= _SEPARATORS:
+            if skip_next:
+                skip_next = False
+            elif token and set(token) <= _SEPARATORS:
                 argv = _strip_prefixes(segment)
                 if program_of(argv):
                     yield argv
                 segment = []
+            elif match := _REDIRECTION.match(token):
+                skip_next = match.end() == len(token)  # `> file`: the target is the next word
             else:
                 segment.append(token)
 
@@ -120,3 +127,42 @@ def _check_values(
                 param.type.convert(item, param, ctx)
             except click.BadParameter as exc:
                 raise CommandLineError(f"{where}: {param.opts[0]}: {exc.message}") from None
+
+
+def check_mention(span: str) -> str:
+    """Check a command as prose mentions it (``owm devnet up [--nodes N]``, ``owm-node
+    --log-level``): its subcommands exist and every ``--option`` it names belongs to one of the
+    commands on its path; values, metavariables and arity are not checked. Returns the
+    command path; raises :class:`CommandLineError`."""
+    words = span.replace("[", " ").replace("]", " ").replace("|", " ").split()
+    name = program_of(words)
+    if name is None:
+        raise CommandLineError(f"{span}: not an OWM program")
+    command = PROGRAMS[name]
+    path, options = [name], _option_names(command)
+    subcommands_open = True
+    for word in words[1:]:
+        if word.startswith("--"):
+            option = word.partition("=")[0]
+            if option not in options:
+                raise CommandLineError(f"{' '.join(path)}: no option {option} (in `{span}`)")
+            subcommands_open = False
+        elif subcommands_open and isinstance(command, click.Group) and re.fullmatch(
+            r"[a-z][a-z0-9-]*", word
+        ):
+            sub = command.get_command(click.Context(command), word)
+            if sub is None:
+                raise CommandLineError(f"{' '.join(path)}: no such command {word!r} (in `{span}`)")
+            command = sub
+            path.append(word)
+            options |= _option_names(sub)
+        else:
+            subcommands_open = False
+    return " ".join(path)
+
+
+def _option_names(command: click.Command) -> set[str]:
+    names = {"--help"}
+    for param in command.params:
+        names.update(o for o in [*param.opts, *param.secondary_opts] if o.startswith("--"))
+    return names
