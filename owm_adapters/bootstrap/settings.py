@@ -317,7 +317,7 @@ types = ["fl_training", "gradient_aggregation", "inference"]
 class CoordinatorSection:
     """Where the coordinator keeps its state and where it listens (SRS 4.10, SRS-COORD-06/08).
 
-    ``database_url`` empty means an SQLite file ``coordinator.sqlite`` under ``data_dir``;
+    ``database_url`` empty means an SQLite file ``coordinator.sqlite3`` under ``data_dir``;
     production sets a ``postgresql+psycopg://`` URL. ``api_listen`` is the public HTTP API
     (REST + SSE; empty: off), ``metrics_listen`` Prometheus (empty: off). ``onion_listen``
     (empty: off) is the
