@@ -398,5 +398,7 @@ def test_systemd_analyze_verifies_both_units(tmp_path: Path) -> None:
         (tmp_path / path.name).write_text(text, encoding="utf-8")
     done = subprocess.run([str(SYSTEMD_ANALYZE), "verify", *[p.name for p in UNITS]],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and not done.stdout.strip() and not done.stderr.strip(), (
-        done.stdout + done.stderr)
+    output = done.stdout + done.stderr
+    # Warnings about the host's own units are not ours; any line naming our files is.
+    ours = [line for line in output.splitlines() if any(p.name in line for p in UNITS)]
+    assert done.returncode == 0 and not ours, output
