@@ -11,6 +11,7 @@ import os
 
 import attrs
 
+from owm_adapters.services.coordinator.heartbeats import PRUNE_EVERY_S, prune_activity
 from owm_adapters.services.coordinator.service import (
     VERIFY_CHUNK,
     WARM_KNOWN_MIN,
@@ -21,6 +22,7 @@ from owm_adapters.storage.memory import memory_repositories
 from owm_core.identity import envelopes
 from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, Heartbeat
 from owm_core.identity.keys import Identity
+from owm_core.nodes.activity import KEEP_S
 from owm_core.nodes.registry import LnNodeUri, Node
 from owm_core.nodes.tiers import Tier
 from owm_core.ports.repositories import Repositories
@@ -126,3 +128,37 @@ def test_a_batch_from_many_uncached_nodes_fills_the_cache_and_persists_every_nod
     finally:
         coordinator.stop()
     assert not coordinator.ingest.verifiers_running  # shut down with the service
+
+
+def test_every_admitted_heartbeat_is_counted_in_its_minute_and_rejected_ones_are_not() -> None:
+    clock = StepClock()
+    repos = memory_repositories()
+    who = registered(repos, 3, clock.now())
+    minute = clock.now() - clock.now() % 60
+    coordinator = service(repos, clock)
+    coordinator.start()
+    try:
+        beats = [heartbeat(w, seq, clock.now()) for seq in (1, 2) for w in who]
+        result = coordinator.heartbeats([*beats, beats[0]])  # the replay is refused
+        coordinator.heartbeat(heartbeat(who[0], 3, clock.now()))
+
+        assert (result.accepted, result.rejected) == (6, 1)
+        counted = {(c.minute, c.node_id): c.count for c in repos.heartbeat_activity.since(0)}
+        assert counted == {
+            (minute, who[0].node_id): 3, (minute, who[1].node_id): 2, (minute, who[2].node_id): 2
+        }
+    finally:
+        coordinator.stop()
+
+
+def test_heartbeat_counts_older_than_two_days_are_pruned_at_most_once_an_hour() -> None:
+    repos = memory_repositories()
+    now = 1_800_000_000 - 1_800_000_000 % 60
+    repos.heartbeat_activity.add({(now - KEEP_S - 60, "old"): 1, (now - 60, "new"): 1})
+    assert prune_activity(repos, now, None) == now
+    assert [c.node_id for c in repos.heartbeat_activity.since(0)] == ["new"]
+    repos.heartbeat_activity.add({(now - KEEP_S - 60, "old"): 1})
+    assert prune_activity(repos, now + PRUNE_EVERY_S - 1, now) == now  # too soon: kept
+    assert len(repos.heartbeat_activity.since(0)) == 2
+    assert prune_activity(repos, now + PRUNE_EVERY_S, now) == now + PRUNE_EVERY_S
+    assert [c.node_id for c in repos.heartbeat_activity.since(0)] == ["new"]

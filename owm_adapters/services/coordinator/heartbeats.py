@@ -5,7 +5,9 @@
 node's key and current manifest digest, the verifier threads (large batches' Ed25519 checks,
 which release the GIL), and the writer thread that persists verified heartbeats in batches.
 A heartbeat is committed before :meth:`HeartbeatIngest.heartbeat` returns: it waits for the
-batch it joined.
+batch it joined. Each batch moves the nodes' ``last_heartbeat`` forward and, in the same
+commit, adds to the per-minute heartbeat counts the dashboard charts
+(:mod:`owm_core.nodes.activity`); counts older than ``KEEP_S`` are pruned once an hour.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from owm_core.coordination.heartbeats import (
 from owm_core.coordination.wire import open_envelope
 from owm_core.errors import DomainError, NotFound
 from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, open_body
+from owm_core.nodes.activity import KEEP_S, count_heartbeats, merge_counts
 from owm_core.nodes.tiers import Tier
 from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import Repositories
@@ -39,6 +42,8 @@ WARM_KNOWN_MIN = 32
 """A heartbeat batch naming this many uncached nodes loads the whole registry once."""
 VERIFY_CHUNK = 128
 """Heartbeats per task handed to the verifier threads (a batch of fewer than two stays inline)."""
+PRUNE_EVERY_S = 3600
+"""How often the writer forgets heartbeat counts older than ``KEEP_S``."""
 
 
 @attrs.frozen
@@ -58,6 +63,15 @@ def _verify_chunk(raws: Sequence[bytes]) -> list[HeartbeatFields | DomainError]:
         except DomainError as exc:
             checked.append(exc)
     return checked
+
+
+def prune_activity(repositories: Repositories, now: int, pruned_at: int | None) -> int | None:
+    """Forget heartbeat counts older than ``KEEP_S`` unless that ran less than
+    ``PRUNE_EVERY_S`` ago; when it last ran."""
+    if pruned_at is not None and now - pruned_at < PRUNE_EVERY_S:
+        return pruned_at
+    repositories.heartbeat_activity.delete_older_than(now - KEEP_S)
+    return now
 
 
 class HeartbeatIngest:
@@ -85,6 +99,8 @@ class HeartbeatIngest:
         self._hb_cond = threading.Condition()
         self._hb_write_lock = threading.Lock()
         self._hb_pending: dict[str, int] = {}
+        self._hb_counts: dict[tuple[int, str], int] = {}
+        self._pruned_at: int | None = None
         self._hb_open_gen = 1
         self._hb_flushed_gen = 0
         self._stopping = threading.Event()
@@ -141,7 +157,7 @@ class HeartbeatIngest:
         if manifest_raw:
             self._replace_manifest(manifest_raw)
         node_id, at = self._check_heartbeat(raw)
-        generation = self._enqueue({node_id: at})
+        generation = self._enqueue({node_id: at}, count_heartbeats([(node_id, at)]))
         self._observed.current.heartbeats_accepted(1)
         self._wait_flushed(generation)
         return node_id
@@ -152,6 +168,7 @@ class HeartbeatIngest:
         With ``wait`` the call returns once that batch is committed.
         """
         seen: dict[str, int] = {}
+        admitted: list[tuple[str, int]] = []
         errors: list[str] = []
         accepted = rejected = 0
         checked = self._verify_all(list(raws))
@@ -168,6 +185,7 @@ class HeartbeatIngest:
                     errors.append(exc.message)
                 continue
             accepted += 1
+            admitted.append((node_id, at))
             if at > seen.get(node_id, -1):
                 seen[node_id] = at
         observer = self._observed.current
@@ -175,7 +193,7 @@ class HeartbeatIngest:
             observer.heartbeats_rejected(rejected)
         if seen:
             observer.heartbeats_accepted(accepted)
-            generation = self._enqueue(seen)
+            generation = self._enqueue(seen, count_heartbeats(admitted))
             if wait:
                 self._wait_flushed(generation)
         return HeartbeatResult(accepted=accepted, rejected=rejected, errors=tuple(errors))
@@ -293,8 +311,9 @@ class HeartbeatIngest:
 
     # -- the batched writer ------------------------------------------------------------------
 
-    def _enqueue(self, seen: dict[str, int]) -> int:
+    def _enqueue(self, seen: dict[str, int], counts: dict[tuple[int, str], int]) -> int:
         with self._hb_cond:
+            self._hb_counts = merge_counts(self._hb_counts, counts)
             pending = self._hb_pending
             was_empty = not pending
             for node_id, at in seen.items():
@@ -316,10 +335,14 @@ class HeartbeatIngest:
         with self._hb_write_lock:
             with self._hb_cond:
                 batch, self._hb_pending = self._hb_pending, {}
+                counts, self._hb_counts = self._hb_counts, {}
                 generation = self._hb_open_gen
                 self._hb_open_gen += 1
             if batch:
-                self.repositories.nodes.record_heartbeats(batch)
+                with self.repositories.atomic():
+                    self.repositories.nodes.record_heartbeats(batch)
+                    self.repositories.heartbeat_activity.add(counts)
+            self._pruned_at = prune_activity(self.repositories, self.clock.now(), self._pruned_at)
         with self._hb_cond:
             self._hb_flushed_gen = max(self._hb_flushed_gen, generation)
             self._hb_cond.notify_all()

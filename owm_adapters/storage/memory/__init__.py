@@ -39,6 +39,7 @@ from owm_adapters.storage.memory.market import (
     MemoryTaskRepository,
 )
 from owm_adapters.storage.memory.nodes import (
+    MemoryHeartbeatActivityRepository,
     MemoryManifestRepository,
     MemoryNodeRepository,
 )
@@ -63,6 +64,7 @@ class MemoryRepositories:
     """Every in-memory repository over one shared state (the ``Repositories`` port)."""
 
     nodes: MemoryNodeRepository
+    heartbeat_activity: MemoryHeartbeatActivityRepository
     manifests: MemoryManifestRepository
     stakes: MemoryStakeRepository
     tasks: MemoryTaskRepository
@@ -111,6 +113,7 @@ def memory_repositories() -> MemoryRepositories:
     lock = threading.RLock()
     return MemoryRepositories(
         nodes=MemoryNodeRepository(state, lock),
+        heartbeat_activity=MemoryHeartbeatActivityRepository(state, lock),
         manifests=MemoryManifestRepository(state, lock),
         stakes=MemoryStakeRepository(state, lock),
         tasks=MemoryTaskRepository(state, lock),

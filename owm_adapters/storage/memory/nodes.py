@@ -8,6 +8,7 @@ from owm_adapters.storage.envelopes import manifest_of
 from owm_adapters.storage.memory.state import StateRepository
 from owm_core.errors import Conflict
 from owm_core.identity.envelopes import Envelope
+from owm_core.nodes.activity import HeartbeatCount
 from owm_core.nodes.registry import Node
 from owm_core.nodes.tiers import Tier
 
@@ -64,6 +65,35 @@ class MemoryNodeRepository(StateRepository):
                     self._state.nodes[node_id] = node.heard_from(at)
                     moved += 1
             return moved
+
+
+class MemoryHeartbeatActivityRepository(StateRepository):
+    """Heartbeat counts per (minute, node) in a dict."""
+
+    def add(self, counts: Mapping[tuple[int, str], int]) -> None:
+        """Add ``count`` to the stored count of each (minute start, node_id); counts ≥ 1."""
+        checked = [HeartbeatCount(minute, node_id, n) for (minute, node_id), n in counts.items()]
+        with self._lock:
+            stored = self._state.heartbeat_activity
+            for c in checked:
+                stored[(c.minute, c.node_id)] = stored.get((c.minute, c.node_id), 0) + c.count
+
+    def since(self, start: int) -> Sequence[HeartbeatCount]:
+        """Counts of minutes starting at or after ``start``, by minute then node_id."""
+        with self._lock:
+            return [
+                HeartbeatCount(minute, node_id, n)
+                for (minute, node_id), n in sorted(self._state.heartbeat_activity.items())
+                if minute >= start
+            ]
+
+    def delete_older_than(self, cutoff: int) -> int:
+        """Forget counts of minutes starting before ``cutoff``; how many were forgotten."""
+        with self._lock:
+            old = [key for key in self._state.heartbeat_activity if key[0] < cutoff]
+            for key in old:
+                del self._state.heartbeat_activity[key]
+            return len(old)
 
 
 class MemoryManifestRepository(StateRepository):

@@ -69,3 +69,20 @@ class MemoryPaymentRepository(StateRepository):
         """The log lines of one payment, in the order they were logged."""
         with self._lock:
             return [a for a in self._state.attempts if a.payment_hash == payment_hash]
+
+    def attempts_since(self, start: int, limit: int = 10_000) -> Sequence[PaymentAttempt]:
+        """Up to ``limit`` log lines logged at or after ``start``, in the order they were
+        logged."""
+        with self._lock:
+            return [a for a in self._state.attempts if a.at >= start][:limit]
+
+    def settled_since(self, start: int, limit: int = 10_000) -> Sequence[RewardPayment]:
+        """Up to ``limit`` succeeded payments settled (``updated_at``) at or after ``start``,
+        earliest settled first."""
+        with self._lock:
+            rows = [
+                r for r in self._state.payments.values()
+                if r[1].settled and r[1].updated_at >= start
+            ]
+            rows.sort(key=lambda r: (r[1].updated_at, r[0]))
+            return [p for _, p in rows[:limit]]

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from owm_adapters.storage.memory.state import StateRepository
 from owm_core.identity.envelopes import Envelope
+from owm_core.stake.changes import StakeChange, change_of
 from owm_core.stake.channel import Stake
 from owm_core.stake.reporters import ChannelBindings
 from owm_core.stake.slashing import (
@@ -20,9 +21,13 @@ class MemoryStakeRepository(StateRepository):
     """Stake records per public key in a dict."""
 
     def save(self, stake: Stake) -> None:
-        """Insert or replace the stake record of ``stake.public_key``."""
+        """Insert or replace the stake record of ``stake.public_key``, recording a change of
+        status."""
         with self._lock:
+            change = change_of(self._state.stakes.get(stake.public_key), stake)
             self._state.stakes[stake.public_key] = stake
+            if change is not None:
+                self._state.stake_changes.append(change)
 
     def get(self, public_key: str) -> Stake | None:
         """The stake record of ``public_key``, or None (keeps slashed keys for the cooldown)."""
@@ -38,6 +43,11 @@ class MemoryStakeRepository(StateRepository):
                 if s.next_verification_at is not None and s.next_verification_at <= now
             ]
             return sorted(due, key=lambda s: (s.next_verification_at or 0, s.public_key))
+
+    def changes(self, start: int, limit: int = 10_000) -> Sequence[StakeChange]:
+        """Up to ``limit`` status changes at or after ``start``, in the order they were saved."""
+        with self._lock:
+            return [c for c in self._state.stake_changes if c.at >= start][:limit]
 
 
 class MemoryChannelBindingRepository(StateRepository):

@@ -25,6 +25,7 @@ from owm_core.payments.records import PaymentAttempt, RewardPayment
 from owm_core.pool.bitcoin import AcceptedShare
 from owm_core.pool.stats import MiningPayout
 from owm_core.provenance.releases import ModelRelease
+from owm_core.stake.changes import StakeChange
 from owm_core.stake.channel import Stake
 from owm_core.stake.slashing import (
     SlashingDecision,
@@ -41,6 +42,8 @@ class State:
     nodes: dict[str, Node] = attrs.Factory(dict)
     manifests: dict[str, Envelope] = attrs.Factory(dict)
     stakes: dict[str, Stake] = attrs.Factory(dict)
+    stake_changes: list[StakeChange] = attrs.Factory(list)
+    heartbeat_activity: dict[tuple[int, str], int] = attrs.Factory(dict)
     channel_bindings: dict[str, str] = attrs.Factory(dict)
     tasks: dict[str, tuple[int, Task]] = attrs.Factory(dict)
     proofs: dict[tuple[str, str], Envelope] = attrs.Factory(dict)

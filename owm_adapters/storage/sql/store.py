@@ -33,7 +33,11 @@ from owm_adapters.storage.sql.repositories.market import (
     SqlTaskOutputRepository,
     SqlTaskRepository,
 )
-from owm_adapters.storage.sql.repositories.nodes import SqlManifestRepository, SqlNodeRepository
+from owm_adapters.storage.sql.repositories.nodes import (
+    SqlHeartbeatActivityRepository,
+    SqlManifestRepository,
+    SqlNodeRepository,
+)
 from owm_adapters.storage.sql.repositories.payments import SqlPaymentRepository
 from owm_adapters.storage.sql.repositories.pool import SqlMiningPayoutRepository, SqlShareRepository
 from owm_adapters.storage.sql.repositories.provenance import SqlModelReleaseRepository
@@ -57,6 +61,7 @@ class SqlRepositories:
     """Every SQL repository over one engine (the ``Repositories`` port)."""
 
     nodes: SqlNodeRepository
+    heartbeat_activity: SqlHeartbeatActivityRepository
     manifests: SqlManifestRepository
     stakes: SqlStakeRepository
     tasks: SqlTaskRepository
@@ -99,6 +104,7 @@ def sql_repositories(engine: Engine) -> SqlRepositories:
     db = Database(engine)
     return SqlRepositories(
         nodes=SqlNodeRepository(db),
+        heartbeat_activity=SqlHeartbeatActivityRepository(db),
         manifests=SqlManifestRepository(db),
         stakes=SqlStakeRepository(db),
         tasks=SqlTaskRepository(db),

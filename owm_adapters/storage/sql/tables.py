@@ -176,6 +176,23 @@ proofs = Table(
     Column("envelope", LargeBinary, nullable=False),
 )
 
+stake_changes = Table(
+    "stake_changes",
+    metadata,
+    _seq(),
+    Column("public_key", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    _time("at", index=True),
+)
+
+heartbeat_activity = Table(
+    "heartbeat_activity",
+    metadata,
+    _time("minute", primary_key=True),
+    Column("node_id", String(128), primary_key=True),
+    Column("heartbeats", BigInteger, nullable=False),
+)
+
 payments = Table(
     "payments",
     metadata,
@@ -193,6 +210,7 @@ payments = Table(
     _time("updated_at"),
     Index(None, "state", "created_at", "seq"),
     Index(None, "node_id", "created_at"),
+    Index(None, "state", "updated_at"),
 )
 
 payment_attempts = Table(
@@ -203,7 +221,7 @@ payment_attempts = Table(
     Column("task_id", String(128), nullable=False),
     Column("node_id", String(128), nullable=False),
     _money("amount_msat"),
-    _time("at"),
+    _time("at", index=True),
     Column("outcome", String(16), nullable=False),
     Column("error", Text, nullable=True),
 )

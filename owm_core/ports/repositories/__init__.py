@@ -76,6 +76,9 @@ from owm_core.ports.repositories.market import (
     TaskRepository as TaskRepository,
 )
 from owm_core.ports.repositories.nodes import (
+    HeartbeatActivityRepository as HeartbeatActivityRepository,
+)
+from owm_core.ports.repositories.nodes import (
     ManifestRepository as ManifestRepository,
 )
 from owm_core.ports.repositories.nodes import (
@@ -118,6 +121,11 @@ class Repositories(Protocol):
     @property
     def nodes(self) -> NodeRepository:
         """The nodes repository."""
+        ...
+
+    @property
+    def heartbeat_activity(self) -> HeartbeatActivityRepository:
+        """Heartbeats per node and minute (the dashboard's activity charts)."""
         ...
 
     @property

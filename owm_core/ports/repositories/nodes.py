@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from owm_core.identity.envelopes import Envelope
+from owm_core.nodes.activity import HeartbeatCount
 from owm_core.nodes.registry import Node
 from owm_core.nodes.tiers import Tier
 
@@ -38,6 +39,23 @@ class NodeRepository(Protocol):
 
     def record_heartbeats(self, seen: Mapping[str, int]) -> int:
         """Batch-move ``last_heartbeat`` forward (node_id → at; never backwards); count updated."""
+        ...
+
+
+class HeartbeatActivityRepository(Protocol):
+    """How many heartbeats each node sent per minute, for the operator's charts of online nodes
+    and heartbeats over time (:mod:`owm_core.nodes.activity`)."""
+
+    def add(self, counts: Mapping[tuple[int, str], int]) -> None:
+        """Add ``count`` to the stored count of each (minute start, node_id); counts ≥ 1."""
+        ...
+
+    def since(self, start: int) -> Sequence[HeartbeatCount]:
+        """Counts of minutes starting at or after ``start``, by minute then node_id."""
+        ...
+
+    def delete_older_than(self, cutoff: int) -> int:
+        """Forget counts of minutes starting before ``cutoff``; how many were forgotten."""
         ...
 
 

@@ -50,3 +50,13 @@ class PaymentRepository(Protocol):
     def for_node(self, node_id: str, limit: int = 100) -> Sequence[RewardPayment]:
         """Up to ``limit`` payments owed or paid to ``node_id``, newest first (SRS-LN-10)."""
         ...
+
+    def attempts_since(self, start: int, limit: int = 10_000) -> Sequence[PaymentAttempt]:
+        """Up to ``limit`` log lines logged at or after ``start``, in the order they were
+        logged (the dashboard's payments and earnings over time)."""
+        ...
+
+    def settled_since(self, start: int, limit: int = 10_000) -> Sequence[RewardPayment]:
+        """Up to ``limit`` succeeded payments whose ``updated_at`` (when they settled) is at or
+        after ``start``, earliest settled first (the dashboard's payment latency)."""
+        ...

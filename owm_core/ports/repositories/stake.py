@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from owm_core.identity.envelopes import Envelope
+from owm_core.stake.changes import StakeChange
 from owm_core.stake.channel import Stake
 from owm_core.stake.slashing import SlashingDecision, SlashingLogEntry, SlashingSignal
 
@@ -18,7 +19,8 @@ class StakeRepository(Protocol):
     """The latest stake record of each node key (spec 4.12, SRS-STAKE-01..10)."""
 
     def save(self, stake: Stake) -> None:
-        """Insert or replace the stake record of ``stake.public_key``."""
+        """Insert or replace the stake record of ``stake.public_key``; when that gives the key
+        a status it did not have, also record the :class:`StakeChange` (same commit)."""
         ...
 
     def get(self, public_key: str) -> Stake | None:
@@ -27,6 +29,10 @@ class StakeRepository(Protocol):
 
     def due_for_verification(self, now: int) -> Sequence[Stake]:
         """Stakes whose ``next_verification_at`` ≤ ``now``, earliest first (SRS-STAKE-03)."""
+        ...
+
+    def changes(self, start: int, limit: int = 10_000) -> Sequence[StakeChange]:
+        """Up to ``limit`` status changes at or after ``start``, in the order they were saved."""
         ...
 
 

@@ -6,10 +6,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from owm_adapters.storage.envelopes import manifest_of
 from owm_adapters.storage.sql import tables as t
-from owm_adapters.storage.sql.database import int64, upsert
+from owm_adapters.storage.sql.database import SqlRepository, int64, upsert
 from owm_adapters.storage.sql.rows import (
     EnvelopeRepository,
     Flat,
@@ -18,6 +20,7 @@ from owm_adapters.storage.sql.rows import (
     row_converter,
 )
 from owm_core.identity.envelopes import Envelope, to_bytes
+from owm_core.nodes.activity import HeartbeatCount
 from owm_core.nodes.registry import Node
 from owm_core.nodes.tiers import Tier
 
@@ -61,6 +64,46 @@ class SqlNodeRepository(KeyedRepository[Node]):
         with self._db.tx(write=True) as conn:
             # One executemany round trip instead of a statement per node (SRS-PERF-04).
             return conn.execute(statement, rows).rowcount
+
+
+ACTIVITY_CHUNK = 500
+"""Rows per INSERT of heartbeat counts (far below SQLite's bound-parameter limit)."""
+
+
+class SqlHeartbeatActivityRepository(SqlRepository):
+    """Heartbeat counts per (minute, node) in the ``heartbeat_activity`` table."""
+
+    def add(self, counts: Mapping[tuple[int, str], int]) -> None:
+        """Add ``count`` to the stored count of each (minute start, node_id); counts ≥ 1."""
+        rows = [
+            {"minute": c.minute, "node_id": c.node_id, "heartbeats": c.count}
+            for c in (HeartbeatCount(m, node_id, n) for (m, node_id), n in sorted(counts.items()))
+        ]
+        with self._db.tx(write=True) as conn:
+            dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            for i in range(0, len(rows), ACTIVITY_CHUNK):
+                statement = dialect_insert(t.heartbeat_activity).values(rows[i:i + ACTIVITY_CHUNK])
+                conn.execute(statement.on_conflict_do_update(
+                    index_elements=[t.heartbeat_activity.c.minute, t.heartbeat_activity.c.node_id],
+                    set_={"heartbeats": t.heartbeat_activity.c.heartbeats
+                          + statement.excluded.heartbeats},
+                ))
+
+    def since(self, start: int) -> Sequence[HeartbeatCount]:
+        """Counts of minutes starting at or after ``start``, by minute then node_id."""
+        c = t.heartbeat_activity.c
+        query = select(t.heartbeat_activity).where(c.minute >= start).order_by(c.minute, c.node_id)
+        with self._db.tx() as conn:
+            rows = conn.execute(query).all()
+        return [HeartbeatCount(r.minute, r.node_id, r.heartbeats) for r in rows]
+
+    def delete_older_than(self, cutoff: int) -> int:
+        """Forget counts of minutes starting before ``cutoff``; how many were forgotten."""
+        with self._db.tx(write=True) as conn:
+            done = conn.execute(
+                delete(t.heartbeat_activity).where(t.heartbeat_activity.c.minute < cutoff)
+            )
+        return int(done.rowcount)
 
 
 def _manifest_row(envelope: Envelope) -> dict[str, Any]:

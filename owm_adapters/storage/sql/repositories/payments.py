@@ -105,3 +105,22 @@ class SqlPaymentRepository(MappedRepository):
         c = t.payment_attempts.c
         query = select(t.payment_attempts).where(c.payment_hash == payment_hash).order_by(c.seq)
         return self._all(query, PaymentAttempt)
+
+    def attempts_since(self, start: int, limit: int = 10_000) -> Sequence[PaymentAttempt]:
+        """Up to ``limit`` log lines logged at or after ``start``, in the order they were
+        logged."""
+        c = t.payment_attempts.c
+        query = select(t.payment_attempts).where(c.at >= start).order_by(c.seq).limit(limit)
+        return self._all(query, PaymentAttempt)
+
+    def settled_since(self, start: int, limit: int = 10_000) -> Sequence[RewardPayment]:
+        """Up to ``limit`` succeeded payments settled (``updated_at``) at or after ``start``,
+        earliest settled first."""
+        c = t.payments.c
+        query = (
+            select(t.payments)
+            .where(c.state == PaymentState.SUCCEEDED.value, c.updated_at >= start)
+            .order_by(c.updated_at, c.seq)
+            .limit(limit)
+        )
+        return self._all(query, RewardPayment)

@@ -19,7 +19,8 @@ from owm_adapters.storage.sql.rows import (
     to_row,
 )
 from owm_core.errors import Conflict
-from owm_core.stake.channel import Stake
+from owm_core.stake.changes import StakeChange, change_of
+from owm_core.stake.channel import Stake, StakeStatus
 from owm_core.stake.reporters import channel_taken
 
 _ROWS = row_converter()
@@ -49,9 +50,20 @@ class SqlStakeRepository(SqlRepository):
     """Stake records (with their channel flattened) in the ``stakes`` table."""
 
     def save(self, stake: Stake) -> None:
-        """Insert or replace the stake record of ``stake.public_key``."""
+        """Insert or replace the stake record of ``stake.public_key``, recording a change of
+        status in ``stake_changes`` in the same transaction."""
+        c = t.stakes.c
         with self._db.tx(write=True) as conn:
+            row = conn.execute(
+                select(t.stakes).where(c.public_key == stake.public_key).with_for_update()
+            ).first()
+            before = None if row is None else from_row(_ROWS, row, Stake)
             upsert(conn, t.stakes, to_row(_ROWS, stake), "public_key")
+            change = change_of(before, stake)
+            if change is not None:
+                conn.execute(insert(t.stake_changes).values(
+                    public_key=change.public_key, status=change.status.value, at=change.at
+                ))
 
     def get(self, public_key: str) -> Stake | None:
         """The stake record of ``public_key``, or None (keeps slashed keys for the cooldown)."""
@@ -70,6 +82,16 @@ class SqlStakeRepository(SqlRepository):
         with self._db.tx() as conn:
             rows = conn.execute(query).all()
         return [from_row(_ROWS, r, Stake) for r in rows]
+
+    def changes(self, start: int, limit: int = 10_000) -> Sequence[StakeChange]:
+        """Up to ``limit`` status changes at or after ``start``, in the order they were saved."""
+        c = t.stake_changes.c
+        query = (
+            select(c.public_key, c.status, c.at).where(c.at >= start).order_by(c.seq).limit(limit)
+        )
+        with self._db.tx() as conn:
+            rows = conn.execute(query).all()
+        return [StakeChange(r.public_key, StakeStatus(r.status), r.at) for r in rows]
 
 
 class SqlChannelBindingRepository(SqlRepository):
