@@ -13,8 +13,9 @@ an ``<svg>`` element with
   a missing value (None, NaN) draws nothing and breaks the line,
 * ``data-points``: how many points were drawn, so tests (and people) can count them.
 
-A chart whose values are all missing or zero is not drawn: an honest "no data yet" sentence
-(``Chart.empty``) says so instead of an empty grid. Every text is XML-escaped (characters XML
+A chart whose values are all missing — or all zero, for counts (``zeros_are_empty``), where
+zero means nothing happened — is not drawn: an honest "no data yet" sentence (``Chart.empty``)
+says so instead of an empty grid. Every text is XML-escaped (characters XML
 cannot hold are dropped); every
 coordinate lies inside the ``viewBox``.
 """
@@ -24,7 +25,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import attrs
@@ -34,9 +35,19 @@ HEIGHT = 230
 LEFT, RIGHT, TOP, BOTTOM = 52, 12, 30, 34
 """Margins around the plot area: y labels left, legend on top, x labels below."""
 MAX_X_LABELS = 8
+MAX_BAR_GROUP = 48
+"""Widest group of bars at one x label (a chart of one round stays a bar, not a wall)."""
 LEGEND_CHARS = 28
 COLORS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#d97706")
 """One colour per series, in order (distinguishable, and readable on white)."""
+
+
+def _values(values: Iterable[float | None]) -> tuple[float | None, ...]:
+    return tuple(values)
+
+
+def _texts(texts: Iterable[str]) -> tuple[str, ...]:
+    return tuple(texts)
 
 
 @attrs.frozen
@@ -44,7 +55,11 @@ class Series:
     """One named line or set of bars: a value (or None) per x label."""
 
     label: str
-    values: tuple[float | None, ...] = attrs.field(converter=tuple)
+    values: tuple[float | None, ...] = attrs.field(converter=_values)
+
+
+def _series(series: Iterable[Series]) -> tuple[Series, ...]:
+    return tuple(series)
 
 
 @attrs.frozen
@@ -54,11 +69,12 @@ class Chart:
     chart_id: str
     title: str
     description: str
-    x_labels: tuple[str, ...] = attrs.field(converter=tuple)
-    series: tuple[Series, ...] = attrs.field(converter=tuple)
+    x_labels: tuple[str, ...] = attrs.field(converter=_texts)
+    series: tuple[Series, ...] = attrs.field(converter=_series)
     unit: str = ""
     kind: Literal["line", "bar"] = "line"
     empty: str = "no data yet"
+    zeros_are_empty: bool = True
 
     def __attrs_post_init__(self) -> None:
         for s in self.series:
@@ -89,6 +105,16 @@ def _nice(value: float) -> float:
     return max(value, 10.0 ** min(exponent + 1, 300))
 
 
+def _top(value: float, whole: bool) -> float:
+    """The axis' end at or above ``value`` ≥ 0: a round number, or for whole numbers four
+    times a whole step (so the four gridlines fall on whole numbers)."""
+    if value <= 0:
+        return 0.0
+    if not whole:
+        return _nice(value)
+    return 4 * float(math.ceil(max(1.0, _nice(value / 4))))
+
+
 def _number(value: float) -> str:
     """A short label: integers as such (with thousands separators), others to 3 digits."""
     if float(value).is_integer() and abs(value) < 1e15:
@@ -104,12 +130,11 @@ class _Scale:
 
     @classmethod
     def of(cls, values: Sequence[float], n: int) -> _Scale:
-        lo = min(0.0, *values)
-        hi = max(0.0, *values)
-        hi = _nice(hi) if hi > 0 else 0.0
-        lo = -_nice(-lo) if lo < 0 else 0.0
+        whole = all(float(v).is_integer() for v in values)  # counts: whole-number gridlines
+        hi = _top(max(0.0, *values), whole)
+        lo = -_top(-min(0.0, *values), whole)
         if hi == lo:
-            hi = lo + 1.0
+            hi = lo + (4.0 if whole else 1.0)
         return cls(lo, hi, n)
 
     def y(self, value: float) -> float:
@@ -179,7 +204,7 @@ def _line(chart: Chart, n: int, s: Series, scale: _Scale) -> tuple[list[str], in
 
 def _bars(chart: Chart, n: int, s: Series, scale: _Scale) -> tuple[list[str], int]:
     color = COLORS[n % len(COLORS)]
-    group = scale.band() * 0.8
+    group = min(scale.band() * 0.8, MAX_BAR_GROUP)
     width = round(group / len(chart.series), 1)
     zero = scale.y(0.0)
     bars = []
@@ -196,8 +221,10 @@ def _bars(chart: Chart, n: int, s: Series, scale: _Scale) -> tuple[list[str], in
 
 
 def has_data(chart: Chart) -> bool:
-    """Whether any value is present and not zero (otherwise the chart says ``empty``)."""
-    return any(_finite(v) for s in chart.series for v in s.values)
+    """Whether any value is present (and, where ``zeros_are_empty``, not zero); otherwise the
+    chart says ``empty``."""
+    present = [v for s in chart.series for v in map(_finite, s.values) if v is not None]
+    return any(present) if chart.zeros_are_empty else bool(present)
 
 
 def render(chart: Chart) -> str:

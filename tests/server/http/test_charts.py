@@ -36,6 +36,7 @@ def charts(draw: st.DrawFn) -> Chart:
         title=draw(printable), description=draw(printable),
         x_labels=draw(st.lists(text, min_size=n, max_size=n)), series=series,
         unit=draw(text), kind=draw(st.sampled_from(["line", "bar"])),
+        zeros_are_empty=draw(st.booleans()),
     )  # fmt: skip
 
 
@@ -47,7 +48,8 @@ def _present(chart: Chart) -> int:
 def test_any_chart_is_valid_xml_with_a_point_per_value_inside_its_view_box(chart: Chart) -> None:
     drawn = render(chart)
     root = ET.fromstring(drawn)  # well-formed, whatever the labels hold
-    if not any(v for s in chart.series for v in s.values if v is not None and math.isfinite(v)):
+    present = [v for s in chart.series for v in s.values if v is not None and math.isfinite(v)]
+    if not (any(present) if chart.zeros_are_empty else present):
         assert root.tag == "p" and root.get("class") == "empty chart-empty"
         return
     assert root.tag == f"{SVG}svg"
@@ -108,6 +110,13 @@ def test_a_chart_without_data_says_so_instead_of_drawing_an_empty_grid(values) -
     assert render(chart) == (
         '<p class="empty chart-empty" data-chart="hb">no heartbeats in the last 3 h</p>'
     )
+
+
+def test_zero_latencies_are_data_and_drawn_where_zero_counts_would_mean_nothing_happened() -> None:
+    chart = Chart("lat", "Latency", "s", ["a", "b"], [Series("median", [0, None])], unit="s",
+                  zeros_are_empty=False)
+    root = ET.fromstring(render(chart))
+    assert root.get("data-points") == "1"
 
 
 def test_a_series_must_have_a_value_per_label() -> None:
