@@ -1,8 +1,11 @@
 """The coordinator's web dashboard: plain HTML and htmx at ``/dashboard``.
 
-One page (``GET /dashboard``) lays out seven panels — network totals, nodes and their stakes,
-recent tasks, FL rounds with accuracy, reward payments, model versions with their
-OpenTimestamps status, and the public slashing log. The page itself holds no data: each panel
+One page (``GET /dashboard``) lays out the network totals, then five charts of the last hours
+(:mod:`owm_server.http.dashboard_charts`: nodes online and heartbeats, payments and earnings,
+payment latency, FL accuracy and flagged updates per round, stake and slashing events — SVG
+drawn on the server by :mod:`owm_server.http.charts`, no script), then six tables — nodes and
+their stakes, recent tasks, FL rounds with accuracy, reward payments, model versions with
+their OpenTimestamps status, and the public slashing log. The page itself holds no data: each panel
 asks for its fragment (``GET /dashboard/fragments/<panel>``) when the page loads and every two
 seconds after that (``hx-get`` + ``hx-trigger="load, every 2s"``), so what a person sees is
 always what the coordinator's store holds now.
@@ -30,6 +33,7 @@ from starlette.routing import BaseRoute, Route
 from owm_adapters.services.api import ApiServices, ReadCache
 from owm_core.market.tasks import Task, TaskState
 from owm_core.payments.records import RewardPayment
+from owm_server.http.dashboard_charts import CHART_PANELS, CHART_STYLE
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +263,7 @@ def slashing_fragment(services: ApiServices) -> str:
 
 PANELS: dict[str, tuple[str, Callable[[ApiServices], str]]] = {
     "summary": ("Network", summary_fragment),
+    **CHART_PANELS,
     "nodes": ("Nodes and stakes", nodes_fragment),
     "tasks": ("Recent tasks", tasks_fragment),
     "fl": ("FL rounds", fl_fragment),
@@ -284,21 +289,31 @@ dt{color:#555}dd{margin:0}
 """
 
 
-def page() -> str:
-    """The dashboard page: a section per panel, each filled and refreshed by htmx."""
-    sections = "".join(
+def _section(name: str, title: str) -> str:
+    return (
         f'<section id="{name}"><h2>{_e(title)}</h2>'
         f'<div class="panel" hx-get="/dashboard/fragments/{name}" '
         f'hx-trigger="load, {REFRESH}" hx-swap="innerHTML">'
         '<p class="empty">loading…</p></div></section>'
+    )
+
+
+def page() -> str:
+    """The dashboard page: a section per panel, each filled and refreshed by htmx; the chart
+    panels side by side in a grid after the network totals."""
+    charts = "".join(_section(name, title) for name, (title, _) in CHART_PANELS.items())
+    sections = "".join(
+        _section(name, title)
+        + (f'<div class="charts">{charts}</div>' if name == "summary" else "")
         for name, (title, _render) in PANELS.items()
+        if name not in CHART_PANELS
     )
     return (
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         '<meta name="htmx-config" content=\'{"includeIndicatorStyles": false}\'>'
         "<title>OWM coordinator dashboard</title>"
-        f"<style>{_STYLE}</style>"
+        f"<style>{_STYLE}{CHART_STYLE}</style>"
         '<script src="/dashboard/static/htmx.min.js"></script>'
         "</head><body><header><h1>OWM coordinator</h1>"
         "<p>Live view of this coordinator's store; every panel refreshes every 2 s.</p>"

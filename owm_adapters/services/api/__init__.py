@@ -11,6 +11,8 @@ One module per capability, mirroring :mod:`owm_server.http.v1`:
   status, earnings and stake;
 * :mod:`~owm_adapters.services.api.views` — the cached public read models: network, slashing
   log, pool statistics and the live dashboard (SRS-PERF-08);
+* :mod:`~owm_adapters.services.api.history` — the recent history the dashboard charts
+  (heartbeats, payments, latency, stake events, FL rounds);
 * :mod:`~owm_adapters.services.api.governance` — proposals and comments (SRS-GOV-01..05);
 * :mod:`~owm_adapters.services.api.bounties` — GitHub bounties and repository analyses.
 
@@ -43,6 +45,7 @@ from owm_adapters.services.api.access import (
 from owm_adapters.services.api.bounties import Bounties
 from owm_adapters.services.api.config import ApiConfig, ReadCache
 from owm_adapters.services.api.governance import Governance
+from owm_adapters.services.api.history import History
 from owm_adapters.services.api.nodes import Nodes
 from owm_adapters.services.api.releases import Releases
 from owm_adapters.services.api.views import DashboardFrame, MinerView, Views
@@ -70,6 +73,7 @@ class ApiServices:
     releases: Releases
     nodes: Nodes
     views: Views
+    history: History
     governance: Governance
     bounties: Bounties
     #: Slashing acknowledgements and pending cases (None when no slashing service is wired).
@@ -122,6 +126,7 @@ class ApiServices:
             releases=Releases(store, cache),
             nodes=Nodes(coordinator, cache, config),
             views=Views(store, clock, coordinator.config.liveness, cache, config),
+            history=History(store, clock),
             governance=Governance(store, clock, cache, entropy, config),
             bounties=Bounties(store, clock, cache, config, entropy),
             slashing=slashing,
@@ -141,6 +146,7 @@ __all__ = [
     "Bounties",
     "DashboardFrame",
     "Governance",
+    "History",
     "MinerView",
     "Nodes",
     "ReadCache",

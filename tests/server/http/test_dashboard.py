@@ -5,10 +5,15 @@ The Chromium test serves the real application with uvicorn on a free port and lo
 itself carries no data: every value must arrive through htmx's fragment requests. A payment
 added to the store only after the browser's first payments request must show up too, which
 only the ``every 2s`` refresh can bring. A screenshot is written to the test's tmp dir.
+
+The chart panels are fed through the real services: heartbeats through the coordinator's
+heartbeat ingestion, a reward through the payout dispatcher over the embedded Lightning ledger,
+a stake through registration; each chart must then be drawn with a point per value.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import struct
 import subprocess
@@ -19,13 +24,17 @@ from pathlib import Path
 import attrs
 import pytest
 
+from owm_adapters.services.api.history import BUCKETS
+from owm_adapters.services.payouts import LedgerInvoiceSource, PayoutDispatcher
 from owm_core.coordination.tasks import submit_task
 from owm_core.fl.rounds import FlRound
-from owm_core.market.tasks import TaskRequest, VerificationPolicy
+from owm_core.market.tasks import Settlement, SettlementKind, TaskRequest, VerificationPolicy
 from owm_core.nodes.tiers import Tier
 from owm_server.http.app import create_app
 from owm_server.http.dashboard import PANELS
+from owm_server.http.dashboard_charts import CHART_PANELS
 from owm_server.http.serve import ApiServer
+from tests.server.harness import T1_STAKE_SAT, SimNode
 from tests.server.http import records
 from tests.server.http.world import T0, World, build_world
 
@@ -58,6 +67,72 @@ def _populate(world: World) -> dict[str, str]:
         flagged=("n" + "ef" * 20,), accuracy_ppm=912_300, version_id="owm-base@fl-4",
     ))
     return {"node_id": node.node_id}
+
+
+def _populate_history(world: World) -> dict[str, int]:
+    """History through the real services, before :func:`_populate` (which adds the FL round
+    and the slashing entry the charts show, and an unpayable payment): a staked node
+    registers, sends heartbeats over three buckets, and is paid a reward over the embedded
+    Lightning ledger. Returns how many points each chart must draw."""
+    node = SimNode.create()
+    world.ledger.add_node("paid-node", secret_key=node.ln_key.secret)
+    world.ledger.open_channel(world.treasury, node.ln_pubkey, 2 * T1_STAKE_SAT,
+                              push_sat=T1_STAKE_SAT)  # fmt: skip
+    world.register(node)
+    for _ in range(3):
+        for _ in range(2):
+            world.services.coordinator.heartbeat(node.heartbeat_envelope(world.clock.now()))
+        world.clock.advance(300)
+    payouts = PayoutDispatcher(world.repos, world.ledger.lightning("treasury"),
+                               LedgerInvoiceSource(world.ledger), world.clock)  # fmt: skip
+    payouts.on_settlement(Settlement("task-paid", node.node_id, SettlementKind.SETTLE, 40_000))
+    assert payouts.sweep() == 1
+    (paid,) = world.repos.payments.for_task("task-paid")
+    assert paid.settled
+    return {
+        "chart-online": BUCKETS, "chart-heartbeats": BUCKETS,
+        "chart-payments": 2 * BUCKETS, "chart-earnings": BUCKETS,
+        "chart-latency": 2,  # median and longest of the one bucket a payment settled in
+        "chart-fl-accuracy": 1, "chart-fl-flagged": 1,
+        "chart-stake": 4 * BUCKETS,  # active, degraded, suspended, slashed
+    }  # fmt: skip
+
+
+_SVG = re.compile(r'<svg [^>]*id="(chart-[a-z-]+)"[^>]*data-points="(\d+)"[^>]*>(.*?)</svg>', re.S)
+
+
+def _charts(html_text: str) -> dict[str, tuple[int, int]]:
+    """Each drawn chart: (points it says it drew, point elements it holds)."""
+    return {
+        m.group(1): (int(m.group(2)), len(re.findall(r'class="point"', m.group(3))))
+        for m in _SVG.finditer(html_text)
+    }
+
+
+def test_each_chart_draws_a_point_per_value_of_the_history_the_services_stored(world):
+    expected = _populate_history(world)
+    _populate(world)
+    drawn: dict[str, tuple[int, int]] = {}
+    for name in CHART_PANELS:
+        reply = world.client.get(f"/dashboard/fragments/{name}")
+        assert reply.status_code == 200
+        drawn.update(_charts(reply.text))
+    assert drawn == {chart: (n, n) for chart, n in expected.items()}
+    heartbeats = world.client.get("/dashboard/fragments/activity").text
+    assert heartbeats.count(": 2 heartbeats</title>") == 3  # two in each of three buckets
+    assert "paid to nodes" in world.client.get("/dashboard/fragments/payment-flow").text
+    fl = world.client.get("/dashboard/fragments/fl-quality").text
+    assert "accuracy, #4: 91.2 %</title>" in fl and "flagged, #4: 1 updates</title>" in fl
+
+
+def test_an_empty_store_says_no_data_yet_on_every_chart_instead_of_drawing_one(world):
+    texts = [world.client.get(f"/dashboard/fragments/{name}").text for name in CHART_PANELS]
+    assert all("<svg" not in text for text in texts)
+    assert texts[0].count('class="empty chart-empty"') == 2
+    assert "no node sent a heartbeat in the last 3 h" in texts[0]
+    assert "no payment settled in the last 3 h" in texts[2]
+    assert "no FL round yet" in texts[3]
+    assert "no stake change and no slashing in the last 3 h" in texts[4]
 
 
 def test_the_page_holds_no_data_and_asks_for_every_panel_now_and_every_two_seconds(world):
@@ -160,6 +235,7 @@ def _browse(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess
 def test_in_headless_chromium_the_panels_fill_and_refresh_and_a_screenshot_is_taken(
     world, tmp_path
 ):
+    expected = _populate_history(world)
     ids = _populate(world)
     late = records.payment(99, ids["node_id"], T0)
 
@@ -179,13 +255,15 @@ def test_in_headless_chromium_the_panels_fill_and_refresh_and_a_screenshot_is_ta
         assert ids["node_id"] in dom
         assert "task-waiting-7" in dom
         assert "owm-geo@owm-v0.3.0" in dom and "confirmed" in dom
-        assert "100,000 sat in 1 active stakes" in dom
+        assert "200,000 sat in 2 active stakes" in dom  # with the paid node's
         assert "owm-base@fl-4" in dom and "91.2 %" in dom
         assert "loading…" not in dom
         # The payment stored after the first payments request arrived through a refresh.
         assert late.task_id in dom
         assert app.paths.count("/dashboard/fragments/payments") >= 2
         assert "/dashboard/static/htmx.min.js" in app.paths
+        # Every chart is in the browser's DOM, drawn with a point per value.
+        assert _charts(dom) == {chart: (n, n) for chart, n in expected.items()}
 
         shot = tmp_path / "dashboard.png"
         taken = _browse(url, tmp_path / "profile-shot", "--virtual-time-budget=3000",
