@@ -83,7 +83,7 @@ from owm_core.payments.records import (
     is_forfeited,
 )
 from owm_core.ports.clock import Clock
-from owm_core.ports.lightning import Lightning
+from owm_core.ports.lightning import ForceCloser
 from owm_core.ports.repositories import Repositories
 from owm_core.stake.channel import Stake, StakePolicy, StakeStatus
 from owm_core.stake.reporters import ReporterStake, counted_signals, named_by_peers
@@ -178,7 +178,7 @@ class SlashingService:
     """Signals and acknowledgements in, slashing decisions carried out (module docstring)."""
 
     repositories: Repositories
-    force_closer: Lightning
+    force_closer: ForceCloser
     coordinator: Identity
     clock: Clock
     policy: SlashingPolicy

@@ -26,7 +26,7 @@ from owm_core.errors import InvalidValue, NotFound
 from owm_core.identity.keys import node_id_from_public_key, parse_public_key
 from owm_core.nodes.tiers import StakeRequirements, Tier
 from owm_core.payments.lightning import Channel
-from owm_core.ports.lightning import Lightning
+from owm_core.ports.lightning import Lightning, StakeChannels
 from owm_core.ports.stores import StakeStore
 from owm_core.stake.channel import (
     Stake,
@@ -103,7 +103,7 @@ def reporter_stakes(repositories: StakeStore, node_ids: Iterable[str]) -> dict[s
 
 def recheck_stake(
     repositories: StakeStore,
-    lightning: Lightning,
+    lightning: StakeChannels,
     stake: Stake,
     now: int,
     requirements: StakeRequirements | None = None,
@@ -138,7 +138,7 @@ def recheck_stake(
 
 def reverify_due_stakes(
     repositories: StakeStore,
-    lightning: Lightning,
+    lightning: StakeChannels,
     now: int,
     requirements: StakeRequirements | None = None,
     policy: StakePolicy | None = None,

@@ -79,3 +79,22 @@ class Lightning(Protocol):
     def force_close(self, channel_point: str) -> str:
         """Unilaterally close a channel with the force-close credential; return the txid."""
         ...
+
+
+class StakeChannels(Protocol):
+    """The part of a Lightning node that stake re-verification reads (SRS-STAKE-01/02): its
+    channels with one peer. Every :class:`Lightning` is one; the economy simulator's channel
+    book is one without invoices or payments."""
+
+    def channels_with(self, peer_pubkey: str) -> list[Channel]:
+        """This node's open channels with ``peer_pubkey``."""
+        ...
+
+
+class ForceCloser(Protocol):
+    """The part of a Lightning node that carries out a slash (SRS-STAKE-05, SRS-LN-12): force
+    closing a stake channel. Every :class:`Lightning` is one."""
+
+    def force_close(self, channel_point: str) -> str:
+        """Unilaterally close a channel with the force-close credential; return the txid."""
+        ...
