@@ -24,6 +24,7 @@ class MemoryNodeRepository(StateRepository):
             if self._key_taken(node):
                 raise Conflict("a node with this public key is already registered")
             self._state.nodes[node.node_id] = node
+            self._state.node_keys[node.public_key] = node.node_id
 
     def save(self, node: Node) -> None:
         """Replace the stored record of an existing node; Conflict if it is unknown."""
@@ -32,13 +33,15 @@ class MemoryNodeRepository(StateRepository):
                 raise Conflict(f"node {node.node_id} is not registered")
             if self._key_taken(node):
                 raise Conflict("a node with this public key is already registered")
+            previous = self._state.nodes[node.node_id]
+            if previous.public_key != node.public_key:
+                del self._state.node_keys[previous.public_key]
             self._state.nodes[node.node_id] = node
+            self._state.node_keys[node.public_key] = node.node_id
 
     def _key_taken(self, node: Node) -> bool:
-        return any(
-            n.public_key == node.public_key and n.node_id != node.node_id
-            for n in self._state.nodes.values()
-        )
+        holder = self._state.node_keys.get(node.public_key)
+        return holder is not None and holder != node.node_id
 
     def get(self, node_id: str) -> Node | None:
         """The node with ``node_id``, or None."""
@@ -48,7 +51,8 @@ class MemoryNodeRepository(StateRepository):
     def get_by_public_key(self, public_key: str) -> Node | None:
         """The node registered with Ed25519 ``public_key`` (64 hex), or None."""
         with self._lock:
-            return next((n for n in self._state.nodes.values() if n.public_key == public_key), None)
+            node_id = self._state.node_keys.get(public_key)
+            return None if node_id is None else self._state.nodes[node_id]
 
     def list(self) -> Sequence[Node]:
         """Every node, ordered by node_id."""

@@ -17,11 +17,12 @@ class MemoryPaymentRepository(StateRepository):
         with self._lock:
             stored = self._state.payments.get(payment.payment_hash)
             if stored is None:
-                if any(
-                    p.payment_id == payment.payment_id for _, p in self._state.payments.values()
-                ):
+                if payment.payment_id in self._state.payment_ids:
                     raise Conflict(f"payment id {payment.payment_id} is used by another hash")
                 self._state.payments[payment.payment_hash] = (self._state.next_seq(), payment)
+                self._state.payment_ids[payment.payment_id] = payment.payment_hash
+                by_node = self._state.payments_by_node
+                by_node[payment.node_id] = (*by_node.get(payment.node_id, ()), payment.payment_hash)
                 return payment
             kept = merge(stored[1], payment)
             self._state.payments[payment.payment_hash] = (stored[0], kept)
@@ -61,7 +62,8 @@ class MemoryPaymentRepository(StateRepository):
     def for_node(self, node_id: str, limit: int = 100) -> Sequence[RewardPayment]:
         """Up to ``limit`` payments owed or paid to ``node_id``, newest first (SRS-LN-10)."""
         with self._lock:
-            rows = [r for r in self._state.payments.values() if r[1].node_id == node_id]
+            hashes = self._state.payments_by_node.get(node_id, ())
+            rows = [self._state.payments[h] for h in hashes]
             rows.sort(key=lambda r: (r[1].created_at, r[0]), reverse=True)
             return [p for _, p in rows[:limit]]
 

@@ -40,6 +40,8 @@ class State:
 
     seq: int = 0
     nodes: dict[str, Node] = attrs.Factory(dict)
+    #: Index: public key → node id, so that a key lookup is not a scan of every node.
+    node_keys: dict[str, str] = attrs.Factory(dict)
     manifests: dict[str, Envelope] = attrs.Factory(dict)
     stakes: dict[str, Stake] = attrs.Factory(dict)
     stake_changes: list[StakeChange] = attrs.Factory(list)
@@ -48,6 +50,10 @@ class State:
     tasks: dict[str, tuple[int, Task]] = attrs.Factory(dict)
     proofs: dict[tuple[str, str], Envelope] = attrs.Factory(dict)
     payments: dict[str, tuple[int, RewardPayment]] = attrs.Factory(dict)
+    #: Indexes of ``payments``: payment id → hash; node id → its hashes (tuples, replaced
+    #: rather than mutated so that a snapshot stays independent).
+    payment_ids: dict[str, str] = attrs.Factory(dict)
+    payments_by_node: dict[str, tuple[str, ...]] = attrs.Factory(dict)
     attempts: list[PaymentAttempt] = attrs.Factory(list)
     slashing_log: list[SlashingLogEntry] = attrs.Factory(list)
     # slashing evidence: values are replaced, never mutated, so snapshots stay independent
