@@ -18,7 +18,7 @@ COMMANDS = {
     "devnet": ("owm_cli.devnet:devnet", "A whole OWM network on this machine (up/down/status)."),
     "ots": ("owm_cli.ots:ots", "OpenTimestamps proofs of model versions."),
     "release": ("owm_cli.release:release", "Build and sign release manifests (maintainers)."),
-    "sim": ("owm_cli.sim:sim", "Simulations: federated learning under attack."),
+    "sim": ("owm_cli.sim:sim", "Simulations: FL under attack, the whole economy."),
     "slashing": ("owm_cli.slashing:slashing", "Maintainer acknowledgements of slashing cases."),
     "slashing-log": ("owm_cli.slashing:slashing_log", "Verify the public slashing log."),
 }

@@ -17,6 +17,7 @@ import click
 from owm_adapters.flower.simulation import SimConfig, run_simulation
 from owm_cli.errors import OwmGroup
 from owm_cli.options import json_option, render
+from owm_cli.options import progress as progress_line
 from owm_core.fl.aggregation import Rule
 from owm_core.fl.attacks import Attack
 
@@ -102,3 +103,88 @@ def _fl_lines(report: dict[str, Any]) -> list[str]:
         f"{report['slashing_signals']}; rejected updates {report['rejected_updates']}; "
         f"{report['seconds']:.1f} s",
     ]
+
+
+_ECONOMY_SHARES = [
+    ("sybil", "Share of nodes that are Sybil identities (several behind one stake channel)."),
+    ("lazy", "Share of nodes that return made-up outputs instead of computing."),
+    ("poisoner", "Share of nodes that send poisoned FL updates."),
+    ("colluder", "Share of nodes that agree on one wrong output with the other colluders."),
+    ("flaky", "Share of nodes that go offline after taking tasks and close their stake."),
+    ("free-rider", "Share of clients that submit tasks without paying."),
+]
+
+
+def _economy_options(command: Any) -> Any:
+    for name, text in reversed(_ECONOMY_SHARES):
+        command = click.option(f"--{name}-share", type=click.FloatRange(0, 1), default=None,
+                               help=f"{text} [default: the model's, see docs/simulation.md]")(
+                                   command)
+    return command
+
+
+@sim.command("economy")
+@click.option("--nodes", default=1_000, show_default=True, type=click.IntRange(1),
+              help="Node identities in the simulated network.")
+@click.option("--days", default=365, show_default=True, type=click.IntRange(1),
+              help="Simulated days (one step per day).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0),
+              help="Seed of the world (same seed and options, same figures).")
+@_economy_options
+@click.option("--tasks-per-node-day", type=click.FloatRange(0, 1), default=None,
+              help="Tasks submitted per eligible node per day [default: 0.3].")
+@click.option("--redundancy", type=click.IntRange(1, 101), default=None,
+              help="Nodes that run each task (redundant verification) [default: 3].")
+@click.option("--t1-stake-sats", type=click.IntRange(1), default=None,
+              help="Tier-1 stake minimum in sat [default: 100000].")
+@click.option("--max-price-msat", type=click.IntRange(1), default=None,
+              help="Highest price per replica a client offers, in msat [default: 200000].")
+@json_option("the configuration and every figure of the run")
+def economy(as_json: bool, **settings: Any) -> None:
+    """The whole incentive system over simulated days, with adversaries; stops at the first
+    broken invariant with a reproduction (progress on stderr)."""
+    from owm_adapters.sim.economy.config import EconomyConfig
+    from owm_adapters.sim.economy.engine import simulate, summary
+    from owm_adapters.sim.economy.invariants import InvariantViolated
+
+    given = {k.replace("-", "_"): v for k, v in settings.items() if v is not None}
+    config = EconomyConfig(**given)
+    step = max(1, config.days // 20)
+
+    def progress(day: int, days: int) -> None:
+        if day % step == 0 or day == days:
+            progress_line(f"day {day}/{days}")
+
+    import time
+    started = time.perf_counter()
+    try:
+        world = simulate(config, progress)
+    except InvariantViolated as violated:
+        v = violated.violation
+        raise click.ClickException(
+            f"invariant {v.invariant} broken on day {v.day} (actors: "
+            f"{', '.join(v.actors) or 'none'}): {v.detail}; reproduce with: "
+            f"{violated.reproduction}") from None
+    report = summary(world, time.perf_counter() - started)
+    render(report, as_json, lambda: _economy_lines(report))
+
+
+def _economy_lines(report: dict[str, Any]) -> list[str]:
+    """The text of ``owm sim economy`` from its report."""
+    config, money = report["config"], report["money_msat"]
+    lines = [
+        f"economy: {config['nodes']} nodes, {config['days']} days, seed {config['seed']}: "
+        f"{report['node_days_per_s']} node-days/s",
+        f"tasks {report['tasks'].get('tasks', 0)}; refused unfunded "
+        f"{report['tasks'].get('refused_unfunded', 0)}, no match "
+        f"{report['tasks'].get('refused_no_match', 0)}; slashings {report['slashings']} "
+        f"{report['slashed_by_behaviour']}",
+        f"paid to nodes {money['paid_to_nodes'] // 1000} sat; treasury "
+        f"{money['treasury_end'] // 1000} sat; Gini {report['earnings']['gini']}",
+    ]
+    for behaviour, stats in report["earnings"]["by_behaviour"].items():
+        lines.append(f"  {behaviour}: {stats['nodes']} nodes, mean {stats['mean_sat']} sat")
+    lines.append(f"stake payback (days): {report['stake_payback_days']}")
+    if "report" in report:
+        lines.append(f"report: {report['report']}")
+    return lines
