@@ -22,10 +22,17 @@ import click
 
 from owm_adapters.chain.bitcoin_rpc import BitcoinRpc
 from owm_adapters.chain.local_chain import LocalChain
+from owm_adapters.provenance.calendar_http import (
+    DEFAULT_CALENDARS,
+    CalendarDirectory,
+    HttpCalendar,
+    whitelist_of,
+)
 from owm_adapters.provenance.ots import OpenTimestamps, describe, digest_of
 from owm_adapters.provenance.ots_calendar import DEFAULT_URL, Calendar
 from owm_cli.errors import OwmGroup
 from owm_cli.options import chain_options, json_option
+from owm_core.access.destinations import DestinationPolicy
 from owm_core.errors import ChainUnavailable, ProofMalformed
 from owm_core.ports.chain import Chain
 from owm_core.provenance.versions import FailureReason, Network, Verification
@@ -164,22 +171,56 @@ def _devnet(calendar_db: Path, local_chain: Path, calendar_url: str) -> tuple[
     return chain, Calendar(calendar_db, chain, url=calendar_url)
 
 
-_devnet_options = [
-    click.option("--calendar", "calendar_db", required=True,
-                 type=click.Path(dir_okay=False, path_type=Path),
-                 help="The devnet calendar's SQLite file (created if missing)."),
-    click.option("--local-chain", required=True,
-                 type=click.Path(dir_okay=False, path_type=Path),
-                 help="The devnet's embedded chain file (created if missing)."),
-    click.option("--calendar-url", default=DEFAULT_URL, show_default=True,
-                 help="The calendar's URL as written into pending attestations."),
+_calendar_options = [
+    click.option("--calendar-url", "calendar_urls", multiple=True, metavar="URL",
+                 help="A remote calendar (repeatable) [default: the public calendars "
+                      "`ots stamp` uses]."),
+    click.option("--whitelist", multiple=True, metavar="URL",
+                 help="Upgrade: also follow this calendar URL or glob (repeatable) besides "
+                      "the reference client's whitelist and --calendar-url."),
+    click.option("--allow-private-calendars", is_flag=True,
+                 help="Let calendars sit on loopback or private addresses (devnets)."),
+    click.option("--timeout", "timeout_s", type=click.IntRange(1, 30), default=30,
+                 show_default=True, help="Seconds each calendar has to answer."),
+    click.option("--calendar", "calendar_db", type=click.Path(dir_okay=False, path_type=Path),
+                 help="Devnet: the embedded calendar's SQLite file instead of remote "
+                      "calendars (created if missing; needs --local-chain)."),
+    click.option("--local-chain", type=click.Path(dir_okay=False, path_type=Path),
+                 help="Devnet: the embedded chain file (created if missing)."),
+    click.option("--calendar-file-url", "calendar_url", default=DEFAULT_URL,
+                 show_default=True,
+                 help="Devnet: the embedded calendar's URL as written into attestations."),
 ]
 
 
-def _with_devnet_options(func: Any) -> Any:
-    for option in reversed(_devnet_options):
+def _with_calendar_options(func: Any) -> Any:
+    for option in reversed(_calendar_options):
         func = option(func)
     return func
+
+
+def _timestamping(
+    calendar_urls: tuple[str, ...], whitelist: tuple[str, ...], allow_private_calendars: bool,
+    timeout_s: int, calendar_db: Path | None, local_chain: Path | None, calendar_url: str,
+    min_calendars: int = 1,
+) -> tuple[OpenTimestamps, Calendar | None]:
+    """The devnet's embedded calendar (``--calendar`` + ``--local-chain``), else remote ones."""
+    if (calendar_db is None) != (local_chain is None):
+        raise click.UsageError("--calendar and --local-chain go together (a devnet calendar)")
+    if calendar_db is not None and local_chain is not None:
+        if calendar_urls:
+            raise click.UsageError("give --calendar-url or a devnet --calendar, not both")
+        chain, calendar = _devnet(calendar_db, local_chain, calendar_url)
+        return OpenTimestamps(chain, Network.REGTEST, [calendar]), calendar
+    urls = calendar_urls or DEFAULT_CALENDARS
+    policy = DestinationPolicy.devnet() if allow_private_calendars else DestinationPolicy()
+    if not 1 <= min_calendars <= len(urls):
+        raise click.BadParameter(f"must be 1 to {len(urls)}", param_hint="-m")
+    directory = CalendarDirectory(whitelist_of([*urls, *whitelist]), policy=policy,
+                                  timeout_s=timeout_s)
+    calendars = [HttpCalendar(url, policy=policy, timeout_s=timeout_s) for url in urls]
+    return OpenTimestamps(None, calendars=calendars, min_calendars=min_calendars,
+                          remote_calendar=directory), None
 
 
 @ots.command()
@@ -188,10 +229,13 @@ def _with_devnet_options(func: Any) -> Any:
 @click.option("--digest", "digest_hex", metavar="HEX", help="Stamp this SHA-256 digest.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the proof.")
-@_with_devnet_options
+@click.option("-m", "min_calendars", type=int, default=2, show_default=True,
+              help="Remote calendars that must acknowledge (at most as many as are given).")
+@_with_calendar_options
 def stamp(target: Path | None, digest_hex: str | None, output: Path | None,
-          calendar_db: Path, local_chain: Path, calendar_url: str) -> None:
-    """Stamp a file or digest with a devnet calendar; the proof is pending until a flush."""
+          min_calendars: int, **calendars: Any) -> None:
+    """Stamp a file or digest at the public calendars (or --calendar-url, or a devnet's
+    --calendar); the proof is pending until a calendar commits it in a block."""
     if (digest_hex is None) == (target is None):
         raise click.UsageError("give exactly one of --digest HEX and --file PATH")
     if target is not None:
@@ -201,33 +245,42 @@ def stamp(target: Path | None, digest_hex: str | None, output: Path | None,
         digest = _digest_option(digest_hex) or b""
         if output is None:
             raise click.UsageError("--digest needs -o/--output")
-    chain, calendar = _devnet(calendar_db, local_chain, calendar_url)
-    proof = OpenTimestamps(chain, Network.REGTEST, [calendar]).stamp(digest)
+    if not calendars["calendar_urls"] and calendars["calendar_db"] is None:
+        min_calendars = min(min_calendars, len(DEFAULT_CALENDARS))
+    elif calendars["calendar_db"] is not None:
+        min_calendars = 1
+    else:
+        min_calendars = min(min_calendars, len(calendars["calendar_urls"]))
+    timestamping, _ = _timestamping(**calendars, min_calendars=min_calendars)
+    proof = timestamping.stamp(digest)
     output.write_bytes(proof)
-    click.echo(f"Submitted {digest.hex()} to {calendar.url}; wrote {output} (pending)")
+    where = ", ".join(describe(proof).pending_uris)
+    click.echo(f"Submitted {digest.hex()} to {where}; wrote {output} (pending)")
 
 
 @ots.command()
 @click.argument("proof_file", metavar="FILE.ots",
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@_with_devnet_options
-@click.option("--flush", is_flag=True, help="Commit the calendar's pending round first.")
-def upgrade(proof_file: Path, calendar_db: Path, local_chain: Path, calendar_url: str,
-            flush: bool) -> None:
-    """Complete FILE.ots's pending attestations from a devnet calendar (rewritten in place)."""
-    chain, calendar = _devnet(calendar_db, local_chain, calendar_url)
+@_with_calendar_options
+@click.option("--flush", is_flag=True, help="Devnet: commit the calendar's pending round first.")
+def upgrade(proof_file: Path, flush: bool, **calendars: Any) -> None:
+    """Complete FILE.ots's pending attestations (rewritten in place): from the calendars it
+    names that are whitelisted, or from a devnet's --calendar. Exit 4 while still pending."""
+    timestamping, calendar = _timestamping(**calendars)
     if flush:
+        if calendar is None:
+            raise click.UsageError("--flush commits a devnet --calendar's round")
         committed = calendar.flush()
         if committed is not None:
             click.echo(f"Calendar committed {committed.leaves} digest(s) in block "
                        f"{committed.height}")
     proof = proof_file.read_bytes()
-    upgraded = OpenTimestamps(chain, Network.REGTEST, [calendar]).upgrade(proof)
+    upgraded = timestamping.upgrade(proof)
     heights = describe(upgraded).bitcoin_heights
     if upgraded != proof:
         proof_file.write_bytes(upgraded)
     if heights:
         click.echo(f"Complete: Bitcoin block {heights[0]}; wrote {proof_file}")
     else:
-        click.echo("Still pending: the calendar has not committed this digest yet")
+        click.echo("Still pending: no calendar has committed this digest in a block yet")
         sys.exit(EXIT_PENDING)

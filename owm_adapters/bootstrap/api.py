@@ -20,6 +20,7 @@ import attrs
 
 from owm_adapters.bootstrap.coordinator import Coordinator
 from owm_adapters.bootstrap.health import coordinator_readiness
+from owm_adapters.bootstrap.provenance import ots_chain_of
 from owm_adapters.files import private_directory
 from owm_adapters.probes import Readiness
 from owm_adapters.services.api import ApiConfig, ApiServices
@@ -90,6 +91,7 @@ def build_api(
         queries=build_query_service(coordinator, knowledge, query_config),
         knowledge=knowledge if isinstance(knowledge, KnowledgeBase) else None,
         fl=coordinator.fl,
+        ots_chain="none" if coordinator.fl is None else ots_chain_of(coordinator.fl.timestamping),
     )
     return Api(services, coordinator, secret_file, coordinator_readiness(coordinator, knowledge))
 

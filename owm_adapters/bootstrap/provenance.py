@@ -54,6 +54,20 @@ def _check(section: ProvenanceSection) -> None:
         )
 
 
+def ots_chain_of(timestamping: Timestamping) -> str:
+    """The chain ``timestamping`` checks proofs against, as the API names it
+    (``X-OWM-OTS-Verified``): ``embedded-regtest`` for a devnet's own chain (it proves no real
+    time), ``bitcoin-<network>`` for a Bitcoin node, ``none`` when unknown."""
+    from owm_adapters.provenance.embedded import EmbeddedProvenance
+    from owm_adapters.provenance.ots import OpenTimestamps
+
+    if isinstance(timestamping, EmbeddedProvenance):
+        return "embedded-regtest"
+    if isinstance(timestamping, OpenTimestamps) and timestamping.has_chain:
+        return f"bitcoin-{timestamping.network.chain_name}"
+    return "none"
+
+
 def timestamping_of(
     section: ProvenanceSection, data_dir: Path, chain: NodeChain | None = None
 ) -> Timestamping:

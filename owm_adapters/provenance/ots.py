@@ -194,6 +194,16 @@ class OpenTimestamps:
         self._min_calendars = min_calendars
         self._remote_calendar = remote_calendar
 
+    @property
+    def network(self) -> Network:
+        """The proof-of-work rules headers are judged by."""
+        return self._network
+
+    @property
+    def has_chain(self) -> bool:
+        """Whether a chain is configured to look up block headers."""
+        return self._chain is not None
+
     def stamp(self, digest: bytes) -> bytes:
         """A pending proof for ``digest`` (SHA-256), as ``ots stamp`` makes one."""
         if not isinstance(digest, bytes) or len(digest) != 32:
@@ -212,7 +222,8 @@ class OpenTimestamps:
                     merkle_tip.merge(answer.result())
                     accepted.append(url)
                 except Exception as exc:  # a calendar down must not stop the others
-                    failures.append(f"{url}: {getattr(exc, 'message', exc)}")
+                    message = str(getattr(exc, "message", exc))
+                    failures.append(message if url in message else f"{url}: {message}")
         for failure in failures:
             log.warning("calendar did not accept a digest: %s", failure)
         if len(accepted) < self._min_calendars:

@@ -100,6 +100,7 @@ def version_headers(services: ApiServices) -> list[tuple[bytes, bytes]]:
         release = None
     version = release.version.version if release is not None else "none"
     verified = "true" if release is not None and release.ots_verified else "false"
+    verified += f"; chain={services.releases.chain}"
     return [(b"x-owm-model-version", version.encode()), (b"x-owm-ots-verified", verified.encode())]
 
 

@@ -262,8 +262,11 @@ _VERSION_HEADERS = {
         "schema": {"type": "string"},
     },
     "X-OWM-OTS-Verified": {
-        "description": "Whether that version's OpenTimestamps proof is confirmed in Bitcoin.",
-        "schema": {"type": "string", "enum": ["true", "false"]},
+        "description": "Whether that version's OpenTimestamps proof is confirmed, and the chain "
+        "it is checked against: `true; chain=bitcoin-main`, `false; chain=embedded-regtest` "
+        "(a devnet's own chain, proving no real time), `bitcoin-test`, `bitcoin-signet`, "
+        "`bitcoin-regtest`, or `none`.",
+        "schema": {"type": "string", "pattern": "^(true|false); chain=[a-z-]+$"},
     },
 }
 

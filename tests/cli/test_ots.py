@@ -19,11 +19,14 @@ from click.testing import CliRunner
 from opentimestamps.core.notary import UnknownAttestation
 
 from owm_adapters.chain.local_chain import LocalChain
+from owm_adapters.provenance.calendar_http import DEFAULT_CALENDARS, HttpCalendar
 from owm_adapters.provenance.ots import OpenTimestamps, parse_proof, serialise_proof
 from owm_adapters.provenance.ots_calendar import Calendar
 from owm_cli.ots import EXIT_NOT_VERIFIED, EXIT_PENDING, ots
+from owm_core.errors import CalendarUnavailable
 from owm_core.pool.bitcoin import BlockHeader
 from owm_core.provenance.versions import Network
+from tests.adapters.provenance.calendar_world import served_calendar
 from tests.fakes.bitcoind_server import FakeBitcoind, HeaderChain
 from tests.ots_vectors import VECTORS, header_358391, requires_vectors
 
@@ -358,6 +361,54 @@ def test_stamping_a_digest_needs_an_output_file(runner: CliRunner, tmp_path: Pat
                                   str(tmp_path / "d.ots"), *devnet])
     assert written.exit_code == 0, written.output
     assert parse_proof((tmp_path / "d.ots").read_bytes()).file_digest == bytes.fromhex("ab" * 32)
+
+
+def test_stamp_and_upgrade_work_with_remote_calendars_over_http(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """A calendar served over the OpenTimestamps HTTP protocol (OWM's own, on loopback: the
+    public ones cannot be reached from the tests), then verified through its chain's RPC."""
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"weights of owm-v0.6.0")
+    proof = tmp_path / "model.bin.ots"
+    with served_calendar(tmp_path / "cal") as served:
+        remote = ["--calendar-url", served.url, "--allow-private-calendars"]
+        stamped = runner.invoke(ots, ["stamp", "--file", str(model), *remote])
+        assert stamped.exit_code == 0, stamped.output
+        assert f"to {served.url}; wrote" in stamped.output
+        pending = runner.invoke(ots, ["upgrade", str(proof), *remote])
+        assert pending.exit_code == EXIT_PENDING, pending.output
+        served.provenance.flush()
+        upgraded = runner.invoke(ots, ["upgrade", str(proof), *remote])
+        assert upgraded.exit_code == 0, upgraded.output
+        assert "Complete: Bitcoin block 1" in upgraded.output
+        verified = runner.invoke(ots, ["verify", str(proof), "--file", str(model),
+                                       "--bitcoin-rpc", served.url + "/"])
+    assert verified.exit_code == 0, verified.output
+    assert verified.output.startswith("Success! Bitcoin block 1 ")
+
+
+def test_stamp_without_calendars_goes_to_the_public_ones_and_refuses_loopback_by_default(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+
+    def offline(self: HttpCalendar, digest: bytes) -> None:
+        asked.append(self.url)
+        raise CalendarUnavailable(f"calendar {self.url} is unreachable: offline")
+
+    monkeypatch.setattr(HttpCalendar, "submit", offline)
+    model = tmp_path / "m.bin"
+    model.write_bytes(b"x")
+    refused = runner.invoke(ots, ["stamp", "--file", str(model)])
+    assert refused.exit_code == 2, refused.output  # like an unreachable node
+    assert sorted(asked) == sorted(DEFAULT_CALENDARS)
+    assert "0 of 4 calendars accepted the digest, 2 needed" in refused.output
+    monkeypatch.undo()
+    loopback = runner.invoke(ots, ["stamp", "--file", str(model), "--calendar-url",
+                                   "http://127.0.0.1:9", "-m", "1"])
+    assert loopback.exit_code == 2 and "loopback" in loopback.output
+    assert not (tmp_path / "m.bin.ots").exists()
 
 
 # --------------------------------------------------------------------------- real world

@@ -113,6 +113,7 @@ class ApiServices:
         queries: QueryService | None = None,
         knowledge: KnowledgeBase | None = None,
         fl: FlRoundService | None = None,
+        ots_chain: str = "none",
     ) -> ApiServices:
         """Every capability over ``coordinator``'s store, treasury and clock, sharing one read
         cache; ``l402_secret`` derives the L402 macaroons' root keys."""
@@ -123,7 +124,7 @@ class ApiServices:
             coordinator=coordinator,
             config=config,
             access=ApiAccess(store, coordinator.lightning, clock, config, l402_secret, entropy),
-            releases=Releases(store, cache),
+            releases=Releases(store, cache, ots_chain),
             nodes=Nodes(coordinator, cache, config),
             views=Views(store, clock, coordinator.config.liveness, cache, config),
             history=History(store, clock),

@@ -18,9 +18,13 @@ from owm_core.provenance.releases import ModelRelease, current_release
 class Releases:
     """Read and publish model releases (see the module docstring)."""
 
-    def __init__(self, repositories: Repositories, cache: ReadCache) -> None:
+    def __init__(self, repositories: Repositories, cache: ReadCache, chain: str = "none") -> None:
         self._repositories = repositories
         self._cache = cache
+        #: The chain the coordinator checks proofs against (``bitcoin-main``, ``bitcoin-test``,
+        #: ``bitcoin-signet``, ``bitcoin-regtest``, ``embedded-regtest`` for a devnet's own
+        #: chain; ``none`` without one): what ``X-OWM-OTS-Verified`` and the listing name.
+        self.chain = chain
 
     def current_release(self) -> ModelRelease | None:
         """The release answering queries now (its id and OTS status head every response)."""

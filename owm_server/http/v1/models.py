@@ -40,14 +40,15 @@ RELEASE: Schema = obj(
         "created_at": INT,
         "ots_status": {"type": "string", "enum": ["none", "pending", "confirmed", "failed"]},
         "ots_verified": BOOL,
+        "ots_chain": STR,
         "ots_checked_at": INT,
         "ots_proof_url": nullable(STR),
     }
 )
 
 
-def release_json(r: ModelRelease) -> dict[str, Any]:
-    """A release as the API publishes it."""
+def release_json(r: ModelRelease, chain: str) -> dict[str, Any]:
+    """A release as the API publishes it; ``chain``: what its proof is checked against."""
     return {
         "id": r.release_id,
         "version": r.version.version,
@@ -57,6 +58,7 @@ def release_json(r: ModelRelease) -> dict[str, Any]:
         "created_at": r.version.created_at,
         "ots_status": r.proof_status.value,
         "ots_verified": r.ots_verified,
+        "ots_chain": chain,
         "ots_checked_at": r.checked_at,
         "ots_proof_url": None if r.ots_proof is None else f"/v1/model/versions/{r.release_id}/ots",
     }
@@ -64,11 +66,13 @@ def release_json(r: ModelRelease) -> dict[str, Any]:
 
 def list_versions(call: Call) -> Response:
     releases = call.services.releases.releases()
-    return json({"versions": [release_json(r) for r in releases]})
+    chain = call.services.releases.chain
+    return json({"versions": [release_json(r, chain) for r in releases]})
 
 
 def get_version(call: Call) -> Response:
-    return json(release_json(call.services.releases.release(call.path["id"])))
+    releases = call.services.releases
+    return json(release_json(releases.release(call.path["id"]), releases.chain))
 
 
 def get_version_ots(call: Call) -> Response:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from owm_adapters.bootstrap.provenance import calendar_url_of, timestamping_of
+from owm_adapters.bootstrap.provenance import calendar_url_of, ots_chain_of, timestamping_of
 from owm_adapters.bootstrap.settings import (
     PUBLIC_CALENDARS,
     ConfigError,
@@ -80,6 +80,15 @@ def test_remote_calendars_stamp_upgrade_and_verify_against_the_coordinators_chai
         served.provenance.flush()
         verdict = ots.verify(ots.upgrade(pending), DIGEST)
     assert verdict.ok and verdict.height == 1
+
+
+def test_the_api_names_the_chain_proofs_are_checked_against(tmp_path: Path) -> None:
+    embedded = timestamping_of(ProvenanceSection(), tmp_path)
+    assert ots_chain_of(embedded) == "embedded-regtest"
+    chain = NodeChain(local_chain=str(tmp_path / "c.sqlite3"), network="regtest")
+    (tmp_path / "c.sqlite3").touch()
+    remote = timestamping_of(CALENDARS, tmp_path, chain)
+    assert ots_chain_of(remote) == "bitcoin-regtest"
 
 
 def test_remote_calendars_on_loopback_are_refused_unless_the_devnet_allows_them(

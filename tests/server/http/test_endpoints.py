@@ -36,7 +36,8 @@ def test_model_versions_list_with_their_ots_status_newest_first(world: World) ->
         ("owm-geo@owm-v0.4.1", "confirmed", True),
     ]
     assert reply.headers["X-OWM-Model-Version"] == "owm-v0.4.2"
-    assert reply.headers["X-OWM-OTS-Verified"] == "false"
+    assert reply.headers["X-OWM-OTS-Verified"] == "false; chain=embedded-regtest"
+    assert {v["ots_chain"] for v in versions} == {"embedded-regtest"}
 
 
 def test_a_version_and_its_ots_proof_file_can_be_downloaded(world: World) -> None:
@@ -51,7 +52,8 @@ def test_a_version_and_its_ots_proof_file_can_be_downloaded(world: World) -> Non
     assert proof.content == published.ots_proof
     assert proof.headers["content-type"] == "application/vnd.opentimestamps.ots"
     assert "owm-geo_owm-v1.0.0.ots" in proof.headers["content-disposition"]
-    assert proof.headers["X-OWM-OTS-Verified"] == "true"
+    assert proof.headers["X-OWM-OTS-Verified"] == "true; chain=embedded-regtest"
+    assert meta.json()["ots_chain"] == "embedded-regtest"
 
 
 def test_an_unknown_or_unstamped_version_is_a_404_problem(world: World) -> None:

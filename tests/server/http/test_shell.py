@@ -49,7 +49,7 @@ def test_every_response_names_the_model_version_and_its_ots_status(world: World)
     ]
     for reply in replies:
         assert reply.headers["X-OWM-Model-Version"] == "owm-v0.4.2"
-        assert reply.headers["X-OWM-OTS-Verified"] == "true"
+        assert reply.headers["X-OWM-OTS-Verified"] == "true; chain=embedded-regtest"
 
 
 def test_routing_failures_and_bad_bodies_are_problem_documents(world: World) -> None:
