@@ -7,8 +7,9 @@ drawn on the server by :mod:`owm_server.http.charts`, no script), then six table
 their stakes, recent tasks, FL rounds with accuracy, reward payments, model versions with
 their OpenTimestamps status, and the public slashing log. The page itself holds no data: each panel
 asks for its fragment (``GET /dashboard/fragments/<panel>``) when the page loads and every two
-seconds after that (``hx-get`` + ``hx-trigger="load, every 2s"``), so what a person sees is
-always what the coordinator's store holds now.
+seconds after that (``hx-get`` + ``hx-trigger="load, every 2s"``; a chart every ten seconds,
+its buckets being five minutes wide and its reads larger), so what a person sees is always
+what the coordinator's store holds now.
 
 Everything is rendered on the server from the API's services and the coordinator's
 repositories, read-only, at most once per ``cache_ttl_ms`` per panel, and every value is
@@ -33,7 +34,7 @@ from starlette.routing import BaseRoute, Route
 from owm_adapters.services.api import ApiServices, ReadCache
 from owm_core.market.tasks import Task, TaskState
 from owm_core.payments.records import RewardPayment
-from owm_server.http.dashboard_charts import CHART_PANELS, CHART_STYLE
+from owm_server.http.dashboard_charts import CHART_PANELS, CHART_REFRESH, CHART_STYLE
 
 log = logging.getLogger(__name__)
 
@@ -289,11 +290,11 @@ dt{color:#555}dd{margin:0}
 """
 
 
-def _section(name: str, title: str) -> str:
+def _section(name: str, title: str, refresh: str = REFRESH) -> str:
     return (
         f'<section id="{name}"><h2>{_e(title)}</h2>'
         f'<div class="panel" hx-get="/dashboard/fragments/{name}" '
-        f'hx-trigger="load, {REFRESH}" hx-swap="innerHTML">'
+        f'hx-trigger="load, {refresh}" hx-swap="innerHTML">'
         '<p class="empty">loading…</p></div></section>'
     )
 
@@ -301,7 +302,9 @@ def _section(name: str, title: str) -> str:
 def page() -> str:
     """The dashboard page: a section per panel, each filled and refreshed by htmx; the chart
     panels side by side in a grid after the network totals."""
-    charts = "".join(_section(name, title) for name, (title, _) in CHART_PANELS.items())
+    charts = "".join(
+        _section(name, title, CHART_REFRESH) for name, (title, _) in CHART_PANELS.items()
+    )
     sections = "".join(
         _section(name, title)
         + (f'<div class="charts">{charts}</div>' if name == "summary" else "")
@@ -316,7 +319,8 @@ def page() -> str:
         f"<style>{_STYLE}{CHART_STYLE}</style>"
         '<script src="/dashboard/static/htmx.min.js"></script>'
         "</head><body><header><h1>OWM coordinator</h1>"
-        "<p>Live view of this coordinator's store; every panel refreshes every 2 s.</p>"
+        "<p>Live view of this coordinator's store; the charts refresh every 10 s, every other "
+        "panel every 2 s.</p>"
         f"</header><main>{sections}</main></body></html>"
     )
 

@@ -18,6 +18,8 @@ from owm_adapters.services.api.history import BUCKET_S, BUCKETS, RECORDS_MAX, RO
 from owm_core.coordination.history import Window
 from owm_server.http.charts import Chart, Series, render
 
+CHART_REFRESH = "every 10s"
+"""How often each chart panel asks for its fragment again (its buckets are minutes wide)."""
 SPAN = f"the last {BUCKETS * BUCKET_S // 3600} h"
 PER = f"per {BUCKET_S // 60} min"
 

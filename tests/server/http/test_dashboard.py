@@ -135,14 +135,17 @@ def test_an_empty_store_says_no_data_yet_on_every_chart_instead_of_drawing_one(w
     assert "no stake change and no slashing in the last 3 h" in texts[4]
 
 
-def test_the_page_holds_no_data_and_asks_for_every_panel_now_and_every_two_seconds(world):
+def test_the_page_holds_no_data_and_asks_for_every_table_every_two_seconds_and_charts_every_ten(
+    world,
+):
     _populate(world)
     reply = world.client.get("/dashboard")
     assert reply.status_code == 200
     assert reply.headers["content-type"].startswith("text/html")
     page = reply.text
     for name in PANELS:
-        assert f'hx-get="/dashboard/fragments/{name}" hx-trigger="load, every 2s"' in page
+        every = "every 10s" if name in CHART_PANELS else "every 2s"
+        assert f'hx-get="/dashboard/fragments/{name}" hx-trigger="load, {every}"' in page
     assert "task-waiting-7" not in page and "owm-v0.3.0" not in page
     assert '<script src="/dashboard/static/htmx.min.js"></script>' in page
     assert "http://" not in page and "https://" not in page  # nothing from another site
