@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import attrs
 
 from owm_core import fields
+from owm_core.coordination.degradation import held, numbered, task_policy
 from owm_core.coordination.tasks import (
     ProofOutcome,
     credit,
@@ -47,6 +48,7 @@ from owm_core.errors import (
 )
 from owm_core.identity.envelopes import EnvelopeKind, TaskCommitment, TaskProof, open_body
 from owm_core.market.commit_reveal import Commitment, CommitRound, RecordedCommitment, Reveal
+from owm_core.market.redundancy import planned_policy, voters
 from owm_core.market.tasks import (
     Settlement,
     Task,
@@ -164,7 +166,7 @@ def commit_result(
     task = repositories.tasks.get(body.task_id)
     if task is None:
         raise NotFound(f"no task {body.task_id}")
-    round_id = round_id_of(task.task_id, policy)
+    round_id = round_id_of(task.task_id, task_policy(repositories, task.task_id, policy))
     records = repositories.commitments.for_round(round_id)
     mine = Commitment(task.task_id, node_id, body.commitment)
     replicas = _round_replicas(repositories, round_id)
@@ -226,7 +228,7 @@ def reveal_result(
         raise InvalidTransition(f"task {proof.task_id} is not assigned to this node")
     if task.state is TaskState.ASSIGNED:
         raise InvalidTransition(f"task {proof.task_id}: commit first, then reveal")
-    round_id = round_id_of(task.task_id, policy)
+    round_id = round_id_of(task.task_id, task_policy(repositories, task.task_id, policy))
     records = repositories.commitments.for_round(round_id)
     replicas = _round_replicas(repositories, round_id)
     rnd = _round(round_id, replicas, records, now, windows)
@@ -306,9 +308,25 @@ def advance_round(
            for r in current):
         repositories.commitments.delete_round(round_id)  # judged already
         return None
-    outcome = _judge(repositories, round_id, current, policy, seed)
+    judged_under = _round_policy(round_id, current, policy)
+    outcome = _judge(repositories, round_id, current, judged_under, seed)
     repositories.commitments.delete_round(round_id)
     return outcome
+
+
+def _round_policy(
+    round_id: str, replicas: Sequence[Task], policy: VerificationPolicy
+) -> VerificationPolicy:
+    """The policy a round is judged under: a spot check for a one-replica round, else
+    redundant over the voters (:func:`~owm_core.market.redundancy.voters`), SRS-PERF-07."""
+    if ":" in round_id:
+        return attrs.evolve(policy, mode=VerificationMode.SPOT_CHECK)
+    planned = planned_policy(policy, max(1, len(numbered(replicas))))
+    if planned.mode is not VerificationMode.REDUNDANT:
+        return planned
+    count = voters(planned, sum(1 for r in replicas if held(r)))
+    floor = min(planned.redundancy_floor, count)
+    return attrs.evolve(planned, redundancy=count, redundancy_floor=floor)
 
 
 def _judge(

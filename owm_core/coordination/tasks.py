@@ -82,9 +82,12 @@ def task_id_of(replica: str) -> str:
     return task_id
 
 
-def replica_ids(task_id: str, policy: VerificationPolicy) -> list[str]:
-    """The replicas a submitted task starts with: ``redundancy`` of them, or one (spot checks)."""
-    count = policy.redundancy if policy.mode is VerificationMode.REDUNDANT else 1
+def replica_ids(task_id: str, policy: VerificationPolicy, count: int | None = None) -> list[str]:
+    """The replicas a submitted task starts with: ``count`` of them (its replica plan,
+    :func:`owm_core.market.redundancy.plan_replicas`), by default ``redundancy`` of them, or
+    one under spot checks."""
+    if count is None:
+        count = policy.redundancy if policy.mode is VerificationMode.REDUNDANT else 1
     return [replica_id(task_id, i) for i in range(count)]
 
 
@@ -99,15 +102,17 @@ def submit_task(
     request: TaskRequest,
     policy: VerificationPolicy,
     expires_at: int | None = None,
+    replicas_planned: int | None = None,
 ) -> list[Task]:
     """Store the replicas of a submitted task durably (all or none) before it is acknowledged.
 
-    ``expires_at`` is when the task expires unless a node took one of its replicas by then.
+    ``expires_at`` is when the task expires unless a node took one of its replicas by then;
+    ``replicas_planned`` how many replicas it runs on (by default the policy's full count).
     """
     parse_task_id(request.task_id)
     replicas = [
         submit(attrs.evolve(request, task_id=rid), expires_at)
-        for rid in replica_ids(request.task_id, policy)
+        for rid in replica_ids(request.task_id, policy, replicas_planned)
     ]
     with repositories.atomic():
         for replica in replicas:

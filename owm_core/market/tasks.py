@@ -60,6 +60,8 @@ from owm_core.nodes.tiers import Tier
 PPM = 1_000_000
 DEFAULT_REDUNDANCY = 3
 """Nodes that run the same task under redundant verification."""
+DEFAULT_REDUNDANCY_FLOOR = 2
+"""The fewest replicas a redundant task runs on before it degrades to a spot check."""
 DEFAULT_SPOT_CHECK_RATE_PPM = 100_000
 """Share of tasks re-executed by a trusted verifier under spot checking: 10 %."""
 DEFAULT_ASSIGNMENT_TIMEOUT_S = 600
@@ -258,9 +260,25 @@ class VerificationMode(enum.Enum):
     SPOT_CHECK = "spot-check"
 
 
+def _default_floor(policy: VerificationPolicy) -> int:
+    return min(DEFAULT_REDUNDANCY_FLOOR, policy.redundancy)
+
+
+def _floor_within_redundancy(
+    instance: VerificationPolicy, attribute: attrs.Attribute[int], value: int
+) -> None:
+    fields.integer(1, instance.redundancy)(instance, attribute, value)
+
+
 @attrs.frozen
 class VerificationPolicy:
-    """Redundant execution on ``redundancy`` nodes, or spot checks at ``spot_check_rate_ppm``."""
+    """Redundant execution on ``redundancy`` nodes, or spot checks at ``spot_check_rate_ppm``.
+
+    ``redundancy_floor`` (1 ≤ floor ≤ ``redundancy``, default ``min(2, redundancy)``) is the
+    fewest replicas a redundant task runs on when fewer than ``redundancy`` nodes could take
+    it; below the floor a task runs once and is spot-checked instead
+    (:mod:`owm_core.market.redundancy`, graceful degradation, SRS-PERF-07).
+    """
 
     mode: VerificationMode = attrs.field(
         default=VerificationMode.REDUNDANT, validator=fields.instance_of(VerificationMode)
@@ -268,6 +286,10 @@ class VerificationPolicy:
     redundancy: int = attrs.field(default=DEFAULT_REDUNDANCY, validator=fields.integer(1, 101))
     spot_check_rate_ppm: int = attrs.field(
         default=DEFAULT_SPOT_CHECK_RATE_PPM, validator=fields.integer(0, PPM)
+    )
+    redundancy_floor: int = attrs.field(
+        default=attrs.Factory(_default_floor, takes_self=True),
+        validator=_floor_within_redundancy,
     )
 
 
