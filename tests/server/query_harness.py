@@ -30,6 +30,7 @@ from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
 from owm_core.access.ratelimit import Transport
 from owm_core.coordination.challenges import ChallengePurpose
 from owm_core.coordination.registration import Registration
+from owm_core.errors import RevealsNotOpen
 from owm_core.identity import envelopes
 from owm_core.identity.envelopes import EnvelopeKind, TaskProof
 from owm_core.identity.sealing import (
@@ -117,9 +118,16 @@ class InProcessNode:
             self.coordinator.commit_result(
                 commitment_envelope(identity, task.task_id, delivered, now)
             )
-            self.coordinator.submit_proof(
-                envelopes.to_bytes(envelope), sealed, salt_of(identity.node_id, task.task_id)
-            )
+            while True:  # a redundant round's reveals open once every replica committed
+                try:
+                    self.coordinator.submit_proof(
+                        envelopes.to_bytes(envelope), sealed,
+                        salt_of(identity.node_id, task.task_id),
+                    )
+                    break
+                except RevealsNotOpen as wait:
+                    if self._stop.wait(wait.retry_after_ms / 1000):
+                        return
             self.executed.append(task.task_id)
 
     def stop(self) -> None:
@@ -169,15 +177,17 @@ def conglomerate(
     node_options: tuple[dict[str, object], ...] = ({},),
     knowledge: KnowledgeBase | None = None,
     embedder: object | None = None,
+    verification: VerificationPolicy = SPOT_NEVER,
 ) -> Iterator[Conglomerate]:
-    """A coordinator (spot checks never drawn: one node per task) with ``node_options`` nodes."""
+    """A coordinator (by default spot checks never drawn: one node per task) with
+    ``node_options`` nodes."""
     clock = WallClock()
     ledger = SimLedger(tmp_path / "ln.sqlite3", clock=clock.now)
     treasury = ledger.add_node("treasury")
     repos = memory_repositories()
     app = build_coordinator(
         CoordinatorSettings(), store=repos, treasury=ledger.lightning("treasury"),
-        clock=clock, config=ServiceConfig(verification=SPOT_NEVER, tick_s=0.05), slashing=False,
+        clock=clock, config=ServiceConfig(verification=verification, tick_s=0.05), slashing=False,
     )
     coordinator = app.service
     app.workers.start()

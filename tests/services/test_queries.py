@@ -6,12 +6,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 
 from owm_adapters.services.queries import QueryConfig, QueryService
 from owm_core.errors import InvalidValue, NotFound
 from owm_core.knowledge.routing import ABSTAIN_BELOW, NO_ANSWER
-from owm_core.market.tasks import TaskState
+from owm_core.market.tasks import TaskState, VerificationPolicy
 from tests.server.query_harness import Conglomerate, conglomerate
 
 # The hashing embedder of the unit-test knowledge base gives similarities around 0.2-0.3, so
@@ -85,6 +86,35 @@ def test_a_slow_sub_model_only_lowers_the_confidence_of_the_others_answer(tmp_pa
         assert c.missing_sub_models
         assert set(c.missing_sub_models).isdisjoint(c.sub_models_used)
         assert all(m in c.answer for m in c.missing_sub_models)
+
+
+def test_a_question_answered_before_its_host_is_slashed_is_answered_after_by_the_nodes_left(
+    tmp_path: Path,
+):
+    # Three nodes, each reading verified by all three; then one is slashed (suspended).
+    three = VerificationPolicy(redundancy=3)
+    with conglomerate(tmp_path, ({}, {}, {}), verification=three) as world:
+        queries = service(world)
+        before = queries.ask("What is the capital of France?")
+        assert before.composition.answered, before.composition.answer
+        name = before.composition.sub_models_used[0]
+        hosted = world.knowledge.sub_model(name)
+        assert hosted is not None and len(hosted.host_node_ids) == 3
+        gone = world.repos.nodes.get(hosted.host_node_ids[0])
+        assert gone is not None
+        world.repos.nodes.save(attrs.evolve(gone, suspended=True, reliability_ppm=0))
+        slashed = next(n for n in world.nodes if n.sim.identity.node_id == gone.node_id)
+        others = [n for n in world.nodes if n is not slashed]
+        read_before = len(slashed.executed), [len(n.executed) for n in others]
+
+        after = queries.ask("What is the capital of France?")
+
+        c = after.composition
+        assert c.answered and c.answer == before.composition.answer
+        assert c.sub_models_used == before.composition.sub_models_used
+        assert len(slashed.executed) == read_before[0]  # routed to the hosts left
+        assert all(len(n.executed) > k for n, k in zip(others, read_before[1], strict=True))
+        assert after.cost_sats > 0
 
 
 def test_no_sub_model_above_the_threshold_answers_that_nothing_covers_it(tmp_path: Path):

@@ -12,23 +12,33 @@ restarts too). It plans over exactly the replicas an event made assignable:
   each waiting replica is looked at again within (waiting / :data:`SWEEP_PAGE`) ticks, whatever
   lies before it (a node that came online, a price that now fits).
 
+A waiting replica of a task whose other replicas already run, that no node can take (each
+fitting node, connected or registered and online, holds a sibling or timed out on it: a node
+was slashed or went away; suspensions are seen within the admission's record TTL), is
+dropped down to ``[tasks] redundancy_floor`` (:func:`shed_unplaceable`, SRS-PERF-07), so the
+round is judged over the nodes the network still has instead of waiting out its commit window.
+
 Tasks that wait past their queue time expire (:func:`expire_waiting`, called from
 :meth:`Dispatcher.expire`), so the sweep's length stays bounded by the submission rate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 
 from owm_adapters.services.coordinator.shared import ServiceConfig
+from owm_core.coordination.degradation import shed_unplaceable
 from owm_core.coordination.registration import node_status
 from owm_core.coordination.tasks import Assignment, expire_waiting, plan_dispatch, replica_ids
 from owm_core.market.tasks import ASSIGNABLE_STATES, NodeOffer, Task
-from owm_core.nodes.registry import NodeStatus
+from owm_core.nodes.registry import Node, NodeStatus
 from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import Repositories
+
+log = logging.getLogger(__name__)
 
 SWEEP_PAGE = 200
 """Waiting replicas the sweep looks at per tick (and per newly opened stream)."""
@@ -49,6 +59,9 @@ class Dispatcher:
     repositories: Repositories
     clock: Clock
     config: ServiceConfig
+    #: The registered online nodes (the admission's records, at most its TTL old): a node
+    #: among them that is not streaming now may still take a replica, which is then kept.
+    fleet: Callable[[], Sequence[Node]] = list
     _cursor: int = 0
     _ready_ms: dict[str, int] = attrs.field(factory=dict)
 
@@ -79,9 +92,18 @@ class Dispatcher:
         online = self._online(listed)
         if not online:
             return []
-        return plan_dispatch(
+        assignments = plan_dispatch(
             self.repositories, waiting, online, self.clock.now(), self.config.assignment_timeout_s
         )
+        placed = {a.task.task_id for a in assignments}
+        left = [t for t in waiting if t.task_id not in placed]
+        policy = self.config.verification
+        streaming = {o.node_id for o in listed}  # their offers say what they take
+        standby = [n for n in self.fleet() if n.node_id not in streaming] if left else []
+        for dropped in shed_unplaceable(self.repositories, left, online, policy, standby):
+            self._ready_ms.pop(dropped.task_id, None)
+            log.info("replica %s dropped: no connected node can take it", dropped.task_id)
+        return assignments
 
     def expire(self) -> list[str]:
         """Expire the tasks nobody took within the queue time; the expired task ids."""

@@ -6,10 +6,12 @@ replica is pushed, deleted once the task is final); the rules are
 :mod:`owm_core.coordination.tasks` and :mod:`~owm_core.coordination.rejections`.
 :class:`TaskMarket` is the narrow view other services (the query path, FL rounds) take.
 
-Admission and dispatch: a task too few registered nodes could run is refused at submission
-(:mod:`.admission`); dispatch plans over the replicas an event made assignable plus a sweep
-that walks every waiting replica in turn, so work nobody can take never stops it, and a task
-nobody takes within ``queue_timeout_s`` expires (:mod:`.dispatch`).
+Admission and dispatch: a task no registered node could run is refused at submission, the
+others run on as many replicas as the nodes that fit allow (:mod:`.admission`); dispatch plans
+over the replicas an event made assignable plus a sweep that walks every waiting replica in
+turn, so work nobody can take never stops it, drops the replicas of running tasks that no
+connected node can take any more (down to the redundancy floor), and a task nobody takes
+within ``queue_timeout_s`` expires (:mod:`.dispatch`).
 
 Durability rules: a submitted task (with its input bytes) is committed before
 :meth:`Market.submit_task` returns, a proof before :meth:`Market.submit_proof` returns. Tasks
@@ -231,7 +233,7 @@ class Market:
         self._market_lock = threading.RLock()
         self._streams: dict[str, TaskStreamHandle] = {}
         self.admission = Admission(repositories.nodes, clock, config)
-        self._dispatcher = Dispatcher(repositories, clock, config)
+        self._dispatcher = Dispatcher(repositories, clock, config, self.admission.fleet)
         self._rejections: OrderedDict[str, list[Rejection]] = OrderedDict()
         self._task_changed = threading.Condition()
         self._task_changes = 0
@@ -250,16 +252,16 @@ class Market:
         task re-pushed after a coordinator restart still carries its input (SRS-PERF-09) and
         no task is stored unfunded (:meth:`TaskFunding.open_escrow`: ``funder`` pays). Refused
         before anything is stored: a task whose input names a URL for nodes to contact off the
-        coordinator's own API origin (:func:`check_input_urls`), and one too few registered
-        online nodes could run (``NoMatch``, :class:`~.admission.Admission`). A stored task
+        coordinator's own API origin (:func:`check_input_urls`), and one no online node could
+        run (``NoMatch``; :class:`~.admission.Admission` also plans its replicas). A stored task
         expires ``queue_timeout_s`` after submission unless a node took a replica by then.
         """
         check_input_urls(request.task_type, input_data, self.advertised_api_url())
-        self.admission.check(request)
+        plan = self.admission.check(request)
         expires_at = self.clock.now() + self.config.queue_timeout_s
         with self.repositories.atomic():
             replicas = submit_task(
-                self.repositories, request, self.config.verification, expires_at
+                self.repositories, request, self.config.verification, expires_at, plan.count
             )
             self.funding.open_escrow(funder, request)
             if input_data:
