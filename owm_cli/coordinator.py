@@ -260,6 +260,7 @@ def _start_api(
     """Serve the public HTTP API over the same coordinator (one store, one Lightning node)."""
     from owm_adapters.bootstrap.coordinator import data_dir_of
     from owm_adapters.services.api import ApiConfig
+    from owm_adapters.services.queries import QueryConfig
     from owm_server.http.serve import HttpLimits, api_server_for
 
     section = settings.coordinator
@@ -272,6 +273,7 @@ def _start_api(
                 dashboard_access=section.api_dashboard,
                 query_price_msat=section.api_query_price_msat,
             ),
+            query_config=QueryConfig(timeout_s=settings.knowledge.query_timeout_s),
         )
         api.start()
     except (RuntimeError, ValueError) as exc:

@@ -89,17 +89,19 @@ def repositories_from(settings: CoordinatorSettings) -> Repositories:
 
 
 def service_config_of(settings: CoordinatorSettings) -> ServiceConfig:
-    """The task-market tuning of ``[tasks]`` (verification policy, assignment and queue
-    timeouts)."""
+    """The task-market tuning of ``[tasks]`` (verification policy with its redundancy floor,
+    assignment and queue timeouts)."""
     tasks = settings.tasks
     mode = (
         VerificationMode.REDUNDANT
         if tasks.verification == "redundant"
         else (VerificationMode.SPOT_CHECK)
     )
+    floor = {"redundancy_floor": tasks.redundancy_floor} if tasks.redundancy_floor else {}
     return ServiceConfig(
         verification=VerificationPolicy(
-            mode=mode, redundancy=tasks.redundancy, spot_check_rate_ppm=tasks.spot_rate_ppm
+            mode=mode, redundancy=tasks.redundancy, spot_check_rate_ppm=tasks.spot_rate_ppm,
+            **floor,
         ),
         assignment_timeout_s=tasks.assignment_timeout_s,
         queue_timeout_s=tasks.queue_timeout_s,

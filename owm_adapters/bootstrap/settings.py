@@ -362,6 +362,9 @@ class TasksSection:
 
     ``verification`` is ``"redundant"`` (each task runs on ``redundancy`` nodes, majority
     wins) or ``"spot"`` (one node; a share of ``spot_rate_ppm`` per million is re-executed).
+    Under ``"redundant"`` a task that fewer nodes could take runs on as many as there are, never
+    fewer than ``redundancy_floor`` (0: ``min(2, redundancy)``); below the floor it runs on
+    one node and is spot-checked at ``spot_rate_ppm`` (graceful degradation, SRS-PERF-07).
     ``queue_timeout_s`` is how long a submitted task may wait for a node to take one of its
     replicas before it expires (SRS-COORD-02).
     A replica's result is committed, then revealed (SRS-SEC-11): ``commit_window_s`` after a
@@ -371,6 +374,7 @@ class TasksSection:
 
     verification: str = "redundant"
     redundancy: int = 3
+    redundancy_floor: int = 0
     spot_rate_ppm: int = 100_000
     assignment_timeout_s: int = 600
     queue_timeout_s: int = 3_600
@@ -432,9 +436,12 @@ class KnowledgeSection:
     ``qdrant_api_key_file`` if set). ``demo_data`` loads the shipped CC0 datasets of owm-geo,
     owm-science and owm-history at start (idempotent). ``enabled = false`` turns the
     knowledge base, and with it the query path and the data endpoints, off.
+    ``query_timeout_s`` is how long a query waits for its sub-models' reader tasks to be
+    verified; a sub-model whose reading is not in by then is left out of the answer.
     """
 
     enabled: bool = True
+    query_timeout_s: int = 4
     embedder: str = "minilm"
     qdrant_path: str = ""
     qdrant_url: str = ""
@@ -578,6 +585,10 @@ def load_coordinator_settings(
     settings = _load(path, CoordinatorSettings, environ)
     if settings.tasks.verification not in {"redundant", "spot"}:
         raise ConfigError(f"{_where(path)}: tasks.verification: must be 'redundant' or 'spot'")
+    if not 0 <= settings.tasks.redundancy_floor <= settings.tasks.redundancy:
+        raise ConfigError(
+            f"{_where(path)}: tasks.redundancy_floor: must be 0 (default) to tasks.redundancy"
+        )
     for name in ("commit_window_s", "reveal_window_s"):
         if not 1 <= getattr(settings.tasks, name) <= 86_400:
             raise ConfigError(f"{_where(path)}: tasks.{name}: must be 1 to 86400 seconds")
@@ -590,6 +601,8 @@ def load_coordinator_settings(
         )
     if lightning.backend == "cln" and not lightning.cln_socket:
         raise ConfigError(f"{_where(path)}: lightning.cln_socket: the CLN RPC socket is required")
+    if not 1 <= settings.knowledge.query_timeout_s <= 600:
+        raise ConfigError(f"{_where(path)}: knowledge.query_timeout_s: must be 1 to 600 s")
     if settings.knowledge.embedder not in {"minilm", "hashing"}:
         raise ConfigError(f"{_where(path)}: knowledge.embedder: must be 'minilm' or 'hashing'")
     if not 4 <= settings.coordinator.grpc_max_workers <= 10_000:

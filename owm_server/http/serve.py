@@ -31,7 +31,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from owm_adapters.bootstrap.api import build_api
 from owm_adapters.bootstrap.coordinator import Coordinator
 from owm_adapters.services.api import ApiConfig
-from owm_adapters.services.queries import KnowledgeSource
+from owm_adapters.services.queries import KnowledgeSource, QueryConfig
 from owm_server.http.app import create_app
 from owm_server.http.metrics import HttpMetrics
 
@@ -176,6 +176,7 @@ def api_server_for(
     knowledge: KnowledgeSource | None = None,
     limits: HttpLimits = HttpLimits(),
     metrics: HttpMetrics | None = None,
+    query_config: QueryConfig | None = None,
 ) -> ApiServer:
     """The public API over ``coordinator`` (the one gRPC serves), ready to ``start()``.
 
@@ -185,7 +186,10 @@ def api_server_for(
     ``limits`` bound connections and name the trusted proxies; ``metrics`` counts and times
     requests by route.
     """
-    api = build_api(coordinator, data_dir=data_dir, config=config, knowledge=knowledge)
+    api = build_api(
+        coordinator, data_dir=data_dir, config=config, knowledge=knowledge,
+        query_config=query_config,
+    )
     return ApiServer(
         create_app(api.services, metrics, api.readiness), listen, grace_s, limits
     )

@@ -18,6 +18,26 @@ def test_no_file_means_embedded_defaults() -> None:
     assert settings.coordinator.metrics_listen == "127.0.0.1:9464"
     assert settings.lightning.backend == "embedded"
     assert service_config_of(settings).verification.redundancy == 3
+    assert service_config_of(settings).verification.redundancy_floor == 2
+
+
+def test_the_redundancy_floor_is_read_from_the_file_and_the_environment_wins(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[tasks]\nredundancy = 5\nredundancy_floor = 3\n", encoding="utf-8")
+
+    from_file = service_config_of(load_coordinator_settings(path, environ={}))
+    overridden = service_config_of(
+        load_coordinator_settings(path, environ={"OWM_TASKS__REDUNDANCY_FLOOR": "4"})
+    )
+    one = service_config_of(load_coordinator_settings(
+        None, environ={"OWM_TASKS__REDUNDANCY": "1"}
+    ))
+
+    assert (from_file.verification.redundancy, from_file.verification.redundancy_floor) == (5, 3)
+    assert overridden.verification.redundancy_floor == 4
+    assert one.verification.redundancy_floor == 1  # the default never exceeds redundancy
 
 
 def test_the_tasks_section_selects_spot_checks_and_the_timeout(tmp_path: Path) -> None:
@@ -47,6 +67,9 @@ def test_the_tasks_section_selects_spot_checks_and_the_timeout(tmp_path: Path) -
         ('[lightning]\nbackend = "eclair"\n', "lightning.backend"),
         ("[coordinator]\ngrpc_max_workers = 1\n", "coordinator.grpc_max_workers"),
         ("[coordinator]\ngrpc_stream_idle_s = 0\n", "coordinator.grpc_stream_idle_s"),
+        ("[tasks]\nredundancy = 3\nredundancy_floor = 4\n", "tasks.redundancy_floor"),
+        ("[tasks]\nredundancy_floor = -1\n", "tasks.redundancy_floor"),
+        ("[knowledge]\nquery_timeout_s = 0\n", "knowledge.query_timeout_s"),
     ],
 )
 def test_a_wrong_key_or_value_is_refused_naming_it(tmp_path: Path, text: str, named: str) -> None:
