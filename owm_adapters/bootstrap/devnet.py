@@ -27,10 +27,11 @@ channels with the treasury there:
   treasury balance to pay with, as on a real network).
 
 The coordinator's configuration turns on what a devnet should show happening by itself: redundant
-task verification over up to three nodes, FL rounds of ``owm-base`` every 45 s anchored by the
-embedded OpenTimestamps calendar, and the knowledge base with the shipped demo datasets behind
-``POST /v1/query``. Each node is pointed at the coordinator's API for new model versions and at
-the embedded chain to verify their proofs before installing them (SRS-NODE-10).
+task verification over up to three nodes (over the two left, should one be slashed), FL rounds
+of ``owm-base`` every 45 s anchored by the embedded OpenTimestamps calendar, and the knowledge
+base with the shipped demo datasets behind ``POST /v1/query``. Each node is pointed at the
+coordinator's API for new model versions and at the embedded chain to verify their proofs
+before installing them (SRS-NODE-10).
 
 Ports are chosen free on 127.0.0.1 at every ``up`` (:func:`assign_ports`), so a stopped devnet
 starts again even when another program took one of its old ports.
@@ -231,6 +232,7 @@ def coordinator_toml(layout: DevnetLayout, state: DevnetState) -> str:
     c = state.coordinator
     traffic = traffic_identity(layout)
     redundancy = redundancy_for(len(state.nodes))
+    floor = min(2, redundancy)
     min_participants = redundancy
     return f"""\
 # coordinator.toml of an OWM devnet, written by `owm devnet up` at every start
@@ -254,6 +256,10 @@ tls_cert_path = {_q(layout.coordinator_dir / "tls.crt")}
 # Every task runs on {redundancy} node(s); the majority's answer is verified and paid.
 verification = "redundant"
 redundancy = {redundancy}
+# With fewer nodes that can take a task (one slashed, say) it runs on those left, never on
+# fewer than {floor}; below that on one node, spot-checked (a re-execution by another node
+# holds the reward of spot_rate_ppm per million tasks until it agrees).
+redundancy_floor = {floor}
 assignment_timeout_s = {ASSIGNMENT_TIMEOUT_S}
 
 [funding]
@@ -295,6 +301,8 @@ calendar_interval_s = 5
 enabled = true
 embedder = "minilm"
 demo_data = true
+# Every process of a devnet shares one machine: give the reader tasks time to be verified.
+query_timeout_s = 20
 """
 
 

@@ -5,7 +5,8 @@ sample inference task (a text prompt, schema ``owm.inference.text`` v1) through 
 submission API, so that nodes execute it, the coordinator verifies it and pays rewards over the
 embedded Lightning ledger; every ``query_interval_s`` it sends a sample query to
 ``POST /v1/query``. What it did last is written to ``traffic.json`` in the data directory for
-``owm devnet status``.
+``owm devnet status``, with the latest answer to each sample question (``answers``), so one can
+see that the questions answered before a node was slashed are still answered after it.
 
 The loop only knows two callables — submit a task, ask a query — which :func:`run_traffic`
 wires to the gRPC control plane and the HTTP API of a running devnet; the tests wire fakes.
@@ -137,11 +138,13 @@ class TrafficLoop:
         }
         if status == 200 and isinstance(body, dict):
             self.report["queries_answered"] += 1
-            for key in ("query_id", "answer", "confidence", "sub_models_used", "model_version",
-                        "ots_verified", "latency_ms", "cost_sats"):
+            for key in ("query_id", "answer", "answered", "confidence", "sub_models_used",
+                        "missing_sub_models", "model_version", "ots_verified", "latency_ms",
+                        "cost_sats"):
                 if key in body:
                     entry[key] = body[key]
             self.report["last_answer"] = entry
+            self.report.setdefault("answers", {})[question] = entry
             log.info("query answered: %r", str(body.get("answer", ""))[:120])
         else:
             detail = body.get("detail") if isinstance(body, dict) else None

@@ -51,6 +51,8 @@ def test_a_new_devnet_has_fresh_identities_configs_its_programs_accept_and_stake
     assert coordinator.coordinator.grpc_listen == f"127.0.0.1:{state.coordinator.grpc_port}"
     assert coordinator.coordinator.data_dir == str(layout.coordinator_dir)
     assert (coordinator.tasks.verification, coordinator.tasks.redundancy) == ("redundant", 3)
+    assert coordinator.tasks.redundancy_floor == 2  # one slashed node leaves two to agree
+    assert coordinator.knowledge.query_timeout_s == 20  # one busy machine runs every process
     assert (coordinator.fl.enabled, coordinator.fl.min_participants) == (True, 3)
     assert coordinator.provenance.backend == "embedded"
     assert (coordinator.knowledge.enabled, coordinator.knowledge.demo_data) == (True, True)
@@ -111,6 +113,7 @@ def test_stake_channels_lock_the_minimum_of_the_machines_tier_and_payouts_never_
     assert (node.tier, node.stake_sat, node.payout_channel_sat) == ("t2", 500_000, 250_000)
     coordinator = load_coordinator_settings(layout.coordinator_config)
     assert (coordinator.tasks.redundancy, coordinator.fl.min_participants) == (1, 1)
+    assert coordinator.tasks.redundancy_floor == 1
 
 
 def test_a_directory_holds_one_devnet_until_it_is_reset(tmp_path):
@@ -308,3 +311,8 @@ def test_the_traffic_loop_submits_distinct_sample_tasks_and_asks_queries_until_s
     assert report["queries_asked"] == len(asked) >= 2
     assert report["queries_answered"] == len(asked) - 1
     assert report["last_answer"]["answer"] == "It anchors model versions."  # type: ignore[index]
+    # The latest answer to each sample question answered is kept, by question.
+    answers = report["answers"]
+    assert isinstance(answers, dict) and answers
+    assert report["last_answer"] in answers.values()
+    assert all(entry["query"] == question for question, entry in answers.items())
