@@ -223,3 +223,18 @@ class NotAMaintainer(SignatureInvalid):
     (SRS-SEC-14); the HTTP API answers 403."""
 
     code = "not-a-maintainer"
+
+
+class RoleRequired(DomainError):
+    """A governance statement verifies, but its signer does not hold the role the action
+    needs (a core maintainer, a treasury multisig holder; SRS-GOV-04/05); the HTTP API
+    answers 403."""
+
+    code = "role-required"
+
+
+class TransactionRejected(DomainError):
+    """The Bitcoin node refused a transaction (spent or unknown coins, bad signatures, fees);
+    the message carries its reason (SRS-GOV-06)."""
+
+    code = "transaction-rejected"

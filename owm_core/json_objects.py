@@ -27,3 +27,17 @@ def unique_keys(field: str) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]
         return result
 
     return hook
+
+
+def exact_fields(data: object, names: list[str], what: str) -> dict[str, Any]:
+    """``data``'s values for exactly ``names``: InvalidValue naming the first missing field,
+    or the first field that is not one of ``what`` (a published log entry, say)."""
+    if not isinstance(data, dict):
+        raise InvalidValue("entry", f"must be an object, got {type(data).__name__}")
+    for name in names:
+        if name not in data:
+            raise InvalidValue(name, "is missing")
+    unknown = sorted(map(str, set(data) - set(names)))
+    if unknown:
+        raise InvalidValue(unknown[0], f"is not a {what} field")
+    return {name: data[name] for name in names}

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from owm_adapters.bootstrap.governance import governance_from
 from owm_adapters.bootstrap.lightning import (
     LIGHTNING_FILE,
     embedded_ledger,
@@ -35,6 +36,7 @@ from owm_adapters.services.coordinator.shared import (
     QUERY_BUDGET,
     FundingConfig,
 )
+from owm_adapters.services.governance import GovernanceService
 from owm_adapters.services.slashing import SlashingService
 from owm_adapters.services.workers import OnStop, Workers
 from owm_adapters.storage import keystore
@@ -42,6 +44,7 @@ from owm_core.coordination.reveals import RevealWindows
 from owm_core.errors import InvalidValue
 from owm_core.identity.keys import Identity
 from owm_core.market.tasks import Settlement, VerificationMode, VerificationPolicy
+from owm_core.ports.chain import WalletChain
 from owm_core.ports.clock import Clock
 from owm_core.ports.embeddings import Embedder
 from owm_core.ports.invoices import InvoiceSource
@@ -156,6 +159,8 @@ class Coordinator:
     #: The coordinator's Ed25519 key: signs the slashing log and task assignments; its public
     #: half goes into every node's ``[coordinator] public_key``.
     identity: Identity
+    #: Signed governance statements, the governance log and the treasury's PSBTs.
+    governance: GovernanceService
 
     @contextmanager
     def running(self, timeout_s: float = 10.0) -> Iterator[Coordinator]:
@@ -177,6 +182,7 @@ def build_coordinator(
     coordinator_key: Identity | None = None,
     slashing: bool = True,
     payout_sweep_s: float | None = None,
+    wallet_chain: WalletChain | None = None,
 ) -> Coordinator:
     """The coordinator application for ``settings``; any port may be passed in instead.
 
@@ -192,7 +198,8 @@ def build_coordinator(
     outputs (SRS-SEC-02; nodes hold its public key as ``[coordinator] public_key``); with
     ``slashing=False`` and no ``coordinator_key`` the service draws one of its own. FL rounds
     run when ``[fl] enabled``. ``payout_sweep_s`` overrides how often the payout worker sweeps
-    its outbox when no settlement wakes it.
+    its outbox when no settlement wakes it. The governance service signs its log with the
+    same key; its treasury wallet's coins and broadcasts go through ``wallet_chain`` if given.
     """
     from owm_adapters.services.payouts import DEFAULT_SWEEP_S, PayoutDispatcher
 
@@ -238,10 +245,12 @@ def build_coordinator(
     workers = Workers(tuple(
         w for w in (service, payouts, slashing_service, stamping, fl) if w is not None
     ))
+    governance = governance_from(settings, store, clock, service.signer, chain=wallet_chain)
     return Coordinator(
         store=store, clock=clock, treasury=treasury, service=service, payouts=payouts,
         slashing=slashing_service, fl=fl, node_invoices=node_invoices,
         signing_key_created=created, workers=workers, identity=service.signer,
+        governance=governance,
     )
 
 

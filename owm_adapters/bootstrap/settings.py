@@ -558,6 +558,40 @@ class FundingSection:
 
 
 @attrs.frozen
+class GovernanceSection:
+    """Governance roles and the treasury wallet (SRS-GOV-01..06, SRS-LN-09, SRS-SEC-12).
+
+    ``maintainer_keys`` are the core maintainers' Ed25519 public keys (hex); the five treasury
+    multisig holders are given as parallel lists: ``holder_statement_keys`` (Ed25519, the key
+    each signs governance statements with), ``holder_multisig_keys`` (compressed secp256k1,
+    66 hex: the key its hardware wallet signs treasury transactions with) and optionally
+    ``holder_key_origins`` (``[fingerprint/48h/1h/0h/2h]`` each, so hardware wallets find
+    their key in the PSBT). With no holders the treasury is off and only proposals, comments
+    and maintainers' actions work. The wallet follows ``network``; its coins and broadcasts go
+    to ``bitcoin_rpc`` (Bitcoin Core / Knots; ``rpc_cookie`` or ``rpc_user``/``rpc_password``)
+    or, when that is empty, to the embedded ledger ``ledger_path`` (empty:
+    ``<data_dir>/treasury-ledger.sqlite3``; devnets only), which ``devnet_funding_sat`` funds
+    once at first start. ``explorer_tx_url`` links executed proposals to their transaction
+    (``{txid}`` is replaced). Each key may sign ``statements_per_hour`` statements.
+    """
+
+    maintainer_keys: tuple[str, ...] = ()
+    holder_statement_keys: tuple[str, ...] = ()
+    holder_multisig_keys: tuple[str, ...] = ()
+    holder_key_origins: tuple[str, ...] = ()
+    network: str = "regtest"
+    bitcoin_rpc: str = ""
+    rpc_cookie: str = ""
+    rpc_user: str = ""
+    rpc_password: str = ""
+    ledger_path: str = ""
+    devnet_funding_sat: int = 0
+    fee_rate_sat_vb: int = 2
+    explorer_tx_url: str = "https://mempool.space/tx/{txid}"
+    statements_per_hour: int = 60
+
+
+@attrs.frozen
 class CoordinatorSettings:
     """The whole ``coordinator.toml``."""
 
@@ -571,6 +605,7 @@ class CoordinatorSettings:
     chain: NodeChain = NodeChain()
     fl: FlSection = FlSection()
     funding: FundingSection = FundingSection()
+    governance: GovernanceSection = GovernanceSection()
 
 
 #: The settings of every program: a variable of one is not a typo in the other's environment.

@@ -17,11 +17,13 @@ import http.client
 import itertools
 import json
 import logging
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from owm_core.errors import BlockRejected, ChainUnavailable, UnknownBlock
+from owm_core.errors import BlockRejected, ChainUnavailable, TransactionRejected, UnknownBlock
+from owm_core.governance.treasury import Utxo
 from owm_core.pool.bitcoin import BlockTemplate
 from owm_core.provenance.versions import Network
 
@@ -33,11 +35,15 @@ RPC_INVALID_PARAMETER = -8
 RPC_DESERIALIZATION_ERROR = -22
 RPC_IN_WARMUP = -28
 _UNKNOWN_BLOCK_CODES = {RPC_INVALID_ADDRESS_OR_KEY, RPC_INVALID_PARAMETER}
+# RPC_VERIFY_ERROR, RPC_VERIFY_REJECTED, RPC_VERIFY_ALREADY_IN_CHAIN, RPC_DESERIALIZATION_ERROR
+_TX_REFUSED_CODES = {-25, -26, -27, RPC_DESERIALIZATION_ERROR}
+SAT_PER_BTC = 100_000_000
 
 
 class BitcoinRpc:
     """A Bitcoin Core / Knots node behind the chain port (``getblockhash``, ``getblockheader``,
-    ``getblocktemplate``, ``submitblock``, ``getblockcount``, ``getblockchaininfo``)."""
+    ``getblocktemplate``, ``submitblock``, ``getblockcount``, ``getblockchaininfo``) and the
+    wallet-chain port (``scantxoutset``, ``sendrawtransaction``)."""
 
     def __init__(
         self,
@@ -130,6 +136,8 @@ class BitcoinRpc:
                 raise UnknownBlock(f"{message} ({method})")
             if code == RPC_DESERIALIZATION_ERROR and method == "submitblock":
                 raise BlockRejected("block-decode-failed", message)
+            if code in _TX_REFUSED_CODES and method == "sendrawtransaction":
+                raise TransactionRejected(f"bitcoind refused the transaction: {message}")
             raise ChainUnavailable(f"bitcoind {method} failed with code {code}: {message}")
         if "result" not in reply:
             raise ChainUnavailable(f"bitcoind at {self.endpoint} answered without a result")
@@ -178,6 +186,21 @@ class BitcoinRpc:
         reason = self.call("submitblock", raw_block.hex())
         if reason is not None:
             raise BlockRejected(str(reason), f"bitcoind rejected the block: {reason}")
+
+    def unspent(self, script_pubkey: bytes) -> list[Utxo]:
+        """The treasury's coins (``scantxoutset start ["raw(<script>)"]``; no wallet needed)."""
+        answer = self.call("scantxoutset", "start", [f"raw({script_pubkey.hex()})"])
+        try:
+            return [
+                Utxo(str(u["txid"]), int(u["vout"]), int(Decimal(str(u["amount"])) * SAT_PER_BTC))
+                for u in answer.get("unspents", ())
+            ]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ChainUnavailable(f"bitcoind's scantxoutset answer is incomplete: {exc}") from exc
+
+    def broadcast(self, raw_tx: bytes) -> str:
+        """``sendrawtransaction``: the txid, or TransactionRejected with bitcoind's reason."""
+        return str(self.call("sendrawtransaction", raw_tx.hex()))
 
     def network(self) -> Network:
         """Which network the node follows (``getblockchaininfo``'s ``chain``)."""

@@ -47,6 +47,7 @@ SMALL_SPEND_QUORUM = 1
 """Signatures needed at or below 0.01 BTC: the spec sets no higher bar, so one holder."""
 
 _TXID_PATTERN = r"[0-9a-f]{64}"
+_ADDRESS_PATTERN = r"(|[A-Za-z0-9]{14,90})"
 
 
 class ProposalType(enum.Enum):
@@ -160,6 +161,8 @@ def _check_requested(proposal: Proposal) -> None:
         raise InvalidValue("requested_sat", "a treasury proposal must request more than 0 sat")
     if proposal.type is not ProposalType.TREASURY and proposal.requested_sat != 0:
         raise InvalidValue("requested_sat", "only treasury proposals may request an amount")
+    if proposal.type is not ProposalType.TREASURY and proposal.payout_address:
+        raise InvalidValue("payout_address", "only treasury proposals name a payout address")
 
 
 def _check_deadline(proposal: Proposal) -> None:
@@ -178,7 +181,9 @@ class Proposal:
 
     ``requested_sat`` is > 0 for treasury proposals and 0 for the others. ``txid`` (the Bitcoin
     transaction that paid a treasury proposal, SRS-GOV-06) is set only once executed.
-    ``acknowledgements`` are multisig holder keys (SRS-GOV-05).
+    ``acknowledgements`` are multisig holder keys (SRS-GOV-05). ``payout_address`` is the
+    Bitcoin address a treasury proposal asks to be paid to (empty: none named yet, and then no
+    transaction can be prepared for it).
     """
 
     proposal_id: str = attrs.field(validator=fields.text(max_len=128))
@@ -196,6 +201,9 @@ class Proposal:
     comments: tuple[Comment, ...] = attrs.field(default=(), converter=_comment_tuple)
     acknowledgements: frozenset[str] = attrs.field(default=frozenset(), converter=_key_set)
     txid: str | None = attrs.field(default=None)
+    payout_address: str = attrs.field(
+        default="", validator=fields.text(min_len=0, max_len=90, pattern=_ADDRESS_PATTERN)
+    )
 
     def __attrs_post_init__(self) -> None:
         """Cross-field rules: amount by type (SRS-GOV-03), period bounds, txid when executed."""
@@ -233,6 +241,7 @@ def submit_proposal(
     implementation_plan: str,
     now: int,
     requested_sat: int = 0,
+    payout_address: str = "",
 ) -> Proposal:
     """Open a proposal whose comment period starts ``now`` (SRS-GOV-02..05).
 
@@ -255,6 +264,7 @@ def submit_proposal(
         requested_sat=requested_sat,
         submitted_at=now,
         comment_deadline_at=deadline,
+        payout_address=payout_address,
     )
 
 

@@ -99,6 +99,7 @@ class EnvelopeKind(enum.Enum):
     TASK_SUBMISSION = "task_submission"
     BALANCE_REQUEST = "balance_request"
     OUTPUT_REQUEST = "output_request"
+    GOVERNANCE_STATEMENT = "governance_statement"
 
 
 # --- canonical encoding -------------------------------------------------------------------
@@ -652,10 +653,44 @@ class OutputRequest:
         return result
 
 
+_ACTION_RE = re.compile(r"[a-z][a-z_]{0,31}")
+_PROPOSAL_ID_RE = re.compile(r"(|[A-Za-z0-9_.:-]{1,128})")
+
+
+@attrs.frozen
+class GovernanceStatement:
+    """A signed governance action (SRS-GOV-01..06): who does ``action`` to which proposal.
+
+    ``action`` names a :class:`owm_core.coordination.governance.GovernanceAction` value,
+    ``proposal_id`` is empty for a new proposal, and ``args`` holds the action's own fields
+    (a title, a comment, a new deadline…), checked by the rule that applies the action. The
+    signature is the role's credential: the coordinator appends every accepted statement,
+    verbatim, to its governance log.
+    """
+
+    KIND: ClassVar[EnvelopeKind] = EnvelopeKind.GOVERNANCE_STATEMENT
+
+    action: str = attrs.field(validator=fields.matches(_ACTION_RE, "an action name ([a-z_])"))
+    proposal_id: str = attrs.field(
+        validator=fields.matches(_PROPOSAL_ID_RE, "a proposal id ([A-Za-z0-9_.:-]) or empty")
+    )
+    args: dict[str, Any] = attrs.field(validator=_canonical_body, hash=False)
+
+    def to_body(self) -> dict[str, Any]:
+        """The statement as a canonical dict."""
+        return {"action": self.action, "args": self.args, "proposal_id": self.proposal_id}
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> GovernanceStatement:
+        """Read a statement from a body dict; unknown or missing fields are refused."""
+        result: GovernanceStatement = _from_body(cls, body, ("action", "proposal_id", "args"))
+        return result
+
+
 Body = (
     CapabilityManifest | Heartbeat | TaskProof | MaintainerAcknowledgement | TaskRejection
     | TaskCommitment | PayoutQuery | PayoutInvoice | TaskSubmission | BalanceRequest
-    | OutputRequest
+    | OutputRequest | GovernanceStatement
 )
 
 _BODY_TYPES: dict[EnvelopeKind, Any] = {
@@ -670,6 +705,7 @@ _BODY_TYPES: dict[EnvelopeKind, Any] = {
     EnvelopeKind.TASK_SUBMISSION: TaskSubmission,
     EnvelopeKind.BALANCE_REQUEST: BalanceRequest,
     EnvelopeKind.OUTPUT_REQUEST: OutputRequest,
+    EnvelopeKind.GOVERNANCE_STATEMENT: GovernanceStatement,
 }
 
 

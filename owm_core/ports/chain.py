@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from owm_core.governance.treasury import Utxo
 from owm_core.pool.bitcoin import BlockTemplate
 
 
@@ -33,4 +34,19 @@ class Chain(Protocol):
 
     def submit_block(self, raw_block: bytes) -> None:
         """Offer a fully serialised block; ``BlockRejected`` with bitcoind's reason if refused."""
+        ...
+
+
+class WalletChain(Protocol):
+    """What the treasury wallet needs from a Bitcoin node: its coins, and a way to spend them
+    (SRS-LN-09, SRS-GOV-06). Bitcoin Core / Knots answer with ``scantxoutset`` and
+    ``sendrawtransaction``; a devnet with the embedded ledger."""
+
+    def unspent(self, script_pubkey: bytes) -> list[Utxo]:
+        """The confirmed unspent outputs paying ``script_pubkey``."""
+        ...
+
+    def broadcast(self, raw_tx: bytes) -> str:
+        """Send a signed transaction; its txid (display hex). ``TransactionRejected`` with the
+        node's reason if refused."""
         ...

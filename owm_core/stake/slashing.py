@@ -42,13 +42,13 @@ from __future__ import annotations
 import enum
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
 from owm_core import fields
-from owm_core.errors import Conflict, DomainError, InvalidValue, PolicyViolation
+from owm_core.errors import Conflict, DomainError, PolicyViolation
 from owm_core.identity.envelopes import (
     AckVerdict,
     Envelope,
@@ -61,6 +61,7 @@ from owm_core.identity.envelopes import (
     verify,
 )
 from owm_core.identity.keys import Identity, parse_node_id, parse_public_key, verify_signature
+from owm_core.json_objects import exact_fields
 from owm_core.market.tasks import Task, TaskState
 from owm_core.nodes.tiers import Tier
 
@@ -71,6 +72,7 @@ GENESIS_HASH = "0" * 64
 LOG_DOMAIN = b"owm/slashing-log/v1\x00"
 VERIFICATION_REPORTER_PREFIX = "verify:"
 
+_Entry = TypeVar("_Entry", bound="ChainedEntry")
 _REPORTER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 _CHANNEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9:_x-]{0,127}")
 
@@ -372,16 +374,7 @@ class SlashingLogEntry:
     @classmethod
     def from_dict(cls, data: object) -> SlashingLogEntry:
         """Read a published entry; missing or unknown fields raise :class:`InvalidValue`."""
-        if not isinstance(data, dict):
-            raise InvalidValue("entry", f"must be an object, got {type(data).__name__}")
-        names = [a.name for a in attrs.fields(cls)]
-        for name in names:
-            if name not in data:
-                raise InvalidValue(name, "is missing")
-        unknown = sorted(map(str, set(data) - set(names)))
-        if unknown:
-            raise InvalidValue(unknown[0], "is not a slashing log field")
-        return cls(**{name: data[name] for name in names})
+        return cls(**exact_fields(data, [a.name for a in attrs.fields(cls)], "slashing log"))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SlashingLogEntry:
@@ -450,30 +443,46 @@ class LogVerification:
     problem: str | None = None
 
 
-def verify_log(
-    entries: Iterable[SlashingLogEntry],
-    coordinator_pubkey: str,
+class ChainedEntry(Protocol):
+    """What :func:`verify_chain` reads of a hash-chained log entry."""
+
+    @property
+    def index(self) -> int:
+        """The entry's position, from 0."""
+        ...
+
+    @property
+    def prev_hash(self) -> str:
+        """The previous entry's hash (:data:`GENESIS_HASH` for the first)."""
+        ...
+
+    @property
+    def at(self) -> int:
+        """When it was logged; never before the previous entry."""
+        ...
+
+    def entry_hash(self) -> str:
+        """This entry's hash, the next entry's ``prev_hash``."""
+        ...
+
+
+def verify_chain(
+    entries: Iterable[_Entry],
+    problem_of: Callable[[_Entry], str | None],
     expected_head: str | None = None,
 ) -> LogVerification:
-    """Check a whole slashing log against the coordinator's key; report the first fault.
-
-    Detects an edited entry (signature), a removed, inserted or reordered entry (index and
-    ``prev_hash`` chain), and with ``expected_head`` (the last entry's hash, or
-    :data:`GENESIS_HASH` for an empty log) a truncated or extended log.
-    """
-    parse_public_key(coordinator_pubkey, "coordinator_pubkey")
+    """Walk a hash-chained log and report its first fault: ``problem_of`` an entry (its
+    signature, say), an index out of place, a broken ``prev_hash`` chain, a timestamp going
+    back, or with ``expected_head`` a log that does not end there. The slashing log and the
+    governance log are checked with it."""
     prev_hash = GENESIS_HASH
     prev_at = 0
     count = 0
     for i, entry in enumerate(entries):
         count = i + 1
-        signed = entry.signed_fields()
-        try:
-            verify_signature(
-                coordinator_pubkey, _log_message(signed), bytes.fromhex(entry.signature)
-            )
-        except DomainError:
-            return LogVerification(False, i, "signature does not verify: entry edited or forged")
+        problem = problem_of(entry)
+        if problem is not None:
+            return LogVerification(False, i, problem)
         if entry.index != i:
             return LogVerification(
                 False, i, f"index is {entry.index}, expected {i}: entry removed, inserted or moved"
@@ -491,3 +500,24 @@ def verify_log(
             False, count, "log does not end at the expected head: truncated or extended"
         )
     return LogVerification(True)
+
+
+def verify_log(
+    entries: Iterable[SlashingLogEntry],
+    coordinator_pubkey: str,
+    expected_head: str | None = None,
+) -> LogVerification:
+    """Check a whole slashing log against the coordinator's key; report the first fault.
+
+    Detects an edited entry (signature), a removed, inserted or reordered entry (index and
+    ``prev_hash`` chain), and with ``expected_head`` (the last entry's hash, or
+    :data:`GENESIS_HASH` for an empty log) a truncated or extended log.
+    """
+    parse_public_key(coordinator_pubkey, "coordinator_pubkey")
+
+    def forged(entry: SlashingLogEntry) -> str | None:
+        if signed_by(entry, coordinator_pubkey):
+            return None
+        return "signature does not verify: entry edited or forged"
+
+    return verify_chain(entries, forged, expected_head)

@@ -38,6 +38,7 @@ from owm_core.errors import (
     PolicyViolation,
     RateLimited,
     ReplayRejected,
+    RoleRequired,
     SignatureInvalid,
 )
 
@@ -52,6 +53,7 @@ _STATUS_OF_DOMAIN: tuple[tuple[type[DomainError], int], ...] = (
     (ReplayRejected, 401),
     (L402Invalid, 401),
     (RateLimited, 429),
+    (RoleRequired, 403),
     (NotFound, 404),
     (Conflict, 409),
     (InsufficientStake, 409),
@@ -85,6 +87,7 @@ TITLES = {
     "cooldown-active": "Cooldown active",
     "invalid-transition": "Invalid transition",
     "policy-violation": "Policy violation",
+    "role-required": "Role required",
     "conglomerate-unavailable": "The conglomerate model is not available yet",
     "lightning-unavailable": "Lightning node unavailable",
     "internal": "Internal error",

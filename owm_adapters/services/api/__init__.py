@@ -13,7 +13,9 @@ One module per capability, mirroring :mod:`owm_server.http.v1`:
   log, pool statistics and the live dashboard (SRS-PERF-08);
 * :mod:`~owm_adapters.services.api.history` — the recent history the dashboard charts
   (heartbeats, payments, latency, stake events, FL rounds);
-* :mod:`~owm_adapters.services.api.governance` — proposals and comments (SRS-GOV-01..05);
+* :mod:`~owm_adapters.services.api.governance` — proposals and comments by API-key callers
+  (SRS-GOV-01..05), logged in the governance log; signed statements and the treasury are
+  :mod:`owm_adapters.services.governance`'s (``statements``);
 * :mod:`~owm_adapters.services.api.bounties` — GitHub bounties and repository analyses.
 
 :class:`ApiServices` holds one of each, plus the optional services other packages own
@@ -51,6 +53,7 @@ from owm_adapters.services.api.releases import Releases
 from owm_adapters.services.api.views import DashboardFrame, MinerView, Views
 from owm_adapters.services.coordinator.service import CoordinatorService
 from owm_adapters.services.fl_rounds import FlRoundService
+from owm_adapters.services.governance import GovernanceService
 from owm_adapters.services.knowledge import KnowledgeBase
 from owm_adapters.services.queries import QueryService
 from owm_adapters.services.slashing import SlashingService
@@ -85,6 +88,8 @@ class ApiServices:
     knowledge: KnowledgeBase | None = None
     #: Federated-learning rounds and uploads (None when ``[fl]`` is off: 503).
     fl: FlRoundService | None = None
+    #: Signed governance statements, the governance log and the treasury's PSBTs.
+    statements: GovernanceService | None = None
 
     @property
     def repositories(self) -> Repositories:
@@ -114,12 +119,15 @@ class ApiServices:
         knowledge: KnowledgeBase | None = None,
         fl: FlRoundService | None = None,
         ots_chain: str = "none",
+        statements: GovernanceService | None = None,
     ) -> ApiServices:
         """Every capability over ``coordinator``'s store, treasury and clock, sharing one read
         cache; ``l402_secret`` derives the L402 macaroons' root keys."""
         config = config or ApiConfig()
         store, clock = coordinator.repositories, coordinator.clock
         cache = ReadCache(clock, config.cache_ttl_ms)
+        if statements is None:  # proposals and comments are logged all the same
+            statements = GovernanceService(store, clock, coordinator.signer)
         return cls(
             coordinator=coordinator,
             config=config,
@@ -128,12 +136,13 @@ class ApiServices:
             nodes=Nodes(coordinator, cache, config),
             views=Views(store, clock, coordinator.config.liveness, cache, config),
             history=History(store, clock),
-            governance=Governance(store, clock, cache, entropy, config),
+            governance=Governance(store, clock, cache, entropy, config, log=statements),
             bounties=Bounties(store, clock, cache, config, entropy),
             slashing=slashing,
             queries=queries,
             knowledge=knowledge,
             fl=fl,
+            statements=statements,
         )
 
 

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Sequence
 
 from owm_adapters.services.api.config import ApiConfig, ReadCache
+from owm_adapters.services.governance import GovernanceService
 from owm_core.access.callers import Caller
 from owm_core.errors import InvalidValue, NotFound, PolicyViolation
 from owm_core.governance.proposals import (
@@ -35,12 +36,14 @@ class Governance:
         cache: ReadCache | None = None,
         entropy: Callable[[int], bytes] = os.urandom,
         config: ApiConfig | None = None,
+        log: GovernanceService | None = None,
     ) -> None:
         self._repositories = repositories
         self._clock = clock
         self._cache = cache if cache is not None else ReadCache(clock, ttl_ms=0)
         self._entropy = entropy
         self._config = config or ApiConfig()
+        self._log = log
 
     def proposals(self, status: ProposalStatus | None = None) -> Sequence[Proposal]:
         """Proposals, newest first, optionally of one status."""
@@ -56,6 +59,7 @@ class Governance:
         proposal_type: ProposalType,
         implementation_plan: str,
         requested_sat: int,
+        payout_address: str = "",
     ) -> Proposal:
         """Open a proposal authored by the caller (SRS-GOV-02/03), asking at most
         ``max_requested_sat``."""
@@ -72,10 +76,23 @@ class Governance:
             implementation_plan=implementation_plan,
             now=self._clock.now(),
             requested_sat=requested_sat,
+            payout_address=payout_address,
         )
-        self._repositories.proposals.add(proposal)
+        if self._log is not None:
+            self._log.check_payout_address(payout_address)
+        with self._repositories.atomic():
+            self._repositories.proposals.add(proposal)
+            self._logged("propose", proposal, caller, {})
         self._cache.clear()
         return proposal
+
+    def _logged(
+        self, action: str, proposal: Proposal, caller: Caller, detail: dict[str, object]
+    ) -> None:
+        """Record an API-key caller's action in the governance log (its actor: the key's
+        owner; the coordinator's signature attests it)."""
+        if self._log is not None:
+            self._log.record(action, proposal, f"api:{caller.owner}", dict(detail))
 
     def comment(self, caller: Caller, proposal_id: str, text: str) -> Proposal:
         """Comment on an open proposal during its comment period (SRS-GOV-04).
@@ -91,6 +108,7 @@ class Governance:
             comment = Comment(caller.owner, text, self._clock.now())
             updated = add_comment(proposal, comment)
             self._repositories.proposals.append_comment(proposal_id, comment)
+            self._logged("comment", updated, caller, {"text": text})
         self._cache.clear()
         return updated
 

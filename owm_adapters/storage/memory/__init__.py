@@ -23,7 +23,9 @@ from owm_adapters.storage.memory.funding import MemoryFundingRepository
 from owm_adapters.storage.memory.governance import (
     MemoryAnalysisRepository,
     MemoryBountyRepository,
+    MemoryGovernanceLogRepository,
     MemoryProposalRepository,
+    MemoryTreasurySpendRepository,
 )
 from owm_adapters.storage.memory.knowledge import (
     MemoryDataCreditRepository,
@@ -74,6 +76,8 @@ class MemoryRepositories:
     slashing_evidence: MemorySlashingEvidenceRepository
     channel_bindings: MemoryChannelBindingRepository
     proposals: MemoryProposalRepository
+    governance_log: MemoryGovernanceLogRepository
+    treasury_spends: MemoryTreasurySpendRepository
     shares: MemoryShareRepository
     api_keys: MemoryApiKeyRepository
     releases: MemoryModelReleaseRepository
@@ -123,6 +127,8 @@ def memory_repositories() -> MemoryRepositories:
         slashing_evidence=MemorySlashingEvidenceRepository(state, lock),
         channel_bindings=MemoryChannelBindingRepository(state, lock),
         proposals=MemoryProposalRepository(state, lock),
+        governance_log=MemoryGovernanceLogRepository(state, lock),
+        treasury_spends=MemoryTreasurySpendRepository(state, lock),
         shares=MemoryShareRepository(state, lock),
         api_keys=MemoryApiKeyRepository(state, lock),
         releases=MemoryModelReleaseRepository(state, lock),

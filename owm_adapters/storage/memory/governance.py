@@ -1,4 +1,4 @@
-"""In-memory twin: proposals, bounties and analysis requests."""
+"""In-memory twin: proposals, the governance log, treasury spends, bounties and analyses."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from collections.abc import Sequence
 import attrs
 
 from owm_adapters.storage.memory.state import KeyedStateRepository, StateRepository
+from owm_core.coordination.governance_log import GovernanceLogEntry, check_next_entry
 from owm_core.errors import Conflict
 from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
 from owm_core.governance.proposals import Comment, Proposal, ProposalStatus
+from owm_core.governance.treasury import TreasurySpend
 
 
 class MemoryProposalRepository(StateRepository):
@@ -82,3 +84,51 @@ class MemoryAnalysisRepository(KeyedStateRepository[AnalysisRequest]):
     _key = "analysis_id"
     _taken = "analysis {} already exists"
     _unknown = "analysis {} is unknown"
+
+
+class MemoryGovernanceLogRepository(StateRepository):
+    """The governance log as a list; appends are checked like the SQL store's."""
+
+    def append(self, entry: GovernanceLogEntry) -> None:
+        """Append ``entry``; Conflict unless it chains to the head and its statement is new."""
+        with self._lock:
+            log = self._state.governance_log
+            check_next_entry(log[-1] if log else None, entry)
+            digest = entry.statement_hash()
+            if digest is not None and self.has_statement(digest):
+                raise Conflict("this governance statement is logged already (a replay)")
+            self._state.governance_log = [*log, entry]
+
+    def entries(self, start: int = 0, limit: int | None = None) -> Sequence[GovernanceLogEntry]:
+        """Entries with index ≥ ``start``, in index order, at most ``limit`` of them."""
+        with self._lock:
+            chosen = self._state.governance_log[max(start, 0) :]
+            return chosen if limit is None else chosen[:limit]
+
+    def latest(self) -> GovernanceLogEntry | None:
+        """The last entry, or None for an empty log."""
+        with self._lock:
+            log = self._state.governance_log
+            return log[-1] if log else None
+
+    def has_statement(self, statement_hash: str) -> bool:
+        """Whether a statement with this hash is logged."""
+        with self._lock:
+            return any(e.statement_hash() == statement_hash for e in self._state.governance_log)
+
+
+class MemoryTreasurySpendRepository(StateRepository):
+    """Treasury spends per proposal id."""
+
+    def get(self, proposal_id: str) -> TreasurySpend | None:
+        """The spend of ``proposal_id``, or None."""
+        with self._lock:
+            return self._state.treasury_spends.get(proposal_id)
+
+    def save(self, spend: TreasurySpend) -> None:
+        """Store or replace the spend; Conflict if the stored one was broadcast."""
+        with self._lock:
+            stored = self._state.treasury_spends.get(spend.proposal_id)
+            if stored is not None and stored.broadcast:
+                raise Conflict(f"the spend of {spend.proposal_id} was broadcast already")
+            self._state.treasury_spends[spend.proposal_id] = spend

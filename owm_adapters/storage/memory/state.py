@@ -8,10 +8,12 @@ from typing import Any, ClassVar, Generic, TypeVar
 import attrs
 
 from owm_core.access.api_keys import ApiKey
+from owm_core.coordination.governance_log import GovernanceLogEntry
 from owm_core.errors import Conflict
 from owm_core.fl.rounds import FlRound, RoundUpdate
 from owm_core.governance.contributions import AnalysisRequest, Bounty
 from owm_core.governance.proposals import Proposal
+from owm_core.governance.treasury import TreasurySpend
 from owm_core.identity.envelopes import Envelope
 from owm_core.knowledge.datasets import DatasetRecord, Document
 from owm_core.knowledge.retrieval import DataCredit
@@ -63,6 +65,8 @@ class State:
     slashing_acks: dict[str, tuple[int, str, Envelope, int, int | None]] = attrs.Factory(dict)
     slashing_decisions: dict[int, tuple[SlashingDecision, int | None]] = attrs.Factory(dict)
     proposals: dict[str, Proposal] = attrs.Factory(dict)
+    governance_log: list[GovernanceLogEntry] = attrs.Factory(list)
+    treasury_spends: dict[str, TreasurySpend] = attrs.Factory(dict)
     shares: dict[str, tuple[int, int, AcceptedShare]] = attrs.Factory(dict)
     api_keys: dict[str, tuple[int, ApiKey]] = attrs.Factory(dict)
     releases: dict[str, ModelRelease] = attrs.Factory(dict)

@@ -20,7 +20,9 @@ from owm_adapters.storage.sql.repositories.funding import SqlFundingRepository
 from owm_adapters.storage.sql.repositories.governance import (
     SqlAnalysisRepository,
     SqlBountyRepository,
+    SqlGovernanceLogRepository,
     SqlProposalRepository,
+    SqlTreasurySpendRepository,
 )
 from owm_adapters.storage.sql.repositories.knowledge import (
     SqlDatasetRepository,
@@ -71,6 +73,8 @@ class SqlRepositories:
     slashing_evidence: SqlSlashingEvidenceRepository
     channel_bindings: SqlChannelBindingRepository
     proposals: SqlProposalRepository
+    governance_log: SqlGovernanceLogRepository
+    treasury_spends: SqlTreasurySpendRepository
     shares: SqlShareRepository
     api_keys: SqlApiKeyRepository
     releases: SqlModelReleaseRepository
@@ -114,6 +118,8 @@ def sql_repositories(engine: Engine) -> SqlRepositories:
         slashing_evidence=SqlSlashingEvidenceRepository(db),
         channel_bindings=SqlChannelBindingRepository(db),
         proposals=SqlProposalRepository(db),
+        governance_log=SqlGovernanceLogRepository(db),
+        treasury_spends=SqlTreasurySpendRepository(db),
         shares=SqlShareRepository(db),
         api_keys=SqlApiKeyRepository(db),
         releases=SqlModelReleaseRepository(db),

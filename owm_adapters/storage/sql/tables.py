@@ -20,9 +20,9 @@ Column conventions (the same on SQLite and PostgreSQL):
 - ``seq`` columns are surrogate row ids that fix insertion order ("oldest first" listings).
 - Difficulties that are exact fractions are stored as decimal-text numerator/denominator.
 
-The slashing log and proposal comments are append-only: the migrations also install triggers
-that make the database itself refuse ``UPDATE`` and ``DELETE`` on ``slashing_log``
-(SRS-STAKE-06) and on ``proposal_comments`` (SRS-GOV-04).
+The slashing log, the governance log and proposal comments are append-only: the migrations
+also install triggers that make the database itself refuse ``UPDATE`` and ``DELETE`` on
+``slashing_log`` (SRS-STAKE-06), ``governance_log`` and ``proposal_comments`` (SRS-GOV-04).
 """
 
 from __future__ import annotations
@@ -253,6 +253,26 @@ proposals = Table(
     _time("comment_deadline_at"),
     Column("status", String(16), nullable=False, index=True),
     Column("txid", String(64), nullable=True),
+    Column("payout_address", String(90), nullable=False, server_default=""),
+)
+
+governance_log = Table(
+    "governance_log",
+    metadata,
+    Column("entry_index", BigInteger, primary_key=True, autoincrement=False),
+    Column("prev_hash", String(64), nullable=False, unique=True),
+    Column("statement_hash", String(64), nullable=True, unique=True),
+    Column("entry", LargeBinary, nullable=False),
+)
+
+treasury_spends = Table(
+    "treasury_spends",
+    metadata,
+    Column("proposal_id", String(128), primary_key=True),
+    Column("psbt", Text, nullable=False),
+    Column("signers", Text, nullable=False),
+    Column("txid", String(64), nullable=True),
+    _time("created_at"),
 )
 
 proposal_comments = Table(

@@ -46,7 +46,13 @@ from owm_core.ports.repositories.governance import (
     BountyRepository as BountyRepository,
 )
 from owm_core.ports.repositories.governance import (
+    GovernanceLogRepository as GovernanceLogRepository,
+)
+from owm_core.ports.repositories.governance import (
     ProposalRepository as ProposalRepository,
+)
+from owm_core.ports.repositories.governance import (
+    TreasurySpendRepository as TreasurySpendRepository,
 )
 from owm_core.ports.repositories.knowledge import (
     DataCreditRepository as DataCreditRepository,
@@ -161,6 +167,16 @@ class Repositories(Protocol):
     @property
     def proposals(self) -> ProposalRepository:
         """The proposals repository."""
+        ...
+
+    @property
+    def governance_log(self) -> GovernanceLogRepository:
+        """The governance log repository."""
+        ...
+
+    @property
+    def treasury_spends(self) -> TreasurySpendRepository:
+        """The treasury spends repository."""
         ...
 
     @property

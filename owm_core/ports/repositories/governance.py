@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from owm_core.coordination.governance_log import GovernanceLogEntry
 from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
 from owm_core.governance.proposals import Comment, Proposal, ProposalStatus
+from owm_core.governance.treasury import TreasurySpend
 
 
 class ProposalRepository(Protocol):
@@ -78,4 +80,40 @@ class AnalysisRepository(Protocol):
 
     def get(self, analysis_id: str) -> AnalysisRequest | None:
         """The request with ``analysis_id``, or None."""
+        ...
+
+
+class GovernanceLogRepository(Protocol):
+    """The append-only, hash-chained, coordinator-signed governance log (SRS-GOV-01..06).
+
+    No update or delete: entries are immutable once appended.
+    """
+
+    def append(self, entry: GovernanceLogEntry) -> None:
+        """Append ``entry``; Conflict unless it continues the latest entry, or if its
+        statement (by :meth:`GovernanceLogEntry.statement_hash`) is logged already."""
+        ...
+
+    def entries(self, start: int = 0, limit: int | None = None) -> Sequence[GovernanceLogEntry]:
+        """Entries with index ≥ ``start``, in index order, at most ``limit`` of them."""
+        ...
+
+    def latest(self) -> GovernanceLogEntry | None:
+        """The last entry (the head of the chain), or None for an empty log."""
+        ...
+
+    def has_statement(self, statement_hash: str) -> bool:
+        """Whether a statement with this hash is logged (a replay, then)."""
+        ...
+
+
+class TreasurySpendRepository(Protocol):
+    """Treasury proposals' transactions on their way (SRS-LN-09, SRS-GOV-06): one per proposal."""
+
+    def get(self, proposal_id: str) -> TreasurySpend | None:
+        """The spend of ``proposal_id``, or None."""
+        ...
+
+    def save(self, spend: TreasurySpend) -> None:
+        """Store or replace the spend of its proposal; Conflict if that one was broadcast."""
         ...

@@ -1,4 +1,5 @@
-"""SQL repositories: proposals with their votes and comments, bounties and analysis requests."""
+"""SQL repositories: proposals with their comments, the governance log, treasury spends,
+bounties and analysis requests."""
 
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ from owm_adapters.storage.sql.rows import (
     row_converter,
     to_row,
 )
+from owm_core.coordination.governance_log import GovernanceLogEntry, check_next_entry
 from owm_core.errors import Conflict
 from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
 from owm_core.governance.proposals import Comment, Proposal, ProposalStatus
+from owm_core.governance.treasury import TreasurySpend
+from owm_core.identity.envelopes import canonical_bytes, parse_canonical_json
 
 _ROWS = row_converter()
 """How this context's values become rows and back."""
@@ -175,3 +179,99 @@ class SqlAnalysisRepository(KeyedRepository[AnalysisRequest]):
     _key = "analysis_id"
     _kind = AnalysisRequest
     _unknown = "analysis {} is unknown"
+
+
+def _entry_of(raw: bytes) -> GovernanceLogEntry:
+    return GovernanceLogEntry.from_dict(parse_canonical_json(bytes(raw), "entry"))
+
+
+class SqlGovernanceLogRepository(SqlRepository):
+    """The governance log in ``governance_log``: one canonical-JSON entry per row, insert
+    only (the database refuses UPDATE/DELETE); a statement logged twice clashes on
+    ``statement_hash``."""
+
+    def append(self, entry: GovernanceLogEntry) -> None:
+        """Append ``entry``; Conflict unless it chains to the head and its statement is new."""
+        digest = entry.statement_hash()
+        with self._db.tx(write=True) as conn:
+            check_next_entry(self._latest(conn), entry)
+            if digest is not None and self._has(conn, digest):
+                raise Conflict("this governance statement is logged already (a replay)")
+            conn.execute(
+                insert(t.governance_log).values(
+                    entry_index=entry.index, prev_hash=entry.prev_hash, statement_hash=digest,
+                    entry=canonical_bytes(entry.to_dict()),
+                )
+            )  # fmt: skip
+
+    def entries(self, start: int = 0, limit: int | None = None) -> Sequence[GovernanceLogEntry]:
+        """Entries with index ≥ ``start``, in index order, at most ``limit`` of them."""
+        c = t.governance_log.c
+        query = select(c.entry).where(c.entry_index >= start).order_by(c.entry_index).limit(limit)
+        with self._db.tx() as conn:
+            return [_entry_of(r.entry) for r in conn.execute(query).all()]
+
+    def latest(self) -> GovernanceLogEntry | None:
+        """The last entry, or None for an empty log."""
+        with self._db.tx() as conn:
+            return self._latest(conn)
+
+    def has_statement(self, statement_hash: str) -> bool:
+        """Whether a statement with this hash is logged."""
+        with self._db.tx() as conn:
+            return self._has(conn, statement_hash)
+
+    @staticmethod
+    def _has(conn: Connection, statement_hash: str) -> bool:
+        c = t.governance_log.c
+        query = select(c.entry_index).where(c.statement_hash == statement_hash)
+        return conn.execute(query).first() is not None
+
+    @staticmethod
+    def _latest(conn: Connection) -> GovernanceLogEntry | None:
+        c = t.governance_log.c
+        row = conn.execute(select(c.entry).order_by(c.entry_index.desc()).limit(1)).first()
+        return None if row is None else _entry_of(row.entry)
+
+
+class SqlTreasurySpendRepository(SqlRepository):
+    """Treasury spends in ``treasury_spends``; signers as sorted, comma-separated keys."""
+
+    def get(self, proposal_id: str) -> TreasurySpend | None:
+        """The spend of ``proposal_id``, or None."""
+        c = t.treasury_spends.c
+        with self._db.tx() as conn:
+            row = conn.execute(
+                select(t.treasury_spends).where(c.proposal_id == proposal_id)
+            ).first()
+        if row is None:
+            return None
+        return TreasurySpend(
+            proposal_id=row.proposal_id, psbt=row.psbt,
+            signers=[k for k in row.signers.split(",") if k], txid=row.txid,
+            created_at=row.created_at,
+        )  # fmt: skip
+
+    def save(self, spend: TreasurySpend) -> None:
+        """Store or replace the spend; Conflict if the stored one was broadcast."""
+        c = t.treasury_spends.c
+        values = {
+            "psbt": spend.psbt,
+            "signers": ",".join(sorted(spend.signers)),
+            "txid": spend.txid,
+            "created_at": spend.created_at,
+        }
+        with self._db.tx(write=True) as conn:
+            stored = conn.execute(
+                select(c.txid).where(c.proposal_id == spend.proposal_id)
+            ).first()
+            if stored is None:
+                conn.execute(
+                    insert(t.treasury_spends).values(proposal_id=spend.proposal_id, **values)
+                )
+                return
+            if stored.txid is not None:
+                raise Conflict(f"the spend of {spend.proposal_id} was broadcast already")
+            conn.execute(
+                update(t.treasury_spends).where(c.proposal_id == spend.proposal_id).values(values)
+            )

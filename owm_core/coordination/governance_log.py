@@ -1,0 +1,185 @@
+"""The governance log: every governance action, hash-chained and signed by the coordinator.
+
+Built like the slashing log (:mod:`owm_core.stake.slashing`, SRS-STAKE-06): an entry holds its
+``index``, the previous entry's hash (``prev_hash``, :data:`GENESIS_HASH` for the first), the
+``action``, the ``proposal_id``, the ``actor``, the signed ``statement`` itself (the
+``governance_statement`` envelope, verbatim, as a dict; ``None`` when the actor proved itself
+otherwise, e.g. holders' signatures inside a PSBT or an API key), a ``detail`` object (what the
+coordinator did: a txid, the signers) and ``at``. Its hash is the SHA-256 hex of the canonical
+encoding of those fields; the coordinator signs ``b"owm/governance-log/v1\\x00" +
+canonical(fields)``.
+
+:func:`verify_log` (``owm gov log verify``) reports the first entry that was edited, removed,
+inserted or reordered, whose statement does not verify against its signer, or whose statement
+says something else than the entry. A removal at the end shows only against a head hash known
+from elsewhere (``expected_head``). SRS-GOV-01..06.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from owm_core import fields
+from owm_core.errors import Conflict, DomainError, InvalidValue
+from owm_core.identity.envelopes import (
+    Envelope,
+    canonical_bytes,
+    check_canonical,
+    sha256_hex,
+    verify,
+)
+from owm_core.identity.keys import Identity, parse_public_key, verify_signature
+from owm_core.json_objects import exact_fields
+from owm_core.stake.slashing import GENESIS_HASH, LogVerification, verify_chain
+
+LOG_DOMAIN = b"owm/governance-log/v1\x00"
+_ACTOR_MAX = 256
+
+
+def _canonical_dict(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, dict):
+        raise InvalidValue(attribute.name, f"must be an object, got {type(value).__name__}")
+    check_canonical(value, attribute.name)
+
+
+def _statement(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        _canonical_dict(_instance, attribute, value)
+
+
+@attrs.frozen
+class GovernanceLogEntry:
+    """One governance action as published, chained and signed (see the module docstring)."""
+
+    index: int = attrs.field(validator=fields.integer(minimum=0))
+    prev_hash: str = attrs.field(validator=fields.hex_digest(32))
+    action: str = attrs.field(validator=fields.text(max_len=32))
+    proposal_id: str = attrs.field(validator=fields.text(max_len=128))
+    actor: str = attrs.field(validator=fields.text(max_len=_ACTOR_MAX))
+    statement: dict[str, Any] | None = attrs.field(validator=_statement, hash=False)
+    detail: dict[str, Any] = attrs.field(validator=_canonical_dict, hash=False)
+    at: int = attrs.field(validator=fields.timestamp())
+    signature: str = attrs.field(validator=fields.hex_digest(64))
+
+    def signed_fields(self) -> dict[str, Any]:
+        """Every field except the signature, as a canonical dict."""
+        return {
+            "action": self.action,
+            "actor": self.actor,
+            "at": self.at,
+            "detail": self.detail,
+            "index": self.index,
+            "prev_hash": self.prev_hash,
+            "proposal_id": self.proposal_id,
+            "statement": self.statement,
+        }
+
+    def entry_hash(self) -> str:
+        """SHA-256 hex of the canonical encoding of the signed fields; the next ``prev_hash``."""
+        return sha256_hex(canonical_bytes(self.signed_fields()))
+
+    def statement_hash(self) -> str | None:
+        """SHA-256 hex of the embedded statement's signature (replays are refused by it)."""
+        if self.statement is None:
+            return None
+        return sha256_hex(bytes.fromhex(str(self.statement.get("signature", ""))))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as published at GET /v1/governance/log."""
+        return {**self.signed_fields(), "signature": self.signature}
+
+    @classmethod
+    def from_dict(cls, data: object) -> GovernanceLogEntry:
+        """Read a published entry; missing or unknown fields raise :class:`InvalidValue`."""
+        return cls(**exact_fields(data, [a.name for a in attrs.fields(cls)], "governance log"))
+
+
+def statement_hash_of(envelope: Envelope) -> str:
+    """The replay key of a statement: the SHA-256 hex of its signature."""
+    return sha256_hex(bytes.fromhex(envelope.signature))
+
+
+def _message(signed: dict[str, Any]) -> bytes:
+    return LOG_DOMAIN + canonical_bytes(signed)
+
+
+def append_to_log(
+    coordinator: Identity,
+    previous: GovernanceLogEntry | None,
+    *,
+    action: str,
+    proposal_id: str,
+    actor: str,
+    statement: Envelope | None,
+    detail: dict[str, Any],
+    at: int,
+) -> GovernanceLogEntry:
+    """The next entry, chained to ``previous`` and signed by the coordinator. Persisting it
+    (in the same transaction as the action's effect) is the caller's job."""
+    wire = None
+    if statement is not None:
+        wire = {**statement.unsigned(), "signature": statement.signature}
+    draft = GovernanceLogEntry(
+        index=0 if previous is None else previous.index + 1,
+        prev_hash=GENESIS_HASH if previous is None else previous.entry_hash(),
+        action=action, proposal_id=proposal_id, actor=actor, statement=wire,
+        detail=detail, at=max(at, previous.at) if previous is not None else at,
+        signature="0" * 128,
+    )  # fmt: skip
+    signature = coordinator.sign(_message(draft.signed_fields()))
+    return attrs.evolve(draft, signature=signature.hex())
+
+
+def check_next_entry(latest: GovernanceLogEntry | None, entry: GovernanceLogEntry) -> None:
+    """Raise Conflict unless ``entry`` continues the log whose head is ``latest`` (next
+    index, the head's hash as ``prev_hash``, not dated before it); every store checks with it."""
+    index = 0 if latest is None else latest.index + 1
+    prev_hash = GENESIS_HASH if latest is None else latest.entry_hash()
+    if entry.index != index:
+        raise Conflict(f"governance log entry has index {entry.index}, expected {index}")
+    if entry.prev_hash != prev_hash:
+        raise Conflict("governance log entry does not chain to the latest entry (prev_hash)")
+    if latest is not None and entry.at < latest.at:
+        raise Conflict("governance log entry is dated before the latest entry")
+
+
+def _statement_problem(entry: GovernanceLogEntry) -> str | None:
+    """Why the embedded statement does not back the entry, or None."""
+    if entry.statement is None:
+        return None
+    try:
+        envelope = Envelope(**entry.statement)
+        verify(envelope)
+    except (DomainError, TypeError):
+        return "the statement does not verify against its signer"
+    body = envelope.body
+    if envelope.signer != entry.actor:
+        return "the statement's signer is not the entry's actor"
+    if body.get("action") != entry.action:
+        return "the statement's action is not the entry's"
+    if body.get("proposal_id") not in ("", entry.proposal_id):
+        return "the statement names another proposal"
+    return None
+
+
+def verify_log(
+    entries: Iterable[GovernanceLogEntry],
+    coordinator_pubkey: str,
+    expected_head: str | None = None,
+) -> LogVerification:
+    """Check a whole governance log; report the first fault (see the module docstring)."""
+    parse_public_key(coordinator_pubkey, "coordinator_pubkey")
+
+    def problem_of(entry: GovernanceLogEntry) -> str | None:
+        try:
+            verify_signature(
+                coordinator_pubkey, _message(entry.signed_fields()), bytes.fromhex(entry.signature)
+            )
+        except DomainError:
+            return "signature does not verify: entry edited or forged"
+        return _statement_problem(entry)
+
+    return verify_chain(entries, problem_of, expected_head)

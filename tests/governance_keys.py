@@ -1,0 +1,29 @@
+"""Fixed governance keys for tests: two maintainers, five holders (Ed25519 + secp256k1)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from owm_adapters.treasury.wallet import public_key_of
+from owm_core.governance.roles import GovernanceRoles, Holder
+from owm_core.identity.envelopes import Envelope, EnvelopeKind, GovernanceStatement, seal
+from owm_core.identity.keys import Identity
+
+MAINTAINERS = [Identity.from_seed(bytes([0x40 + i]) * 32) for i in range(2)]
+HOLDER_IDS = [Identity.from_seed(bytes([0x50 + i]) * 32) for i in range(5)]
+HOLDER_SECRETS = [bytes([0x60 + i]) * 32 for i in range(5)]
+HOLDERS = [
+    Holder(statement_key=h.public_key_hex, multisig_key=public_key_of(s))
+    for h, s in zip(HOLDER_IDS, HOLDER_SECRETS, strict=True)
+]
+ROLES = GovernanceRoles(maintainers=[m.public_key_hex for m in MAINTAINERS], holders=HOLDERS)
+STRANGER = Identity.from_seed(b"\x77" * 32)
+
+
+def statement(
+    identity: Identity, action: str, proposal_id: str = "", at: int = 0, **args: Any
+) -> Envelope:
+    """A governance statement signed by ``identity``."""
+    body = GovernanceStatement(action=action, proposal_id=proposal_id, args=dict(args))
+    return seal(identity, EnvelopeKind.GOVERNANCE_STATEMENT, body, os.urandom(16), at)
