@@ -27,11 +27,22 @@ def post_json(
 ) -> dict[str, Any]:
     """POST the JSON ``raw`` to ``url``; the decoded answer, or a one-line ClickException that
     names the problem's ``detail`` and ``field``."""
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    return _send(url, raw, api_key, timeout_s)
+
+
+def get_json(url: str, *, api_key: str | None = None, timeout_s: float = 30) -> dict[str, Any]:
+    """GET ``url``; the decoded answer, or the same one-line ClickException as :func:`post_json`."""
+    return _send(url, None, api_key, timeout_s)
+
+
+def _send(url: str, raw: bytes | None, api_key: str | None, timeout_s: float) -> dict[str, Any]:
+    headers = {"Accept": "application/json"}
+    if raw is not None:
+        headers["Content-Type"] = "application/json"
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     request = urllib.request.Request(  # noqa: S310 (the user's own coordinator URL)
-        url, data=raw, method="POST", headers=headers
+        url, data=raw, method="GET" if raw is None else "POST", headers=headers
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as reply:  # noqa: S310

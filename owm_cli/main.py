@@ -15,12 +15,14 @@ from owm_cli.options import logging_options, version_option
 COMMANDS = {
     "data": ("owm_cli.data:data", "Contribute datasets to the conglomerate's sub-models."),
     "demo": ("owm_cli.demo:demo", "Tour the network's rules on this machine."),
+    "gov": ("owm_cli.gov:gov", "Governance proposals by signed statements; verify the log."),
     "devnet": ("owm_cli.devnet:devnet", "A whole OWM network on this machine (up/down/status)."),
     "ots": ("owm_cli.ots:ots", "OpenTimestamps proofs of model versions."),
     "release": ("owm_cli.release:release", "Build and sign release manifests (maintainers)."),
     "sim": ("owm_cli.sim:sim", "Simulations: FL under attack, the whole economy."),
     "slashing": ("owm_cli.slashing:slashing", "Maintainer acknowledgements of slashing cases."),
     "slashing-log": ("owm_cli.slashing:slashing_log", "Verify the public slashing log."),
+    "treasury": ("owm_cli.treasury:treasury", "The treasury multisig's PSBT files."),
 }
 
 

@@ -92,6 +92,7 @@ def build_api(
         knowledge=knowledge if isinstance(knowledge, KnowledgeBase) else None,
         fl=coordinator.fl,
         ots_chain="none" if coordinator.fl is None else ots_chain_of(coordinator.fl.timestamping),
+        statements=coordinator.governance,
     )
     return Api(services, coordinator, secret_file, coordinator_readiness(coordinator, knowledge))
 

@@ -44,7 +44,7 @@ PREFIX = "OWM_"
 SEPARATOR = "__"
 DATABASE_URL_ENV = "DATABASE_URL"
 #: Keys whose value is itself a secret (``section.key``); URLs with passwords are found anyway.
-SECRET_KEYS = frozenset({"chain.rpc_password"})
+SECRET_KEYS = frozenset({"chain.rpc_password", "governance.rpc_password"})
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 

@@ -159,7 +159,8 @@ class Coordinator:
     #: The coordinator's Ed25519 key: signs the slashing log and task assignments; its public
     #: half goes into every node's ``[coordinator] public_key``.
     identity: Identity
-    #: Signed governance statements, the governance log and the treasury's PSBTs.
+    #: Signed governance statements, the governance log and the treasury's PSBTs (its
+    #: wallet's chain: ``wallet_chain`` of :func:`build_coordinator`, or from the settings).
     governance: GovernanceService
 
     @contextmanager
@@ -197,9 +198,7 @@ def build_coordinator(
     (unit tests of other parts). The same key seals task inputs to their nodes and opens their
     outputs (SRS-SEC-02; nodes hold its public key as ``[coordinator] public_key``); with
     ``slashing=False`` and no ``coordinator_key`` the service draws one of its own. FL rounds
-    run when ``[fl] enabled``. ``payout_sweep_s`` overrides how often the payout worker sweeps
-    its outbox when no settlement wakes it. The governance service signs its log with the
-    same key; its treasury wallet's coins and broadcasts go through ``wallet_chain`` if given.
+    run when ``[fl] enabled``; ``payout_sweep_s`` is the payout worker's idle sweep period.
     """
     from owm_adapters.services.payouts import DEFAULT_SWEEP_S, PayoutDispatcher
 
@@ -245,12 +244,11 @@ def build_coordinator(
     workers = Workers(tuple(
         w for w in (service, payouts, slashing_service, stamping, fl) if w is not None
     ))
-    governance = governance_from(settings, store, clock, service.signer, chain=wallet_chain)
     return Coordinator(
         store=store, clock=clock, treasury=treasury, service=service, payouts=payouts,
         slashing=slashing_service, fl=fl, node_invoices=node_invoices,
         signing_key_created=created, workers=workers, identity=service.signer,
-        governance=governance,
+        governance=governance_from(settings, store, clock, service.signer, chain=wallet_chain),
     )
 
 

@@ -108,7 +108,8 @@ def governance_from(
         )
     roles = roles_of(section)
     config = GovernanceConfig(
-        statements_per_signer=RateLimit(limit=section.statements_per_hour, window_s=3_600)
+        statements_per_signer=RateLimit(limit=section.statements_per_hour, window_s=3_600),
+        explorer_tx_url=section.explorer_tx_url,
     )
     desk = treasury_desk_from(settings, roles, store, chain)
     return GovernanceService(store, clock, coordinator, roles, desk, config)

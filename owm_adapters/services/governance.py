@@ -61,6 +61,8 @@ class GovernanceConfig:
         factory=lambda: RateLimit(limit=60, window_s=3_600)
     )
     freshness_window_s: int = 300
+    #: A block explorer's transaction page, ``{txid}`` replaced (SRS-GOV-06); empty: none.
+    explorer_tx_url: str = ""
 
 
 @attrs.frozen
@@ -89,8 +91,8 @@ class GovernanceService:
         self._coordinator = coordinator
         self.roles = roles
         self.treasury = treasury
-        self._config = config or GovernanceConfig()
-        self._limiter = SlidingWindowLimiter(self._config.statements_per_signer)
+        self.config = config or GovernanceConfig()
+        self._limiter = SlidingWindowLimiter(self.config.statements_per_signer)
         self._limiter_lock = threading.Lock()
 
     @property
@@ -128,10 +130,10 @@ class GovernanceService:
         verify(envelope)
         action, statement = read_statement(envelope)
         now = self._clock.now()
-        if abs(envelope.issued_at - now) > self._config.freshness_window_s:
+        if abs(envelope.issued_at - now) > self.config.freshness_window_s:
             raise ReplayRejected(
                 f"statement issued at {envelope.issued_at}, more than "
-                f"{self._config.freshness_window_s} s from now ({now})"
+                f"{self.config.freshness_window_s} s from now ({now})"
             )
         with self._limiter_lock:
             self._limiter.enforce("gov:" + envelope.signer, now)

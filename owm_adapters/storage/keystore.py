@@ -37,6 +37,13 @@ def default_key_path(configured: str | None = None) -> Path:
 
 def create_identity(path: Path) -> Identity:
     """Generate a fresh identity and write it to ``path`` (0600); refuse to overwrite."""
+    return Identity.from_seed(create_secret(path))
+
+
+def create_secret(path: Path) -> bytes:
+    """Write 32 fresh random bytes to ``path`` as hex (0600) and return them; refuse to
+    overwrite. An Ed25519 identity's seed, or a secp256k1 secret (a treasury holder's
+    software key on a devnet)."""
     if not path.parent.exists():  # a folder of the operator's own is left as it is
         private_directory(path.parent)
     seed = secrets.token_bytes(32)
@@ -52,11 +59,16 @@ def create_identity(path: Path) -> Identity:
         handle.write(seed.hex() + "\n")
         handle.flush()
         os.fsync(handle.fileno())
-    return Identity.from_seed(seed)
+    return seed
 
 
 def load_identity(path: Path) -> Identity:
     """Read the identity at ``path``; refuse files that others can read (mode must be 0600)."""
+    return Identity.from_seed(load_secret(path))
+
+
+def load_secret(path: Path) -> bytes:
+    """The 32 secret bytes in the key file at ``path`` (mode must be 0600)."""
     try:
         mode = path.stat().st_mode
         text = path.read_text(encoding="ascii").strip()
@@ -72,4 +84,4 @@ def load_identity(path: Path) -> Identity:
         seed = b""
     if len(seed) != 32:
         raise KeyFileError(f"{path} is not an OWM identity file (expected 64 hex characters)")
-    return Identity.from_seed(seed)
+    return seed

@@ -159,7 +159,8 @@ def test_a_stale_or_forged_statement_is_refused(world: GovernanceWorld) -> None:
 def test_bad_arguments_are_refused_naming_the_field(world: GovernanceWorld) -> None:
     with pytest.raises(InvalidValue) as refused:
         world.act(ALICE, "propose", title="t", description="d", type="treasury",
-                  implementation_plan="p", requested_sat=5, payout_address="bc1notanaddress1234")  # fmt: skip
+                  implementation_plan="p", requested_sat=5,
+                  payout_address="bc1notanaddress1234")  # fmt: skip
     assert refused.value.field == "args.payout_address"
     with pytest.raises(InvalidValue) as refused:
         world.act(ALICE, "propose", title="", description="d", type="policy",

@@ -6,7 +6,8 @@ One module per context, named after its OpenAPI tag: :mod:`~owm_server.http.v1.q
 :mod:`~owm_server.http.v1.github`, :mod:`~owm_server.http.v1.nodes`,
 :mod:`~owm_server.http.v1.network`, :mod:`~owm_server.http.v1.payments`,
 :mod:`~owm_server.http.v1.mining`, :mod:`~owm_server.http.v1.stake` and
-:mod:`~owm_server.http.v1.governance`. Each declares its schemas, renderers, handlers and
+:mod:`~owm_server.http.v1.governance` with :mod:`~owm_server.http.v1.treasury` (statements,
+the governance log, PSBTs). Each declares its schemas, renderers, handlers and
 ``operations()``; the schema atoms they share are :mod:`~owm_server.http.v1.schemas`, the
 renderers they share :mod:`~owm_server.http.v1.render`.
 
@@ -31,6 +32,7 @@ from owm_server.http.v1 import (
     query,
     slashing,
     stake,
+    treasury,
 )
 
 _CONTEXTS = (
@@ -46,6 +48,7 @@ _CONTEXTS = (
     mining,
     stake,
     governance,
+    treasury,
 )
 """In the order of the OpenAPI document's paths (and of docs/api-reference.md)."""
 

@@ -44,7 +44,10 @@ PROPOSAL: Schema = obj(
         "accepts_comments": BOOL,
         "comments": array(obj({"author": STR, "text": STR, "at": INT})),
         "acknowledgements": INT,
+        "acknowledged_by": array(STR),
         "txid": nullable(STR),
+        "payout_address": STR,
+        "explorer_url": nullable(STR),
     }
 )
 PROPOSAL_BODY: Schema = obj(
@@ -54,6 +57,7 @@ PROPOSAL_BODY: Schema = obj(
         "type": {"type": "string", "enum": [t.value for t in ProposalType]},
         "implementation_plan": {"type": "string", "minLength": 1, "maxLength": 50_000},
         "requested_sat": {"type": "integer", "minimum": 0, "maximum": MAX_SAT},
+        "payout_address": {"type": "string", "maxLength": 90, "pattern": "^[A-Za-z0-9]*$"},
     },
     ["title", "description", "type", "implementation_plan"],
     additional=False,
@@ -70,8 +74,9 @@ PROPOSAL_ID = Param(
 )
 
 
-def proposal_json(p: Proposal, now: int) -> dict[str, Any]:
-    """A proposal as the API publishes it; ``accepts_comments`` depends on ``now``."""
+def proposal_json(p: Proposal, now: int, explorer_tx_url: str = "") -> dict[str, Any]:
+    """A proposal as the API publishes it; ``accepts_comments`` depends on ``now``; an
+    executed treasury proposal links its transaction (SRS-GOV-06)."""
     return {
         "proposal_id": p.proposal_id,
         "author": p.author,
@@ -86,16 +91,32 @@ def proposal_json(p: Proposal, now: int) -> dict[str, Any]:
         "accepts_comments": p.accepts_comments(now),
         "comments": [{"author": c.author, "text": c.text, "at": c.at} for c in p.comments],
         "acknowledgements": len(p.acknowledgements),
+        "acknowledged_by": sorted(p.acknowledgements),
         "txid": p.txid,
+        "payout_address": p.payout_address,
+        "explorer_url": explorer_link(explorer_tx_url, p.txid),
     }
+
+
+def explorer_link(template: str, txid: str | None) -> str | None:
+    """The block explorer's page of ``txid`` (``{txid}`` in ``template``), if both exist."""
+    if not template or txid is None:
+        return None
+    return template.replace("{txid}", txid)
+
+
+def rendered(call: Call, p: Proposal) -> dict[str, Any]:
+    """``p`` as published now, linked to the configured block explorer."""
+    statements = call.services.statements
+    template = statements.config.explorer_tx_url if statements is not None else ""
+    return proposal_json(p, call.services.clock.now(), template)
 
 
 def list_proposals(call: Call) -> Response:
     status = call.query.get("status")
     governance = call.services.governance
     proposals = governance.proposals(None if status is None else ProposalStatus(status))
-    now = call.services.clock.now()
-    return json({"proposals": [proposal_json(p, now) for p in proposals]})
+    return json({"proposals": [rendered(call, p) for p in proposals]})
 
 
 def submit_proposal(call: Call) -> Response:
@@ -107,13 +128,14 @@ def submit_proposal(call: Call) -> Response:
         proposal_type=ProposalType(body["type"]),
         implementation_plan=body["implementation_plan"],
         requested_sat=body.get("requested_sat", 0),
+        payout_address=body.get("payout_address", ""),
     )
-    return json(proposal_json(proposal, call.services.clock.now()), status=201)
+    return json(rendered(call, proposal), status=201)
 
 
 def comment_proposal(call: Call) -> Response:
     proposal = call.services.governance.comment(call.who(), call.path["id"], call.body["text"])
-    return json(proposal_json(proposal, call.services.clock.now()), status=201)
+    return json(rendered(call, proposal), status=201)
 
 
 def operations() -> list[Operation]:

@@ -12,10 +12,16 @@ from owm_core.governance.treasury import DUST_SAT, Utxo, estimated_vbytes, plan_
 from tests.governance_keys import HOLDERS
 
 coins = st.lists(
-    st.builds(Utxo, st.text("0123456789abcdef", min_size=64, max_size=64),
-              st.integers(0, 3), st.integers(1, 10**9)),  # fmt: skip
-    min_size=1, max_size=12, unique_by=lambda u: (u.txid, u.vout),
-)  # fmt: skip
+    st.builds(
+        Utxo,
+        st.text("0123456789abcdef", min_size=64, max_size=64),
+        st.integers(0, 3),
+        st.integers(1, 10**9),
+    ),
+    min_size=1,
+    max_size=12,
+    unique_by=lambda u: (u.txid, u.vout),
+)
 
 
 @given(utxos=coins, amount=st.integers(1, 2 * 10**9), rate=st.integers(1, 50))

@@ -26,6 +26,7 @@ from tests.server.http.data_scenarios import DATA_SCENARIOS, DATASET
 from tests.server.http.fl_scenarios import FL_SCENARIOS
 from tests.server.http.records import release
 from tests.server.http.slashing_scenarios import SLASHING_SCENARIOS
+from tests.server.http.treasury_scenarios import TREASURY_SCENARIOS
 from tests.server.http.world import World, build_world
 from tests.server.query_harness import query_service_without_data
 
@@ -158,6 +159,8 @@ def specific(probe: Probe) -> None:
         return DATA_SCENARIOS[name](probe)
     if name in FL_SCENARIOS:  # tests/server/http/fl_scenarios.py
         return FL_SCENARIOS[name](probe)
+    if name in TREASURY_SCENARIOS:  # tests/server/http/treasury_scenarios.py
+        return TREASURY_SCENARIOS[name](probe)
     if name == "nodeEarnings":
         probe.send()
         url = probe.url()
