@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -242,3 +243,15 @@ def test_a_replica_the_sweep_placed_first_is_not_assigned_again_from_a_stale_cop
 
     planner = dispatch.Dispatcher(world.repositories, world.clock, world.market.config)
     assert planner.plan([handle.offer], [stale]) == []  # no Conflict, no second assignment
+
+
+def test_a_slashed_nodes_open_stream_is_not_counted_among_the_nodes_that_can_take_work() -> None:
+    world = build_market(memory_repositories(), redundancy=3)
+    honest, slashed = world.add_node(1), world.add_node(2)
+    world.stream(honest, capabilities=("inference", "fl_training"))
+    world.stream(slashed, capabilities=("inference", "fl_training"))
+    record = world.repositories.nodes.get(slashed.node_id)
+    assert record is not None and len(world.market.streaming_offers()) == 2
+    world.repositories.nodes.save(attrs.evolve(record, suspended=True))  # what a slash does
+
+    assert [o.node_id for o in world.market.streaming_offers()] == [honest.node_id]

@@ -89,7 +89,7 @@ class Dispatcher:
         waiting = self._next_page() if candidates is None else self._current(candidates)
         if not waiting:
             return []
-        online = self._online(listed)
+        online = self.online(listed)
         if not online:
             return []
         assignments = plan_dispatch(
@@ -102,7 +102,7 @@ class Dispatcher:
         standby = [n for n in self.fleet() if n.node_id not in streaming] if left else []
         for dropped in shed_unplaceable(self.repositories, left, online, policy, standby):
             self._ready_ms.pop(dropped.task_id, None)
-            log.info("replica %s dropped: no connected node can take it", dropped.task_id)
+            log.info("replica %s dropped: no node can take it", dropped.task_id)
         return assignments
 
     def expire(self) -> list[str]:
@@ -124,7 +124,7 @@ class Dispatcher:
         self._cursor = page[-1][0] if len(page) == SWEEP_PAGE else 0
         return [task for _, task in page]
 
-    def _online(self, offers: Sequence[NodeOffer]) -> list[NodeOffer]:
+    def online(self, offers: Sequence[NodeOffer]) -> list[NodeOffer]:
         """The offers of nodes online now, each with the node's current reliability."""
         now = self.clock.now()
         online = []

@@ -339,9 +339,9 @@ class Market:
         return handle
 
     def streaming_offers(self) -> list[NodeOffer]:
-        """The offers of the nodes whose task streams are open now (who can take work)."""
+        """The offers of open task streams whose nodes may take work (online, unsuspended)."""
         with self._market_lock:
-            return [handle.offer for handle in self._streams.values()]
+            return self._dispatcher.online([h.offer for h in self._streams.values()])
 
     def close_task_stream(self, handle: TaskStreamHandle) -> None:
         """Forget a stream whose node went away; its assignments run to their deadline."""
