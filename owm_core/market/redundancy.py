@@ -29,9 +29,10 @@ bounds (:class:`~owm_core.market.tasks.VerificationPolicy`: ``redundancy``,
   node held (silence of a node that took a replica counts against every hash, as before), but
   never over fewer than the floor; a replica no node ever took does not vote.
 * **Shedding** (:func:`sheddable`): a task planned when more nodes were eligible may lose
-  them (a node slashed, gone offline). A waiting replica that no connected node can take
-  while its siblings already run is dropped, down to the floor and never below it, so the
-  round is judged over the replicas that can exist instead of waiting for its commit window.
+  them (a node slashed, gone offline). A waiting replica that no node can take (connected, or
+  registered and online and so able to reconnect) while its siblings already run is dropped,
+  down to the floor and never below it, so the round is judged over the replicas that can
+  exist instead of waiting for its commit window.
 
 Money: a task's escrow is funded for :func:`~owm_core.coordination.tasks.replicas_funded`
 replicas (``redundancy``, or two under spot checks); every plan pays at most
