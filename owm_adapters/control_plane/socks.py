@@ -2,8 +2,8 @@
 
 gRPC's C core cannot dial through SOCKS5 (its ``grpc.http_proxy`` option speaks HTTP CONNECT
 only), so :class:`Socks5Forwarder` listens on an ephemeral loopback port and carries each
-connection accepted there through the proxy (RFC 1928 ``CONNECT``, no authentication, the
-host name resolved by the proxy — required for ``.onion`` addresses) to the coordinator. The
+connection accepted there through the proxy (RFC 1928 ``CONNECT`` through ``python-socks``,
+the host name resolved by the proxy — required for ``.onion`` addresses) to the coordinator. The
 gRPC channel dials the forwarder. Only the control plane uses this route: FL uploads and weight
 downloads refuse proxies (:mod:`owm_adapters.node.weights`, SRS-NET-04).
 """
@@ -13,24 +13,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import struct
 import threading
+
+from python_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError, ProxyType
+from python_socks.sync import Proxy
 
 from owm_core.nodes.control_plane import ControlPlaneUnavailable
 
 log = logging.getLogger(__name__)
-
-_REPLIES = {
-    1: "general SOCKS server failure",
-    2: "connection not allowed by ruleset",
-    3: "network unreachable",
-    4: "host unreachable",
-    5: "connection refused",
-    6: "TTL expired",
-    7: "command not supported",
-    8: "address type not supported",
-}
-
 
 def split_host_port(address: str, what: str) -> tuple[str, int]:
     """``host:port`` (``[v6]:port`` allowed) as a pair; ControlPlaneUnavailable if malformed."""
@@ -40,44 +30,22 @@ def split_host_port(address: str, what: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("the SOCKS5 proxy closed the connection")
-        data += chunk
-    return data
-
-
 def socks5_connect(proxy: str, host: str, port: int, timeout_s: float = 30.0) -> socket.socket:
-    """A TCP connection to ``host:port`` through the SOCKS5 proxy at ``proxy`` (``host:port``).
+    """A TCP connection to ``host:port`` through the SOCKS5 proxy at ``proxy`` (``host:port``),
+    the name resolved by the proxy (``rdns``: required for ``.onion``), with ``python-socks``.
 
     Raises ControlPlaneUnavailable with the proxy's reason when it cannot connect.
     """
     proxy_host, proxy_port = split_host_port(proxy, "socks5_proxy")
+    tunnel = Proxy(ProxyType.SOCKS5, proxy_host, proxy_port, rdns=True)
     try:
-        sock = socket.create_connection((proxy_host, proxy_port), timeout=timeout_s)
-    except OSError as exc:
+        sock = tunnel.connect(dest_host=host, dest_port=port, timeout=timeout_s)
+    except ProxyConnectionError as exc:
         raise ControlPlaneUnavailable(f"SOCKS5 proxy {proxy} is unreachable: {exc}") from None
-    try:
-        sock.sendall(b"\x05\x01\x00")
-        version, method = _recv_exact(sock, 2)
-        if version != 5 or method != 0:
-            raise ConnectionError("the proxy wants authentication, which is not supported")
-        name = host.encode("idna")
-        sock.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + struct.pack(">H", port))
-        version, reply, _, address_type = _recv_exact(sock, 4)
-        if version != 5 or reply != 0:
-            raise ConnectionError(_REPLIES.get(reply, f"reply code {reply}"))
-        skip = {1: 4, 4: 16}.get(address_type)
-        if skip is None:
-            skip = _recv_exact(sock, 1)[0]
-        _recv_exact(sock, skip + 2)
-    except (OSError, ConnectionError, ValueError) as exc:
-        sock.close()
+    except (ProxyError, ProxyTimeoutError, OSError, ValueError) as exc:
+        reason = str(exc) or type(exc).__name__
         raise ControlPlaneUnavailable(
-            f"SOCKS5 proxy {proxy} could not connect to {host}:{port}: {exc}"
+            f"SOCKS5 proxy {proxy} could not connect to {host}:{port}: {reason.lower()}"
         ) from None
     sock.settimeout(None)
     return sock

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import socket
 import struct
@@ -54,8 +55,11 @@ class TinySocks5:
             self._exact(client, count)
             client.sendall(b"\x05\x00")
             _, command, _, kind = self._exact(client, 4)
-            assert command == 1 and kind == 3  # CONNECT to a host name (remote resolution)
-            host = self._exact(client, self._exact(client, 1)[0]).decode()
+            assert command == 1  # CONNECT
+            if kind == 3:  # a host name, resolved here (remote resolution: .onion works)
+                host = self._exact(client, self._exact(client, 1)[0]).decode()
+            else:  # an IP literal (1: IPv4, 4: IPv6), as python-socks sends one
+                host = str(ipaddress.ip_address(self._exact(client, {1: 4, 4: 16}[kind])))
             (port,) = struct.unpack(">H", self._exact(client, 2))
             self.connects.append((host, port))
             if self.refuse:
