@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from owm_adapters.bootstrap.settings import CoordinatorSettings
     from owm_adapters.control_plane.tls import TlsCredentials
     from owm_adapters.services.knowledge import KnowledgeBase
+    from owm_adapters.tor.onion import OnionService
     from owm_server.grpc.server import CoordinatorServer
     from owm_server.http.metrics import HttpMetrics
     from owm_server.http.serve import ApiServer
@@ -175,6 +176,7 @@ def _serve(
 ) -> None:
     """gRPC (mTLS with ``tls``), HTTP and metrics over a running ``coordinator`` until ``stop``
     is set."""
+    from owm_adapters.bootstrap.tor import onion_listen_of
     from owm_server.grpc.limits import GrpcLimits
     from owm_server.grpc.server import CoordinatorServer
     from owm_server.metrics import CoordinatorMetrics
@@ -183,22 +185,27 @@ def _serve(
     metrics = CoordinatorMetrics()
     metrics.bind(coordinator.service)
     server = CoordinatorServer(
-        coordinator.service, section.grpc_listen, tls=tls, onion_listen=section.onion_listen,
-        invoices=coordinator.node_invoices, max_workers=section.grpc_max_workers,
+        coordinator.service, section.grpc_listen, tls=tls,
+        onion_listen=onion_listen_of(settings), invoices=coordinator.node_invoices,
+        max_workers=section.grpc_max_workers,
         limits=GrpcLimits(idle_s=section.grpc_stream_idle_s), rpc_metrics=metrics.rpc,
     )
     server.start()
-    api = knowledge = calendar = None
+    api = knowledge = calendar = onion = None
     try:
+        onion = _start_onion(settings, server)
         if section.api_listen:
             knowledge = _knowledge_base(coordinator, settings)
-            api = _start_api(coordinator, settings, knowledge, metrics.http)
+            published = (onion.address if onion is not None else "", tls.fingerprint)
+            api = _start_api(coordinator, settings, knowledge, metrics.http, published)
         calendar = _start_calendar(coordinator, settings)
         metrics_port = metrics.serve(section.metrics_listen) if section.metrics_listen else None
         _say_ready(coordinator, settings, server, api, metrics_port)
         stop.wait()
         click.echo("stopping: refusing new requests, finishing in-flight ones, flushing heartbeats")
     finally:
+        if onion is not None:
+            onion.stop()
         if calendar is not None:
             calendar.stop(section.grace_period_s)
         if api is not None:
@@ -256,6 +263,7 @@ def _start_api(
     settings: CoordinatorSettings,
     knowledge: KnowledgeBase | None,
     metrics: HttpMetrics,
+    published: tuple[str, str] = ("", ""),
 ) -> ApiServer:
     """Serve the public HTTP API over the same coordinator (one store, one Lightning node)."""
     from owm_adapters.bootstrap.coordinator import data_dir_of
@@ -272,6 +280,7 @@ def _start_api(
             config=ApiConfig(
                 dashboard_access=section.api_dashboard,
                 query_price_msat=section.api_query_price_msat,
+                onion_address=published[0], tls_fingerprint=published[1],
             ),
             query_config=QueryConfig(timeout_s=settings.knowledge.query_timeout_s),
         )
@@ -279,6 +288,26 @@ def _start_api(
     except (RuntimeError, ValueError) as exc:
         raise ConfigError(f"coordinator.api_listen: {exc}") from None
     return api
+
+
+def _start_onion(settings: CoordinatorSettings, server: CoordinatorServer) -> OnionService | None:
+    """Publish the gRPC server's onion port as a Tor v3 onion service (``[tor] enabled``): the
+    hostname is read from the service directory and logged (SRS-COORD-07/09)."""
+    from owm_adapters.bootstrap.coordinator import data_dir_of
+    from owm_adapters.bootstrap.tor import onion_service_of
+    from owm_adapters.tor.onion import TorUnavailable
+
+    if not settings.tor.enabled:
+        return None
+    onion = onion_service_of(settings, data_dir_of(settings), server.ports[Transport.ONION])
+    assert onion is not None
+    try:
+        onion.start()
+    except TorUnavailable as exc:
+        raise ConfigError(f"tor: {exc.message}") from None
+    click.echo(f"onion service       {onion.address}  (read from "
+               f"{onion.hidden_service_dir / 'hostname'})")
+    return onion
 
 
 def _start_calendar(coordinator: Coordinator, settings: CoordinatorSettings) -> ApiServer | None:

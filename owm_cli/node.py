@@ -357,3 +357,40 @@ def verify_release(
         sys.exit(3)
     if stage:
         click.echo(f"staged     {outcome.path} (install it yourself; nothing was executed)")
+
+
+@cli.command("coordinator-info")
+@click.argument("api_url", metavar="API_URL")
+@json_option("the coordinator's endpoints")
+def coordinator_info(api_url: str, as_json: bool) -> None:
+    """What a coordinator publishes at API_URL/v1/network/coordinator: the key and TLS
+    fingerprint to pin and, when it runs one, its Tor onion address (SRS-COORD-07), with the
+    [coordinator] lines that route the control plane through Tor. Asked over clearnet, no
+    proxy, no redirects; the pins make a forged answer fail at the first connection."""
+    import json
+    import urllib.error
+
+    from owm_adapters.net.destinations import clearnet_opener
+
+    url = api_url.rstrip("/") + "/v1/network/coordinator"
+    if not url.startswith(("http://", "https://")):
+        raise click.BadParameter("must be an http(s) URL", param_hint="API_URL")
+    try:
+        with clearnet_opener().open(url, timeout=10) as response:
+            info = json.loads(response.read(65_536))
+        key, fingerprint, onion = (info["coordinator_key"], info["tls_fingerprint"],
+                                   info["onion_address"])
+    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise click.ClickException(f"{url} did not answer the coordinator's endpoints: "
+                                   f"{getattr(exc, 'reason', exc)}") from None
+    if as_json:
+        click.echo(json.dumps(info, sort_keys=True))
+        return
+    click.echo(f"coordinator key   {key}")
+    click.echo(f"TLS fingerprint   {fingerprint or '(not published)'}")
+    click.echo(f"onion address     {onion or '(none: this coordinator runs no onion service)'}")
+    if onion:
+        click.echo("\n[coordinator]     # in owm.toml, to reach the control plane through Tor")
+        click.echo(f'url = "{onion}"\nsocks5_proxy = "127.0.0.1:9050"\npublic_key = "{key}"')
+        if fingerprint:
+            click.echo(f'tls_fingerprint = "{fingerprint}"')

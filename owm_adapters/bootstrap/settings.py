@@ -502,6 +502,32 @@ class ProvenanceSection:
 
 
 @attrs.frozen
+class TorSection:
+    """The coordinator's Tor v3 onion service for its gRPC control plane (SRS-COORD-07/08/09;
+    docs/tor.md).
+
+    With ``enabled`` the coordinator asks tor — through ``control_socket`` if set, else
+    ``control_port`` (cookie or no authentication), or a tor it starts itself with
+    ``launch`` (``tor_binary``, data under ``<data_dir>/tor``) — for the hidden service in
+    ``hidden_service_dir`` (empty: ``<data_dir>/tor/hidden_service``; it holds the service's
+    key, so the address persists), forwarding port ``virtual_port`` to ``[coordinator]
+    onion_listen`` (empty: ``127.0.0.1:9002``; it must be a loopback address), a second port
+    of the same gRPC server. The ``.onion`` hostname is read from ``<hidden_service_dir>/
+    hostname``, logged, and published at ``GET /v1/network/coordinator``.
+    ``disable_network`` starts a launched tor with ``DisableNetwork 1`` (tests; unreachable).
+    """
+
+    enabled: bool = False
+    control_socket: str = ""
+    control_port: str = "127.0.0.1:9051"
+    launch: bool = False
+    tor_binary: str = "tor"
+    hidden_service_dir: str = ""
+    virtual_port: int = 9002
+    disable_network: bool = False
+
+
+@attrs.frozen
 class FlSection:
     """Federated-learning rounds over the task market (SRS-COORD-03; docs/fl-protocol.md).
 
@@ -603,6 +629,7 @@ class CoordinatorSettings:
     provenance: ProvenanceSection = ProvenanceSection()
     #: The chain the coordinator checks its upgraded proofs against (``backend = "calendars"``).
     chain: NodeChain = NodeChain()
+    tor: TorSection = TorSection()
     fl: FlSection = FlSection()
     funding: FundingSection = FundingSection()
     governance: GovernanceSection = GovernanceSection()

@@ -20,6 +20,8 @@ admissible heartbeat; a node that keeps heartbeating) is the servicer's rule.
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import logging
 import threading
 import time
@@ -74,6 +76,29 @@ def peer_address(context: grpc.ServicerContext) -> str:
     return (context.peer() or "unknown").rpartition(":")[0] or "unknown"
 
 
+def via_onion(context: grpc.ServicerContext, onion: bool) -> bool:
+    """Whether the call came over the onion service: one is configured (``onion``) and the
+    peer is on loopback or a unix socket, where Tor delivers every onion connection from."""
+    if not onion:
+        return False
+    address = peer_address(context)
+    host = address.partition(":")[2].strip("[]").replace("%5B", "").replace("%5D", "")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return address.startswith("unix")
+
+
+def stream_owner(context: grpc.ServicerContext, onion: bool) -> str:
+    """Whom ``streams_per_peer`` counts a client stream against: the peer's address, or, for
+    a call over the onion service (every Tor client shares 127.0.0.1), its TLS client
+    certificate — bound to one node key (SRS-NET-07)."""
+    if not via_onion(context, onion):
+        return peer_address(context)
+    certificates = (context.auth_context() or {}).get("x509_pem_cert") or [b""]
+    return "cert:" + hashlib.sha256(bytes(certificates[0])).hexdigest()
+
+
 def end_with_status(context: grpc.ServicerContext, code: grpc.StatusCode, details: str) -> None:
     """End a call from another thread, with ``code`` and ``details`` where grpcio allows.
 
@@ -103,8 +128,13 @@ class StreamLimiter(grpc.ServerInterceptor):  # type: ignore[misc]
         limits: GrpcLimits,
         max_workers: int,
         monotonic: Callable[[], float] = time.monotonic,
+        *,
+        onion: bool = False,
     ) -> None:
         self.limits = limits
+        #: With an onion port, loopback peers are Tor clients: their streams are counted per
+        #: client certificate (one per node key), never per address (SRS-NET-07).
+        self.onion = onion
         self.capacity = limits.stream_slots(max_workers)
         self._monotonic = monotonic
         self._lock = threading.Lock()
@@ -140,7 +170,7 @@ class StreamLimiter(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def _client_stream(self, behavior: Callable[..., Any]) -> Callable[..., Any]:
         def limited(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
-            slot = self._take(context, peer_address(context))
+            slot = self._take(context, stream_owner(context, self.onion))
             try:
                 return behavior(self._watched(requests, slot), context)
             finally:

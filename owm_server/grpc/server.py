@@ -1,10 +1,14 @@
 """The coordinator's gRPC server: one ``grpc.server`` serving the clearnet and onion ports.
 
-Both listeners are served by the same server instance (SRS-COORD-08); a request's transport
-decides its registration rate-limit key (SRS-NET-07). ``grpc.server`` cannot tell a handler
-which local port a call arrived on, so the onion port gets its own servicer object bound to
-:attr:`Transport.ONION` and is served by a second server object sharing the service, the
-threads' work and the shutdown.
+Both listeners are ports of one ``grpc.server`` instance (SRS-COORD-08: two
+``add_secure_port`` calls, one thread pool, one set of limits, one shutdown). A request's
+transport decides its registration rate-limit key (SRS-NET-07). ``grpc.server`` cannot tell a
+handler which local port a call arrived on, but Tor delivers every onion connection from the
+loopback address to the local-only onion port, so with an onion port configured a call from a
+loopback peer counts as an onion call (:func:`~owm_server.grpc.servicer.transport_of`): its
+registrations and heartbeat streams are limited per node key, never per IP. A clearnet client
+on the coordinator's own machine is counted the same way — per-IP limits mean nothing for
+peers that all share 127.0.0.1 anyway.
 
 Both listeners speak mTLS only (SRS-SEC-01): the coordinator presents its pinned certificate and
 requires a client certificate from the node issuer (``control_plane.tls``); there is no plaintext
@@ -58,38 +62,34 @@ class CoordinatorServer:
     ) -> None:
         self.service = service
         self.limits = limits or GrpcLimits()
-        self.limiters: list[StreamLimiter] = []
-        self._servers: list[grpc.Server] = []
         self.ports: dict[Transport, int] = {}
         self.tls = tls
         self.health = health.HealthServicer()
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        onion = bool(onion_listen)
+        self.limiter = StreamLimiter(self.limits, max_workers, onion=onion)
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="owm-rpc"),
+            interceptors=[*([rpc_metrics] if rpc_metrics else []), self.limiter],
+            options=[("grpc.so_reuseport", 0), *self.limits.server_options()],
+        )
+        servicer = CoordinatorServicer(
+            service, invoices=invoices, peers=PeerIdentities(), onion=onion,
+            liveness_check_s=self.limits.liveness_check_s,
+        )
+        pb_grpc.add_CoordinatorServicer_to_server(servicer, self.server)  # type: ignore[no-untyped-call]
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         credentials = server_credentials(tls)
-        peers = PeerIdentities()
         for transport, address in ((Transport.CLEARNET, listen), (Transport.ONION, onion_listen)):
             if not address:
                 continue
-            limiter = StreamLimiter(self.limits, max_workers)
-            self.limiters.append(limiter)
-            server = grpc.server(
-                futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="owm-rpc"),
-                interceptors=[*([rpc_metrics] if rpc_metrics else []), limiter],
-                options=[("grpc.so_reuseport", 0), *self.limits.server_options()],
-            )
-            servicer = CoordinatorServicer(
-                service, transport, invoices, peers,
-                liveness_check_s=self.limits.liveness_check_s,
-            )
-            pb_grpc.add_CoordinatorServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
-            health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
             try:
-                self.ports[transport] = server.add_secure_port(address, credentials)
+                self.ports[transport] = self.server.add_secure_port(address, credentials)
             except RuntimeError:
                 raise ConfigError(
                     f"cannot listen on {address!r} for gRPC: address in use or invalid"
                 ) from None
-            self._servers.append(server)
 
     @property
     def port(self) -> int:
@@ -98,8 +98,7 @@ class CoordinatorServer:
 
     def start(self) -> None:
         """Accept RPCs (the service runs already: ``Coordinator.running()`` starts it)."""
-        for server in self._servers:
-            server.start()
+        self.server.start()
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
@@ -107,14 +106,11 @@ class CoordinatorServer:
         """Graceful stop: refuse new RPCs, end task streams, let in-flight RPCs finish (up to
         ``grace_s``). The service itself is stopped by whoever started it, after this."""
         self.health.enter_graceful_shutdown()  # every service NOT_SERVING; watchers told
-        events = [server.stop(grace_s) for server in self._servers]
+        event = self.server.stop(grace_s)
         self.service.market.end_streams()
-        for event in events:
-            event.wait(grace_s + 1)
-        for limiter in self.limiters:
-            limiter.stop()
+        event.wait(grace_s + 1)
+        self.limiter.stop()
 
     def wait(self) -> None:
         """Block until the server stops."""
-        for server in self._servers:
-            server.wait_for_termination()
+        self.server.wait_for_termination()

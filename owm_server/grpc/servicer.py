@@ -38,6 +38,7 @@ from owm_core.market.tasks import Task, TaskRequest
 from owm_core.nodes.registry import NodeStatus
 from owm_core.nodes.tiers import Tier
 from owm_core.stake.channel import Stake
+from owm_server.grpc.limits import via_onion
 from owm_server.grpc.signing import signed
 from owm_server.grpc.status import guarded, guarded_stream
 
@@ -57,6 +58,13 @@ def client_ip(context: grpc.ServicerContext) -> str | None:
         host = rest.rpartition(":")[0]
         return host.strip("[]").replace("%5B", "").replace("%5D", "")
     return None
+
+
+def transport_of(context: grpc.ServicerContext, onion: bool) -> Transport:
+    """How a call arrived: over the onion service when one is configured and the peer is on
+    loopback (Tor delivers every onion connection from there), else clearnet (see
+    ``owm_server.grpc.server``)."""
+    return Transport.ONION if via_onion(context, onion) else Transport.CLEARNET
 
 
 def peer_certificate(context: grpc.ServicerContext) -> bytes | None:
@@ -138,18 +146,20 @@ def task_view(
 
 
 class CoordinatorServicer(pb_grpc.CoordinatorServicer):
-    """Serves one :class:`CoordinatorService` on one transport (clearnet or onion)."""
+    """Serves one :class:`CoordinatorService` on the clearnet port and, with ``onion``, the
+    onion service's local port: each call's transport is :func:`transport_of` it."""
 
     def __init__(
         self,
         service: CoordinatorService,
-        transport: Transport = Transport.CLEARNET,
         invoices: NodeInvoiceDesk | None = None,
         peers: PeerIdentities | None = None,
         liveness_check_s: float = LIVENESS_CHECK_S,
+        *,
+        onion: bool = False,
     ):
         self.service = service
-        self.transport = transport
+        self.onion = onion
         #: How often an open TaskStream checks that its node is online; a node gone silent
         #: (no heartbeat within the liveness window) or suspended has its stream ended.
         self.liveness_check_s = liveness_check_s
@@ -199,7 +209,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
             registration,
             challenge_nonce=request.challenge_nonce,
             signature=request.signature,
-            transport=self.transport,
+            transport=transport_of(context, self.onion),
             client_ip=client_ip(context),
         )
         return pb.RegisterResponse(

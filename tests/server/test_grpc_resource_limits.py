@@ -196,7 +196,7 @@ def test_an_idle_heartbeat_stream_is_ended_with_a_status(
     assert time.monotonic() - started < 3
     assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "stream-idle" in (error.details() or "")
-    assert coordinator.server.limiters[0].open_streams == 0
+    assert coordinator.server.limiter.open_streams == 0
     silent.release.set()
     coordinator.stop()
 
@@ -233,7 +233,7 @@ def test_a_node_holds_one_task_stream_at_a_time(tmp_path: Path, clock: StepClock
     register_idle(coordinator.service.repositories, 2, clock.now())  # 3 replicas need 3 nodes
     coordinator.stub.SubmitTask(task_request("job-one-stream"))
     assert len(second.wait_for(1)) == 1
-    assert coordinator.server.limiters[0].open_streams == 1
+    assert coordinator.server.limiter.open_streams == 1
     second.close()
     coordinator.stop()
 
@@ -253,7 +253,7 @@ def test_the_task_stream_of_a_node_gone_silent_is_ended_and_its_thread_freed(
     assert feed.error is not None
     assert feed.error.code() is grpc.StatusCode.UNAVAILABLE
     assert "the node is offline" in (feed.error.details() or "")
-    assert coordinator.server.limiters[0].open_streams == 0
+    assert coordinator.server.limiter.open_streams == 0
     coordinator.stop()
 
 

@@ -40,6 +40,11 @@ class ApiConfig:
     """Signed requests one registered node key may make per window (10 a second on average)."""
     dashboard_interval_s: float = 5.0
     """How often the live mining dashboard (WebSocket) pushes metrics."""
+    onion_address: str = ""
+    """The control plane's ``<v3>.onion:<port>`` when the coordinator runs its onion service
+    (``GET /v1/network/coordinator``, SRS-COORD-07); empty: none."""
+    tls_fingerprint: str = ""
+    """The SHA-256 fingerprint of the control plane's TLS certificate, published with it."""
     dashboard_access: str = attrs.field(
         default="loopback", validator=attrs.validators.in_(("loopback", "off", "public"))
     )

@@ -1,7 +1,9 @@
 """The network endpoints of v1: registry counts, the anonymised node list, the slashing log.
 
 Public aggregates every client may read, served from the cached read models
-(SRS-PERF-08): ``GET /v1/network/stats``, ``GET /v1/network/nodes`` (no identities) and
+(SRS-PERF-08): ``GET /v1/network/coordinator`` (the control plane's key, TLS fingerprint and
+onion address: how ``owm-node`` learns them, SRS-COORD-07), ``GET /v1/network/stats``,
+``GET /v1/network/nodes`` (no identities) and
 ``GET /v1/network/slashing-log`` (hash-chained, signed entries, SRS-STAKE-06). The slashing
 acknowledgements, tagged ``network`` too, live in :mod:`owm_server.http.v1.slashing`.
 No rule lives here: parse, call the service, render.
@@ -18,7 +20,7 @@ from owm_core.nodes.registry import NodeStatus
 from owm_server.http.call import Call
 from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag
 from owm_server.http.v1.render import json
-from owm_server.http.v1.schemas import INT, LIMIT, STR, array, obj, status_filter
+from owm_server.http.v1.schemas import INT, LIMIT, STR, array, nullable, obj, status_filter
 
 NETWORK_STATS: Schema = obj(
     {
@@ -60,6 +62,24 @@ def node_json(n: AnonymousNode) -> dict[str, Any]:
     }
 
 
+COORDINATOR_ENDPOINTS: Schema = obj(
+    {
+        "coordinator_key": STR,
+        "tls_fingerprint": nullable(STR),
+        "onion_address": nullable(STR),
+    }
+)
+
+
+def coordinator_endpoints(call: Call) -> Response:
+    config = call.services.config
+    return json({
+        "coordinator_key": call.services.coordinator.sealing.public_key_hex,
+        "tls_fingerprint": config.tls_fingerprint or None,
+        "onion_address": config.onion_address or None,
+    })
+
+
 def network_stats(call: Call) -> Response:
     s = call.services.views.network_stats()
     return json(
@@ -92,6 +112,15 @@ def operations() -> list[Operation]:
     """Network statistics, the anonymised node list and the public slashing log."""
     network = Tag("network")
     return [
+        network(
+            "GET", "/network/coordinator", "coordinatorEndpoints",
+            "How nodes reach the coordinator's control plane (SRS-COORD-07)", Access.PUBLIC,
+            coordinator_endpoints,
+            {200: Reply("The coordinator key nodes pin, its TLS certificate's SHA-256 "
+                        "fingerprint, and its Tor v3 onion address (`<56 chars>.onion:<port>`; "
+                        "null without an onion service).", COORDINATOR_ENDPOINTS)},
+            inline=True,
+        ),
         network(
             "GET", "/network/stats", "networkStats", "Network-wide statistics", Access.CLIENT,
             network_stats, {200: Reply("Counts and stake.", NETWORK_STATS)}, inline=True,
