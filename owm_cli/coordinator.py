@@ -299,10 +299,10 @@ def _start_onion(settings: CoordinatorSettings, server: CoordinatorServer) -> On
 
     if not settings.tor.enabled:
         return None
-    onion = onion_service_of(settings, data_dir_of(settings), server.ports[Transport.ONION])
+    onion = onion_service_of(settings, data_dir_of(settings))
     assert onion is not None
     try:
-        onion.start()
+        onion.start(server.ports[Transport.ONION])
     except TorUnavailable as exc:
         raise ConfigError(f"tor: {exc.message}") from None
     click.echo(f"onion service       {onion.address}  (read from "

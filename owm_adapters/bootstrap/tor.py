@@ -34,11 +34,9 @@ def onion_listen_of(settings: CoordinatorSettings) -> str:
     return listen
 
 
-def onion_service_of(
-    settings: CoordinatorSettings, data_dir: Path, onion_port: int
-) -> OnionService | None:
-    """The onion service forwarding to the gRPC server's bound ``onion_port`` (None when
-    ``[tor] enabled`` is off)."""
+def onion_service_of(settings: CoordinatorSettings, data_dir: Path) -> OnionService | None:
+    """The onion service forwarding to ``onion_listen``'s host (its ``start`` takes the port
+    the gRPC server bound); None when ``[tor] enabled`` is off."""
     tor = settings.tor
     if not tor.enabled:
         return None
@@ -48,7 +46,7 @@ def onion_service_of(
     hidden = Path(tor.hidden_service_dir).expanduser() if tor.hidden_service_dir \
         else data_dir / "tor" / "hidden_service"
     return OnionService(
-        hidden, f"{host}:{onion_port}", virtual_port=tor.virtual_port,
+        hidden, host, virtual_port=tor.virtual_port,
         control_socket=tor.control_socket, control_port=tor.control_port, launch=tor.launch,
         tor_binary=tor.tor_binary, data_dir=data_dir / "tor" / "daemon",
         disable_network=tor.disable_network,

@@ -36,12 +36,13 @@ class TorUnavailable(DomainError):
 
 
 class OnionService:
-    """The onion service forwarding ``virtual_port`` to ``target`` (``host:port``)."""
+    """The :class:`owm_core.ports.tor.OnionService` port: the onion service forwarding
+    ``virtual_port`` to ``target_host`` and the local port given to :meth:`start`."""
 
     def __init__(
         self,
         hidden_service_dir: Path,
-        target: str,
+        target_host: str = "127.0.0.1",
         *,
         virtual_port: int = 9002,
         control_socket: str = "",
@@ -51,11 +52,9 @@ class OnionService:
         data_dir: Path | None = None,
         disable_network: bool = False,
     ) -> None:
-        host, _, port = target.rpartition(":")
-        if not host or not port.isdigit():
-            raise TorUnavailable(f"the onion service's target must be host:port, got {target!r}")
         self.hidden_service_dir = hidden_service_dir
-        self.target_host, self.target_port = host.strip("[]"), int(port)
+        self.target_host = target_host.strip("[]")
+        self.target_port: int | None = None
         self.virtual_port = virtual_port
         self.control_socket = control_socket
         self.control_port = control_port
@@ -112,24 +111,29 @@ class OnionService:
             raise TorUnavailable(f"cannot use tor's control port at {where}: {exc}") from None
         return controller
 
-    def start(self) -> str:
-        """Reach (or launch) tor, create the service, read and log its hostname; the hostname."""
+    def start(self, local_port: int) -> str:
+        """Reach (or launch) tor, publish ``target_host:local_port`` as the service, read and
+        log its hostname; the hostname."""
         import stem
 
+        if not 0 < local_port < 65536:
+            raise TorUnavailable(f"the onion service's local port must be 1 to 65535, got "
+                                 f"{local_port}")
+        self.target_port = local_port
         socket_path = self._launch() if self.launch else self.control_socket
         self._controller = self._connect(socket_path)
         private_directory(self.hidden_service_dir)
         try:
             self._controller.create_hidden_service(
                 str(self.hidden_service_dir), self.virtual_port,
-                target_address=self.target_host, target_port=self.target_port,
+                target_address=self.target_host, target_port=local_port,
             )
         except stem.ControllerError as exc:
             self.stop()
             raise TorUnavailable(f"tor refused the onion service: {exc}") from None
         self.hostname = self._read_hostname()
         log.warning("onion service %s:%d -> %s:%d (hostname read from %s)", self.hostname,
-                    self.virtual_port, self.target_host, self.target_port,
+                    self.virtual_port, self.target_host, local_port,
                     self.hidden_service_dir / "hostname")
         return self.hostname
 

@@ -30,17 +30,17 @@ from tests.server.test_durability_and_serve import ROOT, _read_until_ready
 V3 = re.compile(r"[a-z2-7]{56}\.onion")
 
 
-def _offline_onion(tmp_path: Path, target: str) -> OnionService:
-    return OnionService(tmp_path / "hidden_service", target, launch=True, disable_network=True,
+def _offline_onion(tmp_path: Path) -> OnionService:
+    return OnionService(tmp_path / "hidden_service", launch=True, disable_network=True,
                         data_dir=tmp_path / "tor")
 
 
 def test_tor_creates_the_v3_service_whose_hostname_is_read_logged_and_kept_across_restarts(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    onion = _offline_onion(tmp_path, "127.0.0.1:45002")
+    onion = _offline_onion(tmp_path)
     with caplog.at_level(logging.WARNING, logger="owm_adapters.tor.onion"):
-        hostname = onion.start()
+        hostname = onion.start(45002)
     try:
         assert V3.fullmatch(hostname)
         assert (tmp_path / "hidden_service" / "hostname").read_text().strip() == hostname
@@ -53,17 +53,17 @@ def test_tor_creates_the_v3_service_whose_hostname_is_read_logged_and_kept_acros
         assert ports == ["9002 127.0.0.1:45002"]
     finally:
         onion.stop()
-    again = _offline_onion(tmp_path, "127.0.0.1:45002")
+    again = _offline_onion(tmp_path)
     try:
-        assert again.start() == hostname  # the key lives in the service directory
+        assert again.start(45002) == hostname  # the key lives in the service directory
     finally:
         again.stop()
 
 
 def test_an_unreachable_control_port_is_one_clear_error(tmp_path: Path) -> None:
-    onion = OnionService(tmp_path / "hs", "127.0.0.1:9002", control_port="127.0.0.1:9")
+    onion = OnionService(tmp_path / "hs", control_port="127.0.0.1:9")
     with pytest.raises(TorUnavailable, match=r"cannot use tor's control port at 127\.0\.0\.1:9"):
-        onion.start()
+        onion.start(9002)
 
 
 def test_serve_publishes_its_onion_address_on_the_api_and_owm_node_reads_it(
