@@ -238,3 +238,18 @@ class TransactionRejected(DomainError):
     the message carries its reason (SRS-GOV-06)."""
 
     code = "transaction-rejected"
+
+
+class NoiseFailure(DomainError):
+    """A Stratum V2 Noise handshake or encrypted frame failed: a bad MAC, a malformed key, or a
+    pool certificate that does not verify or is out of its validity period (SRS-SEC-16). The
+    connection is closed; the message never carries key material."""
+
+    code = "noise-failure"
+
+
+class FrameMalformed(DomainError):
+    """A Stratum V2 frame or message cannot be decoded: wrong length, unknown message type,
+    trailing bytes, a field out of range (SRS-SEC-16)."""
+
+    code = "frame-malformed"

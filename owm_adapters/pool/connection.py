@@ -1,0 +1,131 @@
+"""A Noise-encrypted Stratum V2 connection over a TCP socket, either end (SRS-POOL-01, SRS-SEC-16).
+
+:func:`accept` runs the pool's side of the handshake, :func:`connect` the miner's; both return a
+:class:`NoiseSocket` that sends and receives whole :class:`~owm_core.pool.sv2_frames.Frame`
+objects. Reads are bounded: the handshake by a timeout, each frame by the payload limit checked
+on its decrypted header before the payload is read. A plain Stratum V1 JSON line, a bad MAC or a
+truncated frame raise a domain error and the caller closes the socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Callable
+
+from owm_core.errors import NoiseFailure
+from owm_core.pool import noise, sv2_frames
+from owm_core.pool.sv2_frames import Frame
+
+Entropy = Callable[[int], bytes]
+
+
+class ConnectionClosed(Exception):
+    """The peer closed the connection (possibly in the middle of a frame)."""
+
+
+def read_exactly(sock: socket.socket, count: int) -> bytes:
+    """``count`` bytes from ``sock``; :class:`ConnectionClosed` if it ends first."""
+    chunks: list[bytes] = []
+    left = count
+    while left:
+        chunk = sock.recv(min(left, 1 << 16))
+        if not chunk:
+            raise ConnectionClosed(
+                f"connection closed {count - left} bytes into a {count}-byte read"
+            )
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+class NoiseSocket:
+    """Frames in and out of one socket, encrypted with the handshake's transport ciphers.
+
+    Sending is serialised by a lock (the pool pushes new jobs from another thread than the one
+    answering shares); receiving belongs to one reader thread.
+    """
+
+    def __init__(self, sock: socket.socket, transport: noise.Transport, max_payload: int) -> None:
+        self.sock = sock
+        self.transport = transport
+        self.max_payload = max_payload
+        self._send_lock = threading.Lock()
+
+    @property
+    def handshake_hash(self) -> bytes:
+        """The Noise handshake hash ``h``: the same at both ends, unique to this session."""
+        return self.transport.handshake_hash
+
+    def send(self, frame: Frame) -> None:
+        with self._send_lock:
+            self.sock.sendall(sv2_frames.encrypt_frame(self.transport.send, frame))
+
+    def receive(self) -> Frame:
+        """The next frame; ``NoiseFailure`` or ``FrameMalformed`` if tampered, too big or cut."""
+        header = read_exactly(self.sock, sv2_frames.ENCRYPTED_HEADER_BYTES)
+        cipher = self.transport.receive
+        extension_type, msg_type, length = sv2_frames.decrypt_header(
+            cipher, header, self.max_payload
+        )
+        body = read_exactly(self.sock, sv2_frames.ciphertext_length(length))
+        return Frame(extension_type, msg_type, sv2_frames.decrypt_payload(cipher, body, length))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+def _read_act1(sock: socket.socket) -> bytes:
+    received = b""
+    while len(received) < noise.ACT1_BYTES:
+        chunk = sock.recv(noise.ACT1_BYTES - len(received))
+        if not chunk:
+            sv2_frames.refuse_plaintext(received + b"\n")
+            raise ConnectionClosed("connection closed during the handshake")
+        received += chunk
+        sv2_frames.refuse_plaintext(received)
+    return received
+
+
+def accept(
+    sock: socket.socket,
+    static: noise.StaticKey,
+    entropy: Entropy,
+    *,
+    timeout_s: float,
+    max_payload: int,
+) -> NoiseSocket:
+    """The pool's side of the handshake on a freshly accepted socket (SRS-SEC-16)."""
+    sock.settimeout(timeout_s)
+    act1 = _read_act1(sock)
+    act2, transport = noise.respond(act1, static, _secret(entropy), entropy(32))
+    sock.sendall(act2)
+    return NoiseSocket(sock, transport, max_payload)
+
+
+def connect(
+    sock: socket.socket, authority_xonly: bytes, entropy: Entropy, now: int, *, max_payload: int
+) -> tuple[NoiseSocket, bytes]:
+    """The miner's side of the handshake: the session and the pool's static key, once the pool's
+    certificate has verified against ``authority_xonly`` at ``now``."""
+    initiator = noise.Initiator(_secret(entropy), entropy(32))
+    sock.sendall(initiator.act1())
+    act2 = read_exactly(sock, noise.ACT2_BYTES)
+    transport, pool_static = initiator.finish(act2, authority_xonly, now)
+    return NoiseSocket(sock, transport, max_payload), pool_static
+
+
+def _secret(entropy: Entropy) -> bytes:
+    # A uniformly random 32-byte string is a valid secp256k1 key except with probability ~2^-128;
+    # draw again rather than fail on that.
+    for _ in range(4):
+        secret = entropy(32)
+        if 0 < int.from_bytes(secret, "big") < _ORDER:
+            return secret
+    raise NoiseFailure("the entropy source gave no valid secret key")
+
+
+_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141

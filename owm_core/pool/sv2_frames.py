@@ -1,0 +1,119 @@
+"""Stratum V2 frames and their encryption (SRS-POOL-01, SRS-SEC-16), from the specification's
+sections 3.2 and 4.6.
+
+A frame is a 6-byte header — ``extension_type`` u16, ``msg_type`` u8, ``msg_length`` u24, all
+little-endian; the top bit of ``extension_type`` is ``channel_msg`` — and ``msg_length`` payload
+bytes. On the wire every frame is encrypted: the header alone becomes a 22-byte ciphertext (6 +
+16-byte MAC), then the payload is cut into 65,519-byte pieces, each encrypted into at most
+65,535 bytes. ``msg_length`` always counts plaintext bytes; :func:`ciphertext_length` turns it
+into the number of bytes to read. A reader refuses, before reading further, any frame whose
+declared payload exceeds its limit, so a peer cannot make it buffer 16 MiB.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from owm_core.errors import FrameMalformed
+from owm_core.pool.noise import MAC_BYTES, CipherState
+
+HEADER_BYTES = 6
+ENCRYPTED_HEADER_BYTES = HEADER_BYTES + MAC_BYTES
+MAX_CIPHERTEXT_BYTES = 65_535
+MAX_PLAINTEXT_BYTES = MAX_CIPHERTEXT_BYTES - MAC_BYTES
+MAX_PAYLOAD_BYTES = 2**24 - 1
+CHANNEL_MSG_BIT = 0x8000
+
+
+@attrs.frozen
+class Frame:
+    """One Stratum V2 message: its extension and type, and its serialised payload."""
+
+    extension_type: int = attrs.field(
+        validator=attrs.validators.and_(attrs.validators.ge(0), attrs.validators.le(0xFFFF))
+    )
+    msg_type: int = attrs.field(
+        validator=attrs.validators.and_(attrs.validators.ge(0), attrs.validators.le(0xFF))
+    )
+    payload: bytes = attrs.field(validator=attrs.validators.max_len(MAX_PAYLOAD_BYTES))
+
+    @property
+    def channel_msg(self) -> bool:
+        """Whether the payload starts with the channel id it is addressed to (section 3.2.1)."""
+        return bool(self.extension_type & CHANNEL_MSG_BIT)
+
+    def header(self) -> bytes:
+        return encode_header(self.extension_type, self.msg_type, len(self.payload))
+
+
+def encode_header(extension_type: int, msg_type: int, length: int) -> bytes:
+    """The 6 header bytes."""
+    return extension_type.to_bytes(2, "little") + bytes([msg_type]) + length.to_bytes(3, "little")
+
+
+def decode_header(raw: bytes) -> tuple[int, int, int]:
+    """``(extension_type, msg_type, msg_length)`` of 6 header bytes."""
+    if len(raw) != HEADER_BYTES:
+        raise FrameMalformed(f"a frame header is {HEADER_BYTES} bytes, got {len(raw)}")
+    return int.from_bytes(raw[:2], "little"), raw[2], int.from_bytes(raw[3:], "little")
+
+
+def ciphertext_length(plaintext_length: int) -> int:
+    """Bytes on the wire for a payload of ``plaintext_length`` bytes (each piece + its MAC)."""
+    whole, rest = divmod(plaintext_length, MAX_PLAINTEXT_BYTES)
+    return whole * MAX_CIPHERTEXT_BYTES + (rest + MAC_BYTES if rest else 0)
+
+
+def encrypt_frame(cipher: CipherState, frame: Frame) -> bytes:
+    """The frame as sent: encrypted header, then the payload's encrypted pieces."""
+    parts = [cipher.encrypt_with_ad(b"", frame.header())]
+    payload = frame.payload
+    for start in range(0, len(payload), MAX_PLAINTEXT_BYTES):
+        parts.append(cipher.encrypt_with_ad(b"", payload[start : start + MAX_PLAINTEXT_BYTES]))
+    return b"".join(parts)
+
+
+def decrypt_header(
+    cipher: CipherState, raw: bytes, max_payload: int = MAX_PAYLOAD_BYTES
+) -> tuple[int, int, int]:
+    """Decrypt the 22-byte header ciphertext; refuse a declared payload over ``max_payload``."""
+    if len(raw) != ENCRYPTED_HEADER_BYTES:
+        raise FrameMalformed(
+            f"an encrypted header is {ENCRYPTED_HEADER_BYTES} bytes, got {len(raw)}"
+        )
+    extension_type, msg_type, length = decode_header(cipher.decrypt_with_ad(b"", raw))
+    if length > max_payload:
+        raise FrameMalformed(f"a {length}-byte payload exceeds the {max_payload}-byte limit")
+    return extension_type, msg_type, length
+
+
+def decrypt_payload(cipher: CipherState, raw: bytes, plaintext_length: int) -> bytes:
+    """Decrypt the payload pieces of a frame whose header declared ``plaintext_length``."""
+    if len(raw) != ciphertext_length(plaintext_length):
+        raise FrameMalformed("the payload's ciphertext length does not match its header")
+    pieces = [
+        cipher.decrypt_with_ad(b"", raw[start : start + MAX_CIPHERTEXT_BYTES])
+        for start in range(0, len(raw), MAX_CIPHERTEXT_BYTES)
+    ]
+    return b"".join(pieces)
+
+
+def decrypt_frame(cipher: CipherState, raw: bytes, max_payload: int = MAX_PAYLOAD_BYTES) -> Frame:
+    """Decrypt one whole frame held in ``raw`` (exactly one; trailing bytes are refused)."""
+    extension_type, msg_type, length = decrypt_header(
+        cipher, raw[:ENCRYPTED_HEADER_BYTES], max_payload
+    )
+    payload = decrypt_payload(cipher, raw[ENCRYPTED_HEADER_BYTES:], length)
+    return Frame(extension_type, msg_type, payload)
+
+
+def refuse_plaintext(prefix: bytes) -> None:
+    """Refuse what a plain Stratum V1 miner sends first — a JSON line — instead of a Noise key
+    (SRS-SEC-16). 64 random-looking key bytes are never all printable text starting with ``{``;
+    a V1 line usually ends before 64 bytes, so a newline after ``{`` is enough."""
+    if prefix[:1] != b"{":
+        return
+    if b"\n" in prefix or (all(32 <= byte < 127 for byte in prefix[:64]) and len(prefix) >= 64):
+        raise FrameMalformed(
+            "plain Stratum V1 (JSON) refused: this pool speaks encrypted Stratum V2"
+        )

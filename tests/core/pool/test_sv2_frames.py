@@ -1,0 +1,88 @@
+"""Encrypted Stratum V2 frames: round trips at every size, the spec's chunking, and refusal of
+truncated, tampered or oversized frames (SRS-SEC-16)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from owm_core.errors import FrameMalformed, NoiseFailure
+from owm_core.pool import sv2_frames
+from owm_core.pool.noise import CipherState
+from owm_core.pool.sv2_frames import Frame
+
+KEY = b"\x42" * 32
+
+
+def pair() -> tuple[CipherState, CipherState]:
+    return CipherState(KEY), CipherState(KEY)
+
+
+def test_the_header_is_six_little_endian_bytes() -> None:
+    assert sv2_frames.encode_header(0x8000, 0x1A, 0x010203) == bytes(
+        [0x00, 0x80, 0x1A, 0x03, 0x02, 0x01]
+    )
+    assert sv2_frames.decode_header(bytes([0x00, 0x80, 0x1A, 0x03, 0x02, 0x01])) == (
+        0x8000,
+        0x1A,
+        0x010203,
+    )
+    assert Frame(0x8000, 0x1A, b"").channel_msg and not Frame(0, 0, b"").channel_msg
+
+
+@pytest.mark.parametrize(
+    ("plaintext", "ciphertext"),
+    [(0, 0), (1, 17), (65_519, 65_535), (65_520, 65_535 + 17), (2 * 65_519, 2 * 65_535)],
+)
+def test_ciphertext_length_follows_the_specifications_formula(
+    plaintext: int, ciphertext: int
+) -> None:
+    assert sv2_frames.ciphertext_length(plaintext) == ciphertext
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ext=st.integers(0, 0xFFFF),
+    msg_type=st.integers(0, 0xFF),
+    payload=st.one_of(
+        st.binary(max_size=300), st.integers(65_000, 140_000).map(lambda n: b"\x5a" * n)
+    ),
+)
+def test_any_frame_round_trips_through_encryption(ext: int, msg_type: int, payload: bytes) -> None:
+    sender, receiver = pair()
+    wire = sv2_frames.encrypt_frame(sender, Frame(ext, msg_type, payload))
+    assert len(wire) == 22 + sv2_frames.ciphertext_length(len(payload))
+    assert sv2_frames.decrypt_frame(receiver, wire) == Frame(ext, msg_type, payload)
+
+
+@settings(max_examples=60, deadline=None)
+@given(payload=st.binary(min_size=1, max_size=100), data=st.data())
+def test_a_tampered_or_truncated_frame_is_refused_with_a_domain_error(
+    payload: bytes, data: st.DataObject
+) -> None:
+    sender, receiver = pair()
+    wire = sv2_frames.encrypt_frame(sender, Frame(0, 0x1A, payload))
+    if data.draw(st.booleans()):
+        position = data.draw(st.integers(0, len(wire) - 1))
+        wire = wire[:position] + bytes([wire[position] ^ 0x80]) + wire[position + 1 :]
+    else:
+        wire = wire[: data.draw(st.integers(0, len(wire) - 1))]
+    with pytest.raises((NoiseFailure, FrameMalformed)):
+        sv2_frames.decrypt_frame(receiver, wire)
+
+
+def test_a_declared_payload_over_the_limit_is_refused_before_reading_it() -> None:
+    sender, receiver = pair()
+    wire = sv2_frames.encrypt_frame(sender, Frame(0, 0x1A, b"x" * 1000))
+    with pytest.raises(FrameMalformed, match="exceeds"):
+        sv2_frames.decrypt_header(receiver, wire[:22], max_payload=999)
+
+
+def test_frames_replayed_out_of_order_do_not_decrypt() -> None:
+    sender, receiver = pair()
+    first = sv2_frames.encrypt_frame(sender, Frame(0, 1, b"a"))
+    second = sv2_frames.encrypt_frame(sender, Frame(0, 1, b"b"))
+    with pytest.raises(NoiseFailure):
+        sv2_frames.decrypt_frame(receiver, second)
+    assert sv2_frames.decrypt_frame(receiver, first).payload == b"a"
