@@ -60,7 +60,11 @@ class EmbeddedProvenance:
                 self._calendar = Calendar(
                     self.directory / CALENDAR_FILE, chain, url=self.url, interval_s=self.interval_s
                 )
-                self._ots = OpenTimestamps(chain, Network.REGTEST, [self._calendar])
+                calendar = self._calendar
+                # Pending attestations written under an earlier URL (a devnet restarted on new
+                # ports) are still this calendar's: it answers by commitment, KeyError if not.
+                self._ots = OpenTimestamps(chain, Network.REGTEST, [calendar],
+                                           remote_calendar=lambda _url: calendar)
                 if not self._stopped:
                     self._flusher = IntervalFlusher(self._calendar, self._poll_s).start()
             return self._ots

@@ -130,3 +130,23 @@ def test_a_whitelisted_name_that_resolves_to_a_private_address_is_refused() -> N
     assert calendar is not None
     with pytest.raises(CalendarUnavailable, match="private"):
         calendar.get_timestamp(DIGEST)
+
+
+def test_a_proof_pending_under_an_earlier_calendar_url_is_still_upgraded_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """A devnet restarts its calendar on a fresh port: proofs pending at the old URL must not
+    stay pending forever."""
+    from owm_adapters.provenance.embedded import EmbeddedProvenance
+
+    before = EmbeddedProvenance(tmp_path, url="http://127.0.0.1:40001", poll_s=3600)
+    pending = before.stamp(DIGEST)
+    before.stop()
+    after = EmbeddedProvenance(tmp_path, url="http://127.0.0.1:40002", poll_s=3600)
+    try:
+        after.flush()
+        confirmed = after.upgrade(pending)
+        assert describe(confirmed).bitcoin_heights == (1,)
+        assert after.verify(confirmed, DIGEST).ok
+    finally:
+        after.stop()
