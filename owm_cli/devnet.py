@@ -84,6 +84,8 @@ def up(nodes: int, data_dir: Path, restart: bool, reset: bool, traffic_interval:
          f"{time.monotonic() - started:.0f} s")
     _say(f"  API        {state.api_url}/v1")
     _say(f"  dashboard  {state.api_url}/dashboard")
+    _say(f"  calendar   {state.calendar_url}  (OpenTimestamps calendar + chain JSON-RPC for "
+         "the reference ots client)")
     _say(f"  API key    {state.api_key}  (commercial; send 'Authorization: Bearer <key>')")
     _say(f"  logs       {layout.logs_dir}/")
     _say(f"  status     owm devnet status{_dir_flag(data_dir)}")

@@ -193,14 +193,16 @@ def remove_devnet(layout: DevnetLayout) -> None:
 
 
 def assign_ports(state: DevnetState) -> DevnetState:
-    """The same devnet on ports that are free now: gRPC, API, metrics and one health port a node."""
-    ports = free_ports(3 + len(state.nodes))
+    """The same devnet on ports that are free now: gRPC, API, metrics, the OTS calendar and one
+    health port a node."""
+    ports = free_ports(4 + len(state.nodes))
     coordinator = attrs.evolve(
-        state.coordinator, grpc_port=ports[0], api_port=ports[1], metrics_port=ports[2]
+        state.coordinator, grpc_port=ports[0], api_port=ports[1], metrics_port=ports[2],
+        calendar_port=ports[3],
     )
     nodes = tuple(
         attrs.evolve(node, health_port=port)
-        for node, port in zip(state.nodes, ports[3:], strict=True)
+        for node, port in zip(state.nodes, ports[4:], strict=True)
     )
     return attrs.evolve(state, coordinator=coordinator, nodes=nodes)
 
@@ -291,9 +293,12 @@ rule = "trimmed"
 
 [provenance]
 # Model versions are anchored by the embedded OpenTimestamps calendar in a local regtest
-# chain (data_dir/provenance/chain.sqlite3), which the nodes check proofs against.
+# chain (data_dir/provenance/chain.sqlite3), which the nodes check proofs against. The
+# calendar and the chain's JSON-RPC are served on calendar_listen for the reference client:
+# ots stamp -c URL, ots upgrade, ots --btc-regtest --bitcoin-node URL verify.
 backend = "embedded"
 calendar_interval_s = 5
+calendar_listen = "{f"127.0.0.1:{c.calendar_port}" if c.calendar_port else ""}"
 
 [knowledge]
 # The conglomerate's knowledge base: MiniLM embeddings (shipped offline) in embedded Qdrant,

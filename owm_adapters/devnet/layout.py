@@ -64,6 +64,9 @@ class CoordinatorEntry:
     metrics_port: int
     #: SHA-256 of the coordinator's TLS certificate, which every node pins (SRS-SEC-01).
     tls_fingerprint: str = ""
+    #: The embedded calendar and its chain's JSON-RPC for the reference ``ots`` client
+    #: (``[provenance] calendar_listen``); 0 in a state written before it existed.
+    calendar_port: int = 0
 
 
 @attrs.frozen
@@ -83,6 +86,12 @@ class DevnetState:
     def api_url(self) -> str:
         """Base URL of the public API (without ``/v1``)."""
         return f"http://127.0.0.1:{self.coordinator.api_port}"
+
+    @property
+    def calendar_url(self) -> str:
+        """The embedded calendar's URL (and its chain's JSON-RPC); empty before ports exist."""
+        port = self.coordinator.calendar_port
+        return f"http://127.0.0.1:{port}" if port else ""
 
     @property
     def grpc_target(self) -> str:

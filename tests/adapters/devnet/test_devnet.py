@@ -55,6 +55,9 @@ def test_a_new_devnet_has_fresh_identities_configs_its_programs_accept_and_stake
     assert coordinator.knowledge.query_timeout_s == 20  # one busy machine runs every process
     assert (coordinator.fl.enabled, coordinator.fl.min_participants) == (True, 3)
     assert coordinator.provenance.backend == "embedded"
+    # the reference ots client reaches the embedded calendar and its chain there
+    assert coordinator.provenance.calendar_listen == f"127.0.0.1:{state.coordinator.calendar_port}"
+    assert state.calendar_url == f"http://127.0.0.1:{state.coordinator.calendar_port}"
     assert (coordinator.knowledge.enabled, coordinator.knowledge.demo_data) == (True, True)
     signing_key = keystore.load_identity(Path(coordinator.coordinator.signing_key_path))
     assert signing_key.public_key_hex == state.coordinator.public_key
