@@ -132,7 +132,7 @@ class OnionService:
             self.stop()
             raise TorUnavailable(f"tor refused the onion service: {exc}") from None
         self.hostname = self._read_hostname()
-        log.warning("onion service %s:%d -> %s:%d (hostname read from %s)", self.hostname,
+        log.info("onion service %s:%d -> %s:%d (hostname read from %s)", self.hostname,
                     self.virtual_port, self.target_host, local_port,
                     self.hidden_service_dir / "hostname")
         return self.hostname

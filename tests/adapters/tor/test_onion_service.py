@@ -39,7 +39,7 @@ def test_tor_creates_the_v3_service_whose_hostname_is_read_logged_and_kept_acros
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     onion = _offline_onion(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="owm_adapters.tor.onion"):
+    with caplog.at_level(logging.INFO, logger="owm_adapters.tor.onion"):
         hostname = onion.start(45002)
     try:
         assert V3.fullmatch(hostname)
