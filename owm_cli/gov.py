@@ -39,7 +39,7 @@ PAGE = 500
 DAY_S = 86_400
 
 API_OPTION = click.option(
-    "--api", "api_url", required=True, envvar="OWM_API_URL",
+    "--api", "api_url", envvar="OWM_API_URL",
     help="The coordinator API's base URL, e.g. http://127.0.0.1:8000 (env OWM_API_URL).",
 )  # fmt: skip
 KEY_OPTION = click.option(
@@ -47,18 +47,38 @@ KEY_OPTION = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="The Ed25519 key file that signs the statement (0600; env OWM_GOV_KEY).",
 )  # fmt: skip
+SIGN_ONLY_OPTION = click.option(
+    "--sign-only", is_flag=True,
+    help="Print the signed statement (JSON) instead of sending it, e.g. to paste into the "
+    "portal's form within 300 s.",
+)  # fmt: skip
 API_KEY_OPTION = click.option(
     "--api-key", envvar="OWM_API_KEY", help="API key for reading (env OWM_API_KEY)."
 )
 
 
-def act(api_url: str, key_path: Path, action: str, proposal_id: str, **args: Any) -> Any:
-    """Sign one statement and post it; the coordinator's receipt."""
+def act(
+    api_url: str | None, key_path: Path, action: str, proposal_id: str,
+    sign_only: bool = False, **args: Any,
+) -> Any:  # fmt: skip
+    """Sign one statement and post it; the coordinator's receipt. With ``sign_only``, print
+    the statement and exit instead."""
     identity = keystore.load_identity(key_path.expanduser())
     body = GovernanceStatement(action=action, proposal_id=proposal_id, args=args)
     envelope = seal(identity, EnvelopeKind.GOVERNANCE_STATEMENT, body, os.urandom(16),
                     int(time.time()))  # fmt: skip
-    return post_json(v1_url(api_url, "/governance/statements"), to_bytes(envelope))
+    raw = to_bytes(envelope)
+    if sign_only:
+        click.echo(raw.decode("utf-8"))
+        sys.exit(0)
+    return post_json(v1_url(need_api(api_url), "/governance/statements"), raw)
+
+
+def need_api(api_url: str | None) -> str:
+    """``--api``, or a usage error naming it."""
+    if not api_url:
+        raise click.UsageError("--api (or OWM_API_URL) is required")
+    return api_url
 
 
 def _line(p: dict[str, Any]) -> str:
@@ -82,6 +102,7 @@ def gov() -> None:
 @gov.command("propose")
 @API_OPTION
 @KEY_OPTION
+@SIGN_ONLY_OPTION
 @click.option("--title", required=True, help="What the proposal is about (≤ 200 characters).")
 @click.option("--description", required=True, help="Why, in full.")
 @click.option(
@@ -93,8 +114,8 @@ def gov() -> None:
 @click.option("--payout-address", default="", help="Treasury proposals: the address to pay.")
 @json_option("the receipt (proposal and log entry)")
 def propose(
-    api_url: str, key_path: Path, title: str, description: str, proposal_type: str, plan: str,
-    amount_sat: int, payout_address: str, as_json: bool,
+    api_url: str | None, key_path: Path, sign_only: bool, title: str, description: str,
+    proposal_type: str, plan: str, amount_sat: int, payout_address: str, as_json: bool,
 ) -> None:  # fmt: skip
     """Submit a proposal signed with your key."""
     args: dict[str, Any] = {"title": title, "description": description, "type": proposal_type,
@@ -103,7 +124,7 @@ def propose(
         args["requested_sat"] = amount_sat
     if payout_address:
         args["payout_address"] = payout_address
-    _report(act(api_url, key_path, "propose", "", **args), as_json)
+    _report(act(api_url, key_path, "propose", "", sign_only, **args), as_json)
 
 
 @gov.command("list")
@@ -112,9 +133,12 @@ def propose(
 @click.option("--status", type=click.Choice(["open", "closed", "accepted", "rejected",
                                              "executed"]), help="Only this status.")  # fmt: skip
 @json_option("the proposals")
-def list_proposals(api_url: str, api_key: str | None, status: str | None, as_json: bool) -> None:
+def list_proposals(
+    api_url: str | None, api_key: str | None, status: str | None, as_json: bool
+) -> None:
     """List proposals, newest first."""
-    url = v1_url(api_url, "/governance/proposals") + (f"?status={status}" if status else "")
+    query = f"?status={status}" if status else ""
+    url = v1_url(need_api(api_url), "/governance/proposals") + query
     answer = get_json(url, api_key=api_key)
     render(answer, as_json, lambda: [_line(p) for p in answer["proposals"]] or ["no proposals"])
 
@@ -124,9 +148,10 @@ def list_proposals(api_url: str, api_key: str | None, status: str | None, as_jso
 @API_OPTION
 @API_KEY_OPTION
 @json_option("the proposal with its comments and treasury spend")
-def show(proposal_id: str, api_url: str, api_key: str | None, as_json: bool) -> None:
+def show(proposal_id: str, api_url: str | None, api_key: str | None, as_json: bool) -> None:
     """Show PROPOSAL_ID with its discussion and treasury transaction."""
-    p = get_json(v1_url(api_url, f"/governance/proposals/{proposal_id}"), api_key=api_key)
+    url = v1_url(need_api(api_url), f"/governance/proposals/{proposal_id}")
+    p = get_json(url, api_key=api_key)
 
     def lines() -> list[str]:
         out = [_line(p), p["description"], f"plan: {p['implementation_plan']}"]
@@ -142,58 +167,75 @@ def show(proposal_id: str, api_url: str, api_key: str | None, as_json: bool) -> 
 @click.argument("proposal_id")
 @API_OPTION
 @KEY_OPTION
+@SIGN_ONLY_OPTION
 @click.option("--text", required=True, help="The comment.")
 @json_option("the receipt")
-def comment(proposal_id: str, api_url: str, key_path: Path, text: str, as_json: bool) -> None:
+def comment(
+    proposal_id: str, api_url: str | None, key_path: Path, sign_only: bool, text: str,
+    as_json: bool,
+) -> None:  # fmt: skip
     """Comment on PROPOSAL_ID during its comment period."""
-    _report(act(api_url, key_path, "comment", proposal_id, text=text), as_json)
+    _report(act(api_url, key_path, "comment", proposal_id, sign_only, text=text), as_json)
 
 
 @gov.command("extend")
 @click.argument("proposal_id")
 @API_OPTION
 @KEY_OPTION
+@SIGN_ONLY_OPTION
 @click.option("--deadline-at", type=int, required=True,
               help="The new end of the comment period (POSIX s; at most 21 days after "
                    "submission).")  # fmt: skip
 @json_option("the receipt")
 def extend(
-    proposal_id: str, api_url: str, key_path: Path, deadline_at: int, as_json: bool
-) -> None:
+    proposal_id: str, api_url: str | None, key_path: Path, sign_only: bool, deadline_at: int,
+    as_json: bool,
+) -> None:  # fmt: skip
     """Extend the comment period of PROPOSAL_ID (core maintainers, SRS-GOV-04)."""
-    _report(act(api_url, key_path, "extend", proposal_id, deadline_at=deadline_at), as_json)
+    receipt = act(api_url, key_path, "extend", proposal_id, sign_only, deadline_at=deadline_at)
+    _report(receipt, as_json)
 
 
 @gov.command("ack")
 @click.argument("proposal_id")
 @API_OPTION
 @KEY_OPTION
+@SIGN_ONLY_OPTION
 @json_option("the receipt")
-def ack(proposal_id: str, api_url: str, key_path: Path, as_json: bool) -> None:
+def ack(
+    proposal_id: str, api_url: str | None, key_path: Path, sign_only: bool, as_json: bool
+) -> None:
     """Acknowledge treasury proposal PROPOSAL_ID (multisig holders, SRS-GOV-05)."""
-    _report(act(api_url, key_path, "ack", proposal_id), as_json)
+    _report(act(api_url, key_path, "ack", proposal_id, sign_only), as_json)
 
 
 @gov.command("close")
 @click.argument("proposal_id")
 @API_OPTION
 @KEY_OPTION
+@SIGN_ONLY_OPTION
 @click.option("--outcome", required=True, type=click.Choice(["accepted", "rejected"]),
               help="The decision recorded once the comment period is over.")  # fmt: skip
 @json_option("the receipt")
-def close(proposal_id: str, api_url: str, key_path: Path, outcome: str, as_json: bool) -> None:
+def close(
+    proposal_id: str, api_url: str | None, key_path: Path, sign_only: bool, outcome: str,
+    as_json: bool,
+) -> None:  # fmt: skip
     """Close PROPOSAL_ID after its comment period and record the outcome (maintainers)."""
-    _report(act(api_url, key_path, "close", proposal_id, outcome=outcome), as_json)
+    _report(act(api_url, key_path, "close", proposal_id, sign_only, outcome=outcome), as_json)
 
 
 @gov.command("execute")
 @click.argument("proposal_id")
 @API_OPTION
 @KEY_OPTION
+@SIGN_ONLY_OPTION
 @json_option("the receipt")
-def execute(proposal_id: str, api_url: str, key_path: Path, as_json: bool) -> None:
+def execute(
+    proposal_id: str, api_url: str | None, key_path: Path, sign_only: bool, as_json: bool
+) -> None:
     """Mark PROPOSAL_ID executed; a treasury proposal's transaction is finalised and broadcast."""
-    _report(act(api_url, key_path, "execute", proposal_id), as_json)
+    _report(act(api_url, key_path, "execute", proposal_id, sign_only), as_json)
 
 
 @gov.group("log")

@@ -11,7 +11,7 @@ import click
 
 from owm_adapters.storage import keystore
 from owm_cli.api_client import post_json, v1_url
-from owm_cli.gov import API_OPTION, KEY_OPTION, act
+from owm_cli.gov import API_OPTION, KEY_OPTION, act, need_api
 from owm_cli.options import json_option, render
 
 
@@ -36,7 +36,9 @@ def psbt() -> None:
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Write the unsigned PSBT (base64) here, for the holders to sign.")  # fmt: skip
 @json_option("the spend (PSBT, signers)")
-def create(proposal_id: str, api_url: str, key_path: Path, out_path: Path, as_json: bool) -> None:
+def create(
+    proposal_id: str, api_url: str | None, key_path: Path, out_path: Path, as_json: bool
+) -> None:
     """Prepare the PSBT of accepted treasury proposal PROPOSAL_ID (maintainers, holders)."""
     spend = act(api_url, key_path, "psbt_create", proposal_id)["spend"]
     _write(out_path, spend["psbt"])
@@ -69,11 +71,11 @@ def sign(psbt_file: Path, key_path: Path, out_path: Path) -> None:
               help="Also write the combined PSBT here.")  # fmt: skip
 @json_option("the spend after the last copy")
 def combine(
-    proposal_id: str, signed_files: tuple[Path, ...], api_url: str, out_path: Path | None,
+    proposal_id: str, signed_files: tuple[Path, ...], api_url: str | None, out_path: Path | None,
     as_json: bool,
 ) -> None:  # fmt: skip
     """Hand the signed copies SIGNED_FILES of PROPOSAL_ID's PSBT back to the coordinator."""
-    url = v1_url(api_url, f"/treasury/psbts/{proposal_id}/signatures")
+    url = v1_url(need_api(api_url), f"/treasury/psbts/{proposal_id}/signatures")
     spend: dict[str, Any] = {}
     for path in signed_files:
         body = {"psbt": path.read_text(encoding="ascii").strip()}
@@ -89,7 +91,7 @@ def combine(
 @API_OPTION
 @KEY_OPTION
 @json_option("the receipt (proposal with its txid, log entry)")
-def broadcast(proposal_id: str, api_url: str, key_path: Path, as_json: bool) -> None:
+def broadcast(proposal_id: str, api_url: str | None, key_path: Path, as_json: bool) -> None:
     """Finalise, broadcast and record PROPOSAL_ID's transaction (its execute statement)."""
     receipt = act(api_url, key_path, "execute", proposal_id)
     txid = receipt["proposal"]["txid"]
