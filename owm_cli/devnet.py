@@ -41,6 +41,7 @@ def devnet() -> None:
     Start:    owm devnet up [--nodes 3]
     Watch:    owm devnet status   (or the dashboard URL that `up` prints)
     Attack:   owm devnet attack --node 2 --kind poison
+    Govern:   owm gov … / owm treasury psbt … (keys in <data-dir>/governance; docs/devnet.md)
     Stop:     owm devnet down
     """
 
@@ -257,6 +258,24 @@ def attack(number: int, kind: str, data_dir: Path) -> None:
          "its stake channel force-closed, the node suspended.")
     _say(f"watch:  owm devnet status{_dir_flag(data_dir)}, or the dashboard "
          f"{state.api_url}/dashboard; undo with --kind none")
+
+
+@devnet.command("gov-time")
+@click.option("--days", type=click.IntRange(0, 3650), required=True,
+              help="Move the governance clock this many days ahead of now (0: back to now).")
+@_DATA_DIR
+def gov_time(days: int, data_dir: Path) -> None:
+    """Move the devnet's governance clock ahead, past comment periods of 7 to 21 days.
+
+    Only the time the governance rules see moves (comment deadlines, closing); statements are
+    still signed and checked at the real time, and every other clock stays as it is.
+    """
+    from owm_adapters.bootstrap.devnet import governance_keys
+    from owm_adapters.files import write_private_text
+
+    keys = governance_keys(DevnetLayout.at(data_dir))
+    write_private_text(keys.time_file, f"{days * 86_400}\n")
+    _say(f"governance time is now {days} day(s) ahead of the real time")
 
 
 @devnet.command(hidden=True)

@@ -308,6 +308,81 @@ embedder = "minilm"
 demo_data = true
 # Every process of a devnet shares one machine: give the reader tasks time to be verified.
 query_timeout_s = 20
+""" + _governance_toml(layout)
+
+
+GOVERNANCE_DIR = "governance"
+MAINTAINERS = 2
+HOLDERS = 5
+TREASURY_FUNDING_SAT = 100_000_000
+"""1 BTC in the embedded ledger for the devnet's treasury wallet, at its first start."""
+
+
+@attrs.frozen
+class GovernanceKeys:
+    """The devnet's governance key files: two maintainers, five holders (each an Ed25519
+    statement key and a secp256k1 multisig key), all 0600 under ``<devnet>/governance``."""
+
+    folder: Path
+
+    def maintainer(self, number: int) -> Path:
+        """Maintainer ``number``'s Ed25519 key file (1 or 2)."""
+        return self.folder / f"maintainer-{number}.key"
+
+    def holder(self, number: int) -> Path:
+        """Holder ``number``'s Ed25519 statement key file (1 … 5)."""
+        return self.folder / f"holder-{number}.key"
+
+    def multisig(self, number: int) -> Path:
+        """Holder ``number``'s secp256k1 multisig key file (its hardware wallet's stand-in)."""
+        return self.folder / f"holder-{number}.multisig.key"
+
+    @property
+    def time_file(self) -> Path:
+        """Seconds added to the governance rules' time (``owm devnet gov-time``)."""
+        return self.folder / "time-offset"
+
+
+def governance_keys(layout: DevnetLayout) -> GovernanceKeys:
+    """The devnet's governance keys, created where missing (older devnets get them too)."""
+    keys = GovernanceKeys(layout.root / GOVERNANCE_DIR)
+    for path in [*(keys.maintainer(i) for i in range(1, MAINTAINERS + 1)),
+                 *(keys.holder(i) for i in range(1, HOLDERS + 1)),
+                 *(keys.multisig(i) for i in range(1, HOLDERS + 1))]:  # fmt: skip
+        if not path.exists():
+            keystore.create_secret(path)
+    return keys
+
+
+def _governance_toml(layout: DevnetLayout) -> str:
+    """The ``[governance]`` section: the devnet's roles, wallet and governance time."""
+    from owm_adapters.treasury.wallet import public_key_of
+
+    keys = governance_keys(layout)
+
+    def listed(values: list[str]) -> str:
+        return "[" + ", ".join(f'"{v}"' for v in values) + "]"
+
+    maintainers = [keystore.load_identity(keys.maintainer(i)).public_key_hex
+                   for i in range(1, MAINTAINERS + 1)]  # fmt: skip
+    statements = [keystore.load_identity(keys.holder(i)).public_key_hex
+                  for i in range(1, HOLDERS + 1)]  # fmt: skip
+    multisig = [public_key_of(keystore.load_secret(keys.multisig(i)))
+                for i in range(1, HOLDERS + 1)]  # fmt: skip
+    return f"""
+[governance]
+# Two core maintainers and five treasury multisig holders; their key files are in
+# {_q(keys.folder)} (docs/devnet.md, docs/governance.md).
+maintainer_keys = {listed(maintainers)}
+holder_statement_keys = {listed(statements)}
+holder_multisig_keys = {listed(multisig)}
+# The 3-of-5 treasury wallet on regtest: its coins live in the embedded ledger, funded with
+# 1 BTC at the first start; `owm devnet gov-time --days N` moves the governance clock ahead.
+network = "regtest"
+ledger_path = {_q(layout.coordinator_dir / "treasury-ledger.sqlite3")}
+devnet_funding_sat = {TREASURY_FUNDING_SAT}
+devnet_time_file = {_q(keys.time_file)}
+explorer_tx_url = ""
 """
 
 

@@ -112,4 +112,9 @@ def governance_from(
         explorer_tx_url=section.explorer_tx_url,
     )
     desk = treasury_desk_from(settings, roles, store, chain)
-    return GovernanceService(store, clock, coordinator, roles, desk, config)
+    rules_clock = None
+    if section.devnet_time_file:
+        from owm_adapters.clock import OffsetClock, SystemClock
+
+        rules_clock = OffsetClock(SystemClock(), str(Path(section.devnet_time_file).expanduser()))
+    return GovernanceService(store, clock, coordinator, roles, desk, config, rules_clock)

@@ -615,6 +615,9 @@ class GovernanceSection:
     fee_rate_sat_vb: int = 2
     explorer_tx_url: str = "https://mempool.space/tx/{txid}"
     statements_per_hour: int = 60
+    #: Devnets only: a file holding seconds added to the time the governance rules see
+    #: (``owm devnet gov-time``), so a comment period of days can be passed in a demo.
+    devnet_time_file: str = ""
 
 
 @attrs.frozen

@@ -85,9 +85,13 @@ class GovernanceService:
         roles: GovernanceRoles | None = None,
         treasury: TreasuryDesk | None = None,
         config: GovernanceConfig | None = None,
+        rules_clock: Clock | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
+        #: The time the rules see (comment periods): ``clock`` but on a devnet, whose
+        #: governance time can be moved ahead; freshness is always checked against ``clock``.
+        self._rules = rules_clock or clock
         self._coordinator = coordinator
         self.roles = roles
         self.treasury = treasury
@@ -129,14 +133,15 @@ class GovernanceService:
         """Check, apply and log one signed statement (see the module docstring)."""
         verify(envelope)
         action, statement = read_statement(envelope)
-        now = self._clock.now()
-        if abs(envelope.issued_at - now) > self.config.freshness_window_s:
+        wall = self._clock.now()
+        if abs(envelope.issued_at - wall) > self.config.freshness_window_s:
             raise ReplayRejected(
                 f"statement issued at {envelope.issued_at}, more than "
-                f"{self.config.freshness_window_s} s from now ({now})"
+                f"{self.config.freshness_window_s} s from now ({wall})"
             )
         with self._limiter_lock:
-            self._limiter.enforce("gov:" + envelope.signer, now)
+            self._limiter.enforce("gov:" + envelope.signer, wall)
+        now = self._rules.now()
         self._check_may_sign(envelope.signer)
         with self._store.atomic():
             if self._store.governance_log.has_statement(statement_hash_of(envelope)):
@@ -195,7 +200,7 @@ class GovernanceService:
 
     def import_signed(self, proposal_id: str, signed_psbt: str) -> Receipt:
         """Merge a holder's signed PSBT copy and log which holders' signatures it added."""
-        now = self._clock.now()
+        now = self._rules.now()
         with self._store.atomic():
             proposal = self.proposal(proposal_id)
             spend, added = self._desk().add_signatures(proposal_id, signed_psbt)
@@ -206,7 +211,7 @@ class GovernanceService:
     def record(self, action: str, proposal: Proposal, actor: str, detail: dict[str, Any]) -> None:
         """Log an action proven otherwise than by a statement (an API key's proposal or
         comment); call it inside the store transaction that made the change."""
-        self._logged(action, proposal, actor, None, detail, self._clock.now())
+        self._logged(action, proposal, actor, None, detail, self._rules.now())
 
     def _logged(
         self, action: str, proposal: Proposal, actor: str, envelope: Envelope | None,
