@@ -212,6 +212,13 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class GitHubUnavailable(DomainError):
+    """GitHub (or the server standing in for it) refused or failed a call of the GitHub App:
+    unreachable, an error status, a token refused; the message never carries a token."""
+
+    code = "github-unavailable"
+
+
 class NotFound(DomainError):
     """The request names a node, task or challenge the coordinator does not know."""
 
