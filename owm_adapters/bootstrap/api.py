@@ -93,6 +93,7 @@ def build_api(
         fl=coordinator.fl,
         ots_chain="none" if coordinator.fl is None else ots_chain_of(coordinator.fl.timestamping),
         statements=coordinator.governance,
+        github=coordinator.github,
     )
     return Api(services, coordinator, secret_file, coordinator_readiness(coordinator, knowledge))
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from owm_adapters.bootstrap.github import github_app_from
 from owm_adapters.bootstrap.governance import governance_from
 from owm_adapters.bootstrap.lightning import (
     LIGHTNING_FILE,
@@ -36,6 +37,7 @@ from owm_adapters.services.coordinator.shared import (
     QUERY_BUDGET,
     FundingConfig,
 )
+from owm_adapters.services.github_app import GitHubApp
 from owm_adapters.services.governance import GovernanceService
 from owm_adapters.services.slashing import SlashingService
 from owm_adapters.services.workers import OnStop, Workers
@@ -162,6 +164,9 @@ class Coordinator:
     #: Signed governance statements, the governance log and the treasury's PSBTs (its
     #: wallet's chain: ``wallet_chain`` of :func:`build_coordinator`, or from the settings).
     governance: GovernanceService
+    #: The GitHub App: webhook intake and REST client (None while ``[github]`` is off); the
+    #: ``github`` argument of :func:`build_coordinator`, or :func:`github_app_from` settings.
+    github: GitHubApp | None = None
 
     @contextmanager
     def running(self, timeout_s: float = 10.0) -> Iterator[Coordinator]:
@@ -184,6 +189,7 @@ def build_coordinator(
     slashing: bool = True,
     payout_sweep_s: float | None = None,
     wallet_chain: WalletChain | None = None,
+    github: GitHubApp | None = None,
 ) -> Coordinator:
     """The coordinator application for ``settings``; any port may be passed in instead.
 
@@ -212,12 +218,10 @@ def build_coordinator(
     if default_invoices:
         invoices = node_invoice_source(settings, store, clock)
     node_invoices = invoices if isinstance(invoices, _node_invoice_type()) else None
-    payouts = None
-    if invoices is not None:
-        payouts = PayoutDispatcher(
-            store, treasury, invoices, clock,
-            sweep_s=DEFAULT_SWEEP_S if payout_sweep_s is None else payout_sweep_s,
-        )
+    payouts = None if invoices is None else PayoutDispatcher(
+        store, treasury, invoices, clock,
+        sweep_s=DEFAULT_SWEEP_S if payout_sweep_s is None else payout_sweep_s,
+    )
     slashing_service, created = None, False
     if slashing:
         if coordinator_key is None:
@@ -249,6 +253,7 @@ def build_coordinator(
         slashing=slashing_service, fl=fl, node_invoices=node_invoices,
         signing_key_created=created, workers=workers, identity=service.signer,
         governance=governance_from(settings, store, clock, service.signer, chain=wallet_chain),
+        github=github if github is not None else github_app_from(settings, store, clock),
     )
 
 

@@ -621,6 +621,22 @@ class GovernanceSection:
 
 
 @attrs.frozen
+class GitHubSection:
+    """The GitHub App (SRS-SEC-08): off until ``webhook_secret_file`` is set.
+
+    ``webhook_secret_file`` holds the App's webhook secret and ``private_key_file`` its RS256
+    private key (PEM, as GitHub hands it out); both must be mode 0600 and are never written
+    into this file. ``app_id`` is the App's id; ``api_url`` is GitHub's REST API, or a
+    stand-in's URL (devnets, tests). See docs/github-app.md.
+    """
+
+    app_id: str = ""
+    private_key_file: str = ""
+    webhook_secret_file: str = ""
+    api_url: str = "https://api.github.com"
+
+
+@attrs.frozen
 class CoordinatorSettings:
     """The whole ``coordinator.toml``."""
 
@@ -636,6 +652,7 @@ class CoordinatorSettings:
     fl: FlSection = FlSection()
     funding: FundingSection = FundingSection()
     governance: GovernanceSection = GovernanceSection()
+    github: GitHubSection = GitHubSection()
 
 
 #: The settings of every program: a variable of one is not a typo in the other's environment.

@@ -169,6 +169,8 @@ def _parse_body(op: Operation, raw: bytes, content_type: str) -> Any:
         return None
     if content_type and "json" not in content_type.split(";")[0].lower():
         raise Problem(415, "unsupported-media-type", "send the body as application/json")
+    if op.raw_body:  # checked (a signature over the exact bytes) and parsed by the service
+        return raw
     if json_depth_exceeds(raw):
         raise Problem(
             400, "malformed-request", f"the body nests deeper than {MAX_JSON_DEPTH} levels"
@@ -329,7 +331,9 @@ def endpoint(services: ApiServices, op: Operation) -> Callable[[Request], Awaita
                 response: Response = cached
             else:
                 try:
-                    response = op.handler(Call(services, path, query, body, caller, client))
+                    response = op.handler(
+                        Call(services, path, query, body, caller, client, headers=request.headers)
+                    )
                 except Exception:
                     if credit is not None and caller is not None:
                         services.access.refund_query(caller)  # not answered: not charged

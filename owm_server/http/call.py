@@ -25,6 +25,8 @@ class Call:
     caller: Caller | None
     client_ip: str | None
     remaining: int | None = None
+    #: The request's headers (case-insensitive), for operations that read their own.
+    headers: Mapping[str, str] = attrs.field(factory=dict)
 
     def who(self) -> Caller:
         """The caller; operations that are not public always have one."""

@@ -78,6 +78,9 @@ class Operation:
     priced: bool = False
     """A query: with per-query pricing on, each call spends ``query_price_msat`` of an L402
     token's credit (402 with a new invoice once it is spent)."""
+    raw_body: bool = False
+    """The handler gets the body as raw bytes, unparsed (``body`` only documents it): a signed
+    webhook's signature is checked over the exact bytes before anything parses them."""
 
     def statuses(self) -> dict[int, Reply]:
         """Every status this operation documents: its own and the access-related errors."""
@@ -162,11 +165,13 @@ class Tag:
         description: str = "",
         inline: bool = False,
         priced: bool = False,
+        raw_body: bool = False,
     ) -> Operation:
         """The operation ``method path`` under this tag."""
         return Operation(
             method, path, operation_id, summary, self.name, access, handler, replies,
             params=params, body=body, description=description, inline=inline, priced=priced,
+            raw_body=raw_body,
         )
 
 

@@ -27,6 +27,7 @@ from owm_core.errors import (
     Conflict,
     CooldownActive,
     DomainError,
+    GitHubUnavailable,
     InsufficientStake,
     InvalidShare,
     InvalidTransition,
@@ -66,6 +67,7 @@ _STATUS_OF_DOMAIN: tuple[tuple[type[DomainError], int], ...] = (
     (LightningUnavailable, 503),
     (ChainUnavailable, 503),
     (CalendarUnavailable, 503),
+    (GitHubUnavailable, 503),
 )
 
 TITLES = {
@@ -90,6 +92,8 @@ TITLES = {
     "role-required": "Role required",
     "conglomerate-unavailable": "The conglomerate model is not available yet",
     "lightning-unavailable": "Lightning node unavailable",
+    "github-unavailable": "GitHub unavailable",
+    "github-app-off": "GitHub App not configured",
     "internal": "Internal error",
 }
 

@@ -53,6 +53,7 @@ from owm_adapters.services.api.releases import Releases
 from owm_adapters.services.api.views import DashboardFrame, MinerView, Views
 from owm_adapters.services.coordinator.service import CoordinatorService
 from owm_adapters.services.fl_rounds import FlRoundService
+from owm_adapters.services.github_app import GitHubApp
 from owm_adapters.services.governance import GovernanceService
 from owm_adapters.services.knowledge import KnowledgeBase
 from owm_adapters.services.queries import QueryService
@@ -90,6 +91,8 @@ class ApiServices:
     fl: FlRoundService | None = None
     #: Signed governance statements, the governance log and the treasury's PSBTs.
     statements: GovernanceService | None = None
+    #: The GitHub App's webhook intake (None while ``[github]`` is off: the webhook answers 503).
+    github: GitHubApp | None = None
 
     @property
     def repositories(self) -> Repositories:
@@ -120,6 +123,7 @@ class ApiServices:
         fl: FlRoundService | None = None,
         ots_chain: str = "none",
         statements: GovernanceService | None = None,
+        github: GitHubApp | None = None,
     ) -> ApiServices:
         """Every capability over ``coordinator``'s store, treasury and clock, sharing one read
         cache; ``l402_secret`` derives the L402 macaroons' root keys."""
@@ -143,6 +147,7 @@ class ApiServices:
             knowledge=knowledge,
             fl=fl,
             statements=statements,
+            github=github,
         )
 
 

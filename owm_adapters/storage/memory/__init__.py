@@ -26,6 +26,7 @@ from owm_adapters.storage.memory.governance import (
     MemoryGovernanceLogRepository,
     MemoryProposalRepository,
     MemoryTreasurySpendRepository,
+    MemoryWebhookEventRepository,
 )
 from owm_adapters.storage.memory.knowledge import (
     MemoryDataCreditRepository,
@@ -83,6 +84,7 @@ class MemoryRepositories:
     releases: MemoryModelReleaseRepository
     bounties: MemoryBountyRepository
     analyses: MemoryAnalysisRepository
+    webhook_events: MemoryWebhookEventRepository
     mining_payouts: MemoryMiningPayoutRepository
     task_inputs: MemoryTaskInputRepository
     task_outputs: MemoryTaskOutputRepository
@@ -134,6 +136,7 @@ def memory_repositories() -> MemoryRepositories:
         releases=MemoryModelReleaseRepository(state, lock),
         bounties=MemoryBountyRepository(state, lock),
         analyses=MemoryAnalysisRepository(state, lock),
+        webhook_events=MemoryWebhookEventRepository(state, lock),
         mining_payouts=MemoryMiningPayoutRepository(state, lock),
         task_inputs=MemoryTaskInputRepository(state, lock),
         task_outputs=MemoryTaskOutputRepository(state, lock),

@@ -10,6 +10,7 @@ from owm_adapters.storage.memory.state import KeyedStateRepository, StateReposit
 from owm_core.coordination.governance_log import GovernanceLogEntry, check_next_entry
 from owm_core.errors import Conflict
 from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
+from owm_core.governance.github_app import WebhookEvent
 from owm_core.governance.proposals import Comment, Proposal, ProposalStatus
 from owm_core.governance.treasury import TreasurySpend
 
@@ -84,6 +85,23 @@ class MemoryAnalysisRepository(KeyedStateRepository[AnalysisRequest]):
     _key = "analysis_id"
     _taken = "analysis {} already exists"
     _unknown = "analysis {} is unknown"
+
+
+class MemoryWebhookEventRepository(KeyedStateRepository[WebhookEvent]):
+    """The GitHub App's webhook deliveries per delivery id (a stored id is a replay)."""
+
+    _table = "webhook_events"
+    _key = "delivery_id"
+    _taken = "delivery {} was received already (a replay)"
+    _unknown = "delivery {} is unknown"
+
+    def list(self, limit: int = 100) -> Sequence[WebhookEvent]:
+        """Up to ``limit`` deliveries, newest first, then by delivery id."""
+        with self._lock:
+            chosen = sorted(
+                self._state.webhook_events.values(), key=lambda e: (-e.received_at, e.delivery_id)
+            )
+            return chosen[:limit]
 
 
 class MemoryGovernanceLogRepository(StateRepository):

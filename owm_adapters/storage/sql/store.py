@@ -23,6 +23,7 @@ from owm_adapters.storage.sql.repositories.governance import (
     SqlGovernanceLogRepository,
     SqlProposalRepository,
     SqlTreasurySpendRepository,
+    SqlWebhookEventRepository,
 )
 from owm_adapters.storage.sql.repositories.knowledge import (
     SqlDatasetRepository,
@@ -80,6 +81,7 @@ class SqlRepositories:
     releases: SqlModelReleaseRepository
     bounties: SqlBountyRepository
     analyses: SqlAnalysisRepository
+    webhook_events: SqlWebhookEventRepository
     mining_payouts: SqlMiningPayoutRepository
     task_inputs: SqlTaskInputRepository
     task_outputs: SqlTaskOutputRepository
@@ -125,6 +127,7 @@ def sql_repositories(engine: Engine) -> SqlRepositories:
         releases=SqlModelReleaseRepository(db),
         bounties=SqlBountyRepository(db),
         analyses=SqlAnalysisRepository(db),
+        webhook_events=SqlWebhookEventRepository(db),
         mining_payouts=SqlMiningPayoutRepository(db),
         task_inputs=SqlTaskInputRepository(db),
         task_outputs=SqlTaskOutputRepository(db),

@@ -371,6 +371,19 @@ analyses = Table(
     Column("result", Text, nullable=True),
 )
 
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("delivery_id", String(64), primary_key=True),
+    Column("event", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("repository", String(140), nullable=False),
+    Column("installation_id", BigInteger, nullable=True),
+    _time("received_at", index=True),
+    Column("body_sha256", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+)
+
 mining_payouts = Table(
     "mining_payouts",
     metadata,

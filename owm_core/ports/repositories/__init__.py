@@ -54,6 +54,9 @@ from owm_core.ports.repositories.governance import (
 from owm_core.ports.repositories.governance import (
     TreasurySpendRepository as TreasurySpendRepository,
 )
+from owm_core.ports.repositories.governance import (
+    WebhookEventRepository as WebhookEventRepository,
+)
 from owm_core.ports.repositories.knowledge import (
     DataCreditRepository as DataCreditRepository,
 )
@@ -202,6 +205,11 @@ class Repositories(Protocol):
     @property
     def analyses(self) -> AnalysisRepository:
         """The repository analysis requests repository."""
+        ...
+
+    @property
+    def webhook_events(self) -> WebhookEventRepository:
+        """The GitHub App's webhook deliveries (a stored delivery id is a replay)."""
         ...
 
     @property

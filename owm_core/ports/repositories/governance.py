@@ -11,6 +11,7 @@ from typing import Protocol
 
 from owm_core.coordination.governance_log import GovernanceLogEntry
 from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
+from owm_core.governance.github_app import WebhookEvent
 from owm_core.governance.proposals import Comment, Proposal, ProposalStatus
 from owm_core.governance.treasury import TreasurySpend
 
@@ -80,6 +81,25 @@ class AnalysisRepository(Protocol):
 
     def get(self, analysis_id: str) -> AnalysisRequest | None:
         """The request with ``analysis_id``, or None."""
+        ...
+
+
+class WebhookEventRepository(Protocol):
+    """The GitHub App's webhook deliveries, stored before they are acknowledged (SRS-SEC-08).
+
+    A delivery id is stored once: adding a stored one again is a replay, refused with Conflict.
+    """
+
+    def add(self, event: WebhookEvent) -> None:
+        """Store a delivery; Conflict if its delivery_id was stored before (a replay)."""
+        ...
+
+    def get(self, delivery_id: str) -> WebhookEvent | None:
+        """The delivery with ``delivery_id``, or None."""
+        ...
+
+    def list(self, limit: int = 100) -> Sequence[WebhookEvent]:
+        """Up to ``limit`` deliveries, newest first, then by delivery id."""
         ...
 
 

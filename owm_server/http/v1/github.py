@@ -2,6 +2,9 @@
 
 * ``POST /v1/github/analyze`` queues a repository; ``GET /v1/github/analysis/{id}`` reads the
   request back. It stays ``queued`` until the GitHub integration exists: no result is invented.
+* ``POST /v1/github/webhook`` is the GitHub App's webhook: the signature
+  (``X-Hub-Signature-256``) is checked over the raw body before it is parsed, a replayed
+  ``X-GitHub-Delivery`` is refused, and the event is stored before the 202 (SRS-SEC-08).
 * ``GET /v1/github/bounties`` lists bounties (open ones by default);
   ``POST /v1/github/bounties`` opens one in the caller's name.
 
@@ -14,9 +17,11 @@ from typing import Any
 
 from starlette.responses import Response
 
+from owm_core.errors import InvalidValue
 from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
-from owm_server.http.call import Call
+from owm_server.http.call import Call, running
 from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag
+from owm_server.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, Problem
 from owm_server.http.v1.render import json
 from owm_server.http.v1.schemas import (
     INT,
@@ -120,10 +125,60 @@ def get_analysis(call: Call) -> Response:
     return json(analysis_json(call.services.bounties.analysis(call.path["id"])))
 
 
+WEBHOOK_ACK: Schema = obj({"delivery_id": STR, "event": STR, "action": STR, "repository": STR})
+
+
+def webhook(call: Call) -> Response:
+    app = running(
+        call.services.github, "github-app-off",
+        "the GitHub App is not configured on this coordinator ([github] webhook_secret_file)",
+    )
+    try:
+        event = app.receive(
+            call.headers.get("x-hub-signature-256"),
+            call.headers.get("x-github-delivery"),
+            call.headers.get("x-github-event"),
+            call.body,
+        )
+    except InvalidValue as exc:
+        if exc.field == "body":  # signed, but not a JSON object
+            raise Problem(400, "malformed-request", exc.message) from None
+        raise
+    return json(
+        {
+            "delivery_id": event.delivery_id,
+            "event": event.event,
+            "action": event.action,
+            "repository": event.repository,
+        },
+        status=202,
+    )
+
+
 def operations() -> list[Operation]:
     """Queue and read analyses, list and open bounties."""
     github = Tag("github")
     return [
+        github(
+            "POST", "/github/webhook", "githubWebhook", "Receive a GitHub App webhook delivery",
+            Access.PUBLIC, webhook,
+            {
+                202: Reply("Stored (acknowledged only once stored).", WEBHOOK_ACK),
+                401: Reply(
+                    "`X-Hub-Signature-256` is missing or does not match the raw body.",
+                    PROBLEM_SCHEMA, PROBLEM_MEDIA_TYPE,
+                ),
+                409: Reply(
+                    "This `X-GitHub-Delivery` id was received already (a replay).",
+                    PROBLEM_SCHEMA, PROBLEM_MEDIA_TYPE,
+                ),
+                503: Reply("The GitHub App is not configured.", PROBLEM_SCHEMA, PROBLEM_MEDIA_TYPE),
+            },
+            body={"type": "object", "description": "GitHub's event payload, signed."},
+            description="The signature is checked over the raw body before it is parsed; "
+            "the event is stored under its delivery id before the answer (SRS-SEC-08).",
+            raw_body=True,
+        ),
         github(
             "POST", "/github/analyze", "analyzeRepository", "Submit a repo for analysis",
             Access.CLIENT, analyze,

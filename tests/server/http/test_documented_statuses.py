@@ -24,6 +24,7 @@ from owm_server.http.app import openapi_v1
 from owm_server.http.contract import Access, Operation
 from tests.server.http.data_scenarios import DATA_SCENARIOS, DATASET
 from tests.server.http.fl_scenarios import FL_SCENARIOS
+from tests.server.http.github_scenarios import GITHUB_SCENARIOS
 from tests.server.http.records import release
 from tests.server.http.slashing_scenarios import SLASHING_SCENARIOS
 from tests.server.http.treasury_scenarios import TREASURY_SCENARIOS
@@ -161,6 +162,8 @@ def specific(probe: Probe) -> None:
         return FL_SCENARIOS[name](probe)
     if name in TREASURY_SCENARIOS:  # tests/server/http/treasury_scenarios.py
         return TREASURY_SCENARIOS[name](probe)
+    if name in GITHUB_SCENARIOS:  # tests/server/http/github_scenarios.py
+        return GITHUB_SCENARIOS[name](probe)
     if name == "nodeEarnings":
         probe.send()
         url = probe.url()

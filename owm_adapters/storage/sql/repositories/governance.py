@@ -21,6 +21,7 @@ from owm_adapters.storage.sql.rows import (
 from owm_core.coordination.governance_log import GovernanceLogEntry, check_next_entry
 from owm_core.errors import Conflict
 from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
+from owm_core.governance.github_app import WebhookEvent
 from owm_core.governance.proposals import Comment, Proposal, ProposalStatus
 from owm_core.governance.treasury import TreasurySpend
 from owm_core.identity.envelopes import canonical_bytes, parse_canonical_json
@@ -30,6 +31,7 @@ _ROWS = row_converter()
 register_row(_ROWS, Proposal, omitted=["comments", "acknowledgements"])
 register_row(_ROWS, Bounty, int64_columns=["amount_sat", "created_at"])
 register_row(_ROWS, AnalysisRequest, int64_columns=["requested_at", "updated_at"])
+register_row(_ROWS, WebhookEvent, int64_columns=["installation_id", "received_at"])
 
 
 def _comment_row(proposal_id: str, position: int, comment: Comment) -> dict[str, Any]:
@@ -179,6 +181,31 @@ class SqlAnalysisRepository(KeyedRepository[AnalysisRequest]):
     _key = "analysis_id"
     _kind = AnalysisRequest
     _unknown = "analysis {} is unknown"
+
+
+class SqlWebhookEventRepository(KeyedRepository[WebhookEvent]):
+    """The GitHub App's webhook deliveries in ``webhook_events``, by delivery id (its primary
+    key: a stored id added again is a Conflict, the replay refused)."""
+
+    _rows = _ROWS
+    _table = t.webhook_events
+    _key = "delivery_id"
+    _kind = WebhookEvent
+    _unknown = "delivery {} is unknown"
+
+    def add(self, value: WebhookEvent) -> None:
+        """Store a delivery; Conflict if its delivery_id was stored before (a replay)."""
+        try:
+            self._insert(self._table, value)
+        except Conflict:
+            replay = f"delivery {value.delivery_id} was received already (a replay)"
+            raise Conflict(replay) from None
+
+    def list(self, limit: int = 100) -> Sequence[WebhookEvent]:
+        """Up to ``limit`` deliveries, newest first, then by delivery id."""
+        c = t.webhook_events.c
+        query = select(t.webhook_events).order_by(c.received_at.desc(), c.delivery_id)
+        return self._all(query.limit(limit), WebhookEvent)
 
 
 def _entry_of(raw: bytes) -> GovernanceLogEntry:

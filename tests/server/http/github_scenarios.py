@@ -1,0 +1,29 @@
+"""The GitHub webhook's own statuses for ``test_documented_statuses`` (one scenario each)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from owm_adapters.services.github_app import GitHubApp
+from owm_core.governance.github_app import webhook_signature
+from tests.github_app_support import SECRET, delivery
+
+
+def webhook(probe: Any) -> None:
+    w = probe.world
+    w.serve(github=None)
+    headers, raw = delivery("ping", {"zen": "Keep it logically awesome."})
+    probe.send(headers=headers, raw=raw)  # 503: no App configured
+    w.serve(github=GitHubApp(w.repos, w.clock, SECRET))
+    probe.send(headers=headers, raw=raw)  # 202
+    probe.send(headers=headers, raw=raw)  # 409: the same delivery id again
+    probe.send(headers={**headers, "X-Hub-Signature-256": "sha256=" + "0" * 64}, raw=raw)  # 401
+    bad_raw = b"not json"
+    signed = webhook_signature(SECRET, bad_raw)
+    bad_json = {**delivery("ping", {})[0], "X-Hub-Signature-256": signed}
+    probe.send(headers=bad_json, raw=bad_raw)  # 400: signed, but not JSON
+    no_id = {k: v for k, v in headers.items() if k != "X-GitHub-Delivery"}
+    probe.send(headers=no_id, raw=raw)  # 422: no delivery id
+
+
+GITHUB_SCENARIOS = {"githubWebhook": webhook}
