@@ -1,0 +1,221 @@
+"""One miner connection's mining protocol: setup, standard channels, jobs and shares
+(SRS-POOL-01, SRS-POOL-02), following the specification's sections 3.6 and 5.3.
+
+The first message must be ``SetupConnection`` for the mining protocol at version 2 (else
+``SetupConnection.Error`` ``unsupported-protocol`` / ``protocol-version-mismatch`` and the
+connection closes). ``OpenStandardMiningChannel`` carries the OWM login in ``user_identity``
+(:mod:`owm_core.identity.pool_login`): the node must be registered and its key must have signed
+this very Noise session, else ``OpenMiningChannel.Error`` ``unknown-user``. An open channel
+gets its target, an extranonce prefix of its own, a job (``NewMiningJob`` without
+``min_ntime``) and the ``SetNewPrevHash`` that activates it; every new epoch repeats the last
+two. ``SubmitSharesStandard`` is answered at once, ``SubmitShares.Success`` or ``.Error``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from typing import Protocol
+
+from owm_adapters.pool.connection import NoiseSocket
+from owm_adapters.pool.mining import Job, MiningPool
+from owm_core.errors import FrameMalformed, SignatureInvalid
+from owm_core.identity import pool_login
+from owm_core.pool import sv2_messages as sv2
+from owm_core.pool.sv2_frames import Frame
+from owm_core.ports.repositories.nodes import NodeRepository
+
+log = logging.getLogger(__name__)
+
+MAX_CHANNELS_PER_CONNECTION = 64
+_KEPT_JOBS = 8
+
+
+class NodeKeys(Protocol):
+    """The registry as the pool asks it: the public key of a registered node, if any."""
+
+    def public_key_of(self, node_id: str) -> str | None: ...
+
+
+class RegistryNodeKeys:
+    """:class:`NodeKeys` over the coordinator's node repository (SRS-POOL-02)."""
+
+    def __init__(self, nodes: NodeRepository) -> None:
+        self._nodes = nodes
+
+    def public_key_of(self, node_id: str) -> str | None:
+        node = self._nodes.get(node_id)
+        return None if node is None else node.public_key
+
+
+_channel_ids = itertools.count(1)
+
+
+class Channel:
+    """A standard channel: its miner, extranonce prefix and recent jobs (older ones are stale)."""
+
+    def __init__(self, channel_id: int, miner_id: str) -> None:
+        self.channel_id = channel_id
+        self.miner_id = miner_id
+        self.extranonce_prefix = channel_id.to_bytes(8, "big")
+        self.jobs: dict[int, Job] = {}
+        self.next_job_id = 1
+
+
+class MinerConnection:
+    """The :class:`~owm_adapters.pool.server.FrameHandler` of one miner connection."""
+
+    def __init__(self, connection: NoiseSocket, pool: MiningPool, nodes: NodeKeys) -> None:
+        self._connection = connection
+        self._pool = pool
+        self._nodes = nodes
+        self._set_up = False
+        self._channels: dict[int, Channel] = {}
+        self._lock = threading.Lock()
+        self._unsubscribe = pool.subscribe(self._new_epoch)
+
+    def send(self, message: sv2.Message) -> None:
+        self._connection.send(sv2.encode(message))
+
+    def on_frame(self, frame: Frame) -> None:
+        message = sv2.decode(frame)
+        if not self._set_up:
+            self._setup(message)
+        elif isinstance(message, sv2.OpenStandardMiningChannel):
+            self._open(message)
+        elif isinstance(message, sv2.SubmitSharesStandard):
+            self._submit(message)
+        elif isinstance(message, sv2.CloseChannel):
+            with self._lock:
+                self._channels.pop(message.channel_id, None)
+        else:
+            raise FrameMalformed(f"{type(message).__name__} is not sent by miners")
+
+    def closed(self) -> None:
+        self._unsubscribe()
+
+    def _setup(self, message: sv2.Message) -> None:
+        if not isinstance(message, sv2.SetupConnection):
+            raise FrameMalformed("the first message must be SetupConnection")
+        error = None
+        if message.protocol != sv2.PROTOCOL_MINING:
+            error = "unsupported-protocol"
+        elif not message.min_version <= sv2.PROTOCOL_VERSION <= message.max_version:
+            error = "protocol-version-mismatch"
+        if error is not None:
+            self.send(sv2.SetupConnectionError(flags=0, error_code=error))
+            raise FrameMalformed(f"SetupConnection refused: {error}")
+        self._set_up = True
+        self.send(sv2.SetupConnectionSuccess(used_version=sv2.PROTOCOL_VERSION, flags=0))
+
+    def _login(self, message: sv2.OpenStandardMiningChannel) -> str | None:
+        try:
+            login = pool_login.parse_login(message.user_identity)
+            key = self._nodes.public_key_of(login.node_id)
+            if key is None:
+                raise SignatureInvalid("node is not registered")
+            pool_login.verify_login(login, key, self._connection.handshake_hash)
+        except SignatureInvalid as refusal:
+            log.info("mining channel refused: %s", refusal.message)
+            return None
+        return login.miner_id
+
+    def _open(self, message: sv2.OpenStandardMiningChannel) -> None:
+        miner_id = self._login(message)
+        if miner_id is None:
+            self.send(sv2.OpenMiningChannelError(message.request_id, "unknown-user"))
+            return
+        with self._lock:
+            if len(self._channels) >= MAX_CHANNELS_PER_CONNECTION:
+                self.send(sv2.OpenMiningChannelError(message.request_id, "too-many-channels"))
+                return
+            channel = Channel(next(_channel_ids), miner_id)
+            self._channels[channel.channel_id] = channel
+        target = self._pool.channel_target()
+        if target > sv2.target_value(message.max_target):
+            with self._lock:
+                del self._channels[channel.channel_id]
+            self.send(sv2.OpenMiningChannelError(message.request_id, "max-target-out-of-range"))
+            return
+        self.send(
+            sv2.OpenStandardMiningChannelSuccess(
+                request_id=message.request_id,
+                channel_id=channel.channel_id,
+                target=sv2.target_bytes(target),
+                extranonce_prefix=channel.extranonce_prefix,
+                group_channel_id=0,
+            )
+        )
+        self._send_work(channel)
+
+    def _send_work(self, channel: Channel) -> None:
+        with self._lock:
+            job = self._pool.make_job(channel.next_job_id, channel.extranonce_prefix)
+            channel.next_job_id += 1
+            channel.jobs[job.job_id] = job
+            for old in sorted(channel.jobs)[:-_KEPT_JOBS]:
+                del channel.jobs[old]
+        self.send(
+            sv2.NewMiningJob(channel.channel_id, job.job_id, None, job.version, job.merkle_root)
+        )
+        assert self._pool.template is not None
+        self.send(
+            sv2.SetNewPrevHash(
+                channel_id=channel.channel_id,
+                job_id=job.job_id,
+                prev_hash=self._pool.prev_hash(),
+                min_ntime=job.min_ntime,
+                nbits=self._pool.template.bits,
+            )
+        )
+
+    def _new_epoch(self, event: str) -> None:
+        with self._lock:
+            channels = list(self._channels.values())
+        target = sv2.target_bytes(self._pool.channel_target())
+        for channel in channels:
+            try:
+                if event == "epoch":
+                    self._send_work(channel)
+                else:
+                    self.send(sv2.SetTarget(channel.channel_id, target))
+            except OSError:
+                return
+
+    def _submit(self, message: sv2.SubmitSharesStandard) -> None:
+        with self._lock:
+            channel = self._channels.get(message.channel_id)
+            job = channel.jobs.get(message.job_id) if channel is not None else None
+        if channel is None:
+            self.send(
+                sv2.SubmitSharesError(
+                    message.channel_id, message.sequence_number, "invalid-channel-id"
+                )
+            )
+            return
+        if job is None:
+            self._pool.reject(channel.miner_id, "invalid-job-id", f"job {message.job_id} unknown")
+            self.send(
+                sv2.SubmitSharesError(message.channel_id, message.sequence_number, "invalid-job-id")
+            )
+            return
+        verdict = self._pool.judge(
+            channel.miner_id, job, message.nonce, message.ntime, message.version
+        )
+        if verdict.accepted is None:
+            assert verdict.error_code is not None
+            self.send(
+                sv2.SubmitSharesError(
+                    message.channel_id, message.sequence_number, verdict.error_code
+                )
+            )
+            return
+        self.send(
+            sv2.SubmitSharesSuccess(
+                channel_id=message.channel_id,
+                last_sequence_number=message.sequence_number,
+                new_submits_accepted_count=1,
+                new_shares_sum=verdict.accepted.share_difficulty,
+            )
+        )

@@ -1,0 +1,233 @@
+"""The pool's work and share judging: templates from the chain port, one job per channel,
+shares checked and recorded, blocks submitted (SRS-POOL-05, SRS-POOL-06, SRS-SEC-15).
+
+:class:`MiningPool` holds the current *epoch* — the template it fetched from
+``getblocktemplate`` through the :class:`~owm_core.ports.chain.Chain` port (Bitcoin Core or
+Knots over JSON-RPC, or the embedded chain of a devnet) — and the share difficulty. Each
+channel gets its own extranonce prefix, hence its own coinbase paying the pool and its own
+Merkle root (:mod:`owm_core.pool.coinbase`). A submitted share is rebuilt into an 80-byte header
+and judged by :func:`owm_core.pool.bitcoin.validate_share`; a rejection answers the
+specification's ``SubmitShares.Error`` with a code from :data:`ERROR_CODES`, is counted and
+logged. An accepted share is stored in the share repository; one that meets the network target
+is assembled into a block and offered with ``submitblock``, then the pool moves to the next
+template and sends every channel new work.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections.abc import Callable
+
+import attrs
+
+from owm_core.errors import BlockRejected, ChainUnavailable, InvalidShare
+from owm_core.pool import bitcoin, coinbase
+from owm_core.pool.bitcoin import AcceptedShare, BlockHeader, BlockTemplate, Share, ShareReason
+from owm_core.ports.chain import Chain
+from owm_core.ports.repositories.pool import ShareRepository
+
+log = logging.getLogger(__name__)
+
+ERROR_CODES = {
+    ShareReason.STALE: "stale-share",
+    ShareReason.ABOVE_TARGET: "difficulty-too-low",
+    ShareReason.DUPLICATE: "duplicate-share",
+    ShareReason.BAD_NBITS: "invalid-nbits",
+    ShareReason.BAD_LENGTH: "invalid-share",
+}
+"""``SubmitShares.Error`` codes for each rejection reason (SRS-POOL-06); besides these the pool
+answers ``invalid-channel-id`` (no such channel on this connection), ``invalid-job-id`` (a job
+this channel was never given: a fabricated share) and ``invalid-timestamp`` (``ntime`` before
+the job's minimum or over two hours ahead)."""
+
+MAX_FUTURE_S = 2 * 60 * 60
+
+
+@attrs.frozen
+class Job:
+    """Work handed to one channel: the coinbase it hashes and the epoch it belongs to."""
+
+    job_id: int
+    epoch: int
+    coinbase: bytes
+    merkle_root: bytes
+    version: int
+    min_ntime: int
+
+
+@attrs.frozen
+class Verdict:
+    """What became of one share: accepted (with its credit) or the error code answered."""
+
+    accepted: AcceptedShare | None = None
+    error_code: str | None = None
+    block_hash: str | None = None
+
+
+class MiningPool:
+    """The pool's shared state: the current template, seen shares, counters (thread-safe)."""
+
+    def __init__(
+        self,
+        chain: Chain,
+        shares: ShareRepository,
+        now: Callable[[], int],
+        *,
+        payout_script: bytes,
+        share_difficulty: int = 1,
+    ) -> None:
+        self._chain = chain
+        self._shares = shares
+        self._now = now
+        self.payout_script = payout_script
+        self.share_difficulty = share_difficulty
+        self._lock = threading.RLock()
+        self.epoch = 0
+        self.template: BlockTemplate | None = None
+        self._seen: set[bytes] = set()
+        self._listeners: list[Callable[[str], None]] = []
+        self.accepted = 0
+        self.rejected: collections.Counter[str] = collections.Counter()
+        self.blocks: list[str] = []
+
+    # ------------------------------------------------------------------ templates
+
+    def refresh(self) -> bool:
+        """Fetch a template; on a new tip start a new epoch (old jobs become stale) and tell the
+        connections to send new work. Whether the epoch changed."""
+        template = self._chain.block_template()
+        with self._lock:
+            current = self.template
+            if current is not None and (current.previous_block_hash, current.height) == (
+                template.previous_block_hash,
+                template.height,
+            ):
+                return False
+            self.template = template
+            self.epoch += 1
+            self._seen.clear()
+            listeners = list(self._listeners)
+        log.info("pool work: height %d on %s", template.height, template.previous_block_hash)
+        for listener in listeners:
+            listener("epoch")
+        return True
+
+    def set_share_difficulty(self, difficulty: int) -> None:
+        """Change the share difficulty; open channels get ``SetTarget`` with the new target."""
+        bitcoin.share_target(difficulty)
+        with self._lock:
+            self.share_difficulty = difficulty
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener("target")
+
+    def poll(self, stop: threading.Event, interval_s: float = 5.0) -> None:
+        """Refresh the template every ``interval_s`` until ``stop`` is set (run in a worker
+        thread): a block found elsewhere makes the pool's jobs stale within one interval."""
+        while not stop.wait(interval_s):
+            try:
+                self.refresh()
+            except ChainUnavailable as error:
+                log.warning("no block template: %s", error.message)
+
+    def subscribe(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``listener("epoch")`` on every new epoch and ``listener("target")`` when the
+        share difficulty changes; the function that unsubscribes it."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def network_target(self) -> int:
+        assert self.template is not None
+        return bitcoin.compact_to_target(self.template.bits)
+
+    def channel_target(self) -> int:
+        """The target a channel's shares must meet: the share target, never harder than a block."""
+        return max(bitcoin.share_target(self.share_difficulty), self.network_target())
+
+    def make_job(self, job_id: int, extranonce_prefix: bytes) -> Job:
+        """This epoch's work for a channel whose coinbase carries ``extranonce_prefix``."""
+        with self._lock:
+            template = self.template
+            if template is None:
+                raise ChainUnavailable("the pool has no block template yet")
+            tx = coinbase.coinbase_transaction(
+                template.height,
+                bitcoin.block_subsidy_sat(template.height),
+                self.payout_script,
+                extranonce_prefix,
+            )
+            return Job(
+                job_id=job_id,
+                epoch=self.epoch,
+                coinbase=tx,
+                merkle_root=coinbase.merkle_root(tx),
+                version=template.version & 0xFFFFFFFF,
+                min_ntime=max(template.curtime, template.mintime),
+            )
+
+    def prev_hash(self) -> bytes:
+        """The current template's previous block hash in header byte order."""
+        assert self.template is not None
+        return bytes.fromhex(self.template.previous_block_hash)[::-1]
+
+    # ------------------------------------------------------------------ shares
+
+    def judge(self, miner_id: str, job: Job, nonce: int, ntime: int, version: int) -> Verdict:
+        """Judge one share of ``job``; record it if accepted and submit it if it is a block."""
+        with self._lock:
+            template = self.template
+            assert template is not None
+            if not job.min_ntime <= ntime <= self._now() + MAX_FUTURE_S and job.epoch == self.epoch:
+                return self.reject(miner_id, "invalid-timestamp", f"ntime {ntime} out of range")
+            header = BlockHeader(
+                version=version - (1 << 32) if version >= 1 << 31 else version,
+                prev_hash=self.prev_hash() if job.epoch == self.epoch else b"\x00" * 32,
+                merkle_root=job.merkle_root,
+                time=ntime,
+                bits=template.bits,
+                nonce=nonce,
+            )
+            share = Share(miner_id, str(job.epoch), header.serialize(), self.share_difficulty)
+            work = bitcoin.WorkTemplate(
+                str(self.epoch), self.prev_hash(), template.bits, template.height
+            )
+            try:
+                accepted = bitcoin.validate_share(share, work, self._seen)
+            except InvalidShare as rejection:
+                return self.reject(
+                    miner_id, ERROR_CODES[ShareReason(rejection.reason)], rejection.message
+                )
+            self._seen.add(header.hash())
+            self._shares.add(accepted, self._now())
+            self.accepted += 1
+        block_hash = self._submit_block(header, job) if accepted.is_block else None
+        return Verdict(accepted=accepted, block_hash=block_hash)
+
+    def reject(self, miner_id: str, code: str, detail: str) -> Verdict:
+        """Count and log a rejected share (SRS-POOL-06); the verdict answering it."""
+        with self._lock:
+            self.rejected[code] += 1
+        log.info("share rejected: miner=%s reason=%s (%s)", miner_id, code, detail)
+        return Verdict(error_code=code)
+
+    def _submit_block(self, header: BlockHeader, job: Job) -> str | None:
+        block_hash = header.hash_hex()
+        try:
+            self._chain.submit_block(coinbase.serialize_block(header, job.coinbase))
+        except (BlockRejected, ChainUnavailable) as error:
+            log.warning("block %s refused by the chain: %s", block_hash, error.message)
+            return None
+        with self._lock:
+            self.blocks.append(block_hash)
+        log.info("block found: %s", block_hash)
+        self.refresh()
+        return block_hash

@@ -1,0 +1,265 @@
+"""The pool's mining protocol end to end over real sockets and Noise: registered nodes sign in
+with their identity (SRS-POOL-02), mine on templates of the embedded regtest chain, their
+blocks extend the chain with a coinbase paying the pool (SRS-POOL-05); stale, duplicate,
+above-target and fabricated shares are answered with the spec's error codes, counted and logged
+(SRS-SEC-15, SRS-POOL-06)."""
+
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+from owm_adapters.chain.local_chain import LocalChain
+from owm_adapters.pool.channels import MinerConnection, RegistryNodeKeys
+from owm_adapters.pool.miner import StratumMiner
+from owm_adapters.pool.mining import MiningPool
+from owm_adapters.pool.server import PoolServer
+from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
+from owm_core.errors import FrameMalformed
+from owm_core.identity.keys import Identity
+from owm_core.identity.pool_login import user_identity
+from owm_core.pool import sv2_messages as sv2
+from owm_core.pool.bitcoin import BlockTemplate, double_sha256
+from owm_core.ports.chain import Chain
+from tests.adapters.pool.support import AUTHORITY, static_key
+from tests.core.nodes.test_registry import make_node
+
+POOL_SCRIPT = bytes.fromhex("0014") + b"\x42" * 20
+MINER = Identity.from_seed(b"\x31" * 32)
+STRANGER = Identity.from_seed(b"\x32" * 32)
+
+
+class Registry:
+    def __init__(self, *identities: Identity) -> None:
+        self.keys = {i.node_id: i.public_key_hex for i in identities}
+
+    def public_key_of(self, node_id: str) -> str | None:
+        return self.keys.get(node_id)
+
+
+class FrozenChain:
+    """A chain whose tip never moves: accepted blocks are recorded, the template stays."""
+
+    def __init__(self, inner: LocalChain) -> None:
+        self.inner = inner
+        self.template = inner.block_template()
+        self.submitted: list[bytes] = []
+
+    def tip_height(self) -> int:
+        return self.inner.tip_height()
+
+    def block_hash(self, height: int) -> str:
+        return self.inner.block_hash(height)
+
+    def block_header(self, block_hash: str) -> bytes:
+        return self.inner.block_header(block_hash)
+
+    def block_template(self) -> BlockTemplate:
+        return self.template
+
+    def submit_block(self, raw_block: bytes) -> None:
+        self.submitted.append(raw_block)
+
+
+@attrs.frozen
+class Pool:
+    pool: MiningPool
+    address: tuple[str, int]
+    chain: Chain
+    store: MemoryRepositories
+
+
+def start_pool(chain: Chain) -> tuple[Pool, PoolServer]:
+    store = memory_repositories()
+    pool = MiningPool(chain, store.shares, lambda: int(time.time()), payout_script=POOL_SCRIPT)
+    pool.refresh()
+    registry = Registry(MINER)
+    server = PoolServer(static_key(), lambda c: MinerConnection(c, pool, registry))
+    return Pool(pool, server.start(), chain, store), server
+
+
+@pytest.fixture
+def regtest(tmp_path: Path) -> Iterator[Pool]:
+    served, server = start_pool(LocalChain(tmp_path / "chain.db"))
+    yield served
+    server.stop()
+
+
+@pytest.fixture
+def frozen(tmp_path: Path) -> Iterator[Pool]:
+    served, server = start_pool(FrozenChain(LocalChain(tmp_path / "chain.db")))
+    yield served
+    server.stop()
+
+
+def error_of(answer: sv2.Message) -> str:
+    assert isinstance(answer, sv2.SubmitSharesError), answer
+    return answer.error_code
+
+
+def miner_on(pool: Pool, identity: Identity = MINER, worker: str = "rig1") -> StratumMiner:
+    miner = StratumMiner.dial(*pool.address, AUTHORITY, int(time.time()))
+    miner.setup("127.0.0.1", pool.address[1])
+    miner.open_channel(identity, worker)
+    return miner
+
+
+def test_a_registered_node_mines_blocks_that_extend_the_regtest_chain_and_pay_the_pool(
+    regtest: Pool,
+) -> None:
+    chain = regtest.chain
+    assert isinstance(chain, LocalChain)
+    start = chain.tip_height()
+    miner = miner_on(regtest)
+    result = miner.mine(shares=3)
+    assert result.accepted == 3 and not result.rejected
+    assert chain.tip_height() == start + 3
+    tip = chain.raw_block(chain.block_hash(chain.tip_height()))
+    assert POOL_SCRIPT in tip and struct.pack("<q", 50 * 10**8) + bytes([len(POOL_SCRIPT)]) in tip
+    shares = regtest.store.shares.since(0)
+    assert [s.miner_id for _, s in shares] == [f"{MINER.node_id}.rig1"] * 3
+    assert regtest.pool.blocks == [chain.block_hash(h) for h in range(start + 1, start + 4)]
+
+
+def test_a_share_of_the_previous_block_is_stale(regtest: Pool) -> None:
+    miner = miner_on(regtest)
+    old = miner.work
+    assert old is not None
+    nonce, _ = miner.find_nonce(1 << 16)
+    assert nonce is not None and isinstance(regtest.chain, LocalChain)
+    regtest.chain.mine()
+    regtest.pool.refresh()
+    answer = miner.submit(old, nonce)
+    assert error_of(answer) == "stale-share"
+    assert regtest.pool.rejected["stale-share"] == 1
+
+
+def test_a_duplicate_share_is_refused(frozen: Pool) -> None:
+    miner = miner_on(frozen)
+    work = miner.work
+    assert work is not None
+    nonce, _ = miner.find_nonce(1 << 16)
+    assert nonce is not None
+    assert isinstance(miner.submit(work, nonce), sv2.SubmitSharesSuccess)
+    assert error_of(miner.submit(work, nonce)) == "duplicate-share"
+
+
+def test_a_share_above_the_target_is_refused(frozen: Pool) -> None:
+    miner = miner_on(frozen)
+    work = miner.work
+    assert work is not None
+    prefix = struct.pack("<I", work.version) + work.prev_hash + work.merkle_root
+    prefix += struct.pack("<II", work.ntime, work.nbits)
+    nonce = next(
+        n for n in range(1000)
+        if int.from_bytes(double_sha256(prefix + struct.pack("<I", n)), "little") > miner.target
+    )  # fmt: skip
+    assert error_of(miner.submit(work, nonce)) == "difficulty-too-low"
+    assert frozen.store.shares.since(0) == []
+
+
+def test_fabricated_jobs_channels_and_times_are_refused_and_logged(
+    frozen: Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="owm_adapters.pool")
+    miner = miner_on(frozen)
+    work = miner.work
+    assert work is not None and miner.channel_id is not None
+    assert error_of(miner.submit(attrs.evolve(work, job_id=999), 0)) == "invalid-job-id"
+    assert error_of(miner.submit(work, 0, ntime=work.ntime - 1)) == "invalid-timestamp"
+    miner.send(
+        sv2.SubmitSharesStandard(
+            miner.channel_id + 1000, 9, work.job_id, 0, work.ntime, work.version
+        )
+    )
+    assert miner.receive() == sv2.SubmitSharesError(
+        miner.channel_id + 1000, 9, "invalid-channel-id"
+    )
+    assert "reason=invalid-job-id" in caplog.text and "reason=invalid-timestamp" in caplog.text
+    assert isinstance(frozen.chain, FrozenChain) and frozen.chain.submitted == []
+
+
+def test_an_unregistered_node_cannot_open_a_channel(regtest: Pool) -> None:
+    with pytest.raises(FrameMalformed, match="unknown-user"):
+        miner_on(regtest, identity=STRANGER)
+
+
+def test_a_login_signed_for_another_session_is_refused(regtest: Pool) -> None:
+    first = StratumMiner.dial(*regtest.address, AUTHORITY, int(time.time()))
+    overheard = user_identity(MINER, "rig1", first.connection.handshake_hash)
+    second = StratumMiner.dial(*regtest.address, AUTHORITY, int(time.time()))
+    second.setup("127.0.0.1", regtest.address[1])
+    second.send(sv2.OpenStandardMiningChannel(7, overheard, 1.0, b"\xff" * 32))
+    assert second.receive() == sv2.OpenMiningChannelError(7, "unknown-user")
+
+
+def test_a_node_id_claimed_with_another_key_is_refused(regtest: Pool) -> None:
+    miner = StratumMiner.dial(*regtest.address, AUTHORITY, int(time.time()))
+    miner.setup("127.0.0.1", regtest.address[1])
+    forged = user_identity(STRANGER, "x", miner.connection.handshake_hash).replace(
+        STRANGER.node_id, MINER.node_id
+    )
+    miner.send(sv2.OpenStandardMiningChannel(3, forged, 1.0, b"\xff" * 32))
+    assert miner.receive() == sv2.OpenMiningChannelError(3, "unknown-user")
+
+
+@pytest.mark.parametrize(
+    ("protocol", "version", "code"),
+    [(1, 2, "unsupported-protocol"), (0, 3, "protocol-version-mismatch")],
+)
+def test_setup_for_another_protocol_or_version_is_refused(
+    regtest: Pool, protocol: int, version: int, code: str
+) -> None:
+    miner = StratumMiner.dial(*regtest.address, AUTHORITY, int(time.time()))
+    miner.send(sv2.SetupConnection(protocol, version, version, 0, "h", 1, "v", "", "", ""))
+    assert miner.receive() == sv2.SetupConnectionError(0, code)
+
+
+def test_a_channel_whose_max_target_is_below_the_pools_target_is_refused(regtest: Pool) -> None:
+    miner = StratumMiner.dial(*regtest.address, AUTHORITY, int(time.time()))
+    miner.setup("127.0.0.1", regtest.address[1])
+    login = user_identity(MINER, "w", miner.connection.handshake_hash)
+    miner.send(sv2.OpenStandardMiningChannel(4, login, 1.0, b"\x00" * 32))
+    assert miner.receive() == sv2.OpenMiningChannelError(4, "max-target-out-of-range")
+
+
+def test_a_new_difficulty_reaches_open_channels_as_set_target(frozen: Pool) -> None:
+    miner = miner_on(frozen)
+    frozen.pool.set_share_difficulty(2)
+    while not isinstance(miner.receive(), sv2.SetTarget):
+        pass
+    assert miner.target == frozen.pool.channel_target()
+
+
+def test_a_block_found_elsewhere_reaches_miners_as_new_work_through_the_poller(
+    regtest: Pool,
+) -> None:
+    miner = miner_on(regtest)
+    before = miner.work
+    stop = threading.Event()
+    poller = threading.Thread(target=regtest.pool.poll, args=(stop, 0.05), daemon=True)
+    poller.start()
+    try:
+        assert isinstance(regtest.chain, LocalChain)
+        regtest.chain.mine()
+        while miner.work == before:
+            miner.receive()
+    finally:
+        stop.set()
+    assert miner.work is not None and before is not None
+    assert miner.work.prev_hash != before.prev_hash
+
+
+def test_the_registry_adapter_knows_registered_nodes_only() -> None:
+    store = memory_repositories()
+    keys = RegistryNodeKeys(store.nodes)
+    assert keys.public_key_of(MINER.node_id) is None
+    store.nodes.add(make_node(node_id=MINER.node_id, public_key=MINER.public_key_hex))
+    assert keys.public_key_of(MINER.node_id) == MINER.public_key_hex

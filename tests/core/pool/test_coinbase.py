@@ -1,0 +1,33 @@
+"""The pool's coinbase and block bytes agree with python-bitcoinlib's reading of them."""
+
+from __future__ import annotations
+
+from bitcoin.core import CBlock, CTransaction
+from bitcoin.core.script import CScript
+from hypothesis import given
+from hypothesis import strategies as st
+
+from owm_core.pool import coinbase
+from owm_core.pool.bitcoin import BlockHeader
+
+
+@given(st.integers(0, 2**31 - 1))
+def test_the_bip34_height_is_pushed_as_bitcoin_core_writes_it(height: int) -> None:
+    assert coinbase.script_number(height) == bytes(CScript([height]))
+
+
+def test_a_coinbase_pays_the_pool_and_a_coinbase_only_block_commits_to_it() -> None:
+    script = bytes.fromhex("0014") + b"\x42" * 20
+    raw = coinbase.coinbase_transaction(840_000, 312_500_000, script, b"\x00" * 7 + b"\x05")
+    tx = CTransaction.deserialize(raw)
+    assert (
+        tx.is_coinbase()
+        and tx.vout[0].nValue == 312_500_000
+        and bytes(tx.vout[0].scriptPubKey) == script
+    )
+    assert bytes(tx.vin[0].scriptSig).startswith(bytes(CScript([840_000])))
+    header = BlockHeader(
+        0x20000000, b"\x11" * 32, coinbase.merkle_root(raw), 1_700_000_000, 0x207FFFFF, 7
+    )
+    block = CBlock.deserialize(coinbase.serialize_block(header, raw))
+    assert block.calc_merkle_root() == header.merkle_root and block.vtx[0].GetTxid() == tx.GetTxid()
