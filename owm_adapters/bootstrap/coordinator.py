@@ -408,12 +408,15 @@ def knowledge_of(
     settings: CoordinatorSettings, coordinator: Coordinator, *, embedder: Embedder | None = None
 ) -> KnowledgeBase | None:
     """The conglomerate's knowledge base of ``[knowledge]`` over ``coordinator``'s store (None
-    when disabled); its datasets are stamped through the coordinator's FL provenance, as its
-    model versions are."""
+    when disabled); its sub-model versions are stamped through the coordinator's FL provenance
+    (by the FL upgrade thread when calendars are remote), as the FL model versions are."""
     fl = coordinator.fl
     return knowledge_base_from(
         settings, coordinator.store, now=coordinator.clock.now(),
-        timestamping=None if fl is None else fl.timestamping, embedder=embedder,
+        # Remote calendars may take 30 s to answer: the FL upgrade thread stamps the new
+        # sub-model versions instead of the request that made them (they publish unstamped).
+        timestamping=None if fl is None or fl.config.stamp_in_background else fl.timestamping,
+        embedder=embedder,
     )
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from owm_adapters.models.tinynet import GENESIS, PARAM_SHAPES, genesis_weights
 from owm_adapters.services.workers import Loop
 from owm_core.errors import DomainError, InvalidValue, NotFound
-from owm_core.fl.rounds import FlRound, RoundState
+from owm_core.fl.rounds import FlRound
 from owm_core.fl.updates import SUB_MODEL_RE
 from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import Repositories
@@ -139,19 +139,15 @@ class FlReleases:
 
     # -- provenance --------------------------------------------------------------------------
 
-    def unconfirmed(self) -> list[ModelRelease]:
-        """The releases of the last 20 closed rounds whose proof is not confirmed yet."""
-        found = []
-        for fl_round in self.repositories.fl_rounds.rounds(limit=20, state=RoundState.CLOSED):
-            if fl_round.version_id is None:
-                continue
-            release = self.repositories.releases.get(fl_round.version_id)
-            if release is not None and release.proof_status is not ProofStatus.CONFIRMED:
-                found.append(release)
-        return found
+    def unconfirmed(self, limit: int = 20) -> list[ModelRelease]:
+        """The newest ``limit`` published releases whose proof is not confirmed yet: those of
+        FL rounds and the knowledge base's sub-model versions alike."""
+        found = [r for r in self.repositories.releases.list()
+                 if r.proof_status is not ProofStatus.CONFIRMED]
+        return found[:limit]
 
     def upgrade_proofs(self) -> list[ModelRelease]:
-        """Stamp unstamped FL releases, upgrade pending ones; the releases that changed."""
+        """Stamp unstamped releases, upgrade pending ones; the releases that changed."""
         changed = []
         for release in self.unconfirmed():
             try:

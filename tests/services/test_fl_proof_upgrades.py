@@ -9,7 +9,8 @@ from pathlib import Path
 
 from owm_core.errors import CalendarUnavailable
 from owm_core.fl.rounds import RoundState
-from owm_core.provenance.versions import ProofStatus, Verification
+from owm_core.provenance.releases import ModelRelease
+from owm_core.provenance.versions import ProofStatus, Verification, new_model_version
 from tests.services.fl_world import build_fl_world
 
 
@@ -78,3 +79,19 @@ def test_the_upgrade_thread_backs_off_while_nothing_changes_and_resets_on_progre
     (confirmed,) = world.fl.upgrader.step()
     assert confirmed.proof_status is ProofStatus.CONFIRMED
     assert world.fl.upgrader.period_s == 5.0
+
+
+def test_a_sub_model_version_published_unstamped_is_stamped_and_confirmed_by_the_upgrade_thread(
+    tmp_path: Path,
+) -> None:
+    """The knowledge base publishes its versions unstamped when calendars are remote."""
+    world = build_fl_world(tmp_path, stamp_in_background=True)
+    version = new_model_version("owm-v0.1.1", "owm-geo", {}, 1_800_000_000)
+    world.repos.releases.add(ModelRelease(version=version, proof_status=ProofStatus.NONE,
+                                          checked_at=1_800_000_000))
+    (stamped,) = world.fl.upgrader.step()
+    assert stamped.release_id == "owm-geo@owm-v0.1.1"
+    assert stamped.proof_status is ProofStatus.PENDING
+    world.provenance.flush()
+    (confirmed,) = world.fl.upgrader.step()
+    assert confirmed.proof_status is ProofStatus.CONFIRMED

@@ -80,7 +80,8 @@ def test_honest_rounds_publish_stamped_versions_whose_accuracy_improves(world: F
         weights = {name: npz[name] for name, _ in PARAM_SHAPES}
         assert str(npz["__version__"]) == release.version.version
     world.provenance.flush()
-    (upgraded, *_) = world.fl.upgrade_proofs()
+    changed = world.fl.upgrade_proofs()  # both rounds' releases: pick the second's
+    (upgraded,) = [r for r in changed if r.release_id == release.release_id]
     assert upgraded.proof_status is ProofStatus.CONFIRMED
     assert upgraded.ots_proof is not None
     verdict = verify_model_version(upgraded.version, upgraded.ots_proof, world.provenance, weights)
