@@ -57,11 +57,15 @@ class MemoryChannelBindingRepository(StateRepository):
         """Bind ``channel_point`` to ``node_id`` in place of the node's earlier channel;
         Conflict naming the channel when another node holds it (SRS-STAKE-01)."""
         with self._lock:
-            bindings = ChannelBindings(self._state.channel_bindings).bind(channel_point, node_id)
-            for held, holder in self._state.channel_bindings.items():
-                if holder == node_id and held != channel_point:
-                    bindings = bindings.release(held)
-            self._state.channel_bindings = dict(bindings.by_channel)
+            table = self._state.channel_bindings
+            holder = table.get(channel_point)
+            # The core rule decides over the one binding that matters (no copy of them all).
+            ChannelBindings({channel_point: holder} if holder else {}).bind(channel_point, node_id)
+            earlier = self._state.bound_channels.get(node_id)
+            if earlier is not None and earlier != channel_point and table.get(earlier) == node_id:
+                del table[earlier]
+            table[channel_point] = node_id
+            self._state.bound_channels[node_id] = channel_point
 
     def node_of(self, channel_point: str) -> str | None:
         """The node id ``channel_point`` backs, or None."""
@@ -71,7 +75,9 @@ class MemoryChannelBindingRepository(StateRepository):
     def release(self, channel_point: str) -> None:
         """Free ``channel_point`` (the node left cooperatively); unknown points are ignored."""
         with self._lock:
-            self._state.channel_bindings.pop(channel_point, None)
+            node_id = self._state.channel_bindings.pop(channel_point, None)
+            if node_id is not None and self._state.bound_channels.get(node_id) == channel_point:
+                del self._state.bound_channels[node_id]
 
 
 class MemorySlashingLogRepository(StateRepository):

@@ -50,6 +50,8 @@ class State:
     stake_changes: list[StakeChange] = attrs.Factory(list)
     heartbeat_activity: dict[tuple[int, str], int] = attrs.Factory(dict)
     channel_bindings: dict[str, str] = attrs.Factory(dict)
+    #: Index of ``channel_bindings``: node id → the one channel point it holds.
+    bound_channels: dict[str, str] = attrs.Factory(dict)
     tasks: dict[str, tuple[int, Task]] = attrs.Factory(dict)
     proofs: dict[tuple[str, str], Envelope] = attrs.Factory(dict)
     payments: dict[str, tuple[int, RewardPayment]] = attrs.Factory(dict)
