@@ -10,6 +10,7 @@ each round (progress on stderr, results on stdout). Example::
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 import click
@@ -105,57 +106,42 @@ def _fl_lines(report: dict[str, Any]) -> list[str]:
     ]
 
 
-_ECONOMY_SHARES = [
-    ("sybil", "Share of nodes that are Sybil identities (several behind one stake channel)."),
-    ("lazy", "Share of nodes that return made-up outputs instead of computing."),
-    ("poisoner", "Share of nodes that send poisoned FL updates."),
-    ("colluder", "Share of nodes that agree on one wrong output with the other colluders."),
-    ("flaky", "Share of nodes that go offline after taking tasks and close their stake."),
-    ("free-rider", "Share of clients that submit tasks without paying."),
-]
-
-
 def _economy_options(command: Any) -> Any:
-    for name, text in reversed(_ECONOMY_SHARES):
-        command = click.option(f"--{name}-share", type=click.FloatRange(0, 1), default=None,
-                               help=f"{text} [default: the model's, see docs/simulation.md]")(
-                                   command)
+    """One option per setting of ``EconomyConfig`` (its help text and default from the
+    field), so any run, and any reproduction the engine prints, can be given here."""
+    import attrs
+
+    from owm_adapters.sim.economy.config import EconomyConfig
+
+    for field in reversed(attrs.fields(EconomyConfig)):
+        flag = "--" + field.name.replace("_", "-")
+        text = f"{field.metadata['help']} [default: {field.default}]"
+        if field.type in (bool, "bool"):
+            option = click.option(flag, field.name, is_flag=True, default=None, help=text)
+        else:
+            kind = float if field.type in (float, "float") else int
+            option = click.option(flag, field.name, type=kind, default=None, help=text)
+        command = option(command)
     return command
 
 
 @sim.command("economy")
-@click.option("--nodes", default=1_000, show_default=True, type=click.IntRange(1),
-              help="Node identities in the simulated network.")
-@click.option("--days", default=365, show_default=True, type=click.IntRange(1),
-              help="Simulated days (one step per day).")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(0),
-              help="Seed of the world (same seed and options, same figures).")
 @_economy_options
-@click.option("--tasks-per-node-day", type=click.FloatRange(0, 1), default=None,
-              help="Tasks submitted per eligible node per day [default: 0.3].")
-@click.option("--redundancy", type=click.IntRange(1, 101), default=None,
-              help="Nodes that run each task (redundant verification) [default: 3].")
-@click.option("--t1-stake-sats", type=click.IntRange(1), default=None,
-              help="Tier-1 stake minimum in sat [default: 100000].")
-@click.option("--max-price-msat", type=click.IntRange(1), default=None,
-              help="Highest price per replica a client offers, in msat [default: 200000].")
 @json_option("the configuration and every figure of the run")
 def economy(as_json: bool, **settings: Any) -> None:
     """The whole incentive system over simulated days, with adversaries; stops at the first
-    broken invariant with a reproduction (progress on stderr)."""
+    broken invariant with a reproduction (progress on stderr). See docs/simulation.md."""
     from owm_adapters.sim.economy.config import EconomyConfig
     from owm_adapters.sim.economy.engine import simulate, summary
     from owm_adapters.sim.economy.invariants import InvariantViolated
 
-    given = {k.replace("-", "_"): v for k, v in settings.items() if v is not None}
-    config = EconomyConfig(**given)
+    config = EconomyConfig(**{k: v for k, v in settings.items() if v is not None})
     step = max(1, config.days // 20)
 
     def progress(day: int, days: int) -> None:
         if day % step == 0 or day == days:
             progress_line(f"day {day}/{days}")
 
-    import time
     started = time.perf_counter()
     try:
         world = simulate(config, progress)

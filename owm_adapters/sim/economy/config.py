@@ -29,19 +29,11 @@ class Behaviour(enum.Enum):
     """How one simulated node (or client) acts; every node is one of these."""
 
     HONEST = "honest"
-    #: One operator with several node identities behind one stake channel; it tries to
-    #: register them all and files fake slashing signals against honest nodes.
     SYBIL = "sybil"
-    #: Does not compute: commits to a made-up output (commit–reveal leaves nothing to copy).
     LAZY = "lazy"
-    #: Sends poisoned updates in FL rounds (honest on ordinary tasks).
     POISONER = "poisoner"
-    #: Colludes with the other colluders: all of them return one agreed wrong output.
     COLLUDER = "colluder"
-    #: Goes offline at bad moments: after taking a task, and closes its stake channel now and
-    #: then (reopening it later, or not).
     FLAKY = "flaky"
-    #: A client that submits tasks without paying for them.
     FREE_RIDER = "free_rider"
 
 
@@ -65,6 +57,17 @@ def _non_negative(_instance: Any, attribute: attrs.Attribute[int], value: int) -
         raise InvalidValue(attribute.name, f"must be an integer ≥ 0, got {value!r}")
 
 
+def _flag(_instance: Any, attribute: attrs.Attribute[bool], value: bool) -> None:
+    if not isinstance(value, bool):
+        raise InvalidValue(attribute.name, f"must be true or false, got {value!r}")
+
+
+def _setting(default: Any, validator: Any, help_text: str) -> Any:
+    """A setting with its ``--option`` help text (``owm sim economy`` builds its options from
+    these, so every setting can be given on the command line and replayed)."""
+    return attrs.field(default=default, validator=validator, metadata={"help": help_text})
+
+
 @attrs.frozen
 class EconomyConfig:
     """One simulated world. Shares are of the node population (``free_rider_share`` of the
@@ -74,46 +77,70 @@ class EconomyConfig:
     ``[min_price_msat, max_price_msat]``), stakes and treasury in sat.
     """
 
-    nodes: int = attrs.field(default=1_000, validator=_positive)
-    days: int = attrs.field(default=365, validator=_positive)
-    seed: int = attrs.field(default=0, validator=_non_negative)
-    sybil_share: float = attrs.field(default=0.02, validator=_share)
-    lazy_share: float = attrs.field(default=0.02, validator=_share)
-    poisoner_share: float = attrs.field(default=0.02, validator=_share)
-    colluder_share: float = attrs.field(default=0.0, validator=_share)
-    flaky_share: float = attrs.field(default=0.05, validator=_share)
-    free_rider_share: float = attrs.field(default=0.1, validator=_share)
-    #: Identities each Sybil operator tries to register behind its one stake channel.
-    sybil_identities: int = attrs.field(default=4, validator=_positive)
-    #: Clients submitting tasks; 0: one per 20 nodes (at least 5).
-    clients: int = attrs.field(default=0, validator=_non_negative)
-    #: Tasks submitted per registered node per day, on average.
-    tasks_per_node_day: float = attrs.field(default=0.3, validator=_share)
-    min_price_msat: int = attrs.field(default=20_000, validator=_positive)
-    max_price_msat: int = attrs.field(default=200_000, validator=_positive)
-    redundancy: int = attrs.field(default=3, validator=_positive)
-    fee_ppm: int = attrs.field(default=50_000, validator=_non_negative)
-    t1_stake_sats: int = attrs.field(default=100_000, validator=_positive)
-    t2_stake_sats: int = attrs.field(default=500_000, validator=_positive)
-    t3_stake_sats: int = attrs.field(default=2_000_000, validator=_positive)
-    #: Shares of tier 2 and tier 3 hardware among nodes (the rest is tier 1).
-    t2_share: float = attrs.field(default=0.25, validator=_share)
-    t3_share: float = attrs.field(default=0.05, validator=_share)
-    #: Chance per day that a flaky node is offline, and that it closes its stake channel.
-    flaky_offline_chance: float = attrs.field(default=0.3, validator=_share)
-    flaky_close_chance: float = attrs.field(default=0.02, validator=_share)
-    #: An FL round every this many days, with at most this many participants.
-    fl_every_days: int = attrs.field(default=7, validator=_positive)
-    fl_participants: int = attrs.field(default=20, validator=_positive)
-    fl_price_msat: int = attrs.field(default=100_000, validator=_positive)
-    #: The mining pool opens on this day; this share of tier 2/3 nodes mines in it.
-    pool_start_day: int = attrs.field(default=90, validator=_non_negative)
-    miner_share: float = attrs.field(default=0.3, validator=_share)
-    #: A treasury grant proposal every this many days, requesting this many sat.
-    grant_every_days: int = attrs.field(default=30, validator=_positive)
-    grant_sat: int = attrs.field(default=500_000, validator=_positive)
-    #: What the treasury holds on day 0, in sat.
-    genesis_treasury_sat: int = attrs.field(default=100_000_000, validator=_non_negative)
+    nodes: int = _setting(1_000, _positive,
+        "Node identities in the simulated network.")
+    days: int = _setting(365, _positive,
+        "Simulated days (one step per day).")
+    seed: int = _setting(0, _non_negative,
+        "Seed of the world (same seed and options, same figures).")
+    sybil_share: float = _setting(0.02, _share,
+        "Share of nodes that are Sybil identities (several behind one stake channel).")
+    lazy_share: float = _setting(0.02, _share,
+        "Share of nodes that return made-up outputs instead of computing.")
+    poisoner_share: float = _setting(0.02, _share,
+        "Share of nodes that send poisoned FL updates.")
+    colluder_share: float = _setting(0.0, _share,
+        "Share of nodes that agree on one wrong output with the other colluders.")
+    flaky_share: float = _setting(0.05, _share,
+        "Share of nodes that go offline after taking tasks and close their stake.")
+    free_rider_share: float = _setting(0.1, _share,
+        "Share of clients that submit tasks without paying.")
+    sybil_identities: int = _setting(4, _positive,
+        "Identities each Sybil operator registers behind its one stake channel.")
+    sybil_rotate_targets: bool = _setting(False, _flag,
+        "Sybil operators accuse a new random honest node each week instead of keeping one victim.")
+    clients: int = _setting(0, _non_negative,
+        "Clients submitting tasks (0: one per 20 nodes, at least 5).")
+    tasks_per_node_day: float = _setting(0.2, _share,
+        "Tasks submitted per eligible node per day.")
+    min_price_msat: int = _setting(20_000, _positive,
+        "Lowest maximum price per replica a client offers, in msat.")
+    max_price_msat: int = _setting(200_000, _positive,
+        "Highest maximum price per replica a client offers, in msat (the funding cap).")
+    redundancy: int = _setting(3, _positive,
+        "Nodes that run each task (redundant verification, majority wins).")
+    fee_ppm: int = _setting(50_000, _non_negative,
+        "Treasury share of each settled client replica, in parts per million.")
+    t1_stake_sats: int = _setting(100_000, _positive,
+        "Tier-1 stake minimum in sat.")
+    t2_stake_sats: int = _setting(500_000, _positive,
+        "Tier-2 stake minimum in sat.")
+    t3_stake_sats: int = _setting(2_000_000, _positive,
+        "Tier-3 stake minimum in sat.")
+    t2_share: float = _setting(0.25, _share,
+        "Share of nodes with tier-2 hardware.")
+    t3_share: float = _setting(0.05, _share,
+        "Share of nodes with tier-3 hardware.")
+    flaky_offline_chance: float = _setting(0.3, _share,
+        "Chance per day (and per task taken) that a flaky node is offline.")
+    flaky_close_chance: float = _setting(0.02, _share,
+        "Chance per day that a flaky node closes its stake channel.")
+    fl_every_days: int = _setting(7, _positive,
+        "Days between FL rounds.")
+    fl_participants: int = _setting(20, _positive,
+        "Most participants of an FL round.")
+    fl_price_msat: int = _setting(100_000, _positive,
+        "What an FL round pays each unflagged participant, in msat.")
+    pool_start_day: int = _setting(90, _non_negative,
+        "Day the mining pool opens.")
+    miner_share: float = _setting(0.3, _share,
+        "Share of tier-2/3 nodes that mine in the pool.")
+    grant_every_days: int = _setting(30, _positive,
+        "Days between treasury grant proposals.")
+    grant_sat: int = _setting(500_000, _positive,
+        "Sat each grant proposal requests.")
+    genesis_treasury_sat: int = _setting(100_000_000, _non_negative,
+        "Sat in the treasury on day 0.")
 
     def __attrs_post_init__(self) -> None:
         node_shares = (self.sybil_share + self.lazy_share + self.poisoner_share

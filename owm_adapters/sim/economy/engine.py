@@ -74,9 +74,12 @@ def shrink(config: EconomyConfig, violated: InvariantViolated) -> EconomyConfig:
 def reproduction(config: EconomyConfig) -> str:
     """The command line that replays ``config``."""
     default = EconomyConfig()
-    options = [f"--{name.replace('_', '-')} {value}"
-               for name, value in config.as_dict().items()
-               if value != getattr(default, name) or name in ("nodes", "days", "seed")]
+    options = []
+    for name, value in config.as_dict().items():
+        if value == getattr(default, name) and name not in ("nodes", "days", "seed"):
+            continue
+        flag = "--" + name.replace("_", "-")
+        options.append(flag if value is True else f"{flag} {value}")
     return "owm sim economy " + " ".join(options)
 
 

@@ -82,7 +82,7 @@ def stakes(world: object, day: int) -> Iterable[Violation]:
         ok = bool(stake is not None and stake.status is StakeStatus.ACTIVE and channel is not None
               and repositories.channel_bindings.node_of(channel.channel_point) == agent.node_id
               and (world.book.is_open(channel.channel_point)  # type: ignore[attr-defined]
-                   or (stake.next_verification_at or 0) > world.now))  # type: ignore[attr-defined]
+                   or (stake.next_verification_at or 0) > world.clock.now_s))  # type: ignore[attr-defined]
         if not ok:
             state = "none" if stake is None else stake.status.value
             yield Violation("stake-verified", day, (agent.node_id,),

@@ -91,9 +91,10 @@ class Market(PaidWork):
         """Today's tasks: ``tasks_per_node_day`` × eligible nodes, spread over the clients."""
         expected = self.config.tasks_per_node_day * len(eligible.get(1, ()))
         count = int(expected) + (1 if self.rng.random() < expected % 1 else 0)
+        by_id = {a.node_id: a for a in eligible.get(1, ())}
         for n in range(count):
             client = clients[self.rng.randrange(len(clients))]
-            self.run_task(f"t{day}-{n}", client, eligible, now)
+            self.run_task(f"t{day}-{n}", client, eligible, by_id, now)
 
     def _request(self, task_id: str) -> TaskRequest:
         draw, tier = self.rng.random(), Tier.T1
@@ -152,7 +153,7 @@ class Market(PaidWork):
                                 funder=client.key)
 
     def run_task(self, task_id: str, client: Client, eligible: dict[int, list[Agent]],
-                 now: int) -> None:
+                 by_id: dict[str, Agent], now: int) -> None:
         """One task from submission to settlement (see the module docstring)."""
         request = self._request(task_id)
         matches = self._matches(request, eligible.get(request.min_tier.rank, []))
@@ -163,7 +164,6 @@ class Market(PaidWork):
         if escrow is None:
             return
         self._count("tasks")
-        by_id = {a.node_id: a for a in eligible[1]}
         replicas = self._execute(request, matches, by_id, now)
         self._settle(task_id, escrow, replicas, by_id, client, now)
 

@@ -135,6 +135,7 @@ class Pool:
     accounts: dict[str, MinerAccount] = attrs.field(factory=dict)
     treasury_owed_sat: int = 0
     blocks: int = 0
+    batches: int = 0
     #: (miner id, difficulty, credited sat) of credits off the formula by 1 sat or more.
     off_formula: list[tuple[str, int, int]] = attrs.field(factory=list)
 
@@ -163,9 +164,13 @@ class Pool:
     def _pay(self, now: int) -> None:
         batch = plan_payout_batch(self.accounts.values(), self.treasury_owed_sat,
                                   self.book.treasury_pubkey, now)
+        if batch.is_empty:
+            return
+        self.batches += 1
         for payment in batch.miner_payments:
             assert payment.miner_id is not None
-            self.book.pay(digest("pool", payment.miner_id, now), payment.amount_sat * 1000, True)
+            self.book.pay(digest("pool", payment.miner_id, self.batches),
+                          payment.amount_sat * 1000, True)
             self.books.miner_payouts_msat += payment.amount_sat * 1000
             self.accounts[payment.miner_id] = attrs.evolve(
                 self.accounts[payment.miner_id], balance_sat=0, last_payout_at=now)

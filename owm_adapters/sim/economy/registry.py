@@ -60,6 +60,10 @@ class Registry:
         self._flaky(now)
         seen = {a.node_id: now for a in self.agents if a.registered and a.online}
         self.repositories.nodes.record_heartbeats(seen)
+        self.reverify(now)
+
+    def reverify(self, now: int) -> None:
+        """Re-verify every due stake (SRS-STAKE-02/03), then who is eligible for work."""
         reverify_due_stakes(self.repositories, self.book, now, self.config.stake_requirements)
         self._eligibility(now)
 

@@ -63,6 +63,7 @@ class World:
     series: dict[str, list[int]] = attrs.field(factory=dict)
     check: bool = True
     _by_node: dict[str, Agent] = attrs.field(factory=dict)
+    _victims: dict[int, Agent] = attrs.field(factory=dict)
 
     @classmethod
     def create(cls, config: EconomyConfig, *, check: bool = True) -> World:
@@ -115,7 +116,9 @@ class World:
         self.day += 1
 
     def sybil_reports(self, now: int) -> None:
-        """Each Sybil operator accuses one honest tier-1 node from all its identities."""
+        """Each Sybil operator accuses an honest tier-1 node from all its identities: the same
+        victim while it stays eligible, or a fresh random one each week with
+        ``sybil_rotate_targets``."""
         honest = [a for a in self.registry.eligible.get(1, [])
                   if a.behaviour is Behaviour.HONEST and a.tier is Tier.T1]
         operators: dict[int, list[Agent]] = {}
@@ -126,7 +129,10 @@ class World:
         for operator, identities in sorted(operators.items()):
             if not honest or not any(a.registered for a in identities):
                 continue
-            target = honest[self.rng.randrange(len(honest))]
+            target = self._victims.get(operator)
+            if self.config.sybil_rotate_targets or target not in honest:
+                target = honest[self.rng.randrange(len(honest))]
+                self._victims[operator] = target
             evidence = hashlib.sha256(f"sybil\x00{operator}\x00{now}".encode()).hexdigest()
             signals += [SlashingSignal(target.node_id, a.node_id, SlashingReason.PROTOCOL_ABUSE,
                                        evidence, now) for a in identities]
