@@ -127,8 +127,12 @@ def _economy_options(command: Any) -> Any:
 
 @sim.command("economy")
 @_economy_options
+@click.option("--report", "report_dir", type=click.Path(file_okay=False),
+              help="Also write report.md with PNG plots (earnings by tier and behaviour, "
+                   "treasury, slashing, Gini, stake payback) into this directory; needs "
+                   "matplotlib (pip install 'owm-network[sim]').")
 @json_option("the configuration and every figure of the run")
-def economy(as_json: bool, **settings: Any) -> None:
+def economy(report_dir: str | None, as_json: bool, **settings: Any) -> None:
     """The whole incentive system over simulated days, with adversaries; stops at the first
     broken invariant with a reproduction (progress on stderr). See docs/simulation.md."""
     from owm_adapters.sim.economy.config import EconomyConfig
@@ -152,7 +156,89 @@ def economy(as_json: bool, **settings: Any) -> None:
             f"{', '.join(v.actors) or 'none'}): {v.detail}; reproduce with: "
             f"{violated.reproduction}") from None
     report = summary(world, time.perf_counter() - started)
+    if report_dir is not None:
+        from owm_adapters.sim.economy.report import write_report
+
+        report["report"] = str(write_report(world, report, report_dir))
     render(report, as_json, lambda: _economy_lines(report))
+
+
+def _parse_vary(values: tuple[str, ...]) -> dict[str, list[Any]]:
+    """``NAME=V1,V2`` options as setting → values, typed like the setting."""
+    import attrs
+
+    from owm_adapters.sim.economy.config import EconomyConfig
+
+    types = {f.name: f.type for f in attrs.fields(EconomyConfig)}
+    vary: dict[str, list[Any]] = {}
+    for item in values:
+        name, _, listed = item.partition("=")
+        name = name.strip().lstrip("-").replace("-", "_")
+        if name not in types or not listed:
+            raise click.BadParameter(f"{item!r}: give SETTING=V1,V2 with a setting of "
+                                     "owm sim economy", param_hint="--vary")
+        kind = types[name]
+        convert: Any = float if kind in (float, "float") else int
+        if kind in (bool, "bool"):
+            convert = lambda text: text.strip().lower() in ("1", "true", "yes")  # noqa: E731
+        try:
+            vary[name] = [convert(v) for v in listed.split(",")]
+        except ValueError:
+            raise click.BadParameter(f"{item!r}: not a list of numbers",
+                                     param_hint="--vary") from None
+    return vary
+
+
+@sim.command("sweep")
+@click.option("--vary", "vary_items", multiple=True, metavar="SETTING=V1,V2",
+              help="A setting of the economy simulator and the values to try (repeatable; every "
+                   "combination runs), e.g. --vary redundancy=1,3,5.")
+@click.option("--seeds", default=1, show_default=True, type=click.IntRange(1),
+              help="Seeds per combination (0 to N-1).")
+@click.option("--nodes", default=300, show_default=True, type=click.IntRange(1),
+              help="Nodes of every run.")
+@click.option("--days", default=90, show_default=True, type=click.IntRange(1),
+              help="Days of every run.")
+@click.option("--ray", "use_ray", is_flag=True,
+              help="Run on Ray (a local Ray unless --ray-address); needs "
+                   "pip install 'owm-network[sim]'. Same rows as without.")
+@click.option("--ray-address", metavar="ADDRESS",
+              help="A Ray cluster to run on (implies --ray), e.g. ray://head:10001.")
+@json_option("one row per run: its settings and figures, or the invariant it broke")
+def sweep(vary_items: tuple[str, ...], seeds: int, nodes: int, days: int, use_ray: bool,
+          ray_address: str | None, as_json: bool) -> None:
+    """Independent economy runs over a grid of settings and seeds (progress on stderr); a run
+    that breaks an invariant is reported as a finding with its reproduction."""
+    from owm_adapters.sim.economy.config import EconomyConfig
+    from owm_adapters.sim.economy.sweep import grid, run_sweep
+
+    vary = _parse_vary(vary_items)
+    configs = grid(EconomyConfig(nodes=nodes, days=days), vary, list(range(seeds)))
+    rows = run_sweep(configs, use_ray=use_ray or ray_address is not None,
+                     ray_address=ray_address,
+                     progress=lambda done, total: progress_line(f"run {done}/{total}"))
+    render({"vary": vary, "rows": rows}, as_json, lambda: _sweep_lines(vary, rows))
+
+
+def _sweep_lines(vary: dict[str, list[Any]], rows: list[dict[str, Any]]) -> list[str]:
+    """One line per run of ``owm sim sweep``."""
+    lines = []
+    for row in rows:
+        config = row["config"]
+        settings = " ".join(f"{n}={config[n]}" for n in vary)
+        head = f"{settings} seed={config['seed']}".strip()
+        if "violation" in row:
+            v = row["violation"]
+            lines.append(f"{head}: BROKEN {v['invariant']} on day {v['day']}: "
+                         f"{v['reproduction']}")
+            continue
+        honest = row["earnings"]["by_behaviour"].get("honest", {}).get("mean_sat")
+        lines.append(
+            f"{head}: tasks {row['tasks'].get('tasks', 0)}, slashings {row['slashings']} "
+            f"{row['slashed_by_behaviour']}, honest mean {honest} sat, Gini "
+            f"{row['earnings']['gini']}, treasury {row['money_msat']['treasury_end'] // 1000} "
+            "sat")
+    return lines
 
 
 def _economy_lines(report: dict[str, Any]) -> list[str]:
