@@ -6,8 +6,8 @@ One probe per outside part the coordinator needs (``/readyz``; :mod:`owm_adapter
 * ``schema``: the SQL store is at the newest alembic revision of ``migrations/`` (a database
   restored from an older backup, or migrated down, answers ``behind``);
 * ``lightning``: the treasury node answers ``node_uri`` (LND ``GetInfo``, CLN ``getinfo``);
-* ``chain``: the embedded provenance chain answers its tip height (only when FL rounds anchor
-  model versions there);
+* ``chain``: the chain FL model versions' proofs are checked against answers its tip height
+  (the embedded chain, or with remote calendars the ``[chain]`` Bitcoin node);
 * ``vector_store``: the knowledge base's vector store counts its collection (only when the
   conglomerate's knowledge base is enabled).
 """
@@ -21,6 +21,7 @@ from sqlalchemy import text
 from owm_adapters.bootstrap.coordinator import Coordinator
 from owm_adapters.probes import DEFAULT_TIMEOUT_S, NotReady, Probe, Readiness
 from owm_adapters.provenance.embedded import EmbeddedProvenance
+from owm_adapters.provenance.ots import OpenTimestamps
 from owm_adapters.services.knowledge import KnowledgeBase
 from owm_adapters.storage.sql.migrate import schema_is_current
 from owm_adapters.storage.sql.store import SqlRepositories
@@ -55,7 +56,7 @@ def coordinator_readiness(
     treasury = coordinator.treasury
     probes["lightning"] = _discarding(treasury.node_uri)
     timestamping = coordinator.fl.timestamping if coordinator.fl is not None else None
-    if isinstance(timestamping, EmbeddedProvenance):
+    if isinstance(timestamping, EmbeddedProvenance | OpenTimestamps):
         probes["chain"] = _discarding(timestamping.chain_height)
     if isinstance(knowledge, KnowledgeBase):
         base = knowledge

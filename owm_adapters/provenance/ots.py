@@ -204,6 +204,12 @@ class OpenTimestamps:
         """Whether a chain is configured to look up block headers."""
         return self._chain is not None
 
+    def chain_height(self) -> int:
+        """The chain's tip height (readiness: the coordinator's Bitcoin node answers)."""
+        if self._chain is None:
+            raise ChainUnavailable("no chain is configured to look up Bitcoin block headers")
+        return self._chain.tip_height()
+
     def stamp(self, digest: bytes) -> bytes:
         """A pending proof for ``digest`` (SHA-256), as ``ots stamp`` makes one."""
         if not isinstance(digest, bytes) or len(digest) != 32:

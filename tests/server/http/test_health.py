@@ -152,6 +152,27 @@ def test_the_vector_store_is_a_part_when_the_knowledge_base_runs(setup: Setup) -
     assert "qdrant.internal" not in reply.text
 
 
+def test_with_remote_calendars_the_chain_part_is_the_coordinators_bitcoin_node(
+    setup: Setup, tmp_path: Path,
+) -> None:
+    from owm_adapters.bootstrap.provenance import timestamping_of
+    from owm_adapters.bootstrap.settings import NodeChain, ProvenanceSection
+    from owm_adapters.chain.bitcoin_rpc import BitcoinRpc
+    from owm_adapters.provenance.ots import OpenTimestamps
+
+    fl = setup.coordinator.fl
+    assert fl is not None
+    (tmp_path / "c.sqlite3").touch()
+    fl.releases.timestamping = timestamping_of(
+        ProvenanceSection(backend="calendars"), tmp_path,
+        NodeChain(local_chain=str(tmp_path / "c.sqlite3")),
+    )
+    assert coordinator_readiness(setup.coordinator).check()["chain"] == "ok"
+    fl.releases.timestamping = OpenTimestamps(BitcoinRpc("http://127.0.0.1:1/"))  # refused
+    parts = coordinator_readiness(setup.coordinator, timeout_s=5).check()
+    assert parts["chain"] != "ok"
+
+
 def test_readiness_answers_a_fresh_result_again_instead_of_probing_on_every_request() -> None:
     calls: list[int] = []
     now = [0.0]
