@@ -8,7 +8,9 @@ channel gets its own extranonce prefix, hence its own coinbase paying the pool a
 Merkle root (:mod:`owm_core.pool.coinbase`). A submitted share is rebuilt into an 80-byte header
 and judged by :func:`owm_core.pool.bitcoin.validate_share`; a rejection answers the
 specification's ``SubmitShares.Error`` with a code from :data:`ERROR_CODES`, is counted and
-logged. An accepted share is stored in the share repository; one that meets the network target
+logged. An accepted share is stored in the share repository and credited to its miner at the
+FPPS rate in msat (:func:`owm_core.pool.fpps.credit_share_msat`; :attr:`MiningPool.earned_msat`
+is kept in memory only — paying it is not wired yet); one that meets the network target
 is assembled into a block and offered with ``submitblock``, then the pool moves to the next
 template and sends every channel new work.
 """
@@ -19,11 +21,12 @@ import collections
 import logging
 import threading
 from collections.abc import Callable
+from fractions import Fraction
 
 import attrs
 
 from owm_core.errors import BlockRejected, ChainUnavailable, InvalidShare
-from owm_core.pool import bitcoin, coinbase
+from owm_core.pool import bitcoin, coinbase, fpps
 from owm_core.pool.bitcoin import AcceptedShare, BlockHeader, BlockTemplate, Share, ShareReason
 from owm_core.ports.chain import Chain
 from owm_core.ports.repositories.pool import ShareRepository
@@ -64,6 +67,7 @@ class Verdict:
     accepted: AcceptedShare | None = None
     error_code: str | None = None
     block_hash: str | None = None
+    credit_msat: int = 0
 
 
 class MiningPool:
@@ -91,6 +95,8 @@ class MiningPool:
         self.accepted = 0
         self.rejected: collections.Counter[str] = collections.Counter()
         self.blocks: list[str] = []
+        self.earned_msat: collections.Counter[str] = collections.Counter()
+        self._carry: dict[str, Fraction] = {}
 
     # ------------------------------------------------------------------ templates
 
@@ -209,8 +215,19 @@ class MiningPool:
             self._seen.add(header.hash())
             self._shares.add(accepted, self._now())
             self.accepted += 1
+            credit = self._credit(accepted, template)
         block_hash = self._submit_block(header, job) if accepted.is_block else None
-        return Verdict(accepted=accepted, block_hash=block_hash)
+        return Verdict(accepted=accepted, block_hash=block_hash, credit_msat=credit)
+
+    def _credit(self, share: AcceptedShare, template: BlockTemplate) -> int:
+        """FPPS: the share's value in msat, the fraction carried per miner (SRS-POOL-04)."""
+        terms = fpps.FppsTerms.from_block(template.height, template.bits)
+        credit = fpps.credit_share_msat(
+            terms, share.credited_difficulty, self._carry.get(share.miner_id, Fraction(0))
+        )
+        self._carry[share.miner_id] = credit.carry
+        self.earned_msat[share.miner_id] += credit.msat
+        return credit.msat
 
     def reject(self, miner_id: str, code: str, detail: str) -> Verdict:
         """Count and log a rejected share (SRS-POOL-06); the verdict answering it."""

@@ -289,3 +289,33 @@ def plan_payout_batch(
     return PayoutBatch(
         created_at=now, miner_payments=miner_payments, treasury_payment=treasury_payment
     )
+
+
+# --------------------------------------------------------------------------- per-share msat
+
+
+MSAT_PER_SAT = 1_000
+
+
+@attrs.frozen
+class MsatCredit:
+    """One share's credit in whole msat and the exact fraction of a msat carried to the next."""
+
+    msat: int = attrs.field(validator=fields.money())
+    carry: Fraction = Fraction(0)
+
+
+def credit_share_msat(
+    terms: FppsTerms, share_difficulty: int | Fraction, carry: Fraction = Fraction(0)
+) -> MsatCredit:
+    """Credit one share in msat as it is accepted, carrying the fraction (SRS-POOL-04).
+
+    ``msat = floor(exact_share_value × 1000 + carry)`` and the remainder (in ``[0, 1)``) is the
+    new carry. Crediting a miner's shares one by one this way pays, in total, exactly the floor
+    of their summed exact value: no rounding drift however many shares, never more than earned.
+    """
+    if not 0 <= carry < 1:
+        raise InvalidValue("carry", "must be in [0, 1)")
+    exact = exact_share_value(terms, share_difficulty) * MSAT_PER_SAT + carry
+    whole = exact.numerator // exact.denominator
+    return MsatCredit(msat=whole, carry=exact - whole)

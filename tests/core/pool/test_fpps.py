@@ -180,3 +180,34 @@ def test_value_objects_name_the_offending_field() -> None:
     with pytest.raises(InvalidValue) as err:
         PayoutPolicy(threshold_sat=0)
     assert err.value.field == "threshold_sat"
+
+
+@given(
+    difficulties=st.lists(st.integers(1, 10**9), min_size=1, max_size=50),
+    height=st.integers(0, 1_000_000),
+    bits=st.sampled_from([0x1D00FFFF, 0x17034219, 0x207FFFFF]),
+)
+def test_crediting_shares_one_by_one_in_msat_pays_exactly_the_floor_of_their_total_value(
+    difficulties: list[int], height: int, bits: int
+) -> None:
+    terms = fpps.FppsTerms.from_block(height, bits)
+    carry, paid = Fraction(0), 0
+    for difficulty in difficulties:
+        credit = fpps.credit_share_msat(terms, difficulty, carry)
+        paid, carry = paid + credit.msat, credit.carry
+        assert 0 <= carry < 1
+    exact = sum(fpps.exact_share_value(terms, d) for d in difficulties) * 1000
+    assert paid == exact.numerator // exact.denominator
+
+
+def test_quarter_msat_shares_are_paid_one_msat_every_fourth_share() -> None:
+    # 3.125 BTC / difficulty 10^12 × 0.8 = 0.25 msat per difficulty-1 share
+    terms = fpps.FppsTerms(
+        block_subsidy_sat=312_500_000, expected_fees_sat=0, network_difficulty=10**12
+    )
+    carry, credits = Fraction(0), []
+    for _ in range(8):
+        credit = fpps.credit_share_msat(terms, 1, carry)
+        credits.append(credit.msat)
+        carry = credit.carry
+    assert credits == [0, 0, 0, 1, 0, 0, 0, 1]
