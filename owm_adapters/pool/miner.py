@@ -14,12 +14,12 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import attrs
 
 from owm_adapters.pool.connection import Entropy, NoiseSocket, connect
-from owm_core.errors import FrameMalformed
+from owm_core.errors import FrameMalformed, PolicyViolation
 from owm_core.identity.keys import Identity
 from owm_core.identity.pool_login import user_identity
 from owm_core.pool import sv2_messages as sv2
@@ -181,3 +181,16 @@ class StratumMiner:
 
     def close(self) -> None:
         self.connection.close()
+
+
+_SOCKS_VARIABLES = ("ALL_PROXY", "all_proxy", "SOCKS_PROXY", "socks_proxy")
+
+
+def check_clearnet(host: str, environment: Mapping[str, str]) -> None:
+    """owm-mine mines over clearnet only (SRS-NET-05): an onion pool or a SOCKS proxy in the
+    environment is refused rather than silently used or bypassed."""
+    if host.lower().endswith(".onion"):
+        raise PolicyViolation("owm-mine connects over clearnet only; a .onion pool is refused")
+    for name in _SOCKS_VARIABLES:
+        if environment.get(name):
+            raise PolicyViolation(f"owm-mine refuses a SOCKS proxy ({name} is set); unset it")

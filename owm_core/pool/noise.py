@@ -290,3 +290,27 @@ def decode_authority_key(text: str) -> bytes:
     if len(payload) != 34 or payload[:2] != _AUTHORITY_PREFIX:
         raise NoiseFailure("the authority key must be version [1, 0] and 32 bytes")
     return payload[2:]
+
+
+@attrs.frozen
+class PoolUrl:
+    """A pool address as the specification writes it (section 4.7):
+    ``stratum2+tcp://host:port/<base58check authority key>``."""
+
+    host: str
+    port: int
+    authority_xonly: bytes
+
+    @classmethod
+    def parse(cls, url: str) -> PoolUrl:
+        """Parse ``url``; ``NoiseFailure`` naming what is wrong (never a partial address)."""
+        scheme, sep, rest = url.partition("://")
+        if scheme != "stratum2+tcp" or not sep:
+            raise NoiseFailure("a pool URL starts with stratum2+tcp://")
+        address, _, key = rest.partition("/")
+        host, colon, port_text = address.rpartition(":")
+        if not colon or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise NoiseFailure("a pool URL names host:port")
+        if not key:
+            raise NoiseFailure("a pool URL ends with the pool's authority key")
+        return cls(host.strip("[]"), int(port_text), decode_authority_key(key))

@@ -1,5 +1,5 @@
-"""Every command of ``owm``, ``owm-node`` and ``owm-coordinator`` explains every option and
-argument, and no help text names an option its command does not have (SRS 4.1)."""
+"""Every command of ``owm``, ``owm-node``, ``owm-coordinator`` and ``owm-mine`` explains every
+option and argument, and no help text names an option its command does not have (SRS 4.1)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from owm_cli import coordinator, main, node
+from owm_cli import coordinator, main, mine, node
 
 _OPTION_TOKEN = re.compile(r"(?<![\w`-])--[a-z][a-z0-9-]*")
 
@@ -31,7 +31,7 @@ def _walk(group: click.Group, prefix: str) -> Iterator[tuple[str, click.Command]
 def _all_commands() -> list[tuple[str, click.Command]]:
     found: list[tuple[str, click.Command]] = []
     for group, prog in ((main.cli, "owm"), (node.cli, "owm-node"),
-                        (coordinator.cli, "owm-coordinator")):
+                        (coordinator.cli, "owm-coordinator"), (mine.cli, "owm-mine")):
         found.append((prog, group))
         found.extend(_walk(group, prog))
     return found

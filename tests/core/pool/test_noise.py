@@ -149,3 +149,23 @@ def test_hkdf_matches_rfc5869_with_an_empty_info() -> None:
     expected = HKDF(hashes.SHA256(), 64, salt=ck, info=b"").derive(ikm)
     first, second = noise.hkdf2(ck, ikm)
     assert first + second == expected
+
+
+def test_the_specifications_pool_url_example_parses() -> None:
+    url = noise.PoolUrl.parse(
+        "stratum2+tcp://thepool.com:34254/9bXiEd8boQVhq7WddEcERUL5tyyJVFYdU8th3HfbNXK3Yw6GRXh"
+    )
+    assert (url.host, url.port) == ("thepool.com", 34254)
+    assert url.authority_xonly == noise.decode_authority_key(
+        "9bXiEd8boQVhq7WddEcERUL5tyyJVFYdU8th3HfbNXK3Yw6GRXh"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["stratum+tcp://pool:3333/9bXiEd8boQVhq7WddEcERUL5tyyJVFYdU8th3HfbNXK3Yw6GRXh", "stratum2+tcp://pool/x",
+     "stratum2+tcp://pool:3333", "stratum2+tcp://pool:99999/9bXiEd8boQVhq7WddEcERUL5tyyJVFYdU8th3HfbNXK3Yw6GRXh"],
+)  # fmt: skip
+def test_a_pool_url_without_scheme_port_or_authority_key_is_refused(url: str) -> None:
+    with pytest.raises(NoiseFailure):
+        noise.PoolUrl.parse(url)
