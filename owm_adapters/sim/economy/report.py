@@ -93,7 +93,8 @@ def _lorenz(plt: Any, world: World, gini: float, path: Path) -> None:
 def _payback(plt: Any, payback: dict[str, float | None], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(6, 4))
     tiers = sorted(payback)
-    axes.bar(tiers, [payback[t] or 0 for t in tiers])
+    axes.bar(range(len(tiers)), [payback[t] or 0 for t in tiers])
+    axes.set_xticks(range(len(tiers)), tiers)
     axes.set_ylabel("days to earn the stake minimum back")
     axes.set_title("stake payback time of an honest node")
     figure.tight_layout()
