@@ -14,9 +14,12 @@ from pathlib import Path
 from owm_adapters.bootstrap.settings import ConfigError, CoordinatorSettings
 from owm_adapters.github.app_auth import AppCredentials
 from owm_adapters.github.rest import GitHubRest
+from owm_adapters.services.bounty_book import BountyBook, BountyTerms
 from owm_adapters.services.github_app import GitHubApp
+from owm_adapters.services.github_bounties import BountyDesk, BountyPayouts
 from owm_core.ports.clock import Clock
 from owm_core.ports.github import GitHub
+from owm_core.ports.lightning import Lightning
 from owm_core.ports.repositories import Repositories
 
 
@@ -40,9 +43,12 @@ def github_app_from(
     settings: CoordinatorSettings,
     store: Repositories,
     clock: Clock,
+    payouts: BountyPayouts | None = None,
+    treasury: Lightning | None = None,
     github: GitHub | None = None,
 ) -> GitHubApp | None:
-    """The GitHub App of ``settings`` (None when ``[github] webhook_secret_file`` is empty)."""
+    """The GitHub App of ``settings`` (None when ``[github] webhook_secret_file`` is empty);
+    with ``payouts`` and ``treasury`` its events drive bounties (:class:`BountyDesk`)."""
     section = settings.github
     if not section.webhook_secret_file:
         return None
@@ -50,4 +56,9 @@ def github_app_from(
     if github is None and section.app_id and section.private_key_file:
         key = private_secret(section.private_key_file, "private_key_file")
         github = GitHubRest(section.api_url, AppCredentials(section.app_id, key), clock)
-    return GitHubApp(store, clock, secret, github)
+    app = GitHubApp(store, clock, secret, github)
+    if payouts is not None and treasury is not None:
+        terms = BountyTerms(section.max_bounty_sat, section.bounty_budget_sat)
+        book = BountyBook(store, clock, treasury, terms)
+        app.add_handler(BountyDesk(store, book, payouts, github))
+    return app

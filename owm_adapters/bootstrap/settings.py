@@ -634,6 +634,9 @@ class GitHubSection:
     private_key_file: str = ""
     webhook_secret_file: str = ""
     api_url: str = "https://api.github.com"
+    #: One bounty's cap, and what the treasury's open bounties may hold together (sat).
+    max_bounty_sat: int = 10_000_000
+    bounty_budget_sat: int = 100_000_000
 
 
 @attrs.frozen

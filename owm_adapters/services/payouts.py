@@ -249,18 +249,36 @@ class PayoutDispatcher:
                 raise InvalidTransition(f"bounty {bounty_id} is {bounty.status.value}")
             amount = bounty.amount_sat * 1_000
             memo = f"OWM bounty {bounty_id} for {pr_ref}"
-            if payee.strip().lower().startswith("ln"):
-                invoice = _decoded(payee.strip(), amount, self.clock.now())
-                node_id = invoice[1]
-                recorded = self._record(payment_id, task_id, node_id, invoice[0])
-            else:
-                pubkey = payee.strip().lower().partition("@")[0]
-                issued = self.invoices.invoice_for(pubkey, amount, memo, INVOICE_EXPIRY_S)
-                recorded = self._record(payment_id, task_id, pubkey, issued)
+            recorded = self._to_payee(payee, payment_id, task_id, amount, memo)
         log.info("bounty %s (%s): payout of %d msat enqueued as %s", bounty_id, pr_ref, amount,
                  recorded.payment_hash)
         self._loop.wake()
         return recorded
+
+    def enqueue_to(
+        self, payee: str, payment_id: str, task_id: str, amount_msat: int, memo: str
+    ) -> RewardPayment:
+        """Enqueue one payment of ``amount_msat`` to ``payee`` (a BOLT11 invoice for exactly
+        that amount, or a Lightning node's public key, asked for an invoice) under the
+        deterministic ``payment_id``: a second call returns the first record, so whatever asks
+        twice (a redelivered event, a timer after a crash) pays once (SRS-LN-08)."""
+        with self._lock:
+            for existing in self.payments.for_task(task_id):
+                if existing.payment_id == payment_id:
+                    return existing
+            recorded = self._to_payee(payee, payment_id, task_id, amount_msat, memo)
+        self._loop.wake()
+        return recorded
+
+    def _to_payee(
+        self, payee: str, payment_id: str, task_id: str, amount: int, memo: str
+    ) -> RewardPayment:
+        if payee.strip().lower().startswith("ln"):
+            invoice, node_id = _decoded(payee.strip(), amount, self.clock.now())
+            return self._record(payment_id, task_id, node_id, invoice)
+        pubkey = payee.strip().lower().partition("@")[0]
+        issued = self.invoices.invoice_for(pubkey, amount, memo, INVOICE_EXPIRY_S)
+        return self._record(payment_id, task_id, pubkey, issued)
 
     def _record(
         self, payment_id: str, task_id: str, node_id: str, invoice: Invoice

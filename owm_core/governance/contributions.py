@@ -1,10 +1,10 @@
 """GitHub contributions as the public API sees them: bounties and repository analysis requests.
 
 This module owns the records behind ``/v1/github/*`` (seed 000/001 flow: contribution →
-analysis → reward): a :class:`Bounty` offers satoshis for work on one repository, an
-:class:`AnalysisRequest` asks for a repository to be analysed. The analysis itself (and the
-GitHub webhooks that pay bounties) belong to the GitHub integration, which does not exist yet:
-until it does, a request stays ``queued`` and carries no result — the API never invents one.
+analysis → reward): a :class:`Bounty` offers satoshis for work on one issue of a repository
+(funded, claimed and paid by the rules of :mod:`owm_core.governance.bounty_rules`), an
+:class:`AnalysisRequest` asks for a repository to be analysed; until an analysis runs, a
+request stays ``queued`` and carries no result — the API never invents one.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import attrs
 
 from owm_core import fields
 from owm_core.errors import InvalidTransition, InvalidValue
+from owm_core.governance.bounty_rules import Funding
 
 REPOSITORY_PATTERN = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}"
 """``owner/name`` as GitHub spells repositories."""
@@ -25,11 +26,14 @@ MAX_BOUNTY_SAT = 21_000_000 * 100_000_000
 
 
 class BountyStatus(enum.Enum):
-    """Where a bounty stands: open for work, paid out, or withdrawn by its creator."""
+    """Where a bounty stands: waiting for its sponsor's payment, open for work, paid out,
+    cancelled (its issue closed unpaid), or refunded to its sponsor."""
 
+    FUNDING = "funding"
     OPEN = "open"
     PAID = "paid"
     CANCELLED = "cancelled"
+    REFUNDED = "refunded"
 
 
 class AnalysisState(enum.Enum):
@@ -51,6 +55,10 @@ def _to_bounty_status(value: object) -> object:
     return fields.to_enum(BountyStatus, "status", value)
 
 
+def _to_funding(value: object) -> object:
+    return fields.to_enum(Funding, "funding", value)
+
+
 def _to_analysis_state(value: object) -> object:
     return fields.to_enum(AnalysisState, "state", value)
 
@@ -70,6 +78,21 @@ class Bounty:
         default=BountyStatus.OPEN,
         converter=_to_bounty_status,
         validator=fields.instance_of(BountyStatus),
+    )
+    funding: Funding = attrs.field(
+        default=Funding.TREASURY, converter=_to_funding, validator=fields.instance_of(Funding)
+    )
+    #: A sponsor's Lightning node (refunds go there) and the invoice it pays first.
+    sponsor_payee: str = attrs.field(default="", validator=fields.text(min_len=0, max_len=66))
+    sponsor_invoice_hash: str = attrs.field(
+        default="", validator=fields.text(min_len=0, max_len=64)
+    )
+    #: The GitHub login that claimed the bounty and its Lightning node (SRS-LN-08).
+    claimant: str = attrs.field(default="", validator=fields.text(min_len=0, max_len=64))
+    claimant_payee: str = attrs.field(default="", validator=fields.text(min_len=0, max_len=66))
+    #: The GitHub App installation the bounty's repository is under (comments go through it).
+    installation_id: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(fields.integer(1, 2**63 - 1))
     )
 
     @amount_sat.validator

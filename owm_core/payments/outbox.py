@@ -112,6 +112,17 @@ def bounty_task_id(bounty_id: str) -> str:
     return BOUNTY_TASK_PREFIX + bounty_id
 
 
+def bounty_refund_payment_id(bounty_id: str) -> str:
+    """The one outbox id of the refund of a sponsored bounty (refunded once, SRS-LN-08)."""
+    return _digest_id("br", bounty_id)
+
+
+def bounty_refund_task_id(bounty_id: str) -> str:
+    """The ``task_id`` a sponsor's refund is recorded under (not ``bounty:``: a refund never
+    marks the bounty paid)."""
+    return "bounty-refund:" + bounty_id
+
+
 class Action(enum.Enum):
     """What the dispatcher does after :func:`decide`."""
 
@@ -202,6 +213,8 @@ __all__ = [
     "Decision",
     "after_pay",
     "bounty_payment_id",
+    "bounty_refund_payment_id",
+    "bounty_refund_task_id",
     "bounty_task_id",
     "decide",
     "due_at",

@@ -51,6 +51,7 @@ from owm_adapters.services.api.history import History
 from owm_adapters.services.api.nodes import Nodes
 from owm_adapters.services.api.releases import Releases
 from owm_adapters.services.api.views import DashboardFrame, MinerView, Views
+from owm_adapters.services.bounty_book import BountyBook, BountyTerms
 from owm_adapters.services.coordinator.service import CoordinatorService
 from owm_adapters.services.fl_rounds import FlRoundService
 from owm_adapters.services.github_app import GitHubApp
@@ -130,6 +131,8 @@ class ApiServices:
         config = config or ApiConfig()
         store, clock = coordinator.repositories, coordinator.clock
         cache = ReadCache(clock, config.cache_ttl_ms)
+        terms = BountyTerms(config.max_bounty_sat, config.bounty_budget_sat)
+        book = BountyBook(store, clock, coordinator.lightning, terms, entropy)
         if statements is None:  # proposals and comments are logged all the same
             statements = GovernanceService(store, clock, coordinator.signer)
         return cls(
@@ -141,7 +144,7 @@ class ApiServices:
             views=Views(store, clock, coordinator.config.liveness, cache, config),
             history=History(store, clock),
             governance=Governance(store, clock, cache, entropy, config, log=statements),
-            bounties=Bounties(store, clock, cache, config, entropy),
+            bounties=Bounties(store, clock, cache, config, entropy, book),
             slashing=slashing,
             queries=queries,
             knowledge=knowledge,

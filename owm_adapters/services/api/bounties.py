@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Sequence
 
 from owm_adapters.services.api.config import ApiConfig, ReadCache
+from owm_adapters.services.bounty_book import BountyBook, Opened
 from owm_core.access.callers import Caller
 from owm_core.errors import InvalidValue, NotFound
 from owm_core.governance.contributions import (
@@ -34,26 +35,43 @@ class Bounties:
         cache: ReadCache | None = None,
         config: ApiConfig | None = None,
         entropy: Callable[[int], bytes] = os.urandom,
+        book: BountyBook | None = None,
     ) -> None:
         self._repositories = repositories
         self._clock = clock
         self._cache = cache if cache is not None else ReadCache(clock, ttl_ms=0)
         self._config = config or ApiConfig()
         self._entropy = entropy
+        self.book = book
 
     def bounties(self, status: BountyStatus | None = BountyStatus.OPEN) -> Sequence[Bounty]:
-        """Bounties, newest first (open ones by default)."""
+        """Bounties, newest first (open ones by default); sponsored bounties whose invoices
+        were paid meanwhile are opened first."""
+        if self.book is not None and self.book.settle_funding():
+            self._cache.clear()
         return self._cache.get(
             ("bounties", status),
             lambda: self._repositories.bounties.list(status, self._config.max_list),
         )
 
     def create_bounty(
-        self, caller: Caller, repository: str, issue_number: int, title: str, amount_sat: int
-    ) -> Bounty:
-        """Open a bounty in the caller's name, of at most ``max_bounty_sat``."""
+        self, caller: Caller, repository: str, issue_number: int, title: str, amount_sat: int,
+        sponsor_node: str = "",
+    ) -> Opened:  # fmt: skip
+        """Open a bounty in the caller's name, of at most ``max_bounty_sat``: from the
+        treasury's bounty budget, or sponsored (``sponsor_node``: refunds go there) once the
+        returned invoice is paid."""
         if amount_sat > self._config.max_bounty_sat:
             raise InvalidValue("amount_sat", f"must be at most {self._config.max_bounty_sat} sat")
+        if self.book is not None:
+            opened = self.book.open(
+                caller.owner, repository, issue_number, title, amount_sat,
+                sponsor_payee=sponsor_node,
+            )  # fmt: skip
+            self._cache.clear()
+            return opened
+        if sponsor_node:
+            raise InvalidValue("sponsor_node", "this coordinator takes no sponsored bounties")
         bounty = open_bounty(
             bounty_id="bnt_" + self._entropy(8).hex(),
             repository=repository,
@@ -65,7 +83,7 @@ class Bounties:
         )
         self._repositories.bounties.add(bounty)
         self._cache.clear()
-        return bounty
+        return Opened(bounty)
 
     def request_analysis(self, caller: Caller, repository: str) -> AnalysisRequest:
         """Queue a repository for analysis (it stays queued until the GitHub integration runs)."""

@@ -56,6 +56,9 @@ class ApiConfig:
     """Writes (proposals, comments, bounties, analyses…) per key or token and UTC day."""
     max_bounty_sat: int = 10_000_000
     """The largest bounty a caller may open (0.1 BTC by default)."""
+    bounty_budget_sat: int = 100_000_000
+    """What the treasury's open bounties may hold together (1 BTC by default; sponsored ones
+    do not count: their sponsors paid)."""
     max_requested_sat: int = 100_000_000
     """The largest amount a governance proposal may request (1 BTC by default)."""
     max_comments_per_proposal: int = 500

@@ -9,6 +9,7 @@ import attrs
 from owm_adapters.storage.memory.state import KeyedStateRepository, StateRepository
 from owm_core.coordination.governance_log import GovernanceLogEntry, check_next_entry
 from owm_core.errors import Conflict
+from owm_core.governance.bounty_rules import Funding
 from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
 from owm_core.governance.github_app import WebhookEvent
 from owm_core.governance.proposals import Comment, Proposal, ProposalStatus
@@ -76,6 +77,23 @@ class MemoryBountyRepository(KeyedStateRepository[Bounty]):
             chosen = [b for b in self._state.bounties.values() if status in (None, b.status)]
             chosen.sort(key=lambda b: (-b.created_at, b.bounty_id))
             return chosen[:limit]
+
+    def for_issue(self, repository: str, issue_number: int) -> Sequence[Bounty]:
+        """The bounties of one issue, oldest first, then by id."""
+        with self._lock:
+            chosen = [
+                b for b in self._state.bounties.values()
+                if (b.repository, b.issue_number) == (repository, issue_number)
+            ]
+            return sorted(chosen, key=lambda b: (b.created_at, b.bounty_id))
+
+    def committed_treasury_sat(self) -> int:
+        """The satoshis of the treasury-funded bounties still open."""
+        with self._lock:
+            return sum(
+                b.amount_sat for b in self._state.bounties.values()
+                if b.status is BountyStatus.OPEN and b.funding is Funding.TREASURY
+            )
 
 
 class MemoryAnalysisRepository(KeyedStateRepository[AnalysisRequest]):

@@ -356,7 +356,14 @@ bounties = Table(
     Column("created_by", String(256), nullable=False),
     _time("created_at"),
     Column("status", String(16), nullable=False),
+    Column("funding", String(16), nullable=False, server_default="treasury"),
+    Column("sponsor_payee", String(66), nullable=False, server_default=""),
+    Column("sponsor_invoice_hash", String(64), nullable=False, server_default=""),
+    Column("claimant", String(64), nullable=False, server_default=""),
+    Column("claimant_payee", String(66), nullable=False, server_default=""),
+    Column("installation_id", BigInteger, nullable=True),
     Index(None, "status", "created_at"),
+    Index("ix_bounties_repository_issue", "repository", "issue_number"),
 )
 
 analyses = Table(

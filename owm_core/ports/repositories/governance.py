@@ -67,6 +67,14 @@ class BountyRepository(Protocol):
         """Up to ``limit`` bounties (of ``status`` if given), newest first, then by id."""
         ...
 
+    def for_issue(self, repository: str, issue_number: int) -> Sequence[Bounty]:
+        """The bounties of one issue, oldest first, then by id."""
+        ...
+
+    def committed_treasury_sat(self) -> int:
+        """The satoshis of the treasury-funded bounties still open (the budget they hold)."""
+        ...
+
 
 class AnalysisRepository(Protocol):
     """Repository analysis requests (POST /v1/github/analyze) and their outcomes."""

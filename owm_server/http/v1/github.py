@@ -46,6 +46,9 @@ BOUNTY: Schema = obj(
         "created_by": STR,
         "created_at": INT,
         "status": STR,
+        "funding": STR,
+        "claimant": STR,
+        "invoice": nullable(STR),
     }
 )
 ANALYSIS: Schema = obj(
@@ -66,12 +69,14 @@ BOUNTY_BODY: Schema = obj(
         "issue_number": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
         "title": {"type": "string", "minLength": 1, "maxLength": 200},
         "amount_sat": {"type": "integer", "minimum": 1, "maximum": MAX_SAT},
+        "sponsor_node": {"type": "string", "pattern": "^0[23][0-9a-f]{64}$"},
     },
+    required=["repository", "issue_number", "title", "amount_sat"],
     additional=False,
 )
 
 
-def bounty_json(b: Bounty) -> dict[str, Any]:
+def bounty_json(b: Bounty, invoice: str | None = None) -> dict[str, Any]:
     """A bounty as the API publishes it."""
     return {
         "bounty_id": b.bounty_id,
@@ -82,6 +87,9 @@ def bounty_json(b: Bounty) -> dict[str, Any]:
         "created_by": b.created_by,
         "created_at": b.created_at,
         "status": b.status.value,
+        "funding": b.funding.value,
+        "claimant": b.claimant,
+        "invoice": invoice,
     }
 
 
@@ -106,10 +114,12 @@ def list_bounties(call: Call) -> Response:
 
 def create_bounty(call: Call) -> Response:
     body = call.body
-    bounty = call.services.bounties.create_bounty(
-        call.who(), body["repository"], body["issue_number"], body["title"], body["amount_sat"]
-    )
-    return json(bounty_json(bounty), status=201)
+    opened = call.services.bounties.create_bounty(
+        call.who(), body["repository"], body["issue_number"], body["title"], body["amount_sat"],
+        body.get("sponsor_node", ""),
+    )  # fmt: skip
+    invoice = opened.invoice.bolt11 if opened.invoice is not None else None
+    return json(bounty_json(opened.bounty, invoice), status=201)
 
 
 def analyze(call: Call) -> Response:
@@ -209,6 +219,17 @@ def operations() -> list[Operation]:
         ),
         github(
             "POST", "/github/bounties", "createBounty", "Create a new bounty", Access.CLIENT,
-            create_bounty, {201: Reply("The bounty.", BOUNTY)}, body=BOUNTY_BODY,
+            create_bounty,
+            {
+                201: Reply(
+                    "The bounty: open (treasury-funded), or `funding` until the sponsor pays "
+                    "`invoice` (`sponsor_node`: where a refund goes).", BOUNTY,
+                ),
+                409: Reply(
+                    "The treasury's bounty budget cannot hold it.", PROBLEM_SCHEMA,
+                    PROBLEM_MEDIA_TYPE,
+                ),
+            },
+            body=BOUNTY_BODY,
         ),
     ]

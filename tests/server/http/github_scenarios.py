@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from owm_adapters.services.api.bounties import Bounties
+from owm_adapters.services.bounty_book import BountyBook, BountyTerms
 from owm_adapters.services.github_app import GitHubApp
 from owm_core.governance.github_app import webhook_signature
 from tests.github_app_support import SECRET, delivery
@@ -26,4 +28,14 @@ def webhook(probe: Any) -> None:
     probe.send(headers=no_id, raw=raw)  # 422: no delivery id
 
 
-GITHUB_SCENARIOS = {"githubWebhook": webhook}
+def create_bounty(probe: Any) -> None:
+    w = probe.world
+    probe.send(headers=w.api_key())  # 201
+    bounties = w.services.bounties
+    tight = BountyBook(w.repos, w.clock, w.services.lightning, BountyTerms(budget_sat=0))
+    w.serve(bounties=Bounties(w.repos, w.clock, book=tight))
+    probe.send(headers=w.api_key())  # 409: over the treasury's bounty budget
+    w.serve(bounties=bounties)
+
+
+GITHUB_SCENARIOS = {"githubWebhook": webhook, "createBounty": create_bounty}

@@ -20,6 +20,7 @@ from owm_adapters.storage.sql.rows import (
 )
 from owm_core.coordination.governance_log import GovernanceLogEntry, check_next_entry
 from owm_core.errors import Conflict
+from owm_core.governance.bounty_rules import Funding
 from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
 from owm_core.governance.github_app import WebhookEvent
 from owm_core.governance.proposals import Comment, Proposal, ProposalStatus
@@ -29,7 +30,7 @@ from owm_core.identity.envelopes import canonical_bytes, parse_canonical_json
 _ROWS = row_converter()
 """How this context's values become rows and back."""
 register_row(_ROWS, Proposal, omitted=["comments", "acknowledgements"])
-register_row(_ROWS, Bounty, int64_columns=["amount_sat", "created_at"])
+register_row(_ROWS, Bounty, int64_columns=["amount_sat", "created_at", "installation_id"])
 register_row(_ROWS, AnalysisRequest, int64_columns=["requested_at", "updated_at"])
 register_row(_ROWS, WebhookEvent, int64_columns=["installation_id", "received_at"])
 
@@ -171,6 +172,25 @@ class SqlBountyRepository(KeyedRepository[Bounty]):
         if status is not None:
             query = query.where(c.status == status.value)
         return self._all(query, Bounty)
+
+    def for_issue(self, repository: str, issue_number: int) -> Sequence[Bounty]:
+        """The bounties of one issue, oldest first, then by id."""
+        c = t.bounties.c
+        query = (
+            select(t.bounties)
+            .where(c.repository == repository, c.issue_number == issue_number)
+            .order_by(c.created_at, c.bounty_id)
+        )
+        return self._all(query, Bounty)
+
+    def committed_treasury_sat(self) -> int:
+        """The satoshis of the treasury-funded bounties still open."""
+        c = t.bounties.c
+        query = select(func.coalesce(func.sum(c.amount_sat), 0)).where(
+            c.status == BountyStatus.OPEN.value, c.funding == Funding.TREASURY.value
+        )
+        with self._db.tx() as conn:
+            return int(conn.execute(query).scalar_one())
 
 
 class SqlAnalysisRepository(KeyedRepository[AnalysisRequest]):

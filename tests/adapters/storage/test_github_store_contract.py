@@ -1,13 +1,17 @@
-"""The GitHub App's webhook deliveries: memory, SQLite and PostgreSQL keep one contract — a
-delivery id is stored once, and a replay is a Conflict that changes nothing (SRS-SEC-08)."""
+"""The GitHub App's records: memory, SQLite and PostgreSQL keep one contract — a delivery id is
+stored once, a replay is a Conflict that changes nothing (SRS-SEC-08); bounties keep their
+funding and claim, are found by issue, and the treasury's open ones are summed (SRS-LN-08)."""
 
 from __future__ import annotations
 
 import json
 
+import attrs
 import pytest
 
 from owm_core.errors import Conflict
+from owm_core.governance.bounty_rules import Funding
+from owm_core.governance.contributions import BountyStatus, open_bounty
 from owm_core.governance.github_app import WebhookEvent, parse_webhook
 from tests.adapters.storage import test_repositories_contract as contract
 from tests.adapters.storage.test_repositories_contract import Backend
@@ -47,3 +51,25 @@ def test_a_replayed_delivery_id_is_a_conflict_and_the_stored_event_stays(
         events.add(delivery("d-1", T0 + 60, "closed"))
     assert backend.reopen().webhook_events.get("d-1") == original
     assert events.list() == [original]
+
+
+def test_a_claimed_sponsored_bounty_survives_a_reopen_and_is_found_by_its_issue(
+    backend: Backend,
+) -> None:
+    bounties = backend.repos.bounties
+    treasury = open_bounty(bounty_id="b1", repository="o/r", issue_number=3, title="t",
+                           amount_sat=700, created_by="github:m", now=T0)  # fmt: skip
+    sponsored = attrs.evolve(
+        open_bounty(bounty_id="b2", repository="o/r", issue_number=3, title="t",
+                    amount_sat=900, created_by="api:acme", now=T0 + 1),
+        funding=Funding.SPONSOR, sponsor_payee="02" + "ab" * 32, sponsor_invoice_hash="c" * 64,
+        claimant="alice", claimant_payee="03" + "cd" * 32, installation_id=2**40,
+    )  # fmt: skip
+    bounties.add(treasury)
+    bounties.add(sponsored)
+    bounties.add(attrs.evolve(treasury, bounty_id="b3", issue_number=4))
+    again = backend.reopen().bounties
+    assert again.for_issue("o/r", 3) == [treasury, sponsored]
+    assert again.committed_treasury_sat() == 1_400  # sponsored ones are not the treasury's
+    bounties.save(attrs.evolve(treasury, status=BountyStatus.CANCELLED))
+    assert backend.reopen().bounties.committed_treasury_sat() == 700

@@ -1,0 +1,138 @@
+"""Opening, funding and claiming bounties: the one place bounties are written, for the API and
+the GitHub App alike (rules: :mod:`owm_core.governance.bounty_rules`).
+
+A treasury bounty is open at once if the treasury's bounty budget holds it; a sponsored one
+waits in ``funding`` with a treasury invoice for its amount and opens when
+:meth:`BountyBook.settle_funding` finds that invoice paid (the sponsor's node is where a refund
+goes). Every bounty is capped (``max_bounty_sat``), and each refusal names its reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+import attrs
+
+from owm_core.errors import Conflict, InvalidTransition, NotFound
+from owm_core.governance.bounty_rules import Funding, check_amount, check_budget, check_payee
+from owm_core.governance.contributions import Bounty, BountyStatus, open_bounty
+from owm_core.payments.lightning import Invoice, InvoiceState
+from owm_core.ports.clock import Clock
+from owm_core.ports.lightning import Lightning
+from owm_core.ports.repositories import Repositories
+
+SPONSOR_INVOICE_EXPIRY_S = 3_600
+
+
+@attrs.frozen
+class BountyTerms:
+    """The caps: one bounty's largest amount, and what the treasury's open bounties may hold."""
+
+    max_bounty_sat: int = 10_000_000
+    budget_sat: int = 100_000_000
+
+
+@attrs.frozen
+class Opened:
+    """A bounty just opened, and the invoice its sponsor pays first (None: the treasury's)."""
+
+    bounty: Bounty
+    invoice: Invoice | None = None
+
+
+class BountyBook:
+    """Open, fund and claim bounties (see the module docstring)."""
+
+    def __init__(
+        self,
+        repositories: Repositories,
+        clock: Clock,
+        treasury: Lightning,
+        terms: BountyTerms = BountyTerms(),
+        entropy: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self._repositories = repositories
+        self._clock = clock
+        self._treasury = treasury
+        self.terms = terms
+        self._entropy = entropy
+
+    def open(
+        self,
+        created_by: str,
+        repository: str,
+        issue_number: int,
+        title: str,
+        amount_sat: int,
+        *,
+        sponsor_payee: str = "",
+        installation_id: int | None = None,
+    ) -> Opened:
+        """Open a bounty: from the treasury's budget, or (``sponsor_payee`` given) waiting for
+        its sponsor's invoice. PolicyViolation over the cap or the budget."""
+        check_amount(amount_sat, self.terms.max_bounty_sat)
+        bounty = open_bounty(
+            bounty_id="bnt_" + self._entropy(8).hex(), repository=repository,
+            issue_number=issue_number, title=title, amount_sat=amount_sat,
+            created_by=created_by, now=self._clock.now(),
+        )  # fmt: skip
+        bounty = attrs.evolve(bounty, installation_id=installation_id)
+        if sponsor_payee:
+            invoice = self._treasury.create_invoice(
+                amount_sat * 1_000, f"OWM bounty {bounty.bounty_id} sponsorship",
+                SPONSOR_INVOICE_EXPIRY_S,
+            )  # fmt: skip
+            bounty = attrs.evolve(
+                bounty, status=BountyStatus.FUNDING, funding=Funding.SPONSOR,
+                sponsor_payee=check_payee(sponsor_payee),
+                sponsor_invoice_hash=invoice.payment_hash,
+            )  # fmt: skip
+            self._repositories.bounties.add(bounty)
+            return Opened(bounty, invoice)
+        with self._repositories.atomic():
+            committed = self._repositories.bounties.committed_treasury_sat()
+            check_budget(committed, amount_sat, self.terms.budget_sat)
+            self._repositories.bounties.add(bounty)
+        return Opened(bounty)
+
+    def settle_funding(self, limit: int = 100) -> Sequence[Bounty]:
+        """Open the sponsored bounties whose invoices are paid; the ones opened now."""
+        opened = []
+        for bounty in self._repositories.bounties.list(BountyStatus.FUNDING, limit):
+            invoice = self._treasury.lookup_invoice(bounty.sponsor_invoice_hash)
+            if invoice.state is InvoiceState.SETTLED:
+                funded = attrs.evolve(bounty, status=BountyStatus.OPEN)
+                self._repositories.bounties.save(funded)
+                opened.append(funded)
+        return opened
+
+    def claim(self, bounty_id: str, login: str, payee: str) -> Bounty:
+        """``login`` claims an open bounty, to be paid at the Lightning node ``payee``.
+        InvalidTransition unless open; Conflict if someone else claimed it first; the creator
+        cannot claim their own bounty."""
+        checked = check_payee(payee)
+        with self._repositories.atomic():
+            bounty = self.get(bounty_id)
+            if bounty.status is not BountyStatus.OPEN:
+                raise InvalidTransition(f"bounty {bounty_id} is {bounty.status.value}")
+            if login.lower() == bounty.created_by.removeprefix("github:").lower():
+                raise InvalidTransition("the creator of a bounty cannot claim it")
+            if bounty.claimant and bounty.claimant.lower() != login.lower():
+                raise Conflict(f"bounty {bounty_id} is claimed by @{bounty.claimant}")
+            claimed = attrs.evolve(bounty, claimant=login, claimant_payee=checked)
+            self._repositories.bounties.save(claimed)
+        return claimed
+
+    def get(self, bounty_id: str) -> Bounty:
+        """The bounty ``bounty_id``; NotFound if unknown."""
+        found = self._repositories.bounties.get(bounty_id)
+        if found is None:
+            raise NotFound(f"no bounty {bounty_id}")
+        return found
+
+    def set_status(self, bounty: Bounty, status: BountyStatus) -> Bounty:
+        """Store ``bounty`` with ``status``."""
+        changed = attrs.evolve(bounty, status=status)
+        self._repositories.bounties.save(changed)
+        return changed

@@ -1,0 +1,129 @@
+"""Bounties on GitHub issues: the commands, who may use them, and what a closed pull request or
+issue means for a bounty (the money moves through the payout outbox, SRS-LN-08).
+
+* ``/bounty <sats>`` in an issue comment, by a maintainer of the repository (GitHub's
+  ``author_association`` OWNER, MEMBER or COLLABORATOR), opens a bounty funded from the treasury
+  budget; the API opens one too, funded by the treasury or by a sponsor whose invoice must be
+  paid before the bounty is open (:class:`Funding`).
+* ``/claim <Lightning node public key>`` by anyone but the bounty's creator claims it, naming
+  where the bounty is paid; one claimant per bounty.
+* A pull request that names the issue with a closing keyword (``Closes #12``) and is merged pays
+  the bounty to its claimant, when the pull request's author is that claimant: once, through
+  the outbox (:func:`on_pull_request_closed`). A pull request closed without merge pays nothing.
+* An issue closed while its bounty is still open cancels it; a sponsor is refunded.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+import attrs
+
+from owm_core import fields
+from owm_core.errors import InvalidValue, PolicyViolation
+
+MAINTAINER_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
+"""GitHub's ``author_association`` values of people who may open bounties on a repository."""
+
+_BOUNTY = re.compile(r"^/bounty\s+([0-9][0-9_,]{0,20})(?:\s*sats?)?\s*$", re.M | re.I)
+_CLAIM = re.compile(r"^/claim(?:\s+(\S+))?\s*$", re.M | re.I)
+_CLOSING = re.compile(
+    r"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s*:?\s+#([0-9]{1,10})\b", re.I
+)
+LN_PUBKEY = re.compile(r"0[23][0-9a-f]{64}")
+
+
+class Funding(enum.Enum):
+    """Who pays a bounty: the treasury's bounty budget, or a sponsor's invoice paid first."""
+
+    TREASURY = "treasury"
+    SPONSOR = "sponsor"
+
+
+class Outcome(enum.Enum):
+    """What a closed pull request or issue does to a bounty."""
+
+    PAY = "pay"
+    REFUND = "refund"
+    CANCEL = "cancel"
+    NOTHING = "nothing"
+
+
+@attrs.frozen
+class OpenCommand:
+    """``/bounty <sats>``."""
+
+    amount_sat: int = attrs.field(validator=fields.money(minimum=1))
+
+
+@attrs.frozen
+class ClaimCommand:
+    """``/claim <payee>``; ``payee`` is empty when the comment named none."""
+
+    payee: str
+
+
+Command = OpenCommand | ClaimCommand
+
+
+def parse_command(body: str) -> Command | None:
+    """The bounty command on a line of its own in a comment, or None. ``/bounty`` with an
+    amount that is no whole number of satoshis is InvalidValue naming ``amount_sat``."""
+    opened = _BOUNTY.search(body)
+    if opened is not None:
+        digits = opened.group(1).replace("_", "").replace(",", "")
+        if not digits.isdigit() or int(digits) < 1:
+            raise InvalidValue("amount_sat", "must be a whole number of satoshis, at least 1")
+        return OpenCommand(int(digits))
+    claimed = _CLAIM.search(body)
+    if claimed is not None:
+        return ClaimCommand((claimed.group(1) or "").strip().lower())
+    return None
+
+
+def check_payee(payee: str) -> str:
+    """A claim's payee: a Lightning node public key (66 hex); InvalidValue otherwise."""
+    candidate = payee.partition("@")[0].lower()
+    if not LN_PUBKEY.fullmatch(candidate):
+        raise InvalidValue(
+            "payee", "name your Lightning node's public key: /claim <66 hex digits>"
+        )
+    return candidate
+
+
+def closing_issues(pull_request_body: str) -> frozenset[int]:
+    """The issue numbers a pull request closes by GitHub's keywords (``Fixes #3``)."""
+    return frozenset(int(n) for n in _CLOSING.findall(pull_request_body or ""))
+
+
+def check_amount(amount_sat: int, cap_sat: int) -> None:
+    """PolicyViolation if one bounty would exceed ``cap_sat``."""
+    if amount_sat > cap_sat:
+        raise PolicyViolation(f"a bounty is at most {cap_sat} sat; {amount_sat} asked")
+
+
+def check_budget(committed_sat: int, amount_sat: int, budget_sat: int) -> None:
+    """PolicyViolation if a treasury bounty would take the treasury's open bounties (already
+    ``committed_sat``) past its bounty budget ``budget_sat``."""
+    if committed_sat + amount_sat > budget_sat:
+        left = max(0, budget_sat - committed_sat)
+        raise PolicyViolation(
+            f"the treasury's bounty budget has {left} sat left; {amount_sat} asked"
+        )
+
+
+def on_pull_request_closed(merged: bool, author: str, claimant: str | None) -> Outcome:
+    """A pull request closing a bounty's issue: merged and by the claimant → PAY; anything
+    else pays nothing (an unmerged pull request, an unclaimed bounty, another author)."""
+    if merged and claimant is not None and author.lower() == claimant.lower():
+        return Outcome.PAY
+    return Outcome.NOTHING
+
+
+def on_issue_closed(funding: Funding, payout_enqueued: bool) -> Outcome:
+    """An issue closed while its bounty waits: CANCEL it, or REFUND its sponsor; nothing
+    when its payout is enqueued already (the merged pull request closed it)."""
+    if payout_enqueued:
+        return Outcome.NOTHING
+    return Outcome.REFUND if funding is Funding.SPONSOR else Outcome.CANCEL

@@ -1,0 +1,215 @@
+"""Bounties driven by the GitHub App's signed webhook events, paid over Lightning through the
+payout outbox exactly once (SRS-LN-08), against the embedded ledger and the local GitHub
+stand-in; the payloads are GitHub's own examples with the command or closing keyword set."""
+
+from __future__ import annotations
+
+import copy
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from owm_adapters.github.rest import GitHubRest
+from owm_adapters.github.standin import GitHubStandIn
+from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.services.bounty_book import BountyBook, BountyTerms
+from owm_adapters.services.github_app import GitHubApp
+from owm_adapters.services.github_bounties import BountyDesk
+from owm_adapters.services.payouts import LedgerInvoiceSource, PayoutDispatcher
+from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
+from owm_core.errors import PolicyViolation
+from owm_core.governance.contributions import BountyStatus
+from tests.github_app_support import SECRET, credentials, delivery, standin
+from tests.github_examples import example
+from tests.server.harness import StepClock
+
+T0 = 1_800_000_000
+REPO = "Codertocat/Hello-World"
+INSTALLATION = 1
+pytestmark = pytest.mark.timeout(120)
+
+
+@attrs.define
+class Stage:
+    repos: MemoryRepositories
+    ledger: SimLedger
+    clock: StepClock
+    app: GitHubApp
+    desk: BountyDesk
+    dispatcher: PayoutDispatcher
+    github: GitHubStandIn
+    contributor_ln: str
+    sponsor_ln: str
+
+    def post(self, event: str, payload: dict[str, Any]) -> None:
+        headers, raw = delivery(event, payload)
+        self.app.receive(headers["X-Hub-Signature-256"], headers["X-GitHub-Delivery"], event, raw)
+
+    def held_msat(self, pubkey: str) -> int:
+        with sqlite3.connect(self.ledger.path) as db:
+            a = db.execute("SELECT COALESCE(SUM(balance_a_msat), 0) FROM sim_ln_channels"
+                           " WHERE node_a = ?", (pubkey,)).fetchone()[0]
+            b = db.execute("SELECT COALESCE(SUM(balance_b_msat), 0) FROM sim_ln_channels"
+                           " WHERE node_b = ?", (pubkey,)).fetchone()[0]
+        return int(a + b)
+
+    def last_comment(self) -> str:
+        return self.github.comments[-1].body
+
+
+@pytest.fixture
+def stage(tmp_path: Path) -> Iterator[Stage]:
+    clock = StepClock(T0)
+    repos = memory_repositories()
+    ledger = SimLedger(tmp_path / "ln.sqlite3", clock=clock.now)
+    treasury_key = ledger.add_node("treasury")
+    contributor, sponsor = ledger.add_node("contributor"), ledger.add_node("sponsor")
+    ledger.open_channel(treasury_key, contributor, 10_000_000)
+    ledger.open_channel(treasury_key, sponsor, 10_000_000)
+    ledger.open_channel(sponsor, treasury_key, 10_000_000)
+    treasury = ledger.lightning("treasury")
+    dispatcher = PayoutDispatcher(repos, treasury, LedgerInvoiceSource(ledger), clock)
+    with standin(clock.now) as github:
+        github.add_repository(REPO, INSTALLATION)
+        port = GitHubRest(github.url, credentials(), clock)
+        book = BountyBook(repos, clock, treasury, BountyTerms(max_bounty_sat=5_000,
+                                                              budget_sat=8_000))
+        desk = BountyDesk(repos, book, dispatcher, port)
+        app = GitHubApp(repos, clock, SECRET, port, [desk])
+        yield Stage(repos, ledger, clock, app, desk, dispatcher, github, contributor, sponsor)
+    dispatcher.stop()
+
+
+def comment(body: str, login: str, association: str, issue: int = 1) -> dict[str, Any]:
+    payload = copy.deepcopy(example("issue_comment", "created"))
+    payload["installation"] = {"id": INSTALLATION}
+    payload["comment"].update(body=body, author_association=association)
+    payload["comment"]["user"]["login"] = login
+    payload["issue"]["number"] = issue
+    return payload
+
+
+def pull_closed(merged: bool, author: str, body: str, number: int = 2) -> dict[str, Any]:
+    payload = copy.deepcopy(example("pull_request", "closed"))
+    payload["installation"] = {"id": INSTALLATION}
+    payload["number"] = number
+    payload["pull_request"].update(merged=merged, body=body, number=number)
+    payload["pull_request"]["user"]["login"] = author
+    return payload
+
+
+def issue_closed(issue: int = 1) -> dict[str, Any]:
+    payload = copy.deepcopy(example("issues", "reopened"))  # GitHub ships no "closed" one
+    payload.update(action="closed", installation={"id": INSTALLATION})
+    payload["issue"]["state"] = "closed"
+    payload["issue"]["number"] = issue
+    return payload
+
+
+def open_and_claim(stage: Stage, amount: int = 1_000) -> str:
+    stage.post("issue_comment", comment(f"/bounty {amount}", "maintainer", "OWNER"))
+    (bounty,) = stage.repos.bounties.for_issue(REPO, 1)
+    stage.post("issue_comment", comment(f"/claim {stage.contributor_ln}", "alice", "NONE"))
+    return bounty.bounty_id
+
+
+def test_a_merged_pull_request_by_the_claimant_pays_the_bounty_once_with_a_comment(
+    stage: Stage,
+) -> None:
+    bounty_id = open_and_claim(stage)
+    assert "claimed bounty" in stage.last_comment()
+    merged = pull_closed(True, "alice", "This fixes #1.")
+    stage.post("pull_request", merged)
+    stage.post("pull_request", merged)  # GitHub redelivers under a new delivery id
+    stage.dispatcher.sweep()
+    (payment,) = stage.repos.payments.for_task(f"bounty:{bounty_id}")
+    assert payment.settled and payment.amount_msat == 1_000_000
+    assert stage.held_msat(stage.contributor_ln) == 1_000_000
+    assert stage.repos.bounties.get(bounty_id).status is BountyStatus.PAID  # type: ignore[union-attr]
+    paid_comments = [c for c in stage.github.comments if payment.payment_hash in c.body]
+    assert paid_comments and paid_comments[0].number == 2 and "1000 sat" in paid_comments[0].body
+
+
+def test_a_pull_request_closed_without_merge_or_by_someone_else_pays_nothing(
+    stage: Stage,
+) -> None:
+    bounty_id = open_and_claim(stage)
+    stage.post("pull_request", pull_closed(False, "alice", "Fixes #1"))
+    assert "not paid" in stage.last_comment()
+    stage.post("pull_request", pull_closed(True, "mallory", "Fixes #1", number=3))
+    assert "claimed by @alice" in stage.last_comment()
+    stage.dispatcher.sweep()
+    assert stage.repos.payments.for_task(f"bounty:{bounty_id}") == []
+    assert stage.repos.bounties.get(bounty_id).status is BountyStatus.OPEN  # type: ignore[union-attr]
+
+
+def test_commands_over_the_cap_the_budget_or_by_a_non_maintainer_are_refused_with_a_reason(
+    stage: Stage,
+) -> None:
+    stage.post("issue_comment", comment("/bounty 5001", "maintainer", "OWNER"))
+    assert "at most 5000 sat" in stage.last_comment()
+    stage.post("issue_comment", comment("/bounty 100", "mallory", "NONE"))
+    assert "only a maintainer" in stage.last_comment()
+    stage.post("issue_comment", comment("/bounty 5000", "maintainer", "MEMBER"))
+    stage.post("issue_comment", comment("/bounty 5000", "maintainer", "MEMBER", issue=4))
+    assert "budget has 3000 sat left" in stage.last_comment()
+    stage.post("issue_comment", comment("/claim not-a-key", "alice", "NONE"))
+    assert "public key" in stage.last_comment()
+    stage.post("issue_comment", comment(f"/claim {stage.contributor_ln}", "maintainer", "OWNER"))
+    assert "creator of a bounty cannot claim" in stage.last_comment()
+    assert [b.amount_sat for b in stage.repos.bounties.list()] == [5_000]
+
+
+def test_a_second_claimant_is_told_who_claimed_first(stage: Stage) -> None:
+    open_and_claim(stage)
+    stage.post("issue_comment", comment(f"/claim {stage.sponsor_ln}", "bob", "NONE"))
+    assert "claimed by @alice" in stage.last_comment()
+
+
+def test_a_sponsored_bounty_opens_once_paid_and_its_issue_closed_unpaid_refunds_the_sponsor(
+    stage: Stage,
+) -> None:
+    opened = stage.desk.book.open("api:acme", REPO, 1, "t", 2_000, sponsor_payee=stage.sponsor_ln)
+    assert opened.bounty.status is BountyStatus.FUNDING and opened.invoice is not None
+    assert stage.desk.book.settle_funding() == []  # not paid yet: not open
+    before = stage.held_msat(stage.sponsor_ln)
+    stage.ledger.pay(stage.sponsor_ln, opened.invoice.bolt11, 10_000)
+    (funded,) = stage.desk.book.settle_funding()
+    assert funded.status is BountyStatus.OPEN
+    stage.post("issues", issue_closed())
+    stage.post("issues", issue_closed())  # redelivered: refunded once
+    stage.dispatcher.sweep()
+    assert stage.repos.bounties.get(funded.bounty_id).status is BountyStatus.REFUNDED  # type: ignore[union-attr]
+    (refund,) = stage.repos.payments.for_task(f"bounty-refund:{funded.bounty_id}")
+    assert refund.settled and refund.amount_msat == 2_000_000
+    assert stage.held_msat(stage.sponsor_ln) == before
+
+
+def test_a_treasury_bounty_whose_issue_closes_unpaid_is_cancelled_and_frees_its_budget(
+    stage: Stage,
+) -> None:
+    stage.post("issue_comment", comment("/bounty 5000", "maintainer", "OWNER"))
+    stage.post("issues", issue_closed())
+    (bounty,) = stage.repos.bounties.for_issue(REPO, 1)
+    assert bounty.status is BountyStatus.CANCELLED
+    assert stage.repos.bounties.committed_treasury_sat() == 0
+    with pytest.raises(PolicyViolation):
+        stage.desk.book.open("api:acme", REPO, 9, "t", 8_001)
+
+
+def test_with_the_payout_worker_running_a_merge_is_paid_well_within_sixty_seconds(
+    stage: Stage,
+) -> None:
+    bounty_id = open_and_claim(stage)
+    stage.dispatcher.start()
+    started = time.monotonic()
+    stage.post("pull_request", pull_closed(True, "alice", "Closes #1"))
+    while stage.repos.bounties.get(bounty_id).status is not BountyStatus.PAID:  # type: ignore[union-attr]
+        assert time.monotonic() - started < 60, "not paid within 60 s (SRS-LN-08)"
+        time.sleep(0.05)
+    assert stage.held_msat(stage.contributor_ln) == 1_000_000
