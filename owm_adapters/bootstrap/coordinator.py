@@ -25,6 +25,7 @@ from owm_adapters.bootstrap.lightning import (
     force_closer_from,
     lightning_from,
 )
+from owm_adapters.bootstrap.pool import PoolWorker, pool_from
 from owm_adapters.bootstrap.settings import ConfigError, CoordinatorSettings, data_dir_of
 from owm_adapters.clock import SystemClock
 from owm_adapters.control_plane import tls_files
@@ -46,7 +47,7 @@ from owm_core.coordination.reveals import RevealWindows
 from owm_core.errors import InvalidValue
 from owm_core.identity.keys import Identity
 from owm_core.market.tasks import Settlement, VerificationMode, VerificationPolicy
-from owm_core.ports.chain import WalletChain
+from owm_core.ports.chain import Chain, WalletChain
 from owm_core.ports.clock import Clock
 from owm_core.ports.embeddings import Embedder
 from owm_core.ports.invoices import InvoiceSource
@@ -167,6 +168,8 @@ class Coordinator:
     #: The GitHub App: webhook intake and REST client (None while ``[github]`` is off); the
     #: ``github`` argument of :func:`build_coordinator`, or :func:`github_app_from` settings.
     github: GitHubApp | None = None
+    #: The Stratum V2 mining pool (None while ``[pool]`` is off; docs/mining-pool.md).
+    pool: PoolWorker | None = None
 
     @contextmanager
     def running(self, timeout_s: float = 10.0) -> Iterator[Coordinator]:
@@ -190,6 +193,7 @@ def build_coordinator(
     payout_sweep_s: float | None = None,
     wallet_chain: WalletChain | None = None,
     github: GitHubApp | None = None,
+    pool_chain: Chain | None = None,
 ) -> Coordinator:
     """The coordinator application for ``settings``; any port may be passed in instead.
 
@@ -205,6 +209,7 @@ def build_coordinator(
     outputs (SRS-SEC-02; nodes hold its public key as ``[coordinator] public_key``); with
     ``slashing=False`` and no ``coordinator_key`` the service draws one of its own. FL rounds
     run when ``[fl] enabled``; ``payout_sweep_s`` is the payout worker's idle sweep period.
+    The mining pool runs when ``[pool] enabled``, on ``pool_chain`` if given.
     """
     from owm_adapters.services.payouts import DEFAULT_SWEEP_S, PayoutDispatcher
 
@@ -245,8 +250,9 @@ def build_coordinator(
         )
     service.market.advertised_api_url = advertised_api_url(settings, fl)
     stamping = _timestamping_worker(fl.timestamping) if fl is not None else None
+    pool = pool_from(settings, store, clock, data_dir_of(settings), chain=pool_chain)
     workers = Workers(tuple(
-        w for w in (service, payouts, slashing_service, stamping, fl) if w is not None
+        w for w in (service, payouts, slashing_service, stamping, fl, pool) if w is not None
     ))
     return Coordinator(
         store=store, clock=clock, treasury=treasury, service=service, payouts=payouts,
@@ -254,6 +260,7 @@ def build_coordinator(
         signing_key_created=created, workers=workers, identity=service.signer,
         governance=governance_from(settings, store, clock, service.signer, chain=wallet_chain),
         github=github or github_app_from(settings, store, clock, payouts, treasury),
+        pool=pool,
     )
 
 

@@ -640,6 +640,30 @@ class GitHubSection:
 
 
 @attrs.frozen
+class PoolSection:
+    """The Stratum V2 mining pool (SRS-POOL-01..06; docs/mining-pool.md).
+
+    With ``enabled`` the coordinator listens on ``listen`` (``host:port``) for miners speaking
+    Stratum V2 over Noise. Its keys live in ``key_dir`` (empty: ``<data_dir>/pool``): the
+    authority key (``authority.key``) and the pool's static key (``static.key``), created 0600
+    on first start; the static key is certified by the authority for ``certificate_days`` from
+    each start. Work comes from ``getblocktemplate`` on the coordinator's ``[chain]``, or on a
+    devnet from the embedded provenance chain, refreshed every ``template_poll_s`` seconds.
+    Coinbases pay ``payout_script`` (a scriptPubKey in hex; empty: ``OP_TRUE``, accepted only
+    on the embedded chain). Shares must meet difficulty ``share_difficulty`` (never harder than
+    a block).
+    """
+
+    enabled: bool = False
+    listen: str = "0.0.0.0:34254"
+    key_dir: str = ""
+    certificate_days: int = 365
+    template_poll_s: float = 5.0
+    payout_script: str = ""
+    share_difficulty: int = 1
+
+
+@attrs.frozen
 class CoordinatorSettings:
     """The whole ``coordinator.toml``."""
 
@@ -656,6 +680,7 @@ class CoordinatorSettings:
     funding: FundingSection = FundingSection()
     governance: GovernanceSection = GovernanceSection()
     github: GitHubSection = GitHubSection()
+    pool: PoolSection = PoolSection()
 
 
 #: The settings of every program: a variable of one is not a typo in the other's environment.

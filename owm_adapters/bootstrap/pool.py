@@ -1,0 +1,126 @@
+"""The coordinator's Stratum V2 pool, built from ``[pool]`` (SRS-POOL-01..06, SRS-SEC-15/16).
+
+:func:`pool_from` returns a :class:`PoolWorker` — the listener, the share judge over the
+store's share repository and the registry, and a loop refreshing the block template — or
+``None`` while ``[pool] enabled`` is false. Keys are created on first start in the key
+directory (0600) and the static key is certified by the authority key at every start; the pool
+URL miners need (with the authority key) is logged and available as :attr:`PoolWorker.url`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+from owm_adapters.bootstrap.chains import chain_source_of
+from owm_adapters.bootstrap.settings import ConfigError, CoordinatorSettings, PoolSection
+from owm_adapters.chain.local_chain import ANYONE_CAN_SPEND, LocalChain
+from owm_adapters.pool.channels import MinerConnection, RegistryNodeKeys
+from owm_adapters.pool.mining import MiningPool
+from owm_adapters.pool.server import PoolServer
+from owm_adapters.services.workers import DEFAULT_STOP_TIMEOUT_S, Loop
+from owm_adapters.storage import keystore
+from owm_core.pool import noise, secp256k1
+from owm_core.ports.chain import Chain
+from owm_core.ports.clock import Clock
+from owm_core.ports.repositories import Repositories
+
+log = logging.getLogger(__name__)
+
+DAY_S = 86_400
+
+
+class PoolWorker:
+    """The pool as one of the coordinator's workers: started after the task market."""
+
+    def __init__(self, pool: MiningPool, server: PoolServer, listen: tuple[str, int], poll_s: float,
+                 authority_xonly: bytes) -> None:  # fmt: skip
+        self.pool = pool
+        self._server = server
+        self._listen = listen
+        self._authority = authority_xonly
+        self._loop = Loop("pool-templates", pool.refresh, poll_s)
+        self.address: tuple[str, int] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        """``stratum2+tcp://host:port/<authority key>`` once listening (section 4.7 of the spec)."""
+        assert self.address is not None, "the pool is not listening"
+        host, port = self.address
+        return f"stratum2+tcp://{host}:{port}/{noise.encode_authority_key(self._authority)}"
+
+    def start(self) -> None:
+        self.pool.refresh()
+        self.address = self._server.start(*self._listen)
+        self._loop.start()
+        log.info("mining pool listening: %s", self.url)
+
+    def stop(self, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> None:
+        self._server.stop()
+        self._loop.stop(timeout_s)
+
+
+def _secret(path: Path) -> bytes:
+    return keystore.load_secret(path) if path.exists() else keystore.create_secret(path)
+
+
+def _listen_of(section: PoolSection) -> tuple[str, int]:
+    host, _, port = section.listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"pool.listen: {section.listen!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+def _chain_of(settings: CoordinatorSettings, data_dir: Path) -> Chain:
+    source = chain_source_of(settings.chain)
+    if source is not None:
+        return source[0]
+    if settings.provenance.backend == "embedded":
+        return LocalChain(data_dir / "provenance" / "chain.sqlite3")
+    raise ConfigError("pool.enabled needs [chain] bitcoin_rpc or local_chain to get templates from")
+
+
+def _payout_script(section: PoolSection, chain: Chain) -> bytes:
+    if section.payout_script:
+        try:
+            return bytes.fromhex(section.payout_script)
+        except ValueError:
+            raise ConfigError("pool.payout_script: must be a scriptPubKey in hex") from None
+    if not isinstance(chain, LocalChain):
+        raise ConfigError("pool.payout_script: required unless mining on the embedded chain")
+    return ANYONE_CAN_SPEND
+
+
+def pool_from(
+    settings: CoordinatorSettings, store: Repositories, clock: Clock, data_dir: Path,
+    *, chain: Chain | None = None,
+) -> PoolWorker | None:  # fmt: skip
+    """The pool ``[pool]`` configures (module docstring); ``chain`` replaces the settings'."""
+    section = settings.pool
+    if not section.enabled:
+        return None
+    if section.share_difficulty < 1 or section.certificate_days < 1 or section.template_poll_s <= 0:
+        raise ConfigError("pool: share_difficulty and certificate_days ≥ 1, template_poll_s > 0")
+    listen = _listen_of(section)
+    chain = chain if chain is not None else _chain_of(settings, data_dir)
+    key_dir = Path(section.key_dir).expanduser() if section.key_dir else data_dir / "pool"
+    authority_secret = _secret(key_dir / "authority.key")
+    static_secret = _secret(key_dir / "static.key")
+    static_ellswift = secp256k1.ellswift_create(static_secret, os.urandom(32))
+    now = clock.now()
+    certificate = noise.sign_certificate(
+        authority_secret, static_ellswift, now - 60, now + section.certificate_days * DAY_S,
+        os.urandom(32),
+    )  # fmt: skip
+    static = noise.StaticKey(static_secret, static_ellswift, certificate)
+    pool = MiningPool(
+        chain, store.shares, clock.now, payout_script=_payout_script(section, chain),
+        share_difficulty=section.share_difficulty,
+    )  # fmt: skip
+    nodes = RegistryNodeKeys(store.nodes)
+    server = PoolServer(static, lambda connection: MinerConnection(connection, pool, nodes))
+    authority = secp256k1.xonly_public_key(authority_secret)
+    return PoolWorker(pool, server, listen, section.template_poll_s, authority)

@@ -1,0 +1,109 @@
+"""``[pool] enabled``: the coordinator runs the Stratum V2 pool on its chain, creates and keeps
+its keys, and a registered node mines on it with owm-mine (SRS-POOL-01/02/05)."""
+
+from __future__ import annotations
+
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from owm_adapters.bootstrap.coordinator import build_coordinator
+from owm_adapters.bootstrap.pool import pool_from
+from owm_adapters.bootstrap.settings import (
+    ConfigError,
+    CoordinatorSection,
+    CoordinatorSettings,
+    NodeChain,
+    PoolSection,
+    ProvenanceSection,
+)
+from owm_adapters.chain.local_chain import LocalChain
+from owm_adapters.clock import SystemClock
+from owm_adapters.pool.miner import StratumMiner
+from owm_adapters.storage.memory import memory_repositories
+from owm_core.identity.keys import Identity
+from owm_core.pool.noise import PoolUrl
+from tests.core.nodes.test_registry import make_node
+
+MINER = Identity.from_seed(b"\x44" * 32)
+
+
+def settings_in(tmp_path: Path, **pool: object) -> CoordinatorSettings:
+    return CoordinatorSettings(
+        coordinator=CoordinatorSection(
+            data_dir=str(tmp_path), signing_key_path=str(tmp_path / "c.key")
+        ),
+        pool=PoolSection(enabled=True, listen="127.0.0.1:0", **pool),  # type: ignore[arg-type]
+    )
+
+
+def test_an_enabled_pool_runs_with_the_coordinator_and_a_registered_node_mines_blocks(
+    tmp_path: Path,
+) -> None:
+    store = memory_repositories()
+    store.nodes.add(make_node(node_id=MINER.node_id, public_key=MINER.public_key_hex))
+    chain = LocalChain(tmp_path / "chain.db")
+    coordinator = build_coordinator(
+        settings_in(tmp_path), store=store, slashing=False, pool_chain=chain
+    )
+    assert coordinator.pool is not None
+    start = chain.tip_height()
+    with coordinator.running(5):
+        url = PoolUrl.parse(coordinator.pool.url)
+        miner = StratumMiner.dial(url.host, url.port, url.authority_xonly, int(time.time()))
+        miner.setup(url.host, url.port)
+        miner.open_channel(MINER, "rig")
+        assert miner.mine(shares=2).accepted == 2
+        miner.close()
+    assert chain.tip_height() == start + 2
+    assert len(store.shares.since(0, f"{MINER.node_id}.rig")) == 2
+    for name in ("authority.key", "static.key"):
+        assert stat.S_IMODE((tmp_path / "pool" / name).stat().st_mode) == 0o600
+
+
+def test_the_pool_keeps_its_authority_key_across_restarts(tmp_path: Path) -> None:
+    chain = LocalChain(tmp_path / "chain.db")
+    urls = []
+    for _ in range(2):
+        worker = pool_from(
+            settings_in(tmp_path), memory_repositories(), SystemClock(), tmp_path, chain=chain
+        )
+        assert worker is not None
+        worker.start()
+        urls.append(worker.url.rpartition("/")[2])
+        worker.stop()
+    assert urls[0] == urls[1]
+
+
+def test_a_disabled_pool_is_not_built(tmp_path: Path) -> None:
+    settings = CoordinatorSettings(coordinator=CoordinatorSection(data_dir=str(tmp_path)))
+    assert pool_from(settings, memory_repositories(), SystemClock(), tmp_path) is None
+
+
+def test_a_pool_without_a_chain_to_mine_on_is_refused(tmp_path: Path) -> None:
+    settings = CoordinatorSettings(
+        coordinator=CoordinatorSection(data_dir=str(tmp_path)),
+        pool=PoolSection(enabled=True, listen="127.0.0.1:0"),
+        provenance=ProvenanceSection(backend="calendars"),
+        chain=NodeChain(),
+    )
+    with pytest.raises(ConfigError, match="bitcoin_rpc or local_chain"):
+        pool_from(settings, memory_repositories(), SystemClock(), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("listen", "nowhere"), ("payout_script", "zz"), ("share_difficulty", 0)]
+)
+def test_bad_pool_settings_are_config_errors_naming_the_key(
+    tmp_path: Path, key: str, value: object
+) -> None:
+    chain = LocalChain(tmp_path / "chain.db")
+    settings = (
+        settings_in(tmp_path, **{key: value})
+        if key != "listen"
+        else CoordinatorSettings(pool=PoolSection(enabled=True, listen=str(value)))
+    )
+    with pytest.raises(ConfigError, match="pool"):
+        pool_from(settings, memory_repositories(), SystemClock(), tmp_path, chain=chain)
