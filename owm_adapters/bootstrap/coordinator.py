@@ -168,7 +168,8 @@ class Coordinator:
     #: The GitHub App: webhook intake and REST client (None while ``[github]`` is off); the
     #: ``github`` argument of :func:`build_coordinator`, or :func:`github_app_from` settings.
     github: GitHubApp | None = None
-    #: The Stratum V2 mining pool (None while ``[pool]`` is off; docs/mining-pool.md).
+    #: The Stratum V2 mining pool (None while ``[pool]`` is off; docs/mining-pool.md), on the
+    #: ``pool_chain`` of :func:`build_coordinator` if given, else the settings' chain.
     pool: PoolWorker | None = None
 
     @contextmanager
@@ -192,8 +193,7 @@ def build_coordinator(
     slashing: bool = True,
     payout_sweep_s: float | None = None,
     wallet_chain: WalletChain | None = None,
-    github: GitHubApp | None = None,
-    pool_chain: Chain | None = None,
+    github: GitHubApp | None = None, pool_chain: Chain | None = None,
 ) -> Coordinator:
     """The coordinator application for ``settings``; any port may be passed in instead.
 
@@ -209,7 +209,6 @@ def build_coordinator(
     outputs (SRS-SEC-02; nodes hold its public key as ``[coordinator] public_key``); with
     ``slashing=False`` and no ``coordinator_key`` the service draws one of its own. FL rounds
     run when ``[fl] enabled``; ``payout_sweep_s`` is the payout worker's idle sweep period.
-    The mining pool runs when ``[pool] enabled``, on ``pool_chain`` if given.
     """
     from owm_adapters.services.payouts import DEFAULT_SWEEP_S, PayoutDispatcher
 
@@ -251,16 +250,14 @@ def build_coordinator(
     service.market.advertised_api_url = advertised_api_url(settings, fl)
     stamping = _timestamping_worker(fl.timestamping) if fl is not None else None
     pool = pool_from(settings, store, clock, data_dir_of(settings), chain=pool_chain)
-    workers = Workers(tuple(
-        w for w in (service, payouts, slashing_service, stamping, fl, pool) if w is not None
-    ))
+    parts = (service, payouts, slashing_service, stamping, fl, pool)
+    workers = Workers(tuple(w for w in parts if w is not None))
     return Coordinator(
         store=store, clock=clock, treasury=treasury, service=service, payouts=payouts,
         slashing=slashing_service, fl=fl, node_invoices=node_invoices,
         signing_key_created=created, workers=workers, identity=service.signer,
         governance=governance_from(settings, store, clock, service.signer, chain=wallet_chain),
-        github=github or github_app_from(settings, store, clock, payouts, treasury),
-        pool=pool,
+        github=github or github_app_from(settings, store, clock, payouts, treasury), pool=pool,
     )
 
 
