@@ -24,6 +24,7 @@ from owm_adapters.bootstrap.lightning import (
     embedded_ledger,
     force_closer_from,
     lightning_from,
+    payout_channels_from,
 )
 from owm_adapters.bootstrap.pool import PoolWorker, pool_from
 from owm_adapters.bootstrap.settings import ConfigError, CoordinatorSettings, data_dir_of
@@ -212,9 +213,8 @@ def build_coordinator(
     """
     from owm_adapters.services.payouts import DEFAULT_SWEEP_S, PayoutDispatcher
 
-    existing = Path(settings.coordinator.data_dir).expanduser()
-    if existing.is_dir():  # state written by an older release is private from now on
-        secure_tree(existing)
+    if (existing := Path(settings.coordinator.data_dir).expanduser()).is_dir():
+        secure_tree(existing)  # state written by an older release is private from now on
     default_invoices = treasury is None and invoices is None
     store = store if store is not None else repositories_from(settings)
     treasury = treasury if treasury is not None else lightning_from(settings)
@@ -233,24 +233,21 @@ def build_coordinator(
         slashing_service = slashing_service_from(
             settings, store, clock, force_closer=force_closer, coordinator=coordinator_key
         )
+    channels = payout_channels_from(settings, store, treasury, clock)
     service = CoordinatorService(
-        store,
-        treasury,
-        clock,
-        config if config is not None else service_config_of(settings),
+        store, treasury, clock, config if config is not None else service_config_of(settings),
         settlement_listeners=_settlement_listeners(store, clock, payouts, slashing_service),
         coordinator_key=coordinator_key,
+        registration_listeners=() if channels is None else (channels.registered,),
+    )  # fmt: skip
+    fl = None if not settings.fl.enabled else fl_rounds_from(
+        settings, service, timestamping=timestamping,
+        signals=None if slashing_service is None else slashing_service.report,
     )
-    fl = None
-    if settings.fl.enabled:
-        fl = fl_rounds_from(
-            settings, service, timestamping=timestamping,
-            signals=None if slashing_service is None else slashing_service.report,
-        )
     service.market.advertised_api_url = advertised_api_url(settings, fl)
     stamping = _timestamping_worker(fl.timestamping) if fl is not None else None
     pool = pool_from(settings, store, clock, data_dir_of(settings), chain=pool_chain)
-    parts = (service, payouts, slashing_service, stamping, fl, pool)
+    parts = (service, payouts, channels, slashing_service, stamping, fl, pool)
     workers = Workers(tuple(w for w in parts if w is not None))
     return Coordinator(
         store=store, clock=clock, treasury=treasury, service=service, payouts=payouts,

@@ -20,6 +20,9 @@ from owm_core.ports.lightning import Lightning
 if TYPE_CHECKING:
     from owm_adapters.lightning.cln import ClnRestForceClose
     from owm_adapters.lightning.embedded import SimLedger
+    from owm_adapters.services.payout_channels import PayoutChannels
+    from owm_core.ports.clock import Clock
+    from owm_core.ports.repositories import Repositories
 
 LIGHTNING_FILE = LEDGER_FILE
 """The embedded ledger's file under the coordinator's data directory."""
@@ -148,3 +151,29 @@ def embedded_ledger(settings: CoordinatorSettings) -> SimLedger:
     from owm_adapters.lightning.embedded import SimLedger
 
     return SimLedger(data_dir_of(settings) / LIGHTNING_FILE)
+
+
+def payout_channels_from(
+    settings: CoordinatorSettings, store: Repositories, treasury: Lightning, clock: Clock
+) -> PayoutChannels | None:
+    """The payout-channel worker (SRS-LN-03) when ``[lightning] payout_channel_sat`` > 0 and
+    the treasury's handle can open channels (LND, CLN, the embedded ledger); else None."""
+    from owm_adapters.lightning.channel_opening import opener_for
+    from owm_adapters.services.payout_channels import PayoutChannels
+    from owm_core.payments.payout_channels import PayoutChannelPolicy
+
+    section = settings.lightning
+    if section.payout_channel_sat <= 0:
+        return None
+    opener = opener_for(treasury)
+    if opener is None:
+        return None
+    try:
+        policy = PayoutChannelPolicy(
+            reserve_sat=section.payout_reserve_sat, per_node_sat=section.payout_channel_sat,
+            daily_budget_sat=section.payout_daily_budget_sat,
+        )  # fmt: skip
+    except DomainError as exc:
+        raise ConfigError(f"lightning.payout_*: {exc.message}") from None
+    period = max(1, section.payout_channel_period_s)
+    return PayoutChannels(store, opener, treasury, clock, policy, period_s=period)

@@ -407,6 +407,14 @@ class CoordinatorLightning:
     cln_rest_url: str = ""
     cln_force_close_rune_file: str = ""
     cln_rest_ca_file: str = ""
+    #: Payout channels to new nodes (SRS-LN-03): each registered node without a channel the
+    #: treasury can pay over gets one of ``payout_channel_sat`` (0: off) from the treasury's
+    #: on-chain funds, keeping ``payout_reserve_sat`` and opening at most
+    #: ``payout_daily_budget_sat`` a day; the registry is swept every ``payout_channel_period_s``.
+    payout_channel_sat: int = 0
+    payout_reserve_sat: int = 1_000_000
+    payout_daily_budget_sat: int = 5_000_000
+    payout_channel_period_s: int = 300
 
 
 @attrs.frozen

@@ -35,6 +35,7 @@ from owm_adapters.lightning import message_signing
 from owm_core.errors import (
     ChannelNotFound,
     ForceCloseNotPermitted,
+    InsufficientFunds,
     InvalidValue,
     InvoiceNotFound,
 )
@@ -94,6 +95,10 @@ CREATE TABLE IF NOT EXISTS sim_ln_payments (
     failure_reason TEXT,
     created_at INTEGER NOT NULL,
     PRIMARY KEY (payer, payment_hash)
+);
+CREATE TABLE IF NOT EXISTS sim_ln_onchain (
+    pubkey TEXT PRIMARY KEY,
+    balance_sat INTEGER NOT NULL
 );
 """
 
@@ -284,6 +289,47 @@ class SimLedger:
                 "SELECT * FROM sim_ln_channels WHERE id = ?", (cursor.lastrowid,)
             ).fetchone()
         return _channel(row, local_pubkey)
+
+    def fund_onchain(self, pubkey: str, amount_sat: int) -> int:
+        """Credit ``amount_sat`` to a node's simulated on-chain wallet; its new balance."""
+        _check_pubkey(pubkey)
+        if isinstance(amount_sat, bool) or not isinstance(amount_sat, int) or amount_sat < 0:
+            raise InvalidValue("amount_sat", "must be an integer ≥ 0")
+        with self._file.transaction() as db:
+            db.execute(
+                "INSERT INTO sim_ln_onchain (pubkey, balance_sat) VALUES (?, ?) ON CONFLICT"
+                " (pubkey) DO UPDATE SET balance_sat = balance_sat + excluded.balance_sat",
+                (pubkey, amount_sat),
+            )
+        return self.onchain_sat(pubkey)
+
+    def onchain_sat(self, pubkey: str) -> int:
+        """A node's simulated on-chain balance (0 when never funded)."""
+        with self._file.connect() as db:
+            row = db.execute(
+                "SELECT balance_sat FROM sim_ln_onchain WHERE pubkey = ?", (pubkey,)
+            ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def open_funded_channel(self, local_pubkey: str, remote_pubkey: str, amount_sat: int) -> str:
+        """Open a channel from ``local_pubkey``'s on-chain funds (LND ``OpenChannel``, CLN
+        ``fundchannel``); its channel point. InsufficientFunds when the funds are short."""
+        _check_pubkey(remote_pubkey)
+        if isinstance(amount_sat, bool) or not isinstance(amount_sat, int) or amount_sat <= 0:
+            raise InvalidValue("amount_sat", "must be a positive integer")
+        with self._file.transaction() as db:
+            done = db.execute(
+                "UPDATE sim_ln_onchain SET balance_sat = balance_sat - ?"
+                " WHERE pubkey = ? AND balance_sat >= ?",
+                (amount_sat, local_pubkey, amount_sat),
+            )
+            if done.rowcount != 1:
+                short = amount_sat - self.onchain_sat(local_pubkey)
+                raise InsufficientFunds(
+                    f"not enough on-chain funds to open a {amount_sat} sat channel",
+                    missing_msat=short * 1_000,
+                )
+        return self.open_channel(local_pubkey, remote_pubkey, amount_sat).channel_point
 
     def close_channel(self, channel_point: str, *, by: str, force: bool) -> str:
         """Close an open channel as one of its two nodes; return the (simulated) closing txid.
@@ -701,6 +747,15 @@ class SimLightning:
     def verify_message(self, message: str, signature: str, pubkey: str) -> bool:
         """True when ``signature`` over ``message`` was made by the node ``pubkey``."""
         return message_signing.signed_by(message, signature, pubkey)
+
+    def spendable_onchain_sat(self) -> int:
+        """This node's simulated on-chain funds (SRS-LN-03)."""
+        return self.ledger.onchain_sat(self.pubkey)
+
+    def open_channel(self, peer_uri: str, amount_sat: int) -> str:
+        """Open a channel of ``amount_sat`` to ``pubkey@host:port`` from on-chain funds."""
+        peer = peer_uri.partition("@")[0].strip().lower()
+        return self.ledger.open_funded_channel(self.pubkey, peer, amount_sat)
 
     def force_close(self, channel_point: str) -> str:
         """Unilaterally close a channel with the force-close credential; return the txid."""

@@ -98,3 +98,17 @@ class ForceCloser(Protocol):
     def force_close(self, channel_point: str) -> str:
         """Unilaterally close a channel with the force-close credential; return the txid."""
         ...
+
+
+class ChannelOpener(Protocol):
+    """What the treasury needs to open payout channels to new nodes (SRS-LN-03): LND
+    ``ConnectPeer`` + ``OpenChannel``, CLN ``connect`` + ``fundchannel``, the embedded ledger."""
+
+    def spendable_onchain_sat(self) -> int:
+        """Confirmed on-chain funds the node could put into a channel."""
+        ...
+
+    def open_channel(self, peer_uri: str, amount_sat: int) -> str:
+        """Connect to ``pubkey@host:port`` and open a channel of ``amount_sat`` funded by this
+        node; the funding channel point (``txid:index``) once it is pending."""
+        ...

@@ -20,7 +20,7 @@ import bolt11
 
 from owm_adapters.lightning import message_signing
 from owm_adapters.lightning.embedded import SimLedger
-from owm_core.errors import ChannelNotFound, InvalidValue, InvoiceNotFound
+from owm_core.errors import ChannelNotFound, InsufficientFunds, InvalidValue, InvoiceNotFound
 from owm_core.payments.lightning import Invoice, InvoiceState, PaymentStatus
 
 _STATUS = {
@@ -49,6 +49,7 @@ class FakeCln:
         self.socket_path = socket_path
         self.labels: dict[str, str] = {}
         self.requests: list[dict[str, Any]] = []
+        self.peers: set[str] = set()
         fake = self
 
         class Handler(socketserver.BaseRequestHandler):
@@ -209,6 +210,30 @@ class FakeCln:
         elif signer != pubkey:
             raise ClnError(-1, "signature does not match the given pubkey")
         return {"pubkey": signer, "verified": True}
+
+    def rpc_listfunds(self) -> dict[str, Any]:
+        balance = self.ledger.onchain_sat(self.node.node_pubkey())
+        outputs = [{"txid": "ab" * 32, "output": 0, "amount_msat": balance * 1000,
+                    "status": "confirmed", "reserved": False}] if balance else []
+        return {"outputs": outputs, "channels": []}
+
+    def rpc_connect(self, id: str, host: str | None = None, port: int | None = None
+                    ) -> dict[str, Any]:
+        pubkey = id.partition("@")[0]
+        self.peers.add(pubkey)
+        return {"id": pubkey, "features": "", "direction": "out",
+                "address": {"type": "ipv4", "address": "127.0.0.1", "port": 9735}}
+
+    def rpc_fundchannel(self, id: str, amount: int, **_: Any) -> dict[str, Any]:
+        if id not in self.peers:  # lightningd/opening_control.c
+            raise ClnError(-1, f"Unknown peer '{id}'")
+        try:
+            point = self.ledger.open_funded_channel(self.node.node_pubkey(), id, int(amount))
+        except InsufficientFunds:
+            raise ClnError(301, "Could not afford 500000sat using all 0 available UTXOs") from None
+        txid, outnum = point.split(":")
+        return {"tx": "00", "txid": txid, "outnum": int(outnum),
+                "channel_id": hashlib.sha256(point.encode()).hexdigest()}
 
     def rpc_close(self, id: str, unilateraltimeout: int | None = None,
                   **_: Any) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from lndgrpc.compiled import router_pb2_grpc as routerrpc_grpc
 
 from owm_adapters.lightning import message_signing
 from owm_adapters.lightning.embedded import SimLedger
-from owm_core.errors import ChannelNotFound, InvalidValue, InvoiceNotFound
+from owm_core.errors import ChannelNotFound, InsufficientFunds, InvalidValue, InvoiceNotFound
 from owm_core.payments.lightning import InvoiceState, PaymentResult, PaymentStatus
 
 BLOCK_HEIGHT = 1_000
@@ -219,6 +219,37 @@ class _Lightning(lnrpc.LightningServicer):
         )
 
 
+    def WalletBalance(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.fake.auth.check(context)
+        confirmed = self.fake.ledger.onchain_sat(self.fake.node.node_pubkey())
+        return ln.WalletBalanceResponse(confirmed_balance=confirmed, total_balance=confirmed)
+
+    def ConnectPeer(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.fake.auth.check(context)
+        pubkey = request.addr.pubkey
+        if pubkey in self.fake.peers:  # lnd/rpcserver.go: "already connected to peer: …"
+            context.abort(grpc.StatusCode.UNKNOWN, f"already connected to peer: {pubkey}")
+        self.fake.peers.add(pubkey)
+        return ln.ConnectPeerResponse()
+
+    def OpenChannel(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        self.fake.auth.check(context)
+        pubkey = bytes(request.node_pubkey).hex()
+        if pubkey not in self.fake.peers:
+            context.abort(grpc.StatusCode.UNKNOWN, f"peer {pubkey} is not online")
+        try:
+            point = self.fake.ledger.open_funded_channel(
+                self.fake.node.node_pubkey(), pubkey, int(request.local_funding_amount)
+            )
+        except InsufficientFunds:
+            context.abort(grpc.StatusCode.UNKNOWN, "not enough witness outputs to create "
+                          "funding transaction")  # fmt: skip
+        txid, index = point.split(":")
+        yield ln.OpenStatusUpdate(
+            chan_pending=ln.PendingUpdate(txid=bytes.fromhex(txid)[::-1], output_index=int(index))
+        )
+
+
 class _Router(routerrpc_grpc.RouterServicer):
     def __init__(self, fake: FakeLnd) -> None:
         self.fake = fake
@@ -283,6 +314,7 @@ class FakeLnd:
         self.alias = alias
         self.node = ledger.lightning(alias, force_close_allowed=True)
         self.auth = _Auth(payment_macaroon, force_close_macaroon)
+        self.peers: set[str] = set()
         key_pem, self.cert_pem = self_signed_certificate()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         lnrpc.add_LightningServicer_to_server(_Lightning(self), self.server)

@@ -84,6 +84,7 @@ class CoordinatorService:
         observer: CoordinatorObserver | None = None,
         settlement_listeners: Sequence[Callable[[Settlement], None]] = (),
         coordinator_key: Identity | None = None,
+        registration_listeners: Sequence[Callable[[str], None]] = (),
     ) -> None:
         """``coordinator_key`` seals task inputs to nodes and opens their outputs (SRS-SEC-02);
         without one (tests) this process draws a key of its own, and inputs stored sealed
@@ -92,6 +93,7 @@ class CoordinatorService:
         self.lightning = lightning
         self.clock = clock
         self.config = config or ServiceConfig()
+        self._registration_listeners = tuple(registration_listeners)
         self._observed = Observed() if observer is None else Observed(observer)
         guard = LockedGuard.sized_by(self.config)
         self.funding = funding = TaskFunding(
@@ -194,6 +196,8 @@ class CoordinatorService:
         )
         self.ingest.remember(registered.node.node_id, registered.node.public_key)
         self.market.admission.forget()
+        for listener in self._registration_listeners:  # e.g. payout channels (SRS-LN-03)
+            listener(registered.node.node_id)
         return registered
 
     def deregister(self, public_key: str, challenge_nonce: str, signature: str) -> Stake:

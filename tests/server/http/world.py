@@ -18,6 +18,7 @@ from owm_adapters.bootstrap.settings import CoordinatorSettings
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.services.api import ApiConfig, ApiServices
 from owm_adapters.services.coordinator.service import ServiceConfig
+from owm_adapters.services.workers import Workers
 from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
 from owm_core.access.api_keys import Plan
 from owm_core.access.callers import signed_request_message
@@ -38,6 +39,8 @@ class World:
     treasury: str
     clock: StepClock
     client: TestClient
+    #: The coordinator's background workers (not started by the world).
+    workers: Workers | None = None
 
     def serve(self, **changes: Any) -> None:
         """Serve the API again with ``changes`` to its (frozen) services, e.g. ``fl=None``: the
@@ -105,13 +108,15 @@ class World:
         }
 
 
-def build_world(tmp_path: Path, config: ApiConfig | None = None) -> Generator[World, None, None]:
+def build_world(
+    tmp_path: Path, config: ApiConfig | None = None, settings: CoordinatorSettings | None = None
+) -> Generator[World, None, None]:
     clock = StepClock(T0)
     ledger = SimLedger(tmp_path / "ln.sqlite3", clock=clock.now)
     treasury = ledger.add_node("treasury")
     repos = memory_repositories()
     coordinator = build_coordinator(
-        CoordinatorSettings(),
+        settings or CoordinatorSettings(),
         store=repos,
         treasury=ledger.lightning("treasury"),
         clock=clock,
@@ -123,7 +128,7 @@ def build_world(tmp_path: Path, config: ApiConfig | None = None) -> Generator[Wo
     ).services
     client = _client(services)
     try:
-        yield World(services, repos, ledger, treasury, clock, client)
+        yield World(services, repos, ledger, treasury, clock, client, coordinator.workers)
     finally:
         client.close()
 

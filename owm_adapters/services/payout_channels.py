@@ -1,0 +1,111 @@
+"""Payout channels to new nodes (SRS-LN-03): the treasury opens one when it can afford it.
+
+A worker sweeps the registry every ``period_s`` seconds, and at once when a node registers
+(:meth:`PayoutChannels.registered`, a registration listener of the coordinator). For each
+registered node it asks the treasury's Lightning node for its channels with the node and its
+spendable on-chain funds, lets :func:`owm_core.payments.payout_channels.decide` apply the policy
+(reserve, per-node size, daily budget) and opens the channel through the
+:class:`~owm_core.ports.lightning.ChannelOpener` port (LND, CLN or the embedded ledger).
+
+Kept in memory: the capacity opened per day and the nodes with a channel still pending (LND
+and CLN list a channel only once it confirms). A restart therefore starts the day's budget
+afresh, and a channel still pending at a restart may be opened a second time; both are
+bounded by the daily budget and the reserve.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import attrs
+
+from owm_adapters.services.workers import Loop
+from owm_core.errors import DomainError
+from owm_core.nodes.registry import Node
+from owm_core.payments.payout_channels import PayoutChannelPolicy, day_of, decide
+from owm_core.ports.clock import Clock
+from owm_core.ports.lightning import ChannelOpener, StakeChannels
+from owm_core.ports.repositories import Repositories
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PERIOD_S = 300.0
+
+
+@attrs.frozen
+class Opened:
+    """A payout channel the sweep opened."""
+
+    node_id: str
+    channel_point: str
+    amount_sat: int
+
+
+class PayoutChannels:
+    """The payout-channel worker (module docstring)."""
+
+    def __init__(
+        self,
+        store: Repositories,
+        opener: ChannelOpener,
+        channels: StakeChannels,
+        clock: Clock,
+        policy: PayoutChannelPolicy,
+        period_s: float = DEFAULT_PERIOD_S,
+    ) -> None:
+        self._store = store
+        self._opener = opener
+        self._channels = channels
+        self._clock = clock
+        self.policy = policy
+        self._lock = threading.Lock()
+        self._opened_per_day: dict[int, int] = {}
+        self._pending: set[str] = set()
+        self._loop = Loop("payout-channels", self.sweep, period_s)
+
+    def start(self) -> None:
+        """Start sweeping."""
+        self._loop.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop after the current sweep."""
+        self._loop.stop(timeout_s)
+
+    def registered(self, _node_id: str) -> None:
+        """A node registered: sweep now (a registration listener; never blocks it)."""
+        self._loop.wake()
+
+    def sweep(self) -> list[Opened]:
+        """Open the payout channels the policy allows now; what was opened."""
+        opened: list[Opened] = []
+        with self._lock:
+            for node in self._store.nodes.list():
+                if node.node_id in self._pending:
+                    continue
+                done = self._consider(node)
+                if done is not None:
+                    opened.append(done)
+        return opened
+
+    def _consider(self, node: Node) -> Opened | None:
+        today = day_of(self._clock.now())
+        try:
+            decision = decide(
+                self.policy, spendable_sat=self._opener.spendable_onchain_sat(),
+                opened_today_sat=self._opened_per_day.get(today, 0),
+                channels=self._channels.channels_with(node.ln_node_uri.pubkey),
+                suspended=node.suspended,
+            )  # fmt: skip
+            if not decision.opens:
+                log.debug("no payout channel to %s: %s", node.node_id, decision.reason)
+                return None
+            point = self._opener.open_channel(str(node.ln_node_uri), decision.amount_sat)
+        except DomainError as exc:
+            log.warning("payout channel to %s not opened: %s", node.node_id, exc.message)
+            return None
+        self._opened_per_day = {today: self._opened_per_day.get(today, 0) + decision.amount_sat}
+        self._pending.add(node.node_id)
+        log.info("opened payout channel %s of %d sat to %s", point, decision.amount_sat,
+                 node.node_id)  # fmt: skip
+        return Opened(node.node_id, point, decision.amount_sat)

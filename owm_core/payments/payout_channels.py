@@ -1,0 +1,84 @@
+"""Payout channels to new nodes: when the treasury opens one, and how big (SRS-LN-03).
+
+When the treasury can afford it, it opens a channel to each newly registered node, so rewards
+reach the node directly instead of being routed (SRS-LN-03, SRS-LN-06). The policy has three
+numbers, all in sat:
+
+* ``reserve_sat`` — on-chain funds the treasury always keeps (fees, closes, treasury spends);
+* ``per_node_sat`` — the capacity of each payout channel;
+* ``daily_budget_sat`` — at most this much capacity is opened per UTC day.
+
+A node needs a payout channel unless the treasury already has an active channel with it whose
+local (treasury) balance is positive — a channel the treasury can pay over; a stake channel
+the node funded holds the node's balance, not the treasury's, and does not count. A suspended
+node gets none. Time is passed in; the day is ``now // 86,400``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import attrs
+
+from owm_core import fields
+from owm_core.payments.lightning import Channel
+
+DAY_S = 86_400
+
+
+@attrs.frozen
+class PayoutChannelPolicy:
+    """Reserve, channel size and daily budget (module docstring); ``per_node_sat`` 0 turns
+    channel opening off."""
+
+    reserve_sat: int = attrs.field(default=1_000_000, validator=fields.money())
+    per_node_sat: int = attrs.field(default=500_000, validator=fields.money())
+    daily_budget_sat: int = attrs.field(default=5_000_000, validator=fields.money())
+
+
+@attrs.frozen
+class ChannelDecision:
+    """Open ``amount_sat`` now, or not (``amount_sat`` 0) and why."""
+
+    amount_sat: int
+    reason: str
+
+    @property
+    def opens(self) -> bool:
+        """Whether a channel is to be opened."""
+        return self.amount_sat > 0
+
+
+def has_payout_route(channels: Iterable[Channel]) -> bool:
+    """Whether one of these channels lets the treasury pay the node directly."""
+    return any(c.active and c.local_balance_sat > 0 for c in channels)
+
+
+def decide(
+    policy: PayoutChannelPolicy,
+    *,
+    spendable_sat: int,
+    opened_today_sat: int,
+    channels: Iterable[Channel],
+    suspended: bool = False,
+) -> ChannelDecision:
+    """Whether to open a payout channel to a node now (SRS-LN-03), given the treasury's
+    spendable on-chain funds, what it opened today and its channels with the node."""
+    if policy.per_node_sat == 0:
+        return ChannelDecision(0, "payout channels are off (per_node_sat = 0)")
+    if suspended:
+        return ChannelDecision(0, "the node is suspended")
+    if has_payout_route(channels):
+        return ChannelDecision(0, "the treasury can already pay the node over a channel")
+    if opened_today_sat + policy.per_node_sat > policy.daily_budget_sat:
+        return ChannelDecision(0, f"today's budget of {policy.daily_budget_sat} sat is spent")
+    if spendable_sat - policy.per_node_sat < policy.reserve_sat:
+        return ChannelDecision(
+            0, f"opening would leave less than the {policy.reserve_sat} sat reserve on chain"
+        )
+    return ChannelDecision(policy.per_node_sat, "a new node without a payout channel")
+
+
+def day_of(now: int) -> int:
+    """The UTC day number of ``now`` (the daily budget's period)."""
+    return now // DAY_S
