@@ -34,6 +34,7 @@ from owm_adapters.node.daemon import DaemonSettings, NodeDaemon
 from owm_adapters.node.health import HealthServer
 from owm_adapters.node.invoicing import PayoutInvoicer
 from owm_adapters.node.metrics import NodeMetrics
+from owm_adapters.node.mining import MiningWorker
 from owm_adapters.node.task_log import TaskLog
 from owm_adapters.node.task_runner import Limits, TaskRunner
 from owm_adapters.node.weights import CachedModelRuntime, model_cache_dir
@@ -310,15 +311,21 @@ class Node:
     #: Where the control plane reaches the coordinator, and whether through SOCKS5 (Tor).
     coordinator_url: str
     via_proxy: bool
+    #: owm-mine, when ``[mining] enabled`` (SRS-NODE-13); always clearnet (SRS-NET-05).
+    miner: MiningWorker | None = None
 
     @contextmanager
     def running(self) -> Iterator[Node]:
         """Serve ``/health`` for the ``with`` block; then close it, the task log and the
         control plane."""
         self.health.start()
+        if self.miner is not None:
+            self.miner.start()
         try:
             yield self
         finally:
+            if self.miner is not None:
+                self.miner.stop()
             self.health.close()
             self.daemon.log.close()
             self.control.close()
@@ -339,6 +346,7 @@ def build_node(
     plane built here is closed again when the rest cannot be built.
     """
     url = coordinator_url(settings)
+    miner = mining_worker_from(settings)
     owned = control is None
     if control is None:
         from owm_adapters.control_plane.grpc_client import GrpcControlPlane
@@ -362,7 +370,16 @@ def build_node(
             control.close()
         raise
     return Node(daemon=daemon, control=control, health=health, coordinator_url=url,
-                via_proxy=via_proxy)
+                via_proxy=via_proxy, miner=miner)
+
+
+def mining_worker_from(settings: NodeSettings) -> MiningWorker | None:
+    """owm-mine for ``[mining]`` (None while it is off), signed in as this node."""
+    mining = settings.mining
+    if not mining.enabled:
+        return None
+    return MiningWorker(load_node_identity(settings), mining.pool_url, mining.worker,
+                        mining.intensity)
 
 
 def build_daemon(

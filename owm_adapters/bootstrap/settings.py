@@ -136,6 +136,21 @@ class NodeTasks:
 
 
 @attrs.frozen
+class NodeMining:
+    """owm-mine inside the node daemon (SRS-NODE-13, SRS-NET-05; docs/mining-pool.md).
+
+    With ``enabled`` the daemon mines on ``pool_url`` (``stratum2+tcp://HOST:PORT/AUTHORITY_KEY``)
+    as its own identity, worker ``worker``, on the CPU for ``intensity`` percent of the time;
+    always over clearnet — a ``.onion`` pool or a SOCKS proxy in the environment is refused.
+    """
+
+    enabled: bool = False
+    pool_url: str = ""
+    worker: str = ""
+    intensity: int = 100
+
+
+@attrs.frozen
 class NodeSettings:
     """The whole ``owm.toml`` of a node daemon."""
 
@@ -144,6 +159,7 @@ class NodeSettings:
     lightning: NodeLightning = NodeLightning()
     tasks: NodeTasks = NodeTasks()
     chain: NodeChain = NodeChain()
+    mining: NodeMining = NodeMining()
 
 
 _converter = cattrs.Converter(forbid_extra_keys=True)
@@ -155,7 +171,15 @@ def load_node_settings(
 ) -> NodeSettings:
     """Read a node configuration; ``None`` means all defaults. ``environ`` (default: this
     process's environment) overrides the file."""
-    return _load(path, NodeSettings, environ)
+    settings = _load(path, NodeSettings, environ)
+    mining = settings.mining
+    if not 1 <= mining.intensity <= 100:
+        raise ConfigError(f"{_where(path)}: mining.intensity: must be 1 to 100 (percent)")
+    if mining.enabled and not mining.pool_url.startswith("stratum2+tcp://"):
+        raise ConfigError(
+            f"{_where(path)}: mining.pool_url: must be stratum2+tcp://HOST:PORT/AUTHORITY_KEY"
+        )
+    return settings
 
 
 def _where(path: Path | None) -> str:

@@ -57,6 +57,8 @@ class StratumMiner:
         self._jobs: dict[int, sv2.NewMiningJob] = {}
         self.work: Work | None = None
         self._sequence = 0
+        self._next_nonce = 0
+        self._nonce_work: Work | None = None
 
     @classmethod
     def dial(
@@ -157,10 +159,11 @@ class StratumMiner:
     def mine(
         self, shares: int, max_hashes: int = 1 << 22, stop: Callable[[], bool] = lambda: False
     ) -> MiningResult:
-        """Find and submit up to ``shares`` shares; counts of hashes, accepted and rejected."""
+        """Find and submit up to ``shares`` shares; counts of hashes, accepted and rejected.
+        A later call on the same work goes on from the next nonce (no share found twice)."""
         hashes, accepted = 0, 0
         rejected: dict[str, int] = {}
-        nonce = 0
+        nonce = self._next_nonce if self._nonce_work == self.work else 0
         while accepted + sum(rejected.values()) < shares and hashes < max_hashes and not stop():
             assert self.work is not None
             work = self.work
@@ -177,6 +180,7 @@ class StratumMiner:
                 rejected[answer.error_code] = rejected.get(answer.error_code, 0) + 1
             if self.work != work:
                 nonce = 0
+        self._next_nonce, self._nonce_work = nonce, self.work
         return MiningResult(hashes, accepted, rejected)
 
     def close(self) -> None:

@@ -1,0 +1,85 @@
+"""owm-mine inside the node daemon: one thread mining on the configured pool (SRS-NODE-13).
+
+:class:`MiningWorker` connects over clearnet (SRS-NET-05: :func:`check_clearnet` before every
+connection), signs in with the node's identity (SRS-POOL-02), hashes on the CPU in slices of
+:data:`SLICE_HASHES` and rests between slices so that hashing takes ``intensity`` percent of
+the time. A lost connection or a refusal is logged and retried with a growing pause (up to
+60 s); :meth:`stop` ends the thread after its current slice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+from owm_adapters.pool.miner import StratumMiner, check_clearnet
+from owm_core.errors import DomainError
+from owm_core.identity.keys import Identity
+from owm_core.pool.noise import PoolUrl
+
+log = logging.getLogger(__name__)
+
+SLICE_HASHES = 1 << 14
+MAX_BACKOFF_S = 60.0
+
+
+class MiningWorker:
+    """The daemon's miner thread; counts what the pool answered."""
+
+    def __init__(self, identity: Identity, pool_url: str, worker: str, intensity: int) -> None:
+        self._identity = identity
+        self._url = PoolUrl.parse(pool_url)
+        check_clearnet(self._url.host, os.environ)
+        self._worker = worker
+        self._intensity = intensity
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.accepted = 0
+        self.rejected = 0
+        self.hashes = 0
+        self.connected = False
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="owm-mine", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def _run(self) -> None:
+        backoff = 1.0
+        while not self._stop.is_set():
+            try:
+                self._mine_session()
+                backoff = 1.0
+            except (DomainError, OSError) as error:
+                self.connected = False
+                log.warning("owm-mine: %s; retrying in %.0f s", error, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def _mine_session(self) -> None:
+        url = self._url
+        check_clearnet(url.host, os.environ)
+        miner = StratumMiner.dial(url.host, url.port, url.authority_xonly, int(time.time()))
+        try:
+            miner.setup(url.host, url.port)
+            miner.open_channel(self._identity, self._worker)
+            self.connected = True
+            log.info("owm-mine: mining on %s:%d as %s", url.host, url.port, self._identity.node_id)
+            while not self._stop.is_set():
+                started = time.monotonic()
+                result = miner.mine(shares=1, max_hashes=SLICE_HASHES, stop=self._stop.is_set)
+                self.hashes += result.hashes
+                self.accepted += result.accepted
+                self.rejected += sum(result.rejected.values())
+                busy = time.monotonic() - started
+                self._stop.wait(busy * (100 - self._intensity) / self._intensity)
+        finally:
+            self.connected = False
+            miner.close()

@@ -1,0 +1,145 @@
+"""owm-mine inside the node daemon (SRS-NODE-13): ``[mining] enabled`` makes the node mine on
+the pool as its own identity while it runs; clearnet only (SRS-NET-05)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from owm_adapters.bootstrap.node import build_node, detect_hardware
+from owm_adapters.bootstrap.settings import ConfigError, load_node_settings
+from owm_adapters.chain.local_chain import LocalChain
+from owm_adapters.control_plane.in_process import InProcessControlPlane
+from owm_adapters.gpu import FixedGpuProbe, FixedHostProbe
+from owm_adapters.node.mining import MiningWorker
+from owm_adapters.pool.channels import MinerConnection
+from owm_adapters.pool.mining import MiningPool
+from owm_adapters.pool.server import PoolServer
+from owm_adapters.storage import keystore
+from owm_adapters.storage.memory import memory_repositories
+from owm_core.errors import PolicyViolation
+from owm_core.identity.keys import Identity
+from owm_core.pool.noise import encode_authority_key
+from tests.adapters.pool.support import AUTHORITY, static_key
+from tests.node.test_data_dir_modes import configure, initialised
+
+
+class Keys:
+    def __init__(self) -> None:
+        self.keys: dict[str, str] = {}
+
+    def public_key_of(self, node_id: str) -> str | None:
+        return self.keys.get(node_id)
+
+
+@pytest.fixture
+def pool(tmp_path: Path) -> Iterator[tuple[str, Keys, LocalChain]]:
+    chain = LocalChain(tmp_path / "chain.db")
+    mining = MiningPool(
+        chain, memory_repositories().shares, lambda: int(time.time()), payout_script=b"\x51"
+    )
+    mining.refresh()
+    keys = Keys()
+    server = PoolServer(static_key(), lambda c: MinerConnection(c, mining, keys))
+    host, port = server.start()
+    yield f"stratum2+tcp://{host}:{port}/{encode_authority_key(AUTHORITY)}", keys, chain
+    server.stop()
+
+
+def wait_until(condition: object, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
+        time.sleep(0.05)
+    assert condition(), "condition not reached"  # type: ignore[operator]
+
+
+def test_the_worker_mines_shares_as_the_node_and_stops_promptly(
+    pool: tuple[str, Keys, LocalChain],
+) -> None:
+    url, keys, chain = pool
+    identity = Identity.from_seed(b"\x51" * 32)
+    keys.keys[identity.node_id] = identity.public_key_hex
+    start = chain.tip_height()
+    worker = MiningWorker(identity, url, "daemon", intensity=50)
+    worker.start()
+    try:
+        wait_until(lambda: worker.accepted >= 2)
+    finally:
+        began = time.monotonic()
+        worker.stop()
+    assert time.monotonic() - began < 5
+    assert chain.tip_height() >= start + 2 and worker.rejected == 0
+
+
+def test_an_unregistered_node_keeps_retrying_without_crashing(
+    pool: tuple[str, Keys, LocalChain],
+) -> None:
+    url, _keys, _chain = pool
+    worker = MiningWorker(Identity.from_seed(b"\x52" * 32), url, "", intensity=100)
+    worker.start()
+    time.sleep(0.5)
+    worker.stop()
+    assert worker.accepted == 0 and not worker.connected
+
+
+@pytest.mark.parametrize(
+    ("url", "env"),
+    [
+        ("stratum2+tcp://abc.onion:3333/9bXiEd8boQVhq7WddEcERUL5tyyJVFYdU8th3HfbNXK3Yw6GRXh", {}),
+        (
+            "stratum2+tcp://pool:3333/9bXiEd8boQVhq7WddEcERUL5tyyJVFYdU8th3HfbNXK3Yw6GRXh",
+            {"ALL_PROXY": "socks5h://x:1"},
+        ),
+    ],
+)
+def test_the_daemons_miner_refuses_tor_and_socks(
+    url: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(PolicyViolation):
+        MiningWorker(Identity.from_seed(b"\x53" * 32), url, "", intensity=100)
+
+
+def test_mining_enabled_in_owm_toml_runs_while_the_node_runs(
+    tmp_path: Path, pool: tuple[str, Keys, LocalChain], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OWM_IDENTITY_KEY_PATH", raising=False)
+    url, keys, chain = pool
+    data = initialised(tmp_path)
+    identity = keystore.load_identity(data / "identity.key")
+    keys.keys[identity.node_id] = identity.public_key_hex
+    config = configure(tmp_path, data)
+    config.write_text(
+        config.read_text() + f'[mining]\nenabled = true\npool_url = "{url}"\nworker = "n1"\n',
+        encoding="utf-8",
+    )
+    report = detect_hardware(100, FixedGpuProbe([]), FixedHostProbe(ram=16_000, bandwidth=100))
+    built = build_node(
+        load_node_settings(config), InProcessControlPlane(None),  # type: ignore[arg-type]
+        report=report, say=lambda _line: None,
+    )  # fmt: skip
+    assert built.miner is not None
+    start = chain.tip_height()
+    with built.running():
+        wait_until(lambda: built.miner is not None and built.miner.accepted >= 1)
+    assert chain.tip_height() > start
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ('enabled = true\npool_url = "stratum+tcp://pool:3333"', "mining.pool_url"),
+        ("intensity = 0", "mining.intensity"),
+    ],
+)
+def test_bad_mining_settings_are_config_errors_naming_the_key(
+    tmp_path: Path, section: str, key: str
+) -> None:
+    config = tmp_path / "owm.toml"
+    config.write_text(f"[mining]\n{section}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=key):
+        load_node_settings(config)
