@@ -2,7 +2,8 @@
 
 :func:`pool_from` returns a :class:`PoolWorker` — the listener, the share judge over the
 store's share repository and the registry, and a loop refreshing the block template — or
-``None`` while ``[pool] enabled`` is false. Keys are created on first start in the key
+``None`` while ``[pool] enabled`` is false; it also deletes shares older than 30 days, at start
+and hourly (SRS-POOL-11). Keys are created on first start in the key
 directory (0600) and the static key is certified by the authority key at every start; the pool
 URL miners need (with the authority key) is logged and available as :attr:`PoolWorker.url`.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from pathlib import Path
 
 from owm_adapters.bootstrap.chains import chain_source_of
@@ -26,24 +26,32 @@ from owm_core.pool import noise, secp256k1
 from owm_core.ports.chain import Chain
 from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import Repositories
+from owm_core.ports.repositories.pool import ShareRepository
 
 log = logging.getLogger(__name__)
 
 DAY_S = 86_400
+SHARE_RETENTION_S = 30 * DAY_S
+"""Accepted shares are kept 30 days for disputes, then deleted (SRS-POOL-11)."""
+RETENTION_EVERY_S = 3_600.0
 
 
 class PoolWorker:
     """The pool as one of the coordinator's workers: started after the task market."""
 
-    def __init__(self, pool: MiningPool, server: PoolServer, listen: tuple[str, int], poll_s: float,
-                 authority_xonly: bytes) -> None:  # fmt: skip
+    def __init__(
+        self, pool: MiningPool, server: PoolServer, listen: tuple[str, int], poll_s: float,
+        authority_xonly: bytes, shares: ShareRepository, clock: Clock,
+    ) -> None:  # fmt: skip
         self.pool = pool
         self._server = server
         self._listen = listen
         self._authority = authority_xonly
+        self._shares = shares
+        self._clock = clock
         self._loop = Loop("pool-templates", pool.refresh, poll_s)
+        self._retention = Loop("pool-retention", self.prune, RETENTION_EVERY_S, first=self.prune)
         self.address: tuple[str, int] | None = None
-        self._lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -56,11 +64,20 @@ class PoolWorker:
         self.pool.refresh()
         self.address = self._server.start(*self._listen)
         self._loop.start()
+        self._retention.start()
         log.info("mining pool listening: %s", self.url)
 
     def stop(self, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> None:
         self._server.stop()
         self._loop.stop(timeout_s)
+        self._retention.stop(timeout_s)
+
+    def prune(self) -> int:
+        """Delete shares accepted over 30 days ago (SRS-POOL-11): at start, then hourly."""
+        deleted = self._shares.delete_older_than(self._clock.now() - SHARE_RETENTION_S)
+        if deleted:
+            log.info("pool retention: deleted %d shares older than 30 days", deleted)
+        return deleted
 
 
 def _secret(path: Path) -> bytes:
@@ -123,4 +140,4 @@ def pool_from(
     nodes = RegistryNodeKeys(store.nodes)
     server = PoolServer(static, lambda connection: MinerConnection(connection, pool, nodes))
     authority = secp256k1.xonly_public_key(authority_secret)
-    return PoolWorker(pool, server, listen, section.template_poll_s, authority)
+    return PoolWorker(pool, server, listen, section.template_poll_s, authority, store.shares, clock)

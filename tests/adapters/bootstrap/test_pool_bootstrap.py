@@ -107,3 +107,32 @@ def test_bad_pool_settings_are_config_errors_naming_the_key(
     )
     with pytest.raises(ConfigError, match="pool"):
         pool_from(settings, memory_repositories(), SystemClock(), tmp_path, chain=chain)
+
+
+class FixedClock:
+    def __init__(self, now: int) -> None:
+        self._now = now
+
+    def now(self) -> int:
+        return self._now
+
+    def monotonic_ms(self) -> int:
+        return 0
+
+
+def test_shares_older_than_thirty_days_are_deleted_and_younger_ones_kept(tmp_path: Path) -> None:
+    from fractions import Fraction
+
+    from owm_core.pool.bitcoin import AcceptedShare
+
+    store = memory_repositories()
+    now = 1_800_000_000
+    for age_days, name in ((31, "old"), (29, "young")):
+        share = AcceptedShare(name, 1, Fraction(1), name.encode().hex().ljust(64, "0"), False)
+        store.shares.add(share, now - age_days * 86_400)
+    worker = pool_from(
+        settings_in(tmp_path), store, FixedClock(now), tmp_path, chain=LocalChain(tmp_path / "c.db")
+    )
+    assert worker is not None
+    assert worker.prune() == 1
+    assert [s.miner_id for _, s in store.shares.since(0)] == ["young"]
