@@ -5,16 +5,19 @@ licences (docs/conglomerate.md) — and prints its dataset id, content digest an
 passages it makes; an invalid file is one ``error: <field>: <reason>`` line and exit code 2.
 ``owm data submit FILE --api URL --api-key KEY`` validates the same way, then POSTs it to
 ``/v1/data/datasets``; the API key's owner becomes the contributor credited whenever the data
-grounds an answer.
+grounds an answer. ``owm data payee NODE_KEY`` names the Lightning node the credits are paid
+to; ``owm data credits`` shows what was credited, paid and is owed, and the payouts.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import click
 
-from owm_cli.api_client import post_json, v1_url
+from owm_cli.api_client import get_json, post_json, v1_url
 from owm_cli.errors import OwmGroup
 from owm_core.knowledge.datasets import MAX_DATASET_BYTES, Dataset, chunk_text, parse_dataset
 
@@ -78,3 +81,49 @@ def submit(path: Path, api_url: str, api_key: str) -> None:
         raise click.ClickException(
             f"the coordinator's digest {answer.get('digest')} differs from ours {dataset.digest}"
         )
+
+
+_API = click.option(
+    "--api", "api_url", envvar="OWM_API", required=True,
+    help="The coordinator's API base URL, e.g. http://127.0.0.1:8000 (env OWM_API).",
+)
+_KEY = click.option(
+    "--api-key", envvar="OWM_API_KEY", required=True,
+    help="Your API key (env OWM_API_KEY): the contributor is its owner.",
+)
+
+
+def _print_statement(answer: dict[str, Any]) -> None:
+    click.echo(
+        f"{answer.get('contributor')}: credited {answer.get('credited_msat')} msat, paid "
+        f"{answer.get('paid_msat')} msat, owed {answer.get('owed_msat')} msat; paid to "
+        f"{answer.get('ln_node') or '(no Lightning node named: owm data payee NODE_KEY)'}"
+    )
+    for payout in answer.get("payouts", []):
+        click.echo(
+            f"payout {payout.get('payment_hash')} {payout.get('amount_msat')} msat "
+            f"{payout.get('state')}"
+        )
+
+
+@data.command("credits")
+@_API
+@_KEY
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answer.")
+def credits(api_url: str, api_key: str, as_json: bool) -> None:
+    """Show your data credits, their Lightning payouts and what is owed."""
+    answer = get_json(v1_url(api_url, "/data/credits"), api_key=api_key)
+    if as_json:
+        click.echo(json.dumps(answer, indent=2, sort_keys=True))
+        return
+    _print_statement(answer)
+
+
+@data.command("payee")
+@click.argument("node_key", metavar="NODE_KEY")
+@_API
+@_KEY
+def payee(node_key: str, api_url: str, api_key: str) -> None:
+    """Pay your data credits to NODE_KEY, your Lightning node's public key (66 hex)."""
+    body = json.dumps({"ln_node": node_key.strip().lower()}).encode()
+    _print_statement(post_json(v1_url(api_url, "/data/payee"), body, api_key=api_key))

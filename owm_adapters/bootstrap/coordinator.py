@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -39,6 +39,7 @@ from owm_adapters.services.coordinator.shared import (
     QUERY_BUDGET,
     FundingConfig,
 )
+from owm_adapters.services.data_payouts import DataCreditPayouts
 from owm_adapters.services.github_app import GitHubApp
 from owm_adapters.services.governance import GovernanceService
 from owm_adapters.services.slashing import SlashingService
@@ -247,8 +248,8 @@ def build_coordinator(
     service.market.advertised_api_url = advertised_api_url(settings, fl)
     stamping = _timestamping_worker(fl.timestamping) if fl is not None else None
     pool = pool_from(settings, store, clock, data_dir_of(settings), chain=pool_chain)
-    parts = (service, payouts, channels, slashing_service, stamping, fl, pool)
-    workers = Workers(tuple(w for w in parts if w is not None))
+    workers = _workers(store, clock, service, payouts, channels, slashing_service, stamping, fl,
+                       pool)
     return Coordinator(
         store=store, clock=clock, treasury=treasury, service=service, payouts=payouts,
         slashing=slashing_service, fl=fl, node_invoices=node_invoices,
@@ -256,6 +257,17 @@ def build_coordinator(
         governance=governance_from(settings, store, clock, service.signer, chain=wallet_chain),
         github=github or github_app_from(settings, store, clock, payouts, treasury), pool=pool,
     )
+
+
+def _workers(
+    store: Repositories, clock: Clock, service: CoordinatorService,
+    payouts: PayoutDispatcher | None, *others: Any,
+) -> Workers:
+    """The background workers in start order: the market, payouts, the data contributors'
+    payout sweep (over the payout outbox, when payouts run), then ``others`` (channels,
+    slashing, stamping, FL rounds, the pool) that are not None."""
+    credits = None if payouts is None else DataCreditPayouts(store, clock, payouts)
+    return Workers(tuple(w for w in (service, payouts, credits, *others) if w is not None))
 
 
 def _timestamping_worker(timestamping: Timestamping) -> OnStop | None:

@@ -14,6 +14,7 @@ from owm_adapters.knowledge.minilm import HashingEmbedder
 from owm_adapters.knowledge.qdrant import MemoryVectorStore
 from owm_adapters.services.knowledge import KnowledgeBase
 from owm_cli.main import cli
+from owm_core.knowledge.retrieval import DataCredit
 from owm_server.http.app import create_app
 from owm_server.http.serve import ApiServer
 from tests.server.http.world import World, build_world
@@ -103,3 +104,24 @@ def test_submit_with_a_wrong_key_fails_in_one_line(
     )
     assert result.exit_code != 0
     assert "the coordinator refused it: 401" in result.output
+
+
+def test_a_contributor_names_a_payee_and_reads_credits_and_payouts_over_the_api(
+    served: tuple[World, str],
+) -> None:
+    world, url = served
+    secret = world.api_key("alice")["Authorization"].removeprefix("Bearer ")
+    node = "02" + "ab" * 32
+    world.repos.data_credits.add(
+        "qry_1", [DataCredit("alice", "ds-" + "a" * 24, 7_000, 2)], world.clock.now()
+    )
+    named = CliRunner().invoke(cli, ["data", "payee", node, "--api", url, "--api-key", secret])
+    assert named.exit_code == 0, named.output
+    assert f"alice: credited 7000 msat, paid 0 msat, owed 7000 msat; paid to {node}" in named.output
+    shown = CliRunner().invoke(cli, ["data", "credits", "--api", url, "--api-key", secret,
+                                     "--json"])  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    answer = json.loads(shown.output)
+    assert answer["credits"][0]["query_id"] == "qry_1" and answer["ln_node"] == node
+    bad = CliRunner().invoke(cli, ["data", "payee", "nope", "--api", url, "--api-key", secret])
+    assert bad.exit_code != 0 and "ln_node" in bad.output

@@ -53,6 +53,7 @@ from owm_adapters.services.api.releases import Releases
 from owm_adapters.services.api.views import DashboardFrame, MinerView, Views
 from owm_adapters.services.bounty_book import BountyBook, BountyTerms
 from owm_adapters.services.coordinator.service import CoordinatorService
+from owm_adapters.services.data_payouts import DataCreditLedger
 from owm_adapters.services.fl_rounds import FlRoundService
 from owm_adapters.services.github_app import GitHubApp
 from owm_adapters.services.governance import GovernanceService
@@ -81,6 +82,8 @@ class ApiServices:
     history: History
     governance: Governance
     bounties: Bounties
+    #: Data contributors' credits, payouts and payees.
+    credits: DataCreditLedger
     #: Slashing acknowledgements and pending cases (None when no slashing service is wired).
     slashing: SlashingService | None = None
     #: The conglomerate's query path (None without a knowledge base: queries answer 503).
@@ -145,6 +148,7 @@ class ApiServices:
             history=History(store, clock),
             governance=Governance(store, clock, cache, entropy, config, log=statements),
             bounties=Bounties(store, clock, cache, config, entropy, book),
+            credits=DataCreditLedger(store, clock),
             slashing=slashing,
             queries=queries,
             knowledge=knowledge,

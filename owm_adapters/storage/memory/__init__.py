@@ -30,6 +30,7 @@ from owm_adapters.storage.memory.governance import (
 )
 from owm_adapters.storage.memory.knowledge import (
     MemoryDataCreditRepository,
+    MemoryDataPayeeRepository,
     MemoryDatasetRepository,
     MemoryQueryAnswerRepository,
     MemorySubModelRepository,
@@ -92,6 +93,7 @@ class MemoryRepositories:
     sub_models: MemorySubModelRepository
     datasets: MemoryDatasetRepository
     data_credits: MemoryDataCreditRepository
+    data_payees: MemoryDataPayeeRepository
     query_answers: MemoryQueryAnswerRepository
     fl_rounds: MemoryFlRoundRepository
     funding: MemoryFundingRepository
@@ -144,6 +146,7 @@ def memory_repositories() -> MemoryRepositories:
         sub_models=MemorySubModelRepository(state, lock),
         datasets=MemoryDatasetRepository(state, lock),
         data_credits=MemoryDataCreditRepository(state, lock),
+        data_payees=MemoryDataPayeeRepository(state, lock),
         query_answers=MemoryQueryAnswerRepository(state, lock),
         fl_rounds=MemoryFlRoundRepository(state, lock),
         funding=MemoryFundingRepository(state, lock),

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from owm_adapters.storage.memory.state import KeyedStateRepository, StateRepository
 from owm_core.errors import Conflict
+from owm_core.knowledge.credit_payouts import DataPayee
 from owm_core.knowledge.datasets import DatasetRecord, Document
 from owm_core.knowledge.retrieval import DataCredit
 from owm_core.knowledge.routing import QueryAnswer
@@ -131,3 +132,22 @@ class MemoryQueryAnswerRepository(StateRepository):
         """The stored answer of ``query_id``, or None."""
         with self._lock:
             return self._state.query_answers.get(query_id)
+
+
+class MemoryDataPayeeRepository(StateRepository):
+    """Data contributors' payees per contributor."""
+
+    def put(self, payee: DataPayee) -> None:
+        """Store or replace the payee of ``payee.contributor``."""
+        with self._lock:
+            self._state.data_payees[payee.contributor] = payee
+
+    def get(self, contributor: str) -> DataPayee | None:
+        """The payee of ``contributor``, or None."""
+        with self._lock:
+            return self._state.data_payees.get(contributor)
+
+    def list(self, limit: int = 1_000) -> Sequence[DataPayee]:
+        """Up to ``limit`` payees, by contributor."""
+        with self._lock:
+            return [self._state.data_payees[c] for c in sorted(self._state.data_payees)][:limit]

@@ -16,6 +16,7 @@ from owm_core.governance.github_app import WebhookEvent
 from owm_core.governance.proposals import Proposal
 from owm_core.governance.treasury import TreasurySpend
 from owm_core.identity.envelopes import Envelope
+from owm_core.knowledge.credit_payouts import DataPayee
 from owm_core.knowledge.datasets import DatasetRecord, Document
 from owm_core.knowledge.retrieval import DataCredit
 from owm_core.knowledge.routing import QueryAnswer
@@ -83,6 +84,7 @@ class State:
     sub_models: dict[str, SubModel] = attrs.Factory(dict)
     datasets: dict[str, tuple[int, DatasetRecord, tuple[Document, ...]]] = attrs.Factory(dict)
     data_credits: dict[str, tuple[int, int, tuple[DataCredit, ...]]] = attrs.Factory(dict)
+    data_payees: dict[str, DataPayee] = attrs.Factory(dict)
     query_answers: dict[str, QueryAnswer] = attrs.Factory(dict)
     fl_rounds: dict[int, FlRound] = attrs.Factory(dict)
     fl_updates: dict[tuple[int, str], tuple[int, RoundUpdate]] = attrs.Factory(dict)

@@ -46,6 +46,7 @@ from owm_adapters.storage.sql.repositories.pool import SqlMiningPayoutRepository
 from owm_adapters.storage.sql.repositories.provenance import SqlModelReleaseRepository
 from owm_adapters.storage.sql.repositories.retrieval import (
     SqlDataCreditRepository,
+    SqlDataPayeeRepository,
     SqlQueryAnswerRepository,
 )
 from owm_adapters.storage.sql.repositories.slashing import (
@@ -89,6 +90,7 @@ class SqlRepositories:
     sub_models: SqlSubModelRepository
     datasets: SqlDatasetRepository
     data_credits: SqlDataCreditRepository
+    data_payees: SqlDataPayeeRepository
     query_answers: SqlQueryAnswerRepository
     fl_rounds: SqlFlRoundRepository
     funding: SqlFundingRepository
@@ -135,6 +137,7 @@ def sql_repositories(engine: Engine) -> SqlRepositories:
         sub_models=SqlSubModelRepository(db),
         datasets=SqlDatasetRepository(db),
         data_credits=SqlDataCreditRepository(db),
+        data_payees=SqlDataPayeeRepository(db),
         query_answers=SqlQueryAnswerRepository(db),
         fl_rounds=SqlFlRoundRepository(db),
         funding=SqlFundingRepository(db),

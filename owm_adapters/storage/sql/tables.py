@@ -499,6 +499,14 @@ data_credits = Table(
     Index(None, "contributor", "credited_at"),
 )
 
+data_payees = Table(
+    "data_payees",
+    metadata,
+    Column("contributor", String(256), primary_key=True),
+    Column("ln_pubkey", String(66), nullable=False),
+    _time("registered_at"),
+)
+
 # -- slashing evidence waiting for a decision, and decisions under way (migration 0008) -------
 
 slashing_signals = Table(

@@ -61,6 +61,9 @@ from owm_core.ports.repositories.knowledge import (
     DataCreditRepository as DataCreditRepository,
 )
 from owm_core.ports.repositories.knowledge import (
+    DataPayeeRepository as DataPayeeRepository,
+)
+from owm_core.ports.repositories.knowledge import (
     DatasetRepository as DatasetRepository,
 )
 from owm_core.ports.repositories.knowledge import (
@@ -246,6 +249,11 @@ class Repositories(Protocol):
     @property
     def data_credits(self) -> DataCreditRepository:
         """The data contributors' credits repository."""
+        ...
+
+    @property
+    def data_payees(self) -> DataPayeeRepository:
+        """Where data contributors are paid (SRS 2.2)."""
         ...
 
     @property

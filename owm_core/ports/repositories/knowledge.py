@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from owm_core.knowledge.credit_payouts import DataPayee
 from owm_core.knowledge.datasets import DatasetRecord, Document
 from owm_core.knowledge.retrieval import DataCredit
 from owm_core.knowledge.routing import QueryAnswer
@@ -80,6 +81,22 @@ class DataCreditRepository(Protocol):
 
     def total_msat(self, contributor: str) -> int:
         """Everything credited to ``contributor`` so far, in msat."""
+        ...
+
+
+class DataPayeeRepository(Protocol):
+    """Where data contributors are paid their credits (one Lightning node each)."""
+
+    def put(self, payee: DataPayee) -> None:
+        """Store or replace the payee of ``payee.contributor``."""
+        ...
+
+    def get(self, contributor: str) -> DataPayee | None:
+        """The payee of ``contributor``, or None."""
+        ...
+
+    def list(self, limit: int = 1_000) -> Sequence[DataPayee]:
+        """Up to ``limit`` payees, by contributor."""
         ...
 
 

@@ -4,9 +4,10 @@
 authenticated caller, who becomes its contributor, and hands it to the
 :class:`~owm_adapters.services.knowledge.KnowledgeBase`: validated, content-hashed, indexed for
 its sub-models and OTS-stamped. ``GET /v1/data/datasets`` lists contributions;
-``GET /v1/submodels`` the conglomerate's sub-model registry. No rule lives here: parse, call
-the service, render. Invalid datasets are 422 problems naming the field
-(``documents[3].licence``); a dataset another contributor already gave is a 409.
+``GET /v1/submodels`` the conglomerate's sub-model registry; ``GET /v1/data/credits`` the
+caller's credits and Lightning payouts, ``POST /v1/data/payee`` names where they go.
+No rule lives here: parse, call the service, render. Invalid datasets are 422 problems naming
+the field (``documents[3].licence``); a dataset another contributor already gave is a 409.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
+from owm_adapters.services.data_payouts import CreditStatement
 from owm_adapters.services.knowledge import KnowledgeBase
 from owm_core.knowledge.datasets import (
     FORMAT,
@@ -26,7 +28,7 @@ from owm_core.knowledge.datasets import (
 from owm_core.knowledge.submodels import SubModel
 from owm_server.http.call import Call, running
 from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag
-from owm_server.http.v1.schemas import INT, SLUG, STR, array, obj, problem
+from owm_server.http.v1.schemas import INT, SLUG, STR, array, nullable, obj, problem
 
 DATASET_BODY: Schema = {
     "type": "object",
@@ -162,6 +164,58 @@ def list_sub_models(call: Call) -> Response:
     return JSONResponse({"sub_models": [sub_model_json(m) for m in _knowledge(call).sub_models()]})
 
 
+PAYOUT = obj({"payment_hash": STR, "amount_msat": INT, "state": STR, "created_at": INT})
+CREDIT = obj({"query_id": STR, "at": INT, "dataset_id": STR, "amount_msat": INT,
+              "passages_used": INT})
+STATEMENT = obj(
+    {
+        "contributor": STR,
+        "credited_msat": INT,
+        "enqueued_msat": INT,
+        "paid_msat": INT,
+        "owed_msat": INT,
+        "ln_node": nullable(STR),
+        "payouts": array(PAYOUT),
+        "credits": array(CREDIT),
+    }
+)
+PAYEE_BODY: Schema = obj(
+    {"ln_node": {"type": "string", "pattern": "^0[23][0-9a-f]{64}$"}}, additional=False
+)
+
+
+def statement_json(s: CreditStatement) -> dict[str, Any]:
+    """A contributor's credits and payouts as the API publishes them."""
+    return {
+        "contributor": s.contributor,
+        "credited_msat": s.credited_msat,
+        "enqueued_msat": s.enqueued_msat,
+        "paid_msat": s.paid_msat,
+        "owed_msat": s.owed_msat,
+        "ln_node": s.payee.ln_pubkey if s.payee is not None else None,
+        "payouts": [
+            {"payment_hash": p.payment_hash, "amount_msat": p.amount_msat,
+             "state": p.state.value, "created_at": p.created_at}
+            for p in s.payouts
+        ],
+        "credits": [
+            {"query_id": q, "at": at, "dataset_id": c.dataset_id, "amount_msat": c.amount_msat,
+             "passages_used": c.passages_used}
+            for q, at, c in s.credits
+        ],
+    }  # fmt: skip
+
+
+def my_credits(call: Call) -> Response:
+    return JSONResponse(statement_json(call.services.credits.statement(call.who().owner)))
+
+
+def set_payee(call: Call) -> Response:
+    owner = call.who().owner
+    call.services.credits.register_payee(owner, call.body["ln_node"])
+    return JSONResponse(statement_json(call.services.credits.statement(owner)))
+
+
 def operations() -> list[Operation]:
     """The data contributors' API and the sub-model registry (SRS 2.1, SRS 2.2)."""
     data = Tag("data")
@@ -194,6 +248,19 @@ def operations() -> list[Operation]:
                 Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000},
                       "At most this many (default 100)."),
             ),
+        ),
+        data(
+            "GET", "/data/credits", "myDataCredits", "Your data credits and their payouts",
+            client, my_credits,
+            {200: Reply("The caller's credits (latest first), payouts and what is owed.",
+                        STATEMENT)},
+            description="Credits are paid over Lightning to the registered node when they "
+            "reach the threshold, or daily once a satoshi is owed.",
+        ),
+        data(
+            "POST", "/data/payee", "setDataPayee", "Name the Lightning node your credits go to",
+            client, set_payee, {200: Reply("The caller's statement with the payee.", STATEMENT)},
+            body=PAYEE_BODY,
         ),
         data(
             "GET", "/submodels", "listSubModels", "List the conglomerate's sub-models", client,

@@ -13,6 +13,7 @@ from owm_core.errors import Conflict
 from owm_core.governance.bounty_rules import Funding
 from owm_core.governance.contributions import BountyStatus, open_bounty
 from owm_core.governance.github_app import WebhookEvent, parse_webhook
+from owm_core.knowledge.credit_payouts import DataPayee
 from tests.adapters.storage import test_repositories_contract as contract
 from tests.adapters.storage.test_repositories_contract import Backend
 
@@ -73,3 +74,15 @@ def test_a_claimed_sponsored_bounty_survives_a_reopen_and_is_found_by_its_issue(
     assert again.committed_treasury_sat() == 1_400  # sponsored ones are not the treasury's
     bounties.save(attrs.evolve(treasury, status=BountyStatus.CANCELLED))
     assert backend.reopen().bounties.committed_treasury_sat() == 700
+
+
+def test_a_data_payee_is_replaced_and_survives_a_reopen(backend: Backend) -> None:
+    payees = backend.repos.data_payees
+    payees.put(DataPayee("bob", "02" + "ab" * 32, T0))
+    payees.put(DataPayee("alice", "03" + "cd" * 32, T0))
+    newer = DataPayee("alice", "02" + "ef" * 32, T0 + 9)
+    payees.put(newer)
+    again = backend.reopen().data_payees
+    assert again.get("alice") == newer
+    assert [p.contributor for p in again.list()] == ["alice", "bob"]
+    assert again.get("carol") is None

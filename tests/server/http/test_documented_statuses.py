@@ -43,6 +43,7 @@ GOOD_BODIES: dict[str, dict[str, Any]] = {
         "implementation_plan": "p",
     },
     "commentProposal": {"text": "+1"},
+    "setDataPayee": {"ln_node": "02" + "ab" * 32},
     "submitDataset": DATASET,
 }
 

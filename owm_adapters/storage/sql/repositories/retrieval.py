@@ -1,4 +1,4 @@
-"""SQL repositories: data contributors' credits and answered queries."""
+"""SQL repositories: data contributors' credits and payees, and answered queries."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ from collections.abc import Sequence
 from sqlalchemy import func, insert, select
 
 from owm_adapters.storage.sql import tables as t
-from owm_adapters.storage.sql.database import SqlRepository, int64
+from owm_adapters.storage.sql.database import SqlRepository, int64, upsert
 from owm_adapters.storage.sql.rows import (
+    MappedRepository,
     from_row,
     register_row,
     row_converter,
+    to_row,
 )
 from owm_core.errors import Conflict
+from owm_core.knowledge.credit_payouts import DataPayee
 from owm_core.knowledge.retrieval import DataCredit
 from owm_core.knowledge.routing import QueryAnswer, answer_fields, answer_from_fields
 
@@ -105,3 +108,30 @@ class SqlQueryAnswerRepository(SqlRepository):
         with self._db.tx() as conn:
             stored = conn.execute(select(c.answer).where(c.query_id == query_id)).scalar()
         return None if stored is None else answer_from_fields(json.loads(stored))
+
+
+_PAYEE_ROWS = row_converter()
+register_row(_PAYEE_ROWS, DataPayee, int64_columns=["registered_at"])
+
+
+class SqlDataPayeeRepository(MappedRepository):
+    """Data contributors' payees in ``data_payees``, by contributor."""
+
+    _rows = _PAYEE_ROWS
+
+    def put(self, payee: DataPayee) -> None:
+        """Store or replace the payee of ``payee.contributor``."""
+        row = to_row(_PAYEE_ROWS, payee)
+        with self._db.tx(write=True) as conn:
+            upsert(conn, t.data_payees, row, "contributor")
+
+    def get(self, contributor: str) -> DataPayee | None:
+        """The payee of ``contributor``, or None."""
+        query = select(t.data_payees).where(t.data_payees.c.contributor == contributor)
+        found: DataPayee | None = self._first(query, DataPayee)
+        return found
+
+    def list(self, limit: int = 1_000) -> Sequence[DataPayee]:
+        """Up to ``limit`` payees, by contributor."""
+        query = select(t.data_payees).order_by(t.data_payees.c.contributor).limit(limit)
+        return self._all(query, DataPayee)

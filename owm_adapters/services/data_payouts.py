@@ -1,0 +1,158 @@
+"""Data contributors' credits: read them, name where they are paid, and pay them out over
+Lightning through the payout outbox (rules: :mod:`owm_core.knowledge.credit_payouts`).
+
+* :class:`DataCreditLedger` — a contributor's statement (credited, enqueued, paid, owed, their
+  payouts and latest credits) and their payee, for ``GET /v1/data/credits``,
+  ``POST /v1/data/payee`` and ``owm data credits|payee``;
+* :class:`DataCreditPayouts` — the sweep a worker runs every ``period_s``: each contributor
+  with a payee whose owed credits are due (threshold or timer) gets one payout enqueued under
+  the deterministic id of their next payout, so a repeated sweep pays nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from typing import Protocol
+
+import attrs
+
+from owm_adapters.services.workers import Loop
+from owm_core.errors import InvalidValue
+from owm_core.fields import LN_PUBKEY
+from owm_core.knowledge.credit_payouts import (
+    DataPayee,
+    PayoutTerms,
+    owed_msat,
+    payout_due,
+    payout_ids,
+)
+from owm_core.knowledge.retrieval import DataCredit
+from owm_core.payments.records import RewardPayment
+from owm_core.ports.clock import Clock
+from owm_core.ports.repositories import Repositories
+
+log = logging.getLogger(__name__)
+
+MAX_PAYOUTS_LISTED = 1_000
+LN_PUBKEY_RE = re.compile(LN_PUBKEY)
+
+
+class EnqueuesPayouts(Protocol):
+    """What the sweep needs of the payout dispatcher."""
+
+    def enqueue_to(
+        self, payee: str, payment_id: str, task_id: str, amount_msat: int, memo: str
+    ) -> RewardPayment:
+        """Enqueue one payment to ``payee`` (idempotent by ``payment_id``)."""
+        ...
+
+
+@attrs.frozen
+class CreditStatement:
+    """One contributor's credits and payouts."""
+
+    contributor: str
+    credited_msat: int
+    enqueued_msat: int
+    paid_msat: int
+    owed_msat: int
+    payee: DataPayee | None
+    payouts: tuple[RewardPayment, ...]
+    credits: tuple[tuple[str, int, DataCredit], ...]
+
+
+def _payouts_of(repositories: Repositories, contributor: str) -> list[RewardPayment]:
+    found: list[RewardPayment] = []
+    for n in range(MAX_PAYOUTS_LISTED):
+        payment_id, task_id = payout_ids(contributor, n)
+        records = [
+            p for p in repositories.payments.for_task(task_id) if p.payment_id == payment_id
+        ]
+        if not records:
+            break
+        found.extend(records)
+    return found
+
+
+class DataCreditLedger:
+    """Statements and payees (see the module docstring)."""
+
+    def __init__(self, repositories: Repositories, clock: Clock) -> None:
+        self._repositories = repositories
+        self._clock = clock
+
+    def register_payee(self, contributor: str, ln_pubkey: str) -> DataPayee:
+        """Name the Lightning node ``contributor`` is paid at (replacing an earlier one)."""
+        key = ln_pubkey.strip().lower().partition("@")[0]
+        if not LN_PUBKEY_RE.fullmatch(key):
+            raise InvalidValue("ln_node", "must be a Lightning node's public key (66 hex)")
+        payee = DataPayee(contributor, key, self._clock.now())
+        self._repositories.data_payees.put(payee)
+        return payee
+
+    def statement(self, contributor: str, limit: int = 100) -> CreditStatement:
+        """``contributor``'s credits, payouts and what is owed."""
+        credited = self._repositories.data_credits.total_msat(contributor)
+        payouts = _payouts_of(self._repositories, contributor)
+        enqueued = sum(p.amount_msat for p in payouts)
+        return CreditStatement(
+            contributor=contributor,
+            credited_msat=credited,
+            enqueued_msat=enqueued,
+            paid_msat=sum(p.amount_msat for p in payouts if p.settled),
+            owed_msat=owed_msat(credited, enqueued),
+            payee=self._repositories.data_payees.get(contributor),
+            payouts=tuple(payouts),
+            credits=tuple(self._repositories.data_credits.for_contributor(contributor, limit)),
+        )
+
+
+class DataCreditPayouts:
+    """The payout sweep over every contributor with a payee (see the module docstring)."""
+
+    def __init__(
+        self,
+        repositories: Repositories,
+        clock: Clock,
+        payouts: EnqueuesPayouts,
+        terms: PayoutTerms | None = None,
+        period_s: float = 60.0,
+    ) -> None:
+        self._repositories = repositories
+        self._clock = clock
+        self._payouts = payouts
+        self.terms = terms or PayoutTerms()
+        self._loop = Loop("data-credit-payouts", self.sweep, period_s)
+
+    def sweep(self) -> Sequence[RewardPayment]:
+        """Enqueue the payouts due now; the ones enqueued."""
+        now = self._clock.now()
+        enqueued = []
+        for payee in self._repositories.data_payees.list():
+            done = _payouts_of(self._repositories, payee.contributor)
+            owed = owed_msat(
+                self._repositories.data_credits.total_msat(payee.contributor),
+                sum(p.amount_msat for p in done),
+            )
+            last = max((p.created_at for p in done), default=None)
+            if not payout_due(owed, last, payee.registered_at, now, self.terms):
+                continue
+            payment_id, task_id = payout_ids(payee.contributor, len(done))
+            paid = self._payouts.enqueue_to(
+                payee.ln_pubkey, payment_id, task_id, owed,
+                f"OWM data credits of {payee.contributor}"[:200],
+            )  # fmt: skip
+            log.info("data credits of %s: %d msat enqueued as %s", payee.contributor, owed,
+                     paid.payment_hash)
+            enqueued.append(paid)
+        return enqueued
+
+    def start(self) -> None:
+        """Start the sweep's worker thread."""
+        self._loop.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop it."""
+        self._loop.stop(timeout_s)

@@ -1,0 +1,105 @@
+"""Data contributors' credits paid over Lightning through the payout outbox, on a threshold or
+a timer, exactly once per payout (SRS 2.2, SRS-LN-08); read back as a statement."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.services.data_payouts import DataCreditLedger, DataCreditPayouts
+from owm_adapters.services.payouts import LedgerInvoiceSource, PayoutDispatcher
+from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
+from owm_core.errors import InvalidValue
+from owm_core.knowledge.credit_payouts import PayoutTerms, payout_due
+from owm_core.knowledge.retrieval import DataCredit
+from tests.server.harness import StepClock
+
+T0 = 1_800_000_000
+TERMS = PayoutTerms(threshold_msat=50_000, interval_s=3_600, min_msat=1_000)
+
+
+@attrs.define
+class Stage:
+    repos: MemoryRepositories
+    ledger: SimLedger
+    clock: StepClock
+    ledger_view: DataCreditLedger
+    payouts: DataCreditPayouts
+    dispatcher: PayoutDispatcher
+    alice_ln: str
+
+    def credit(self, query_id: str, msat: int, who: str = "alice") -> None:
+        self.repos.data_credits.add(query_id, [DataCredit(who, "ds-" + "a" * 24, msat, 1)],
+                                    self.clock.now())
+
+    def held_msat(self) -> int:
+        with sqlite3.connect(self.ledger.path) as db:
+            row = db.execute("SELECT COALESCE(SUM(balance_b_msat), 0) FROM sim_ln_channels"
+                             " WHERE node_b = ?", (self.alice_ln,)).fetchone()
+        return int(row[0])
+
+
+@pytest.fixture
+def stage(tmp_path: Path) -> Iterator[Stage]:
+    clock = StepClock(T0)
+    repos = memory_repositories()
+    ledger = SimLedger(tmp_path / "ln.sqlite3", clock=clock.now)
+    treasury_key, alice_ln = ledger.add_node("treasury"), ledger.add_node("alice")
+    ledger.open_channel(treasury_key, alice_ln, 10_000_000)
+    dispatcher = PayoutDispatcher(repos, ledger.lightning("treasury"), LedgerInvoiceSource(ledger),
+                                  clock)  # fmt: skip
+    yield Stage(repos, ledger, clock, DataCreditLedger(repos, clock),
+                DataCreditPayouts(repos, clock, dispatcher, TERMS), dispatcher, alice_ln)
+    dispatcher.stop()
+
+
+def test_credits_over_the_threshold_are_paid_once_and_show_in_the_statement(stage: Stage) -> None:
+    stage.ledger_view.register_payee("alice", stage.alice_ln)
+    stage.credit("q1", 30_000)
+    assert stage.payouts.sweep() == []  # under the threshold, timer not due
+    stage.credit("q2", 25_000)
+    (payout,) = stage.payouts.sweep()
+    assert payout.amount_msat == 55_000
+    assert stage.payouts.sweep() == []  # enqueued: nothing more is owed
+    stage.dispatcher.sweep()
+    assert stage.held_msat() == 55_000
+    statement = stage.ledger_view.statement("alice")
+    assert statement.credited_msat == statement.paid_msat == 55_000
+    assert statement.owed_msat == 0
+    assert [p.payment_hash for p in statement.payouts] == [payout.payment_hash]
+    assert {q for q, _, _ in statement.credits} == {"q1", "q2"}
+
+
+def test_the_timer_pays_a_small_balance_and_the_next_payout_is_a_new_one(stage: Stage) -> None:
+    stage.ledger_view.register_payee("alice", stage.alice_ln)
+    stage.credit("q1", 2_000)
+    assert stage.payouts.sweep() == []
+    stage.clock.advance(3_600)
+    (first,) = stage.payouts.sweep()
+    stage.credit("q2", 60_000)
+    (second,) = stage.payouts.sweep()
+    assert (first.amount_msat, second.amount_msat) == (2_000, 60_000)
+    assert first.payment_id != second.payment_id
+    stage.dispatcher.sweep()
+    assert stage.held_msat() == 62_000
+
+
+def test_no_payee_no_payout_and_a_bad_node_key_is_refused(stage: Stage) -> None:
+    stage.credit("q1", 90_000)
+    assert stage.payouts.sweep() == []
+    with pytest.raises(InvalidValue, match="ln_node"):
+        stage.ledger_view.register_payee("alice", "lnbc1notakey")
+    assert stage.ledger_view.statement("alice").owed_msat == 90_000
+
+
+@given(owed=st.integers(0, 10**9), age=st.integers(0, 10**6))
+def test_a_payout_is_due_only_at_the_threshold_or_after_the_interval(owed: int, age: int) -> None:
+    due = payout_due(owed, T0, T0, T0 + age, TERMS)
+    assert due == (owed >= TERMS.threshold_msat or (owed >= TERMS.min_msat and age >= 3_600))
