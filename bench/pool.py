@@ -1,0 +1,182 @@
+"""Load test of the Stratum V2 pool: many miners over real sockets with Noise (SRS-PERF-11).
+
+Usage:  PYTHONPATH=. .venv/bin/python bench/pool.py [--concurrency 50] [--duration 5]
+
+What it does, in one run:
+
+1. **Raw rate**: double SHA-256 of 80-byte headers on one core for one second
+   (``hashlib``, as the pool and owm-mine hash): ``raw_sha256d_per_s``.
+2. **Pool**: a pool in its own process — the real listener, Noise, mining protocol and share
+   judge over an in-memory share store — on a template of the embedded regtest chain whose tip
+   is held still (blocks are recorded, not appended), so shares keep coming on one template.
+3. **Miners**: ``--concurrency`` threads in this process, each its own TCP connection, Noise
+   session and standard channel signed in with its own registered identity, hashing until a
+   share and submitting it, back to back, for ``--duration`` seconds. Each submit's round trip
+   (submit sent → SubmitShares answer read) is a validation latency; it includes the loopback
+   and both sides' encryption, so it overstates the pool's own judging time.
+
+Targets: p99 < 100 ms (SRS-PERF-11) and accepted shares per second ≥ a quarter of
+``raw_sha256d_per_s``. The last two lines are machine-readable:
+``concurrency shares_per_s raw_sha256d_per_s validate_p50_ms validate_p99_ms errors`` and the
+values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from owm_adapters.chain.local_chain import LocalChain
+from owm_adapters.pool.channels import MinerConnection
+from owm_adapters.pool.miner import StratumMiner
+from owm_adapters.pool.mining import MiningPool
+from owm_adapters.pool.server import PoolServer
+from owm_adapters.storage.memory import memory_repositories
+from owm_core.identity.keys import Identity
+from owm_core.pool import noise, secp256k1, sv2_messages
+from owm_core.pool.bitcoin import BlockTemplate
+
+
+def identity(number: int) -> Identity:
+    return Identity.from_seed(hashlib.sha256(b"bench-miner-%d" % number).digest())
+
+
+def raw_sha256d_per_s(seconds: float = 1.0) -> float:
+    header = bytearray(os.urandom(80))
+    count, started = 0, time.perf_counter()
+    sha = hashlib.sha256
+    while time.perf_counter() - started < seconds:
+        for nonce in range(1000):
+            header[76:80] = nonce.to_bytes(4, "little")
+            sha(sha(header).digest()).digest()
+        count += 1000
+    return count / (time.perf_counter() - started)
+
+
+class HeldChain:
+    """The embedded chain's next template, held still: blocks are counted, not appended."""
+
+    def __init__(self, inner: LocalChain) -> None:
+        self.inner = inner
+        self.template = inner.block_template()
+        self.blocks = 0
+
+    def tip_height(self) -> int:
+        return self.inner.tip_height()
+
+    def block_hash(self, height: int) -> str:
+        return self.inner.block_hash(height)
+
+    def block_header(self, block_hash: str) -> bytes:
+        return self.inner.block_header(block_hash)
+
+    def block_template(self) -> BlockTemplate:
+        return self.template
+
+    def submit_block(self, raw_block: bytes) -> None:
+        self.blocks += 1
+
+
+class Registry:
+    def __init__(self, count: int) -> None:
+        self.keys = {identity(n).node_id: identity(n).public_key_hex for n in range(count)}
+
+    def public_key_of(self, node_id: str) -> str | None:
+        return self.keys.get(node_id)
+
+
+def serve(count: int, ready: Any, stop: Any) -> None:
+    authority = os.urandom(32)
+    secret = os.urandom(32)
+    ellswift = secp256k1.ellswift_create(secret, os.urandom(32))
+    now = int(time.time())
+    certificate = noise.sign_certificate(authority, ellswift, now - 60, now + 3600, os.urandom(32))
+    with tempfile.TemporaryDirectory() as tmp:
+        chain = HeldChain(LocalChain(Path(tmp) / "chain.db"))
+        pool = MiningPool(chain, memory_repositories().shares, lambda: int(time.time()),
+                          payout_script=b"\x51")  # fmt: skip
+        pool.refresh()
+        registry = Registry(count)
+        server = PoolServer(noise.StaticKey(secret, ellswift, certificate),
+                            lambda c: MinerConnection(c, pool, registry))  # fmt: skip
+        host, port = server.start()
+        ready.put((host, port, secp256k1.xonly_public_key(authority)))
+        stop.wait()
+        server.stop()
+
+
+def mine(number: int, address: tuple[str, int, bytes], until: float, out: list[object]) -> None:
+    latencies: list[float] = []
+    accepted = errors = 0
+    try:
+        miner = StratumMiner.dial(address[0], address[1], address[2], int(time.time()))
+        miner.setup(address[0], address[1])
+        miner.open_channel(identity(number), f"bench{number}")
+        nonce = 0
+        while time.monotonic() < until:
+            work = miner.work
+            assert work is not None
+            found, _ = miner.find_nonce(1 << 16, nonce)
+            if found is None:
+                nonce += 1 << 16
+                continue
+            nonce = found + 1
+            started = time.perf_counter()
+            answer = miner.submit(work, found)
+            latencies.append((time.perf_counter() - started) * 1000)
+            if isinstance(answer, sv2_messages.SubmitSharesSuccess):
+                accepted += 1
+            else:
+                errors += 1
+        miner.close()
+    except Exception as error:  # a failed miner is an error of the run, not a crash of it
+        print(f"miner {number}: {error!r}", file=sys.stderr)
+        errors += 1
+    out.append((accepted, errors, latencies))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=5.0)
+    args = parser.parse_args()
+    raw = raw_sha256d_per_s()
+    ready: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    stop = mp.Event()
+    server = mp.Process(target=serve, args=(args.concurrency, ready, stop), daemon=True)
+    server.start()
+    address = ready.get(timeout=30)
+    results: list[object] = []
+    until = time.monotonic() + args.duration
+    threads = [
+        threading.Thread(target=mine, args=(n, address, until, results))
+        for n in range(args.concurrency)
+    ]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    stop.set()
+    server.join(10)
+    accepted = sum(r[0] for r in results)  # type: ignore[index]
+    errors = sum(r[1] for r in results)  # type: ignore[index]
+    latencies = sorted(x for r in results for x in r[2])  # type: ignore[index]
+    p50 = statistics.median(latencies) if latencies else float("nan")
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else p50
+    print("concurrency shares_per_s raw_sha256d_per_s validate_p50_ms validate_p99_ms errors")
+    print(f"{args.concurrency} {accepted / elapsed:.0f} {raw:.0f} {p50:.2f} {p99:.2f} {errors}")
+
+
+if __name__ == "__main__":
+    main()
