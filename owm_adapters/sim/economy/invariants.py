@@ -5,7 +5,8 @@ the violations it finds; :func:`check_day` raises :class:`InvariantViolated` wit
 naming the step (day), the actors and what broke. The engine adds a minimal reproduction.
 
 * ``sats-conserved``: collected + budget drawn = paid + fees + treasury income from tasks +
-  network refunds + pending (client balances, open escrow, owed rewards), exact in msat.
+  network refunds + pending (client balances, owed rewards; every escrow is closed within
+  its day, so none is open at a check), exact in msat.
   Protects against money created or lost by any rule or by their composition.
 * ``stake-verified``: every node eligible for work has an active stake bound to its channel,
   and that channel is open or was verified within the re-verification period (a channel
@@ -23,12 +24,19 @@ naming the step (day), the actors and what broke. The engine adds a minimal repr
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 import attrs
 
 from owm_adapters.services.slashing import SlashingOutcome
-from owm_adapters.sim.economy.actors import Agent
+from owm_adapters.sim.economy.actors import Agent, Client
 from owm_adapters.sim.economy.config import Behaviour
+from owm_adapters.sim.economy.ledger import ChannelBook
+from owm_adapters.sim.economy.network_work import Pool
+from owm_adapters.sim.economy.payouts import Books, Outbox
+from owm_adapters.sim.economy.registry import Registry
+from owm_adapters.sim.economy.slashing import SimClock
+from owm_adapters.storage.memory import MemoryRepositories
 from owm_core.nodes.tiers import Tier
 from owm_core.stake.channel import StakeStatus
 from owm_core.stake.reporters import CHANNEL_REPORTER_PREFIX
@@ -45,6 +53,20 @@ class Violation:
     detail: str
 
 
+class Observed(Protocol):
+    """What the checks read of a world (``World`` is one)."""
+
+    repositories: MemoryRepositories
+    book: ChannelBook
+    books: Books
+    clock: SimClock
+    agents: list[Agent]
+    clients: list[Client]
+    outbox: Outbox
+    registry: Registry
+    pool: Pool
+
+
 class InvariantViolated(Exception):
     """A run stopped on a broken invariant; ``reproduction`` is filled in by the engine."""
 
@@ -54,18 +76,18 @@ class InvariantViolated(Exception):
         self.reproduction: str | None = None
 
 
-def conservation(world: object, day: int) -> Iterable[Violation]:
+def conservation(world: Observed, day: int) -> Iterable[Violation]:
     """sats-conserved (see the module docstring)."""
-    books = world.books  # type: ignore[attr-defined]
-    funding = world.repositories.funding  # type: ignore[attr-defined]
+    books = world.books
+    funding = world.repositories.funding
     balances = 0
-    for client in world.clients:  # type: ignore[attr-defined]
+    for client in world.clients:
         balance = funding.balance(client.key)
         balances += 0 if balance is None else balance.available_msat
-    pending = balances + world.outbox.pending_msat()  # type: ignore[attr-defined]
-    paid = world.book.paid_msat - books.miner_payouts_msat  # type: ignore[attr-defined]
+    pending = balances + world.outbox.pending_msat()
+    paid = world.book.paid_msat - books.miner_payouts_msat
     income = books.task_shares_msat + books.withheld_msat + books.forfeited_msat
-    fees = world.book.fees_msat  # type: ignore[attr-defined]
+    fees = world.book.fees_msat
     left = books.collected_msat + books.budget_drawn_msat
     right = paid + fees + income + books.network_refunds_msat + pending
     if left != right:
@@ -73,16 +95,16 @@ def conservation(world: object, day: int) -> Iterable[Violation]:
                         f"+ fees + treasury + pending = {right} msat ({right - left:+d})")
 
 
-def stakes(world: object, day: int) -> Iterable[Violation]:
+def stakes(world: Observed, day: int) -> Iterable[Violation]:
     """stake-verified (see the module docstring)."""
-    repositories = world.repositories  # type: ignore[attr-defined]
-    for agent in world.registry.eligible.get(1, ()):  # type: ignore[attr-defined]
+    repositories = world.repositories
+    for agent in world.registry.eligible.get(1, ()):
         stake = repositories.stakes.get(agent.public_key)
         channel = None if stake is None else stake.channel
         ok = bool(stake is not None and stake.status is StakeStatus.ACTIVE and channel is not None
               and repositories.channel_bindings.node_of(channel.channel_point) == agent.node_id
-              and (world.book.is_open(channel.channel_point)  # type: ignore[attr-defined]
-                   or (stake.next_verification_at or 0) > world.clock.now_s))  # type: ignore[attr-defined]
+              and (world.book.is_open(channel.channel_point)
+                   or (stake.next_verification_at or 0) > world.clock.now_s))
         if not ok:
             state = "none" if stake is None else stake.status.value
             yield Violation("stake-verified", day, (agent.node_id,),
@@ -110,22 +132,22 @@ def slashing(outcome: SlashingOutcome, reports: list[SlashingSignal], agent: Age
                         f"tier-{decision.tier.rank} slash without two maintainers' acks")
 
 
-def payments(world: object, day: int) -> Iterable[Violation]:
+def payments(world: Observed, day: int) -> Iterable[Violation]:
     """paid-once and fpps-formula (see the module docstring)."""
-    book = world.book  # type: ignore[attr-defined]
+    book = world.book
     if book.duplicate_payments:
         yield Violation("paid-once", day, (), f"{book.duplicate_payments} payment hashes were "
                         "sent again")
-    for agent in world.agents:  # type: ignore[attr-defined]
+    for agent in world.agents:
         if agent.paid_msat > agent.earned_msat:
             yield Violation("paid-once", day, (agent.node_id,),
                             f"paid {agent.paid_msat} msat of {agent.earned_msat} earned")
-    for miner, difficulty, credited in world.pool.off_formula:  # type: ignore[attr-defined]
+    for miner, difficulty, credited in world.pool.off_formula:
         yield Violation("fpps-formula", day, (miner,),
                         f"difficulty {difficulty} credited {credited} sat, off the formula")
 
 
-def check_day(world: object, day: int) -> None:
+def check_day(world: Observed, day: int) -> None:
     """Raise :class:`InvariantViolated` with the first violation found after ``day``."""
     for check in (conservation, stakes, payments):
         for violation in check(world, day):
