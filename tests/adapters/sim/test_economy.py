@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import pytest
 from click.testing import CliRunner
 
+from owm_adapters.services.slashing import SlashingOutcome
+from owm_adapters.sim.economy import invariants
 from owm_adapters.sim.economy.config import EconomyConfig
 from owm_adapters.sim.economy.engine import run_economy, simulate
-from owm_adapters.sim.economy.invariants import InvariantViolated
+from owm_adapters.sim.economy.invariants import InvariantViolated, check_day
+from owm_adapters.sim.economy.world import World
 from owm_cli.sim import sim
+from owm_core.nodes.tiers import Tier
+from owm_core.stake.channel import StakeStatus
+from owm_core.stake.slashing import SlashingDecision, SlashingReason, SlashingSignal
 
 SMALL = EconomyConfig(nodes=120, days=30, seed=3, pool_start_day=10, grant_every_days=10)
 
@@ -73,3 +80,77 @@ def test_shares_of_node_behaviours_above_one_are_refused():
     result = CliRunner().invoke(sim, ["economy", "--lazy-share", "0.7", "--flaky-share", "0.7"])
     assert result.exit_code != 0
     assert "shares" in result.output
+
+
+def _world_after(days: int) -> World:
+    world = World.create(EconomyConfig(nodes=60, days=days, seed=2, pool_start_day=0))
+    for _ in range(days):
+        world.step()
+    return world
+
+
+def _broken(world: World) -> str:
+    with pytest.raises(InvariantViolated) as raised:
+        check_day(world, world.day)
+    return raised.value.violation.invariant
+
+
+def test_one_msat_created_out_of_nothing_breaks_conservation():
+    world = _world_after(3)
+    world.books.collected_msat += 1
+    assert _broken(world) == "sats-conserved"
+
+
+def test_a_node_at_work_after_its_stake_is_gone_breaks_stake_verification():
+    world = _world_after(3)
+    agent = world.registry.eligible[1][0]
+    world.repositories.stakes.save(attrs.evolve(
+        world.repositories.stakes.get(agent.public_key), status=StakeStatus.SUSPENDED))
+    assert _broken(world) == "stake-verified"
+
+
+def test_a_payment_hash_sent_twice_breaks_paid_once():
+    world = _world_after(3)
+    world.book.pay("ab" * 32, 1_000, True)
+    world.book.pay("ab" * 32, 1_000, True)
+    world.book.paid_msat -= 1_000  # keep the books balanced: only the duplicate is wrong
+    violations = list(invariants.payments(world, world.day))
+    assert [v.invariant for v in violations] == ["paid-once"]
+
+
+def test_an_fpps_credit_off_the_formula_is_reported():
+    world = _world_after(3)
+    world.pool.off_formula.append(("n" + "0" * 40, 10**9, 1))
+    assert [v.invariant for v in invariants.payments(world, world.day)] == ["fpps-formula"]
+
+
+def _outcome(tier: Tier, supporters: tuple[str, ...]) -> SlashingOutcome:
+    decision = SlashingDecision(
+        node_id="n" + "1" * 40, channel_id="c" * 64 + ":0", tier=tier,
+        reason=SlashingReason.FAKE_PROOF, evidence_hash="e" * 64, decided_at=0,
+        supporters=supporters)
+    return SlashingOutcome(decision, None, True, True, 0, None)  # type: ignore[arg-type]
+
+
+def test_a_tier1_slash_backed_by_two_channels_or_by_channels_that_never_reported_is_unjustified():
+    channels = {f"n{i}": f"{i:064x}:0" for i in range(3)}
+    reports = [SlashingSignal("n" + "1" * 40, f"n{i}".ljust(41, "0")[:41], "fake_proof",
+                              "e" * 64, 0) for i in range(3)]
+    reporters = {s.reporter: channels[f"n{i}"] for i, s in enumerate(reports)}
+    two = _outcome(Tier.T1, tuple(f"channel:{c}" for c in list(reporters.values())[:2]))
+    assert [v.invariant for v in invariants.slashing(two, reports, None, frozenset(),
+                                                      reporters, 0)] == ["slashing-justified"]
+    strangers = _outcome(Tier.T1, tuple(f"channel:{i:064x}:1" for i in range(3)))
+    assert [v.invariant for v in invariants.slashing(strangers, reports, None, frozenset(),
+                                                      reporters, 0)] == ["slashing-justified"]
+    backed = _outcome(Tier.T1, tuple(f"channel:{c}" for c in reporters.values()))
+    assert list(invariants.slashing(backed, reports, None, frozenset(), reporters, 0)) == []
+
+
+def test_a_tier2_slash_needs_two_configured_maintainers():
+    keys = frozenset({"a" * 64, "b" * 64})
+    one = _outcome(Tier.T2, ("a" * 64,))
+    assert [v.invariant for v in invariants.slashing(one, [], None, keys, {}, 0)] == [
+        "slashing-justified"]
+    assert list(invariants.slashing(_outcome(Tier.T2, ("a" * 64, "b" * 64)), [], None, keys,
+                                    {}, 0)) == []
