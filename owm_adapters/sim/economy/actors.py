@@ -18,9 +18,11 @@ HARDWARE = {
 }
 
 
-@attrs.define(slots=True)
+@attrs.define(slots=True, eq=False)
 class Agent:
-    """One node identity and what the simulation knows about it (its operator's choices)."""
+    """One node identity and what the simulation knows about it (its operator's choices).
+
+    Compared by identity: two agents are never the same node."""
 
     index: int
     behaviour: Behaviour

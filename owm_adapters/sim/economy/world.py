@@ -155,11 +155,14 @@ class World:
                                        decision.reason.value))
         if not self.check:
             return
-        channels = {a.node_id: self._channel_of(a) for a in self.agents}
+        channels: dict[str, str] = {}
+        for signal in reports:
+            reporter = self._by_node.get(signal.reporter)
+            channel = None if reporter is None else self._channel_of(reporter)
+            if channel is not None:
+                channels[signal.reporter] = channel
         keys = frozenset(m.public_key_hex for m in self.slashing.maintainers)
-        for violation in invariants.slashing(outcome, reports, agent, keys,
-                                             {k: v for k, v in channels.items() if v},
-                                             self.day):
+        for violation in invariants.slashing(outcome, reports, agent, keys, channels, self.day):
             raise invariants.InvariantViolated(violation)
 
     def _channel_of(self, agent: Agent) -> str | None:
