@@ -29,7 +29,7 @@ from owm_adapters.sim.economy.payouts import Books, PaidWork
 from owm_core.coordination.tasks import credit
 from owm_core.errors import PolicyViolation
 from owm_core.fl.aggregation import median
-from owm_core.fl.anomaly import score_updates, slashing_signals
+from owm_core.fl.anomaly import AnomalyScore, score_updates, slashing_signals
 from owm_core.governance.proposals import (
     Proposal,
     ProposalStatus,
@@ -109,7 +109,7 @@ class FlRounds(PaidWork):
         if signals:
             self.report(named_by_peers(signals, ids))
 
-    def _scores(self, day: int, chosen: list[Agent]) -> tuple:  # type: ignore[type-arg]
+    def _scores(self, day: int, chosen: list[Agent]) -> tuple[AnomalyScore, ...]:
         generator = torch.Generator().manual_seed(self.config.seed * 100_003 + day)
         direction = torch.randn(FL_DIMENSION, generator=generator)
         rows = []
