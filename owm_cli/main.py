@@ -54,6 +54,7 @@ def cli(log_level: str | None, log_format: str) -> None:
     \b
     Start here:   owm demo
     Robust FL:    owm sim fl --clients 100 --byzantine 20 --attack signflip --rule krum
+    Economy:      owm sim economy --nodes 1000 --days 365 --report report/
     Provenance:   owm ots verify FILE.ots --file WEIGHTS --bitcoin-rpc URL
     Operators:    owm-node --help, owm-coordinator --help
     """
