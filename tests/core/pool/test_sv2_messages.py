@@ -17,6 +17,7 @@ from owm_core.pool.sv2_frames import Frame
 u8, u16, u32, u64 = (st.integers(0, 2**b - 1) for b in (8, 16, 32, 64))
 u256 = st.binary(min_size=32, max_size=32)
 text = st.text(max_size=60)
+# nominal_hash_rate is an F32: only values a 32-bit float holds exactly round-trip
 STRATEGIES: dict[str, Any] = {
     "protocol": u8, "min_version": u16, "max_version": u16, "flags": u32, "endpoint_port": u16,
     "endpoint_host": text, "vendor": text, "hardware_version": text, "firmware": text,
@@ -26,7 +27,7 @@ STRATEGIES: dict[str, Any] = {
     "job_id": u32, "min_ntime": st.none() | u32, "version": u32, "merkle_root": u256,
     "sequence_number": u32, "nonce": u32, "ntime": u32, "last_sequence_number": u32,
     "new_submits_accepted_count": u32, "new_shares_sum": u64, "prev_hash": u256, "nbits": u32,
-    "maximum_target": u256, "nominal_hash_rate": st.sampled_from([0.0, 1.0, 1e12]),
+    "maximum_target": u256, "nominal_hash_rate": st.sampled_from([0.0, 1.0, 2.0**40]),
 }  # fmt: skip
 MESSAGES = [
     sv2.SetupConnection, sv2.SetupConnectionSuccess, sv2.SetupConnectionError,
