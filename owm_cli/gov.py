@@ -28,13 +28,11 @@ import click
 from owm_adapters.storage import keystore
 from owm_cli.api_client import get_json, post_json, v1_url
 from owm_cli.options import json_option, render
+from owm_cli.slashing import check_log
 from owm_core.coordination.governance_log import GovernanceLogEntry, verify_log
-from owm_core.errors import DomainError
 from owm_core.identity.envelopes import EnvelopeKind, GovernanceStatement, seal, to_bytes
 from owm_core.identity.keys import parse_public_key
-from owm_core.stake.slashing import GENESIS_HASH
 
-EXIT_BAD_LOG = 3
 PAGE = 500
 DAY_S = 86_400
 
@@ -277,20 +275,5 @@ def verify(
         data = json.loads(Path(file_path or "").read_text(encoding="utf-8"))
         raw, named = data.get("entries", []), str(data.get("coordinator_key", ""))
     key = parse_public_key((coordinator_key or named).strip().lower(), "coordinator_key")
-    entries: list[GovernanceLogEntry] = []
-    for i, item in enumerate(raw):
-        try:
-            entries.append(GovernanceLogEntry.from_dict(item))
-        except DomainError as exc:
-            _bad({"ok": False, "index": i, "problem": f"malformed: {exc.message}"}, as_json)
-    result = verify_log(entries, key, expected_head)
-    if not result.ok:
-        _bad({"ok": False, "index": result.index, "problem": result.problem}, as_json)
-    head = entries[-1].entry_hash() if entries else GENESIS_HASH
-    report = {"ok": True, "entries": len(entries), "head": head, "coordinator_key": key}
-    render(report, as_json, lambda: [f"OK {len(entries)} entries, head {head}"])
-
-
-def _bad(report: dict[str, Any], as_json: bool) -> None:
-    render(report, as_json, lambda: [f"BAD entry {report['index']}: {report['problem']}"])
-    sys.exit(EXIT_BAD_LOG)
+    check_log(raw, GovernanceLogEntry.from_dict, lambda e: verify_log(e, key, expected_head),
+              as_json, coordinator_key=key)  # fmt: skip

@@ -20,6 +20,7 @@ import os
 import sys
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,17 +134,31 @@ def verify(
     if not key:
         raise click.UsageError("--coordinator-key is required for this source")
     key = parse_public_key(key.strip().lower(), "coordinator_key")
-    entries: list[SlashingLogEntry] = []
+    check_log(raw, SlashingLogEntry.from_dict, lambda e: verify_log(e, key, expected_head),
+              as_json)  # fmt: skip
+
+
+def check_log(
+    raw: list[Any],
+    parse: Callable[[Any], Any],
+    verify: Callable[[list[Any]], Any],
+    as_json: bool,
+    **extra: Any,
+) -> None:
+    """Parse every published entry with ``parse``, check them all with ``verify``; print
+    ``OK`` with the count and head hash, or the first bad entry and exit 3. Shared by
+    ``owm slashing-log verify`` and ``owm gov log verify`` (both hash-chained, signed logs)."""
+    entries: list[Any] = []
     for i, item in enumerate(raw):
         try:
-            entries.append(SlashingLogEntry.from_dict(item))
+            entries.append(parse(item))
         except DomainError as exc:
             _bad({"ok": False, "index": i, "problem": f"malformed: {exc.message}"}, as_json)
-    result = verify_log(entries, key, expected_head)
+    result = verify(entries)
     if not result.ok:
         _bad({"ok": False, "index": result.index, "problem": result.problem}, as_json)
     head = entries[-1].entry_hash() if entries else GENESIS_HASH
-    report = {"ok": True, "entries": len(entries), "head": head}
+    report = {"ok": True, "entries": len(entries), "head": head, **extra}
     render(report, as_json, lambda: [f"OK {len(entries)} entries, head {head}"])
 
 
