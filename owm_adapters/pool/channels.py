@@ -119,6 +119,7 @@ class MinerConnection:
         except SignatureInvalid as refusal:
             log.info("mining channel refused: %s", refusal.message)
             return None
+        log.info("mining channel for %s, worker %r", login.node_id, login.worker)
         return login.miner_id
 
     def _open(self, message: sv2.OpenStandardMiningChannel) -> None:

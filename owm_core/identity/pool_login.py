@@ -31,8 +31,9 @@ class MinerLogin:
 
     @property
     def miner_id(self) -> str:
-        """The miner's id in the share log: the node id, plus the worker name if any."""
-        return f"{self.node_id}.{self.worker}" if self.worker else self.node_id
+        """The miner's id in the share log: the node id, so that every worker's shares count
+        for the node's profile (``/v1/mining/nodes/{node_id}``); the worker is for the logs."""
+        return self.node_id
 
 
 def login_message(handshake_hash: bytes, node_id: str, worker: str) -> bytes:

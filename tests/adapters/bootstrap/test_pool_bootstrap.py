@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from owm_adapters.bootstrap.api import build_api
 from owm_adapters.bootstrap.coordinator import build_coordinator
 from owm_adapters.bootstrap.pool import pool_from
 from owm_adapters.bootstrap.settings import (
@@ -39,7 +40,7 @@ def settings_in(tmp_path: Path, **pool: object) -> CoordinatorSettings:
     )
 
 
-def test_an_enabled_pool_runs_with_the_coordinator_and_a_registered_node_mines_blocks(
+def test_an_enabled_pool_runs_with_the_coordinator_and_its_shares_show_in_the_mining_api(
     tmp_path: Path,
 ) -> None:
     store = memory_repositories()
@@ -58,7 +59,12 @@ def test_an_enabled_pool_runs_with_the_coordinator_and_a_registered_node_mines_b
         assert miner.mine(shares=2).accepted == 2
         miner.close()
     assert chain.tip_height() == start + 2
-    assert len(store.shares.since(0, f"{MINER.node_id}.rig")) == 2
+    assert len(store.shares.since(0, MINER.node_id)) == 2
+    views = build_api(coordinator, l402_secret=b"\x01" * 32).services.views
+    stats = views.pool_stats()
+    assert stats.blocks_30d == 2 and stats.miners_24h == 1 and stats.hashrate_1h_hps > 0
+    mine = views.miner(MINER.node_id).stats
+    assert mine.shares_24h == 2 and mine.blocks_30d == 2
     for name in ("authority.key", "static.key"):
         assert stat.S_IMODE((tmp_path / "pool" / name).stat().st_mode) == 0o600
 

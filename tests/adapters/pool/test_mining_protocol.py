@@ -124,10 +124,10 @@ def test_a_registered_node_mines_blocks_that_extend_the_regtest_chain_and_pay_th
     tip = chain.raw_block(chain.block_hash(chain.tip_height()))
     assert POOL_SCRIPT in tip and struct.pack("<q", 50 * 10**8) + bytes([len(POOL_SCRIPT)]) in tip
     shares = regtest.store.shares.since(0)
-    assert [s.miner_id for _, s in shares] == [f"{MINER.node_id}.rig1"] * 3
+    assert [s.miner_id for _, s in shares] == [MINER.node_id] * 3
     assert regtest.pool.blocks == [chain.block_hash(h) for h in range(start + 1, start + 4)]
     # on regtest a share is capped at the network difficulty: worth the whole subsidy less 20 %
-    assert regtest.pool.earned_msat[f"{MINER.node_id}.rig1"] == 3 * 40 * 10**8 * 1000
+    assert regtest.pool.earned_msat[MINER.node_id] == 3 * 40 * 10**8 * 1000
 
 
 def test_a_share_of_the_previous_block_is_stale(regtest: Pool) -> None:

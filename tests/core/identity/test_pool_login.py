@@ -17,7 +17,7 @@ SESSION = b"\xab" * 32
 def test_a_login_verifies_for_its_node_and_session_and_names_the_worker() -> None:
     login = parse_login(user_identity(NODE, "rig-7", SESSION))
     verify_login(login, NODE.public_key_hex, SESSION)
-    assert login.miner_id == f"{NODE.node_id}.rig-7"
+    assert (login.miner_id, login.worker) == (NODE.node_id, "rig-7")
     assert parse_login(user_identity(NODE, "", SESSION)).miner_id == NODE.node_id
 
 
