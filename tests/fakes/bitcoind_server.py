@@ -24,9 +24,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from owm_core.errors import BlockRejected, UnknownBlock
+from owm_core.errors import BlockRejected, TransactionRejected, UnknownBlock
 from owm_core.pool.bitcoin import BlockHeader, compact_to_target, difficulty_of_target
-from owm_core.ports.chain import Chain
+from owm_core.ports.chain import Chain, WalletChain
 
 _HASH = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -46,6 +46,8 @@ class FakeBitcoind:
         chain_name: str = "regtest",
     ) -> None:
         self.chain = chain
+        #: The coins ``scantxoutset`` and ``sendrawtransaction`` answer from (a LocalLedger).
+        self.wallet: WalletChain | None = None
         self.user = user
         self.password = password
         self.chain_name = chain_name
@@ -153,6 +155,30 @@ class FakeBitcoind:
                 raise RpcError(-22, "Block decode failed") from exc
             return exc.reason
         return None
+
+    def rpc_scantxoutset(self, action: Any = None, scanobjects: Any = None) -> dict[str, Any]:
+        """``scantxoutset start ["raw(<hex>)"]`` over ``self.wallet`` (a wallet-chain twin)."""
+        if action != "start" or not isinstance(scanobjects, list):
+            raise RpcError(-8, "Invalid action")
+        found = []
+        for descriptor in scanobjects:
+            script = bytes.fromhex(str(descriptor)[4:-1])  # raw(<hex>)
+            for utxo in self.wallet.unspent(script):  # type: ignore[union-attr]
+                # bitcoind answers amounts as BTC numbers (ValueFromAmount)
+                found.append({"txid": utxo.txid, "vout": utxo.vout,
+                              "amount": utxo.amount_sat / 100_000_000,
+                              "scriptPubKey": script.hex(), "height": 1})
+        total = sum(u["amount"] for u in found)
+        return {"success": True, "unspents": found, "total_amount": total}
+
+    def rpc_sendrawtransaction(self, hexstring: Any = None, *_: Any) -> str:
+        """``sendrawtransaction``: the txid, or RPC_VERIFY_REJECTED (-26) with the reason."""
+        try:
+            return str(self.wallet.broadcast(bytes.fromhex(hexstring)))  # type: ignore[union-attr]
+        except TransactionRejected as exc:
+            raise RpcError(-26, exc.message) from exc
+        except ValueError as exc:
+            raise RpcError(-22, "TX decode failed") from exc
 
     def rpc_getblockchaininfo(self) -> dict[str, Any]:
         tip = self.chain.tip_height()
