@@ -130,10 +130,14 @@ def _submit_form() -> str:
         + _field("api_key", "Your API key (contributors)", type="password",
                  autocomplete="off", required="required")
     )
-    note = ("<p>Node operators, maintainers and holders sign instead: "
-            "<code>owm gov propose … --sign-only</code>, then paste it on a proposal page's "
-            "statement form.</p>")  # fmt: skip
-    return _form("/governance/submit", "Submit a proposal", fields, "Submit") + note
+    signed = (
+        "<p>Node operators, maintainers and holders sign with their own key instead: "
+        "<code>owm gov propose --title … --key KEY --sign-only</code>, then paste it here.</p>"
+        + _field("statement", "Signed proposal", "textarea", "statement-propose", rows="3",
+                 required="required")
+    )  # fmt: skip
+    return (_form("/governance/submit", "Submit a proposal (contributors)", fields, "Submit")
+            + _form("/governance/act", "Submit a signed proposal", signed, "Submit signed"))
 
 
 def index_page(services: ApiServices, message: str = "") -> str:

@@ -100,6 +100,17 @@ def test_a_pasted_statement_acts_and_a_refusal_names_the_rule_and_the_field(
     assert bad.status_code == 422 and "field: requested_sat" in bad.text  # type: ignore[attr-defined]
 
 
+def test_a_node_operators_signed_proposal_is_pasted_on_the_index_page(portal: Portal) -> None:
+    """Node operators, maintainers and holders propose with their own key (SRS-GOV-02)."""
+    assert '<label for="statement-propose">' in portal.client.get("/governance").text
+    envelope = portal.signed(MAINTAINERS[1], "propose", title="Raise the t2 stake",
+                             description="Sybils.", type="policy", implementation_plan="Edit.")
+    done = portal.client.post("/governance/act", data={"statement": envelope})
+    assert done.status_code == 303
+    page = portal.client.get(done.headers["location"]).text
+    assert "Raise the t2 stake" in page and "policy" in page
+
+
 def test_values_from_proposals_are_escaped(portal: Portal) -> None:
     pid = portal.submit(title="<script>alert(1)</script>").headers["location"].rsplit("/", 1)[1]  # type: ignore[attr-defined]
     for page in ("/governance", f"/governance/proposals/{pid}"):
