@@ -22,6 +22,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 
+from owm_adapters.services.github_analysis import AnalysisRunner
 from owm_core.errors import DomainError, InvalidValue, SignatureInvalid
 from owm_core.governance.github_app import (
     DELIVERY_PATTERN,
@@ -61,6 +62,8 @@ class GitHubApp:
         self._secret = webhook_secret
         self.github = github
         self._handlers = list(handlers)
+        #: Runs ``POST /v1/github/analyze`` requests through ``github``.
+        self.analyses = AnalysisRunner(repositories, clock, github)
 
     def add_handler(self, handler: EventHandler) -> None:
         """Let ``handler`` hear of every event stored from now on (wired by bootstrap)."""

@@ -147,7 +147,10 @@ class ApiServices:
             views=Views(store, clock, coordinator.config.liveness, cache, config),
             history=History(store, clock),
             governance=Governance(store, clock, cache, entropy, config, log=statements),
-            bounties=Bounties(store, clock, cache, config, entropy, book),
+            bounties=Bounties(
+                store, clock, cache, config, entropy, book,
+                runner=github.analyses if github is not None else None,
+            ),
             credits=DataCreditLedger(store, clock),
             slashing=slashing,
             queries=queries,

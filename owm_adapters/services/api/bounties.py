@@ -2,7 +2,8 @@
 
 The values and their rules are :mod:`owm_core.governance.contributions`'; this module gives
 them ids, the time and the store (a CLI may build :class:`Bounties` without a cache). An
-analysis stays ``queued`` until the GitHub integration runs: no result is invented.
+analysis runs on the GitHub App's :class:`AnalysisRunner`; without the App it stays
+``queued``: no result is invented.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from owm_adapters.services.api.config import ApiConfig, ReadCache
 from owm_adapters.services.bounty_book import BountyBook, Opened
+from owm_adapters.services.github_analysis import AnalysisRunner
 from owm_core.access.callers import Caller
 from owm_core.errors import InvalidValue, NotFound
 from owm_core.governance.contributions import (
@@ -36,6 +38,7 @@ class Bounties:
         config: ApiConfig | None = None,
         entropy: Callable[[int], bytes] = os.urandom,
         book: BountyBook | None = None,
+        runner: AnalysisRunner | None = None,
     ) -> None:
         self._repositories = repositories
         self._clock = clock
@@ -43,6 +46,7 @@ class Bounties:
         self._config = config or ApiConfig()
         self._entropy = entropy
         self.book = book
+        self._runner = runner
 
     def bounties(self, status: BountyStatus | None = BountyStatus.OPEN) -> Sequence[Bounty]:
         """Bounties, newest first (open ones by default); sponsored bounties whose invoices
@@ -86,7 +90,8 @@ class Bounties:
         return Opened(bounty)
 
     def request_analysis(self, caller: Caller, repository: str) -> AnalysisRequest:
-        """Queue a repository for analysis (it stays queued until the GitHub integration runs)."""
+        """Queue a repository for analysis; with the GitHub App it runs at once on the
+        runner's thread (without, it stays queued: no result is invented)."""
         request = request_analysis(
             analysis_id="ana_" + self._entropy(8).hex(),
             repository=repository,
@@ -94,6 +99,8 @@ class Bounties:
             now=self._clock.now(),
         )
         self._repositories.analyses.add(request)
+        if self._runner is not None:
+            self._runner.submit(request.analysis_id)
         return request
 
     def analysis(self, analysis_id: str) -> AnalysisRequest:

@@ -1,7 +1,8 @@
 """The GitHub endpoints of v1: repository analyses and bounties on issues.
 
-* ``POST /v1/github/analyze`` queues a repository; ``GET /v1/github/analysis/{id}`` reads the
-  request back. It stays ``queued`` until the GitHub integration exists: no result is invented.
+* ``POST /v1/github/analyze`` queues a repository, which the GitHub App analyses at once
+  (languages, lines, complexity, tests, a score with its reasons); ``GET
+  /v1/github/analysis/{id}`` reads it back. Without the App it stays ``queued``.
 * ``POST /v1/github/webhook`` is the GitHub App's webhook: the signature
   (``X-Hub-Signature-256``) is checked over the raw body before it is parsed, a replayed
   ``X-GitHub-Delivery`` is refused, and the event is stored before the 202 (SRS-SEC-08).
@@ -194,8 +195,10 @@ def operations() -> list[Operation]:
             Access.CLIENT, analyze,
             {
                 202: Reply(
-                    "Queued; poll the analysis. It stays `queued` until the GitHub "
-                    "integration exists (no result is invented).",
+                    "Queued; poll the analysis. With the GitHub App installed on the "
+                    "repository it runs at once: `result` holds files, lines, languages, "
+                    "complexity, tests touched, authors and a score with its reasons. Without "
+                    "the App it stays `queued` (no result is invented).",
                     ANALYSIS,
                 )
             },
