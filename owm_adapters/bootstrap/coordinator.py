@@ -247,7 +247,9 @@ def build_coordinator(
     )
     service.market.advertised_api_url = advertised_api_url(settings, fl)
     stamping = _timestamping_worker(fl.timestamping) if fl is not None else None
-    pool = pool_from(settings, store, clock, data_dir_of(settings), chain=pool_chain)
+    pool = pool_from(
+        settings, store, clock, data_dir_of(settings), chain=pool_chain, payouts=payouts
+    )
     workers = _workers(store, clock, service, payouts, channels, slashing_service, stamping, fl,
                        pool)
     return Coordinator(

@@ -20,6 +20,8 @@ from owm_adapters.chain.local_chain import ANYONE_CAN_SPEND, LocalChain
 from owm_adapters.pool.channels import MinerConnection, RegistryNodeKeys
 from owm_adapters.pool.mining import MiningPool
 from owm_adapters.pool.server import PoolServer
+from owm_adapters.services.data_payouts import EnqueuesPayouts
+from owm_adapters.services.pool_payouts import PoolPayouts
 from owm_adapters.services.workers import DEFAULT_STOP_TIMEOUT_S, Loop
 from owm_adapters.storage import keystore
 from owm_core.pool import noise, secp256k1
@@ -42,6 +44,7 @@ class PoolWorker:
     def __init__(
         self, pool: MiningPool, server: PoolServer, listen: tuple[str, int], poll_s: float,
         authority_xonly: bytes, shares: ShareRepository, clock: Clock,
+        payouts: PoolPayouts | None = None,
     ) -> None:  # fmt: skip
         self.pool = pool
         self._server = server
@@ -52,6 +55,7 @@ class PoolWorker:
         self._loop = Loop("pool-templates", pool.refresh, poll_s)
         self._retention = Loop("pool-retention", self.prune, RETENTION_EVERY_S, first=self.prune)
         self.address: tuple[str, int] | None = None
+        self.payouts = payouts
 
     @property
     def url(self) -> str:
@@ -65,9 +69,13 @@ class PoolWorker:
         self.address = self._server.start(*self._listen)
         self._loop.start()
         self._retention.start()
+        if self.payouts is not None:
+            self.payouts.start()
         log.info("mining pool listening: %s", self.url)
 
     def stop(self, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> None:
+        if self.payouts is not None:
+            self.payouts.stop(timeout_s)
         self._server.stop()
         self._loop.stop(timeout_s)
         self._retention.stop(timeout_s)
@@ -113,9 +121,11 @@ def _payout_script(section: PoolSection, chain: Chain) -> bytes:
 
 def pool_from(
     settings: CoordinatorSettings, store: Repositories, clock: Clock, data_dir: Path,
-    *, chain: Chain | None = None,
+    *, chain: Chain | None = None, payouts: EnqueuesPayouts | None = None,
 ) -> PoolWorker | None:  # fmt: skip
-    """The pool ``[pool]`` configures (module docstring); ``chain`` replaces the settings'."""
+    """The pool ``[pool]`` configures (module docstring); ``chain`` replaces the settings'.
+    With the coordinator's payout outbox (``payouts``) miners' FPPS credits are paid over
+    Lightning (:class:`~owm_adapters.services.pool_payouts.PoolPayouts`)."""
     section = settings.pool
     if not section.enabled:
         return None
@@ -135,9 +145,12 @@ def pool_from(
     static = noise.StaticKey(static_secret, static_ellswift, certificate)
     pool = MiningPool(
         chain, store.shares, clock.now, payout_script=_payout_script(section, chain),
-        share_difficulty=section.share_difficulty,
+        share_difficulty=section.share_difficulty, credits=store.miner_credits,
     )  # fmt: skip
     nodes = RegistryNodeKeys(store.nodes)
     server = PoolServer(static, lambda connection: MinerConnection(connection, pool, nodes))
     authority = secp256k1.xonly_public_key(authority_secret)
-    return PoolWorker(pool, server, listen, section.template_poll_s, authority, store.shares, clock)
+    return PoolWorker(
+        pool, server, listen, section.template_poll_s, authority, store.shares, clock,
+        None if payouts is None else PoolPayouts(store, clock, payouts),
+    )  # fmt: skip

@@ -9,8 +9,9 @@ Merkle root (:mod:`owm_core.pool.coinbase`). A submitted share is rebuilt into a
 and judged by :func:`owm_core.pool.bitcoin.validate_share`; a rejection answers the
 specification's ``SubmitShares.Error`` with a code from :data:`ERROR_CODES`, is counted and
 logged. An accepted share is stored in the share repository and credited to its miner at the
-FPPS rate in msat (:func:`owm_core.pool.fpps.credit_share_msat`; :attr:`MiningPool.earned_msat`
-is kept in memory only — paying it is not wired yet); one that meets the network target
+FPPS rate in msat (:meth:`owm_core.pool.fpps.MinerCredit.add_share`), kept in the miner-credit
+repository when one is given (the coordinator's store; paid by
+:mod:`owm_adapters.services.pool_payouts`), else in memory; one that meets the network target
 is assembled into a block and offered with ``submitblock``, then the pool moves to the next
 template and sends every channel new work.
 """
@@ -21,7 +22,6 @@ import collections
 import logging
 import threading
 from collections.abc import Callable
-from fractions import Fraction
 
 import attrs
 
@@ -29,7 +29,7 @@ from owm_core.errors import BlockRejected, ChainUnavailable, InvalidShare
 from owm_core.pool import bitcoin, coinbase, fpps
 from owm_core.pool.bitcoin import AcceptedShare, BlockHeader, BlockTemplate, Share, ShareReason
 from owm_core.ports.chain import Chain
-from owm_core.ports.repositories.pool import ShareRepository
+from owm_core.ports.repositories.pool import MinerCreditRepository, ShareRepository
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ class MiningPool:
         *,
         payout_script: bytes,
         share_difficulty: int = 1,
+        credits: MinerCreditRepository | None = None,
     ) -> None:
         self._chain = chain
         self._shares = shares
@@ -96,7 +97,8 @@ class MiningPool:
         self.rejected: collections.Counter[str] = collections.Counter()
         self.blocks: list[str] = []
         self.earned_msat: collections.Counter[str] = collections.Counter()
-        self._carry: dict[str, Fraction] = {}
+        self._credits = credits
+        self._unstored: dict[str, fpps.MinerCredit] = {}
 
     # ------------------------------------------------------------------ templates
 
@@ -222,12 +224,18 @@ class MiningPool:
     def _credit(self, share: AcceptedShare, template: BlockTemplate) -> int:
         """FPPS: the share's value in msat, the fraction carried per miner (SRS-POOL-04)."""
         terms = fpps.FppsTerms.from_block(template.height, template.bits)
-        credit = fpps.credit_share_msat(
-            terms, share.credited_difficulty, self._carry.get(share.miner_id, Fraction(0))
+        now, miner = self._now(), share.miner_id
+        store = self._credits
+        stored = store.get(miner) if store is not None else self._unstored.get(miner)
+        credit, msat = (stored or fpps.fresh_credit(miner, now)).add_share(
+            terms, share.credited_difficulty, now
         )
-        self._carry[share.miner_id] = credit.carry
-        self.earned_msat[share.miner_id] += credit.msat
-        return credit.msat
+        if self._credits is not None:
+            self._credits.put(credit)
+        else:
+            self._unstored[miner] = credit
+        self.earned_msat[miner] += msat
+        return msat
 
     def reject(self, miner_id: str, code: str, detail: str) -> Verdict:
         """Count and log a rejected share (SRS-POOL-06); the verdict answering it."""

@@ -21,6 +21,7 @@ targets, shares) live in :mod:`owm_core.pool.bitcoin`.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from fractions import Fraction
 
@@ -319,3 +320,41 @@ def credit_share_msat(
     exact = exact_share_value(terms, share_difficulty) * MSAT_PER_SAT + carry
     whole = exact.numerator // exact.denominator
     return MsatCredit(msat=whole, carry=exact - whole)
+
+
+# --------------------------------------------------------------------------- balances, payouts
+
+FPPS_PAYOUT_PREFIX = "fpps:"
+
+
+@attrs.frozen
+class MinerCredit:
+    """What a miner has earned so far, durably: whole msat credited and the exact fraction of a
+    msat carried to its next share (``carry`` as ``"numerator/denominator"``), SRS-POOL-04."""
+
+    miner_id: str = attrs.field(validator=fields.text(max_len=256))
+    credited_msat: int = attrs.field(validator=fields.money())
+    carry: str = attrs.field(validator=fields.text(max_len=4096))
+    updated_at: int = attrs.field(validator=fields.timestamp())
+
+    def add_share(
+        self, terms: FppsTerms, share_difficulty: int | Fraction, now: int
+    ) -> tuple[MinerCredit, int]:
+        """This credit after one more accepted share, and the msat that share added."""
+        credit = credit_share_msat(terms, share_difficulty, Fraction(self.carry))
+        carry = f"{credit.carry.numerator}/{credit.carry.denominator}"
+        return attrs.evolve(
+            self, credited_msat=self.credited_msat + credit.msat, carry=carry, updated_at=now
+        ), credit.msat
+
+
+def fresh_credit(miner_id: str, now: int) -> MinerCredit:
+    """A miner's credit before its first share."""
+    return MinerCredit(miner_id, 0, "0/1", now)
+
+
+def fpps_payout_ids(miner_id: str, n: int) -> tuple[str, str]:
+    """``(payment_id, task_id)`` of ``miner_id``'s ``n``-th payout (0-based) in the outbox:
+    deterministic, so a sweep repeated after a crash finds the record and pays once."""
+    digest = hashlib.sha256(f"{miner_id}\x00{n}".encode()).hexdigest()[:40]
+    return f"fp-{digest}", f"{FPPS_PAYOUT_PREFIX}{miner_id}:{n}"

@@ -49,6 +49,7 @@ from owm_adapters.storage.memory.nodes import (
 )
 from owm_adapters.storage.memory.payments import MemoryPaymentRepository
 from owm_adapters.storage.memory.pool import (
+    MemoryMinerCreditRepository,
     MemoryMiningPayoutRepository,
     MemoryShareRepository,
 )
@@ -87,6 +88,7 @@ class MemoryRepositories:
     analyses: MemoryAnalysisRepository
     webhook_events: MemoryWebhookEventRepository
     mining_payouts: MemoryMiningPayoutRepository
+    miner_credits: MemoryMinerCreditRepository
     task_inputs: MemoryTaskInputRepository
     task_outputs: MemoryTaskOutputRepository
     commitments: MemoryCommitmentRepository
@@ -140,6 +142,7 @@ def memory_repositories() -> MemoryRepositories:
         analyses=MemoryAnalysisRepository(state, lock),
         webhook_events=MemoryWebhookEventRepository(state, lock),
         mining_payouts=MemoryMiningPayoutRepository(state, lock),
+        miner_credits=MemoryMinerCreditRepository(state, lock),
         task_inputs=MemoryTaskInputRepository(state, lock),
         task_outputs=MemoryTaskOutputRepository(state, lock),
         commitments=MemoryCommitmentRepository(state, lock),

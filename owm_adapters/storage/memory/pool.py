@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from owm_adapters.storage.memory.state import StateRepository
 from owm_core.errors import Conflict
 from owm_core.pool.bitcoin import AcceptedShare
+from owm_core.pool.fpps import MinerCredit
 from owm_core.pool.stats import MiningPayout
 
 
@@ -66,3 +67,23 @@ class MemoryMiningPayoutRepository(StateRepository):
             ]
             chosen.sort(key=lambda p: (-p.paid_at, p.payment_hash))
             return chosen[:limit]
+
+
+class MemoryMinerCreditRepository(StateRepository):
+    """Miners' FPPS credits per miner id."""
+
+    def put(self, credit: MinerCredit) -> None:
+        """Store or replace the credit of ``credit.miner_id``."""
+        with self._lock:
+            self._state.miner_credits[credit.miner_id] = credit
+
+    def get(self, miner_id: str) -> MinerCredit | None:
+        """The credit of ``miner_id``, or None before its first share."""
+        with self._lock:
+            return self._state.miner_credits.get(miner_id)
+
+    def list(self, limit: int = 10_000) -> Sequence[MinerCredit]:
+        """Up to ``limit`` credits, by miner id."""
+        with self._lock:
+            credits = self._state.miner_credits
+            return [credits[m] for m in sorted(credits)][:limit]

@@ -27,6 +27,7 @@ from owm_core.market.tasks import Task
 from owm_core.nodes.registry import Node
 from owm_core.payments.records import PaymentAttempt, RewardPayment
 from owm_core.pool.bitcoin import AcceptedShare
+from owm_core.pool.fpps import MinerCredit
 from owm_core.pool.stats import MiningPayout
 from owm_core.provenance.releases import ModelRelease
 from owm_core.stake.changes import StakeChange
@@ -78,6 +79,7 @@ class State:
     analyses: dict[str, AnalysisRequest] = attrs.Factory(dict)
     webhook_events: dict[str, WebhookEvent] = attrs.Factory(dict)
     mining_payouts: dict[str, MiningPayout] = attrs.Factory(dict)
+    miner_credits: dict[str, MinerCredit] = attrs.Factory(dict)
     task_inputs: dict[str, bytes] = attrs.Factory(dict)
     task_outputs: dict[str, bytes] = attrs.Factory(dict)
     commitments: dict[str, RecordedCommitment] = attrs.Factory(dict)

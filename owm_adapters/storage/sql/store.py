@@ -42,7 +42,11 @@ from owm_adapters.storage.sql.repositories.nodes import (
     SqlNodeRepository,
 )
 from owm_adapters.storage.sql.repositories.payments import SqlPaymentRepository
-from owm_adapters.storage.sql.repositories.pool import SqlMiningPayoutRepository, SqlShareRepository
+from owm_adapters.storage.sql.repositories.pool import (
+    SqlMinerCreditRepository,
+    SqlMiningPayoutRepository,
+    SqlShareRepository,
+)
 from owm_adapters.storage.sql.repositories.provenance import SqlModelReleaseRepository
 from owm_adapters.storage.sql.repositories.retrieval import (
     SqlDataCreditRepository,
@@ -84,6 +88,7 @@ class SqlRepositories:
     analyses: SqlAnalysisRepository
     webhook_events: SqlWebhookEventRepository
     mining_payouts: SqlMiningPayoutRepository
+    miner_credits: SqlMinerCreditRepository
     task_inputs: SqlTaskInputRepository
     task_outputs: SqlTaskOutputRepository
     commitments: SqlCommitmentRepository
@@ -131,6 +136,7 @@ def sql_repositories(engine: Engine) -> SqlRepositories:
         analyses=SqlAnalysisRepository(db),
         webhook_events=SqlWebhookEventRepository(db),
         mining_payouts=SqlMiningPayoutRepository(db),
+        miner_credits=SqlMinerCreditRepository(db),
         task_inputs=SqlTaskInputRepository(db),
         task_outputs=SqlTaskOutputRepository(db),
         commitments=SqlCommitmentRepository(db),

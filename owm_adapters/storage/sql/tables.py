@@ -401,6 +401,17 @@ mining_payouts = Table(
     Index(None, "miner_id", "paid_at"),
 )
 
+# -- what each miner has earned at the FPPS rate (migration 0019) ----------------------------
+
+miner_credits = Table(
+    "miner_credits",
+    metadata,
+    Column("miner_id", String(256), primary_key=True),
+    _money("credited_msat"),
+    Column("carry", Text, nullable=False),
+    _time("updated_at"),
+)
+
 # -- task inputs, durable across coordinator restarts (migration 0003) -----------------------
 
 task_inputs = Table(

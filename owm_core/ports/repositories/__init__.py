@@ -100,6 +100,9 @@ from owm_core.ports.repositories.payments import (
     PaymentRepository as PaymentRepository,
 )
 from owm_core.ports.repositories.pool import (
+    MinerCreditRepository as MinerCreditRepository,
+)
+from owm_core.ports.repositories.pool import (
     MiningPayoutRepository as MiningPayoutRepository,
 )
 from owm_core.ports.repositories.pool import (
@@ -218,6 +221,11 @@ class Repositories(Protocol):
     @property
     def mining_payouts(self) -> MiningPayoutRepository:
         """The mining payouts repository."""
+        ...
+
+    @property
+    def miner_credits(self) -> MinerCreditRepository:
+        """What each miner has earned at the FPPS rate (SRS-POOL-04)."""
         ...
 
     @property

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from owm_core.pool.bitcoin import AcceptedShare
+from owm_core.pool.fpps import MinerCredit
 from owm_core.pool.stats import MiningPayout
 
 
@@ -42,4 +43,20 @@ class MiningPayoutRepository(Protocol):
 
     def recent(self, limit: int = 100, miner_id: str | None = None) -> Sequence[MiningPayout]:
         """Up to ``limit`` payouts (to one miner if given), newest first, then by hash."""
+        ...
+
+
+class MinerCreditRepository(Protocol):
+    """What each miner has earned at the FPPS rate, in msat (SRS-POOL-04/07)."""
+
+    def put(self, credit: MinerCredit) -> None:
+        """Store or replace the credit of ``credit.miner_id``."""
+        ...
+
+    def get(self, miner_id: str) -> MinerCredit | None:
+        """The credit of ``miner_id``, or None before its first share."""
+        ...
+
+    def list(self, limit: int = 10_000) -> Sequence[MinerCredit]:
+        """Up to ``limit`` credits, by miner id."""
         ...

@@ -60,6 +60,9 @@ def test_an_enabled_pool_runs_with_the_coordinator_and_its_shares_show_in_the_mi
         miner.close()
     assert chain.tip_height() == start + 2
     assert len(store.shares.since(0, MINER.node_id)) == 2
+    credit = store.miner_credits.get(MINER.node_id)  # FPPS, durable: 2 × (50 BTC − 20 %)
+    assert credit is not None and credit.credited_msat == 2 * 40 * 10**8 * 1000
+    assert coordinator.pool.payouts is not None  # paid through the coordinator's outbox
     views = build_api(coordinator, l402_secret=b"\x01" * 32).services.views
     stats = views.pool_stats()
     assert stats.blocks_30d == 2 and stats.miners_24h == 1 and stats.hashrate_1h_hps > 0

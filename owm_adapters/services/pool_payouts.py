@@ -1,0 +1,95 @@
+"""Miners' FPPS credits paid over Lightning through the payout outbox (SRS-POOL-07, SRS-LN-14).
+
+:class:`PoolPayouts` is the sweep a worker runs every ``period_s``: for every miner with a
+credit (:class:`~owm_core.pool.fpps.MinerCredit`, written by the pool as shares are accepted)
+whose node is registered, what is owed — everything credited minus everything already enqueued
+— is paid to the node's Lightning node when :func:`owm_core.pool.fpps.payout_due` says so
+(10,000 sat, or an hour after the previous payout, or after registration, for the first). Each
+payout is the miner's ``n``-th under a deterministic outbox id
+(:func:`owm_core.pool.fpps.fpps_payout_ids`): a sweep repeated after a crash finds the record
+and pays nothing twice; the outbox (:class:`~owm_adapters.services.payouts.PayoutDispatcher`)
+pays it exactly once (SRS-LN-08).
+
+Not done here: the treasury's 20 % is not sent as a payment of the batch (SRS-POOL-08), and
+paid payouts are not copied to ``mining_payouts`` (the public payout list).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from owm_adapters.services.data_payouts import EnqueuesPayouts
+from owm_adapters.services.workers import Loop
+from owm_core.payments.records import RewardPayment
+from owm_core.pool.fpps import MinerAccount, MinerCredit, PayoutPolicy, fpps_payout_ids, payout_due
+from owm_core.ports.clock import Clock
+from owm_core.ports.repositories import Repositories
+
+log = logging.getLogger(__name__)
+
+MAX_PAYOUTS = 100_000
+
+
+def payouts_of(repositories: Repositories, miner_id: str) -> list[RewardPayment]:
+    """The outbox records of ``miner_id``'s FPPS payouts, in order."""
+    found: list[RewardPayment] = []
+    for n in range(MAX_PAYOUTS):
+        payment_id, task_id = fpps_payout_ids(miner_id, n)
+        records = [p for p in repositories.payments.for_task(task_id) if p.payment_id == payment_id]
+        if not records:
+            break
+        found.extend(records)
+    return found
+
+
+class PoolPayouts:
+    """The FPPS payout sweep (see the module docstring)."""
+
+    def __init__(
+        self,
+        repositories: Repositories,
+        clock: Clock,
+        payouts: EnqueuesPayouts,
+        policy: PayoutPolicy | None = None,
+        period_s: float = 60.0,
+    ) -> None:
+        self._repositories = repositories
+        self._clock = clock
+        self._payouts = payouts
+        self.policy = policy or PayoutPolicy()
+        self._loop = Loop("pool-payouts", self.sweep, period_s)
+
+    def sweep(self) -> list[RewardPayment]:
+        """Enqueue the payouts due now; the ones enqueued."""
+        enqueued = []
+        for credit in self._repositories.miner_credits.list():
+            paid = self._pay_if_due(credit, self._clock.now())
+            if paid is not None:
+                enqueued.append(paid)
+        return enqueued
+
+    def _pay_if_due(self, credit: MinerCredit, now: int) -> RewardPayment | None:
+        node = self._repositories.nodes.get(credit.miner_id)
+        if node is None:
+            return None
+        done = payouts_of(self._repositories, credit.miner_id)
+        owed = credit.credited_msat - sum(p.amount_msat for p in done)
+        last = max((p.created_at for p in done), default=node.registered_at)
+        account = MinerAccount(credit.miner_id, node.ln_node_uri.pubkey, max(owed, 0) // 1000, last)
+        if not payout_due(account, now, self.policy):
+            return None
+        payment_id, task_id = fpps_payout_ids(credit.miner_id, len(done))
+        payment = self._payouts.enqueue_to(
+            node.ln_node_uri.pubkey, payment_id, task_id, owed, f"OWM pool FPPS {credit.miner_id}"
+        )
+        log.info("FPPS payout of %s: %d msat enqueued as %s", credit.miner_id, owed,
+                 payment.payment_hash)  # fmt: skip
+        return payment
+
+    def start(self) -> None:
+        """Start the sweep's worker thread."""
+        self._loop.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop it."""
+        self._loop.stop(timeout_s)

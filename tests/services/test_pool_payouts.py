@@ -1,0 +1,98 @@
+"""Miners' FPPS credits paid over Lightning through the payout outbox: at 10,000 sat or an hour
+after the previous payout, to the node's own Lightning node, exactly once per payout, across a
+restart of the sweep (SRS-POOL-04/07, SRS-LN-08/14)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.services.payouts import LedgerInvoiceSource, PayoutDispatcher
+from owm_adapters.services.pool_payouts import PoolPayouts
+from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
+from owm_core.nodes.registry import LnNodeUri
+from owm_core.pool.fpps import MinerCredit
+from tests.core.nodes.test_registry import make_node
+from tests.server.harness import StepClock
+
+T0 = 1_800_000_000
+MINER = "n" + "7" * 40
+
+
+@attrs.define
+class Stage:
+    repos: MemoryRepositories
+    ledger: SimLedger
+    clock: StepClock
+    payouts: PoolPayouts
+    dispatcher: PayoutDispatcher
+    miner_ln: str
+    treasury_ln: str
+
+    def credit(self, msat: int) -> None:
+        old = self.repos.miner_credits.get(MINER)
+        total = msat + (old.credited_msat if old is not None else 0)
+        self.repos.miner_credits.put(MinerCredit(MINER, total, "1/3", self.clock.now()))
+
+    def held_sat(self) -> int:
+        """What the miner's Lightning node holds in its channel with the treasury."""
+        (channel,) = self.ledger.lightning("miner").channels_with(self.treasury_ln)
+        return channel.local_balance_sat
+
+
+@pytest.fixture
+def stage(tmp_path: Path) -> Iterator[Stage]:
+    clock = StepClock(T0)
+    repos = memory_repositories()
+    ledger = SimLedger(tmp_path / "ln.sqlite3", clock=clock.now)
+    treasury_key, miner_ln = ledger.add_node("treasury"), ledger.add_node("miner")
+    ledger.open_channel(treasury_key, miner_ln, 100_000_000)
+    uri = LnNodeUri.parse(f"{miner_ln}@127.0.0.1:9735")
+    repos.nodes.add(make_node(node_id=MINER, ln_node_uri=uri, registered_at=T0, last_heartbeat=T0))
+    dispatcher = PayoutDispatcher(repos, ledger.lightning("treasury"), LedgerInvoiceSource(ledger),
+                                  clock)  # fmt: skip
+    yield Stage(repos, ledger, clock, PoolPayouts(repos, clock, dispatcher), dispatcher, miner_ln,
+                treasury_key)  # fmt: skip
+    dispatcher.stop()
+
+
+def test_a_balance_over_ten_thousand_sat_is_paid_to_the_nodes_lightning_node_once(
+    stage: Stage,
+) -> None:
+    stage.credit(9_999_999)
+    assert stage.payouts.sweep() == []  # 9,999 sat: under the threshold, the hour not over
+    stage.credit(1)
+    (payout,) = stage.payouts.sweep()
+    assert payout.amount_msat == 10_000_000
+    assert stage.payouts.sweep() == []  # enqueued: nothing more is owed
+    assert PoolPayouts(stage.repos, stage.clock, stage.dispatcher).sweep() == []  # after a restart
+    stage.dispatcher.sweep()
+    assert stage.held_sat() == 10_000
+
+
+def test_an_hour_after_the_last_payout_a_small_balance_is_paid_as_the_next_payout(
+    stage: Stage,
+) -> None:
+    stage.credit(10_000_000)
+    (first,) = stage.payouts.sweep()
+    stage.credit(1_500)
+    assert stage.payouts.sweep() == []
+    stage.clock.advance(3_600)
+    (second,) = stage.payouts.sweep()
+    assert second.amount_msat == 1_500 and second.payment_id != first.payment_id
+    stage.dispatcher.sweep()
+    assert stage.held_sat() == 10_001  # 10,001.5 sat, shown in whole sat
+
+
+def test_less_than_a_satoshi_is_never_sent_and_an_unregistered_miner_is_not_paid(
+    stage: Stage,
+) -> None:
+    stage.credit(999)
+    stage.clock.advance(10 * 3_600)
+    assert stage.payouts.sweep() == []
+    stage.repos.miner_credits.put(MinerCredit("n" + "8" * 40, 50_000_000, "0/1", T0))
+    assert stage.payouts.sweep() == []
