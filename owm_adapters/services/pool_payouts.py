@@ -10,8 +10,9 @@ payout is the miner's ``n``-th under a deterministic outbox id
 and pays nothing twice; the outbox (:class:`~owm_adapters.services.payouts.PayoutDispatcher`)
 pays it exactly once (SRS-LN-08).
 
-Not done here: the treasury's 20 % is not sent as a payment of the batch (SRS-POOL-08), and
-paid payouts are not copied to ``mining_payouts`` (the public payout list).
+Once the outbox has paid one, the sweep lists it in ``mining_payouts`` (the public payout
+list, ``GET /v1/mining/payouts`` and the dashboard: SRS-POOL-10), once per payment hash. Not
+done here: the treasury's 20 % is not sent as a payment of the batch (SRS-POOL-08).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from owm_adapters.services.data_payouts import EnqueuesPayouts
 from owm_adapters.services.workers import Loop
 from owm_core.payments.records import RewardPayment
 from owm_core.pool.fpps import MinerAccount, MinerCredit, PayoutPolicy, fpps_payout_ids, payout_due
+from owm_core.pool.stats import MiningPayout
 from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import Repositories
 
@@ -73,6 +75,7 @@ class PoolPayouts:
         if node is None:
             return None
         done = payouts_of(self._repositories, credit.miner_id)
+        self._list_paid(credit.miner_id, done)
         owed = credit.credited_msat - sum(p.amount_msat for p in done)
         last = max((p.created_at for p in done), default=node.registered_at)
         account = MinerAccount(credit.miner_id, node.ln_node_uri.pubkey, max(owed, 0) // 1000, last)
@@ -85,6 +88,16 @@ class PoolPayouts:
         log.info("FPPS payout of %s: %d msat enqueued as %s", credit.miner_id, owed,
                  payment.payment_hash)  # fmt: skip
         return payment
+
+    def _list_paid(self, miner_id: str, done: list[RewardPayment]) -> None:
+        listed = {p.payment_hash for p in self._repositories.mining_payouts.recent(
+            MAX_PAYOUTS, miner_id=miner_id)}  # fmt: skip
+        for payment in done:
+            if payment.settled and payment.payment_hash not in listed:
+                self._repositories.mining_payouts.add(MiningPayout(
+                    paid_at=payment.updated_at, amount_sat=max(payment.amount_msat // 1000, 1),
+                    payment_hash=payment.payment_hash, miner_id=miner_id,
+                ))  # fmt: skip
 
     def start(self) -> None:
         """Start the sweep's worker thread."""

@@ -72,6 +72,11 @@ def test_a_balance_over_ten_thousand_sat_is_paid_to_the_nodes_lightning_node_onc
     assert PoolPayouts(stage.repos, stage.clock, stage.dispatcher).sweep() == []  # after a restart
     stage.dispatcher.sweep()
     assert stage.held_sat() == 10_000
+    stage.payouts.sweep()
+    stage.payouts.sweep()  # listed once, however often the sweep runs
+    (listed,) = stage.repos.mining_payouts.recent()
+    assert (listed.miner_id, listed.amount_sat) == (MINER, 10_000)
+    assert listed.payment_hash == payout.payment_hash
 
 
 def test_an_hour_after_the_last_payout_a_small_balance_is_paid_as_the_next_payout(
