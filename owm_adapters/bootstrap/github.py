@@ -11,16 +11,18 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from owm_adapters.bootstrap.settings import ConfigError, CoordinatorSettings
+from owm_adapters.bootstrap.provenance import timestamping_of
+from owm_adapters.bootstrap.settings import ConfigError, CoordinatorSettings, data_dir_of
 from owm_adapters.github.app_auth import AppCredentials
 from owm_adapters.github.rest import GitHubRest
 from owm_adapters.services.bounty_book import BountyBook, BountyTerms
+from owm_adapters.services.coordinator.service import CoordinatorService
 from owm_adapters.services.github_app import GitHubApp
-from owm_adapters.services.github_bounties import BountyDesk, BountyPayouts
-from owm_core.ports.clock import Clock
+from owm_adapters.services.github_bounties import BountyDesk
+from owm_adapters.services.github_contributions import ContributionFlow, ContributionPorts
+from owm_adapters.services.payouts import PayoutDispatcher
+from owm_adapters.storage.content import FilesystemContentStore
 from owm_core.ports.github import GitHub
-from owm_core.ports.lightning import Lightning
-from owm_core.ports.repositories import Repositories
 
 
 def private_secret(path_text: str, what: str) -> bytes:
@@ -41,14 +43,16 @@ def private_secret(path_text: str, what: str) -> bytes:
 
 def github_app_from(
     settings: CoordinatorSettings,
-    store: Repositories,
-    clock: Clock,
-    payouts: BountyPayouts | None = None,
-    treasury: Lightning | None = None,
+    service: CoordinatorService,
+    payouts: PayoutDispatcher | None = None,
     github: GitHub | None = None,
 ) -> GitHubApp | None:
-    """The GitHub App of ``settings`` (None when ``[github] webhook_secret_file`` is empty);
-    with ``payouts`` and ``treasury`` its events drive bounties (:class:`BountyDesk`)."""
+    """The GitHub App of ``settings`` (None when ``[github] webhook_secret_file`` is empty)
+    over ``service``'s store, clock, treasury and key; with ``payouts`` its events drive
+    bounties (:class:`BountyDesk`) and, with a GitHub port, the contribution flow
+    (:class:`ContributionFlow`: archives in ``<data_dir>/content``, records stamped by the
+    ``[provenance]`` port)."""
+    store, clock, treasury = service.repositories, service.clock, service.lightning
     section = settings.github
     if not section.webhook_secret_file:
         return None
@@ -56,9 +60,15 @@ def github_app_from(
     if github is None and section.app_id and section.private_key_file:
         key = private_secret(section.private_key_file, "private_key_file")
         github = GitHubRest(section.api_url, AppCredentials(section.app_id, key), clock)
-    app = GitHubApp(store, clock, secret, github)
-    if payouts is not None and treasury is not None:
-        terms = BountyTerms(section.max_bounty_sat, section.bounty_budget_sat)
-        book = BountyBook(store, clock, treasury, terms)
-        app.add_handler(BountyDesk(store, book, payouts, github))
+    content = FilesystemContentStore(data_dir_of(settings) / "content")
+    app = GitHubApp(store, clock, secret, github, content=content)
+    if payouts is None:
+        return app
+    terms = BountyTerms(section.max_bounty_sat, section.bounty_budget_sat)
+    app.add_handler(BountyDesk(store, BountyBook(store, clock, treasury, terms), payouts, github))
+    if github is not None:
+        stamping = timestamping_of(settings.provenance, data_dir_of(settings), settings.chain)
+        ports = ContributionPorts(github, content, stamping, service.signer, payouts)
+        app.add_handler(ContributionFlow(store, clock, ports, section.contribution_reward_sat,
+                                         section.public_url))
     return app

@@ -669,6 +669,10 @@ class GitHubSection:
     #: One bounty's cap, and what the treasury's open bounties may hold together (sat).
     max_bounty_sat: int = 10_000_000
     bounty_budget_sat: int = 100_000_000
+    #: A merged contribution earns this many sat times its analysis score / 100.
+    contribution_reward_sat: int = 1_000
+    #: The coordinator's public API URL, for the proof links in pull request comments.
+    public_url: str = ""
 
 
 @attrs.frozen

@@ -32,6 +32,7 @@ from owm_core.governance.github_app import (
     signature_matches,
 )
 from owm_core.ports.clock import Clock
+from owm_core.ports.content_store import ContentStore
 from owm_core.ports.github import GitHub
 from owm_core.ports.repositories import Repositories
 
@@ -54,6 +55,7 @@ class GitHubApp:
         webhook_secret: bytes,
         github: GitHub | None = None,
         handlers: Sequence[EventHandler] = (),
+        content: ContentStore | None = None,
     ) -> None:
         if len(webhook_secret) < 16:
             raise InvalidValue("webhook_secret", "must be at least 16 bytes")
@@ -62,6 +64,8 @@ class GitHubApp:
         self._secret = webhook_secret
         self.github = github
         self._handlers = list(handlers)
+        #: The content-addressed store the contribution flow keeps archives and proofs in.
+        self.content = content
         #: Runs ``POST /v1/github/analyze`` requests through ``github``.
         self.analyses = AnalysisRunner(repositories, clock, github)
 

@@ -166,8 +166,23 @@ def webhook(call: Call) -> Response:
     )
 
 
+CONTRIBUTION: Schema = {
+    "type": "object",
+    "description": "The coordinator-signed contribution record (`record`, `record_digest`, "
+    "`coordinator_key`, `signature`: Ed25519 over the digest), its `analysis` and `ots_proof` "
+    "(base64 `.ots` over `record_digest`).",
+}
+
+
+def contribution(call: Call) -> Response:
+    app = running(call.services.github, "github-app-off", "the GitHub App is not configured")
+    content = running(app.content, "github-app-off", "no content store is configured")
+    raw = content.get(call.path["digest"])
+    return Response(raw, media_type="application/json")
+
+
 def operations() -> list[Operation]:
-    """Queue and read analyses, list and open bounties."""
+    """The webhook, analyses, contribution records and bounties."""
     github = Tag("github")
     return [
         github(
@@ -209,6 +224,29 @@ def operations() -> list[Operation]:
             get_analysis, {200: Reply("The analysis.", ANALYSIS), 404: NOT_FOUND},
             params=(Param("id", "path", OBJECT_ID, "The analysis id.", True),),
         ),
+        github(
+            "GET", "/github/contributions/{digest}", "getContribution",
+            "A merged contribution's signed record and OpenTimestamps proof", Access.PUBLIC,
+            contribution,
+            {
+                200: Reply("The signed record, its analysis and its proof.", CONTRIBUTION),
+                404: NOT_FOUND,
+                503: Reply(
+                    "The GitHub App is not configured.", PROBLEM_SCHEMA, PROBLEM_MEDIA_TYPE
+                ),
+            },
+            params=(
+                Param("digest", "path", {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                      "The SHA-256 the pull request comment links to.", True),
+            ),
+        ),
+        *_bounty_operations(github),
+    ]
+
+
+def _bounty_operations(github: Tag) -> list[Operation]:
+    """List and open bounties."""
+    return [
         github(
             "GET", "/github/bounties", "listBounties", "List active bounties", Access.CLIENT,
             list_bounties,

@@ -7,6 +7,7 @@ from typing import Any
 from owm_adapters.services.api.bounties import Bounties
 from owm_adapters.services.bounty_book import BountyBook, BountyTerms
 from owm_adapters.services.github_app import GitHubApp
+from owm_adapters.storage.content import MemoryContentStore
 from owm_core.governance.github_app import webhook_signature
 from tests.github_app_support import SECRET, delivery
 
@@ -38,4 +39,19 @@ def create_bounty(probe: Any) -> None:
     w.serve(bounties=bounties)
 
 
-GITHUB_SCENARIOS = {"githubWebhook": webhook, "createBounty": create_bounty}
+def contribution(probe: Any) -> None:
+    w = probe.world
+    github = w.services.github
+    w.serve(github=None)
+    probe.send(url=probe.url(digest="0" * 64))  # 503: no App
+    content = MemoryContentStore()
+    digest = content.put(b'{"record": {}}')
+    w.serve(github=GitHubApp(w.repos, w.clock, SECRET, content=content))
+    probe.send(url=probe.url(digest=digest))  # 200
+    probe.send(url=probe.url(digest="0" * 64))  # 404
+    w.serve(github=github)
+
+
+GITHUB_SCENARIOS = {
+    "githubWebhook": webhook, "createBounty": create_bounty, "getContribution": contribution,
+}
