@@ -17,7 +17,12 @@ from owm_adapters.sim.economy.world import World
 from owm_cli.sim import sim
 from owm_core.nodes.tiers import Tier
 from owm_core.stake.channel import StakeStatus
-from owm_core.stake.slashing import SlashingDecision, SlashingReason, SlashingSignal
+from owm_core.stake.slashing import (
+    SlashingDecision,
+    SlashingReason,
+    SlashingSignal,
+    verify_log,
+)
 
 SMALL = EconomyConfig(nodes=120, days=30, seed=3, pool_start_day=10, grant_every_days=10)
 
@@ -154,3 +159,12 @@ def test_a_tier2_slash_needs_two_configured_maintainers():
         "slashing-justified"]
     assert list(invariants.slashing(_outcome(Tier.T2, ("a" * 64, "b" * 64)), [], None, keys,
                                     {}, 0)) == []
+
+
+def test_tier2_lazy_nodes_are_slashed_on_two_maintainers_acks_and_the_signed_log_verifies():
+    world = simulate(EconomyConfig(nodes=150, days=30, seed=5, lazy_share=0.15, t2_share=0.6))
+    tier2 = [s for s in world.slashes if s.tier == "t2"]
+    assert tier2 and {s.behaviour for s in tier2} == {"lazy"}
+    entries = world.repositories.slashing_log.entries(0, None)
+    assert len(entries) == len(world.slashes)
+    assert verify_log(entries, world.slashing.coordinator_public_key).ok
