@@ -193,16 +193,16 @@ def remove_devnet(layout: DevnetLayout) -> None:
 
 
 def assign_ports(state: DevnetState) -> DevnetState:
-    """The same devnet on ports that are free now: gRPC, API, metrics, the OTS calendar and one
-    health port a node."""
-    ports = free_ports(4 + len(state.nodes))
+    """The same devnet on ports that are free now: gRPC, API, metrics, the OTS calendar, the
+    mining pool and one health port a node."""
+    ports = free_ports(5 + len(state.nodes))
     coordinator = attrs.evolve(
         state.coordinator, grpc_port=ports[0], api_port=ports[1], metrics_port=ports[2],
-        calendar_port=ports[3],
+        calendar_port=ports[3], pool_port=ports[4],
     )
     nodes = tuple(
         attrs.evolve(node, health_port=port)
-        for node, port in zip(state.nodes, ports[4:], strict=True)
+        for node, port in zip(state.nodes, ports[5:], strict=True)
     )
     return attrs.evolve(state, coordinator=coordinator, nodes=nodes)
 
@@ -308,7 +308,36 @@ embedder = "minilm"
 demo_data = true
 # Every process of a devnet shares one machine: give the reader tasks time to be verified.
 query_timeout_s = 20
-""" + _governance_toml(layout)
+""" + _pool_toml(state) + _governance_toml(layout)
+
+
+POOL_SHARES_PER_MINUTE = 2
+"""Each devnet node's miner submits at most this many shares a minute: on the regtest chain
+every share is a block, and the embedded chain must not run ahead of the clock."""
+
+
+def _pool_toml(state: DevnetState) -> str:
+    port = state.coordinator.pool_port
+    if not port:
+        return ""
+    return f"""
+[pool]
+# The Stratum V2 pool on the embedded regtest chain; every node mines on it ([mining]).
+enabled = true
+listen = "127.0.0.1:{port}"
+template_poll_s = 2.0
+"""
+
+
+def pool_url(layout: DevnetLayout, state: DevnetState) -> str:
+    """The pool's URL with its authority key, created now if the coordinator has none yet."""
+    from owm_core.pool.noise import encode_authority_key
+    from owm_core.pool.secp256k1 import xonly_public_key
+
+    path = layout.coordinator_dir / "pool" / "authority.key"
+    secret = keystore.load_secret(path) if path.exists() else keystore.create_secret(path)
+    key = encode_authority_key(xonly_public_key(secret))
+    return f"stratum2+tcp://127.0.0.1:{state.coordinator.pool_port}/{key}"
 
 
 GOVERNANCE_DIR = "governance"
@@ -425,6 +454,12 @@ def node_toml(layout: DevnetLayout, state: DevnetState, node: NodeEntry) -> str:
     header = (
         f"# {node.name} of the OWM devnet in {layout.root}, written by `owm devnet up`.\n"
     )
+    if state.coordinator.pool_port:
+        text += (
+            f'\n[mining]\nenabled = true\npool_url = "{pool_url(layout, state)}"\n'
+            f'worker = "{node.name}"\nintensity = 10\n'
+            f"max_shares_per_minute = {POOL_SHARES_PER_MINUTE}\n"
+        )
     return header + text
 
 

@@ -379,7 +379,7 @@ def mining_worker_from(settings: NodeSettings) -> MiningWorker | None:
     if not mining.enabled:
         return None
     return MiningWorker(load_node_identity(settings), mining.pool_url, mining.worker,
-                        mining.intensity)
+                        mining.intensity, mining.max_shares_per_minute)
 
 
 def build_daemon(

@@ -140,14 +140,17 @@ class NodeMining:
     """owm-mine inside the node daemon (SRS-NODE-13, SRS-NET-05; docs/mining-pool.md).
 
     With ``enabled`` the daemon mines on ``pool_url`` (``stratum2+tcp://HOST:PORT/AUTHORITY_KEY``)
-    as its own identity, worker ``worker``, on the CPU for ``intensity`` percent of the time;
-    always over clearnet — a ``.onion`` pool or a SOCKS proxy in the environment is refused.
+    as its own identity, worker ``worker``, on the CPU for ``intensity`` percent of the time,
+    submitting at most ``max_shares_per_minute`` shares a minute (0: no limit; devnets, where
+    every regtest share is a block); always over clearnet — a ``.onion`` pool or a SOCKS proxy
+    in the environment is refused.
     """
 
     enabled: bool = False
     pool_url: str = ""
     worker: str = ""
     intensity: int = 100
+    max_shares_per_minute: int = 0
 
 
 @attrs.frozen
@@ -175,6 +178,8 @@ def load_node_settings(
     mining = settings.mining
     if not 1 <= mining.intensity <= 100:
         raise ConfigError(f"{_where(path)}: mining.intensity: must be 1 to 100 (percent)")
+    if mining.max_shares_per_minute < 0:
+        raise ConfigError(f"{_where(path)}: mining.max_shares_per_minute: must be 0 or more")
     if mining.enabled and not mining.pool_url.startswith("stratum2+tcp://"):
         raise ConfigError(
             f"{_where(path)}: mining.pool_url: must be stratum2+tcp://HOST:PORT/AUTHORITY_KEY"

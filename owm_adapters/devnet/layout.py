@@ -67,6 +67,8 @@ class CoordinatorEntry:
     #: The embedded calendar and its chain's JSON-RPC for the reference ``ots`` client
     #: (``[provenance] calendar_listen``); 0 in a state written before it existed.
     calendar_port: int = 0
+    #: The Stratum V2 pool every node mines on (``[pool] listen``); 0 in older states.
+    pool_port: int = 0
 
 
 @attrs.frozen

@@ -3,8 +3,9 @@
 :class:`MiningWorker` connects over clearnet (SRS-NET-05: :func:`check_clearnet` before every
 connection), signs in with the node's identity (SRS-POOL-02), hashes on the CPU in slices of
 :data:`SLICE_HASHES` and rests between slices so that hashing takes ``intensity`` percent of
-the time. A lost connection or a refusal is logged and retried with a growing pause (up to
-60 s); :meth:`stop` ends the thread after its current slice.
+the time, and at most ``max_shares_per_minute`` shares a minute when set. A lost connection or
+a refusal is logged and retried with a growing pause (up to 60 s); :meth:`stop` ends the thread
+after its current slice.
 """
 
 from __future__ import annotations
@@ -28,12 +29,16 @@ MAX_BACKOFF_S = 60.0
 class MiningWorker:
     """The daemon's miner thread; counts what the pool answered."""
 
-    def __init__(self, identity: Identity, pool_url: str, worker: str, intensity: int) -> None:
+    def __init__(
+        self, identity: Identity, pool_url: str, worker: str, intensity: int,
+        max_shares_per_minute: int = 0,
+    ) -> None:  # fmt: skip
         self._identity = identity
         self._url = PoolUrl.parse(pool_url)
         check_clearnet(self._url.host, os.environ)
         self._worker = worker
         self._intensity = intensity
+        self._min_gap_s = 60.0 / max_shares_per_minute if max_shares_per_minute else 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.accepted = 0
@@ -79,7 +84,9 @@ class MiningWorker:
                 self.accepted += result.accepted
                 self.rejected += sum(result.rejected.values())
                 busy = time.monotonic() - started
-                self._stop.wait(busy * (100 - self._intensity) / self._intensity)
+                rest = busy * (100 - self._intensity) / self._intensity
+                answered = result.accepted + sum(result.rejected.values())
+                self._stop.wait(max(rest, self._min_gap_s - busy) if answered else rest)
         finally:
             self.connected = False
             miner.close()

@@ -251,6 +251,9 @@ class MiningPool:
         except (BlockRejected, ChainUnavailable) as error:
             log.warning("block %s refused by the chain: %s", block_hash, error.message)
             return None
+        except Exception as error:  # a chain adapter's fault must not end the miner's session
+            log.warning("block %s not submitted: %s", block_hash, type(error).__name__)
+            return None
         with self._lock:
             self.blocks.append(block_hash)
         log.info("block found: %s", block_hash)

@@ -143,3 +143,14 @@ def test_bad_mining_settings_are_config_errors_naming_the_key(
     config.write_text(f"[mining]\n{section}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=key):
         load_node_settings(config)
+
+
+def test_max_shares_per_minute_spaces_the_shares_out(pool: tuple[str, Keys, LocalChain]) -> None:
+    url, keys, _chain = pool
+    identity = Identity.from_seed(b"\x54" * 32)
+    keys.keys[identity.node_id] = identity.public_key_hex
+    worker = MiningWorker(identity, url, "slow", intensity=100, max_shares_per_minute=60)
+    worker.start()
+    time.sleep(2.5)
+    worker.stop()
+    assert 1 <= worker.accepted <= 4  # one a second, not hundreds

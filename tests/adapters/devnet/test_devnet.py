@@ -319,3 +319,23 @@ def test_the_traffic_loop_submits_distinct_sample_tasks_and_asks_queries_until_s
     assert isinstance(answers, dict) and answers
     assert report["last_answer"] in answers.values()
     assert all(entry["query"] == question for question, entry in answers.items())
+
+
+def test_a_new_devnet_runs_the_pool_and_every_node_mines_on_it_with_the_pools_authority_key(
+    tmp_path: Path,
+) -> None:
+    from owm_core.pool.noise import PoolUrl
+    from owm_core.pool.secp256k1 import xonly_public_key
+
+    layout, state = _provision(tmp_path)
+    coordinator = load_coordinator_settings(layout.coordinator_config)
+    assert coordinator.pool.enabled
+    assert coordinator.pool.listen == f"127.0.0.1:{state.coordinator.pool_port}"  # type: ignore[attr-defined]
+    authority = keystore.load_secret(layout.coordinator_dir / "pool" / "authority.key")
+    for node in state.nodes:  # type: ignore[attr-defined]
+        mining = load_node_settings(layout.node_config(node.name)).mining
+        assert (mining.enabled, mining.worker) == (True, node.name)
+        assert mining.max_shares_per_minute == devnet.POOL_SHARES_PER_MINUTE
+        url = PoolUrl.parse(mining.pool_url)
+        assert url.port == state.coordinator.pool_port  # type: ignore[attr-defined]
+        assert url.authority_xonly == xonly_public_key(authority)
