@@ -309,11 +309,14 @@ class LocalChain:
             assert tip is not None
             height = tip[0] + 1
             self._check(header, vtx, tip, height)
-            with self._db() as db:
-                db.execute(
-                    "INSERT INTO blocks (height, hash, time, header, raw) VALUES (?, ?, ?, ?, ?)",
-                    (height, header.hash_hex(), header.time, header.serialize(), raw_block),
-                )
+            row = (height, header.hash_hex(), header.time, header.serialize(), raw_block)
+            insert = "INSERT INTO blocks (height, hash, time, header, raw) VALUES (?, ?, ?, ?, ?)"
+            try:
+                with self._db() as db:
+                    db.execute(insert, row)
+            except sqlite3.IntegrityError:  # another writer of this file took the height first
+                taken = f"height {height} was taken meanwhile"
+                raise BlockRejected("inconclusive", taken) from None
 
     def _check(
         self, block: BlockHeader, vtx: list[CTransaction], tip: tuple[int, str], height: int

@@ -265,3 +265,23 @@ def test_the_registry_adapter_knows_registered_nodes_only() -> None:
     assert keys.public_key_of(MINER.node_id) is None
     store.nodes.add(make_node(node_id=MINER.node_id, public_key=MINER.public_key_hex))
     assert keys.public_key_of(MINER.node_id) == MINER.public_key_hex
+
+
+def test_two_writers_on_one_chain_file_racing_for_a_height_the_loser_is_refused_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from owm_adapters.chain.local_chain import build_block, grind
+    from owm_core.errors import BlockRejected
+
+    path = tmp_path / "chain.db"
+    first, second = LocalChain(path), LocalChain(path)  # e.g. the calendar's and the pool's
+    template = first.block_template()
+    old_tip = (template.height - 1, template.previous_block_hash)
+    block_a = grind(build_block(template, b"a" * 32))
+    block_b = grind(build_block(attrs.evolve(template, curtime=template.curtime + 60), b"b" * 32))
+    first.submit_block(block_a.serialize())
+    # the second writer checked its block against the old tip before the first one's insert
+    monkeypatch.setattr(second, "_tip", lambda: old_tip)
+    with pytest.raises(BlockRejected, match="taken meanwhile"):
+        second.submit_block(block_b.serialize())
+    assert first.tip_height() == template.height
