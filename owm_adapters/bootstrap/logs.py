@@ -105,8 +105,14 @@ def redact_value(name: str, value: Any) -> Any:
 
 
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
-    """The fields a record was given through ``extra=``."""
-    return {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRIBUTES}
+    """The fields a record was given through ``extra=``.
+
+    Private attributes (a leading underscore) are left out: libraries that install a record
+    factory, such as Ray's ``_ray_timestamp_ns``, would otherwise print them on every line."""
+    return {
+        k: v for k, v in vars(record).items()
+        if k not in _STANDARD_ATTRIBUTES and not k.startswith("_")
+    }
 
 
 class RedactingFilter(logging.Filter):

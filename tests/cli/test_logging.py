@@ -84,3 +84,21 @@ def test_log_level_filters_and_wins_over_the_environment(
 def test_an_unknown_log_format_is_a_one_line_error() -> None:
     result = CliRunner().invoke(owm_cli, ["--log-format", "xml", "ots", "--help"])
     assert result.exit_code != 0 and "xml" in result.output
+
+
+def test_private_attributes_a_library_adds_to_every_record_are_not_printed(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray installs a record factory that adds ``_ray_timestamp_ns`` to every record."""
+    plain = logging.getLogRecordFactory()
+
+    def stamped(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = plain(*args, **kwargs)
+        record._library_timestamp_ns = 1  # type: ignore[attr-defined]
+        return record
+
+    monkeypatch.setattr(logging, "_logRecordFactory", stamped)
+    _start("owm")
+    capsys.readouterr()
+    _emit()
+    assert "_library_timestamp_ns" not in capsys.readouterr().err
