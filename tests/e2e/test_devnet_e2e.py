@@ -230,6 +230,18 @@ def test_devnet_up_runs_the_whole_network_pays_every_node_and_down_leaves_nothin
     with urllib.request.urlopen(dashboard.group(1), timeout=5) as reply:
         assert reply.status == 200 and b"hx-get" in reply.read()
 
+    # Mining: every node mines on the devnet's Stratum V2 pool; blocks show in the statistics.
+    api_key = json.loads((data_dir / "devnet.json").read_text(encoding="utf-8"))["api_key"]
+
+    def mined() -> dict[str, Any] | None:
+        request = urllib.request.Request(api.group(1) + "/v1/mining/stats",
+                                         headers={"Authorization": f"Bearer {api_key}"})
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            stats: dict[str, Any] = json.loads(reply.read())
+        return stats if stats["blocks_30d"] >= 1 and stats["miners_24h"] >= 1 else None
+
+    poll(mined, 90, "blocks mined by the nodes on the devnet's pool")
+
     # `down` stops everything; again is harmless.
     pids = [p["pid"] for p in report["processes"].values() if p["pid"]]
     stopped = owm("down", "--data-dir", str(data_dir), timeout=120)
