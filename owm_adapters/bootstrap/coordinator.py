@@ -257,7 +257,7 @@ def build_coordinator(
         slashing=slashing_service, fl=fl, node_invoices=node_invoices,
         signing_key_created=created, workers=workers, identity=service.signer,
         governance=governance_from(settings, store, clock, service.signer, chain=wallet_chain),
-        github=github or github_app_from(settings, service, payouts), pool=pool,
+        github=github or github_app_from(settings, service, payouts, fl), pool=pool,
     )
 
 

@@ -17,6 +17,7 @@ from owm_adapters.github.app_auth import AppCredentials
 from owm_adapters.github.rest import GitHubRest
 from owm_adapters.services.bounty_book import BountyBook, BountyTerms
 from owm_adapters.services.coordinator.service import CoordinatorService
+from owm_adapters.services.fl_rounds import FlRoundService
 from owm_adapters.services.github_app import GitHubApp
 from owm_adapters.services.github_bounties import BountyDesk
 from owm_adapters.services.github_contributions import ContributionFlow, ContributionPorts
@@ -45,13 +46,15 @@ def github_app_from(
     settings: CoordinatorSettings,
     service: CoordinatorService,
     payouts: PayoutDispatcher | None = None,
+    fl: FlRoundService | None = None,
     github: GitHub | None = None,
 ) -> GitHubApp | None:
     """The GitHub App of ``settings`` (None when ``[github] webhook_secret_file`` is empty)
     over ``service``'s store, clock, treasury and key; with ``payouts`` its events drive
     bounties (:class:`BountyDesk`) and, with a GitHub port, the contribution flow
     (:class:`ContributionFlow`: archives in ``<data_dir>/content``, records stamped by the
-    ``[provenance]`` port)."""
+    FL rounds' OpenTimestamps port when they run — one calendar per process — else by the
+    ``[provenance]`` one)."""
     store, clock, treasury = service.repositories, service.clock, service.lightning
     section = settings.github
     if not section.webhook_secret_file:
@@ -67,7 +70,9 @@ def github_app_from(
     terms = BountyTerms(section.max_bounty_sat, section.bounty_budget_sat)
     app.add_handler(BountyDesk(store, BountyBook(store, clock, treasury, terms), payouts, github))
     if github is not None:
-        stamping = timestamping_of(settings.provenance, data_dir_of(settings), settings.chain)
+        stamping = fl.timestamping if fl is not None else timestamping_of(
+            settings.provenance, data_dir_of(settings), settings.chain
+        )
         ports = ContributionPorts(github, content, stamping, service.signer, payouts)
         app.add_handler(ContributionFlow(store, clock, ports, section.contribution_reward_sat,
                                          section.public_url))
