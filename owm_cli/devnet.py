@@ -209,6 +209,18 @@ def render_status(report: dict[str, Any]) -> list[str]:
             last = traffic["last_query"]
             lines.append(f"query       not answered yet (HTTP {last.get('status')}: "
                          f"{last.get('detail')})")
+    lines.extend(_github_lines(traffic.get("github") or {}))
+    return lines
+
+
+def _github_lines(github: dict[str, Any]) -> list[str]:
+    """The devnet GitHub stand-in's rounds and the App's latest comments (bounties paid,
+    contribution rewards with payment hashes)."""
+    if not github:
+        return []
+    lines = [f"github      {github.get('rounds', 0)} sample contribution(s) on "
+             f"{github.get('repository')}, {github.get('deliveries_refused', 0)} refused"]
+    lines += [f"github      {' '.join(str(c).split())[:160]}" for c in github.get("comments", [])]
     return lines
 
 

@@ -56,6 +56,7 @@ from owm_adapters.bootstrap.settings import (
 )
 from owm_adapters.control_plane.tls_files import TlsPaths, coordinator_tls
 from owm_adapters.devnet import network, processes
+from owm_adapters.devnet.github_traffic import DEVNET_APP_ID, github_files
 from owm_adapters.devnet.layout import (
     CoordinatorEntry,
     DevnetLayout,
@@ -194,15 +195,15 @@ def remove_devnet(layout: DevnetLayout) -> None:
 
 def assign_ports(state: DevnetState) -> DevnetState:
     """The same devnet on ports that are free now: gRPC, API, metrics, the OTS calendar, the
-    mining pool and one health port a node."""
-    ports = free_ports(5 + len(state.nodes))
+    mining pool, the GitHub stand-in and one health port a node."""
+    ports = free_ports(6 + len(state.nodes))
     coordinator = attrs.evolve(
         state.coordinator, grpc_port=ports[0], api_port=ports[1], metrics_port=ports[2],
-        calendar_port=ports[3], pool_port=ports[4],
+        calendar_port=ports[3], pool_port=ports[4], github_port=ports[5],
     )
     nodes = tuple(
         attrs.evolve(node, health_port=port)
-        for node, port in zip(state.nodes, ports[5:], strict=True)
+        for node, port in zip(state.nodes, ports[6:], strict=True)
     )
     return attrs.evolve(state, coordinator=coordinator, nodes=nodes)
 
@@ -308,7 +309,7 @@ embedder = "minilm"
 demo_data = true
 # Every process of a devnet shares one machine: give the reader tasks time to be verified.
 query_timeout_s = 20
-""" + _pool_toml(state) + _governance_toml(layout)
+""" + _pool_toml(state) + _governance_toml(layout) + _github_toml(layout, state)
 
 
 POOL_SHARES_PER_MINUTE = 2
@@ -338,6 +339,26 @@ def pool_url(layout: DevnetLayout, state: DevnetState) -> str:
     secret = keystore.load_secret(path) if path.exists() else keystore.create_secret(path)
     key = encode_authority_key(xonly_public_key(secret))
     return f"stratum2+tcp://127.0.0.1:{state.coordinator.pool_port}/{key}"
+
+
+def _github_toml(layout: DevnetLayout, state: DevnetState) -> str:
+    port = state.coordinator.github_port
+    if not port:
+        return ""
+    key, secret = github_files(layout)
+    return f"""
+[github]
+# The GitHub App against the devnet's GitHub stand-in (served by the traffic loop): sample
+# bounties and contributions are paid over the embedded ledger (docs/github-app.md).
+app_id = "{DEVNET_APP_ID}"
+private_key_file = {_q(key)}
+webhook_secret_file = {_q(secret)}
+api_url = "http://127.0.0.1:{port}"
+public_url = "{state.api_url}"
+contribution_reward_sat = 100
+max_bounty_sat = 10000
+bounty_budget_sat = 1000000
+"""
 
 
 GOVERNANCE_DIR = "governance"

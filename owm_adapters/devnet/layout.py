@@ -69,6 +69,8 @@ class CoordinatorEntry:
     calendar_port: int = 0
     #: The Stratum V2 pool every node mines on (``[pool] listen``); 0 in older states.
     pool_port: int = 0
+    #: The local GitHub stand-in the traffic loop serves (0 in a state written before it).
+    github_port: int = 0
 
 
 @attrs.frozen
@@ -150,6 +152,11 @@ class DevnetLayout:
     @property
     def traffic_file(self) -> Path:
         return self.root / "traffic.json"
+
+    @property
+    def github_dir(self) -> Path:
+        """The devnet GitHub App's private key and webhook secret (0600 files)."""
+        return self.root / "github"
 
     @property
     def traffic_key(self) -> Path:

@@ -257,12 +257,16 @@ def wait_until(
 
 
 def http_json(url: str, *, headers: Mapping[str, str] | None = None, timeout_s: float = 3.0,
-              body: Any = None, method: str | None = None) -> tuple[int, Any]:
+              body: Any = None, method: str | None = None,
+              raw_body: bytes | None = None) -> tuple[int, Any]:
     """``(status, JSON body)`` of a request to a devnet process; ``(0, None)`` when unreachable.
 
     Error statuses are returned, not raised (a node's /health answers 503 while not serving).
+    ``raw_body`` is sent byte for byte (a signed webhook delivery) instead of ``body``.
     """
-    data = None if body is None else json.dumps(body).encode()
+    data = raw_body if raw_body is not None else (
+        None if body is None else json.dumps(body).encode()
+    )
     request = urllib.request.Request(  # noqa: S310 (loopback URLs of the devnet)
         url, data=data, headers=dict(headers or {}), method=method
     )

@@ -71,7 +71,11 @@ class TrafficLoop:
     query_interval_s: float = 60.0
     clock: Callable[[], float] = time.time
     report: dict[str, Any] = attrs.Factory(dict)
+    #: One sample GitHub contribution (bounty + reward) every ``github_interval_s``, if given.
+    github_round: Callable[[], dict[str, Any]] | None = None
+    github_interval_s: float = 60.0
     _sequence: int = 0
+    _github_thread: threading.Thread | None = None
 
     def run(self, stop: threading.Event) -> None:
         """Until ``stop`` is set: a task every ``interval_s``, a query every ``query_interval_s``.
@@ -85,8 +89,12 @@ class TrafficLoop:
             "queries_asked": 0, "queries_answered": 0, "last_error": None,
         }
         next_task = next_query = started
+        next_github = started + min(self.github_interval_s, 20.0)  # the App's first event
         while not stop.is_set():
             now = self.clock()
+            if self.github_round is not None and now >= next_github:
+                self._github()
+                next_github = now + self.github_interval_s
             if now >= next_task:
                 self.submit_sample_task(int(started))
                 next_task = now + self.interval_s
@@ -97,6 +105,23 @@ class TrafficLoop:
                                     min(self.query_interval_s, max(self.interval_s, 5.0)))
             self.record(dict(self.report))
             stop.wait(max(0.0, min(next_task, next_query) - self.clock()))
+
+    def _github(self) -> None:
+        """Play a GitHub round on its own thread (the App's handlers answer each delivery after
+        analysing and stamping), so sample tasks and queries keep their pace."""
+        round_ = self.github_round
+        assert round_ is not None
+        if self._github_thread is not None and self._github_thread.is_alive():
+            return
+
+        def play() -> None:
+            try:
+                self.report["github"] = round_()
+            except Exception as exc:  # the coordinator may be restarting: next round retries
+                self.report["last_error"] = f"github: {exc}"
+
+        self._github_thread = threading.Thread(target=play, name="devnet-github", daemon=True)
+        self._github_thread.start()
 
     def submit_sample_task(self, run_id: int) -> bool:
         """Submit the next sample inference task; True when the coordinator took it."""
@@ -202,9 +227,49 @@ def run_traffic(layout: DevnetLayout, stop: threading.Event) -> None:
     def record(report: dict[str, Any]) -> None:
         write_private(layout.traffic_file, json.dumps(report, indent=2) + "\n")
 
+    github = _github_traffic(layout, state)
     loop = TrafficLoop(submit, ask, record, interval_s=state.traffic_interval_s,
-                       query_interval_s=state.query_interval_s)
+                       query_interval_s=state.query_interval_s,
+                       github_round=github.round if github is not None else None)
     try:
         loop.run(stop)
     finally:
         channel.close()
+        if github is not None:
+            github.standin.stop()
+
+
+def _github_traffic(layout: DevnetLayout, state: Any) -> Any:
+    """The devnet's GitHub stand-in, started on its port, and its sample traffic (None for a
+    devnet without one)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from owm_adapters.devnet.github_traffic import (
+        DEVNET_APP_ID,
+        INSTALLATION,
+        REPOSITORY,
+        GitHubTraffic,
+        github_files,
+    )
+    from owm_adapters.devnet.processes import http_json
+    from owm_adapters.github.standin import GitHubStandIn
+
+    port = state.coordinator.github_port
+    if not port:
+        return None
+    key_file, secret_file = github_files(layout)
+    key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    standin = GitHubStandIn(DEVNET_APP_ID, public, lambda: int(time.time()))
+    standin.add_repository(REPOSITORY, INSTALLATION)
+    standin.start(port)
+    webhook = f"{state.api_url}/v1/github/webhook"
+
+    def post(headers: dict[str, str], raw: bytes) -> int:
+        status, _answer = http_json(webhook, raw_body=raw, headers=headers, timeout_s=30)
+        return int(status)
+
+    secret = secret_file.read_text().strip().encode()
+    return GitHubTraffic(standin, post, secret, state.nodes[0].ln_pubkey)

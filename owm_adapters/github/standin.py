@@ -119,14 +119,14 @@ class GitHubStandIn:
 
     # ------------------------------------------------------------------ server
 
-    def start(self) -> str:
-        """Serve on a free loopback port; the base URL."""
+    def start(self, port: int = 0) -> str:
+        """Serve on loopback ``port`` (0: a free one); the base URL."""
         standin = self
 
         class Handler(_Handler):
             owner = standin
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self.url
 

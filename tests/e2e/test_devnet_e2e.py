@@ -4,7 +4,8 @@
 up — in a temporary data directory with a fast traffic loop. Then, step by step: the
 three nodes registered with verified stakes; sample tasks were executed,
 verified and paid over the embedded Lightning ledger, and ``owm devnet status`` shows the
-earnings of every node; an FL round trained ``owm-base`` and its version is anchored with
+earnings of every node; the devnet's GitHub stand-in played a sample contribution whose bounty
+and reward were paid; an FL round trained ``owm-base`` and its version is anchored with
 OpenTimestamps (confirmed); the sample query was answered. Then ``owm devnet
 attack --node 2 --kind poison`` gets node 2's updates flagged by the robust aggregation and the
 node slashed in the public log. The network then degrades gracefully: new tasks are still
@@ -141,6 +142,19 @@ def test_devnet_up_runs_the_whole_network_pays_every_node_and_down_leaves_nothin
         assert node["node_id"][:13] in row and "serving" in row
         assert re.search(r"\s[1-9][\d,]* sat\s+[1-9][\d,]* sat\s", row), row
     assert "sat paid to nodes over the embedded Lightning ledger" in text.stdout
+
+    # Step 3b: the devnet's GitHub stand-in played a sample contribution through the App: a
+    # bounty and a contribution reward paid, announced with their payment hashes.
+    def github_paid() -> dict[str, Any] | None:
+        github = (status(data_dir)["traffic"] or {}).get("github") or {}
+        comments = " ".join(github.get("comments", []))
+        paid = "over Lightning, payment hash" in comments and "Contribution recorded" in comments
+        return github if paid else None
+
+    github = poll(github_paid, 120, "a sample bounty and contribution reward paid")
+    assert github["deliveries_refused"] == 0, github
+    shown = owm("status", "--data-dir", str(data_dir)).stdout
+    assert "sample contribution(s) on owm-devnet/sample" in shown and "payment hash" in shown
 
     # Step 4: an FL round trained owm-base and its new version is anchored with OTS.
     def stamped() -> tuple[dict[str, Any], dict[str, Any]] | None:
