@@ -7,10 +7,12 @@ spendable on-chain funds, lets :func:`owm_core.payments.payout_channels.decide` 
 (reserve, per-node size, daily budget) and opens the channel through the
 :class:`~owm_core.ports.lightning.ChannelOpener` port (LND, CLN or the embedded ledger).
 
-Kept in memory: the capacity opened per day and the nodes with a channel still pending (LND
-and CLN list a channel only once it confirms). A restart therefore starts the day's budget
-afresh, and a channel still pending at a restart may be opened a second time; both are
-bounded by the daily budget and the reserve.
+Each opening is recorded in the store before the Lightning node is asked to open it, and the
+daily budget and the "still confirming" rule read those records: LND and CLN list a channel
+only once it confirms, and a restart or a crash in the middle of the call must not open a
+second channel to the same node or start the day's budget afresh. An opening the Lightning
+node refused or never answered keeps its record too (whether funds moved is unknown), so the
+node is offered another channel only after the confirmation window.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ import attrs
 from owm_adapters.services.workers import Loop
 from owm_core.errors import DomainError
 from owm_core.nodes.registry import Node
-from owm_core.payments.payout_channels import PayoutChannelPolicy, day_of, decide
+from owm_core.payments.payout_channels import (
+    PayoutChannelOpening,
+    PayoutChannelPolicy,
+    day_start,
+    decide,
+)
 from owm_core.ports.clock import Clock
 from owm_core.ports.lightning import ChannelOpener, StakeChannels
 from owm_core.ports.repositories import Repositories
@@ -60,8 +67,6 @@ class PayoutChannels:
         self._clock = clock
         self.policy = policy
         self._lock = threading.Lock()
-        self._opened_per_day: dict[int, int] = {}
-        self._pending: set[str] = set()
         self._loop = Loop("payout-channels", self.sweep, period_s)
 
     def start(self) -> None:
@@ -81,31 +86,31 @@ class PayoutChannels:
         opened: list[Opened] = []
         with self._lock:
             for node in self._store.nodes.list():
-                if node.node_id in self._pending:
-                    continue
                 done = self._consider(node)
                 if done is not None:
                     opened.append(done)
         return opened
 
     def _consider(self, node: Node) -> Opened | None:
-        today = day_of(self._clock.now())
+        now = self._clock.now()
+        openings = self._store.payout_channels
         try:
             decision = decide(
                 self.policy, spendable_sat=self._opener.spendable_onchain_sat(),
-                opened_today_sat=self._opened_per_day.get(today, 0),
+                opened_today_sat=openings.opened_since(day_start(now)),
                 channels=self._channels.channels_with(node.ln_node_uri.pubkey),
-                suspended=node.suspended,
+                suspended=node.suspended, last_opening=openings.get(node.node_id), now=now,
             )  # fmt: skip
             if not decision.opens:
                 log.debug("no payout channel to %s: %s", node.node_id, decision.reason)
                 return None
+            opening = PayoutChannelOpening(node.node_id, decision.amount_sat, now)
+            openings.put(opening)
             point = self._opener.open_channel(str(node.ln_node_uri), decision.amount_sat)
         except DomainError as exc:
             log.warning("payout channel to %s not opened: %s", node.node_id, exc.message)
             return None
-        self._opened_per_day = {today: self._opened_per_day.get(today, 0) + decision.amount_sat}
-        self._pending.add(node.node_id)
+        openings.put(attrs.evolve(opening, channel_point=point))
         log.info("opened payout channel %s of %d sat to %s", point, decision.amount_sat,
                  node.node_id)  # fmt: skip
         return Opened(node.node_id, point, decision.amount_sat)

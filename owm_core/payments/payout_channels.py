@@ -12,6 +12,12 @@ A node needs a payout channel unless the treasury already has an active channel 
 local (treasury) balance is positive — a channel the treasury can pay over; a stake channel
 the node funded holds the node's balance, not the treasury's, and does not count. A suspended
 node gets none. Time is passed in; the day is ``now // 86,400``.
+
+Each opening is recorded (:class:`PayoutChannelOpening`) before the treasury's Lightning node is
+asked to open it, and the records are what the daily budget counts. Lightning nodes list a
+channel only once it confirms, so a node whose last opening is younger than
+:data:`CONFIRM_WINDOW_S` gets no other, even across a coordinator restart or a crash in the
+middle of the call: treasury funds are never committed twice to one node (SRS-LN-03).
 """
 
 from __future__ import annotations
@@ -24,6 +30,19 @@ from owm_core import fields
 from owm_core.payments.lightning import Channel
 
 DAY_S = 86_400
+CONFIRM_WINDOW_S = DAY_S
+"""How long an opened channel may take to confirm before the node may be offered another."""
+
+
+@attrs.frozen
+class PayoutChannelOpening:
+    """The treasury decided at ``started_at`` to open ``amount_sat`` to node ``node_id``;
+    ``channel_point`` once its Lightning node accepted (empty if it never answered)."""
+
+    node_id: str
+    amount_sat: int = attrs.field(validator=fields.money())
+    started_at: int = attrs.field(validator=fields.timestamp())
+    channel_point: str = ""
 
 
 @attrs.frozen
@@ -61,15 +80,22 @@ def decide(
     opened_today_sat: int,
     channels: Iterable[Channel],
     suspended: bool = False,
+    last_opening: PayoutChannelOpening | None = None,
+    now: int = 0,
 ) -> ChannelDecision:
     """Whether to open a payout channel to a node now (SRS-LN-03), given the treasury's
-    spendable on-chain funds, what it opened today and its channels with the node."""
+    spendable on-chain funds, what it opened today, its channels with the node and the last
+    opening recorded for the node."""
     if policy.per_node_sat == 0:
         return ChannelDecision(0, "payout channels are off (per_node_sat = 0)")
     if suspended:
         return ChannelDecision(0, "the node is suspended")
     if has_payout_route(channels):
         return ChannelDecision(0, "the treasury can already pay the node over a channel")
+    if last_opening is not None and now - last_opening.started_at < CONFIRM_WINDOW_S:
+        return ChannelDecision(
+            0, f"a payout channel opened at {last_opening.started_at} may still be confirming"
+        )
     if opened_today_sat + policy.per_node_sat > policy.daily_budget_sat:
         return ChannelDecision(0, f"today's budget of {policy.daily_budget_sat} sat is spent")
     if spendable_sat - policy.per_node_sat < policy.reserve_sat:
@@ -79,6 +105,6 @@ def decide(
     return ChannelDecision(policy.per_node_sat, "a new node without a payout channel")
 
 
-def day_of(now: int) -> int:
-    """The UTC day number of ``now`` (the daily budget's period)."""
-    return now // DAY_S
+def day_start(now: int) -> int:
+    """The start of the UTC day of ``now`` (the daily budget's period)."""
+    return now - now % DAY_S

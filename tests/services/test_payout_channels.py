@@ -12,10 +12,17 @@ from owm_adapters.bootstrap.settings import CoordinatorLightning, CoordinatorSet
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.services.payout_channels import PayoutChannels
 from owm_adapters.storage.memory import memory_repositories
+from owm_core.errors import LightningUnavailable
 from owm_core.identity.keys import Identity
 from owm_core.nodes.registry import LnNodeUri, Node
 from owm_core.nodes.tiers import Tier
-from owm_core.payments.payout_channels import DAY_S, PayoutChannelPolicy
+from owm_core.payments.lightning import Channel
+from owm_core.payments.payout_channels import (
+    CONFIRM_WINDOW_S,
+    DAY_S,
+    PayoutChannelPolicy,
+    day_start,
+)
 from tests.server.harness import T1_STAKE_SAT
 from tests.server.http.world import build_world
 from tests.services.governance_world import Clock
@@ -59,6 +66,65 @@ def test_each_new_node_gets_one_channel_within_the_daily_budget(tmp_path: Path) 
         (opened,) = ledger.lightning("treasury").channels_with(pubkey)
         assert opened.local_balance_sat == 500_000
     assert ledger.onchain_sat(ledger.lightning("treasury").node_pubkey()) == 8_500_000
+
+
+class Unconfirmed:
+    """The treasury's Lightning node as LND and CLN show it while a channel confirms: the
+    channel is opened but not listed yet; ``answers=False`` times out instead of answering."""
+
+    def __init__(self, ledger: SimLedger, answers: bool = True) -> None:
+        self.lightning = ledger.lightning("treasury")
+        self.answers = answers
+        self.opened: list[str] = []
+
+    def channels_with(self, peer_pubkey: str) -> list[Channel]:
+        return []
+
+    def spendable_onchain_sat(self) -> int:
+        return self.lightning.spendable_onchain_sat()
+
+    def open_channel(self, peer_uri: str, amount_sat: int) -> str:
+        point = self.lightning.open_channel(peer_uri, amount_sat)
+        self.opened.append(peer_uri)
+        if not self.answers:
+            raise LightningUnavailable("the treasury's Lightning node did not answer in time")
+        return point
+
+
+def test_a_restart_opens_no_second_channel_while_the_first_confirms_nor_a_new_budget(
+    tmp_path: Path,
+) -> None:
+    ledger, store, clock, _ = world(
+        tmp_path, 10_000_000, PayoutChannelPolicy(1_000_000, 500_000, 1_000_000)
+    )
+    treasury = Unconfirmed(ledger)
+    for i in range(3):
+        store.nodes.add(node(i + 1, ledger.add_node(f"n{i}")))
+    policy = PayoutChannelPolicy(1_000_000, 500_000, 1_000_000)
+    assert len(PayoutChannels(store, treasury, treasury, clock, policy).sweep()) == 2
+    restarted = PayoutChannels(store, treasury, treasury, clock, policy)
+    assert restarted.sweep() == []  # two still confirming, and the day's budget is spent
+    clock.t = day_start(clock.t) + DAY_S  # the next day, the first two still confirming
+    assert len(restarted.sweep()) == 1
+    assert len(treasury.opened) == 3 == len(set(treasury.opened))
+    clock.t += CONFIRM_WINDOW_S  # still not listed a window later: offered again
+    assert len(restarted.sweep()) == 2
+
+
+def test_an_open_the_lightning_node_never_answered_is_not_repeated_within_the_window(
+    tmp_path: Path,
+) -> None:
+    ledger, store, clock, _ = world(tmp_path, 10_000_000, PayoutChannelPolicy(0, 500_000, 10**9))
+    treasury = Unconfirmed(ledger, answers=False)
+    only = node(1, ledger.add_node("a"))
+    store.nodes.add(only)
+    policy = PayoutChannelPolicy(0, 500_000, 10**9)
+    channels = PayoutChannels(store, treasury, treasury, clock, policy)
+    assert channels.sweep() == []
+    assert channels.sweep() == []
+    assert len(treasury.opened) == 1  # funds may have moved: no second try within the window
+    recorded = store.payout_channels.get(only.node_id)
+    assert recorded is not None and recorded.channel_point == ""
 
 
 def test_the_reserve_is_never_spent_and_suspended_nodes_get_nothing(tmp_path: Path) -> None:

@@ -47,7 +47,10 @@ from owm_adapters.storage.memory.nodes import (
     MemoryManifestRepository,
     MemoryNodeRepository,
 )
-from owm_adapters.storage.memory.payments import MemoryPaymentRepository
+from owm_adapters.storage.memory.payments import (
+    MemoryPaymentRepository,
+    MemoryPayoutChannelRepository,
+)
 from owm_adapters.storage.memory.pool import (
     MemoryMinerCreditRepository,
     MemoryMiningPayoutRepository,
@@ -75,6 +78,7 @@ class MemoryRepositories:
     tasks: MemoryTaskRepository
     proofs: MemoryProofRepository
     payments: MemoryPaymentRepository
+    payout_channels: MemoryPayoutChannelRepository
     slashing_log: MemorySlashingLogRepository
     slashing_evidence: MemorySlashingEvidenceRepository
     channel_bindings: MemoryChannelBindingRepository
@@ -129,6 +133,7 @@ def memory_repositories() -> MemoryRepositories:
         tasks=MemoryTaskRepository(state, lock),
         proofs=MemoryProofRepository(state, lock),
         payments=MemoryPaymentRepository(state, lock),
+        payout_channels=MemoryPayoutChannelRepository(state, lock),
         slashing_log=MemorySlashingLogRepository(state, lock),
         slashing_evidence=MemorySlashingEvidenceRepository(state, lock),
         channel_bindings=MemoryChannelBindingRepository(state, lock),

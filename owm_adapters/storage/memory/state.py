@@ -25,6 +25,7 @@ from owm_core.market.commit_reveal import RecordedCommitment
 from owm_core.market.funding import Balance, Escrow, PeriodBudget, TopUp
 from owm_core.market.tasks import Task
 from owm_core.nodes.registry import Node
+from owm_core.payments.payout_channels import PayoutChannelOpening
 from owm_core.payments.records import PaymentAttempt, RewardPayment
 from owm_core.pool.bitcoin import AcceptedShare
 from owm_core.pool.fpps import MinerCredit
@@ -57,6 +58,7 @@ class State:
     tasks: dict[str, tuple[int, Task]] = attrs.Factory(dict)
     proofs: dict[tuple[str, str], Envelope] = attrs.Factory(dict)
     payments: dict[str, tuple[int, RewardPayment]] = attrs.Factory(dict)
+    payout_channels: dict[str, PayoutChannelOpening] = attrs.Factory(dict)
     #: Indexes of ``payments``: payment id → hash; node id → its hashes (tuples, replaced
     #: rather than mutated so that a snapshot stays independent).
     payment_ids: dict[str, str] = attrs.Factory(dict)

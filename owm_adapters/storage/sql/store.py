@@ -41,7 +41,10 @@ from owm_adapters.storage.sql.repositories.nodes import (
     SqlManifestRepository,
     SqlNodeRepository,
 )
-from owm_adapters.storage.sql.repositories.payments import SqlPaymentRepository
+from owm_adapters.storage.sql.repositories.payments import (
+    SqlPaymentRepository,
+    SqlPayoutChannelRepository,
+)
 from owm_adapters.storage.sql.repositories.pool import (
     SqlMinerCreditRepository,
     SqlMiningPayoutRepository,
@@ -75,6 +78,7 @@ class SqlRepositories:
     tasks: SqlTaskRepository
     proofs: SqlProofRepository
     payments: SqlPaymentRepository
+    payout_channels: SqlPayoutChannelRepository
     slashing_log: SqlSlashingLogRepository
     slashing_evidence: SqlSlashingEvidenceRepository
     channel_bindings: SqlChannelBindingRepository
@@ -123,6 +127,7 @@ def sql_repositories(engine: Engine) -> SqlRepositories:
         tasks=SqlTaskRepository(db),
         proofs=SqlProofRepository(db),
         payments=SqlPaymentRepository(db),
+        payout_channels=SqlPayoutChannelRepository(db),
         slashing_log=SqlSlashingLogRepository(db),
         slashing_evidence=SqlSlashingEvidenceRepository(db),
         channel_bindings=SqlChannelBindingRepository(db),

@@ -226,6 +226,17 @@ payment_attempts = Table(
     Column("error", Text, nullable=True),
 )
 
+# -- the treasury's payout-channel openings, the latest per node (migration 0020) ------------
+
+payout_channels = Table(
+    "payout_channels",
+    metadata,
+    Column("node_id", String(128), primary_key=True),
+    _money("amount_sat"),
+    _time("started_at", index=True),
+    Column("channel_point", String(128), nullable=False),
+)
+
 slashing_log = Table(
     "slashing_log",
     metadata,

@@ -99,6 +99,9 @@ from owm_core.ports.repositories.nodes import (
 from owm_core.ports.repositories.payments import (
     PaymentRepository as PaymentRepository,
 )
+from owm_core.ports.repositories.payments import (
+    PayoutChannelRepository as PayoutChannelRepository,
+)
 from owm_core.ports.repositories.pool import (
     MinerCreditRepository as MinerCreditRepository,
 )
@@ -166,6 +169,11 @@ class Repositories(Protocol):
     @property
     def payments(self) -> PaymentRepository:
         """The payments repository."""
+        ...
+
+    @property
+    def payout_channels(self) -> PayoutChannelRepository:
+        """The treasury's payout-channel openings (SRS-LN-03)."""
         ...
 
     @property

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from owm_core.payments.payout_channels import PayoutChannelOpening
 from owm_core.payments.records import PaymentAttempt, PaymentState, RewardPayment
 
 
@@ -59,4 +60,20 @@ class PaymentRepository(Protocol):
     def settled_since(self, start: int, limit: int = 10_000) -> Sequence[RewardPayment]:
         """Up to ``limit`` succeeded payments whose ``updated_at`` (when they settled) is at or
         after ``start``, earliest settled first (the dashboard's payment latency)."""
+        ...
+
+
+class PayoutChannelRepository(Protocol):
+    """The treasury's payout-channel openings, one record per node: its latest (SRS-LN-03)."""
+
+    def put(self, opening: PayoutChannelOpening) -> None:
+        """Store ``opening`` as the node's latest, replacing an earlier one."""
+        ...
+
+    def get(self, node_id: str) -> PayoutChannelOpening | None:
+        """The latest opening recorded for ``node_id``, or None."""
+        ...
+
+    def opened_since(self, started_at: int) -> int:
+        """The capacity (sat) of the openings started at or after ``started_at``."""
         ...

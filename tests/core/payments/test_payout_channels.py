@@ -7,7 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from owm_core.payments.lightning import Channel
-from owm_core.payments.payout_channels import PayoutChannelPolicy, decide
+from owm_core.payments.payout_channels import (
+    CONFIRM_WINDOW_S,
+    DAY_S,
+    PayoutChannelOpening,
+    PayoutChannelPolicy,
+    day_start,
+    decide,
+)
 
 sats = st.integers(0, 10**9)
 
@@ -38,3 +45,19 @@ def test_a_node_the_treasury_can_already_pay_gets_no_second_channel() -> None:
     assert decide(policy, **funded, channels=[channel(400_000, active=False)]).opens
     assert not decide(policy, **funded, channels=[], suspended=True).opens
     assert not decide(PayoutChannelPolicy(0, 0, 10**9), **funded, channels=[]).opens
+
+
+@given(started=st.integers(0, 2**40), age=st.integers(0, 3 * CONFIRM_WINDOW_S))
+def test_a_node_gets_no_other_channel_while_its_last_opening_may_still_confirm(
+    started: int, age: int
+) -> None:
+    last = PayoutChannelOpening("node-1", 500_000, started)
+    decision = decide(PayoutChannelPolicy(0, 500_000, 10**9), spendable_sat=10**9,
+                      opened_today_sat=0, channels=[], last_opening=last, now=started + age)
+    assert decision.opens == (age >= CONFIRM_WINDOW_S)
+
+
+@given(now=st.integers(0, 2**40))
+def test_the_budget_day_starts_at_utc_midnight(now: int) -> None:
+    start = day_start(now)
+    assert start % DAY_S == 0 and 0 <= now - start < DAY_S

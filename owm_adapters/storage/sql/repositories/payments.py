@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from owm_adapters.storage.sql import tables as t
+from owm_adapters.storage.sql.database import upsert
 from owm_adapters.storage.sql.rows import (
     MappedRepository,
     from_row,
@@ -17,6 +18,7 @@ from owm_adapters.storage.sql.rows import (
     to_row,
 )
 from owm_core.errors import Conflict
+from owm_core.payments.payout_channels import PayoutChannelOpening
 from owm_core.payments.records import (
     PaymentAttempt,
     PaymentState,
@@ -28,6 +30,7 @@ _ROWS = row_converter()
 """How this context's values become rows and back."""
 register_row(_ROWS, RewardPayment)
 register_row(_ROWS, PaymentAttempt)
+register_row(_ROWS, PayoutChannelOpening, int64_columns=["started_at"])
 
 
 class SqlPaymentRepository(MappedRepository):
@@ -124,3 +127,27 @@ class SqlPaymentRepository(MappedRepository):
             .limit(limit)
         )
         return self._all(query, RewardPayment)
+
+
+class SqlPayoutChannelRepository(MappedRepository):
+    """The treasury's latest payout-channel opening per node, in ``payout_channels``."""
+
+    _rows = _ROWS
+
+    def put(self, opening: PayoutChannelOpening) -> None:
+        """Store ``opening`` as the node's latest, replacing an earlier one."""
+        with self._db.tx(write=True) as conn:
+            upsert(conn, t.payout_channels, to_row(_ROWS, opening), "node_id")
+
+    def get(self, node_id: str) -> PayoutChannelOpening | None:
+        """The latest opening recorded for ``node_id``, or None."""
+        query = select(t.payout_channels).where(t.payout_channels.c.node_id == node_id)
+        found: PayoutChannelOpening | None = self._first(query, PayoutChannelOpening)
+        return found
+
+    def opened_since(self, started_at: int) -> int:
+        """The capacity (sat) of the openings started at or after ``started_at``."""
+        c = t.payout_channels.c
+        query = select(func.coalesce(func.sum(c.amount_sat), 0)).where(c.started_at >= started_at)
+        with self._db.tx() as conn:
+            return int(conn.execute(query).scalar_one())
