@@ -5,11 +5,13 @@ funding and claim, are found by issue, and the treasury's open ones are summed (
 from __future__ import annotations
 
 import json
+import threading
 
 import attrs
 import pytest
 
-from owm_core.errors import Conflict
+from owm_adapters.services.bounty_book import BountyBook, BountyTerms
+from owm_core.errors import Conflict, PolicyViolation
 from owm_core.governance.bounty_rules import Funding
 from owm_core.governance.contributions import BountyStatus, open_bounty
 from owm_core.governance.github_app import WebhookEvent, parse_webhook
@@ -86,3 +88,44 @@ def test_a_data_payee_is_replaced_and_survives_a_reopen(backend: Backend) -> Non
     assert again.get("alice") == newer
     assert [p.contributor for p in again.list()] == ["alice", "bob"]
     assert again.get("carol") is None
+
+
+class _Clock:
+    def now(self) -> int:
+        return T0
+
+    def monotonic(self) -> float:
+        return 0.0
+
+
+def test_bounties_opened_at_once_from_many_threads_never_exceed_the_treasury_budget(
+    backend: Backend,
+) -> None:
+    """Eight threads each open a 30,000 sat treasury bounty against a 100,000 sat budget at
+    the same instant (each on its own handle on the store): exactly three open, the others are
+    refused with a clear error, and the committed sum stays within the budget. On PostgreSQL
+    under READ COMMITTED a read-then-insert budget check without the advisory lock lets more
+    through (SRS-LN-08)."""
+    threads_n, amount, budget = 8, 30_000, 100_000
+    barrier = threading.Barrier(threads_n)
+    opened: list[str] = []
+    refused: list[str] = []
+
+    def open_one(index: int) -> None:
+        repos = backend.reopen()
+        terms = BountyTerms(max_bounty_sat=amount, budget_sat=budget)
+        book = BountyBook(repos, _Clock(), None, terms)  # type: ignore[arg-type]
+        barrier.wait()
+        try:
+            opened.append(book.open("github:maint", "o/r", index, "t", amount).bounty.bounty_id)
+        except PolicyViolation as exc:
+            refused.append(str(exc))
+
+    workers = [threading.Thread(target=open_one, args=(i + 1,)) for i in range(threads_n)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert len(opened) == budget // amount and len(refused) == threads_n - len(opened)
+    assert all("budget" in message for message in refused)
+    assert backend.reopen().bounties.committed_treasury_sat() == len(opened) * amount <= budget

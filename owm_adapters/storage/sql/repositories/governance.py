@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, text, update
 
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.database import SqlRepository
@@ -26,6 +26,9 @@ from owm_core.governance.github_app import WebhookEvent
 from owm_core.governance.proposals import Comment, Proposal, ProposalStatus
 from owm_core.governance.treasury import TreasurySpend
 from owm_core.identity.envelopes import canonical_bytes, parse_canonical_json
+
+BUDGET_LOCK_KEY = int.from_bytes(b"owm/bdgt", "big") & 0x7FFF_FFFF_FFFF_FFFF
+"""The PostgreSQL advisory lock id that serialises the treasury-budget checks of bounties."""
 
 _ROWS = row_converter()
 """How this context's values become rows and back."""
@@ -184,12 +187,20 @@ class SqlBountyRepository(KeyedRepository[Bounty]):
         return self._all(query, Bounty)
 
     def committed_treasury_sat(self) -> int:
-        """The satoshis of the treasury-funded bounties still open."""
+        """The satoshis of the treasury-funded bounties still open.
+
+        On PostgreSQL it first takes the transaction's budget advisory lock
+        (:data:`BUDGET_LOCK_KEY`, held until commit), so two bounties opened at once in
+        ``atomic()`` blocks check the budget one after the other: under READ COMMITTED a plain
+        sum followed by an insert lets both pass and exceed the budget (SRS-LN-08). SQLite's
+        write transactions (``BEGIN IMMEDIATE``) are serialised already."""
         c = t.bounties.c
         query = select(func.coalesce(func.sum(c.amount_sat), 0)).where(
             c.status == BountyStatus.OPEN.value, c.funding == Funding.TREASURY.value
         )
         with self._db.tx() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": BUDGET_LOCK_KEY})
             return int(conn.execute(query).scalar_one())
 
 
