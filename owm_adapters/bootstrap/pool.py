@@ -146,11 +146,14 @@ def pool_from(
     pool = MiningPool(
         chain, store.shares, clock.now, payout_script=_payout_script(section, chain),
         share_difficulty=section.share_difficulty, credits=store.miner_credits,
+        atomic=store.atomic,
     )  # fmt: skip
     nodes = RegistryNodeKeys(store.nodes)
     server = PoolServer(static, lambda connection: MinerConnection(connection, pool, nodes))
     authority = secp256k1.xonly_public_key(authority_secret)
     return PoolWorker(
         pool, server, listen, section.template_poll_s, authority, store.shares, clock,
-        None if payouts is None else PoolPayouts(store, clock, payouts),
+        None if payouts is None else PoolPayouts(
+            store, clock, payouts, treasury_destination=section.treasury_node
+        ),
     )  # fmt: skip

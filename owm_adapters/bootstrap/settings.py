@@ -692,7 +692,9 @@ class PoolSection:
     devnet from the embedded provenance chain, refreshed every ``template_poll_s`` seconds.
     Coinbases pay ``payout_script`` (a scriptPubKey in hex; empty: ``OP_TRUE``, accepted only
     on the embedded chain). Shares must meet difficulty ``share_difficulty`` (never harder than
-    a block).
+    a block). ``treasury_node`` (a Lightning node's public key, optionally ``@host:port``)
+    receives the treasury's 20 % of the shares' value with every payout batch (SRS-POOL-08);
+    empty: the cut is not sent and stays with the pool.
     """
 
     enabled: bool = False
@@ -702,6 +704,7 @@ class PoolSection:
     template_poll_s: float = 5.0
     payout_script: str = ""
     share_difficulty: int = 1
+    treasury_node: str = ""
 
 
 @attrs.frozen

@@ -19,9 +19,11 @@ template and sends every channel new work.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import attrs
 
@@ -82,6 +84,7 @@ class MiningPool:
         payout_script: bytes,
         share_difficulty: int = 1,
         credits: MinerCreditRepository | None = None,
+        atomic: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
     ) -> None:
         self._chain = chain
         self._shares = shares
@@ -98,6 +101,7 @@ class MiningPool:
         self.blocks: list[str] = []
         self.earned_msat: collections.Counter[str] = collections.Counter()
         self._credits = credits
+        self._atomic = atomic
         self._unstored: dict[str, fpps.MinerCredit] = {}
 
     # ------------------------------------------------------------------ templates
@@ -214,28 +218,33 @@ class MiningPool:
                 return self.reject(
                     miner_id, ERROR_CODES[ShareReason(rejection.reason)], rejection.message
                 )
+            with self._atomic():  # the share and its credits: one write, or none (SRS-POOL-04)
+                self._shares.add(accepted, self._now())
+                credit = self._credit(accepted, template)
             self._seen.add(header.hash())
-            self._shares.add(accepted, self._now())
             self.accepted += 1
-            credit = self._credit(accepted, template)
         block_hash = self._submit_block(header, job) if accepted.is_block else None
         return Verdict(accepted=accepted, block_hash=block_hash, credit_msat=credit)
 
     def _credit(self, share: AcceptedShare, template: BlockTemplate) -> int:
-        """FPPS: the share's value in msat, the fraction carried per miner (SRS-POOL-04)."""
+        """FPPS: the share's value in msat, the fraction carried per miner (SRS-POOL-04), and
+        the treasury's 20 % cut accrued the same way (SRS-POOL-08); the miner's msat."""
         terms = fpps.FppsTerms.from_block(template.height, template.bits)
-        now, miner = self._now(), share.miner_id
-        store = self._credits
-        stored = store.get(miner) if store is not None else self._unstored.get(miner)
-        credit, msat = (stored or fpps.fresh_credit(miner, now)).add_share(
-            terms, share.credited_difficulty, now
-        )
-        if self._credits is not None:
-            self._credits.put(credit)
-        else:
-            self._unstored[miner] = credit
+        now, miner, difficulty = self._now(), share.miner_id, share.credited_difficulty
+        credit, msat = self._stored(miner, now).add_share(terms, difficulty, now)
+        cut, _ = self._stored(fpps.TREASURY_CREDIT_ID, now).add_treasury_cut(terms, difficulty, now)
+        for updated in (credit, cut):
+            if self._credits is not None:
+                self._credits.put(updated)
+            else:
+                self._unstored[updated.miner_id] = updated
         self.earned_msat[miner] += msat
         return msat
+
+    def _stored(self, miner: str, now: int) -> fpps.MinerCredit:
+        store = self._credits
+        stored = store.get(miner) if store is not None else self._unstored.get(miner)
+        return stored or fpps.fresh_credit(miner, now)
 
     def reject(self, miner_id: str, code: str, detail: str) -> Verdict:
         """Count and log a rejected share (SRS-POOL-06); the verdict answering it."""

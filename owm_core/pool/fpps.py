@@ -315,9 +315,27 @@ def credit_share_msat(
     new carry. Crediting a miner's shares one by one this way pays, in total, exactly the floor
     of their summed exact value: no rounding drift however many shares, never more than earned.
     """
+    return _msat_with_carry(exact_share_value(terms, share_difficulty), carry)
+
+
+def treasury_share_value(terms: FppsTerms, share_difficulty: int | Fraction) -> Fraction:
+    """The exact part of a share's value withheld for the treasury (its 20 %, SRS-POOL-08):
+    the gross value less the miner's :func:`exact_share_value`, so the two add up exactly."""
+    return gross_share_value(terms, share_difficulty) - exact_share_value(terms, share_difficulty)
+
+
+def credit_treasury_msat(
+    terms: FppsTerms, share_difficulty: int | Fraction, carry: Fraction = Fraction(0)
+) -> MsatCredit:
+    """The treasury's cut of one share in msat, its fraction carried like a miner's
+    (:func:`credit_share_msat`): in total exactly the floor of the exact cut (SRS-POOL-08)."""
+    return _msat_with_carry(treasury_share_value(terms, share_difficulty), carry)
+
+
+def _msat_with_carry(value_sat: Fraction, carry: Fraction) -> MsatCredit:
     if not 0 <= carry < 1:
         raise InvalidValue("carry", "must be in [0, 1)")
-    exact = exact_share_value(terms, share_difficulty) * MSAT_PER_SAT + carry
+    exact = value_sat * MSAT_PER_SAT + carry
     whole = exact.numerator // exact.denominator
     return MsatCredit(msat=whole, carry=exact - whole)
 
@@ -325,6 +343,9 @@ def credit_share_msat(
 # --------------------------------------------------------------------------- balances, payouts
 
 FPPS_PAYOUT_PREFIX = "fpps:"
+TREASURY_CREDIT_ID = "treasury"
+"""The :class:`MinerCredit` row that accrues the treasury's 20 % of every share (SRS-POOL-08);
+never a node id (those are ``n`` + 40 hex), so no miner can be paid from it."""
 
 
 @attrs.frozen
@@ -341,7 +362,15 @@ class MinerCredit:
         self, terms: FppsTerms, share_difficulty: int | Fraction, now: int
     ) -> tuple[MinerCredit, int]:
         """This credit after one more accepted share, and the msat that share added."""
-        credit = credit_share_msat(terms, share_difficulty, Fraction(self.carry))
+        return self._added(credit_share_msat(terms, share_difficulty, Fraction(self.carry)), now)
+
+    def add_treasury_cut(
+        self, terms: FppsTerms, share_difficulty: int | Fraction, now: int
+    ) -> tuple[MinerCredit, int]:
+        """This (treasury) credit after one more share's 20 % cut, and the msat it added."""
+        return self._added(credit_treasury_msat(terms, share_difficulty, Fraction(self.carry)), now)
+
+    def _added(self, credit: MsatCredit, now: int) -> tuple[MinerCredit, int]:
         carry = f"{credit.carry.numerator}/{credit.carry.denominator}"
         return attrs.evolve(
             self, credited_msat=self.credited_msat + credit.msat, carry=carry, updated_at=now

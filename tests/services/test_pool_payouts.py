@@ -1,6 +1,6 @@
 """Miners' FPPS credits paid over Lightning through the payout outbox: at 10,000 sat or an hour
 after the previous payout, to the node's own Lightning node, exactly once per payout, across a
-restart of the sweep (SRS-POOL-04/07, SRS-LN-08/14)."""
+restart of the sweep, the treasury's 20 % in the same batch (SRS-POOL-04/07/08, SRS-LN-08/14)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from owm_adapters.services.payouts import LedgerInvoiceSource, PayoutDispatcher
 from owm_adapters.services.pool_payouts import PoolPayouts
 from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
 from owm_core.nodes.registry import LnNodeUri
-from owm_core.pool.fpps import MinerCredit
+from owm_core.payments.records import RewardPayment
+from owm_core.pool.fpps import TREASURY_CREDIT_ID, MinerCredit
 from tests.core.nodes.test_registry import make_node
 from tests.server.harness import StepClock
 
@@ -101,3 +102,67 @@ def test_less_than_a_satoshi_is_never_sent_and_an_unregistered_miner_is_not_paid
     assert stage.payouts.sweep() == []
     stage.repos.miner_credits.put(MinerCredit("n" + "8" * 40, 50_000_000, "0/1", T0))
     assert stage.payouts.sweep() == []
+
+
+def with_treasury_node(stage: Stage, miner_msat: int, cut_msat: int) -> str:
+    """Credit the miner and the treasury's cut; the treasury's receiving node (its pubkey)."""
+    cold = stage.ledger.add_node("pool-treasury")
+    stage.ledger.open_channel(stage.treasury_ln, cold, 10_000_000)
+    stage.credit(miner_msat)
+    stage.repos.miner_credits.put(MinerCredit(TREASURY_CREDIT_ID, cut_msat, "0/1", T0))
+    return cold
+
+
+class CrashBeforeTreasury:
+    """The outbox, with the process dying as the treasury's payment is about to be enqueued."""
+
+    def __init__(self, inner: PayoutDispatcher) -> None:
+        self.inner = inner
+
+    def enqueue_to(
+        self, payee: str, payment_id: str, task_id: str, amount_msat: int, memo: str
+    ) -> RewardPayment:
+        if task_id.startswith(f"fpps:{TREASURY_CREDIT_ID}:"):
+            raise RuntimeError("power cut")
+        return self.inner.enqueue_to(payee, payment_id, task_id, amount_msat, memo)
+
+
+def test_the_treasurys_20_percent_is_paid_in_the_miners_batch_exactly_once_across_a_crash(
+    stage: Stage,
+) -> None:
+    cold = with_treasury_node(stage, 10_000_000, 2_500_000)
+    crashing = PoolPayouts(stage.repos, stage.clock, CrashBeforeTreasury(stage.dispatcher),
+                           treasury_destination=cold)  # fmt: skip
+    with pytest.raises(RuntimeError, match="power cut"):
+        crashing.sweep()  # the miner's payout is enqueued, the treasury's is not
+    restarted = PoolPayouts(stage.repos, stage.clock, stage.dispatcher, treasury_destination=cold)
+    stage.clock.advance(60)
+    (cut,) = restarted.sweep()  # the miner is paid already; the treasury's cut joins its batch
+    assert (cut.node_id, cut.amount_msat) == (cold, 2_500_000)
+    assert restarted.sweep() == [] and restarted.sweep() == []  # once
+    stage.repos.miner_credits.put(MinerCredit(TREASURY_CREDIT_ID, 3_000_000, "0/1", T0))
+    assert restarted.sweep() == []  # owed again, but no miner batch to join yet
+    stage.dispatcher.sweep()
+    restarted.sweep()
+    assert stage.held_sat() == 10_000
+    (channel,) = stage.ledger.lightning("pool-treasury").channels_with(stage.treasury_ln)
+    assert channel.local_balance_sat == 2_500
+    listed = {(p.miner_id, p.amount_sat) for p in stage.repos.mining_payouts.recent()}
+    assert listed == {(MINER, 10_000), (None, 2_500)}
+
+
+def test_with_a_treasury_node_one_sweep_pays_the_miners_and_the_treasurys_cut_together(
+    stage: Stage,
+) -> None:
+    cold = with_treasury_node(stage, 12_000_000, 3_000_000)
+    payouts = PoolPayouts(stage.repos, stage.clock, stage.dispatcher, treasury_destination=cold)
+    miner, cut = payouts.sweep()
+    assert (miner.amount_msat, cut.amount_msat) == (12_000_000, 3_000_000)  # 80 % and 20 %
+    assert cut.created_at == miner.created_at
+
+
+def test_without_a_treasury_node_the_cut_is_not_sent(stage: Stage) -> None:
+    stage.credit(10_000_000)
+    stage.repos.miner_credits.put(MinerCredit(TREASURY_CREDIT_ID, 2_500_000, "0/1", T0))
+    (only,) = stage.payouts.sweep()
+    assert only.node_id == stage.miner_ln

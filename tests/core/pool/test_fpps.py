@@ -1,9 +1,10 @@
-"""Pool economics: FPPS crediting, the 80/20 split and payouts."""
+"""Pool economics: FPPS crediting, the 80/20 split and payouts (SRS-POOL-04/07/08)."""
 
 from __future__ import annotations
 
 from fractions import Fraction
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -211,3 +212,31 @@ def test_quarter_msat_shares_are_paid_one_msat_every_fourth_share() -> None:
         credits.append(credit.msat)
         carry = credit.carry
     assert credits == [0, 0, 0, 1, 0, 0, 0, 1]
+
+
+# ------------------------------------------------------------------- the 80/20 split per share
+
+
+@given(
+    shares=st.lists(
+        st.tuples(st.sampled_from(["na", "nb", "nc"]), st.integers(1, 10**9)), max_size=40
+    ),
+    terms=fpps_terms().map(lambda t: attrs.evolve(t, pool_fee_bps=fpps.DEFAULT_POOL_FEE_BPS)),
+)
+@settings(max_examples=200)
+def test_shares_credit_miners_80_and_the_treasury_20_percent_exactly_to_the_msat(
+    shares: list[tuple[str, int]], terms: FppsTerms
+) -> None:
+    credits = {m: fpps.fresh_credit(m, 0) for m in ("na", "nb", "nc")}
+    treasury = fpps.fresh_credit(fpps.TREASURY_CREDIT_ID, 0)
+    for miner, difficulty in shares:
+        credits[miner], _ = credits[miner].add_share(terms, difficulty, 1)
+        treasury, _ = treasury.add_treasury_cut(terms, difficulty, 1)
+    gross = {m: sum((fpps.gross_share_value(terms, d) * 1000 for n, d in shares if n == m),
+                    Fraction(0)) for m in credits}  # fmt: skip
+    for miner, credit in credits.items():
+        assert credit.credited_msat == int(gross[miner] * Fraction(8, 10))  # floor: exact ≥ 0
+    total = sum(gross.values(), Fraction(0))
+    assert treasury.credited_msat == int(total * Fraction(2, 10))
+    paid = treasury.credited_msat + sum(c.credited_msat for c in credits.values())
+    assert int(total) - len(credits) <= paid <= int(total)  # never more than the shares' worth
