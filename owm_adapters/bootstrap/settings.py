@@ -678,6 +678,17 @@ class GitHubSection:
     contribution_reward_sat: int = 1_000
     #: The coordinator's public API URL, for the proof links in pull request comments.
     public_url: str = ""
+    #: Where contribution archives and records are kept: ``"files"`` (``<data_dir>/content``)
+    #: or ``"s3"`` (an S3-compatible bucket: ``s3_bucket`` at ``s3_endpoint_url``, empty for
+    #: AWS, in ``s3_region``; keys from ``s3_credentials_file`` (mode 0600: the access key id
+    #: on its first line, the secret on its second) or else ``AWS_ACCESS_KEY_ID`` and
+    #: ``AWS_SECRET_ACCESS_KEY`` in the environment).
+    archive_store: str = "files"
+    s3_bucket: str = ""
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    s3_prefix: str = "content/"
+    s3_credentials_file: str = ""
 
 
 @attrs.frozen

@@ -21,7 +21,8 @@ from owm_core.errors import InvalidValue, NotFound
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
-def _checked(digest: str) -> str:
+def checked_digest(digest: str) -> str:
+    """``digest`` if it is 64 lower-case hex digits; InvalidValue otherwise (no path tricks)."""
     if not _DIGEST.fullmatch(digest):
         raise InvalidValue("digest", "must be 64 lower-case hex digits (SHA-256)")
     return digest
@@ -53,7 +54,7 @@ class FilesystemContentStore:
     def get(self, digest: str) -> bytes:
         """The blob of ``digest``; NotFound if none, InvalidValue if it was altered."""
         try:
-            data = self._path(_checked(digest)).read_bytes()
+            data = self._path(checked_digest(digest)).read_bytes()
         except FileNotFoundError:
             raise NotFound(f"no content {digest}") from None
         if hashlib.sha256(data).hexdigest() != digest:
@@ -62,7 +63,7 @@ class FilesystemContentStore:
 
     def has(self, digest: str) -> bool:
         """Whether ``digest`` is stored."""
-        return self._path(_checked(digest)).is_file()
+        return self._path(checked_digest(digest)).is_file()
 
 
 class MemoryContentStore:
@@ -82,7 +83,7 @@ class MemoryContentStore:
     def get(self, digest: str) -> bytes:
         """The blob of ``digest``; NotFound if none."""
         with self._lock:
-            found = self._blobs.get(_checked(digest))
+            found = self._blobs.get(checked_digest(digest))
         if found is None:
             raise NotFound(f"no content {digest}")
         return found
@@ -90,4 +91,4 @@ class MemoryContentStore:
     def has(self, digest: str) -> bool:
         """Whether ``digest`` is stored."""
         with self._lock:
-            return _checked(digest) in self._blobs
+            return checked_digest(digest) in self._blobs

@@ -3,8 +3,8 @@
 What a contribution brings (a repository archive at its merge, a signed contribution record
 with its OpenTimestamps proof) is kept under the hex SHA-256 of its bytes, so a reference is
 also a check: whatever comes back for a digest is verified against it. Adapters: a folder on
-disk (default) and an in-memory twin (``owm_adapters/storage/content.py``); an S3-compatible
-bucket or Arweave would implement the same three methods.
+disk (default) and an in-memory twin (``owm_adapters/storage/content.py``), an S3-compatible
+bucket (``owm_adapters/storage/s3_content.py``); Arweave would implement the same three methods.
 """
 
 from __future__ import annotations
