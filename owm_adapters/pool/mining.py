@@ -30,6 +30,7 @@ import attrs
 from owm_core.errors import BlockRejected, ChainUnavailable, InvalidShare
 from owm_core.pool import bitcoin, coinbase, fpps
 from owm_core.pool.bitcoin import AcceptedShare, BlockHeader, BlockTemplate, Share, ShareReason
+from owm_core.pool.stats import PoolWork
 from owm_core.ports.chain import Chain
 from owm_core.ports.repositories.pool import MinerCreditRepository, ShareRepository
 
@@ -156,6 +157,15 @@ class MiningPool:
                     self._listeners.remove(listener)
 
         return unsubscribe
+
+    def work(self) -> PoolWork | None:
+        """What the pool mines now (height, ``nBits``, share difficulty), None before its first
+        template: the pool page's current difficulty and FPPS rate (SRS-POOL-10)."""
+        with self._lock:
+            template = self.template
+            if template is None:
+                return None
+            return PoolWork(template.height, template.bits, self.share_difficulty)
 
     def network_target(self) -> int:
         assert self.template is not None

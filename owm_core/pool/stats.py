@@ -9,11 +9,13 @@ each share at difficulty ``d`` stands for ``d · 2³²`` hashes on average.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from fractions import Fraction
 
 import attrs
 
 from owm_core import fields
-from owm_core.pool.bitcoin import AcceptedShare
+from owm_core.pool.bitcoin import AcceptedShare, compact_to_target, difficulty_of_target
+from owm_core.pool.fpps import MSAT_PER_SAT, FppsTerms, exact_share_value
 
 HASHES_PER_DIFFICULTY_1 = 2**32
 HOUR_S = 3_600
@@ -110,3 +112,48 @@ def per_miner_hashrate_1h(shares: Sequence[tuple[int, AcceptedShare]], now: int)
         if now - HOUR_S < at <= now:
             by_miner.setdefault(share.miner_id, []).append((at, share))
     return {m: hashrate_hps(rows, now - HOUR_S + 1, HOUR_S) for m, rows in sorted(by_miner.items())}
+
+
+@attrs.frozen
+class PoolWork:
+    """What the pool is mining now (SRS-POOL-10): the template's height and ``nBits`` and the
+    share difficulty, from which the network difficulty and the FPPS rate follow."""
+
+    height: int = attrs.field(validator=fields.integer(minimum=0))
+    bits: int = attrs.field(validator=fields.integer(0, 0xFFFFFFFF))
+    share_difficulty: int = attrs.field(validator=fields.integer(minimum=1))
+
+    @property
+    def network_difficulty(self) -> Fraction:
+        """The difficulty of a block at ``bits``."""
+        return difficulty_of_target(compact_to_target(self.bits))
+
+    @property
+    def fpps_msat_per_share(self) -> Fraction:
+        """What one share at the pool's difficulty earns its miner, exactly, in msat
+        (SRS-POOL-04: the subsidy × share / network difficulty, less the treasury's 20 %;
+        a share is never worth more than a block)."""
+        terms = FppsTerms.from_block(self.height, self.bits)
+        credited = min(Fraction(self.share_difficulty), self.network_difficulty)
+        return exact_share_value(terms, credited) * MSAT_PER_SAT
+
+
+def hourly_hashrate(
+    shares: Sequence[tuple[int, AcceptedShare]], now: int, hours: int = 24
+) -> tuple[list[int], list[int]]:
+    """Pool hashrate (H/s) in each of the last ``hours`` whole hours up to ``now`` and the
+    shares accepted in each, oldest first (the pool page's charts, SRS-POOL-10)."""
+    starts = [now - (hours - i) * HOUR_S + 1 for i in range(hours)]
+    rates = [hashrate_hps(shares, start, HOUR_S) for start in starts]
+    counts = [sum(1 for at, _ in shares if start <= at < start + HOUR_S) for start in starts]
+    return rates, counts
+
+
+def hourly_payouts(payouts: Iterable[MiningPayout], now: int, hours: int = 24) -> list[int]:
+    """Sat paid by the pool in each of the last ``hours`` whole hours up to ``now``."""
+    paid = [0] * hours
+    for payout in payouts:
+        index = hours - 1 - (now - payout.paid_at) // HOUR_S
+        if 0 <= index < hours and payout.paid_at <= now:
+            paid[index] += payout.amount_sat
+    return paid

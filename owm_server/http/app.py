@@ -45,7 +45,7 @@ from owm_adapters.probes import Readiness
 from owm_adapters.services.api import ApiServices
 from owm_core.access.callers import Caller
 from owm_core.errors import DomainError, PaymentRequired
-from owm_server.http import dashboard, health, portal, v1
+from owm_server.http import dashboard, health, pool_page, portal, v1
 from owm_server.http.call import Call
 from owm_server.http.contract import Access, Operation, openapi_document, parse_param, validate
 from owm_server.http.metrics import HttpMetrics, RouteMetrics
@@ -498,6 +498,7 @@ def create_app(
             Mount("/v1", routes=v1_routes),
             *dashboard.routes(services),
             *portal.routes(services),
+            *pool_page.routes(services),
             *health.routes(readiness or Readiness({})),
         ],
         middleware=[

@@ -325,18 +325,17 @@ def page() -> str:
     )
 
 
-def routes(services: ApiServices) -> list[BaseRoute]:
-    """The dashboard's routes: the page at ``/dashboard`` and its fragments and script below."""
-    page_html = page()
-    # Each panel is rendered at most once per cache period, however many browsers poll it.
+def fragment_endpoint(
+    services: ApiServices, panels: dict[str, tuple[str, Callable[[ApiServices], str]]]
+) -> Callable[[Request], Response]:
+    """``GET …/fragments/{panel}`` over ``panels``: each rendered at most once per cache period
+    however many browsers poll it; an unknown panel is a 404 naming it (escaped); a panel that
+    fails says so without blanking the others."""
     rendered = ReadCache(services.clock, services.config.cache_ttl_ms)
-
-    def index(_request: Request) -> Response:
-        return HTMLResponse(page_html, headers=_SECURITY_HEADERS)
 
     def fragment(request: Request) -> Response:
         name = request.path_params["panel"]
-        panel = PANELS.get(name)
+        panel = panels.get(name)
         if panel is None:
             return HTMLResponse(
                 f'<p class="empty">no panel {_e(name)}</p>', 404, headers=_SECURITY_HEADERS
@@ -345,12 +344,16 @@ def routes(services: ApiServices) -> list[BaseRoute]:
         try:
             body = rendered.get(name, lambda: panel[1](services))
         except Exception:  # one broken panel must not blank the others
-            log.exception("dashboard panel %s failed", name)
+            log.exception("panel %s failed", name)
             body = '<p class="empty">this panel could not be read; see the coordinator log</p>'
-        log.debug("dashboard panel %s rendered in %.1f ms", name,
-                  (time.monotonic() - started) * 1000)
+        log.debug("panel %s rendered in %.1f ms", name, (time.monotonic() - started) * 1000)
         return HTMLResponse(body, headers=_SECURITY_HEADERS)
 
+    return fragment
+
+
+def htmx_route(path: str) -> Route:
+    """``GET path``: the vendored htmx, cacheable for a day."""
     script = (STATIC_DIR / "htmx.min.js").read_bytes()
 
     def htmx(_request: Request) -> Response:
@@ -360,10 +363,20 @@ def routes(services: ApiServices) -> list[BaseRoute]:
             headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
         )
 
+    return Route(path, htmx, methods=["GET"])
+
+
+def routes(services: ApiServices) -> list[BaseRoute]:
+    """The dashboard's routes: the page at ``/dashboard`` and its fragments and script below."""
+    page_html = page()
+
+    def index(_request: Request) -> Response:
+        return HTMLResponse(page_html, headers=_SECURITY_HEADERS)
+
     # Plain routes, not a Mount: mounts are the API's versions (/v1, a future /v2).
     return [
         Route("/dashboard", index, methods=["GET"]),
         Route("/dashboard/", index, methods=["GET"]),
-        Route("/dashboard/fragments/{panel}", fragment, methods=["GET"]),
-        Route("/dashboard/static/htmx.min.js", htmx, methods=["GET"]),
+        Route("/dashboard/fragments/{panel}", fragment_endpoint(services, PANELS), methods=["GET"]),
+        htmx_route("/dashboard/static/htmx.min.js"),
     ]

@@ -7,7 +7,7 @@ endpoints stay fast under 1,000 concurrent clients (SRS-PERF-08). Nothing here w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -21,6 +21,9 @@ from owm_core.pool.stats import (
     MinerStats,
     MiningPayout,
     PoolStats,
+    PoolWork,
+    hourly_hashrate,
+    hourly_payouts,
     miner_stats,
     per_miner_hashrate_1h,
     pool_stats,
@@ -47,6 +50,25 @@ class DashboardFrame:
     recent_payouts: Sequence[MiningPayout]
 
 
+@attrs.frozen
+class PoolPage:
+    """What the pool page shows (SRS-POOL-10): the pool's figures, its current work (None when
+    no pool runs in this process), each active miner's hashrate, the last 24 hours hour by
+    hour (hashrate, shares, sat paid; oldest first) and the latest payouts."""
+
+    pool: PoolStats
+    work: PoolWork | None
+    hashrate_by_miner_1h: dict[str, int]
+    hourly_hashrate_hps: Sequence[int]
+    hourly_shares: Sequence[int]
+    hourly_paid_sat: Sequence[int]
+    recent_payouts: Sequence[MiningPayout]
+
+
+PAGE_PAYOUTS = 20
+"""Payouts listed on the pool page."""
+
+
 @attrs.define
 class Views:
     """The cached public read models (see the module docstring)."""
@@ -56,6 +78,7 @@ class Views:
     _liveness: Liveness
     _cache: ReadCache
     _config: ApiConfig
+    _pool_work: Callable[[], PoolWork | None] | None = None
 
     # -- network -----------------------------------------------------------------------------
 
@@ -119,6 +142,24 @@ class Views:
         limit = min(limit, self._config.max_list)
         return self._cache.get(
             ("payouts", limit), lambda: self._repositories.mining_payouts.recent(limit)
+        )
+
+    def pool_page(self) -> PoolPage:
+        """The pool page's figures and hour-by-hour series (GET /pool), cached like the rest."""
+        return self._cache.get("pool_page", self._pool_page)
+
+    def _pool_page(self) -> PoolPage:
+        now, shares = self._clock.now(), self._shares()
+        rates, counts = hourly_hashrate(shares, now)
+        payouts = self._repositories.mining_payouts.recent(self._config.max_list)
+        return PoolPage(
+            pool=self.pool_stats(),
+            work=self._pool_work() if self._pool_work is not None else None,
+            hashrate_by_miner_1h=per_miner_hashrate_1h(shares, now),
+            hourly_hashrate_hps=rates,
+            hourly_shares=counts,
+            hourly_paid_sat=hourly_payouts(payouts, now),
+            recent_payouts=payouts[:PAGE_PAYOUTS],
         )
 
     def dashboard(self) -> DashboardFrame:

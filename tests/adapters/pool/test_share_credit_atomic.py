@@ -46,8 +46,9 @@ class CrashingCredits:
         self.inner.put(credit)
 
 
-def valid_nonce(pool: MiningPool, job: Job, ntime: int) -> int:
-    for nonce in range(1_000_000):
+def valid_nonce(pool: MiningPool, job: Job, ntime: int, start: int = 0) -> int:
+    """The first nonce from ``start`` whose header meets the channel's target."""
+    for nonce in range(start, start + 1_000_000):
         header = BlockHeader(job.version, pool.prev_hash(), job.merkle_root, ntime,
                              pool.template.bits if pool.template else 0, nonce)  # fmt: skip
         if int.from_bytes(bitcoin.double_sha256(header.serialize())[::-1], "big") <= (

@@ -13,6 +13,9 @@ from owm_core.pool.stats import (
     HASHES_PER_DIFFICULTY_1,
     HOUR_S,
     MiningPayout,
+    PoolWork,
+    hourly_hashrate,
+    hourly_payouts,
     miner_stats,
     per_miner_hashrate_1h,
     pool_stats,
@@ -68,3 +71,24 @@ def test_the_current_release_is_the_highest_version_not_the_latest_stamped() -> 
     releases = [release("owm-v0.10.0", 1), release("owm-v0.9.9", 5), release("owm-v0.2.0", 9)]
     assert current_release(releases) == releases[0]
     assert current_release([]) is None
+
+
+@settings(max_examples=50)
+@given(ages=st.lists(st.integers(0, 2 * DAY_S), max_size=40))
+def test_the_hourly_series_hold_every_share_and_payout_of_the_last_day_once(
+    ages: list[int],
+) -> None:
+    shares = [(NOW - age, a_share(i, "na", 3)) for i, age in enumerate(ages)]
+    payouts = [MiningPayout(NOW - age, 7, f"{i:064x}", "na") for i, age in enumerate(ages)]
+    rates, counts = hourly_hashrate(shares, NOW)
+    in_day = sum(1 for age in ages if age < DAY_S)
+    assert len(rates) == len(counts) == 24 and sum(counts) == in_day
+    assert sum(rates) == sum(c * 3 * HASHES_PER_DIFFICULTY_1 // HOUR_S for c in counts)
+    assert hourly_payouts(payouts, NOW) == [7 * c for c in counts]
+
+
+def test_the_fpps_rate_of_the_pools_work_is_the_share_value_less_the_treasurys_20_percent() -> None:
+    work = PoolWork(height=840_000, bits=0x1D00FFFF, share_difficulty=65_536)
+    assert work.network_difficulty == 1
+    # a share is worth at most a block: 3.125 BTC less 20 %, in msat
+    assert work.fpps_msat_per_share == 312_500_000 * 1000 * Fraction(8, 10)
