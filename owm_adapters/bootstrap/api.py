@@ -94,7 +94,7 @@ def build_api(
         ots_chain="none" if coordinator.fl is None else ots_chain_of(coordinator.fl.timestamping),
         statements=coordinator.governance,
         github=coordinator.github,
-        pool_work=coordinator.pool.pool.work if coordinator.pool is not None else None,
+        pool=coordinator.pool.pool if coordinator.pool is not None else None,
     )
     return Api(services, coordinator, secret_file, coordinator_readiness(coordinator, knowledge))
 

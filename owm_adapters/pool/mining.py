@@ -99,6 +99,7 @@ class MiningPool:
         self._listeners: list[Callable[[str], None]] = []
         self.accepted = 0
         self.rejected: collections.Counter[str] = collections.Counter()
+        self._rejected_by_miner: collections.Counter[tuple[str, str]] = collections.Counter()
         self.blocks: list[str] = []
         self.earned_msat: collections.Counter[str] = collections.Counter()
         self._credits = credits
@@ -166,6 +167,16 @@ class MiningPool:
             if template is None:
                 return None
             return PoolWork(template.height, template.bits, self.share_difficulty)
+
+    def rejections(self) -> dict[str, dict[str, int]]:
+        """Shares rejected since this pool started, per miner and reason code (SRS-POOL-06,
+        the live feed of SRS-POOL-09); kept in memory only, as rejected shares are not stored."""
+        with self._lock:
+            counted = dict(self._rejected_by_miner)
+        by_miner: dict[str, dict[str, int]] = {}
+        for (miner, code), n in sorted(counted.items()):
+            by_miner.setdefault(miner, {})[code] = n
+        return by_miner
 
     def network_target(self) -> int:
         assert self.template is not None
@@ -260,6 +271,7 @@ class MiningPool:
         """Count and log a rejected share (SRS-POOL-06); the verdict answering it."""
         with self._lock:
             self.rejected[code] += 1
+            self._rejected_by_miner[miner_id, code] += 1
         log.info("share rejected: miner=%s reason=%s (%s)", miner_id, code, detail)
         return Verdict(error_code=code)
 

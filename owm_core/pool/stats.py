@@ -138,6 +138,15 @@ class PoolWork:
         return exact_share_value(terms, credited) * MSAT_PER_SAT
 
 
+def shares_by_miner_1h(shares: Sequence[tuple[int, AcceptedShare]], now: int) -> dict[str, int]:
+    """Shares each miner had accepted in the last hour (the live feed, SRS-POOL-09)."""
+    counted: dict[str, int] = {}
+    for at, share in shares:
+        if now - HOUR_S < at <= now:
+            counted[share.miner_id] = counted.get(share.miner_id, 0) + 1
+    return dict(sorted(counted.items()))
+
+
 def hourly_hashrate(
     shares: Sequence[tuple[int, AcceptedShare]], now: int, hours: int = 24
 ) -> tuple[list[int], list[int]]:

@@ -53,7 +53,9 @@ the Ed25519 signature (128 hex) of
 
 `GET /v1/mining/dashboard` with a WebSocket upgrade streams the same frame as the HTTP
 endpoint (`{{"type": "pool_metrics", "pool": …, "hashrate_by_miner_1h": …,
-"recent_payouts": …}}`) at once and then every few seconds (SRS-POOL-09). It needs no
+"shares_by_miner_1h": …, "rejected_by_miner": {{miner: {{reason code: count}}}},
+"earned_msat_by_miner": …, "recent_payouts": …}}`) at once and then every few seconds
+(SRS-POOL-09). Rejections are counted since the pool started, in its memory. It needs no
 credential.
 
 ## Operations

@@ -50,7 +50,7 @@ from owm_adapters.services.api.governance import Governance
 from owm_adapters.services.api.history import History
 from owm_adapters.services.api.nodes import Nodes
 from owm_adapters.services.api.releases import Releases
-from owm_adapters.services.api.views import DashboardFrame, MinerView, PoolPage, Views
+from owm_adapters.services.api.views import DashboardFrame, LivePool, MinerView, PoolPage, Views
 from owm_adapters.services.bounty_book import BountyBook, BountyTerms
 from owm_adapters.services.coordinator.service import CoordinatorService
 from owm_adapters.services.data_payouts import DataCreditLedger
@@ -60,7 +60,6 @@ from owm_adapters.services.governance import GovernanceService
 from owm_adapters.services.knowledge import KnowledgeBase
 from owm_adapters.services.queries import QueryService
 from owm_adapters.services.slashing import SlashingService
-from owm_core.pool.stats import PoolWork
 from owm_core.ports.clock import Clock
 from owm_core.ports.lightning import Lightning
 from owm_core.ports.repositories import Repositories
@@ -129,7 +128,7 @@ class ApiServices:
         ots_chain: str = "none",
         statements: GovernanceService | None = None,
         github: GitHubApp | None = None,
-        pool_work: Callable[[], PoolWork | None] | None = None,
+        pool: LivePool | None = None,
     ) -> ApiServices:
         """Every capability over ``coordinator``'s store, treasury and clock, sharing one read
         cache; ``l402_secret`` derives the L402 macaroons' root keys."""
@@ -147,7 +146,7 @@ class ApiServices:
             releases=Releases(store, cache, ots_chain),
             nodes=Nodes(coordinator, cache, config),
             views=Views(
-                store, clock, coordinator.config.liveness, cache, config, pool_work=pool_work
+                store, clock, coordinator.config.liveness, cache, config, pool=pool
             ),
             history=History(store, clock),
             governance=Governance(store, clock, cache, entropy, config, log=statements),
@@ -176,6 +175,7 @@ __all__ = [
     "DashboardFrame",
     "Governance",
     "History",
+    "LivePool",
     "MinerView",
     "Nodes",
     "PoolPage",

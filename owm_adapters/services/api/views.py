@@ -7,8 +7,8 @@ endpoints stay fast under 1,000 concurrent clients (SRS-PERF-08). Nothing here w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import attrs
 
@@ -16,6 +16,7 @@ from owm_adapters.services.api.config import ApiConfig, ReadCache
 from owm_core.coordination.network import AnonymousNode, NetworkStats, anonymised, network_stats
 from owm_core.errors import NotFound
 from owm_core.nodes.registry import Liveness, NodeStatus
+from owm_core.pool.fpps import TREASURY_CREDIT_ID
 from owm_core.pool.stats import (
     BLOCK_WINDOW_S,
     MinerStats,
@@ -27,6 +28,7 @@ from owm_core.pool.stats import (
     miner_stats,
     per_miner_hashrate_1h,
     pool_stats,
+    shares_by_miner_1h,
 )
 from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import Repositories
@@ -43,11 +45,29 @@ class MinerView:
 
 @attrs.frozen
 class DashboardFrame:
-    """One push of the live pool dashboard (SRS-POOL-09)."""
+    """One push of the live pool dashboard (SRS-POOL-09): the pool's figures, each active
+    miner's hashrate and shares accepted in the last hour, the shares rejected per miner and
+    reason code since the pool started (empty when no pool runs in this process), each miner's
+    FPPS earnings credited so far in msat, and the latest payouts."""
 
     pool: PoolStats
     hashrate_by_miner_1h: dict[str, int]
     recent_payouts: Sequence[MiningPayout]
+    shares_by_miner_1h: dict[str, int] = attrs.Factory(dict)
+    rejected_by_miner: dict[str, dict[str, int]] = attrs.Factory(dict)
+    earned_msat_by_miner: dict[str, int] = attrs.Factory(dict)
+
+
+class LivePool(Protocol):
+    """What the read models ask of a pool running in this process (SRS-POOL-09/10)."""
+
+    def work(self) -> PoolWork | None:
+        """The height, ``nBits`` and share difficulty mined now."""
+        ...
+
+    def rejections(self) -> dict[str, dict[str, int]]:
+        """Shares rejected since the pool started, per miner and reason code."""
+        ...
 
 
 @attrs.frozen
@@ -78,7 +98,7 @@ class Views:
     _liveness: Liveness
     _cache: ReadCache
     _config: ApiConfig
-    _pool_work: Callable[[], PoolWork | None] | None = None
+    _pool: LivePool | None = None
 
     # -- network -----------------------------------------------------------------------------
 
@@ -154,7 +174,7 @@ class Views:
         payouts = self._repositories.mining_payouts.recent(self._config.max_list)
         return PoolPage(
             pool=self.pool_stats(),
-            work=self._pool_work() if self._pool_work is not None else None,
+            work=self._pool.work() if self._pool is not None else None,
             hashrate_by_miner_1h=per_miner_hashrate_1h(shares, now),
             hourly_hashrate_hps=rates,
             hourly_shares=counts,
@@ -171,5 +191,9 @@ class Views:
                 self.pool_stats(),
                 per_miner_hashrate_1h(self._shares(), self._clock.now()),
                 self.payouts(10),
+                shares_by_miner_1h(self._shares(), self._clock.now()),
+                self._pool.rejections() if self._pool is not None else {},
+                {c.miner_id: c.credited_msat for c in self._repositories.miner_credits.list()
+                 if c.miner_id != TREASURY_CREDIT_ID},
             ),
         )

@@ -69,6 +69,9 @@ DASHBOARD: Schema = obj(
         "type": STR,
         "pool": POOL,
         "hashrate_by_miner_1h": {"type": "object"},
+        "shares_by_miner_1h": {"type": "object"},
+        "rejected_by_miner": {"type": "object"},
+        "earned_msat_by_miner": {"type": "object"},
         "recent_payouts": array(PAYOUT),
     }
 )
@@ -112,11 +115,16 @@ def miner_json(m: MinerStats) -> dict[str, Any]:
 
 
 def dashboard_json(frame: DashboardFrame) -> dict[str, Any]:
-    """One live dashboard message (SRS-POOL-09)."""
+    """One live dashboard message (SRS-POOL-09): per miner, the last hour's hashrate and
+    accepted shares, the shares rejected by reason code since the pool started, and the FPPS
+    earnings credited so far (msat)."""
     return {
         "type": "pool_metrics",
         "pool": pool_json(frame.pool),
         "hashrate_by_miner_1h": frame.hashrate_by_miner_1h,
+        "shares_by_miner_1h": frame.shares_by_miner_1h,
+        "rejected_by_miner": frame.rejected_by_miner,
+        "earned_msat_by_miner": frame.earned_msat_by_miner,
         "recent_payouts": [payout_json(p) for p in frame.recent_payouts],
     }
 

@@ -54,7 +54,7 @@ def pooled(tmp_path: Path) -> Iterator[PoolWorld]:
                           credits=world.repos.miner_credits, atomic=world.repos.atomic)  # fmt: skip
         pool.refresh()
         services = ApiServices.over(world.services.coordinator, b"\x11" * 32,
-                                    ApiConfig(cache_ttl_ms=0), pool_work=pool.work)  # fmt: skip
+                                    ApiConfig(cache_ttl_ms=0), pool=pool)  # fmt: skip
         node = SimNode.create()
         world.ledger.add_node("miner-node", secret_key=node.ln_key.secret)
         world.ledger.open_channel(world.treasury, node.ln_pubkey, BIG_CHANNEL_SAT,
@@ -162,3 +162,21 @@ def test_the_public_pool_page_escapes_what_the_store_holds(pooled: PoolWorld) ->
     ))  # fmt: skip
     body = fragment(pooled, "payouts")  # asked from a non-loopback address: the page is public
     assert "<script>" not in body and "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+
+
+def test_the_live_feed_carries_each_miners_hashrate_shares_rejections_by_reason_and_earnings(
+    pooled: PoolWorld,
+) -> None:
+    pool, miner = pooled.pool, pooled.miner
+    job = pool.make_job(1, b"\x02" * 8)
+    nonce = valid_nonce(pool, job, job.min_ntime)
+    assert pool.judge(miner, job, nonce, job.min_ntime, job.version).accepted is not None
+    again = pool.judge(miner, job, nonce, job.min_ntime, job.version)  # the same header twice
+    assert again.error_code == "duplicate-share"
+    client = TestClient(create_app(pooled.services), client=("127.0.0.1", 5000))
+    with client.websocket_connect("/v1/mining/dashboard") as socket:
+        frame = socket.receive_json()
+    assert frame["shares_by_miner_1h"] == {miner: 1}
+    assert frame["hashrate_by_miner_1h"][miner] > 0
+    assert frame["rejected_by_miner"] == {miner: {"duplicate-share": 1}}
+    assert frame["earned_msat_by_miner"] == {miner: 40 * 10**8 * 1000}  # 80 % of 50 BTC
