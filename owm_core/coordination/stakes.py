@@ -29,6 +29,7 @@ from owm_core.payments.lightning import Channel
 from owm_core.ports.lightning import Lightning, StakeChannels
 from owm_core.ports.stores import StakeStore
 from owm_core.stake.channel import (
+    DEFAULT_POLICY,
     Stake,
     StakeChannel,
     StakeCheck,
@@ -37,6 +38,8 @@ from owm_core.stake.channel import (
     check_stake,
 )
 from owm_core.stake.reporters import ReporterStake, channel_taken
+
+_RECHECKED = frozenset({StakeStatus.PENDING, StakeStatus.ACTIVE, StakeStatus.DEGRADED})
 
 MIN_STAKE_CONFIRMATIONS = 1
 """A stake turns active once its channel's funding has one confirmation (spec 4.12.2)."""
@@ -115,8 +118,8 @@ def recheck_stake(
     re-verification (degraded with a 24 h grace when the channel is gone, suspended after it).
     Other states are returned unchanged.
     """
-    stake_policy = policy if policy is not None else StakePolicy()
-    if stake.status not in {StakeStatus.PENDING, StakeStatus.ACTIVE, StakeStatus.DEGRADED}:
+    stake_policy = policy if policy is not None else DEFAULT_POLICY
+    if stake.status not in _RECHECKED:
         return stake
     node = repositories.nodes.get(node_id_from_public_key(stake.public_key))
     if node is None:

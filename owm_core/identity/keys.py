@@ -65,7 +65,23 @@ def _parse_hex(value: object, field: str, pattern: re.Pattern[str], length: str,
 
 
 def node_id_from_public_key(public_key_hex: str) -> str:
-    """Derive the node id of a public key: ``"n" + hex(SHA-256(domain + key)[:20])``."""
+    """Derive the node id of a public key: ``"n" + hex(SHA-256(domain + key)[:20])``.
+
+    A pure function of an immutable string, so the ids of the keys seen last are remembered
+    (stake re-verification derives one per node per period); other values are checked as
+    ever and refused with the same error.
+    """
+    if type(public_key_hex) is str:
+        return _cached_node_id(public_key_hex)
+    return _derive_node_id(public_key_hex)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _cached_node_id(public_key_hex: str) -> str:
+    return _derive_node_id(public_key_hex)
+
+
+def _derive_node_id(public_key_hex: str) -> str:
     key = bytes.fromhex(parse_public_key(public_key_hex))
     digest = hashlib.sha256(NODE_ID_DOMAIN + key).digest()[:NODE_ID_HASH_BYTES]
     return "n" + digest.hex()

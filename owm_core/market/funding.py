@@ -260,7 +260,7 @@ def fund_network_task(
         funder=funder,
         opened_at=now,
     )
-    return attrs.evolve(current, drawn_msat=current.drawn_msat + required), escrow
+    return fields.evolve(current, drawn_msat=current.drawn_msat + required), escrow
 
 
 def settle_replica(
@@ -286,7 +286,7 @@ def settle_replica(
         raise InvalidTransition(f"all {escrow.replicas} replicas of {escrow.task_id} are paid")
     payout = Payout(escrow.task_id, replica_id, owed, escrow.share_msat)
     return (
-        attrs.evolve(
+        fields.evolve(
             escrow,
             held_msat=escrow.held_msat - owed - escrow.share_msat,
             paid_to_nodes_msat=escrow.paid_to_nodes_msat + payout.node_msat,
@@ -306,7 +306,7 @@ def close_escrow(escrow: Escrow) -> tuple[Escrow, int]:
     if escrow.closed:
         raise InvalidTransition(f"the escrow of task {escrow.task_id} is already closed")
     refund = escrow.held_msat
-    closed = attrs.evolve(
+    closed = fields.evolve(
         escrow, held_msat=0, refunded_msat=escrow.refunded_msat + refund, closed=True
     )
     return closed, refund
@@ -336,7 +336,7 @@ class Balance:
 def credit_balance(balance: Balance, amount_msat: int) -> Balance:
     """Credit a paid invoice's ``amount_msat`` to the balance."""
     amount = _int("amount_msat", amount_msat)
-    return attrs.evolve(
+    return fields.evolve(
         balance,
         funded_msat=balance.funded_msat + amount,
         available_msat=balance.available_msat + amount,
@@ -354,7 +354,7 @@ def debit_balance(balance: Balance, amount_msat: int, task_id: str) -> Balance:
             f"up)",
             missing,
         )
-    return attrs.evolve(
+    return fields.evolve(
         balance,
         escrowed_msat=balance.escrowed_msat + amount,
         available_msat=balance.available_msat - amount,
@@ -364,7 +364,7 @@ def debit_balance(balance: Balance, amount_msat: int, task_id: str) -> Balance:
 def refund_to_balance(balance: Balance, amount_msat: int) -> Balance:
     """Return an ended task's unspent escrow to the balance."""
     amount = _int("amount_msat", amount_msat)
-    return attrs.evolve(
+    return fields.evolve(
         balance,
         refunded_msat=balance.refunded_msat + amount,
         available_msat=balance.available_msat + amount,
@@ -425,6 +425,6 @@ def credit_top_up(balance: Balance, top_up: TopUp) -> tuple[Balance, TopUp]:
         raise InvalidTransition(f"top-up {top_up.payment_hash} is {top_up.state.value}")
     if balance.public_key != top_up.public_key:
         raise InvalidValue("public_key", "the top-up belongs to another balance")
-    return credit_balance(balance, top_up.amount_msat), attrs.evolve(
+    return credit_balance(balance, top_up.amount_msat), fields.evolve(
         top_up, state=TopUpState.CREDITED
     )

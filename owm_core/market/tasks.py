@@ -505,7 +505,7 @@ def _move(task: Task, to: TaskState, **changes: object) -> Task:
         raise InvalidTransition(
             f"task {task.task_id} cannot go from {task.state.value} to {to.value}"
         )
-    return attrs.evolve(task, state=to, **changes)  # type: ignore[arg-type]
+    return fields.evolve(task, state=to, **changes)
 
 
 def submit(request: TaskRequest, expires_at: int | None = None) -> Task:

@@ -140,4 +140,4 @@ class Node:
 
     def heard_from(self, at: int) -> Node:
         """The record after a verified heartbeat at ``at`` (never moves the clock backwards)."""
-        return attrs.evolve(self, last_heartbeat=max(self.last_heartbeat, at))
+        return fields.evolve(self, last_heartbeat=max(self.last_heartbeat, at))

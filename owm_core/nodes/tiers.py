@@ -295,5 +295,13 @@ class StakeRequirements:
 
     def for_tier(self, tier: Tier) -> StakeRequirement:
         """The requirement of ``tier``."""
-        sats = {Tier.T1: self.t1_sats, Tier.T2: self.t2_sats, Tier.T3: self.t3_sats}[tier]
+        # Identity tests, not a dict built per call: stake checks ask this per node per day.
+        if tier is Tier.T1:
+            sats = self.t1_sats
+        elif tier is Tier.T2:
+            sats = self.t2_sats
+        elif tier is Tier.T3:
+            sats = self.t3_sats
+        else:
+            raise KeyError(tier)
         return StakeRequirement(tier=tier, min_sats=sats)

@@ -105,7 +105,7 @@ def _check_now(payment: RewardPayment, now: int) -> None:
 
 def _touch(payment: RewardPayment, now: int, **changes: Any) -> RewardPayment:
     _check_now(payment, now)
-    return attrs.evolve(payment, updated_at=max(payment.updated_at, now), **changes)
+    return fields.evolve(payment, updated_at=max(payment.updated_at, now), **changes)
 
 
 def start_attempt(payment: RewardPayment, now: int) -> RewardPayment:

@@ -229,6 +229,8 @@ class StakeStatus(enum.Enum):
 
 
 _LIVE = frozenset({StakeStatus.PENDING, StakeStatus.ACTIVE, StakeStatus.DEGRADED})
+_VERIFIED = frozenset({StakeStatus.ACTIVE, StakeStatus.DEGRADED})
+_PENDING = frozenset({StakeStatus.PENDING})
 
 
 class StakeCooldownActive(CooldownActive):
@@ -240,9 +242,12 @@ class StakeCooldownActive(CooldownActive):
         self.remaining_s = remaining_s
 
 
+_TIMESTAMP = fields.timestamp()
+
+
 def _optional_time(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None:
-        fields.timestamp()(_instance, attribute, value)
+        _TIMESTAMP(_instance, attribute, value)
 
 
 @attrs.frozen
@@ -347,7 +352,7 @@ class Stake:
 
         Otherwise it stays pending with what the check saw (spec 4.12.2, SRS-STAKE-01).
         """
-        self._expect(now, {StakeStatus.PENDING}, "verify")
+        self._expect(now, _PENDING, "verify")
         self._same_tier(check)
         if check.confirmed:
             return self._seen(
@@ -369,7 +374,7 @@ class Stake:
         its deadline is suspended whatever the check says. The bonus follows the capacity
         (SRS-STAKE-10).
         """
-        self._expect(now, {StakeStatus.ACTIVE, StakeStatus.DEGRADED}, "re-verify")
+        self._expect(now, _VERIFIED, "re-verify")
         self._same_tier(check)
         next_at = now + policy.reverify_period_s
         if self.status is StakeStatus.DEGRADED:
@@ -396,7 +401,7 @@ class Stake:
     def verification_due(self, now: int) -> bool:
         """True when an active or degraded stake should be re-verified (SRS-STAKE-02)."""
         return (
-            self.status in {StakeStatus.ACTIVE, StakeStatus.DEGRADED}
+            self.status in _VERIFIED
             and self.next_verification_at is not None
             and now >= self.next_verification_at
         )
@@ -458,7 +463,7 @@ class Stake:
         next_verification_at: int | None = None,
         grace_until: int | None = None,
     ) -> Stake:
-        return attrs.evolve(
+        return fields.evolve(
             self,
             status=status,
             required_sats=check.required_sats,
@@ -477,7 +482,7 @@ class Stake:
         self, now: int, status: StakeStatus, *, cooldown_until: int | None = None
     ) -> Stake:
         """Moved to ``status`` at ``now``, no longer re-verified nor in a grace period."""
-        return attrs.evolve(
+        return fields.evolve(
             self,
             status=status,
             changed_at=now,

@@ -59,6 +59,8 @@ class MemoryChannelBindingRepository(StateRepository):
         with self._lock:
             table = self._state.channel_bindings
             holder = table.get(channel_point)
+            if holder == node_id and self._state.bound_channels.get(node_id) == channel_point:
+                return  # Binding the same pair again is a no-op (every re-verification does).
             # The core rule decides over the one binding that matters (no copy of them all).
             ChannelBindings({channel_point: holder} if holder else {}).bind(channel_point, node_id)
             earlier = self._state.bound_channels.get(node_id)

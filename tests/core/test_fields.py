@@ -1,0 +1,69 @@
+"""Shared field rules: remembered verdicts and the fast copy give what the plain rules give."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from owm_core import fields
+from owm_core.errors import InvalidValue
+from owm_core.identity.keys import node_id_from_public_key
+
+
+@attrs.frozen
+class _Sample:
+    key: str = attrs.field(validator=fields.hex_digest(4))
+    amount: int = attrs.field(validator=fields.money())
+    _hidden: str = attrs.field(default="x", validator=fields.text(max_len=8, pattern="[a-z]+"))
+    derived: int = attrs.field(init=False, default=0)
+
+
+@given(st.text(max_size=12), st.text(alphabet="0123456789abcdefX", max_size=10))
+def test_a_pattern_check_gives_the_same_verdict_the_second_time(first: str, second: str) -> None:
+    check = fields.text(min_len=8, max_len=8, pattern=r"[0-9a-f]+")
+    attribute = attrs.fields(_Sample).key
+    for value in (first, second, first, second):
+        ok = len(value) == 8 and all(c in "0123456789abcdef" for c in value)
+        if ok:
+            check(None, attribute, value)
+        else:
+            with pytest.raises(InvalidValue):
+                check(None, attribute, value)
+
+
+def test_a_remembered_string_does_not_let_a_non_string_through() -> None:
+    sample = _Sample("00ff00ff", 1)
+    assert sample.key == "00ff00ff"
+    with pytest.raises(InvalidValue):
+        _Sample(b"00ff00ff", 1)  # type: ignore[arg-type]
+
+
+@given(st.integers(min_value=0, max_value=10**9), st.sampled_from(["a", "bc", "xyz"]))
+def test_the_fast_copy_equals_attrs_evolve_private_fields_included(amount: int,
+                                                                    hidden: str) -> None:
+    sample = _Sample("0a0b0c0d", 5, hidden)
+    assert fields.evolve(sample, amount=amount) == attrs.evolve(sample, amount=amount)
+    assert fields.evolve(sample, hidden="q") == attrs.evolve(sample, hidden="q")
+    assert fields.evolve(sample) == sample
+
+
+def test_the_fast_copy_validates_like_a_new_value() -> None:
+    sample = _Sample("0a0b0c0d", 5)
+    with pytest.raises(InvalidValue):
+        fields.evolve(sample, amount=-1)
+    with pytest.raises(InvalidValue):
+        fields.evolve(sample, key="nothex!!")
+    with pytest.raises(TypeError):
+        fields.evolve(sample, derived=3)
+
+
+def test_a_node_id_is_derived_the_same_and_a_bad_key_refused_each_time() -> None:
+    key = "ab" * 32
+    assert node_id_from_public_key(key) == node_id_from_public_key(key)
+    for _ in range(2):
+        with pytest.raises(InvalidValue):
+            node_id_from_public_key("not a key")
+        with pytest.raises(InvalidValue):
+            node_id_from_public_key(["unhashable"])  # type: ignore[arg-type]
