@@ -49,13 +49,17 @@ def _is_int(value: object) -> bool:
 def integer(minimum: int | None = None, maximum: int | None = None) -> Validator:
     """An ``int`` (not bool, not float) within optional inclusive bounds."""
 
+    # Absent bounds compare as infinities (exact against any int), so a check is two tests.
+    low = float("-inf") if minimum is None else minimum
+    high = float("inf") if maximum is None else maximum
+
     def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         # ``type(...) is int`` first: the common case, without two isinstance calls.
         if type(value) is not int and not _is_int(value):
             raise InvalidValue(attribute.name, f"must be an integer, got {type(value).__name__}")
-        if minimum is not None and value < minimum:
+        if value < low:
             raise InvalidValue(attribute.name, f"must be ≥ {minimum}, got {value}")
-        if maximum is not None and value > maximum:
+        if value > high:
             raise InvalidValue(attribute.name, f"must be ≤ {maximum}, got {value}")
 
     return check
@@ -92,10 +96,11 @@ def text(min_len: int = 1, max_len: int = 10_000, pattern: str | None = None) ->
 
     def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         # ``type(...) is str``: a str subclass may compare equal to a remembered value.
-        if type(value) is str and value in accepted:
+        if type(value) is not str:
+            if not isinstance(value, str):
+                raise InvalidValue(attribute.name, f"must be text, got {type(value).__name__}")
+        elif value in accepted:
             return
-        if not isinstance(value, str):
-            raise InvalidValue(attribute.name, f"must be text, got {type(value).__name__}")
         if not min_len <= len(value) <= max_len:
             raise InvalidValue(
                 attribute.name, f"length must be in [{min_len}, {max_len}], got {len(value)}"

@@ -17,6 +17,7 @@ Pure functions over the ports (narrow stores from :mod:`owm_core.ports.stores`, 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
 import attrs
@@ -45,11 +46,14 @@ MIN_STAKE_CONFIRMATIONS = 1
 """A stake turns active once its channel's funding has one confirmation (spec 4.12.2)."""
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def stake_channel_of(channel: Channel) -> StakeChannel:
     """The stake view of a channel the Lightning port lists (SRS-STAKE-01).
 
     LND's ListChannels lists only channels whose funding is confirmed and reports no
-    confirmation count (``None``): such a channel counts as confirmed once.
+    confirmation count (``None``): such a channel counts as confirmed once. Both values are
+    frozen and this is a pure function of every field of ``channel``, so the views of the
+    channels seen last are remembered: re-verification looks at each stake every period.
     """
     confirmations = 1 if channel.confirmations is None else channel.confirmations
     return StakeChannel(
