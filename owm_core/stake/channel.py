@@ -26,6 +26,7 @@ Time is POSIX seconds passed in by the caller; amounts are satoshis.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -196,10 +197,30 @@ def check_stake(
     best is a confirmed one before an unconfirmed one, then the largest, then the smallest
     ``channel_id`` so that the choice is deterministic. ``channels`` are those ListChannels
     returns for the node's public key (spec 4.12.2 step 2).
+
+    A pure function of frozen values: the checks seen last are remembered, since every stake
+    is re-verified each period with, most often, the same channels (unhashable input is
+    checked, and refused, without the memo).
     """
+    seen = tuple(channels)
+    try:
+        return _remembered_check(tier, seen, requirements)
+    except TypeError:
+        return _check(tier, seen, requirements)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _remembered_check(
+    tier: Tier, seen: tuple[StakeChannel, ...], requirements: StakeRequirements | None
+) -> StakeCheck:
+    return _check(tier, seen, requirements)
+
+
+def _check(
+    tier: Tier, seen: tuple[StakeChannel, ...], requirements: StakeRequirements | None
+) -> StakeCheck:
     table = requirements if requirements is not None else StakeRequirements()
     required = table.for_tier(tier).min_sats
-    seen = list(channels)
     for channel in seen:
         if not isinstance(channel, StakeChannel):
             raise InvalidValue("channels", f"must hold StakeChannel, got {type(channel).__name__}")

@@ -568,3 +568,18 @@ def test_only_the_nodes_own_balance_is_its_stake_never_the_treasurys_side(
     if not result.passed:
         with pytest.raises(InsufficientStake, match="own balance"):
             result.raise_if_failed()
+
+
+@given(st.lists(st.integers(min_value=0, max_value=4 * T1_MIN), max_size=3))
+def test_a_stake_check_asked_again_gives_the_same_verdict(capacities: list[int]) -> None:
+    channels = [channel(c, channel_id=f"800000x{i}x0") for i, c in enumerate(capacities)]
+    first = check_stake(Tier.T1, channels)
+    assert check_stake(Tier.T1, list(channels)) == first
+    assert check_stake(Tier.T1, iter(channels)) == first
+
+
+def test_a_stake_check_refuses_what_is_not_a_channel_every_time_hashable_or_not() -> None:
+    for bad in (["not a channel"], [["unhashable"]]):
+        for _ in range(2):
+            with pytest.raises(InvalidValue):
+                check_stake(Tier.T1, bad)  # type: ignore[list-item]
