@@ -212,12 +212,7 @@ class PayoutDispatcher:
                 raise NotFound(f"node {settlement.node_id} is not registered; reward not paid")
             stake = self.repositories.stakes.get(node.public_key)
             bonus = stake.bonus_bps if stake is not None else BPS
-            # Never more than the negotiated price the task's escrow released (funded work
-            # only): the stake bonus lifts a reward at most back up to that price.
-            amount = min(
-                reward_amount_msat(settlement.amount_msat, node.reliability_ppm, bonus),
-                settlement.amount_msat,
-            )
+            amount = reward_amount_msat(settlement.amount_msat, node.reliability_ppm, bonus)
             if amount <= 0:
                 log.info("task %s: reward of node %s rounds to 0 msat", settlement.task_id,
                          settlement.node_id)

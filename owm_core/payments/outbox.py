@@ -4,7 +4,8 @@ Pure rules behind the payment dispatcher (``owm_adapters.services.payouts``), SR
 
 * **What is owed.** :func:`reward_amount_msat` turns a market settlement (the negotiated price
   the node was promised, ``Settlement.amount_msat``) into the reward: price × reliability ×
-  stake bonus (:func:`owm_core.payments.rewards.task_reward_msat`). :func:`reward_payment_id` and
+  stake bonus (:func:`owm_core.payments.rewards.task_reward_msat`), capped at the price (the
+  task's escrow funded the price, never more). :func:`reward_payment_id` and
   :func:`bounty_payment_id` are deterministic, so one reward (one bounty) can own only one
   outbox record: a second invoice for the same reward is refused by the store (``payment_id``
   is unique), which makes a duplicate payment impossible even if two enqueues race.
@@ -88,8 +89,10 @@ def max_fee_msat(amount_msat: int) -> int:
 
 
 def reward_amount_msat(price_msat: int, reliability_ppm: int, stake_bonus_bps: int) -> int:
-    """The reward for a settled task: negotiated price × reliability × stake bonus (SRS-LN-04)."""
-    return task_reward_msat(price_msat, reliability_ppm, stake_bonus_bps)
+    """The reward for a settled task: negotiated price × reliability × stake bonus (SRS-LN-04),
+    never more than the price: the task's escrow funded the price, so a stake bonus lifts a
+    reward at most back up to it."""
+    return min(task_reward_msat(price_msat, reliability_ppm, stake_bonus_bps), price_msat)
 
 
 def _digest_id(prefix: str, *parts: str) -> str:

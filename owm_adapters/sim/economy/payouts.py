@@ -1,8 +1,8 @@
 """The money side of a run: the books every invariant reads, and the reward outbox.
 
 Rewards follow the coordinator's path (SRS-LN-04/05): a settled replica earns
-``reward_amount_msat(price, reliability, stake bonus)``, capped at the price the escrow released
-(as ``services/payouts.py`` caps it); the outbox record (``RewardPayment``, id
+``reward_amount_msat(price, reliability, stake bonus)`` (capped at the price the escrow released,
+as for the coordinator's payouts); the outbox record (``RewardPayment``, id
 ``reward_payment_id``) is stored in the memory payment store, which refuses a second record
 for the same id; the day's dispatcher pass decides each due record with ``outbox.decide`` and
 books the answer with ``outbox.after_pay``. A payment to an offline node fails and is retried
@@ -69,7 +69,7 @@ class Outbox:
         stake = self.repositories.stakes.get(agent.public_key)
         assert node is not None
         bonus = stake.bonus_bps if stake is not None else BPS
-        amount = min(reward_amount_msat(price_msat, node.reliability_ppm, bonus), price_msat)
+        amount = reward_amount_msat(price_msat, node.reliability_ppm, bonus)
         self.books.withheld_msat += price_msat - amount
         if amount <= 0:
             return 0

@@ -24,6 +24,7 @@ from owm_core.payments.outbox import (
     unavailable,
 )
 from owm_core.payments.records import PaymentState, RewardPayment, start_attempt
+from owm_core.payments.rewards import task_reward_msat
 
 HASH = "ab" * 32
 PREIMAGE = "cd" * 32
@@ -124,6 +125,17 @@ def test_the_reward_is_price_times_reliability_times_stake_bonus_rounded_down() 
     assert reward_amount_msat(10_000, 1_000_000, 10_000) == 10_000
     assert reward_amount_msat(10_000, 500_000, 11_000) == 5_500
     assert reward_amount_msat(3, 333_333, 10_000) == 0
+
+
+@given(price=st.integers(0, 10**15), reliability=st.integers(0, 1_000_000),
+       bonus=st.integers(0, 50_000))
+def test_a_reward_never_exceeds_the_price_the_escrow_funded(
+    price: int, reliability: int, bonus: int
+) -> None:
+    reward = reward_amount_msat(price, reliability, bonus)
+    assert 0 <= reward <= price
+    if bonus <= 10_000:  # no bonus above 1×: the cap never bites
+        assert reward == task_reward_msat(price, reliability, bonus)
 
 
 def test_payment_ids_are_deterministic_and_distinct_per_reward() -> None:
