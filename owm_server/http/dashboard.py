@@ -42,6 +42,8 @@ STATIC_DIR = Path(__file__).parent / "static"
 REFRESH = "every 2s"
 """How often each panel asks for its fragment again."""
 MAX_ROWS = 20
+RECENT_SETTLED_S = 3_600
+"""Payments settled this long ago or later are listed whoever was paid."""
 """Rows shown per panel (newest first where the store can tell)."""
 
 _SECURITY_HEADERS = {
@@ -145,11 +147,16 @@ def nodes_fragment(services: ApiServices) -> str:
 
 
 def _recent_payments(services: ApiServices, limit: int) -> list[RewardPayment]:
+    """The latest payments: each node's rewards, whatever their state, and every payment settled
+    in the last hour, which adds bounties, contribution rewards and data-credit payouts paid to
+    Lightning nodes that are not registered OWM nodes (SRS-LN-08)."""
     repositories = services.repositories
-    payments: list[RewardPayment] = []
+    found: dict[str, RewardPayment] = {}
     for node in repositories.nodes.list():
-        payments.extend(repositories.payments.for_node(node.node_id, limit))
-    payments.sort(key=lambda p: (p.updated_at, p.payment_id), reverse=True)
+        found.update((p.payment_id, p) for p in repositories.payments.for_node(node.node_id, limit))
+    since = services.clock.now() - RECENT_SETTLED_S
+    found.update((p.payment_id, p) for p in repositories.payments.settled_since(since))
+    payments = sorted(found.values(), key=lambda p: (p.updated_at, p.payment_id), reverse=True)
     return payments[:limit]
 
 

@@ -30,6 +30,7 @@ from owm_core.coordination.tasks import submit_task
 from owm_core.fl.rounds import FlRound
 from owm_core.market.tasks import Settlement, SettlementKind, TaskRequest, VerificationPolicy
 from owm_core.nodes.tiers import Tier
+from owm_core.payments.records import start_attempt, succeed
 from owm_server.http.app import create_app
 from owm_server.http.dashboard import PANELS
 from owm_server.http.dashboard_charts import CHART_PANELS
@@ -175,6 +176,18 @@ def test_each_fragment_renders_what_the_store_holds(world):
     cells = [c.split("</td>")[0] for c in fl_row.split("<td>")[1:]]
     assert cells[:10] == ["4", "owm-base", "closed", "trimmed", "3", "2", "1", "1", "91.2 %",
                           "owm-base@fl-4"]
+
+
+def test_a_bounty_paid_to_a_lightning_node_outside_the_registry_is_listed_once_settled(world):
+    """Bounties and contribution rewards go to contributors' Lightning nodes, which are not
+    registered OWM nodes: the payments table lists them once settled (SRS-LN-08)."""
+    now = world.clock.now()
+    bounty = attrs.evolve(records.payment(9, "contributor-ln-node", now), task_id="bounty:7")
+    world.repos.payments.upsert(bounty)
+    assert "bounty:7" not in world.client.get("/dashboard/fragments/payments").text
+    world.repos.payments.upsert(succeed(start_attempt(bounty, now), now))
+    body = world.client.get("/dashboard/fragments/payments").text
+    assert body.count("bounty:7") == 1 and "succeeded" in body
 
 
 def test_values_from_the_store_are_escaped(world):
