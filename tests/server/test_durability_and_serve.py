@@ -8,6 +8,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -121,16 +122,25 @@ def test_a_restarted_coordinator_pushes_every_task_with_its_original_input_bytes
         second.service.repositories.close()
 
 
-def _read_until_ready(process: subprocess.Popen[str], timeout_s: float) -> list[str]:
+def _read_until_ready(
+    process: subprocess.Popen[str], timeout_s: float, *, drain: bool = False
+) -> list[str]:
+    """The coordinator's output up to its ``ready`` line; with ``drain`` the rest is read on in
+    the background (appended to the same list), so a full pipe never blocks its logging."""
     lines: list[str] = []
     deadline = time.monotonic() + timeout_s
-    assert process.stdout is not None
+    stdout = process.stdout
+    assert stdout is not None
     while time.monotonic() < deadline:
-        line = process.stdout.readline()
+        line = stdout.readline()
         if not line:
             break
         lines.append(line.strip())
         if line.startswith("ready"):
+            if drain:
+                threading.Thread(
+                    target=lambda: lines.extend(rest.strip() for rest in stdout), daemon=True
+                ).start()
             return lines
     raise AssertionError(f"coordinator did not get ready: {lines}")
 

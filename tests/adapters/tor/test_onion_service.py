@@ -85,7 +85,7 @@ def test_serve_publishes_its_onion_address_on_the_api_and_owm_node_reads_it(
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        lines = _read_until_ready(process, 60)
+        lines = _read_until_ready(process, 60, drain=True)
         (service,) = [x for x in lines if x.startswith("onion service")]
         address = service.split()[2]
         hostname = address.rpartition(":")[0]
@@ -108,7 +108,10 @@ def test_serve_publishes_its_onion_address_on_the_api_and_owm_node_reads_it(
         assert f'url = "{address}"' in shown.output
         assert 'socks5_proxy = "127.0.0.1:9050"' in shown.output
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
+        try:
+            assert process.wait(timeout=30) == 0
+        except subprocess.TimeoutExpired:
+            raise AssertionError("no exit 30 s after SIGTERM:\n" + "\n".join(lines[-40:])) from None
     finally:
         if process.poll() is None:
             process.kill()
