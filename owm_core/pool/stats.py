@@ -36,10 +36,33 @@ class MiningPayout:
     )
 
 
-def hashrate_hps(shares: Iterable[tuple[int, AcceptedShare]], start: int, window_s: int) -> int:
-    """Hashes per second implied by the shares accepted in ``[start, start + window_s)``."""
-    work = sum(s.share_difficulty for at, s in shares if start <= at < start + window_s)
-    return work * HASHES_PER_DIFFICULTY_1 // window_s
+@attrs.frozen
+class HourlyWork:
+    """Shares one miner had accepted in one hour, summed (the dashboard's aggregate): the hour
+    is ``hours_ago`` whole hours before the query's ``now`` (0: the last 3,600 s up to it)."""
+
+    hours_ago: int = attrs.field(validator=fields.integer(minimum=0))
+    miner_id: str
+    shares: int = attrs.field(validator=fields.integer(minimum=0))
+    difficulty: int = attrs.field(validator=fields.integer(minimum=0))
+
+
+def sum_hourly_work(
+    shares: Iterable[tuple[int, AcceptedShare]], now: int, hours: int
+) -> list[HourlyWork]:
+    """The shares accepted in the ``hours`` hours up to ``now`` summed per hour ago and miner,
+    by hour ago then miner (what the share repositories return: SRS-POOL-10)."""
+    summed: dict[tuple[int, str], tuple[int, int]] = {}
+    for at, share in shares:
+        if now - HOUR_S * hours < at <= now:
+            key = ((now - at) // HOUR_S, share.miner_id)
+            count, work = summed.get(key, (0, 0))
+            summed[key] = (count + 1, work + share.share_difficulty)
+    return [HourlyWork(ago, miner, n, work) for (ago, miner), (n, work) in sorted(summed.items())]
+
+
+def _rate_hps(difficulty: int, window_s: int) -> int:
+    return difficulty * HASHES_PER_DIFFICULTY_1 // window_s
 
 
 @attrs.frozen
@@ -69,16 +92,16 @@ class PoolStats:
 
 
 def pool_stats(
-    shares: Sequence[tuple[int, AcceptedShare]], payouts: Iterable[MiningPayout], now: int
+    day: Sequence[HourlyWork], blocks_30d: int, payouts: Iterable[MiningPayout], now: int
 ) -> PoolStats:
-    """Pool statistics at ``now`` from the shares of the last 30 days and recorded payouts."""
-    day = [(at, s) for at, s in shares if now - DAY_S < at <= now]
+    """Pool statistics at ``now`` from the last 24 hours' hourly work, the blocks found in the
+    last 30 days and the recorded payouts."""
     return PoolStats(
-        hashrate_1h_hps=hashrate_hps(day, now - HOUR_S + 1, HOUR_S),
-        hashrate_24h_hps=hashrate_hps(day, now - DAY_S + 1, DAY_S),
-        miners_24h=len({s.miner_id for _, s in day}),
-        shares_24h=len(day),
-        blocks_30d=sum(1 for at, s in shares if s.is_block and now - BLOCK_WINDOW_S < at <= now),
+        hashrate_1h_hps=_rate_hps(sum(w.difficulty for w in day if w.hours_ago == 0), HOUR_S),
+        hashrate_24h_hps=_rate_hps(sum(w.difficulty for w in day if w.hours_ago < 24), DAY_S),
+        miners_24h=len({w.miner_id for w in day if w.hours_ago < 24}),
+        shares_24h=sum(w.shares for w in day if w.hours_ago < 24),
+        blocks_30d=blocks_30d,
         paid_sat_total=sum(p.amount_sat for p in payouts),
         at=now,
     )
@@ -86,32 +109,29 @@ def pool_stats(
 
 def miner_stats(
     miner_id: str,
-    shares: Sequence[tuple[int, AcceptedShare]],
+    day: Sequence[HourlyWork],
+    blocks_30d: int,
     payouts: Iterable[MiningPayout],
     now: int,
 ) -> MinerStats:
-    """One miner's statistics at ``now`` (its shares and payouts only are counted)."""
-    own = [(at, s) for at, s in shares if s.miner_id == miner_id]
-    day = [(at, s) for at, s in own if now - DAY_S < at <= now]
+    """One miner's statistics at ``now`` (its hourly work, blocks and payouts only count)."""
+    own = [w for w in day if w.miner_id == miner_id]
     paid = [p for p in payouts if p.miner_id == miner_id]
+    pool = pool_stats(own, blocks_30d, paid, now)
     return MinerStats(
         miner_id=miner_id,
-        hashrate_1h_hps=hashrate_hps(day, now - HOUR_S + 1, HOUR_S),
-        hashrate_24h_hps=hashrate_hps(day, now - DAY_S + 1, DAY_S),
-        shares_24h=len(day),
-        blocks_30d=sum(1 for at, s in own if s.is_block and now - BLOCK_WINDOW_S < at <= now),
-        paid_sat=sum(p.amount_sat for p in paid),
+        hashrate_1h_hps=pool.hashrate_1h_hps,
+        hashrate_24h_hps=pool.hashrate_24h_hps,
+        shares_24h=pool.shares_24h,
+        blocks_30d=blocks_30d,
+        paid_sat=pool.paid_sat_total,
         payouts=len(paid),
     )
 
 
-def per_miner_hashrate_1h(shares: Sequence[tuple[int, AcceptedShare]], now: int) -> dict[str, int]:
+def per_miner_hashrate_1h(day: Sequence[HourlyWork]) -> dict[str, int]:
     """Each active miner's hashrate over the last hour (the live dashboard, SRS-POOL-09)."""
-    by_miner: dict[str, list[tuple[int, AcceptedShare]]] = {}
-    for at, share in shares:
-        if now - HOUR_S < at <= now:
-            by_miner.setdefault(share.miner_id, []).append((at, share))
-    return {m: hashrate_hps(rows, now - HOUR_S + 1, HOUR_S) for m, rows in sorted(by_miner.items())}
+    return {w.miner_id: _rate_hps(w.difficulty, HOUR_S) for w in day if w.hours_ago == 0}
 
 
 @attrs.frozen
@@ -138,24 +158,20 @@ class PoolWork:
         return exact_share_value(terms, credited) * MSAT_PER_SAT
 
 
-def shares_by_miner_1h(shares: Sequence[tuple[int, AcceptedShare]], now: int) -> dict[str, int]:
+def shares_by_miner_1h(day: Sequence[HourlyWork]) -> dict[str, int]:
     """Shares each miner had accepted in the last hour (the live feed, SRS-POOL-09)."""
-    counted: dict[str, int] = {}
-    for at, share in shares:
-        if now - HOUR_S < at <= now:
-            counted[share.miner_id] = counted.get(share.miner_id, 0) + 1
-    return dict(sorted(counted.items()))
+    return {w.miner_id: w.shares for w in day if w.hours_ago == 0}
 
 
-def hourly_hashrate(
-    shares: Sequence[tuple[int, AcceptedShare]], now: int, hours: int = 24
-) -> tuple[list[int], list[int]]:
-    """Pool hashrate (H/s) in each of the last ``hours`` whole hours up to ``now`` and the
-    shares accepted in each, oldest first (the pool page's charts, SRS-POOL-10)."""
-    starts = [now - (hours - i) * HOUR_S + 1 for i in range(hours)]
-    rates = [hashrate_hps(shares, start, HOUR_S) for start in starts]
-    counts = [sum(1 for at, _ in shares if start <= at < start + HOUR_S) for start in starts]
-    return rates, counts
+def hourly_hashrate(day: Sequence[HourlyWork], hours: int = 24) -> tuple[list[int], list[int]]:
+    """Pool hashrate (H/s) in each of the last ``hours`` whole hours and the shares accepted
+    in each, oldest first (the pool page's charts, SRS-POOL-10)."""
+    work, counts = [0] * hours, [0] * hours
+    for w in day:
+        if w.hours_ago < hours:
+            work[hours - 1 - w.hours_ago] += w.difficulty
+            counts[hours - 1 - w.hours_ago] += w.shares
+    return [_rate_hps(d, HOUR_S) for d in work], counts
 
 
 def hourly_payouts(payouts: Iterable[MiningPayout], now: int, hours: int = 24) -> list[int]:

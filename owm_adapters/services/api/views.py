@@ -8,7 +8,7 @@ endpoints stay fast under 1,000 concurrent clients (SRS-PERF-08). Nothing here w
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import attrs
 
@@ -19,6 +19,7 @@ from owm_core.nodes.registry import Liveness, NodeStatus
 from owm_core.pool.fpps import TREASURY_CREDIT_ID
 from owm_core.pool.stats import (
     BLOCK_WINDOW_S,
+    HourlyWork,
     MinerStats,
     MiningPayout,
     PoolStats,
@@ -47,8 +48,8 @@ class MinerView:
 class DashboardFrame:
     """One push of the live pool dashboard (SRS-POOL-09): the pool's figures, each active
     miner's hashrate and shares accepted in the last hour, the shares rejected per miner and
-    reason code since the pool started (empty when no pool runs in this process), each miner's
-    FPPS earnings credited so far in msat, and the latest payouts."""
+    reason code (stored, so they survive a restart: SRS-POOL-06), each miner's FPPS earnings
+    credited so far in msat, and the latest payouts."""
 
     pool: PoolStats
     hashrate_by_miner_1h: dict[str, int]
@@ -66,7 +67,8 @@ class LivePool(Protocol):
         ...
 
     def rejections(self) -> dict[str, dict[str, int]]:
-        """Shares rejected since the pool started, per miner and reason code."""
+        """Shares rejected per miner and reason code: the stored totals and those not written
+        yet."""
         ...
 
 
@@ -135,17 +137,24 @@ class Views:
 
     # -- mining (SRS-POOL-09/10) -------------------------------------------------------------
 
-    def _shares(self) -> Sequence[Any]:
+    def _day(self) -> Sequence[HourlyWork]:
+        """The last 24 hours' shares summed per hour and miner: one indexed GROUP BY, however
+        many shares the 30 days hold (SRS-POOL-10/11)."""
         return self._cache.get(
-            "shares", lambda: self._repositories.shares.since(self._clock.now() - BLOCK_WINDOW_S)
+            "hourly_work", lambda: self._repositories.shares.hourly_work(self._clock.now(), 24)
         )
+
+    def _blocks_30d(self, miner_id: str | None = None) -> int:
+        start = self._clock.now() - BLOCK_WINDOW_S + 1
+        return self._repositories.shares.blocks_since(start, miner_id=miner_id)
 
     def pool_stats(self) -> PoolStats:
         """Pool hashrate, miners, blocks found, payouts (GET /v1/mining/stats)."""
         return self._cache.get(
             "pool_stats",
             lambda: pool_stats(
-                self._shares(), self._repositories.mining_payouts.recent(100_000), self._clock.now()
+                self._day(), self._blocks_30d(), self._repositories.mining_payouts.recent(100_000),
+                self._clock.now(),
             ),
         )
 
@@ -154,7 +163,9 @@ class Views:
         if self._repositories.nodes.get(node_id) is None:
             raise NotFound(f"no node {node_id}")
         payouts = self._repositories.mining_payouts.recent(100_000, miner_id=node_id)
-        stats = miner_stats(node_id, self._shares(), payouts, self._clock.now())
+        stats = miner_stats(
+            node_id, self._day(), self._blocks_30d(node_id), payouts, self._clock.now()
+        )
         return MinerView(stats, payouts[:100])
 
     def payouts(self, limit: int = 100) -> Sequence[MiningPayout]:
@@ -169,18 +180,25 @@ class Views:
         return self._cache.get("pool_page", self._pool_page)
 
     def _pool_page(self) -> PoolPage:
-        now, shares = self._clock.now(), self._shares()
-        rates, counts = hourly_hashrate(shares, now)
+        now, day = self._clock.now(), self._day()
+        rates, counts = hourly_hashrate(day)
         payouts = self._repositories.mining_payouts.recent(self._config.max_list)
         return PoolPage(
             pool=self.pool_stats(),
             work=self._pool.work() if self._pool is not None else None,
-            hashrate_by_miner_1h=per_miner_hashrate_1h(shares, now),
+            hashrate_by_miner_1h=per_miner_hashrate_1h(day),
             hourly_hashrate_hps=rates,
             hourly_shares=counts,
             hourly_paid_sat=hourly_payouts(payouts, now),
             recent_payouts=payouts[:PAGE_PAYOUTS],
         )
+
+    def _rejections(self) -> dict[str, dict[str, int]]:
+        """Rejected shares per miner and code: the pool's own count (the stored totals and
+        what it has not written yet) when it runs here, else the stored totals."""
+        if self._pool is not None:
+            return self._pool.rejections()
+        return self._repositories.share_rejections.by_miner()
 
     def dashboard(self) -> DashboardFrame:
         """One frame of the live pool dashboard (WebSocket /v1/mining/dashboard), computed at
@@ -189,10 +207,10 @@ class Views:
             "dashboard",
             lambda: DashboardFrame(
                 self.pool_stats(),
-                per_miner_hashrate_1h(self._shares(), self._clock.now()),
+                per_miner_hashrate_1h(self._day()),
                 self.payouts(10),
-                shares_by_miner_1h(self._shares(), self._clock.now()),
-                self._pool.rejections() if self._pool is not None else {},
+                shares_by_miner_1h(self._day()),
+                self._rejections(),
                 {c.miner_id: c.credited_msat for c in self._repositories.miner_credits.list()
                  if c.miner_id != TREASURY_CREDIT_ID},
             ),

@@ -54,6 +54,7 @@ from owm_adapters.storage.memory.payments import (
 from owm_adapters.storage.memory.pool import (
     MemoryMinerCreditRepository,
     MemoryMiningPayoutRepository,
+    MemoryShareRejectionRepository,
     MemoryShareRepository,
 )
 from owm_adapters.storage.memory.provenance import MemoryModelReleaseRepository
@@ -86,6 +87,7 @@ class MemoryRepositories:
     governance_log: MemoryGovernanceLogRepository
     treasury_spends: MemoryTreasurySpendRepository
     shares: MemoryShareRepository
+    share_rejections: MemoryShareRejectionRepository
     api_keys: MemoryApiKeyRepository
     releases: MemoryModelReleaseRepository
     bounties: MemoryBountyRepository
@@ -141,6 +143,7 @@ def memory_repositories() -> MemoryRepositories:
         governance_log=MemoryGovernanceLogRepository(state, lock),
         treasury_spends=MemoryTreasurySpendRepository(state, lock),
         shares=MemoryShareRepository(state, lock),
+        share_rejections=MemoryShareRejectionRepository(state, lock),
         api_keys=MemoryApiKeyRepository(state, lock),
         releases=MemoryModelReleaseRepository(state, lock),
         bounties=MemoryBountyRepository(state, lock),

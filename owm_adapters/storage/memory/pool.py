@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from owm_adapters.storage.memory.state import StateRepository
 from owm_core.errors import Conflict
 from owm_core.pool.bitcoin import AcceptedShare
 from owm_core.pool.fpps import MinerCredit
-from owm_core.pool.stats import MiningPayout
+from owm_core.pool.stats import HourlyWork, MiningPayout, sum_hourly_work
 
 
 class MemoryShareRepository(StateRepository):
@@ -43,6 +43,46 @@ class MemoryShareRepository(StateRepository):
             for h in old:
                 del self._state.shares[h]
             return len(old)
+
+    def latest_block_at(self) -> int | None:
+        """When the newest stored share that was a block was accepted; None if there is none."""
+        with self._lock:
+            return max((at for _, at, s in self._state.shares.values() if s.is_block), default=None)
+
+    def hourly_work(self, now: int, hours: int) -> Sequence[HourlyWork]:
+        """The shares of the last ``hours`` hours up to ``now``, summed per hour ago and miner."""
+        with self._lock:
+            rows = [(at, s) for _, at, s in self._state.shares.values()]
+        return sum_hourly_work(rows, now, hours)
+
+    def blocks_since(self, start: int, miner_id: str | None = None) -> int:
+        """How many stored shares (of one miner) accepted at ≥ ``start`` were blocks."""
+        with self._lock:
+            return sum(
+                1 for _, at, s in self._state.shares.values()
+                if s.is_block and at >= start and miner_id in (None, s.miner_id)
+            )  # fmt: skip
+
+
+class MemoryShareRejectionRepository(StateRepository):
+    """Rejected-share totals per (miner id, reason code)."""
+
+    def add(self, counts: Mapping[tuple[str, str], int], at: int) -> None:
+        """Add ``counts`` (per ``(miner_id, code)``) to the stored totals, in one write."""
+        with self._lock:
+            totals = dict(self._state.share_rejections)
+            for key, n in counts.items():
+                totals[key] = totals.get(key, 0) + n
+            self._state.share_rejections = totals
+
+    def by_miner(self) -> dict[str, dict[str, int]]:
+        """The stored totals per miner id, then reason code (both sorted)."""
+        with self._lock:
+            counted = sorted(self._state.share_rejections.items())
+        found: dict[str, dict[str, int]] = {}
+        for (miner, code), n in counted:
+            found.setdefault(miner, {})[code] = n
+        return found
 
 
 class MemoryMiningPayoutRepository(StateRepository):

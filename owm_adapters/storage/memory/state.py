@@ -75,6 +75,8 @@ class State:
     governance_log: list[GovernanceLogEntry] = attrs.Factory(list)
     treasury_spends: dict[str, TreasurySpend] = attrs.Factory(dict)
     shares: dict[str, tuple[int, int, AcceptedShare]] = attrs.Factory(dict)
+    #: (miner id, reason code) → rejected shares; replaced, never mutated (snapshots).
+    share_rejections: dict[tuple[str, str], int] = attrs.Factory(dict)
     api_keys: dict[str, tuple[int, ApiKey]] = attrs.Factory(dict)
     releases: dict[str, ModelRelease] = attrs.Factory(dict)
     bounties: dict[str, Bounty] = attrs.Factory(dict)

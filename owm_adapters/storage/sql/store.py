@@ -48,6 +48,7 @@ from owm_adapters.storage.sql.repositories.payments import (
 from owm_adapters.storage.sql.repositories.pool import (
     SqlMinerCreditRepository,
     SqlMiningPayoutRepository,
+    SqlShareRejectionRepository,
     SqlShareRepository,
 )
 from owm_adapters.storage.sql.repositories.provenance import SqlModelReleaseRepository
@@ -86,6 +87,7 @@ class SqlRepositories:
     governance_log: SqlGovernanceLogRepository
     treasury_spends: SqlTreasurySpendRepository
     shares: SqlShareRepository
+    share_rejections: SqlShareRejectionRepository
     api_keys: SqlApiKeyRepository
     releases: SqlModelReleaseRepository
     bounties: SqlBountyRepository
@@ -135,6 +137,7 @@ def sql_repositories(engine: Engine) -> SqlRepositories:
         governance_log=SqlGovernanceLogRepository(db),
         treasury_spends=SqlTreasurySpendRepository(db),
         shares=SqlShareRepository(db),
+        share_rejections=SqlShareRejectionRepository(db),
         api_keys=SqlApiKeyRepository(db),
         releases=SqlModelReleaseRepository(db),
         bounties=SqlBountyRepository(db),

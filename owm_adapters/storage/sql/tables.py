@@ -43,6 +43,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 NAMING_CONVENTION = {
@@ -326,6 +327,26 @@ shares = Table(
     _time("accepted_at"),
     Index(None, "accepted_at", "seq"),
     Index(None, "miner_id", "accepted_at"),
+    # The dashboard's hourly sums read only the index (migration 0021, SRS-POOL-10)...
+    Index("ix_shares_accepted_at_work", "accepted_at", "miner_id", "share_difficulty"),
+    # ...and blocks found in 30 days, or the newest (SRS-LN-14), only the few block rows.
+    Index(
+        "ix_shares_blocks",
+        "accepted_at",
+        postgresql_where=text("is_block"),
+        sqlite_where=text("is_block"),
+    ),
+)
+
+# -- shares rejected per miner and reason code (migration 0021) -------------------------------
+
+share_rejections = Table(
+    "share_rejections",
+    metadata,
+    Column("miner_id", String(256), primary_key=True),
+    Column("code", String(64), primary_key=True),
+    Column("rejected", BigInteger, nullable=False),
+    _time("updated_at"),
 )
 
 api_keys = Table(

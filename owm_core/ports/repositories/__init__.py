@@ -109,6 +109,9 @@ from owm_core.ports.repositories.pool import (
     MiningPayoutRepository as MiningPayoutRepository,
 )
 from owm_core.ports.repositories.pool import (
+    ShareRejectionRepository as ShareRejectionRepository,
+)
+from owm_core.ports.repositories.pool import (
     ShareRepository as ShareRepository,
 )
 from owm_core.ports.repositories.provenance import (
@@ -199,6 +202,11 @@ class Repositories(Protocol):
     @property
     def shares(self) -> ShareRepository:
         """The shares repository."""
+        ...
+
+    @property
+    def share_rejections(self) -> ShareRejectionRepository:
+        """Rejected shares per miner and reason code (SRS-POOL-06/09)."""
         ...
 
     @property

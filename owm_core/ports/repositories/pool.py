@@ -6,12 +6,12 @@ The semantics every store keeps are in :mod:`owm_core.ports.repositories`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from owm_core.pool.bitcoin import AcceptedShare
 from owm_core.pool.fpps import MinerCredit
-from owm_core.pool.stats import MiningPayout
+from owm_core.pool.stats import HourlyWork, MiningPayout
 
 
 class ShareRepository(Protocol):
@@ -31,6 +31,31 @@ class ShareRepository(Protocol):
 
     def delete_older_than(self, cutoff: int) -> int:
         """Delete shares accepted before ``cutoff`` (retention, SRS-POOL-11); count deleted."""
+        ...
+
+    def latest_block_at(self) -> int | None:
+        """When the newest stored share that was a block was accepted; None if there is none."""
+        ...
+
+    def hourly_work(self, now: int, hours: int) -> Sequence[HourlyWork]:
+        """The shares accepted in the ``hours`` hours up to ``now`` (``now − 3600·hours <
+        accepted_at ≤ now``) summed per hour ago and miner, by hour ago then miner id."""
+        ...
+
+    def blocks_since(self, start: int, miner_id: str | None = None) -> int:
+        """How many stored shares (of one miner) accepted at ≥ ``start`` were blocks."""
+        ...
+
+
+class ShareRejectionRepository(Protocol):
+    """Shares rejected per miner and reason code, counted for the dashboard (SRS-POOL-06/09)."""
+
+    def add(self, counts: Mapping[tuple[str, str], int], at: int) -> None:
+        """Add ``counts`` (per ``(miner_id, code)``) to the stored totals, in one write."""
+        ...
+
+    def by_miner(self) -> dict[str, dict[str, int]]:
+        """The stored totals per miner id, then reason code (both sorted)."""
         ...
 
 

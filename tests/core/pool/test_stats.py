@@ -19,6 +19,8 @@ from owm_core.pool.stats import (
     miner_stats,
     per_miner_hashrate_1h,
     pool_stats,
+    shares_by_miner_1h,
+    sum_hourly_work,
 )
 from owm_core.provenance.releases import ModelRelease, current_release
 from owm_core.provenance.versions import ModelVersion, ProofStatus
@@ -41,26 +43,27 @@ def test_pool_figures_add_up_over_miners_and_only_count_their_window(
     rows: list[tuple[int, str, int]],
 ) -> None:
     shares = [(NOW - age, a_share(i, m, d)) for i, (age, m, d) in enumerate(rows)]
-    stats = pool_stats(shares, [], NOW)
+    day = sum_hourly_work(shares, NOW, 24)
+    stats = pool_stats(day, 0, [], NOW)
     in_hour = sum(d for age, _m, d in rows if age < HOUR_S)
     assert stats.hashrate_1h_hps == in_hour * HASHES_PER_DIFFICULTY_1 // HOUR_S
+    in_day = sum(d for age, _m, d in rows if age < DAY_S)
+    assert stats.hashrate_24h_hps == in_day * HASHES_PER_DIFFICULTY_1 // DAY_S
     assert stats.shares_24h == sum(1 for age, _m, _d in rows if age < DAY_S)
     assert stats.miners_24h == len({m for age, m, _d in rows if age < DAY_S})
-    per_miner = per_miner_hashrate_1h(shares, NOW)
+    per_miner = per_miner_hashrate_1h(day)
     assert sum(per_miner.values()) <= stats.hashrate_1h_hps
-    assert sum(miner_stats(m, shares, [], NOW).shares_24h for m in "abc") == stats.shares_24h
+    assert sum(shares_by_miner_1h(day).values()) == sum(1 for age, _, _ in rows if age < HOUR_S)
+    assert sum(miner_stats(m, day, 0, [], NOW).shares_24h for m in "abc") == stats.shares_24h
 
 
-def test_blocks_and_payouts_are_counted_per_miner() -> None:
-    shares = [
-        (NOW - 10, a_share(1, "a", 5, is_block=True)),
-        (NOW - 40 * DAY_S, a_share(2, "a", 5, True)),
-    ]
+def test_payouts_are_counted_per_miner_and_the_treasurys_only_in_the_pools_total() -> None:
+    day = sum_hourly_work([(NOW - 10, a_share(1, "a", 5, is_block=True))], NOW, 24)
     payouts = [MiningPayout(NOW, 10_000, "aa" * 32, "a"), MiningPayout(NOW, 2_500, "bb" * 32, None)]
-    stats = pool_stats(shares, payouts, NOW)
+    stats = pool_stats(day, 1, payouts, NOW)
     assert stats.blocks_30d == 1 and stats.paid_sat_total == 12_500
-    mine = miner_stats("a", shares, payouts, NOW)
-    assert (mine.blocks_30d, mine.paid_sat, mine.payouts) == (1, 10_000, 1)
+    mine = miner_stats("a", day, 1, payouts, NOW)
+    assert (mine.blocks_30d, mine.paid_sat, mine.payouts, mine.shares_24h) == (1, 10_000, 1, 1)
 
 
 def test_the_current_release_is_the_highest_version_not_the_latest_stamped() -> None:
@@ -80,7 +83,7 @@ def test_the_hourly_series_hold_every_share_and_payout_of_the_last_day_once(
 ) -> None:
     shares = [(NOW - age, a_share(i, "na", 3)) for i, age in enumerate(ages)]
     payouts = [MiningPayout(NOW - age, 7, f"{i:064x}", "na") for i, age in enumerate(ages)]
-    rates, counts = hourly_hashrate(shares, NOW)
+    rates, counts = hourly_hashrate(sum_hourly_work(shares, NOW, 24))
     in_day = sum(1 for age in ages if age < DAY_S)
     assert len(rates) == len(counts) == 24 and sum(counts) == in_day
     assert sum(rates) == sum(c * 3 * HASHES_PER_DIFFICULTY_1 // HOUR_S for c in counts)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.database import SqlRepository, int64, upsert
 from owm_adapters.storage.sql.rows import MappedRepository, register_row, row_converter, to_row
 from owm_core.pool.bitcoin import AcceptedShare
 from owm_core.pool.fpps import MinerCredit
-from owm_core.pool.stats import MiningPayout
+from owm_core.pool.stats import HOUR_S, HourlyWork, MiningPayout
 
 _ROWS = row_converter()
 """How this context's values become rows and back."""
@@ -74,6 +76,70 @@ class SqlShareRepository(SqlRepository):
         with self._db.tx(write=True) as conn:
             done = conn.execute(delete(t.shares).where(t.shares.c.accepted_at < cutoff))
         return int(done.rowcount)
+
+    def latest_block_at(self) -> int | None:
+        """When the newest stored share that was a block was accepted; None if there is none."""
+        c = t.shares.c
+        with self._db.tx() as conn:
+            found = conn.execute(select(func.max(c.accepted_at)).where(c.is_block)).scalar()
+        return None if found is None else int(found)
+
+    def hourly_work(self, now: int, hours: int) -> Sequence[HourlyWork]:
+        """The shares of the last ``hours`` hours up to ``now``, summed per hour ago and miner
+        (one GROUP BY over ``ix_shares_accepted_at_work``: the dashboard at 10M shares)."""
+        c = t.shares.c
+        ago = ((now - c.accepted_at) // HOUR_S).label("ago")
+        query = (
+            select(ago, c.miner_id, func.count(), func.sum(c.share_difficulty))
+            .where(c.accepted_at > now - HOUR_S * hours, c.accepted_at <= now)
+            .group_by(ago, c.miner_id)
+            .order_by(ago, c.miner_id)
+        )
+        with self._db.tx() as conn:
+            rows = conn.execute(query).all()
+        return [HourlyWork(int(a), m, int(n), int(w)) for a, m, n, w in rows]
+
+    def blocks_since(self, start: int, miner_id: str | None = None) -> int:
+        """How many stored shares (of one miner) accepted at ≥ ``start`` were blocks."""
+        c = t.shares.c
+        query = select(func.count()).select_from(t.shares).where(c.is_block, c.accepted_at >= start)
+        if miner_id is not None:
+            query = query.where(c.miner_id == miner_id)
+        with self._db.tx() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+
+class SqlShareRejectionRepository(SqlRepository):
+    """Rejected-share totals in ``share_rejections``, one row per (miner id, reason code)."""
+
+    def add(self, counts: Mapping[tuple[str, str], int], at: int) -> None:
+        """Add ``counts`` (per ``(miner_id, code)``) to the stored totals, in one write."""
+        if not counts:
+            return
+        table = t.share_rejections
+        with self._db.tx(write=True) as conn:
+            dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            for (miner, code), n in sorted(counts.items()):
+                statement = dialect_insert(table).values(
+                    miner_id=miner, code=code, rejected=int64("rejected", n), updated_at=at
+                )
+                conn.execute(statement.on_conflict_do_update(
+                    index_elements=[table.c.miner_id, table.c.code],
+                    set_={"rejected": table.c.rejected + statement.excluded.rejected,
+                          "updated_at": statement.excluded.updated_at},
+                ))  # fmt: skip
+
+    def by_miner(self) -> dict[str, dict[str, int]]:
+        """The stored totals per miner id, then reason code (both sorted)."""
+        c = t.share_rejections.c
+        with self._db.tx() as conn:
+            rows = conn.execute(
+                select(c.miner_id, c.code, c.rejected).order_by(c.miner_id, c.code)
+            ).all()
+        found: dict[str, dict[str, int]] = {}
+        for miner, code, n in rows:
+            found.setdefault(miner, {})[code] = int(n)
+        return found
 
 
 class SqlMiningPayoutRepository(MappedRepository):
