@@ -4,7 +4,10 @@
 credit (:class:`~owm_core.pool.fpps.MinerCredit`, written by the pool as shares are accepted)
 whose node is registered, what is owed — everything credited minus everything already enqueued
 — is paid to the node's Lightning node when :func:`owm_core.pool.fpps.payout_due` says so
-(10,000 sat, or an hour after the previous payout, or after registration, for the first). Each
+(10,000 sat, or an hour after the previous payout, or after registration, for the first, or
+whatever is owed once the pool has found a block since the miner's previous payout: so FPPS
+rewards leave within one sweep period, far inside 60 minutes, of every block the pool finds —
+SRS-LN-14, SRS-PERF-12). Each
 payout is the miner's ``n``-th under a deterministic outbox id
 (:func:`owm_core.pool.fpps.fpps_payout_ids`): a sweep repeated after a crash finds the record
 and pays nothing twice; the outbox (:class:`~owm_adapters.services.payouts.PayoutDispatcher`)
@@ -85,11 +88,12 @@ class PoolPayouts:
         enqueued: list[RewardPayment] = []
         latest = -1  # when the newest miner payout was enqueued
         treasury: MinerCredit | None = None
+        block_at = self._repositories.shares.latest_block_at()
         for credit in self._repositories.miner_credits.list():
             if credit.miner_id == TREASURY_CREDIT_ID:
                 treasury = credit
                 continue
-            paid, last = self._pay_if_due(credit, now)
+            paid, last = self._pay_if_due(credit, now, block_at)
             latest = max(latest, last)
             if paid is not None:
                 enqueued.append(paid)
@@ -98,8 +102,11 @@ class PoolPayouts:
             enqueued.extend([cut] if cut is not None else [])
         return enqueued
 
-    def _pay_if_due(self, credit: MinerCredit, now: int) -> tuple[RewardPayment | None, int]:
-        """The payout enqueued (if due) and when the miner's newest payout was enqueued."""
+    def _pay_if_due(
+        self, credit: MinerCredit, now: int, block_at: int | None
+    ) -> tuple[RewardPayment | None, int]:
+        """The payout enqueued (if due; a block found at ``block_at`` since the miner's last
+        payout makes any balance due) and when the miner's newest payout was enqueued."""
         node = self._repositories.nodes.get(credit.miner_id)
         if node is None:
             return None, -1
@@ -108,7 +115,7 @@ class PoolPayouts:
         owed = credit.credited_msat - sum(p.amount_msat for p in done)
         last = max((p.created_at for p in done), default=node.registered_at)
         account = MinerAccount(credit.miner_id, node.ln_node_uri.pubkey, max(owed, 0) // 1000, last)
-        if not payout_due(account, now, self.policy):
+        if not payout_due(account, now, self.policy, last_block_at=block_at):
             return None, max((p.created_at for p in done), default=-1)
         payment_id, task_id = fpps_payout_ids(credit.miner_id, len(done))
         payment = self._payouts.enqueue_to(

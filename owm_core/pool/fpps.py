@@ -201,11 +201,19 @@ class MinerAccount:
     last_payout_at: int = attrs.field(validator=fields.timestamp())
 
 
-def payout_due(account: MinerAccount, now: int, policy: PayoutPolicy | None = None) -> bool:
+def payout_due(
+    account: MinerAccount,
+    now: int,
+    policy: PayoutPolicy | None = None,
+    last_block_at: int | None = None,
+) -> bool:
     """Whether ``account`` must be paid now: whichever comes first of (SRS-POOL-07)
 
     * the balance reached the threshold (``balance ≥ threshold_sat``, default 10,000 sats), or
-    * ``interval_s`` (default 1 hour) passed since the last payout and the balance is positive.
+    * ``interval_s`` (default 1 hour) passed since the last payout and the balance is positive, or
+    * the pool found a block (at ``last_block_at``) after the last payout and the balance is
+      positive: what was owed when the block was found is paid at the next sweep, so it is
+      dispatched within 60 minutes of the block (SRS-LN-14, SRS-PERF-12) however small.
 
     An empty balance is never due: there is nothing to send.
     """
@@ -217,6 +225,7 @@ def payout_due(account: MinerAccount, now: int, policy: PayoutPolicy | None = No
     return (
         account.balance_sat >= policy.threshold_sat
         or now - account.last_payout_at >= policy.interval_s
+        or (last_block_at is not None and account.last_payout_at < last_block_at <= now)
     )
 
 

@@ -1,10 +1,12 @@
-"""Miners' FPPS credits paid over Lightning through the payout outbox: at 10,000 sat or an hour
-after the previous payout, to the node's own Lightning node, exactly once per payout, across a
+"""Miners' FPPS credits paid over Lightning through the payout outbox: at 10,000 sat, an hour
+after the previous payout, or at the next sweep after the pool finds a block (so within 60 min
+of it), to the node's own Lightning node, exactly once per payout, across a
 restart of the sweep, the treasury's 20 % in the same batch (SRS-POOL-04/07/08, SRS-LN-08/14)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import attrs
@@ -16,6 +18,7 @@ from owm_adapters.services.pool_payouts import PoolPayouts
 from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
 from owm_core.nodes.registry import LnNodeUri
 from owm_core.payments.records import RewardPayment
+from owm_core.pool.bitcoin import AcceptedShare
 from owm_core.pool.fpps import TREASURY_CREDIT_ID, MinerCredit
 from tests.core.nodes.test_registry import make_node
 from tests.server.harness import StepClock
@@ -92,6 +95,40 @@ def test_an_hour_after_the_last_payout_a_small_balance_is_paid_as_the_next_payou
     assert second.amount_msat == 1_500 and second.payment_id != first.payment_id
     stage.dispatcher.sweep()
     assert stage.held_sat() == 10_001  # 10,001.5 sat, shown in whole sat
+
+
+def found_block(stage: Stage, i: int) -> None:
+    """The pool accepts a share that is a block now (as MiningPool.judge records it)."""
+    share = AcceptedShare(MINER, 1, Fraction(1), f"{i:064x}", is_block=True)
+    stage.repos.shares.add(share, stage.clock.now())
+
+
+def test_a_block_found_makes_every_balance_owed_paid_over_lightning_within_the_hour(
+    stage: Stage,
+) -> None:
+    stage.clock.advance(600)
+    stage.credit(10_000_000)
+    (first,) = stage.payouts.sweep()  # at the threshold: paid, the hour starts again
+    stage.dispatcher.sweep()
+    stage.clock.advance(60)
+    stage.credit(5_000)  # 5 sat: far under the threshold, the hour not over
+    assert stage.payouts.sweep() == []
+    found_block(stage, 1)
+    block_at = stage.clock.now()
+    stage.clock.advance(60)  # the next sweep (every minute)
+    (second,) = stage.payouts.sweep()
+    assert second.amount_msat == 5_000 and second.payment_id != first.payment_id
+    stage.dispatcher.sweep()
+    assert stage.held_sat() == 10_005
+    paid = stage.repos.payments.get(second.payment_hash)
+    assert paid is not None and paid.settled and paid.updated_at - block_at < 3_600  # SRS-PERF-12
+    stage.credit(3_000)
+    stage.clock.advance(60)
+    assert stage.payouts.sweep() == []  # the block was paid for; the new 3 sat wait
+    found_block(stage, 2)
+    stage.clock.advance(1)
+    (third,) = stage.payouts.sweep()
+    assert third.amount_msat == 3_000
 
 
 def test_less_than_a_satoshi_is_never_sent_and_an_unregistered_miner_is_not_paid(

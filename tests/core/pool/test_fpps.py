@@ -152,6 +152,27 @@ def test_a_payout_is_due_exactly_when_threshold_or_timer_comes_first(
     assert due == (balance > 0 and (balance >= threshold or elapsed >= interval))
 
 
+def test_a_block_found_after_the_last_payout_makes_any_positive_balance_due_at_once() -> None:
+    assert fpps.payout_due(account("a", 1), now=1_060, last_block_at=1_030)
+    assert not fpps.payout_due(account("a", 1), now=1_060, last_block_at=999)  # before it
+    assert not fpps.payout_due(account("a", 1), now=1_060, last_block_at=1_000)  # paid with it
+    assert not fpps.payout_due(account("a", 0), now=1_060, last_block_at=1_030)
+
+
+@given(
+    balance=st.integers(0, 10**6),
+    block_after=st.integers(-10**4, 10**4),
+    elapsed=st.integers(0, 3_599),
+)
+def test_within_the_hour_only_the_threshold_or_a_block_since_the_last_payout_makes_it_due(
+    balance: int, block_after: int, elapsed: int
+) -> None:
+    now = 10**6 + elapsed
+    block_at = 10**6 + block_after
+    due = fpps.payout_due(account("a", balance, last=10**6), now, last_block_at=block_at)
+    assert due == (balance > 0 and (balance >= 10_000 or 0 < block_after <= elapsed))
+
+
 def test_the_treasurys_cut_rides_in_the_same_batch_as_the_miner_payouts() -> None:
     accounts = [account("b", 12_000), account("a", 10_000), account("c", 50)]
     batch = fpps.plan_payout_batch(accounts, 5_512, "ln-treasury", now=1_010)
