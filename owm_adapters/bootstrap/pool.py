@@ -52,7 +52,7 @@ class PoolWorker:
         self._authority = authority_xonly
         self._shares = shares
         self._clock = clock
-        self._loop = Loop("pool-templates", pool.refresh, poll_s)
+        self._loop = Loop("pool-templates", self.tick, poll_s)
         self._retention = Loop("pool-retention", self.prune, RETENTION_EVERY_S, first=self.prune)
         self.address: tuple[str, int] | None = None
         self.payouts = payouts
@@ -79,6 +79,15 @@ class PoolWorker:
         self._server.stop()
         self._loop.stop(timeout_s)
         self._retention.stop(timeout_s)
+        self.pool.flush_rejections()
+
+    def tick(self) -> None:
+        """One turn of the template loop: a fresh template (a block found elsewhere makes the
+        jobs stale), then the rejections counted since the last turn written (SRS-POOL-06)."""
+        try:
+            self.pool.refresh()
+        finally:
+            self.pool.flush_rejections()
 
     def prune(self) -> int:
         """Delete shares accepted over 30 days ago (SRS-POOL-11): at start, then hourly."""
@@ -146,7 +155,7 @@ def pool_from(
     pool = MiningPool(
         chain, store.shares, clock.now, payout_script=_payout_script(section, chain),
         share_difficulty=section.share_difficulty, credits=store.miner_credits,
-        atomic=store.atomic,
+        atomic=store.atomic, rejections=store.share_rejections,
     )  # fmt: skip
     nodes = RegistryNodeKeys(store.nodes)
     server = PoolServer(static, lambda connection: MinerConnection(connection, pool, nodes))

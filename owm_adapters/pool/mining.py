@@ -27,12 +27,16 @@ from contextlib import AbstractContextManager
 
 import attrs
 
-from owm_core.errors import BlockRejected, ChainUnavailable, InvalidShare
+from owm_core.errors import BlockRejected, ChainUnavailable, Conflict, InvalidShare
 from owm_core.pool import bitcoin, coinbase, fpps
 from owm_core.pool.bitcoin import AcceptedShare, BlockHeader, BlockTemplate, Share, ShareReason
 from owm_core.pool.stats import PoolWork
 from owm_core.ports.chain import Chain
-from owm_core.ports.repositories.pool import MinerCreditRepository, ShareRepository
+from owm_core.ports.repositories.pool import (
+    MinerCreditRepository,
+    ShareRejectionRepository,
+    ShareRepository,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +90,7 @@ class MiningPool:
         share_difficulty: int = 1,
         credits: MinerCreditRepository | None = None,
         atomic: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+        rejections: ShareRejectionRepository | None = None,
     ) -> None:
         self._chain = chain
         self._shares = shares
@@ -105,6 +110,8 @@ class MiningPool:
         self._credits = credits
         self._atomic = atomic
         self._unstored: dict[str, fpps.MinerCredit] = {}
+        self._rejections = rejections
+        self._unflushed: collections.Counter[tuple[str, str]] = collections.Counter()
 
     # ------------------------------------------------------------------ templates
 
@@ -169,14 +176,34 @@ class MiningPool:
             return PoolWork(template.height, template.bits, self.share_difficulty)
 
     def rejections(self) -> dict[str, dict[str, int]]:
-        """Shares rejected since this pool started, per miner and reason code (SRS-POOL-06,
-        the live feed of SRS-POOL-09); kept in memory only, as rejected shares are not stored."""
+        """Shares rejected per miner and reason code (SRS-POOL-06, the live feed of
+        SRS-POOL-09): the stored totals plus those not yet flushed, or, without a rejection
+        store, those counted since this pool started."""
         with self._lock:
-            counted = dict(self._rejected_by_miner)
-        by_miner: dict[str, dict[str, int]] = {}
+            source = self._rejected_by_miner if self._rejections is None else self._unflushed
+            counted = dict(source)
+        by_miner = self._rejections.by_miner() if self._rejections is not None else {}
         for (miner, code), n in sorted(counted.items()):
-            by_miner.setdefault(miner, {})[code] = n
-        return by_miner
+            codes = by_miner.setdefault(miner, {})
+            codes[code] = codes.get(code, 0) + n
+        return {miner: dict(sorted(codes.items())) for miner, codes in sorted(by_miner.items())}
+
+    def flush_rejections(self) -> int:
+        """Write the rejections counted since the last flush to the store in one write (the
+        worker loop calls this every few seconds, so a flood of bad shares costs one write per
+        period, not one per share); how many were written."""
+        if self._rejections is None:
+            return 0
+        with self._lock:
+            pending, self._unflushed = self._unflushed, collections.Counter()
+        if pending:
+            try:
+                self._rejections.add(dict(pending), self._now())
+            except Exception:
+                with self._lock:
+                    self._unflushed.update(pending)  # kept for the next flush
+                raise
+        return sum(pending.values())
 
     def network_target(self) -> int:
         assert self.template is not None
@@ -239,9 +266,13 @@ class MiningPool:
                 return self.reject(
                     miner_id, ERROR_CODES[ShareReason(rejection.reason)], rejection.message
                 )
-            with self._atomic():  # the share and its credits: one write, or none (SRS-POOL-04)
-                self._shares.add(accepted, self._now())
-                credit = self._credit(accepted, template)
+            try:
+                with self._atomic():  # the share and its credits: one write, or none (POOL-04)
+                    self._shares.add(accepted, self._now())
+                    credit = self._credit(accepted, template)
+            except Conflict:  # stored before this process started: a duplicate all the same
+                self._seen.add(header.hash())
+                return self.reject(miner_id, "duplicate-share", "already stored")
             self._seen.add(header.hash())
             self.accepted += 1
         block_hash = self._submit_block(header, job) if accepted.is_block else None
@@ -272,6 +303,8 @@ class MiningPool:
         with self._lock:
             self.rejected[code] += 1
             self._rejected_by_miner[miner_id, code] += 1
+            if self._rejections is not None:
+                self._unflushed[miner_id, code] += 1
         log.info("share rejected: miner=%s reason=%s (%s)", miner_id, code, detail)
         return Verdict(error_code=code)
 

@@ -83,3 +83,35 @@ def test_a_crash_between_a_share_and_its_credits_loses_nothing_and_the_share_cou
     assert miner is not None and treasury is not None
     # regtest: a share is worth the whole 50 BTC subsidy, 80 % to the miner, 20 % to the treasury
     assert (miner.credited_msat, treasury.credited_msat) == (40 * 10**11, 10 * 10**11)
+
+
+def test_rejections_are_stored_so_a_restarted_pool_counts_them_and_a_resent_share_is_duplicate(
+    backend: Backend, tmp_path: Path
+) -> None:
+    repos = backend.repos
+    chain = FrozenChain(LocalChain(tmp_path / "chain.db"))
+
+    def started() -> MiningPool:
+        pool = MiningPool(chain, repos.shares, lambda: NOW, payout_script=POOL_SCRIPT,
+                          credits=repos.miner_credits, atomic=repos.atomic,
+                          rejections=backend.reopen().share_rejections)  # fmt: skip
+        pool.refresh()
+        return pool
+
+    pool = started()
+    job = pool.make_job(1, b"\x00" * 8)
+    nonce = valid_nonce(pool, job, job.min_ntime)
+    assert pool.judge(MINER.node_id, job, nonce, job.min_ntime, job.version).accepted
+    for _ in range(2):
+        pool.judge(MINER.node_id, job, nonce, job.min_ntime, job.version)  # the same again
+    pool.judge(MINER.node_id, job, nonce, job.min_ntime - 1, job.version)  # before the job
+    expected = {MINER.node_id: {"duplicate-share": 2, "invalid-timestamp": 1}}
+    assert pool.rejections() == expected  # counted before they are written
+    assert repos.share_rejections.by_miner() == {}
+    assert pool.flush_rejections() == 3 and pool.flush_rejections() == 0
+    assert backend.reopen().share_rejections.by_miner() == expected
+    again = started()  # the coordinator restarted
+    assert again.rejections() == expected
+    again.judge(MINER.node_id, job, nonce, job.min_ntime, job.version)
+    again.flush_rejections()
+    assert backend.reopen().share_rejections.by_miner()[MINER.node_id]["duplicate-share"] == 3

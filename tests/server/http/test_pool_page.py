@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -51,7 +52,8 @@ def pooled(tmp_path: Path) -> Iterator[PoolWorld]:
     for world in build_world(tmp_path):
         chain = FrozenChain(LocalChain(tmp_path / "chain.db", clock=world.clock))
         pool = MiningPool(chain, world.repos.shares, world.clock.now, payout_script=POOL_SCRIPT,
-                          credits=world.repos.miner_credits, atomic=world.repos.atomic)  # fmt: skip
+                          credits=world.repos.miner_credits, atomic=world.repos.atomic,
+                          rejections=world.repos.share_rejections)  # fmt: skip
         pool.refresh()
         services = ApiServices.over(world.services.coordinator, b"\x11" * 32,
                                     ApiConfig(cache_ttl_ms=0), pool=pool)  # fmt: skip
@@ -164,6 +166,13 @@ def test_the_public_pool_page_escapes_what_the_store_holds(pooled: PoolWorld) ->
     assert "<script>" not in body and "&lt;script&gt;alert(1)&lt;/script&gt;" in body
 
 
+def first_frame(services: ApiServices) -> Any:
+    """The first message of the live feed (WebSocket /v1/mining/dashboard)."""
+    client = TestClient(create_app(services), client=("127.0.0.1", 5000))
+    with client.websocket_connect("/v1/mining/dashboard") as socket:
+        return socket.receive_json()
+
+
 def test_the_live_feed_carries_each_miners_hashrate_shares_rejections_by_reason_and_earnings(
     pooled: PoolWorld,
 ) -> None:
@@ -173,10 +182,22 @@ def test_the_live_feed_carries_each_miners_hashrate_shares_rejections_by_reason_
     assert pool.judge(miner, job, nonce, job.min_ntime, job.version).accepted is not None
     again = pool.judge(miner, job, nonce, job.min_ntime, job.version)  # the same header twice
     assert again.error_code == "duplicate-share"
-    client = TestClient(create_app(pooled.services), client=("127.0.0.1", 5000))
-    with client.websocket_connect("/v1/mining/dashboard") as socket:
-        frame = socket.receive_json()
+    frame = first_frame(pooled.services)
     assert frame["shares_by_miner_1h"] == {miner: 1}
     assert frame["hashrate_by_miner_1h"][miner] > 0
     assert frame["rejected_by_miner"] == {miner: {"duplicate-share": 1}}
     assert frame["earned_msat_by_miner"] == {miner: 40 * 10**8 * 1000}  # 80 % of 50 BTC
+
+
+def test_the_live_feed_shows_the_stored_rejections_when_the_pool_runs_in_another_process(
+    pooled: PoolWorld,
+) -> None:
+    pool, miner = pooled.pool, pooled.miner
+    job = pool.make_job(1, b"\x03" * 8)
+    nonce = valid_nonce(pool, job, job.min_ntime)
+    pool.judge(miner, job, nonce, job.min_ntime, job.version)
+    pool.judge(miner, job, nonce, job.min_ntime - 1, job.version)
+    pool.flush_rejections()  # what the pool's worker loop does every few seconds
+    services = ApiServices.over(pooled.world.services.coordinator, b"\x11" * 32,
+                                ApiConfig(cache_ttl_ms=0))  # no pool here  # fmt: skip
+    assert first_frame(services)["rejected_by_miner"] == {miner: {"invalid-timestamp": 1}}
