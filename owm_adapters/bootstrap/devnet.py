@@ -291,6 +291,9 @@ sub_model = "owm-base"
 interval_s = {state.fl_interval_s}
 min_participants = {min_participants}
 rule = "trimmed"
+# A round whose task is stuck (a replica lost under load) closes with the updates it has
+# after this long instead of holding the next round for the default 10 minutes.
+round_timeout_s = {max(60, 4 * state.fl_interval_s)}
 
 [provenance]
 # Model versions are anchored by the embedded OpenTimestamps calendar in a local regtest

@@ -76,6 +76,13 @@ def poll(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
         time.sleep(1)
 
 
+def _print_log_tails(logs: Path, lines: int = 40) -> None:
+    """The end of every process's log, which pytest shows only when the test failed."""
+    for log in sorted(logs.glob("*.log")):
+        tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+        print(f"--- last {len(tail)} lines of {log.name} ---", *tail, sep="\n")
+
+
 @pytest.fixture
 def devnet(tmp_path: Path) -> Iterator[dict[str, Any]]:
     data_dir = tmp_path / "devnet"
@@ -86,6 +93,7 @@ def devnet(tmp_path: Path) -> Iterator[dict[str, Any]]:
         assert started.returncode == 0, started.stdout + started.stderr
         yield {"dir": data_dir, "up": started.stdout}
     finally:
+        _print_log_tails(data_dir / "logs")
         owm("down", "--data-dir", str(data_dir), timeout=120)
         for pid in _ours(data_dir):
             with contextlib.suppress(OSError):
@@ -189,7 +197,7 @@ def test_devnet_up_runs_the_whole_network_pays_every_node_and_down_leaves_nothin
         rounds = status(data_dir)["fl_rounds"] or []
         return next((r for r in rounds if poisoner in (r.get("flagged") or [])), None)
 
-    poisoned_round = poll(flagged, FL_WITHIN_S, "an FL round flagging the poisoned update")
+    poisoned_round = poll(flagged, 2 * FL_WITHIN_S, "an FL round flagging the poisoned update")
     # Three participants allow a trimmed mean with f = 1: the poisoned coordinates are trimmed
     # away, so the model keeps its accuracy although the update was admitted.
     assert poisoned_round["state"] == "closed" and poisoned_round["accuracy"] is not None
