@@ -19,7 +19,7 @@ from owm_core.errors import InvalidValue
 from owm_server.http.call import Call
 from owm_server.http.contract import Access, Operation, Reply, Schema, Tag
 from owm_server.http.problems import Problem
-from owm_server.http.v1.render import earnings_json, json, stake_json
+from owm_server.http.v1.render import earnings, json, stake_json
 from owm_server.http.v1.schemas import (
     EARNINGS,
     HEX_SIG,
@@ -172,8 +172,7 @@ def node_earnings(call: Call) -> Response:
     node_id = call.path["node_id"]
     if call.who().subject != node_id:
         raise Problem(403, "forbidden", "a node may read only its own earnings")
-    node, payments = call.services.nodes.earnings(node_id, call.query.get("limit", 100))
-    return json(earnings_json(node, payments))
+    return earnings(call, node_id)
 
 
 def _registration() -> list[Operation]:

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from owm_server.http.call import Call
 from owm_server.http.contract import Access, Operation, Reply, Schema, Tag
 from owm_server.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA
-from owm_server.http.v1.render import earnings_json, json
+from owm_server.http.v1.render import earnings, json
 from owm_server.http.v1.schemas import EARNINGS, INT, LIMIT, STR, obj
 
 ACCESS_OFFER: Schema = obj(
@@ -48,9 +48,7 @@ def payments_invoice(call: Call) -> Response:
 
 
 def payments_history(call: Call) -> Response:
-    node_id = call.who().subject
-    node, payments = call.services.nodes.earnings(node_id, call.query.get("limit", 100))
-    return json(earnings_json(node, payments))
+    return earnings(call, call.who().subject)
 
 
 def operations() -> list[Operation]:

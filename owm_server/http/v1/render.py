@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from owm_core.nodes.registry import Node
 from owm_core.payments.records import RewardPayment
 from owm_core.stake.channel import Stake
+from owm_server.http.call import Call
 
 
 def json(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -62,3 +63,10 @@ def earnings_json(node: Node, payments: Sequence[RewardPayment]) -> dict[str, An
         "total_sats_earned": node.total_sats_earned,
         "payments": [payment_json(p) for p in payments],
     }
+
+
+def earnings(call: Call, node_id: str) -> Response:
+    """The reply with ``node_id``'s earnings, up to the call's ``limit`` payments (SRS-LN-10):
+    the same whether the node asks by its id (nodes) or by its signature (payments)."""
+    node, payments = call.services.nodes.earnings(node_id, call.query.get("limit", 100))
+    return json(earnings_json(node, payments))

@@ -2,10 +2,10 @@
 
 Scalars (:data:`STR`, :data:`INT`, …), the identifiers the API accepts (node ids, keys,
 signatures, release ids, repositories), the builders (:func:`obj`, :func:`array`,
-:func:`nullable`), documented problem replies (:func:`problem`), the common parameters
-(:func:`limit`, :func:`status_filter`, :data:`NODE_PARAM`) and the record shapes more than one
-context publishes (:data:`STAKE`, :data:`PAYMENT`, :data:`EARNINGS`). A context's own shapes
-live in its module.
+:func:`nullable`, :func:`envelope_schema`), documented problem replies (:func:`problem`), the
+common parameters (:func:`limit`, :func:`status_filter`, :data:`NODE_PARAM`) and the record
+shapes more than one context publishes (:data:`STAKE`, :data:`PAYMENT`, :data:`EARNINGS`). A
+context's own shapes live in its module.
 """
 
 from __future__ import annotations
@@ -75,6 +75,24 @@ def array(items: Schema) -> Schema:
 def nullable(schema: Schema) -> Schema:
     """``schema`` or null."""
     return {**schema, "type": [schema["type"], "null"]}
+
+
+def envelope_schema(kind: str, signer: str, body: Schema, description: str) -> Schema:
+    """A signed envelope of ``kind`` (canonical JSON) as a request body: ``signer`` describes
+    whose Ed25519 key signs it, ``body`` is the statement it carries."""
+    schema = obj(
+        {
+            "kind": {"type": "string", "enum": [kind]},
+            "signer": {**HEX32, "description": signer},
+            "nonce": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+            "issued_at": {"type": "integer", "minimum": 0, "maximum": 2**53},
+            "body": body,
+            "signature": HEX_SIG,
+        },
+        additional=False,
+    )
+    schema["description"] = description
+    return schema
 
 
 def problem(description: str) -> Reply:

@@ -23,11 +23,11 @@ from owm_server.http.contract import Access, Operation, Reply, Schema, Tag
 from owm_server.http.problems import Problem
 from owm_server.http.v1.schemas import (
     HEX32,
-    HEX_SIG,
     INT,
     NODE_ID,
     STR,
     array,
+    envelope_schema,
     limit,
     obj,
     problem,
@@ -36,26 +36,20 @@ from owm_server.http.v1.schemas import (
 _REASONS = [r.value for r in SlashingReason]
 
 
-ACK_ENVELOPE: Schema = obj(
-    {
-        "kind": {"type": "string", "enum": [EnvelopeKind.MAINTAINER_ACK.value]},
-        "signer": {**HEX32, "description": "the maintainer's Ed25519 public key"},
-        "nonce": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-        "issued_at": {"type": "integer", "minimum": 0, "maximum": 2**53},
-        "body": obj(
-            {
-                "node_id": NODE_ID,
-                "evidence_hash": HEX32,
-                "reason": {"type": "string", "enum": _REASONS},
-                "verdict": {"type": "string", "enum": ["slash", "dismiss"]},
-            },
-            additional=False,
-        ),
-        "signature": HEX_SIG,
-    },
-    additional=False,
+ACK_ENVELOPE: Schema = envelope_schema(
+    EnvelopeKind.MAINTAINER_ACK.value,
+    "the maintainer's Ed25519 public key",
+    obj(
+        {
+            "node_id": NODE_ID,
+            "evidence_hash": HEX32,
+            "reason": {"type": "string", "enum": _REASONS},
+            "verdict": {"type": "string", "enum": ["slash", "dismiss"]},
+        },
+        additional=False,
+    ),
+    "The envelope `owm slashing ack` writes (canonical JSON).",
 )
-ACK_ENVELOPE["description"] = "The envelope `owm slashing ack` writes (canonical JSON)."
 
 BACKING: Schema = obj(
     {"evidence_hash": STR, "reason": STR, "maintainers": array(STR), "count": INT}

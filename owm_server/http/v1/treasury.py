@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from starlette.responses import Response
 
 from owm_adapters.services.governance import GovernanceService, Receipt
@@ -26,48 +27,33 @@ from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Ta
 from owm_server.http.v1.governance import PROPOSAL, PROPOSAL_ID, rendered
 from owm_server.http.v1.render import json
 from owm_server.http.v1.schemas import (
-    HEX32,
-    HEX_SIG,
     INT,
     NOT_FOUND,
     STR,
     array,
+    envelope_schema,
     limit,
     nullable,
     obj,
     problem,
 )
 
-STATEMENT: Schema = obj(
-    {
-        "kind": {"type": "string", "enum": [EnvelopeKind.GOVERNANCE_STATEMENT.value]},
-        "signer": {**HEX32, "description": "the signer's Ed25519 public key"},
-        "nonce": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-        "issued_at": {"type": "integer", "minimum": 0, "maximum": 2**53},
-        "body": obj(
-            {
-                "action": {
-                    "type": "string",
-                    "enum": [
-                        "propose",
-                        "comment",
-                        "extend",
-                        "close",
-                        "ack",
-                        "psbt_create",
-                        "execute",
-                    ],
-                },
-                "proposal_id": {"type": "string", "maxLength": 128},
-                "args": {"type": "object"},
+STATEMENT: Schema = envelope_schema(
+    EnvelopeKind.GOVERNANCE_STATEMENT.value,
+    "the signer's Ed25519 public key",
+    obj(
+        {
+            "action": {
+                "type": "string",
+                "enum": ["propose", "comment", "extend", "close", "ack", "psbt_create", "execute"],
             },
-            additional=False,
-        ),
-        "signature": HEX_SIG,
-    },
-    additional=False,
+            "proposal_id": {"type": "string", "maxLength": 128},
+            "args": {"type": "object"},
+        },
+        additional=False,
+    ),
+    "The envelope `owm gov …` writes (canonical JSON).",
 )
-STATEMENT["description"] = "The envelope `owm gov …` writes (canonical JSON)."
 SPEND: Schema = obj(
     {
         "proposal_id": STR,
@@ -84,13 +70,7 @@ RECEIPT: Schema = obj(
 SIGNED_COPY: Schema = obj(
     {"psbt": {"type": "string", "minLength": 1, "maxLength": 1_400_000}}, additional=False
 )
-SPEND_ID = Param(
-    "id",
-    "path",
-    {"type": "string", "maxLength": 128, "pattern": "^[A-Za-z0-9_.:-]{1,128}$"},
-    "The treasury proposal's id.",
-    True,
-)
+SPEND_ID = attrs.evolve(PROPOSAL_ID, description="The treasury proposal's id.")
 START = Param(
     "start", "query", {"type": "integer", "minimum": 0, "default": 0}, "First entry index."
 )
