@@ -18,22 +18,27 @@ from elsewhere (``expected_head``). SRS-GOV-01..06.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
 from owm_core import fields
-from owm_core.errors import Conflict, DomainError, InvalidValue
+from owm_core.errors import DomainError, InvalidValue
+from owm_core.identity.chained_log import (
+    LogVerification,
+    SignedLogEntry,
+    chain_position,
+    verify_chain,
+)
+from owm_core.identity.chained_log import GENESIS_HASH as GENESIS_HASH
+from owm_core.identity.chained_log import check_next_entry as check_next_entry
 from owm_core.identity.envelopes import (
     Envelope,
-    canonical_bytes,
     check_canonical,
     sha256_hex,
     verify,
 )
-from owm_core.identity.keys import Identity, parse_public_key, verify_signature
-from owm_core.json_objects import exact_fields
-from owm_core.stake.slashing import GENESIS_HASH, LogVerification, verify_chain
+from owm_core.identity.keys import Identity, parse_public_key
 
 LOG_DOMAIN = b"owm/governance-log/v1\x00"
 _ACTOR_MAX = 256
@@ -51,8 +56,12 @@ def _statement(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> N
 
 
 @attrs.frozen
-class GovernanceLogEntry:
-    """One governance action as published, chained and signed (see the module docstring)."""
+class GovernanceLogEntry(SignedLogEntry):
+    """One governance action as published (GET /v1/governance/log), chained and signed (see
+    the module docstring)."""
+
+    LOG: ClassVar[str] = "governance log"
+    DOMAIN: ClassVar[bytes] = LOG_DOMAIN
 
     index: int = attrs.field(validator=fields.integer(minimum=0))
     prev_hash: str = attrs.field(validator=fields.hex_digest(32))
@@ -64,46 +73,16 @@ class GovernanceLogEntry:
     at: int = attrs.field(validator=fields.timestamp())
     signature: str = attrs.field(validator=fields.hex_digest(64))
 
-    def signed_fields(self) -> dict[str, Any]:
-        """Every field except the signature, as a canonical dict."""
-        return {
-            "action": self.action,
-            "actor": self.actor,
-            "at": self.at,
-            "detail": self.detail,
-            "index": self.index,
-            "prev_hash": self.prev_hash,
-            "proposal_id": self.proposal_id,
-            "statement": self.statement,
-        }
-
-    def entry_hash(self) -> str:
-        """SHA-256 hex of the canonical encoding of the signed fields; the next ``prev_hash``."""
-        return sha256_hex(canonical_bytes(self.signed_fields()))
-
     def statement_hash(self) -> str | None:
         """SHA-256 hex of the embedded statement's signature (replays are refused by it)."""
         if self.statement is None:
             return None
         return sha256_hex(bytes.fromhex(str(self.statement.get("signature", ""))))
 
-    def to_dict(self) -> dict[str, Any]:
-        """The entry as published at GET /v1/governance/log."""
-        return {**self.signed_fields(), "signature": self.signature}
-
-    @classmethod
-    def from_dict(cls, data: object) -> GovernanceLogEntry:
-        """Read a published entry; missing or unknown fields raise :class:`InvalidValue`."""
-        return cls(**exact_fields(data, [a.name for a in attrs.fields(cls)], "governance log"))
-
 
 def statement_hash_of(envelope: Envelope) -> str:
     """The replay key of a statement: the SHA-256 hex of its signature."""
     return sha256_hex(bytes.fromhex(envelope.signature))
-
-
-def _message(signed: dict[str, Any]) -> bytes:
-    return LOG_DOMAIN + canonical_bytes(signed)
 
 
 def append_to_log(
@@ -122,28 +101,11 @@ def append_to_log(
     wire = None
     if statement is not None:
         wire = {**statement.unsigned(), "signature": statement.signature}
-    draft = GovernanceLogEntry(
-        index=0 if previous is None else previous.index + 1,
-        prev_hash=GENESIS_HASH if previous is None else previous.entry_hash(),
+    return GovernanceLogEntry(
+        **chain_position(previous),
         action=action, proposal_id=proposal_id, actor=actor, statement=wire,
         detail=detail, at=max(at, previous.at) if previous is not None else at,
-        signature="0" * 128,
-    )  # fmt: skip
-    signature = coordinator.sign(_message(draft.signed_fields()))
-    return attrs.evolve(draft, signature=signature.hex())
-
-
-def check_next_entry(latest: GovernanceLogEntry | None, entry: GovernanceLogEntry) -> None:
-    """Raise Conflict unless ``entry`` continues the log whose head is ``latest`` (next
-    index, the head's hash as ``prev_hash``, not dated before it); every store checks with it."""
-    index = 0 if latest is None else latest.index + 1
-    prev_hash = GENESIS_HASH if latest is None else latest.entry_hash()
-    if entry.index != index:
-        raise Conflict(f"governance log entry has index {entry.index}, expected {index}")
-    if entry.prev_hash != prev_hash:
-        raise Conflict("governance log entry does not chain to the latest entry (prev_hash)")
-    if latest is not None and entry.at < latest.at:
-        raise Conflict("governance log entry is dated before the latest entry")
+    ).signed(coordinator)  # fmt: skip
 
 
 def _statement_problem(entry: GovernanceLogEntry) -> str | None:
@@ -174,11 +136,7 @@ def verify_log(
     parse_public_key(coordinator_pubkey, "coordinator_pubkey")
 
     def problem_of(entry: GovernanceLogEntry) -> str | None:
-        try:
-            verify_signature(
-                coordinator_pubkey, _message(entry.signed_fields()), bytes.fromhex(entry.signature)
-            )
-        except DomainError:
+        if not entry.signed_by(coordinator_pubkey):
             return "signature does not verify: entry edited or forged"
         return _statement_problem(entry)
 

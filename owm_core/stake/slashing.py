@@ -42,13 +42,21 @@ from __future__ import annotations
 import enum
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
 
 import attrs
 
 from owm_core import fields
-from owm_core.errors import Conflict, DomainError, PolicyViolation
+from owm_core.errors import DomainError, PolicyViolation
+from owm_core.identity.chained_log import GENESIS_HASH as GENESIS_HASH
+from owm_core.identity.chained_log import (
+    LogVerification,
+    SignedLogEntry,
+    chain_position,
+    verify_chain,
+)
+from owm_core.identity.chained_log import check_next_entry as check_next_entry
 from owm_core.identity.envelopes import (
     AckVerdict,
     Envelope,
@@ -60,19 +68,16 @@ from owm_core.identity.envelopes import (
     sha256_hex,
     verify,
 )
-from owm_core.identity.keys import Identity, parse_node_id, parse_public_key, verify_signature
-from owm_core.json_objects import exact_fields
+from owm_core.identity.keys import Identity, parse_node_id, parse_public_key
 from owm_core.market.tasks import Task, TaskState
 from owm_core.nodes.tiers import Tier
 
 COOLDOWN_S = 30 * 24 * 3600
 TIER1_DISTINCT_REPORTERS = 3
 MAINTAINER_QUORUM = 2
-GENESIS_HASH = "0" * 64
 LOG_DOMAIN = b"owm/slashing-log/v1\x00"
 VERIFICATION_REPORTER_PREFIX = "verify:"
 
-_Entry = TypeVar("_Entry", bound="ChainedEntry")
 _REPORTER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 _CHANNEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9:_x-]{0,127}")
 
@@ -339,8 +344,12 @@ def fake_proof_signal(
 
 
 @attrs.frozen
-class SlashingLogEntry:
-    """One published slashing, chained to the previous entry and signed (SRS-STAKE-06, LN-13)."""
+class SlashingLogEntry(SignedLogEntry):
+    """One published slashing, chained to the previous entry and signed (SRS-STAKE-06, LN-13);
+    published at GET /v1/network/slashing-log as :meth:`~SignedLogEntry.to_dict`."""
+
+    LOG: ClassVar[str] = "slashing log"
+    DOMAIN: ClassVar[bytes] = LOG_DOMAIN
 
     index: int = attrs.field(validator=fields.integer(minimum=0))
     prev_hash: str = attrs.field(validator=fields.hex_digest(32))
@@ -351,155 +360,31 @@ class SlashingLogEntry:
     at: int = attrs.field(validator=fields.timestamp())
     signature: str = attrs.field(validator=fields.hex_digest(64))
 
-    def signed_fields(self) -> dict[str, Any]:
-        """Every field except the signature, as a canonical dict."""
-        return {
-            "at": self.at,
-            "channel_id": self.channel_id,
-            "evidence_hash": self.evidence_hash,
-            "index": self.index,
-            "node_id": self.node_id,
-            "prev_hash": self.prev_hash,
-            "reason": self.reason.value,
-        }
-
-    def entry_hash(self) -> str:
-        """SHA-256 hex of the canonical encoding of the signed fields; the next ``prev_hash``."""
-        return sha256_hex(canonical_bytes(self.signed_fields()))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The entry as published at GET /v1/network/slashing-log (SRS-STAKE-06)."""
-        return {**self.signed_fields(), "signature": self.signature}
-
-    @classmethod
-    def from_dict(cls, data: object) -> SlashingLogEntry:
-        """Read a published entry; missing or unknown fields raise :class:`InvalidValue`."""
-        return cls(**exact_fields(data, [a.name for a in attrs.fields(cls)], "slashing log"))
-
     @classmethod
     def from_bytes(cls, data: bytes) -> SlashingLogEntry:
         """Parse one canonical-JSON entry strictly (no floats, no duplicate keys)."""
         return cls.from_dict(parse_canonical_json(data, "entry"))
 
 
-def _log_message(signed: dict[str, Any]) -> bytes:
-    return LOG_DOMAIN + canonical_bytes(signed)
-
-
 def append_to_log(
     coordinator: Identity, previous: SlashingLogEntry | None, decision: SlashingDecision
 ) -> SlashingLogEntry:
     """The next log entry recording ``decision``, chained to ``previous`` and signed by the
-    coordinator key (SRS-LN-13). Persisting it is the caller's job."""
-    draft = SlashingLogEntry(
-        index=0 if previous is None else previous.index + 1,
-        prev_hash=GENESIS_HASH if previous is None else previous.entry_hash(),
+    coordinator key (SRS-LN-13). Persisting it is the caller's job; every store checks the
+    append with :func:`~owm_core.identity.chained_log.check_next_entry`."""
+    return SlashingLogEntry(
+        **chain_position(previous),
         node_id=decision.node_id,
         channel_id=decision.channel_id,
         reason=decision.reason,
         evidence_hash=decision.evidence_hash,
         at=decision.decided_at,
-        signature="0" * 128,
-    )
-    signature = coordinator.sign(_log_message(draft.signed_fields()))
-    return attrs.evolve(draft, signature=signature.hex())
-
-
-def check_next_entry(latest: SlashingLogEntry | None, entry: SlashingLogEntry) -> None:
-    """Raise Conflict unless ``entry`` continues the log whose head is ``latest``.
-
-    The slashing log is append-only and hash-chained (SRS-STAKE-06): the next entry has the
-    next index, names the head's :meth:`~SlashingLogEntry.entry_hash` (or :data:`GENESIS_HASH`
-    for the first entry) as ``prev_hash``, and is not dated before the head. Every store
-    checks appends with this one rule.
-    """
-    index = 0 if latest is None else latest.index + 1
-    prev_hash = GENESIS_HASH if latest is None else latest.entry_hash()
-    if entry.index != index:
-        raise Conflict(f"slashing log entry has index {entry.index}, expected {index}")
-    if entry.prev_hash != prev_hash:
-        raise Conflict("slashing log entry does not chain to the latest entry (prev_hash)")
-    if latest is not None and entry.at < latest.at:
-        raise Conflict("slashing log entry is dated before the latest entry")
+    ).signed(coordinator)
 
 
 def signed_by(entry: SlashingLogEntry, coordinator_pubkey: str) -> bool:
     """Whether ``entry``'s signature is the coordinator key's over its fields (not the chain)."""
-    try:
-        verify_signature(
-            coordinator_pubkey, _log_message(entry.signed_fields()), bytes.fromhex(entry.signature)
-        )
-    except DomainError:
-        return False
-    return True
-
-
-@attrs.frozen
-class LogVerification:
-    """The outcome of :func:`verify_log`: ``ok``, or the first bad ``index`` and ``problem``."""
-
-    ok: bool
-    index: int | None = None
-    problem: str | None = None
-
-
-class ChainedEntry(Protocol):
-    """What :func:`verify_chain` reads of a hash-chained log entry."""
-
-    @property
-    def index(self) -> int:
-        """The entry's position, from 0."""
-        ...
-
-    @property
-    def prev_hash(self) -> str:
-        """The previous entry's hash (:data:`GENESIS_HASH` for the first)."""
-        ...
-
-    @property
-    def at(self) -> int:
-        """When it was logged; never before the previous entry."""
-        ...
-
-    def entry_hash(self) -> str:
-        """This entry's hash, the next entry's ``prev_hash``."""
-        ...
-
-
-def verify_chain(
-    entries: Iterable[_Entry],
-    problem_of: Callable[[_Entry], str | None],
-    expected_head: str | None = None,
-) -> LogVerification:
-    """Walk a hash-chained log and report its first fault: ``problem_of`` an entry (its
-    signature, say), an index out of place, a broken ``prev_hash`` chain, a timestamp going
-    back, or with ``expected_head`` a log that does not end there. The slashing log and the
-    governance log are checked with it."""
-    prev_hash = GENESIS_HASH
-    prev_at = 0
-    count = 0
-    for i, entry in enumerate(entries):
-        count = i + 1
-        problem = problem_of(entry)
-        if problem is not None:
-            return LogVerification(False, i, problem)
-        if entry.index != i:
-            return LogVerification(
-                False, i, f"index is {entry.index}, expected {i}: entry removed, inserted or moved"
-            )
-        if entry.prev_hash != prev_hash:
-            return LogVerification(
-                False, i, "prev_hash does not match the previous entry: chain broken"
-            )
-        if entry.at < prev_at:
-            return LogVerification(False, i, "timestamp is earlier than the previous entry's")
-        prev_hash = entry.entry_hash()
-        prev_at = entry.at
-    if expected_head is not None and prev_hash != expected_head:
-        return LogVerification(
-            False, count, "log does not end at the expected head: truncated or extended"
-        )
-    return LogVerification(True)
+    return entry.signed_by(coordinator_pubkey)
 
 
 def verify_log(
@@ -516,7 +401,7 @@ def verify_log(
     parse_public_key(coordinator_pubkey, "coordinator_pubkey")
 
     def forged(entry: SlashingLogEntry) -> str | None:
-        if signed_by(entry, coordinator_pubkey):
+        if entry.signed_by(coordinator_pubkey):
             return None
         return "signature does not verify: entry edited or forged"
 
