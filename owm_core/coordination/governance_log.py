@@ -24,13 +24,13 @@ import attrs
 
 from owm_core import fields
 from owm_core.errors import DomainError, InvalidValue
+from owm_core.identity.chained_log import GENESIS_HASH as GENESIS_HASH
 from owm_core.identity.chained_log import (
     LogVerification,
     SignedLogEntry,
     chain_position,
     verify_chain,
 )
-from owm_core.identity.chained_log import GENESIS_HASH as GENESIS_HASH
 from owm_core.identity.chained_log import check_next_entry as check_next_entry
 from owm_core.identity.envelopes import (
     Envelope,
