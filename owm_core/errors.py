@@ -145,6 +145,18 @@ class LightningUnavailable(DomainError):
     code = "lightning-unavailable"
 
 
+class StoreUnavailable(DomainError):
+    """The coordinator's database could not be reached, or the connection broke mid-call
+    (a failover in progress, SRS-COORD-06); the call may be retried once it is back.
+
+    When the connection broke while committing, the write may or may not have been kept:
+    callers whose writes guard money (the payout outbox) look before they act again. The
+    message never contains the database URL's password.
+    """
+
+    code = "store-unavailable"
+
+
 class InvoiceNotFound(DomainError):
     """No invoice with this payment hash exists on the Lightning node."""
 

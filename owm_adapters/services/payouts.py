@@ -39,6 +39,7 @@ from owm_core.errors import (
     InvalidValue,
     LightningUnavailable,
     NotFound,
+    StoreUnavailable,
 )
 from owm_core.governance.contributions import BountyStatus
 from owm_core.market.tasks import Settlement, SettlementKind, TaskState
@@ -325,10 +326,11 @@ class PayoutDispatcher:
                 continue
             try:
                 self.enqueue_reward(item.settlement)
-            except LightningUnavailable as exc:
+            except (LightningUnavailable, StoreUnavailable) as exc:
+                # Kept in memory for the next sweep: a database failover loses no settlement.
                 item.failures += 1
                 item.next_at = now + retry_delay_s(item.failures)
-                log.warning("task %s: invoice of node %s not obtained (%s); retry in %d s",
+                log.warning("task %s: reward of node %s not enqueued yet (%s); retry in %d s",
                             item.settlement.task_id, item.settlement.node_id, exc,
                             item.next_at - now)
                 keep.append(item)

@@ -4,6 +4,8 @@ A :class:`Loop` is one daemon thread that calls a ``step`` every ``period_s`` se
 is stopped; :meth:`Loop.wake` runs the next step at once (new work arrived). :class:`Workers`
 is the ordered list of what one process runs: started in order, stopped in reverse, so a
 service is never stopped while a later one may still call it (svcs' ``on_registry_close``).
+A step that finds the database unavailable (a failover, SRS-COORD-06) is logged in one line and
+retried next period.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from contextlib import contextmanager
 from typing import Protocol
 
 import attrs
+
+from owm_core.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +96,8 @@ class Loop:
     def _guarded(self, call: Callable[[], object]) -> None:
         try:
             call()
+        except StoreUnavailable as exc:
+            log.warning("%s: %s; retrying in %.1f s", self.name, exc.message, self.period_s)
         except Exception:
             log.exception("%s failed; retrying", self.name)
 

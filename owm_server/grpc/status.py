@@ -27,6 +27,7 @@ from owm_core.errors import (
     RateLimited,
     ReplayRejected,
     SignatureInvalid,
+    StoreUnavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ _CODES: tuple[tuple[type[DomainError], grpc.StatusCode], ...] = (
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (Conflict, grpc.StatusCode.ALREADY_EXISTS),
     (LightningUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
 )
 
 

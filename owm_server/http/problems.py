@@ -41,6 +41,7 @@ from owm_core.errors import (
     ReplayRejected,
     RoleRequired,
     SignatureInvalid,
+    StoreUnavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ _STATUS_OF_DOMAIN: tuple[tuple[type[DomainError], int], ...] = (
     (ChainUnavailable, 503),
     (CalendarUnavailable, 503),
     (GitHubUnavailable, 503),
+    (StoreUnavailable, 503),
 )
 
 TITLES = {
@@ -92,6 +94,7 @@ TITLES = {
     "role-required": "Role required",
     "conglomerate-unavailable": "The conglomerate model is not available yet",
     "lightning-unavailable": "Lightning node unavailable",
+    "store-unavailable": "Database unavailable",
     "github-unavailable": "GitHub unavailable",
     "github-app-off": "GitHub App not configured",
     "internal": "Internal error",
@@ -132,6 +135,7 @@ _BACKEND_DETAIL: tuple[tuple[type[DomainError], str], ...] = (
     (LightningUnavailable, "the coordinator's Lightning node cannot answer now; try again later"),
     (ChainUnavailable, "the coordinator's Bitcoin node cannot answer now; try again later"),
     (CalendarUnavailable, "no timestamp calendar answered; try again later"),
+    (StoreUnavailable, "the coordinator's database cannot answer now; try again later"),
 )
 
 

@@ -23,6 +23,7 @@ from owm_core.market.tasks import Task, TaskRequest, TaskState
 from owm_core.nodes.registry import LnNodeUri, Node
 from owm_core.nodes.tiers import Tier
 from owm_core.payments.records import PaymentState
+from owm_core.ports.repositories import Repositories
 
 NODES = ("n1", "n2", "n3")
 TASKS = {f"job-{i}:0": (NODES[i % 3], 10_000 + 1_000 * i) for i in range(6)}
@@ -42,17 +43,16 @@ def _crash_hook(spec: str) -> object:
     return checkpoint
 
 
-def main(directory: Path, crash_at: str = "") -> int:
-    """Pay every reward of the fixed world in ``directory``; 0 once all are paid."""
-    repositories = open_repositories(f"sqlite:///{directory / 'coordinator.sqlite3'}")
-    ledger = SimLedger(directory / "lightning.sqlite3")
-    treasury = ledger.add_node("treasury")
-    clock = SystemClock()
-    now = clock.now()
-    for alias in NODES:
+def seed_paid_nodes(
+    repositories: Repositories, ledger: SimLedger, treasury: str, aliases: tuple[str, ...],
+    now: int, channel_sat: int,
+) -> None:
+    """Register ``node-<alias>`` for each alias (reliability 1.0), each with a Lightning node
+    in ``ledger`` and a channel from the treasury; idempotent."""
+    for alias in aliases:
         ln = ledger.add_node(alias)
         if not ledger.channels_of(treasury, ln):
-            ledger.open_channel(treasury, ln, 1_000_000)
+            ledger.open_channel(treasury, ln, channel_sat)
         if repositories.nodes.get(f"node-{alias}") is None:
             repositories.nodes.add(Node(
                 node_id=f"node-{alias}", public_key=(alias.encode().hex() * 32)[:64],
@@ -60,6 +60,16 @@ def main(directory: Path, crash_at: str = "") -> int:
                 ram_mb=1, bandwidth_mbps=1, registered_at=now, last_heartbeat=now,
                 reliability_ppm=1_000_000,
             ))
+
+
+def main(directory: Path, crash_at: str = "") -> int:
+    """Pay every reward of the fixed world in ``directory``; 0 once all are paid."""
+    repositories = open_repositories(f"sqlite:///{directory / 'coordinator.sqlite3'}")
+    ledger = SimLedger(directory / "lightning.sqlite3")
+    treasury = ledger.add_node("treasury")
+    clock = SystemClock()
+    now = clock.now()
+    seed_paid_nodes(repositories, ledger, treasury, NODES, now, 1_000_000)
     for task_id, (alias, price) in TASKS.items():
         if repositories.tasks.get(task_id) is None:
             request = TaskRequest(task_id, "inference", "owm.inference.text", 1, Tier.T1, 0, 0,

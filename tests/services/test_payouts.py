@@ -14,7 +14,12 @@ import pytest
 from owm_adapters.lightning.embedded import SimLedger, SimLightning
 from owm_adapters.services.payouts import LedgerInvoiceSource, PayoutDispatcher, payment_counts
 from owm_adapters.storage.memory import memory_repositories
-from owm_core.errors import InvalidTransition, InvalidValue, LightningUnavailable
+from owm_core.errors import (
+    InvalidTransition,
+    InvalidValue,
+    LightningUnavailable,
+    StoreUnavailable,
+)
 from owm_core.governance.contributions import BountyStatus, open_bounty
 from owm_core.market.tasks import Settlement, SettlementKind, Task, TaskRequest, TaskState
 from owm_core.nodes.registry import LnNodeUri, Node
@@ -231,6 +236,28 @@ def test_a_payee_whose_node_cannot_issue_invoices_is_retried_later(world: World)
     world.dispatcher.sweep()
     assert world.repositories.payments.for_task("t6") == []
     assert len(world.dispatcher._waiting) == 1
+
+
+def test_a_settlement_met_by_a_database_outage_is_kept_and_paid_once_the_database_is_back(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failover (SRS-COORD-06) must not drop a settlement queued in memory."""
+    upsert = world.repositories.payments.upsert
+
+    def down(_payment: object) -> object:
+        raise StoreUnavailable("the coordinator's database is unavailable (test)")
+
+    monkeypatch.setattr(world.repositories.payments, "upsert", down)
+    world.dispatcher.on_settlement(settle("t7"))
+    world.dispatcher.sweep()
+    assert len(world.dispatcher._waiting) == 1 and world.treasury.pays == 0
+
+    monkeypatch.setattr(world.repositories.payments, "upsert", upsert)
+    world.clock.t += 5  # the first retry's backoff
+    world.dispatcher.sweep()
+    (payment,) = world.repositories.payments.for_task("t7")
+    assert payment.state is PaymentState.SUCCEEDED and world.treasury.pays == 1
+    assert world.received_msat() == PRICE_MSAT
 
 
 def test_a_merged_bounty_is_paid_once_through_the_outbox_and_marked_paid(world: World) -> None:

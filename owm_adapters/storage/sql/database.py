@@ -7,12 +7,24 @@ runs in a savepoint, so a call that fails with :class:`~owm_core.errors.Conflict
 caught without spoiling the rest of the block. Integrity errors from the database (duplicate
 keys, concurrent inserts) become ``Conflict``; integers too large for a ``BIGINT`` become
 ``InvalidValue``.
+
+Connection loss (SRS-COORD-06): on PostgreSQL, taking a connection that fails (server down,
+or only a read-only standby reachable while a failover is under way) is retried with growing
+pauses, a bounded number of times (:class:`Reconnect`), each retry logged in one line (the
+server's error's first line, never the URL's password); when the retries are spent, or when a
+connection breaks inside a transaction, the call raises
+:class:`~owm_core.errors.StoreUnavailable`. A transaction is never replayed here: its body is
+the caller's, and a write whose commit broke may or may not have been kept, so the caller
+decides (a worker's next period, a client's retry; the payout outbox looks before it pays).
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,19 +32,43 @@ import attrs
 from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from owm_adapters.storage.sql.engine import WRITE
-from owm_core.errors import Conflict, InvalidValue
+from owm_core.errors import Conflict, InvalidValue, StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 INT64_MAX = 2**63 - 1
+
+
+@attrs.frozen
+class Reconnect:
+    """How long a call waits for the database to come back: ``attempts`` retries, pausing
+    ``first_delay_s`` and doubling up to ``max_delay_s`` (defaults: about 30 s in all, enough
+    for a standby to be promoted)."""
+
+    attempts: int = 10
+    first_delay_s: float = 0.25
+    max_delay_s: float = 4.0
+
+    def delays(self) -> list[float]:
+        """The pause before each retry, in order."""
+        return [min(self.first_delay_s * 2**i, self.max_delay_s) for i in range(self.attempts)]
 
 
 class Database:
     """An engine plus the per-thread transaction that :meth:`atomic` opens."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        reconnect: Reconnect | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.engine = engine
+        self.reconnect = reconnect if reconnect is not None else Reconnect()
+        self._sleep = sleep
         self._local = threading.local()
 
     def _current(self) -> Connection | None:
@@ -51,7 +87,7 @@ class Database:
                 else:
                     yield conn
                 return
-            with self.engine.connect() as fresh:
+            with self._connect() as fresh:
                 if write:
                     fresh.execution_options(**{WRITE: True})
                 with fresh.begin():
@@ -60,6 +96,8 @@ class Database:
             raise Conflict(f"the write clashes with a stored record ({_constraint(exc)})") from None
         except (DataError, OverflowError):
             raise InvalidValue("value", "does not fit the store's 64-bit columns") from None
+        except DBAPIError as exc:
+            raise self._lost(exc) from None
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
@@ -68,7 +106,7 @@ class Database:
             yield
             return
         try:
-            with self.engine.connect() as conn:
+            with self._connect() as conn:
                 conn.execution_options(**{WRITE: True})
                 with conn.begin():
                     self._local.conn = conn
@@ -78,6 +116,51 @@ class Database:
                         self._local.conn = None
         except IntegrityError as exc:
             raise Conflict(f"the write clashes with a stored record ({_constraint(exc)})") from None
+        except DBAPIError as exc:
+            raise self._lost(exc) from None
+
+    def _retries_connecting(self) -> bool:
+        """Whether a failed connect is worth retrying: a server that may come back (not an
+        SQLite file, whose errors do not heal by waiting)."""
+        return self.engine.dialect.name != "sqlite"
+
+    def _connect(self) -> Connection:
+        """A pooled connection (pre-pinged), retried through a failover (module docstring)."""
+        delays = self.reconnect.delays() if self._retries_connecting() else []
+        for attempt, delay in enumerate([*delays, None], start=1):
+            try:
+                return self.engine.connect()
+            except OperationalError as exc:
+                if delay is None:
+                    raise self._lost(exc) from None
+                log.warning(
+                    "database unavailable (%s); retry %d of %d in %.2f s",
+                    _reason(exc), attempt, len(delays), delay,
+                )
+                self._sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _lost(self, exc: DBAPIError) -> Exception:
+        """What a driver error inside a call becomes: StoreUnavailable when the connection is
+        gone (or could not be made), else the error itself (a bug, not an outage)."""
+        gone = isinstance(exc, OperationalError) and self._retries_connecting()
+        if exc.connection_invalidated or gone:
+            log.warning("database connection lost during a call (%s)", _reason(exc))
+            return StoreUnavailable(
+                f"the coordinator's database is unavailable ({_reason(exc)}); try again later"
+            )
+        return exc
+
+
+def _reason(exc: DBAPIError) -> str:
+    """The driver's error on one line, cut short: names each server tried (host, port) and its
+    failure, never the password (libpq does not echo it; ``password=…`` is masked anyway)."""
+    text = str(exc.orig) if exc.orig is not None else type(exc).__name__
+    line = " | ".join(part.strip() for part in text.splitlines() if part.strip())
+    return _PASSWORD.sub(r"\1***", line or type(exc).__name__)[:400]
+
+
+_PASSWORD = re.compile(r"(password\s*=\s*|://[^:/@\s]*:)[^\s@&]+", re.IGNORECASE)
 
 
 def _constraint(exc: IntegrityError) -> str:

@@ -10,11 +10,19 @@ connection for a single-machine server with concurrent threads:
   (``BEGIN IMMEDIATE`` for write transactions, see :data:`WRITE`), so a transaction that reads
   and then writes takes the write lock up front and cannot fail half-way with ``SQLITE_BUSY``.
 
-PostgreSQL URLs (``postgresql://…``) use psycopg 3 (``postgresql+psycopg``) with pre-ping.
+PostgreSQL URLs (``postgresql://…``) use psycopg 3 (``postgresql+psycopg``) with pre-ping (a
+pooled connection whose server went away is replaced before use) and a 5 s ``connect_timeout``
+unless the URL sets one. For a primary with standbys (SRS-COORD-06) the URL may name several
+servers as libpq does, ``postgresql://owm@db-a:5432,db-b:5432/owm?target_session_attrs=read-write``
+(or as SQLAlchemy does, ``?host=db-a:5432&host=db-b:5432``): libpq tries them in order and keeps
+the one that accepts writes, so after a failover new connections reach the promoted standby.
+Each time the server a connection lands on changes, one line is logged (host and port only).
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +31,11 @@ from sqlalchemy.engine import make_url
 
 from owm_adapters.files import private_directory, private_file
 
+log = logging.getLogger(__name__)
+
 SQLITE_FILE = "coordinator.sqlite3"
+CONNECT_TIMEOUT_S = 5
+"""libpq's ``connect_timeout`` per server unless the URL sets one: a dead host is skipped."""
 BUSY_TIMEOUT_MS = 10_000
 WRITE = "owm_write"
 """Execution option: the transaction about to begin will write (SQLite: ``BEGIN IMMEDIATE``)."""
@@ -55,9 +67,41 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+_LIBPQ_HOSTS = re.compile(
+    r"^(?P<scheme>postgresql(?:\+psycopg)?://)(?P<user>[^@/?]*@)?(?P<hosts>[^/?@]*,[^/?@]*)"
+    r"(?P<path>/[^?]*)?(?:\?(?P<query>.*))?$"
+)
+
+
+def multi_host_url(url: str) -> str:
+    """``url`` with a libpq host list (``//user@a:5432,b:5433/db``) rewritten into the form
+    SQLAlchemy parses (``//user@/db?host=a:5432&host=b:5433``); any other URL unchanged."""
+    match = _LIBPQ_HOSTS.match(url)
+    if match is None:
+        return url
+    hosts = [h for h in match["hosts"].split(",") if h]
+    query = "&".join([*(f"host={h}" for h in hosts), *([match["query"]] if match["query"] else [])])
+    return f"{match['scheme']}{match['user'] or ''}{match['path'] or '/'}?{query}"
+
+
+def _log_server_changes(engine: Engine) -> None:
+    """Log (host and port, nothing else) whenever a new connection lands on another server
+    than the last one did: after a failover the log says where the store went."""
+    last: list[tuple[str, int]] = []
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        info = getattr(dbapi_connection, "info", None)
+        server = (str(getattr(info, "host", "?")), int(getattr(info, "port", 0) or 0))
+        if last != [server]:
+            log.info("database: connected to PostgreSQL at %s:%d%s", *server,
+                     "" if not last else f" (was {last[0][0]}:{last[0][1]})")
+            last[:] = [server]
+
+
 def create_store_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url`` with the settings above; extra ``kwargs`` go to create_engine."""
-    parsed = make_url(url)
+    parsed = make_url(multi_host_url(url))
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(parsed, **kwargs)
         _configure_sqlite(engine)
@@ -65,4 +109,10 @@ def create_store_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(parsed, **kwargs)
+    if parsed.drivername == "postgresql+psycopg" and "connect_timeout" not in parsed.query:
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S,
+                                  **kwargs.get("connect_args", {})}
+    engine = create_engine(parsed, **kwargs)
+    if parsed.drivername == "postgresql+psycopg":
+        _log_server_changes(engine)
+    return engine
