@@ -140,6 +140,8 @@ def pool_from(
         return None
     if section.share_difficulty < 1 or section.certificate_days < 1 or section.template_poll_s <= 0:
         raise ConfigError("pool: share_difficulty and certificate_days ≥ 1, template_poll_s > 0")
+    if section.payout_sweep_s <= 0 or section.fpps_block_reward_sat < 0:
+        raise ConfigError("pool: payout_sweep_s > 0 and fpps_block_reward_sat ≥ 0")
     listen = _listen_of(section)
     chain = chain if chain is not None else _chain_of(settings, data_dir)
     key_dir = Path(section.key_dir).expanduser() if section.key_dir else data_dir / "pool"
@@ -156,6 +158,7 @@ def pool_from(
         chain, store.shares, clock.now, payout_script=_payout_script(section, chain),
         share_difficulty=section.share_difficulty, credits=store.miner_credits,
         atomic=store.atomic, rejections=store.share_rejections,
+        fpps_subsidy_sat=section.fpps_block_reward_sat or None,
     )  # fmt: skip
     nodes = RegistryNodeKeys(store.nodes)
     server = PoolServer(static, lambda connection: MinerConnection(connection, pool, nodes))
@@ -163,6 +166,7 @@ def pool_from(
     return PoolWorker(
         pool, server, listen, section.template_poll_s, authority, store.shares, clock,
         None if payouts is None else PoolPayouts(
-            store, clock, payouts, treasury_destination=section.treasury_node
+            store, clock, payouts, period_s=section.payout_sweep_s,
+            treasury_destination=section.treasury_node,
         ),
     )  # fmt: skip

@@ -705,7 +705,11 @@ class PoolSection:
     on the embedded chain). Shares must meet difficulty ``share_difficulty`` (never harder than
     a block). ``treasury_node`` (a Lightning node's public key, optionally ``@host:port``)
     receives the treasury's 20 % of the shares' value with every payout batch (SRS-POOL-08);
-    empty: the cut is not sent and stays with the pool.
+    empty: the cut is not sent and stays with the pool. Balances are swept for payment every
+    ``payout_sweep_s`` seconds (SRS-POOL-07, SRS-LN-14). ``fpps_block_reward_sat`` (0: the
+    block subsidy by height, the only right value on a real network) replaces the block reward
+    FPPS values shares against: a devnet's regtest share is a whole block worth 50 BTC, more
+    than its Lightning channels hold, so the devnet pretends a block is worth a few sats.
     """
 
     enabled: bool = False
@@ -716,6 +720,8 @@ class PoolSection:
     payout_script: str = ""
     share_difficulty: int = 1
     treasury_node: str = ""
+    payout_sweep_s: float = 60.0
+    fpps_block_reward_sat: int = 0
 
 
 @attrs.frozen

@@ -91,6 +91,7 @@ class MiningPool:
         credits: MinerCreditRepository | None = None,
         atomic: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
         rejections: ShareRejectionRepository | None = None,
+        fpps_subsidy_sat: int | None = None,
     ) -> None:
         self._chain = chain
         self._shares = shares
@@ -111,6 +112,7 @@ class MiningPool:
         self._atomic = atomic
         self._unstored: dict[str, fpps.MinerCredit] = {}
         self._rejections = rejections
+        self._subsidy = fpps_subsidy_sat
         self._unflushed: collections.Counter[tuple[str, str]] = collections.Counter()
 
     # ------------------------------------------------------------------ templates
@@ -173,7 +175,7 @@ class MiningPool:
             template = self.template
             if template is None:
                 return None
-            return PoolWork(template.height, template.bits, self.share_difficulty)
+            return PoolWork(template.height, template.bits, self.share_difficulty, self._subsidy)
 
     def rejections(self) -> dict[str, dict[str, int]]:
         """Shares rejected per miner and reason code (SRS-POOL-06, the live feed of
@@ -281,7 +283,8 @@ class MiningPool:
     def _credit(self, share: AcceptedShare, template: BlockTemplate) -> int:
         """FPPS: the share's value in msat, the fraction carried per miner (SRS-POOL-04), and
         the treasury's 20 % cut accrued the same way (SRS-POOL-08); the miner's msat."""
-        terms = fpps.FppsTerms.from_block(template.height, template.bits)
+        terms = fpps.FppsTerms.from_block(template.height, template.bits,
+                                          subsidy_sat=self._subsidy)  # fmt: skip
         now, miner, difficulty = self._now(), share.miner_id, share.credited_difficulty
         credit, msat = self._stored(miner, now).add_share(terms, difficulty, now)
         cut, _ = self._stored(fpps.TREASURY_CREDIT_ID, now).add_treasury_cut(terms, difficulty, now)

@@ -86,10 +86,12 @@ class FppsTerms:
         bits: int,
         expected_fees_sat: int = 0,
         pool_fee_bps: int = DEFAULT_POOL_FEE_BPS,
+        subsidy_sat: int | None = None,
     ) -> FppsTerms:
-        """Terms for mining at ``height`` with network target ``bits`` (subsidy by schedule)."""
+        """Terms for mining at ``height`` with network target ``bits`` (subsidy by schedule,
+        unless ``subsidy_sat`` replaces it: a test network's pretend block reward)."""
         return cls(
-            block_subsidy_sat=block_subsidy_sat(height),
+            block_subsidy_sat=block_subsidy_sat(height) if subsidy_sat is None else subsidy_sat,
             expected_fees_sat=expected_fees_sat,
             network_difficulty=difficulty_of_target(compact_to_target(bits)),
             pool_fee_bps=pool_fee_bps,
@@ -211,8 +213,9 @@ def payout_due(
 
     * the balance reached the threshold (``balance ≥ threshold_sat``, default 10,000 sats), or
     * ``interval_s`` (default 1 hour) passed since the last payout and the balance is positive, or
-    * the pool found a block (at ``last_block_at``) after the last payout and the balance is
-      positive: what was owed when the block was found is paid at the next sweep, so it is
+    * the pool found a block (at ``last_block_at``) since the last payout (the same second
+      counts: better one payout too many than a block's credit left waiting) and the balance
+      is positive: what was owed when the block was found is paid at the next sweep, so it is
       dispatched within 60 minutes of the block (SRS-LN-14, SRS-PERF-12) however small.
 
     An empty balance is never due: there is nothing to send.
@@ -225,7 +228,7 @@ def payout_due(
     return (
         account.balance_sat >= policy.threshold_sat
         or now - account.last_payout_at >= policy.interval_s
-        or (last_block_at is not None and account.last_payout_at < last_block_at <= now)
+        or (last_block_at is not None and account.last_payout_at <= last_block_at <= now)
     )
 
 

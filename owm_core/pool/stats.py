@@ -142,6 +142,8 @@ class PoolWork:
     height: int = attrs.field(validator=fields.integer(minimum=0))
     bits: int = attrs.field(validator=fields.integer(0, 0xFFFFFFFF))
     share_difficulty: int = attrs.field(validator=fields.integer(minimum=1))
+    #: The block reward FPPS values shares against when not the subsidy (a devnet's pretend).
+    subsidy_sat: int | None = None
 
     @property
     def network_difficulty(self) -> Fraction:
@@ -153,7 +155,7 @@ class PoolWork:
         """What one share at the pool's difficulty earns its miner, exactly, in msat
         (SRS-POOL-04: the subsidy × share / network difficulty, less the treasury's 20 %;
         a share is never worth more than a block)."""
-        terms = FppsTerms.from_block(self.height, self.bits)
+        terms = FppsTerms.from_block(self.height, self.bits, subsidy_sat=self.subsidy_sat)
         credited = min(Fraction(self.share_difficulty), self.network_difficulty)
         return exact_share_value(terms, credited) * MSAT_PER_SAT
 

@@ -145,3 +145,49 @@ def test_shares_older_than_thirty_days_are_deleted_and_younger_ones_kept(tmp_pat
     assert worker is not None
     assert worker.prune() == 1
     assert [s.miner_id for _, s in store.shares.since(0)] == ["young"]
+
+
+def test_a_devnet_pool_values_a_regtest_block_at_its_pretend_reward_and_pays_it_after_the_block(
+    tmp_path: Path,
+) -> None:
+    from owm_adapters.lightning.embedded import SimLedger
+    from owm_adapters.services.payouts import LedgerInvoiceSource, PayoutDispatcher
+    from owm_core.nodes.registry import LnNodeUri
+    from tests.server.harness import StepClock
+
+    clock = StepClock(int(time.time()))
+    store = memory_repositories()
+    ledger = SimLedger(tmp_path / "ln.sqlite3", clock=clock.now)
+    treasury, miner_ln = ledger.add_node("treasury"), ledger.add_node("miner")
+    ledger.open_channel(treasury, miner_ln, 50_000)  # a devnet-sized payout channel
+    store.nodes.add(make_node(
+        node_id=MINER.node_id, public_key=MINER.public_key_hex, registered_at=clock.now(),
+        last_heartbeat=clock.now(),
+        ln_node_uri=LnNodeUri.parse(f"{miner_ln}@127.0.0.1:9735"),
+    ))  # fmt: skip
+    dispatcher = PayoutDispatcher(store, ledger.lightning("treasury"), LedgerInvoiceSource(ledger),
+                                  clock)  # fmt: skip
+    settings = settings_in(tmp_path, fpps_block_reward_sat=50, payout_sweep_s=10.0)
+    worker = pool_from(settings, store, clock, tmp_path, chain=LocalChain(tmp_path / "chain.db"),
+                       payouts=dispatcher)  # fmt: skip
+    assert worker is not None and worker.payouts is not None
+    worker.start()
+    try:
+        url = PoolUrl.parse(worker.url)
+        miner = StratumMiner.dial(url.host, url.port, url.authority_xonly, clock.now())
+        miner.setup(url.host, url.port)
+        miner.open_channel(MINER, "rig")
+        assert miner.mine(shares=2).accepted == 2  # two regtest blocks
+        miner.close()
+    finally:
+        worker.stop()
+    credit = store.miner_credits.get(MINER.node_id)
+    assert credit is not None and credit.credited_msat == 2 * 40_000  # 80 % of 50 sat, twice
+    assert worker.pool.work() is not None
+    assert worker.pool.work().fpps_msat_per_share == 40_000  # type: ignore[union-attr]
+    clock.advance(10)  # the next sweep: 80 sat is far under 10,000, but a block was found
+    (payout,) = worker.payouts.sweep()
+    dispatcher.sweep()
+    (channel,) = ledger.lightning("miner").channels_with(treasury)
+    assert payout.amount_msat == 80_000 and channel.local_balance_sat == 80
+    dispatcher.stop()

@@ -155,7 +155,8 @@ def test_a_payout_is_due_exactly_when_threshold_or_timer_comes_first(
 def test_a_block_found_after_the_last_payout_makes_any_positive_balance_due_at_once() -> None:
     assert fpps.payout_due(account("a", 1), now=1_060, last_block_at=1_030)
     assert not fpps.payout_due(account("a", 1), now=1_060, last_block_at=999)  # before it
-    assert not fpps.payout_due(account("a", 1), now=1_060, last_block_at=1_000)  # paid with it
+    assert fpps.payout_due(account("a", 1), now=1_060, last_block_at=1_000)  # the same second
+    assert not fpps.payout_due(account("a", 1), now=1_060, last_block_at=1_061)  # not yet
     assert not fpps.payout_due(account("a", 0), now=1_060, last_block_at=1_030)
 
 
@@ -170,7 +171,7 @@ def test_within_the_hour_only_the_threshold_or_a_block_since_the_last_payout_mak
     now = 10**6 + elapsed
     block_at = 10**6 + block_after
     due = fpps.payout_due(account("a", balance, last=10**6), now, last_block_at=block_at)
-    assert due == (balance > 0 and (balance >= 10_000 or 0 < block_after <= elapsed))
+    assert due == (balance > 0 and (balance >= 10_000 or 0 <= block_after <= elapsed))
 
 
 def test_the_treasurys_cut_rides_in_the_same_batch_as_the_miner_payouts() -> None:
