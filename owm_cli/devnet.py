@@ -210,7 +210,43 @@ def render_status(report: dict[str, Any]) -> list[str]:
             lines.append(f"query       not answered yet (HTTP {last.get('status')}: "
                          f"{last.get('detail')})")
     lines.extend(_github_lines(traffic.get("github") or {}))
+    lines.extend(_mining_lines(report.get("mining")))
     return lines
+
+
+def _mining_lines(mining: dict[str, Any] | None) -> list[str]:
+    """The pool: shares, hashrate, blocks found on the regtest chain, FPPS payouts over the
+    embedded ledger, then one line a node."""
+    if not mining:
+        return []
+    pool = mining.get("pool")
+    height = mining.get("chain_height")
+    chain = f", regtest height {height}" if height is not None else ""
+    if not pool:
+        return [f"mining      (the pool's statistics are not answering){chain}"]
+    lines = [
+        f"mining      {pool['miners_24h']} miner(s), {pool['shares_24h']} share(s) in 24 h, "
+        f"{_hps(pool['hashrate_1h_hps'])} (1 h), {pool['blocks_30d']} block(s) found{chain}; "
+        f"{pool['paid_sat_total']:,} sat paid in {mining.get('fpps_payouts', 0)} FPPS "
+        "payout(s) over the embedded ledger"
+    ]
+    for name, miner in sorted((mining.get("miners") or {}).items()):
+        lines.append(
+            f"            {name}: {miner['shares_24h']} share(s), "
+            f"{_hps(miner['hashrate_1h_hps'])}, {miner['blocks_30d']} block(s), "
+            f"{miner['paid_sat']:,} sat in {miner['payouts']} payout(s)"
+        )
+    return lines
+
+
+def _hps(rate: int) -> str:
+    """A hashrate with its unit (H/s, kH/s, MH/s, ...)."""
+    value, unit = float(rate), "H/s"
+    for bigger in ("kH/s", "MH/s", "GH/s", "TH/s", "PH/s", "EH/s"):
+        if value < 1000:
+            break
+        value, unit = value / 1000, bigger
+    return f"{value:.3g} {unit}" if unit != "H/s" else f"{rate} H/s"
 
 
 def _github_lines(github: dict[str, Any]) -> list[str]:

@@ -320,6 +320,13 @@ POOL_SHARES_PER_MINUTE = 2
 every share is a block, and the embedded chain must not run ahead of the clock."""
 
 
+POOL_BLOCK_REWARD_SAT = 50
+"""What FPPS pretends a devnet block is worth: each share earns its miner 40 sat (80 %), about
+5,000 sat an hour a node at two shares a minute, so a payout channel lasts for hours."""
+POOL_PAYOUT_SWEEP_S = 10.0
+"""How often the devnet's pool pays what a block made due: payouts show within a minute."""
+
+
 def _pool_toml(state: DevnetState) -> str:
     port = state.coordinator.pool_port
     if not port:
@@ -330,6 +337,10 @@ def _pool_toml(state: DevnetState) -> str:
 enabled = true
 listen = "127.0.0.1:{port}"
 template_poll_s = 2.0
+# Every regtest share is a block: FPPS values it as a {POOL_BLOCK_REWARD_SAT}-sat block, not 50 BTC,
+# so the payouts (due at the next sweep after each block) fit the devnet's channels.
+fpps_block_reward_sat = {POOL_BLOCK_REWARD_SAT}
+payout_sweep_s = {POOL_PAYOUT_SWEEP_S}
 """
 
 

@@ -8,7 +8,10 @@ Sources, each the one an operator would look at:
   slashing log, and — when the coordinator serves them — FL rounds (``/v1/fl/rounds``);
 * each node's ``/health`` (state, tier, stake) and its own task log (credited work);
 * the embedded Lightning ledger: what each node's Lightning node has actually received;
-* ``traffic.json``, the traffic loop's account of its tasks and of the last sample query.
+* ``traffic.json``, the traffic loop's account of its tasks and of the last sample query;
+* the pool's public mining endpoints (``/v1/mining/stats``, each node's
+  ``/v1/mining/nodes/{id}``) and the embedded regtest chain's height: shares, hashrate,
+  blocks found and the FPPS payouts made over the embedded ledger (SRS-POOL-04/10).
 
 Everything is returned as one JSON-ready dict (``owm devnet status --json`` prints it as is).
 """
@@ -51,7 +54,46 @@ def collect(layout: DevnetLayout, state: DevnetState) -> dict[str, Any]:
     report["slashing_log"] = _listed(api, "/v1/network/slashing-log", "entries", headers,
                                      api_up)
     report["traffic"] = read_json(layout.traffic_file)
+    report["mining"] = _mining(layout, state, headers, api_up)
     return report
+
+
+def _mining(
+    layout: DevnetLayout, state: DevnetState, headers: dict[str, str], api_up: bool
+) -> dict[str, Any] | None:
+    """The pool's figures, its FPPS payouts and each node's mining; None without a pool."""
+    if not state.coordinator.pool_port:
+        return None
+    api = state.api_url
+    stats = None
+    miners: dict[str, Any] = {}
+    if api_up:
+        code, body = http_json(f"{api}/v1/mining/stats", headers=headers)
+        stats = body if code == 200 and isinstance(body, dict) else None
+        for node in state.nodes:
+            code, body = http_json(f"{api}/v1/mining/nodes/{node.node_id}", headers=headers)
+            if code == 200 and isinstance(body, dict):
+                miners[node.name] = {k: v for k, v in body.items() if k != "recent_payouts"}
+    return {
+        "pool": stats,
+        "fpps_payouts": sum(int(m.get("payouts") or 0) for m in miners.values()),
+        "miners": miners,
+        "chain_height": _chain_height(layout),
+    }
+
+
+def _chain_height(layout: DevnetLayout) -> int | None:
+    """The embedded regtest chain's height (the pool's blocks and the calendar's grow it)."""
+    from owm_adapters.chain.local_chain import LocalChain
+    from owm_adapters.provenance.embedded import CHAIN_FILE
+
+    path = layout.coordinator_dir / "provenance" / CHAIN_FILE
+    if not path.exists():
+        return None
+    try:
+        return LocalChain(path).tip_height()
+    except Exception:  # being created right now: no height to show yet
+        return None
 
 
 def _listed(api: str, path: str, key: str, headers: dict[str, str], api_up: bool) -> Any:

@@ -109,6 +109,14 @@ def _report() -> dict:
         "slashing_log": [],
         "traffic": {"tasks_submitted": 5, "queries_asked": 2, "queries_answered": 1,
                     "last_answer": {"query": "Q?", "answer": "A.", "confidence": 0.7}},
+        "mining": {"pool": {"hashrate_1h_hps": 14_316_557, "hashrate_24h_hps": 596_523,
+                            "miners_24h": 1, "shares_24h": 12, "blocks_30d": 12,
+                            "paid_sat_total": 480, "at": 1},
+                   "fpps_payouts": 3, "chain_height": 31,
+                   "miners": {"node-1": {"miner_id": "n" + "ab" * 20, "shares_24h": 12,
+                                         "hashrate_1h_hps": 14_316_557,
+                                         "hashrate_24h_hps": 596_523, "blocks_30d": 12,
+                                         "paid_sat": 480, "payouts": 3}}},
     }
 
 
@@ -127,6 +135,9 @@ def test_status_shows_earnings_per_node_and_what_the_network_did():
             "version owm-base@owm-v0.2.0") in text
     assert "versions    1; newest: owm-base@v2 (confirmed)" in text
     assert "query       'Q?' → 'A.' (confidence 0.7)" in text
+    assert ("mining      1 miner(s), 12 share(s) in 24 h, 14.3 MH/s (1 h), 12 block(s) found, "
+            "regtest height 31; 480 sat paid in 3 FPPS payout(s) over the embedded ledger") in text
+    assert "            node-1: 12 share(s), 14.3 MH/s, 12 block(s), 480 sat in 3 payout(s)" in text
 
 
 def test_status_with_json_prints_the_report_the_text_is_rendered_from(tmp_path, monkeypatch):

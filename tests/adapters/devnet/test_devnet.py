@@ -330,6 +330,13 @@ def test_a_new_devnet_runs_the_pool_and_every_node_mines_on_it_with_the_pools_au
     layout, state = _provision(tmp_path)
     coordinator = load_coordinator_settings(layout.coordinator_config)
     assert coordinator.pool.enabled
+    # a regtest share is a whole block: FPPS must value it at sats the devnet's channels hold,
+    # and the payout a block makes due must come within seconds
+    assert coordinator.pool.fpps_block_reward_sat == devnet.POOL_BLOCK_REWARD_SAT  # type: ignore[attr-defined]
+    hour_sat = devnet.POOL_BLOCK_REWARD_SAT * 60 * devnet.POOL_SHARES_PER_MINUTE
+    channels = [node.payout_channel_sat for node in state.nodes]  # type: ignore[attr-defined]
+    assert min(channels) > hour_sat  # an hour of mining fits a node's payout channel
+    assert coordinator.pool.payout_sweep_s <= 15  # type: ignore[attr-defined]
     assert coordinator.pool.listen == f"127.0.0.1:{state.coordinator.pool_port}"  # type: ignore[attr-defined]
     authority = keystore.load_secret(layout.coordinator_dir / "pool" / "authority.key")
     for node in state.nodes:  # type: ignore[attr-defined]
