@@ -283,19 +283,7 @@ grace_period_s = 3600
 # devnet has 2 honest nodes to report it (3 are needed by default, SRS-STAKE-04).
 tier1_reporters = 2
 
-[fl]
-# A federated round of owm-base every {state.fl_interval_s} s once {min_participants} node(s)
-# serve fl_training; updates are uploaded to this coordinator's API, aggregated robustly.
-enabled = true
-sub_model = "owm-base"
-interval_s = {state.fl_interval_s}
-min_participants = {min_participants}
-rule = "trimmed"
-# A round whose task is stuck (a replica lost under load) closes with the updates it has
-# after this long instead of holding the next round for the default 10 minutes.
-round_timeout_s = {max(60, 4 * state.fl_interval_s)}
-
-[provenance]
+{_fl_toml(state, min_participants)}[provenance]
 # Model versions are anchored by the embedded OpenTimestamps calendar in a local regtest
 # chain (data_dir/provenance/chain.sqlite3), which the nodes check proofs against. The
 # calendar and the chain's JSON-RPC are served on calendar_listen for the reference client:
@@ -313,6 +301,23 @@ demo_data = true
 # Every process of a devnet shares one machine: give the reader tasks time to be verified.
 query_timeout_s = 20
 """ + _pool_toml(state) + _governance_toml(layout) + _github_toml(layout, state)
+
+
+def _fl_toml(state: DevnetState, min_participants: int) -> str:
+    """``[fl]`` of the devnet's coordinator.toml: a robust round every ``fl_interval_s``."""
+    return f"""[fl]
+# A federated round of owm-base every {state.fl_interval_s} s once {min_participants} node(s)
+# serve fl_training; updates are uploaded to this coordinator's API, aggregated robustly.
+enabled = true
+sub_model = "owm-base"
+interval_s = {state.fl_interval_s}
+min_participants = {min_participants}
+rule = "trimmed"
+# A round whose task is stuck (a replica lost under load) closes with the updates it has
+# after this long instead of holding the next round for the default 10 minutes.
+round_timeout_s = {max(60, 4 * state.fl_interval_s)}
+
+"""
 
 
 POOL_SHARES_PER_MINUTE = 2
