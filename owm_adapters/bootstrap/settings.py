@@ -571,7 +571,8 @@ class FlSection:
     Every ``interval_s`` seconds, when at least ``min_participants`` nodes serving
     ``fl_training`` have their task stream open, a round of ``sub_model`` starts: one
     ``fl_training`` task whose replicas (``[tasks] redundancy`` of them) train the current
-    model on partition ``round mod partitions`` and upload their signed updates to
+    model of architecture ``model`` (``tinynet``: the blob partition ``round mod
+    partitions``; see docs/models.md) and upload their signed updates to
     ``upload_url`` (empty: ``http://<coordinator.api_listen>/v1/fl/updates``). The round
     closes once every replica uploaded, ``upload_grace_s`` after its task settled, or at
     ``round_timeout_s``; ``rule`` aggregates (``trimmed``, ``median``, ``krum``,
@@ -581,6 +582,7 @@ class FlSection:
 
     enabled: bool = True
     sub_model: str = "owm-base"
+    model: str = "tinynet"
     interval_s: int = 60
     min_participants: int = 3
     rule: str = "trimmed"

@@ -38,9 +38,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
-import numpy as np
 
-from owm_adapters.models.tinynet import PARAM_SHAPES
+from owm_adapters.models.architectures import TINYNET, architecture, flatten, from_named
 from owm_adapters.net.destinations import (
     Resolver,
     check_node_target,
@@ -84,10 +83,9 @@ def starting_weights(data: Mapping[str, Any], model_dir: str | None) -> list[flo
     (what :func:`~owm_adapters.node.task_exec.run_training` started from)."""
     if "global_weights" in data:
         return [float(v) for v in data["global_weights"]]
-    _, arrays = load_weights(model_dir, str(data["sub_model"]))
-    flat = np.concatenate([np.asarray(arrays[name], dtype=np.float64).reshape(-1)
-                           for name, _ in PARAM_SHAPES])
-    return [float(v) for v in flat]
+    arch = architecture(str(data.get("model") or TINYNET))
+    _, tensors = load_weights(model_dir, str(data["sub_model"]), arch)
+    return [float(v) for v in flatten(from_named(arch, tensors))]
 
 
 def poisoned(weights: Sequence[float], reference: Sequence[float]) -> list[float]:

@@ -2,10 +2,9 @@
 
 Owns the execution of :mod:`owm_core.market.task_types`' three task types on already validated
 inputs: ``inference`` with a sub-model (a :data:`~owm_core.market.task_types.FEATURES` → 64 → 10
-MLP,
-the architecture of ``owm_adapters.flower.model.TinyNet``, evaluated with numpy by
-:mod:`owm_adapters.models.tinynet`), FL local
-training (``owm_adapters.flower.model.train_local`` on the node's partition) and gradient
+MLP evaluated with numpy by :mod:`owm_adapters.models.tinynet`), FL local training of the
+architecture the task names (:mod:`owm_adapters.models.architectures`: TinyNet on a blob
+partition, or a sub-model's LoRA adapter on the training pairs the task carries) and gradient
 aggregation (``owm_core.fl.aggregation.aggregate``). Weights come from the model cache, where
 :mod:`owm_adapters.node.weights` only ever installs OTS-verified versions (SRS-NODE-10);
 a sub-model with no installed version answers with its deterministic ``genesis`` weights, the
@@ -20,12 +19,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # numpy is imported where it is used: a reading task starts faster without it
     import numpy as np
 
-from owm_adapters.models.tinynet import GENESIS, PARAM_SHAPES, genesis_weights, infer
-from owm_core.market.task_types import CLASSES, FEATURES, TaskType, text_features
+    from owm_core.ports.fl_model import ModelArchitecture
+
+from owm_adapters.models.tinynet import GENESIS, genesis_weights, infer
+from owm_core.errors import InvalidValue
+from owm_core.market.task_types import TaskType, text_features
 
 
-def load_weights(model_dir: str | None, sub_model: str) -> tuple[str, dict[str, np.ndarray]]:
-    """The installed (verified) version of ``sub_model`` and its weights, else genesis."""
+def load_weights(
+    model_dir: str | None, sub_model: str, arch: ModelArchitecture | None = None
+) -> tuple[str, dict[str, np.ndarray]]:
+    """The installed (verified) version of ``sub_model`` and its named tensors, else the
+    genesis weights of ``arch`` (TinyNet by default)."""
     from pathlib import Path
 
     import numpy as np
@@ -35,8 +40,13 @@ def load_weights(model_dir: str | None, sub_model: str) -> tuple[str, dict[str, 
         if current.exists():
             with np.load(current, allow_pickle=False) as data:
                 version = str(data["__version__"])
-                return version, {name: data[name] for name, _ in PARAM_SHAPES}
-    return GENESIS, genesis_weights(sub_model)
+                return version, {name: data[name] for name in data.files
+                                 if not (name.startswith("__") and name.endswith("__"))}
+    if arch is None:
+        return GENESIS, genesis_weights(sub_model)
+    from owm_adapters.models.architectures import named
+
+    return GENESIS, named(arch, arch.genesis(sub_model).parameters())
 
 
 def run_inference(data: Mapping[str, Any], model_dir: str | None) -> dict[str, Any]:
@@ -71,48 +81,44 @@ def run_reading(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_training(data: Mapping[str, Any], model_dir: str | None) -> dict[str, Any]:
-    """``fl_training``: one local round on this node's partition; returns the trained weights."""
-    import numpy as np
-    import torch
+    """``fl_training``: one local round of the task's architecture (``model``, default
+    ``tinynet``) on the data its input names; returns the trained weights, flat."""
+    from owm_adapters.models.architectures import (
+        TINYNET,
+        architecture,
+        flatten,
+        from_named,
+        size,
+        unflatten,
+    )
 
-    from owm_adapters.flower.data import BlobSpec, partition
-    from owm_adapters.flower.model import TinyNet, train_local
-
-    spec = BlobSpec(features=FEATURES, classes=CLASSES)
-    model = TinyNet(spec)
+    arch = architecture(str(data.get("model") or TINYNET))
+    sub_model = str(data["sub_model"])
+    model = arch.genesis(sub_model)
     if "global_weights" in data:
-        flat = torch.tensor(data["global_weights"], dtype=torch.float32)
-        expected = sum(int(np.prod(shape)) for _, shape in PARAM_SHAPES)
-        if flat.numel() != expected:
-            raise ValueError(f"input.global_weights: must have {expected} numbers")
-        state, offset = {}, 0
-        for name, shape in PARAM_SHAPES:
-            size = int(np.prod(shape))
-            state[name] = flat[offset : offset + size].reshape(shape)
-            offset += size
+        try:
+            arrays = unflatten(data["global_weights"], arch)
+        except InvalidValue:
+            raise ValueError(f"input.global_weights: must have {size(arch)} numbers") from None
         version = "input"
     else:
-        version, arrays = load_weights(model_dir, str(data["sub_model"]))
-        state = {name: torch.from_numpy(np.array(arrays[name])) for name, _ in PARAM_SHAPES}
-    model.load_state_dict(state)
-    x, y = partition(spec, int(data["partition_id"]))
-    loss = train_local(
-        model,
-        x,
-        y,
+        version, tensors = load_weights(model_dir, sub_model, arch)
+        arrays = from_named(arch, tensors)
+    model.set_parameters(arrays)
+    examples, loss = model.fit(
+        arch.local_data(data),
         epochs=int(data["epochs"]),
         lr=float(data["lr"]),
         batch_size=int(data["batch_size"]),
         seed=int(data["seed"]),
     )
-    flat_out = torch.cat([t.detach().reshape(-1) for t in model.state_dict().values()])
     return {
         "sub_model": data["sub_model"],
         "round": data["round"],
         "base_version": version,
-        "num_examples": len(x),
+        "num_examples": examples,
         "loss": float(loss),
-        "weights": [float(v) for v in flat_out.tolist()],
+        "weights": flatten(model.parameters()).tolist(),
     }
 
 

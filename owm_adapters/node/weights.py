@@ -2,9 +2,11 @@
 and moved over clearnet only (SRS-NET-04).
 
 * :class:`CachedModelRuntime` — the :class:`~owm_core.ports.model_runtime.ModelRuntime` of the
-  built-in sub-model architecture: the installed version of each sub-model lives in the model
-  cache (``OWM_MODEL_CACHE_DIR``, default ``~/.owm/models``) as ``<sub_model>/current.npz``,
-  replaced atomically, which the isolated task workers read (:mod:`.task_exec`).
+  FL architectures (:mod:`owm_adapters.models.architectures`; a version's tensor names say
+  which, and every tensor must have the architecture's shape): the installed version of each
+  sub-model lives in the model cache (``OWM_MODEL_CACHE_DIR``, default ``~/.owm/models``) as
+  ``<sub_model>/current.npz``, replaced atomically, which the isolated task workers read
+  (:mod:`.task_exec`).
 * :func:`install_verified` — the only way weights reach the runtime: the proof is checked
   through the :class:`~owm_core.ports.timestamping.Timestamping` port with
   :func:`owm_core.provenance.verification.verify_model_version`, which recomputes the digest from
@@ -32,7 +34,8 @@ from urllib.parse import urlsplit
 import attrs
 import numpy as np
 
-from owm_adapters.models.tinynet import GENESIS, PARAM_SHAPES, infer
+from owm_adapters.models.architectures import architecture_of, from_named, named
+from owm_adapters.models.tinynet import GENESIS, infer
 from owm_adapters.node.task_exec import load_weights
 from owm_core.errors import CalendarUnavailable, ChainUnavailable, DomainError
 from owm_core.ports.model_runtime import ModelRuntime
@@ -106,14 +109,9 @@ class CachedModelRuntime:
 
     def load(self, sub_model: str, version: str, weights: Mapping[str, Any]) -> None:
         """Make ``version`` the one that answers, atomically (readers never see half a file)."""
-        arrays: dict[str, Any] = {"__version__": np.array(version)}
-        for name, shape in PARAM_SHAPES:
-            if name not in weights:
-                raise ValueError(f"weights lack {name}")
-            value = np.asarray(_numpy(weights[name]), dtype=np.float32)
-            if value.shape != shape:
-                raise ValueError(f"{name} has shape {value.shape}, the architecture needs {shape}")
-            arrays[name] = value
+        arch = architecture_of(weights)
+        arrays: dict[str, Any] = {"__version__": np.array(version),
+                                  **named(arch, from_named(arch, weights))}
         folder = self.model_dir / sub_model
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
@@ -135,10 +133,6 @@ class CachedModelRuntime:
         version, weights = load_weights(str(self.model_dir), sub_model)
         logits = infer(weights, np.array(inputs["features"], dtype=np.float64))
         return {"model_version": version, "logits": logits.tolist()}
-
-
-def _numpy(value: Any) -> Any:
-    return value.detach().cpu().numpy() if hasattr(value, "detach") else value
 
 
 def install_verified(

@@ -19,12 +19,21 @@ from typing import Any
 import attrs
 import numpy as np
 
-from owm_adapters.models.tinynet import GENESIS, PARAM_SHAPES, genesis_weights
+from owm_adapters.models.architectures import (
+    TINYNET,
+    architecture,
+    flatten,
+    from_named,
+    named,
+    unflatten,
+)
+from owm_adapters.models.tinynet import GENESIS
 from owm_adapters.services.workers import Loop
 from owm_core.errors import DomainError, InvalidValue, NotFound
-from owm_core.fl.rounds import FlRound
+from owm_core.fl.rounds import FlRound, RoundState
 from owm_core.fl.updates import SUB_MODEL_RE
 from owm_core.ports.clock import Clock
+from owm_core.ports.fl_model import ModelArchitecture
 from owm_core.ports.repositories import Repositories
 from owm_core.ports.timestamping import Timestamping
 from owm_core.provenance.releases import ModelRelease
@@ -33,24 +42,24 @@ from owm_core.provenance.versions import ModelVersion, ProofStatus, new_model_ve
 log = logging.getLogger(__name__)
 
 
-def flat_weights(arrays: Mapping[str, Any]) -> np.ndarray[Any, Any]:
-    """The built-in architecture's tensors as one flat float32 vector (state_dict order)."""
-    return np.concatenate(
-        [np.asarray(arrays[name], dtype=np.float32).reshape(-1) for name, _ in PARAM_SHAPES]
-    )
+def flat_weights(
+    arrays: Mapping[str, Any], arch: ModelArchitecture | None = None
+) -> np.ndarray[Any, Any]:
+    """An architecture's named tensors (TinyNet's by default) as one flat float32 vector
+    (layout order)."""
+    arch = arch or architecture(TINYNET)
+    try:
+        return flatten(from_named(arch, arrays))
+    except ValueError as exc:
+        raise InvalidValue("weights", str(exc)) from None
 
 
-def shaped_weights(flat: np.ndarray[Any, Any]) -> dict[str, np.ndarray[Any, Any]]:
-    """A flat float32 vector as the architecture's named tensors."""
-    out: dict[str, np.ndarray[Any, Any]] = {}
-    offset = 0
-    for name, shape in PARAM_SHAPES:
-        size = int(np.prod(shape))
-        out[name] = np.asarray(flat[offset : offset + size], dtype=np.float32).reshape(shape)
-        offset += size
-    if offset != flat.size:
-        raise InvalidValue("weights", f"must hold {offset} values, got {flat.size}")
-    return out
+def shaped_weights(
+    flat: np.ndarray[Any, Any], arch: ModelArchitecture | None = None
+) -> dict[str, np.ndarray[Any, Any]]:
+    """A flat float32 vector as an architecture's named tensors (TinyNet's by default)."""
+    arch = arch or architecture(TINYNET)
+    return named(arch, unflatten(flat, arch))
 
 
 def npz_bytes(version: str, arrays: Mapping[str, np.ndarray[Any, Any]]) -> bytes:
@@ -71,18 +80,36 @@ class FlReleases:
     timestamping: Timestamping
     weights_dir: Path
     sub_model: str
+    #: What the rounds train (TinyNet unless ``[fl] model`` says otherwise).
+    arch: ModelArchitecture = attrs.field(factory=lambda: architecture(TINYNET))
     #: Stamp while publishing (a local calendar answers at once); else the upgrade pass does.
     stamp_at_publish: bool = True
     _globals: dict[str, np.ndarray[Any, Any]] = attrs.field(factory=dict, init=False)
+    _unreadable: set[str] = attrs.field(factory=set, init=False)
+
+    def latest(self) -> tuple[str, np.ndarray[Any, Any]]:
+        """The newest release of the sub-model's closed rounds whose weights are readable
+        (as this architecture's), and its flat weights; genesis if none."""
+        for fl_round in self.repositories.fl_rounds.rounds(limit=50, state=RoundState.CLOSED):
+            if fl_round.sub_model != self.sub_model or fl_round.version_id is None:
+                continue
+            try:
+                return fl_round.version_id, self.weights_of(fl_round.version_id)
+            except (NotFound, InvalidValue):
+                if fl_round.version_id not in self._unreadable:
+                    self._unreadable.add(fl_round.version_id)
+                    log.warning("weights of %s are missing or not %s's; FL continues from an "
+                                "older version", fl_round.version_id, self.arch.name)
+        return GENESIS, self.weights_of(GENESIS)
 
     def weights_of(self, base: str) -> np.ndarray[Any, Any]:
         """The flat weights of a release produced here, or of ``genesis``."""
         if base not in self._globals:
             if base == GENESIS:
-                self._globals[base] = flat_weights(genesis_weights(self.sub_model))
+                self._globals[base] = flatten(self.arch.genesis(self.sub_model).parameters())
             else:
                 with np.load(io.BytesIO(self.weights_file(base)), allow_pickle=False) as data:
-                    self._globals[base] = flat_weights({n: data[n] for n, _ in PARAM_SHAPES})
+                    self._globals[base] = flat_weights(dict(data), self.arch)
         return self._globals[base]
 
     def weights_path(self, release_id: str) -> Path:
@@ -106,7 +133,7 @@ class FlReleases:
     def publish(self, fl_round: FlRound, flat: np.ndarray[Any, Any], now: int) -> ModelRelease:
         """Write a closed round's model and stamp its digest; the release to store."""
         version = f"owm-v0.{fl_round.number}.0"
-        arrays = shaped_weights(flat)
+        arrays = shaped_weights(flat, self.arch)
         parent = None
         if fl_round.base_version != GENESIS:
             base = self.repositories.releases.get(fl_round.base_version)

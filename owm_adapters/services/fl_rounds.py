@@ -51,8 +51,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import numpy as np
 
-from owm_adapters.models.tinynet import GENESIS, PARAM_SHAPES, infer
+from owm_adapters.models.architectures import TINYNET, architecture, size
 from owm_adapters.services.coordinator.funding import NETWORK
+from owm_adapters.services.fl_data import RoundData, evaluate
 from owm_adapters.services.fl_releases import (
     FlReleases,
     ProofUpgrader,
@@ -72,7 +73,8 @@ from owm_core.errors import (
 from owm_core.fl import rounds as fl_rounds
 from owm_core.fl.rounds import FlRound, RoundState, RoundUpdate
 from owm_core.fl.updates import SUB_MODEL_RE, SignedUpdate, parse_update
-from owm_core.market.task_types import AGGREGATION_RULES, CLASSES, FEATURES, TaskType
+from owm_core.knowledge.datasets import Document
+from owm_core.market.task_types import AGGREGATION_RULES, FL_MODELS, TaskType
 from owm_core.market.tasks import TaskRequest
 from owm_core.nodes.tiers import Tier
 from owm_core.ports.clock import Clock
@@ -90,7 +92,6 @@ log = logging.getLogger(__name__)
 SCHEMA_ID = "owm.fl.train"
 SCHEMA_VERSION = 1
 UPLOAD_PATH = "/v1/fl/updates"
-HOLDOUT_SIZE = 2_000
 
 SignalSink = Callable[[Sequence[SlashingSignal]], object]
 
@@ -100,6 +101,8 @@ class FlConfig:
     """How rounds run (``[fl]`` in ``coordinator.toml``, see ``settings.FlSection``)."""
 
     sub_model: str = attrs.field(default="owm-base")
+    #: The architecture rounds train (:mod:`owm_adapters.models.architectures`).
+    model: str = attrs.field(default=TINYNET)
     interval_s: float = 60.0
     min_participants: int = 3
     rule: str = attrs.field(default="trimmed")
@@ -127,6 +130,11 @@ class FlConfig:
         if not SUB_MODEL_RE.fullmatch(value):
             raise InvalidValue("fl.sub_model", "must be a sub-model slug ([a-z0-9._-])")
 
+    @model.validator
+    def _check_model(self, _attribute: attrs.Attribute[str], value: str) -> None:
+        if value not in FL_MODELS:
+            raise InvalidValue("fl.model", f"must be one of {', '.join(FL_MODELS)}")
+
     @rule.validator
     def _check_rule(self, _attribute: attrs.Attribute[str], value: str) -> None:
         if value not in AGGREGATION_RULES:
@@ -143,23 +151,8 @@ class UploadReceipt:
     duplicate: bool
 
 
-PARAMETERS = sum(int(np.prod(shape)) for _, shape in PARAM_SHAPES)
-
-
-def evaluate(flat: np.ndarray[Any, Any]) -> tuple[int, float]:
-    """``(accuracy in ppm, cross-entropy loss)`` of the model on the held-out set."""
-    from owm_adapters.flower.data import BlobSpec, holdout
-
-    x, y = holdout(BlobSpec(features=FEATURES, classes=CLASSES), HOLDOUT_SIZE)
-    logits = infer(shaped_weights(flat), x.numpy().astype(np.float64))
-    labels = y.numpy()
-    if not np.isfinite(logits).all():
-        return 0, float("inf")
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    loss = float(-log_probs[np.arange(len(labels)), labels].mean())
-    accuracy = float((logits.argmax(axis=1) == labels).mean())
-    return round(accuracy * 1_000_000), loss
+PARAMETERS = size(architecture(TINYNET))
+"""How many values TinyNet's flat vector holds."""
 
 
 def _log_signals(signals: Sequence[SlashingSignal]) -> None:
@@ -178,15 +171,25 @@ def streamed_trainers(market: TaskMarket) -> int:
 
 
 def training_task(
-    config: FlConfig, number: int, group: str, weights: np.ndarray[Any, Any], upload_url: str
+    config: FlConfig,
+    number: int,
+    group: str,
+    weights: np.ndarray[Any, Any],
+    upload_url: str,
+    documents: Sequence[Document] = (),
 ) -> tuple[TaskRequest, bytes]:
     """Round ``number``'s ``fl_training`` task (schema ``owm.fl.train`` v1) and its input:
-    the global model, the partition ``number mod partitions``, the hyper-parameters and where
-    to upload."""
+    the architecture, the global model, the training data the architecture names for this
+    round (:meth:`~owm_core.ports.fl_model.ModelArchitecture.round_data`: the partition
+    ``number mod partitions``, training pairs from ``documents``), the hyper-parameters and
+    where to upload."""
+    arch = architecture(config.model)
     data = {
         "sub_model": config.sub_model,
+        "model": arch.name,
         "round": number,
         "partition_id": number % config.partitions,
+        **arch.round_data(number, config.partitions, documents),
         "epochs": config.epochs,
         "lr": config.lr,
         "batch_size": config.batch_size,
@@ -230,8 +233,9 @@ class FlRoundService:
         self.repositories = store
         self.clock = clock
         self.config = config or FlConfig()
+        self.arch = architecture(self.config.model)
         self.releases = FlReleases(store, clock, timestamping, weights_dir, self.config.sub_model,
-                                   stamp_at_publish=not self.config.stamp_in_background)
+                                   self.arch, stamp_at_publish=not self.config.stamp_in_background)
         #: How many nodes train one round: the market's task redundancy.
         self.replicas = replicas_per_task
         #: Where nodes POST their updates (``http://<api_listen>/v1/fl/updates``); rounds do
@@ -247,6 +251,7 @@ class FlRoundService:
         self._next_start = time.monotonic() + self.config.interval_s
         self._settled_at: dict[int, float] = {}
         self._warned: set[str] = set()
+        self.data = RoundData(store, self.arch, self.config.sub_model)
 
     @property
     def timestamping(self) -> Timestamping:
@@ -320,7 +325,9 @@ class FlRoundService:
             base_version=base,
         )
         self.repositories.fl_rounds.add_round(fl_round)
-        request, data = training_task(self.config, number, group, weights, self.upload_url)
+        documents = self.data.documents()[1]
+        request, data = training_task(self.config, number, group, weights, self.upload_url,
+                                      documents)
         try:
             self.market.submit_task(request, data, NETWORK)
         except DomainError as exc:
@@ -334,15 +341,7 @@ class FlRoundService:
 
     def global_model(self) -> tuple[str, np.ndarray[Any, Any]]:
         """The release the next round starts from and its flat weights (genesis if none)."""
-        for fl_round in self.repositories.fl_rounds.rounds(limit=50, state=RoundState.CLOSED):
-            if fl_round.sub_model != self.config.sub_model or fl_round.version_id is None:
-                continue
-            try:
-                return fl_round.version_id, self.releases.weights_of(fl_round.version_id)
-            except NotFound:
-                self._warn_once(fl_round.version_id, f"weights of {fl_round.version_id} are "
-                                "missing; FL continues from an older version")
-        return GENESIS, self.releases.weights_of(GENESIS)
+        return self.releases.latest()
 
     def weights_path(self, release_id: str) -> Path:
         """Where the weights file of ``release_id`` (``<sub_model>@<version>``) is kept."""
@@ -462,7 +461,7 @@ class FlRoundService:
             noise_floor=self.config.noise_floor,
         )
         flat = outcome.weights.detach().numpy().astype(np.float32)
-        accuracy_ppm, loss = evaluate(flat)
+        accuracy_ppm, loss = self.data.evaluate(flat)
         release = self.releases.publish(fl_round, flat, now)
         closed = fl_rounds.close(
             fl_round,

@@ -8,9 +8,10 @@ A node validates every assignment against its task type's schema before anything
   ``FEATURES`` numbers; ``owm.inference.text`` v1: a prompt, embedded deterministically;
   ``owm.inference.passages`` v1: a query and retrieved passages, read extractively — the
   conglomerate's query path, SRS 2.1);
-* ``fl_training`` — one federated round of local training on the node's partition
-  (``owm.fl.train`` v1; with ``upload_url`` the node signs its update and POSTs it there
-  over clearnet, and the task's output carries only a digest of it, SRS-NET-04);
+* ``fl_training`` — one federated round of local training of the architecture ``model``
+  names (default ``tinynet``) on the data the input names (``owm.fl.train`` v1; with
+  ``upload_url`` the node signs its update and POSTs it there over clearnet, and the task's
+  output carries only a digest of it, SRS-NET-04);
 * ``gradient_aggregation`` — robust aggregation of client updates with
   :mod:`owm_core.fl.aggregation` (``owm.fl.aggregate`` v1).
 
@@ -112,6 +113,10 @@ MAX_PASSAGE_CHARS = 4_000
 MAX_QUERY_CHARS = 2_000
 MAX_READER_TOP_K = 10
 
+FL_MODELS = ("tinynet",)
+"""The architectures an ``fl_training`` task may name (``owm_adapters.models.architectures``;
+kept literal: validation imports no model code)."""
+
 AGGREGATION_RULES = ("fedavg", "krum", "multikrum", "trimmed", "median", "bulyan")
 """The values of :class:`owm_core.fl.aggregation.Rule` (kept literal: validation needs no torch)."""
 
@@ -160,6 +165,7 @@ BUILTIN_SCHEMAS: tuple[TaskSchema, ...] = (
         1,
         (
             FieldSpec("sub_model", Kind.TEXT, pattern=_SLUG),
+            FieldSpec("model", Kind.CHOICE, required=False, choices=FL_MODELS),
             FieldSpec("round", Kind.INTEGER, minimum=0, maximum=10**9),
             FieldSpec("partition_id", Kind.INTEGER, minimum=0, maximum=10**6),
             FieldSpec("epochs", Kind.INTEGER, minimum=1, maximum=20),
@@ -406,6 +412,7 @@ __all__ = [
     "BUILTIN_SCHEMAS",
     "CLASSES",
     "FEATURES",
+    "FL_MODELS",
     "HIDDEN",
     "MAX_PASSAGES",
     "MAX_PASSAGE_CHARS",

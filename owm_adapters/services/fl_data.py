@@ -1,0 +1,65 @@
+"""What an FL round trains on and is scored on: a sub-model's contributed documents, read
+through the architecture (SRS-COORD-03).
+
+:class:`RoundData` reads the documents of every dataset contributed to the rounds' sub-model
+from the store; the architecture turns them into the training data a round's task carries
+(:meth:`~owm_core.ports.fl_model.ModelArchitecture.round_data`) and into the held-out set every
+new version is scored on (:meth:`~owm_core.ports.fl_model.ModelArchitecture.holdout`, built
+once per set of datasets). TinyNet reads none: its data are synthetic blobs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import numpy as np
+
+from owm_adapters.models.architectures import TINYNET, architecture, unflatten
+from owm_core.knowledge.datasets import Document
+from owm_core.ports.fl_model import ModelArchitecture
+from owm_core.ports.repositories import Repositories
+
+MAX_DATASETS = 1_000
+"""Most contributed datasets one sub-model's training data is built from."""
+
+
+def evaluate(
+    flat: np.ndarray[Any, Any],
+    arch: ModelArchitecture | None = None,
+    sub_model: str = "owm-base",
+    holdout: Any = None,
+) -> tuple[int, float]:
+    """``(accuracy in ppm, loss)`` of the flat model ``flat`` of ``arch`` (TinyNet by default)
+    on ``holdout`` (default: the architecture's held-out set with no documents)."""
+    arch = arch or architecture(TINYNET)
+    model = arch.genesis(sub_model)
+    model.set_parameters(unflatten(flat, arch))
+    accuracy, loss = model.evaluate(arch.holdout(()) if holdout is None else holdout)
+    return round(accuracy * 1_000_000), loss
+
+
+@attrs.define
+class RoundData:
+    """The rounds' sub-model's documents and held-out set (module docstring)."""
+
+    repositories: Repositories
+    arch: ModelArchitecture
+    sub_model: str
+    _holdout: tuple[tuple[str, ...], Any] | None = attrs.field(default=None, init=False)
+
+    def documents(self) -> tuple[tuple[str, ...], list[Document]]:
+        """The ids of the datasets contributed to the sub-model (oldest first) and their
+        documents, in that order."""
+        records = self.repositories.datasets.list(self.sub_model, None, MAX_DATASETS)
+        documents: list[Document] = []
+        for record in records:
+            documents.extend(self.repositories.datasets.documents(record.dataset_id))
+        return tuple(r.dataset_id for r in records), documents
+
+    def evaluate(self, flat: np.ndarray[Any, Any]) -> tuple[int, float]:
+        """``(accuracy in ppm, loss)`` of a flat model on the held-out set."""
+        ids, documents = self.documents()
+        if self._holdout is None or self._holdout[0] != ids:
+            self._holdout = (ids, self.arch.holdout(documents))
+        return evaluate(flat, self.arch, self.sub_model, self._holdout[1])
