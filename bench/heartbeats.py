@@ -93,6 +93,17 @@ def raw_verify_per_min(heartbeats: list[bytes], seconds: float = 2.0) -> float:
 # --------------------------------------------------------------------------- load generator
 
 
+def timed_threads(threads: list[threading.Thread], go: object) -> float:
+    """Seconds from starting ``threads`` (once ``go`` is set) until the last one ends."""
+    go.wait()  # type: ignore[attr-defined]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
 def _generator(
     port: int, pin: str, path: str, streams: int, batch: int, go: object, out: object
 ) -> None:
@@ -121,13 +132,7 @@ def _generator(
         results.append((summary.accepted, summary.rejected, list(summary.errors)))
 
     threads = [threading.Thread(target=send, args=(s,)) for s in shares]
-    go.wait()  # type: ignore[attr-defined]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
+    elapsed = timed_threads(threads, go)
     channel.close()
     out.put((elapsed, results))  # type: ignore[attr-defined]
 
@@ -135,11 +140,14 @@ def _generator(
 # --------------------------------------------------------------------------- one backend
 
 
-def presign(identities: list[Identity], per_node: int, now: int) -> list[bytes]:
-    """Every node's heartbeats, signed now (before any timing), interleaved across nodes."""
+def presign(
+    identities: list[Identity], per_node: int, now: int, *, first_seq: int = 1
+) -> list[bytes]:
+    """Every node's heartbeats (sequence numbers from ``first_seq``), signed now (before any
+    timing), interleaved across nodes."""
     digest = MANIFEST.digest()
     signed = []
-    for seq in range(1, per_node + 1):
+    for seq in range(first_seq, first_seq + per_node):
         for who in identities:
             body = Heartbeat(node_id=who.node_id, seq=seq, manifest_digest=digest)
             env = envelopes.seal(who, EnvelopeKind.HEARTBEAT, body, os.urandom(16), now)
@@ -354,12 +362,19 @@ def dispatch_latency(tmp: Path, tasks: int) -> list[float]:
 # --------------------------------------------------------------------------- main
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def load_parser(doc: str, *, per_node: int, streams: int, batch: int) -> argparse.ArgumentParser:
+    """The options every heartbeat-load benchmark takes (its docstring's first paragraph as
+    the description): how many nodes, heartbeats each, client streams and batch size."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=2_000)
-    parser.add_argument("--per-node", type=int, default=20)
-    parser.add_argument("--streams", type=int, default=4)
-    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--per-node", type=int, default=per_node)
+    parser.add_argument("--streams", type=int, default=streams)
+    parser.add_argument("--batch", type=int, default=batch)
+    return parser
+
+
+def main() -> None:
+    parser = load_parser(__doc__ or "", per_node=20, streams=4, batch=500)
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
