@@ -5,7 +5,8 @@ storage context builds one converter with :func:`row_converter` and registers th
 each value it stores with :func:`register_row`: which attribute has another column name,
 which nested value is stored flat in the row's columns, which columns are computed from the
 value, which integers must fit a ``BIGINT``. The storage-wide hooks: enums travel as their
-``.value`` (cattrs' default), tuples of text as JSON text (the tables store them so), bytes
+``.value`` (cattrs' default), tuples of text as JSON text and sets of text as sorted JSON
+text (the tables store them so), bytes
 come back from ``memoryview``/``bytearray`` columns as ``bytes``, and SQLite's integer
 booleans as ``bool``.
 
@@ -34,6 +35,8 @@ T = TypeVar("T")
 V = TypeVar("V")
 TEXTS = tuple[str, ...]
 """Tuples of text (ids, names, licences): stored as a JSON array in one text column."""
+TEXT_SET = frozenset[str]
+"""Sets of text (settled replica ids): stored as a sorted JSON array in one text column."""
 
 
 @attrs.frozen
@@ -45,11 +48,26 @@ class Flat:
     columns: Mapping[str, str]
 
 
+@attrs.frozen
+class Encoding:
+    """How one attribute is stored when its type's storage-wide hook does not fit the column
+    (signers joined by commas, say): ``encode`` makes the column value, ``decode`` reads it."""
+
+    encode: Callable[[Any], Any]
+    decode: Callable[[Any], Any]
+
+
 def row_converter() -> cattrs.Converter:
     """A converter with the storage-wide hooks (see the module docstring)."""
     converter = cattrs.Converter()
     converter.register_unstructure_hook_func(lambda t: t == TEXTS, lambda v: json.dumps(list(v)))
     converter.register_structure_hook_func(lambda t: t == TEXTS, lambda v, _: tuple(json.loads(v)))
+    converter.register_unstructure_hook_func(
+        lambda t: t == TEXT_SET, lambda v: json.dumps(sorted(v))
+    )
+    converter.register_structure_hook_func(
+        lambda t: t == TEXT_SET, lambda v, _: frozenset(json.loads(v))
+    )
     converter.register_structure_hook(bytes, lambda v, _: bytes(v))
     return converter
 
@@ -63,22 +81,38 @@ def register_row(
     omitted: Iterable[str] = (),
     computed: Mapping[str, Callable[[Any], Any]] | None = None,
     int64_columns: Iterable[str] = (),
+    encoded: Mapping[str, Encoding] | None = None,
 ) -> None:
     """Teach ``converter`` the row shape of ``cls``.
 
     ``renamed`` maps attributes to their column names; ``flat`` lists nested values stored
     flat; ``omitted`` attributes are not columns of this row (the caller passes them back to
     :func:`from_row`); ``computed`` adds columns derived from the value; ``int64_columns``
-    must fit a ``BIGINT`` (``InvalidValue`` naming the column, before any SQL runs).
+    must fit a ``BIGINT`` (``InvalidValue`` naming the column, before any SQL runs);
+    ``encoded`` attributes are stored in their own :class:`Encoding` instead of their type's.
     """
     attrs.resolve_types(cls)
-    renames = {name: override(rename=column) for name, column in (renamed or {}).items()}
+    names = {a.name for a in attrs.fields(cls)}
+    column = {name: (renamed or {}).get(name, name) for name in names}
+    codecs = dict(encoded or {})
     flats, omitted = tuple(flat), tuple(omitted)
     skipped = {name: override(omit=True) for name in (*omitted, *(f.field for f in flats))}
-    overrides: dict[str, Any] = {**renames, **skipped}
-    unstructure = make_dict_unstructure_fn(cls, converter, **overrides)
+    overrides: dict[str, Any] = {
+        name: override(
+            rename=column[name], unstruct_hook=codecs[name].encode if name in codecs else None
+        )
+        for name in names
+    }
+    unstructure = make_dict_unstructure_fn(cls, converter, **{**overrides, **skipped})
+    read: dict[str, Any] = {
+        name: override(
+            rename=column[name],
+            struct_hook=_decoder(codecs[name]) if name in codecs else None,
+        )
+        for name in names
+    }
     given: dict[str, Any] = {name: override(struct_hook=_as_given) for name in omitted}
-    structure = make_dict_structure_fn(cls, converter, **{**renames, **given})
+    structure = make_dict_structure_fn(cls, converter, **{**read, **given})
     extra = dict(computed or {})
     checked = tuple(int64_columns)
 
@@ -109,6 +143,10 @@ def register_row(
 
     converter.register_unstructure_hook(cls, to_columns)
     converter.register_structure_hook(cls, from_columns)
+
+
+def _decoder(encoding: Encoding) -> Callable[[Any, Any], Any]:
+    return lambda value, _: encoding.decode(value)
 
 
 def _as_given(value: Any, _: Any) -> Any:

@@ -12,7 +12,9 @@ from sqlalchemy import Connection, delete, func, insert, select, text, update
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.database import SqlRepository
 from owm_adapters.storage.sql.rows import (
+    Encoding,
     KeyedRepository,
+    MappedRepository,
     from_row,
     register_row,
     row_converter,
@@ -36,16 +38,17 @@ register_row(_ROWS, Proposal, omitted=["comments", "acknowledgements"])
 register_row(_ROWS, Bounty, int64_columns=["amount_sat", "created_at", "installation_id"])
 register_row(_ROWS, AnalysisRequest, int64_columns=["requested_at", "updated_at"])
 register_row(_ROWS, WebhookEvent, int64_columns=["installation_id", "received_at"])
+register_row(_ROWS, Comment)
+_SIGNERS = Encoding(
+    encode=lambda keys: ",".join(sorted(keys)),
+    decode=lambda joined: [k for k in joined.split(",") if k],
+)
+"""Multisig keys as sorted, comma-separated text (the ``treasury_spends.signers`` column)."""
+register_row(_ROWS, TreasurySpend, encoded={"signers": _SIGNERS})
 
 
 def _comment_row(proposal_id: str, position: int, comment: Comment) -> dict[str, Any]:
-    return {
-        "proposal_id": proposal_id,
-        "position": position,
-        "author": comment.author,
-        "text": comment.text,
-        "at": comment.at,
-    }
+    return {"proposal_id": proposal_id, "position": position, **to_row(_ROWS, comment)}
 
 
 def _next(last: int | None) -> int:
@@ -140,10 +143,7 @@ class SqlProposalRepository(SqlRepository):
             ).all()
         comments: dict[str, list[Comment]] = {}
         for r in comment_rows:
-            m = r._mapping
-            comments.setdefault(m["proposal_id"], []).append(
-                Comment(author=m["author"], text=m["text"], at=m["at"])
-            )
+            comments.setdefault(r.proposal_id, []).append(from_row(_ROWS, r, Comment))
         acks: dict[str, list[str]] = {}
         for r in ack_rows:
             acks.setdefault(r._mapping["proposal_id"], []).append(r._mapping["holder_key"])
@@ -292,41 +292,26 @@ class SqlGovernanceLogRepository(SqlRepository):
         return None if row is None else _entry_of(row.entry)
 
 
-class SqlTreasurySpendRepository(SqlRepository):
+class SqlTreasurySpendRepository(MappedRepository):
     """Treasury spends in ``treasury_spends``; signers as sorted, comma-separated keys."""
+
+    _rows = _ROWS
 
     def get(self, proposal_id: str) -> TreasurySpend | None:
         """The spend of ``proposal_id``, or None."""
-        c = t.treasury_spends.c
-        with self._db.tx() as conn:
-            row = conn.execute(
-                select(t.treasury_spends).where(c.proposal_id == proposal_id)
-            ).first()
-        if row is None:
-            return None
-        return TreasurySpend(
-            proposal_id=row.proposal_id, psbt=row.psbt,
-            signers=[k for k in row.signers.split(",") if k], txid=row.txid,
-            created_at=row.created_at,
-        )  # fmt: skip
+        query = select(t.treasury_spends).where(t.treasury_spends.c.proposal_id == proposal_id)
+        return self._first(query, TreasurySpend)
 
     def save(self, spend: TreasurySpend) -> None:
         """Store or replace the spend; Conflict if the stored one was broadcast."""
         c = t.treasury_spends.c
-        values = {
-            "psbt": spend.psbt,
-            "signers": ",".join(sorted(spend.signers)),
-            "txid": spend.txid,
-            "created_at": spend.created_at,
-        }
+        values = to_row(_ROWS, spend)
         with self._db.tx(write=True) as conn:
             stored = conn.execute(
                 select(c.txid).where(c.proposal_id == spend.proposal_id)
             ).first()
             if stored is None:
-                conn.execute(
-                    insert(t.treasury_spends).values(proposal_id=spend.proposal_id, **values)
-                )
+                conn.execute(insert(t.treasury_spends).values(values))
                 return
             if stored.txid is not None:
                 raise Conflict(f"the spend of {spend.proposal_id} was broadcast already")

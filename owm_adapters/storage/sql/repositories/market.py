@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import attrs
 from sqlalchemy import Table, delete, func, insert, select, update
@@ -39,6 +38,11 @@ _ROWS = row_converter()
 """How this context's values become rows and back."""
 register_row(
     _ROWS, Task, flat=[Flat("request", {a.name: a.name for a in attrs.fields(TaskRequest)})]
+)
+register_row(
+    _ROWS,
+    RecordedCommitment,
+    flat=[Flat("commitment", {a.name: a.name for a in attrs.fields(Commitment)})],
 )
 
 
@@ -211,13 +215,7 @@ class SqlCommitmentRepository(SqlRepository):
 
     def add(self, record: RecordedCommitment) -> None:
         """Store a commitment; the same one again is a no-op, another for the replica Conflict."""
-        row = {
-            "replica_id": record.commitment.replica_id,
-            "round_id": record.round_id,
-            "node_id": record.commitment.node_id,
-            "digest": record.commitment.digest,
-            "committed_at": record.committed_at,
-        }
+        row = to_row(_ROWS, record)
         c = t.task_commitments.c
         with self._db.tx(write=True) as conn:
             dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
@@ -232,7 +230,7 @@ class SqlCommitmentRepository(SqlRepository):
             stored = conn.execute(
                 select(t.task_commitments).where(c.replica_id == row["replica_id"])
             ).first()
-        if stored is None or _recorded(stored) != record:
+        if stored is None or from_row(_ROWS, stored, RecordedCommitment) != record:
             raise Conflict(f"replica {row['replica_id']} has already committed")
 
     def for_round(self, round_id: str) -> Sequence[RecordedCommitment]:
@@ -244,7 +242,7 @@ class SqlCommitmentRepository(SqlRepository):
             .order_by(c.committed_at, c.replica_id)
         )
         with self._db.tx() as conn:
-            return [_recorded(r) for r in conn.execute(query).all()]
+            return [from_row(_ROWS, r, RecordedCommitment) for r in conn.execute(query).all()]
 
     def rounds_started_by(self, cutoff: int, limit: int = 100) -> Sequence[str]:
         """Up to ``limit`` rounds whose first commitment arrived at or before ``cutoff``."""
@@ -266,10 +264,3 @@ class SqlCommitmentRepository(SqlRepository):
         with self._db.tx(write=True) as conn:
             conn.execute(delete(table).where(table.c.round_id == round_id))
 
-
-def _recorded(row: Any) -> RecordedCommitment:
-    return RecordedCommitment(
-        round_id=row.round_id,
-        commitment=Commitment(row.replica_id, row.node_id, row.digest),
-        committed_at=int(row.committed_at),
-    )
