@@ -7,6 +7,10 @@ never contains secrets.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+_T = TypeVar("_T")
+
 
 class DomainError(Exception):
     """Base of every rule violation raised by ``owm_core``."""
@@ -235,6 +239,14 @@ class NotFound(DomainError):
     """The request names a node, task or challenge the coordinator does not know."""
 
     code = "not-found"
+
+
+def must_exist(value: _T | None, message: str) -> _T:
+    """``value`` as looked up, or NotFound(``message``) when the lookup found nothing (None):
+    the step every use case that reads one record by its id takes."""
+    if value is None:
+        raise NotFound(message)
+    return value
 
 
 class NotAMaintainer(SignatureInvalid):

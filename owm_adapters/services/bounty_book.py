@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from owm_core.errors import Conflict, InvalidTransition, NotFound
+from owm_core.errors import Conflict, InvalidTransition, must_exist
 from owm_core.governance.bounty_rules import Funding, check_amount, check_budget, check_payee
 from owm_core.governance.contributions import Bounty, BountyStatus, open_bounty
 from owm_core.payments.lightning import Invoice, InvoiceState
@@ -126,10 +126,7 @@ class BountyBook:
 
     def get(self, bounty_id: str) -> Bounty:
         """The bounty ``bounty_id``; NotFound if unknown."""
-        found = self._repositories.bounties.get(bounty_id)
-        if found is None:
-            raise NotFound(f"no bounty {bounty_id}")
-        return found
+        return must_exist(self._repositories.bounties.get(bounty_id), f"no bounty {bounty_id}")
 
     def set_status(self, bounty: Bounty, status: BountyStatus) -> Bounty:
         """Store ``bounty`` with ``status``."""

@@ -41,7 +41,7 @@ from owm_core.coordination.governance_log import (
     append_to_log,
     statement_hash_of,
 )
-from owm_core.errors import NotFound, PolicyViolation, ReplayRejected, RoleRequired
+from owm_core.errors import PolicyViolation, ReplayRejected, RoleRequired, must_exist
 from owm_core.governance.proposals import Proposal, ProposalType
 from owm_core.governance.roles import GovernanceRoles
 from owm_core.governance.treasury import TreasurySpend
@@ -108,10 +108,7 @@ class GovernanceService:
 
     def proposal(self, proposal_id: str) -> Proposal:
         """The proposal ``proposal_id``; NotFound if unknown."""
-        found = self._store.proposals.get(proposal_id)
-        if found is None:
-            raise NotFound(f"no proposal {proposal_id}")
-        return found
+        return must_exist(self._store.proposals.get(proposal_id), f"no proposal {proposal_id}")
 
     def log(self, start: int = 0, limit: int | None = None) -> Sequence[GovernanceLogEntry]:
         """Governance log entries from ``start``, in order."""

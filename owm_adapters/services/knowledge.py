@@ -36,7 +36,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from owm_core.errors import CalendarUnavailable, Conflict, InvalidValue, NotFound
+from owm_core.errors import CalendarUnavailable, Conflict, InvalidValue, must_exist
 from owm_core.knowledge.datasets import (
     Dataset,
     DatasetRecord,
@@ -166,9 +166,9 @@ class KnowledgeBase:
     def set_hosts(self, name: str, node_ids: Sequence[str]) -> SubModel:
         """Record which nodes host sub-model ``name``; NotFound if it is not registered."""
         with self._lock:
-            stored = self.repositories.sub_models.get(name)
-            if stored is None:
-                raise NotFound(f"sub-model {name} is not registered")
+            stored = must_exist(
+                self.repositories.sub_models.get(name), f"sub-model {name} is not registered"
+            )
             updated = stored.with_hosts(node_ids)
             self.repositories.sub_models.save(updated)
             return updated
@@ -269,10 +269,9 @@ class KnowledgeBase:
 
     def dataset(self, dataset_id: str) -> DatasetRecord:
         """The contribution ``dataset_id``; NotFound if unknown."""
-        record = self.repositories.datasets.get(dataset_id)
-        if record is None:
-            raise NotFound(f"dataset {dataset_id} is unknown")
-        return record
+        return must_exist(
+            self.repositories.datasets.get(dataset_id), f"dataset {dataset_id} is unknown"
+        )
 
     def reindex(self) -> int:
         """Rebuild the vector index from the stored documents (e.g. after changing encoder)."""

@@ -38,8 +38,8 @@ from owm_core.errors import (
     InvalidTransition,
     InvalidValue,
     LightningUnavailable,
-    NotFound,
     StoreUnavailable,
+    must_exist,
 )
 from owm_core.governance.contributions import BountyStatus
 from owm_core.market.tasks import Settlement, SettlementKind, TaskState
@@ -208,9 +208,10 @@ class PayoutDispatcher:
             for existing in self.payments.for_task(settlement.task_id):
                 if existing.payment_id == payment_id:
                     return existing
-            node = self.repositories.nodes.get(settlement.node_id)
-            if node is None:
-                raise NotFound(f"node {settlement.node_id} is not registered; reward not paid")
+            node = must_exist(
+                self.repositories.nodes.get(settlement.node_id),
+                f"node {settlement.node_id} is not registered; reward not paid",
+            )
             stake = self.repositories.stakes.get(node.public_key)
             bonus = stake.bonus_bps if stake is not None else BPS
             amount = reward_amount_msat(settlement.amount_msat, node.reliability_ppm, bonus)
@@ -232,9 +233,7 @@ class PayoutDispatcher:
         an invoice. Idempotent: a bounty already enqueued returns its record. The bounty turns
         ``paid`` in the same transaction that records the payment's success.
         """
-        bounty = self.repositories.bounties.get(bounty_id)
-        if bounty is None:
-            raise NotFound(f"no bounty {bounty_id}")
+        bounty = must_exist(self.repositories.bounties.get(bounty_id), f"no bounty {bounty_id}")
         payment_id = bounty_payment_id(bounty_id)
         task_id = bounty_task_id(bounty_id)
         with self._lock:

@@ -42,7 +42,7 @@ import attrs
 
 from owm_adapters.services.coordinator.funding import QUERIES
 from owm_adapters.services.coordinator.market import TaskMarket
-from owm_core.errors import DomainError, InvalidValue, NotFound
+from owm_core.errors import DomainError, InvalidValue, must_exist
 from owm_core.knowledge.retrieval import DataCredit, Retrieval, RetrievedPassage
 from owm_core.knowledge.routing import (
     CALIBRATION,
@@ -161,10 +161,7 @@ class QueryService:
 
     def answer(self, query_id: str) -> QueryAnswer:
         """The stored answer of ``query_id``; NotFound if there is none."""
-        found = self.repositories.query_answers.get(query_id)
-        if found is None:
-            raise NotFound(f"no query {query_id}")
-        return found
+        return must_exist(self.repositories.query_answers.get(query_id), f"no query {query_id}")
 
     # -- answering -----------------------------------------------------------------------------
 

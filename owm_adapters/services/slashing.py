@@ -58,6 +58,7 @@ from owm_core.errors import (
     NotAMaintainer,
     NotFound,
     PolicyViolation,
+    must_exist,
 )
 from owm_core.identity.envelopes import (
     AckVerdict,
@@ -338,9 +339,7 @@ class SlashingService:
 
     def target_of(self, node_id: str) -> tuple[SlashingTarget, Node, Stake]:
         """The node as its registration record describes it (tier, stake channel, SRS-STAKE-05)."""
-        node = self.repositories.nodes.get(node_id)
-        if node is None:
-            raise NotFound(f"no node {node_id}")
+        node = must_exist(self.repositories.nodes.get(node_id), f"no node {node_id}")
         stake = self.repositories.stakes.get(node.public_key)
         if stake is None or stake.channel is None:
             raise NotFound(f"node {node_id} has no stake channel on record")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import attrs
 
-from owm_core.errors import Conflict, NotFound, PolicyViolation
+from owm_core.errors import Conflict, PolicyViolation, must_exist
 from owm_core.governance.proposals import Proposal
 from owm_core.governance.treasury import TreasurySpend, Utxo, plan_spend
 from owm_core.ports.chain import WalletChain
@@ -66,10 +66,10 @@ class TreasuryDesk:
 
     def spend(self, proposal_id: str) -> TreasurySpend:
         """The spend of ``proposal_id``; NotFound if no PSBT was prepared."""
-        spend = self._store.treasury_spends.get(proposal_id)
-        if spend is None:
-            raise NotFound(f"no PSBT has been prepared for proposal {proposal_id}")
-        return spend
+        return must_exist(
+            self._store.treasury_spends.get(proposal_id),
+            f"no PSBT has been prepared for proposal {proposal_id}",
+        )
 
     def add_signatures(self, proposal_id: str, signed_psbt: str) -> tuple[TreasurySpend, set[str]]:
         """Merge a holder's signed copy; the spend and the holder keys it added."""

@@ -15,7 +15,7 @@ from owm_adapters.services.api.config import ApiConfig, ReadCache
 from owm_adapters.services.bounty_book import BountyBook, Opened
 from owm_adapters.services.github_analysis import AnalysisRunner
 from owm_core.access.callers import Caller
-from owm_core.errors import InvalidValue, NotFound
+from owm_core.errors import InvalidValue, must_exist
 from owm_core.governance.contributions import (
     AnalysisRequest,
     Bounty,
@@ -105,7 +105,6 @@ class Bounties:
 
     def analysis(self, analysis_id: str) -> AnalysisRequest:
         """An analysis request in its current state; NotFound if unknown."""
-        found = self._repositories.analyses.get(analysis_id)
-        if found is None:
-            raise NotFound(f"no analysis {analysis_id}")
-        return found
+        return must_exist(
+            self._repositories.analyses.get(analysis_id), f"no analysis {analysis_id}"
+        )

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from owm_adapters.services.api.config import ApiConfig, ReadCache
 from owm_adapters.services.governance import GovernanceService
 from owm_core.access.callers import Caller
-from owm_core.errors import InvalidValue, NotFound, PolicyViolation
+from owm_core.errors import InvalidValue, PolicyViolation, must_exist
 from owm_core.governance.proposals import (
     Comment,
     Proposal,
@@ -101,9 +101,9 @@ class Governance:
         leave ``max_comments_per_author`` of them, so a thread stays readable and cheap.
         """
         with self._repositories.atomic():
-            proposal = self._repositories.proposals.get(proposal_id)
-            if proposal is None:
-                raise NotFound(f"no proposal {proposal_id}")
+            proposal = must_exist(
+                self._repositories.proposals.get(proposal_id), f"no proposal {proposal_id}"
+            )
             self._check_room(proposal, caller.owner)
             comment = Comment(caller.owner, text, self._clock.now())
             updated = add_comment(proposal, comment)

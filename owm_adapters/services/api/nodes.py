@@ -15,7 +15,7 @@ from owm_adapters.services.coordinator.service import CoordinatorService
 from owm_core.access.ratelimit import Transport
 from owm_core.coordination.challenges import Challenge
 from owm_core.coordination.registration import Registered, Registration
-from owm_core.errors import InvalidValue, NotFound
+from owm_core.errors import InvalidValue, must_exist
 from owm_core.identity.keys import node_id_from_public_key
 from owm_core.nodes.registry import Node, NodeStatus
 from owm_core.nodes.tiers import StakeRequirements
@@ -68,17 +68,13 @@ class Nodes:
 
     def node(self, node_id: str) -> tuple[Node, NodeStatus, Stake | None]:
         """A node's record, public status and stake; NotFound if unknown."""
-        node = self._repositories.nodes.get(node_id)
-        if node is None:
-            raise NotFound(f"no node {node_id}")
+        node = must_exist(self._repositories.nodes.get(node_id), f"no node {node_id}")
         stake = self._repositories.stakes.get(node.public_key)
         return node, self._coordinator.status_of(node_id), stake
 
     def earnings(self, node_id: str, limit: int = 100) -> tuple[Node, Sequence[RewardPayment]]:
         """A node's reward payments, newest first (SRS-LN-10)."""
-        node = self._repositories.nodes.get(node_id)
-        if node is None:
-            raise NotFound(f"no node {node_id}")
+        node = must_exist(self._repositories.nodes.get(node_id), f"no node {node_id}")
         return node, self._repositories.payments.for_node(
             node_id, min(limit, self._config.max_list)
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from owm_adapters.services.api.config import ReadCache
-from owm_core.errors import NotFound
+from owm_core.errors import must_exist
 from owm_core.ports.repositories import Repositories
 from owm_core.provenance.releases import ModelRelease, current_release
 
@@ -38,10 +38,9 @@ class Releases:
 
     def release(self, release_id: str) -> ModelRelease:
         """One release; NotFound if unknown."""
-        found = self._repositories.releases.get(release_id)
-        if found is None:
-            raise NotFound(f"no model version {release_id}")
-        return found
+        return must_exist(
+            self._repositories.releases.get(release_id), f"no model version {release_id}"
+        )
 
     def publish_release(self, release: ModelRelease) -> None:
         """Record a new release, or a new proof/status of a known one (FL rounds, OTS upgrades)."""

@@ -14,7 +14,7 @@ import attrs
 
 from owm_adapters.services.api.config import ApiConfig, ReadCache
 from owm_core.coordination.network import AnonymousNode, NetworkStats, anonymised, network_stats
-from owm_core.errors import NotFound
+from owm_core.errors import must_exist
 from owm_core.nodes.registry import Liveness, NodeStatus
 from owm_core.pool.fpps import TREASURY_CREDIT_ID
 from owm_core.pool.stats import (
@@ -160,8 +160,7 @@ class Views:
 
     def miner(self, node_id: str) -> MinerView:
         """One node's mining statistics and payouts (GET /v1/mining/nodes/{node_id})."""
-        if self._repositories.nodes.get(node_id) is None:
-            raise NotFound(f"no node {node_id}")
+        must_exist(self._repositories.nodes.get(node_id), f"no node {node_id}")
         payouts = self._repositories.mining_payouts.recent(100_000, miner_id=node_id)
         stats = miner_stats(
             node_id, self._day(), self._blocks_30d(node_id), payouts, self._clock.now()
