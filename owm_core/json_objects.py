@@ -6,7 +6,7 @@ Kept free of attrs on purpose: the node's isolated task worker imports
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from owm_core.errors import InvalidValue
@@ -29,15 +29,18 @@ def unique_keys(field: str) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]
     return hook
 
 
-def exact_fields(data: object, names: list[str], what: str) -> dict[str, Any]:
-    """``data``'s values for exactly ``names``: InvalidValue naming the first missing field,
-    or the first field that is not one of ``what`` (a published log entry, say)."""
-    if not isinstance(data, dict):
-        raise InvalidValue("entry", f"must be an object, got {type(data).__name__}")
+def exact_fields(
+    data: object, names: Sequence[str], stranger: str, *, container: str = "entry"
+) -> dict[str, Any]:
+    """``data``'s values for exactly ``names``: InvalidValue naming ``container`` if ``data``
+    is not an object, else the first missing field, or the first field not in ``names`` with
+    the message ``stranger`` ("is not a slashing log field", say)."""
+    if not isinstance(data, Mapping):
+        raise InvalidValue(container, f"must be an object, got {type(data).__name__}")
     for name in names:
         if name not in data:
             raise InvalidValue(name, "is missing")
     unknown = sorted(map(str, set(data) - set(names)))
     if unknown:
-        raise InvalidValue(unknown[0], f"is not a {what} field")
+        raise InvalidValue(unknown[0], stranger)
     return {name: data[name] for name in names}

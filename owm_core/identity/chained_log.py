@@ -61,7 +61,7 @@ class SignedLogEntry:
     def from_dict(cls, data: object) -> Self:
         """Read a published entry; missing or unknown fields raise ``InvalidValue``."""
         names = [a.name for a in attrs.fields(cast(Any, cls))]
-        return cls(**exact_fields(data, names, cls.LOG))
+        return cls(**exact_fields(data, names, f"is not a {cls.LOG} field"))
 
     def message(self) -> bytes:
         """What the coordinator signs: the log's domain tag, then the signed fields."""

@@ -69,7 +69,7 @@ from owm_core.identity.keys import (
     parse_signature,
     verify_signature,
 )
-from owm_core.json_objects import unique_keys
+from owm_core.json_objects import exact_fields, unique_keys
 from owm_core.nodes.tiers import Tier
 from owm_core.payments.invoices import PAYOUT_ID
 
@@ -337,15 +337,7 @@ def _node_id(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> Non
 
 
 def _from_body(cls: type[Any], body: object, names: tuple[str, ...]) -> Any:
-    if not isinstance(body, Mapping):
-        raise InvalidValue("body", f"must be an object, got {type(body).__name__}")
-    for name in names:
-        if name not in body:
-            raise InvalidValue(name, "is missing")
-    unknown = sorted(map(str, set(body) - set(names)))
-    if unknown:
-        raise InvalidValue(unknown[0], f"is not a field of {cls.__name__}")
-    return cls(**{name: body[name] for name in names})
+    return cls(**exact_fields(body, names, f"is not a field of {cls.__name__}", container="body"))
 
 
 _MB = fields.integer(minimum=0, maximum=2**40)
