@@ -194,7 +194,26 @@ def locked_transaction(path: str, lock: threading.RLock) -> Iterator[sqlite3.Con
             db.close()
 
 
-class LocalChain:
+class LockedFile:
+    """Base of the devnet's SQLite-file adapters: the file at ``path`` with its ``schema``
+    created on first use, kept owner-only, and opened per call by :meth:`_db` as one
+    transaction under the adapter's lock (see :func:`locked_transaction`)."""
+
+    def __init__(self, path: str | Path, schema: str, what: str) -> None:
+        self._path = str(path)
+        self._lock = threading.RLock()
+        try:
+            with self._db() as db:
+                db.executescript(schema)
+        except sqlite3.DatabaseError as exc:
+            raise ChainUnavailable(f"{self._path} is not {what}: {exc}") from exc
+        private_file(Path(self._path))
+
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
+        return locked_transaction(self._path, self._lock)
+
+
+class LocalChain(LockedFile):
     """A regtest-difficulty Bitcoin chain in one SQLite file, behind the chain port.
 
     Created with a genesis block on first use; ``mine`` extends it (optionally committing 32
@@ -205,15 +224,8 @@ class LocalChain:
     network = Network.REGTEST
 
     def __init__(self, path: str | Path, clock: Clock | None = None) -> None:
-        self._path = str(path)
         self._clock = clock or SystemClock()
-        self._lock = threading.RLock()
-        try:
-            with self._db() as db:
-                db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise ChainUnavailable(f"{self._path} is not a local chain file: {exc}") from exc
-        private_file(Path(self._path))
+        super().__init__(path, _SCHEMA, "a local chain file")
         if self._tip() is None:
             genesis = BlockTemplate(
                 height=0, previous_block_hash=_ZERO_HASH, bits=REGTEST_BITS,
@@ -225,9 +237,6 @@ class LocalChain:
 
     def __repr__(self) -> str:
         return f"LocalChain({self._path!r})"
-
-    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
-        return locked_transaction(self._path, self._lock)
 
     def _tip(self) -> tuple[int, str] | None:
         with self._db() as db:

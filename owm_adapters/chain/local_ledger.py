@@ -12,9 +12,6 @@ is the devnet's faucet. Safe to share between threads and processes (one transac
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-import threading
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 from embit.ec import PublicKey, Signature
@@ -22,9 +19,8 @@ from embit.finalizer import parse_multisig
 from embit.script import Script
 from embit.transaction import Transaction
 
-from owm_adapters.chain.local_chain import locked_transaction
-from owm_adapters.files import private_file
-from owm_core.errors import ChainUnavailable, TransactionRejected
+from owm_adapters.chain.local_chain import LockedFile
+from owm_core.errors import TransactionRejected
 from owm_core.governance.treasury import Utxo
 
 _SCHEMA = """
@@ -64,24 +60,14 @@ def _check_multisig_witness(tx: Transaction, index: int, script: bytes, amount: 
         remaining.pop(0)
 
 
-class LocalLedger:
+class LocalLedger(LockedFile):
     """The treasury's coins on a devnet (see the module docstring)."""
 
     def __init__(self, path: str | Path) -> None:
-        self._path = str(path)
-        self._lock = threading.RLock()
-        try:
-            with self._db() as db:
-                db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise ChainUnavailable(f"{self._path} is not a ledger file: {exc}") from exc
-        private_file(Path(self._path))
+        super().__init__(path, _SCHEMA, "a ledger file")
 
     def __repr__(self) -> str:
         return f"LocalLedger({self._path!r})"
-
-    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
-        return locked_transaction(self._path, self._lock)
 
     def fund(self, script_pubkey: bytes, amount_sat: int, label: bytes = b"faucet") -> Utxo:
         """Create a coin of ``amount_sat`` paying ``script_pubkey`` (the devnet's faucet)."""
