@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from owm_adapters.storage.memory.state import KeyedStateRepository, StateRepository
+from owm_adapters.storage.memory.state import (
+    KeyedStateRepository,
+    PutStateRepository,
+    StateRepository,
+)
 from owm_core.errors import Conflict
 from owm_core.knowledge.credit_payouts import DataPayee
 from owm_core.knowledge.datasets import DatasetRecord, Document
@@ -134,20 +138,12 @@ class MemoryQueryAnswerRepository(StateRepository):
             return self._state.query_answers.get(query_id)
 
 
-class MemoryDataPayeeRepository(StateRepository):
+class MemoryDataPayeeRepository(PutStateRepository[DataPayee]):
     """Data contributors' payees per contributor."""
 
-    def put(self, payee: DataPayee) -> None:
-        """Store or replace the payee of ``payee.contributor``."""
-        with self._lock:
-            self._state.data_payees[payee.contributor] = payee
-
-    def get(self, contributor: str) -> DataPayee | None:
-        """The payee of ``contributor``, or None."""
-        with self._lock:
-            return self._state.data_payees.get(contributor)
+    _table = "data_payees"
+    _key = "contributor"
 
     def list(self, limit: int = 1_000) -> Sequence[DataPayee]:
         """Up to ``limit`` payees, by contributor."""
-        with self._lock:
-            return [self._state.data_payees[c] for c in sorted(self._state.data_payees)][:limit]
+        return self._in_key_order(limit)

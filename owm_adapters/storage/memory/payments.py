@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from owm_adapters.storage.memory.state import StateRepository
+from owm_adapters.storage.memory.state import PutStateRepository, StateRepository
 from owm_core.errors import Conflict
 from owm_core.payments.payout_channels import PayoutChannelOpening
 from owm_core.payments.records import PaymentAttempt, PaymentState, RewardPayment, merge
@@ -91,18 +91,11 @@ class MemoryPaymentRepository(StateRepository):
             return [p for _, p in rows[:limit]]
 
 
-class MemoryPayoutChannelRepository(StateRepository):
+class MemoryPayoutChannelRepository(PutStateRepository[PayoutChannelOpening]):
     """The treasury's latest payout-channel opening per node."""
 
-    def put(self, opening: PayoutChannelOpening) -> None:
-        """Store ``opening`` as the node's latest, replacing an earlier one."""
-        with self._lock:
-            self._state.payout_channels[opening.node_id] = opening
-
-    def get(self, node_id: str) -> PayoutChannelOpening | None:
-        """The latest opening recorded for ``node_id``, or None."""
-        with self._lock:
-            return self._state.payout_channels.get(node_id)
+    _table = "payout_channels"
+    _key = "node_id"
 
     def opened_since(self, started_at: int) -> int:
         """The capacity (sat) of the openings started at or after ``started_at``."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from owm_adapters.storage.memory.state import StateRepository
+from owm_adapters.storage.memory.state import PutStateRepository, StateRepository
 from owm_core.errors import Conflict
 from owm_core.pool.bitcoin import AcceptedShare
 from owm_core.pool.fpps import MinerCredit
@@ -109,21 +109,12 @@ class MemoryMiningPayoutRepository(StateRepository):
             return chosen[:limit]
 
 
-class MemoryMinerCreditRepository(StateRepository):
+class MemoryMinerCreditRepository(PutStateRepository[MinerCredit]):
     """Miners' FPPS credits per miner id."""
 
-    def put(self, credit: MinerCredit) -> None:
-        """Store or replace the credit of ``credit.miner_id``."""
-        with self._lock:
-            self._state.miner_credits[credit.miner_id] = credit
-
-    def get(self, miner_id: str) -> MinerCredit | None:
-        """The credit of ``miner_id``, or None before its first share."""
-        with self._lock:
-            return self._state.miner_credits.get(miner_id)
+    _table = "miner_credits"
+    _key = "miner_id"
 
     def list(self, limit: int = 10_000) -> Sequence[MinerCredit]:
         """Up to ``limit`` credits, by miner id."""
-        with self._lock:
-            credits = self._state.miner_credits
-            return [credits[m] for m in sorted(credits)][:limit]
+        return self._in_key_order(limit)

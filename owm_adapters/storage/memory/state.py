@@ -143,13 +143,30 @@ class StateRepository:
             stored[key] = value
 
 
-class KeyedStateRepository(StateRepository, Generic[V]):
-    """The twin of the SQL ``KeyedRepository``: one kind of value in the state's dict
-    ``_table``, keyed by the value's ``_key`` attribute. ``_taken`` and ``_unknown`` are the
-    Conflict messages of adding a stored key and saving an unknown one (``{}``: the key)."""
+class _ByKeyStateRepository(StateRepository, Generic[V]):
+    """One kind of value in the state's dict ``_table``, keyed by the value's ``_key``
+    attribute."""
 
     _table: ClassVar[str]
     _key: ClassVar[str]
+
+    def get(self, key: Any) -> V | None:
+        """The value stored under ``key``, or None."""
+        with self._lock:
+            found: V | None = getattr(self._state, self._table).get(key)
+            return found
+
+    def _in_key_order(self, limit: int) -> list[V]:
+        """Up to ``limit`` stored values, by key."""
+        with self._lock:
+            stored: dict[Any, V] = getattr(self._state, self._table)
+            return [stored[k] for k in sorted(stored)][:limit]
+
+
+class KeyedStateRepository(_ByKeyStateRepository[V]):
+    """The twin of the SQL ``KeyedRepository``. ``_taken`` and ``_unknown`` are the Conflict
+    messages of adding a stored key and saving an unknown one (``{}``: the key)."""
+
     _taken: ClassVar[str]
     _unknown: ClassVar[str]
 
@@ -163,8 +180,11 @@ class KeyedStateRepository(StateRepository, Generic[V]):
         key = getattr(value, self._key)
         self._replace_known(self._table, key, value, self._unknown.format(key))
 
-    def get(self, key: Any) -> V | None:
-        """The value stored under ``key``, or None."""
+
+class PutStateRepository(_ByKeyStateRepository[V]):
+    """The twin of the SQL ``PutRepository``: the latest value per key."""
+
+    def put(self, value: V) -> None:
+        """Store ``value`` under its key, replacing the value stored there."""
         with self._lock:
-            found: V | None = getattr(self._state, self._table).get(key)
-            return found
+            getattr(self._state, self._table)[getattr(value, self._key)] = value

@@ -12,7 +12,8 @@ booleans as ``bool``.
 
 :class:`MappedRepository` is the base of the repositories whose values travel through their
 context's converter: inserting a value, overwriting it, reading one or many back
-(:class:`KeyedRepository` adds, saves and gets values kept under one key column);
+(:class:`KeyedRepository` adds, saves and gets values kept under one key column,
+:class:`PutRepository` puts and gets the latest value per key);
 :class:`EnvelopeRepository` the base of those that read signed envelopes back.
 """
 
@@ -27,7 +28,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from sqlalchemy import ColumnElement, Row, Select, Table, insert, select, update
 
-from owm_adapters.storage.sql.database import SqlRepository, int64
+from owm_adapters.storage.sql.database import SqlRepository, int64, upsert
 from owm_core.errors import Conflict
 from owm_core.identity.envelopes import Envelope, from_bytes
 
@@ -214,15 +215,36 @@ class MappedRepository(SqlRepository):
         return [from_row(self._rows, r, cls) for r in rows]
 
 
-class KeyedRepository(MappedRepository, Generic[V]):
-    """A store of one kind of value, each in one row of ``_table`` under its ``_key`` column
-    (the value's attribute of that name): adding, saving and getting one are the same for all
-    of them. ``_unknown`` is the Conflict message of a save of an unknown key (``{}``: the key).
-    """
+class _ByKeyRepository(MappedRepository, Generic[V]):
+    """A store of one kind of value (``_kind``), each in one row of ``_table`` under its
+    ``_key`` column (the value's attribute of that name)."""
 
     _table: ClassVar[Table]
     _key: ClassVar[str]
     _kind: ClassVar[type[Any]]
+
+    def get(self, key: Any) -> V | None:
+        """The value stored under ``key``, or None."""
+        found: V | None = self._first(select(self._table).where(self._column == key), self._kind)
+        return found
+
+    def _in_key_order(self, limit: int) -> list[V]:
+        """Up to ``limit`` stored values, by key."""
+        found: list[V] = self._all(
+            select(self._table).order_by(self._column).limit(limit), self._kind
+        )
+        return found
+
+    @property
+    def _column(self) -> ColumnElement[Any]:
+        return self._table.c[self._key]
+
+
+class KeyedRepository(_ByKeyRepository[V]):
+    """A store whose values are added once and saved over: adding, saving and getting one are
+    the same for all of them. ``_unknown`` is the Conflict message of a save of an unknown key
+    (``{}``: the key)."""
+
     _unknown: ClassVar[str]
 
     def add(self, value: V) -> None:
@@ -234,11 +256,12 @@ class KeyedRepository(MappedRepository, Generic[V]):
         key = getattr(value, self._key)
         self._overwrite(self._table, value, self._unknown.format(key), self._column == key)
 
-    def get(self, key: Any) -> V | None:
-        """The value stored under ``key``, or None."""
-        found: V | None = self._first(select(self._table).where(self._column == key), self._kind)
-        return found
 
-    @property
-    def _column(self) -> ColumnElement[Any]:
-        return self._table.c[self._key]
+class PutRepository(_ByKeyRepository[V]):
+    """A store that keeps the latest value per key: putting one stores or replaces it in one
+    statement (concurrent writers never clash), getting one reads it back."""
+
+    def put(self, value: V) -> None:
+        """Store ``value`` under its key, replacing the value stored there."""
+        with self._db.tx(write=True) as conn:
+            upsert(conn, self._table, to_row(self._rows, value), self._key)

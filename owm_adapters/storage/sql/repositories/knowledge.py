@@ -27,6 +27,7 @@ register_row(
     omitted=["sub_models"],
     int64_columns=["submitted_at", "size_bytes"],
 )
+register_row(_ROWS, Document)
 
 
 class SqlSubModelRepository(KeyedRepository[SubModel]):
@@ -63,15 +64,7 @@ class SqlDatasetRepository(MappedRepository):
                 conn.execute(
                     insert(t.dataset_documents),
                     [
-                        {
-                            "dataset_id": record.dataset_id,
-                            "position": i,
-                            "title": d.title,
-                            "text": d.text,
-                            "source": d.source,
-                            "licence": d.licence,
-                            "url": d.url,
-                        }
+                        {"dataset_id": record.dataset_id, "position": i, **to_row(_ROWS, d)}
                         for i, d in enumerate(documents)
                     ],
                 )
@@ -114,12 +107,7 @@ class SqlDatasetRepository(MappedRepository):
         """The dataset's documents in submission order (empty if unknown)."""
         c = t.dataset_documents.c
         query = select(t.dataset_documents).where(c.dataset_id == dataset_id).order_by(c.position)
-        with self._db.tx() as conn:
-            rows = conn.execute(query).all()
-        return [
-            Document(title=r.title, text=r.text, source=r.source, licence=r.licence, url=r.url)
-            for r in rows
-        ]
+        return self._all(query, Document)
 
     def list(
         self, sub_model: str | None = None, contributor: str | None = None, limit: int = 100

@@ -9,9 +9,9 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from owm_adapters.storage.sql import tables as t
-from owm_adapters.storage.sql.database import upsert
 from owm_adapters.storage.sql.rows import (
     MappedRepository,
+    PutRepository,
     from_row,
     register_row,
     row_converter,
@@ -129,21 +129,13 @@ class SqlPaymentRepository(MappedRepository):
         return self._all(query, RewardPayment)
 
 
-class SqlPayoutChannelRepository(MappedRepository):
+class SqlPayoutChannelRepository(PutRepository[PayoutChannelOpening]):
     """The treasury's latest payout-channel opening per node, in ``payout_channels``."""
 
     _rows = _ROWS
-
-    def put(self, opening: PayoutChannelOpening) -> None:
-        """Store ``opening`` as the node's latest, replacing an earlier one."""
-        with self._db.tx(write=True) as conn:
-            upsert(conn, t.payout_channels, to_row(_ROWS, opening), "node_id")
-
-    def get(self, node_id: str) -> PayoutChannelOpening | None:
-        """The latest opening recorded for ``node_id``, or None."""
-        query = select(t.payout_channels).where(t.payout_channels.c.node_id == node_id)
-        found: PayoutChannelOpening | None = self._first(query, PayoutChannelOpening)
-        return found
+    _table = t.payout_channels
+    _key = "node_id"
+    _kind = PayoutChannelOpening
 
     def opened_since(self, started_at: int) -> int:
         """The capacity (sat) of the openings started at or after ``started_at``."""

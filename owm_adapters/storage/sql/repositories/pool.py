@@ -10,8 +10,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from owm_adapters.storage.sql import tables as t
-from owm_adapters.storage.sql.database import SqlRepository, int64, upsert
-from owm_adapters.storage.sql.rows import MappedRepository, register_row, row_converter, to_row
+from owm_adapters.storage.sql.database import SqlRepository, int64
+from owm_adapters.storage.sql.rows import (
+    MappedRepository,
+    PutRepository,
+    register_row,
+    row_converter,
+)
 from owm_core.pool.bitcoin import AcceptedShare
 from owm_core.pool.fpps import MinerCredit
 from owm_core.pool.stats import HOUR_S, HourlyWork, MiningPayout
@@ -19,6 +24,7 @@ from owm_core.pool.stats import HOUR_S, HourlyWork, MiningPayout
 _ROWS = row_converter()
 """How this context's values become rows and back."""
 register_row(_ROWS, MiningPayout, int64_columns=["paid_at", "amount_sat"])
+register_row(_ROWS, MinerCredit, int64_columns=["credited_msat", "updated_at"])
 
 
 class SqlShareRepository(SqlRepository):
@@ -160,27 +166,14 @@ class SqlMiningPayoutRepository(MappedRepository):
         return self._all(query, MiningPayout)
 
 
-_CREDIT_ROWS = row_converter()
-register_row(_CREDIT_ROWS, MinerCredit, int64_columns=["credited_msat", "updated_at"])
-
-
-class SqlMinerCreditRepository(MappedRepository):
+class SqlMinerCreditRepository(PutRepository[MinerCredit]):
     """Miners' FPPS credits in ``miner_credits``, by miner id."""
 
-    _rows = _CREDIT_ROWS
-
-    def put(self, credit: MinerCredit) -> None:
-        """Store or replace the credit of ``credit.miner_id``."""
-        with self._db.tx(write=True) as conn:
-            upsert(conn, t.miner_credits, to_row(_CREDIT_ROWS, credit), "miner_id")
-
-    def get(self, miner_id: str) -> MinerCredit | None:
-        """The credit of ``miner_id``, or None before its first share."""
-        query = select(t.miner_credits).where(t.miner_credits.c.miner_id == miner_id)
-        found: MinerCredit | None = self._first(query, MinerCredit)
-        return found
+    _rows = _ROWS
+    _table = t.miner_credits
+    _key = "miner_id"
+    _kind = MinerCredit
 
     def list(self, limit: int = 10_000) -> Sequence[MinerCredit]:
         """Up to ``limit`` credits, by miner id."""
-        query = select(t.miner_credits).order_by(t.miner_credits.c.miner_id).limit(limit)
-        return self._all(query, MinerCredit)
+        return self._in_key_order(limit)

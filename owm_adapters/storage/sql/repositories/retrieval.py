@@ -8,13 +8,12 @@ from collections.abc import Sequence
 from sqlalchemy import func, insert, select
 
 from owm_adapters.storage.sql import tables as t
-from owm_adapters.storage.sql.database import SqlRepository, int64, upsert
+from owm_adapters.storage.sql.database import SqlRepository, int64
 from owm_adapters.storage.sql.rows import (
-    MappedRepository,
+    PutRepository,
     from_row,
     register_row,
     row_converter,
-    to_row,
 )
 from owm_core.errors import Conflict
 from owm_core.knowledge.credit_payouts import DataPayee
@@ -24,6 +23,7 @@ from owm_core.knowledge.routing import QueryAnswer, answer_fields, answer_from_f
 _ROWS = row_converter()
 """How this context's values become rows and back."""
 register_row(_ROWS, DataCredit)
+register_row(_ROWS, DataPayee, int64_columns=["registered_at"])
 
 
 class SqlDataCreditRepository(SqlRepository):
@@ -110,28 +110,14 @@ class SqlQueryAnswerRepository(SqlRepository):
         return None if stored is None else answer_from_fields(json.loads(stored))
 
 
-_PAYEE_ROWS = row_converter()
-register_row(_PAYEE_ROWS, DataPayee, int64_columns=["registered_at"])
-
-
-class SqlDataPayeeRepository(MappedRepository):
+class SqlDataPayeeRepository(PutRepository[DataPayee]):
     """Data contributors' payees in ``data_payees``, by contributor."""
 
-    _rows = _PAYEE_ROWS
-
-    def put(self, payee: DataPayee) -> None:
-        """Store or replace the payee of ``payee.contributor``."""
-        row = to_row(_PAYEE_ROWS, payee)
-        with self._db.tx(write=True) as conn:
-            upsert(conn, t.data_payees, row, "contributor")
-
-    def get(self, contributor: str) -> DataPayee | None:
-        """The payee of ``contributor``, or None."""
-        query = select(t.data_payees).where(t.data_payees.c.contributor == contributor)
-        found: DataPayee | None = self._first(query, DataPayee)
-        return found
+    _rows = _ROWS
+    _table = t.data_payees
+    _key = "contributor"
+    _kind = DataPayee
 
     def list(self, limit: int = 1_000) -> Sequence[DataPayee]:
         """Up to ``limit`` payees, by contributor."""
-        query = select(t.data_payees).order_by(t.data_payees.c.contributor).limit(limit)
-        return self._all(query, DataPayee)
+        return self._in_key_order(limit)
