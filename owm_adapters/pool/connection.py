@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from owm_core.errors import NoiseFailure
 from owm_core.pool import noise, sv2_frames
@@ -44,7 +44,9 @@ class NoiseSocket:
     """Frames in and out of one socket, encrypted with the handshake's transport ciphers.
 
     Sending is serialised by a lock (the pool pushes new jobs from another thread than the one
-    answering shares); receiving belongs to one reader thread.
+    answering shares); receiving belongs to one reader thread, which reads what the socket has
+    (up to 64 KiB at a time) into a buffer, so frames a miner sent together come out of one
+    read (:meth:`receive_batch`).
     """
 
     def __init__(self, sock: socket.socket, transport: noise.Transport, max_payload: int) -> None:
@@ -52,6 +54,7 @@ class NoiseSocket:
         self.transport = transport
         self.max_payload = max_payload
         self._send_lock = threading.Lock()
+        self._buffer = bytearray()
 
     @property
     def handshake_hash(self) -> bytes:
@@ -59,18 +62,45 @@ class NoiseSocket:
         return self.transport.handshake_hash
 
     def send(self, frame: Frame) -> None:
+        self.send_batch([frame])
+
+    def send_batch(self, frames: Sequence[Frame]) -> None:
+        """Encrypt ``frames`` in order and send them with one write."""
         with self._send_lock:
-            self.sock.sendall(sv2_frames.encrypt_frame(self.transport.send, frame))
+            cipher = self.transport.send
+            self.sock.sendall(b"".join(sv2_frames.encrypt_frame(cipher, f) for f in frames))
 
     def receive(self) -> Frame:
         """The next frame; ``NoiseFailure`` or ``FrameMalformed`` if tampered, too big or cut."""
-        header = read_exactly(self.sock, sv2_frames.ENCRYPTED_HEADER_BYTES)
+        header = self._take(sv2_frames.ENCRYPTED_HEADER_BYTES)
         cipher = self.transport.receive
         extension_type, msg_type, length = sv2_frames.decrypt_header(
             cipher, header, self.max_payload
         )
-        body = read_exactly(self.sock, sv2_frames.ciphertext_length(length))
+        body = self._take(sv2_frames.ciphertext_length(length))
         return Frame(extension_type, msg_type, sv2_frames.decrypt_payload(cipher, body, length))
+
+    def receive_batch(self, limit: int = 256) -> list[Frame]:
+        """The next frame, then every further frame whose header has already arrived (at
+        most ``limit``): what the miner sent together, to be answered together."""
+        frames = [self.receive()]
+        while len(frames) < limit and len(self._buffer) >= sv2_frames.ENCRYPTED_HEADER_BYTES:
+            frames.append(self.receive())
+        return frames
+
+    def _take(self, count: int) -> bytes:
+        """``count`` bytes, from the buffer and then the socket; :class:`ConnectionClosed` if
+        it ends first."""
+        while len(self._buffer) < count:
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionClosed(
+                    f"connection closed {len(self._buffer)} bytes into a {count}-byte read"
+                )
+            self._buffer += chunk
+        taken = bytes(self._buffer[:count])
+        del self._buffer[:count]
+        return taken
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

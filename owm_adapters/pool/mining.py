@@ -22,13 +22,14 @@ import collections
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
 import attrs
 
+from owm_adapters.pool.recording import ShareRecorder
 from owm_core.errors import BlockRejected, ChainUnavailable, Conflict, InvalidShare
-from owm_core.pool import bitcoin, coinbase, fpps
+from owm_core.pool import bitcoin, coinbase
 from owm_core.pool.bitcoin import AcceptedShare, BlockHeader, BlockTemplate, Share, ShareReason
 from owm_core.pool.stats import PoolWork
 from owm_core.ports.chain import Chain
@@ -65,6 +66,17 @@ class Job:
     merkle_root: bytes
     version: int
     min_ntime: int
+
+
+@attrs.frozen
+class Submission:
+    """One share as a miner submitted it: who, on which job, and the header fields it chose."""
+
+    miner_id: str
+    job: Job
+    nonce: int
+    ntime: int
+    version: int
 
 
 @attrs.frozen
@@ -108,9 +120,7 @@ class MiningPool:
         self._rejected_by_miner: collections.Counter[tuple[str, str]] = collections.Counter()
         self.blocks: list[str] = []
         self.earned_msat: collections.Counter[str] = collections.Counter()
-        self._credits = credits
-        self._atomic = atomic
-        self._unstored: dict[str, fpps.MinerCredit] = {}
+        self._recorder = ShareRecorder(shares, now, credits, atomic, fpps_subsidy_sat)
         self._rejections = rejections
         self._subsidy = fpps_subsidy_sat
         self._unflushed: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -245,61 +255,84 @@ class MiningPool:
 
     def judge(self, miner_id: str, job: Job, nonce: int, ntime: int, version: int) -> Verdict:
         """Judge one share of ``job``; record it if accepted and submit it if it is a block."""
+        (verdict,) = self.judge_batch([Submission(miner_id, job, nonce, ntime, version)])
+        return verdict
+
+    def judge_batch(self, submissions: Sequence[Submission]) -> list[Verdict]:
+        """Judge shares received together, in order, against the same template: the accepted
+        ones and their credits are stored in one write (SRS-POOL-04, SRS-PERF-11); blocks are
+        submitted after. One verdict per submission."""
+        verdicts: list[Verdict] = []
+        found: list[tuple[AcceptedShare, BlockHeader, Job]] = []
+        positions: list[int] = []
         with self._lock:
             template = self.template
             assert template is not None
-            if not job.min_ntime <= ntime <= self._now() + MAX_FUTURE_S and job.epoch == self.epoch:
-                return self.reject(miner_id, "invalid-timestamp", f"ntime {ntime} out of range")
-            header = BlockHeader(
-                version=version - (1 << 32) if version >= 1 << 31 else version,
-                prev_hash=self.prev_hash() if job.epoch == self.epoch else b"\x00" * 32,
-                merkle_root=job.merkle_root,
-                time=ntime,
-                bits=template.bits,
-                nonce=nonce,
-            )
-            share = Share(miner_id, str(job.epoch), header.serialize(), self.share_difficulty)
-            work = bitcoin.WorkTemplate(
-                str(self.epoch), self.prev_hash(), template.bits, template.height
-            )
+            for submission in submissions:
+                checked = self._check(submission, template)
+                if isinstance(checked, Verdict):
+                    verdicts.append(checked)
+                    continue
+                found.append((*checked, submission.job))
+                positions.append(len(verdicts))
+                self._seen.add(checked[1].hash())  # a duplicate later in the batch is one
+                verdicts.append(Verdict(accepted=checked[0]))
+            if not found:
+                return verdicts
             try:
-                accepted = bitcoin.validate_share(share, work, self._seen)
-            except InvalidShare as rejection:
-                return self.reject(
-                    miner_id, ERROR_CODES[ShareReason(rejection.reason)], rejection.message
-                )
-            try:
-                with self._atomic():  # the share and its credits: one write, or none (POOL-04)
-                    self._shares.add(accepted, self._now())
-                    credit = self._credit(accepted, template)
-            except Conflict:  # stored before this process started: a duplicate all the same
-                self._seen.add(header.hash())
-                return self.reject(miner_id, "duplicate-share", "already stored")
-            self._seen.add(header.hash())
-            self.accepted += 1
-        block_hash = self._submit_block(header, job) if accepted.is_block else None
-        return Verdict(accepted=accepted, block_hash=block_hash, credit_msat=credit)
+                credited = self._recorder.record([share for share, _, _ in found], template)
+            except Conflict:  # one was stored before this process started: judge one by one
+                self._seen.difference_update(header.hash() for _, header, _ in found)
+                return self._one_by_one(submissions) if len(submissions) > 1 else [
+                    self.reject(submissions[0].miner_id, "duplicate-share", "already stored")
+                ]  # fmt: skip
+            except BaseException:
+                self._seen.difference_update(header.hash() for _, header, _ in found)
+                raise
+            self.accepted += len(found)
+            for (share, _, _), msat in zip(found, credited, strict=True):
+                self.earned_msat[share.miner_id] += msat
+        return self._finish(verdicts, found, credited, positions)
 
-    def _credit(self, share: AcceptedShare, template: BlockTemplate) -> int:
-        """FPPS: the share's value in msat, the fraction carried per miner (SRS-POOL-04), and
-        the treasury's 20 % cut accrued the same way (SRS-POOL-08); the miner's msat."""
-        terms = fpps.FppsTerms.from_block(template.height, template.bits,
-                                          subsidy_sat=self._subsidy)  # fmt: skip
-        now, miner, difficulty = self._now(), share.miner_id, share.credited_difficulty
-        credit, msat = self._stored(miner, now).add_share(terms, difficulty, now)
-        cut, _ = self._stored(fpps.TREASURY_CREDIT_ID, now).add_treasury_cut(terms, difficulty, now)
-        for updated in (credit, cut):
-            if self._credits is not None:
-                self._credits.put(updated)
-            else:
-                self._unstored[updated.miner_id] = updated
-        self.earned_msat[miner] += msat
-        return msat
+    def _one_by_one(self, submissions: Sequence[Submission]) -> list[Verdict]:
+        return [verdict for s in submissions for verdict in self.judge_batch([s])]
 
-    def _stored(self, miner: str, now: int) -> fpps.MinerCredit:
-        store = self._credits
-        stored = store.get(miner) if store is not None else self._unstored.get(miner)
-        return stored or fpps.fresh_credit(miner, now)
+    def _finish(
+        self, verdicts: list[Verdict], found: list[tuple[AcceptedShare, BlockHeader, Job]],
+        credited: list[int], positions: list[int],
+    ) -> list[Verdict]:  # fmt: skip
+        """The verdicts with each accepted share's credit and block hash (blocks submitted)."""
+        for (share, header, job), msat, at in zip(found, credited, positions, strict=True):
+            block = self._submit_block(header, job) if share.is_block else None
+            verdicts[at] = Verdict(accepted=share, block_hash=block, credit_msat=msat)
+        return verdicts
+
+    def _check(
+        self, submission: Submission, template: BlockTemplate
+    ) -> tuple[AcceptedShare, BlockHeader] | Verdict:
+        """The share accepted with its header, or the rejection's verdict (under the lock)."""
+        miner_id, job, ntime = submission.miner_id, submission.job, submission.ntime
+        current = job.epoch == self.epoch
+        if not job.min_ntime <= ntime <= self._now() + MAX_FUTURE_S and current:
+            return self.reject(miner_id, "invalid-timestamp", f"ntime {ntime} out of range")
+        version = submission.version
+        header = BlockHeader(
+            version=version - (1 << 32) if version >= 1 << 31 else version,
+            prev_hash=self.prev_hash() if current else b"\x00" * 32,
+            merkle_root=job.merkle_root,
+            time=ntime,
+            bits=template.bits,
+            nonce=submission.nonce,
+        )
+        share = Share(miner_id, str(job.epoch), header.serialize(), self.share_difficulty)
+        work = bitcoin.WorkTemplate(str(self.epoch), self.prev_hash(), template.bits,
+                                    template.height)  # fmt: skip
+        try:
+            return bitcoin.validate_share(share, work, self._seen), header
+        except InvalidShare as rejection:
+            return self.reject(
+                miner_id, ERROR_CODES[ShareReason(rejection.reason)], rejection.message
+            )
 
     def reject(self, miner_id: str, code: str, detail: str) -> Verdict:
         """Count and log a rejected share (SRS-POOL-06); the verdict answering it."""

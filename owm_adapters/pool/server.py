@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from owm_adapters.pool.connection import ConnectionClosed, Entropy, NoiseSocket, accept
@@ -31,9 +31,10 @@ DEFAULT_MAX_PAYLOAD = 65_535
 
 
 class FrameHandler(Protocol):
-    """One connection's protocol: called with each frame received, then once when it closes."""
+    """One connection's protocol: called with the frames received together (in order), then
+    once when the connection closes."""
 
-    def on_frame(self, frame: Frame) -> None: ...
+    def on_frames(self, frames: Sequence[Frame]) -> None: ...
 
     def closed(self) -> None: ...
 
@@ -117,7 +118,7 @@ class PoolServer:
         handler = self._handlers(connection)
         try:
             while True:
-                handler.on_frame(connection.receive())
+                handler.on_frames(connection.receive_batch())
         except DomainError as error:
             self._refuse(peer, error.code, error.message)
         except (ConnectionClosed, OSError) as error:

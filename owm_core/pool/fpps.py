@@ -22,6 +22,7 @@ targets, shares) live in :mod:`owm_core.pool.bitcoin`.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable
 from fractions import Fraction
 
@@ -381,6 +382,26 @@ class MinerCredit:
     ) -> tuple[MinerCredit, int]:
         """This (treasury) credit after one more share's 20 % cut, and the msat it added."""
         return self._added(credit_treasury_msat(terms, share_difficulty, Fraction(self.carry)), now)
+
+    def add_value(self, value_sat: Fraction, now: int) -> tuple[MinerCredit, int]:
+        """This credit after one more share worth exactly ``value_sat`` (from
+        :func:`exact_share_value` or :func:`treasury_share_value`, computed once per template
+        and share difficulty), and the msat it added: the same result as :meth:`add_share` /
+        :meth:`add_treasury_cut`, in integer arithmetic on the stored ``carry`` — the pool's
+        hot path (SRS-POOL-04, SRS-PERF-11)."""
+        if value_sat < 0:
+            raise InvalidValue("value_sat", "must be ≥ 0")
+        numerator, _, denominator = self.carry.partition("/")
+        carry_num, carry_den = int(numerator), int(denominator or 1)
+        if not 0 <= carry_num < carry_den:
+            raise InvalidValue("carry", "must be in [0, 1)")
+        den = value_sat.denominator * carry_den
+        whole, rest = divmod(
+            value_sat.numerator * MSAT_PER_SAT * carry_den + carry_num * value_sat.denominator, den
+        )
+        common = math.gcd(rest, den)
+        carry = f"{rest // common}/{den // common}"
+        return MinerCredit(self.miner_id, self.credited_msat + whole, carry, now), whole
 
     def _added(self, credit: MsatCredit, now: int) -> tuple[MinerCredit, int]:
         carry = f"{credit.carry.numerator}/{credit.carry.denominator}"

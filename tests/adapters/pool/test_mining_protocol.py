@@ -285,3 +285,29 @@ def test_two_writers_on_one_chain_file_racing_for_a_height_the_loser_is_refused_
     with pytest.raises(BlockRejected, match="taken meanwhile"):
         second.submit_block(block_b.serialize())
     assert first.tip_height() == template.height
+
+
+def test_shares_sent_together_are_answered_together_errors_one_by_one(frozen: Pool) -> None:
+    miner = miner_on(frozen)
+    work = miner.work
+    assert work is not None and miner.channel_id is not None
+    nonces: list[int] = []
+    start = 0
+    while len(nonces) < 3:
+        nonce, _ = miner.find_nonce(1 << 16, start)
+        assert nonce is not None
+        nonces.append(nonce)
+        start = nonce + 1
+    sent = [(1, work.job_id, nonces[0]), (2, work.job_id, nonces[1]),
+            (3, work.job_id, nonces[0]),  # the first one again
+            (4, work.job_id, nonces[2]), (5, 999, nonces[2])]  # fmt: skip
+    miner.connection.send_batch([sv2.encode(sv2.SubmitSharesStandard(
+        miner.channel_id, seq, job, nonce, work.ntime, work.version)) for seq, job, nonce in sent
+    ])  # one write, as a miner with queued shares sends them  # fmt: skip
+    answers = [miner.receive() for _ in range(3)]
+    errors = {a.sequence_number: a.error_code for a in answers
+              if isinstance(a, sv2.SubmitSharesError)}  # fmt: skip
+    assert errors == {3: "duplicate-share", 5: "invalid-job-id"}
+    (success,) = [a for a in answers if isinstance(a, sv2.SubmitSharesSuccess)]
+    assert (success.last_sequence_number, success.new_submits_accepted_count) == (4, 3)
+    assert len(frozen.store.shares.since(0)) == 3

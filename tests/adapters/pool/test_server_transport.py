@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -23,8 +23,9 @@ class Echo:
     def __init__(self, connection: NoiseSocket) -> None:
         self.connection = connection
 
-    def on_frame(self, frame: Frame) -> None:
-        self.connection.send(frame)
+    def on_frames(self, frames: Sequence[Frame]) -> None:
+        for frame in frames:
+            self.connection.send(frame)
 
     def closed(self) -> None:
         pass

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from owm_adapters.chain.local_chain import LocalChain
-from owm_adapters.pool.mining import Job, MiningPool
+from owm_adapters.pool.mining import Job, MiningPool, Submission
 from owm_core.pool import bitcoin
 from owm_core.pool.bitcoin import BlockHeader
 from owm_core.pool.fpps import TREASURY_CREDIT_ID, MinerCredit
@@ -83,6 +83,29 @@ def test_a_crash_between_a_share_and_its_credits_loses_nothing_and_the_share_cou
     assert miner is not None and treasury is not None
     # regtest: a share is worth the whole 50 BTC subsidy, 80 % to the miner, 20 % to the treasury
     assert (miner.credited_msat, treasury.credited_msat) == (40 * 10**11, 10 * 10**11)
+
+
+def test_shares_judged_together_are_stored_with_their_credits_all_or_none(
+    backend: Backend, tmp_path: Path
+) -> None:
+    repos = backend.repos
+    credits = CrashingCredits(repos.miner_credits, 1)  # the batch's first credit write fails
+    chain = FrozenChain(LocalChain(tmp_path / "chain.db"))
+    pool = MiningPool(chain, repos.shares, lambda: NOW, payout_script=POOL_SCRIPT,
+                      credits=credits, atomic=repos.atomic)  # fmt: skip
+    pool.refresh()
+    job = pool.make_job(1, b"\x00" * 8)
+    nonces = [valid_nonce(pool, job, job.min_ntime)]
+    nonces += [valid_nonce(pool, job, job.min_ntime, nonces[-1] + 1)]
+    batch = [Submission(MINER.node_id, job, n, job.min_ntime, job.version) for n in nonces]
+    with pytest.raises(RuntimeError, match="power cut"):
+        pool.judge_batch(batch)
+    assert repos.shares.since(0) == [] and repos.miner_credits.list() == []
+    verdicts = pool.judge_batch(batch)  # sent again: both accepted, both credited, in one write
+    assert [v.credit_msat for v in verdicts] == [40 * 10**11, 40 * 10**11]
+    assert len(repos.shares.since(0)) == 2
+    miner = repos.miner_credits.get(MINER.node_id)
+    assert miner is not None and miner.credited_msat == 2 * 40 * 10**11
 
 
 def test_rejections_are_stored_so_a_restarted_pool_counts_them_and_a_resent_share_is_duplicate(

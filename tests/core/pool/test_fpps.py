@@ -223,6 +223,25 @@ def test_crediting_shares_one_by_one_in_msat_pays_exactly_the_floor_of_their_tot
     assert paid == exact.numerator // exact.denominator
 
 
+@given(
+    difficulties=st.lists(st.integers(1, 10**9), min_size=1, max_size=30),
+    terms=fpps_terms(),
+)
+@settings(max_examples=200)
+def test_adding_a_precomputed_share_value_credits_exactly_what_add_share_does(
+    difficulties: list[int], terms: FppsTerms
+) -> None:
+    slow = fast = fpps.fresh_credit("na", 0)
+    slow_cut = fast_cut = fpps.fresh_credit(fpps.TREASURY_CREDIT_ID, 0)
+    for difficulty in difficulties:
+        slow, msat = slow.add_share(terms, difficulty, 7)
+        fast, fast_msat = fast.add_value(fpps.exact_share_value(terms, difficulty), 7)
+        assert (fast, fast_msat) == (slow, msat)
+        slow_cut, _ = slow_cut.add_treasury_cut(terms, difficulty, 7)
+        fast_cut, _ = fast_cut.add_value(fpps.treasury_share_value(terms, difficulty), 7)
+        assert fast_cut == slow_cut
+
+
 def test_quarter_msat_shares_are_paid_one_msat_every_fourth_share() -> None:
     # 3.125 BTC / difficulty 10^12 × 0.8 = 0.25 msat per difficulty-1 share
     terms = fpps.FppsTerms(

@@ -1,0 +1,90 @@
+"""Accepted shares and the FPPS credits they earn, written together (SRS-POOL-04, SRS-POOL-08,
+SRS-PERF-11).
+
+:class:`ShareRecorder` writes a batch of accepted shares — those one connection sent together —
+with the miner's and the treasury's credits in one transaction (``Repositories.atomic``): all of
+them or none, so a crash loses no credit and an acknowledged share is stored. What a share is
+worth depends only on the template and the share's credited difficulty, so it is computed once
+(exactly, as a fraction of a sat) and each share then adds it to the miner's carried fraction in
+integer arithmetic (:meth:`owm_core.pool.fpps.MinerCredit.add_value`). The credits this pool
+wrote are kept in memory (the pool is their only writer), so a share costs no read of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from fractions import Fraction
+
+from owm_core.pool import fpps
+from owm_core.pool.bitcoin import AcceptedShare, BlockTemplate
+from owm_core.ports.repositories.pool import MinerCreditRepository, ShareRepository
+
+_KEPT_VALUES = 64
+
+
+class ShareRecorder:
+    """Shares and their credits in one write per batch (see the module docstring)."""
+
+    def __init__(
+        self,
+        shares: ShareRepository,
+        now: Callable[[], int],
+        credits: MinerCreditRepository | None = None,
+        atomic: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+        subsidy_sat: int | None = None,
+    ) -> None:
+        self._shares = shares
+        self._now = now
+        self._credits = credits
+        self._atomic = atomic
+        self._subsidy = subsidy_sat
+        self._known: dict[str, fpps.MinerCredit] = {}
+        self._values: dict[tuple[int, int, Fraction], tuple[Fraction, Fraction]] = {}
+
+    def record(self, accepted: Sequence[AcceptedShare], template: BlockTemplate) -> list[int]:
+        """Store ``accepted`` and credit each (80 % to its miner, 20 % to the treasury) in one
+        transaction; the msat each share credited its miner. Raises what the store raises
+        (``Conflict`` for a share already stored), having written nothing."""
+        now = self._now()
+        updated: dict[str, fpps.MinerCredit] = {}
+        credited: list[int] = []
+        with self._atomic():
+            for share in accepted:
+                self._shares.add(share, now)
+                miner_value, cut_value = self._value(template, share.credited_difficulty)
+                credit, msat = self._current(share.miner_id, updated, now).add_value(
+                    miner_value, now
+                )
+                updated[share.miner_id] = credit
+                treasury = self._current(fpps.TREASURY_CREDIT_ID, updated, now)
+                updated[fpps.TREASURY_CREDIT_ID], _ = treasury.add_value(cut_value, now)
+                credited.append(msat)
+            if self._credits is not None:
+                for credit in updated.values():
+                    self._credits.put(credit)
+        self._known.update(updated)
+        return credited
+
+    def _current(
+        self, miner: str, updated: dict[str, fpps.MinerCredit], now: int
+    ) -> fpps.MinerCredit:
+        found = updated.get(miner) or self._known.get(miner)
+        if found is None and self._credits is not None:
+            found = self._credits.get(miner)
+        return found or fpps.fresh_credit(miner, now)
+
+    def _value(self, template: BlockTemplate, difficulty: Fraction) -> tuple[Fraction, Fraction]:
+        """A share's exact value to its miner and to the treasury, in sat, at this template."""
+        key = (template.height, template.bits, Fraction(difficulty))
+        value = self._values.get(key)
+        if value is None:
+            terms = fpps.FppsTerms.from_block(template.height, template.bits,
+                                              subsidy_sat=self._subsidy)  # fmt: skip
+            value = (fpps.exact_share_value(terms, difficulty),
+                     fpps.treasury_share_value(terms, difficulty))  # fmt: skip
+            if len(self._values) >= _KEPT_VALUES:
+                self._values.clear()
+            self._values[key] = value
+        return value
