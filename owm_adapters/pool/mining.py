@@ -89,6 +89,11 @@ class Verdict:
     credit_msat: int = 0
 
 
+def _digest(share: AcceptedShare) -> bytes:
+    """The share's header hash in internal byte order (what the duplicate check keeps)."""
+    return bytes.fromhex(share.hash_hex)[::-1]
+
+
 class MiningPool:
     """The pool's shared state: the current template, seen shares, counters (thread-safe)."""
 
@@ -275,19 +280,19 @@ class MiningPool:
                     continue
                 found.append((*checked, submission.job))
                 positions.append(len(verdicts))
-                self._seen.add(checked[1].hash())  # a duplicate later in the batch is one
+                self._seen.add(_digest(checked[0]))  # a duplicate later in the batch is one
                 verdicts.append(Verdict(accepted=checked[0]))
             if not found:
                 return verdicts
             try:
                 credited = self._recorder.record([share for share, _, _ in found], template)
             except Conflict:  # one was stored before this process started: judge one by one
-                self._seen.difference_update(header.hash() for _, header, _ in found)
+                self._seen.difference_update(_digest(share) for share, _, _ in found)
                 return self._one_by_one(submissions) if len(submissions) > 1 else [
                     self.reject(submissions[0].miner_id, "duplicate-share", "already stored")
                 ]  # fmt: skip
             except BaseException:
-                self._seen.difference_update(header.hash() for _, header, _ in found)
+                self._seen.difference_update(_digest(share) for share, _, _ in found)
                 raise
             self.accepted += len(found)
             for (share, _, _), msat in zip(found, credited, strict=True):
