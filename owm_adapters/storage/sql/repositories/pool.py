@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -20,6 +20,10 @@ from owm_adapters.storage.sql.rows import (
 from owm_core.pool.bitcoin import AcceptedShare
 from owm_core.pool.fpps import MinerCredit
 from owm_core.pool.stats import HOUR_S, HourlyWork, MiningPayout
+
+HOURLY_WORK_MEM = "64MB"
+"""PostgreSQL's memory for the hourly sums (the default 4 MB makes the planner sort a day's
+shares on disk: 1.3 s at 10 million shares instead of a hash in memory)."""
 
 _ROWS = row_converter()
 """How this context's values become rows and back."""
@@ -102,6 +106,8 @@ class SqlShareRepository(SqlRepository):
             .order_by(ago, c.miner_id)
         )
         with self._db.tx() as conn:
+            if conn.dialect.name == "postgresql":  # sum in memory, not a sort spilled to disk
+                conn.execute(text(f"SET LOCAL work_mem = '{HOURLY_WORK_MEM}'"))
             rows = conn.execute(query).all()
         return [HourlyWork(int(a), m, int(n), int(w)) for a, m, n, w in rows]
 
