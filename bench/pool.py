@@ -15,6 +15,12 @@ What it does, in one run:
    (submit sent → SubmitShares answer read) is a validation latency; it includes the loopback
    and both sides' encryption, so it overstates the pool's own judging time.
 
+With ``--pipeline N`` each miner sends N shares in one write before reading the answers (as
+a miner with shares queued does; the pool judges them as one batch and answers the accepted
+ones with one aggregated ``SubmitShares.Success``). The pool process's CPU time is measured
+too, so the run also says how many shares one CPU second of the pool judges (the miners'
+threads share the machine).
+
 Targets: p99 < 100 ms (SRS-PERF-11) and accepted shares per second ≥ a quarter of
 ``raw_sha256d_per_s``. The last two lines are machine-readable:
 ``concurrency shares_per_s raw_sha256d_per_s validate_p50_ms validate_p99_ms errors`` and the
@@ -110,7 +116,9 @@ def serve(count: int, ready: Any, stop: Any) -> None:
                             lambda c: MinerConnection(c, pool, registry))  # fmt: skip
         host, port = server.start()
         ready.put((host, port, secp256k1.xonly_public_key(authority)))
+        cpu = time.process_time()
         stop.wait()
+        ready.put(time.process_time() - cpu)  # the pool process's CPU time under load
         server.stop()
 
 
@@ -205,14 +213,18 @@ def main() -> None:
         thread.join()
     elapsed = time.monotonic() - started
     stop.set()
+    pool_cpu_s = ready.get(timeout=30)
     server.join(10)
     accepted = sum(r[0] for r in results)  # type: ignore[index]
     errors = sum(r[1] for r in results)  # type: ignore[index]
     latencies = sorted(x for r in results for x in r[2])  # type: ignore[index]
     p50 = statistics.median(latencies) if latencies else float("nan")
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else p50
+    per_cpu_s = accepted / pool_cpu_s if pool_cpu_s else float("nan")
     print(f"pipeline {args.pipeline} share(s) in flight per miner; {accepted} accepted in "
-          f"{elapsed:.1f} s: {accepted / elapsed / raw:.2%} of one core's raw sha256d rate")
+          f"{elapsed:.1f} s: {accepted / elapsed / raw:.2%} of one core's raw sha256d rate; "
+          f"the pool process used {pool_cpu_s:.1f} CPU s: {per_cpu_s:.0f} shares per CPU "
+          f"second = {per_cpu_s / raw:.2%} of the raw rate")
     print("concurrency shares_per_s raw_sha256d_per_s validate_p50_ms validate_p99_ms errors")
     print(f"{args.concurrency} {accepted / elapsed:.0f} {raw:.0f} {p50:.2f} {p99:.2f} {errors}")
 
