@@ -32,6 +32,7 @@ import attrs
 import grpc
 
 from owm_adapters.control_plane.grpc_client import MAX_MESSAGE_BYTES
+from owm_server.grpc.interceptor import BehaviourInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class _Slot:
     released: bool = False
 
 
-class StreamLimiter(grpc.ServerInterceptor):  # type: ignore[misc]
+class StreamLimiter(BehaviourInterceptor):
     """Caps long-lived streams and ends idle client streams (see the module docstring)."""
 
     def __init__(
@@ -153,18 +154,13 @@ class StreamLimiter(grpc.ServerInterceptor):  # type: ignore[misc]
         """Stop the watchdog thread (the server is stopping)."""
         self._stopped.set()
 
-    def intercept_service(
-        self, continuation: Callable[[Any], Any], handler_call_details: Any
-    ) -> Any:
-        """Wrap the server's streaming handlers; unary ones pass through untouched."""
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
-        if handler.request_streaming and not handler.response_streaming:
-            return handler._replace(stream_unary=self._client_stream(handler.stream_unary))
-        if handler.response_streaming and not handler.request_streaming:
-            return handler._replace(unary_stream=self._server_stream(handler.unary_stream))
-        return handler
+    def wrap(self, kind: str, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+        """Limit the server's one-way streams; unary and bidirectional RPCs pass untouched."""
+        if kind == "stream_unary":
+            return self._client_stream(behavior)
+        if kind == "unary_stream":
+            return self._server_stream(behavior)
+        return behavior
 
     # -- wrapping ------------------------------------------------------------------------------
 

@@ -16,10 +16,12 @@ from typing import Any
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from owm_server.grpc.interceptor import BehaviourInterceptor
+
 LATENCY_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0)
 
 
-class RpcMetrics(grpc.ServerInterceptor):  # type: ignore[misc]
+class RpcMetrics(BehaviourInterceptor):
     """Counts and times every RPC into ``registry``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -32,19 +34,11 @@ class RpcMetrics(grpc.ServerInterceptor):  # type: ignore[misc]
             ["method"], buckets=LATENCY_BUCKETS_S, registry=registry,
         )
 
-    def intercept_service(
-        self, continuation: Callable[[Any], Any], handler_call_details: Any
-    ) -> Any:
-        """Wrap whichever behaviour the handler has."""
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = str(handler_call_details.method)
-        if handler.response_streaming:
-            kind = "stream_stream" if handler.request_streaming else "unary_stream"
-            return handler._replace(**{kind: self._streamed(method, getattr(handler, kind))})
-        kind = "stream_unary" if handler.request_streaming else "unary_unary"
-        return handler._replace(**{kind: self._single(method, getattr(handler, kind))})
+    def wrap(self, kind: str, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+        """Time and count every RPC, whichever its kind."""
+        if kind.endswith("_stream"):
+            return self._streamed(method, behavior)
+        return self._single(method, behavior)
 
     def _single(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
         def timed(request: Any, context: grpc.ServicerContext) -> Any:
