@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from starlette.responses import Response
 
 from owm_adapters.services.api.views import DashboardFrame
@@ -89,29 +90,13 @@ def payout_json(p: MiningPayout) -> dict[str, Any]:
 
 
 def pool_json(p: PoolStats) -> dict[str, Any]:
-    """Pool-wide statistics."""
-    return {
-        "hashrate_1h_hps": p.hashrate_1h_hps,
-        "hashrate_24h_hps": p.hashrate_24h_hps,
-        "miners_24h": p.miners_24h,
-        "shares_24h": p.shares_24h,
-        "blocks_30d": p.blocks_30d,
-        "paid_sat_total": p.paid_sat_total,
-        "at": p.at,
-    }
+    """Pool-wide statistics: every figure of the value, as :data:`POOL` lists them."""
+    return attrs.asdict(p)
 
 
 def miner_json(m: MinerStats) -> dict[str, Any]:
-    """One miner's statistics."""
-    return {
-        "miner_id": m.miner_id,
-        "hashrate_1h_hps": m.hashrate_1h_hps,
-        "hashrate_24h_hps": m.hashrate_24h_hps,
-        "shares_24h": m.shares_24h,
-        "blocks_30d": m.blocks_30d,
-        "paid_sat": m.paid_sat,
-        "payouts": m.payouts,
-    }
+    """One miner's statistics: every figure of the value, as :data:`MINER` lists them."""
+    return attrs.asdict(m)
 
 
 def dashboard_json(frame: DashboardFrame) -> dict[str, Any]:
