@@ -16,8 +16,10 @@ from owm_adapters.storage.sql.rows import (
     EnvelopeRepository,
     Flat,
     KeyedRepository,
+    from_row,
     register_row,
     row_converter,
+    to_row,
 )
 from owm_core.identity.envelopes import Envelope, to_bytes
 from owm_core.nodes.activity import HeartbeatCount
@@ -31,6 +33,7 @@ register_row(
     Node,
     flat=[Flat("ln_node_uri", {"pubkey": "ln_pubkey", "host": "ln_host", "port": "ln_port"})],
 )
+register_row(_ROWS, HeartbeatCount, renamed={"count": "heartbeats"})
 
 
 class SqlNodeRepository(KeyedRepository[Node]):
@@ -76,8 +79,8 @@ class SqlHeartbeatActivityRepository(SqlRepository):
     def add(self, counts: Mapping[tuple[int, str], int]) -> None:
         """Add ``count`` to the stored count of each (minute start, node_id); counts ≥ 1."""
         rows = [
-            {"minute": c.minute, "node_id": c.node_id, "heartbeats": c.count}
-            for c in (HeartbeatCount(m, node_id, n) for (m, node_id), n in sorted(counts.items()))
+            to_row(_ROWS, HeartbeatCount(minute, node_id, n))
+            for (minute, node_id), n in sorted(counts.items())
         ]
         with self._db.tx(write=True) as conn:
             dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
@@ -95,7 +98,7 @@ class SqlHeartbeatActivityRepository(SqlRepository):
         query = select(t.heartbeat_activity).where(c.minute >= start).order_by(c.minute, c.node_id)
         with self._db.tx() as conn:
             rows = conn.execute(query).all()
-        return [HeartbeatCount(r.minute, r.node_id, r.heartbeats) for r in rows]
+        return [from_row(_ROWS, r, HeartbeatCount) for r in rows]
 
     def delete_older_than(self, cutoff: int) -> int:
         """Forget counts of minutes starting before ``cutoff``; how many were forgotten."""

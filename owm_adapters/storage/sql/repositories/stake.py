@@ -20,7 +20,7 @@ from owm_adapters.storage.sql.rows import (
 )
 from owm_core.errors import Conflict
 from owm_core.stake.changes import StakeChange, change_of
-from owm_core.stake.channel import Stake, StakeStatus
+from owm_core.stake.channel import Stake
 from owm_core.stake.reporters import channel_taken
 
 _ROWS = row_converter()
@@ -46,6 +46,9 @@ register_row(
 )
 
 
+register_row(_ROWS, StakeChange)
+
+
 class SqlStakeRepository(SqlRepository):
     """Stake records (with their channel flattened) in the ``stakes`` table."""
 
@@ -61,9 +64,7 @@ class SqlStakeRepository(SqlRepository):
             upsert(conn, t.stakes, to_row(_ROWS, stake), "public_key")
             change = change_of(before, stake)
             if change is not None:
-                conn.execute(insert(t.stake_changes).values(
-                    public_key=change.public_key, status=change.status.value, at=change.at
-                ))
+                conn.execute(insert(t.stake_changes).values(to_row(_ROWS, change)))
 
     def get(self, public_key: str) -> Stake | None:
         """The stake record of ``public_key``, or None (keeps slashed keys for the cooldown)."""
@@ -86,12 +87,10 @@ class SqlStakeRepository(SqlRepository):
     def changes(self, start: int, limit: int = 10_000) -> Sequence[StakeChange]:
         """Up to ``limit`` status changes at or after ``start``, in the order they were saved."""
         c = t.stake_changes.c
-        query = (
-            select(c.public_key, c.status, c.at).where(c.at >= start).order_by(c.seq).limit(limit)
-        )
+        query = select(t.stake_changes).where(c.at >= start).order_by(c.seq).limit(limit)
         with self._db.tx() as conn:
             rows = conn.execute(query).all()
-        return [StakeChange(r.public_key, StakeStatus(r.status), r.at) for r in rows]
+        return [from_row(_ROWS, r, StakeChange) for r in rows]
 
 
 class SqlChannelBindingRepository(SqlRepository):
