@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -42,8 +42,9 @@ from owm_adapters.services.coordinator.shared import (
 from owm_adapters.services.data_payouts import DataCreditPayouts
 from owm_adapters.services.github_app import GitHubApp
 from owm_adapters.services.governance import GovernanceService
+from owm_adapters.services.singletons import Retention, SingletonJobs
 from owm_adapters.services.slashing import SlashingService
-from owm_adapters.services.workers import OnStop, Workers
+from owm_adapters.services.workers import OnStop, Worker, Workers
 from owm_adapters.storage import keystore
 from owm_core.coordination.reveals import RevealWindows
 from owm_core.errors import InvalidValue
@@ -53,12 +54,16 @@ from owm_core.ports.chain import Chain, WalletChain
 from owm_core.ports.clock import Clock
 from owm_core.ports.embeddings import Embedder
 from owm_core.ports.invoices import InvoiceSource
+from owm_core.ports.leadership import Leadership
 from owm_core.ports.lightning import Lightning
 from owm_core.ports.repositories import Repositories
 from owm_core.ports.timestamping import Timestamping
 from owm_core.ports.vector_store import VectorStore
 from owm_core.stake.channel import StakePolicy
 from owm_core.stake.slashing import SlashingPolicy
+
+SHARED_RECONCILE_S = 5.0
+"""How often the coordinator that pays looks for tasks settled on the others (SRS-COORD-05)."""
 
 if TYPE_CHECKING:
     from owm_adapters.lightning.node_invoices import NodeInvoiceSource
@@ -94,6 +99,30 @@ def repositories_from(settings: CoordinatorSettings) -> Repositories:
     except SchemaNotCurrent as exc:
         raise ConfigError(str(exc)) from None
     return repositories
+
+
+def shares_store(store: Repositories) -> bool:
+    """Whether other coordinators may share ``store``: a PostgreSQL database (SRS-COORD-05).
+    SQLite and the in-memory store serve one coordinator."""
+    try:
+        from owm_adapters.storage.sql import SqlRepositories
+    except ImportError:
+        return False
+    return isinstance(store, SqlRepositories) and store.database.engine.dialect.name == "postgresql"
+
+
+def leadership_of(store: Repositories) -> Leadership:
+    """Who runs the singleton jobs: PostgreSQL session advisory locks on a dedicated
+    connection when the store is shared, else this process (SRS-COORD-05)."""
+    from owm_adapters.storage.memory.leadership import LocalLeadership
+
+    if not shares_store(store):
+        return LocalLeadership()
+    from owm_adapters.storage.sql import SqlRepositories
+    from owm_adapters.storage.sql.leadership import AdvisoryLeadership
+
+    assert isinstance(store, SqlRepositories)
+    return AdvisoryLeadership(store.database.engine.url.render_as_string(hide_password=False))
 
 
 def service_config_of(settings: CoordinatorSettings) -> ServiceConfig:
@@ -143,8 +172,9 @@ class Coordinator:
     """Everything one coordinator process runs, built only by :func:`build_coordinator`.
 
     Shells hold it and never patch it. ``workers`` lists what runs in the background, in
-    start order: the task market's threads first, then payouts, slashing and FL rounds;
-    :meth:`running` starts them and stops them in reverse.
+    start order: the task market's threads first, then the singleton jobs (payouts,
+    slashing, FL rounds, …: each runs while this coordinator holds its lead, SRS-COORD-05) and
+    the pool; :meth:`running` starts them and stops them in reverse.
     """
 
     store: Repositories
@@ -173,6 +203,8 @@ class Coordinator:
     #: The Stratum V2 mining pool (None while ``[pool]`` is off; docs/mining-pool.md), on the
     #: ``pool_chain`` of :func:`build_coordinator` if given, else the settings' chain.
     pool: PoolWorker | None = None
+    #: The jobs that run on one coordinator at a time, and which of them run here.
+    singletons: SingletonJobs | None = None
 
     @contextmanager
     def running(self, timeout_s: float = 10.0) -> Iterator[Coordinator]:
@@ -218,15 +250,15 @@ def build_coordinator(
         secure_tree(existing)  # state written by an older release is private from now on
     default_invoices = treasury is None and invoices is None
     store = store if store is not None else repositories_from(settings)
+    shared = shares_store(store)
     treasury = treasury if treasury is not None else lightning_from(settings)
     clock = clock if clock is not None else SystemClock()
-    if default_invoices:
-        invoices = node_invoice_source(settings, store, clock)
+    invoices = node_invoice_source(settings, store, clock) if default_invoices else invoices
     node_invoices = invoices if isinstance(invoices, _node_invoice_type()) else None
     payouts = None if invoices is None else PayoutDispatcher(
-        store, treasury, invoices, clock,
-        sweep_s=DEFAULT_SWEEP_S if payout_sweep_s is None else payout_sweep_s,
-    )
+        store, treasury, invoices, clock, sweep_s=payout_sweep_s or DEFAULT_SWEEP_S,
+        reconcile_every_s=SHARED_RECONCILE_S if shared else None,
+    )  # fmt: skip
     slashing_service, created = None, False
     if slashing:
         if coordinator_key is None:
@@ -235,8 +267,9 @@ def build_coordinator(
             settings, store, clock, force_closer=force_closer, coordinator=coordinator_key
         )
     channels = payout_channels_from(settings, store, treasury, clock)
+    config = config if config is not None else service_config_of(settings)
     service = CoordinatorService(
-        store, treasury, clock, config if config is not None else service_config_of(settings),
+        store, treasury, clock, attrs.evolve(config, shared_state=shared),
         settlement_listeners=_settlement_listeners(store, clock, payouts, slashing_service),
         coordinator_key=coordinator_key,
         registration_listeners=() if channels is None else (channels.registered,),
@@ -247,29 +280,40 @@ def build_coordinator(
     )
     service.market.advertised_api_url = advertised_api_url(settings, fl)
     stamping = _timestamping_worker(fl.timestamping) if fl is not None else None
-    pool = pool_from(
-        settings, store, clock, data_dir_of(settings), chain=pool_chain, payouts=payouts
-    )
-    workers = _workers(store, clock, service, payouts, channels, slashing_service, stamping, fl,
-                       pool)
+    pool = pool_from(settings, store, clock, data_dir_of(settings), chain=pool_chain,
+                     payouts=payouts)
+    singletons = _singletons(store, clock, service, payouts, ("payout-channels", channels),
+                             ("slashing", slashing_service), ("fl-rounds", fl))
     return Coordinator(
         store=store, clock=clock, treasury=treasury, service=service, payouts=payouts,
         slashing=slashing_service, fl=fl, node_invoices=node_invoices,
-        signing_key_created=created, workers=workers, identity=service.signer,
+        signing_key_created=created, identity=service.signer,
+        workers=Workers(tuple(w for w in (service, stamping, singletons, pool) if w is not None)),
         governance=governance_from(settings, store, clock, service.signer, chain=wallet_chain),
         github=github or github_app_from(settings, service, payouts, fl), pool=pool,
+        singletons=singletons,
     )
 
 
-def _workers(
+def _singletons(
     store: Repositories, clock: Clock, service: CoordinatorService,
-    payouts: PayoutDispatcher | None, *others: Any,
-) -> Workers:
-    """The background workers in start order: the market, payouts, the data contributors'
-    payout sweep (over the payout outbox, when payouts run), then ``others`` (channels,
-    slashing, stamping, FL rounds, the pool) that are not None."""
+    payouts: PayoutDispatcher | None, *others: tuple[str, Worker | None],
+) -> SingletonJobs:
+    """The jobs that run on one coordinator at a time (SRS-COORD-05), in start order: the
+    market's housekeeping and stake re-verification (flags of the market thread), retention,
+    payouts, the data contributors' payout sweep (over the payout outbox, when payouts run),
+    then the payout channels, slashing's resume loop and FL rounds when they run."""
+    service.housekeeping.on = service.stake_checks.on = False  # until the lead is taken
     credits = None if payouts is None else DataCreditPayouts(store, clock, payouts)
-    return Workers(tuple(w for w in (service, payouts, credits, *others) if w is not None))
+    jobs: list[tuple[str, Worker | None]] = [
+        ("market-housekeeping", service.housekeeping),
+        ("stake-reverification", service.stake_checks),
+        ("retention", Retention(store, clock)),
+        ("payouts", payouts),
+        ("data-credit-payouts", credits),
+        *others,
+    ]
+    return SingletonJobs(leadership_of(store), [(n, w) for n, w in jobs if w is not None])
 
 
 def _timestamping_worker(timestamping: Timestamping) -> OnStop | None:
@@ -313,7 +357,10 @@ def node_invoice_source(
         LedgerInvoiceSource(embedded_ledger(settings))
         if settings.lightning.backend == "embedded" else None
     )
-    return NodeInvoiceSource(store, clock, fallback=fallback)
+    from owm_core.identity.envelopes import ReplayGuard
+
+    guard = ReplayGuard(ledger=store.nonces) if shares_store(store) else None
+    return NodeInvoiceSource(store, clock, fallback=fallback, guard=guard)
 
 
 # -- slashing (SRS-STAKE-04..07, SRS-SEC-11/13/14, SRS-LN-13) -------------------------------------
@@ -590,6 +637,7 @@ __all__ = [
     "replicas_per_task",
     "repositories_from",
     "service_config_of",
+    "shares_store",
     "slashing_service_from",
     "tls_paths_of",
     "upload_url_of",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -139,7 +140,11 @@ class PayoutDispatcher:
         *,
         sweep_s: float = DEFAULT_SWEEP_S,
         checkpoint: Callable[[str], None] = _no_checkpoint,
+        reconcile_every_s: float | None = None,
     ) -> None:
+        """``reconcile_every_s``: with several coordinators on one store (SRS-COORD-05) tasks
+        settle on coordinators whose dispatcher does not run, so the one that runs it
+        reconciles this often (None: only when it starts, one coordinator)."""
         self.repositories = repositories
         self.lightning = lightning
         self.invoices = invoices
@@ -150,6 +155,8 @@ class PayoutDispatcher:
         self._queue_lock = threading.Lock()  # settlements waiting for their record
         self._waiting: list[_Waiting] = []
         self._loop = Loop("owm-payouts", self.sweep, sweep_s, first=self.reconcile)
+        self.reconcile_every_s = reconcile_every_s
+        self._reconciled_at = 0.0
 
     @property
     def payments(self) -> PaymentRepository:
@@ -172,6 +179,8 @@ class PayoutDispatcher:
         """The coordinator's settlement listener: queue a paid settlement for the worker."""
         if settlement.kind is not SettlementKind.SETTLE or settlement.amount_msat <= 0:
             return
+        if self.reconcile_every_s is not None and not self._loop.running:
+            return  # another coordinator pays (SRS-COORD-05): its reconcile finds the task
         with self._queue_lock:
             self._waiting.append(_Waiting(settlement))
         self._loop.wake()
@@ -300,6 +309,10 @@ class PayoutDispatcher:
 
     def sweep(self) -> int:
         """Enqueue what settled, then act on every due payment; return how many were acted on."""
+        every = self.reconcile_every_s
+        if every is not None and time.monotonic() - self._reconciled_at >= every:
+            self._reconciled_at = time.monotonic()
+            self.reconcile()
         self._enqueue_waiting()
         now = self.clock.now()
         acted = 0

@@ -65,6 +65,11 @@ class Loop:
         """True between :meth:`stop` and the next :meth:`start`."""
         return self._stop.is_set()
 
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._thread is not None and not self._stop.is_set()
+
     def start(self) -> None:
         """Start the thread (a no-op while it runs)."""
         if self._thread is not None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections import OrderedDict, deque
+from typing import Protocol
 
 import attrs
 
@@ -63,11 +64,26 @@ class Admission:
     retry_after_s: int = attrs.field(validator=fields.integer(minimum=0))
 
 
+class RateLedger(Protocol):
+    """The requests each limit counted, shared by every coordinator on one database
+    (SRS-COORD-05): the shape of :class:`owm_core.ports.repositories.RateLogRepository`."""
+
+    def admit(self, scope: str, key: str, now: int, rate: RateLimit) -> Admission:
+        """:meth:`SlidingWindowLimiter.admit` for ``key`` of the limit named ``scope``."""
+        ...
+
+
 @attrs.define
 class SlidingWindowLimiter:
-    """An exact sliding-log limiter for one :class:`RateLimit`, keyed by arbitrary strings."""
+    """An exact sliding-log limiter for one :class:`RateLimit`, keyed by arbitrary strings.
+
+    With a ``ledger`` the log lives there, under ``scope``, so that several coordinators on
+    one database share one limit (SRS-COORD-05); otherwise in this process's memory.
+    """
 
     rate: RateLimit = attrs.field(validator=fields.instance_of(RateLimit))
+    ledger: RateLedger | None = attrs.field(default=None, kw_only=True)
+    scope: str = attrs.field(default="", kw_only=True)
     _log: OrderedDict[str, deque[int]] = attrs.field(init=False, factory=OrderedDict)
 
     def __len__(self) -> int:
@@ -79,6 +95,8 @@ class SlidingWindowLimiter:
         _check_key(key)
         if isinstance(now, bool) or not isinstance(now, int) or now < 0:
             raise InvalidValue("now", "must be a non-negative integer")
+        if self.ledger is not None:
+            return self.ledger.admit(self.scope, key, now, self.rate)
         self._forget_idle_keys(now)
         stamps = self._log.get(key)
         if stamps is None:
@@ -171,3 +189,17 @@ def registration_limit(transport: Transport) -> RateLimit:
     if transport is Transport.ONION:
         return ONION_REGISTRATION_PER_NODE_KEY
     return REGISTRATION_PER_IP
+
+
+def admit_to_log(stamps: list[int], now: int, rate: RateLimit) -> tuple[Admission, int | None]:
+    """The sliding-log rule over one key's recorded times ``stamps`` (oldest first): the
+    admission, and the time to record (None when refused). A shared ledger applies exactly
+    the rule :meth:`SlidingWindowLimiter.admit` applies in memory (SRS-COORD-05)."""
+    if stamps:
+        now = max(now, stamps[-1])
+    horizon = now - rate.window_s
+    live = [at for at in stamps if at > horizon]
+    if len(live) >= rate.limit:
+        retry = live[-rate.limit] + rate.window_s - now
+        return Admission(admitted=False, remaining=0, retry_after_s=max(0, retry)), None
+    return Admission(admitted=True, remaining=rate.limit - len(live) - 1, retry_after_s=0), now

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -79,20 +79,77 @@ def challenge_message(challenge: Challenge, details: Mapping[str, Any]) -> bytes
     )
 
 
+class ChallengeStore(Protocol):
+    """Where outstanding challenges wait for their answer: this process's memory
+    (:class:`OpenChallenges`) or a store every coordinator shares
+    (:class:`owm_core.ports.repositories.ChallengeRepository`, SRS-COORD-05)."""
+
+    def __len__(self) -> int:
+        """How many challenges are outstanding (expired ones not yet forgotten included)."""
+        ...
+
+    def add(self, challenge: Challenge, keep: int) -> None:
+        """Hold ``challenge``; then at most ``keep`` challenges, the oldest dropped first."""
+        ...
+
+    def take(self, nonce: str) -> Challenge | None:
+        """Remove and return the challenge with ``nonce`` (None if none): one use only."""
+        ...
+
+    def forget_expired(self, now: int) -> int:
+        """Drop every challenge that expired before ``now``; how many."""
+        ...
+
+
+@attrs.define
+class OpenChallenges:
+    """Outstanding challenges in this process's memory, oldest first (one coordinator)."""
+
+    _open: OrderedDict[str, Challenge] = attrs.field(init=False, factory=OrderedDict)
+
+    def __len__(self) -> int:
+        """How many challenges are outstanding."""
+        return len(self._open)
+
+    def add(self, challenge: Challenge, keep: int) -> None:
+        """Hold ``challenge``; then at most ``keep`` challenges, the oldest dropped first."""
+        self._open[challenge.nonce] = challenge
+        while len(self._open) > keep:
+            self._open.popitem(last=False)
+
+    def take(self, nonce: str) -> Challenge | None:
+        """Remove and return the challenge with ``nonce`` (None if none)."""
+        return self._open.pop(nonce, None)
+
+    def forget_expired(self, now: int) -> int:
+        """Drop every challenge that expired before ``now``; how many."""
+        dropped = 0
+        while self._open:
+            first = next(iter(self._open.values()))
+            if first.expires_at >= now:
+                break
+            self._open.popitem(last=False)
+            dropped += 1
+        return dropped
+
+
 @attrs.define
 class ChallengeBook:
-    """Outstanding challenges (in memory, one per coordinator process): issue, then redeem once.
+    """Outstanding challenges: issue, then redeem once (SRS-SEC-03).
 
-    Memory is bounded by ``max_outstanding``; expired challenges are forgotten as time passes.
-    A redeemed challenge is gone even when the answer was wrong, so answers cannot be guessed.
+    They wait in ``store``: this process's memory by default, or the store every coordinator
+    on one database shares, so a challenge issued by one coordinator can be answered at
+    another (SRS-COORD-05). Memory is bounded by ``max_outstanding``; expired challenges are
+    forgotten as time passes. A redeemed challenge is gone even when the answer was wrong,
+    so answers cannot be guessed.
     """
 
     ttl_s: int = attrs.field(default=DEFAULT_CHALLENGE_TTL_S, validator=fields.integer(1, 3600))
     max_outstanding: int = attrs.field(default=100_000, validator=fields.integer(minimum=1))
-    _open: OrderedDict[str, Challenge] = attrs.field(init=False, factory=OrderedDict)
+    store: ChallengeStore = attrs.field(factory=OpenChallenges)
 
     def __len__(self) -> int:
-        return len(self._open)
+        return len(self.store)
 
     def issue(
         self, public_key: str, purpose: ChallengePurpose, nonce: bytes, now: int
@@ -101,11 +158,9 @@ class ChallengeBook:
         parse_public_key(public_key)
         if not isinstance(nonce, bytes) or len(nonce) != CHALLENGE_NONCE_BYTES:
             raise InvalidValue("nonce", f"must be {CHALLENGE_NONCE_BYTES} random bytes")
-        self._forget_expired(now)
-        while len(self._open) >= self.max_outstanding:
-            self._open.popitem(last=False)
+        self.store.forget_expired(now)
         challenge = Challenge(public_key, purpose, nonce.hex(), now, now + self.ttl_s)
-        self._open[challenge.nonce] = challenge
+        self.store.add(challenge, self.max_outstanding)
         return challenge
 
     def redeem(
@@ -119,24 +174,14 @@ class ChallengeBook:
     ) -> Challenge:
         """Check the answer to a challenge and use it up; SignatureInvalid if anything is off."""
         parse_public_key(public_key)
-        self._forget_expired(now)
-        challenge = self._open.pop(nonce, None) if isinstance(nonce, str) else None
-        if challenge is None:
+        challenge = self.store.take(nonce) if isinstance(nonce, str) else None
+        if challenge is None or now > challenge.expires_at:
             raise SignatureInvalid("unknown or expired challenge; ask for a new one")
         if challenge.public_key != public_key or challenge.purpose is not purpose:
             raise SignatureInvalid("challenge was issued for another key or purpose")
-        if now > challenge.expires_at:
-            raise SignatureInvalid("challenge expired; ask for a new one")
         try:
             raw = bytes.fromhex(signature)
         except (TypeError, ValueError):
             raise SignatureInvalid("signature must be 128 hex characters") from None
         verify_signature(public_key, challenge_message(challenge, details), raw)
         return challenge
-
-    def _forget_expired(self, now: int) -> None:
-        while self._open:
-            first = next(iter(self._open.values()))
-            if first.expires_at >= now:
-                break
-            self._open.popitem(last=False)

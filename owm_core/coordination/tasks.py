@@ -169,7 +169,10 @@ def plan_dispatch(
     """Assign waiting replicas (submitted or timed out) to the best offers and store them.
 
     A node never holds two replicas of one task, nor one it timed out on; a replica nobody can
-    take stays waiting. Every assignment is stored (expected state checked) before it is returned.
+    take stays waiting. Every assignment is stored (expected state checked) before it is returned:
+    the store's compare-and-set on the replica's state is what keeps several coordinators on
+    one database from assigning one replica twice — the one whose write finds the state changed
+    skips the replica (SRS-COORD-05).
     """
     assignments: list[Assignment] = []
     busy: dict[str, set[str]] = {}
@@ -188,7 +191,10 @@ def plan_dispatch(
             continue
         chosen: Match = free[0]
         assigned = assign(task, chosen, now, timeout_s)
-        repositories.tasks.save(assigned, expected_state=task.state)
+        try:
+            repositories.tasks.save(assigned, expected_state=task.state)
+        except Conflict:
+            continue  # another coordinator on the store took it first (SRS-COORD-05)
         busy[group].add(chosen.node_id)
         assignments.append(Assignment(assigned, chosen.node_id))
     return assignments

@@ -715,6 +715,15 @@ def open_body(envelope: Envelope) -> Body:
 # --- replay protection --------------------------------------------------------------------
 
 
+class NonceLedger(Protocol):
+    """Nonces seen by every coordinator on one database (SRS-COORD-05, SRS-SEC-03): the
+    shape of :class:`owm_core.ports.repositories.NonceRepository` a guard needs."""
+
+    def claim(self, signer: str, nonce: str, expires_at: int) -> bool:
+        """Record ``(signer, nonce)`` until ``expires_at``; False if it is recorded already."""
+        ...
+
+
 @attrs.define
 class ReplayGuard:
     """Refuses stale, future-dated and repeated envelopes (in memory; one per process).
@@ -726,6 +735,12 @@ class ReplayGuard:
     others out either. ``now`` should not go backwards; if it does, the guard keeps using the
     latest ``now`` it saw as the lower edge of the window, so forgotten nonces can never become
     acceptable again.
+
+    With a ``ledger`` (several coordinators on one PostgreSQL database, SRS-COORD-05) a nonce
+    that passes this process's checks must also be new to the ledger, which every coordinator
+    shares: an envelope used at one coordinator is refused at all of them. The ledger keeps a
+    nonce for twice the window, so coordinators whose clocks differ by less than a window
+    never forget a nonce another one could still accept.
     """
 
     window_s: int = attrs.field(
@@ -733,6 +748,7 @@ class ReplayGuard:
     )
     max_entries: int = attrs.field(default=1_000_000, validator=fields.integer(minimum=1))
     max_per_signer: int = attrs.field(default=3_000, validator=fields.integer(minimum=1))
+    ledger: NonceLedger | None = attrs.field(default=None, kw_only=True)
     _seen: dict[tuple[str, str], int] = attrs.field(init=False, factory=dict)
     _per_signer: dict[str, int] = attrs.field(init=False, factory=dict)
     _expiry: list[tuple[int, str, str]] = attrs.field(init=False, factory=list)
@@ -786,6 +802,10 @@ class ReplayGuard:
             )
         if len(self._seen) >= self.max_entries:
             raise ReplayRejected("replay guard is full; try again shortly")
+        if self.ledger is not None and not self.ledger.claim(
+            signer, nonce, issued_at + 2 * self.window_s
+        ):
+            raise ReplayRejected("envelope nonce was already used")
         self._seen[key] = issued_at
         self._per_signer[signer] = held + 1
         heapq.heappush(self._expiry, (issued_at, signer, nonce))

@@ -426,10 +426,8 @@ class Market:
             current = self.repositories.tasks.get(outcome.task.task_id)
             if current is not None:  # already handed to another node, most likely
                 outcome = attrs.evolve(outcome, task=current)
-        log.info(
-            "node %s rejected task %s: field %r: %r",
-            rejection.node_id, rejection.replica_id, rejection.field, rejection.reason,
-        )
+        log.info("node %s rejected task %s: field %r: %r", rejection.node_id,
+                 rejection.replica_id, rejection.field, rejection.reason)
         return outcome
 
     def rejections(self, task_id: str) -> dict[str, list[Rejection]]:
@@ -441,12 +439,14 @@ class Market:
             by_replica.setdefault(rejection.replica_id, []).append(rejection)
         return by_replica
 
-    def tick(self) -> list[Task]:
-        """Time out overdue assignments, close the commit and reveal windows that have passed,
-        expire tasks nobody took in time (dropping their inputs), dispatch the timed-out
-        replicas and the sweep's next page, close due escrows (expired tasks refunded); the
-        timed-out."""
+    def tick(self, *, housekeeping: bool = True) -> list[Task]:
+        """Dispatch the sweep's next page; with ``housekeeping`` (one coordinator leads it,
+        SRS-COORD-05) first time out overdue assignments, close passed commit and reveal
+        windows, expire tasks nobody took, close due escrows; the timed-out."""
         with self._market_lock:
+            if not housekeeping:
+                self._dispatch_locked(None)
+                return []
             late = time_out_overdue(self.repositories, self.clock.now())
             judged = self._rounds.close_due()
             self._verdicts_locked(judged)

@@ -1,7 +1,8 @@
 """Challenges, registration, deregistration and stakes of one coordinator process.
 
-:class:`Registrar` owns the outstanding challenges and the registration rate limiters, under
-one lock (a threaded gRPC server calls it concurrently); the rules are
+:class:`Registrar` owns the outstanding challenges (kept in the store, so every coordinator
+on it shares them) and the registration rate limiters, under one lock (a threaded gRPC
+server calls it concurrently); the rules are
 :mod:`owm_core.coordination.registration`, :mod:`~owm_core.coordination.challenges` and
 :mod:`~owm_core.coordination.stakes`.
 """
@@ -54,8 +55,17 @@ class Registrar:
         self.clock = clock
         self.config = config
         self._entropy = entropy
-        self._challenges = ChallengeBook()
-        self._limiters = {t: SlidingWindowLimiter(registration_limit(t)) for t in Transport}
+        # Shared by every coordinator on the store (SRS-COORD-05): a challenge issued here
+        # may be answered at another coordinator; with ``shared_state`` the registration
+        # limits count every coordinator's registrations too.
+        self._challenges = ChallengeBook(store=repositories.challenges)
+        ledger = repositories.rate_log if config.shared_state else None
+        self._limiters = {
+            t: SlidingWindowLimiter(
+                registration_limit(t), ledger=ledger, scope=f"registration/{t.value}"
+            )
+            for t in Transport
+        }
         self._auth_lock = threading.Lock()
 
     def challenge(self, public_key: str, purpose: str) -> Challenge:

@@ -50,6 +50,7 @@ from owm_adapters.services.coordinator.shared import (
     ServiceConfig,
     stake_node_id,
 )
+from owm_adapters.services.singletons import Flag
 from owm_core.access.ratelimit import Transport
 from owm_core.coordination.challenges import Challenge, ChallengePurpose
 from owm_core.coordination.registration import Registered, Registration, task_stream_details
@@ -95,7 +96,12 @@ class CoordinatorService:
         self.config = config or ServiceConfig()
         self._registration_listeners = tuple(registration_listeners)
         self._observed = Observed() if observer is None else Observed(observer)
-        guard = LockedGuard.sized_by(self.config)
+        shared = self.config.shared_state
+        guard = LockedGuard.sized_by(self.config, repositories.nonces if shared else None)
+        #: Whether this coordinator runs the market's housekeeping and the stake checks
+        #: (on unless a :class:`~owm_adapters.services.singletons.SingletonJobs` decides).
+        self.housekeeping = Flag(on=True)
+        self.stake_checks = Flag(on=True)
         self.funding = funding = TaskFunding(
             repositories, lightning, clock, self.config.funding, self.config.verification, guard
         )
@@ -164,10 +170,10 @@ class CoordinatorService:
         next_stake_check = 0.0
         while not self._stopping.wait(self.config.tick_s):
             try:
-                self.market.tick()
+                self.market.tick(housekeeping=self.housekeeping.on)
             except Exception:
                 log.exception("market tick failed")
-            if time.monotonic() >= next_stake_check:
+            if self.stake_checks.on and time.monotonic() >= next_stake_check:
                 next_stake_check = time.monotonic() + self.config.stake_check_s
                 try:
                     self.registrar.reverify_stakes()

@@ -14,7 +14,7 @@ from typing import Protocol
 import attrs
 
 from owm_core.coordination.reveals import RevealWindows
-from owm_core.identity.envelopes import ReplayGuard
+from owm_core.identity.envelopes import NonceLedger, ReplayGuard
 from owm_core.identity.keys import node_id_from_public_key
 from owm_core.market.funding import DEFAULT_FEE_PPM, DEFAULT_PERIOD_S, FundingRules
 from owm_core.market.tasks import VerificationPolicy
@@ -92,6 +92,9 @@ class ServiceConfig:
     #: Nonces the replay guard holds in all, and per registered key (SRS-SEC-03).
     replay_max_entries: int = 1_000_000
     replay_max_per_key: int = 3_000
+    #: Several coordinators share the store (PostgreSQL, SRS-COORD-05): the replay guards
+    #: and rate limits also record in the store, so they hold across coordinators.
+    shared_state: bool = False
     #: Who pays for tasks: price cap, treasury share, budgets, operator keys (``[funding]``).
     funding: FundingConfig = attrs.field(factory=FundingConfig)
 
@@ -140,12 +143,14 @@ class LockedGuard:
     lock: threading.Lock = attrs.field(factory=threading.Lock)
 
     @classmethod
-    def sized_by(cls, config: ServiceConfig) -> LockedGuard:
-        """A guard holding at most ``config``'s nonces in all and per registered key."""
+    def sized_by(cls, config: ServiceConfig, ledger: NonceLedger | None = None) -> LockedGuard:
+        """A guard holding at most ``config``'s nonces in all and per registered key; with a
+        ``ledger``, nonces are also claimed there (shared by every coordinator)."""
         return cls(
             ReplayGuard(
                 max_entries=config.replay_max_entries,
                 max_per_signer=config.replay_max_per_key,
+                ledger=ledger,
             )
         )
 

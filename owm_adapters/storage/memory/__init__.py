@@ -18,6 +18,11 @@ from contextlib import contextmanager
 import attrs
 
 from owm_adapters.storage.memory.access import MemoryApiKeyRepository
+from owm_adapters.storage.memory.coordination import (
+    MemoryChallengeRepository,
+    MemoryNonceRepository,
+    MemoryRateLogRepository,
+)
 from owm_adapters.storage.memory.fl import MemoryFlRoundRepository
 from owm_adapters.storage.memory.funding import MemoryFundingRepository
 from owm_adapters.storage.memory.governance import (
@@ -105,6 +110,9 @@ class MemoryRepositories:
     query_answers: MemoryQueryAnswerRepository
     fl_rounds: MemoryFlRoundRepository
     funding: MemoryFundingRepository
+    challenges: MemoryChallengeRepository
+    nonces: MemoryNonceRepository
+    rate_log: MemoryRateLogRepository
     _state: State
     _lock: threading.RLock
 
@@ -161,6 +169,9 @@ def memory_repositories() -> MemoryRepositories:
         query_answers=MemoryQueryAnswerRepository(state, lock),
         fl_rounds=MemoryFlRoundRepository(state, lock),
         funding=MemoryFundingRepository(state, lock),
+        challenges=MemoryChallengeRepository(state, lock),
+        nonces=MemoryNonceRepository(state, lock),
+        rate_log=MemoryRateLogRepository(state, lock),
         state=state,
         lock=lock,
     )

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import attrs
 
 from owm_core.access.api_keys import ApiKey
+from owm_core.coordination.challenges import Challenge
 from owm_core.coordination.governance_log import GovernanceLogEntry
 from owm_core.errors import Conflict
 from owm_core.fl.rounds import FlRound, RoundUpdate
@@ -98,6 +99,9 @@ class State:
     top_ups: dict[str, tuple[int, TopUp]] = attrs.Factory(dict)
     escrows: dict[str, tuple[int, Escrow]] = attrs.Factory(dict)
     budgets: dict[str, PeriodBudget] = attrs.Factory(dict)
+    challenges: dict[str, Challenge] = attrs.Factory(dict)
+    nonces: dict[tuple[str, str], int] = attrs.Factory(dict)
+    rate_log: dict[tuple[str, str], list[int]] = attrs.Factory(dict)
 
     def next_seq(self) -> int:
         self.seq += 1

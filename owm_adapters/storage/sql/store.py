@@ -15,6 +15,11 @@ from sqlalchemy import Engine
 
 from owm_adapters.storage.sql.database import Database
 from owm_adapters.storage.sql.repositories.access import SqlApiKeyRepository
+from owm_adapters.storage.sql.repositories.coordination import (
+    SqlChallengeRepository,
+    SqlNonceRepository,
+    SqlRateLogRepository,
+)
 from owm_adapters.storage.sql.repositories.fl import SqlFlRoundRepository
 from owm_adapters.storage.sql.repositories.funding import SqlFundingRepository
 from owm_adapters.storage.sql.repositories.governance import (
@@ -105,6 +110,9 @@ class SqlRepositories:
     query_answers: SqlQueryAnswerRepository
     fl_rounds: SqlFlRoundRepository
     funding: SqlFundingRepository
+    challenges: SqlChallengeRepository
+    nonces: SqlNonceRepository
+    rate_log: SqlRateLogRepository
     database: Database
 
     @contextmanager
@@ -155,6 +163,9 @@ def sql_repositories(engine: Engine) -> SqlRepositories:
         query_answers=SqlQueryAnswerRepository(db),
         fl_rounds=SqlFlRoundRepository(db),
         funding=SqlFundingRepository(db),
+        challenges=SqlChallengeRepository(db),
+        nonces=SqlNonceRepository(db),
+        rate_log=SqlRateLogRepository(db),
         database=db,
     )
 

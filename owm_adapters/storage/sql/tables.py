@@ -715,3 +715,33 @@ budgets = Table(
     Column("period", BigInteger, nullable=False),
     Column("drawn_msat", BigInteger, nullable=False),
 )
+
+# -- state several coordinators share (migration 0022, SRS-COORD-05) ------------------------
+
+challenges = Table(
+    "challenges",
+    metadata,
+    Column("nonce", String(64), primary_key=True),
+    Column("public_key", String(64), nullable=False),
+    Column("purpose", String(16), nullable=False),
+    _time("issued_at"),
+    _time("expires_at", index=True),
+)
+
+seen_nonces = Table(
+    "seen_nonces",
+    metadata,
+    Column("signer", String(64), primary_key=True),
+    Column("nonce", String(64), primary_key=True),
+    _time("expires_at", index=True),
+)
+
+rate_hits = Table(
+    "rate_hits",
+    metadata,
+    _seq(),
+    Column("scope", String(64), nullable=False),
+    Column("key", String(512), nullable=False),
+    _time("at"),
+    Index(None, "scope", "key", "at"),
+)

@@ -1,7 +1,8 @@
 """The repositories port: the coordinator's durable state, one repository per kind of record.
 
 One module per bounded context declares its repositories (``nodes``, ``market``, ``payments``,
-``stake``, ``governance``, ``pool``, ``access``, ``knowledge``, ``provenance``, ``fl``); this
+``stake``, ``governance``, ``pool``, ``access``, ``knowledge``, ``provenance``, ``fl``,
+``coordination``); this
 package re-exports them and declares :class:`Repositories`, the whole store.
 
 What the coordinator and the pool keep (SRS-COORD-01/05, SRS-LN-05, SRS-STAKE-06,
@@ -35,6 +36,15 @@ from typing import Protocol
 
 from owm_core.ports.repositories.access import (
     ApiKeyRepository as ApiKeyRepository,
+)
+from owm_core.ports.repositories.coordination import (
+    ChallengeRepository as ChallengeRepository,
+)
+from owm_core.ports.repositories.coordination import (
+    NonceRepository as NonceRepository,
+)
+from owm_core.ports.repositories.coordination import (
+    RateLogRepository as RateLogRepository,
 )
 from owm_core.ports.repositories.fl import (
     FlRoundRepository as FlRoundRepository,
@@ -303,6 +313,21 @@ class Repositories(Protocol):
     @property
     def funding(self) -> FundingRepository:
         """Prepaid balances, top-ups, task escrows and network budget draws."""
+        ...
+
+    @property
+    def challenges(self) -> ChallengeRepository:
+        """Challenges issued and not yet answered (shared by coordinators, SRS-COORD-05)."""
+        ...
+
+    @property
+    def nonces(self) -> NonceRepository:
+        """Envelope nonces already used, until they expire (SRS-SEC-03, SRS-COORD-05)."""
+        ...
+
+    @property
+    def rate_log(self) -> RateLogRepository:
+        """What each sliding-window rate limit admitted, per key (SRS-COORD-05)."""
         ...
 
     def atomic(self) -> AbstractContextManager[None]:

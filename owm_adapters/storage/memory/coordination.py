@@ -1,0 +1,73 @@
+"""In-memory twin: challenges, used nonces and rate-limit logs (shared state, SRS-COORD-05)."""
+
+from __future__ import annotations
+
+from owm_adapters.storage.memory.state import StateRepository
+from owm_core.access.ratelimit import Admission, RateLimit, admit_to_log
+from owm_core.coordination.challenges import Challenge
+
+
+class MemoryChallengeRepository(StateRepository):
+    """Outstanding challenges by nonce, oldest first."""
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._state.challenges)
+
+    def add(self, challenge: Challenge, keep: int) -> None:
+        """Hold ``challenge``; then at most ``keep`` challenges, the oldest dropped first."""
+        with self._lock:
+            held = self._state.challenges
+            held[challenge.nonce] = challenge
+            excess = len(held) - keep
+            if excess > 0:
+                for nonce in sorted(held, key=lambda n: (held[n].issued_at, n))[:excess]:
+                    del held[nonce]
+
+    def take(self, nonce: str) -> Challenge | None:
+        """Remove and return the challenge with ``nonce`` (None if none)."""
+        with self._lock:
+            return self._state.challenges.pop(nonce, None)
+
+    def forget_expired(self, now: int) -> int:
+        """Drop every challenge that expired before ``now``; how many."""
+        with self._lock:
+            held = self._state.challenges
+            gone = [n for n, c in held.items() if c.expires_at < now]
+            for nonce in gone:
+                del held[nonce]
+            return len(gone)
+
+
+class MemoryNonceRepository(StateRepository):
+    """Used nonces by (signer, nonce), with the time each may be forgotten."""
+
+    def claim(self, signer: str, nonce: str, expires_at: int) -> bool:
+        """Record ``(signer, nonce)`` until ``expires_at``; False if recorded already."""
+        with self._lock:
+            if (signer, nonce) in self._state.nonces:
+                return False
+            self._state.nonces[(signer, nonce)] = expires_at
+            return True
+
+    def forget_expired(self, now: int) -> int:
+        """Drop every nonce that expired before ``now``; how many."""
+        with self._lock:
+            gone = [k for k, at in self._state.nonces.items() if at < now]
+            for key in gone:
+                del self._state.nonces[key]
+            return len(gone)
+
+
+class MemoryRateLogRepository(StateRepository):
+    """Admitted request times per (scope, key), oldest first."""
+
+    def admit(self, scope: str, key: str, now: int, rate: RateLimit) -> Admission:
+        """Admit one request by the sliding-log rule, recording it when admitted."""
+        with self._lock:
+            stamps = self._state.rate_log.get((scope, key), [])
+            admission, record = admit_to_log(stamps, now, rate)
+            if record is not None:
+                horizon = record - rate.window_s
+                self._state.rate_log[(scope, key)] = [s for s in stamps if s > horizon] + [record]
+            return admission

@@ -1,0 +1,106 @@
+"""Challenges, used nonces and rate-limit logs: the state several coordinators on one database
+share (SRS-COORD-05). The in-memory twin, SQLite and PostgreSQL keep them alike, and each
+one-use step gives its one use to exactly one of many concurrent callers.
+
+Uses the repository contract's fixtures (``backend``, ``repos``), imported: each test's
+``repos`` argument names that fixture (hence F811 off in this file).
+"""
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from owm_core.access.ratelimit import RateLimit, SlidingWindowLimiter
+from owm_core.coordination.challenges import Challenge, ChallengePurpose
+from owm_core.ports.repositories import Repositories
+from tests.adapters.storage.test_repositories_contract import (  # noqa: F401 (fixtures)
+    backend,
+    identity,
+    repos,
+    sqlite_template,
+)
+
+T0 = 1_800_000_000
+CALLERS = 8
+
+
+def a_challenge(i: int, issued_at: int = T0, ttl_s: int = 120) -> Challenge:
+    return Challenge(
+        identity(i).public_key_hex, ChallengePurpose.REGISTER, f"{i:064x}", issued_at,
+        issued_at + ttl_s,
+    )
+
+
+def test_a_challenge_is_taken_once_and_then_is_gone(repos: Repositories) -> None:
+    challenge = a_challenge(1)
+    repos.challenges.add(challenge, keep=10)
+    assert len(repos.challenges) == 1
+    assert repos.challenges.take(challenge.nonce) == challenge
+    assert repos.challenges.take(challenge.nonce) is None
+    assert len(repos.challenges) == 0
+
+
+def test_expired_challenges_are_forgotten_and_the_oldest_go_beyond_the_bound(
+    repos: Repositories,
+) -> None:
+    for i in range(6):
+        repos.challenges.add(a_challenge(i, issued_at=T0 + i), keep=4)
+    assert len(repos.challenges) == 4
+    assert repos.challenges.take(a_challenge(1).nonce) is None  # among the two oldest
+    assert repos.challenges.forget_expired(T0 + 3 + 120 + 1) == 2  # issued at T0+2 and T0+3
+    assert len(repos.challenges) == 2
+    assert repos.challenges.take(a_challenge(5).nonce) is not None
+
+
+def test_of_many_coordinators_redeeming_one_challenge_exactly_one_gets_it(
+    repos: Repositories,
+) -> None:
+    challenge = a_challenge(7)
+    repos.challenges.add(challenge, keep=100)
+    with ThreadPoolExecutor(CALLERS) as pool:
+        taken = list(pool.map(lambda _: repos.challenges.take(challenge.nonce), range(CALLERS)))
+    assert [c for c in taken if c is not None] == [challenge]
+
+
+def test_a_nonce_is_claimed_once_until_it_expires(repos: Repositories) -> None:
+    signer = identity(1).public_key_hex
+    assert repos.nonces.claim(signer, "ab" * 16, T0 + 600)
+    assert not repos.nonces.claim(signer, "ab" * 16, T0 + 600)
+    assert repos.nonces.claim(identity(2).public_key_hex, "ab" * 16, T0 + 600)
+    assert repos.nonces.forget_expired(T0 + 600) == 0
+    assert repos.nonces.forget_expired(T0 + 601) == 2
+    assert repos.nonces.claim(signer, "ab" * 16, T0 + 1200)
+
+
+def test_of_many_coordinators_claiming_one_nonce_exactly_one_succeeds(
+    repos: Repositories,
+) -> None:
+    signer = identity(3).public_key_hex
+    with ThreadPoolExecutor(CALLERS) as pool:
+        claimed = list(pool.map(lambda _: repos.nonces.claim(signer, "cd" * 16, T0), range(16)))
+    assert claimed.count(True) == 1
+
+
+def test_a_shared_rate_log_admits_what_the_memory_limiter_admits(repos: Repositories) -> None:
+    rate = RateLimit(limit=3, window_s=60)
+    shared = SlidingWindowLimiter(rate, ledger=repos.rate_log, scope="registration")
+    local = SlidingWindowLimiter(rate)
+    for now in (T0, T0 + 1, T0 + 2, T0 + 3, T0 + 59, T0 + 61, T0 + 62, T0 + 62, T0 + 200):
+        assert shared.admit("10.0.0.1", now) == local.admit("10.0.0.1", now), now
+    other = SlidingWindowLimiter(rate, ledger=repos.rate_log, scope="other")
+    assert other.admit("10.0.0.1", T0 + 200).remaining == 2
+
+
+def test_concurrent_requests_through_a_shared_limit_admit_exactly_the_limit(
+    repos: Repositories,
+) -> None:
+    rate = RateLimit(limit=5, window_s=3_600)
+
+    def admit(_: int) -> bool:
+        limiter = SlidingWindowLimiter(rate, ledger=repos.rate_log, scope="registration")
+        return limiter.admit("203.0.113.9", T0).admitted
+
+    with ThreadPoolExecutor(CALLERS) as pool:
+        admitted = list(pool.map(admit, range(20)))
+    assert admitted.count(True) == 5
