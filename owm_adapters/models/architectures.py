@@ -1,7 +1,8 @@
 """Which architecture an FL round trains, and the flat vector every engine moves around.
 
-:func:`architecture` resolves a name (``[fl] model`` in ``coordinator.toml``, the ``model``
-field of an ``owm.fl.train`` task, ``owm sim fl --model``) to its
+:func:`architecture` resolves a name (``tinynet``, ``minilm-lora``; ``[fl] model`` in
+``coordinator.toml``, the ``model`` field of an ``owm.fl.train`` task, ``owm sim fl --model``)
+to its
 :class:`~owm_core.ports.fl_model.ModelArchitecture`; :func:`flatten` / :func:`unflatten`
 convert between a model's ``parameters()`` and the flat float32 vector of task inputs, signed
 uploads and robust aggregation (arrays concatenated in layout order); :func:`named` /
@@ -21,6 +22,7 @@ from owm_core.errors import InvalidValue
 from owm_core.ports.fl_model import ModelArchitecture
 
 TINYNET = "tinynet"
+MINILM_LORA = "minilm-lora"
 
 
 def _tinynet() -> ModelArchitecture:
@@ -29,7 +31,16 @@ def _tinynet() -> ModelArchitecture:
     return TinyNetArchitecture()
 
 
-_FACTORIES: dict[str, Callable[[], ModelArchitecture]] = {TINYNET: _tinynet}
+def _minilm_lora() -> ModelArchitecture:
+    from owm_adapters.models.reader_rounds import ReaderArchitecture
+
+    return ReaderArchitecture()
+
+
+_FACTORIES: dict[str, Callable[[], ModelArchitecture]] = {
+    TINYNET: _tinynet,
+    MINILM_LORA: _minilm_lora,
+}
 _BUILT: dict[str, ModelArchitecture] = {}
 
 
@@ -105,6 +116,7 @@ def architecture_of(tensors: Mapping[str, Any]) -> ModelArchitecture:
 
 
 __all__ = [
+    "MINILM_LORA",
     "TINYNET",
     "architecture",
     "architecture_of",

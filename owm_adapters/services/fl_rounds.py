@@ -53,9 +53,8 @@ import numpy as np
 
 from owm_adapters.models.architectures import TINYNET, architecture, size
 from owm_adapters.services.coordinator.funding import NETWORK
-from owm_adapters.services.fl_data import RoundData, evaluate
+from owm_adapters.services.fl_data import RoundData, SubModels, evaluate
 from owm_adapters.services.fl_releases import (
-    FlReleases,
     ProofUpgrader,
     flat_weights,
     npz_bytes,
@@ -101,6 +100,9 @@ class FlConfig:
     """How rounds run (``[fl]`` in ``coordinator.toml``, see ``settings.FlSection``)."""
 
     sub_model: str = attrs.field(default="owm-base")
+    #: Rounds take turns over these sub-models (round ``n`` trains ``sub_models[(n - 1) mod
+    #: len]``); empty: ``sub_model`` alone.
+    sub_models: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     #: The architecture rounds train (:mod:`owm_adapters.models.architectures`).
     model: str = attrs.field(default=TINYNET)
     interval_s: float = 60.0
@@ -129,6 +131,18 @@ class FlConfig:
     def _check_sub_model(self, _attribute: attrs.Attribute[str], value: str) -> None:
         if not SUB_MODEL_RE.fullmatch(value):
             raise InvalidValue("fl.sub_model", "must be a sub-model slug ([a-z0-9._-])")
+
+    @sub_models.validator
+    def _check_sub_models(self, _attribute: attrs.Attribute[str], value: tuple[str, ...]) -> None:
+        if len(set(value)) != len(value) or not all(
+            isinstance(v, str) and SUB_MODEL_RE.fullmatch(v) for v in value
+        ):
+            raise InvalidValue("fl.sub_models", "must be distinct sub-model slugs ([a-z0-9._-])")
+
+    @property
+    def rotation(self) -> tuple[str, ...]:
+        """The sub-models rounds take turns over."""
+        return self.sub_models or (self.sub_model,)
 
     @model.validator
     def _check_model(self, _attribute: attrs.Attribute[str], value: str) -> None:
@@ -177,15 +191,16 @@ def training_task(
     weights: np.ndarray[Any, Any],
     upload_url: str,
     documents: Sequence[Document] = (),
+    sub_model: str | None = None,
 ) -> tuple[TaskRequest, bytes]:
     """Round ``number``'s ``fl_training`` task (schema ``owm.fl.train`` v1) and its input:
     the architecture, the global model, the training data the architecture names for this
     round (:meth:`~owm_core.ports.fl_model.ModelArchitecture.round_data`: the partition
     ``number mod partitions``, training pairs from ``documents``), the hyper-parameters and
-    where to upload."""
+    where to upload. InvalidValue when the architecture finds no training data."""
     arch = architecture(config.model)
     data = {
-        "sub_model": config.sub_model,
+        "sub_model": sub_model or config.sub_model,
         "model": arch.name,
         "round": number,
         "partition_id": number % config.partitions,
@@ -211,6 +226,29 @@ def training_task(
     return request, json.dumps(data).encode()
 
 
+def plan_round(
+    config: FlConfig,
+    models: SubModels,
+    number: int,
+    group: str,
+    upload_url: str,
+    warn: Callable[[str, str], None],
+) -> tuple[RoundData, str, TaskRequest, bytes] | None:
+    """Round ``number``'s sub-model (the next in turn with training data), its base version
+    and its task; None (``warn`` says why, once) when no sub-model has training data yet."""
+    for model in models.turns(number):
+        base, weights = model.releases.latest()
+        try:
+            request, data = training_task(config, number, group, weights, upload_url,
+                                          model.documents()[1], model.sub_model)
+        except InvalidValue as exc:
+            warn(f"data:{model.sub_model}",
+                 f"FL rounds skip {model.sub_model} for now: {exc.message}")
+            continue
+        return model, base, request, data
+    return None
+
+
 class FlRoundService:
     """Rounds, uploads, aggregation, releases (see the module docstring)."""
 
@@ -233,9 +271,11 @@ class FlRoundService:
         self.repositories = store
         self.clock = clock
         self.config = config or FlConfig()
-        self.arch = architecture(self.config.model)
-        self.releases = FlReleases(store, clock, timestamping, weights_dir, self.config.sub_model,
-                                   self.arch, stamp_at_publish=not self.config.stamp_in_background)
+        #: Per sub-model: its releases (genesis, weights files, stamps) and its data.
+        self.models = SubModels.build(
+            self.config.rotation, architecture(self.config.model), store, clock, timestamping,
+            weights_dir, stamp_at_publish=not self.config.stamp_in_background)
+        self.releases = self.models.by_name[self.config.rotation[0]].releases
         #: How many nodes train one round: the market's task redundancy.
         self.replicas = replicas_per_task
         #: Where nodes POST their updates (``http://<api_listen>/v1/fl/updates``); rounds do
@@ -251,7 +291,6 @@ class FlRoundService:
         self._next_start = time.monotonic() + self.config.interval_s
         self._settled_at: dict[int, float] = {}
         self._warned: set[str] = set()
-        self.data = RoundData(store, self.arch, self.config.sub_model)
 
     @property
     def timestamping(self) -> Timestamping:
@@ -310,24 +349,19 @@ class FlRoundService:
                 return None
             return self._start_locked()
 
-    def _start_locked(self) -> FlRound:
+    def _start_locked(self) -> FlRound | None:
         latest = self.repositories.fl_rounds.rounds(limit=1)
         number = (latest[0].number if latest else 0) + 1
-        base, weights = self.global_model()
         group = f"fl-r{number}-{self._entropy(4).hex()}"
-        fl_round = FlRound(
-            number=number,
-            sub_model=self.config.sub_model,
-            state=RoundState.OPEN,
-            started_at=self.clock.now(),
-            rule=self.config.rule,
-            task_ids=(group,),
-            base_version=base,
-        )
+        planned = plan_round(self.config, self.models, number, group, self.upload_url,
+                             self._warn_once)
+        if planned is None:
+            return None
+        model, base, request, data = planned
+        fl_round = FlRound(number=number, sub_model=model.sub_model, state=RoundState.OPEN,
+                           started_at=self.clock.now(), rule=self.config.rule,
+                           task_ids=(group,), base_version=base)
         self.repositories.fl_rounds.add_round(fl_round)
-        documents = self.data.documents()[1]
-        request, data = training_task(self.config, number, group, weights, self.upload_url,
-                                      documents)
         try:
             self.market.submit_task(request, data, NETWORK)
         except DomainError as exc:
@@ -335,12 +369,13 @@ class FlRoundService:
             self.repositories.fl_rounds.save_round(failed)
             log.warning("FL round %d could not submit its task: %s", number, exc.message)
             return failed
-        log.info("FL round %d of %s started from %s (task %s)", number,
-                 self.config.sub_model, base, group)
+        log.info("FL round %d of %s started from %s (task %s)", number, model.sub_model, base,
+                 group)
         return fl_round
 
     def global_model(self) -> tuple[str, np.ndarray[Any, Any]]:
-        """The release the next round starts from and its flat weights (genesis if none)."""
+        """The release ``[fl] sub_model``'s next round starts from and its flat weights
+        (genesis if none)."""
         return self.releases.latest()
 
     def weights_path(self, release_id: str) -> Path:
@@ -378,7 +413,8 @@ class FlRoundService:
                     update,
                     task_group=task_id_of(update.task_id),
                     assigned_node_id=task.node_id,
-                    parameters=len(self.releases.weights_of(fl_round.base_version)),
+                    parameters=len(self.models.of(fl_round).releases.weights_of(
+                        fl_round.base_version)),
                 )
             except (InvalidValue, InvalidTransition, NotFound) as exc:
                 if fl_round.state is RoundState.OPEN:
@@ -448,7 +484,8 @@ class FlRoundService:
             )
         now = self.clock.now()
         threshold = self.config.anomaly_threshold
-        previous = self.releases.weights_of(fl_round.base_version)
+        model = self.models.of(fl_round)
+        previous = model.releases.weights_of(fl_round.base_version)
         signed: list[SignedUpdate] = [u.update for u in updates]
         outcome = fl_rounds.close_round(
             signed,
@@ -461,8 +498,8 @@ class FlRoundService:
             noise_floor=self.config.noise_floor,
         )
         flat = outcome.weights.detach().numpy().astype(np.float32)
-        accuracy_ppm, loss = self.data.evaluate(flat)
-        release = self.releases.publish(fl_round, flat, now)
+        accuracy_ppm, loss = model.evaluate(flat)
+        release = model.releases.publish(fl_round, flat, now)
         closed = fl_rounds.close(
             fl_round,
             now=now,
@@ -482,7 +519,7 @@ class FlRoundService:
             self.repositories.releases.add(release)
             self.repositories.fl_rounds.score_updates(fl_round.number, scores)
             self.repositories.fl_rounds.save_round(closed)
-        self.releases.remember(release.release_id, flat)
+        model.releases.remember(release.release_id, flat)
         self.upgrader.wake()  # stamp (or upgrade) the new release now, in its own thread
         log.info(
             "FL round %d closed: %d updates, rule %s f=%d, accuracy %.4f, %d flagged, version %s",

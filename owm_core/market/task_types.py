@@ -112,8 +112,11 @@ MAX_PASSAGES = 32
 MAX_PASSAGE_CHARS = 4_000
 MAX_QUERY_CHARS = 2_000
 MAX_READER_TOP_K = 10
+MAX_TRAINING_PAIRS = 256
+"""Training pairs one ``owm.fl.train`` task may carry (``minilm-lora``: question, passage and
+answer span, ``owm_core.knowledge.training_pairs``)."""
 
-FL_MODELS = ("tinynet",)
+FL_MODELS = ("minilm-lora", "tinynet")
 """The architectures an ``fl_training`` task may name (``owm_adapters.models.architectures``;
 kept literal: validation imports no model code)."""
 
@@ -173,6 +176,20 @@ BUILTIN_SCHEMAS: tuple[TaskSchema, ...] = (
             FieldSpec("batch_size", Kind.INTEGER, minimum=1, maximum=4096),
             FieldSpec("seed", Kind.INTEGER, minimum=0, maximum=2**31 - 1),
             FieldSpec("global_weights", Kind.VECTOR, required=False, minimum=1, maximum=10**7),
+            FieldSpec(
+                "pairs",
+                Kind.RECORDS,
+                required=False,
+                minimum=1,
+                maximum=MAX_TRAINING_PAIRS,
+                items=(
+                    FieldSpec("question", Kind.TEXT, minimum=1, maximum=1_000),
+                    FieldSpec("passage", Kind.TEXT, minimum=1, maximum=MAX_PASSAGE_CHARS),
+                    FieldSpec("answer", Kind.TEXT, required=False, maximum=200),
+                    FieldSpec("answer_start", Kind.INTEGER, required=False, minimum=-1,
+                              maximum=MAX_PASSAGE_CHARS),
+                ),
+            ),
             FieldSpec("upload_url", Kind.TEXT, required=False, minimum=1, maximum=2_048,
                       pattern=_UPLOAD_URL),
         ),

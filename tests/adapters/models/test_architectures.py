@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from owm_adapters.knowledge import demo_data
 from owm_adapters.models.architectures import (
+    MINILM_LORA,
     TINYNET,
     architecture,
     architecture_of,
@@ -16,24 +20,38 @@ from owm_adapters.models.architectures import (
     size,
     unflatten,
 )
+from owm_adapters.models.reader.layout import ReaderConfig
+from owm_adapters.models.reader_rounds import ReaderArchitecture
 from owm_core.errors import InvalidValue
+from owm_core.knowledge.datasets import parse_dataset
 from owm_core.market.task_types import FL_MODELS
 
-FIT = {"epochs": 1, "lr": 0.1, "batch_size": 16, "seed": 3}
+#: Hyper-parameters of one local round per architecture (SGD for TinyNet, AdamW for the adapter).
+FIT = {
+    TINYNET: {"epochs": 1, "lr": 0.1, "batch_size": 16, "seed": 3},
+    MINILM_LORA: {"epochs": 2, "lr": 0.005, "batch_size": 16, "seed": 3},
+}
+#: The reader on short sequences: the contract is the same, the CPU bill a fraction.
+SHORT_READER = ReaderArchitecture(ReaderConfig(max_length=64))
 
 
 @pytest.fixture(params=names())
 def arch(request: pytest.FixtureRequest):
-    return architecture(request.param)
+    return SHORT_READER if request.param == MINILM_LORA else architecture(request.param)
+
+
+def geo_documents():
+    raw = (Path(demo_data.__file__).parent / "owm-geo.json").read_bytes()
+    return parse_dataset(raw).documents[:12]
+
+
+def documents_for(arch):
+    return geo_documents() if arch.name == MINILM_LORA else ()
 
 
 def round_input(arch, number: int = 1, partitions: int = 10) -> dict:
     return {"sub_model": "owm-geo", "round": number,
             **arch.round_data(number, partitions, documents_for(arch))}
-
-
-def documents_for(arch):
-    return ()
 
 
 def test_the_registry_and_the_task_schema_name_the_same_architectures():
@@ -64,7 +82,7 @@ def test_the_flat_vector_and_the_named_tensors_round_trip(arch):
     back = unflatten(flat, arch)
     assert all(np.array_equal(a, b) for a, b in zip(arrays, back, strict=True))
     tensors = named(arch, arrays)
-    assert architecture_of({"__version__": np.array("v"), **tensors}) is arch
+    assert architecture_of({"__version__": np.array("v"), **tensors}).name == arch.name
     assert all(np.array_equal(a, b) for a, b in zip(arrays, from_named(arch, tensors),
                                                       strict=True))
 
@@ -100,7 +118,7 @@ def test_fitting_on_a_rounds_data_changes_the_weights_and_lowers_the_loss(arch):
     holdout = arch.holdout(documents_for(arch))
     before_params = flatten(model.parameters())
     _, before = model.evaluate(holdout)
-    examples, loss = model.fit(data, **FIT)
+    examples, loss = model.fit(data, **FIT[arch.name])
     accuracy, after = model.evaluate(holdout)
     assert examples > 0 and np.isfinite(loss)
     assert not np.array_equal(before_params, flatten(model.parameters()))
@@ -112,12 +130,15 @@ def test_fitting_is_reproducible_so_redundant_replicas_agree(arch):
     runs = []
     for _ in range(2):
         model = arch.genesis("owm-geo")
-        model.fit(data, **FIT)
+        model.fit(data, **FIT[arch.name])
         runs.append(flatten(model.parameters()))
     assert np.array_equal(runs[0], runs[1])
 
 
-def test_a_diverged_model_scores_zero_accuracy_and_infinite_loss(arch):
+def test_a_diverged_model_is_refused_or_scores_zero_accuracy_and_infinite_loss(arch):
     model = arch.genesis("owm-geo")
-    model.set_parameters([np.full_like(a, np.nan) for a in model.parameters()])
+    try:
+        model.set_parameters([np.full_like(a, np.nan) for a in model.parameters()])
+    except ValueError:
+        return
     assert model.evaluate(arch.holdout(documents_for(arch))) == (0.0, float("inf"))
