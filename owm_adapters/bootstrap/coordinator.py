@@ -549,6 +549,7 @@ def fl_rounds_from(
     try:
         config = FlConfig(
             sub_model=fl.sub_model,
+            sub_models=fl.sub_models,
             model=fl.model,
             interval_s=float(fl.interval_s),
             min_participants=fl.min_participants,

@@ -569,12 +569,14 @@ class FlSection:
     """Federated-learning rounds over the task market (SRS-COORD-03; docs/fl-protocol.md).
 
     Every ``interval_s`` seconds, when at least ``min_participants`` nodes serving
-    ``fl_training`` have their task stream open, a round of ``sub_model`` starts: one
-    ``fl_training`` task whose replicas (``[tasks] redundancy`` of them) train the current
-    model of architecture ``model`` (``tinynet``: the blob partition ``round mod
-    partitions``; see docs/models.md) and upload their signed updates to
-    ``upload_url`` (empty: ``http://<coordinator.api_listen>/v1/fl/updates``). The round
-    closes once every replica uploaded, ``upload_grace_s`` after its task settled, or at
+    ``fl_training`` have their task stream open, a round of ``sub_model`` starts (of each of
+    ``sub_models`` in turn when set): one ``fl_training`` task whose replicas (``[tasks]
+    redundancy`` of them) train the current model of architecture ``model`` (``tinynet``:
+    the blob partition ``round mod partitions``; ``minilm-lora``: the sub-model's reader
+    adapter on 16 training pairs from its contributed documents; see docs/models.md) and
+    upload their signed updates to ``upload_url`` (empty:
+    ``http://<coordinator.api_listen>/v1/fl/updates``). The round closes once every replica
+    uploaded, ``upload_grace_s`` after its task settled, or at
     ``round_timeout_s``; ``rule`` aggregates (``trimmed``, ``median``, ``krum``,
     ``multikrum``, ``bulyan``; ``fedavg`` is not robust), tolerating as many Byzantine
     updates as the rule allows with the updates received (``max_f`` caps it; -1: no cap).
@@ -582,6 +584,7 @@ class FlSection:
 
     enabled: bool = True
     sub_model: str = "owm-base"
+    sub_models: tuple[str, ...] = ()
     model: str = "tinynet"
     interval_s: int = 60
     min_participants: int = 3
