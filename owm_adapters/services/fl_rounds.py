@@ -44,7 +44,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +95,10 @@ UPLOAD_PATH = "/v1/fl/updates"
 SignalSink = Callable[[Sequence[SlashingSignal]], object]
 
 
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class FlConfig:
     """How rounds run (``[fl]`` in ``coordinator.toml``, see ``settings.FlSection``)."""
@@ -102,7 +106,7 @@ class FlConfig:
     sub_model: str = attrs.field(default="owm-base")
     #: Rounds take turns over these sub-models (round ``n`` trains ``sub_models[(n - 1) mod
     #: len]``); empty: ``sub_model`` alone.
-    sub_models: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    sub_models: tuple[str, ...] = attrs.field(default=(), converter=_names)
     #: The architecture rounds train (:mod:`owm_adapters.models.architectures`).
     model: str = attrs.field(default=TINYNET)
     interval_s: float = 60.0
