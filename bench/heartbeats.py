@@ -49,6 +49,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -294,15 +295,44 @@ def postgres_cluster() -> Iterator[str]:
 # --------------------------------------------------------------------------- dispatch
 
 
+def bench_task(task_id: str) -> object:
+    """A SubmitTask request for a small inference task, signed (before any timing) by the test
+    harness's operator key, which draws on the network budget (funded work only)."""
+    from owm_adapters.control_plane.submitter import signed_submit_request
+    from owm_core.market.tasks import TaskRequest
+    from tests.server.harness import OPERATOR
+
+    return signed_submit_request(OPERATOR, TaskRequest(
+        task_id=task_id, task_type="inference", input_schema_id="bench",
+        input_schema_version=1, min_tier=Tier.T1, min_vram_mb=0, min_ram_mb=0,
+        gpu_required=False, max_price_msat=10_000,
+    ))  # fmt: skip
+
+
+def wait_assigned(
+    feeds: list[Any], replica: str, arrived: dict[str, float], sent: float, timeout_s: float
+) -> float:
+    """Milliseconds from ``sent`` until ``replica`` arrived on one of the nodes' ``feeds``
+    (``arrived`` remembers when each assignment was first seen); SystemExit if it never does."""
+    deadline = time.perf_counter() + timeout_s
+    while replica not in arrived and time.perf_counter() < deadline:
+        for feed in feeds:
+            for assignment in feed.received:
+                arrived.setdefault(assignment.task_id, time.perf_counter())
+        if replica not in arrived:
+            time.sleep(0.0002)
+    if replica not in arrived:
+        raise SystemExit(f"dispatch: {replica} never arrived")
+    return (arrived[replica] - sent) * 1000
+
+
 def dispatch_latency(tmp: Path, tasks: int) -> list[float]:
     """Milliseconds from SubmitTask to the assignment arriving on a node's stream."""
-    from owm_adapters.control_plane.submitter import signed_submit_request
     from owm_adapters.lightning.embedded import SimLedger
     from owm_adapters.services.coordinator.service import ServiceConfig
     from owm_adapters.storage.sql import open_repositories
-    from owm_core.market.tasks import TaskRequest, VerificationPolicy
-    from owm_core.nodes.tiers import Tier
-    from tests.server.harness import OPERATOR, SimNode, start_coordinator
+    from owm_core.market.tasks import VerificationPolicy
+    from tests.server.harness import SimNode, start_coordinator
 
     class Clock:
         def now(self) -> int:
@@ -333,24 +363,10 @@ def dispatch_latency(tmp: Path, tasks: int) -> list[float]:
             task_id = f"bench-{i}"
             # Signed before the clock starts (funded work only: the harness's operator key
             # draws on the network budget); the coordinator's check of it is measured.
-            request = signed_submit_request(OPERATOR, TaskRequest(
-                task_id=task_id, task_type="inference", input_schema_id="bench",
-                input_schema_version=1, min_tier=Tier.T1, min_vram_mb=0, min_ram_mb=0,
-                gpu_required=False, max_price_msat=10_000,
-            ))  # fmt: skip
+            request = bench_task(task_id)
             sent = time.perf_counter()
             running.stub.SubmitTask(request)
-            replica = f"{task_id}:0"
-            deadline = time.perf_counter() + 5
-            while replica not in arrived and time.perf_counter() < deadline:
-                for feed in feeds:
-                    for assignment in feed.received:
-                        arrived.setdefault(assignment.task_id, time.perf_counter())
-                if replica not in arrived:
-                    time.sleep(0.0002)
-            if replica not in arrived:
-                raise SystemExit(f"dispatch: {replica} never arrived")
-            latencies.append((arrived[replica] - sent) * 1000)
+            latencies.append(wait_assigned(feeds, f"{task_id}:0", arrived, sent, 5.0))
         return latencies
     finally:
         for feed in feeds:

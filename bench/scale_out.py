@@ -1,8 +1,8 @@
-"""Heartbeat capacity through a real load balancer with 1 and with 2 coordinator processes on
-one PostgreSQL (SRS-COORD-05, SRS-PERF-04).
+"""Heartbeats and task dispatch through a real load balancer with 1 and with 2 coordinator
+processes on one PostgreSQL (SRS-COORD-05, SRS-PERF-04).
 
 Usage:  .venv/bin/python bench/scale_out.py [--nodes 2000] [--per-node 10] [--streams 8]
-        [--batch 250]
+        [--batch 250] [--tasks 100]
 
 What it does, in one run:
 
@@ -28,10 +28,18 @@ What it does, in one run:
    fails if any heartbeat is rejected, if a node's ``last_heartbeat`` was not written, or if
    a coordinator held no connection (HAProxy's open connections per coordinator, read from
    its stats socket, are printed).
+4. **Dispatch**, on the same coordinators and balancer: 8 nodes open stake channels in the
+   shared embedded ledger, register and open task streams, each over its own connection (so
+   HAProxy spreads them); ``--tasks`` tasks are submitted one by one by an operator key on
+   the network budget; latency = SubmitTask call → assignment received on a node's stream
+   (p50/p99). With two coordinators a new replica can be planned by both (the submitting one
+   and the other's sweep); the store's conditional save lets only one assign it, and the
+   submission that lost is answered ALREADY_EXISTS: counted and printed, still timed.
 
 The last line is machine-readable:
 ``one_coordinator_hb_per_min=<n> two_coordinators_hb_per_min=<n> raw_verify_per_min=<n>
-one_coordinator_ratio=<x> two_coordinators_ratio=<x> postgres_writes_per_min=<n>``.
+one_coordinator_ratio=<x> two_coordinators_ratio=<x> postgres_writes_per_min=<n>
+one_coordinator_dispatch_p99_ms=<x> two_coordinators_dispatch_p99_ms=<x>``.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import argparse
 import multiprocessing as mp
 import os
 import pickle
+import queue
 import shutil
 import socket
 import statistics
@@ -49,21 +58,25 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.heartbeats import (
+    bench_task,
     load_parser,
     postgres_cluster,
     presign,
     raw_verify_per_min,
     seed_nodes,
     timed_threads,
+    wait_assigned,
 )
 from owm_core.identity.keys import Identity
 
@@ -94,27 +107,32 @@ def _free_port() -> int:
 # --------------------------------------------------------------------------- coordinators
 
 
-def _coordinator(url: str, seed: bytes, tls: Any, ready: Any, stop: Any) -> None:
-    """Child process: one coordinator on the shared database, served until ``stop``."""
+def _coordinator(url: str, ledger: str, tls: Any, ready: Any, stop: Any) -> None:
+    """Child process: one coordinator on the shared database, served until ``stop``. Its
+    treasury is the shared embedded ledger's (stake channels are checked there); the test
+    harness's operator key may submit tasks on the network budget."""
     from owm_adapters.bootstrap.coordinator import build_coordinator
     from owm_adapters.bootstrap.settings import CoordinatorSection, CoordinatorSettings
+    from owm_adapters.lightning.embedded import SimLedger
     from owm_adapters.services.coordinator.service import ServiceConfig
     from owm_adapters.storage.sql import open_repositories
+    from owm_core.market.tasks import VerificationPolicy
     from owm_server.grpc.server import CoordinatorServer
-
-    class NoLightning:
-        def channels_with(self, peer_pubkey: str) -> list[object]:
-            return []
+    from tests.server.harness import COORDINATOR_KEY, OPERATOR
 
     data = Path(tempfile.mkdtemp(prefix="owm-bench-scale-"))
     settings = CoordinatorSettings(coordinator=CoordinatorSection(
         data_dir=str(data), signing_key_path=str(data / "coordinator.key")))  # fmt: skip
+    settings = attrs.evolve(settings, fl=attrs.evolve(settings.fl, enabled=False))
     repositories = open_repositories(url, migrate=False)
+    base = ServiceConfig(tick_s=0.05, heartbeat_flush_s=0.05, heartbeat_batch_max=5_000,
+                         verification=VerificationPolicy(redundancy=1))  # fmt: skip
+    config = attrs.evolve(base, funding=attrs.evolve(
+        base.funding, network_submitters=frozenset({OPERATOR.public_key_hex})))  # fmt: skip
+    treasury = SimLedger(ledger).lightning("treasury")
     coordinator = build_coordinator(
-        settings, store=repositories, treasury=NoLightning(),  # type: ignore[arg-type]
-        force_closer=NoLightning(),  # type: ignore[arg-type]
-        coordinator_key=Identity.from_seed(seed),
-        config=ServiceConfig(heartbeat_flush_s=0.05, heartbeat_batch_max=5_000),
+        settings, store=repositories, treasury=treasury, force_closer=treasury,
+        coordinator_key=COORDINATOR_KEY, config=config, slashing=False,
     )  # fmt: skip
     server = CoordinatorServer(coordinator.service, "127.0.0.1:0", tls=tls, max_workers=24)
     coordinator.workers.start()
@@ -128,16 +146,23 @@ def _coordinator(url: str, seed: bytes, tls: Any, ready: Any, stop: Any) -> None
 
 
 @contextmanager
-def coordinators(count: int, url: str, seed: bytes, tls: Any) -> Iterator[list[int]]:
-    """``count`` coordinator processes on ``url``; their gRPC ports."""
+def coordinators(count: int, url: str, ledger: Path, tls: Any) -> Iterator[list[int]]:
+    """``count`` coordinator processes on ``url``, all presenting ``tls``; their gRPC ports."""
     ctx = mp.get_context("spawn")
     stop, ready = ctx.Event(), ctx.Queue()
-    children = [ctx.Process(target=_coordinator, args=(url, seed, tls, ready, stop))
+    children = [ctx.Process(target=_coordinator, args=(url, str(ledger), tls, ready, stop))
                 for _ in range(count)]  # fmt: skip
     for child in children:
         child.start()
     try:
-        yield [ready.get(timeout=120) for _ in children]
+        ports: list[int] = []
+        deadline = time.monotonic() + 120
+        while len(ports) < count:
+            if time.monotonic() > deadline or any(c.exitcode is not None for c in children):
+                raise SystemExit("a coordinator process did not start (its error is above)")
+            with suppress(queue.Empty):
+                ports.append(ready.get(timeout=1))
+        yield ports
     finally:
         stop.set()
         for child in children:
@@ -193,7 +218,9 @@ def sessions_per_server(stats: Path, field: str = "scur") -> dict[str, int]:
 # --------------------------------------------------------------------------- load generator
 
 
-def _generator(port: int, pin: str, path: str, streams: int, batch: int, go: Any, out: Any) -> None:
+def _generator(
+    port: int, pin: str, path: str, streams: int, batch: int, connected: Any, go: Any, out: Any
+) -> None:
     """Child process: the pre-signed heartbeats over ``streams`` channels (one TCP connection
     each, each its own relay certificate) through the balancer."""
     import grpc
@@ -216,6 +243,7 @@ def _generator(port: int, pin: str, path: str, streams: int, batch: int, go: Any
         ])  # fmt: skip
         grpc.channel_ready_future(channel).result(timeout=20)
         channels.append(channel)
+    connected.set()
     results: list[tuple[int, int, list[str]]] = []
 
     def send(channel: grpc.Channel, share: list[bytes]) -> None:
@@ -234,9 +262,11 @@ def _generator(port: int, pin: str, path: str, streams: int, batch: int, go: Any
 
 
 def balanced_run(count: int, url: str, identities: list[Identity], first_seq: int,
-                 args: argparse.Namespace, seed: bytes, tls: Any) -> float:  # fmt: skip
-    """Heartbeats per minute through HAProxy with ``count`` coordinators."""
+                 args: argparse.Namespace, ledger: Path) -> tuple[float, list[float]]:  # fmt: skip
+    """Heartbeats per minute, then dispatch latencies (ms), through HAProxy with ``count``
+    coordinators."""
     from owm_adapters.storage.sql import open_repositories
+    from tests.tls_support import COORDINATOR_TLS as tls
 
     now = int(time.time())
     heartbeats = presign(identities, args.per_node, now, first_seq=first_seq)
@@ -244,22 +274,28 @@ def balanced_run(count: int, url: str, identities: list[Identity], first_seq: in
     with tempfile.NamedTemporaryFile(suffix=".pickle", delete=False) as fh:
         pickle.dump(heartbeats, fh)
     try:
-        with coordinators(count, url, seed, tls) as ports, haproxy(ports) as (port, stats):
-            go, out = ctx.Event(), ctx.Queue()
+        with coordinators(count, url, ledger, tls) as ports, haproxy(ports) as (port, stats):
+            connected, go, out = ctx.Event(), ctx.Event(), ctx.Queue()
             child = ctx.Process(target=_generator, args=(
-                port, tls.fingerprint, fh.name, args.streams, args.batch, go, out))  # fmt: skip
+                port, tls.fingerprint, fh.name, args.streams, args.batch, connected, go, out,
+            ))  # fmt: skip
             child.start()
-            time.sleep(2.0)  # let the child import and connect every channel
+            if not connected.wait(120):
+                raise SystemExit("the load generator did not connect through HAProxy")
             spread = sessions_per_server(stats)  # the open channels, per coordinator
             go.set()
             elapsed, results = out.get(timeout=900)
             child.join(30)
+            raced: list[str] = []
+            latencies = dispatch_latencies(port, ledger, args.tasks, f"c{count}", raced)
     finally:
         os.unlink(fh.name)
     accepted = sum(r[0] for r in results)
     rejected = sum(r[1] for r in results)
     repositories = open_repositories(url, migrate=False)
-    written = sum(1 for n in repositories.nodes.list() if n.last_heartbeat >= now)
+    ids = {who.node_id for who in identities}  # the dispatch run's nodes registered too
+    written = sum(1 for n in repositories.nodes.list() if n.node_id in ids
+                  and n.last_heartbeat >= now)  # fmt: skip
     repositories.close()
     rate = accepted / elapsed * 60
     label = f"{count} coordinator{'s' if count > 1 else ''}"
@@ -270,7 +306,63 @@ def balanced_run(count: int, url: str, identities: list[Identity], first_seq: in
     if rejected or written != len(identities) or min(spread.values(), default=0) == 0:
         errors = [e for r in results for e in r[2]][:3]
         raise SystemExit(f"{label}: heartbeats lost or rejected, or a coordinator idle: {errors}")
-    return rate
+    ordered = sorted(latencies)
+    print(f"{label:<15} dispatch through HAProxy over {len(ordered)} tasks: p50 "
+          f"{statistics.median(ordered):.1f} ms, p99 {_p99(ordered):.1f} ms, "
+          f"{len(ordered) / (sum(ordered) / 1000) * 60:,.0f} tasks/min one at a time; "
+          f"{len(raced)} submissions answered ALREADY_EXISTS (dispatch raced)"
+          + (f", e.g. {raced[0]}" if raced else ""), flush=True)  # fmt: skip
+    return rate, ordered
+
+
+def _p99(ordered: list[float]) -> float:
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def dispatch_latencies(
+    port: int, ledger_path: Path, tasks: int, tag: str, raced: list[str]
+) -> list[float]:
+    """Milliseconds from SubmitTask to the assignment on a node's stream, everything through
+    HAProxy: 8 nodes stake in the shared ledger, register and open their task streams, each
+    over its own connection (so HAProxy spreads them over the coordinators); the operator's
+    submissions go over one more. A submission answered ALREADY_EXISTS because another
+    coordinator's dispatch sweep assigned the new replica before the submitting one did (no
+    shared dispatch lock yet) is noted in ``raced`` and still timed to its assignment."""
+    import grpc
+
+    from owm_adapters.lightning.embedded import SimLedger
+    from tests.server.harness import T1_STAKE_SAT, NodeRoutingStub, SimNode
+
+    ledger = SimLedger(ledger_path)
+    treasury = ledger.add_node("treasury")
+    router = NodeRoutingStub(f"127.0.0.1:{port}")
+    stub: Any = router
+    feeds = []
+    try:
+        for i in range(8):
+            node = SimNode.create()
+            ledger.open_channel(treasury, node.ln_pubkey, 2 * T1_STAKE_SAT, push_sat=T1_STAKE_SAT)
+            node.register(stub, int(time.time()))
+            feeds.append(node.open_stream(stub, ask_msat=1_000 + i))
+        time.sleep(0.5)
+        arrived: dict[str, float] = {}
+        latencies: list[float] = []
+        for i in range(tasks):
+            task_id = f"scale-{tag}-{i}"
+            request = bench_task(task_id)
+            sent = time.perf_counter()
+            try:
+                stub.SubmitTask(request)
+            except grpc.RpcError as exc:  # stored, but its dispatch lost a race (see the doc)
+                if exc.code() is not grpc.StatusCode.ALREADY_EXISTS:
+                    raise
+                raced.append(f"{task_id}: {exc.details()}")
+            latencies.append(wait_assigned(feeds, f"{task_id}:0", arrived, sent, 10.0))
+        return latencies
+    finally:
+        for feed in feeds:
+            feed.close()
+        router.close()
 
 
 def postgres_writes_per_min(url: str, identities: list[Identity], seconds: float = 3.0) -> float:
@@ -297,10 +389,11 @@ def postgres_writes_per_min(url: str, identities: list[Identity], seconds: float
 
 
 def main() -> None:
-    from owm_adapters.control_plane.tls import issue_coordinator_certificate
     from owm_adapters.storage.sql import open_repositories, upgrade
 
-    args = load_parser(__doc__ or "", per_node=10, streams=8, batch=250).parse_args()
+    parser = load_parser(__doc__ or "", per_node=10, streams=8, batch=250)
+    parser.add_argument("--tasks", type=int, default=100)
+    args = parser.parse_args()
 
     print(f"{os.cpu_count()} CPU cores; {args.nodes} nodes × {args.per_node} heartbeats per run",
           flush=True)  # fmt: skip
@@ -308,9 +401,12 @@ def main() -> None:
     sample = presign(identities[:500], 2, int(time.time()))
     raws = [raw_verify_per_min(sample)]
     print(f"raw Ed25519 verify, 1 process / 1 core: {raws[-1]:>12,.0f} /min", flush=True)
-    seed = os.urandom(32)
-    tls = issue_coordinator_certificate(Identity.from_seed(seed), int(time.time()))
     rates: list[float] = []
+    p99s: list[float] = []
+    from owm_adapters.lightning.embedded import SimLedger
+
+    ledger = Path(tempfile.mkdtemp(prefix="owm-bench-ledger-")) / "lightning.sqlite3"
+    SimLedger(ledger).add_node("treasury")  # the coordinators' treasury: stake channels
     with postgres_cluster() as url:
         upgrade(url)
         repositories = open_repositories(url, migrate=False)
@@ -320,8 +416,10 @@ def main() -> None:
         print(f"PostgreSQL heartbeat writes (batches of 500, no verification): "
               f"{writes:>12,.0f} rows/min", flush=True)  # fmt: skip
         for count in (1, 2):
-            rates.append(balanced_run(count, url, identities, 1 + (count - 1) * args.per_node,
-                                      args, seed, tls))  # fmt: skip
+            rate, latencies = balanced_run(count, url, identities,
+                                           1 + (count - 1) * args.per_node, args, ledger)
+            rates.append(rate)
+            p99s.append(_p99(latencies))
             raws.append(raw_verify_per_min(sample))
             print(f"raw Ed25519 verify, 1 process / 1 core: {raws[-1]:>12,.0f} /min", flush=True)
     raw = statistics.median(raws)
@@ -333,8 +431,11 @@ def main() -> None:
     print(
         f"one_coordinator_hb_per_min={one:.0f} two_coordinators_hb_per_min={two:.0f} "
         f"raw_verify_per_min={raw:.0f} one_coordinator_ratio={one / raw:.3f} "
-        f"two_coordinators_ratio={two / raw:.3f} postgres_writes_per_min={writes:.0f}"
+        f"two_coordinators_ratio={two / raw:.3f} postgres_writes_per_min={writes:.0f} "
+        f"one_coordinator_dispatch_p99_ms={p99s[0]:.1f} two_coordinators_dispatch_p99_ms="
+        f"{p99s[1]:.1f}"
     )
+    shutil.rmtree(ledger.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":
