@@ -33,8 +33,10 @@ from importlib import resources
 from typing import Any
 
 import attrs
+import cattrs
 import numpy as np
 import numpy.typing as npt
+from cattrs.gen import make_dict_unstructure_fn, override
 
 from owm_core.errors import CalendarUnavailable, Conflict, InvalidValue, must_exist
 from owm_core.knowledge.datasets import (
@@ -77,33 +79,22 @@ def _clip(score: float) -> float:
     return max(-1.0, min(1.0, float(score)))
 
 
+_PAYLOADS = cattrs.Converter(detailed_validation=False)
+"""How a passage travels as a vector-store point's payload: every field but its id (the point's
+own id), sub-models as a JSON list."""
+_PAYLOADS.register_unstructure_hook_func(lambda t: t == tuple[str, ...], list)
+_PAYLOADS.register_unstructure_hook(
+    Passage, make_dict_unstructure_fn(Passage, _PAYLOADS, passage_id=override(omit=True))
+)
+
+
 def _payload(p: Passage) -> dict[str, Any]:
-    return {
-        "dataset_id": p.dataset_id,
-        "document_index": p.document_index,
-        "chunk_index": p.chunk_index,
-        "sub_models": list(p.sub_models),
-        "title": p.title,
-        "text": p.text,
-        "source": p.source,
-        "licence": p.licence,
-        "contributor": p.contributor,
-    }
+    payload: dict[str, Any] = _PAYLOADS.unstructure(p)
+    return payload
 
 
 def _passage(point_id: str, payload: Any) -> Passage:
-    return Passage(
-        passage_id=point_id,
-        dataset_id=payload["dataset_id"],
-        document_index=int(payload["document_index"]),
-        chunk_index=int(payload["chunk_index"]),
-        sub_models=tuple(payload["sub_models"]),
-        title=payload["title"],
-        text=payload["text"],
-        source=payload["source"],
-        licence=payload["licence"],
-        contributor=payload["contributor"],
-    )
+    return _PAYLOADS.structure({**payload, "passage_id": point_id}, Passage)
 
 
 @attrs.define
