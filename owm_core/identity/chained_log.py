@@ -11,14 +11,13 @@ by that encoding. :func:`check_next_entry` is the one append rule every store ap
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Self, TypeVar, cast
 
 import attrs
 
 from owm_core.errors import Conflict, DomainError
-from owm_core.identity.envelopes import canonical_bytes, sha256_hex
+from owm_core.identity.envelopes import canonical_bytes, plain_fields, sha256_hex
 from owm_core.identity.keys import Identity, verify_signature
 from owm_core.json_objects import exact_fields
 
@@ -45,9 +44,7 @@ class SignedLogEntry:
 
     def signed_fields(self) -> dict[str, Any]:
         """Every field except the signature (enums as their value), as a canonical dict."""
-        names = sorted(a.name for a in attrs.fields(cast(Any, type(self))))
-        values = {name: getattr(self, name) for name in names if name != "signature"}
-        return {k: v.value if isinstance(v, enum.Enum) else v for k, v in values.items()}
+        return plain_fields(self, without=("signature",))
 
     def entry_hash(self) -> str:
         """SHA-256 hex of the canonical encoding of the signed fields; the next ``prev_hash``."""

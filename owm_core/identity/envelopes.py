@@ -55,7 +55,7 @@ import heapq
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, Self, cast
 
 import attrs
 
@@ -336,8 +336,29 @@ def _node_id(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> Non
     parse_node_id(value, attribute.name)
 
 
-def _from_body(cls: type[Any], body: object, names: tuple[str, ...]) -> Any:
-    return cls(**exact_fields(body, names, f"is not a field of {cls.__name__}", container="body"))
+def plain_fields(value: Any, *, without: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Every field of the ``attrs`` ``value`` (but ``without``) by name, sorted, enums as
+    their value: what a signed body or a signed log entry is made of."""
+    names = sorted(a.name for a in attrs.fields(type(value)) if a.name not in without)
+    raw = {name: getattr(value, name) for name in names}
+    return {k: v.value if isinstance(v, enum.Enum) else v for k, v in raw.items()}
+
+
+class BodyFields:
+    """Base of the ``attrs`` values an envelope carries: the body is every field, by name
+    (enums as their value; canonical JSON sorts the keys), and reading one back refuses a
+    missing or unknown field."""
+
+    def to_body(self) -> dict[str, Any]:
+        """The value as a canonical dict."""
+        return plain_fields(self)
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Self:
+        """Read the value from a body dict; unknown or missing fields are refused."""
+        names = [a.name for a in attrs.fields(cast(Any, cls))]
+        stranger = f"is not a field of {cls.__name__}"
+        return cls(**exact_fields(body, names, stranger, container="body"))
 
 
 _MB = fields.integer(minimum=0, maximum=2**40)
@@ -348,7 +369,7 @@ def _to_tier(value: object) -> object:
 
 
 @attrs.frozen
-class CapabilityManifest:
+class CapabilityManifest(BodyFields):
     """What a node offers (SRS-NODE-03): its tier and hardware, integers in named units."""
 
     KIND: ClassVar[EnvelopeKind] = EnvelopeKind.CAPABILITY_MANIFEST
@@ -360,31 +381,13 @@ class CapabilityManifest:
     gpu_vendor: str = attrs.field(validator=fields.matches(_SLUG_RE, "a lower-case vendor name"))
     gpu_count: int = attrs.field(validator=fields.integer(minimum=0, maximum=1024))
 
-    def to_body(self) -> dict[str, Any]:
-        """The manifest as a canonical dict."""
-        return {
-            "bandwidth_mbps": self.bandwidth_mbps,
-            "gpu_count": self.gpu_count,
-            "gpu_vendor": self.gpu_vendor,
-            "ram_mb": self.ram_mb,
-            "tier": self.tier.value,
-            "vram_mb": self.vram_mb,
-        }
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> CapabilityManifest:
-        """Read a manifest from a body dict; unknown or missing fields are refused."""
-        names = ("tier", "vram_mb", "ram_mb", "bandwidth_mbps", "gpu_vendor", "gpu_count")
-        result: CapabilityManifest = _from_body(cls, body, names)
-        return result
-
     def digest(self) -> str:
         """SHA-256 hex of the canonical body; heartbeats refer to the manifest by it."""
         return sha256_hex(_dump(self.to_body()))
 
 
 @attrs.frozen
-class Heartbeat:
+class Heartbeat(BodyFields):
     """A node's periodic liveness statement (SRS-PERF-04); ``seq`` increases per node."""
 
     KIND: ClassVar[EnvelopeKind] = EnvelopeKind.HEARTBEAT
@@ -393,19 +396,9 @@ class Heartbeat:
     seq: int = attrs.field(validator=fields.integer(minimum=0, maximum=INT_MAX))
     manifest_digest: str = attrs.field(validator=fields.hex_digest(32))
 
-    def to_body(self) -> dict[str, Any]:
-        """The heartbeat as a canonical dict."""
-        return {"manifest_digest": self.manifest_digest, "node_id": self.node_id, "seq": self.seq}
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> Heartbeat:
-        """Read a heartbeat from a body dict; unknown or missing fields are refused."""
-        result: Heartbeat = _from_body(cls, body, ("node_id", "seq", "manifest_digest"))
-        return result
-
 
 @attrs.frozen
-class TaskProof:
+class TaskProof(BodyFields):
     """A node's claim that it ran ``task_id`` and produced output hashing to ``output_hash``."""
 
     KIND: ClassVar[EnvelopeKind] = EnvelopeKind.TASK_PROOF
@@ -414,22 +407,6 @@ class TaskProof:
     output_hash: str = attrs.field(validator=fields.hex_digest(32))
     execution_ms: int = attrs.field(validator=fields.integer(minimum=0, maximum=INT_MAX))
     attestation: dict[str, Any] = attrs.field(factory=dict, validator=_canonical_body, hash=False)
-
-    def to_body(self) -> dict[str, Any]:
-        """The proof as a canonical dict."""
-        return {
-            "attestation": self.attestation,
-            "execution_ms": self.execution_ms,
-            "output_hash": self.output_hash,
-            "task_id": self.task_id,
-        }
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> TaskProof:
-        """Read a proof from a body dict; unknown or missing fields are refused."""
-        names = ("task_id", "output_hash", "execution_ms", "attestation")
-        result: TaskProof = _from_body(cls, body, names)
-        return result
 
 
 class AckVerdict(enum.Enum):
@@ -444,7 +421,7 @@ def _to_verdict(value: object) -> object:
 
 
 @attrs.frozen
-class MaintainerAcknowledgement:
+class MaintainerAcknowledgement(BodyFields):
     """A maintainer's signed verdict on the evidence against a node (SRS-SEC-14, SRS-STAKE-04).
 
     ``reason`` is a slashing reason code (see ``owm_core.stake.slashing.SlashingReason``); the
@@ -460,29 +437,13 @@ class MaintainerAcknowledgement:
         converter=_to_verdict, validator=fields.instance_of(AckVerdict)
     )
 
-    def to_body(self) -> dict[str, Any]:
-        """The acknowledgement as a canonical dict."""
-        return {
-            "evidence_hash": self.evidence_hash,
-            "node_id": self.node_id,
-            "reason": self.reason,
-            "verdict": self.verdict.value,
-        }
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> MaintainerAcknowledgement:
-        """Read an acknowledgement from a body dict; unknown or missing fields are refused."""
-        names = ("node_id", "evidence_hash", "reason", "verdict")
-        result: MaintainerAcknowledgement = _from_body(cls, body, names)
-        return result
-
 
 MAX_REJECTION_FIELD_CHARS = 200
 MAX_REJECTION_REASON_CHARS = 1_000
 
 
 @attrs.frozen
-class TaskRejection:
+class TaskRejection(BodyFields):
     """A node's refusal of an assigned task whose input failed validation (SRS-NODE-07).
 
     ``field`` names the offending field (as :class:`InvalidValue` does, e.g. ``input.prompt``)
@@ -496,19 +457,9 @@ class TaskRejection:
     field: str = attrs.field(validator=fields.text(max_len=MAX_REJECTION_FIELD_CHARS))
     reason: str = attrs.field(validator=fields.text(max_len=MAX_REJECTION_REASON_CHARS))
 
-    def to_body(self) -> dict[str, Any]:
-        """The rejection as a canonical dict."""
-        return {"field": self.field, "reason": self.reason, "task_id": self.task_id}
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> TaskRejection:
-        """Read a rejection from a body dict; unknown or missing fields are refused."""
-        result: TaskRejection = _from_body(cls, body, ("task_id", "field", "reason"))
-        return result
-
 
 @attrs.frozen
-class TaskCommitment:
+class TaskCommitment(BodyFields):
     """A node's sealed answer for one replica: the commitment digest only, never the output
     hash (commit–reveal, :mod:`owm_core.market.commit_reveal`; SRS-SEC-11)."""
 
@@ -517,22 +468,12 @@ class TaskCommitment:
     task_id: str = attrs.field(validator=fields.matches(_TASK_ID_RE, "a task id ([A-Za-z0-9._:-])"))
     commitment: str = attrs.field(validator=fields.hex_digest(32))
 
-    def to_body(self) -> dict[str, Any]:
-        """The commitment as a canonical dict."""
-        return {"commitment": self.commitment, "task_id": self.task_id}
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> TaskCommitment:
-        """Read a commitment from a body dict; unknown or missing fields are refused."""
-        result: TaskCommitment = _from_body(cls, body, ("task_id", "commitment"))
-        return result
-
 
 MAX_BOLT11_CHARS = 4_000
 
 
 @attrs.frozen
-class PayoutQuery:
+class PayoutQuery(BodyFields):
     """A node asks which of its payouts await an invoice from its Lightning node (SRS-LN-04).
 
     Signed and replay-protected like every envelope; ``node_id`` must be the signer's.
@@ -542,19 +483,9 @@ class PayoutQuery:
 
     node_id: str = attrs.field(validator=_node_id)
 
-    def to_body(self) -> dict[str, Any]:
-        """The query as a canonical dict."""
-        return {"node_id": self.node_id}
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> PayoutQuery:
-        """Read a query from a body dict; unknown or missing fields are refused."""
-        result: PayoutQuery = _from_body(cls, body, ("node_id",))
-        return result
-
 
 @attrs.frozen
-class PayoutInvoice:
+class PayoutInvoice(BodyFields):
     """A node hands in the BOLT11 invoice its own Lightning node issued for one pending payout
     (``payment_id`` from the coordinator's list; SRS-LN-04)."""
 
@@ -565,16 +496,6 @@ class PayoutInvoice:
         validator=fields.text(max_len=MAX_BOLT11_CHARS, pattern=r"ln[0-9a-z]+")
     )
 
-    def to_body(self) -> dict[str, Any]:
-        """The invoice hand-in as a canonical dict."""
-        return {"bolt11": self.bolt11, "payment_id": self.payment_id}
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> PayoutInvoice:
-        """Read a hand-in from a body dict; unknown or missing fields are refused."""
-        result: PayoutInvoice = _from_body(cls, body, ("payment_id", "bolt11"))
-        return result
-
 
 _SHA256_HEX_RE = re.compile(r"[0-9a-f]{64}")
 MAX_BALANCE_REQUEST_MSAT = 10**15
@@ -582,7 +503,7 @@ MAX_BALANCE_REQUEST_MSAT = 10**15
 
 
 @attrs.frozen
-class TaskSubmission:
+class TaskSubmission(BodyFields):
     """A submitter's signature over one task it pays for (funded work only, SRS-LN-04).
 
     ``request_sha256`` is :func:`owm_core.market.funding.submission_digest` of the task's
@@ -594,19 +515,9 @@ class TaskSubmission:
     task_id: str = attrs.field(validator=fields.matches(_TASK_ID_RE, "a task id ([A-Za-z0-9._:-])"))
     request_sha256: str = attrs.field(validator=fields.matches(_SHA256_HEX_RE, "64 hex"))
 
-    def to_body(self) -> dict[str, Any]:
-        """The submission as a canonical dict."""
-        return {"request_sha256": self.request_sha256, "task_id": self.task_id}
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> TaskSubmission:
-        """Read a submission from a body dict; unknown or missing fields are refused."""
-        result: TaskSubmission = _from_body(cls, body, ("task_id", "request_sha256"))
-        return result
-
 
 @attrs.frozen
-class BalanceRequest:
+class BalanceRequest(BodyFields):
     """A submitter asks for its prepaid balance and, with ``amount_msat > 0``, for an invoice
     that tops it up by that amount once paid."""
 
@@ -614,19 +525,9 @@ class BalanceRequest:
 
     amount_msat: int = attrs.field(validator=fields.integer(0, MAX_BALANCE_REQUEST_MSAT))
 
-    def to_body(self) -> dict[str, Any]:
-        """The request as a canonical dict."""
-        return {"amount_msat": self.amount_msat}
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> BalanceRequest:
-        """Read a request from a body dict; unknown or missing fields are refused."""
-        result: BalanceRequest = _from_body(cls, body, ("amount_msat",))
-        return result
-
 
 @attrs.frozen
-class OutputRequest:
+class OutputRequest(BodyFields):
     """A submitter asks for the verified output of a task it paid for (SRS-SEC-02): only the
     key that funded ``task_id`` may read it, sealed to that key."""
 
@@ -634,23 +535,13 @@ class OutputRequest:
 
     task_id: str = attrs.field(validator=fields.matches(_TASK_ID_RE, "a task id ([A-Za-z0-9._:-])"))
 
-    def to_body(self) -> dict[str, Any]:
-        """The request as a canonical dict."""
-        return {"task_id": self.task_id}
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> OutputRequest:
-        """Read a request from a body dict; unknown or missing fields are refused."""
-        result: OutputRequest = _from_body(cls, body, ("task_id",))
-        return result
-
 
 _ACTION_RE = re.compile(r"[a-z][a-z_]{0,31}")
 _PROPOSAL_ID_RE = re.compile(r"(|[A-Za-z0-9_.:-]{1,128})")
 
 
 @attrs.frozen
-class GovernanceStatement:
+class GovernanceStatement(BodyFields):
     """A signed governance action (SRS-GOV-01..06): who does ``action`` to which proposal.
 
     ``action`` names a :class:`owm_core.coordination.governance.GovernanceAction` value,
@@ -667,16 +558,6 @@ class GovernanceStatement:
         validator=fields.matches(_PROPOSAL_ID_RE, "a proposal id ([A-Za-z0-9_.:-]) or empty")
     )
     args: dict[str, Any] = attrs.field(validator=_canonical_body, hash=False)
-
-    def to_body(self) -> dict[str, Any]:
-        """The statement as a canonical dict."""
-        return {"action": self.action, "args": self.args, "proposal_id": self.proposal_id}
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> GovernanceStatement:
-        """Read a statement from a body dict; unknown or missing fields are refused."""
-        result: GovernanceStatement = _from_body(cls, body, ("action", "proposal_id", "args"))
-        return result
 
 
 Body = (
