@@ -205,9 +205,9 @@ class MinerConnection:
         answers: list[sv2.Message] = []
         judged: list[tuple[sv2.SubmitSharesStandard, Submission]] = []
         with self._lock:
-            found = [(m, self._channels.get(m.channel_id)) for m in messages]
-        for message, channel in found:
-            job = channel.jobs.get(message.job_id) if channel is not None else None
+            found = [(m, c, c.jobs.get(m.job_id) if c is not None else None)
+                     for m in messages for c in [self._channels.get(m.channel_id)]]  # fmt: skip
+        for message, channel, job in found:
             if channel is None:
                 answers.append(sv2.SubmitSharesError(
                     message.channel_id, message.sequence_number, "invalid-channel-id"))  # fmt: skip
