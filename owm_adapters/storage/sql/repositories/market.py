@@ -15,6 +15,7 @@ from owm_adapters.storage.sql.database import SqlRepository
 from owm_adapters.storage.sql.rows import (
     EnvelopeRepository,
     Flat,
+    MappedRepository,
     from_row,
     register_row,
     row_converter,
@@ -210,8 +211,10 @@ class SqlTaskOutputRepository(SqlTaskInputRepository):
         return t.task_outputs
 
 
-class SqlCommitmentRepository(SqlRepository):
+class SqlCommitmentRepository(MappedRepository):
     """Commitments per replica in ``task_commitments``."""
+
+    _rows = _ROWS
 
     def add(self, record: RecordedCommitment) -> None:
         """Store a commitment; the same one again is a no-op, another for the replica Conflict."""
@@ -236,13 +239,8 @@ class SqlCommitmentRepository(SqlRepository):
     def for_round(self, round_id: str) -> Sequence[RecordedCommitment]:
         """The commitments of ``round_id``, earliest first."""
         c = t.task_commitments.c
-        query = (
-            select(t.task_commitments)
-            .where(c.round_id == round_id)
-            .order_by(c.committed_at, c.replica_id)
-        )
-        with self._db.tx() as conn:
-            return [from_row(_ROWS, r, RecordedCommitment) for r in conn.execute(query).all()]
+        query = select(t.task_commitments).where(c.round_id == round_id)
+        return self._all(query.order_by(c.committed_at, c.replica_id), RecordedCommitment)
 
     def rounds_started_by(self, cutoff: int, limit: int = 100) -> Sequence[str]:
         """Up to ``limit`` rounds whose first commitment arrived at or before ``cutoff``."""

@@ -10,6 +10,7 @@ from sqlalchemy import func, insert, select
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.database import SqlRepository, int64
 from owm_adapters.storage.sql.rows import (
+    MappedRepository,
     PutRepository,
     from_row,
     register_row,
@@ -26,8 +27,10 @@ register_row(_ROWS, DataCredit)
 register_row(_ROWS, DataPayee, int64_columns=["registered_at"])
 
 
-class SqlDataCreditRepository(SqlRepository):
+class SqlDataCreditRepository(MappedRepository):
     """Data contributors' credits in ``data_credits``."""
+
+    _rows = _ROWS
 
     def add(self, query_id: str, credits: Sequence[DataCredit], at: int) -> None:
         """Record the credits of one query; Conflict if that query was already credited."""
@@ -71,13 +74,8 @@ class SqlDataCreditRepository(SqlRepository):
     def for_query(self, query_id: str) -> Sequence[DataCredit]:
         """The credits recorded for ``query_id``, by contributor then dataset id."""
         c = t.data_credits.c
-        query = (
-            select(t.data_credits)
-            .where(c.query_id == query_id)
-            .order_by(c.contributor, c.dataset_id)
-        )
-        with self._db.tx() as conn:
-            return [from_row(_ROWS, r, DataCredit) for r in conn.execute(query).all()]
+        query = select(t.data_credits).where(c.query_id == query_id)
+        return self._all(query.order_by(c.contributor, c.dataset_id), DataCredit)
 
     def total_msat(self, contributor: str) -> int:
         """Everything credited to ``contributor`` so far, in msat."""
