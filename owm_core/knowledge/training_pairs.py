@@ -16,7 +16,10 @@ passage answers the question (reranking) and which characters of the passage are
      (``8,849 metres``, ``1.4 billion``);
   2. runs of capitalised words, which may contain ``of``/``the``/``de`` between capitalised
      words (``Gulf of Mexico``, ``Genghis Khan``), except a sentence's first word when it is a
-     common word (``The``, ``In``, ...).
+     common word (``The``, ``In``, ...);
+  3. terms: the last :data:`MAX_TERMS` lower-case words of at least 6 letters in the sentence
+     that are not a verb or adverb form (``-ing``, ``-ed``, ``-ly``) nor a common word
+     (``chlorophyll``, ``mitochondria``), so that unnamed things are answers too.
 
   Each candidate becomes one pair: the question is the sentence with the candidate replaced by
   a wh-word (``when`` for a year, ``how many`` for another number, ``what`` otherwise), the
@@ -55,6 +58,7 @@ MAX_QUESTION_CHARS = 1_000
 MAX_PASSAGE_CHARS = 4_000
 MAX_ANSWER_CHARS = 200
 DEFAULT_NEGATIVES = 1
+MAX_TERMS = 2
 
 _UNITS = (
     "metres|meters|kilometres|kilometers|km|miles|years|year|days|hours|million|billion|"
@@ -65,6 +69,15 @@ _NUMBER = re.compile(rf"\b\d[\d,]*(?:\.\d+)?(?:\s+(?:{_UNITS})\b)?")
 _YEAR = re.compile(r"^(1\d{3}|20\d{2}|[1-9]\d{0,2})$")
 _NAME = re.compile(
     r"\b[A-Z][\w'’-]*(?:\s+(?:(?:of|the|de|da|von|van)\s+)?[A-Z][\w'’-]*)*"
+)
+_TERM = re.compile(r"(?<![\w-])[a-z]{6,}(?![\w-])")
+_COMMON_TERMS = frozenset(
+    """across almost always another around because before behind believed between beyond
+    called camera caused common country during either enough except first follow formed
+    further global however include including itself larger largest little longer longest
+    mainly making mostly nearly number others people period places rather second should
+    showed similar single smaller smallest something sometimes strongly through towards
+    usually various whether within without""".split()  # noqa: SIM905
 )
 _COMMON_FIRST = frozenset(
     """a an and as at by during for from he her his how in it its many most much of on one
@@ -155,6 +168,13 @@ def answer_candidates(sentence: str) -> list[tuple[int, str]]:
             continue
         found.append((start, text))
         taken.append((start, end))
+    terms = [
+        m for m in _TERM.finditer(sentence)
+        if m.group(0) not in _COMMON_TERMS and not m.group(0).endswith(("ing", "ed", "ly"))
+    ]
+    for match in terms[-MAX_TERMS:]:
+        if not any(a < match.end() and match.start() < b for a, b in taken):
+            found.append((match.start(), match.group(0)))
     found.sort()
     return found
 

@@ -170,16 +170,32 @@ class ReaderModel:
             return_tensors="pt",
         )
 
-    def forward(self, batch: Any) -> tuple[Any, Any, Any]:
-        """``(start_logits, end_logits, rerank_logits)``; positions outside the passage (the
-        question, separators, padding) get -1e4 except ``[CLS]``, the "no answer" position."""
+    def trunk(self, batch: Any) -> Any:
+        """Hidden states entering the first adapted layer: the frozen part of the encoder
+        (embeddings and the layers below ``config.layers``), computed without gradients, so
+        training can compute them once per pair and reuse them every epoch."""
         import torch
 
-        hidden = self._encoder(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            token_type_ids=batch["token_type_ids"],
-        ).last_hidden_state
+        bert = self._encoder.base_model.model
+        with torch.no_grad():
+            hidden = bert.embeddings(
+                input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"]
+            )
+            mask = _additive_mask(batch["attention_mask"], hidden.dtype)
+            for layer in bert.encoder.layer[: self.config.layers[0]]:
+                hidden = layer(hidden, mask)
+        return hidden
+
+    def top(self, hidden: Any, batch: Any) -> tuple[Any, Any, Any]:
+        """``(start_logits, end_logits, rerank_logits)`` from the trunk's hidden states: the
+        adapted layers, then the heads. Positions outside the passage (the question,
+        separators, padding) get -1e4 except ``[CLS]``, the "no answer" position."""
+        import torch
+
+        bert = self._encoder.base_model.model
+        mask = _additive_mask(batch["attention_mask"], hidden.dtype)
+        for layer in bert.encoder.layer[self.config.layers[0] :]:
+            hidden = layer(hidden, mask)
         logits = self._heads["span"](hidden)
         allowed = (
             (batch["token_type_ids"] == 1)
@@ -192,6 +208,10 @@ class ReaderModel:
         end = torch.where(allowed, logits[..., 1], fill)
         rerank = self._heads["rerank"](hidden[:, 0]).squeeze(-1)
         return start, end, rerank
+
+    def forward(self, batch: Any) -> tuple[Any, Any, Any]:
+        """:meth:`top` of :meth:`trunk`: the whole reader on a tokenized batch."""
+        return self.top(self.trunk(batch), batch)
 
     # -- training and reading ------------------------------------------------------------------
 
@@ -230,6 +250,13 @@ class ReaderModel:
     def trainable_tensors(self) -> list[Any]:
         """The live trainable tensors (for the training loop; not a copy)."""
         return self._tensors
+
+
+def _additive_mask(attention_mask: Any, dtype: Any) -> Any:
+    """The (batch, 1, 1, tokens) additive attention mask BERT's layers take (padding: -inf)."""
+    import torch
+
+    return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
 
 __all__ = ["ReaderModel", "Span", "genesis_arrays", "lora_name"]
