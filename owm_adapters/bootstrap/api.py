@@ -25,10 +25,19 @@ from owm_adapters.files import private_directory
 from owm_adapters.probes import Readiness
 from owm_adapters.services.api import ApiConfig, ApiServices
 from owm_adapters.services.knowledge import KnowledgeBase
-from owm_adapters.services.queries import KnowledgeSource, QueryConfig, QueryService
+from owm_adapters.services.queries import (
+    KnowledgeSource,
+    QueryConfig,
+    QueryService,
+    SubModelReaders,
+)
 
 L402_SECRET_FILE = "l402.secret"  # noqa: S105 (a file name, not a secret)
 L402_SECRET_BYTES = 32
+
+
+READERS_DIR = "readers"
+"""Where the coordinator's installed reader versions live, under its data directory."""
 
 
 def l402_secret_from(data_dir: Path) -> bytes:
@@ -88,7 +97,9 @@ def build_api(
         l402_secret,
         config,
         slashing=coordinator.slashing,
-        queries=build_query_service(coordinator, knowledge, query_config),
+        queries=build_query_service(
+            coordinator, knowledge, query_config, readers=readers_for(knowledge, data_dir)
+        ),
         knowledge=knowledge if isinstance(knowledge, KnowledgeBase) else None,
         fl=coordinator.fl,
         ots_chain="none" if coordinator.fl is None else ots_chain_of(coordinator.fl.timestamping),
@@ -99,15 +110,35 @@ def build_api(
     return Api(services, coordinator, secret_file, coordinator_readiness(coordinator, knowledge))
 
 
+def readers_for(
+    knowledge: KnowledgeSource | None, data_dir: Path | None
+) -> SubModelReaders | None:
+    """The sub-models' transformer readers when retrieval runs the real MiniLM encoder: the
+    versions installed as ``<data_dir>/readers/<sub_model>.owmr`` (docs/models.md). None with
+    the hashing-embedder twin or no data directory: the BM25 reader answers."""
+    from owm_adapters.knowledge.minilm import MiniLmEmbedder
+
+    if not isinstance(knowledge, KnowledgeBase) or data_dir is None:
+        return None
+    if not isinstance(knowledge.embedder, MiniLmEmbedder):
+        return None
+    from owm_adapters.models.reader.installed import InstalledReaders, directory_versions
+
+    return InstalledReaders(directory_versions(data_dir / READERS_DIR))
+
+
 def build_query_service(
     coordinator: Coordinator,
     knowledge: KnowledgeSource | None,
     config: QueryConfig | None = None,
+    *,
+    readers: SubModelReaders | None = None,
 ) -> QueryService | None:
     """The query path over ``knowledge`` and the coordinator's market; None without knowledge
     (the query endpoints then answer 503 ``conglomerate-unavailable``)."""
     if knowledge is None:
         return None
     return QueryService(
-        knowledge, coordinator.service.market, coordinator.store, coordinator.clock, config
+        knowledge, coordinator.service.market, coordinator.store, coordinator.clock, config,
+        readers=readers,
     )

@@ -19,7 +19,12 @@ its own
 4. **Await** — each task is awaited in parallel (``await_task``) until a shared deadline
    (:attr:`QueryConfig.timeout_s`); a sub-model whose task is not verified in time is left
    out and named in the answer, which never hangs.
-5. **Combine** — :func:`owm_core.knowledge.routing.compose` builds the grounded answer and its
+5. **Model reading** — where the coordinator has a sub-model's transformer reader
+   (``readers``, :mod:`owm_adapters.models.reader.installed`), it reads the same passages in
+   parallel with the nodes: its reading (answer spans in their sentences) replaces the nodes'
+   BM25 reading of that sub-model and its version id becomes the answer's ``model_version``.
+   No reader, or one that fails or is late: the nodes' BM25 reading answers (the fallback).
+6. **Combine** — :func:`owm_core.knowledge.routing.compose` builds the grounded answer and its
    calibrated confidence; the cost is what the market paid for the tasks; data contributors
    whose passages are cited are credited (``KnowledgeBase.credit``); the answer is stored
    (``repositories.query_answers``) for ``GET /v1/query/{query_id}``.
@@ -57,6 +62,7 @@ from owm_core.knowledge.routing import (
     compose,
     cost_sats,
     reading_from_output,
+    reading_from_spans,
     route,
 )
 from owm_core.knowledge.submodels import SubModel
@@ -70,6 +76,17 @@ log = logging.getLogger(__name__)
 
 PASSAGES_SCHEMA = "owm.inference.passages"
 QUERY_ID_PREFIX = "qry_"
+
+
+class SubModelReaders(Protocol):
+    """The sub-models' transformer readers (``owm_adapters.models.reader.installed``)."""
+
+    def read(
+        self, sub_model: str, query: str, passages: Sequence[tuple[str, str]], top_k: int
+    ) -> tuple[str, Sequence[tuple[str, int, int, float]]] | None:
+        """``(version id, spans (passage id, start, end, score))`` best first, or None when the
+        sub-model has no usable reader (the BM25 readings are kept)."""
+        ...
 
 
 class KnowledgeSource(Protocol):
@@ -128,6 +145,12 @@ class _Dispatched:
     error: str = ""
 
 
+def _read_by(chosen: SubModelRoute, version: str) -> SubModelRoute:
+    """``chosen`` answered by reader ``version``: its OTS status holds only for that release."""
+    same = version == chosen.version
+    return attrs.evolve(chosen, version=version, ots_verified=chosen.ots_verified and same)
+
+
 def _new_query_id(entropy: Callable[[int], bytes]) -> str:
     return QUERY_ID_PREFIX + entropy(12).hex()
 
@@ -144,8 +167,10 @@ class QueryService:
         config: QueryConfig | None = None,
         *,
         entropy: Callable[[int], bytes] = os.urandom,
+        readers: SubModelReaders | None = None,
     ) -> None:
         self.knowledge = knowledge
+        self.readers = readers
         self.market = market
         self.repositories = repositories
         self.clock = clock
@@ -190,6 +215,10 @@ class QueryService:
             )
         )
         dispatched = [self._dispatch(query, r, retrieval) for r in chosen]
+        modelled = {
+            d.route.sub_model: self._pool.submit(self._model_reading, query, d)
+            for d in dispatched if d.passages and self.readers is not None
+        }
         yield QueryEvent(
             "retrieval",
             {
@@ -222,11 +251,33 @@ class QueryService:
                     ],
                 },
             )
+        models = self._model_readings(modelled, started_ms)
+        for name, (version, reading) in models.items():
+            yield QueryEvent(
+                "partial",
+                {
+                    "sub_model": name,
+                    "outcome": "read-by-model",
+                    "model_version": version,
+                    "sentences": [
+                        {"passage_id": x.passage_id, "text": x.text, "coverage": x.coverage,
+                         "answer": x.answer}
+                        for x in reading.extracts
+                    ],
+                },
+            )
+        readings = [r for r in readings if r.sub_model not in models]
+        readings.extend(reading for _, reading in models.values())
         evidence = [
             self._evidence(d.route.sub_model, p) for d in dispatched for p in d.passages
         ]
+        routes = [
+            _read_by(d.route, models[d.route.sub_model][0]) if d.route.sub_model in models
+            else d.route
+            for d in dispatched if d.passages  # no passages: nothing to read
+        ]
         composition = compose(
-            [d.route for d in dispatched if d.passages],  # no passages: nothing to read
+            routes,
             evidence,
             readings,
             calibration=config.calibration,
@@ -308,6 +359,40 @@ class QueryService:
             return _Dispatched(chosen, None, passages, str(exc))
         return _Dispatched(chosen, request.task_id, passages)
 
+    def _model_reading(self, query: str, item: _Dispatched) -> tuple[str, Reading] | None:
+        """The sub-model's transformer reading of the passages sent to its nodes, or None."""
+        assert self.readers is not None
+        passages = [(p.passage.passage_id, p.text[:MAX_PASSAGE_CHARS]) for p in item.passages]
+        try:
+            found = self.readers.read(
+                item.route.sub_model, query, passages, self.config.reader_top_k
+            )
+        except Exception:  # the BM25 readings answer instead
+            log.exception("the reader of %s failed", item.route.sub_model)
+            return None
+        if found is None:
+            return None
+        version, spans = found
+        reading = reading_from_spans(item.route.sub_model, query, dict(passages), spans)
+        return version, reading
+
+    def _model_readings(
+        self, futures: dict[str, Future[tuple[str, Reading] | None]], started_ms: int
+    ) -> dict[str, tuple[str, Reading]]:
+        """The readers' readings that are ready by the query's deadline."""
+        deadline_ms = started_ms + int(self.config.timeout_s * 1000)
+        out: dict[str, tuple[str, Reading]] = {}
+        for name, future in futures.items():
+            remaining_s = max(0.0, (deadline_ms - self.clock.monotonic_ms()) / 1000)
+            try:
+                found = future.result(timeout=remaining_s)
+            except Exception:  # late or failed: the BM25 reading stays
+                log.warning("the reader of %s gave no reading in time", name)
+                continue
+            if found is not None and found[1].extracts:
+                out[name] = found
+        return out
+
     def _await_one(
         self, item: _Dispatched, deadline_ms: int
     ) -> tuple[_Dispatched, str, Reading | None, list[int]]:
@@ -386,4 +471,4 @@ class QueryService:
             log.exception("data contributors of query %s could not be credited", answer.query_id)
 
 
-__all__ = ["KnowledgeSource", "QueryConfig", "QueryEvent", "QueryService"]
+__all__ = ["KnowledgeSource", "QueryConfig", "QueryEvent", "QueryService", "SubModelReaders"]

@@ -12,10 +12,16 @@ Rules, in the order a query meets them:
 2. **Reading.** Each chosen sub-model gets one ``owm.inference.passages`` task with the passages
    retrieved from its own data; a node returns the best sentences verbatim
    (:mod:`owm_core.knowledge.reader`). :func:`reading_from_output` parses a verified output.
+   Where the sub-model's transformer reader is installed it reads the same passages: its
+   extracts carry the *answer span* it extracted and its score (relevance × span probability,
+   ``owm_adapters.models.reader``); these readings replace the BM25 ones of that sub-model.
 3. **Grounding** (:func:`compose`). A sentence is used only if it occurs (whitespace aside) in a
-   passage that was actually sent to that sub-model, so a node cannot inject text; the answer
-   is made of such sentences only, each followed by ``[n]``, the number of its data source in
-   ``data_sources``. Nothing is generated or paraphrased.
+   passage that was actually sent to that sub-model, and an answer span only if it occurs in
+   its sentence, so neither a node nor a reader can inject text; the answer is made of such
+   sentences only, each followed by ``[n]``, the number of its data source in
+   ``data_sources``, led by the best reader's span (``Paris — Paris is the capital… [1]``).
+   Sentences with a span come first, by the reader's score; the others by strength. Nothing is
+   generated or paraphrased.
 4. **Confidence.** Each sentence has an *evidence strength*
    ``x = (max(0, similarity) + coverage) / 2`` in [0, 1]: the retrieval similarity of its
    passage and the share of the query's terms it contains. The answer's confidence is
@@ -47,6 +53,7 @@ import attrs
 
 from owm_core import fields
 from owm_core.errors import InvalidValue
+from owm_core.knowledge.reader import query_terms, sentences, tokens
 
 ROUTE_THRESHOLD = 0.35
 """Least cosine similarity (MiniLM, query vs. a sub-model's domain and data) to be routed to."""
@@ -121,12 +128,14 @@ class Evidence:
 
 @attrs.frozen
 class Extract:
-    """A sentence a node quoted from a passage, with its BM25 score and query coverage."""
+    """A sentence quoted from a passage, with its score and query coverage; ``answer`` is the
+    span of it a sub-model's reader extracted as the answer ("" for the BM25 reader)."""
 
     passage_id: str
     text: str
     score: float
     coverage: float = attrs.field(validator=_unit_interval)
+    answer: str = ""
 
 
 @attrs.frozen
@@ -147,6 +156,7 @@ class Citation:
     text: str
     strength: float = attrs.field(validator=_unit_interval)
     dataset_id: str = ""
+    answer: str = ""
 
 
 @attrs.frozen
@@ -304,6 +314,7 @@ def reading_from_output(sub_model: str, output: bytes) -> Reading:
                 str(item["text"]),
                 float(item["score"]),
                 float(item["coverage"]),
+                str(item.get("answer") or ""),
             )
             for item in data["sentences"]
         )
@@ -314,9 +325,51 @@ def reading_from_output(sub_model: str, output: bytes) -> Reading:
     return Reading(sub_model, extracts)
 
 
+def _sentence_around(text: str, start: int, end: int) -> str:
+    """The sentence of ``text`` (whitespace-normalised) that holds ``text[start:end]``."""
+    cursor = 0
+    flat = " ".join(text.split())
+    target = " ".join(text[start:end].split())
+    before = len(" ".join(text[:start].split()))
+    for sentence in sentences(flat):
+        at = flat.find(sentence.removesuffix(" …"), cursor)
+        if at < 0:
+            continue
+        cursor = at + len(sentence)
+        if at <= before + 1 and target in sentence and before < at + len(sentence):
+            return sentence.removesuffix(" …")
+    return target
+
+
+def reading_from_spans(
+    sub_model: str,
+    query: str,
+    passages: Mapping[str, str],
+    spans: Sequence[tuple[str, int, int, float]],
+) -> Reading:
+    """A transformer reader's spans ``(passage id, start, end, score)`` as a :class:`Reading`:
+    each span with the sentence that holds it and that sentence's query coverage (rule 2)."""
+    terms = query_terms(query)
+    extracts = []
+    for passage_id, start, end, score in spans:
+        text = passages.get(passage_id)
+        if text is None or not 0 <= start < end <= len(text):
+            continue
+        sentence = _sentence_around(text, start, end)
+        found = set(tokens(sentence))
+        coverage = sum(1 for t in terms if t in found) / len(terms) if terms else 0.0
+        extracts.append(
+            Extract(passage_id, sentence, round(float(score), 6), round(coverage, 6),
+                    " ".join(text[start:end].split()))
+        )
+    return Reading(sub_model, tuple(extracts))
+
+
 def grounded(extract: Extract, passage: Evidence) -> bool:
     """Whether ``extract`` is literally part of ``passage`` (whitespace-insensitive)."""
     text = _flatten(extract.text).removesuffix(" …")
+    if extract.answer and _flatten(extract.answer) not in text:
+        return False
     return bool(text) and text in _flatten(passage.text)
 
 
@@ -356,7 +409,7 @@ def compose(
     if not chosen:
         return Composition(NO_SUB_MODEL, False, (), (), (), (), 0.0, version, verified)
     passages = {(e.sub_model, e.passage_id): e for e in evidence}
-    candidates: list[tuple[float, float, str, str, Citation]] = []
+    candidates: list[tuple[int, float, float, str, str, Citation]] = []
     for reading in readings:
         if reading.sub_model not in {r.sub_model for r in chosen}:
             continue
@@ -367,14 +420,16 @@ def compose(
             strength = round(evidence_strength(passage.similarity, extract.coverage), 4)
             citation = Citation(
                 reading.sub_model, passage.passage_id, passage.source,
-                _flatten(extract.text), strength, passage.dataset_id,
+                _flatten(extract.text), strength, passage.dataset_id, _flatten(extract.answer),
             )
+            first = -extract.score if extract.answer else -strength
             candidates.append(
-                (-strength, -extract.score, reading.sub_model, passage.passage_id, citation)
+                (0 if extract.answer else 1, first, -extract.score, reading.sub_model,
+                 passage.passage_id, citation)
             )
-    candidates.sort(key=lambda c: c[:4])
+    candidates.sort(key=lambda c: c[:5])
     completeness = 1.0 - MISSING_PENALTY * len(missing) / len(chosen)
-    best = -candidates[0][0] if candidates else 0.0
+    best = candidates[0][-1].strength if candidates else 0.0
     confidence = round(calibration(best) * completeness, 4) if candidates else 0.0
     if not candidates or confidence < abstain_below:
         text = NO_ANSWER + _missing_note(missing)
@@ -395,7 +450,8 @@ def compose(
         words += length
     sources = tuple(dict.fromkeys(c.source for c in citations))
     parts = [f"{c.text} [{sources.index(c.source) + 1}]" for c in citations]
-    text = " ".join(parts) + _missing_note(missing)
+    lead = f"{citations[0].answer} — " if citations[0].answer else ""
+    text = lead + " ".join(parts) + _missing_note(missing)
     return Composition(
         text, True, used, missing, sources, tuple(citations), confidence, version, verified
     )
@@ -434,6 +490,7 @@ def answer_fields(answer: QueryAnswer) -> dict[str, Any]:
                 "text": x.text,
                 "strength": round(x.strength, 4),
                 "dataset_id": x.dataset_id,
+                "answer": x.answer,
             }
             for x in c.citations
         ],
@@ -455,6 +512,7 @@ def answer_from_fields(data: Mapping[str, Any]) -> QueryAnswer:
                 Citation(
                     str(x["sub_model"]), str(x["passage_id"]), str(x["source"]),
                     str(x["text"]), float(x["strength"]), str(x.get("dataset_id", "")),
+                    str(x.get("answer", "")),
                 )
                 for x in data["citations"]
             ),
@@ -496,5 +554,6 @@ __all__ = [
     "fit_calibration",
     "grounded",
     "reading_from_output",
+    "reading_from_spans",
     "route",
 ]
