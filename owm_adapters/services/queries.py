@@ -151,6 +151,71 @@ def _read_by(chosen: SubModelRoute, version: str) -> SubModelRoute:
     return attrs.evolve(chosen, version=version, ots_verified=chosen.ots_verified and same)
 
 
+def _model_reading(
+    readers: SubModelReaders, query: str, item: _Dispatched, top_k: int
+) -> tuple[str, Reading] | None:
+    """The sub-model's transformer reading of the passages sent to its nodes, or None."""
+    passages = [(p.passage.passage_id, p.text[:MAX_PASSAGE_CHARS]) for p in item.passages]
+    try:
+        found = readers.read(item.route.sub_model, query, passages, top_k)
+    except Exception:  # the BM25 readings answer instead
+        log.exception("the reader of %s failed", item.route.sub_model)
+        return None
+    if found is None:
+        return None
+    version, spans = found
+    return version, reading_from_spans(item.route.sub_model, query, dict(passages), spans)
+
+
+def _retrieval_event(
+    query_id: str, dispatched: Sequence[_Dispatched], retrieval: Retrieval
+) -> QueryEvent:
+    """The ``retrieval`` event: the chosen sub-models and every one considered."""
+    return QueryEvent(
+        "retrieval",
+        {
+            "query_id": query_id,
+            "sub_models": [
+                {"name": d.route.sub_model, "relevance": round(d.route.relevance, 4),
+                 "passages": len(d.passages)}
+                for d in dispatched
+            ],
+            "considered": [
+                {"name": s.sub_model, "relevance": round(s.score, 4)} for s in retrieval.scores
+            ],
+        },
+    )
+
+
+def _node_event(item: _Dispatched, outcome: str, reading: Reading | None) -> QueryEvent:
+    """The ``partial`` event of one sub-model's nodes: their task's outcome and reading."""
+    return QueryEvent(
+        "partial",
+        {
+            "sub_model": item.route.sub_model,
+            "outcome": outcome,
+            "sentences": [
+                {"passage_id": x.passage_id, "text": x.text, "coverage": x.coverage}
+                for x in (reading.extracts if reading is not None else ())
+            ],
+        },
+    )
+
+
+def _model_event(name: str, found: tuple[str, Reading]) -> QueryEvent:
+    """The ``partial`` event of a sub-model its transformer reader answered for."""
+    version, reading = found
+    sentences = [
+        {"passage_id": x.passage_id, "text": x.text, "coverage": x.coverage, "answer": x.answer}
+        for x in reading.extracts
+    ]
+    return QueryEvent(
+        "partial",
+        {"sub_model": name, "outcome": "read-by-model", "model_version": version,
+         "sentences": sentences},
+    )
+
+
 def _new_query_id(entropy: Callable[[int], bytes]) -> str:
     return QUERY_ID_PREFIX + entropy(12).hex()
 
@@ -216,65 +281,30 @@ class QueryService:
         )
         dispatched = [self._dispatch(query, r, retrieval) for r in chosen]
         modelled = {
-            d.route.sub_model: self._pool.submit(self._model_reading, query, d)
+            d.route.sub_model: self._pool.submit(
+                _model_reading, self.readers, query, d, self.config.reader_top_k
+            )
             for d in dispatched if d.passages and self.readers is not None
         }
-        yield QueryEvent(
-            "retrieval",
-            {
-                "query_id": query_id,
-                "sub_models": [
-                    {"name": d.route.sub_model, "relevance": round(d.route.relevance, 4),
-                     "passages": len(d.passages)}
-                    for d in dispatched
-                ],
-                "considered": [
-                    {"name": s.sub_model, "relevance": round(s.score, 4)}
-                    for s in retrieval.scores
-                ],
-            },
-        )
+        yield _retrieval_event(query_id, dispatched, retrieval)
         readings: list[Reading] = []
         paid_msat: list[int] = []
         for item, outcome, reading, prices in self._await_all(dispatched, started_ms):
             paid_msat.extend(prices)
             if reading is not None:
                 readings.append(reading)
-            yield QueryEvent(
-                "partial",
-                {
-                    "sub_model": item.route.sub_model,
-                    "outcome": outcome,
-                    "sentences": [
-                        {"passage_id": x.passage_id, "text": x.text, "coverage": x.coverage}
-                        for x in (reading.extracts if reading is not None else ())
-                    ],
-                },
-            )
+            yield _node_event(item, outcome, reading)
         models = self._model_readings(modelled, started_ms)
-        for name, (version, reading) in models.items():
-            yield QueryEvent(
-                "partial",
-                {
-                    "sub_model": name,
-                    "outcome": "read-by-model",
-                    "model_version": version,
-                    "sentences": [
-                        {"passage_id": x.passage_id, "text": x.text, "coverage": x.coverage,
-                         "answer": x.answer}
-                        for x in reading.extracts
-                    ],
-                },
-            )
+        yield from (_model_event(name, found) for name, found in models.items())
         readings = [r for r in readings if r.sub_model not in models]
         readings.extend(reading for _, reading in models.values())
         evidence = [
             self._evidence(d.route.sub_model, p) for d in dispatched for p in d.passages
         ]
-        routes = [
+        routes = [  # no passages: nothing to read
             _read_by(d.route, models[d.route.sub_model][0]) if d.route.sub_model in models
             else d.route
-            for d in dispatched if d.passages  # no passages: nothing to read
+            for d in dispatched if d.passages
         ]
         composition = compose(
             routes,
@@ -358,23 +388,6 @@ class QueryService:
             log.warning("query task for %s was not submitted: %s", chosen.sub_model, exc)
             return _Dispatched(chosen, None, passages, str(exc))
         return _Dispatched(chosen, request.task_id, passages)
-
-    def _model_reading(self, query: str, item: _Dispatched) -> tuple[str, Reading] | None:
-        """The sub-model's transformer reading of the passages sent to its nodes, or None."""
-        assert self.readers is not None
-        passages = [(p.passage.passage_id, p.text[:MAX_PASSAGE_CHARS]) for p in item.passages]
-        try:
-            found = self.readers.read(
-                item.route.sub_model, query, passages, self.config.reader_top_k
-            )
-        except Exception:  # the BM25 readings answer instead
-            log.exception("the reader of %s failed", item.route.sub_model)
-            return None
-        if found is None:
-            return None
-        version, spans = found
-        reading = reading_from_spans(item.route.sub_model, query, dict(passages), spans)
-        return version, reading
 
     def _model_readings(
         self, futures: dict[str, Future[tuple[str, Reading] | None]], started_ms: int
