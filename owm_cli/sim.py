@@ -5,6 +5,10 @@ a share of Byzantine clients and one robust rule, and prints the global model's 
 each round (progress on stderr, results on stdout). Example::
 
     owm sim fl --clients 100 --byzantine 20 --attack signflip --rule krum --rounds 5
+    owm sim fl --model minilm-lora --clients 10 --byzantine 2 --rule median --rounds 2
+
+``--model minilm-lora`` trains a sub-model's reader adapter, each client on its own shard of
+training pairs from the sub-model's dataset: the model the coordinator's rounds train.
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ from owm_cli.options import json_option, render
 from owm_cli.options import progress as progress_line
 from owm_core.fl.aggregation import Rule
 from owm_core.fl.attacks import Attack
+from owm_core.market.task_types import FL_MODELS
 
+READER_LR = 0.005
+"""AdamW's step size for the reader adapter (TinyNet's plain SGD takes 0.1)."""
 _RULES = ["fedavg", "krum", "multikrum", "trimmed", "median", "bulyan"]
 _ATTACKS = [a.value for a in Attack] + ["none"]
 
@@ -51,6 +58,16 @@ def sim() -> None:
     default=None,
     help="Byzantine clients the rule must tolerate [default: --byzantine; 0 for fedavg]",
 )
+@click.option("--model", type=click.Choice(list(FL_MODELS)), default="tinynet",
+              show_default=True,
+              help="What the clients train: TinyNet on synthetic blobs, or a sub-model's "
+                   "LoRA reader adapter on training pairs from its documents.")
+@click.option("--sub-model", default="owm-geo", show_default=True,
+              help="minilm-lora: whose adapter is trained.")
+@click.option("--documents", "documents", type=click.Path(exists=True, dir_okay=False),
+              default=None,
+              help="minilm-lora: the owm-dataset/1 file the clients' training pairs come from "
+                   "[default: the shipped dataset of --sub-model].")
 @json_option("the configuration, the accuracy of every round and the totals")
 def fl(
     clients: int,
@@ -60,6 +77,9 @@ def fl(
     rounds: int,
     seed: int,
     assumed_f: int | None,
+    model: str,
+    sub_model: str,
+    documents: str | None,
     as_json: bool,
 ) -> None:
     """Federated learning with Byzantine clients; prints accuracy per round (progress on
@@ -74,6 +94,10 @@ def fl(
         rounds=rounds,
         seed=seed,
         f=assumed_f,
+        model=model,
+        sub_model=sub_model,
+        documents_path=documents or _shipped_dataset(sub_model, model),
+        lr=0.1 if model == "tinynet" else READER_LR,
     )
     accuracies: list[dict[str, Any]] = []
     with click.progressbar(length=rounds + 1, label="rounds", file=sys.stderr) as bar:
@@ -84,7 +108,7 @@ def fl(
 
         result = run_simulation(config, on_round)
     report = {
-        "clients": clients, "byzantine": byzantine, "attack": attack, "rule": rule,
+        "model": model, "clients": clients, "byzantine": byzantine, "attack": attack, "rule": rule,
         "f": config.assumed_f, "rounds": accuracies,
         "final_accuracy": result.accuracies[-1],
         "slashing_signals": sum(len(r.signals) for r in result.reports),
@@ -94,11 +118,27 @@ def fl(
     render(report, as_json, lambda: _fl_lines(report))
 
 
+def _shipped_dataset(sub_model: str, model: str) -> str:
+    """The shipped demo dataset of ``sub_model`` (for the reader adapter; TinyNet reads none)."""
+    if model == "tinynet":
+        return ""
+    from pathlib import Path
+
+    from owm_adapters.knowledge import demo_data
+
+    path = Path(demo_data.__file__).parent / f"{sub_model}.json"
+    if not path.is_file():
+        raise click.BadParameter(f"no shipped dataset for {sub_model}; pass --documents",
+                                 param_hint="--sub-model")
+    return str(path)
+
+
 def _fl_lines(report: dict[str, Any]) -> list[str]:
     """The text of ``owm sim fl`` from its report."""
     return [
-        f"fl: {report['clients']} clients, {report['byzantine']} byzantine ({report['attack']}), "
-        f"rule {report['rule']} (f={report['f']}), {len(report['rounds']) - 1} rounds",
+        f"fl ({report['model']}): {report['clients']} clients, {report['byzantine']} byzantine "
+        f"({report['attack']}), rule {report['rule']} (f={report['f']}), "
+        f"{len(report['rounds']) - 1} rounds",
         *(f"round {r['round']}: accuracy {r['accuracy']:.4f}" for r in report["rounds"]),
         f"final accuracy {report['final_accuracy']:.4f}; slashing signals "
         f"{report['slashing_signals']}; rejected updates {report['rejected_updates']}; "

@@ -310,6 +310,9 @@ def _fl_toml(state: DevnetState, min_participants: int) -> str:
 # serve fl_training; updates are uploaded to this coordinator's API, aggregated robustly.
 enabled = true
 sub_model = "owm-base"
+# TinyNet, not a reader adapter: one adapter round costs each node ~40 s of CPU on a shared
+# 2-core machine, too slow for rounds every few seconds (docs/models.md).
+model = "tinynet"
 interval_s = {state.fl_interval_s}
 min_participants = {min_participants}
 rule = "trimmed"

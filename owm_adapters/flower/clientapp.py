@@ -1,4 +1,4 @@
-"""The OWM ClientApp: trains the small model on the node's local data and signs the update.
+"""The OWM ClientApp: trains the run's model on the node's local data and signs the update.
 
 Runs unchanged in-process (:class:`~owm_adapters.flower.grid.InProcessGrid`) and under a
 Flower SuperNode. Configuration:
@@ -7,8 +7,10 @@ Flower SuperNode. Configuration:
   ``identity-seed-hex`` (optional, 64 hex): the node's Ed25519 seed. Without it the identity is
   derived from the partition id (:func:`simulated_identity`) — for simulations and tests only;
   a real node passes the seed from its key store (SRS-SEC-03).
-* run config (all optional): ``features``, ``classes``, ``per-client``, ``data-seed``,
-  ``local-epochs``, ``lr``, ``batch-size``.
+* run config (all optional): ``model`` (the FL architecture, default ``tinynet``; any other
+  trains through :mod:`.trainable` on ``documents-path`` and ``sub-model``), ``features``,
+  ``classes``, ``per-client``, ``data-seed`` (TinyNet's blobs), ``local-epochs``, ``lr``,
+  ``batch-size``.
 
 The train reply holds ``arrays`` (the locally trained model), ``metrics`` (``num-examples``,
 ``train-loss``) and the signature record (:mod:`owm_adapters.flower.signing`).
@@ -21,9 +23,12 @@ import hashlib
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from owm_adapters.flower.data import BlobSpec, partition
+from owm_adapters.flower import trainable
+from owm_adapters.flower.data import partition
 from owm_adapters.flower.model import TinyNet, evaluate, load_record, to_record, train_local
 from owm_adapters.flower.signing import sign_reply
+from owm_adapters.flower.trainable import spec_from
+from owm_adapters.models.architectures import TINYNET
 from owm_core.identity.keys import Identity
 
 ARRAYS_KEY = "arrays"
@@ -44,17 +49,6 @@ def _as_int(value: object) -> int:
     return int(value)
 
 
-def spec_from(run_config: dict[str, bool | float | int | str]) -> BlobSpec:
-    """The synthetic task described by the run config (defaults from :class:`BlobSpec`)."""
-    d = BlobSpec()
-    return BlobSpec(
-        features=int(run_config.get("features", d.features)),
-        classes=int(run_config.get("classes", d.classes)),
-        per_client=int(run_config.get("per-client", d.per_client)),
-        seed=int(run_config.get("data-seed", d.seed)),
-    )
-
-
 def node_identity(context: Context) -> Identity:
     """This node's signing identity (see the module docstring)."""
     seed_hex = context.node_config.get("identity-seed-hex")
@@ -66,10 +60,19 @@ def node_identity(context: Context) -> Identity:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train on local data from the received global model; reply with a signed update."""
-    spec = spec_from(context.run_config)
     pid = int(context.node_config["partition-id"])
     config = msg.content.config_records.get("config", ConfigRecord())
     server_round = _as_int(config.get("server-round", 0))
+    if trainable.model_name(context.run_config) != TINYNET:
+        record, examples, loss = trainable.train(
+            context.run_config, msg.content.array_records[ARRAYS_KEY], pid,
+            seed=pid * 7919 + server_round,
+        )
+        content = RecordDict({ARRAYS_KEY: record, "metrics": MetricRecord(
+            {"num-examples": examples, "train-loss": loss})})
+        sign_reply(content, node_identity(context), server_round, ARRAYS_KEY)
+        return Message(content=content, reply_to=msg)
+    spec = spec_from(context.run_config)
     model = TinyNet(spec)
     load_record(model, msg.content.array_records[ARRAYS_KEY])
     x, y = partition(spec, pid)
@@ -95,6 +98,13 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate_local(msg: Message, context: Context) -> Message:
     """Evaluate the received global model on local data."""
+    if trainable.model_name(context.run_config) != TINYNET:
+        pid = int(context.node_config["partition-id"])
+        trained = trainable.loaded(context.run_config, msg.content.array_records[ARRAYS_KEY])
+        data = trainable.local_data(context.run_config, pid)
+        acc, loss = trained.evaluate(data)
+        metrics = MetricRecord({"num-examples": len(data), "eval-loss": loss, "eval-acc": acc})
+        return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)
     spec = spec_from(context.run_config)
     model = TinyNet(spec)
     load_record(model, msg.content.array_records[ARRAYS_KEY])

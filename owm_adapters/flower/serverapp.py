@@ -1,7 +1,7 @@
 """The OWM ServerApp for Flower's deployment engine (``flwr run`` against a SuperLink).
 
 Reads the run config (``num-server-rounds``, ``rule``, ``f``, ``min-nodes``, ``seed``,
-``result-path`` and the synthetic-task keys of :mod:`.clientapp`), runs
+``result-path``, ``model`` and the data keys of :mod:`.clientapp`), runs
 :class:`~owm_adapters.flower.strategy.OwmStrategy` on the engine's grid with server-side
 evaluation on the held-out set, logs one line per round and, when ``result-path`` is set,
 writes the rounds' reports there as JSON (the deployment test reads it).
@@ -16,9 +16,7 @@ from pathlib import Path
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 
-from owm_adapters.flower.clientapp import spec_from
-from owm_adapters.flower.data import holdout
-from owm_adapters.flower.model import evaluate, initial_model, load_record, to_record
+from owm_adapters.flower import trainable
 from owm_adapters.flower.strategy import OwmStrategy
 from owm_core.fl.aggregation import Rule
 
@@ -31,15 +29,12 @@ app = ServerApp()
 def main(grid: Grid, context: Context) -> None:
     """Run the configured rounds with OWM's strategy and report them."""
     cfg = context.run_config
-    spec = spec_from(cfg)
     seed = int(cfg.get("seed", 0))
-    model = initial_model(spec, seed)
-    x, y = holdout(spec)
+    score, initial = trainable.central_scoring(cfg, seed)
     accuracies: dict[int, float] = {}
 
     def central_evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
-        load_record(model, arrays)
-        loss, acc = evaluate(model, x, y)
+        loss, acc = score(arrays)
         accuracies[server_round] = acc
         log.warning("owm round %d: accuracy %.4f", server_round, acc)
         return MetricRecord({"accuracy": acc, "loss": min(loss, 1e30)})
@@ -52,7 +47,7 @@ def main(grid: Grid, context: Context) -> None:
     )
     strategy.start(
         grid=grid,
-        initial_arrays=to_record(initial_model(spec, seed)),
+        initial_arrays=initial,
         num_rounds=int(cfg.get("num-server-rounds", 1)),
         train_config=ConfigRecord(),
         evaluate_fn=central_evaluate,

@@ -1,6 +1,7 @@
 """``owm sim fl``'s engine: Flower's message API in-process, with a colluding adversary.
 
-Builds ``clients`` simulated nodes on :class:`~owm_adapters.flower.grid.InProcessGrid`, runs
+Builds ``clients`` simulated nodes on :class:`~owm_adapters.flower.grid.InProcessGrid` training
+the configured FL architecture (TinyNet, or a sub-model's reader adapter), runs
 :class:`~owm_adapters.flower.strategy.OwmStrategy` for ``rounds`` rounds and evaluates the
 global model on a held-out set after each. The first ``byzantine`` partitions are Byzantine:
 they train honestly, then the adversary (:func:`owm_core.fl.attacks.poison`, seeing every honest
@@ -20,18 +21,12 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 
 from owm_adapters.flower.clientapp import ARRAYS_KEY, app, simulated_identity
-from owm_adapters.flower.data import BlobSpec, holdout
+from owm_adapters.flower.data import BlobSpec
 from owm_adapters.flower.grid import NODE_ID_BASE, InProcessGrid
-from owm_adapters.flower.model import (
-    evaluate,
-    flatten,
-    initial_model,
-    load_record,
-    to_record,
-    unflatten,
-)
+from owm_adapters.flower.model import flatten, unflatten
 from owm_adapters.flower.signing import sign_reply
 from owm_adapters.flower.strategy import OwmStrategy
+from owm_adapters.flower.trainable import central_scoring
 from owm_core.fl.aggregation import Rule
 from owm_core.fl.attacks import Attack, poison
 from owm_core.fl.reports import RoundReport
@@ -52,6 +47,21 @@ class SimConfig:
     lr: float = 0.1
     batch_size: int = 16
     spec: BlobSpec = attrs.field(factory=BlobSpec)
+    #: The FL architecture (``tinynet`` on ``spec``'s blobs; ``minilm-lora``: ``sub_model``'s
+    #: reader adapter on the training pairs of the dataset file ``documents_path``).
+    model: str = "tinynet"
+    sub_model: str = "owm-geo"
+    documents_path: str = ""
+
+    def run_config(self) -> dict[str, bool | float | int | str]:
+        """The Flower run config the ClientApp and the scorer read."""
+        spec = self.spec
+        return {
+            "features": spec.features, "classes": spec.classes, "per-client": spec.per_client,
+            "data-seed": spec.seed, "local-epochs": self.local_epochs, "lr": self.lr,
+            "batch-size": self.batch_size, "model": self.model, "sub-model": self.sub_model,
+            "documents-path": self.documents_path,
+        }
 
     @property
     def assumed_f(self) -> int:
@@ -114,19 +124,9 @@ class InProcessEngine:
     def __init__(self, config: SimConfig, on_round: Callable[[int, float], None] | None = None):
         self.config = config
         self.on_round = on_round
-        self._x, self._y = holdout(config.spec)
-        self._model = initial_model(config.spec, config.seed)
+        run_config = config.run_config()
+        self._score, self.initial = central_scoring(run_config, config.seed)
         self.accuracies: list[float] = []
-        spec = config.spec
-        run_config: dict[str, bool | float | int | str] = {
-            "features": spec.features,
-            "classes": spec.classes,
-            "per-client": spec.per_client,
-            "data-seed": spec.seed,
-            "local-epochs": config.local_epochs,
-            "lr": config.lr,
-            "batch-size": config.batch_size,
-        }
         self.grid = InProcessGrid(
             app,
             [{"partition-id": i} for i in range(config.clients)],
@@ -147,8 +147,7 @@ class InProcessEngine:
             flwr_log.setLevel(level)
 
     def _evaluate(self, server_round: int, arrays: ArrayRecord) -> MetricRecord:
-        load_record(self._model, arrays)
-        loss, acc = evaluate(self._model, self._x, self._y)
+        loss, acc = self._score(arrays)
         self.accuracies.append(acc)
         if self.on_round is not None:
             self.on_round(server_round, acc)
@@ -156,7 +155,7 @@ class InProcessEngine:
 
     def run(self, initial: torch.Tensor, rounds: int) -> Sequence[RoundReport]:
         """Run ``rounds`` rounds from the flat ``initial`` model."""
-        arrays = unflatten(initial, to_record(self._model))
+        arrays = unflatten(initial, self.initial)
         flwr_log = logging.getLogger("flwr")
         level = flwr_log.level
         flwr_log.setLevel(logging.WARNING)
@@ -188,6 +187,5 @@ def run_simulation(
     """Run one simulation; ``on_round(round, accuracy)`` is called after each evaluation."""
     started = time.perf_counter()
     engine = InProcessEngine(config, on_round)
-    initial = flatten(to_record(initial_model(config.spec, config.seed)))
-    reports = engine.run(initial, config.rounds)
+    reports = engine.run(flatten(engine.initial), config.rounds)
     return SimResult(tuple(engine.accuracies), tuple(reports), time.perf_counter() - started)

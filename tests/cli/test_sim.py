@@ -88,3 +88,26 @@ def test_fl_with_json_prints_the_same_figures_as_the_text_and_progress_only_on_s
         assert f"round {r['round']}: accuracy {r['accuracy']:.4f}" in text.stdout
     assert (report["clients"], report["byzantine"], report["rule"]) == (10, 2, "krum")
     assert f"slashing signals {report['slashing_signals']}" in text.stdout
+
+
+def test_fl_trains_a_sub_models_reader_adapter_with_the_model_option(monkeypatch):
+    from owm_adapters.models import reader_rounds
+
+    # Few pairs a client and few held-out pairs: the same path, a fraction of the CPU.
+    monkeypatch.setattr(reader_rounds, "PAIRS_PER_ROUND", 4)
+    monkeypatch.setattr(reader_rounds, "HOLDOUT_PAIRS", 4)
+    args = ["fl", "--model", "minilm-lora", "--clients", "5", "--byzantine", "1",
+            "--attack", "signflip", "--rule", "median", "--rounds", "1", "--json"]
+    result = CliRunner().invoke(sim, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["model"] == "minilm-lora" and [r["round"] for r in report["rounds"]] == [0, 1]
+    assert report["slashing_signals"] == 1  # the sign-flipped adapter update is flagged
+    assert 0.0 <= report["final_accuracy"] <= 1.0
+
+
+def test_fl_with_a_model_but_no_dataset_for_the_sub_model_is_a_one_line_error():
+    result = CliRunner().invoke(sim, ["fl", "--model", "minilm-lora", "--sub-model", "owm-nope",
+                                      "--clients", "3", "--byzantine", "0", "--rounds", "1"])
+    assert result.exit_code == 2
+    assert "no shipped dataset for owm-nope" in result.output

@@ -38,3 +38,22 @@ def test_the_serverapp_completes_a_signed_round_on_a_real_superlink(federation):
         print(federation.logs())
         raise
     check_one_signed_round(result)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_deployment_engine_trains_a_sub_models_reader_adapter(federation):
+    from owm_adapters.knowledge import demo_data
+
+    documents = Path(demo_data.__file__).parent / "owm-geo.json"
+    config = {**ROUND_CONFIG, "model": "minilm-lora", "sub-model": "owm-geo",
+              "documents-path": str(documents), "lr": 0.005}
+    try:
+        result = federation.run_app(config, timeout_s=240)
+    except Exception:
+        print(federation.logs())
+        raise
+    (round_1,) = result["rounds"]
+    assert (round_1["participants"], round_1["accepted"], round_1["rejected"]) == (2, 2, [])
+    assert round_1["signals"] == 0
+    assert set(result["accuracies"]) == {"0", "1"}
