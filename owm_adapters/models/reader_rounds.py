@@ -6,17 +6,18 @@ rerank heads of :class:`~owm_adapters.models.reader.model.ReaderModel`, in
 :func:`~owm_adapters.models.reader.layout.layout` order (25,731 float32 values by default);
 the frozen MiniLM encoder never travels.
 
-**Which pairs a round trains on.** The coordinator builds the self-supervised cloze pairs of
-every document contributed to the sub-model (:func:`owm_core.knowledge.training_pairs.cloze_pairs`,
-seed 0, one negative per answerable pair; answers of the held-out evaluation questions in
-:data:`EXCLUDE` never become targets). A pair whose question hashes into the lowest
-:data:`HOLDOUT_PERCENT` per cent is held out: the coordinator scores every new version on (up
-to :data:`HOLDOUT_PAIRS` of) them and no round trains on them. The training pairs are cut into
-shards of :data:`PAIRS_PER_ROUND`; round ``n`` trains shard ``n mod shards`` (``partition_id``)
-and carries its pairs in the task input (``pairs``), so a node needs nothing but the task to
-train, and every replica of the round trains the same pairs from the same start with the same
-seed (redundant replicas agree). A sub-model with no contributed documents has no pairs: its
-rounds wait (the coordinator logs why once) until a dataset is contributed.
+**Which pairs a round trains on.** The coordinator builds the self-supervised cloze pairs of every
+document contributed to the sub-model (:func:`owm_core.knowledge.training_pairs.cloze_pairs`, seed
+0, one negative per answerable pair; no sentence holding an answer of the held-out questions of
+``bench/query_quality.py``, :func:`~owm_adapters.models.reader.heldout.heldout_answers`, becomes a
+pair). A pair whose question hashes into the lowest :data:`HOLDOUT_PERCENT` per cent is held out:
+the coordinator scores every new version on (up to :data:`HOLDOUT_PAIRS` of) them and no round
+trains on them. The training pairs are cut into shards of :data:`PAIRS_PER_ROUND`; round ``n``
+trains shard ``n mod shards`` (``partition_id``) and carries its pairs in the task input
+(``pairs``), so a node needs nothing but the task to train, and every replica of the round trains
+the same pairs from the same start with the same seed (redundant replicas agree). A sub-model with
+no contributed documents has no pairs: its rounds wait (the coordinator logs why once) until a
+dataset is contributed.
 
 Loading MiniLM takes seconds once per process; every later reader costs a copy of the frozen
 encoder (well under a second), so :meth:`ReaderArchitecture.genesis` builds a fresh one each
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from owm_core.knowledge.datasets import Document
     from owm_core.knowledge.training_pairs import TrainingPair
 
+from owm_adapters.models.reader.heldout import heldout_answers
 from owm_adapters.models.reader.layout import ARCHITECTURE, DEFAULT_CONFIG, ReaderConfig, layout
 
 PAIRS_PER_ROUND = 16
@@ -41,8 +43,6 @@ PAIRS_PER_ROUND = 16
 HOLDOUT_PERCENT = 10
 HOLDOUT_PAIRS = 32
 """Most held-out pairs a version is scored on (the coordinator's CPU pays for each)."""
-EXCLUDE: tuple[str, ...] = ()
-"""Reference answers of held-out evaluation questions that must never become training targets."""
 
 
 def _question_key(question: str) -> int:
@@ -56,7 +56,7 @@ def split_pairs(documents: Sequence[Document]) -> tuple[list[TrainingPair], list
     with it."""
     from owm_core.knowledge.training_pairs import cloze_pairs
 
-    pairs = cloze_pairs([d.text for d in documents], exclude=EXCLUDE, seed=0)
+    pairs = cloze_pairs([d.text for d in documents], exclude=heldout_answers(), seed=0)
     keyed = sorted(enumerate(pairs), key=lambda item: (_question_key(item[1].question), item[0]))
     train = [p for _, p in keyed if _question_key(p.question) % 100 >= HOLDOUT_PERCENT]
     held = [p for _, p in keyed if _question_key(p.question) % 100 < HOLDOUT_PERCENT]
