@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,19 @@ def gov() -> None:
     """Governance proposals by signed statements (SRS-GOV-01..06)."""
 
 
+def _on_proposal(name: str) -> Callable[[Callable[..., None]], click.Command]:
+    """The ``owm gov NAME PROPOSAL_ID`` command that signs one statement about an existing
+    proposal: the proposal id, ``--api``, ``--key`` and ``--sign-only``, then the command's
+    own options."""
+
+    def command(f: Callable[..., None]) -> click.Command:
+        for option in (SIGN_ONLY_OPTION, KEY_OPTION, API_OPTION, click.argument("proposal_id")):
+            f = option(f)
+        return gov.command(name)(f)
+
+    return command
+
+
 @gov.command("propose")
 @API_OPTION
 @KEY_OPTION
@@ -161,11 +175,7 @@ def show(proposal_id: str, api_url: str | None, api_key: str | None, as_json: bo
     render(p, as_json, lines)
 
 
-@gov.command("comment")
-@click.argument("proposal_id")
-@API_OPTION
-@KEY_OPTION
-@SIGN_ONLY_OPTION
+@_on_proposal("comment")
 @click.option("--text", required=True, help="The comment.")
 @json_option("the receipt")
 def comment(
@@ -176,11 +186,7 @@ def comment(
     _report(act(api_url, key_path, "comment", proposal_id, sign_only, text=text), as_json)
 
 
-@gov.command("extend")
-@click.argument("proposal_id")
-@API_OPTION
-@KEY_OPTION
-@SIGN_ONLY_OPTION
+@_on_proposal("extend")
 @click.option("--deadline-at", type=int, required=True,
               help="The new end of the comment period (POSIX s; at most 21 days after "
                    "submission).")  # fmt: skip
@@ -194,11 +200,7 @@ def extend(
     _report(receipt, as_json)
 
 
-@gov.command("ack")
-@click.argument("proposal_id")
-@API_OPTION
-@KEY_OPTION
-@SIGN_ONLY_OPTION
+@_on_proposal("ack")
 @json_option("the receipt")
 def ack(
     proposal_id: str, api_url: str | None, key_path: Path, sign_only: bool, as_json: bool
@@ -207,11 +209,7 @@ def ack(
     _report(act(api_url, key_path, "ack", proposal_id, sign_only), as_json)
 
 
-@gov.command("close")
-@click.argument("proposal_id")
-@API_OPTION
-@KEY_OPTION
-@SIGN_ONLY_OPTION
+@_on_proposal("close")
 @click.option("--outcome", required=True, type=click.Choice(["accepted", "rejected"]),
               help="The decision recorded once the comment period is over.")  # fmt: skip
 @json_option("the receipt")
@@ -223,11 +221,7 @@ def close(
     _report(act(api_url, key_path, "close", proposal_id, sign_only, outcome=outcome), as_json)
 
 
-@gov.command("execute")
-@click.argument("proposal_id")
-@API_OPTION
-@KEY_OPTION
-@SIGN_ONLY_OPTION
+@_on_proposal("execute")
 @json_option("the receipt")
 def execute(
     proposal_id: str, api_url: str | None, key_path: Path, sign_only: bool, as_json: bool
