@@ -17,8 +17,11 @@ import torch
 from owm_adapters.knowledge import demo_data
 from owm_adapters.models import reader_rounds
 from owm_adapters.models.architectures import MINILM_LORA, architecture, size
+from owm_adapters.models.reader.layout import layout
 from owm_adapters.node.task_exec import load_weights, run_training
 from owm_adapters.node.weights import CachedModelRuntime, install_weights_file
+from owm_adapters.services.fl_rounds import FlConfig
+from owm_core.errors import InvalidValue
 from owm_core.fl.attacks import Attack, poison
 from owm_core.fl.rounds import RoundState
 from owm_core.fl.updates import MAX_PARAMETERS
@@ -93,8 +96,8 @@ def test_a_reader_round_aggregates_flags_the_poisoner_stamps_and_installs_the_ad
     raw = world.fl.weights_file(release.release_id)
     with np.load(io.BytesIO(raw)) as npz:
         names = {n for n in npz.files if not n.startswith("__")}
-        aggregated = np.concatenate([npz[n].reshape(-1) for n, _ in reader_rounds.layout()])
-    assert names == {n for n, _ in reader_rounds.layout()}
+        aggregated = np.concatenate([npz[n].reshape(-1) for n, _ in layout()])
+    assert names == {n for n, _ in layout()}
     assert np.allclose(aggregated, np.asarray(out["weights"], dtype=np.float32))  # poison trimmed
 
     runtime = CachedModelRuntime(tmp_path / "models")
@@ -111,3 +114,25 @@ def test_a_reader_round_aggregates_flags_the_poisoner_stamps_and_installs_the_ad
     version, tensors = load_weights(str(runtime.model_dir), "owm-geo",
                                     architecture(MINILM_LORA))
     assert version == release.version.version and set(tensors) == names
+
+
+@pytest.mark.parametrize(("options", "field"), [
+    ({"model": "gpt-9"}, "fl.model"),
+    ({"sub_models": ("owm-geo", "owm-geo")}, "fl.sub_models"),
+    ({"sub_models": ("Owm Geo",)}, "fl.sub_models"),
+])
+def test_an_unknown_architecture_or_a_bad_sub_model_list_is_refused_naming_the_setting(
+    options: dict[str, object], field: str
+) -> None:
+    with pytest.raises(InvalidValue) as caught:
+        FlConfig(**options)
+    assert caught.value.field == field
+
+
+def test_rounds_take_turns_over_the_sub_models_that_have_documents(world: FlWorld) -> None:
+    contribute(world, "owm-geo")
+    contribute(world, "owm-history")
+    first = world.start_round()
+    world.fl.close_round(first.number)  # no uploads: the round fails, the turn passes on
+    second = world.start_round()
+    assert (first.sub_model, second.sub_model) == ("owm-history", "owm-geo")

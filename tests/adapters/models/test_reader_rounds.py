@@ -50,5 +50,5 @@ def test_a_sub_model_without_documents_has_no_round_data_and_a_task_without_pair
     with pytest.raises(InvalidValue) as caught:
         arch.round_data(1, 1_000, ())
     assert caught.value.field == "pairs"
-    with pytest.raises(ValueError, match="input.pairs"):
+    with pytest.raises(ValueError, match=r"input\.pairs"):
         arch.local_data({"sub_model": "owm-geo"})
