@@ -126,11 +126,11 @@ def test_fitting_on_a_rounds_data_changes_the_weights_and_lowers_the_loss(arch):
 
 
 def test_fitting_is_reproducible_so_redundant_replicas_agree(arch):
-    data = arch.local_data(round_input(arch))
+    data = arch.local_data(round_input(arch))[:8]
     runs = []
     for _ in range(2):
         model = arch.genesis("owm-geo")
-        model.fit(data, **FIT[arch.name])
+        model.fit(data, **{**FIT[arch.name], "epochs": 1})
         runs.append(flatten(model.parameters()))
     assert np.array_equal(runs[0], runs[1])
 
