@@ -47,7 +47,7 @@ from owm_adapters.services.slashing import SlashingService
 from owm_adapters.services.workers import OnStop, Worker, Workers
 from owm_adapters.storage import keystore
 from owm_core.coordination.reveals import RevealWindows
-from owm_core.errors import InvalidValue
+from owm_core.errors import InvalidValue, NotFound
 from owm_core.identity.keys import Identity
 from owm_core.market.tasks import Settlement, VerificationMode, VerificationPolicy
 from owm_core.ports.chain import Chain, WalletChain
@@ -278,7 +278,7 @@ def build_coordinator(
         settings, service, timestamping=timestamping,
         signals=None if slashing_service is None else slashing_service.report,
     )
-    service.market.advertised_api_url = advertised_api_url(settings, fl)
+    wire_market(service, settings, fl)
     stamping = _timestamping_worker(fl.timestamping) if fl is not None else None
     pool = pool_from(settings, store, clock, data_dir_of(settings), chain=pool_chain,
                      payouts=payouts)
@@ -513,6 +513,32 @@ def advertised_api_url(
     return lambda: static
 
 
+def wire_market(
+    service: CoordinatorService, settings: CoordinatorSettings, fl: FlRoundService | None
+) -> None:
+    """What the market learns once the FL rounds exist: the advertised API URL every task URL
+    must lie on (SRS-SEC-06), and which releases have published weights (task pins)."""
+    service.market.advertised_api_url = advertised_api_url(settings, fl)
+    service.market.pins.has_weights = published_weights(fl)
+
+
+def published_weights(fl: FlRoundService | None) -> Callable[[str], bool]:
+    """Whether nodes can download a release's weights (``GET /v1/model/versions/{id}/weights``
+    serves the FL rounds' files): only such a release is a task's pinned version. Without FL
+    rounds there is nothing to download, and every pinned task runs ``genesis``."""
+    if fl is None:
+        return lambda _release_id: False
+    releases = fl.releases
+
+    def published(release_id: str) -> bool:
+        try:
+            return releases.weights_path(release_id).is_file()
+        except NotFound:
+            return False
+
+    return published
+
+
 def fl_rounds_from(
     settings: CoordinatorSettings,
     service: CoordinatorService,
@@ -635,6 +661,7 @@ __all__ = [
     "knowledge_of",
     "lightning_from",
     "node_invoice_source",
+    "published_weights",
     "replicas_per_task",
     "repositories_from",
     "service_config_of",

@@ -112,6 +112,7 @@ class GrpcFeed:
                     input=a.input,
                     assigned_at_ms=a.assigned_at_ms,
                     signature=a.coordinator_signature,
+                    model_version=a.model_version,
                 )
         except grpc.RpcError as exc:
             if self._cancelled.is_set():

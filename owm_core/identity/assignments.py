@@ -7,6 +7,10 @@ config) signs::
 
     ASSIGNMENT_DOMAIN ‖ canonical JSON {task fields, SHA-256 of the input, recipient key}
 
+The task fields include the pinned ``model_version`` whenever the task has one (only then, so
+an assignment without a pin reads as before): a node cannot be steered to another sub-model
+version than the one the coordinator chose for every replica of the task (SRS-SEC-11).
+
 Naming the recipient's public key keeps an assignment for one node from being replayed to
 another; the task id and ``assigned_at_ms`` make each one distinct.
 """
@@ -33,6 +37,8 @@ def assignment_statement(task: AssignedTask, recipient_public_key_hex: str) -> b
         "task_id": task.task_id,
         "task_type": task.task_type,
     }
+    if task.model_version:  # absent when empty: statements signed before pinning still verify
+        fields["model_version"] = task.model_version
     return coordinator_signed.statement(
         ASSIGNMENT_DOMAIN, fields, recipient_public_key_hex, "assignment"
     )

@@ -85,6 +85,12 @@ def check_task_input(
     return bytes(data)
 
 
+GENESIS_VERSION = "genesis"
+"""The version name of a sub-model's untrained weights (deterministic, the same on every node)."""
+MODEL_VERSION_PIN = r"(genesis|owm-v[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?)?"
+"""What :attr:`TaskRequest.model_version` may hold: nothing, ``genesis`` or a release's
+version (``owm_core.provenance.versions.VERSION_PATTERN``)."""
+
 _TIER_RANK = {Tier.T1: 1, Tier.T2: 2, Tier.T3: 3}
 _NAME = r"[a-z0-9][a-z0-9._:-]*"
 _OUTPUT_HASH = r"[0-9a-f]{64}"
@@ -125,6 +131,13 @@ class TaskRequest:
     min_ram_mb: int = attrs.field(validator=fields.integer(minimum=0))
     gpu_required: bool = attrs.field(validator=fields.instance_of(bool))
     max_price_msat: int = attrs.field(validator=fields.money())
+    model_version: str = attrs.field(
+        default="", validator=fields.text(min_len=0, max_len=64, pattern=MODEL_VERSION_PIN)
+    )
+    """The sub-model version every replica runs (``genesis`` for the untrained weights), set
+    by the coordinator at submission for a task that runs a sub-model's weights, empty for the
+    others (:func:`owm_core.provenance.releases.pinned_version`). One pin per task, so honest
+    replicas on nodes that installed different versions still agree (SRS-SEC-11)."""
 
     def __attrs_post_init__(self) -> None:
         """VRAM is GPU memory: asking for it without a GPU is contradictory."""

@@ -64,6 +64,10 @@ class AssignedTask:
     #: The coordinator's Ed25519 signature (``owm_core.identity.assignments``); nodes run
     #: only assignments whose signature verifies under ``[coordinator] public_key``.
     signature: bytes = b""
+    #: The sub-model version this replica must run (``genesis`` or a release's version; empty
+    #: for a task that runs no sub-model's weights), the same for every replica of the task
+    #: and covered by the signature: a node runs exactly it, or rejects the replica.
+    model_version: str = ""
 
 
 @attrs.frozen

@@ -112,6 +112,7 @@ def assignment_of(pushed: PushedTask) -> pb.TaskAssignment:
         input=task.input,
         assigned_at_ms=task.assigned_at_ms,
         coordinator_signature=task.signature,
+        model_version=task.model_version,
     )
 
 

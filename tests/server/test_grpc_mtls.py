@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
+import attrs
 import grpc
 import pytest
 
@@ -160,9 +161,13 @@ def test_assignments_carry_the_coordinators_signature_for_their_recipient(
         input=sent.input,
         assigned_at_ms=sent.assigned_at_ms,
         signature=sent.coordinator_signature,
+        model_version=sent.model_version,
     )
+    assert sent.model_version == "genesis"  # a text inference: pinned, no release confirmed yet
     coordinator_key = coordinator.app.identity.public_key_hex
     verify_assignment(coordinator_key, task, node.public_key)
     with pytest.raises(SignatureInvalid):  # not valid for another node
         verify_assignment(coordinator_key, task, SimNode.create().public_key)
+    with pytest.raises(SignatureInvalid):  # nor with its pin stripped or changed on the way
+        verify_assignment(coordinator_key, attrs.evolve(task, model_version=""), node.public_key)
     feed.call.cancel()  # type: ignore[attr-defined]

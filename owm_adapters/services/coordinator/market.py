@@ -11,7 +11,9 @@ others run on as many replicas as the nodes that fit allow (:mod:`.admission`); 
 over the replicas an event made assignable plus a sweep that walks every waiting replica in
 turn, so work nobody can take never stops it, drops the replicas of running tasks that no
 connected node can take any more (down to the redundancy floor), and a task nobody takes
-within ``queue_timeout_s`` expires (:mod:`.dispatch`).
+within ``queue_timeout_s`` expires (:mod:`.dispatch`). A task that runs a sub-model's weights
+is pinned to one version at submission, which every replica and assignment carries
+(:mod:`.pins`; SRS-SEC-11).
 
 Durability rules: a submitted task (with its input bytes) is committed before
 :meth:`Market.submit_task` returns, a proof before :meth:`Market.submit_proof` returns. Tasks
@@ -38,6 +40,7 @@ from owm_adapters.net.destinations import check_task_url
 from owm_adapters.services.coordinator.admission import Admission
 from owm_adapters.services.coordinator.dispatch import Dispatcher
 from owm_adapters.services.coordinator.funding import NETWORK, Funder, TaskFunding
+from owm_adapters.services.coordinator.pins import VersionPins
 from owm_adapters.services.coordinator.reveals import ResultRounds, tell_listeners
 from owm_adapters.services.coordinator.sealing import SealedBlobs, SealedMarketStore, TaskSealing
 from owm_adapters.services.coordinator.shared import LockedGuard, Observed, ServiceConfig
@@ -138,6 +141,7 @@ class PushedTask:
             input=self.input,
             assigned_at_ms=self.assigned_at_ms,
             signature=self.signature,
+            model_version=task.request.model_version,
         )
 
 
@@ -197,6 +201,14 @@ def check_input_urls(task_type: str, input_data: bytes, advertised_api_url: str)
         check_task_url(url, advertised_api_url, field)
 
 
+def by_replica(recorded: Sequence[Rejection]) -> dict[str, list[Rejection]]:
+    """Rejections grouped by the replica they refused, in the order they were recorded."""
+    grouped: dict[str, list[Rejection]] = {}
+    for rejection in recorded:
+        grouped.setdefault(rejection.replica_id, []).append(rejection)
+    return grouped
+
+
 class Market:
     """Streams, submission, dispatch, proofs and rejections (see the module docstring)."""
 
@@ -240,6 +252,7 @@ class Market:
         #: The coordinator's advertised API URL, read at each submission (a test API on port 0
         #: is known only once bound): URLs in task inputs must lie on its origin (SRS-SEC-06).
         self.advertised_api_url: Callable[[], str] = lambda: ""
+        self.pins = VersionPins(repositories.releases)  # each task's sub-model version
 
     # -- submitting and waiting --------------------------------------------------------------
 
@@ -257,6 +270,7 @@ class Market:
         expires ``queue_timeout_s`` after submission unless a node took a replica by then.
         """
         check_input_urls(request.task_type, input_data, self.advertised_api_url())
+        request = attrs.evolve(request, model_version=self.pins.pin_for(request, input_data))
         plan = self.admission.check(request)
         expires_at = self.clock.now() + self.config.queue_timeout_s
         with self.repositories.atomic():
@@ -433,11 +447,7 @@ class Market:
     def rejections(self, task_id: str) -> dict[str, list[Rejection]]:
         """The rejections this process recorded for a submitted task, by replica id."""
         with self._market_lock:
-            recorded = list(self._rejections.get(task_id, ()))
-        by_replica: dict[str, list[Rejection]] = {}
-        for rejection in recorded:
-            by_replica.setdefault(rejection.replica_id, []).append(rejection)
-        return by_replica
+            return by_replica(self._rejections.get(task_id, ()))
 
     def tick(self, *, housekeeping: bool = True) -> list[Task]:
         """Dispatch the sweep's next page; with ``housekeeping`` (one coordinator leads it,

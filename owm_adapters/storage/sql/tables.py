@@ -160,6 +160,7 @@ tasks = Table(
     Column("output_hash", String(64), nullable=True),
     Column("tried_node_ids", Text, nullable=False),  # JSON list of node ids
     _time("expires_at", nullable=True),  # migration 0012
+    Column("model_version", String(64), nullable=False, server_default=""),  # migration 0023
     Index(None, "state", "seq"),
     Index(None, "node_id", "state"),
     Index(None, "state", "deadline_at"),

@@ -51,24 +51,59 @@ def test_an_assignment_signed_by_another_key_or_for_another_node_is_refused() ->
 @given(
     field=st.sampled_from(
         ["task_id", "task_type", "input_schema_id", "input_schema_version", "price_msat",
-         "deadline_at", "input", "assigned_at_ms"]
+         "deadline_at", "input", "assigned_at_ms", "model_version"]
     ),
     data=st.data(),
 )
 def test_changing_any_field_of_a_signed_assignment_voids_its_signature(
     field: str, data: st.DataObject
 ) -> None:
-    original = signed()
+    original = signed(attrs.evolve(TASK, model_version="owm-v0.1.0"))
     current = getattr(original, field)
     if isinstance(current, bytes):
         new = data.draw(st.binary(max_size=64).filter(lambda v: v != current))
     elif isinstance(current, int):
         new = data.draw(st.integers(0, 2**62).filter(lambda v: v != current))
+    elif field == "model_version":
+        new = data.draw(st.sampled_from(["", "genesis", "owm-v0.2.0", "owm-v0.1.0-rc1"])
+                        .filter(lambda v: v != current))
     else:
         new = data.draw(st.text(min_size=1, max_size=40).filter(lambda v: v != current))
     tampered = attrs.evolve(original, **{field: new})
     with pytest.raises(SignatureInvalid):
         verify_assignment(COORDINATOR.public_key_hex, tampered, NODE.public_key_hex)
+
+
+@pytest.mark.parametrize("tampered", ["", "genesis", "owm-v0.2.0"])
+def test_a_pinned_model_version_is_covered_by_the_signature_so_a_changed_pin_is_refused(
+    tampered: str,
+) -> None:
+    """The pin steers which weights the node runs (SRS-SEC-11): nobody between coordinator and
+    node can swap it, nor strip it to make the node answer with its own current version."""
+    original = signed(attrs.evolve(TASK, model_version="owm-v0.1.0"))
+    verify_assignment(COORDINATOR.public_key_hex, original, NODE.public_key_hex)
+    with pytest.raises(SignatureInvalid):
+        verify_assignment(COORDINATOR.public_key_hex,
+                          attrs.evolve(original, model_version=tampered), NODE.public_key_hex)
+
+
+def test_an_assignment_without_a_pin_signs_the_same_statement_as_before_pinning() -> None:
+    """Statements signed before pins existed (no ``model_version`` key) still verify."""
+    from owm_core.identity import coordinator_signed
+    from owm_core.identity.assignments import ASSIGNMENT_DOMAIN, assignment_statement
+    from owm_core.identity.envelopes import sha256_hex
+
+    before = coordinator_signed.statement(ASSIGNMENT_DOMAIN, {
+        "assigned_at_ms": TASK.assigned_at_ms, "deadline_at": TASK.deadline_at,
+        "input_schema_id": TASK.input_schema_id,
+        "input_schema_version": TASK.input_schema_version,
+        "input_sha256": sha256_hex(TASK.input), "price_msat": TASK.price_msat,
+        "task_id": TASK.task_id, "task_type": TASK.task_type,
+    }, NODE.public_key_hex, "assignment")
+    assert assignment_statement(TASK, NODE.public_key_hex) == before
+    old_signature = COORDINATOR.sign(before)
+    verify_assignment(COORDINATOR.public_key_hex, attrs.evolve(TASK, signature=old_signature),
+                      NODE.public_key_hex)
 
 
 def test_a_payout_request_verifies_only_unchanged_from_the_coordinator_for_its_node() -> None:

@@ -113,7 +113,7 @@ class TaskStreamRequest(_message.Message):
     def __init__(self, public_key: _Optional[str] = ..., challenge_nonce: _Optional[str] = ..., signature: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., ask_msat: _Optional[int] = ...) -> None: ...
 
 class TaskAssignment(_message.Message):
-    __slots__ = ("task_id", "task_type", "input_schema_id", "input_schema_version", "price_msat", "deadline_at", "input", "assigned_at_ms", "coordinator_signature")
+    __slots__ = ("task_id", "task_type", "input_schema_id", "input_schema_version", "price_msat", "deadline_at", "input", "assigned_at_ms", "coordinator_signature", "model_version")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_TYPE_FIELD_NUMBER: _ClassVar[int]
     INPUT_SCHEMA_ID_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +123,7 @@ class TaskAssignment(_message.Message):
     INPUT_FIELD_NUMBER: _ClassVar[int]
     ASSIGNED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     COORDINATOR_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     task_type: str
     input_schema_id: str
@@ -132,7 +133,8 @@ class TaskAssignment(_message.Message):
     input: bytes
     assigned_at_ms: int
     coordinator_signature: bytes
-    def __init__(self, task_id: _Optional[str] = ..., task_type: _Optional[str] = ..., input_schema_id: _Optional[str] = ..., input_schema_version: _Optional[int] = ..., price_msat: _Optional[int] = ..., deadline_at: _Optional[int] = ..., input: _Optional[bytes] = ..., assigned_at_ms: _Optional[int] = ..., coordinator_signature: _Optional[bytes] = ...) -> None: ...
+    model_version: str
+    def __init__(self, task_id: _Optional[str] = ..., task_type: _Optional[str] = ..., input_schema_id: _Optional[str] = ..., input_schema_version: _Optional[int] = ..., price_msat: _Optional[int] = ..., deadline_at: _Optional[int] = ..., input: _Optional[bytes] = ..., assigned_at_ms: _Optional[int] = ..., coordinator_signature: _Optional[bytes] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class SubmitTaskRequest(_message.Message):
     __slots__ = ("task_id", "task_type", "input_schema_id", "input_schema_version", "min_tier", "min_vram_mb", "min_ram_mb", "gpu_required", "max_price_msat", "input", "submitter_envelope")
