@@ -95,7 +95,8 @@ class NodeDaemon:
         self.registration = Registration(self.ctx, self.stake, data_dir, ln_signer)
         self.heartbeats = Heartbeats(self.ctx, self.registration)
         self.prover = Prover(self.ctx, runner, task_log, data_dir)
-        self.feed = FeedReader(self.ctx, task_log, self.prover, self.registration, self.stake)
+        self.feed = FeedReader(self.ctx, task_log, self.prover, self.registration, self.stake,
+                               weights)
         self._threads: list[threading.Thread] = []
 
     @property

@@ -8,6 +8,9 @@ is opened: sealed by the coordinator's identity key to this node's for this repl
 (SRS-NODE-07; an invalid one never runs: a signed
 :class:`~owm_core.identity.envelopes.TaskRejection` naming the field goes to the coordinator,
 which hands the task to another node at once) and queued for the :class:`~.prover.Prover`.
+An assignment pinned to a sub-model version the node does not hold gets it installed first
+(verified, :mod:`.pins`), or is rejected naming ``model_version`` when that fails: a node runs
+exactly the version the coordinator chose for every replica of the task (SRS-SEC-11).
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ import attrs
 
 from owm_adapters.node import fl_upload
 from owm_adapters.node.context import NodeContext, NodeState
+from owm_adapters.node.pins import pinned_version_problem
 from owm_adapters.node.prover import Prover
 from owm_adapters.node.registration import Registration
 from owm_adapters.node.task_log import FAILED, PROVED, REJECTED, TaskLog
 from owm_adapters.node.watchers import StakeWatcher
+from owm_adapters.node.weights_watcher import WeightsWatcher
 from owm_core.errors import DomainError, InvalidValue, SignatureInvalid
 from owm_core.identity.assignments import verify_assignment
 from owm_core.identity.envelopes import (
@@ -58,6 +63,8 @@ class FeedReader:
     prover: Prover
     registration: Registration
     stake: StakeWatcher
+    #: Installs a pinned sub-model version the node lacks (None: no ``[coordinator] api_url``).
+    weights: WeightsWatcher | None = None
     feed: TaskFeed | None = attrs.field(default=None, init=False)
 
     def cancel(self) -> None:
@@ -160,7 +167,7 @@ class FeedReader:
                 fl_upload.check_upload_url(str(url), settings.upload_proxy, settings.destinations)
             except DomainError as exc:
                 return InvalidValue("input.upload_url", exc.message)
-        return None
+        return pinned_version_problem(task, data, self.prover.runner.model_dir, self.weights)
 
     def send_rejection(self, replica_id: str, problem: InvalidValue) -> bool:
         """Tell the coordinator why the task is refused (SRS-NODE-07); True once it has it.
@@ -210,8 +217,9 @@ class FeedReader:
             output = self.log.output_of(task.task_id)
             delivered = b"" if output is None else task_types.canonical_output(output)
             self.prover.resend(task.task_id, proof, delivered)
-        elif unopened is not None:
-            self.send_rejection(task.task_id, unopened)
+        elif (problem := unopened or self._input_problem(task)) is not None:
+            self.log.mark_rejected(task.task_id, problem.message, self.ctx.clock.monotonic_ms())
+            self.send_rejection(task.task_id, problem)
         else:
             self.prover.queue(task)
 

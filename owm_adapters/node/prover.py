@@ -97,7 +97,8 @@ class Prover:
             ctx.current[task.task_id] = (task, start_ms)
         self.log.mark_running(task.task_id, start_ms)
         result = self.runner.run(
-            task.task_type, task.input_schema_id, task.input_schema_version, task.input
+            task.task_type, task.input_schema_id, task.input_schema_version, task.input,
+            task.model_version,
         )
         done_ms = ctx.clock.monotonic_ms()
         if not result.ok or result.output is None:

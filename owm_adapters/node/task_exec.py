@@ -8,7 +8,9 @@ partition, or a sub-model's LoRA adapter on the training pairs the task carries)
 aggregation (``owm_core.fl.aggregation.aggregate``). Weights come from the model cache, where
 :mod:`owm_adapters.node.weights` only ever installs OTS-verified versions (SRS-NODE-10);
 a sub-model with no installed version answers with its deterministic ``genesis`` weights, the
-same on every node, so that redundant replicas agree.
+same on every node. A task whose assignment pins a version runs exactly that version (kept
+beside the current one by :mod:`owm_adapters.node.weights`), so that redundant replicas agree
+while nodes install new versions at different times.
 """
 
 from __future__ import annotations
@@ -27,21 +29,33 @@ from owm_core.market.task_types import TaskType, text_features
 
 
 def load_weights(
-    model_dir: str | None, sub_model: str, arch: ModelArchitecture | None = None
+    model_dir: str | None, sub_model: str, arch: ModelArchitecture | None = None,
+    pinned: str = "",
 ) -> tuple[str, dict[str, np.ndarray]]:
     """The installed (verified) version of ``sub_model`` and its named tensors, else the
-    genesis weights of ``arch`` (TinyNet by default)."""
+    genesis weights of ``arch`` (TinyNet by default).
+
+    With ``pinned`` (the version the task's assignment names): exactly that version, from
+    ``<sub_model>/<pinned>.npz`` (or ``current.npz`` when it holds it), genesis for
+    ``genesis``; ValueError when this node does not hold it, never another version's weights.
+    """
     from pathlib import Path
 
     import numpy as np
 
-    if model_dir:
-        current = Path(model_dir) / sub_model / "current.npz"
-        if current.exists():
-            with np.load(current, allow_pickle=False) as data:
+    if model_dir and pinned != GENESIS:
+        folder = Path(model_dir) / sub_model
+        for path in (folder / f"{pinned}.npz", folder / "current.npz")[0 if pinned else 1 :]:
+            if not path.exists():
+                continue
+            with np.load(path, allow_pickle=False) as data:
                 version = str(data["__version__"])
+                if pinned and version != pinned:
+                    continue
                 return version, {name: data[name] for name in data.files
                                  if not (name.startswith("__") and name.endswith("__"))}
+    if pinned and pinned != GENESIS:
+        raise ValueError(f"model_version: {sub_model} {pinned} is not installed on this node")
     if arch is None:
         return GENESIS, genesis_weights(sub_model)
     from owm_adapters.models.architectures import named
@@ -49,7 +63,9 @@ def load_weights(
     return GENESIS, named(arch, arch.genesis(sub_model).parameters())
 
 
-def run_inference(data: Mapping[str, Any], model_dir: str | None) -> dict[str, Any]:
+def run_inference(
+    data: Mapping[str, Any], model_dir: str | None, pinned: str = ""
+) -> dict[str, Any]:
     """``inference``: logits and labels of the sub-model for the given rows or prompt."""
     import numpy as np
 
@@ -58,7 +74,7 @@ def run_inference(data: Mapping[str, Any], model_dir: str | None) -> dict[str, A
         rows = np.array([text_features(str(data["prompt"]))], dtype=np.float64)
     else:
         rows = np.array(data["features"], dtype=np.float64)
-    version, weights = load_weights(model_dir, sub_model)
+    version, weights = load_weights(model_dir, sub_model, pinned=pinned)
     logits = infer(weights, rows)
     return {
         "sub_model": sub_model,
@@ -80,7 +96,9 @@ def run_reading(data: Mapping[str, Any]) -> dict[str, Any]:
     return {"sub_model": data["sub_model"], **output}
 
 
-def run_training(data: Mapping[str, Any], model_dir: str | None) -> dict[str, Any]:
+def run_training(
+    data: Mapping[str, Any], model_dir: str | None, pinned: str = ""
+) -> dict[str, Any]:
     """``fl_training``: one local round of the task's architecture (``model``, default
     ``tinynet``) on the data its input names; returns the trained weights, flat."""
     from owm_adapters.models.architectures import (
@@ -102,7 +120,7 @@ def run_training(data: Mapping[str, Any], model_dir: str | None) -> dict[str, An
             raise ValueError(f"input.global_weights: must have {size(arch)} numbers") from None
         version = "input"
     else:
-        version, tensors = load_weights(model_dir, sub_model, arch)
+        version, tensors = load_weights(model_dir, sub_model, arch, pinned)
         arrays = from_named(arch, tensors)
     model.set_parameters(arrays)
     examples, loss = model.fit(
@@ -138,13 +156,16 @@ def run_aggregation(data: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def execute(task_type: str, data: Mapping[str, Any], model_dir: str | None) -> dict[str, Any]:
-    """Run one validated task and return its JSON-serialisable output."""
+def execute(
+    task_type: str, data: Mapping[str, Any], model_dir: str | None, pinned: str = ""
+) -> dict[str, Any]:
+    """Run one validated task and return its JSON-serialisable output; ``pinned`` is the
+    sub-model version its assignment names (empty: the installed one)."""
     kind = TaskType(task_type)
     if kind is TaskType.INFERENCE and "passages" in data:
         return run_reading(data)
     if kind is TaskType.INFERENCE:
-        return run_inference(data, model_dir)
+        return run_inference(data, model_dir, pinned)
     if kind is TaskType.FL_TRAINING:
-        return run_training(data, model_dir)
+        return run_training(data, model_dir, pinned)
     return run_aggregation(data)

@@ -125,14 +125,19 @@ class TaskRunner:
             self.model_dir,
         ]
 
-    def run(self, task_type: str, schema_id: str, version: int, raw_input: bytes) -> RunResult:
-        """Run one task to completion, failure or timeout; never raises for the task's sake."""
+    def run(
+        self, task_type: str, schema_id: str, version: int, raw_input: bytes,
+        model_version: str = "",
+    ) -> RunResult:
+        """Run one task to completion, failure or timeout; never raises for the task's sake.
+        ``model_version`` is the sub-model version the assignment pins (empty: none)."""
         request = json.dumps(
             {
                 "task_type": task_type,
                 "schema_id": schema_id,
                 "version": version,
                 "input": raw_input.decode("utf-8", errors="replace"),
+                "model_version": model_version,
             }
         ).encode("utf-8")
         started = time.monotonic()

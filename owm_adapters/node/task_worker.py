@@ -2,9 +2,10 @@
 
 Applies the memory limit to itself *before* importing anything heavy (``RLIMIT_AS``), imports
 the task code, then reads one JSON request on stdin (``task_type``, ``schema_id``, ``version``,
-``input`` as text; a spare worker waits here, :mod:`.task_runner`), validates
-the input again (defence in depth; SRS-NODE-07), executes it with :mod:`.task_exec` and writes
-one JSON line on stdout: ``{"ok": true, "output": {...}}`` or ``{"ok": false, "error": "..."}``.
+``input`` as text, ``model_version`` the sub-model version the assignment pins; a spare worker
+waits here, :mod:`.task_runner`), validates the input again (defence in depth; SRS-NODE-07),
+executes it with :mod:`.task_exec` and writes one JSON line on stdout:
+``{"ok": true, "output": {...}}`` or ``{"ok": false, "error": "..."}``.
 A crash or a runaway loop only ever takes this process down: the daemon kills its process group
 on timeout (:mod:`.task_runner`).
 """
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         raw = request["input"].encode("utf-8")
         _, data = validate_input(request["task_type"], request["schema_id"],
                                  int(request["version"]), raw)
-        output = execute(request["task_type"], data, args.model_dir or None)
+        output = execute(request["task_type"], data, args.model_dir or None,
+                         str(request.get("model_version") or ""))
     except MemoryError:
         reply = {"ok": False, "error": f"memory limit of {args.memory_mb} MiB exceeded"}
     except Exception as exc:  # the task failed; report why, never a traceback to the network

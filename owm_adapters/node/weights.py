@@ -6,7 +6,8 @@ and moved over clearnet only (SRS-NET-04).
   which, and every tensor must have the architecture's shape): the installed version of each
   sub-model lives in the model cache (``OWM_MODEL_CACHE_DIR``, default ``~/.owm/models``) as
   ``<sub_model>/current.npz``, replaced atomically, which the isolated task workers read
-  (:mod:`.task_exec`).
+  (:mod:`.task_exec`); every verified version is also kept as ``<sub_model>/<version>.npz``, so
+  a task pinned to an older version runs exactly that one (SRS-SEC-11).
 * :func:`install_verified` — the only way weights reach the runtime: the proof is checked
   through the :class:`~owm_core.ports.timestamping.Timestamping` port with
   :func:`owm_core.provenance.verification.verify_model_version`, which recomputes the digest from
@@ -108,7 +109,27 @@ class CachedModelRuntime:
         self.model_dir = model_dir
 
     def load(self, sub_model: str, version: str, weights: Mapping[str, Any]) -> None:
-        """Make ``version`` the one that answers, atomically (readers never see half a file)."""
+        """Make ``version`` the one that answers, atomically (readers never see half a file),
+        and keep it for the tasks pinned to it (:meth:`keep`)."""
+        self.keep(sub_model, version, weights)
+        self._write(sub_model, "current", version, weights)
+
+    def keep(self, sub_model: str, version: str, weights: Mapping[str, Any]) -> None:
+        """Keep ``version`` as ``<sub_model>/<version>.npz`` for tasks pinned to it, without
+        making it the one that answers unpinned tasks."""
+        self._write(sub_model, version, version, weights)
+
+    def has_version(self, sub_model: str, version: str) -> bool:
+        """Whether a task pinned to ``version`` can run here now (``genesis`` always can)."""
+        if version == GENESIS:
+            return True
+        try:
+            found, _ = load_weights(str(self.model_dir), sub_model, pinned=version)
+        except ValueError:
+            return False
+        return found == version
+
+    def _write(self, sub_model: str, file: str, version: str, weights: Mapping[str, Any]) -> None:
         arch = architecture_of(weights)
         arrays: dict[str, Any] = {"__version__": np.array(version),
                                   **named(arch, from_named(arch, weights))}
@@ -118,7 +139,7 @@ class CachedModelRuntime:
         try:
             with os.fdopen(fd, "wb") as handle:
                 np.savez(handle, **arrays)
-            os.replace(tmp, folder / "current.npz")
+            os.replace(tmp, folder / f"{file}.npz")
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -142,12 +163,15 @@ def install_verified(
     weights: Mapping[str, Any],
     proof: bytes,
     extra_metadata: Mapping[str, Any] | None = None,
+    *,
+    make_current: bool = True,
 ) -> InstallOutcome:
     """Load ``weights`` as ``version`` only if ``proof`` anchors their digest (SRS-NODE-10).
 
     The digest is recomputed from the weights, so tampered weights fail even with a genuine
     proof. Any failure — proof pending, wrong block, digest mismatch, incompatible shapes —
-    returns ``installed=False`` and leaves the previously loaded version answering.
+    returns ``installed=False`` and leaves the previously loaded version answering. With
+    ``make_current=False`` the version is only kept for the tasks pinned to it.
     """
     try:
         verification = verify_model_version(version, proof, timestamping, weights, extra_metadata)
@@ -159,7 +183,10 @@ def install_verified(
         pending = verification.failure is FailureReason.PENDING_ONLY
         return InstallOutcome(False, version.id, verification, verification.detail, retry=pending)
     try:
-        runtime.load(version.sub_model, version.version, weights)
+        if make_current:
+            runtime.load(version.sub_model, version.version, weights)
+        else:
+            runtime.keep(version.sub_model, version.version, weights)
     except ValueError as exc:
         return InstallOutcome(False, version.id, verification, str(exc))
     record = runtime_record(version, verification)
@@ -203,6 +230,8 @@ def install_weights_file(
     raw: bytes,
     name: str,
     proof: bytes,
+    *,
+    make_current: bool = True,
 ) -> InstallOutcome:
     """Decode a downloaded or local weights file and :func:`install_verified` it: the one path
     ``owm-node install-weights`` and the daemon's weights watcher share (SRS-NODE-10)."""
@@ -210,7 +239,8 @@ def install_weights_file(
         tensors = decode_weights(raw, name)
     except ValueError as exc:
         return InstallOutcome(False, version.id, None, str(exc))
-    return install_verified(runtime, timestamping, version, tensors, proof)
+    return install_verified(runtime, timestamping, version, tensors, proof,
+                            make_current=make_current)
 
 
 def runtime_record(version: ModelVersion, verification: Verification) -> dict[str, Any]:

@@ -164,14 +164,8 @@ class WeightsWatcher:
         """The newest version of each sub-model, when newer than the installed one."""
         newest: dict[str, ModelVersion] = {}
         for release in releases:
-            try:
-                version = ModelVersion(
-                    version=release["version"], sub_model=release["sub_model"],
-                    digest=release["digest"], created_at=release["created_at"],
-                    parent=release.get("parent"),
-                )
-            except (KeyError, TypeError, DomainError) as exc:
-                log.warning("skipping a model version the API described oddly: %s", exc)
+            version = _model_version(release)
+            if version is None:
                 continue
             best = newest.get(version.sub_model)
             if best is None or version.created_at > best.created_at:
@@ -197,9 +191,9 @@ class WeightsWatcher:
         except (OSError, ValueError, KeyError, TypeError):
             return -1
 
-    def install(self, version: ModelVersion) -> InstallOutcome | None:
+    def install(self, version: ModelVersion, current: bool = True) -> InstallOutcome | None:
         """Download one version and install it if its proof verifies; None when the API has
-        no weights or no proof for it (yet)."""
+        no weights or no proof for it (yet). ``current=False`` only keeps it for pinned tasks."""
         quoted = quote(version.id, safe="@")
         proof = self._get(f"/v1/model/versions/{quoted}/ots", MAX_PROOF_BYTES)
         if proof is None:
@@ -209,7 +203,41 @@ class WeightsWatcher:
             self._skip[version.id] = "the API serves no weights for it"
             return None
         return install_weights_file(self.runtime, self.timestamping, version, raw,
-                                    f"{version.id}.npz", proof)
+                                    f"{version.id}.npz", proof, make_current=current)
+
+    def ensure_version(self, sub_model: str, version: str) -> InstallOutcome:
+        """Install exactly ``version`` of ``sub_model`` for a task pinned to it, through the
+        same download and OpenTimestamps verification as every install (SRS-NODE-10, SRS-SEC-11).
+
+        A version already held answers at once. One newer than the installed one also becomes
+        the answering version; an older one is only kept for the tasks pinned to it. Failures
+        (not listed, no proof or weights served, proof pending or failing) come back as an
+        outcome with ``installed=False`` and the reason; nothing else is installed instead.
+        """
+        release_id = f"{sub_model}@{version}"
+        with self._lock:
+            if self.runtime.has_version(sub_model, version):
+                return InstallOutcome(True, release_id, None)
+            listed = self._get(f"/v1/model/versions/{quote(release_id, safe='@')}",
+                               MAX_LISTING_BYTES)
+            try:
+                described = json.loads(listed) if listed is not None else None
+            except ValueError:
+                described = None
+            model = _model_version(described) if isinstance(described, dict) else None
+            if model is None or model.id != release_id:
+                return InstallOutcome(False, release_id, None,
+                                      "the coordinator lists no such model version")
+            installed_at = self.installed_at(sub_model)  # -1: genesis, or not on record
+            newer = self.runtime.loaded_version(sub_model) is None or (
+                -1 < installed_at < model.created_at)
+            outcome = self.install(model, current=newer)
+            if outcome is None:
+                return InstallOutcome(False, release_id, None, "the coordinator serves no proof "
+                                      "or no weights for it", retry=True)
+            if outcome.installed:
+                self.say(f"weights: installed {release_id} for a task pinned to it")
+            return outcome
 
     def poll_once(self) -> PollResult:
         """One look at the API: install what is new and verified (module docstring)."""
@@ -260,6 +288,19 @@ class WeightsWatcher:
                 log.exception("weights watcher poll failed")
             if stop.wait(interval_s):
                 return
+
+
+def _model_version(release: dict[str, Any]) -> ModelVersion | None:
+    """A version as the API describes it, or None (logged) when it describes it oddly."""
+    try:
+        return ModelVersion(
+            version=release["version"], sub_model=release["sub_model"],
+            digest=release["digest"], created_at=release["created_at"],
+            parent=release.get("parent"),
+        )
+    except (KeyError, TypeError, DomainError) as exc:
+        log.warning("skipping a model version the API described oddly: %s", exc)
+        return None
 
 
 __all__ = ["PollResult", "WeightsUnavailable", "WeightsWatcher"]

@@ -17,6 +17,10 @@ class ModelRuntime(Protocol):
         """Make ``version`` of ``sub_model`` the one that answers; replaces the previous one."""
         ...
 
+    def keep(self, sub_model: str, version: str, weights: Mapping[str, Any]) -> None:
+        """Keep ``version`` for the tasks pinned to it, leaving the answering one in place."""
+        ...
+
     def loaded_version(self, sub_model: str) -> str | None:
         """The version currently answering for ``sub_model``, or None if none is loaded."""
         ...

@@ -50,7 +50,11 @@ class FakeApi:
                     self.reply(json.dumps({"versions": api.releases}).encode())
                     return
                 release_id, _, what = self.path.removeprefix(prefix + "/").partition("/")
-                body = (api.weights if what == "weights" else api.proofs).get(release_id)
+                if not what:  # GET /v1/model/versions/{id}: one release
+                    found = [r for r in api.releases if r["id"] == release_id]
+                    body = json.dumps(found[0]).encode() if found else None
+                else:
+                    body = (api.weights if what == "weights" else api.proofs).get(release_id)
                 if body is None:
                     self.send_error(404)
                     return
