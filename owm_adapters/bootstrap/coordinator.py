@@ -577,6 +577,7 @@ def fl_rounds_from(
             sub_model=fl.sub_model,
             sub_models=fl.sub_models,
             model=fl.model,
+            models=tuple(fl.models.items()),
             interval_s=float(fl.interval_s),
             min_participants=fl.min_participants,
             rule=fl.rule,

@@ -571,7 +571,8 @@ class FlSection:
     Every ``interval_s`` seconds, when at least ``min_participants`` nodes serving
     ``fl_training`` have their task stream open, a round of ``sub_model`` starts (of each of
     ``sub_models`` in turn when set): one ``fl_training`` task whose replicas (``[tasks]
-    redundancy`` of them) train the current model of architecture ``model`` (``tinynet``:
+    redundancy`` of them) train the current model of architecture ``model`` (or the one
+    ``models`` names for the sub-model; ``tinynet``:
     the blob partition ``round mod partitions``; ``minilm-lora``: the sub-model's reader
     adapter on 16 training pairs from its contributed documents; see docs/models.md) and
     upload their signed updates to ``upload_url`` (empty:
@@ -586,6 +587,9 @@ class FlSection:
     sub_model: str = "owm-base"
     sub_models: tuple[str, ...] = ()
     model: str = "tinynet"
+    #: Per sub-model architecture, overriding ``model`` (``[fl.models]``: ``owm-geo =
+    #: "minilm-lora"``).
+    models: dict[str, str] = attrs.field(factory=dict, hash=False)
     interval_s: int = 60
     min_participants: int = 3
     rule: str = "trimmed"

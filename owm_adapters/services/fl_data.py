@@ -11,6 +11,7 @@ once per set of datasets). TinyNet reads none: its data are synthetic blobs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,7 @@ class SubModels:
     def build(
         cls,
         rotation: tuple[str, ...],
-        arch: ModelArchitecture,
+        arch_of: Callable[[str], ModelArchitecture],
         store: Repositories,
         clock: Clock,
         timestamping: Timestamping,
@@ -92,10 +93,11 @@ class SubModels:
         *,
         stamp_at_publish: bool,
     ) -> SubModels:
-        """One :class:`RoundData` (and :class:`FlReleases`) per sub-model of ``rotation``."""
+        """One :class:`RoundData` (and :class:`FlReleases`) per sub-model of ``rotation``, each
+        of the architecture ``arch_of`` names for it."""
         return cls(rotation, {
-            name: RoundData(store, arch, name, FlReleases(
-                store, clock, timestamping, weights_dir, name, arch,
+            name: RoundData(store, arch_of(name), name, FlReleases(
+                store, clock, timestamping, weights_dir, name, arch_of(name),
                 stamp_at_publish=stamp_at_publish))
             for name in rotation
         })

@@ -99,6 +99,11 @@ def _names(value: Iterable[str]) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _pairs(value: Iterable[tuple[str, str]] | Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    items = value.items() if isinstance(value, Mapping) else value
+    return tuple(sorted((str(k), str(v)) for k, v in items))
+
+
 @attrs.frozen
 class FlConfig:
     """How rounds run (``[fl]`` in ``coordinator.toml``, see ``settings.FlSection``)."""
@@ -107,8 +112,10 @@ class FlConfig:
     #: Rounds take turns over these sub-models (round ``n`` trains ``sub_models[(n - 1) mod
     #: len]``); empty: ``sub_model`` alone.
     sub_models: tuple[str, ...] = attrs.field(default=(), converter=_names)
-    #: The architecture rounds train (:mod:`owm_adapters.models.architectures`).
+    #: The architecture rounds train (:mod:`owm_adapters.models.architectures`) ...
     model: str = attrs.field(default=TINYNET)
+    #: ... unless ``(sub_model, architecture)`` here names another for a sub-model.
+    models: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_pairs)
     interval_s: float = 60.0
     min_participants: int = 3
     rule: str = attrs.field(default="trimmed")
@@ -152,6 +159,17 @@ class FlConfig:
     def _check_model(self, _attribute: attrs.Attribute[str], value: str) -> None:
         if value not in FL_MODELS:
             raise InvalidValue("fl.model", f"must be one of {', '.join(FL_MODELS)}")
+
+    @models.validator
+    def _check_models(self, _attribute: object, value: tuple[tuple[str, str], ...]) -> None:
+        for name, model in value:
+            if not SUB_MODEL_RE.fullmatch(name) or model not in FL_MODELS:
+                raise InvalidValue(f"fl.models.{name}",
+                                   f"must map a sub-model to one of {', '.join(FL_MODELS)}")
+
+    def model_of(self, sub_model: str) -> str:
+        """The architecture ``sub_model``'s rounds train."""
+        return dict(self.models).get(sub_model, self.model)
 
     @rule.validator
     def _check_rule(self, _attribute: attrs.Attribute[str], value: str) -> None:
@@ -202,7 +220,7 @@ def training_task(
     round (:meth:`~owm_core.ports.fl_model.ModelArchitecture.round_data`: the partition
     ``number mod partitions``, training pairs from ``documents``), the hyper-parameters and
     where to upload. InvalidValue when the architecture finds no training data."""
-    arch = architecture(config.model)
+    arch = architecture(config.model_of(sub_model or config.sub_model))
     data = {
         "sub_model": sub_model or config.sub_model,
         "model": arch.name,
@@ -277,8 +295,9 @@ class FlRoundService:
         self.config = config or FlConfig()
         #: Per sub-model: its releases (genesis, weights files, stamps) and its data.
         self.models = SubModels.build(
-            self.config.rotation, architecture(self.config.model), store, clock, timestamping,
-            weights_dir, stamp_at_publish=not self.config.stamp_in_background)
+            self.config.rotation, lambda name: architecture(self.config.model_of(name)), store,
+            clock, timestamping, weights_dir,
+            stamp_at_publish=not self.config.stamp_in_background)
         self.releases = self.models.by_name[self.config.rotation[0]].releases
         #: How many nodes train one round: the market's task redundancy.
         self.replicas = replicas_per_task

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from owm_adapters.bootstrap.settings import load_coordinator_settings
 from owm_adapters.knowledge import demo_data
 from owm_adapters.models import reader_rounds
 from owm_adapters.models.architectures import MINILM_LORA, architecture, size
@@ -120,6 +121,7 @@ def test_a_reader_round_aggregates_flags_the_poisoner_stamps_and_installs_the_ad
     ({"model": "gpt-9"}, "fl.model"),
     ({"sub_models": ("owm-geo", "owm-geo")}, "fl.sub_models"),
     ({"sub_models": ("Owm Geo",)}, "fl.sub_models"),
+    ({"models": {"owm-geo": "gpt-9"}}, "fl.models.owm-geo"),
 ])
 def test_an_unknown_architecture_or_a_bad_sub_model_list_is_refused_naming_the_setting(
     options: dict[str, object], field: str
@@ -136,3 +138,22 @@ def test_rounds_take_turns_over_the_sub_models_that_have_documents(world: FlWorl
     world.fl.close_round(first.number)  # no uploads: the round fails, the turn passes on
     second = world.start_round()
     assert (first.sub_model, second.sub_model) == ("owm-history", "owm-geo")
+
+
+def test_each_sub_model_trains_the_architecture_its_setting_names(tmp_path: Path) -> None:
+    toml = tmp_path / "coordinator.toml"
+    toml.write_text('[fl]\nsub_models = ["owm-base", "owm-geo"]\nmodel = "tinynet"\n'
+                    '[fl.models]\nowm-geo = "minilm-lora"\n')
+    section = load_coordinator_settings(toml, environ={}).fl
+    world = build_fl_world(tmp_path / "world", sub_models=section.sub_models,
+                           model=section.model, models=section.models)
+    contribute(world, "owm-geo")
+    first = world.start_round()
+    world.fl.close_round(first.number)  # no uploads: it fails, the turn passes on
+    second = world.start_round()
+    inputs = world.task_input(first), world.task_input(second)
+    assert [(r.sub_model, i["model"]) for r, i in zip((first, second), inputs, strict=True)] == [
+        ("owm-base", "tinynet"), ("owm-geo", MINILM_LORA)]
+    assert "pairs" not in inputs[0] and len(inputs[1]["pairs"]) > 0
+    assert len(inputs[0]["global_weights"]) == size(architecture("tinynet"))
+    assert len(inputs[1]["global_weights"]) == size(architecture(MINILM_LORA))
