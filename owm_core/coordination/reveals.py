@@ -180,6 +180,7 @@ def commit_result(
     rnd = _round(round_id, replicas, records, now, windows).commit(mine, now)
     committed = commit(task, now)
     with repositories.atomic():
+        repositories.commitments.lock_round(round_id)
         repositories.commitments.add(RecordedCommitment(round_id, mine, now))
         repositories.tasks.save(committed, expected_state=TaskState.ASSIGNED)
     return _commit_outcome(committed, rnd, now)
@@ -240,6 +241,7 @@ def reveal_result(
     rnd.reveal(Reveal(task.task_id, node_id, proof.output_hash, salt, output), now)
     done = complete(task, proof.output_hash, now)
     with repositories.atomic():
+        repositories.commitments.lock_round(round_id)  # the last reveal sees the others
         repositories.proofs.add(envelope)
         repositories.task_outputs.put(proof.task_id, output)
         repositories.tasks.save(done, expected_state=TaskState.COMMITTED)
@@ -263,6 +265,7 @@ def close_due_rounds(
     judged = []
     for round_id in repositories.commitments.rounds_started_by(cutoff, limit):
         with repositories.atomic():
+            repositories.commitments.lock_round(round_id)
             outcome = advance_round(repositories, round_id, now, policy, seed, windows)
         if outcome is not None:
             judged.append(outcome)

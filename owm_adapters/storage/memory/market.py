@@ -156,6 +156,9 @@ class MemoryTaskOutputRepository(MemoryTaskInputRepository):
 class MemoryCommitmentRepository(StateRepository):
     """Commitments per replica id in a dict."""
 
+    def lock_round(self, round_id: str) -> None:
+        """Nothing: one process owns this store, and ``atomic`` holds its lock."""
+
     def add(self, record: RecordedCommitment) -> None:
         """Store a commitment; the same one again is a no-op, another for the replica Conflict."""
         replica = record.commitment.replica_id

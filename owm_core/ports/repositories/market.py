@@ -143,6 +143,14 @@ class CommitmentRepository(Protocol):
     """Replicas' commitments (commit–reveal, SRS-SEC-11), one per replica, kept until the
     round they belong to is judged, so a coordinator restart mid-round loses none."""
 
+    def lock_round(self, round_id: str) -> None:
+        """Inside :meth:`Repositories.atomic`: hold the round against every other coordinator
+        on the store until the block ends, so that of several reveals arriving at once at
+        different coordinators the last one sees the others and judges the round
+        (SRS-COORD-05). A no-op where one process owns the store (its market lock
+        serialises)."""
+        ...
+
     def add(self, record: RecordedCommitment) -> None:
         """Store a commitment; the same one again is a no-op, another for the replica Conflict."""
         ...

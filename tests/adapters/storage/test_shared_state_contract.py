@@ -104,3 +104,33 @@ def test_concurrent_requests_through_a_shared_limit_admit_exactly_the_limit(
     with ThreadPoolExecutor(CALLERS) as pool:
         admitted = list(pool.map(admit, range(20)))
     assert admitted.count(True) == 5
+
+
+def test_a_locked_round_holds_other_coordinators_writes_until_the_holder_commits(
+    repos: Repositories,
+) -> None:
+    import threading
+    import time
+
+    order: list[str] = []
+    holding = threading.Event()
+
+    def holder() -> None:
+        with repos.atomic():
+            repos.commitments.lock_round("round-1")
+            holding.set()
+            time.sleep(0.3)
+            order.append("holder done")
+
+    def other() -> None:
+        holding.wait(5)
+        with repos.atomic():
+            repos.commitments.lock_round("round-1")
+            order.append("other in")
+
+    threads = [threading.Thread(target=holder), threading.Thread(target=other)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert order == ["holder done", "other in"]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import attrs
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -215,6 +216,15 @@ class SqlCommitmentRepository(MappedRepository):
     """Commitments per replica in ``task_commitments``."""
 
     _rows = _ROWS
+
+    def lock_round(self, round_id: str) -> None:
+        """PostgreSQL: a transaction-scoped advisory lock on the round (released at commit);
+        SQLite: nothing, its write transactions already run one at a time."""
+        with self._db.tx(write=True) as conn:
+            if conn.dialect.name == "postgresql":
+                digest = hashlib.sha256(f"owm/round/{round_id}".encode()).digest()
+                lock = {"id": int.from_bytes(digest[:8], "big", signed=True)}
+                conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), lock)
 
     def add(self, record: RecordedCommitment) -> None:
         """Store a commitment; the same one again is a no-op, another for the replica Conflict."""
