@@ -201,6 +201,8 @@ class CoordinatorService:
             transport=transport, client_ip=client_ip,
         )
         self.ingest.remember(registered.node.node_id, registered.node.public_key)
+        log.info("node %s registered here (stake %s)", registered.node.node_id,
+                 registered.stake.status.value)
         self.market.admission.forget()
         for listener in self._registration_listeners:  # e.g. payout channels (SRS-LN-03)
             listener(registered.node.node_id)
