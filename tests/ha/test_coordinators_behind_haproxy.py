@@ -149,12 +149,15 @@ def cluster(migrated_postgresql_url: str, tmp_path: Path) -> Iterator[Cluster]:
     key = re.search(r'public_key = "([0-9a-f]{64})"', init.stdout).group(1)  # type: ignore[union-attr]
     store = open_repositories(migrated_postgresql_url, migrate=False)
     try:
-        for batch in (configs[:1], configs[1:]):  # the first takes every lead, then the rest
-            started = [Proc([str(BIN / "owm-coordinator"), "serve", "--config", str(config)],
-                            base_env(), tmp_path) for config in batch]
-            procs.extend(started)
-            for proc in started:
-                proc.wait_line("ready", 60)
+        def serve(config: Path) -> Proc:
+            return Proc([str(BIN / "owm-coordinator"), "serve", "--config", str(config)],
+                        base_env(), tmp_path)
+
+        procs.append(serve(configs[0]))  # takes every lead before the others start
+        procs[0].wait_line("singleton job payouts: runs on this coordinator", 60)
+        procs.extend(serve(config) for config in configs[1:])
+        for proc in procs:
+            proc.wait_line("ready", 60)
         grpc_port, api_port = free_port(), free_port()
         balancer = tmp_path / "haproxy.cfg"
         balancer.write_text(haproxy_config(grpc_port, api_port, ports))
@@ -280,7 +283,7 @@ def test_three_coordinators_behind_haproxy_survive_the_leader_being_killed(
     }
     (leader,) = lead_holders(store, "payouts")
     assert leader in names and lead_holders(store, "market-housekeeping") == [leader]
-    assert leader in registered_at.values(), "the balancer sent no node to the first coordinator"
+    assert leader in registered_at.values(), "the balancer sent no node to the leader"
 
     # A client's tasks, through the balancer: dispatched, verified, paid.
     first = [f"before-{i}" for i in range(TASKS_BEFORE)]
