@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import attrs
 
 from owm_core.coordination.wire import open_envelope
-from owm_core.errors import InvalidTransition, NotFound, SignatureInvalid
+from owm_core.errors import DomainError, InvalidTransition, NotFound, SignatureInvalid
 from owm_core.identity.envelopes import (
     ENVELOPE_DOMAIN,
     INT_MAX,
@@ -147,6 +148,40 @@ def admit_heartbeat(
     offered to ``guard`` (SignatureInvalid on a replay or a stale timestamp). A refused
     heartbeat therefore never burns a nonce. ``beat`` must come from :func:`verify_heartbeat`.
     """
+    verdict = admit_heartbeats([(beat, known)], guard, now)[0]
+    if isinstance(verdict, DomainError):
+        raise verdict
+    return verdict
+
+
+def admit_heartbeats(
+    beats: Sequence[tuple[HeartbeatFields, KnownNode | None]], guard: ReplayGuard, now: int
+) -> list[AdmittedHeartbeat | DomainError]:
+    """:func:`admit_heartbeat` for a batch: each verified heartbeat with its node as looked up,
+    admitted or refused by the same rules, in order, with one ledger round trip for the nonces
+    of all (:meth:`ReplayGuard.accept_many`; SRS-PERF-04 with several coordinators on one
+    database, SRS-COORD-05). Only heartbeats that pass the key and manifest checks offer their
+    nonce, so a refused heartbeat still never burns one."""
+    verdicts: list[AdmittedHeartbeat | DomainError] = []
+    offered: list[int] = []
+    for beat, known in beats:
+        try:
+            _check_known(beat, known)
+        except DomainError as exc:
+            verdicts.append(exc)
+            continue
+        offered.append(len(verdicts))
+        verdicts.append(AdmittedHeartbeat(beat.node_id, now))
+    replays = guard.accept_many(
+        [(b.signer, b.nonce, b.issued_at) for b in (beats[i][0] for i in offered)], now
+    )
+    for index, replay in zip(offered, replays, strict=True):
+        if replay is not None:
+            verdicts[index] = replay
+    return verdicts
+
+
+def _check_known(beat: HeartbeatFields, known: KnownNode | None) -> None:
     if known is None:
         raise NotFound(f"node {beat.node_id} is not registered")
     if known.public_key != beat.signer:
@@ -155,5 +190,3 @@ def admit_heartbeat(
         raise InvalidTransition(
             "heartbeat cites a manifest the coordinator does not hold; send the new manifest"
         )
-    guard.accept_parts(beat.signer, beat.nonce, beat.issued_at, now)
-    return AdmittedHeartbeat(beat.node_id, now)

@@ -54,7 +54,7 @@ import hashlib
 import heapq
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol, Self, cast
 
 import attrs
@@ -604,6 +604,11 @@ class NonceLedger(Protocol):
         """Record ``(signer, nonce)`` until ``expires_at``; False if it is recorded already."""
         ...
 
+    def claim_many(self, claims: Sequence[tuple[str, str, int]]) -> set[tuple[str, str]]:
+        """:meth:`claim` for every ``(signer, nonce, expires_at)`` at once (one round trip);
+        the ``(signer, nonce)`` pairs that were new and are now recorded."""
+        ...
+
 
 @attrs.define
 class ReplayGuard:
@@ -663,11 +668,55 @@ class ReplayGuard:
     def accept_parts(self, signer: str, nonce: str, issued_at: int, now: int) -> None:
         """:meth:`accept` for an envelope already taken apart (the coordinator's heartbeat fast
         path, SRS-PERF-04): ``signer``, ``nonce`` and ``issued_at`` of a verified envelope."""
+        self._advance(now)
+        self._check_local(signer, nonce, issued_at, now)
+        if self.ledger is not None and not self.ledger.claim(
+            signer, nonce, issued_at + 2 * self.window_s
+        ):
+            raise ReplayRejected("envelope nonce was already used")
+        self._record(signer, nonce, issued_at)
+
+    def accept_many(
+        self, parts: Sequence[tuple[str, str, int]], now: int
+    ) -> list[ReplayRejected | None]:
+        """:meth:`accept_parts` for each ``(signer, nonce, issued_at)`` in ``parts``, with one
+        ledger round trip for all of them (a batch of heartbeats, SRS-PERF-04, SRS-COORD-05).
+
+        The verdict of each, in order: None when accepted, else the refusal. The same verdicts
+        as accepting them one by one, except that a nonce the ledger already holds is recorded
+        here too before it is refused (it is used, so nothing could accept it anyway).
+        """
+        self._advance(now)
+        verdicts: list[ReplayRejected | None] = []
+        for signer, nonce, issued_at in parts:
+            try:
+                self._check_local(signer, nonce, issued_at, now)
+            except ReplayRejected as exc:
+                verdicts.append(exc)
+                continue
+            self._record(signer, nonce, issued_at)
+            verdicts.append(None)
+        if self.ledger is None:
+            return verdicts
+        offered = [p for p, v in zip(parts, verdicts, strict=True) if v is None]
+        claimed = self.ledger.claim_many(
+            [(signer, nonce, issued_at + 2 * self.window_s) for signer, nonce, issued_at in offered]
+        )
+        return [
+            ReplayRejected("envelope nonce was already used")
+            if v is None and (p[0], p[1]) not in claimed
+            else v
+            for p, v in zip(parts, verdicts, strict=True)
+        ]
+
+    def _advance(self, now: int) -> None:
         if isinstance(now, bool) or not isinstance(now, int) or now < 0:
             raise InvalidValue("now", "must be a non-negative integer")
         self._latest_now = max(self._latest_now, now)
+        self._forget_before(self._latest_now - self.window_s)
+
+    def _check_local(self, signer: str, nonce: str, issued_at: int, now: int) -> None:
         oldest = self._latest_now - self.window_s
-        self._forget_before(oldest)
         if issued_at < oldest:
             raise ReplayRejected(f"envelope is stale (older than {self.window_s} s)")
         if issued_at > now + self.window_s:
@@ -683,12 +732,10 @@ class ReplayGuard:
             )
         if len(self._seen) >= self.max_entries:
             raise ReplayRejected("replay guard is full; try again shortly")
-        if self.ledger is not None and not self.ledger.claim(
-            signer, nonce, issued_at + 2 * self.window_s
-        ):
-            raise ReplayRejected("envelope nonce was already used")
-        self._seen[key] = issued_at
-        self._per_signer[signer] = held + 1
+
+    def _record(self, signer: str, nonce: str, issued_at: int) -> None:
+        self._seen[(signer, nonce)] = issued_at
+        self._per_signer[signer] = self._per_signer.get(signer, 0) + 1
         heapq.heappush(self._expiry, (issued_at, signer, nonce))
 
     def _forget_before(self, oldest: int) -> None:

@@ -23,9 +23,10 @@ import attrs
 
 from owm_adapters.services.coordinator.shared import LockedGuard, Observed, ServiceConfig
 from owm_core.coordination.heartbeats import (
+    AdmittedHeartbeat,
     HeartbeatFields,
     KnownNode,
-    admit_heartbeat,
+    admit_heartbeats,
     verify_heartbeat,
 )
 from owm_core.coordination.wire import open_envelope
@@ -174,16 +175,13 @@ class HeartbeatIngest:
         checked = self._verify_all(list(raws))
         if not self._known_warmed:
             self._warm_known(checked)
-        for item in checked:
-            try:
-                if isinstance(item, DomainError):
-                    raise item
-                node_id, at = self._admit_heartbeat(item)
-            except DomainError as exc:
+        for item in self._admit_all(checked):
+            if isinstance(item, DomainError):
                 rejected += 1
                 if len(errors) < 5:
-                    errors.append(exc.message)
+                    errors.append(item.message)
                 continue
+            node_id, at = item
             accepted += 1
             admitted.append((node_id, at))
             if at > seen.get(node_id, -1):
@@ -203,23 +201,28 @@ class HeartbeatIngest:
         self._flush_once()
 
     def _check_heartbeat(self, raw: bytes) -> tuple[str, int]:
-        return self._admit_heartbeat(verify_heartbeat(raw))
+        admitted = self._admit_all([verify_heartbeat(raw)])[0]
+        if isinstance(admitted, DomainError):
+            raise admitted
+        return admitted
 
-    def _admit_heartbeat(self, body: HeartbeatFields) -> tuple[str, int]:
-        """Admit a verified heartbeat by the core's rule (:func:`admit_heartbeat`, SRS-NODE-04).
-
-        Only the I/O is here: the node's key and manifest digest come from the cache, reloaded
-        first when the heartbeat cites another manifest (another coordinator process may have
-        stored a newer one, SRS-COORD-05); the replay guard is shared, hence the lock.
-        """
-        known = self._lookup_known(body.node_id)
-        if known is not None and known.manifest_digest != body.manifest_digest:
-            with self._known_lock:
-                self._known.pop(body.node_id, None)
-            known = self._lookup_known(body.node_id)
+    def _admit_all(
+        self, checked: list[HeartbeatFields | DomainError]
+    ) -> list[AdmittedHeartbeat | DomainError]:
+        """Admit verified heartbeats by the core's rule (:func:`admit_heartbeats`, SRS-NODE-04)
+        with one replay-ledger round trip for the batch when several coordinators share the
+        database (SRS-PERF-04, SRS-COORD-05); refusals of verification pass through in place.
+        Only the I/O is here: keys and manifest digests come from the cache; the replay guard
+        is shared, hence the lock."""
+        beats = [
+            (c, self._lookup_known(c.node_id, c.manifest_digest))
+            for c in checked
+            if not isinstance(c, DomainError)
+        ]
         now = self.clock.now()
         with self._guard.lock:
-            return admit_heartbeat(body, known, self._guard.guard, now)
+            admitted = iter(admit_heartbeats(beats, self._guard.guard, now))
+        return [c if isinstance(c, DomainError) else next(admitted) for c in checked]
 
     def _verify_all(self, raws: list[bytes]) -> list[HeartbeatFields | DomainError]:
         """Signature and shape of every heartbeat in ``raws``, in order (no replay guard yet).
@@ -282,10 +285,15 @@ class HeartbeatIngest:
             raise NotFound(f"node {node_id} is not registered")
         return known
 
-    def _lookup_known(self, node_id: str) -> KnownNode | None:
-        """A registered node's key and current manifest digest (cached), or None."""
+    def _lookup_known(self, node_id: str, cited_digest: str | None = None) -> KnownNode | None:
+        """A registered node's key and current manifest digest (cached), or None; reloaded when
+        a heartbeat cites another manifest (another coordinator process may have stored a
+        newer one, SRS-COORD-05)."""
         with self._known_lock:
             known = self._known.get(node_id)
+            if known is not None and cited_digest not in (None, known.manifest_digest):
+                del self._known[node_id]
+                known = None
         if known is not None:
             return known
         node = self.repositories.nodes.get(node_id)

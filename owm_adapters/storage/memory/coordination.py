@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from owm_adapters.storage.memory.state import StateRepository
 from owm_core.access.ratelimit import Admission, RateLimit, admit_to_log
 from owm_core.coordination.challenges import Challenge
@@ -44,11 +46,15 @@ class MemoryNonceRepository(StateRepository):
 
     def claim(self, signer: str, nonce: str, expires_at: int) -> bool:
         """Record ``(signer, nonce)`` until ``expires_at``; False if recorded already."""
+        return (signer, nonce) in self.claim_many([(signer, nonce, expires_at)])
+
+    def claim_many(self, claims: Sequence[tuple[str, str, int]]) -> set[tuple[str, str]]:
+        """:meth:`claim` for every ``(signer, nonce, expires_at)``; the pairs newly recorded."""
         with self._lock:
-            if (signer, nonce) in self._state.nonces:
-                return False
-            self._state.nonces[(signer, nonce)] = expires_at
-            return True
+            held = self._state.nonces
+            new = {(s, n): at for s, n, at in claims if (s, n) not in held}
+            held.update(new)
+            return set(new)
 
     def forget_expired(self, now: int) -> int:
         """Drop every nonce that expired before ``now``; how many."""

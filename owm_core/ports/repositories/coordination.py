@@ -8,6 +8,7 @@ only. The semantics every store keeps are in :mod:`owm_core.ports.repositories`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from owm_core.access.ratelimit import Admission, RateLimit
@@ -41,6 +42,12 @@ class NonceRepository(Protocol):
     def claim(self, signer: str, nonce: str, expires_at: int) -> bool:
         """Record ``(signer, nonce)`` until ``expires_at``; False if it is recorded already
         (of several callers claiming one pair at once, exactly one gets True)."""
+        ...
+
+    def claim_many(self, claims: Sequence[tuple[str, str, int]]) -> set[tuple[str, str]]:
+        """:meth:`claim` for every ``(signer, nonce, expires_at)`` in one round trip; the
+        ``(signer, nonce)`` pairs that were new and are now recorded (a pair named twice in
+        ``claims`` is claimed once)."""
         ...
 
     def forget_expired(self, now: int) -> int:

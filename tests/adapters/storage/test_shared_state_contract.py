@@ -134,3 +134,31 @@ def test_a_locked_round_holds_other_coordinators_writes_until_the_holder_commits
     for thread in threads:
         thread.join(10)
     assert order == ["holder done", "other in"]
+
+
+def test_claiming_many_nonces_records_the_new_ones_once_and_reports_exactly_them(
+    repos: Repositories,
+) -> None:
+    one, two = identity(4).public_key_hex, identity(5).public_key_hex
+    assert repos.nonces.claim(one, "01" * 16, T0 + 600)
+    claimed = repos.nonces.claim_many([
+        (one, "01" * 16, T0 + 600),  # held already
+        (one, "02" * 16, T0 + 600),
+        (two, "01" * 16, T0 + 600),
+        (one, "02" * 16, T0 + 600),  # named twice: claimed once
+    ])
+    assert claimed == {(one, "02" * 16), (two, "01" * 16)}
+    assert repos.nonces.claim_many([]) == set()
+    assert not repos.nonces.claim(two, "01" * 16, T0 + 600)
+    assert repos.nonces.forget_expired(T0 + 601) == 3
+
+
+def test_of_many_coordinators_claiming_one_batch_each_pair_goes_to_exactly_one(
+    repos: Repositories,
+) -> None:
+    signer = identity(6).public_key_hex
+    batch = [(signer, f"{i:032x}", T0) for i in range(20)]
+    with ThreadPoolExecutor(CALLERS) as pool:
+        results = list(pool.map(lambda _: repos.nonces.claim_many(batch), range(CALLERS)))
+    every = [pair for claimed in results for pair in claimed]
+    assert sorted(every) == sorted((s, n) for s, n, _ in batch)

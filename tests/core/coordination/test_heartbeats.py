@@ -20,6 +20,7 @@ from owm_core.coordination.heartbeats import (
     HeartbeatFields,
     KnownNode,
     admit_heartbeat,
+    admit_heartbeats,
     verify_heartbeat,
 )
 from owm_core.coordination.wire import open_envelope
@@ -263,3 +264,41 @@ def test_a_canonical_heartbeat_takes_the_fast_path_with_the_full_paths_fields() 
         verify_heartbeat(raw.replace(b'"seq":7', b'"seq":8'))
     spaced = raw.replace(b'"seq":7', b'"seq": 7')  # valid JSON, not canonical: full path
     assert tuple(verify_heartbeat(spaced)) == full_heartbeat_path(spaced) == tuple(fields)
+
+
+@settings(max_examples=50)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from([WHO, OTHER]),
+            st.sampled_from(["00" * 16, "11" * 16, "22" * 16]),
+            skews,
+            st.booleans(),  # the manifest the coordinator holds
+            st.booleans(),  # registered at all
+        ),
+        max_size=12,
+    )
+)
+def test_admitting_a_batch_refuses_and_admits_exactly_what_admitting_each_would(
+    steps: list[tuple[Identity, str, int, bool, bool]],
+) -> None:
+    beats = [
+        (beat(who, nonce, NOW + skew, None if current else "ee" * 32),
+         REGISTERED if registered else None)
+        for who, nonce, skew, current, registered in steps
+    ]
+    one, many = ReplayGuard(), ReplayGuard()
+
+    def each(fields: HeartbeatFields, known: KnownNode | None) -> object:
+        try:
+            return admit_heartbeat(fields, known, one, NOW)
+        except DomainError as exc:
+            return (type(exc), exc.message)
+
+    expected = [each(fields, known) for fields, known in beats]
+    got = [
+        (type(v), v.message) if isinstance(v, DomainError) else v
+        for v in admit_heartbeats(beats, many, NOW)
+    ]
+    assert got == expected
+    assert len(many) == len(one)

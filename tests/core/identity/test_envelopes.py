@@ -540,3 +540,45 @@ def test_accepting_an_envelope_or_its_parts_gives_the_same_verdicts(
             parts.accept_parts, *fields, T0 + now
         )
         assert len(whole) == len(parts)
+
+
+class _Ledger:
+    """A shared nonce ledger that another coordinator has written ``used`` into."""
+
+    def __init__(self, used: set[tuple[str, str]]) -> None:
+        self.held = set(used)
+        self.round_trips = 0
+
+    def claim(self, signer: str, nonce: str, expires_at: int) -> bool:
+        return (signer, nonce) in self.claim_many([(signer, nonce, expires_at)])
+
+    def claim_many(self, claims: Any) -> set[tuple[str, str]]:
+        self.round_trips += 1
+        new = {(s, n) for s, n, _ in claims} - self.held
+        self.held |= new
+        return new
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    batch=st.lists(
+        st.tuples(st.sampled_from([NODE, OTHER]), st.integers(0, 5), st.integers(-40, 40)),
+        max_size=25,
+    ),
+    used_elsewhere=st.sets(st.tuples(st.sampled_from([NODE, OTHER]), st.integers(0, 5))),
+)
+def test_accepting_a_batch_gives_the_verdicts_of_accepting_each_in_one_ledger_round_trip(
+    batch: list[tuple[Identity, int, int]], used_elsewhere: set[tuple[Identity, int]]
+) -> None:
+    used = {(who.public_key_hex, (bytes([n]) * 16).hex()) for who, n in used_elsewhere}
+    one_ledger, many_ledger = _Ledger(used), _Ledger(used)
+    one = ReplayGuard(window_s=10, max_entries=6, ledger=one_ledger)
+    many = ReplayGuard(window_s=10, max_entries=6, ledger=many_ledger)
+    parts = [(who.public_key_hex, (bytes([n]) * 16).hex(), T0 + at) for who, n, at in batch]
+
+    expected = [_verdict(one.accept_parts, *p, T0) for p in parts]
+    verdicts = many.accept_many(parts, T0)
+
+    assert [str(v) if v else "accepted" for v in verdicts] == expected
+    assert many_ledger.round_trips == 1
+    assert many_ledger.held == one_ledger.held

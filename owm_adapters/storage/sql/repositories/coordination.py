@@ -11,6 +11,7 @@ rate log is read and written under a transaction-scoped PostgreSQL advisory lock
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -65,20 +66,37 @@ class SqlChallengeRepository(SqlRepository):
         return int(done.rowcount)
 
 
+_CLAIM_ROWS = 1_000
+"""Rows per INSERT of claimed nonces (3 parameters each: within SQLite's parameter limit)."""
+
+
 class SqlNonceRepository(SqlRepository):
     """Used nonces in ``seen_nonces``."""
 
     def claim(self, signer: str, nonce: str, expires_at: int) -> bool:
         """Record ``(signer, nonce)`` until ``expires_at``; False if recorded already."""
+        return (signer, nonce) in self.claim_many([(signer, nonce, expires_at)])
+
+    def claim_many(self, claims: Sequence[tuple[str, str, int]]) -> set[tuple[str, str]]:
+        """:meth:`claim` for every ``(signer, nonce, expires_at)`` in one statement; the pairs
+        newly recorded (the rows the insert did not find there)."""
+        rows = {(s, n): at for s, n, at in claims}
+        if not rows:
+            return set()
+        c = t.seen_nonces.c
+        values = [{"signer": s, "nonce": n, "expires_at": at} for (s, n), at in rows.items()]
+        claimed: set[tuple[str, str]] = set()
         with self._db.tx(write=True) as conn:
             dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-            statement = (
-                dialect_insert(t.seen_nonces)
-                .values(signer=signer, nonce=nonce, expires_at=expires_at)
-                .on_conflict_do_nothing()
-                .returning(t.seen_nonces.c.nonce)
-            )
-            return conn.execute(statement).first() is not None
+            for start in range(0, len(values), _CLAIM_ROWS):
+                statement = (
+                    dialect_insert(t.seen_nonces)
+                    .values(values[start : start + _CLAIM_ROWS])
+                    .on_conflict_do_nothing()
+                    .returning(c.signer, c.nonce)
+                )
+                claimed.update((signer, nonce) for signer, nonce in conn.execute(statement))
+        return claimed
 
     def forget_expired(self, now: int) -> int:
         """Drop every nonce that expired before ``now``; how many."""
