@@ -266,14 +266,17 @@ class MiningPool:
     def judge_batch(self, submissions: Sequence[Submission]) -> list[Verdict]:
         """Judge shares received together, in order, against the same template: the accepted
         ones and their credits are stored in one write (SRS-POOL-04, SRS-PERF-11); blocks are
-        submitted after. One verdict per submission."""
+        submitted after. A block ends the template, so the shares after it are judged as if
+        they came after it alone: against the next template (stale if built on the old tip).
+        One verdict per submission."""
         verdicts: list[Verdict] = []
         found: list[tuple[AcceptedShare, BlockHeader, Job]] = []
         positions: list[int] = []
+        later: Sequence[Submission] = ()
         with self._lock:
             template = self.template
             assert template is not None
-            for submission in submissions:
+            for index, submission in enumerate(submissions):
                 checked = self._check(submission, template)
                 if isinstance(checked, Verdict):
                     verdicts.append(checked)
@@ -282,6 +285,9 @@ class MiningPool:
                 positions.append(len(verdicts))
                 self._seen.add(_digest(checked[0]))  # a duplicate later in the batch is one
                 verdicts.append(Verdict(accepted=checked[0]))
+                if checked[0].is_block:
+                    later = submissions[index + 1 :]
+                    break
             if not found:
                 return verdicts
             try:
@@ -297,7 +303,8 @@ class MiningPool:
             self.accepted += len(found)
             for (share, _, _), msat in zip(found, credited, strict=True):
                 self.earned_msat[share.miner_id] += msat
-        return self._finish(verdicts, found, credited, positions)
+        finished = self._finish(verdicts, found, credited, positions)
+        return finished + self.judge_batch(later) if later else finished
 
     def _one_by_one(self, submissions: Sequence[Submission]) -> list[Verdict]:
         return [verdict for s in submissions for verdict in self.judge_batch([s])]

@@ -138,3 +138,28 @@ def test_rejections_are_stored_so_a_restarted_pool_counts_them_and_a_resent_shar
     again.judge(MINER.node_id, job, nonce, job.min_ntime, job.version)
     again.flush_rejections()
     assert backend.reopen().share_rejections.by_miner()[MINER.node_id]["duplicate-share"] == 3
+
+
+def test_of_two_blocks_sent_in_one_batch_the_second_is_judged_on_the_new_tip_and_counts_no_block(
+    backend: Backend, tmp_path: Path
+) -> None:
+    repos = backend.repos
+    chain = LocalChain(tmp_path / "chain.db")
+    pool = MiningPool(chain, repos.shares, lambda: NOW, payout_script=POOL_SCRIPT,
+                      credits=repos.miner_credits, atomic=repos.atomic)  # fmt: skip
+    pool.refresh()
+    job = pool.make_job(1, b"\x00" * 8)
+    ntime = job.min_ntime
+    first = valid_nonce(pool, job, ntime)
+    second = valid_nonce(pool, job, ntime, start=first + 1)
+    height = chain.tip_height()
+
+    verdicts = pool.judge_batch([
+        Submission(MINER.node_id, job, first, ntime, job.version),
+        Submission(MINER.node_id, job, second, ntime, job.version),
+    ])
+
+    assert verdicts[0].block_hash is not None and verdicts[0].accepted is not None
+    assert verdicts[1].error_code == "stale-share" and verdicts[1].block_hash is None
+    assert chain.tip_height() == height + 1
+    assert repos.shares.blocks_since(0) == 1 and pool.blocks == [verdicts[0].block_hash]
