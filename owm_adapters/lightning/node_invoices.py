@@ -19,16 +19,16 @@ Lightning networks (LND, Core Lightning; SRS-LN-01/04).
   the Lightning node the signer registered, not (about to be) expired. Otherwise InvalidValue
   naming ``bolt11`` says why, and the payout stays pending.
 
-Both envelopes are verified and replay-guarded. Pending payouts and handed-in invoices are held
-in memory: after a restart the dispatcher's reconciliation asks again and the nodes answer again;
-nothing is paid before its record is in the durable outbox.
+Both envelopes are verified and replay-guarded. Pending payouts and handed-in invoices are kept
+in the store (``repositories.payout_requests``), so that with several coordinators on one
+database (SRS-COORD-05) a node may ask any of them and hand its invoice in at any, and the one
+that pays finds it; nothing is paid before its record is in the durable outbox.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 
 import bolt11
 
@@ -93,8 +93,7 @@ class NodeInvoiceSource:
         self._guard = guard if guard is not None else ReplayGuard()
         self._max_pending = max_pending
         self._lock = threading.Lock()
-        self._pending: OrderedDict[str, PendingPayout] = OrderedDict()
-        self._handed_in: dict[str, Invoice] = {}
+        self._requests = repositories.payout_requests
 
     # -- the dispatcher's side -------------------------------------------------------------------
 
@@ -102,24 +101,18 @@ class NodeInvoiceSource:
         """The payee node's invoice for this payout; LightningUnavailable while it has none."""
         payment_id = payout_request_id(payee_pubkey, amount_msat, memo)
         now = self.clock.now()
-        with self._lock:
-            invoice = self._handed_in.pop(payment_id, None)
-            if invoice is not None and invoice.expires_at > now:
-                self._pending.pop(payment_id, None)
-                return invoice
+        invoice = self._requests.take_invoice(payment_id)
+        if invoice is not None and invoice.expires_at > now:
+            return invoice
         if self.fallback is not None:
             try:
                 return self.fallback.invoice_for(payee_pubkey, amount_msat, memo, expiry_s)
             except LightningUnavailable:
                 pass
-        with self._lock:
-            if payment_id not in self._pending:
-                while len(self._pending) >= self._max_pending:
-                    self._pending.popitem(last=False)
-                self._pending[payment_id] = PendingPayout(
-                    payment_id=payment_id, payee_pubkey=payee_pubkey, amount_msat=amount_msat,
-                    memo=memo[:600], expiry_s=expiry_s, requested_at=now,
-                )
+        self._requests.request(PendingPayout(
+            payment_id=payment_id, payee_pubkey=payee_pubkey, amount_msat=amount_msat,
+            memo=memo[:600], expiry_s=expiry_s, requested_at=now,
+        ), keep=self._max_pending)
         raise LightningUnavailable(
             f"waiting for Lightning node {payee_pubkey[:16]}… to hand in an invoice of "
             f"{amount_msat} msat (payout {payment_id})"
@@ -146,17 +139,14 @@ class NodeInvoiceSource:
         assert isinstance(body, PayoutQuery)
         if body.node_id != node.node_id:
             raise InvalidValue("node_id", "is not the node id of the envelope's signer")
-        payee = node.ln_node_uri.pubkey
-        with self._lock:
-            return [p for p in self._pending.values() if p.payee_pubkey == payee]
+        return list(self._requests.waiting_for(node.ln_node_uri.pubkey))
 
     def submit(self, invoice_envelope: bytes) -> tuple[str, Invoice]:
         """Accept a node's invoice for one pending payout, after checking it (module doc);
         the payout's id and the invoice."""
         node, body = self._signer_node(invoice_envelope, EnvelopeKind.PAYOUT_INVOICE)
         assert isinstance(body, PayoutInvoice)
-        with self._lock:
-            pending = self._pending.get(body.payment_id)
+        pending = self._requests.get(body.payment_id)
         if pending is None:
             raise NotFound(f"no payout {body.payment_id} awaits an invoice")
         if pending.payee_pubkey != node.ln_node_uri.pubkey:
@@ -173,17 +163,14 @@ class NodeInvoiceSource:
             state=InvoiceState.OPEN,
             memo=pending.memo,
         )
-        with self._lock:
-            self._handed_in[body.payment_id] = invoice
-            self._pending.pop(body.payment_id, None)  # no longer listed: the node is done
+        self._requests.hand_in(body.payment_id, invoice)  # no longer listed: the node is done
         log.info("node %s handed in invoice %s for payout %s (%d msat)", node.node_id,
                  invoice.payment_hash, body.payment_id, invoice.amount_msat)
         return body.payment_id, invoice
 
     def pending(self) -> list[PendingPayout]:
         """Every payout awaiting an invoice (operators, metrics)."""
-        with self._lock:
-            return list(self._pending.values())
+        return list(self._requests.waiting())
 
 
 __all__ = ["NodeInvoiceSource", "decode_bolt11"]

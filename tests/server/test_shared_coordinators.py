@@ -1,7 +1,8 @@
 """Two coordinators on one PostgreSQL database share what a node or a client may send to either
 (SRS-COORD-05): a challenge issued by one is answered at the other, a nonce used at one is
 refused at the other, a registration limit counts both, a replica is assigned once, and the
-jobs that must run once run on one of them, moving to the other when it stops.
+jobs that must run once run on one of them, moving to the other when it stops; a payout
+awaiting the payee node's invoice is listed and invoiced at either.
 """
 
 from __future__ import annotations
@@ -10,14 +11,22 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import grpc
 import pytest
 
+from owm_adapters.clock import SystemClock
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
 from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.lightning.node_invoices import NodeInvoiceSource
 from owm_adapters.services.coordinator.service import ServiceConfig
 from owm_adapters.storage.sql import open_repositories
+from owm_core.errors import ReplayRejected
+from owm_core.identity.envelopes import PayoutInvoice, PayoutQuery, ReplayGuard
+from owm_core.identity.keys import Identity
 from owm_core.market.tasks import TaskState, VerificationPolicy
+from owm_core.nodes.registry import LnNodeUri
+from tests.node.test_node_invoices import MONTH_S, pending_payout, sealed
 from tests.server.harness import (
     Coordinator,
     SimNode,
@@ -25,6 +34,7 @@ from tests.server.harness import (
     start_coordinator,
     task_request,
 )
+from tests.services.market_world import node_record
 
 
 @pytest.fixture
@@ -118,3 +128,34 @@ def test_the_singleton_jobs_run_on_one_coordinator_and_move_when_it_stops(
         assert time.monotonic() < deadline, "the leads did not move within 10 s"
         time.sleep(0.1)
     assert b.service.housekeeping.on and not a.service.housekeeping.on
+
+
+def test_a_payout_awaiting_an_invoice_at_one_coordinator_is_invoiced_at_the_other(
+    migrated_postgresql_url: str, tmp_path: Path,
+) -> None:
+    ledger = SimLedger(tmp_path / "lightning.sqlite3")
+    stores = [open_repositories(migrated_postgresql_url, migrate=False) for _ in range(2)]
+    try:
+        clock = SystemClock()
+        paying, answering = (
+            NodeInvoiceSource(s, clock, guard=ReplayGuard(ledger=s.nonces)) for s in stores
+        )
+        who, ln = Identity.from_seed(b"\x31" * 32), ledger.add_node("payee")
+        stores[0].nodes.add(attrs.evolve(node_record(who, clock.now()),
+                                         ln_node_uri=LnNodeUri.parse(f"{ln}@127.0.0.1:9735")))
+        payment_id = pending_payout(paying, ln)
+
+        query = sealed(who, PayoutQuery(node_id=who.node_id))
+        [listed] = answering.pending_for(query)
+        assert listed.payment_id == payment_id
+        with pytest.raises(ReplayRejected):  # the same query at the other one: a replay
+            paying.pending_for(query)
+        good = ledger.create_invoice(ln, 5_000, "reward", MONTH_S)
+        answering.submit(sealed(who, PayoutInvoice(payment_id, good.bolt11)))
+
+        got = paying.invoice_for(ln, 5_000, "OWM reward job-9:0", MONTH_S)
+        assert got.payment_hash == good.payment_hash
+        assert answering.pending() == [] == paying.pending()
+    finally:
+        for store in stores:
+            store.close()

@@ -55,6 +55,7 @@ from owm_adapters.storage.memory.nodes import (
 from owm_adapters.storage.memory.payments import (
     MemoryPaymentRepository,
     MemoryPayoutChannelRepository,
+    MemoryPayoutRequestRepository,
 )
 from owm_adapters.storage.memory.pool import (
     MemoryMinerCreditRepository,
@@ -110,6 +111,7 @@ class MemoryRepositories:
     query_answers: MemoryQueryAnswerRepository
     fl_rounds: MemoryFlRoundRepository
     funding: MemoryFundingRepository
+    payout_requests: MemoryPayoutRequestRepository
     challenges: MemoryChallengeRepository
     nonces: MemoryNonceRepository
     rate_log: MemoryRateLogRepository
@@ -169,6 +171,7 @@ def memory_repositories() -> MemoryRepositories:
         query_answers=MemoryQueryAnswerRepository(state, lock),
         fl_rounds=MemoryFlRoundRepository(state, lock),
         funding=MemoryFundingRepository(state, lock),
+        payout_requests=MemoryPayoutRequestRepository(state, lock),
         challenges=MemoryChallengeRepository(state, lock),
         nonces=MemoryNonceRepository(state, lock),
         rate_log=MemoryRateLogRepository(state, lock),

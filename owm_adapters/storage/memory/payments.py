@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from owm_adapters.storage.memory.state import PutStateRepository, StateRepository
 from owm_core.errors import Conflict
+from owm_core.payments.invoices import PendingPayout
+from owm_core.payments.lightning import Invoice
 from owm_core.payments.payout_channels import PayoutChannelOpening
 from owm_core.payments.records import PaymentAttempt, PaymentState, RewardPayment, merge
 
@@ -104,3 +106,52 @@ class MemoryPayoutChannelRepository(PutStateRepository[PayoutChannelOpening]):
                 o.amount_sat for o in self._state.payout_channels.values()
                 if o.started_at >= started_at
             )
+
+
+class MemoryPayoutRequestRepository(StateRepository):
+    """Payouts awaiting an invoice, by payout id, with the invoice handed in (or None)."""
+
+    def request(self, payout: PendingPayout, keep: int) -> None:
+        """Record ``payout`` unless its id is recorded already; keep at most ``keep``."""
+        with self._lock:
+            held = self._state.payout_requests
+            if payout.payment_id in held:
+                return
+            held[payout.payment_id] = (payout, None)
+            excess = len(held) - keep
+            if excess > 0:
+                oldest = sorted(held, key=lambda k: (held[k][0].requested_at, k))[:excess]
+                for payment_id in oldest:
+                    del held[payment_id]
+
+    def waiting_for(self, payee_pubkey: str) -> Sequence[PendingPayout]:
+        """The payouts awaiting an invoice from ``payee_pubkey``, oldest first."""
+        return [p for p in self.waiting() if p.payee_pubkey == payee_pubkey]
+
+    def waiting(self) -> Sequence[PendingPayout]:
+        """Every payout awaiting an invoice, oldest first."""
+        with self._lock:
+            found = [p for p, invoice in self._state.payout_requests.values() if invoice is None]
+        return sorted(found, key=lambda p: (p.requested_at, p.payment_id))
+
+    def get(self, payment_id: str) -> PendingPayout | None:
+        """The payout if it awaits an invoice, else None."""
+        with self._lock:
+            held = self._state.payout_requests.get(payment_id)
+        return held[0] if held is not None and held[1] is None else None
+
+    def hand_in(self, payment_id: str, invoice: Invoice) -> None:
+        """Keep the node's invoice for the payout."""
+        with self._lock:
+            held = self._state.payout_requests.get(payment_id)
+            if held is not None:
+                self._state.payout_requests[payment_id] = (held[0], invoice)
+
+    def take_invoice(self, payment_id: str) -> Invoice | None:
+        """Remove the payout and return its handed-in invoice (None: none, nothing removed)."""
+        with self._lock:
+            held = self._state.payout_requests.get(payment_id)
+            if held is None or held[1] is None:
+                return None
+            del self._state.payout_requests[payment_id]
+            return held[1]

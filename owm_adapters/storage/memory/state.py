@@ -26,6 +26,8 @@ from owm_core.market.commit_reveal import RecordedCommitment
 from owm_core.market.funding import Balance, Escrow, PeriodBudget, TopUp
 from owm_core.market.tasks import Task
 from owm_core.nodes.registry import Node
+from owm_core.payments.invoices import PendingPayout
+from owm_core.payments.lightning import Invoice
 from owm_core.payments.payout_channels import PayoutChannelOpening
 from owm_core.payments.records import PaymentAttempt, RewardPayment
 from owm_core.pool.bitcoin import AcceptedShare
@@ -102,6 +104,7 @@ class State:
     challenges: dict[str, Challenge] = attrs.Factory(dict)
     nonces: dict[tuple[str, str], int] = attrs.Factory(dict)
     rate_log: dict[tuple[str, str], list[int]] = attrs.Factory(dict)
+    payout_requests: dict[str, tuple[PendingPayout, Invoice | None]] = attrs.Factory(dict)
 
     def next_seq(self) -> int:
         self.seq += 1

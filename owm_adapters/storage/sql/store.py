@@ -49,6 +49,7 @@ from owm_adapters.storage.sql.repositories.nodes import (
 from owm_adapters.storage.sql.repositories.payments import (
     SqlPaymentRepository,
     SqlPayoutChannelRepository,
+    SqlPayoutRequestRepository,
 )
 from owm_adapters.storage.sql.repositories.pool import (
     SqlMinerCreditRepository,
@@ -110,6 +111,7 @@ class SqlRepositories:
     query_answers: SqlQueryAnswerRepository
     fl_rounds: SqlFlRoundRepository
     funding: SqlFundingRepository
+    payout_requests: SqlPayoutRequestRepository
     challenges: SqlChallengeRepository
     nonces: SqlNonceRepository
     rate_log: SqlRateLogRepository
@@ -163,6 +165,7 @@ def sql_repositories(engine: Engine) -> SqlRepositories:
         query_answers=SqlQueryAnswerRepository(db),
         fl_rounds=SqlFlRoundRepository(db),
         funding=SqlFundingRepository(db),
+        payout_requests=SqlPayoutRequestRepository(db),
         challenges=SqlChallengeRepository(db),
         nonces=SqlNonceRepository(db),
         rate_log=SqlRateLogRepository(db),

@@ -746,3 +746,18 @@ rate_hits = Table(
     _time("at"),
     Index(None, "scope", "key", "at"),
 )
+
+payout_requests = Table(
+    "payout_requests",
+    metadata,
+    Column("payment_id", String(32), primary_key=True),
+    Column("payee_pubkey", String(66), nullable=False, index=True),
+    _money("amount_msat"),
+    Column("memo", Text, nullable=False),
+    Column("expiry_s", BigInteger, nullable=False),
+    _time("requested_at", index=True),
+    Column("bolt11", Text, nullable=True),
+    Column("payment_hash", String(64), nullable=True),
+    Column("invoice_expiry_s", BigInteger, nullable=True),
+    _time("invoice_created_at", nullable=True),
+)

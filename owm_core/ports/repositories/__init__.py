@@ -112,6 +112,9 @@ from owm_core.ports.repositories.payments import (
 from owm_core.ports.repositories.payments import (
     PayoutChannelRepository as PayoutChannelRepository,
 )
+from owm_core.ports.repositories.payments import (
+    PayoutRequestRepository as PayoutRequestRepository,
+)
 from owm_core.ports.repositories.pool import (
     MinerCreditRepository as MinerCreditRepository,
 )
@@ -313,6 +316,11 @@ class Repositories(Protocol):
     @property
     def funding(self) -> FundingRepository:
         """Prepaid balances, top-ups, task escrows and network budget draws."""
+        ...
+
+    @property
+    def payout_requests(self) -> PayoutRequestRepository:
+        """Payouts awaiting the payee node's invoice and the invoices handed in (SRS-LN-04)."""
         ...
 
     @property

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from owm_core.payments.invoices import PendingPayout
+from owm_core.payments.lightning import Invoice
 from owm_core.payments.payout_channels import PayoutChannelOpening
 from owm_core.payments.records import PaymentAttempt, PaymentState, RewardPayment
 
@@ -76,4 +78,36 @@ class PayoutChannelRepository(Protocol):
 
     def opened_since(self, started_at: int) -> int:
         """The capacity (sat) of the openings started at or after ``started_at``."""
+        ...
+
+
+class PayoutRequestRepository(Protocol):
+    """Payouts waiting for the payee node's own invoice, and the invoices handed in for them
+    (SRS-LN-04), shared by every coordinator on the store (SRS-COORD-05)."""
+
+    def request(self, payout: PendingPayout, keep: int) -> None:
+        """Record ``payout`` as awaiting its invoice unless its id is recorded already; then
+        at most ``keep`` records, the oldest requested dropped first."""
+        ...
+
+    def waiting_for(self, payee_pubkey: str) -> Sequence[PendingPayout]:
+        """The payouts awaiting an invoice from ``payee_pubkey``, oldest first (a payout whose
+        invoice was handed in no longer awaits one)."""
+        ...
+
+    def waiting(self) -> Sequence[PendingPayout]:
+        """Every payout awaiting an invoice, oldest first."""
+        ...
+
+    def get(self, payment_id: str) -> PendingPayout | None:
+        """The payout ``payment_id`` if it awaits an invoice, else None."""
+        ...
+
+    def hand_in(self, payment_id: str, invoice: Invoice) -> None:
+        """Keep the node's ``invoice`` for the payout; it no longer awaits one."""
+        ...
+
+    def take_invoice(self, payment_id: str) -> Invoice | None:
+        """Remove the payout and return the invoice handed in for it; None (nothing removed)
+        when none was. Of several callers at once, one gets the invoice."""
         ...

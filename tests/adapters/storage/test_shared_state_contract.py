@@ -1,6 +1,7 @@
-"""Challenges, used nonces and rate-limit logs: the state several coordinators on one database
-share (SRS-COORD-05). The in-memory twin, SQLite and PostgreSQL keep them alike, and each
-one-use step gives its one use to exactly one of many concurrent callers.
+"""Challenges, used nonces, rate-limit logs and payouts awaiting invoices: the state several
+coordinators on one database share (SRS-COORD-05). The in-memory twin, SQLite and PostgreSQL
+keep them alike, and each one-use step gives its one use to exactly one of many concurrent
+callers.
 
 Uses the repository contract's fixtures (``backend``, ``repos``), imported: each test's
 ``repos`` argument names that fixture (hence F811 off in this file).
@@ -13,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from owm_core.access.ratelimit import RateLimit, SlidingWindowLimiter
 from owm_core.coordination.challenges import Challenge, ChallengePurpose
+from owm_core.payments.invoices import PendingPayout
+from owm_core.payments.lightning import Invoice, InvoiceState
 from owm_core.ports.repositories import Repositories
 from tests.adapters.storage.test_repositories_contract import (  # noqa: F401 (fixtures)
     backend,
@@ -162,3 +165,44 @@ def test_of_many_coordinators_claiming_one_batch_each_pair_goes_to_exactly_one(
         results = list(pool.map(lambda _: repos.nonces.claim_many(batch), range(CALLERS)))
     every = [pair for claimed in results for pair in claimed]
     assert sorted(every) == sorted((s, n) for s, n, _ in batch)
+
+
+def a_payout(i: int, requested_at: int = T0) -> PendingPayout:
+    return PendingPayout(
+        payment_id=f"{i:032x}", payee_pubkey="02" + f"{i % 4:02x}" * 32, amount_msat=1_000 + i,
+        memo=f"OWM reward t{i}:0", expiry_s=3_600, requested_at=requested_at,
+    )
+
+
+def an_invoice(payout: PendingPayout) -> Invoice:
+    return Invoice(bolt11="lnbcrt1" + "q" * 40, payment_hash=f"{payout.amount_msat:064x}",
+                   amount_msat=payout.amount_msat, expiry_s=3_600, created_at=T0,
+                   state=InvoiceState.OPEN, memo=payout.memo)
+
+
+def test_a_payout_awaits_its_invoice_until_one_is_handed_in_and_taken_once(
+    repos: Repositories,
+) -> None:
+    requests = repos.payout_requests
+    payout = a_payout(1)
+    requests.request(payout, keep=10)
+    requests.request(payout, keep=10)  # asked again: still one
+    assert requests.waiting_for(payout.payee_pubkey) == [payout] == list(requests.waiting())
+    assert requests.get(payout.payment_id) == payout
+    assert requests.take_invoice(payout.payment_id) is None  # none handed in: kept
+
+    invoice = an_invoice(payout)
+    requests.hand_in(payout.payment_id, invoice)
+
+    assert requests.waiting_for(payout.payee_pubkey) == []
+    assert requests.get(payout.payment_id) is None
+    assert requests.take_invoice(payout.payment_id) == invoice
+    assert requests.take_invoice(payout.payment_id) is None
+
+
+def test_payouts_awaiting_invoices_are_bounded_oldest_first(repos: Repositories) -> None:
+    for i in range(6):
+        repos.payout_requests.request(a_payout(i, requested_at=T0 + i), keep=4)
+    assert [p.payment_id for p in repos.payout_requests.waiting()] == [
+        f"{i:032x}" for i in range(2, 6)
+    ]

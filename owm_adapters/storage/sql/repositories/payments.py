@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from owm_adapters.storage.sql import tables as t
+from owm_adapters.storage.sql.database import SqlRepository
 from owm_adapters.storage.sql.rows import (
     MappedRepository,
     PutRepository,
@@ -18,6 +21,8 @@ from owm_adapters.storage.sql.rows import (
     to_row,
 )
 from owm_core.errors import Conflict
+from owm_core.payments.invoices import PendingPayout
+from owm_core.payments.lightning import Invoice, InvoiceState
 from owm_core.payments.payout_channels import PayoutChannelOpening
 from owm_core.payments.records import (
     PaymentAttempt,
@@ -143,3 +148,76 @@ class SqlPayoutChannelRepository(PutRepository[PayoutChannelOpening]):
         query = select(func.coalesce(func.sum(c.amount_sat), 0)).where(c.started_at >= started_at)
         with self._db.tx() as conn:
             return int(conn.execute(query).scalar_one())
+
+
+class SqlPayoutRequestRepository(SqlRepository):
+    """Payouts awaiting an invoice, and the invoices handed in, in ``payout_requests``."""
+
+    def request(self, payout: PendingPayout, keep: int) -> None:
+        """Record ``payout`` unless its id is recorded already; keep at most ``keep``."""
+        c = t.payout_requests.c
+        with self._db.tx(write=True) as conn:
+            dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            added = conn.execute(
+                dialect_insert(t.payout_requests).values(
+                    payment_id=payout.payment_id, payee_pubkey=payout.payee_pubkey,
+                    amount_msat=payout.amount_msat, memo=payout.memo, expiry_s=payout.expiry_s,
+                    requested_at=payout.requested_at,
+                ).on_conflict_do_nothing().returning(c.payment_id)
+            ).first()
+            beyond = select(c.payment_id).order_by(c.requested_at.desc(), c.payment_id.desc())
+            if added is not None and conn.execute(beyond.offset(keep).limit(1)).first():
+                conn.execute(delete(t.payout_requests).where(
+                    c.payment_id.not_in(beyond.limit(keep).scalar_subquery())))
+
+    def waiting_for(self, payee_pubkey: str) -> Sequence[PendingPayout]:
+        """The payouts awaiting an invoice from ``payee_pubkey``, oldest first."""
+        return self._waiting(t.payout_requests.c.payee_pubkey == payee_pubkey)
+
+    def waiting(self) -> Sequence[PendingPayout]:
+        """Every payout awaiting an invoice, oldest first."""
+        return self._waiting()
+
+    def get(self, payment_id: str) -> PendingPayout | None:
+        """The payout if it awaits an invoice, else None."""
+        found = self._waiting(t.payout_requests.c.payment_id == payment_id)
+        return found[0] if found else None
+
+    def hand_in(self, payment_id: str, invoice: Invoice) -> None:
+        """Keep the node's invoice for the payout."""
+        c = t.payout_requests.c
+        with self._db.tx(write=True) as conn:
+            conn.execute(update(t.payout_requests).where(c.payment_id == payment_id).values(
+                bolt11=invoice.bolt11, payment_hash=invoice.payment_hash,
+                invoice_expiry_s=invoice.expiry_s, invoice_created_at=invoice.created_at,
+            ))
+
+    def take_invoice(self, payment_id: str) -> Invoice | None:
+        """Remove the payout and return its handed-in invoice (None: none, nothing removed)."""
+        c = t.payout_requests.c
+        with self._db.tx(write=True) as conn:
+            row = conn.execute(
+                delete(t.payout_requests)
+                .where(c.payment_id == payment_id, c.bolt11.is_not(None))
+                .returning(*t.payout_requests.c)
+            ).first()
+        if row is None:
+            return None
+        return Invoice(
+            bolt11=row.bolt11, payment_hash=row.payment_hash, amount_msat=row.amount_msat,
+            expiry_s=row.invoice_expiry_s, created_at=row.invoice_created_at,
+            state=InvoiceState.OPEN, memo=row.memo,
+        )
+
+    def _waiting(self, *where: Any) -> list[PendingPayout]:
+        c = t.payout_requests.c
+        query = select(t.payout_requests).where(c.bolt11.is_(None), *where)
+        with self._db.tx() as conn:
+            rows = conn.execute(query.order_by(c.requested_at, c.payment_id)).all()
+        return [
+            PendingPayout(
+                payment_id=r.payment_id, payee_pubkey=r.payee_pubkey, amount_msat=r.amount_msat,
+                memo=r.memo, expiry_s=r.expiry_s, requested_at=r.requested_at,
+            )
+            for r in rows
+        ]
