@@ -310,8 +310,8 @@ def _fl_toml(state: DevnetState, min_participants: int) -> str:
 # serve fl_training; updates are uploaded to this coordinator's API, aggregated robustly.
 enabled = true
 sub_model = "owm-base"
-# TinyNet, not a reader adapter: one adapter round costs each node ~40 s of CPU on a shared
-# 2-core machine, too slow for rounds every few seconds (docs/models.md).
+# TinyNet, not a reader adapter: an adapter round costs each node 4x the CPU or more, and three
+# nodes share two cores with everything else here; the margins are in docs/models.md.
 model = "tinynet"
 interval_s = {state.fl_interval_s}
 min_participants = {min_participants}
