@@ -22,6 +22,10 @@ What runs, all on 127.0.0.1:
    from request start to the full JSON answer; any status other than 200 or a connection error
    is an error.
 
+With ``--readers DIR`` the coordinator has those sub-model reader versions installed
+(``<data_dir>/readers``), so every answer is also read by the sub-model's transformer (MiniLM +
+LoRA adapter, docs/models.md) beside the nodes' BM25 reading.
+
 Targets: p95 < 2 s, p99 < 5 s on this 2-core machine. The last line is machine-readable:
 ``concurrency=<n> p50_ms=<x> p95_ms=<x> p99_ms=<x> errors=<n>``
 """
@@ -278,6 +282,9 @@ def main() -> int:
     parser.add_argument("--max-concurrent-tasks", type=int, default=8)
     parser.add_argument("--spot-rate-ppm", type=int, default=100_000,
                         help="share of query tasks re-run on another node before they count")
+    parser.add_argument("--readers", type=Path,
+                        help="install these reader versions (<sub_model>.owmr, from "
+                             "bench/query_quality.py --save) so the transformer reads too")
     args = parser.parse_args()
 
     from owm_adapters.lightning.embedded import SimLedger
@@ -286,6 +293,10 @@ def main() -> int:
         tmp = Path(tmp_name)
         data = tmp / "coordinator"
         data.mkdir()
+        if args.readers:
+            (data / "readers").mkdir()
+            for version in sorted(args.readers.glob("*.owmr")):
+                (data / "readers" / version.name).write_bytes(version.read_bytes())
         ledger = SimLedger(data / "lightning.sqlite3")
         treasury = ledger.add_node("treasury")
         info_file = tmp / "coordinator.json"

@@ -1,7 +1,7 @@
 """Answer quality of the sub-models' readers on held-out questions, against the BM25 baseline.
 
-Usage:  .venv/bin/python bench/query_quality.py [--epochs 8] [--lr 3e-3] [--seed 0]
-        [--limit N] [--threads N]
+Usage:  .venv/bin/python bench/query_quality.py [--epochs 6] [--lr 3e-3] [--seed 0]
+        [--limit N] [--threads N] [--save DIR | --load DIR]
 
 What runs, in one process:
 
@@ -17,7 +17,10 @@ What runs, in one process:
 3. **Answers** to every question from: the BM25 reader (:func:`owm_core.knowledge.reader.
    read_passages`, its best sentence: the baseline), the untrained (genesis) readers, the trained
    readers, and the trained readers with the int8 encoder of tier-1 nodes. A reader's answer is
-   the best-scoring span over the chosen sub-models' passages.
+   the best-scoring span over the chosen sub-models' passages, looked for in the sentence BM25
+   ranks best in each sub-model's passages (``--sentences``; ``ReaderModel.read``).
+   ``--save DIR`` writes the trained versions (``<sub_model>.owmr``, ready to install in a
+   coordinator's ``<data_dir>/readers``); ``--load DIR`` scores such versions without training.
 4. **Scores**: exact match and token F1 (:mod:`owm_core.knowledge.answer_quality`), in percent.
 
 The last line is machine-readable:
@@ -38,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from owm_adapters.bootstrap.coordinator import demo_knowledge_base
 from owm_adapters.knowledge.minilm import MiniLmEmbedder
 from owm_adapters.models.reader.heldout import heldout_answers, heldout_questions
-from owm_adapters.models.reader.model import ReaderModel
+from owm_adapters.models.reader.model import DEFAULT_SENTENCES, ReaderModel
+from owm_adapters.models.reader.version import parse_version, serialise_version
 from owm_core.knowledge.answer_quality import exact_match, f1_score
 from owm_core.knowledge.reader import read_passages
 from owm_core.knowledge.routing import SubModelRoute, route
@@ -68,10 +72,10 @@ def bm25_answer(question: str, passages: dict[str, list[tuple[str, str]]]) -> st
     return sentences[0]["text"] if sentences else ""
 
 
-def model_answer(readers, question: str, passages) -> str:
+def model_answer(readers, question: str, passages, sentences: int) -> str:
     spans = [
         span for name, found in passages.items() if name in readers
-        for span in readers[name].read(question, found, 1)
+        for span in readers[name].read(question, found, 1, sentences=sentences or None)
     ]
     return max(spans, key=lambda s: s.score).text if spans else ""
 
@@ -94,11 +98,15 @@ def score(name: str, answers: list[str], questions) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--sentences", type=int, default=DEFAULT_SENTENCES,
+                        help="BM25-best sentences a reader may answer from (0: whole passages)")
+    parser.add_argument("--save", type=Path, help="write the trained versions here (.owmr)")
+    parser.add_argument("--load", type=Path, help="read trained versions from here, no training")
     args = parser.parse_args()
     import torch
 
@@ -111,20 +119,28 @@ def main() -> None:
     baseline = score("bm25", [bm25_answer(q.question, p) for q, p in zip(questions, retrieved,
                                                                           strict=True)], questions)
     readers = {name: ReaderModel.genesis(name) for name in names}
-    untrained = score("untrained", [model_answer(readers, q.question, p)
+    untrained = score("untrained", [model_answer(readers, q.question, p, args.sentences)
                                     for q, p in zip(questions, retrieved, strict=True)], questions)
     exclude = heldout_answers()
     for name in names:
+        if args.load:
+            version = parse_version((args.load / f"{name}.owmr").read_bytes())
+            readers[name].set_parameters(version.arrays)
+            continue
         pairs = cloze_pairs(documents(name), exclude=exclude, seed=args.seed)
         started = time.monotonic()
         count, loss = readers[name].fit(pairs, epochs=args.epochs, lr=args.lr, batch_size=16,
                                         seed=args.seed)
         print(f"trained {name}: {count} pairs x {args.epochs} epochs, loss {loss:.3f}, "
               f"{time.monotonic() - started:.0f} s", flush=True)
-    trained = score("trained", [model_answer(readers, q.question, p)
+        if args.save:
+            args.save.mkdir(parents=True, exist_ok=True)
+            blob = serialise_version(name, readers[name].config, readers[name].parameters())
+            (args.save / f"{name}.owmr").write_bytes(blob)
+    trained = score("trained", [model_answer(readers, q.question, p, args.sentences)
                                 for q, p in zip(questions, retrieved, strict=True)], questions)
     small = {n: ReaderModel(n, r.parameters(), int8=True) for n, r in readers.items()}
-    int8 = score("int8", [model_answer(small, q.question, p)
+    int8 = score("int8", [model_answer(small, q.question, p, args.sentences)
                           for q, p in zip(questions, retrieved, strict=True)], questions)
     print(f"untrained_em={untrained[0]:.1f} untrained_f1={untrained[1]:.1f}")
     print(f"int8_em={int8[0]:.1f} int8_f1={int8[1]:.1f}")

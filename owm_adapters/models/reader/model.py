@@ -79,6 +79,10 @@ def _build_network(config: ReaderConfig) -> tuple[Any, Any, Any]:
     return tokenizer, encoder, heads
 
 
+DEFAULT_SENTENCES = 1
+"""How many BM25-ranked sentences the reader considers for an answer (module docstring)."""
+
+
 class ReaderModel:
     """One sub-model's reader (module docstring)."""
 
@@ -238,14 +242,25 @@ class ReaderModel:
             return training.evaluate(self, data)
 
     def read(
-        self, question: str, passages: Sequence[tuple[str, str]], top_k: int = 3
+        self,
+        question: str,
+        passages: Sequence[tuple[str, str]],
+        top_k: int = 3,
+        *,
+        sentences: int | None = DEFAULT_SENTENCES,
     ) -> list[Span]:
         """The best answer span of each ``(passage_id, text)``, best ``score`` first, at most
-        ``top_k`` (:func:`owm_adapters.models.reader.training.read`)."""
+        ``top_k``. With ``sentences`` (the default), spans are looked for only in the
+        ``sentences`` sentences that BM25 ranks best for the question
+        (:func:`owm_adapters.models.reader.regions.bm25_regions`): the transformer reranks
+        those candidates and extracts the span; None reads whole passages."""
+        from owm_adapters.models.reader.regions import bm25_regions
+
         if not passages:
             return []
+        regions = bm25_regions(question, passages, sentences) if sentences else None
         with self._lock:
-            return training.read(self, question, passages)[:top_k]
+            return training.read(self, question, passages, regions)[:top_k]
 
     def trainable_tensors(self) -> list[Any]:
         """The live trainable tensors (for the training loop; not a copy)."""

@@ -211,19 +211,41 @@ def best_spans(start: Any, end: Any, max_tokens: int) -> tuple[list[int], list[i
     return (best // tokens).tolist(), (best % tokens).tolist(), probs.tolist()
 
 
-def read(model: ReaderModel, question: str, passages: Sequence[tuple[str, str]]) -> list[Span]:
-    """Every passage's best span, best score first (ties: passage order)."""
+def _restrict(start: Any, end: Any, offsets: list[Any], regions: Sequence[Any]) -> None:
+    """Mask (in place) the positions of each row outside its character ``regions`` (None: the
+    whole passage); ``[CLS]`` stays."""
+    for row, allowed in enumerate(regions):
+        if allowed is None:
+            continue
+        for index, (lo, hi) in enumerate(offsets[row]):
+            if index and not any(a <= lo and hi <= b for a, b in allowed):
+                start[row, index] = -1e4
+                end[row, index] = -1e4
+
+
+def read(
+    model: ReaderModel,
+    question: str,
+    passages: Sequence[tuple[str, str]],
+    regions: Sequence[Sequence[tuple[int, int]] | None] | None = None,
+) -> list[Span]:
+    """Every passage's best span, best score first (ties: passage order); with ``regions``,
+    each passage's span lies inside one of its character ranges."""
     import torch
 
     texts = [text for _, text in passages]
     batch = model.encode([question] * len(texts), texts)
+    offsets = batch["offset_mapping"].tolist()
     with torch.no_grad():
         start, end, rerank = model.forward(batch)
+        if regions is not None:
+            _restrict(start, end, offsets, regions)
     firsts, lasts, probs = best_spans(start, end, model.config.max_answer_tokens)
     relevance = torch.sigmoid(rerank).tolist()
-    offsets = batch["offset_mapping"].tolist()
     spans = []
     for row, (passage_id, text) in enumerate(passages):
+        if regions is not None and not regions[row] and regions[row] is not None:
+            continue
         lo, hi = offsets[row][firsts[row]][0], offsets[row][lasts[row]][1]
         if hi <= lo:
             continue

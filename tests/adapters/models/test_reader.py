@@ -139,3 +139,17 @@ def test_the_int8_encoder_reads_like_the_float32_one_and_refuses_training():
     assert abs(full_best.relevance - small_best.relevance) < 0.1
     with pytest.raises(ValueError, match="int8"):
         small.fit(cloze_pairs(DOCUMENTS)[:2])
+
+
+def test_a_span_is_looked_for_only_in_the_sentences_bm25_ranks_best(reader):
+    from owm_adapters.models.reader.regions import bm25_regions
+
+    passages = [(f"p{i}", text) for i, text in enumerate(DOCUMENTS)]
+    question = "Which river flows through Paris?"
+    regions = bm25_regions(question, passages, 1)
+    ((start, end),) = regions[0]
+    assert DOCUMENTS[0][start:end] == "The river Seine flows through Paris."
+    assert regions[1:] == [[], []]
+    (span,) = reader.read(question, passages, top_k=3, sentences=1)
+    assert span.passage_id == "p0" and start <= span.start < span.end <= end
+    assert reader.read("Quantum chromodynamics?", passages, sentences=2) == []
