@@ -9,10 +9,9 @@ attaching its own LoRA adapter.
 
 Tier-1 nodes run the encoder quantized to int8 (:func:`quantize_int8`): PyTorch dynamic
 quantization of every frozen ``Linear`` layer on the CPU (weights int8 with one scale per
-output channel, activations quantized per batch); the LoRA matrices and the heads stay float32,
-so a version trained anywhere runs
-unchanged. ``bitsandbytes`` is only considered when CUDA is present at run time
-(:func:`int8_backend`); on a CPU-only machine the PyTorch path is taken.
+tensor, activations quantized per batch); the LoRA matrices and the heads stay float32, so a
+version trained anywhere runs unchanged. ``bitsandbytes`` is only considered when CUDA is
+present at run time (:func:`int8_backend`); on a CPU-only machine the PyTorch path is taken.
 """
 
 from __future__ import annotations
@@ -90,12 +89,12 @@ def quantize_int8(encoder: Any) -> Any:
     docstring); the LoRA matrices stay float32. Inference only: a quantized encoder is not
     trained. The CPU path is used even when CUDA is present: the reader serves on the CPU."""
     import torch
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
 
     if "x86" in torch.backends.quantized.supported_engines:
         torch.backends.quantized.engine = "x86"
     frozen = {
-        name: per_channel_dynamic_qconfig
+        name: default_dynamic_qconfig
         for name, module in encoder.named_modules()
         if isinstance(module, torch.nn.Linear) and "lora_" not in name
     }
