@@ -253,14 +253,23 @@ class ReaderModel:
         ``top_k``. With ``sentences`` (the default), spans are looked for only in the
         ``sentences`` sentences that BM25 ranks best for the question
         (:func:`owm_adapters.models.reader.regions.bm25_regions`): the transformer reranks
-        those candidates and extracts the span; None reads whole passages."""
+        those candidates and extracts the span, and only the passages that hold one are
+        encoded; None reads whole passages."""
         from owm_adapters.models.reader.regions import bm25_regions
 
         if not passages:
             return []
-        regions = bm25_regions(question, passages, sentences) if sentences else None
+        if not sentences:
+            with self._lock:
+                return training.read(self, question, passages)[:top_k]
+        regions = bm25_regions(question, passages, sentences)
+        kept = [row for row, found in enumerate(regions) if found]  # others cannot answer
+        if not kept:
+            return []
         with self._lock:
-            return training.read(self, question, passages, regions)[:top_k]
+            return training.read(
+                self, question, [passages[r] for r in kept], [regions[r] for r in kept]
+            )[:top_k]
 
     def trainable_tensors(self) -> list[Any]:
         """The live trainable tensors (for the training loop; not a copy)."""
