@@ -53,7 +53,11 @@ QUERY_ANSWER: Schema = {
     ],
     "properties": {
         "query_id": STR,
-        "answer": {"type": "string", "description": "Quoted sentences, each cited `[n]`."},
+        "answer": {
+            "type": "string",
+            "description": "Quoted sentences, each cited `[n]`, led by the reader's answer span "
+                           "(`Paris — …`) when a sub-model's transformer reader answered.",
+        },
         "answered": {"type": "boolean", "description": "False: no data answers the question."},
         "sub_models_used": _STRS,
         "missing_sub_models": {**_STRS, "description": "Chosen but not answered in time."},
@@ -63,7 +67,11 @@ QUERY_ANSWER: Schema = {
             "description": "Observed frequency with which answers of this evidence strength "
                            "are supported by the data (docs/conglomerate.md).",
         },
-        "model_version": {"type": "string", "description": "Release ids of the sub-models."},
+        "model_version": {
+            "type": "string",
+            "description": "Release ids of the sub-models, or the reader versions that answered "
+                           "(`owm-geo@<12 hex>`, docs/models.md).",
+        },
         "ots_verified": {"type": "boolean"},
         "latency_ms": {"type": "integer"},
         "cost_sats": {"type": "integer"},
@@ -75,6 +83,8 @@ QUERY_ANSWER: Schema = {
                 "properties": {
                     "sub_model": STR, "passage_id": STR, "source": STR, "text": STR,
                     "strength": {"type": "number"}, "dataset_id": STR,
+                    "answer": {**STR, "description": "The reader's answer span in `text` "
+                                                     "(empty for the BM25 reader)."},
                 },
             },
         },
