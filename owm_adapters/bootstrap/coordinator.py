@@ -43,7 +43,7 @@ from owm_adapters.services.data_payouts import DataCreditPayouts
 from owm_adapters.services.github_app import GitHubApp
 from owm_adapters.services.governance import GovernanceService
 from owm_adapters.services.singletons import Retention, SingletonJobs
-from owm_adapters.services.slashing import SlashingService
+from owm_adapters.services.slashing import RESUME_PERIOD_S, SlashingService
 from owm_adapters.services.workers import OnStop, Worker, Workers
 from owm_adapters.storage import keystore
 from owm_core.coordination.reveals import RevealWindows
@@ -64,6 +64,8 @@ from owm_core.stake.slashing import SlashingPolicy
 
 SHARED_RECONCILE_S = 5.0
 """How often the coordinator that pays looks for tasks settled on the others (SRS-COORD-05)."""
+SHARED_RESUME_S = 5.0
+"""How often the coordinator leading slashing considers evidence the others stored."""
 
 if TYPE_CHECKING:
     from owm_adapters.lightning.node_invoices import NodeInvoiceSource
@@ -644,6 +646,9 @@ def slashing_service_from(
             maintainer_keys=stake.maintainer_keys, tier1_distinct_reporters=stake.tier1_reporters
         ),
         StakePolicy(reverify_period_s=stake.reverify_period_s, grace_period_s=stake.grace_period_s),
+        # several coordinators: the one leading the slashing job decides (SRS-COORD-05)
+        shared=shares_store(repositories),
+        resume_period_s=SHARED_RESUME_S if shares_store(repositories) else RESUME_PERIOD_S,
     )
 
 

@@ -186,6 +186,9 @@ class SlashingService:
     stake_policy: StakePolicy = attrs.field(factory=StakePolicy)
     #: A tier-1 reporter counts only with this much of its own balance in its stake channel.
     min_reporter_balance_sat: int = StakeRequirements().for_tier(Tier.T1).min_sats
+    #: A store shared by several coordinators: see :attr:`decides` (SRS-COORD-05).
+    shared: bool = False
+    resume_period_s: float = RESUME_PERIOD_S
     _lock: threading.RLock = attrs.field(factory=threading.RLock, init=False)
     _loop: Loop = attrs.field(init=False)
 
@@ -215,14 +218,14 @@ class SlashingService:
                 try:
                     self.target_of(signal.node_id)
                 except NotFound:
-                    log.warning(
-                        "slashing signal about %s, which has no stake on record", signal.node_id
-                    )
+                    log.warning("slashing signal about %s, which has no stake", signal.node_id)
                     continue
                 evidence.add_signal(signal)
                 if signal.node_id not in touched:
                     touched.append(signal.node_id)
-            outcomes = []
+            outcomes: list[SlashingOutcome] = []
+            if not self.decides:
+                return outcomes
             for node_id in touched:
                 outcome = self.consider(node_id)
                 if outcome is not None:
@@ -247,9 +250,8 @@ class SlashingService:
             raise InvalidValue("kind", "must be maintainer_ack")
         verify(envelope)
         if envelope.signer not in self.policy.maintainer_keys:
-            raise NotAMaintainer(
-                f"{envelope.signer} is not a configured maintainer key ([stake] maintainer_keys)"
-            )
+            raise NotAMaintainer(f"{envelope.signer} is not a configured maintainer key "
+                                 "([stake] maintainer_keys)")
         body = open_body(envelope)
         if not isinstance(body, MaintainerAcknowledgement):
             raise InvalidValue("body", "must hold a maintainer acknowledgement")
@@ -260,16 +262,14 @@ class SlashingService:
         with self._lock:
             target, _node, stake = self.target_of(node_id)
             if target.tier is Tier.T1:
-                raise PolicyViolation(
-                    "tier 1 nodes are slashed by independent signals; acknowledgements are "
-                    "for tier 2 and 3 (SRS-STAKE-04)"
-                )
+                raise PolicyViolation("tier 1 nodes are slashed by independent signals; "
+                                      "acknowledgements are for tier 2 and 3 (SRS-STAKE-04)")
             already = stake.status is StakeStatus.SLASHED
             recorded = False
             if not already:
                 recorded = evidence.add_acknowledgement(node_id, envelope, self.clock.now())
             backing = self._backing(node_id, body.evidence_hash, body.reason)
-            outcome = self.consider(node_id)
+            outcome = self.consider(node_id) if self.decides else None
         return AckReceipt(
             acknowledgement=body,
             signer=envelope.signer,
@@ -404,9 +404,15 @@ class SlashingService:
 
     # -- running beside the coordinator --------------------------------------------------------
 
-    def start(self, period_s: float = RESUME_PERIOD_S) -> None:
-        """Resume at once, then every ``period_s`` seconds in a daemon thread."""
-        self._loop.period_s = period_s
+    @property
+    def decides(self) -> bool:
+        """Whether this coordinator decides now: on a shared store only while it leads the
+        ``slashing`` job (the others store evidence for the leader's next resume)."""
+        return not self.shared or self._loop.running
+
+    def start(self, period_s: float | None = None) -> None:
+        """Resume at once, then every ``period_s`` (``resume_period_s``) s in a thread."""
+        self._loop.period_s = self.resume_period_s if period_s is None else period_s
         self._loop.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -420,10 +426,8 @@ class SlashingService:
             slashed = self._slash_stake(decision)
             forfeited = self._forfeit(decision.node_id)
             txid = self._force_close(decision.channel_id)
-        log.warning(
-            "node %s slashed (%s); log entry %d; channel %s",
-            decision.node_id, decision.reason.value, entry.index, decision.channel_id,
-        )
+        log.warning("node %s slashed (%s); log entry %d; channel %s", decision.node_id,
+                    decision.reason.value, entry.index, decision.channel_id)
         return SlashingOutcome(decision, entry, logged, slashed, forfeited, txid)
 
     def _log(self, decision: SlashingDecision) -> tuple[SlashingLogEntry, bool]:

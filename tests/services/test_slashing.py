@@ -398,3 +398,24 @@ def test_a_degraded_node_is_suspended_at_its_grace_deadline_whatever_the_period(
     world.clock.advance(4 * 3600)
     [suspended] = world.service.reverify_stakes()
     assert suspended.status is StakeStatus.SUSPENDED
+
+
+def test_with_a_shared_store_only_the_coordinator_leading_slashing_decides(world: World) -> None:
+    """Several coordinators on one database (SRS-COORD-05): a standby stores the signals it
+    hears and decides nothing; the leader's resume decides once, however many heard them."""
+    op = staked(world)
+    leader = attrs.evolve(world.slashing, shared=True, resume_period_s=3600)
+    standby = attrs.evolve(world.slashing, shared=True)
+    leader.start()  # what the slashing lead does: its resume loop runs
+    try:
+        signals = [signal(op, by(world, r)) for r in ("a", "b", "c")]
+        assert standby.report(signals) == [] and not standby.decides and leader.decides
+        stored = world.service.repositories.slashing_evidence.open_signals(op.node_id)
+        assert len(stored) == 3
+
+        leader.resume()  # (or its loop's first pass, if that came after the report)
+
+        entries = world.service.repositories.slashing_log.entries()
+        assert [e.node_id for e in entries] == [op.node_id]
+    finally:
+        leader.stop()
