@@ -2,7 +2,8 @@
 (SRS-COORD-05): a challenge issued by one is answered at the other, a nonce used at one is
 refused at the other, a registration limit counts both, a replica is assigned once, and the
 jobs that must run once run on one of them, moving to the other when it stops; a payout
-awaiting the payee node's invoice is listed and invoiced at either.
+awaiting the payee node's invoice is listed and invoiced at either; a free API key's sliding
+window counts at both.
 """
 
 from __future__ import annotations
@@ -19,9 +20,14 @@ from owm_adapters.clock import SystemClock
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.lightning.node_invoices import NodeInvoiceSource
+from owm_adapters.services.api.access import ApiAccess
+from owm_adapters.services.api.config import ApiConfig
 from owm_adapters.services.coordinator.service import ServiceConfig
 from owm_adapters.storage.sql import open_repositories
-from owm_core.errors import ReplayRejected
+from owm_core.access.api_keys import Plan
+from owm_core.access.callers import Caller, CallerKind
+from owm_core.access.ratelimit import RateLimit
+from owm_core.errors import RateLimited, ReplayRejected
 from owm_core.identity.envelopes import PayoutInvoice, PayoutQuery, ReplayGuard
 from owm_core.identity.keys import Identity
 from owm_core.market.tasks import TaskState, VerificationPolicy
@@ -156,6 +162,29 @@ def test_a_payout_awaiting_an_invoice_at_one_coordinator_is_invoiced_at_the_othe
         got = paying.invoice_for(ln, 5_000, "OWM reward job-9:0", MONTH_S)
         assert got.payment_hash == good.payment_hash
         assert answering.pending() == [] == paying.pending()
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_a_free_api_key_gets_one_quota_across_coordinators_not_one_each(
+    migrated_postgresql_url: str, tmp_path: Path,
+) -> None:
+    ledger = SimLedger(tmp_path / "lightning.sqlite3")
+    stores = [open_repositories(migrated_postgresql_url, migrate=False) for _ in range(2)]
+    try:
+        config = ApiConfig(free_tier=RateLimit(limit=3, window_s=3_600))
+        secret = b"\x07" * 32
+        first, second = (
+            ApiAccess(s, ledger.lightning(ledger.add_node("treasury")), StepClock(), config,
+                      secret, shared=True)
+            for s in stores
+        )
+        caller = Caller(CallerKind.API_KEY, "k1", "alice", Plan.FREE)
+        assert [first.admit(caller, False), second.admit(caller, False),
+                first.admit(caller, False)] == [2, 1, 0]
+        with pytest.raises(RateLimited):
+            second.admit(caller, False)
     finally:
         for store in stores:
             store.close()

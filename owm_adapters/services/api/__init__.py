@@ -142,7 +142,8 @@ class ApiServices:
         return cls(
             coordinator=coordinator,
             config=config,
-            access=ApiAccess(store, coordinator.lightning, clock, config, l402_secret, entropy),
+            access=ApiAccess(store, coordinator.lightning, clock, config, l402_secret, entropy,
+                             shared=coordinator.config.shared_state),
             releases=Releases(store, cache, ots_chain),
             nodes=Nodes(coordinator, cache, config),
             views=Views(

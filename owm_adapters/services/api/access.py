@@ -96,7 +96,12 @@ class ApiAccess:
         config: ApiConfig,
         l402_secret: bytes,
         entropy: Callable[[int], bytes] = os.urandom,
+        *,
+        shared: bool = False,
     ) -> None:
+        """``shared``: several coordinators share the store (SRS-COORD-05), so the sliding
+        windows (free tier per key, invoices per client, signed requests per key) count in
+        the store, across them; the daily quotas and the replay guard stay per process."""
         if len(l402_secret) < 32:
             raise InvalidValue("l402_secret", "must be at least 32 random bytes")
         self._repositories = repositories
@@ -105,17 +110,21 @@ class ApiAccess:
         self._config = config
         self._l402_secret = l402_secret
         self._entropy = entropy
-        self._limiter = SlidingWindowLimiter(config.free_tier)
+        ledger = repositories.rate_log if shared else None
+        self._limiter = SlidingWindowLimiter(config.free_tier, ledger=ledger, scope="api/free")
         self._limiter_lock = threading.Lock()
         self._paid_quota = DailyQuota(config.paid_requests_per_day)
-        self._invoice_limiter = SlidingWindowLimiter(config.invoices_per_client)
+        self._invoice_limiter = SlidingWindowLimiter(
+            config.invoices_per_client, ledger=ledger, scope="api/invoices"
+        )
         self._write_quota = DailyQuota(config.writes_per_day)
         self._guard = SignedRequestGuard(
             window_s=config.signed_window_s, max_entries=config.replay_guard_max_entries
         )
         self._guard_lock = threading.Lock()
         self._per_key = SlidingWindowLimiter(
-            RateLimit(limit=config.signed_per_key, window_s=config.signed_window_s)
+            RateLimit(limit=config.signed_per_key, window_s=config.signed_window_s),
+            ledger=ledger, scope="api/signed",
         )
         self._credit = QueryCredit(config.query_price_msat) if config.query_price_msat else None
         self._keys = ReadCache(clock, config.auth_cache_ttl_ms)
