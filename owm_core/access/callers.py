@@ -26,6 +26,7 @@ import attrs
 from owm_core import fields
 from owm_core.access.api_keys import Plan
 from owm_core.errors import InvalidValue, ReplayRejected
+from owm_core.identity.envelopes import NonceLedger
 from owm_core.identity.keys import SIGNATURE_HEX, parse_public_key, verify_signature
 
 SIGNED_REQUEST_DOMAIN = b"owm/http-request/v1\x00"
@@ -123,11 +124,14 @@ class SignedRequestGuard:
     """Refuses stale, future-dated and repeated signed requests (in memory, one per process).
 
     Call :meth:`accept` after the signature verified, so forged requests cannot burn nonces.
-    Memory is bounded by the requests seen within one window (and ``max_entries``).
+    Memory is bounded by the requests seen within one window (and ``max_entries``). With a
+    ``ledger`` (several coordinators on one database, SRS-COORD-05) a request's nonce must
+    also be new to the ledger every coordinator shares, kept for twice the window.
     """
 
     window_s: int = attrs.field(default=DEFAULT_SIGNED_WINDOW_S, validator=fields.integer(1))
     max_entries: int = attrs.field(default=1_000_000, validator=fields.integer(minimum=1))
+    ledger: NonceLedger | None = attrs.field(default=None, kw_only=True)
     _seen: set[tuple[str, str]] = attrs.field(init=False, factory=set)
     _expiry: list[tuple[int, str, str]] = attrs.field(init=False, factory=list)
     _latest_now: int = attrs.field(init=False, default=0)
@@ -148,5 +152,9 @@ class SignedRequestGuard:
             raise ReplayRejected("this nonce was already used; sign each request afresh")
         if len(self._seen) >= self.max_entries:
             raise ReplayRejected("too many signed requests in flight; try again shortly")
+        if self.ledger is not None and not self.ledger.claim(
+            request.public_key, request.nonce, request.timestamp + 2 * self.window_s
+        ):
+            raise ReplayRejected("this nonce was already used; sign each request afresh")
         self._seen.add(pair)
         heapq.heappush(self._expiry, (request.timestamp, request.public_key, request.nonce))

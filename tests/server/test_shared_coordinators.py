@@ -3,7 +3,7 @@
 refused at the other, a registration limit counts both, a replica is assigned once, and the
 jobs that must run once run on one of them, moving to the other when it stops; a payout
 awaiting the payee node's invoice is listed and invoiced at either; a free API key's sliding
-window counts at both.
+window counts at both, and a node's signed HTTP request is used once across them.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from owm_adapters.services.api.config import ApiConfig
 from owm_adapters.services.coordinator.service import ServiceConfig
 from owm_adapters.storage.sql import open_repositories
 from owm_core.access.api_keys import Plan
-from owm_core.access.callers import Caller, CallerKind
+from owm_core.access.callers import Caller, CallerKind, signed_request_message
 from owm_core.access.ratelimit import RateLimit
 from owm_core.errors import RateLimited, ReplayRejected
 from owm_core.identity.envelopes import PayoutInvoice, PayoutQuery, ReplayGuard
@@ -167,7 +167,7 @@ def test_a_payout_awaiting_an_invoice_at_one_coordinator_is_invoiced_at_the_othe
             store.close()
 
 
-def test_a_free_api_key_gets_one_quota_across_coordinators_not_one_each(
+def test_a_free_api_key_gets_one_quota_and_a_signed_request_one_use_across_coordinators(
     migrated_postgresql_url: str, tmp_path: Path,
 ) -> None:
     ledger = SimLedger(tmp_path / "lightning.sqlite3")
@@ -176,7 +176,7 @@ def test_a_free_api_key_gets_one_quota_across_coordinators_not_one_each(
         config = ApiConfig(free_tier=RateLimit(limit=3, window_s=3_600))
         secret = b"\x07" * 32
         first, second = (
-            ApiAccess(s, ledger.lightning(ledger.add_node("treasury")), StepClock(), config,
+            ApiAccess(s, ledger.lightning(ledger.add_node("treasury")), SystemClock(), config,
                       secret, shared=True)
             for s in stores
         )
@@ -185,6 +185,15 @@ def test_a_free_api_key_gets_one_quota_across_coordinators_not_one_each(
                 first.admit(caller, False)] == [2, 1, 0]
         with pytest.raises(RateLimited):
             second.admit(caller, False)
+
+        node = Identity.from_seed(b"\x32" * 32)  # a node's signed request, replayed
+        stores[0].nodes.add(node_record(node, int(time.time())))
+        at, nonce = int(time.time()), "cd" * 8
+        signature = node.sign(signed_request_message("GET", "/v1/x", at, nonce, b"")).hex()
+        headers = (node.public_key_hex, str(at), nonce, signature)
+        assert first.caller_by_signature(headers, "GET", "/v1/x", b"").subject == node.node_id
+        with pytest.raises(ReplayRejected):
+            second.caller_by_signature(headers, "GET", "/v1/x", b"")
     finally:
         for store in stores:
             store.close()

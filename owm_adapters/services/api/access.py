@@ -101,7 +101,8 @@ class ApiAccess:
     ) -> None:
         """``shared``: several coordinators share the store (SRS-COORD-05), so the sliding
         windows (free tier per key, invoices per client, signed requests per key) count in
-        the store, across them; the daily quotas and the replay guard stay per process."""
+        the store, across them, and the signed requests' nonces are claimed there too; the
+        daily quotas stay per process."""
         if len(l402_secret) < 32:
             raise InvalidValue("l402_secret", "must be at least 32 random bytes")
         self._repositories = repositories
@@ -119,7 +120,8 @@ class ApiAccess:
         )
         self._write_quota = DailyQuota(config.writes_per_day)
         self._guard = SignedRequestGuard(
-            window_s=config.signed_window_s, max_entries=config.replay_guard_max_entries
+            window_s=config.signed_window_s, max_entries=config.replay_guard_max_entries,
+            ledger=repositories.nonces if shared else None,
         )
         self._guard_lock = threading.Lock()
         self._per_key = SlidingWindowLimiter(
