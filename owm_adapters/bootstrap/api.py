@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -22,6 +23,7 @@ from owm_adapters.bootstrap.coordinator import Coordinator
 from owm_adapters.bootstrap.health import coordinator_readiness
 from owm_adapters.bootstrap.provenance import ots_chain_of
 from owm_adapters.files import private_directory
+from owm_adapters.models.tinynet import GENESIS
 from owm_adapters.probes import Readiness
 from owm_adapters.services.api import ApiConfig, ApiServices
 from owm_adapters.services.knowledge import KnowledgeBase
@@ -31,6 +33,10 @@ from owm_adapters.services.queries import (
     QueryService,
     SubModelReaders,
 )
+
+if TYPE_CHECKING:
+    from owm_adapters.models.reader.installed import VersionSource
+    from owm_adapters.services.fl_rounds import FlRoundService
 
 L402_SECRET_FILE = "l402.secret"  # noqa: S105 (a file name, not a secret)
 L402_SECRET_BYTES = 32
@@ -98,7 +104,8 @@ def build_api(
         config,
         slashing=coordinator.slashing,
         queries=build_query_service(
-            coordinator, knowledge, query_config, readers=readers_for(knowledge, data_dir)
+            coordinator, knowledge, query_config,
+            readers=readers_for(knowledge, data_dir, coordinator.fl),
         ),
         knowledge=knowledge if isinstance(knowledge, KnowledgeBase) else None,
         fl=coordinator.fl,
@@ -111,11 +118,12 @@ def build_api(
 
 
 def readers_for(
-    knowledge: KnowledgeSource | None, data_dir: Path | None
+    knowledge: KnowledgeSource | None, data_dir: Path | None, fl: FlRoundService | None = None
 ) -> SubModelReaders | None:
-    """The sub-models' transformer readers when retrieval runs the real MiniLM encoder: the
-    versions installed as ``<data_dir>/readers/<sub_model>.owmr`` (docs/models.md). None with
-    the hashing-embedder twin or no data directory: the BM25 reader answers."""
+    """The sub-models' transformer readers when retrieval runs the real MiniLM encoder: of each
+    sub-model, the newest version its FL rounds trained (SRS-COORD-03), else the version
+    installed as ``<data_dir>/readers/<sub_model>.owmr`` (docs/models.md). None with the
+    hashing-embedder twin or no data directory: the BM25 reader answers."""
     from owm_adapters.knowledge.minilm import MiniLmEmbedder
 
     if not isinstance(knowledge, KnowledgeBase) or data_dir is None:
@@ -124,7 +132,37 @@ def readers_for(
         return None
     from owm_adapters.models.reader.installed import InstalledReaders, directory_versions
 
-    return InstalledReaders(directory_versions(data_dir / READERS_DIR))
+    installed = directory_versions(data_dir / READERS_DIR)
+    if fl is None:
+        return InstalledReaders(installed)
+    trained = fl_reader_versions(fl)
+    return InstalledReaders(lambda sub_model: trained(sub_model) or installed(sub_model))
+
+
+def fl_reader_versions(fl: FlRoundService) -> VersionSource:
+    """The newest release of each sub-model whose FL rounds train the reader adapter
+    (``minilm-lora``), as reader version bytes (serialised once per release); None for a
+    sub-model that trains another architecture or has no release yet."""
+    from owm_adapters.models.architectures import unflatten
+    from owm_adapters.models.reader.version import serialise_version
+    from owm_adapters.models.reader_rounds import ReaderArchitecture
+
+    made: dict[str, tuple[str, bytes]] = {}
+
+    def trained(sub_model: str) -> tuple[str, bytes] | None:
+        data = fl.models.by_name.get(sub_model)
+        if data is None or not isinstance(data.releases.arch, ReaderArchitecture):
+            return None
+        release, flat = data.releases.latest()
+        if release == GENESIS:
+            return None
+        if made.get(sub_model, ("",))[0] != release:
+            arch = data.releases.arch
+            blob = serialise_version(sub_model, arch.config, unflatten(flat, arch))
+            made[sub_model] = (release, blob)
+        return made[sub_model]
+
+    return trained
 
 
 def build_query_service(

@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 import torch
 
+from owm_adapters.bootstrap.api import fl_reader_versions
 from owm_adapters.bootstrap.settings import load_coordinator_settings
 from owm_adapters.knowledge import demo_data
 from owm_adapters.models import reader_rounds
 from owm_adapters.models.architectures import MINILM_LORA, architecture, size
 from owm_adapters.models.reader.layout import layout
+from owm_adapters.models.reader.version import parse_version
 from owm_adapters.node.task_exec import load_weights, run_training
 from owm_adapters.node.weights import CachedModelRuntime, install_weights_file
 from owm_adapters.services.fl_rounds import FlConfig
@@ -67,7 +69,7 @@ def test_a_sub_model_without_documents_waits_while_one_with_documents_trains(
     assert len(raw) < MAX_INPUT_BYTES // 8
 
 
-def test_a_reader_round_aggregates_flags_the_poisoner_stamps_and_installs_the_adapter(
+def test_a_reader_round_aggregates_flags_the_poisoner_stamps_installs_and_serves_the_adapter(
     world: FlWorld, tmp_path: Path
 ) -> None:
     contribute(world, "owm-geo")
@@ -100,6 +102,15 @@ def test_a_reader_round_aggregates_flags_the_poisoner_stamps_and_installs_the_ad
         aggregated = np.concatenate([npz[n].reshape(-1) for n, _ in layout()])
     assert names == {n for n, _ in layout()}
     assert np.allclose(aggregated, np.asarray(out["weights"], dtype=np.float32))  # poison trimmed
+
+    # The coordinator's query path reads with the newest trained adapter of each sub-model.
+    served = fl_reader_versions(world.fl)
+    assert served("owm-history") is None  # no round of it yet: the BM25 reader answers
+    found = served("owm-geo")
+    assert found is not None and found[0] == release.release_id
+    parsed = parse_version(found[1])
+    assert parsed.sub_model == "owm-geo"
+    assert np.array_equal(np.concatenate([a.reshape(-1) for a in parsed.arrays]), aggregated)
 
     runtime = CachedModelRuntime(tmp_path / "models")
     assert release.ots_proof is not None
