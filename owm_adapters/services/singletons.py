@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import attrs
 
 from owm_adapters.services.workers import DEFAULT_STOP_TIMEOUT_S, Loop, Worker
+from owm_core.access.ratelimit import DAY_S
 from owm_core.ports.clock import Clock
 from owm_core.ports.leadership import Leadership
 from owm_core.ports.repositories import Repositories
@@ -103,8 +104,9 @@ class SingletonJobs:
 
 
 class Retention:
-    """Forgets the shared state that has expired: challenges and used nonces (a singleton
-    job: one coordinator deletes, every ``period_s`` seconds)."""
+    """Forgets the shared state that has expired: challenges, used nonces and the daily quota
+    counters of days before yesterday (a singleton job: one coordinator deletes, every
+    ``period_s`` seconds)."""
 
     def __init__(self, repositories: Repositories, clock: Clock, period_s: float = 60.0) -> None:
         self.repositories = repositories
@@ -114,8 +116,10 @@ class Retention:
     def sweep(self) -> int:
         """Forget what expired before now; how many records went."""
         now = self.clock.now()
-        return self.repositories.challenges.forget_expired(now) + (
-            self.repositories.nonces.forget_expired(now)
+        return (
+            self.repositories.challenges.forget_expired(now)
+            + self.repositories.nonces.forget_expired(now)
+            + self.repositories.quotas.forget_before(now // DAY_S - 1)
         )
 
     def start(self) -> None:

@@ -39,6 +39,8 @@ from owm_core.errors import InvalidValue, RateLimited
 from owm_core.identity.keys import parse_public_key
 
 MAX_KEY_LEN = 512
+DAY_S = 86_400
+"""The period of the daily quotas of paying callers (a UTC day, SRS-API-03)."""
 IPV6_PREFIX = 64
 
 

@@ -167,7 +167,7 @@ def test_a_payout_awaiting_an_invoice_at_one_coordinator_is_invoiced_at_the_othe
             store.close()
 
 
-def test_a_free_api_key_gets_one_quota_and_a_signed_request_one_use_across_coordinators(
+def test_an_api_key_gets_one_quota_and_a_signed_request_one_use_across_coordinators(
     migrated_postgresql_url: str, tmp_path: Path,
 ) -> None:
     ledger = SimLedger(tmp_path / "lightning.sqlite3")
@@ -185,6 +185,20 @@ def test_a_free_api_key_gets_one_quota_and_a_signed_request_one_use_across_coord
                 first.admit(caller, False)] == [2, 1, 0]
         with pytest.raises(RateLimited):
             second.admit(caller, False)
+
+        paid = Caller(CallerKind.API_KEY, "k2", "bob", Plan.COMMERCIAL)  # one daily quota
+        first, second = (
+            ApiAccess(s, ledger.lightning(ledger.add_node("treasury")), SystemClock(),
+                      attrs.evolve(config, paid_requests_per_day=3, writes_per_day=1),
+                      secret, shared=True)
+            for s in stores
+        )
+        assert [first.admit(paid, False, write=True), second.admit(paid, False)] == [2, 1]
+        with pytest.raises(RateLimited):
+            second.admit(paid, False, write=True)  # the writes' quota is spent as well
+        assert first.admit(paid, False) == 0
+        with pytest.raises(RateLimited):
+            second.admit(paid, False)
 
         node = Identity.from_seed(b"\x32" * 32)  # a node's signed request, replayed
         stores[0].nodes.add(node_record(node, int(time.time())))

@@ -101,8 +101,8 @@ class ApiAccess:
     ) -> None:
         """``shared``: several coordinators share the store (SRS-COORD-05), so the sliding
         windows (free tier per key, invoices per client, signed requests per key) count in
-        the store, across them, and the signed requests' nonces are claimed there too; the
-        daily quotas stay per process."""
+        the store, across them, and so do the daily quotas; the signed requests' nonces are
+        claimed there too."""
         if len(l402_secret) < 32:
             raise InvalidValue("l402_secret", "must be at least 32 random bytes")
         self._repositories = repositories
@@ -114,11 +114,12 @@ class ApiAccess:
         ledger = repositories.rate_log if shared else None
         self._limiter = SlidingWindowLimiter(config.free_tier, ledger=ledger, scope="api/free")
         self._limiter_lock = threading.Lock()
-        self._paid_quota = DailyQuota(config.paid_requests_per_day)
+        quotas = repositories.quotas if shared else None
+        self._paid_quota = DailyQuota(config.paid_requests_per_day, quotas, "api/paid")
         self._invoice_limiter = SlidingWindowLimiter(
             config.invoices_per_client, ledger=ledger, scope="api/invoices"
         )
-        self._write_quota = DailyQuota(config.writes_per_day)
+        self._write_quota = DailyQuota(config.writes_per_day, quotas, "api/writes")
         self._guard = SignedRequestGuard(
             window_s=config.signed_window_s, max_entries=config.replay_guard_max_entries,
             ledger=repositories.nonces if shared else None,

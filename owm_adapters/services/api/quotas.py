@@ -14,7 +14,8 @@ from collections import OrderedDict
 
 import attrs
 
-DAY_S = 86_400
+from owm_core.access.ratelimit import DAY_S
+from owm_core.ports.repositories import QuotaRepository
 
 
 @attrs.frozen
@@ -27,12 +28,21 @@ class QuotaCheck:
 
 
 class DailyQuota:
-    """At most ``limit`` admissions per key and UTC day (thread-safe; see module docstring)."""
+    """At most ``limit`` admissions per key and UTC day (thread-safe; see module docstring).
 
-    def __init__(self, limit: int) -> None:
+    With a ``ledger`` (several coordinators on one database, SRS-COORD-05) the day's counters
+    are the store's, under ``scope``, so a key has one quota behind a load balancer, not one
+    per coordinator.
+    """
+
+    def __init__(
+        self, limit: int, ledger: QuotaRepository | None = None, scope: str = "api/daily"
+    ) -> None:
         if limit < 1:
             raise ValueError("a daily quota allows at least one request")
         self.limit = limit
+        self._ledger = ledger
+        self._scope = scope
         self._day = -1
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -40,6 +50,11 @@ class DailyQuota:
     def admit(self, key: str, now: int) -> QuotaCheck:
         """Count one request of ``key`` at ``now`` (unix s) unless its day's quota is spent."""
         day, into = divmod(now, DAY_S)
+        if self._ledger is not None:
+            used = self._ledger.spend(self._scope, key, day, self.limit)
+            if used is None:
+                return QuotaCheck(False, 0, DAY_S - into)
+            return QuotaCheck(True, self.limit - used, 0)
         with self._lock:
             if day != self._day:  # yesterday's counters are of no use any more
                 self._day = day

@@ -21,6 +21,7 @@ from owm_adapters.storage.memory.access import MemoryApiKeyRepository
 from owm_adapters.storage.memory.coordination import (
     MemoryChallengeRepository,
     MemoryNonceRepository,
+    MemoryQuotaRepository,
     MemoryRateLogRepository,
 )
 from owm_adapters.storage.memory.fl import MemoryFlRoundRepository
@@ -115,6 +116,7 @@ class MemoryRepositories:
     challenges: MemoryChallengeRepository
     nonces: MemoryNonceRepository
     rate_log: MemoryRateLogRepository
+    quotas: MemoryQuotaRepository
     _state: State
     _lock: threading.RLock
 
@@ -175,6 +177,7 @@ def memory_repositories() -> MemoryRepositories:
         challenges=MemoryChallengeRepository(state, lock),
         nonces=MemoryNonceRepository(state, lock),
         rate_log=MemoryRateLogRepository(state, lock),
+        quotas=MemoryQuotaRepository(state, lock),
         state=state,
         lock=lock,
     )

@@ -77,3 +77,24 @@ class MemoryRateLogRepository(StateRepository):
                 horizon = record - rate.window_s
                 self._state.rate_log[(scope, key)] = [s for s in stamps if s > horizon] + [record]
             return admission
+
+
+class MemoryQuotaRepository(StateRepository):
+    """Uses counted per (scope, key, period)."""
+
+    def spend(self, scope: str, key: str, period: int, limit: int) -> int | None:
+        """Count one use unless ``limit`` are counted already; the count, or None."""
+        with self._lock:
+            used = self._state.quotas.get((scope, key, period), 0)
+            if used >= limit:
+                return None
+            self._state.quotas[(scope, key, period)] = used + 1
+            return used + 1
+
+    def forget_before(self, period: int) -> int:
+        """Drop the counters of every period before ``period``; how many."""
+        with self._lock:
+            gone = [k for k in self._state.quotas if k[2] < period]
+            for key in gone:
+                del self._state.quotas[key]
+            return len(gone)

@@ -104,6 +104,7 @@ class State:
     challenges: dict[str, Challenge] = attrs.Factory(dict)
     nonces: dict[tuple[str, str], int] = attrs.Factory(dict)
     rate_log: dict[tuple[str, str], list[int]] = attrs.Factory(dict)
+    quotas: dict[tuple[str, str, int], int] = attrs.Factory(dict)
     payout_requests: dict[str, tuple[PendingPayout, Invoice | None]] = attrs.Factory(dict)
 
     def next_seq(self) -> int:

@@ -18,6 +18,7 @@ from owm_adapters.storage.sql.repositories.access import SqlApiKeyRepository
 from owm_adapters.storage.sql.repositories.coordination import (
     SqlChallengeRepository,
     SqlNonceRepository,
+    SqlQuotaRepository,
     SqlRateLogRepository,
 )
 from owm_adapters.storage.sql.repositories.fl import SqlFlRoundRepository
@@ -115,6 +116,7 @@ class SqlRepositories:
     challenges: SqlChallengeRepository
     nonces: SqlNonceRepository
     rate_log: SqlRateLogRepository
+    quotas: SqlQuotaRepository
     database: Database
 
     @contextmanager
@@ -169,6 +171,7 @@ def sql_repositories(engine: Engine) -> SqlRepositories:
         challenges=SqlChallengeRepository(db),
         nonces=SqlNonceRepository(db),
         rate_log=SqlRateLogRepository(db),
+        quotas=SqlQuotaRepository(db),
         database=db,
     )
 

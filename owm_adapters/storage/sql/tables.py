@@ -747,6 +747,15 @@ rate_hits = Table(
     Index(None, "scope", "key", "at"),
 )
 
+quota_counts = Table(
+    "quota_counts",
+    metadata,
+    Column("scope", String(64), primary_key=True),
+    Column("key", String(512), primary_key=True),
+    Column("period", BigInteger, primary_key=True),
+    Column("used", BigInteger, nullable=False),
+)
+
 payout_requests = Table(
     "payout_requests",
     metadata,

@@ -44,6 +44,9 @@ from owm_core.ports.repositories.coordination import (
     NonceRepository as NonceRepository,
 )
 from owm_core.ports.repositories.coordination import (
+    QuotaRepository as QuotaRepository,
+)
+from owm_core.ports.repositories.coordination import (
     RateLogRepository as RateLogRepository,
 )
 from owm_core.ports.repositories.fl import (
@@ -336,6 +339,11 @@ class Repositories(Protocol):
     @property
     def rate_log(self) -> RateLogRepository:
         """What each sliding-window rate limit admitted, per key (SRS-COORD-05)."""
+        ...
+
+    @property
+    def quotas(self) -> QuotaRepository:
+        """What each daily quota counted, per key and day (SRS-API-03, SRS-COORD-05)."""
         ...
 
     def atomic(self) -> AbstractContextManager[None]:

@@ -63,3 +63,18 @@ class RateLogRepository(Protocol):
         rule (:func:`owm_core.access.ratelimit.admit_to_log`), recording it when admitted; one
         key's requests are admitted one at a time, whichever coordinator asks."""
         ...
+
+
+class QuotaRepository(Protocol):
+    """Per-key counters of a period (a UTC day, SRS-API-03) that several coordinators spend
+    from together (SRS-COORD-05)."""
+
+    def spend(self, scope: str, key: str, period: int, limit: int) -> int | None:
+        """Count one use of ``key`` in ``period`` unless ``limit`` uses are counted already:
+        how many are counted now, or None when the limit was reached (of many callers at once,
+        exactly ``limit`` get a number)."""
+        ...
+
+    def forget_before(self, period: int) -> int:
+        """Drop the counters of every period before ``period``; how many."""
+        ...

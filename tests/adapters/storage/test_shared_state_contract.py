@@ -206,3 +206,23 @@ def test_payouts_awaiting_invoices_are_bounded_oldest_first(repos: Repositories)
     assert [p.payment_id for p in repos.payout_requests.waiting()] == [
         f"{i:032x}" for i in range(2, 6)
     ]
+
+
+def test_a_quota_counts_each_use_up_to_its_limit_per_key_and_day_and_forgets_old_days(
+    repos: Repositories,
+) -> None:
+    day = T0 // 86_400
+    assert [repos.quotas.spend("api/paid", "k", day, 2) for _ in range(3)] == [1, 2, None]
+    assert repos.quotas.spend("api/paid", "other", day, 2) == 1
+    assert repos.quotas.spend("api/writes", "k", day, 2) == 1
+    assert repos.quotas.spend("api/paid", "k", day + 1, 2) == 1
+    assert repos.quotas.forget_before(day + 1) == 3
+    assert repos.quotas.spend("api/paid", "k", day, 2) == 1  # that day's counters are gone
+
+
+def test_of_many_coordinators_spending_one_quota_at_once_exactly_the_limit_get_a_count(
+    repos: Repositories,
+) -> None:
+    with ThreadPoolExecutor(CALLERS) as pool:
+        counts = list(pool.map(lambda _: repos.quotas.spend("api/paid", "k", 1, 5), range(20)))
+    assert sorted(c for c in counts if c is not None) == [1, 2, 3, 4, 5]

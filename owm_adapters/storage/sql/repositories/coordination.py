@@ -128,3 +128,30 @@ def _lock_id(scope: str, key: str) -> int:
     """A signed 64-bit advisory lock id for one (scope, key) pair."""
     digest = hashlib.sha256(f"owm/rate\x00{scope}\x00{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class SqlQuotaRepository(SqlRepository):
+    """Uses counted per (scope, key, period) in ``quota_counts``."""
+
+    def spend(self, scope: str, key: str, period: int, limit: int) -> int | None:
+        """Count one use unless ``limit`` are counted already, in one upsert that adds one
+        only below the limit; the count, or None."""
+        c = t.quota_counts.c
+        with self._db.tx(write=True) as conn:
+            dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            insert = dialect_insert(t.quota_counts).values(
+                scope=scope, key=key, period=period, used=1
+            )
+            statement = insert.on_conflict_do_update(
+                index_elements=[c.scope, c.key, c.period],
+                set_={"used": c.used + 1},
+                where=c.used < limit,
+            ).returning(c.used)
+            used = conn.execute(statement).scalar()
+        return None if used is None or used > limit else int(used)
+
+    def forget_before(self, period: int) -> int:
+        """Drop the counters of every period before ``period``; how many."""
+        with self._db.tx(write=True) as conn:
+            done = conn.execute(delete(t.quota_counts).where(t.quota_counts.c.period < period))
+        return int(done.rowcount)
