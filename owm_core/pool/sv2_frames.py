@@ -107,13 +107,22 @@ def decrypt_frame(cipher: CipherState, raw: bytes, max_payload: int = MAX_PAYLOA
     return Frame(extension_type, msg_type, payload)
 
 
+V1_LINE_MIN = 16
+"""The shortest printable text before a newline that :func:`refuse_plaintext` takes for a
+Stratum V1 line (every V1 request is longer)."""
+
+
 def refuse_plaintext(prefix: bytes) -> None:
     """Refuse what a plain Stratum V1 miner sends first — a JSON line — instead of a Noise key
-    (SRS-SEC-16). 64 random-looking key bytes are never all printable text starting with ``{``;
-    a V1 line usually ends before 64 bytes, so a newline after ``{`` is enough."""
+    (SRS-SEC-16): ``{`` then printable text, ended by a newline after at least
+    :data:`V1_LINE_MIN` characters or filling the 64 bytes of a key. A random key starts so
+    with a probability below 10^-11; a newline anywhere after a leading ``{`` alone is not
+    enough (about one honest handshake in a thousand would be refused)."""
     if prefix[:1] != b"{":
         return
-    if b"\n" in prefix or (all(32 <= byte < 127 for byte in prefix[:64]) and len(prefix) >= 64):
+    text, newline, _ = prefix[:64].partition(b"\n")
+    ended = (newline and len(text) >= V1_LINE_MIN) or len(text) >= 64
+    if ended and all(32 <= byte < 127 for byte in text):
         raise FrameMalformed(
             "plain Stratum V1 (JSON) refused: this pool speaks encrypted Stratum V2"
         )

@@ -86,3 +86,25 @@ def test_frames_replayed_out_of_order_do_not_decrypt() -> None:
     with pytest.raises(NoiseFailure):
         sv2_frames.decrypt_frame(receiver, second)
     assert sv2_frames.decrypt_frame(receiver, first).payload == b"a"
+
+
+@pytest.mark.parametrize("line", [
+    b'{"id": 1, "method": "mining.subscribe", "params": []}\n',
+    b'{"id":1,"method":"mining.authorize","params":["worker","x"]}\n',
+    b'{"id": 7, "method": "mining.subscribe", "params": ["cgminer/4.11.1", null]}\n',
+])
+def test_a_stratum_v1_json_line_is_refused_as_plaintext(line: bytes) -> None:
+    with pytest.raises(FrameMalformed, match="Stratum V1"):
+        sv2_frames.refuse_plaintext(line[:64])
+
+
+@settings(max_examples=300)
+@given(
+    before=st.binary(max_size=14),
+    after=st.binary(min_size=64, max_size=64),
+)
+def test_a_noise_key_starting_with_a_brace_and_holding_an_early_newline_is_not_taken_for_v1(
+    before: bytes, after: bytes
+) -> None:
+    key = (b"{" + before + b"\n" + after)[:64]  # about one random key in 1,150 looks so
+    sv2_frames.refuse_plaintext(key)
