@@ -66,8 +66,8 @@ def sim() -> None:
               help="minilm-lora: whose adapter is trained.")
 @click.option("--documents", "documents", type=click.Path(exists=True, dir_okay=False),
               default=None,
-              help="minilm-lora: the owm-dataset/1 file the clients' training pairs come from "
-                   "[default: the shipped dataset of --sub-model].")
+              help="minilm-lora: the dataset file the clients' training pairs come from "
+                   "(default: the shipped dataset of --sub-model; format owm-dataset/1).")
 @json_option("the configuration, the accuracy of every round and the totals")
 def fl(
     clients: int,
