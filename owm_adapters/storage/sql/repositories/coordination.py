@@ -148,7 +148,7 @@ class SqlQuotaRepository(SqlRepository):
                 where=c.used < limit,
             ).returning(c.used)
             used = conn.execute(statement).scalar()
-        return None if used is None or used > limit else int(used)
+        return None if used is None else int(used)
 
     def forget_before(self, period: int) -> int:
         """Drop the counters of every period before ``period``; how many."""
