@@ -91,3 +91,20 @@ def test_installed_readers_load_a_version_file_and_refuse_a_foreign_one(tmp_path
     assert passage_id == "p1" and 0 <= start < end and 0.0 <= score <= 1.0
     assert readers.read("owm-science", "What is DNA?", passages, 1) is None
     assert readers.read("owm-history", "When?", passages, 1) is None  # nothing installed
+
+
+def test_installed_readers_ask_their_source_at_most_once_a_second_per_sub_model() -> None:
+    asked: list[str] = []
+    clock = [100.0]
+
+    def source(sub_model: str) -> None:
+        asked.append(sub_model)
+
+    readers = InstalledReaders(source, monotonic=lambda: clock[0])
+    passages = [("p1", "Paris is the capital of France.")]
+    for _ in range(3):
+        assert readers.read("owm-geo", "Capital?", passages, 1) is None
+    assert readers.read("owm-history", "When?", passages, 1) is None
+    clock[0] += 1.0
+    assert readers.read("owm-geo", "Capital?", passages, 1) is None
+    assert asked == ["owm-geo", "owm-history", "owm-geo"]

@@ -8,7 +8,8 @@ installed version it uses X's genesis reader only when ``genesis`` is set (an un
 answers worse than BM25, ``bench/query_quality.py``). When no reader can be had — no version,
 a version that does not parse, a missing encoder or library — it returns None and the query path
 keeps the nodes' BM25 readings (the baseline and fallback); a failure is logged once per version
-and not retried for :data:`RETRY_AFTER_S` seconds.
+and not retried for :data:`RETRY_AFTER_S` seconds. The source is asked at most every
+:data:`VERSION_CHECK_S` per sub-model, so a query does not read a version file or the database.
 
 :func:`directory_versions` is the simple source: ``<dir>/<sub_model>.owmr`` files, the bytes of
 a version, whose id is ``<sub_model>@<first 12 hex digits of their SHA-256>``.
@@ -32,6 +33,9 @@ VersionSource = Callable[[str], tuple[str, bytes] | None]
 """A sub-model's installed version: ``(version id, bytes)``, or None when there is none."""
 VERSION_SUFFIX = ".owmr"
 RETRY_AFTER_S = 60.0
+VERSION_CHECK_S = 1.0
+"""How long a sub-model's installed version, once asked of the source, is taken as current:
+the query path reads per query, the source reads a file or the FL releases in the database."""
 GENESIS = "genesis"
 
 
@@ -76,9 +80,22 @@ class InstalledReaders:
         self._lock = threading.Lock()
         self._models: dict[str, tuple[str, ReaderModel]] = {}
         self._failed: dict[str, float] = {}
+        self._asked: dict[str, tuple[float, tuple[str, bytes] | None]] = {}
+
+    def _installed(self, sub_model: str) -> tuple[str, bytes] | None:
+        """The source's answer for ``sub_model``, asked at most every :data:`VERSION_CHECK_S`."""
+        now = self._monotonic()
+        with self._lock:
+            asked = self._asked.get(sub_model)
+        if asked is not None and now - asked[0] < VERSION_CHECK_S:
+            return asked[1]
+        found = self._versions(sub_model)
+        with self._lock:
+            self._asked[sub_model] = (now, found)
+        return found
 
     def _model(self, sub_model: str) -> tuple[str, ReaderModel] | None:
-        found = self._versions(sub_model)
+        found = self._installed(sub_model)
         if found is None and not self._genesis:
             return None
         wanted = found[0] if found is not None else f"{sub_model}@{GENESIS}"
