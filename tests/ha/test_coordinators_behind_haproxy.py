@@ -65,7 +65,7 @@ def free_port() -> int:
 
 def haproxy_config(grpc_port: int, api_port: int, backends: list[tuple[int, int]]) -> str:
     """The template with the balancer's ports and one server line per coordinator."""
-    line = "    server {name} 127.0.0.1:{port} check inter 500ms fall 1 rise 2"
+    line = "    server {name} 127.0.0.1:{port} check inter 500ms fall 2 rise 2"
     return TEMPLATE.read_text().format(
         grpc_port=grpc_port, api_port=api_port,
         grpc_servers="\n".join(line.format(name=f"c{i}", port=g) for i, (g, _) in
