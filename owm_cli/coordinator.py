@@ -15,7 +15,13 @@ from owm_adapters.bootstrap.settings import ConfigError
 from owm_adapters.storage import keystore
 from owm_cli.api_keys import api_key
 from owm_cli.errors import OwmGroup
-from owm_cli.options import config_option, logging_options, version_option
+from owm_cli.options import (
+    config_option,
+    json_option,
+    logging_options,
+    render,
+    version_option,
+)
 from owm_core.access.ratelimit import Transport
 
 if TYPE_CHECKING:
@@ -58,7 +64,8 @@ def cli(log_level: str | None, log_format: str) -> None:
     "(SRS-LN-13), signs task assignments and seals task inputs and outputs (SRS-SEC-02) "
     "[default: signing_key_path, ~/.owm/coordinator.key].",
 )
-def init(config_path: Path | None, key_path: Path | None) -> None:
+@json_option("the files and the two pins")
+def init(config_path: Path | None, key_path: Path | None, as_json: bool) -> None:
     """Create the coordinator's signing key and its control-plane TLS certificate.
 
     Prints what every node needs in its owm.toml: the certificate's fingerprint
@@ -77,19 +84,24 @@ def init(config_path: Path | None, key_path: Path | None) -> None:
         section = attrs.evolve(settings.coordinator, signing_key_path=str(key_path))
         settings = attrs.evolve(settings, coordinator=section)
     path = Path(settings.coordinator.signing_key_path).expanduser()
-    if path.exists():
-        identity = keystore.load_identity(path)
-        click.echo(f"coordinator key {path} (exists, kept)")
-    else:
-        identity = keystore.create_identity(path)
-        click.echo(f"coordinator key {path} (mode 0600)")
+    key_existed = path.exists()
+    identity = keystore.load_identity(path) if key_existed else keystore.create_identity(path)
     tls, created = coordinator_tls_from(settings, identity, int(time.time()))
     paths = tls_paths_of(settings)
-    click.echo(f"TLS key         {paths.key} (mode 0600{'' if created else ', exists, kept'})")
-    click.echo(f"TLS certificate {paths.certificate}")
-    click.echo("give every node these two lines for the [coordinator] section of its owm.toml:")
-    click.echo(f'tls_fingerprint = "{tls.fingerprint}"')
-    click.echo(f'public_key = "{identity.public_key_hex}"')
+    report = {
+        "signing_key_path": str(path), "signing_key_created": not key_existed,
+        "tls_key_path": str(paths.key), "tls_certificate_path": str(paths.certificate),
+        "tls_created": created, "tls_fingerprint": tls.fingerprint,
+        "public_key": identity.public_key_hex,
+    }
+    render(report, as_json, lambda: [
+        f"coordinator key {path} ({'exists, kept' if key_existed else 'mode 0600'})",
+        f"TLS key         {paths.key} (mode 0600{'' if created else ', exists, kept'})",
+        f"TLS certificate {paths.certificate}",
+        "give every node these two lines for the [coordinator] section of its owm.toml:",
+        f'tls_fingerprint = "{tls.fingerprint}"',
+        f'public_key = "{identity.public_key_hex}"',
+    ])
 
 
 @cli.command()
@@ -97,7 +109,8 @@ def init(config_path: Path | None, key_path: Path | None) -> None:
     "coordinator.toml, for [coordinator] database_url or data_dir (default: the embedded "
     "defaults, SQLite under ~/.owm/coordinator)."
 )
-def migrate(config_path: Path | None) -> None:
+@json_option("the revisions before and after")
+def migrate(config_path: Path | None, as_json: bool) -> None:
     """Upgrade the coordinator's database schema to this release's (creating it if absent).
 
     Run it after installing a new release and before ``serve``, which refuses a database
@@ -116,10 +129,10 @@ def migrate(config_path: Path | None) -> None:
     before = current_revision(url)
     upgrade(url)
     head = head_revision()
-    if before == head:
-        click.echo(f"database schema already at the latest revision {head}")
-    else:
-        click.echo(f"database schema upgraded from {before or 'empty'} to {head}")
+    report = {"before": before, "after": head, "upgraded": before != head}
+    render(report, as_json, lambda: [
+        f"database schema already at the latest revision {head}" if before == head
+        else f"database schema upgraded from {before or 'empty'} to {head}"])
 
 
 @cli.command()

@@ -19,6 +19,7 @@ import click
 
 from owm_cli.api_client import get_json, post_json, v1_url
 from owm_cli.errors import OwmGroup
+from owm_cli.options import json_option, render
 from owm_core.knowledge.datasets import MAX_DATASET_BYTES, Dataset, chunk_text, parse_dataset
 
 
@@ -33,12 +34,22 @@ def _read(path: Path) -> tuple[bytes, Dataset]:
     return raw, parse_dataset(raw)
 
 
-def _summary(dataset: Dataset) -> str:
-    passages = sum(len(chunk_text(d.text)) for d in dataset.documents)
+def _facts(dataset: Dataset) -> dict[str, Any]:
+    """What ``validate`` reports about ``dataset``, as text and as ``--json``."""
+    return {
+        "valid": True, "dataset_id": dataset.dataset_id, "name": dataset.name,
+        "documents": len(dataset.documents),
+        "passages": sum(len(chunk_text(d.text)) for d in dataset.documents),
+        "sub_models": list(dataset.sub_models), "licences": list(dataset.licences),
+        "digest": dataset.digest,
+    }
+
+
+def _summary(facts: dict[str, Any]) -> str:
     return (
-        f"{dataset.dataset_id} {dataset.name}: {len(dataset.documents)} documents, "
-        f"{passages} passages for {', '.join(dataset.sub_models)}; "
-        f"licences {', '.join(dataset.licences)}; sha256 {dataset.digest}"
+        f"{facts['dataset_id']} {facts['name']}: {facts['documents']} documents, "
+        f"{facts['passages']} passages for {', '.join(facts['sub_models'])}; "
+        f"licences {', '.join(facts['licences'])}; sha256 {facts['digest']}"
     )
 
 
@@ -50,10 +61,12 @@ def data() -> None:
 @data.command("validate")
 @click.argument("path", metavar="FILE",
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def validate(path: Path) -> None:
+@json_option("the dataset's summary")
+def validate(path: Path, as_json: bool) -> None:
     """Check an owm-dataset/1 FILE locally (no network)."""
     _, dataset = _read(path)
-    click.echo(f"valid: {_summary(dataset)}")
+    facts = _facts(dataset)
+    render(facts, as_json, lambda: [f"valid: {_summary(facts)}"])
 
 
 @data.command("submit")
@@ -67,16 +80,17 @@ def validate(path: Path) -> None:
     "--api-key", envvar="OWM_API_KEY", required=True,
     help="Your API key (env OWM_API_KEY); its owner is credited as the contributor.",
 )
-def submit(path: Path, api_url: str, api_key: str) -> None:
+@json_option("the API's answer")
+def submit(path: Path, api_url: str, api_key: str, as_json: bool) -> None:
     """Validate FILE, then contribute it through POST /v1/data/datasets."""
     raw, dataset = _read(path)
     answer = post_json(v1_url(api_url, "/data/datasets"), raw, api_key=api_key, timeout_s=120)
-    click.echo(
+    render(answer, as_json, lambda: [
         f"accepted: {answer.get('dataset_id')} {answer.get('name')} by "
         f"{answer.get('contributor')}: {answer.get('documents')} documents, "
         f"{answer.get('passages')} passages for {', '.join(answer.get('sub_models', []))}; "
         f"sha256 {answer.get('digest')}; OTS {answer.get('ots_status')}"
-    )
+    ])
     if answer.get("digest") != dataset.digest:
         raise click.ClickException(
             f"the coordinator's digest {answer.get('digest')} differs from ours {dataset.digest}"
@@ -93,37 +107,37 @@ _KEY = click.option(
 )
 
 
-def _print_statement(answer: dict[str, Any]) -> None:
-    click.echo(
+def _statement_lines(answer: dict[str, Any]) -> list[str]:
+    lines = [
         f"{answer.get('contributor')}: credited {answer.get('credited_msat')} msat, paid "
         f"{answer.get('paid_msat')} msat, owed {answer.get('owed_msat')} msat; paid to "
         f"{answer.get('ln_node') or '(no Lightning node named: owm data payee NODE_KEY)'}"
-    )
-    for payout in answer.get("payouts", []):
-        click.echo(
-            f"payout {payout.get('payment_hash')} {payout.get('amount_msat')} msat "
-            f"{payout.get('state')}"
-        )
+    ]
+    lines += [
+        f"payout {payout.get('payment_hash')} {payout.get('amount_msat')} msat "
+        f"{payout.get('state')}"
+        for payout in answer.get("payouts", [])
+    ]
+    return lines
 
 
 @data.command("credits")
 @_API
 @_KEY
-@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answer.")
+@json_option("the API's answer")
 def credits(api_url: str, api_key: str, as_json: bool) -> None:
     """Show your data credits, their Lightning payouts and what is owed."""
     answer = get_json(v1_url(api_url, "/data/credits"), api_key=api_key)
-    if as_json:
-        click.echo(json.dumps(answer, indent=2, sort_keys=True))
-        return
-    _print_statement(answer)
+    render(answer, as_json, lambda: _statement_lines(answer))
 
 
 @data.command("payee")
 @click.argument("node_key", metavar="NODE_KEY")
 @_API
 @_KEY
-def payee(node_key: str, api_url: str, api_key: str) -> None:
+@json_option("the API's answer")
+def payee(node_key: str, api_url: str, api_key: str, as_json: bool) -> None:
     """Pay your data credits to NODE_KEY, your Lightning node's public key (66 hex)."""
     body = json.dumps({"ln_node": node_key.strip().lower()}).encode()
-    _print_statement(post_json(v1_url(api_url, "/data/payee"), body, api_key=api_key))
+    answer = post_json(v1_url(api_url, "/data/payee"), body, api_key=api_key)
+    render(answer, as_json, lambda: _statement_lines(answer))

@@ -17,7 +17,7 @@ import click
 
 from owm_adapters.devnet.layout import DEFAULT_DATA_DIR, DevnetLayout
 from owm_cli.errors import OwmGroup
-from owm_cli.options import json_option, render
+from owm_cli.options import json_option, progress, render
 
 _DATA_DIR = click.option(
     "--data-dir",
@@ -61,8 +61,9 @@ def devnet() -> None:
               help="Seconds between sample queries to POST /v1/query (0: none).")
 @click.option("--fl-interval", default=45, show_default=True, type=click.IntRange(1),
               help="Seconds between the starts of federated-learning rounds.")
+@json_option("the endpoints and the API key (progress goes to stderr)")
 def up(nodes: int, data_dir: Path, restart: bool, reset: bool, traffic_interval: int,
-       query_interval: int, fl_interval: int) -> None:
+       query_interval: int, fl_interval: int, as_json: bool) -> None:
     """Start a coordinator and NODES node daemons as background processes on 127.0.0.1.
 
     The first start provisions fresh identities, configs and stake channels in the embedded
@@ -73,24 +74,32 @@ def up(nodes: int, data_dir: Path, restart: bool, reset: bool, traffic_interval:
     from owm_adapters.devnet import network
 
     layout = DevnetLayout.at(data_dir)
+    say = progress if as_json else _say
     if restart:
-        network.down(layout, say=_say)
+        network.down(layout, say=say)
     started = time.monotonic()
     state = build_devnet(
         layout, nodes, reset=reset, traffic_interval_s=traffic_interval,
-        query_interval_s=query_interval, fl_interval_s=fl_interval, say=_say,
-    ).start(say=_say)
-    _say("")
-    _say(f"devnet up: coordinator + {len(state.nodes)} node(s) in "
-         f"{time.monotonic() - started:.0f} s")
-    _say(f"  API        {state.api_url}/v1")
-    _say(f"  dashboard  {state.api_url}/dashboard")
-    _say(f"  calendar   {state.calendar_url}  (OpenTimestamps calendar + chain JSON-RPC for "
-         "the reference ots client)")
-    _say(f"  API key    {state.api_key}  (commercial; send 'Authorization: Bearer <key>')")
-    _say(f"  logs       {layout.logs_dir}/")
-    _say(f"  status     owm devnet status{_dir_flag(data_dir)}")
-    _say(f"  stop       owm devnet down{_dir_flag(data_dir)}")
+        query_interval_s=query_interval, fl_interval_s=fl_interval, say=say,
+    ).start(say=say)
+    report = {
+        "nodes": len(state.nodes), "seconds": round(time.monotonic() - started),
+        "api_url": f"{state.api_url}/v1", "dashboard_url": f"{state.api_url}/dashboard",
+        "calendar_url": state.calendar_url, "api_key": state.api_key,
+        "logs_dir": str(layout.logs_dir), "data_dir": str(data_dir),
+    }
+    render(report, as_json, lambda: [
+        "",
+        f"devnet up: coordinator + {report['nodes']} node(s) in {report['seconds']} s",
+        f"  API        {report['api_url']}",
+        f"  dashboard  {report['dashboard_url']}",
+        f"  calendar   {state.calendar_url}  (OpenTimestamps calendar + chain JSON-RPC for "
+        "the reference ots client)",
+        f"  API key    {state.api_key}  (commercial; send 'Authorization: Bearer <key>')",
+        f"  logs       {layout.logs_dir}/",
+        f"  status     owm devnet status{_dir_flag(data_dir)}",
+        f"  stop       owm devnet down{_dir_flag(data_dir)}",
+    ])
 
 
 def _dir_flag(data_dir: Path) -> str:

@@ -56,7 +56,8 @@ _CONFIG_OPTION = config_option("The node's owm.toml (see `owm-node init`).", Pat
     help="State directory (default ~/.owm). The key goes to DATA_DIR/identity.key unless "
     "OWM_IDENTITY_KEY_PATH is set.",
 )
-def init(config_path: Path, data_dir: Path | None) -> None:
+@json_option("the identity and the files written")
+def init(config_path: Path, data_dir: Path | None, as_json: bool) -> None:
     """Create this node's Ed25519 identity and a commented owm.toml (SRS-NODE-02).
 
     Refuses to overwrite an existing identity or configuration file.
@@ -74,13 +75,17 @@ def init(config_path: Path, data_dir: Path | None) -> None:
         ),
         exclusive=True,
     )
-    click.echo(f"identity   {key_path} (mode 0600; never share this file)")
-    click.echo(f"node id    {identity.node_id}")
-    click.echo(f"public key {identity.public_key_hex}")
-    click.echo(f"config     {config_path} (mode 0600)")
-    click.echo("next: set [lightning] node_uri and, from your coordinator's `owm-coordinator "
-               "init`, [coordinator] tls_fingerprint and public_key in the config, then "
-               f"`owm-node start --config {config_path}`")
+    report = {"identity_key_path": str(key_path), "node_id": identity.node_id,
+              "public_key": identity.public_key_hex, "config_path": str(config_path)}
+    render(report, as_json, lambda: [
+        f"identity   {key_path} (mode 0600; never share this file)",
+        f"node id    {identity.node_id}",
+        f"public key {identity.public_key_hex}",
+        f"config     {config_path} (mode 0600)",
+        "next: set [lightning] node_uri and, from your coordinator's `owm-coordinator "
+        "init`, [coordinator] tls_fingerprint and public_key in the config, then "
+        f"`owm-node start --config {config_path}`",
+    ])
 
 
 _CHAIN_OPTIONS = chain_options(credentials=False)
@@ -251,9 +256,10 @@ def _hardware_lines(report: Any) -> list[str]:
 @click.argument("proof_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_CONFIG_OPTION
 @_CHAIN_OPTIONS
+@json_option("the outcome")
 def install_weights(
     version_file: Path, weights: str, proof_file: Path, config_path: Path, rpc_url: str | None,
-    rpc_cookie: Path | None, local_chain: Path | None, network: str | None,
+    rpc_cookie: Path | None, local_chain: Path | None, network: str | None, as_json: bool,
 ) -> None:
     """Install a model version's weights after its OpenTimestamps proof verifies (SRS-NODE-10).
 
@@ -293,12 +299,16 @@ def install_weights(
     )
     outcome = install_weights_file(runtime, OpenTimestamps(chain, net), version, raw, weights,
                                    proof_file.read_bytes())
+    answering = runtime.loaded_version(version.sub_model) or "genesis"
+    height = outcome.verification.height if outcome.verification is not None else None
+    report = {"installed": outcome.installed, "version_id": outcome.version_id,
+              "reason": None if outcome.installed else outcome.reason, "height": height,
+              "answering": answering}
+    render(report, as_json, lambda: [
+        f"installed  {outcome.version_id}  (Bitcoin block {height})" if outcome.installed
+        else f"not installed: {outcome.reason}; {answering} keeps answering"])
     if not outcome.installed:
-        click.echo(f"not installed: {outcome.reason}; "
-                   f"{runtime.loaded_version(version.sub_model) or 'genesis'} keeps answering")
         sys.exit(3)
-    assert outcome.verification is not None
-    click.echo(f"installed  {outcome.version_id}  (Bitcoin block {outcome.verification.height})")
 
 
 @cli.command("verify-release")
@@ -316,10 +326,11 @@ def install_weights(
 @_CHAIN_OPTIONS
 @click.option("--stage", is_flag=True,
               help="Copy the verified package to DATA_DIR/updates/ (nothing is installed).")
+@json_option("the verdict")
 def verify_release(
     archive: Path, manifest_path: Path, proof_path: Path, signatures_path: Path | None,
     config_path: Path, rpc_url: str | None, rpc_cookie: Path | None, local_chain: Path | None,
-    network: str | None, stage: bool,
+    network: str | None, stage: bool, as_json: bool,
 ) -> None:
     """Verify a signed, timestamped OWM release package before an update (SRS 4.1).
 
@@ -351,12 +362,16 @@ def verify_release(
     else:
         verdict = verify_release_package(archive, manifest_path, proof_path, keys, timestamping,
                                          signatures_path=signatures_path, threshold=threshold)
-    click.echo(verdict.message)
+    staged = str(outcome.path) if stage and verdict.ok else None
+    lines = [verdict.message]
     if not verdict.ok:
-        click.echo("nothing staged" if stage else "do not install this package")
+        lines.append("nothing staged" if stage else "do not install this package")
+    elif staged is not None:
+        lines.append(f"staged     {staged} (install it yourself; nothing was executed)")
+    render({"ok": verdict.ok, "message": verdict.message, "staged": staged}, as_json,
+           lambda: lines)
+    if not verdict.ok:
         sys.exit(3)
-    if stage:
-        click.echo(f"staged     {outcome.path} (install it yourself; nothing was executed)")
 
 
 @cli.command("coordinator-info")

@@ -31,7 +31,7 @@ from owm_adapters.provenance.calendar_http import (
 from owm_adapters.provenance.ots import OpenTimestamps, describe, digest_of
 from owm_adapters.provenance.ots_calendar import DEFAULT_URL, Calendar
 from owm_cli.errors import OwmGroup
-from owm_cli.options import chain_options, json_option
+from owm_cli.options import chain_options, json_option, render
 from owm_core.access.destinations import DestinationPolicy
 from owm_core.errors import ChainUnavailable, ProofMalformed
 from owm_core.ports.chain import Chain
@@ -147,21 +147,31 @@ def _report(verdict: Verification, as_json: bool) -> None:
 @ots.command()
 @click.argument("proof_file", metavar="FILE.ots",
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def info(proof_file: Path) -> None:
+@json_option("the proof's digest, attestations and tree")
+def info(proof_file: Path, as_json: bool) -> None:
     """Show what FILE.ots commits to and its attestations, like ``ots info``."""
     proof_info = describe(proof_file.read_bytes())
-    click.echo(f"File {proof_info.hash_op} hash: {proof_info.digest.hex()}")
-    for attestation in proof_info.attestations:
-        if attestation.height is not None:
-            what = f"Bitcoin block {attestation.height}, merkle root " \
-                   f"{attestation.message[::-1].hex()}"
-        elif attestation.uri is not None:
-            what = f"pending at {attestation.uri}"
+    attestations = [{
+        "kind": a.kind, "height": a.height, "calendar": a.uri,
+        "merkle_root": a.message[::-1].hex() if a.height is not None else None,
+    } for a in proof_info.attestations]
+    report = {"hash_op": proof_info.hash_op, "digest": proof_info.digest.hex(),
+              "attestations": attestations, "tree": proof_info.tree.rstrip("\n")}
+    render(report, as_json, lambda: _info_lines(report))
+
+
+def _info_lines(report: dict[str, Any]) -> list[str]:
+    lines = [f"File {report['hash_op']} hash: {report['digest']}"]
+    for attestation in report["attestations"]:
+        if attestation["height"] is not None:
+            what = f"Bitcoin block {attestation['height']}, merkle root " \
+                   f"{attestation['merkle_root']}"
+        elif attestation["calendar"] is not None:
+            what = f"pending at {attestation['calendar']}"
         else:
-            what = f"{attestation.kind} (not checked)"
-        click.echo(f"Attestation: {what}")
-    click.echo("Timestamp:")
-    click.echo(proof_info.tree.rstrip("\n"))
+            what = f"{attestation['kind']} (not checked)"
+        lines.append(f"Attestation: {what}")
+    return [*lines, "Timestamp:", report["tree"]]
 
 
 def _devnet(calendar_db: Path, local_chain: Path, calendar_url: str) -> tuple[
@@ -232,8 +242,9 @@ def _timestamping(
 @click.option("-m", "min_calendars", type=int, default=2, show_default=True,
               help="Remote calendars that must acknowledge (at most as many as are given).")
 @_with_calendar_options
+@json_option("what was submitted where")
 def stamp(target: Path | None, digest_hex: str | None, output: Path | None,
-          min_calendars: int, **calendars: Any) -> None:
+          min_calendars: int, as_json: bool, **calendars: Any) -> None:
     """Stamp a file or digest at the public calendars (or --calendar-url, or a devnet's
     --calendar); the proof is pending until a calendar commits it in a block."""
     if (digest_hex is None) == (target is None):
@@ -254,8 +265,10 @@ def stamp(target: Path | None, digest_hex: str | None, output: Path | None,
     timestamping, _ = _timestamping(**calendars, min_calendars=min_calendars)
     proof = timestamping.stamp(digest)
     output.write_bytes(proof)
-    where = ", ".join(describe(proof).pending_uris)
-    click.echo(f"Submitted {digest.hex()} to {where}; wrote {output} (pending)")
+    report = {"digest": digest.hex(), "calendars": list(describe(proof).pending_uris),
+              "file": str(output), "status": "pending"}
+    render(report, as_json, lambda: [
+        f"Submitted {digest.hex()} to {', '.join(report['calendars'])}; wrote {output} (pending)"])
 
 
 @ots.command()
@@ -263,24 +276,30 @@ def stamp(target: Path | None, digest_hex: str | None, output: Path | None,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_with_calendar_options
 @click.option("--flush", is_flag=True, help="Devnet: commit the calendar's pending round first.")
-def upgrade(proof_file: Path, flush: bool, **calendars: Any) -> None:
+@json_option("the outcome")
+def upgrade(proof_file: Path, flush: bool, as_json: bool, **calendars: Any) -> None:
     """Complete FILE.ots's pending attestations (rewritten in place): from the calendars it
     names that are whitelisted, or from a devnet's --calendar. Exit 4 while still pending."""
     timestamping, calendar = _timestamping(**calendars)
+    lines: list[str] = []
+    report: dict[str, Any] = {"file": str(proof_file), "flushed": None}
     if flush:
         if calendar is None:
             raise click.UsageError("--flush commits a devnet --calendar's round")
         committed = calendar.flush()
         if committed is not None:
-            click.echo(f"Calendar committed {committed.leaves} digest(s) in block "
-                       f"{committed.height}")
+            report["flushed"] = {"leaves": committed.leaves, "height": committed.height}
+            lines.append(f"Calendar committed {committed.leaves} digest(s) in block "
+                         f"{committed.height}")
     proof = proof_file.read_bytes()
     upgraded = timestamping.upgrade(proof)
     heights = describe(upgraded).bitcoin_heights
     if upgraded != proof:
         proof_file.write_bytes(upgraded)
-    if heights:
-        click.echo(f"Complete: Bitcoin block {heights[0]}; wrote {proof_file}")
-    else:
-        click.echo("Still pending: no calendar has committed this digest in a block yet")
+    report.update(status="complete" if heights else "pending",
+                  height=heights[0] if heights else None)
+    lines.append(f"Complete: Bitcoin block {heights[0]}; wrote {proof_file}" if heights
+                 else "Still pending: no calendar has committed this digest in a block yet")
+    render(report, as_json, lambda: lines)
+    if not heights:
         sys.exit(EXIT_PENDING)
