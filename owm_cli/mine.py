@@ -1,6 +1,6 @@
-"""``owm-mine``: the built-in Stratum V2 CPU miner, signed in with the node's identity
-(SRS-NODE-13, SRS-POOL-02), for tests and devnets; real hash rate comes from SV2 firmware or
-proxies pointed at the same pool."""
+"""``owm-mine``: the built-in Stratum V2 miner, signed in with the node's identity
+(SRS-NODE-13, SRS-POOL-02), hashing on the CPU or with torch on a GPU (``--hasher``); real hash
+rate comes from SV2 firmware or proxies pointed at the same pool (SRS-POOL-03)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from owm_adapters.bootstrap import logs
+from owm_adapters.hashing.select import HASHERS, hasher_for
 from owm_adapters.pool.miner import StratumMiner, check_clearnet
 from owm_adapters.storage.keystore import load_identity
 from owm_cli.errors import OwmGroup
@@ -48,16 +49,29 @@ def cli(log_level: str | None, log_format: str) -> None:
     default=None,
     help="Stop after this many answered shares [default: mine until interrupted].",
 )
-def run(pool_url: str, identity_path: Path, worker: str, shares: int | None) -> None:
-    """Connect (clearnet only, never through a SOCKS proxy), sign in and mine on the CPU."""
+@click.option(
+    "--hasher",
+    type=click.Choice(HASHERS),
+    default="cpu",
+    show_default=True,
+    help="cpu: hashlib; torch: SHA-256d over tensors, on a CUDA GPU when one is found, else "
+    "the CPU; auto: torch on a CUDA GPU if there is one, else cpu.",
+)
+def run(pool_url: str, identity_path: Path, worker: str, shares: int | None, hasher: str) -> None:
+    """Connect (clearnet only, never through a SOCKS proxy), sign in and mine."""
     url = PoolUrl.parse(pool_url)
     check_clearnet(url.host, os.environ)
+    header_hasher = hasher_for(hasher)
     identity = load_identity(identity_path.expanduser())
-    miner = StratumMiner.dial(url.host, url.port, url.authority_xonly, int(time.time()))
+    miner = StratumMiner.dial(
+        url.host, url.port, url.authority_xonly, int(time.time()), hasher=header_hasher
+    )
     try:
         miner.setup(url.host, url.port)
         miner.open_channel(identity, worker)
-        click.echo(f"mining as {identity.node_id} on {url.host}:{url.port}")
+        click.echo(
+            f"mining as {identity.node_id} on {url.host}:{url.port} with {header_hasher.name}"
+        )
         accepted, rejected = 0, 0
         while shares is None or accepted + rejected < shares:
             result = miner.mine(shares=1 if shares is None else shares - accepted - rejected)

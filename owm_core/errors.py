@@ -149,6 +149,12 @@ class LightningUnavailable(DomainError):
     code = "lightning-unavailable"
 
 
+class HasherUnavailable(DomainError):
+    """owm-mine was asked for a header hasher this machine cannot run (torch not installed)."""
+
+    code = "hasher-unavailable"
+
+
 class StoreUnavailable(DomainError):
     """The coordinator's database could not be reached, or the connection broke mid-call
     (a failover in progress, SRS-COORD-06); the call may be retried once it is back.

@@ -30,6 +30,7 @@ from owm_adapters.control_plane.tls import ClientTls
 from owm_adapters.control_plane.tls_files import TlsPaths
 from owm_adapters.files import private_directory, secure_tree
 from owm_adapters.gpu import LinuxHostProbe, SystemGpuProbe
+from owm_adapters.hashing.select import hasher_for
 from owm_adapters.node.daemon import DaemonSettings, NodeDaemon
 from owm_adapters.node.health import HealthServer
 from owm_adapters.node.invoicing import PayoutInvoicer
@@ -379,7 +380,8 @@ def mining_worker_from(settings: NodeSettings) -> MiningWorker | None:
     if not mining.enabled:
         return None
     return MiningWorker(load_node_identity(settings), mining.pool_url, mining.worker,
-                        mining.intensity, mining.max_shares_per_minute)
+                        mining.intensity, mining.max_shares_per_minute,
+                        hasher_for(mining.hasher))
 
 
 def build_daemon(

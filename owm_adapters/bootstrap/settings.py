@@ -22,6 +22,7 @@ import cattrs
 
 from owm_adapters.bootstrap import config_sources
 from owm_adapters.files import private_directory
+from owm_adapters.hashing.select import HASHERS
 from owm_core.errors import DomainError
 
 
@@ -140,7 +141,9 @@ class NodeMining:
     """owm-mine inside the node daemon (SRS-NODE-13, SRS-NET-05; docs/mining-pool.md).
 
     With ``enabled`` the daemon mines on ``pool_url`` (``stratum2+tcp://HOST:PORT/AUTHORITY_KEY``)
-    as its own identity, worker ``worker``, on the CPU for ``intensity`` percent of the time,
+    as its own identity, worker ``worker``, hashing with ``hasher`` (``"cpu"``: hashlib;
+    ``"torch"``: tensors on CUDA when available at run time, else the CPU; ``"auto"``: torch on
+    a CUDA GPU if there is one, else the CPU) for ``intensity`` percent of the time,
     submitting at most ``max_shares_per_minute`` shares a minute (0: no limit; devnets, where
     every regtest share is a block); always over clearnet — a ``.onion`` pool or a SOCKS proxy
     in the environment is refused.
@@ -151,6 +154,7 @@ class NodeMining:
     worker: str = ""
     intensity: int = 100
     max_shares_per_minute: int = 0
+    hasher: str = "cpu"
 
 
 @attrs.frozen
@@ -180,6 +184,8 @@ def load_node_settings(
         raise ConfigError(f"{_where(path)}: mining.intensity: must be 1 to 100 (percent)")
     if mining.max_shares_per_minute < 0:
         raise ConfigError(f"{_where(path)}: mining.max_shares_per_minute: must be 0 or more")
+    if mining.hasher not in HASHERS:
+        raise ConfigError(f"{_where(path)}: mining.hasher: must be one of {', '.join(HASHERS)}")
     if mining.enabled and not mining.pool_url.startswith("stratum2+tcp://"):
         raise ConfigError(
             f"{_where(path)}: mining.pool_url: must be stratum2+tcp://HOST:PORT/AUTHORITY_KEY"

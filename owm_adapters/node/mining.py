@@ -1,11 +1,13 @@
 """owm-mine inside the node daemon: one thread mining on the configured pool (SRS-NODE-13).
 
 :class:`MiningWorker` connects over clearnet (SRS-NET-05: :func:`check_clearnet` before every
-connection), signs in with the node's identity (SRS-POOL-02), hashes on the CPU in slices of
-:data:`SLICE_HASHES` and rests between slices so that hashing takes ``intensity`` percent of
-the time, and at most ``max_shares_per_minute`` shares a minute when set. A lost connection or
-a refusal is logged and retried with a growing pause (up to 60 s); :meth:`stop` ends the thread
-after its current slice.
+connection), signs in with the node's identity (SRS-POOL-02), hashes with its
+:class:`~owm_core.ports.hasher.HeaderHasher` (the CPU, or torch on a GPU: ``[mining] hasher``)
+in slices of :data:`SLICE_HASHES` nonces (or one batch of the hasher when larger) and rests
+between slices so that hashing takes ``intensity`` percent of the time, and at most
+``max_shares_per_minute`` shares a minute when set. A lost connection or a refusal is logged
+and retried with a growing pause (up to 60 s); :meth:`stop` ends the thread after its current
+slice.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import os
 import threading
 import time
 
+from owm_adapters.hashing.cpu import CpuHasher
 from owm_adapters.pool.miner import StratumMiner, check_clearnet
 from owm_core.errors import DomainError
 from owm_core.identity.keys import Identity
 from owm_core.pool.noise import PoolUrl
+from owm_core.ports.hasher import HeaderHasher
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +35,14 @@ class MiningWorker:
 
     def __init__(
         self, identity: Identity, pool_url: str, worker: str, intensity: int,
-        max_shares_per_minute: int = 0,
+        max_shares_per_minute: int = 0, hasher: HeaderHasher | None = None,
     ) -> None:  # fmt: skip
         self._identity = identity
         self._url = PoolUrl.parse(pool_url)
         check_clearnet(self._url.host, os.environ)
         self._worker = worker
+        self.hasher: HeaderHasher = hasher or CpuHasher()
+        self._slice = max(SLICE_HASHES, self.hasher.batch)
         self._intensity = intensity
         self._min_gap_s = 60.0 / max_shares_per_minute if max_shares_per_minute else 0.0
         self._stop = threading.Event()
@@ -71,15 +77,23 @@ class MiningWorker:
     def _mine_session(self) -> None:
         url = self._url
         check_clearnet(url.host, os.environ)
-        miner = StratumMiner.dial(url.host, url.port, url.authority_xonly, int(time.time()))
+        miner = StratumMiner.dial(
+            url.host, url.port, url.authority_xonly, int(time.time()), hasher=self.hasher
+        )
         try:
             miner.setup(url.host, url.port)
             miner.open_channel(self._identity, self._worker)
             self.connected = True
-            log.info("owm-mine: mining on %s:%d as %s", url.host, url.port, self._identity.node_id)
+            log.info(
+                "owm-mine: mining on %s:%d as %s with the %s hasher",
+                url.host,
+                url.port,
+                self._identity.node_id,
+                self.hasher.name,
+            )
             while not self._stop.is_set():
                 started = time.monotonic()
-                result = miner.mine(shares=1, max_hashes=SLICE_HASHES, stop=self._stop.is_set)
+                result = miner.mine(shares=1, max_hashes=self._slice, stop=self._stop.is_set)
                 self.hashes += result.hashes
                 self.accepted += result.accepted
                 self.rejected += sum(result.rejected.values())

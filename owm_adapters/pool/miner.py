@@ -4,9 +4,10 @@
 authority key during the Noise handshake, sets the connection up for the mining protocol and
 opens one standard channel signed in with the node's identity
 (:func:`owm_core.identity.pool_login.user_identity`, bound to this session). It then keeps the
-latest job and previous hash the pool sent and hashes headers on the CPU (:meth:`mine`), which
-is meant for tests and devnets: real hash rate comes from SV2 firmware or a proxy in front of
-GPU/ASIC miners, which connect to the same port.
+latest job and previous hash the pool sent and hashes headers (:meth:`mine`) with a
+:class:`~owm_core.ports.hasher.HeaderHasher`: ``hashlib`` on the CPU by default, for tests and
+devnets, or torch on a GPU (``owm_adapters/hashing/``). Real hash rate comes from SV2 firmware
+or a proxy in front of GPU/ASIC miners, which connect to the same port (SRS-POOL-03).
 """
 
 from __future__ import annotations
@@ -14,16 +15,22 @@ from __future__ import annotations
 import os
 import socket
 import struct
+from collections import deque
 from collections.abc import Callable, Mapping
 
 import attrs
 
+from owm_adapters.hashing.cpu import CpuHasher
 from owm_adapters.pool.connection import Entropy, NoiseSocket, connect
 from owm_core.errors import FrameMalformed, PolicyViolation
 from owm_core.identity.keys import Identity
 from owm_core.identity.pool_login import user_identity
 from owm_core.pool import sv2_messages as sv2
-from owm_core.pool.bitcoin import double_sha256
+from owm_core.ports.hasher import HeaderHasher
+
+_MAX_NONCE = 1 << 32
+#: The fewest nonces one search covers, however easy the target (a regtest share needs ~2).
+_MIN_SEARCH = 64
 
 
 @attrs.frozen
@@ -37,6 +44,13 @@ class Work:
     ntime: int
     nbits: int
 
+    def header_prefix(self) -> bytes:
+        """The header's first 76 bytes; the nonce completes it."""
+        return (
+            struct.pack("<I", self.version) + self.prev_hash + self.merkle_root
+            + struct.pack("<II", self.ntime, self.nbits)
+        )  # fmt: skip
+
 
 @attrs.frozen
 class MiningResult:
@@ -48,10 +62,11 @@ class MiningResult:
 
 
 class StratumMiner:
-    """One SV2 connection with one standard channel."""
+    """One SV2 connection with one standard channel, hashing with ``hasher``."""
 
-    def __init__(self, connection: NoiseSocket) -> None:
+    def __init__(self, connection: NoiseSocket, hasher: HeaderHasher | None = None) -> None:
         self.connection = connection
+        self.hasher: HeaderHasher = hasher or CpuHasher()
         self.channel_id: int | None = None
         self.target = 0
         self._jobs: dict[int, sv2.NewMiningJob] = {}
@@ -59,6 +74,11 @@ class StratumMiner:
         self._sequence = 0
         self._next_nonce = 0
         self._nonce_work: Work | None = None
+        # Shares the hasher found beyond the one asked for, kept for the next call: a search
+        # covers a whole batch of nonces (a GPU's is millions), so its other hits are not lost.
+        self._search_key: tuple[Work | None, int] | None = None
+        self._search_from = self._searched_to = 0
+        self._pending: deque[int] = deque()
 
     @classmethod
     def dial(
@@ -70,6 +90,7 @@ class StratumMiner:
         *,
         entropy: Entropy = os.urandom,
         timeout_s: float = 10.0,
+        hasher: HeaderHasher | None = None,
     ) -> StratumMiner:
         """Connect over clearnet TCP (never through a proxy, SRS-NET-05) and run the handshake."""
         sock = socket.create_connection((host, port), timeout=timeout_s)
@@ -78,7 +99,7 @@ class StratumMiner:
         except BaseException:
             sock.close()
             raise
-        return cls(connection)
+        return cls(connection, hasher)
 
     def send(self, message: sv2.Message) -> None:
         self.connection.send(sv2.encode(message))
@@ -145,16 +166,34 @@ class StratumMiner:
                 return answer
 
     def find_nonce(self, max_hashes: int, start: int = 0) -> tuple[int | None, int]:
-        """CPU-hash the current work from nonce ``start``: (a nonce meeting the target, hashes)."""
-        work = self.work
+        """Hash the current work from nonce ``start`` with the hasher: (the first nonce from
+        ``start`` meeting the target, or None; nonces covered from ``start``). The hasher
+        searches up to a batch at a time (fewer when the target is easy); hits past the one
+        returned are answered by later calls on the same work and target without hashing."""
+        work, target = self.work, self.target
         assert work is not None
-        prefix = struct.pack("<I", work.version) + work.prev_hash + work.merkle_root
-        prefix += struct.pack("<II", work.ntime, work.nbits)
-        for count, nonce in enumerate(range(start, min(start + max_hashes, 1 << 32)), 1):
-            digest = double_sha256(prefix + struct.pack("<I", nonce))
-            if int.from_bytes(digest, "little") <= self.target:
-                return nonce, count
-        return None, max_hashes
+        end = min(start + max_hashes, _MAX_NONCE)
+        if end <= start:
+            return None, max_hashes  # the nonce space is spent
+        searched = self._search_from <= start <= self._searched_to
+        if (work, target) != self._search_key or not searched:
+            self._search_key, self._pending = (work, target), deque()
+            self._search_from = self._searched_to = start
+        pending = self._pending
+        while pending and pending[0] < start:
+            pending.popleft()
+        if not pending and self._searched_to < end:
+            easy = 4 * ((1 << 256) // (target + 1))  # about four shares' worth of hashes
+            upto = min(end, self._searched_to + min(self.hasher.batch, max(easy, _MIN_SEARCH)))
+            pending.extend(
+                self.hasher.search(work.header_prefix(), self._searched_to,
+                                   upto - self._searched_to, target)
+            )  # fmt: skip
+            self._searched_to = upto
+        if pending and pending[0] < end:
+            found = pending.popleft()
+            return found, found - start + 1
+        return None, min(self._searched_to, end) - start
 
     def mine(
         self, shares: int, max_hashes: int = 1 << 22, stop: Callable[[], bool] = lambda: False
@@ -167,7 +206,7 @@ class StratumMiner:
         while accepted + sum(rejected.values()) < shares and hashes < max_hashes and not stop():
             assert self.work is not None
             work = self.work
-            found, spent = self.find_nonce(min(1 << 16, max_hashes - hashes), nonce)
+            found, spent = self.find_nonce(max_hashes - hashes, nonce)
             hashes += spent
             nonce = (found + 1) if found is not None else nonce + spent
             if found is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from owm_adapters import hashing
 from owm_adapters.chain.local_chain import LocalChain
 from owm_adapters.pool.channels import MinerConnection
 from owm_adapters.pool.mining import MiningPool
@@ -48,17 +50,34 @@ def pool(tmp_path: Path) -> Iterator[tuple[str, Path, LocalChain]]:
     server.stop()
 
 
-def test_owm_mine_run_mines_shares_that_extend_the_chain(
-    pool: tuple[str, Path, LocalChain],
+@pytest.mark.parametrize(("hasher", "shown"), [("cpu", "with cpu"), ("torch", "with torch:")])
+def test_owm_mine_run_mines_shares_that_extend_the_chain_with_either_hasher(
+    pool: tuple[str, Path, LocalChain], hasher: str, shown: str
 ) -> None:
     url, key, chain = pool
     start = chain.tip_height()
-    result = CliRunner().invoke(
-        cli, ["run", "--pool", url, "--identity", str(key), "--worker", "w", "--shares", "2"]
-    )
+    result = CliRunner().invoke(cli, [
+        "run", "--pool", url, "--identity", str(key), "--worker", "w", "--shares", "2",
+        "--hasher", hasher,
+    ])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "accepted 2 rejected 0" in result.output
+    assert shown in result.output and "accepted 2 rejected 0" in result.output
     assert chain.tip_height() == start + 2
+
+
+def test_owm_mine_asked_for_torch_without_it_says_so_in_one_line(
+    pool: tuple[str, Path, LocalChain], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, key, _chain = pool
+    monkeypatch.setitem(sys.modules, "torch", None)  # torch not installed
+    monkeypatch.delitem(sys.modules, "owm_adapters.hashing.torch_sha256d", raising=False)
+    monkeypatch.delattr(hashing, "torch_sha256d", raising=False)
+    result = CliRunner().invoke(
+        cli, ["run", "--pool", url, "--identity", str(key), "--hasher", "torch"]
+    )
+    assert result.exit_code == 2
+    assert result.output.startswith('error: hasher "torch" needs PyTorch')
+    assert result.output.count("\n") == 1
 
 
 @pytest.mark.parametrize(

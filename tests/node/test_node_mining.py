@@ -14,6 +14,7 @@ from owm_adapters.bootstrap.settings import ConfigError, load_node_settings
 from owm_adapters.chain.local_chain import LocalChain
 from owm_adapters.control_plane.in_process import InProcessControlPlane
 from owm_adapters.gpu import FixedGpuProbe, FixedHostProbe
+from owm_adapters.hashing import torch_sha256d
 from owm_adapters.node.mining import MiningWorker
 from owm_adapters.pool.channels import MinerConnection
 from owm_adapters.pool.mining import MiningPool
@@ -104,9 +105,15 @@ def test_the_daemons_miner_refuses_tor_and_socks(
         MiningWorker(Identity.from_seed(b"\x53" * 32), url, "", intensity=100)
 
 
-def test_mining_enabled_in_owm_toml_runs_while_the_node_runs(
-    tmp_path: Path, pool: tuple[str, Keys, LocalChain], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("hasher", "name"), [("cpu", "cpu"), ("torch", "torch:cpu")])
+def test_mining_enabled_in_owm_toml_runs_while_the_node_runs_with_the_chosen_hasher(
+    tmp_path: Path,
+    pool: tuple[str, Keys, LocalChain],
+    monkeypatch: pytest.MonkeyPatch,
+    hasher: str,
+    name: str,
 ) -> None:
+    monkeypatch.setattr(torch_sha256d, "cuda_available", lambda: False)  # as on this machine
     monkeypatch.delenv("OWM_IDENTITY_KEY_PATH", raising=False)
     url, keys, chain = pool
     data = initialised(tmp_path)
@@ -114,7 +121,8 @@ def test_mining_enabled_in_owm_toml_runs_while_the_node_runs(
     keys.keys[identity.node_id] = identity.public_key_hex
     config = configure(tmp_path, data)
     config.write_text(
-        config.read_text() + f'[mining]\nenabled = true\npool_url = "{url}"\nworker = "n1"\n',
+        config.read_text()
+        + f'[mining]\nenabled = true\npool_url = "{url}"\nworker = "n1"\nhasher = "{hasher}"\n',
         encoding="utf-8",
     )
     report = detect_hardware(100, FixedGpuProbe([]), FixedHostProbe(ram=16_000, bandwidth=100))
@@ -122,7 +130,7 @@ def test_mining_enabled_in_owm_toml_runs_while_the_node_runs(
         load_node_settings(config), InProcessControlPlane(None),  # type: ignore[arg-type]
         report=report, say=lambda _line: None,
     )  # fmt: skip
-    assert built.miner is not None
+    assert built.miner is not None and built.miner.hasher.name == name
     start = chain.tip_height()
     with built.running():
         wait_until(lambda: built.miner is not None and built.miner.accepted >= 1)
@@ -134,6 +142,7 @@ def test_mining_enabled_in_owm_toml_runs_while_the_node_runs(
     [
         ('enabled = true\npool_url = "stratum+tcp://pool:3333"', "mining.pool_url"),
         ("intensity = 0", "mining.intensity"),
+        ('hasher = "gpu"', "mining.hasher"),
     ],
 )
 def test_bad_mining_settings_are_config_errors_naming_the_key(

@@ -17,6 +17,8 @@ import attrs
 import pytest
 
 from owm_adapters.chain.local_chain import LocalChain
+from owm_adapters.hashing.cpu import CpuHasher
+from owm_adapters.hashing.torch_sha256d import TorchHasher
 from owm_adapters.pool.channels import MinerConnection, RegistryNodeKeys
 from owm_adapters.pool.miner import StratumMiner
 from owm_adapters.pool.mining import MiningPool
@@ -311,3 +313,40 @@ def test_shares_sent_together_are_answered_together_errors_one_by_one(frozen: Po
     (success,) = [a for a in answers if isinstance(a, sv2.SubmitSharesSuccess)]
     assert (success.last_sequence_number, success.new_submits_accepted_count) == (4, 3)
     assert len(frozen.store.shares.since(0)) == 3
+
+
+def test_a_miner_hashing_with_torch_gets_its_shares_accepted_as_blocks(regtest: Pool) -> None:
+    # SRS-POOL-03: the GPU port's tensor hasher (on the CPU here; on CUDA where torch sees one)
+    chain = regtest.chain
+    assert isinstance(chain, LocalChain)
+    start = chain.tip_height()
+    miner = StratumMiner.dial(*regtest.address, AUTHORITY, int(time.time()), hasher=TorchHasher())
+    miner.setup("127.0.0.1", regtest.address[1])
+    miner.open_channel(MINER, "gpu0")
+    result = miner.mine(shares=3)
+    assert result.accepted == 3 and not result.rejected
+    assert chain.tip_height() == start + 3
+    assert [s.miner_id for _, s in regtest.store.shares.since(0)] == [MINER.node_id] * 3
+
+
+class CountingHasher(CpuHasher):
+    def __init__(self) -> None:
+        self.searches: list[tuple[int, int]] = []
+
+    def search(self, prefix: bytes, start: int, count: int, target: int) -> list[int]:
+        self.searches.append((start, count))
+        return super().search(prefix, start, count, target)
+
+
+def test_a_search_that_finds_several_shares_submits_them_all_without_hashing_again(
+    frozen: Pool,
+) -> None:
+    hasher = CountingHasher()
+    miner = StratumMiner.dial(*frozen.address, AUTHORITY, int(time.time()), hasher=hasher)
+    miner.setup("127.0.0.1", frozen.address[1])
+    miner.open_channel(MINER, "rig1")
+    result = miner.mine(shares=5)
+    assert result.accepted == 5 and not result.rejected
+    # a regtest share needs ~2 hashes, so one search of at least 64 nonces holds all five
+    assert len(hasher.searches) == 1 and hasher.searches[0][1] >= 64
+    assert len({share.hash_hex for _, share in frozen.store.shares.since(0)}) == 5
