@@ -195,7 +195,7 @@ def _log_signals(signals: Sequence[SlashingSignal]) -> None:
     for s in signals:
         log.warning(
             "FL slashing signal: node %s %s (evidence %s)", s.node_id, s.reason.value,
-            s.evidence_hash,
+            s.evidence_hash, extra={"node_id": s.node_id, "reason": s.reason.value},
         )
 
 
@@ -393,7 +393,7 @@ class FlRoundService:
             log.warning("FL round %d could not submit its task: %s", number, exc.message)
             return failed
         log.info("FL round %d of %s started from %s (task %s)", number, model.sub_model, base,
-                 group)
+                 group, extra={"round": number, "sub_model": model.sub_model, "task_id": group})
         return fl_round
 
     def global_model(self) -> tuple[str, np.ndarray[Any, Any]]:
@@ -448,7 +448,8 @@ class FlRoundService:
             stored = RoundUpdate(update, received_at=self.clock.now())
             new = self.repositories.fl_rounds.add_update(stored)
         if new:
-            log.info("FL round %d: update from %s accepted", update.round, update.node_id)
+            log.info("FL round %d: update from %s accepted", update.round, update.node_id,
+                     extra={"round": update.round, "node_id": update.node_id})
             self._loop.wake()
         return UploadReceipt(update.round, update.node_id, update.digest, duplicate=not new)
 
@@ -489,7 +490,8 @@ class FlRoundService:
             fl_round, now=self.clock.now(), reason=reason, participants=participants
         )
         self.repositories.fl_rounds.save_round(failed)
-        log.warning("FL round %d failed: %s", fl_round.number, reason)
+        log.warning("FL round %d failed: %s", fl_round.number, reason,
+                    extra={"round": fl_round.number})
         return failed
 
     def _close_locked(self, fl_round: FlRound, updates: list[RoundUpdate]) -> FlRound:
@@ -548,6 +550,8 @@ class FlRoundService:
             "FL round %d closed: %d updates, rule %s f=%d, accuracy %.4f, %d flagged, version %s",
             fl_round.number, n, fl_round.rule, outcome.f, accuracy_ppm / 1e6,
             len(outcome.flagged), release.release_id,
+            extra={"round": fl_round.number, "updates": n, "accuracy_ppm": accuracy_ppm,
+                   "flagged": len(outcome.flagged), "version": release.release_id},
         )
         if outcome.signals:
             # The round's other participants exposed the flagged updates: they report them.

@@ -128,6 +128,18 @@ class NodeInvoiceDesk(Protocol):
         ...
 
 
+def _payment_fields(payment: RewardPayment) -> dict[str, object]:
+    """A payment's facts as structured log fields (``--log-format json``)."""
+    return {"payment_hash": payment.payment_hash, "task_id": payment.task_id,
+            "node_id": payment.node_id, "amount_msat": payment.amount_msat,
+            "state": payment.state.value, "attempt": payment.attempts}
+
+
+def _settlement_fields(settlement: Settlement) -> dict[str, object]:
+    """A settlement's task and node as structured log fields."""
+    return {"task_id": settlement.task_id, "node_id": settlement.node_id}
+
+
 class PayoutDispatcher:
     """Pays rewards and bounties exactly once through the outbox (see the module docstring)."""
 
@@ -226,7 +238,7 @@ class PayoutDispatcher:
             amount = reward_amount_msat(settlement.amount_msat, node.reliability_ppm, bonus)
             if amount <= 0:
                 log.info("task %s: reward of node %s rounds to 0 msat", settlement.task_id,
-                         settlement.node_id)
+                         settlement.node_id, extra=_settlement_fields(settlement))
                 return None
             invoice = self.invoices.invoice_for(
                 node.ln_node_uri.pubkey, amount, f"OWM reward {settlement.task_id}",
@@ -255,7 +267,7 @@ class PayoutDispatcher:
             memo = f"OWM bounty {bounty_id} for {pr_ref}"
             recorded = self._to_payee(payee, payment_id, task_id, amount, memo)
         log.info("bounty %s (%s): payout of %d msat enqueued as %s", bounty_id, pr_ref, amount,
-                 recorded.payment_hash)
+                 recorded.payment_hash, extra=_payment_fields(recorded))
         self._loop.wake()
         return recorded
 
@@ -301,7 +313,7 @@ class PayoutDispatcher:
         )
         stored = self.payments.upsert(payment)
         log.info("payment %s enqueued: task %s node %s amount %d msat", stored.payment_hash,
-                 task_id, node_id, stored.amount_msat)
+                 task_id, node_id, stored.amount_msat, extra=_payment_fields(stored))
         self.checkpoint("after-record")
         return stored
 
@@ -344,7 +356,7 @@ class PayoutDispatcher:
                 item.next_at = now + retry_delay_s(item.failures)
                 log.warning("task %s: reward of node %s not enqueued yet (%s); retry in %d s",
                             item.settlement.task_id, item.settlement.node_id, exc,
-                            item.next_at - now)
+                            item.next_at - now, extra=_settlement_fields(item.settlement))
                 keep.append(item)
             except DomainError:
                 log.exception("task %s: reward of node %s not enqueued",
@@ -388,7 +400,8 @@ class PayoutDispatcher:
                 later = self.clock.now()
                 failed = unavailable(sending, later, str(exc))
                 log.warning("payment %s: lightning unavailable; retry in %d s",
-                            payment_hash, retry_delay_s(failed.attempts))
+                            payment_hash, retry_delay_s(failed.attempts),
+                            extra=_payment_fields(failed))
                 return self._store(failed, AttemptOutcome.FAILED, later)
             self.checkpoint("after-pay")
             later = self.clock.now()
@@ -419,6 +432,7 @@ class PayoutDispatcher:
             stored.payment_hash, (outcome.value if outcome else stored.state.value),
             stored.task_id, stored.node_id, stored.amount_msat, stored.attempts, now,
             f" error: {stored.last_error}" if stored.state is PaymentState.FAILED else "",
+            extra=_payment_fields(stored),
         )
         return stored
 

@@ -427,7 +427,8 @@ class SlashingService:
             forfeited = self._forfeit(decision.node_id)
             txid = self._force_close(decision.channel_id)
         log.warning("node %s slashed (%s); log entry %d; channel %s", decision.node_id,
-                    decision.reason.value, entry.index, decision.channel_id)
+                    decision.reason.value, entry.index, decision.channel_id, extra={
+                        "node_id": decision.node_id, "log_index": entry.index})
         return SlashingOutcome(decision, entry, logged, slashed, forfeited, txid)
 
     def _log(self, decision: SlashingDecision) -> tuple[SlashingLogEntry, bool]:

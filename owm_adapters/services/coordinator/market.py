@@ -441,7 +441,8 @@ class Market:
             if current is not None:  # already handed to another node, most likely
                 outcome = attrs.evolve(outcome, task=current)
         log.info("node %s rejected task %s: field %r: %r", rejection.node_id,
-                 rejection.replica_id, rejection.field, rejection.reason)
+                 rejection.replica_id, rejection.field, rejection.reason,
+                 extra={"node_id": rejection.node_id, "task_id": rejection.replica_id})
         return outcome
 
     def rejections(self, task_id: str) -> dict[str, list[Rejection]]:

@@ -202,7 +202,9 @@ class CoordinatorService:
         )
         self.ingest.remember(registered.node.node_id, registered.node.public_key)
         log.info("node %s registered here (stake %s)", registered.node.node_id,
-                 registered.stake.status.value)
+                 registered.stake.status.value,
+                 extra={"node_id": registered.node.node_id,
+                        "stake": registered.stake.status.value})
         self.market.admission.forget()
         for listener in self._registration_listeners:  # e.g. payout channels (SRS-LN-03)
             listener(registered.node.node_id)
