@@ -284,7 +284,8 @@ def build_coordinator(
     stamping = _timestamping_worker(fl.timestamping) if fl is not None else None
     pool = pool_from(settings, store, clock, data_dir_of(settings), chain=pool_chain,
                      payouts=payouts)
-    singletons = _singletons(store, clock, service, payouts, ("payout-channels", channels),
+    github = github or github_app_from(settings, service, payouts, fl)
+    singletons = _singletons(store, clock, service, payouts, github, ("payout-channels", channels),
                              ("slashing", slashing_service), ("fl-rounds", fl))
     return Coordinator(
         store=store, clock=clock, treasury=treasury, service=service, payouts=payouts,
@@ -292,19 +293,20 @@ def build_coordinator(
         signing_key_created=created, identity=service.signer,
         workers=Workers(tuple(w for w in (service, stamping, singletons, pool) if w is not None)),
         governance=governance_from(settings, store, clock, service.signer, chain=wallet_chain),
-        github=github or github_app_from(settings, service, payouts, fl), pool=pool,
-        singletons=singletons,
+        github=github, pool=pool, singletons=singletons,
     )
 
 
 def _singletons(
     store: Repositories, clock: Clock, service: CoordinatorService,
-    payouts: PayoutDispatcher | None, *others: tuple[str, Worker | None],
+    payouts: PayoutDispatcher | None, github: GitHubApp | None,
+    *others: tuple[str, Worker | None],
 ) -> SingletonJobs:
     """The jobs that run on one coordinator at a time (SRS-COORD-05), in start order: the
     market's housekeeping and stake re-verification (flags of the market thread), retention,
     payouts, the data contributors' payout sweep (over the payout outbox, when payouts run),
-    then the payout channels, slashing's resume loop and FL rounds when they run."""
+    then the payout channels, slashing's resume loop, FL rounds and the GitHub App's workers
+    (bounty lapses) when they run."""
     service.housekeeping.on = service.stake_checks.on = False  # until the lead is taken
     credits = None if payouts is None else DataCreditPayouts(store, clock, payouts)
     jobs: list[tuple[str, Worker | None]] = [
@@ -314,6 +316,7 @@ def _singletons(
         ("payouts", payouts),
         ("data-credit-payouts", credits),
         *others,
+        *(github.workers if github is not None else ()),
     ]
     return SingletonJobs(leadership_of(store), [(n, w) for n, w in jobs if w is not None])
 

@@ -116,7 +116,9 @@ def github_app_from(
     if payouts is None:
         return app
     terms = BountyTerms(section.max_bounty_sat, section.bounty_budget_sat)
-    app.add_handler(BountyDesk(store, BountyBook(store, clock, treasury, terms), payouts, github))
+    desk = BountyDesk(store, BountyBook(store, clock, treasury, terms), payouts, github)
+    app.add_handler(desk)
+    app.workers.append(("bounty-lapses", desk.lapses))
     if github is not None:
         stamping = fl.timestamping if fl is not None else timestamping_of(
             settings.provenance, data_dir_of(settings), settings.chain

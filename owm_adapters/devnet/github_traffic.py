@@ -5,7 +5,8 @@ Every round (:meth:`GitHubTraffic.round`) plays one contribution in GitHub's web
 signed with the devnet's webhook secret and posted to ``POST /v1/github/webhook``: the
 contributor links a payout identity (``/payee``, first round only), a maintainer opens a
 bounty on a new issue (``/bounty``), the contributor claims it (``/claim``), and a pull request
-by the contributor that fixes the issue is merged — its archive served by the stand-in. The
+by the contributor that fixes the issue is merged — its archive served by the stand-in — which
+closes the issue (delivered first, as GitHub may). The
 coordinator pays the bounty and the contribution reward over the embedded Lightning ledger
 through its outbox and comments on the pull request; the comments the stand-in received are
 the round's account in ``traffic.json`` (``owm devnet status``).
@@ -141,6 +142,10 @@ class GitHubTraffic:
         pull = pull_request(number, issue, sha)
         self.standin.add_pull(REPOSITORY, pull)
         self.standin.repositories[REPOSITORY].archives[sha] = sample_archive(n)
+        # GitHub closes the fixed issue on the merge and delivers both events in no set order:
+        # the issue's first, as the harder case (the claimed bounty must still be paid).
+        self.deliver("issues", {**_base(), "action": "closed", "issue": {
+            "number": issue, "title": f"Sample issue {issue}", "state": "closed"}})
         self.deliver("pull_request", {**_base(), "action": "closed", "number": number,
                                       "pull_request": pull})
         return self.account()

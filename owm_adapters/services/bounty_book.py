@@ -128,6 +128,16 @@ class BountyBook:
         """The bounty ``bounty_id``; NotFound if unknown."""
         return must_exist(self._repositories.bounties.get(bounty_id), f"no bounty {bounty_id}")
 
+    def now(self) -> int:
+        """The book's clock, in POSIX seconds."""
+        return self._clock.now()
+
+    def mark_issue_closed(self, bounty: Bounty) -> Bounty:
+        """Store that ``bounty``'s issue closed now, while it waits for its claimant's merge."""
+        changed = attrs.evolve(bounty, issue_closed_at=self._clock.now())
+        self._repositories.bounties.save(changed)
+        return changed
+
     def set_status(self, bounty: Bounty, status: BountyStatus) -> Bounty:
         """Store ``bounty`` with ``status``."""
         changed = attrs.evolve(bounty, status=status)

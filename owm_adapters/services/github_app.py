@@ -23,6 +23,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from owm_adapters.services.github_analysis import AnalysisRunner
+from owm_adapters.services.workers import Worker
 from owm_core.errors import DomainError, InvalidValue, SignatureInvalid
 from owm_core.governance.github_app import (
     DELIVERY_PATTERN,
@@ -68,6 +69,9 @@ class GitHubApp:
         self.content = content
         #: Runs ``POST /v1/github/analyze`` requests through ``github``.
         self.analyses = AnalysisRunner(repositories, clock, github)
+        #: The handlers' workers, by name, that run on one coordinator at a time (wired by
+        #: bootstrap into the coordinator's singleton jobs): the bounty desk's lapses.
+        self.workers: list[tuple[str, Worker]] = []
 
     def add_handler(self, handler: EventHandler) -> None:
         """Let ``handler`` hear of every event stored from now on (wired by bootstrap)."""

@@ -10,7 +10,9 @@ github_app.GitHubApp` handler) and acts on three:
   under the bounty's deterministic payment id — and the worker pays it at once; unmerged,
   nothing is paid;
 * ``issues`` ``closed``: a bounty still waiting is cancelled, a sponsor refunded through the
-  outbox.
+  outbox; a claimed one first waits an hour for its claimant's merge, since GitHub delivers
+  the merge's ``pull_request`` event and the ``issues`` event of the issue it closed in no set
+  order (:attr:`BountyDesk.lapses`, a worker, cancels it after that).
 
 Each outcome and each refusal (with its reason) is answered as a comment on the issue or pull
 request when the App has a GitHub port; the webhook's answer never waits on GitHub.
@@ -22,12 +24,15 @@ import logging
 from typing import Any, Protocol
 
 from owm_adapters.services.bounty_book import BountyBook
+from owm_adapters.services.workers import Loop
 from owm_core.errors import DomainError, GitHubUnavailable, NotFound, RoleRequired
 from owm_core.governance.bounty_rules import (
+    CLAIM_GRACE_S,
     MAINTAINER_ASSOCIATIONS,
     ClaimCommand,
     OpenCommand,
     Outcome,
+    claim_lapsed,
     closing_issues,
     on_issue_closed,
     on_pull_request_closed,
@@ -48,6 +53,8 @@ from owm_core.ports.repositories import Repositories
 log = logging.getLogger(__name__)
 
 _WAITING = (BountyStatus.OPEN, BountyStatus.FUNDING)
+LAPSE_BATCH = 1_000
+LAPSE_PERIOD_S = 60.0
 
 
 class BountyPayouts(Protocol):
@@ -79,6 +86,8 @@ class BountyDesk:
         self.book = book
         self._payouts = payouts
         self._github = github
+        #: The worker that runs :meth:`lapse` every minute (one coordinator at a time).
+        self.lapses = Loop("bounty-lapses", self.lapse, LAPSE_PERIOD_S)
 
     def __call__(self, event: WebhookEvent) -> None:
         """Act on one stored webhook event (others are ignored)."""
@@ -88,8 +97,12 @@ class BountyDesk:
         elif kind == ("pull_request", "closed"):
             self._pull_closed(event, event.body())
         elif kind == ("issues", "closed"):
-            issue = event.body().get("issue") or {}
-            self.issue_closed(event.repository, int(issue.get("number") or 0))
+            number = int((event.body().get("issue") or {}).get("number") or 0)
+            for bounty in self.issue_closed(event.repository, number):
+                if bounty.status is BountyStatus.OPEN:
+                    self._say(event, number, f"Issue closed: bounty `{bounty.bounty_id}` waits "
+                              f"{CLAIM_GRACE_S // 60} minutes for the merge of a pull request "
+                              f"by @{bounty.claimant}, then is cancelled.")
 
     # ------------------------------------------------------------------ commands
 
@@ -153,26 +166,49 @@ class BountyDesk:
                               f"`{bounty.bounty_id}` is not paid and stays open.")
 
     def issue_closed(self, repository: str, number: int) -> list[Bounty]:
-        """An issue closed: its waiting bounties are cancelled, sponsors refunded (once)."""
+        """An issue closed: its waiting bounties are cancelled, sponsors refunded (once); a
+        claimed one waits :data:`CLAIM_GRACE_S` for its claimant's merge (:meth:`lapse`)."""
         changed = []
         for bounty in self._repositories.bounties.for_issue(repository, number):
             if bounty.status not in _WAITING:
                 continue
-            enqueued = any(
-                p.payment_id == bounty_payment_id(bounty.bounty_id)
-                for p in self._repositories.payments.for_task(bounty_task_id(bounty.bounty_id))
-            )
-            outcome = on_issue_closed(bounty.funding, enqueued)
-            if outcome is Outcome.REFUND and bounty.status is BountyStatus.OPEN:
-                self._payouts.enqueue_to(
-                    bounty.sponsor_payee, bounty_refund_payment_id(bounty.bounty_id),
-                    bounty_refund_task_id(bounty.bounty_id), bounty.amount_sat * 1_000,
-                    f"OWM bounty {bounty.bounty_id} refund",
-                )  # fmt: skip
-                changed.append(self.book.set_status(bounty, BountyStatus.REFUNDED))
-            elif outcome is not Outcome.NOTHING:  # cancelled (an unpaid sponsor pays nothing)
-                changed.append(self.book.set_status(bounty, BountyStatus.CANCELLED))
+            claimed = bounty.status is BountyStatus.OPEN and bool(bounty.claimant)
+            outcome = on_issue_closed(bounty.funding, self._enqueued(bounty), claimed)
+            if outcome is Outcome.WAIT:
+                if bounty.issue_closed_at is None:
+                    changed.append(self.book.mark_issue_closed(bounty))
+                continue
+            changed.extend(self._close(bounty, outcome))
         return changed
+
+    def lapse(self) -> list[Bounty]:
+        """Cancel (or refund) the claimed bounties whose issue closed :data:`CLAIM_GRACE_S` ago
+        without their claimant's merge; the ones changed. A worker runs it every minute."""
+        changed: list[Bounty] = []
+        now = self.book.now()
+        for bounty in self._repositories.bounties.list(BountyStatus.OPEN, LAPSE_BATCH):
+            if claim_lapsed(bounty.issue_closed_at, now):
+                outcome = on_issue_closed(bounty.funding, self._enqueued(bounty))
+                changed.extend(self._close(bounty, outcome))
+        return changed
+
+    def _enqueued(self, bounty: Bounty) -> bool:
+        return any(
+            p.payment_id == bounty_payment_id(bounty.bounty_id)
+            for p in self._repositories.payments.for_task(bounty_task_id(bounty.bounty_id))
+        )
+
+    def _close(self, bounty: Bounty, outcome: Outcome) -> list[Bounty]:
+        if outcome is Outcome.REFUND and bounty.status is BountyStatus.OPEN:
+            self._payouts.enqueue_to(
+                bounty.sponsor_payee, bounty_refund_payment_id(bounty.bounty_id),
+                bounty_refund_task_id(bounty.bounty_id), bounty.amount_sat * 1_000,
+                f"OWM bounty {bounty.bounty_id} refund",
+            )  # fmt: skip
+            return [self.book.set_status(bounty, BountyStatus.REFUNDED)]
+        if outcome is not Outcome.NOTHING:  # cancelled (an unpaid sponsor pays nothing)
+            return [self.book.set_status(bounty, BountyStatus.CANCELLED)]
+        return []
 
     def _say(self, event: WebhookEvent, number: int, text: str) -> None:
         log.info("github %s#%d: %s", event.repository, number, text)

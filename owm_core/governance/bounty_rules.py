@@ -10,7 +10,11 @@ issue means for a bounty (the money moves through the payout outbox, SRS-LN-08).
 * A pull request that names the issue with a closing keyword (``Closes #12``) and is merged pays
   the bounty to its claimant, when the pull request's author is that claimant: once, through
   the outbox (:func:`on_pull_request_closed`). A pull request closed without merge pays nothing.
-* An issue closed while its bounty is still open cancels it; a sponsor is refunded.
+* An issue closed while its bounty is still open cancels it; a sponsor is refunded. A claimed
+  bounty waits :data:`CLAIM_GRACE_S` first: merging a pull request that closes an issue makes
+  GitHub send both ``pull_request`` ``closed`` and ``issues`` ``closed``, in no set order, and
+  the claimant's merge must still pay when the issue's event comes first
+  (:func:`on_issue_closed`, :func:`claim_lapsed`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ _CLOSING = re.compile(
 )
 LN_PUBKEY = re.compile(r"0[23][0-9a-f]{64}")
 
+CLAIM_GRACE_S = 3_600
+"""How long a claimed bounty whose issue closed stays open for its claimant's merged pull
+request (whose webhook delivery may come after the issue's, or be redelivered later)."""
+
 
 class Funding(enum.Enum):
     """Who pays a bounty: the treasury's bounty budget, or a sponsor's invoice paid first."""
@@ -47,6 +55,7 @@ class Outcome(enum.Enum):
     PAY = "pay"
     REFUND = "refund"
     CANCEL = "cancel"
+    WAIT = "wait"
     NOTHING = "nothing"
 
 
@@ -121,9 +130,19 @@ def on_pull_request_closed(merged: bool, author: str, claimant: str | None) -> O
     return Outcome.NOTHING
 
 
-def on_issue_closed(funding: Funding, payout_enqueued: bool) -> Outcome:
+def on_issue_closed(funding: Funding, payout_enqueued: bool, claimed: bool = False) -> Outcome:
     """An issue closed while its bounty waits: CANCEL it, or REFUND its sponsor; nothing
-    when its payout is enqueued already (the merged pull request closed it)."""
+    when its payout is enqueued already (the merged pull request closed it); WAIT when it is
+    claimed, since the claimant's merge that closed the issue may be delivered after it
+    (:func:`claim_lapsed` says when the wait is over)."""
     if payout_enqueued:
         return Outcome.NOTHING
+    if claimed:
+        return Outcome.WAIT
     return Outcome.REFUND if funding is Funding.SPONSOR else Outcome.CANCEL
+
+
+def claim_lapsed(issue_closed_at: int | None, now: int, grace_s: int = CLAIM_GRACE_S) -> bool:
+    """True once a claimed bounty's issue has been closed ``grace_s`` without the claimant's
+    merge: the bounty is then cancelled (or its sponsor refunded) like an unclaimed one."""
+    return issue_closed_at is not None and now >= issue_closed_at + grace_s

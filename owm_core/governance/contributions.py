@@ -94,6 +94,10 @@ class Bounty:
     installation_id: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(fields.integer(1, 2**63 - 1))
     )
+    #: When the issue closed while the bounty was claimed (it waits for the claimant's merge).
+    issue_closed_at: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(fields.timestamp())
+    )
 
     @amount_sat.validator
     def _not_more_than_exists(self, attribute: attrs.Attribute[int], value: int) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from owm_adapters.services.github_bounties import BountyDesk
 from owm_adapters.services.payouts import LedgerInvoiceSource, PayoutDispatcher
 from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
 from owm_core.errors import PolicyViolation
+from owm_core.governance.bounty_rules import CLAIM_GRACE_S
 from owm_core.governance.contributions import BountyStatus
 from tests.github_app_support import SECRET, credentials, delivery, standin
 from tests.github_examples import example
@@ -213,3 +215,88 @@ def test_with_the_payout_worker_running_a_merge_is_paid_well_within_sixty_second
         assert time.monotonic() - started < 60, "not paid within 60 s (SRS-LN-08)"
         time.sleep(0.05)
     assert stage.held_msat(stage.contributor_ln) == 1_000_000
+
+
+def test_a_claimed_bounty_whose_issue_closes_before_the_merge_arrives_is_still_paid_once(
+    stage: Stage,
+) -> None:
+    """Merging a pull request that fixes an issue closes the issue too, and GitHub delivers
+    the two events in no set order: the issue's coming first must not cancel the bounty."""
+    bounty_id = open_and_claim(stage)
+    stage.post("issues", issue_closed())
+    assert "waits 60 minutes for the merge of a pull request by @alice" in stage.last_comment()
+    stage.clock.advance(CLAIM_GRACE_S - 1)
+    stage.desk.lapse()
+    stage.post("pull_request", pull_closed(True, "alice", "Fixes #1"))
+    stage.post("issues", issue_closed())  # redelivered
+    stage.clock.advance(CLAIM_GRACE_S)
+    assert stage.desk.lapse() == []
+    stage.dispatcher.sweep()
+    (payment,) = stage.repos.payments.for_task(f"bounty:{bounty_id}")
+    assert payment.settled and stage.held_msat(stage.contributor_ln) == 1_000_000
+    assert stage.repos.bounties.get(bounty_id).status is BountyStatus.PAID  # type: ignore[union-attr]
+
+
+def test_a_claimed_bounty_whose_issue_closed_without_the_claimants_merge_lapses_after_the_grace(
+    stage: Stage,
+) -> None:
+    treasury_id = open_and_claim(stage, 3_000)
+    opened = stage.desk.book.open("api:acme", REPO, 5, "t", 2_000, sponsor_payee=stage.sponsor_ln)
+    assert opened.invoice is not None
+    stage.ledger.pay(stage.sponsor_ln, opened.invoice.bolt11, 10_000)
+    stage.desk.book.settle_funding()
+    stage.post("issue_comment", comment(f"/claim {stage.contributor_ln}", "alice", "NONE", 5))
+    before = stage.held_msat(stage.sponsor_ln)
+    stage.post("issues", issue_closed(1))
+    stage.post("issues", issue_closed(5))
+    assert stage.repos.bounties.committed_treasury_sat() == 3_000  # still held for alice
+    stage.clock.advance(CLAIM_GRACE_S)
+    lapsed = {b.bounty_id: b.status for b in stage.desk.lapse()}
+    assert lapsed == {treasury_id: BountyStatus.CANCELLED,
+                      opened.bounty.bounty_id: BountyStatus.REFUNDED}  # fmt: skip
+    assert stage.desk.lapse() == []  # once
+    stage.post("pull_request", pull_closed(True, "alice", "Fixes #1, fixes #5"))  # too late
+    stage.dispatcher.sweep()
+    assert stage.repos.payments.for_task(f"bounty:{treasury_id}") == []
+    assert stage.repos.bounties.committed_treasury_sat() == 0
+    assert stage.held_msat(stage.sponsor_ln) == before + 2_000_000
+
+
+@pytest.mark.parametrize("rounds", [6])
+def test_the_merge_and_the_issue_closing_delivered_at_once_pay_the_claimant_exactly_once(
+    stage: Stage, rounds: int
+) -> None:
+    """The merged pull request (twice: GitHub redelivers) and the issue it closed arrive on
+    three threads at the same instant, for several bounties: each is paid once, none is
+    cancelled (SRS-LN-08)."""
+    errors: list[Exception] = []
+    for issue in range(1, rounds + 1):
+        stage.post("issue_comment", comment("/bounty 500", "maintainer", "OWNER", issue))
+        stage.post("issue_comment", comment(f"/claim {stage.contributor_ln}", "alice", "NONE",
+                                            issue))  # fmt: skip
+        merged = pull_closed(True, "alice", f"Fixes #{issue}", number=100 + issue)
+        deliveries = [("pull_request", merged), ("issues", issue_closed(issue)),
+                      ("pull_request", merged)]  # fmt: skip
+        barrier = threading.Barrier(len(deliveries))
+
+        def deliver(event: str, payload: dict[str, Any], barrier: threading.Barrier) -> None:
+            barrier.wait()
+            try:
+                stage.post(event, payload)
+            except Exception as exc:  # collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=deliver, args=(*d, barrier)) for d in deliveries]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert errors == []
+    stage.clock.advance(CLAIM_GRACE_S)
+    assert stage.desk.lapse() == []
+    stage.dispatcher.sweep()
+    bounties = stage.repos.bounties.list(None)
+    assert len(bounties) == rounds and {b.status for b in bounties} == {BountyStatus.PAID}
+    for bounty in bounties:
+        assert len(stage.repos.payments.for_task(f"bounty:{bounty.bounty_id}")) == 1
+    assert stage.held_msat(stage.contributor_ln) == rounds * 500_000

@@ -395,6 +395,7 @@ bounties = Table(
     Column("claimant", String(64), nullable=False, server_default=""),
     Column("claimant_payee", String(66), nullable=False, server_default=""),
     Column("installation_id", BigInteger, nullable=True),
+    _time("issue_closed_at", nullable=True),
     Index(None, "status", "created_at"),
     Index("ix_bounties_repository_issue", "repository", "issue_number"),
 )

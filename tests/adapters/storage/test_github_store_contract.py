@@ -67,6 +67,7 @@ def test_a_claimed_sponsored_bounty_survives_a_reopen_and_is_found_by_its_issue(
                     amount_sat=900, created_by="api:acme", now=T0 + 1),
         funding=Funding.SPONSOR, sponsor_payee="02" + "ab" * 32, sponsor_invoice_hash="c" * 64,
         claimant="alice", claimant_payee="03" + "cd" * 32, installation_id=2**40,
+        issue_closed_at=T0 + 2,
     )  # fmt: skip
     bounties.add(treasury)
     bounties.add(sponsored)

@@ -8,12 +8,14 @@ from hypothesis import strategies as st
 
 from owm_core.errors import InvalidValue, PolicyViolation
 from owm_core.governance.bounty_rules import (
+    CLAIM_GRACE_S,
     ClaimCommand,
     Funding,
     OpenCommand,
     Outcome,
     check_budget,
     check_payee,
+    claim_lapsed,
     closing_issues,
     on_issue_closed,
     on_pull_request_closed,
@@ -78,3 +80,16 @@ def test_a_closed_issue_refunds_sponsors_cancels_treasury_bounties_and_spares_pa
     assert on_issue_closed(Funding.SPONSOR, False) is Outcome.REFUND
     assert on_issue_closed(Funding.TREASURY, False) is Outcome.CANCEL
     assert on_issue_closed(Funding.SPONSOR, True) is Outcome.NOTHING
+
+
+@given(funding=st.sampled_from(Funding), closed_at=st.integers(0, 2**40),
+       age=st.integers(0, 3 * CLAIM_GRACE_S))  # fmt: skip
+def test_a_claimed_bounty_waits_for_its_claimants_merge_until_the_grace_is_over(
+    funding: Funding, closed_at: int, age: int
+) -> None:
+    """GitHub sends the merge's pull_request event and the closed issue's event in no set
+    order: a claimed bounty is not cancelled before CLAIM_GRACE_S has passed (SRS-LN-08)."""
+    assert on_issue_closed(funding, False, claimed=True) is Outcome.WAIT
+    assert on_issue_closed(funding, True, claimed=True) is Outcome.NOTHING
+    assert claim_lapsed(closed_at, closed_at + age) is (age >= CLAIM_GRACE_S)
+    assert not claim_lapsed(None, closed_at + age)

@@ -35,7 +35,9 @@ BUDGET_LOCK_KEY = int.from_bytes(b"owm/bdgt", "big") & 0x7FFF_FFFF_FFFF_FFFF
 _ROWS = row_converter()
 """How this context's values become rows and back."""
 register_row(_ROWS, Proposal, omitted=["comments", "acknowledgements"])
-register_row(_ROWS, Bounty, int64_columns=["amount_sat", "created_at", "installation_id"])
+register_row(
+    _ROWS, Bounty, int64_columns=["amount_sat", "created_at", "installation_id", "issue_closed_at"]
+)
 register_row(_ROWS, AnalysisRequest, int64_columns=["requested_at", "updated_at"])
 register_row(_ROWS, WebhookEvent, int64_columns=["installation_id", "received_at"])
 register_row(_ROWS, Comment)
