@@ -14,13 +14,14 @@ from starlette.testclient import TestClient
 
 from owm_adapters.bootstrap.api import build_api
 from owm_adapters.bootstrap.coordinator import Coordinator, build_coordinator, demo_knowledge_base
-from owm_adapters.bootstrap.health import coordinator_readiness
+from owm_adapters.bootstrap.health import PUBLIC_MAX_AGE_S, coordinator_readiness
 from owm_adapters.bootstrap.settings import CoordinatorSettings
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.probes import Readiness
 from owm_adapters.services.coordinator.service import ServiceConfig
 from owm_adapters.storage.sql import open_repositories, sqlite_url
 from owm_adapters.storage.sql.migrate import downgrade
+from owm_adapters.storage.sql.store import SqlRepositories
 from owm_core.errors import LightningUnavailable
 from owm_server.http.app import create_app
 from tests.server.harness import StepClock
@@ -136,6 +137,28 @@ def test_a_database_behind_the_migrations_head_makes_readyz_503_naming_schema(
     body = reply.json()
     assert body["failing"] == ["schema"] and body["parts"]["schema"] == "behind"
     assert "schema" in body["detail"]
+
+
+def test_an_unreachable_database_makes_readyz_503_naming_database_never_its_path(
+    setup: Setup, tmp_path: Path,
+) -> None:
+    client = setup.client()
+    assert client.get("/readyz").status_code == 200
+    store = setup.coordinator.store
+    assert isinstance(store, SqlRepositories)
+    database = Path(store.database.engine.url.database or "")
+    store.database.engine.dispose()  # no pooled connection outlives the file's removal
+    database.rename(tmp_path / "moved.sqlite3")
+    database.mkdir()  # a directory where the file was: SQLite cannot open it
+    try:
+        time.sleep(PUBLIC_MAX_AGE_S)  # past the answer kept for the public endpoint
+        reply = client.get("/readyz")
+    finally:
+        database.rmdir()
+    assert reply.status_code == 503
+    body = reply.json()
+    assert "database" in body["failing"] and body["parts"]["database"] == "unavailable"
+    assert str(database) not in reply.text and "sqlite" not in reply.text.lower()
 
 
 def test_the_vector_store_is_a_part_when_the_knowledge_base_runs(setup: Setup) -> None:
