@@ -1,9 +1,10 @@
 """The one place where the CLI turns failures into messages.
 
 Every ``owm``, ``owm-node`` and ``owm-coordinator`` command group uses :class:`OwmGroup`, so
-a domain rule violation becomes a single ``error: …`` line on stderr with exit code 2, an
-unreachable peer or missing file becomes exit code 1, and no stack trace reaches the user
-unless ``OWM_DEBUG=1`` is set.
+a domain error — a broken rule, or a Bitcoin node, calendar or Lightning node that cannot be
+reached (their adapters raise domain errors) — becomes a single ``error: …`` line on stderr
+with exit code 2, an operating-system error (a missing file) exit code 1, and no stack trace
+reaches the user unless ``OWM_DEBUG=1`` is set.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ come
 from (``--bitcoin-rpc URL`` for Bitcoin Core / Knots, or ``--local-chain PATH`` for a devnet's
 embedded chain) and prints the verdict. Exit codes of ``verify``: 0 confirmed, 3 not verified
 (the reason is printed), 4 pending only (try ``upgrade`` later); 1 and 2 as for every ``owm``
-command (unreachable node / rule violation, see :mod:`owm_cli.errors`).
+command (a missing file / a rule violation or an unreachable node, see :mod:`owm_cli.errors`).
 See docs/ots-verification.md.
 """
 
