@@ -100,6 +100,9 @@ def fl(
         lr=0.1 if model == "tinynet" else READER_LR,
     )
     accuracies: list[dict[str, Any]] = []
+    if model != "tinynet":
+        progress_line(f"loading the MiniLM encoder and {sub_model}'s training pairs from "
+                      f"{config.documents_path} (round 0 follows)")
     with click.progressbar(length=rounds + 1, label="rounds", file=sys.stderr) as bar:
 
         def on_round(server_round: int, accuracy: float) -> None:

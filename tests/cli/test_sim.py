@@ -102,6 +102,7 @@ def test_fl_trains_a_sub_models_reader_adapter_with_the_model_option(monkeypatch
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["model"] == "minilm-lora" and [r["round"] for r in report["rounds"]] == [0, 1]
+    assert "loading the MiniLM encoder and owm-geo's training pairs from " in result.stderr
     assert report["slashing_signals"] == 1  # the sign-flipped adapter update is flagged
     assert 0.0 <= report["final_accuracy"] <= 1.0
 
