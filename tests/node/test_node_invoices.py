@@ -4,14 +4,19 @@ to the coordinator over gRPC, the coordinator checks amount, payee and expiry an
 
 from __future__ import annotations
 
+import base64
+import io
+import logging
 import os
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 
+from owm_adapters.bootstrap import logs
 from owm_adapters.bootstrap.coordinator import build_coordinator
 from owm_adapters.bootstrap.settings import (
     ConfigError,
@@ -38,8 +43,9 @@ from owm_core.identity.keys import Identity
 from owm_core.market.tasks import TaskRequest, VerificationMode, VerificationPolicy
 from owm_core.nodes.control_plane import ControlPlaneRefused
 from owm_core.nodes.tiers import Tier
-from owm_core.payments.lightning import InvoiceState
-from owm_core.payments.records import PaymentState
+from owm_core.payments.invoices import PendingPayout
+from owm_core.payments.lightning import Invoice, InvoiceState
+from owm_core.payments.records import PaymentState, RewardPayment
 from owm_server.grpc.server import CoordinatorServer
 from tests.adapters.lightning.lightning_contract import FORCE_CLOSE_MACAROON, PAYMENT_MACAROON
 from tests.fakes.lnd_server import FakeLnd
@@ -64,7 +70,30 @@ def write_lnd_files(fake: FakeLnd, folder: Path, macaroon: bytes) -> tuple[Path,
     return folder / "tls.cert", folder / "admin.macaroon"
 
 
-def test_a_node_on_lnd_is_paid_to_an_invoice_its_own_lnd_created(tmp_path: Path):
+@attrs.frozen
+class PaidOnLnd:
+    """What paying a node on LND left behind: the payment, the node's invoice and preimage,
+    the node's messages, what still waits, every log line written meanwhile, the macaroons."""
+
+    payment: RewardPayment
+    invoice: Invoice
+    preimage: str
+    said: list[str]
+    pending: list[PendingPayout]
+    log_text: str
+    macaroons: tuple[bytes, ...]
+
+
+@pytest.fixture(scope="module")
+def paid_on_lnd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaidOnLnd]:
+    """A coordinator whose treasury is an LND pays a node daemon to an invoice the node's own
+    LND created (both over LND's gRPC with macaroons), with every logger at DEBUG writing JSON
+    lines as ``owm-coordinator --log-level debug --log-format json`` does."""
+    tmp_path = tmp_path_factory.mktemp("paid-on-lnd")
+    stream = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    logs.configure("DEBUG", "json", stream=stream)
     ledger = SimLedger(tmp_path / "lightning.sqlite3")
     treasury_pubkey = ledger.add_node("treasury")
     node_pubkey = ledger.add_node("node-lnd")
@@ -126,10 +155,9 @@ def test_a_node_on_lnd_is_paid_to_an_invoice_its_own_lnd_created(tmp_path: Path)
 
         [payment] = service.repositories.payments.for_task("paid-1:0")
         invoice = node_ln.lookup_invoice(payment.payment_hash)  # created by the node's LND
-        assert invoice.state is InvoiceState.SETTLED
-        assert invoice.amount_paid_msat == payment.amount_msat
-        assert any("invoice for" in line and "handed in" in line for line in said)
-        assert coordinator.node_invoices.pending() == []
+        result = service.lightning.lookup_payment(payment.payment_hash)
+        assert result is not None and result.preimage is not None
+        pending = coordinator.node_invoices.pending()
     finally:
         stop.set()
         thread.join(30)
@@ -138,6 +166,33 @@ def test_a_node_on_lnd_is_paid_to_an_invoice_its_own_lnd_created(tmp_path: Path)
         coordinator.workers.stop()
         treasury_lnd.stop()
         node_lnd.stop()
+        for handler in root.handlers:
+            if handler not in handlers:
+                root.removeHandler(handler)
+        root.setLevel(level)
+    yield PaidOnLnd(payment, invoice, result.preimage, said, pending, stream.getvalue(),
+                    (PAYMENT_MACAROON, node_macaroon))
+
+
+def test_a_node_on_lnd_is_paid_to_an_invoice_its_own_lnd_created(paid_on_lnd: PaidOnLnd):
+    assert paid_on_lnd.invoice.state is InvoiceState.SETTLED
+    assert paid_on_lnd.invoice.amount_paid_msat == paid_on_lnd.payment.amount_msat
+    assert any("invoice for" in line and "handed in" in line for line in paid_on_lnd.said)
+    assert paid_on_lnd.pending == []
+
+
+def test_no_macaroon_or_preimage_of_the_lnd_payment_reaches_a_log_line(paid_on_lnd: PaidOnLnd):
+    """SRS-SEC-07, end to end: both LND macaroons were sent on every call of the flow and the
+    preimage came back from the payment, yet no log line at DEBUG holds any of them."""
+    text = paid_on_lnd.log_text
+    assert paid_on_lnd.payment.payment_hash in text  # the flow was logged, hashes readable
+    secrets = [paid_on_lnd.preimage]
+    for macaroon in paid_on_lnd.macaroons:
+        secrets += [macaroon.hex(), base64.b64encode(macaroon).decode()]
+    assert [secret for secret in secrets if secret in text] == []
+    assert [secret for secret in secrets if secret in "\n".join(paid_on_lnd.said)] == []
+
+
 
 
 @pytest.fixture
