@@ -95,3 +95,38 @@ def test_a_sub_model_version_published_unstamped_is_stamped_and_confirmed_by_the
     world.provenance.flush()
     (confirmed,) = world.fl.upgrader.step()
     assert confirmed.proof_status is ProofStatus.CONFIRMED
+
+
+def test_a_rounds_version_goes_to_an_http_calendar_and_is_confirmed_by_the_upgrade_thread(
+    tmp_path: Path,
+) -> None:
+    """The path of ``[provenance] backend = "calendars"`` end to end, with OWM's calendar served
+    over the OpenTimestamps HTTP protocol on loopback in place of the public ones (which the
+    test machines cannot reach): the round closes unstamped, the upgrade thread submits the
+    digest over ``POST /digest``, keeps the pending proof, fetches the path over ``GET
+    /timestamp/…`` once the calendar committed it, and checks it against the chain."""
+    from owm_adapters.bootstrap.provenance import timestamping_of
+    from owm_adapters.bootstrap.settings import NodeChain, ProvenanceSection
+    from owm_adapters.provenance.ots import describe
+    from tests.adapters.provenance.calendar_world import served_calendar
+
+    world = build_fl_world(tmp_path / "fl", stamp_in_background=True)
+    with served_calendar(tmp_path / "calendar") as served:
+        world.fl.releases.timestamping = timestamping_of(
+            ProvenanceSection(backend="calendars", calendars=(served.url,), min_calendars=1,
+                              allow_private_calendars=True),
+            tmp_path / "coordinator", NodeChain(local_chain=str(served.provenance.chain_path)),
+        )
+        closed = world.fl.close_round(world.honest_round().number)
+        release = world.repos.releases.get(str(closed.version_id))
+        assert release is not None and release.proof_status is ProofStatus.NONE
+        (stamped,) = world.fl.upgrader.step()
+        assert stamped.proof_status is ProofStatus.PENDING and stamped.ots_proof is not None
+        assert describe(stamped.ots_proof).pending_uris == (served.url,)
+        assert world.fl.upgrader.step() == []  # the calendar has not committed it yet
+        served.provenance.flush()
+        (confirmed,) = world.fl.upgrader.step()
+    assert confirmed.proof_status is ProofStatus.CONFIRMED
+    assert confirmed.ots_proof is not None and describe(confirmed.ots_proof).bitcoin_heights
+    stored = world.repos.releases.get(confirmed.release_id)
+    assert stored is not None and stored.proof_status is ProofStatus.CONFIRMED
