@@ -2,7 +2,9 @@
 
 Un/structuring rules live here, at the storage edge, never on the domain classes. Each
 storage context builds one converter with :func:`row_converter` and registers the shape of
-each value it stores with :func:`register_row`: which attribute has another column name,
+each value it stores with :func:`register_row` (which also makes that converter the one
+:func:`to_row` and :func:`from_row` use for the value's class): which attribute has another
+column name,
 which nested value is stored flat in the row's columns, which columns are computed from the
 value, which integers must fit a ``BIGINT``. The storage-wide hooks: enums travel as their
 ``.value`` (cattrs' default), tuples of text as JSON text and sets of text as sorted JSON
@@ -13,7 +15,8 @@ booleans as ``bool``.
 :class:`MappedRepository` is the base of the repositories whose values travel through their
 context's converter: inserting a value, overwriting it, reading one or many back
 (:class:`KeyedRepository` adds, saves and gets values kept under one key column,
-:class:`PutRepository` puts and gets the latest value per key);
+:class:`PutRepository` puts and gets the latest value per key; both read the kind of value
+from their type argument and the key column from their table's primary key);
 :class:`EnvelopeRepository` the base of those that read signed envelopes back.
 """
 
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 import attrs
 import cattrs
@@ -38,6 +41,8 @@ TEXTS = tuple[str, ...]
 """Tuples of text (ids, names, licences): stored as a JSON array in one text column."""
 TEXT_SET = frozenset[str]
 """Sets of text (settled replica ids): stored as a sorted JSON array in one text column."""
+_CONVERTER: dict[type[Any], cattrs.Converter] = {}
+"""The converter each stored class was registered with (its storage context's)."""
 
 
 @attrs.frozen
@@ -91,7 +96,11 @@ def register_row(
     :func:`from_row`); ``computed`` adds columns derived from the value; ``int64_columns``
     must fit a ``BIGINT`` (``InvalidValue`` naming the column, before any SQL runs);
     ``encoded`` attributes are stored in their own :class:`Encoding` instead of their type's.
+    A class has one row shape: registering it a second time is a programming error.
     """
+    if cls in _CONVERTER:
+        raise TypeError(f"{cls.__name__} already has a row shape")
+    _CONVERTER[cls] = converter
     attrs.resolve_types(cls)
     names = {a.name for a in attrs.fields(cls)}
     column = {name: (renamed or {}).get(name, name) for name in names}
@@ -154,15 +163,15 @@ def _as_given(value: Any, _: Any) -> Any:
     return value
 
 
-def to_row(converter: cattrs.Converter, value: Any) -> dict[str, Any]:
+def to_row(value: Any) -> dict[str, Any]:
     """The columns of ``value`` (its shape registered with :func:`register_row`)."""
-    row: dict[str, Any] = converter.unstructure(value)
+    row: dict[str, Any] = _CONVERTER[type(value)].unstructure(value)
     return row
 
 
-def from_row(converter: cattrs.Converter, row: Row[Any], cls: type[T], **given: Any) -> T:
+def from_row(row: Row[Any], cls: type[T], **given: Any) -> T:
     """The ``cls`` value stored in ``row``; ``given`` supplies the omitted attributes, as is."""
-    return converter.structure({**row._mapping, **given}, cls)
+    return _CONVERTER[cls].structure({**row._mapping, **given}, cls)
 
 
 class EnvelopeRepository(SqlRepository):
@@ -183,22 +192,19 @@ class EnvelopeRepository(SqlRepository):
 
 
 class MappedRepository(SqlRepository):
-    """A SQL repository whose values map to rows through its context's converter, ``_rows``
-    (set by each subclass to the converter its module registered its values with)."""
-
-    _rows: ClassVar[cattrs.Converter]
+    """A SQL repository whose values map to rows through their context's converter."""
 
     def _insert(self, table: Table, value: Any) -> None:
         """Store ``value`` as a new row of ``table`` (Conflict when its key is taken)."""
         with self._db.tx(write=True) as conn:
-            conn.execute(insert(table).values(to_row(self._rows, value)))
+            conn.execute(insert(table).values(to_row(value)))
 
     def _overwrite(
         self, table: Table, value: Any, missing: str, *where: ColumnElement[bool]
     ) -> None:
         """Overwrite the row matching ``where`` with ``value``; Conflict(``missing``) if none."""
         with self._db.tx(write=True) as conn:
-            done = conn.execute(update(table).where(*where).values(to_row(self._rows, value)))
+            done = conn.execute(update(table).where(*where).values(to_row(value)))
         if done.rowcount == 0:
             raise Conflict(missing)
 
@@ -206,22 +212,32 @@ class MappedRepository(SqlRepository):
         """The ``cls`` value in the first row ``query`` returns, or None."""
         with self._db.tx() as conn:
             row = conn.execute(query).first()
-        return None if row is None else from_row(self._rows, row, cls)
+        return None if row is None else from_row(row, cls)
 
     def _all(self, query: Select[Any], cls: type[T]) -> list[T]:
         """The ``cls`` values in every row ``query`` returns, in its order."""
         with self._db.tx() as conn:
             rows = conn.execute(query).all()
-        return [from_row(self._rows, r, cls) for r in rows]
+        return [from_row(r, cls) for r in rows]
 
 
 class _ByKeyRepository(MappedRepository, Generic[V]):
-    """A store of one kind of value (``_kind``), each in one row of ``_table`` under its
-    ``_key`` column (the value's attribute of that name)."""
+    """A store of one kind of value (``_kind``: the subclass's type argument), each in one
+    row of ``_table`` under its ``_key`` column (the table's primary key, which is the value's
+    attribute of that name)."""
 
     _table: ClassVar[Table]
     _key: ClassVar[str]
     _kind: ClassVar[type[Any]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            origin = get_origin(base)
+            if isinstance(origin, type) and issubclass(origin, _ByKeyRepository):
+                (cls._kind,) = get_args(base)
+        if "_table" in cls.__dict__:
+            (cls._key,) = cls._table.primary_key.columns.keys()
 
     def get(self, key: Any) -> V | None:
         """The value stored under ``key``, or None."""
@@ -264,4 +280,4 @@ class PutRepository(_ByKeyRepository[V]):
     def put(self, value: V) -> None:
         """Store ``value`` under its key, replacing the value stored there."""
         with self._db.tx(write=True) as conn:
-            upsert(conn, self._table, to_row(self._rows, value), self._key)
+            upsert(conn, self._table, to_row(value), self._key)

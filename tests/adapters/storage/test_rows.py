@@ -67,7 +67,7 @@ shapes = st.builds(
 def test_a_value_comes_back_from_its_row_with_the_omitted_attributes_given_back(
     shape: Shape,
 ) -> None:
-    row = to_row(ROWS, shape)
+    row = to_row(shape)
     assert set(row) == {
         "id",
         "colour",
@@ -88,7 +88,7 @@ def test_a_value_comes_back_from_its_row_with_the_omitted_attributes_given_back(
 
 @given(shape=shapes)
 def test_enums_travel_as_their_value_and_tuples_of_text_as_json(shape: Shape) -> None:
-    row = to_row(ROWS, shape)
+    row = to_row(shape)
     assert row["colour"] == shape.colour.value
     assert json.loads(row["names"]) == list(shape.names)
     assert (row["at_x"] is None) == (shape.at is None)
@@ -98,5 +98,10 @@ def test_enums_travel_as_their_value_and_tuples_of_text_as_json(shape: Shape) ->
 def test_an_integer_beyond_a_bigint_is_refused_naming_its_column(size: int) -> None:
     shape = Shape("s", Colour.RED, (), size, False)
     with pytest.raises(InvalidValue) as caught:
-        to_row(ROWS, shape)
+        to_row(shape)
     assert caught.value.field == "size"
+
+
+def test_a_class_registered_twice_is_refused_so_its_row_shape_stays_unambiguous() -> None:
+    with pytest.raises(TypeError, match="Shape already has a row shape"):
+        register_row(row_converter(), Shape)

@@ -18,8 +18,6 @@ register_row(_ROWS, ApiKey)
 class SqlApiKeyRepository(MappedRepository):
     """API keys (secret digests only) in ``api_keys``."""
 
-    _rows = _ROWS
-
     def add(self, key: ApiKey) -> None:
         """Store a new key; Conflict if its key_id or secret digest exists."""
         self._insert(t.api_keys, key)

@@ -47,8 +47,6 @@ register_row(
 class SqlFlRoundRepository(MappedRepository):
     """FL rounds in ``fl_rounds``, their updates in ``fl_updates``."""
 
-    _rows = _ROWS
-
     def add_round(self, fl_round: FlRound) -> None:
         """Store a new round; Conflict if its number exists."""
         self._insert(t.fl_rounds, fl_round)
@@ -89,8 +87,8 @@ class SqlFlRoundRepository(MappedRepository):
                     )
                 ).first()
                 if row is not None:
-                    return not same_upload(from_row(_ROWS, row, RoundUpdate), update)
-                conn.execute(insert(t.fl_updates).values(to_row(_ROWS, update)))
+                    return not same_upload(from_row(row, RoundUpdate), update)
+                conn.execute(insert(t.fl_updates).values(to_row(update)))
                 return True
         except Conflict:
             stored = self._stored_update(update.round, update.node_id)  # lost an insert race?

@@ -25,8 +25,6 @@ class SqlFundingRepository(MappedRepository):
     """Balances in ``balances``, top-ups in ``top_ups``, escrows in ``escrows``, draws in
     ``budgets``."""
 
-    _rows = _ROWS
-
     def _upsert(self, table: Table, key: str, row: dict[str, Any]) -> None:
         with self._db.tx(write=True) as conn:
             upsert(conn, table, row, key)
@@ -37,7 +35,7 @@ class SqlFundingRepository(MappedRepository):
 
     def save_balance(self, balance: Balance) -> None:
         """Store a balance (insert or replace)."""
-        self._upsert(t.balances, "public_key", to_row(_ROWS, balance))
+        self._upsert(t.balances, "public_key", to_row(balance))
 
     def add_top_up(self, top_up: TopUp) -> None:
         """Store a new top-up invoice; Conflict if its payment hash exists."""
@@ -81,4 +79,4 @@ class SqlFundingRepository(MappedRepository):
 
     def save_budget(self, name: str, budget: PeriodBudget) -> None:
         """Store the draw of budget ``name`` (insert or replace)."""
-        self._upsert(t.budgets, "name", {"name": name, **to_row(_ROWS, budget)})
+        self._upsert(t.budgets, "name", {"name": name, **to_row(budget)})

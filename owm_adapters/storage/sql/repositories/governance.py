@@ -50,7 +50,7 @@ register_row(_ROWS, TreasurySpend, encoded={"signers": _SIGNERS})
 
 
 def _comment_row(proposal_id: str, position: int, comment: Comment) -> dict[str, Any]:
-    return {"proposal_id": proposal_id, "position": position, **to_row(_ROWS, comment)}
+    return {"proposal_id": proposal_id, "position": position, **to_row(comment)}
 
 
 def _next(last: int | None) -> int:
@@ -63,7 +63,7 @@ class SqlProposalRepository(SqlRepository):
     def add(self, proposal: Proposal) -> None:
         """Store a new proposal; Conflict if its proposal_id exists."""
         with self._db.tx(write=True) as conn:
-            conn.execute(insert(t.proposals).values(to_row(_ROWS, proposal)))
+            conn.execute(insert(t.proposals).values(to_row(proposal)))
             self._write_children(conn, proposal)
 
     def save(self, proposal: Proposal) -> None:
@@ -77,7 +77,7 @@ class SqlProposalRepository(SqlRepository):
             done = conn.execute(
                 update(t.proposals)
                 .where(t.proposals.c.proposal_id == pid)
-                .values(to_row(_ROWS, proposal))
+                .values(to_row(proposal))
             )
             if done.rowcount == 0:
                 raise Conflict(f"proposal {pid} does not exist")
@@ -145,13 +145,12 @@ class SqlProposalRepository(SqlRepository):
             ).all()
         comments: dict[str, list[Comment]] = {}
         for r in comment_rows:
-            comments.setdefault(r.proposal_id, []).append(from_row(_ROWS, r, Comment))
+            comments.setdefault(r.proposal_id, []).append(from_row(r, Comment))
         acks: dict[str, list[str]] = {}
         for r in ack_rows:
             acks.setdefault(r._mapping["proposal_id"], []).append(r._mapping["holder_key"])
         return [
             from_row(
-                _ROWS,
                 r,
                 Proposal,
                 comments=tuple(comments.get(r.proposal_id, [])),
@@ -164,10 +163,7 @@ class SqlProposalRepository(SqlRepository):
 class SqlBountyRepository(KeyedRepository[Bounty]):
     """GitHub bounties in ``bounties``, by bounty id."""
 
-    _rows = _ROWS
     _table = t.bounties
-    _key = "bounty_id"
-    _kind = Bounty
     _unknown = "bounty {} is unknown"
 
     def list(self, status: BountyStatus | None = None, limit: int = 100) -> Sequence[Bounty]:
@@ -209,10 +205,7 @@ class SqlBountyRepository(KeyedRepository[Bounty]):
 class SqlAnalysisRepository(KeyedRepository[AnalysisRequest]):
     """Repository analysis requests in ``analyses``, by analysis id."""
 
-    _rows = _ROWS
     _table = t.analyses
-    _key = "analysis_id"
-    _kind = AnalysisRequest
     _unknown = "analysis {} is unknown"
 
 
@@ -220,10 +213,7 @@ class SqlWebhookEventRepository(KeyedRepository[WebhookEvent]):
     """The GitHub App's webhook deliveries in ``webhook_events``, by delivery id (its primary
     key: a stored id added again is a Conflict, the replay refused)."""
 
-    _rows = _ROWS
     _table = t.webhook_events
-    _key = "delivery_id"
-    _kind = WebhookEvent
     _unknown = "delivery {} is unknown"
 
     def add(self, value: WebhookEvent) -> None:
@@ -297,8 +287,6 @@ class SqlGovernanceLogRepository(SqlRepository):
 class SqlTreasurySpendRepository(MappedRepository):
     """Treasury spends in ``treasury_spends``; signers as sorted, comma-separated keys."""
 
-    _rows = _ROWS
-
     def get(self, proposal_id: str) -> TreasurySpend | None:
         """The spend of ``proposal_id``, or None."""
         query = select(t.treasury_spends).where(t.treasury_spends.c.proposal_id == proposal_id)
@@ -307,7 +295,7 @@ class SqlTreasurySpendRepository(MappedRepository):
     def save(self, spend: TreasurySpend) -> None:
         """Store or replace the spend; Conflict if the stored one was broadcast."""
         c = t.treasury_spends.c
-        values = to_row(_ROWS, spend)
+        values = to_row(spend)
         with self._db.tx(write=True) as conn:
             stored = conn.execute(
                 select(c.txid).where(c.proposal_id == spend.proposal_id)

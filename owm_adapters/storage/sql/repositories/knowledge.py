@@ -33,10 +33,7 @@ register_row(_ROWS, Document)
 class SqlSubModelRepository(KeyedRepository[SubModel]):
     """The sub-model registry in ``sub_models``, by name."""
 
-    _rows = _ROWS
     _table = t.sub_models
-    _key = "name"
-    _kind = SubModel
     _unknown = "sub-model {} is unknown"
 
     def list(self) -> Sequence[SubModel]:
@@ -47,12 +44,10 @@ class SqlSubModelRepository(KeyedRepository[SubModel]):
 class SqlDatasetRepository(MappedRepository):
     """Contributed datasets in ``datasets``, ``dataset_sub_models`` and ``dataset_documents``."""
 
-    _rows = _ROWS
-
     def add(self, record: DatasetRecord, documents: Sequence[Document]) -> None:
         """Store a contribution and its documents; Conflict if its id exists."""
         with self._db.tx(write=True) as conn:
-            conn.execute(insert(t.datasets).values(to_row(_ROWS, record)))
+            conn.execute(insert(t.datasets).values(to_row(record)))
             conn.execute(
                 insert(t.dataset_sub_models),
                 [
@@ -64,7 +59,7 @@ class SqlDatasetRepository(MappedRepository):
                 conn.execute(
                     insert(t.dataset_documents),
                     [
-                        {"dataset_id": record.dataset_id, "position": i, **to_row(_ROWS, d)}
+                        {"dataset_id": record.dataset_id, "position": i, **to_row(d)}
                         for i, d in enumerate(documents)
                     ],
                 )
@@ -101,7 +96,7 @@ class SqlDatasetRepository(MappedRepository):
             if row is None:
                 return None
             names = self._sub_models_of(conn, [dataset_id])[dataset_id]
-        return from_row(_ROWS, row, DatasetRecord, sub_models=tuple(names))
+        return from_row(row, DatasetRecord, sub_models=tuple(names))
 
     def documents(self, dataset_id: str) -> Sequence[Document]:
         """The dataset's documents in submission order (empty if unknown)."""
@@ -126,5 +121,5 @@ class SqlDatasetRepository(MappedRepository):
             rows = conn.execute(query).all()
             names = self._sub_models_of(conn, [r.dataset_id for r in rows])
         return [
-            from_row(_ROWS, r, DatasetRecord, sub_models=tuple(names[r.dataset_id])) for r in rows
+            from_row(r, DatasetRecord, sub_models=tuple(names[r.dataset_id])) for r in rows
         ]

@@ -54,7 +54,7 @@ class SqlTaskRepository(SqlRepository):
     def add(self, task: Task) -> None:
         """Store a submitted task, committed before returning; Conflict if the id exists."""
         with self._db.tx(write=True) as conn:
-            conn.execute(insert(t.tasks).values(to_row(_ROWS, task)))
+            conn.execute(insert(t.tasks).values(to_row(task)))
 
     def save(self, task: Task, expected_state: TaskState | None = None) -> None:
         """Replace a stored task; Conflict if unknown or its state is not ``expected_state``."""
@@ -63,7 +63,7 @@ class SqlTaskRepository(SqlRepository):
         if expected_state is not None:
             condition.append(c.state == expected_state.value)
         with self._db.tx(write=True) as conn:
-            done = conn.execute(update(t.tasks).where(*condition).values(to_row(_ROWS, task)))
+            done = conn.execute(update(t.tasks).where(*condition).values(to_row(task)))
             if done.rowcount == 1:
                 return
             state = conn.execute(select(c.state).where(c.task_id == task.task_id)).scalar()
@@ -76,14 +76,14 @@ class SqlTaskRepository(SqlRepository):
         """The task with ``task_id``, or None."""
         with self._db.tx() as conn:
             row = conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id)).first()
-        return None if row is None else from_row(_ROWS, row, Task)
+        return None if row is None else from_row(row, Task)
 
     def with_state(self, state: TaskState, limit: int = 100) -> Sequence[Task]:
         """Up to ``limit`` tasks in ``state``, oldest submission first."""
         c = t.tasks.c
         query = select(t.tasks).where(c.state == state.value).order_by(c.seq).limit(limit)
         with self._db.tx() as conn:
-            return [from_row(_ROWS, r, Task) for r in conn.execute(query).all()]
+            return [from_row(r, Task) for r in conn.execute(query).all()]
 
     def waiting(self, after: int = 0, limit: int = 100) -> Sequence[tuple[int, Task]]:
         """Up to ``limit`` assignable tasks stored after position ``after``, with positions."""
@@ -95,7 +95,7 @@ class SqlTaskRepository(SqlRepository):
             .limit(limit)
         )
         with self._db.tx() as conn:
-            return [(r.seq, from_row(_ROWS, r, Task)) for r in conn.execute(query).all()]
+            return [(r.seq, from_row(r, Task)) for r in conn.execute(query).all()]
 
     def expired(self, now: int, limit: int = 100) -> Sequence[Task]:
         """Assignable tasks whose ``expires_at`` < ``now``, earliest first."""
@@ -107,7 +107,7 @@ class SqlTaskRepository(SqlRepository):
             .limit(limit)
         )
         with self._db.tx() as conn:
-            return [from_row(_ROWS, r, Task) for r in conn.execute(query).all()]
+            return [from_row(r, Task) for r in conn.execute(query).all()]
 
     def assigned_to(self, node_id: str) -> Sequence[Task]:
         """Tasks ``node_id`` holds (assigned, or committed and not revealed), oldest first."""
@@ -119,7 +119,7 @@ class SqlTaskRepository(SqlRepository):
             .order_by(c.seq)
         )
         with self._db.tx() as conn:
-            return [from_row(_ROWS, r, Task) for r in conn.execute(query).all()]
+            return [from_row(r, Task) for r in conn.execute(query).all()]
 
     def overdue(self, now: int, limit: int = 100) -> Sequence[Task]:
         """Assigned tasks whose ``deadline_at`` < ``now``, earliest deadline first."""
@@ -131,7 +131,7 @@ class SqlTaskRepository(SqlRepository):
             .limit(limit)
         )
         with self._db.tx() as conn:
-            return [from_row(_ROWS, r, Task) for r in conn.execute(query).all()]
+            return [from_row(r, Task) for r in conn.execute(query).all()]
 
 
 class SqlProofRepository(EnvelopeRepository):
@@ -215,8 +215,6 @@ class SqlTaskOutputRepository(SqlTaskInputRepository):
 class SqlCommitmentRepository(MappedRepository):
     """Commitments per replica in ``task_commitments``."""
 
-    _rows = _ROWS
-
     def lock_round(self, round_id: str) -> None:
         """PostgreSQL: a transaction-scoped advisory lock on the round (released at commit);
         SQLite: nothing, its write transactions already run one at a time."""
@@ -228,7 +226,7 @@ class SqlCommitmentRepository(MappedRepository):
 
     def add(self, record: RecordedCommitment) -> None:
         """Store a commitment; the same one again is a no-op, another for the replica Conflict."""
-        row = to_row(_ROWS, record)
+        row = to_row(record)
         c = t.task_commitments.c
         with self._db.tx(write=True) as conn:
             dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
@@ -243,7 +241,7 @@ class SqlCommitmentRepository(MappedRepository):
             stored = conn.execute(
                 select(t.task_commitments).where(c.replica_id == row["replica_id"])
             ).first()
-        if stored is None or from_row(_ROWS, stored, RecordedCommitment) != record:
+        if stored is None or from_row(stored, RecordedCommitment) != record:
             raise Conflict(f"replica {row['replica_id']} has already committed")
 
     def for_round(self, round_id: str) -> Sequence[RecordedCommitment]:

@@ -39,10 +39,7 @@ register_row(_ROWS, HeartbeatCount, renamed={"count": "heartbeats"})
 class SqlNodeRepository(KeyedRepository[Node]):
     """Nodes in the ``nodes`` table, by node id (their public keys are unique too)."""
 
-    _rows = _ROWS
     _table = t.nodes
-    _key = "node_id"
-    _kind = Node
     _unknown = "node {} is not registered"
 
     def get_by_public_key(self, public_key: str) -> Node | None:
@@ -79,7 +76,7 @@ class SqlHeartbeatActivityRepository(SqlRepository):
     def add(self, counts: Mapping[tuple[int, str], int]) -> None:
         """Add ``count`` to the stored count of each (minute start, node_id); counts ≥ 1."""
         rows = [
-            to_row(_ROWS, HeartbeatCount(minute, node_id, n))
+            to_row(HeartbeatCount(minute, node_id, n))
             for (minute, node_id), n in sorted(counts.items())
         ]
         with self._db.tx(write=True) as conn:
@@ -98,7 +95,7 @@ class SqlHeartbeatActivityRepository(SqlRepository):
         query = select(t.heartbeat_activity).where(c.minute >= start).order_by(c.minute, c.node_id)
         with self._db.tx() as conn:
             rows = conn.execute(query).all()
-        return [from_row(_ROWS, r, HeartbeatCount) for r in rows]
+        return [from_row(r, HeartbeatCount) for r in rows]
 
     def delete_older_than(self, cutoff: int) -> int:
         """Forget counts of minutes starting before ``cutoff``; how many were forgotten."""

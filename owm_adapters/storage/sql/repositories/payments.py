@@ -41,8 +41,6 @@ register_row(_ROWS, PayoutChannelOpening, int64_columns=["started_at"])
 class SqlPaymentRepository(MappedRepository):
     """Reward payments (``payments``) and the payment log (``payment_attempts``)."""
 
-    _rows = _ROWS
-
     def upsert(self, payment: RewardPayment) -> RewardPayment:
         """Insert, or update state/attempts/error/bolt11 of the record with this payment_hash."""
         c = t.payments.c
@@ -52,7 +50,7 @@ class SqlPaymentRepository(MappedRepository):
             if row is None:
                 try:
                     with conn.begin_nested():
-                        conn.execute(insert(t.payments).values(to_row(_ROWS, payment)))
+                        conn.execute(insert(t.payments).values(to_row(payment)))
                     return payment
                 except IntegrityError:  # another writer inserted this hash (or payment_id) first
                     row = conn.execute(by_hash.with_for_update()).first()
@@ -60,12 +58,12 @@ class SqlPaymentRepository(MappedRepository):
                         raise Conflict(
                             f"payment id {payment.payment_id} is used by another hash"
                         ) from None
-            kept = merge(from_row(_ROWS, row, RewardPayment), payment)
+            kept = merge(from_row(row, RewardPayment), payment)
             if kept is payment:
                 conn.execute(
                     update(t.payments)
                     .where(c.payment_hash == payment.payment_hash)
-                    .values(to_row(_ROWS, payment))
+                    .values(to_row(payment))
                 )
             return kept
 
@@ -137,10 +135,7 @@ class SqlPaymentRepository(MappedRepository):
 class SqlPayoutChannelRepository(PutRepository[PayoutChannelOpening]):
     """The treasury's latest payout-channel opening per node, in ``payout_channels``."""
 
-    _rows = _ROWS
     _table = t.payout_channels
-    _key = "node_id"
-    _kind = PayoutChannelOpening
 
     def opened_since(self, started_at: int) -> int:
         """The capacity (sat) of the openings started at or after ``started_at``."""

@@ -157,8 +157,6 @@ class SqlShareRejectionRepository(SqlRepository):
 class SqlMiningPayoutRepository(MappedRepository):
     """Mining payouts in ``mining_payouts``."""
 
-    _rows = _ROWS
-
     def add(self, payout: MiningPayout) -> None:
         """Record one payout; Conflict if its payment_hash is already recorded."""
         self._insert(t.mining_payouts, payout)
@@ -175,10 +173,7 @@ class SqlMiningPayoutRepository(MappedRepository):
 class SqlMinerCreditRepository(PutRepository[MinerCredit]):
     """Miners' FPPS credits in ``miner_credits``, by miner id."""
 
-    _rows = _ROWS
     _table = t.miner_credits
-    _key = "miner_id"
-    _kind = MinerCredit
 
     def list(self, limit: int = 10_000) -> Sequence[MinerCredit]:
         """Up to ``limit`` credits, by miner id."""

@@ -26,10 +26,7 @@ register_row(
 class SqlModelReleaseRepository(KeyedRepository[ModelRelease]):
     """Published model releases in ``model_releases``, by release id (sub_model@version)."""
 
-    _rows = _ROWS
     _table = t.model_releases
-    _key = "release_id"
-    _kind = ModelRelease
 
     def save(self, release: ModelRelease) -> None:
         """Replace a release's proof and status (upgrade, verification); Conflict if unknown."""

@@ -30,8 +30,6 @@ register_row(_ROWS, DataPayee, int64_columns=["registered_at"])
 class SqlDataCreditRepository(MappedRepository):
     """Data contributors' credits in ``data_credits``."""
 
-    _rows = _ROWS
-
     def add(self, query_id: str, credits: Sequence[DataCredit], at: int) -> None:
         """Record the credits of one query; Conflict if that query was already credited."""
         if not credits:
@@ -69,7 +67,7 @@ class SqlDataCreditRepository(MappedRepository):
         )
         with self._db.tx() as conn:
             rows = conn.execute(query).all()
-        return [(r.query_id, r.credited_at, from_row(_ROWS, r, DataCredit)) for r in rows]
+        return [(r.query_id, r.credited_at, from_row(r, DataCredit)) for r in rows]
 
     def for_query(self, query_id: str) -> Sequence[DataCredit]:
         """The credits recorded for ``query_id``, by contributor then dataset id."""
@@ -111,10 +109,7 @@ class SqlQueryAnswerRepository(SqlRepository):
 class SqlDataPayeeRepository(PutRepository[DataPayee]):
     """Data contributors' payees in ``data_payees``, by contributor."""
 
-    _rows = _ROWS
     _table = t.data_payees
-    _key = "contributor"
-    _kind = DataPayee
 
     def list(self, limit: int = 1_000) -> Sequence[DataPayee]:
         """Up to ``limit`` payees, by contributor."""

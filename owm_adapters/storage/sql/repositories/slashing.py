@@ -45,7 +45,7 @@ class SqlSlashingLogRepository(SqlRepository):
         """Append ``entry``; Conflict unless its index and prev_hash continue the latest entry."""
         with self._db.tx(write=True) as conn:
             check_next_entry(self._latest(conn), entry)
-            conn.execute(insert(t.slashing_log).values(to_row(_ROWS, entry)))
+            conn.execute(insert(t.slashing_log).values(to_row(entry)))
 
     def entries(self, start: int = 0, limit: int | None = None) -> Sequence[SlashingLogEntry]:
         """Entries with index ≥ ``start``, in index order, at most ``limit`` of them."""
@@ -57,7 +57,7 @@ class SqlSlashingLogRepository(SqlRepository):
             .limit(limit)
         )
         with self._db.tx() as conn:
-            return [from_row(_ROWS, r, SlashingLogEntry) for r in conn.execute(query).all()]
+            return [from_row(r, SlashingLogEntry) for r in conn.execute(query).all()]
 
     def latest(self) -> SlashingLogEntry | None:
         """The last entry (the head of the chain), or None for an empty log."""
@@ -68,7 +68,7 @@ class SqlSlashingLogRepository(SqlRepository):
     def _latest(conn: Connection) -> SlashingLogEntry | None:
         query = select(t.slashing_log).order_by(t.slashing_log.c.entry_index.desc()).limit(1)
         row = conn.execute(query).first()
-        return None if row is None else from_row(_ROWS, row, SlashingLogEntry)
+        return None if row is None else from_row(row, SlashingLogEntry)
 
 
 class SqlSlashingEvidenceRepository(EnvelopeRepository):
@@ -118,7 +118,7 @@ class SqlSlashingEvidenceRepository(EnvelopeRepository):
             .order_by(c.at, c.seq)
         )
         with self._db.tx() as conn:
-            return [from_row(_ROWS, r, SlashingSignal) for r in conn.execute(query).all()]
+            return [from_row(r, SlashingSignal) for r in conn.execute(query).all()]
 
     def open_acknowledgements(self, node_id: str) -> Sequence[Envelope]:
         """The open acknowledgement envelopes about ``node_id``, oldest first."""
@@ -163,8 +163,8 @@ class SqlSlashingEvidenceRepository(EnvelopeRepository):
                 .limit(1)
             ).first()
             if row is not None:
-                return from_row(_ROWS, row, SlashingDecision)
-            conn.execute(insert(t.slashing_decisions).values(to_row(_ROWS, decision)))
+                return from_row(row, SlashingDecision)
+            conn.execute(insert(t.slashing_decisions).values(to_row(decision)))
             return decision
 
     def unfinished_decisions(self) -> Sequence[SlashingDecision]:
@@ -172,7 +172,7 @@ class SqlSlashingEvidenceRepository(EnvelopeRepository):
         c = t.slashing_decisions.c
         query = select(t.slashing_decisions).where(c.finished_at.is_(None)).order_by(c.seq)
         with self._db.tx() as conn:
-            return [from_row(_ROWS, r, SlashingDecision) for r in conn.execute(query).all()]
+            return [from_row(r, SlashingDecision) for r in conn.execute(query).all()]
 
     def finish_decision(self, node_id: str, finished_at: int) -> None:
         """Mark the node's unfinished decision done and close its open evidence, together."""

@@ -60,17 +60,17 @@ class SqlStakeRepository(SqlRepository):
             row = conn.execute(
                 select(t.stakes).where(c.public_key == stake.public_key).with_for_update()
             ).first()
-            before = None if row is None else from_row(_ROWS, row, Stake)
-            upsert(conn, t.stakes, to_row(_ROWS, stake), "public_key")
+            before = None if row is None else from_row(row, Stake)
+            upsert(conn, t.stakes, to_row(stake), "public_key")
             change = change_of(before, stake)
             if change is not None:
-                conn.execute(insert(t.stake_changes).values(to_row(_ROWS, change)))
+                conn.execute(insert(t.stake_changes).values(to_row(change)))
 
     def get(self, public_key: str) -> Stake | None:
         """The stake record of ``public_key``, or None (keeps slashed keys for the cooldown)."""
         with self._db.tx() as conn:
             row = conn.execute(select(t.stakes).where(t.stakes.c.public_key == public_key)).first()
-        return None if row is None else from_row(_ROWS, row, Stake)
+        return None if row is None else from_row(row, Stake)
 
     def due_for_verification(self, now: int) -> Sequence[Stake]:
         """Stakes whose ``next_verification_at`` ≤ ``now``, earliest first (SRS-STAKE-03)."""
@@ -82,7 +82,7 @@ class SqlStakeRepository(SqlRepository):
         )
         with self._db.tx() as conn:
             rows = conn.execute(query).all()
-        return [from_row(_ROWS, r, Stake) for r in rows]
+        return [from_row(r, Stake) for r in rows]
 
     def changes(self, start: int, limit: int = 10_000) -> Sequence[StakeChange]:
         """Up to ``limit`` status changes at or after ``start``, in the order they were saved."""
@@ -90,7 +90,7 @@ class SqlStakeRepository(SqlRepository):
         query = select(t.stake_changes).where(c.at >= start).order_by(c.seq).limit(limit)
         with self._db.tx() as conn:
             rows = conn.execute(query).all()
-        return [from_row(_ROWS, r, StakeChange) for r in rows]
+        return [from_row(r, StakeChange) for r in rows]
 
 
 class SqlChannelBindingRepository(SqlRepository):
