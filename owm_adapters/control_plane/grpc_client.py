@@ -42,6 +42,7 @@ from owm_adapters.control_plane.auth import (
 )
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from owm_adapters.control_plane.messages import COORDINATOR_SIGNED, from_message
 from owm_adapters.control_plane.socks import Socks5Forwarder
 from owm_adapters.control_plane.tls import ClientTls, PinMismatch, pinned_channel
 from owm_core.coordination.challenges import Challenge, ChallengePurpose
@@ -102,18 +103,7 @@ class GrpcFeed:
     def __iter__(self) -> Iterator[AssignedTask]:
         try:
             for a in self._call:
-                yield AssignedTask(
-                    task_id=a.task_id,
-                    task_type=a.task_type,
-                    input_schema_id=a.input_schema_id,
-                    input_schema_version=a.input_schema_version,
-                    price_msat=a.price_msat,
-                    deadline_at=a.deadline_at,
-                    input=a.input,
-                    assigned_at_ms=a.assigned_at_ms,
-                    signature=a.coordinator_signature,
-                    model_version=a.model_version,
-                )
+                yield from_message(AssignedTask, a, COORDINATOR_SIGNED)
         except grpc.RpcError as exc:
             if self._cancelled.is_set():
                 return
@@ -192,9 +182,7 @@ class GrpcControlPlane:
         reply = self._unary("GetChallenge",
             pb.GetChallengeRequest(public_key=signer.public_key_hex, purpose=purpose.value),
         )
-        return Challenge(
-            reply.public_key, reply.purpose, reply.nonce, reply.issued_at, reply.expires_at
-        )
+        return from_message(Challenge, reply)
 
     def register(
         self,
@@ -222,13 +210,7 @@ class GrpcControlPlane:
                 ),
             ),
         )
-        return RegisterReply(
-            node_id=reply.node_id,
-            tier=reply.tier,
-            stake_status=reply.stake_status,
-            required_sats=reply.required_sats,
-            capacity_sat=reply.capacity_sat,
-        )
+        return from_message(RegisterReply, reply)
 
     def heartbeat(self, heartbeat_envelope: bytes, manifest_envelope: bytes = b"") -> str:
         """One signed heartbeat (SRS-NODE-04)."""
@@ -275,23 +257,12 @@ class GrpcControlPlane:
     def stake_status(self, public_key: str) -> StakeView:
         """The node's stake record."""
         reply = self._unary("StakeStatus", pb.StakeStatusRequest(public_key=public_key))
-        return StakeView(
-            status=reply.status,
-            tier=reply.tier,
-            required_sats=reply.required_sats,
-            capacity_sat=reply.capacity_sat,
-            channel_point=reply.channel_point,
-            cooldown_until=reply.cooldown_until,
-        )
+        return from_message(StakeView, reply)
 
     def stake_terms(self, tier: str) -> StakeTermsView:
         """The treasury's Lightning URI and the stake ``tier`` needs (before registration)."""
         reply = self._unary("StakeTerms", pb.StakeTermsRequest(tier=tier))
-        return StakeTermsView(
-            treasury_node_uri=reply.treasury_node_uri,
-            required_sats=reply.required_sats,
-            min_confirmations=reply.min_confirmations,
-        )
+        return from_message(StakeTermsView, reply)
 
     def reject_task(self, rejection_envelope: bytes) -> str:
         """A signed task rejection (SRS-NODE-07); the replica's state after it."""
@@ -303,15 +274,7 @@ class GrpcControlPlane:
     def replicas(self, task_id: str) -> list[ReplicaView]:
         """The replicas of a submitted task."""
         reply = self._unary("GetTask", pb.GetTaskRequest(task_id=task_id))
-        return [
-            ReplicaView(
-                replica_id=r.replica_id,
-                state=r.state,
-                node_id=r.node_id,
-                price_msat=r.price_msat,
-            )
-            for r in reply.replicas
-        ]
+        return [from_message(ReplicaView, r) for r in reply.replicas]
 
     def deregister(self, signer: ChallengeSigner) -> str:
         """Leave cooperatively."""
@@ -330,18 +293,7 @@ class GrpcControlPlane:
         reply = self._unary(
             "PendingPayouts", pb.PendingPayoutsRequest(query_envelope=query_envelope)
         )
-        return [
-            PendingPayout(
-                payment_id=p.payment_id,
-                payee_pubkey=p.payee_pubkey,
-                amount_msat=p.amount_msat,
-                memo=p.memo,
-                expiry_s=p.expiry_s,
-                requested_at=p.requested_at,
-                signature=p.coordinator_signature,
-            )
-            for p in reply.payouts
-        ]
+        return [from_message(PendingPayout, p, COORDINATOR_SIGNED) for p in reply.payouts]
 
     def submit_invoice(self, invoice_envelope: bytes) -> str:
         """Hand in a signed invoice for a pending payout (SubmitInvoice); its payment hash."""

@@ -25,6 +25,7 @@ import grpc
 
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
+from owm_adapters.control_plane.messages import COORDINATOR_SIGNED, from_message, to_message
 from owm_adapters.control_plane.tls import PeerIdentities
 from owm_adapters.services.coordinator.service import CoordinatorService, PushedTask
 from owm_adapters.services.payouts import NodeInvoiceDesk
@@ -102,18 +103,7 @@ def stake_reply(stake: Stake) -> pb.StakeStatusResponse:
 def assignment_of(pushed: PushedTask) -> pb.TaskAssignment:
     """The TaskAssignment message for an assignment pushed to a node, with its signature."""
     task = pushed.assigned()
-    return pb.TaskAssignment(
-        task_id=task.task_id,
-        task_type=task.task_type,
-        input_schema_id=task.input_schema_id,
-        input_schema_version=task.input_schema_version,
-        price_msat=task.price_msat,
-        deadline_at=task.deadline_at,
-        input=task.input,
-        assigned_at_ms=task.assigned_at_ms,
-        coordinator_signature=task.signature,
-        model_version=task.model_version,
-    )
+    return to_message(pb.TaskAssignment, task, COORDINATOR_SIGNED)
 
 
 def task_view(
@@ -186,13 +176,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     ) -> pb.Challenge:
         self._bound_peer(context)
         challenge = self.service.challenge(request.public_key, request.purpose)
-        return pb.Challenge(
-            public_key=challenge.public_key,
-            purpose=challenge.purpose.value,
-            nonce=challenge.nonce,
-            issued_at=challenge.issued_at,
-            expires_at=challenge.expires_at,
-        )
+        return to_message(pb.Challenge, challenge)
 
     @signed
     def Register(
@@ -295,17 +279,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     ) -> pb.SubmitTaskResponse:
         self._bound_peer(context)
         task_id = request.task_id
-        task_request = TaskRequest(
-            task_id=task_id,
-            task_type=request.task_type,
-            input_schema_id=request.input_schema_id,
-            input_schema_version=request.input_schema_version,
-            min_tier=_tier(request.min_tier),
-            min_vram_mb=request.min_vram_mb,
-            min_ram_mb=request.min_ram_mb,
-            gpu_required=request.gpu_required,
-            max_price_msat=request.max_price_msat,
-        )
+        task_request = from_message(TaskRequest, request, min_tier=_tier(request.min_tier))
         replicas = self.service.submit_signed_task(
             task_request, request.input, request.submitter_envelope
         )
@@ -318,12 +292,9 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
         self._bound_peer(context)
         view = self.service.funding.balance_request(request.request_envelope)
         balance, top_up = view.balance, view.top_up
-        return pb.FundBalanceResponse(
-            public_key=balance.public_key,
-            available_msat=balance.available_msat,
-            funded_msat=balance.funded_msat,
-            escrowed_msat=balance.escrowed_msat,
-            refunded_msat=balance.refunded_msat,
+        return to_message(
+            pb.FundBalanceResponse,
+            balance,
             bolt11=top_up.bolt11 if top_up else "",
             payment_hash=top_up.payment_hash if top_up else "",
             expires_at=top_up.expires_at if top_up else 0,
@@ -391,11 +362,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
     ) -> pb.StakeTermsResponse:
         self._bound_peer(context)
         terms = self.service.stake_terms(request.tier)
-        return pb.StakeTermsResponse(
-            treasury_node_uri=terms.treasury_node_uri,
-            required_sats=terms.required_sats,
-            min_confirmations=terms.min_confirmations,
-        )
+        return to_message(pb.StakeTermsResponse, terms)
 
     @signed
     def GetTask(self, request: pb.GetTaskRequest, context: grpc.ServicerContext) -> pb.TaskView:
@@ -415,15 +382,7 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
         node_key = signer_of(request.query_envelope)
         return pb.PendingPayoutsResponse(
             payouts=[
-                pb.PendingPayout(
-                    payment_id=p.payment_id,
-                    amount_msat=p.amount_msat,
-                    memo=p.memo,
-                    expiry_s=p.expiry_s,
-                    requested_at=p.requested_at,
-                    payee_pubkey=p.payee_pubkey,
-                    coordinator_signature=p.signature,
-                )
+                to_message(pb.PendingPayout, p, COORDINATOR_SIGNED)
                 for p in self.service.signed_payouts(
                     invoices.pending_for(request.query_envelope), node_key
                 )
