@@ -140,8 +140,8 @@ class GitHubTraffic:
         self.deliver("issue_comment", comment(issue, CONTRIBUTOR, "CONTRIBUTOR",
                                               f"/claim {self.contributor_ln}"))
         pull = pull_request(number, issue, sha)
-        self.standin.add_pull(REPOSITORY, pull)
         self.standin.repositories[REPOSITORY].archives[sha] = sample_archive(n)
+        self.standin.add_pull(REPOSITORY, pull)  # its files: the sample archive's
         # GitHub closes the fixed issue on the merge and delivers both events in no set order:
         # the issue's first, as the harder case (the claimed bounty must still be paid).
         self.deliver("issues", {**_base(), "action": "closed", "issue": {

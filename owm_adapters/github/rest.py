@@ -19,12 +19,22 @@ from urllib.parse import quote
 
 from owm_adapters.github.app_auth import AppCredentials, InstallationTokens
 from owm_core.errors import GitHubUnavailable, InvalidValue, NotFound
-from owm_core.governance.github_app import InstallationToken, PullRequest
+from owm_core.governance.github_app import (
+    ChangedFile,
+    InstallationToken,
+    PullChanges,
+    PullRequest,
+)
 from owm_core.ports.clock import Clock
 
 API_VERSION = "2022-11-28"
 MAX_ARCHIVE_BYTES = 512 * 1024 * 1024
 MAX_JSON_BYTES = 16 * 1024 * 1024
+PAGE = 100
+MAX_FILE_PAGES = 30
+"""GitHub lists at most 3,000 files of a pull request."""
+MAX_COMMIT_PAGES = 3
+"""GitHub lists at most 250 commits of a pull request."""
 
 
 def _opener() -> urllib.request.OpenerDirector:
@@ -72,6 +82,26 @@ class GitHubRest:
             changed_files=int(pr.get("changed_files") or 0),
         )
 
+    def pull_changes(self, installation_id: int, repository: str, number: int) -> PullChanges:
+        """The files pull request ``number`` changed and its commits' authors, page by page
+        (GitHub lists at most 3,000 files and 250 commits of a pull request)."""
+        base = f"{_repo_path(repository)}/pulls/{number}"
+        files = tuple(
+            ChangedFile(
+                path=str(f.get("filename") or ""), status=str(f.get("status") or "modified"),
+                additions=int(f.get("additions") or 0), deletions=int(f.get("deletions") or 0),
+            )
+            for f in self._pages(installation_id, f"{base}/files", MAX_FILE_PAGES)
+        )
+        commits = self._pages(installation_id, f"{base}/commits", MAX_COMMIT_PAGES)
+        authors = {str((c.get("author") or {}).get("login") or "") for c in commits}
+        return PullChanges(files, tuple(sorted(a for a in authors if a)))
+
+    def contributors(self, installation_id: int, repository: str) -> tuple[str, ...]:
+        """The logins of ``repository``'s contributors, most commits first (first 100)."""
+        listed = self._pages(installation_id, f"{_repo_path(repository)}/contributors", 1)
+        return tuple(str(c["login"]) for c in listed if c.get("login"))
+
     def comment(self, installation_id: int, repository: str, number: int, body: str) -> int:
         """Post a comment on issue or pull request ``number``; its id."""
         made = self._json(
@@ -103,14 +133,31 @@ class GitHubRest:
     def _json(
         self, installation_id: int, method: str, path: str, body: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        raw = self._authorised(installation_id, method, path, body, MAX_JSON_BYTES)
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            raise GitHubUnavailable(f"GitHub answered {method} {path} with invalid JSON") from None
+        value = self._parsed(installation_id, method, path, body)
         if not isinstance(value, dict):
             raise GitHubUnavailable(f"GitHub answered {method} {path} with no object")
         return value
+
+    def _pages(self, installation_id: int, path: str, pages: int) -> list[dict[str, Any]]:
+        """The objects of a listing, 100 a page, until a short page or ``pages`` pages."""
+        found: list[dict[str, Any]] = []
+        for page in range(1, pages + 1):
+            listed = self._parsed(installation_id, "GET", f"{path}?per_page={PAGE}&page={page}")
+            if not isinstance(listed, list):
+                raise GitHubUnavailable(f"GitHub answered GET {path} with no list")
+            found.extend(item for item in listed if isinstance(item, dict))
+            if len(listed) < PAGE:
+                break
+        return found
+
+    def _parsed(
+        self, installation_id: int, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> Any:
+        raw = self._authorised(installation_id, method, path, body, MAX_JSON_BYTES)
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise GitHubUnavailable(f"GitHub answered {method} {path} with invalid JSON") from None
 
     def _authorised(
         self, installation_id: int, method: str, path: str, body: dict[str, Any] | None,

@@ -2,19 +2,23 @@
 
 Tests and devnets run the App against :class:`GitHubStandIn` instead of api.github.com. It
 speaks GitHub's shapes for exactly what the App calls — ``POST /app/installations/{id}/
-access_tokens`` (RS256 App JWT in, one-hour token out), ``GET /repos/{o}/{r}/pulls/{n}``,
-``POST /repos/{o}/{r}/issues/{n}/comments`` (issue and PR conversation comments) and
-``GET /repos/{o}/{r}/tarball/{ref}`` — and, like GitHub, refuses with 401 a JWT that is not
-the App's, is expired or too long-lived, and a token that is unknown, expired or belongs to
-another installation than the repository's. It keeps its repositories, pull requests,
-archives and the comments posted in memory, for the test or devnet to inspect.
+access_tokens`` (RS256 App JWT in, one-hour token out), ``GET /repos/{o}/{r}/pulls/{n}``
+and its ``/files`` and ``/commits`` listings (paged by ``per_page`` and ``page``), ``GET
+/repos/{o}/{r}/contributors``, ``POST /repos/{o}/{r}/issues/{n}/comments`` (issue and PR
+conversation comments) and ``GET /repos/{o}/{r}/tarball/{ref}`` — and, like GitHub,
+refuses with 401 a JWT that is not the App's, is expired or too long-lived, and a token
+that is unknown, expired or belongs to another installation than the repository's. It keeps
+its repositories, pull requests, archives and the comments posted in memory, for the test or
+devnet to inspect.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import secrets
+import tarfile
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,7 +32,10 @@ TOKEN_LIFE_S = 3_600
 MAX_JWT_LIFE_S = 600
 
 _TOKEN_PATH = re.compile(r"/app/installations/(\d+)/access_tokens")
-_REPO_PATH = re.compile(r"/repos/([^/]+)/([^/]+)/(pulls|issues|tarball)/([^/]+)(/comments)?")
+_REPO_PATH = re.compile(
+    r"/repos/([^/]+)/([^/]+)/(?:(pulls|issues|tarball)/([^/]+)(/comments|/files|/commits)?"
+    r"|(contributors))"
+)
 
 
 @attrs.define
@@ -38,6 +45,10 @@ class StandInRepository:
     installation_id: int
     pulls: dict[int, dict[str, Any]] = attrs.Factory(dict)
     archives: dict[str, bytes] = attrs.Factory(dict)
+    #: GitHub's listings of each pull request's files and commits, as ``add_pull`` was given.
+    pull_files: dict[int, list[dict[str, Any]]] = attrs.Factory(dict)
+    pull_commits: dict[int, list[dict[str, Any]]] = attrs.Factory(dict)
+    contributors: list[dict[str, Any]] = attrs.Factory(list)
 
 
 @attrs.frozen
@@ -76,9 +87,23 @@ class GitHubStandIn:
         self.repositories[repository] = repo
         return repo
 
-    def add_pull(self, repository: str, pull: dict[str, Any]) -> None:
-        """Serve ``pull`` (GitHub's pull request JSON) under its ``number``."""
-        self.repositories[repository].pulls[int(pull["number"])] = pull
+    def add_pull(
+        self, repository: str, pull: dict[str, Any],
+        files: list[dict[str, Any]] | None = None, commits: list[dict[str, Any]] | None = None,
+    ) -> None:  # fmt: skip
+        """Serve ``pull`` (GitHub's pull request JSON) under its ``number``, with the listings
+        of the files it changed (``filename``, ``status``, ``additions``, ``deletions``) and of
+        its commits (``author.login``); by default one commit by the pull request's author,
+        and as files every file of the archive at its merge commit (when served already),
+        added with its lines."""
+        repo, number = self.repositories[repository], int(pull["number"])
+        repo.pulls[number] = pull
+        author = (pull.get("user") or {}).get("login") or ""
+        repo.pull_commits[number] = commits if commits is not None else [
+            {"sha": pull.get("merge_commit_sha") or "", "author": {"login": author}}
+        ]  # fmt: skip
+        archive = repo.archives.get(str(pull.get("merge_commit_sha") or ""))
+        repo.pull_files[number] = files if files is not None else _archive_files(archive)
 
     # ------------------------------------------------------------------ credentials
 
@@ -145,22 +170,31 @@ class GitHubStandIn:
 
     def route(self, method: str, path: str, authorization: str, body: bytes) -> tuple[int, Any]:
         """The status and answer (JSON value or archive bytes) of one request."""
-        minted = _TOKEN_PATH.fullmatch(path)
+        minted = _TOKEN_PATH.fullmatch(path.partition("?")[0])
         if minted and method == "POST":
             answer = self.mint(authorization, int(minted.group(1)))
             return (201, answer) if answer else (401, {"message": "A JSON web token could not "
                                                        "be decoded"})
+        path, _, query = path.partition("?")
         found = _REPO_PATH.fullmatch(path)
         if found is None:
             return 404, {"message": "Not Found"}
-        owner, name, kind, ident, comments = found.groups()
+        owner, name, kind, ident, sub, contributors = found.groups()
         repository = f"{owner}/{name}"
         if not self.admits(authorization, repository):
             return 401, {"message": "Bad credentials"}
         repo = self.repositories[repository]
-        if kind == "pulls" and method == "GET" and not comments:
+        if contributors and method == "GET":
+            return 200, _page(repo.contributors, query)
+        if kind == "pulls" and method == "GET" and sub in (None, "/files", "/commits"):
             pull = repo.pulls.get(int(ident)) if ident.isdigit() else None
-            return (200, pull) if pull else (404, {"message": "Not Found"})
+            if pull is None:
+                return 404, {"message": "Not Found"}
+            if sub is None:
+                return 200, pull
+            listing = repo.pull_files if sub == "/files" else repo.pull_commits
+            return 200, _page(listing.get(int(ident), []), query)
+        comments = sub == "/comments"
         if kind == "issues" and comments and method == "POST" and ident.isdigit():
             text = json.loads(body or b"{}").get("body")
             if not isinstance(text, str) or not text:
@@ -172,6 +206,29 @@ class GitHubStandIn:
         if kind == "tarball" and method == "GET" and ident in repo.archives:
             return 200, repo.archives[ident]
         return 404, {"message": "Not Found"}
+
+
+def _page(items: list[dict[str, Any]], query: str) -> list[dict[str, Any]]:
+    """One page of a listing as GitHub pages it (``per_page`` ≤ 100, ``page`` from 1)."""
+    asked = dict(p.partition("=")[::2] for p in query.split("&") if p)
+    per_page = min(100, int(asked.get("per_page") or 30))
+    page = max(1, int(asked.get("page") or 1))
+    return items[(page - 1) * per_page : page * per_page]
+
+
+def _archive_files(archive: bytes | None) -> list[dict[str, Any]]:
+    """Every file of a served tarball as an added file with its lines."""
+    if archive is None:
+        return []
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:*") as tar:
+        files = []
+        for member in tar:
+            handle = tar.extractfile(member) if member.isfile() else None
+            if handle is not None:
+                lines = handle.read().count(b"\n")
+                files.append({"filename": member.name.split("/", 1)[-1], "status": "added",
+                              "additions": lines, "deletions": 0})  # fmt: skip
+        return files
 
 
 class _Handler(BaseHTTPRequestHandler):

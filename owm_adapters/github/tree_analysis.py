@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import lizard
@@ -25,6 +25,7 @@ from owm_core.governance.analysis import (
     language_of,
     summarise,
 )
+from owm_core.governance.github_app import ChangedFile
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_FILES = 100_000
@@ -64,10 +65,12 @@ def analyse_tree(root: Path, authors: Iterable[str] = ()) -> RepositoryAnalysis:
 
 
 def analyse_tarball(
-    raw: bytes, authors: Iterable[str] = (), only: Iterable[str] | None = None
-) -> RepositoryAnalysis:
+    raw: bytes, authors: Iterable[str] = (), only: Iterable[str] | None = None,
+    changes: Sequence[ChangedFile] = (),
+) -> RepositoryAnalysis:  # fmt: skip
     """The analysis of a gzipped tarball (GitHub's archive: one top folder, stripped); with
-    ``only``, of just those paths (the files a pull request changed)."""
+    ``only``, of just those paths (the files a pull request changed, whose ``changes`` give the
+    lines added and deleted)."""
     wanted = set(only) if only is not None else None
     facts: list[FileFacts] = []
     try:
@@ -85,4 +88,4 @@ def analyse_tarball(
                 facts.append(file_facts(path, data))
     except (tarfile.TarError, EOFError, OSError):
         raise InvalidValue("archive", "is not a readable gzipped tarball") from None
-    return summarise(facts, authors)
+    return summarise(facts, authors, changes)

@@ -1,6 +1,9 @@
 """Running repository analyses (``POST /v1/github/analyze``) with the GitHub App: fetch the
 repository's archive through the GitHub port as the App's installation on it, measure it
-(:mod:`owm_adapters.github.tree_analysis`), store the result with its score and reasons.
+(:mod:`owm_adapters.github.tree_analysis`), store the result with its score and reasons. A
+repository is measured whole at ``HEAD`` and credited to its contributors; a pull request by
+the files it changed (measured at its head commit, with the lines added and deleted) and
+credited to its author and its commits' authors.
 
 An analysis goes queued → running → done (the result) or failed (the reason, e.g. the App is
 not installed on the repository). Analyses run one at a time on the runner's own thread, so a
@@ -16,7 +19,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from owm_adapters.github.tree_analysis import analyse_tarball
 from owm_core.errors import DomainError
-from owm_core.governance.contributions import AnalysisState, advance_analysis
+from owm_core.governance.analysis import RepositoryAnalysis
+from owm_core.governance.contributions import AnalysisRequest, AnalysisState, advance_analysis
 from owm_core.ports.clock import Clock
 from owm_core.ports.github import GitHub
 from owm_core.ports.repositories import Repositories
@@ -60,8 +64,7 @@ class AnalysisRunner:
                     f"the GitHub App is not installed on {request.repository} (no delivery "
                     "from it yet)"
                 )
-            archive = self._github.archive(installation, request.repository, "HEAD")
-            result = analyse_tarball(archive).to_json()
+            result = self._measure(self._github, installation, request).to_json()
             state = AnalysisState.DONE
         except DomainError as exc:
             result, state = json.dumps({"error": exc.message}), AnalysisState.FAILED
@@ -70,6 +73,20 @@ class AnalysisRunner:
         self._repositories.analyses.save(
             advance_analysis(running, state, self._clock.now(), result)
         )
+
+    @staticmethod
+    def _measure(github: GitHub, installation: int, request: AnalysisRequest) -> RepositoryAnalysis:
+        """A pull request's changed files at its head, credited to its commits' authors; or
+        the repository's whole tree at HEAD, credited to its contributors."""
+        repository, number = request.repository, request.pull_request
+        if number is None:
+            archive = github.archive(installation, repository, "HEAD")
+            return analyse_tarball(archive, github.contributors(installation, repository))
+        pull = github.pull_request(installation, repository, number)
+        changes = github.pull_changes(installation, repository, number)
+        archive = github.archive(installation, repository, pull.head_sha)
+        return analyse_tarball(archive, [pull.author, *changes.authors],
+                               only=changes.measured_paths(), changes=changes.files)  # fmt: skip
 
     def stop(self) -> None:
         """Finish the analysis in progress and stop the thread."""

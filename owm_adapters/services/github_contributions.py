@@ -120,7 +120,11 @@ class ContributionFlow:
         merge_sha = str(pull.get("merge_commit_sha") or pr.head_sha)
         archive = github.archive(event.installation_id, repository, merge_sha)
         archive_digest = self._ports.content.put(archive)
-        analysis = analyse_tarball(archive, [pr.author])
+        changes = github.pull_changes(event.installation_id, repository, number)
+        analysis = analyse_tarball(
+            archive, [pr.author, *changes.authors], only=changes.measured_paths(),
+            changes=changes.files,
+        )
         payee = self._repositories.data_payees.get(f"github:{pr.author}")
         amount = reward_msat(analysis.score, self._base_sat) if payee is not None else 0
         record = ContributionRecord(

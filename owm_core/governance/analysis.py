@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from owm_core import fields
+from owm_core.governance.github_app import ChangedFile
 
 LANGUAGES = {
     ".py": "Python", ".pyi": "Python", ".rs": "Rust", ".go": "Go", ".js": "JavaScript",
@@ -86,6 +87,10 @@ class RepositoryAnalysis:
     authors: tuple[str, ...]
     score: int
     reasons: tuple[str, ...]
+    files_changed: int = 0
+    """For a pull request: the files it changed (removed ones included); 0 for a tree."""
+    lines_added: int = 0
+    lines_deleted: int = 0
 
     def to_json(self) -> str:
         """The analysis as the API's ``result`` (canonical JSON)."""
@@ -95,7 +100,8 @@ class RepositoryAnalysis:
                 "functions": self.functions, "complexity": self.complexity,
                 "complex_functions": self.complex_functions, "tests_touched": self.test_files,
                 "authors": list(self.authors), "score": self.score,
-                "reasons": list(self.reasons),
+                "reasons": list(self.reasons), "files_changed": self.files_changed,
+                "lines_added": self.lines_added, "lines_deleted": self.lines_deleted,
             },
             sort_keys=True, separators=(",", ":"),
         )  # fmt: skip
@@ -134,8 +140,11 @@ def score_of(facts: Sequence[FileFacts]) -> tuple[int, tuple[str, ...]]:
     return max(0, min(100, score)), tuple(reasons)
 
 
-def summarise(facts: Sequence[FileFacts], authors: Iterable[str] = ()) -> RepositoryAnalysis:
-    """The analysis of ``facts`` (one per file), credited to ``authors``."""
+def summarise(
+    facts: Sequence[FileFacts], authors: Iterable[str] = (), changes: Sequence[ChangedFile] = ()
+) -> RepositoryAnalysis:
+    """The analysis of ``facts`` (one per file), credited to ``authors``; with ``changes`` (a
+    pull request's changed files) also how many files and lines it added and deleted."""
     by_language: dict[str, int] = {}
     for f in facts:
         by_language[f.language] = by_language.get(f.language, 0) + f.lines
@@ -148,7 +157,10 @@ def summarise(facts: Sequence[FileFacts], authors: Iterable[str] = ()) -> Reposi
         complexity=sum(f.complexity for f in facts),
         complex_functions=sum(f.complex_functions for f in facts),
         test_files=sum(1 for f in facts if f.is_test),
-        authors=tuple(sorted(set(authors))),
+        authors=tuple(sorted({a for a in authors if a})),
         score=score,
         reasons=reasons,
+        files_changed=len(changes),
+        lines_added=sum(c.additions for c in changes),
+        lines_deleted=sum(c.deletions for c in changes),
     )

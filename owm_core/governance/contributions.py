@@ -138,6 +138,10 @@ class AnalysisRequest:
     result: str | None = attrs.field(
         default=None, validator=attrs.validators.optional(fields.text(max_len=1_000_000))
     )
+    #: A pull request of the repository: only what it changed is analysed (None: the tree).
+    pull_request: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(fields.integer(1, 2**31 - 1))
+    )
 
     def __attrs_post_init__(self) -> None:
         finished = self.state in {AnalysisState.DONE, AnalysisState.FAILED}
@@ -148,10 +152,12 @@ class AnalysisRequest:
 
 
 def request_analysis(
-    *, analysis_id: str, repository: str, requested_by: str, now: int
-) -> AnalysisRequest:
-    """A new queued analysis request (the analysis runs when the GitHub integration exists)."""
-    return AnalysisRequest(analysis_id, repository, requested_by, now)
+    *, analysis_id: str, repository: str, requested_by: str, now: int,
+    pull_request: int | None = None,
+) -> AnalysisRequest:  # fmt: skip
+    """A new queued analysis request of a repository, or of one of its pull requests (the
+    analysis runs when the GitHub integration exists)."""
+    return AnalysisRequest(analysis_id, repository, requested_by, now, pull_request=pull_request)
 
 
 _NEXT = {

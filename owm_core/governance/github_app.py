@@ -132,3 +132,27 @@ class PullRequest:
     additions: int = 0
     deletions: int = 0
     changed_files: int = 0
+
+
+@attrs.frozen
+class ChangedFile:
+    """One file a pull request changed (GET /repos/{owner}/{repo}/pulls/{number}/files)."""
+
+    path: str = attrs.field(validator=fields.text(max_len=4_096))
+    status: str = attrs.field(validator=fields.text(max_len=32))
+    """``added``, ``modified``, ``removed``, ``renamed``, ``copied``, ``changed``, ``unchanged``."""
+    additions: int = attrs.field(default=0, validator=fields.integer(0))
+    deletions: int = attrs.field(default=0, validator=fields.integer(0))
+
+
+@attrs.frozen
+class PullChanges:
+    """What a pull request changed and who wrote it: its files, and the GitHub logins of its
+    commits' authors (GET …/pulls/{number}/commits)."""
+
+    files: tuple[ChangedFile, ...] = ()
+    authors: tuple[str, ...] = ()
+
+    def measured_paths(self) -> frozenset[str]:
+        """The paths whose content at the merge is measured: every changed file still there."""
+        return frozenset(f.path for f in self.files if f.status != "removed")

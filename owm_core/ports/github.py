@@ -11,14 +11,24 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from owm_core.governance.github_app import PullRequest
+from owm_core.governance.github_app import PullChanges, PullRequest
 
 
 class GitHub(Protocol):
-    """GitHub as the App sees it: pull requests, comments and repository archives."""
+    """GitHub as the App sees it: pull requests and what they changed, contributors, comments
+    and repository archives."""
 
     def pull_request(self, installation_id: int, repository: str, number: int) -> PullRequest:
         """The pull request ``number`` of ``repository`` (``owner/name``); NotFound if none."""
+        ...
+
+    def pull_changes(self, installation_id: int, repository: str, number: int) -> PullChanges:
+        """The files pull request ``number`` changed (with lines added and deleted) and the
+        logins of its commits' authors; NotFound if no such pull request."""
+        ...
+
+    def contributors(self, installation_id: int, repository: str) -> tuple[str, ...]:
+        """The logins of ``repository``'s contributors, most commits first."""
         ...
 
     def comment(self, installation_id: int, repository: str, number: int, body: str) -> int:

@@ -84,11 +84,14 @@ def stage(tmp_path: Path) -> Iterator[Stage]:
         pull = copy.deepcopy(example("pull_request", "closed")["pull_request"])
         pull.update(merged=True, merge_commit_sha=MERGE_SHA, number=2)
         pull["user"]["login"] = "alice"
-        github.add_pull(REPO, pull)
         github.repositories[REPO].archives[MERGE_SHA] = tarball({
             "hello/a.py": b"def f(x):\n    return x\n",
             "tests/test_a.py": b"def test_f():\n    assert True\n",
         })  # fmt: skip
+        github.add_pull(REPO, pull, files=[  # what the pull request changed
+            {"filename": "tests/test_a.py", "status": "added", "additions": 2, "deletions": 0},
+            {"filename": "hello/gone.py", "status": "removed", "additions": 0, "deletions": 5},
+        ], commits=[{"author": {"login": "alice"}}, {"author": {"login": "bob"}}])
         port = GitHubRest(github.url, credentials(), clock)
         ports = ContributionPorts(port, content, stamping, COORDINATOR, dispatcher)
         flow = ContributionFlow(repos, clock, ports, 1_000, "https://coordinator.example")
@@ -138,7 +141,11 @@ def test_a_merged_pull_request_is_stored_recorded_stamped_rewarded_once_and_anno
     assert signed.record.reward_msat == payment.amount_msat and signed.record.author == "alice"
     assert stage.content.has(signed.record.archive_sha256)  # the archive is kept, by digest
     assert base64.b64decode(document["ots_proof"]).startswith(b"\x00OpenTimestamps")
-    assert document["analysis"]["tests_touched"] == 1
+    analysis = document["analysis"]  # of what the pull request changed, not the whole tree
+    assert analysis["tests_touched"] == 1 and analysis["files"] == 1
+    assert (analysis["files_changed"], analysis["lines_added"], analysis["lines_deleted"]) == (
+        2, 2, 5)  # fmt: skip
+    assert analysis["authors"] == ["alice", "bob"]
 
 
 def test_a_tampered_record_does_not_verify_under_the_coordinator_key(stage: Stage) -> None:

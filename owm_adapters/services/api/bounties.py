@@ -89,14 +89,18 @@ class Bounties:
         self._cache.clear()
         return Opened(bounty)
 
-    def request_analysis(self, caller: Caller, repository: str) -> AnalysisRequest:
-        """Queue a repository for analysis; with the GitHub App it runs at once on the
-        runner's thread (without, it stays queued: no result is invented)."""
+    def request_analysis(
+        self, caller: Caller, repository: str, pull_request: int | None = None
+    ) -> AnalysisRequest:
+        """Queue a repository (or one of its pull requests) for analysis; with the GitHub App
+        it runs at once on the runner's thread (without, it stays queued: no result is
+        invented)."""
         request = request_analysis(
             analysis_id="ana_" + self._entropy(8).hex(),
             repository=repository,
             requested_by=caller.owner,
             now=self._clock.now(),
+            pull_request=pull_request,
         )
         self._repositories.analyses.add(request)
         if self._runner is not None:

@@ -410,6 +410,7 @@ analyses = Table(
     Column("state", String(16), nullable=False),
     _time("updated_at", nullable=True),
     Column("result", Text, nullable=True),
+    Column("pull_request", BigInteger, nullable=True),
 )
 
 webhook_events = Table(

@@ -1,7 +1,8 @@
 """The GitHub endpoints of v1: repository analyses and bounties on issues.
 
-* ``POST /v1/github/analyze`` queues a repository, which the GitHub App analyses at once
-  (languages, lines, complexity, tests, a score with its reasons); ``GET
+* ``POST /v1/github/analyze`` queues a repository or one of its pull requests, which the
+  GitHub App analyses at once (languages, files and lines changed, complexity, tests, authors,
+  a score with its reasons); ``GET
   /v1/github/analysis/{id}`` reads it back. Without the App it stays ``queued``.
 * ``POST /v1/github/webhook`` is the GitHub App's webhook: the signature
   (``X-Hub-Signature-256``) is checked over the raw body before it is parsed, a replayed
@@ -61,9 +62,14 @@ ANALYSIS: Schema = obj(
         "state": STR,
         "updated_at": nullable(INT),
         "result": nullable(STR),
+        "pull_request": nullable(INT),
     }
 )
-ANALYZE_BODY: Schema = obj({"repository": REPOSITORY}, additional=False)
+ANALYZE_BODY: Schema = obj(
+    {"repository": REPOSITORY,
+     "pull_request": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}},
+    required=["repository"], additional=False,
+)  # fmt: skip
 BOUNTY_BODY: Schema = obj(
     {
         "repository": REPOSITORY,
@@ -104,6 +110,7 @@ def analysis_json(a: AnalysisRequest) -> dict[str, Any]:
         "state": a.state.value,
         "updated_at": a.updated_at,
         "result": a.result,
+        "pull_request": a.pull_request,
     }
 
 
@@ -124,7 +131,10 @@ def create_bounty(call: Call) -> Response:
 
 
 def analyze(call: Call) -> Response:
-    request = call.services.bounties.request_analysis(call.who(), call.body["repository"])
+    body = call.body
+    request = call.services.bounties.request_analysis(
+        call.who(), body["repository"], body.get("pull_request")
+    )
     return json(
         analysis_json(request),
         status=202,
@@ -212,8 +222,10 @@ def operations() -> list[Operation]:
                 202: Reply(
                     "Queued; poll the analysis. With the GitHub App installed on the "
                     "repository it runs at once: `result` holds files, lines, languages, "
-                    "complexity, tests touched, authors and a score with its reasons. Without "
-                    "the App it stays `queued` (no result is invented).",
+                    "complexity, tests touched, authors and a score with its reasons; with "
+                    "`pull_request`, of the files it changed, with `files_changed`, "
+                    "`lines_added` and `lines_deleted`. Without the App it stays `queued` (no "
+                    "result is invented).",
                     ANALYSIS,
                 )
             },

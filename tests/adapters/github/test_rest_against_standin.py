@@ -49,6 +49,27 @@ def test_the_app_reads_a_pull_request_comments_and_fetches_an_archive(
     assert server.tokens_issued == 1  # one token served every call
 
 
+def test_a_pull_requests_files_and_commit_authors_are_read_page_by_page(
+    server: GitHubStandIn, clock: StepClock
+) -> None:
+    files = [{"filename": f"src/m{i}.py", "status": "modified", "additions": i, "deletions": 1}
+             for i in range(250)]  # fmt: skip
+    commits = [{"author": {"login": f"dev{i % 3}"}} for i in range(120)] + [{"author": None}]
+    pull = {**example("pull_request", "closed")["pull_request"], "number": 9}
+    server.add_pull("Codertocat/Hello-World", pull, files=files, commits=commits)
+    server.repositories["Codertocat/Hello-World"].contributors = [{"login": "octocat"}]
+    github = GitHubRest(server.url, credentials(), clock)
+    changes = github.pull_changes(1, "Codertocat/Hello-World", 9)
+    assert [f.path for f in changes.files] == [f["filename"] for f in files]  # three pages
+    assert sum(f.additions for f in changes.files) == sum(range(250))
+    assert changes.authors == ("dev0", "dev1", "dev2")
+    assert github.contributors(1, "Codertocat/Hello-World") == ("octocat",)
+    with pytest.raises(NotFound):
+        github.pull_changes(1, "Codertocat/Hello-World", 404)
+    with pytest.raises(GitHubUnavailable):  # another installation's repository: no token fits
+        github.pull_changes(1, "someone/else", 9)
+
+
 def test_a_token_is_renewed_before_its_hour_is_up_and_dropped_from_memory(
     server: GitHubStandIn, clock: StepClock
 ) -> None:

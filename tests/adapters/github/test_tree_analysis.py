@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from owm_adapters.github.tree_analysis import analyse_tarball, file_facts
 from owm_core.errors import InvalidValue
 from owm_core.governance.analysis import FileFacts, is_test_path, language_of, score_of
+from owm_core.governance.github_app import ChangedFile
 
 COMPLEX = "def f(x):\n" + "".join(f"    if x == {i}:\n        return {i}\n" for i in range(20))
 
@@ -46,7 +47,10 @@ def test_an_archive_is_measured_by_language_lines_complexity_and_tests() -> None
 
 def test_only_the_changed_files_of_a_pull_request_are_measured_when_asked() -> None:
     raw = tarball({"a.py": b"x = 1\n", "b.py": b"y = 2\n"})
-    assert analyse_tarball(raw, only=["b.py"]).files == 1
+    changes = (ChangedFile("b.py", "modified", 1, 1), ChangedFile("c.py", "removed", 0, 4))
+    measured = analyse_tarball(raw, ["bob", "", "alice", "bob"], only=["b.py"], changes=changes)
+    assert measured.files == 1 and measured.authors == ("alice", "bob")
+    assert (measured.files_changed, measured.lines_added, measured.lines_deleted) == (2, 1, 5)
 
 
 def test_a_file_that_is_not_an_archive_is_refused_naming_it() -> None:

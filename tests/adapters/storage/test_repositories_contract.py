@@ -935,6 +935,10 @@ def test_an_analysis_request_round_trips_and_moves_forward(repos: Repositories) 
         repos.analyses.add(queued)
     with pytest.raises(Conflict):
         repos.analyses.save(attrs.evolve(queued, analysis_id="ana-3"))
+    of_pull = request_analysis(analysis_id="ana-4", repository="owm-network/owm",
+                               requested_by="acme", now=T0, pull_request=2**31 - 1)  # fmt: skip
+    repos.analyses.add(of_pull)
+    assert repos.analyses.get("ana-4") == of_pull
 
 
 # --------------------------------------------------------------------------- mining payouts

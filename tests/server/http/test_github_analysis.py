@@ -26,7 +26,8 @@ REPO = "Codertocat/Hello-World"
 @pytest.fixture
 def github(world: World) -> Iterator[tuple[GitHubApp, GitHubStandIn]]:
     with standin(world.clock.now) as server:
-        server.add_repository(REPO, installation_id=1)
+        server.add_repository(REPO, installation_id=1).contributors = [
+            {"login": "octocat", "contributions": 32}, {"login": "hubot", "contributions": 3}]
         server.repositories[REPO].archives["HEAD"] = tarball({
             "hello/core.py": COMPLEX.encode(), "tests/test_core.py": b"def test():\n    pass\n",
         })  # fmt: skip
@@ -37,9 +38,9 @@ def github(world: World) -> Iterator[tuple[GitHubApp, GitHubStandIn]]:
         app.analyses.stop()
 
 
-def analyse(world: World, repository: str) -> dict[str, Any]:
+def analyse(world: World, repository: str, **more: Any) -> dict[str, Any]:
     keys = world.api_key()
-    queued = world.client.post("/v1/github/analyze", json={"repository": repository},
+    queued = world.client.post("/v1/github/analyze", json={"repository": repository, **more},
                                headers=keys)  # fmt: skip
     assert queued.status_code == 202
     url = queued.headers["Location"]
@@ -64,7 +65,38 @@ def test_an_installed_repository_is_analysed_with_a_score_and_its_reasons(
     assert result["files"] == 2 and result["tests_touched"] == 1
     assert result["languages"] == {"Python": COMPLEX.count("\n") + 2}
     assert result["complex_functions"] == 1
+    assert result["authors"] == ["hubot", "octocat"]  # the repository's contributors
     assert result["reasons"][0] == "base 40" and 0 <= result["score"] <= 100
+
+
+def test_a_pull_request_is_analysed_by_the_files_and_lines_it_changed_and_its_authors(
+    world: World, github: tuple[GitHubApp, GitHubStandIn]
+) -> None:
+    app, server = github
+    server.repositories[REPO].archives["f00d"] = tarball({
+        "hello/core.py": COMPLEX.encode(), "hello/util.py": b"def g():\n    return 1\n",
+        "tests/test_util.py": b"def test_g():\n    pass\n", "README.md": b"# hi\n",
+    })  # fmt: skip
+    server.add_pull(REPO, {"number": 7, "title": "Add g", "user": {"login": "alice"},
+                           "merged": False, "head": {"sha": "f00d"}}, files=[
+        {"filename": "hello/util.py", "status": "added", "additions": 2, "deletions": 0},
+        {"filename": "tests/test_util.py", "status": "added", "additions": 2, "deletions": 0},
+        {"filename": "hello/old.py", "status": "removed", "additions": 0, "deletions": 9},
+    ], commits=[{"author": {"login": "alice"}}, {"author": {"login": "bob"}}, {"author": None}])
+    headers, raw = delivery("push", {**example("push"), "installation": {"id": 1}})
+    app.receive(headers["X-Hub-Signature-256"], headers["X-GitHub-Delivery"], "push", raw)
+    answer = analyse(world, REPO, pull_request=7)
+    assert answer["state"] == "done" and answer["pull_request"] == 7, answer
+    result = json.loads(answer["result"])
+    assert (result["files_changed"], result["lines_added"], result["lines_deleted"]) == (3, 4, 9)
+    assert result["files"] == 2 and result["tests_touched"] == 1  # core.py was not touched
+    assert result["complex_functions"] == 0 and result["authors"] == ["alice", "bob"]
+    assert "+20 for 1 test file(s) touched" in result["reasons"]
+    missing = analyse(world, REPO, pull_request=8)
+    assert missing["state"] == "failed" and "pulls/8" in json.loads(missing["result"])["error"]
+    bad = world.client.post("/v1/github/analyze", json={"repository": REPO, "pull_request": 0},
+                            headers=world.api_key())  # fmt: skip
+    assert bad.status_code == 422 and "pull_request" in bad.text
 
 
 def test_a_repository_the_app_is_not_installed_on_fails_saying_so(

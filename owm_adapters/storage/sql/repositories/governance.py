@@ -38,7 +38,9 @@ register_row(_ROWS, Proposal, omitted=["comments", "acknowledgements"])
 register_row(
     _ROWS, Bounty, int64_columns=["amount_sat", "created_at", "installation_id", "issue_closed_at"]
 )
-register_row(_ROWS, AnalysisRequest, int64_columns=["requested_at", "updated_at"])
+register_row(
+    _ROWS, AnalysisRequest, int64_columns=["requested_at", "updated_at", "pull_request"]
+)
 register_row(_ROWS, WebhookEvent, int64_columns=["installation_id", "received_at"])
 register_row(_ROWS, Comment)
 _SIGNERS = Encoding(
