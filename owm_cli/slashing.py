@@ -201,6 +201,7 @@ def slashing() -> None:
     "--api", "api_url", default=None,
     help="Submit it to this coordinator API (base URL, e.g. http://127.0.0.1:8000).",
 )
+@json_option("the coordinator's answer with --api (else where the envelope went)")
 def ack(
     key_path: Path,
     node_id: str,
@@ -210,6 +211,7 @@ def ack(
     out_path: Path | None,
     issued_at: int | None,
     api_url: str | None,
+    as_json: bool,
 ) -> None:
     """Sign a maintainer acknowledgement envelope (canonical JSON) for the coordinator."""
     import time
@@ -222,16 +224,19 @@ def ack(
     raw = to_bytes(seal(identity, EnvelopeKind.MAINTAINER_ACK, body, os.urandom(16), when))
     if out_path is not None:
         out_path.write_bytes(raw)
-        click.echo(f"acknowledgement by {identity.public_key_hex} written to {out_path}")
+        written = {"signer": identity.public_key_hex, "written_to": str(out_path)}
+        if api_url is None or not as_json:
+            render(written, as_json, lambda: [
+                f"acknowledgement by {identity.public_key_hex} written to {out_path}"])
     elif api_url is None:
-        click.echo(raw.decode("utf-8"))
+        click.echo(raw.decode("utf-8"))  # the envelope: JSON already, with or without --json
     if api_url is not None:
-        click.echo(_submit(api_url, raw))
+        answer = post_json(v1_url(api_url, "/slashing/acknowledgements"), raw)
+        render(answer, as_json, lambda: [_submitted(answer)])
 
 
-def _submit(api_url: str, raw: bytes) -> str:
-    """POST the envelope; one line saying what the coordinator did, or a one-line error."""
-    answer = post_json(v1_url(api_url, "/slashing/acknowledgements"), raw)
+def _submitted(answer: dict[str, Any]) -> str:
+    """One line saying what the coordinator did with the acknowledgement."""
     state = "known already" if not answer.get("recorded") else "recorded"
     line = (
         f"{state}: {answer.get('acknowledgements')} of {answer.get('quorum')} maintainers back "

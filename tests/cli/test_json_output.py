@@ -29,7 +29,6 @@ NOT_REPORTING = {
     "owm devnet gov-time": "moves the devnet's governance clock; one confirmation line",
     "owm release manifest": "writes M.json, which is the JSON",
     "owm release sign": "writes M.json.sig, which is the JSON",
-    "owm slashing ack": "prints the signed envelope, which is JSON already",
     "owm treasury psbt sign": "writes the signed PSBT file",
     "owm-node start": "the node daemon",
     "owm-coordinator serve": "the coordinator daemon",

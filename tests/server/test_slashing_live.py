@@ -223,10 +223,11 @@ def test_a_tier2_node_waits_for_two_maintainer_acknowledgements_over_the_api(
         with os.fdopen(fd, "w") as handle:
             handle.write(seed.hex() + "\n")
 
-    def cli_ack(i: int) -> Any:
+    def cli_ack(i: int, *extra: str) -> Any:
         return CliRunner().invoke(slashing, [
             "ack", "--key", str(key_files[i]), "--node-id", liar.node_id,
             "--evidence-hash", evidence, "--reason", "fake_proof", "--api", live.api_base,
+            *extra,
         ])  # fmt: skip
 
     first = cli_ack(0)
@@ -236,9 +237,10 @@ def test_a_tier2_node_waits_for_two_maintainer_acknowledgements_over_the_api(
     assert refused.exit_code != 0 and "403" in refused.output
     assert live.get("/v1/network/slashing-log")["entries"] == []
 
-    second = cli_ack(1)
+    second = cli_ack(1, "--json")
     assert second.exit_code == 0, second.output
-    assert "slashed, log entry 0" in second.output
+    answer = json.loads(second.stdout)
+    assert answer["acknowledgements"] == 2 and answer["log_entry"]["index"] == 0
     [entry] = live.get("/v1/network/slashing-log")["entries"]
     assert (entry["node_id"], entry["evidence_hash"]) == (liar.node_id, evidence)
     assert live.service.status_of(liar.node_id) is NodeStatus.SUSPENDED
