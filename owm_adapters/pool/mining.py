@@ -30,7 +30,13 @@ import attrs
 from owm_adapters.pool.recording import ShareRecorder
 from owm_core.errors import BlockRejected, ChainUnavailable, Conflict, InvalidShare
 from owm_core.pool import bitcoin, coinbase
-from owm_core.pool.bitcoin import AcceptedShare, BlockHeader, BlockTemplate, Share, ShareReason
+from owm_core.pool.bitcoin import (
+    HEADER_STRUCT,
+    AcceptedShare,
+    BlockTemplate,
+    Share,
+    ShareReason,
+)
 from owm_core.pool.stats import PoolWork
 from owm_core.ports.chain import Chain
 from owm_core.ports.repositories.pool import (
@@ -129,6 +135,7 @@ class MiningPool:
         self._rejections = rejections
         self._subsidy = fpps_subsidy_sat
         self._unflushed: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._work_cache: tuple[BlockTemplate, int, bytes, bitcoin.WorkTemplate] | None = None
 
     # ------------------------------------------------------------------ templates
 
@@ -254,7 +261,17 @@ class MiningPool:
     def prev_hash(self) -> bytes:
         """The current template's previous block hash in header byte order."""
         assert self.template is not None
-        return bytes.fromhex(self.template.previous_block_hash)[::-1]
+        return self._work(self.template)[0]
+
+    def _work(self, template: BlockTemplate) -> tuple[bytes, bitcoin.WorkTemplate]:
+        """``template``'s previous hash in header order and the share rules' view of it, made
+        once per template and epoch instead of once per share (SRS-PERF-11)."""
+        cached = self._work_cache
+        if cached is None or cached[0] is not template or cached[1] != self.epoch:
+            prev = bytes.fromhex(template.previous_block_hash)[::-1]
+            work = bitcoin.WorkTemplate(str(self.epoch), prev, template.bits, template.height)
+            cached = self._work_cache = (template, self.epoch, prev, work)
+        return cached[2], cached[3]
 
     # ------------------------------------------------------------------ shares
 
@@ -270,7 +287,7 @@ class MiningPool:
         they came after it alone: against the next template (stale if built on the old tip).
         One verdict per submission."""
         verdicts: list[Verdict] = []
-        found: list[tuple[AcceptedShare, BlockHeader, Job]] = []
+        found: list[tuple[AcceptedShare, bytes, Job]] = []
         positions: list[int] = []
         later: Sequence[Submission] = ()
         with self._lock:
@@ -310,35 +327,33 @@ class MiningPool:
         return [verdict for s in submissions for verdict in self.judge_batch([s])]
 
     def _finish(
-        self, verdicts: list[Verdict], found: list[tuple[AcceptedShare, BlockHeader, Job]],
+        self, verdicts: list[Verdict], found: list[tuple[AcceptedShare, bytes, Job]],
         credited: list[int], positions: list[int],
     ) -> list[Verdict]:  # fmt: skip
         """The verdicts with each accepted share's credit and block hash (blocks submitted)."""
         for (share, header, job), msat, at in zip(found, credited, positions, strict=True):
-            block = self._submit_block(header, job) if share.is_block else None
+            block = self._submit_block(share, header, job) if share.is_block else None
             verdicts[at] = Verdict(accepted=share, block_hash=block, credit_msat=msat)
         return verdicts
 
     def _check(
         self, submission: Submission, template: BlockTemplate
-    ) -> tuple[AcceptedShare, BlockHeader] | Verdict:
+    ) -> tuple[AcceptedShare, bytes] | Verdict:
         """The share accepted with its header, or the rejection's verdict (under the lock)."""
         miner_id, job, ntime = submission.miner_id, submission.job, submission.ntime
         current = job.epoch == self.epoch
         if not job.min_ntime <= ntime <= self._now() + MAX_FUTURE_S and current:
             return self.reject(miner_id, "invalid-timestamp", f"ntime {ntime} out of range")
         version = submission.version
-        header = BlockHeader(
-            version=version - (1 << 32) if version >= 1 << 31 else version,
-            prev_hash=self.prev_hash() if current else b"\x00" * 32,
-            merkle_root=job.merkle_root,
-            time=ntime,
-            bits=template.bits,
-            nonce=submission.nonce,
-        )
-        share = Share(miner_id, str(job.epoch), header.serialize(), self.share_difficulty)
-        work = bitcoin.WorkTemplate(str(self.epoch), self.prev_hash(), template.bits,
-                                    template.height)  # fmt: skip
+        prev_hash, work = self._work(template)
+        # The 80 bytes packed directly (the message's fields are u32 already); validate_share
+        # parses and checks them, and a block's header is parsed again only to submit it.
+        header = HEADER_STRUCT.pack(
+            version - (1 << 32) if version >= 1 << 31 else version,
+            prev_hash if current else b"\x00" * 32,
+            job.merkle_root, ntime, template.bits, submission.nonce,
+        )  # fmt: skip
+        share = Share(miner_id, str(job.epoch), header, self.share_difficulty)
         try:
             return bitcoin.validate_share(share, work, self._seen), header
         except InvalidShare as rejection:
@@ -356,8 +371,8 @@ class MiningPool:
         log.info("share rejected: miner=%s reason=%s (%s)", miner_id, code, detail)
         return Verdict(error_code=code)
 
-    def _submit_block(self, header: BlockHeader, job: Job) -> str | None:
-        block_hash = header.hash_hex()
+    def _submit_block(self, share: AcceptedShare, header: bytes, job: Job) -> str | None:
+        block_hash = share.hash_hex
         try:
             self._chain.submit_block(coinbase.serialize_block(header, job.coinbase))
         except (BlockRejected, ChainUnavailable) as error:

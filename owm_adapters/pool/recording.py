@@ -41,7 +41,7 @@ class ShareRecorder:
         self._atomic = atomic
         self._subsidy = subsidy_sat
         self._known: dict[str, fpps.MinerCredit] = {}
-        self._values: dict[tuple[int, int, Fraction], tuple[Fraction, Fraction]] = {}
+        self._values: dict[tuple[int, int, int, int], tuple[Fraction, Fraction]] = {}
 
     def record(self, accepted: Sequence[AcceptedShare], template: BlockTemplate) -> list[int]:
         """Store ``accepted`` and credit each (80 % to its miner, 20 % to the treasury) in one
@@ -77,7 +77,8 @@ class ShareRecorder:
 
     def _value(self, template: BlockTemplate, difficulty: Fraction) -> tuple[Fraction, Fraction]:
         """A share's exact value to its miner and to the treasury, in sat, at this template."""
-        key = (template.height, template.bits, Fraction(difficulty))
+        # keyed by integers: hashing a Fraction costs a modular inverse per share
+        key = (template.height, template.bits, difficulty.numerator, difficulty.denominator)
         value = self._values.get(key)
         if value is None:
             terms = fpps.FppsTerms.from_block(template.height, template.bits,

@@ -40,6 +40,9 @@ DIFF1_TARGET = 0x00000000FFFF000000000000000000000000000000000000000000000000000
 
 HEADER_SIZE = 80
 _HEADER_FORMAT = "<i32s32sIII"
+#: The header's layout (version, prev_hash, merkle_root, time, bits, nonce), for callers that
+#: pack headers without building a :class:`BlockHeader` (the pool's share path).
+HEADER_STRUCT = struct.Struct(_HEADER_FORMAT)
 
 
 class ShareReason(enum.StrEnum):
@@ -288,11 +291,13 @@ def validate_share(
             ShareReason.ABOVE_TARGET,
             f"hash is above the difficulty-{share.share_difficulty} share target",
         )
+    # min(share difficulty, network difficulty) compared in integers: d <= DIFF1 / target
+    capped = share.share_difficulty * network_target > DIFF1_TARGET
     return AcceptedShare(
         miner_id=share.miner_id,
         share_difficulty=share.share_difficulty,
-        credited_difficulty=min(
-            Fraction(share.share_difficulty), difficulty_of_target(network_target)
+        credited_difficulty=(
+            difficulty_of_target(network_target) if capped else Fraction(share.share_difficulty)
         ),
         hash_hex=digest[::-1].hex(),
         is_block=value <= network_target,

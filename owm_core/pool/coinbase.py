@@ -77,6 +77,8 @@ def merkle_root(coinbase: bytes) -> bytes:
     return double_sha256(coinbase)
 
 
-def serialize_block(header: BlockHeader, coinbase: bytes) -> bytes:
-    """The full block as ``submitblock`` takes it: header, one transaction."""
-    return header.serialize() + compact_size(1) + coinbase
+def serialize_block(header: BlockHeader | bytes, coinbase: bytes) -> bytes:
+    """The full block as ``submitblock`` takes it: header (or its 80 serialised bytes, as the
+    pool's share path holds it), one transaction."""
+    raw = header if isinstance(header, bytes) else header.serialize()
+    return raw + compact_size(1) + coinbase

@@ -389,7 +389,7 @@ class MinerCredit:
         and share difficulty), and the msat it added: the same result as :meth:`add_share` /
         :meth:`add_treasury_cut`, in integer arithmetic on the stored ``carry`` — the pool's
         hot path (SRS-POOL-04, SRS-PERF-11)."""
-        if value_sat < 0:
+        if value_sat.numerator < 0:  # (comparing the Fraction itself is slower)
             raise InvalidValue("value_sat", "must be ≥ 0")
         numerator, _, denominator = self.carry.partition("/")
         carry_num, carry_den = int(numerator), int(denominator or 1)

@@ -31,3 +31,6 @@ def test_a_coinbase_pays_the_pool_and_a_coinbase_only_block_commits_to_it() -> N
     )
     block = CBlock.deserialize(coinbase.serialize_block(header, raw))
     assert block.calc_merkle_root() == header.merkle_root and block.vtx[0].GetTxid() == tx.GetTxid()
+    # the pool's share path hands the header's 80 bytes as they are: the same block
+    same = coinbase.serialize_block(header, raw)
+    assert coinbase.serialize_block(header.serialize(), raw) == same
