@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -51,6 +52,18 @@ SIGN_ONLY_OPTION = click.option(
     help="Print the signed statement (JSON) instead of sending it, e.g. to paste into the "
     "portal's form within 300 s.",
 )  # fmt: skip
+
+
+def _keep_challenge(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None and not re.fullmatch(r"[0-9a-f]{32}", value):
+        raise click.BadParameter("must be the 32 hex characters the portal shows")
+    ctx.meta["owm_gov_challenge"] = value
+
+
+CHALLENGE_OPTION = click.option(
+    "--challenge", expose_value=False, callback=_keep_challenge,
+    help="The challenge the portal's page shows: the statement answers it (with --sign-only).",
+)  # fmt: skip
 API_KEY_OPTION = click.option(
     "--api-key", envvar="OWM_API_KEY", help="API key for reading (env OWM_API_KEY)."
 )
@@ -64,8 +77,9 @@ def act(
     the statement and exit instead."""
     identity = keystore.load_identity(key_path.expanduser())
     body = GovernanceStatement(action=action, proposal_id=proposal_id, args=args)
-    envelope = seal(identity, EnvelopeKind.GOVERNANCE_STATEMENT, body, os.urandom(16),
-                    int(time.time()))  # fmt: skip
+    challenge = click.get_current_context().meta.get("owm_gov_challenge")
+    envelope = seal(identity, EnvelopeKind.GOVERNANCE_STATEMENT, body,
+                    challenge or os.urandom(16), int(time.time()))  # fmt: skip
     raw = to_bytes(envelope)
     if sign_only:
         click.echo(raw.decode("utf-8"))
@@ -104,7 +118,9 @@ def _on_proposal(name: str) -> Callable[[Callable[..., None]], click.Command]:
     own options."""
 
     def command(f: Callable[..., None]) -> click.Command:
-        for option in (SIGN_ONLY_OPTION, KEY_OPTION, API_OPTION, click.argument("proposal_id")):
+        options = (CHALLENGE_OPTION, SIGN_ONLY_OPTION, KEY_OPTION, API_OPTION,
+                   click.argument("proposal_id"))  # fmt: skip
+        for option in options:
             f = option(f)
         return gov.command(name)(f)
 
@@ -115,6 +131,7 @@ def _on_proposal(name: str) -> Callable[[Callable[..., None]], click.Command]:
 @API_OPTION
 @KEY_OPTION
 @SIGN_ONLY_OPTION
+@CHALLENGE_OPTION
 @click.option("--title", required=True, help="What the proposal is about (≤ 200 characters).")
 @click.option("--description", required=True, help="Why, in full.")
 @click.option(

@@ -22,8 +22,9 @@ STRANGER = Identity.from_seed(b"\x77" * 32)
 
 
 def statement(
-    identity: Identity, action: str, proposal_id: str = "", at: int = 0, **args: Any
-) -> Envelope:
-    """A governance statement signed by ``identity``."""
+    identity: Identity, action: str, proposal_id: str = "", at: int = 0,
+    nonce: str | None = None, **args: Any,
+) -> Envelope:  # fmt: skip
+    """A governance statement signed by ``identity`` (``nonce``: a portal's challenge)."""
     body = GovernanceStatement(action=action, proposal_id=proposal_id, args=dict(args))
-    return seal(identity, EnvelopeKind.GOVERNANCE_STATEMENT, body, os.urandom(16), at)
+    return seal(identity, EnvelopeKind.GOVERNANCE_STATEMENT, body, nonce or os.urandom(16), at)

@@ -20,6 +20,7 @@ broadcasts and records the txid. API-key callers' proposals and comments are log
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -41,6 +42,7 @@ from owm_core.coordination.governance_log import (
     append_to_log,
     statement_hash_of,
 )
+from owm_core.coordination.portal_challenges import check_challenge, issue_challenge
 from owm_core.errors import PolicyViolation, ReplayRejected, RoleRequired, must_exist
 from owm_core.governance.proposals import Proposal, ProposalType
 from owm_core.governance.roles import GovernanceRoles
@@ -125,6 +127,17 @@ class GovernanceService:
             self.treasury.wallet.payout_script(address, field)
 
     # ----------------------------------------------------------------- writing
+
+    def challenge(self) -> str:
+        """A fresh challenge for the portal: the nonce a pasted statement must carry
+        (:mod:`owm_core.coordination.portal_challenges`)."""
+        return issue_challenge(self._coordinator.sign, os.urandom(4), self._clock.now())
+
+    def submit_answer(self, envelope: Envelope) -> Receipt:
+        """:meth:`submit` a statement pasted into the portal, which must answer one of this
+        coordinator's challenges of the last five minutes (InvalidValue naming it)."""
+        check_challenge(self._coordinator.sign, envelope.nonce, self._clock.now())
+        return self.submit(envelope)
 
     def submit(self, envelope: Envelope) -> Receipt:
         """Check, apply and log one signed statement (see the module docstring)."""

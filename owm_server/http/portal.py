@@ -8,9 +8,11 @@ htmx (SRS-GOV-01..06).
   treasury spend, and a form per action (comment, extend, acknowledge, close, execute).
 * ``POST /governance/submit`` — a contributor submits with an API key (a linked identity).
 * ``POST /governance/act`` — any action as a signed statement pasted into the form: the page
-  shows the ``owm gov … --sign-only`` command that writes it with the signer's own key, so no
-  key ever reaches the browser or the coordinator (SRS-SEC-12 in spirit: keys stay with their
-  holders). A statement is valid for 300 s after it is signed.
+  shows the ``owm gov … --sign-only --challenge C`` command that writes it with the signer's
+  own key, so no key ever reaches the browser or the coordinator (SRS-SEC-12 in spirit: keys
+  stay with their holders). ``C`` is a fresh challenge of this coordinator, answered within
+  300 s and once (:mod:`owm_core.coordination.portal_challenges`): a challenge–response whose
+  response is signed offline.
 
 Every form works without script (a POST answered by a 303 redirect to the page, or the page
 again with the error, HTTP 4xx); with htmx loaded the forms post in place
@@ -118,7 +120,12 @@ def _table(rows: list[str], empty: str) -> str:
     return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def _submit_form() -> str:
+def _challenge(services: ApiServices) -> str:
+    """A fresh challenge for this page's signed forms (``--challenge``)."""
+    return services.statements.challenge() if services.statements is not None else ""
+
+
+def _submit_form(challenge: str) -> str:
     kinds = "".join(f'<option value="{t.value}">{t.value}</option>' for t in ProposalType)
     fields = (
         _field("title", "Title", required="required", maxlength="200")
@@ -132,7 +139,8 @@ def _submit_form() -> str:
     )
     signed = (
         "<p>Node operators, maintainers and holders sign with their own key instead: "
-        "<code>owm gov propose --title … --key KEY --sign-only</code>, then paste it here.</p>"
+        f"<code>owm gov propose --title … --key KEY --sign-only --challenge {challenge}</code>, "
+        "then paste it here within five minutes.</p>"
         + _field("statement", "Signed proposal", "textarea", "statement-propose", rows="3",
                  required="required")
     )  # fmt: skip
@@ -161,7 +169,7 @@ def index_page(services: ApiServices, message: str = "") -> str:
         f"{_table([_row(p, now) for p in others], 'None yet.')}</section>"
         + '<section aria-labelledby="paid"><h2 id="paid">Executed treasury proposals</h2>'
         + (f"<ul>{''.join(executed)}</ul>" if executed else "<p>None yet.</p>") + "</section>"
-        + f"<section>{_submit_form()}</section>"
+        + f"<section>{_submit_form(_challenge(services))}</section>"
     )
     return _page("Proposals", body)
 
@@ -183,7 +191,7 @@ def _details(p: Proposal, services: ApiServices) -> str:
         f"<dt>Type</dt><dd>{_e(p.type.value)}</dd><dt>Amount</dt><dd>{p.requested_sat:,} sat</dd>"
         f"<dt>Payout address</dt><dd>{_e(p.payout_address)}</dd>"
         f"<dt>Comments</dt><dd>{'open until ' if p.accepts_comments(now) else 'closed at '}"
-        f"{p.comment_deadline_at}</dd><dt>Acknowledged by</dt><dd>"
+        f'{p.comment_deadline_at}</dd><dt>Acknowledged by</dt><dd id="acks">'
         f"{len(p.acknowledgements)} of 5 holders</dd><dt>Transaction</dt>{tx}</dl>"
         f"<h2>Description</h2><p>{_e(p.description)}</p>"
         f"<h2>Implementation plan</h2><p>{_e(p.implementation_plan)}</p></section>"
@@ -201,12 +209,12 @@ _ACTIONS = (
 )
 
 
-def _action_forms(p: Proposal) -> str:
+def _action_forms(p: Proposal, challenge: str) -> str:
     out = []
     hidden = f'<input type="hidden" name="proposal_id" value="{_e(p.proposal_id)}">'
     for action, legend, args in _ACTIONS:
-        command = f"owm gov {action} {p.proposal_id} {args} --key KEY --sign-only".replace(
-            "  ", " ")
+        command = (f"owm gov {action} {p.proposal_id} {args} --key KEY --sign-only "
+                   f"--challenge {challenge}").replace("  ", " ")  # fmt: skip
         fields = (f"<p>Sign it: <code>{_e(command)}</code></p>"
                   + _field("statement", "Signed statement", "textarea",
                            f"statement-{action}", rows="3", required="required"))  # fmt: skip
@@ -220,7 +228,8 @@ def proposal_page(services: ApiServices, proposal_id: str, message: str = "") ->
     p = services.repositories.proposals.get(proposal_id)
     if p is None:
         raise NotFound(f"no proposal {proposal_id}")
-    forms = _action_forms(p) if p.status is not ProposalStatus.EXECUTED else ""
+    executed = p.status is ProposalStatus.EXECUTED
+    forms = "" if executed else _action_forms(p, _challenge(services))
     return _page(p.title, message + _details(p, services) + forms)
 
 
@@ -295,7 +304,7 @@ def routes(services: ApiServices) -> list[BaseRoute]:
             statements = services.statements
             if statements is None:
                 raise NotFound("this coordinator runs no governance")
-            receipt = statements.submit(_statement(form.get("statement", "")))
+            receipt = statements.submit_answer(_statement(form.get("statement", "")))
         except DomainError as exc:
             pid = str(form.get("proposal_id", ""))
             try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,3 +137,26 @@ def test_log_verify_finds_an_edited_entry_in_an_exported_file(
     path.write_text(json.dumps(exported))
     bad = c.owm("gov", "log", "verify", "--file", str(path), ok=False)
     assert bad.exit_code == 3 and "BAD entry 0" in bad.output
+
+
+def test_a_statement_signed_offline_for_the_portals_challenge_is_taken_by_the_portal(
+    coordinator: Coordinator,
+) -> None:
+    """The portal's flow as a user runs it: read the challenge on the proposal's page, sign
+    with `--sign-only --challenge`, paste the output into the page's form."""
+    c = coordinator
+    proposed = c.owm("gov", "propose", "--api", c.url, "--key", c.maintainer, "--title", "t",
+                     "--description", "d", "--type", "policy", "--plan", "p")  # fmt: skip
+    pid = proposed.output.split()[0]
+    with urllib.request.urlopen(f"{c.url}/governance/proposals/{pid}") as page:
+        found = re.search(r"--challenge ([0-9a-f]{32})", page.read().decode())
+    assert found is not None
+    signed = c.owm("gov", "comment", pid, "--key", c.maintainer, "--text", "from the portal",
+                   "--sign-only", "--challenge", found.group(1))  # fmt: skip
+    assert json.loads(signed.output)["nonce"] == found.group(1)
+    form = urllib.parse.urlencode({"proposal_id": pid, "statement": signed.output}).encode()
+    with urllib.request.urlopen(f"{c.url}/governance/act", form) as answer:  # follows the 303
+        assert "from the portal" in answer.read().decode()
+    bad = c.owm("gov", "ack", pid, "--key", c.holders[0], "--sign-only", "--challenge", "xyz",
+                ok=False)  # fmt: skip
+    assert bad.exit_code != 0 and "32 hex characters" in bad.output

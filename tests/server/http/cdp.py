@@ -100,10 +100,37 @@ class Browser:
         )
         assert self.eval(script) is True
 
-    def screenshot(self, path: Path) -> bytes:
-        data = base64.b64decode(self.call("Page.captureScreenshot", {"format": "png"})["data"])
+    def screenshot(self, path: Path, selector: str | None = None) -> bytes:
+        """A PNG of the page, or only of the element ``selector`` names (its bounding box)."""
+        params: dict[str, Any] = {"format": "png"}
+        if selector is not None:
+            box = self.eval(f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
+                            ".getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; })()")
+            params["clip"] = {"x": box[0], "y": box[1], "width": box[2], "height": box[3],
+                              "scale": 1}  # fmt: skip
+        data = base64.b64decode(self.call("Page.captureScreenshot", params)["data"])
         path.write_bytes(data)
         return data
+
+    def press(self, key: str, text: str = "") -> None:
+        """Press and release one key as a keyboard does (``Tab``, ``Enter``)."""
+        codes = {"Tab": 9, "Enter": 13}
+        down = {"type": "keyDown", "key": key, "code": key,
+                "windowsVirtualKeyCode": codes[key], "text": text}  # fmt: skip
+        self.call("Input.dispatchKeyEvent", down)
+        self.call("Input.dispatchKeyEvent", {**down, "type": "keyUp", "text": ""})
+
+    def type_text(self, text: str) -> None:
+        """Type ``text`` into the focused control."""
+        self.call("Input.insertText", {"text": text})
+
+    def focused(self) -> str:
+        """The focused element: ``tag#id`` or ``tag[type]:label text``."""
+        return str(self.eval(
+            "(() => { const e = document.activeElement;"
+            " return e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') +"
+            " (e.tagName === 'BUTTON' ? ':' + e.innerText : ''); })()"
+        ))
 
     def close(self) -> None:
         try:
@@ -111,6 +138,13 @@ class Browser:
         finally:
             self._proc.terminate()
             self._proc.wait(timeout=10)
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """A PNG's width and height."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
 
 
 def png_is_not_blank(data: bytes, width: int, height: int) -> bool:

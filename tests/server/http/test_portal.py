@@ -13,13 +13,14 @@ from starlette.testclient import TestClient
 
 from owm_adapters.services.api import ApiServices
 from owm_adapters.treasury.wallet import sign_with_key
+from owm_core.coordination.portal_challenges import issue_challenge
 from owm_core.identity.envelopes import to_bytes
 from owm_core.identity.keys import Identity
 from owm_server.http.app import create_app
 from owm_server.http.serve import ApiServer
 from tests.governance_keys import HOLDER_IDS, HOLDER_SECRETS, MAINTAINERS, statement
 from tests.server.harness import StepClock
-from tests.server.http.cdp import Browser, png_is_not_blank
+from tests.server.http.cdp import Browser, png_is_not_blank, png_size
 from tests.server.http.governed import PAYEE, governed_services
 
 T0 = 1_800_000_000
@@ -33,8 +34,15 @@ class Portal:
                                  follow_redirects=False)  # fmt: skip
         self.key = services.access.create_api_key("carol")[1]
 
-    def signed(self, who: Identity, action: str, pid: str = "", **args: object) -> str:
-        return to_bytes(statement(who, action, pid, self.clock.now(), **args)).decode()
+    def signed(
+        self, who: Identity, action: str, pid: str = "", challenge: str | None = None,
+        **args: object,
+    ) -> str:  # fmt: skip
+        """A statement as `owm gov … --sign-only --challenge C` prints it (a fresh C if none)."""
+        statements = self.services.statements
+        assert statements is not None
+        nonce = challenge or statements.challenge()
+        return to_bytes(statement(who, action, pid, self.clock.now(), nonce, **args)).decode()
 
     def submit(self, **fields: str) -> object:
         form = {"title": "Audit", "description": "An audit.", "type": "treasury",
@@ -77,6 +85,35 @@ def test_a_proposal_page_has_a_labelled_form_per_action_with_the_command_to_sign
     for action in ("comment", "extend", "ack", "close", "execute"):
         assert f'<label for="statement-{action}">' in text
         assert f"owm gov {action} {pid}" in text
+    assert re.search(r"--sign-only --challenge [0-9a-f]{32}</code>", text)
+
+
+def test_a_statement_that_answers_no_fresh_challenge_of_this_coordinator_is_refused(
+    portal: Portal,
+) -> None:
+    """The portal's challenge–response: a pasted statement must carry, as its nonce, a
+    challenge this coordinator issued within 300 s; one the signer drew itself, one another
+    coordinator issued, or an expired one is refused naming the statement, and nothing is
+    logged; an answered challenge's statement is not taken twice (SRS-GOV-02/03)."""
+    pid = portal.submit().headers["location"].rsplit("/", 1)[1]  # type: ignore[attr-defined]
+    log_before = len(portal.services.statements.log())  # type: ignore[union-attr]
+    self_drawn = to_bytes(statement(MAINTAINERS[0], "comment", pid, portal.clock.now(),
+                                    text="mine")).decode()  # fmt: skip
+    other = issue_challenge(Identity.from_seed(b"\x07" * 32).sign, b"abcd", portal.clock.now())
+    old = portal.services.statements.challenge()  # type: ignore[union-attr]
+    portal.clock.advance(301)
+    for envelope in (self_drawn, portal.signed(MAINTAINERS[0], "comment", pid, other, text="x"),
+                     portal.signed(MAINTAINERS[0], "comment", pid, old, text="late")):
+        refused = portal.client.post("/governance/act",
+                                     data={"proposal_id": pid, "statement": envelope})
+        assert refused.status_code == 422, refused.text
+        assert "challenge" in refused.text and "field: statement" in refused.text
+    assert len(portal.services.statements.log()) == log_before  # type: ignore[union-attr]
+    answer = portal.signed(MAINTAINERS[0], "comment", pid, text="fresh")
+    assert portal.client.post("/governance/act", data={"proposal_id": pid,
+                                                        "statement": answer}).status_code == 303
+    again = portal.client.post("/governance/act", data={"proposal_id": pid, "statement": answer})
+    assert again.status_code == 401 and "accepted before" in again.text  # a replay
 
 
 def test_a_pasted_statement_acts_and_a_refusal_names_the_rule_and_the_field(
@@ -140,10 +177,49 @@ def test_in_headless_chromium_a_treasury_proposal_is_submitted_discussed_acknowl
         portal.client.close()
 
 
-def _paste(browser: Browser, action: str, envelope: str, expect: str) -> None:
-    browser.fill_and_submit(f"#{action} form", {"statement": envelope})
+def _challenge(browser: Browser) -> str:
+    """The challenge the page shows in its `--challenge` commands."""
+    found = re.search(r"--challenge ([0-9a-f]{32})", browser.text())
+    assert found, "the page shows no challenge"
+    return found.group(1)
+
+
+def _settled(browser: Browser, expect: str) -> None:
     browser.wait_for(f"document.querySelector('main').innerText.includes({expect!r})"
                      " && !document.querySelector('.htmx-request')")
+
+
+def _paste(browser: Browser, action: str, envelope: str, expect: str) -> None:
+    browser.fill_and_submit(f"#{action} form", {"statement": envelope})
+    _settled(browser, expect)
+
+
+def _keyboard_reaches_every_control(browser: Browser) -> None:
+    """Tab from the top of the page visits every form control and button, in page order."""
+    browser.eval("document.activeElement && document.activeElement.blur()")
+    wanted = browser.eval("Array.from(document.querySelectorAll("
+                          "'main textarea, main button')).length")  # fmt: skip
+    visited: list[str] = []
+    for _ in range(200):
+        browser.press("Tab")
+        current = browser.focused()
+        if current in visited:
+            break
+        visited.append(current)
+    controls = [v for v in visited if v.startswith(("textarea", "button"))]
+    assert len(controls) == wanted, visited
+    for action in ("comment", "extend", "ack", "close", "execute"):
+        assert f"textarea#statement-{action}" in visited
+
+
+def _comment_by_keyboard(browser: Browser, envelope: str, expect: str) -> None:
+    """Type the statement into the comment form, Tab to its button, press Enter."""
+    browser.eval("document.getElementById('statement-comment').focus()")
+    browser.type_text(envelope)
+    browser.press("Tab")
+    assert browser.focused() == "button:Comment"
+    browser.press("Enter", "\r")
+    _settled(browser, expect)
 
 
 def _status(browser: Browser, status: str) -> None:
@@ -163,29 +239,42 @@ def _drive(browser: Browser, base: str, portal: Portal, tmp_path: Path) -> None:
     shot = browser.screenshot(tmp_path / "submitted.png")
     assert png_is_not_blank(shot, 1280, 1400)
     assert "Audit the node daemon" in browser.text() and "0 of 5 holders" in browser.text()
+    acks_before = browser.screenshot(tmp_path / "acks-0.png", "#acks")
+    _keyboard_reaches_every_control(browser)
 
-    _paste(browser, "comment", portal.signed(MAINTAINERS[1], "comment", pid,
-                                             text="Which auditor?"), "Which auditor?")  # fmt: skip
+    _comment_by_keyboard(browser, portal.signed(MAINTAINERS[1], "comment", pid,
+                                                _challenge(browser), text="Which auditor?"),
+                         "Which auditor?")  # fmt: skip
     deadline = T0 + 21 * DAY
-    _paste(browser, "extend", portal.signed(MAINTAINERS[0], "extend", pid, deadline_at=deadline),
-           f"open until {deadline}")  # fmt: skip
+    extend = portal.signed(MAINTAINERS[0], "extend", pid, _challenge(browser),
+                           deadline_at=deadline)  # fmt: skip
+    _paste(browser, "extend", extend, f"open until {deadline}")
     for i, holder in enumerate(HOLDER_IDS):
-        _paste(browser, "ack", portal.signed(holder, "ack", pid), f"{i + 1} of 5 holders")
+        _paste(browser, "ack", portal.signed(holder, "ack", pid, _challenge(browser)),
+               f"{i + 1} of 5 holders")  # fmt: skip
     shot = browser.screenshot(tmp_path / "acknowledged.png")
     assert png_is_not_blank(shot, 1280, 1400) and "5 of 5 holders" in browser.text()
+    acks_after = browser.screenshot(tmp_path / "acks-5.png", "#acks")
+    # the screenshot of the acknowledgements shows text, and other text than before
+    assert png_is_not_blank(acks_after, *png_size(acks_after)) and acks_after != acks_before
 
-    portal.clock.advance(21 * DAY)
-    _paste(browser, "close", portal.signed(MAINTAINERS[0], "close", pid, outcome="accepted"),
-           "closed at")  # fmt: skip
+    portal.clock.advance(21 * DAY)  # the page's challenge is stale now: reload it
+    browser.goto(f"{base}/governance/proposals/{pid}")
+    _paste(browser, "close", portal.signed(MAINTAINERS[0], "close", pid, _challenge(browser),
+                                           outcome="accepted"), "closed at")  # fmt: skip
     _status(browser, "accepted")
+    accepted = browser.screenshot(tmp_path / "status-accepted.png", "#status")
     statements = portal.services.statements
     assert statements is not None
     unsigned = statements.submit(statement(HOLDER_IDS[0], "psbt_create", pid, portal.clock.now()))
     assert unsigned.spend is not None
     for secret in HOLDER_SECRETS[1:4]:
         statements.import_signed(pid, sign_with_key(unsigned.spend.psbt, secret))
-    _paste(browser, "execute", portal.signed(MAINTAINERS[0], "execute", pid), "Transaction")
+    _paste(browser, "execute", portal.signed(MAINTAINERS[0], "execute", pid, _challenge(browser)),
+           "Transaction")  # fmt: skip
     _status(browser, "executed")
+    executed = browser.screenshot(tmp_path / "status-executed.png", "#status")
+    assert png_is_not_blank(accepted, *png_size(accepted)) and executed != accepted
     txid = statements.proposal(pid).txid
     assert txid and txid in browser.text()
     link = browser.eval("document.querySelector('main a[href*=\"mempool.space\"]').href")
