@@ -279,9 +279,8 @@ def _start_api(
     published: tuple[str, str] = ("", ""),
 ) -> ApiServer:
     """Serve the public HTTP API over the same coordinator (one store, one Lightning node)."""
-    from owm_adapters.bootstrap.coordinator import data_dir_of
+    from owm_adapters.bootstrap.coordinator import data_dir_of, query_config_of
     from owm_adapters.services.api import ApiConfig
-    from owm_adapters.services.queries import QueryConfig
     from owm_server.http.serve import HttpLimits, api_server_for
 
     section = settings.coordinator
@@ -295,7 +294,7 @@ def _start_api(
                 query_price_msat=section.api_query_price_msat,
                 onion_address=published[0], tls_fingerprint=published[1],
             ),
-            query_config=QueryConfig(timeout_s=settings.knowledge.query_timeout_s),
+            query_config=query_config_of(settings),
         )
         api.start()
     except (RuntimeError, ValueError) as exc:

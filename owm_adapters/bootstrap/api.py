@@ -105,7 +105,10 @@ def build_api(
         slashing=coordinator.slashing,
         queries=build_query_service(
             coordinator, knowledge, query_config,
-            readers=readers_for(knowledge, data_dir, coordinator.fl),
+            readers=readers_for(
+                knowledge, data_dir, coordinator.fl,
+                int8=(query_config or QueryConfig()).reader_int8,
+            ),
         ),
         knowledge=knowledge if isinstance(knowledge, KnowledgeBase) else None,
         fl=coordinator.fl,
@@ -118,11 +121,16 @@ def build_api(
 
 
 def readers_for(
-    knowledge: KnowledgeSource | None, data_dir: Path | None, fl: FlRoundService | None = None
+    knowledge: KnowledgeSource | None,
+    data_dir: Path | None,
+    fl: FlRoundService | None = None,
+    *,
+    int8: bool = True,
 ) -> SubModelReaders | None:
     """The sub-models' transformer readers when retrieval runs the real MiniLM encoder: of each
     sub-model, the newest version its FL rounds trained (SRS-COORD-03), else the version
-    installed as ``<data_dir>/readers/<sub_model>.owmr`` (docs/models.md). None with the
+    installed as ``<data_dir>/readers/<sub_model>.owmr`` (docs/models.md), its encoder in int8
+    unless ``int8`` is false (``[knowledge] reader_int8``; SRS-PERF-01). None with the
     hashing-embedder twin or no data directory: the BM25 reader answers."""
     from owm_adapters.knowledge.minilm import MiniLmEmbedder
 
@@ -134,9 +142,11 @@ def readers_for(
 
     installed = directory_versions(data_dir / READERS_DIR)
     if fl is None:
-        return InstalledReaders(installed)
+        return InstalledReaders(installed, int8=int8)
     trained = fl_reader_versions(fl)
-    return InstalledReaders(lambda sub_model: trained(sub_model) or installed(sub_model))
+    return InstalledReaders(
+        lambda sub_model: trained(sub_model) or installed(sub_model), int8=int8
+    )
 
 
 def fl_reader_versions(fl: FlRoundService) -> VersionSource:

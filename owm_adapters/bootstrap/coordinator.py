@@ -72,6 +72,7 @@ if TYPE_CHECKING:
     from owm_adapters.services.fl_rounds import FlRoundService, SignalSink
     from owm_adapters.services.knowledge import KnowledgeBase
     from owm_adapters.services.payouts import PayoutDispatcher
+    from owm_adapters.services.queries import QueryConfig
 
 
 
@@ -151,6 +152,15 @@ def service_config_of(settings: CoordinatorSettings) -> ServiceConfig:
         ),
         funding=funding_config_of(settings),
     )
+
+
+def query_config_of(settings: CoordinatorSettings) -> QueryConfig:
+    """The query path's tuning of ``[knowledge]``: how long a query waits for its sub-models,
+    whether the transformer readers run their encoder in int8 (SRS-PERF-01)."""
+    from owm_adapters.services.queries import QueryConfig
+
+    knowledge = settings.knowledge
+    return QueryConfig(timeout_s=knowledge.query_timeout_s, reader_int8=knowledge.reader_int8)
 
 
 def funding_config_of(settings: CoordinatorSettings) -> FundingConfig:

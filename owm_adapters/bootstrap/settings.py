@@ -481,10 +481,13 @@ class KnowledgeSection:
     knowledge base, and with it the query path and the data endpoints, off.
     ``query_timeout_s`` is how long a query waits for its sub-models' reader tasks to be
     verified; a sub-model whose reading is not in by then is left out of the answer.
+    ``reader_int8`` runs the coordinator's transformer readers (docs/models.md) with their
+    frozen encoder in int8 (about half the CPU a read; ``false``: float32).
     """
 
     enabled: bool = True
     query_timeout_s: int = 4
+    reader_int8: bool = True
     embedder: str = "minilm"
     qdrant_path: str = ""
     qdrant_url: str = ""

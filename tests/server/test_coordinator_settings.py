@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from owm_adapters.bootstrap.coordinator import database_url_of, service_config_of
+from owm_adapters.bootstrap.coordinator import (
+    database_url_of,
+    query_config_of,
+    service_config_of,
+)
 from owm_adapters.bootstrap.settings import ConfigError, load_coordinator_settings
 from owm_core.market.tasks import VerificationMode
 
@@ -57,6 +61,19 @@ def test_the_tasks_section_selects_spot_checks_and_the_timeout(tmp_path: Path) -
     assert config.assignment_timeout_s == 90
     assert config.queue_timeout_s == 120
     assert database_url_of(settings) == f"sqlite:///{tmp_path / 'coordinator.sqlite3'}"
+
+
+def test_the_knowledge_section_sets_the_query_timeout_and_the_readers_precision(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[knowledge]\nquery_timeout_s = 9\nreader_int8 = false\n", encoding="utf-8")
+
+    default = query_config_of(load_coordinator_settings(None, environ={}))
+    configured = query_config_of(load_coordinator_settings(path, environ={}))
+
+    assert (default.timeout_s, default.reader_int8) == (4, True)
+    assert (configured.timeout_s, configured.reader_int8) == (9, False)
 
 
 @pytest.mark.parametrize(

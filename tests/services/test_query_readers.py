@@ -108,3 +108,27 @@ def test_installed_readers_ask_their_source_at_most_once_a_second_per_sub_model(
     clock[0] += 1.0
     assert readers.read("owm-geo", "Capital?", passages, 1) is None
     assert asked == ["owm-geo", "owm-history", "owm-geo"]
+
+
+def test_the_coordinators_readers_run_their_encoder_in_int8_unless_told_otherwise(
+    tmp_path: Path,
+):
+    from owm_adapters.bootstrap.api import READERS_DIR, readers_for
+    from owm_adapters.knowledge.minilm import MiniLmEmbedder
+    from owm_adapters.knowledge.qdrant import MemoryVectorStore
+    from owm_adapters.models.reader.installed import InstalledReaders
+    from owm_adapters.services.knowledge import KnowledgeBase
+    from owm_adapters.storage.memory import memory_repositories
+
+    (tmp_path / READERS_DIR).mkdir()
+    blob = serialise_version("owm-geo", DEFAULT_CONFIG, genesis_arrays("owm-geo"))
+    (tmp_path / READERS_DIR / "owm-geo.owmr").write_bytes(blob)
+    kb = KnowledgeBase(memory_repositories(), MiniLmEmbedder(), MemoryVectorStore())
+    passages = [("p1", "Paris is the capital and largest city of France.")]
+    for int8 in (True, False):
+        readers = readers_for(kb, tmp_path, int8=int8)
+        assert isinstance(readers, InstalledReaders)
+        loaded = readers.model("owm-geo")
+        assert loaded is not None and loaded[1].int8 is int8
+        found = readers.read("owm-geo", "What is the capital of France?", passages, 1)
+        assert found is not None and found[0] == loaded[0]

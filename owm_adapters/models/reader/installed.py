@@ -94,7 +94,9 @@ class InstalledReaders:
             self._asked[sub_model] = (now, found)
         return found
 
-    def _model(self, sub_model: str) -> tuple[str, ReaderModel] | None:
+    def model(self, sub_model: str) -> tuple[str, ReaderModel] | None:
+        """``(version id, warm model)`` of ``sub_model``'s installed version (loaded on first
+        use, its encoder in int8 when asked), or None when it has no usable reader."""
         found = self._installed(sub_model)
         if found is None and not self._genesis:
             return None
@@ -128,7 +130,7 @@ class InstalledReaders:
     ) -> tuple[str, list[tuple[str, int, int, float]]] | None:
         """``(version id, [(passage id, start, end, score)…])`` best first, or None when
         ``sub_model`` has no usable reader."""
-        loaded = self._model(sub_model)
+        loaded = self.model(sub_model)
         if loaded is None:
             return None
         label, model = loaded
