@@ -84,12 +84,14 @@ def build_api(
     config: ApiConfig | None = None,
     knowledge: KnowledgeSource | None = None,
     query_config: QueryConfig | None = None,
+    readers: SubModelReaders | None = None,
 ) -> Api:
     """The API over ``coordinator``'s store, treasury, clock, slashing and FL rounds.
 
     Give ``l402_secret`` (≥ 32 bytes) directly, or a ``data_dir`` to keep it in; with neither,
     a fresh secret is drawn and tokens do not survive a restart (tests, benchmarks).
-    With a ``knowledge`` base the conglomerate answers queries (:func:`build_query_service`).
+    With a ``knowledge`` base the conglomerate answers queries (:func:`build_query_service`),
+    its transformer readers being ``readers`` if given, else :func:`readers_for`'s.
     """
     secret_file = None
     if l402_secret is None:
@@ -105,7 +107,7 @@ def build_api(
         slashing=coordinator.slashing,
         queries=build_query_service(
             coordinator, knowledge, query_config,
-            readers=readers_for(
+            readers=readers or readers_for(
                 knowledge, data_dir, coordinator.fl,
                 int8=(query_config or QueryConfig()).reader_int8,
             ),

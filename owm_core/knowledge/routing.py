@@ -148,7 +148,9 @@ class Reading:
 
 @attrs.frozen
 class Citation:
-    """A sentence of the answer: the text, the passage and source it quotes, its strength."""
+    """A sentence of the answer: the text, the passage and source it quotes, its strength, and
+    ``model_version``, the version of the sub-model that read it (its transformer reader's
+    version when that reader produced ``answer``, else its release; SRS 4.8.3)."""
 
     sub_model: str
     passage_id: str
@@ -157,6 +159,7 @@ class Citation:
     strength: float = attrs.field(validator=_unit_interval)
     dataset_id: str = ""
     answer: str = ""
+    model_version: str = ""
 
 
 @attrs.frozen
@@ -409,9 +412,10 @@ def compose(
     if not chosen:
         return Composition(NO_SUB_MODEL, False, (), (), (), (), 0.0, version, verified)
     passages = {(e.sub_model, e.passage_id): e for e in evidence}
+    versions = {r.sub_model: r.version for r in chosen}
     candidates: list[tuple[int, float, float, str, str, Citation]] = []
     for reading in readings:
-        if reading.sub_model not in {r.sub_model for r in chosen}:
+        if reading.sub_model not in versions:
             continue
         for extract in reading.extracts:
             passage = passages.get((reading.sub_model, extract.passage_id))
@@ -421,6 +425,7 @@ def compose(
             citation = Citation(
                 reading.sub_model, passage.passage_id, passage.source,
                 _flatten(extract.text), strength, passage.dataset_id, _flatten(extract.answer),
+                versions[reading.sub_model],
             )
             first = -extract.score if extract.answer else -strength
             candidates.append(
@@ -491,6 +496,7 @@ def answer_fields(answer: QueryAnswer) -> dict[str, Any]:
                 "strength": round(x.strength, 4),
                 "dataset_id": x.dataset_id,
                 "answer": x.answer,
+                "model_version": x.model_version,
             }
             for x in c.citations
         ],
@@ -512,7 +518,7 @@ def answer_from_fields(data: Mapping[str, Any]) -> QueryAnswer:
                 Citation(
                     str(x["sub_model"]), str(x["passage_id"]), str(x["source"]),
                     str(x["text"]), float(x["strength"]), str(x.get("dataset_id", "")),
-                    str(x.get("answer", "")),
+                    str(x.get("answer", "")), str(x.get("model_version", "")),
                 )
                 for x in data["citations"]
             ),

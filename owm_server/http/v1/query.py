@@ -85,6 +85,12 @@ QUERY_ANSWER: Schema = {
                     "strength": {"type": "number"}, "dataset_id": STR,
                     "answer": {**STR, "description": "The reader's answer span in `text` "
                                                      "(empty for the BM25 reader)."},
+                    "model_version": {
+                        **STR,
+                        "description": "The version of the sub-model that read this passage: "
+                                       "its transformer reader's (`owm-geo@<12 hex>`) when "
+                                       "`answer` is set, else its release.",
+                    },
                 },
             },
         },

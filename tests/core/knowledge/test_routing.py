@@ -102,6 +102,7 @@ def test_the_answer_quotes_the_passages_and_cites_their_sources_in_order():
     assert result.model_version == "owm-geo@owm-v0.1.0,owm-history@owm-v0.2.0"
     assert result.ots_verified is False  # owm-history's version is not anchored yet
     assert result.citations[0].dataset_id == "ds-geo"
+    assert [c.model_version for c in result.citations] == [GEO.version, HIST.version]
 
 
 def test_a_sentence_that_is_not_in_the_sent_passage_is_never_used():
@@ -235,6 +236,7 @@ def test_a_stored_answer_round_trips_through_its_fields():
     fields = answer_fields(answer)
     assert {"answer", "sub_models_used", "data_sources", "confidence", "model_version",
             "ots_verified", "latency_ms", "cost_sats", "query_id"} <= set(fields)
+    assert fields["citations"][0]["model_version"] == GEO.version
     restored = answer_from_fields(json.loads(json.dumps(fields)))
-    assert restored.composition.answer == answer.composition.answer
+    assert restored.composition == answer.composition
     assert restored.cost_sats == 5 and restored.query_id == "qry_1"

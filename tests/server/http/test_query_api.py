@@ -17,6 +17,7 @@ from owm_adapters.services.api import ApiConfig
 from owm_adapters.services.queries import QueryConfig
 from owm_core.access import l402
 from owm_core.access.api_keys import Plan
+from owm_core.knowledge.routing import CALIBRATION, MISSING_PENALTY
 from owm_server.http.app import create_app
 from tests.server.http.world import build_world
 from tests.server.query_harness import conglomerate
@@ -110,6 +111,49 @@ def test_an_unknown_query_id_is_a_404_problem(api):
 def test_a_query_needs_a_credential(api):
     client, _keys = api
     assert client.post("/v1/query", json={"query": "hi"}).status_code in {401, 402}
+
+
+class ParisReader:
+    """A transformer-reader twin of version ``owm-geo@abc``: answers with "Paris" wherever a
+    passage holds it."""
+
+    def read(self, sub_model: str, query: str, passages: Any, top_k: int) -> Any:
+        spans = [(pid, text.find("Paris"), text.find("Paris") + 5, 0.9)
+                 for pid, text in passages if "Paris" in text]
+        return ("owm-geo@abc", spans[:top_k]) if spans else None
+
+
+def test_a_model_answer_cites_its_sources_calibrated_confidence_and_reader_version(
+    tmp_path: Path,
+):
+    """SRS 4.8.3 over HTTP when a sub-model's transformer reader answers: the span leads the
+    answer, each citation names its source, passage, span and the version that read it, the
+    confidence is the calibration of the cited evidence, and the reader's version is the
+    answer's model version (not the release's OTS status)."""
+    with conglomerate(tmp_path, ({}, {})) as world:
+        services = build_api(
+            world.app, l402_secret=b"\x22" * 32, config=ApiConfig(cache_ttl_ms=0),
+            knowledge=world.knowledge, query_config=QueryConfig(threshold=0.0, timeout_s=5.0),
+            readers=ParisReader(),
+        ).services
+        _key, secret = services.access.create_api_key("acme", Plan.COMMERCIAL)
+        with TestClient(create_app(services), raise_server_exceptions=False) as client:
+            reply = client.post("/v1/query", json={"query": "What is the capital of France?"},
+                                headers={"Authorization": f"Bearer {secret}"})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    lead = body["citations"][0]
+    assert body["answered"] and body["answer"].startswith("Paris — ")
+    assert lead["answer"] == "Paris" and "Paris" in lead["text"]
+    assert lead["sub_model"] == "owm-geo" and lead["model_version"] == "owm-geo@abc"
+    assert lead["passage_id"] and lead["source"] == body["data_sources"][0]
+    assert "owm-geo@abc" in body["model_version"].split(",")
+    assert body["ots_verified"] is False
+    completeness = 1.0 - MISSING_PENALTY * len(body["missing_sub_models"]) / len(
+        body["sub_models_used"] + body["missing_sub_models"]
+    )
+    assert body["confidence"] == round(CALIBRATION(lead["strength"]) * completeness, 4)
+    assert 0.0 < body["confidence"] <= 1.0
 
 
 # --------------------------------------------------------------------------- per-query pricing
