@@ -28,7 +28,7 @@ from owm_core.knowledge.datasets import (
 from owm_core.knowledge.submodels import SubModel
 from owm_server.http.call import Call, running
 from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag
-from owm_server.http.v1.schemas import INT, SLUG, STR, array, nullable, obj, problem
+from owm_server.http.v1.schemas import INT, SLUG, STR, array, nullable, obj, problem, published
 
 DATASET_BODY: Schema = {
     "type": "object",
@@ -106,36 +106,24 @@ SUB_MODEL: Schema = obj(
 
 def dataset_json(r: DatasetRecord) -> dict[str, Any]:
     """A contribution as the API publishes it."""
-    return {
-        "dataset_id": r.dataset_id,
-        "digest": r.digest,
-        "name": r.name,
-        "sub_models": list(r.sub_models),
-        "contributor": r.contributor,
-        "submitted_at": r.submitted_at,
-        "documents": r.n_documents,
-        "passages": r.n_passages,
-        "size_bytes": r.size_bytes,
-        "licences": list(r.licences),
-        "sources": list(r.sources),
-        "description": r.description,
-        "ots_status": "none" if r.proof is None else "pending",
-    }
+    return published(
+        DATASET,
+        r,
+        documents=r.n_documents,
+        passages=r.n_passages,
+        ots_status="none" if r.proof is None else "pending",
+    )
 
 
 def sub_model_json(m: SubModel) -> dict[str, Any]:
     """A registered sub-model as the API publishes it."""
-    return {
-        "name": m.name,
-        "description": m.description,
-        "kind": m.kind.value,
-        "version": m.version,
-        "version_id": f"{m.name}@{m.version}",
-        "version_digest": m.version_digest,
-        "datasets": list(m.dataset_ids),
-        "hosts": list(m.host_node_ids),
-        "created_at": m.created_at,
-    }
+    return published(
+        SUB_MODEL,
+        m,
+        version_id=f"{m.name}@{m.version}",
+        datasets=list(m.dataset_ids),
+        hosts=list(m.host_node_ids),
+    )
 
 
 def _knowledge(call: Call) -> KnowledgeBase:
@@ -186,24 +174,13 @@ PAYEE_BODY: Schema = obj(
 
 def statement_json(s: CreditStatement) -> dict[str, Any]:
     """A contributor's credits and payouts as the API publishes them."""
-    return {
-        "contributor": s.contributor,
-        "credited_msat": s.credited_msat,
-        "enqueued_msat": s.enqueued_msat,
-        "paid_msat": s.paid_msat,
-        "owed_msat": s.owed_msat,
-        "ln_node": s.payee.ln_pubkey if s.payee is not None else None,
-        "payouts": [
-            {"payment_hash": p.payment_hash, "amount_msat": p.amount_msat,
-             "state": p.state.value, "created_at": p.created_at}
-            for p in s.payouts
-        ],
-        "credits": [
-            {"query_id": q, "at": at, "dataset_id": c.dataset_id, "amount_msat": c.amount_msat,
-             "passages_used": c.passages_used}
-            for q, at, c in s.credits
-        ],
-    }  # fmt: skip
+    return published(
+        STATEMENT,
+        s,
+        ln_node=s.payee.ln_pubkey if s.payee is not None else None,
+        payouts=[published(PAYOUT, p) for p in s.payouts],
+        credits=[published(CREDIT, c, query_id=q, at=at) for q, at, c in s.credits],
+    )
 
 
 def my_credits(call: Call) -> Response:

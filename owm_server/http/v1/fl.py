@@ -36,6 +36,7 @@ from owm_server.http.v1.schemas import (
     limit,
     nullable,
     problem,
+    published,
 )
 
 UPDATE_BODY: Schema = {
@@ -113,26 +114,14 @@ ROUND: Schema = {
 
 def round_json(r: FlRound) -> dict[str, Any]:
     """A round as the API publishes it."""
-    return {
-        "round": r.number,
-        "sub_model": r.sub_model,
-        "state": r.state.value,
-        "started_at": r.started_at,
-        "closed_at": r.closed_at,
-        "rule": r.rule,
-        "f": r.f,
-        "tasks": list(r.task_ids),
-        "base_version": r.base_version,
-        "participants": r.participants,
-        "accepted": list(r.accepted),
-        "rejected": list(r.rejected),
-        "flagged": list(r.flagged),
-        "accuracy": None if r.accuracy_ppm is None else r.accuracy_ppm / 1_000_000,
-        "accuracy_ppm": r.accuracy_ppm,
-        "loss": r.loss,
-        "version": r.version_id,
-        "failure": r.failure,
-    }
+    return published(
+        ROUND,
+        r,
+        round=r.number,
+        tasks=list(r.task_ids),
+        accuracy=None if r.accuracy_ppm is None else r.accuracy_ppm / 1_000_000,
+        version=r.version_id,
+    )
 
 
 def _fl(call: Call) -> FlRoundService:

@@ -35,6 +35,7 @@ from owm_server.http.v1.schemas import (
     array,
     nullable,
     obj,
+    published,
     status_filter,
 )
 
@@ -85,33 +86,12 @@ BOUNTY_BODY: Schema = obj(
 
 def bounty_json(b: Bounty, invoice: str | None = None) -> dict[str, Any]:
     """A bounty as the API publishes it."""
-    return {
-        "bounty_id": b.bounty_id,
-        "repository": b.repository,
-        "issue_number": b.issue_number,
-        "title": b.title,
-        "amount_sat": b.amount_sat,
-        "created_by": b.created_by,
-        "created_at": b.created_at,
-        "status": b.status.value,
-        "funding": b.funding.value,
-        "claimant": b.claimant,
-        "invoice": invoice,
-    }
+    return published(BOUNTY, b, invoice=invoice)
 
 
 def analysis_json(a: AnalysisRequest) -> dict[str, Any]:
     """An analysis request as the API publishes it."""
-    return {
-        "analysis_id": a.analysis_id,
-        "repository": a.repository,
-        "requested_by": a.requested_by,
-        "requested_at": a.requested_at,
-        "state": a.state.value,
-        "updated_at": a.updated_at,
-        "result": a.result,
-        "pull_request": a.pull_request,
-    }
+    return published(ANALYSIS, a)
 
 
 def list_bounties(call: Call) -> Response:

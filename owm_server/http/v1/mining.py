@@ -28,6 +28,7 @@ from owm_server.http.v1.schemas import (
     array,
     nullable,
     obj,
+    published,
 )
 
 PAYOUT: Schema = obj(
@@ -80,13 +81,7 @@ DASHBOARD: Schema = obj(
 
 def payout_json(p: MiningPayout) -> dict[str, Any]:
     """A payout to a miner, or the treasury's share of a block."""
-    return {
-        "paid_at": p.paid_at,
-        "amount_sat": p.amount_sat,
-        "payment_hash": p.payment_hash,
-        "recipient": "treasury" if p.miner_id is None else "miner",
-        "miner_id": p.miner_id,
-    }
+    return published(PAYOUT, p, recipient="treasury" if p.miner_id is None else "miner")
 
 
 def pool_json(p: PoolStats) -> dict[str, Any]:

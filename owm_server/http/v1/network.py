@@ -20,7 +20,16 @@ from owm_core.nodes.registry import NodeStatus
 from owm_server.http.call import Call
 from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag
 from owm_server.http.v1.render import json
-from owm_server.http.v1.schemas import INT, LIMIT, STR, array, nullable, obj, status_filter
+from owm_server.http.v1.schemas import (
+    INT,
+    LIMIT,
+    STR,
+    array,
+    nullable,
+    obj,
+    published,
+    status_filter,
+)
 
 NETWORK_STATS: Schema = obj(
     {
@@ -50,16 +59,7 @@ ANONYMOUS_NODE: Schema = obj(
 
 def node_json(n: AnonymousNode) -> dict[str, Any]:
     """A node without its identity."""
-    return {
-        "tier": n.tier.value,
-        "status": n.status.value,
-        "vram_mb": n.vram_mb,
-        "ram_mb": n.ram_mb,
-        "bandwidth_mbps": n.bandwidth_mbps,
-        "reliability_ppm": n.reliability_ppm,
-        "registered_at": n.registered_at,
-        "total_tasks_completed": n.total_tasks_completed,
-    }
+    return published(ANONYMOUS_NODE, n)
 
 
 COORDINATOR_ENDPOINTS: Schema = obj(

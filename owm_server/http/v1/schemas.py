@@ -5,12 +5,15 @@ signatures, release ids, repositories), the builders (:func:`obj`, :func:`array`
 :func:`nullable`, :func:`envelope_schema`), documented problem replies (:func:`problem`), the
 common parameters (:func:`limit`, :func:`status_filter`, :data:`NODE_PARAM`) and the record
 shapes more than one context publishes (:data:`STAKE`, :data:`PAYMENT`, :data:`EARNINGS`). A
-context's own shapes live in its module.
+context's own shapes live in its module. :func:`published` renders a value as its shape lists
+it, so a record's schema is the one list of what its JSON holds.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
+from typing import Any
 
 from owm_core import fields
 from owm_core.provenance.versions import VERSION_PATTERN
@@ -65,6 +68,24 @@ def obj(
     if not additional:
         schema["additionalProperties"] = False
     return schema
+
+
+def published(shape: Schema, value: Any, **given: Any) -> dict[str, Any]:
+    """``value`` as the API publishes it in ``shape`` (an object schema): each property, in
+    the schema's order, is the ``given`` one or else the value's attribute of that name (an
+    enum as its value, a tuple as a list)."""
+    return {
+        name: given[name] if name in given else _plain(getattr(value, name))
+        for name in shape["properties"]
+    }
+
+
+def _plain(attribute: Any) -> Any:
+    if isinstance(attribute, enum.Enum):
+        return attribute.value
+    if isinstance(attribute, tuple):
+        return list(attribute)
+    return attribute
 
 
 def array(items: Schema) -> Schema:
