@@ -27,16 +27,8 @@ ASSIGNMENT_DOMAIN = b"owm/task-assignment/v1\x00"
 
 def assignment_statement(task: AssignedTask, recipient_public_key_hex: str) -> bytes:
     """The bytes the coordinator signs for ``task`` sent to ``recipient_public_key_hex``."""
-    fields = {
-        "assigned_at_ms": task.assigned_at_ms,
-        "deadline_at": task.deadline_at,
-        "input_schema_id": task.input_schema_id,
-        "input_schema_version": task.input_schema_version,
-        "input_sha256": sha256_hex(task.input),
-        "price_msat": task.price_msat,
-        "task_id": task.task_id,
-        "task_type": task.task_type,
-    }
+    fields = coordinator_signed.signed_fields(task, "input", "model_version")
+    fields["input_sha256"] = sha256_hex(task.input)
     if task.model_version:  # absent when empty: statements signed before pinning still verify
         fields["model_version"] = task.model_version
     return coordinator_signed.statement(

@@ -2,12 +2,17 @@
 
 A message the coordinator sends a node to act on (a task assignment, a payout request) is
 signed over ``domain ‖ canonical JSON {its fields, the recipient node's key}``, so it cannot
-be changed, forged without the coordinator key, or replayed to another node.
+be changed, forged without the coordinator key, or replayed to another node. Its fields are
+the message's own attributes but the signature (:func:`signed_fields`), so a message and its
+statement cannot drift apart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
+
+import attrs
 
 from owm_core.errors import SignatureInvalid
 from owm_core.identity.envelopes import canonical_bytes
@@ -20,6 +25,16 @@ def statement(
     """The bytes the coordinator signs: ``domain``, then ``fields`` and the recipient's key."""
     recipient = parse_public_key(recipient_public_key_hex, "recipient")
     return domain + canonical_bytes({**fields, "recipient": recipient}, what)
+
+
+def signed_fields(value: Any, *left_out: str) -> dict[str, Any]:
+    """The attributes of ``value`` a statement covers: all but its ``signature`` and the
+    ``left_out`` ones (those the message signs in another form, a digest say)."""
+    skipped = {"signature", *left_out}
+    fields: dict[str, Any] = attrs.asdict(
+        value, recurse=False, filter=lambda a, _: a.name not in skipped
+    )
+    return fields
 
 
 def check(coordinator_public_key_hex: str, signed: bytes, signature: bytes, what: str) -> None:

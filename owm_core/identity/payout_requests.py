@@ -20,16 +20,11 @@ PAYOUT_REQUEST_DOMAIN = b"owm/payout-request/v1\x00"
 
 def payout_statement(payout: PendingPayout, recipient_public_key_hex: str) -> bytes:
     """The bytes the coordinator signs for ``payout`` sent to ``recipient_public_key_hex``."""
-    fields = {
-        "amount_msat": payout.amount_msat,
-        "expiry_s": payout.expiry_s,
-        "memo": payout.memo,
-        "payee_pubkey": payout.payee_pubkey,
-        "payment_id": payout.payment_id,
-        "requested_at": payout.requested_at,
-    }
     return coordinator_signed.statement(
-        PAYOUT_REQUEST_DOMAIN, fields, recipient_public_key_hex, "payout"
+        PAYOUT_REQUEST_DOMAIN,
+        coordinator_signed.signed_fields(payout),
+        recipient_public_key_hex,
+        "payout",
     )
 
 

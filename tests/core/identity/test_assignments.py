@@ -123,3 +123,22 @@ def test_a_payout_request_verifies_only_unchanged_from_the_coordinator_for_its_n
     ):
         with pytest.raises(SignatureInvalid):
             verify_payout_request(COORDINATOR.public_key_hex, forged, recipient.public_key_hex)
+
+
+def test_a_payout_request_signs_the_same_statement_as_when_its_fields_were_listed_by_hand() -> (
+    None
+):
+    """Payout requests signed before the statement was derived from the payout still verify."""
+    from owm_core.identity import coordinator_signed
+    from owm_core.identity.payout_requests import PAYOUT_REQUEST_DOMAIN, payout_statement
+    from owm_core.payments.invoices import PendingPayout
+
+    payout = PendingPayout(payment_id="ab" * 16, payee_pubkey="02" + "11" * 32,
+                           amount_msat=5_000, memo="OWM reward", expiry_s=3_600,
+                           requested_at=1_800_000_000, signature=b"s" * 64)
+    before = coordinator_signed.statement(PAYOUT_REQUEST_DOMAIN, {
+        "amount_msat": payout.amount_msat, "expiry_s": payout.expiry_s, "memo": payout.memo,
+        "payee_pubkey": payout.payee_pubkey, "payment_id": payout.payment_id,
+        "requested_at": payout.requested_at,
+    }, NODE.public_key_hex, "payout")
+    assert payout_statement(payout, NODE.public_key_hex) == before
