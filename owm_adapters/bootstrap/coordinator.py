@@ -254,8 +254,7 @@ def build_coordinator(
     (unit tests of other parts). The same key seals task inputs to their nodes and opens their
     outputs (SRS-SEC-02; nodes hold its public key as ``[coordinator] public_key``); with
     ``slashing=False`` and no ``coordinator_key`` the service draws one of its own. FL rounds
-    run when ``[fl] enabled``; ``payout_sweep_s`` is the payout worker's idle sweep period.
-    """
+    run when ``[fl] enabled``; ``payout_sweep_s`` is the payout worker's idle sweep period."""
     from owm_adapters.services.payouts import DEFAULT_SWEEP_S, PayoutDispatcher
 
     if (existing := Path(settings.coordinator.data_dir).expanduser()).is_dir():
@@ -301,7 +300,8 @@ def build_coordinator(
         store=store, clock=clock, treasury=treasury, service=service, payouts=payouts,
         slashing=slashing_service, fl=fl, node_invoices=node_invoices,
         signing_key_created=created, identity=service.signer,
-        workers=Workers(tuple(w for w in (service, stamping, singletons, pool) if w is not None)),
+        workers=Workers(tuple(w for w in (service, stamping, singletons, pool,
+                                          github.retries if github else None) if w is not None)),
         governance=governance_from(settings, store, clock, service.signer, chain=wallet_chain),
         github=github, pool=pool, singletons=singletons,
     )

@@ -23,7 +23,7 @@ from owm_adapters.services.github_app import GitHubApp
 from owm_adapters.services.github_bounties import BountyDesk
 from owm_adapters.services.payouts import LedgerInvoiceSource, PayoutDispatcher
 from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
-from owm_core.errors import PolicyViolation
+from owm_core.errors import LightningUnavailable, PolicyViolation
 from owm_core.governance.bounty_rules import CLAIM_GRACE_S
 from owm_core.governance.contributions import BountyStatus
 from tests.github_app_support import SECRET, credentials, delivery, standin
@@ -300,3 +300,33 @@ def test_the_merge_and_the_issue_closing_delivered_at_once_pay_the_claimant_exac
     for bounty in bounties:
         assert len(stage.repos.payments.for_task(f"bounty:{bounty.bounty_id}")) == 1
     assert stage.held_msat(stage.contributor_ln) == rounds * 500_000
+
+
+def test_a_merge_whose_payee_has_no_invoice_yet_is_paid_once_it_has_one(
+    stage: Stage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In production a payee's Lightning node hands its invoice in later: the merge's bounty
+    is enqueued by the intake's retry worker then, since GitHub's redelivery of the event
+    would be refused as a replay (SRS-LN-08)."""
+    bounty_id = open_and_claim(stage)
+    source = stage.dispatcher.invoices
+    real = source.invoice_for
+
+    def not_yet(*_args: object) -> object:
+        raise LightningUnavailable("waiting for the node to hand in an invoice")
+
+    monkeypatch.setattr(source, "invoice_for", not_yet)
+    stage.post("pull_request", pull_closed(True, "alice", "Fixes #1"))
+    assert stage.repos.payments.for_task(f"bounty:{bounty_id}") == []
+    assert stage.app.waiting() == 1
+    assert stage.app.retry_due() == 0  # not due before its delay
+    stage.clock.advance(5)
+    assert stage.app.retry_due() == 1 and stage.app.waiting() == 1  # failed again: later
+    monkeypatch.setattr(source, "invoice_for", real)
+    stage.clock.advance(10)
+    assert stage.app.retry_due() == 1 and stage.app.waiting() == 0
+    stage.clock.advance(600)
+    assert stage.app.retry_due() == 0
+    stage.dispatcher.sweep()
+    (payment,) = stage.repos.payments.for_task(f"bounty:{bounty_id}")
+    assert payment.settled and stage.held_msat(stage.contributor_ln) == 1_000_000

@@ -31,7 +31,7 @@ from owm_core.coordination.contributions import (
     SignedContribution,
     verify_contribution,
 )
-from owm_core.errors import SignatureInvalid
+from owm_core.errors import GitHubUnavailable, SignatureInvalid
 from owm_core.governance.github_app import WebhookEvent
 from owm_core.identity.keys import Identity
 from tests.adapters.github.test_tree_analysis import tarball
@@ -56,6 +56,7 @@ class Stage:
     github: GitHubStandIn
     content: FilesystemContentStore
     alice_ln: str
+    clock: StepClock
 
     def post(self, event: str, payload: dict[str, Any]) -> None:
         headers, raw = delivery(event, payload)
@@ -96,7 +97,7 @@ def stage(tmp_path: Path) -> Iterator[Stage]:
         ports = ContributionPorts(port, content, stamping, COORDINATOR, dispatcher)
         flow = ContributionFlow(repos, clock, ports, 1_000, "https://coordinator.example")
         app = GitHubApp(repos, clock, SECRET, port, [flow], content=content)
-        yield Stage(repos, ledger, app, flow, dispatcher, github, content, alice_ln)
+        yield Stage(repos, ledger, app, flow, dispatcher, github, content, alice_ln, clock)
     dispatcher.stop()
     stamping.stop()
 
@@ -182,3 +183,25 @@ def test_an_unmerged_pull_request_or_a_bad_payee_key_does_nothing_but_say_why(
     stage.post("issue_comment", bad)
     assert "refused" in stage.github.comments[-1].body
     assert stage.repos.data_payees.get("github:alice") is None
+
+
+def test_a_merge_seen_while_github_is_unreachable_is_recorded_and_paid_when_it_answers(
+    stage: Stage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stage.post("issue_comment", payee_comment(stage))
+    github = stage.app.github
+    assert github is not None
+    real = github.archive
+
+    def down(*_args: object) -> bytes:
+        raise GitHubUnavailable("cannot reach GitHub")
+
+    monkeypatch.setattr(github, "archive", down)
+    stage.post("pull_request", merged_event())
+    assert stage.repos.payments.for_task(f"contribution:{REPO}#2") == []
+    monkeypatch.setattr(github, "archive", real)
+    stage.clock.advance(5)
+    assert stage.app.retry_due() == 1 and stage.app.waiting() == 0
+    stage.dispatcher.sweep()
+    (payment,) = stage.repos.payments.for_task(f"contribution:{REPO}#2")
+    assert payment.settled and stage.held_msat() == payment.amount_msat

@@ -28,3 +28,5 @@ def test_the_bounty_lapses_run_as_a_singleton_job_of_the_coordinator(tmp_path: P
     (desk,) = [h for h in coordinator.github._handlers if isinstance(h, BountyDesk)]
     jobs = dict(coordinator.singletons.jobs)
     assert jobs["bounty-lapses"] is desk.lapses
+    # failed handlers are retried from this process's memory: on every coordinator
+    assert coordinator.github.retries in coordinator.workers.items
