@@ -158,30 +158,27 @@ def close(
     version_id: str,
 ) -> FlRound:
     """open → closed: the round produced ``version_id`` (SRS-COORD-03)."""
-    _require_open(fl_round, "close")
-    return attrs.evolve(
-        fl_round,
-        state=RoundState.CLOSED,
-        closed_at=now,
-        f=f,
-        participants=participants,
-        accepted=tuple(accepted),
-        flagged=tuple(flagged),
-        accuracy_ppm=accuracy_ppm,
-        loss=loss,
-        version_id=version_id,
-    )
+    return _end(
+        fl_round, RoundState.CLOSED, "close", now, participants,
+        f=f, accepted=tuple(accepted), flagged=tuple(flagged), accuracy_ppm=accuracy_ppm,
+        loss=loss, version_id=version_id,
+    )  # fmt: skip
 
 
 def fail(fl_round: FlRound, *, now: int, reason: str, participants: int = 0) -> FlRound:
     """open → failed: the round ends without a new version, saying why."""
-    _require_open(fl_round, "fail")
+    return _end(
+        fl_round, RoundState.FAILED, "fail", now, participants, failure=reason[:2_000] or "failed"
+    )
+
+
+def _end(
+    fl_round: FlRound, state: RoundState, move: str, now: int, participants: int, **results: Any
+) -> FlRound:
+    """An open round ended in ``state`` at ``now`` with ``participants`` and its ``results``."""
+    _require_open(fl_round, move)
     return attrs.evolve(
-        fl_round,
-        state=RoundState.FAILED,
-        closed_at=now,
-        participants=participants,
-        failure=reason[:2_000] or "failed",
+        fl_round, state=state, closed_at=now, participants=participants, **results
     )
 
 

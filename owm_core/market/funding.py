@@ -335,12 +335,7 @@ class Balance:
 
 def credit_balance(balance: Balance, amount_msat: int) -> Balance:
     """Credit a paid invoice's ``amount_msat`` to the balance."""
-    amount = _int("amount_msat", amount_msat)
-    return fields.evolve(
-        balance,
-        funded_msat=balance.funded_msat + amount,
-        available_msat=balance.available_msat + amount,
-    )
+    return _made_available(balance, "funded_msat", amount_msat)
 
 
 def debit_balance(balance: Balance, amount_msat: int, task_id: str) -> Balance:
@@ -363,10 +358,16 @@ def debit_balance(balance: Balance, amount_msat: int, task_id: str) -> Balance:
 
 def refund_to_balance(balance: Balance, amount_msat: int) -> Balance:
     """Return an ended task's unspent escrow to the balance."""
+    return _made_available(balance, "refunded_msat", amount_msat)
+
+
+def _made_available(balance: Balance, counter: str, amount_msat: int) -> Balance:
+    """``amount_msat`` added to the balance's ``counter`` (funded or refunded) and to what is
+    available: money that comes in, from an invoice or back from an escrow."""
     amount = _int("amount_msat", amount_msat)
     return fields.evolve(
         balance,
-        refunded_msat=balance.refunded_msat + amount,
+        **{counter: getattr(balance, counter) + amount},
         available_msat=balance.available_msat + amount,
     )
 
