@@ -9,6 +9,14 @@ this very Noise session, else ``OpenMiningChannel.Error`` ``unknown-user``. An o
 gets its target, an extranonce prefix of its own, a job (``NewMiningJob`` without
 ``min_ntime``) and the ``SetNewPrevHash`` that activates it; every new epoch repeats the last
 two. ``SubmitSharesStandard`` is answered at once, ``SubmitShares.Success`` or ``.Error``.
+
+``OpenExtendedMiningChannel`` (the same login) opens an extended channel: the miner gets
+:data:`EXTRANONCE_SIZE` bytes of extranonce of its own (more if it asks, up to
+:data:`MAX_EXTRANONCE_SIZE`) after the channel's prefix, and ``NewExtendedMiningJob`` carries
+the coinbase cut around the whole extranonce (no Merkle path: the pool's blocks are
+coinbase-only). A ``SubmitSharesExtended`` is judged on the header rebuilt from the coinbase with
+its extranonce (section 5.3.16); an extranonce of another size, or a submission of the other
+kind for the channel, is answered ``invalid-extranonce``.
 """
 
 from __future__ import annotations
@@ -31,6 +39,12 @@ log = logging.getLogger(__name__)
 
 MAX_CHANNELS_PER_CONNECTION = 64
 _KEPT_JOBS = 8
+#: The miner's part of an extended channel's extranonce, unless it asks for more; with the
+#: channel's 8-byte prefix the whole must fit the 32 bytes a ``B0_32`` holds.
+EXTRANONCE_SIZE = 8
+MAX_EXTRANONCE_SIZE = 24
+_Submit = sv2.SubmitSharesStandard | sv2.SubmitSharesExtended
+_Open = sv2.OpenStandardMiningChannel | sv2.OpenExtendedMiningChannel
 
 
 class NodeKeys(Protocol):
@@ -56,9 +70,10 @@ _channel_ids = itertools.count(1)
 class Channel:
     """A standard channel: its miner, extranonce prefix and recent jobs (older ones are stale)."""
 
-    def __init__(self, channel_id: int, miner_id: str) -> None:
+    def __init__(self, channel_id: int, miner_id: str, extranonce_size: int = 0) -> None:
         self.channel_id = channel_id
         self.miner_id = miner_id
+        self.extranonce_size = extranonce_size  # 0: a standard channel
         self.extranonce_prefix = channel_id.to_bytes(8, "big")
         self.jobs: dict[int, Job] = {}
         self.next_job_id = 1
@@ -82,10 +97,10 @@ class MinerConnection:
     def on_frames(self, frames: Sequence[Frame]) -> None:
         """Handle frames received together: consecutive share submissions are judged as one
         batch (one store write) and answered together (SRS-PERF-11)."""
-        shares: list[sv2.SubmitSharesStandard] = []
+        shares: list[_Submit] = []
         for frame in frames:
             message = sv2.decode(frame)
-            if self._set_up and isinstance(message, sv2.SubmitSharesStandard):
+            if self._set_up and isinstance(message, _Submit):
                 shares.append(message)
                 continue
             if shares:
@@ -98,7 +113,7 @@ class MinerConnection:
     def _on_message(self, message: sv2.Message) -> None:
         if not self._set_up:
             self._setup(message)
-        elif isinstance(message, sv2.OpenStandardMiningChannel):
+        elif isinstance(message, _Open):
             self._open(message)
         elif isinstance(message, sv2.CloseChannel):
             with self._lock:
@@ -123,7 +138,7 @@ class MinerConnection:
         self._set_up = True
         self.send(sv2.SetupConnectionSuccess(used_version=sv2.PROTOCOL_VERSION, flags=0))
 
-    def _login(self, message: sv2.OpenStandardMiningChannel) -> str | None:
+    def _login(self, message: _Open) -> str | None:
         try:
             login = pool_login.parse_login(message.user_identity)
             key = self._nodes.public_key_of(login.node_id)
@@ -136,7 +151,14 @@ class MinerConnection:
         log.info("mining channel for %s, worker %r", login.node_id, login.worker)
         return login.miner_id
 
-    def _open(self, message: sv2.OpenStandardMiningChannel) -> None:
+    def _open(self, message: _Open) -> None:
+        extended = isinstance(message, sv2.OpenExtendedMiningChannel)
+        size = 0
+        if isinstance(message, sv2.OpenExtendedMiningChannel):
+            size = max(message.min_extranonce_size, EXTRANONCE_SIZE)
+        if size > MAX_EXTRANONCE_SIZE:
+            self.send(sv2.OpenMiningChannelError(message.request_id, "extranonce-size-too-large"))
+            return
         miner_id = self._login(message)
         if miner_id is None:
             self.send(sv2.OpenMiningChannelError(message.request_id, "unknown-user"))
@@ -145,7 +167,7 @@ class MinerConnection:
             if len(self._channels) >= MAX_CHANNELS_PER_CONNECTION:
                 self.send(sv2.OpenMiningChannelError(message.request_id, "too-many-channels"))
                 return
-            channel = Channel(next(_channel_ids), miner_id)
+            channel = Channel(next(_channel_ids), miner_id, size)
             self._channels[channel.channel_id] = channel
         target = self._pool.channel_target()
         if target > sv2.target_value(message.max_target):
@@ -154,26 +176,32 @@ class MinerConnection:
             self.send(sv2.OpenMiningChannelError(message.request_id, "max-target-out-of-range"))
             return
         self.send(
-            sv2.OpenStandardMiningChannelSuccess(
-                request_id=message.request_id,
-                channel_id=channel.channel_id,
-                target=sv2.target_bytes(target),
-                extranonce_prefix=channel.extranonce_prefix,
-                group_channel_id=0,
+            sv2.OpenExtendedMiningChannelSuccess(
+                message.request_id, channel.channel_id, sv2.target_bytes(target), size,
+                channel.extranonce_prefix, 0,
+            ) if extended else sv2.OpenStandardMiningChannelSuccess(
+                message.request_id, channel.channel_id, sv2.target_bytes(target),
+                channel.extranonce_prefix, 0,
             )
-        )
+        )  # fmt: skip
         self._send_work(channel)
 
     def _send_work(self, channel: Channel) -> None:
         with self._lock:
-            job = self._pool.make_job(channel.next_job_id, channel.extranonce_prefix)
+            job = self._pool.make_job(
+                channel.next_job_id, channel.extranonce_prefix, channel.extranonce_size
+            )
             channel.next_job_id += 1
             channel.jobs[job.job_id] = job
             for old in sorted(channel.jobs)[:-_KEPT_JOBS]:
                 del channel.jobs[old]
         self.send(
-            sv2.NewMiningJob(channel.channel_id, job.job_id, None, job.version, job.merkle_root)
-        )
+            sv2.NewExtendedMiningJob(channel.channel_id, job.job_id, None, job.version, False,
+                                     (), job.coinbase_prefix, job.coinbase_suffix)
+            if channel.extranonce_size
+            else sv2.NewMiningJob(channel.channel_id, job.job_id, None, job.version,
+                                  job.merkle_root)
+        )  # fmt: skip
         assert self._pool.template is not None
         self.send(
             sv2.SetNewPrevHash(
@@ -198,12 +226,12 @@ class MinerConnection:
             except OSError:
                 return
 
-    def _submit(self, messages: Sequence[sv2.SubmitSharesStandard]) -> None:
+    def _submit(self, messages: Sequence[_Submit]) -> None:
         """Judge shares sent together and answer them in one write: each rejection with its
         ``SubmitShares.Error``, the accepted ones of each channel with one aggregated
         ``SubmitShares.Success`` (the specification allows it: section 5.3.14)."""
         answers: list[sv2.Message] = []
-        judged: list[tuple[sv2.SubmitSharesStandard, Submission]] = []
+        judged: list[tuple[_Submit, Submission]] = []
         with self._lock:
             found = [(m, c, c.jobs.get(m.job_id) if c is not None else None)
                      for m in messages for c in [self._channels.get(m.channel_id)]]  # fmt: skip
@@ -211,12 +239,13 @@ class MinerConnection:
             if channel is None:
                 answers.append(sv2.SubmitSharesError(
                     message.channel_id, message.sequence_number, "invalid-channel-id"))  # fmt: skip
-            elif job is None:
-                self._pool.reject(channel.miner_id, "invalid-job-id",
-                                  f"job {message.job_id} unknown")  # fmt: skip
+            elif job is None or (extranonce := _extranonce(message, channel)) is None:
+                code = "invalid-job-id" if job is None else "invalid-extranonce"
+                self._pool.reject(channel.miner_id, code, f"job {message.job_id}: {code}")
                 answers.append(sv2.SubmitSharesError(
-                    message.channel_id, message.sequence_number, "invalid-job-id"))  # fmt: skip
+                    message.channel_id, message.sequence_number, code))  # fmt: skip
             else:
+                job = job.with_extranonce(extranonce) if channel.extranonce_size else job
                 judged.append((message, Submission(channel.miner_id, job, message.nonce,
                                                    message.ntime, message.version)))  # fmt: skip
         verdicts = self._pool.judge_batch([s for _, s in judged]) if judged else []
@@ -237,3 +266,14 @@ class MinerConnection:
                 new_shares_sum=sum(difficulty for _, difficulty in shares),
             ))  # fmt: skip
         self._connection.send_batch([sv2.encode(answer) for answer in answers])
+
+
+def _extranonce(message: _Submit, channel: Channel) -> bytes | None:
+    """The full extranonce a share was hashed with: the channel's prefix for a standard share
+    on a standard channel, the prefix and the miner's bytes for an extended share of the
+    channel's size; None for any other mix (answered ``invalid-extranonce``)."""
+    if isinstance(message, sv2.SubmitSharesStandard):
+        return channel.extranonce_prefix if not channel.extranonce_size else None
+    if not channel.extranonce_size or len(message.extranonce) != channel.extranonce_size:
+        return None
+    return channel.extranonce_prefix + message.extranonce

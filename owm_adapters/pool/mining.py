@@ -72,6 +72,18 @@ class Job:
     merkle_root: bytes
     version: int
     min_ntime: int
+    #: An extended channel's job: the coinbase before and after the whole extranonce (the
+    #: channel's prefix and the miner's bytes); empty for a standard channel's.
+    coinbase_prefix: bytes = b""
+    coinbase_suffix: bytes = b""
+
+    def with_extranonce(self, extranonce: bytes) -> Job:
+        """This extended job with the miner's full extranonce (the channel's prefix and the
+        miner's bytes) in its coinbase: the coinbase and Merkle root a share was hashed on."""
+        transaction = self.coinbase_prefix + extranonce + self.coinbase_suffix
+        return attrs.evolve(
+            self, coinbase=transaction, merkle_root=coinbase.merkle_root(transaction)
+        )
 
 
 @attrs.frozen
@@ -237,19 +249,24 @@ class MiningPool:
         """The target a channel's shares must meet: the share target, never harder than a block."""
         return max(bitcoin.share_target(self.share_difficulty), self.network_target())
 
-    def make_job(self, job_id: int, extranonce_prefix: bytes) -> Job:
-        """This epoch's work for a channel whose coinbase carries ``extranonce_prefix``."""
+    def make_job(self, job_id: int, extranonce_prefix: bytes, extranonce_size: int = 0) -> Job:
+        """This epoch's work for a channel whose coinbase carries ``extranonce_prefix``; for an
+        extended channel (``extranonce_size`` > 0) also the coinbase cut around the prefix and
+        the miner's ``extranonce_size`` bytes (its own coinbase: all-zero miner bytes)."""
         with self._lock:
             template = self.template
             if template is None:
                 raise ChainUnavailable("the pool has no block template yet")
-            tx = coinbase.coinbase_transaction(
-                template.height,
-                bitcoin.block_subsidy_sat(template.height),
-                self.payout_script,
-                extranonce_prefix,
-            )
+            paying = (template.height, bitcoin.block_subsidy_sat(template.height),
+                      self.payout_script)  # fmt: skip
+            tx = coinbase.coinbase_transaction(*paying, extranonce_prefix + bytes(extranonce_size))
+            prefix, suffix = (
+                coinbase.coinbase_parts(*paying, len(extranonce_prefix) + extranonce_size)
+                if extranonce_size else (b"", b"")
+            )  # fmt: skip
             return Job(
+                coinbase_prefix=prefix,
+                coinbase_suffix=suffix,
                 job_id=job_id,
                 epoch=self.epoch,
                 coinbase=tx,

@@ -72,6 +72,20 @@ def coinbase_transaction(
     )
 
 
+def coinbase_parts(
+    height: int, value_sat: int, payout_script: bytes, extranonce_size: int
+) -> tuple[bytes, bytes]:
+    """The coinbase cut around its extranonce, as an extended job carries it
+    (``coinbase_tx_prefix``, ``coinbase_tx_suffix``; SV2 section 5.3.16): for every extranonce
+    of ``extranonce_size`` bytes, ``prefix + extranonce + suffix`` is
+    :func:`coinbase_transaction` with that extranonce."""
+    transaction = coinbase_transaction(height, value_sat, payout_script, b"\x00" * extranonce_size)
+    script_sig_length = len(script_number(height)) + 1 + extranonce_size
+    # version, input count, outpoint, the scriptSig's length, the height, the push's length
+    at = 4 + 1 + 36 + len(compact_size(script_sig_length)) + len(script_number(height)) + 1
+    return transaction[:at], transaction[at + extranonce_size :]
+
+
 def merkle_root(coinbase: bytes) -> bytes:
     """The Merkle root of a coinbase-only block: the coinbase's txid (internal byte order)."""
     return double_sha256(coinbase)

@@ -10,9 +10,10 @@ length prefix within its bounds and the payload consumed exactly — anything el
 travel as 32 raw bytes (the order they have in a block header).
 
 Implemented: SetupConnection (+ .Success/.Error), OpenStandardMiningChannel (+ .Success),
-OpenMiningChannel.Error, NewMiningJob, SetNewPrevHash, SetTarget, SubmitSharesStandard,
-SubmitShares.Success/.Error, CloseChannel. Extended and group channels, job declaration and
-template distribution are not.
+OpenExtendedMiningChannel (+ .Success), OpenMiningChannel.Error, NewMiningJob,
+NewExtendedMiningJob, SetNewPrevHash, SetTarget, SubmitSharesStandard, SubmitSharesExtended,
+SubmitShares.Success/.Error, CloseChannel. Group channels, job declaration and template
+distribution are not.
 """
 
 from __future__ import annotations
@@ -95,6 +96,37 @@ def _option_u32() -> tuple[Any, Any]:
     return write, read
 
 
+def _b0_64k() -> tuple[Any, Any]:
+    def write(value: bytes) -> bytes:
+        if not isinstance(value, bytes) or len(value) > 0xFFFF:
+            raise FrameMalformed("a B0_64K field holds at most 65,535 bytes")
+        return len(value).to_bytes(2, "little") + value
+
+    return write, lambda reader: reader.take(int.from_bytes(reader.take(2), "little"))
+
+
+def _bool() -> tuple[Any, Any]:
+    def read(reader: _Reader) -> bool:
+        raw = reader.take(1)[0]
+        if raw > 1:
+            raise FrameMalformed("a BOOL field is 0 or 1")
+        return bool(raw)
+
+    return (lambda value: b"\x01" if value else b"\x00"), read
+
+
+def _seq_u256() -> tuple[Any, Any]:
+    def write(value: tuple[bytes, ...]) -> bytes:
+        if len(value) > 255 or any(len(item) != 32 for item in value):
+            raise FrameMalformed("a SEQ0_255[U256] holds at most 255 32-byte values")
+        return bytes([len(value)]) + b"".join(value)
+
+    def read(reader: _Reader) -> tuple[bytes, ...]:
+        return tuple(reader.take(32) for _ in range(reader.take(1)[0]))
+
+    return write, read
+
+
 def _f32() -> tuple[Any, Any]:
     return (lambda value: struct.pack("<f", value)), (
         lambda reader: struct.unpack("<f", reader.take(4))[0]
@@ -107,6 +139,9 @@ STR0_255 = _prefixed(255, text=True)
 B0_32 = _prefixed(32, text=False)
 OPTION_U32 = _option_u32()
 F32 = _f32()
+B0_64K = _b0_64k()
+BOOL = _bool()
+SEQ0_255_U256 = _seq_u256()
 
 
 class Message:
@@ -182,6 +217,30 @@ class OpenStandardMiningChannelSuccess(Message):
     group_channel_id: int
 
 
+# "<All fields from OpenStandardMiningChannel>" then one more (section 5.3.4)
+@_message(0x13, False, *OpenStandardMiningChannel.FIELDS, ("min_extranonce_size", U16))
+@attrs.frozen
+class OpenExtendedMiningChannel(Message):
+    request_id: int
+    user_identity: str
+    nominal_hash_rate: float
+    max_target: bytes
+    min_extranonce_size: int
+
+
+@_message(0x14, False, ("request_id", U32), ("channel_id", U32), ("target", U256),
+          ("extranonce_size", U16), ("extranonce_prefix", B0_32),
+          ("group_channel_id", U32))  # fmt: skip
+@attrs.frozen
+class OpenExtendedMiningChannelSuccess(Message):
+    request_id: int
+    channel_id: int
+    target: bytes
+    extranonce_size: int
+    extranonce_prefix: bytes
+    group_channel_id: int
+
+
 @_message(0x12, False, ("request_id", U32), ("error_code", STR0_255))
 @attrs.frozen
 class OpenMiningChannelError(Message):
@@ -217,6 +276,34 @@ class SubmitSharesStandard(Message):
     nonce: int
     ntime: int
     version: int
+
+
+# "<SubmitSharesStandard message fields>" then the extranonce (section 5.3.12)
+@_message(0x1B, True, *SubmitSharesStandard.FIELDS, ("extranonce", B0_32))
+@attrs.frozen
+class SubmitSharesExtended(Message):
+    channel_id: int
+    sequence_number: int
+    job_id: int
+    nonce: int
+    ntime: int
+    version: int
+    extranonce: bytes
+
+
+@_message(0x1F, True, ("channel_id", U32), ("job_id", U32), ("min_ntime", OPTION_U32),
+          ("version", U32), ("version_rolling_allowed", BOOL), ("merkle_path", SEQ0_255_U256),
+          ("coinbase_tx_prefix", B0_64K), ("coinbase_tx_suffix", B0_64K))  # fmt: skip
+@attrs.frozen
+class NewExtendedMiningJob(Message):
+    channel_id: int
+    job_id: int
+    min_ntime: int | None
+    version: int
+    version_rolling_allowed: bool
+    merkle_path: tuple[bytes, ...]
+    coinbase_tx_prefix: bytes
+    coinbase_tx_suffix: bytes
 
 
 @_message(0x1C, True, ("channel_id", U32), ("last_sequence_number", U32),

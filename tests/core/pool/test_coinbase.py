@@ -34,3 +34,20 @@ def test_a_coinbase_pays_the_pool_and_a_coinbase_only_block_commits_to_it() -> N
     # the pool's share path hands the header's 80 bytes as they are: the same block
     same = coinbase.serialize_block(header, raw)
     assert coinbase.serialize_block(header.serialize(), raw) == same
+
+
+@given(
+    height=st.integers(0, 2**31 - 1),
+    value=st.integers(0, 21 * 10**14),
+    size=st.integers(0, 32),
+    data=st.data(),
+)
+def test_an_extended_jobs_coinbase_parts_around_any_extranonce_make_the_pools_coinbase(
+    height: int, value: int, size: int, data: st.DataObject
+) -> None:
+    script = bytes.fromhex("0014") + b"\x42" * 20
+    prefix, suffix = coinbase.coinbase_parts(height, value, script, size)
+    extranonce = data.draw(st.binary(min_size=size, max_size=size))
+    assert prefix + extranonce + suffix == coinbase.coinbase_transaction(
+        height, value, script, extranonce
+    )
