@@ -4,8 +4,9 @@ A GitHub App authenticates as itself with a JWT signed RS256 by its private key 
 App id, issued 60 s in the past against clock drift, valid 9 minutes; GitHub allows 10), and
 exchanges it for an installation access token (``POST /app/installations/{id}/access_tokens``)
 that lives one hour. :class:`InstallationTokens` keeps those tokens in a dict — never on disk,
-never in a log — and renews one when :meth:`~owm_core.governance.github_app.InstallationToken.
-usable_at` says it is near its end (SRS-SEC-08).
+never in a log — drops every token past its use from it on each call, and renews one when
+:meth:`~owm_core.governance.github_app.InstallationToken.usable_at` says it is near its end
+(SRS-SEC-08).
 """
 
 from __future__ import annotations
@@ -56,10 +57,10 @@ class InstallationTokens:
         """A token of ``installation_id`` usable now: the cached one, or a fresh one."""
         now = self._clock.now()
         with self._lock:
+            self._drop_ended(now)  # every installation's, not only this one's
             held = self._tokens.get(installation_id)
-            if held is not None and held.usable_at(now):
+            if held is not None:
                 return held.token
-            self._tokens.pop(installation_id, None)
             fresh = self._exchange(app_jwt(self._credentials, now), installation_id)
             fresh = attrs.evolve(fresh, obtained_at=now)
             if not fresh.usable_at(now):
@@ -73,8 +74,9 @@ class InstallationTokens:
             self._tokens.pop(installation_id, None)
 
     def held(self) -> int:
-        """How many tokens are held (for tests: they expire from memory, never to disk)."""
+        """How many tokens are in memory (for tests: they leave it, and never reach disk)."""
         with self._lock:
-            now = self._clock.now()
-            self._tokens = {k: v for k, v in self._tokens.items() if v.usable_at(now)}
             return len(self._tokens)
+
+    def _drop_ended(self, now: int) -> None:
+        self._tokens = {k: v for k, v in self._tokens.items() if v.usable_at(now)}

@@ -81,8 +81,13 @@ def test_a_token_is_renewed_before_its_hour_is_up_and_dropped_from_memory(
     clock.advance(1)
     github.pull_request(1, "Codertocat/Hello-World", 2)
     assert server.tokens_issued == 2
+    server.add_pull("someone/else", {**example("pull_request", "closed")["pull_request"]})
+    github.pull_request(2, "someone/else", 2)
+    assert github.tokens.held() == 2
     clock.advance(3_600)
-    assert github.tokens.held() == 0  # expired tokens leave memory; nothing was written
+    github.pull_request(2, "someone/else", 2)
+    # installation 1's token, past its hour, left memory on that call; nothing was written
+    assert github.tokens.held() == 1 and server.tokens_issued == 4
 
 
 def test_another_apps_key_gets_no_token_and_no_data(
