@@ -207,6 +207,16 @@ def _init_fields(cls: type) -> tuple[Callable[[Any], tuple[Any, ...]], tuple[str
     return operator.attrgetter(*names), tuple(a.alias for a in init)
 
 
+def copied(cls: type[_T], source: Any, **given: Any) -> _T:
+    """A ``cls`` whose attributes are ``source``'s attributes of the same names, but the
+    ``given`` ones: one value seen as another (a port's channel as a stake's), its fields
+    listed once, by the class."""
+    return cls(
+        **{a.name: getattr(source, a.name) for a in attrs.fields(cls) if a.name not in given},  # type: ignore[arg-type]
+        **given,
+    )
+
+
 def evolve(inst: _T, **changes: Any) -> _T:
     """A copy of the attrs instance ``inst`` with ``changes``: what ``attrs.evolve`` does.
 

@@ -56,16 +56,7 @@ def stake_channel_of(channel: Channel) -> StakeChannel:
     channels seen last are remembered: re-verification looks at each stake every period.
     """
     confirmations = 1 if channel.confirmations is None else channel.confirmations
-    return StakeChannel(
-        channel_id=channel.channel_id,
-        channel_point=channel.channel_point,
-        peer_pubkey=channel.peer_pubkey,
-        capacity_sat=channel.capacity_sat,
-        local_balance_sat=channel.local_balance_sat,
-        remote_balance_sat=channel.remote_balance_sat,
-        confirmations=confirmations,
-        active=channel.active,
-    )
+    return fields.copied(StakeChannel, channel, confirmations=confirmations)
 
 
 def bound_stake_check(

@@ -245,16 +245,11 @@ def parse_update(body: Mapping[str, Any]) -> SignedUpdate:
     for name in WIRE_FIELDS:
         if name not in body:
             raise InvalidValue(name, "is required")
-    return SignedUpdate(
-        round=body["round"],
-        sub_model=body["sub_model"],
-        task_id=body["task_id"],
-        public_key=body["public_key"],
-        num_examples=body["num_examples"],
-        loss=_loss_from_wire(body["loss"]),
-        weights=_weights_from_wire(body["weights"]),
-        signature=body["signature"],
-    )
+    decoded = {
+        "loss": _loss_from_wire(body["loss"]),
+        "weights": _weights_from_wire(body["weights"]),
+    }
+    return SignedUpdate(**{**body, **decoded})  # exactly its fields, each validated
 
 
 __all__ = [

@@ -315,14 +315,7 @@ def from_bytes(data: bytes) -> Envelope:
     unknown = sorted(wire.keys() - ENVELOPE_FIELDS)
     if unknown:
         raise InvalidValue(unknown[0], "is not an envelope field")
-    return Envelope(
-        kind=wire["kind"],
-        signer=wire["signer"],
-        nonce=wire["nonce"],
-        issued_at=wire["issued_at"],
-        body=wire["body"],
-        signature=wire["signature"],
-    )
+    return Envelope(**wire)  # exactly the envelope's fields, each checked by its validator
 
 
 # --- typed bodies -------------------------------------------------------------------------

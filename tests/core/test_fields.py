@@ -67,3 +67,29 @@ def test_a_node_id_is_derived_the_same_and_a_bad_key_refused_each_time() -> None
             node_id_from_public_key("not a key")
         with pytest.raises(InvalidValue):
             node_id_from_public_key(["unhashable"])  # type: ignore[arg-type]
+
+
+@attrs.frozen
+class _Wide:
+    a: int
+    b: str
+    c: bool
+
+
+@attrs.frozen
+class _Narrow:
+    a: int = attrs.field(validator=fields.integer(minimum=0))
+    b: str = ""
+
+
+@given(a=st.integers(0, 10**6), b=st.text(max_size=8), c=st.booleans())
+def test_a_copy_takes_the_same_named_attributes_of_its_source_and_the_given_ones(
+    a: int, b: str, c: bool
+) -> None:
+    assert fields.copied(_Narrow, _Wide(a, b, c)) == _Narrow(a, b)
+    assert fields.copied(_Narrow, _Wide(a, b, c), b="given") == _Narrow(a, "given")
+
+
+def test_a_copy_is_validated_like_any_new_value() -> None:
+    with pytest.raises(InvalidValue):
+        fields.copied(_Narrow, _Wide(-1, "", False))
