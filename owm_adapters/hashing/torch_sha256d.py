@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from owm_core.errors import HasherUnavailable
+
 _MASK = 0xFFFFFFFF
 _MAX_NONCE = 1 << 32
 _K = (
@@ -35,8 +37,9 @@ _IV = (
 )  # fmt: skip
 
 #: Nonces hashed per tensor batch on each kind of device (on the CPU, larger batches fall out of
-#: the cache: 1 << 16 ran ten times slower than 1 << 14 on the development machine).
-BATCH = {"cuda": 1 << 22, "cpu": 1 << 14}
+#: the cache: 1 << 16 ran ten times slower than 1 << 14 on the development machine). On CUDA a
+#: batch holds some 80 live int64 tensors of its size: 1 << 20 nonces is about 0.7 GB.
+BATCH = {"cuda": 1 << 20, "cpu": 1 << 14}
 
 Word = Any  # an int64 tensor of 32-bit values, or a Python int broadcast against one
 
@@ -102,13 +105,18 @@ class TorchHasher:
         limbs = [(target >> (32 * i)) & _MASK for i in range(8)] if target < 1 << 256 else None
         found: list[int] = []
         low, high = max(start, 0), min(start + count, _MAX_NONCE)
-        with torch.inference_mode():
-            for begin in range(low, high, self.batch):
-                end = min(begin + self.batch, high)
-                nonces = torch.arange(begin, end, dtype=torch.int64, device=self.device)
-                digest = self._sha256d(midstate, words[16:], nonces)
-                hits = self._meets(digest, limbs) if limbs else torch.ones_like(nonces).bool()
-                found.extend(nonces[hits].tolist())
+        try:
+            with torch.inference_mode():
+                for begin in range(low, high, self.batch):
+                    end = min(begin + self.batch, high)
+                    nonces = torch.arange(begin, end, dtype=torch.int64, device=self.device)
+                    digest = self._sha256d(midstate, words[16:], nonces)
+                    hits = self._meets(digest, limbs) if limbs else torch.ones_like(nonces).bool()
+                    found.extend(nonces[hits].tolist())
+        except RuntimeError as error:  # a CUDA fault (out of memory, a lost device)
+            raise HasherUnavailable(
+                f"the torch hasher failed on {self.device.type}: {str(error).splitlines()[0]}"
+            ) from error
         return found
 
     @staticmethod

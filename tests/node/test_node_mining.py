@@ -3,6 +3,7 @@ the pool as its own identity while it runs; clearnet only (SRS-NET-05)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from owm_adapters.pool.mining import MiningPool
 from owm_adapters.pool.server import PoolServer
 from owm_adapters.storage import keystore
 from owm_adapters.storage.memory import memory_repositories
-from owm_core.errors import PolicyViolation
+from owm_core.errors import HasherUnavailable, PolicyViolation
 from owm_core.identity.keys import Identity
 from owm_core.pool.noise import encode_authority_key
 from tests.adapters.pool.support import AUTHORITY, static_key
@@ -84,6 +85,28 @@ def test_an_unregistered_node_keeps_retrying_without_crashing(
     time.sleep(0.5)
     worker.stop()
     assert worker.accepted == 0 and not worker.connected
+
+
+class BrokenGpu:
+    name, batch = "torch:cuda", 1 << 20
+
+    def search(self, prefix: bytes, start: int, count: int, target: int) -> list[int]:
+        raise HasherUnavailable("the torch hasher failed on cuda: CUDA error: out of memory")
+
+
+def test_a_failing_hasher_is_logged_and_retried_without_ending_the_miner_thread(
+    pool: tuple[str, Keys, LocalChain], caplog: pytest.LogCaptureFixture
+) -> None:
+    url, keys, _chain = pool
+    identity = Identity.from_seed(b"\x55" * 32)
+    keys.keys[identity.node_id] = identity.public_key_hex
+    worker = MiningWorker(identity, url, "gpu0", intensity=100, hasher=BrokenGpu())
+    with caplog.at_level(logging.WARNING, logger="owm_adapters.node.mining"):
+        worker.start()
+        wait_until(lambda: "CUDA error: out of memory" in caplog.text)
+        assert worker._thread is not None and worker._thread.is_alive()
+        worker.stop()
+    assert worker.accepted == 0 and "retrying in" in caplog.text
 
 
 @pytest.mark.parametrize(

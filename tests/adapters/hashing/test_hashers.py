@@ -105,6 +105,18 @@ def test_the_torch_hasher_runs_on_cuda_when_torch_sees_a_gpu_and_on_the_cpu_othe
     assert TorchHasher().batch == torch_sha256d.BATCH["cuda"]
 
 
+def test_a_device_fault_while_hashing_is_a_clear_error_the_miner_can_log_and_retry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fail(*_args: object) -> None:
+        raise RuntimeError("CUDA error: out of memory\nCUDA kernel errors might be reported…")
+
+    hasher = TorchHasher(batch=64)
+    monkeypatch.setattr(hasher, "_sha256d", fail)
+    with pytest.raises(HasherUnavailable, match=r"failed on cpu: CUDA error: out of memory$"):
+        hasher.search(bytes(76), 0, 100, 1 << 255)
+
+
 def test_the_hasher_setting_picks_cpu_torch_or_torch_on_a_gpu_only_when_there_is_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
