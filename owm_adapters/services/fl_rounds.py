@@ -5,7 +5,9 @@ SRS-SEC-05, SRS-SEC-06, SRS-STAKE-04, SRS-NODE-10).
 (one of the coordinator's workers, :mod:`owm_adapters.services.workers`) does, every ``tick_s``:
 
 1. **start** — when no round is open, ``interval_s`` passed since the last start and at least
-   ``min_participants`` nodes serving ``fl_training`` have their task stream open, store a new
+   ``min_participants`` nodes serving ``fl_training`` have their task stream open (with
+   several coordinators on one database, at any of them: the streams' fresh records in the
+   shared store, :mod:`owm_core.market.streams`; SRS-COORD-05), store a new
    round and submit one ``fl_training`` task (schema ``owm.fl.train`` v1) whose input carries
    the current global model (``global_weights``), the partition ``round mod partitions``, the
    training hyper-parameters and ``upload_url``. The market gives each replica of a task to a
@@ -200,7 +202,8 @@ def _log_signals(signals: Sequence[SlashingSignal]) -> None:
 
 
 def streamed_trainers(market: TaskMarket) -> int:
-    """How many nodes with an open task stream serve ``fl_training`` right now."""
+    """How many nodes with an open task stream serve ``fl_training`` right now (at any
+    coordinator sharing the store: :meth:`TaskMarket.streaming_offers`)."""
     return sum(
         1 for o in market.streaming_offers() if TaskType.FL_TRAINING.value in o.capabilities
     )

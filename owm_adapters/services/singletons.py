@@ -25,6 +25,7 @@ import attrs
 
 from owm_adapters.services.workers import DEFAULT_STOP_TIMEOUT_S, Loop, Worker
 from owm_core.access.ratelimit import DAY_S
+from owm_core.market.streams import STREAM_FRESH_S
 from owm_core.ports.clock import Clock
 from owm_core.ports.leadership import Leadership
 from owm_core.ports.repositories import Repositories
@@ -104,9 +105,10 @@ class SingletonJobs:
 
 
 class Retention:
-    """Forgets the shared state that has expired: challenges, used nonces and the daily quota
-    counters of days before yesterday (a singleton job: one coordinator deletes, every
-    ``period_s`` seconds)."""
+    """Forgets the shared state that has expired: challenges, used nonces, the daily quota
+    counters of days before yesterday and the records of task streams nobody confirmed for
+    four times their freshness (a singleton job: one coordinator deletes, every ``period_s``
+    seconds)."""
 
     def __init__(self, repositories: Repositories, clock: Clock, period_s: float = 60.0) -> None:
         self.repositories = repositories
@@ -120,6 +122,7 @@ class Retention:
             self.repositories.challenges.forget_expired(now)
             + self.repositories.nonces.forget_expired(now)
             + self.repositories.quotas.forget_before(now // DAY_S - 1)
+            + self.repositories.task_streams.forget_before(now - 4 * STREAM_FRESH_S)
         )
 
     def start(self) -> None:

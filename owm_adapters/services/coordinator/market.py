@@ -13,7 +13,10 @@ turn, so work nobody can take never stops it, drops the replicas of running task
 connected node can take any more (down to the redundancy floor), and a task nobody takes
 within ``queue_timeout_s`` expires (:mod:`.dispatch`). A task that runs a sub-model's weights
 is pinned to one version at submission, which every replica and assignment carries
-(:mod:`.pins`; SRS-SEC-11).
+(:mod:`.pins`; SRS-SEC-11). With several coordinators on one database each one dispatches to
+the streams it holds (a task submitted at another is found by the sweep) and records their
+offers in the shared store, so :meth:`Market.streaming_offers` counts every coordinator's
+streams (:mod:`.stream_records`; SRS-COORD-05).
 
 Durability rules: a submitted task (with its input bytes) is committed before
 :meth:`Market.submit_task` returns, a proof before :meth:`Market.submit_proof` returns. Tasks
@@ -44,6 +47,7 @@ from owm_adapters.services.coordinator.pins import VersionPins
 from owm_adapters.services.coordinator.reveals import ResultRounds, tell_listeners
 from owm_adapters.services.coordinator.sealing import SealedBlobs, SealedMarketStore, TaskSealing
 from owm_adapters.services.coordinator.shared import LockedGuard, Observed, ServiceConfig
+from owm_adapters.services.coordinator.stream_records import StreamRecords
 from owm_core.coordination.rejections import (
     Rejection,
     RejectionOutcome,
@@ -68,13 +72,13 @@ from owm_core.identity.assignments import sign_assignment
 from owm_core.identity.envelopes import CapabilityManifest
 from owm_core.identity.keys import Identity
 from owm_core.market import task_types
+from owm_core.market.streams import OpenStream
 from owm_core.market.tasks import (
     ASSIGNABLE_STATES,
     NodeOffer,
     Settlement,
     Task,
     TaskRequest,
-    TaskState,
 )
 from owm_core.nodes.control_plane import AssignedTask
 from owm_core.nodes.registry import Node
@@ -114,7 +118,8 @@ class TaskMarket(Protocol):
         ...
 
     def streaming_offers(self) -> list[NodeOffer]:
-        """The offers of the nodes whose task streams are open now."""
+        """The offers of the nodes whose task streams are open now (with several coordinators
+        on one store, at any of them)."""
         ...
 
 
@@ -157,6 +162,8 @@ class TaskStreamHandle:
     offer: NodeOffer
     public_key: str
     signer: Identity
+    #: The stream's record in the shared store (:mod:`.stream_records`).
+    record: OpenStream
     queue: queue.Queue[object] = attrs.field(factory=queue.Queue)
     closed: bool = False
 
@@ -201,12 +208,32 @@ def check_input_urls(task_type: str, input_data: bytes, advertised_api_url: str)
         check_task_url(url, advertised_api_url, field)
 
 
+def forget_input(inputs: SealedBlobs, group: str) -> None:
+    """Drop a final task's input; a failure only leaves a harmless row behind."""
+    try:
+        inputs.delete(group)
+    except Exception:
+        log.exception("input of settled task %s could not be deleted", group)
+
+
 def by_replica(recorded: Sequence[Rejection]) -> dict[str, list[Rejection]]:
     """Rejections grouped by the replica they refused, in the order they were recorded."""
     grouped: dict[str, list[Rejection]] = {}
     for rejection in recorded:
         grouped.setdefault(rejection.replica_id, []).append(rejection)
     return grouped
+
+
+class RememberedRejections(OrderedDict[str, list[Rejection]]):
+    """The rejections this process recorded, by task, the latest
+    :data:`MAX_REMEMBERED_REJECTIONS` tasks' only."""
+
+    def add(self, group: str, rejection: Rejection) -> None:
+        """Remember ``rejection`` of a replica of ``group``; forget the oldest task's beyond."""
+        self.setdefault(group, []).append(rejection)
+        self.move_to_end(group)
+        while len(self) > MAX_REMEMBERED_REJECTIONS:
+            self.popitem(last=False)
 
 
 class Market:
@@ -244,9 +271,10 @@ class Market:
         self._settlement_listeners = tuple(settlement_listeners)
         self._market_lock = threading.RLock()
         self._streams: dict[str, TaskStreamHandle] = {}
+        self._records = StreamRecords(repositories.task_streams, clock, config, entropy)
         self.admission = Admission(repositories.nodes, clock, config)
         self._dispatcher = Dispatcher(repositories, clock, config, self.admission.fleet)
-        self._rejections: OrderedDict[str, list[Rejection]] = OrderedDict()
+        self._rejections = RememberedRejections()
         self._task_changed = threading.Condition()
         self._task_changes = 0
         #: The coordinator's advertised API URL, read at each submission (a test API on port 0
@@ -321,10 +349,6 @@ class Market:
         pending, when it failed, or when its nodes did not deliver outputs."""
         return verified_output(self._store, task_id)
 
-    def task_counts(self, limit: int = 100_000) -> dict[str, int]:
-        """How many replicas are in each task state (metrics; capped at ``limit`` per state)."""
-        return {s.value: len(self.repositories.tasks.with_state(s, limit)) for s in TaskState}
-
     def _announce_task_change(self) -> None:
         with self._task_changed:
             self._task_changes += 1
@@ -340,8 +364,10 @@ class Market:
         Replicas already assigned to the node are queued again first.
         """
         offer = offer_of(node, manifest, capabilities, ask_msat)
+        record = self._records.record(offer, self._records.new_id())
         # Each assignment is signed by the coordinator's key (SRS-SEC-01/03).
-        handle = TaskStreamHandle(node.node_id, offer, node.public_key, self._sealing.identity)
+        handle = TaskStreamHandle(node.node_id, offer, node.public_key, self._sealing.identity,
+                                  record)
         with self._market_lock:
             previous = self._streams.pop(node.node_id, None)
             if previous is not None:
@@ -350,18 +376,22 @@ class Market:
             for task in self.repositories.tasks.assigned_to(node.node_id):
                 handle.queue.put(self._pushed(task))
             self._dispatch_locked(None)
+        self._records.opened(record)  # the other coordinators see it (SRS-COORD-05)
         return handle
 
     def streaming_offers(self) -> list[NodeOffer]:
-        """The offers of open task streams whose nodes may take work (online, unsuspended)."""
+        """The offers of the open task streams whose nodes may take work (online,
+        unsuspended): with a shared store, of the streams open at every coordinator."""
         with self._market_lock:
-            return self._dispatcher.online([h.offer for h in self._streams.values()])
+            local = [h.offer for h in self._streams.values()]
+        return self._dispatcher.online(self._records.offers(local))
 
     def close_task_stream(self, handle: TaskStreamHandle) -> None:
         """Forget a stream whose node went away; its assignments run to their deadline."""
         with self._market_lock:
             if self._streams.get(handle.node_id) is handle:
                 del self._streams[handle.node_id]
+        self._records.closed(handle.record)
 
     def end_stream_of(self, node_id: str) -> None:
         """End the stream of a node that left."""
@@ -369,9 +399,11 @@ class Market:
             handle = self._streams.pop(node_id, None)
         if handle is not None:
             handle.queue.put(_CLOSED)
+            self._records.closed(handle.record)
 
     def end_streams(self) -> None:
-        """End every open stream (shutdown)."""
+        """End every open stream (shutdown; their shared records age out, which a store
+        that is down cannot delay)."""
         with self._market_lock:
             for handle in list(self._streams.values()):
                 handle.queue.put(_CLOSED)
@@ -404,7 +436,7 @@ class Market:
         for outcome in outcomes:
             group = task_id_of(outcome.task.task_id)
             if outcome.settlements:
-                self._forget_input(group)
+                forget_input(self._stored_inputs, group)
                 self.funding.reconcile(group)
             else:
                 waiting = [r for r in siblings(self.repositories, group)
@@ -431,10 +463,7 @@ class Market:
             outcome = reject_task(self.repositories, envelope, body, now)
             rejection = outcome.rejection
             group = outcome.task.task_id.rpartition(":")[0]
-            self._rejections.setdefault(group, []).append(rejection)
-            self._rejections.move_to_end(group)
-            while len(self._rejections) > MAX_REMEMBERED_REJECTIONS:
-                self._rejections.popitem(last=False)
+            self._rejections.add(group, rejection)
             self._dispatcher.became_ready([outcome.task])
             self._dispatch_locked([outcome.task])
             current = self.repositories.tasks.get(outcome.task.task_id)
@@ -448,12 +477,14 @@ class Market:
     def rejections(self, task_id: str) -> dict[str, list[Rejection]]:
         """The rejections this process recorded for a submitted task, by replica id."""
         with self._market_lock:
-            return by_replica(self._rejections.get(task_id, ()))
+            return by_replica(self._rejections.get(task_id, []))
 
     def tick(self, *, housekeeping: bool = True) -> list[Task]:
         """Dispatch the sweep's next page; with ``housekeeping`` (one coordinator leads it,
         SRS-COORD-05) first time out overdue assignments, close passed commit and reveal
-        windows, expire tasks nobody took, close due escrows; the timed-out."""
+        windows, expire tasks nobody took, close due escrows; the timed-out. With a shared
+        store, the records of this process's streams are confirmed every few seconds."""
+        self._records.refresh(self._held_records)
         with self._market_lock:
             if not housekeeping:
                 self._dispatch_locked(None)
@@ -463,7 +494,7 @@ class Market:
             self._verdicts_locked(judged)
             expired = self._dispatcher.expire()
             for group in expired:
-                self._forget_input(group)
+                forget_input(self._stored_inputs, group)
             if late:
                 self._dispatcher.became_ready(late)
                 self._dispatch_locked(late)
@@ -475,6 +506,10 @@ class Market:
             self._announce_task_change()
         tell_listeners(self._settlement_listeners, judged)
         return late
+
+    def _held_records(self) -> list[OpenStream]:
+        with self._market_lock:  # the records of the streams open here, for their refresh
+            return [h.record for h in self._streams.values()]
 
     # -- dispatch ----------------------------------------------------------------------------
 
@@ -502,9 +537,3 @@ class Market:
         sealed = self._sealing.input_for_node(task, self.repositories.nodes, data)
         return PushedTask(task, self.clock.now() * 1000, sealed)
 
-    def _forget_input(self, group: str) -> None:
-        """Drop a final task's input; a failure only leaves a harmless row behind."""
-        try:
-            self._stored_inputs.delete(group)
-        except Exception:
-            log.exception("input of settled task %s could not be deleted", group)

@@ -60,7 +60,7 @@ from owm_core.coordination.stakes import StakeTerms
 from owm_core.coordination.tasks import ProofOutcome
 from owm_core.identity.keys import Identity
 from owm_core.identity.payout_requests import sign_payout_request
-from owm_core.market.tasks import NodeOffer, Settlement, Task, TaskRequest
+from owm_core.market.tasks import NodeOffer, Settlement, Task, TaskRequest, TaskState
 from owm_core.nodes.registry import NodeStatus
 from owm_core.payments.invoices import PendingPayout
 from owm_core.ports.clock import Clock
@@ -292,7 +292,8 @@ class CoordinatorService:
 
     def task_counts(self, limit: int = 100_000) -> dict[str, int]:
         """How many replicas are in each task state (metrics; capped at ``limit`` per state)."""
-        return self.market.task_counts(limit)
+        tasks = self.repositories.tasks
+        return {s.value: len(tasks.with_state(s, limit)) for s in TaskState}
 
     def open_task_stream(
         self,

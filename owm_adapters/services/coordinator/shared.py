@@ -17,6 +17,7 @@ from owm_core.coordination.reveals import RevealWindows
 from owm_core.identity.envelopes import NonceLedger, ReplayGuard
 from owm_core.identity.keys import node_id_from_public_key
 from owm_core.market.funding import DEFAULT_FEE_PPM, DEFAULT_PERIOD_S, FundingRules
+from owm_core.market.streams import STREAM_FRESH_S, STREAM_REFRESH_S
 from owm_core.market.tasks import VerificationPolicy
 from owm_core.nodes.registry import Liveness
 from owm_core.nodes.tiers import StakeRequirements
@@ -95,6 +96,10 @@ class ServiceConfig:
     #: Several coordinators share the store (PostgreSQL, SRS-COORD-05): the replay guards
     #: and rate limits also record in the store, so they hold across coordinators.
     shared_state: bool = False
+    #: With ``shared_state``: how often this coordinator confirms the records of the task
+    #: streams it holds, and how long a record not confirmed still counts (SRS-COORD-05).
+    stream_refresh_s: float = float(STREAM_REFRESH_S)
+    stream_fresh_s: int = STREAM_FRESH_S
     #: Who pays for tasks: price cap, treasury share, budgets, operator keys (``[funding]``).
     funding: FundingConfig = attrs.field(factory=FundingConfig)
 

@@ -23,6 +23,7 @@ from owm_adapters.storage.memory.coordination import (
     MemoryNonceRepository,
     MemoryQuotaRepository,
     MemoryRateLogRepository,
+    MemoryTaskStreamRepository,
 )
 from owm_adapters.storage.memory.fl import MemoryFlRoundRepository
 from owm_adapters.storage.memory.funding import MemoryFundingRepository
@@ -117,6 +118,7 @@ class MemoryRepositories:
     nonces: MemoryNonceRepository
     rate_log: MemoryRateLogRepository
     quotas: MemoryQuotaRepository
+    task_streams: MemoryTaskStreamRepository
     _state: State
     _lock: threading.RLock
 
@@ -178,6 +180,7 @@ def memory_repositories() -> MemoryRepositories:
         nonces=MemoryNonceRepository(state, lock),
         rate_log=MemoryRateLogRepository(state, lock),
         quotas=MemoryQuotaRepository(state, lock),
+        task_streams=MemoryTaskStreamRepository(state, lock),
         state=state,
         lock=lock,
     )

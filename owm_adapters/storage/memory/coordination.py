@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import attrs
+
 from owm_adapters.storage.memory.state import StateRepository
 from owm_core.access.ratelimit import Admission, RateLimit, admit_to_log
 from owm_core.coordination.challenges import Challenge
+from owm_core.market.streams import OpenStream
 
 
 class MemoryChallengeRepository(StateRepository):
@@ -97,4 +100,46 @@ class MemoryQuotaRepository(StateRepository):
             gone = [k for k in self._state.quotas if k[2] < period]
             for key in gone:
                 del self._state.quotas[key]
+            return len(gone)
+
+
+class MemoryTaskStreamRepository(StateRepository):
+    """The open task streams, one record per node."""
+
+    def put(self, stream: OpenStream) -> None:
+        """Record ``stream`` as its node's stream, replacing any record the node had."""
+        with self._lock:
+            self._state.task_streams[stream.node_id] = stream
+
+    def refresh(self, streams: Sequence[OpenStream], now: int) -> None:
+        """Confirm ``streams`` at ``now`` (a node's record of another stream stays)."""
+        with self._lock:
+            held = self._state.task_streams
+            for stream in streams:
+                current = held.get(stream.node_id)
+                if current is None or current.stream_id == stream.stream_id:
+                    held[stream.node_id] = attrs.evolve(stream, seen_at=now)
+
+    def remove(self, node_id: str, stream_id: str) -> bool:
+        """Forget ``node_id``'s record if it is still of ``stream_id``."""
+        with self._lock:
+            current = self._state.task_streams.get(node_id)
+            if current is None or current.stream_id != stream_id:
+                return False
+            del self._state.task_streams[node_id]
+            return True
+
+    def seen_since(self, since: int) -> list[OpenStream]:
+        """The records seen at or after ``since``, by node id."""
+        with self._lock:
+            held = self._state.task_streams
+            return [held[n] for n in sorted(held) if held[n].seen_at >= since]
+
+    def forget_before(self, before: int) -> int:
+        """Drop the records last seen before ``before``; how many."""
+        with self._lock:
+            held = self._state.task_streams
+            gone = [n for n, s in held.items() if s.seen_at < before]
+            for node_id in gone:
+                del held[node_id]
             return len(gone)

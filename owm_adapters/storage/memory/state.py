@@ -24,6 +24,7 @@ from owm_core.knowledge.routing import QueryAnswer
 from owm_core.knowledge.submodels import SubModel
 from owm_core.market.commit_reveal import RecordedCommitment
 from owm_core.market.funding import Balance, Escrow, PeriodBudget, TopUp
+from owm_core.market.streams import OpenStream
 from owm_core.market.tasks import Task
 from owm_core.nodes.registry import Node
 from owm_core.payments.invoices import PendingPayout
@@ -105,6 +106,7 @@ class State:
     nonces: dict[tuple[str, str], int] = attrs.Factory(dict)
     rate_log: dict[tuple[str, str], list[int]] = attrs.Factory(dict)
     quotas: dict[tuple[str, str, int], int] = attrs.Factory(dict)
+    task_streams: dict[str, OpenStream] = attrs.Factory(dict)
     payout_requests: dict[str, tuple[PendingPayout, Invoice | None]] = attrs.Factory(dict)
 
     def next_seq(self) -> int:

@@ -72,6 +72,7 @@ from owm_adapters.storage.sql.repositories.stake import (
     SqlChannelBindingRepository,
     SqlStakeRepository,
 )
+from owm_adapters.storage.sql.repositories.streams import SqlTaskStreamRepository
 from owm_core.ports.repositories import Repositories
 
 
@@ -117,6 +118,7 @@ class SqlRepositories:
     nonces: SqlNonceRepository
     rate_log: SqlRateLogRepository
     quotas: SqlQuotaRepository
+    task_streams: SqlTaskStreamRepository
     database: Database
 
     @contextmanager
@@ -172,6 +174,7 @@ def sql_repositories(engine: Engine) -> SqlRepositories:
         nonces=SqlNonceRepository(db),
         rate_log=SqlRateLogRepository(db),
         quotas=SqlQuotaRepository(db),
+        task_streams=SqlTaskStreamRepository(db),
         database=db,
     )
 

@@ -758,6 +758,23 @@ quota_counts = Table(
     Column("used", BigInteger, nullable=False),
 )
 
+task_streams = Table(
+    "task_streams",
+    metadata,
+    Column("node_id", String(128), primary_key=True),
+    Column("stream_id", String(64), nullable=False),
+    Column("coordinator", String(255), nullable=False),
+    Column("capabilities", Text, nullable=False),
+    Column("tier", String(8), nullable=False),
+    Column("has_gpu", Boolean, nullable=False),
+    Column("vram_mb", BigInteger, nullable=False),
+    Column("ram_mb", BigInteger, nullable=False),
+    _money("ask_msat"),
+    Column("reliability_ppm", Integer, nullable=False),
+    _time("opened_at"),
+    _time("seen_at", index=True),
+)
+
 payout_requests = Table(
     "payout_requests",
     metadata,

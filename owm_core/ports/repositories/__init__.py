@@ -49,6 +49,9 @@ from owm_core.ports.repositories.coordination import (
 from owm_core.ports.repositories.coordination import (
     RateLogRepository as RateLogRepository,
 )
+from owm_core.ports.repositories.coordination import (
+    TaskStreamRepository as TaskStreamRepository,
+)
 from owm_core.ports.repositories.fl import (
     FlRoundRepository as FlRoundRepository,
 )
@@ -344,6 +347,11 @@ class Repositories(Protocol):
     @property
     def quotas(self) -> QuotaRepository:
         """What each daily quota counted, per key and day (SRS-API-03, SRS-COORD-05)."""
+        ...
+
+    @property
+    def task_streams(self) -> TaskStreamRepository:
+        """The task streams open at every coordinator, with their offers (SRS-COORD-05)."""
         ...
 
     def atomic(self) -> AbstractContextManager[None]:

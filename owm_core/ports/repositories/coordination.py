@@ -13,6 +13,7 @@ from typing import Protocol
 
 from owm_core.access.ratelimit import Admission, RateLimit
 from owm_core.coordination.challenges import Challenge
+from owm_core.market.streams import OpenStream
 
 
 class ChallengeRepository(Protocol):
@@ -77,4 +78,32 @@ class QuotaRepository(Protocol):
 
     def forget_before(self, period: int) -> int:
         """Drop the counters of every period before ``period``; how many."""
+        ...
+
+
+class TaskStreamRepository(Protocol):
+    """The task streams open at every coordinator sharing the store, one record per node
+    (:mod:`owm_core.market.streams`, SRS-COORD-05)."""
+
+    def put(self, stream: OpenStream) -> None:
+        """Record ``stream`` as its node's stream, replacing any record the node had (a newer
+        connection supersedes an older one, wherever each is held)."""
+        ...
+
+    def refresh(self, streams: Sequence[OpenStream], now: int) -> None:
+        """Confirm ``streams`` at ``now``: a node's record of the same stream is seen at
+        ``now``, a node without a record gets this one; a node whose record names another
+        stream (it reconnected elsewhere) keeps it."""
+        ...
+
+    def remove(self, node_id: str, stream_id: str) -> bool:
+        """Forget ``node_id``'s record if it is still of ``stream_id``; whether it was."""
+        ...
+
+    def seen_since(self, since: int) -> list[OpenStream]:
+        """The records seen at or after ``since``, by node id."""
+        ...
+
+    def forget_before(self, before: int) -> int:
+        """Drop the records last seen before ``before``; how many."""
         ...

@@ -1,7 +1,7 @@
-"""Challenges, used nonces, rate-limit logs and payouts awaiting invoices: the state several
-coordinators on one database share (SRS-COORD-05). The in-memory twin, SQLite and PostgreSQL
-keep them alike, and each one-use step gives its one use to exactly one of many concurrent
-callers.
+"""Challenges, used nonces, rate-limit logs, payouts awaiting invoices, daily quotas and open
+task streams: the state several coordinators on one database share (SRS-COORD-05). The
+in-memory twin, SQLite and PostgreSQL keep them alike, and each one-use step gives its one use
+to exactly one of many concurrent callers.
 
 Uses the repository contract's fixtures (``backend``, ``repos``), imported: each test's
 ``repos`` argument names that fixture (hence F811 off in this file).
@@ -12,8 +12,13 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import attrs
+
 from owm_core.access.ratelimit import RateLimit, SlidingWindowLimiter
 from owm_core.coordination.challenges import Challenge, ChallengePurpose
+from owm_core.market.streams import OpenStream
+from owm_core.market.tasks import NodeOffer
+from owm_core.nodes.tiers import Tier
 from owm_core.payments.invoices import PendingPayout
 from owm_core.payments.lightning import Invoice, InvoiceState
 from owm_core.ports.repositories import Repositories
@@ -226,3 +231,52 @@ def test_of_many_coordinators_spending_one_quota_at_once_exactly_the_limit_get_a
     with ThreadPoolExecutor(CALLERS) as pool:
         counts = list(pool.map(lambda _: repos.quotas.spend("api/paid", "k", 1, 5), range(20)))
     assert sorted(c for c in counts if c is not None) == [1, 2, 3, 4, 5]
+
+
+def a_stream(i: int, stream_id: str, seen_at: int, coordinator: str = "host/1") -> OpenStream:
+    offer = NodeOffer(
+        node_id=identity(i).node_id, capabilities={"fl_training", "inference"}, tier=Tier.T2,
+        has_gpu=True, vram_mb=8_000, ram_mb=16_000, ask_msat=500, reliability_ppm=990_000,
+    )
+    return OpenStream(offer, stream_id, coordinator, opened_at=T0, seen_at=seen_at)
+
+
+def test_a_nodes_open_stream_is_stored_with_its_offer_and_a_newer_stream_replaces_it(
+    repos: Repositories,
+) -> None:
+    first = a_stream(1, "s1", T0)
+    repos.task_streams.put(first)
+    assert repos.task_streams.seen_since(T0) == [first]
+    moved = a_stream(1, "s2", T0 + 3, coordinator="host/2")
+    repos.task_streams.put(moved)
+    assert repos.task_streams.seen_since(0) == [moved]
+    assert repos.task_streams.remove(moved.node_id, "s1") is False  # the old one closing late
+    assert repos.task_streams.seen_since(0) == [moved]
+    assert repos.task_streams.remove(moved.node_id, "s2") is True
+    assert repos.task_streams.seen_since(0) == []
+
+
+def test_a_refresh_confirms_its_own_streams_and_never_overwrites_a_nodes_newer_stream(
+    repos: Repositories,
+) -> None:
+    mine, theirs = a_stream(1, "a1", T0), a_stream(2, "b2", T0 + 5, coordinator="host/2")
+    repos.task_streams.put(mine)
+    repos.task_streams.put(theirs)
+    stale_copy_of_2 = a_stream(2, "a2", T0)  # node 2 left this coordinator for host/2
+    gone_record_of_3 = a_stream(3, "a3", T0)  # its record was forgotten: stored again
+
+    repos.task_streams.refresh([mine, stale_copy_of_2, gone_record_of_3], T0 + 10)
+
+    stored = {s.node_id: s for s in repos.task_streams.seen_since(0)}
+    assert stored[mine.node_id] == attrs.evolve(mine, seen_at=T0 + 10)
+    assert stored[theirs.node_id] == theirs
+    assert stored[gone_record_of_3.node_id] == attrs.evolve(gone_record_of_3, seen_at=T0 + 10)
+
+
+def test_streams_not_seen_lately_are_not_listed_and_are_forgotten(repos: Repositories) -> None:
+    old, new = a_stream(1, "s1", T0), a_stream(2, "s2", T0 + 20)
+    repos.task_streams.put(old)
+    repos.task_streams.put(new)
+    assert repos.task_streams.seen_since(T0 + 5) == [new]
+    assert repos.task_streams.forget_before(T0 + 5) == 1
+    assert repos.task_streams.seen_since(0) == [new]
