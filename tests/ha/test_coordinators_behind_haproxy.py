@@ -1,19 +1,25 @@
-"""Three coordinator processes on one PostgreSQL behind a real HAProxy, four node daemons
-(SRS-COORD-05, SRS-PERF-07).
+"""Three coordinator processes on one PostgreSQL behind a real HAProxy, four node daemons, FL
+rounds on (SRS-COORD-05, SRS-COORD-03, SRS-PERF-07).
 
 ``owm-coordinator serve`` three times over one database, one data directory (one signing key,
-one TLS certificate: nodes pin one fingerprint) and one embedded Lightning ledger (the
-treasury they all pay from); HAProxy 2.6 (Debian's package) in front, gRPC in TCP mode (mTLS
-passed through) and the HTTP API in HTTP mode, with the configuration
+one TLS certificate: nodes pin one fingerprint; one FL weights directory) and one embedded
+Lightning ledger (the treasury they all pay from); HAProxy 2.6 (Debian's package) in front,
+gRPC in TCP mode (mTLS passed through) and the HTTP API in HTTP mode, with the configuration
 ``tests/ha/haproxy.cfg.template`` that docs/high-availability.md shows. Four ``owm-node
-start`` daemons reach the coordinators only through HAProxy; the test's client submits tasks
-through it too. Redundant verification on three of the four nodes.
+start`` daemons reach the coordinators only through HAProxy, and upload their FL updates to
+its HTTP front; the test's client submits tasks through it too. Redundant verification on
+three of the four nodes; an FL round trains on three.
 
-The coordinator holding the singleton leads (found in ``pg_locks``) is SIGKILLed while tasks
-are still in their verification rounds and their rewards are being paid. Then: every lead moves
-to a survivor, every node is connected and streaming again within 10 s, nodes that registered
-at the dead coordinator heartbeat at the others, every task is verified, and every settled
-replica is paid exactly once — one outbox record, one Lightning payment per hash.
+Where things land is arranged, not left to the balancer: the first coordinator starts alone,
+takes every singleton lead and registers every node (HAProxy sends the connections meant for
+the two coordinators not started yet to it); then the other two start. So the coordinator
+holding the leads — the one SIGKILLed — holds every node's task stream, while an FL round is
+open and rewards are being paid. Then: every lead moves to a survivor, every node streams
+again within 10 s (now spread over the survivors) and heartbeats at a coordinator it did not
+register at, the open round completes on a survivor, a new round starts there and completes
+(its trainers stream at different coordinators), every client task is verified, and every
+settled replica is paid exactly once — one outbox record, one Lightning payment per hash, no
+payment without a record.
 """
 
 from __future__ import annotations
@@ -35,12 +41,14 @@ import attrs
 import pytest
 from sqlalchemy import text
 
+from owm_adapters.chain.local_chain import LocalChain
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2_grpc as pb_grpc
 from owm_adapters.control_plane.submitter import signed_submit_request
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.storage.sql import SqlRepositories, open_repositories
 from owm_adapters.storage.sql.leadership import lead_lock_id
+from owm_core.fl.rounds import FlRound, RoundState
 from owm_core.market.tasks import TaskRequest, TaskState
 from owm_core.nodes.tiers import Tier
 from owm_core.payments.records import PaymentState
@@ -48,13 +56,15 @@ from tests.e2e.test_node_network import BIN, STAKE_SAT, Proc, base_env, health, 
 from tests.server.harness import OPERATOR
 from tests.tls_support import secure_channel
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 TEMPLATE = Path(__file__).with_name("haproxy.cfg.template")
 COORDINATORS = 3
 NODES = 4
 TASKS_BEFORE, TASKS_DURING = 3, 4
 RECONNECT_S = 10
+FL_INTERVAL_S = 5
+LEADS = ("payouts", "market-housekeeping", "fl-rounds", "slashing", "retention")
 
 
 def free_port() -> int:
@@ -89,8 +99,17 @@ class Cluster:
     treasury: str
     stub: pb_grpc.CoordinatorStub
 
+    def tails(self, chars: int = 3000) -> str:
+        """The end of every process's output, for a failure message."""
+        parts = [f"--- coordinator pid {p.popen.pid}:\n{p.output()[-chars:]}"
+                 for p in self.coordinators]
+        parts += [f"--- node {name}:\n{n['proc'].output()[-chars:]}"  # type: ignore[attr-defined]
+                  for name, n in self.nodes.items()]
+        return "\n".join(parts)
 
-def coordinator_toml(data_dir: Path, url: str, grpc_port: int, api_port: int) -> str:
+
+def coordinator_toml(data_dir: Path, url: str, grpc_port: int, api_port: int,
+                     upload_url: str) -> str:
     return (
         "[coordinator]\n"
         f'data_dir = "{data_dir}"\n'
@@ -103,16 +122,18 @@ def coordinator_toml(data_dir: Path, url: str, grpc_port: int, api_port: int) ->
         "[tasks]\n"
         'verification = "redundant"\n'
         "redundancy = 3\n"
-        "assignment_timeout_s = 10\n"
+        "assignment_timeout_s = 60\n"
         "[funding]\n"
         f'network_submitters = ["{OPERATOR.public_key_hex}"]\n'
-        "[fl]\nenabled = false\n"
+        "[fl]\nenabled = true\n"
+        f"interval_s = {FL_INTERVAL_S}\nmin_participants = 3\nupload_grace_s = 5\n"
+        f'round_timeout_s = 120\nupload_url = "{upload_url}"\n'
         "[knowledge]\nenabled = false\n"
     )
 
 
-def node_toml(node_dir: Path, grpc: str, pin: str, key: str, ln: str, treasury: str,
-              ledger: Path, alias: str) -> str:
+def node_toml(node_dir: Path, grpc: str, api: str, pin: str, key: str, ln: str, treasury: str,
+              coordinator_dir: Path, alias: str) -> str:
     return (
         "[node]\n"
         f'data_dir = "{node_dir}"\n'
@@ -120,11 +141,47 @@ def node_toml(node_dir: Path, grpc: str, pin: str, key: str, ln: str, treasury: 
         "health_port = 0\nheartbeat_interval_s = 1\n"
         "[coordinator]\n"
         f'url = "{grpc}"\ntls_fingerprint = "{pin}"\npublic_key = "{key}"\n'
+        # FL uploads and the FL releases' weights (tasks pin them) go through the balancer
+        f'api_url = "{api}"\nweights_poll_s = 5\nallow_private_targets = true\n'
+        f'[chain]\nlocal_chain = "{coordinator_dir / "provenance" / "chain.sqlite3"}"\n'
         "[lightning]\n"
         f'node_uri = "{ln}@127.0.0.1:9735"\ntreasury_uri = "{treasury}@127.0.0.1:9735"\n'
-        f'backend = "embedded"\nledger_path = "{ledger}"\nledger_alias = "{alias}"\n'
-        "[tasks]\nask_msat = 500\ntypes = [\"inference\"]\ntimeout_s = 60\n"
+        f'backend = "embedded"\nledger_path = "{coordinator_dir / "lightning.sqlite3"}"\n'
+        f'ledger_alias = "{alias}"\n'
+        "[tasks]\nask_msat = 500\n"
+        'types = ["inference", "fl_training"]\ntimeout_s = 60\nmax_concurrent = 2\n'
     )
+
+
+def start_nodes(tmp_path: Path, ledger: SimLedger, treasury: str, grpc: str, api: str,
+                pin: str, key: str, procs: list[Proc]) -> dict[str, dict[str, object]]:
+    """``owm-node init`` and ``start`` for every node, each with a funded stake channel."""
+    data = tmp_path / "coordinator"
+    nodes: dict[str, dict[str, object]] = {}
+    inits = {f"n{i}": subprocess.Popen(
+        [str(BIN / "owm-node"), "init", "--config", str(tmp_path / f"init-n{i}.toml"),
+         "--data-dir", str(tmp_path / f"node-n{i}")],
+        env=base_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for i in range(NODES)}
+    for name, init_proc in inits.items():
+        assert init_proc.wait(60) == 0, init_proc.stderr.read()  # type: ignore[union-attr]
+        node_dir = tmp_path / f"node-{name}"
+        ln = ledger.add_node(f"node-{name}")
+        ledger.open_channel(treasury, ln, 2 * STAKE_SAT, push_sat=STAKE_SAT)
+        config = tmp_path / f"node-{name}.toml"
+        config.write_text(node_toml(node_dir, grpc, api, pin, key, ln, treasury, data,
+                                    f"node-{name}"))
+        proc = Proc([str(BIN / "owm-node"), "start", "--config", str(config)], base_env(),
+                    tmp_path)
+        procs.append(proc)
+        nodes[name] = {"proc": proc, "config": config}
+    for node in nodes.values():
+        proc = node["proc"]
+        assert isinstance(proc, Proc)
+        node["health_port"] = int(
+            proc.wait_line(r"health\s+http://127\.0\.0\.1:(\d+)/health", 60).group(1))
+        node["node_id"] = proc.wait_line(r"registered\s+node (\S+)", 60).group(1)
+    return nodes
 
 
 @pytest.fixture
@@ -136,11 +193,16 @@ def cluster(migrated_postgresql_url: str, tmp_path: Path) -> Iterator[Cluster]:
     data.mkdir()
     ledger = SimLedger(data / "lightning.sqlite3")
     treasury = ledger.add_node("treasury")
+    (data / "provenance").mkdir(mode=0o700)
+    LocalChain(data / "provenance" / "chain.sqlite3")  # the nodes verify FL releases in it
     ports = [(free_port(), free_port()) for _ in range(COORDINATORS)]
+    grpc_port, api_port = free_port(), free_port()
+    upload_url = f"http://127.0.0.1:{api_port}/v1/fl/updates"  # the balancer's HTTP front
     configs = []
-    for i, (grpc_port, api_port) in enumerate(ports):
+    for i, (coordinator_grpc, coordinator_api) in enumerate(ports):
         config = tmp_path / f"coordinator-{i}.toml"
-        config.write_text(coordinator_toml(data, migrated_postgresql_url, grpc_port, api_port))
+        config.write_text(coordinator_toml(data, migrated_postgresql_url, coordinator_grpc,
+                                           coordinator_api, upload_url))
         configs.append(config)
     init = subprocess.run([str(BIN / "owm-coordinator"), "init", "--config", str(configs[0])],
                           env=base_env(), capture_output=True, text=True, timeout=60)
@@ -148,53 +210,40 @@ def cluster(migrated_postgresql_url: str, tmp_path: Path) -> Iterator[Cluster]:
     pin = re.search(r'tls_fingerprint = "([0-9a-f]{64})"', init.stdout).group(1)  # type: ignore[union-attr]
     key = re.search(r'public_key = "([0-9a-f]{64})"', init.stdout).group(1)  # type: ignore[union-attr]
     store = open_repositories(migrated_postgresql_url, migrate=False)
+    channel = None
     try:
         def serve(config: Path) -> Proc:
             return Proc([str(BIN / "owm-coordinator"), "serve", "--config", str(config)],
                         base_env(), tmp_path)
 
-        procs.append(serve(configs[0]))  # takes every lead before the others start
-        procs[0].wait_line("singleton job payouts: runs on this coordinator", 60)
-        procs.extend(serve(config) for config in configs[1:])
-        for proc in procs:
-            proc.wait_line("ready", 60)
-        grpc_port, api_port = free_port(), free_port()
+        # The first coordinator alone: it takes every lead and registers every node.
+        procs.append(serve(configs[0]))
+        procs[0].wait_line("singleton job fl-rounds: runs on this coordinator", 60)
+        procs[0].wait_line("ready", 60)
         balancer = tmp_path / "haproxy.cfg"
         balancer.write_text(haproxy_config(grpc_port, api_port, ports))
         procs.append(Proc([haproxy, "-db", "-f", str(balancer)], base_env(), tmp_path))
         grpc = f"127.0.0.1:{grpc_port}"
         poll(lambda: _http(f"http://127.0.0.1:{api_port}/v1/network/coordinator") is not None,
              20, "HAProxy's HTTP frontend")
-        nodes: dict[str, dict[str, object]] = {}
-        inits = {f"n{i}": subprocess.Popen(
-            [str(BIN / "owm-node"), "init", "--config", str(tmp_path / f"init-n{i}.toml"),
-             "--data-dir", str(tmp_path / f"node-n{i}")],
-            env=base_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            for i in range(NODES)}
-        for name, init_proc in inits.items():
-            assert init_proc.wait(60) == 0, init_proc.stderr.read()  # type: ignore[union-attr]
-            node_dir = tmp_path / f"node-{name}"
-            ln = ledger.add_node(f"node-{name}")
-            ledger.open_channel(treasury, ln, 2 * STAKE_SAT, push_sat=STAKE_SAT)
-            config = tmp_path / f"node-{name}.toml"
-            config.write_text(node_toml(node_dir, grpc, pin, key, ln, treasury,
-                                        data / "lightning.sqlite3", f"node-{name}"))
-            proc = Proc([str(BIN / "owm-node"), "start", "--config", str(config)], base_env(),
-                        tmp_path)
-            procs.append(proc)
-            nodes[name] = {"proc": proc, "config": config}
+        nodes = start_nodes(tmp_path, ledger, treasury, grpc, f"http://127.0.0.1:{api_port}",
+                            pin, key, procs)
         for node in nodes.values():
-            proc = node["proc"]
-            assert isinstance(proc, Proc)
-            node["health_port"] = int(
-                proc.wait_line(r"health\s+http://127\.0\.0\.1:(\d+)/health", 60).group(1))
-            node["node_id"] = proc.wait_line(r"registered\s+node (\S+)", 60).group(1)
+            poll(lambda node=node: health(node["health_port"])["coordinator"]["task_stream_open"],
+                 30, "a task stream")
+        # Then the other two, which HAProxy takes into its rotation within a second.
+        later = [serve(config) for config in configs[1:]]
+        procs.extend(later)
+        for proc in later:
+            proc.wait_line("ready", 60)
         channel = secure_channel(grpc, pin=pin)
-        yield Cluster(procs[:COORDINATORS], nodes, grpc, f"http://127.0.0.1:{api_port}", pin,
-                      store, data / "lightning.sqlite3", treasury,
-                      pb_grpc.CoordinatorStub(channel))
-        channel.close()
+        cluster = Cluster([procs[0], *later], nodes, grpc, f"http://127.0.0.1:{api_port}", pin,
+                          store, data / "lightning.sqlite3", treasury,
+                          pb_grpc.CoordinatorStub(channel))
+        yield cluster
     finally:
+        if channel is not None:
+            channel.close()
         for proc in procs:
             proc.kill()
         store.close()
@@ -232,8 +281,7 @@ def verified(cluster: Cluster, task_id: str, timeout_s: float) -> None:
              f"{task_id} verified")
     except AssertionError:
         states = [cluster.store.tasks.get(f"{task_id}:{i}") for i in range(3)]
-        logs = "\n".join(p.output()[-4000:] for p in cluster.coordinators)
-        raise AssertionError(f"{task_id} not verified: {states}\n{logs}") from None
+        raise AssertionError(f"{task_id} not verified: {states}") from None
 
 
 def lead_holders(store: SqlRepositories, name: str) -> list[int]:
@@ -255,61 +303,118 @@ def heard_from(store: SqlRepositories, node_id: str) -> int:
     return 0 if node is None else node.last_heartbeat
 
 
-def settled_replicas(store: SqlRepositories, task_ids: list[str]) -> list[tuple[str, str]]:
-    """(replica id, node id) of every settled replica of ``task_ids``."""
+def streams_at(store: SqlRepositories) -> dict[str, int]:
+    """Which coordinator process (pid) holds each node's task stream, from the shared store."""
+    return {s.node_id: int(s.coordinator.rpartition("/")[2])
+            for s in store.task_streams.seen_since(0)}
+
+
+def replicas_of(store: SqlRepositories, groups: list[str]) -> list[tuple[str, TaskState]]:
+    """(replica id, state) of every stored replica of ``groups``."""
     found = []
-    for task_id in task_ids:
+    for group in groups:
         for i in range(3):
-            task = store.tasks.get(f"{task_id}:{i}")
-            if task is not None and task.state is TaskState.SETTLED and task.node_id:
-                found.append((task.task_id, task.node_id))
+            task = store.tasks.get(f"{group}:{i}")
+            if task is not None:
+                found.append((task.task_id, task.state))
     return found
 
 
-def test_three_coordinators_behind_haproxy_survive_the_leader_being_killed(
+def fl_round(store: SqlRepositories, number: int) -> FlRound | None:
+    return store.fl_rounds.get_round(number)
+
+
+def open_round(store: SqlRepositories) -> FlRound | None:
+    rounds = store.fl_rounds.rounds(limit=1, state=RoundState.OPEN)
+    return rounds[0] if rounds else None
+
+
+def closed(store: SqlRepositories, number: int) -> bool:
+    found = fl_round(store, number)
+    assert found is None or found.state is not RoundState.FAILED, found
+    return found is not None and found.state is RoundState.CLOSED
+
+
+def ledger_payments(ledger_file: Path, treasury: str) -> list[str]:
+    """The payment hashes of every payment the treasury made, in the ledger itself."""
+    with sqlite3.connect(f"file:{ledger_file}?mode=ro", uri=True) as db:
+        return [row[0] for row in db.execute(
+            "SELECT payment_hash FROM sim_ln_payments WHERE payer = ? AND status = 'succeeded'",
+            (treasury,))]
+
+
+def test_three_coordinators_behind_haproxy_survive_the_leader_being_killed_mid_round(
     cluster: Cluster,
 ) -> None:
+    try:
+        scenario(cluster)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{cluster.tails()}") from None
+
+
+def scenario(cluster: Cluster) -> None:
     stub, store = cluster.stub, cluster.store
-    names = {p.popen.pid: p for p in cluster.coordinators}
+    began = time.monotonic()
 
-    # Every node online and streaming through the balancer; the coordinators share the work.
-    for node in cluster.nodes.values():
-        poll(lambda node=node: health(node["health_port"])["coordinator"]["task_stream_open"],
-             30, "a task stream")
-    registered_at = {
-        str(n["node_id"]): next(pid for pid, p in names.items()
-                                if f"node {n['node_id']} registered here" in p.output())
-        for n in cluster.nodes.values()
-    }
-    (leader,) = lead_holders(store, "payouts")
-    assert leader in names and lead_holders(store, "market-housekeeping") == [leader]
-    assert leader in registered_at.values(), "the balancer sent no node to the leader"
+    def step(what: str) -> None:  # where the time goes, in the output of a failed run
+        print(f"[{time.monotonic() - began:6.1f} s] {what}")
 
-    # A client's tasks, through the balancer: dispatched, verified, paid.
+    by_pid = {p.popen.pid: p for p in cluster.coordinators}
+    leader = cluster.coordinators[0].popen.pid
+    node_ids = [str(n["node_id"]) for n in cluster.nodes.values()]
+
+    # The first coordinator holds every lead and every node's stream: it registered them all.
+    for name in LEADS:
+        assert lead_holders(store, name) == [leader], name
+    for node_id in node_ids:
+        assert f"node {node_id} registered here" in by_pid[leader].output()
+    assert poll(lambda: streams_at(store) == dict.fromkeys(node_ids, leader), 10,
+                "every stream recorded at the leader")
+
+    step("every lead and stream at the leader")
+    # A client's tasks, through the balancer: dispatched, verified, paid. An FL round runs.
     first = [f"before-{i}" for i in range(TASKS_BEFORE)]
     for task_id in first:
         submit(stub, task_id)
     for task_id in first:
-        verified(cluster, task_id, 30)
+        verified(cluster, task_id, 60)
+    step("the first tasks verified")
+    poll(lambda: closed(store, 1), 90, "FL round 1 closed")
+    step("FL round 1 closed")
 
-    # More tasks, and the leader SIGKILLed once their first reward is recorded: mid-round,
-    # mid-payment.
-    during = [f"during-{i}" for i in range(TASKS_DURING)]
-    for task_id in during:
-        submit(stub, task_id)
-    poll(lambda: any(store.payments.for_task(f"{t}:{i}") for t in during for i in range(3)),
-         30, "a reward of the second batch recorded")
+    # The next round opens; more tasks; the leader is SIGKILLed once a reward of those is
+    # recorded while the round is still open: mid-round, mid-payment.
+    during: list[str] = []
+    victim_round = None
+    for attempt in range(3):
+        current = poll(lambda: open_round(store), 60, "an FL round open")
+        assert isinstance(current, FlRound)
+        batch = [f"during-{attempt}-{i}" for i in range(TASKS_DURING)]
+        during += batch
+        for task_id in batch:
+            submit(stub, task_id)
+        poll(lambda b=batch: any(store.payments.for_task(f"{t}:{i}") for t in b
+                                 for i in range(3)), 60, "a reward of the batch recorded")
+        if (still := open_round(store)) is not None and still.number == current.number:
+            victim_round = current
+            break
+    assert victim_round is not None, "no reward was recorded while an FL round was open"
+    step(f"killing the leader: FL round {victim_round.number} open, rewards being paid")
     os.kill(leader, signal.SIGKILL)
-    killed_at = time.monotonic()
-    names[leader].popen.wait(10)
-    open_rounds = [t for t in during if outcome(stub, t) != "verified"]
-    unpaid = [p for t in during for i in range(3) for p in store.payments.for_task(f"{t}:{i}")
-              if p.state is not PaymentState.SUCCEEDED]
-    assert open_rounds or unpaid, "the leader died after all the work was done"
+    killed_at, kill_wall = time.monotonic(), int(time.time())
+    by_pid[leader].popen.wait(10)
+    survivors = [p for pid, p in by_pid.items() if pid != leader]
+    client_groups = first + during
+    unpaid = [p for t in client_groups for i in range(3)
+              for p in store.payments.for_task(f"{t}:{i}") if p.state is not PaymentState.SUCCEEDED]
+    pending = [t for t in client_groups if outcome(stub, t) != "verified"]
+    assert fl_round(store, victim_round.number).state is RoundState.OPEN  # type: ignore[union-attr]
+    assert unpaid or pending, "the leader died after all the client's work was paid"
 
     # Its leads move to a survivor within seconds; every node streams again within 10 s.
-    moved = poll(lambda: lead_holders(store, "payouts"), 10, "the payouts lead moved")
-    assert moved != [leader] and leader not in lead_holders(store, "market-housekeeping")
+    for name in LEADS:
+        moved = poll(lambda name=name: lead_holders(store, name), 10, f"the {name} lead moved")
+        assert moved != [leader] and moved[0] in by_pid, name
     for node in cluster.nodes.values():
         poll(lambda node=node: (doc := health(node["health_port"]))["coordinator"]["connected"]
              and doc["coordinator"]["task_stream_open"], RECONNECT_S - (time.monotonic()
@@ -317,31 +422,51 @@ def test_three_coordinators_behind_haproxy_survive_the_leader_being_killed(
              f"node {node['node_id']} reconnected")
     assert time.monotonic() - killed_at <= RECONNECT_S + 1
 
-    # Nodes registered at the dead coordinator heartbeat at the others.
-    orphans = [n for n, pid in registered_at.items() if pid == leader]
-    kill_wall = int(time.time())
-    for node_id in orphans:
+    step("leads moved, nodes reconnected")
+    # Registered at the dead coordinator, every node heartbeats at the others.
+    for node_id in node_ids:
         poll(lambda n=node_id: heard_from(store, n) > kill_wall, 10,
              f"a heartbeat of {node_id} after the kill")
+    def recorded_again() -> dict[str, int] | None:
+        now = streams_at(store)
+        return now if set(now) == set(node_ids) and leader not in now.values() else None
 
-    # No task lost: every round completes elsewhere; every settled replica is paid once.
-    for task_id in first + during:
-        verified(cluster, task_id, 40)
-    settled = settled_replicas(store, first + during)
-    assert len(settled) >= 2 * len(first + during)
+    spread = poll(recorded_again, 20, "every stream recorded again")
+    step(f"streams after the kill, by coordinator pid: {spread}")
+
+    # The open round completes on a survivor; the next round starts and completes there.
+    number = victim_round.number
+    poll(lambda: closed(store, number), 90, f"FL round {number} closed after the kill")
+    (fl_lead,) = lead_holders(store, "fl-rounds")
+    assert f"FL round {number} closed" in by_pid[fl_lead].output()
+    assert f"FL round {number} closed" not in by_pid[leader].output()
+    step(f"FL round {number} closed on a survivor")
+    poll(lambda: closed(store, number + 1), 90, f"FL round {number + 1} closed")
+    step(f"FL round {number + 1} closed")
+    assert f"FL round {number + 1} of " in by_pid[fl_lead].output()
+
+    # No task lost: every client task is verified; every settled replica is paid once.
+    for task_id in client_groups:
+        verified(cluster, task_id, 60)
+    rounds = [r for r in store.fl_rounds.rounds(limit=100) if r.number <= number + 1]
+    groups = client_groups + [g for r in rounds for g in r.task_ids]
 
     def paid_once() -> bool:
-        records = [store.payments.for_task(r) for r, _ in settled]
-        return all(len(r) == 1 and r[0].state is PaymentState.SUCCEEDED for r in records)
+        settled = [r for r, state in replicas_of(store, groups) if state is TaskState.SETTLED]
+        records = [store.payments.for_task(r) for r in settled]
+        return len(settled) >= 2 * len(client_groups) and all(
+            len(r) == 1 and r[0].state is PaymentState.SUCCEEDED for r in records)
 
-    poll(paid_once, 30, "every settled replica paid")
-    hashes = sorted(store.payments.for_task(r)[0].payment_hash for r, _ in settled)
-    with sqlite3.connect(f"file:{cluster.ledger_file}?mode=ro", uri=True) as db:
-        paid = sorted(row[0] for row in db.execute(
-            "SELECT payment_hash FROM sim_ln_payments WHERE payer = ? AND status = 'succeeded'",
-            (cluster.treasury,)))
-    assert paid == hashes  # each reward once, and nothing else left the treasury
+    poll(paid_once, 60, "every settled replica paid")
+    step("every task verified, every settled replica paid")
+    paid = ledger_payments(cluster.ledger_file, cluster.treasury)  # read before the records
+    assert len(paid) == len(set(paid)), "a payment hash was paid twice"
+    assert all(store.payments.get(h) is not None for h in paid), "a payment without a record"
+    settled = [r for r, state in replicas_of(store, groups) if state is TaskState.SETTLED]
+    hashes = {store.payments.for_task(r)[0].payment_hash for r in settled}
+    assert hashes <= set(paid)
 
     # The HTTP API answers through the balancer with one coordinator gone, every time.
     for _ in range(2 * COORDINATORS):
         assert _http(f"{cluster.api_url}/v1/network/coordinator") is not None
+    assert all(p.popen.poll() is None for p in survivors)
