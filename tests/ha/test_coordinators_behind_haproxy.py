@@ -13,8 +13,10 @@ three of the four nodes; an FL round trains on three.
 Where things land is arranged, not left to the balancer: the first coordinator starts alone,
 takes every singleton lead and registers every node (HAProxy sends the connections meant for
 the two coordinators not started yet to it); then the other two start. So the coordinator
-holding the leads — the one SIGKILLed — holds every node's task stream, while an FL round is
-open and rewards are being paid. Then: every lead moves to a survivor, every node streams
+holding the leads — the one SIGKILLed — holds every node's task stream. It is frozen
+(SIGSTOP) once a reward of a batch of tasks is recorded, and killed if, frozen, it still has an
+FL round open and a reward unpaid or a task unfinished (else it goes on, and the next round is
+tried). Then: every lead moves to a survivor, every node streams
 again within 10 s (now spread over the survivors) and heartbeats at a coordinator it did not
 register at, the open round completes on a survivor, a new round starts there and completes
 (its trainers stream at different coordinators), every client task is verified, and every
@@ -49,7 +51,7 @@ from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.storage.sql import SqlRepositories, open_repositories
 from owm_adapters.storage.sql.leadership import lead_lock_id
 from owm_core.fl.rounds import FlRound, RoundState
-from owm_core.market.tasks import TaskRequest, TaskState
+from owm_core.market.tasks import TERMINAL_STATES, TaskRequest, TaskState
 from owm_core.nodes.tiers import Tier
 from owm_core.payments.records import PaymentState
 from tests.e2e.test_node_network import BIN, STAKE_SAT, Proc, base_env, health, poll
@@ -385,6 +387,16 @@ def scenario(cluster: Cluster) -> None:
     # The next round opens; more tasks; the leader is SIGKILLed once a reward of those is
     # recorded while the round is still open: mid-round, mid-payment.
     during: list[str] = []
+
+    def in_flight() -> tuple[list[object], list[str]]:
+        """Rewards recorded but not paid yet, and client tasks not final, as the store says."""
+        groups = first + during
+        unpaid = [p for t in groups for i in range(3) for p in store.payments.for_task(f"{t}:{i}")
+                  if p.state is not PaymentState.SUCCEEDED]
+        unfinished = [t for t in groups if any(
+            state not in TERMINAL_STATES for _, state in replicas_of(store, [t]))]
+        return unpaid, unfinished
+
     victim_round = None
     for attempt in range(3):
         current = poll(lambda: open_round(store), 60, "an FL round open")
@@ -395,21 +407,23 @@ def scenario(cluster: Cluster) -> None:
             submit(stub, task_id)
         poll(lambda b=batch: any(store.payments.for_task(f"{t}:{i}") for t in b
                                  for i in range(3)), 60, "a reward of the batch recorded")
-        if (still := open_round(store)) is not None and still.number == current.number:
-            victim_round = current
+        # Frozen, the leader changes nothing (it leads the rounds and the payouts): what is
+        # open now is open when it dies.
+        os.kill(leader, signal.SIGSTOP)
+        still = open_round(store)
+        if still is not None and still.number == current.number and any(in_flight()):
+            victim_round = still
             break
-    assert victim_round is not None, "no reward was recorded while an FL round was open"
-    step(f"killing the leader: FL round {victim_round.number} open, rewards being paid")
+        os.kill(leader, signal.SIGCONT)  # the round closed first: try the next one
+    assert victim_round is not None, "no reward was in flight while an FL round was open"
+    unpaid, unfinished = in_flight()
+    step(f"killing the leader: FL round {victim_round.number} open, {len(unpaid)} reward(s) "
+         f"unpaid, {len(unfinished)} task(s) unfinished")
     os.kill(leader, signal.SIGKILL)
     killed_at, kill_wall = time.monotonic(), int(time.time())
     by_pid[leader].popen.wait(10)
     survivors = [p for pid, p in by_pid.items() if pid != leader]
     client_groups = first + during
-    unpaid = [p for t in client_groups for i in range(3)
-              for p in store.payments.for_task(f"{t}:{i}") if p.state is not PaymentState.SUCCEEDED]
-    pending = [t for t in client_groups if outcome(stub, t) != "verified"]
-    assert fl_round(store, victim_round.number).state is RoundState.OPEN  # type: ignore[union-attr]
-    assert unpaid or pending, "the leader died after all the client's work was paid"
 
     # Its leads move to a survivor within seconds; every node streams again within 10 s.
     for name in LEADS:

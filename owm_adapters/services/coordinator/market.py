@@ -389,9 +389,11 @@ class Market:
     def close_task_stream(self, handle: TaskStreamHandle) -> None:
         """Forget a stream whose node went away; its assignments run to their deadline."""
         with self._market_lock:
-            if self._streams.get(handle.node_id) is handle:
+            held = self._streams.get(handle.node_id) is handle
+            if held:  # not replaced by a newer stream, nor ended by a shutdown
                 del self._streams[handle.node_id]
-        self._records.closed(handle.record)
+        if held:
+            self._records.closed(handle.record)
 
     def end_stream_of(self, node_id: str) -> None:
         """End the stream of a node that left."""
@@ -484,7 +486,7 @@ class Market:
         SRS-COORD-05) first time out overdue assignments, close passed commit and reveal
         windows, expire tasks nobody took, close due escrows; the timed-out. With a shared
         store, the records of this process's streams are confirmed every few seconds."""
-        self._records.refresh(self._held_records)
+        self._records.refresh(self._streams, self._market_lock)
         with self._market_lock:
             if not housekeeping:
                 self._dispatch_locked(None)
@@ -506,10 +508,6 @@ class Market:
             self._announce_task_change()
         tell_listeners(self._settlement_listeners, judged)
         return late
-
-    def _held_records(self) -> list[OpenStream]:
-        with self._market_lock:  # the records of the streams open here, for their refresh
-            return [h.record for h in self._streams.values()]
 
     # -- dispatch ----------------------------------------------------------------------------
 

@@ -19,7 +19,9 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Protocol
 
 from owm_adapters.services.coordinator.shared import ServiceConfig
 from owm_core.market.streams import OpenStream, fresh_offers
@@ -28,6 +30,12 @@ from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import TaskStreamRepository
 
 log = logging.getLogger(__name__)
+
+
+class Held(Protocol):
+    """An open stream of this coordinator, as the market holds it."""
+
+    record: OpenStream
 
 
 def coordinator_name() -> str:
@@ -73,12 +81,14 @@ class StreamRecords:
         if self.shared:
             self._try("remove", lambda: self.streams.remove(record.node_id, record.stream_id))
 
-    def refresh(self, records: Callable[[], Sequence[OpenStream]]) -> None:
-        """Confirm the streams open here, once every ``refresh_s`` seconds (shared mode)."""
+    def refresh(self, streams: Mapping[str, Held], lock: AbstractContextManager[object]) -> None:
+        """Confirm the streams open here (``streams``, read under ``lock``), once every
+        ``refresh_s`` seconds (shared mode)."""
         if not self.shared or time.monotonic() < self._next_refresh:
             return
         self._next_refresh = time.monotonic() + self.refresh_s
-        held = records()
+        with lock:
+            held = [s.record for s in streams.values()]
         if held:
             self._try("refresh", lambda: self.streams.refresh(held, self.clock.now()))
 
