@@ -119,26 +119,19 @@ class BalanceView:
     top_up: TopUp | None = None
 
 
+@attrs.define(eq=False)
 class TaskFunding:
     """Funders, escrows, balances and budgets of one coordinator (see the module docstring)."""
 
-    def __init__(
-        self,
-        repositories: Repositories,
-        lightning: Lightning,
-        clock: Clock,
-        config: FundingConfig,
-        policy: VerificationPolicy,
-        guard: LockedGuard,
-    ) -> None:
-        self.repositories = repositories
-        self.lightning = lightning
-        self.clock = clock
-        self.config = config
-        self.policy = policy
-        self._guard = guard
-        self._lock = threading.Lock()  # top-up crediting and reconciliation, one at a time
-        self._next_sweep = 0.0
+    repositories: Repositories
+    lightning: Lightning
+    clock: Clock
+    config: FundingConfig
+    policy: VerificationPolicy
+    _guard: LockedGuard
+    #: Top-up crediting and reconciliation, one at a time.
+    _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
+    _next_sweep: float = attrs.field(init=False, default=0.0)
 
     # -- who pays ----------------------------------------------------------------------------
 

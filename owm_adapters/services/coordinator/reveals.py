@@ -20,6 +20,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
+import attrs
+
 from owm_adapters.services.coordinator.sealing import TaskSealing
 from owm_adapters.services.coordinator.shared import ServiceConfig
 from owm_core.coordination.reveals import (
@@ -36,22 +38,15 @@ from owm_core.ports.stores import MarketStore
 log = logging.getLogger(__name__)
 
 
+@attrs.define(eq=False)
 class ResultRounds:
     """Commit, reveal and the closing of windows over the store (module docstring)."""
 
-    def __init__(
-        self,
-        repositories: MarketStore,
-        sealing: TaskSealing,
-        clock: Clock,
-        config: ServiceConfig,
-        seed: bytes,
-    ) -> None:
-        self.repositories = repositories
-        self.sealing = sealing
-        self.clock = clock
-        self.config = config
-        self._seed = seed
+    repositories: MarketStore
+    sealing: TaskSealing
+    clock: Clock
+    config: ServiceConfig
+    _seed: bytes
 
     def commit(self, raw: bytes) -> CommitOutcome:
         """Store a node's signed commitment (phase one); whether reveals are open now."""
