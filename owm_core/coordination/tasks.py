@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
+from owm_core import fields
 from owm_core.errors import Conflict, InvalidValue, NoMatch
 from owm_core.identity.envelopes import CapabilityManifest
 from owm_core.market.tasks import (
@@ -262,7 +263,7 @@ def credit(repositories: MarketStore, settlement: Settlement) -> None:
         return
     paid = settlement.kind is SettlementKind.SETTLE
     repositories.nodes.save(
-        attrs.evolve(
+        fields.evolve(
             node,
             reliability_ppm=reliability_after(node.reliability_ppm, settlement),
             total_tasks_completed=node.total_tasks_completed + (1 if paid else 0),

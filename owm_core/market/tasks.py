@@ -94,6 +94,11 @@ version (``owm_core.provenance.versions.VERSION_PATTERN``)."""
 _TIER_RANK = {Tier.T1: 1, Tier.T2: 2, Tier.T3: 3}
 _NAME = r"[a-z0-9][a-z0-9._:-]*"
 _OUTPUT_HASH = r"[0-9a-f]{64}"
+#: Built once: a validator built per call would compile its pattern and forget what it
+#: accepted each time (capability names and output hashes are checked on every offer and
+#: every verdict).
+_CHECK_NAME = fields.text(max_len=64, pattern=_NAME)
+_CHECK_OUTPUT_HASH = fields.text(min_len=64, max_len=64, pattern=_OUTPUT_HASH)
 
 
 def tier_at_least(tier: Tier, minimum: Tier) -> bool:
@@ -108,9 +113,8 @@ def _capability_set(value: Iterable[str]) -> frozenset[str]:
 def _names(_instance: object, attribute: attrs.Attribute[frozenset[str]], value: object) -> None:
     if not isinstance(value, frozenset) or not value:
         raise InvalidValue(attribute.name, "must name at least one capability")
-    check = fields.text(max_len=64, pattern=_NAME)
     for name in value:
-        check(None, attribute, name)
+        _CHECK_NAME(None, attribute, name)
 
 
 @attrs.frozen
@@ -307,6 +311,8 @@ class VerificationPolicy:
 
 
 def _sorted_ids(value: Iterable[str]) -> tuple[str, ...]:
+    if value == ():
+        return ()  # every copy of a task never tried elsewhere: nothing to sort
     return tuple(sorted(value))
 
 
@@ -358,11 +364,10 @@ def majority_output(results: Mapping[str, str], redundancy: int) -> str | None:
 
 
 def _check_hashes(outputs: Iterable[str], field: str) -> None:
-    check = fields.text(min_len=64, max_len=64, pattern=_OUTPUT_HASH)
     attribute = attrs.fields(Verified).output_hash
     for output in outputs:
         try:
-            check(None, attribute, output)
+            _CHECK_OUTPUT_HASH(None, attribute, output)
         except InvalidValue as exc:
             raise InvalidValue(field, exc.reason) from None
 

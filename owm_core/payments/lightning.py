@@ -68,9 +68,12 @@ class PaymentStatus(enum.Enum):
     FAILED = "failed"
 
 
+_HEX32 = fields.hex_digest(32)
+
+
 def _optional_hex32(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None:
-        fields.hex_digest(32)(_instance, attribute, value)
+        _HEX32(_instance, attribute, value)
 
 
 @attrs.frozen

@@ -93,3 +93,35 @@ def test_a_copy_takes_the_same_named_attributes_of_its_source_and_the_given_ones
 def test_a_copy_is_validated_like_any_new_value() -> None:
     with pytest.raises(InvalidValue):
         fields.copied(_Narrow, _Wide(-1, "", False))
+
+
+@attrs.frozen
+class _KeywordOnly:
+    first: int = attrs.field(validator=fields.integer(0, 9))
+    second: str = attrs.field(kw_only=True, default="a")
+
+
+def test_the_fast_copy_of_a_class_with_keyword_only_fields_equals_attrs_evolve() -> None:
+    sample = _KeywordOnly(1, second="b")
+    assert fields.evolve(sample, first=2) == attrs.evolve(sample, first=2)
+    assert fields.evolve(sample, second="c") == _KeywordOnly(1, second="c")
+    with pytest.raises(InvalidValue):
+        fields.evolve(sample, first=10)
+
+
+_BOUNDS = st.one_of(st.none(), st.integers(-5, 5))
+
+
+@given(_BOUNDS, _BOUNDS, st.one_of(st.integers(-10, 10), st.booleans(), st.floats(-3, 3),
+                                   st.just("3"), st.just(2**70)))
+def test_an_integer_check_accepts_exactly_the_ints_within_its_bounds(
+        minimum: int | None, maximum: int | None, value: object) -> None:
+    check = fields.integer(minimum, maximum)
+    attribute = attrs.fields(_KeywordOnly).first
+    ok = (type(value) is int and (minimum is None or value >= minimum)
+          and (maximum is None or value <= maximum))
+    if ok:
+        check(None, attribute, value)
+    else:
+        with pytest.raises(InvalidValue):
+            check(None, attribute, value)
