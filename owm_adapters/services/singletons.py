@@ -106,9 +106,9 @@ class SingletonJobs:
 
 class Retention:
     """Forgets the shared state that has expired: challenges, used nonces, the daily quota
-    counters of days before yesterday and the records of task streams nobody confirmed for
-    four times their freshness (a singleton job: one coordinator deletes, every ``period_s``
-    seconds)."""
+    counters of days before yesterday, the credits of L402 tokens whose access ended and the
+    records of task streams nobody confirmed for four times their freshness (a singleton job:
+    one coordinator deletes, every ``period_s`` seconds)."""
 
     def __init__(self, repositories: Repositories, clock: Clock, period_s: float = 60.0) -> None:
         self.repositories = repositories
@@ -123,6 +123,7 @@ class Retention:
             + self.repositories.nonces.forget_expired(now)
             + self.repositories.quotas.forget_before(now // DAY_S - 1)
             + self.repositories.task_streams.forget_before(now - 4 * STREAM_FRESH_S)
+            + self.repositories.token_credits.forget_expired(now)
         )
 
     def start(self) -> None:

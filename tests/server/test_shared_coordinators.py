@@ -3,7 +3,8 @@
 refused at the other, a registration limit counts both, a replica is assigned once, and the
 jobs that must run once run on one of them, moving to the other when it stops; a payout
 awaiting the payee node's invoice is listed and invoiced at either; a free API key's sliding
-window counts at both, and a node's signed HTTP request is used once across them.
+window counts at both, and a node's signed HTTP request is used once across them; an L402
+token's per-query credit is spent once across them.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from owm_adapters.clock import SystemClock
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.lightning.node_invoices import NodeInvoiceSource
-from owm_adapters.services.api.access import ApiAccess
+from owm_adapters.services.api.access import ApiAccess, PaymentRequired
 from owm_adapters.services.api.config import ApiConfig
 from owm_adapters.services.coordinator.service import ServiceConfig
 from owm_adapters.storage.sql import open_repositories
+from owm_core.access import l402
 from owm_core.access.api_keys import Plan
 from owm_core.access.callers import Caller, CallerKind, signed_request_message
 from owm_core.access.ratelimit import RateLimit
@@ -208,6 +210,40 @@ def test_an_api_key_gets_one_quota_and_a_signed_request_one_use_across_coordinat
         assert first.caller_by_signature(headers, "GET", "/v1/x", b"").subject == node.node_id
         with pytest.raises(ReplayRejected):
             second.caller_by_signature(headers, "GET", "/v1/x", b"")
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_an_l402_tokens_per_query_credit_is_spent_once_across_coordinators(
+    migrated_postgresql_url: str, tmp_path: Path,
+) -> None:
+    ledger = SimLedger(tmp_path / "lightning.sqlite3")
+    treasury = ledger.add_node("treasury")
+    ledger.open_channel(ledger.add_node("payer"), treasury, 1_000_000)
+    stores = [open_repositories(migrated_postgresql_url, migrate=False) for _ in range(2)]
+    try:
+        config = ApiConfig(l402_price_msat=10_000, query_price_msat=4_000)  # two queries
+        first, second = (
+            ApiAccess(s, ledger.lightning(treasury), SystemClock(), config, b"\x07" * 32,
+                      shared=True)
+            for s in stores
+        )
+        offer = first.offer_access()
+        paid = ledger.lightning("payer").pay(offer.invoice.bolt11, max_fee_msat=10_000,
+                                             timeout_s=5)
+        assert paid.preimage is not None
+        token = l402.format_authorization(
+            l402.Credential(offer.macaroon, bytes.fromhex(paid.preimage)))
+        at_first, at_second = first.caller_by_l402(token), second.caller_by_l402(token)
+
+        assert first.charge_query(at_first) == 6_000
+        assert second.charge_query(at_second) == 2_000  # one credit, not one per coordinator
+        for access, caller in ((first, at_first), (second, at_second)):
+            with pytest.raises(PaymentRequired):
+                access.charge_query(caller)
+        second.refund_query(at_second)  # a query that failed unanswered gives its price back
+        assert first.charge_query(at_first) == 2_000
     finally:
         for store in stores:
             store.close()

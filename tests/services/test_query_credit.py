@@ -1,4 +1,5 @@
-"""Per-query pricing's credit (SRS-API-03): a token never gets more queries than it paid for."""
+"""Per-query pricing's credit (SRS-API-03): a token never gets more queries than it paid for,
+in one coordinator's memory or in the store several coordinators share (SRS-COORD-05)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from owm_adapters.services.api.quotas import QueryCredit
+from owm_adapters.storage.memory import memory_repositories
 
 T0 = 1_800_000_000
 
@@ -14,12 +16,14 @@ T0 = 1_800_000_000
     price=st.integers(1, 5_000),
     paid=st.integers(0, 50_000),
     steps=st.lists(st.sampled_from(["charge", "refund", "reopen"]), max_size=60),
+    shared=st.booleans(),
 )
 @settings(max_examples=200)
 def test_a_token_never_spends_more_than_its_invoice_paid(
-    price: int, paid: int, steps: list[str]
+    price: int, paid: int, steps: list[str], shared: bool
 ) -> None:
-    credit = QueryCredit(price)
+    # shared: the credit lives in the store several coordinators share (its in-memory twin)
+    credit = QueryCredit(price, ledger=memory_repositories().token_credits if shared else None)
     credit.open("token", paid, T0 + 86_400)
     answered = 0
     for step in steps:

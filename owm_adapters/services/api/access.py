@@ -101,8 +101,8 @@ class ApiAccess:
     ) -> None:
         """``shared``: several coordinators share the store (SRS-COORD-05), so the sliding
         windows (free tier per key, invoices per client, signed requests per key) count in
-        the store, across them, and so do the daily quotas; the signed requests' nonces are
-        claimed there too."""
+        the store, across them, and so do the daily quotas and the per-query credit of L402
+        tokens; the signed requests' nonces are claimed there too."""
         if len(l402_secret) < 32:
             raise InvalidValue("l402_secret", "must be at least 32 random bytes")
         self._repositories = repositories
@@ -129,7 +129,9 @@ class ApiAccess:
             RateLimit(limit=config.signed_per_key, window_s=config.signed_window_s),
             ledger=ledger, scope="api/signed",
         )
-        self._credit = QueryCredit(config.query_price_msat) if config.query_price_msat else None
+        self._credit = QueryCredit(
+            config.query_price_msat, ledger=repositories.token_credits if shared else None
+        ) if config.query_price_msat else None
         self._keys = ReadCache(clock, config.auth_cache_ttl_ms)
         self._paid = ReadCache(clock, config.auth_cache_ttl_ms)
 

@@ -15,7 +15,7 @@ from collections import OrderedDict
 import attrs
 
 from owm_core.access.ratelimit import DAY_S
-from owm_core.ports.repositories import QuotaRepository
+from owm_core.ports.repositories import QuotaRepository, TokenCreditRepository
 
 
 @attrs.frozen
@@ -72,21 +72,30 @@ class QueryCredit:
     A token's credit is its invoice's amount, known when the token is first used; each query
     takes ``price_msat`` of it, and a query the credit no longer covers is refused (the caller
     pays again). Entries are dropped once their token's access has expired, and at most
-    ``max_tokens`` are kept (the oldest go first), so a flood of tokens costs bounded memory.
-    In memory, like the quotas: a restart forgets what was spent.
+    ``max_tokens`` are kept (the oldest go first), so a flood of tokens costs bounded memory;
+    a restart forgets what was spent. With a ``ledger`` (several coordinators on one database,
+    SRS-COORD-05) the credits are the store's instead, so a token's payment is spent once
+    behind a load balancer, not once per coordinator (the retention job drops expired ones).
     """
 
-    def __init__(self, price_msat: int, max_tokens: int = 1_000_000) -> None:
+    def __init__(
+        self, price_msat: int, max_tokens: int = 1_000_000,
+        ledger: TokenCreditRepository | None = None,
+    ) -> None:
         if price_msat < 1:
             raise ValueError("a query price is at least 1 msat")
         self.price_msat = price_msat
         self._max = max_tokens
+        self._ledger = ledger
         self._left: OrderedDict[str, tuple[int, int]] = OrderedDict()  # token → (msat, until)
         self._lock = threading.Lock()
 
     def open(self, token: str, paid_msat: int, until: int) -> None:
         """Know ``token``'s credit: what its invoice paid, usable until ``until`` (unix s).
         A token already known keeps what is left of its credit."""
+        if self._ledger is not None:
+            self._ledger.open(token, paid_msat, until)
+            return
         with self._lock:
             if token in self._left:
                 return
@@ -97,6 +106,8 @@ class QueryCredit:
     def charge(self, token: str, now: int) -> int | None:
         """Take one query's price from ``token``'s credit; the msat left, or None when the
         credit does not cover it, or the token is unknown or expired (nothing is taken then)."""
+        if self._ledger is not None:
+            return self._ledger.charge(token, self.price_msat, now)
         with self._lock:
             while self._left and next(iter(self._left.values()))[1] <= now:
                 self._left.popitem(last=False)
@@ -108,6 +119,9 @@ class QueryCredit:
 
     def refund(self, token: str) -> None:
         """Give one query's price back (the query failed before it was answered)."""
+        if self._ledger is not None:
+            self._ledger.refund(token, self.price_msat)
+            return
         with self._lock:
             if token in self._left:
                 left, until = self._left[token]

@@ -24,6 +24,7 @@ from owm_adapters.storage.memory.coordination import (
     MemoryQuotaRepository,
     MemoryRateLogRepository,
     MemoryTaskStreamRepository,
+    MemoryTokenCreditRepository,
 )
 from owm_adapters.storage.memory.fl import MemoryFlRoundRepository
 from owm_adapters.storage.memory.funding import MemoryFundingRepository
@@ -119,6 +120,7 @@ class MemoryRepositories:
     rate_log: MemoryRateLogRepository
     quotas: MemoryQuotaRepository
     task_streams: MemoryTaskStreamRepository
+    token_credits: MemoryTokenCreditRepository
     _state: State
     _lock: threading.RLock
 
@@ -181,6 +183,7 @@ def memory_repositories() -> MemoryRepositories:
         rate_log=MemoryRateLogRepository(state, lock),
         quotas=MemoryQuotaRepository(state, lock),
         task_streams=MemoryTaskStreamRepository(state, lock),
+        token_credits=MemoryTokenCreditRepository(state, lock),
         state=state,
         lock=lock,
     )

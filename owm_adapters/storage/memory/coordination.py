@@ -103,6 +103,40 @@ class MemoryQuotaRepository(StateRepository):
             return len(gone)
 
 
+class MemoryTokenCreditRepository(StateRepository):
+    """Per-token credits: token → (msat left, until)."""
+
+    def open(self, token: str, paid_msat: int, until: int) -> None:
+        """Know ``token``'s credit unless it is known already (what is left stays)."""
+        with self._lock:
+            self._state.token_credits.setdefault(token, (paid_msat, until))
+
+    def charge(self, token: str, price_msat: int, now: int) -> int | None:
+        """Take ``price_msat`` from ``token``'s credit if it covers it and has not expired."""
+        with self._lock:
+            left, until = self._state.token_credits.get(token, (0, now))
+            if left < price_msat or until <= now:
+                return None
+            self._state.token_credits[token] = (left - price_msat, until)
+            return left - price_msat
+
+    def refund(self, token: str, price_msat: int) -> None:
+        """Give ``price_msat`` back to ``token``'s credit (nothing if it is not known)."""
+        with self._lock:
+            if token in self._state.token_credits:
+                left, until = self._state.token_credits[token]
+                self._state.token_credits[token] = (left + price_msat, until)
+
+    def forget_expired(self, now: int) -> int:
+        """Drop the credits of tokens whose access ended at or before ``now``; how many."""
+        with self._lock:
+            held = self._state.token_credits
+            gone = [token for token, (_, until) in held.items() if until <= now]
+            for token in gone:
+                del held[token]
+            return len(gone)
+
+
 class MemoryTaskStreamRepository(StateRepository):
     """The open task streams, one record per node."""
 

@@ -107,6 +107,7 @@ class State:
     rate_log: dict[tuple[str, str], list[int]] = attrs.Factory(dict)
     quotas: dict[tuple[str, str, int], int] = attrs.Factory(dict)
     task_streams: dict[str, OpenStream] = attrs.Factory(dict)
+    token_credits: dict[str, tuple[int, int]] = attrs.Factory(dict)
     payout_requests: dict[str, tuple[PendingPayout, Invoice | None]] = attrs.Factory(dict)
 
     def next_seq(self) -> int:

@@ -21,6 +21,7 @@ from owm_adapters.storage.sql.repositories.coordination import (
     SqlQuotaRepository,
     SqlRateLogRepository,
 )
+from owm_adapters.storage.sql.repositories.credits import SqlTokenCreditRepository
 from owm_adapters.storage.sql.repositories.fl import SqlFlRoundRepository
 from owm_adapters.storage.sql.repositories.funding import SqlFundingRepository
 from owm_adapters.storage.sql.repositories.governance import (
@@ -119,6 +120,7 @@ class SqlRepositories:
     rate_log: SqlRateLogRepository
     quotas: SqlQuotaRepository
     task_streams: SqlTaskStreamRepository
+    token_credits: SqlTokenCreditRepository
     database: Database
 
     @contextmanager
@@ -175,6 +177,7 @@ def sql_repositories(engine: Engine) -> SqlRepositories:
         rate_log=SqlRateLogRepository(db),
         quotas=SqlQuotaRepository(db),
         task_streams=SqlTaskStreamRepository(db),
+        token_credits=SqlTokenCreditRepository(db),
         database=db,
     )
 

@@ -758,6 +758,14 @@ quota_counts = Table(
     Column("used", BigInteger, nullable=False),
 )
 
+token_credits = Table(
+    "token_credits",
+    metadata,
+    Column("token", String(64), primary_key=True),
+    _money("left_msat"),
+    _time("until", index=True),
+)
+
 task_streams = Table(
     "task_streams",
     metadata,

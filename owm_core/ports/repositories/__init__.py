@@ -52,6 +52,9 @@ from owm_core.ports.repositories.coordination import (
 from owm_core.ports.repositories.coordination import (
     TaskStreamRepository as TaskStreamRepository,
 )
+from owm_core.ports.repositories.coordination import (
+    TokenCreditRepository as TokenCreditRepository,
+)
 from owm_core.ports.repositories.fl import (
     FlRoundRepository as FlRoundRepository,
 )
@@ -347,6 +350,11 @@ class Repositories(Protocol):
     @property
     def quotas(self) -> QuotaRepository:
         """What each daily quota counted, per key and day (SRS-API-03, SRS-COORD-05)."""
+        ...
+
+    @property
+    def token_credits(self) -> TokenCreditRepository:
+        """What each L402 token's payment still covers (SRS-API-03, SRS-COORD-05)."""
         ...
 
     @property

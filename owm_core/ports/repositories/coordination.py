@@ -81,6 +81,30 @@ class QuotaRepository(Protocol):
         ...
 
 
+class TokenCreditRepository(Protocol):
+    """What each L402 token's payment still covers under per-query pricing (SRS-API-03), spent
+    by several coordinators together (SRS-COORD-05)."""
+
+    def open(self, token: str, paid_msat: int, until: int) -> None:
+        """Know ``token``'s credit: ``paid_msat``, usable until ``until``; a token already
+        known keeps what is left of its credit (using it again refills nothing)."""
+        ...
+
+    def charge(self, token: str, price_msat: int, now: int) -> int | None:
+        """Take ``price_msat`` from ``token``'s credit: the msat left, or None when the credit
+        does not cover it or the token is unknown or expired (nothing is taken then). Of many
+        callers charging one token at once, only as many succeed as its credit covers."""
+        ...
+
+    def refund(self, token: str, price_msat: int) -> None:
+        """Give ``price_msat`` back to ``token``'s credit (a query that failed unanswered)."""
+        ...
+
+    def forget_expired(self, now: int) -> int:
+        """Drop the credits of tokens whose access ended at or before ``now``; how many."""
+        ...
+
+
 class TaskStreamRepository(Protocol):
     """The task streams open at every coordinator sharing the store, one record per node
     (:mod:`owm_core.market.streams`, SRS-COORD-05)."""

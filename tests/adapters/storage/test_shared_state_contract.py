@@ -280,3 +280,28 @@ def test_streams_not_seen_lately_are_not_listed_and_are_forgotten(repos: Reposit
     assert repos.task_streams.seen_since(T0 + 5) == [new]
     assert repos.task_streams.forget_before(T0 + 5) == 1
     assert repos.task_streams.seen_since(0) == [new]
+
+
+def test_a_tokens_credit_is_set_once_spent_per_query_refunded_and_forgotten_at_expiry(
+    repos: Repositories,
+) -> None:
+    credits = repos.token_credits
+    assert credits.charge("t1", 1_000, T0) is None  # unknown: nothing taken
+    credits.open("t1", 2_500, T0 + 100)
+    credits.open("t1", 9_999, T0 + 900)  # using the token again refills nothing
+    assert [credits.charge("t1", 1_000, T0) for _ in range(3)] == [1_500, 500, None]
+    credits.refund("t1", 1_000)
+    assert credits.charge("t1", 1_000, T0) == 500
+    assert credits.charge("t1", 100, T0 + 100) is None  # its access ended
+    credits.open("t2", 5_000, T0 + 200)
+    assert credits.forget_expired(T0 + 100) == 1
+    assert credits.charge("t2", 1_000, T0) == 4_000
+
+
+def test_of_many_coordinators_charging_one_token_at_once_only_its_credit_is_spent(
+    repos: Repositories,
+) -> None:
+    repos.token_credits.open("t", 5_000, T0 + 100)
+    with ThreadPoolExecutor(CALLERS) as pool:
+        left = list(pool.map(lambda _: repos.token_credits.charge("t", 1_000, T0), range(20)))
+    assert sorted(x for x in left if x is not None) == [0, 1_000, 2_000, 3_000, 4_000]
