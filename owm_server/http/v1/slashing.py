@@ -31,6 +31,7 @@ from owm_server.http.v1.schemas import (
     limit,
     obj,
     problem,
+    published,
 )
 
 _REASONS = [r.value for r in SlashingReason]
@@ -72,6 +73,10 @@ RECEIPT: Schema = obj(
         "log_entry": {**LOG_ENTRY, "type": ["object", "null"]},
     }
 )
+SIGNAL: Schema = obj({"reporter": STR, "reason": STR, "evidence_hash": STR, "at": INT})
+ACKNOWLEDGEMENT: Schema = obj(
+    {"signer": STR, "evidence_hash": STR, "reason": STR, "verdict": STR, "issued_at": INT}
+)
 CASE: Schema = obj(
     {
         "node_id": STR,
@@ -82,20 +87,8 @@ CASE: Schema = obj(
             "type": "integer",
             "description": "distinct reporters (tier 1) or maintainers (tier 2/3) needed",
         },
-        "signals": array(
-            obj({"reporter": STR, "reason": STR, "evidence_hash": STR, "at": INT})
-        ),
-        "acknowledgements": array(
-            obj(
-                {
-                    "signer": STR,
-                    "evidence_hash": STR,
-                    "reason": STR,
-                    "verdict": STR,
-                    "issued_at": INT,
-                }
-            )
-        ),
+        "signals": array(SIGNAL),
+        "acknowledgements": array(ACKNOWLEDGEMENT),
         "backing": array(BACKING),
     }
 )
@@ -108,29 +101,22 @@ def _service(call: Call) -> SlashingService:
 
 
 def _backing_json(b: Backing) -> dict[str, Any]:
-    return {
-        "evidence_hash": b.evidence_hash,
-        "reason": b.reason,
-        "maintainers": list(b.maintainers),
-        "count": len(b.maintainers),
-    }
+    return published(BACKING, b, count=len(b.maintainers))
 
 
 def receipt_json(r: AckReceipt) -> dict[str, Any]:
     """The answer to one submitted acknowledgement."""
     ack = r.acknowledgement
-    return {
-        "node_id": ack.node_id,
-        "evidence_hash": ack.evidence_hash,
-        "reason": ack.reason,
-        "verdict": ack.verdict.value,
-        "signer": r.signer,
-        "recorded": r.recorded,
-        "acknowledgements": len(r.backing.maintainers),
-        "quorum": r.quorum,
-        "slashed": r.slashed,
-        "log_entry": None if r.outcome is None else r.outcome.entry.to_dict(),
-    }
+    return published(
+        RECEIPT,
+        r,
+        node_id=ack.node_id,
+        evidence_hash=ack.evidence_hash,
+        reason=ack.reason,
+        verdict=ack.verdict.value,
+        acknowledgements=len(r.backing.maintainers),
+        log_entry=None if r.outcome is None else r.outcome.entry.to_dict(),
+    )
 
 
 def case_json(case: PendingCase) -> dict[str, Any]:
@@ -140,32 +126,17 @@ def case_json(case: PendingCase) -> dict[str, Any]:
         body = open_body(envelope)
         assert isinstance(body, MaintainerAcknowledgement)
         acks.append(
-            {
-                "signer": envelope.signer,
-                "evidence_hash": body.evidence_hash,
-                "reason": body.reason,
-                "verdict": body.verdict.value,
-                "issued_at": envelope.issued_at,
-            }
+            published(
+                ACKNOWLEDGEMENT, body, signer=envelope.signer, issued_at=envelope.issued_at
+            )
         )
-    return {
-        "node_id": case.node_id,
-        "tier": case.tier.value,
-        "channel_id": case.channel_id,
-        "waiting_for": case.waiting_for,
-        "needed": case.needed,
-        "signals": [
-            {
-                "reporter": s.reporter,
-                "reason": s.reason.value,
-                "evidence_hash": s.evidence_hash,
-                "at": s.at,
-            }
-            for s in case.signals
-        ],
-        "acknowledgements": acks,
-        "backing": [_backing_json(b) for b in case.backing],
-    }
+    return published(
+        CASE,
+        case,
+        signals=[published(SIGNAL, s) for s in case.signals],
+        acknowledgements=acks,
+        backing=[_backing_json(b) for b in case.backing],
+    )
 
 
 def submit_acknowledgement(call: Call) -> Response:
