@@ -302,8 +302,8 @@ def build_coordinator(
         signing_key_created=created, identity=service.signer,
         workers=Workers(tuple(w for w in (service, stamping, singletons, pool,
                                           github.retries if github else None) if w is not None)),
-        governance=governance_from(settings, store, clock, service.signer, chain=wallet_chain),
-        github=github, pool=pool, singletons=singletons,
+        governance=governance_from(settings, store, clock, service.signer, chain=wallet_chain,
+                                   shared=shared), github=github, pool=pool, singletons=singletons,
     )
 
 

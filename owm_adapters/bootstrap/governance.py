@@ -99,8 +99,10 @@ def governance_from(
     coordinator: Identity,
     *,
     chain: WalletChain | None = None,
+    shared: bool = False,
 ) -> GovernanceService:
-    """The governance service of a coordinator with ``settings``."""
+    """The governance service of a coordinator with ``settings``; ``shared``: other
+    coordinators share ``store`` (a signer's statement limit counts there, SRS-COORD-05)."""
     section = settings.governance
     if section.statements_per_hour < 1 or not 1 <= section.fee_rate_sat_vb <= 1_000:
         raise ConfigError(
@@ -117,4 +119,5 @@ def governance_from(
         from owm_adapters.clock import OffsetClock, SystemClock
 
         rules_clock = OffsetClock(SystemClock(), str(Path(section.devnet_time_file).expanduser()))
-    return GovernanceService(store, clock, coordinator, roles, desk, config, rules_clock)
+    return GovernanceService(store, clock, coordinator, roles, desk, config, rules_clock,
+                             shared=shared)

@@ -3,11 +3,13 @@
 Every governance action (SRS-GOV-01..06) reaches the coordinator as a signed
 ``governance_statement`` envelope (:mod:`owm_core.coordination.governance`). This service
 checks it in this order — signature, freshness (±``freshness_window_s``), the signer's rate
-limit (``statements_per_signer``), who may sign at all (a registered node's key, a maintainer's
-or a holder's: anyone else proposes and comments through the API with an API key), not seen
-before (its hash is not in the log) — then, inside one store transaction, authorises the
-action for the signer's role, applies it and appends the statement, verbatim, to the
-hash-chained, coordinator-signed governance log (:mod:`owm_core.coordination.governance_log`).
+limit (``statements_per_signer``; counted in the shared store when several coordinators
+share one database, SRS-COORD-05), who may sign at all (a registered node's key, a
+maintainer's or a holder's: anyone else proposes and comments through the API with an API
+key), not seen before (its hash is not in the log) — then, inside one store transaction,
+authorises the action for the signer's role, applies it and appends the statement, verbatim,
+to the hash-chained, coordinator-signed governance log
+(:mod:`owm_core.coordination.governance_log`).
 A refused statement changes nothing and logs nothing.
 
 Treasury steps go through the :class:`~owm_adapters.services.treasury.TreasuryDesk`: a
@@ -88,7 +90,11 @@ class GovernanceService:
         treasury: TreasuryDesk | None = None,
         config: GovernanceConfig | None = None,
         rules_clock: Clock | None = None,
+        *,
+        shared: bool = False,
     ) -> None:
+        """``shared``: several coordinators share the store (SRS-COORD-05), so a signer's
+        statement limit counts in the store, across them."""
         self._store = store
         self._clock = clock
         #: The time the rules see (comment periods): ``clock`` but on a devnet, whose
@@ -98,7 +104,10 @@ class GovernanceService:
         self.roles = roles
         self.treasury = treasury
         self.config = config or GovernanceConfig()
-        self._limiter = SlidingWindowLimiter(self.config.statements_per_signer)
+        self._limiter = SlidingWindowLimiter(
+            self.config.statements_per_signer, ledger=store.rate_log if shared else None,
+            scope="gov/statements",
+        )
         self._limiter_lock = threading.Lock()
 
     @property

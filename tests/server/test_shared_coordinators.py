@@ -4,7 +4,8 @@ refused at the other, a registration limit counts both, a replica is assigned on
 jobs that must run once run on one of them, moving to the other when it stops; a payout
 awaiting the payee node's invoice is listed and invoiced at either; a free API key's sliding
 window counts at both, and a node's signed HTTP request is used once across them; an L402
-token's per-query credit is spent once across them.
+token's per-query credit is spent once across them, and a signer's governance statement limit
+counts at both.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from owm_core.identity.envelopes import PayoutInvoice, PayoutQuery, ReplayGuard
 from owm_core.identity.keys import Identity
 from owm_core.market.tasks import TaskState, VerificationPolicy
 from owm_core.nodes.registry import LnNodeUri
+from tests.governance_keys import MAINTAINERS
 from tests.node.test_node_invoices import MONTH_S, pending_payout, sealed
 from tests.server.harness import (
     Coordinator,
@@ -42,7 +44,9 @@ from tests.server.harness import (
     start_coordinator,
     task_request,
 )
+from tests.services.governance_world import governance_world
 from tests.services.market_world import node_record
+from tests.services.test_governance import ALICE, treasury_proposal
 
 
 @pytest.fixture
@@ -244,6 +248,29 @@ def test_an_l402_tokens_per_query_credit_is_spent_once_across_coordinators(
                 access.charge_query(caller)
         second.refund_query(at_second)  # a query that failed unanswered gives its price back
         assert first.charge_query(at_first) == 2_000
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_a_signers_governance_statement_limit_counts_at_every_coordinator(
+    migrated_postgresql_url: str, tmp_path: Path,
+) -> None:
+    stores = [open_repositories(migrated_postgresql_url, migrate=False) for _ in range(2)]
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    try:
+        first, second = (
+            governance_world(tmp_path / name, store, per_signer=2, shared=True)
+            for name, store in zip(("a", "b"), stores, strict=True)
+        )
+        proposal = treasury_proposal(first)  # ALICE's first statement, at the first
+        second.act(ALICE, "comment", proposal, text="her second, at the second")
+
+        for world in (first, second):  # two an hour, wherever she sends them
+            with pytest.raises(RateLimited):
+                world.act(ALICE, "comment", proposal, text="a third")
+        second.act(MAINTAINERS[1], "comment", proposal, text="another signer is not limited")
     finally:
         for store in stores:
             store.close()

@@ -48,7 +48,8 @@ class GovernanceWorld:
 
 
 def governance_world(
-    tmp_path: Path, store: Repositories | None = None, per_signer: int = 1_000
+    tmp_path: Path, store: Repositories | None = None, per_signer: int = 1_000,
+    shared: bool = False,
 ) -> GovernanceWorld:
     store = store if store is not None else memory_repositories()
     clock = Clock()
@@ -57,5 +58,5 @@ def governance_world(
     ledger.fund(wallet.script_pubkey, 100_000_000)
     desk = TreasuryDesk(wallet, ledger, store, fee_rate_sat_vb=2)
     config = GovernanceConfig(statements_per_signer=RateLimit(limit=per_signer, window_s=3_600))
-    service = GovernanceService(store, clock, COORDINATOR, ROLES, desk, config)
+    service = GovernanceService(store, clock, COORDINATOR, ROLES, desk, config, shared=shared)
     return GovernanceWorld(service, store, clock, ledger, wallet)

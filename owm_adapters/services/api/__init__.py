@@ -138,7 +138,8 @@ class ApiServices:
         terms = BountyTerms(config.max_bounty_sat, config.bounty_budget_sat)
         book = BountyBook(store, clock, coordinator.lightning, terms, entropy)
         if statements is None:  # proposals and comments are logged all the same
-            statements = GovernanceService(store, clock, coordinator.signer)
+            statements = GovernanceService(store, clock, coordinator.signer,
+                                           shared=coordinator.config.shared_state)
         return cls(
             coordinator=coordinator,
             config=config,
