@@ -23,7 +23,7 @@ naming the step (day), the actors and what broke. The engine adds a minimal repr
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 import attrs
@@ -113,16 +113,25 @@ def stakes(world: Observed, day: int) -> Iterable[Violation]:
 
 def slashing(outcome: SlashingOutcome, reports: list[SlashingSignal], agent: Agent | None,
              maintainer_keys: frozenset[str], channels_of: dict[str, str],
-             day: int) -> Iterable[Violation]:
-    """slashing-justified and no-honest-slashed, for one carried-out decision."""
+             day: int, behaviour_of: Mapping[str, str] | None = None) -> Iterable[Violation]:
+    """slashing-justified and no-honest-slashed, for one carried-out decision.
+
+    A slashed honest node is named first among the actors, then the reporters whose stake
+    channels backed the decision (every reporter for a tier-2/3 decision), each with its
+    behaviour in the detail when ``behaviour_of`` knows it: who framed whom."""
     decision = outcome.decision
     actors = (decision.node_id, *decision.supporters)
+    backing = {s.removeprefix(CHANNEL_REPORTER_PREFIX) for s in decision.supporters}
     if agent is not None and agent.behaviour is Behaviour.HONEST:
-        yield Violation("no-honest-slashed", day, actors,
-                        f"honest node {decision.node_id} slashed for {decision.reason.value}")
+        behind = sorted({s.reporter for s in reports
+                         if decision.tier is not Tier.T1 or channels_of.get(s.reporter) in backing})
+        known = behaviour_of or {}
+        named = ", ".join(f"{r} ({known.get(r, 'unknown')})" for r in behind) or "nobody"
+        yield Violation("no-honest-slashed", day, (decision.node_id, *behind),
+                        f"honest node {decision.node_id} slashed for {decision.reason.value} "
+                        f"on the reports of {named}")
     if decision.tier is Tier.T1:
         reported = {channels_of.get(s.reporter) for s in reports} - {None}
-        backing = {s.removeprefix(CHANNEL_REPORTER_PREFIX) for s in decision.supporters}
         if len(backing) < 3 or not backing <= reported:
             yield Violation("slashing-justified", day, actors,
                             f"tier-1 slash backed by {sorted(backing)}, reporters' channels "

@@ -162,7 +162,10 @@ class World:
             if channel is not None:
                 channels[signal.reporter] = channel
         keys = frozenset(m.public_key_hex for m in self.slashing.maintainers)
-        for violation in invariants.slashing(outcome, reports, agent, keys, channels, self.day):
+        behaviours = {s.reporter: self._by_node[s.reporter].behaviour.value for s in reports
+                      if s.reporter in self._by_node}
+        for violation in invariants.slashing(outcome, reports, agent, keys, channels, self.day,
+                                             behaviours):
             raise invariants.InvariantViolated(violation)
 
     def _channel_of(self, agent: Agent) -> str | None:

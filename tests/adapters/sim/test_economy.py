@@ -62,6 +62,9 @@ def test_a_colluding_majority_framing_an_honest_node_stops_the_run_with_a_reprod
     violation = raised.value.violation
     assert violation.invariant == "no-honest-slashed"
     assert violation.actors[0].startswith("n")
+    framers = violation.actors[1:]
+    assert len(framers) >= 2
+    assert all(f"{n} (colluder)" in violation.detail for n in framers)
     assert raised.value.reproduction is not None
     assert "--colluder-share 0.4" in raised.value.reproduction
     assert f"--days {violation.day + 1}" in raised.value.reproduction
