@@ -156,3 +156,32 @@ class PullChanges:
     def measured_paths(self) -> frozenset[str]:
         """The paths whose content at the merge is measured: every changed file still there."""
         return frozenset(f.path for f in self.files if f.status != "removed")
+
+
+HANDLER_PATTERN = r"[a-z][a-z0-9_-]{0,31}"
+"""A webhook handler's name, under which its pending retries are stored."""
+MAX_REASON_CHARS = 200
+
+
+@attrs.frozen
+class HandlerRetry:
+    """A webhook handler still to be run (again) with one stored delivery, kept in the store so
+    that a coordinator's restart or crash loses no merge's bounty or reward (SRS-LN-08).
+
+    ``attempts`` counts the runs begun; ``next_at`` is when the next may begin (a run in
+    progress holds it ahead as a lease); ``expires_at`` is when it is given up; ``reason`` is
+    the last failure's message (the handlers' DomainError messages carry no secrets).
+    """
+
+    delivery_id: str = attrs.field(validator=fields.text(pattern=DELIVERY_PATTERN))
+    handler: str = attrs.field(validator=fields.text(pattern=HANDLER_PATTERN))
+    attempts: int = attrs.field(validator=fields.integer(0, 2**31 - 1))
+    next_at: int = attrs.field(validator=fields.timestamp())
+    expires_at: int = attrs.field(validator=fields.timestamp())
+    reason: str = attrs.field(
+        default="", validator=fields.text(min_len=0, max_len=MAX_REASON_CHARS)
+    )
+
+    def expired_at(self, now: int) -> bool:
+        """Whether this retry is past its end at ``now`` (to be given up, not run)."""
+        return now >= self.expires_at

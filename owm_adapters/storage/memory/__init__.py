@@ -32,6 +32,7 @@ from owm_adapters.storage.memory.governance import (
     MemoryAnalysisRepository,
     MemoryBountyRepository,
     MemoryGovernanceLogRepository,
+    MemoryHandlerRetryRepository,
     MemoryProposalRepository,
     MemoryTreasurySpendRepository,
     MemoryWebhookEventRepository,
@@ -102,6 +103,7 @@ class MemoryRepositories:
     bounties: MemoryBountyRepository
     analyses: MemoryAnalysisRepository
     webhook_events: MemoryWebhookEventRepository
+    handler_retries: MemoryHandlerRetryRepository
     mining_payouts: MemoryMiningPayoutRepository
     miner_credits: MemoryMinerCreditRepository
     task_inputs: MemoryTaskInputRepository
@@ -165,6 +167,7 @@ def memory_repositories() -> MemoryRepositories:
         bounties=MemoryBountyRepository(state, lock),
         analyses=MemoryAnalysisRepository(state, lock),
         webhook_events=MemoryWebhookEventRepository(state, lock),
+        handler_retries=MemoryHandlerRetryRepository(state, lock),
         mining_payouts=MemoryMiningPayoutRepository(state, lock),
         miner_credits=MemoryMinerCreditRepository(state, lock),
         task_inputs=MemoryTaskInputRepository(state, lock),

@@ -11,7 +11,7 @@ from owm_core.coordination.governance_log import GovernanceLogEntry, check_next_
 from owm_core.errors import Conflict
 from owm_core.governance.bounty_rules import Funding
 from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
-from owm_core.governance.github_app import WebhookEvent
+from owm_core.governance.github_app import HandlerRetry, WebhookEvent
 from owm_core.governance.proposals import Comment, Proposal, ProposalStatus
 from owm_core.governance.treasury import TreasurySpend
 
@@ -120,6 +120,56 @@ class MemoryWebhookEventRepository(KeyedStateRepository[WebhookEvent]):
                 self._state.webhook_events.values(), key=lambda e: (-e.received_at, e.delivery_id)
             )
             return chosen[:limit]
+
+
+class MemoryHandlerRetryRepository(StateRepository):
+    """Webhook handlers' pending retries per (delivery id, handler); claims compare and set
+    under the lock, as the SQL store's conditional update does."""
+
+    def add(self, retry: HandlerRetry) -> None:
+        """Store a new retry; Conflict if one is stored for its delivery and handler."""
+        key = (retry.delivery_id, retry.handler)
+        self._insert_new("handler_retries", key, retry, f"a retry of {key} is stored already")
+
+    def get(self, delivery_id: str, handler: str) -> HandlerRetry | None:
+        """The retry of ``handler`` with ``delivery_id``, or None."""
+        with self._lock:
+            return self._state.handler_retries.get((delivery_id, handler))
+
+    def due(self, now: int, limit: int = 100) -> Sequence[HandlerRetry]:
+        """Up to ``limit`` retries due at ``now``, earliest first, then by key."""
+        with self._lock:
+            chosen = [r for r in self._state.handler_retries.values() if r.next_at <= now]
+        chosen.sort(key=lambda r: (r.next_at, r.delivery_id, r.handler))
+        return chosen[:limit]
+
+    def claim(self, retry: HandlerRetry, until: int) -> HandlerRetry | None:
+        """Take ``retry`` for one run if it is stored as read (compare and set)."""
+        key = (retry.delivery_id, retry.handler)
+        with self._lock:
+            stored = self._state.handler_retries.get(key)
+            if stored is None or (stored.attempts, stored.next_at) != (
+                retry.attempts, retry.next_at
+            ):
+                return None
+            taken = attrs.evolve(stored, attempts=stored.attempts + 1, next_at=until)
+            self._state.handler_retries[key] = taken
+            return taken
+
+    def save(self, retry: HandlerRetry) -> None:
+        """Replace the stored retry of its delivery and handler; Conflict if there is none."""
+        key = (retry.delivery_id, retry.handler)
+        self._replace_known("handler_retries", key, retry, f"no retry of {key} is stored")
+
+    def remove(self, delivery_id: str, handler: str) -> None:
+        """Forget the retry of ``handler`` with ``delivery_id``, if any."""
+        with self._lock:
+            self._state.handler_retries.pop((delivery_id, handler), None)
+
+    def count(self) -> int:
+        """How many retries are stored."""
+        with self._lock:
+            return len(self._state.handler_retries)
 
 
 class MemoryGovernanceLogRepository(StateRepository):

@@ -13,7 +13,7 @@ from owm_core.coordination.governance_log import GovernanceLogEntry
 from owm_core.errors import Conflict
 from owm_core.fl.rounds import FlRound, RoundUpdate
 from owm_core.governance.contributions import AnalysisRequest, Bounty
-from owm_core.governance.github_app import WebhookEvent
+from owm_core.governance.github_app import HandlerRetry, WebhookEvent
 from owm_core.governance.proposals import Proposal
 from owm_core.governance.treasury import TreasurySpend
 from owm_core.identity.envelopes import Envelope
@@ -86,6 +86,7 @@ class State:
     bounties: dict[str, Bounty] = attrs.Factory(dict)
     analyses: dict[str, AnalysisRequest] = attrs.Factory(dict)
     webhook_events: dict[str, WebhookEvent] = attrs.Factory(dict)
+    handler_retries: dict[tuple[str, str], HandlerRetry] = attrs.Factory(dict)
     mining_payouts: dict[str, MiningPayout] = attrs.Factory(dict)
     miner_credits: dict[str, MinerCredit] = attrs.Factory(dict)
     task_inputs: dict[str, bytes] = attrs.Factory(dict)

@@ -28,6 +28,7 @@ from owm_adapters.storage.sql.repositories.governance import (
     SqlAnalysisRepository,
     SqlBountyRepository,
     SqlGovernanceLogRepository,
+    SqlHandlerRetryRepository,
     SqlProposalRepository,
     SqlTreasurySpendRepository,
     SqlWebhookEventRepository,
@@ -102,6 +103,7 @@ class SqlRepositories:
     bounties: SqlBountyRepository
     analyses: SqlAnalysisRepository
     webhook_events: SqlWebhookEventRepository
+    handler_retries: SqlHandlerRetryRepository
     mining_payouts: SqlMiningPayoutRepository
     miner_credits: SqlMinerCreditRepository
     task_inputs: SqlTaskInputRepository
@@ -159,6 +161,7 @@ def sql_repositories(engine: Engine) -> SqlRepositories:
         bounties=SqlBountyRepository(db),
         analyses=SqlAnalysisRepository(db),
         webhook_events=SqlWebhookEventRepository(db),
+        handler_retries=SqlHandlerRetryRepository(db),
         mining_payouts=SqlMiningPayoutRepository(db),
         miner_credits=SqlMinerCreditRepository(db),
         task_inputs=SqlTaskInputRepository(db),

@@ -426,6 +426,19 @@ webhook_events = Table(
     Column("payload", Text, nullable=False),
 )
 
+# -- the webhook handlers still to be run with a stored delivery (migration 0029) ------------
+
+handler_retries = Table(
+    "handler_retries",
+    metadata,
+    Column("delivery_id", String(64), primary_key=True),
+    Column("handler", String(32), primary_key=True),
+    Column("attempts", Integer, nullable=False),
+    _time("next_at", index=True),
+    _time("expires_at"),
+    Column("reason", String(200), nullable=False),
+)
+
 mining_payouts = Table(
     "mining_payouts",
     metadata,

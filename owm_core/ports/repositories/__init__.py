@@ -68,6 +68,9 @@ from owm_core.ports.repositories.governance import (
     GovernanceLogRepository as GovernanceLogRepository,
 )
 from owm_core.ports.repositories.governance import (
+    HandlerRetryRepository as HandlerRetryRepository,
+)
+from owm_core.ports.repositories.governance import (
     ProposalRepository as ProposalRepository,
 )
 from owm_core.ports.repositories.governance import (
@@ -254,6 +257,11 @@ class Repositories(Protocol):
     @property
     def webhook_events(self) -> WebhookEventRepository:
         """The GitHub App's webhook deliveries (a stored delivery id is a replay)."""
+        ...
+
+    @property
+    def handler_retries(self) -> HandlerRetryRepository:
+        """The webhook handlers still to be run with a stored delivery (shared, durable)."""
         ...
 
     @property

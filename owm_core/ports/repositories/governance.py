@@ -11,7 +11,7 @@ from typing import Protocol
 
 from owm_core.coordination.governance_log import GovernanceLogEntry
 from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
-from owm_core.governance.github_app import WebhookEvent
+from owm_core.governance.github_app import HandlerRetry, WebhookEvent
 from owm_core.governance.proposals import Comment, Proposal, ProposalStatus
 from owm_core.governance.treasury import TreasurySpend
 
@@ -108,6 +108,46 @@ class WebhookEventRepository(Protocol):
 
     def list(self, limit: int = 100) -> Sequence[WebhookEvent]:
         """Up to ``limit`` deliveries, newest first, then by delivery id."""
+        ...
+
+
+class HandlerRetryRepository(Protocol):
+    """The webhook handlers still to be run with a stored delivery, one per (delivery id,
+    handler name): shared by every coordinator on the store and kept across restarts.
+
+    :meth:`claim` is a compare-and-set, so of two workers that read the same due retry only
+    one runs it.
+    """
+
+    def add(self, retry: HandlerRetry) -> None:
+        """Store a new retry; Conflict if one is stored for its delivery and handler."""
+        ...
+
+    def get(self, delivery_id: str, handler: str) -> HandlerRetry | None:
+        """The retry of ``handler`` with ``delivery_id``, or None."""
+        ...
+
+    def due(self, now: int, limit: int = 100) -> Sequence[HandlerRetry]:
+        """Up to ``limit`` retries whose ``next_at`` ≤ ``now``, earliest first, then by key."""
+        ...
+
+    def claim(self, retry: HandlerRetry, until: int) -> HandlerRetry | None:
+        """Take ``retry`` as read for one run: if the stored one still has its ``attempts``
+        and ``next_at``, store it with one attempt more and ``next_at = until`` (a lease) and
+        return that; else (another worker took it, or it is gone) None and nothing changes."""
+        ...
+
+    def save(self, retry: HandlerRetry) -> None:
+        """Replace the stored retry of its delivery and handler; Conflict if there is none."""
+        ...
+
+    def remove(self, delivery_id: str, handler: str) -> None:
+        """Forget the retry of ``handler`` with ``delivery_id`` (done or given up); no error
+        if there is none."""
+        ...
+
+    def count(self) -> int:
+        """How many retries are stored."""
         ...
 
 

@@ -1,5 +1,6 @@
 """The GitHub App's records: memory, SQLite and PostgreSQL keep one contract — a delivery id is
-stored once, a replay is a Conflict that changes nothing (SRS-SEC-08); bounties keep their
+stored once, a replay is a Conflict that changes nothing (SRS-SEC-08); a webhook handler's
+pending retry survives a reopen and is claimed by one worker only (SRS-LN-08); bounties keep their
 funding and claim, are found by issue, and the treasury's open ones are summed (SRS-LN-08)."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from owm_adapters.services.bounty_book import BountyBook, BountyTerms
 from owm_core.errors import Conflict, PolicyViolation
 from owm_core.governance.bounty_rules import Funding
 from owm_core.governance.contributions import BountyStatus, open_bounty
-from owm_core.governance.github_app import WebhookEvent, parse_webhook
+from owm_core.governance.github_app import HandlerRetry, WebhookEvent, parse_webhook
 from owm_core.knowledge.credit_payouts import DataPayee
 from tests.adapters.storage import test_repositories_contract as contract
 from tests.adapters.storage.test_repositories_contract import Backend
@@ -130,3 +131,68 @@ def test_bounties_opened_at_once_from_many_threads_never_exceed_the_treasury_bud
     assert len(opened) == budget // amount and len(refused) == threads_n - len(opened)
     assert all("budget" in message for message in refused)
     assert backend.reopen().bounties.committed_treasury_sat() == len(opened) * amount <= budget
+
+
+def test_a_pending_handler_retry_survives_a_reopen_and_is_listed_when_due(
+    backend: Backend,
+) -> None:
+    retries = backend.repos.handler_retries
+    later = HandlerRetry("d-1", "bounties", 1, T0 + 10, T0 + 86_400)
+    sooner = HandlerRetry("d-2", "contributions", 3, T0 + 5, T0 + 86_400, "GitHub is down")
+    retries.add(later)
+    retries.add(sooner)
+    with pytest.raises(Conflict):
+        retries.add(later)
+    again = backend.reopen().handler_retries
+    assert again.get("d-2", "contributions") == sooner
+    assert again.get("d-2", "bounties") is None
+    assert again.due(T0 + 4) == []
+    assert again.due(T0 + 10) == [sooner, later]
+    assert again.due(T0 + 10, limit=1) == [sooner]
+    assert again.count() == 2
+    again.save(attrs.evolve(later, next_at=T0 + 99, reason="no invoice yet"))
+    assert backend.reopen().handler_retries.get("d-1", "bounties").reason == "no invoice yet"  # type: ignore[union-attr]
+    again.remove("d-1", "bounties")
+    again.remove("d-1", "bounties")  # removing a removed one is no error
+    assert backend.reopen().handler_retries.count() == 1
+    with pytest.raises(Conflict):
+        again.save(later)
+
+
+def test_a_retry_is_claimed_once_and_a_stale_claim_changes_nothing(backend: Backend) -> None:
+    retries = backend.repos.handler_retries
+    pending = HandlerRetry("d-1", "bounties", 1, T0, T0 + 86_400)
+    retries.add(pending)
+    taken = retries.claim(pending, T0 + 300)
+    assert taken == attrs.evolve(pending, attempts=2, next_at=T0 + 300)
+    assert backend.reopen().handler_retries.claim(pending, T0 + 300) is None  # read before
+    assert backend.reopen().handler_retries.get("d-1", "bounties") == taken
+    assert retries.due(T0 + 299) == []
+    retries.remove("d-1", "bounties")
+    assert retries.claim(taken, T0 + 600) is None
+
+
+def test_workers_claiming_one_due_retry_at_once_leave_it_to_exactly_one(
+    backend: Backend,
+) -> None:
+    """Eight workers, each on its own handle on the store, read the same due retry and claim it
+    at the same instant: one gets it, the others get None (SRS-COORD-05)."""
+    pending = HandlerRetry("d-1", "bounties", 2, T0, T0 + 86_400)
+    backend.repos.handler_retries.add(pending)
+    threads_n = 8
+    barrier = threading.Barrier(threads_n)
+    won: list[HandlerRetry] = []
+
+    def claim() -> None:
+        repos = backend.reopen()
+        (seen,) = repos.handler_retries.due(T0)
+        barrier.wait()
+        if (taken := repos.handler_retries.claim(seen, T0 + 300)) is not None:
+            won.append(taken)
+
+    workers = [threading.Thread(target=claim) for _ in range(threads_n)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert won == [attrs.evolve(pending, attempts=3, next_at=T0 + 300)]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
-from sqlalchemy import Connection, delete, func, insert, select, text, update
+from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, text, update
 
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.database import SqlRepository
@@ -24,7 +24,7 @@ from owm_core.coordination.governance_log import GovernanceLogEntry, check_next_
 from owm_core.errors import Conflict
 from owm_core.governance.bounty_rules import Funding
 from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
-from owm_core.governance.github_app import WebhookEvent
+from owm_core.governance.github_app import HandlerRetry, WebhookEvent
 from owm_core.governance.proposals import Comment, Proposal, ProposalStatus
 from owm_core.governance.treasury import TreasurySpend
 from owm_core.identity.envelopes import canonical_bytes, parse_canonical_json
@@ -42,6 +42,7 @@ register_row(
     _ROWS, AnalysisRequest, int64_columns=["requested_at", "updated_at", "pull_request"]
 )
 register_row(_ROWS, WebhookEvent, int64_columns=["installation_id", "received_at"])
+register_row(_ROWS, HandlerRetry, int64_columns=["next_at", "expires_at"])
 register_row(_ROWS, Comment)
 _SIGNERS = Encoding(
     encode=lambda keys: ",".join(sorted(keys)),
@@ -231,6 +232,62 @@ class SqlWebhookEventRepository(KeyedRepository[WebhookEvent]):
         c = t.webhook_events.c
         query = select(t.webhook_events).order_by(c.received_at.desc(), c.delivery_id)
         return self._all(query.limit(limit), WebhookEvent)
+
+
+class SqlHandlerRetryRepository(MappedRepository):
+    """Webhook handlers' pending retries in ``handler_retries``, by (delivery id, handler);
+    a claim is one conditional UPDATE (compare and set on attempts and next_at), so two
+    coordinators never both take the same retry."""
+
+    def _key(self, delivery_id: str, handler: str) -> tuple[ColumnElement[bool], ...]:
+        c = t.handler_retries.c
+        return (c.delivery_id == delivery_id, c.handler == handler)
+
+    def add(self, retry: HandlerRetry) -> None:
+        """Store a new retry; Conflict if one is stored for its delivery and handler."""
+        self._insert(t.handler_retries, retry)
+
+    def get(self, delivery_id: str, handler: str) -> HandlerRetry | None:
+        """The retry of ``handler`` with ``delivery_id``, or None."""
+        query = select(t.handler_retries).where(*self._key(delivery_id, handler))
+        return self._first(query, HandlerRetry)
+
+    def due(self, now: int, limit: int = 100) -> Sequence[HandlerRetry]:
+        """Up to ``limit`` retries due at ``now``, earliest first, then by key."""
+        c = t.handler_retries.c
+        query = select(t.handler_retries).where(c.next_at <= now)
+        return self._all(query.order_by(c.next_at, c.delivery_id, c.handler).limit(limit),
+                         HandlerRetry)  # fmt: skip
+
+    def claim(self, retry: HandlerRetry, until: int) -> HandlerRetry | None:
+        """Take ``retry`` for one run if it is stored as read (one conditional UPDATE)."""
+        c = t.handler_retries.c
+        taken = attrs.evolve(retry, attempts=retry.attempts + 1, next_at=until)
+        with self._db.tx(write=True) as conn:
+            done = conn.execute(
+                update(t.handler_retries)
+                .where(*self._key(retry.delivery_id, retry.handler),
+                       c.attempts == retry.attempts, c.next_at == retry.next_at)
+                .values(attempts=taken.attempts, next_at=until)
+            )  # fmt: skip
+        return taken if done.rowcount == 1 else None
+
+    def save(self, retry: HandlerRetry) -> None:
+        """Replace the stored retry of its delivery and handler; Conflict if there is none."""
+        missing = f"no retry of ({retry.delivery_id}, {retry.handler}) is stored"
+        self._overwrite(t.handler_retries, retry, missing,
+                        *self._key(retry.delivery_id, retry.handler))  # fmt: skip
+
+    def remove(self, delivery_id: str, handler: str) -> None:
+        """Forget the retry of ``handler`` with ``delivery_id``, if any."""
+        with self._db.tx(write=True) as conn:
+            conn.execute(delete(t.handler_retries).where(*self._key(delivery_id, handler)))
+
+    def count(self) -> int:
+        """How many retries are stored."""
+        with self._db.tx() as conn:
+            return int(conn.execute(select(func.count()).select_from(t.handler_retries))
+                       .scalar_one())  # fmt: skip
 
 
 def _entry_of(raw: bytes) -> GovernanceLogEntry:
