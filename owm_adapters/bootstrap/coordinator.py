@@ -300,8 +300,7 @@ def build_coordinator(
         store=store, clock=clock, treasury=treasury, service=service, payouts=payouts,
         slashing=slashing_service, fl=fl, node_invoices=node_invoices,
         signing_key_created=created, identity=service.signer,
-        workers=Workers(tuple(w for w in (service, stamping, singletons, pool,
-                                          github.retries if github else None) if w is not None)),
+        workers=Workers(tuple(w for w in (service, stamping, singletons, pool) if w is not None)),
         governance=governance_from(settings, store, clock, service.signer, chain=wallet_chain,
                                    shared=shared), github=github, pool=pool, singletons=singletons,
     )
@@ -316,7 +315,7 @@ def _singletons(
     market's housekeeping and stake re-verification (flags of the market thread), retention,
     payouts, the data contributors' payout sweep (over the payout outbox, when payouts run),
     then the payout channels, slashing's resume loop, FL rounds and the GitHub App's workers
-    (bounty lapses) when they run."""
+    (handler retries, bounty lapses) when they run."""
     service.housekeeping.on = service.stake_checks.on = False  # until the lead is taken
     credits = None if payouts is None else DataCreditPayouts(store, clock, payouts)
     jobs: list[tuple[str, Worker | None]] = [

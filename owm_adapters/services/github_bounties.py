@@ -21,7 +21,7 @@ request when the App has a GitHub port; the webhook's answer never waits on GitH
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from owm_adapters.services.bounty_book import BountyBook
 from owm_adapters.services.workers import Loop
@@ -74,6 +74,9 @@ class BountyPayouts(Protocol):
 
 class BountyDesk:
     """Turns webhook events into bounty actions (see the module docstring)."""
+
+    name: ClassVar[str] = "bounties"
+    """The name its retries are stored under."""
 
     def __init__(
         self,

@@ -22,7 +22,7 @@ import base64
 import hashlib
 import json
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -71,6 +71,9 @@ class Announced:
 
 class ContributionFlow:
     """Merged pull requests → stored, recorded, analysed, rewarded, announced."""
+
+    name: ClassVar[str] = "contributions"
+    """The name its retries are stored under."""
 
     def __init__(
         self, repositories: Repositories, clock: Clock, ports: ContributionPorts,

@@ -25,8 +25,9 @@ def test_the_bounty_lapses_run_as_a_singleton_job_of_the_coordinator(tmp_path: P
                             knowledge=KnowledgeSection(enabled=False))  # fmt: skip
     coordinator = build_coordinator(settings, store=memory_repositories(), slashing=False)
     assert coordinator.github is not None and coordinator.singletons is not None
-    (desk,) = [h for h in coordinator.github._handlers if isinstance(h, BountyDesk)]
+    (desk,) = [h for h in coordinator.github._handlers.values() if isinstance(h, BountyDesk)]
     jobs = dict(coordinator.singletons.jobs)
     assert jobs["bounty-lapses"] is desk.lapses
-    # failed handlers are retried from this process's memory: on every coordinator
-    assert coordinator.github.retries in coordinator.workers.items
+    # failed handlers are retried from the store, by one coordinator at a time
+    assert jobs["github-handler-retries"] is coordinator.github.retries
+    assert coordinator.github.retries not in coordinator.workers.items
