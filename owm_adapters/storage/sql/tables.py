@@ -426,7 +426,7 @@ webhook_events = Table(
     Column("payload", Text, nullable=False),
 )
 
-# -- the webhook handlers still to be run with a stored delivery (migration 0029) ------------
+# -- the webhook handlers still to be run with a stored delivery (migration 0030) ------------
 
 handler_retries = Table(
     "handler_retries",

@@ -3,8 +3,8 @@ attempts, last failure, end), in the database, so that a coordinator's restart o
 no merged pull request's bounty or reward and every coordinator on one PostgreSQL database
 shares one list (SRS-LN-08, SRS-COORD-05).
 
-Revision ID: 0029
-Revises: 0028
+Revision ID: 0030
+Revises: 0029
 Create Date: 2026-12-07
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0029"
-down_revision: str | None = "0028"
+revision: str = "0030"
+down_revision: str | None = "0029"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
