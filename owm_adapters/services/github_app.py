@@ -116,11 +116,11 @@ class GitHubApp:
         if not event or not _EVENT.fullmatch(event):
             raise InvalidValue("X-GitHub-Event", "is required: the event's name")
         stored = parse_webhook(delivery_id, event, raw, self._clock.now())
-        self._repositories.webhook_events.add(stored)
+        runs = self.handler_runs.first_runs(stored)
+        self._repositories.webhook_events.add(stored, list(runs.values()))
         log.info("github delivery %s stored (%s %s, %s)", stored.delivery_id, stored.event,
                  stored.action or "-", stored.repository or "-")
-        for name, handler in list(self._handlers.items()):
-            self.handler_runs.run_first(name, handler, stored)
+        self.handler_runs.run_first(stored, runs)
         return stored
 
     def retry_due(self) -> int:

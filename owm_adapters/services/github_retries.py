@@ -2,16 +2,16 @@
 
 A webhook delivery is acknowledged once stored, and GitHub's "Redeliver" of it is refused as a
 replay: whatever a handler (bounty commands, contribution rewards) has not done by the time it
-fails, or the coordinator stops, must be done from the stored event. So, before a handler first
-runs with a delivery, a :class:`~owm_core.governance.github_app.HandlerRetry` is stored for it
-(``handler_retries``), holding the run as a lease of :data:`LEASE_S`; a run that ends removes
-it, a run that fails for a passing reason — GitHub or the store unreachable, a payee's Lightning
-node without an invoice yet — stores the next attempt 5 s, 10 s, … up to 10 minutes later with
-the failure's message, and a run cut short by a crash leaves its lease to lapse. The
-``github-handler-retries`` worker (a singleton job: one coordinator of those sharing the store)
-runs the due ones; each is first claimed by compare-and-set, so two workers never run the same
-one, and those still failing :data:`RETRY_FOR_S` after the delivery are given up, logged with
-the delivery id (SRS-LN-08, SRS-COORD-05).
+fails, or the coordinator stops, must be done from the stored event. So each delivery is
+stored together with (in one transaction) a :class:`~owm_core.governance.github_app.HandlerRetry`
+per handler (``handler_retries``), holding its first run as a lease of :data:`LEASE_S`; a run
+that ends removes it, a run that fails for a passing reason — GitHub or the store unreachable,
+a payee's Lightning node without an invoice yet — stores the next attempt 5 s, 10 s, … up to
+10 minutes later with the failure's message, and a run cut short by a crash leaves its lease
+to lapse. The ``github-handler-retries`` worker (a singleton job: one coordinator of those
+sharing the store) runs the due ones; each is first claimed by compare-and-set, so two workers
+never run the same one, and those still failing :data:`RETRY_FOR_S` after the delivery are
+given up, logged with the delivery id (SRS-LN-08, SRS-COORD-05).
 
 A handler may thus run twice with one delivery (a crash after it paid, before its retry was
 removed): every handler is idempotent — payouts have deterministic ids in the outbox, which
@@ -67,16 +67,19 @@ class HandlerRetries:
         #: Runs :meth:`run_due` every :data:`RETRY_PERIOD_S` (a singleton job).
         self.worker = Loop("github-handler-retries", self.run_due, RETRY_PERIOD_S)
 
-    def run_first(self, name: str, handler: EventHandler, event: WebhookEvent) -> None:
-        """Run ``handler`` with a just stored ``event``, its retry stored first."""
+    def first_runs(self, event: WebhookEvent) -> dict[str, HandlerRetry]:
+        """The retries to store with a new ``event``, by handler name: one per handler, each
+        holding its first run (begun now) as a lease."""
         now = self._clock.now()
-        retry = HandlerRetry(event.delivery_id, name, 1, now + LEASE_S, now + RETRY_FOR_S)
-        try:
-            self._repositories.handler_retries.add(retry)
-        except DomainError as exc:
-            log.error("github delivery %s: the %s handler's retry could not be stored (%s); "
-                      "it runs once", event.delivery_id, name, exc.message)  # fmt: skip
-        self._run(handler, event, retry)
+        return {
+            name: HandlerRetry(event.delivery_id, name, 1, now + LEASE_S, now + RETRY_FOR_S)
+            for name in self._handlers
+        }
+
+    def run_first(self, event: WebhookEvent, retries: dict[str, HandlerRetry]) -> None:
+        """Run each handler with a just stored ``event`` (stored with ``retries``)."""
+        for name, retry in retries.items():
+            self._run(self._handlers[name], event, retry)
 
     def run_due(self) -> int:
         """Run the due retries this worker could claim; how many ran. Those past their end

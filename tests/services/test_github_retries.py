@@ -234,3 +234,27 @@ def test_two_coordinators_on_one_store_run_a_due_retry_once(backend: Backend) ->
         thread.join(timeout=60)
     assert sorted(ran) == [0, 1] and len(handler.runs) == 2
     assert apps[1].waiting() == 0
+
+
+def test_a_merge_stored_just_before_a_crash_is_still_paid_once_by_the_next_coordinator(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process dies after the delivery is stored (and acknowledged) but before any
+    handler ran: the runs stored with the delivery are picked up when their lease ends."""
+    first = world.start()
+    bounty_id = world.open_and_claim(first)
+
+    def crash(*_args: object) -> None:
+        raise Crash
+
+    monkeypatch.setattr(first.app.handler_runs, "run_first", crash)
+    with pytest.raises(Crash):
+        first.post("pull_request", pull_closed(True, "alice", "Fixes #1"))
+    first.stop()
+
+    second = world.start()
+    world.clock.advance(LEASE_S)
+    assert second.app.retry_due() == 1 and second.app.waiting() == 0
+    second.dispatcher.sweep()
+    (payment,) = second.repos.payments.for_task(f"bounty:{bounty_id}")
+    assert payment.settled and world.held_msat() == 1_000_000

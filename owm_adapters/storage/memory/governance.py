@@ -113,6 +113,18 @@ class MemoryWebhookEventRepository(KeyedStateRepository[WebhookEvent]):
     _taken = "delivery {} was received already (a replay)"
     _unknown = "delivery {} is unknown"
 
+    def add(self, value: WebhookEvent, pending: Sequence[HandlerRetry] = ()) -> None:
+        """Store a delivery and its pending handler runs under one lock; Conflict on a replay
+        (and then neither is stored)."""
+        with self._lock:
+            retries = self._state.handler_retries
+            if value.delivery_id in self._state.webhook_events:
+                raise Conflict(self._taken.format(value.delivery_id))
+            if any((r.delivery_id, r.handler) in retries for r in pending):
+                raise Conflict(f"delivery {value.delivery_id} has handler runs stored already")
+            super().add(value)
+            retries.update({(r.delivery_id, r.handler): r for r in pending})
+
     def list(self, limit: int = 100) -> Sequence[WebhookEvent]:
         """Up to ``limit`` deliveries, newest first, then by delivery id."""
         with self._lock:

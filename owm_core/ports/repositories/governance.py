@@ -98,8 +98,9 @@ class WebhookEventRepository(Protocol):
     A delivery id is stored once: adding a stored one again is a replay, refused with Conflict.
     """
 
-    def add(self, event: WebhookEvent) -> None:
-        """Store a delivery; Conflict if its delivery_id was stored before (a replay)."""
+    def add(self, event: WebhookEvent, pending: Sequence[HandlerRetry] = ()) -> None:
+        """Store a delivery, and with it (atomically: both or neither) the handler runs
+        ``pending`` for it; Conflict if its delivery_id was stored before (a replay)."""
         ...
 
     def get(self, delivery_id: str) -> WebhookEvent | None:

@@ -159,6 +159,25 @@ def test_a_pending_handler_retry_survives_a_reopen_and_is_listed_when_due(
         again.save(later)
 
 
+def test_a_delivery_is_stored_with_its_handler_runs_and_a_replay_stores_neither(
+    backend: Backend,
+) -> None:
+    """A delivery and its pending handler runs are written together, so a crash right after
+    the delivery is stored cannot lose its handlers' work (SRS-LN-08)."""
+    events = backend.repos.webhook_events
+    first = delivery("d-1", T0)
+    runs = [HandlerRetry("d-1", name, 1, T0 + 300, T0 + 86_400) for name in ("a", "b")]
+    events.add(first, runs)
+    again = backend.reopen()
+    assert again.webhook_events.get("d-1") == first
+    assert [again.handler_retries.get("d-1", n) for n in ("a", "b")] == runs
+    again.handler_retries.remove("d-1", "a")
+    with pytest.raises(Conflict, match="replay"):
+        events.add(delivery("d-1", T0 + 60, "closed"), runs)
+    assert backend.reopen().handler_retries.get("d-1", "a") is None  # not stored again
+    assert backend.reopen().handler_retries.count() == 1
+
+
 def test_a_retry_is_claimed_once_and_a_stale_claim_changes_nothing(backend: Backend) -> None:
     retries = backend.repos.handler_retries
     pending = HandlerRetry("d-1", "bounties", 1, T0, T0 + 86_400)

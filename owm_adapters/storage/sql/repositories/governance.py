@@ -219,10 +219,14 @@ class SqlWebhookEventRepository(KeyedRepository[WebhookEvent]):
     _table = t.webhook_events
     _unknown = "delivery {} is unknown"
 
-    def add(self, value: WebhookEvent) -> None:
-        """Store a delivery; Conflict if its delivery_id was stored before (a replay)."""
+    def add(self, value: WebhookEvent, pending: Sequence[HandlerRetry] = ()) -> None:
+        """Store a delivery and its pending handler runs in one transaction; Conflict if its
+        delivery_id was stored before (a replay; then neither is stored)."""
         try:
-            self._insert(self._table, value)
+            with self._db.tx(write=True) as conn:
+                conn.execute(insert(self._table).values(to_row(value)))
+                if pending:
+                    conn.execute(insert(t.handler_retries), [to_row(r) for r in pending])
         except Conflict:
             replay = f"delivery {value.delivery_id} was received already (a replay)"
             raise Conflict(replay) from None
