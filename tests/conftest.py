@@ -32,10 +32,16 @@ from pathlib import Path
 
 import attrs
 import pytest
+from hypothesis import settings
 from sqlalchemy import Engine, create_engine, text
 
 from owm_adapters.bootstrap.logs import CHATTY_LIBRARIES
 from owm_adapters.storage.sql.migrate import upgrade
+
+# Speed is measured by the benchmarks in bench/, not per example: hypothesis's 200 ms deadline
+# only turned a loaded machine's pauses into failures of rules that hold.
+settings.register_profile("owm", deadline=None)
+settings.load_profile("owm")
 
 PG_USER = "owm"
 START_TIMEOUT_S = 30
