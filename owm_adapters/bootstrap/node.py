@@ -223,9 +223,13 @@ def weights_watcher(
         raise ConfigError(
             f"chain.pending_versions: {pending!r} is not one of {', '.join(PENDING_VERSIONS)}"
         )
+    keep = settings.node.keep_model_versions
+    if keep < 0:
+        raise ConfigError(f"node.keep_model_versions: {keep} is negative")
     return WeightsWatcher(api_url, identity, CachedModelRuntime(model_dir), timestamping,
                           SystemClock(), proxy=settings.coordinator.upload_proxy or None, say=say,
-                          policy=destination_policy_of(settings), pending_versions=pending)
+                          policy=destination_policy_of(settings), pending_versions=pending,
+                          keep_versions=keep)
 
 
 LIGHTNING_BACKENDS = ("none", "lnd", "cln", "embedded")

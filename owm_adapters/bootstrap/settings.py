@@ -42,6 +42,9 @@ class NodeSection:
     bandwidth_mbps: int = 100
     heartbeat_interval_s: int = 60
     model_cache_dir: str = ""
+    #: Kept model versions per sub-model besides the installed one and those queued or running
+    #: tasks are pinned to; older ones are deleted after each install (re-downloaded if pinned).
+    keep_model_versions: int = 5
     onion_address: str = ""
     #: Ed25519 public keys (64 hex) of the release signers this node trusts, and how many of
     #: them must sign a release package before `owm-node verify-release --stage` (SRS 4.1).
@@ -265,6 +268,9 @@ bandwidth_mbps = 100
 heartbeat_interval_s = 60
 # Verified model weights; empty means DATA_DIR/models. OWM_MODEL_CACHE_DIR overrides it.
 model_cache_dir = ""
+# Older model versions kept per sub-model (besides the installed one and any a queued task is
+# pinned to); the rest are deleted after each install and downloaded again if a task needs them.
+keep_model_versions = 5
 # Optional Tor v3 .onion address to register alongside the Lightning URI (SRS-NET-03).
 onion_address = ""
 # Release signers you trust (Ed25519 public keys, 64 hex each; published in the OWM release

@@ -98,6 +98,14 @@ class NodeDaemon:
         self.feed = FeedReader(self.ctx, task_log, self.prover, self.registration, self.stake,
                                weights)
         self._threads: list[threading.Thread] = []
+        if weights is not None:
+            weights.in_use = self.pinned_versions
+
+    def pinned_versions(self) -> set[str]:
+        """The model versions queued and running tasks are pinned to: never pruned."""
+        with self.ctx.lock:
+            return {task.model_version for task, _ in self.ctx.current.values()
+                    if task.model_version}
 
     @property
     def control(self) -> ControlPlane:

@@ -15,6 +15,7 @@ exactly the version the coordinator chose for every replica of the task (SRS-SEC
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import attrs
@@ -143,13 +144,16 @@ class FeedReader:
         if not fresh:
             self._resume(task, unopened)
             return
-        problem = unopened or self._input_problem(task)
-        if problem is not None:
-            self.log.mark_rejected(task.task_id, problem.message, now_ms)
-            ctx.say(f"rejected task {task.task_id}: {problem.message}")
-            self.send_rejection(task.task_id, problem)
-            return
-        self.prover.queue(task)
+        # the pinned version is checked (or installed) and the task queued under the weights
+        # watcher's lock, so its pruning never deletes a version between the two (SRS-SEC-11)
+        with self.weights.lock if self.weights is not None else contextlib.nullcontext():
+            problem = unopened or self._input_problem(task)
+            if problem is None:
+                self.prover.queue(task)
+                return
+        self.log.mark_rejected(task.task_id, problem.message, now_ms)
+        ctx.say(f"rejected task {task.task_id}: {problem.message}")
+        self.send_rejection(task.task_id, problem)
 
     def _input_problem(self, task: AssignedTask) -> InvalidValue | None:
         try:

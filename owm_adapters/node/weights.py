@@ -7,7 +7,8 @@ and moved over clearnet only (SRS-NET-04).
   sub-model lives in the model cache (``OWM_MODEL_CACHE_DIR``, default ``~/.owm/models``) as
   ``<sub_model>/current.npz``, replaced atomically, which the isolated task workers read
   (:mod:`.task_exec`); every verified version is also kept as ``<sub_model>/<version>.npz``, so
-  a task pinned to an older version runs exactly that one (SRS-SEC-11).
+  a task pinned to an older version runs exactly that one (SRS-SEC-11); the daemon's watcher
+  prunes the ones no task needs (:mod:`.pruning`).
 * :func:`install_verified` — the only way weights reach the runtime: the proof is checked
   through the :class:`~owm_core.ports.timestamping.Timestamping` port with
   :func:`owm_core.provenance.verification.verify_model_version`, which recomputes the digest from

@@ -16,6 +16,11 @@ timestamping port against the node's own ``[chain]`` (SRS-NODE-10). What happens
   version keeps answering, and this version is not downloaded again;
 * a version without weights (404: e.g. retrieval-only sub-models) → remembered and skipped.
 
+After a poll installs a version, older kept versions of that sub-model are pruned
+(:mod:`.pruning`): the installed one, every version a queued or running task is pinned to
+(``in_use``) and the ``keep_versions`` newest others stay; a pruned version pinned later is
+downloaded and verified again by :meth:`WeightsWatcher.ensure_version`.
+
 Requests are signed with the node's identity (``X-OWM-Node-Key`` …, the API's node
 authentication) and go over clearnet only: never through the control plane's SOCKS5 proxy or
 ``*_PROXY`` variables, never to an ``.onion`` host, never following redirects (SRS-NET-04).
@@ -29,7 +34,7 @@ import os
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -37,6 +42,7 @@ import attrs
 
 from owm_adapters.net.destinations import check_node_target, clearnet_opener
 from owm_adapters.node.fl_upload import STRICT
+from owm_adapters.node.pruning import prune_versions
 from owm_adapters.node.weights import (
     MAX_DOWNLOAD_BYTES,
     CachedModelRuntime,
@@ -92,12 +98,17 @@ class WeightsWatcher:
         entropy: Callable[[int], bytes] = os.urandom,
         policy: DestinationPolicy = STRICT,
         pending_versions: str = "wait",
+        keep_versions: int = 5,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         #: Which non-public targets downloads may reach (SRS-SEC-06; devnets: loopback).
         self.policy = policy
         #: ``wait`` or ``skip``: what a version whose proof is still pending gets.
         self.pending_versions = pending_versions
+        #: How many kept versions per sub-model besides the installed and the pinned ones.
+        self.keep_versions = keep_versions
+        #: The versions queued or running tasks are pinned to (set by the daemon): never pruned.
+        self.in_use: Callable[[], Collection[str]] = lambda: ()
         self.identity = identity
         self.runtime = runtime
         self.timestamping = timestamping
@@ -108,7 +119,9 @@ class WeightsWatcher:
         self._entropy = entropy
         self._skip: dict[str, str] = {}
         """Version ids not to download again, with the reason (refused, or no weights)."""
-        self._lock = threading.Lock()
+        self.lock = threading.RLock()
+        """Held while installing or pruning; the feed holds it from checking a task's pinned
+        version until the task is queued, so no pruning falls in between."""
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -215,7 +228,7 @@ class WeightsWatcher:
         outcome with ``installed=False`` and the reason; nothing else is installed instead.
         """
         release_id = f"{sub_model}@{version}"
-        with self._lock:
+        with self.lock:
             if self.runtime.has_version(sub_model, version):
                 return InstallOutcome(True, release_id, None)
             listed = self._get(f"/v1/model/versions/{quote(release_id, safe='@')}",
@@ -241,10 +254,11 @@ class WeightsWatcher:
 
     def poll_once(self) -> PollResult:
         """One look at the API: install what is new and verified (module docstring)."""
-        with self._lock:
+        with self.lock:
             installed: list[str] = []
             refused: list[str] = []
             pending: list[str] = []
+            new: set[str] = set()
             for version in self.candidates(self.releases()):
                 outcome = self.install(version)
                 if outcome is None:
@@ -254,6 +268,7 @@ class WeightsWatcher:
                 if outcome.installed:
                     assert outcome.verification is not None
                     installed.append(version.id)
+                    new.add(version.sub_model)
                     self.say(f"weights: installed {version.id} (OpenTimestamps proof confirmed "
                              f"in Bitcoin block {outcome.verification.height})")
                 elif outcome.retry and not self._gives_up(outcome):
@@ -266,7 +281,20 @@ class WeightsWatcher:
                     keeps = self.runtime.loaded_version(version.sub_model) or "genesis"
                     self.say(f"weights: refused {version.id}: {outcome.reason}; {keeps} keeps "
                              "answering")
+            self.prune(new)
             return PollResult(tuple(installed), tuple(refused), tuple(pending))
+
+    def prune(self, sub_models: Collection[str]) -> list[str]:
+        """Delete the kept versions of ``sub_models`` no task needs (module docstring); the
+        ``sub_model@version`` ids deleted."""
+        pinned = set(self.in_use())
+        pruned: list[str] = []
+        for sub_model in sorted(sub_models):
+            current = self.runtime.loaded_version(sub_model)
+            for version in prune_versions(self.runtime.model_dir, sub_model, current, pinned,
+                                          self.keep_versions):
+                pruned.append(f"{sub_model}@{version}")
+        return pruned
 
     def _gives_up(self, outcome: InstallOutcome) -> bool:
         """Whether a pending proof is given up for good (``pending_versions = "skip"``)."""
