@@ -655,7 +655,8 @@ def slashing_service_from(
         identity,
         clock,
         SlashingPolicy(
-            maintainer_keys=stake.maintainer_keys, tier1_distinct_reporters=stake.tier1_reporters
+            maintainer_keys=stake.maintainer_keys, tier1_distinct_reporters=stake.tier1_reporters,
+            signal_window_s=stake.signal_window_s,
         ),
         StakePolicy(reverify_period_s=stake.reverify_period_s, grace_period_s=stake.grace_period_s),
         # several coordinators: the one leading the slashing job decides (SRS-COORD-05)

@@ -472,6 +472,10 @@ class StakeSection:
     #: Distinct stake channels whose nodes must report a tier-1 node before it is slashed
     #: (SRS-STAKE-04: 3). A 3-node devnet, with 2 honest nodes, sets 2.
     tier1_reporters: int = 3
+    #: Seconds a slashing signal counts toward a decision (SRS-STAKE-04 states no window;
+    #: 7 days, see ``owm_core.stake.slashing``): older accusations expire, so Sybil
+    #: operators rotating their targets cannot pile up signals on one node over months.
+    signal_window_s: int = 7 * 24 * 3600
 
 
 @attrs.frozen

@@ -312,7 +312,7 @@ class SlashingService:
                 continue
             if stake.status is StakeStatus.SLASHED:
                 continue
-            signals = tuple(evidence.open_signals(node_id))
+            signals = tuple(self.policy.recent(evidence.open_signals(node_id), self.clock.now()))
             acks = self._open_acks(node_id)
             keys = sorted({(a.evidence_hash, a.reason) for _e, a in acks})
             backing = tuple(self._backing(node_id, h, r) for h, r in keys)

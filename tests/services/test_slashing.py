@@ -46,6 +46,7 @@ from owm_core.nodes.tiers import Tier
 from owm_core.payments.records import PaymentState, RewardPayment
 from owm_core.stake.channel import StakeCooldownActive, StakeStatus
 from owm_core.stake.slashing import (
+    SIGNAL_WINDOW_S,
     SlashingLogEntry,
     SlashingPolicy,
     SlashingReason,
@@ -143,9 +144,15 @@ def staked(world: World, tier: Tier = Tier.T1) -> Operator:
     return op
 
 
+SIGNALLED_AT = StepClock().now()
+"""Signals are raised at the worlds' clock: older than ``[stake] signal_window_s`` they expire."""
+
+
 def signal(op: Operator, reporter: str, n: int = 0) -> SlashingSignal:
     evidence = hashlib.sha256(f"{reporter}{n}".encode()).hexdigest()
-    return SlashingSignal(op.node_id, reporter, SlashingReason.POISONED_UPDATE, evidence, 1)
+    return SlashingSignal(
+        op.node_id, reporter, SlashingReason.POISONED_UPDATE, evidence, SIGNALLED_AT
+    )
 
 
 def ack(maintainer: Identity, op: Operator, evidence: str) -> bytes:
@@ -331,6 +338,11 @@ def test_only_the_slashing_handle_built_from_settings_can_force_close(tmp_path: 
         payments_handle.force_close(point)
     service = slashing_service_from(settings, memory_repositories(), StepClock())
     assert service.coordinator_public_key == coordinator.public_key_hex
+    assert service.policy.signal_window_s == SIGNAL_WINDOW_S == 7 * 24 * 3600
+    shorter = load_coordinator_settings(None, {"OWM_STAKE__SIGNAL_WINDOW_S": "3600"})
+    windowed = slashing_service_from(attrs.evolve(settings, stake=shorter.stake),
+                                     memory_repositories(), StepClock())
+    assert windowed.policy.signal_window_s == 3600
     txid = service.force_closer.force_close(point)
     assert ledger.closed_channel(point) == (txid, True)
 
@@ -348,12 +360,40 @@ def test_the_public_api_lists_the_appended_entry(world: World) -> None:
     ).ok
 
 
+def accusations_a_window_apart_slash_nobody(world: World) -> None:
+    """Three stake-backed reporters accusing one node more than ``signal_window_s`` apart (the
+    rotating-Sybil frame of docs/simulation.md) slash nobody; within the window they do."""
+    victim = staked(world)
+    a, b, c = (by(world, name) for name in "abc")
+    now = world.clock.now
+    assert world.slashing.report([attrs.evolve(signal(victim, a), at=now())]) == []
+    assert world.slashing.report([attrs.evolve(signal(victim, b), at=now())]) == []
+    world.clock.advance(SIGNAL_WINDOW_S)
+    assert world.slashing.report([attrs.evolve(signal(victim, c), at=now())]) == []
+    assert world.slashing.resume() == []
+    [case] = world.slashing.pending()
+    assert [s.reporter for s in case.signals] == [c]  # the expired ones no longer show
+    stake = world.service.repositories.stakes.get(victim.identity.public_key_hex)
+    assert stake is not None and stake.status is not StakeStatus.SLASHED
+    assert world.service.repositories.slashing_log.entries() == []
+    [outcome] = world.slashing.report([attrs.evolve(signal(victim, r, 1), at=now())
+                                       for r in (a, b)])
+    assert outcome.decision.node_id == victim.node_id
+
+
+def test_accusations_older_than_the_signal_window_do_not_add_up_to_a_slash(
+    world: World,
+) -> None:
+    accusations_a_window_apart_slash_nobody(world)
+
+
 def test_fl_anomaly_signals_from_three_reporters_slash_a_tier1_node(world: World) -> None:
     op = staked(world)
     evidence = hashlib.sha256(b"signed update statement").hexdigest()
     outcomes = []
     for peer in ("peer-1", "peer-2", "peer-3"):  # the round's participants that agreed
-        flagged = SlashingSignal(op.node_id, by(world, peer), "poisoned_update", evidence, 5)
+        flagged = SlashingSignal(op.node_id, by(world, peer), "poisoned_update", evidence,
+                                 world.clock.now())
         outcomes += world.slashing.report([flagged])
     [outcome] = outcomes
     stakes = world.service.repositories.stakes

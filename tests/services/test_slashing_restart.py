@@ -20,7 +20,15 @@ from owm_core.ports.repositories import Repositories
 from owm_core.stake.channel import StakeStatus
 from owm_core.stake.slashing import SlashingPolicy, verify_log
 from tests.server.harness import StepClock
-from tests.services.test_slashing import World, ack, by, channel_point, signal, staked
+from tests.services.test_slashing import (
+    World,
+    accusations_a_window_apart_slash_nobody,
+    ack,
+    by,
+    channel_point,
+    signal,
+    staked,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -138,3 +146,11 @@ def test_the_same_signal_reported_again_after_a_restart_counts_once(
     assert slashing.report(same) == []  # re-delivered evidence: still two reporters
     assert len(second.repositories.slashing_evidence.open_signals(op.node_id)) == 2
     second.repositories.close()
+
+
+def test_over_sql_accusations_older_than_the_signal_window_do_not_add_up_to_a_slash(
+    tmp_path: Path, ledger_and_clock: tuple[SimLedger, StepClock]
+) -> None:
+    coordinator = start(tmp_path, ledger_and_clock)
+    accusations_a_window_apart_slash_nobody(coordinator.world())
+    coordinator.repositories.close()

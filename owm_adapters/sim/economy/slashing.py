@@ -98,7 +98,8 @@ class Slashing:
             return
         if target.tier is Tier.T1 or not stake.live:
             return
-        open_signals = self.repositories.slashing_evidence.open_signals(node_id)
+        open_signals = self.service.policy.recent(
+            self.repositories.slashing_evidence.open_signals(node_id), self.clock.now())
         counted = stake_backed(self.repositories,
                                target, stake, list(open_signals),
                                self.service.min_reporter_balance_sat)

@@ -169,23 +169,25 @@ def test_a_tier2_slash_needs_two_configured_maintainers():
 def test_tier2_lazy_nodes_are_slashed_on_two_maintainers_acks_and_the_signed_log_verifies():
     world = simulate(EconomyConfig(nodes=150, days=30, seed=5, lazy_share=0.15, t2_share=0.6))
     tier2 = [s for s in world.slashes if s.tier == "t2"]
-    assert tier2 and {s.behaviour for s in tier2} == {"lazy"}
+    behaviours = {s.behaviour for s in tier2}
+    assert "lazy" in behaviours and behaviours <= {"lazy", "poisoner"}
     entries = world.repositories.slashing_log.entries(0, None)
     assert len(entries) == len(world.slashes)
     assert verify_log(entries, world.slashing.coordinator_public_key).ok
 
 
-#: SHA-256 of the figures (timing left out) of 300 nodes × 60 days, seed 1, as recorded before
-#: the speed work on the core's value copies and validators: faster, never different.
-SEED_1_FIGURES = "710cdfdac27833bf704c990d8e6540a3e3b6f3c9c3364c1424d7944fc4f1edc4"
+#: SHA-256 of the figures (timing left out) of 300 nodes × 60 days, seed 1, as recorded once
+#: slashing signals expired after ``signal_window_s`` (7 days; before: 2,832 tasks, 568,923,385
+#: msat paid, 5 lazy nodes slashed). Speed work must leave it unchanged.
+SEED_1_FIGURES = "a508c5dad748e65e97c911e116469d0b5164531b9cf989900385c1894d2a3968"
 
 
 def test_a_seeded_run_gives_the_figures_recorded_for_that_seed_byte_for_byte():
     figures = run_economy(EconomyConfig(nodes=300, days=60, seed=1))
     for name in TIMING:
         figures.pop(name)
-    assert figures["tasks"]["tasks"] == 2832
-    assert figures["money_msat"]["paid_to_nodes"] == 568_923_385
-    assert figures["slashed_by_behaviour"] == {"lazy": 5}
+    assert figures["tasks"]["tasks"] == 2821
+    assert figures["money_msat"]["paid_to_nodes"] == 569_791_673
+    assert figures["slashed_by_behaviour"] == {"lazy": 4, "poisoner": 2}
     encoded = json.dumps(figures, sort_keys=True).encode()
     assert hashlib.sha256(encoded).hexdigest() == SEED_1_FIGURES

@@ -23,6 +23,7 @@ from owm_core.nodes.tiers import Tier
 from owm_core.stake.slashing import (
     COOLDOWN_S,
     GENESIS_HASH,
+    SIGNAL_WINDOW_S,
     Consequence,
     SlashingDecision,
     SlashingLogEntry,
@@ -31,6 +32,7 @@ from owm_core.stake.slashing import (
     SlashingSignal,
     SlashingTarget,
     append_to_log,
+    recent_signals,
     verify_log,
 )
 
@@ -121,6 +123,48 @@ def test_tier1_slashing_happens_exactly_when_three_distinct_reporters_signal(
 def test_signals_alone_never_slash_tier2_or_tier3(tier: Tier, picks: list[tuple[str, str]]) -> None:
     signals = [signal(reporter, reason) for reporter, reason in picks]
     assert POLICY.evaluate(target(tier), signals, [], T0) is None
+
+
+# --- tier 1: signals expire after the window ----------------------------------------------
+
+NEVER_EXPIRES = attrs.evolve(POLICY, signal_window_s=10**12)
+"""The rule before signals expired: every signal counts, however old."""
+
+
+def aged(reporter: str, reason: str, age_s: int) -> Any:
+    return attrs.evolve(signal(reporter, reason), at=T0 - age_s)
+
+
+
+@given(
+    recent=st.lists(st.tuples(reporters, reasons, st.integers(0, SIGNAL_WINDOW_S - 1)),
+                    max_size=12),
+    old=st.lists(st.tuples(reporters, reasons, st.integers(SIGNAL_WINDOW_S, 3 * SIGNAL_WINDOW_S)),
+                 max_size=12),
+)
+@settings(max_examples=150)
+def test_signals_older_than_the_window_never_count_and_recent_ones_decide_as_before(
+    recent: list[tuple[str, str, int]], old: list[tuple[str, str, int]]
+) -> None:
+    fresh = [aged(r, why, age) for r, why, age in recent]
+    expired = [aged(r, why, age) for r, why, age in old]
+    mixed = fresh + expired
+    # within the window the decision is exactly the one every signal counting gave
+    assert POLICY.evaluate(target(Tier.T1), mixed, [], T0) == NEVER_EXPIRES.evaluate(
+        target(Tier.T1), fresh, [], T0
+    )
+    # expired signals alone never slash, however many distinct reporters
+    assert POLICY.evaluate(target(Tier.T1), expired, [], T0) is None
+    assert recent_signals(mixed, T0) == fresh
+
+
+def test_three_reporters_a_window_apart_slash_nobody_but_within_it_they_do() -> None:
+    spread = [aged("a", "fake_proof", SIGNAL_WINDOW_S), aged("b", "fake_proof", 10),
+              aged("c", "fake_proof", 0)]
+    assert POLICY.evaluate(target(Tier.T1), spread, [], T0) is None
+    assert POLICY.evaluate(target(Tier.T1), spread, [], T0 - 1) is not None
+    with pytest.raises(PolicyViolation, match="3 distinct reporters, got 2"):
+        POLICY.decide(target(Tier.T1), spread, [], T0)
 
 
 # --- tier 2/3: maintainer acknowledgements ------------------------------------------------
