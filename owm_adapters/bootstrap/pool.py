@@ -21,10 +21,10 @@ from owm_adapters.pool.channels import MinerConnection, RegistryNodeKeys
 from owm_adapters.pool.mining import MiningPool
 from owm_adapters.pool.server import PoolServer
 from owm_adapters.services.data_payouts import EnqueuesPayouts
-from owm_adapters.services.pool_payouts import PoolPayouts
+from owm_adapters.services.pool_payouts import FppsFunds, PoolPayouts
 from owm_adapters.services.workers import DEFAULT_STOP_TIMEOUT_S, Loop
 from owm_adapters.storage import keystore
-from owm_core.pool import noise, secp256k1
+from owm_core.pool import bitcoin, noise, secp256k1
 from owm_core.ports.chain import Chain
 from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import Repositories
@@ -142,6 +142,8 @@ def pool_from(
         raise ConfigError("pool: share_difficulty and certificate_days ≥ 1, template_poll_s > 0")
     if section.payout_sweep_s <= 0 or section.fpps_block_reward_sat < 0:
         raise ConfigError("pool: payout_sweep_s > 0 and fpps_block_reward_sat ≥ 0")
+    if section.fpps_reserve_sat < -1 or section.treasury_floor_sat < 0:
+        raise ConfigError("pool: fpps_reserve_sat ≥ -1 and treasury_floor_sat ≥ 0")
     listen = _listen_of(section)
     chain = chain if chain is not None else _chain_of(settings, data_dir)
     key_dir = Path(section.key_dir).expanduser() if section.key_dir else data_dir / "pool"
@@ -167,6 +169,20 @@ def pool_from(
         pool, server, listen, section.template_poll_s, authority, store.shares, clock,
         None if payouts is None else PoolPayouts(
             store, clock, payouts, period_s=section.payout_sweep_s,
-            treasury_destination=section.treasury_node,
+            treasury_destination=section.treasury_node, funds=_funds_of(section),
         ),
     )  # fmt: skip
+
+
+#: A found block's value when ``fpps_block_reward_sat`` is 0: the subsidy of the 2024–2028
+#: era (fees not counted, so the funds are never overstated by them).
+CURRENT_ERA_SUBSIDY_SAT = bitcoin.block_subsidy_sat(840_000)
+
+
+def _funds_of(section: PoolSection) -> FppsFunds | None:
+    """The FPPS funds the treasury floor is measured against; None (unchecked) when
+    ``fpps_reserve_sat`` is −1 (SRS-POOL-07)."""
+    if section.fpps_reserve_sat < 0:
+        return None
+    value = section.fpps_block_reward_sat or CURRENT_ERA_SUBSIDY_SAT
+    return FppsFunds(section.fpps_reserve_sat, value, section.treasury_floor_sat)

@@ -738,6 +738,10 @@ class PoolSection:
     block subsidy by height, the only right value on a real network) replaces the block reward
     FPPS values shares against: a devnet's regtest share is a whole block worth 50 BTC, more
     than its Lightning channels hold, so the devnet pretends a block is worth a few sats.
+    With ``fpps_reserve_sat`` ≥ 0 (−1: unchecked) a payout sweep never takes the pool's FPPS
+    funds (that reserve, plus each block the pool found at ``fpps_block_reward_sat`` or the
+    current era's subsidy, minus every FPPS payout enqueued to miners) below
+    ``treasury_floor_sat``; the balances that do not fit wait, still owed (SRS-POOL-07).
     """
 
     enabled: bool = False
@@ -750,6 +754,8 @@ class PoolSection:
     treasury_node: str = ""
     payout_sweep_s: float = 60.0
     fpps_block_reward_sat: int = 0
+    fpps_reserve_sat: int = -1
+    treasury_floor_sat: int = 0
 
 
 @attrs.frozen

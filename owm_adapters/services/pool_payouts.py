@@ -22,6 +22,14 @@ after the treasury's previous payment, so a crash between the miners' payments a
 treasury's is made good by the next sweep, and nothing is paid twice. Without a destination
 the cut stays where the pool's coinbase put it, with the pool.
 
+With :class:`FppsFunds` (``[pool] fpps_reserve_sat`` ≥ 0) a sweep never takes the pool's FPPS
+funds below ``[pool] treasury_floor_sat``: the funds are measured as the reserve the treasury
+set aside for FPPS, plus every block the pool has found (as its stored shares record) at
+``block_value_sat``, minus every FPPS payout ever enqueued to miners (the outbox records,
+rounded up to the sat). The due balances that do not fit wait, still credited, and are paid
+oldest first (:func:`owm_core.pool.treasury_floor.pay_within_floor`) once a block brings the
+funds; the treasury's own cut is not held back by the floor (it goes to the treasury).
+
 Once the outbox has paid one, the sweep lists it in ``mining_payouts`` (the public payout
 list, ``GET /v1/mining/payouts`` and the dashboard: SRS-POOL-10), once per payment hash; the
 treasury's with no miner.
@@ -30,6 +38,8 @@ treasury's with no miner.
 from __future__ import annotations
 
 import logging
+
+import attrs
 
 from owm_adapters.services.data_payouts import EnqueuesPayouts
 from owm_adapters.services.workers import Loop
@@ -43,12 +53,36 @@ from owm_core.pool.fpps import (
     payout_due,
 )
 from owm_core.pool.stats import MiningPayout
+from owm_core.pool.treasury_floor import Owed, pay_within_floor
 from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import Repositories
 
 log = logging.getLogger(__name__)
 
 MAX_PAYOUTS = 100_000
+
+
+def _sat_up(msat: int) -> int:
+    return -(-msat // 1000)
+
+
+@attrs.frozen
+class FppsFunds:
+    """What the floor is measured against (module docstring): ``reserve_sat`` set aside by the
+    treasury, ``block_value_sat`` per block the pool found, and the floor kept (SRS-POOL-07)."""
+
+    reserve_sat: int
+    block_value_sat: int
+    floor_sat: int = 0
+
+
+@attrs.frozen
+class _Due:
+    credit: MinerCredit
+    destination: str
+    done: list[RewardPayment]
+    owed_msat: int
+    since: int
 
 
 def payouts_of(repositories: Repositories, miner_id: str) -> list[RewardPayment]:
@@ -74,56 +108,84 @@ class PoolPayouts:
         policy: PayoutPolicy | None = None,
         period_s: float = 60.0,
         treasury_destination: str = "",
+        funds: FppsFunds | None = None,
     ) -> None:
         self._repositories = repositories
         self._clock = clock
         self._payouts = payouts
         self.policy = policy or PayoutPolicy()
         self._treasury = treasury_destination
+        self.funds = funds
         self._loop = Loop("pool-payouts", self.sweep, period_s)
 
     def sweep(self) -> list[RewardPayment]:
-        """Enqueue the payouts due now, the treasury's cut with them; the ones enqueued."""
+        """Enqueue the payouts due now (within the floor), the treasury's cut with them; the
+        ones enqueued."""
         now = self._clock.now()
-        enqueued: list[RewardPayment] = []
         latest = -1  # when the newest miner payout was enqueued
         treasury: MinerCredit | None = None
         block_at = self._repositories.shares.latest_block_at()
+        due: list[_Due] = []
+        spent_msat = 0
         for credit in self._repositories.miner_credits.list():
             if credit.miner_id == TREASURY_CREDIT_ID:
                 treasury = credit
                 continue
-            paid, last = self._pay_if_due(credit, now, block_at)
-            latest = max(latest, last)
-            if paid is not None:
-                enqueued.append(paid)
+            found, last, paid_msat = self._due(credit, now, block_at)
+            latest, spent_msat = max(latest, last), spent_msat + paid_msat
+            due.extend([found] if found is not None else [])
+        enqueued = [self._enqueue(d) for d in self._within_floor(due, spent_msat)]
+        latest = max([latest, *(p.created_at for p in enqueued)])
         if treasury is not None:
             cut = self._pay_treasury(treasury, latest)
             enqueued.extend([cut] if cut is not None else [])
         return enqueued
 
-    def _pay_if_due(
+    def _due(
         self, credit: MinerCredit, now: int, block_at: int | None
-    ) -> tuple[RewardPayment | None, int]:
-        """The payout enqueued (if due; a block found at ``block_at`` since the miner's last
-        payout makes any balance due) and when the miner's newest payout was enqueued."""
+    ) -> tuple[_Due | None, int, int]:
+        """The miner's balance if due now (a block found at ``block_at`` since the miner's last
+        payout makes any balance due), when its newest payout was enqueued, and the msat of
+        every payout enqueued to it."""
         node = self._repositories.nodes.get(credit.miner_id)
         if node is None:
-            return None, -1
+            return None, -1, 0
         done = payouts_of(self._repositories, credit.miner_id)
         self._list_paid(credit.miner_id, done)
-        owed = credit.credited_msat - sum(p.amount_msat for p in done)
+        paid_msat = sum(p.amount_msat for p in done)
+        owed = credit.credited_msat - paid_msat
         last = max((p.created_at for p in done), default=node.registered_at)
         account = MinerAccount(credit.miner_id, node.ln_node_uri.pubkey, max(owed, 0) // 1000, last)
+        newest = max((p.created_at for p in done), default=-1)
         if not payout_due(account, now, self.policy, last_block_at=block_at):
-            return None, max((p.created_at for p in done), default=-1)
-        payment_id, task_id = fpps_payout_ids(credit.miner_id, len(done))
+            return None, newest, paid_msat
+        return _Due(credit, node.ln_node_uri.pubkey, done, owed, last), newest, paid_msat
+
+    def _within_floor(self, due: list[_Due], spent_msat: int) -> list[_Due]:
+        """The due balances the FPPS funds can pay without going below the floor, oldest
+        first (all of them without :class:`FppsFunds`)."""
+        funds = self.funds
+        if funds is None:
+            return due
+        found = self._repositories.shares.blocks_since(0)
+        balance = funds.reserve_sat + found * funds.block_value_sat - _sat_up(spent_msat)
+        by_id = {d.credit.miner_id: d for d in due}
+        owed = [Owed(d.credit.miner_id, _sat_up(d.owed_msat), d.since) for d in due]
+        fits = pay_within_floor(owed, balance, funds.floor_sat)
+        if len(fits) < len(due):
+            log.info("FPPS: %d of %d due balances wait: funds %d sat, floor %d sat",
+                     len(due) - len(fits), len(due), balance, funds.floor_sat)  # fmt: skip
+        return [by_id[o.key] for o in fits]
+
+    def _enqueue(self, due: _Due) -> RewardPayment:
+        miner_id = due.credit.miner_id
+        payment_id, task_id = fpps_payout_ids(miner_id, len(due.done))
         payment = self._payouts.enqueue_to(
-            node.ln_node_uri.pubkey, payment_id, task_id, owed, f"OWM pool FPPS {credit.miner_id}"
+            due.destination, payment_id, task_id, due.owed_msat, f"OWM pool FPPS {miner_id}"
         )
-        log.info("FPPS payout of %s: %d msat enqueued as %s", credit.miner_id, owed,
+        log.info("FPPS payout of %s: %d msat enqueued as %s", miner_id, due.owed_msat,
                  payment.payment_hash)  # fmt: skip
-        return payment, payment.created_at
+        return payment
 
     def _pay_treasury(self, credit: MinerCredit, latest_miner_payout: int) -> RewardPayment | None:
         """The treasury's owed cut, enqueued when a miner payout was made after the treasury's

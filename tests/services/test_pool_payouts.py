@@ -14,7 +14,7 @@ import pytest
 
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.services.payouts import LedgerInvoiceSource, PayoutDispatcher
-from owm_adapters.services.pool_payouts import PoolPayouts
+from owm_adapters.services.pool_payouts import FppsFunds, PoolPayouts
 from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
 from owm_core.nodes.registry import LnNodeUri
 from owm_core.payments.records import RewardPayment
@@ -203,3 +203,33 @@ def test_without_a_treasury_node_the_cut_is_not_sent(stage: Stage) -> None:
     stage.repos.miner_credits.put(MinerCredit(TREASURY_CREDIT_ID, 2_500_000, "0/1", T0))
     (only,) = stage.payouts.sweep()
     assert only.node_id == stage.miner_ln
+
+
+def test_with_too_little_in_the_treasury_payouts_wait_and_are_paid_once_after_a_block(
+    stage: Stage,
+) -> None:
+    funds = FppsFunds(reserve_sat=12_000, block_value_sat=50_000, floor_sat=3_000)
+    payouts = PoolPayouts(stage.repos, stage.clock, stage.dispatcher, funds=funds)
+    stage.credit(10_000_000)  # 10,000 sat due, but 12,000 − 10,000 < the 3,000 floor
+    assert payouts.sweep() == []
+    stage.clock.advance(7_200)  # hours pass: still due, still waiting, still credited
+    assert payouts.sweep() == []
+    assert stage.repos.miner_credits.get(MINER).credited_msat == 10_000_000  # type: ignore[union-attr]
+    found_block(stage, 1)  # the block brings 50,000 sat
+    stage.clock.advance(60)
+    (paid,) = payouts.sweep()
+    assert paid.amount_msat == 10_000_000
+    assert payouts.sweep() == []  # paid once
+    stage.dispatcher.sweep()
+    assert stage.held_sat() == 10_000
+
+
+def test_a_payout_that_fits_above_the_floor_is_not_held_back(stage: Stage) -> None:
+    funds = FppsFunds(reserve_sat=13_000, block_value_sat=0, floor_sat=3_000)
+    payouts = PoolPayouts(stage.repos, stage.clock, stage.dispatcher, funds=funds)
+    stage.credit(10_000_000)
+    (paid,) = payouts.sweep()  # 13,000 − 10,000 = the floor exactly
+    assert paid.amount_msat == 10_000_000
+    stage.credit(1_000)
+    stage.clock.advance(3_600)  # the next 1 sat is due after the hour but would cross it
+    assert payouts.sweep() == []

@@ -135,6 +135,8 @@ class EconomyConfig:
         "Day the mining pool opens.")
     miner_share: float = _setting(0.3, _share,
         "Share of tier-2/3 nodes that mine in the pool.")
+    treasury_floor_sat: int = _setting(0, _non_negative,
+        "FPPS payouts never take the treasury below this (sat); the rest waits.")
     grant_every_days: int = _setting(30, _positive,
         "Days between treasury grant proposals.")
     grant_sat: int = _setting(500_000, _positive,

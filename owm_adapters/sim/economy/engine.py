@@ -178,6 +178,8 @@ def summary(world: World, seconds: float) -> dict[str, Any]:
             "forfeited": books.forfeited_msat, "pool_income": books.pool_income_msat,
             "miner_payouts": books.miner_payouts_msat, "grants": books.grants_msat,
             "treasury_end": books.treasury_msat, "owed_rewards": world.outbox.pending_msat(),
+            "treasury_min": min(world.series.get("treasury_msat", []), default=books.treasury_msat),
+            "pool_owed": 1000 * sum(a.balance_sat for a in world.pool.accounts.values()),
         },
     }
 

@@ -7,8 +7,10 @@ treasury grants through governance (SRS-SEC-05, SRS-POOL-04/07/08, SRS-GOV-02..0
   ``score_updates`` flags outliers and ``slashing_signals`` + ``named_by_peers`` name the
   unflagged participants as reporters. Unflagged participants are paid like task replicas.
 * **The pool** credits each miner's day of shares with ``credit_share`` (FPPS) and pays due
-  balances with ``plan_payout_batch``; blocks are found with the probability the shares'
-  difficulty gives. No pool server runs: a miner-day is one share of its summed difficulty.
+  balances with ``plan_payout_batch`` as far as ``pay_within_floor`` lets them (the treasury
+  never below ``treasury_floor_sat``; the rest stays owed, oldest paid first, once funds
+  allow); blocks are found with the probability the shares' difficulty gives. No pool server
+  runs: a miner-day is one share of its summed difficulty.
 * **Governance**: a treasury grant proposal every ``grant_every_days``; after its comment
   period it is closed, decided (accepted when the treasury can pay it), acknowledged by the
   multisig holders it needs and executed with ``execute`` (enough holder signatures).
@@ -56,6 +58,7 @@ from owm_core.pool.fpps import (
     exact_share_value,
     plan_payout_batch,
 )
+from owm_core.pool.treasury_floor import Owed, pay_within_floor
 from owm_core.stake.reporters import named_by_peers
 
 FL_DIMENSION = 64
@@ -166,9 +169,17 @@ class Pool:
                                   self.book.treasury_pubkey, now)
         if batch.is_empty:
             return
+        due = [Owed(p.miner_id or "", p.amount_sat, self.accounts[p.miner_id or ""].last_payout_at)
+               for p in batch.miner_payments]
+        fits = {o.key for o in pay_within_floor(due, self.books.treasury_msat // 1000,
+                                                self.config.treasury_floor_sat)}
+        if not fits:
+            return  # every balance stays owed until the treasury can pay (a block, say)
         self.batches += 1
         for payment in batch.miner_payments:
             assert payment.miner_id is not None
+            if payment.miner_id not in fits:
+                continue
             self.book.pay(digest("pool", payment.miner_id, self.batches),
                           payment.amount_sat * 1000, True)
             self.books.miner_payouts_msat += payment.amount_sat * 1000

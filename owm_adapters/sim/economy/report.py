@@ -120,6 +120,8 @@ def _table(summary: dict[str, Any]) -> list[str]:
          f"{summary['grants_executed']} / {summary['grants_rejected']}"),
         ("paid to nodes (sat)", money["paid_to_nodes"] // 1000),
         ("treasury at the end (sat)", money["treasury_end"] // 1000),
+        ("treasury at its lowest (sat)", money["treasury_min"] // 1000),
+        ("FPPS balances still owed (sat)", money["pool_owed"] // 1000),
         ("Gini of earnings", summary["earnings"]["gini"]),
         ("stake payback (days)", summary["stake_payback_days"]),
     ]

@@ -37,9 +37,10 @@ class MemoryShareRepository(StateRepository):
             ]
 
     def delete_older_than(self, cutoff: int) -> int:
-        """Delete shares accepted before ``cutoff`` (retention, SRS-POOL-11); count deleted."""
+        """Delete shares accepted before ``cutoff`` but blocks (retention, SRS-POOL-11)."""
         with self._lock:
-            old = [h for h, (_, at, _s) in self._state.shares.items() if at < cutoff]
+            shares = self._state.shares.items()
+            old = [h for h, (_, at, s) in shares if at < cutoff and not s.is_block]
             for h in old:
                 del self._state.shares[h]
             return len(old)

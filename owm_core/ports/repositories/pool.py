@@ -30,7 +30,9 @@ class ShareRepository(Protocol):
         ...
 
     def delete_older_than(self, cutoff: int) -> int:
-        """Delete shares accepted before ``cutoff`` (retention, SRS-POOL-11); count deleted."""
+        """Delete shares accepted before ``cutoff`` (retention, SRS-POOL-11), except blocks:
+        they are kept (a few a year) so :meth:`blocks_since` counts every block the pool found,
+        which the FPPS treasury floor's funds figure needs (SRS-POOL-07); count deleted."""
         ...
 
     def latest_block_at(self) -> int | None:

@@ -191,3 +191,22 @@ def test_a_devnet_pool_values_a_regtest_block_at_its_pretend_reward_and_pays_it_
     (channel,) = ledger.lightning("miner").channels_with(treasury)
     assert payout.amount_msat == 80_000 and channel.local_balance_sat == 80
     dispatcher.stop()
+
+
+def test_the_treasury_floor_is_off_by_default_on_with_a_reserve_and_a_bad_value_is_refused(
+    tmp_path: Path,
+) -> None:
+    from owm_adapters.bootstrap.pool import CURRENT_ERA_SUBSIDY_SAT, _funds_of
+    from owm_adapters.services.pool_payouts import FppsFunds
+
+    assert _funds_of(PoolSection()) is None  # fpps_reserve_sat = -1: unchecked, as before
+    on = PoolSection(fpps_reserve_sat=1_000_000, treasury_floor_sat=5)
+    assert _funds_of(on) == FppsFunds(1_000_000, CURRENT_ERA_SUBSIDY_SAT, 5)
+    assert CURRENT_ERA_SUBSIDY_SAT == 312_500_000
+    devnet = PoolSection(fpps_reserve_sat=0, fpps_block_reward_sat=50)
+    assert _funds_of(devnet) == FppsFunds(0, 50, 0)
+    chain = LocalChain(tmp_path / "chain.db")
+    for bad in ({"fpps_reserve_sat": -2}, {"treasury_floor_sat": -1}):
+        with pytest.raises(ConfigError, match="pool"):
+            pool_from(settings_in(tmp_path, **bad), memory_repositories(), SystemClock(), tmp_path,
+                      chain=chain)  # fmt: skip

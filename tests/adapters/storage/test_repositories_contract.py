@@ -789,13 +789,16 @@ def test_a_share_hash_is_recorded_only_once(repos: Repositories) -> None:
     assert repos.shares.since(0) == [(T0, a_share(1))]
 
 
-def test_retention_deletes_only_shares_older_than_the_cutoff(repos: Repositories) -> None:
+def test_retention_deletes_only_shares_older_than_the_cutoff_and_keeps_blocks(
+    repos: Repositories,
+) -> None:
     now = T0 + 40 * DAY
     cutoff = now - 30 * DAY
-    for i, at in enumerate([cutoff - 1, cutoff, cutoff + 1, T0]):
-        repos.shares.add(a_share(i), at)
+    for i, at in enumerate([cutoff - 1, cutoff, cutoff + 1, T0, T0 + 1]):
+        repos.shares.add(a_share(i), at)  # a_share(3), at T0, is a block
     assert repos.shares.delete_older_than(cutoff) == 2
-    assert [at for at, _ in repos.shares.since(0)] == [cutoff, cutoff + 1]
+    assert [at for at, _ in repos.shares.since(0)] == [T0, cutoff, cutoff + 1]
+    assert repos.shares.blocks_since(0) == 1  # the FPPS funds still count it (SRS-POOL-07)
     assert repos.shares.delete_older_than(cutoff) == 0
 
 

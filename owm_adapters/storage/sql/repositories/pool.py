@@ -82,9 +82,10 @@ class SqlShareRepository(SqlRepository):
         return found
 
     def delete_older_than(self, cutoff: int) -> int:
-        """Delete shares accepted before ``cutoff`` (retention, SRS-POOL-11); count deleted."""
+        """Delete shares accepted before ``cutoff`` but blocks (retention, SRS-POOL-11)."""
+        c = t.shares.c
         with self._db.tx(write=True) as conn:
-            done = conn.execute(delete(t.shares).where(t.shares.c.accepted_at < cutoff))
+            done = conn.execute(delete(t.shares).where(c.accepted_at < cutoff, ~c.is_block))
         return int(done.rowcount)
 
     def latest_block_at(self) -> int | None:
