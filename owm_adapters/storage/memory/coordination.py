@@ -36,12 +36,7 @@ class MemoryChallengeRepository(StateRepository):
 
     def forget_expired(self, now: int) -> int:
         """Drop every challenge that expired before ``now``; how many."""
-        with self._lock:
-            held = self._state.challenges
-            gone = [n for n, c in held.items() if c.expires_at < now]
-            for nonce in gone:
-                del held[nonce]
-            return len(gone)
+        return self._drop_where("challenges", lambda _n, c: c.expires_at < now)
 
 
 class MemoryNonceRepository(StateRepository):
@@ -61,11 +56,7 @@ class MemoryNonceRepository(StateRepository):
 
     def forget_expired(self, now: int) -> int:
         """Drop every nonce that expired before ``now``; how many."""
-        with self._lock:
-            gone = [k for k, at in self._state.nonces.items() if at < now]
-            for key in gone:
-                del self._state.nonces[key]
-            return len(gone)
+        return self._drop_where("nonces", lambda _k, at: at < now)
 
 
 class MemoryRateLogRepository(StateRepository):
@@ -96,11 +87,7 @@ class MemoryQuotaRepository(StateRepository):
 
     def forget_before(self, period: int) -> int:
         """Drop the counters of every period before ``period``; how many."""
-        with self._lock:
-            gone = [k for k in self._state.quotas if k[2] < period]
-            for key in gone:
-                del self._state.quotas[key]
-            return len(gone)
+        return self._drop_where("quotas", lambda key, _used: key[2] < period)
 
 
 class MemoryTokenCreditRepository(StateRepository):
@@ -129,12 +116,7 @@ class MemoryTokenCreditRepository(StateRepository):
 
     def forget_expired(self, now: int) -> int:
         """Drop the credits of tokens whose access ended at or before ``now``; how many."""
-        with self._lock:
-            held = self._state.token_credits
-            gone = [token for token, (_, until) in held.items() if until <= now]
-            for token in gone:
-                del held[token]
-            return len(gone)
+        return self._drop_where("token_credits", lambda _t, credit: credit[1] <= now)
 
 
 class MemoryTaskStreamRepository(StateRepository):
@@ -171,9 +153,4 @@ class MemoryTaskStreamRepository(StateRepository):
 
     def forget_before(self, before: int) -> int:
         """Drop the records last seen before ``before``; how many."""
-        with self._lock:
-            held = self._state.task_streams
-            gone = [n for n, s in held.items() if s.seen_at < before]
-            for node_id in gone:
-                del held[node_id]
-            return len(gone)
+        return self._drop_where("task_streams", lambda _n, s: s.seen_at < before)

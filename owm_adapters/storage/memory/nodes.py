@@ -93,11 +93,7 @@ class MemoryHeartbeatActivityRepository(StateRepository):
 
     def delete_older_than(self, cutoff: int) -> int:
         """Forget counts of minutes starting before ``cutoff``; how many were forgotten."""
-        with self._lock:
-            old = [key for key in self._state.heartbeat_activity if key[0] < cutoff]
-            for key in old:
-                del self._state.heartbeat_activity[key]
-            return len(old)
+        return self._drop_where("heartbeat_activity", lambda key, _n: key[0] < cutoff)
 
 
 class MemoryManifestRepository(StateRepository):

@@ -38,12 +38,9 @@ class MemoryShareRepository(StateRepository):
 
     def delete_older_than(self, cutoff: int) -> int:
         """Delete shares accepted before ``cutoff`` but blocks (retention, SRS-POOL-11)."""
-        with self._lock:
-            shares = self._state.shares.items()
-            old = [h for h, (_, at, s) in shares if at < cutoff and not s.is_block]
-            for h in old:
-                del self._state.shares[h]
-            return len(old)
+        return self._drop_where(
+            "shares", lambda _h, share: share[1] < cutoff and not share[2].is_block
+        )
 
     def latest_block_at(self) -> int | None:
         """When the newest stored share that was a block was accepted; None if there is none."""

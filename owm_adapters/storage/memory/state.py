@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
 import attrs
@@ -153,6 +154,16 @@ class StateRepository:
             if key not in stored:
                 raise Conflict(missing)
             stored[key] = value
+
+    def _drop_where(self, table: str, gone: Callable[[Any, Any], bool]) -> int:
+        """Delete the entries of the state's ``table`` for which ``gone(key, value)``
+        (expiry, retention); how many."""
+        with self._lock:
+            stored: dict[Any, Any] = getattr(self._state, table)
+            keys = [key for key, value in stored.items() if gone(key, value)]
+            for key in keys:
+                del stored[key]
+            return len(keys)
 
 
 class _ByKeyStateRepository(StateRepository, Generic[V]):
