@@ -426,9 +426,14 @@ def scenario(cluster: Cluster) -> None:
     client_groups = first + during
 
     # Its leads move to a survivor within seconds; every node streams again within 10 s.
+    # (The dead process's database session can hold its locks a moment longer: wait it out.)
+    def moved_from_leader(name: str) -> list[int] | None:
+        held = lead_holders(store, name)
+        return held if held and leader not in held else None
+
     for name in LEADS:
-        moved = poll(lambda name=name: lead_holders(store, name), 10, f"the {name} lead moved")
-        assert moved != [leader] and moved[0] in by_pid, name
+        moved = poll(lambda name=name: moved_from_leader(name), 10, f"the {name} lead moved")
+        assert len(moved) == 1 and moved[0] in by_pid, name
     for node in cluster.nodes.values():
         poll(lambda node=node: (doc := health(node["health_port"]))["coordinator"]["connected"]
              and doc["coordinator"]["task_stream_open"], RECONNECT_S - (time.monotonic()
