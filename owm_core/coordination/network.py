@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 import attrs
 
+from owm_core import fields
 from owm_core.coordination.registration import node_status
 from owm_core.nodes.registry import Liveness, Node, NodeStatus
 from owm_core.nodes.tiers import Tier
@@ -69,14 +70,6 @@ def network_stats(
 
 
 def anonymised(node: Node, stake: Stake | None, now: int, liveness: Liveness) -> AnonymousNode:
-    """The public view of one node (``GET /v1/network/nodes``)."""
-    return AnonymousNode(
-        tier=node.tier,
-        status=node_status(node, stake, now, liveness),
-        vram_mb=node.vram_mb,
-        ram_mb=node.ram_mb,
-        bandwidth_mbps=node.bandwidth_mbps,
-        reliability_ppm=node.reliability_ppm,
-        registered_at=node.registered_at,
-        total_tasks_completed=node.total_tasks_completed,
-    )
+    """The public view of one node (``GET /v1/network/nodes``): the node's own values of the
+    fields :class:`AnonymousNode` lists, which is all that is published, and its status."""
+    return fields.copied(AnonymousNode, node, status=node_status(node, stake, now, liveness))

@@ -217,20 +217,17 @@ class DatasetRecord:
 def record_for(
     dataset: Dataset, contributor: str, submitted_at: int, n_passages: int, proof: bytes | None
 ) -> DatasetRecord:
-    """The record attributing ``dataset`` to ``contributor`` at ``submitted_at``."""
-    return DatasetRecord(
-        dataset_id=dataset.dataset_id,
-        digest=dataset.digest,
-        name=dataset.name,
-        sub_models=dataset.sub_models,
+    """The record attributing ``dataset`` to ``contributor`` at ``submitted_at``: the dataset's
+    own values of the fields both have (id, digest, name, sub-models, licences, sources,
+    description), and the rest."""
+    return fields.copied(
+        DatasetRecord,
+        dataset,
         contributor=contributor,
         submitted_at=submitted_at,
         n_documents=len(dataset.documents),
         n_passages=n_passages,
         size_bytes=len(dataset.canonical_json()),
-        licences=dataset.licences,
-        sources=dataset.sources,
-        description=dataset.description,
         proof=proof,
     )
 

@@ -146,17 +146,11 @@ class PaymentAttempt:
 
 
 def attempt_record(payment: RewardPayment, outcome: AttemptOutcome, now: int) -> PaymentAttempt:
-    """The log line for ``payment`` at ``now`` with ``outcome`` (the error of a failure)."""
+    """The log line for ``payment`` (its hash, task, node and amount) at ``now`` with
+    ``outcome`` (the error of a failure)."""
     _check_now(payment, now)
-    return PaymentAttempt(
-        payment_hash=payment.payment_hash,
-        task_id=payment.task_id,
-        node_id=payment.node_id,
-        amount_msat=payment.amount_msat,
-        at=now,
-        outcome=outcome,
-        error=payment.last_error if outcome is AttemptOutcome.FAILED else None,
-    )
+    error = payment.last_error if outcome is AttemptOutcome.FAILED else None
+    return fields.copied(PaymentAttempt, payment, at=now, outcome=outcome, error=error)
 
 
 def merge(stored: RewardPayment, incoming: RewardPayment) -> RewardPayment:
