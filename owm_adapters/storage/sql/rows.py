@@ -1,19 +1,16 @@
 """Rows ↔ values: the cattrs machinery every SQL repository maps its rows with.
 
 Un/structuring rules live here, at the storage edge, never on the domain classes. Each
-storage context builds one converter with :func:`row_converter` and registers the shape of
-each value it stores with :func:`register_row` (which also makes that converter the one
-:func:`to_row` and :func:`from_row` use for the value's class): which attribute has another
-column name,
-which nested value is stored flat in the row's columns, which columns are computed from the
-value, which integers must fit a ``BIGINT``. The storage-wide hooks: enums travel as their
-``.value`` (cattrs' default), tuples of text as JSON text and sets of text as sorted JSON
-text (the tables store them so), bytes
-come back from ``memoryview``/``bytearray`` columns as ``bytes``, and SQLite's integer
-booleans as ``bool``.
+storage context registers the row shape of each value it stores with :func:`register_row`
+(in the one converter :func:`to_row` and :func:`from_row` use): which attribute has another
+column name, which nested value is stored flat in the row's columns, which columns are
+computed from the value, which integers must fit a ``BIGINT``. The storage-wide hooks: enums
+travel as their ``.value`` (cattrs' default), tuples of text as JSON text and sets of text as
+sorted JSON text (the tables store them so), bytes come back from ``memoryview``/``bytearray``
+columns as ``bytes``, and SQLite's integer booleans as ``bool``.
 
-:class:`MappedRepository` is the base of the repositories whose values travel through their
-context's converter: inserting a value, overwriting it, reading one or many back
+:class:`MappedRepository` is the base of the repositories whose values travel through the
+row converter: inserting a value, overwriting it, reading one or many back
 (:class:`KeyedRepository` adds, saves and gets values kept under one key column,
 :class:`PutRepository` puts and gets the latest value per key; both read the kind of value
 from their type argument and the key column from their table's primary key);
@@ -41,8 +38,6 @@ TEXTS = tuple[str, ...]
 """Tuples of text (ids, names, licences): stored as a JSON array in one text column."""
 TEXT_SET = frozenset[str]
 """Sets of text (settled replica ids): stored as a sorted JSON array in one text column."""
-_CONVERTER: dict[type[Any], cattrs.Converter] = {}
-"""The converter each stored class was registered with (its storage context's)."""
 
 
 @attrs.frozen
@@ -63,7 +58,7 @@ class Encoding:
     decode: Callable[[Any], Any]
 
 
-def row_converter() -> cattrs.Converter:
+def _row_converter() -> cattrs.Converter:
     """A converter with the storage-wide hooks (see the module docstring)."""
     converter = cattrs.Converter()
     converter.register_unstructure_hook_func(lambda t: t == TEXTS, lambda v: json.dumps(list(v)))
@@ -78,8 +73,13 @@ def row_converter() -> cattrs.Converter:
     return converter
 
 
+_ROWS = _row_converter()
+"""The converter every stored class's row shape is registered in."""
+_SHAPED: set[type[Any]] = set()
+"""The classes registered so far (each has one row shape)."""
+
+
 def register_row(
-    converter: cattrs.Converter,
     cls: type[Any],
     *,
     renamed: Mapping[str, str] | None = None,
@@ -89,7 +89,7 @@ def register_row(
     int64_columns: Iterable[str] = (),
     encoded: Mapping[str, Encoding] | None = None,
 ) -> None:
-    """Teach ``converter`` the row shape of ``cls``.
+    """Teach the row converter the shape of ``cls``.
 
     ``renamed`` maps attributes to their column names; ``flat`` lists nested values stored
     flat; ``omitted`` attributes are not columns of this row (the caller passes them back to
@@ -98,9 +98,9 @@ def register_row(
     ``encoded`` attributes are stored in their own :class:`Encoding` instead of their type's.
     A class has one row shape: registering it a second time is a programming error.
     """
-    if cls in _CONVERTER:
+    if cls in _SHAPED:
         raise TypeError(f"{cls.__name__} already has a row shape")
-    _CONVERTER[cls] = converter
+    _SHAPED.add(cls)
     attrs.resolve_types(cls)
     names = {a.name for a in attrs.fields(cls)}
     column = {name: (renamed or {}).get(name, name) for name in names}
@@ -113,7 +113,7 @@ def register_row(
         )
         for name in names
     }
-    unstructure = make_dict_unstructure_fn(cls, converter, **{**overrides, **skipped})
+    unstructure = make_dict_unstructure_fn(cls, _ROWS, **{**overrides, **skipped})
     read: dict[str, Any] = {
         name: override(
             rename=column[name],
@@ -122,7 +122,7 @@ def register_row(
         for name in names
     }
     given: dict[str, Any] = {name: override(struct_hook=_as_given) for name in omitted}
-    structure = make_dict_structure_fn(cls, converter, **{**read, **given})
+    structure = make_dict_structure_fn(cls, _ROWS, **{**read, **given})
     extra = dict(computed or {})
     checked = tuple(int64_columns)
 
@@ -132,7 +132,7 @@ def register_row(
             nested = getattr(value, f.field)
             for attribute, column in f.columns.items():
                 row[column] = (
-                    None if nested is None else converter.unstructure(getattr(nested, attribute))
+                    None if nested is None else _ROWS.unstructure(getattr(nested, attribute))
                 )
         row.update({column: compute(value) for column, compute in extra.items()})
         for column in checked:
@@ -151,8 +151,8 @@ def register_row(
             )
         return structure(values, cls)
 
-    converter.register_unstructure_hook(cls, to_columns)
-    converter.register_structure_hook(cls, from_columns)
+    _ROWS.register_unstructure_hook(cls, to_columns)
+    _ROWS.register_structure_hook(cls, from_columns)
 
 
 def _decoder(encoding: Encoding) -> Callable[[Any, Any], Any]:
@@ -165,13 +165,13 @@ def _as_given(value: Any, _: Any) -> Any:
 
 def to_row(value: Any) -> dict[str, Any]:
     """The columns of ``value`` (its shape registered with :func:`register_row`)."""
-    row: dict[str, Any] = _CONVERTER[type(value)].unstructure(value)
+    row: dict[str, Any] = _ROWS.unstructure(value)
     return row
 
 
 def from_row(row: Row[Any], cls: type[T], **given: Any) -> T:
     """The ``cls`` value stored in ``row``; ``given`` supplies the omitted attributes, as is."""
-    return _CONVERTER[cls].structure({**row._mapping, **given}, cls)
+    return _ROWS.structure({**row._mapping, **given}, cls)
 
 
 class EnvelopeRepository(SqlRepository):
@@ -192,7 +192,7 @@ class EnvelopeRepository(SqlRepository):
 
 
 class MappedRepository(SqlRepository):
-    """A SQL repository whose values map to rows through their context's converter."""
+    """A SQL repository whose values map to rows through the row converter."""
 
     def _insert(self, table: Table, value: Any) -> None:
         """Store ``value`` as a new row of ``table`` (Conflict when its key is taken)."""

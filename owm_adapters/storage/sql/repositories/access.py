@@ -7,12 +7,10 @@ from collections.abc import Sequence
 from sqlalchemy import select, update
 
 from owm_adapters.storage.sql import tables as t
-from owm_adapters.storage.sql.rows import MappedRepository, register_row, row_converter
+from owm_adapters.storage.sql.rows import MappedRepository, register_row
 from owm_core.access.api_keys import ApiKey
 
-_ROWS = row_converter()
-"""How this context's values become rows and back."""
-register_row(_ROWS, ApiKey)
+register_row(ApiKey)
 
 
 class SqlApiKeyRepository(MappedRepository):

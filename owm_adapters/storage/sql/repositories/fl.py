@@ -12,17 +12,13 @@ from owm_adapters.storage.sql.rows import (
     MappedRepository,
     from_row,
     register_row,
-    row_converter,
     to_row,
 )
 from owm_core.errors import Conflict
 from owm_core.fl.rounds import FlRound, RoundState, RoundUpdate, same_upload
 
-_ROWS = row_converter()
-"""How this context's values become rows and back."""
-register_row(_ROWS, FlRound, int64_columns=["started_at", "closed_at"])
+register_row(FlRound, int64_columns=["started_at", "closed_at"])
 register_row(
-    _ROWS,
     RoundUpdate,
     flat=[
         Flat(

@@ -9,16 +9,14 @@ from sqlalchemy import Table, select
 
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.database import upsert
-from owm_adapters.storage.sql.rows import MappedRepository, register_row, row_converter, to_row
+from owm_adapters.storage.sql.rows import MappedRepository, register_row, to_row
 from owm_core.market.funding import Balance, Escrow, PeriodBudget, TopUp, TopUpState
 
-_ROWS = row_converter()
-"""How this context's values become rows and back."""
 _MSAT = ["funded_msat", "escrowed_msat", "refunded_msat", "available_msat"]
-register_row(_ROWS, Balance, int64_columns=_MSAT)
-register_row(_ROWS, TopUp, int64_columns=["amount_msat", "created_at", "expires_at"])
-register_row(_ROWS, Escrow)
-register_row(_ROWS, PeriodBudget)
+register_row(Balance, int64_columns=_MSAT)
+register_row(TopUp, int64_columns=["amount_msat", "created_at", "expires_at"])
+register_row(Escrow)
+register_row(PeriodBudget)
 
 
 class SqlFundingRepository(MappedRepository):

@@ -17,7 +17,6 @@ from owm_adapters.storage.sql.rows import (
     MappedRepository,
     from_row,
     register_row,
-    row_converter,
     to_row,
 )
 from owm_core.coordination.governance_log import GovernanceLogEntry, check_next_entry
@@ -32,24 +31,20 @@ from owm_core.identity.envelopes import canonical_bytes, parse_canonical_json
 BUDGET_LOCK_KEY = int.from_bytes(b"owm/bdgt", "big") & 0x7FFF_FFFF_FFFF_FFFF
 """The PostgreSQL advisory lock id that serialises the treasury-budget checks of bounties."""
 
-_ROWS = row_converter()
-"""How this context's values become rows and back."""
-register_row(_ROWS, Proposal, omitted=["comments", "acknowledgements"])
+register_row(Proposal, omitted=["comments", "acknowledgements"])
 register_row(
-    _ROWS, Bounty, int64_columns=["amount_sat", "created_at", "installation_id", "issue_closed_at"]
+    Bounty, int64_columns=["amount_sat", "created_at", "installation_id", "issue_closed_at"]
 )
-register_row(
-    _ROWS, AnalysisRequest, int64_columns=["requested_at", "updated_at", "pull_request"]
-)
-register_row(_ROWS, WebhookEvent, int64_columns=["installation_id", "received_at"])
-register_row(_ROWS, HandlerRetry, int64_columns=["next_at", "expires_at"])
-register_row(_ROWS, Comment)
+register_row(AnalysisRequest, int64_columns=["requested_at", "updated_at", "pull_request"])
+register_row(WebhookEvent, int64_columns=["installation_id", "received_at"])
+register_row(HandlerRetry, int64_columns=["next_at", "expires_at"])
+register_row(Comment)
 _SIGNERS = Encoding(
     encode=lambda keys: ",".join(sorted(keys)),
     decode=lambda joined: [k for k in joined.split(",") if k],
 )
 """Multisig keys as sorted, comma-separated text (the ``treasury_spends.signers`` column)."""
-register_row(_ROWS, TreasurySpend, encoded={"signers": _SIGNERS})
+register_row(TreasurySpend, encoded={"signers": _SIGNERS})
 
 
 def _comment_row(proposal_id: str, position: int, comment: Comment) -> dict[str, Any]:

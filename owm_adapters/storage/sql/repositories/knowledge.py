@@ -12,22 +12,18 @@ from owm_adapters.storage.sql.rows import (
     MappedRepository,
     from_row,
     register_row,
-    row_converter,
     to_row,
 )
 from owm_core.knowledge.datasets import DatasetRecord, Document
 from owm_core.knowledge.submodels import SubModel
 
-_ROWS = row_converter()
-"""How this context's values become rows and back."""
-register_row(_ROWS, SubModel, int64_columns=["created_at"])
+register_row(SubModel, int64_columns=["created_at"])
 register_row(
-    _ROWS,
     DatasetRecord,
     omitted=["sub_models"],
     int64_columns=["submitted_at", "size_bytes"],
 )
-register_row(_ROWS, Document)
+register_row(Document)
 
 
 class SqlSubModelRepository(KeyedRepository[SubModel]):

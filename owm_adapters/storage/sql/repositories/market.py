@@ -19,7 +19,6 @@ from owm_adapters.storage.sql.rows import (
     MappedRepository,
     from_row,
     register_row,
-    row_converter,
     to_row,
 )
 from owm_core.errors import Conflict
@@ -36,13 +35,10 @@ from owm_core.market.tasks import (
 
 _ASSIGNABLE = sorted(s.value for s in ASSIGNABLE_STATES)
 
-_ROWS = row_converter()
-"""How this context's values become rows and back."""
 register_row(
-    _ROWS, Task, flat=[Flat("request", {a.name: a.name for a in attrs.fields(TaskRequest)})]
+    Task, flat=[Flat("request", {a.name: a.name for a in attrs.fields(TaskRequest)})]
 )
 register_row(
-    _ROWS,
     RecordedCommitment,
     flat=[Flat("commitment", {a.name: a.name for a in attrs.fields(Commitment)})],
 )

@@ -18,7 +18,6 @@ from owm_adapters.storage.sql.rows import (
     KeyedRepository,
     from_row,
     register_row,
-    row_converter,
     to_row,
 )
 from owm_core.identity.envelopes import Envelope, to_bytes
@@ -26,14 +25,11 @@ from owm_core.nodes.activity import HeartbeatCount
 from owm_core.nodes.registry import Node
 from owm_core.nodes.tiers import Tier
 
-_ROWS = row_converter()
-"""How this context's values become rows and back."""
 register_row(
-    _ROWS,
     Node,
     flat=[Flat("ln_node_uri", {"pubkey": "ln_pubkey", "host": "ln_host", "port": "ln_port"})],
 )
-register_row(_ROWS, HeartbeatCount, renamed={"count": "heartbeats"})
+register_row(HeartbeatCount, renamed={"count": "heartbeats"})
 
 
 class SqlNodeRepository(KeyedRepository[Node]):

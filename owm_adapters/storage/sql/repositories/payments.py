@@ -17,7 +17,6 @@ from owm_adapters.storage.sql.rows import (
     PutRepository,
     from_row,
     register_row,
-    row_converter,
     to_row,
 )
 from owm_core.errors import Conflict
@@ -31,11 +30,9 @@ from owm_core.payments.records import (
     merge,
 )
 
-_ROWS = row_converter()
-"""How this context's values become rows and back."""
-register_row(_ROWS, RewardPayment)
-register_row(_ROWS, PaymentAttempt)
-register_row(_ROWS, PayoutChannelOpening, int64_columns=["started_at"])
+register_row(RewardPayment)
+register_row(PaymentAttempt)
+register_row(PayoutChannelOpening, int64_columns=["started_at"])
 
 
 class SqlPaymentRepository(MappedRepository):

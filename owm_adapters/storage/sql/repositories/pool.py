@@ -15,7 +15,6 @@ from owm_adapters.storage.sql.rows import (
     MappedRepository,
     PutRepository,
     register_row,
-    row_converter,
 )
 from owm_core.pool.bitcoin import AcceptedShare
 from owm_core.pool.fpps import MinerCredit
@@ -25,10 +24,8 @@ HOURLY_WORK_MEM = "64MB"
 """PostgreSQL's memory for the hourly sums (the default 4 MB makes the planner sort a day's
 shares on disk: 1.3 s at 10 million shares instead of a hash in memory)."""
 
-_ROWS = row_converter()
-"""How this context's values become rows and back."""
-register_row(_ROWS, MiningPayout, int64_columns=["paid_at", "amount_sat"])
-register_row(_ROWS, MinerCredit, int64_columns=["credited_msat", "updated_at"])
+register_row(MiningPayout, int64_columns=["paid_at", "amount_sat"])
+register_row(MinerCredit, int64_columns=["credited_msat", "updated_at"])
 
 
 class SqlShareRepository(SqlRepository):

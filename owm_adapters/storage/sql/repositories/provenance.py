@@ -8,14 +8,11 @@ import attrs
 from sqlalchemy import select
 
 from owm_adapters.storage.sql import tables as t
-from owm_adapters.storage.sql.rows import Flat, KeyedRepository, register_row, row_converter
+from owm_adapters.storage.sql.rows import Flat, KeyedRepository, register_row
 from owm_core.provenance.releases import ModelRelease
 from owm_core.provenance.versions import ModelVersion
 
-_ROWS = row_converter()
-"""How this context's values become rows and back."""
 register_row(
-    _ROWS,
     ModelRelease,
     flat=[Flat("version", {a.name: a.name for a in attrs.fields(ModelVersion)})],
     computed={"release_id": lambda r: r.release_id},

@@ -14,17 +14,14 @@ from owm_adapters.storage.sql.rows import (
     PutRepository,
     from_row,
     register_row,
-    row_converter,
 )
 from owm_core.errors import Conflict
 from owm_core.knowledge.credit_payouts import DataPayee
 from owm_core.knowledge.retrieval import DataCredit
 from owm_core.knowledge.routing import QueryAnswer, answer_fields, answer_from_fields
 
-_ROWS = row_converter()
-"""How this context's values become rows and back."""
-register_row(_ROWS, DataCredit)
-register_row(_ROWS, DataPayee, int64_columns=["registered_at"])
+register_row(DataCredit)
+register_row(DataPayee, int64_columns=["registered_at"])
 
 
 class SqlDataCreditRepository(MappedRepository):

@@ -15,7 +15,6 @@ from owm_adapters.storage.sql.rows import (
     EnvelopeRepository,
     from_row,
     register_row,
-    row_converter,
     to_row,
 )
 from owm_core.identity.envelopes import Envelope, to_bytes
@@ -26,12 +25,9 @@ from owm_core.stake.slashing import (
     check_next_entry,
 )
 
-_ROWS = row_converter()
-"""How this context's values become rows and back."""
-register_row(_ROWS, SlashingLogEntry, renamed={"index": "entry_index"})
-register_row(_ROWS, SlashingSignal)
+register_row(SlashingLogEntry, renamed={"index": "entry_index"})
+register_row(SlashingSignal)
 register_row(
-    _ROWS,
     SlashingDecision,
     omitted=["consequences"],
     int64_columns=["decided_at", "cooldown_s"],

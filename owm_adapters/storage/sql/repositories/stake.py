@@ -15,7 +15,6 @@ from owm_adapters.storage.sql.rows import (
     Flat,
     from_row,
     register_row,
-    row_converter,
     to_row,
 )
 from owm_core.errors import Conflict
@@ -23,10 +22,7 @@ from owm_core.stake.changes import StakeChange, change_of
 from owm_core.stake.channel import Stake
 from owm_core.stake.reporters import channel_taken
 
-_ROWS = row_converter()
-"""How this context's values become rows and back."""
 register_row(
-    _ROWS,
     Stake,
     flat=[
         Flat(
@@ -46,7 +42,7 @@ register_row(
 )
 
 
-register_row(_ROWS, StakeChange)
+register_row(StakeChange)
 
 
 class SqlStakeRepository(SqlRepository):
