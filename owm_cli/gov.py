@@ -112,19 +112,25 @@ def gov() -> None:
     """Governance proposals by signed statements (SRS-GOV-01..06)."""
 
 
-def _on_proposal(name: str) -> Callable[[Callable[..., None]], click.Command]:
-    """The ``owm gov NAME PROPOSAL_ID`` command that signs one statement about an existing
-    proposal: the proposal id, ``--api``, ``--key`` and ``--sign-only``, then the command's
-    own options."""
+def _on_proposal(
+    action: str, help_text: str, options: tuple[Callable[[Any], Any], ...]
+) -> click.Command:
+    """The ``owm gov ACTION PROPOSAL_ID`` command that signs one statement about an existing
+    proposal: the proposal id, ``--api``, ``--key``, ``--sign-only`` and ``--challenge``, then
+    ``options``, whose values are the statement's arguments."""
 
-    def command(f: Callable[..., None]) -> click.Command:
-        options = (CHALLENGE_OPTION, SIGN_ONLY_OPTION, KEY_OPTION, API_OPTION,
-                   click.argument("proposal_id"))  # fmt: skip
-        for option in options:
-            f = option(f)
-        return gov.command(name)(f)
+    def command(
+        proposal_id: str, api_url: str | None, key_path: Path, sign_only: bool, as_json: bool,
+        **args: Any,
+    ) -> None:  # fmt: skip
+        _report(act(api_url, key_path, action, proposal_id, sign_only, **args), as_json)
 
-    return command
+    f: Any = command
+    decorators = (json_option("the receipt"), *reversed(options), CHALLENGE_OPTION,
+                  SIGN_ONLY_OPTION, KEY_OPTION, API_OPTION, click.argument("proposal_id"))
+    for decorate in decorators:
+        f = decorate(f)
+    return gov.command(action, help=help_text)(f)
 
 
 @gov.command("propose")
@@ -192,59 +198,26 @@ def show(proposal_id: str, api_url: str | None, api_key: str | None, as_json: bo
     render(p, as_json, lines)
 
 
-@_on_proposal("comment")
-@click.option("--text", required=True, help="The comment.")
-@json_option("the receipt")
-def comment(
-    proposal_id: str, api_url: str | None, key_path: Path, sign_only: bool, text: str,
-    as_json: bool,
-) -> None:  # fmt: skip
-    """Comment on PROPOSAL_ID during its comment period."""
-    _report(act(api_url, key_path, "comment", proposal_id, sign_only, text=text), as_json)
+_ON_PROPOSAL: tuple[tuple[str, str, tuple[Callable[[Any], Any], ...]], ...] = (
+    ("comment", "Comment on PROPOSAL_ID during its comment period.",
+     (click.option("--text", required=True, help="The comment."),)),
+    ("extend", "Extend the comment period of PROPOSAL_ID (core maintainers, SRS-GOV-04).",
+     (click.option("--deadline-at", type=int, required=True,
+                   help="The new end of the comment period (POSIX s; at most 21 days after "
+                        "submission)."),)),
+    ("ack", "Acknowledge treasury proposal PROPOSAL_ID (multisig holders, SRS-GOV-05).", ()),
+    ("close", "Close PROPOSAL_ID after its comment period and record the outcome (maintainers).",
+     (click.option("--outcome", required=True, type=click.Choice(["accepted", "rejected"]),
+                   help="The decision recorded once the comment period is over."),)),
+    ("execute",
+     "Mark PROPOSAL_ID executed; a treasury proposal's transaction is finalised and broadcast.",
+     ()),
+)  # fmt: skip
+"""The statements about an existing proposal: action, help, and the options that become the
+statement's arguments (``--deadline-at`` is ``deadline_at``)."""
 
-
-@_on_proposal("extend")
-@click.option("--deadline-at", type=int, required=True,
-              help="The new end of the comment period (POSIX s; at most 21 days after "
-                   "submission).")  # fmt: skip
-@json_option("the receipt")
-def extend(
-    proposal_id: str, api_url: str | None, key_path: Path, sign_only: bool, deadline_at: int,
-    as_json: bool,
-) -> None:  # fmt: skip
-    """Extend the comment period of PROPOSAL_ID (core maintainers, SRS-GOV-04)."""
-    receipt = act(api_url, key_path, "extend", proposal_id, sign_only, deadline_at=deadline_at)
-    _report(receipt, as_json)
-
-
-@_on_proposal("ack")
-@json_option("the receipt")
-def ack(
-    proposal_id: str, api_url: str | None, key_path: Path, sign_only: bool, as_json: bool
-) -> None:
-    """Acknowledge treasury proposal PROPOSAL_ID (multisig holders, SRS-GOV-05)."""
-    _report(act(api_url, key_path, "ack", proposal_id, sign_only), as_json)
-
-
-@_on_proposal("close")
-@click.option("--outcome", required=True, type=click.Choice(["accepted", "rejected"]),
-              help="The decision recorded once the comment period is over.")  # fmt: skip
-@json_option("the receipt")
-def close(
-    proposal_id: str, api_url: str | None, key_path: Path, sign_only: bool, outcome: str,
-    as_json: bool,
-) -> None:  # fmt: skip
-    """Close PROPOSAL_ID after its comment period and record the outcome (maintainers)."""
-    _report(act(api_url, key_path, "close", proposal_id, sign_only, outcome=outcome), as_json)
-
-
-@_on_proposal("execute")
-@json_option("the receipt")
-def execute(
-    proposal_id: str, api_url: str | None, key_path: Path, sign_only: bool, as_json: bool
-) -> None:
-    """Mark PROPOSAL_ID executed; a treasury proposal's transaction is finalised and broadcast."""
-    _report(act(api_url, key_path, "execute", proposal_id, sign_only), as_json)
+for _action, _help, _options in _ON_PROPOSAL:
+    _on_proposal(_action, _help, _options)
 
 
 @gov.group("log")
