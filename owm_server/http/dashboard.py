@@ -55,6 +55,7 @@ _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
+_HTMX_CONFIG = '{"includeIndicatorStyles": false}'
 _IN_PROGRESS = (
     TaskState.ASSIGNED,
     TaskState.SUBMITTED,
@@ -78,6 +79,11 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], empty: str)
         return f'<p class="empty">{_e(empty)}</p>'
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _dl(items: Iterable[tuple[str, str]]) -> str:
+    """A definition list of (term, value) pairs, escaped."""
+    return "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items) + "</dl>"
 
 
 def _ago(now: int, at: int | None) -> str:
@@ -116,7 +122,7 @@ def summary_fragment(services: ApiServices) -> str:
         ("tasks completed", f"{stats.total_tasks_completed}"),
         ("rewards earned", f"{stats.total_sats_earned:,} sat"),
     ]
-    return "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items) + "</dl>"
+    return _dl(items)
 
 
 def nodes_fragment(services: ApiServices) -> str:
@@ -297,12 +303,28 @@ dt{color:#555}dd{margin:0}
 """
 
 
-def _section(name: str, title: str, refresh: str = REFRESH) -> str:
+def panel_section(base: str, name: str, title: str, refresh: str) -> str:
+    """A panel's section of a page at ``base``: htmx fills it from ``base/fragments/name`` on
+    load and ``refresh`` after that."""
     return (
         f'<section id="{name}"><h2>{_e(title)}</h2>'
-        f'<div class="panel" hx-get="/dashboard/fragments/{name}" '
+        f'<div class="panel" hx-get="{base}/fragments/{name}" '
         f'hx-trigger="load, {refresh}" hx-swap="innerHTML">'
         '<p class="empty">loading…</p></div></section>'
+    )
+
+
+def htmx_document(
+    title: str, script: str, style: str, body: str, htmx_config: str = _HTMX_CONFIG
+) -> str:
+    """A whole HTML page: ``title`` (escaped), ``style`` inline, htmx from ``script`` (this
+    server's copy, :func:`htmx_route`) configured by ``htmx_config``, and ``body``."""
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<meta name=\"htmx-config\" content='{htmx_config}'>"
+        f"<title>{_e(title)}</title><style>{style}</style>"
+        f'<script src="{script}"></script></head><body>{body}</body></html>'
     )
 
 
@@ -310,25 +332,22 @@ def page() -> str:
     """The dashboard page: a section per panel, each filled and refreshed by htmx; the chart
     panels side by side in a grid after the network totals."""
     charts = "".join(
-        _section(name, title, CHART_REFRESH) for name, (title, _) in CHART_PANELS.items()
+        panel_section("/dashboard", name, title, CHART_REFRESH)
+        for name, (title, _) in CHART_PANELS.items()
     )
     sections = "".join(
-        _section(name, title)
+        panel_section("/dashboard", name, title, REFRESH)
         + (f'<div class="charts">{charts}</div>' if name == "summary" else "")
         for name, (title, _render) in PANELS.items()
         if name not in CHART_PANELS
     )
-    return (
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        '<meta name="htmx-config" content=\'{"includeIndicatorStyles": false}\'>'
-        "<title>OWM coordinator dashboard</title>"
-        f"<style>{_STYLE}{CHART_STYLE}</style>"
-        '<script src="/dashboard/static/htmx.min.js"></script>'
-        "</head><body><header><h1>OWM coordinator</h1>"
-        "<p>Live view of this coordinator's store; the charts refresh every 10 s, every other "
-        "panel every 2 s.</p>"
-        f"</header><main>{sections}</main></body></html>"
+    return htmx_document(
+        "OWM coordinator dashboard",
+        "/dashboard/static/htmx.min.js",
+        _STYLE + CHART_STYLE,
+        "<header><h1>OWM coordinator</h1><p>Live view of this coordinator's store; the charts "
+        "refresh every 10 s, every other panel every 2 s.</p></header>"
+        f"<main>{sections}</main>",
     )
 
 
@@ -373,17 +392,27 @@ def htmx_route(path: str) -> Route:
     return Route(path, htmx, methods=["GET"])
 
 
-def routes(services: ApiServices) -> list[BaseRoute]:
-    """The dashboard's routes: the page at ``/dashboard`` and its fragments and script below."""
-    page_html = page()
+def panel_routes(
+    services: ApiServices,
+    base: str,
+    page_html: str,
+    panels: dict[str, tuple[str, Callable[[ApiServices], str]]],
+    *also: str,
+) -> list[BaseRoute]:
+    """A page of panels: ``GET base`` (and each path in ``also``) the page, its fragments
+    below ``base/fragments/`` and its copy of htmx. Plain routes, not a Mount: mounts are the
+    API's versions (/v1, a future /v2)."""
 
     def index(_request: Request) -> Response:
         return HTMLResponse(page_html, headers=_SECURITY_HEADERS)
 
-    # Plain routes, not a Mount: mounts are the API's versions (/v1, a future /v2).
     return [
-        Route("/dashboard", index, methods=["GET"]),
-        Route("/dashboard/", index, methods=["GET"]),
-        Route("/dashboard/fragments/{panel}", fragment_endpoint(services, PANELS), methods=["GET"]),
-        htmx_route("/dashboard/static/htmx.min.js"),
+        *(Route(path, index, methods=["GET"]) for path in (base, *also)),
+        Route(f"{base}/fragments/{{panel}}", fragment_endpoint(services, panels), methods=["GET"]),
+        htmx_route(f"{base}/static/htmx.min.js"),
     ]
+
+
+def routes(services: ApiServices) -> list[BaseRoute]:
+    """The dashboard's routes: the page at ``/dashboard`` and its fragments and script below."""
+    return panel_routes(services, "/dashboard", page(), PANELS, "/dashboard/")

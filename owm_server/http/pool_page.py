@@ -21,22 +21,20 @@ from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Literal
 
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from owm_adapters.services.api import ApiServices, PoolPage
 from owm_core.pool.stats import HOUR_S
 from owm_server.http.charts import Chart, Series, render
-from owm_server.http.dashboard import (
-    _SECURITY_HEADERS,
-    _ago,
-    _e,
-    _table,
-    fragment_endpoint,
-    htmx_route,
-)
 from owm_server.http.dashboard import _STYLE as STYLE
+from owm_server.http.dashboard import (
+    _ago,
+    _dl,
+    _table,
+    htmx_document,
+    panel_routes,
+    panel_section,
+)
 from owm_server.http.dashboard_charts import CHART_STYLE
 
 REFRESH = "every 10s"
@@ -83,7 +81,7 @@ def summary_fragment(services: ApiServices) -> str:
         *_work_items(page),
         ("paid to miners and treasury", f"{stats.paid_sat_total:,} sat"),
     ]
-    figures = "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items) + "</dl>"
+    figures = _dl(items)
     miners = _table(
         ("miner", "hashrate, last hour"),
         [(m, hashrate(hps)) for m, hps in page.hashrate_by_miner_1h.items()],
@@ -145,33 +143,18 @@ _STYLE = STYLE + "h3{font-size:.95rem;margin:.8rem 0 .3rem}"
 def page() -> str:
     """The pool page: a section per panel, each filled and refreshed by htmx."""
     sections = "".join(
-        f'<section id="{name}"><h2>{_e(title)}</h2>'
-        f'<div class="panel" hx-get="/pool/fragments/{name}" hx-trigger="load, {REFRESH}" '
-        'hx-swap="innerHTML"><p class="empty">loading…</p></div></section>'
-        for name, (title, _) in PANELS.items()
+        panel_section("/pool", name, title, REFRESH) for name, (title, _) in PANELS.items()
     )
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        '<meta name="htmx-config" content=\'{"includeIndicatorStyles": false}\'>'
-        "<title>OWM mining pool</title>"
-        f"<style>{_STYLE}{CHART_STYLE}</style>"
-        '<script src="/pool/static/htmx.min.js"></script>'
-        "</head><body><header><h1>OWM mining pool</h1>"
+    return htmx_document(
+        "OWM mining pool",
+        "/pool/static/htmx.min.js",
+        _STYLE + CHART_STYLE,
+        "<header><h1>OWM mining pool</h1>"
         "<p>Stratum V2, FPPS paid over Lightning; refreshed every 10 s.</p></header>"
-        f"<main>{sections}</main></body></html>"
+        f"<main>{sections}</main>",
     )
 
 
 def routes(services: ApiServices) -> list[BaseRoute]:
     """``/pool``, its fragments and its copy of htmx (the dashboard's is private)."""
-    page_html = page()
-
-    def index(_request: Request) -> Response:
-        return HTMLResponse(page_html, headers=_SECURITY_HEADERS)
-
-    return [
-        Route("/pool", index, methods=["GET"]),
-        Route("/pool/fragments/{panel}", fragment_endpoint(services, PANELS), methods=["GET"]),
-        htmx_route("/pool/static/htmx.min.js"),
-    ]
+    return panel_routes(services, "/pool", page(), PANELS)

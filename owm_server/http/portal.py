@@ -24,7 +24,6 @@ do. No rule lives here: parse, call one service, render.
 
 from __future__ import annotations
 
-import html
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -36,7 +35,7 @@ from owm_adapters.services.api import ApiServices
 from owm_core.errors import DomainError, InvalidValue, NotFound
 from owm_core.governance.proposals import Proposal, ProposalStatus, ProposalType
 from owm_core.identity.envelopes import Envelope, parse_canonical_json
-from owm_server.http.dashboard import STATIC_DIR
+from owm_server.http.dashboard import _e, htmx_document, htmx_route
 from owm_server.http.problems import status_of
 from owm_server.http.v1.governance import explorer_link
 
@@ -68,19 +67,14 @@ a:focus,button:focus,input:focus,textarea:focus,select:focus{outline:3px solid #
 """
 
 
-def _e(value: object) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
 def _page(title: str, body: str) -> str:
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<meta name="htmx-config" content=\'{_HTMX_CONFIG}\'>'
-        f"<title>{_e(title)} · OWM governance</title><style>{_STYLE}</style>"
-        '<script src="/governance/static/htmx.min.js"></script></head><body>'
+    return htmx_document(
+        f"{title} · OWM governance",
+        "/governance/static/htmx.min.js",
+        _STYLE,
         '<header><nav><a href="/governance">OWM governance</a></nav></header>'
-        f'<main id="main"><h1>{_e(title)}</h1>{body}</main></body></html>'
+        f'<main id="main"><h1>{_e(title)}</h1>{body}</main>',
+        _HTMX_CONFIG,
     )
 
 
@@ -315,19 +309,12 @@ def routes(services: ApiServices) -> list[BaseRoute]:
         pid = receipt.proposal.proposal_id
         return RedirectResponse(f"/governance/proposals/{pid}", 303)
 
-    script = (STATIC_DIR / "htmx.min.js").read_bytes()
-
-    def htmx(_request: Request) -> Response:
-        return Response(script, media_type="text/javascript",
-                        headers={"Cache-Control": "public, max-age=86400",
-                                 "X-Content-Type-Options": "nosniff"})  # fmt: skip
-
     return [
         Route("/governance", index, methods=["GET"]),
         Route("/governance/proposals/{id}", show, methods=["GET"]),
         Route("/governance/submit", submit, methods=["POST"]),
         Route("/governance/act", act, methods=["POST"]),
-        Route("/governance/static/htmx.min.js", htmx, methods=["GET"]),
+        htmx_route("/governance/static/htmx.min.js"),
     ]
 
 
