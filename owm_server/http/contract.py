@@ -57,6 +57,11 @@ class Reply:
     media_type: str = "application/json"
 
 
+def problem(description: str) -> Reply:
+    """A documented RFC 7807 problem reply."""
+    return Reply(description, PROBLEM_SCHEMA, PROBLEM_MEDIA_TYPE)
+
+
 @attrs.frozen
 class Operation:
     """One endpoint of one API version (see the module docstring)."""
@@ -86,58 +91,30 @@ class Operation:
         """Every status this operation documents: its own and the access-related errors."""
         out = dict(self.replies)
         if any(p.convertor is None for p in self.params) or self.body is not None:
-            out.setdefault(
-                422,
-                Reply(
-                    "The input is invalid; `field` names it.", PROBLEM_SCHEMA, PROBLEM_MEDIA_TYPE
-                ),
-            )
+            out.setdefault(422, problem("The input is invalid; `field` names it."))
         if self.body is not None:
-            out.setdefault(
-                400, Reply("The body is not a JSON object.", PROBLEM_SCHEMA, PROBLEM_MEDIA_TYPE)
-            )
-            out.setdefault(
-                415,
-                Reply(
-                    "The body is not sent as application/json.", PROBLEM_SCHEMA, PROBLEM_MEDIA_TYPE
-                ),
-            )
-            out.setdefault(
-                413, Reply("The body is larger than 1 MiB.", PROBLEM_SCHEMA, PROBLEM_MEDIA_TYPE)
-            )
+            out.setdefault(400, problem("The body is not a JSON object."))
+            out.setdefault(415, problem("The body is not sent as application/json."))
+            out.setdefault(413, problem("The body is larger than 1 MiB."))
         if any(p.convertor is not None for p in self.params):
-            out.setdefault(
-                404,
-                Reply("No such record (or not a valid id).", PROBLEM_SCHEMA, PROBLEM_MEDIA_TYPE),
-            )
+            out.setdefault(404, problem("No such record (or not a valid id)."))
         if self.access is not Access.PUBLIC:
-            out.setdefault(
-                401,
-                Reply(
-                    "The credential is unknown, revoked, forged or replayed.",
-                    PROBLEM_SCHEMA,
-                    PROBLEM_MEDIA_TYPE,
-                ),
-            )
+            out.setdefault(401, problem("The credential is unknown, revoked, forged or replayed."))
         if self.access in {Access.CLIENT, Access.NODE_MANAGEMENT}:
             out.setdefault(
                 402,
-                Reply(
+                problem(
                     ("No credential, or per-query pricing and this token's payment is spent: "
                      if self.priced else "No credential: ")
                     + "pay the invoice in `WWW-Authenticate: L402 …` (SRS-API-03) or "
-                    "send an API key.",
-                    PROBLEM_SCHEMA,
-                    PROBLEM_MEDIA_TYPE,
+                    "send an API key."
                 ),
-            )
+            )  # fmt: skip
             out.setdefault(
                 429,
-                Reply(
+                problem(
                     "The free tier's 100 requests a day, a paid key's daily quota, the day's "
-                    "writes or this address's access invoices are used up (`Retry-After`).",
-                    PROBLEM_SCHEMA,
-                    PROBLEM_MEDIA_TYPE,
+                    "writes or this address's access invoices are used up (`Retry-After`)."
                 ),
             )
         return dict(sorted(out.items()))

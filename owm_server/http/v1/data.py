@@ -27,8 +27,8 @@ from owm_core.knowledge.datasets import (
 )
 from owm_core.knowledge.submodels import SubModel
 from owm_server.http.call import Call, running
-from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag
-from owm_server.http.v1.schemas import INT, SLUG, STR, array, nullable, obj, problem, published
+from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag, problem
+from owm_server.http.v1.schemas import INT, SLUG, STR, array, nullable, obj, published
 
 DATASET_BODY: Schema = {
     "type": "object",

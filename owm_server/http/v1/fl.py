@@ -23,7 +23,7 @@ from owm_adapters.services.fl_rounds import FlRoundService
 from owm_core.fl.rounds import FlRound
 from owm_core.fl.updates import MAX_PARAMETERS
 from owm_server.http.call import Call, running
-from owm_server.http.contract import Access, Operation, Reply, Schema, Tag
+from owm_server.http.contract import Access, Operation, Reply, Schema, Tag, problem
 from owm_server.http.v1.schemas import (
     HEX32,
     HEX_SIG,
@@ -35,7 +35,6 @@ from owm_server.http.v1.schemas import (
     array,
     limit,
     nullable,
-    problem,
     published,
 )
 

@@ -22,8 +22,8 @@ from starlette.responses import Response
 from owm_core.errors import InvalidValue
 from owm_core.governance.contributions import AnalysisRequest, Bounty, BountyStatus
 from owm_server.http.call import Call, running
-from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag
-from owm_server.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, Problem
+from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag, problem
+from owm_server.http.problems import Problem
 from owm_server.http.v1.render import json
 from owm_server.http.v1.schemas import (
     INT,
@@ -180,15 +180,9 @@ def operations() -> list[Operation]:
             Access.PUBLIC, webhook,
             {
                 202: Reply("Stored (acknowledged only once stored).", WEBHOOK_ACK),
-                401: Reply(
-                    "`X-Hub-Signature-256` is missing or does not match the raw body.",
-                    PROBLEM_SCHEMA, PROBLEM_MEDIA_TYPE,
-                ),
-                409: Reply(
-                    "This `X-GitHub-Delivery` id was received already (a replay).",
-                    PROBLEM_SCHEMA, PROBLEM_MEDIA_TYPE,
-                ),
-                503: Reply("The GitHub App is not configured.", PROBLEM_SCHEMA, PROBLEM_MEDIA_TYPE),
+                401: problem("`X-Hub-Signature-256` is missing or does not match the raw body."),
+                409: problem("This `X-GitHub-Delivery` id was received already (a replay)."),
+                503: problem("The GitHub App is not configured."),
             },
             body={"type": "object", "description": "GitHub's event payload, signed."},
             description="The signature is checked over the raw body before it is parsed; "
@@ -223,9 +217,7 @@ def operations() -> list[Operation]:
             {
                 200: Reply("The signed record, its analysis and its proof.", CONTRIBUTION),
                 404: NOT_FOUND,
-                503: Reply(
-                    "The GitHub App is not configured.", PROBLEM_SCHEMA, PROBLEM_MEDIA_TYPE
-                ),
+                503: problem("The GitHub App is not configured."),
             },
             params=(
                 Param("digest", "path", {"type": "string", "pattern": "^[0-9a-f]{64}$"},
@@ -258,10 +250,7 @@ def _bounty_operations(github: Tag) -> list[Operation]:
                     "The bounty: open (treasury-funded), or `funding` until the sponsor pays "
                     "`invoice` (`sponsor_node`: where a refund goes).", BOUNTY,
                 ),
-                409: Reply(
-                    "The treasury's bounty budget cannot hold it.", PROBLEM_SCHEMA,
-                    PROBLEM_MEDIA_TYPE,
-                ),
+                409: problem("The treasury's bounty budget cannot hold it."),
             },
             body=BOUNTY_BODY,
         ),

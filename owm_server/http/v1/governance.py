@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from owm_core.governance.proposals import Proposal, ProposalStatus, ProposalType
 from owm_server.http.call import Call
-from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag
+from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag, problem
 from owm_server.http.v1.render import json
 from owm_server.http.v1.schemas import (
     BOOL,
@@ -25,7 +25,6 @@ from owm_server.http.v1.schemas import (
     array,
     nullable,
     obj,
-    problem,
     status_filter,
 )
 

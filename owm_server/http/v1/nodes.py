@@ -17,7 +17,7 @@ from starlette.responses import Response
 from owm_core.coordination.registration import Registration
 from owm_core.errors import InvalidValue
 from owm_server.http.call import Call
-from owm_server.http.contract import Access, Operation, Reply, Schema, Tag
+from owm_server.http.contract import Access, Operation, Reply, Schema, Tag, problem
 from owm_server.http.problems import Problem
 from owm_server.http.v1.render import earnings, json, stake_json
 from owm_server.http.v1.schemas import (
@@ -33,7 +33,6 @@ from owm_server.http.v1.schemas import (
     STR,
     nullable,
     obj,
-    problem,
 )
 
 CHALLENGE_BODY: Schema = obj(

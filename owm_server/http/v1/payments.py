@@ -13,8 +13,7 @@ import base64
 from starlette.responses import Response
 
 from owm_server.http.call import Call
-from owm_server.http.contract import Access, Operation, Reply, Schema, Tag
-from owm_server.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA
+from owm_server.http.contract import Access, Operation, Reply, Schema, Tag, problem
 from owm_server.http.v1.render import earnings, json
 from owm_server.http.v1.schemas import EARNINGS, INT, LIMIT, STR, obj
 
@@ -64,11 +63,7 @@ def operations() -> list[Operation]:
                     "Pay `invoice`, then send `Authorization: L402 <macaroon>:<preimage>`.",
                     ACCESS_OFFER,
                 ),
-                429: Reply(
-                    "This address asked for too many invoices (`Retry-After`).",
-                    PROBLEM_SCHEMA,
-                    PROBLEM_MEDIA_TYPE,
-                ),
+                429: problem("This address asked for too many invoices (`Retry-After`)."),
             },
         ),
         payments(

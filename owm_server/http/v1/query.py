@@ -22,9 +22,9 @@ from owm_adapters.services.queries import QueryEvent, QueryService
 from owm_core.errors import DomainError
 from owm_core.knowledge.routing import QueryAnswer, answer_fields
 from owm_server.http.call import Call, running
-from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag
+from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag, problem
 from owm_server.http.problems import from_domain
-from owm_server.http.v1.schemas import OBJECT_ID, STR, array, problem
+from owm_server.http.v1.schemas import OBJECT_ID, STR, array
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,8 @@
 
 Scalars (:data:`STR`, :data:`INT`, …), the identifiers the API accepts (node ids, keys,
 signatures, release ids, repositories), the builders (:func:`obj`, :func:`array`,
-:func:`nullable`, :func:`envelope_schema`), documented problem replies (:func:`problem`), the
+:func:`nullable`, :func:`envelope_schema`), the documented "no such record" problem
+(:data:`NOT_FOUND`; other problem replies are :func:`~owm_server.http.contract.problem`), the
 common parameters (:func:`limit`, :func:`status_filter`, :data:`NODE_PARAM`) and the record
 shapes more than one context publishes (:data:`STAKE`, :data:`PAYMENT`, :data:`EARNINGS`). A
 context's own shapes live in its module. :func:`published` renders a value as its shape lists
@@ -17,8 +18,7 @@ from typing import Any
 
 from owm_core import fields
 from owm_core.provenance.versions import VERSION_PATTERN
-from owm_server.http.contract import Param, Reply, Schema
-from owm_server.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA
+from owm_server.http.contract import Param, Schema, problem
 
 STR: Schema = {"type": "string"}
 INT: Schema = {"type": "integer"}
@@ -114,11 +114,6 @@ def envelope_schema(kind: str, signer: str, body: Schema, description: str) -> S
     )
     schema["description"] = description
     return schema
-
-
-def problem(description: str) -> Reply:
-    """A documented RFC 7807 problem reply."""
-    return Reply(description, PROBLEM_SCHEMA, PROBLEM_MEDIA_TYPE)
 
 
 def limit(what: str) -> Param:

@@ -19,7 +19,7 @@ from owm_core.errors import InvalidValue, NotAMaintainer, NotFound, SignatureInv
 from owm_core.identity.envelopes import Envelope, EnvelopeKind, MaintainerAcknowledgement, open_body
 from owm_core.stake.slashing import SlashingReason
 from owm_server.http.call import Call, running
-from owm_server.http.contract import Access, Operation, Reply, Schema, Tag
+from owm_server.http.contract import Access, Operation, Reply, Schema, Tag, problem
 from owm_server.http.problems import Problem
 from owm_server.http.v1.schemas import (
     HEX32,
@@ -30,7 +30,6 @@ from owm_server.http.v1.schemas import (
     envelope_schema,
     limit,
     obj,
-    problem,
     published,
 )
 

@@ -23,7 +23,7 @@ from owm_core.errors import InvalidValue, NotFound
 from owm_core.governance.treasury import TreasurySpend
 from owm_core.identity.envelopes import Envelope, EnvelopeKind
 from owm_server.http.call import Call, running
-from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag
+from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag, problem
 from owm_server.http.v1.governance import PROPOSAL, PROPOSAL_ID, rendered
 from owm_server.http.v1.render import json
 from owm_server.http.v1.schemas import (
@@ -35,7 +35,6 @@ from owm_server.http.v1.schemas import (
     limit,
     nullable,
     obj,
-    problem,
 )
 
 STATEMENT: Schema = envelope_schema(
