@@ -32,27 +32,25 @@ from owm_core.errors import (
 
 log = logging.getLogger(__name__)
 
-_CODES: tuple[tuple[type[DomainError], grpc.StatusCode], ...] = (
-    (InvalidValue, grpc.StatusCode.INVALID_ARGUMENT),
-    (SignatureInvalid, grpc.StatusCode.UNAUTHENTICATED),
-    (ReplayRejected, grpc.StatusCode.UNAUTHENTICATED),
-    (RateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (InsufficientStake, grpc.StatusCode.FAILED_PRECONDITION),
-    (CooldownActive, grpc.StatusCode.FAILED_PRECONDITION),
-    (InvalidTransition, grpc.StatusCode.FAILED_PRECONDITION),
-    (NoMatch, grpc.StatusCode.FAILED_PRECONDITION),
-    (NotFound, grpc.StatusCode.NOT_FOUND),
-    (Conflict, grpc.StatusCode.ALREADY_EXISTS),
-    (LightningUnavailable, grpc.StatusCode.UNAVAILABLE),
-    (StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
-)
+_CODES: dict[grpc.StatusCode, tuple[type[DomainError], ...]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: (InvalidValue,),
+    grpc.StatusCode.UNAUTHENTICATED: (SignatureInvalid, ReplayRejected),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (RateLimited,),
+    grpc.StatusCode.FAILED_PRECONDITION: (InsufficientStake, CooldownActive, InvalidTransition,
+                                          NoMatch),
+    grpc.StatusCode.NOT_FOUND: (NotFound,),
+    grpc.StatusCode.ALREADY_EXISTS: (Conflict,),
+    grpc.StatusCode.UNAVAILABLE: (LightningUnavailable, StoreUnavailable),
+}  # fmt: skip
+"""Each status code and the domain errors answered with it (FAILED_PRECONDITION for the rest)."""
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and message a client gets for ``exc``."""
     if isinstance(exc, DomainError):
         code = next(
-            (c for kind, c in _CODES if isinstance(exc, kind)), grpc.StatusCode.FAILED_PRECONDITION
+            (c for c, kinds in _CODES.items() if isinstance(exc, kinds)),
+            grpc.StatusCode.FAILED_PRECONDITION,
         )
         message = exc.message
         if isinstance(exc, InsufficientStake):

@@ -49,28 +49,17 @@ log = logging.getLogger(__name__)
 PROBLEM_BASE = "https://owm.network/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
-_STATUS_OF_DOMAIN: tuple[tuple[type[DomainError], int], ...] = (
-    (InvalidValue, 422),
-    (SignatureInvalid, 401),
-    (ReplayRejected, 401),
-    (L402Invalid, 401),
-    (RateLimited, 429),
-    (RoleRequired, 403),
-    (NotFound, 404),
-    (Conflict, 409),
-    (InsufficientStake, 409),
-    (CooldownActive, 409),
-    (InvalidTransition, 409),
-    (PolicyViolation, 409),
-    (NoMatch, 409),
-    (InvalidShare, 422),
-    (BlockRejected, 422),
-    (LightningUnavailable, 503),
-    (ChainUnavailable, 503),
-    (CalendarUnavailable, 503),
-    (GitHubUnavailable, 503),
-    (StoreUnavailable, 503),
-)
+_STATUS_OF_DOMAIN: dict[int, tuple[type[DomainError], ...]] = {
+    422: (InvalidValue, InvalidShare, BlockRejected),
+    401: (SignatureInvalid, ReplayRejected, L402Invalid),
+    429: (RateLimited,),
+    403: (RoleRequired,),
+    404: (NotFound,),
+    409: (Conflict, InsufficientStake, CooldownActive, InvalidTransition, PolicyViolation, NoMatch),
+    503: (LightningUnavailable, ChainUnavailable, CalendarUnavailable, GitHubUnavailable,
+          StoreUnavailable),
+}  # fmt: skip
+"""Each HTTP status and the domain errors answered with it."""
 
 TITLES = {
     "invalid-value": "Invalid value",
@@ -128,7 +117,8 @@ def problem_type(code: str) -> str:
 
 def status_of(exc: DomainError) -> int:
     """The HTTP status a domain error is answered with (422 for rules not listed)."""
-    return next((status for kind, status in _STATUS_OF_DOMAIN if isinstance(exc, kind)), 422)
+    found = (status for status, kinds in _STATUS_OF_DOMAIN.items() if isinstance(exc, kinds))
+    return next(found, 422)
 
 
 _BACKEND_DETAIL: tuple[tuple[type[DomainError], str], ...] = (
