@@ -159,7 +159,7 @@ def _model_reading(
     readers: SubModelReaders, query: str, item: _Dispatched, top_k: int
 ) -> tuple[str, Reading] | None:
     """The sub-model's transformer reading of the passages sent to its nodes, or None."""
-    passages = [(p.passage.passage_id, p.text[:MAX_PASSAGE_CHARS]) for p in item.passages]
+    passages = [(p.passage.passage_id, p.passage.text[:MAX_PASSAGE_CHARS]) for p in item.passages]
     try:
         found = readers.read(item.route.sub_model, query, passages, top_k)
     except Exception:  # the BM25 readings answer instead
@@ -370,7 +370,8 @@ class QueryService:
             "sub_model": chosen.sub_model,
             "query": query,
             "passages": [
-                {"id": p.passage.passage_id, "text": p.text[:MAX_PASSAGE_CHARS]} for p in passages
+                {"id": p.passage.passage_id, "text": p.passage.text[:MAX_PASSAGE_CHARS]}
+                for p in passages
             ],
             "top_k": self.config.reader_top_k,
         }
@@ -463,13 +464,14 @@ class QueryService:
                 except Exception:  # a store hiccup loses one sub-model, never the query
                     log.exception("waiting for a query task failed")
 
-    def _evidence(self, sub_model: str, passage: RetrievedPassage) -> Evidence:
+    def _evidence(self, sub_model: str, found: RetrievedPassage) -> Evidence:
+        passage = found.passage
         return Evidence(
-            passage.passage.passage_id,
+            passage.passage_id,
             sub_model,
             passage.source or passage.title or passage.dataset_id,
             passage.text[:MAX_PASSAGE_CHARS],
-            min(1.0, max(-1.0, float(passage.score))),
+            min(1.0, max(-1.0, float(found.score))),
             passage.dataset_id,
         )
 

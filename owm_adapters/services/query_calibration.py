@@ -131,11 +131,11 @@ def measure(
         if not found:
             continue
         evidence.extend(
-            Evidence(p.passage.passage_id, r.sub_model, p.source, p.text, p.score)
+            Evidence(p.passage.passage_id, r.sub_model, p.passage.source, p.passage.text, p.score)
             for p in found
         )
         output = read_passages(
-            question, [{"id": p.passage.passage_id, "text": p.text} for p in found],
+            question, [{"id": p.passage.passage_id, "text": p.passage.text} for p in found],
             config.reader_top_k,
         )
         reading = reading_from_output(

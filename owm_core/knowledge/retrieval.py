@@ -49,36 +49,6 @@ class RetrievedPassage:
         """The (first) sub-model this passage's dataset is indexed for."""
         return self.passage.sub_models[0]
 
-    @property
-    def dataset_id(self) -> str:
-        """The dataset the passage comes from."""
-        return self.passage.dataset_id
-
-    @property
-    def contributor(self) -> str:
-        """Who contributed the passage's dataset."""
-        return self.passage.contributor
-
-    @property
-    def source(self) -> str:
-        """The document's source name."""
-        return self.passage.source
-
-    @property
-    def licence(self) -> str:
-        """The document's licence."""
-        return self.passage.licence
-
-    @property
-    def text(self) -> str:
-        """The passage's text."""
-        return self.passage.text
-
-    @property
-    def title(self) -> str:
-        """The document's title."""
-        return self.passage.title
-
 
 @attrs.frozen
 class SubModelScore:

@@ -43,10 +43,10 @@ def test_a_demo_question_finds_its_passage_and_its_sub_model(
     kb: KnowledgeBase, question: str, sub_model: str, title: str
 ) -> None:
     retrieval = kb.search(question, limit=3)
-    assert title in [p.title for p in retrieval.passages]
+    assert title in [p.passage.title for p in retrieval.passages]
     assert retrieval.scores[0].sub_model == sub_model
     assert retrieval.scores[0].score > 0.5
-    best = retrieval.passages[0]
+    best = retrieval.passages[0].passage
     assert best.licence == "CC0-1.0" and best.contributor == "owm-demo"
 
 

@@ -85,9 +85,11 @@ def test_a_contribution_is_stored_indexed_attributed_and_stamped() -> None:
     assert kb.dataset(record.dataset_id) == record
     assert kb.datasets(contributor="alice") == [record]
     [hit] = kb.retrieve("Which river flows into the Black Sea past Vienna?", limit=1)
-    assert hit.title == "Danube"
-    assert (hit.contributor, hit.licence, hit.source) == ("alice", "CC-BY-4.0", "Alice's atlas")
-    assert hit.dataset_id == record.dataset_id and hit.sub_model == "owm-geo"
+    passage = hit.passage
+    assert passage.title == "Danube"
+    assert (passage.contributor, passage.licence) == ("alice", "CC-BY-4.0")
+    assert passage.source == "Alice's atlas"
+    assert passage.dataset_id == record.dataset_id and hit.sub_model == "owm-geo"
 
 
 def test_each_contribution_makes_a_new_stamped_sub_model_version_listed_as_a_release() -> None:
@@ -229,7 +231,7 @@ def test_the_composition_root_builds_a_qdrant_backed_base_that_survives_a_restar
     again = knowledge_base_from(settings, repos, now=T0 + 60)
     assert again is not None
     assert again.store.count(again.collection) == indexed
-    assert again.search("Paris France Seine", 3).passages[0].title == "France"
+    assert again.search("Paris France Seine", 3).passages[0].passage.title == "France"
     again.close()
     off = CoordinatorSettings(knowledge=KnowledgeSection(enabled=False))
     assert knowledge_base_from(off, repos, now=T0) is None

@@ -309,7 +309,7 @@ def test_a_pair_with_more_passages_never_gets_less(
 def test_a_passage_used_twice_is_credited_once() -> None:
     [p] = _passages([("alice", 1)])
     assert credit_data_contributors([p, p, p.passage], 1_000, 1_000_000) == (
-        DataCredit("alice", p.dataset_id, 1_000, 1),
+        DataCredit("alice", p.passage.dataset_id, 1_000, 1),
     )
 
 
