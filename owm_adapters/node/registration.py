@@ -17,6 +17,8 @@ import logging
 import re
 from pathlib import Path
 
+import attrs
+
 from owm_adapters.node.context import NodeContext, NodeState
 from owm_adapters.node.watchers import StakeWatcher
 from owm_core.nodes.control_plane import (
@@ -63,23 +65,17 @@ def stake_guidance(
     return lines
 
 
+@attrs.define(eq=False)
 class Registration:
     """Registers the node, retrying while the coordinator is unreachable or the stake missing."""
 
-    def __init__(
-        self,
-        ctx: NodeContext,
-        stake: StakeWatcher,
-        data_dir: Path,
-        ln_signer: MessageSigner | None = None,
-    ) -> None:
-        self.ctx = ctx
-        self.stake = stake
-        self.data_dir = data_dir
-        self.ln_signer = ln_signer
-        self.reply: RegisterReply | None = None
-        self.guided = False
-        self._terms: StakeTermsView | None = None
+    ctx: NodeContext
+    stake: StakeWatcher
+    data_dir: Path
+    ln_signer: MessageSigner | None = None
+    reply: RegisterReply | None = attrs.field(init=False, default=None)
+    guided: bool = attrs.field(init=False, default=False)
+    _terms: StakeTermsView | None = attrs.field(init=False, default=None)
 
     def register_until_done(self) -> bool:
         """Register; False when ``stop`` was set first.

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from fractions import Fraction
 
+import attrs
+
 from owm_core.pool import fpps
 from owm_core.pool.bitcoin import AcceptedShare, BlockTemplate
 from owm_core.ports.repositories.pool import MinerCreditRepository, ShareRepository
@@ -24,24 +26,19 @@ from owm_core.ports.repositories.pool import MinerCreditRepository, ShareReposit
 _KEPT_VALUES = 64
 
 
+@attrs.define(eq=False)
 class ShareRecorder:
     """Shares and their credits in one write per batch (see the module docstring)."""
 
-    def __init__(
-        self,
-        shares: ShareRepository,
-        now: Callable[[], int],
-        credits: MinerCreditRepository | None = None,
-        atomic: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
-        subsidy_sat: int | None = None,
-    ) -> None:
-        self._shares = shares
-        self._now = now
-        self._credits = credits
-        self._atomic = atomic
-        self._subsidy = subsidy_sat
-        self._known: dict[str, fpps.MinerCredit] = {}
-        self._values: dict[tuple[int, int, int, int], tuple[Fraction, Fraction]] = {}
+    _shares: ShareRepository
+    _now: Callable[[], int]
+    _credits: MinerCreditRepository | None = None
+    _atomic: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
+    _subsidy: int | None = attrs.field(default=None, alias="subsidy_sat")
+    _known: dict[str, fpps.MinerCredit] = attrs.field(init=False, factory=dict)
+    _values: dict[tuple[int, int, int, int], tuple[Fraction, Fraction]] = attrs.field(
+        init=False, factory=dict
+    )
 
     def record(self, accepted: Sequence[AcceptedShare], template: BlockTemplate) -> list[int]:
         """Store ``accepted`` and credit each (80 % to its miner, 20 % to the treasury) in one

@@ -27,6 +27,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable
 
+import attrs
 from opentimestamps.calendar import (
     DEFAULT_AGGREGATORS,
     DEFAULT_CALENDAR_WHITELIST,
@@ -128,22 +129,15 @@ class HttpCalendar:
         return self._timestamp(self._fetch(f"timestamp/{commitment.hex()}", None), commitment)
 
 
+@attrs.define(eq=False)
 class CalendarDirectory:
     """Which calendar client serves a URL met in a proof: only whitelisted ones (others are
     left pending, as ``ots upgrade`` leaves them), each an :class:`HttpCalendar`."""
 
-    def __init__(
-        self,
-        whitelist: UrlWhitelist,
-        *,
-        policy: DestinationPolicy | None = None,
-        timeout_s: float = SUBMIT_TIMEOUT_S,
-        resolver: Resolver = resolve,
-    ) -> None:
-        self.whitelist = whitelist
-        self._policy = policy
-        self._timeout_s = timeout_s
-        self._resolver = resolver
+    whitelist: UrlWhitelist
+    _policy: DestinationPolicy | None = attrs.field(default=None, kw_only=True)
+    _timeout_s: float = attrs.field(default=SUBMIT_TIMEOUT_S, kw_only=True)
+    _resolver: Resolver = attrs.field(default=resolve, kw_only=True)
 
     def __call__(self, url: str) -> HttpCalendar | None:
         """The client for ``url``, or None when it is not on the whitelist."""

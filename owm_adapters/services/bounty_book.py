@@ -41,22 +41,15 @@ class Opened:
     invoice: Invoice | None = None
 
 
+@attrs.define(eq=False)
 class BountyBook:
     """Open, fund and claim bounties (see the module docstring)."""
 
-    def __init__(
-        self,
-        repositories: Repositories,
-        clock: Clock,
-        treasury: Lightning,
-        terms: BountyTerms = BountyTerms(),
-        entropy: Callable[[int], bytes] = os.urandom,
-    ) -> None:
-        self._repositories = repositories
-        self._clock = clock
-        self._treasury = treasury
-        self.terms = terms
-        self._entropy = entropy
+    _repositories: Repositories
+    _clock: Clock
+    _treasury: Lightning
+    terms: BountyTerms = BountyTerms()
+    _entropy: Callable[[int], bytes] = os.urandom
 
     def open(
         self,

@@ -23,6 +23,8 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar, Protocol
 
+import attrs
+
 from owm_adapters.services.bounty_book import BountyBook
 from owm_adapters.services.workers import Loop
 from owm_core.errors import DomainError, GitHubUnavailable, NotFound, RoleRequired
@@ -72,25 +74,23 @@ class BountyPayouts(Protocol):
         ...
 
 
+@attrs.define(eq=False)
 class BountyDesk:
     """Turns webhook events into bounty actions (see the module docstring)."""
 
     name: ClassVar[str] = "bounties"
     """The name its retries are stored under."""
 
-    def __init__(
-        self,
-        repositories: Repositories,
-        book: BountyBook,
-        payouts: BountyPayouts,
-        github: GitHub | None = None,
-    ) -> None:
-        self._repositories = repositories
-        self.book = book
-        self._payouts = payouts
-        self._github = github
-        #: The worker that runs :meth:`lapse` every minute (one coordinator at a time).
-        self.lapses = Loop("bounty-lapses", self.lapse, LAPSE_PERIOD_S)
+    _repositories: Repositories
+    book: BountyBook
+    _payouts: BountyPayouts
+    _github: GitHub | None = None
+    #: The worker that runs :meth:`lapse` every minute (one coordinator at a time).
+    lapses: Loop = attrs.field(init=False)
+
+    @lapses.default
+    def _lapse_loop(self) -> Loop:
+        return Loop("bounty-lapses", self.lapse, LAPSE_PERIOD_S)
 
     def __call__(self, event: WebhookEvent) -> None:
         """Act on one stored webhook event (others are ignored)."""

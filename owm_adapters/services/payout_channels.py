@@ -49,25 +49,22 @@ class Opened:
     amount_sat: int
 
 
+@attrs.define(eq=False)
 class PayoutChannels:
     """The payout-channel worker (module docstring)."""
 
-    def __init__(
-        self,
-        store: Repositories,
-        opener: ChannelOpener,
-        channels: StakeChannels,
-        clock: Clock,
-        policy: PayoutChannelPolicy,
-        period_s: float = DEFAULT_PERIOD_S,
-    ) -> None:
-        self._store = store
-        self._opener = opener
-        self._channels = channels
-        self._clock = clock
-        self.policy = policy
-        self._lock = threading.Lock()
-        self._loop = Loop("payout-channels", self.sweep, period_s)
+    _store: Repositories
+    _opener: ChannelOpener
+    _channels: StakeChannels
+    _clock: Clock
+    policy: PayoutChannelPolicy
+    period_s: float = DEFAULT_PERIOD_S
+    _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
+    _loop: Loop = attrs.field(init=False)
+
+    @_loop.default
+    def _sweeps(self) -> Loop:
+        return Loop("payout-channels", self.sweep, self.period_s)
 
     def start(self) -> None:
         """Start sweeping."""

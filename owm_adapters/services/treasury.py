@@ -33,20 +33,14 @@ class Finalised:
     signers: frozenset[str]
 
 
+@attrs.define(eq=False)
 class TreasuryDesk:
     """PSBTs of treasury proposals over a wallet and a chain (see the module docstring)."""
 
-    def __init__(
-        self,
-        wallet: TreasuryWallet,
-        chain: WalletChain,
-        store: Repositories,
-        fee_rate_sat_vb: int = DEFAULT_FEE_RATE_SAT_VB,
-    ) -> None:
-        self.wallet = wallet
-        self._chain = chain
-        self._store = store
-        self._fee_rate = fee_rate_sat_vb
+    wallet: TreasuryWallet
+    _chain: WalletChain
+    _store: Repositories
+    _fee_rate: int = attrs.field(default=DEFAULT_FEE_RATE_SAT_VB, alias="fee_rate_sat_vb")
 
     def coins(self) -> list[Utxo]:
         """The wallet's unspent coins, as the chain reports them."""

@@ -37,6 +37,7 @@ class Worker(Protocol):
         ...
 
 
+@attrs.define(eq=False)
 class Loop:
     """One daemon thread calling ``step`` every ``period_s`` (at once after :meth:`wake`).
 
@@ -44,21 +45,13 @@ class Loop:
     that raises is logged and the loop goes on: the next period retries it.
     """
 
-    def __init__(
-        self,
-        name: str,
-        step: Callable[[], object],
-        period_s: float,
-        *,
-        first: Callable[[], object] | None = None,
-    ) -> None:
-        self.name = name
-        self.period_s = period_s
-        self._step = step
-        self._first = first
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+    name: str
+    _step: Callable[[], object]
+    period_s: float
+    _first: Callable[[], object] | None = attrs.field(default=None, kw_only=True)
+    _wake: threading.Event = attrs.field(init=False, factory=threading.Event)
+    _stop: threading.Event = attrs.field(init=False, factory=threading.Event)
+    _thread: threading.Thread | None = attrs.field(init=False, default=None)
 
     @property
     def stopping(self) -> bool:

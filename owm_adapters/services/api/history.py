@@ -9,6 +9,8 @@ HTTP shell's business (:mod:`owm_server.http.dashboard`).
 
 from __future__ import annotations
 
+import attrs
+
 from owm_core.coordination.history import (
     Activity,
     Latency,
@@ -36,12 +38,12 @@ SLASHING_TAIL = 1_000
 """Slashing-log entries read from the end of the log (its newest)."""
 
 
+@attrs.define(eq=False)
 class History:
     """The dashboard's time series over one store and clock."""
 
-    def __init__(self, repositories: Repositories, clock: Clock) -> None:
-        self._store = repositories
-        self._clock = clock
+    _store: Repositories = attrs.field(alias="repositories")
+    _clock: Clock
 
     def window(self) -> Window:
         """The buckets that end with the one holding now."""

@@ -9,22 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import attrs
+
 from owm_adapters.services.api.config import ReadCache
 from owm_core.errors import must_exist
 from owm_core.ports.repositories import Repositories
 from owm_core.provenance.releases import ModelRelease, current_release
 
 
+@attrs.define(eq=False)
 class Releases:
     """Read and publish model releases (see the module docstring)."""
 
-    def __init__(self, repositories: Repositories, cache: ReadCache, chain: str = "none") -> None:
-        self._repositories = repositories
-        self._cache = cache
-        #: The chain the coordinator checks proofs against (``bitcoin-main``, ``bitcoin-test``,
-        #: ``bitcoin-signet``, ``bitcoin-regtest``, ``embedded-regtest`` for a devnet's own
-        #: chain; ``none`` without one): what ``X-OWM-OTS-Verified`` and the listing name.
-        self.chain = chain
+    _repositories: Repositories
+    _cache: ReadCache
+    #: The chain the coordinator checks proofs against (``bitcoin-main``, ``bitcoin-test``,
+    #: ``bitcoin-signet``, ``bitcoin-regtest``, ``embedded-regtest`` for a devnet's own
+    #: chain; ``none`` without one): what ``X-OWM-OTS-Verified`` and the listing name.
+    chain: str = "none"
 
     def current_release(self) -> ModelRelease | None:
         """The release answering queries now (its id and OTS status head every response)."""
