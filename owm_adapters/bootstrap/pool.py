@@ -20,7 +20,7 @@ from owm_adapters.chain.local_chain import ANYONE_CAN_SPEND, LocalChain
 from owm_adapters.pool.channels import MinerConnection, RegistryNodeKeys
 from owm_adapters.pool.mining import MiningPool
 from owm_adapters.pool.server import PoolServer
-from owm_adapters.services.data_payouts import EnqueuesPayouts
+from owm_adapters.services.payout_sweeps import EnqueuesPayouts
 from owm_adapters.services.pool_payouts import FppsFunds, PoolPayouts
 from owm_adapters.services.workers import DEFAULT_STOP_TIMEOUT_S, Loop
 from owm_adapters.storage import keystore

@@ -11,14 +11,14 @@ Lightning through the payout outbox (rules: :mod:`owm_core.knowledge.credit_payo
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Sequence
-from typing import Protocol
 
 import attrs
 
-from owm_adapters.services.workers import Loop
+from owm_adapters.services.payout_sweeps import PayoutSweep, numbered_payouts
 from owm_core.errors import InvalidValue
 from owm_core.fields import LN_PUBKEY
 from owm_core.knowledge.credit_payouts import (
@@ -39,16 +39,6 @@ MAX_PAYOUTS_LISTED = 1_000
 LN_PUBKEY_RE = re.compile(LN_PUBKEY)
 
 
-class EnqueuesPayouts(Protocol):
-    """What the sweep needs of the payout dispatcher."""
-
-    def enqueue_to(
-        self, payee: str, payment_id: str, task_id: str, amount_msat: int, memo: str
-    ) -> RewardPayment:
-        """Enqueue one payment to ``payee`` (idempotent by ``payment_id``)."""
-        ...
-
-
 @attrs.frozen
 class CreditStatement:
     """One contributor's credits and payouts."""
@@ -64,24 +54,17 @@ class CreditStatement:
 
 
 def _payouts_of(repositories: Repositories, contributor: str) -> list[RewardPayment]:
-    found: list[RewardPayment] = []
-    for n in range(MAX_PAYOUTS_LISTED):
-        payment_id, task_id = payout_ids(contributor, n)
-        records = [
-            p for p in repositories.payments.for_task(task_id) if p.payment_id == payment_id
-        ]
-        if not records:
-            break
-        found.extend(records)
-    return found
+    return numbered_payouts(
+        repositories, functools.partial(payout_ids, contributor), MAX_PAYOUTS_LISTED
+    )
 
 
+@attrs.define(eq=False)
 class DataCreditLedger:
     """Statements and payees (see the module docstring)."""
 
-    def __init__(self, repositories: Repositories, clock: Clock) -> None:
-        self._repositories = repositories
-        self._clock = clock
+    _repositories: Repositories
+    _clock: Clock
 
     def register_payee(self, contributor: str, ln_pubkey: str) -> DataPayee:
         """Name the Lightning node ``contributor`` is paid at (replacing an earlier one)."""
@@ -109,22 +92,12 @@ class DataCreditLedger:
         )
 
 
-class DataCreditPayouts:
+@attrs.define(eq=False)
+class DataCreditPayouts(PayoutSweep):
     """The payout sweep over every contributor with a payee (see the module docstring)."""
 
-    def __init__(
-        self,
-        repositories: Repositories,
-        clock: Clock,
-        payouts: EnqueuesPayouts,
-        terms: PayoutTerms | None = None,
-        period_s: float = 60.0,
-    ) -> None:
-        self._repositories = repositories
-        self._clock = clock
-        self._payouts = payouts
-        self.terms = terms or PayoutTerms()
-        self._loop = Loop("data-credit-payouts", self.sweep, period_s)
+    loop_name = "data-credit-payouts"
+    terms: PayoutTerms = attrs.Factory(PayoutTerms)
 
     def sweep(self) -> Sequence[RewardPayment]:
         """Enqueue the payouts due now; the ones enqueued."""
@@ -148,11 +121,3 @@ class DataCreditPayouts:
                      paid.payment_hash)
             enqueued.append(paid)
         return enqueued
-
-    def start(self) -> None:
-        """Start the sweep's worker thread."""
-        self._loop.start()
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop it."""
-        self._loop.stop(timeout_s)

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import attrs
 
 from owm_adapters.github.tree_analysis import analyse_tarball
-from owm_adapters.services.data_payouts import EnqueuesPayouts
+from owm_adapters.services.payout_sweeps import EnqueuesPayouts
 from owm_core.coordination.contributions import (
     ContributionRecord,
     reward_msat,

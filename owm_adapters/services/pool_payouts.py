@@ -37,12 +37,12 @@ treasury's with no miner.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import attrs
 
-from owm_adapters.services.data_payouts import EnqueuesPayouts
-from owm_adapters.services.workers import Loop
+from owm_adapters.services.payout_sweeps import PayoutSweep, numbered_payouts
 from owm_core.payments.records import RewardPayment
 from owm_core.pool.fpps import (
     TREASURY_CREDIT_ID,
@@ -54,7 +54,6 @@ from owm_core.pool.fpps import (
 )
 from owm_core.pool.stats import MiningPayout
 from owm_core.pool.treasury_floor import Owed, pay_within_floor
-from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import Repositories
 
 log = logging.getLogger(__name__)
@@ -87,36 +86,17 @@ class _Due:
 
 def payouts_of(repositories: Repositories, miner_id: str) -> list[RewardPayment]:
     """The outbox records of ``miner_id``'s FPPS payouts, in order."""
-    found: list[RewardPayment] = []
-    for n in range(MAX_PAYOUTS):
-        payment_id, task_id = fpps_payout_ids(miner_id, n)
-        records = [p for p in repositories.payments.for_task(task_id) if p.payment_id == payment_id]
-        if not records:
-            break
-        found.extend(records)
-    return found
+    return numbered_payouts(repositories, functools.partial(fpps_payout_ids, miner_id), MAX_PAYOUTS)
 
 
-class PoolPayouts:
+@attrs.define(eq=False)
+class PoolPayouts(PayoutSweep):
     """The FPPS payout sweep (see the module docstring)."""
 
-    def __init__(
-        self,
-        repositories: Repositories,
-        clock: Clock,
-        payouts: EnqueuesPayouts,
-        policy: PayoutPolicy | None = None,
-        period_s: float = 60.0,
-        treasury_destination: str = "",
-        funds: FppsFunds | None = None,
-    ) -> None:
-        self._repositories = repositories
-        self._clock = clock
-        self._payouts = payouts
-        self.policy = policy or PayoutPolicy()
-        self._treasury = treasury_destination
-        self.funds = funds
-        self._loop = Loop("pool-payouts", self.sweep, period_s)
+    loop_name = "pool-payouts"
+    policy: PayoutPolicy = attrs.Factory(PayoutPolicy)
+    _treasury: str = attrs.field(default="", alias="treasury_destination")
+    funds: FppsFunds | None = None
 
     def sweep(self) -> list[RewardPayment]:
         """Enqueue the payouts due now (within the floor), the treasury's cut with them; the
@@ -214,11 +194,3 @@ class PoolPayouts:
                     paid_at=payment.updated_at, amount_sat=max(payment.amount_msat // 1000, 1),
                     payment_hash=payment.payment_hash, miner_id=miner_id,
                 ))  # fmt: skip
-
-    def start(self) -> None:
-        """Start the sweep's worker thread."""
-        self._loop.start()
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop it."""
-        self._loop.stop(timeout_s)
