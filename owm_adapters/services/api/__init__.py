@@ -151,7 +151,7 @@ class ApiServices:
                 store, clock, coordinator.config.liveness, cache, config, pool=pool
             ),
             history=History(store, clock),
-            governance=Governance(store, clock, cache, entropy, config, log=statements),
+            governance=Governance(store, clock, cache, config, entropy, log=statements),
             bounties=Bounties(
                 store, clock, cache, config, entropy, book,
                 runner=github.analyses if github is not None else None,

@@ -8,10 +8,11 @@ analysis runs on the GitHub App's :class:`AnalysisRunner`; without the App it st
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from owm_adapters.services.api.config import ApiConfig, ReadCache
+import attrs
+
+from owm_adapters.services.api.config import CachedReads
 from owm_adapters.services.bounty_book import BountyBook, Opened
 from owm_adapters.services.github_analysis import AnalysisRunner
 from owm_core.access.callers import Caller
@@ -23,30 +24,14 @@ from owm_core.governance.contributions import (
     open_bounty,
     request_analysis,
 )
-from owm_core.ports.clock import Clock
-from owm_core.ports.repositories import Repositories
 
 
-class Bounties:
+@attrs.define(eq=False)
+class Bounties(CachedReads):
     """List and open bounties; queue and read analyses (see the module docstring)."""
 
-    def __init__(
-        self,
-        repositories: Repositories,
-        clock: Clock,
-        cache: ReadCache | None = None,
-        config: ApiConfig | None = None,
-        entropy: Callable[[int], bytes] = os.urandom,
-        book: BountyBook | None = None,
-        runner: AnalysisRunner | None = None,
-    ) -> None:
-        self._repositories = repositories
-        self._clock = clock
-        self._cache = cache if cache is not None else ReadCache(clock, ttl_ms=0)
-        self._config = config or ApiConfig()
-        self._entropy = entropy
-        self.book = book
-        self._runner = runner
+    book: BountyBook | None = None
+    _runner: AnalysisRunner | None = None
 
     def bounties(self, status: BountyStatus | None = BountyStatus.OPEN) -> Sequence[Bounty]:
         """Bounties, newest first (open ones by default); sponsored bounties whose invoices

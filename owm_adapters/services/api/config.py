@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -9,6 +10,7 @@ import attrs
 
 from owm_core.access.ratelimit import API_KEY_FREE_TIER, RateLimit
 from owm_core.ports.clock import Clock
+from owm_core.ports.repositories import Repositories
 
 _T = TypeVar("_T")
 
@@ -102,3 +104,20 @@ class ReadCache:
     def clear(self) -> None:
         """Drop every value: something the reads depend on changed."""
         self._values.clear()
+
+
+@attrs.define(eq=False)
+class CachedReads:
+    """What the API's proposal and bounty capabilities share: the store, the clock, the read
+    cache (by default none: every read goes to the store), the API's tuning and the randomness
+    new ids are drawn from."""
+
+    _repositories: Repositories
+    _clock: Clock
+    _cache: ReadCache = attrs.field()
+    _config: ApiConfig = attrs.Factory(ApiConfig)
+    _entropy: Callable[[int], bytes] = os.urandom
+
+    @_cache.default
+    def _uncached(self) -> ReadCache:
+        return ReadCache(self._clock, ttl_ms=0)

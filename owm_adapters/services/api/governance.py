@@ -7,10 +7,11 @@ module gives them ids, the time and the store. Usable without the HTTP shell: a 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from owm_adapters.services.api.config import ApiConfig, ReadCache
+import attrs
+
+from owm_adapters.services.api.config import CachedReads
 from owm_adapters.services.governance import GovernanceService
 from owm_core.access.callers import Caller
 from owm_core.errors import InvalidValue, PolicyViolation, must_exist
@@ -22,28 +23,13 @@ from owm_core.governance.proposals import (
     add_comment,
 )
 from owm_core.governance.proposals import submit_proposal as new_proposal
-from owm_core.ports.clock import Clock
-from owm_core.ports.repositories import Repositories
 
 
-class Governance:
+@attrs.define(eq=False)
+class Governance(CachedReads):
     """List, submit and comment on proposals (see the module docstring)."""
 
-    def __init__(
-        self,
-        repositories: Repositories,
-        clock: Clock,
-        cache: ReadCache | None = None,
-        entropy: Callable[[int], bytes] = os.urandom,
-        config: ApiConfig | None = None,
-        log: GovernanceService | None = None,
-    ) -> None:
-        self._repositories = repositories
-        self._clock = clock
-        self._cache = cache if cache is not None else ReadCache(clock, ttl_ms=0)
-        self._entropy = entropy
-        self._config = config or ApiConfig()
-        self._log = log
+    _log: GovernanceService | None = None
 
     def proposals(self, status: ProposalStatus | None = None) -> Sequence[Proposal]:
         """Proposals, newest first, optionally of one status."""
