@@ -33,6 +33,7 @@ from owm_server.http.v1.schemas import (
     STR,
     nullable,
     obj,
+    published,
 )
 
 CHALLENGE_BODY: Schema = obj(
@@ -99,16 +100,8 @@ NODE_STATUS: Schema = obj(
 
 
 def node_challenge(call: Call) -> Response:
-    c = call.services.nodes.challenge(call.body["public_key"], call.body["purpose"])
-    return json(
-        {
-            "public_key": c.public_key,
-            "purpose": c.purpose.value,
-            "nonce": c.nonce,
-            "issued_at": c.issued_at,
-            "expires_at": c.expires_at,
-        }
-    )
+    challenge = call.services.nodes.challenge(call.body["public_key"], call.body["purpose"])
+    return json(published(CHALLENGE, challenge))
 
 
 def _b64(value: str, field: str) -> bytes:
@@ -130,16 +123,9 @@ def register_node(call: Call) -> Response:
     registered = call.services.nodes.register(
         registration, body["challenge_nonce"], body["signature"], call.client_ip
     )
-    return json(
-        {
-            "node_id": registered.node.node_id,
-            "tier": registered.stake.tier.value,
-            "stake_status": registered.stake.status.value,
-            "required_sats": registered.stake.required_sats,
-            "capacity_sat": registered.stake.capacity_sat,
-        },
-        status=201,
-    )
+    node_id, stake = registered.node.node_id, registered.stake
+    reply = published(REGISTERED, stake, node_id=node_id, stake_status=stake.status.value)
+    return json(reply, status=201)
 
 
 def deregister_node(call: Call) -> Response:
@@ -152,19 +138,8 @@ def deregister_node(call: Call) -> Response:
 
 def node_status(call: Call) -> Response:
     node, status, stake = call.services.nodes.node(call.path["node_id"])
-    return json(
-        {
-            "node_id": node.node_id,
-            "status": status.value,
-            "tier": node.tier.value,
-            "stake_status": None if stake is None else stake.status.value,
-            "registered_at": node.registered_at,
-            "last_heartbeat": node.last_heartbeat,
-            "reliability_ppm": node.reliability_ppm,
-            "total_tasks_completed": node.total_tasks_completed,
-            "total_sats_earned": node.total_sats_earned,
-        }
-    )
+    stake_status = None if stake is None else stake.status.value
+    return json(published(NODE_STATUS, node, status=status.value, stake_status=stake_status))
 
 
 def node_earnings(call: Call) -> Response:
