@@ -23,20 +23,15 @@ class MemoryFundingRepository(StateRepository):
 
     def add_top_up(self, top_up: TopUp) -> None:
         """Store a new top-up invoice; Conflict if its payment hash exists."""
-        with self._lock:
-            self._insert_new(
-                "top_ups", top_up.payment_hash, (self._state.next_seq(), top_up),
-                f"top-up {top_up.payment_hash} already exists",
-            )
+        self._insert_in_order(
+            "top_ups", top_up.payment_hash, top_up, f"top-up {top_up.payment_hash} already exists"
+        )
 
     def save_top_up(self, top_up: TopUp) -> None:
         """Replace a stored top-up; Conflict if unknown."""
-        with self._lock:
-            stored = self._state.top_ups.get(top_up.payment_hash)
-            self._replace_known(
-                "top_ups", top_up.payment_hash, (stored[0] if stored else 0, top_up),
-                f"top-up {top_up.payment_hash} is unknown",
-            )
+        self._replace_in_order(
+            "top_ups", top_up.payment_hash, top_up, f"top-up {top_up.payment_hash} is unknown"
+        )
 
     def open_top_ups(self, public_key: str | None = None, limit: int = 100) -> Sequence[TopUp]:
         """Top-ups still OPEN (of ``public_key`` if given), oldest first, at most ``limit``."""
@@ -49,11 +44,9 @@ class MemoryFundingRepository(StateRepository):
 
     def add_escrow(self, escrow: Escrow) -> None:
         """Store a task's new escrow; Conflict if the task has one."""
-        with self._lock:
-            self._insert_new(
-                "escrows", escrow.task_id, (self._state.next_seq(), escrow),
-                f"task {escrow.task_id} already has an escrow",
-            )
+        self._insert_in_order(
+            "escrows", escrow.task_id, escrow, f"task {escrow.task_id} already has an escrow"
+        )
 
     def escrow(self, task_id: str) -> Escrow | None:
         """The escrow of a submitted task, or None."""
@@ -63,12 +56,9 @@ class MemoryFundingRepository(StateRepository):
 
     def save_escrow(self, escrow: Escrow) -> None:
         """Replace a stored escrow; Conflict if unknown."""
-        with self._lock:
-            stored = self._state.escrows.get(escrow.task_id)
-            self._replace_known(
-                "escrows", escrow.task_id, (stored[0] if stored else 0, escrow),
-                f"task {escrow.task_id} has no escrow",
-            )
+        self._replace_in_order(
+            "escrows", escrow.task_id, escrow, f"task {escrow.task_id} has no escrow"
+        )
 
     def open_escrows(self, limit: int = 100) -> Sequence[Escrow]:
         """Escrows not yet closed, oldest first, at most ``limit``."""

@@ -23,10 +23,7 @@ class MemoryTaskRepository(StateRepository):
 
     def add(self, task: Task) -> None:
         """Store a submitted task, committed before returning; Conflict if the id exists."""
-        with self._lock:
-            if task.task_id in self._state.tasks:
-                raise Conflict(f"task {task.task_id} already exists")
-            self._state.tasks[task.task_id] = (self._state.next_seq(), task)
+        self._insert_in_order("tasks", task.task_id, task, f"task {task.task_id} already exists")
 
     def save(self, task: Task, expected_state: TaskState | None = None) -> None:
         """Replace a stored task; Conflict if unknown or its state is not ``expected_state``."""

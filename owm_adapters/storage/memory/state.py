@@ -155,6 +155,19 @@ class StateRepository:
                 raise Conflict(missing)
             stored[key] = value
 
+    def _insert_in_order(self, table: str, key: Any, value: Any, taken: str) -> None:
+        """:meth:`_insert_new` for a ``table`` of ``(seq, value)`` entries: ``value`` takes
+        the next insertion position (the SQL store's ``seq`` column)."""
+        with self._lock:
+            self._insert_new(table, key, (self._state.next_seq(), value), taken)
+
+    def _replace_in_order(self, table: str, key: Any, value: Any, missing: str) -> None:
+        """:meth:`_replace_known` for a ``table`` of ``(seq, value)`` entries: ``value``
+        keeps the insertion position of the value it replaces."""
+        with self._lock:
+            stored = getattr(self._state, table).get(key)
+            self._replace_known(table, key, (stored[0] if stored else 0, value), missing)
+
     def _drop_where(self, table: str, gone: Callable[[Any, Any], bool]) -> int:
         """Delete the entries of the state's ``table`` for which ``gone(key, value)``
         (expiry, retention); how many."""
