@@ -9,7 +9,17 @@ What it does, in one run:
 2. **Pool**: a pool in its own process — the real listener, Noise, mining protocol and share
    judge over an in-memory share store — on a template of the embedded regtest chain whose tip
    is held still (blocks are recorded, not appended), so shares keep coming on one template.
-3. **Miners**: ``--concurrency`` threads in this process, each its own TCP connection, Noise
+   The regtest target is the easiest there is, so on it every share would also be a block and
+   go through ``submitblock`` and a template refresh, and end its batch — unlike any real
+   network. The held template therefore carries a network target of difficulty 1
+   (``nBits`` 0x1d00ffff, a block in about 2**32 hashes) and the pool a share target far easier
+   than that (``MiningPool(share_target=…)``, a share in about two hashes): shares are shares,
+   none is a block, and every one is judged in full (job, ``ntime``, version, previous hash,
+   ``nBits``, duplicate, target) as on a real network. ``--every-share-a-block`` runs on the
+   regtest template as it is, for comparison with the figures measured that way before.
+3. **Miners**: ``--concurrency`` threads spread over ``--processes`` processes (default 2,
+   so the miners' own Python — hashing, encrypting, decoding answers — is not held to one
+   GIL and the pool, not the miners, is what runs out first), each its own TCP connection, Noise
    session and standard channel signed in with its own registered identity, hashing until a
    share and submitting it, back to back, for ``--duration`` seconds. Each submit's round trip
    (submit sent → SubmitShares answer read) is a validation latency; it includes the loopback
@@ -41,6 +51,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from owm_adapters.chain.local_chain import LocalChain
 from owm_adapters.pool.channels import MinerConnection
 from owm_adapters.pool.miner import StratumMiner
@@ -68,12 +80,27 @@ def raw_sha256d_per_s(seconds: float = 1.0) -> float:
     return count / (time.perf_counter() - started)
 
 
-class HeldChain:
-    """The embedded chain's next template, held still: blocks are counted, not appended."""
+NETWORK_BITS = 0x1D00FFFF
+"""The held template's ``nBits``: difficulty 1, a block in about 2**32 hashes (Bitcoin's
+genesis difficulty), so in a run of a few seconds no share is a block, as on a real network."""
+SHARE_TARGET = (1 << 255) - 1
+"""The pool's share target: a share in about two hashes, so the miners' threads spend little
+of the machine on hashing and the pool is what is measured."""
 
-    def __init__(self, inner: LocalChain) -> None:
-        self.inner = inner
+
+EVERY_SHARE_A_BLOCK = "the regtest template as it is: every share is also a block"
+
+
+class HeldChain:
+    """The embedded chain's next template, held still (blocks are counted, not appended), with
+    its ``nBits`` replaced by :data:`NETWORK_BITS` unless ``every_share_a_block``."""
+
+    def __init__(self, path: Path, every_share_a_block: bool = False) -> None:
+        self.inner = inner = LocalChain(path)
         self.template = inner.block_template()
+        if not every_share_a_block:
+            self.template = attrs.evolve(self.template, bits=NETWORK_BITS)
+        self.every_share_a_block = every_share_a_block
         self.blocks = 0
 
     def tip_height(self) -> int:
@@ -92,6 +119,16 @@ class HeldChain:
         self.blocks += 1
 
 
+def make_pool(chain: HeldChain) -> MiningPool:
+    """The pool under test: the held chain, an in-memory share store, its first template, and
+    :data:`SHARE_TARGET` (on the regtest target the share target is the network's)."""
+    target = {} if chain.every_share_a_block else {"share_target": SHARE_TARGET}
+    pool = MiningPool(chain, memory_repositories().shares, lambda: int(time.time()),
+                      payout_script=b"\x51", **target)  # type: ignore[arg-type]  # fmt: skip
+    pool.refresh()
+    return pool
+
+
 class Registry:
     def __init__(self, count: int) -> None:
         self.keys = {identity(n).node_id: identity(n).public_key_hex for n in range(count)}
@@ -100,17 +137,14 @@ class Registry:
         return self.keys.get(node_id)
 
 
-def serve(count: int, ready: Any, stop: Any) -> None:
+def serve(count: int, ready: Any, stop: Any, every_share_a_block: bool) -> None:
     authority = os.urandom(32)
     secret = os.urandom(32)
     ellswift = secp256k1.ellswift_create(secret, os.urandom(32))
     now = int(time.time())
     certificate = noise.sign_certificate(authority, ellswift, now - 60, now + 3600, os.urandom(32))
     with tempfile.TemporaryDirectory() as tmp:
-        chain = HeldChain(LocalChain(Path(tmp) / "chain.db"))
-        pool = MiningPool(chain, memory_repositories().shares, lambda: int(time.time()),
-                          payout_script=b"\x51")  # fmt: skip
-        pool.refresh()
+        pool = make_pool(HeldChain(Path(tmp) / "chain.db", every_share_a_block))
         registry = Registry(count)
         server = PoolServer(noise.StaticKey(secret, ellswift, certificate),
                             lambda c: MinerConnection(c, pool, registry))  # fmt: skip
@@ -132,7 +166,7 @@ def mine(
         miner.setup(address[0], address[1])
         miner.open_channel(identity(number), f"bench{number}")
         nonce = sequence = 0
-        while time.monotonic() < until:
+        while time.time() < until:
             sent, nonce, sequence = submit_batch(miner, nonce, sequence, pipeline)
             done, failed = await_answers(miner, sent, latencies)
             accepted, errors = accepted + done, errors + failed
@@ -187,30 +221,54 @@ def await_answers(
     return accepted, errors
 
 
+def mine_in_process(
+    numbers: list[int], address: tuple[str, int, bytes], until: float, pipeline: int, out: Any
+) -> None:
+    """Miners ``numbers`` as threads of this process until ``until`` (wall clock); their
+    results, one list, on ``out``."""
+    results: list[object] = []
+    threads = [
+        threading.Thread(target=mine, args=(n, address, until, results, pipeline))
+        for n in numbers
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    out.put(results)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--pipeline", type=int, default=1,
                         help="shares each miner sends before reading the answers")  # fmt: skip
+    parser.add_argument("--processes", type=int, default=2,
+                        help="processes the miners' threads are spread over (each its own GIL)")
+    parser.add_argument("--every-share-a-block", action="store_true", help=EVERY_SHARE_A_BLOCK)
     args = parser.parse_args()
     raw = raw_sha256d_per_s()
     ready: mp.Queue = mp.Queue()  # type: ignore[type-arg]
     stop = mp.Event()
-    server = mp.Process(target=serve, args=(args.concurrency, ready, stop), daemon=True)
+    serving = (args.concurrency, ready, stop, args.every_share_a_block)
+    server = mp.Process(target=serve, args=serving, daemon=True)
     server.start()
     address = ready.get(timeout=30)
-    results: list[object] = []
-    until = time.monotonic() + args.duration
-    threads = [
-        threading.Thread(target=mine, args=(n, address, until, results, args.pipeline))
-        for n in range(args.concurrency)
+    until = time.time() + args.duration
+    processes = max(1, min(args.processes, args.concurrency))
+    numbers = [list(range(args.concurrency))[p::processes] for p in range(processes)]
+    answers: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    miners = [
+        mp.Process(target=mine_in_process, args=(chunk, address, until, args.pipeline, answers))
+        for chunk in numbers
     ]
     started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    for process in miners:
+        process.start()
+    results: list[object] = [r for _ in miners for r in answers.get(timeout=args.duration + 60)]
+    for process in miners:
+        process.join(10)
     elapsed = time.monotonic() - started
     stop.set()
     pool_cpu_s = ready.get(timeout=30)

@@ -72,35 +72,23 @@ class NoiseSocket:
 
     def receive(self) -> Frame:
         """The next frame; ``NoiseFailure`` or ``FrameMalformed`` if tampered, too big or cut."""
-        header = self._take(sv2_frames.ENCRYPTED_HEADER_BYTES)
-        cipher = self.transport.receive
-        extension_type, msg_type, length = sv2_frames.decrypt_header(
-            cipher, header, self.max_payload
-        )
-        body = self._take(sv2_frames.ciphertext_length(length))
-        return Frame(extension_type, msg_type, sv2_frames.decrypt_payload(cipher, body, length))
+        return self.receive_batch(1)[0]
 
     def receive_batch(self, limit: int = 256) -> list[Frame]:
-        """The next frame, then every further frame whose header has already arrived (at
-        most ``limit``): what the miner sent together, to be answered together."""
-        frames = [self.receive()]
-        while len(frames) < limit and len(self._buffer) >= sv2_frames.ENCRYPTED_HEADER_BYTES:
-            frames.append(self.receive())
-        return frames
-
-    def _take(self, count: int) -> bytes:
-        """``count`` bytes, from the buffer and then the socket; :class:`ConnectionClosed` if
-        it ends first."""
-        while len(self._buffer) < count:
+        """The frames that have arrived whole (at most ``limit``), waiting for the first: what
+        the miner sent together, to be answered together. The buffer is decrypted in one pass
+        (:func:`~owm_core.pool.sv2_frames.decrypt_frames`, SRS-PERF-11)."""
+        cipher, buffer = self.transport.receive, self._buffer
+        while True:
+            frames, used = sv2_frames.decrypt_frames(cipher, buffer, limit, self.max_payload)
+            if used:
+                del buffer[:used]
+            if frames:
+                return frames
             chunk = self.sock.recv(1 << 16)
             if not chunk:
-                raise ConnectionClosed(
-                    f"connection closed {len(self._buffer)} bytes into a {count}-byte read"
-                )
-            self._buffer += chunk
-        taken = bytes(self._buffer[:count])
-        del self._buffer[:count]
-        return taken
+                raise ConnectionClosed(f"connection closed {len(buffer)} bytes into a frame")
+            buffer += chunk
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

@@ -28,13 +28,18 @@ from contextlib import AbstractContextManager
 import attrs
 
 from owm_adapters.pool.recording import ShareRecorder
-from owm_core.errors import BlockRejected, ChainUnavailable, Conflict, InvalidShare
+from owm_core.errors import (
+    BlockRejected,
+    ChainUnavailable,
+    Conflict,
+    InvalidShare,
+    InvalidValue,
+)
 from owm_core.pool import bitcoin, coinbase
 from owm_core.pool.bitcoin import (
     HEADER_STRUCT,
     AcceptedShare,
     BlockTemplate,
-    Share,
     ShareReason,
 )
 from owm_core.pool.stats import PoolWork
@@ -107,6 +112,15 @@ class Verdict:
     credit_msat: int = 0
 
 
+def _checked_share_target(target: int | None) -> int | None:
+    """A share target set directly, easier than difficulty 1 (benchmarks, test networks whose
+    miners cannot reach difficulty 1 but whose blocks are harder than their shares); None:
+    ``DIFF1_TARGET // share_difficulty``. See :func:`owm_core.pool.bitcoin.validate_header`."""
+    if target is not None and not bitcoin.DIFF1_TARGET < target < 1 << 256:
+        raise InvalidValue("share_target", "must be easier than difficulty 1, below 2**256")
+    return target
+
+
 def _digest(share: AcceptedShare) -> bytes:
     """The share's header hash in internal byte order (what the duplicate check keeps)."""
     return bytes.fromhex(share.hash_hex)[::-1]
@@ -127,12 +141,14 @@ class MiningPool:
         atomic: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
         rejections: ShareRejectionRepository | None = None,
         fpps_subsidy_sat: int | None = None,
+        share_target: int | None = None,
     ) -> None:
         self._chain = chain
         self._shares = shares
         self._now = now
         self.payout_script = payout_script
         self.share_difficulty = share_difficulty
+        self.share_target = _checked_share_target(share_target)
         self._lock = threading.RLock()
         self.epoch = 0
         self.template: BlockTemplate | None = None
@@ -247,7 +263,8 @@ class MiningPool:
 
     def channel_target(self) -> int:
         """The target a channel's shares must meet: the share target, never harder than a block."""
-        return max(bitcoin.share_target(self.share_difficulty), self.network_target())
+        share = self.share_target or bitcoin.share_target(self.share_difficulty)
+        return max(share, self.network_target())
 
     def make_job(self, job_id: int, extranonce_prefix: bytes, extranonce_size: int = 0) -> Job:
         """This epoch's work for a channel whose coinbase carries ``extranonce_prefix``; for an
@@ -303,76 +320,81 @@ class MiningPool:
         submitted after. A block ends the template, so the shares after it are judged as if
         they came after it alone: against the next template (stale if built on the old tip).
         One verdict per submission."""
-        verdicts: list[Verdict] = []
-        found: list[tuple[AcceptedShare, bytes, Job]] = []
-        positions: list[int] = []
+        verdicts: list[Verdict | None] = []  # None: accepted, completed by _finish
+        found: list[tuple[AcceptedShare, bytes, Job, int]] = []  # with its verdict's position
         later: Sequence[Submission] = ()
         with self._lock:
             template = self.template
             assert template is not None
+            context = (template, *self._work(template), self._now() + MAX_FUTURE_S)
             for index, submission in enumerate(submissions):
-                checked = self._check(submission, template)
+                checked = self._check(submission, *context)
                 if isinstance(checked, Verdict):
                     verdicts.append(checked)
                     continue
-                found.append((*checked, submission.job))
-                positions.append(len(verdicts))
-                self._seen.add(_digest(checked[0]))  # a duplicate later in the batch is one
-                verdicts.append(Verdict(accepted=checked[0]))
-                if checked[0].is_block:
+                share = checked[0]
+                found.append((share, checked[1], submission.job, len(verdicts)))
+                self._seen.add(_digest(share))  # a duplicate later in the batch is one
+                verdicts.append(None)
+                if share.is_block:
                     later = submissions[index + 1 :]
                     break
             if not found:
-                return verdicts
+                return verdicts  # type: ignore[return-value]  # all rejected: no None left
             try:
-                credited = self._recorder.record([share for share, _, _ in found], template)
+                credited = self._recorder.record([entry[0] for entry in found], template)
             except Conflict:  # one was stored before this process started: judge one by one
-                self._seen.difference_update(_digest(share) for share, _, _ in found)
+                self._seen.difference_update(_digest(entry[0]) for entry in found)
                 return self._one_by_one(submissions) if len(submissions) > 1 else [
                     self.reject(submissions[0].miner_id, "duplicate-share", "already stored")
                 ]  # fmt: skip
             except BaseException:
-                self._seen.difference_update(_digest(share) for share, _, _ in found)
+                self._seen.difference_update(_digest(entry[0]) for entry in found)
                 raise
             self.accepted += len(found)
-            for (share, _, _), msat in zip(found, credited, strict=True):
-                self.earned_msat[share.miner_id] += msat
-        finished = self._finish(verdicts, found, credited, positions)
+            earned = self.earned_msat
+            for entry, msat in zip(found, credited, strict=True):
+                earned[entry[0].miner_id] += msat
+        finished = self._finish(verdicts, found, credited)
         return finished + self.judge_batch(later) if later else finished
 
     def _one_by_one(self, submissions: Sequence[Submission]) -> list[Verdict]:
         return [verdict for s in submissions for verdict in self.judge_batch([s])]
 
     def _finish(
-        self, verdicts: list[Verdict], found: list[tuple[AcceptedShare, bytes, Job]],
-        credited: list[int], positions: list[int],
+        self, verdicts: list[Verdict | None], found: list[tuple[AcceptedShare, bytes, Job, int]],
+        credited: list[int],
     ) -> list[Verdict]:  # fmt: skip
         """The verdicts with each accepted share's credit and block hash (blocks submitted)."""
-        for (share, header, job), msat, at in zip(found, credited, positions, strict=True):
+        for (share, header, job, at), msat in zip(found, credited, strict=True):
             block = self._submit_block(share, header, job) if share.is_block else None
-            verdicts[at] = Verdict(accepted=share, block_hash=block, credit_msat=msat)
-        return verdicts
+            verdicts[at] = Verdict(share, None, block, msat)
+        return verdicts  # type: ignore[return-value]  # every None was replaced
 
     def _check(
-        self, submission: Submission, template: BlockTemplate
-    ) -> tuple[AcceptedShare, bytes] | Verdict:
-        """The share accepted with its header, or the rejection's verdict (under the lock)."""
+        self, submission: Submission, template: BlockTemplate, prev_hash: bytes,
+        work: bitcoin.WorkTemplate, latest_ntime: int,
+    ) -> tuple[AcceptedShare, bytes] | Verdict:  # fmt: skip
+        """The share accepted with its header, or the rejection's verdict (under the lock).
+        ``prev_hash`` and ``work`` are the template's (:meth:`_work`), ``latest_ntime`` the
+        batch's clock plus :data:`MAX_FUTURE_S`."""
         miner_id, job, ntime = submission.miner_id, submission.job, submission.ntime
         current = job.epoch == self.epoch
-        if not job.min_ntime <= ntime <= self._now() + MAX_FUTURE_S and current:
+        if not job.min_ntime <= ntime <= latest_ntime and current:
             return self.reject(miner_id, "invalid-timestamp", f"ntime {ntime} out of range")
         version = submission.version
-        prev_hash, work = self._work(template)
-        # The 80 bytes packed directly (the message's fields are u32 already); validate_share
-        # parses and checks them, and a block's header is parsed again only to submit it.
+        # The 80 bytes packed directly (the message's fields are u32 already) and judged by
+        # validate_header without a Share object (SRS-PERF-11); the same checks as validate_share.
         header = HEADER_STRUCT.pack(
             version - (1 << 32) if version >= 1 << 31 else version,
             prev_hash if current else b"\x00" * 32,
             job.merkle_root, ntime, template.bits, submission.nonce,
         )  # fmt: skip
-        share = Share(miner_id, str(job.epoch), header, self.share_difficulty)
         try:
-            return bitcoin.validate_share(share, work, self._seen), header
+            return bitcoin.validate_header(
+                miner_id, str(job.epoch), header, self.share_difficulty, work, self._seen,
+                target=self.share_target,
+            ), header  # fmt: skip
         except InvalidShare as rejection:
             return self.reject(
                 miner_id, ERROR_CODES[ShareReason(rejection.reason)], rejection.message

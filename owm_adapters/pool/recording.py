@@ -13,6 +13,7 @@ wrote are kept in memory (the pool is their only writer), so a share costs no re
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from fractions import Fraction
@@ -48,16 +49,17 @@ class ShareRecorder:
         updated: dict[str, fpps.MinerCredit] = {}
         credited: list[int] = []
         with self._atomic():
-            for share in accepted:
-                self._shares.add(share, now)
-                miner_value, cut_value = self._value(template, share.credited_difficulty)
-                credit, msat = self._current(share.miner_id, updated, now).add_value(
-                    miner_value, now
-                )
-                updated[share.miner_id] = credit
+            self._shares.add_many(accepted, now)
+            # Consecutive shares of one miner at one value are credited together (one carry
+            # computation and one credit object a run, the same msat each as one by one).
+            for (miner, difficulty), run in itertools.groupby(accepted, _run_key):
+                miner_value, cut_value = self._value(template, difficulty)
+                count = sum(1 for _ in run)
+                credit = self._current(miner, updated, now)
+                updated[miner], msats = credit.add_values(miner_value, count, now)
+                credited.extend(msats)
                 treasury = self._current(fpps.TREASURY_CREDIT_ID, updated, now)
-                updated[fpps.TREASURY_CREDIT_ID], _ = treasury.add_value(cut_value, now)
-                credited.append(msat)
+                updated[fpps.TREASURY_CREDIT_ID], _ = treasury.add_values(cut_value, count, now)
             if self._credits is not None:
                 for credit in updated.values():
                     self._credits.put(credit)
@@ -86,3 +88,7 @@ class ShareRecorder:
                 self._values.clear()
             self._values[key] = value
         return value
+
+
+def _run_key(share: AcceptedShare) -> tuple[str, Fraction]:
+    return share.miner_id, share.credited_difficulty

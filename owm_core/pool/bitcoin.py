@@ -17,6 +17,7 @@ already-seen share hashes is kept by the caller.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import struct
 from collections.abc import Collection
@@ -269,36 +270,82 @@ def validate_share(
     ``DIFF1_TARGET // share_difficulty``, but never harder than the network target: a block
     solution is always a valid share. ``is_block`` tells the pool to submit it as a block.
     """
-    header = BlockHeader.parse(share.header)
-    if share.template_id != template.template_id or header.prev_hash != template.prev_hash:
+    return validate_header(
+        share.miner_id, share.template_id, share.header, share.share_difficulty, template,
+        seen_hashes,
+    )  # fmt: skip
+
+
+def validate_header(
+    miner_id: str,
+    template_id: str,
+    header: bytes,
+    share_difficulty: int,
+    template: WorkTemplate,
+    seen_hashes: Collection[bytes] = (),
+    *,
+    target: int | None = None,
+) -> AcceptedShare:
+    """:func:`validate_share` on the share's fields, without building the :class:`Share` (the
+    pool's hot path, SRS-PERF-11: its own values need no validating, the header is checked
+    here): the same checks in the same order, the same reason codes.
+
+    ``target``, when given, is the share target instead of ``DIFF1_TARGET // share_difficulty``
+    — easier than difficulty 1 where miners cannot reach that (a benchmark, a test network
+    whose blocks are harder than its shares); the share is then credited the difficulty of
+    ``max(target, network target)``, exactly, and keeps ``share_difficulty`` as its nominal
+    difficulty.
+    """
+    if not isinstance(header, bytes) or len(header) != HEADER_SIZE:
+        size = len(header) if isinstance(header, bytes) else type(header).__name__
+        raise InvalidShare(ShareReason.BAD_LENGTH, f"a header is 80 bytes, got {size}")
+    _version, prev_hash, _root, _time, bits, _nonce = HEADER_STRUCT.unpack(header)
+    if template_id != template.template_id or prev_hash != template.prev_hash:
         raise InvalidShare(
             ShareReason.STALE,
-            f"share for template {share.template_id!r}, current is {template.template_id!r}",
+            f"share for template {template_id!r}, current is {template.template_id!r}",
         )
-    if header.bits != template.bits:
+    if bits != template.bits:
         raise InvalidShare(
             ShareReason.BAD_NBITS,
-            f"nBits {header.bits:#010x} differs from the template's {template.bits:#010x}",
+            f"nBits {bits:#010x} differs from the template's {template.bits:#010x}",
         )
-    network_target = header.target()
-    digest = header.hash()
+    network_target = _network_target(bits)
+    sha256 = hashlib.sha256
+    digest = sha256(sha256(header).digest()).digest()
     if digest in seen_hashes:
         raise InvalidShare(ShareReason.DUPLICATE, "this share was already submitted")
     value = int.from_bytes(digest, "little")
-    target = max(share_target(share.share_difficulty), network_target)
-    if value > target:
+    share_goal = share_target(share_difficulty) if target is None else target
+    if value > max(share_goal, network_target):
         raise InvalidShare(
             ShareReason.ABOVE_TARGET,
-            f"hash is above the difficulty-{share.share_difficulty} share target",
-        )
-    # min(share difficulty, network difficulty) compared in integers: d <= DIFF1 / target
-    capped = share.share_difficulty * network_target > DIFF1_TARGET
+            f"hash is above the difficulty-{share_difficulty} share target"
+            if target is None else f"hash is above the share target {target:#x}",
+        )  # fmt: skip
     return AcceptedShare(
-        miner_id=share.miner_id,
-        share_difficulty=share.share_difficulty,
-        credited_difficulty=(
-            difficulty_of_target(network_target) if capped else Fraction(share.share_difficulty)
-        ),
+        miner_id=miner_id,
+        share_difficulty=share_difficulty,
+        credited_difficulty=_credited(share_difficulty, target, network_target),
         hash_hex=digest[::-1].hex(),
         is_block=value <= network_target,
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _network_target(bits: int) -> int:
+    """:func:`compact_to_target` of a header's ``nBits`` (an int from ``struct``), once per
+    value: a pool judges thousands of shares on one template's bits."""
+    return compact_to_target(bits)
+
+
+@functools.lru_cache(maxsize=64)
+def _credited(share_difficulty: int, target: int | None, network_target: int) -> Fraction:
+    """The difficulty FPPS pays a share for: its share difficulty (or ``target``'s), capped at
+    the network difficulty, as an exact fraction (once per combination, not per share)."""
+    if target is not None:
+        return difficulty_of_target(max(target, network_target))
+    # min(share difficulty, network difficulty) compared in integers: d <= DIFF1 / target
+    if share_difficulty * network_target > DIFF1_TARGET:
+        return difficulty_of_target(network_target)
+    return Fraction(share_difficulty)

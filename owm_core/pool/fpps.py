@@ -389,19 +389,33 @@ class MinerCredit:
         and share difficulty), and the msat it added: the same result as :meth:`add_share` /
         :meth:`add_treasury_cut`, in integer arithmetic on the stored ``carry`` — the pool's
         hot path (SRS-POOL-04, SRS-PERF-11)."""
+        credit, (whole,) = self.add_values(value_sat, 1, now)
+        return credit, whole
+
+    def add_values(
+        self, value_sat: Fraction, count: int, now: int
+    ) -> tuple[MinerCredit, list[int]]:
+        """This credit after ``count`` more shares each worth exactly ``value_sat``, and the msat
+        each of them added, in order: the same as ``count`` calls of :meth:`add_value`, with
+        the carry kept as an integer over one denominator between them and reduced once at
+        the end (the pool credits a batch of shares this way, SRS-POOL-04, SRS-PERF-11)."""
         if value_sat.numerator < 0:  # (comparing the Fraction itself is slower)
             raise InvalidValue("value_sat", "must be ≥ 0")
         numerator, _, denominator = self.carry.partition("/")
         carry_num, carry_den = int(numerator), int(denominator or 1)
         if not 0 <= carry_num < carry_den:
             raise InvalidValue("carry", "must be in [0, 1)")
+        # carry + value × 1000 over the common denominator value.den × carry.den
         den = value_sat.denominator * carry_den
-        whole, rest = divmod(
-            value_sat.numerator * MSAT_PER_SAT * carry_den + carry_num * value_sat.denominator, den
-        )
+        step = value_sat.numerator * MSAT_PER_SAT * carry_den
+        rest = carry_num * value_sat.denominator
+        added = []
+        for _ in range(count):
+            whole, rest = divmod(rest + step, den)
+            added.append(whole)
         common = math.gcd(rest, den)
         carry = f"{rest // common}/{den // common}"
-        return MinerCredit(self.miner_id, self.credited_msat + whole, carry, now), whole
+        return MinerCredit(self.miner_id, self.credited_msat + sum(added), carry, now), added
 
     def _added(self, credit: MsatCredit, now: int) -> tuple[MinerCredit, int]:
         carry = f"{credit.carry.numerator}/{credit.carry.denominator}"

@@ -73,10 +73,21 @@ class CipherState:
         self.nonce += 1
         return ciphertext
 
-    def decrypt_with_ad(self, ad: bytes, ciphertext: bytes) -> bytes:
+    def peek_decrypt(self, ciphertext: bytes | memoryview) -> bytes:
+        """``DECRYPT(k, n, "", ciphertext)`` without advancing ``n``: the caller advances it
+        once it keeps the plaintext (a frame header read before its payload has arrived is
+        decrypted again later). A failed tag raises."""
+        if self._aead is None:
+            return bytes(ciphertext)
+        try:
+            return self._aead.decrypt(self._next_nonce(), ciphertext, b"")
+        except InvalidTag:
+            raise NoiseFailure("message authentication failed") from None
+
+    def decrypt_with_ad(self, ad: bytes, ciphertext: bytes | memoryview) -> bytes:
         """``DECRYPT(k, n++, ad, ciphertext)``; a failed tag leaves ``n`` and raises."""
         if self._aead is None:
-            return ciphertext
+            return bytes(ciphertext)
         try:
             plaintext = self._aead.decrypt(self._next_nonce(), ciphertext, ad)
         except InvalidTag:

@@ -375,8 +375,19 @@ class SetTarget(Message):
 
 def encode(message: Message) -> Frame:
     """The frame carrying ``message`` (extension 0, ``channel_msg`` as the spec's table says)."""
-    payload = b"".join(wire.write(getattr(message, name)) for name, wire in message.FIELDS)
+    fixed = _FIXED.get(message.MSG_TYPE)
+    if fixed is not None:  # one struct call; a value that does not fit is refused the same
+        try:
+            payload = fixed.pack(*(getattr(message, name) for name, _ in message.FIELDS))
+        except struct.error:
+            payload = _encode_fields(message)  # raises FrameMalformed naming the value
+    else:
+        payload = _encode_fields(message)
     return Frame(CHANNEL_MSG_BIT if message.CHANNEL_MSG else 0, message.MSG_TYPE, payload)
+
+
+def _encode_fields(message: Message) -> bytes:
+    return b"".join(wire.write(getattr(message, name)) for name, wire in message.FIELDS)
 
 
 def decode(frame: Frame) -> Message:

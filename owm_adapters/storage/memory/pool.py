@@ -16,10 +16,18 @@ class MemoryShareRepository(StateRepository):
 
     def add(self, share: AcceptedShare, accepted_at: int) -> None:
         """Record an accepted share at ``accepted_at``; Conflict if its hash is already stored."""
+        self.add_many([share], accepted_at)
+
+    def add_many(self, shares: Sequence[AcceptedShare], accepted_at: int) -> None:
+        """Record ``shares`` in order, all or none; Conflict if a hash is stored or repeats."""
         with self._lock:
-            if share.hash_hex in self._state.shares:
-                raise Conflict(f"share {share.hash_hex} is already recorded")
-            self._state.shares[share.hash_hex] = (self._state.next_seq(), accepted_at, share)
+            stored = self._state.shares
+            hashes = [share.hash_hex for share in shares]
+            if len(set(hashes)) != len(hashes) or not stored.keys().isdisjoint(hashes):
+                clash = next(h for i, h in enumerate(hashes) if h in stored or h in hashes[:i])
+                raise Conflict(f"share {clash} is already recorded")
+            for share in shares:
+                stored[share.hash_hex] = (self._state.next_seq(), accepted_at, share)
 
     def contains(self, hash_hex: str) -> bool:
         """Whether a share with this header hash is stored (duplicate detection)."""

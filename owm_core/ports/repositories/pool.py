@@ -21,6 +21,12 @@ class ShareRepository(Protocol):
         """Record an accepted share at ``accepted_at``; Conflict if its hash is already stored."""
         ...
 
+    def add_many(self, shares: Sequence[AcceptedShare], accepted_at: int) -> None:
+        """Record ``shares``, accepted together at ``accepted_at``, in their order, in one
+        write (a batch of one connection, SRS-PERF-11): all of them or, with Conflict if a hash
+        is already stored or repeats in ``shares``, none."""
+        ...
+
     def contains(self, hash_hex: str) -> bool:
         """Whether a share with this header hash is stored (duplicate detection)."""
         ...

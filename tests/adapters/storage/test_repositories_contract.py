@@ -789,6 +789,20 @@ def test_a_share_hash_is_recorded_only_once(repos: Repositories) -> None:
     assert repos.shares.since(0) == [(T0, a_share(1))]
 
 
+def test_shares_added_together_are_kept_in_their_order_all_or_none(repos: Repositories) -> None:
+    repos.shares.add(a_share(1), T0)
+    batch = [a_share(3, "miner-b"), a_share(2), a_share(4)]
+    repos.shares.add_many(batch, T0 + 1)
+    assert repos.shares.since(0) == [(T0, a_share(1))] + [(T0 + 1, s) for s in batch]
+    for clashing in ([a_share(5), a_share(1)], [a_share(6), a_share(6)]):
+        with pytest.raises(Conflict):
+            repos.shares.add_many(clashing, T0 + 2)
+    assert not repos.shares.contains(a_share(5).hash_hex)
+    assert not repos.shares.contains(a_share(6).hash_hex)
+    repos.shares.add_many([], T0 + 3)
+    assert len(repos.shares.since(0)) == 4
+
+
 def test_retention_deletes_only_shares_older_than_the_cutoff_and_keeps_blocks(
     repos: Repositories,
 ) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import struct
+from fractions import Fraction
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from owm_core.errors import InvalidShare, InvalidValue
@@ -264,3 +265,70 @@ def test_work_templates_and_shares_name_the_offending_field() -> None:
     with pytest.raises(InvalidValue) as err:
         Share("m", "t", GENESIS, 0)
     assert err.value.field == "share_difficulty"
+
+
+def judged_as_before(
+    share: Share, template: WorkTemplate, seen: set[bytes]
+) -> bitcoin.AcceptedShare | str:
+    """The share rules as they were written over :class:`BlockHeader` (before the pool's hot
+    path packed and unpacked headers itself): the verdict, or the rejection's reason."""
+    try:
+        header = BlockHeader.parse(share.header)
+        if share.template_id != template.template_id or header.prev_hash != template.prev_hash:
+            return "stale"
+        if header.bits != template.bits:
+            return "bad-nbits"
+        network_target = header.target()
+    except InvalidShare as error:
+        return error.reason
+    digest = header.hash()
+    if digest in seen:
+        return "duplicate"
+    value = int.from_bytes(digest, "little")
+    if value > max(bitcoin.share_target(share.share_difficulty), network_target):
+        return "above-target"
+    network_difficulty = bitcoin.difficulty_of_target(network_target)
+    return bitcoin.AcceptedShare(
+        share.miner_id, share.share_difficulty,
+        min(network_difficulty, Fraction(share.share_difficulty)),
+        digest[::-1].hex(), value <= network_target,
+    )  # fmt: skip
+
+
+def mostly(value: object, *others: object) -> st.SearchStrategy[object]:
+    """``value`` six times in seven or more, else one of ``others``."""
+    return st.sampled_from([value] * 6 + list(others))
+
+
+@given(
+    nonce=st.integers(0, 2**32 - 1),
+    other_bits=mostly(None, 0x1D00FFFF, 0x2100FFFF, 0x1F00FFFF, 0x01800001),
+    template_bits=st.sampled_from([REGTEST_BITS, REGTEST_BITS, 0x1D00FFFF, 0x1F00FFFF]),
+    same_parent=mostly(True, False),
+    same_template=mostly(True, False),
+    difficulty=st.integers(1, 2**40),
+    seen_before=mostly(False, True),
+    length=mostly(80, 79, 81),
+)
+@settings(max_examples=300)
+def test_the_pools_fast_share_check_judges_every_share_as_the_header_rules_do(
+    nonce: int, other_bits: int | None, template_bits: int, same_parent: bool,
+    same_template: bool, difficulty: int, seen_before: bool, length: int,
+) -> None:  # fmt: skip
+    bits = template_bits if other_bits is None else other_bits
+    prev = b"\x11" * 32
+    raw = struct.pack("<i32s32sIII", 0x20000000, prev if same_parent else b"\x22" * 32,
+                      b"\x33" * 32, 1_700_000_000, bits, nonce)  # fmt: skip
+    header = (raw + b"\x00")[:length]
+    template = WorkTemplate("tpl-1", prev, template_bits, 1)
+    share = Share("miner", "tpl-1" if same_template else "tpl-0", header, difficulty)
+    seen = {bitcoin.double_sha256(raw)} if seen_before else set()
+    expected = judged_as_before(share, template, seen)
+    event("accepted" if isinstance(expected, bitcoin.AcceptedShare) else expected)
+    try:
+        got: bitcoin.AcceptedShare | str = bitcoin.validate_header(
+            "miner", share.template_id, header, difficulty, template, seen
+        )
+    except InvalidShare as error:
+        got = error.reason
+    assert got == expected

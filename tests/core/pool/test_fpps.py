@@ -242,6 +242,35 @@ def test_adding_a_precomputed_share_value_credits_exactly_what_add_share_does(
         assert fast_cut == slow_cut
 
 
+@given(
+    runs=st.lists(
+        st.tuples(
+            st.integers(1, 10**9) | st.fractions(min_value=Fraction(1, 10**12), max_value=1),
+            st.integers(0, 20),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    terms=fpps_terms(),
+)
+@settings(max_examples=200)
+def test_adding_a_run_of_equal_shares_at_once_credits_exactly_what_one_by_one_does(
+    runs: list[tuple[int | Fraction, int]], terms: FppsTerms
+) -> None:
+    one_by_one = at_once = fpps.fresh_credit("na", 0)
+    for difficulty, count in runs:
+        value = fpps.exact_share_value(terms, difficulty)
+        each = []
+        for _ in range(count):
+            one_by_one, msat = one_by_one.add_value(value, 9)
+            each.append(msat)
+        at_once, added = at_once.add_values(value, count, 9)
+        assert added == each
+        assert at_once.credited_msat == one_by_one.credited_msat
+        assert Fraction(at_once.carry) == Fraction(one_by_one.carry)
+        assert at_once.carry == one_by_one.carry or count == 0
+
+
 def test_quarter_msat_shares_are_paid_one_msat_every_fourth_share() -> None:
     # 3.125 BTC / difficulty 10^12 × 0.8 = 0.25 msat per difficulty-1 share
     terms = fpps.FppsTerms(

@@ -119,7 +119,10 @@ def test_malformed_messages_are_refused_naming_what_is_wrong(frame: Frame, reaso
 
 
 def test_a_value_that_does_not_fit_its_field_is_refused_when_encoding() -> None:
+    for bad in (2**32, -1, 1.5, "1"):  # the one-struct-call path refuses what the fields do
+        with pytest.raises(FrameMalformed):
+            sv2.encode(sv2.SubmitSharesStandard(0, 0, 0, bad, 0, 0))  # type: ignore[arg-type]
     with pytest.raises(FrameMalformed):
-        sv2.encode(sv2.SubmitSharesStandard(2**32, 0, 0, 0, 0, 0))
+        sv2.encode(sv2.SubmitSharesSuccess(1, 2, 3, 2**64))
     with pytest.raises(FrameMalformed):
         sv2.encode(sv2.SetupConnectionError(0, "x" * 256))

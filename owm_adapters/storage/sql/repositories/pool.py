@@ -28,23 +28,34 @@ register_row(MiningPayout, int64_columns=["paid_at", "amount_sat"])
 register_row(MinerCredit, int64_columns=["credited_msat", "updated_at"])
 
 
+def _share_row(share: AcceptedShare, accepted_at: int) -> dict[str, object]:
+    credited = Fraction(share.credited_difficulty)
+    return {
+        "hash_hex": share.hash_hex,
+        "miner_id": share.miner_id,
+        "share_difficulty": int64("share_difficulty", share.share_difficulty),
+        "credited_numerator": str(credited.numerator),
+        "credited_denominator": str(credited.denominator),
+        "is_block": share.is_block,
+        "accepted_at": accepted_at,
+    }
+
+
 class SqlShareRepository(SqlRepository):
     """Accepted shares in ``shares`` (credited difficulty as an exact fraction in text)."""
 
     def add(self, share: AcceptedShare, accepted_at: int) -> None:
         """Record an accepted share at ``accepted_at``; Conflict if its hash is already stored."""
-        credited = Fraction(share.credited_difficulty)
-        row = {
-            "hash_hex": share.hash_hex,
-            "miner_id": share.miner_id,
-            "share_difficulty": int64("share_difficulty", share.share_difficulty),
-            "credited_numerator": str(credited.numerator),
-            "credited_denominator": str(credited.denominator),
-            "is_block": share.is_block,
-            "accepted_at": accepted_at,
-        }
+        self.add_many([share], accepted_at)
+
+    def add_many(self, shares: Sequence[AcceptedShare], accepted_at: int) -> None:
+        """Record ``shares`` in order with one multi-row ``INSERT`` (one round trip a batch,
+        SRS-PERF-11), all or none; Conflict if a hash is stored or repeats."""
+        if not shares:
+            return
+        rows = [_share_row(share, accepted_at) for share in shares]
         with self._db.tx(write=True) as conn:
-            conn.execute(insert(t.shares).values(row))
+            conn.execute(insert(t.shares), rows)
 
     def contains(self, hash_hex: str) -> bool:
         """Whether a share with this header hash is stored (duplicate detection)."""
