@@ -189,6 +189,6 @@ def build_query_service(
     if knowledge is None:
         return None
     return QueryService(
-        knowledge, coordinator.service.market, coordinator.store, coordinator.clock, config,
-        readers=readers,
+        knowledge, coordinator.service.market, coordinator.store, coordinator.clock,
+        config or QueryConfig(), readers=readers,
     )

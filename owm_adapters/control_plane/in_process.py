@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
+import attrs
+
 from owm_adapters.control_plane.auth import (
     authenticated_call,
     ln_signature,
@@ -52,13 +54,13 @@ def _refused(call: Callable[[], _T]) -> _T:
         raise ControlPlaneRefused(exc.code, exc.message) from None
 
 
+@attrs.define(eq=False)
 class InProcessFeed:
     """A task stream handle read as an iterator of :class:`AssignedTask`."""
 
-    def __init__(self, service: CoordinatorService, handle: TaskStreamHandle) -> None:
-        self._service = service
-        self._handle = handle
-        self._cancelled = threading.Event()
+    _service: CoordinatorService
+    _handle: TaskStreamHandle
+    _cancelled: threading.Event = attrs.field(init=False, factory=threading.Event)
 
     def __iter__(self) -> Iterator[AssignedTask]:
         try:
@@ -78,18 +80,13 @@ class InProcessFeed:
         self._cancelled.set()
 
 
+@attrs.define(eq=False)
 class InProcessControlPlane:
     """:class:`~owm_core.ports.control_plane.ControlPlane` over a service in this process."""
 
-    def __init__(
-        self,
-        service: CoordinatorService,
-        client_ip: str = "127.0.0.1",
-        invoices: NodeInvoiceSource | None = None,
-    ) -> None:
-        self.service = service
-        self.invoices = invoices
-        self.client_ip = client_ip
+    service: CoordinatorService
+    client_ip: str = "127.0.0.1"
+    invoices: NodeInvoiceSource | None = None
 
     def _challenge(self, signer: ChallengeSigner, purpose: ChallengePurpose) -> Challenge:
         return _refused(lambda: self.service.challenge(signer.public_key_hex, purpose.value))

@@ -19,6 +19,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import attrs
+
 from owm_adapters.chain.local_chain import LocalChain
 from owm_adapters.files import private_directory
 from owm_adapters.provenance.calendar_server import CalendarEndpoints
@@ -30,22 +32,21 @@ CALENDAR_FILE = "calendar.sqlite3"
 CHAIN_FILE = "chain.sqlite3"
 
 
+@attrs.define(eq=False)
 class EmbeddedProvenance:
     """Timestamping through the embedded calendar and chain under ``directory`` (see module)."""
 
-    def __init__(
-        self, directory: Path, *, interval_s: int = 5, url: str = DEFAULT_URL, poll_s: float = 1.0
-    ) -> None:
-        self.directory = directory
-        self.interval_s = interval_s
-        self.url = url
-        self._poll_s = poll_s
-        self._lock = threading.Lock()
-        self._ots: OpenTimestamps | None = None
-        self._calendar: Calendar | None = None
-        self._chain: LocalChain | None = None
-        self._flusher: IntervalFlusher | None = None
-        self._stopped = False
+    directory: Path
+    interval_s: int = attrs.field(default=5, kw_only=True)
+    url: str = attrs.field(default=DEFAULT_URL, kw_only=True)
+    _poll_s: float = attrs.field(default=1.0, kw_only=True)
+    _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
+    #: Opened on first use (:meth:`_open`), under the lock.
+    _ots: OpenTimestamps | None = attrs.field(init=False, default=None)
+    _calendar: Calendar | None = attrs.field(init=False, default=None)
+    _chain: LocalChain | None = attrs.field(init=False, default=None)
+    _flusher: IntervalFlusher | None = attrs.field(init=False, default=None)
+    _stopped: bool = attrs.field(init=False, default=False)
 
     @property
     def chain_path(self) -> Path:

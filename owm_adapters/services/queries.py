@@ -224,28 +224,23 @@ def _new_query_id(entropy: Callable[[int], bytes]) -> str:
     return QUERY_ID_PREFIX + entropy(12).hex()
 
 
+@attrs.define(eq=False)
 class QueryService:
     """The conglomerate's query path (see the module docstring)."""
 
-    def __init__(
-        self,
-        knowledge: KnowledgeSource,
-        market: TaskMarket,
-        repositories: Repositories,
-        clock: Clock,
-        config: QueryConfig | None = None,
-        *,
-        entropy: Callable[[int], bytes] = os.urandom,
-        readers: SubModelReaders | None = None,
-    ) -> None:
-        self.knowledge = knowledge
-        self.readers = readers
-        self.market = market
-        self.repositories = repositories
-        self.clock = clock
-        self.config = config or QueryConfig()
-        self._entropy = entropy
-        self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="owm-query")
+    knowledge: KnowledgeSource
+    market: TaskMarket
+    repositories: Repositories
+    clock: Clock
+    config: QueryConfig = attrs.Factory(QueryConfig)
+    _entropy: Callable[[int], bytes] = attrs.field(default=os.urandom, kw_only=True)
+    readers: SubModelReaders | None = attrs.field(default=None, kw_only=True)
+    #: The threads that wait for the reader tasks' results.
+    _pool: ThreadPoolExecutor = attrs.field(init=False)
+
+    @_pool.default
+    def _waiters(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=32, thread_name_prefix="owm-query")
 
     def close(self) -> None:
         """Stop the waiter threads (in-flight queries finish first)."""

@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import attrs
+
 from owm_adapters.models.reader.model import ReaderModel
 from owm_adapters.models.reader.version import parse_version
 
@@ -62,25 +64,20 @@ def no_versions(_sub_model: str) -> None:
     return None
 
 
+@attrs.define(eq=False)
 class InstalledReaders:
     """Sub-model readers for the query path, one warm model per installed version."""
 
-    def __init__(
-        self,
-        versions: VersionSource = no_versions,
-        *,
-        genesis: bool = False,
-        int8: bool = False,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._versions = versions
-        self._genesis = genesis
-        self._int8 = int8
-        self._monotonic = monotonic
-        self._lock = threading.Lock()
-        self._models: dict[str, tuple[str, ReaderModel]] = {}
-        self._failed: dict[str, float] = {}
-        self._asked: dict[str, tuple[float, tuple[str, bytes] | None]] = {}
+    _versions: VersionSource = no_versions
+    _genesis: bool = attrs.field(default=False, kw_only=True)
+    _int8: bool = attrs.field(default=False, kw_only=True)
+    _monotonic: Callable[[], float] = attrs.field(default=time.monotonic, kw_only=True)
+    _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
+    _models: dict[str, tuple[str, ReaderModel]] = attrs.field(init=False, factory=dict)
+    _failed: dict[str, float] = attrs.field(init=False, factory=dict)
+    _asked: dict[str, tuple[float, tuple[str, bytes] | None]] = attrs.field(
+        init=False, factory=dict
+    )
 
     def _installed(self, sub_model: str) -> tuple[str, bytes] | None:
         """The source's answer for ``sub_model``, asked at most every :data:`VERSION_CHECK_S`."""
