@@ -148,37 +148,22 @@ class SealedBlobs:
 @attrs.frozen
 class SealedMarketStore:
     """The store commit–reveal (:mod:`owm_core.coordination.reveals`) and
-    :func:`~owm_core.coordination.tasks.verified_output` see: outputs sealed at rest."""
+    :func:`~owm_core.coordination.tasks.verified_output` see: outputs sealed at rest; the other
+    repositories and the transaction boundary are the store's own (a commitment hides nothing
+    it must)."""
 
-    repositories: Repositories
+    tasks: TaskRepository
+    proofs: ProofRepository
+    nodes: NodeRepository
+    commitments: CommitmentRepository
     task_outputs: SealedBlobs
+    atomic: Callable[[], AbstractContextManager[None]]
 
     @classmethod
     def over(cls, repositories: Repositories, sealing: TaskSealing) -> SealedMarketStore:
         """``repositories`` with its task outputs sealed by ``sealing``."""
         outputs = SealedBlobs(repositories.task_outputs, sealing, "task-output", "output")
-        return cls(repositories, outputs)
-
-    @property
-    def tasks(self) -> TaskRepository:
-        """The tasks repository."""
-        return self.repositories.tasks
-
-    @property
-    def proofs(self) -> ProofRepository:
-        """The proofs repository."""
-        return self.repositories.proofs
-
-    @property
-    def nodes(self) -> NodeRepository:
-        """The nodes repository."""
-        return self.repositories.nodes
-
-    @property
-    def commitments(self) -> CommitmentRepository:
-        """The commitments repository (not sealed: a commitment hides nothing it must)."""
-        return self.repositories.commitments
-
-    def atomic(self) -> AbstractContextManager[None]:
-        """The store's transaction boundary."""
-        return self.repositories.atomic()
+        return cls(
+            repositories.tasks, repositories.proofs, repositories.nodes,
+            repositories.commitments, outputs, repositories.atomic,
+        )
