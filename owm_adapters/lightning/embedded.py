@@ -151,6 +151,17 @@ class _LedgerFile:
         finally:
             db.close()
 
+    def one(self, sql: str, params: tuple[object, ...]) -> sqlite3.Row | None:
+        """The first row ``sql`` reads on a connection of its own (None: no row)."""
+        with self.connect() as db:
+            row: sqlite3.Row | None = db.execute(sql, params).fetchone()
+        return row
+
+    def all(self, sql: str, params: tuple[object, ...]) -> list[sqlite3.Row]:
+        """Every row ``sql`` reads on a connection of its own."""
+        with self.connect() as db:
+            return db.execute(sql, params).fetchall()
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; BEGIN IMMEDIATE serialises writers across threads/processes."""
@@ -232,12 +243,11 @@ class SimLedger:
 
         ``force_close_allowed`` stands for holding the force-close credential (SRS-SEC-13).
         """
-        with self._file.connect() as db:
-            row = db.execute(
-                "SELECT pubkey FROM sim_ln_nodes WHERE (alias = ? OR pubkey = ?)"
-                " AND secret_hex IS NOT NULL",
-                (node, node),
-            ).fetchone()
+        row = self._file.one(
+            "SELECT pubkey FROM sim_ln_nodes WHERE (alias = ? OR pubkey = ?)"
+            " AND secret_hex IS NOT NULL",
+            (node, node),
+        )
         if row is None:
             raise InvalidValue("node", f"no simulated node with a key is called {node!r}")
         return SimLightning(self, str(row["pubkey"]), force_close_allowed=force_close_allowed)
@@ -305,10 +315,7 @@ class SimLedger:
 
     def onchain_sat(self, pubkey: str) -> int:
         """A node's simulated on-chain balance (0 when never funded)."""
-        with self._file.connect() as db:
-            row = db.execute(
-                "SELECT balance_sat FROM sim_ln_onchain WHERE pubkey = ?", (pubkey,)
-            ).fetchone()
+        row = self._file.one("SELECT balance_sat FROM sim_ln_onchain WHERE pubkey = ?", (pubkey,))
         return 0 if row is None else int(row[0])
 
     def open_funded_channel(self, local_pubkey: str, remote_pubkey: str, amount_sat: int) -> str:
@@ -355,30 +362,23 @@ class SimLedger:
 
     def closed_channel(self, channel_point: str) -> tuple[str, bool] | None:
         """``(closing_txid, forced)`` of a closed channel, None while open or unknown."""
-        with self._file.connect() as db:
-            row = db.execute(
-                "SELECT closing_txid, forced FROM sim_ln_channels"
-                " WHERE channel_point = ? AND closed_at IS NOT NULL",
-                (channel_point,),
-            ).fetchone()
+        row = self._file.one(
+            "SELECT closing_txid, forced FROM sim_ln_channels"
+            " WHERE channel_point = ? AND closed_at IS NOT NULL",
+            (channel_point,),
+        )
         return None if row is None else (str(row["closing_txid"]), bool(row["forced"]))
 
     def node_address(self, pubkey: str) -> str | None:
         """The ``host:port`` a simulated node pretends to listen on."""
-        with self._file.connect() as db:
-            row = db.execute(
-                "SELECT address FROM sim_ln_nodes WHERE pubkey = ?", (pubkey,)
-            ).fetchone()
+        row = self._file.one("SELECT address FROM sim_ln_nodes WHERE pubkey = ?", (pubkey,))
         return None if row is None or row["address"] is None else str(row["address"])
 
     # -- one node's operations (SimLightning delegates here) --------------------------------
 
     def sign_message(self, pubkey: str, message: str) -> str:
         """Sign ``message`` with the simulated node's key, as LND's SignMessage would."""
-        with self._file.connect() as db:
-            row = db.execute(
-                "SELECT secret_hex FROM sim_ln_nodes WHERE pubkey = ?", (pubkey,)
-            ).fetchone()
+        row = self._file.one("SELECT secret_hex FROM sim_ln_nodes WHERE pubkey = ?", (pubkey,))
         if row is None or row["secret_hex"] is None:
             raise InvalidValue("node", "this simulated node has no key to sign with")
         return message_signing.sign_message(bytes.fromhex(str(row["secret_hex"])), message)
@@ -386,12 +386,11 @@ class SimLedger:
 
     def channels_of(self, pubkey: str, peer_pubkey: str | None) -> list[Channel]:
         """Open channels of ``pubkey``, all of them or only those with ``peer_pubkey``."""
-        with self._file.connect() as db:
-            rows = db.execute(
-                "SELECT * FROM sim_ln_channels WHERE closed_at IS NULL"
-                " AND (node_a = ? OR node_b = ?) ORDER BY id",
-                (pubkey, pubkey),
-            ).fetchall()
+        rows = self._file.all(
+            "SELECT * FROM sim_ln_channels WHERE closed_at IS NULL"
+            " AND (node_a = ? OR node_b = ?) ORDER BY id",
+            (pubkey, pubkey),
+        )
         channels = [_channel(row, pubkey) for row in rows]
         if peer_pubkey is None:
             return channels
@@ -433,10 +432,7 @@ class SimInvoices:
             raise InvalidValue("expiry_s", "must be a positive integer")
         if len(memo.encode()) > 639:
             raise InvalidValue("memo", "must fit in a BOLT11 description (639 bytes)")
-        with self._file.connect() as db:
-            row = db.execute(
-                "SELECT secret_hex FROM sim_ln_nodes WHERE pubkey = ?", (payee,)
-            ).fetchone()
+        row = self._file.one("SELECT secret_hex FROM sim_ln_nodes WHERE pubkey = ?", (payee,))
         if row is None or row["secret_hex"] is None:
             raise InvalidValue("node", "this simulated node has no key to sign invoices")
         preimage = os.urandom(32)
@@ -471,22 +467,20 @@ class SimInvoices:
     def lookup(self, payee: str, payment_hash: str) -> Invoice:
         """An invoice ``payee`` issued; an expired OPEN one reads as CANCELED, as in LND."""
         _check_hash(payment_hash)
-        with self._file.connect() as db:
-            row = db.execute(
-                "SELECT * FROM sim_ln_invoices WHERE payment_hash = ? AND payee = ?",
-                (payment_hash, payee),
-            ).fetchone()
+        row = self._file.one(
+            "SELECT * FROM sim_ln_invoices WHERE payment_hash = ? AND payee = ?",
+            (payment_hash, payee),
+        )
         if row is None:
             raise InvoiceNotFound(f"no invoice with payment hash {payment_hash}")
         return self.from_row(row)
 
     def preimage(self, payment_hash: str) -> str | None:
         """The preimage of an invoice once it is settled (what the payer learns), else None."""
-        with self._file.connect() as db:
-            row = db.execute(
-                "SELECT preimage, state FROM sim_ln_invoices WHERE payment_hash = ?",
-                (payment_hash,),
-            ).fetchone()
+        row = self._file.one(
+            "SELECT preimage, state FROM sim_ln_invoices WHERE payment_hash = ?",
+            (payment_hash,),
+        )
         if row is None or row["state"] != InvoiceState.SETTLED.value:
             return None
         return str(row["preimage"])
@@ -519,11 +513,10 @@ class SimPayments:
     def lookup(self, payer: str, payment_hash: str) -> PaymentResult | None:
         """The latest payment ``payer`` made for this hash, None if it never tried."""
         _check_hash(payment_hash)
-        with self._file.connect() as db:
-            row = db.execute(
-                "SELECT * FROM sim_ln_payments WHERE payer = ? AND payment_hash = ?",
-                (payer, payment_hash),
-            ).fetchone()
+        row = self._file.one(
+            "SELECT * FROM sim_ln_payments WHERE payer = ? AND payment_hash = ?",
+            (payer, payment_hash),
+        )
         return None if row is None else _payment(row)
 
     def pay(self, payer: str, invoice: str, max_fee_msat: int) -> PaymentResult:
