@@ -75,37 +75,34 @@ def prune_activity(repositories: Repositories, now: int, pruned_at: int | None) 
     return now
 
 
+@attrs.define(eq=False)
 class HeartbeatIngest:
     """Verify, admit and persist heartbeats in batches (see the module docstring)."""
 
-    def __init__(
-        self,
-        repositories: Repositories,
-        clock: Clock,
-        config: ServiceConfig,
-        guard: LockedGuard,
-        observed: Observed,
-    ) -> None:
-        self.repositories = repositories
-        self.clock = clock
-        self.config = config
-        self._guard = guard
-        self._observed = observed
-        self._known: dict[str, KnownNode] = {}
-        self._known_lock = threading.Lock()
-        self._known_warm_lock = threading.Lock()
-        self._known_warmed = False
-        self._verifiers: ThreadPoolExecutor | None = None
-        self._verifiers_lock = threading.Lock()
-        self._hb_cond = threading.Condition()
-        self._hb_write_lock = threading.Lock()
-        self._hb_pending: dict[str, int] = {}
-        self._hb_counts: dict[tuple[int, str], int] = {}
-        self._pruned_at: int | None = None
-        self._hb_open_gen = 1
-        self._hb_flushed_gen = 0
-        self._stopping = threading.Event()
-        self._writer: threading.Thread | None = None
+    repositories: Repositories
+    clock: Clock
+    config: ServiceConfig
+    _guard: LockedGuard
+    _observed: Observed
+    #: The registered nodes' keys and manifest digests.
+    _known: dict[str, KnownNode] = attrs.field(init=False, factory=dict)
+    _known_lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
+    _known_warm_lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
+    _known_warmed: bool = attrs.field(init=False, default=False)
+    #: The verifier threads, started by the first batch that needs them.
+    _verifiers: ThreadPoolExecutor | None = attrs.field(init=False, default=None)
+    _verifiers_lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
+    #: The writer's batch: heartbeats and counts waiting to be committed, and which
+    #: generations of joiners are committed.
+    _hb_cond: threading.Condition = attrs.field(init=False, factory=threading.Condition)
+    _hb_write_lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
+    _hb_pending: dict[str, int] = attrs.field(init=False, factory=dict)
+    _hb_counts: dict[tuple[int, str], int] = attrs.field(init=False, factory=dict)
+    _pruned_at: int | None = attrs.field(init=False, default=None)
+    _hb_open_gen: int = attrs.field(init=False, default=1)
+    _hb_flushed_gen: int = attrs.field(init=False, default=0)
+    _stopping: threading.Event = attrs.field(init=False, factory=threading.Event)
+    _writer: threading.Thread | None = attrs.field(init=False, default=None)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
