@@ -108,3 +108,43 @@ def test_a_noise_key_starting_with_a_brace_and_holding_an_early_newline_is_not_t
 ) -> None:
     key = (b"{" + before + b"\n" + after)[:64]  # about one random key in 1,150 looks so
     sv2_frames.refuse_plaintext(key)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    payloads=st.lists(
+        st.one_of(st.binary(max_size=60), st.just(b"\x5a" * 70_000)), min_size=1, max_size=6
+    ),
+    cuts=st.lists(st.integers(0, 200_000), max_size=4),
+    limit=st.integers(1, 8),
+)
+def test_frames_read_from_a_buffer_as_it_arrives_come_out_whole_in_order_and_once(
+    payloads: list[bytes], cuts: list[int], limit: int
+) -> None:
+    sender, receiver = pair()
+    frames = [Frame(0x8000, 0x1A, p) for p in payloads]
+    wire = b"".join(sv2_frames.encrypt_frame(sender, f) for f in frames)
+    buffer, got, arrived = bytearray(), [], 0
+    for end in [*sorted(c % (len(wire) + 1) for c in cuts), len(wire)]:
+        buffer += wire[arrived:end]  # what TCP delivered so far
+        arrived = max(arrived, end)
+        while True:  # a cut frame is left in the buffer, its header decrypted again later
+            taken, used = sv2_frames.decrypt_frames(receiver, buffer, limit)
+            assert len(taken) <= limit
+            got += taken
+            del buffer[:used]
+            if not taken:
+                break
+    assert got == frames and buffer == bytearray()
+
+
+def test_a_tampered_or_oversized_frame_in_the_buffer_is_refused() -> None:
+    sender, receiver = pair()
+    wire = bytearray(sv2_frames.encrypt_frame(sender, Frame(0, 0x1A, b"x" * 24)))
+    wire[-1] ^= 1
+    with pytest.raises(NoiseFailure):
+        sv2_frames.decrypt_frames(receiver, wire, 8)
+    sender, receiver = pair()
+    big = sv2_frames.encrypt_frame(sender, Frame(0, 0x1A, b"x" * 1_000))
+    with pytest.raises(FrameMalformed, match="exceeds"):  # refused from its header alone
+        sv2_frames.decrypt_frames(receiver, big[:22], 8, max_payload=999)
