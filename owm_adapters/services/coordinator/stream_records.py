@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
+import attrs
+
 from owm_adapters.services.coordinator.shared import ServiceConfig
 from owm_core.market.streams import OpenStream, fresh_offers
 from owm_core.market.tasks import NodeOffer
@@ -43,24 +45,17 @@ def coordinator_name() -> str:
     return f"{socket.gethostname()}/{os.getpid()}"
 
 
+@attrs.define(eq=False)
 class StreamRecords:
     """Writes and reads the stream records (see the module docstring)."""
 
-    def __init__(
-        self,
-        streams: TaskStreamRepository,
-        clock: Clock,
-        config: ServiceConfig,
-        entropy: Callable[[int], bytes] = os.urandom,
-    ) -> None:
-        self.streams = streams
-        self.clock = clock
-        self.shared = config.shared_state
-        self.refresh_s = config.stream_refresh_s
-        self.fresh_s = config.stream_fresh_s
-        self.coordinator = coordinator_name()
-        self._entropy = entropy
-        self._next_refresh = 0.0
+    streams: TaskStreamRepository
+    clock: Clock
+    config: ServiceConfig
+    _entropy: Callable[[int], bytes] = os.urandom
+    #: This process, as the records it writes name it.
+    coordinator: str = attrs.field(init=False, factory=coordinator_name)
+    _next_refresh: float = attrs.field(init=False, default=0.0)
 
     def new_id(self) -> str:
         """A fresh id for a stream opened now (one per connection)."""
@@ -73,20 +68,20 @@ class StreamRecords:
 
     def opened(self, record: OpenStream) -> None:
         """Store the record of a stream just opened here (shared mode)."""
-        if self.shared:
+        if self.config.shared_state:
             self._try("record", lambda: self.streams.put(record))
 
     def closed(self, record: OpenStream) -> None:
         """Remove the record of a stream that closed here, unless the node opened a newer one."""
-        if self.shared:
+        if self.config.shared_state:
             self._try("remove", lambda: self.streams.remove(record.node_id, record.stream_id))
 
     def refresh(self, streams: Mapping[str, Held], lock: AbstractContextManager[object]) -> None:
         """Confirm the streams open here (``streams``, read under ``lock``), once every
         ``refresh_s`` seconds (shared mode)."""
-        if not self.shared or time.monotonic() < self._next_refresh:
+        if not self.config.shared_state or time.monotonic() < self._next_refresh:
             return
-        self._next_refresh = time.monotonic() + self.refresh_s
+        self._next_refresh = time.monotonic() + self.config.stream_refresh_s
         with lock:
             held = [s.record for s in streams.values()]
         if held:
@@ -95,10 +90,11 @@ class StreamRecords:
     def offers(self, local: Sequence[NodeOffer]) -> list[NodeOffer]:
         """The offers of the streams open now: at every coordinator sharing the store (their
         fresh records), or ``local`` (this process's) when the store is not shared."""
-        if not self.shared:
+        if not self.config.shared_state:
             return list(local)
-        since = self.clock.now() - self.fresh_s
-        return fresh_offers(self.streams.seen_since(since), self.clock.now(), self.fresh_s)
+        fresh_s = self.config.stream_fresh_s
+        since = self.clock.now() - fresh_s
+        return fresh_offers(self.streams.seen_since(since), self.clock.now(), fresh_s)
 
     def _try(self, what: str, write: Callable[[], object]) -> None:
         try:
