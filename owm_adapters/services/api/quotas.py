@@ -27,6 +27,7 @@ class QuotaCheck:
     retry_after_s: int
 
 
+@attrs.define(eq=False)
 class DailyQuota:
     """At most ``limit`` admissions per key and UTC day (thread-safe; see module docstring).
 
@@ -35,17 +36,12 @@ class DailyQuota:
     per coordinator.
     """
 
-    def __init__(
-        self, limit: int, ledger: QuotaRepository | None = None, scope: str = "api/daily"
-    ) -> None:
-        if limit < 1:
-            raise ValueError("a daily quota allows at least one request")
-        self.limit = limit
-        self._ledger = ledger
-        self._scope = scope
-        self._day = -1
-        self._counts: dict[str, int] = {}
-        self._lock = threading.Lock()
+    limit: int = attrs.field(validator=attrs.validators.ge(1))
+    _ledger: QuotaRepository | None = None
+    _scope: str = "api/daily"
+    _day: int = attrs.field(init=False, default=-1)
+    _counts: dict[str, int] = attrs.field(init=False, factory=dict)
+    _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
 
     def admit(self, key: str, now: int) -> QuotaCheck:
         """Count one request of ``key`` at ``now`` (unix s) unless its day's quota is spent."""
@@ -66,6 +62,7 @@ class DailyQuota:
         return QuotaCheck(True, self.limit - used - 1, 0)
 
 
+@attrs.define(eq=False)
 class QueryCredit:
     """What each L402 token paid, spent ``price_msat`` per query (per-query pricing, SRS-API-03).
 
@@ -78,17 +75,12 @@ class QueryCredit:
     behind a load balancer, not once per coordinator (the retention job drops expired ones).
     """
 
-    def __init__(
-        self, price_msat: int, max_tokens: int = 1_000_000,
-        ledger: TokenCreditRepository | None = None,
-    ) -> None:
-        if price_msat < 1:
-            raise ValueError("a query price is at least 1 msat")
-        self.price_msat = price_msat
-        self._max = max_tokens
-        self._ledger = ledger
-        self._left: OrderedDict[str, tuple[int, int]] = OrderedDict()  # token → (msat, until)
-        self._lock = threading.Lock()
+    price_msat: int = attrs.field(validator=attrs.validators.ge(1))
+    _max: int = attrs.field(default=1_000_000, alias="max_tokens")
+    _ledger: TokenCreditRepository | None = None
+    #: token → (msat left, usable until)
+    _left: OrderedDict[str, tuple[int, int]] = attrs.field(init=False, factory=OrderedDict)
+    _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
 
     def open(self, token: str, paid_msat: int, until: int) -> None:
         """Know ``token``'s credit: what its invoice paid, usable until ``until`` (unix s).
