@@ -13,6 +13,8 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 
+import attrs
+
 from owm_adapters.services.coordinator.shared import ServiceConfig, stake_node_id
 from owm_core.access.ratelimit import SlidingWindowLimiter, Transport, registration_limit
 from owm_core.coordination.challenges import Challenge, ChallengeBook, ChallengePurpose
@@ -39,34 +41,35 @@ from owm_core.ports.repositories import Repositories
 from owm_core.stake.channel import Stake, StakeStatus
 
 
+@attrs.define(eq=False)
 class Registrar:
     """Who may join, stay and leave: challenges, registration, stakes (SRS-SEC-03, 4.12)."""
 
-    def __init__(
-        self,
-        repositories: Repositories,
-        lightning: Lightning,
-        clock: Clock,
-        config: ServiceConfig,
-        entropy: Callable[[int], bytes] = os.urandom,
-    ) -> None:
-        self.repositories = repositories
-        self.lightning = lightning
-        self.clock = clock
-        self.config = config
-        self._entropy = entropy
-        # Shared by every coordinator on the store (SRS-COORD-05): a challenge issued here
-        # may be answered at another coordinator; with ``shared_state`` the registration
-        # limits count every coordinator's registrations too.
-        self._challenges = ChallengeBook(store=repositories.challenges)
-        ledger = repositories.rate_log if config.shared_state else None
-        self._limiters = {
+    repositories: Repositories
+    lightning: Lightning
+    clock: Clock
+    config: ServiceConfig
+    _entropy: Callable[[int], bytes] = os.urandom
+    # Shared by every coordinator on the store (SRS-COORD-05): a challenge issued here
+    # may be answered at another coordinator; with ``shared_state`` the registration
+    # limits count every coordinator's registrations too.
+    _challenges: ChallengeBook = attrs.field(init=False)
+    _limiters: dict[Transport, SlidingWindowLimiter] = attrs.field(init=False)
+    _auth_lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
+
+    @_challenges.default
+    def _shared_challenges(self) -> ChallengeBook:
+        return ChallengeBook(store=self.repositories.challenges)
+
+    @_limiters.default
+    def _per_transport(self) -> dict[Transport, SlidingWindowLimiter]:
+        ledger = self.repositories.rate_log if self.config.shared_state else None
+        return {
             t: SlidingWindowLimiter(
                 registration_limit(t), ledger=ledger, scope=f"registration/{t.value}"
             )
             for t in Transport
         }
-        self._auth_lock = threading.Lock()
 
     def challenge(self, public_key: str, purpose: str) -> Challenge:
         """Issue a one-use challenge for ``public_key`` and ``purpose`` (SRS-SEC-03)."""
