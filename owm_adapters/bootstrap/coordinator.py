@@ -373,7 +373,7 @@ def node_invoice_source(
     )
     from owm_core.identity.envelopes import ReplayGuard
 
-    guard = ReplayGuard(ledger=store.nonces) if shares_store(store) else None
+    guard = ReplayGuard(ledger=store.nonces) if shares_store(store) else ReplayGuard()
     return NodeInvoiceSource(store, clock, fallback=fallback, guard=guard)
 
 

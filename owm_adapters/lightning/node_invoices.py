@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 
+import attrs
 import bolt11
 
 from owm_core.errors import InvalidValue, LightningUnavailable, NotFound
@@ -45,7 +46,7 @@ from owm_core.payments.invoices import (
 from owm_core.payments.lightning import Invoice, InvoiceState
 from owm_core.ports.clock import Clock
 from owm_core.ports.invoices import InvoiceSource
-from owm_core.ports.repositories import Repositories
+from owm_core.ports.repositories import PayoutRequestRepository, Repositories
 
 log = logging.getLogger(__name__)
 
@@ -75,25 +76,20 @@ def decode_bolt11(text: str) -> DecodedInvoice:
     )
 
 
+@attrs.define(eq=False)
 class NodeInvoiceSource:
     """Invoices handed in by payee nodes, with an optional fallback source (module docstring)."""
 
-    def __init__(
-        self,
-        repositories: Repositories,
-        clock: Clock,
-        *,
-        fallback: InvoiceSource | None = None,
-        guard: ReplayGuard | None = None,
-        max_pending: int = MAX_PENDING,
-    ) -> None:
-        self.repositories = repositories
-        self.clock = clock
-        self.fallback = fallback
-        self._guard = guard if guard is not None else ReplayGuard()
-        self._max_pending = max_pending
-        self._lock = threading.Lock()
-        self._requests = repositories.payout_requests
+    repositories: Repositories
+    clock: Clock
+    fallback: InvoiceSource | None = attrs.field(default=None, kw_only=True)
+    _guard: ReplayGuard = attrs.field(factory=ReplayGuard, kw_only=True)
+    _max_pending: int = attrs.field(default=MAX_PENDING, kw_only=True)
+    _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
+
+    @property
+    def _requests(self) -> PayoutRequestRepository:
+        return self.repositories.payout_requests
 
     # -- the dispatcher's side -------------------------------------------------------------------
 
