@@ -19,6 +19,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+import attrs
+
 from owm_adapters.pool.connection import ConnectionClosed, Entropy, NoiseSocket, accept
 from owm_core.errors import DomainError
 from owm_core.pool import noise
@@ -39,30 +41,21 @@ class FrameHandler(Protocol):
     def closed(self) -> None: ...
 
 
+@attrs.define(eq=False)
 class PoolServer:
     """Accepts miners on a TCP port; each connection gets a handler from ``handlers``."""
 
-    def __init__(
-        self,
-        static: noise.StaticKey,
-        handlers: Callable[[NoiseSocket], FrameHandler],
-        *,
-        entropy: Entropy = os.urandom,
-        handshake_timeout_s: float = 10.0,
-        idle_timeout_s: float = 600.0,
-        max_payload: int = DEFAULT_MAX_PAYLOAD,
-    ) -> None:
-        self._static = static
-        self._handlers = handlers
-        self._entropy = entropy
-        self._handshake_timeout_s = handshake_timeout_s
-        self._idle_timeout_s = idle_timeout_s
-        self._max_payload = max_payload
-        self._listener: socket.socket | None = None
-        self._threads: list[threading.Thread] = []
-        self._stopping = threading.Event()
-        self.refusals: collections.Counter[str] = collections.Counter()
-        self._lock = threading.Lock()
+    _static: noise.StaticKey
+    _handlers: Callable[[NoiseSocket], FrameHandler]
+    _entropy: Entropy = attrs.field(default=os.urandom, kw_only=True)
+    _handshake_timeout_s: float = attrs.field(default=10.0, kw_only=True)
+    _idle_timeout_s: float = attrs.field(default=600.0, kw_only=True)
+    _max_payload: int = attrs.field(default=DEFAULT_MAX_PAYLOAD, kw_only=True)
+    _listener: socket.socket | None = attrs.field(init=False, default=None)
+    _threads: list[threading.Thread] = attrs.field(init=False, factory=list)
+    _stopping: threading.Event = attrs.field(init=False, factory=threading.Event)
+    refusals: collections.Counter[str] = attrs.field(init=False, factory=collections.Counter)
+    _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         """Listen on ``host:port`` (0: any free port); the address actually bound."""
