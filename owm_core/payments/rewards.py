@@ -251,21 +251,12 @@ class RewardLedger:
         return RewardLedger(accounts={**self.accounts, node_id: after}, credits=self.credits)
 
     @property
-    def total_earned_msat(self) -> int:
-        """Earned by all nodes together."""
-        return sum(account.earned_msat for account in self.accounts.values())
-
-    @property
-    def total_paid_msat(self) -> int:
-        """Paid to all nodes together."""
-        return sum(account.paid_msat for account in self.accounts.values())
-
-    @property
-    def total_forfeited_msat(self) -> int:
-        """Forfeited by all nodes together."""
-        return sum(account.forfeited_msat for account in self.accounts.values())
-
-    @property
-    def total_unpaid_msat(self) -> int:
-        """Owed to all nodes together."""
-        return sum(account.unpaid_msat for account in self.accounts.values())
+    def total(self) -> NodeAccount:
+        """All nodes together as one account (node id ``*``): earned, paid, forfeited, unpaid."""
+        accounts = self.accounts.values()
+        return NodeAccount(
+            node_id="*",
+            earned_msat=sum(account.earned_msat for account in accounts),
+            paid_msat=sum(account.paid_msat for account in accounts),
+            forfeited_msat=sum(account.forfeited_msat for account in accounts),
+        )

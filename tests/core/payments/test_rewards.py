@@ -201,7 +201,7 @@ def test_replaying_a_task_with_another_amount_is_refused() -> None:
 
 def test_one_task_may_reward_several_nodes() -> None:
     ledger = RewardLedger().earn("n1", "task-1", 4_000).earn("n2", "task-1", 4_000)
-    assert ledger.total_earned_msat == 8_000
+    assert ledger.total.earned_msat == 8_000
 
 
 def test_paying_reduces_the_unpaid_balance_but_never_below_zero() -> None:
@@ -329,11 +329,11 @@ class LedgerHistory(RuleBasedStateMachine):
             assert account.earned_msat == (
                 account.paid_msat + account.forfeited_msat + account.unpaid_msat
             )
-        ledger = self.ledger
-        assert ledger.total_earned_msat == sum(self.credited.values())
-        assert ledger.total_earned_msat == (
-            ledger.total_paid_msat + ledger.total_forfeited_msat + ledger.total_unpaid_msat
-        )
+        total = self.ledger.total
+        assert total.earned_msat == sum(self.credited.values())
+        assert total.paid_msat == sum(self.paid.values())
+        assert total.forfeited_msat == sum(self.forfeited.values())
+        assert total.earned_msat == total.paid_msat + total.forfeited_msat + total.unpaid_msat
 
 
 LedgerHistory.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
