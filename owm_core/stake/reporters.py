@@ -10,15 +10,13 @@ This module owns the rule that makes independence cost stake:
 * **Own balance only.** What a channel stakes for its node is the node's *own* balance in it,
   i.e. the treasury's ``remote_balance_sat`` (:func:`own_balance_sat`), not the capacity a
   treasury-funded channel would also show.
-* **Counting.** :func:`backing_channels` counts, per target node, the distinct channel points
-  of reporters that are registered, backed by a channel whose own balance is at least
-  ``min_own_balance_sat``, and not the target (or its own channel). Task-derived reporters
+* **Counting.** :func:`counted_signals` keeps, per target node, the signals of reporters that
+  are registered, backed by a channel whose own balance is at least ``min_own_balance_sat``,
+  and not the target (or its own channel), and renames each after its backing channel point,
+  ready for :meth:`owm_core.stake.slashing.SlashingPolicy.decide`. Task-derived reporters
   (``verify:<task id>``) and unknown reporters count for nothing. Any number of identities
-  backed by one channel count once, so a Sybil with one stake cannot reach a threshold of
-  ``k ≥ 2`` distinct reporters.
-
-:func:`counted_signals` rewrites the surviving signals so that each names its backing channel as
-reporter, ready for :meth:`owm_core.stake.slashing.SlashingPolicy.decide`.
+  backed by one channel count as one reporter, so a Sybil with one stake cannot reach a
+  threshold of ``k ≥ 2`` distinct reporters.
 
 Who reports: the nodes whose agreeing work exposed the misbehaviour (:func:`named_by_peers`):
 the sibling replicas that won a redundant verification against a fake proof, the participants
@@ -125,24 +123,6 @@ def _backing_channel(
     return stake.channel_point
 
 
-def backing_channels(
-    target_node_id: str,
-    signals: Iterable[SlashingSignal],
-    stakes: Mapping[str, ReporterStake],
-    min_own_balance_sat: int,
-) -> frozenset[str]:
-    """The distinct channel points whose nodes reported ``target_node_id`` (SRS-STAKE-04).
-
-    ``stakes`` maps a reporter's node id to its stake. A signal counts only if it is about the
-    target, its reporter is a registered node other than the target, is not a task-derived
-    reporter, and its stake channel holds at least ``min_own_balance_sat`` of the reporter's
-    own funds and is not the target's own channel.
-    """
-    own = _target_channels(target_node_id, stakes)
-    found = (_backing_channel(target_node_id, s, stakes, min_own_balance_sat, own) for s in signals)
-    return frozenset(c for c in found if c is not None)
-
-
 def named_by_peers(
     signals: Iterable[SlashingSignal], peers: Iterable[str]
 ) -> list[SlashingSignal]:
@@ -164,10 +144,13 @@ def counted_signals(
     stakes: Mapping[str, ReporterStake],
     min_own_balance_sat: int,
 ) -> list[SlashingSignal]:
-    """The signals that count, each renamed after its backing channel (one reporter per stake).
+    """The signals that count, each renamed after its backing channel (SRS-STAKE-04).
 
-    Feed the result to ``SlashingPolicy.decide``: its distinct-reporter count then counts
-    distinct stake channels.
+    ``stakes`` maps a reporter's node id to its stake. A signal counts only if it is about the
+    target, its reporter is a registered node other than the target, is not a task-derived
+    reporter, and its stake channel holds at least ``min_own_balance_sat`` of the reporter's
+    own funds and is not the target's own channel. Feed the result to
+    ``SlashingPolicy.decide``: its distinct-reporter count then counts distinct stake channels.
     """
     own = _target_channels(target_node_id, stakes)
     kept = []
