@@ -81,47 +81,36 @@ class PollResult:
     pending: tuple[str, ...] = ()
 
 
+def _without_trailing_slash(url: str) -> str:
+    return url.rstrip("/")
+
+
+@attrs.define(eq=False)
 class WeightsWatcher:
     """Polls the coordinator's API for model versions and installs verified ones (module doc)."""
 
-    def __init__(
-        self,
-        api_url: str,
-        identity: Identity,
-        runtime: CachedModelRuntime,
-        timestamping: Timestamping,
-        clock: Clock,
-        *,
-        proxy: str | None = None,
-        say: Callable[[str], None] = print,
-        timeout_s: float = 60.0,
-        entropy: Callable[[int], bytes] = os.urandom,
-        policy: DestinationPolicy = STRICT,
-        pending_versions: str = "wait",
-        keep_versions: int = 5,
-    ) -> None:
-        self.api_url = api_url.rstrip("/")
-        #: Which non-public targets downloads may reach (SRS-SEC-06; devnets: loopback).
-        self.policy = policy
-        #: ``wait`` or ``skip``: what a version whose proof is still pending gets.
-        self.pending_versions = pending_versions
-        #: How many kept versions per sub-model besides the installed and the pinned ones.
-        self.keep_versions = keep_versions
-        #: The versions queued or running tasks are pinned to (set by the daemon): never pruned.
-        self.in_use: Callable[[], Collection[str]] = lambda: ()
-        self.identity = identity
-        self.runtime = runtime
-        self.timestamping = timestamping
-        self.clock = clock
-        self.proxy = proxy
-        self.say = say
-        self.timeout_s = timeout_s
-        self._entropy = entropy
-        self._skip: dict[str, str] = {}
-        """Version ids not to download again, with the reason (refused, or no weights)."""
-        self.lock = threading.RLock()
-        """Held while installing or pruning; the feed holds it from checking a task's pinned
-        version until the task is queued, so no pruning falls in between."""
+    api_url: str = attrs.field(converter=_without_trailing_slash)
+    identity: Identity
+    runtime: CachedModelRuntime
+    timestamping: Timestamping
+    clock: Clock
+    proxy: str | None = attrs.field(default=None, kw_only=True)
+    say: Callable[[str], None] = attrs.field(default=print, kw_only=True)
+    timeout_s: float = attrs.field(default=60.0, kw_only=True)
+    _entropy: Callable[[int], bytes] = attrs.field(default=os.urandom, kw_only=True)
+    policy: DestinationPolicy = attrs.field(default=STRICT, kw_only=True)
+    """Which non-public targets downloads may reach (SRS-SEC-06; devnets: loopback)."""
+    pending_versions: str = attrs.field(default="wait", kw_only=True)
+    """``wait`` or ``skip``: what a version whose proof is still pending gets."""
+    keep_versions: int = attrs.field(default=5, kw_only=True)
+    """How many kept versions per sub-model besides the installed and the pinned ones."""
+    in_use: Callable[[], Collection[str]] = attrs.field(default=lambda: (), init=False)
+    """The versions queued or running tasks are pinned to (set by the daemon): never pruned."""
+    _skip: dict[str, str] = attrs.field(factory=dict, init=False)
+    """Version ids not to download again, with the reason (refused, or no weights)."""
+    lock: threading.RLock = attrs.field(factory=threading.RLock, init=False)
+    """Held while installing or pruning; the feed holds it from checking a task's pinned
+    version until the task is queued, so no pruning falls in between."""
 
     # -- HTTP ------------------------------------------------------------------------------
 
