@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +97,36 @@ def _settings(config_path: Path) -> NodeSettings:
     return load_node_settings(config_path if config_path.exists() else None)
 
 
+@contextlib.contextmanager
+def _operator_output(log_format: str) -> Iterator[Callable[[str], None]]:
+    """Where the daemon's lines for its operator go while it runs. ``text``: stdout, as they
+    always were (their records on ``owm_adapters.node.events`` are held back meanwhile, or each
+    line would show twice). ``json``: nowhere on stdout; each line is a JSON log record with
+    its fields on stderr, so a log pipeline reads one JSON object per line."""
+    import logging
+    import sys
+
+    from owm_adapters.node.context import EVENTS_LOGGER
+
+    if log_format == "json":
+        yield lambda _line: None
+        return
+
+    def echo(line: str) -> None:
+        click.echo(line)
+        sys.stdout.flush()
+
+    events = logging.getLogger(EVENTS_LOGGER)
+    held_back = logging.NullHandler()
+    events.addHandler(held_back)
+    events.propagate = False
+    try:
+        yield echo
+    finally:
+        events.propagate = True
+        events.removeHandler(held_back)
+
+
 @cli.command()
 @_CONFIG_OPTION
 def start(config_path: Path) -> None:
@@ -110,24 +142,25 @@ def start(config_path: Path) -> None:
     import threading
 
     from owm_adapters.bootstrap.node import build_node
+    from owm_adapters.node.context import note
 
     settings = load_node_settings(config_path)
-
-    def say(line: str) -> None:
-        click.echo(line)
-        sys.stdout.flush()
-
+    log_format = click.get_current_context().find_root().params.get("log_format", "text")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with build_node(settings, say=say).running() as node:
-        daemon, health = node.daemon, node.health
-        route = f" via SOCKS5 {settings.coordinator.socks5_proxy}" if node.via_proxy else ""
-        say(f"node {daemon.identity.node_id}  tier {daemon.manifest.tier.value}")
-        say(f"coordinator {node.coordinator_url}{route}")
-        say(f"health      http://{health.host}:{health.port}/health")
-        code = daemon.run(stop)
-    say("stopped")
+    with _operator_output(log_format) as say:
+        with build_node(settings, say=say).running() as node:
+            daemon, health = node.daemon, node.health
+            route = f" via SOCKS5 {settings.coordinator.socks5_proxy}" if node.via_proxy else ""
+            node_id, tier = daemon.identity.node_id, daemon.manifest.tier.value
+            health_url = f"http://{health.host}:{health.port}/health"
+            note(say, f"node {node_id}  tier {tier}", node_id=node_id, tier=tier)
+            note(say, f"coordinator {node.coordinator_url}{route}", node_id=node_id,
+                 coordinator_url=node.coordinator_url, via_proxy=node.via_proxy)
+            note(say, f"health      {health_url}", node_id=node_id, health_url=health_url)
+            code = daemon.run(stop)
+        note(say, "stopped", node_id=node_id, exit_code=code)
     sys.exit(code)
 
 

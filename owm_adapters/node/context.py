@@ -26,6 +26,22 @@ from owm_core.ports.control_plane import ControlPlane
 
 log = logging.getLogger(__name__)
 
+EVENTS_LOGGER = "owm_adapters.node.events"
+"""The logger of the operator's lines (:func:`note`): ``owm-node start`` prints them on stdout
+with ``--log-format text`` (and keeps this logger quiet) and writes them only as JSON log records
+with ``--log-format json``."""
+events = logging.getLogger(EVENTS_LOGGER)
+
+
+def note(say: Callable[[str], None], line: str, *, level: int = logging.INFO,
+         **fields: object) -> None:
+    """Tell the operator ``line`` through ``say`` and log it on :data:`EVENTS_LOGGER` with its
+    facts as structured fields (``task_id``, ``node_id``, ``amount_msat``, ``round``...), so
+    ``--log-format json`` lines can be filtered on them. Never pass a secret as a field: the
+    redacting filter masks fields named like one (SRS-SEC-07), not secrets under other names."""
+    say(line)
+    events.log(level, line, extra=fields)
+
 
 class NodeState(enum.StrEnum):
     """Where the daemon is in its lifecycle; the values are what ``/health`` reports."""
@@ -104,6 +120,8 @@ class NodeContext:
     stake_warning: str = ""
     current: dict[str, tuple[AssignedTask, int]] = attrs.field(factory=dict)
     feed_open: bool = False
+    outage: bool = False
+    """Set when a connected node loses the coordinator; cleared (and logged) on reconnecting."""
     counts: dict[str, int] = attrs.field(factory=dict)
     stop: threading.Event = attrs.field(factory=threading.Event)
     draining: threading.Event = attrs.field(factory=threading.Event)
@@ -112,6 +130,16 @@ class NodeContext:
         """Add one to the ``event`` counter that ``/metrics`` exports."""
         with self.lock:
             self.counts[event] = self.counts.get(event, 0) + 1
+
+    def note(self, line: str, *, level: int = logging.INFO, **fields: object) -> None:
+        """:func:`note` through this daemon's ``say``, with this node's id as ``node_id``."""
+        note(self.say, line, level=level, **{"node_id": self.identity.node_id, **fields})
+
+    def task_fields(self, task: AssignedTask) -> dict[str, Any]:
+        """An assignment's facts as structured log fields (``--log-format json``)."""
+        return {"node_id": self.identity.node_id, "task_id": task.task_id,
+                "task_type": task.task_type, "amount_msat": task.price_msat,
+                "model_version": task.model_version}
 
     def seal(self, kind: EnvelopeKind, body: Any, now: int | None = None) -> bytes:
         """``body`` signed with the node's key, as wire bytes."""
@@ -153,11 +181,25 @@ class NodeContext:
         return float(min(settings.retry_max_s, settings.retry_initial_s * 2**attempt))
 
     def disconnected(self, message: str) -> None:
-        """The coordinator is unreachable: a serving node reports itself disconnected."""
+        """The coordinator is unreachable: a serving node reports itself disconnected (logged
+        once per outage, when the node was connected)."""
+        if self.connected:
+            log.warning("lost the coordinator: %s", message,
+                        extra={"node_id": self.identity.node_id, "error": message})
+            self.outage = True
         self.connected = False
         self.last_error = message
         if self.state == NodeState.SERVING:
             self.state = NodeState.DISCONNECTED
+
+    def reconnected(self, via: str) -> None:
+        """The coordinator answered ``via`` (``register``, ``heartbeat``, ``feed``): connected,
+        and after an outage a record saying so."""
+        if self.outage:
+            self.outage = False
+            log.info("coordinator reachable again (%s)", via,
+                     extra={"node_id": self.identity.node_id, "via": via})
+        self.connected = True
 
     def guarded(self, step: Callable[[], object]) -> None:
         """Run one periodic step; an unexpected error is logged, never fatal to the thread."""
@@ -165,7 +207,9 @@ class NodeContext:
             step()
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
-            log.exception("periodic step %s failed", getattr(step, "__name__", step))
+            name = getattr(step, "__name__", str(step))
+            log.exception("periodic step %s failed", name,
+                          extra={"node_id": self.identity.node_id, "step": name})
 
     def every(self, interval_s: float, step: Callable[[], object]) -> None:
         """Run ``step`` every ``interval_s`` until the daemon drains."""
@@ -173,4 +217,4 @@ class NodeContext:
             self.guarded(step)
 
 
-__all__ = ["DaemonSettings", "NodeContext", "NodeState"]
+__all__ = ["EVENTS_LOGGER", "DaemonSettings", "NodeContext", "NodeState", "note"]

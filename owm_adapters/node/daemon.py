@@ -226,7 +226,7 @@ class NodeDaemon:
         ctx = self.ctx
         ctx.state = NodeState.DRAINING
         ctx.draining.set()
-        self.say("draining: no new tasks; finishing running ones and reporting their proofs")
+        ctx.note("draining: no new tasks; finishing running ones and reporting their proofs")
         self.feed.cancel()
         self.prover.shutdown()
         for thread in self._threads:
@@ -234,9 +234,11 @@ class NodeDaemon:
         self.runner.close()
         ctx.state = NodeState.STOPPED
         earned = self.log.earnings()
-        self.say(
+        ctx.note(
             f"stopped: {earned.credited_tasks} tasks credited ({earned.credited_msat} msat), "
-            f"{earned.pending_tasks} awaiting verification"
+            f"{earned.pending_tasks} awaiting verification",
+            credited_tasks=earned.credited_tasks, amount_msat=earned.credited_msat,
+            pending_tasks=earned.pending_tasks,
         )
 
     def _weights_loop(self) -> None:

@@ -87,7 +87,7 @@ class FeedReader:
                 if ctx.draining.is_set():
                     feed.cancel()
                     return
-                ctx.connected = True
+                ctx.reconnected("task feed")
                 ctx.feed_open = True
                 if ctx.state == NodeState.DISCONNECTED:
                     ctx.state = NodeState.SERVING
@@ -100,7 +100,8 @@ class FeedReader:
                 self._refused(exc)
             except Exception as exc:  # a bug or a full disk must not end the task feed for good
                 ctx.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("task feed failed; reopening")
+                log.exception("task feed failed; reopening",
+                              extra={"node_id": ctx.identity.node_id, "attempt": attempt})
             finally:
                 ctx.feed_open = False
             if ctx.draining.wait(ctx.backoff(attempt)):
@@ -128,7 +129,8 @@ class FeedReader:
             )
         except SignatureInvalid:
             ctx.last_error = "dropped an assignment not signed by the coordinator"
-            log.warning("dropped assignment %.80r: not signed by the coordinator", task.task_id)
+            log.warning("dropped assignment %.80r: not signed by the coordinator", task.task_id,
+                        extra={"node_id": ctx.identity.node_id, "task_id": task.task_id[:80]})
             return
         unopened: InvalidValue | None = None
         try:
@@ -149,10 +151,13 @@ class FeedReader:
         with self.weights.lock if self.weights is not None else contextlib.nullcontext():
             problem = unopened or self._input_problem(task)
             if problem is None:
+                log.info("accepted task %s (%s, %d msat)", task.task_id, task.task_type,
+                         task.price_msat, extra=ctx.task_fields(task))
                 self.prover.queue(task)
                 return
         self.log.mark_rejected(task.task_id, problem.message, now_ms)
-        ctx.say(f"rejected task {task.task_id}: {problem.message}")
+        ctx.note(f"rejected task {task.task_id}: {problem.message}", level=logging.WARNING,
+                 **ctx.task_fields(task), field=problem.field, reason=problem.reason)
         self.send_rejection(task.task_id, problem)
 
     def _input_problem(self, task: AssignedTask) -> InvalidValue | None:
@@ -196,7 +201,9 @@ class FeedReader:
                     break
                 continue
             except ControlPlaneRefused as exc:
-                log.warning("rejection of %s refused: %s", replica_id, exc.message)
+                log.warning("rejection of %s refused: %s", replica_id, exc.message,
+                            extra={"node_id": ctx.identity.node_id, "task_id": replica_id,
+                                   "error": exc.message})
                 return False
             return True
         return False

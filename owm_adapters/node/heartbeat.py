@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from owm_adapters.node.context import NodeContext
 from owm_adapters.node.registration import Registration
 from owm_core.identity.envelopes import EnvelopeKind, Heartbeat
 from owm_core.nodes.control_plane import ControlPlaneRefused, ControlPlaneUnavailable
+
+log = logging.getLogger(__name__)
 
 
 class Heartbeats:
@@ -34,11 +38,14 @@ class Heartbeats:
         except ControlPlaneRefused as exc:
             ctx.count("heartbeats_failed")
             ctx.last_error = exc.message
+            log.warning("heartbeat %d refused: %s", self._seq, exc.message,
+                        extra={"node_id": ctx.identity.node_id, "seq": self._seq,
+                               "error": exc.message})
             if exc.status == "not-found":  # the coordinator forgot us: register again
                 self.registration.register_until_done()
             return None
         ctx.count("heartbeats_accepted")
-        ctx.connected = True
+        ctx.reconnected("heartbeat")
         ctx.last_heartbeat_at = now
         ctx.node_status = status
         return status

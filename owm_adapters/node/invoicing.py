@@ -20,15 +20,18 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 
+from owm_adapters.node.context import note
 from owm_core.errors import DomainError, LightningUnavailable, SignatureInvalid
 from owm_core.identity import envelopes
 from owm_core.identity.envelopes import EnvelopeKind, PayoutInvoice, PayoutQuery
 from owm_core.identity.keys import Identity
 from owm_core.identity.payout_requests import verify_payout_request
 from owm_core.nodes.control_plane import ControlPlaneRefused
+from owm_core.payments.invoices import PendingPayout
 from owm_core.ports.clock import Clock
 from owm_core.ports.control_plane import ControlPlane
 from owm_core.ports.lightning import Lightning
@@ -65,9 +68,15 @@ class PayoutInvoicer:
         actual = self.lightning.node_pubkey()
         self._checked_pubkey = True
         if actual != self.registered_pubkey:
-            self.say(f"warning: your Lightning node is {actual}, but [lightning] node_uri names "
-                     f"{self.registered_pubkey}; the coordinator refuses invoices it did not "
-                     "register")
+            note(self.say, f"warning: your Lightning node is {actual}, but [lightning] node_uri "
+                 f"names {self.registered_pubkey}; the coordinator refuses invoices it did not "
+                 "register", level=logging.WARNING, node_id=self.identity.node_id,
+                 ln_pubkey=actual, registered_pubkey=self.registered_pubkey)
+
+    def _fields(self, payout: PendingPayout) -> dict[str, Any]:
+        """A payout's facts as structured log fields (``--log-format json``)."""
+        return {"node_id": self.identity.node_id, "payment_id": payout.payment_id[:64],
+                "amount_msat": payout.amount_msat}
 
     def poll_once(self) -> list[str]:
         """Hand in an invoice for every pending payout; the payment hashes handed in."""
@@ -85,7 +94,7 @@ class PayoutInvoicer:
                 )
             except SignatureInvalid:
                 log.warning("payout %.40r not signed by the coordinator: not invoiced",
-                            payout.payment_id)
+                            payout.payment_id, extra=self._fields(payout))
                 continue
             invoice = self.lightning.create_invoice(payout.amount_msat, payout.memo,
                                                     payout.expiry_s)
@@ -97,13 +106,15 @@ class PayoutInvoicer:
                 payment_hash = self.control.submit_invoice(envelope)
             except ControlPlaneRefused as exc:
                 if self.refused.get(payout.payment_id) != exc.reason:
-                    self.say(f"payout {payout.payment_id}: invoice refused: {exc.reason}")
+                    note(self.say, f"payout {payout.payment_id}: invoice refused: {exc.reason}",
+                         level=logging.WARNING, **self._fields(payout), error=exc.reason)
                 self.refused[payout.payment_id] = exc.reason
                 continue
             self.refused.pop(payout.payment_id, None)
             handed.append(payment_hash)
-            self.say(f"payout {payout.payment_id}: invoice for {payout.amount_msat} msat handed "
-                     f"in ({payment_hash[:16]}…)")
+            note(self.say, f"payout {payout.payment_id}: invoice for {payout.amount_msat} msat "
+                 f"handed in ({payment_hash[:16]}…)", **self._fields(payout),
+                 payment_hash=payment_hash)
         return handed
 
     def run(self, stop: threading.Event, interval_s: float) -> None:
@@ -113,11 +124,14 @@ class PayoutInvoicer:
                 self.poll_once()
             except LightningUnavailable as exc:
                 log.warning("payout invoices: your Lightning node is unavailable: %s",
-                            exc.message)
+                            exc.message, extra={"node_id": self.identity.node_id,
+                                                "error": exc.message})
             except DomainError as exc:
-                log.warning("payout invoices: %s", exc.message)
+                log.warning("payout invoices: %s", exc.message,
+                            extra={"node_id": self.identity.node_id, "error": exc.message})
             except Exception:
-                log.exception("payout invoice poll failed")
+                log.exception("payout invoice poll failed",
+                              extra={"node_id": self.identity.node_id})
 
 
 __all__ = ["PayoutInvoicer"]

@@ -70,9 +70,15 @@ class MiningWorker:
                 backoff = 1.0
             except (DomainError, OSError) as error:
                 self.connected = False
-                log.warning("owm-mine: %s; retrying in %.0f s", error, backoff)
+                log.warning("owm-mine: %s; retrying in %.0f s", error, backoff, extra={
+                    **self._fields(), "error": str(error), "retry_s": backoff})
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def _fields(self) -> dict[str, object]:
+        """The miner's facts as structured log fields (``--log-format json``)."""
+        return {"node_id": self._identity.node_id, "worker": self._worker,
+                "pool_host": self._url.host, "pool_port": self._url.port}
 
     def _mine_session(self) -> None:
         url = self._url
@@ -90,6 +96,7 @@ class MiningWorker:
                 url.port,
                 self._identity.node_id,
                 self.hasher.name,
+                extra={**self._fields(), "hasher": self.hasher.name},
             )
             while not self._stop.is_set():
                 started = time.monotonic()

@@ -85,7 +85,8 @@ class Prover:
         try:
             self._execute_inner(task)
         except Exception:
-            log.exception("task %s could not be handled", task.task_id)
+            log.exception("task %s could not be handled", task.task_id,
+                          extra={"node_id": self.ctx.identity.node_id, "task_id": task.task_id})
         finally:
             with self.ctx.lock:
                 self.ctx.current.pop(task.task_id, None)
@@ -96,6 +97,8 @@ class Prover:
         with ctx.lock:
             ctx.current[task.task_id] = (task, start_ms)
         self.log.mark_running(task.task_id, start_ms)
+        log.info("task %s running (%s)", task.task_id, task.task_type,
+                 extra=ctx.task_fields(task))
         result = self.runner.run(
             task.task_type, task.input_schema_id, task.input_schema_version, task.input,
             task.model_version,
@@ -103,7 +106,9 @@ class Prover:
         done_ms = ctx.clock.monotonic_ms()
         if not result.ok or result.output is None:
             self.log.mark_failed(task.task_id, result.error, result.execution_ms, done_ms)
-            ctx.say(f"task {task.task_id} failed: {result.error}")
+            ctx.note(f"task {task.task_id} failed: {result.error}", level=logging.WARNING,
+                     **ctx.task_fields(task), error=result.error,
+                     execution_ms=result.execution_ms)
             return
         output = result.output
         try:
@@ -113,7 +118,8 @@ class Prover:
         except (DomainError, ValueError, KeyError, TypeError) as exc:
             reason = exc.message if isinstance(exc, DomainError) else f"{type(exc).__name__}: {exc}"
             self.log.mark_failed(task.task_id, reason, result.execution_ms, done_ms)
-            ctx.say(f"task {task.task_id} failed: {reason}")
+            ctx.note(f"task {task.task_id} failed: {reason}", level=logging.WARNING,
+                     **ctx.task_fields(task), error=reason, execution_ms=result.execution_ms)
             return
         proof = TaskProof(
             task_id=task.task_id,
@@ -123,6 +129,9 @@ class Prover:
         )
         raw = ctx.seal(EnvelopeKind.TASK_PROOF, proof)
         self.log.mark_executed(task.task_id, digest, output, raw, result.execution_ms, done_ms)
+        log.info("task %s ran in %d ms", task.task_id, result.execution_ms,
+                 extra={**ctx.task_fields(task), "output_hash": digest,
+                        "execution_ms": result.execution_ms})
         self.report(task.task_id, raw, task_types.canonical_output(output))
 
     def _deliver_update(self, task: AssignedTask, trained: dict[str, Any]) -> dict[str, Any]:
@@ -136,7 +145,8 @@ class Prover:
         if fl_upload.attack_mode(self.data_dir) == fl_upload.POISON:
             start = fl_upload.starting_weights(data, self.runner.model_dir or None)
             weights = fl_upload.poisoned(weights, start)
-            ctx.say(f"task {task.task_id}: attack mode: sending a poisoned FL update")
+            ctx.note(f"task {task.task_id}: attack mode: sending a poisoned FL update",
+                     level=logging.WARNING, task_id=task.task_id, round=data.get("round"))
         url = data.get("upload_url")
         if url:
             from owm_core.fl.updates import sign_update
@@ -151,11 +161,16 @@ class Prover:
                 str(url), body, proxy=ctx.settings.upload_proxy, policy=ctx.settings.destinations
             )
             ctx.count("fl_uploads_delivered" if sent.delivered else "fl_uploads_failed")
+            fields: dict[str, Any] = {"task_id": task.task_id, "round": int(trained["round"]),
+                      "sub_model": str(trained["sub_model"]), "url": str(url),
+                      "status": sent.status, "attempts": sent.attempts}
             if sent.delivered:
-                ctx.say(f"task {task.task_id}: FL update uploaded to {url} (HTTP {sent.status})")
+                ctx.note(f"task {task.task_id}: FL update uploaded to {url} (HTTP {sent.status})",
+                         **fields)
             else:
-                ctx.say(f"task {task.task_id}: FL update not accepted by {url} after "
-                        f"{sent.attempts} attempt(s): {sent.status or 'no answer'} {sent.detail}")
+                ctx.note(f"task {task.task_id}: FL update not accepted by {url} after "
+                         f"{sent.attempts} attempt(s): {sent.status or 'no answer'} {sent.detail}",
+                         level=logging.WARNING, **fields)
         return fl_upload.proof_output(trained, weights)
 
     def _attestation(self) -> dict[str, Any]:
@@ -193,12 +208,17 @@ class Prover:
             state = self._reveal(replica_id, proof, sealed, salt)
         except ControlPlaneRefused as exc:
             self.log.mark_proof_refused(replica_id, f"proof refused: {exc.message}")
-            ctx.say(f"proof of {replica_id} refused: {exc.message}")
+            ctx.note(f"proof of {replica_id} refused: {exc.message}", level=logging.WARNING,
+                     task_id=replica_id, error=exc.message)
             return
         if state is None:
             return
-        self.log.mark_proved(replica_id, state, payment_status_of(state))
-        ctx.say(f"task {replica_id} proved ({state})")
+        payment_status = payment_status_of(state)
+        self.log.mark_proved(replica_id, state, payment_status)
+        logged = self.log.get(replica_id)
+        ctx.note(f"task {replica_id} proved ({state})", task_id=replica_id, state=state,
+                 payment_status=payment_status,
+                 amount_msat=logged.price_msat if logged is not None else None)
 
     def _reveal(self, replica_id: str, proof: bytes, output: bytes, salt: bytes) -> str | None:
         """Send the reveal, again while the coordinator says the reveals are not open yet."""
@@ -214,7 +234,8 @@ class Prover:
                 if exc.status != REVEALS_NOT_OPEN or ctx.draining.is_set():
                     raise
                 if time.monotonic() >= give_up_at:
-                    ctx.say(f"reveal of {replica_id} still held back; it stays in the task log")
+                    ctx.note(f"reveal of {replica_id} still held back; it stays in the task log",
+                             level=logging.WARNING, task_id=replica_id)
                     return None
             time.sleep(min(2.0, 0.25 * 1.5**attempt))
             attempt += 1
@@ -233,8 +254,9 @@ class Prover:
                     now = ctx.clock.monotonic_ms()
                     give_up_at = give_up_at or now + int(ctx.settings.drain_report_s * 1000)
                     if now >= give_up_at:
-                        ctx.say(f"proof of {replica_id} not delivered; it stays in the task log "
-                                "and is resent if the coordinator pushes the task again")
+                        ctx.note(f"proof of {replica_id} not delivered; it stays in the task "
+                                 "log and is resent if the coordinator pushes the task again",
+                                 level=logging.WARNING, task_id=replica_id)
                         return None
                 time.sleep(ctx.backoff(attempt))
                 attempt += 1

@@ -47,7 +47,8 @@ def prune_versions(
         for suffix in SUFFIXES:
             (folder / f"{version}{suffix}").unlink(missing_ok=True)
     if pruned:
-        log.info("model cache: pruned %d old version(s) of %s", len(pruned), sub_model)
+        log.info("model cache: pruned %d old version(s) of %s", len(pruned), sub_model,
+                 extra={"sub_model": sub_model, "pruned": pruned})
     return pruned
 
 

@@ -98,7 +98,8 @@ class Registration:
             except ControlPlaneUnavailable as exc:
                 ctx.disconnected(exc.message)
                 if attempt == 0:
-                    ctx.say(f"coordinator unreachable, retrying: {exc.message}")
+                    ctx.note(f"coordinator unreachable, retrying: {exc.message}",
+                             level=logging.WARNING, error=exc.message)
                 ctx.stop.wait(ctx.backoff(attempt))
                 attempt += 1
                 continue
@@ -108,7 +109,7 @@ class Registration:
                 self._await_stake(exc)
                 continue
             self.reply = reply
-            ctx.connected = True
+            ctx.reconnected("register")
             ctx.last_error = ""
             ctx.last_heartbeat_at = ctx.clock.now()
             self._on_registered(reply)
@@ -141,9 +142,11 @@ class Registration:
         ctx = self.ctx
         marker = self.data_dir / REGISTRATION_FILE
         first = not marker.exists()
-        ctx.say(
+        ctx.note(
             f"registered  node {reply.node_id}  tier {reply.tier}  stake {reply.stake_status} "
-            f"({reply.capacity_sat}/{reply.required_sats} sat)"
+            f"({reply.capacity_sat}/{reply.required_sats} sat)",
+            node_id=reply.node_id, tier=reply.tier, stake=reply.stake_status,
+            capacity_sat=reply.capacity_sat, required_sats=reply.required_sats,
         )
         ctx.stake = StakeView(reply.stake_status, reply.tier, reply.required_sats,
                               reply.capacity_sat, "", 0)
@@ -166,7 +169,8 @@ class Registration:
             try:
                 self._terms = self.ctx.control.stake_terms(self.ctx.manifest.tier.value)
             except (ControlPlaneUnavailable, ControlPlaneRefused) as exc:
-                log.info("stake terms unavailable: %s", exc.message)
+                log.info("stake terms unavailable: %s", exc.message,
+                         extra={"node_id": self.ctx.identity.node_id, "error": exc.message})
         return self._terms
 
     def guide(self, tier: str, required: int, capacity: int) -> None:
@@ -177,7 +181,7 @@ class Registration:
         treasury_uri = ctx.settings.treasury_uri or (terms.treasury_node_uri if terms else "")
         for line in stake_guidance(tier, required, capacity, treasury_uri,
                                    ctx.settings.ln_node_uri):
-            ctx.say(line)
+            ctx.note(line, tier=tier, required_sats=required, capacity_sat=capacity)
 
 
 __all__ = ["REGISTRATION_FILE", "Registration", "stake_guidance"]

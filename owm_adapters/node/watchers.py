@@ -7,10 +7,14 @@ are credited or forfeited.
 
 from __future__ import annotations
 
+import logging
+
 from owm_adapters.node.context import NodeContext
 from owm_adapters.node.task_log import TaskLog
 from owm_core.coordination.tasks import task_id_of
 from owm_core.nodes.control_plane import ControlPlaneRefused, ControlPlaneUnavailable, StakeView
+
+log = logging.getLogger(__name__)
 
 
 def payment_status_of(state: str) -> str:
@@ -37,7 +41,8 @@ class StakeWatcher:
                 f"{required_sats} sat; top it up or open a new channel (SRS-NODE-12)"
             )
             if warning != ctx.stake_warning:
-                ctx.say("warning: " + warning)
+                ctx.note("warning: " + warning, level=logging.WARNING, capacity_sat=capacity_sat,
+                         required_sats=required_sats)
             ctx.stake_warning = warning
         else:
             ctx.stake_warning = ""
@@ -85,6 +90,10 @@ class PaymentWatcher:
                 status = payment_status_of(view.state)
                 if status != "pending":
                     self.log.set_payment(replica_id, view.state, status, view.price_msat or None)
+                    log.info("task %s %s (%s)", replica_id, status, view.state, extra={
+                        "node_id": self.ctx.identity.node_id, "task_id": replica_id,
+                        "state": view.state, "payment_status": status,
+                        "amount_msat": view.price_msat})
                     changed += 1
         return changed
 

@@ -41,6 +41,7 @@ from urllib.parse import quote, urlsplit
 import attrs
 
 from owm_adapters.net.destinations import check_node_target, clearnet_opener
+from owm_adapters.node.context import note
 from owm_adapters.node.fl_upload import STRICT
 from owm_adapters.node.pruning import prune_versions
 from owm_adapters.node.weights import (
@@ -238,8 +239,14 @@ class WeightsWatcher:
                 return InstallOutcome(False, release_id, None, "the coordinator serves no proof "
                                       "or no weights for it", retry=True)
             if outcome.installed:
-                self.say(f"weights: installed {release_id} for a task pinned to it")
+                note(self.say, f"weights: installed {release_id} for a task pinned to it",
+                     **self._fields(release_id, sub_model))
             return outcome
+
+    def _fields(self, model_version: str, sub_model: str) -> dict[str, Any]:
+        """A model version's facts as structured log fields (``--log-format json``)."""
+        return {"node_id": self.identity.node_id, "model_version": model_version,
+                "sub_model": sub_model}
 
     def poll_once(self) -> PollResult:
         """One look at the API: install what is new and verified (module docstring)."""
@@ -258,18 +265,24 @@ class WeightsWatcher:
                     assert outcome.verification is not None
                     installed.append(version.id)
                     new.add(version.sub_model)
-                    self.say(f"weights: installed {version.id} (OpenTimestamps proof confirmed "
-                             f"in Bitcoin block {outcome.verification.height})")
+                    note(self.say, f"weights: installed {version.id} (OpenTimestamps proof "
+                         f"confirmed in Bitcoin block {outcome.verification.height})",
+                         **self._fields(version.id, version.sub_model), verified=True,
+                         block_height=outcome.verification.height)
                 elif outcome.retry and not self._gives_up(outcome):
                     pending.append(version.id)
                     log.info("weights %s not installed yet (%s); trying again later",
-                             version.id, outcome.reason)
+                             version.id, outcome.reason,
+                             extra={**self._fields(version.id, version.sub_model),
+                                    "reason": outcome.reason})
                 else:
                     refused.append(version.id)
                     self._skip[version.id] = outcome.reason
                     keeps = self.runtime.loaded_version(version.sub_model) or "genesis"
-                    self.say(f"weights: refused {version.id}: {outcome.reason}; {keeps} keeps "
-                             "answering")
+                    note(self.say, f"weights: refused {version.id}: {outcome.reason}; {keeps} "
+                         "keeps answering", level=logging.WARNING,
+                         **self._fields(version.id, version.sub_model), verified=False,
+                         reason=outcome.reason, kept_version=keeps)
             self.prune(new)
             return PollResult(tuple(installed), tuple(refused), tuple(pending))
 
@@ -297,12 +310,15 @@ class WeightsWatcher:
             try:
                 self.poll_once()
             except ClearnetOnly as exc:
-                self.say(f"weights watcher stopped: {exc.message}")
+                note(self.say, f"weights watcher stopped: {exc.message}", level=logging.WARNING,
+                     node_id=self.identity.node_id, error=exc.message)
                 return
             except DomainError as exc:
-                log.warning("weights watcher: %s", exc.message)
+                log.warning("weights watcher: %s", exc.message,
+                            extra={"node_id": self.identity.node_id, "error": exc.message})
             except Exception:
-                log.exception("weights watcher poll failed")
+                log.exception("weights watcher poll failed",
+                              extra={"node_id": self.identity.node_id})
             if stop.wait(interval_s):
                 return
 
