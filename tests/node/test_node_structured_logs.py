@@ -16,11 +16,12 @@ from click.testing import CliRunner
 
 from owm_adapters.node.context import EVENTS_LOGGER, note
 from owm_cli import node as node_cli
-from tests.node.conftest import T1_STAKE_SAT
-from tests.node.test_daemon import start, wait_for  # noqa: F401
+from tests.node.conftest import T1_STAKE_SAT, Network
+from tests.node.test_daemon import Running, start, wait_for  # noqa: F401
 from tests.services.test_structured_logs import json_lines  # noqa: F401
 
 Entries = Callable[[], list[dict[str, Any]]]
+Starter = Callable[..., Running]
 
 
 def _one(entries: list[dict[str, Any]], words: str) -> dict[str, Any]:
@@ -31,7 +32,7 @@ def _one(entries: list[dict[str, Any]], words: str) -> dict[str, Any]:
     return entry
 
 
-def _serving(network, start, alias: str):  # noqa: F811
+def _serving(network: Network, start: Starter, alias: str) -> Running:  # noqa: F811
     """A staked node daemon, started and serving."""
     node = start(network.node(alias))
     wait_for(lambda: node.daemon.state == "serving")
@@ -39,7 +40,7 @@ def _serving(network, start, alias: str):  # noqa: F811
 
 
 def test_a_node_s_registration_task_proof_and_credit_carry_their_facts_as_fields(
-    network, start, json_lines: Entries,  # noqa: F811
+    network: Network, start: Starter, json_lines: Entries,  # noqa: F811
 ) -> None:
     node = _serving(network, start, "n-logs")
     network.submit("log-1", b'{"prompt": "hello"}')
@@ -71,7 +72,7 @@ def test_a_node_s_registration_task_proof_and_credit_carry_their_facts_as_fields
 
 
 def test_a_rejected_task_carries_the_field_and_reason_it_was_refused_for(
-    network, start, json_lines: Entries,  # noqa: F811
+    network: Network, start: Starter, json_lines: Entries,  # noqa: F811
 ) -> None:
     node = _serving(network, start, "n-logs-bad")
     network.submit("log-bad", b'{"prompt": 42}')
@@ -83,7 +84,7 @@ def test_a_rejected_task_carries_the_field_and_reason_it_was_refused_for(
 
 
 def test_losing_and_regaining_the_coordinator_is_logged_once_each_with_the_node(
-    network, start, json_lines: Entries,  # noqa: F811
+    network: Network, start: Starter, json_lines: Entries,  # noqa: F811
 ) -> None:
     node = _serving(network, start, "n-logs-net")
     ctx = node.daemon.ctx
@@ -98,7 +99,7 @@ def test_losing_and_regaining_the_coordinator_is_logged_once_each_with_the_node(
 
 
 def test_a_field_named_like_a_secret_is_masked_and_no_key_reaches_a_line(
-    network, start, json_lines: Entries,  # noqa: F811
+    network: Network, start: Starter, json_lines: Entries,  # noqa: F811
 ) -> None:
     preimage = "5e" * 32
     note(lambda _line: None, "paid", payment_hash="ab" * 32, preimage=preimage,
