@@ -30,6 +30,7 @@ from owm_core.ports.control_plane import ControlPlane
 from tests.node.conftest import MANIFEST, Network, Node
 from tests.node.test_daemon import wait_for
 from tests.node.test_socks5_route import TinySocks5
+from tests.services.test_structured_logs import json_lines  # noqa: F401
 from tests.tls_support import client_tls
 
 ONION = "owmcoordinatorxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.onion"
@@ -125,7 +126,8 @@ def flat_genesis(sub_model: str) -> np.ndarray:
 
 
 def test_a_node_behind_a_socks5_proxy_uploads_its_signed_update_directly_over_clearnet(
-    network: Network, run_node, sink: UpdateSink, monkeypatch: pytest.MonkeyPatch
+    network: Network, run_node, sink: UpdateSink, monkeypatch: pytest.MonkeyPatch,
+    json_lines,  # noqa: F811
 ):
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # ignored: uploads take no proxy
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
@@ -153,6 +155,9 @@ def test_a_node_behind_a_socks5_proxy_uploads_its_signed_update_directly_over_cl
         assert delivered["num_examples"] == update.num_examples
         assert delivered["weights_digest"] == daemon.log.output_of("fl-1:0")["weights_digest"]
         assert proxy.connects and {host for host, _ in proxy.connects} == {"coordinator.test"}
+        [uploaded] = [e for e in json_lines() if "FL update uploaded" in e["message"]]
+        assert (uploaded["task_id"], uploaded["round"], uploaded["sub_model"],
+                uploaded["url"], uploaded["status"]) == ("fl-1:0", 1, "owm-geo", sink.url, 202)
     finally:
         plane.close()
         proxy.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import logging
 import os
 import threading
@@ -191,6 +192,20 @@ def test_no_macaroon_or_preimage_of_the_lnd_payment_reaches_a_log_line(paid_on_l
         secrets += [macaroon.hex(), base64.b64encode(macaroon).decode()]
     assert [secret for secret in secrets if secret in text] == []
     assert [secret for secret in secrets if secret in "\n".join(paid_on_lnd.said)] == []
+
+
+def test_the_node_s_invoice_record_carries_the_payout_amount_and_payment_hash_as_fields(
+    paid_on_lnd: PaidOnLnd,
+) -> None:
+    """With ``--log-format json`` the node's "invoice handed in" line is a record whose fields
+    name the payout, its amount and the payment hash the coordinator then paid."""
+    entries = [json.loads(line) for line in paid_on_lnd.log_text.splitlines()]
+    [handed] = [e for e in entries if e["logger"] == "owm_adapters.node.events"
+                and "handed in" in e["message"]]
+    payment = paid_on_lnd.payment
+    assert (handed["payment_hash"], handed["amount_msat"]) == (
+        payment.payment_hash, payment.amount_msat)
+    assert handed["payment_id"] in handed["message"] and handed["node_id"] == payment.node_id
 
 
 

@@ -9,15 +9,21 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from owm_adapters.node.context import EVENTS_LOGGER, note
+from owm_adapters.node.task_log import TaskLog
+from owm_adapters.node.watchers import PaymentWatcher
 from owm_cli import node as node_cli
+from owm_core.nodes.control_plane import ReplicaView
 from tests.node.conftest import T1_STAKE_SAT, Network
 from tests.node.test_daemon import Running, start, wait_for  # noqa: F401
+from tests.node.test_task_log import received
 from tests.services.test_structured_logs import json_lines  # noqa: F401
 
 Entries = Callable[[], list[dict[str, Any]]]
@@ -132,3 +138,22 @@ def test_owm_node_start_prints_its_lines_in_text_mode_and_logs_them_only_in_json
 def test_owm_node_takes_the_log_format_before_start() -> None:
     result = CliRunner().invoke(node_cli.cli, ["--log-format", "json", "start", "--help"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_proof_credited_after_verification_is_logged_with_its_task_and_amount(
+    tmp_path: Path, json_lines: Entries,  # noqa: F811
+) -> None:
+    task_log = TaskLog.in_dir(tmp_path)
+    received(task_log, "late-1:0")
+    task_log.mark_executed("late-1:0", "cd" * 32, {"labels": [3]}, b"proof", 420, 1_500)
+    task_log.mark_proved("late-1:0", "completed", "pending")  # awaiting verification
+    view = ReplicaView("late-1:0", "settled", "n-late", 2_500)
+    ctx = SimpleNamespace(identity=SimpleNamespace(node_id="n-late"),
+                          control=SimpleNamespace(replicas=lambda _task_id: [view]))
+
+    assert PaymentWatcher(ctx, task_log).refresh_payments() == 1  # type: ignore[arg-type]
+
+    credited = _one(json_lines(), "task late-1:0 credited")
+    assert (credited["node_id"], credited["task_id"], credited["state"],
+            credited["payment_status"], credited["amount_msat"]) == (
+        "n-late", "late-1:0", "settled", "credited", 2_500)

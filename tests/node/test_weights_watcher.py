@@ -24,6 +24,7 @@ from owm_core.errors import PolicyViolation
 from owm_core.identity.keys import Identity
 from owm_core.provenance.versions import ModelVersion, new_model_version
 from tests.node.test_weights import Devnet, tensors
+from tests.services.test_structured_logs import json_lines  # noqa: F401
 
 IDENTITY = Identity.from_seed(bytes(range(32)))
 
@@ -117,7 +118,9 @@ def version(name: str, weights, created_at: int) -> ModelVersion:
     return new_model_version(name, "owm-geo", weights, created_at=created_at)
 
 
-def test_a_new_version_with_an_anchored_proof_is_downloaded_and_installed(api, devnet, tmp_path):
+def test_a_new_version_with_an_anchored_proof_is_downloaded_and_installed(
+    api, devnet, tmp_path, json_lines  # noqa: F811
+):
     said: list[str] = []
     weights = tensors(2.0)
     model = version("owm-v1.0.0", weights, 1_800_000_000)
@@ -130,12 +133,15 @@ def test_a_new_version_with_an_anchored_proof_is_downloaded_and_installed(api, d
     assert watcher.runtime.loaded_version("owm-geo") == "owm-v1.0.0"
     assert "installed owm-geo@owm-v1.0.0 (OpenTimestamps proof confirmed in Bitcoin block 1)" \
         in said[0]
+    [installed] = [e for e in json_lines() if e["message"] == said[0]]  # --log-format json
+    assert (installed["model_version"], installed["sub_model"], installed["verified"],
+            installed["block_height"]) == ("owm-geo@owm-v1.0.0", "owm-geo", True, 1)
     assert watcher.poll_once().installed == ()  # nothing new: nothing downloaded again
     assert api.paths.count("/v1/model/versions/owm-geo@owm-v1.0.0/weights") == 1
 
 
 def test_a_version_whose_proof_fails_is_refused_and_the_previous_weights_keep_answering(
-    api, devnet, tmp_path
+    api, devnet, tmp_path, json_lines  # noqa: F811
 ):
     said: list[str] = []
     good = tensors(2.0)
@@ -153,6 +159,10 @@ def test_a_version_whose_proof_fails_is_refused_and_the_previous_weights_keep_an
     assert watcher.runtime.loaded_version("owm-geo") == "owm-v1.0.0"
     assert any("refused owm-geo@owm-v1.1.0" in line and "owm-v1.0.0 keeps answering" in line
                for line in said)
+    [refused] = [e for e in json_lines() if "refused owm-geo@owm-v1.1.0" in e["message"]]
+    assert (refused["level"], refused["model_version"], refused["verified"],
+            refused["kept_version"]) == ("WARNING", "owm-geo@owm-v1.1.0", False, "owm-v1.0.0")
+    assert refused["reason"] in refused["message"]
     watcher.poll_once()
     assert api.paths.count("/v1/model/versions/owm-geo@owm-v1.1.0/weights") == 1
 
