@@ -55,7 +55,7 @@ def decode_header(raw: bytes) -> tuple[int, int, int]:
     """``(extension_type, msg_type, msg_length)`` of 6 header bytes."""
     if len(raw) != HEADER_BYTES:
         raise FrameMalformed(f"a frame header is {HEADER_BYTES} bytes, got {len(raw)}")
-    return int.from_bytes(raw[:2], "little"), raw[2], int.from_bytes(raw[3:], "little")
+    return raw[0] | raw[1] << 8, raw[2], raw[3] | raw[4] << 8 | raw[5] << 16
 
 
 def ciphertext_length(plaintext_length: int) -> int:
@@ -73,20 +73,6 @@ def encrypt_frame(cipher: CipherState, frame: Frame) -> bytes:
     return b"".join(parts)
 
 
-def decrypt_header(
-    cipher: CipherState, raw: bytes, max_payload: int = MAX_PAYLOAD_BYTES
-) -> tuple[int, int, int]:
-    """Decrypt the 22-byte header ciphertext; refuse a declared payload over ``max_payload``."""
-    if len(raw) != ENCRYPTED_HEADER_BYTES:
-        raise FrameMalformed(
-            f"an encrypted header is {ENCRYPTED_HEADER_BYTES} bytes, got {len(raw)}"
-        )
-    extension_type, msg_type, length = decode_header(cipher.decrypt_with_ad(b"", raw))
-    if length > max_payload:
-        raise FrameMalformed(f"a {length}-byte payload exceeds the {max_payload}-byte limit")
-    return extension_type, msg_type, length
-
-
 def decrypt_payload(cipher: CipherState, raw: bytes, plaintext_length: int) -> bytes:
     """Decrypt the payload pieces of a frame whose header declared ``plaintext_length``."""
     if len(raw) != ciphertext_length(plaintext_length):
@@ -102,17 +88,18 @@ def decrypt_frames(
     cipher: CipherState, buffer: bytes | bytearray, limit: int, max_payload: int = MAX_PAYLOAD_BYTES
 ) -> tuple[list[Frame], int]:
     """Decrypt the whole frames at the start of ``buffer``, at most ``limit``: the frames and
-    how many bytes they took (a frame cut short is left for later, its header not decrypted).
-    One pass over the buffer instead of a copy per header and payload, the receiving side's
-    hot path (SRS-PERF-11); the same checks as :func:`decrypt_header` and
-    :func:`decrypt_payload`."""
+    how many bytes they took (a frame cut short is left for later, its header decrypted again
+    then). A header declaring a payload over ``max_payload`` is refused before its payload is
+    read. One pass over the buffer instead of a copy per header and payload, the receiving
+    side's hot path (SRS-PERF-11)."""
     frames: list[Frame] = []
     at, size = 0, len(buffer)
     view = memoryview(buffer)
     try:
         while len(frames) < limit and size - at >= ENCRYPTED_HEADER_BYTES:
-            header = cipher.peek_decrypt(view[at : at + ENCRYPTED_HEADER_BYTES])
-            length = header[3] | header[4] << 8 | header[5] << 16
+            extension_type, msg_type, length = decode_header(
+                cipher.peek_decrypt(view[at : at + ENCRYPTED_HEADER_BYTES])
+            )
             if length > max_payload:
                 raise FrameMalformed(
                     f"a {length}-byte payload exceeds the {max_payload}-byte limit"
@@ -126,7 +113,7 @@ def decrypt_frames(
                 payload = cipher.decrypt_with_ad(b"", view[start:end]) if length else b""
             else:
                 payload = decrypt_payload(cipher, bytes(view[start:end]), length)
-            frames.append(_trusted_frame(header[0] | header[1] << 8, header[2], payload))
+            frames.append(_trusted_frame(extension_type, msg_type, payload))
             at = end
     finally:
         view.release()
@@ -144,12 +131,12 @@ def _trusted_frame(extension_type: int, msg_type: int, payload: bytes) -> Frame:
 
 
 def decrypt_frame(cipher: CipherState, raw: bytes, max_payload: int = MAX_PAYLOAD_BYTES) -> Frame:
-    """Decrypt one whole frame held in ``raw`` (exactly one; trailing bytes are refused)."""
-    extension_type, msg_type, length = decrypt_header(
-        cipher, raw[:ENCRYPTED_HEADER_BYTES], max_payload
-    )
-    payload = decrypt_payload(cipher, raw[ENCRYPTED_HEADER_BYTES:], length)
-    return Frame(extension_type, msg_type, payload)
+    """Decrypt one whole frame held in ``raw`` (exactly one; a cut frame or trailing bytes are
+    refused) with :func:`decrypt_frames`."""
+    frames, used = decrypt_frames(cipher, raw, 1, max_payload)
+    if not frames or used != len(raw):
+        raise FrameMalformed(f"{len(raw)} bytes are not exactly one encrypted frame")
+    return frames[0]
 
 
 V1_LINE_MIN = 16

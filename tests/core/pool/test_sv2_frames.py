@@ -76,7 +76,7 @@ def test_a_declared_payload_over_the_limit_is_refused_before_reading_it() -> Non
     sender, receiver = pair()
     wire = sv2_frames.encrypt_frame(sender, Frame(0, 0x1A, b"x" * 1000))
     with pytest.raises(FrameMalformed, match="exceeds"):
-        sv2_frames.decrypt_header(receiver, wire[:22], max_payload=999)
+        sv2_frames.decrypt_frame(receiver, wire[:22], max_payload=999)
 
 
 def test_frames_replayed_out_of_order_do_not_decrypt() -> None:
