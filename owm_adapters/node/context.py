@@ -7,15 +7,17 @@ the running tasks — lives here so that every part updates the same picture.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
 
 from owm_core.access.destinations import DestinationPolicy
+from owm_core.errors import DomainError
 from owm_core.identity import envelopes, sealing
 from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind
 from owm_core.identity.keys import Identity, parse_public_key
@@ -41,6 +43,20 @@ def note(say: Callable[[str], None], line: str, *, level: int = logging.INFO,
     redacting filter masks fields named like one (SRS-SEC-07), not secrets under other names."""
     say(line)
     events.log(level, line, extra=fields)
+
+
+@contextlib.contextmanager
+def poll_errors_logged(logger: logging.Logger, what: str, node_id: str) -> Iterator[None]:
+    """Log a poll's failure on ``logger`` instead of ending its thread: a domain error as a
+    warning ``what: message``, anything else (a bug, a full disk) with its traceback. The
+    watchers that poll on their own schedule (weights, payout invoices) share this rule."""
+    try:
+        yield
+    except DomainError as exc:
+        logger.warning("%s: %s", what, exc.message,
+                       extra={"node_id": node_id, "error": exc.message})
+    except Exception:
+        logger.exception("%s poll failed", what, extra={"node_id": node_id})
 
 
 class NodeState(enum.StrEnum):
@@ -217,4 +233,6 @@ class NodeContext:
             self.guarded(step)
 
 
-__all__ = ["EVENTS_LOGGER", "DaemonSettings", "NodeContext", "NodeState", "note"]
+__all__ = [
+    "EVENTS_LOGGER", "DaemonSettings", "NodeContext", "NodeState", "note", "poll_errors_logged",
+]

@@ -24,8 +24,8 @@ from typing import Any
 
 import attrs
 
-from owm_adapters.node.context import note
-from owm_core.errors import DomainError, LightningUnavailable, SignatureInvalid
+from owm_adapters.node.context import note, poll_errors_logged
+from owm_core.errors import LightningUnavailable, SignatureInvalid
 from owm_core.identity import envelopes
 from owm_core.identity.envelopes import EnvelopeKind, PayoutInvoice, PayoutQuery
 from owm_core.identity.keys import Identity
@@ -119,19 +119,14 @@ class PayoutInvoicer:
 
     def run(self, stop: threading.Event, interval_s: float) -> None:
         """Poll every ``interval_s`` until ``stop`` is set; failures are logged, never fatal."""
+        node_id = self.identity.node_id
         while not stop.wait(interval_s):
-            try:
-                self.poll_once()
-            except LightningUnavailable as exc:
-                log.warning("payout invoices: your Lightning node is unavailable: %s",
-                            exc.message, extra={"node_id": self.identity.node_id,
-                                                "error": exc.message})
-            except DomainError as exc:
-                log.warning("payout invoices: %s", exc.message,
-                            extra={"node_id": self.identity.node_id, "error": exc.message})
-            except Exception:
-                log.exception("payout invoice poll failed",
-                              extra={"node_id": self.identity.node_id})
+            with poll_errors_logged(log, "payout invoices", node_id):
+                try:
+                    self.poll_once()
+                except LightningUnavailable as exc:
+                    log.warning("payout invoices: your Lightning node is unavailable: %s",
+                                exc.message, extra={"node_id": node_id, "error": exc.message})
 
 
 __all__ = ["PayoutInvoicer"]

@@ -41,7 +41,7 @@ from urllib.parse import quote, urlsplit
 import attrs
 
 from owm_adapters.net.destinations import check_node_target, clearnet_opener
-from owm_adapters.node.context import note
+from owm_adapters.node.context import note, poll_errors_logged
 from owm_adapters.node.fl_upload import STRICT
 from owm_adapters.node.pruning import prune_versions
 from owm_adapters.node.weights import (
@@ -306,19 +306,15 @@ class WeightsWatcher:
 
     def run(self, stop: threading.Event, interval_s: float) -> None:
         """Poll every ``interval_s`` until ``stop`` is set; errors are logged, never fatal."""
+        node_id = self.identity.node_id
         while True:
-            try:
-                self.poll_once()
-            except ClearnetOnly as exc:
-                note(self.say, f"weights watcher stopped: {exc.message}", level=logging.WARNING,
-                     node_id=self.identity.node_id, error=exc.message)
-                return
-            except DomainError as exc:
-                log.warning("weights watcher: %s", exc.message,
-                            extra={"node_id": self.identity.node_id, "error": exc.message})
-            except Exception:
-                log.exception("weights watcher poll failed",
-                              extra={"node_id": self.identity.node_id})
+            with poll_errors_logged(log, "weights watcher", node_id):
+                try:
+                    self.poll_once()
+                except ClearnetOnly as exc:
+                    note(self.say, f"weights watcher stopped: {exc.message}",
+                         level=logging.WARNING, node_id=node_id, error=exc.message)
+                    return
             if stop.wait(interval_s):
                 return
 
