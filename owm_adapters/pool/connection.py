@@ -2,9 +2,9 @@
 
 :func:`accept` runs the pool's side of the handshake, :func:`connect` the miner's; both return a
 :class:`NoiseSocket` that sends and receives whole :class:`~owm_core.pool.sv2_frames.Frame`
-objects. Reads are bounded: the handshake by a timeout, each frame by the payload limit checked
-on its decrypted header before the payload is read. A plain Stratum V1 JSON line, a bad MAC or a
-truncated frame raise a domain error and the caller closes the socket.
+objects. Reads are bounded: the whole handshake by a deadline, each frame by the payload limit
+checked on its decrypted header before the payload is read. A plain Stratum V1 JSON line, a bad
+MAC or a truncated frame raise a domain error and the caller closes the socket.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from owm_core.errors import NoiseFailure
@@ -96,9 +97,15 @@ class NoiseSocket:
         self.sock.close()
 
 
-def _read_act1(sock: socket.socket) -> bytes:
+def _read_act1(sock: socket.socket, deadline: float) -> bytes:
+    """Act 1, read by ``deadline`` (``time.monotonic``) however slowly the peer sends it: a
+    peer trickling a byte at a time cannot hold the handshake open past it (SRS-SEC-16)."""
     received = b""
     while len(received) < noise.ACT1_BYTES:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"handshake not done in time ({len(received)} bytes of act 1)")
+        sock.settimeout(left)
         chunk = sock.recv(noise.ACT1_BYTES - len(received))
         if not chunk:
             sv2_frames.refuse_plaintext(received + b"\n")
@@ -116,9 +123,10 @@ def accept(
     timeout_s: float,
     max_payload: int,
 ) -> NoiseSocket:
-    """The pool's side of the handshake on a freshly accepted socket (SRS-SEC-16)."""
-    sock.settimeout(timeout_s)
-    act1 = _read_act1(sock)
+    """The pool's side of the handshake on a freshly accepted socket, done within ``timeout_s``
+    (SRS-SEC-16)."""
+    deadline = time.monotonic() + timeout_s
+    act1 = _read_act1(sock, deadline)
     act2, transport = noise.respond(act1, static, _secret(entropy), entropy(32))
     sock.sendall(act2)
     return NoiseSocket(sock, transport, max_payload)

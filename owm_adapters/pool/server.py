@@ -7,15 +7,30 @@ not encrypted Stratum V2 — a Stratum V1 JSON line, plaintext V2 frames, a bad 
 or oversized frame, a message the protocol refuses — closes that connection, is logged with its
 reason code and counted in :attr:`PoolServer.refusals`; the listener and the other miners carry
 on.
+
+What one peer can hold open is bounded, since the pool listens on the internet (SRS-SEC-16):
+at most ``max_connections`` connections in all and ``max_connections_per_ip`` from one address
+(:func:`address_key`). A connection over either cap is closed as soon as it is accepted, with
+no thread and no handshake, counted as ``too-many-connections`` or
+``too-many-connections-from-address`` and logged through a :class:`RefusalLog` (a flood makes a
+line per reason every 10 s, not a line per connection). A connection's slot is freed when it
+ends, however it ends. The handshake must finish within ``handshake_timeout_s`` (a peer sending
+nothing, or one byte at a time, is closed then); after it a connection silent for
+``idle_timeout_s`` is closed. :meth:`PoolServer.stop` closes the listener and every open
+connection.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import errno
+import ipaddress
 import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -30,6 +45,13 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PAYLOAD = 65_535
 """No message the pool receives is larger; a declared length above this closes the connection."""
+DEFAULT_MAX_CONNECTIONS = 4_096
+DEFAULT_MAX_CONNECTIONS_PER_IP = 64
+TOO_MANY_CONNECTIONS = "too-many-connections"
+TOO_MANY_FROM_ADDRESS = "too-many-connections-from-address"
+ACCEPT_FAILED = "accept-failed"
+"""``accept`` itself failed (out of file descriptors, say): the listener waits and tries again."""
+ACCEPT_RETRY_S = 0.1
 
 
 class FrameHandler(Protocol):
@@ -41,9 +63,50 @@ class FrameHandler(Protocol):
     def closed(self) -> None: ...
 
 
+def address_key(host: str) -> str:
+    """What the per-address cap counts a peer under (SRS-SEC-16): its IPv4 address, or the /64
+    of its IPv6 address (what one subscriber is usually given, so rotating addresses inside it
+    does not escape the cap); an IPv4-mapped IPv6 address counts as its IPv4 address."""
+    try:
+        ip = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+@attrs.define(eq=False)
+class RefusalLog:
+    """INFO lines for connections refused at accept, bounded during a flood (SRS-SEC-16): the
+    first refusal of each reason is logged at once, later ones at most one line per ``every_s``
+    seconds per reason, with how many were refused since that reason's last line."""
+
+    every_s: float = 10.0
+    clock: Callable[[], float] = time.monotonic
+    _logged_at: dict[str, float] = attrs.field(init=False, factory=dict)
+    _unlogged: collections.Counter[str] = attrs.field(init=False, factory=collections.Counter)
+
+    def refused(self, reason: str, peer: str, detail: str) -> None:
+        now = self.clock()
+        self._unlogged[reason] += 1
+        last = self._logged_at.get(reason)
+        if last is not None and now - last < self.every_s:
+            return
+        self._logged_at[reason] = now
+        count = self._unlogged.pop(reason)
+        log.info(
+            "stratum connection from %s refused: %s (%s); %d such refusals since the last line",
+            peer, reason, detail, count,
+        )  # fmt: skip
+
+
 @attrs.define(eq=False)
 class PoolServer:
-    """Accepts miners on a TCP port; each connection gets a handler from ``handlers``."""
+    """Accepts miners on a TCP port; each connection gets a handler from ``handlers``, within
+    the caps on open connections (module docstring)."""
 
     _static: noise.StaticKey
     _handlers: Callable[[NoiseSocket], FrameHandler]
@@ -51,11 +114,26 @@ class PoolServer:
     _handshake_timeout_s: float = attrs.field(default=10.0, kw_only=True)
     _idle_timeout_s: float = attrs.field(default=600.0, kw_only=True)
     _max_payload: int = attrs.field(default=DEFAULT_MAX_PAYLOAD, kw_only=True)
+    _max_connections: int = attrs.field(
+        default=DEFAULT_MAX_CONNECTIONS, kw_only=True, validator=attrs.validators.ge(1)
+    )
+    _max_connections_per_ip: int = attrs.field(
+        default=DEFAULT_MAX_CONNECTIONS_PER_IP, kw_only=True, validator=attrs.validators.ge(1)
+    )
+    _refusal_log: RefusalLog = attrs.field(factory=RefusalLog, kw_only=True)
     _listener: socket.socket | None = attrs.field(init=False, default=None)
     _threads: list[threading.Thread] = attrs.field(init=False, factory=list)
     _stopping: threading.Event = attrs.field(init=False, factory=threading.Event)
     refusals: collections.Counter[str] = attrs.field(init=False, factory=collections.Counter)
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
+    _open: dict[socket.socket, threading.Thread] = attrs.field(init=False, factory=dict)
+    _per_address: collections.Counter[str] = attrs.field(init=False, factory=collections.Counter)
+
+    @property
+    def open_connections(self) -> int:
+        """Connections holding a slot now: in the handshake or after it."""
+        with self._lock:
+            return len(self._open)
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         """Listen on ``host:port`` (0: any free port); the address actually bound."""
@@ -67,30 +145,89 @@ class PoolServer:
         address = listener.getsockname()
         return address[0], address[1]
 
-    def stop(self) -> None:
-        """Stop listening; open connections end when their sockets close."""
-        self._stopping.set()
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop listening and close every open connection: each handler's ``closed`` runs once,
+        in its connection's thread, and the threads end (waiting up to ``timeout_s``)."""
+        with self._lock:
+            self._stopping.set()
+            connections = dict(self._open)
         if self._listener is not None:
+            with contextlib.suppress(OSError):  # wakes the accept thread (a close alone does not)
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
+        for sock in connections:
+            with contextlib.suppress(OSError):  # wakes the connection's thread out of its read
+                sock.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + timeout_s
+        for thread in (*self._threads, *connections.values()):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _accept_loop(self) -> None:
         assert self._listener is not None
-        while not self._stopping.is_set():
+        while True:
             try:
                 sock, peer = self._listener.accept()
-            except OSError:
+            except OSError as error:
+                if self._stopping.is_set() or error.errno == errno.EBADF:
+                    return
+                self._refusal_log.refused(ACCEPT_FAILED, "(unknown)", str(error))
+                self._stopping.wait(ACCEPT_RETRY_S)
+                continue
+            self._admit(sock, peer)
+
+    def _admit(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        """Start ``sock``'s thread, or close it at once when a cap is reached (SRS-SEC-16)."""
+        key = address_key(peer[0])
+        with self._lock:
+            refusal = self._over_cap(key)
+            if refusal is None:
+                thread = threading.Thread(
+                    target=self._serve, args=(sock, peer, key), daemon=True,
+                    name=f"sv2-conn {peer[0]}:{peer[1]}",
+                )  # fmt: skip
+                self._open[sock] = thread
+                self._per_address[key] += 1
+                thread.start()
                 return
-            thread = threading.Thread(
-                target=self._serve, args=(sock, peer), name="sv2-conn", daemon=True
+            if refusal[0]:
+                self.refusals[refusal[0]] += 1
+        if refusal[0]:
+            self._refusal_log.refused(refusal[0], peer[0], refusal[1])
+        sock.close()
+
+    def _over_cap(self, key: str) -> tuple[str, str] | None:
+        """The reason and detail of refusing one more connection from ``key``; ``None`` while
+        both caps allow it; an empty reason (not counted) once the pool is stopping."""
+        if self._stopping.is_set():
+            return "", "the pool is stopping"
+        if len(self._open) >= self._max_connections:
+            return TOO_MANY_CONNECTIONS, f"{len(self._open)} open, the most allowed"
+        if self._per_address[key] >= self._max_connections_per_ip:
+            return (
+                TOO_MANY_FROM_ADDRESS,
+                f"{self._per_address[key]} open from {key}, the most allowed",
             )
-            thread.start()
+        return None
 
     def _refuse(self, peer: object, reason: str, detail: str) -> None:
+        if self._stopping.is_set():
+            log.debug("stratum connection from %s closed: the pool is stopping", peer)
+            return
         with self._lock:
             self.refusals[reason] += 1
         log.info("stratum connection from %s closed: %s (%s)", peer, reason, detail)
 
-    def _serve(self, sock: socket.socket, peer: object) -> None:
+    def _serve(self, sock: socket.socket, peer: object, key: str) -> None:
+        try:
+            self._converse(sock, peer)
+        finally:
+            with self._lock:
+                del self._open[sock]
+                self._per_address[key] -= 1
+                if not self._per_address[key]:
+                    del self._per_address[key]
+
+    def _converse(self, sock: socket.socket, peer: object) -> None:
         try:
             connection = accept(
                 sock,

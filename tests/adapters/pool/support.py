@@ -23,8 +23,14 @@ def static_key() -> noise.StaticKey:
     return noise.StaticKey(secret, ellswift, certificate)
 
 
-def dial(address: tuple[str, int], authority: bytes = AUTHORITY) -> NoiseSocket:
-    sock = socket.create_connection(address, timeout=5)
+def dial(
+    address: tuple[str, int], authority: bytes = AUTHORITY, source: str | None = None
+) -> NoiseSocket:
+    """A miner's connection after the handshake, from the loopback address ``source`` if given
+    (127.0.0.2, …: another address to the pool's per-address cap)."""
+    sock = socket.create_connection(
+        address, timeout=5, source_address=None if source is None else (source, 0)
+    )
     connection, _static = connect(
         sock, authority, os.urandom, int(time.time()), max_payload=1 << 20
     )
