@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 from pathlib import Path
 
 from owm_adapters.bootstrap.chains import chain_source_of
@@ -76,7 +77,7 @@ class PoolWorker:
     def stop(self, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> None:
         if self.payouts is not None:
             self.payouts.stop(timeout_s)
-        self._server.stop()
+        self._server.stop(timeout_s)
         self._loop.stop(timeout_s)
         self._retention.stop(timeout_s)
         self.pool.flush_rejections()
@@ -144,6 +145,7 @@ def pool_from(
         raise ConfigError("pool: payout_sweep_s > 0 and fpps_block_reward_sat ≥ 0")
     if section.fpps_reserve_sat < -1 or section.treasury_floor_sat < 0:
         raise ConfigError("pool: fpps_reserve_sat ≥ -1 and treasury_floor_sat ≥ 0")
+    _check_connection_caps(section)
     listen = _listen_of(section)
     chain = chain if chain is not None else _chain_of(settings, data_dir)
     key_dir = Path(section.key_dir).expanduser() if section.key_dir else data_dir / "pool"
@@ -163,7 +165,11 @@ def pool_from(
         fpps_subsidy_sat=section.fpps_block_reward_sat or None,
     )  # fmt: skip
     nodes = RegistryNodeKeys(store.nodes)
-    server = PoolServer(static, lambda connection: MinerConnection(connection, pool, nodes))
+    server = PoolServer(
+        static, lambda connection: MinerConnection(connection, pool, nodes),
+        max_connections=section.max_connections,
+        max_connections_per_ip=section.max_connections_per_ip,
+    )  # fmt: skip
     authority = secp256k1.xonly_public_key(authority_secret)
     return PoolWorker(
         pool, server, listen, section.template_poll_s, authority, store.shares, clock,
@@ -172,6 +178,26 @@ def pool_from(
             treasury_destination=section.treasury_node, funds=_funds_of(section),
         ),
     )  # fmt: skip
+
+
+def _check_connection_caps(section: PoolSection) -> None:
+    """``max_connections`` and ``max_connections_per_ip`` are positive integers (SRS-SEC-16);
+    a total cap near or above the open-file limit (``ulimit -n``) is warned about: past that
+    limit new connections wait unaccepted (the listener retries) instead of meeting the cap."""
+    for name in ("max_connections", "max_connections_per_ip"):
+        value = getattr(section, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"pool.{name}: must be a positive integer, not {value!r}")
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and section.max_connections + FILES_SPARE > soft:
+        log.warning(
+            "pool.max_connections %d is near or above this process's open-file limit %d "
+            "(ulimit -n): raise the limit or lower the cap", section.max_connections, soft,
+        )  # fmt: skip
+
+
+#: Descriptors the coordinator needs besides the pool's connections (database, gRPC, HTTP, logs).
+FILES_SPARE = 256
 
 
 #: A found block's value when ``fpps_block_reward_sat`` is 0: the subsidy of the 2024–2028

@@ -742,6 +742,9 @@ class PoolSection:
     funds (that reserve, plus each block the pool found at ``fpps_block_reward_sat`` or the
     current era's subsidy, minus every FPPS payout enqueued to miners) below
     ``treasury_floor_sat``; the balances that do not fit wait, still owed (SRS-POOL-07).
+    At most ``max_connections`` miner connections are open at once, ``max_connections_per_ip``
+    from one IPv4 address or IPv6 /64 (loopback included); more are closed as they arrive
+    (SRS-SEC-16).
     """
 
     enabled: bool = False
@@ -756,6 +759,8 @@ class PoolSection:
     fpps_block_reward_sat: int = 0
     fpps_reserve_sat: int = -1
     treasury_floor_sat: int = 0
+    max_connections: int = 4_096
+    max_connections_per_ip: int = 64
 
 
 @attrs.frozen

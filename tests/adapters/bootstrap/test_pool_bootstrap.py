@@ -3,6 +3,9 @@ its keys, and a registered node mines on it with owm-mine (SRS-POOL-01/02/05).""
 
 from __future__ import annotations
 
+import re
+import resource
+import socket
 import stat
 import time
 from pathlib import Path
@@ -19,6 +22,7 @@ from owm_adapters.bootstrap.settings import (
     NodeChain,
     PoolSection,
     ProvenanceSection,
+    load_coordinator_settings,
 )
 from owm_adapters.chain.local_chain import LocalChain
 from owm_adapters.clock import SystemClock
@@ -26,6 +30,7 @@ from owm_adapters.pool.miner import StratumMiner
 from owm_adapters.storage.memory import memory_repositories
 from owm_core.identity.keys import Identity
 from owm_core.pool.noise import PoolUrl
+from tests.adapters.pool.support import closed_by_peer
 from tests.core.nodes.test_registry import make_node
 
 MINER = Identity.from_seed(b"\x44" * 32)
@@ -210,3 +215,50 @@ def test_the_treasury_floor_is_off_by_default_on_with_a_reserve_and_a_bad_value_
         with pytest.raises(ConfigError, match="pool"):
             pool_from(settings_in(tmp_path, **bad), memory_repositories(), SystemClock(), tmp_path,
                       chain=chain)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ("max_connections = 0", "pool.max_connections: must be a positive integer, not 0"),
+        ("max_connections_per_ip = -3", "pool.max_connections_per_ip: must be a positive integer"),
+        ('max_connections = "many"', "pool.max_connections: invalid value for type, expected int"),
+    ],
+)
+def test_connection_caps_that_are_not_positive_integers_are_one_line_config_errors(
+    tmp_path: Path, line: str, error: str
+) -> None:
+    config = tmp_path / "coordinator.toml"
+    config.write_text(f'[pool]\nenabled = true\nlisten = "127.0.0.1:0"\n{line}\n')
+    with pytest.raises(ConfigError, match=re.escape(error)) as refused:
+        settings = load_coordinator_settings(config, environ={})
+        pool_from(settings, memory_repositories(), SystemClock(), tmp_path,
+                  chain=LocalChain(tmp_path / "chain.db"))  # fmt: skip
+    assert "\n" not in str(refused.value)
+
+
+def test_the_connection_caps_reach_the_listener(tmp_path: Path) -> None:
+    settings = settings_in(tmp_path, max_connections_per_ip=1)
+    worker = pool_from(settings, memory_repositories(), SystemClock(), tmp_path,
+                       chain=LocalChain(tmp_path / "chain.db"))  # fmt: skip
+    assert worker is not None
+    worker.start()
+    try:
+        assert worker.address is not None
+        first = socket.create_connection(worker.address, timeout=5)
+        second = socket.create_connection(worker.address, timeout=5)
+        assert closed_by_peer(second)
+        first.close()
+    finally:
+        worker.stop()
+
+
+def test_a_total_cap_above_the_open_file_limit_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        pytest.skip("no open-file limit to exceed")
+    pool_from(settings_in(tmp_path, max_connections=soft), memory_repositories(), SystemClock(),
+              tmp_path, chain=LocalChain(tmp_path / "chain.db"))  # fmt: skip
+    assert "open-file limit" in caplog.text and "ulimit -n" in caplog.text
