@@ -7,11 +7,13 @@ A miner and the pool talk over a socket pair with Noise, as over TCP; the miner'
 found and encrypted before the clock starts, then fed to the pool ``--batch`` at a time through
 the real :class:`~owm_adapters.pool.connection.NoiseSocket` and
 :class:`~owm_adapters.pool.channels.MinerConnection` (decrypt, decode, judge, store, credit,
-answer encrypted). Only the pool's side is timed (``time.process_time``), so the figure is what
-one share costs the pool's CPU, without the miners' hashing or the scheduling of
-``bench/pool.py``. The template and targets are those of ``bench/pool.py``: a network target
-harder than the share target, so shares are shares, not blocks (``--every-share-a-block``: the
-regtest template as it is). ``--profile`` prints the pool side's ``cProfile`` top entries.
+answer encrypted and written as the pool writes: non-blocking, through a
+:class:`~owm_adapters.pool.writer.PoolWriter`). Only the pool's side is timed
+(``time.process_time``), so the figure is what one share costs the pool's CPU, without the
+miners' hashing or the scheduling of ``bench/pool.py``. The template and targets are those of
+``bench/pool.py``: a network target harder than the share target, so shares are shares, not
+blocks (``--every-share-a-block``: the regtest template as it is). ``--profile`` prints the pool
+side's ``cProfile`` top entries.
 """
 
 from __future__ import annotations
@@ -38,19 +40,25 @@ from bench.pool import (
 from owm_adapters.pool.channels import MinerConnection
 from owm_adapters.pool.connection import NoiseSocket, accept, connect
 from owm_adapters.pool.miner import StratumMiner
+from owm_adapters.pool.writer import PoolWriter
 from owm_core.identity.pool_login import user_identity
 from owm_core.pool import noise, secp256k1
 from owm_core.pool import sv2_messages as sv2
 from owm_core.pool.sv2_frames import Frame
 
 
-def connected_pair(static: noise.StaticKey, authority: bytes) -> tuple[NoiseSocket, NoiseSocket]:
-    """The pool's and the miner's ends of one Noise session over a socket pair."""
+def connected_pair(
+    static: noise.StaticKey, authority: bytes, writer: PoolWriter
+) -> tuple[NoiseSocket, NoiseSocket]:
+    """The pool's and the miner's ends of one Noise session over a socket pair; the pool's end
+    writes through ``writer``, as the pool's listener does."""
     pool_sock, miner_sock = socket.socketpair()
     ends: list[NoiseSocket] = []
 
     def respond() -> None:
-        ends.append(accept(pool_sock, static, os.urandom, timeout_s=10, max_payload=65_535))
+        ends.append(accept(
+            pool_sock, static, os.urandom, timeout_s=10, max_payload=65_535, writer=writer
+        ))  # fmt: skip
 
     responder = threading.Thread(target=respond)
     responder.start()
@@ -150,12 +158,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         chain = HeldChain(Path(tmp) / "chain.db", args.every_share_a_block)
         pool = make_pool(chain)
-        pool_end, miner_end = connected_pair(static, secp256k1.xonly_public_key(authority))
+        writer = PoolWriter(lambda peer, detail: print("slow reader:", detail, file=sys.stderr))
+        writer.start()
+        pool_end, miner_end = connected_pair(static, secp256k1.xonly_public_key(authority), writer)
         handler = MinerConnection(pool_end, pool, Registry(1))
         miner = signed_in(pool_end, miner_end, handler)
         frames = share_frames(miner, args.shares)
         profile = cProfile.Profile() if args.profile else None
         accepted, spent = feed(frames, args.batch, pool_end, handler, miner, profile)
+        writer.stop()
     raw = raw_sha256d_per_s()
     per_s = len(frames) / spent
     print(f"{accepted} of {len(frames)} shares accepted, {chain.blocks} blocks; pool CPU "

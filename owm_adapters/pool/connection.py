@@ -2,9 +2,12 @@
 
 :func:`accept` runs the pool's side of the handshake, :func:`connect` the miner's; both return a
 :class:`NoiseSocket` that sends and receives whole :class:`~owm_core.pool.sv2_frames.Frame`
-objects. Reads are bounded: the whole handshake by a deadline, each frame by the payload limit
-checked on its decrypted header before the payload is read. A plain Stratum V1 JSON line, a bad
-MAC or a truncated frame raise a domain error and the caller closes the socket.
+objects. The pool's connections (``accept`` given the listener's
+:class:`~owm_adapters.pool.writer.PoolWriter`) write without ever blocking, the miner's block
+until the kernel takes the frame. Reads are bounded: the whole handshake by a deadline, each
+frame by the payload limit checked on its decrypted header before the payload is read. A plain
+Stratum V1 JSON line, a bad MAC or a truncated frame raise a domain error and the caller closes
+the socket.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from owm_adapters.pool.writer import Outlet, PoolWriter
 from owm_core.errors import NoiseFailure
 from owm_core.pool import noise, sv2_frames
 from owm_core.pool.sv2_frames import Frame
@@ -45,17 +49,27 @@ class NoiseSocket:
     """Frames in and out of one socket, encrypted with the handshake's transport ciphers.
 
     Sending is serialised by a lock (the pool pushes new jobs from another thread than the one
-    answering shares); receiving belongs to one reader thread, which reads what the socket has
-    (up to 64 KiB at a time) into a buffer, so frames a miner sent together come out of one
-    read (:meth:`receive_batch`).
+    answering shares): frames are encrypted in order (the nonces count up) and written under
+    it, through ``outlet`` when one is given (the pool's side: never blocking, SRS-POOL-01),
+    else with a blocking ``sendall`` (the miner's side). Receiving belongs to one reader
+    thread, which reads what the socket has (up to 64 KiB at a time) into a buffer, so frames a
+    miner sent together come out of one read (:meth:`receive_batch`).
     """
 
-    def __init__(self, sock: socket.socket, transport: noise.Transport, max_payload: int) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        transport: noise.Transport,
+        max_payload: int,
+        outlet: Outlet | None = None,
+    ) -> None:
         self.sock = sock
         self.transport = transport
         self.max_payload = max_payload
         self._send_lock = threading.Lock()
         self._buffer = bytearray()
+        self._outlet = outlet
+        self._write = sock.sendall if outlet is None else outlet.write
 
     @property
     def handshake_hash(self) -> bytes:
@@ -69,7 +83,7 @@ class NoiseSocket:
         """Encrypt ``frames`` in order and send them with one write."""
         with self._send_lock:
             cipher = self.transport.send
-            self.sock.sendall(b"".join(sv2_frames.encrypt_frame(cipher, f) for f in frames))
+            self._write(b"".join(sv2_frames.encrypt_frame(cipher, f) for f in frames))
 
     def receive(self) -> Frame:
         """The next frame; ``NoiseFailure`` or ``FrameMalformed`` if tampered, too big or cut."""
@@ -92,6 +106,8 @@ class NoiseSocket:
             buffer += chunk
 
     def close(self) -> None:
+        if self._outlet is not None:
+            self._outlet.close()
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
@@ -122,14 +138,18 @@ def accept(
     *,
     timeout_s: float,
     max_payload: int,
+    writer: PoolWriter | None = None,
 ) -> NoiseSocket:
     """The pool's side of the handshake on a freshly accepted socket, done within ``timeout_s``
-    (SRS-SEC-16)."""
+    (SRS-SEC-16). With ``writer``, the session's sends go through an outlet of it and never
+    block (SRS-POOL-01); the socket is left in blocking mode, as the outlet needs."""
     deadline = time.monotonic() + timeout_s
     act1 = _read_act1(sock, deadline)
     act2, transport = noise.respond(act1, static, _secret(entropy), entropy(32))
     sock.sendall(act2)
-    return NoiseSocket(sock, transport, max_payload)
+    sock.settimeout(None)
+    outlet = None if writer is None else writer.outlet(sock)
+    return NoiseSocket(sock, transport, max_payload, outlet)
 
 
 def connect(

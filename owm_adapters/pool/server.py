@@ -16,8 +16,14 @@ no thread and no handshake, counted as ``too-many-connections`` or
 line per reason every 10 s, not a line per connection). A connection's slot is freed when it
 ends, however it ends. The handshake must finish within ``handshake_timeout_s`` (a peer sending
 nothing, or one byte at a time, is closed then); after it a connection silent for
-``idle_timeout_s`` is closed. :meth:`PoolServer.stop` closes the listener and every open
-connection.
+``idle_timeout_s`` is closed (``SO_RCVTIMEO``: the socket stays in blocking mode for the
+writer). :meth:`PoolServer.stop` closes the listener and every open connection.
+
+Sends to a miner never block the thread sending (SRS-POOL-01, SRS-PERF-11): one
+:class:`~owm_adapters.pool.writer.PoolWriter` thread flushes what a socket did not take at
+once; a miner that stops reading is closed once ``max_backlog_bytes`` are waiting for it or its
+backlog has not drained for ``drain_deadline_s``, counted as ``slow-reader`` and logged through
+the same :class:`RefusalLog`, so it cannot stall new work for the others.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import ipaddress
 import logging
 import os
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +44,12 @@ from typing import Protocol
 import attrs
 
 from owm_adapters.pool.connection import ConnectionClosed, Entropy, NoiseSocket, accept
+from owm_adapters.pool.writer import (
+    DRAIN_DEADLINE_S,
+    MAX_BACKLOG_BYTES,
+    SLOW_READER,
+    PoolWriter,
+)
 from owm_core.errors import DomainError
 from owm_core.pool import noise
 from owm_core.pool.sv2_frames import Frame
@@ -82,21 +95,24 @@ def address_key(host: str) -> str:
 class RefusalLog:
     """INFO lines for connections refused at accept, bounded during a flood (SRS-SEC-16): the
     first refusal of each reason is logged at once, later ones at most one line per ``every_s``
-    seconds per reason, with how many were refused since that reason's last line."""
+    seconds per reason, with how many were refused since that reason's last line. Thread-safe:
+    the accept thread, the writer thread and the threads sending work all report to it."""
 
     every_s: float = 10.0
     clock: Callable[[], float] = time.monotonic
     _logged_at: dict[str, float] = attrs.field(init=False, factory=dict)
     _unlogged: collections.Counter[str] = attrs.field(init=False, factory=collections.Counter)
+    _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
 
     def refused(self, reason: str, peer: str, detail: str) -> None:
-        now = self.clock()
-        self._unlogged[reason] += 1
-        last = self._logged_at.get(reason)
-        if last is not None and now - last < self.every_s:
-            return
-        self._logged_at[reason] = now
-        count = self._unlogged.pop(reason)
+        with self._lock:
+            now = self.clock()
+            self._unlogged[reason] += 1
+            last = self._logged_at.get(reason)
+            if last is not None and now - last < self.every_s:
+                return
+            self._logged_at[reason] = now
+            count = self._unlogged.pop(reason)
         log.info(
             "stratum connection from %s refused: %s (%s); %d such refusals since the last line",
             peer, reason, detail, count,
@@ -121,6 +137,12 @@ class PoolServer:
         default=DEFAULT_MAX_CONNECTIONS_PER_IP, kw_only=True, validator=attrs.validators.ge(1)
     )
     _refusal_log: RefusalLog = attrs.field(factory=RefusalLog, kw_only=True)
+    _max_backlog_bytes: int = attrs.field(
+        default=MAX_BACKLOG_BYTES, kw_only=True, validator=attrs.validators.ge(1)
+    )
+    _drain_deadline_s: float = attrs.field(
+        default=DRAIN_DEADLINE_S, kw_only=True, validator=attrs.validators.gt(0)
+    )
     _listener: socket.socket | None = attrs.field(init=False, default=None)
     _threads: list[threading.Thread] = attrs.field(init=False, factory=list)
     _stopping: threading.Event = attrs.field(init=False, factory=threading.Event)
@@ -128,6 +150,13 @@ class PoolServer:
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
     _open: dict[socket.socket, threading.Thread] = attrs.field(init=False, factory=dict)
     _per_address: collections.Counter[str] = attrs.field(init=False, factory=collections.Counter)
+    _writer: PoolWriter = attrs.field(init=False)
+
+    @_writer.default
+    def _new_writer(self) -> PoolWriter:
+        return PoolWriter(
+            self._slow_reader, max_backlog=self._max_backlog_bytes, drain_s=self._drain_deadline_s
+        )
 
     @property
     def open_connections(self) -> int:
@@ -139,15 +168,27 @@ class PoolServer:
         """Listen on ``host:port`` (0: any free port); the address actually bound."""
         listener = socket.create_server((host, port))
         self._listener = listener
+        address = listener.getsockname()
+        self._writer.start(name=f"sv2-writer :{address[1]}")
         thread = threading.Thread(target=self._accept_loop, name="sv2-accept", daemon=True)
         thread.start()
         self._threads.append(thread)
-        address = listener.getsockname()
         return address[0], address[1]
+
+    @property
+    def writer_running(self) -> bool:
+        """Whether the writer thread is alive (it is from ``start`` to ``stop``)."""
+        return self._writer.running
+
+    @property
+    def backlogged_connections(self) -> int:
+        """Connections with frames the kernel has not taken yet, waiting in their backlog."""
+        return self._writer.backlogged
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop listening and close every open connection: each handler's ``closed`` runs once,
-        in its connection's thread, and the threads end (waiting up to ``timeout_s``)."""
+        in its connection's thread, and the threads end, the writer's last (waiting up to
+        ``timeout_s`` in all)."""
         with self._lock:
             self._stopping.set()
             connections = dict(self._open)
@@ -161,6 +202,7 @@ class PoolServer:
         deadline = time.monotonic() + timeout_s
         for thread in (*self._threads, *connections.values()):
             thread.join(max(0.0, deadline - time.monotonic()))
+        self._writer.stop(max(0.0, deadline - time.monotonic()))
 
     def _accept_loop(self) -> None:
         assert self._listener is not None
@@ -217,6 +259,14 @@ class PoolServer:
             self.refusals[reason] += 1
         log.info("stratum connection from %s closed: %s (%s)", peer, reason, detail)
 
+    def _slow_reader(self, peer: str, detail: str) -> None:
+        """A miner not reading what the pool sends was closed by the writer (SRS-SEC-16)."""
+        if self._stopping.is_set():
+            return
+        with self._lock:
+            self.refusals[SLOW_READER] += 1
+        self._refusal_log.refused(SLOW_READER, peer, detail)
+
     def _serve(self, sock: socket.socket, peer: object, key: str) -> None:
         try:
             self._converse(sock, peer)
@@ -235,6 +285,7 @@ class PoolServer:
                 self._entropy,
                 timeout_s=self._handshake_timeout_s,
                 max_payload=self._max_payload,
+                writer=self._writer,
             )
         except DomainError as error:
             self._refuse(peer, error.code, error.message)
@@ -244,7 +295,7 @@ class PoolServer:
             self._refuse(peer, "handshake-incomplete", str(error))
             sock.close()
             return
-        sock.settimeout(self._idle_timeout_s)
+        _receive_timeout(sock, self._idle_timeout_s)
         handler = self._handlers(connection)
         try:
             while True:
@@ -256,3 +307,13 @@ class PoolServer:
         finally:
             handler.closed()
             connection.close()
+
+
+def _receive_timeout(sock: socket.socket, timeout_s: float) -> None:
+    """Make a read wait at most ``timeout_s`` (then it fails with ``BlockingIOError``) while the
+    socket stays in blocking mode, as the writer's non-blocking sends need (a Python timeout
+    would make each of them wait for the socket to be writable first)."""
+    seconds = int(timeout_s)
+    microseconds = int((timeout_s - seconds) * 1_000_000)
+    timeval = struct.pack("@ll", seconds, microseconds)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
