@@ -37,9 +37,15 @@ log = logging.getLogger(__name__)
 
 SLOW_READER = "slow-reader"
 """Why a connection whose backlog went over the cap or did not drain in time was closed."""
-MAX_BACKLOG_BYTES = 1 << 20
-"""The most a connection may leave unsent (on top of what the kernel holds): 1 MiB is thousands
-of jobs, far more than an honest miner ever falls behind; over it, the miner is not reading."""
+MAX_BACKLOG_BYTES = 64 << 10
+"""The most a connection may leave unsent (on top of what the kernel holds), 64 KiB. Encrypted,
+a standard job and the ``SetNewPrevHash`` activating it are about 170 bytes, an extended job
+140 bytes and up with its coinbase, an answer to a share about 60: 64 KiB is some 380 jobs or
+1,000 answers; a new block's work on all 64 channels a connection may open is about 11 KiB
+(standard) or 15 KiB (extended, on a regtest coinbase). A miner that reads drains that long
+before the next block's (tested with 64 channels, 4 KiB kernel buffers and a block every
+50 ms); over the cap, the miner is not reading. The cap bounds what attackers make the pool
+hold: ``max_connections`` (4,096) × 64 KiB = 256 MiB at most (SRS-SEC-16)."""
 DRAIN_DEADLINE_S = 30.0
 """How long a connection's backlog may stay non-empty. An honest miner on a slow link empties
 it within seconds (the pool sends it a few hundred bytes per job and answer); one that reads

@@ -141,7 +141,7 @@ def broadcast_new_epoch(mining: MiningPool) -> threading.Thread:
 def test_a_miner_that_never_reads_delays_no_one_elses_work_and_is_closed_as_a_slow_reader(
     pools: Callable[..., Pool],
 ) -> None:
-    pool = pools(max_backlog_bytes=64 * 1024)
+    pool = pools()  # the default cap, MAX_BACKLOG_BYTES
     attacker = non_reader(pool.address, channels=32)  # subscribed first: sent to first
     wait_until(lambda: len(pool.handlers) == 1 and len(pool.handlers[0]._channels) == 32)
     miner = honest(pool.address)
@@ -167,7 +167,7 @@ def test_a_miner_that_never_reads_delays_no_one_elses_work_and_is_closed_as_a_sl
 def test_a_miner_reading_a_trickle_is_closed_once_its_backlog_has_not_drained_in_time(
     pools: Callable[..., Pool],
 ) -> None:
-    pool = pools(drain_deadline_s=1.0)
+    pool = pools(max_backlog_bytes=64 << 20, drain_deadline_s=1.0)  # only the deadline closes it
     attacker = non_reader(pool.address, channels=64)
     wait_until(lambda: len(pool.handlers) == 1 and len(pool.handlers[0]._channels) == 64)
     while not pool.server.backlogged_connections:
@@ -185,6 +185,34 @@ def test_a_miner_reading_a_trickle_is_closed_once_its_backlog_has_not_drained_in
     wait_until(lambda: pool.server.refusals[SLOW_READER] == 1, timeout_s=5.0)
     assert 0.5 < time.monotonic() - stalled < 3.0
     wait_until(lambda: pool.handlers[0].closed_calls == 1 and pool.server.open_connections == 0)
+
+
+def test_a_miner_on_64_channels_with_small_buffers_that_reads_stays_under_the_default_cap(
+    pools: Callable[..., Pool],
+) -> None:
+    """The default cap (64 KiB) leaves an honest miner room: one at the channel cap, its kernel
+    buffers small, reading as it can, gets every new block's work on every channel, blocks
+    coming 50 ms apart (a new block's work for 64 channels is about 11 KiB)."""
+    pool = pools()
+    sock = non_reader(pool.address, channels=64)
+    wait_until(lambda: len(pool.handlers) == 1 and len(pool.handlers[0]._channels) == 64)
+    received = [0]
+
+    def read() -> None:
+        try:
+            while chunk := sock.recv(1 << 16):
+                received[0] += len(chunk)
+        except OSError:
+            pass
+
+    threading.Thread(target=read, daemon=True).start()
+    for _ in range(30):
+        broadcast_new_epoch(pool.mining).join(5.0)
+        time.sleep(0.05)
+    wait_until(lambda: pool.server.backlogged_connections == 0)
+    assert not pool.server.refusals and pool.handlers[0].closed_calls == 0
+    assert received[0] > 30 * 64 * 150, "each epoch's work on each channel arrived"
+    sock.close()
 
 
 def test_stop_with_a_connection_holding_a_backlog_ends_promptly_and_joins_the_writer(
