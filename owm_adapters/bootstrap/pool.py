@@ -11,6 +11,7 @@ URL miners need (with the authority key) is logged and available as :attr:`PoolW
 from __future__ import annotations
 
 import logging
+import math
 import os
 import resource
 from pathlib import Path
@@ -169,6 +170,7 @@ def pool_from(
         static, lambda connection: MinerConnection(connection, pool, nodes),
         max_connections=section.max_connections,
         max_connections_per_ip=section.max_connections_per_ip,
+        login_timeout_s=section.login_timeout_s,
     )  # fmt: skip
     authority = secp256k1.xonly_public_key(authority_secret)
     return PoolWorker(
@@ -181,13 +183,19 @@ def pool_from(
 
 
 def _check_connection_caps(section: PoolSection) -> None:
-    """``max_connections`` and ``max_connections_per_ip`` are positive integers (SRS-SEC-16);
-    a total cap near or above the open-file limit (``ulimit -n``) is warned about: past that
-    limit new connections wait unaccepted (the listener retries) instead of meeting the cap."""
+    """``max_connections`` and ``max_connections_per_ip`` are positive integers and
+    ``login_timeout_s`` a positive (finite) number of seconds (SRS-SEC-16); a total cap near or
+    above the open-file limit (``ulimit -n``) is warned about: past that limit new connections
+    wait unaccepted (the listener retries) instead of meeting the cap."""
     for name in ("max_connections", "max_connections_per_ip"):
         value = getattr(section, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"pool.{name}: must be a positive integer, not {value!r}")
+    login = section.login_timeout_s
+    if isinstance(login, bool) or not isinstance(login, int | float) or not 0 < login < math.inf:
+        raise ConfigError(
+            f"pool.login_timeout_s: must be a positive number of seconds, not {login!r}"
+        )
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and section.max_connections + FILES_SPARE > soft:
         log.warning(

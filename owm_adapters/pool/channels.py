@@ -5,7 +5,9 @@ The first message must be ``SetupConnection`` for the mining protocol at version
 ``SetupConnection.Error`` ``unsupported-protocol`` / ``protocol-version-mismatch`` and the
 connection closes). ``OpenStandardMiningChannel`` carries the OWM login in ``user_identity``
 (:mod:`owm_core.identity.pool_login`): the node must be registered and its key must have signed
-this very Noise session, else ``OpenMiningChannel.Error`` ``unknown-user``. An open channel
+this very Noise session, else ``OpenMiningChannel.Error`` ``unknown-user``. The first channel
+opened makes the connection :attr:`~MinerConnection.authenticated`; a connection that opens
+none within the listener's login deadline is closed (SRS-SEC-16). An open channel
 gets its target, an extranonce prefix of its own, a job (``NewMiningJob`` without
 ``min_ntime``) and the ``SetNewPrevHash`` that activates it; every new epoch repeats the last
 two. ``SubmitSharesStandard`` is answered at once, ``SubmitShares.Success`` or ``.Error``.
@@ -87,9 +89,17 @@ class MinerConnection:
         self._pool = pool
         self._nodes = nodes
         self._set_up = False
+        self._authenticated = False
         self._channels: dict[int, Channel] = {}
         self._lock = threading.Lock()
         self._unsubscribe = pool.subscribe(self._new_epoch)
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether a mining channel was opened on this connection, so its login verified against
+        the registry (SRS-POOL-02); until then the listener's login deadline runs (SRS-SEC-16).
+        A refused login leaves it ``False``; closing the channel later does not undo it."""
+        return self._authenticated
 
     def send(self, message: sv2.Message) -> None:
         self._connection.send(sv2.encode(message))
@@ -175,6 +185,7 @@ class MinerConnection:
                 del self._channels[channel.channel_id]
             self.send(sv2.OpenMiningChannelError(message.request_id, "max-target-out-of-range"))
             return
+        self._authenticated = True
         self.send(
             sv2.OpenExtendedMiningChannelSuccess(
                 message.request_id, channel.channel_id, sv2.target_bytes(target), size,

@@ -89,10 +89,12 @@ class NoiseSocket:
         """The next frame; ``NoiseFailure`` or ``FrameMalformed`` if tampered, too big or cut."""
         return self.receive_batch(1)[0]
 
-    def receive_batch(self, limit: int = 256) -> list[Frame]:
+    def receive_batch(self, limit: int = 256, deadline: float | None = None) -> list[Frame]:
         """The frames that have arrived whole (at most ``limit``), waiting for the first: what
         the miner sent together, to be answered together. The buffer is decrypted in one pass
-        (:func:`~owm_core.pool.sv2_frames.decrypt_frames`, SRS-PERF-11)."""
+        (:func:`~owm_core.pool.sv2_frames.decrypt_frames`, SRS-PERF-11). With ``deadline``
+        (``time.monotonic``), ``TimeoutError`` once it passes before a whole frame is in: a peer
+        trickling a frame a byte at a time is not waited for past it (SRS-SEC-16)."""
         cipher, buffer = self.transport.receive, self._buffer
         while True:
             frames, used = sv2_frames.decrypt_frames(cipher, buffer, limit, self.max_payload)
@@ -100,6 +102,8 @@ class NoiseSocket:
                 del buffer[:used]
             if frames:
                 return frames
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"no whole frame by the deadline ({len(buffer)} bytes in)")
             chunk = self.sock.recv(1 << 16)
             if not chunk:
                 raise ConnectionClosed(f"connection closed {len(buffer)} bytes into a frame")

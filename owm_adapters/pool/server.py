@@ -15,7 +15,13 @@ no thread and no handshake, counted as ``too-many-connections`` or
 ``too-many-connections-from-address`` and logged through a :class:`RefusalLog` (a flood makes a
 line per reason every 10 s, not a line per connection). A connection's slot is freed when it
 ends, however it ends. The handshake must finish within ``handshake_timeout_s`` (a peer sending
-nothing, or one byte at a time, is closed then); after it a connection silent for
+nothing, or one byte at a time, is closed then). After it the peer has ``login_timeout_s`` to
+authenticate — its handler says when (:attr:`FrameHandler.authenticated`; for the pool: a
+mining channel opened with a login the registry verified, SRS-POOL-02): a connection still
+unauthenticated then is closed, however much it sent meanwhile, counted as ``login-timeout``
+and logged through the :class:`RefusalLog`, so a slot cannot be held without a login. The
+deadline bounds every read and the wait for a whole frame (a frame trickled a byte at a time),
+and is checked after every batch of frames. Once authenticated, a connection silent for
 ``idle_timeout_s`` is closed (``SO_RCVTIMEO``: the socket stays in blocking mode for the
 writer). :meth:`PoolServer.stop` closes the listener and every open connection.
 
@@ -65,11 +71,18 @@ TOO_MANY_FROM_ADDRESS = "too-many-connections-from-address"
 ACCEPT_FAILED = "accept-failed"
 """``accept`` itself failed (out of file descriptors, say): the listener waits and tries again."""
 ACCEPT_RETRY_S = 0.1
+LOGIN_TIMEOUT = "login-timeout"
+"""Why a connection not authenticated within ``login_timeout_s`` of its handshake was closed."""
+DEFAULT_LOGIN_TIMEOUT_S = 60.0
 
 
 class FrameHandler(Protocol):
     """One connection's protocol: called with the frames received together (in order), then
-    once when the connection closes."""
+    once when the connection closes. ``authenticated`` says whether the peer has proven who it
+    is; until it has, the listener's login deadline applies (SRS-SEC-16)."""
+
+    @property
+    def authenticated(self) -> bool: ...
 
     def on_frames(self, frames: Sequence[Frame]) -> None: ...
 
@@ -129,6 +142,9 @@ class PoolServer:
     _entropy: Entropy = attrs.field(default=os.urandom, kw_only=True)
     _handshake_timeout_s: float = attrs.field(default=10.0, kw_only=True)
     _idle_timeout_s: float = attrs.field(default=600.0, kw_only=True)
+    _login_timeout_s: float = attrs.field(
+        default=DEFAULT_LOGIN_TIMEOUT_S, kw_only=True, validator=attrs.validators.gt(0)
+    )
     _max_payload: int = attrs.field(default=DEFAULT_MAX_PAYLOAD, kw_only=True)
     _max_connections: int = attrs.field(
         default=DEFAULT_MAX_CONNECTIONS, kw_only=True, validator=attrs.validators.ge(1)
@@ -261,13 +277,18 @@ class PoolServer:
 
     def _slow_reader(self, peer: str, detail: str) -> None:
         """A miner not reading what the pool sends was closed by the writer (SRS-SEC-16)."""
+        self._closed_as(SLOW_READER, peer, detail)
+
+    def _closed_as(self, reason: str, peer: str, detail: str) -> None:
+        """Count and log (through the :class:`RefusalLog`: a flood makes few lines) why an
+        admitted connection was closed; nothing once the pool is stopping."""
         if self._stopping.is_set():
             return
         with self._lock:
-            self.refusals[SLOW_READER] += 1
-        self._refusal_log.refused(SLOW_READER, peer, detail)
+            self.refusals[reason] += 1
+        self._refusal_log.refused(reason, peer, detail)
 
-    def _serve(self, sock: socket.socket, peer: object, key: str) -> None:
+    def _serve(self, sock: socket.socket, peer: tuple[str, int], key: str) -> None:
         try:
             self._converse(sock, peer)
         finally:
@@ -277,7 +298,7 @@ class PoolServer:
                 if not self._per_address[key]:
                     del self._per_address[key]
 
-    def _converse(self, sock: socket.socket, peer: object) -> None:
+    def _converse(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         try:
             connection = accept(
                 sock,
@@ -295,9 +316,16 @@ class PoolServer:
             self._refuse(peer, "handshake-incomplete", str(error))
             sock.close()
             return
-        _receive_timeout(sock, self._idle_timeout_s)
+        login_by = time.monotonic() + self._login_timeout_s
         handler = self._handlers(connection)
         try:
+            if not self._await_login(connection, handler, login_by):
+                self._closed_as(
+                    LOGIN_TIMEOUT, peer[0],
+                    f"not authenticated within {self._login_timeout_s:g} s of the handshake",
+                )  # fmt: skip
+                return
+            _receive_timeout(sock, self._idle_timeout_s)
             while True:
                 handler.on_frames(connection.receive_batch())
         except DomainError as error:
@@ -308,11 +336,37 @@ class PoolServer:
             handler.closed()
             connection.close()
 
+    def _await_login(self, connection: NoiseSocket, handler: FrameHandler, deadline: float) -> bool:
+        """Hand frames to ``handler`` until it is authenticated (``True``) or ``deadline``
+        (``time.monotonic``) passes first (``False``), SRS-SEC-16: each read waits at most
+        until the deadline, and the deadline is checked after every batch, so a peer that
+        keeps sending without logging in is cut off too, and so is one trickling a frame a byte
+        at a time. A read timing out on the idle timeout (shorter than what is left to the
+        deadline) ends the connection as after the login."""
+        while not handler.authenticated:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            wait = min(left, self._idle_timeout_s)
+            _receive_timeout(connection.sock, wait)
+            try:
+                frames = connection.receive_batch(deadline=deadline)
+            except TimeoutError:
+                return False
+            except BlockingIOError:
+                if wait < left:
+                    raise
+                return False
+            handler.on_frames(frames)
+        return True
+
 
 def _receive_timeout(sock: socket.socket, timeout_s: float) -> None:
     """Make a read wait at most ``timeout_s`` (then it fails with ``BlockingIOError``) while the
     socket stays in blocking mode, as the writer's non-blocking sends need (a Python timeout
-    would make each of them wait for the socket to be writable first)."""
+    would make each of them wait for the socket to be writable first). At least 1 ms: a zero
+    ``SO_RCVTIMEO`` would mean waiting forever."""
+    timeout_s = max(timeout_s, 0.001)
     seconds = int(timeout_s)
     microseconds = int((timeout_s - seconds) * 1_000_000)
     timeval = struct.pack("@ll", seconds, microseconds)

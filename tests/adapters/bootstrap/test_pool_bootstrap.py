@@ -3,18 +3,20 @@ its keys, and a registered node mines on it with owm-mine (SRS-POOL-01/02/05).""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import resource
 import socket
 import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from owm_adapters.bootstrap.api import build_api
 from owm_adapters.bootstrap.coordinator import build_coordinator
-from owm_adapters.bootstrap.pool import pool_from
+from owm_adapters.bootstrap.pool import PoolWorker, pool_from
 from owm_adapters.bootstrap.settings import (
     ConfigError,
     CoordinatorSection,
@@ -223,9 +225,14 @@ def test_the_treasury_floor_is_off_by_default_on_with_a_reserve_and_a_bad_value_
         ("max_connections = 0", "pool.max_connections: must be a positive integer, not 0"),
         ("max_connections_per_ip = -3", "pool.max_connections_per_ip: must be a positive integer"),
         ('max_connections = "many"', "pool.max_connections: invalid value for type, expected int"),
+        ("login_timeout_s = 0.0", "pool.login_timeout_s: must be a positive number of seconds"),
+        ("login_timeout_s = -1.5", "pool.login_timeout_s: must be a positive number of seconds"),
+        ("login_timeout_s = inf", "pool.login_timeout_s: must be a positive number of seconds"),
+        ("login_timeout_s = nan", "pool.login_timeout_s: must be a positive number of seconds"),
+        ('login_timeout_s = "soon"', "pool.login_timeout_s: invalid value for type"),
     ],
 )
-def test_connection_caps_that_are_not_positive_integers_are_one_line_config_errors(
+def test_connection_caps_and_login_deadlines_out_of_range_are_one_line_config_errors(
     tmp_path: Path, line: str, error: str
 ) -> None:
     config = tmp_path / "coordinator.toml"
@@ -237,20 +244,35 @@ def test_connection_caps_that_are_not_positive_integers_are_one_line_config_erro
     assert "\n" not in str(refused.value)
 
 
-def test_the_connection_caps_reach_the_listener(tmp_path: Path) -> None:
-    settings = settings_in(tmp_path, max_connections_per_ip=1)
-    worker = pool_from(settings, memory_repositories(), SystemClock(), tmp_path,
-                       chain=LocalChain(tmp_path / "chain.db"))  # fmt: skip
+@contextlib.contextmanager
+def listening(tmp_path: Path, **pool: object) -> Iterator[PoolWorker]:
+    """The pool ``[pool]`` with ``pool`` configures, started, stopped on leaving."""
+    worker = pool_from(settings_in(tmp_path, **pool), memory_repositories(), SystemClock(),
+                       tmp_path, chain=LocalChain(tmp_path / "chain.db"))  # fmt: skip
     assert worker is not None
     worker.start()
     try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+def test_the_connection_caps_reach_the_listener(tmp_path: Path) -> None:
+    with listening(tmp_path, max_connections_per_ip=1) as worker:
         assert worker.address is not None
         first = socket.create_connection(worker.address, timeout=5)
         second = socket.create_connection(worker.address, timeout=5)
         assert closed_by_peer(second)
         first.close()
-    finally:
-        worker.stop()
+
+
+def test_the_login_deadline_reaches_the_listener(tmp_path: Path) -> None:
+    with listening(tmp_path, login_timeout_s=0.5) as worker:
+        url = PoolUrl.parse(worker.url)
+        silent = StratumMiner.dial(url.host, url.port, url.authority_xonly, int(time.time()))
+        began = time.monotonic()
+        assert closed_by_peer(silent.connection.sock)  # no login: closed after 0.5 s, not 60
+        assert time.monotonic() - began < 3.0
 
 
 def test_a_total_cap_above_the_open_file_limit_is_warned_about(

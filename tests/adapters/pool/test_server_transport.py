@@ -20,6 +20,8 @@ from tests.adapters.pool.support import closed_by_peer, dial, static_key
 
 
 class Echo:
+    authenticated = True  # no login here: the login deadline is tested in test_login_deadline.py
+
     def __init__(self, connection: NoiseSocket) -> None:
         self.connection = connection
 
