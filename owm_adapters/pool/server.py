@@ -192,11 +192,6 @@ class PoolServer:
         return address[0], address[1]
 
     @property
-    def writer_running(self) -> bool:
-        """Whether the writer thread is alive (it is from ``start`` to ``stop``)."""
-        return self._writer.running
-
-    @property
     def backlogged_connections(self) -> int:
         """Connections with frames the kernel has not taken yet, waiting in their backlog."""
         return self._writer.backlogged

@@ -189,10 +189,6 @@ class PoolWriter:
         self._wake_r.close()
         self._wake_w.close()
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
     def watch(self, outlet: Outlet) -> None:
         """Flush ``outlet`` whenever its socket is writable (it has a backlog now)."""
         with self._lock:
