@@ -236,9 +236,13 @@ def _describe(exc: cattrs.BaseValidationError) -> list[str]:
 
 
 def _strict_scalar(kind: type) -> Any:
-    """TOML already types its values; refuse coercions such as '80' → 80 or 1.5 → 1."""
+    """TOML already types its values; refuse coercions such as '80' → 80 or 1.5 → 1. A whole
+    number where a float is expected is the one exception (``poll_s = 5`` means 5.0): nothing
+    is lost, and a decimal point is not something an operator should have to remember."""
 
     def structure(value: Any, _type: Any) -> Any:
+        if kind is float and type(value) is int:
+            return float(value)
         if type(value) is not kind:
             raise ValueError(f"expected {kind.__name__}, got {type(value).__name__}")
         return value

@@ -76,6 +76,25 @@ def test_the_knowledge_section_sets_the_query_timeout_and_the_readers_precision(
     assert (configured.timeout_s, configured.reader_int8) == (9, False)
 
 
+def test_a_whole_number_is_taken_where_seconds_may_be_fractional_but_no_other_coercion_is(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[pool]\nlogin_timeout_s = 30\ntemplate_poll_s = 2\n")
+    pool = load_coordinator_settings(path).pool
+    assert (pool.login_timeout_s, pool.template_poll_s) == (30.0, 2.0)
+    assert type(pool.login_timeout_s) is float and type(pool.template_poll_s) is float
+
+    for refused, named in (
+        ("[pool]\nlogin_timeout_s = true\n", "pool.login_timeout_s"),
+        ('[pool]\nlogin_timeout_s = "30"\n', "pool.login_timeout_s"),
+        ("[pool]\nmax_connections = 10.0\n", "pool.max_connections"),
+    ):
+        path.write_text(refused)
+        with pytest.raises(ConfigError, match=named):
+            load_coordinator_settings(path)
+
+
 @pytest.mark.parametrize(
     ("text", "named"),
     [
