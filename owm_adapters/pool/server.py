@@ -4,9 +4,9 @@
 One thread per connection reads frames and hands them to the connection's
 :class:`FrameHandler` (the mining protocol, :mod:`owm_adapters.pool.mining`). Anything that is
 not encrypted Stratum V2 — a Stratum V1 JSON line, plaintext V2 frames, a bad MAC, a truncated
-or oversized frame, a message the protocol refuses — closes that connection, is logged with its
-reason code and counted in :attr:`PoolServer.refusals`; the listener and the other miners carry
-on.
+or oversized frame, a message the protocol refuses — closes that connection, is counted in
+:attr:`PoolServer.refusals` with its reason code and logged through the :class:`RefusalLog`;
+the listener and the other miners carry on.
 
 What one peer can hold open is bounded, since the pool listens on the internet (SRS-SEC-16):
 at most ``max_connections`` connections in all and ``max_connections_per_ip`` from one address
@@ -106,10 +106,11 @@ def address_key(host: str) -> str:
 
 @attrs.define(eq=False)
 class RefusalLog:
-    """INFO lines for connections refused at accept, bounded during a flood (SRS-SEC-16): the
-    first refusal of each reason is logged at once, later ones at most one line per ``every_s``
-    seconds per reason, with how many were refused since that reason's last line. Thread-safe:
-    the accept thread, the writer thread and the threads sending work all report to it."""
+    """INFO lines for connections refused or closed for a reason (over a cap, a failed
+    handshake, a refused frame, no login, not reading), bounded during a flood (SRS-SEC-16): the
+    first of each reason is logged at once, later ones at most one line per ``every_s`` seconds
+    per reason, with how many there were since that reason's last line. Thread-safe: the
+    accept thread, the connections' threads and the writer thread all report to it."""
 
     every_s: float = 10.0
     clock: Callable[[], float] = time.monotonic
@@ -262,22 +263,17 @@ class PoolServer:
             )
         return None
 
-    def _refuse(self, peer: object, reason: str, detail: str) -> None:
-        if self._stopping.is_set():
-            log.debug("stratum connection from %s closed: the pool is stopping", peer)
-            return
-        with self._lock:
-            self.refusals[reason] += 1
-        log.info("stratum connection from %s closed: %s (%s)", peer, reason, detail)
-
     def _slow_reader(self, peer: str, detail: str) -> None:
         """A miner not reading what the pool sends was closed by the writer (SRS-SEC-16)."""
         self._closed_as(SLOW_READER, peer, detail)
 
     def _closed_as(self, reason: str, peer: str, detail: str) -> None:
-        """Count and log (through the :class:`RefusalLog`: a flood makes few lines) why an
-        admitted connection was closed; nothing once the pool is stopping."""
+        """Count and log why an admitted connection was closed — a failed handshake, a refused
+        frame, no login, not reading — through the :class:`RefusalLog`, so a flood of bad
+        connections makes a line per reason every few seconds, not one each (SRS-SEC-16);
+        nothing once the pool is stopping."""
         if self._stopping.is_set():
+            log.debug("stratum connection from %s closed: the pool is stopping", peer)
             return
         with self._lock:
             self.refusals[reason] += 1
@@ -304,11 +300,11 @@ class PoolServer:
                 writer=self._writer,
             )
         except DomainError as error:
-            self._refuse(peer, error.code, error.message)
+            self._closed_as(error.code, peer[0], error.message)
             sock.close()
             return
         except (ConnectionClosed, OSError) as error:
-            self._refuse(peer, "handshake-incomplete", str(error))
+            self._closed_as("handshake-incomplete", peer[0], str(error))
             sock.close()
             return
         login_by = time.monotonic() + self._login_timeout_s
@@ -324,7 +320,7 @@ class PoolServer:
             while True:
                 handler.on_frames(connection.receive_batch())
         except DomainError as error:
-            self._refuse(peer, error.code, error.message)
+            self._closed_as(error.code, peer[0], error.message)
         except (ConnectionClosed, OSError) as error:
             log.debug("stratum connection from %s ended: %s", peer, error)
         finally:

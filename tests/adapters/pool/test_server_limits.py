@@ -158,6 +158,21 @@ def test_a_flood_of_refused_connections_logs_one_line_per_reason_per_interval(
     held.close()
 
 
+def test_a_flood_of_stratum_v1_lines_is_counted_each_time_but_logged_once_per_interval(
+    servers: Callable[..., tuple[PoolServer, Address]], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="owm_adapters.pool")
+    pool, address = servers(refusal_log=RefusalLog(every_s=10.0, clock=lambda: 1000.0))
+    v1_line = json.dumps({"id": 1, "method": "mining.subscribe", "params": []}).encode() + b"\n"
+    for _ in range(40):
+        sock = hold(address)
+        sock.sendall(v1_line)
+        assert closed_by_peer(sock)
+    wait_until(lambda: pool.refusals["frame-malformed"] == 40)
+    lines = [r.getMessage() for r in caplog.records if "frame-malformed" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("stratum connection from 127.0.0.1 refused")
+
+
 def test_each_reason_gets_its_first_refusal_logged_at_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
