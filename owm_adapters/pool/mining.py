@@ -27,6 +27,7 @@ from contextlib import AbstractContextManager
 
 import attrs
 
+from owm_adapters.pool.log_limits import LogThrottle
 from owm_adapters.pool.recording import ShareRecorder
 from owm_core.errors import (
     BlockRejected,
@@ -126,6 +127,9 @@ def _digest(share: AcceptedShare) -> bytes:
     return bytes.fromhex(share.hash_hex)[::-1]
 
 
+_REJECTED = "share rejected: miner=%s reason=%s (%s)"
+
+
 class MiningPool:
     """The pool's shared state: the current template, seen shares, counters (thread-safe)."""
 
@@ -163,6 +167,7 @@ class MiningPool:
         self._rejections = rejections
         self._subsidy = fpps_subsidy_sat
         self._unflushed: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._rejection_lines = LogThrottle()
         self._work_cache: tuple[BlockTemplate, int, bytes, bitcoin.WorkTemplate] | None = None
 
     # ------------------------------------------------------------------ templates
@@ -401,13 +406,13 @@ class MiningPool:
             )
 
     def reject(self, miner_id: str, code: str, detail: str) -> Verdict:
-        """Count and log a rejected share (SRS-POOL-06); the verdict answering it."""
+        """Count and log a rejected share (SRS-POOL-06; SRS-SEC-15: a flood in few lines)."""
         with self._lock:
             self.rejected[code] += 1
             self._rejected_by_miner[miner_id, code] += 1
             if self._rejections is not None:
                 self._unflushed[miner_id, code] += 1
-        log.info("share rejected: miner=%s reason=%s (%s)", miner_id, code, detail)
+        self._rejection_lines.info(log, (miner_id, code), _REJECTED, miner_id, code, detail)
         return Verdict(error_code=code)
 
     def _submit_block(self, share: AcceptedShare, header: bytes, job: Job) -> str | None:

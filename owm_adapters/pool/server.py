@@ -50,6 +50,7 @@ from typing import Protocol
 import attrs
 
 from owm_adapters.pool.connection import ConnectionClosed, Entropy, NoiseSocket, accept
+from owm_adapters.pool.log_limits import LogThrottle
 from owm_adapters.pool.writer import (
     DRAIN_DEADLINE_S,
     MAX_BACKLOG_BYTES,
@@ -109,28 +110,21 @@ class RefusalLog:
     """INFO lines for connections refused or closed for a reason (over a cap, a failed
     handshake, a refused frame, no login, not reading), bounded during a flood (SRS-SEC-16): the
     first of each reason is logged at once, later ones at most one line per ``every_s`` seconds
-    per reason, with how many there were since that reason's last line. Thread-safe: the
-    accept thread, the connections' threads and the writer thread all report to it."""
+    per reason, with how many there were since that reason's last line (a
+    :class:`~owm_adapters.pool.log_limits.LogThrottle`). Thread-safe: the accept thread, the
+    connections' threads and the writer thread all report to it."""
 
     every_s: float = 10.0
     clock: Callable[[], float] = time.monotonic
-    _logged_at: dict[str, float] = attrs.field(init=False, factory=dict)
-    _unlogged: collections.Counter[str] = attrs.field(init=False, factory=collections.Counter)
-    _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
+    _throttle: LogThrottle = attrs.field(init=False)
+
+    @_throttle.default
+    def _new_throttle(self) -> LogThrottle:
+        return LogThrottle(self.every_s, self.clock)
 
     def refused(self, reason: str, peer: str, detail: str) -> None:
-        with self._lock:
-            now = self.clock()
-            self._unlogged[reason] += 1
-            last = self._logged_at.get(reason)
-            if last is not None and now - last < self.every_s:
-                return
-            self._logged_at[reason] = now
-            count = self._unlogged.pop(reason)
-        log.info(
-            "stratum connection from %s refused: %s (%s); %d such refusals since the last line",
-            peer, reason, detail, count,
-        )  # fmt: skip
+        message = "stratum connection from %s refused: %s (%s)"
+        self._throttle.info(log, reason, message, peer, reason, detail)
 
 
 @attrs.define(eq=False)

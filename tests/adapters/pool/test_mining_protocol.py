@@ -169,6 +169,20 @@ def test_a_share_above_the_target_is_refused(frozen: Pool) -> None:
     assert frozen.store.shares.since(0) == []
 
 
+def test_a_flood_of_bad_shares_is_answered_and_counted_share_by_share_but_logged_once(
+    frozen: Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="owm_adapters.pool")
+    miner = miner_on(frozen)
+    work = miner.work
+    assert work is not None
+    for _ in range(50):
+        assert error_of(miner.submit(attrs.evolve(work, job_id=999), 0)) == "invalid-job-id"
+    assert frozen.pool.rejected["invalid-job-id"] == 50
+    lines = [r.getMessage() for r in caplog.records if "reason=invalid-job-id" in r.getMessage()]
+    assert len(lines) == 1 and "1 such since the last line" in lines[0]
+
+
 def test_fabricated_jobs_channels_and_times_are_refused_and_logged(
     frozen: Pool, caplog: pytest.LogCaptureFixture
 ) -> None:

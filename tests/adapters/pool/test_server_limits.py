@@ -150,10 +150,10 @@ def test_a_flood_of_refused_connections_logs_one_line_per_reason_per_interval(
     for _ in range(30):
         assert closed_by_peer(hold(address))
     assert pool.refusals[TOO_MANY_FROM_ADDRESS] == 30
-    assert len(lines()) == 1 and "1 such refusals" in lines()[0]
+    assert len(lines()) == 1 and "1 such since the last line" in lines()[0]
     now[0] += 10.0
     assert closed_by_peer(hold(address))
-    assert len(lines()) == 2 and "30 such refusals since the last line" in lines()[1]
+    assert len(lines()) == 2 and "30 such since the last line" in lines()[1]
     assert all(r.levelno == logging.INFO for r in caplog.records if "refused" in r.getMessage())
     held.close()
 
