@@ -57,7 +57,7 @@ from owm_adapters.chain.local_chain import LocalChain
 from owm_adapters.pool.channels import MinerConnection
 from owm_adapters.pool.miner import StratumMiner
 from owm_adapters.pool.mining import MiningPool
-from owm_adapters.pool.server import PoolServer
+from owm_adapters.pool.server import DEFAULT_MAX_CONNECTIONS, PoolServer
 from owm_adapters.storage.memory import memory_repositories
 from owm_core.identity.keys import Identity
 from owm_core.pool import noise, secp256k1, sv2_messages
@@ -146,8 +146,11 @@ def serve(count: int, ready: Any, stop: Any, every_share_a_block: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pool = make_pool(HeldChain(Path(tmp) / "chain.db", every_share_a_block))
         registry = Registry(count)
+        # Every miner dials from 127.0.0.1: the caps must admit them all.
         server = PoolServer(noise.StaticKey(secret, ellswift, certificate),
-                            lambda c: MinerConnection(c, pool, registry))  # fmt: skip
+                            lambda c: MinerConnection(c, pool, registry),
+                            max_connections=max(count, DEFAULT_MAX_CONNECTIONS),
+                            max_connections_per_ip=count)  # fmt: skip
         host, port = server.start()
         ready.put((host, port, secp256k1.xonly_public_key(authority)))
         cpu = time.process_time()
