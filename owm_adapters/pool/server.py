@@ -106,25 +106,16 @@ def address_key(host: str) -> str:
 
 
 @attrs.define(eq=False)
-class RefusalLog:
+class RefusalLog(LogThrottle):
     """INFO lines for connections refused or closed for a reason (over a cap, a failed
     handshake, a refused frame, no login, not reading), bounded during a flood (SRS-SEC-16): the
     first of each reason is logged at once, later ones at most one line per ``every_s`` seconds
-    per reason, with how many there were since that reason's last line (a
-    :class:`~owm_adapters.pool.log_limits.LogThrottle`). Thread-safe: the accept thread, the
-    connections' threads and the writer thread all report to it."""
-
-    every_s: float = 10.0
-    clock: Callable[[], float] = time.monotonic
-    _throttle: LogThrottle = attrs.field(init=False)
-
-    @_throttle.default
-    def _new_throttle(self) -> LogThrottle:
-        return LogThrottle(self.every_s, self.clock)
+    per reason, with how many there were since that reason's last line. Thread-safe: the
+    accept thread, the connections' threads and the writer thread all report to it."""
 
     def refused(self, reason: str, peer: str, detail: str) -> None:
         message = "stratum connection from %s refused: %s (%s)"
-        self._throttle.info(log, reason, message, peer, reason, detail)
+        self.info(log, reason, message, peer, reason, detail)
 
 
 @attrs.define(eq=False)
@@ -237,10 +228,8 @@ class PoolServer:
                 self._per_address[key] += 1
                 thread.start()
                 return
-            if refusal[0]:
-                self.refusals[refusal[0]] += 1
         if refusal[0]:
-            self._refusal_log.refused(refusal[0], peer[0], refusal[1])
+            self._closed_as(refusal[0], peer[0], refusal[1])
         sock.close()
 
     def _over_cap(self, key: str) -> tuple[str, str] | None:
