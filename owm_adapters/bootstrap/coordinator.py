@@ -27,6 +27,7 @@ from owm_adapters.bootstrap.lightning import (
     payout_channels_from,
 )
 from owm_adapters.bootstrap.pool import PoolWorker, pool_from
+from owm_adapters.bootstrap.provenance import timestamping_of
 from owm_adapters.bootstrap.settings import ConfigError, CoordinatorSettings, data_dir_of
 from owm_adapters.clock import SystemClock
 from owm_adapters.control_plane import tls_files
@@ -285,15 +286,17 @@ def build_coordinator(
         coordinator_key=coordinator_key,
         registration_listeners=() if channels is None else (channels.registered,),
     )  # fmt: skip
+    if timestamping is None and (settings.fl.enabled or settings.github.webhook_secret_file):
+        timestamping = timestamping_of(settings.provenance, data_dir_of(settings), settings.chain)
     fl = None if not settings.fl.enabled else fl_rounds_from(
         settings, service, timestamping=timestamping,
         signals=None if slashing_service is None else slashing_service.report,
     )
     wire_market(service, settings, fl)
-    stamping = _timestamping_worker(fl.timestamping) if fl is not None else None
+    stamping = _timestamping_worker(timestamping) if timestamping is not None else None
     pool = pool_from(settings, store, clock, data_dir_of(settings), chain=pool_chain,
                      payouts=payouts)
-    github = github or github_app_from(settings, service, payouts, fl)
+    github = github or github_app_from(settings, service, payouts, timestamping)
     singletons = _singletons(store, clock, service, payouts, github, ("payout-channels", channels),
                              ("slashing", slashing_service), ("fl-rounds", fl))
     return Coordinator(
@@ -331,7 +334,8 @@ def _singletons(
 
 
 def _timestamping_worker(timestamping: Timestamping) -> OnStop | None:
-    """The embedded calendar's flusher, stopped after the FL rounds that stamp through it."""
+    """The embedded calendar's flusher, stopped after the FL rounds and the GitHub App that
+    stamp through it (one calendar per process)."""
     stop = getattr(timestamping, "stop", None)
     return OnStop(stop) if callable(stop) else None
 
@@ -566,7 +570,6 @@ def fl_rounds_from(
     local chain under ``<data_dir>/provenance`` (created on first use); weights files go to
     ``<data_dir>/fl/weights``. Its slashing signals go to ``signals`` (else the log).
     """
-    from owm_adapters.bootstrap.provenance import timestamping_of
     from owm_adapters.services.fl_rounds import FlConfig, FlRoundService
 
     fl, provenance = settings.fl, settings.provenance

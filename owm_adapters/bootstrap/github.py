@@ -24,7 +24,6 @@ from owm_adapters.github.app_auth import AppCredentials
 from owm_adapters.github.rest import GitHubRest
 from owm_adapters.services.bounty_book import BountyBook, BountyTerms
 from owm_adapters.services.coordinator.service import CoordinatorService
-from owm_adapters.services.fl_rounds import FlRoundService
 from owm_adapters.services.github_app import GitHubApp
 from owm_adapters.services.github_bounties import BountyDesk
 from owm_adapters.services.github_contributions import ContributionFlow, ContributionPorts
@@ -33,6 +32,7 @@ from owm_adapters.storage.content import FilesystemContentStore
 from owm_adapters.storage.s3_content import S3ContentStore, S3Credentials, S3Location
 from owm_core.ports.content_store import ContentStore
 from owm_core.ports.github import GitHub
+from owm_core.ports.timestamping import Timestamping
 
 
 def private_secret(path_text: str, what: str) -> bytes:
@@ -94,15 +94,15 @@ def github_app_from(
     settings: CoordinatorSettings,
     service: CoordinatorService,
     payouts: PayoutDispatcher | None = None,
-    fl: FlRoundService | None = None,
+    timestamping: Timestamping | None = None,
     github: GitHub | None = None,
 ) -> GitHubApp | None:
     """The GitHub App of ``settings`` (None when ``[github] webhook_secret_file`` is empty)
     over ``service``'s store, clock, treasury and key; with ``payouts`` its events drive
     bounties (:class:`BountyDesk`) and, with a GitHub port, the contribution flow
-    (:class:`ContributionFlow`: archives in :func:`archive_store_of`, records stamped by the
-    FL rounds' OpenTimestamps port when they run — one calendar per process — else by the
-    ``[provenance]`` one)."""
+    (:class:`ContributionFlow`: archives in :func:`archive_store_of`, records stamped through
+    ``timestamping``, the process's one calendar, else a ``[provenance]`` one of its own that
+    the caller stops)."""
     store, clock, treasury = service.repositories, service.clock, service.lightning
     section = settings.github
     if not section.webhook_secret_file:
@@ -120,7 +120,7 @@ def github_app_from(
     app.add_handler(desk)
     app.workers.append(("bounty-lapses", desk.lapses))
     if github is not None:
-        stamping = fl.timestamping if fl is not None else timestamping_of(
+        stamping = timestamping or timestamping_of(
             settings.provenance, data_dir_of(settings), settings.chain
         )
         ports = ContributionPorts(github, content, stamping, service.signer, payouts)
