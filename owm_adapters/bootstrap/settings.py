@@ -410,8 +410,9 @@ class TasksSection:
     Under ``"redundant"`` a task that fewer nodes could take runs on as many as there are, never
     fewer than ``redundancy_floor`` (0: ``min(2, redundancy)``); below the floor it runs on
     one node and is spot-checked at ``spot_rate_ppm`` (graceful degradation, SRS-PERF-07).
-    ``queue_timeout_s`` is how long a submitted task may wait for a node to take one of its
-    replicas before it expires (SRS-COORD-02).
+    ``queue_timeout_s`` is how long a replica may wait for a node to take it (from the task's
+    submission, its node's time-out or a spot check's draw) before it expires with its task,
+    or is dropped while a sibling runs (SRS-COORD-02; ``owm_core.market.endings``).
     A replica's result is committed, then revealed (SRS-SEC-11): ``commit_window_s`` after a
     task's first commitment its uncommitted replicas are abandoned and reveals open;
     ``reveal_window_s`` after reveals open a replica that has not revealed fails.

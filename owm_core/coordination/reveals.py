@@ -84,6 +84,9 @@ class RevealWindows:
 
     commit_window_s: int = attrs.field(default=600, validator=fields.integer(1, 86_400))
     reveal_window_s: int = attrs.field(default=120, validator=fields.integer(1, 86_400))
+    check_wait_s: int = attrs.field(default=3_600, validator=fields.integer(minimum=1))
+    """How long a spot check's re-execution waits for a node (``[tasks] queue_timeout_s``)
+    before it is dropped and the replica judged on its own (:mod:`~owm_core.market.endings`)."""
 
 
 @attrs.frozen
@@ -312,7 +315,9 @@ def advance_round(
         repositories.commitments.delete_round(round_id)  # judged already
         return None
     judged_under = _round_policy(round_id, current, policy)
-    outcome = _judge(repositories, round_id, current, judged_under, seed)
+    outcome = _judge(
+        repositories, round_id, current, judged_under, seed, now + windows.check_wait_s
+    )
     repositories.commitments.delete_round(round_id)
     return outcome
 
@@ -338,6 +343,7 @@ def _judge(
     replicas: Sequence[Task],
     policy: VerificationPolicy,
     seed: bytes,
+    check_expires_at: int,
 ) -> ProofOutcome | None:
     revealed = [r for r in replicas if r.state is TaskState.COMPLETED]
     silent = [r for r in replicas if r.state is TaskState.FAILED]
@@ -355,7 +361,10 @@ def _judge(
     assert replica.node_id and replica.output_hash
     if spot_check_selected(policy, group, seed):
         checker = attrs.evolve(
-            submit(attrs.evolve(replica.request, task_id=replica_id(group, CHECK))),
+            submit(
+                attrs.evolve(replica.request, task_id=replica_id(group, CHECK)),
+                check_expires_at,
+            ),
             tried_node_ids=(replica.node_id,),
         )
         repositories.tasks.add(checker)
@@ -364,6 +373,19 @@ def _judge(
     return _settle(
         repositories, [(replica, record_verdict(replica, verdict))], verdict, replica
     )
+
+
+def judge_without_check(
+    repositories: MarketStore, group: str, policy: VerificationPolicy, seed: bytes
+) -> ProofOutcome | None:
+    """Judge the spot-checked replica of ``group`` on its own once its re-execution was
+    dropped (no node took it in time, :mod:`owm_core.market.endings`): as one whose checker
+    never delivered, SRS-PERF-07. None unless the check was dropped and the replica waits."""
+    check = repositories.tasks.get(replica_id(group, CHECK))
+    if check is None or check.state is not TaskState.FORFEITED:
+        return None
+    spot = attrs.evolve(policy, mode=VerificationMode.SPOT_CHECK)
+    return _judge_checked(repositories, group, check, spot, seed)
 
 
 def _judge_checked(

@@ -17,8 +17,9 @@ flow 3), as pure functions over the narrow stores of :mod:`owm_core.ports.stores
   reliability and earnings are credited (:func:`credit`, :func:`reliability_after`).
 * **Time-outs** (:func:`time_out_overdue`): overdue replicas time out and become assignable to
   another node.
-* **Expiry** (:func:`expire_waiting`): a task none of whose replicas a node holds or finished
-  by its ``expires_at`` expires, so work no node takes leaves the market instead of piling up.
+* **Endings** (:mod:`owm_core.coordination.endings`): a replica no node takes by its
+  ``expires_at`` expires with its task, or is dropped while a sibling runs, so work no node
+  takes leaves the market instead of piling up and every escrow closes.
 * **Outcomes** (:func:`task_outcome`, :func:`verified_output`): what a submitter may read.
 """
 
@@ -33,7 +34,6 @@ from owm_core import fields
 from owm_core.errors import Conflict, InvalidValue, NoMatch
 from owm_core.identity.envelopes import CapabilityManifest
 from owm_core.market.tasks import (
-    ASSIGNABLE_STATES,
     PPM,
     TERMINAL_STATES,
     Match,
@@ -47,7 +47,6 @@ from owm_core.market.tasks import (
     VerificationMode,
     VerificationPolicy,
     assign,
-    expire,
     match,
     submit,
     time_out,
@@ -201,40 +200,22 @@ def plan_dispatch(
     return assignments
 
 
-def time_out_overdue(repositories: TaskStore, now: int, limit: int = 100) -> list[Task]:
-    """Move every overdue assignment to timed-out, so it can go to another node (data flow 3)."""
+def time_out_overdue(
+    repositories: TaskStore, now: int, limit: int = 100, wait_s: int | None = None
+) -> list[Task]:
+    """Move every overdue assignment to timed-out, so it can go to another node (data flow 3).
+
+    With ``wait_s`` (``[tasks] queue_timeout_s``) the replica waits that long for its next
+    node before it counts as stalled (``expires_at``; :mod:`owm_core.market.endings`).
+    """
     timed_out = []
     for task in repositories.tasks.overdue(now, limit):
         late = time_out(task, now)
+        if wait_s is not None:
+            late = attrs.evolve(late, expires_at=now + wait_s)
         repositories.tasks.save(late, expected_state=TaskState.ASSIGNED)
         timed_out.append(late)
     return timed_out
-
-
-def expire_waiting(repositories: TaskStore, now: int, limit: int = 100) -> list[str]:
-    """Expire every task whose replicas all still wait past their ``expires_at``; their ids.
-
-    A task some node holds or finished a replica of is not expired (that node's work is
-    judged and paid as usual): its waiting replicas lose their ``expires_at`` instead, so they
-    leave the expiry query and wait for a node without ever blocking it (SRS-COORD-02).
-    """
-    expired: list[str] = []
-    seen: set[str] = set()
-    for task in repositories.tasks.expired(now, limit):
-        group = task_id_of(task.task_id)
-        if group in seen:
-            continue
-        seen.add(group)
-        replicas = siblings(repositories, group)
-        started = any(r.state not in ASSIGNABLE_STATES for r in replicas)
-        for replica in replicas:
-            if replica.state not in ASSIGNABLE_STATES or replica.expires_at is None:
-                continue
-            after = attrs.evolve(replica, expires_at=None) if started else expire(replica)
-            repositories.tasks.save(after, expected_state=replica.state)
-        if not started:
-            expired.append(group)
-    return expired
 
 
 @attrs.frozen

@@ -24,7 +24,8 @@ bounds (:class:`~owm_core.market.tasks.VerificationPolicy`: ``redundancy``,
   when one can take it; until that re-execution's verdict the task stays pending: its output
   is not released and nobody is paid (the reward is held). Equal hashes pay both nodes; a
   different hash fails the first node (forfeit, and a fake-proof slashing signal); a checker
-  that never delivers leaves the first result judged on its own.
+  that never delivers, or that no node took within the queue time
+  (:mod:`owm_core.market.endings`), leaves the first result judged on its own.
 * **Voters** (:func:`voters`): a redundant round's majority is taken over the replicas some
   node held (silence of a node that took a replica counts against every hash, as before), but
   never over fewer than the floor; a replica no node ever took does not vote.

@@ -87,12 +87,13 @@ class MarketWorld:
 
 def build_market(repositories: Repositories, *, redundancy: int = 1,
                  queue_timeout_s: int = 3_600, clock: StepClock | None = None,
-                 **config_changes: Any) -> MarketWorld:
+                 spot_check_rate_ppm: int = 100_000, **config_changes: Any) -> MarketWorld:
     """A market with redundant verification on ``redundancy`` nodes over ``repositories``
     (``config_changes``: other :class:`ServiceConfig` fields, e.g. ``shared_state``)."""
     clock = clock or StepClock(T0)
-    config = ServiceConfig(verification=VerificationPolicy(redundancy=redundancy),
-                           queue_timeout_s=queue_timeout_s, **config_changes)
+    policy = VerificationPolicy(redundancy=redundancy, spot_check_rate_ppm=spot_check_rate_ppm)
+    config = ServiceConfig(verification=policy, queue_timeout_s=queue_timeout_s,
+                           **config_changes)
     guard = LockedGuard()
     # Tasks are funded from the network budget (no top-ups, so no Lightning node is needed).
     funding = TaskFunding(repositories, None, clock, config.funding,  # type: ignore[arg-type]

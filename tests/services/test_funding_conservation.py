@@ -24,6 +24,7 @@ from owm_adapters.services.coordinator.shared import (
     LockedGuard,
 )
 from owm_adapters.storage.memory import memory_repositories
+from owm_core.coordination.endings import end_task
 from owm_core.coordination.tasks import siblings, submit_task
 from owm_core.errors import InsufficientFunds, InvalidValue, PolicyViolation
 from owm_core.identity.keys import Identity
@@ -161,7 +162,11 @@ class Books(RuleBasedStateMachine):
     @rule(seconds=st.sampled_from([0, 7, 600, 1_000]))
     def sweep(self, seconds: int) -> None:
         self.clock.t += seconds
-        self.funding.sweep(float(self.clock.t * 10))
+        self.funding.sweep(float(self.clock.t * 10), self.end_overdue)
+
+    def end_overdue(self, task_id: str) -> None:
+        """What the market does for a task past ``task_ttl_s``: end what still waits."""
+        end_task(self.repos, task_id, self.clock.now(), POLICY, b"seed", overdue=True)
 
     # -- the books ---------------------------------------------------------------------------
 

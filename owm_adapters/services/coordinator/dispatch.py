@@ -18,8 +18,9 @@ was slashed or went away; suspensions are seen within the admission's record TTL
 dropped down to ``[tasks] redundancy_floor`` (:func:`shed_unplaceable`, SRS-PERF-07), so the
 round is judged over the nodes the network still has instead of waiting out its commit window.
 
-Tasks that wait past their queue time expire (:func:`expire_waiting`, called from
-:meth:`Dispatcher.expire`), so the sweep's length stays bounded by the submission rate.
+Replicas that wait past their queue time expire with their task or are dropped
+(:mod:`owm_core.coordination.endings`, run by the market's tick, which tells
+:meth:`Dispatcher.forget`), so the sweep's length stays bounded by the submission rate.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ import attrs
 
 from owm_adapters.services.coordinator.shared import ServiceConfig
 from owm_core.coordination.degradation import shed_unplaceable
+from owm_core.coordination.endings import Ended
 from owm_core.coordination.registration import node_status
-from owm_core.coordination.tasks import Assignment, expire_waiting, plan_dispatch, replica_ids
+from owm_core.coordination.tasks import Assignment, plan_dispatch
 from owm_core.market.tasks import ASSIGNABLE_STATES, NodeOffer, Task
 from owm_core.nodes.registry import Node, NodeStatus
 from owm_core.ports.clock import Clock
@@ -42,8 +44,6 @@ log = logging.getLogger(__name__)
 
 SWEEP_PAGE = 200
 """Waiting replicas the sweep looks at per tick (and per newly opened stream)."""
-EXPIRY_BATCH = 500
-"""Waiting replicas past their queue time handled per tick."""
 MAX_TRACKED_READY = 100_000
 """Replicas whose "assignable since" time is kept for the dispatch-latency metric."""
 
@@ -105,13 +105,11 @@ class Dispatcher:
             log.info("replica %s dropped: no node can take it", dropped.task_id)
         return assignments
 
-    def expire(self) -> list[str]:
-        """Expire the tasks nobody took within the queue time; the expired task ids."""
-        expired = expire_waiting(self.repositories, self.clock.now(), EXPIRY_BATCH)
-        for group in expired:
-            for replica in replica_ids(group, self.config.verification):
-                self._ready_ms.pop(replica, None)
-        return expired
+    def forget(self, ended: Iterable[Ended]) -> None:
+        """Stop timing the replicas that left the market (expired or dropped)."""
+        for done in ended:
+            for task in (*done.expired, *done.dropped):
+                self._ready_ms.pop(task.task_id, None)
 
     def _current(self, candidates: Sequence[Task]) -> list[Task]:
         """The candidates as stored now, still assignable (the sweep may have placed one

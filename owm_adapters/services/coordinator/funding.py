@@ -21,18 +21,21 @@
 Settlement: once a task's replicas are judged, :meth:`TaskFunding.reconcile` charges the escrow
 each settled replica's negotiated price (never above the funded maximum) plus the treasury's
 share, and closes it when every replica is settled or forfeited, refunding the rest to the
-client's balance (or leaving it with the treasury). A task still unfinished ``task_ttl_s`` after
-submission, with no replica assigned or awaiting a verdict, expires and is refunded the same
-way. It runs after every proof and, for a crash between a proof and its charge, on every
-market sweep; it is idempotent, each step one
-transaction, so a restart loses nothing and pays nothing twice. The payout dispatcher never
-pays a node more than the price its escrow released.
+client's balance (or leaving it with the treasury). Every task ends
+(:mod:`owm_core.market.endings`): replicas no node takes within ``[tasks] queue_timeout_s``
+expire with their task or are dropped while a sibling runs; a task still unfinished
+``task_ttl_s`` after submission has every waiting replica ended the same way (the backstop,
+:meth:`TaskFunding.sweep`), so its escrow closes. Reconciling runs after every proof and,
+for a crash between a proof and its charge, on every market sweep; it is idempotent, each
+step one transaction, so a restart loses nothing and pays nothing twice. The payout dispatcher
+never pays a node more than the price its escrow released.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 import attrs
 
@@ -62,14 +65,7 @@ from owm_core.market.funding import (
     refund_to_balance,
     settle_replica,
 )
-from owm_core.market.tasks import (
-    ASSIGNABLE_STATES,
-    TERMINAL_STATES,
-    TaskRequest,
-    TaskState,
-    VerificationPolicy,
-    expire,
-)
+from owm_core.market.tasks import TERMINAL_STATES, TaskRequest, TaskState, VerificationPolicy
 from owm_core.payments.lightning import InvoiceState
 from owm_core.ports.clock import Clock
 from owm_core.ports.lightning import Lightning
@@ -81,14 +77,6 @@ MAX_OPEN_TOP_UPS = 10
 """Unpaid top-up invoices one key may hold; more are refused (no invoice spam)."""
 SWEEP_EVERY_S = 5.0
 SWEEP_LIMIT = 1_000
-_WORKING = frozenset(
-    {
-        TaskState.ASSIGNED, TaskState.COMMITTED, TaskState.COMPLETED, TaskState.VERIFIED,
-        TaskState.FAILED,
-    }
-)
-
-
 @attrs.frozen
 class Funder:
     """Who pays for one task: a client's submitter key, or a named treasury budget."""
@@ -308,22 +296,11 @@ class TaskFunding:
             )
         return escrow
 
-    def _expire(self, task_id: str) -> None:
-        """A task past ``task_ttl_s`` that no node is working on: its waiting replicas expire
-        (never dispatched again), so :meth:`reconcile` closes the escrow and refunds it. A
-        replica still assigned or awaiting its siblings' verdict holds the task open."""
-        with self._lock, self.repositories.atomic():
-            replicas = siblings(self.repositories, task_id)
-            if any(r.state in _WORKING for r in replicas):
-                return
-            for replica in replicas:
-                if replica.state in ASSIGNABLE_STATES:
-                    self.repositories.tasks.save(expire(replica), expected_state=replica.state)
-
-    def sweep(self, monotonic_s: float) -> int:
-        """Every :data:`SWEEP_EVERY_S` seconds: expire tasks past ``task_ttl_s``, reconcile
-        open escrows (refunding ended tasks; also what a crash between a proof and its charge
-        left behind) and credit paid top-ups. Returns how many escrows closed."""
+    def sweep(self, monotonic_s: float, end_overdue: Callable[[str], object]) -> int:
+        """Every :data:`SWEEP_EVERY_S` seconds: have ``end_overdue`` end the waiting replicas
+        of tasks past ``task_ttl_s`` (the market's :mod:`owm_core.coordination.endings`),
+        reconcile open escrows (refunding ended tasks; also what a crash between a proof and
+        its charge left behind) and credit paid top-ups. Returns how many escrows closed."""
         if monotonic_s < self._next_sweep:
             return 0
         self._next_sweep = monotonic_s + SWEEP_EVERY_S
@@ -332,7 +309,7 @@ class TaskFunding:
         for escrow in self.repositories.funding.open_escrows(SWEEP_LIMIT):
             try:
                 if now >= escrow.opened_at + self.config.task_ttl_s:
-                    self._expire(escrow.task_id)
+                    end_overdue(escrow.task_id)
                 after = self.reconcile(escrow.task_id)
             except DomainError:
                 log.exception("escrow of task %s not reconciled", escrow.task_id)

@@ -10,8 +10,10 @@ Admission and dispatch: a task no registered node could run is refused at submis
 others run on as many replicas as the nodes that fit allow (:mod:`.admission`); dispatch plans
 over the replicas an event made assignable plus a sweep that walks every waiting replica in
 turn, so work nobody can take never stops it, drops the replicas of running tasks that no
-connected node can take any more (down to the redundancy floor), and a task nobody takes
-within ``queue_timeout_s`` expires (:mod:`.dispatch`). A task that runs a sub-model's weights
+connected node can take any more (down to the redundancy floor), and every task ends: a
+replica no node takes within ``queue_timeout_s`` expires with its task, or is dropped while a
+sibling runs and the rest are judged (:mod:`owm_core.coordination.endings`, run on the tick),
+so no escrow is held forever. A task that runs a sub-model's weights
 is pinned to one version at submission, which every replica and assignment carries
 (:mod:`.pins`; SRS-SEC-11). With several coordinators on one database each one dispatches to
 the streams it holds (a task submitted at another is found by the sweep) and records their
@@ -35,6 +37,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Protocol
 
 import attrs
@@ -483,28 +486,30 @@ class Market:
 
     def tick(self, *, housekeeping: bool = True) -> list[Task]:
         """Dispatch the sweep's next page; with ``housekeeping`` (one coordinator leads it,
-        SRS-COORD-05) first time out overdue assignments, close passed commit and reveal
-        windows, expire tasks nobody took, close due escrows; the timed-out. With a shared
-        store, the records of this process's streams are confirmed every few seconds."""
+        SRS-COORD-05) first time out overdue assignments, close passed windows, end tasks
+        whose replicas no node took in time (:mod:`owm_core.coordination.endings`), close due
+        escrows; the timed-out. With a shared store, its stream records are confirmed."""
         self._records.refresh(self._streams, self._market_lock)
         with self._market_lock:
             if not housekeeping:
                 self._dispatch_locked(None)
                 return []
-            late = time_out_overdue(self.repositories, self.clock.now())
+            now = self.clock.now()
+            late = time_out_overdue(self.repositories, now, wait_s=self.config.queue_timeout_s)
             judged = self._rounds.close_due()
-            self._verdicts_locked(judged)
-            expired = self._dispatcher.expire()
-            for group in expired:
-                forget_input(self._stored_inputs, group)
+            ended = self._rounds.end_stalled()
             if late:
                 self._dispatcher.became_ready(late)
                 self._dispatch_locked(late)
             self._dispatch_locked(None)
-            for group in expired:  # nobody ran it: the escrow closes, the client gets it back
-                self.funding.reconcile(group)
-            self.funding.sweep(time.monotonic())  # under the lock: expiry races no dispatch
-        if late or expired or judged:
+            self.funding.sweep(time.monotonic(), partial(self._rounds.end_overdue, into=ended))
+            judged += [e.outcome for e in ended if e.outcome is not None]
+            self._verdicts_locked(judged)
+            self._dispatcher.forget(ended)
+            for done in (e for e in ended if e.expired):  # nothing ran: all refunded
+                forget_input(self._stored_inputs, done.task_id)
+                self.funding.reconcile(done.task_id)
+        if late or ended or judged:
             self._announce_task_change()
         tell_listeners(self._settlement_listeners, judged)
         return late

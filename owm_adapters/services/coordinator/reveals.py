@@ -5,9 +5,12 @@ phases (:mod:`owm_core.coordination.reveals`): :meth:`~ResultRounds.commit` stor
 signed commitment, :meth:`~ResultRounds.reveal` its signed proof with the salt and the output
 bytes once the round's reveals are open, and :meth:`~ResultRounds.close_due` (the market's
 tick) closes the windows that have passed, abandoning uncommitted replicas and failing silent
-ones. Commitments live in the store (``repositories.commitments``), so a restart mid-round
-loses nothing. The caller holds the market's lock; verdicts come back as
-:class:`~owm_core.coordination.tasks.ProofOutcome` for it to dispatch and announce.
+ones, and :meth:`~ResultRounds.end_stalled` ends the tasks whose waiting replicas no node
+took in time (:mod:`owm_core.coordination.endings`), judging a spot-checked replica on its own
+once its re-execution is dropped. Commitments live in the store
+(``repositories.commitments``), so a restart mid-round loses nothing. The caller holds the
+market's lock; verdicts come back as :class:`~owm_core.coordination.tasks.ProofOutcome` for
+it to dispatch and announce.
 
 Outputs are handled here only, in :meth:`~ResultRounds.reveal`: the one place a node's output
 bytes enter the coordinator. They arrive sealed to the coordinator by the proof's signer and are
@@ -24,8 +27,10 @@ import attrs
 
 from owm_adapters.services.coordinator.sealing import TaskSealing
 from owm_adapters.services.coordinator.shared import ServiceConfig
+from owm_core.coordination.endings import Ended, end_stalled, end_task
 from owm_core.coordination.reveals import (
     CommitOutcome,
+    RevealWindows,
     close_due_rounds,
     commit_result,
     reveal_result,
@@ -36,6 +41,9 @@ from owm_core.ports.clock import Clock
 from owm_core.ports.stores import MarketStore
 
 log = logging.getLogger(__name__)
+
+ENDING_BATCH = 500
+"""Replicas waiting past their queue time looked at per tick."""
 
 
 @attrs.define(eq=False)
@@ -51,8 +59,7 @@ class ResultRounds:
     def commit(self, raw: bytes) -> CommitOutcome:
         """Store a node's signed commitment (phase one); whether reveals are open now."""
         return commit_result(
-            self.repositories, raw, self.clock.now(), self.config.verification,
-            self.config.reveal_windows,
+            self.repositories, raw, self.clock.now(), self.config.verification, self.windows,
         )
 
     def reveal(self, raw: bytes, salt: bytes, output: bytes) -> ProofOutcome:
@@ -61,15 +68,51 @@ class ResultRounds:
         opened = self.sealing.output_of(raw, output)
         return reveal_result(
             self.repositories, raw, salt, opened, self.clock.now(), self.config.verification,
-            self._seed, self.config.reveal_windows,
+            self._seed, self.windows,
         )
 
     def close_due(self) -> list[ProofOutcome]:
         """Close the windows that have passed; the verdicts this reached."""
         return close_due_rounds(
             self.repositories, self.clock.now(), self.config.verification, self._seed,
-            self.config.reveal_windows,
+            self.windows,
         )
+
+    @property
+    def windows(self) -> RevealWindows:
+        """The commit and reveal windows; a spot check's re-execution waits for a node as
+        long as any replica (``queue_timeout_s``)."""
+        return attrs.evolve(self.config.reveal_windows, check_wait_s=self.config.queue_timeout_s)
+
+    def end_stalled(self) -> list[Ended]:
+        """End the tasks whose waiting replicas no node took in time (the tick)."""
+        ended = end_stalled(
+            self.repositories, self.clock.now(), self.config.verification, self._seed,
+            ENDING_BATCH,
+        )
+        for done in ended:
+            _log_ending(done)
+        return ended
+
+    def end_overdue(self, task_id: str, into: list[Ended]) -> None:
+        """End a task past ``[funding] task_ttl_s`` (every waiting replica is stalled); what
+        was done goes ``into`` the list."""
+        done = end_task(
+            self.repositories, task_id, self.clock.now(), self.config.verification, self._seed,
+            overdue=True,
+        )
+        if done is not None:
+            _log_ending(done)
+            into.append(done)
+
+
+def _log_ending(done: Ended) -> None:
+    if done.expired:
+        log.info("task %s expired: no node took %d replica(s) in time", done.task_id,
+                 len(done.expired), extra={"task_id": done.task_id})
+    for replica in done.dropped:
+        log.info("replica %s dropped: no node took it in time", replica.task_id,
+                 extra={"task_id": replica.task_id})
 
 
 def tell_listeners(

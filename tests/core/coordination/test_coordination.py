@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from owm_adapters.storage.memory import memory_repositories
 from owm_core.access.ratelimit import SlidingWindowLimiter, Transport, registration_limit
 from owm_core.coordination.challenges import ChallengeBook, ChallengePurpose, challenge_message
+from owm_core.coordination.endings import end_stalled
 from owm_core.coordination.registration import (
     Registration,
     deregister_node,
@@ -31,7 +32,6 @@ from owm_core.coordination.stakes import (
 )
 from owm_core.coordination.tasks import (
     ProofOutcome,
-    expire_waiting,
     offer_of,
     plan_dispatch,
     reliability_after,
@@ -361,7 +361,8 @@ def test_no_node_ever_holds_two_replicas_of_one_task(nodes: int, redundancy: int
     assert len(waiting) == redundancy - len(holders)
 
 
-def test_a_task_nobody_took_by_its_expiry_expires_and_one_a_node_started_keeps_waiting() -> None:
+def test_a_task_nobody_took_by_its_expiry_expires_and_one_a_node_started_drops_what_waits(
+) -> None:
     repos = memory_repositories()
     policy = VerificationPolicy(redundancy=2)
     submit_task(repos, request("idle"), policy, expires_at=NOW + 60)
@@ -369,16 +370,20 @@ def test_a_task_nobody_took_by_its_expiry_expires_and_one_a_node_started_keeps_w
     offer = offer_of(node_record(identity()), MANIFEST, ["inference"], 1_000)
     plan_dispatch(repos, started[:1], [offer], NOW, 600)
 
-    assert expire_waiting(repos, NOW + 60) == []  # not yet: expiry is strictly after
-    assert expire_waiting(repos, NOW + 61) == ["idle"]
+    assert end_stalled(repos, NOW + 60, policy, b"seed") == []  # expiry is strictly after
+    ended = {e.task_id: e for e in end_stalled(repos, NOW + 61, policy, b"seed")}
 
+    assert [t.task_id for t in ended["idle"].expired] == ["idle:0", "idle:1"]
     idle = [repos.tasks.get(f"idle:{i}") for i in range(2)]
     assert all(t is not None and t.state is TaskState.EXPIRED for t in idle)
     assert task_outcome([t for t in idle if t is not None]) == "expired"
+    # The node holding started:0 still runs it; the replica no node took in time is dropped
+    # (never held: nobody is paid or penalised for it), so the task is judged without it.
+    assert [t.task_id for t in ended["started"].dropped] == ["started:1"]
     waiting = repos.tasks.get("started:1")
-    assert waiting is not None and waiting.state is TaskState.SUBMITTED
-    assert waiting.expires_at is None  # left the expiry query; it waits for a second node
-    assert repos.tasks.expired(NOW + 10_000) == []
+    assert waiting is not None and waiting.state is TaskState.FORFEITED
+    running = repos.tasks.get("started:0")
+    assert running is not None and running.state is TaskState.ASSIGNED
 
 
 def prove(
