@@ -323,3 +323,48 @@ def test_an_unsigned_forged_or_replayed_output_request_is_refused(
     replayed = refused(lambda: coordinator.stub.GetTaskOutput(request))
     assert replayed.code() is grpc.StatusCode.UNAUTHENTICATED
     assert "replay" in (replayed.details() or "")
+
+
+# -- every funded task ends (owm_core.market.endings) ---------------------------------------------
+
+
+def test_a_spot_checked_result_no_other_node_can_recheck_is_verified_paid_and_the_rest_refunded(
+    ledger: SimLedger, clock: StepClock
+) -> None:
+    # Before, a drawn spot check waited for a second node for good: GetTask said "pending" and
+    # the client's escrow stayed open past the queue time and [funding] task_ttl_s alike.
+    config = ServiceConfig(
+        verification=VerificationPolicy(redundancy=2, spot_check_rate_ppm=1_000_000),
+        tick_s=0.05, queue_timeout_s=3_600,
+        funding=FundingConfig(max_price_msat=CAP_MSAT, budgets_msat={NETWORK_BUDGET: 25_000}),
+    )
+    running = start_coordinator(memory_repositories(), ledger, clock, config)
+    try:
+        ((node, feed),) = nodes_streaming(running, clock, count=1)  # one node: one replica
+        fund(running, ledger, clock, 100_000)
+        running.stub.SubmitTask(task_request("checked", PRICE, submitter=CLIENT))
+        replica = feed.wait_for(1)[0].task_id
+        node.commit(running.stub, replica, b"answer", clock.now())
+        node.reveal(running.stub, replica, b"answer", clock.now())  # drawn: a check is due
+        view = running.stub.GetTask(pb.GetTaskRequest(task_id="checked"))
+        assert view.outcome == "pending"
+
+        clock.advance(3_600 + 1)  # the check waited its queue time; no other node exists
+        deadline = time.monotonic() + 15
+        while view.outcome == "pending" and time.monotonic() < deadline:
+            time.sleep(0.05)
+            view = running.stub.GetTask(pb.GetTaskRequest(task_id="checked"))
+
+        assert view.outcome == "verified"
+        negotiated = 2_000 + (PRICE - 2_000) // 2
+        escrow = running.service.repositories.funding.escrow("checked")
+        assert escrow is not None and escrow.closed
+        assert (escrow.paid_to_nodes_msat, escrow.treasury_share_msat) == (negotiated, SHARE)
+        assert escrow.refunded_msat == ESCROW - negotiated - SHARE
+        balance = running.stub.FundBalance(signed_balance_request(CLIENT, 0, clock.now()))
+        assert balance.available_msat == 100_000 - negotiated - SHARE
+        reply = running.stub.GetTaskOutput(signed_output_request(CLIENT, "checked", clock.now()))
+        coordinator_key = running.service.signer.public_key_hex
+        assert open_task_output(CLIENT, coordinator_key, reply) == b"answer"
+    finally:
+        running.stop()
