@@ -311,3 +311,27 @@ def test_every_task_ends_within_the_bound_after_its_last_assignment_and_never_pa
     assert escrow.paid_to_nodes_msat <= len(escrow.settled_replica_ids) * PRICE
     assert available(world) == FUNDED - spent
 
+
+
+def test_a_check_stored_without_an_expiry_by_the_old_code_still_ends_at_the_task_ttl(
+    store: Reopen,
+) -> None:
+    world = funded_market(store(), spot_check_rate_ppm=1_000_000)
+    spot_checked_result(world)
+    check = world.repositories.tasks.get("job:check")
+    assert check is not None
+    world.repositories.tasks.save(attrs.evolve(check, expires_at=None))  # as the old code did
+    world.clock.advance(QUEUE_S + 1)
+    world.market.tick()
+    assert world.market.task("job")[1] == "pending"  # no expiry: not stalled by time
+
+    world.clock.advance(world.market.config.funding.task_ttl_s)
+    restarted = funded_market(store(), spot_check_rate_ppm=1_000_000, clock=world.clock)
+    restarted.market.tick()  # its first funding sweep: the task is past [funding] task_ttl_s
+
+    assert restarted.market.task("job")[1] == "verified"
+    escrow = escrow_of(restarted)
+    assert escrow.closed and (escrow.paid_to_nodes_msat, escrow.treasury_share_msat) == (
+        PAID, SHARE,
+    )
+    assert available(restarted) == FUNDED - PAID - SHARE
