@@ -19,6 +19,9 @@ Pure rules behind the payment dispatcher (``owm_adapters.services.payouts``), SR
   (``Lightning.lookup_payment``): a succeeded hash is recorded as paid and never sent again, an
   in-flight one is waited for, and only a hash the backend reports failed or never saw is
   (re)sent. ``pay`` is idempotent by payment hash as well; the rules do not rely on it.
+* **An invoice that expired unpaid** is renewed (:mod:`owm_core.payments.renewals`); the
+  hashes of the replaced invoices are looked up too before anything is sent (``decide``'s
+  ``earlier``), so the new invoice is never paid when an old one was.
 
 Times are int POSIX seconds; money is int msat.
 """
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -145,15 +149,28 @@ class Decision:
     action: Action
 
 
-def decide(payment: RewardPayment, looked_up: PaymentResult | None, now: int) -> Decision:
+def decide(
+    payment: RewardPayment,
+    looked_up: PaymentResult | None,
+    now: int,
+    earlier: Mapping[str, PaymentResult | None] | None = None,
+) -> Decision:
     """Decide one dispatcher step for a due ``payment`` (see the module docstring).
 
     ``looked_up`` is the backend's answer to ``lookup_payment`` when :func:`needs_lookup` is
-    true (None: the backend never saw this hash); it is ignored otherwise. SEND is returned only
-    when no earlier send can have succeeded or be in flight, with the record moved to in flight
-    and its attempt counted.
+    true (None: the backend never saw this hash); it is ignored otherwise. ``earlier`` maps
+    each of the payment's ``replaced_hashes`` (its expired invoices,
+    :mod:`owm_core.payments.renewals`) to the backend's answer for it, and must answer every
+    one: an earlier invoice paid after all is the payment, one in flight is waited for. SEND is
+    returned only when no earlier send can have succeeded or be in flight, with the record
+    moved to in flight and its attempt counted.
     """
     if payment.state is PaymentState.SUCCEEDED:
+        return Decision(payment, Action.NOTHING)
+    for_earlier = _earlier_status(payment, earlier or {})
+    if for_earlier is PaymentStatus.SUCCEEDED:
+        return Decision(_arrived(payment, now), Action.RECORD)
+    if for_earlier is PaymentStatus.IN_FLIGHT:
         return Decision(payment, Action.NOTHING)
     if needs_lookup(payment) and looked_up is not None:
         if looked_up.payment_hash != payment.payment_hash:
@@ -171,6 +188,26 @@ def decide(payment: RewardPayment, looked_up: PaymentResult | None, now: int) ->
         again = _evolve(payment, now, attempts=payment.attempts + 1)
         return Decision(again, Action.SEND)
     return Decision(start_attempt(payment, now), Action.SEND)
+
+
+def _earlier_status(
+    payment: RewardPayment, earlier: Mapping[str, PaymentResult | None]
+) -> PaymentStatus | None:
+    """SUCCEEDED if a replaced invoice of ``payment`` was paid, IN_FLIGHT if one is in flight,
+    else None; InvalidValue unless ``earlier`` answers exactly the replaced hashes."""
+    if set(earlier) != set(payment.replaced_hashes):
+        raise InvalidValue("earlier", "must answer for every replaced payment hash, only them")
+    statuses = set()
+    for payment_hash, result in earlier.items():
+        if result is None:
+            continue
+        if result.payment_hash != payment_hash:
+            raise InvalidValue("earlier", "holds the result of another payment hash")
+        statuses.add(result.status)
+    for status in (PaymentStatus.SUCCEEDED, PaymentStatus.IN_FLIGHT):
+        if status in statuses:
+            return status
+    return None
 
 
 def after_pay(payment: RewardPayment, result: PaymentResult, now: int) -> RewardPayment:
@@ -198,7 +235,8 @@ def unavailable(payment: RewardPayment, now: int, error: str) -> RewardPayment:
 def _arrived(payment: RewardPayment, now: int) -> RewardPayment:
     if payment.state is PaymentState.IN_FLIGHT:
         return succeed(payment, now)
-    return _evolve(payment, now, state=PaymentState.SUCCEEDED, last_error=None)
+    return _evolve(payment, now, state=PaymentState.SUCCEEDED, last_error=None,
+                   attempts=max(payment.attempts, 1))
 
 
 def _evolve(payment: RewardPayment, now: int, **changes: Any) -> RewardPayment:

@@ -14,6 +14,9 @@ This module owns the durable side of paying a node for a task (SRS-LN-04, SRS-LN
          └────── retry ◀── failed ◀──┘ fail
 
   ``attempts`` counts the attempts started; ``last_error`` keeps the reason of the last failure.
+* An invoice that expired unpaid is *renewed* (:mod:`owm_core.payments.renewals`): the record
+  takes the new invoice's hash and keeps the old ones in ``replaced_hashes``, which are looked
+  up before anything is sent under the new hash, so a payment is never made twice.
 * :class:`PaymentAttempt` is one line of the payment log SRS-LN-05 asks for: task id, node id,
   amount, timestamp and outcome of every attempt, success and failure.
 
@@ -34,6 +37,8 @@ _ID = fields.text(max_len=128)
 _HASH = fields.hex_digest(32)
 MAX_ERROR_LEN = 1_000
 """Longest failure reason kept; longer ones are cut (they come from remote nodes)."""
+MAX_RENEWALS = 1_000
+"""Most invoices one payment replaces (one a month would take 80 years)."""
 
 
 class PaymentState(enum.Enum):
@@ -53,14 +58,16 @@ class AttemptOutcome(enum.Enum):
     FAILED = "failed"
 
 
-def _optional_text(max_len: int) -> fields.Validator:
-    check = fields.text(max_len=max_len)
-
+def _optional(check: fields.Validator) -> fields.Validator:
     def validate(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value is not None:
             check(instance, attribute, value)
 
     return validate
+
+
+def _optional_text(max_len: int, min_len: int = 1) -> fields.Validator:
+    return _optional(fields.text(min_len=min_len, max_len=max_len))
 
 
 @attrs.frozen
@@ -69,6 +76,13 @@ class RewardPayment:
 
     ``payment_hash`` (64 hex) identifies the Lightning payment and is the idempotency key;
     ``bolt11`` is the node's invoice once known. ``updated_at`` never precedes ``created_at``.
+
+    How the invoice was obtained, so that an expired one can be asked for again the same way
+    (:mod:`owm_core.payments.renewals`): ``payee_pubkey`` is the Lightning node it was asked of
+    with ``memo`` (None: the payee handed in an invoice of its own, which cannot be asked for
+    again); ``invoice_expires_at`` is when it stops being payable (None: a record stored before
+    these were kept, whose invoice the dispatcher reads). ``replaced_hashes`` are the hashes of
+    its earlier, expired invoices, oldest first: kept, and looked up, until it is paid.
     """
 
     payment_id: str = attrs.field(validator=_ID)
@@ -84,13 +98,28 @@ class RewardPayment:
     )
     attempts: int = attrs.field(default=0, validator=fields.integer(minimum=0))
     last_error: str | None = attrs.field(default=None, validator=_optional_text(MAX_ERROR_LEN))
+    payee_pubkey: str | None = attrs.field(
+        default=None, validator=_optional(fields.text(max_len=66, pattern=fields.LN_PUBKEY))
+    )
+    memo: str | None = attrs.field(default=None, validator=_optional_text(640, min_len=0))
+    invoice_expires_at: int | None = attrs.field(
+        default=None, validator=_optional(fields.timestamp())
+    )
+    replaced_hashes: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
     def __attrs_post_init__(self) -> None:
-        """Times move forward; a payment that was tried has counted its attempts."""
+        """Times move forward; a payment that was tried has counted its attempts; an invoice
+        replaced is never the current one, nor replaced twice."""
         if self.updated_at < self.created_at:
             raise InvalidValue("updated_at", "cannot precede created_at")
         if self.state is not PaymentState.PENDING and self.attempts == 0:
             raise InvalidValue("attempts", f"a {self.state.value} payment was attempted")
+        if len(self.replaced_hashes) > MAX_RENEWALS:
+            raise InvalidValue("replaced_hashes", f"at most {MAX_RENEWALS} invoices are replaced")
+        for old in self.replaced_hashes:
+            _HASH(self, attrs.fields(RewardPayment).replaced_hashes, old)
+        if len({*self.replaced_hashes, self.payment_hash}) != len(self.replaced_hashes) + 1:
+            raise InvalidValue("replaced_hashes", "repeat a hash or hold the current one")
 
     @property
     def settled(self) -> bool:
@@ -153,6 +182,13 @@ def attempt_record(payment: RewardPayment, outcome: AttemptOutcome, now: int) ->
     return fields.copied(PaymentAttempt, payment, at=now, outcome=outcome, error=error)
 
 
+def _same_payment(stored: RewardPayment, incoming: RewardPayment, named: str) -> None:
+    """Conflict unless ``incoming`` is the same payment as ``stored``."""
+    for name in ("payment_id", "task_id", "node_id", "amount_msat", "created_at"):
+        if getattr(stored, name) != getattr(incoming, name):
+            raise Conflict(f"payment {named} is stored with another {name}")
+
+
 def merge(stored: RewardPayment, incoming: RewardPayment) -> RewardPayment:
     """What storing ``incoming`` over ``stored`` (same payment_hash) keeps (SRS-LN-04).
 
@@ -161,14 +197,27 @@ def merge(stored: RewardPayment, incoming: RewardPayment) -> RewardPayment:
     with fewer attempts or an older ``updated_at`` is stale (a retried enqueue), so the stored
     one stays.
     """
-    for name in ("payment_id", "task_id", "node_id", "amount_msat", "created_at"):
-        if getattr(stored, name) != getattr(incoming, name):
-            raise Conflict(f"payment {incoming.payment_hash} is stored with another {name}")
+    _same_payment(stored, incoming, incoming.payment_hash)
     if stored.state is PaymentState.SUCCEEDED:
         return stored
     if (incoming.attempts, incoming.updated_at) < (stored.attempts, stored.updated_at):
         return stored
     return incoming
+
+
+def check_replacement(stored: RewardPayment, renewed: RewardPayment) -> RewardPayment:
+    """What storing ``renewed`` in place of ``stored`` (its invoice renewed) keeps: ``renewed``,
+    once it is the same payment (id, task, node, amount, created_at), ``stored`` is neither paid
+    nor forfeited, and ``renewed`` replaces exactly ``stored``'s hash, keeping its earlier
+    ones; otherwise Conflict (another dispatcher renewed or paid it first). See
+    :mod:`owm_core.payments.renewals`."""
+    _same_payment(stored, renewed, renewed.payment_id)
+    if stored.settled or is_forfeited(stored):
+        state = "paid" if stored.settled else "forfeited"
+        raise Conflict(f"payment {stored.payment_id} is {state}; its invoice is not renewed")
+    if renewed.replaced_hashes != (*stored.replaced_hashes, stored.payment_hash):
+        raise Conflict(f"payment {stored.payment_id}: the renewal does not replace its invoice")
+    return renewed
 
 
 FORFEIT_ERROR = "forfeited: node slashed (SRS-SEC-11)"

@@ -9,7 +9,13 @@ from owm_core.errors import Conflict
 from owm_core.payments.invoices import PendingPayout
 from owm_core.payments.lightning import Invoice
 from owm_core.payments.payout_channels import PayoutChannelOpening
-from owm_core.payments.records import PaymentAttempt, PaymentState, RewardPayment, merge
+from owm_core.payments.records import (
+    PaymentAttempt,
+    PaymentState,
+    RewardPayment,
+    check_replacement,
+    merge,
+)
 
 
 class MemoryPaymentRepository(StateRepository):
@@ -30,6 +36,25 @@ class MemoryPaymentRepository(StateRepository):
             kept = merge(stored[1], payment)
             self._state.payments[payment.payment_hash] = (stored[0], kept)
             return kept
+
+    def replace_invoice(self, old_hash: str, renewed: RewardPayment) -> RewardPayment:
+        """Store ``renewed`` in place of the record with ``old_hash`` (its invoice renewed)."""
+        with self._lock:
+            stored = self._state.payments.get(old_hash)
+            if stored is None:
+                raise Conflict(f"no payment with hash {old_hash} (renewed or never stored)")
+            check_replacement(stored[1], renewed)
+            new_hash = renewed.payment_hash
+            if new_hash in self._state.payments:
+                raise Conflict(f"payment hash {new_hash} is stored for another payment")
+            del self._state.payments[old_hash]
+            self._state.payments[new_hash] = (stored[0], renewed)
+            self._state.payment_ids[renewed.payment_id] = new_hash
+            by_node = self._state.payments_by_node
+            by_node[renewed.node_id] = tuple(
+                new_hash if h == old_hash else h for h in by_node.get(renewed.node_id, ())
+            )
+            return renewed
 
     def get(self, payment_hash: str) -> RewardPayment | None:
         """The payment with ``payment_hash``, or None."""

@@ -210,6 +210,11 @@ payments = Table(
     Column("last_error", Text, nullable=True),
     _time("created_at"),
     _time("updated_at"),
+    # How the invoice was obtained, its expiry, the expired ones it replaced (migration 0031).
+    Column("payee_pubkey", String(66), nullable=True),
+    Column("memo", Text, nullable=True),
+    _time("invoice_expires_at", nullable=True),
+    Column("replaced_hashes", Text, nullable=False, server_default="[]"),
     Index(None, "state", "created_at", "seq"),
     Index(None, "node_id", "created_at"),
     Index(None, "state", "updated_at"),

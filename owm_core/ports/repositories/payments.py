@@ -26,6 +26,17 @@ class PaymentRepository(Protocol):
         """
         ...
 
+    def replace_invoice(self, old_hash: str, renewed: RewardPayment) -> RewardPayment:
+        """Store ``renewed`` in place of the record with ``old_hash`` in one write: its invoice
+        expired unpaid and was renewed (``owm_core.payments.renewals``).
+
+        The record keeps its place (``for_task``, ``for_node``, ``pending`` orders); it is found
+        under ``renewed.payment_hash`` and no longer under ``old_hash``. Conflict, and nothing
+        changed, unless ``check_replacement`` accepts it (no record with ``old_hash``: another
+        dispatcher renewed it first), or if another record holds the new hash. Returns it.
+        """
+        ...
+
     def get(self, payment_hash: str) -> RewardPayment | None:
         """The payment with ``payment_hash``, or None."""
         ...

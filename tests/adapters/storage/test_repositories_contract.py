@@ -585,6 +585,60 @@ def test_every_payment_attempt_is_logged_in_order(repos: Repositories) -> None:
     assert repos.payments.attempts("f" * 64) == []
 
 
+def test_a_renewed_invoice_replaces_the_old_one_in_the_same_record(repos: Repositories) -> None:
+    """SRS-LN-04: a payout's invoice that expired unpaid is replaced in one write; the record
+    keeps its place and the old hash, and is found under the new hash only."""
+    first, second = a_payment(1), a_payment(2)
+    asked = dict(payee_pubkey="02" + "ab" * 32, memo="OWM reward task-2", invoice_expires_at=T0)
+    old = repos.payments.upsert(fail(start_attempt(attrs.evolve(second, **asked), T0 + 5),
+                                     T0 + 6, "invoice expired"))
+    repos.payments.upsert(first)
+    new = attrs.evolve(old, payment_hash="e" * 64, bolt11="lnbcrt1new", state=PaymentState.PENDING,
+                       last_error=None, invoice_expires_at=T0 + 10_000, updated_at=T0 + 9,
+                       replaced_hashes=(old.payment_hash,))
+    assert repos.payments.replace_invoice(old.payment_hash, new) == new
+    assert repos.payments.get("e" * 64) == new
+    assert repos.payments.get(old.payment_hash) is None
+    assert repos.payments.for_task("task-2") == [new]
+    assert repos.payments.pending() == [first, new]  # its place: created_at order kept
+    assert repos.payments.for_node(new.node_id) == [new]
+    paid = repos.payments.upsert(succeed(start_attempt(new, T0 + 20), T0 + 21))
+    assert paid.replaced_hashes == (old.payment_hash,) and paid.memo == "OWM reward task-2"
+
+
+def test_a_renewal_that_raced_or_is_not_a_renewal_is_a_conflict_and_changes_nothing(
+    repos: Repositories,
+) -> None:
+    """Two dispatchers renewing one invoice: the second finds no record under the old hash.
+    A paid record is never renewed; a renewal must name the replaced hash and may not take
+    another record's hash."""
+    payment = repos.payments.upsert(a_payment(1))
+    other = repos.payments.upsert(a_payment(2))
+    new = attrs.evolve(payment, payment_hash="e" * 64, replaced_hashes=(payment.payment_hash,))
+    with pytest.raises(Conflict):
+        repos.payments.replace_invoice(payment.payment_hash, attrs.evolve(new, replaced_hashes=()))
+    with pytest.raises(Conflict):
+        repos.payments.replace_invoice(payment.payment_hash, attrs.evolve(new, amount_msat=1))
+    taken = attrs.evolve(new, payment_hash=other.payment_hash)
+    with pytest.raises(Conflict):
+        repos.payments.replace_invoice(payment.payment_hash, taken)
+    assert repos.payments.get(payment.payment_hash) == payment
+    assert repos.payments.get(other.payment_hash) == other
+    repos.payments.replace_invoice(payment.payment_hash, new)
+    again = attrs.evolve(new, payment_hash="f" * 64)
+    with pytest.raises(Conflict):
+        repos.payments.replace_invoice(payment.payment_hash, again)
+    paid = repos.payments.upsert(succeed(start_attempt(new, T0 + 5), T0 + 6))
+    replaced = (payment.payment_hash, new.payment_hash)
+    with pytest.raises(Conflict):
+        repos.payments.replace_invoice(
+            new.payment_hash, attrs.evolve(paid, payment_hash="f" * 64, replaced_hashes=replaced))
+    assert repos.payments.get(new.payment_hash) == paid
+    assert repos.payments.get("f" * 64) is None
+    with pytest.raises(Conflict):  # the old hash may not come back as a record of its own
+        repos.payments.upsert(payment)
+
+
 # --------------------------------------------------------------------------- slashing log
 
 

@@ -27,6 +27,7 @@ from owm_core.payments.records import (
     PaymentAttempt,
     PaymentState,
     RewardPayment,
+    check_replacement,
     merge,
 )
 
@@ -63,6 +64,29 @@ class SqlPaymentRepository(MappedRepository):
                     .values(to_row(payment))
                 )
             return kept
+
+    def replace_invoice(self, old_hash: str, renewed: RewardPayment) -> RewardPayment:
+        """Store ``renewed`` in place of the record with ``old_hash`` (its invoice renewed): one
+        UPDATE of that row, which keeps its ``seq``."""
+        c = t.payments.c
+        by_hash = select(t.payments).where(c.payment_hash == old_hash)
+        with self._db.tx(write=True) as conn:
+            row = conn.execute(by_hash.with_for_update()).first()
+            if row is None:
+                raise Conflict(f"no payment with hash {old_hash} (renewed or never stored)")
+            check_replacement(from_row(row, RewardPayment), renewed)
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        update(t.payments)
+                        .where(c.payment_hash == old_hash)
+                        .values(to_row(renewed))
+                    )
+            except IntegrityError:  # the new hash is another record's
+                raise Conflict(
+                    f"payment hash {renewed.payment_hash} is stored for another payment"
+                ) from None
+        return renewed
 
     def get(self, payment_hash: str) -> RewardPayment | None:
         """The payment with ``payment_hash``, or None."""

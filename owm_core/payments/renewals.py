@@ -1,0 +1,129 @@
+"""Renewing a payout's invoice that expired unpaid (SRS-LN-04, SRS-LN-08).
+
+A payout is paid by paying an invoice the payee issued (:mod:`owm_core.payments.invoices`),
+asked with a long expiry (``INVOICE_EXPIRY_S``, 30 days). When the treasury's node was down,
+or no route was found, for that long, the invoice expires and can no longer be paid: the payee
+is then asked for a new invoice of the same amount, the same way the first was asked, and the
+outbox record takes it in place of the old one. These are the rules; the dispatcher
+(``owm_adapters.services.payouts``) does the asking and the storing.
+
+* **When.** :func:`renew_now` is the one place that decides it: only an unpaid, not forfeited,
+  due payment whose invoice has expired or stays payable for less than ``MIN_PAYABLE_S`` (on
+  the coordinator's clock, counted from the invoice's arrival: :func:`deadline`), and
+  only once the Lightning backend, asked by the *old* payment hash, reports that payment
+  failed or never saw it. An old hash that succeeded is recorded paid instead, and one in
+  flight is waited for (:func:`owm_core.payments.outbox.decide`).
+* **What.** :func:`renewed` is the record with the new invoice: the same payment (id, task,
+  node, amount, attempts), the new hash and BOLT11, and the old hash appended to
+  ``replaced_hashes``. A new invoice for another amount, or one that is itself about to
+  expire, is refused. The store writes it in place of the old record in one write
+  (:func:`owm_core.payments.records.check_replacement`).
+* **Exactly once.** The replaced hashes stay on the record until it is paid, and every one of
+  them is looked up before anything is sent under the new hash (``decide``'s ``earlier``): an
+  old payment that succeeded after all is recorded as the payment, one in flight is waited
+  for. A crash between asking the new invoice and storing it loses only an unpaid invoice
+  (the old record is renewed again); a crash between storing it and paying leaves a pending
+  record that is paid once, after the same lookups.
+
+Times are int POSIX seconds; money is int msat.
+"""
+
+from __future__ import annotations
+
+from owm_core import fields
+from owm_core.errors import InvalidValue
+from owm_core.payments.invoices import MIN_PAYABLE_S
+from owm_core.payments.lightning import Invoice, PaymentResult, PaymentStatus
+from owm_core.payments.outbox import is_due
+from owm_core.payments.records import (
+    PaymentState,
+    RewardPayment,
+    is_forfeited,
+)
+
+
+def deadline(invoice: Invoice, received_at: int) -> int:
+    """When, on the coordinator's clock, ``invoice`` (received at ``received_at``) is no longer
+    payable at the latest: ``received_at`` + its expiry.
+
+    Counted from its arrival, not from the timestamp the payee wrote into it, so that a payee
+    whose clock differs from ours never makes a payable invoice look expired (nor the new one
+    too: a renewal that followed such a clock would go round for ever). An invoice older than
+    it looks is refused by the Lightning backend first (its payment fails and is retried) and
+    renewed once this deadline passes: late, never early.
+    """
+    return received_at + invoice.expiry_s
+
+
+def payable_until_late_enough(expires_at: int, now: int) -> bool:
+    """Whether an invoice expiring at ``expires_at`` can still be paid: ``MIN_PAYABLE_S`` left."""
+    return expires_at >= now + MIN_PAYABLE_S
+
+
+def may_need_renewal(payment: RewardPayment, expires_at: int | None, now: int) -> bool:
+    """Whether ``payment``'s invoice (expiring at ``expires_at``; None: not known) is too close
+    to its expiry to be paid while the payment is still owed: then the dispatcher looks the
+    old hash up and asks :func:`renew_now`."""
+    if payment.settled or is_forfeited(payment) or expires_at is None:
+        return False
+    return not payable_until_late_enough(expires_at, now)
+
+
+def renew_now(
+    payment: RewardPayment, expires_at: int | None, looked_up: PaymentResult | None, now: int
+) -> bool:
+    """Whether to ask the payee for a new invoice for ``payment`` now (module docstring).
+
+    ``looked_up`` is the Lightning backend's answer to ``lookup_payment(payment.payment_hash)``
+    (None: it never saw that hash). True only when the invoice cannot be paid any more (or not
+    for long enough), the payment is owed and due, and the old hash is definitively neither
+    paid nor in flight.
+    """
+    if looked_up is not None and looked_up.payment_hash != payment.payment_hash:
+        raise InvalidValue("looked_up", "is the result of another payment hash")
+    if not may_need_renewal(payment, expires_at, now):
+        return False
+    if payment.state is not PaymentState.IN_FLIGHT and not is_due(payment, now):
+        return False
+    return looked_up is None or looked_up.status is PaymentStatus.FAILED
+
+
+def renewed(payment: RewardPayment, invoice: Invoice, now: int) -> RewardPayment:
+    """``payment`` paying ``invoice`` (received ``now``) instead of its expired one: pending,
+    the old hash kept in ``replaced_hashes``; InvalidValue (field ``invoice``) unless
+    ``invoice`` is a new invoice for exactly the payment's amount, payable for at least
+    ``MIN_PAYABLE_S`` (:func:`deadline`)."""
+    if isinstance(now, bool) or not isinstance(now, int) or now < 0:
+        raise InvalidValue("now", f"must be an integer ≥ 0, got {now!r}")
+    if invoice.amount_msat != payment.amount_msat:
+        raise InvalidValue(
+            "invoice",
+            f"is for {invoice.amount_msat} msat; the payout is exactly {payment.amount_msat} msat",
+        )
+    if invoice.payment_hash == payment.payment_hash or (
+        invoice.payment_hash in payment.replaced_hashes
+    ):
+        raise InvalidValue("invoice", "is not a new invoice: its payment hash was used before")
+    if not payable_until_late_enough(deadline(invoice, now), now):
+        raise InvalidValue(
+            "invoice", f"expires too soon; it must stay payable for at least {MIN_PAYABLE_S} s"
+        )
+    return fields.evolve(
+        payment,
+        payment_hash=invoice.payment_hash,
+        bolt11=invoice.bolt11,
+        invoice_expires_at=deadline(invoice, now),
+        replaced_hashes=(*payment.replaced_hashes, payment.payment_hash),
+        state=PaymentState.PENDING,
+        last_error=None,
+        updated_at=max(payment.updated_at, now),
+    )
+
+
+__all__ = [
+    "deadline",
+    "may_need_renewal",
+    "payable_until_late_enough",
+    "renew_now",
+    "renewed",
+]
