@@ -9,16 +9,19 @@ Owns the I/O side of SRS-LN-04/05/08 (the rules are :mod:`owm_core.payments.outb
   ``succeeded``/``failed`` (stored), with a line in the payment log for every attempt, success
   and failure (task id, node id, amount, timestamp: SRS-LN-05). It sweeps the outbox every
   ``sweep_s`` seconds: pending payments, failed ones whose backoff has passed, and in-flight
-  ones, which are looked up (``lookup_payment``) before anything is sent again. On start it
-  also reconciles: every settled task without a reward record (a crash between settlement and
-  enqueue) is enqueued, so a SIGKILL at any point loses nothing and pays nothing twice.
+  ones, which are looked up (``lookup_payment``) before anything is sent again. An invoice
+  that expired unpaid is renewed first (:mod:`~owm_adapters.services.payout_renewals`). On
+  start it also reconciles: every settled task without a reward record (a crash between
+  settlement and enqueue) is enqueued, so a SIGKILL at any point loses nothing and pays
+  nothing twice.
 * :class:`LedgerInvoiceSource` — the embedded network's :class:`InvoiceSource`: the payee's
   simulated Lightning node signs the invoice.
 * :func:`payment_counts` — outbox records by state, for the metrics (SRS-COORD-*).
 
 ``checkpoint`` is called with a name at each durable step (``after-invoice``, ``after-record``,
-``before-pay``, ``after-pay``, ``after-success``); the crash tests make the process SIGKILL
-itself there. It does nothing in production.
+``before-pay``, ``after-pay``, ``after-success``; a renewal's ``after-renewal-invoice`` and
+``after-renewal``); the crash tests make the process SIGKILL itself, or raise, there. It does
+nothing in production.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import attrs
 import bolt11
 
 from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.services.payout_renewals import InvoiceRenewals
 from owm_adapters.services.workers import Loop
 from owm_core.errors import (
     DomainError,
@@ -56,7 +60,6 @@ from owm_core.payments.outbox import (
     decide,
     is_due,
     max_fee_msat,
-    needs_lookup,
     retry_delay_s,
     reward_amount_msat,
     reward_payment_id,
@@ -67,8 +70,8 @@ from owm_core.payments.records import (
     PaymentState,
     RewardPayment,
     attempt_record,
-    start_attempt,
 )
+from owm_core.payments.renewals import deadline
 from owm_core.payments.rewards import BPS
 from owm_core.ports.clock import Clock
 from owm_core.ports.invoices import InvoiceSource
@@ -163,6 +166,8 @@ class PayoutDispatcher:
         self.clock = clock
         self.sweep_s = sweep_s
         self.checkpoint = checkpoint
+        self.renewals = InvoiceRenewals(repositories, lightning, invoices, clock,
+                                        checkpoint=lambda name: self.checkpoint(name))
         self._lock = threading.RLock()  # the outbox: one payment step at a time
         self._queue_lock = threading.Lock()  # settlements waiting for their record
         self._waiting: list[_Waiting] = []
@@ -240,11 +245,10 @@ class PayoutDispatcher:
                 log.info("task %s: reward of node %s rounds to 0 msat", settlement.task_id,
                          settlement.node_id, extra=_settlement_fields(settlement))
                 return None
-            invoice = self.invoices.invoice_for(
-                node.ln_node_uri.pubkey, amount, f"OWM reward {settlement.task_id}",
-                INVOICE_EXPIRY_S,
-            )
-            return self._record(payment_id, settlement.task_id, settlement.node_id, invoice)
+            pubkey, memo = node.ln_node_uri.pubkey, f"OWM reward {settlement.task_id}"
+            invoice = self.invoices.invoice_for(pubkey, amount, memo, INVOICE_EXPIRY_S)
+            return self._record(payment_id, settlement.task_id, settlement.node_id, invoice,
+                                (pubkey, memo))
 
     def bounty_merged(self, bounty_id: str, pr_ref: str, payee: str) -> RewardPayment:
         """A merged pull request earns its bounty: enqueue the payout in the outbox (SRS-LN-08).
@@ -294,11 +298,13 @@ class PayoutDispatcher:
             return self._record(payment_id, task_id, node_id, invoice)
         pubkey = payee.strip().lower().partition("@")[0]
         issued = self.invoices.invoice_for(pubkey, amount, memo, INVOICE_EXPIRY_S)
-        return self._record(payment_id, task_id, pubkey, issued)
+        return self._record(payment_id, task_id, pubkey, issued, (pubkey, memo))
 
     def _record(
-        self, payment_id: str, task_id: str, node_id: str, invoice: Invoice
+        self, payment_id: str, task_id: str, node_id: str, invoice: Invoice,
+        asked: tuple[str, str] | None = None,
     ) -> RewardPayment:
+        """Store ``invoice``'s record; ``asked``: of which node, with which memo (renewals)."""
         self.checkpoint("after-invoice")
         now = self.clock.now()
         payment = RewardPayment(
@@ -310,6 +316,9 @@ class PayoutDispatcher:
             created_at=now,
             updated_at=now,
             bolt11=invoice.bolt11,
+            payee_pubkey=None if asked is None else asked[0],
+            memo=None if asked is None else asked[1][:640],
+            invoice_expires_at=deadline(invoice, now),
         )
         stored = self.payments.upsert(payment)
         log.info("payment %s enqueued: task %s node %s amount %d msat", stored.payment_hash,
@@ -371,18 +380,12 @@ class PayoutDispatcher:
             if payment is None:
                 return None
             now = self.clock.now()
-            looked_up = None
-            if needs_lookup(payment):
-                try:
-                    looked_up = self.lightning.lookup_payment(payment_hash)
-                except LightningUnavailable as exc:
-                    # Counted as a failed attempt, so the next one waits for a longer backoff.
-                    tried = payment
-                    if payment.state is not PaymentState.IN_FLIGHT:
-                        tried = start_attempt(payment, now)
-                    return self._store(unavailable(tried, now, str(exc)),
-                                       AttemptOutcome.FAILED, now)
-            decision = decide(payment, looked_up, now)
+            prepared = self.renewals.prepare(payment, now)
+            if prepared.renewed:  # its invoice expired unpaid: the next step pays the new one
+                return self.process(prepared.payment.payment_hash)
+            if prepared.refused:  # Lightning down, or no new invoice for an expired one
+                return self._store(prepared.payment, AttemptOutcome.FAILED, now)
+            decision = decide(payment, prepared.looked_up, now, prepared.earlier)
             if decision.action is Action.NOTHING:
                 return decision.payment
             if decision.action is Action.RECORD:

@@ -1,0 +1,168 @@
+"""Renewing the invoices of payouts that expired unpaid: the I/O side (SRS-LN-04, SRS-LN-08).
+
+The rules are :mod:`owm_core.payments.renewals`; this is what the payment dispatcher
+(:class:`~owm_adapters.services.payouts.PayoutDispatcher`) asks before each step of a payment:
+
+* :meth:`InvoiceRenewals.prepare` looks the payment's hash up when the outbox rules want it
+  (``needs_lookup``) *or* its invoice is about to expire; when :func:`renew_now` says so it asks
+  the payee for a new invoice of the same amount, the way the first was asked (the Lightning
+  node ``payee_pubkey`` through the same ``InvoiceSource``, with the same memo), and stores it
+  in place of the old one in one write (``PaymentRepository.replace_invoice``), with a log
+  line naming both hashes (never a preimage or a BOLT11 string). Then it looks up every
+  replaced hash, so that ``decide`` sends nothing while an old invoice is paid or in flight.
+* A payee that gives no new invoice (its node offline, a contributor's own invoice that cannot
+  be asked for again) leaves the record failed with the reason, retried after the outbox's
+  backoff like any other failure; nothing is lost.
+
+Records stored before renewals existed (migration 0031) do not say how their invoice was asked
+or when it expires; their BOLT11 string says both (its payee and description).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import attrs
+import bolt11
+
+from owm_core.errors import DomainError, InvalidValue, LightningUnavailable, StoreUnavailable
+from owm_core.payments.lightning import PaymentResult
+from owm_core.payments.outbox import INVOICE_EXPIRY_S, needs_lookup, unavailable
+from owm_core.payments.records import PaymentState, RewardPayment, fail, start_attempt
+from owm_core.payments.renewals import may_need_renewal, renew_now, renewed
+from owm_core.ports.clock import Clock
+from owm_core.ports.invoices import InvoiceSource
+from owm_core.ports.lightning import Lightning
+from owm_core.ports.repositories import Repositories
+
+log = logging.getLogger(__name__)
+
+NOT_RENEWED = "invoice expired unpaid; no new invoice from the payee yet"
+"""Start of ``last_error`` of a payment whose expired invoice could not be renewed."""
+DEFAULT_BOLT11_EXPIRY_S = 3600
+"""BOLT11's expiry when an invoice carries none."""
+
+
+@attrs.frozen
+class Prepared:
+    """A payment ready for ``decide``: the record, the backend's answer for its hash and the
+    answers for its replaced hashes. Or, instead, ``renewed`` (the record holds a new invoice,
+    stored: take the next step with it) or ``refused`` (the treasury's node could not be asked,
+    or the invoice expired and the payee gave no new one: the record is failed with why, to
+    be stored)."""
+
+    payment: RewardPayment
+    looked_up: PaymentResult | None = None
+    earlier: dict[str, PaymentResult | None] = attrs.field(factory=dict)
+    renewed: bool = False
+    refused: bool = False
+
+
+def _no_checkpoint(_name: str) -> None:
+    return None
+
+
+def _with_origin(payment: RewardPayment) -> RewardPayment:
+    """``payment`` with how its invoice was asked and when it expires; for a record stored
+    before these were kept, as its BOLT11 string says (its payee and description; its expiry
+    counted from the record's creation, as ``deadline`` counts it), unchanged when
+    unreadable."""
+    if payment.invoice_expires_at is not None or not payment.bolt11:
+        return payment
+    try:
+        decoded = bolt11.decode(payment.bolt11)
+        expiry = decoded.tags.get(bolt11.TagChar.expire_time)
+        payee = decoded.tags.get(bolt11.TagChar.payee)
+        memo = decoded.tags.get(bolt11.TagChar.description)
+        return attrs.evolve(
+            payment,
+            invoice_expires_at=payment.created_at
+            + (int(expiry.data) if expiry is not None else DEFAULT_BOLT11_EXPIRY_S),
+            payee_pubkey=None if payee is None else str(payee.data),
+            memo="" if memo is None else str(memo.data)[:640],
+        )
+    except Exception:  # the library raises many kinds for malformed input
+        return payment
+
+
+@attrs.define(eq=False)
+class InvoiceRenewals:
+    """Looks payments up and renews the invoices that expired unpaid (module docstring)."""
+
+    repositories: Repositories
+    lightning: Lightning
+    invoices: InvoiceSource
+    clock: Clock
+    checkpoint: Callable[[str], None] = attrs.field(default=_no_checkpoint, kw_only=True)
+
+    def prepare(self, payment: RewardPayment, now: int) -> Prepared:
+        """Look ``payment`` up and its replaced hashes, or renew its invoice if it expired
+        unpaid. When the treasury's node cannot be asked, ``refused``: the record failed with
+        a counted attempt, so the next one waits for a longer backoff (safe: a retry looks the
+        hashes up first)."""
+        try:
+            return self._prepare(payment, now)
+        except LightningUnavailable as exc:
+            tried = payment
+            if payment.state is not PaymentState.IN_FLIGHT:
+                tried = start_attempt(payment, now)
+            return Prepared(unavailable(tried, now, str(exc)), refused=True)
+
+    def _prepare(self, payment: RewardPayment, now: int) -> Prepared:
+        origin = _with_origin(payment)
+        looked_up = None
+        if needs_lookup(payment) or may_need_renewal(origin, origin.invoice_expires_at, now):
+            looked_up = self.lightning.lookup_payment(payment.payment_hash)
+        if renew_now(origin, origin.invoice_expires_at, looked_up, now):
+            payment = self._renew(origin, now)
+            fresh = payment.payment_hash != origin.payment_hash
+            return Prepared(payment, renewed=fresh, refused=not fresh)
+        earlier = (
+            {} if payment.settled
+            else {h: self.lightning.lookup_payment(h) for h in payment.replaced_hashes}
+        )
+        return Prepared(payment, looked_up, earlier)
+
+    def _renew(self, payment: RewardPayment, now: int) -> RewardPayment:
+        """The record with a new invoice, stored in place of the old one; or, when the payee
+        gave none, the record failed with why (to be stored by the dispatcher)."""
+        try:
+            if payment.payee_pubkey is None:
+                raise InvalidValue("payee", "handed in this invoice itself and must hand in a "
+                                   "new one")
+            invoice = self.invoices.invoice_for(
+                payment.payee_pubkey, payment.amount_msat, payment.memo or "", INVOICE_EXPIRY_S
+            )
+            self.checkpoint("after-renewal-invoice")
+            fresh = renewed(payment, invoice, self.clock.now())
+        except StoreUnavailable:
+            raise
+        except DomainError as exc:  # the payee's node offline, or a wrong invoice
+            failed = _not_renewed(payment, now, str(exc))
+            log.warning("payment %s (%s): %s; retried after its backoff", payment.payment_hash,
+                        payment.payment_id, failed.last_error, extra=_fields(failed))
+            return failed
+        stored = self.repositories.payments.replace_invoice(payment.payment_hash, fresh)
+        log.info("payment %s (%s): invoice expired unpaid; renewed as %s for %d msat",
+                 payment.payment_hash, payment.payment_id, stored.payment_hash,
+                 stored.amount_msat, extra={**_fields(stored), "replaced": payment.payment_hash})
+        self.checkpoint("after-renewal")
+        return stored
+
+
+def _not_renewed(payment: RewardPayment, now: int, why: str) -> RewardPayment:
+    """``payment`` failed (one more attempt counted, so the backoff grows) because its expired
+    invoice could not be renewed."""
+    tried = payment if payment.state is PaymentState.IN_FLIGHT else start_attempt(payment, now)
+    return fail(tried, now, f"{NOT_RENEWED}: {why}")
+
+
+def _fields(payment: RewardPayment) -> dict[str, object]:
+    """A payment's facts as structured log fields (``--log-format json``)."""
+    return {"payment_hash": payment.payment_hash, "payment_id": payment.payment_id,
+            "task_id": payment.task_id, "node_id": payment.node_id,
+            "amount_msat": payment.amount_msat, "state": payment.state.value}
+
+
+__all__ = ["NOT_RENEWED", "InvoiceRenewals", "Prepared"]
