@@ -3,11 +3,14 @@
 Keysend is not in the Lightning port, so paying a node means paying an invoice *the node's own
 Lightning node* issued for the reward amount. An :class:`InvoiceSource` asks the Lightning node
 behind a public key (the node's registered ``ln_node_uri``, or a bounty contributor's node) for
-such an invoice. The invoice's payment hash becomes the outbox record's idempotency key.
+such an invoice. The invoice's payment hash becomes the outbox record's idempotency key. When
+an invoice expires unpaid the same source is asked again, with the same payee, amount and memo
+(``owm_core.payments.renewals``).
 
-Adapters: ``owm_adapters.services.payouts.LedgerInvoiceSource`` (the embedded simulated network: the
-payee's simulated node signs the invoice). A production source asks the node daemon over its
-control channel (not built yet, see docs/lightning-integration.md).
+Adapters: ``owm_adapters.services.payouts.LedgerInvoiceSource`` (the embedded simulated network:
+the payee's simulated node signs the invoice) and
+``owm_adapters.lightning.node_invoices.NodeInvoiceSource`` (nodes on LND or Core Lightning hand
+their invoices in over the control plane).
 """
 
 from __future__ import annotations
