@@ -286,8 +286,7 @@ def build_coordinator(
         coordinator_key=coordinator_key,
         registration_listeners=() if channels is None else (channels.registered,),
     )  # fmt: skip
-    if timestamping is None and (settings.fl.enabled or settings.github.webhook_secret_file):
-        timestamping = timestamping_of(settings.provenance, data_dir_of(settings), settings.chain)
+    timestamping = timestamping or _calendar_of(settings)
     fl = None if not settings.fl.enabled else fl_rounds_from(
         settings, service, timestamping=timestamping,
         signals=None if slashing_service is None else slashing_service.report,
@@ -331,6 +330,14 @@ def _singletons(
         *(github.workers if github is not None else ()),
     ]
     return SingletonJobs(leadership_of(store), [(n, w) for n, w in jobs if w is not None])
+
+
+def _calendar_of(settings: CoordinatorSettings) -> Timestamping | None:
+    """The process's one calendar (``[provenance]``) when FL rounds or the GitHub App stamp
+    through it, else None."""
+    if not (settings.fl.enabled or settings.github.webhook_secret_file):
+        return None
+    return timestamping_of(settings.provenance, data_dir_of(settings), settings.chain)
 
 
 def _timestamping_worker(timestamping: Timestamping) -> OnStop | None:
