@@ -661,13 +661,9 @@ class ReplayGuard:
     def accept_parts(self, signer: str, nonce: str, issued_at: int, now: int) -> None:
         """:meth:`accept` for an envelope already taken apart (the coordinator's heartbeat fast
         path, SRS-PERF-04): ``signer``, ``nonce`` and ``issued_at`` of a verified envelope."""
-        self._advance(now)
-        self._check_local(signer, nonce, issued_at, now)
-        if self.ledger is not None and not self.ledger.claim(
-            signer, nonce, issued_at + 2 * self.window_s
-        ):
-            raise ReplayRejected("envelope nonce was already used")
-        self._record(signer, nonce, issued_at)
+        (verdict,) = self.accept_many([(signer, nonce, issued_at)], now)
+        if verdict is not None:
+            raise verdict
 
     def accept_many(
         self, parts: Sequence[tuple[str, str, int]], now: int
@@ -675,9 +671,11 @@ class ReplayGuard:
         """:meth:`accept_parts` for each ``(signer, nonce, issued_at)`` in ``parts``, with one
         ledger round trip for all of them (a batch of heartbeats, SRS-PERF-04, SRS-COORD-05).
 
-        The verdict of each, in order: None when accepted, else the refusal. The same verdicts
-        as accepting them one by one, except that a nonce the ledger already holds is recorded
-        here too before it is refused (it is used, so nothing could accept it anyway).
+        The verdict of each, in order: None when accepted, else the refusal; the same verdicts
+        as accepting them one by one. A nonce that passes this process's checks is recorded
+        here before the ledger is asked, so one the ledger already holds stays recorded when it
+        is refused (it is used, so nothing could accept it anyway) and takes its place in the
+        guard, one by one or in a batch alike.
         """
         self._advance(now)
         verdicts: list[ReplayRejected | None] = []
