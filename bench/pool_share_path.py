@@ -183,13 +183,14 @@ def _floor_round(wire: bytes, count: int, key: bytes, work: Work, target: int) -
     aead, nonce, pack = ChaCha20Poly1305(key), _NOISE_NONCE.pack, HEADER_STRUCT.pack
     unpack, sha256 = _SUBMIT_STANDARD.unpack, hashlib.sha256
     prev, root, bits = work.prev_hash, work.merkle_root, work.nbits
-    view, seen, records = memoryview(wire), set(), []
+    seen: set[bytes] = set()
+    records = []
     frame_bytes = len(wire) // count
     began = time.process_time()
     n = at = 0
     for _ in range(count):
-        header = aead.decrypt(nonce(n), view[at : at + ENCRYPTED_HEADER_BYTES], b"")
-        payload = aead.decrypt(nonce(n + 1), view[at + ENCRYPTED_HEADER_BYTES : at + frame_bytes],
+        header = aead.decrypt(nonce(n), wire[at : at + ENCRYPTED_HEADER_BYTES], b"")
+        payload = aead.decrypt(nonce(n + 1), wire[at + ENCRYPTED_HEADER_BYTES : at + frame_bytes],
                                b"")  # fmt: skip
         n, at = n + 2, at + frame_bytes
         if header[2] != sv2.SubmitSharesStandard.MSG_TYPE:
