@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from owm_adapters.pool.connection import NoiseSocket
-from owm_adapters.pool.mining import Job, MiningPool, Submission
+from owm_adapters.pool.mining import Job, MiningPool, Outcome, SubmittedShare
 from owm_core.errors import FrameMalformed, SignatureInvalid
 from owm_core.identity import pool_login
 from owm_core.pool import sv2_messages as sv2
@@ -106,12 +106,18 @@ class MinerConnection:
 
     def on_frames(self, frames: Sequence[Frame]) -> None:
         """Handle frames received together: consecutive share submissions are judged as one
-        batch (one store write) and answered together (SRS-PERF-11)."""
-        shares: list[_Submit] = []
-        for frame in frames:
+        batch (one store write) and answered together (SRS-PERF-11). A standard share is read
+        straight into its fields (:func:`~owm_core.pool.sv2_messages.standard_share_fields`),
+        any other frame decoded as a message."""
+        shares: list[_Share] = []
+        fields = sv2.standard_share_fields(frames) if self._set_up else [None] * len(frames)
+        for frame, share in zip(frames, fields, strict=True):
+            if share is not None:
+                shares.append(share)
+                continue
             message = sv2.decode(frame)
             if self._set_up and isinstance(message, _Submit):
-                shares.append(message)
+                shares.append(_share_fields(message))
                 continue
             if shares:
                 self._submit(shares)
@@ -237,54 +243,87 @@ class MinerConnection:
             except OSError:
                 return
 
-    def _submit(self, messages: Sequence[_Submit]) -> None:
+    def _submit(self, shares: Sequence[_Share]) -> None:
         """Judge shares sent together and answer them in one write: each rejection with its
         ``SubmitShares.Error``, the accepted ones of each channel with one aggregated
         ``SubmitShares.Success`` (the specification allows it: section 5.3.14)."""
         answers: list[sv2.Message] = []
-        judged: list[tuple[_Submit, Submission]] = []
+        judged: list[_Share] = []
+        submissions: list[SubmittedShare] = []
         with self._lock:
-            found = [(m, c, c.jobs.get(m.job_id) if c is not None else None)
-                     for m in messages for c in [self._channels.get(m.channel_id)]]  # fmt: skip
-        for message, channel, job in found:
+            channels = self._channels
+            found = [(share, c, c.jobs.get(share[2]) if c is not None else None)
+                     for share in shares for c in [channels.get(share[0])]]  # fmt: skip
+        for share, channel, job in found:
             if channel is None:
-                answers.append(sv2.SubmitSharesError(
-                    message.channel_id, message.sequence_number, "invalid-channel-id"))  # fmt: skip
-            elif job is None or (extranonce := _extranonce(message, channel)) is None:
-                code = "invalid-job-id" if job is None else "invalid-extranonce"
-                self._pool.reject(channel.miner_id, code, f"job {message.job_id}: {code}")
-                answers.append(sv2.SubmitSharesError(
-                    message.channel_id, message.sequence_number, code))  # fmt: skip
+                answers.append(sv2.SubmitSharesError(share[0], share[1], "invalid-channel-id"))
+                continue
+            if job is not None and (len(share) != 6 or channel.extranonce_size):
+                extranonce = _extranonce(share, channel)  # not a standard share on its channel
+                job = None if extranonce is None else job.with_extranonce(extranonce)
+                code = "invalid-extranonce"
             else:
-                job = job.with_extranonce(extranonce) if channel.extranonce_size else job
-                judged.append((message, Submission(channel.miner_id, job, message.nonce,
-                                                   message.ntime, message.version)))  # fmt: skip
-        verdicts = self._pool.judge_batch([s for _, s in judged]) if judged else []
-        accepted: dict[int, list[tuple[int, int]]] = {}
-        for (message, _), verdict in zip(judged, verdicts, strict=True):
-            if verdict.accepted is None:
-                assert verdict.error_code is not None
-                answers.append(sv2.SubmitSharesError(
-                    message.channel_id, message.sequence_number, verdict.error_code))  # fmt: skip
-            else:
-                accepted.setdefault(message.channel_id, []).append(
-                    (message.sequence_number, verdict.accepted.share_difficulty))
-        for channel_id, shares in accepted.items():
-            answers.append(sv2.SubmitSharesSuccess(
-                channel_id=channel_id,
-                last_sequence_number=max(sequence for sequence, _ in shares),
-                new_submits_accepted_count=len(shares),
-                new_shares_sum=sum(difficulty for _, difficulty in shares),
-            ))  # fmt: skip
-        self._connection.send_batch([sv2.encode(answer) for answer in answers])
+                code = "invalid-job-id"
+            if job is None:
+                self._pool.reject(channel.miner_id, code, f"job {share[2]}: {code}")
+                answers.append(sv2.SubmitSharesError(share[0], share[1], code))
+                continue
+            judged.append(share)
+            submissions.append((channel.miner_id, job, share[3], share[4], share[5]))
+        outcomes = self._pool.judge_submissions(submissions) if submissions else []
+        self._connection.send_batch([sv2.encode(a) for a in _answers(answers, judged, outcomes)])
 
 
-def _extranonce(message: _Submit, channel: Channel) -> bytes | None:
+_Share = sv2.ShareFields | tuple[int, int, int, int, int, int, bytes]
+"""A share submission's fields in the messages' order: a standard share's six
+(:data:`~owm_core.pool.sv2_messages.ShareFields`), an extended share's seven (its extranonce
+last)."""
+
+
+def _answers(
+    answers: list[sv2.Message], judged: Sequence[_Share], outcomes: Sequence[Outcome]
+) -> list[sv2.Message]:
+    """``answers`` (the shares refused before judging) and then each judged share's: a
+    ``SubmitShares.Error`` for each rejected one, one ``SubmitShares.Success`` per channel for
+    the accepted ones (its last sequence number, their count and the sum of their
+    difficulties)."""
+    accepted: dict[int, list[int]] = {}  # channel: [last sequence, count, difficulty sum]
+    for share, outcome in zip(judged, outcomes, strict=True):
+        if isinstance(outcome, str):
+            answers.append(sv2.SubmitSharesError(share[0], share[1], outcome))
+            continue
+        counted = accepted.get(share[0])
+        if counted is None:
+            accepted[share[0]] = [share[1], 1, outcome[0].share_difficulty]
+        else:
+            if share[1] > counted[0]:
+                counted[0] = share[1]
+            counted[1] += 1
+            counted[2] += outcome[0].share_difficulty
+    for channel_id, (last, count, total) in accepted.items():
+        answers.append(sv2.SubmitSharesSuccess(
+            channel_id=channel_id, last_sequence_number=last, new_submits_accepted_count=count,
+            new_shares_sum=total,
+        ))  # fmt: skip
+    return answers
+
+
+def _share_fields(message: _Submit) -> _Share:
+    """A decoded share message's fields as a :data:`_Share`."""
+    fields = (message.channel_id, message.sequence_number, message.job_id, message.nonce,
+              message.ntime, message.version)  # fmt: skip
+    if isinstance(message, sv2.SubmitSharesExtended):
+        return (*fields, message.extranonce)
+    return fields
+
+
+def _extranonce(share: _Share, channel: Channel) -> bytes | None:
     """The full extranonce a share was hashed with: the channel's prefix for a standard share
     on a standard channel, the prefix and the miner's bytes for an extended share of the
     channel's size; None for any other mix (answered ``invalid-extranonce``)."""
-    if isinstance(message, sv2.SubmitSharesStandard):
+    if len(share) == 6:
         return channel.extranonce_prefix if not channel.extranonce_size else None
-    if not channel.extranonce_size or len(message.extranonce) != channel.extranonce_size:
+    extranonce = share[6]
+    if not channel.extranonce_size or len(extranonce) != channel.extranonce_size:
         return None
-    return channel.extranonce_prefix + message.extranonce
+    return channel.extranonce_prefix + extranonce

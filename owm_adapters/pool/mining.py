@@ -6,14 +6,15 @@ shares checked and recorded, blocks submitted (SRS-POOL-05, SRS-POOL-06, SRS-SEC
 Knots over JSON-RPC, or the embedded chain of a devnet) — and the share difficulty. Each
 channel gets its own extranonce prefix, hence its own coinbase paying the pool and its own
 Merkle root (:mod:`owm_core.pool.coinbase`). A submitted share is rebuilt into an 80-byte header
-and judged by :func:`owm_core.pool.bitcoin.validate_share`; a rejection answers the
+and judged by the rules of :func:`owm_core.pool.bitcoin.validate_share`, the shares a connection
+sent together at once (:func:`~owm_core.pool.bitcoin.validate_headers`); a rejection answers the
 specification's ``SubmitShares.Error`` with a code from :data:`ERROR_CODES`, is counted and
-logged. An accepted share is stored in the share repository and credited to its miner at the
-FPPS rate in msat (:meth:`owm_core.pool.fpps.MinerCredit.add_share`), kept in the miner-credit
-repository when one is given (the coordinator's store; paid by
-:mod:`owm_adapters.services.pool_payouts`), else in memory; one that meets the network target
-is assembled into a block and offered with ``submitblock``, then the pool moves to the next
-template and sends every channel new work.
+logged (:class:`~owm_adapters.pool.rejections.RejectionCounts`). An accepted share is stored in
+the share repository and credited to its miner at the FPPS rate in msat
+(:meth:`owm_core.pool.fpps.MinerCredit.add_share`), kept in the miner-credit repository when one
+is given (the coordinator's store; paid by :mod:`owm_adapters.services.pool_payouts`), else in
+memory; one that meets the network target is assembled into a block and offered with
+``submitblock``, then the pool moves to the next template and sends every channel new work.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from contextlib import AbstractContextManager
 
 import attrs
 
-from owm_adapters.pool.log_limits import LogThrottle
 from owm_adapters.pool.recording import ShareRecorder
+from owm_adapters.pool.rejections import RejectionCounts
 from owm_core.errors import (
     BlockRejected,
     ChainUnavailable,
@@ -42,6 +43,7 @@ from owm_core.pool.bitcoin import (
     AcceptedShare,
     BlockTemplate,
     ShareReason,
+    WorkTemplate,
 )
 from owm_core.pool.stats import PoolWork
 from owm_core.ports.chain import Chain
@@ -113,6 +115,16 @@ class Verdict:
     credit_msat: int = 0
 
 
+SubmittedShare = tuple[str, Job, int, int, int]
+"""A :class:`Submission`'s fields in order as a plain tuple: what the connections pass, one a
+share (SRS-PERF-11)."""
+
+Outcome = str | tuple[AcceptedShare, str | None, int]
+"""What became of one share inside the pool (:meth:`MiningPool.judge_submissions`): the error
+code answered, or the accepted share with its block hash (if it was a block submitted) and the
+msat it credited its miner — a :class:`Verdict`'s content without an object per share."""
+
+
 def _checked_share_target(target: int | None) -> int | None:
     """A share target set directly, easier than difficulty 1 (benchmarks, test networks whose
     miners cannot reach difficulty 1 but whose blocks are harder than their shares); None:
@@ -125,9 +137,6 @@ def _checked_share_target(target: int | None) -> int | None:
 def _digest(share: AcceptedShare) -> bytes:
     """The share's header hash in internal byte order (what the duplicate check keeps)."""
     return bytes.fromhex(share.hash_hex)[::-1]
-
-
-_REJECTED = "share rejected: miner=%s reason=%s (%s)"
 
 
 class MiningPool:
@@ -159,15 +168,12 @@ class MiningPool:
         self._seen: set[bytes] = set()
         self._listeners: list[Callable[[str], None]] = []
         self.accepted = 0
-        self.rejected: collections.Counter[str] = collections.Counter()
-        self._rejected_by_miner: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._rejected = RejectionCounts(log, now, rejections)
+        self.rejected = self._rejected.by_code
         self.blocks: list[str] = []
         self.earned_msat: collections.Counter[str] = collections.Counter()
         self._recorder = ShareRecorder(shares, now, credits, atomic, fpps_subsidy_sat)
-        self._rejections = rejections
         self._subsidy = fpps_subsidy_sat
-        self._unflushed: collections.Counter[tuple[str, str]] = collections.Counter()
-        self._rejection_lines = LogThrottle()
         self._work_cache: tuple[BlockTemplate, int, bytes, bitcoin.WorkTemplate] | None = None
 
     # ------------------------------------------------------------------ templates
@@ -236,31 +242,13 @@ class MiningPool:
         """Shares rejected per miner and reason code (SRS-POOL-06, the live feed of
         SRS-POOL-09): the stored totals plus those not yet flushed, or, without a rejection
         store, those counted since this pool started."""
-        with self._lock:
-            source = self._rejected_by_miner if self._rejections is None else self._unflushed
-            counted = dict(source)
-        by_miner = self._rejections.by_miner() if self._rejections is not None else {}
-        for (miner, code), n in sorted(counted.items()):
-            codes = by_miner.setdefault(miner, {})
-            codes[code] = codes.get(code, 0) + n
-        return {miner: dict(sorted(codes.items())) for miner, codes in sorted(by_miner.items())}
+        return self._rejected.by_miner()
 
     def flush_rejections(self) -> int:
         """Write the rejections counted since the last flush to the store in one write (the
         worker loop calls this every few seconds, so a flood of bad shares costs one write per
         period, not one per share); how many were written."""
-        if self._rejections is None:
-            return 0
-        with self._lock:
-            pending, self._unflushed = self._unflushed, collections.Counter()
-        if pending:
-            try:
-                self._rejections.add(dict(pending), self._now())
-            except Exception:
-                with self._lock:
-                    self._unflushed.update(pending)  # kept for the next flush
-                raise
-        return sum(pending.values())
+        return self._rejected.flush()
 
     def network_target(self) -> int:
         assert self.template is not None
@@ -320,100 +308,88 @@ class MiningPool:
         return verdict
 
     def judge_batch(self, submissions: Sequence[Submission]) -> list[Verdict]:
+        """Judge shares received together (:meth:`judge_submissions`): one verdict each."""
+        return [
+            Verdict(error_code=outcome) if isinstance(outcome, str) else Verdict(outcome[0], None,
+                                                                                 *outcome[1:])
+            for outcome in self.judge_submissions(
+                [(s.miner_id, s.job, s.nonce, s.ntime, s.version) for s in submissions]
+            )
+        ]  # fmt: skip
+
+    def judge_submissions(self, submissions: Sequence[SubmittedShare]) -> list[Outcome]:
         """Judge shares received together, in order, against the same template: the accepted
         ones and their credits are stored in one write (SRS-POOL-04, SRS-PERF-11); blocks are
         submitted after. A block ends the template, so the shares after it are judged as if
         they came after it alone: against the next template (stale if built on the old tip).
-        One verdict per submission."""
-        verdicts: list[Verdict | None] = []  # None: accepted, completed by _finish
-        found: list[tuple[AcceptedShare, bytes, Job, int]] = []  # with its verdict's position
-        later: Sequence[Submission] = ()
+        One :data:`Outcome` per submission, no object per share beyond the accepted ones."""
+        outcomes: list[Outcome | None] = []  # None: accepted, completed below
+        found: list[tuple[AcceptedShare, bytes, Job, int]] = []  # with its outcome's position
+        later: Sequence[SubmittedShare] = ()
         with self._lock:
             template = self.template
             assert template is not None
-            context = (template, *self._work(template), self._now() + MAX_FUTURE_S)
-            for index, submission in enumerate(submissions):
-                checked = self._check(submission, *context)
-                if isinstance(checked, Verdict):
-                    verdicts.append(checked)
+            prev_hash, work = self._work(template)
+            prepared, headers = _prepared(submissions, self.epoch, template.bits, prev_hash, work,
+                                          self._now() + MAX_FUTURE_S)  # fmt: skip
+            judged = bitcoin.validate_headers(
+                headers, self.share_difficulty, work, self._seen, target=self.share_target
+            )  # a duplicate later in the batch is one: each accepted hash joins _seen
+            for index, (submission, ready) in enumerate(zip(submissions, prepared, strict=True)):
+                if isinstance(ready, tuple):  # rejected before its header was judged
+                    outcomes.append(self._count(submission[0], *ready))
                     continue
-                share = checked[0]
-                found.append((share, checked[1], submission.job, len(verdicts)))
-                self._seen.add(_digest(share))  # a duplicate later in the batch is one
-                verdicts.append(None)
+                share = judged[ready]
+                if isinstance(share, InvalidShare):
+                    code = ERROR_CODES[ShareReason(share.reason)]
+                    outcomes.append(self._count(submission[0], code, share.message))
+                    continue
+                found.append((share, headers[ready][2], submission[1], len(outcomes)))
+                outcomes.append(None)
                 if share.is_block:
                     later = submissions[index + 1 :]
                     break
             if not found:
-                return verdicts  # type: ignore[return-value]  # all rejected: no None left
-            try:
-                credited = self._recorder.record([entry[0] for entry in found], template)
-            except Conflict:  # one was stored before this process started: judge one by one
-                self._seen.difference_update(_digest(entry[0]) for entry in found)
+                return outcomes  # type: ignore[return-value]  # all rejected: no None left
+            credited = self._record(found, template)
+            if credited is None:  # one was stored before this process started
                 return self._one_by_one(submissions) if len(submissions) > 1 else [
-                    self.reject(submissions[0].miner_id, "duplicate-share", "already stored")
+                    self._count(submissions[0][0], "duplicate-share", "already stored")
                 ]  # fmt: skip
-            except BaseException:
-                self._seen.difference_update(_digest(entry[0]) for entry in found)
-                raise
-            self.accepted += len(found)
-            earned = self.earned_msat
-            for entry, msat in zip(found, credited, strict=True):
-                earned[entry[0].miner_id] += msat
-        finished = self._finish(verdicts, found, credited)
-        return finished + self.judge_batch(later) if later else finished
-
-    def _one_by_one(self, submissions: Sequence[Submission]) -> list[Verdict]:
-        return [verdict for s in submissions for verdict in self.judge_batch([s])]
-
-    def _finish(
-        self, verdicts: list[Verdict | None], found: list[tuple[AcceptedShare, bytes, Job, int]],
-        credited: list[int],
-    ) -> list[Verdict]:  # fmt: skip
-        """The verdicts with each accepted share's credit and block hash (blocks submitted)."""
         for (share, header, job, at), msat in zip(found, credited, strict=True):
             block = self._submit_block(share, header, job) if share.is_block else None
-            verdicts[at] = Verdict(share, None, block, msat)
-        return verdicts  # type: ignore[return-value]  # every None was replaced
+            outcomes[at] = (share, block, msat)
+        finished: list[Outcome] = outcomes  # type: ignore[assignment]  # every None replaced
+        return finished + self.judge_submissions(later) if later else finished
 
-    def _check(
-        self, submission: Submission, template: BlockTemplate, prev_hash: bytes,
-        work: bitcoin.WorkTemplate, latest_ntime: int,
-    ) -> tuple[AcceptedShare, bytes] | Verdict:  # fmt: skip
-        """The share accepted with its header, or the rejection's verdict (under the lock).
-        ``prev_hash`` and ``work`` are the template's (:meth:`_work`), ``latest_ntime`` the
-        batch's clock plus :data:`MAX_FUTURE_S`."""
-        miner_id, job, ntime = submission.miner_id, submission.job, submission.ntime
-        current = job.epoch == self.epoch
-        if not job.min_ntime <= ntime <= latest_ntime and current:
-            return self.reject(miner_id, "invalid-timestamp", f"ntime {ntime} out of range")
-        version = submission.version
-        # The 80 bytes packed directly (the message's fields are u32 already) and judged by
-        # validate_header without a Share object (SRS-PERF-11); the same checks as validate_share.
-        header = HEADER_STRUCT.pack(
-            version - (1 << 32) if version >= 1 << 31 else version,
-            prev_hash if current else b"\x00" * 32,
-            job.merkle_root, ntime, template.bits, submission.nonce,
-        )  # fmt: skip
+    def _one_by_one(self, submissions: Sequence[SubmittedShare]) -> list[Outcome]:
+        return [outcome for s in submissions for outcome in self.judge_submissions([s])]
+
+    def _record(
+        self, found: list[tuple[AcceptedShare, bytes, Job, int]], template: BlockTemplate
+    ) -> list[int] | None:  # fmt: skip
+        """Store and credit the accepted shares (under the lock): the msat each credited, or
+        None if one was already stored (then none is, and none stays in the duplicate set)."""
         try:
-            return bitcoin.validate_header(
-                miner_id, str(job.epoch), header, self.share_difficulty, work, self._seen,
-                target=self.share_target,
-            ), header  # fmt: skip
-        except InvalidShare as rejection:
-            return self.reject(
-                miner_id, ERROR_CODES[ShareReason(rejection.reason)], rejection.message
-            )
+            credited = self._recorder.record([entry[0] for entry in found], template)
+        except BaseException as error:
+            self._seen.difference_update(_digest(entry[0]) for entry in found)
+            if isinstance(error, Conflict):
+                return None
+            raise
+        self.accepted += len(found)
+        earned = self.earned_msat
+        for entry, msat in zip(found, credited, strict=True):
+            earned[entry[0].miner_id] += msat
+        return credited
 
     def reject(self, miner_id: str, code: str, detail: str) -> Verdict:
         """Count and log a rejected share (SRS-POOL-06; SRS-SEC-15: a flood in few lines)."""
-        with self._lock:
-            self.rejected[code] += 1
-            self._rejected_by_miner[miner_id, code] += 1
-            if self._rejections is not None:
-                self._unflushed[miner_id, code] += 1
-        self._rejection_lines.info(log, (miner_id, code), _REJECTED, miner_id, code, detail)
-        return Verdict(error_code=code)
+        return Verdict(error_code=self._count(miner_id, code, detail))
+
+    def _count(self, miner_id: str, code: str, detail: str) -> str:
+        self._rejected.count(miner_id, code, detail)
+        return code
 
     def _submit_block(self, share: AcceptedShare, header: bytes, job: Job) -> str | None:
         block_hash = share.hash_hex
@@ -430,3 +406,31 @@ class MiningPool:
         log.info("block found: %s", block_hash)
         self.refresh()
         return block_hash
+
+
+def _prepared(
+    submissions: Sequence[SubmittedShare], epoch: int, bits: int, prev_hash: bytes,
+    work: WorkTemplate, latest_ntime: int,
+) -> tuple[list[int | tuple[str, str]], list[tuple[str, str, bytes]]]:  # fmt: skip
+    """Each submission's place in the headers to judge, or the ``(code, detail)`` it is
+    rejected with first (an ``ntime`` before the job's minimum or past ``latest_ntime``, on a
+    current job); and those headers, ``(miner_id, template_id, header)`` as
+    :func:`~owm_core.pool.bitcoin.validate_headers` takes them. A header is packed directly
+    (the message's fields are u32 already); a job of an older epoch gets that epoch as its
+    template id and no previous hash, so the rules find it stale."""
+    prepared: list[int | tuple[str, str]] = []
+    headers: list[tuple[str, str, bytes]] = []
+    pack, current_id, stale_prev = HEADER_STRUCT.pack, work.template_id, bytes(32)
+    for miner_id, job, nonce, ntime, version in submissions:
+        if job.epoch == epoch:
+            if not job.min_ntime <= ntime <= latest_ntime:
+                prepared.append(("invalid-timestamp", f"ntime {ntime} out of range"))
+                continue
+            template_id, parent = current_id, prev_hash
+        else:
+            template_id, parent = str(job.epoch), stale_prev
+        prepared.append(len(headers))
+        signed = version - (1 << 32) if version >= 1 << 31 else version
+        headers.append((miner_id, template_id,
+                        pack(signed, parent, job.merkle_root, ntime, bits, nonce)))  # fmt: skip
+    return prepared, headers

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import operator
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from fractions import Fraction
@@ -52,9 +53,9 @@ class ShareRecorder:
             self._shares.add_many(accepted, now)
             # Consecutive shares of one miner at one value are credited together (one carry
             # computation and one credit object a run, the same msat each as one by one).
-            for (miner, difficulty), run in itertools.groupby(accepted, _run_key):
+            for (miner, difficulty), run in itertools.groupby(accepted, _RUN_KEY):
                 miner_value, cut_value = self._value(template, difficulty)
-                count = sum(1 for _ in run)
+                count = len(list(run))
                 credit = self._current(miner, updated, now)
                 updated[miner], msats = credit.add_values(miner_value, count, now)
                 credited.extend(msats)
@@ -90,5 +91,5 @@ class ShareRecorder:
         return value
 
 
-def _run_key(share: AcceptedShare) -> tuple[str, Fraction]:
-    return share.miner_id, share.credited_difficulty
+#: A run of shares credited together: one miner, one credited difficulty.
+_RUN_KEY = operator.attrgetter("miner_id", "credited_difficulty")

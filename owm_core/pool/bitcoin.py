@@ -16,12 +16,14 @@ already-seen share hashes is kept by the caller.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import hashlib
 import struct
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from fractions import Fraction
+from typing import Protocol
 
 import attrs
 
@@ -286,9 +288,9 @@ def validate_header(
     *,
     target: int | None = None,
 ) -> AcceptedShare:
-    """:func:`validate_share` on the share's fields, without building the :class:`Share` (the
-    pool's hot path, SRS-PERF-11: its own values need no validating, the header is checked
-    here): the same checks in the same order, the same reason codes.
+    """:func:`validate_share` on the share's fields, without building the :class:`Share`: one
+    share through :func:`validate_headers` (``seen_hashes`` only read), the same checks in the
+    same order, the same reason codes.
 
     ``target``, when given, is the share target instead of ``DIFF1_TARGET // share_difficulty``
     — easier than difficulty 1 where miners cannot reach that (a benchmark, a test network
@@ -296,40 +298,126 @@ def validate_header(
     ``max(target, network target)``, exactly, and keeps ``share_difficulty`` as its nominal
     difficulty.
     """
-    if not isinstance(header, bytes) or len(header) != HEADER_SIZE:
-        size = len(header) if isinstance(header, bytes) else type(header).__name__
-        raise InvalidShare(ShareReason.BAD_LENGTH, f"a header is 80 bytes, got {size}")
-    _version, prev_hash, _root, _time, bits, _nonce = HEADER_STRUCT.unpack(header)
-    if template_id != template.template_id or prev_hash != template.prev_hash:
-        raise InvalidShare(
-            ShareReason.STALE,
-            f"share for template {template_id!r}, current is {template.template_id!r}",
+    (judged,) = validate_headers(
+        [(miner_id, template_id, header)], share_difficulty, template, _ReadOnly(seen_hashes),
+        target=target,
+    )  # fmt: skip
+    if isinstance(judged, InvalidShare):
+        raise judged
+    return judged
+
+
+class SeenHashes(Protocol):
+    """The hashes of the shares already accepted (internal byte order), kept by the caller."""
+
+    def __contains__(self, digest: object, /) -> bool: ...
+
+    def add(self, digest: bytes, /) -> None: ...
+
+
+class _ReadOnly:
+    """A collection of seen hashes that :func:`validate_headers` may read but not add to."""
+
+    def __init__(self, hashes: Collection[bytes]) -> None:
+        self._hashes = hashes
+
+    def __contains__(self, digest: object) -> bool:
+        return digest in self._hashes
+
+    def add(self, digest: bytes) -> None:
+        pass
+
+
+def validate_headers(
+    shares: Iterable[tuple[str, str, bytes]],
+    share_difficulty: int,
+    template: WorkTemplate,
+    seen_hashes: SeenHashes,
+    *,
+    target: int | None = None,
+) -> list[AcceptedShare | InvalidShare]:
+    """The share rules (:func:`validate_share`) over ``(miner_id, template_id, header)``
+    triples received together, in order: each share's :class:`AcceptedShare`, or the
+    :class:`~owm_core.errors.InvalidShare` it is rejected with. Each accepted share's hash is
+    added to ``seen_hashes``, so a repeat later in the batch is a ``duplicate``; the list stops
+    after the first share that is a block (the template ends there: the shares after it are
+    judged on the next one). The same verdicts as the shares checked one by one, with the
+    template's network target, share target and credited difficulty worked out once per batch
+    instead of once per share: the pool's hot path (SRS-PERF-11). ``target`` as for
+    :func:`validate_header`."""
+    judged: list[AcceptedShare | InvalidShare] = []
+    template_id_now, prev, bits = template.template_id, template.prev_hash, template.bits
+    bits_bytes, sha256 = bits.to_bytes(4, "little"), hashlib.sha256
+    network_target = limit = credited = None
+    new, (set_miner, set_difficulty, set_credited, set_hash, set_block) = object.__new__, _SLOTS
+    with contextlib.suppress(InvalidShare):  # raised below, for each share that gets there
+        network_target = _network_target(bits)
+    for miner_id, template_id, header in shares:
+        if not isinstance(header, bytes) or len(header) != HEADER_SIZE:
+            judged.append(_rejected(ShareReason.BAD_LENGTH, header, template))
+        elif template_id != template_id_now or header[4:36] != prev:
+            judged.append(_rejected(ShareReason.STALE, template_id, template))
+        elif header[72:76] != bits_bytes or network_target is None:
+            judged.append(_rejected(ShareReason.BAD_NBITS, header, template))
+        elif (digest := sha256(sha256(header).digest()).digest()) in seen_hashes:
+            judged.append(InvalidShare(ShareReason.DUPLICATE, "this share was already submitted"))
+        else:
+            value = int.from_bytes(digest, "little")
+            if limit is None:
+                goal = share_target(share_difficulty) if target is None else target
+                limit = max(goal, network_target)
+            if value > limit:
+                judged.append(_rejected(ShareReason.ABOVE_TARGET, share_difficulty, target))
+                continue
+            if credited is None:
+                credited = _credited(share_difficulty, target, network_target)
+            seen_hashes.add(digest)
+            # AcceptedShare(miner_id, share_difficulty, credited, hash hex, is_block), its slots
+            # set directly: values of the rules' own making need no validators (there are none)
+            accepted = new(AcceptedShare)
+            set_miner(accepted, miner_id)
+            set_difficulty(accepted, share_difficulty)
+            set_credited(accepted, credited)
+            set_hash(accepted, digest[::-1].hex())
+            set_block(accepted, value <= network_target)
+            judged.append(accepted)
+            if value <= network_target:
+                break
+    return judged
+
+
+_SLOTS = tuple(
+    AcceptedShare.__dict__[field.name].__set__ for field in attrs.fields(AcceptedShare)
+)
+
+
+def _rejected(reason: ShareReason, about: object, context: object) -> InvalidShare:
+    """The rejection of one share for ``reason``, its message naming what is wrong."""
+    if reason is ShareReason.BAD_LENGTH:
+        size = len(about) if isinstance(about, bytes) else type(about).__name__
+        return InvalidShare(reason, f"a header is 80 bytes, got {size}")
+    if reason is ShareReason.STALE:
+        assert isinstance(context, WorkTemplate)
+        return InvalidShare(
+            reason, f"share for template {about!r}, current is {context.template_id!r}"
         )
-    if bits != template.bits:
-        raise InvalidShare(
-            ShareReason.BAD_NBITS,
-            f"nBits {bits:#010x} differs from the template's {template.bits:#010x}",
-        )
-    network_target = _network_target(bits)
-    sha256 = hashlib.sha256
-    digest = sha256(sha256(header).digest()).digest()
-    if digest in seen_hashes:
-        raise InvalidShare(ShareReason.DUPLICATE, "this share was already submitted")
-    value = int.from_bytes(digest, "little")
-    share_goal = share_target(share_difficulty) if target is None else target
-    if value > max(share_goal, network_target):
-        raise InvalidShare(
-            ShareReason.ABOVE_TARGET,
-            f"hash is above the difficulty-{share_difficulty} share target"
-            if target is None else f"hash is above the share target {target:#x}",
-        )  # fmt: skip
-    return AcceptedShare(
-        miner_id=miner_id,
-        share_difficulty=share_difficulty,
-        credited_difficulty=_credited(share_difficulty, target, network_target),
-        hash_hex=digest[::-1].hex(),
-        is_block=value <= network_target,
-    )
+    if reason is ShareReason.BAD_NBITS:
+        assert isinstance(about, bytes) and isinstance(context, WorkTemplate)
+        bits = int.from_bytes(about[72:76], "little")
+        if bits != context.bits:
+            return InvalidShare(
+                reason, f"nBits {bits:#010x} differs from the template's {context.bits:#010x}"
+            )
+        try:  # the template's own nBits do not decode: compact_to_target says why
+            compact_to_target(bits)
+        except InvalidShare as error:
+            return error
+        raise AssertionError("nBits that decode were refused")  # pragma: no cover
+    return InvalidShare(
+        reason,
+        f"hash is above the difficulty-{about} share target"
+        if context is None else f"hash is above the share target {context:#x}",
+    )  # fmt: skip
 
 
 @functools.lru_cache(maxsize=64)

@@ -332,3 +332,76 @@ def test_the_pools_fast_share_check_judges_every_share_as_the_header_rules_do(
     except InvalidShare as error:
         got = error.reason
     assert got == expected
+
+
+def one_by_one(
+    shares: list[Share], template: WorkTemplate, seen: set[bytes], target: int | None
+) -> list[bitcoin.AcceptedShare | tuple[str, str]]:
+    """The shares through :func:`bitcoin.validate_header` in order, each accepted hash added to
+    ``seen``, stopping after a block: what the pool did before it judged batches at once (and,
+    with the share target of the difficulty, what the rules over :class:`BlockHeader` say)."""
+    verdicts: list[bitcoin.AcceptedShare | tuple[str, str]] = []
+    for share in shares:
+        before = judged_as_before(share, template, seen) if target is None else None
+        try:
+            accepted = bitcoin.validate_header(
+                share.miner_id, share.template_id, share.header, share.share_difficulty,
+                template, seen, target=target,
+            )  # fmt: skip
+        except InvalidShare as error:
+            assert before in (None, error.reason)
+            verdicts.append((error.reason, error.message))
+            continue
+        assert before in (None, accepted)
+        seen.add(bytes.fromhex(accepted.hash_hex)[::-1])
+        verdicts.append(accepted)
+        if accepted.is_block:
+            break
+    return verdicts
+
+
+batch_share = st.tuples(
+    st.integers(0, 40),  # nonce: few values, so repeats (duplicates) are common
+    mostly(None, 0x1D00FFFF, 0x2100FFFF, 0x01800001),  # other nBits
+    mostly(True, False),  # on the template's parent
+    mostly(True, False),  # naming the template
+    mostly(80, 79, 0),  # header length
+)
+
+
+@given(
+    sent=st.lists(batch_share, max_size=12),
+    template_bits=st.sampled_from([REGTEST_BITS, 0x1D00FFFF, 0x1F00FFFF, 0x2100FFFF]),
+    difficulty=st.integers(1, 2**40),
+    target=mostly(None, (1 << 255) - 1, DIFF1_TARGET + 1),
+    seen_before=st.sets(st.integers(0, 40), max_size=3),
+)
+@settings(max_examples=300)
+def test_a_batch_of_shares_is_judged_as_the_same_shares_one_by_one(
+    sent: list[tuple[int, int | None, bool, bool, int]], template_bits: int, difficulty: int,
+    target: int | None, seen_before: set[int],
+) -> None:  # fmt: skip
+    prev = b"\x11" * 32
+
+    def header(nonce: int, bits: int, same_parent: bool) -> bytes:
+        return struct.pack("<i32s32sIII", 0x20000000, prev if same_parent else b"\x22" * 32,
+                           b"\x33" * 32, 1_700_000_000, bits, nonce)  # fmt: skip
+
+    template = WorkTemplate("tpl-1", prev, template_bits, 1)
+    shares = [
+        Share("miner", "tpl-1" if same_template else "tpl-0",
+              header(nonce, template_bits if bits is None else bits, parent)[:length], difficulty)
+        for nonce, bits, parent, same_template, length in sent
+    ]  # fmt: skip
+    seen = {bitcoin.double_sha256(header(n, template_bits, True)) for n in seen_before}
+    expected_seen = set(seen)
+    expected = one_by_one(shares, template, expected_seen, target)
+    got = bitcoin.validate_headers(
+        [(s.miner_id, s.template_id, s.header) for s in shares], difficulty, template, seen,
+        target=target,
+    )  # fmt: skip
+    event(f"{sum(isinstance(v, bitcoin.AcceptedShare) for v in expected)} accepted")
+    assert [v if isinstance(v, bitcoin.AcceptedShare) else (v.reason, v.message) for v in got] == (
+        expected
+    )
+    assert seen == expected_seen  # the accepted hashes, and only those, were added
