@@ -262,6 +262,21 @@ class NotAMaintainer(SignatureInvalid):
     code = "not-a-maintainer"
 
 
+class ReversalRefused(PolicyViolation):
+    """A slashing reversal is not (or no longer) allowed: too few distinct maintainers, a log
+    index that is no slashing of that node, a slashing reversed already or superseded by a
+    later one (docs/slashing.md, "Appeals"); the HTTP API answers 409."""
+
+    code = "reversal-refused"
+
+
+class AcknowledgerMayNotReverse(ReversalRefused):
+    """A maintainer who acknowledged a slashing signed its reversal: an appeal is reviewed by
+    maintainers not among those who acknowledged it; the HTTP API answers 403."""
+
+    code = "acknowledger-may-not-reverse"
+
+
 class RoleRequired(DomainError):
     """A governance statement verifies, but its signer does not hold the role the action
     needs (a core maintainer, a treasury multisig holder; SRS-GOV-04/05); the HTTP API

@@ -20,7 +20,7 @@ from owm_core.nodes.activity import HeartbeatCount
 from owm_core.payments.records import AttemptOutcome, PaymentAttempt, RewardPayment
 from owm_core.stake.changes import StakeChange
 from owm_core.stake.channel import StakeStatus
-from owm_core.stake.slashing import SlashingLogEntry
+from owm_core.stake.slashing import SlashingLogEntry, SlashingLogRecord
 
 STAKE_STATUSES = (StakeStatus.ACTIVE, StakeStatus.DEGRADED, StakeStatus.SUSPENDED)
 """Stake changes the stake chart counts (slashing comes from the public log)."""
@@ -132,9 +132,10 @@ def latency(window: Window, settled: Iterable[RewardPayment]) -> Latency:
 
 
 def stake_events(
-    window: Window, changes: Iterable[StakeChange], slashed: Iterable[SlashingLogEntry]
+    window: Window, changes: Iterable[StakeChange], slashed: Iterable[SlashingLogRecord]
 ) -> dict[str, tuple[int, ...]]:
-    """Per bucket: stakes that became active, degraded or suspended, and slashing-log entries."""
+    """Per bucket: stakes that became active, degraded or suspended, and slashings (the
+    log's slashing entries; a reversal is not a slashing)."""
     counts = {s.value: [0] * window.count for s in STAKE_STATUSES}
     counts["slashed"] = [0] * window.count
     for change in changes:
@@ -143,7 +144,7 @@ def stake_events(
             counts[change.status.value][i] += 1
     for entry in slashed:
         i = window.index(entry.at)
-        if i is not None:
+        if i is not None and isinstance(entry, SlashingLogEntry):
             counts["slashed"][i] += 1
     return {name: tuple(values) for name, values in counts.items()}
 

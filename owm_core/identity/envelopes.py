@@ -100,6 +100,7 @@ class EnvelopeKind(enum.Enum):
     BALANCE_REQUEST = "balance_request"
     OUTPUT_REQUEST = "output_request"
     GOVERNANCE_STATEMENT = "governance_statement"
+    SLASHING_REVERSAL = "slashing_reversal"
 
 
 # --- canonical encoding -------------------------------------------------------------------
@@ -431,6 +432,20 @@ class MaintainerAcknowledgement(BodyFields):
     )
 
 
+@attrs.frozen
+class SlashingReversal(BodyFields):
+    """A maintainer's signed statement that an appeal against slashing-log entry ``log_index``
+    (about ``node_id``) is upheld and the slashing is to be reversed (docs/slashing.md,
+    "Appeals"; SRS-STAKE-07, SRS-SEC-11). Two such statements from distinct configured
+    maintainers, neither of whom acknowledged the slashing, reverse it
+    (``owm_core.stake.reversals``)."""
+
+    KIND: ClassVar[EnvelopeKind] = EnvelopeKind.SLASHING_REVERSAL
+
+    log_index: int = attrs.field(validator=fields.integer(minimum=0, maximum=INT_MAX))
+    node_id: str = attrs.field(validator=_node_id)
+
+
 MAX_REJECTION_FIELD_CHARS = 200
 MAX_REJECTION_REASON_CHARS = 1_000
 
@@ -556,7 +571,7 @@ class GovernanceStatement(BodyFields):
 Body = (
     CapabilityManifest | Heartbeat | TaskProof | MaintainerAcknowledgement | TaskRejection
     | TaskCommitment | PayoutQuery | PayoutInvoice | TaskSubmission | BalanceRequest
-    | OutputRequest | GovernanceStatement
+    | OutputRequest | GovernanceStatement | SlashingReversal
 )
 
 _BODY_TYPES: dict[EnvelopeKind, Any] = {
@@ -572,6 +587,7 @@ _BODY_TYPES: dict[EnvelopeKind, Any] = {
     EnvelopeKind.BALANCE_REQUEST: BalanceRequest,
     EnvelopeKind.OUTPUT_REQUEST: OutputRequest,
     EnvelopeKind.GOVERNANCE_STATEMENT: GovernanceStatement,
+    EnvelopeKind.SLASHING_REVERSAL: SlashingReversal,
 }
 
 

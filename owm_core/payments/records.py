@@ -236,3 +236,21 @@ def forfeit(payment: RewardPayment, now: int) -> RewardPayment:
 def is_forfeited(payment: RewardPayment) -> bool:
     """Whether ``payment`` was forfeited by a slashing and must never be sent (SRS-SEC-11)."""
     return payment.state is PaymentState.FAILED and payment.last_error == FORFEIT_ERROR
+
+
+REINSTATED_ERROR = "reinstated: slashing reversed on appeal"
+"""``last_error`` of a forfeited payment re-issued by a reversal: failed, so due again."""
+
+
+def reinstate(payment: RewardPayment, now: int) -> RewardPayment:
+    """A forfeited payment made payable again because its slashing was reversed on appeal.
+
+    It stays ``failed`` (it was never sent: the forfeit's attempt is a bookkeeping one), with
+    :data:`REINSTATED_ERROR` instead of :data:`FORFEIT_ERROR`, so the dispatcher retries it as
+    any failed payment (looked up first, then sent under the same payment hash, once). Only a
+    forfeited payment may be reinstated (InvalidTransition otherwise), so reinstating it twice
+    is impossible (SRS-SEC-11, SRS-LN-04).
+    """
+    if not is_forfeited(payment):
+        raise InvalidTransition(f"payment {payment.payment_id} is not forfeited")
+    return _touch(payment, now, last_error=REINSTATED_ERROR)

@@ -14,6 +14,7 @@ States and moves (every other move raises :class:`~owm_core.errors.InvalidTransi
     pending|active|degraded|suspended ──cooperatively_closed──> deregistered  (no cooldown,
                                                                                SRS-STAKE-08)
     any state but slashed ──slashed──> slashed   (30-day cooldown by public key, SRS-STAKE-07)
+    slashed ──reinstated (slashing reversed on appeal)──> deregistered  (cooldown lifted)
     deregistered | suspended | slashed after its cooldown ──register──> pending (a new Stake)
 
 The spec's public node status shows both ``suspended`` and ``slashed`` as "suspended"; they are
@@ -455,6 +456,22 @@ class Stake:
         """
         self._expect(now, set(StakeStatus) - {StakeStatus.SLASHED}, "slash")
         return self._unverified(now, StakeStatus.SLASHED, cooldown_until=now + policy.cooldown_s)
+
+    def reinstated(self, now: int) -> Stake:
+        """The slashing was reversed on appeal: the cooldown is lifted (SRS-STAKE-07).
+
+        The stake ends as ``deregistered``, the state of a key that left without misbehaving:
+        its channel was force-closed, so the node registers again, at once, with a channel.
+        """
+        self._expect(now, {StakeStatus.SLASHED}, "reinstate")
+        return fields.evolve(
+            self,
+            status=StakeStatus.DEREGISTERED,
+            changed_at=now,
+            next_verification_at=None,
+            grace_until=None,
+            cooldown_until=None,
+        )
 
     # --- internals ----------------------------------------------------------------------
 

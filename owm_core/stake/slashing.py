@@ -55,7 +55,7 @@ from typing import Any, ClassVar
 import attrs
 
 from owm_core import fields
-from owm_core.errors import DomainError, PolicyViolation
+from owm_core.errors import DomainError, InvalidValue, PolicyViolation
 from owm_core.identity.chained_log import GENESIS_HASH as GENESIS_HASH
 from owm_core.identity.chained_log import (
     LogVerification,
@@ -397,8 +397,68 @@ class SlashingLogEntry(SignedLogEntry):
         return cls.from_dict(parse_canonical_json(data, "entry"))
 
 
+def _to_maintainers(value: object) -> object:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _maintainers(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, tuple) or list(value) != sorted(set(value)):
+        raise InvalidValue(attribute.name, "must be distinct public keys in ascending order")
+    for key in value:
+        parse_public_key(key, attribute.name)
+
+
+@attrs.frozen
+class SlashingReversalEntry(SignedLogEntry):
+    """A reversed slashing, chained and signed like every slashing-log entry (docs/slashing.md,
+    "Appeals"; SRS-STAKE-06/07, SRS-LN-13).
+
+    ``reverses`` is the index of the :class:`SlashingLogEntry` it reverses, whose ``node_id``,
+    ``channel_id`` and ``reason`` it repeats; ``maintainers`` are the distinct maintainer keys
+    whose ``slashing_reversal`` statements upheld the appeal and ``statement_hash`` the SHA-256
+    of the sorted set of those statements' hashes (SHA-256 of each canonical envelope). Its
+    published form is told apart from a slashing by its ``reverses`` field; slashing entries
+    keep exactly their fields, so a log written before reversals existed verifies unchanged.
+    """
+
+    LOG: ClassVar[str] = "slashing log"
+    DOMAIN: ClassVar[bytes] = LOG_DOMAIN
+
+    index: int = attrs.field(validator=fields.integer(minimum=0))
+    prev_hash: str = attrs.field(validator=fields.hex_digest(32))
+    reverses: int = attrs.field(validator=fields.integer(minimum=0))
+    node_id: str = attrs.field(validator=_node_id)
+    channel_id: str = attrs.field(validator=_CHANNEL)
+    reason: SlashingReason = attrs.field(converter=_to_reason, validator=_REASON)
+    maintainers: tuple[str, ...] = attrs.field(converter=_to_maintainers, validator=_maintainers)
+    statement_hash: str = attrs.field(validator=fields.hex_digest(32))
+    at: int = attrs.field(validator=fields.timestamp())
+    signature: str = attrs.field(validator=fields.hex_digest(64))
+
+    def signed_fields(self) -> dict[str, Any]:
+        """Every field but the signature; ``maintainers`` as a list (canonical JSON)."""
+        return {**super().signed_fields(), "maintainers": list(self.maintainers)}
+
+
+SlashingLogRecord = SlashingLogEntry | SlashingReversalEntry
+"""One entry of the slashing log: a slashing or the reversal of one."""
+
+
+def log_entry_from_dict(data: object) -> SlashingLogRecord:
+    """Read one published slashing-log entry: a reversal when it has ``reverses``, else a
+    slashing (unknown or missing fields raise ``InvalidValue``)."""
+    if isinstance(data, dict) and "reverses" in data:
+        return SlashingReversalEntry.from_dict(data)
+    return SlashingLogEntry.from_dict(data)
+
+
+def statement_digest(statement_hashes: Iterable[str]) -> str:
+    """The ``statement_hash`` of a reversal: SHA-256 of the sorted set of statement hashes."""
+    return _evidence_digest(statement_hashes)
+
+
 def append_to_log(
-    coordinator: Identity, previous: SlashingLogEntry | None, decision: SlashingDecision
+    coordinator: Identity, previous: SlashingLogRecord | None, decision: SlashingDecision
 ) -> SlashingLogEntry:
     """The next log entry recording ``decision``, chained to ``previous`` and signed by the
     coordinator key (SRS-LN-13). Persisting it is the caller's job; every store checks the
@@ -413,13 +473,13 @@ def append_to_log(
     ).signed(coordinator)
 
 
-def signed_by(entry: SlashingLogEntry, coordinator_pubkey: str) -> bool:
+def signed_by(entry: SlashingLogRecord, coordinator_pubkey: str) -> bool:
     """Whether ``entry``'s signature is the coordinator key's over its fields (not the chain)."""
     return entry.signed_by(coordinator_pubkey)
 
 
 def verify_log(
-    entries: Iterable[SlashingLogEntry],
+    entries: Iterable[SlashingLogRecord],
     coordinator_pubkey: str,
     expected_head: str | None = None,
 ) -> LogVerification:
@@ -427,13 +487,40 @@ def verify_log(
 
     Detects an edited entry (signature), a removed, inserted or reordered entry (index and
     ``prev_hash`` chain), and with ``expected_head`` (the last entry's hash, or
-    :data:`GENESIS_HASH` for an empty log) a truncated or extended log.
+    :data:`GENESIS_HASH` for an empty log) a truncated or extended log. A reversal must name
+    an earlier slashing of the same node (channel, reason) not reversed before, backed by at
+    least :data:`MAINTAINER_QUORUM` maintainers (:func:`reversal_problem`).
     """
     parse_public_key(coordinator_pubkey, "coordinator_pubkey")
+    seen: list[SlashingLogRecord] = []
 
-    def forged(entry: SlashingLogEntry) -> str | None:
-        if entry.signed_by(coordinator_pubkey):
-            return None
-        return "signature does not verify: entry edited or forged"
+    def problem_of(entry: SlashingLogRecord) -> str | None:
+        if not entry.signed_by(coordinator_pubkey):
+            return "signature does not verify: entry edited or forged"
+        problem = None
+        if isinstance(entry, SlashingReversalEntry):
+            problem = reversal_problem(entry, seen)
+        seen.append(entry)
+        return problem
 
-    return verify_chain(entries, forged, expected_head)
+    return verify_chain(entries, problem_of, expected_head)
+
+
+def reversal_problem(
+    entry: SlashingReversalEntry, earlier: Sequence[SlashingLogRecord]
+) -> str | None:
+    """Why ``entry`` is no valid reversal given the ``earlier`` entries of the log, or None."""
+    if entry.reverses >= len(earlier):
+        return f"reversal references entry {entry.reverses}, which is not an earlier entry"
+    target = earlier[entry.reverses]
+    if not isinstance(target, SlashingLogEntry):
+        return f"reversal references entry {entry.reverses}, which is not a slashing"
+    if (target.node_id, target.channel_id, target.reason) != (
+        entry.node_id, entry.channel_id, entry.reason,
+    ):
+        return f"reversal does not match slashing entry {entry.reverses} (node, channel, reason)"
+    if any(isinstance(e, SlashingReversalEntry) and e.reverses == entry.reverses for e in earlier):
+        return f"slashing entry {entry.reverses} is reversed twice"
+    if len(entry.maintainers) < MAINTAINER_QUORUM:
+        return f"reversal names fewer than {MAINTAINER_QUORUM} distinct maintainers"
+    return None
