@@ -12,7 +12,7 @@ from owm_core.stake.channel import Stake
 from owm_core.stake.reporters import ChannelBindings
 from owm_core.stake.slashing import (
     SlashingDecision,
-    SlashingLogEntry,
+    SlashingLogRecord,
     SlashingSignal,
     check_next_entry,
 )
@@ -93,19 +93,19 @@ class MemoryChannelBindingRepository(StateRepository):
 class MemorySlashingLogRepository(StateRepository):
     """The slashing log as an append-only list."""
 
-    def append(self, entry: SlashingLogEntry) -> None:
+    def append(self, entry: SlashingLogRecord) -> None:
         """Append ``entry``; Conflict unless its index and prev_hash continue the latest entry."""
         with self._lock:
             check_next_entry(self.latest(), entry)
             self._state.slashing_log.append(entry)
 
-    def entries(self, start: int = 0, limit: int | None = None) -> Sequence[SlashingLogEntry]:
+    def entries(self, start: int = 0, limit: int | None = None) -> Sequence[SlashingLogRecord]:
         """Entries with index ≥ ``start``, in index order, at most ``limit`` of them."""
         with self._lock:
             chosen = [e for e in self._state.slashing_log if e.index >= start]
             return chosen if limit is None else chosen[:limit]
 
-    def latest(self) -> SlashingLogEntry | None:
+    def latest(self) -> SlashingLogRecord | None:
         """The last entry (the head of the chain), or None for an empty log."""
         with self._lock:
             return self._state.slashing_log[-1] if self._state.slashing_log else None
@@ -201,3 +201,33 @@ class MemorySlashingEvidenceRepository(StateRepository):
                     acks[sig] = (seq, n, e, at, closed_at)
                     closed += 1
         return closed
+
+    def decision_for(
+        self, node_id: str, evidence_hash: str, reason: str
+    ) -> SlashingDecision | None:
+        """The latest decision to slash ``node_id`` for this evidence and reason, or None."""
+        with self._lock:
+            found = [
+                d for _, (d, _f) in sorted(self._state.slashing_decisions.items())
+                if (d.node_id, d.evidence_hash, d.reason.value) == (node_id, evidence_hash, reason)
+            ]  # fmt: skip
+        return found[-1] if found else None
+
+    def add_reversal_statement(self, log_index: int, envelope: Envelope, received_at: int) -> bool:
+        """Store a reversal statement; False if its signature is already known."""
+        with self._lock:
+            if envelope.signature in self._state.reversal_statements:
+                return False
+            row = (self._state.next_seq(), log_index, envelope, received_at)
+            self._state.reversal_statements[envelope.signature] = row
+            return True
+
+    def reversal_statements(self, log_index: int) -> Sequence[Envelope]:
+        """The reversal statements about ``log_index``, oldest first."""
+        with self._lock:
+            rows = [
+                (at, seq, e)
+                for seq, i, e, at in self._state.reversal_statements.values()
+                if i == log_index
+            ]
+        return [e for _, _, e in sorted(rows, key=lambda r: (r[0], r[1]))]

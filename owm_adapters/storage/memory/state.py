@@ -40,7 +40,7 @@ from owm_core.stake.changes import StakeChange
 from owm_core.stake.channel import Stake
 from owm_core.stake.slashing import (
     SlashingDecision,
-    SlashingLogEntry,
+    SlashingLogRecord,
     SlashingSignal,
 )
 
@@ -69,13 +69,15 @@ class State:
     payment_ids: dict[str, str] = attrs.Factory(dict)
     payments_by_node: dict[str, tuple[str, ...]] = attrs.Factory(dict)
     attempts: list[PaymentAttempt] = attrs.Factory(list)
-    slashing_log: list[SlashingLogEntry] = attrs.Factory(list)
+    slashing_log: list[SlashingLogRecord] = attrs.Factory(list)
     # slashing evidence: values are replaced, never mutated, so snapshots stay independent
     slashing_signals: dict[tuple[str, str, str, str], tuple[int, SlashingSignal, int | None]] = (
         attrs.Factory(dict)
     )
     slashing_acks: dict[str, tuple[int, str, Envelope, int, int | None]] = attrs.Factory(dict)
     slashing_decisions: dict[int, tuple[SlashingDecision, int | None]] = attrs.Factory(dict)
+    # maintainers' reversal statements by signature: (seq, log index, envelope, received at)
+    reversal_statements: dict[str, tuple[int, int, Envelope, int]] = attrs.Factory(dict)
     proposals: dict[str, Proposal] = attrs.Factory(dict)
     governance_log: list[GovernanceLogEntry] = attrs.Factory(list)
     treasury_spends: dict[str, TreasurySpend] = attrs.Factory(dict)

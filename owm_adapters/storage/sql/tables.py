@@ -255,6 +255,10 @@ slashing_log = Table(
     Column("evidence_hash", String(64), nullable=False),
     _time("at"),
     Column("signature", String(128), nullable=False),
+    # a reversal (migration 0031): the slashing it reverses and its maintainers (JSON list);
+    # its statement hash is kept in ``evidence_hash``. NULL on slashing entries.
+    Column("reverses", BigInteger, nullable=True),
+    Column("maintainers", Text, nullable=True),
 )
 
 proposals = Table(
@@ -614,6 +618,17 @@ slashing_decisions = Table(
     Column("cooldown_s", BigInteger, nullable=False),
     _time("finished_at", nullable=True),
     Index(None, "node_id", "finished_at"),
+)
+
+slashing_reversal_statements = Table(
+    "slashing_reversal_statements",
+    metadata,
+    _seq(),
+    Column("signature", String(128), nullable=False, unique=True),
+    Column("log_index", BigInteger, nullable=False, index=True),
+    Column("signer", String(64), nullable=False),
+    Column("envelope", LargeBinary, nullable=False),
+    _time("received_at"),
 )
 
 # -- answered conglomerate queries, for GET /v1/query/{query_id} (migration 0007) --------------

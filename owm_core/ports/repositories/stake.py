@@ -12,7 +12,7 @@ from typing import Protocol
 from owm_core.identity.envelopes import Envelope
 from owm_core.stake.changes import StakeChange
 from owm_core.stake.channel import Stake
-from owm_core.stake.slashing import SlashingDecision, SlashingLogEntry, SlashingSignal
+from owm_core.stake.slashing import SlashingDecision, SlashingLogRecord, SlashingSignal
 
 
 class StakeRepository(Protocol):
@@ -58,18 +58,19 @@ class SlashingLogRepository(Protocol):
     """The public, append-only, hash-chained slashing log (SRS-STAKE-06, SRS-LN-13).
 
     There is no update or delete: entries are immutable once appended (the SQL adapter also
-    refuses UPDATE and DELETE in the database itself).
+    refuses UPDATE and DELETE in the database itself). An entry is a slashing or the reversal
+    of one (:data:`~owm_core.stake.slashing.SlashingLogRecord`), in one chain.
     """
 
-    def append(self, entry: SlashingLogEntry) -> None:
+    def append(self, entry: SlashingLogRecord) -> None:
         """Append ``entry``; Conflict unless its index and prev_hash continue the latest entry."""
         ...
 
-    def entries(self, start: int = 0, limit: int | None = None) -> Sequence[SlashingLogEntry]:
+    def entries(self, start: int = 0, limit: int | None = None) -> Sequence[SlashingLogRecord]:
         """Entries with index ≥ ``start``, in index order, at most ``limit`` of them."""
         ...
 
-    def latest(self) -> SlashingLogEntry | None:
+    def latest(self) -> SlashingLogRecord | None:
         """The last entry (the head of the chain), or None for an empty log."""
         ...
 
@@ -120,4 +121,20 @@ class SlashingEvidenceRepository(Protocol):
 
     def close_evidence(self, node_id: str, closed_at: int) -> int:
         """Close the node's open evidence without a decision; returns how many were open."""
+        ...
+
+    def decision_for(
+        self, node_id: str, evidence_hash: str, reason: str
+    ) -> SlashingDecision | None:
+        """The latest decision (finished or not) to slash ``node_id`` for this evidence and
+        reason: whose acknowledgements it counted (``supporters``), for an appeal."""
+        ...
+
+    def add_reversal_statement(self, log_index: int, envelope: Envelope, received_at: int) -> bool:
+        """Store a maintainer's ``slashing_reversal`` envelope about slashing-log entry
+        ``log_index`` (kept for the record); False if its signature is already known."""
+        ...
+
+    def reversal_statements(self, log_index: int) -> Sequence[Envelope]:
+        """The reversal statements about slashing-log entry ``log_index``, oldest first."""
         ...

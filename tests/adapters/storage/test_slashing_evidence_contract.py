@@ -11,16 +11,26 @@ import os
 
 import pytest
 
+from owm_core.errors import Conflict
+from owm_core.identity.chained_log import chain_position
 from owm_core.identity.envelopes import (
     AckVerdict,
     Envelope,
     EnvelopeKind,
     MaintainerAcknowledgement,
+    SlashingReversal,
     seal,
 )
 from owm_core.identity.keys import Identity
 from owm_core.nodes.tiers import Tier
-from owm_core.stake.slashing import SlashingDecision, SlashingReason, SlashingSignal
+from owm_core.stake.slashing import (
+    SlashingDecision,
+    SlashingReason,
+    SlashingReversalEntry,
+    SlashingSignal,
+    append_to_log,
+    verify_log,
+)
 from tests.adapters.storage import test_repositories_contract as contract
 from tests.adapters.storage.test_repositories_contract import Backend
 
@@ -33,6 +43,8 @@ T0 = 1_800_000_000
 NODE = Identity.from_seed(b"\x05" * 32).node_id
 OTHER = Identity.from_seed(b"\x06" * 32).node_id
 MAINTAINER = Identity.from_seed(b"\x09" * 32)
+OTHER_MAINTAINER = Identity.from_seed(b"\x0a" * 32)
+COORDINATOR = Identity.from_seed(b"\x0b" * 32)
 
 
 def evidence(label: str) -> str:
@@ -99,3 +111,55 @@ def test_a_decision_is_written_ahead_and_finishing_it_closes_the_evidence_for_go
     assert store.open_signals(NODE) == [] and store.open_acknowledgements(NODE) == []
     assert not store.add_signal(signal("a"))  # closed evidence never counts again
     assert store.open_node_ids() == []
+
+
+def reversal(who: Identity, index: int = 0, at: int = T0) -> Envelope:
+    body = SlashingReversal(log_index=index, node_id=NODE)
+    return seal(who, EnvelopeKind.SLASHING_REVERSAL, body, os.urandom(16), at)
+
+
+def test_reversal_statements_are_kept_per_log_index_once_each_across_a_reopen(
+    backend: Backend,
+) -> None:
+    store = backend.repos.slashing_evidence
+    first, second = reversal(MAINTAINER), reversal(OTHER_MAINTAINER)
+    assert store.add_reversal_statement(0, second, T0 + 5)
+    assert store.add_reversal_statement(0, first, T0 + 1)
+    assert not store.add_reversal_statement(0, first, T0 + 9)
+    assert store.add_reversal_statement(3, reversal(MAINTAINER, 3), T0)
+    again = backend.reopen().slashing_evidence
+    assert again.reversal_statements(0) == [first, second]
+    assert [e.signer for e in again.reversal_statements(3)] == [MAINTAINER.public_key_hex]
+    assert again.reversal_statements(1) == []
+
+
+def test_the_decision_behind_a_slashing_is_found_by_its_node_evidence_and_reason(
+    backend: Backend,
+) -> None:
+    store = backend.repos.slashing_evidence
+    made = decision()
+    store.begin_decision(made)
+    store.finish_decision(NODE, T0 + 1)
+    found = backend.reopen().slashing_evidence.decision_for(NODE, evidence("e"), "fake_proof")
+    assert found == made and found.supporters == ("a" * 64, "b" * 64)
+    assert store.decision_for(NODE, evidence("e"), "poisoned_update") is None
+    assert store.decision_for(OTHER, evidence("e"), "fake_proof") is None
+
+
+def test_a_reversal_entry_is_chained_stored_and_read_back_beside_the_slashings(
+    backend: Backend,
+) -> None:
+    log = backend.repos.slashing_log
+    slash = append_to_log(COORDINATOR, None, decision())
+    log.append(slash)
+    entry = SlashingReversalEntry(
+        **chain_position(slash), reverses=0, node_id=NODE, channel_id=slash.channel_id,
+        reason=slash.reason, statement_hash=evidence("statements"), at=T0 + 50,
+        maintainers=tuple(sorted([MAINTAINER.public_key_hex, OTHER_MAINTAINER.public_key_hex])),
+    ).signed(COORDINATOR)  # fmt: skip
+    log.append(entry)
+    with pytest.raises(Conflict):
+        log.append(entry)  # a replay does not chain
+    again = backend.reopen().slashing_log
+    assert again.entries() == [slash, entry] and again.latest() == entry
+    assert verify_log(again.entries(), COORDINATOR.public_key_hex, entry.entry_hash()).ok

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, insert, select, union_all, update
+from sqlalchemy import Connection, Row, Table, func, insert, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -21,6 +22,8 @@ from owm_core.identity.envelopes import Envelope, to_bytes
 from owm_core.stake.slashing import (
     SlashingDecision,
     SlashingLogEntry,
+    SlashingLogRecord,
+    SlashingReversalEntry,
     SlashingSignal,
     check_next_entry,
 )
@@ -34,16 +37,53 @@ register_row(
 )
 
 
+def _log_row(entry: SlashingLogRecord) -> dict[str, Any]:
+    """The ``slashing_log`` row of a slashing (its registered shape) or of a reversal (its
+    statement hash in ``evidence_hash``, its maintainers as a JSON list)."""
+    if isinstance(entry, SlashingLogEntry):
+        return to_row(entry)
+    return {
+        "entry_index": entry.index,
+        "prev_hash": entry.prev_hash,
+        "node_id": entry.node_id,
+        "channel_id": entry.channel_id,
+        "reason": entry.reason.value,
+        "evidence_hash": entry.statement_hash,
+        "at": int64("at", entry.at),
+        "signature": entry.signature,
+        "reverses": entry.reverses,
+        "maintainers": json.dumps(list(entry.maintainers)),
+    }
+
+
+def _log_entry(row: Row[Any]) -> SlashingLogRecord:
+    """The entry a ``slashing_log`` row holds (a reversal when ``reverses`` is set)."""
+    if row.reverses is None:
+        return from_row(row, SlashingLogEntry)
+    return SlashingReversalEntry(
+        index=row.entry_index,
+        prev_hash=row.prev_hash,
+        reverses=row.reverses,
+        node_id=row.node_id,
+        channel_id=row.channel_id,
+        reason=row.reason,
+        maintainers=tuple(json.loads(row.maintainers)),
+        statement_hash=row.evidence_hash,
+        at=row.at,
+        signature=row.signature,
+    )
+
+
 class SqlSlashingLogRepository(SqlRepository):
     """The slashing log in ``slashing_log``: insert only (the database refuses UPDATE/DELETE)."""
 
-    def append(self, entry: SlashingLogEntry) -> None:
+    def append(self, entry: SlashingLogRecord) -> None:
         """Append ``entry``; Conflict unless its index and prev_hash continue the latest entry."""
         with self._db.tx(write=True) as conn:
             check_next_entry(self._latest(conn), entry)
-            conn.execute(insert(t.slashing_log).values(to_row(entry)))
+            conn.execute(insert(t.slashing_log).values(_log_row(entry)))
 
-    def entries(self, start: int = 0, limit: int | None = None) -> Sequence[SlashingLogEntry]:
+    def entries(self, start: int = 0, limit: int | None = None) -> Sequence[SlashingLogRecord]:
         """Entries with index ≥ ``start``, in index order, at most ``limit`` of them."""
         c = t.slashing_log.c
         query = (
@@ -53,18 +93,18 @@ class SqlSlashingLogRepository(SqlRepository):
             .limit(limit)
         )
         with self._db.tx() as conn:
-            return [from_row(r, SlashingLogEntry) for r in conn.execute(query).all()]
+            return [_log_entry(r) for r in conn.execute(query).all()]
 
-    def latest(self) -> SlashingLogEntry | None:
+    def latest(self) -> SlashingLogRecord | None:
         """The last entry (the head of the chain), or None for an empty log."""
         with self._db.tx() as conn:
             return self._latest(conn)
 
     @staticmethod
-    def _latest(conn: Connection) -> SlashingLogEntry | None:
+    def _latest(conn: Connection) -> SlashingLogRecord | None:
         query = select(t.slashing_log).order_by(t.slashing_log.c.entry_index.desc()).limit(1)
         row = conn.execute(query).first()
-        return None if row is None else from_row(row, SlashingLogEntry)
+        return None if row is None else _log_entry(row)
 
 
 class SqlSlashingEvidenceRepository(EnvelopeRepository):
@@ -197,3 +237,36 @@ class SqlSlashingEvidenceRepository(EnvelopeRepository):
             )
             closed += done.rowcount
         return closed
+
+    def decision_for(
+        self, node_id: str, evidence_hash: str, reason: str
+    ) -> SlashingDecision | None:
+        """The latest decision to slash ``node_id`` for this evidence and reason, or None."""
+        c = t.slashing_decisions.c
+        query = (
+            select(t.slashing_decisions)
+            .where(c.node_id == node_id, c.evidence_hash == evidence_hash, c.reason == reason)
+            .order_by(c.seq.desc())
+            .limit(1)
+        )
+        with self._db.tx() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else from_row(row, SlashingDecision)
+
+    def add_reversal_statement(self, log_index: int, envelope: Envelope, received_at: int) -> bool:
+        """Store a reversal statement; False if its signature is already known."""
+        row = {
+            "signature": envelope.signature,
+            "log_index": int64("log_index", log_index),
+            "signer": envelope.signer,
+            "envelope": to_bytes(envelope),
+            "received_at": int64("received_at", received_at),
+        }
+        return self._insert_new(t.slashing_reversal_statements, row, ["signature"])
+
+    def reversal_statements(self, log_index: int) -> Sequence[Envelope]:
+        """The reversal statements about ``log_index``, oldest first."""
+        c = t.slashing_reversal_statements.c
+        return self._envelopes(
+            select(c.envelope).where(c.log_index == log_index).order_by(c.received_at, c.seq)
+        )
