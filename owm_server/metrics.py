@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 
 from owm_adapters.bootstrap.settings import ConfigError
 from owm_adapters.services.coordinator.service import CoordinatorService
+from owm_core.stake.slashing import SlashingLogEntry
 from owm_server.grpc.metrics import RpcMetrics
 from owm_server.http.metrics import HttpMetrics
 
@@ -81,7 +82,9 @@ def stake_figures(service: CoordinatorService) -> dict[str, int]:
         if stake.status in (StakeStatus.ACTIVE, StakeStatus.DEGRADED):
             staked += stake.capacity_sat
     recent = sum(
-        1 for e in repositories.slashing_log.entries(0, None) if e.at >= now - SLASHING_WINDOW_S
+        1
+        for e in repositories.slashing_log.entries(0, None)
+        if isinstance(e, SlashingLogEntry) and e.at >= now - SLASHING_WINDOW_S
     )
     return {
         "active_channels": active,

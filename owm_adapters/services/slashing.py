@@ -37,7 +37,10 @@ Feeds (wired by ``owm_adapters.bootstrap.coordinator.build_coordinator``):
   node's signed proof envelope;
 * FL anomaly signals through :meth:`SlashingService.report` (``bootstrap.slashing_sink_for``);
 * maintainer acknowledgements through :meth:`SlashingService.acknowledge`
-  (``POST /v1/slashing/acknowledgements``, ``owm slashing ack --api``).
+  (``POST /v1/slashing/acknowledgements``, ``owm slashing ack --api``);
+* maintainers' reversal statements on an upheld appeal through
+  ``SlashingService.reversals`` (``POST /v1/slashing/reversals``,
+  ``owm slashing reverse --api``; :mod:`owm_adapters.services.slashing_reversals`).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 
+from owm_adapters.services.slashing_reversals import SlashingReversals
 from owm_adapters.services.workers import Loop
 from owm_core.coordination.stakes import reporter_stakes
 from owm_core.coordination.tasks import siblings, task_id_of
@@ -191,6 +195,10 @@ class SlashingService:
     resume_period_s: float = RESUME_PERIOD_S
     _lock: threading.RLock = attrs.field(factory=threading.RLock, init=False)
     _loop: Loop = attrs.field(init=False)
+    #: Maintainers' reversal statements on upheld appeals (``slashing_reversals``), same lock.
+    reversals: SlashingReversals = attrs.field(init=False, default=attrs.Factory(
+        lambda s: SlashingReversals(s.repositories, s.coordinator, s.clock, s.policy, s._lock),
+        takes_self=True))  # fmt: skip
 
     @_loop.default
     def _resume_loop(self) -> Loop:
@@ -424,7 +432,7 @@ class SlashingService:
         with self._lock:
             entry, logged = self._log(decision)
             slashed = self._slash_stake(decision)
-            forfeited = self._forfeit(decision.node_id)
+            forfeited = forfeit_rewards(self.repositories, decision.node_id, self.clock.now())
             txid = self._force_close(decision.channel_id)
         log.warning("node %s slashed (%s); log entry %d; channel %s", decision.node_id,
                     decision.reason.value, entry.index, decision.channel_id, extra={
@@ -434,7 +442,9 @@ class SlashingService:
     def _log(self, decision: SlashingDecision) -> tuple[SlashingLogEntry, bool]:
         log_repo = self.repositories.slashing_log
         for existing in log_repo.entries(0, None):
-            if (existing.node_id, existing.evidence_hash, existing.reason) == (
+            if isinstance(existing, SlashingLogEntry) and (
+                existing.node_id, existing.evidence_hash, existing.reason
+            ) == (
                 decision.node_id, decision.evidence_hash, decision.reason,
             ):
                 return existing, False
@@ -454,27 +464,29 @@ class SlashingService:
                 self.repositories.nodes.save(attrs.evolve(node, reliability_ppm=0, suspended=True))
         return changed
 
-    def _forfeit(self, node_id: str) -> int:
-        payments = self.repositories.payments
-        total = 0
-        now = self.clock.now()
-        for payment in payments.for_node(node_id, MAX_FORFEIT_SCAN):
-            if payment.state not in (PaymentState.PENDING, PaymentState.FAILED):
-                continue
-            if is_forfeited(payment):
-                continue
-            closed = forfeit(payment, now)
-            payments.upsert(closed)
-            payments.log_attempt(attempt_record(closed, AttemptOutcome.FAILED, now))
-            total += payment.amount_msat
-        return total
-
     def _force_close(self, channel_point: str) -> str | None:
         """Force-close once; a channel no longer open counts as done (SRS-STAKE-05)."""
         try:
             return self.force_closer.force_close(channel_point)
         except ChannelNotFound:
             return None
+
+
+def forfeit_rewards(repositories: Repositories, node_id: str, now: int) -> int:
+    """Forfeit the slashed node's unpaid rewards (pending or failed) and log each as a failed
+    attempt; returns the msat forfeited (SRS-SEC-11). A payment in flight is left alone."""
+    payments = repositories.payments
+    total = 0
+    for payment in payments.for_node(node_id, MAX_FORFEIT_SCAN):
+        if payment.state not in (PaymentState.PENDING, PaymentState.FAILED):
+            continue
+        if is_forfeited(payment):
+            continue
+        closed = forfeit(payment, now)
+        payments.upsert(closed)
+        payments.log_attempt(attempt_record(closed, AttemptOutcome.FAILED, now))
+        total += payment.amount_msat
+    return total
 
 
 def stake_backed(

@@ -34,6 +34,7 @@ from starlette.routing import BaseRoute, Route
 from owm_adapters.services.api import ApiServices, ReadCache
 from owm_core.market.tasks import Task, TaskState
 from owm_core.payments.records import RewardPayment
+from owm_core.stake.slashing import SlashingLogEntry
 from owm_server.http.dashboard_charts import CHART_PANELS, CHART_REFRESH, CHART_STYLE
 
 log = logging.getLogger(__name__)
@@ -268,6 +269,9 @@ def slashing_fragment(services: ApiServices) -> str:
     rows = [
         (e.index, e.node_id, e.reason.value, e.channel_id, _short(e.evidence_hash, 16),
          _ago(now, e.at))
+        if isinstance(e, SlashingLogEntry)
+        else (e.index, e.node_id, f"reversal of #{e.reverses}", e.channel_id,
+              _short(e.statement_hash, 16), _ago(now, e.at))
         for e in reversed(entries)
     ]
     return _table(

@@ -33,7 +33,7 @@ from owm_core.pool.stats import (
 )
 from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import Repositories
-from owm_core.stake.slashing import SlashingLogEntry
+from owm_core.stake.slashing import SlashingLogRecord
 
 
 @attrs.frozen
@@ -127,7 +127,7 @@ class Views:
             for node in self._repositories.nodes.list()
         ]
 
-    def slashing_log(self, start: int = 0, limit: int = 100) -> Sequence[SlashingLogEntry]:
+    def slashing_log(self, start: int = 0, limit: int = 100) -> Sequence[SlashingLogRecord]:
         """The public slashing log from ``start`` (SRS-STAKE-06)."""
         limit = min(limit, self._config.max_list)
         return self._cache.get(
