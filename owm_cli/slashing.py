@@ -1,4 +1,5 @@
-"""``owm slashing-log verify`` and ``owm slashing ack``: check the public slashing log, sign acks.
+"""``owm slashing-log verify``, ``owm slashing ack`` and ``owm slashing reverse``: check the
+public slashing log, sign acknowledgements and reversals.
 
 ``slashing-log verify`` reads the whole log from the coordinator's database (``--config`` or
 ``--database-url``), from the public API (``--url``, GET /v1/network/slashing-log, paged) or from
@@ -11,6 +12,11 @@ against a head published earlier: pass it as ``--expected-head``.
 file (SRS-SEC-14), to a file or stdout, or with ``--api URL`` submits it to the coordinator
 (POST /v1/slashing/acknowledgements) and prints what it did (recorded, how many maintainers
 back that evidence, whether the node is now slashed).
+
+``slashing reverse`` writes a maintainer's ``slashing_reversal`` statement upholding an appeal
+against one slashing-log entry, the same way (``--api``: POST /v1/slashing/reversals); two
+distinct maintainers who did not acknowledge the slashing reverse it (docs/slashing.md,
+"Appeals"). The log's reversal entries are checked by ``slashing-log verify`` too.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -34,12 +40,13 @@ from owm_core.identity.envelopes import (
     AckVerdict,
     EnvelopeKind,
     MaintainerAcknowledgement,
+    SlashingReversal,
     seal,
     to_bytes,
 )
 from owm_core.identity.keys import parse_public_key
 from owm_core.ports.repositories import Repositories
-from owm_core.stake.slashing import GENESIS_HASH, SlashingLogEntry, SlashingReason, verify_log
+from owm_core.stake.slashing import GENESIS_HASH, SlashingReason, log_entry_from_dict, verify_log
 
 EXIT_BAD_LOG = 3
 PAGE = 100
@@ -119,7 +126,8 @@ def verify(
     api_key: str | None,
     as_json: bool,
 ) -> None:
-    """Check the hash chain and signatures of the slashing log; exit 3 at the first bad entry."""
+    """Check the hash chain and signatures of the slashing log, and that every reversal names
+    an earlier slashing of its node not reversed before; exit 3 at the first bad entry."""
     sources = [s for s in (url, file_path, config_path, database_url) if s]
     if len(sources) != 1:
         raise click.UsageError("give exactly one of --url, --file, --config, --database-url")
@@ -134,7 +142,7 @@ def verify(
     if not key:
         raise click.UsageError("--coordinator-key is required for this source")
     key = parse_public_key(key.strip().lower(), "coordinator_key")
-    check_log(raw, SlashingLogEntry.from_dict, lambda e: verify_log(e, key, expected_head),
+    check_log(raw, log_entry_from_dict, lambda e: verify_log(e, key, expected_head),
               as_json)  # fmt: skip
 
 
@@ -168,9 +176,34 @@ def _bad(report: dict[str, Any], as_json: bool) -> None:
     sys.exit(EXIT_BAD_LOG)
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _delivery_options(command: _F) -> _F:
+    """``--out``, ``--at``, ``--api`` and ``--json``: where a signed envelope goes."""
+    for option in reversed([
+        click.option(
+            "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+            help="Write the envelope here (default: stdout).",
+        ),
+        click.option(
+            "--at", "issued_at", type=int, default=None,
+            help="Issue time (POSIX s; default now).",
+        ),
+        click.option(
+            "--api", "api_url", default=None,
+            help="Submit it to this coordinator API (base URL, e.g. http://127.0.0.1:8000).",
+        ),
+        json_option("the coordinator's answer with --api (else where the envelope went)"),
+    ]):  # fmt: skip
+        command = option(command)
+    return command
+
+
 @click.group("slashing")
 def slashing() -> None:
-    """Maintainer tools for slashing tier-2/3 nodes (SRS-SEC-14)."""
+    """Maintainer tools: acknowledge slashing tier-2/3 nodes (SRS-SEC-14), reverse a slashing
+    on an upheld appeal."""
 
 
 @slashing.command("ack")
@@ -190,18 +223,7 @@ def slashing() -> None:
     type=click.Choice([v.value for v in AckVerdict]),
     help="slash: back slashing the node on this evidence; dismiss: reject the case.",
 )
-@click.option(
-    "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the envelope here (default: stdout).",
-)
-@click.option(
-    "--at", "issued_at", type=int, default=None, help="Issue time (POSIX s; default now)."
-)
-@click.option(
-    "--api", "api_url", default=None,
-    help="Submit it to this coordinator API (base URL, e.g. http://127.0.0.1:8000).",
-)
-@json_option("the coordinator's answer with --api (else where the envelope went)")
+@_delivery_options
 def ack(
     key_path: Path,
     node_id: str,
@@ -214,25 +236,46 @@ def ack(
     as_json: bool,
 ) -> None:
     """Sign a maintainer acknowledgement envelope (canonical JSON) for the coordinator."""
-    import time
-
-    identity = keystore.load_identity(key_path.expanduser())
     body = MaintainerAcknowledgement(
         node_id=node_id, evidence_hash=evidence_hash, reason=reason, verdict=verdict
     )
+    _sign_and_send(
+        key_path, EnvelopeKind.MAINTAINER_ACK, body, issued_at, out_path, api_url, as_json,
+        what="acknowledgement", path="/slashing/acknowledgements", summary=_submitted,
+    )  # fmt: skip
+
+
+def _sign_and_send(
+    key_path: Path,
+    kind: EnvelopeKind,
+    body: MaintainerAcknowledgement | SlashingReversal,
+    issued_at: int | None,
+    out_path: Path | None,
+    api_url: str | None,
+    as_json: bool,
+    *,
+    what: str,
+    path: str,
+    summary: Callable[[dict[str, Any]], str],
+) -> None:
+    """Seal ``body`` with the maintainer's key; write it to ``out_path`` or stdout, or with
+    ``api_url`` POST it to ``path`` and print the coordinator's answer (``summary``)."""
+    import time
+
+    identity = keystore.load_identity(key_path.expanduser())
     when = int(time.time()) if issued_at is None else issued_at
-    raw = to_bytes(seal(identity, EnvelopeKind.MAINTAINER_ACK, body, os.urandom(16), when))
+    raw = to_bytes(seal(identity, kind, body, os.urandom(16), when))
     if out_path is not None:
         out_path.write_bytes(raw)
         written = {"signer": identity.public_key_hex, "written_to": str(out_path)}
         if api_url is None or not as_json:
             render(written, as_json, lambda: [
-                f"acknowledgement by {identity.public_key_hex} written to {out_path}"])
+                f"{what} by {identity.public_key_hex} written to {out_path}"])
     elif api_url is None:
         click.echo(raw.decode("utf-8"))  # the envelope: JSON already, with or without --json
     if api_url is not None:
-        answer = post_json(v1_url(api_url, "/slashing/acknowledgements"), raw)
-        render(answer, as_json, lambda: [_submitted(answer)])
+        answer = post_json(v1_url(api_url, path), raw)
+        render(answer, as_json, lambda: [summary(answer)])
 
 
 def _submitted(answer: dict[str, Any]) -> str:
@@ -246,3 +289,56 @@ def _submitted(answer: dict[str, Any]) -> str:
     if entry is not None:
         return f"{line}; slashed, log entry {entry.get('index')}"
     return f"{line}; {'already slashed' if answer.get('slashed') else 'not slashed yet'}"
+
+
+@slashing.command("reverse")
+@click.option(
+    "--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="Your maintainer Ed25519 key file (a key in the coordinator's [stake] maintainer_keys "
+    "that did not acknowledge this slashing).",
+)
+@click.option(
+    "--log-index", required=True, type=click.IntRange(min=0),
+    help="Index of the slashing-log entry whose appeal is upheld (GET "
+    "/v1/network/slashing-log).",
+)
+@click.option("--node-id", required=True, help="The slashed node that entry names.")
+@_delivery_options
+def reverse(
+    key_path: Path,
+    log_index: int,
+    node_id: str,
+    out_path: Path | None,
+    issued_at: int | None,
+    api_url: str | None,
+    as_json: bool,
+) -> None:
+    """Sign a statement reversing a slashing on an upheld appeal (docs/slashing.md, Appeals).
+
+    Two distinct maintainers who did not acknowledge the slashing must each send one for the
+    same log index; the second completes the reversal: the coordinator appends a reversal
+    entry to the slashing log, lifts the node's cooldown and re-issues its forfeited rewards.
+    """
+    body = SlashingReversal(log_index=log_index, node_id=node_id)
+    _sign_and_send(
+        key_path, EnvelopeKind.SLASHING_REVERSAL, body, issued_at, out_path, api_url, as_json,
+        what="reversal statement", path="/slashing/reversals", summary=_reversal_submitted,
+    )  # fmt: skip
+
+
+def _reversal_submitted(answer: dict[str, Any]) -> str:
+    """One line saying what the coordinator did with the reversal statement."""
+    state = "known already" if not answer.get("recorded") else "recorded"
+    backers = answer.get("maintainers") or []
+    line = (
+        f"{state}: {len(backers)} of {answer.get('quorum')} maintainers back reversing "
+        f"slashing-log entry {answer.get('log_index')} of {answer.get('node_id')}"
+    )
+    entry = answer.get("log_entry")
+    if entry is None:
+        return f"{line}; not reversed yet"
+    return (
+        f"{line}; reversed by log entry {entry.get('index')}, cooldown lifted, "
+        f"{answer.get('reissued_payments')} forfeited payments re-issued "
+        f"({answer.get('reissued_msat')} msat)"
+    )

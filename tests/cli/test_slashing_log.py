@@ -1,4 +1,5 @@
-"""``owm slashing-log verify`` finds every kind of tampering; ``owm slashing ack`` signs acks."""
+"""``owm slashing-log verify`` finds every kind of tampering; ``owm slashing ack`` and
+``owm slashing reverse`` sign maintainers' statements."""
 
 from __future__ import annotations
 
@@ -21,13 +22,16 @@ from owm_adapters.storage.sql import open_repositories
 from owm_adapters.storage.sql.engine import sqlite_url
 from owm_cli.main import cli
 from owm_core.identity import envelopes
-from owm_core.identity.envelopes import MaintainerAcknowledgement, open_body
+from owm_core.identity.chained_log import chain_position
+from owm_core.identity.envelopes import MaintainerAcknowledgement, SlashingReversal, open_body
 from owm_core.identity.keys import Identity
 from owm_core.nodes.tiers import Tier
 from owm_core.stake.slashing import (
     SlashingDecision,
     SlashingLogEntry,
+    SlashingLogRecord,
     SlashingReason,
+    SlashingReversalEntry,
     append_to_log,
 )
 
@@ -229,3 +233,63 @@ def test_verify_with_json_gives_the_same_verdict_as_the_text_and_the_same_exit_c
     verdict = json.loads(out)
     assert code == json_code == 3 and (verdict["ok"], verdict["index"]) == (False, 1)
     assert text.strip() == f"BAD entry {verdict['index']}: {verdict['problem']}"
+
+
+def reversal_of(log: list[SlashingLogRecord], index: int, **changes: Any) -> SlashingReversalEntry:
+    """A coordinator-signed reversal of ``log[index]`` appended to ``log`` (``changes``: what a
+    rogue coordinator would write instead)."""
+    slashed = log[index]
+    assert isinstance(slashed, SlashingLogEntry)
+    fields: dict[str, Any] = {
+        "reverses": index, "node_id": slashed.node_id, "channel_id": slashed.channel_id,
+        "reason": slashed.reason, "statement_hash": "ee" * 32, "at": log[-1].at,
+        "maintainers": tuple(sorted(Identity.from_seed(bytes([s]) * 32).public_key_hex
+                                    for s in (7, 8))),
+        **changes,
+    }  # fmt: skip
+    return SlashingReversalEntry(**chain_position(log[-1]), **fields).signed(COORDINATOR)
+
+
+def test_a_log_with_a_reversal_verifies_and_a_reversal_of_a_later_entry_is_found(
+    tmp_path: Path,
+) -> None:
+    log: list[SlashingLogRecord] = list(build_log(3))
+    log.append(reversal_of(log, 1))
+    code, out = run_verify(tmp_path, [e.to_dict() for e in log])
+    assert code == 0 and out.strip() == f"OK 4 entries, head {log[-1].entry_hash()}"
+    forged = [*log[:3], reversal_of(log[:3], 1, reverses=5)]
+    code, out = run_verify(tmp_path, [e.to_dict() for e in forged])
+    assert code == 3 and "BAD entry 3: reversal references entry 5" in out
+    twice = [*log, reversal_of(log, 1)]
+    code, out = run_verify(tmp_path, [e.to_dict() for e in twice])
+    assert code == 3 and "BAD entry 4: slashing entry 1 is reversed twice" in out
+
+
+def test_a_maintainer_reversal_is_signed_with_the_key_file(tmp_path: Path) -> None:
+    maintainer = create_identity(tmp_path / "maintainer.key")
+    node = Identity.from_seed(os.urandom(32)).node_id
+    result = CliRunner().invoke(cli, [
+        "slashing", "reverse", "--key", str(tmp_path / "maintainer.key"), "--log-index", "4",
+        "--node-id", node,
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    envelope = envelopes.from_bytes(result.stdout.strip().encode())
+    envelopes.verify(envelope)
+    body = open_body(envelope)
+    assert envelope.signer == maintainer.public_key_hex
+    assert body == SlashingReversal(log_index=4, node_id=node)
+
+
+def test_a_reversal_naming_no_node_is_refused_on_one_line(tmp_path: Path) -> None:
+    create_identity(tmp_path / "maintainer.key")
+    result = CliRunner().invoke(cli, [
+        "slashing", "reverse", "--key", str(tmp_path / "maintainer.key"), "--log-index", "0",
+        "--node-id", "not-a-node",
+    ])  # fmt: skip
+    assert result.exit_code != 0
+    assert len(result.output.strip().splitlines()) == 1 and "node_id" in result.output
+    negative = CliRunner().invoke(cli, [
+        "slashing", "reverse", "--key", str(tmp_path / "maintainer.key"), "--log-index", "-1",
+        "--node-id", Identity.from_seed(os.urandom(32)).node_id,
+    ])  # fmt: skip
+    assert negative.exit_code == 2 and "--log-index" in negative.output

@@ -31,7 +31,12 @@ from owm_adapters.services.slashing import SlashingService
 from owm_adapters.storage.sql import open_repositories
 from owm_cli.slashing import slashing, slashing_log
 from owm_core.identity import envelopes
-from owm_core.identity.envelopes import AckVerdict, EnvelopeKind, MaintainerAcknowledgement
+from owm_core.identity.envelopes import (
+    AckVerdict,
+    EnvelopeKind,
+    MaintainerAcknowledgement,
+    SlashingReversal,
+)
 from owm_core.identity.keys import Identity
 from owm_core.nodes.registry import NodeStatus
 from owm_core.nodes.tiers import Tier
@@ -113,9 +118,9 @@ class Live:
         with urllib.request.urlopen(request, timeout=10) as reply:
             return json.loads(reply.read())
 
-    def post_ack(self, raw: bytes) -> tuple[int, Any]:
+    def post_ack(self, raw: bytes, path: str = "/v1/slashing/acknowledgements") -> tuple[int, Any]:
         request = urllib.request.Request(
-            self.api_base + "/v1/slashing/acknowledgements", data=raw, method="POST",
+            self.api_base + path, data=raw, method="POST",
             headers={"Content-Type": "application/json"},
         )  # fmt: skip
         try:
@@ -130,15 +135,16 @@ def live(tmp_path: Path) -> Iterator[Live]:
     clock = StepClock()
     ledger = SimLedger(tmp_path / "ln.sqlite3", clock=clock.now)
     treasury = ledger.add_node("treasury")
-    seeds = [os.urandom(32) for _ in range(3)]
-    maintainers = [Identity.from_seed(seed) for seed in seeds]
+    seeds = [os.urandom(32) for _ in range(5)]
+    maintainers = [Identity.from_seed(seed) for seed in seeds]  # 0, 1, 3, 4 are configured
     settings = CoordinatorSettings(
         coordinator=CoordinatorSection(
             data_dir=str(tmp_path / "data"), signing_key_path=str(tmp_path / "coordinator.key")
         ),
         # Two honest replicas beside the liar: two distinct stake channels report it.
         stake=StakeSection(
-            maintainer_keys=tuple(m.public_key_hex for m in maintainers[:2]), tier1_reporters=2
+            maintainer_keys=tuple(m.public_key_hex for m in [*maintainers[:2], *maintainers[3:]]),
+            tier1_reporters=2,
         ),
     )
     repositories = open_repositories(f"sqlite:///{tmp_path / 'coordinator.sqlite3'}")
@@ -217,11 +223,7 @@ def test_a_tier2_node_waits_for_two_maintainer_acknowledgements_over_the_api(
     [case] = live.get("/v1/slashing/pending")["cases"]
     assert (case["waiting_for"], case["needed"], case["tier"]) == ("acknowledgements", 2, "t2")
     evidence = case["signals"][0]["evidence_hash"]
-    key_files = [live.tmp / f"maintainer{i}.key" for i in range(3)]
-    for path, seed in zip(key_files, live.maintainer_seeds, strict=True):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(seed.hex() + "\n")
+    key_files = maintainer_key_files(live)
 
     def cli_ack(i: int, *extra: str) -> Any:
         return CliRunner().invoke(slashing, [
@@ -244,6 +246,76 @@ def test_a_tier2_node_waits_for_two_maintainer_acknowledgements_over_the_api(
     [entry] = live.get("/v1/network/slashing-log")["entries"]
     assert (entry["node_id"], entry["evidence_hash"]) == (liar.node_id, evidence)
     assert live.service.status_of(liar.node_id) is NodeStatus.SUSPENDED
+
+
+def maintainer_key_files(live: Live) -> list[Path]:
+    """Each maintainer's key file (0600), as ``owm slashing ack/reverse --key`` reads it."""
+    key_files = [live.tmp / f"maintainer{i}.key" for i in range(len(live.maintainer_seeds))]
+    for path, seed in zip(key_files, live.maintainer_seeds, strict=True):
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(seed.hex() + "\n")
+    return key_files
+
+
+def test_an_upheld_appeal_is_reversed_by_two_other_maintainers_over_the_api_and_cli(
+    live: Live,
+) -> None:
+    """docs/slashing.md, "Appeals": maintainers 0 and 1 acknowledged the slashing; 3 and 4
+    reverse it with ``owm slashing reverse --api``; the log verifies with the reversal and the
+    node registers again at once."""
+    honest = [live.join(), live.join()]
+    liar = live.join(Tier.T2)
+    live.run_task("t1", [(honest[0], HONEST), (honest[1], HONEST), (liar, FALSE)])
+    [case] = live.get("/v1/slashing/pending")["cases"]
+    keys = maintainer_key_files(live)
+    for i in (0, 1):
+        acked = CliRunner().invoke(slashing, [
+            "ack", "--key", str(keys[i]), "--node-id", liar.node_id, "--evidence-hash",
+            case["signals"][0]["evidence_hash"], "--reason", "fake_proof", "--api", live.api_base,
+        ])  # fmt: skip
+        assert acked.exit_code == 0, acked.output
+
+    def cli_reverse(i: int, *extra: str) -> Any:
+        return CliRunner().invoke(slashing, [
+            "reverse", "--key", str(keys[i]), "--log-index", "0", "--node-id", liar.node_id,
+            "--api", live.api_base, *extra,
+        ])  # fmt: skip
+
+    for refused_key in (0, 2):  # acknowledged the slashing; not a configured maintainer
+        refused = cli_reverse(refused_key)
+        assert refused.exit_code != 0 and "403" in refused.output
+    forged = json.loads(envelopes.to_bytes(envelopes.seal(
+        live.maintainers[2], EnvelopeKind.SLASHING_REVERSAL, SlashingReversal(0, liar.node_id),
+        os.urandom(16), 1)))  # fmt: skip
+    forged["signer"] = live.maintainers[3].public_key_hex  # a stranger signing as maintainer 3
+    status, problem = live.post_ack(json.dumps(forged).encode(), "/v1/slashing/reversals")
+    assert (status, problem["field"]) == (422, "body.signature")
+    first = cli_reverse(3)
+    assert first.exit_code == 0, first.output
+    assert "recorded: 1 of 2 maintainers" in first.output and "not reversed yet" in first.output
+    second = cli_reverse(4, "--json")
+    assert second.exit_code == 0, second.output
+    answer = json.loads(second.stdout)
+    assert answer["reversed"] and answer["log_entry"]["reverses"] == 0
+    assert answer["cooldown_lifted"] is True
+
+    _slash, reversal = live.get("/v1/network/slashing-log")["entries"]
+    assert (reversal["index"], reversal["reverses"], reversal["node_id"]) == (1, 0, liar.node_id)
+    verified = CliRunner().invoke(slashing_log, [
+        "verify", "--url", live.api_base, "--api-key", live.api_key(),
+        "--coordinator-key", live.slashing.coordinator_public_key,
+    ])  # fmt: skip
+    assert verified.exit_code == 0 and verified.output.startswith("OK 2 entries"), verified.output
+    again = cli_reverse(3)
+    assert again.exit_code != 0 and "already reversed" in again.output
+    assert stake_figures(live.service)["slashing_events_7d"] == 1
+
+    live.ledger.open_channel(live.treasury, liar.ln_pubkey, 2 * T2_STAKE_SAT,
+                             push_sat=T2_STAKE_SAT)  # fmt: skip
+    liar.register(live.stub, live.clock.now())  # the cooldown is lifted: no 30-day wait
+    assert live.service.status_of(liar.node_id) is not NodeStatus.SUSPENDED
 
 
 def test_the_acknowledgement_endpoint_answers_problems_that_name_the_field(live: Live) -> None:

@@ -1,10 +1,15 @@
-"""The slashing endpoints of the public API v1: maintainer acknowledgements and pending cases.
+"""The slashing endpoints of the public API v1: maintainer acknowledgements, reversals and
+pending cases.
 
 ``POST /v1/slashing/acknowledgements`` takes the signed ``maintainer_ack`` envelope that
 ``owm slashing ack`` writes (SRS-SEC-14) and hands it to the coordinator's
 :class:`~owm_adapters.services.slashing.SlashingService`; the envelope itself is the credential
 (its signer must be a configured maintainer key: else 403). ``GET /v1/slashing/pending`` lists
 the nodes with open evidence and no decision yet, with what each still waits for (SRS-STAKE-04).
+``POST /v1/slashing/reversals`` takes a ``slashing_reversal`` envelope (``owm slashing
+reverse``) from a maintainer upholding an appeal, with the same credential as an
+acknowledgement; two distinct maintainers who did not acknowledge the slashing reverse it
+(docs/slashing.md, "Appeals").
 No rule lives here: parse, call the service, render.
 """
 
@@ -15,7 +20,14 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 
 from owm_adapters.services.slashing import AckReceipt, Backing, PendingCase, SlashingService
-from owm_core.errors import InvalidValue, NotAMaintainer, NotFound, SignatureInvalid
+from owm_adapters.services.slashing_reversals import ReversalReceipt
+from owm_core.errors import (
+    AcknowledgerMayNotReverse,
+    InvalidValue,
+    NotAMaintainer,
+    NotFound,
+    SignatureInvalid,
+)
 from owm_core.identity.envelopes import Envelope, EnvelopeKind, MaintainerAcknowledgement, open_body
 from owm_core.stake.slashing import SlashingReason
 from owm_server.http.call import Call, running
@@ -51,10 +63,41 @@ ACK_ENVELOPE: Schema = envelope_schema(
     "The envelope `owm slashing ack` writes (canonical JSON).",
 )
 
+LOG_ENTRY: Schema = {**obj({}), "description": "the slashing-log entry, as published"}
+REVERSAL_ENVELOPE: Schema = envelope_schema(
+    EnvelopeKind.SLASHING_REVERSAL.value,
+    "the maintainer's Ed25519 public key",
+    obj(
+        {
+            "log_index": {**INT, "description": "the slashing-log entry to reverse"},
+            "node_id": NODE_ID,
+        },
+        additional=False,
+    ),
+    "The envelope `owm slashing reverse` writes (canonical JSON).",
+)
+REVERSAL_RECEIPT: Schema = obj(
+    {
+        "log_index": INT,
+        "node_id": STR,
+        "signer": STR,
+        "recorded": {"type": "boolean", "description": "false: this envelope was known already"},
+        "maintainers": {
+            **array(STR),
+            "description": "distinct maintainers whose statements count for this reversal",
+        },
+        "quorum": INT,
+        "reversed": {"type": "boolean"},
+        "log_entry": {**LOG_ENTRY, "type": ["object", "null"]},
+        "cooldown_lifted": {"type": ["boolean", "null"]},
+        "reissued_payments": {"type": ["integer", "null"]},
+        "reissued_msat": {"type": ["integer", "null"]},
+    }
+)
+
 BACKING: Schema = obj(
     {"evidence_hash": STR, "reason": STR, "maintainers": array(STR), "count": INT}
 )
-LOG_ENTRY: Schema = {**obj({}), "description": "the slashing-log entry, as published"}
 RECEIPT: Schema = obj(
     {
         "node_id": STR,
@@ -155,6 +198,39 @@ def submit_acknowledgement(call: Call) -> Response:
     return JSONResponse(receipt_json(receipt), status_code=201 if receipt.recorded else 200)
 
 
+def reversal_receipt_json(r: ReversalReceipt) -> dict[str, Any]:
+    """The answer to one submitted reversal statement."""
+    done = r.outcome
+    return published(
+        REVERSAL_RECEIPT,
+        r,
+        log_index=r.statement.log_index,
+        node_id=r.statement.node_id,
+        maintainers=list(r.maintainers),
+        reversed=done is not None,
+        log_entry=None if done is None else done.entry.to_dict(),
+        cooldown_lifted=None if done is None else done.cooldown_lifted,
+        reissued_payments=None if done is None else done.reissued,
+        reissued_msat=None if done is None else done.reissued_msat,
+    )
+
+
+def submit_reversal(call: Call) -> Response:
+    """Record a maintainer's signed reversal statement; 201 when new, 200 when known already."""
+    slashing = _service(call)
+    try:
+        envelope = Envelope(**call.body)
+        receipt = slashing.reversals.submit(envelope)
+    except (NotAMaintainer, AcknowledgerMayNotReverse) as exc:
+        raise Problem(403, "forbidden", exc.message, field="body.signer") from None
+    except SignatureInvalid:
+        raise InvalidValue("body.signature", "does not verify against body.signer") from None
+    except InvalidValue as exc:  # fields of the envelope: prefix them with the request body
+        raise InvalidValue(f"body.{exc.field}", exc.reason) from None
+    status = 201 if receipt.recorded else 200
+    return JSONResponse(reversal_receipt_json(receipt), status_code=status)
+
+
 def pending_cases(call: Call) -> Response:
     """The nodes with open evidence and no decision yet."""
     cases = _service(call).pending(call.query.get("limit", 100))
@@ -162,7 +238,7 @@ def pending_cases(call: Call) -> Response:
 
 
 def operations() -> list[Operation]:
-    """Submit a maintainer's acknowledgement; list the pending cases."""
+    """Submit a maintainer's acknowledgement or reversal; list the pending cases."""
     network = Tag("network")
     return [
         network(
@@ -187,6 +263,37 @@ def operations() -> list[Operation]:
                 "writes; its Ed25519 signature by a key in the coordinator's `[stake] "
                 "maintainer_keys` is the credential. A tier-2/3 node is slashed once 2 distinct "
                 "maintainers acknowledged `slash` for the same evidence hash and reason."
+            ),
+        ),
+        network(
+            "POST", "/slashing/reversals", "submitSlashingReversal",
+            "Submit a maintainer's signed reversal of a slashing on appeal", Access.PUBLIC,
+            submit_reversal,
+            {
+                200: Reply("Known already; nothing changed.", REVERSAL_RECEIPT),
+                201: Reply(
+                    "Recorded; `reversed` tells whether it completed the quorum (then "
+                    "`log_entry` is the new reversal entry of the slashing log).",
+                    REVERSAL_RECEIPT,
+                ),
+                403: problem(
+                    "The signer is not a configured maintainer key, or acknowledged the "
+                    "slashing (`forbidden`)."
+                ),
+                409: problem(
+                    "No slashing of that node at that index, already reversed, or superseded "
+                    "by a later slashing of the node (`reversal-refused`)."
+                ),
+                503: problem("This coordinator runs no slashing service."),
+            },
+            body=REVERSAL_ENVELOPE,
+            description=(
+                "The body is the canonical-JSON `slashing_reversal` envelope that `owm slashing "
+                "reverse` writes; its Ed25519 signature by a key in the coordinator's `[stake] "
+                "maintainer_keys` is the credential, as for acknowledgements. Once 2 distinct "
+                "maintainers who did not acknowledge the slashing sent one for the same log "
+                "index, the coordinator appends a reversal entry to the slashing log, lifts "
+                "the node's cooldown and re-issues its forfeited rewards, in one transaction."
             ),
         ),
         network(

@@ -9,13 +9,18 @@ from typing import Any
 
 from owm_adapters.services.slashing import SlashingService
 from owm_core.identity import envelopes
-from owm_core.identity.envelopes import AckVerdict, EnvelopeKind, MaintainerAcknowledgement
+from owm_core.identity.envelopes import (
+    AckVerdict,
+    EnvelopeKind,
+    MaintainerAcknowledgement,
+    SlashingReversal,
+)
 from owm_core.identity.keys import Identity
 from owm_core.nodes.tiers import Tier
 from owm_core.stake.slashing import SlashingPolicy
 from tests.server.harness import SimNode
 
-MAINTAINERS = [Identity.from_seed(bytes([0x30 + i]) * 32) for i in range(3)]
+MAINTAINERS = [Identity.from_seed(bytes([0x30 + i]) * 32) for i in range(5)]
 T2_STAKE_SAT = 1_000_000
 
 
@@ -25,15 +30,47 @@ def _ack(maintainer: Identity, node_id: str) -> Any:
     return json.loads(envelopes.to_bytes(env))
 
 
-def _with_slashing(probe: Any) -> SlashingService:
+def _with_slashing(probe: Any, maintainers: int = 2) -> SlashingService:
     w = probe.world
     return SlashingService(
         w.repos,
         w.ledger.lightning("treasury", force_close_allowed=True),
         Identity.from_seed(b"\x3f" * 32),
         w.clock,
-        SlashingPolicy(maintainer_keys=[m.public_key_hex for m in MAINTAINERS[:2]]),
+        SlashingPolicy(maintainer_keys=[m.public_key_hex for m in MAINTAINERS[:maintainers]]),
     )
+
+
+def _reversal(maintainer: Identity, index: int, node_id: str) -> Any:
+    body = SlashingReversal(log_index=index, node_id=node_id)
+    env = envelopes.seal(maintainer, EnvelopeKind.SLASHING_REVERSAL, body, os.urandom(16), 1)
+    return json.loads(envelopes.to_bytes(env))
+
+
+def reverse(probe: Any) -> None:
+    """201 new, 200 known, 403 not a maintainer or one who acknowledged the slashing, 409 no
+    such slashing or reversed already, 503 no service."""
+    w = probe.world
+    t2 = SimNode.create(tier=Tier.T2)
+    w.ledger.open_channel(w.treasury, t2.ln_pubkey, 2 * T2_STAKE_SAT, push_sat=T2_STAKE_SAT)
+    w.register(t2)
+    probe.send(body=_reversal(MAINTAINERS[2], 0, t2.node_id))  # 503: no slashing service
+    slashing = _with_slashing(probe, maintainers=4)
+    w.serve(slashing=slashing)
+    for maintainer in MAINTAINERS[:2]:  # they acknowledge; 2 and 3 review the appeal
+        raw = json.dumps(_ack(maintainer, t2.node_id)).encode()
+        outcome = slashing.acknowledge(envelopes.from_bytes(raw))
+    assert outcome is not None
+    index = outcome.entry.index
+    first = _reversal(MAINTAINERS[2], index, t2.node_id)
+    probe.send(body=first)
+    probe.send(body=first)
+    probe.send(body=_reversal(MAINTAINERS[4], index, t2.node_id))  # not a maintainer
+    probe.send(body=_reversal(MAINTAINERS[0], index, t2.node_id))  # acknowledged it
+    probe.send(body=_reversal(MAINTAINERS[3], index + 7, t2.node_id))  # no such entry
+    probe.send(body=_reversal(MAINTAINERS[3], index, t2.node_id))  # reversed
+    probe.send(body=_reversal(MAINTAINERS[3], index, t2.node_id))  # already reversed
+    w.serve(slashing=None)
 
 
 def acknowledge(probe: Any) -> None:
@@ -65,4 +102,5 @@ def pending(probe: Any) -> None:
 SLASHING_SCENARIOS: dict[str, Callable[[Any], None]] = {
     "submitSlashingAcknowledgement": acknowledge,
     "pendingSlashingCases": pending,
+    "submitSlashingReversal": reverse,
 }
