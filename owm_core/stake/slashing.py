@@ -42,6 +42,11 @@ coordinator signs ``b"owm/slashing-log/v1\\x00" + canonical(fields)``. :func:`ve
 finds the first edited, removed, inserted or reordered entry; a removal at the *end* of the
 log is only visible against a head hash known from elsewhere (``expected_head``), e.g. one
 published or timestamped earlier.
+
+An upheld appeal appends a :class:`SlashingReversalEntry` to the same chain (who may reverse
+what: :mod:`owm_core.stake.reversals`). It is told apart by its ``reverses`` field, so slashing
+entries keep exactly their fields, encoding and hash; :func:`verify_log` also checks that each
+reversal names an earlier, unreversed slashing of the same node (:func:`reversal_problem`).
 """
 
 from __future__ import annotations
