@@ -255,7 +255,7 @@ slashing_log = Table(
     Column("evidence_hash", String(64), nullable=False),
     _time("at"),
     Column("signature", String(128), nullable=False),
-    # a reversal (migration 0031): the slashing it reverses and its maintainers (JSON list);
+    # a reversal (migration 0032): the slashing it reverses and its maintainers (JSON list);
     # its statement hash is kept in ``evidence_hash``. NULL on slashing entries.
     Column("reverses", BigInteger, nullable=True),
     Column("maintainers", Text, nullable=True),

@@ -7,8 +7,8 @@ appeal); existing slashing rows keep NULL there and are read, hashed and verifie
 before. ``slashing_reversal_statements`` keeps the maintainers' signed ``slashing_reversal``
 envelopes (canonical bytes, unique by signature) as they arrive, for the record.
 
-Revision ID: 0031
-Revises: 0030
+Revision ID: 0032
+Revises: 0031
 Create Date: 2026-12-07
 """
 
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0031"
-down_revision: str | None = "0030"
+revision: str = "0032"
+down_revision: str | None = "0031"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
