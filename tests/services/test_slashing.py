@@ -44,6 +44,7 @@ from owm_core.identity.keys import Identity
 from owm_core.nodes.registry import NodeStatus
 from owm_core.nodes.tiers import Tier
 from owm_core.payments.records import PaymentState, RewardPayment
+from owm_core.ports.repositories import Repositories
 from owm_core.stake.channel import StakeCooldownActive, StakeStatus
 from owm_core.stake.slashing import (
     SIGNAL_WINDOW_S,
@@ -94,24 +95,35 @@ class Operator:
         return self.identity.node_id
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> World:
+def build_world(
+    tmp_path: Path,
+    repositories: Repositories | None = None,
+    maintainers: int = 3,
+    configured: int = 2,
+) -> World:
+    """A coordinator over ``repositories`` (memory by default) with ``maintainers`` keys, the
+    first ``configured`` of them in ``[stake] maintainer_keys``."""
     clock = StepClock()
     ledger = SimLedger(tmp_path / "ln.sqlite3", clock=clock.now)
     treasury = ledger.add_node("treasury")
-    repositories = memory_repositories()
+    repositories = repositories if repositories is not None else memory_repositories()
     payments_handle = ledger.lightning("treasury")  # the payment credential: no force close
     service = CoordinatorService(repositories, payments_handle, clock, ServiceConfig())
-    maintainers = [Identity.from_seed(os.urandom(32)) for _ in range(3)]
+    keys = [Identity.from_seed(os.urandom(32)) for _ in range(maintainers)]
     coordinator = Identity.from_seed(os.urandom(32))
     slashing = SlashingService(
         repositories,
         ledger.lightning("treasury", force_close_allowed=True),
         coordinator,
         clock,
-        SlashingPolicy(maintainer_keys=[m.public_key_hex for m in maintainers[:2]]),
+        SlashingPolicy(maintainer_keys=[m.public_key_hex for m in keys[:configured]]),
     )
-    return World(ledger, treasury, clock, service, slashing, coordinator, maintainers)
+    return World(ledger, treasury, clock, service, slashing, coordinator, keys)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return build_world(tmp_path)
 
 
 def register(world: World, op: Operator, uri: str | None = None) -> None:

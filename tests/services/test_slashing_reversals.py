@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from owm_adapters.lightning.embedded import SimLedger
-from owm_adapters.services.coordinator.service import CoordinatorService, ServiceConfig
-from owm_adapters.services.slashing import SlashingOutcome, SlashingService
+from owm_adapters.services.slashing import SlashingOutcome
 from owm_adapters.storage.memory import memory_repositories
 from owm_adapters.storage.sql import open_repositories
 from owm_core.errors import (
@@ -22,7 +20,6 @@ from owm_core.errors import (
 )
 from owm_core.identity import envelopes
 from owm_core.identity.envelopes import EnvelopeKind, SlashingReversal
-from owm_core.identity.keys import Identity
 from owm_core.nodes.tiers import Tier
 from owm_core.payments.outbox import due_at
 from owm_core.payments.records import (
@@ -34,13 +31,13 @@ from owm_core.payments.records import (
 from owm_core.payments.rewards import RELIABILITY_INITIAL_PPM
 from owm_core.ports.repositories import Repositories
 from owm_core.stake.channel import StakeCooldownActive, StakeStatus
-from owm_core.stake.slashing import SlashingPolicy, SlashingReversalEntry, verify_log
-from tests.server.harness import StepClock
+from owm_core.stake.slashing import SlashingReversalEntry, verify_log
 from tests.services.test_slashing import (
     STAKE_SAT,
     Operator,
     World,
     ack,
+    build_world,
     by,
     channel_point,
     register,
@@ -53,25 +50,12 @@ from tests.services.test_slashing import (
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> World:
     """Four configured maintainers (two to acknowledge, two to review an appeal), a stranger;
     on the memory store and on SQLite (the reversal's one transaction on both)."""
-    clock = StepClock()
-    ledger = SimLedger(tmp_path / "ln.sqlite3", clock=clock.now)
-    treasury = ledger.add_node("treasury")
     repositories: Repositories = (
         memory_repositories()
         if request.param == "memory"
         else open_repositories(f"sqlite:///{tmp_path / 'coordinator.sqlite3'}")
     )
-    service = CoordinatorService(repositories, ledger.lightning("treasury"), clock, ServiceConfig())
-    maintainers = [Identity.from_seed(os.urandom(32)) for _ in range(5)]
-    coordinator = Identity.from_seed(os.urandom(32))
-    slashing = SlashingService(
-        repositories,
-        ledger.lightning("treasury", force_close_allowed=True),
-        coordinator,
-        clock,
-        SlashingPolicy(maintainer_keys=[m.public_key_hex for m in maintainers[:4]]),
-    )
-    return World(ledger, treasury, clock, service, slashing, coordinator, maintainers)
+    return build_world(tmp_path, repositories, maintainers=5, configured=4)
 
 
 def reverse(world: World, who: int, op: Operator, index: int = 0) -> bytes:
