@@ -20,9 +20,9 @@ two distinct maintainers back the reversal carries it out **in one store transac
    own payment hash like any failed payment.
 
 Exactly once: the log entry and the effects commit together or not at all, and a second
-reversal of the same entry is refused by the rule (the log shows it reversed), so a crash, a
-retry or two coordinators racing (the chain's append rule lets one entry take each index) pay
-nothing twice. Statements that arrived before a crash are stored: sending either again
+reversal of the same entry is refused by the rule (the log, read again inside that transaction,
+shows it reversed), so a crash, a retry or two coordinators on one store (the chain's append
+rule lets one entry take each index) pay nothing twice. Statements that arrived before a crash are stored: sending either again
 finishes the reversal.
 """
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 
 import attrs
 
@@ -43,7 +44,6 @@ from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import Repositories
 from owm_core.stake.channel import StakeStatus
 from owm_core.stake.reversals import (
-    ReversalAuthorisation,
     ReversalCase,
     authorise,
     check_statement,
@@ -115,8 +115,7 @@ class SlashingReversals:
             )
             outcome = None
             if len(counted) >= case.quorum:
-                authorisation = authorise(case, body.log_index, body.node_id, statements)
-                outcome = self._carry_out(authorisation)
+                outcome = self._carry_out(case, body, statements)
         return ReversalReceipt(
             statement=body,
             signer=envelope.signer,
@@ -155,14 +154,22 @@ class SlashingReversals:
             return frozenset()
         return frozenset(decision.supporters)
 
-    def _carry_out(self, authorisation: ReversalAuthorisation) -> ReversalOutcome:
-        """Log, lift the cooldown, restore reliability, re-issue forfeits: one transaction."""
+    def _carry_out(
+        self, case: ReversalCase, body: SlashingReversal, statements: Sequence[Envelope]
+    ) -> ReversalOutcome:
+        """Authorise against the log as it is inside the transaction (another coordinator on
+        the same store may have reversed it meanwhile: ReversalRefused), then log, lift the
+        cooldown, restore reliability and re-issue forfeits, all in that one transaction."""
         repositories = self.repositories
-        slashed = authorisation.slashed
         now = self.clock.now()
         with repositories.atomic():
+            log_now = list(repositories.slashing_log.entries(0, None))
+            authorisation = authorise(
+                attrs.evolve(case, log=log_now), body.log_index, body.node_id, statements
+            )
+            slashed = authorisation.slashed
             entry = reversal_entry(
-                self.coordinator, repositories.slashing_log.latest(), authorisation, now
+                self.coordinator, log_now[-1] if log_now else None, authorisation, now
             )
             repositories.slashing_log.append(entry)
             lifted = self._lift_cooldown(slashed.node_id, entry.at)

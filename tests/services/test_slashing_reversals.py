@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from owm_adapters.services.slashing import SlashingOutcome
+from owm_adapters.services.slashing_reversals import SlashingReversals
 from owm_adapters.storage.memory import memory_repositories
 from owm_adapters.storage.sql import open_repositories
 from owm_core.errors import (
@@ -221,3 +222,24 @@ def test_a_tier1_slashing_decided_by_signals_is_reversed_by_any_two_maintainers(
     world.slashing.reversals.submit(reverse(world, 0, op, slashed.entry.index))
     done = world.slashing.reversals.submit(reverse(world, 1, op, slashed.entry.index)).outcome
     assert done is not None and done.entry.reverses == slashed.entry.index
+
+
+def test_two_coordinators_on_one_store_reverse_a_slashing_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Coordinator B judged the statements against the log before A's reversal committed; the
+    log read again inside B's transaction refuses the second reversal (SRS-COORD-05)."""
+    op, _ = slashed_tier2(world)
+    other = SlashingReversals(
+        world.service.repositories, world.coordinator, world.clock, world.slashing.policy
+    )
+    first, second = reverse(world, 2, op), reverse(world, 3, op)
+    world.slashing.reversals.submit(first)
+    stale = other._case_for(envelopes.from_bytes(second))
+    assert world.slashing.reversals.submit(second).outcome is not None  # A reverses it
+    monkeypatch.setattr(SlashingReversals, "_case_for", lambda _self, _envelope: stale)
+    with pytest.raises(ReversalRefused, match="already reversed"):
+        other.submit(second)
+    entries = world.service.repositories.slashing_log.entries()
+    assert len(entries) == 2
+    assert verify_log(entries, world.coordinator.public_key_hex).ok
