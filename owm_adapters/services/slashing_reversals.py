@@ -22,8 +22,8 @@ two distinct maintainers back the reversal carries it out **in one store transac
 Exactly once: the log entry and the effects commit together or not at all, and a second
 reversal of the same entry is refused by the rule (the log, read again inside that transaction,
 shows it reversed), so a crash, a retry or two coordinators on one store (the chain's append
-rule lets one entry take each index) pay nothing twice. Statements that arrived before a crash are stored: sending either again
-finishes the reversal.
+rule lets one entry take each index) pay nothing twice. Statements that arrived before a crash
+are stored: sending either again finishes the reversal.
 """
 
 from __future__ import annotations
