@@ -1,10 +1,12 @@
 """Reversing a slashing on an upheld appeal, on a real coordinator, the embedded Lightning ledger
-and the memory store (docs/slashing.md, "Appeals"; SRS-STAKE-07, SRS-SEC-11/14, SRS-LN-13)."""
+and the memory, SQLite and PostgreSQL stores (docs/slashing.md, "Appeals"; SRS-STAKE-07,
+SRS-SEC-11/14, SRS-LN-13)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,7 +32,6 @@ from owm_core.payments.records import (
     is_forfeited,
 )
 from owm_core.payments.rewards import RELIABILITY_INITIAL_PPM
-from owm_core.ports.repositories import Repositories
 from owm_core.stake.channel import StakeCooldownActive, StakeStatus
 from owm_core.stake.slashing import SlashingReversalEntry, verify_log
 from tests.services.test_slashing import (
@@ -47,16 +48,23 @@ from tests.services.test_slashing import (
 )
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def world(request: pytest.FixtureRequest, tmp_path: Path) -> World:
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     """Four configured maintainers (two to acknowledge, two to review an appeal), a stranger;
-    on the memory store and on SQLite (the reversal's one transaction on both)."""
-    repositories: Repositories = (
-        memory_repositories()
-        if request.param == "memory"
-        else open_repositories(f"sqlite:///{tmp_path / 'coordinator.sqlite3'}")
+    on the memory store, SQLite and PostgreSQL (the reversal's one transaction on each)."""
+    if request.param == "memory":
+        yield build_world(tmp_path, memory_repositories(), maintainers=5, configured=4)
+        return
+    url = (
+        f"sqlite:///{tmp_path / 'coordinator.sqlite3'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("migrated_postgresql_url")
     )
-    return build_world(tmp_path, repositories, maintainers=5, configured=4)
+    repositories = open_repositories(url)
+    try:
+        yield build_world(tmp_path, repositories, maintainers=5, configured=4)
+    finally:
+        repositories.close()
 
 
 def reverse(world: World, who: int, op: Operator, index: int = 0) -> bytes:
