@@ -250,26 +250,30 @@ class MinerConnection:
         answers: list[sv2.Message] = []
         judged: list[_Share] = []
         submissions: list[SubmittedShare] = []
+        refused: list[tuple[_Share, str | None, str]] = []  # with its channel's miner and code
         with self._lock:
-            channels = self._channels
-            found = [(share, c, c.jobs.get(share[2]) if c is not None else None)
-                     for share in shares for c in [channels.get(share[0])]]  # fmt: skip
-        for share, channel, job in found:
-            if channel is None:
-                answers.append(sv2.SubmitSharesError(share[0], share[1], "invalid-channel-id"))
-                continue
-            if job is not None and (len(share) != 6 or channel.extranonce_size):
-                extranonce = _extranonce(share, channel)  # not a standard share on its channel
-                job = None if extranonce is None else job.with_extranonce(extranonce)
-                code = "invalid-extranonce"
-            else:
-                code = "invalid-job-id"
-            if job is None:
-                self._pool.reject(channel.miner_id, code, f"job {share[2]}: {code}")
-                answers.append(sv2.SubmitSharesError(share[0], share[1], code))
-                continue
-            judged.append(share)
-            submissions.append((channel.miner_id, job, share[3], share[4], share[5]))
+            channel_of = self._channels.get
+            for share in shares:
+                channel = channel_of(share[0])
+                if channel is None:
+                    refused.append((share, None, "invalid-channel-id"))
+                    continue
+                job = channel.jobs.get(share[2])
+                if job is not None and (len(share) != 6 or channel.extranonce_size):
+                    extranonce = _extranonce(share, channel)  # not a standard share on its channel
+                    if extranonce is None:
+                        refused.append((share, channel.miner_id, "invalid-extranonce"))
+                        continue
+                    job = job.with_extranonce(extranonce)
+                if job is None:
+                    refused.append((share, channel.miner_id, "invalid-job-id"))
+                    continue
+                judged.append(share)
+                submissions.append((channel.miner_id, job, share[3], share[4], share[5]))
+        for share, miner_id, code in refused:
+            if miner_id is not None:
+                self._pool.reject(miner_id, code, f"job {share[2]}: {code}")
+            answers.append(sv2.SubmitSharesError(share[0], share[1], code))
         outcomes = self._pool.judge_submissions(submissions) if submissions else []
         self._connection.send_batch([sv2.encode(a) for a in _answers(answers, judged, outcomes)])
 

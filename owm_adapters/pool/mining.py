@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import logging
+import operator
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -132,6 +134,9 @@ def _checked_share_target(target: int | None) -> int | None:
     if target is not None and not bitcoin.DIFF1_TARGET < target < 1 << 256:
         raise InvalidValue("share_target", "must be easier than difficulty 1, below 2**256")
     return target
+
+
+_MINER = operator.attrgetter("miner_id")
 
 
 def _digest(share: AcceptedShare) -> bytes:
@@ -324,7 +329,9 @@ class MiningPool:
         they came after it alone: against the next template (stale if built on the old tip).
         One :data:`Outcome` per submission, no object per share beyond the accepted ones."""
         outcomes: list[Outcome | None] = []  # None: accepted, completed below
-        found: list[tuple[AcceptedShare, bytes, Job, int]] = []  # with its outcome's position
+        accepted: list[AcceptedShare] = []
+        places: list[int] = []  # each accepted share's place in outcomes
+        block: tuple[bytes, Job] | None = None  # the last accepted share's header and job
         later: Sequence[SubmittedShare] = ()
         with self._lock:
             template = self.template
@@ -344,43 +351,47 @@ class MiningPool:
                     code = ERROR_CODES[ShareReason(share.reason)]
                     outcomes.append(self._count(submission[0], code, share.message))
                     continue
-                found.append((share, headers[ready][2], submission[1], len(outcomes)))
+                places.append(len(outcomes))
+                accepted.append(share)
                 outcomes.append(None)
                 if share.is_block:
-                    later = submissions[index + 1 :]
+                    block, later = (headers[ready][2], submission[1]), submissions[index + 1 :]
                     break
-            if not found:
+            if not accepted:
                 return outcomes  # type: ignore[return-value]  # all rejected: no None left
-            credited = self._record(found, template)
+            credited = self._record(accepted, template)
             if credited is None:  # one was stored before this process started
                 return self._one_by_one(submissions) if len(submissions) > 1 else [
                     self._count(submissions[0][0], "duplicate-share", "already stored")
                 ]  # fmt: skip
-        for (share, header, job, at), msat in zip(found, credited, strict=True):
-            block = self._submit_block(share, header, job) if share.is_block else None
-            outcomes[at] = (share, block, msat)
+        for share, place, msat in zip(accepted, places, credited, strict=True):
+            outcomes[place] = (share, None, msat)
+        if block is not None:  # the batch's last accepted share: submitted, outside the lock
+            outcomes[places[-1]] = (accepted[-1], self._submit_block(accepted[-1], *block),
+                                    credited[-1])  # fmt: skip
         finished: list[Outcome] = outcomes  # type: ignore[assignment]  # every None replaced
         return finished + self.judge_submissions(later) if later else finished
 
     def _one_by_one(self, submissions: Sequence[SubmittedShare]) -> list[Outcome]:
         return [outcome for s in submissions for outcome in self.judge_submissions([s])]
 
-    def _record(
-        self, found: list[tuple[AcceptedShare, bytes, Job, int]], template: BlockTemplate
-    ) -> list[int] | None:  # fmt: skip
+    def _record(self, accepted: list[AcceptedShare], template: BlockTemplate) -> list[int] | None:
         """Store and credit the accepted shares (under the lock): the msat each credited, or
         None if one was already stored (then none is, and none stays in the duplicate set)."""
         try:
-            credited = self._recorder.record([entry[0] for entry in found], template)
+            credited = self._recorder.record(accepted, template)
         except BaseException as error:
-            self._seen.difference_update(_digest(entry[0]) for entry in found)
+            self._seen.difference_update(_digest(share) for share in accepted)
             if isinstance(error, Conflict):
                 return None
             raise
-        self.accepted += len(found)
+        self.accepted += len(accepted)
         earned = self.earned_msat
-        for entry, msat in zip(found, credited, strict=True):
-            earned[entry[0].miner_id] += msat
+        start = 0  # a miner's run of shares at once, not one Counter update a share
+        for miner, run in itertools.groupby(accepted, _MINER):
+            end = start + len(list(run))
+            earned[miner] += sum(credited[start:end])
+            start = end
         return credited
 
     def reject(self, miner_id: str, code: str, detail: str) -> Verdict:

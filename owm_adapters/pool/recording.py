@@ -60,7 +60,7 @@ class ShareRecorder:
                 updated[miner], msats = credit.add_values(miner_value, count, now)
                 credited.extend(msats)
                 treasury = self._current(fpps.TREASURY_CREDIT_ID, updated, now)
-                updated[fpps.TREASURY_CREDIT_ID], _ = treasury.add_values(cut_value, count, now)
+                updated[fpps.TREASURY_CREDIT_ID], _ = treasury.add_run(cut_value, count, now)
             if self._credits is not None:
                 for credit in updated.values():
                     self._credits.put(credit)

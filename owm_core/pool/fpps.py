@@ -399,23 +399,39 @@ class MinerCredit:
         each of them added, in order: the same as ``count`` calls of :meth:`add_value`, with
         the carry kept as an integer over one denominator between them and reduced once at
         the end (the pool credits a batch of shares this way, SRS-POOL-04, SRS-PERF-11)."""
+        den, step, rest = self._steps(value_sat)
+        added = []
+        for _ in range(count):
+            whole, rest = divmod(rest + step, den)
+            added.append(whole)
+        return self._carrying(rest, den, sum(added), now), added
+
+    def add_run(self, value_sat: Fraction, count: int, now: int) -> tuple[MinerCredit, int]:
+        """This credit after ``count`` more shares each worth exactly ``value_sat``, and the
+        msat they added together: the credit and the sum of :meth:`add_values`, in one division
+        (the carried fractions of consecutive shares add up to the whole one), for a credit
+        whose per-share msat nobody reads — the treasury's cut (SRS-POOL-08, SRS-PERF-11)."""
+        den, step, rest = self._steps(value_sat)
+        whole, rest = divmod(rest + count * step, den)
+        return self._carrying(rest, den, whole, now), whole
+
+    def _steps(self, value_sat: Fraction) -> tuple[int, int, int]:
+        """``(den, step, rest)``: the carry and one share's ``value_sat × 1000`` msat over
+        one common denominator ``den`` (``rest/den`` the carry, ``step/den`` a share)."""
         if value_sat.numerator < 0:  # (comparing the Fraction itself is slower)
             raise InvalidValue("value_sat", "must be ≥ 0")
         numerator, _, denominator = self.carry.partition("/")
         carry_num, carry_den = int(numerator), int(denominator or 1)
         if not 0 <= carry_num < carry_den:
             raise InvalidValue("carry", "must be in [0, 1)")
-        # carry + value × 1000 over the common denominator value.den × carry.den
-        den = value_sat.denominator * carry_den
         step = value_sat.numerator * MSAT_PER_SAT * carry_den
-        rest = carry_num * value_sat.denominator
-        added = []
-        for _ in range(count):
-            whole, rest = divmod(rest + step, den)
-            added.append(whole)
+        return value_sat.denominator * carry_den, step, carry_num * value_sat.denominator
+
+    def _carrying(self, rest: int, den: int, added: int, now: int) -> MinerCredit:
+        """This credit with ``added`` msat more and ``rest/den`` carried (reduced)."""
         common = math.gcd(rest, den)
         carry = f"{rest // common}/{den // common}"
-        return MinerCredit(self.miner_id, self.credited_msat + sum(added), carry, now), added
+        return MinerCredit(self.miner_id, self.credited_msat + added, carry, now)
 
     def _added(self, credit: MsatCredit, now: int) -> tuple[MinerCredit, int]:
         carry = f"{credit.carry.numerator}/{credit.carry.denominator}"

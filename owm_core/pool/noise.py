@@ -34,9 +34,11 @@ CERTIFICATE_BYTES = 74
 ACT1_BYTES = secp256k1.ELLSWIFT_BYTES
 ACT2_BYTES = 2 * secp256k1.ELLSWIFT_BYTES + MAC_BYTES + CERTIFICATE_BYTES + MAC_BYTES
 _MAX_NONCE = 2**64 - 1
+#: The last nonce a session uses (2**64 - 1 is reserved): past it the session must end.
+LAST_NONCE = _MAX_NONCE - 1
 _CERT_SIGNED = struct.Struct("<HII")
 #: The 12-byte ChaCha20-Poly1305 nonce: 4 zero bytes, then the counter as 8 little-endian bytes.
-_NONCE = struct.Struct("<4xQ")
+NONCE = struct.Struct("<4xQ")
 
 
 def _hmac(key: bytes, data: bytes) -> bytes:
@@ -66,7 +68,7 @@ class CipherState:
     def _next_nonce(self) -> bytes:
         if self.nonce >= _MAX_NONCE:
             raise NoiseFailure("nonce exhausted: the session must be re-established")
-        return _NONCE.pack(self.nonce)
+        return NONCE.pack(self.nonce)
 
     def encrypt_with_ad(self, ad: bytes, plaintext: bytes) -> bytes:
         """``ENCRYPT(k, n++, ad, plaintext)``, or ``plaintext`` while there is no key."""
@@ -76,27 +78,16 @@ class CipherState:
         self.nonce += 1
         return ciphertext
 
-    def opener(self) -> Callable[[int, bytes | memoryview], bytes]:
-        """``open(n, ciphertext)``: ``DECRYPT(k, n, "", ciphertext)`` at a nonce the caller
-        counts itself, without reading or advancing :attr:`nonce` — the caller sets it to what
-        it kept (a frame header read before its payload has arrived is decrypted again later).
-        One closure for a whole buffer of frames instead of a method call and a nonce encoded
-        per piece: the receiving side's hot path (SRS-PERF-11). A failed tag raises
-        ``NoiseFailure``, as does the exhausted nonce 2**64 - 1."""
-        aead, pack = self._aead, _NONCE.pack
-        if aead is None:
-            return lambda _nonce, ciphertext: bytes(ciphertext)
-        decrypt = aead.decrypt
-
-        def open_(nonce: int, ciphertext: bytes | memoryview) -> bytes:
-            if nonce >= _MAX_NONCE:
-                raise NoiseFailure("nonce exhausted: the session must be re-established")
-            try:
-                return decrypt(pack(nonce), ciphertext, b"")
-            except InvalidTag:
-                raise NoiseFailure("message authentication failed") from None
-
-        return open_
+    def decryptor(self) -> Callable[[bytes, bytes, bytes], bytes]:
+        """``decrypt(nonce, ciphertext, ad)``: the raw ChaCha20-Poly1305 decryption with this key
+        (pass-through while there is no key), for a caller that counts the nonces itself and
+        packs them with :data:`NONCE` (:func:`~owm_core.pool.sv2_frames.decrypt_frames`: one
+        call a piece and no method call around it, the receiving side's hot path,
+        SRS-PERF-11). It raises ``cryptography``'s ``InvalidTag`` on a failed tag: the caller
+        turns that into ``NoiseFailure``; the caller never passes :data:`LAST_NONCE`."""
+        if self._aead is None:
+            return lambda _nonce, ciphertext, _ad: bytes(ciphertext)
+        return self._aead.decrypt
 
     def decrypt_with_ad(self, ad: bytes, ciphertext: bytes | memoryview) -> bytes:
         """``DECRYPT(k, n++, ad, ciphertext)``; a failed tag leaves ``n`` and raises."""

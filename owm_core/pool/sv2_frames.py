@@ -13,9 +13,10 @@ declared payload exceeds its limit, so a peer cannot make it buffer 16 MiB.
 from __future__ import annotations
 
 import attrs
+from cryptography.exceptions import InvalidTag
 
-from owm_core.errors import FrameMalformed
-from owm_core.pool.noise import MAC_BYTES, CipherState
+from owm_core.errors import FrameMalformed, NoiseFailure
+from owm_core.pool.noise import LAST_NONCE, MAC_BYTES, NONCE, CipherState
 
 HEADER_BYTES = 6
 ENCRYPTED_HEADER_BYTES = HEADER_BYTES + MAC_BYTES
@@ -91,15 +92,19 @@ def decrypt_frames(
     how many bytes they took (a frame cut short is left for later, its header decrypted again
     then; ``cipher.nonce`` counts the pieces kept). A header declaring a payload over
     ``max_payload`` is refused before its payload is read. One pass over one copy of the
-    buffer (the AEAD takes ``bytes`` slices faster than views) with one decryption closure
-    (:meth:`~owm_core.pool.noise.CipherState.opener`), instead of a method call and a nonce
-    object per piece: the receiving side's hot path (SRS-PERF-11)."""
+    buffer (the AEAD takes ``bytes`` slices faster than views), calling the AEAD itself
+    (:meth:`~owm_core.pool.noise.CipherState.decryptor`) with nonces packed by one precompiled
+    struct, instead of a method call and a nonce object per piece: the receiving side's hot
+    path (SRS-PERF-11). A failed tag is ``NoiseFailure``, as is the exhausted nonce."""
     frames: list[Frame] = []
-    data, at, nonce, open_ = bytes(buffer), 0, cipher.nonce, cipher.opener()
-    size = len(data)
+    data, at, nonce = bytes(buffer), 0, cipher.nonce
+    size, last = len(data), LAST_NONCE
+    decrypt, pack = cipher.decryptor(), NONCE.pack
     try:
         while len(frames) < limit and size - at >= ENCRYPTED_HEADER_BYTES:
-            header = open_(nonce, data[at : at + ENCRYPTED_HEADER_BYTES])
+            if nonce > last:  # (never in a session's life: 2**64 pieces)
+                raise NoiseFailure("nonce exhausted: the session must be re-established")
+            header = decrypt(pack(nonce), data[at : at + ENCRYPTED_HEADER_BYTES], b"")
             length = header[3] | header[4] << 8 | header[5] << 16
             if length > max_payload:
                 raise FrameMalformed(
@@ -114,7 +119,9 @@ def decrypt_frames(
             if not length:
                 payload = b""
             elif length <= MAX_PLAINTEXT_BYTES:
-                payload = open_(nonce, data[start:end])
+                if nonce > last:
+                    raise NoiseFailure("nonce exhausted: the session must be re-established")
+                payload = decrypt(pack(nonce), data[start:end], b"")
                 nonce += 1
             else:
                 cipher.nonce = nonce
@@ -122,6 +129,8 @@ def decrypt_frames(
                 nonce = cipher.nonce
             frames.append(_trusted_frame(header[0] | header[1] << 8, header[2], payload))
             at = end
+    except InvalidTag:
+        raise NoiseFailure("message authentication failed") from None
     finally:
         cipher.nonce = nonce
     return frames, at

@@ -242,17 +242,17 @@ def test_adding_a_precomputed_share_value_credits_exactly_what_add_share_does(
         assert fast_cut == slow_cut
 
 
-@given(
-    runs=st.lists(
-        st.tuples(
-            st.integers(1, 10**9) | st.fractions(min_value=Fraction(1, 10**12), max_value=1),
-            st.integers(0, 20),
-        ),
-        min_size=1,
-        max_size=8,
+share_runs = st.lists(
+    st.tuples(
+        st.integers(1, 10**9) | st.fractions(min_value=Fraction(1, 10**12), max_value=1),
+        st.integers(0, 20),
     ),
-    terms=fpps_terms(),
-)
+    min_size=1,
+    max_size=8,
+)  # runs of equal shares: (difficulty, count)
+
+
+@given(runs=share_runs, terms=fpps_terms())
 @settings(max_examples=200)
 def test_adding_a_run_of_equal_shares_at_once_credits_exactly_what_one_by_one_does(
     runs: list[tuple[int | Fraction, int]], terms: FppsTerms
@@ -269,6 +269,19 @@ def test_adding_a_run_of_equal_shares_at_once_credits_exactly_what_one_by_one_do
         assert at_once.credited_msat == one_by_one.credited_msat
         assert Fraction(at_once.carry) == Fraction(one_by_one.carry)
         assert at_once.carry == one_by_one.carry or count == 0
+
+
+@given(runs=share_runs, terms=fpps_terms())
+@settings(max_examples=200)
+def test_a_run_credited_in_one_sum_leaves_the_credit_that_share_by_share_does(
+    runs: list[tuple[int | Fraction, int]], terms: FppsTerms
+) -> None:
+    each = at_once = fpps.fresh_credit(fpps.TREASURY_CREDIT_ID, 0)
+    for difficulty, count in runs:
+        value = fpps.treasury_share_value(terms, difficulty)
+        each, added = each.add_values(value, count, 9)
+        at_once, total = at_once.add_run(value, count, 9)
+        assert (at_once, total) == (each, sum(added))
 
 
 def test_quarter_msat_shares_are_paid_one_msat_every_fourth_share() -> None:

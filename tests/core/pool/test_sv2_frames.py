@@ -148,3 +148,17 @@ def test_a_tampered_or_oversized_frame_in_the_buffer_is_refused() -> None:
     big = sv2_frames.encrypt_frame(sender, Frame(0, 0x1A, b"x" * 1_000))
     with pytest.raises(FrameMalformed, match="exceeds"):  # refused from its header alone
         sv2_frames.decrypt_frames(receiver, big[:22], 8, max_payload=999)
+
+
+def test_a_session_whose_nonces_are_spent_decrypts_no_more_frames() -> None:
+    # 2**64 - 1 is reserved: a receiver there refuses before decrypting, and a frame whose
+    # header takes the last nonce cannot have its payload decrypted at the reserved one.
+    spent = CipherState(KEY, nonce=2**64 - 1)
+    with pytest.raises(NoiseFailure, match="nonce exhausted"):
+        sv2_frames.decrypt_frames(spent, bytes(60), 1)
+    sender = CipherState(KEY, nonce=2**64 - 2)
+    header = sender.encrypt_with_ad(b"", Frame(0x8000, 0x1A, bytes(24)).header())
+    last = CipherState(KEY, nonce=2**64 - 2)
+    with pytest.raises(NoiseFailure, match="nonce exhausted"):
+        sv2_frames.decrypt_frames(last, header + bytes(40), 1)
+    assert last.nonce == 2**64 - 1  # the header was kept, as a failed payload always leaves it
