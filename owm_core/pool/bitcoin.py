@@ -354,11 +354,11 @@ def validate_headers(
         network_target = _network_target(bits)
     for miner_id, template_id, header in shares:
         if not isinstance(header, bytes) or len(header) != HEADER_SIZE:
-            judged.append(_rejected(ShareReason.BAD_LENGTH, header, template))
+            judged.append(_wrong_length(header))
         elif template_id != template_id_now or header[4:36] != prev:
-            judged.append(_rejected(ShareReason.STALE, template_id, template))
+            judged.append(_stale(template_id, template))
         elif header[72:76] != bits_bytes or network_target is None:
-            judged.append(_rejected(ShareReason.BAD_NBITS, header, template))
+            judged.append(_wrong_bits(header, template))
         elif (digest := sha256(sha256(header).digest()).digest()) in seen_hashes:
             judged.append(InvalidShare(ShareReason.DUPLICATE, "this share was already submitted"))
         else:
@@ -367,7 +367,7 @@ def validate_headers(
                 goal = share_target(share_difficulty) if target is None else target
                 limit = max(goal, network_target)
             if value > limit:
-                judged.append(_rejected(ShareReason.ABOVE_TARGET, share_difficulty, target))
+                judged.append(_above_target(share_difficulty, target))
                 continue
             if credited is None:
                 credited = _credited(share_difficulty, target, network_target)
@@ -391,32 +391,39 @@ _SLOTS = tuple(
 )
 
 
-def _rejected(reason: ShareReason, about: object, context: object) -> InvalidShare:
-    """The rejection of one share for ``reason``, its message naming what is wrong."""
-    if reason is ShareReason.BAD_LENGTH:
-        size = len(about) if isinstance(about, bytes) else type(about).__name__
-        return InvalidShare(reason, f"a header is 80 bytes, got {size}")
-    if reason is ShareReason.STALE:
-        assert isinstance(context, WorkTemplate)
-        return InvalidShare(
-            reason, f"share for template {about!r}, current is {context.template_id!r}"
-        )
-    if reason is ShareReason.BAD_NBITS:
-        assert isinstance(about, bytes) and isinstance(context, WorkTemplate)
-        bits = int.from_bytes(about[72:76], "little")
-        if bits != context.bits:
-            return InvalidShare(
-                reason, f"nBits {bits:#010x} differs from the template's {context.bits:#010x}"
-            )
-        try:  # the template's own nBits do not decode: compact_to_target says why
-            compact_to_target(bits)
-        except InvalidShare as error:
-            return error
-        raise AssertionError("nBits that decode were refused")  # pragma: no cover
+def _wrong_length(header: object) -> InvalidShare:
+    size = len(header) if isinstance(header, bytes) else type(header).__name__
+    return InvalidShare(ShareReason.BAD_LENGTH, f"a header is 80 bytes, got {size}")
+
+
+def _stale(template_id: str, template: WorkTemplate) -> InvalidShare:
     return InvalidShare(
-        reason,
-        f"hash is above the difficulty-{about} share target"
-        if context is None else f"hash is above the share target {context:#x}",
+        ShareReason.STALE,
+        f"share for template {template_id!r}, current is {template.template_id!r}",
+    )
+
+
+def _wrong_bits(header: bytes, template: WorkTemplate) -> InvalidShare:
+    """A header's ``nBits`` other than the template's, or the template's own that do not
+    decode (:func:`compact_to_target` says why)."""
+    bits = int.from_bytes(header[72:76], "little")
+    if bits != template.bits:
+        return InvalidShare(
+            ShareReason.BAD_NBITS,
+            f"nBits {bits:#010x} differs from the template's {template.bits:#010x}",
+        )
+    try:
+        compact_to_target(bits)
+    except InvalidShare as error:
+        return error
+    raise AssertionError(f"nBits {bits:#010x} decode but were refused")  # pragma: no cover
+
+
+def _above_target(share_difficulty: int, target: int | None) -> InvalidShare:
+    return InvalidShare(
+        ShareReason.ABOVE_TARGET,
+        f"hash is above the difficulty-{share_difficulty} share target"
+        if target is None else f"hash is above the share target {target:#x}",
     )  # fmt: skip
 
 
