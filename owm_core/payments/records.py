@@ -17,6 +17,10 @@ This module owns the durable side of paying a node for a task (SRS-LN-04, SRS-LN
 * An invoice that expired unpaid is *renewed* (:mod:`owm_core.payments.renewals`): the record
   takes the new invoice's hash and keeps the old ones in ``replaced_hashes``, which are looked
   up before anything is sent under the new hash, so a payment is never made twice.
+* A payout to a bare Lightning node that hands in no invoice is sent by *keysend*
+  (:class:`PayoutMethod`, :mod:`owm_core.payments.keysend`): the record holds no invoice, the
+  payee's node key, and the hash of a preimage derived from its ``payment_id``, so the same
+  hash is sent again after any crash and looked up first, exactly as an invoice's.
 * :class:`PaymentAttempt` is one line of the payment log SRS-LN-05 asks for: task id, node id,
   amount, timestamp and outcome of every attempt, success and failure.
 
@@ -48,6 +52,14 @@ class PaymentState(enum.Enum):
     IN_FLIGHT = "in_flight"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+
+
+class PayoutMethod(enum.Enum):
+    """How a payout is sent: by paying the payee's BOLT11 invoice, or by keysend to its node
+    (a spontaneous payment carrying its own preimage, :mod:`owm_core.payments.keysend`)."""
+
+    INVOICE = "invoice"
+    KEYSEND = "keysend"
 
 
 class AttemptOutcome(enum.Enum):
@@ -106,10 +118,14 @@ class RewardPayment:
         default=None, validator=_optional(fields.timestamp())
     )
     replaced_hashes: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    method: PayoutMethod = attrs.field(
+        default=PayoutMethod.INVOICE, validator=fields.instance_of(PayoutMethod)
+    )
 
     def __attrs_post_init__(self) -> None:
         """Times move forward; a payment that was tried has counted its attempts; an invoice
-        replaced is never the current one, nor replaced twice."""
+        replaced is never the current one, nor replaced twice; a keysend payout names its
+        payee's node and holds no invoice."""
         if self.updated_at < self.created_at:
             raise InvalidValue("updated_at", "cannot precede created_at")
         if self.state is not PaymentState.PENDING and self.attempts == 0:
@@ -120,6 +136,10 @@ class RewardPayment:
             _HASH(self, attrs.fields(RewardPayment).replaced_hashes, old)
         if len({*self.replaced_hashes, self.payment_hash}) != len(self.replaced_hashes) + 1:
             raise InvalidValue("replaced_hashes", "repeat a hash or hold the current one")
+        if self.method is PayoutMethod.KEYSEND and (
+            self.payee_pubkey is None or self.bolt11 is not None
+        ):
+            raise InvalidValue("method", "a keysend payout names its payee's node, no invoice")
 
     @property
     def settled(self) -> bool:
@@ -184,7 +204,7 @@ def attempt_record(payment: RewardPayment, outcome: AttemptOutcome, now: int) ->
 
 def _same_payment(stored: RewardPayment, incoming: RewardPayment, named: str) -> None:
     """Conflict unless ``incoming`` is the same payment as ``stored``."""
-    for name in ("payment_id", "task_id", "node_id", "amount_msat", "created_at"):
+    for name in ("payment_id", "task_id", "node_id", "amount_msat", "created_at", "method"):
         if getattr(stored, name) != getattr(incoming, name):
             raise Conflict(f"payment {named} is stored with another {name}")
 

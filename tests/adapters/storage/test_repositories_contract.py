@@ -79,6 +79,7 @@ from owm_core.nodes.tiers import Tier
 from owm_core.payments.records import (
     AttemptOutcome,
     PaymentState,
+    PayoutMethod,
     RewardPayment,
     attempt_record,
     fail,
@@ -553,6 +554,22 @@ def test_another_payment_under_a_known_hash_or_id_is_a_conflict(repos: Repositor
         repos.payments.upsert(attrs.evolve(a_payment(2), payment_id=payment.payment_id))
     assert repos.payments.get(payment.payment_hash) == payment
     assert repos.payments.get(a_payment(2).payment_hash) is None
+
+
+def test_a_keysend_payout_is_stored_and_read_back_as_keysend(repos: Repositories) -> None:
+    pubkey = "02" + "ab" * 32
+    payment = attrs.evolve(a_payment(7), bolt11=None, payee_pubkey=pubkey, memo="OWM bounty",
+                           method=PayoutMethod.KEYSEND)
+    assert repos.payments.upsert(payment) == payment
+    flying = start_attempt(payment, T0 + 10)
+    assert repos.payments.upsert(flying) == flying
+    assert repos.payments.get(payment.payment_hash) == flying
+    assert repos.payments.get(a_payment(1).payment_hash) is None
+    repos.payments.upsert(a_payment(1))
+    invoice = repos.payments.get(a_payment(1).payment_hash)
+    assert invoice is not None and invoice.method is PayoutMethod.INVOICE
+    with pytest.raises(Conflict):  # the same payment sent another way is another payment
+        repos.payments.upsert(attrs.evolve(flying, method=PayoutMethod.INVOICE))
 
 
 def test_owed_payments_are_listed_oldest_first(repos: Repositories) -> None:

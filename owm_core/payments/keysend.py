@@ -1,0 +1,165 @@
+"""Keysend payouts: paying a bare Lightning node that hands in no invoice (SRS-LN-04, SRS-LN-08).
+
+A GitHub contributor (a bounty, a contribution reward), a sponsor's refund or a data
+contributor is paid at a Lightning node's public key. When that node runs no OWM node daemon it
+hands in no invoice, so the payout is sent by *keysend*: a spontaneous payment whose preimage
+travels to the payee in the onion's custom record :data:`KEYSEND_RECORD` (5482373484), with
+``payment_hash = sha256(preimage)``. These are the rules; the dispatcher
+(``owm_adapters.services.payouts``) and the Lightning adapters do the I/O.
+
+* **Which way.** :func:`choose_method` is the one place that decides: keysend only when the
+  payee's invoice source has no invoice to give, the payee is a bare node public key (not a
+  node of the network, whose daemon hands invoices in: those stay on invoices, SRS-LN-04) and
+  keysend is switched on (``[lightning] keysend``); an invoice otherwise.
+* **Exactly once.** The preimage is not drawn at random: it is
+  ``HMAC-SHA256(secret, "owm/keysend-preimage/v1" ‖ 0x00 ‖ payment_id)``
+  (:meth:`KeysendKey.preimage`) under a secret only the coordinator holds (derived from its
+  signing key, :meth:`KeysendKey.from_signature`). A payout's ``payment_id`` is deterministic
+  (``owm_core.payments.outbox``), so its payment hash is fixed before anything is sent and
+  every retry, after any crash, on any coordinator sharing the key, sends the *same* hash:
+  LND refuses a second payment of a hash that succeeded or is in flight, and the outbox looks
+  the hash up before any resend (``outbox.decide``), as for an invoice. The preimage is never
+  stored nor logged; it is derived again when the payment is sent. Because the payee learns
+  the preimage only by being paid, a preimage does not prove payment to a third party the way
+  an invoice's does; the outbox record and the backend's payment are the evidence.
+
+Pure: no I/O; the secret is given by the caller.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+
+from owm_core.errors import InvalidValue
+from owm_core.payments.records import PayoutMethod, RewardPayment
+
+KEYSEND_RECORD = 5_482_373_484
+"""The onion custom record (TLV type) that carries a keysend payment's preimage."""
+PREIMAGE_DOMAIN = b"owm/keysend-preimage/v1"
+SECRET_DOMAIN = b"owm/keysend-secret/v1"
+"""What the coordinator signs to derive its keysend secret (:meth:`KeysendKey.from_signature`)."""
+MIN_SECRET_BYTES = 32
+
+
+class PayeeKind(enum.Enum):
+    """Who a payout is owed to, as far as choosing how to pay it goes."""
+
+    NETWORK_NODE = "network_node"
+    """A registered OWM node: its daemon hands in invoices (SRS-LN-04)."""
+    BARE_NODE = "bare_node"
+    """A Lightning node's public key and nothing more (GitHub payees, sponsors, data
+    contributors, miners)."""
+
+
+def choose_method(
+    *, invoice_available: bool, payee: PayeeKind, keysend_enabled: bool
+) -> PayoutMethod:
+    """How to pay one payout: KEYSEND only for a bare node that has no invoice to give while
+    keysend is on; INVOICE otherwise (module docstring)."""
+    if invoice_available or payee is not PayeeKind.BARE_NODE or not keysend_enabled:
+        return PayoutMethod.INVOICE
+    return PayoutMethod.KEYSEND
+
+
+def payment_hash_of(preimage_hex: str) -> str:
+    """``sha256(preimage)`` as 64 lower-case hex; InvalidValue unless 32 bytes of hex."""
+    try:
+        raw = bytes.fromhex(preimage_hex)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32 or preimage_hex != preimage_hex.lower():
+        raise InvalidValue("preimage", "must be 64 lower-case hex characters")
+    return hashlib.sha256(raw).hexdigest()
+
+
+class KeysendKey:
+    """The coordinator's keysend secret: derives each payout's preimage (module docstring).
+
+    Holds the secret privately; ``repr`` shows nothing of it (SRS-SEC-07).
+    """
+
+    __slots__ = ("_secret",)
+
+    def __init__(self, secret: bytes) -> None:
+        if not isinstance(secret, bytes) or len(secret) < MIN_SECRET_BYTES:
+            raise InvalidValue("secret", f"must be at least {MIN_SECRET_BYTES} bytes")
+        self._secret = secret
+
+    @classmethod
+    def from_signature(cls, signature: bytes) -> KeysendKey:
+        """The key derived from the coordinator's signature over :data:`SECRET_DOMAIN`.
+
+        Ed25519 signatures are deterministic (RFC 8032), so every coordinator holding the
+        signing key derives the same secret, and nobody without it can.
+        """
+        if len(signature) < MIN_SECRET_BYTES:
+            raise InvalidValue("signature", "is too short to derive a secret from")
+        return cls(hashlib.sha256(SECRET_DOMAIN + b"\x00" + signature).digest())
+
+    def __repr__(self) -> str:
+        return "KeysendKey(<secret>)"
+
+    def preimage(self, payment_id: str) -> str:
+        """The 32-byte preimage of the payout ``payment_id``, as hex (never log it)."""
+        if not payment_id:
+            raise InvalidValue("payment_id", "must not be empty")
+        message = PREIMAGE_DOMAIN + b"\x00" + payment_id.encode("utf-8")
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+    def payment_hash(self, payment_id: str) -> str:
+        """The payment hash every keysend attempt of ``payment_id`` carries."""
+        return payment_hash_of(self.preimage(payment_id))
+
+
+def keysend_payment(
+    key: KeysendKey,
+    *,
+    payment_id: str,
+    task_id: str,
+    payee_pubkey: str,
+    amount_msat: int,
+    now: int,
+    memo: str = "",
+) -> RewardPayment:
+    """The pending outbox record of a keysend payout to ``payee_pubkey`` (its node id too)."""
+    return RewardPayment(
+        payment_id=payment_id,
+        task_id=task_id,
+        node_id=payee_pubkey,
+        amount_msat=amount_msat,
+        payment_hash=key.payment_hash(payment_id),
+        created_at=now,
+        updated_at=now,
+        payee_pubkey=payee_pubkey,
+        memo=memo[:640],
+        method=PayoutMethod.KEYSEND,
+    )
+
+
+def checked_preimage(key: KeysendKey, payment: RewardPayment) -> str:
+    """The preimage to send for the keysend ``payment``; InvalidValue when it does not hash to
+    the record's payment hash (the coordinator's key changed since the record was made): then
+    nothing may be sent, since another hash could pay the payout a second time."""
+    if payment.method is not PayoutMethod.KEYSEND:
+        raise InvalidValue("method", f"payment {payment.payment_id} is not a keysend payout")
+    preimage = key.preimage(payment.payment_id)
+    if payment_hash_of(preimage) != payment.payment_hash:
+        raise InvalidValue(
+            "payment_hash",
+            f"keysend payout {payment.payment_id} was recorded under another coordinator key; "
+            "restore the key that made it (nothing is sent under a new hash)",
+        )
+    return preimage
+
+
+__all__ = [
+    "KEYSEND_RECORD",
+    "KeysendKey",
+    "PayeeKind",
+    "checked_preimage",
+    "choose_method",
+    "keysend_payment",
+    "payment_hash_of",
+]
