@@ -5,9 +5,11 @@ RPCs on the socket: ``getinfo``; ``invoice``/``listinvoices`` (CLN's invoice lis
 creation time or expiry, so both are read from the BOLT11 string itself); ``pay`` with ``maxfee``
 and ``retry_for``; ``listpays`` to look payments up (``pay`` is made idempotent by checking it
 first: a complete or pending payment of the hash is returned, never repeated);
-``listpeerchannels`` for stake checks and to find the channel to close; ``signmessage`` /
-``checkmessage`` (with the expected pubkey) for proofs of node control. Waiting for an invoice
-polls ``listinvoices``: ``waitinvoice`` cannot time out.
+``keysend`` to pay a node without an invoice (its plugin draws the preimage, so an attempt
+is keyed by its label ``owm-keysend-<sha256 of the caller's preimage>`` and found again through
+``listpays``); ``listpeerchannels`` for stake checks and to find the channel to close;
+``signmessage`` / ``checkmessage`` (with the expected pubkey) for proofs of node control.
+Waiting for an invoice polls ``listinvoices``: ``waitinvoice`` cannot time out.
 
 Credentials (SRS-SEC-13): CLN's ``lightning-rpc`` socket grants every method to whoever can
 open it, so it is not an access-controlled credential. Force close therefore never goes over
@@ -46,6 +48,7 @@ from owm_core.errors import (
     InvoiceNotFound,
     LightningUnavailable,
 )
+from owm_core.payments.keysend import payment_hash_of
 from owm_core.payments.lightning import (
     Channel,
     Invoice,
@@ -440,7 +443,8 @@ class ClnLightning:
         """Pay an invoice at most once per payment hash, routing fees capped at max_fee_msat."""
         require_int("max_fee_msat", max_fee_msat, minimum=0)
         payment_hash = decode_bolt11(bolt11).payment_hash
-        earlier = self.lookup_payment(payment_hash)
+        pays = self._listed("listpays", "pays", payment_hash)
+        earlier = _pay_result(pays, payment_hash) if pays else None
         if earlier is not None and earlier.status is not PaymentStatus.FAILED:
             return earlier
         try:
@@ -472,29 +476,65 @@ class ClnLightning:
             preimage=str(paid["payment_preimage"]),
         )
 
+    def keysend(
+        self, dest_pubkey: str, amount_msat: int, preimage: str, max_fee_msat: int,
+        timeout_s: float,
+    ) -> PaymentResult:
+        """Pay ``dest_pubkey`` without an invoice with CLN's ``keysend`` (module docstring).
+
+        CLN's keysend plugin draws the preimage itself (``plugins/keysend.c``); the caller's
+        ``preimage`` only fixes the key ``sha256(preimage)``, carried in the payment's label
+        ``owm-keysend-<key>``. An earlier complete or pending payment with that label is
+        returned, never repeated; the result is reported under the key.
+        """
+        require_peer_pubkey(dest_pubkey)
+        require_int("amount_msat", amount_msat, minimum=1)
+        require_int("max_fee_msat", max_fee_msat, minimum=0)
+        key = payment_hash_of(preimage)
+        earlier = self._keysend_attempt(key)
+        if earlier is not None and earlier.status is not PaymentStatus.FAILED:
+            return earlier
+        try:
+            paid = self._call(
+                "keysend", destination=dest_pubkey, amount_msat=amount_msat,
+                label=_keysend_label(key), maxfee=max_fee_msat,
+                retry_for=max(1, math.ceil(timeout_s)),
+            )
+        except RpcError as error:
+            code, text = _rpc_error(error)
+            if code == _PAY_IN_PROGRESS:
+                return PaymentResult(payment_hash=key, status=PaymentStatus.IN_FLIGHT)
+            if code in _PAYMENT_FAILURE_CODES:
+                return PaymentResult(payment_hash=key, status=PaymentStatus.FAILED,
+                                     failure_reason=f"{code}: {text}")
+            if code == _INVALID_PARAMS:
+                raise InvalidValue("keysend", text) from None
+            raise self._failure("keysend", error) from None
+        amount = _msat(paid["amount_msat"])
+        return PaymentResult(
+            payment_hash=key, status=PaymentStatus.SUCCEEDED, amount_msat=amount,
+            fee_msat=max(0, _msat(paid["amount_sent_msat"]) - amount),
+            preimage=str(paid["payment_preimage"]),
+        )
+
     def lookup_payment(self, payment_hash: str) -> PaymentResult | None:
-        """The latest outgoing payment for this hash, or None if none was ever attempted."""
+        """The latest outgoing payment for this hash, or None if none was ever attempted; a
+        keysend attempt is found by its label when no payment has the hash itself."""
         pays = self._listed("listpays", "pays", payment_hash)
         if not pays:
-            return None
-        rank = {"complete": 2, "pending": 1, "failed": 0}
-        best = max(pays, key=lambda p: rank.get(p.get("status", "failed"), 0))
-        status = best.get("status")
-        if status == "complete":
-            amount = _msat(best.get("amount_msat", 0))
-            return PaymentResult(
-                payment_hash=payment_hash,
-                status=PaymentStatus.SUCCEEDED,
-                amount_msat=amount,
-                fee_msat=max(0, _msat(best.get("amount_sent_msat", amount)) - amount),
-                preimage=str(best["preimage"]),
-            )
-        if status == "pending":
-            return PaymentResult(payment_hash=payment_hash, status=PaymentStatus.IN_FLIGHT)
-        return PaymentResult(
-            payment_hash=payment_hash, status=PaymentStatus.FAILED,
-            failure_reason="payment failed",
-        )
+            return self._keysend_attempt(payment_hash)
+        return _pay_result(pays, payment_hash)
+
+    def _keysend_attempt(self, key: str) -> PaymentResult | None:
+        """The keysend payments labelled with ``key`` (``listpays`` has no label filter: all
+        pays are read), as one result under ``key``; None if there are none."""
+        try:
+            pays = self._call("listpays")["pays"]
+        except RpcError as error:
+            raise self._failure("listpays", error) from None
+        label = _keysend_label(key)
+        mine = [p for p in pays if p.get("label") == label]
+        return _pay_result(mine, key) if mine else None
 
     def _open_channels(self, peer_pubkey: str | None) -> list[dict[str, Any]]:
         try:
@@ -559,6 +599,33 @@ class ClnLightning:
         if not txid:
             raise LightningUnavailable(f"CLN close at {self.socket_path} returned no txid")
         return str(txid)
+
+
+def _keysend_label(key: str) -> str:
+    """The label of every keysend attempt of the payout keyed ``key`` (a payment hash)."""
+    return f"owm-keysend-{key}"
+
+
+def _pay_result(pays: list[dict[str, Any]], payment_hash: str) -> PaymentResult:
+    """One result for the ``listpays`` rows of one payment: complete over pending over failed."""
+    rank = {"complete": 2, "pending": 1, "failed": 0}
+    best = max(pays, key=lambda p: rank.get(p.get("status", "failed"), 0))
+    status = best.get("status")
+    if status == "complete":
+        amount = _msat(best.get("amount_msat", 0))
+        return PaymentResult(
+            payment_hash=payment_hash,
+            status=PaymentStatus.SUCCEEDED,
+            amount_msat=amount,
+            fee_msat=max(0, _msat(best.get("amount_sent_msat", amount)) - amount),
+            preimage=str(best["preimage"]),
+        )
+    if status == "pending":
+        return PaymentResult(payment_hash=payment_hash, status=PaymentStatus.IN_FLIGHT)
+    return PaymentResult(
+        payment_hash=payment_hash, status=PaymentStatus.FAILED,
+        failure_reason="payment failed",
+    )
 
 
 def _rpc_error(error: RpcError) -> tuple[int | None, str]:

@@ -7,6 +7,8 @@ accepts them), preimages are 32 random bytes with ``payment_hash = sha256(preima
 have capacities and two balances that always sum to the capacity, payments route over open
 channels (shortest path, a fixed fee per intermediate hop) and move every balance on the path in
 one SQLite transaction, and a payment hash is paid at most once per payer (SRS-LN-04/06).
+Keysend pays any node, keyed or not, with the preimage the payer gives; a node marked with
+:meth:`SimLedger.refuse_keysend` fails it as a node without ``accept-keysend`` does.
 
 :class:`SimLedger` owns the file and the network (nodes, channels; the back door tests and devnets
 use to open channels between a treasury and node pubkeys), with :class:`SimInvoices` and
@@ -39,6 +41,7 @@ from owm_core.errors import (
     InvalidValue,
     InvoiceNotFound,
 )
+from owm_core.payments.keysend import payment_hash_of
 from owm_core.payments.lightning import Channel, Invoice, InvoiceState, PaymentResult, PaymentStatus
 
 HOP_BASE_FEE_MSAT = 1_000
@@ -95,6 +98,9 @@ CREATE TABLE IF NOT EXISTS sim_ln_payments (
     failure_reason TEXT,
     created_at INTEGER NOT NULL,
     PRIMARY KEY (payer, payment_hash)
+);
+CREATE TABLE IF NOT EXISTS sim_ln_keysend_refused (
+    pubkey TEXT PRIMARY KEY
 );
 CREATE TABLE IF NOT EXISTS sim_ln_onchain (
     pubkey TEXT PRIMARY KEY,
@@ -369,6 +375,16 @@ class SimLedger:
         )
         return None if row is None else (str(row["closing_txid"]), bool(row["forced"]))
 
+    def refuse_keysend(self, pubkey: str, refused: bool = True) -> None:
+        """Make ``pubkey`` refuse keysend payments (an LND node without ``--accept-keysend``),
+        or (``refused=False``) accept them again."""
+        with self._file.transaction() as db:
+            if refused:
+                db.execute("INSERT INTO sim_ln_keysend_refused (pubkey) VALUES (?) ON CONFLICT"
+                           " DO NOTHING", (_check_pubkey(pubkey),))
+            else:
+                db.execute("DELETE FROM sim_ln_keysend_refused WHERE pubkey = ?", (pubkey,))
+
     def node_address(self, pubkey: str) -> str | None:
         """The ``host:port`` a simulated node pretends to listen on."""
         row = self._file.one("SELECT address FROM sim_ln_nodes WHERE pubkey = ?", (pubkey,))
@@ -415,6 +431,12 @@ class SimLedger:
     def pay(self, payer: str, invoice: str, max_fee_msat: int) -> PaymentResult:
         """Pay ``invoice`` from ``payer`` atomically, at most once per payment hash (SRS-LN-04)."""
         return self.payments.pay(payer, invoice, max_fee_msat)
+
+    def keysend(
+        self, payer: str, dest: str, amount_msat: int, preimage: str, max_fee_msat: int
+    ) -> PaymentResult:
+        """Pay ``dest`` without an invoice, at most once per ``sha256(preimage)``."""
+        return self.payments.keysend(payer, dest, amount_msat, preimage, max_fee_msat)
 
 
 class SimInvoices:
@@ -540,35 +562,65 @@ class SimPayments:
         payee = payee_tag.data if payee_tag is not None else ""
         amount_msat = int(decoded.amount_msat)
         with self._file.transaction() as db:
-            earlier = db.execute(
-                "SELECT * FROM sim_ln_payments WHERE payer = ? AND payment_hash = ?",
-                (payer, payment_hash),
-            ).fetchone()
-            if earlier is not None and earlier["status"] != PaymentStatus.FAILED.value:
-                return _payment(earlier)
+            earlier = _unfailed(db, payer, payment_hash)
+            if earlier is not None:
+                return earlier
             failure, fee_msat = self._settle(db, payer, payee, payment_hash, amount_msat,
                                              max_fee_msat)
-            status = PaymentStatus.FAILED if failure else PaymentStatus.SUCCEEDED
             preimage = None
             if failure is None:
                 preimage = db.execute(
                     "SELECT preimage FROM sim_ln_invoices WHERE payment_hash = ?",
                     (payment_hash,),
                 ).fetchone()["preimage"]
-            db.execute(
-                "INSERT OR REPLACE INTO sim_ln_payments (payer, payment_hash, bolt11,"
-                " amount_msat, fee_msat, status, preimage, failure_reason, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    payer, payment_hash, invoice, amount_msat, fee_msat, status.value,
-                    preimage, failure, self._file.clock(),
-                ),
-            )
-            row = db.execute(
-                "SELECT * FROM sim_ln_payments WHERE payer = ? AND payment_hash = ?",
-                (payer, payment_hash),
-            ).fetchone()
-            return _payment(row)
+            return self._recorded(db, payer, payment_hash, invoice, amount_msat, fee_msat,
+                                  preimage, failure)
+
+    def keysend(
+        self, payer: str, dest: str, amount_msat: int, preimage: str, max_fee_msat: int
+    ) -> PaymentResult:
+        """Pay ``dest`` ``amount_msat`` without an invoice, the preimage given by the payer:
+        at most once per ``sha256(preimage)``, like :meth:`pay` (SRS-LN-08)."""
+        _check_pubkey(dest)
+        for name, value, minimum in (("amount_msat", amount_msat, 1),
+                                     ("max_fee_msat", max_fee_msat, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise InvalidValue(name, f"must be an integer ≥ {minimum}")
+        payment_hash = payment_hash_of(preimage)
+        with self._file.transaction() as db:
+            earlier = _unfailed(db, payer, payment_hash)
+            if earlier is not None:
+                return earlier
+            failure: str | None = "cannot pay to self"
+            fee_msat = 0
+            if dest != payer:
+                refused = db.execute("SELECT 1 FROM sim_ln_keysend_refused WHERE pubkey = ?",
+                                     (dest,)).fetchone()
+                failure = ("incorrect payment details: the recipient does not accept keysend "
+                           "payments") if refused else None
+            if failure is None:
+                failure, fee_msat = _route_and_move(db, payer, dest, amount_msat, max_fee_msat)
+            return self._recorded(db, payer, payment_hash, "", amount_msat, fee_msat,
+                                  None if failure else preimage, failure)
+
+    def _recorded(
+        self, db: sqlite3.Connection, payer: str, payment_hash: str, invoice: str,
+        amount_msat: int, fee_msat: int, preimage: str | None, failure: str | None,
+    ) -> PaymentResult:
+        """Record the attempt (over an earlier failed one) inside the caller's transaction."""
+        status = PaymentStatus.FAILED if failure else PaymentStatus.SUCCEEDED
+        db.execute(
+            "INSERT OR REPLACE INTO sim_ln_payments (payer, payment_hash, bolt11,"
+            " amount_msat, fee_msat, status, preimage, failure_reason, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (payer, payment_hash, invoice, amount_msat, fee_msat, status.value, preimage,
+             failure, self._file.clock()),
+        )
+        row = db.execute(
+            "SELECT * FROM sim_ln_payments WHERE payer = ? AND payment_hash = ?",
+            (payer, payment_hash),
+        ).fetchone()
+        return _payment(row)
 
     def _settle(
         self,
@@ -592,31 +644,51 @@ class SimPayments:
             return "invoice is already paid", 0
         if state is not InvoiceState.OPEN:
             return "invoice expired or canceled", 0
-        route = _find_route(db, payer, payee, amount_msat + max_fee_msat)
-        if route is None:
-            return "no route: no path of open channels with enough balance", 0
-        amounts = [amount_msat]
-        for _ in route[1:]:
-            amounts.insert(0, amounts[0] + hop_fee_msat(amounts[0]))
-        fee_msat = amounts[0] - amount_msat
-        if fee_msat > max_fee_msat:
-            return f"no route within the fee limit: cheapest route costs {fee_msat} msat", 0
-        for (channel_id, sender_is_a), amount in zip(route, amounts, strict=True):
-            out_col, in_col = (
-                ("balance_a_msat", "balance_b_msat") if sender_is_a
-                else ("balance_b_msat", "balance_a_msat")
-            )
-            db.execute(
-                f"UPDATE sim_ln_channels SET {out_col} = {out_col} - ?, {in_col} = {in_col} + ?"  # noqa: S608
-                " WHERE id = ?",
-                (amount, amount, channel_id),
-            )
+        failure, fee_msat = _route_and_move(db, payer, payee, amount_msat, max_fee_msat)
+        if failure is not None:
+            return failure, 0
         db.execute(
             "UPDATE sim_ln_invoices SET state = ?, settled_at = ?, amount_paid_msat = ?"
             " WHERE payment_hash = ?",
             (InvoiceState.SETTLED.value, self._file.clock(), amount_msat, payment_hash),
         )
         return None, fee_msat
+
+
+def _unfailed(db: sqlite3.Connection, payer: str, payment_hash: str) -> PaymentResult | None:
+    """``payer``'s payment of this hash, unless there is none or it failed."""
+    row = db.execute(
+        "SELECT * FROM sim_ln_payments WHERE payer = ? AND payment_hash = ?",
+        (payer, payment_hash),
+    ).fetchone()
+    return None if row is None or row["status"] == PaymentStatus.FAILED.value else _payment(row)
+
+
+def _route_and_move(
+    db: sqlite3.Connection, payer: str, payee: str, amount_msat: int, max_fee_msat: int
+) -> tuple[str | None, int]:
+    """Route ``amount_msat`` from ``payer`` to ``payee`` within ``max_fee_msat`` and move every
+    balance on the path (inside the caller's transaction); (failure reason, fee)."""
+    route = _find_route(db, payer, payee, amount_msat + max_fee_msat)
+    if route is None:
+        return "no route: no path of open channels with enough balance", 0
+    amounts = [amount_msat]
+    for _ in route[1:]:
+        amounts.insert(0, amounts[0] + hop_fee_msat(amounts[0]))
+    fee_msat = amounts[0] - amount_msat
+    if fee_msat > max_fee_msat:
+        return f"no route within the fee limit: cheapest route costs {fee_msat} msat", 0
+    for (channel_id, sender_is_a), amount in zip(route, amounts, strict=True):
+        out_col, in_col = (
+            ("balance_a_msat", "balance_b_msat") if sender_is_a
+            else ("balance_b_msat", "balance_a_msat")
+        )
+        db.execute(
+            f"UPDATE sim_ln_channels SET {out_col} = {out_col} - ?, {in_col} = {in_col} + ?"  # noqa: S608
+            " WHERE id = ?",
+            (amount, amount, channel_id),
+        )
+    return None, fee_msat
 
 
 def _find_route(
@@ -724,6 +796,13 @@ class SimLightning:
     def pay(self, bolt11: str, max_fee_msat: int, timeout_s: float) -> PaymentResult:
         """Pay an invoice at most once per payment hash, routing fees capped at max_fee_msat."""
         return self.ledger.pay(self.pubkey, bolt11, max_fee_msat)
+
+    def keysend(
+        self, dest_pubkey: str, amount_msat: int, preimage: str, max_fee_msat: int,
+        timeout_s: float,
+    ) -> PaymentResult:
+        """Pay ``dest_pubkey`` without an invoice, at most once per ``sha256(preimage)``."""
+        return self.ledger.keysend(self.pubkey, dest_pubkey, amount_msat, preimage, max_fee_msat)
 
     def lookup_payment(self, payment_hash: str) -> PaymentResult | None:
         """The latest outgoing payment for this hash, or None if none was ever attempted."""

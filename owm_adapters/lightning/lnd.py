@@ -6,13 +6,15 @@ macaroon as hex in the ``macaroon`` call metadata. ``LNDClient`` from the same d
 not used: it prints and swallows errors.
 
 RPCs: ``GetInfo``; ``AddInvoice``/``LookupInvoice``; ``invoicesrpc.SubscribeSingleInvoice`` to
-wait for an invoice; ``routerrpc.SendPaymentV2``/``TrackPaymentV2`` to pay and to look payments
-up (LND refuses a second payment of a succeeded or in-flight hash with ALREADY_EXISTS, which
-makes ``pay`` idempotent); ``ListChannels(peer=…)`` for stake checks; ``CloseChannel(force=true)``
-for slashing; ``SignMessage``/``VerifyMessage`` for proofs of node control (``VerifyMessage``'s
-``valid`` only says the signer is in LND's graph, so the recovered ``pubkey`` is compared
-instead: a stake channel may be private). Two credentials: the payment macaroon for everything
-else and a distinct, optional force-close macaroon used for ``CloseChannel`` only (SRS-SEC-13).
+wait for an invoice; ``routerrpc.SendPaymentV2``/``TrackPaymentV2`` to pay (an invoice, or by
+keysend: ``dest``, ``amt_msat``, ``payment_hash`` and the preimage in custom record 5482373484)
+and to look payments up (LND refuses a second payment of a succeeded or in-flight hash with
+ALREADY_EXISTS, which makes ``pay`` and ``keysend`` idempotent); ``ListChannels(peer=…)`` for
+stake checks; ``CloseChannel(force=true)`` for slashing; ``SignMessage``/``VerifyMessage`` for
+proofs of node control (``VerifyMessage``'s ``valid`` only says the signer is in LND's graph, so
+the recovered ``pubkey`` is compared instead: a stake channel may be private). Two credentials:
+the payment macaroon for everything else and a distinct, optional force-close macaroon used for
+``CloseChannel`` only (SRS-SEC-13).
 
 Secrets: macaroons live only in private attributes and call metadata. Errors carry the RPC name,
 the gRPC status name and LND's message with any macaroon hex scrubbed; they are raised ``from
@@ -26,7 +28,7 @@ import math
 import os
 import re
 import time
-from typing import Any
+from typing import Any, Self
 
 import grpc
 from lndgrpc.compiled import invoices_pb2 as invoicesrpc
@@ -44,6 +46,7 @@ from owm_core.errors import (
     InvoiceNotFound,
     LightningUnavailable,
 )
+from owm_core.payments.keysend import KEYSEND_RECORD, payment_hash_of
 from owm_core.payments.lightning import (
     Channel,
     Invoice,
@@ -82,8 +85,8 @@ _UNREACHABLE = {
 }
 
 
-class LndLightning:
-    """The Lightning port over one LND node's gRPC interface."""
+class _LndConnection:
+    """One LND node's gRPC channel, its two macaroons, and the plumbing every RPC shares."""
 
     def __init__(
         self,
@@ -132,7 +135,7 @@ class LndLightning:
         force_close_macaroon_path: str | os.PathLike[str] | None = None,
         tls_server_name: str | None = None,
         rpc_timeout_s: float = 30.0,
-    ) -> LndLightning:
+    ) -> Self:
         """Build from LND's ``tls.cert`` and baked ``*.macaroon`` files."""
 
         def read(path: str | os.PathLike[str], what: str) -> bytes:
@@ -155,7 +158,8 @@ class LndLightning:
         )
 
     def __repr__(self) -> str:
-        return f"LndLightning({self.target!r}, force_close={self._close_macaroon is not None})"
+        held = self._close_macaroon is not None
+        return f"{type(self).__name__}({self.target!r}, force_close={held})"
 
     def close(self) -> None:
         """Close the gRPC channel."""
@@ -207,7 +211,9 @@ class LndLightning:
     def _info(self, timeout_s: float | None = None) -> Any:
         return self._unary("GetInfo", ln.GetInfoRequest(), timeout_s=timeout_s)
 
-    # -- the port ---------------------------------------------------------------------------
+
+class LndLightning(_LndConnection):
+    """The Lightning port over one LND node's gRPC interface."""
 
     def node_pubkey(self) -> str:
         """This node's identity: a 33-byte compressed public key as lower-case hex."""
@@ -283,6 +289,36 @@ class LndLightning:
             timeout_seconds=max(1, math.ceil(timeout_s)),
             no_inflight_updates=True,
         )
+        return self._send(request, payment_hash, "bolt11", timeout_s)
+
+    def keysend(
+        self, dest_pubkey: str, amount_msat: int, preimage: str, max_fee_msat: int,
+        timeout_s: float,
+    ) -> PaymentResult:
+        """Pay ``dest_pubkey`` without an invoice: ``SendPaymentV2`` with ``dest``,
+        ``amt_msat``, ``payment_hash = sha256(preimage)`` and the preimage in the keysend custom
+        record, as ``lncli sendpayment --keysend`` does. LND refuses a second payment of a
+        hash that succeeded or is in flight (ALREADY_EXISTS): the earlier one is returned."""
+        require_peer_pubkey(dest_pubkey)
+        require_int("amount_msat", amount_msat, minimum=1)
+        require_int("max_fee_msat", max_fee_msat, minimum=0)
+        payment_hash = payment_hash_of(preimage)
+        request = routerrpc.SendPaymentRequest(
+            dest=bytes.fromhex(dest_pubkey),
+            amt_msat=amount_msat,
+            payment_hash=bytes.fromhex(payment_hash),
+            dest_custom_records={KEYSEND_RECORD: bytes.fromhex(preimage)},
+            fee_limit_msat=max_fee_msat,
+            timeout_seconds=max(1, math.ceil(timeout_s)),
+            no_inflight_updates=True,
+        )
+        return self._send(request, payment_hash, "keysend", timeout_s)
+
+    def _send(
+        self, request: Any, payment_hash: str, what: str, timeout_s: float
+    ) -> PaymentResult:
+        """``SendPaymentV2`` until a final status; an ALREADY_EXISTS refusal (the hash paid or
+        in flight) is answered by the earlier payment."""
         last: Any = None
         stream = self._router.SendPaymentV2(
             request, metadata=self._metadata(), timeout=timeout_s + self.rpc_timeout_s
@@ -299,7 +335,7 @@ class LndLightning:
                 if earlier is not None:
                     return earlier
             elif code is grpc.StatusCode.INVALID_ARGUMENT:
-                raise InvalidValue("bolt11", self._scrub(details)) from None
+                raise InvalidValue(what, self._scrub(details)) from None
             elif code is grpc.StatusCode.DEADLINE_EXCEEDED and last is not None:
                 return _payment(last, payment_hash)
             raise self._failure("SendPaymentV2", error) from None

@@ -12,6 +12,12 @@ Semantics every adapter keeps (the contract suite in ``tests/adapters`` checks t
 - Routing failures are *results* (``PaymentStatus.FAILED`` with a reason), not exceptions; an
   exception means the node itself could not be asked (``LightningUnavailable``) or the request
   was malformed (``InvalidValue``).
+- ``keysend`` pays a node with no invoice (owm_core.payments.keysend): the caller gives the
+  preimage, so the payment hash is ``sha256(preimage)`` and known before anything is sent; it
+  is idempotent by that hash like ``pay``, and ``lookup_payment(hash)`` finds the attempt. A
+  payee that refuses keysend is a FAILED result with the backend's reason. Core Lightning's
+  ``keysend`` draws its own preimage, so its adapter keys the attempt by a label naming the
+  caller's hash and reports it under that hash.
 - ``sign_message`` / ``verify_message`` use the Lightning message-signing scheme LND and CLN
   share (zbase32 recoverable signature over ``sha256d("Lightning Signed Message:" ‖ message)``):
   a node proves it controls the Lightning node it registers with (SRS-STAKE-01, SRS-LN-11).
@@ -58,6 +64,14 @@ class Lightning(Protocol):
 
     def pay(self, bolt11: str, max_fee_msat: int, timeout_s: float) -> PaymentResult:
         """Pay an invoice at most once per payment hash, routing fees capped at max_fee_msat."""
+        ...
+
+    def keysend(
+        self, dest_pubkey: str, amount_msat: int, preimage: str, max_fee_msat: int,
+        timeout_s: float,
+    ) -> PaymentResult:
+        """Pay ``amount_msat`` to the node ``dest_pubkey`` without an invoice, carrying
+        ``preimage`` (64 hex) in the keysend record; at most once per ``sha256(preimage)``."""
         ...
 
     def lookup_payment(self, payment_hash: str) -> PaymentResult | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socketserver
 import threading
 from typing import Any
@@ -50,6 +51,8 @@ class FakeCln:
         self.labels: dict[str, str] = {}
         self.requests: list[dict[str, Any]] = []
         self.peers: set[str] = set()
+        #: (label, payment hash) of every payment this node made, in order.
+        self.pays: list[tuple[str | None, str]] = []
         fake = self
 
         class Handler(socketserver.BaseRequestHandler):
@@ -153,6 +156,8 @@ class FakeCln:
         except ValueError:
             raise ClnError(-32602, "Invalid bolt11: Bad bech32 string") from None
         result = self.node.pay(bolt11, 0 if maxfee is None else int(maxfee), retry_for)
+        if (None, payment_hash) not in self.pays:
+            self.pays.append((None, payment_hash))
         if result.status is PaymentStatus.FAILED:
             reason = result.failure_reason or ""
             code = 207 if "expired" in reason else 206 if "fee limit" in reason else 205
@@ -164,19 +169,56 @@ class FakeCln:
             "status": "complete", "parts": 1,
         }
 
+    def rpc_keysend(self, destination: str, amount_msat: int, label: str | None = None,
+                    maxfee: int | None = None, retry_for: int = 60,
+                    **_: Any) -> dict[str, Any]:
+        """As CLN's keysend plugin: a fresh random preimage for every call (so every call is a
+        new payment hash), the label kept on the payment; failures as ``pay``'s codes, a
+        payee refusing keysend as 203 with the remote's failure."""
+        preimage = os.urandom(32).hex()
+        payment_hash = hashlib.sha256(bytes.fromhex(preimage)).hexdigest()
+        # keysend's default fee budget: 0.5 %, fees under 5000 msat exempt.
+        budget = max(5_000, int(amount_msat) // 200) if maxfee is None else int(maxfee)
+        try:
+            result = self.node.keysend(destination, int(amount_msat), preimage, budget, retry_for)
+        except InvalidValue as error:
+            raise ClnError(-32602, f"{error.field}: {error.message}") from None
+        self.pays.append((label, payment_hash))
+        if result.status is PaymentStatus.FAILED:
+            reason = result.failure_reason or ""
+            if "incorrect payment details" in reason:
+                raise ClnError(203, "failed: WIRE_INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS (reply "
+                                    "from remote)")
+            raise ClnError(206 if "fee limit" in reason else 205, reason)
+        return {
+            "destination": destination, "payment_hash": payment_hash,
+            "payment_preimage": result.preimage, "amount_msat": result.amount_msat,
+            "amount_sent_msat": result.amount_msat + result.fee_msat,
+            "status": "complete", "parts": 1,
+        }
+
     def rpc_listpays(self, payment_hash: str | None = None, **_: Any) -> dict[str, Any]:
-        if payment_hash is None:
-            raise ClnError(-32602, "this fake lists pays by payment_hash only")
+        """As lightningd: the pays of one hash, or every pay this node made."""
+        if payment_hash is not None:
+            labels = [label for label, h in self.pays if h == payment_hash] or [None]
+            row = self._pay_row(payment_hash, labels[0])
+            return {"pays": [] if row is None else [row]}
+        rows = [self._pay_row(h, label) for label, h in self.pays]
+        return {"pays": [row for row in rows if row is not None]}
+
+    def _pay_row(self, payment_hash: str, label: str | None) -> dict[str, Any] | None:
         result = self.node.lookup_payment(payment_hash)
         if result is None:
-            return {"pays": []}
+            return None
         status = {PaymentStatus.SUCCEEDED: "complete", PaymentStatus.FAILED: "failed",
                   PaymentStatus.IN_FLIGHT: "pending"}[result.status]
         row: dict[str, Any] = {"payment_hash": payment_hash, "status": status}
+        if label is not None:
+            row["label"] = label
         if result.status is PaymentStatus.SUCCEEDED:
             row.update(preimage=result.preimage, amount_msat=result.amount_msat,
                        amount_sent_msat=result.amount_msat + result.fee_msat)
-        return {"pays": [row]}
+        return row
 
     def rpc_listpeerchannels(self, id: str | None = None) -> dict[str, Any]:
         channels = self.ledger.channels_of(self.node.node_pubkey(), id)

@@ -1,18 +1,18 @@
 """A local LND gRPC server over TLS, built on LND's own compiled service definitions.
 
 Implements what :class:`owm_adapters.lightning.lnd.LndLightning` uses — ``lnrpc.Lightning``
-(GetInfo,
-AddInvoice, LookupInvoice, ListChannels, CloseChannel), ``routerrpc.Router`` (SendPaymentV2,
-TrackPaymentV2) and ``invoicesrpc.Invoices`` (SubscribeSingleInvoice) — with LND's status codes
-and messages, backed by one node of a :class:`owm_adapters.lightning.embedded.SimLedger` so its
-behaviour
-matches the embedded ledger's. Checks the ``macaroon`` metadata like LND: missing or unknown →
-UNAUTHENTICATED; the payment macaroon may not call CloseChannel → PERMISSION_DENIED.
+(GetInfo, AddInvoice, LookupInvoice, ListChannels, CloseChannel), ``routerrpc.Router``
+(SendPaymentV2 with an invoice or by keysend, TrackPaymentV2) and ``invoicesrpc.Invoices``
+(SubscribeSingleInvoice) — with LND's status codes and messages, backed by one node of a
+:class:`owm_adapters.lightning.embedded.SimLedger` so its behaviour matches the embedded
+ledger's. Checks the ``macaroon`` metadata like LND: missing or unknown → UNAUTHENTICATED; the
+payment macaroon may not call CloseChannel → PERMISSION_DENIED.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import ipaddress
 import time
 from collections.abc import Iterator
@@ -33,6 +33,7 @@ from lndgrpc.compiled import router_pb2_grpc as routerrpc_grpc
 from owm_adapters.lightning import message_signing
 from owm_adapters.lightning.embedded import SimLedger
 from owm_core.errors import ChannelNotFound, InsufficientFunds, InvalidValue, InvoiceNotFound
+from owm_core.payments.keysend import KEYSEND_RECORD
 from owm_core.payments.lightning import InvoiceState, PaymentResult, PaymentStatus
 
 BLOCK_HEIGHT = 1_000
@@ -128,6 +129,15 @@ def _payment_message(result: PaymentResult, bolt11_text: str) -> Any:
         status=_STATUSES[result.status],
         failure_reason=reason,
     )
+
+
+def _refuse_a_second_payment(earlier: PaymentResult | None,
+                             context: grpc.ServicerContext) -> None:
+    """As LND's control tower: a hash that succeeded or is in flight is not paid again."""
+    if earlier is not None and earlier.status is PaymentStatus.SUCCEEDED:
+        context.abort(grpc.StatusCode.ALREADY_EXISTS, "invoice is already paid")
+    if earlier is not None and earlier.status is PaymentStatus.IN_FLIGHT:
+        context.abort(grpc.StatusCode.ALREADY_EXISTS, "payment is in transition")
 
 
 class _Lightning(lnrpc.LightningServicer):
@@ -256,16 +266,15 @@ class _Router(routerrpc_grpc.RouterServicer):
 
     def SendPaymentV2(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         self.fake.auth.check(context)
+        if request.dest:
+            yield from self._keysend(request, context)
+            return
         try:
             payment_hash = bolt11.decode(request.payment_request).payment_hash
         except Exception:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid payment request")
         node = self.fake.node
-        earlier = node.lookup_payment(payment_hash)
-        if earlier is not None and earlier.status is PaymentStatus.SUCCEEDED:
-            context.abort(grpc.StatusCode.ALREADY_EXISTS, "invoice is already paid")
-        if earlier is not None and earlier.status is PaymentStatus.IN_FLIGHT:
-            context.abort(grpc.StatusCode.ALREADY_EXISTS, "payment is in transition")
+        _refuse_a_second_payment(node.lookup_payment(payment_hash), context)
         fee_limit = request.fee_limit_msat or request.fee_limit_sat * 1000
         result = node.pay(request.payment_request, fee_limit, request.timeout_seconds)
         if not request.no_inflight_updates:
@@ -273,6 +282,33 @@ class _Router(routerrpc_grpc.RouterServicer):
                                       amount_msat=result.amount_msat)
             yield _payment_message(in_flight, request.payment_request)
         yield _payment_message(result, request.payment_request)
+
+    def _keysend(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        """As LND's router: ``dest`` + ``amt_msat`` + ``payment_hash``, the preimage in custom
+        record 5482373484; a succeeded or in-flight hash is refused with ALREADY_EXISTS."""
+        payment_hash = bytes(request.payment_hash).hex()
+        preimage = bytes(request.dest_custom_records.get(KEYSEND_RECORD, b""))
+        if len(request.dest) != 33:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid vertex length of 0, want 33")
+        if len(request.payment_hash) != 32:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid hash length of 0, want 32")
+        amount_msat = request.amt_msat or request.amt * 1000
+        if amount_msat <= 0:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "amount must be greater than 0")
+        self.fake.sends.append(payment_hash)
+        node = self.fake.node
+        _refuse_a_second_payment(node.lookup_payment(payment_hash), context)
+        if len(preimage) != 32 or hashlib.sha256(preimage).hexdigest() != payment_hash:
+            # The payee cannot settle: it answers incorrect_or_unknown_payment_details.
+            failed = PaymentResult(payment_hash=payment_hash, status=PaymentStatus.FAILED,
+                                   amount_msat=amount_msat,
+                                   failure_reason="incorrect payment details")
+            yield _payment_message(failed, "")
+            return
+        fee_limit = request.fee_limit_msat or request.fee_limit_sat * 1000
+        result = node.keysend(bytes(request.dest).hex(), amount_msat, preimage.hex(), fee_limit,
+                              request.timeout_seconds)
+        yield _payment_message(result, "")
 
     def TrackPaymentV2(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         self.fake.auth.check(context)
@@ -315,6 +351,8 @@ class FakeLnd:
         self.node = ledger.lightning(alias, force_close_allowed=True)
         self.auth = _Auth(payment_macaroon, force_close_macaroon)
         self.peers: set[str] = set()
+        #: The payment hash of every keysend ``SendPaymentV2`` asked for, refused or not.
+        self.sends: list[str] = []
         key_pem, self.cert_pem = self_signed_certificate()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         lnrpc.add_LightningServicer_to_server(_Lightning(self), self.server)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import bolt11
 import pytest
+from coincurve import PrivateKey
 
 from owm_core.errors import (
     ChannelNotFound,
@@ -238,3 +239,82 @@ def test_a_tampered_message_or_signature_does_not_verify(world: World, tamper: s
     else:
         signature = "not a zbase32 signature!"
     assert not world.treasury.verify_message(message, signature, world.treasury.node_pubkey())
+
+
+# ------------------------------------------------------------------ keysend (SRS-LN-08)
+
+
+def _bare_node(world: World, capacity_sat: int = CAPACITY_SAT) -> str:
+    """A Lightning node known only by its public key, with a channel from the treasury."""
+    pubkey = PrivateKey().public_key.format(compressed=True).hex()
+    world.ledger.open_channel(world.treasury.node_pubkey(), pubkey, capacity_sat)
+    return pubkey
+
+
+def test_keysend_pays_a_bare_node_without_an_invoice_and_is_found_by_its_hash(
+    world: World,
+) -> None:
+    bare = _bare_node(world)
+    preimage = "11" * 32
+    key = hashlib.sha256(bytes.fromhex(preimage)).hexdigest()
+    result = world.treasury.keysend(bare, 7_000_000, preimage, max_fee_msat=1_000, timeout_s=5)
+    assert result.status is PaymentStatus.SUCCEEDED
+    assert result.payment_hash == key
+    assert result.amount_msat == 7_000_000 and result.fee_msat == 0
+    assert _local_balance_sat(world, bare) == CAPACITY_SAT - 7_000
+    assert world.treasury.lookup_payment(key) == result
+    if world.backend != "cln":  # CLN's keysend plugin draws its own preimage
+        assert result.preimage == preimage
+
+
+def test_keysend_with_the_same_preimage_twice_pays_only_once(world: World) -> None:
+    bare = _bare_node(world)
+    first = world.treasury.keysend(bare, 2_000_000, "22" * 32, max_fee_msat=0, timeout_s=5)
+    second = world.treasury.keysend(bare, 2_000_000, "22" * 32, max_fee_msat=0, timeout_s=5)
+    assert first.status is second.status is PaymentStatus.SUCCEEDED
+    assert second == first
+    assert _local_balance_sat(world, bare) == CAPACITY_SAT - 2_000
+
+
+def test_keysend_routes_over_hops_within_the_fee_limit(world: World) -> None:
+    far = world.far.node_pubkey()
+    too_cheap = world.treasury.keysend(far, 1_000_000, "33" * 32, max_fee_msat=0, timeout_s=5)
+    assert too_cheap.status is PaymentStatus.FAILED and too_cheap.failure_reason
+    routed = world.treasury.keysend(far, 1_000_000, "33" * 32, max_fee_msat=5_000, timeout_s=5)
+    assert routed.status is PaymentStatus.SUCCEEDED
+    assert 0 < routed.fee_msat <= 5_000
+
+
+def test_a_node_that_refuses_keysend_fails_it_with_the_backends_reason(world: World) -> None:
+    bare = _bare_node(world)
+    world.ledger.refuse_keysend(bare)
+    preimage = "44" * 32
+    key = hashlib.sha256(bytes.fromhex(preimage)).hexdigest()
+    failed = world.treasury.keysend(bare, 1_000_000, preimage, max_fee_msat=0, timeout_s=5)
+    assert failed.status is PaymentStatus.FAILED and failed.preimage is None
+    reason = failed.failure_reason or ""
+    assert any(text in reason for text in (
+        "incorrect payment details",  # embedded
+        "FAILURE_REASON_INCORRECT_PAYMENT_DETAILS",  # LND
+        "WIRE_INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS",  # CLN
+    )), reason
+    looked_up = world.treasury.lookup_payment(key)
+    assert looked_up is not None and looked_up.status is PaymentStatus.FAILED
+    assert _local_balance_sat(world, bare) == CAPACITY_SAT
+
+
+def test_keysend_with_no_route_fails_and_may_be_retried(world: World) -> None:
+    stranger = PrivateKey().public_key.format(compressed=True).hex()
+    failed = world.treasury.keysend(stranger, 1_000, "55" * 32, max_fee_msat=0, timeout_s=5)
+    assert failed.status is PaymentStatus.FAILED
+    world.ledger.open_channel(world.treasury.node_pubkey(), stranger, 100_000)
+    retried = world.treasury.keysend(stranger, 1_000, "55" * 32, max_fee_msat=0, timeout_s=5)
+    assert retried.status is PaymentStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize("preimage", ["", "zz" * 32, "ab" * 31, "AB" * 32])
+def test_keysend_with_a_malformed_preimage_is_an_invalid_value(
+    world: World, preimage: str
+) -> None:
+    with pytest.raises(InvalidValue):
+        world.treasury.keysend(world.peer.node_pubkey(), 1_000, preimage, 0, 1)
