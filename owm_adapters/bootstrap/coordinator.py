@@ -74,6 +74,7 @@ if TYPE_CHECKING:
     from owm_adapters.services.knowledge import KnowledgeBase
     from owm_adapters.services.payouts import PayoutDispatcher
     from owm_adapters.services.queries import QueryConfig
+    from owm_core.payments.keysend import KeysendKey
 
 
 
@@ -256,8 +257,6 @@ def build_coordinator(
     outputs (SRS-SEC-02; nodes hold its public key as ``[coordinator] public_key``); with
     ``slashing=False`` and no ``coordinator_key`` the service draws one of its own. FL rounds
     run when ``[fl] enabled``; ``payout_sweep_s`` is the payout worker's idle sweep period."""
-    from owm_adapters.services.payouts import DEFAULT_SWEEP_S, PayoutDispatcher
-
     if (existing := Path(settings.coordinator.data_dir).expanduser()).is_dir():
         secure_tree(existing)  # state written by an older release is private from now on
     default_invoices = treasury is None and invoices is None
@@ -267,17 +266,13 @@ def build_coordinator(
     clock = clock if clock is not None else SystemClock()
     invoices = node_invoice_source(settings, store, clock) if default_invoices else invoices
     node_invoices = invoices if isinstance(invoices, _node_invoice_type()) else None
-    payouts = None if invoices is None else PayoutDispatcher(
-        store, treasury, invoices, clock, sweep_s=payout_sweep_s or DEFAULT_SWEEP_S,
-        reconcile_every_s=SHARED_RECONCILE_S if shared else None,
-    )  # fmt: skip
-    slashing_service, created = None, False
-    if slashing:
-        if coordinator_key is None:
-            coordinator_key, created = coordinator_identity_from(settings, store)
-        slashing_service = slashing_service_from(
-            settings, store, clock, force_closer=force_closer, coordinator=coordinator_key
-        )
+    created = False
+    if slashing and coordinator_key is None:
+        coordinator_key, created = coordinator_identity_from(settings, store)
+    payouts = None if invoices is None else _payouts_of(
+        settings, store, treasury, invoices, clock, payout_sweep_s, coordinator_key)
+    slashing_service = None if not slashing else slashing_service_from(
+        settings, store, clock, force_closer=force_closer, coordinator=coordinator_key)
     channels = payout_channels_from(settings, store, treasury, clock)
     config = config if config is not None else service_config_of(settings)
     service = CoordinatorService(
@@ -419,6 +414,33 @@ def coordinator_identity_from(
             f"coordinator.signing_key_path: {path} is not the key that signed the slashing log"
         )
     return identity, False
+
+
+def _payouts_of(
+    settings: CoordinatorSettings, store: Repositories, treasury: Lightning,
+    invoices: InvoiceSource, clock: Clock, sweep_s: float | None, key: Identity | None,
+) -> PayoutDispatcher:
+    """The payment dispatcher (SRS-LN-04/08); bare nodes with no invoice are paid by keysend
+    (``[lightning] keysend``) under the coordinator key's secret, when there is a key: without
+    one (tests that draw a key per process) keysend stays off, since its hashes must survive a
+    restart."""
+    from owm_adapters.services.payouts import DEFAULT_SWEEP_S, PayoutDispatcher
+
+    return PayoutDispatcher(
+        store, treasury, invoices, clock, sweep_s=sweep_s or DEFAULT_SWEEP_S,
+        reconcile_every_s=SHARED_RECONCILE_S if shares_store(store) else None,
+        keysend_key=None if key is None else keysend_key_of(key),
+        keysend=settings.lightning.keysend,
+    )
+
+
+def keysend_key_of(identity: Identity) -> KeysendKey:
+    """The keysend secret of the coordinator whose signing key is ``identity``: derived from
+    its deterministic signature, so every coordinator of the network holding that key pays a
+    keysend payout under the same hash, and no one else can (SRS-LN-08)."""
+    from owm_core.payments.keysend import SECRET_DOMAIN, KeysendKey
+
+    return KeysendKey.from_signature(identity.sign(SECRET_DOMAIN))
 
 
 def tls_paths_of(settings: CoordinatorSettings) -> TlsPaths:
@@ -686,6 +708,7 @@ __all__ = [
     "database_url_of",
     "fl_rounds_from",
     "force_closer_from",
+    "keysend_key_of",
     "knowledge_base_from",
     "knowledge_of",
     "lightning_from",

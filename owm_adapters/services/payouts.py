@@ -13,7 +13,11 @@ Owns the I/O side of SRS-LN-04/05/08 (the rules are :mod:`owm_core.payments.outb
   that expired unpaid is renewed first (:mod:`~owm_adapters.services.payout_renewals`). On
   start it also reconciles: every settled task without a reward record (a crash between
   settlement and enqueue) is enqueued, so a SIGKILL at any point loses nothing and pays
-  nothing twice.
+  nothing twice. A payee given as a bare Lightning node key whose invoice source has no
+  invoice to give (it runs no OWM node daemon) is paid by *keysend* instead
+  (:mod:`owm_core.payments.keysend`): the record is stored pending with the hash of a
+  preimage derived from its payment id, so every attempt, after any crash, sends that same
+  hash and is looked up first, like an invoice's.
 * :class:`LedgerInvoiceSource` — the embedded network's :class:`InvoiceSource`: the payee's
   simulated Lightning node signs the invoice.
 * :func:`payment_counts` — outbox records by state, for the metrics (SRS-COORD-*).
@@ -33,10 +37,11 @@ from collections.abc import Callable
 from typing import Protocol
 
 import attrs
-import bolt11
 
 from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.services.payout_records import PayeeRecords, payment_fields
 from owm_adapters.services.payout_renewals import InvoiceRenewals
+from owm_adapters.services.payout_sending import PayoutSender
 from owm_adapters.services.workers import Loop
 from owm_core.errors import (
     DomainError,
@@ -49,7 +54,8 @@ from owm_core.errors import (
 from owm_core.governance.contributions import BountyStatus
 from owm_core.market.tasks import Settlement, SettlementKind, TaskState
 from owm_core.payments.invoices import PendingPayout
-from owm_core.payments.lightning import Invoice, InvoiceState
+from owm_core.payments.keysend import KeysendKey
+from owm_core.payments.lightning import Invoice
 from owm_core.payments.outbox import (
     BOUNTY_TASK_PREFIX,
     INVOICE_EXPIRY_S,
@@ -59,7 +65,6 @@ from owm_core.payments.outbox import (
     bounty_task_id,
     decide,
     is_due,
-    max_fee_msat,
     retry_delay_s,
     reward_amount_msat,
     reward_payment_id,
@@ -71,7 +76,6 @@ from owm_core.payments.records import (
     RewardPayment,
     attempt_record,
 )
-from owm_core.payments.renewals import deadline
 from owm_core.payments.rewards import BPS
 from owm_core.ports.clock import Clock
 from owm_core.ports.invoices import InvoiceSource
@@ -84,7 +88,6 @@ DEFAULT_SWEEP_S = 2.0
 RECONCILE_LIMIT = 100_000
 """Settled tasks a start-up reconciliation looks at (oldest first)."""
 BATCH = 100
-PAY_TIMEOUT_S = 60.0
 
 
 def _no_checkpoint(_name: str) -> None:
@@ -131,13 +134,6 @@ class NodeInvoiceDesk(Protocol):
         ...
 
 
-def _payment_fields(payment: RewardPayment) -> dict[str, object]:
-    """A payment's facts as structured log fields (``--log-format json``)."""
-    return {"payment_hash": payment.payment_hash, "task_id": payment.task_id,
-            "node_id": payment.node_id, "amount_msat": payment.amount_msat,
-            "state": payment.state.value, "attempt": payment.attempts}
-
-
 def _settlement_fields(settlement: Settlement) -> dict[str, object]:
     """A settlement's task and node as structured log fields."""
     return {"task_id": settlement.task_id, "node_id": settlement.node_id}
@@ -156,10 +152,13 @@ class PayoutDispatcher:
         sweep_s: float = DEFAULT_SWEEP_S,
         checkpoint: Callable[[str], None] = _no_checkpoint,
         reconcile_every_s: float | None = None,
+        keysend_key: KeysendKey | None = None,
+        keysend: bool = True,
     ) -> None:
         """``reconcile_every_s``: with several coordinators on one store (SRS-COORD-05) tasks
         settle on coordinators whose dispatcher does not run, so the one that runs it
-        reconciles this often (None: only when it starts, one coordinator)."""
+        reconciles this often (None: only when it starts, one coordinator). ``keysend_key``
+        and ``keysend``: see :class:`~owm_adapters.services.payout_sending.PayoutSender`."""
         self.repositories = repositories
         self.lightning = lightning
         self.invoices = invoices
@@ -174,6 +173,9 @@ class PayoutDispatcher:
         self._loop = Loop("owm-payouts", self.sweep, sweep_s, first=self.reconcile)
         self.reconcile_every_s = reconcile_every_s
         self._reconciled_at = 0.0
+        self.sender = PayoutSender(lightning, keysend_key, keysend)
+        self.records = PayeeRecords(repositories.payments, invoices, clock, self.sender,
+                                    checkpoint=lambda name: self.checkpoint(name))
 
     @property
     def payments(self) -> PaymentRepository:
@@ -247,8 +249,8 @@ class PayoutDispatcher:
                 return None
             pubkey, memo = node.ln_node_uri.pubkey, f"OWM reward {settlement.task_id}"
             invoice = self.invoices.invoice_for(pubkey, amount, memo, INVOICE_EXPIRY_S)
-            return self._record(payment_id, settlement.task_id, settlement.node_id, invoice,
-                                (pubkey, memo))
+            return self.records.record(payment_id, settlement.task_id, settlement.node_id,
+                                       invoice, (pubkey, memo))
 
     def bounty_merged(self, bounty_id: str, pr_ref: str, payee: str) -> RewardPayment:
         """A merged pull request earns its bounty: enqueue the payout in the outbox (SRS-LN-08).
@@ -269,9 +271,9 @@ class PayoutDispatcher:
                 raise InvalidTransition(f"bounty {bounty_id} is {bounty.status.value}")
             amount = bounty.amount_sat * 1_000
             memo = f"OWM bounty {bounty_id} for {pr_ref}"
-            recorded = self._to_payee(payee, payment_id, task_id, amount, memo)
+            recorded = self.records.to_payee(payee, payment_id, task_id, amount, memo)
         log.info("bounty %s (%s): payout of %d msat enqueued as %s", bounty_id, pr_ref, amount,
-                 recorded.payment_hash, extra=_payment_fields(recorded))
+                 recorded.payment_hash, extra=payment_fields(recorded))
         self._loop.wake()
         return recorded
 
@@ -286,45 +288,9 @@ class PayoutDispatcher:
             for existing in self.payments.for_task(task_id):
                 if existing.payment_id == payment_id:
                     return existing
-            recorded = self._to_payee(payee, payment_id, task_id, amount_msat, memo)
+            recorded = self.records.to_payee(payee, payment_id, task_id, amount_msat, memo)
         self._loop.wake()
         return recorded
-
-    def _to_payee(
-        self, payee: str, payment_id: str, task_id: str, amount: int, memo: str
-    ) -> RewardPayment:
-        if payee.strip().lower().startswith("ln"):
-            invoice, node_id = _decoded(payee.strip(), amount, self.clock.now())
-            return self._record(payment_id, task_id, node_id, invoice)
-        pubkey = payee.strip().lower().partition("@")[0]
-        issued = self.invoices.invoice_for(pubkey, amount, memo, INVOICE_EXPIRY_S)
-        return self._record(payment_id, task_id, pubkey, issued, (pubkey, memo))
-
-    def _record(
-        self, payment_id: str, task_id: str, node_id: str, invoice: Invoice,
-        asked: tuple[str, str] | None = None,
-    ) -> RewardPayment:
-        """Store ``invoice``'s record; ``asked``: of which node, with which memo (renewals)."""
-        self.checkpoint("after-invoice")
-        now = self.clock.now()
-        payment = RewardPayment(
-            payment_id=payment_id,
-            task_id=task_id,
-            node_id=node_id,
-            amount_msat=invoice.amount_msat,
-            payment_hash=invoice.payment_hash,
-            created_at=now,
-            updated_at=now,
-            bolt11=invoice.bolt11,
-            payee_pubkey=None if asked is None else asked[0],
-            memo=None if asked is None else asked[1][:640],
-            invoice_expires_at=deadline(invoice, now),
-        )
-        stored = self.payments.upsert(payment)
-        log.info("payment %s enqueued: task %s node %s amount %d msat", stored.payment_hash,
-                 task_id, node_id, stored.amount_msat, extra=_payment_fields(stored))
-        self.checkpoint("after-record")
-        return stored
 
     # -- paying ------------------------------------------------------------------------------
 
@@ -393,18 +359,19 @@ class PayoutDispatcher:
                     AttemptOutcome.SUCCEEDED if decision.payment.settled else None
                 )
                 return self._store(decision.payment, outcome, now)
+            refused = self.sender.refusal(decision.payment, now)
+            if refused is not None:  # nothing is sent under a hash that is not the record's
+                return self._store(refused, AttemptOutcome.FAILED, now)
             sending = self._store(decision.payment, AttemptOutcome.STARTED, now)
             self.checkpoint("before-pay")
             try:
-                result = self.lightning.pay(
-                    sending.bolt11 or "", max_fee_msat(sending.amount_msat), PAY_TIMEOUT_S
-                )
+                result = self.sender.send(sending)
             except LightningUnavailable as exc:
                 later = self.clock.now()
                 failed = unavailable(sending, later, str(exc))
                 log.warning("payment %s: lightning unavailable; retry in %d s",
                             payment_hash, retry_delay_s(failed.attempts),
-                            extra=_payment_fields(failed))
+                            extra=payment_fields(failed))
                 return self._store(failed, AttemptOutcome.FAILED, later)
             self.checkpoint("after-pay")
             later = self.clock.now()
@@ -435,7 +402,7 @@ class PayoutDispatcher:
             stored.payment_hash, (outcome.value if outcome else stored.state.value),
             stored.task_id, stored.node_id, stored.amount_msat, stored.attempts, now,
             f" error: {stored.last_error}" if stored.state is PaymentState.FAILED else "",
-            extra=_payment_fields(stored),
+            extra=payment_fields(stored),
         )
         return stored
 
@@ -443,33 +410,6 @@ class PayoutDispatcher:
         bounty = self.repositories.bounties.get(bounty_id)
         if bounty is not None and bounty.status is BountyStatus.OPEN:
             self.repositories.bounties.save(attrs.evolve(bounty, status=BountyStatus.PAID))
-
-
-def _decoded(bolt11_text: str, amount_msat: int, now: int) -> tuple[Invoice, str]:
-    """A contributor's invoice, checked: decodable, for exactly ``amount_msat``, not expired."""
-    try:
-        decoded = bolt11.decode(bolt11_text)
-    except Exception:
-        raise InvalidValue("payee", "not a valid BOLT11 invoice") from None
-    if decoded.amount_msat is None or int(decoded.amount_msat) != amount_msat:
-        raise InvalidValue("payee", f"the invoice must be for exactly {amount_msat} msat")
-    hash_tag = decoded.tags.get(bolt11.TagChar.payment_hash)
-    payee_tag = decoded.tags.get(bolt11.TagChar.payee)
-    expiry_tag = decoded.tags.get(bolt11.TagChar.expire_time)
-    expiry = int(expiry_tag.data) if expiry_tag is not None else 3600
-    if decoded.date + expiry <= now:
-        raise InvalidValue("payee", "the invoice has expired")
-    if hash_tag is None or payee_tag is None:
-        raise InvalidValue("payee", "the invoice lacks a payment hash or payee")
-    invoice = Invoice(
-        bolt11=bolt11_text.lower(),
-        payment_hash=str(hash_tag.data),
-        amount_msat=amount_msat,
-        expiry_s=expiry,
-        created_at=int(decoded.date),
-        state=InvoiceState.OPEN,
-    )
-    return invoice, str(payee_tag.data)
 
 
 def payment_counts(payments: PaymentRepository, limit: int = 100_000) -> dict[str, int]:

@@ -1,0 +1,137 @@
+"""The pending outbox record of a payout to a payee (SRS-LN-04, SRS-LN-08): what the payment
+dispatcher (:class:`~owm_adapters.services.payouts.PayoutDispatcher`) stores before anything
+is paid.
+
+:class:`PayeeRecords` makes it from what the payee gave: a BOLT11 invoice for exactly the
+amount (checked here: decodable, that amount, not expired), or a Lightning node's public key,
+whose invoice is asked of the :class:`~owm_core.ports.invoices.InvoiceSource`; when that node
+has no invoice to give (it runs no OWM node daemon) the payout is recorded as a keysend payout
+instead (:meth:`~owm_adapters.services.payout_sending.PayoutSender.keysend_record`), with its
+payment hash fixed by its payment id. Every record is stored pending, idempotent by its hash.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import attrs
+import bolt11
+
+from owm_adapters.services.payout_sending import PayoutSender
+from owm_core.errors import InvalidValue, LightningUnavailable
+from owm_core.payments.lightning import Invoice, InvoiceState
+from owm_core.payments.outbox import INVOICE_EXPIRY_S
+from owm_core.payments.records import RewardPayment
+from owm_core.payments.renewals import deadline
+from owm_core.ports.clock import Clock
+from owm_core.ports.invoices import InvoiceSource
+from owm_core.ports.repositories import PaymentRepository
+
+log = logging.getLogger(__name__)
+
+
+def _no_checkpoint(_name: str) -> None:
+    return None
+
+
+def payment_fields(payment: RewardPayment) -> dict[str, object]:
+    """A payment's facts as structured log fields (``--log-format json``)."""
+    return {"payment_hash": payment.payment_hash, "task_id": payment.task_id,
+            "node_id": payment.node_id, "amount_msat": payment.amount_msat,
+            "state": payment.state.value, "attempt": payment.attempts}
+
+
+@attrs.define(eq=False)
+class PayeeRecords:
+    """Makes and stores the pending record of one payout (module docstring)."""
+
+    payments: PaymentRepository
+    invoices: InvoiceSource
+    clock: Clock
+    sender: PayoutSender
+    checkpoint: Callable[[str], None] = attrs.field(default=_no_checkpoint, kw_only=True)
+
+    def to_payee(
+        self, payee: str, payment_id: str, task_id: str, amount: int, memo: str
+    ) -> RewardPayment:
+        """The pending record of a payout to ``payee``: a BOLT11 invoice for exactly
+        ``amount``; else a Lightning node's key, whose invoice is asked for; else, when that
+        node has none to give, a keysend payout (if keysend is on; LightningUnavailable
+        otherwise: the caller retries)."""
+        if payee.strip().lower().startswith("ln"):
+            invoice, node_id = _decoded(payee.strip(), amount, self.clock.now())
+            return self.record(payment_id, task_id, node_id, invoice)
+        pubkey = payee.strip().lower().partition("@")[0]
+        try:
+            issued = self.invoices.invoice_for(pubkey, amount, memo, INVOICE_EXPIRY_S)
+        except LightningUnavailable as no_invoice:  # a bare node: keysend, if it is on
+            keysend = self.sender.keysend_record(payment_id, task_id, pubkey, amount, memo,
+                                                 self.clock.now())
+            if keysend is None:
+                raise
+            log.info("payee %s… hands in no invoice (%s): paid by keysend", pubkey[:16],
+                     no_invoice)
+            return self.stored(keysend)
+        return self.record(payment_id, task_id, pubkey, issued, (pubkey, memo))
+
+    def record(
+        self, payment_id: str, task_id: str, node_id: str, invoice: Invoice,
+        asked: tuple[str, str] | None = None,
+    ) -> RewardPayment:
+        """Store ``invoice``'s record; ``asked``: of which node, with which memo (renewals)."""
+        self.checkpoint("after-invoice")
+        now = self.clock.now()
+        payment = RewardPayment(
+            payment_id=payment_id,
+            task_id=task_id,
+            node_id=node_id,
+            amount_msat=invoice.amount_msat,
+            payment_hash=invoice.payment_hash,
+            created_at=now,
+            updated_at=now,
+            bolt11=invoice.bolt11,
+            payee_pubkey=None if asked is None else asked[0],
+            memo=None if asked is None else asked[1][:640],
+            invoice_expires_at=deadline(invoice, now),
+        )
+        return self.stored(payment)
+
+    def stored(self, payment: RewardPayment) -> RewardPayment:
+        """Store a new pending record (idempotent by its hash)."""
+        stored = self.payments.upsert(payment)
+        log.info("payment %s enqueued (%s): task %s node %s amount %d msat",
+                 stored.payment_hash, stored.method.value, stored.task_id, stored.node_id,
+                 stored.amount_msat, extra=payment_fields(stored))
+        self.checkpoint("after-record")
+        return stored
+
+
+def _decoded(bolt11_text: str, amount_msat: int, now: int) -> tuple[Invoice, str]:
+    """A contributor's invoice, checked: decodable, for exactly ``amount_msat``, not expired."""
+    try:
+        decoded = bolt11.decode(bolt11_text)
+    except Exception:
+        raise InvalidValue("payee", "not a valid BOLT11 invoice") from None
+    if decoded.amount_msat is None or int(decoded.amount_msat) != amount_msat:
+        raise InvalidValue("payee", f"the invoice must be for exactly {amount_msat} msat")
+    hash_tag = decoded.tags.get(bolt11.TagChar.payment_hash)
+    payee_tag = decoded.tags.get(bolt11.TagChar.payee)
+    expiry_tag = decoded.tags.get(bolt11.TagChar.expire_time)
+    expiry = int(expiry_tag.data) if expiry_tag is not None else 3600
+    if decoded.date + expiry <= now:
+        raise InvalidValue("payee", "the invoice has expired")
+    if hash_tag is None or payee_tag is None:
+        raise InvalidValue("payee", "the invoice lacks a payment hash or payee")
+    invoice = Invoice(
+        bolt11=bolt11_text.lower(),
+        payment_hash=str(hash_tag.data),
+        amount_msat=amount_msat,
+        expiry_s=expiry,
+        created_at=int(decoded.date),
+        state=InvoiceState.OPEN,
+    )
+    return invoice, str(payee_tag.data)
+
+
+__all__ = ["PayeeRecords", "payment_fields"]

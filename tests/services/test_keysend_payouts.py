@@ -1,0 +1,272 @@
+"""Paying a bare Lightning node by keysend (SRS-LN-08): a GitHub contributor whose node runs no
+OWM node daemon hands in no invoice, so the coordinator on LND or Core Lightning pays the bounty
+by keysend, exactly once, through the payout outbox. Each test runs against the LND adapter over
+the fake LND gRPC server and the CLN adapter over the fake CLN socket (the embedded ledger
+underneath), and most against the embedded ledger itself."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from coincurve import PrivateKey
+
+from owm_adapters.github.rest import GitHubRest
+from owm_adapters.github.standin import GitHubStandIn
+from owm_adapters.lightning.node_invoices import NodeInvoiceSource
+from owm_adapters.services.bounty_book import BountyBook, BountyTerms
+from owm_adapters.services.github_app import GitHubApp
+from owm_adapters.services.github_bounties import BountyDesk
+from owm_adapters.services.payouts import PayoutDispatcher
+from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
+from owm_core.errors import LightningUnavailable
+from owm_core.governance.contributions import BountyStatus
+from owm_core.identity.keys import Identity
+from owm_core.payments.keysend import KeysendKey
+from owm_core.payments.lightning import PaymentResult
+from owm_core.payments.outbox import RETRY_BASE_S
+from owm_core.payments.records import AttemptOutcome, PaymentState, PayoutMethod, RewardPayment
+from owm_core.ports.lightning import Lightning
+from tests.adapters.lightning.lightning_contract import World, lightning_world
+from tests.github_app_support import SECRET, credentials, delivery, standin
+from tests.server.harness import StepClock
+from tests.services.test_github_bounties import comment, pull_closed
+
+T0 = 1_800_000_000
+REPO = "Codertocat/Hello-World"
+INSTALLATION = 1
+BOUNTY_SAT = 1_000
+pytestmark = pytest.mark.timeout(120)
+
+
+class Crash(Exception):
+    """The process dies at a checkpoint."""
+
+
+def _crash_after_pay(name: str) -> None:
+    if name == "after-pay":
+        raise Crash(name)
+
+
+def _sent_then_crashed(stage: Stage) -> str:
+    """A bounty merged and its keysend sent; the process dies before recording the result."""
+    stage.dispatcher.checkpoint = _crash_after_pay
+    bounty_id = stage.merge_claimed_bounty()
+    with pytest.raises(Crash):
+        stage.dispatcher.sweep()
+    return bounty_id
+
+
+def _keysend_key() -> KeysendKey:
+    from owm_adapters.bootstrap.coordinator import keysend_key_of
+
+    return keysend_key_of(Identity.from_seed(b"\x07" * 32))
+
+
+@attrs.define
+class Stage:
+    world: World
+    repos: MemoryRepositories
+    clock: StepClock
+    app: GitHubApp
+    dispatcher: PayoutDispatcher
+    github: GitHubStandIn
+    contributor: str
+    key: KeysendKey
+
+    def post(self, event: str, payload: dict[str, Any]) -> None:
+        headers, raw = delivery(event, payload)
+        self.app.receive(headers["X-Hub-Signature-256"], headers["X-GitHub-Delivery"], event, raw)
+
+    def held_msat(self) -> int:
+        with sqlite3.connect(self.world.ledger.path) as db:
+            row = db.execute("SELECT COALESCE(SUM(balance_b_msat), 0) FROM sim_ln_channels"
+                             " WHERE node_b = ?", (self.contributor,)).fetchone()
+        return int(row[0])
+
+    def dispatcher_on(self, lightning: Lightning, **options: Any) -> PayoutDispatcher:
+        """Another dispatcher on the same store and treasury (a restart)."""
+        return PayoutDispatcher(self.repos, lightning, NodeInvoiceSource(self.repos, self.clock),
+                                self.clock, keysend_key=self.key, **options)
+
+    def merge_claimed_bounty(self) -> str:
+        self.post("issue_comment", comment(f"/bounty {BOUNTY_SAT}", "maintainer", "OWNER"))
+        (bounty,) = self.repos.bounties.for_issue(REPO, 1)
+        self.post("issue_comment", comment(f"/claim {self.contributor}", "alice", "NONE"))
+        self.post("pull_request", pull_closed(True, "alice", "This fixes #1."))
+        return bounty.bounty_id
+
+    def bounty_payment(self, bounty_id: str) -> RewardPayment:
+        (payment,) = self.repos.payments.for_task(f"bounty:{bounty_id}")
+        return payment
+
+
+@pytest.fixture(params=["embedded", "lnd", "cln"])
+def stage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stage]:
+    clock = StepClock(T0)
+    repos = memory_repositories()
+    with lightning_world(request.param, tmp_path) as world:
+        contributor = PrivateKey(b"\x05" * 32).public_key.format(compressed=True).hex()
+        world.ledger.open_channel(world.treasury.node_pubkey(), contributor, 10_000_000)
+        key = _keysend_key()
+        # The coordinator on LND/CLN: invoices only from nodes' daemons, none from this payee.
+        dispatcher = PayoutDispatcher(repos, world.treasury, NodeInvoiceSource(repos, clock),
+                                      clock, keysend_key=key)
+        with standin(clock.now) as github:
+            github.add_repository(REPO, INSTALLATION)
+            port = GitHubRest(github.url, credentials(), clock)
+            book = BountyBook(repos, clock, world.treasury, BountyTerms(max_bounty_sat=5_000,
+                                                                        budget_sat=8_000))
+            desk = BountyDesk(repos, book, dispatcher, port)
+            app = GitHubApp(repos, clock, SECRET, port, [desk])
+            yield Stage(world, repos, clock, app, dispatcher, github, contributor, key)
+        dispatcher.stop()
+
+
+def test_a_bounty_to_a_node_that_hands_in_no_invoice_is_paid_by_keysend_once(
+    stage: Stage,
+) -> None:
+    bounty_id = stage.merge_claimed_bounty()
+    stage.post("pull_request", pull_closed(True, "alice", "This fixes #1."))  # redelivered
+    stage.dispatcher.sweep()
+    stage.dispatcher.sweep()
+    payment = stage.bounty_payment(bounty_id)
+    assert payment.method is PayoutMethod.KEYSEND and payment.bolt11 is None
+    assert payment.settled and payment.attempts == 1
+    assert payment.payment_hash == stage.key.payment_hash(payment.payment_id)
+    assert stage.held_msat() == BOUNTY_SAT * 1_000
+    assert stage.repos.bounties.get(bounty_id).status is BountyStatus.PAID  # type: ignore[union-attr]
+    outcomes = [a.outcome for a in stage.repos.payments.attempts(payment.payment_hash)]
+    assert outcomes == [AttemptOutcome.STARTED, AttemptOutcome.SUCCEEDED]
+    assert any(payment.payment_hash in c.body for c in stage.github.comments)
+
+
+def test_a_contribution_reward_enqueued_to_a_bare_node_is_paid_by_keysend(stage: Stage) -> None:
+    task_id = f"contribution:{REPO}#7"
+    enqueued = stage.dispatcher.enqueue_to(stage.contributor, "ct-" + "7" * 40, task_id,
+                                           250_000, f"OWM contribution {task_id}")
+    again = stage.dispatcher.enqueue_to(stage.contributor, "ct-" + "7" * 40, task_id,
+                                        250_000, f"OWM contribution {task_id}")
+    assert again == enqueued and enqueued.method is PayoutMethod.KEYSEND
+    stage.dispatcher.sweep()
+    assert stage.repos.payments.get(enqueued.payment_hash).settled  # type: ignore[union-attr]
+    assert stage.held_msat() == 250_000
+
+
+def test_a_crash_between_sending_and_recording_pays_once_after_the_restart(
+    stage: Stage,
+) -> None:
+    bounty_id = _sent_then_crashed(stage)
+    sent = stage.bounty_payment(bounty_id)
+    assert sent.state is PaymentState.IN_FLIGHT  # the money went, the record does not say so
+    assert stage.held_msat() == BOUNTY_SAT * 1_000
+    stage.clock.advance(60)
+    restarted = stage.dispatcher_on(stage.world.treasury)
+    restarted.sweep()
+    restarted.sweep()
+    paid = stage.bounty_payment(bounty_id)
+    assert paid.settled and paid.attempts == 1 and paid.payment_hash == sent.payment_hash
+    assert stage.held_msat() == BOUNTY_SAT * 1_000
+
+
+@attrs.define
+class ForgetfulLightning:
+    """A treasury whose lookups find nothing: only the backend's own refusal to pay a hash
+    twice stands between a resend and a second payment."""
+
+    inner: Lightning
+    keysends: int = 0
+
+    def lookup_payment(self, payment_hash: str) -> PaymentResult | None:
+        return None
+
+    def keysend(self, dest_pubkey: str, amount_msat: int, preimage: str, max_fee_msat: int,
+                timeout_s: float) -> PaymentResult:
+        self.keysends += 1
+        return self.inner.keysend(dest_pubkey, amount_msat, preimage, max_fee_msat, timeout_s)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_resend_of_the_same_hash_is_refused_by_the_backend_and_pays_nothing_more(
+    stage: Stage,
+) -> None:
+    """Defence in depth: even when the outbox's lookup misses the first payment, the resend
+    carries the same hash (the preimage is derived, not drawn), which LND refuses to pay twice
+    (ALREADY_EXISTS), the embedded ledger too, and CLN's adapter finds by its label."""
+    bounty_id = _sent_then_crashed(stage)
+    forgetful = ForgetfulLightning(stage.world.treasury)
+    restarted = stage.dispatcher_on(forgetful)  # type: ignore[arg-type]
+    restarted.sweep()
+    assert forgetful.keysends == 1  # resent, same hash
+    paid = stage.bounty_payment(bounty_id)
+    assert paid.settled and paid.attempts == 2
+    assert stage.held_msat() == BOUNTY_SAT * 1_000
+
+
+def test_a_payee_refusing_keysend_leaves_the_payout_failed_and_retried_until_paid(
+    stage: Stage,
+) -> None:
+    stage.world.ledger.refuse_keysend(stage.contributor)
+    bounty_id = stage.merge_claimed_bounty()
+    stage.dispatcher.sweep()
+    failed = stage.bounty_payment(bounty_id)
+    assert failed.state is PaymentState.FAILED and failed.attempts == 1
+    reason = failed.last_error or ""
+    assert any(text in reason for text in ("incorrect payment details",
+                                           "FAILURE_REASON_INCORRECT_PAYMENT_DETAILS",
+                                           "WIRE_INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS")), reason
+    stage.dispatcher.sweep()  # within the backoff: nothing is tried
+    assert stage.bounty_payment(bounty_id).attempts == 1
+    stage.clock.advance(RETRY_BASE_S)
+    stage.dispatcher.sweep()
+    assert stage.bounty_payment(bounty_id).attempts == 2
+    assert stage.held_msat() == 0
+    assert stage.repos.bounties.get(bounty_id).status is BountyStatus.OPEN  # type: ignore[union-attr]
+    stage.world.ledger.refuse_keysend(stage.contributor, refused=False)  # keysend switched on
+    stage.clock.advance(2 * RETRY_BASE_S)
+    stage.dispatcher.sweep()
+    paid = stage.bounty_payment(bounty_id)
+    assert paid.settled and paid.attempts == 3
+    assert stage.held_msat() == BOUNTY_SAT * 1_000
+    assert stage.repos.bounties.get(bounty_id).status is BountyStatus.PAID  # type: ignore[union-attr]
+
+
+def test_with_keysend_off_the_payout_waits_for_an_invoice_as_before(stage: Stage) -> None:
+    off = stage.dispatcher_on(stage.world.treasury, keysend=False)
+    with pytest.raises(LightningUnavailable, match="hand in an invoice"):
+        off.enqueue_to(stage.contributor, "ct-" + "8" * 40, "contribution:x#8", 1_000, "memo")
+    assert stage.repos.payments.for_task("contribution:x#8") == []
+
+
+def test_a_keysend_payout_made_under_another_key_is_never_sent(stage: Stage) -> None:
+    enqueued = stage.dispatcher.enqueue_to(stage.contributor, "ct-" + "9" * 40,
+                                           "contribution:x#9", 5_000, "memo")
+    other = PayoutDispatcher(stage.repos, stage.world.treasury,
+                             NodeInvoiceSource(stage.repos, stage.clock), stage.clock,
+                             keysend_key=KeysendKey(b"\x01" * 32))
+    other.sweep()
+    failed = stage.repos.payments.get(enqueued.payment_hash)
+    assert failed is not None and failed.state is PaymentState.FAILED
+    assert "another coordinator key" in (failed.last_error or "")
+    assert stage.held_msat() == 0
+    assert stage.world.treasury.lookup_payment(enqueued.payment_hash) is None
+
+
+def test_the_preimage_is_never_logged(stage: Stage, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    bounty_id = stage.merge_claimed_bounty()
+    stage.dispatcher.sweep()
+    payment = stage.bounty_payment(bounty_id)
+    preimage = stage.key.preimage(payment.payment_id)
+    assert hashlib.sha256(bytes.fromhex(preimage)).hexdigest() == payment.payment_hash
+    assert payment.settled
+    assert preimage not in caplog.text
+    assert all(preimage not in c.body for c in stage.github.comments)
