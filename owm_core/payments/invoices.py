@@ -1,15 +1,15 @@
 """Invoices for payouts to nodes on real Lightning networks (SRS-LN-04).
 
-The coordinator cannot make a node's LND or Core Lightning issue an invoice, and the Lightning
-port has no keysend. So the node does it: the coordinator lists the payouts waiting for an
-invoice (:class:`PendingPayout`, one per reward it wants to pay), the node's daemon asks its
-own Lightning node for an invoice of exactly that amount and hands it in, signed
+The coordinator cannot make a node's LND or Core Lightning issue an invoice, and nodes of the
+network are paid by invoice, not keysend (keysend is for bare nodes that hand in none,
+:mod:`owm_core.payments.keysend`). So the node does it: the coordinator lists the payouts
+waiting for an invoice (:class:`PendingPayout`, one per reward it wants to pay), the node's
+daemon asks its own Lightning node for an invoice of exactly that amount and hands it in, signed
 (:class:`~owm_core.identity.envelopes.PayoutInvoice`). Before the invoice may enter the payment
-outbox
-it must pass :func:`check_node_invoice`: exactly the payout's amount, payable to the Lightning
-node the node registered (``ln_node_uri``; the BOLT11 signature names it), and payable long
-enough for the outbox to pay it. A node can therefore neither redirect its reward to another
-node nor change its amount.
+outbox it must pass :func:`check_node_invoice`: exactly the payout's amount, payable to the
+Lightning node the node registered (``ln_node_uri``; the BOLT11 signature names it), and payable
+long enough for the outbox to pay it. A node can therefore neither redirect its reward to
+another node nor change its amount.
 
 A payout is identified by :func:`payout_request_id` of what the dispatcher asks for (payee,
 amount, memo), so asking again for the same reward finds the same pending payout.

@@ -1,11 +1,12 @@
 """The invoice-source port: how the coordinator gets a payee's BOLT11 invoice (SRS-LN-04/08).
 
-Keysend is not in the Lightning port, so paying a node means paying an invoice *the node's own
-Lightning node* issued for the reward amount. An :class:`InvoiceSource` asks the Lightning node
-behind a public key (the node's registered ``ln_node_uri``, or a bounty contributor's node) for
-such an invoice. The invoice's payment hash becomes the outbox record's idempotency key. When
-an invoice expires unpaid the same source is asked again, with the same payee, amount and memo
-(``owm_core.payments.renewals``).
+Paying a node means paying an invoice *the node's own Lightning node* issued for the reward
+amount; only a bare node that has none to give is paid by keysend instead
+(``owm_core.payments.keysend``: the source raising ``LightningUnavailable`` is "none to give").
+An :class:`InvoiceSource` asks the Lightning node behind a public key (the node's registered
+``ln_node_uri``, or a bounty contributor's node) for such an invoice. The invoice's payment hash
+becomes the outbox record's idempotency key. When an invoice expires unpaid the same source is
+asked again, with the same payee, amount and memo (``owm_core.payments.renewals``).
 
 Adapters: ``owm_adapters.services.payouts.LedgerInvoiceSource`` (the embedded simulated network:
 the payee's simulated node signs the invoice) and
