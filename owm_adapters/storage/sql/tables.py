@@ -215,7 +215,7 @@ payments = Table(
     Column("memo", Text, nullable=True),
     _time("invoice_expires_at", nullable=True),
     Column("replaced_hashes", Text, nullable=False, server_default="[]"),
-    # By invoice or by keysend to a bare node (migration 0032).
+    # By invoice or by keysend to a bare node (migration 0033).
     Column("method", String(16), nullable=False, server_default="invoice"),
     Index(None, "state", "created_at", "seq"),
     Index(None, "node_id", "created_at"),
