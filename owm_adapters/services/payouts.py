@@ -75,6 +75,7 @@ from owm_core.payments.records import (
     PaymentState,
     RewardPayment,
     attempt_record,
+    fail,
 )
 from owm_core.payments.rewards import BPS
 from owm_core.ports.clock import Clock
@@ -175,6 +176,7 @@ class PayoutDispatcher:
         self._reconciled_at = 0.0
         self.sender = PayoutSender(lightning, keysend_key, keysend)
         self.records = PayeeRecords(repositories.payments, invoices, clock, self.sender,
+                                    network_node=repositories.nodes.has_ln_pubkey,
                                     checkpoint=lambda name: self.checkpoint(name))
 
     @property
@@ -366,12 +368,12 @@ class PayoutDispatcher:
             self.checkpoint("before-pay")
             try:
                 result = self.sender.send(sending)
-            except LightningUnavailable as exc:
+            except (LightningUnavailable, InvalidValue) as exc:  # down, or the request refused
                 later = self.clock.now()
-                failed = unavailable(sending, later, str(exc))
-                log.warning("payment %s: lightning unavailable; retry in %d s",
-                            payment_hash, retry_delay_s(failed.attempts),
-                            extra=payment_fields(failed))
+                failed = unavailable(sending, later, str(exc)) if isinstance(
+                    exc, LightningUnavailable) else fail(sending, later, f"refused: {exc}")
+                log.warning("payment %s: %s; retry in %d s", payment_hash, failed.last_error,
+                            retry_delay_s(failed.attempts), extra=payment_fields(failed))
                 return self._store(failed, AttemptOutcome.FAILED, later)
             self.checkpoint("after-pay")
             later = self.clock.now()

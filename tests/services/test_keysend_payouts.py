@@ -25,9 +25,11 @@ from owm_adapters.services.github_app import GitHubApp
 from owm_adapters.services.github_bounties import BountyDesk
 from owm_adapters.services.payouts import PayoutDispatcher
 from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
-from owm_core.errors import LightningUnavailable
+from owm_core.errors import InvalidValue, LightningUnavailable
 from owm_core.governance.contributions import BountyStatus
 from owm_core.identity.keys import Identity
+from owm_core.nodes.registry import LnNodeUri, Node
+from owm_core.nodes.tiers import Tier
 from owm_core.payments.keysend import KeysendKey
 from owm_core.payments.lightning import PaymentResult
 from owm_core.payments.outbox import RETRY_BASE_S
@@ -270,3 +272,53 @@ def test_the_preimage_is_never_logged(stage: Stage, caplog: pytest.LogCaptureFix
     assert payment.settled
     assert preimage not in caplog.text
     assert all(preimage not in c.body for c in stage.github.comments)
+
+
+@attrs.define
+class RefusingLightning:
+    """A treasury whose node refuses the keysend request itself (an older CLN without
+    ``maxfee``, say): the backend answers InvalidValue."""
+
+    inner: Lightning
+    keysends: int = 0
+
+    def keysend(self, dest_pubkey: str, amount_msat: int, preimage: str, max_fee_msat: int,
+                timeout_s: float) -> PaymentResult:
+        self.keysends += 1
+        raise InvalidValue("keysend", "maxfee: unknown parameter")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_keysend_request_the_node_refuses_fails_with_why_and_waits_for_its_backoff(
+    stage: Stage,
+) -> None:
+    refusing = RefusingLightning(stage.world.treasury)
+    dispatcher = stage.dispatcher_on(refusing)  # type: ignore[arg-type]
+    enqueued = dispatcher.enqueue_to(stage.contributor, "ct-" + "6" * 40, "contribution:x#6",
+                                     5_000, "memo")
+    dispatcher.sweep()
+    dispatcher.sweep()
+    failed = stage.repos.payments.get(enqueued.payment_hash)
+    assert failed is not None and failed.state is PaymentState.FAILED and failed.attempts == 1
+    assert failed.last_error == "refused: keysend: maxfee: unknown parameter"
+    assert refusing.keysends == 1  # not resent before the backoff
+    stage.clock.advance(RETRY_BASE_S)
+    dispatcher.sweep()
+    assert refusing.keysends == 2 and stage.held_msat() == 0
+
+
+def test_a_registered_nodes_lightning_node_is_never_paid_by_keysend(stage: Stage) -> None:
+    """Nodes of the network hand their invoices in (SRS-LN-04): a payout to a registered
+    node's Lightning node (an FPPS payout, say) waits for its invoice, keysend or not."""
+    stage.repos.nodes.add(Node(
+        node_id="n" + "4" * 40, public_key="cd" * 32,
+        ln_node_uri=LnNodeUri(stage.contributor, "127.0.0.1", 9735), tier=Tier.T1, vram_mb=0,
+        ram_mb=1, bandwidth_mbps=1, registered_at=T0, last_heartbeat=T0,
+    ))
+    with pytest.raises(LightningUnavailable, match="hand in an invoice"):
+        stage.dispatcher.enqueue_to(stage.contributor, "fp-" + "4" * 40, "pool:miner#0",
+                                    20_000_000, "OWM pool FPPS miner")
+    assert stage.repos.payments.for_task("pool:miner#0") == []
+    assert [p.payee_pubkey for p in stage.repos.payout_requests.waiting()] == [stage.contributor]
