@@ -462,8 +462,8 @@ class CoordinatorLightning:
     payout_daily_budget_sat: int = 5_000_000
     payout_channel_period_s: int = 300
     #: Pay a bare Lightning node that hands in no invoice (GitHub contributors, sponsors'
-    #: refunds, data contributors, miners) by keysend, with a preimage derived from the
-    #: coordinator's signing key (SRS-LN-08); false: such payouts wait for an invoice.
+    #: refunds, data contributors; never a registered node's) by keysend, with a preimage
+    #: derived from the coordinator's signing key (SRS-LN-08); false: such payouts wait.
     keysend: bool = True
 
 

@@ -5,7 +5,8 @@ is paid.
 :class:`PayeeRecords` makes it from what the payee gave: a BOLT11 invoice for exactly the
 amount (checked here: decodable, that amount, not expired), or a Lightning node's public key,
 whose invoice is asked of the :class:`~owm_core.ports.invoices.InvoiceSource`; when that node
-has no invoice to give (it runs no OWM node daemon) the payout is recorded as a keysend payout
+has no invoice to give (it runs no OWM node daemon) and is no registered node's (those are paid
+by invoice, SRS-LN-04: their daemons hand invoices in) the payout is recorded as a keysend payout
 instead (:meth:`~owm_adapters.services.payout_sending.PayoutSender.keysend_record`), with its
 payment hash fixed by its payment id. Every record is stored pending, idempotent by its hash.
 """
@@ -20,6 +21,7 @@ import bolt11
 
 from owm_adapters.services.payout_sending import PayoutSender
 from owm_core.errors import InvalidValue, LightningUnavailable
+from owm_core.payments.keysend import PayeeKind
 from owm_core.payments.lightning import Invoice, InvoiceState
 from owm_core.payments.outbox import INVOICE_EXPIRY_S
 from owm_core.payments.records import RewardPayment
@@ -50,6 +52,8 @@ class PayeeRecords:
     invoices: InvoiceSource
     clock: Clock
     sender: PayoutSender
+    #: Whether a Lightning node key is a registered node's (paid by invoice only, SRS-LN-04).
+    network_node: Callable[[str], bool] = attrs.field(default=lambda _key: False, kw_only=True)
     checkpoint: Callable[[str], None] = attrs.field(default=_no_checkpoint, kw_only=True)
 
     def to_payee(
@@ -57,8 +61,8 @@ class PayeeRecords:
     ) -> RewardPayment:
         """The pending record of a payout to ``payee``: a BOLT11 invoice for exactly
         ``amount``; else a Lightning node's key, whose invoice is asked for; else, when that
-        node has none to give, a keysend payout (if keysend is on; LightningUnavailable
-        otherwise: the caller retries)."""
+        node has none to give and is not a registered node's, a keysend payout (if keysend
+        is on; LightningUnavailable otherwise: the caller retries)."""
         if payee.strip().lower().startswith("ln"):
             invoice, node_id = _decoded(payee.strip(), amount, self.clock.now())
             return self.record(payment_id, task_id, node_id, invoice)
@@ -66,8 +70,9 @@ class PayeeRecords:
         try:
             issued = self.invoices.invoice_for(pubkey, amount, memo, INVOICE_EXPIRY_S)
         except LightningUnavailable as no_invoice:  # a bare node: keysend, if it is on
+            kind = PayeeKind.NETWORK_NODE if self.network_node(pubkey) else PayeeKind.BARE_NODE
             keysend = self.sender.keysend_record(payment_id, task_id, pubkey, amount, memo,
-                                                 self.clock.now())
+                                                 self.clock.now(), kind)
             if keysend is None:
                 raise
             log.info("payee %s… hands in no invoice (%s): paid by keysend", pubkey[:16],

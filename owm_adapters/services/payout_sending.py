@@ -47,11 +47,13 @@ class PayoutSender:
     keysend: bool = True
 
     def keysend_record(
-        self, payment_id: str, task_id: str, pubkey: str, amount_msat: int, memo: str, now: int
+        self, payment_id: str, task_id: str, pubkey: str, amount_msat: int, memo: str, now: int,
+        payee: PayeeKind = PayeeKind.BARE_NODE,
     ) -> RewardPayment | None:
-        """The pending keysend record of a payout to the bare node ``pubkey`` that has no
-        invoice to give; None when keysend is off (the payout waits for an invoice)."""
-        method = choose_method(invoice_available=False, payee=PayeeKind.BARE_NODE,
+        """The pending keysend record of a payout to the node ``pubkey`` that has no invoice to
+        give; None when it is paid by invoice only (a node of the network) or keysend is off:
+        the payout then waits for an invoice."""
+        method = choose_method(invoice_available=False, payee=payee,
                                keysend_enabled=self.keysend and self.keysend_key is not None)
         if method is not PayoutMethod.KEYSEND or self.keysend_key is None:
             return None

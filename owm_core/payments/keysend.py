@@ -47,10 +47,11 @@ class PayeeKind(enum.Enum):
     """Who a payout is owed to, as far as choosing how to pay it goes."""
 
     NETWORK_NODE = "network_node"
-    """A registered OWM node: its daemon hands in invoices (SRS-LN-04)."""
+    """A registered OWM node's Lightning node (rewards, miners' FPPS payouts): its daemon
+    hands in invoices (SRS-LN-04)."""
     BARE_NODE = "bare_node"
-    """A Lightning node's public key and nothing more (GitHub payees, sponsors, data
-    contributors, miners)."""
+    """A Lightning node's public key that is no registered node's (GitHub payees, sponsors,
+    data contributors)."""
 
 
 def choose_method(

@@ -54,6 +54,11 @@ class MemoryNodeRepository(StateRepository):
             node_id = self._state.node_keys.get(public_key)
             return None if node_id is None else self._state.nodes[node_id]
 
+    def has_ln_pubkey(self, ln_pubkey: str) -> bool:
+        """Whether a registered node names the Lightning node ``ln_pubkey``."""
+        with self._lock:
+            return any(n.ln_node_uri.pubkey == ln_pubkey for n in self._state.nodes.values())
+
     def list(self) -> Sequence[Node]:
         """Every node, ordered by node_id."""
         with self._lock:

@@ -33,6 +33,11 @@ class NodeRepository(Protocol):
         """The node registered with Ed25519 ``public_key`` (64 hex), or None."""
         ...
 
+    def has_ln_pubkey(self, ln_pubkey: str) -> bool:
+        """Whether a registered node names the Lightning node ``ln_pubkey`` in its
+        ``ln_node_uri`` (such a node is paid by invoice, never keysend: SRS-LN-04)."""
+        ...
+
     def list(self) -> Sequence[Node]:
         """Every node, ordered by node_id."""
         ...

@@ -292,6 +292,8 @@ def test_nodes_are_listed_by_id_and_found_by_public_key(repos: Repositories) -> 
     assert repos.nodes.list() == sorted(nodes, key=lambda n: n.node_id)
     assert repos.nodes.get_by_public_key(nodes[1].public_key) == nodes[1]
     assert repos.nodes.get_by_public_key("f" * 64) is None
+    assert repos.nodes.has_ln_pubkey(nodes[1].ln_node_uri.pubkey)
+    assert not repos.nodes.has_ln_pubkey("02" + "ee" * 32)
 
 
 def test_batched_heartbeats_only_move_last_heartbeat_forward(repos: Repositories) -> None:

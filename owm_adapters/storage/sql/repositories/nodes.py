@@ -42,6 +42,12 @@ class SqlNodeRepository(KeyedRepository[Node]):
         """The node registered with Ed25519 ``public_key`` (64 hex), or None."""
         return self._first(select(t.nodes).where(t.nodes.c.public_key == public_key), Node)
 
+    def has_ln_pubkey(self, ln_pubkey: str) -> bool:
+        """Whether a registered node names the Lightning node ``ln_pubkey``."""
+        query = select(t.nodes.c.node_id).where(t.nodes.c.ln_pubkey == ln_pubkey).limit(1)
+        with self._db.tx() as conn:
+            return conn.execute(query).first() is not None
+
     def list(self) -> Sequence[Node]:
         """Every node, ordered by node_id."""
         return self._all(select(t.nodes).order_by(t.nodes.c.node_id), Node)
