@@ -84,7 +84,7 @@ nodes = Table(
     metadata,
     Column("node_id", String(64), primary_key=True),
     Column("public_key", String(64), nullable=False, unique=True),
-    Column("ln_pubkey", String(66), nullable=False),
+    Column("ln_pubkey", String(66), nullable=False, index=True),
     Column("ln_host", String(253), nullable=False),
     Column("ln_port", Integer, nullable=False),
     Column("tier", String(8), nullable=False),
