@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +28,13 @@ from owm_core.stake.slashing import (
 )
 
 register_row(SlashingLogEntry, renamed={"index": "entry_index"})
+# A reversal shares the log's columns: its statement hash in ``evidence_hash``, its maintainers
+# as a JSON list, and ``reverses`` set (NULL in a slashing's row).
+register_row(
+    SlashingReversalEntry,
+    renamed={"index": "entry_index", "statement_hash": "evidence_hash"},
+    int64_columns=["at"],
+)
 register_row(SlashingSignal)
 register_row(
     SlashingDecision,
@@ -37,41 +43,11 @@ register_row(
 )
 
 
-def _log_row(entry: SlashingLogRecord) -> dict[str, Any]:
-    """The ``slashing_log`` row of a slashing (its registered shape) or of a reversal (its
-    statement hash in ``evidence_hash``, its maintainers as a JSON list)."""
-    if isinstance(entry, SlashingLogEntry):
-        return to_row(entry)
-    return {
-        "entry_index": entry.index,
-        "prev_hash": entry.prev_hash,
-        "node_id": entry.node_id,
-        "channel_id": entry.channel_id,
-        "reason": entry.reason.value,
-        "evidence_hash": entry.statement_hash,
-        "at": int64("at", entry.at),
-        "signature": entry.signature,
-        "reverses": entry.reverses,
-        "maintainers": json.dumps(list(entry.maintainers)),
-    }
-
-
 def _log_entry(row: Row[Any]) -> SlashingLogRecord:
     """The entry a ``slashing_log`` row holds (a reversal when ``reverses`` is set)."""
     if row.reverses is None:
         return from_row(row, SlashingLogEntry)
-    return SlashingReversalEntry(
-        index=row.entry_index,
-        prev_hash=row.prev_hash,
-        reverses=row.reverses,
-        node_id=row.node_id,
-        channel_id=row.channel_id,
-        reason=row.reason,
-        maintainers=tuple(json.loads(row.maintainers)),
-        statement_hash=row.evidence_hash,
-        at=row.at,
-        signature=row.signature,
-    )
+    return from_row(row, SlashingReversalEntry)
 
 
 class SqlSlashingLogRepository(SqlRepository):
@@ -81,7 +57,7 @@ class SqlSlashingLogRepository(SqlRepository):
         """Append ``entry``; Conflict unless its index and prev_hash continue the latest entry."""
         with self._db.tx(write=True) as conn:
             check_next_entry(self._latest(conn), entry)
-            conn.execute(insert(t.slashing_log).values(_log_row(entry)))
+            conn.execute(insert(t.slashing_log).values(to_row(entry)))
 
     def entries(self, start: int = 0, limit: int | None = None) -> Sequence[SlashingLogRecord]:
         """Entries with index ≥ ``start``, in index order, at most ``limit`` of them."""
