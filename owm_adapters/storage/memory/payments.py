@@ -180,3 +180,8 @@ class MemoryPayoutRequestRepository(StateRepository):
                 return None
             del self._state.payout_requests[payment_id]
             return held[1]
+
+    def withdraw(self, payment_id: str) -> bool:
+        """Remove the payout, waiting or invoiced; whether it was there."""
+        with self._lock:
+            return self._state.payout_requests.pop(payment_id, None) is not None

@@ -122,3 +122,9 @@ class PayoutRequestRepository(Protocol):
         """Remove the payout and return the invoice handed in for it; None (nothing removed)
         when none was. Of several callers at once, one gets the invoice."""
         ...
+
+    def withdraw(self, payment_id: str) -> bool:
+        """Remove the payout ``payment_id``, waiting or with its invoice handed in: it is paid
+        another way (keysend) or settled, so no node should invoice it any more. Whether it was
+        there; idempotent."""
+        ...

@@ -205,6 +205,33 @@ def test_a_payout_awaits_its_invoice_until_one_is_handed_in_and_taken_once(
     assert requests.take_invoice(payout.payment_id) is None
 
 
+def test_a_payout_paid_another_way_is_withdrawn_waiting_or_invoiced_and_only_once(
+    repos: Repositories,
+) -> None:
+    requests = repos.payout_requests
+    waiting, invoiced, other = a_payout(1), a_payout(2), a_payout(3)
+    for payout in (waiting, invoiced, other):
+        requests.request(payout, keep=10)
+    requests.hand_in(invoiced.payment_id, an_invoice(invoiced))
+    assert requests.withdraw(waiting.payment_id) is True
+    assert requests.withdraw(invoiced.payment_id) is True
+    assert requests.withdraw(waiting.payment_id) is False  # idempotent
+    assert list(requests.waiting()) == [other]
+    assert requests.take_invoice(invoiced.payment_id) is None  # its invoice is gone too
+
+
+def test_a_withdrawal_inside_a_transaction_that_fails_is_undone(repos: Repositories) -> None:
+    payout = a_payout(1)
+    repos.payout_requests.request(payout, keep=10)
+    try:
+        with repos.atomic():
+            assert repos.payout_requests.withdraw(payout.payment_id)
+            raise RuntimeError("crash before the commit")
+    except RuntimeError:
+        pass
+    assert list(repos.payout_requests.waiting()) == [payout]
+
+
 def test_payouts_awaiting_invoices_are_bounded_oldest_first(repos: Repositories) -> None:
     for i in range(6):
         repos.payout_requests.request(a_payout(i, requested_at=T0 + i), keep=4)

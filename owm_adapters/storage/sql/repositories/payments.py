@@ -225,6 +225,16 @@ class SqlPayoutRequestRepository(SqlRepository):
             state=InvoiceState.OPEN, memo=row.memo,
         )
 
+    def withdraw(self, payment_id: str) -> bool:
+        """Remove the payout, waiting or invoiced; whether it was there."""
+        c = t.payout_requests.c
+        with self._db.tx(write=True) as conn:
+            gone = conn.execute(
+                delete(t.payout_requests).where(c.payment_id == payment_id)
+                .returning(c.payment_id)
+            ).first()
+        return gone is not None
+
     def _waiting(self, *where: Any) -> list[PendingPayout]:
         c = t.payout_requests.c
         query = select(t.payout_requests).where(c.bolt11.is_(None), *where)
