@@ -9,6 +9,10 @@ has no invoice to give (it runs no OWM node daemon) and is no registered node's 
 by invoice, SRS-LN-04: their daemons hand invoices in) the payout is recorded as a keysend payout
 instead (:meth:`~owm_adapters.services.payout_sending.PayoutSender.keysend_record`), with its
 payment hash fixed by its payment id. Every record is stored pending, idempotent by its hash.
+
+The invoice source has by then recorded the payout as waiting for an invoice
+(``payout_requests``); a keysend record is stored in the same transaction that withdraws that
+row (:func:`withdraw_request`), so no node is asked to invoice a payout that goes by keysend.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import bolt11
 
 from owm_adapters.services.payout_sending import PayoutSender
 from owm_core.errors import InvalidValue, LightningUnavailable
+from owm_core.payments.invoices import payout_request_id
 from owm_core.payments.keysend import PayeeKind
 from owm_core.payments.lightning import Invoice, InvoiceState
 from owm_core.payments.outbox import INVOICE_EXPIRY_S
@@ -28,7 +33,7 @@ from owm_core.payments.records import RewardPayment
 from owm_core.payments.renewals import deadline
 from owm_core.ports.clock import Clock
 from owm_core.ports.invoices import InvoiceSource
-from owm_core.ports.repositories import PaymentRepository
+from owm_core.ports.repositories import PaymentRepository, Repositories
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,18 @@ def payment_fields(payment: RewardPayment) -> dict[str, object]:
             "state": payment.state.value, "attempt": payment.attempts}
 
 
+def withdraw_request(repositories: Repositories, payment: RewardPayment,
+                     memo: str | None = None) -> bool:
+    """Remove the "waiting for an invoice" row the invoice source keeps for ``payment`` (asked
+    of ``payee_pubkey`` with ``memo``, the record's own by default), if any: the payout is paid
+    another way or settled. Whether there was one."""
+    if payment.payee_pubkey is None:
+        return False
+    text = payment.memo or "" if memo is None else memo
+    request_id = payout_request_id(payment.payee_pubkey, payment.amount_msat, text)
+    return repositories.payout_requests.withdraw(request_id)
+
+
 @attrs.define(eq=False)
 class PayeeRecords:
     """Makes and stores the pending record of one payout (module docstring)."""
@@ -55,6 +72,8 @@ class PayeeRecords:
     #: Whether a Lightning node key is a registered node's (paid by invoice only, SRS-LN-04).
     network_node: Callable[[str], bool] = attrs.field(default=lambda _key: False, kw_only=True)
     checkpoint: Callable[[str], None] = attrs.field(default=_no_checkpoint, kw_only=True)
+    #: The whole store, to withdraw a keysend payout's waiting row with its record (optional).
+    repositories: Repositories | None = attrs.field(default=None, kw_only=True)
 
     def to_payee(
         self, payee: str, payment_id: str, task_id: str, amount: int, memo: str
@@ -77,7 +96,7 @@ class PayeeRecords:
                 raise
             log.info("payee %s… hands in no invoice (%s): paid by keysend", pubkey[:16],
                      no_invoice)
-            return self.stored(keysend)
+            return self.stored(keysend, memo)
         return self.record(payment_id, task_id, pubkey, issued, (pubkey, memo))
 
     def record(
@@ -102,9 +121,15 @@ class PayeeRecords:
         )
         return self.stored(payment)
 
-    def stored(self, payment: RewardPayment) -> RewardPayment:
-        """Store a new pending record (idempotent by its hash)."""
-        stored = self.payments.upsert(payment)
+    def stored(self, payment: RewardPayment, asked_memo: str | None = None) -> RewardPayment:
+        """Store a new pending record (idempotent by its hash); a keysend one together with
+        the withdrawal of its waiting row (asked with ``asked_memo``)."""
+        if self.repositories is None or payment.payee_pubkey is None or asked_memo is None:
+            stored = self.payments.upsert(payment)
+        else:
+            with self.repositories.atomic():
+                stored = self.payments.upsert(payment)
+                withdraw_request(self.repositories, stored, asked_memo)
         log.info("payment %s enqueued (%s): task %s node %s amount %d msat",
                  stored.payment_hash, stored.method.value, stored.task_id, stored.node_id,
                  stored.amount_msat, extra=payment_fields(stored))
@@ -139,4 +164,4 @@ def _decoded(bolt11_text: str, amount_msat: int, now: int) -> tuple[Invoice, str
     return invoice, str(payee_tag.data)
 
 
-__all__ = ["PayeeRecords", "payment_fields"]
+__all__ = ["PayeeRecords", "payment_fields", "withdraw_request"]

@@ -4,15 +4,23 @@ The rules are :mod:`owm_core.payments.renewals`; this is what the payment dispat
 (:class:`~owm_adapters.services.payouts.PayoutDispatcher`) asks before each step of a payment:
 
 * :meth:`InvoiceRenewals.prepare` looks the payment's hash up when the outbox rules want it
-  (``needs_lookup``) *or* its invoice is about to expire; when :func:`renew_now` says so it asks
+  (``needs_lookup``) *or* its invoice is about to expire; when :func:`renewal` says so it asks
   the payee for a new invoice of the same amount, the way the first was asked (the Lightning
   node ``payee_pubkey`` through the same ``InvoiceSource``, with the same memo), and stores it
   in place of the old one in one write (``PaymentRepository.replace_invoice``), with a log
   line naming both hashes (never a preimage or a BOLT11 string). Then it looks up every
   replaced hash, so that ``decide`` sends nothing while an old invoice is paid or in flight.
+* A contributor's own invoice (it cannot be asked for again) that expired unpaid is paid by
+  keysend to the invoice's payee node instead, when :func:`renewal` allows it (keysend on, that
+  node no registered node's): the record is stored under the keysend hash in one write, the
+  invoice's hash kept in ``replaced_hashes`` and looked up before every keysend attempt.
+* A keysend payout whose payee refused keysend is renewed the other way: its invoice source is
+  asked for an invoice (``payee_pubkey``, the same memo), and the record takes it in place of
+  the keysend hash, which stays in ``replaced_hashes``.
 * A payee that gives no new invoice (its node offline, a contributor's own invoice that cannot
-  be asked for again) leaves the record failed with the reason, retried after the outbox's
-  backoff like any other failure; nothing is lost.
+  be asked for again while keysend is off, a node that refused keysend and has handed in no
+  invoice yet) leaves the record failed with the reason, retried after the outbox's backoff
+  (5 s doubling to 10 minutes) like any other failure; nothing is lost.
 
 Records stored before renewals existed (migration 0031) do not say how their invoice was asked
 or when it expires; their BOLT11 string says both (its payee and description).
@@ -27,10 +35,24 @@ import attrs
 import bolt11
 
 from owm_core.errors import DomainError, InvalidValue, LightningUnavailable, StoreUnavailable
+from owm_core.payments.keysend import KeysendKey, PayeeKind
 from owm_core.payments.lightning import PaymentResult
 from owm_core.payments.outbox import INVOICE_EXPIRY_S, needs_lookup, unavailable
-from owm_core.payments.records import PaymentState, RewardPayment, fail, start_attempt
-from owm_core.payments.renewals import may_need_renewal, renew_now, renewed
+from owm_core.payments.records import (
+    PaymentState,
+    PayoutMethod,
+    RewardPayment,
+    start_attempt,
+)
+from owm_core.payments.renewals import (
+    NOT_RENEWED,
+    WAITING_FOR_INVOICE,
+    keysend_renewed,
+    may_need_renewal,
+    not_renewed,
+    renewal,
+    renewed,
+)
 from owm_core.ports.clock import Clock
 from owm_core.ports.invoices import InvoiceSource
 from owm_core.ports.lightning import Lightning
@@ -38,8 +60,6 @@ from owm_core.ports.repositories import Repositories
 
 log = logging.getLogger(__name__)
 
-NOT_RENEWED = "invoice expired unpaid; no new invoice from the payee yet"
-"""Start of ``last_error`` of a payment whose expired invoice could not be renewed."""
 DEFAULT_BOLT11_EXPIRY_S = 3600
 """BOLT11's expiry when an invoice carries none."""
 
@@ -95,6 +115,12 @@ class InvoiceRenewals:
     invoices: InvoiceSource
     clock: Clock
     checkpoint: Callable[[str], None] = attrs.field(default=_no_checkpoint, kw_only=True)
+    #: The coordinator's keysend key, and ``[lightning] keysend``: whether an expired
+    #: contributor's own invoice may be paid by keysend to its node.
+    keysend_key: KeysendKey | None = attrs.field(default=None, kw_only=True)
+    keysend: bool = attrs.field(default=False, kw_only=True)
+    #: Whether a Lightning node key is a registered node's (never paid by keysend, SRS-LN-04).
+    network_node: Callable[[str], bool] = attrs.field(default=lambda _key: False, kw_only=True)
 
     def prepare(self, payment: RewardPayment, now: int) -> Prepared:
         """Look ``payment`` up and its replaced hashes, or renew its invoice if it expired
@@ -114,8 +140,11 @@ class InvoiceRenewals:
         looked_up = None
         if needs_lookup(payment) or may_need_renewal(origin, origin.invoice_expires_at, now):
             looked_up = self.lightning.lookup_payment(payment.payment_hash)
-        if renew_now(origin, origin.invoice_expires_at, looked_up, now):
-            payment = self._renew(origin, now)
+        how = renewal(origin, origin.invoice_expires_at, looked_up, now,
+                      keysend=self.keysend and self.keysend_key is not None,
+                      payee=self._payee_kind(origin, now))
+        if how is not None:
+            payment = self._renew(origin, how, now)
             fresh = payment.payment_hash != origin.payment_hash
             return Prepared(payment, renewed=fresh, refused=not fresh)
         earlier = (
@@ -124,10 +153,25 @@ class InvoiceRenewals:
         )
         return Prepared(payment, looked_up, earlier)
 
-    def _renew(self, payment: RewardPayment, now: int) -> RewardPayment:
-        """The record with a new invoice, stored in place of the old one; or, when the payee
-        gave none, the record failed with why (to be stored by the dispatcher)."""
+    def _payee_kind(self, payment: RewardPayment, now: int) -> PayeeKind:
+        """Whose node a contributor's own expired invoice pays: a registered node's (then never
+        keysend, SRS-LN-04) or a bare node; asked of the store only for such an invoice."""
+        if payment.payee_pubkey is not None or payment.method is not PayoutMethod.INVOICE:
+            return PayeeKind.BARE_NODE
+        if not may_need_renewal(payment, payment.invoice_expires_at, now):
+            return PayeeKind.BARE_NODE
+        payee = _invoice_payee(payment)
+        if payee is None or self.network_node(payee):
+            return PayeeKind.NETWORK_NODE
+        return PayeeKind.BARE_NODE
+
+    def _renew(self, payment: RewardPayment, how: PayoutMethod, now: int) -> RewardPayment:
+        """The record with a new invoice (or, for a contributor's own invoice, by keysend),
+        stored in place of the old one; or, when the payee gave none, the record failed with
+        why (to be stored by the dispatcher)."""
         try:
+            if how is PayoutMethod.KEYSEND:
+                return self._to_keysend(payment, now)
             if payment.payee_pubkey is None:
                 raise InvalidValue("payee", "handed in this invoice itself and must hand in a "
                                    "new one")
@@ -139,23 +183,44 @@ class InvoiceRenewals:
         except StoreUnavailable:
             raise
         except DomainError as exc:  # the payee's node offline, or a wrong invoice
-            failed = _not_renewed(payment, now, str(exc))
+            failed = not_renewed(payment, now, str(exc))
             log.warning("payment %s (%s): %s; retried after its backoff", payment.payment_hash,
                         payment.payment_id, failed.last_error, extra=_fields(failed))
             return failed
+        return self._replaced(payment, fresh, "renewed")
+
+    def _to_keysend(self, payment: RewardPayment, now: int) -> RewardPayment:
+        """A contributor's own expired invoice paid by keysend to its payee node instead."""
+        payee = _invoice_payee(payment)
+        if payee is None or self.keysend_key is None:
+            raise InvalidValue("payee", "handed in this invoice itself and names no node to pay "
+                               "by keysend")
+        self.checkpoint("after-renewal-invoice")
+        fresh = keysend_renewed(payment, self.keysend_key, payee, self.clock.now())
+        return self._replaced(payment, fresh, "paid by keysend to its node")
+
+    def _replaced(self, payment: RewardPayment, fresh: RewardPayment, how: str) -> RewardPayment:
+        """Store ``fresh`` in place of ``payment`` in one write, and say so in the log."""
         stored = self.repositories.payments.replace_invoice(payment.payment_hash, fresh)
-        log.info("payment %s (%s): invoice expired unpaid; renewed as %s for %d msat",
-                 payment.payment_hash, payment.payment_id, stored.payment_hash,
-                 stored.amount_msat, extra={**_fields(stored), "replaced": payment.payment_hash})
+        what = ("keysend refused by the payee" if payment.method is PayoutMethod.KEYSEND
+                else "invoice expired unpaid")
+        log.info("payment %s (%s): %s; %s as %s for %d msat", payment.payment_hash,
+                 payment.payment_id, what, how, stored.payment_hash, stored.amount_msat,
+                 extra={**_fields(stored), "replaced": payment.payment_hash})
         self.checkpoint("after-renewal")
         return stored
 
 
-def _not_renewed(payment: RewardPayment, now: int, why: str) -> RewardPayment:
-    """``payment`` failed (one more attempt counted, so the backoff grows) because its expired
-    invoice could not be renewed."""
-    tried = payment if payment.state is PaymentState.IN_FLIGHT else start_attempt(payment, now)
-    return fail(tried, now, f"{NOT_RENEWED}: {why}")
+def _invoice_payee(payment: RewardPayment) -> str | None:
+    """The node id in ``payment``'s BOLT11 (its payee tag, or the signer's recovered key);
+    None when it has none or cannot be read."""
+    if not payment.bolt11:
+        return None
+    try:
+        payee = bolt11.decode(payment.bolt11).tags.get(bolt11.TagChar.payee)
+    except Exception:  # the library raises many kinds for malformed input
+        return None
+    return None if payee is None else str(payee.data).lower()
 
 
 def _fields(payment: RewardPayment) -> dict[str, object]:
@@ -165,4 +230,4 @@ def _fields(payment: RewardPayment) -> dict[str, object]:
             "amount_msat": payment.amount_msat, "state": payment.state.value}
 
 
-__all__ = ["NOT_RENEWED", "InvoiceRenewals", "Prepared"]
+__all__ = ["NOT_RENEWED", "WAITING_FOR_INVOICE", "InvoiceRenewals", "Prepared"]

@@ -39,7 +39,7 @@ from typing import Protocol
 import attrs
 
 from owm_adapters.lightning.embedded import SimLedger
-from owm_adapters.services.payout_records import PayeeRecords, payment_fields
+from owm_adapters.services.payout_records import PayeeRecords, payment_fields, withdraw_request
 from owm_adapters.services.payout_renewals import InvoiceRenewals
 from owm_adapters.services.payout_sending import PayoutSender
 from owm_adapters.services.workers import Loop
@@ -54,7 +54,7 @@ from owm_core.errors import (
 from owm_core.governance.contributions import BountyStatus
 from owm_core.market.tasks import Settlement, SettlementKind, TaskState
 from owm_core.payments.invoices import PendingPayout
-from owm_core.payments.keysend import KeysendKey
+from owm_core.payments.keysend import KeysendKey, is_keysend_refused
 from owm_core.payments.lightning import Invoice
 from owm_core.payments.outbox import (
     BOUNTY_TASK_PREFIX,
@@ -166,8 +166,6 @@ class PayoutDispatcher:
         self.clock = clock
         self.sweep_s = sweep_s
         self.checkpoint = checkpoint
-        self.renewals = InvoiceRenewals(repositories, lightning, invoices, clock,
-                                        checkpoint=lambda name: self.checkpoint(name))
         self._lock = threading.RLock()  # the outbox: one payment step at a time
         self._queue_lock = threading.Lock()  # settlements waiting for their record
         self._waiting: list[_Waiting] = []
@@ -177,7 +175,12 @@ class PayoutDispatcher:
         self.sender = PayoutSender(lightning, keysend_key, keysend)
         self.records = PayeeRecords(repositories.payments, invoices, clock, self.sender,
                                     network_node=repositories.nodes.has_ln_pubkey,
-                                    checkpoint=lambda name: self.checkpoint(name))
+                                    checkpoint=lambda name: self.checkpoint(name),
+                                    repositories=repositories)
+        self.renewals = InvoiceRenewals(repositories, lightning, invoices, clock,
+                                        checkpoint=lambda name: self.checkpoint(name),
+                                        keysend_key=keysend_key, keysend=keysend,
+                                        network_node=repositories.nodes.has_ln_pubkey)
 
     @property
     def payments(self) -> PaymentRepository:
@@ -387,6 +390,11 @@ class PayoutDispatcher:
             )
             if stored.settled:
                 self.checkpoint("after-success")
+            elif is_keysend_refused(stored):
+                log.error("payment %s (%s): the payee's node %s refuses keysend; keysend is given"
+                          " up for this payout, which waits for an invoice from that node (it "
+                          "must hand one in, or be paid by hand)", stored.payment_hash,
+                          stored.payment_id, stored.payee_pubkey, extra=payment_fields(stored))
             return stored
 
     def _store(
@@ -397,6 +405,8 @@ class PayoutDispatcher:
             stored = self.payments.upsert(payment)
             if outcome is not None:
                 self.payments.log_attempt(attempt_record(stored, outcome, now))
+            if stored.settled:
+                withdraw_request(self.repositories, stored)  # no node invoices it any more
             if stored.settled and stored.task_id.startswith(BOUNTY_TASK_PREFIX):
                 self._mark_bounty_paid(stored.task_id.removeprefix(BOUNTY_TASK_PREFIX))
         log.info(

@@ -22,6 +22,14 @@ travels to the payee in the onion's custom record :data:`KEYSEND_RECORD` (548237
   stored nor logged; it is derived again when the payment is sent. Because the payee learns
   the preimage only by being paid, a preimage does not prove payment to a third party the way
   an invoice's does; the outbox record and the backend's payment are the evidence.
+* **A payee that refuses keysend.** A keysend attempt that fails because the payee's node does
+  not take keysend payments (:func:`refuses_keysend`: LND's
+  ``FAILURE_REASON_INCORRECT_PAYMENT_DETAILS``, CLN's ``WIRE_INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS``
+  or "does not support keysend", the embedded ledger's "incorrect payment details") is recorded
+  with :data:`KEYSEND_REFUSED` in front of the reason (:func:`refusal_reason`). Keysend is given
+  up for that payout at once (the payee's node said no; asking again only repeats the answer):
+  the payout goes back to waiting for an invoice from its invoice source
+  (:func:`owm_core.payments.renewals.renewal`), looked up by the keysend hash first.
 
 Pure: no I/O; the secret is given by the caller.
 """
@@ -41,6 +49,19 @@ PREIMAGE_DOMAIN = b"owm/keysend-preimage/v1"
 SECRET_DOMAIN = b"owm/keysend-secret/v1"
 """What the coordinator signs to derive its keysend secret (:meth:`KeysendKey.from_signature`)."""
 MIN_SECRET_BYTES = 32
+KEYSEND_REFUSED = "keysend refused by the payee"
+"""Start of ``last_error`` of a keysend payout whose payee's node refuses keysend: it waits
+for an invoice from then on (module docstring)."""
+_REFUSALS = (
+    "incorrect payment details",
+    "incorrect or unknown payment details",
+    "does not support keysend",
+    "keysend not supported",
+    "keysend payments are not supported",
+    "required node feature missing",
+    "no such feature",
+)
+"""How the backends say a payee's node takes no keysend (lower case, ``_`` read as a space)."""
 
 
 class PayeeKind(enum.Enum):
@@ -62,6 +83,36 @@ def choose_method(
     if invoice_available or payee is not PayeeKind.BARE_NODE or not keysend_enabled:
         return PayoutMethod.INVOICE
     return PayoutMethod.KEYSEND
+
+
+def refuses_keysend(failure_reason: str | None) -> bool:
+    """Whether a failed keysend's ``failure_reason`` says the payee's node takes no keysend
+    payments (LND ``FAILURE_REASON_INCORRECT_PAYMENT_DETAILS``, CLN
+    ``WIRE_INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS`` or "does not support keysend", a missing
+    feature), as opposed to a failure to route, which is retried by keysend."""
+    if not failure_reason:
+        return False
+    text = " ".join(failure_reason.lower().replace("_", " ").split())
+    return any(refusal in text for refusal in _REFUSALS)
+
+
+def refusal_reason(payment: RewardPayment, failure_reason: str | None) -> str:
+    """The ``last_error`` to record for ``payment``'s failed attempt: the reason, behind
+    :data:`KEYSEND_REFUSED` when a keysend payout's payee refuses keysend."""
+    reason = failure_reason or "payment failed"
+    if payment.method is PayoutMethod.KEYSEND and refuses_keysend(failure_reason):
+        return f"{KEYSEND_REFUSED}: {reason}"
+    return reason
+
+
+def is_keysend_refused(payment: RewardPayment) -> bool:
+    """Whether ``payment`` is a keysend payout whose payee refused keysend (and that has not
+    been paid): then it waits for an invoice instead of being sent by keysend again."""
+    return (
+        payment.method is PayoutMethod.KEYSEND
+        and not payment.settled
+        and (payment.last_error or "").startswith(KEYSEND_REFUSED)
+    )
 
 
 def payment_hash_of(preimage_hex: str) -> str:
@@ -157,10 +208,14 @@ def checked_preimage(key: KeysendKey, payment: RewardPayment) -> str:
 
 __all__ = [
     "KEYSEND_RECORD",
+    "KEYSEND_REFUSED",
     "KeysendKey",
     "PayeeKind",
     "checked_preimage",
     "choose_method",
+    "is_keysend_refused",
     "keysend_payment",
     "payment_hash_of",
+    "refusal_reason",
+    "refuses_keysend",
 ]

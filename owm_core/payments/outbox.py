@@ -36,6 +36,7 @@ from typing import Any
 import attrs
 
 from owm_core.errors import InvalidTransition, InvalidValue
+from owm_core.payments.keysend import KEYSEND_REFUSED, is_keysend_refused, refusal_reason
 from owm_core.payments.lightning import PaymentResult, PaymentStatus
 from owm_core.payments.records import (
     MAX_ERROR_LEN,
@@ -211,7 +212,8 @@ def _earlier_status(
 
 
 def after_pay(payment: RewardPayment, result: PaymentResult, now: int) -> RewardPayment:
-    """The record after ``pay`` answered ``result`` for the in-flight ``payment``."""
+    """The record after ``pay`` answered ``result`` for the in-flight ``payment``; a keysend
+    its payee refuses is marked so (:func:`owm_core.payments.keysend.refusal_reason`)."""
     if payment.state is not PaymentState.IN_FLIGHT:
         raise InvalidTransition(f"payment {payment.payment_id} is not in flight")
     if result.payment_hash != payment.payment_hash:
@@ -219,16 +221,20 @@ def after_pay(payment: RewardPayment, result: PaymentResult, now: int) -> Reward
     if result.status is PaymentStatus.SUCCEEDED:
         return succeed(payment, now)
     if result.status is PaymentStatus.FAILED:
-        return fail(payment, now, result.failure_reason or "payment failed")
+        return fail(payment, now, refusal_reason(payment, result.failure_reason))
     return payment
 
 
 def unavailable(payment: RewardPayment, now: int, error: str) -> RewardPayment:
     """The backend could not be asked while ``payment`` was in flight: retry after backoff.
 
-    Safe because a retry looks the hash up first and ``pay`` is idempotent by hash.
+    Safe because a retry looks the hash up first and ``pay`` is idempotent by hash. A keysend
+    payout its payee refused stays marked so (it waits for an invoice, never keysend again).
     """
-    reason = f"lightning unavailable: {error}"[:MAX_ERROR_LEN]
+    reason = f"lightning unavailable: {error}"
+    if is_keysend_refused(payment):
+        reason = f"{KEYSEND_REFUSED}; {reason}"
+    reason = reason[:MAX_ERROR_LEN]
     return fail(payment, now, reason)
 
 

@@ -202,9 +202,15 @@ def attempt_record(payment: RewardPayment, outcome: AttemptOutcome, now: int) ->
     return fields.copied(PaymentAttempt, payment, at=now, outcome=outcome, error=error)
 
 
-def _same_payment(stored: RewardPayment, incoming: RewardPayment, named: str) -> None:
-    """Conflict unless ``incoming`` is the same payment as ``stored``."""
-    for name in ("payment_id", "task_id", "node_id", "amount_msat", "created_at", "method"):
+_SAME = ("payment_id", "task_id", "node_id", "amount_msat", "created_at")
+
+
+def _same_payment(
+    stored: RewardPayment, incoming: RewardPayment, named: str, names: tuple[str, ...] = (
+        *_SAME, "method")
+) -> None:
+    """Conflict unless ``incoming`` is the same payment as ``stored`` (by ``names``)."""
+    for name in names:
         if getattr(stored, name) != getattr(incoming, name):
             raise Conflict(f"payment {named} is stored with another {name}")
 
@@ -227,11 +233,12 @@ def merge(stored: RewardPayment, incoming: RewardPayment) -> RewardPayment:
 
 def check_replacement(stored: RewardPayment, renewed: RewardPayment) -> RewardPayment:
     """What storing ``renewed`` in place of ``stored`` (its invoice renewed) keeps: ``renewed``,
-    once it is the same payment (id, task, node, amount, created_at), ``stored`` is neither paid
-    nor forfeited, and ``renewed`` replaces exactly ``stored``'s hash, keeping its earlier
+    once it is the same payment (id, task, node, amount, created_at; the method may change:
+    an expired own invoice goes by keysend, a refused keysend by invoice), ``stored`` is neither
+    paid nor forfeited, and ``renewed`` replaces exactly ``stored``'s hash, keeping its earlier
     ones; otherwise Conflict (another dispatcher renewed or paid it first). See
     :mod:`owm_core.payments.renewals`."""
-    _same_payment(stored, renewed, renewed.payment_id)
+    _same_payment(stored, renewed, renewed.payment_id, _SAME)
     if stored.settled or is_forfeited(stored):
         state = "paid" if stored.settled else "forfeited"
         raise Conflict(f"payment {stored.payment_id} is {state}; its invoice is not renewed")

@@ -18,6 +18,14 @@ outbox record takes it in place of the old one. These are the rules; the dispatc
   ``replaced_hashes``. A new invoice for another amount, or one that is itself about to
   expire, is refused. The store writes it in place of the old record in one write
   (:func:`owm_core.payments.records.check_replacement`).
+* **How.** :func:`renewal` is the one rule that says when *and how*: an invoice the payee's
+  node was asked for is asked for again (INVOICE); a contributor's own BOLT11 (a bounty claim
+  or a payee that named an invoice) cannot be asked for again, so while keysend is on it is
+  paid by keysend to the invoice's payee node, for the same amount (KEYSEND,
+  :func:`keysend_renewed`, the keysend hash derived from the payout's id as in
+  :mod:`owm_core.payments.keysend`); and a keysend payout whose payee refused keysend goes back
+  to waiting for an invoice from its invoice source (INVOICE). Each switch needs the same
+  proof as a renewal: the current hash failed or was never seen.
 * **Exactly once.** The replaced hashes stay on the record until it is paid, and every one of
   them is looked up before anything is sent under the new hash (``decide``'s ``earlier``): an
   old payment that succeeded after all is recorded as the payment, one in flight is waited
@@ -33,13 +41,28 @@ from __future__ import annotations
 from owm_core import fields
 from owm_core.errors import InvalidValue
 from owm_core.payments.invoices import MIN_PAYABLE_S
+from owm_core.payments.keysend import (
+    KEYSEND_REFUSED,
+    KeysendKey,
+    PayeeKind,
+    choose_method,
+    is_keysend_refused,
+)
 from owm_core.payments.lightning import Invoice, PaymentResult, PaymentStatus
 from owm_core.payments.outbox import is_due
 from owm_core.payments.records import (
     PaymentState,
+    PayoutMethod,
     RewardPayment,
+    fail,
     is_forfeited,
+    start_attempt,
 )
+
+NOT_RENEWED = "invoice expired unpaid; no new invoice from the payee yet"
+"""Start of ``last_error`` of a payment whose expired invoice could not be renewed."""
+WAITING_FOR_INVOICE = "waiting for an invoice from the payee"
+"""Part of ``last_error`` of a payout whose payee refused keysend and has handed in no invoice."""
 
 
 def deadline(invoice: Invoice, received_at: int) -> int:
@@ -69,23 +92,48 @@ def may_need_renewal(payment: RewardPayment, expires_at: int | None, now: int) -
     return not payable_until_late_enough(expires_at, now)
 
 
-def renew_now(
-    payment: RewardPayment, expires_at: int | None, looked_up: PaymentResult | None, now: int
-) -> bool:
-    """Whether to ask the payee for a new invoice for ``payment`` now (module docstring).
+def renewal(
+    payment: RewardPayment,
+    expires_at: int | None,
+    looked_up: PaymentResult | None,
+    now: int,
+    *,
+    keysend: bool = False,
+    payee: PayeeKind = PayeeKind.BARE_NODE,
+) -> PayoutMethod | None:
+    """How to renew ``payment`` now, or None: not now (module docstring).
 
     ``looked_up`` is the Lightning backend's answer to ``lookup_payment(payment.payment_hash)``
-    (None: it never saw that hash). True only when the invoice cannot be paid any more (or not
-    for long enough), the payment is owed and due, and the old hash is definitively neither
-    paid nor in flight.
+    (None: it never saw that hash). A renewal is due only when the payment is owed and due,
+    its current hash is definitively neither paid nor in flight, and either its invoice cannot
+    be paid any more (or not for long enough) or it is a keysend payout its payee refused
+    (:func:`~owm_core.payments.keysend.is_keysend_refused`). Then: INVOICE (ask the payee's
+    node, ``payee_pubkey``, for an invoice) for an asked invoice or a refused keysend; for a
+    contributor's own invoice (no ``payee_pubkey``), KEYSEND when
+    :func:`~owm_core.payments.keysend.choose_method` allows it for ``payee`` (the invoice's
+    node: a bare node, keysend on), else INVOICE, which cannot be asked (the payout waits).
     """
     if looked_up is not None and looked_up.payment_hash != payment.payment_hash:
         raise InvalidValue("looked_up", "is the result of another payment hash")
-    if not may_need_renewal(payment, expires_at, now):
-        return False
+    if payment.method is PayoutMethod.KEYSEND:
+        if not is_keysend_refused(payment):
+            return None
+    elif not may_need_renewal(payment, expires_at, now):
+        return None
     if payment.state is not PaymentState.IN_FLIGHT and not is_due(payment, now):
-        return False
-    return looked_up is None or looked_up.status is PaymentStatus.FAILED
+        return None
+    if looked_up is not None and looked_up.status is not PaymentStatus.FAILED:
+        return None
+    if payment.method is PayoutMethod.KEYSEND or payment.payee_pubkey is not None:
+        return PayoutMethod.INVOICE
+    return choose_method(invoice_available=False, payee=payee, keysend_enabled=keysend)
+
+
+def renew_now(
+    payment: RewardPayment, expires_at: int | None, looked_up: PaymentResult | None, now: int
+) -> bool:
+    """Whether to renew ``payment`` now, whichever way (:func:`renewal`, keysend off)."""
+    return renewal(payment, expires_at, looked_up, now) is not None
 
 
 def renewed(payment: RewardPayment, invoice: Invoice, now: int) -> RewardPayment:
@@ -117,13 +165,56 @@ def renewed(payment: RewardPayment, invoice: Invoice, now: int) -> RewardPayment
         state=PaymentState.PENDING,
         last_error=None,
         updated_at=max(payment.updated_at, now),
+        method=PayoutMethod.INVOICE,
+    )
+
+
+def not_renewed(payment: RewardPayment, now: int, why: str) -> RewardPayment:
+    """``payment`` failed (one more attempt counted, so the backoff grows: 5 s doubling to
+    10 minutes) because it could not be renewed: its expired invoice got no new one, or its
+    payee, having refused keysend, has handed in no invoice yet; then it stays marked
+    :data:`~owm_core.payments.keysend.KEYSEND_REFUSED`, so it is never sent by keysend again."""
+    tried = payment if payment.state is PaymentState.IN_FLIGHT else start_attempt(payment, now)
+    if payment.method is PayoutMethod.KEYSEND:
+        return fail(tried, now, f"{KEYSEND_REFUSED}; {WAITING_FOR_INVOICE}: {why}")
+    return fail(tried, now, f"{NOT_RENEWED}: {why}")
+
+
+def keysend_renewed(
+    payment: RewardPayment, key: KeysendKey, payee_pubkey: str, now: int
+) -> RewardPayment:
+    """``payment`` (a contributor's own invoice that expired unpaid) paid by keysend to
+    ``payee_pubkey``, the invoice's payee node, for the same amount: pending, no invoice, the
+    hash of the preimage derived from its ``payment_id``, the old hash kept in
+    ``replaced_hashes``; InvalidValue when that hash was used before by this payment."""
+    if isinstance(now, bool) or not isinstance(now, int) or now < 0:
+        raise InvalidValue("now", f"must be an integer ≥ 0, got {now!r}")
+    payment_hash = key.payment_hash(payment.payment_id)
+    if payment_hash == payment.payment_hash or payment_hash in payment.replaced_hashes:
+        raise InvalidValue("payment_hash", "this payout was sent by keysend before")
+    return fields.evolve(
+        payment,
+        payment_hash=payment_hash,
+        bolt11=None,
+        invoice_expires_at=None,
+        payee_pubkey=payee_pubkey,
+        replaced_hashes=(*payment.replaced_hashes, payment.payment_hash),
+        state=PaymentState.PENDING,
+        last_error=None,
+        updated_at=max(payment.updated_at, now),
+        method=PayoutMethod.KEYSEND,
     )
 
 
 __all__ = [
+    "NOT_RENEWED",
+    "WAITING_FOR_INVOICE",
     "deadline",
+    "keysend_renewed",
     "may_need_renewal",
+    "not_renewed",
     "payable_until_late_enough",
     "renew_now",
+    "renewal",
     "renewed",
 ]

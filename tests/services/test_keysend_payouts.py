@@ -23,6 +23,7 @@ from owm_adapters.lightning.node_invoices import NodeInvoiceSource
 from owm_adapters.services.bounty_book import BountyBook, BountyTerms
 from owm_adapters.services.github_app import GitHubApp
 from owm_adapters.services.github_bounties import BountyDesk
+from owm_adapters.services.payout_renewals import WAITING_FOR_INVOICE
 from owm_adapters.services.payouts import PayoutDispatcher
 from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
 from owm_core.errors import InvalidValue, LightningUnavailable
@@ -30,8 +31,9 @@ from owm_core.governance.contributions import BountyStatus
 from owm_core.identity.keys import Identity
 from owm_core.nodes.registry import LnNodeUri, Node
 from owm_core.nodes.tiers import Tier
-from owm_core.payments.keysend import KeysendKey
-from owm_core.payments.lightning import PaymentResult
+from owm_core.payments.invoices import PendingPayout
+from owm_core.payments.keysend import KEYSEND_REFUSED, KeysendKey
+from owm_core.payments.lightning import Invoice, PaymentResult
 from owm_core.payments.outbox import RETRY_BASE_S
 from owm_core.payments.records import AttemptOutcome, PaymentState, PayoutMethod, RewardPayment
 from owm_core.ports.lightning import Lightning
@@ -213,32 +215,119 @@ def test_a_resend_of_the_same_hash_is_refused_by_the_backend_and_pays_nothing_mo
     assert stage.held_msat() == BOUNTY_SAT * 1_000
 
 
-def test_a_payee_refusing_keysend_leaves_the_payout_failed_and_retried_until_paid(
-    stage: Stage,
-) -> None:
+def _refused_then_waiting(stage: Stage, caplog: pytest.LogCaptureFixture) -> RewardPayment:
+    """A bounty whose payee's node refuses keysend: sent once, refused, then waiting."""
     stage.world.ledger.refuse_keysend(stage.contributor)
-    bounty_id = stage.merge_claimed_bounty()
-    stage.dispatcher.sweep()
-    failed = stage.bounty_payment(bounty_id)
-    assert failed.state is PaymentState.FAILED and failed.attempts == 1
-    reason = failed.last_error or ""
+    with caplog.at_level(logging.ERROR):
+        bounty_id = stage.merge_claimed_bounty()
+        stage.dispatcher.sweep()
+    refused = stage.bounty_payment(bounty_id)
+    assert refused.state is PaymentState.FAILED and refused.attempts == 1
+    reason = refused.last_error or ""
+    assert reason.startswith(KEYSEND_REFUSED), reason
     assert any(text in reason for text in ("incorrect payment details",
                                            "FAILURE_REASON_INCORRECT_PAYMENT_DETAILS",
                                            "WIRE_INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS")), reason
-    stage.dispatcher.sweep()  # within the backoff: nothing is tried
-    assert stage.bounty_payment(bounty_id).attempts == 1
+    assert any(r.levelno == logging.ERROR and "refuses keysend" in r.getMessage()
+               for r in caplog.records)
+    return refused
+
+
+def _handed_in(stage: Stage, pending: PendingPayout) -> Invoice:
+    """The contributor's node hands in an invoice for ``pending``, as ``SubmitInvoice`` does
+    after its checks (dated by the coordinator's clock: the ledger's runs in real time)."""
+    made = stage.world.ledger.create_invoice(stage.contributor, pending.amount_msat,
+                                             pending.memo, pending.expiry_s)
+    invoice = attrs.evolve(made, created_at=stage.clock.now())
+    stage.repos.payout_requests.hand_in(pending.payment_id, invoice)
+    return invoice
+
+
+def _keysends_sent(stage: Stage, payment_hash: str) -> int:
+    return sum(1 for a in stage.repos.payments.attempts(payment_hash)
+               if a.outcome is AttemptOutcome.STARTED)
+
+
+def test_a_payee_refusing_keysend_waits_for_an_invoice_instead_of_keysend_again(
+    stage: Stage, caplog: pytest.LogCaptureFixture,
+) -> None:
+    refused = _refused_then_waiting(stage, caplog)
+    stage.world.ledger.refuse_keysend(stage.contributor, refused=False)  # would take it now
+    for _ in range(4):
+        stage.clock.advance(600)
+        stage.dispatcher.sweep()
+    waiting = stage.repos.payments.get(refused.payment_hash)
+    assert waiting is not None and waiting.state is PaymentState.FAILED
+    assert (waiting.last_error or "").startswith(f"{KEYSEND_REFUSED}; {WAITING_FOR_INVOICE}")
+    assert _keysends_sent(stage, refused.payment_hash) == 1  # never keysend again
+    assert stage.held_msat() == 0
+    (pending,) = stage.repos.payout_requests.waiting_for(stage.contributor)
+    assert pending.amount_msat == BOUNTY_SAT * 1_000
+
+
+def test_a_payee_refusing_keysend_is_paid_once_by_the_invoice_its_node_hands_in_later(
+    stage: Stage, caplog: pytest.LogCaptureFixture,
+) -> None:
+    refused = _refused_then_waiting(stage, caplog)
+    stage.clock.advance(RETRY_BASE_S)
+    stage.dispatcher.sweep()  # asks the invoice source: the payout is listed for the node
+    (pending,) = stage.repos.payout_requests.waiting_for(stage.contributor)
+    stage.world.ledger.add_node("contributor", secret_key=b"\x05" * 32)
+    invoice = _handed_in(stage, pending)
+    stage.clock.advance(600)
+    stage.dispatcher.sweep()
+    stage.dispatcher.sweep()
+    (paid,) = stage.repos.payments.for_task(refused.task_id)
+    assert paid.settled and paid.method is PayoutMethod.INVOICE
+    assert paid.payment_hash == invoice.payment_hash
+    assert paid.replaced_hashes == (refused.payment_hash,)  # both hashes on the record
+    assert stage.held_msat() == BOUNTY_SAT * 1_000  # once
+    assert _keysends_sent(stage, refused.payment_hash) == 1
+    bounty_id = refused.task_id.removeprefix("bounty:")
+    assert stage.repos.bounties.get(bounty_id).status is BountyStatus.PAID  # type: ignore[union-attr]
+    assert stage.repos.payout_requests.waiting() == []
+
+
+@pytest.mark.parametrize("crash_at", ["after-renewal-invoice", "after-renewal", "after-pay"])
+def test_a_crash_while_switching_a_refused_keysend_to_an_invoice_pays_once(
+    stage: Stage, caplog: pytest.LogCaptureFixture, crash_at: str,
+) -> None:
+    refused = _refused_then_waiting(stage, caplog)
+    stage.world.ledger.add_node("contributor", secret_key=b"\x05" * 32)
     stage.clock.advance(RETRY_BASE_S)
     stage.dispatcher.sweep()
-    assert stage.bounty_payment(bounty_id).attempts == 2
-    assert stage.held_msat() == 0
-    assert stage.repos.bounties.get(bounty_id).status is BountyStatus.OPEN  # type: ignore[union-attr]
-    stage.world.ledger.refuse_keysend(stage.contributor, refused=False)  # keysend switched on
-    stage.clock.advance(2 * RETRY_BASE_S)
-    stage.dispatcher.sweep()
-    paid = stage.bounty_payment(bounty_id)
-    assert paid.settled and paid.attempts == 3
+    (pending,) = stage.repos.payout_requests.waiting_for(stage.contributor)
+    _handed_in(stage, pending)
+    stage.clock.advance(600)
+
+    def crash(name: str) -> None:
+        if name == crash_at:
+            raise Crash(name)
+
+    stage.dispatcher.checkpoint = crash
+    with pytest.raises(Crash):
+        stage.dispatcher.sweep()
+    stage.world.ledger.refuse_keysend(stage.contributor, refused=False)
+    if crash_at == "after-renewal-invoice":  # the invoice taken, never stored: handed in again
+        stage.repos.payout_requests.request(pending, keep=100)
+        _handed_in(stage, pending)
+    restarted = stage.dispatcher_on(stage.world.treasury)
+    for _ in range(3):
+        stage.clock.advance(600)
+        restarted.sweep()
+    (paid,) = stage.repos.payments.for_task(refused.task_id)
+    assert paid.settled and paid.method is PayoutMethod.INVOICE
+    assert paid.replaced_hashes == (refused.payment_hash,)
     assert stage.held_msat() == BOUNTY_SAT * 1_000
-    assert stage.repos.bounties.get(bounty_id).status is BountyStatus.PAID  # type: ignore[union-attr]
+    assert _keysends_sent(stage, refused.payment_hash) == 1
+
+
+def test_a_payout_paid_by_keysend_leaves_no_payout_waiting_for_an_invoice(stage: Stage) -> None:
+    bounty_id = stage.merge_claimed_bounty()
+    assert stage.repos.payout_requests.waiting() == []  # withdrawn with the keysend record
+    stage.dispatcher.sweep()
+    assert stage.bounty_payment(bounty_id).settled
+    assert stage.repos.payout_requests.waiting() == []
 
 
 def test_with_keysend_off_the_payout_waits_for_an_invoice_as_before(stage: Stage) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from owm_adapters.bootstrap.coordinator import keysend_key_of
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.lightning.node_invoices import NodeInvoiceSource
 from owm_adapters.services.payout_renewals import NOT_RENEWED
@@ -18,9 +19,10 @@ from owm_adapters.services.payouts import LedgerInvoiceSource, PayoutDispatcher
 from owm_adapters.storage.memory import memory_repositories
 from owm_core.errors import LightningUnavailable
 from owm_core.governance.contributions import BountyStatus, open_bounty
+from owm_core.identity.keys import Identity
 from owm_core.payments.lightning import Invoice, PaymentResult, PaymentStatus
 from owm_core.payments.outbox import INVOICE_EXPIRY_S, reward_payment_id
-from owm_core.payments.records import AttemptOutcome, PaymentState, RewardPayment
+from owm_core.payments.records import AttemptOutcome, PaymentState, PayoutMethod, RewardPayment
 from owm_core.ports.invoices import InvoiceSource
 from owm_core.ports.repositories import Repositories
 from tests.services.test_payouts import (
@@ -313,3 +315,136 @@ def test_a_record_stored_before_renewals_is_renewed_from_what_its_invoice_says(n
     assert paid.settled and paid.replaced_hashes == (invoice.payment_hash,)
     assert (paid.payee_pubkey, paid.memo) == (w.node_ln, "OWM reward t9")
     assert w.received_msat() == PRICE_MSAT
+
+
+# ----------------------------------------- a contributor's own invoice: keysend to its node
+
+
+@attrs.define
+class OwnInvoice:
+    net: Net
+    contributor: str
+    bolt11_hash: str
+
+    def dispatcher(self, checkpoint: object = None, keysend: bool = True) -> PayoutDispatcher:
+        w = self.net.world
+        made = PayoutDispatcher(w.repositories, w.treasury, self.net.invoices, w.clock,  # type: ignore[arg-type]
+                                keysend_key=keysend_key_of(Identity.from_seed(b"\x03" * 32)),
+                                keysend=keysend)
+        if checkpoint is not None:
+            made.checkpoint = checkpoint  # type: ignore[assignment]
+        return made
+
+    def payment(self) -> RewardPayment:
+        (payment,) = self.net.world.repositories.payments.for_task("bounty:b1")
+        return payment
+
+
+def _own_invoice_expired_unpaid(net: Net) -> OwnInvoice:
+    """A bounty claimed with the contributor's own BOLT11 from a bare node (no OWM node
+    daemon, no registered node): no route for a month, then a channel opens."""
+    w = net.world
+    contributor = w.ledger.add_node("contributor")
+    w.repositories.bounties.add(open_bounty(
+        bounty_id="b1", repository="owm/owm", issue_number=7, title="fix", amount_sat=10,
+        created_by="alice", now=START))
+    own = w.ledger.create_invoice(contributor, 10_000, "bounty", INVOICE_EXPIRY_S)
+    stage = OwnInvoice(net, contributor, own.payment_hash)
+    recorded = stage.dispatcher().bounty_merged("b1", "owm/owm#12", own.bolt11)
+    assert recorded.payee_pubkey is None and recorded.node_id == contributor
+    stage.dispatcher().sweep()  # no route
+    assert stage.payment().state is PaymentState.FAILED
+    w.clock.t += MONTH
+    w.ledger.open_channel(net.treasury_key, contributor, 1_000_000)
+    return stage
+
+
+def test_a_contributors_own_invoice_that_expired_unpaid_is_paid_by_keysend_to_its_node_once(
+    net: Net, caplog: pytest.LogCaptureFixture,
+) -> None:
+    stage = _own_invoice_expired_unpaid(net)
+    w = net.world
+    with caplog.at_level(logging.INFO):
+        stage.dispatcher().sweep()
+        stage.dispatcher().sweep()
+    paid = stage.payment()
+    assert paid.settled and paid.method is PayoutMethod.KEYSEND
+    assert paid.payee_pubkey == stage.contributor and paid.bolt11 is None
+    assert paid.replaced_hashes == (stage.bolt11_hash,)
+    assert w.received_msat(stage.contributor) == 10_000  # once, the bounty's amount
+    assert w.treasury.pays == 1  # the own invoice's one unroutable try; then one keysend
+    assert w.repositories.bounties.get("b1").status is BountyStatus.PAID  # type: ignore[union-attr]
+    assert net.invoices.asked == 0
+    assert "paid by keysend to its node" in caplog.text
+
+
+def test_an_own_invoice_whose_payment_is_still_in_flight_is_waited_for_not_sent_by_keysend(
+    net: Net,
+) -> None:
+    stage = _own_invoice_expired_unpaid(net)
+    w = net.world
+    assert isinstance(w.treasury, Looked)
+    w.treasury.answers[stage.bolt11_hash] = PaymentResult(stage.bolt11_hash,
+                                                          PaymentStatus.IN_FLIGHT)
+    stage.dispatcher().sweep()
+    waiting = stage.payment()
+    assert waiting.payment_hash == stage.bolt11_hash and waiting.method is PayoutMethod.INVOICE
+    w.treasury.answers[stage.bolt11_hash] = PaymentResult(
+        stage.bolt11_hash, PaymentStatus.SUCCEEDED, 10_000, 0, "cd" * 32)
+    stage.dispatcher().sweep()
+    paid = stage.payment()
+    assert paid.settled and paid.payment_hash == stage.bolt11_hash  # the invoice was the payment
+    assert w.received_msat(stage.contributor) == 0  # (the stand-in answer moved no money)
+
+
+@pytest.mark.parametrize(
+    "crash_at", ["after-renewal-invoice", "after-renewal", "before-pay", "after-pay"]
+)
+def test_a_crash_while_switching_an_own_invoice_to_keysend_pays_once(
+    net: Net, crash_at: str,
+) -> None:
+    stage = _own_invoice_expired_unpaid(net)
+
+    def crash(name: str) -> None:
+        if name == crash_at:
+            raise SystemExit("killed")
+
+    with pytest.raises(SystemExit):
+        stage.dispatcher(crash).sweep()
+    restarted = stage.dispatcher()
+    restarted.sweep()
+    restarted.sweep()
+    paid = stage.payment()
+    assert paid.settled and paid.method is PayoutMethod.KEYSEND
+    assert paid.replaced_hashes == (stage.bolt11_hash,)
+    assert net.world.received_msat(stage.contributor) == 10_000
+
+
+def test_with_keysend_off_an_own_expired_invoice_still_waits_for_a_new_one(net: Net) -> None:
+    stage = _own_invoice_expired_unpaid(net)
+    stage.dispatcher(keysend=False).sweep()
+    kept = stage.payment()
+    assert kept.payment_hash == stage.bolt11_hash and kept.method is PayoutMethod.INVOICE
+    assert kept.last_error is not None and kept.last_error.startswith(NOT_RENEWED)
+    assert net.world.received_msat(stage.contributor) == 0
+
+
+def test_an_own_invoice_of_a_registered_nodes_lightning_node_is_never_switched_to_keysend(
+    net: Net,
+) -> None:
+    """SRS-LN-04: a node of the network is paid by invoice only, even when its own invoice
+    expired; the payout waits for a new one."""
+    w = net.world
+    w.repositories.bounties.add(open_bounty(
+        bounty_id="b1", repository="owm/owm", issue_number=7, title="fix", amount_sat=10,
+        created_by="alice", now=START))
+    own = w.ledger.create_invoice(w.node_ln, 10_000, "bounty", INVOICE_EXPIRY_S)
+    stage = OwnInvoice(net, w.node_ln, own.payment_hash)
+    stage.dispatcher().bounty_merged("b1", "owm/owm#12", own.bolt11)
+    stage.dispatcher().sweep()
+    w.clock.t += MONTH
+    net.open_channel()
+    stage.dispatcher().sweep()
+    kept = stage.payment()
+    assert kept.method is PayoutMethod.INVOICE and kept.payment_hash == own.payment_hash
+    assert w.received_msat() == 0

@@ -625,6 +625,33 @@ def test_a_renewed_invoice_replaces_the_old_one_in_the_same_record(repos: Reposi
     assert paid.replaced_hashes == (old.payment_hash,) and paid.memo == "OWM reward task-2"
 
 
+def test_a_payout_switched_to_keysend_and_back_to_an_invoice_keeps_every_hash(
+    repos: Repositories,
+) -> None:
+    """SRS-LN-08: a contributor's own expired invoice goes by keysend, and a refused keysend
+    back to an invoice, each in one write that changes the method and keeps the old hashes."""
+    own = repos.payments.upsert(fail(start_attempt(attrs.evolve(a_payment(1), bolt11="lnbcrt1own",
+                                                                invoice_expires_at=T0), T0 + 1),
+                                     T0 + 2, "no route"))
+    node = "02" + "cd" * 32
+    by_keysend = attrs.evolve(own, payment_hash="e" * 64, bolt11=None, invoice_expires_at=None,
+                              payee_pubkey=node, method=PayoutMethod.KEYSEND,
+                              state=PaymentState.PENDING, last_error=None, updated_at=T0 + 3,
+                              replaced_hashes=(own.payment_hash,))
+    assert repos.payments.replace_invoice(own.payment_hash, by_keysend) == by_keysend
+    assert repos.payments.get("e" * 64) == by_keysend
+    refused = repos.payments.upsert(fail(start_attempt(by_keysend, T0 + 4), T0 + 5,
+                                         "keysend refused by the payee: no"))
+    by_invoice = attrs.evolve(refused, payment_hash="f" * 64, bolt11="lnbcrt1new",
+                              invoice_expires_at=T0 + 10_000, method=PayoutMethod.INVOICE,
+                              state=PaymentState.PENDING, last_error=None, updated_at=T0 + 6,
+                              replaced_hashes=(own.payment_hash, "e" * 64))
+    assert repos.payments.replace_invoice("e" * 64, by_invoice) == by_invoice
+    assert repos.payments.get("f" * 64) == by_invoice
+    assert repos.payments.get("e" * 64) is None
+    assert repos.payments.for_task(own.task_id) == [by_invoice]
+
+
 def test_a_renewal_that_raced_or_is_not_a_renewal_is_a_conflict_and_changes_nothing(
     repos: Repositories,
 ) -> None:

@@ -3,6 +3,9 @@ paying it exactly once across renewals and crashes (SRS-LN-04, SRS-LN-08)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import attrs
 import pytest
 from hypothesis import given, settings
@@ -189,7 +192,7 @@ _OPS = st.lists(
 
 
 @attrs.define
-class _Network:
+class NonIdempotentNetwork:
     """The treasury's node WITHOUT idempotency (every pay call is a new send) and the payee's
     node, which issues invoices; an invoice is refused once expired, but an HTLC sent before
     its expiry may still resolve afterwards (the case renewals must not pay twice)."""
@@ -207,6 +210,15 @@ class _Network:
     def live(self) -> int:
         return sum(s is not PaymentStatus.FAILED for sent in self.sends.values() for s in sent)
 
+    def succeeded(self) -> int:
+        return sum(sent.count(PaymentStatus.SUCCEEDED) for sent in self.sends.values())
+
+    def resolve(self, arrived: bool) -> None:
+        """Every payment in flight arrives (or fails)."""
+        for sent in self.sends.values():
+            if sent[-1] is PaymentStatus.IN_FLIGHT:
+                sent[-1] = PaymentStatus.SUCCEEDED if arrived else PaymentStatus.FAILED
+
     def issue(self, now: int) -> Invoice:
         self.issued += 1
         invoice = _invoice(self.issued + 100, now)
@@ -214,12 +226,17 @@ class _Network:
         return invoice
 
 
-def _renewal_step(stored: RewardPayment, net: _Network, now: int, op: str
+def looked_up_first(stored: RewardPayment, net: Any, now: int) -> PaymentResult | None:
+    """The backend's answer for the record's hash, when payout_renewals asks for it."""
+    if needs_lookup(stored) or may_need_renewal(stored, stored.invoice_expires_at, now):
+        return net.lookup(stored.payment_hash)  # type: ignore[no-any-return]
+    return None
+
+
+def _renewal_step(stored: RewardPayment, net: NonIdempotentNetwork, now: int, op: str
                   ) -> tuple[RewardPayment, bool]:
     """What owm_adapters.services.payout_renewals does before a step; (record, go on)."""
-    looked_up = None
-    if needs_lookup(stored) or may_need_renewal(stored, stored.invoice_expires_at, now):
-        looked_up = net.lookup(stored.payment_hash)
+    looked_up = looked_up_first(stored, net, now)
     if not renew_now(stored, stored.invoice_expires_at, looked_up, now):
         return stored, True
     if net.payee_offline:
@@ -232,24 +249,32 @@ def _renewal_step(stored: RewardPayment, net: _Network, now: int, op: str
     return fresh, op != "crash-after-renewal"
 
 
-def _dispatch(stored: RewardPayment, net: _Network, now: int, op: str, outcome: str
-              ) -> RewardPayment:
-    """One dispatcher step as owm_adapters.services.payouts runs it, crashing where ``op`` says."""
+def prepared_send(
+    stored: RewardPayment, net: Any, now: int, op: str,
+    switch: Callable[[RewardPayment, Any, int, str], tuple[RewardPayment, bool]],
+) -> tuple[RewardPayment, bool]:
+    """A dispatcher step up to its send, as owm_adapters.services.payouts runs it, with
+    ``switch`` for what payout_renewals does first: (record, whether it is sent now)."""
     if stored.state is not PaymentState.IN_FLIGHT and not is_due(stored, now):
-        return stored
+        return stored, False
     if net.down:
         tried = stored if stored.state is PaymentState.IN_FLIGHT else start_attempt(stored, now)
-        return unavailable(tried, now, "down")
-    stored, go_on = _renewal_step(stored, net, now, op)
+        return unavailable(tried, now, "down"), False
+    stored, go_on = switch(stored, net, now, op)
     if not go_on:
-        return stored
+        return stored, False
     looked_up = net.lookup(stored.payment_hash) if needs_lookup(stored) else None
     earlier = {h: net.lookup(h) for h in stored.replaced_hashes}
     decision = decide(stored, looked_up, now, earlier)
-    if decision.action is Action.NOTHING:
-        return stored
-    stored = decision.payment
-    if decision.action is Action.RECORD or op == "crash-before-pay":
+    sent = decision.action is Action.SEND and op != "crash-before-pay"
+    return decision.payment, sent
+
+
+def _dispatch(stored: RewardPayment, net: NonIdempotentNetwork, now: int, op: str, outcome: str
+              ) -> RewardPayment:
+    """One dispatcher step as owm_adapters.services.payouts runs it, crashing where ``op`` says."""
+    stored, sent = prepared_send(stored, net, now, op, _renewal_step)
+    if not sent:
         return stored
     expired = net.expires.get(stored.payment_hash, 0) < now
     status = PaymentStatus.FAILED if expired else {
@@ -271,7 +296,7 @@ def test_renewals_never_pay_a_payout_twice_under_any_crash_interleaving(
     goes down, the dispatcher crashes at every step of a renewal: at most one payment of the
     payout ever succeeds or is in flight, whichever invoice it pays, and once everything is
     healthy again the payout is paid exactly once."""
-    net = _Network()
+    net = NonIdempotentNetwork()
     first = net.issue(T0)
     stored = _payment(payment_hash=first.payment_hash, invoice_expires_at=first.expires_at)
     now = T0
@@ -283,18 +308,13 @@ def test_renewals_never_pay_a_payout_twice_under_any_crash_interleaving(
             net.payee_offline = op == "payee-offline" and outcome != "ok"
             continue
         if op == "resolve":
-            for sent in net.sends.values():
-                if sent[-1] is PaymentStatus.IN_FLIGHT:
-                    sent[-1] = PaymentStatus.SUCCEEDED if outcome == "ok" else PaymentStatus.FAILED
+            net.resolve(outcome == "ok")
             continue
         stored = _dispatch(stored, net, now, op, outcome)
-        assert sum(sent.count(PaymentStatus.SUCCEEDED) for sent in net.sends.values()) <= 1
+        assert net.succeeded() <= 1
     net.down = net.payee_offline = False
     for _ in range(8):
-        for sent in net.sends.values():
-            if sent[-1] is PaymentStatus.IN_FLIGHT:
-                sent[-1] = PaymentStatus.SUCCEEDED
+        net.resolve(True)
         now += RETRY_CAP_S
         stored = _dispatch(stored, net, now, "step", "ok")
-    assert stored.settled
-    assert sum(sent.count(PaymentStatus.SUCCEEDED) for sent in net.sends.values()) == 1
+    assert stored.settled and net.succeeded() == 1
