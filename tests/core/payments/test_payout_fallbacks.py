@@ -179,11 +179,11 @@ def test_the_keysend_record_keeps_the_amount_and_the_invoice_hash_and_names_the_
     assert switched.amount_msat == AMOUNT and switched.state is PaymentState.PENDING
     assert switched.attempts == own.attempts
     assert check_replacement(own, switched) == switched
+    later = attrs.evolve(switched, method=PayoutMethod.INVOICE, bolt11="lnbcrt1x",
+                         payment_hash="ef" * 32,
+                         replaced_hashes=(OWN_HASH, switched.payment_hash))  # type: ignore[arg-type]
     with pytest.raises(InvalidValue):  # its keysend hash is never used twice
-        keysend_renewed(attrs.evolve(switched, method=PayoutMethod.INVOICE, bolt11="lnbcrt1x",
-                                     payment_hash="ef" * 32,
-                                     replaced_hashes=(OWN_HASH, switched.payment_hash)),
-                        KEY, NODE, T0 + INVOICE_EXPIRY_S)
+        keysend_renewed(later, KEY, NODE, T0 + INVOICE_EXPIRY_S)
 
 
 def test_a_refused_keysend_takes_the_invoice_and_keeps_both_old_hashes() -> None:
