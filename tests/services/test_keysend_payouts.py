@@ -31,10 +31,10 @@ from owm_core.governance.contributions import BountyStatus
 from owm_core.identity.keys import Identity
 from owm_core.nodes.registry import LnNodeUri, Node
 from owm_core.nodes.tiers import Tier
-from owm_core.payments.invoices import PendingPayout
+from owm_core.payments.invoices import PendingPayout, payout_request_id
 from owm_core.payments.keysend import KEYSEND_REFUSED, KeysendKey
 from owm_core.payments.lightning import Invoice, PaymentResult
-from owm_core.payments.outbox import RETRY_BASE_S
+from owm_core.payments.outbox import INVOICE_EXPIRY_S, RETRY_BASE_S
 from owm_core.payments.records import AttemptOutcome, PaymentState, PayoutMethod, RewardPayment
 from owm_core.ports.lightning import Lightning
 from tests.adapters.lightning.lightning_contract import World, lightning_world
@@ -327,6 +327,24 @@ def test_a_payout_paid_by_keysend_leaves_no_payout_waiting_for_an_invoice(stage:
     assert stage.repos.payout_requests.waiting() == []  # withdrawn with the keysend record
     stage.dispatcher.sweep()
     assert stage.bounty_payment(bounty_id).settled
+    assert stage.repos.payout_requests.waiting() == []
+
+
+def test_a_waiting_row_left_by_an_earlier_version_is_withdrawn_when_its_payout_is_paid(
+    stage: Stage,
+) -> None:
+    """A keysend payout recorded before waiting rows were withdrawn kept its row; the
+    transaction that records the payout paid withdraws it."""
+    task_id = f"contribution:{REPO}#9"
+    memo = f"OWM contribution {task_id}"
+    enqueued = stage.dispatcher.enqueue_to(stage.contributor, "ct-" + "9" * 40, task_id,
+                                           250_000, memo)
+    left = PendingPayout(payment_id=payout_request_id(stage.contributor, 250_000, memo),
+                         payee_pubkey=stage.contributor, amount_msat=250_000, memo=memo,
+                         expiry_s=INVOICE_EXPIRY_S, requested_at=T0)
+    stage.repos.payout_requests.request(left, keep=100)
+    stage.dispatcher.sweep()
+    assert stage.repos.payments.get(enqueued.payment_hash).settled  # type: ignore[union-attr]
     assert stage.repos.payout_requests.waiting() == []
 
 
