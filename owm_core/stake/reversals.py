@@ -19,11 +19,24 @@ This module holds the rule, as pure functions over the log as read:
 * :func:`authorise` counts the statements about one entry: at least ``quorum`` (2) distinct
   maintainers, each passing :func:`check_statement`; the same maintainer twice counts once.
 * :func:`reversal_entry` builds the signed log entry the authorisation calls for.
+
+And how anyone outside the coordinator checks a reversal entry of the public log against the
+statements behind it (docs/slashing.md, "Checking a reversal's statements"):
+
+* :func:`published_statements` picks, from the statements the coordinator stored, the ones the
+  entry's ``statement_hash`` covers (one per maintainer the entry names, chosen as
+  :func:`counted_statements` chose them), which it publishes at
+  ``GET /v1/slashing/reversals/{log_index}``.
+* :func:`statements_problem` says what is wrong with those statements for the entry: a hash
+  other than ``statement_hash``, a signature that does not verify, a statement naming another
+  entry or node, signers other than the entry's ``maintainers``, or (given the maintainer key
+  set) a signer who is no maintainer. :func:`verify_reversal_statements` applies it to every
+  reversal entry of a log (``owm slashing-log verify``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
@@ -33,8 +46,9 @@ from owm_core.errors import (
     InvalidValue,
     NotAMaintainer,
     ReversalRefused,
+    SignatureInvalid,
 )
-from owm_core.identity.chained_log import chain_position
+from owm_core.identity.chained_log import LogVerification, chain_position
 from owm_core.identity.envelopes import (
     Envelope,
     EnvelopeKind,
@@ -81,7 +95,7 @@ class ReversalAuthorisation:
     @property
     def statement_hash(self) -> str:
         """SHA-256 of the sorted set of the statements' hashes (the entry's ``statement_hash``)."""
-        return statement_digest(sha256_hex(to_bytes(e)) for e in self.statements)
+        return statements_hash(self.statements)
 
 
 def reversal_of(log: Sequence[SlashingLogRecord], index: int) -> SlashingReversalEntry | None:
@@ -157,10 +171,16 @@ def counted_statements(
             continue
         if (body.log_index, body.node_id) != (index, node_id):
             continue
-        known = counted.get(envelope.signer)
-        if known is None or envelope.signature < known.signature:
-            counted[envelope.signer] = envelope
+        _keep_one(counted, envelope)
     return counted, left_out
+
+
+def _keep_one(chosen: dict[str, Envelope], envelope: Envelope) -> None:
+    """Keep one statement per signer: the one with the smallest signature (deterministic, so
+    the coordinator picks the same one when it publishes them)."""
+    known = chosen.get(envelope.signer)
+    if known is None or envelope.signature < known.signature:
+        chosen[envelope.signer] = envelope
 
 
 def authorise(
@@ -202,3 +222,113 @@ def reversal_entry(
         statement_hash=authorisation.statement_hash,
         at=at,
     ).signed(coordinator)
+
+
+# --- checking a published reversal against its statements ---------------------------------
+
+
+def statements_hash(statements: Iterable[Envelope]) -> str:
+    """The ``statement_hash`` of ``statements``: SHA-256 of the sorted set of the SHA-256 of
+    each canonical envelope (:func:`~owm_core.identity.envelopes.to_bytes`)."""
+    return statement_digest(sha256_hex(to_bytes(e)) for e in statements)
+
+
+def _names_entry(envelope: Envelope, entry: SlashingReversalEntry) -> bool:
+    """Whether ``envelope`` is a ``slashing_reversal`` statement about the slashing
+    ``entry`` reverses (its log index and node)."""
+    if envelope.kind is not EnvelopeKind.SLASHING_REVERSAL:
+        return False
+    try:
+        body = open_body(envelope)
+    except InvalidValue:
+        return False
+    return isinstance(body, SlashingReversal) and (body.log_index, body.node_id) == (
+        entry.reverses, entry.node_id,
+    )
+
+
+def published_statements(
+    entry: SlashingReversalEntry, stored: Iterable[Envelope]
+) -> tuple[Envelope, ...]:
+    """The statements behind reversal ``entry`` among those ``stored`` about its slashing: one
+    per maintainer the entry names, verified and naming its log index and node, picked as
+    :func:`counted_statements` picked them (so they hash to ``entry.statement_hash``), in
+    maintainer order."""
+    chosen: dict[str, Envelope] = {}
+    for envelope in stored:
+        if envelope.signer not in entry.maintainers or not _names_entry(envelope, entry):
+            continue
+        try:
+            verify(envelope)
+        except SignatureInvalid:
+            continue
+        _keep_one(chosen, envelope)
+    return tuple(chosen[m] for m in sorted(chosen))
+
+
+def _statement_problem(envelope: Envelope, entry: SlashingReversalEntry) -> str | None:
+    """Why one statement cannot back ``entry``, or None."""
+    who = f"statement by {envelope.signer[:16]}…"
+    try:
+        verify(envelope)
+    except SignatureInvalid:
+        return f"{who}: signature does not verify"
+    if not _names_entry(envelope, entry):
+        return (
+            f"{who}: is not a slashing_reversal of entry {entry.reverses} of {entry.node_id}"
+        )
+    return None
+
+
+def statements_problem(
+    entry: SlashingReversalEntry,
+    statements: Sequence[Envelope],
+    maintainer_keys: frozenset[str] | None = None,
+) -> str | None:
+    """What is wrong with ``statements`` as the ones behind reversal ``entry``, or None.
+
+    Each must verify and name the entry's log index (``reverses``) and node; their signers must
+    be exactly the entry's ``maintainers``, one statement each; they must hash to its
+    ``statement_hash``; with ``maintainer_keys`` (the configured maintainers, SRS-SEC-14) every
+    signer must be one of them. Without it, the signers are only known to be the keys the
+    coordinator-signed entry names.
+    """
+    for envelope in statements:
+        problem = _statement_problem(envelope, entry)
+        if problem is not None:
+            return problem
+    signers = sorted(e.signer for e in statements)
+    if signers != list(entry.maintainers):
+        return (
+            f"the statements' signers are not the entry's maintainers, one statement each "
+            f"({len(signers)} statements, {len(entry.maintainers)} maintainers)"
+        )
+    if maintainer_keys is not None:
+        outsiders = [s for s in signers if s not in maintainer_keys]
+        if outsiders:
+            return f"statement signer {outsiders[0]} is not a maintainer key"
+    if statements_hash(statements) != entry.statement_hash:
+        return "the statements do not hash to the entry's statement_hash"
+    return None
+
+
+def verify_reversal_statements(
+    entries: Iterable[SlashingLogRecord],
+    statements: Mapping[int, Sequence[Envelope]],
+    maintainer_keys: frozenset[str] | None = None,
+) -> LogVerification:
+    """Check every reversal entry of a slashing log against its statements (``statements``,
+    keyed by the reversal entry's index; a missing key is a failure); the first bad entry.
+    Run it on a log :func:`~owm_core.stake.slashing.verify_log` found intact."""
+    for entry in entries:
+        if not isinstance(entry, SlashingReversalEntry):
+            continue
+        behind = statements.get(entry.index)
+        problem = (
+            "its statements are not available"
+            if behind is None
+            else statements_problem(entry, behind, maintainer_keys)
+        )
+        if problem is not None:
+            return LogVerification(ok=False, index=entry.index, problem=problem)
+    return LogVerification(ok=True)
