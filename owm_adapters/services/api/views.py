@@ -1,4 +1,5 @@
-"""The public read models: network statistics, the anonymised registry, the slashing log, the pool.
+"""The public read models: network statistics, the anonymised registry, the slashing log (and
+the maintainers' statements behind each reversal in it), the pool.
 
 Aggregates any client may read, computed from the store and kept in the shared
 :class:`~owm_adapters.services.api.config.ReadCache` for ``cache_ttl_ms``, so the public read
@@ -15,6 +16,7 @@ import attrs
 from owm_adapters.services.api.config import ApiConfig, ReadCache
 from owm_core.coordination.network import AnonymousNode, NetworkStats, anonymised, network_stats
 from owm_core.errors import must_exist
+from owm_core.identity.envelopes import Envelope
 from owm_core.nodes.registry import Liveness, NodeStatus
 from owm_core.pool.fpps import TREASURY_CREDIT_ID
 from owm_core.pool.stats import (
@@ -33,7 +35,17 @@ from owm_core.pool.stats import (
 )
 from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import Repositories
-from owm_core.stake.slashing import SlashingLogRecord
+from owm_core.stake.reversals import published_statements, reversal_of
+from owm_core.stake.slashing import SlashingLogRecord, SlashingReversalEntry
+
+
+@attrs.frozen
+class PublishedReversal:
+    """A reversal entry of the slashing log and the maintainers' statements behind it, which
+    hash to its ``statement_hash`` (GET /v1/slashing/reversals/{log_index})."""
+
+    entry: SlashingReversalEntry
+    statements: tuple[Envelope, ...]
 
 
 @attrs.frozen
@@ -134,6 +146,21 @@ class Views:
             ("slashing", start, limit),
             lambda: self._repositories.slashing_log.entries(start, limit),
         )
+
+    def reversal(self, log_index: int) -> PublishedReversal:
+        """The reversal of slashing entry ``log_index`` with the statements behind it, so that
+        anyone can check two real maintainers signed it (docs/slashing.md, "Appeals";
+        SRS-STAKE-06, SRS-SEC-14); NotFound while that entry is not reversed (statements of an
+        appeal still under way are not published)."""
+        return self._cache.get(("slashing_reversal", log_index), lambda: self._reversal(log_index))
+
+    def _reversal(self, log_index: int) -> PublishedReversal:
+        later = self._repositories.slashing_log.entries(log_index, None)
+        entry = must_exist(
+            reversal_of(later, log_index), f"slashing-log entry {log_index} is not reversed"
+        )
+        stored = self._repositories.slashing_evidence.reversal_statements(log_index)
+        return PublishedReversal(entry, published_statements(entry, stored))
 
     # -- mining (SRS-POOL-09/10) -------------------------------------------------------------
 

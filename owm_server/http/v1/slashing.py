@@ -9,7 +9,10 @@ the nodes with open evidence and no decision yet, with what each still waits for
 ``POST /v1/slashing/reversals`` takes a ``slashing_reversal`` envelope (``owm slashing
 reverse``) from a maintainer upholding an appeal, with the same credential as an
 acknowledgement; two distinct maintainers who did not acknowledge the slashing reverse it
-(docs/slashing.md, "Appeals").
+(docs/slashing.md, "Appeals"). ``GET /v1/slashing/reversals/{log_index}`` publishes the
+statements behind the reversal of slashing-log entry ``log_index``, readable like the slashing
+log itself, so anyone can check that the maintainers the reversal entry names signed it
+(``owm slashing-log verify``).
 No rule lives here: parse, call the service, render.
 """
 
@@ -19,6 +22,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
+from owm_adapters.services.api.views import PublishedReversal
 from owm_adapters.services.slashing import AckReceipt, Backing, PendingCase, SlashingService
 from owm_adapters.services.slashing_reversals import ReversalReceipt
 from owm_core.errors import (
@@ -31,12 +35,13 @@ from owm_core.errors import (
 from owm_core.identity.envelopes import Envelope, EnvelopeKind, MaintainerAcknowledgement, open_body
 from owm_core.stake.slashing import SlashingReason
 from owm_server.http.call import Call, running
-from owm_server.http.contract import Access, Operation, Reply, Schema, Tag, problem
+from owm_server.http.contract import Access, Operation, Param, Reply, Schema, Tag, problem
 from owm_server.http.problems import Problem
 from owm_server.http.v1.schemas import (
     HEX32,
     INT,
     NODE_ID,
+    PUBLIC_KEY,
     STR,
     array,
     envelope_schema,
@@ -94,6 +99,27 @@ REVERSAL_RECEIPT: Schema = obj(
         "reissued_msat": {"type": ["integer", "null"]},
     }
 )
+
+PUBLISHED_REVERSAL: Schema = obj(
+    {
+        "log_index": {**INT, "description": "the slashing-log entry that was reversed"},
+        "node_id": NODE_ID,
+        "reversed_by": {**INT, "description": "index of the reversal entry in the log"},
+        "maintainers": {**array(PUBLIC_KEY), "description": "the reversal entry's maintainers"},
+        "statement_hash": {**HEX32, "description": "the reversal entry's statement_hash"},
+        "statements": {
+            **array(REVERSAL_ENVELOPE),
+            "description": "one signed statement per maintainer, in maintainer order; the "
+            "SHA-256 of the canonical JSON of the sorted list of their SHA-256s (each over the "
+            "canonical envelope) is `statement_hash`",
+        },
+        "log_entry": LOG_ENTRY,
+    }
+)
+LOG_INDEX = Param(
+    "log_index", "path", {"type": "integer", "minimum": 0, "maximum": 2**53},
+    "Index of the reversed slashing-log entry (the statements' `log_index`).", True,
+)  # fmt: skip
 
 BACKING: Schema = obj(
     {"evidence_hash": STR, "reason": STR, "maintainers": array(STR), "count": INT}
@@ -231,14 +257,57 @@ def submit_reversal(call: Call) -> Response:
     return JSONResponse(reversal_receipt_json(receipt), status_code=status)
 
 
+def published_reversal_json(r: PublishedReversal) -> dict[str, Any]:
+    """A reversal entry with the statements behind it, as published."""
+    entry = r.entry
+    return published(
+        PUBLISHED_REVERSAL,
+        entry,
+        log_index=entry.reverses,
+        reversed_by=entry.index,
+        statements=[{**e.unsigned(), "signature": e.signature} for e in r.statements],
+        log_entry=entry.to_dict(),
+    )
+
+
+def reversal_statements(call: Call) -> Response:
+    """The statements behind the reversal of one slashing-log entry; 404 while not reversed."""
+    reversal = call.services.views.reversal(call.path["log_index"])
+    return JSONResponse(published_reversal_json(reversal))
+
+
 def pending_cases(call: Call) -> Response:
     """The nodes with open evidence and no decision yet."""
     cases = _service(call).pending(call.query.get("limit", 100))
     return JSONResponse({"cases": [case_json(c) for c in cases]})
 
 
+def published_reversal_operation(network: Tag) -> Operation:
+    """GET the statements behind a reversal: readable like the slashing log (``CLIENT``)."""
+    return network(
+        "GET", "/slashing/reversals/{log_index}", "slashingReversalStatements",
+        "The maintainers' signed statements behind a reversal in the slashing log",
+        Access.CLIENT, reversal_statements,
+        {
+            200: Reply("The reversal entry and the statements it was made on.",
+                       PUBLISHED_REVERSAL),
+            404: problem("That slashing-log entry is not reversed (`not-found`)."),
+        },
+        params=(LOG_INDEX,),
+        description=(
+            "Readable like `GET /v1/network/slashing-log`, so that anyone can check a "
+            "reversal entry: the statements hash to its `statement_hash`, each signature "
+            "verifies, the signers are its `maintainers` and each names its log index and "
+            "node (`owm slashing-log verify` does all of it). Statements of an appeal "
+            "still under review are not published."
+        ),
+        inline=True,
+    )
+
+
 def operations() -> list[Operation]:
-    """Submit a maintainer's acknowledgement or reversal; list the pending cases."""
+    """Submit a maintainer's acknowledgement or reversal; read the statements behind a
+    reversal; list the pending cases."""
     network = Tag("network")
     return [
         network(
@@ -296,6 +365,7 @@ def operations() -> list[Operation]:
                 "the node's cooldown and re-issues its forfeited rewards, in one transaction."
             ),
         ),
+        published_reversal_operation(network),
         network(
             "GET", "/slashing/pending", "pendingSlashingCases",
             "Slashing cases waiting for signals or maintainer acknowledgements (SRS-STAKE-04)",

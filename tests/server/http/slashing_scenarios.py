@@ -90,6 +90,25 @@ def acknowledge(probe: Any) -> None:
     w.serve(slashing=None)
 
 
+def reversal_statements(probe: Any) -> None:
+    """200 for a reversed entry (its two statements), 404 for one not reversed."""
+    w = probe.world
+    t2 = SimNode.create(tier=Tier.T2)
+    w.ledger.open_channel(w.treasury, t2.ln_pubkey, 2 * T2_STAKE_SAT, push_sat=T2_STAKE_SAT)
+    w.register(t2)
+    slashing = _with_slashing(probe, maintainers=4)
+    for maintainer in MAINTAINERS[:2]:
+        raw = json.dumps(_ack(maintainer, t2.node_id)).encode()
+        outcome = slashing.acknowledge(envelopes.from_bytes(raw))
+    assert outcome is not None
+    index = outcome.entry.index
+    probe.send(url=probe.url(log_index=str(index)), headers=w.api_key())  # 404: not reversed
+    for maintainer in MAINTAINERS[2:4]:
+        slashing.reversals.submit(json.dumps(_reversal(maintainer, index, t2.node_id)).encode())
+    reply = probe.send(url=probe.url(log_index=str(index)), headers=w.api_key())
+    assert len(reply.json()["statements"]) == 2, reply.text
+
+
 def pending(probe: Any) -> None:
     """200 with a slashing service, 503 without one."""
     w = probe.world
@@ -103,4 +122,5 @@ SLASHING_SCENARIOS: dict[str, Callable[[Any], None]] = {
     "submitSlashingAcknowledgement": acknowledge,
     "pendingSlashingCases": pending,
     "submitSlashingReversal": reverse,
+    "slashingReversalStatements": reversal_statements,
 }

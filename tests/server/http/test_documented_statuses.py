@@ -200,7 +200,7 @@ def test_every_documented_status_is_produced_and_nothing_else(small_world: World
     analysis = w.client.post("/v1/github/analyze", json=GOOD_BODIES["analyzeRepository"],
                              headers=w.api_key()).json()  # fmt: skip
     ids: dict[str, Any] = {"node_id": me.node_id, "me": me, "other": other,
-                           "query_id": "qry_1", "id": ""}  # fmt: skip
+                           "query_id": "qry_1", "id": "", "log_index": 10**6}  # fmt: skip
     queries = query_service_without_data(w.services.coordinator)
     w.serve(queries=queries)
     queries.ask("hi")  # stored, so GET /v1/query/{id} has one to return

@@ -9,8 +9,16 @@ from pathlib import Path
 from owm_adapters.services.api import ApiConfig
 from owm_core.coordination.challenges import ChallengePurpose
 from owm_core.governance.proposals import DAY_S
+from owm_core.identity.envelopes import Envelope, EnvelopeKind, SlashingReversal, seal
+from owm_core.identity.keys import Identity
 from owm_core.provenance.versions import ProofStatus
 from owm_core.stake.channel import StakeStatus
+from owm_core.stake.reversals import (
+    ReversalCase,
+    authorise,
+    reversal_entry,
+    statements_problem,
+)
 from owm_core.stake.slashing import SlashingLogEntry, verify_log
 from tests.server.http.records import (
     COORDINATOR,
@@ -187,6 +195,42 @@ def test_the_public_slashing_log_is_served_verbatim_and_still_verifies(world: Wo
     assert verify_log(parsed, COORDINATOR.public_key_hex).ok
     tail = world.client.get("/v1/network/slashing-log?start=1", headers=world.api_key())
     assert tail.json()["entries"] == [second.to_dict()]
+
+
+def test_the_statements_behind_a_reversal_are_published_like_the_log(world: World) -> None:
+    """Anyone who may read the slashing log may read the maintainers' statements behind a
+    reversal, and they check out against the entry; an entry not reversed is a 404 problem."""
+    slashed = slashing_entry(None, "n" + "1" * 40, T0)
+    world.repos.slashing_log.append(slashed)
+    reviewers = [Identity.from_seed(bytes([0x50 + i]) * 32) for i in range(2)]
+    statements = [
+        seal(m, EnvelopeKind.SLASHING_REVERSAL, SlashingReversal(0, slashed.node_id),
+             bytes([i]) * 16, T0 + 5)
+        for i, m in enumerate(reviewers)
+    ]  # fmt: skip
+    keys = world.api_key()
+    missing = world.client.get("/v1/slashing/reversals/0", headers=keys)
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/problem+json")
+    assert missing.json()["detail"] == "slashing-log entry 0 is not reversed"
+    case = ReversalCase(
+        log=[slashed], maintainer_keys=frozenset(m.public_key_hex for m in reviewers),
+        acknowledged_by=frozenset(),
+    )  # fmt: skip
+    for statement in statements:
+        world.repos.slashing_evidence.add_reversal_statement(0, statement, T0 + 6)
+    entry = reversal_entry(COORDINATOR, slashed, authorise(case, 0, slashed.node_id, statements),
+                           T0 + 7)  # fmt: skip
+    world.repos.slashing_log.append(entry)
+    assert world.client.get("/v1/slashing/reversals/0").status_code == 402  # as the log
+    reply = world.client.get("/v1/slashing/reversals/0", headers=keys)
+    assert reply.status_code == 200
+    published = reply.json()
+    assert (published["log_index"], published["reversed_by"]) == (0, 1)
+    assert published["log_entry"] == entry.to_dict()
+    envelopes = [Envelope(**e) for e in published["statements"]]
+    assert statements_problem(entry, envelopes, case.maintainer_keys) is None
+    assert world.client.get("/v1/slashing/reversals/x", headers=keys).status_code == 422
 
 
 # --------------------------------------------------------------------------- payments & mining
