@@ -6,7 +6,12 @@ public slashing log, sign acknowledgements and reversals.
 a file holding that endpoint's JSON (``--file``), and checks the hash chain and every signature
 against the coordinator's public key (SRS-LN-13, SRS-STAKE-06). It prints ``OK`` with the count
 and head hash (exit 0), or the first bad index and why (exit 3). A truncated log is only visible
-against a head published earlier: pass it as ``--expected-head``.
+against a head published earlier: pass it as ``--expected-head``. Every reversal entry is then
+checked against the maintainers' statements behind it (from the same source: GET
+/v1/slashing/reversals/{log_index}, the coordinator database, or ``--statements FILE`` next to
+``--file``): they hash to its ``statement_hash``, verify, name its log index and node, are signed
+by exactly its ``maintainers`` and, given the maintainer keys (``--maintainer``,
+``--maintainers FILE``, or ``[stake] maintainer_keys`` with ``--config``), by maintainers only.
 
 ``slashing ack`` writes a maintainer acknowledgement envelope signed with the maintainer's key
 file (SRS-SEC-14), to a file or stdout, or with ``--api URL`` submits it to the coordinator
@@ -24,9 +29,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,17 +42,28 @@ from owm_adapters.storage import keystore
 from owm_cli.api_client import post_json, v1_url
 from owm_cli.options import json_option, render
 from owm_core.errors import DomainError
+from owm_core.identity.chained_log import LogVerification
 from owm_core.identity.envelopes import (
     AckVerdict,
+    Envelope,
     EnvelopeKind,
     MaintainerAcknowledgement,
     SlashingReversal,
+    from_bytes,
     seal,
     to_bytes,
 )
 from owm_core.identity.keys import parse_public_key
 from owm_core.ports.repositories import Repositories
-from owm_core.stake.slashing import GENESIS_HASH, SlashingReason, log_entry_from_dict, verify_log
+from owm_core.stake.reversals import published_statements, verify_reversal_statements
+from owm_core.stake.slashing import (
+    GENESIS_HASH,
+    SlashingLogRecord,
+    SlashingReason,
+    SlashingReversalEntry,
+    log_entry_from_dict,
+    verify_log,
+)
 
 EXIT_BAD_LOG = 3
 PAGE = 100
@@ -75,22 +92,117 @@ def _from_url(url: str, api_key: str | None = None) -> list[Any]:
             return found
 
 
-def _from_database(config: Path | None, database_url: str | None) -> tuple[list[Any], str | None]:
+StatementsOf = Callable[[SlashingReversalEntry], "list[Any] | None"]
+"""The published statements (envelope JSON objects) behind one reversal entry; None: none."""
+
+
+def _statements_from_url(url: str, api_key: str | None) -> StatementsOf:
+    base = url.rstrip("/").removesuffix("/network/slashing-log").removesuffix("/v1")
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def fetch(entry: SlashingReversalEntry) -> list[Any] | None:
+        page_url = f"{base}/v1/slashing/reversals/{entry.reverses}"
+        request = urllib.request.Request(page_url, headers=headers)  # noqa: S310 (user's URL)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as reply:  # noqa: S310
+                return _statement_list(json.loads(reply.read()), entry)
+        except urllib.error.HTTPError as failed:
+            if failed.code == 404:
+                return None
+            raise click.ClickException(f"{page_url} answered {failed.code}") from None
+
+    return fetch
+
+
+def _statement_list(answer: object, entry: SlashingReversalEntry) -> list[Any] | None:
+    """The statements of one GET /v1/slashing/reversals/{i} answer, if it is about ``entry``."""
+    if not isinstance(answer, dict) or answer.get("reversed_by") != entry.index:
+        return None
+    statements = answer.get("statements")
+    return statements if isinstance(statements, list) else None
+
+
+def _statements_from_file(path: Path | None) -> StatementsOf:
+    """``--statements FILE``: a list of GET /v1/slashing/reversals/{i} answers (or one)."""
+    answers: list[Any] = []
+    if path is not None:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        answers = data if isinstance(data, list) else [data]
+
+    def fetch(entry: SlashingReversalEntry) -> list[Any] | None:
+        found = (_statement_list(a, entry) for a in answers)
+        return next((s for s in found if s is not None), None)
+
+    return fetch
+
+
+def _from_database(
+    config: Path | None, database_url: str | None
+) -> tuple[list[Any], str | None, StatementsOf, tuple[str, ...]]:
+    """The log, the coordinator key (``--config``), the statements behind each reversal (as
+    the coordinator publishes them) and the configured maintainer keys (``--config``)."""
     from owm_adapters.bootstrap.coordinator import repositories_from
     from owm_adapters.bootstrap.settings import load_coordinator_settings
     from owm_adapters.storage.sql import open_repositories
 
     key: str | None = None
+    maintainers: tuple[str, ...] = ()
     repositories: Repositories
     if database_url:
         repositories = open_repositories(database_url)
     else:
         settings = load_coordinator_settings(config)
         repositories = repositories_from(settings)
+        maintainers = tuple(settings.stake.maintainer_keys)
         key_path = Path(settings.coordinator.signing_key_path).expanduser()
         if key_path.exists():
             key = keystore.load_identity(key_path).public_key_hex
-    return [e.to_dict() for e in repositories.slashing_log.entries(0, None)], key
+
+    def fetch(entry: SlashingReversalEntry) -> list[Any] | None:
+        stored = repositories.slashing_evidence.reversal_statements(entry.reverses)
+        found = published_statements(entry, stored)
+        return [json.loads(to_bytes(e)) for e in found] if found else None
+
+    raw = [e.to_dict() for e in repositories.slashing_log.entries(0, None)]
+    return raw, key, fetch, maintainers
+
+
+def _maintainer_set(keys: Sequence[str], path: Path | None) -> frozenset[str] | None:
+    """``--maintainer`` keys and ``--maintainers FILE`` (one hex key a line, ``#`` comments);
+    None when neither is given."""
+    given = list(keys)
+    if path is not None:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                given.append(line)
+    if not given and path is None:
+        return None
+    try:
+        return frozenset(parse_public_key(k.strip().lower(), "maintainer") for k in given)
+    except DomainError as exc:
+        raise click.UsageError(exc.message) from None
+
+
+def check_statements(
+    entries: Sequence[SlashingLogRecord],
+    fetch: StatementsOf,
+    maintainer_keys: frozenset[str] | None,
+) -> LogVerification:
+    """Fetch and parse the statements behind each reversal entry of an intact log and check
+    them (:func:`~owm_core.stake.reversals.verify_reversal_statements`)."""
+    statements: dict[int, list[Envelope]] = {}
+    for entry in entries:
+        if not isinstance(entry, SlashingReversalEntry):
+            continue
+        raw = fetch(entry)
+        if raw is None:
+            continue
+        try:
+            statements[entry.index] = [from_bytes(json.dumps(s).encode()) for s in raw]
+        except DomainError as exc:
+            return LogVerification(False, entry.index, f"malformed statement: {exc.message}")
+    return verify_reversal_statements(entries, statements, maintainer_keys)
 
 
 @click.group("slashing-log")
@@ -105,12 +217,26 @@ def slashing_log() -> None:
     help="JSON exported from GET /v1/network/slashing-log.",
 )
 @click.option(
+    "--statements", "statements_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="With --file: JSON list of GET /v1/slashing/reversals/{log_index} answers.",
+)
+@click.option(
     "--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="coordinator.toml: read the coordinator database (and its key, if present).",
 )
 @click.option("--database-url", help="Read the log from this coordinator database URL.")
 @click.option("--coordinator-key", help="The coordinator's Ed25519 public key (64 hex).")
 @click.option("--expected-head", help="The head hash published earlier (detects truncation).")
+@click.option(
+    "--maintainer", "maintainer_keys", multiple=True,
+    help="A maintainer's Ed25519 public key (repeatable): reversal signers must be among them.",
+)
+@click.option(
+    "--maintainers", "maintainers_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File of maintainer public keys, one hex key a line (# comments).",
+)
 @click.option(
     "--api-key", envvar="OWM_API_KEY",
     help="API key for --url (the API answers 402 without a credential); env OWM_API_KEY.",
@@ -119,31 +245,49 @@ def slashing_log() -> None:
 def verify(
     url: str | None,
     file_path: Path | None,
+    statements_path: Path | None,
     config_path: Path | None,
     database_url: str | None,
     coordinator_key: str | None,
     expected_head: str | None,
+    maintainer_keys: tuple[str, ...],
+    maintainers_path: Path | None,
     api_key: str | None,
     as_json: bool,
 ) -> None:
-    """Check the hash chain and signatures of the slashing log, and that every reversal names
-    an earlier slashing of its node not reversed before; exit 3 at the first bad entry."""
+    """Check the hash chain and signatures of the slashing log, that every reversal names an
+    earlier slashing of its node not reversed before, and the maintainers' statements behind
+    each reversal; exit 3 at the first bad entry."""
     sources = [s for s in (url, file_path, config_path, database_url) if s]
     if len(sources) != 1:
         raise click.UsageError("give exactly one of --url, --file, --config, --database-url")
+    if statements_path is not None and file_path is None:
+        raise click.UsageError("--statements goes with --file")
     key_from_config: str | None = None
+    configured: tuple[str, ...] = ()
     if url:
-        raw = _from_url(url, api_key)
+        raw, fetch = _from_url(url, api_key), _statements_from_url(url, api_key)
     elif file_path is not None:
         raw = _entries_from_json(json.loads(file_path.read_text(encoding="utf-8")))
+        fetch = _statements_from_file(statements_path)
     else:
-        raw, key_from_config = _from_database(config_path, database_url)
+        raw, key_from_config, fetch, configured = _from_database(config_path, database_url)
     key = coordinator_key or key_from_config
     if not key:
         raise click.UsageError("--coordinator-key is required for this source")
     key = parse_public_key(key.strip().lower(), "coordinator_key")
-    check_log(raw, log_entry_from_dict, lambda e: verify_log(e, key, expected_head),
-              as_json)  # fmt: skip
+    maintainers = _maintainer_set(maintainer_keys or configured, maintainers_path)
+
+    def check(entries: list[Any]) -> LogVerification:
+        result = verify_log(entries, key, expected_head)
+        return check_statements(entries, fetch, maintainers) if result.ok else result
+
+    reversals = sum(1 for e in raw if isinstance(e, dict) and "reverses" in e)
+    check_log(raw, log_entry_from_dict, check, as_json, reversals=reversals,
+              maintainers_checked=maintainers is not None)  # fmt: skip
+    if reversals and maintainers is None and not as_json:
+        click.echo("note: reversal signers were not checked against the maintainer keys "
+                   "(pass --maintainer or --maintainers)", err=True)  # fmt: skip
 
 
 def check_log(

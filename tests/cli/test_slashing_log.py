@@ -26,6 +26,7 @@ from owm_core.identity.chained_log import chain_position
 from owm_core.identity.envelopes import MaintainerAcknowledgement, SlashingReversal, open_body
 from owm_core.identity.keys import Identity
 from owm_core.nodes.tiers import Tier
+from owm_core.stake.reversals import statements_hash
 from owm_core.stake.slashing import (
     SlashingDecision,
     SlashingLogEntry,
@@ -225,7 +226,10 @@ def test_verify_with_json_gives_the_same_verdict_as_the_text_and_the_same_exit_c
     log = build_log(3)
     code, out = run_verify(tmp_path, [e.to_dict() for e in log], "--json")
     assert code == 0
-    assert json.loads(out) == {"ok": True, "entries": 3, "head": log[-1].entry_hash()}
+    assert json.loads(out) == {
+        "ok": True, "entries": 3, "head": log[-1].entry_hash(), "reversals": 0,
+        "maintainers_checked": False,
+    }  # fmt: skip
     dicts = [e.to_dict() for e in log]
     dicts[1]["reason"] = "fake_proof"
     code, text = run_verify(tmp_path, dicts)
@@ -235,34 +239,132 @@ def test_verify_with_json_gives_the_same_verdict_as_the_text_and_the_same_exit_c
     assert text.strip() == f"BAD entry {verdict['index']}: {verdict['problem']}"
 
 
+REVIEWERS = [Identity.from_seed(bytes([s]) * 32) for s in (7, 8)]
+
+
+def statements_of(index: int, node_id: str) -> list[envelopes.Envelope]:
+    """The two reviewers' statements reversing entry ``index`` of ``node_id`` (deterministic)."""
+    body = SlashingReversal(log_index=index, node_id=node_id)
+    return sorted(
+        (envelopes.seal(m, envelopes.EnvelopeKind.SLASHING_REVERSAL, body, b"\x05" * 16,
+                        1_800_000_500) for m in REVIEWERS),
+        key=lambda e: e.signer,
+    )  # fmt: skip
+
+
 def reversal_of(log: list[SlashingLogRecord], index: int, **changes: Any) -> SlashingReversalEntry:
-    """A coordinator-signed reversal of ``log[index]`` appended to ``log`` (``changes``: what a
-    rogue coordinator would write instead)."""
+    """A coordinator-signed reversal of ``log[index]`` appended to ``log``, on the reviewers'
+    statements (``changes``: what a rogue coordinator would write instead)."""
     slashed = log[index]
     assert isinstance(slashed, SlashingLogEntry)
     fields: dict[str, Any] = {
         "reverses": index, "node_id": slashed.node_id, "channel_id": slashed.channel_id,
-        "reason": slashed.reason, "statement_hash": "ee" * 32, "at": log[-1].at,
-        "maintainers": tuple(sorted(Identity.from_seed(bytes([s]) * 32).public_key_hex
-                                    for s in (7, 8))),
+        "reason": slashed.reason, "at": log[-1].at,
+        "statement_hash": statements_hash(statements_of(index, slashed.node_id)),
+        "maintainers": tuple(sorted(m.public_key_hex for m in REVIEWERS)),
         **changes,
     }  # fmt: skip
     return SlashingReversalEntry(**chain_position(log[-1]), **fields).signed(COORDINATOR)
 
 
+def answer_for(entry: SlashingReversalEntry, statements: list[Any] | None = None) -> Any:
+    """What GET /v1/slashing/reversals/{log_index} answers for ``entry``."""
+    if statements is None:
+        statements = [json.loads(envelopes.to_bytes(e))
+                      for e in statements_of(entry.reverses, entry.node_id)]  # fmt: skip
+    return {"log_index": entry.reverses, "reversed_by": entry.index, "node_id": entry.node_id,
+            "statements": statements, "log_entry": entry.to_dict()}  # fmt: skip
+
+
+def reversed_log() -> tuple[list[SlashingLogRecord], SlashingReversalEntry]:
+    log: list[SlashingLogRecord] = list(build_log(3))
+    reversal = reversal_of(log, 1)
+    return [*log, reversal], reversal
+
+
+def run_with_statements(
+    tmp_path: Path, log: list[SlashingLogRecord], answers: list[Any], *extra: str
+) -> tuple[int, str]:
+    path = tmp_path / "statements.json"
+    path.write_text(json.dumps(answers))
+    return run_verify(tmp_path, [e.to_dict() for e in log], "--statements", str(path), *extra)
+
+
 def test_a_log_with_a_reversal_verifies_and_a_reversal_of_a_later_entry_is_found(
     tmp_path: Path,
 ) -> None:
-    log: list[SlashingLogRecord] = list(build_log(3))
-    log.append(reversal_of(log, 1))
-    code, out = run_verify(tmp_path, [e.to_dict() for e in log])
-    assert code == 0 and out.strip() == f"OK 4 entries, head {log[-1].entry_hash()}"
+    log, reversal = reversed_log()
+    code, out = run_with_statements(tmp_path, log, [answer_for(reversal)])
+    assert code == 0 and out.splitlines()[0] == f"OK 4 entries, head {log[-1].entry_hash()}"
+    assert "note: reversal signers were not checked against the maintainer keys" in out
     forged = [*log[:3], reversal_of(log[:3], 1, reverses=5)]
     code, out = run_verify(tmp_path, [e.to_dict() for e in forged])
     assert code == 3 and "BAD entry 3: reversal references entry 5" in out
     twice = [*log, reversal_of(log, 1)]
     code, out = run_verify(tmp_path, [e.to_dict() for e in twice])
     assert code == 3 and "BAD entry 4: slashing entry 1 is reversed twice" in out
+
+
+def test_a_reversal_is_checked_against_the_given_maintainer_keys(tmp_path: Path) -> None:
+    log, reversal = reversed_log()
+    keys = tmp_path / "maintainers.txt"
+    keys.write_text("# core maintainers\n" + "\n".join(m.public_key_hex for m in REVIEWERS))
+    code, out = run_with_statements(tmp_path, log, [answer_for(reversal)], "--maintainers",
+                                    str(keys))  # fmt: skip
+    assert code == 0 and out.strip() == f"OK 4 entries, head {log[-1].entry_hash()}"
+    only_one = ["--maintainer", REVIEWERS[0].public_key_hex]
+    code, out = run_with_statements(tmp_path, log, [answer_for(reversal)], *only_one)
+    assert code == 3
+    assert out.strip() == (
+        f"BAD entry 3: statement signer {REVIEWERS[1].public_key_hex} is not a maintainer key"
+    )
+
+
+def test_a_reversal_whose_statements_are_missing_tampered_or_dropped_fails(
+    tmp_path: Path,
+) -> None:
+    log, reversal = reversed_log()
+    code, out = run_verify(tmp_path, [e.to_dict() for e in log])
+    assert (code, out.strip()) == (3, "BAD entry 3: its statements are not available")
+    good = answer_for(reversal)["statements"]
+    tampered = [{**good[0], "body": {**good[0]["body"], "log_index": 0}}, good[1]]
+    code, out = run_with_statements(tmp_path, log, [answer_for(reversal, tampered)])
+    assert code == 3 and out.startswith("BAD entry 3: statement by ")
+    assert out.strip().endswith("signature does not verify")
+    code, out = run_with_statements(tmp_path, log, [answer_for(reversal, good[:1])])
+    assert code == 3 and "signers are not the entry's maintainers" in out
+    malformed = [{**good[0], "nonce": "zz"}, good[1]]
+    code, out = run_with_statements(tmp_path, log, [answer_for(reversal, malformed)])
+    assert code == 3 and out.startswith("BAD entry 3: malformed statement: nonce")
+    assert len(out.strip().splitlines()) == 1
+
+
+def test_a_reversal_whose_entry_hash_does_not_match_its_statements_fails(
+    tmp_path: Path,
+) -> None:
+    log: list[SlashingLogRecord] = list(build_log(3))
+    rogue = reversal_of(log, 1, statement_hash="ee" * 32)
+    code, out = run_with_statements(tmp_path, [*log, rogue], [answer_for(rogue)])
+    assert (code, out.strip()) == (
+        3, "BAD entry 3: the statements do not hash to the entry's statement_hash",
+    )
+
+
+def test_the_statements_are_read_from_the_coordinator_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'coordinator.sqlite3'}"
+    repositories = open_repositories(url)
+    log, reversal = reversed_log()
+    for entry in log:
+        repositories.slashing_log.append(entry)
+    args = ["slashing-log", "verify", "--database-url", url, "--coordinator-key", KEY]
+    missing = CliRunner().invoke(cli, args)
+    assert missing.exit_code == 3
+    assert missing.output.strip() == "BAD entry 3: its statements are not available"
+    for statement in statements_of(reversal.reverses, reversal.node_id):
+        repositories.slashing_evidence.add_reversal_statement(1, statement, 1_800_000_600)
+    result = CliRunner().invoke(cli, [*args, "--maintainer", REVIEWERS[0].public_key_hex,
+                                      "--maintainer", REVIEWERS[1].public_key_hex])  # fmt: skip
+    assert result.exit_code == 0 and result.output.startswith("OK 4 entries"), result.output
 
 
 def test_a_maintainer_reversal_is_signed_with_the_key_file(tmp_path: Path) -> None:

@@ -308,6 +308,29 @@ def test_an_upheld_appeal_is_reversed_by_two_other_maintainers_over_the_api_and_
         "--coordinator-key", live.slashing.coordinator_public_key,
     ])  # fmt: skip
     assert verified.exit_code == 0 and verified.output.startswith("OK 2 entries"), verified.output
+    published = live.get("/v1/slashing/reversals/0")
+    assert (published["reversed_by"], published["statement_hash"]) == (
+        1, reversal["statement_hash"],
+    )
+    assert [s["signer"] for s in published["statements"]] == reversal["maintainers"] == sorted(
+        m.public_key_hex for m in live.maintainers[3:5]
+    )
+
+    def verify_with(*maintainers: Identity) -> Any:
+        return CliRunner().invoke(slashing_log, [
+            "verify", "--url", live.api_base, "--api-key", live.api_key(),
+            "--coordinator-key", live.slashing.coordinator_public_key,
+            *[a for m in maintainers for a in ("--maintainer", m.public_key_hex)],
+        ])  # fmt: skip
+
+    configured = verify_with(*live.maintainers[:2], *live.maintainers[3:])
+    assert configured.exit_code == 0
+    assert configured.output.strip() == verified.output.splitlines()[0]  # and no note
+    outdated = verify_with(*live.maintainers[:4])  # maintainer 4 not known to this verifier
+    assert outdated.exit_code == 3 and outdated.output.strip() == (
+        f"BAD entry 1: statement signer {live.maintainers[4].public_key_hex} is not a "
+        "maintainer key"
+    )
     again = cli_reverse(3)
     assert again.exit_code != 0 and "already reversed" in again.output
     assert stake_figures(live.service)["slashing_events_7d"] == 1
