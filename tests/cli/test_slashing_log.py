@@ -395,3 +395,32 @@ def test_a_reversal_naming_no_node_is_refused_on_one_line(tmp_path: Path) -> Non
         "--node-id", Identity.from_seed(os.urandom(32)).node_id,
     ])  # fmt: skip
     assert negative.exit_code == 2 and "--log-index" in negative.output
+
+
+def test_with_a_config_the_signers_are_checked_against_its_maintainer_keys(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    repositories = open_repositories(sqlite_url(data))
+    log, reversal = reversed_log()
+    for entry in log:
+        repositories.slashing_log.append(entry)
+    for statement in statements_of(reversal.reverses, reversal.node_id):
+        repositories.slashing_evidence.add_reversal_statement(1, statement, 1_800_000_600)
+    config = tmp_path / "coordinator.toml"
+    args = ["slashing-log", "verify", "--config", str(config), "--coordinator-key", KEY]
+
+    def configured(*maintainers: Identity) -> Any:
+        keys = ", ".join(f'"{m.public_key_hex}"' for m in maintainers)
+        config.write_text(
+            f'[coordinator]\ndata_dir = "{data}"\n\n[stake]\nmaintainer_keys = [{keys}]\n'
+        )
+        return CliRunner().invoke(cli, args)
+
+    both = configured(*REVIEWERS)
+    assert both.exit_code == 0, both.output
+    assert both.output.strip() == f"OK 4 entries, head {reversal.entry_hash()}"  # no note
+    one = configured(REVIEWERS[1])
+    assert one.exit_code == 3 and one.output.strip() == (
+        f"BAD entry 3: statement signer {REVIEWERS[0].public_key_hex} is not a maintainer key"
+    )
