@@ -33,6 +33,7 @@ from owm_core.payments.records import (
 )
 from owm_core.payments.rewards import RELIABILITY_INITIAL_PPM
 from owm_core.stake.channel import StakeCooldownActive, StakeStatus
+from owm_core.stake.reversals import published_statements, statements_problem
 from owm_core.stake.slashing import SlashingReversalEntry, verify_log
 from tests.services.test_slashing import (
     STAKE_SAT,
@@ -132,6 +133,26 @@ def test_two_maintainers_who_did_not_acknowledge_reverse_a_slashing_and_restore_
     register(world, op)
     again = repositories.stakes.get(op.identity.public_key_hex)
     assert again is not None and again.live
+
+
+def test_the_statements_published_for_a_reversal_are_the_ones_its_entry_hashes(
+    world: World,
+) -> None:
+    """A maintainer who sent two statements counts once; what the coordinator publishes for
+    the reversal (GET /v1/slashing/reversals/{log_index}) is exactly what its entry's
+    ``statement_hash`` covers, and it checks out against the configured maintainers."""
+    op, slashed = slashed_tier2(world)
+    for who in (2, 2, 3):
+        receipt = world.slashing.reversals.submit(reverse(world, who, op))
+    done = receipt.outcome
+    assert done is not None
+    evidence = world.service.repositories.slashing_evidence
+    stored = evidence.reversal_statements(slashed.entry.index)
+    assert len(stored) == 3
+    published = published_statements(done.entry, stored)
+    assert [e.signer for e in published] == list(done.entry.maintainers)
+    configured = world.slashing.policy.maintainer_keys
+    assert statements_problem(done.entry, published, configured) is None
 
 
 def test_without_a_reversal_the_slashed_node_may_not_register(world: World) -> None:
