@@ -7,7 +7,7 @@ is then asked for a new invoice of the same amount, the same way the first was a
 outbox record takes it in place of the old one. These are the rules; the dispatcher
 (``owm_adapters.services.payouts``) does the asking and the storing.
 
-* **When.** :func:`renew_now` is the one place that decides it: only an unpaid, not forfeited,
+* **When.** :func:`renewal` is the one place that decides it: only an unpaid, not forfeited,
   due payment whose invoice has expired or stays payable for less than ``MIN_PAYABLE_S`` (on
   the coordinator's clock, counted from the invoice's arrival: :func:`deadline`), and
   only once the Lightning backend, asked by the *old* payment hash, reports that payment
@@ -86,7 +86,7 @@ def payable_until_late_enough(expires_at: int, now: int) -> bool:
 def may_need_renewal(payment: RewardPayment, expires_at: int | None, now: int) -> bool:
     """Whether ``payment``'s invoice (expiring at ``expires_at``; None: not known) is too close
     to its expiry to be paid while the payment is still owed: then the dispatcher looks the
-    old hash up and asks :func:`renew_now`."""
+    old hash up and asks :func:`renewal`."""
     if payment.settled or is_forfeited(payment) or expires_at is None:
         return False
     return not payable_until_late_enough(expires_at, now)
@@ -127,13 +127,6 @@ def renewal(
     if payment.method is PayoutMethod.KEYSEND or payment.payee_pubkey is not None:
         return PayoutMethod.INVOICE
     return choose_method(invoice_available=False, payee=payee, keysend_enabled=keysend)
-
-
-def renew_now(
-    payment: RewardPayment, expires_at: int | None, looked_up: PaymentResult | None, now: int
-) -> bool:
-    """Whether to renew ``payment`` now, whichever way (:func:`renewal`, keysend off)."""
-    return renewal(payment, expires_at, looked_up, now) is not None
 
 
 def renewed(payment: RewardPayment, invoice: Invoice, now: int) -> RewardPayment:
@@ -214,7 +207,6 @@ __all__ = [
     "may_need_renewal",
     "not_renewed",
     "payable_until_late_enough",
-    "renew_now",
     "renewal",
     "renewed",
 ]

@@ -32,7 +32,7 @@ from owm_core.payments.records import (
     fail,
     start_attempt,
 )
-from owm_core.payments.renewals import deadline, may_need_renewal, renew_now, renewed
+from owm_core.payments.renewals import deadline, may_need_renewal, renewal, renewed
 
 HASH = "ab" * 32
 PREIMAGE = "cd" * 32
@@ -94,7 +94,7 @@ def test_an_invoice_is_renewed_only_when_unpayable_owed_due_and_its_hash_neither
     now = T0 + 10 + since
     expires_at = None if expires_in is None else max(0, now + expires_in)
     answer = None if looked_up is None else _result(looked_up)
-    decided = renew_now(payment, expires_at, answer, now)
+    decided = renewal(payment, expires_at, answer, now) is not None
     unpayable = expires_at is not None and expires_at < now + MIN_PAYABLE_S
     owed = state not in ("succeeded", "forfeited")
     due = state == "in_flight" or is_due(payment, now)
@@ -109,7 +109,7 @@ def test_an_invoice_is_renewed_only_when_unpayable_owed_due_and_its_hash_neither
 def test_a_lookup_of_another_hash_is_refused() -> None:
     expired = _payment(invoice_expires_at=T0)
     with pytest.raises(InvalidValue):
-        renew_now(expired, T0, _result(PaymentStatus.FAILED, "ef" * 32), T0 + 10)
+        renewal(expired, T0, _result(PaymentStatus.FAILED, "ef" * 32), T0 + 10)
 
 
 def test_the_deadline_counts_the_expiry_from_the_arrival_not_from_the_payees_clock() -> None:
@@ -237,7 +237,7 @@ def _renewal_step(stored: RewardPayment, net: NonIdempotentNetwork, now: int, op
                   ) -> tuple[RewardPayment, bool]:
     """What owm_adapters.services.payout_renewals does before a step; (record, go on)."""
     looked_up = looked_up_first(stored, net, now)
-    if not renew_now(stored, stored.invoice_expires_at, looked_up, now):
+    if renewal(stored, stored.invoice_expires_at, looked_up, now) is None:
         return stored, True
     if net.payee_offline:
         tried = stored if stored.state is PaymentState.IN_FLIGHT else start_attempt(stored, now)
