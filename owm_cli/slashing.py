@@ -55,7 +55,7 @@ from owm_core.identity.envelopes import (
 )
 from owm_core.identity.keys import parse_public_key
 from owm_core.ports.repositories import Repositories
-from owm_core.stake.reversals import published_statements, verify_reversal_statements
+from owm_core.stake.reversals import verify_reversal_statements
 from owm_core.stake.slashing import (
     GENESIS_HASH,
     SlashingLogRecord,
@@ -159,8 +159,7 @@ def _from_database(
             key = keystore.load_identity(key_path).public_key_hex
 
     def fetch(entry: SlashingReversalEntry) -> list[Any] | None:
-        stored = repositories.slashing_evidence.reversal_statements(entry.reverses)
-        found = published_statements(entry, stored)
+        found = repositories.slashing_evidence.counted_reversal_statements(entry.index)
         return [json.loads(to_bytes(e)) for e in found] if found else None
 
     raw = [e.to_dict() for e in repositories.slashing_log.entries(0, None)]

@@ -9,7 +9,10 @@ slashing, naming the latest slashing of that node, not reversed before), stores 
 two distinct maintainers back the reversal carries it out **in one store transaction**:
 
 1. append a :class:`~owm_core.stake.slashing.SlashingReversalEntry` to the slashing log, chained
-   and signed by the coordinator key like every entry (SRS-LN-13);
+   and signed by the coordinator key like every entry (SRS-LN-13), and record which stored
+   statements it counted (the ones its ``statement_hash`` covers, which
+   ``GET /v1/slashing/reversals/{log_index}`` publishes: a statement stored later, e.g. by a
+   second coordinator on the same store, is never published in their place);
 2. lift the cooldown: the slashed stake becomes ``deregistered`` (no cooldown), so the key may
    register again at once (SRS-STAKE-07); the force-closed channel stays closed, so the node
    registers with a channel, as any node does;
@@ -158,8 +161,9 @@ class SlashingReversals:
         self, case: ReversalCase, body: SlashingReversal, statements: Sequence[Envelope]
     ) -> ReversalOutcome:
         """Authorise against the log as it is inside the transaction (another coordinator on
-        the same store may have reversed it meanwhile: ReversalRefused), then log, lift the
-        cooldown, restore reliability and re-issue forfeits, all in that one transaction."""
+        the same store may have reversed it meanwhile: ReversalRefused), then log (with the
+        statements counted), lift the cooldown, restore reliability and re-issue forfeits, all
+        in that one transaction."""
         repositories = self.repositories
         now = self.clock.now()
         with repositories.atomic():
@@ -172,6 +176,9 @@ class SlashingReversals:
                 self.coordinator, log_now[-1] if log_now else None, authorisation, now
             )
             repositories.slashing_log.append(entry)
+            repositories.slashing_evidence.count_reversal_statements(
+                [e.signature for e in authorisation.statements], entry.index
+            )
             lifted = self._lift_cooldown(slashed.node_id, entry.at)
             count, total = self._reissue(slashed, entry.at)
         log.warning(

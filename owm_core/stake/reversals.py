@@ -23,10 +23,11 @@ This module holds the rule, as pure functions over the log as read:
 And how anyone outside the coordinator checks a reversal entry of the public log against the
 statements behind it (docs/slashing.md, "Checking a reversal's statements"):
 
-* :func:`published_statements` picks, from the statements the coordinator stored, the ones the
-  entry's ``statement_hash`` covers (one per maintainer the entry names, chosen as
-  :func:`counted_statements` chose them), which it publishes at
-  ``GET /v1/slashing/reversals/{log_index}``.
+* the coordinator publishes, at ``GET /v1/slashing/reversals/{log_index}``, exactly the
+  statements the authorisation counted (:attr:`ReversalAuthorisation.statements`): it records
+  which ones in the transaction that appends the entry
+  (``SlashingEvidenceRepository.count_reversal_statements``), so a statement stored later is
+  never published in place of one the entry's ``statement_hash`` covers.
 * :func:`statements_problem` says what is wrong with those statements for the entry: a hash
   other than ``statement_hash``, a signature that does not verify, a statement naming another
   entry or node, signers other than the entry's ``maintainers``, or (given the maintainer key
@@ -176,8 +177,8 @@ def counted_statements(
 
 
 def _keep_one(chosen: dict[str, Envelope], envelope: Envelope) -> None:
-    """Keep one statement per signer: the one with the smallest signature (deterministic, so
-    the coordinator picks the same one when it publishes them)."""
+    """Keep one statement per signer: the one with the smallest signature (deterministic:
+    the same stored statements always authorise the same reversal entry)."""
     known = chosen.get(envelope.signer)
     if known is None or envelope.signature < known.signature:
         chosen[envelope.signer] = envelope
@@ -245,25 +246,6 @@ def _names_entry(envelope: Envelope, entry: SlashingReversalEntry) -> bool:
     return isinstance(body, SlashingReversal) and (body.log_index, body.node_id) == (
         entry.reverses, entry.node_id,
     )
-
-
-def published_statements(
-    entry: SlashingReversalEntry, stored: Iterable[Envelope]
-) -> tuple[Envelope, ...]:
-    """The statements behind reversal ``entry`` among those ``stored`` about its slashing: one
-    per maintainer the entry names, verified and naming its log index and node, picked as
-    :func:`counted_statements` picked them (so they hash to ``entry.statement_hash``), in
-    maintainer order."""
-    chosen: dict[str, Envelope] = {}
-    for envelope in stored:
-        if envelope.signer not in entry.maintainers or not _names_entry(envelope, entry):
-            continue
-        try:
-            verify(envelope)
-        except SignatureInvalid:
-            continue
-        _keep_one(chosen, envelope)
-    return tuple(chosen[m] for m in sorted(chosen))
 
 
 def _statement_problem(envelope: Envelope, entry: SlashingReversalEntry) -> str | None:

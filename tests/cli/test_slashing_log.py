@@ -350,21 +350,72 @@ def test_a_reversal_whose_entry_hash_does_not_match_its_statements_fails(
     )
 
 
+def store_counted(repositories: Any, reversal: SlashingReversalEntry) -> None:
+    """Store the reviewers' statements and record them as the ones ``reversal`` counted, as
+    the coordinator does when it appends the entry."""
+    statements = statements_of(reversal.reverses, reversal.node_id)
+    for statement in statements:
+        repositories.slashing_evidence.add_reversal_statement(
+            reversal.reverses, statement, 1_800_000_600
+        )
+    repositories.slashing_evidence.count_reversal_statements(
+        [s.signature for s in statements], reversal.index
+    )
+
+
+def later_statement(counted: envelopes.Envelope) -> envelopes.Envelope:
+    """Another statement by ``counted``'s signer about the same entry and node, whose signature
+    sorts before ``counted``'s (what re-picking the smallest signature would have taken)."""
+    signer = next(m for m in REVIEWERS if m.public_key_hex == counted.signer)
+    body = open_body(counted)
+    for nonce in range(256):
+        other = envelopes.seal(signer, envelopes.EnvelopeKind.SLASHING_REVERSAL, body,
+                               bytes([nonce]) * 16, 1_800_000_700)  # fmt: skip
+        if other.signature < counted.signature:
+            return other
+    raise AssertionError("no smaller signature in 256 nonces")
+
+
 def test_the_statements_are_read_from_the_coordinator_database(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'coordinator.sqlite3'}"
     repositories = open_repositories(url)
     log, reversal = reversed_log()
     for entry in log:
         repositories.slashing_log.append(entry)
-    args = ["slashing-log", "verify", "--database-url", url, "--coordinator-key", KEY]
+    args = ["slashing-log", "verify", "--database-url", url, "--coordinator-key", KEY,
+            "--maintainer", REVIEWERS[0].public_key_hex,
+            "--maintainer", REVIEWERS[1].public_key_hex]  # fmt: skip
     missing = CliRunner().invoke(cli, args)
     assert missing.exit_code == 3
     assert missing.output.strip() == "BAD entry 3: its statements are not available"
-    for statement in statements_of(reversal.reverses, reversal.node_id):
-        repositories.slashing_evidence.add_reversal_statement(1, statement, 1_800_000_600)
-    result = CliRunner().invoke(cli, [*args, "--maintainer", REVIEWERS[0].public_key_hex,
-                                      "--maintainer", REVIEWERS[1].public_key_hex])  # fmt: skip
+    store_counted(repositories, reversal)
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0 and result.output.startswith("OK 4 entries"), result.output
+
+
+def test_a_statement_stored_after_the_reversal_does_not_replace_the_one_it_counted(
+    tmp_path: Path,
+) -> None:
+    """A counted maintainer's second, different statement stored after the reversal (a second
+    coordinator on the same database that had passed its pre-check): the database still gives
+    the statements the entry counted, and the reversal verifies."""
+    url = f"sqlite:///{tmp_path / 'coordinator.sqlite3'}"
+    repositories = open_repositories(url)
+    log, reversal = reversed_log()
+    for entry in log:
+        repositories.slashing_log.append(entry)
+    store_counted(repositories, reversal)
+    counted = statements_of(reversal.reverses, reversal.node_id)
+    later = later_statement(counted[0])
+    assert repositories.slashing_evidence.add_reversal_statement(
+        reversal.reverses, later, 1_800_000_800
+    )
+    args = ["slashing-log", "verify", "--database-url", url, "--coordinator-key", KEY,
+            "--maintainer", REVIEWERS[0].public_key_hex,
+            "--maintainer", REVIEWERS[1].public_key_hex]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"OK 4 entries, head {reversal.entry_hash()}"
 
 
 def test_a_maintainer_reversal_is_signed_with_the_key_file(tmp_path: Path) -> None:
@@ -405,8 +456,7 @@ def test_with_a_config_the_signers_are_checked_against_its_maintainer_keys(
     log, reversal = reversed_log()
     for entry in log:
         repositories.slashing_log.append(entry)
-    for statement in statements_of(reversal.reverses, reversal.node_id):
-        repositories.slashing_evidence.add_reversal_statement(1, statement, 1_800_000_600)
+    store_counted(repositories, reversal)
     config = tmp_path / "coordinator.toml"
     args = ["slashing-log", "verify", "--config", str(config), "--coordinator-key", KEY]
 

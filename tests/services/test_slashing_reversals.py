@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from owm_adapters.services.api.config import ApiConfig, ReadCache
+from owm_adapters.services.api.views import Views
 from owm_adapters.services.slashing import SlashingOutcome
 from owm_adapters.services.slashing_reversals import SlashingReversals
 from owm_adapters.storage.memory import memory_repositories
@@ -23,6 +25,7 @@ from owm_core.errors import (
 )
 from owm_core.identity import envelopes
 from owm_core.identity.envelopes import EnvelopeKind, SlashingReversal
+from owm_core.nodes.registry import Liveness
 from owm_core.nodes.tiers import Tier
 from owm_core.payments.outbox import due_at
 from owm_core.payments.records import (
@@ -33,7 +36,7 @@ from owm_core.payments.records import (
 )
 from owm_core.payments.rewards import RELIABILITY_INITIAL_PPM
 from owm_core.stake.channel import StakeCooldownActive, StakeStatus
-from owm_core.stake.reversals import published_statements, statements_problem
+from owm_core.stake.reversals import statements_problem, verify_reversal_statements
 from owm_core.stake.slashing import SlashingReversalEntry, verify_log
 from tests.services.test_slashing import (
     STAKE_SAT,
@@ -75,6 +78,12 @@ def reverse(world: World, who: int, op: Operator, index: int = 0) -> bytes:
         world.clock.now(),
     )  # fmt: skip
     return envelopes.to_bytes(env)
+
+
+def views(world: World) -> Views:
+    """The public read models over the world's store, uncached (what the API publishes)."""
+    return Views(world.service.repositories, world.clock, Liveness(),
+                 ReadCache(world.clock, 0), ApiConfig())  # fmt: skip
 
 
 def owed(op: Operator, i: int, amount: int, now: int) -> RewardPayment:
@@ -147,12 +156,47 @@ def test_the_statements_published_for_a_reversal_are_the_ones_its_entry_hashes(
     done = receipt.outcome
     assert done is not None
     evidence = world.service.repositories.slashing_evidence
-    stored = evidence.reversal_statements(slashed.entry.index)
-    assert len(stored) == 3
-    published = published_statements(done.entry, stored)
-    assert [e.signer for e in published] == list(done.entry.maintainers)
+    assert len(evidence.reversal_statements(slashed.entry.index)) == 3
+    published = views(world).reversal(slashed.entry.index)
+    assert published.entry == done.entry
+    assert [e.signer for e in published.statements] == list(done.entry.maintainers)
+    configured = world.slashing.policy.maintainer_keys
+    assert statements_problem(done.entry, published.statements, configured) is None
+
+
+def test_a_statement_a_second_coordinator_stores_after_the_reversal_is_not_published(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two coordinators on one store: B has judged maintainer 2's second, different statement
+    against the log before A's reversal committed, and stores it after. What is published for
+    the reversal is still what its entry counted (recorded with the entry), so the public
+    check passes; re-picking among all stored statements could have taken the new one."""
+    op, slashed = slashed_tier2(world)
+    other = SlashingReversals(
+        world.service.repositories, world.coordinator, world.clock, world.slashing.policy
+    )
+    counted = envelopes.from_bytes(reverse(world, 2, op))
+    world.slashing.reversals.submit(counted)
+    later = next(
+        e for e in (envelopes.from_bytes(reverse(world, 2, op)) for _ in range(256))
+        if e.signature < counted.signature
+    )  # sorts first: what a pick by smallest signature would take
+    stale = other._case_for(later)
+    done = world.slashing.reversals.submit(reverse(world, 3, op)).outcome  # A reverses it
+    assert done is not None
+    monkeypatch.setattr(SlashingReversals, "_case_for", lambda _self, _envelope: stale)
+    with pytest.raises(ReversalRefused, match="already reversed"):
+        other.submit(later)  # stored by B, then refused inside its transaction
+    monkeypatch.undo()
+    evidence = world.service.repositories.slashing_evidence
+    assert later in evidence.reversal_statements(slashed.entry.index)
+
+    published = views(world).reversal(slashed.entry.index).statements
+    assert counted in published and later not in published
     configured = world.slashing.policy.maintainer_keys
     assert statements_problem(done.entry, published, configured) is None
+    log = world.service.repositories.slashing_log.entries()
+    assert verify_reversal_statements(log, {done.entry.index: published}, configured).ok
 
 
 def test_without_a_reversal_the_slashed_node_may_not_register(world: World) -> None:

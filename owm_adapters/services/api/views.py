@@ -35,7 +35,7 @@ from owm_core.pool.stats import (
 )
 from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import Repositories
-from owm_core.stake.reversals import published_statements, reversal_of
+from owm_core.stake.reversals import reversal_of
 from owm_core.stake.slashing import SlashingLogRecord, SlashingReversalEntry
 
 
@@ -159,8 +159,8 @@ class Views:
         entry = must_exist(
             reversal_of(later, log_index), f"slashing-log entry {log_index} is not reversed"
         )
-        stored = self._repositories.slashing_evidence.reversal_statements(log_index)
-        return PublishedReversal(entry, published_statements(entry, stored))
+        counted = self._repositories.slashing_evidence.counted_reversal_statements(entry.index)
+        return PublishedReversal(entry, tuple(counted))
 
     # -- mining (SRS-POOL-09/10) -------------------------------------------------------------
 

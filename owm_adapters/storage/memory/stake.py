@@ -6,6 +6,7 @@ import operator
 from collections.abc import Sequence
 
 from owm_adapters.storage.memory.state import StateRepository
+from owm_core.errors import Conflict
 from owm_core.identity.envelopes import Envelope
 from owm_core.stake.changes import StakeChange, change_of
 from owm_core.stake.channel import Stake
@@ -218,7 +219,7 @@ class MemorySlashingEvidenceRepository(StateRepository):
         with self._lock:
             if envelope.signature in self._state.reversal_statements:
                 return False
-            row = (self._state.next_seq(), log_index, envelope, received_at)
+            row = (self._state.next_seq(), log_index, envelope, received_at, None)
             self._state.reversal_statements[envelope.signature] = row
             return True
 
@@ -227,7 +228,29 @@ class MemorySlashingEvidenceRepository(StateRepository):
         with self._lock:
             rows = [
                 (at, seq, e)
-                for seq, i, e, at in self._state.reversal_statements.values()
+                for seq, i, e, at, _counted in self._state.reversal_statements.values()
                 if i == log_index
             ]
         return [e for _, _, e in sorted(rows, key=lambda r: (r[0], r[1]))]
+
+    def count_reversal_statements(self, signatures: Sequence[str], counted_in: int) -> None:
+        """Mark the statements counted by reversal entry ``counted_in``; Conflict (nothing
+        marked) if one is unknown or counted already."""
+        with self._lock:
+            stored = self._state.reversal_statements
+            for signature in signatures:
+                row = stored.get(signature)
+                if row is None or row[4] is not None:
+                    raise Conflict(f"reversal statement {signature[:16]}… is unknown or counted")
+            for signature in signatures:
+                seq, log_index, envelope, at, _none = stored[signature]
+                stored[signature] = (seq, log_index, envelope, at, counted_in)
+
+    def counted_reversal_statements(self, counted_in: int) -> Sequence[Envelope]:
+        """The statements reversal entry ``counted_in`` counted, in signer order."""
+        with self._lock:
+            found = [
+                e for _seq, _i, e, _at, c in self._state.reversal_statements.values()
+                if c == counted_in
+            ]  # fmt: skip
+        return sorted(found, key=lambda e: e.signer)

@@ -76,8 +76,11 @@ class State:
     )
     slashing_acks: dict[str, tuple[int, str, Envelope, int, int | None]] = attrs.Factory(dict)
     slashing_decisions: dict[int, tuple[SlashingDecision, int | None]] = attrs.Factory(dict)
-    # maintainers' reversal statements by signature: (seq, log index, envelope, received at)
-    reversal_statements: dict[str, tuple[int, int, Envelope, int]] = attrs.Factory(dict)
+    # maintainers' reversal statements by signature: (seq, log index, envelope, received at,
+    # index of the reversal entry that counted it or None)
+    reversal_statements: dict[str, tuple[int, int, Envelope, int, int | None]] = attrs.Factory(
+        dict
+    )
     proposals: dict[str, Proposal] = attrs.Factory(dict)
     governance_log: list[GovernanceLogEntry] = attrs.Factory(list)
     treasury_spends: dict[str, TreasurySpend] = attrs.Factory(dict)

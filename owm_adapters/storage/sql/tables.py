@@ -631,6 +631,9 @@ slashing_reversal_statements = Table(
     Column("signer", String(64), nullable=False),
     Column("envelope", LargeBinary, nullable=False),
     _time("received_at"),
+    # the reversal entry (its log index) that counted this statement, set in the transaction
+    # that appends it; NULL while not counted, and for ever for one that never was (0035)
+    Column("counted_in", BigInteger, nullable=True, index=True),
 )
 
 # -- answered conglomerate queries, for GET /v1/query/{query_id} (migration 0007) --------------

@@ -138,3 +138,15 @@ class SlashingEvidenceRepository(Protocol):
     def reversal_statements(self, log_index: int) -> Sequence[Envelope]:
         """The reversal statements about slashing-log entry ``log_index``, oldest first."""
         ...
+
+    def count_reversal_statements(self, signatures: Sequence[str], counted_in: int) -> None:
+        """Record that the stored statements with ``signatures`` are the ones reversal entry
+        ``counted_in`` counted (what its ``statement_hash`` covers). Called in the transaction
+        that appends that entry, so both commit or neither; Conflict (nothing recorded) if a
+        signature is unknown or its statement was counted already."""
+        ...
+
+    def counted_reversal_statements(self, counted_in: int) -> Sequence[Envelope]:
+        """The statements reversal entry ``counted_in`` counted, in signer order: exactly the
+        ones it was made on, whatever else was stored about the same slashing later."""
+        ...

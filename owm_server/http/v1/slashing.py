@@ -109,7 +109,8 @@ PUBLISHED_REVERSAL: Schema = obj(
         "statement_hash": {**HEX32, "description": "the reversal entry's statement_hash"},
         "statements": {
             **array(REVERSAL_ENVELOPE),
-            "description": "one signed statement per maintainer, in maintainer order; the "
+            "description": "one signed statement per maintainer, in maintainer order: exactly "
+            "the ones the coordinator counted when it appended the reversal entry; the "
             "SHA-256 of the canonical JSON of the sorted list of their SHA-256s (each over the "
             "canonical envelope) is `statement_hash`",
         },

@@ -133,6 +133,54 @@ def test_reversal_statements_are_kept_per_log_index_once_each_across_a_reopen(
     assert again.reversal_statements(1) == []
 
 
+def test_the_statements_a_reversal_counted_stay_its_own_whatever_is_stored_later(
+    backend: Backend,
+) -> None:
+    """The statements reversal entry 5 counted are recorded with it; a counted maintainer's
+    second statement stored afterwards is kept for the record but is not among them."""
+    store = backend.repos.slashing_evidence
+    first, second = reversal(MAINTAINER), reversal(OTHER_MAINTAINER)
+    store.add_reversal_statement(0, second, T0 + 1)
+    store.add_reversal_statement(0, first, T0 + 2)
+    store.count_reversal_statements([second.signature, first.signature], 5)
+    later = reversal(MAINTAINER, at=T0 + 9)
+    assert store.add_reversal_statement(0, later, T0 + 9)
+    again = backend.reopen().slashing_evidence
+    by_signer = sorted([first, second], key=lambda e: e.signer)
+    assert again.counted_reversal_statements(5) == by_signer
+    assert again.counted_reversal_statements(0) == []
+    assert again.reversal_statements(0) == [second, first, later]
+
+
+def test_counting_an_unknown_or_already_counted_statement_is_refused_and_marks_nothing(
+    backend: Backend,
+) -> None:
+    store = backend.repos.slashing_evidence
+    first, second = reversal(MAINTAINER), reversal(OTHER_MAINTAINER)
+    store.add_reversal_statement(0, first, T0)
+    with pytest.raises(Conflict):
+        store.count_reversal_statements([first.signature, second.signature], 5)  # unknown
+    assert store.counted_reversal_statements(5) == []
+    store.add_reversal_statement(0, second, T0)
+    store.count_reversal_statements([first.signature], 5)
+    with pytest.raises(Conflict):
+        store.count_reversal_statements([second.signature, first.signature], 6)
+    assert store.counted_reversal_statements(6) == []
+    assert store.counted_reversal_statements(5) == [first]
+
+
+def test_counting_statements_rolls_back_with_the_transaction_around_it(backend: Backend) -> None:
+    store = backend.repos.slashing_evidence
+    first = reversal(MAINTAINER)
+    store.add_reversal_statement(0, first, T0)
+    with pytest.raises(RuntimeError), backend.repos.atomic():
+        store.count_reversal_statements([first.signature], 5)
+        raise RuntimeError("the reversal entry's append failed")
+    assert store.counted_reversal_statements(5) == []
+    store.count_reversal_statements([first.signature], 5)  # not counted: may be counted now
+    assert backend.reopen().slashing_evidence.counted_reversal_statements(5) == [first]
+
+
 def test_the_decision_behind_a_slashing_is_found_by_its_node_evidence_and_reason(
     backend: Backend,
 ) -> None:

@@ -15,7 +15,6 @@ from owm_core.nodes.tiers import Tier
 from owm_core.stake.reversals import (
     ReversalCase,
     authorise,
-    published_statements,
     reversal_entry,
     statements_hash,
     statements_problem,
@@ -81,20 +80,30 @@ def test_the_statements_behind_a_reversal_check_out_against_its_entry() -> None:
     assert verify_reversal_statements(log, {1: statements}, MAINTAINER_KEYS).ok
 
 
-def test_the_coordinator_publishes_exactly_the_statements_the_hash_covers() -> None:
-    """Stored are also a second statement by the same maintainer (counted once), a stranger's,
-    one about another node and a forged one; only the counted ones are published."""
+def test_the_statements_the_coordinator_counts_are_exactly_the_ones_the_hash_covers() -> None:
+    """Sent are also a second statement by each maintainer (counted once), a stranger's, one
+    about another node and a forged one; the authorisation's statements (the ones the
+    coordinator records with the entry and publishes) are one per maintainer and check out."""
     forged = attrs.evolve(statement(MAINTAINERS[0], nonce=9), signature="00" * 64)
-    others = [
-        statement(MAINTAINERS[1], nonce=7), statement(STRANGER), forged,
-        statement(MAINTAINERS[0], node=OTHER), statement(MAINTAINERS[0], nonce=8),
-    ]  # fmt: skip
-    log, statements = reversed_log(stored=others)
+    outsiders = [statement(STRANGER), forged, statement(MAINTAINERS[0], node=OTHER)]
+    seconds = [statement(MAINTAINERS[1], nonce=7), statement(MAINTAINERS[0], nonce=8)]
+    log, statements = reversed_log(stored=[*outsiders, *seconds])
     entry = reversal(log)
-    stored = [*others, statement(MAINTAINERS[0]), statement(MAINTAINERS[1])]
-    published = published_statements(entry, stored)
-    assert published == statements
-    assert statements_problem(entry, published) is None
+    assert [e.signer for e in statements] == list(entry.maintainers)
+    assert not set(statements) & set(outsiders)
+    assert statements_problem(entry, statements, MAINTAINER_KEYS) is None
+
+
+def test_a_maintainers_other_statement_in_place_of_the_counted_one_is_found() -> None:
+    """Why the coordinator records which statements it counted: the same maintainer's other
+    statement about the same entry verifies, but does not hash to ``statement_hash``."""
+    log, statements = reversed_log()
+    entry = reversal(log)
+    other = statement(MAINTAINERS[0], nonce=2)
+    swapped = [other if e.signer == other.signer else e for e in statements]
+    assert swapped != list(statements)
+    problem = statements_problem(entry, swapped, MAINTAINER_KEYS)
+    assert problem == "the statements do not hash to the entry's statement_hash"
 
 
 @settings(max_examples=30, deadline=None)

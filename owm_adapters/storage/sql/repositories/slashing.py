@@ -17,6 +17,7 @@ from owm_adapters.storage.sql.rows import (
     register_row,
     to_row,
 )
+from owm_core.errors import Conflict
 from owm_core.identity.envelopes import Envelope, to_bytes
 from owm_core.stake.slashing import (
     SlashingDecision,
@@ -246,3 +247,25 @@ class SqlSlashingEvidenceRepository(EnvelopeRepository):
         return self._envelopes(
             select(c.envelope).where(c.log_index == log_index).order_by(c.received_at, c.seq)
         )
+
+    def count_reversal_statements(self, signatures: Sequence[str], counted_in: int) -> None:
+        """Mark the statements counted by reversal entry ``counted_in``; Conflict (nothing
+        marked) if one is unknown or counted already."""
+        c = t.slashing_reversal_statements.c
+        wanted = set(signatures)
+        with self._db.tx(write=True) as conn:
+            done = conn.execute(
+                update(t.slashing_reversal_statements)
+                .where(c.signature.in_(wanted), c.counted_in.is_(None))
+                .values(counted_in=int64("counted_in", counted_in))
+            )
+            if done.rowcount != len(wanted):
+                raise Conflict(
+                    f"a reversal statement counted by entry {counted_in} is unknown or counted"
+                )
+
+    def counted_reversal_statements(self, counted_in: int) -> Sequence[Envelope]:
+        """The statements reversal entry ``counted_in`` counted, in signer order."""
+        c = t.slashing_reversal_statements.c
+        found = self._envelopes(select(c.envelope).where(c.counted_in == counted_in))
+        return sorted(found, key=lambda e: e.signer)
