@@ -21,6 +21,7 @@ from owm_adapters.bootstrap.settings import ConfigError, CoordinatorSettings, Po
 from owm_adapters.chain.local_chain import ANYONE_CAN_SPEND, LocalChain
 from owm_adapters.pool.channels import MinerConnection, RegistryNodeKeys
 from owm_adapters.pool.mining import MiningPool
+from owm_adapters.pool.node_connections import NodeConnections
 from owm_adapters.pool.server import PoolServer
 from owm_adapters.services.payout_sweeps import EnqueuesPayouts
 from owm_adapters.services.pool_payouts import FppsFunds, PoolPayouts
@@ -166,8 +167,9 @@ def pool_from(
         fpps_subsidy_sat=section.fpps_block_reward_sat or None,
     )  # fmt: skip
     nodes = RegistryNodeKeys(store.nodes)
+    per_node = NodeConnections(section.max_connections_per_node)
     server = PoolServer(
-        static, lambda connection: MinerConnection(connection, pool, nodes),
+        static, lambda connection: MinerConnection(connection, pool, nodes, per_node),
         max_connections=section.max_connections,
         max_connections_per_ip=section.max_connections_per_ip,
         login_timeout_s=section.login_timeout_s,
@@ -183,11 +185,12 @@ def pool_from(
 
 
 def _check_connection_caps(section: PoolSection) -> None:
-    """``max_connections`` and ``max_connections_per_ip`` are positive integers and
-    ``login_timeout_s`` a positive (finite) number of seconds (SRS-SEC-16); a total cap near or
-    above the open-file limit (``ulimit -n``) is warned about: past that limit new connections
-    wait unaccepted (the listener retries) instead of meeting the cap."""
-    for name in ("max_connections", "max_connections_per_ip"):
+    """``max_connections``, ``max_connections_per_ip`` and ``max_connections_per_node`` are
+    positive integers and ``login_timeout_s`` a positive (finite) number of seconds
+    (SRS-SEC-16); a total cap near or above the open-file limit (``ulimit -n``) is warned about:
+    past that limit new connections wait unaccepted (the listener retries) instead of meeting
+    the cap."""
+    for name in ("max_connections", "max_connections_per_ip", "max_connections_per_node"):
         value = getattr(section, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"pool.{name}: must be a positive integer, not {value!r}")

@@ -754,7 +754,9 @@ class PoolSection:
     At most ``max_connections`` miner connections are open at once, ``max_connections_per_ip``
     from one IPv4 address or IPv6 /64 (loopback included); more are closed as they arrive
     (SRS-SEC-16). A connection that has not opened a mining channel with a verified login
-    within ``login_timeout_s`` of its handshake is closed (SRS-SEC-16, SRS-POOL-02).
+    within ``login_timeout_s`` of its handshake is closed (SRS-SEC-16, SRS-POOL-02). At most
+    ``max_connections_per_node`` open connections hold channels of one node, from any number of
+    addresses; a login past that is refused (SRS-SEC-16, SRS-POOL-02).
     """
 
     enabled: bool = False
@@ -771,6 +773,7 @@ class PoolSection:
     treasury_floor_sat: int = 0
     max_connections: int = 4_096
     max_connections_per_ip: int = 64
+    max_connections_per_node: int = 16
     login_timeout_s: float = 60.0
 
 

@@ -5,9 +5,11 @@ The first message must be ``SetupConnection`` for the mining protocol at version
 ``SetupConnection.Error`` ``unsupported-protocol`` / ``protocol-version-mismatch`` and the
 connection closes). ``OpenStandardMiningChannel`` carries the OWM login in ``user_identity``
 (:mod:`owm_core.identity.pool_login`): the node must be registered and its key must have signed
-this very Noise session, else ``OpenMiningChannel.Error`` ``unknown-user``. The first channel
-opened makes the connection :attr:`~MinerConnection.authenticated`; a connection that opens
-none within the listener's login deadline is closed (SRS-SEC-16). An open channel
+this very Noise session, else ``OpenMiningChannel.Error`` ``unknown-user``; a login that would
+take its node past the pool's cap on logged-in connections per node is answered
+``too-many-connections-for-node`` (:mod:`owm_adapters.pool.node_connections`, SRS-SEC-16). The
+first channel opened makes the connection :attr:`~MinerConnection.authenticated`; a connection
+that opens none within the listener's login deadline is closed (SRS-SEC-16). An open channel
 gets its target, an extranonce prefix of its own, a job (``NewMiningJob`` without
 ``min_ntime``) and the ``SetNewPrevHash`` that activates it; every new epoch repeats the last
 two. ``SubmitSharesStandard`` is answered at once, ``SubmitShares.Success`` or ``.Error``.
@@ -31,6 +33,7 @@ from typing import Protocol
 
 from owm_adapters.pool.connection import NoiseSocket
 from owm_adapters.pool.mining import Job, MiningPool, Outcome, SubmittedShare
+from owm_adapters.pool.node_connections import TOO_MANY_FOR_NODE, NodeConnections
 from owm_core.errors import FrameMalformed, SignatureInvalid
 from owm_core.identity import pool_login
 from owm_core.pool import sv2_messages as sv2
@@ -84,10 +87,16 @@ class Channel:
 class MinerConnection:
     """The :class:`~owm_adapters.pool.server.FrameHandler` of one miner connection."""
 
-    def __init__(self, connection: NoiseSocket, pool: MiningPool, nodes: NodeKeys) -> None:
+    def __init__(
+        self, connection: NoiseSocket, pool: MiningPool, nodes: NodeKeys,
+        node_connections: NodeConnections | None = None,
+    ) -> None:  # fmt: skip
+        """``node_connections``: the pool's per-node cap on logged-in connections (SRS-SEC-16),
+        shared by all its connections; ``None`` (tests, the bench): no such cap."""
         self._connection = connection
         self._pool = pool
         self._nodes = nodes
+        self._node_connections = node_connections
         self._set_up = False
         self._authenticated = False
         self._channels: dict[int, Channel] = {}
@@ -139,6 +148,8 @@ class MinerConnection:
 
     def closed(self) -> None:
         self._unsubscribe()
+        if self._node_connections is not None:
+            self._node_connections.release(self)
 
     def _setup(self, message: sv2.Message) -> None:
         if not isinstance(message, sv2.SetupConnection):
@@ -154,7 +165,7 @@ class MinerConnection:
         self._set_up = True
         self.send(sv2.SetupConnectionSuccess(used_version=sv2.PROTOCOL_VERSION, flags=0))
 
-    def _login(self, message: _Open) -> str | None:
+    def _login(self, message: _Open) -> pool_login.MinerLogin | None:
         try:
             login = pool_login.parse_login(message.user_identity)
             key = self._nodes.public_key_of(login.node_id)
@@ -164,8 +175,19 @@ class MinerConnection:
         except SignatureInvalid as refusal:
             log.info("mining channel refused: %s", refusal.message)
             return None
-        log.info("mining channel for %s, worker %r", login.node_id, login.worker)
-        return login.miner_id
+        return login
+
+    def _counts_for(self, node_id: str) -> bool:
+        """Whether this connection may hold a channel of ``node_id`` under the pool's per-node
+        cap on logged-in connections (SRS-SEC-16); from the first such channel on, it counts
+        for the node until it closes."""
+        if self._node_connections is None:
+            return True
+        try:
+            peer = str(self._connection.sock.getpeername()[0])
+        except OSError:
+            peer = ""
+        return self._node_connections.admit(self, node_id, peer)
 
     def _open(self, message: _Open) -> None:
         extended = isinstance(message, sv2.OpenExtendedMiningChannel)
@@ -175,22 +197,28 @@ class MinerConnection:
         if size > MAX_EXTRANONCE_SIZE:
             self.send(sv2.OpenMiningChannelError(message.request_id, "extranonce-size-too-large"))
             return
-        miner_id = self._login(message)
-        if miner_id is None:
+        login = self._login(message)
+        if login is None:
             self.send(sv2.OpenMiningChannelError(message.request_id, "unknown-user"))
             return
         with self._lock:
             if len(self._channels) >= MAX_CHANNELS_PER_CONNECTION:
                 self.send(sv2.OpenMiningChannelError(message.request_id, "too-many-channels"))
                 return
-            channel = Channel(next(_channel_ids), miner_id, size)
+            channel = Channel(next(_channel_ids), login.miner_id, size)
             self._channels[channel.channel_id] = channel
         target = self._pool.channel_target()
+        refusal = None
         if target > sv2.target_value(message.max_target):
+            refusal = "max-target-out-of-range"
+        elif not self._counts_for(login.node_id):
+            refusal = TOO_MANY_FOR_NODE
+        if refusal is not None:
             with self._lock:
                 del self._channels[channel.channel_id]
-            self.send(sv2.OpenMiningChannelError(message.request_id, "max-target-out-of-range"))
+            self.send(sv2.OpenMiningChannelError(message.request_id, refusal))
             return
+        log.info("mining channel for %s, worker %r", login.node_id, login.worker)
         self._authenticated = True
         self.send(
             sv2.OpenExtendedMiningChannelSuccess(

@@ -30,6 +30,7 @@ from owm_adapters.chain.local_chain import LocalChain
 from owm_adapters.clock import SystemClock
 from owm_adapters.pool.miner import StratumMiner
 from owm_adapters.storage.memory import memory_repositories
+from owm_core.errors import FrameMalformed
 from owm_core.identity.keys import Identity
 from owm_core.pool.noise import PoolUrl
 from tests.adapters.pool.support import closed_by_peer
@@ -224,6 +225,7 @@ def test_the_treasury_floor_is_off_by_default_on_with_a_reserve_and_a_bad_value_
     [
         ("max_connections = 0", "pool.max_connections: must be a positive integer, not 0"),
         ("max_connections_per_ip = -3", "pool.max_connections_per_ip: must be a positive integer"),
+        ("max_connections_per_node = 0", "pool.max_connections_per_node: must be a positive"),
         ('max_connections = "many"', "pool.max_connections: invalid value for type, expected int"),
         ("login_timeout_s = 0.0", "pool.login_timeout_s: must be a positive number of seconds"),
         ("login_timeout_s = -1.5", "pool.login_timeout_s: must be a positive number of seconds"),
@@ -264,6 +266,26 @@ def test_the_connection_caps_reach_the_listener(tmp_path: Path) -> None:
         second = socket.create_connection(worker.address, timeout=5)
         assert closed_by_peer(second)
         first.close()
+
+
+def test_the_per_node_cap_reaches_the_pools_logins(tmp_path: Path) -> None:
+    store = memory_repositories()
+    store.nodes.add(make_node(node_id=MINER.node_id, public_key=MINER.public_key_hex))
+    worker = pool_from(settings_in(tmp_path, max_connections_per_node=1), store, SystemClock(),
+                       tmp_path, chain=LocalChain(tmp_path / "chain.db"))  # fmt: skip
+    assert worker is not None
+    worker.start()
+    try:
+        url = PoolUrl.parse(worker.url)
+        miners = [StratumMiner.dial(url.host, url.port, url.authority_xonly, int(time.time()))
+                  for _ in range(2)]  # fmt: skip
+        for miner in miners:
+            miner.setup(url.host, url.port)
+        miners[0].open_channel(MINER, "rig")
+        with pytest.raises(FrameMalformed, match="too-many-connections-for-node"):
+            miners[1].open_channel(MINER, "rig")
+    finally:
+        worker.stop()
 
 
 def test_the_login_deadline_reaches_the_listener(tmp_path: Path) -> None:
