@@ -173,7 +173,8 @@ class MinerConnection:
                 raise SignatureInvalid("node is not registered")
             pool_login.verify_login(login, key, self._connection.handshake_hash)
         except SignatureInvalid as refusal:
-            log.info("mining channel refused: %s", refusal.message)
+            self._pool.login_lines.info(log, "refused", "mining channel refused: %s",
+                                        refusal.message)  # fmt: skip
             return None
         return login
 
@@ -218,7 +219,8 @@ class MinerConnection:
                 del self._channels[channel.channel_id]
             self.send(sv2.OpenMiningChannelError(message.request_id, refusal))
             return
-        log.info("mining channel for %s, worker %r", login.node_id, login.worker)
+        self._pool.login_lines.info(log, login.node_id, "mining channel for %s, worker %r",
+                                    login.node_id, login.worker)  # fmt: skip
         self._authenticated = True
         self.send(
             sv2.OpenExtendedMiningChannelSuccess(

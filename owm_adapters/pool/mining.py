@@ -30,6 +30,7 @@ from contextlib import AbstractContextManager
 
 import attrs
 
+from owm_adapters.pool.log_limits import LogThrottle
 from owm_adapters.pool.recording import ShareRecorder
 from owm_adapters.pool.rejections import RejectionCounts
 from owm_core.errors import (
@@ -177,6 +178,8 @@ class MiningPool:
         self.rejected = self._rejected.by_code
         self.blocks: list[str] = []
         self.earned_msat: collections.Counter[str] = collections.Counter()
+        #: The connections' login lines, one kind per refusal or per node (SRS-SEC-15).
+        self.login_lines = LogThrottle()
         self._recorder = ShareRecorder(shares, now, credits, atomic, fpps_subsidy_sat)
         self._subsidy = fpps_subsidy_sat
         self._work_cache: tuple[BlockTemplate, int, bytes, bitcoin.WorkTemplate] | None = None

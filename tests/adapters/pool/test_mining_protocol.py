@@ -228,6 +228,29 @@ def test_a_node_id_claimed_with_another_key_is_refused(regtest: Pool) -> None:
     assert miner.receive() == sv2.OpenMiningChannelError(3, "unknown-user")
 
 
+def test_a_flood_of_refused_logins_and_of_channel_opens_is_answered_each_time_but_logged_once(
+    regtest: Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="owm_adapters.pool")
+    miner = StratumMiner.dial(*regtest.address, AUTHORITY, int(time.time()))
+    miner.setup("127.0.0.1", regtest.address[1])
+    stranger = user_identity(STRANGER, "x", miner.connection.handshake_hash)
+    for request in range(40):
+        miner.send(sv2.OpenStandardMiningChannel(request, stranger, 1.0, b"\xff" * 32))
+        assert miner.receive() == sv2.OpenMiningChannelError(request, "unknown-user")
+    login = user_identity(MINER, "rig1", miner.connection.handshake_hash)
+    for request in range(40):
+        miner.send(sv2.OpenStandardMiningChannel(request, login, 1.0, b"\xff" * 32))
+        opened = miner.receive()
+        while not isinstance(opened, sv2.OpenStandardMiningChannelSuccess):
+            opened = miner.receive()
+        miner.send(sv2.CloseChannel(opened.channel_id, "again"))
+    lines = [r.getMessage() for r in caplog.records if "mining channel" in r.getMessage()]
+    refused = [line for line in lines if line.startswith("mining channel refused")]
+    opens = [line for line in lines if line.startswith(f"mining channel for {MINER.node_id}")]
+    assert len(refused) == 1 and len(opens) == 1, lines
+
+
 @pytest.mark.parametrize(
     ("protocol", "version", "code"),
     [(1, 2, "unsupported-protocol"), (0, 3, "protocol-version-mismatch")],
