@@ -222,6 +222,9 @@ def test_the_statements_behind_a_reversal_are_published_like_the_log(world: Worl
     entry = reversal_entry(COORDINATOR, slashed, authorise(case, 0, slashed.node_id, statements),
                            T0 + 7)  # fmt: skip
     world.repos.slashing_log.append(entry)
+    world.repos.slashing_evidence.count_reversal_statements(
+        [s.signature for s in statements], entry.index
+    )  # as the coordinator does in the reversal's transaction
     assert world.client.get("/v1/slashing/reversals/0").status_code == 402  # as the log
     reply = world.client.get("/v1/slashing/reversals/0", headers=keys)
     assert reply.status_code == 200
