@@ -36,6 +36,8 @@ ACT2_BYTES = 2 * secp256k1.ELLSWIFT_BYTES + MAC_BYTES + CERTIFICATE_BYTES + MAC_
 _MAX_NONCE = 2**64 - 1
 #: The last nonce a session uses (2**64 - 1 is reserved): past it the session must end.
 LAST_NONCE = _MAX_NONCE - 1
+#: Why a session past :data:`LAST_NONCE` fails (its ``NoiseFailure``'s message).
+NONCE_EXHAUSTED = "nonce exhausted: the session must be re-established"
 _CERT_SIGNED = struct.Struct("<HII")
 #: The 12-byte ChaCha20-Poly1305 nonce: 4 zero bytes, then the counter as 8 little-endian bytes.
 NONCE = struct.Struct("<4xQ")
@@ -66,8 +68,8 @@ class CipherState:
             self._aead = ChaCha20Poly1305(self.key)
 
     def _next_nonce(self) -> bytes:
-        if self.nonce >= _MAX_NONCE:
-            raise NoiseFailure("nonce exhausted: the session must be re-established")
+        if self.nonce > LAST_NONCE:
+            raise NoiseFailure(NONCE_EXHAUSTED)
         return NONCE.pack(self.nonce)
 
     def encrypt_with_ad(self, ad: bytes, plaintext: bytes) -> bytes:

@@ -16,7 +16,7 @@ import attrs
 from cryptography.exceptions import InvalidTag
 
 from owm_core.errors import FrameMalformed, NoiseFailure
-from owm_core.pool.noise import LAST_NONCE, MAC_BYTES, NONCE, CipherState
+from owm_core.pool.noise import LAST_NONCE, MAC_BYTES, NONCE, NONCE_EXHAUSTED, CipherState
 
 HEADER_BYTES = 6
 ENCRYPTED_HEADER_BYTES = HEADER_BYTES + MAC_BYTES
@@ -103,7 +103,7 @@ def decrypt_frames(
     try:
         while len(frames) < limit and size - at >= ENCRYPTED_HEADER_BYTES:
             if nonce > last:  # (never in a session's life: 2**64 pieces)
-                raise NoiseFailure("nonce exhausted: the session must be re-established")
+                raise NoiseFailure(NONCE_EXHAUSTED)
             header = decrypt(pack(nonce), data[at : at + ENCRYPTED_HEADER_BYTES], b"")
             length = header[3] | header[4] << 8 | header[5] << 16
             if length > max_payload:
@@ -120,7 +120,7 @@ def decrypt_frames(
                 payload = b""
             elif length <= MAX_PLAINTEXT_BYTES:
                 if nonce > last:
-                    raise NoiseFailure("nonce exhausted: the session must be re-established")
+                    raise NoiseFailure(NONCE_EXHAUSTED)
                 payload = decrypt(pack(nonce), data[start:end], b"")
                 nonce += 1
             else:
