@@ -52,13 +52,6 @@ def encode_header(extension_type: int, msg_type: int, length: int) -> bytes:
     return extension_type.to_bytes(2, "little") + bytes([msg_type]) + length.to_bytes(3, "little")
 
 
-def decode_header(raw: bytes) -> tuple[int, int, int]:
-    """``(extension_type, msg_type, msg_length)`` of 6 header bytes."""
-    if len(raw) != HEADER_BYTES:
-        raise FrameMalformed(f"a frame header is {HEADER_BYTES} bytes, got {len(raw)}")
-    return raw[0] | raw[1] << 8, raw[2], raw[3] | raw[4] << 8 | raw[5] << 16
-
-
 def ciphertext_length(plaintext_length: int) -> int:
     """Bytes on the wire for a payload of ``plaintext_length`` bytes (each piece + its MAC)."""
     whole, rest = divmod(plaintext_length, MAX_PLAINTEXT_BYTES)

@@ -23,7 +23,10 @@ def test_the_header_is_six_little_endian_bytes() -> None:
     assert sv2_frames.encode_header(0x8000, 0x1A, 0x010203) == bytes(
         [0x00, 0x80, 0x1A, 0x03, 0x02, 0x01]
     )
-    assert sv2_frames.decode_header(bytes([0x00, 0x80, 0x1A, 0x03, 0x02, 0x01])) == (
+    sender, receiver = pair()
+    wire = sv2_frames.encrypt_frame(sender, Frame(0x8000, 0x1A, bytes(0x010203)))
+    frames, _ = sv2_frames.decrypt_frames(receiver, wire, 1, max_payload=0x010203)
+    assert (frames[0].extension_type, frames[0].msg_type, len(frames[0].payload)) == (
         0x8000,
         0x1A,
         0x010203,
