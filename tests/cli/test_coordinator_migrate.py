@@ -3,9 +3,11 @@ latest schema but refuses one behind it, naming the command that upgrades it."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from owm_adapters.bootstrap.coordinator import repositories_from
@@ -83,3 +85,30 @@ def test_the_coordinator_creates_a_fresh_empty_database_at_the_latest_schema(
 ) -> None:
     repositories_from(load_coordinator_settings(_config(tmp_path))).close()
     assert current_revision(sqlite_url(tmp_path / "data")) == head_revision()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])  # closed again when the block ends: nobody listens
+
+
+@pytest.mark.parametrize("command", ["migrate", "serve"])
+def test_a_database_that_cannot_be_reached_is_one_line_naming_the_cause_and_never_the_password(
+    tmp_path: Path, command: str
+) -> None:
+    config = tmp_path / "coordinator.toml"
+    url = f"postgresql+psycopg://owm:s3cret-pw@127.0.0.1:{_closed_port()}/owm"
+    config.write_text(
+        f'[coordinator]\ndatabase_url = "{url}"\n'
+        f'signing_key_path = "{tmp_path / "coordinator.key"}"\n',
+        encoding="utf-8",
+    )
+    config.chmod(0o600)
+    result = CliRunner().invoke(cli, [command, "--config", str(config)])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error: cannot connect to the coordinator's database (")
+    assert "Connection refused" in lines[0] and "database_url" in lines[0]
+    assert "s3cret-pw" not in result.output and "Traceback" not in result.output

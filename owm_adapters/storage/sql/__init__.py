@@ -47,12 +47,12 @@ def open_repositories(
     (:func:`ensure_current`); ``migrate=False`` checks nothing.
     """
     engine = create_store_engine(url, **engine_options)
-    if migrate and upgrade_existing:
-        upgrade(url, engine=engine)
-    elif migrate:
-        try:
+    try:
+        if migrate and upgrade_existing:
+            upgrade(url, engine=engine)
+        elif migrate:
             ensure_current(url, engine=engine)
-        except SchemaNotCurrent:
-            engine.dispose()
-            raise
+    except BaseException:
+        engine.dispose()
+        raise
     return sql_repositories(engine)

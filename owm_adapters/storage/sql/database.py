@@ -21,7 +21,6 @@ decides (a worker's next period, a client's retry; the payout outbox looks befor
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,7 +33,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
-from owm_adapters.storage.sql.engine import WRITE
+from owm_adapters.storage.sql.engine import WRITE, driver_reason
 from owm_core.errors import Conflict, InvalidValue, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -135,7 +134,7 @@ class Database:
                     raise self._lost(exc) from None
                 log.warning(
                     "database unavailable (%s); retry %d of %d in %.2f s",
-                    _reason(exc), attempt, len(delays), delay,
+                    driver_reason(exc), attempt, len(delays), delay,
                 )
                 self._sleep(delay)
         raise AssertionError("unreachable")
@@ -145,22 +144,11 @@ class Database:
         gone (or could not be made), else the error itself (a bug, not an outage)."""
         gone = isinstance(exc, OperationalError) and self._retries_connecting()
         if exc.connection_invalidated or gone:
-            log.warning("database connection lost during a call (%s)", _reason(exc))
+            log.warning("database connection lost during a call (%s)", driver_reason(exc))
             return StoreUnavailable(
-                f"the coordinator's database is unavailable ({_reason(exc)}); try again later"
+                f"the coordinator's database is unavailable ({driver_reason(exc)}); try again later"
             )
         return exc
-
-
-def _reason(exc: DBAPIError) -> str:
-    """The driver's error on one line, cut short: names each server tried (host, port) and its
-    failure, never the password (libpq does not echo it; ``password=…`` is masked anyway)."""
-    text = str(exc.orig) if exc.orig is not None else type(exc).__name__
-    line = " | ".join(part.strip() for part in text.splitlines() if part.strip())
-    return _PASSWORD.sub(r"\1***", line or type(exc).__name__)[:400]
-
-
-_PASSWORD = re.compile(r"(password\s*=\s*|://[^:/@\s]*:)[^\s@&]+", re.IGNORECASE)
 
 
 def _constraint(exc: IntegrityError) -> str:

@@ -26,10 +26,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from owm_adapters.files import private_directory, private_file
+from owm_core.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -116,3 +118,28 @@ def create_store_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.drivername == "postgresql+psycopg":
         _log_server_changes(engine)
     return engine
+
+
+def connect(engine: Engine) -> Connection:
+    """``engine.connect()`` for the calls made before the repositories exist (the schema check
+    at start-up, ``owm-coordinator migrate``): a database that cannot be reached is
+    :class:`~owm_core.errors.StoreUnavailable` with the driver's reason on one line, so the
+    operator reads what failed and where instead of a stack trace (the password never shown)."""
+    try:
+        return engine.connect()
+    except OperationalError as exc:
+        raise StoreUnavailable(
+            f"cannot connect to the coordinator's database ({driver_reason(exc)}); check "
+            "[coordinator] database_url"
+        ) from None
+
+
+def driver_reason(exc: DBAPIError) -> str:
+    """The driver's error on one line, cut short: names each server tried (host, port) and its
+    failure, never the password (libpq does not echo it; ``password=…`` is masked anyway)."""
+    text = str(exc.orig) if exc.orig is not None else type(exc).__name__
+    line = " | ".join(part.strip() for part in text.splitlines() if part.strip())
+    return _PASSWORD.sub(r"\1***", line or type(exc).__name__)[:400]
+
+
+_PASSWORD = re.compile(r"(password\s*=\s*|://[^:/@\s]*:)[^\s@&]+", re.IGNORECASE)

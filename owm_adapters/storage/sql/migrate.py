@@ -30,7 +30,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 
-from owm_adapters.storage.sql.engine import WRITE, create_store_engine
+from owm_adapters.storage.sql.engine import WRITE, connect, create_store_engine
 
 MIGRATION_LOCK_KEY = int.from_bytes(b"owm/migr", "big")
 """The PostgreSQL advisory lock id held while the schema changes (the bytes ``owm/migr``)."""
@@ -88,7 +88,7 @@ def _migrate(url: str, revision: str, engine: Engine | None, *, upgrading: bool)
     own = engine is None
     engine = engine or create_store_engine(url)
     try:
-        with engine.connect() as connection:
+        with connect(engine) as connection:
             connection.execution_options(**{WRITE: True})
             with migration_lock(connection):
                 _alembic(connection, url, revision, upgrading=upgrading)
@@ -117,7 +117,7 @@ def head_revision() -> str:
 
 def database_revision(engine: Engine) -> str | None:
     """The revision the database behind ``engine`` is at (None: never migrated)."""
-    with engine.connect() as connection:
+    with connect(engine) as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -148,7 +148,7 @@ def ensure_current(url: str, *, engine: Engine | None = None) -> None:
     engine = engine or create_store_engine(url)
     head = head_revision()
     try:
-        with engine.connect() as connection:
+        with connect(engine) as connection:
             connection.execution_options(**{WRITE: True})
             with migration_lock(connection):
                 revision = MigrationContext.configure(connection).get_current_revision()
