@@ -302,12 +302,7 @@ treasury_spends = Table(
 proposal_comments = Table(
     "proposal_comments",
     metadata,
-    Column(
-        "proposal_id",
-        String(128),
-        ForeignKey("proposals.proposal_id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _owned_by("proposals", "proposal_id", String(128)),
     Column("position", Integer, primary_key=True, autoincrement=False),
     Column("author", String(256), nullable=False),
     Column("text", Text, nullable=False),
@@ -317,12 +312,7 @@ proposal_comments = Table(
 proposal_acknowledgements = Table(
     "proposal_acknowledgements",
     metadata,
-    Column(
-        "proposal_id",
-        String(128),
-        ForeignKey("proposals.proposal_id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _owned_by("proposals", "proposal_id", String(128)),
     Column("holder_key", String(66), primary_key=True),
 )
 
