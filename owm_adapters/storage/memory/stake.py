@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
+from typing import Any
 
 from owm_adapters.storage.memory.state import StateRepository
 from owm_core.errors import Conflict
@@ -115,6 +116,21 @@ class MemorySlashingLogRepository(StateRepository):
 class MemorySlashingEvidenceRepository(StateRepository):
     """Open slashing signals, acknowledgements and decisions in dicts (closed ones are kept)."""
 
+    def _add_statement(
+        self, table: str, about: str | int, envelope: Envelope, received_at: int
+    ) -> bool:
+        """Store a signed statement (an acknowledgement, a reversal statement) in the state's
+        ``table`` under its signature as ``(seq, about, envelope, received_at, None)``, where
+        ``about`` says what it is about and None is "not closed / not counted yet"; False if
+        its signature is already known."""
+        with self._lock:
+            stored: dict[str, Any] = getattr(self._state, table)
+            if envelope.signature in stored:
+                return False
+            row = (self._state.next_seq(), about, envelope, received_at, None)
+            stored[envelope.signature] = row
+            return True
+
     def add_signal(self, signal: SlashingSignal) -> bool:
         """Store an open signal; False if the same evidence from the same reporter is known."""
         key = (signal.node_id, signal.reporter, signal.reason.value, signal.evidence_hash)
@@ -126,12 +142,7 @@ class MemorySlashingEvidenceRepository(StateRepository):
 
     def add_acknowledgement(self, node_id: str, envelope: Envelope, received_at: int) -> bool:
         """Store an open acknowledgement envelope; False if its signature is already known."""
-        with self._lock:
-            if envelope.signature in self._state.slashing_acks:
-                return False
-            row = (self._state.next_seq(), node_id, envelope, received_at, None)
-            self._state.slashing_acks[envelope.signature] = row
-            return True
+        return self._add_statement("slashing_acks", node_id, envelope, received_at)
 
     def open_signals(self, node_id: str) -> Sequence[SlashingSignal]:
         """The open signals about ``node_id``, oldest first."""
@@ -216,12 +227,7 @@ class MemorySlashingEvidenceRepository(StateRepository):
 
     def add_reversal_statement(self, log_index: int, envelope: Envelope, received_at: int) -> bool:
         """Store a reversal statement; False if its signature is already known."""
-        with self._lock:
-            if envelope.signature in self._state.reversal_statements:
-                return False
-            row = (self._state.next_seq(), log_index, envelope, received_at, None)
-            self._state.reversal_statements[envelope.signature] = row
-            return True
+        return self._add_statement("reversal_statements", log_index, envelope, received_at)
 
     def reversal_statements(self, log_index: int) -> Sequence[Envelope]:
         """The reversal statements about ``log_index``, oldest first."""

@@ -99,6 +99,21 @@ class SqlSlashingEvidenceRepository(EnvelopeRepository):
             )
             return conn.execute(statement).first() is not None
 
+    def _add_statement(
+        self, table: Table, about: dict[str, Any], envelope: Envelope, received_at: int
+    ) -> bool:
+        """Store a signed statement (an acknowledgement, a reversal statement) in ``table``:
+        the columns ``about`` say what it is about, then its signer and canonical bytes; False
+        if its signature is already known."""
+        row = {
+            "signature": envelope.signature,
+            **about,
+            "signer": envelope.signer,
+            "envelope": to_bytes(envelope),
+            "received_at": int64("received_at", received_at),
+        }
+        return self._insert_new(table, row, ["signature"])
+
     def add_signal(self, signal: SlashingSignal) -> bool:
         """Store an open signal; False if the same evidence from the same reporter is known."""
         row = {
@@ -113,14 +128,7 @@ class SqlSlashingEvidenceRepository(EnvelopeRepository):
 
     def add_acknowledgement(self, node_id: str, envelope: Envelope, received_at: int) -> bool:
         """Store an open acknowledgement envelope; False if its signature is already known."""
-        row = {
-            "signature": envelope.signature,
-            "node_id": node_id,
-            "signer": envelope.signer,
-            "envelope": to_bytes(envelope),
-            "received_at": int64("received_at", received_at),
-        }
-        return self._insert_new(t.slashing_acks, row, ["signature"])
+        return self._add_statement(t.slashing_acks, {"node_id": node_id}, envelope, received_at)
 
     def open_signals(self, node_id: str) -> Sequence[SlashingSignal]:
         """The open signals about ``node_id``, oldest first."""
@@ -232,14 +240,8 @@ class SqlSlashingEvidenceRepository(EnvelopeRepository):
 
     def add_reversal_statement(self, log_index: int, envelope: Envelope, received_at: int) -> bool:
         """Store a reversal statement; False if its signature is already known."""
-        row = {
-            "signature": envelope.signature,
-            "log_index": int64("log_index", log_index),
-            "signer": envelope.signer,
-            "envelope": to_bytes(envelope),
-            "received_at": int64("received_at", received_at),
-        }
-        return self._insert_new(t.slashing_reversal_statements, row, ["signature"])
+        about = {"log_index": int64("log_index", log_index)}
+        return self._add_statement(t.slashing_reversal_statements, about, envelope, received_at)
 
     def reversal_statements(self, log_index: int) -> Sequence[Envelope]:
         """The reversal statements about ``log_index``, oldest first."""
