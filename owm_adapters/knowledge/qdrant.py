@@ -43,8 +43,15 @@ def _sub_model_filter(sub_models: Sequence[str] | None) -> qm.Filter | None:
     )
 
 
+def _dimension_mismatch(name: str, held: int, wanted: int) -> ValueError:
+    """The error of ensuring collection ``name`` for ``wanted``-long vectors when it holds
+    ``held``-long ones (both stores)."""
+    return ValueError(f"collection {name} holds {held}-dimensional vectors, not {wanted}")
+
+
 class QdrantVectorStore:
-    """Qdrant through qdrant-client: local mode at ``path`` / ``":memory:"``, or a server."""
+    """The :class:`~owm_core.ports.vector_store.VectorStore` port on Qdrant through
+    qdrant-client: local mode at ``path`` / ``":memory:"``, or a server."""
 
     def __init__(
         self,
@@ -72,14 +79,13 @@ class QdrantVectorStore:
         self._known: dict[str, int] = {}
 
     def ensure_collection(self, name: str, dimension: int) -> None:
-        """Create collection ``name`` for ``dimension``-long cosine vectors if it is missing."""
+        """The port's ensure_collection; on a server, with keyword payload indexes on
+        ``sub_models`` and ``dataset_id`` (the filters' fields)."""
         with self._lock:
             known = self._known.get(name)
             if known is not None:
                 if known != dimension:
-                    raise ValueError(
-                        f"collection {name} holds {known}-dimensional vectors, not {dimension}"
-                    )
+                    raise _dimension_mismatch(name, known, dimension)
                 return
             if not self._client.collection_exists(name):
                 self._client.create_collection(
@@ -96,9 +102,7 @@ class QdrantVectorStore:
                 params = info.config.params.vectors
                 size = getattr(params, "size", None)
                 if size is not None and size != dimension:
-                    raise ValueError(
-                        f"collection {name} holds {size}-dimensional vectors, not {dimension}"
-                    )
+                    raise _dimension_mismatch(name, size, dimension)
             self._known[name] = dimension
 
     def upsert(self, collection: str, points: Sequence[VectorPoint]) -> None:
@@ -124,7 +128,7 @@ class QdrantVectorStore:
         limit: int,
         sub_models: Sequence[str] | None = None,
     ) -> list[VectorHit]:
-        """The ``limit`` closest points, best first; only those of ``sub_models`` if given."""
+        """The port's search, as one Qdrant query under the sub-model filter."""
         if limit < 1 or (sub_models is not None and not sub_models):
             return []
         with self._lock:
@@ -145,7 +149,7 @@ class QdrantVectorStore:
         return hits
 
     def count(self, collection: str, sub_model: str | None = None) -> int:
-        """How many points the collection holds (of ``sub_model`` if given); 0 if missing."""
+        """The port's count: Qdrant's exact count under the sub-model filter."""
         with self._lock:
             if not self._client.collection_exists(collection):
                 return 0
@@ -153,7 +157,7 @@ class QdrantVectorStore:
             return int(self._client.count(collection, count_filter=query, exact=True).count)
 
     def delete_dataset(self, collection: str, dataset_id: str) -> None:
-        """Remove every point whose payload's ``dataset_id`` is ``dataset_id``."""
+        """The port's delete_dataset: one delete by a payload filter, waited for."""
         selector = qm.FilterSelector(
             filter=qm.Filter(
                 must=[qm.FieldCondition(key="dataset_id", match=qm.MatchValue(value=dataset_id))]
@@ -170,22 +174,21 @@ class QdrantVectorStore:
 
 
 class MemoryVectorStore:
-    """Exact cosine search over numpy arrays: the vector store's in-process twin."""
+    """Exact cosine search over numpy arrays: the in-process twin of the
+    :class:`~owm_core.ports.vector_store.VectorStore` port."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._collections: dict[str, tuple[int, dict[str, tuple[Any, Mapping[str, Any]]]]] = {}
 
     def ensure_collection(self, name: str, dimension: int) -> None:
-        """Create collection ``name`` for ``dimension``-long cosine vectors if it is missing."""
+        """The port's ensure_collection."""
         with self._lock:
             known = self._collections.get(name)
             if known is None:
                 self._collections[name] = (dimension, {})
             elif known[0] != dimension:
-                raise ValueError(
-                    f"collection {name} holds {known[0]}-dimensional vectors, not {dimension}"
-                )
+                raise _dimension_mismatch(name, known[0], dimension)
 
     def upsert(self, collection: str, points: Sequence[VectorPoint]) -> None:
         """Insert or replace ``points`` (by id)."""
@@ -218,7 +221,7 @@ class MemoryVectorStore:
         limit: int,
         sub_models: Sequence[str] | None = None,
     ) -> list[VectorHit]:
-        """The ``limit`` closest points, best first (ties by id); of ``sub_models`` if given."""
+        """The port's search, exact: dot products of unit vectors, ties by id."""
         if limit < 1:
             return []
         query = np.asarray(vector, dtype=np.float32)
@@ -234,12 +237,12 @@ class MemoryVectorStore:
         return [VectorHit(point_id=pid, score=s, payload=dict(p)) for s, pid, p in scored[:limit]]
 
     def count(self, collection: str, sub_model: str | None = None) -> int:
-        """How many points the collection holds (of ``sub_model`` if given); 0 if missing."""
+        """The port's count."""
         with self._lock:
             return len(self._matching(collection, None if sub_model is None else [sub_model]))
 
     def delete_dataset(self, collection: str, dataset_id: str) -> None:
-        """Remove every point whose payload's ``dataset_id`` is ``dataset_id``."""
+        """The port's delete_dataset."""
         with self._lock:
             if collection not in self._collections:
                 return
