@@ -193,8 +193,8 @@ class GrpcControlPlane:
         onion_address: str | None,
         ln_signer: MessageSigner | None = None,
     ) -> RegisterReply:
-        """Register with an answered challenge, a signed manifest and the Lightning node's
-        proof of control (SRS-STAKE-01)."""
+        """The port's :meth:`~owm_core.ports.control_plane.ControlPlane.register` (SRS-STAKE-01):
+        GetChallenge, then Register with the answer."""
         details = registration_details(manifest_digest, ln_node_uri, onion_address)
         reply = authenticated_call(
             self._challenge, signer, ChallengePurpose.REGISTER, details,

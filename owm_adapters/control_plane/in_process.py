@@ -113,8 +113,8 @@ class InProcessControlPlane:
         onion_address: str | None,
         ln_signer: MessageSigner | None = None,
     ) -> RegisterReply:
-        """Register with an answered challenge, a signed manifest and the Lightning node's
-        proof of control (SRS-STAKE-01)."""
+        """The port's :meth:`~owm_core.ports.control_plane.ControlPlane.register` (SRS-STAKE-01):
+        the service's challenge, then its register, as a clearnet caller from ``client_ip``."""
         details = registration_details(manifest_digest, ln_node_uri, onion_address)
 
         def send(nonce: str, signature: str) -> RegisterReply:
