@@ -6,8 +6,10 @@ creation time or expiry, so both are read from the BOLT11 string itself); ``pay`
 and ``retry_for``; ``listpays`` to look payments up (``pay`` is made idempotent by checking it
 first: a complete or pending payment of the hash is returned, never repeated);
 ``keysend`` to pay a node without an invoice (its plugin draws the preimage, so an attempt
-is keyed by its label ``owm-keysend-<sha256 of the caller's preimage>`` and found again through
-``listpays``); ``listpeerchannels`` for stake checks and to find the channel to close;
+is keyed by its label ``owm-keysend-<sha256 of the caller's preimage>`` and found again by
+``lookup_keysend`` through an unfiltered ``listpays``, asked only for keysend payouts; every
+other lookup is ``listpays`` filtered by the payment hash); ``listpeerchannels`` for stake
+checks and to find the channel to close;
 ``signmessage`` / ``checkmessage`` (with the expected pubkey) for proofs of node control.
 Waiting for an invoice polls ``listinvoices``: ``waitinvoice`` cannot time out.
 
@@ -491,7 +493,7 @@ class ClnLightning:
         require_int("amount_msat", amount_msat, minimum=1)
         require_int("max_fee_msat", max_fee_msat, minimum=0)
         key = payment_hash_of(preimage)
-        earlier = self._keysend_attempt(key)
+        earlier = self.lookup_keysend(key)
         if earlier is not None and earlier.status is not PaymentStatus.FAILED:
             return earlier
         try:
@@ -518,16 +520,17 @@ class ClnLightning:
         )
 
     def lookup_payment(self, payment_hash: str) -> PaymentResult | None:
-        """The latest outgoing payment for this hash, or None if none was ever attempted; a
-        keysend attempt is found by its label when no payment has the hash itself."""
+        """The latest outgoing payment for this hash (``listpays`` filtered by it), or None if
+        none was ever attempted. A keysend attempt is not found here (CLN paid it under a hash
+        of its own): :meth:`lookup_keysend` finds it."""
         pays = self._listed("listpays", "pays", payment_hash)
-        if not pays:
-            return self._keysend_attempt(payment_hash)
-        return _pay_result(pays, payment_hash)
+        return _pay_result(pays, payment_hash) if pays else None
 
-    def _keysend_attempt(self, key: str) -> PaymentResult | None:
-        """The keysend payments labelled with ``key`` (``listpays`` has no label filter: all
-        pays are read), as one result under ``key``; None if there are none."""
+    def lookup_keysend(self, key: str) -> PaymentResult | None:
+        """The keysend payments labelled ``owm-keysend-<key>``, as one result under ``key``;
+        None if there are none. ``listpays`` has no label filter, so this reads every pay of
+        the node: the dispatcher asks it of keysend payouts only."""
+        require_payment_hash(key)
         try:
             pays = self._call("listpays")["pays"]
         except RpcError as error:

@@ -808,6 +808,10 @@ class SimLightning:
         """The latest outgoing payment for this hash, or None if none was ever attempted."""
         return self.ledger.lookup_payment(self.pubkey, payment_hash)
 
+    def lookup_keysend(self, key: str) -> PaymentResult | None:
+        """The keysend attempt keyed ``key``: the ledger pays it under that very hash."""
+        return self.lookup_payment(key)
+
     def channels_with(self, peer_pubkey: str) -> list[Channel]:
         """This node's open channels with ``peer_pubkey`` (stake checks, SRS-STAKE-01/02)."""
         return self.ledger.channels_of(self.pubkey, _check_pubkey(peer_pubkey))

@@ -366,6 +366,10 @@ class LndLightning(_LndConnection):
             stream.cancel()
         return None
 
+    def lookup_keysend(self, key: str) -> PaymentResult | None:
+        """The keysend attempt keyed ``key``: LND sends it under that very payment hash."""
+        return self.lookup_payment(key)
+
     def channels_with(self, peer_pubkey: str) -> list[Channel]:
         """This node's open channels with ``peer_pubkey`` (stake checks, SRS-STAKE-01/02)."""
         require_peer_pubkey(peer_pubkey)

@@ -4,7 +4,9 @@ The rules are :mod:`owm_core.payments.renewals`; this is what the payment dispat
 (:class:`~owm_adapters.services.payouts.PayoutDispatcher`) asks before each step of a payment:
 
 * :meth:`InvoiceRenewals.prepare` looks the payment's hash up when the outbox rules want it
-  (``needs_lookup``) *or* its invoice is about to expire; when :func:`renewal` says so it asks
+  (``needs_lookup``) *or* its invoice is about to expire (a keysend payout's, and each replaced
+  keysend hash, with ``Lightning.lookup_keysend``; every other hash with ``lookup_payment``, by
+  the hash alone); when :func:`renewal` says so it asks
   the payee for a new invoice of the same amount, the way the first was asked (the Lightning
   node ``payee_pubkey`` through the same ``InvoiceSource``, with the same memo), and stores it
   in place of the old one in one write (``PaymentRepository.replace_invoice``), with a log
@@ -139,7 +141,7 @@ class InvoiceRenewals:
         origin = _with_origin(payment)
         looked_up = None
         if needs_lookup(payment) or may_need_renewal(origin, origin.invoice_expires_at, now):
-            looked_up = self.lightning.lookup_payment(payment.payment_hash)
+            looked_up = self._lookup(payment.payment_hash, payment.method is PayoutMethod.KEYSEND)
         how = renewal(origin, origin.invoice_expires_at, looked_up, now,
                       keysend=self.keysend and self.keysend_key is not None,
                       payee=self._payee_kind(origin, now))
@@ -147,11 +149,17 @@ class InvoiceRenewals:
             payment = self._renew(origin, how, now)
             fresh = payment.payment_hash != origin.payment_hash
             return Prepared(payment, renewed=fresh, refused=not fresh)
-        earlier = (
-            {} if payment.settled
-            else {h: self.lightning.lookup_payment(h) for h in payment.replaced_hashes}
-        )
+        earlier = {} if payment.settled else {
+            h: self._lookup(h, h in payment.replaced_keysend) for h in payment.replaced_hashes
+        }
         return Prepared(payment, looked_up, earlier)
+
+    def _lookup(self, payment_hash: str, keysend: bool) -> PaymentResult | None:
+        """The backend's answer for one of a payout's hashes: a keysend hash as a keysend
+        attempt (on CLN a read of every pay, so only for those), any other by hash alone."""
+        if keysend:
+            return self.lightning.lookup_keysend(payment_hash)
+        return self.lightning.lookup_payment(payment_hash)
 
     def _payee_kind(self, payment: RewardPayment, now: int) -> PayeeKind:
         """Whose node a contributor's own expired invoice pays: a registered node's (then never

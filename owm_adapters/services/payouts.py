@@ -9,7 +9,8 @@ Owns the I/O side of SRS-LN-04/05/08 (the rules are :mod:`owm_core.payments.outb
   ``succeeded``/``failed`` (stored), with a line in the payment log for every attempt, success
   and failure (task id, node id, amount, timestamp: SRS-LN-05). It sweeps the outbox every
   ``sweep_s`` seconds: pending payments, failed ones whose backoff has passed, and in-flight
-  ones, which are looked up (``lookup_payment``) before anything is sent again. An invoice
+  ones, which are looked up (``lookup_payment``; a keysend payout's ``lookup_keysend``) before
+  anything is sent again. An invoice
   that expired unpaid is renewed first (:mod:`~owm_adapters.services.payout_renewals`). On
   start it also reconciles: every settled task without a reward record (a crash between
   settlement and enqueue) is enqueued, so a SIGKILL at any point loses nothing and pays

@@ -16,9 +16,10 @@ Pure rules behind the payment dispatcher (``owm_adapters.services.payouts``), SR
 * **What to do.** :func:`decide` is the one place that decides whether money may be sent. The
   record is moved to ``in_flight`` (and stored) *before* ``pay`` is called, so after a crash
   every payment that might have been sent has ``attempts > 0`` and is first looked up
-  (``Lightning.lookup_payment``): a succeeded hash is recorded as paid and never sent again, an
-  in-flight one is waited for, and only a hash the backend reports failed or never saw is
-  (re)sent. ``pay`` is idempotent by payment hash as well; the rules do not rely on it.
+  (``Lightning.lookup_payment``, a keysend payout's ``lookup_keysend``): a succeeded hash is
+  recorded as paid and never sent again, an in-flight one is waited for, and only a hash the
+  backend reports failed or never saw is (re)sent. ``pay`` is idempotent by payment hash as
+  well; the rules do not rely on it.
 * **An invoice that expired unpaid** is renewed (:mod:`owm_core.payments.renewals`); the
   hashes of the replaced invoices are looked up too before anything is sent (``decide``'s
   ``earlier``), so the new invoice is never paid when an old one was.

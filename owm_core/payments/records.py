@@ -16,7 +16,9 @@ This module owns the durable side of paying a node for a task (SRS-LN-04, SRS-LN
   ``attempts`` counts the attempts started; ``last_error`` keeps the reason of the last failure.
 * An invoice that expired unpaid is *renewed* (:mod:`owm_core.payments.renewals`): the record
   takes the new invoice's hash and keeps the old ones in ``replaced_hashes``, which are looked
-  up before anything is sent under the new hash, so a payment is never made twice.
+  up before anything is sent under the new hash, so a payment is never made twice. Those of
+  them that were keysend hashes are named in ``replaced_keysend`` as well: they are looked up as
+  keysend attempts (``Lightning.lookup_keysend``), the others by hash only.
 * A payout to a bare Lightning node that hands in no invoice is sent by *keysend*
   (:class:`PayoutMethod`, :mod:`owm_core.payments.keysend`): the record holds no invoice, the
   payee's node key, and the hash of a preimage derived from its ``payment_id``, so the same
@@ -94,7 +96,9 @@ class RewardPayment:
     with ``memo`` (None: the payee handed in an invoice of its own, which cannot be asked for
     again); ``invoice_expires_at`` is when it stops being payable (None: a record stored before
     these were kept, whose invoice the dispatcher reads). ``replaced_hashes`` are the hashes of
-    its earlier, expired invoices, oldest first: kept, and looked up, until it is paid.
+    its earlier, expired invoices, oldest first: kept, and looked up, until it is paid;
+    ``replaced_keysend`` are those of them that were keysend hashes (the record was a keysend
+    payout under that hash), looked up as keysend attempts.
     """
 
     payment_id: str = attrs.field(validator=_ID)
@@ -121,11 +125,12 @@ class RewardPayment:
     method: PayoutMethod = attrs.field(
         default=PayoutMethod.INVOICE, validator=fields.instance_of(PayoutMethod)
     )
+    replaced_keysend: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
     def __attrs_post_init__(self) -> None:
         """Times move forward; a payment that was tried has counted its attempts; an invoice
-        replaced is never the current one, nor replaced twice; a keysend payout names its
-        payee's node and holds no invoice."""
+        replaced is never the current one, nor replaced twice; the replaced keysend hashes are
+        replaced hashes; a keysend payout names its payee's node and holds no invoice."""
         if self.updated_at < self.created_at:
             raise InvalidValue("updated_at", "cannot precede created_at")
         if self.state is not PaymentState.PENDING and self.attempts == 0:
@@ -136,6 +141,10 @@ class RewardPayment:
             _HASH(self, attrs.fields(RewardPayment).replaced_hashes, old)
         if len({*self.replaced_hashes, self.payment_hash}) != len(self.replaced_hashes) + 1:
             raise InvalidValue("replaced_hashes", "repeat a hash or hold the current one")
+        if len(set(self.replaced_keysend)) != len(self.replaced_keysend) or not set(
+            self.replaced_keysend
+        ) <= set(self.replaced_hashes):
+            raise InvalidValue("replaced_keysend", "must name replaced hashes, each once")
         if self.method is PayoutMethod.KEYSEND and (
             self.payee_pubkey is None or self.bolt11 is not None
         ):
@@ -244,7 +253,17 @@ def check_replacement(stored: RewardPayment, renewed: RewardPayment) -> RewardPa
         raise Conflict(f"payment {stored.payment_id} is {state}; its invoice is not renewed")
     if renewed.replaced_hashes != (*stored.replaced_hashes, stored.payment_hash):
         raise Conflict(f"payment {stored.payment_id}: the renewal does not replace its invoice")
+    if renewed.replaced_keysend != replaced_keysend_after(stored):
+        raise Conflict(f"payment {stored.payment_id}: the renewal drops or invents a keysend hash")
     return renewed
+
+
+def replaced_keysend_after(payment: RewardPayment) -> tuple[str, ...]:
+    """``replaced_keysend`` of the record that replaces ``payment``'s hash: its own, and its
+    current hash when that is a keysend hash (it keeps being looked up as a keysend attempt)."""
+    if payment.method is PayoutMethod.KEYSEND:
+        return (*payment.replaced_keysend, payment.payment_hash)
+    return payment.replaced_keysend
 
 
 FORFEIT_ERROR = "forfeited: node slashed (SRS-SEC-11)"

@@ -56,6 +56,7 @@ from owm_core.payments.records import (
     RewardPayment,
     fail,
     is_forfeited,
+    replaced_keysend_after,
     start_attempt,
 )
 
@@ -103,8 +104,9 @@ def renewal(
 ) -> PayoutMethod | None:
     """How to renew ``payment`` now, or None: not now (module docstring).
 
-    ``looked_up`` is the Lightning backend's answer to ``lookup_payment(payment.payment_hash)``
-    (None: it never saw that hash). A renewal is due only when the payment is owed and due,
+    ``looked_up`` is the Lightning backend's answer for ``payment.payment_hash``
+    (``lookup_payment``, or ``lookup_keysend`` for a keysend payout; None: it never saw it).
+    A renewal is due only when the payment is owed and due,
     its current hash is definitively neither paid nor in flight, and either its invoice cannot
     be paid any more (or not for long enough) or it is a keysend payout its payee refused
     (:func:`~owm_core.payments.keysend.is_keysend_refused`). Then: INVOICE (ask the payee's
@@ -155,6 +157,7 @@ def renewed(payment: RewardPayment, invoice: Invoice, now: int) -> RewardPayment
         bolt11=invoice.bolt11,
         invoice_expires_at=deadline(invoice, now),
         replaced_hashes=(*payment.replaced_hashes, payment.payment_hash),
+        replaced_keysend=replaced_keysend_after(payment),
         state=PaymentState.PENDING,
         last_error=None,
         updated_at=max(payment.updated_at, now),
@@ -192,6 +195,7 @@ def keysend_renewed(
         invoice_expires_at=None,
         payee_pubkey=payee_pubkey,
         replaced_hashes=(*payment.replaced_hashes, payment.payment_hash),
+        replaced_keysend=replaced_keysend_after(payment),
         state=PaymentState.PENDING,
         last_error=None,
         updated_at=max(payment.updated_at, now),

@@ -14,10 +14,15 @@ Semantics every adapter keeps (the contract suite in ``tests/adapters`` checks t
   was malformed (``InvalidValue``).
 - ``keysend`` pays a node with no invoice (owm_core.payments.keysend): the caller gives the
   preimage, so the payment hash is ``sha256(preimage)`` and known before anything is sent; it
-  is idempotent by that hash like ``pay``, and ``lookup_payment(hash)`` finds the attempt. A
+  is idempotent by that hash like ``pay``, and ``lookup_keysend(hash)`` finds the attempt. A
   payee that refuses keysend is a FAILED result with the backend's reason. Core Lightning's
   ``keysend`` draws its own preimage, so its adapter keys the attempt by a label naming the
   caller's hash and reports it under that hash.
+- ``lookup_payment`` looks a payment up by its hash only, which every backend answers from an
+  index; ``lookup_keysend`` looks up a keysend attempt by its key (``sha256(preimage)``). On LND
+  and the embedded ledger both are the same lookup; on Core Lightning ``lookup_keysend`` reads
+  every payment of the node (``listpays`` has no label filter), so callers ask it only for
+  payouts they sent (or may have sent) by keysend.
 - ``sign_message`` / ``verify_message`` use the Lightning message-signing scheme LND and CLN
   share (zbase32 recoverable signature over ``sha256d("Lightning Signed Message:" ‖ message)``):
   a node proves it controls the Lightning node it registers with (SRS-STAKE-01, SRS-LN-11).
@@ -76,6 +81,11 @@ class Lightning(Protocol):
 
     def lookup_payment(self, payment_hash: str) -> PaymentResult | None:
         """The latest outgoing payment for this hash, or None if none was ever attempted."""
+        ...
+
+    def lookup_keysend(self, key: str) -> PaymentResult | None:
+        """The latest keysend attempt made with a preimage hashing to ``key`` (reported under
+        ``key``), or None if none was ever made; ask it only of keysend payouts."""
         ...
 
     def channels_with(self, peer_pubkey: str) -> list[Channel]:

@@ -190,6 +190,9 @@ class ForgetfulLightning:
     def lookup_payment(self, payment_hash: str) -> PaymentResult | None:
         return None
 
+    def lookup_keysend(self, key: str) -> PaymentResult | None:
+        return None
+
     def keysend(self, dest_pubkey: str, amount_msat: int, preimage: str, max_fee_msat: int,
                 timeout_s: float) -> PaymentResult:
         self.keysends += 1

@@ -65,6 +65,11 @@ class Looked(FlakyLightning):
             return self.answers[payment_hash]
         return super().lookup_payment(payment_hash)
 
+    def lookup_keysend(self, key: str) -> PaymentResult | None:
+        if key in self.answers:
+            return self.answers[key]
+        return super().lookup_keysend(key)
+
 
 @attrs.define
 class Net:

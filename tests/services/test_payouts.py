@@ -66,6 +66,10 @@ class FlakyLightning:
         self._check()
         return self.inner.lookup_payment(payment_hash)
 
+    def lookup_keysend(self, key: str) -> PaymentResult | None:
+        self._check()
+        return self.inner.lookup_keysend(key)
+
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
 

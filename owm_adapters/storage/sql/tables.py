@@ -217,6 +217,8 @@ payments = Table(
     Column("replaced_hashes", Text, nullable=False, server_default="[]"),
     # By invoice or by keysend to a bare node (migration 0033).
     Column("method", String(16), nullable=False, server_default="invoice"),
+    # Which replaced hashes were keysend hashes, looked up as keysend attempts (migration 0036).
+    Column("replaced_keysend", Text, nullable=False, server_default="[]"),
     Index(None, "state", "created_at", "seq"),
     Index(None, "node_id", "created_at"),
     Index(None, "state", "updated_at"),

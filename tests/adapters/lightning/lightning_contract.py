@@ -46,6 +46,8 @@ class World:
     hub: SimLightning
     far: SimLightning
     stake_channel_point: str
+    #: The fake CLN socket the CLN world talks to (its requests are recorded); None elsewhere.
+    cln: FakeCln | None = None
 
 
 @contextmanager
@@ -64,9 +66,10 @@ def lightning_world(backend: str, directory: Path) -> Iterator[World]:
     ledger.open_channel(treasury_pubkey, hub.node_pubkey(), CAPACITY_SAT, push_sat=PUSH_SAT)
     ledger.open_channel(hub.node_pubkey(), far.node_pubkey(), CAPACITY_SAT, push_sat=PUSH_SAT)
 
-    def world(treasury: Lightning, payment_only: Lightning) -> World:
+    def world(treasury: Lightning, payment_only: Lightning, cln: FakeCln | None = None
+              ) -> World:
         return World(backend, ledger, treasury, payment_only, peer, hub, far,
-                     stake.channel_point)
+                     stake.channel_point, cln)
 
     if backend == "embedded":
         yield world(
@@ -101,6 +104,7 @@ def lightning_world(backend: str, directory: Path) -> Iterator[World]:
             yield world(
                 ClnLightning(socket_path, force_closer=force_closer, poll_interval_s=0.02),
                 ClnLightning(socket_path, poll_interval_s=0.02),
+                fake_cln,
             )
         finally:
             clnrest.stop()

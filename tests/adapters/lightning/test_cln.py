@@ -119,6 +119,33 @@ def test_the_adapter_sends_compact_json_rpc_and_the_reply_echoes_its_id(node: No
     assert answer["id"] == "probe:1" and answer["error"]["code"] == -32601
 
 
+def _listpays(node: Node) -> list[dict[str, Any]]:
+    return [r.get("params") or {} for r in node.cln.requests if r["method"] == "listpays"]
+
+
+def test_looking_a_payment_up_asks_listpays_for_its_hash_only(node: Node) -> None:
+    """A hash CLN does not know is not searched for among every payment of the node (a
+    keysend's label): that read is ``lookup_keysend``'s, asked only of keysend payouts."""
+    adapter = node.adapter()
+    adapter.keysend(node.peer.node_pubkey(), 1_000, "12" * 32, 0, 5)  # a keysend on the node
+    node.cln.requests.clear()
+    unknown = "ab" * 32
+    assert adapter.lookup_payment(unknown) is None
+    invoice = node.peer.create_invoice(2_000, "paid", 3600)
+    paid = adapter.pay(invoice.bolt11, 0, 5)
+    assert adapter.lookup_payment(invoice.payment_hash) == paid
+    assert _listpays(node) == [{"payment_hash": unknown}] + [
+        {"payment_hash": invoice.payment_hash}] * 2
+
+
+def test_looking_a_keysend_up_reads_the_pays_by_label(node: Node) -> None:
+    adapter = node.adapter()
+    sent = adapter.keysend(node.peer.node_pubkey(), 1_000, "13" * 32, 0, 5)
+    node.cln.requests.clear()
+    assert adapter.lookup_keysend(sent.payment_hash) == sent
+    assert _listpays(node) == [{}]
+
+
 def test_a_missing_socket_is_lightning_unavailable(tmp_path: Path) -> None:
     adapter = ClnLightning(tmp_path / "nothing-here")
     with pytest.raises(LightningUnavailable, match="CLN getinfo failed"):

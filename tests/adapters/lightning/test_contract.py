@@ -251,7 +251,7 @@ def _bare_node(world: World, capacity_sat: int = CAPACITY_SAT) -> str:
     return pubkey
 
 
-def test_keysend_pays_a_bare_node_without_an_invoice_and_is_found_by_its_hash(
+def test_keysend_pays_a_bare_node_without_an_invoice_and_is_found_by_its_key(
     world: World,
 ) -> None:
     bare = _bare_node(world)
@@ -262,7 +262,7 @@ def test_keysend_pays_a_bare_node_without_an_invoice_and_is_found_by_its_hash(
     assert result.payment_hash == key
     assert result.amount_msat == 7_000_000 and result.fee_msat == 0
     assert _local_balance_sat(world, bare) == CAPACITY_SAT - 7_000
-    assert world.treasury.lookup_payment(key) == result
+    assert world.treasury.lookup_keysend(key) == result
     if world.backend != "cln":  # CLN's keysend plugin draws its own preimage
         assert result.preimage == preimage
 
@@ -298,9 +298,45 @@ def test_a_node_that_refuses_keysend_fails_it_with_the_backends_reason(world: Wo
         "FAILURE_REASON_INCORRECT_PAYMENT_DETAILS",  # LND
         "WIRE_INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS",  # CLN
     )), reason
-    looked_up = world.treasury.lookup_payment(key)
+    looked_up = world.treasury.lookup_keysend(key)
     assert looked_up is not None and looked_up.status is PaymentStatus.FAILED
+    assert looked_up.payment_hash == key
     assert _local_balance_sat(world, bare) == CAPACITY_SAT
+
+
+def test_a_keysend_never_attempted_is_not_found(world: World) -> None:
+    _bare_node(world)
+    world.treasury.keysend(world.peer.node_pubkey(), 1_000, "66" * 32, 0, 5)
+    never = hashlib.sha256(bytes.fromhex("77" * 32)).hexdigest()
+    assert world.treasury.lookup_keysend(never) is None
+
+
+def test_keysend_lookups_find_each_attempt_under_its_own_key_among_others(world: World) -> None:
+    """A treasury with many payments, by invoice and by keysend: each keysend is found under
+    its key, with its own outcome, and a payment by invoice is found by its hash."""
+    bare = _bare_node(world)
+    invoice = world.peer.create_invoice(3_000, "by invoice", 3600)
+    paid = world.treasury.pay(invoice.bolt11, max_fee_msat=0, timeout_s=5)
+    keys = {}
+    for digit in "89":
+        preimage = digit * 64
+        keys[digit] = hashlib.sha256(bytes.fromhex(preimage)).hexdigest()
+        world.treasury.keysend(bare, 4_000, preimage, max_fee_msat=0, timeout_s=5)
+    world.ledger.refuse_keysend(bare)
+    refused_key = hashlib.sha256(bytes.fromhex("aa" * 32)).hexdigest()
+    world.treasury.keysend(bare, 4_000, "aa" * 32, max_fee_msat=0, timeout_s=5)
+    for key in keys.values():
+        found = world.treasury.lookup_keysend(key)
+        assert found is not None and found.status is PaymentStatus.SUCCEEDED
+        assert found.payment_hash == key and found.amount_msat == 4_000
+    refused = world.treasury.lookup_keysend(refused_key)
+    assert refused is not None and refused.status is PaymentStatus.FAILED
+    assert world.treasury.lookup_payment(invoice.payment_hash) == paid
+
+
+def test_a_keysend_key_rejects_what_is_not_a_payment_hash(world: World) -> None:
+    with pytest.raises(InvalidValue):
+        world.treasury.lookup_keysend("not a hash")
 
 
 def test_keysend_with_no_route_fails_and_may_be_retried(world: World) -> None:

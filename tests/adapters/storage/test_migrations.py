@@ -8,8 +8,10 @@ find no difference between the migrated database and the tables' ``MetaData``, t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -133,3 +135,49 @@ def test_the_embedded_store_is_a_wal_sqlite_file_under_the_data_directory(
         assert _tables(repos.database.engine) == TABLES | {"alembic_version"}
     finally:
         repos.close()
+
+
+# -- data migrations of the payout outbox ------------------------------------------------------
+
+REFUSED_HASH, INVOICE_HASH, OLD_INVOICE_HASH, CURRENT_HASH = "e" * 64, "f" * 64, "d" * 64, "c" * 64
+
+
+def _payment_row(conn: Any, seq: int, payment_hash: str, **columns: object) -> None:
+    row: dict[str, object] = {
+        "seq": seq, "payment_hash": payment_hash, "payment_id": f"p-{seq}", "task_id": "t",
+        "node_id": "n", "amount_msat": 1_000, "bolt11": None, "state": "failed", "attempts": 1,
+        "last_error": None, "created_at": 1, "updated_at": 2, "payee_pubkey": "02" + "cd" * 32,
+        "memo": "m", "invoice_expires_at": None, "replaced_hashes": "[]", "method": "invoice",
+    } | columns
+    names = ", ".join(row)
+    conn.execute(text(f"INSERT INTO payments ({names}) VALUES "
+                      f"({', '.join(':' + n for n in row)})"), row)
+
+
+def _attempt_row(conn: Any, payment_hash: str, error: str | None) -> None:
+    conn.execute(text(
+        "INSERT INTO payment_attempts (payment_hash, task_id, node_id, amount_msat, at, outcome,"
+        " error) VALUES (:h, 't', 'n', 1000, 1, :outcome, :error)"),
+        {"h": payment_hash, "outcome": "failed" if error else "started", "error": error})
+
+
+def test_migration_0036_names_the_replaced_hashes_that_were_refused_keysends(
+    empty_url: str, engine: Engine
+) -> None:
+    """Before 0036 a keysend hash was replaced only when its payee refused keysend, and each
+    refusal was logged as a failed attempt of that hash: those replaced hashes become the
+    record's ``replaced_keysend``; an expired invoice's replaced hash does not."""
+    upgrade(empty_url, "0035")
+    with engine.begin() as conn:
+        _attempt_row(conn, REFUSED_HASH, None)
+        _attempt_row(conn, REFUSED_HASH, "keysend refused by the payee: incorrect payment "
+                                         "details")
+        _attempt_row(conn, OLD_INVOICE_HASH, "no route")
+        _payment_row(conn, 1, INVOICE_HASH, state="pending", bolt11="lnbcrt1x",
+                     replaced_hashes=json.dumps([OLD_INVOICE_HASH, REFUSED_HASH]))
+        _payment_row(conn, 2, CURRENT_HASH, method="keysend")
+    upgrade(empty_url)
+    with engine.connect() as conn:
+        rows = dict(conn.execute(text("SELECT payment_hash, replaced_keysend FROM payments")).all())
+    assert {h: json.loads(v) for h, v in rows.items()} == {
+        INVOICE_HASH: [REFUSED_HASH], CURRENT_HASH: []}

@@ -645,9 +645,13 @@ def test_a_payout_switched_to_keysend_and_back_to_an_invoice_keeps_every_hash(
     by_invoice = attrs.evolve(refused, payment_hash="f" * 64, bolt11="lnbcrt1new",
                               invoice_expires_at=T0 + 10_000, method=PayoutMethod.INVOICE,
                               state=PaymentState.PENDING, last_error=None, updated_at=T0 + 6,
-                              replaced_hashes=(own.payment_hash, "e" * 64))
+                              replaced_hashes=(own.payment_hash, "e" * 64),
+                              replaced_keysend=("e" * 64,))
+    with pytest.raises(Conflict, match="keysend hash"):  # the keysend hash must stay named
+        repos.payments.replace_invoice("e" * 64, attrs.evolve(by_invoice, replaced_keysend=()))
     assert repos.payments.replace_invoice("e" * 64, by_invoice) == by_invoice
     assert repos.payments.get("f" * 64) == by_invoice
+    assert repos.payments.get("f" * 64).replaced_keysend == ("e" * 64,)  # type: ignore[union-attr]
     assert repos.payments.get("e" * 64) is None
     assert repos.payments.for_task(own.task_id) == [by_invoice]
 

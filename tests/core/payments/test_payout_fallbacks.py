@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from owm_core.errors import InvalidValue
+from owm_core.errors import Conflict, InvalidValue
 from owm_core.payments.keysend import (
     KEYSEND_REFUSED,
     KeysendKey,
@@ -176,6 +176,7 @@ def test_the_keysend_record_keeps_the_amount_and_the_invoice_hash_and_names_the_
     assert switched.method is PayoutMethod.KEYSEND and switched.bolt11 is None
     assert switched.payment_hash == KEY.payment_hash("bn-1")
     assert switched.replaced_hashes == (OWN_HASH,) and switched.payee_pubkey == NODE
+    assert switched.replaced_keysend == ()  # the invoice's hash is looked up by hash
     assert switched.amount_msat == AMOUNT and switched.state is PaymentState.PENDING
     assert switched.attempts == own.attempts
     assert check_replacement(own, switched) == switched
@@ -193,7 +194,20 @@ def test_a_refused_keysend_takes_the_invoice_and_keeps_both_old_hashes() -> None
     fresh = check_replacement(refused, renewed(refused, invoice, T0 + 20))
     assert fresh.method is PayoutMethod.INVOICE and fresh.bolt11 == "lnbcrt1new"
     assert fresh.replaced_hashes == (OWN_HASH, refused.payment_hash)
+    assert fresh.replaced_keysend == (refused.payment_hash,)  # looked up as a keysend
     assert fresh.last_error is None and not is_keysend_refused(fresh)
+    with pytest.raises(Conflict):  # a replacement that forgets it is refused by the store
+        check_replacement(refused, attrs.evolve(renewed(refused, invoice, T0 + 20),
+                                                replaced_keysend=()))
+
+
+@pytest.mark.parametrize("replaced_keysend", [("cd" * 32,), (OWN_HASH, OWN_HASH)])
+def test_a_record_names_only_its_replaced_hashes_as_keysend_hashes_each_once(
+    replaced_keysend: tuple[str, ...],
+) -> None:
+    with pytest.raises(InvalidValue, match="replaced_keysend"):
+        _own(payment_hash="ef" * 32, replaced_hashes=(OWN_HASH,),
+             replaced_keysend=replaced_keysend)
 
 
 def test_an_own_invoice_that_cannot_be_switched_is_failed_as_not_renewed() -> None:
@@ -302,6 +316,8 @@ def test_an_own_invoice_keysend_and_invoice_fallbacks_never_pay_a_payout_twice(
         else:
             stored = _dispatch(stored, net, now, op, outcome)
         assert net.succeeded() <= 1
+        assert set(stored.replaced_keysend) == set(stored.replaced_hashes) & {
+            KEY.payment_hash(stored.payment_id)}, "a keysend hash not looked up as one"
     net.down = False
     for _ in range(12):
         net.resolve(True)
