@@ -25,11 +25,13 @@ travels to the payee in the onion's custom record :data:`KEYSEND_RECORD` (548237
 * **A payee that refuses keysend.** A keysend attempt that fails because the payee's node does
   not take keysend payments (:func:`refuses_keysend`: LND's
   ``FAILURE_REASON_INCORRECT_PAYMENT_DETAILS``, CLN's ``WIRE_INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS``
-  or "does not support keysend", the embedded ledger's "incorrect payment details") is recorded
-  with :data:`KEYSEND_REFUSED` in front of the reason (:func:`refusal_reason`). Keysend is given
-  up for that payout at once (the payee's node said no; asking again only repeats the answer):
-  the payout goes back to waiting for an invoice from its invoice source
-  (:func:`owm_core.payments.renewals.renewal`), looked up by the keysend hash first.
+  or "does not support keysend", the embedded ledger's "incorrect payment details") marks the
+  record ``keysend_refused`` (:func:`refused`), and its ``last_error`` says so for people
+  (:data:`KEYSEND_REFUSED` in front of the reason, :func:`refusal_reason`); the rules read the
+  field, never the text. Keysend is given up for that payout at once (the payee's node said
+  no; asking again only repeats the answer): the payout goes back to waiting for an invoice
+  from its invoice source (:func:`owm_core.payments.renewals.renewal`), looked up by the
+  keysend hash first.
 
 Pure: no I/O; the secret is given by the caller.
 """
@@ -50,8 +52,8 @@ SECRET_DOMAIN = b"owm/keysend-secret/v1"
 """What the coordinator signs to derive its keysend secret (:meth:`KeysendKey.from_signature`)."""
 MIN_SECRET_BYTES = 32
 KEYSEND_REFUSED = "keysend refused by the payee"
-"""Start of ``last_error`` of a keysend payout whose payee's node refuses keysend: it waits
-for an invoice from then on (module docstring)."""
+"""How ``last_error`` of a keysend payout whose payee's node refuses keysend begins, for people
+(the rules read ``RewardPayment.keysend_refused``; module docstring)."""
 _REFUSALS = (
     "incorrect payment details",
     "incorrect or unknown payment details",
@@ -96,11 +98,17 @@ def refuses_keysend(failure_reason: str | None) -> bool:
     return any(refusal in text for refusal in _REFUSALS)
 
 
+def refused(payment: RewardPayment, failure_reason: str | None) -> bool:
+    """Whether ``payment``'s attempt that failed with ``failure_reason`` was a keysend its
+    payee refused (:func:`refuses_keysend`); an invoice's failure never is."""
+    return payment.method is PayoutMethod.KEYSEND and refuses_keysend(failure_reason)
+
+
 def refusal_reason(payment: RewardPayment, failure_reason: str | None) -> str:
     """The ``last_error`` to record for ``payment``'s failed attempt: the reason, behind
     :data:`KEYSEND_REFUSED` when a keysend payout's payee refuses keysend."""
     reason = failure_reason or "payment failed"
-    if payment.method is PayoutMethod.KEYSEND and refuses_keysend(failure_reason):
+    if refused(payment, failure_reason):
         return f"{KEYSEND_REFUSED}: {reason}"
     return reason
 
@@ -111,7 +119,7 @@ def is_keysend_refused(payment: RewardPayment) -> bool:
     return (
         payment.method is PayoutMethod.KEYSEND
         and not payment.settled
-        and (payment.last_error or "").startswith(KEYSEND_REFUSED)
+        and payment.keysend_refused
     )
 
 
@@ -217,5 +225,6 @@ __all__ = [
     "keysend_payment",
     "payment_hash_of",
     "refusal_reason",
+    "refused",
     "refuses_keysend",
 ]

@@ -37,7 +37,12 @@ from typing import Any
 import attrs
 
 from owm_core.errors import InvalidTransition, InvalidValue
-from owm_core.payments.keysend import KEYSEND_REFUSED, is_keysend_refused, refusal_reason
+from owm_core.payments.keysend import (
+    KEYSEND_REFUSED,
+    is_keysend_refused,
+    refusal_reason,
+    refused,
+)
 from owm_core.payments.lightning import PaymentResult, PaymentStatus
 from owm_core.payments.records import (
     MAX_ERROR_LEN,
@@ -222,7 +227,10 @@ def after_pay(payment: RewardPayment, result: PaymentResult, now: int) -> Reward
     if result.status is PaymentStatus.SUCCEEDED:
         return succeed(payment, now)
     if result.status is PaymentStatus.FAILED:
-        return fail(payment, now, refusal_reason(payment, result.failure_reason))
+        failed = fail(payment, now, refusal_reason(payment, result.failure_reason))
+        if refused(payment, result.failure_reason):
+            return attrs.evolve(failed, keysend_refused=True)
+        return failed
     return payment
 
 
@@ -230,7 +238,8 @@ def unavailable(payment: RewardPayment, now: int, error: str) -> RewardPayment:
     """The backend could not be asked while ``payment`` was in flight: retry after backoff.
 
     Safe because a retry looks the hash up first and ``pay`` is idempotent by hash. A keysend
-    payout its payee refused stays marked so (it waits for an invoice, never keysend again).
+    payout its payee refused stays ``keysend_refused`` (it waits for an invoice, never keysend
+    again), and its error still says so.
     """
     reason = f"lightning unavailable: {error}"
     if is_keysend_refused(payment):

@@ -98,7 +98,9 @@ class RewardPayment:
     these were kept, whose invoice the dispatcher reads). ``replaced_hashes`` are the hashes of
     its earlier, expired invoices, oldest first: kept, and looked up, until it is paid;
     ``replaced_keysend`` are those of them that were keysend hashes (the record was a keysend
-    payout under that hash), looked up as keysend attempts.
+    payout under that hash), looked up as keysend attempts. ``keysend_refused``: a keysend
+    payout whose payee's node refused keysend; it is never sent by keysend again and waits for
+    an invoice (:mod:`owm_core.payments.keysend`).
     """
 
     payment_id: str = attrs.field(validator=_ID)
@@ -126,11 +128,13 @@ class RewardPayment:
         default=PayoutMethod.INVOICE, validator=fields.instance_of(PayoutMethod)
     )
     replaced_keysend: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    keysend_refused: bool = attrs.field(default=False, validator=fields.instance_of(bool))
 
     def __attrs_post_init__(self) -> None:
         """Times move forward; a payment that was tried has counted its attempts; an invoice
         replaced is never the current one, nor replaced twice; the replaced keysend hashes are
-        replaced hashes; a keysend payout names its payee's node and holds no invoice."""
+        replaced hashes; a keysend payout names its payee's node and holds no invoice; only
+        a keysend payout is refused keysend."""
         if self.updated_at < self.created_at:
             raise InvalidValue("updated_at", "cannot precede created_at")
         if self.state is not PaymentState.PENDING and self.attempts == 0:
@@ -149,6 +153,8 @@ class RewardPayment:
             self.payee_pubkey is None or self.bolt11 is not None
         ):
             raise InvalidValue("method", "a keysend payout names its payee's node, no invoice")
+        if self.keysend_refused and self.method is not PayoutMethod.KEYSEND:
+            raise InvalidValue("keysend_refused", "only a keysend payout is refused keysend")
 
     @property
     def settled(self) -> bool:

@@ -158,6 +158,7 @@ def renewed(payment: RewardPayment, invoice: Invoice, now: int) -> RewardPayment
         invoice_expires_at=deadline(invoice, now),
         replaced_hashes=(*payment.replaced_hashes, payment.payment_hash),
         replaced_keysend=replaced_keysend_after(payment),
+        keysend_refused=False,
         state=PaymentState.PENDING,
         last_error=None,
         updated_at=max(payment.updated_at, now),
@@ -168,8 +169,8 @@ def renewed(payment: RewardPayment, invoice: Invoice, now: int) -> RewardPayment
 def not_renewed(payment: RewardPayment, now: int, why: str) -> RewardPayment:
     """``payment`` failed (one more attempt counted, so the backoff grows: 5 s doubling to
     10 minutes) because it could not be renewed: its expired invoice got no new one, or its
-    payee, having refused keysend, has handed in no invoice yet; then it stays marked
-    :data:`~owm_core.payments.keysend.KEYSEND_REFUSED`, so it is never sent by keysend again."""
+    payee, having refused keysend, has handed in no invoice yet; then it stays
+    ``keysend_refused`` (its error still says so), so it is never sent by keysend again."""
     tried = payment if payment.state is PaymentState.IN_FLIGHT else start_attempt(payment, now)
     if payment.method is PayoutMethod.KEYSEND:
         return fail(tried, now, f"{KEYSEND_REFUSED}; {WAITING_FOR_INVOICE}: {why}")
@@ -196,6 +197,7 @@ def keysend_renewed(
         payee_pubkey=payee_pubkey,
         replaced_hashes=(*payment.replaced_hashes, payment.payment_hash),
         replaced_keysend=replaced_keysend_after(payment),
+        keysend_refused=False,
         state=PaymentState.PENDING,
         last_error=None,
         updated_at=max(payment.updated_at, now),

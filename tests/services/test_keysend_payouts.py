@@ -226,6 +226,7 @@ def _refused_then_waiting(stage: Stage, caplog: pytest.LogCaptureFixture) -> Rew
         stage.dispatcher.sweep()
     refused = stage.bounty_payment(bounty_id)
     assert refused.state is PaymentState.FAILED and refused.attempts == 1
+    assert refused.keysend_refused
     reason = refused.last_error or ""
     assert reason.startswith(KEYSEND_REFUSED), reason
     assert any(text in reason for text in ("incorrect payment details",
@@ -261,6 +262,7 @@ def test_a_payee_refusing_keysend_waits_for_an_invoice_instead_of_keysend_again(
         stage.dispatcher.sweep()
     waiting = stage.repos.payments.get(refused.payment_hash)
     assert waiting is not None and waiting.state is PaymentState.FAILED
+    assert waiting.keysend_refused
     assert (waiting.last_error or "").startswith(f"{KEYSEND_REFUSED}; {WAITING_FOR_INVOICE}")
     assert _keysends_sent(stage, refused.payment_hash) == 1  # never keysend again
     assert stage.held_msat() == 0
@@ -281,7 +283,7 @@ def test_a_payee_refusing_keysend_is_paid_once_by_the_invoice_its_node_hands_in_
     stage.dispatcher.sweep()
     stage.dispatcher.sweep()
     (paid,) = stage.repos.payments.for_task(refused.task_id)
-    assert paid.settled and paid.method is PayoutMethod.INVOICE
+    assert paid.settled and paid.method is PayoutMethod.INVOICE and not paid.keysend_refused
     assert paid.payment_hash == invoice.payment_hash
     assert paid.replaced_hashes == (refused.payment_hash,)  # both hashes on the record
     assert stage.held_msat() == BOUNTY_SAT * 1_000  # once

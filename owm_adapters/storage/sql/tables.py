@@ -43,6 +43,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     text,
 )
 
@@ -219,6 +220,8 @@ payments = Table(
     Column("method", String(16), nullable=False, server_default="invoice"),
     # Which replaced hashes were keysend hashes, looked up as keysend attempts (migration 0036).
     Column("replaced_keysend", Text, nullable=False, server_default="[]"),
+    # A keysend payout whose payee refused keysend: it waits for an invoice (migration 0037).
+    Column("keysend_refused", Boolean, nullable=False, server_default=false()),
     Index(None, "state", "created_at", "seq"),
     Index(None, "node_id", "created_at"),
     Index(None, "state", "updated_at"),

@@ -181,3 +181,24 @@ def test_migration_0036_names_the_replaced_hashes_that_were_refused_keysends(
         rows = dict(conn.execute(text("SELECT payment_hash, replaced_keysend FROM payments")).all())
     assert {h: json.loads(v) for h, v in rows.items()} == {
         INVOICE_HASH: [REFUSED_HASH], CURRENT_HASH: []}
+
+
+def test_migration_0037_marks_the_keysend_payouts_whose_error_said_refused(
+    empty_url: str, engine: Engine
+) -> None:
+    """Before 0037 a refused keysend was a ``last_error`` beginning with "keysend refused by
+    the payee"; those keysend payouts become ``keysend_refused``, nothing else does."""
+    upgrade(empty_url, "0036")
+    refused = "keysend refused by the payee: FAILURE_REASON_INCORRECT_PAYMENT_DETAILS"
+    waiting = "keysend refused by the payee; waiting for an invoice from the payee: none yet"
+    with engine.begin() as conn:
+        _payment_row(conn, 1, "1" * 64, method="keysend", last_error=refused)
+        _payment_row(conn, 2, "2" * 64, method="keysend", last_error=waiting)
+        _payment_row(conn, 3, "3" * 64, method="keysend", last_error="no route")
+        _payment_row(conn, 4, "4" * 64, method="keysend", state="pending", attempts=0)
+        _payment_row(conn, 5, "5" * 64, last_error=refused, bolt11="lnbcrt1x")  # an invoice
+    upgrade(empty_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT seq, keysend_refused FROM payments ORDER BY seq")).all()
+    assert [(seq, bool(flag)) for seq, flag in rows] == [
+        (1, True), (2, True), (3, False), (4, False), (5, False)]

@@ -640,13 +640,15 @@ def test_a_payout_switched_to_keysend_and_back_to_an_invoice_keeps_every_hash(
                               replaced_hashes=(own.payment_hash,))
     assert repos.payments.replace_invoice(own.payment_hash, by_keysend) == by_keysend
     assert repos.payments.get("e" * 64) == by_keysend
-    refused = repos.payments.upsert(fail(start_attempt(by_keysend, T0 + 4), T0 + 5,
-                                         "keysend refused by the payee: no"))
+    refused = repos.payments.upsert(attrs.evolve(
+        fail(start_attempt(by_keysend, T0 + 4), T0 + 5, "keysend refused by the payee: no"),
+        keysend_refused=True))
+    assert repos.payments.get("e" * 64) == refused and refused.keysend_refused
     by_invoice = attrs.evolve(refused, payment_hash="f" * 64, bolt11="lnbcrt1new",
                               invoice_expires_at=T0 + 10_000, method=PayoutMethod.INVOICE,
                               state=PaymentState.PENDING, last_error=None, updated_at=T0 + 6,
                               replaced_hashes=(own.payment_hash, "e" * 64),
-                              replaced_keysend=("e" * 64,))
+                              replaced_keysend=("e" * 64,), keysend_refused=False)
     with pytest.raises(Conflict, match="keysend hash"):  # the keysend hash must stay named
         repos.payments.replace_invoice("e" * 64, attrs.evolve(by_invoice, replaced_keysend=()))
     assert repos.payments.replace_invoice("e" * 64, by_invoice) == by_invoice

@@ -34,6 +34,7 @@ from owm_core.payments.records import (
     check_replacement,
     fail,
     start_attempt,
+    succeed,
 )
 from owm_core.payments.renewals import (
     NOT_RENEWED,
@@ -106,11 +107,38 @@ def test_a_failure_to_route_is_not_a_refusal(reason: str | None) -> None:
 def test_a_refused_keysend_is_marked_and_stays_marked_while_the_node_is_down() -> None:
     refused = _refused_keysend()
     assert refused.state is PaymentState.FAILED and is_keysend_refused(refused)
+    assert refused.keysend_refused
     assert refused.last_error == f"{KEYSEND_REFUSED}: {LND_REFUSAL}"
     down = unavailable(start_attempt(refused, T0 + 20), T0 + 20, "connection refused")
-    assert is_keysend_refused(down)
+    assert is_keysend_refused(down) and down.keysend_refused
+    assert down.last_error == f"{KEYSEND_REFUSED}; lightning unavailable: connection refused"
     waiting = not_renewed(refused, T0 + 30, "no invoice yet")
     assert is_keysend_refused(waiting) and waiting.attempts == refused.attempts + 1
+    assert waiting.keysend_refused
+
+
+@given(
+    error=st.one_of(st.none(), st.text(min_size=1, max_size=80),
+                    st.just(KEYSEND_REFUSED), st.just(f"{KEYSEND_REFUSED}: {LND_REFUSAL}")),
+    flag=st.booleans(), settled=st.booleans(),
+)
+def test_a_keysend_is_refused_by_its_records_field_whatever_its_error_says(
+    error: str | None, flag: bool, settled: bool,
+) -> None:
+    """The refusal is a field of the record, not text inside its error: an error that merely
+    begins like a refusal refuses nothing, and a refused payout stays refused whatever its
+    last error says (only its payment ends it)."""
+    keysend = keysend_renewed(_own(), KEY, NODE, T0 + 10)
+    tried = start_attempt(keysend, T0 + 11)
+    record = (succeed(tried, T0 + 12) if settled
+              else fail(tried, T0 + 12, error or "payment failed"))
+    record = attrs.evolve(record, keysend_refused=flag, last_error=None if settled else error)
+    assert is_keysend_refused(record) is (flag and not settled)
+
+
+def test_only_a_keysend_payout_can_be_refused_keysend() -> None:
+    with pytest.raises(InvalidValue, match="keysend_refused"):
+        _own(keysend_refused=True)
 
 
 def test_an_invoice_payment_refused_for_its_details_is_not_a_keysend_refusal() -> None:
@@ -196,6 +224,7 @@ def test_a_refused_keysend_takes_the_invoice_and_keeps_both_old_hashes() -> None
     assert fresh.replaced_hashes == (OWN_HASH, refused.payment_hash)
     assert fresh.replaced_keysend == (refused.payment_hash,)  # looked up as a keysend
     assert fresh.last_error is None and not is_keysend_refused(fresh)
+    assert not fresh.keysend_refused
     with pytest.raises(Conflict):  # a replacement that forgets it is refused by the store
         check_replacement(refused, attrs.evolve(renewed(refused, invoice, T0 + 20),
                                                 replaced_keysend=()))
