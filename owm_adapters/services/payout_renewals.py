@@ -19,6 +19,10 @@ The rules are :mod:`owm_core.payments.renewals`; this is what the payment dispat
 * A keysend payout whose payee refused keysend is renewed the other way: its invoice source is
   asked for an invoice (``payee_pubkey``, the same memo), and the record takes it in place of
   the keysend hash, which stays in ``replaced_hashes``.
+* A keysend payout recorded under another coordinator key (the signing key was replaced) is
+  moved to the hash this key derives, once its own hash is looked up and known failed or never
+  sent (an attempt in flight is waited for, one that arrived is the payment); the old hash stays
+  in ``replaced_hashes`` and ``replaced_keysend`` and is looked up before every send.
 * A payee that gives no new invoice (its node offline, a contributor's own invoice that cannot
   be asked for again while keysend is off, a node that refused keysend and has handed in no
   invoice yet) leaves the record failed with the reason, retried after the outbox's backoff
@@ -144,7 +148,7 @@ class InvoiceRenewals:
             looked_up = self._lookup(payment.payment_hash, payment.method is PayoutMethod.KEYSEND)
         how = renewal(origin, origin.invoice_expires_at, looked_up, now,
                       keysend=self.keysend and self.keysend_key is not None,
-                      payee=self._payee_kind(origin, now))
+                      payee=self._payee_kind(origin, now), keysend_hash=self._keysend_hash(origin))
         if how is not None:
             payment = self._renew(origin, how, now)
             fresh = payment.payment_hash != origin.payment_hash
@@ -160,6 +164,13 @@ class InvoiceRenewals:
         if keysend:
             return self.lightning.lookup_keysend(payment_hash)
         return self.lightning.lookup_payment(payment_hash)
+
+    def _keysend_hash(self, payment: RewardPayment) -> str | None:
+        """The hash this coordinator's key derives for a keysend payout (None: not one, or no
+        key): another than the record's when the record was made under another key."""
+        if payment.method is not PayoutMethod.KEYSEND or self.keysend_key is None:
+            return None
+        return self.keysend_key.payment_hash(payment.payment_id)
 
     def _payee_kind(self, payment: RewardPayment, now: int) -> PayeeKind:
         """Whose node a contributor's own expired invoice pays: a registered node's (then never
@@ -198,20 +209,26 @@ class InvoiceRenewals:
         return self._replaced(payment, fresh, "renewed")
 
     def _to_keysend(self, payment: RewardPayment, now: int) -> RewardPayment:
-        """A contributor's own expired invoice paid by keysend to its payee node instead."""
-        payee = _invoice_payee(payment)
+        """A contributor's own expired invoice paid by keysend to its payee node instead; or a
+        keysend payout made under another coordinator key moved to this key's hash."""
+        moved = payment.method is PayoutMethod.KEYSEND
+        payee = payment.payee_pubkey if moved else _invoice_payee(payment)
         if payee is None or self.keysend_key is None:
             raise InvalidValue("payee", "handed in this invoice itself and names no node to pay "
                                "by keysend")
         self.checkpoint("after-renewal-invoice")
         fresh = keysend_renewed(payment, self.keysend_key, payee, self.clock.now())
-        return self._replaced(payment, fresh, "paid by keysend to its node")
+        how = "sent by keysend under this coordinator key" if moved else (
+            "paid by keysend to its node")
+        return self._replaced(payment, fresh, how)
 
     def _replaced(self, payment: RewardPayment, fresh: RewardPayment, how: str) -> RewardPayment:
         """Store ``fresh`` in place of ``payment`` in one write, and say so in the log."""
         stored = self.repositories.payments.replace_invoice(payment.payment_hash, fresh)
-        what = ("keysend refused by the payee" if payment.method is PayoutMethod.KEYSEND
-                else "invoice expired unpaid")
+        what = "invoice expired unpaid"
+        if payment.method is PayoutMethod.KEYSEND:
+            what = ("keysend refused by the payee" if payment.keysend_refused
+                    else "keysend recorded under another coordinator key, never paid")
         log.info("payment %s (%s): %s; %s as %s for %d msat", payment.payment_hash,
                  payment.payment_id, what, how, stored.payment_hash, stored.amount_msat,
                  extra={**_fields(stored), "replaced": payment.payment_hash})

@@ -10,7 +10,10 @@ dispatcher (:class:`~owm_adapters.services.payouts.PayoutDispatcher`) asks:
   waits for an invoice as before.
 * :meth:`PayoutSender.refusal` — before anything is sent: a keysend payout whose preimage
   cannot be derived to the record's hash (another coordinator key) is failed with why and
-  never sent, since another hash could pay it twice.
+  never sent, since another hash could pay it twice. The renewals move such a record to this
+  key's hash first, once its own is known unpaid
+  (:class:`~owm_adapters.services.payout_renewals.InvoiceRenewals`); what reaches this refusal
+  is a record that cannot move (it used this key's hash before).
 * :meth:`PayoutSender.send` — ``Lightning.pay`` for an invoice, ``Lightning.keysend`` with the
   derived preimage for a keysend payout; the routing-fee cap is the same
   (:func:`~owm_core.payments.outbox.max_fee_msat`). The preimage is derived when sending and

@@ -22,6 +22,12 @@ travels to the payee in the onion's custom record :data:`KEYSEND_RECORD` (548237
   stored nor logged; it is derived again when the payment is sent. Because the payee learns
   the preimage only by being paid, a preimage does not prove payment to a third party the way
   an invoice's does; the outbox record and the backend's payment are the evidence.
+* **Another key.** The secret follows the coordinator's signing key, so a replaced key derives
+  other hashes. A keysend payout recorded under the old key is moved to the new key's hash
+  once its own hash is known failed or never sent (looked up first, like an expired
+  invoice's: :func:`owm_core.payments.renewals.rekeyable`); the old hash stays on the record
+  and is looked up before every send, so an attempt made under the old key is never paid a
+  second time under the new one.
 * **A payee that refuses keysend.** A keysend attempt that fails because the payee's node does
   not take keysend payments (:func:`refuses_keysend`: LND's
   ``FAILURE_REASON_INCORRECT_PAYMENT_DETAILS``, CLN's ``WIRE_INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS``
@@ -201,15 +207,19 @@ def keysend_payment(
 def checked_preimage(key: KeysendKey, payment: RewardPayment) -> str:
     """The preimage to send for the keysend ``payment``; InvalidValue when it does not hash to
     the record's payment hash (the coordinator's key changed since the record was made): then
-    nothing may be sent, since another hash could pay the payout a second time."""
+    nothing may be sent under the record's hash, and another hash could pay the payout a second
+    time unless the record moves to it first, once its own hash is known failed or unsent
+    (:func:`owm_core.payments.renewals.rekeyable`). This refusal is what is left when it cannot
+    move: this key's hash was used by the payout before."""
     if payment.method is not PayoutMethod.KEYSEND:
         raise InvalidValue("method", f"payment {payment.payment_id} is not a keysend payout")
     preimage = key.preimage(payment.payment_id)
     if payment_hash_of(preimage) != payment.payment_hash:
         raise InvalidValue(
             "payment_hash",
-            f"keysend payout {payment.payment_id} was recorded under another coordinator key; "
-            "restore the key that made it (nothing is sent under a new hash)",
+            f"keysend payout {payment.payment_id} was recorded under another coordinator key "
+            "and used this key's hash before; restore the key that made it (nothing is sent "
+            "under a new hash)",
         )
     return preimage
 

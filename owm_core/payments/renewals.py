@@ -24,8 +24,10 @@ outbox record takes it in place of the old one. These are the rules; the dispatc
   paid by keysend to the invoice's payee node, for the same amount (KEYSEND,
   :func:`keysend_renewed`, the keysend hash derived from the payout's id as in
   :mod:`owm_core.payments.keysend`); and a keysend payout whose payee refused keysend goes back
-  to waiting for an invoice from its invoice source (INVOICE). Each switch needs the same
-  proof as a renewal: the current hash failed or was never seen.
+  to waiting for an invoice from its invoice source (INVOICE); a keysend payout recorded under
+  another coordinator key (the signing key was replaced) moves to the hash the current key
+  derives (KEYSEND, :func:`rekeyable`), never back to a hash it used before. Each switch needs
+  the same proof as a renewal: the current hash failed or was never seen.
 * **Exactly once.** The replaced hashes stay on the record until it is paid, and every one of
   them is looked up before anything is sent under the new hash (``decide``'s ``earlier``): an
   old payment that succeeded after all is recorded as the payment, one in flight is waited
@@ -93,6 +95,20 @@ def may_need_renewal(payment: RewardPayment, expires_at: int | None, now: int) -
     return not payable_until_late_enough(expires_at, now)
 
 
+def rekeyable(payment: RewardPayment, keysend_hash: str | None) -> bool:
+    """Whether the keysend ``payment`` was recorded under another coordinator key and may move
+    to ``keysend_hash``, the hash the current key derives for it (None: no key): that hash is
+    new to this payout (never moved back to a hash it used before) and the payee has not
+    refused keysend. :func:`renewal` moves it once its own hash is known failed or unsent."""
+    return (
+        payment.method is PayoutMethod.KEYSEND
+        and not is_keysend_refused(payment)
+        and keysend_hash is not None
+        and keysend_hash != payment.payment_hash
+        and keysend_hash not in payment.replaced_hashes
+    )
+
+
 def renewal(
     payment: RewardPayment,
     expires_at: int | None,
@@ -101,6 +117,7 @@ def renewal(
     *,
     keysend: bool = False,
     payee: PayeeKind = PayeeKind.BARE_NODE,
+    keysend_hash: str | None = None,
 ) -> PayoutMethod | None:
     """How to renew ``payment`` now, or None: not now (module docstring).
 
@@ -114,11 +131,14 @@ def renewal(
     contributor's own invoice (no ``payee_pubkey``), KEYSEND when
     :func:`~owm_core.payments.keysend.choose_method` allows it for ``payee`` (the invoice's
     node: a bare node, keysend on), else INVOICE, which cannot be asked (the payout waits).
+    A keysend payout recorded under another coordinator key (``keysend_hash``, the hash the
+    current key derives for it, differs: :func:`rekeyable`) is KEYSEND: moved to that hash
+    (:func:`keysend_renewed`), the old one kept and looked up before every send.
     """
     if looked_up is not None and looked_up.payment_hash != payment.payment_hash:
         raise InvalidValue("looked_up", "is the result of another payment hash")
     if payment.method is PayoutMethod.KEYSEND:
-        if not is_keysend_refused(payment):
+        if not is_keysend_refused(payment) and not rekeyable(payment, keysend_hash):
             return None
     elif not may_need_renewal(payment, expires_at, now):
         return None
@@ -126,6 +146,8 @@ def renewal(
         return None
     if looked_up is not None and looked_up.status is not PaymentStatus.FAILED:
         return None
+    if rekeyable(payment, keysend_hash):
+        return PayoutMethod.KEYSEND
     if payment.method is PayoutMethod.KEYSEND or payment.payee_pubkey is not None:
         return PayoutMethod.INVOICE
     return choose_method(invoice_available=False, payee=payee, keysend_enabled=keysend)
@@ -180,10 +202,12 @@ def not_renewed(payment: RewardPayment, now: int, why: str) -> RewardPayment:
 def keysend_renewed(
     payment: RewardPayment, key: KeysendKey, payee_pubkey: str, now: int
 ) -> RewardPayment:
-    """``payment`` (a contributor's own invoice that expired unpaid) paid by keysend to
-    ``payee_pubkey``, the invoice's payee node, for the same amount: pending, no invoice, the
-    hash of the preimage derived from its ``payment_id``, the old hash kept in
-    ``replaced_hashes``; InvalidValue when that hash was used before by this payment."""
+    """``payment`` paid by keysend to ``payee_pubkey`` for the same amount: pending, no
+    invoice, the hash of the preimage ``key`` derives from its ``payment_id``, the old hash
+    kept in ``replaced_hashes`` (and in ``replaced_keysend`` when it was a keysend hash);
+    InvalidValue when that hash was used before by this payment. ``payment`` is a
+    contributor's own invoice that expired unpaid (``payee_pubkey``: the invoice's payee node),
+    or a keysend payout recorded under another coordinator key (its own payee node)."""
     if isinstance(now, bool) or not isinstance(now, int) or now < 0:
         raise InvalidValue("now", f"must be an integer ≥ 0, got {now!r}")
     payment_hash = key.payment_hash(payment.payment_id)
@@ -213,6 +237,7 @@ __all__ = [
     "may_need_renewal",
     "not_renewed",
     "payable_until_late_enough",
+    "rekeyable",
     "renewal",
     "renewed",
 ]

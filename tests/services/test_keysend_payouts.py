@@ -360,18 +360,121 @@ def test_with_keysend_off_the_payout_waits_for_an_invoice_as_before(stage: Stage
     assert stage.repos.payments.for_task("contribution:x#8") == []
 
 
-def test_a_keysend_payout_made_under_another_key_is_never_sent(stage: Stage) -> None:
+NEW_KEY = KeysendKey(b"\x01" * 32)
+"""The keysend key of the coordinator's replacement signing key."""
+
+
+def _under_new_key(stage: Stage, checkpoint: Any = None) -> PayoutDispatcher:
+    """The coordinator restarted with a replaced signing key (so another keysend key)."""
+    made = PayoutDispatcher(stage.repos, stage.world.treasury,
+                            NodeInvoiceSource(stage.repos, stage.clock), stage.clock,
+                            keysend_key=NEW_KEY)
+    if checkpoint is not None:
+        made.checkpoint = checkpoint
+    return made
+
+
+def _paid_once_under_the_new_key(stage: Stage, old_hash: str, task_id: str,
+                                 amount_msat: int) -> RewardPayment:
+    (paid,) = stage.repos.payments.for_task(task_id)
+    assert paid.settled and paid.method is PayoutMethod.KEYSEND
+    assert paid.payment_hash == NEW_KEY.payment_hash(paid.payment_id)
+    assert paid.replaced_hashes == paid.replaced_keysend == (old_hash,)
+    assert stage.held_msat() == amount_msat  # once
+    return paid
+
+
+def test_a_keysend_payout_never_sent_under_a_replaced_key_is_paid_once_under_the_new_one(
+    stage: Stage,
+) -> None:
     enqueued = stage.dispatcher.enqueue_to(stage.contributor, "ct-" + "9" * 40,
                                            "contribution:x#9", 5_000, "memo")
-    other = PayoutDispatcher(stage.repos, stage.world.treasury,
-                             NodeInvoiceSource(stage.repos, stage.clock), stage.clock,
-                             keysend_key=KeysendKey(b"\x01" * 32))
-    other.sweep()
+    _under_new_key(stage).sweep()
+    paid = _paid_once_under_the_new_key(stage, enqueued.payment_hash, "contribution:x#9", 5_000)
+    assert paid.attempts == 1
+    assert stage.repos.payments.get(enqueued.payment_hash) is None
+
+
+def test_a_keysend_that_failed_under_a_replaced_key_is_paid_once_under_the_new_one(
+    stage: Stage,
+) -> None:
+    """Tried under the old key without a route: the old hash is looked up (failed), the
+    record moves to the new key's hash and is paid, the old attempt still counted."""
+    stranger = PrivateKey(b"\x06" * 32).public_key.format(compressed=True).hex()
+    enqueued = stage.dispatcher.enqueue_to(stranger, "ct-" + "5" * 40, "contribution:x#5",
+                                           5_000, "memo")
+    stage.dispatcher.sweep()
     failed = stage.repos.payments.get(enqueued.payment_hash)
-    assert failed is not None and failed.state is PaymentState.FAILED
-    assert "another coordinator key" in (failed.last_error or "")
-    assert stage.held_msat() == 0
-    assert stage.world.treasury.lookup_payment(enqueued.payment_hash) is None
+    assert failed is not None and failed.state is PaymentState.FAILED and failed.attempts == 1
+    stage.world.ledger.open_channel(stage.world.treasury.node_pubkey(), stranger, 100_000)
+    stage.clock.advance(RETRY_BASE_S)
+    _under_new_key(stage).sweep()
+    (paid,) = stage.repos.payments.for_task("contribution:x#5")
+    assert paid.settled and paid.attempts == 2
+    assert paid.payment_hash == NEW_KEY.payment_hash(paid.payment_id)
+    assert paid.replaced_keysend == (enqueued.payment_hash,)
+    assert stage.world.treasury.lookup_keysend(paid.payment_hash) is not None
+
+
+def test_a_keysend_paid_under_a_replaced_key_but_not_recorded_is_never_paid_again(
+    stage: Stage,
+) -> None:
+    """The old key's attempt arrived, then the process died before recording it, and came back
+    with another key: the old hash is looked up, found paid, and recorded; nothing is sent."""
+    bounty_id = _sent_then_crashed(stage)
+    sent = stage.bounty_payment(bounty_id)
+    stage.clock.advance(60)
+    restarted = _under_new_key(stage)
+    restarted.sweep()
+    restarted.sweep()
+    paid = stage.bounty_payment(bounty_id)
+    assert paid.settled and paid.payment_hash == sent.payment_hash and paid.attempts == 1
+    assert stage.held_msat() == BOUNTY_SAT * 1_000
+    assert stage.world.treasury.lookup_keysend(NEW_KEY.payment_hash(paid.payment_id)) is None
+
+
+@pytest.mark.parametrize("crash_at", ["after-renewal", "before-pay", "after-pay"])
+def test_a_crash_while_moving_a_keysend_to_the_new_key_pays_once(
+    stage: Stage, crash_at: str,
+) -> None:
+    enqueued = stage.dispatcher.enqueue_to(stage.contributor, "ct-" + "4" * 40,
+                                           "contribution:x#4", 5_000, "memo")
+
+    def crash(name: str) -> None:
+        if name == crash_at:
+            raise Crash(name)
+
+    with pytest.raises(Crash):
+        _under_new_key(stage, crash).sweep()
+    for _ in range(3):
+        stage.clock.advance(600)
+        _under_new_key(stage).sweep()
+    _paid_once_under_the_new_key(stage, enqueued.payment_hash, "contribution:x#4", 5_000)
+
+
+def test_a_keysend_moved_to_a_new_key_is_never_sent_back_under_the_old_one(
+    stage: Stage,
+) -> None:
+    """The old key comes back after the record moved to the new key's hash (which may have
+    been tried): its hash was used before, so nothing is sent under it; the record waits for
+    the key that made its hash, with why."""
+    stranger = PrivateKey(b"\x06" * 32).public_key.format(compressed=True).hex()
+    enqueued = stage.dispatcher.enqueue_to(stranger, "ct-" + "3" * 40, "contribution:x#3",
+                                           5_000, "memo")
+    _under_new_key(stage).sweep()  # moved, tried, no route
+    moved = stage.repos.payments.get(NEW_KEY.payment_hash(enqueued.payment_id))
+    assert moved is not None and moved.state is PaymentState.FAILED
+    stage.world.ledger.open_channel(stage.world.treasury.node_pubkey(), stranger, 100_000)
+    stage.clock.advance(600)
+    stage.dispatcher.sweep()  # the old key again
+    stuck = stage.repos.payments.get(moved.payment_hash)
+    assert stuck is not None and stuck.state is PaymentState.FAILED
+    assert "another coordinator key" in (stuck.last_error or "")
+    assert stage.world.treasury.lookup_keysend(enqueued.payment_hash) is None  # never sent
+    stage.clock.advance(600)
+    _under_new_key(stage).sweep()
+    paid = stage.repos.payments.get(moved.payment_hash)
+    assert paid is not None and paid.settled
 
 
 def test_the_preimage_is_never_logged(stage: Stage, caplog: pytest.LogCaptureFixture) -> None:

@@ -41,6 +41,7 @@ from owm_core.payments.renewals import (
     keysend_renewed,
     may_need_renewal,
     not_renewed,
+    rekeyable,
     renewal,
     renewed,
 )
@@ -55,6 +56,8 @@ AMOUNT = 7_000
 NODE = "03" + "22" * 32
 OWN_HASH = "ab" * 32
 KEY = KeysendKey(b"\x09" * 32)
+KEYS = (KEY, KeysendKey(b"\x0a" * 32), KeysendKey(b"\x0b" * 32))
+"""The coordinator's keysend keys over time: its signing key replaced, and maybe back."""
 LND_REFUSAL = "FAILURE_REASON_INCORRECT_PAYMENT_DETAILS"
 CLN_REFUSAL = "203: failed: WIRE_INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS (reply from remote)"
 
@@ -198,6 +201,41 @@ def test_a_keysend_goes_back_to_an_invoice_only_when_refused_due_and_its_hash_fa
     assert how is (PayoutMethod.INVOICE if expected else None)
 
 
+@settings(max_examples=300)
+@given(since=st.integers(0, 3 * RETRY_CAP_S), looked_up=_LOOKUPS, refused=st.booleans(),
+       key=st.sampled_from(KEYS), used_before=st.booleans())
+def test_a_keysend_under_another_key_moves_to_the_new_keys_hash_only_when_due_and_unsent(
+    since: int, looked_up: PaymentStatus | None, refused: bool, key: KeysendKey,
+    used_before: bool,
+) -> None:
+    """A keysend payout recorded under the key the coordinator no longer holds moves to the
+    current key's hash (KEYSEND) once due and its own hash is failed or never seen, unless the
+    payee refused keysend (INVOICE) or the payout used that hash before (never back to it)."""
+    used_before = used_before and key is not KEY
+    keysend = _own(payment_hash=KEY.payment_hash("bn-1"), bolt11=None, payee_pubkey=NODE,
+                   method=PayoutMethod.KEYSEND, invoice_expires_at=None,
+                   replaced_hashes=(key.payment_hash("bn-1"),) if used_before else (),
+                   replaced_keysend=(key.payment_hash("bn-1"),) if used_before else ())
+    sent = start_attempt(keysend, T0)
+    reason = LND_REFUSAL if refused else "FAILURE_REASON_NO_ROUTE"
+    failed = after_pay(sent, _result(PaymentStatus.FAILED, sent.payment_hash, reason), T0)
+    now = T0 + since
+    answer = None if looked_up is None else _result(looked_up, sent.payment_hash)
+    how = renewal(failed, None, answer, now, keysend_hash=key.payment_hash("bn-1"))
+    go = is_due(failed, now) and looked_up in (None, PaymentStatus.FAILED)
+    moves = key is not KEY and not used_before and not refused
+    assert rekeyable(failed, key.payment_hash("bn-1")) is moves
+    if refused:
+        assert how is (PayoutMethod.INVOICE if go else None)
+    else:
+        assert how is (PayoutMethod.KEYSEND if go and moves else None)
+    if how is PayoutMethod.KEYSEND:
+        fresh = check_replacement(failed, keysend_renewed(failed, key, NODE, now))
+        assert fresh.payment_hash == key.payment_hash("bn-1") and fresh.payee_pubkey == NODE
+        assert fresh.replaced_keysend == (*failed.replaced_keysend, failed.payment_hash)
+        assert fresh.attempts == failed.attempts and fresh.state is PaymentState.PENDING
+
+
 def test_the_keysend_record_keeps_the_amount_and_the_invoice_hash_and_names_the_node() -> None:
     own = fail(start_attempt(_own(), T0), T0 + 1, "no route")
     switched = keysend_renewed(own, KEY, NODE, T0 + INVOICE_EXPIRY_S)
@@ -250,7 +288,7 @@ _OPS = st.lists(
     st.tuples(
         st.sampled_from(["step", "month", "tick", "resolve", "crash-after-renewal",
                          "crash-before-pay", "crash-after-pay", "refuse", "accept",
-                         "hand-in"]),
+                         "hand-in", "rekey"]),
         st.sampled_from(["ok", "fail", "in-flight", "down"]),
     ),
     max_size=60,
@@ -264,6 +302,8 @@ class _Network(NonIdempotentNetwork):
 
     refuses: bool = False
     handed_in: bool = False
+    #: The coordinator's keysend key now (its signing key may be replaced, and come back).
+    key: KeysendKey = KEY
 
     def take_invoice(self, now: int) -> Invoice | None:
         if not self.handed_in:
@@ -281,11 +321,14 @@ def _switch(stored: RewardPayment, net: _Network, now: int, op: str
             ) -> tuple[RewardPayment, bool]:
     """What owm_adapters.services.payout_renewals does before a step; (record, go on)."""
     looked_up = looked_up_first(stored, net, now)
-    how = renewal(stored, stored.invoice_expires_at, looked_up, now, keysend=True)
+    keysend_hash = (net.key.payment_hash(stored.payment_id)
+                    if stored.method is PayoutMethod.KEYSEND else None)
+    how = renewal(stored, stored.invoice_expires_at, looked_up, now, keysend=True,
+                  keysend_hash=keysend_hash)
     if how is None:
         return stored, True
     if how is PayoutMethod.KEYSEND:
-        fresh = keysend_renewed(stored, KEY, NODE, now)
+        fresh = keysend_renewed(stored, net.key, NODE, now)
     else:
         invoice = net.take_invoice(now)
         if invoice is None:
@@ -300,6 +343,10 @@ def _dispatch(stored: RewardPayment, net: _Network, now: int, op: str, outcome: 
     stored, sent = prepared_send(stored, net, now, op, _switch)
     if not sent:
         return stored
+    if stored.method is PayoutMethod.KEYSEND and (
+        net.key.payment_hash(stored.payment_id) != stored.payment_hash
+    ):  # PayoutSender.refusal: checked_preimage refuses another key's hash, nothing is sent
+        return fail(stored, now, "recorded under another coordinator key")
     assert not is_keysend_refused(stored) or stored.method is not PayoutMethod.KEYSEND, (
         "a refused keysend sent again")
     reason = "no route"
@@ -324,9 +371,10 @@ def test_an_own_invoice_keysend_and_invoice_fallbacks_never_pay_a_payout_twice(
 ) -> None:
     """A contributor's own invoice expires (a month passes) and goes by keysend, the payee's
     node refuses keysend or takes it, hands in invoices, the treasury's node goes down, the
-    dispatcher crashes at every step: at most one payment of the payout ever succeeds or is in
-    flight, whichever hash, and once everything is healthy (an invoice handed in) it is paid
-    exactly once."""
+    coordinator's signing key is replaced (and may come back), the dispatcher crashes at every
+    step: at most one payment of the payout ever succeeds or is in flight, whichever hash, and
+    once everything is healthy (an invoice handed in, the key that made a keysend hash) it is
+    paid exactly once."""
     net = _Network()
     net.expires[OWN_HASH] = T0 + INVOICE_EXPIRY_S
     stored = _own()
@@ -337,7 +385,9 @@ def test_an_own_invoice_keysend_and_invoice_fallbacks_never_pay_a_payout_twice(
             now += INVOICE_EXPIRY_S if op == "month" else RETRY_CAP_S
             net.down = op == "tick" and outcome == "down"
             continue
-        if op in ("refuse", "accept", "hand-in"):
+        if op == "rekey":
+            net.key = KEYS[["ok", "fail", "in-flight", "down"].index(outcome) % len(KEYS)]
+        elif op in ("refuse", "accept", "hand-in"):
             net.refuses = op == "refuse" or (net.refuses and op == "hand-in")
             net.handed_in = net.handed_in or op == "hand-in"
         elif op == "resolve":
@@ -346,8 +396,10 @@ def test_an_own_invoice_keysend_and_invoice_fallbacks_never_pay_a_payout_twice(
             stored = _dispatch(stored, net, now, op, outcome)
         assert net.succeeded() <= 1
         assert set(stored.replaced_keysend) == set(stored.replaced_hashes) & {
-            KEY.payment_hash(stored.payment_id)}, "a keysend hash not looked up as one"
+            k.payment_hash(stored.payment_id) for k in KEYS}, "a keysend hash not looked up as one"
     net.down = False
+    if stored.method is PayoutMethod.KEYSEND:  # the operator restores the key that made it
+        net.key = next(k for k in KEYS if k.payment_hash(stored.payment_id) == stored.payment_hash)
     for _ in range(12):
         net.resolve(True)
         net.handed_in = True
