@@ -15,8 +15,10 @@ nothing the owner could do before breaks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import secrets
 import stat
 from pathlib import Path
 
@@ -67,6 +69,35 @@ def write_private_text(path: Path, text: str, *, exclusive: bool = False) -> Non
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         os.fchmod(handle.fileno(), PRIVATE_FILE)
         handle.write(text)
+
+
+def write_private_bytes(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+    """Write ``data`` to ``path`` as a 0600 file, all or nothing: written and synced to disk
+    under a temporary name beside it, then moved into place and the directory synced, so a
+    crash leaves the old file or the whole new one, never a part (a secret cut short would be
+    read back as another secret). ``exclusive``: ``FileExistsError`` when ``path`` exists,
+    checked by the move itself (a hard link), so of two processes racing to create it one wins
+    and the other finds its file."""
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), PRIVATE_FILE)  # exactly, whatever the umask
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if exclusive:
+            os.link(partial, path)
+        else:
+            os.replace(partial, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def secure_tree(root: Path) -> int:

@@ -13,6 +13,7 @@ frozen value with everything wired at construction: the HTTP shell only serves i
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +23,8 @@ import attrs
 from owm_adapters.bootstrap.coordinator import Coordinator
 from owm_adapters.bootstrap.health import coordinator_readiness
 from owm_adapters.bootstrap.provenance import ots_chain_of
-from owm_adapters.files import private_directory
+from owm_adapters.bootstrap.settings import ConfigError
+from owm_adapters.files import private_directory, private_file, write_private_bytes
 from owm_adapters.models.tinynet import GENESIS
 from owm_adapters.probes import Readiness
 from owm_adapters.services.api import ApiConfig, ApiServices
@@ -47,16 +49,24 @@ READERS_DIR = "readers"
 
 
 def l402_secret_from(data_dir: Path) -> bytes:
-    """The L402 master secret under ``data_dir``, created (0600) if missing."""
+    """The L402 master secret under ``data_dir``, created (0600, synced to disk whole) if
+    missing. Every token sold is valid only under it, so a file of another length — cut short
+    by hand or by a disk fault — is refused rather than used as a different secret."""
     path = data_dir / L402_SECRET_FILE
     try:
         secret = path.read_bytes()
     except FileNotFoundError:
         private_directory(data_dir)
-        secret = os.urandom(L402_SECRET_BYTES)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(secret)
+        with contextlib.suppress(FileExistsError):  # another coordinator made it first
+            write_private_bytes(path, os.urandom(L402_SECRET_BYTES), exclusive=True)
+        secret = path.read_bytes()
+    if len(secret) != L402_SECRET_BYTES:
+        raise ConfigError(
+            f"{path} holds {len(secret)} bytes, not a {L402_SECRET_BYTES}-byte L402 secret: "
+            "restore it from a backup (the tokens sold are valid only under it), or move it "
+            "away to start a new one (every token sold so far is then refused)"
+        )
+    private_file(path)
     return secret
 
 

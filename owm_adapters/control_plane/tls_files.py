@@ -10,7 +10,6 @@ business: it is issued on first start and re-issued when it would expire within
 
 from __future__ import annotations
 
-import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from owm_adapters.control_plane.tls import (
     issue_coordinator_certificate,
     issue_node_certificate,
 )
+from owm_adapters.files import write_private_bytes
 from owm_core.errors import DomainError
 from owm_core.identity.keys import Identity
 
@@ -56,14 +56,7 @@ class TlsPaths:
 def _write_private(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` with mode 0600, replacing it atomically."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    partial = path.with_name(path.name + ".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(partial, 0o600)
-    os.replace(partial, path)
+    write_private_bytes(path, data)
 
 
 def save(paths: TlsPaths, credentials: TlsCredentials) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from owm_adapters.files import private_directory, private_file, secure_tree
+from owm_adapters.files import private_directory, private_file, secure_tree, write_private_bytes
 from tests.adapters.files.modes import mode
 
 
@@ -85,3 +85,22 @@ def test_a_whole_data_directory_is_made_private_at_start_and_links_are_left_alon
     assert mode(outside) == 0o644
     assert "made private" in caplog.text
     assert secure_tree(root) == 0
+
+
+def test_a_private_write_replaces_the_file_whole_and_leaves_no_partial_file(
+    tmp_path: Path, umask: int
+) -> None:
+    path = tmp_path / "secret"
+    path.write_bytes(b"old")
+    write_private_bytes(path, b"new secret")
+    assert path.read_bytes() == b"new secret" and mode(path) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["secret"]
+
+
+def test_an_exclusive_private_write_never_replaces_an_existing_file(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_bytes(b"first")
+    with pytest.raises(FileExistsError):
+        write_private_bytes(path, b"second", exclusive=True)
+    assert path.read_bytes() == b"first"
+    assert [p.name for p in tmp_path.iterdir()] == ["secret"]
