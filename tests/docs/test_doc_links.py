@@ -62,3 +62,38 @@ def test_a_link_to_a_missing_heading_is_found(tmp_path: Path) -> None:
     (tmp_path / "a.md").write_text("# Title\n\n[x](b.md) [y](#title) [z](#nothing)\n")
     assert broken_links(tmp_path / "a.md") == ["b.md: no such file",
                                                "#nothing: no heading with that anchor"]
+
+
+_TEST_NAME = re.compile(r"\btest_\w+")
+
+
+def _test_names() -> set[str]:
+    """Every test function, test module and test folder name under tests/."""
+    tests = ROOT / "tests"
+    names = {p.stem for p in tests.rglob("test_*") if p.suffix in ("", ".py")}
+    for module in tests.rglob("*.py"):
+        names.update(re.findall(r"^\s*(?:async )?def (test_\w+)", module.read_text("utf-8"), re.M))
+    return names
+
+
+def stale_test_names(text: str, known: set[str]) -> list[str]:
+    """The test names ``text`` cites that no test has; one ending in ``…`` is a prefix."""
+    stale = []
+    for match in _TEST_NAME.finditer(text):
+        name, cut = match.group(), text[match.end() : match.end() + 1] == "…"
+        if not (any(k.startswith(name) for k in known) if cut else name in known):
+            stale.append(name + ("…" if cut else ""))
+    return stale
+
+
+def test_every_test_a_document_cites_exists_so_a_defence_can_be_checked() -> None:
+    known = _test_names()
+    stale = {str(p.relative_to(ROOT)): stale_test_names(p.read_text("utf-8"), known)
+             for p in DOCS}
+    assert not {doc: names for doc, names in stale.items() if names}
+
+
+def test_a_renamed_test_still_cited_is_found() -> None:
+    known = {"test_a_thing_holds", "test_cli"}
+    text = "`test_a_thing_held` and `test_a_thing…` and `test_cli.py` and `test_b…`"
+    assert stale_test_names(text, known) == ["test_a_thing_held", "test_b…"]
