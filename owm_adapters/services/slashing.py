@@ -35,7 +35,7 @@ Feeds (wired by ``owm_adapters.bootstrap.coordinator.build_coordinator``):
   because it lost redundant verification or a spot check (:func:`owm_core.stake.slashing.
   fake_proof_signal`) becomes a ``fake_proof`` signal whose evidence is the SHA-256 of the
   node's signed proof envelope;
-* FL anomaly signals through :meth:`SlashingService.report` (``bootstrap.slashing_sink_for``);
+* FL anomaly signals through :meth:`SlashingService.report`, the FL round service's signal sink;
 * maintainer acknowledgements through :meth:`SlashingService.acknowledge`
   (``POST /v1/slashing/acknowledgements``, ``owm slashing ack --api``);
 * maintainers' reversal statements on an upheld appeal through

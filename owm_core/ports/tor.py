@@ -1,4 +1,5 @@
-"""The Tor port: the coordinator's onion service and the node's SOCKS5 route (SRS-NET-01..07)."""
+"""The Tor port: the coordinator's onion service (SRS-NET-01..07). The node's SOCKS5 route is
+configuration, not a port: ``owm_adapters.control_plane`` dials through it."""
 
 from __future__ import annotations
 
@@ -16,10 +17,3 @@ class OnionService(Protocol):
         """Withdraw the service and stop the Tor process this adapter started, if any."""
         ...
 
-
-class ControlPlaneRoute(Protocol):
-    """How a node reaches the coordinator: clearnet, or through a SOCKS5 proxy (SRS-NET-02)."""
-
-    def proxy(self) -> str | None:
-        """``host:port`` of the SOCKS5 proxy for control-plane traffic, or None for clearnet."""
-        ...
