@@ -91,13 +91,21 @@ class Proc:
 
 
 def poll(check: Callable[[], object], timeout_s: float, what: str) -> object:
+    """``check()``'s first true value within ``timeout_s``. A check that cannot read what it
+    looks at (a health endpoint slow to answer on a loaded machine: ``OSError``) is "not yet",
+    not a failure; the last such error is named if time runs out."""
     deadline = time.monotonic() + timeout_s
+    unread: OSError | None = None
     while True:
-        value = check()
+        try:
+            value = check()
+        except OSError as error:
+            value, unread = None, error
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what}"
+                                 + (f" (last read failed: {unread!r})" if unread else ""))
         time.sleep(0.05)
 
 
