@@ -166,7 +166,17 @@ def serve_owm(port: int, workdir: str, key_file: str) -> None:
     _key, secret = services.access.create_api_key("bench", Plan.COMMERCIAL)
     Path(key_file).write_text(secret)
     with coordinator.running(2):
-        uvicorn.Server(api_config(create_app(services), "127.0.0.1", port)).run()
+        uvicorn.Server(
+            api_config(create_app(services), "127.0.0.1", port, limits=_one_address_limits())
+        ).run()
+
+
+def _one_address_limits() -> Any:
+    """The served limits, except that every client of the bench dials from loopback: one
+    address may hold as many connections as the server (a real one keeps 64 per address)."""
+    from owm_server.http.serve import HttpLimits
+
+    return HttpLimits(max_connections_per_ip=HttpLimits().max_connections)
 
 
 def serve_bare(port: int) -> None:
@@ -184,7 +194,7 @@ def serve_bare(port: int) -> None:
         return JSONResponse({"currency": "sat", "tiers": {"t1": 100000, "t2": 500000}})
 
     app = Starlette(routes=[Route(BARE_PATH, bare)])
-    uvicorn.Server(api_config(app, "127.0.0.1", port)).run()
+    uvicorn.Server(api_config(app, "127.0.0.1", port, limits=_one_address_limits())).run()
 
 
 def _wait_listening(port: int, timeout_s: float = 60.0) -> None:

@@ -26,11 +26,12 @@ from owm_core.access.ratelimit import Transport
 
 if TYPE_CHECKING:
     from owm_adapters.bootstrap.coordinator import Coordinator
-    from owm_adapters.bootstrap.settings import CoordinatorSettings
+    from owm_adapters.bootstrap.settings import CoordinatorSection, CoordinatorSettings
     from owm_adapters.control_plane.tls import TlsCredentials
     from owm_adapters.services.knowledge import KnowledgeBase
     from owm_adapters.tor.onion import OnionService
     from owm_server.grpc.server import CoordinatorServer
+    from owm_server.http.limits import HttpLimits
     from owm_server.http.metrics import HttpMetrics
     from owm_server.http.serve import ApiServer
 
@@ -271,6 +272,17 @@ def _knowledge_base(
     return knowledge_of(settings, coordinator)
 
 
+def http_limits_of(section: CoordinatorSection) -> HttpLimits:
+    """The public API's connection limits ``[coordinator] api_*`` set (SRS-SEC-04)."""
+    from owm_server.http.limits import HttpLimits
+
+    return HttpLimits(
+        body_timeout_s=section.api_body_timeout_s,
+        max_connections_per_ip=section.api_max_connections_per_ip,
+        trusted_proxies=tuple(section.api_trusted_proxies),
+    )
+
+
 def _start_api(
     coordinator: Coordinator,
     settings: CoordinatorSettings,
@@ -281,14 +293,14 @@ def _start_api(
     """Serve the public HTTP API over the same coordinator (one store, one Lightning node)."""
     from owm_adapters.bootstrap.coordinator import data_dir_of, query_config_of
     from owm_adapters.services.api import ApiConfig
-    from owm_server.http.serve import HttpLimits, api_server_for
+    from owm_server.http.serve import api_server_for
 
     section = settings.coordinator
     try:
         api = api_server_for(
             coordinator, section.api_listen, data_dir=data_dir_of(settings),
             grace_s=section.grace_period_s, knowledge=knowledge, metrics=metrics,
-            limits=HttpLimits(trusted_proxies=tuple(section.api_trusted_proxies)),
+            limits=http_limits_of(section),
             config=ApiConfig(
                 dashboard_access=section.api_dashboard,
                 query_price_msat=section.api_query_price_msat,

@@ -382,6 +382,11 @@ class CoordinatorSection:
     #: Reverse proxies whose ``X-Forwarded-For`` names the API client (SRS-SEC-04); empty:
     #: the peer address is the client, whatever the header says (loopback included).
     api_trusted_proxies: tuple[str, ...] = ()
+    #: Seconds a request's whole body may take to arrive after its headers; later: 408.
+    api_body_timeout_s: float = 30.0
+    #: Open HTTP connections one client address (IPv4, IPv6 /64) may hold; more: 429. Behind
+    #: a proxy in ``api_trusted_proxies``, the requests in flight of the client it names.
+    api_max_connections_per_ip: int = 64
     #: Who sees ``/dashboard`` and the live mining feed: ``"loopback"`` (peers on this
     #: machine, e.g. through an SSH tunnel), ``"off"`` or ``"public"``.
     api_dashboard: str = "loopback"
@@ -835,8 +840,19 @@ def load_coordinator_settings(
         raise ConfigError(f"{_where(path)}: coordinator.api_query_price_msat: must be 0 or more")
     if settings.coordinator.grpc_stream_idle_s < 1:
         raise ConfigError(f"{_where(path)}: coordinator.grpc_stream_idle_s: must be at least 1")
+    _check_api(path, settings.coordinator)
     _check_funding(path, settings.funding)
     return settings
+
+
+def _check_api(path: Path | None, section: CoordinatorSection) -> None:
+    """Refuse public-API limits the HTTP server could not run with (SRS-SEC-04)."""
+    if not 1 <= section.api_body_timeout_s <= 3_600:
+        raise ConfigError(f"{_where(path)}: coordinator.api_body_timeout_s: must be 1 to 3600 s")
+    if section.api_max_connections_per_ip < 1:
+        raise ConfigError(
+            f"{_where(path)}: coordinator.api_max_connections_per_ip: must be at least 1"
+        )
 
 
 def _check_funding(path: Path | None, funding: FundingSection) -> None:

@@ -35,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Mount, NoMatchFound, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -70,7 +70,10 @@ API_DESCRIPTION = (
     "an L402 token (answer a 402 by paying its invoice; 24 h of commercial access), or a node "
     "operator's Ed25519 signature (`X-OWM-Node-Key`, `X-OWM-Timestamp`, `X-OWM-Nonce`, "
     "`X-OWM-Signature`; exempt from rate limits on node-management endpoints). The live mining "
-    "dashboard is also a WebSocket at `/v1/mining/dashboard`."
+    "dashboard is also a WebSocket at `/v1/mining/dashboard`. Connections: a request's headers "
+    "must arrive within 10 s and its body within 30 s of them (else `408 request-timeout`), "
+    "and one address holds at most 64 connections at once (the next is answered "
+    "`429 rate-limited`); the coordinator's operator may set other limits."
 )
 _SIGNATURE_HEADERS = ("x-owm-node-key", "x-owm-timestamp", "x-owm-nonce", "x-owm-signature")
 _NODE_MANAGEMENT = {Access.NODE_MANAGEMENT, Access.NODE}
@@ -483,6 +486,14 @@ async def _unexpected(_request: Request, exc: Exception) -> Response:
     return _internal(exc)
 
 
+async def _client_gone(request: Request, _exc: Exception) -> Response:
+    """The client closed its connection before its body arrived: nothing failed here and
+    nobody reads an answer, so one quiet line, no traceback (an empty answer, sent nowhere)."""
+    log.debug("client went away before sending its whole body: %s %s", request.method,
+             request.url.path)
+    return Response(status_code=400)
+
+
 def create_app(
     services: ApiServices,
     metrics: HttpMetrics | None = None,
@@ -506,5 +517,9 @@ def create_app(
             Middleware(VersionHeaders, services=services),
             Middleware(PrivateRoutes, access=services.config.dashboard_access),
         ],
-        exception_handlers={HTTPException: _http_exception, Exception: _unexpected},
+        exception_handlers={
+            HTTPException: _http_exception,
+            ClientDisconnect: _client_gone,
+            Exception: _unexpected,
+        },
     )

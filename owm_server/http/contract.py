@@ -96,6 +96,10 @@ class Operation:
             out.setdefault(400, problem("The body is not a JSON object."))
             out.setdefault(415, problem("The body is not sent as application/json."))
             out.setdefault(413, problem("The body is larger than 1 MiB."))
+            out.setdefault(408, problem(
+                "The body did not arrive within the server's body deadline "
+                "(`request-timeout`; 30 s by default); the connection is closed."
+            ))
         if any(p.convertor is not None for p in self.params):
             out.setdefault(404, problem("No such record (or not a valid id)."))
         if self.access is not Access.PUBLIC:

@@ -75,6 +75,7 @@ TITLES = {
     "method-not-allowed": "Method not allowed",
     "unsupported-media-type": "Unsupported media type",
     "payload-too-large": "Payload too large",
+    "request-timeout": "Request timeout",
     "conflict": "Conflict",
     "insufficient-stake": "Insufficient stake",
     "cooldown-active": "Cooldown active",

@@ -6,94 +6,39 @@
 and joins the thread. :func:`api_server_for` builds one over the coordinator gRPC serves;
 :func:`run_api` is the blocking form for a process that serves only HTTP.
 
-Connection limits (:class:`HttpLimits`): a client that opens connections and never finishes
-its request headers (slowloris) is dropped after ``header_timeout_s`` — uvicorn 0.49 has no
-such option, so :class:`HeaderTimeoutProtocol` adds it to its httptools protocol; idle
-keep-alive connections close after ``keep_alive_s``; beyond ``max_connections`` open
-connections uvicorn answers 503 at once. ``X-Forwarded-For`` is honoured only from the
-addresses in ``trusted_proxies`` (empty by default: the peer address is the client), so a
-client on loopback cannot claim another IP and escape the per-IP registration limit
-(SRS-SEC-04, SRS-NET-07).
+Connection limits (:class:`~owm_server.http.limits.HttpLimits`): a client that opens
+connections and never finishes its request headers (slowloris) is dropped after
+``header_timeout_s``, one that trickles its body is answered 408 after ``body_timeout_s``,
+one address holds at most ``max_connections_per_ip`` connections — uvicorn 0.49 has none of
+these, so :class:`~owm_server.http.limits.LimitedHttpProtocol` adds them to its httptools
+protocol; idle keep-alive connections close after ``keep_alive_s``; beyond
+``max_connections`` open connections uvicorn answers 503 at once. ``X-Forwarded-For`` is
+honoured only from the addresses in ``trusted_proxies`` (empty by default: the peer address
+is the client), so a client on loopback cannot claim another IP and escape the per-IP
+registration limit (SRS-SEC-04, SRS-NET-07).
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from pathlib import Path
 
-import attrs
 import uvicorn
 from starlette.applications import Starlette
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from owm_adapters.bootstrap.api import build_api
 from owm_adapters.bootstrap.coordinator import Coordinator
 from owm_adapters.services.api import ApiConfig
 from owm_adapters.services.queries import KnowledgeSource, QueryConfig
 from owm_server.http.app import create_app
+from owm_server.http.limits import DEFAULT_LIMITS, HttpLimits, protocol_for
 from owm_server.http.metrics import HttpMetrics
 
 DEFAULT_BACKLOG = 4096
 """Room for SRS-PERF-08's 1,000 concurrent clients connecting at once."""
 
-
-@attrs.frozen
-class HttpLimits:
-    """How long and how many connections the API holds (see the module docstring)."""
-
-    header_timeout_s: float = 10.0
-    """A request's line and headers must arrive within this time of its first byte."""
-    keep_alive_s: int = 5
-    """An idle keep-alive connection is closed after this time."""
-    max_connections: int = 2_048
-    """Open connections beyond this are answered 503 (above SRS-PERF-08's 1,000 clients)."""
-    trusted_proxies: tuple[str, ...] = ()
-    """Peers whose ``X-Forwarded-For`` names the client; empty: never trust the header."""
-
-
-class HeaderTimeoutProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol that closes connections whose headers never finish.
-
-    A timer is armed when the connection opens and when a request's first byte arrives (on
-    a kept-alive connection) and cancelled once the headers are complete; when it fires the
-    connection is closed without an answer. The limit is ``header_timeout_s`` of the subclass
-    :func:`api_config` makes, since uvicorn builds protocols from its config alone.
-    """
-
-    header_timeout_s: float = HttpLimits().header_timeout_s
-    _header_timer: asyncio.TimerHandle | None = None
-
-    def _arm_header_timer(self) -> None:
-        if self._header_timer is None:
-            self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late)
-
-    def _disarm_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-
-    def _headers_late(self) -> None:
-        self._header_timer = None
-        if not self.transport.is_closing():
-            self.transport.close()
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm_header_timer()
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._arm_header_timer()
-
-    def on_headers_complete(self) -> None:
-        self._disarm_header_timer()
-        super().on_headers_complete()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_header_timer()
-        super().connection_lost(exc)
+__all__ = ["ApiServer", "HttpLimits", "api_config", "api_server_for", "run_api"]
 
 
 def api_config(
@@ -101,17 +46,14 @@ def api_config(
     host: str,
     port: int,
     grace_s: int = 10,
-    limits: HttpLimits = HttpLimits(),
+    limits: HttpLimits = DEFAULT_LIMITS,
 ) -> uvicorn.Config:
     """The uvicorn settings the API is served with (also used by bench/api_load.py)."""
-    protocol = type(
-        "ApiHttpProtocol", (HeaderTimeoutProtocol,), {"header_timeout_s": limits.header_timeout_s}
-    )
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        http=protocol,
+        http=protocol_for(limits),
         backlog=DEFAULT_BACKLOG,
         timeout_graceful_shutdown=grace_s,
         timeout_keep_alive=limits.keep_alive_s,
@@ -134,7 +76,7 @@ class ApiServer:
     """The public API served by uvicorn in a background thread (see the module docstring)."""
 
     def __init__(
-        self, app: Starlette, listen: str, grace_s: int = 10, limits: HttpLimits = HttpLimits()
+        self, app: Starlette, listen: str, grace_s: int = 10, limits: HttpLimits = DEFAULT_LIMITS
     ) -> None:
         host, _, port = listen.rpartition(":")
         if not host or not port.isdigit():
@@ -174,7 +116,7 @@ def api_server_for(
     grace_s: int = 10,
     config: ApiConfig | None = None,
     knowledge: KnowledgeSource | None = None,
-    limits: HttpLimits = HttpLimits(),
+    limits: HttpLimits = DEFAULT_LIMITS,
     metrics: HttpMetrics | None = None,
     query_config: QueryConfig | None = None,
 ) -> ApiServer:
@@ -195,6 +137,6 @@ def api_server_for(
     )
 
 
-def run_api(app: Starlette, host: str, port: int, limits: HttpLimits = HttpLimits()) -> None:
+def run_api(app: Starlette, host: str, port: int, limits: HttpLimits = DEFAULT_LIMITS) -> None:
     """Serve ``app`` in the foreground until SIGINT/SIGTERM (graceful shutdown)."""
     uvicorn.Server(api_config(app, host, port, limits=limits)).run()

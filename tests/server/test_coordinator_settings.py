@@ -12,6 +12,7 @@ from owm_adapters.bootstrap.coordinator import (
     service_config_of,
 )
 from owm_adapters.bootstrap.settings import ConfigError, load_coordinator_settings
+from owm_cli.coordinator import http_limits_of
 from owm_core.market.tasks import VerificationMode
 
 
@@ -103,6 +104,9 @@ def test_a_whole_number_is_taken_where_seconds_may_be_fractional_but_no_other_co
         ('[lightning]\nbackend = "eclair"\n', "lightning.backend"),
         ("[coordinator]\ngrpc_max_workers = 1\n", "coordinator.grpc_max_workers"),
         ("[coordinator]\ngrpc_stream_idle_s = 0\n", "coordinator.grpc_stream_idle_s"),
+        ("[coordinator]\napi_body_timeout_s = 0\n", "coordinator.api_body_timeout_s"),
+        ("[coordinator]\napi_max_connections_per_ip = 0\n",
+         "coordinator.api_max_connections_per_ip"),
         ("[tasks]\nredundancy = 3\nredundancy_floor = 4\n", "tasks.redundancy_floor"),
         ("[tasks]\nredundancy_floor = -1\n", "tasks.redundancy_floor"),
         ("[knowledge]\nquery_timeout_s = 0\n", "knowledge.query_timeout_s"),
@@ -114,3 +118,19 @@ def test_a_wrong_key_or_value_is_refused_naming_it(tmp_path: Path, text: str, na
 
     with pytest.raises(ConfigError, match=named):
         load_coordinator_settings(path)
+
+
+def test_the_public_apis_connection_limits_are_read_from_the_file_and_reach_the_server(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[coordinator]\napi_body_timeout_s = 12\napi_max_connections_per_ip = 7\n"
+        'api_trusted_proxies = ["10.0.0.1"]\n',
+        encoding="utf-8",
+    )
+    limits = http_limits_of(load_coordinator_settings(path, environ={}).coordinator)
+    assert (limits.body_timeout_s, limits.max_connections_per_ip) == (12.0, 7)
+    assert limits.trusted_proxies == ("10.0.0.1",)
+    defaults = http_limits_of(load_coordinator_settings(None, environ={}).coordinator)
+    assert (defaults.body_timeout_s, defaults.max_connections_per_ip) == (30.0, 64)

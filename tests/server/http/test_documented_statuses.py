@@ -9,6 +9,7 @@ set, operation by operation."""
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,9 @@ from owm_adapters.services.api import ApiConfig
 from owm_core.access.ratelimit import RateLimit
 from owm_core.coordination.challenges import ChallengePurpose
 from owm_server.http import v1
-from owm_server.http.app import openapi_v1
+from owm_server.http.app import create_app, openapi_v1
 from owm_server.http.contract import Access, Operation
+from owm_server.http.serve import ApiServer, HttpLimits
 from tests.server.http.data_scenarios import DATA_SCENARIOS, DATASET
 from tests.server.http.fl_scenarios import FL_SCENARIOS
 from tests.server.http.github_scenarios import GITHUB_SCENARIOS
@@ -112,6 +114,18 @@ def generic(probe: Probe) -> None:
         probe.send(raw=b"{" + b" " * (1 << 20) + b"}")
     if any(p.convertor is not None for p in op.params):
         probe.send(url=probe.url(node_id="n-not-an-id"))
+
+
+def late_body(probe: Probe, port: int) -> None:
+    """Headers announcing a body that never comes, sent to a real server (the deadline is the
+    server's, not the application's): the status it answers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(
+            f"{probe.op.method} {probe.url()} HTTP/1.1\r\nHost: x\r\n"
+            "Content-Type: application/json\r\nContent-Length: 10\r\n\r\n".encode()
+        )
+        status_line = sock.makefile("rb").readline()
+    probe.seen.add(int(status_line.split()[1]))
 
 
 def register_body(world: World, node: Any) -> dict[str, Any]:
@@ -219,11 +233,19 @@ def test_every_documented_status_is_produced_and_nothing_else(small_world: World
     }
     ops = sorted(v1.operations(), key=lambda o: o.operation_id == "commentProposal")
     observed: dict[str, set[int]] = {}
-    for op in ops:
-        probe = Probe(w, op, {**ids, "id": per_op_id.get(op.operation_id, "x1")})
-        specific(probe)
-        generic(probe)
-        observed[op.operation_id] = probe.seen
+    server = ApiServer(create_app(w.services), "127.0.0.1:0", grace_s=1,
+                       limits=HttpLimits(body_timeout_s=0.2))  # fmt: skip
+    server.start()
+    try:
+        for op in ops:
+            probe = Probe(w, op, {**ids, "id": per_op_id.get(op.operation_id, "x1")})
+            specific(probe)
+            generic(probe)
+            if op.body is not None:
+                late_body(probe, server.port)
+            observed[op.operation_id] = probe.seen
+    finally:
+        server.stop(5)
     expected = {op.operation_id: set(op.statuses()) for op in ops}
     assert observed == expected
     assert set(documented) <= set(expected)

@@ -1,9 +1,11 @@
 """Attacks on the public API's resources, each run against a real uvicorn server on loopback:
-slowloris connections, forged ``X-Forwarded-For``, deeply nested JSON and strangers' nonces
-(SRS-SEC-04, SRS-NET-07, SRS-API-04)."""
+slowloris connections, trickled bodies, one address's many connections, forged
+``X-Forwarded-For``, deeply nested JSON and strangers' nonces (SRS-SEC-04, SRS-NET-07,
+SRS-API-04)."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -11,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from owm_adapters.services.api import ApiConfig
 from owm_server.http.app import create_app
@@ -141,3 +144,135 @@ def test_one_registered_key_cannot_fill_the_replay_guard_for_the_others(tmp_path
     for _ in range(3):
         assert world.client.get(mine, headers=world.signed(honest, "GET", mine)).status_code == 200
     worlds.close()
+
+
+def _read_until_closed(sock: socket.socket, timeout_s: float) -> bytes:
+    """What the server sends until it closes the connection (or ``timeout_s`` passes)."""
+    sock.settimeout(timeout_s)
+    received = b""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(4096)
+        except (ConnectionResetError, TimeoutError):
+            break
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
+def test_a_body_trickled_a_byte_a_second_is_answered_408_and_closed_at_the_body_deadline(
+    world: World,
+) -> None:
+    limits = HttpLimits(header_timeout_s=1.0, body_timeout_s=2.0)
+    with _serving(world, limits) as base:
+        port = int(base.rsplit(":", 1)[1])
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(
+            b"POST /v1/nodes/challenge HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        )
+        started = time.monotonic()
+        sock.settimeout(0.05)
+        answer = b""
+        while time.monotonic() - started < 8 and not answer:
+            try:
+                sock.sendall(b" ")
+                answer = sock.recv(4096)
+            except TimeoutError:
+                time.sleep(0.95)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        answer += _read_until_closed(sock, 2.0)
+        held_s = time.monotonic() - started
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert b"application/problem+json" in head and b"connection: close" in head
+        assert b'"code":"request-timeout"' in body
+        assert held_s < 5, f"the trickled body held the connection for {held_s:.1f} s"
+        assert httpx.get(f"{base}/v1/openapi.json", timeout=5).status_code == 200
+
+
+def test_a_body_that_arrives_in_time_is_answered_as_usual(world: World) -> None:
+    with _serving(world, HttpLimits(body_timeout_s=2.0)) as base:
+        reply = httpx.post(f"{base}/v1/nodes/challenge", json={"public_key": "zz"}, timeout=5)
+    assert reply.status_code == 422, reply.text
+
+
+def test_one_address_holds_at_most_its_share_of_connections_and_the_next_is_answered_429(
+    world: World,
+) -> None:
+    with _serving(world, HttpLimits(max_connections_per_ip=4)) as base:
+        port = int(base.rsplit(":", 1)[1])
+        held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(4)]
+        for sock in held:
+            sock.sendall(b"GET /v1/openapi.json HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        time.sleep(0.2)
+        refused = httpx.get(f"{base}/v1/openapi.json", timeout=5)
+        assert refused.status_code == 429, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["code"] == "rate-limited"
+        assert "open connections from this address" in refused.json()["detail"]
+        held.pop().close()
+        time.sleep(0.2)
+        assert httpx.get(f"{base}/v1/openapi.json", timeout=5).status_code == 200
+        for sock in held:
+            sock.close()
+
+
+def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_share_of_requests(
+    world: World,
+) -> None:
+    limits = HttpLimits(max_connections_per_ip=2, trusted_proxies=("127.0.0.1",))
+    with _serving(world, limits) as base:
+        port = int(base.rsplit(":", 1)[1])
+        slow = []
+        for _ in range(2):  # the proxy's many connections are not capped as its own
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(
+                b"POST /v1/nodes/challenge HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.7"
+                b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+            )
+            slow.append(sock)
+        time.sleep(0.2)
+        same = httpx.get(
+            f"{base}/v1/openapi.json", headers={"X-Forwarded-For": "203.0.113.7"}, timeout=5
+        )
+        other = httpx.get(
+            f"{base}/v1/openapi.json", headers={"X-Forwarded-For": "198.51.100.1"}, timeout=5
+        )
+        for sock in slow:
+            sock.close()
+        time.sleep(0.2)
+        again = httpx.get(
+            f"{base}/v1/openapi.json", headers={"X-Forwarded-For": "203.0.113.7"}, timeout=5
+        )
+    assert same.status_code == 429 and same.json()["code"] == "rate-limited", same.text
+    assert "requests at once from this address" in same.json()["detail"]
+    assert other.status_code == 200
+    assert again.status_code == 200
+
+
+def test_a_client_that_disconnects_mid_body_is_one_quiet_line_without_a_traceback(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with _serving(world, HttpLimits()) as base:
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(
+                b"POST /v1/nodes/challenge HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"pub"
+            )
+            time.sleep(0.3)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any(
+            "went away" in r.getMessage() for r in caplog.records
+        ):
+            time.sleep(0.05)
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert loud == [], [r.getMessage() for r in loud]
+    gone = [r for r in caplog.records if "went away" in r.getMessage()]
+    assert len(gone) == 1 and gone[0].levelno == logging.DEBUG
