@@ -8,6 +8,7 @@ a client's escrow comes out of a balance it paid for with a Lightning invoice.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,6 +204,40 @@ def test_top_up_invoices_are_bounded_per_request(
     assert "amount_msat" in (error.details() or "")
 
 
+def test_a_paying_client_is_served_while_fresh_keys_fill_the_newcomers_replay_guard(
+    ledger: SimLedger, clock: StepClock
+) -> None:
+    config = ServiceConfig(
+        verification=VerificationPolicy(redundancy=2), tick_s=0.05,
+        replay_max_entries=10, newcomer_replay_max_entries=4,
+    )
+    coordinator = start_coordinator(memory_repositories(), ledger, clock, config)
+    fund(coordinator, ledger, clock, 100_000)  # its first request: a newcomer's nonce
+    flood = []
+    for _ in range(10):
+        stranger = Identity.from_seed(os.urandom(32))
+        request = signed_balance_request(stranger, 0, clock.now())
+        try:
+            coordinator.stub.FundBalance(request)
+            flood.append("served")
+        except grpc.RpcError as exc:
+            flood.append(exc.details() or "")
+
+    assert flood[:3] == ["served"] * 3
+    assert all("replay guard is full" in answer for answer in flood[3:])
+    paid = coordinator.stub.FundBalance(signed_balance_request(CLIENT, 0, clock.now()))
+    assert paid.funded_msat == 100_000  # credited, then served from the paying clients' guard
+    register_idle(coordinator.service.repositories, 2, clock.now())
+    reply = coordinator.stub.SubmitTask(task_request("paid-in-flood", PRICE, submitter=CLIENT))
+    assert len(reply.replica_ids) == 2
+    late = refused(lambda: coordinator.stub.FundBalance(
+        signed_balance_request(OTHER_CLIENT, 1_000, clock.now())
+    ))
+    assert late.code() is grpc.StatusCode.UNAUTHENTICATED  # a new sponsor waits out the flood
+    assert "replay guard is full" in (late.details() or "")
+    coordinator.stop()
+
+
 def test_a_task_no_node_takes_expires_and_its_escrow_goes_back_to_the_balance(
     coordinator: Coordinator, ledger: SimLedger, clock: StepClock
 ) -> None:
@@ -267,18 +302,22 @@ def test_a_node_another_funded_key_or_the_operator_gets_not_found_as_for_no_task
 ) -> None:
     nodes = verified_paid_task(coordinator, ledger, clock, "private")
     fund(coordinator, ledger, clock, 100_000, OTHER_CLIENT)
-    guard = coordinator.service.outputs.guard.guard
+    guards = coordinator.service.funding.guards
+
+    def held(key: str) -> int:
+        return guards.paying.guard.held_by(key) + guards.newcomers.guard.held_by(key)
+
     missing = refused(lambda: coordinator.stub.GetTaskOutput(
         signed_output_request(CLIENT, "no-such-task", clock.now())
     ))
     assert missing.code() is grpc.StatusCode.NOT_FOUND
     for reader in (nodes[0].identity, nodes[1].identity, OTHER_CLIENT, OPERATOR):
         request = signed_output_request(reader, "private", clock.now())
-        held = guard.held_by(reader.public_key_hex)
+        before = held(reader.public_key_hex)
         error = refused(lambda r=request: coordinator.stub.GetTaskOutput(r))
         assert error.code() is grpc.StatusCode.NOT_FOUND
         assert error.details() == (missing.details() or "").replace("no-such-task", "private")
-        assert guard.held_by(reader.public_key_hex) == held  # no nonce burned by strangers
+        assert held(reader.public_key_hex) == before  # no nonce burned by strangers
 
 
 def test_a_network_funded_task_is_not_read_over_the_control_plane_even_by_its_operator(

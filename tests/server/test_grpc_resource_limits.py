@@ -18,11 +18,13 @@ import grpc
 import pytest
 
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
+from owm_adapters.control_plane.submitter import signed_balance_request
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.services.coordinator.service import ServiceConfig
 from owm_adapters.storage.memory import memory_repositories
 from owm_core.identity import envelopes
 from owm_core.identity.envelopes import EnvelopeKind, TaskRejection
+from owm_core.identity.keys import Identity
 from owm_server.grpc.limits import GrpcLimits
 from tests.server.harness import Coordinator, SimNode, StepClock, start_coordinator, task_request
 from tests.services.market_world import register_idle
@@ -107,6 +109,35 @@ def test_strangers_flooding_rejections_do_not_fill_the_replay_guard(
     )
     assert reply.task_id == assignment.task_id
     feed.close()
+    coordinator.stop()
+
+
+def test_strangers_balance_requests_and_free_submissions_do_not_fill_the_nodes_replay_guard(
+    tmp_path: Path, clock: StepClock
+) -> None:
+    config = ServiceConfig(tick_s=0.05, replay_max_entries=5, newcomer_replay_max_entries=3)
+    coordinator = running(tmp_path, clock, config)
+    honest = staked_node(coordinator, clock)
+
+    answers = []
+    for index in range(10):  # fresh keys cost nothing: FundBalance(0), a zero-price task
+        stranger = Identity.from_seed(os.urandom(32))
+        try:
+            if index % 2:
+                coordinator.stub.SubmitTask(task_request(f"free-{index}", 0, submitter=stranger))
+            else:
+                coordinator.stub.FundBalance(signed_balance_request(stranger, 0, clock.now()))
+            answers.append("served")
+        except grpc.RpcError as exc:
+            answers.append(exc.details() or "")
+
+    assert answers[:3] == ["served"] * 3  # the newcomers' own guard holds 3
+    assert all("replay guard is full" in a for a in answers[3:])
+    for _ in range(5):  # the nodes' guard holds 5: the strangers took no place in it
+        reply = coordinator.stub.Heartbeat(
+            pb.HeartbeatRequest(heartbeat_envelope=honest.heartbeat_envelope(clock.now()))
+        )
+        assert reply.status == "online"
     coordinator.stop()
 
 

@@ -10,7 +10,12 @@ import attrs
 from owm_adapters.services.coordinator.funding import TaskFunding
 from owm_adapters.services.coordinator.market import Market, PushedTask, TaskStreamHandle
 from owm_adapters.services.coordinator.sealing import TaskSealing
-from owm_adapters.services.coordinator.shared import LockedGuard, Observed, ServiceConfig
+from owm_adapters.services.coordinator.shared import (
+    ClientGuards,
+    LockedGuard,
+    Observed,
+    ServiceConfig,
+)
 from owm_core.identity.envelopes import CapabilityManifest
 from owm_core.identity.keys import Identity
 from owm_core.identity.sealing import input_context, open_sealed
@@ -97,7 +102,7 @@ def build_market(repositories: Repositories, *, redundancy: int = 1,
     guard = LockedGuard()
     # Tasks are funded from the network budget (no top-ups, so no Lightning node is needed).
     funding = TaskFunding(repositories, None, clock, config.funding,  # type: ignore[arg-type]
-                          config.verification, guard)
+                          config.verification, ClientGuards.sized_by(config))
     market = Market(repositories, clock, config, guard, Observed(),
                     sealing=TaskSealing(COORDINATOR), funding=funding)
     return MarketWorld(repositories, clock, market)

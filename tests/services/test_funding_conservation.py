@@ -20,8 +20,9 @@ from owm_adapters.services.coordinator.funding import MAX_OPEN_TOP_UPS, Funder, 
 from owm_adapters.services.coordinator.shared import (
     NETWORK_BUDGET,
     QUERY_BUDGET,
+    ClientGuards,
     FundingConfig,
-    LockedGuard,
+    ServiceConfig,
 )
 from owm_adapters.storage.memory import memory_repositories
 from owm_core.coordination.endings import end_task
@@ -78,7 +79,8 @@ class Books(RuleBasedStateMachine):
         self.repos = memory_repositories()
         self.treasury = Treasury(self.clock)
         self.funding = TaskFunding(
-            self.repos, self.treasury, self.clock, CONFIG, POLICY, LockedGuard()  # type: ignore[arg-type]
+            self.repos, self.treasury, self.clock, CONFIG, POLICY,  # type: ignore[arg-type]
+            ClientGuards.sized_by(ServiceConfig(funding=CONFIG)),
         )
         self.collected = 0
         self.drawn = 0

@@ -42,12 +42,13 @@ import attrs
 from owm_adapters.services.coordinator.shared import (
     NETWORK_BUDGET,
     QUERY_BUDGET,
+    ClientGuards,
     FundingConfig,
-    LockedGuard,
 )
 from owm_core.coordination.submissions import open_balance_request, open_submission
 from owm_core.coordination.tasks import replicas_funded, siblings
 from owm_core.errors import DomainError, InvalidValue, PolicyViolation
+from owm_core.identity.envelopes import Envelope
 from owm_core.market.funding import (
     Balance,
     Escrow,
@@ -116,7 +117,8 @@ class TaskFunding:
     clock: Clock
     config: FundingConfig
     policy: VerificationPolicy
-    _guard: LockedGuard
+    #: Clients' nonces: never in the nodes' replay guard (SRS-SEC-03).
+    guards: ClientGuards
     #: Top-up crediting and reconciliation, one at a time.
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
     _next_sweep: float = attrs.field(init=False, default=0.0)
@@ -130,21 +132,30 @@ class TaskFunding:
         signature over this very task; an operator key of ``network_submitters`` draws on the
         network budget, any other key on its prepaid balance, which must exist and cover the
         escrow (``InsufficientFunds`` naming what is missing). The nonce is recorded only for
-        a signer that can pay, so strangers cannot fill the replay guard.
+        a signer that can pay, in the clients' guards (:class:`ClientGuards`), so strangers
+        fill neither the nodes' replay guard nor the paying clients'.
         """
         check_price(request.max_price_msat, self.config.rules())
         envelope = open_submission(raw, request, input_data)
         signer = envelope.signer
+        balance = None
         if signer in self.config.network_submitters:
             funder = NETWORK
         else:
             self.credit_paid_top_ups(signer)
             funder = Funder.client(signer)
-            balance = self.repositories.funding.balance(signer) or Balance(signer)
-            debit_balance(balance, self.escrow_msat(request, funder), request.task_id)
-        with self._guard.lock:
-            self._guard.guard.accept(envelope, self.clock.now())
+            balance = self.repositories.funding.balance(signer)
+            debit_balance(
+                balance or Balance(signer), self.escrow_msat(request, funder), request.task_id
+            )
+        self.guards.accept(envelope, balance, self.clock.now())
         return funder
+
+    def accept_nonce(self, envelope: Envelope) -> None:
+        """Record a verified client envelope's nonce in the clients' guard its signer's balance
+        picks (:class:`ClientGuards`); ``ReplayRejected`` for a replay or a full guard."""
+        balance = self.repositories.funding.balance(envelope.signer)
+        self.guards.accept(envelope, balance, self.clock.now())
 
     def escrow_msat(self, request: TaskRequest, funder: Funder) -> int:
         """What the task's escrow must hold: every payable replica's price and share."""
@@ -198,9 +209,8 @@ class TaskFunding:
             raise InvalidValue(
                 "amount_msat", f"must be at most {self.config.max_top_up_msat} msat per top-up"
             )
-        with self._guard.lock:
-            self._guard.guard.accept(envelope, self.clock.now())
-        self.credit_paid_top_ups(key)
+        self.credit_paid_top_ups(key)  # first: a key that just paid is a paying client now
+        self.accept_nonce(envelope)
         top_up = None
         if body.amount_msat > 0:
             if len(self.repositories.funding.open_top_ups(key, MAX_OPEN_TOP_UPS)) >= (

@@ -11,17 +11,18 @@ Who may read is the task's escrow: :attr:`~owm_core.market.funding.Escrow.funder
 submitter key that paid (funded work only), so no second record is kept. Anyone else — a node,
 another funded key, a task funded by a treasury budget (FL rounds, queries: their services
 read outputs in-process) or no task at all — gets the same ``NotFound``, so a stranger learns
-nothing about which task ids exist. The request's nonce enters the replay guard only after its
-signature and its signer's right to read were checked, so strangers cannot fill the guard.
+nothing about which task ids exist. The request's nonce enters the clients' replay guard
+(:class:`~.shared.ClientGuards`, never the nodes') only after its signature and its signer's
+right to read were checked, so strangers cannot fill it.
 """
 
 from __future__ import annotations
 
 import attrs
 
+from owm_adapters.services.coordinator.funding import TaskFunding
 from owm_adapters.services.coordinator.market import Market
 from owm_adapters.services.coordinator.sealing import TaskSealing
-from owm_adapters.services.coordinator.shared import LockedGuard
 from owm_core.coordination.submissions import open_output_request
 from owm_core.errors import InvalidTransition, NotFound
 from owm_core.identity.sealing import result_context
@@ -46,7 +47,7 @@ class TaskOutputs:
     repositories: Repositories
     market: Market
     sealing: TaskSealing
-    guard: LockedGuard
+    funding: TaskFunding
     clock: Clock
 
     def read(self, raw: bytes) -> SealedResult:
@@ -61,8 +62,7 @@ class TaskOutputs:
         escrow = self.repositories.funding.escrow(task_id)
         if escrow is None or escrow.payer is not Payer.CLIENT or escrow.funder != signer:
             raise NotFound(f"no task {task_id} funded by this key")
-        with self.guard.lock:
-            self.guard.guard.accept(envelope, self.clock.now())
+        self.funding.accept_nonce(envelope)
         _, outcome = self.market.task(task_id)
         if outcome == "pending":
             raise InvalidTransition(f"not verified yet: task {task_id} is pending")

@@ -44,6 +44,7 @@ from owm_adapters.services.coordinator.outputs import TaskOutputs
 from owm_adapters.services.coordinator.registrar import Registrar
 from owm_adapters.services.coordinator.sealing import TaskSealing
 from owm_adapters.services.coordinator.shared import (
+    ClientGuards,
     CoordinatorObserver,
     LockedGuard,
     Observed,
@@ -97,13 +98,16 @@ class CoordinatorService:
         self._registration_listeners = tuple(registration_listeners)
         self._observed = Observed() if observer is None else Observed(observer)
         shared = self.config.shared_state
-        guard = LockedGuard.sized_by(self.config, repositories.nonces if shared else None)
+        ledger = repositories.nonces if shared else None
+        #: Nodes' envelopes only (registered keys, SRS-SEC-03); clients' go to their own.
+        guard = LockedGuard.sized_by(self.config, ledger)
         #: Whether this coordinator runs the market's housekeeping and the stake checks
         #: (on unless a :class:`~owm_adapters.services.singletons.SingletonJobs` decides).
         self.housekeeping = Flag(on=True)
         self.stake_checks = Flag(on=True)
         self.funding = funding = TaskFunding(
-            repositories, lightning, clock, self.config.funding, self.config.verification, guard
+            repositories, lightning, clock, self.config.funding, self.config.verification,
+            ClientGuards.sized_by(self.config, ledger),
         )
         self.registrar = Registrar(repositories, lightning, clock, self.config, entropy)
         self.ingest = HeartbeatIngest(repositories, clock, self.config, guard, self._observed)
@@ -115,7 +119,7 @@ class CoordinatorService:
             funding=funding,
         )
         #: Verified outputs for the submitters that paid for them, sealed to their keys.
-        self.outputs = TaskOutputs(repositories, self.market, self.sealing, guard, clock)
+        self.outputs = TaskOutputs(repositories, self.market, self.sealing, funding, clock)
         self._stopping = threading.Event()
         self._market_thread: threading.Thread | None = None
 

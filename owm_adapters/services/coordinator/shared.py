@@ -1,8 +1,11 @@
-"""What the parts of one coordinator process share: tuning, the observer, the replay guard.
+"""What the parts of one coordinator process share: tuning, the observer, the replay guards.
 
 The registrar, the heartbeat ingest and the task market (:mod:`.registrar`, :mod:`.heartbeats`,
-:mod:`.market`) each own their locks; the replay guard is the one piece of state two of them
-use (heartbeat and manifest envelopes, rejection envelopes), so it carries its own lock here.
+:mod:`.market`) each own their locks; the nodes' replay guard is the one piece of state two of
+them use (heartbeat and manifest envelopes, rejection envelopes), so it carries its own lock
+here. Task clients' envelopes (balance requests, task submissions, output requests) go to
+:class:`ClientGuards`, never to the nodes' guard: a submitter key costs nothing to make, so
+no number of them may refuse a registered node's heartbeat (SRS-SEC-03).
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from typing import Protocol
 import attrs
 
 from owm_core.coordination.reveals import RevealWindows
-from owm_core.identity.envelopes import NonceLedger, ReplayGuard
+from owm_core.identity.envelopes import Envelope, NonceLedger, ReplayGuard
 from owm_core.identity.keys import node_id_from_public_key
-from owm_core.market.funding import DEFAULT_FEE_PPM, DEFAULT_PERIOD_S, FundingRules
+from owm_core.market.funding import DEFAULT_FEE_PPM, DEFAULT_PERIOD_S, Balance, FundingRules
 from owm_core.market.streams import STREAM_FRESH_S, STREAM_REFRESH_S
 from owm_core.market.tasks import VerificationPolicy
 from owm_core.nodes.registry import Liveness
@@ -90,9 +93,14 @@ class ServiceConfig:
     stake_check_s: float = 60.0
     #: Re-verification period, degraded grace and cooldown (SRS-STAKE-02/03/07).
     stake_policy: StakePolicy = attrs.field(factory=StakePolicy)
-    #: Nonces the replay guard holds in all, and per registered key (SRS-SEC-03).
+    #: Nonces the replay guard holds in all, and per registered key (SRS-SEC-03); the same
+    #: bounds hold for paying clients' guard (:class:`ClientGuards`).
     replay_max_entries: int = 1_000_000
     replay_max_per_key: int = 3_000
+    #: Nonces of submitter keys that never paid (fresh sponsors, strangers), in all and per
+    #: key: their own guard, whose fullness refuses only them (:class:`ClientGuards`).
+    newcomer_replay_max_entries: int = 100_000
+    newcomer_replay_max_per_key: int = 20
     #: Several coordinators share the store (PostgreSQL, SRS-COORD-05): the replay guards
     #: and rate limits also record in the store, so they hold across coordinators.
     shared_state: bool = False
@@ -158,6 +166,50 @@ class LockedGuard:
                 ledger=ledger,
             )
         )
+
+
+@attrs.define
+class ClientGuards:
+    """The replay guards of task clients' envelopes, apart from the nodes' (SRS-SEC-03).
+
+    A submitter key need not be a registered node (sponsors fund balances) and costs nothing
+    to make, so its nonces never enter the guard heartbeats use. Among clients, a key that
+    paid the treasury (a balance credited by a paid invoice) or an operator key of
+    ``[funding] network_submitters`` is *paying* and uses a guard sized like the nodes'; every
+    other key (a sponsor's first balance request, a stranger's) is a *newcomer*, in a smaller
+    guard with a small per-key bound. A flood of fresh keys fills only the newcomers' guard:
+    new sponsors wait (their requests are refused as the guard is full, until nonces age out
+    of the window), paying clients and nodes are served as before.
+    """
+
+    paying: LockedGuard
+    newcomers: LockedGuard
+    trusted: frozenset[str] = frozenset()
+
+    @classmethod
+    def sized_by(cls, config: ServiceConfig, ledger: NonceLedger | None = None) -> ClientGuards:
+        """The two guards with ``config``'s bounds; with a ``ledger``, nonces are also claimed
+        there (shared by every coordinator, SRS-COORD-05)."""
+        newcomers = ReplayGuard(
+            max_entries=config.newcomer_replay_max_entries,
+            max_per_signer=config.newcomer_replay_max_per_key,
+            ledger=ledger,
+        )
+        return cls(
+            LockedGuard.sized_by(config, ledger),
+            LockedGuard(newcomers),
+            config.funding.network_submitters,
+        )
+
+    def accept(self, envelope: Envelope, balance: Balance | None, now: int) -> None:
+        """Record a verified client envelope whose signer holds ``balance`` (None: none), in
+        the paying clients' guard or the newcomers'; ``ReplayRejected`` as the guard says."""
+        paying = envelope.signer in self.trusted or (
+            balance is not None and balance.funded_msat > 0
+        )
+        locked = self.paying if paying else self.newcomers
+        with locked.lock:
+            locked.guard.accept(envelope, now)
 
 
 def stake_node_id(stake: Stake) -> str:
