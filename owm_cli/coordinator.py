@@ -202,7 +202,7 @@ def _serve(
         coordinator.service, section.grpc_listen, tls=tls,
         onion_listen=onion_listen_of(settings), invoices=coordinator.node_invoices,
         max_workers=section.grpc_max_workers,
-        limits=GrpcLimits(idle_s=section.grpc_stream_idle_s), rpc_metrics=metrics.rpc,
+        limits=GrpcLimits.of(section), rpc_metrics=metrics.rpc,
     )
     server.start()
     api = knowledge = calendar = onion = None

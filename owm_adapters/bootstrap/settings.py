@@ -377,6 +377,12 @@ class CoordinatorSection:
     grpc_max_workers: int = 64
     #: A heartbeat stream that sends nothing for this many seconds is ended.
     grpc_stream_idle_s: int = 60
+    #: Heartbeat streams served at once (0: a quarter of the stream threads, 12 of 48); the
+    #: other stream threads are kept for nodes' task streams, which heartbeat streams (a bound
+    #: certificate is all they need) can never take.
+    grpc_heartbeat_streams: int = 0
+    #: Heartbeat streams one client (IPv4 address, IPv6 /64, onion client certificate) holds.
+    grpc_heartbeat_streams_per_peer: int = 8
     onion_listen: str = ""
     api_listen: str = "127.0.0.1:8000"
     #: Reverse proxies whose ``X-Forwarded-For`` names the API client (SRS-SEC-04); empty:
@@ -841,6 +847,7 @@ def load_coordinator_settings(
     if settings.coordinator.grpc_stream_idle_s < 1:
         raise ConfigError(f"{_where(path)}: coordinator.grpc_stream_idle_s: must be at least 1")
     _check_api(path, settings.coordinator)
+    _check_grpc(path, settings.coordinator)
     _check_funding(path, settings.funding)
     return settings
 
@@ -852,6 +859,19 @@ def _check_api(path: Path | None, section: CoordinatorSection) -> None:
     if section.api_max_connections_per_ip < 1:
         raise ConfigError(
             f"{_where(path)}: coordinator.api_max_connections_per_ip: must be at least 1"
+        )
+
+
+def _check_grpc(path: Path | None, section: CoordinatorSection) -> None:
+    """Refuse heartbeat-stream limits the gRPC server could not run with (SRS-COORD-02)."""
+    if section.grpc_heartbeat_streams < 0:
+        raise ConfigError(
+            f"{_where(path)}: coordinator.grpc_heartbeat_streams: must be 0 (a quarter of the "
+            "stream threads) or more"
+        )
+    if section.grpc_heartbeat_streams_per_peer < 1:
+        raise ConfigError(
+            f"{_where(path)}: coordinator.grpc_heartbeat_streams_per_peer: must be at least 1"
         )
 
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
-import ipaddress
 import logging
 import os
 import socket
@@ -57,7 +56,8 @@ from owm_adapters.pool.writer import (
     SLOW_READER,
     PoolWriter,
 )
-from owm_core.errors import DomainError
+from owm_core.access.ratelimit import address_group
+from owm_core.errors import DomainError, InvalidValue
 from owm_core.pool import noise
 from owm_core.pool.sv2_frames import Frame
 
@@ -91,18 +91,13 @@ class FrameHandler(Protocol):
 
 
 def address_key(host: str) -> str:
-    """What the per-address cap counts a peer under (SRS-SEC-16): its IPv4 address, or the /64
-    of its IPv6 address (what one subscriber is usually given, so rotating addresses inside it
-    does not escape the cap); an IPv4-mapped IPv6 address counts as its IPv4 address."""
+    """What the per-address cap counts a peer under (SRS-SEC-16): the address group every
+    per-address cap of OWM uses (:func:`~owm_core.access.ratelimit.address_group`: IPv4, or
+    the IPv6 /64), or the host as given when it is no IP address."""
     try:
-        ip = ipaddress.ip_address(host.partition("%")[0])
-    except ValueError:
+        return address_group(host)
+    except InvalidValue:
         return host
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
 
 
 @attrs.define(eq=False)

@@ -152,21 +152,26 @@ class Transport(enum.Enum):
     ONION = "onion"
 
 
-def ip_key(client_ip: str) -> str:
-    """The limiter key of a clearnet client address: the IPv4 address, or the IPv6 /64.
-
-    One IPv6 host usually owns a whole /64, so keying by full address would let it rotate.
-    """
+def address_group(client_ip: str) -> str:
+    """What one client at ``client_ip`` is counted under wherever OWM caps a client address
+    (rate limits, the pool's connections, the control plane's streams; SRS-SEC-04/16): the IPv4
+    address, or the /64 of an IPv6 address (what one subscriber is usually given, so rotating
+    addresses inside it escapes nothing); an IPv4-mapped IPv6 address counts as its IPv4
+    address, and a zone (``%eth0``) is ignored. ``InvalidValue`` if it is no IP address."""
     try:
-        address = ipaddress.ip_address(client_ip)
+        address = ipaddress.ip_address(client_ip.partition("%")[0])
     except ValueError:
         raise InvalidValue("client_ip", "is not an IP address") from None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     if isinstance(address, ipaddress.IPv6Address):
-        network = ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False)
-        return f"ip:{network}"
-    return f"ip:{address}"
+        return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
+    return str(address)
+
+
+def ip_key(client_ip: str) -> str:
+    """The limiter key of a clearnet client address: ``ip:`` and its :func:`address_group`."""
+    return f"ip:{address_group(client_ip)}"
 
 
 def node_key(node_public_key: str) -> str:

@@ -8,8 +8,13 @@ never send a byte would hold every thread, and no node could register or heartbe
 * long-lived streams (``HeartbeatStream``, ``TaskStream``) together take at most
   :meth:`GrpcLimits.stream_slots` threads — always fewer than the pool — so unary RPCs
   always find one; a stream beyond the cap is refused at once with RESOURCE_EXHAUSTED;
-* one client address holds at most ``streams_per_peer`` client streams (``HeartbeatStream``);
-  a node's ``TaskStream`` is one per key already (a new one replaces the old);
+* client streams (``HeartbeatStream``: a bound certificate is all they need, and anyone gets
+  one from the node issuer) take at most :meth:`GrpcLimits.heartbeat_slots` of those (a
+  quarter by default), so the rest are kept for task streams, which only registered,
+  staked nodes open after answering a challenge (one per key: a new one replaces the old);
+* one client holds at most ``streams_per_peer`` client streams: a client is its address
+  group (:func:`~owm_core.access.ratelimit.address_group`: the IPv4 address or the IPv6
+  /64), or over the onion service its TLS client certificate;
 * a client stream that waits longer than ``idle_s`` for its next message is ended with
   RESOURCE_EXHAUSTED ``stream-idle`` by one watchdog thread (not a thread per stream).
 
@@ -31,7 +36,9 @@ from typing import Any
 import attrs
 import grpc
 
+from owm_adapters.bootstrap.settings import CoordinatorSection
 from owm_adapters.control_plane.grpc_client import MAX_MESSAGE_BYTES
+from owm_core.access.ratelimit import ip_key
 from owm_server.grpc.interceptor import BehaviourInterceptor
 
 log = logging.getLogger(__name__)
@@ -47,7 +54,13 @@ class GrpcLimits:
     #: Long-lived streams served at once; None: the pool less a quarter (at least 2) kept
     #: for unary RPCs.
     max_streams: int | None = attrs.field(default=None)
-    #: Client streams (``HeartbeatStream``) one client address may hold open.
+    #: Client streams (``HeartbeatStream``) served at once; None: a quarter of the stream
+    #: slots (at least 1). Never all of them: the rest are for task streams.
+    heartbeat_streams: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(1))
+    )
+    #: Client streams (``HeartbeatStream``) one client (IPv4 address, IPv6 /64, or onion
+    #: client certificate) may hold open.
     streams_per_peer: int = attrs.field(default=8, validator=attrs.validators.ge(1))
     #: Seconds a client stream may wait for its next message before it is ended.
     idle_s: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
@@ -64,6 +77,24 @@ class GrpcLimits:
             return max(1, min(self.max_streams, max_workers - 1))
         return max(1, max_workers - max(2, max_workers // 4))
 
+    def heartbeat_slots(self, max_workers: int) -> int:
+        """How many of :meth:`stream_slots` client streams may take: at least one slot is
+        always left to task streams (none for client streams if there is only one)."""
+        slots = self.stream_slots(max_workers)
+        share = self.heartbeat_streams if self.heartbeat_streams is not None else slots // 4
+        return max(0, min(max(1, share), slots - 1))
+
+    @classmethod
+    def of(cls, section: CoordinatorSection) -> GrpcLimits:
+        """The limits ``[coordinator]`` sets (``grpc_stream_idle_s``,
+        ``grpc_heartbeat_streams`` with 0 for the default share, and
+        ``grpc_heartbeat_streams_per_peer``)."""
+        return cls(
+            idle_s=section.grpc_stream_idle_s,
+            heartbeat_streams=section.grpc_heartbeat_streams or None,
+            streams_per_peer=section.grpc_heartbeat_streams_per_peer,
+        )
+
     def server_options(self) -> list[tuple[str, int]]:
         """The ``grpc.server`` options that set the message sizes explicitly."""
         return [
@@ -75,6 +106,18 @@ class GrpcLimits:
 def peer_address(context: grpc.ServicerContext) -> str:
     """The caller's address without its port (``ipv4:1.2.3.4:5`` → ``ipv4:1.2.3.4``)."""
     return (context.peer() or "unknown").rpartition(":")[0] or "unknown"
+
+
+def client_ip(context: grpc.ServicerContext) -> str | None:
+    """The peer's IP address from ``context.peer()`` (``ipv4:1.2.3.4:5`` / ``ipv6:[::1]:5``)."""
+    peer = context.peer() or ""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0]
+    if kind == "ipv6":
+        host = rest.rpartition(":")[0]
+        return host.strip("[]").replace("%5B", "").replace("%5D", "")
+    return None
 
 
 def via_onion(context: grpc.ServicerContext, onion: bool) -> bool:
@@ -91,11 +134,13 @@ def via_onion(context: grpc.ServicerContext, onion: bool) -> bool:
 
 
 def stream_owner(context: grpc.ServicerContext, onion: bool) -> str:
-    """Whom ``streams_per_peer`` counts a client stream against: the peer's address, or, for
-    a call over the onion service (every Tor client shares 127.0.0.1), its TLS client
+    """Whom ``streams_per_peer`` counts a client stream against: the peer's address group
+    (the IPv4 address or the IPv6 /64, so addresses rotated inside one /64 count once), or,
+    for a call over the onion service (every Tor client shares 127.0.0.1), its TLS client
     certificate — bound to one node key (SRS-NET-07)."""
     if not via_onion(context, onion):
-        return peer_address(context)
+        ip = client_ip(context)
+        return ip_key(ip) if ip is not None else peer_address(context)
     certificates = (context.auth_context() or {}).get("x509_pem_cert") or [b""]
     return "cert:" + hashlib.sha256(bytes(certificates[0])).hexdigest()
 
@@ -116,6 +161,7 @@ def end_with_status(context: grpc.ServicerContext, code: grpc.StatusCode, detail
 @attrs.define(eq=False)
 class _Slot:
     context: grpc.ServicerContext
+    #: Whom a client stream counts against; None for a task stream.
     peer: str | None
     waiting_since: float | None = None
     released: bool = False
@@ -137,10 +183,13 @@ class StreamLimiter(BehaviourInterceptor):
         #: client certificate (one per node key), never per address (SRS-NET-07).
         self.onion = onion
         self.capacity = limits.stream_slots(max_workers)
+        #: Of ``capacity``, what client streams may hold: the rest is task streams' alone.
+        self.heartbeat_capacity = limits.heartbeat_slots(max_workers)
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._slots: set[_Slot] = set()
         self._per_peer: dict[str, int] = {}
+        self._client_streams = 0
         self._stopped = threading.Event()
         self._watchdog: threading.Thread | None = None
 
@@ -199,18 +248,31 @@ class StreamLimiter(BehaviourInterceptor):
 
     # -- slots ---------------------------------------------------------------------------------
 
+    def _refusal(self, peer: str | None) -> str | None:
+        """Why one more stream (a client stream of ``peer``; None: a task stream) is refused
+        now, or None; call with the lock held."""
+        if len(self._slots) >= self.capacity:
+            return f"the server holds {self.capacity} streams already; retry later"
+        if peer is None:
+            return None
+        if self._client_streams >= self.heartbeat_capacity:
+            return (
+                f"the server holds {self.heartbeat_capacity} heartbeat streams already (the "
+                "other stream slots are kept for task streams); retry later"
+            )
+        if self._per_peer.get(peer, 0) >= self.limits.streams_per_peer:
+            return f"{self.limits.streams_per_peer} streams from this address are open"
+        return None
+
     def _take(self, context: grpc.ServicerContext, peer: str | None) -> _Slot:
         with self._lock:
-            refusal = None
-            if len(self._slots) >= self.capacity:
-                refusal = f"the server holds {self.capacity} streams already; retry later"
-            elif peer is not None and self._per_peer.get(peer, 0) >= self.limits.streams_per_peer:
-                refusal = f"{self.limits.streams_per_peer} streams from this address are open"
+            refusal = self._refusal(peer)
             if refusal is None:
                 slot = _Slot(context, peer)
                 self._slots.add(slot)
                 if peer is not None:
                     self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
+                    self._client_streams += 1
                 if peer is not None and self._watchdog is None:
                     self._watchdog = threading.Thread(
                         target=self._watch, name="owm-rpc-idle", daemon=True
@@ -227,6 +289,7 @@ class StreamLimiter(BehaviourInterceptor):
             slot.released = True
             self._slots.discard(slot)
             if slot.peer is not None:
+                self._client_streams -= 1
                 left = self._per_peer.pop(slot.peer) - 1
                 if left:
                     self._per_peer[slot.peer] = left

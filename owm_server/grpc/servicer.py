@@ -39,7 +39,7 @@ from owm_core.market.tasks import Task, TaskRequest
 from owm_core.nodes.registry import NodeStatus
 from owm_core.nodes.tiers import Tier
 from owm_core.stake.channel import Stake
-from owm_server.grpc.limits import via_onion
+from owm_server.grpc.limits import client_ip, via_onion
 from owm_server.grpc.signing import signed
 from owm_server.grpc.status import guarded, guarded_stream
 
@@ -47,18 +47,6 @@ log = logging.getLogger(__name__)
 
 STREAM_POLL_S = 0.25
 LIVENESS_CHECK_S = 30.0
-
-
-def client_ip(context: grpc.ServicerContext) -> str | None:
-    """The peer's IP address from ``context.peer()`` (``ipv4:1.2.3.4:5`` / ``ipv6:[::1]:5``)."""
-    peer = context.peer() or ""
-    kind, _, rest = peer.partition(":")
-    if kind == "ipv4":
-        return rest.rpartition(":")[0]
-    if kind == "ipv6":
-        host = rest.rpartition(":")[0]
-        return host.strip("[]").replace("%5B", "").replace("%5D", "")
-    return None
 
 
 def transport_of(context: grpc.ServicerContext, onion: bool) -> Transport:

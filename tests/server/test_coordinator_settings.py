@@ -107,6 +107,11 @@ def test_a_whole_number_is_taken_where_seconds_may_be_fractional_but_no_other_co
         ("[coordinator]\napi_body_timeout_s = 0\n", "coordinator.api_body_timeout_s"),
         ("[coordinator]\napi_max_connections_per_ip = 0\n",
          "coordinator.api_max_connections_per_ip"),
+        ("[coordinator]\ngrpc_heartbeat_streams = -1\n", "coordinator.grpc_heartbeat_streams"),
+        (
+            "[coordinator]\ngrpc_heartbeat_streams_per_peer = 0\n",
+            "coordinator.grpc_heartbeat_streams_per_peer",
+        ),
         ("[tasks]\nredundancy = 3\nredundancy_floor = 4\n", "tasks.redundancy_floor"),
         ("[tasks]\nredundancy_floor = -1\n", "tasks.redundancy_floor"),
         ("[knowledge]\nquery_timeout_s = 0\n", "knowledge.query_timeout_s"),

@@ -17,6 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from owm_adapters.bootstrap.settings import CoordinatorSection
 from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
 from owm_adapters.control_plane.submitter import signed_balance_request
 from owm_adapters.lightning.embedded import SimLedger
@@ -25,7 +26,7 @@ from owm_adapters.storage.memory import memory_repositories
 from owm_core.identity import envelopes
 from owm_core.identity.envelopes import EnvelopeKind, TaskRejection
 from owm_core.identity.keys import Identity
-from owm_server.grpc.limits import GrpcLimits
+from owm_server.grpc.limits import GrpcLimits, StreamLimiter, stream_owner
 from tests.server.harness import Coordinator, SimNode, StepClock, start_coordinator, task_request
 from tests.services.market_world import register_idle
 
@@ -185,7 +186,7 @@ def test_sixty_four_idle_heartbeat_streams_without_credentials_do_not_stall_the_
     assert time.monotonic() - started < 2.0
 
     refused = [c for c in calls if c.done()]
-    assert len(refused) == 70 - 48  # 64 threads, a quarter kept for unary calls
+    assert len(refused) == 70 - 12  # 64 threads: 48 for streams, 12 of them heartbeat streams
     for call in refused:
         error = call.exception()
         assert isinstance(error, grpc.RpcError)
@@ -197,10 +198,98 @@ def test_sixty_four_idle_heartbeat_streams_without_credentials_do_not_stall_the_
     coordinator.stop()
 
 
+def test_idle_heartbeat_streams_cannot_take_the_slots_kept_for_task_streams(
+    tmp_path: Path, clock: StepClock
+) -> None:
+    coordinator = running(  # many addresses (or free certificates over the onion port)
+        tmp_path, clock, max_workers=16, limits=GrpcLimits(streams_per_peer=1_000)
+    )
+    honest = staked_node(coordinator, clock)
+    silent = Silent()
+    calls = [coordinator.stub.HeartbeatStream.future(iter(silent)) for _ in range(20)]
+    time.sleep(1.0)
+
+    held = [c for c in calls if not c.done()]
+    feed = honest.open_stream(coordinator.stub)
+    register_idle(coordinator.service.repositories, 2, clock.now())  # 3 replicas need 3 nodes
+    coordinator.stub.SubmitTask(task_request("job-beside-idle-streams"))
+
+    assert len(feed.wait_for(1)) == 1, feed.error
+    assert len(held) == 3  # 16 threads: 12 for streams, a quarter of them heartbeat streams
+    for call in calls:
+        if call.done():
+            error = call.exception()
+            assert isinstance(error, grpc.RpcError)
+            assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "3 heartbeat streams already" in (error.details() or "")
+    silent.release.set()
+    feed.close()
+    coordinator.stop()
+
+
+class PeerContext:
+    """A call's context as the stream limiter reads it: the peer, no certificate."""
+
+    def __init__(self, peer: str) -> None:
+        self._peer = peer
+
+    def peer(self) -> str:
+        return self._peer
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {}
+
+    def abort(self, code: grpc.StatusCode, details: str) -> None:
+        raise grpc.RpcError(f"{code.name}: {details}")
+
+
+def test_heartbeat_streams_from_addresses_of_one_ipv6_64_count_as_one_client() -> None:
+    limiter = StreamLimiter(GrpcLimits(streams_per_peer=2), max_workers=64)
+    opened = limiter._client_stream(lambda requests, context: next(requests))
+    hold = threading.Event()
+
+    def idle() -> Iterator[None]:
+        hold.wait(10)
+        yield None
+
+    peers = [f"ipv6:[2001:db8:1:2::{n}]:{40_000 + n}" for n in range(1, 4)]
+    threads = [
+        threading.Thread(target=opened, args=(idle(), PeerContext(p)), daemon=True)
+        for p in peers[:2]
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while limiter.open_streams < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    with pytest.raises(grpc.RpcError, match="2 streams from this address are open"):
+        opened(idle(), PeerContext(peers[2]))  # a third address of the same /64
+    other = PeerContext("ipv6:[2001:db8:1:3::1]:40000")  # the next /64 is another client
+    assert limiter._refusal(stream_owner(other, onion=False)) is None
+    hold.set()
+    for thread in threads:
+        thread.join(5)
+    assert limiter.open_streams == 0
+    limiter.stop()
+
+
+def test_the_coordinator_settings_set_the_heartbeat_stream_limits() -> None:
+    section = CoordinatorSection(
+        grpc_stream_idle_s=30, grpc_heartbeat_streams=5, grpc_heartbeat_streams_per_peer=2
+    )
+    limits = GrpcLimits.of(section)
+    assert (limits.idle_s, limits.streams_per_peer) == (30, 2)
+    assert (limits.stream_slots(64), limits.heartbeat_slots(64)) == (48, 5)
+    assert GrpcLimits.of(CoordinatorSection()).heartbeat_slots(64) == 12
+    assert GrpcLimits(heartbeat_streams=100).heartbeat_slots(64) == 47  # one left for tasks
+
+
 def test_one_address_holds_at_most_its_share_of_heartbeat_streams(
     tmp_path: Path, clock: StepClock
 ) -> None:
-    coordinator = running(tmp_path, clock, limits=GrpcLimits(streams_per_peer=3))
+    limits = GrpcLimits(streams_per_peer=3, heartbeat_streams=8)
+    coordinator = running(tmp_path, clock, limits=limits)
     silent = Silent()
     calls = [coordinator.stub.HeartbeatStream.future(iter(silent)) for _ in range(5)]
     time.sleep(0.5)

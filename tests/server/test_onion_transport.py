@@ -62,8 +62,9 @@ def test_onion_streams_are_counted_per_client_certificate_and_clearnet_ones_per_
     assert stream_owner(alice, True) != stream_owner(bob, True)
     assert stream_owner(alice, True) == stream_owner(
         ctx("ipv4:127.0.0.1:50000", b"-----alice certificate-----"), True)
-    assert stream_owner(ctx("ipv4:192.0.2.2:41000", b"x"), True) == "ipv4:192.0.2.2"
-    assert stream_owner(alice, False) == "ipv4:127.0.0.1"
+    assert stream_owner(ctx("ipv4:192.0.2.2:41000", b"x"), True) == "ip:192.0.2.2"
+    assert stream_owner(alice, False) == "ip:127.0.0.1"
+    assert stream_owner(ctx("ipv6:[2001:db8::5]:41000"), True) == "ip:2001:db8::/64"
 
 
 def test_the_onion_port_is_a_second_port_of_the_same_grpc_server(tmp_path: Path) -> None:
