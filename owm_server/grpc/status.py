@@ -2,7 +2,10 @@
 
 Every servicer method runs under :func:`guarded` (or :func:`guarded_stream`), so a client sees
 a status code and a one-line message — the field at fault for INVALID_ARGUMENT — and never a
-stack trace. Unexpected exceptions are logged here and answered with INTERNAL.
+stack trace. Unexpected exceptions are logged here and answered with INTERNAL. A failure of the
+coordinator's own backends (its Lightning node, database, Bitcoin node, calendars, GitHub) is
+UNAVAILABLE with the fixed text HTTP answers too (:mod:`owm_server.outages`): its message may
+name internal hosts and goes to the log only (SRS-SEC-07).
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from owm_core.errors import (
+    CalendarUnavailable,
+    ChainUnavailable,
     Conflict,
     CooldownActive,
     DomainError,
+    GitHubUnavailable,
     InsufficientStake,
     InvalidTransition,
     InvalidValue,
@@ -29,6 +35,7 @@ from owm_core.errors import (
     SignatureInvalid,
     StoreUnavailable,
 )
+from owm_server.outages import outage_detail
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +47,8 @@ _CODES: dict[grpc.StatusCode, tuple[type[DomainError], ...]] = {
                                           NoMatch),
     grpc.StatusCode.NOT_FOUND: (NotFound,),
     grpc.StatusCode.ALREADY_EXISTS: (Conflict,),
-    grpc.StatusCode.UNAVAILABLE: (LightningUnavailable, StoreUnavailable),
+    grpc.StatusCode.UNAVAILABLE: (LightningUnavailable, StoreUnavailable, ChainUnavailable,
+                                  CalendarUnavailable, GitHubUnavailable),
 }  # fmt: skip
 """Each status code and the domain errors answered with it (FAILED_PRECONDITION for the rest)."""
 
@@ -52,7 +60,7 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
             (c for c, kinds in _CODES.items() if isinstance(exc, kinds)),
             grpc.StatusCode.FAILED_PRECONDITION,
         )
-        message = exc.message
+        message = outage_detail(exc) or exc.message
         if isinstance(exc, InsufficientStake):
             message = f"{message} (required_sats={exc.required_sats})"
         return code, f"{exc.code}: {message}"

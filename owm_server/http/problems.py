@@ -7,14 +7,14 @@ input names the offending ``field``; rate limits carry ``retry_after_s`` and a `
 header; an insufficient stake carries ``required_sats``. Unexpected exceptions become a plain
 500 ``internal`` problem with no detail — the stack trace goes to the log, never to the client.
 Failures of the coordinator's own backends (its Lightning node, Bitcoin node, timestamp
-calendars) are answered with a fixed detail: their messages may name internal hosts, ports
-and TLS failures, which go to the log only.
+calendars, GitHub) are answered with a fixed detail, the one gRPC answers too
+(:mod:`owm_server.outages`): their messages may name internal hosts, ports and TLS failures,
+which go to the log only.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,8 +43,7 @@ from owm_core.errors import (
     SignatureInvalid,
     StoreUnavailable,
 )
-
-log = logging.getLogger(__name__)
+from owm_server.outages import outage_detail
 
 PROBLEM_BASE = "https://owm.network/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -122,20 +121,11 @@ def status_of(exc: DomainError) -> int:
     return next(found, 422)
 
 
-_BACKEND_DETAIL: tuple[tuple[type[DomainError], str], ...] = (
-    (LightningUnavailable, "the coordinator's Lightning node cannot answer now; try again later"),
-    (ChainUnavailable, "the coordinator's Bitcoin node cannot answer now; try again later"),
-    (CalendarUnavailable, "no timestamp calendar answered; try again later"),
-    (StoreUnavailable, "the coordinator's database cannot answer now; try again later"),
-)
-
-
 def from_domain(exc: DomainError) -> Problem:
     """The problem a domain error becomes (extensions carry the error's structured fields)."""
-    for kind, detail in _BACKEND_DETAIL:
-        if isinstance(exc, kind):
-            log.warning("backend unavailable while answering a request: %s", exc.message)
-            return Problem(status_of(exc), exc.code, detail)
+    detail = outage_detail(exc)
+    if detail is not None:  # a backend's message may name internal hosts: logged only
+        return Problem(status_of(exc), exc.code, detail)
     extensions: dict[str, Any] = {}
     headers: dict[str, str] = {}
     if isinstance(exc, InvalidValue):

@@ -8,6 +8,7 @@ a client's escrow comes out of a balance it paid for with a Lightning invoice.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.services.coordinator.service import ServiceConfig
 from owm_adapters.services.coordinator.shared import NETWORK_BUDGET, FundingConfig
 from owm_adapters.storage.memory import memory_repositories
-from owm_core.errors import InvalidValue
+from owm_core.errors import InvalidValue, LightningUnavailable
 from owm_core.identity.keys import Identity
 from owm_core.identity.sealing import open_sealed, result_context
 from owm_core.market.tasks import VerificationPolicy
@@ -236,6 +237,37 @@ def test_a_paying_client_is_served_while_fresh_keys_fill_the_newcomers_replay_gu
     assert late.code() is grpc.StatusCode.UNAUTHENTICATED  # a new sponsor waits out the flood
     assert "replay guard is full" in (late.details() or "")
     coordinator.stop()
+
+
+def test_a_failing_treasury_node_is_unavailable_over_grpc_naming_no_internal_host(
+    coordinator: Coordinator, clock: StepClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    funding = coordinator.service.funding
+    treasury = funding.lightning
+
+    class Unreachable:
+        """The treasury's LND behind a broken TLS link: every new invoice fails."""
+
+        def create_invoice(self, amount_msat: int, memo: str, expiry_s: int) -> object:
+            raise LightningUnavailable(
+                "LND AddInvoice failed at 10.13.37.5:10009: UNAVAILABLE: Tls handshake failed"
+            )
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(treasury, name)
+
+    funding.lightning = Unreachable()  # type: ignore[assignment]
+    with caplog.at_level(logging.WARNING):
+        error = refused(lambda: coordinator.stub.FundBalance(
+            signed_balance_request(CLIENT, 1_000, clock.now())
+        ))
+
+    assert error.code() is grpc.StatusCode.UNAVAILABLE
+    assert error.details() == (
+        "lightning-unavailable: the coordinator's Lightning node cannot answer now; try again later"
+    )
+    assert "10.13.37.5:10009" in caplog.text  # logged for the operator, never sent
+    assert coordinator.service.repositories.funding.open_top_ups(CLIENT.public_key_hex) == []
 
 
 def test_a_task_no_node_takes_expires_and_its_escrow_goes_back_to_the_balance(
