@@ -177,6 +177,7 @@ def funding_config_of(settings: CoordinatorSettings) -> FundingConfig:
         },
         network_submitters=frozenset(funding.network_submitters),
         max_top_up_msat=funding.max_top_up_msat,
+        max_open_top_ups=funding.max_open_top_ups,
         task_ttl_s=funding.task_ttl_s,
     )
 

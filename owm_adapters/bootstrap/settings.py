@@ -664,6 +664,9 @@ class FundingSection:
     query_budget_msat_per_day: int = 1_000_000_000
     network_submitters: tuple[str, ...] = ()
     max_top_up_msat: int = 10_000_000_000
+    #: Unpaid, unexpired top-up invoices of every key together (submitter keys cost nothing,
+    #: so the 10 per key bound nothing in total); a request past it is RESOURCE_EXHAUSTED.
+    max_open_top_ups: int = 10_000
     #: A task no node finished within this many seconds expires; its escrow is refunded.
     task_ttl_s: int = 86_400
 
@@ -886,6 +889,8 @@ def _check_funding(path: Path | None, funding: FundingSection) -> None:
     for name in ("network_budget_msat_per_day", "query_budget_msat_per_day", "max_top_up_msat"):
         if getattr(funding, name) < 0:
             raise ConfigError(f"{_where(path)}: funding.{name}: must be at least 0")
+    if funding.max_open_top_ups < 1:
+        raise ConfigError(f"{_where(path)}: funding.max_open_top_ups: must be at least 1")
     for key in funding.network_submitters:
         if not re.fullmatch(r"[0-9a-f]{64}", key):
             raise ConfigError(

@@ -45,6 +45,23 @@ def test_the_redundancy_floor_is_read_from_the_file_and_the_environment_wins(
     assert one.verification.redundancy_floor == 1  # the default never exceeds redundancy
 
 
+def test_the_total_of_open_top_up_invoices_is_read_from_the_file_and_the_environment(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[funding]\nmax_open_top_ups = 500\n", encoding="utf-8")
+    sources: list[tuple[Path | None, dict[str, str]]] = [
+        (path, {}), (path, {"OWM_FUNDING__MAX_OPEN_TOP_UPS": "7"}), (None, {}),
+    ]
+
+    caps = [
+        service_config_of(load_coordinator_settings(p, environ=env)).funding.max_open_top_ups
+        for p, env in sources
+    ]
+
+    assert caps == [500, 7, 10_000]  # the file, the environment over it, the default
+
+
 def test_the_tasks_section_selects_spot_checks_and_the_timeout(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text(
@@ -112,6 +129,7 @@ def test_a_whole_number_is_taken_where_seconds_may_be_fractional_but_no_other_co
             "[coordinator]\ngrpc_heartbeat_streams_per_peer = 0\n",
             "coordinator.grpc_heartbeat_streams_per_peer",
         ),
+        ("[funding]\nmax_open_top_ups = 0\n", "funding.max_open_top_ups"),
         ("[tasks]\nredundancy = 3\nredundancy_floor = 4\n", "tasks.redundancy_floor"),
         ("[tasks]\nredundancy_floor = -1\n", "tasks.redundancy_floor"),
         ("[knowledge]\nquery_timeout_s = 0\n", "knowledge.query_timeout_s"),

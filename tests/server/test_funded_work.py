@@ -25,7 +25,11 @@ from owm_adapters.control_plane.submitter import (
 )
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.services.coordinator.service import ServiceConfig
-from owm_adapters.services.coordinator.shared import NETWORK_BUDGET, FundingConfig
+from owm_adapters.services.coordinator.shared import (
+    NETWORK_BUDGET,
+    TOP_UP_EXPIRY_S,
+    FundingConfig,
+)
 from owm_adapters.storage.memory import memory_repositories
 from owm_core.errors import InvalidValue, LightningUnavailable
 from owm_core.identity.keys import Identity
@@ -268,6 +272,37 @@ def test_a_failing_treasury_node_is_unavailable_over_grpc_naming_no_internal_hos
     )
     assert "10.13.37.5:10009" in caplog.text  # logged for the operator, never sent
     assert coordinator.service.repositories.funding.open_top_ups(CLIENT.public_key_hex) == []
+
+
+def test_fresh_keys_cannot_make_the_treasury_hold_more_open_top_up_invoices_than_its_cap(
+    ledger: SimLedger, clock: StepClock
+) -> None:
+    config = ServiceConfig(tick_s=0.05, funding=FundingConfig(max_open_top_ups=3))
+    coordinator = start_coordinator(memory_repositories(), ledger, clock, config)
+    funding = coordinator.service.repositories.funding
+    invoices = []
+    for _ in range(3):  # each fresh key well within its own 10
+        sybil = Identity.from_seed(os.urandom(32))
+        invoices.append(coordinator.stub.FundBalance(
+            signed_balance_request(sybil, 1_000, clock.now())
+        ).bolt11)
+
+    extra = signed_balance_request(Identity.from_seed(os.urandom(32)), 1_000, clock.now())
+    with pytest.raises(grpc.RpcError) as caught:
+        coordinator.stub.FundBalance(extra)
+
+    error = caught.value
+    assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "the treasury holds 3 unpaid top-up invoices" in (error.details() or "")
+    assert "max_open_top_ups" in (error.details() or "")
+    assert dict(error.trailing_metadata() or ())["retry-after-s"] == "60"
+    assert all(invoices) and len(funding.open_top_ups()) == 3  # nothing issued past the cap
+    balance = coordinator.stub.FundBalance(signed_balance_request(CLIENT, 0, clock.now()))
+    assert balance.available_msat == 0  # reading a balance is never refused by the cap
+    clock.advance(TOP_UP_EXPIRY_S + 1)  # the invoices expire unpaid: room again
+    reply = coordinator.stub.FundBalance(signed_balance_request(CLIENT, 1_000, clock.now()))
+    assert reply.bolt11
+    coordinator.stop()
 
 
 def test_a_task_no_node_takes_expires_and_its_escrow_goes_back_to_the_balance(

@@ -47,7 +47,7 @@ from owm_adapters.services.coordinator.shared import (
 )
 from owm_core.coordination.submissions import open_balance_request, open_submission
 from owm_core.coordination.tasks import replicas_funded, siblings
-from owm_core.errors import DomainError, InvalidValue, PolicyViolation
+from owm_core.errors import DomainError, InvalidValue, PolicyViolation, RateLimited
 from owm_core.identity.envelopes import Envelope
 from owm_core.market.funding import (
     Balance,
@@ -76,6 +76,8 @@ log = logging.getLogger(__name__)
 
 MAX_OPEN_TOP_UPS = 10
 """Unpaid top-up invoices one key may hold; more are refused (no invoice spam)."""
+TOP_UP_RETRY_S = 60
+"""What a request refused at the total bound of open top-ups is told to wait, in seconds."""
 SWEEP_EVERY_S = 5.0
 SWEEP_LIMIT = 1_000
 @attrs.frozen
@@ -121,6 +123,8 @@ class TaskFunding:
     guards: ClientGuards
     #: Top-up crediting and reconciliation, one at a time.
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
+    #: Top-up invoices, issued one at a time (the total bound holds under concurrency).
+    _issuing: threading.Lock = attrs.field(init=False, factory=threading.Lock)
     _next_sweep: float = attrs.field(init=False, default=0.0)
 
     # -- who pays ----------------------------------------------------------------------------
@@ -200,8 +204,10 @@ class TaskFunding:
         """Answer a signed balance request: credit paid top-ups, and with ``amount_msat > 0``
         issue a treasury invoice that tops the balance up by that amount once paid.
 
-        Bounded: at most :data:`MAX_OPEN_TOP_UPS` unpaid invoices per key and
-        ``max_top_up_msat`` per invoice (``InvalidValue`` naming the limit).
+        Bounded: at most :data:`MAX_OPEN_TOP_UPS` unpaid invoices per key
+        (``PolicyViolation``), ``max_top_up_msat`` per invoice (``InvalidValue`` naming the
+        limit) and, since keys cost nothing, ``max_open_top_ups`` unpaid, unexpired invoices of
+        every key together (``RateLimited``: the treasury's node is not made to hold more).
         """
         envelope, body = open_balance_request(raw)
         key = envelope.signer
@@ -211,26 +217,37 @@ class TaskFunding:
             )
         self.credit_paid_top_ups(key)  # first: a key that just paid is a paying client now
         self.accept_nonce(envelope)
-        top_up = None
-        if body.amount_msat > 0:
-            if len(self.repositories.funding.open_top_ups(key, MAX_OPEN_TOP_UPS)) >= (
-                MAX_OPEN_TOP_UPS
-            ):
-                raise PolicyViolation(
-                    f"{MAX_OPEN_TOP_UPS} unpaid top-up invoices are open for this key; pay or "
-                    "let them expire first"
+        top_up = self._issue_top_up(key, body.amount_msat) if body.amount_msat > 0 else None
+        balance = self.repositories.funding.balance(key) or Balance(key)
+        return BalanceView(balance, top_up)
+
+    def _issue_top_up(self, key: str, amount_msat: int) -> TopUp:
+        """A new treasury invoice topping ``key``'s balance up, within the per-key and total
+        bounds; one at a time, so the total is never passed by requests racing each other."""
+        funding = self.repositories.funding
+        if len(funding.open_top_ups(key, MAX_OPEN_TOP_UPS)) >= MAX_OPEN_TOP_UPS:
+            raise PolicyViolation(
+                f"{MAX_OPEN_TOP_UPS} unpaid top-up invoices are open for this key; pay or "
+                "let them expire first"
+            )
+        cap = self.config.max_open_top_ups
+        with self._issuing:
+            if funding.count_payable_top_ups(self.clock.now()) >= cap:
+                raise RateLimited(
+                    f"the treasury holds {cap} unpaid top-up invoices, its limit "
+                    "([funding] max_open_top_ups); retry once some are paid or expired",
+                    retry_after_s=TOP_UP_RETRY_S,
                 )
             invoice = self.lightning.create_invoice(
-                body.amount_msat, "OWM prepaid task balance", self.config.top_up_expiry_s
+                amount_msat, "OWM prepaid task balance", self.config.top_up_expiry_s
             )
             top_up = TopUp(
                 payment_hash=invoice.payment_hash, public_key=key,
                 amount_msat=invoice.amount_msat, bolt11=invoice.bolt11,
                 created_at=invoice.created_at, expires_at=invoice.expires_at,
             )
-            self.repositories.funding.add_top_up(top_up)
-        balance = self.repositories.funding.balance(key) or Balance(key)
-        return BalanceView(balance, top_up)
+            funding.add_top_up(top_up)
+        return top_up
 
     def credit_paid_top_ups(self, public_key: str | None = None) -> int:
         """Credit every open top-up (of ``public_key``) its invoice reports settled, exactly

@@ -41,6 +41,8 @@ DEFAULT_QUERY_BUDGET_MSAT = 1_000_000_000
 """1 000 000 sat a day for the readers of conglomerate queries."""
 TOP_UP_EXPIRY_S = 3_600
 DEFAULT_TASK_TTL_S = 86_400
+DEFAULT_MAX_OPEN_TOP_UPS = 10_000
+"""Treasury invoices awaiting payment for top-ups, all keys together (keys are free)."""
 
 
 @attrs.frozen
@@ -63,6 +65,8 @@ class FundingConfig:
     task_ttl_s: int = DEFAULT_TASK_TTL_S
     """How long a task may wait for nodes before it expires and its escrow is refunded."""
     top_up_expiry_s: int = TOP_UP_EXPIRY_S
+    max_open_top_ups: int = DEFAULT_MAX_OPEN_TOP_UPS
+    """Unpaid, unexpired top-up invoices of every key together; more are refused."""
 
     def rules(self, budget: str = NETWORK_BUDGET) -> FundingRules:
         """The core rules with the period budget of ``budget`` (0 if it has none)."""

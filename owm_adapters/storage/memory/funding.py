@@ -42,6 +42,14 @@ class MemoryFundingRepository(StateRepository):
             if t.state is TopUpState.OPEN and public_key in (None, t.public_key)
         ][:limit]
 
+    def count_payable_top_ups(self, now: int) -> int:
+        """How many top-ups, of every key, are still OPEN and unexpired at ``now``."""
+        with self._lock:
+            return sum(
+                1 for _, t in self._state.top_ups.values()
+                if t.state is TopUpState.OPEN and t.expires_at > now
+            )
+
     def add_escrow(self, escrow: Escrow) -> None:
         """Store a task's new escrow; Conflict if the task has one."""
         self._insert_in_order(

@@ -114,6 +114,11 @@ class FundingRepository(Protocol):
         """Top-ups still OPEN (of ``public_key`` if given), oldest first, at most ``limit``."""
         ...
 
+    def count_payable_top_ups(self, now: int) -> int:
+        """How many top-ups, of every key, are still OPEN and unexpired at ``now`` (their
+        invoices can still be paid)."""
+        ...
+
     def add_escrow(self, escrow: Escrow) -> None:
         """Store a task's new escrow; Conflict if the task has one."""
         ...

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 
 from owm_core.errors import Conflict
@@ -85,6 +86,20 @@ def test_top_ups_are_unique_listed_oldest_first_and_leave_the_open_list_once_cre
     assert [t.payment_hash for t in repos.funding.open_top_ups(KEY)] == [a_top_up(3).payment_hash]
     with pytest.raises(Conflict):
         repos.funding.save_top_up(a_top_up(9))
+
+
+def test_payable_top_ups_are_the_open_unexpired_ones_of_every_key(repos: Repositories) -> None:
+    for n in (1, 2, 3):
+        repos.funding.add_top_up(a_top_up(n, KEY if n != 2 else OTHER))
+    assert repos.funding.count_payable_top_ups(T0) == 3
+    _, credited = credit_top_up(Balance(KEY), a_top_up(1))
+    repos.funding.save_top_up(credited)
+    assert repos.funding.count_payable_top_ups(T0) == 2
+    expired = attrs.evolve(a_top_up(3), state=TopUpState.EXPIRED)
+    repos.funding.save_top_up(expired)
+    assert repos.funding.count_payable_top_ups(T0) == 1
+    assert repos.funding.count_payable_top_ups(T0 + 3599) == 1
+    assert repos.funding.count_payable_top_ups(T0 + 3600) == 0  # past its expiry: unpayable
 
 
 def test_an_escrow_reads_back_equal_through_its_whole_life(repos: Repositories) -> None:

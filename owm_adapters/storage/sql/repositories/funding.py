@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, func, select
 
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.database import upsert
@@ -51,6 +51,15 @@ class SqlFundingRepository(MappedRepository):
         if public_key is not None:
             query = query.where(c.public_key == public_key)
         return self._all(query.order_by(c.seq).limit(limit), TopUp)
+
+    def count_payable_top_ups(self, now: int) -> int:
+        """How many top-ups, of every key, are still OPEN and unexpired at ``now``."""
+        c = t.top_ups.c
+        query = select(func.count()).select_from(t.top_ups).where(
+            c.state == TopUpState.OPEN.value, c.expires_at > now
+        )
+        with self._db.tx() as conn:
+            return int(conn.execute(query).scalar_one())
 
     def add_escrow(self, escrow: Escrow) -> None:
         """Store a task's new escrow; Conflict if the task has one."""
