@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from owm_adapters.bootstrap.coordinator import Coordinator
     from owm_adapters.bootstrap.settings import CoordinatorSection, CoordinatorSettings
     from owm_adapters.control_plane.tls import TlsCredentials
+    from owm_adapters.services.api import ApiConfig
     from owm_adapters.services.knowledge import KnowledgeBase
     from owm_adapters.tor.onion import OnionService
     from owm_server.grpc.server import CoordinatorServer
@@ -283,6 +284,20 @@ def http_limits_of(section: CoordinatorSection) -> HttpLimits:
     )
 
 
+def api_config_of(section: CoordinatorSection, published: tuple[str, str] = ("", "")) -> ApiConfig:
+    """The public API's tuning ``[coordinator] api_*`` sets; ``published`` is the onion
+    address and TLS fingerprint ``GET /v1/network/coordinator`` answers (SRS-COORD-07)."""
+    from owm_adapters.services.api import ApiConfig
+    from owm_core.access.ratelimit import RateLimit
+
+    return ApiConfig(
+        dashboard_access=section.api_dashboard,
+        query_price_msat=section.api_query_price_msat,
+        public_per_client=RateLimit(limit=section.api_public_requests_per_minute, window_s=60),
+        onion_address=published[0], tls_fingerprint=published[1],
+    )
+
+
 def _start_api(
     coordinator: Coordinator,
     settings: CoordinatorSettings,
@@ -292,7 +307,6 @@ def _start_api(
 ) -> ApiServer:
     """Serve the public HTTP API over the same coordinator (one store, one Lightning node)."""
     from owm_adapters.bootstrap.coordinator import data_dir_of, query_config_of
-    from owm_adapters.services.api import ApiConfig
     from owm_server.http.serve import api_server_for
 
     section = settings.coordinator
@@ -301,11 +315,7 @@ def _start_api(
             coordinator, section.api_listen, data_dir=data_dir_of(settings),
             grace_s=section.grace_period_s, knowledge=knowledge, metrics=metrics,
             limits=http_limits_of(section),
-            config=ApiConfig(
-                dashboard_access=section.api_dashboard,
-                query_price_msat=section.api_query_price_msat,
-                onion_address=published[0], tls_fingerprint=published[1],
-            ),
+            config=api_config_of(section, published),
             query_config=query_config_of(settings),
         )
         api.start()

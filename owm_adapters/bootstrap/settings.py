@@ -393,6 +393,9 @@ class CoordinatorSection:
     #: Open HTTP connections one client address (IPv4, IPv6 /64) may hold; more: 429. Behind
     #: a proxy in ``api_trusted_proxies``, the requests in flight of the client it names.
     api_max_connections_per_ip: int = 64
+    #: Requests to public operations (no credential: registration, FL uploads, webhooks…)
+    #: one client address may make per minute on this coordinator; more: 429.
+    api_public_requests_per_minute: int = 120
     #: Who sees ``/dashboard`` and the live mining feed: ``"loopback"`` (peers on this
     #: machine, e.g. through an SSH tunnel), ``"off"`` or ``"public"``.
     api_dashboard: str = "loopback"
@@ -859,10 +862,9 @@ def _check_api(path: Path | None, section: CoordinatorSection) -> None:
     """Refuse public-API limits the HTTP server could not run with (SRS-SEC-04)."""
     if not 1 <= section.api_body_timeout_s <= 3_600:
         raise ConfigError(f"{_where(path)}: coordinator.api_body_timeout_s: must be 1 to 3600 s")
-    if section.api_max_connections_per_ip < 1:
-        raise ConfigError(
-            f"{_where(path)}: coordinator.api_max_connections_per_ip: must be at least 1"
-        )
+    for name in ("api_max_connections_per_ip", "api_public_requests_per_minute"):
+        if getattr(section, name) < 1:
+            raise ConfigError(f"{_where(path)}: coordinator.{name}: must be at least 1")
 
 
 def _check_grpc(path: Path | None, section: CoordinatorSection) -> None:

@@ -32,8 +32,11 @@ SRS-SEC-05, SRS-SEC-06, SRS-STAKE-04, SRS-NODE-10).
    whose answers may take up to 30 s, SRS-PERF-10) closing a round does not stamp at all:
    the upgrade thread does, so a slow or unreachable calendar never holds up a round.
 
-Uploads arrive through :meth:`FlRoundService.accept_update` (``POST /v1/fl/updates``): the
-signature is checked first (:func:`owm_core.fl.updates.parse_update`), then the round's rules
+Uploads arrive through :meth:`FlRoundService.accept_update` (``POST /v1/fl/updates``): what
+the upload claims is checked first against the store, without decoding anything
+(:func:`owm_core.fl.updates.read_claim`, :func:`owm_core.fl.rounds.admit_claim`: the round is
+open and the named replica is assigned to the named key's node), then the weights are decoded
+and the signature checked (:func:`owm_core.fl.updates.parse_update`), then the round's rules
 (:func:`owm_core.fl.rounds.admit`); refusals of correctly signed uploads are recorded in the
 round. The same upload twice is answered like the first; a different one from the same node
 for the same round is a Conflict.
@@ -73,7 +76,13 @@ from owm_core.errors import (
 )
 from owm_core.fl import rounds as fl_rounds
 from owm_core.fl.rounds import FlRound, RoundState, RoundUpdate
-from owm_core.fl.updates import SUB_MODEL_RE, SignedUpdate, parse_update
+from owm_core.fl.updates import (
+    SUB_MODEL_RE,
+    SignedUpdate,
+    UpdateClaim,
+    parse_update,
+    read_claim,
+)
 from owm_core.knowledge.datasets import Document
 from owm_core.market.task_types import AGGREGATION_RULES, FL_MODELS, TaskType
 from owm_core.market.tasks import TaskRequest
@@ -274,6 +283,43 @@ def plan_round(
     return None
 
 
+def check_claim(store: Repositories, claim: UpdateClaim) -> None:
+    """The round an upload names exists and is open, and the task replica it names is one of
+    the round's and assigned to the node its key derives (:func:`owm_core.fl.rounds.admit_claim`):
+    two store reads, whatever the upload's size (SRS-SEC-06). Refusals are not recorded."""
+    fl_round = store.fl_rounds.get_round(claim.round)
+    if fl_round is None:
+        raise NotFound(f"no FL round {claim.round}")
+    task = store.tasks.get(claim.task_id)
+    if task is None:
+        raise NotFound(f"no task {claim.task_id}")
+    fl_rounds.admit_claim(
+        fl_round, task_id=claim.task_id, task_group=task_id_of(claim.task_id),
+        node_id=claim.node_id, assigned_node_id=task.node_id,
+    )
+
+
+def admit_signed(store: Repositories, models: SubModels, update: SignedUpdate) -> None:
+    """The round's rules on an update whose signature verified (:func:`owm_core.fl.rounds.admit`);
+    a refusal while the round is open is recorded in it (its first ``MAX_REJECTIONS``)."""
+    fl_round = store.fl_rounds.get_round(update.round)
+    if fl_round is None:
+        raise NotFound(f"no FL round {update.round}")
+    task = store.tasks.get(update.task_id)
+    try:
+        if task is None:
+            raise NotFound(f"no task {update.task_id}")
+        parameters = len(models.of(fl_round).releases.weights_of(fl_round.base_version))
+        fl_rounds.admit(fl_round, update, task_group=task_id_of(update.task_id),
+                        assigned_node_id=task.node_id, parameters=parameters)
+    except (InvalidValue, InvalidTransition, NotFound) as exc:
+        if fl_round.state is RoundState.OPEN:
+            noted = fl_rounds.note_rejection(fl_round, update.node_id, exc.message)
+            if noted != fl_round:
+                store.fl_rounds.save_round(noted)
+        raise
+
+
 class FlRoundService:
     """Rounds, uploads, aggregation, releases (see the module docstring)."""
 
@@ -424,30 +470,16 @@ class FlRoundService:
         InvalidValue (naming the field) for a malformed or badly signed body, NotFound for an
         unknown round or task, InvalidTransition when the round is not open or the task is
         assigned to another node, Conflict for a different second update of the node.
+
+        What the upload claims is checked first (:func:`check_claim`): an upload no open
+        round expects from the node it names is refused before its weights are decoded or its
+        signature checked, and not recorded (nothing proves who sent it). Refusals of an upload
+        whose signature verified are recorded in the round.
         """
+        check_claim(self.repositories, read_claim(body))
         update = parse_update(body)
         with self._lock:
-            fl_round = self.repositories.fl_rounds.get_round(update.round)
-            if fl_round is None:
-                raise NotFound(f"no FL round {update.round}")
-            task = self.repositories.tasks.get(update.task_id)
-            try:
-                if task is None:
-                    raise NotFound(f"no task {update.task_id}")
-                fl_rounds.admit(
-                    fl_round,
-                    update,
-                    task_group=task_id_of(update.task_id),
-                    assigned_node_id=task.node_id,
-                    parameters=len(self.models.of(fl_round).releases.weights_of(
-                        fl_round.base_version)),
-                )
-            except (InvalidValue, InvalidTransition, NotFound) as exc:
-                if fl_round.state is RoundState.OPEN:
-                    noted = fl_rounds.note_rejection(fl_round, update.node_id, exc.message)
-                    if noted != fl_round:
-                        self.repositories.fl_rounds.save_round(noted)
-                raise
+            admit_signed(self.repositories, self.models, update)
             stored = RoundUpdate(update, received_at=self.clock.now())
             new = self.repositories.fl_rounds.add_update(stored)
         if new:

@@ -10,7 +10,8 @@ This module owns
   as stored for a round, with its anomaly score once the round closed;
 * the admission rule of an upload (:func:`admit`): the round is open, the update names the
   round's sub-model, its task replica belongs to one of the round's tasks, the replica is
-  assigned to the uploading node, and the weights have the global model's size;
+  assigned to the uploading node, and the weights have the global model's size; the part
+  that needs no decoding (:func:`admit_claim`) runs first, on what the upload claims;
 * :func:`tolerable_f` — the most Byzantine clients a rule can survive with ``n`` updates;
 * :func:`close_round` — the pure closing computation: stack the updates, aggregate with the
   robust rule (:mod:`owm_core.fl.aggregation`), score every update (:mod:`owm_core.fl.anomaly`),
@@ -217,6 +218,23 @@ def same_upload(stored: RoundUpdate, incoming: RoundUpdate) -> bool:
     return True
 
 
+def admit_claim(
+    fl_round: FlRound, *, task_id: str, task_group: str, node_id: str,
+    assigned_node_id: str | None,
+) -> None:
+    """The checks an upload passes before its weights are decoded or its signature checked
+    (SRS-SEC-06): the round is open (InvalidTransition), ``task_group`` — the submitted task
+    the replica ``task_id`` belongs to — is one of the round's (InvalidValue ``task_id``) and
+    the replica is assigned to ``node_id`` now (InvalidTransition). They read only what the
+    upload claims, so an upload no open round expects from that node costs no tensor decoding.
+    """
+    _require_open(fl_round, "accept updates")
+    if task_group not in fl_round.task_ids:
+        raise InvalidValue("task_id", f"is not a task of round {fl_round.number}")
+    if assigned_node_id != node_id:
+        raise InvalidTransition(f"task {task_id} is not assigned to {node_id}")
+
+
 def admit(
     fl_round: FlRound,
     update: SignedUpdate,
@@ -229,17 +247,15 @@ def admit(
 
     ``task_group`` is the submitted task its replica belongs to, ``assigned_node_id`` the node
     the replica is assigned to now, ``parameters`` the size of the round's global model.
-    Refusals: the round is not open (InvalidTransition), the update names another sub-model
-    or its task is not one of the round's (InvalidValue naming the field), the replica is
-    assigned to another node (InvalidTransition), the size differs (InvalidValue ``weights``).
+    Refusals: those of :func:`admit_claim`, then the update names another sub-model
+    (InvalidValue ``sub_model``) or the size differs (InvalidValue ``weights``).
     """
-    _require_open(fl_round, "accept updates")
+    admit_claim(
+        fl_round, task_id=update.task_id, task_group=task_group, node_id=update.node_id,
+        assigned_node_id=assigned_node_id,
+    )
     if update.sub_model != fl_round.sub_model:
         raise InvalidValue("sub_model", f"round {fl_round.number} trains {fl_round.sub_model}")
-    if task_group not in fl_round.task_ids:
-        raise InvalidValue("task_id", f"is not a task of round {fl_round.number}")
-    if assigned_node_id != update.node_id:
-        raise InvalidTransition(f"task {update.task_id} is not assigned to {update.node_id}")
     if update.parameters != parameters:
         raise InvalidValue(
             "weights", f"must hold {parameters} values (the global model), got {update.parameters}"
@@ -361,6 +377,7 @@ __all__ = [
     "RoundState",
     "RoundUpdate",
     "admit",
+    "admit_claim",
     "close",
     "close_round",
     "fail",

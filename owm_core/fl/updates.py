@@ -230,6 +230,41 @@ def _loss_from_wire(value: object) -> float:
     return float(value)
 
 
+@attrs.frozen
+class UpdateClaim:
+    """What an upload says about itself, read without decoding its weights or checking its
+    signature: nothing here is proven yet. It lets the coordinator refuse an upload no open
+    round expects from that node before paying for the tensor and the Ed25519 check
+    (SRS-SEC-06). Each field is checked as :class:`SignedUpdate` checks it."""
+
+    round: int = attrs.field(validator=fields.integer(minimum=0, maximum=MAX_ROUND))
+    task_id: str = attrs.field(validator=fields.text(max_len=128))
+    public_key: str = attrs.field(validator=_public_key)
+    parameters: int = attrs.field(validator=fields.integer(minimum=1, maximum=MAX_PARAMETERS))
+    """How many values ``weights`` holds (the list's length, its items unread)."""
+
+    @property
+    def node_id(self) -> str:
+        """The node id the claimed public key derives."""
+        return node_id_from_public_key(self.public_key)
+
+
+def read_claim(body: Mapping[str, Any]) -> UpdateClaim:
+    """The :class:`UpdateClaim` of an uploaded body (InvalidValue naming the field); its cost
+    does not grow with what the weights hold."""
+    if not isinstance(body, Mapping):
+        raise InvalidValue("body", "must be a JSON object")
+    for name in ("round", "task_id", "public_key", "weights"):
+        if name not in body:
+            raise InvalidValue(name, "is required")
+    weights = body["weights"]
+    if not isinstance(weights, list) or not weights:
+        raise InvalidValue("weights", "must be a non-empty list of numbers")
+    if len(weights) > MAX_PARAMETERS:
+        raise InvalidValue("weights", f"must hold at most {MAX_PARAMETERS} values")
+    return UpdateClaim(body["round"], body["task_id"], body["public_key"], len(weights))
+
+
 def parse_update(body: Mapping[str, Any]) -> SignedUpdate:
     """Check an uploaded body and its signature; the :class:`SignedUpdate` it carries.
 
@@ -256,7 +291,9 @@ __all__ = [
     "MAX_PARAMETERS",
     "WIRE_FIELDS",
     "SignedUpdate",
+    "UpdateClaim",
     "parse_update",
+    "read_claim",
     "sign_update",
     "statement_for",
     "weights_array",

@@ -3,12 +3,14 @@
 * **Versions are mounts** (SRS-API-06): ``/v1`` is a :class:`~starlette.routing.Mount` of the
   v1 operations and their OpenAPI document (``/v1/openapi.json``); a ``/v2`` would be another
   mount beside it, so both can be served at once.
-* **One dispatcher** per operation (:func:`endpoint`): read the body (≤ 1 MiB), refuse JSON
-  nested deeper than :data:`MAX_JSON_DEPTH` with a cheap scan before parsing it (a deep
-  document would otherwise exhaust the parser's recursion), validate path,
-  query and body against the operation's schemas, authenticate (API key, L402 token or a node's
-  signature), count the request against the caller's rate limit, call the handler. Cheap,
-  cached handlers run on the event loop; the rest in the thread pool.
+* **One dispatcher** per operation (:func:`endpoint`): count a public operation's request
+  against its client address's limit, read the body (≤ 1 MiB), validate path and query,
+  authenticate (API key, L402 token or a node's signature over the raw body) and count the
+  request against the caller's rate limit — all before the body is parsed, so a stranger's
+  body costs no parsing (SRS-SEC-04) — then refuse JSON nested deeper than
+  :data:`MAX_JSON_DEPTH` with a cheap scan (a deep document would otherwise exhaust the
+  parser's recursion), parse and validate the body, call the handler. Cheap, cached handlers
+  run on the event loop; the rest in the thread pool.
 * **One error translation**: every failure becomes an RFC 7807 problem document
   (:mod:`owm_server.http.problems`); nothing the client sends produces a 5xx or a stack trace.
 * **Every response** carries ``X-OWM-Model-Version`` and ``X-OWM-OTS-Verified`` (SRS-API-01),
@@ -60,6 +62,7 @@ MAX_JSON_DEPTH = 32
 """No request body of the API nests objects and arrays deeper than this."""
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _JSON_BRACKET = re.compile(rb"[\[\]{}]")
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 API_TITLE = "OWM public API"
 API_VERSION = "1.0.0"
 API_DESCRIPTION = (
@@ -184,11 +187,24 @@ def _parse_body(op: Operation, raw: bytes, content_type: str) -> Any:
         raise Problem(400, "malformed-request", "the body is not valid JSON") from None
     if not isinstance(value, dict):
         raise Problem(400, "malformed-request", "the body must be a JSON object")
-    try:  # JSON may escape lone surrogates (\ud800), which no UTF-8 store or reply can hold
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise Problem(400, "malformed-request", "the body holds an unpaired surrogate") from None
+    if _may_hold_surrogates(raw):
+        try:  # JSON may escape lone surrogates (\ud800), which no UTF-8 store or reply holds
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise Problem(
+                400, "malformed-request", "the body holds an unpaired surrogate"
+            ) from None
     return validate(op.body, value, "body")
+
+
+def _may_hold_surrogates(raw: bytes) -> bool:
+    """Whether parsing ``raw`` can give a string with a surrogate: UTF-8 JSON holds one only
+    as a ``\\uD800``–``\\uDFFF`` escape or as the bytes the parser's ``surrogatepass``
+    decodes (``ED A0``–``ED BF``); other encodings are checked in full. A scan instead of
+    re-encoding the whole parsed body: a megabyte of numbers costs no second pass."""
+    if json.detect_encoding(raw) not in ("utf-8", "utf-8-sig"):
+        return True
+    return _SURROGATE.search(raw) is not None
 
 
 def _path_and_query(request: Request) -> str:
@@ -319,14 +335,17 @@ def endpoint(services: ApiServices, op: Operation) -> Callable[[Request], Awaita
                 query = {
                     p.name: parse_param(p, given[p.name]) for p in query_params if p.name in given
                 }
-            body = _parse_body(op, raw, request.headers.get("content-type", ""))
+            # Who asks, and whether they may, before the body is parsed: a stranger's body
+            # costs no parsing (signatures are checked over the raw bytes).
             caller = authenticate(services, op, request, raw)
             remaining = credit = None
             if caller is not None:
                 remaining = services.access.admit(
                     caller, op.access in _NODE_MANAGEMENT, write=op.method != "GET"
                 )
-                credit = services.access.charge_query(caller) if op.priced else None
+            body = _parse_body(op, raw, request.headers.get("content-type", ""))
+            if caller is not None and op.priced:
+                credit = services.access.charge_query(caller)
             client = request.client.host if request.client is not None else None
             url = request.scope["path"] + "?" + request.scope["query_string"].decode("latin-1")
             cached = rendered.get(url) if rendered is not None else None
@@ -359,9 +378,13 @@ def endpoint(services: ApiServices, op: Operation) -> Callable[[Request], Awaita
 
     async def handle(request: Request) -> Response:
         try:
+            if op.access is Access.PUBLIC:  # before the body is even read
+                services.access.admit_public(request.client.host if request.client else None)
             raw = await _read_body(request) if op.body is not None else b""
         except Problem as problem:
             return render(problem, request.url.path)
+        except DomainError as exc:
+            return render(from_domain(exc), request.url.path)
         if op.inline:
             return run(request, raw)
         return await run_in_threadpool(run, request, raw)

@@ -12,7 +12,7 @@ from owm_adapters.bootstrap.coordinator import (
     service_config_of,
 )
 from owm_adapters.bootstrap.settings import ConfigError, load_coordinator_settings
-from owm_cli.coordinator import http_limits_of
+from owm_cli.coordinator import api_config_of, http_limits_of
 from owm_core.market.tasks import VerificationMode
 
 
@@ -130,6 +130,8 @@ def test_a_whole_number_is_taken_where_seconds_may_be_fractional_but_no_other_co
             "coordinator.grpc_heartbeat_streams_per_peer",
         ),
         ("[funding]\nmax_open_top_ups = 0\n", "funding.max_open_top_ups"),
+        ("[coordinator]\napi_public_requests_per_minute = 0\n",
+         "coordinator.api_public_requests_per_minute"),
         ("[tasks]\nredundancy = 3\nredundancy_floor = 4\n", "tasks.redundancy_floor"),
         ("[tasks]\nredundancy_floor = -1\n", "tasks.redundancy_floor"),
         ("[knowledge]\nquery_timeout_s = 0\n", "knowledge.query_timeout_s"),
@@ -157,3 +159,14 @@ def test_the_public_apis_connection_limits_are_read_from_the_file_and_reach_the_
     assert limits.trusted_proxies == ("10.0.0.1",)
     defaults = http_limits_of(load_coordinator_settings(None, environ={}).coordinator)
     assert (defaults.body_timeout_s, defaults.max_connections_per_ip) == (30.0, 64)
+
+
+def test_the_public_operations_limit_per_address_is_read_from_the_file_and_reaches_the_api(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[coordinator]\napi_public_requests_per_minute = 30\n", encoding="utf-8")
+    config = api_config_of(load_coordinator_settings(path, environ={}).coordinator)
+    assert (config.public_per_client.limit, config.public_per_client.window_s) == (30, 60)
+    default = api_config_of(load_coordinator_settings(None, environ={}).coordinator)
+    assert default.public_per_client.limit == 120

@@ -13,19 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import pytest
 import torch
 
 from owm_adapters.bootstrap.coordinator import replicas_per_task
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.node.task_exec import run_training
 from owm_adapters.provenance.embedded import EmbeddedProvenance
+from owm_adapters.services import fl_rounds as fl_rounds_service
 from owm_adapters.services.coordinator.sealing import SealedBlobs
 from owm_adapters.services.coordinator.service import CoordinatorService, ServiceConfig
 from owm_adapters.services.fl_rounds import FlConfig, FlRoundService
 from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
 from owm_core.fl.attacks import Attack, poison
 from owm_core.fl.rounds import FlRound
-from owm_core.fl.updates import sign_update
+from owm_core.fl.updates import parse_update, sign_update
 from owm_core.identity.keys import Identity
 from owm_core.market import tasks as market
 from owm_core.market.tasks import Match, NodeOffer, VerificationPolicy
@@ -36,6 +38,19 @@ from tests.services.market_world import register
 
 T0 = 1_800_000_000
 UPLOAD_URL = "http://127.0.0.1:9/v1/fl/updates"
+
+
+def count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The bodies the FL round service decodes and verifies from now on (``parse_update``'s
+    calls), so a test can show an upload was refused without that work."""
+    decoded: list[object] = []
+
+    def counting(body: Any) -> Any:
+        decoded.append(body)
+        return parse_update(body)
+
+    monkeypatch.setattr(fl_rounds_service, "parse_update", counting)
+    return decoded
 
 
 def node_identity(i: int) -> Identity:

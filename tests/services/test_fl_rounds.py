@@ -22,7 +22,7 @@ from owm_core.nodes.tiers import Tier
 from owm_core.provenance.verification import verify_model_version
 from owm_core.provenance.versions import ProofStatus
 from owm_core.stake.slashing import SlashingPolicy, SlashingReason, SlashingTarget
-from tests.services.fl_world import UPLOAD_URL, FlWorld, build_fl_world
+from tests.services.fl_world import UPLOAD_URL, FlWorld, build_fl_world, count_decodes
 
 
 @pytest.fixture
@@ -147,7 +147,7 @@ def test_uploads_are_idempotent_and_a_second_different_update_conflicts(world: F
     assert len(world.repos.fl_rounds.updates(fl_round.number)) == 1
 
 
-def test_an_upload_for_someone_elses_task_or_a_closed_round_is_refused_and_recorded(
+def test_an_upload_for_someone_elses_task_or_a_closed_round_is_refused_and_a_proven_one_recorded(
     world: FlWorld,
 ) -> None:
     fl_round = world.start_round()
@@ -165,8 +165,10 @@ def test_an_upload_for_someone_elses_task_or_a_closed_round_is_refused_and_recor
         world.fl.accept_update(short)
     assert err.value.field == "weights"
     stored = world.repos.fl_rounds.get_round(fl_round.number)
-    assert stored is not None and len(stored.rejected) == 2
-    assert stored.rejected[0].startswith(stranger.node_id)
+    # The stranger's upload was refused on its claim, before its signature was checked:
+    # nothing proves who sent it, so only the assigned node's refused upload is recorded.
+    assert stored is not None and len(stored.rejected) == 1
+    assert stored.rejected[0].startswith(world.nodes[1].node_id)
     unknown_round = sign_update(
         world.nodes[0], round_number=99, sub_model="owm-base", task_id=body["task_id"],
         num_examples=64, loss=0.5, weights=out["weights"],
@@ -188,3 +190,26 @@ def test_a_round_with_too_few_updates_fails_at_its_timeout(world: FlWorld) -> No
     assert failed is not None and failed.state is RoundState.FAILED
     assert "2 update(s) arrived, 3 needed" in failed.failure
     assert world.repos.releases.list() == []
+
+
+def test_an_upload_no_open_round_expects_from_its_key_is_refused_without_decoding_its_weights(
+    world: FlWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded = count_decodes(monkeypatch)
+    fl_round = world.start_round()
+    out = world.trained(fl_round)
+    honest = world.body(fl_round, world.nodes[0], out["weights"], out)
+    stranger = world.nodes[4]  # holds no replica
+    junk = {**honest, "public_key": stranger.public_key_hex, "signature": "cd" * 64,
+            "weights": [0.123456] * 100_000}  # fmt: skip
+    with pytest.raises(InvalidTransition, match="not assigned"):
+        world.fl.accept_update(junk)
+    with pytest.raises(NotFound):
+        world.fl.accept_update({**junk, "round": fl_round.number + 1})
+    with pytest.raises(NotFound):
+        world.fl.accept_update({**junk, "task_id": "fl-r9-00000000:0"})
+    assert decoded == []
+    stored = world.repos.fl_rounds.get_round(fl_round.number)
+    assert stored is not None and stored.rejected == ()
+    assert not world.fl.accept_update(honest).duplicate
+    assert len(decoded) == 1

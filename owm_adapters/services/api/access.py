@@ -119,6 +119,7 @@ class ApiAccess:
         self._invoice_limiter = SlidingWindowLimiter(
             config.invoices_per_client, ledger=ledger, scope="api/invoices"
         )
+        self._public_limiter = SlidingWindowLimiter(config.public_per_client)
         self._write_quota = DailyQuota(config.writes_per_day, quotas, "api/writes")
         self._guard = SignedRequestGuard(
             window_s=config.signed_window_s, max_entries=config.replay_guard_max_entries,
@@ -264,6 +265,21 @@ class ApiAccess:
             )
         return admission.remaining
 
+    def admit_public(self, client_ip: str | None) -> None:
+        """Count one request to a public operation against its client address (an IPv6 /64
+        counts as one; callers with no known address share one bucket); RateLimited beyond
+        ``public_per_client``. Counted in this process only: it bounds the work strangers make
+        this coordinator do before anything identifies them (SRS-SEC-04)."""
+        with self._limiter_lock:
+            admission = self._public_limiter.admit(_client_key(client_ip), self._clock.now())
+        if not admission.admitted:
+            rate = self._config.public_per_client
+            raise RateLimited(
+                f"more than {rate.limit} requests to public operations in {rate.window_s} s "
+                "from this address; slow down",
+                retry_after_s=admission.retry_after_s,
+            )
+
     def offer_access(self, client_ip: str | None = None) -> AccessOffer:
         """An invoice for 24 hours of commercial access and its L402 macaroon (SRS-API-03).
 
@@ -271,12 +287,8 @@ class ApiAccess:
         address (an IPv6 /64 counts as one) gets ``invoices_per_client`` of them per window;
         beyond that RateLimited. Callers with no known address share one bucket.
         """
-        try:
-            key = ip_key(client_ip) if client_ip is not None else "ip:unknown"
-        except InvalidValue:
-            key = "ip:unknown"
         with self._limiter_lock:
-            admission = self._invoice_limiter.admit(key, self._clock.now())
+            admission = self._invoice_limiter.admit(_client_key(client_ip), self._clock.now())
         if not admission.admitted:
             raise RateLimited(
                 "too many invoices for this address; pay one of them or try again later",
@@ -296,6 +308,15 @@ class ApiAccess:
             valid_until=invoice.expires_at + COMMERCIAL_ACCESS_S,
         )
         return AccessOffer(invoice, macaroon, COMMERCIAL_ACCESS_S)
+
+
+def _client_key(client_ip: str | None) -> str:
+    """The limiter key of a client address (``ip:unknown`` when there is none or it is not an
+    IP address, e.g. a test client)."""
+    try:
+        return ip_key(client_ip) if client_ip is not None else "ip:unknown"
+    except InvalidValue:
+        return "ip:unknown"
 
 
 def _spend(quota: DailyQuota, caller: Caller, now: int, what: str) -> int:

@@ -16,6 +16,8 @@ _T = TypeVar("_T")
 
 INVOICES_PER_CLIENT = RateLimit(limit=120, window_s=3_600)
 """Access invoices one client address may have the treasury create per hour."""
+PUBLIC_PER_CLIENT = RateLimit(limit=120, window_s=60)
+"""Requests to public operations (no credential) one client address may make per minute."""
 
 
 @attrs.frozen
@@ -30,6 +32,9 @@ class ApiConfig:
     covers a query is answered 402 with a new invoice."""
     invoice_expiry_s: int = 600
     invoices_per_client: RateLimit = INVOICES_PER_CLIENT
+    public_per_client: RateLimit = PUBLIC_PER_CLIENT
+    """Requests to public operations per client address (IPv6 /64) and window, counted by each
+    coordinator on its own: a bound on what strangers make it compute (SRS-SEC-04)."""
     free_tier: RateLimit = API_KEY_FREE_TIER
     cache_ttl_ms: int = 1_000
     """How stale public aggregates (stats, lists) may be; 0 disables the cache."""

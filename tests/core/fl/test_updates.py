@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from owm_core.errors import InvalidValue
 from owm_core.fl.participants import update_digest, update_statement
-from owm_core.fl.updates import SignedUpdate, parse_update, sign_update
+from owm_core.fl.updates import SignedUpdate, parse_update, read_claim, sign_update
 from owm_core.identity.keys import Identity
 
 NODE = Identity.from_seed(b"\x01" * 32)
@@ -140,3 +140,34 @@ def test_a_signed_update_cannot_be_built_with_a_forged_signature() -> None:
             weights=update.weights,
             signature="ab" * 64,
         )
+
+
+@given(round_number=st.integers(0, 10**9), weights=weights_lists)
+def test_the_claim_of_a_valid_upload_is_what_the_verified_update_holds(
+    round_number: int, weights: list[float]
+) -> None:
+    wire = body(round_number, weights)
+    claim, update = read_claim(wire), parse_update(wire)
+    assert (claim.round, claim.task_id, claim.public_key, claim.node_id, claim.parameters) == (
+        update.round, update.task_id, update.public_key, update.node_id, update.parameters
+    )
+
+
+def test_a_claim_is_read_without_looking_at_the_weights_values() -> None:
+    wire = body()
+    wire["weights"] = ["not a number"] * 1_000
+    claim = read_claim(wire)
+    assert claim.parameters == 1_000 and claim.node_id == NODE.node_id
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("round", -1), ("round", "3"), ("task_id", ""), ("public_key", "xyz"), ("weights", []),
+     ("weights", "1,2")],
+)
+def test_a_malformed_claimed_field_is_refused_by_name(field: str, value: object) -> None:
+    wire = body()
+    wire[field] = value
+    with pytest.raises(InvalidValue) as err:
+        read_claim(wire)
+    assert err.value.field == field

@@ -8,6 +8,7 @@ set, operation by operation."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from collections.abc import Iterator
@@ -16,10 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.testclient import TestClient
 
 from owm_adapters.services.api import ApiConfig
 from owm_core.access.ratelimit import RateLimit
 from owm_core.coordination.challenges import ChallengePurpose
+from owm_core.errors import RateLimited
 from owm_server.http import v1
 from owm_server.http.app import create_app, openapi_v1
 from owm_server.http.contract import Access, Operation
@@ -107,13 +110,34 @@ def generic(probe: Probe) -> None:
             probe.send(url=probe.url() + f"?{query[0].name}=-1")
         else:
             probe.send(url=probe.url(**{p.name: "!" for p in op.params if p.location == "path"}))
-    if op.body is not None:
-        probe.send(body={"unexpected": 1})
-        probe.send(raw=b"[1]")
-        probe.send(raw=b"{}", content_type="text/plain")
-        probe.send(raw=b"{" + b" " * (1 << 20) + b"}")
+    if op.body is not None:  # with a credential: a stranger's body is refused unparsed
+        def known() -> dict[str, str] | None:
+            return world.api_key() if op.access in {Access.CLIENT, Access.NODE_MANAGEMENT} else None
+
+        probe.send(body={"unexpected": 1}, headers=known())
+        probe.send(raw=b"[1]", headers=known())
+        probe.send(raw=b"{}", content_type="text/plain", headers=known())
+        probe.send(raw=b"{" + b" " * (1 << 20) + b"}", headers=known())
     if any(p.convertor is not None for p in op.params):
         probe.send(url=probe.url(node_id="n-not-an-id"))
+
+
+CROWDED = "198.51.100.9"
+"""The address whose requests to public operations are used up."""
+
+
+def crowded(probe: Probe) -> None:
+    """A public operation asked from an address that used up its requests: the status."""
+    access = probe.world.services.access
+    with contextlib.suppress(RateLimited):
+        while True:
+            access.admit_public(CROWDED)
+    client = TestClient(create_app(probe.world.services), raise_server_exceptions=False,
+                        client=(CROWDED, 40_000))  # fmt: skip
+    unnamed = {p.name: "x1" for p in probe.op.params
+               if p.location == "path" and p.name not in probe.ids}  # fmt: skip
+    with client:
+        probe.seen.add(client.request(probe.op.method, probe.url(**unnamed)).status_code)
 
 
 def late_body(probe: Probe, port: int) -> None:
@@ -243,6 +267,8 @@ def test_every_documented_status_is_produced_and_nothing_else(small_world: World
             generic(probe)
             if op.body is not None:
                 late_body(probe, server.port)
+            if op.access is Access.PUBLIC:
+                crowded(probe)
             observed[op.operation_id] = probe.seen
     finally:
         server.stop(5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from owm_core.fl.attacks import Attack
 from owm_core.fl.updates import sign_update
 from owm_core.provenance.verification import verify_model_version
 from owm_server.http.app import create_app
-from tests.services.fl_world import FlWorld, build_fl_world
+from tests.services.fl_world import FlWorld, build_fl_world, count_decodes
 
 
 @attrs.define
@@ -135,3 +136,25 @@ def test_without_an_fl_service_the_endpoints_answer_503(api: Api) -> None:
     without = TestClient(create_app(attrs.evolve(api.services, fl=None)),
                          raise_server_exceptions=False)
     assert without.get("/v1/fl/rounds", headers=api.key).status_code == 503
+
+
+def test_an_anonymous_megabyte_upload_for_no_assignment_is_refused_without_decoding_it(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded = count_decodes(monkeypatch)
+    fl_round = api.world.start_round()
+    out = api.world.trained(fl_round)
+    honest = api.world.body(fl_round, api.world.nodes[0], out["weights"], out)
+    junk = {**honest, "public_key": "ab" * 32, "signature": "cd" * 64,
+            "weights": [0.123456] * 100_000}  # fmt: skip
+    raw = json.dumps(junk).encode()
+    assert len(raw) > 900_000
+    json_type = {"content-type": "application/json"}
+    unassigned = api.client.post("/v1/fl/updates", content=raw, headers=json_type)
+    assert unassigned.status_code == 409 and unassigned.json()["code"] == "invalid-transition"
+    probe = {**junk, "round": 1_000, "task_id": "fl:0"}  # the review's probe: no such round
+    unknown = api.client.post("/v1/fl/updates", content=json.dumps(probe), headers=json_type)
+    assert unknown.status_code == 404
+    assert decoded == []
+    assert api.client.post("/v1/fl/updates", json=honest).status_code == 202
+    assert len(decoded) == 1

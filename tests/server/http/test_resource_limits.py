@@ -11,11 +11,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from starlette.testclient import TestClient
 
 from owm_adapters.services.api import ApiConfig
+from owm_core.access.ratelimit import RateLimit
+from owm_server.http import app as app_module
 from owm_server.http.app import create_app
 from owm_server.http.serve import ApiServer, HttpLimits
 from tests.server.http.world import World, build_world
@@ -276,3 +280,58 @@ def test_a_client_that_disconnects_mid_body_is_one_quiet_line_without_a_tracebac
     assert loud == [], [r.getMessage() for r in loud]
     gone = [r for r in caplog.records if "went away" in r.getMessage()]
     assert len(gone) == 1 and gone[0].levelno == logging.DEBUG
+
+
+def _from(world: World, address: str) -> TestClient:
+    return TestClient(create_app(world.services), raise_server_exceptions=False,
+                      client=(address, 40_000))  # fmt: skip
+
+
+def test_public_operations_are_limited_per_client_address(tmp_path: Path) -> None:
+    worlds = build_world(tmp_path, ApiConfig(public_per_client=RateLimit(limit=3, window_s=60)))
+    world = next(worlds)
+    greedy, other = _from(world, "203.0.113.5"), _from(world, "198.51.100.7")
+    body = {"public_key": world.node().public_key, "purpose": "register"}
+    replies = [greedy.post("/v1/nodes/challenge", json=body) for _ in range(4)]
+    assert [r.status_code for r in replies] == [200, 200, 200, 429]
+    refused = replies[-1]
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["code"] == "rate-limited"
+    assert 0 < int(refused.headers["Retry-After"]) <= 60
+    big = b'{"round": 1, "weights": [' + b"0.5," * 200_000 + b"0.5]}"
+    upload = greedy.post("/v1/fl/updates", content=big,
+                         headers={"content-type": "application/json"})  # fmt: skip
+    assert upload.status_code == 429  # refused before its body is read
+    assert other.post("/v1/nodes/challenge", json=body).status_code == 200
+    world.clock.advance(60)
+    assert greedy.post("/v1/nodes/challenge", json=body).status_code == 200
+    worlds.close()
+
+
+def test_a_strangers_body_is_not_parsed_before_its_credential_is_refused(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[bytes] = []
+    parse = app_module._parse_body
+
+    def counting(op: Any, raw: bytes, content_type: str) -> Any:
+        parsed.append(raw)
+        return parse(op, raw, content_type)
+
+    monkeypatch.setattr(app_module, "_parse_body", counting)
+    post = "/v1/governance/proposals"
+    big = b'{"title": "t", "description": "' + b"d" * 1_000_000 + b'", "extra": [1]}'
+    json_type = {"content-type": "application/json"}
+    forged = world.client.post(post, content=big,
+                               headers={**json_type, "Authorization": "Bearer owm_wrong"})
+    assert forged.status_code == 401, forged.text
+    anonymous = world.client.post(post, content=big, headers=json_type)
+    assert anonymous.status_code == 402
+    stranger = world.node()
+    signed = world.client.post(post, content=big,
+                               headers={**json_type, **world.signed(stranger, "POST", post, big)})
+    assert signed.status_code == 401
+    assert parsed == []
+    known = world.client.post(post, content=big, headers={**json_type, **world.api_key()})
+    assert known.status_code == 422 and known.json()["field"].startswith("body.")
+    assert len(parsed) == 1

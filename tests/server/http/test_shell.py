@@ -5,10 +5,13 @@ uvicorn server that ``owm-coordinator serve`` runs beside gRPC."""
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
@@ -18,6 +21,7 @@ from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.storage.memory import memory_repositories
 from owm_core.coordination.challenges import Challenge
 from owm_core.provenance.versions import ProofStatus
+from owm_server.http import app as app_module
 from owm_server.http import v1
 from owm_server.http.app import create_app, openapi_v1, version_routes
 from owm_server.http.reference import render_markdown
@@ -212,3 +216,12 @@ def test_the_openapi_document_validates_against_the_official_3_1_schema() -> Non
 
     errors = [str(e) for e in jsonschema_rs.validator_for(OPENAPI_31).iter_errors(openapi_v1())]
     assert errors == []
+
+
+@given(text=st.text(), ascii_only=st.booleans())
+def test_a_body_the_surrogate_scan_passes_holds_no_surrogate(text: str, ascii_only: bool) -> None:
+    raw = json.dumps({"text": text}, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    if not app_module._may_hold_surrogates(raw):
+        json.dumps(json.loads(raw), ensure_ascii=False).encode("utf-8")  # never raises
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+        assert app_module._may_hold_surrogates(raw)
