@@ -28,7 +28,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 from starlette._utils import get_route_path
@@ -44,7 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from owm_adapters.probes import Readiness
-from owm_adapters.services.api import ApiServices
+from owm_adapters.services.api import ApiServices, ReadCache
 from owm_core.access.callers import Caller
 from owm_core.errors import DomainError, PaymentRequired
 from owm_server.http import dashboard, health, pool_page, portal, v1
@@ -289,35 +289,40 @@ def _internal(exc: BaseException) -> Response:
 
 
 class RenderedCache:
-    """Rendered bodies of public aggregate reads, reused for ``cache_ttl_ms`` per URL.
+    """Rendered bodies of public aggregate reads, reused for ``cache_ttl_ms`` per request.
 
     Only operations marked ``inline`` use it — their answers do not depend on the caller —
     and only after the caller was authenticated and counted, so access control and rate
     limits apply to every request; what is saved is recomputing and re-encoding the same
-    JSON thousands of times a second (SRS-PERF-08).
+    JSON thousands of times a second (SRS-PERF-08). An entry is keyed by the operation's own
+    parameters as parsed (``?limit=020&junk=1`` is ``limit=20``): parameters the operation does
+    not know make no entries. Full, it drops the entry used least recently, so a flood of new
+    keys cannot push out what is asked for all the time (SRS-SEC-04).
     """
 
     def __init__(self, services: ApiServices, max_entries: int = 4_096) -> None:
         self._services = services
-        self._ttl_ms = services.config.cache_ttl_ms
-        self._max = max_entries
-        self._entries: dict[str, tuple[int, bytes, str]] = {}
+        self._cache = ReadCache(services.clock, services.config.cache_ttl_ms, max_entries)
 
-    def get(self, url: str) -> Response | None:
-        if self._ttl_ms <= 0:
+    def get(self, key: Hashable) -> Response | None:
+        hit, entry = self._cache.lookup(key)
+        if not hit:
             return None
-        hit = self._entries.get(url)
-        if hit is None or self._services.clock.monotonic_ms() - hit[0] >= self._ttl_ms:
-            return None
-        return Response(hit[1], media_type=hit[2])
+        body, media_type = entry
+        return Response(body, media_type=media_type)
 
-    def put(self, url: str, response: Response) -> None:
-        if self._ttl_ms <= 0 or response.status_code != 200:
-            return
-        if len(self._entries) >= self._max:
-            self._entries.clear()
-        media_type = response.media_type or "application/json"
-        self._entries[url] = (self._services.clock.monotonic_ms(), bytes(response.body), media_type)
+    def put(self, key: Hashable, response: Response) -> None:
+        if response.status_code == 200:
+            media_type = response.media_type or "application/json"
+            self._cache.put(key, (bytes(response.body), media_type))
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+def cache_key(path: dict[str, Any], query: dict[str, Any]) -> Hashable:
+    """What a request of one operation is cached under: its parsed parameters, sorted."""
+    return tuple(sorted(path.items())), tuple(sorted(query.items()))
 
 
 def endpoint(services: ApiServices, op: Operation) -> Callable[[Request], Awaitable[Response]]:
@@ -347,8 +352,8 @@ def endpoint(services: ApiServices, op: Operation) -> Callable[[Request], Awaita
             if caller is not None and op.priced:
                 credit = services.access.charge_query(caller)
             client = request.client.host if request.client is not None else None
-            url = request.scope["path"] + "?" + request.scope["query_string"].decode("latin-1")
-            cached = rendered.get(url) if rendered is not None else None
+            key = cache_key(path, query)
+            cached = rendered.get(key) if rendered is not None else None
             if cached is not None:
                 response: Response = cached
             else:
@@ -361,7 +366,7 @@ def endpoint(services: ApiServices, op: Operation) -> Callable[[Request], Awaita
                         services.access.refund_query(caller)  # not answered: not charged
                     raise
                 if rendered is not None:
-                    rendered.put(url, response)
+                    rendered.put(key, response)
             if remaining is not None:
                 response.headers["RateLimit-Remaining"] = str(remaining)
             if credit is not None:

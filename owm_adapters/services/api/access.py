@@ -46,6 +46,8 @@ from owm_core.ports.repositories import Repositories
 L402_SERVICE = "owm-api"
 COMMERCIAL_ACCESS_S = 86_400
 """A Lightning payment unlocks commercial access for 24 hours (SRS-API-03)."""
+REFUSED_KEYS_KEPT = 1_000
+"""Unknown or revoked API keys whose refusal is remembered (the most recently tried)."""
 
 
 @attrs.frozen
@@ -134,6 +136,7 @@ class ApiAccess:
             config.query_price_msat, ledger=repositories.token_credits if shared else None
         ) if config.query_price_msat else None
         self._keys = ReadCache(clock, config.auth_cache_ttl_ms)
+        self._refused_keys = ReadCache(clock, config.auth_cache_ttl_ms, REFUSED_KEYS_KEPT)
         self._paid = ReadCache(clock, config.auth_cache_ttl_ms)
 
     def create_api_key(self, owner: str, plan: Plan = Plan.FREE) -> tuple[ApiKey, str]:
@@ -144,10 +147,17 @@ class ApiAccess:
         """The caller behind an API key secret; SignatureInvalid for unknown or revoked keys.
 
         The answer (caller or refusal) is reused for ``auth_cache_ttl_ms``: a revoked key stops
-        working within that time.
+        working within that time. Refusals are kept apart, in a smaller cache, so that a flood
+        of random keys pushes out only other refusals, never a key that works (SRS-SEC-04).
         """
         digest = secret_sha256(secret)
-        caller = self._keys.get(("key", digest), lambda: self._caller_of(digest, secret))
+        known, cached = self._keys.lookup(digest)
+        caller: Caller | None = cached
+        if not known:
+            if self._refused_keys.lookup(digest)[0]:
+                raise SignatureInvalid("unknown or revoked API key")
+            caller = self._caller_of(digest, secret)
+            (self._keys if caller is not None else self._refused_keys).put(digest, caller)
         if caller is None:
             raise SignatureInvalid("unknown or revoked API key")
         return caller

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -79,36 +81,65 @@ class ReadCache:
     The API's capabilities share one: public aggregates are recomputed at most once per
     ``cache_ttl_ms`` under 1,000 concurrent clients (SRS-PERF-08), and every write through the
     API (a registration, a release, a proposal, a bounty) clears it, so its author reads it back.
+    Full, it drops the value used least recently, never everything: a flood of new keys pushes
+    out only what nobody asked for since (SRS-SEC-04). Thread-safe.
     """
 
     def __init__(self, clock: Clock, ttl_ms: int, max_entries: int = 10_000) -> None:
         self._clock = clock
         self._ttl_ms = ttl_ms
         self._max = max_entries
-        self._values: dict[Any, tuple[int, Any]] = {}
+        self._values: OrderedDict[Any, tuple[int, Any]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, key: Any, compute: Callable[[], _T]) -> _T:
         """The cached value of ``key``, or ``compute()`` kept for ``ttl_ms``."""
         if self._ttl_ms <= 0:
             return compute()
-        now = self._clock.monotonic_ms()
-        hit = self._values.get(key)
-        if hit is not None and now - hit[0] < self._ttl_ms:
-            value: _T = hit[1]
+        hit, cached = self.lookup(key)
+        if hit:
+            value: _T = cached
             return value
         value = compute()
-        if len(self._values) >= self._max:
-            self._values.clear()
-        self._values[key] = (now, value)
+        self.put(key, value)
         return value
+
+    def lookup(self, key: Any) -> tuple[bool, Any]:
+        """Whether ``key`` holds a fresh value, and the value (marked as just used)."""
+        if self._ttl_ms <= 0:
+            return False, None
+        now = self._clock.monotonic_ms()
+        with self._lock:
+            hit = self._values.get(key)
+            if hit is None or now - hit[0] >= self._ttl_ms:
+                return False, None
+            self._values.move_to_end(key)
+            return True, hit[1]
+
+    def put(self, key: Any, value: Any) -> None:
+        """Keep ``value`` for ``key`` (dropping the least recently used value when full)."""
+        if self._ttl_ms <= 0:
+            return
+        now = self._clock.monotonic_ms()
+        with self._lock:
+            self._values[key] = (now, value)
+            self._values.move_to_end(key)
+            while len(self._values) > self._max:
+                self._values.popitem(last=False)
+
+    def __len__(self) -> int:
+        """How many values are kept (fresh or not)."""
+        return len(self._values)
 
     def forget(self, key: Any) -> None:
         """Drop one value (it is computed again on the next read)."""
-        self._values.pop(key, None)
+        with self._lock:
+            self._values.pop(key, None)
 
     def clear(self) -> None:
         """Drop every value: something the reads depend on changed."""
-        self._values.clear()
+        with self._lock:
+            self._values.clear()
 
 
 @attrs.define(eq=False)
