@@ -265,13 +265,32 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._give_request_slot()
         super().on_response_complete()
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def handle_websocket_upgrade(self) -> None:
+        """The WebSocket protocol takes the connection over (this protocol hears no more of
+        it): its slots stay taken until that protocol loses the connection."""
         self._disarm_timers()
+        super().handle_websocket_upgrade()
+        socket = self.transport.get_protocol()
+        lost = socket.connection_lost
+
+        def release(exc: Exception | None) -> None:
+            try:
+                lost(exc)
+            finally:
+                self._release_slots()
+
+        socket.connection_lost = release  # type: ignore[method-assign]
+
+    def _release_slots(self) -> None:
         while self._in_flight:
             self._give_request_slot()
         if self._peer_slot is not None:
             self.slots.give(self._peer_slot)
             self._peer_slot = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_timers()
+        self._release_slots()
         super().connection_lost(exc)
 
 

@@ -5,6 +5,7 @@ SRS-API-04)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import time
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from starlette.testclient import TestClient
+from websockets.sync.client import connect
 
 from owm_adapters.services.api import ApiConfig
 from owm_core.access.ratelimit import RateLimit
@@ -335,3 +337,21 @@ def test_a_strangers_body_is_not_parsed_before_its_credential_is_refused(
     known = world.client.post(post, content=big, headers={**json_type, **world.api_key()})
     assert known.status_code == 422 and known.json()["field"].startswith("body.")
     assert len(parsed) == 1
+
+
+def test_websockets_count_against_their_address_while_open_and_give_the_slot_back_on_close(
+    world: World,
+) -> None:
+    with _serving(world, HttpLimits(max_connections_per_ip=2)) as base:
+        feed = base.replace("http://", "ws://") + "/v1/mining/dashboard"
+        for _ in range(5):  # more than the cap, one after the other
+            with connect(feed) as socket_:
+                assert json.loads(socket_.recv())
+        time.sleep(0.2)
+        assert httpx.get(f"{base}/v1/openapi.json", timeout=5).status_code == 200
+        with connect(feed) as first, connect(feed) as second:
+            assert first.recv() and second.recv()
+            held = httpx.get(f"{base}/v1/openapi.json", timeout=5)
+            assert held.status_code == 429, held.text
+        time.sleep(0.2)
+        assert httpx.get(f"{base}/v1/openapi.json", timeout=5).status_code == 200
