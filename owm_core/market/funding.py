@@ -113,8 +113,16 @@ def treasury_share_msat(price_msat: int, payer: Payer, rules: FundingRules) -> i
 
 
 def escrow_required_msat(price_msat: int, replicas: int, payer: Payer, rules: FundingRules) -> int:
-    """What a task must be funded with: ``replicas × (price + treasury share)``."""
+    """What a task must be funded with: ``replicas × (price + treasury share)``.
+
+    A client's task offers a price above zero: its escrow is what makes a submission cost its
+    client something, so a free one would let anyone store tasks no node is paid for."""
     _int("replicas", replicas, minimum=1)
+    if payer is Payer.CLIENT and price_msat <= 0:
+        raise InvalidValue(
+            "price_msat", "a client's task must offer a price above 0 msat (nodes are paid "
+            "from its escrow, funded by the client's prepaid balance)",
+        )
     if replicas > MAX_REPLICAS:
         raise InvalidValue("replicas", f"must be ≤ {MAX_REPLICAS}, got {replicas}")
     return replicas * (price_msat + treasury_share_msat(price_msat, payer, rules))

@@ -124,6 +124,19 @@ def test_an_unsigned_task_is_refused_and_nothing_is_stored_or_dispatched(
     assert feed.received == []
 
 
+def test_a_strangers_free_task_is_refused_and_nothing_is_stored_or_dispatched(
+    coordinator: Coordinator, clock: StepClock
+) -> None:
+    (_, feed), *_ = nodes_streaming(coordinator, clock)
+    request = task_request("free", max_price_msat=0, submitter=OTHER_CLIENT)
+    error = refused(lambda: coordinator.stub.SubmitTask(request))
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "price above 0 msat" in (error.details() or "")
+    assert coordinator.service.repositories.tasks.get("free:0") is None
+    assert coordinator.service.repositories.funding.escrow("free") is None
+    assert feed.received == []
+
+
 def test_a_signature_over_another_price_does_not_submit_the_dearer_task(
     coordinator: Coordinator,
 ) -> None:

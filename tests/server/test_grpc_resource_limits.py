@@ -113,7 +113,7 @@ def test_strangers_flooding_rejections_do_not_fill_the_replay_guard(
     coordinator.stop()
 
 
-def test_strangers_balance_requests_and_free_submissions_do_not_fill_the_nodes_replay_guard(
+def test_strangers_balance_requests_do_not_fill_the_nodes_replay_guard(
     tmp_path: Path, clock: StepClock
 ) -> None:
     config = ServiceConfig(tick_s=0.05, replay_max_entries=5, newcomer_replay_max_entries=3)
@@ -121,16 +121,16 @@ def test_strangers_balance_requests_and_free_submissions_do_not_fill_the_nodes_r
     honest = staked_node(coordinator, clock)
 
     answers = []
-    for index in range(10):  # fresh keys cost nothing: FundBalance(0), a zero-price task
+    for _ in range(10):  # fresh keys cost nothing, nor does FundBalance(0)
         stranger = Identity.from_seed(os.urandom(32))
         try:
-            if index % 2:
-                coordinator.stub.SubmitTask(task_request(f"free-{index}", 0, submitter=stranger))
-            else:
-                coordinator.stub.FundBalance(signed_balance_request(stranger, 0, clock.now()))
+            coordinator.stub.FundBalance(signed_balance_request(stranger, 0, clock.now()))
             answers.append("served")
         except grpc.RpcError as exc:
             answers.append(exc.details() or "")
+    free = task_request("free", 0, submitter=Identity.from_seed(os.urandom(32)))
+    with pytest.raises(grpc.RpcError, match="price above 0 msat"):  # refused before its nonce
+        coordinator.stub.SubmitTask(free)
 
     assert answers[:3] == ["served"] * 3  # the newcomers' own guard holds 3
     assert all("replay guard is full" in a for a in answers[3:])

@@ -311,3 +311,11 @@ def test_only_a_waiting_task_can_expire_and_an_expired_one_never_runs() -> None:
         expire(expired)
     with pytest.raises(InvalidTransition):
         expire(attrs.evolve(Task(request), state=TaskState.COMPLETED))
+
+
+@given(replicas=st.integers(1, 9))
+def test_a_client_task_offering_nothing_is_refused_while_a_network_task_may(replicas: int) -> None:
+    with pytest.raises(InvalidValue, match="price above 0 msat"):
+        escrow_required_msat(0, replicas, Payer.CLIENT, RULES)
+    assert escrow_required_msat(0, replicas, Payer.NETWORK, RULES) == 0
+    assert escrow_required_msat(1, replicas, Payer.CLIENT, RULES) == replicas
