@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import attrs
 import click
 
 from owm_adapters.bootstrap import logs
@@ -315,7 +316,12 @@ def _start_api(
             coordinator, section.api_listen, data_dir=data_dir_of(settings),
             grace_s=section.grace_period_s, knowledge=knowledge, metrics=metrics,
             limits=http_limits_of(section),
-            config=api_config_of(section, published),
+            config=attrs.evolve(
+                api_config_of(section, published),
+                max_bounty_sat=settings.github.max_bounty_sat,
+                bounty_budget_sat=settings.github.bounty_budget_sat,
+                bounty_maintainers=tuple(settings.github.bounty_maintainers),
+            ),
             query_config=query_config_of(settings),
         )
         api.start()

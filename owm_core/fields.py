@@ -90,9 +90,18 @@ def integer(minimum: int | None = None, maximum: int | None = None) -> Validator
     return check
 
 
-def money(minimum: int = 0) -> Validator:
-    """An amount in sat or msat: a non-negative ``int`` (floats are refused outright)."""
-    return integer(minimum=minimum)
+MAX_MONEY = 21_000_000 * 100_000_000 * 1_000
+"""No amount exceeds every bitcoin there will ever be, in msat (2.1e18, below 2**63, so each
+fits a signed 64-bit column); in sat it is a looser bound, never a tighter one."""
+
+
+def money(minimum: int = 0, maximum: int = MAX_MONEY) -> Validator:
+    """An amount in sat or msat: an ``int`` from ``minimum`` (0) to ``maximum`` (at most
+    :data:`MAX_MONEY`); floats are refused outright, and so is an amount no one could hold,
+    so sums of amounts stay within what storage and the Lightning node take."""
+    if maximum > MAX_MONEY:
+        raise ValueError(f"no amount exceeds {MAX_MONEY} msat")
+    return integer(minimum=minimum, maximum=maximum)
 
 
 def number(minimum: float | None = None, maximum: float | None = None) -> Validator:

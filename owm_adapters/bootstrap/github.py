@@ -115,7 +115,7 @@ def github_app_from(
     app = GitHubApp(store, clock, secret, github, content=content)
     if payouts is None:
         return app
-    terms = BountyTerms(section.max_bounty_sat, section.bounty_budget_sat)
+    terms = BountyTerms(section.max_bounty_sat, section.bounty_budget_sat, section.bounty_lapse_s)
     desk = BountyDesk(store, BountyBook(store, clock, treasury, terms), payouts, github)
     app.add_handler(desk)
     app.workers.append(("bounty-lapses", desk.lapses))

@@ -728,6 +728,12 @@ class GitHubSection:
     #: One bounty's cap, and what the treasury's open bounties may hold together (sat).
     max_bounty_sat: int = 10_000_000
     bounty_budget_sat: int = 100_000_000
+    #: The API key owners who open treasury-funded bounties over the API (everyone else
+    #: sponsors one); on GitHub, a repository's maintainers do with ``/bounty``.
+    bounty_maintainers: tuple[str, ...] = ()
+    #: How long an open bounty nobody claimed lasts before it lapses (cancelled, or its
+    #: sponsor refunded), webhook or not (30 days by default; at least 60 s).
+    bounty_lapse_s: int = 30 * 86_400
     #: A merged contribution earns this many sat times its analysis score / 100.
     contribution_reward_sat: int = 1_000
     #: The coordinator's public API URL, for the proof links in pull request comments.
@@ -850,6 +856,8 @@ def load_coordinator_settings(
         raise ConfigError(f"{_where(path)}: coordinator.grpc_max_workers: must be 4 to 10000")
     if settings.coordinator.api_query_price_msat < 0:
         raise ConfigError(f"{_where(path)}: coordinator.api_query_price_msat: must be 0 or more")
+    if settings.github.bounty_lapse_s < 60:
+        raise ConfigError(f"{_where(path)}: github.bounty_lapse_s: must be at least 60")
     if settings.coordinator.grpc_stream_idle_s < 1:
         raise ConfigError(f"{_where(path)}: coordinator.grpc_stream_idle_s: must be at least 1")
     _check_api(path, settings.coordinator)

@@ -4,7 +4,10 @@ the GitHub App alike (rules: :mod:`owm_core.governance.bounty_rules`).
 A treasury bounty is open at once if the treasury's bounty budget holds it; a sponsored one
 waits in ``funding`` with a treasury invoice for its amount and opens when
 :meth:`BountyBook.settle_funding` finds that invoice paid (the sponsor's node is where a refund
-goes). Every bounty is capped (``max_bounty_sat``), and each refusal names its reason.
+goes). Every bounty is capped (``max_bounty_sat``), opened only on a repository the GitHub App
+is installed on, from the treasury only by a maintainer, and each refusal names its reason.
+:meth:`BountyBook.lapsed` names the bounties whose time is up (nobody claimed them within
+``unclaimed_lapse_s``, or their sponsor never paid), which the bounty desk's worker closes.
 """
 
 from __future__ import annotations
@@ -15,7 +18,15 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from owm_core.errors import Conflict, InvalidTransition, must_exist
-from owm_core.governance.bounty_rules import Funding, check_amount, check_budget, check_payee
+from owm_core.governance.bounty_rules import (
+    Funding,
+    check_amount,
+    check_budget,
+    check_opener,
+    check_payee,
+    funding_lapsed,
+    unclaimed_lapsed,
+)
 from owm_core.governance.contributions import Bounty, BountyStatus, open_bounty
 from owm_core.payments.lightning import Invoice, InvoiceState
 from owm_core.ports.clock import Clock
@@ -23,14 +34,30 @@ from owm_core.ports.lightning import Lightning
 from owm_core.ports.repositories import Repositories
 
 SPONSOR_INVOICE_EXPIRY_S = 3_600
+FUNDING_GRACE_S = 600
+"""How long after its invoice expired an unpaid sponsored bounty is cancelled (a payment in
+flight at the expiry settles or fails within it)."""
+SCANNED_DELIVERIES = 10_000
+LAPSE_BATCH = 1_000
 
 
 @attrs.frozen
 class BountyTerms:
-    """The caps: one bounty's largest amount, and what the treasury's open bounties may hold."""
+    """The caps: one bounty's largest amount, what the treasury's open bounties may hold, and
+    how long an open bounty waits for a claimant before it lapses (30 days by default)."""
 
     max_bounty_sat: int = 10_000_000
     budget_sat: int = 100_000_000
+    unclaimed_lapse_s: int = attrs.field(default=30 * 86_400, validator=attrs.validators.ge(60))
+
+
+def app_installation(repositories: Repositories, repository: str) -> int | None:
+    """The GitHub App's installation on ``repository``, from its latest stored webhook
+    delivery; None when the App has heard nothing from it (not installed there)."""
+    for event in repositories.webhook_events.list(SCANNED_DELIVERIES):
+        if event.repository == repository and event.installation_id is not None:
+            return event.installation_id
+    return None
 
 
 @attrs.frozen
@@ -61,9 +88,14 @@ class BountyBook:
         *,
         sponsor_payee: str = "",
         installation_id: int | None = None,
+        maintainer: bool = False,
     ) -> Opened:
-        """Open a bounty: from the treasury's budget, or (``sponsor_payee`` given) waiting for
-        its sponsor's invoice. PolicyViolation over the cap or the budget."""
+        """Open a bounty on a repository under the App's installation ``installation_id``: from
+        the treasury's budget (a ``maintainer`` only), or (``sponsor_payee`` given) waiting for
+        its sponsor's invoice. PolicyViolation over the cap or the budget, or without an
+        installation; RoleRequired for a treasury bounty by anyone else (SRS-LN-08)."""
+        funding = Funding.SPONSOR if sponsor_payee else Funding.TREASURY
+        check_opener(funding, maintainer, installation_id)
         check_amount(amount_sat, self.terms.max_bounty_sat)
         bounty = open_bounty(
             bounty_id="bnt_" + self._entropy(8).hex(), repository=repository,
@@ -99,6 +131,21 @@ class BountyBook:
                 self._repositories.bounties.save(funded)
                 opened.append(funded)
         return opened
+
+    def lapsed(self) -> list[Bounty]:
+        """The bounties whose time is up: open ones nobody claimed within
+        ``unclaimed_lapse_s``, and sponsored ones whose invoice expired unpaid (looked up
+        first, so one paid at the last moment opens instead)."""
+        now = self._clock.now()
+        self.settle_funding(LAPSE_BATCH)
+        waiting = [
+            b for b in self._repositories.bounties.list(BountyStatus.FUNDING, LAPSE_BATCH)
+            if funding_lapsed(b.created_at, now, SPONSOR_INVOICE_EXPIRY_S + FUNDING_GRACE_S)
+        ]
+        return waiting + [
+            b for b in self._repositories.bounties.list(BountyStatus.OPEN, LAPSE_BATCH)
+            if unclaimed_lapsed(b.created_at, b.claimant, now, self.terms.unclaimed_lapse_s)
+        ]
 
     def claim(self, bounty_id: str, login: str, payee: str) -> Bounty:
         """``login`` claims an open bounty, to be paid at the Lightning node ``payee``.

@@ -18,6 +18,7 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from owm_adapters.github.tree_analysis import analyse_tarball
+from owm_adapters.services.bounty_book import app_installation
 from owm_core.errors import DomainError
 from owm_core.governance.analysis import RepositoryAnalysis
 from owm_core.governance.contributions import AnalysisRequest, AnalysisState, advance_analysis
@@ -27,7 +28,6 @@ from owm_core.ports.repositories import Repositories
 
 log = logging.getLogger(__name__)
 
-SCANNED_DELIVERIES = 10_000
 
 
 class AnalysisRunner:
@@ -45,10 +45,7 @@ class AnalysisRunner:
 
     def installation_of(self, repository: str) -> int | None:
         """The App's installation on ``repository``, from its latest stored delivery."""
-        for event in self._repositories.webhook_events.list(SCANNED_DELIVERIES):
-            if event.repository == repository and event.installation_id is not None:
-                return event.installation_id
-        return None
+        return app_installation(self._repositories, repository)
 
     def run(self, analysis_id: str) -> None:
         """Analyse one queued request and store its outcome (done or failed, with why)."""

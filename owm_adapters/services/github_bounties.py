@@ -12,7 +12,8 @@ github_app.GitHubApp` handler) and acts on three:
 * ``issues`` ``closed``: a bounty still waiting is cancelled, a sponsor refunded through the
   outbox; a claimed one first waits an hour for its claimant's merge, since GitHub delivers
   the merge's ``pull_request`` event and the ``issues`` event of the issue it closed in no set
-  order (:attr:`BountyDesk.lapses`, a worker, cancels it after that).
+  order (:attr:`BountyDesk.lapses`, a worker, cancels it after that). The same worker cancels
+  (or refunds) bounties nobody claimed in time and sponsored ones never paid, webhook or not.
 
 Each outcome and each refusal (with its reason) is answered as a comment on the issue or pull
 request when the App has a GitHub port; the webhook's answer never waits on GitHub.
@@ -121,7 +122,7 @@ class BountyDesk:
                 opened = self.book.open(
                     f"github:{login}", event.repository, number,
                     str(issue.get("title") or f"#{number}")[:200], command.amount_sat,
-                    installation_id=event.installation_id,
+                    installation_id=event.installation_id, maintainer=True,
                 ).bounty  # fmt: skip
                 self._say(event, number, f"Bounty `{opened.bounty_id}` opened: "
                           f"{opened.amount_sat} sat from the treasury. Claim it with "
@@ -186,11 +187,19 @@ class BountyDesk:
 
     def lapse(self) -> list[Bounty]:
         """Cancel (or refund) the claimed bounties whose issue closed :data:`CLAIM_GRACE_S` ago
-        without their claimant's merge; the ones changed. A worker runs it every minute."""
+        without their claimant's merge, the open ones nobody claimed in the book's
+        ``unclaimed_lapse_s`` and the sponsored ones never paid (:meth:`BountyBook.lapsed`), so
+        their budget is freed without any webhook; the ones changed. A worker runs it every
+        minute."""
         changed: list[Bounty] = []
         now = self.book.now()
         for bounty in self._repositories.bounties.list(BountyStatus.OPEN, LAPSE_BATCH):
             if claim_lapsed(bounty.issue_closed_at, now):
+                outcome = on_issue_closed(bounty.funding, self._enqueued(bounty))
+                changed.extend(self._close(bounty, outcome))
+        done = {b.bounty_id for b in changed}
+        for bounty in self.book.lapsed():
+            if bounty.bounty_id not in done:
                 outcome = on_issue_closed(bounty.funding, self._enqueued(bounty))
                 changed.extend(self._close(bounty, outcome))
         return changed

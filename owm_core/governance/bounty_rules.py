@@ -3,8 +3,14 @@ issue means for a bounty (the money moves through the payout outbox, SRS-LN-08).
 
 * ``/bounty <sats>`` in an issue comment, by a maintainer of the repository (GitHub's
   ``author_association`` OWNER, MEMBER or COLLABORATOR), opens a bounty funded from the treasury
-  budget; the API opens one too, funded by the treasury or by a sponsor whose invoice must be
-  paid before the bounty is open (:class:`Funding`).
+  budget; the API opens one too, funded by the treasury (a maintainer only) or by a sponsor
+  whose invoice must be paid before the bounty is open (:class:`Funding`,
+  :func:`check_opener`). Only repositories the GitHub App is installed on take bounties: no
+  other repository could ever pay or cancel one.
+* An open bounty nobody claimed lapses a configured time after it was opened, and a sponsored
+  one whose invoice expired unpaid is cancelled (:func:`unclaimed_lapsed`,
+  :func:`funding_lapsed`): the budget they held is freed even when GitHub never sends the
+  issue's ``closed`` event.
 * ``/claim <Lightning node public key>`` by anyone but the bounty's creator claims it, naming
   where the bounty is paid; one claimant per bounty.
 * A pull request that names the issue with a closing keyword (``Closes #12``) and is merged pays
@@ -25,7 +31,7 @@ import re
 import attrs
 
 from owm_core import fields
-from owm_core.errors import InvalidValue, PolicyViolation
+from owm_core.errors import InvalidValue, PolicyViolation, RoleRequired
 
 MAINTAINER_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
 """GitHub's ``author_association`` values of people who may open bounties on a repository."""
@@ -120,6 +126,33 @@ def check_budget(committed_sat: int, amount_sat: int, budget_sat: int) -> None:
         raise PolicyViolation(
             f"the treasury's bounty budget has {left} sat left; {amount_sat} asked"
         )
+
+
+def check_opener(funding: Funding, maintainer: bool, installation_id: int | None) -> None:
+    """Who may open a bounty where: PolicyViolation on a repository the GitHub App is not
+    installed on (``installation_id`` None: its events never arrive, so the bounty could never
+    be paid or cancelled); RoleRequired for a treasury-funded bounty opened by anyone but a
+    maintainer, since it takes from the treasury's bounty budget (everyone else sponsors one
+    with their own payment)."""
+    if installation_id is None:
+        raise PolicyViolation("the GitHub App is not installed on this repository; bounties "
+                              "are opened only where it is")
+    if funding is Funding.TREASURY and not maintainer:
+        raise RoleRequired("only a maintainer opens a treasury-funded bounty; sponsor one "
+                           "instead (name your Lightning node as sponsor_node and pay)")
+
+
+def unclaimed_lapsed(created_at: int, claimant: str, now: int, lapse_s: int) -> bool:
+    """True once an open bounty nobody claimed has waited ``lapse_s`` since it was opened: it
+    is then cancelled (its sponsor refunded), so an abandoned bounty cannot hold the treasury's
+    budget for ever."""
+    return not claimant and now >= created_at + lapse_s
+
+
+def funding_lapsed(created_at: int, now: int, invoice_expiry_s: int) -> bool:
+    """True once a sponsored bounty's invoice has expired unpaid (it was made with the bounty,
+    living ``invoice_expiry_s``): the bounty can never open and is cancelled."""
+    return now >= created_at + invoice_expiry_s
 
 
 def on_pull_request_closed(merged: bool, author: str, claimant: str | None) -> Outcome:

@@ -132,10 +132,14 @@ def share_value_sat(terms: FppsTerms, share_difficulty: int | Fraction) -> int:
 
 @attrs.frozen
 class ShareCredit:
-    """What a share adds to balances: the miner's FPPS value and the treasury's cut (4.11.1)."""
+    """What a share adds to balances: the miner's FPPS value and the treasury's cut (4.11.1).
 
-    miner_sat: int = attrs.field(validator=fields.money())
-    treasury_sat: int = attrs.field(validator=fields.money())
+    Computed exactly from the terms, never taken from a caller, so not held to
+    :data:`~owm_core.fields.MAX_MONEY` (a share far above the network difficulty is worth
+    many blocks); the balances they are added to are."""
+
+    miner_sat: int = attrs.field(validator=fields.integer(minimum=0))
+    treasury_sat: int = attrs.field(validator=fields.integer(minimum=0))
 
 
 def credit_share(terms: FppsTerms, share_difficulty: int | Fraction) -> ShareCredit:
@@ -315,7 +319,7 @@ MSAT_PER_SAT = 1_000
 class MsatCredit:
     """One share's credit in whole msat and the exact fraction of a msat carried to the next."""
 
-    msat: int = attrs.field(validator=fields.money())
+    msat: int = attrs.field(validator=fields.integer(minimum=0))  # computed, as ShareCredit
     carry: Fraction = Fraction(0)
 
 
@@ -367,7 +371,9 @@ class MinerCredit:
     msat carried to its next share (``carry`` as ``"numerator/denominator"``), SRS-POOL-04."""
 
     miner_id: str = attrs.field(validator=fields.text(max_len=256))
-    credited_msat: int = attrs.field(validator=fields.money())
+    #: Computed share by share, never taken from a caller (see ShareCredit): not held to
+    #: MAX_MONEY, as before it existed.
+    credited_msat: int = attrs.field(validator=fields.integer(minimum=0))
     carry: str = attrs.field(validator=fields.text(max_len=4096))
     updated_at: int = attrs.field(validator=fields.timestamp())
 

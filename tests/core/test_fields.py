@@ -125,3 +125,28 @@ def test_an_integer_check_accepts_exactly_the_ints_within_its_bounds(
     else:
         with pytest.raises(InvalidValue):
             check(None, attribute, value)
+
+
+@attrs.frozen
+class _Amount:
+    amount: int = attrs.field(validator=fields.money())
+
+
+@given(st.integers(min_value=0, max_value=fields.MAX_MONEY))
+def test_every_amount_up_to_all_the_bitcoin_there_will_be_in_msat_is_money(amount: int) -> None:
+    assert _Amount(amount).amount == amount
+
+
+@given(st.integers(min_value=fields.MAX_MONEY + 1, max_value=2**256))
+def test_an_amount_beyond_all_the_bitcoin_there_will_be_is_refused_naming_its_field(
+    amount: int,
+) -> None:
+    with pytest.raises(InvalidValue) as refused:
+        _Amount(amount)
+    assert refused.value.field == "amount"
+    assert fields.MAX_MONEY < 2**63  # so every accepted amount fits a BIGINT column
+
+
+def test_no_money_field_may_allow_more_than_all_the_bitcoin_there_will_be() -> None:
+    with pytest.raises(ValueError):
+        fields.money(maximum=fields.MAX_MONEY + 1)

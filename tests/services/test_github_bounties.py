@@ -18,12 +18,17 @@ import pytest
 from owm_adapters.github.rest import GitHubRest
 from owm_adapters.github.standin import GitHubStandIn
 from owm_adapters.lightning.embedded import SimLedger
-from owm_adapters.services.bounty_book import BountyBook, BountyTerms
+from owm_adapters.services.bounty_book import (
+    FUNDING_GRACE_S,
+    SPONSOR_INVOICE_EXPIRY_S,
+    BountyBook,
+    BountyTerms,
+)
 from owm_adapters.services.github_app import GitHubApp
 from owm_adapters.services.github_bounties import BountyDesk
 from owm_adapters.services.payouts import LedgerInvoiceSource, PayoutDispatcher
 from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
-from owm_core.errors import LightningUnavailable, PolicyViolation
+from owm_core.errors import LightningUnavailable, PolicyViolation, RoleRequired
 from owm_core.governance.bounty_rules import CLAIM_GRACE_S
 from owm_core.governance.contributions import BountyStatus
 from tests.github_app_support import SECRET, credentials, delivery, standin
@@ -33,6 +38,7 @@ from tests.server.harness import StepClock
 T0 = 1_800_000_000
 REPO = "Codertocat/Hello-World"
 INSTALLATION = 1
+LAPSE_S = 86_400
 pytestmark = pytest.mark.timeout(120)
 
 
@@ -79,8 +85,8 @@ def stage(tmp_path: Path) -> Iterator[Stage]:
     with standin(clock.now) as github:
         github.add_repository(REPO, INSTALLATION)
         port = GitHubRest(github.url, credentials(), clock)
-        book = BountyBook(repos, clock, treasury, BountyTerms(max_bounty_sat=5_000,
-                                                              budget_sat=8_000))
+        book = BountyBook(repos, clock, treasury, BountyTerms(
+            max_bounty_sat=5_000, budget_sat=8_000, unclaimed_lapse_s=LAPSE_S))
         desk = BountyDesk(repos, book, dispatcher, port)
         app = GitHubApp(repos, clock, SECRET, port, [desk])
         yield Stage(repos, ledger, clock, app, desk, dispatcher, github, contributor, sponsor)
@@ -176,7 +182,8 @@ def test_a_second_claimant_is_told_who_claimed_first(stage: Stage) -> None:
 def test_a_sponsored_bounty_opens_once_paid_and_its_issue_closed_unpaid_refunds_the_sponsor(
     stage: Stage,
 ) -> None:
-    opened = stage.desk.book.open("api:acme", REPO, 1, "t", 2_000, sponsor_payee=stage.sponsor_ln)
+    opened = stage.desk.book.open("api:acme", REPO, 1, "t", 2_000, sponsor_payee=stage.sponsor_ln,
+                                  installation_id=INSTALLATION)
     assert opened.bounty.status is BountyStatus.FUNDING and opened.invoice is not None
     assert stage.desk.book.settle_funding() == []  # not paid yet: not open
     before = stage.held_msat(stage.sponsor_ln)
@@ -201,7 +208,8 @@ def test_a_treasury_bounty_whose_issue_closes_unpaid_is_cancelled_and_frees_its_
     assert bounty.status is BountyStatus.CANCELLED
     assert stage.repos.bounties.committed_treasury_sat() == 0
     with pytest.raises(PolicyViolation):
-        stage.desk.book.open("api:acme", REPO, 9, "t", 8_001)
+        stage.desk.book.open("api:acme", REPO, 9, "t", 8_001, installation_id=INSTALLATION,
+                             maintainer=True)
 
 
 def test_with_the_payout_worker_running_a_merge_is_paid_well_within_sixty_seconds(
@@ -241,7 +249,8 @@ def test_a_claimed_bounty_whose_issue_closed_without_the_claimants_merge_lapses_
     stage: Stage,
 ) -> None:
     treasury_id = open_and_claim(stage, 3_000)
-    opened = stage.desk.book.open("api:acme", REPO, 5, "t", 2_000, sponsor_payee=stage.sponsor_ln)
+    opened = stage.desk.book.open("api:acme", REPO, 5, "t", 2_000, sponsor_payee=stage.sponsor_ln,
+                                  installation_id=INSTALLATION)
     assert opened.invoice is not None
     stage.ledger.pay(stage.sponsor_ln, opened.invoice.bolt11, 10_000)
     stage.desk.book.settle_funding()
@@ -330,3 +339,69 @@ def test_a_merge_whose_payee_has_no_invoice_yet_is_paid_once_it_has_one(
     stage.dispatcher.sweep()
     (payment,) = stage.repos.payments.for_task(f"bounty:{bounty_id}")
     assert payment.settled and stage.held_msat(stage.contributor_ln) == 1_000_000
+
+
+def test_an_unclaimed_bounty_lapses_without_any_webhook_and_frees_the_treasurys_budget(
+    stage: Stage,
+) -> None:
+    """GitHub may never send an issue's ``closed`` event (an uninstalled App, a lost delivery):
+    the bounty-lapses worker frees the budget all the same (SRS-LN-08)."""
+    stage.post("issue_comment", comment("/bounty 5000", "maintainer", "OWNER"))
+    (bounty,) = stage.repos.bounties.for_issue(REPO, 1)
+    with pytest.raises(PolicyViolation, match="budget has 3000 sat left"):
+        stage.desk.book.open("github:m", REPO, 2, "t", 5_000, installation_id=INSTALLATION,
+                             maintainer=True)
+    stage.clock.advance(LAPSE_S - 1)
+    assert stage.desk.lapse() == []
+    stage.clock.advance(1)
+    (lapsed,) = stage.desk.lapse()
+    assert (lapsed.bounty_id, lapsed.status) == (bounty.bounty_id, BountyStatus.CANCELLED)
+    assert stage.desk.lapse() == []  # once
+    assert stage.repos.bounties.committed_treasury_sat() == 0
+    stage.desk.book.open("github:m", REPO, 2, "t", 5_000, installation_id=INSTALLATION,
+                         maintainer=True)
+
+
+def test_a_claimed_bounty_does_not_lapse_while_its_claimant_works(stage: Stage) -> None:
+    bounty_id = open_and_claim(stage)
+    stage.clock.advance(LAPSE_S * 3)
+    assert stage.desk.lapse() == []
+    assert stage.repos.bounties.get(bounty_id).status is BountyStatus.OPEN  # type: ignore[union-attr]
+
+
+def test_an_unclaimed_sponsored_bounty_lapses_and_refunds_its_sponsor_once(stage: Stage) -> None:
+    opened = stage.desk.book.open("api:acme", REPO, 3, "t", 2_000, sponsor_payee=stage.sponsor_ln,
+                                  installation_id=INSTALLATION)
+    assert opened.invoice is not None
+    before = stage.held_msat(stage.sponsor_ln)
+    stage.ledger.pay(stage.sponsor_ln, opened.invoice.bolt11, 10_000)
+    stage.clock.advance(LAPSE_S)
+    (lapsed,) = stage.desk.lapse()
+    assert lapsed.status is BountyStatus.REFUNDED
+    assert stage.desk.lapse() == []
+    stage.dispatcher.sweep()
+    (refund,) = stage.repos.payments.for_task(f"bounty-refund:{lapsed.bounty_id}")
+    assert refund.settled and stage.held_msat(stage.sponsor_ln) == before
+
+
+def test_a_sponsored_bounty_whose_invoice_expired_unpaid_is_cancelled_and_nothing_is_paid(
+    stage: Stage,
+) -> None:
+    opened = stage.desk.book.open("api:acme", REPO, 4, "t", 2_000, sponsor_payee=stage.sponsor_ln,
+                                  installation_id=INSTALLATION)
+    stage.clock.advance(SPONSOR_INVOICE_EXPIRY_S)
+    assert stage.desk.lapse() == []  # a payment may still be in flight
+    stage.clock.advance(FUNDING_GRACE_S)
+    (lapsed,) = stage.desk.lapse()
+    assert (lapsed.bounty_id, lapsed.status) == (opened.bounty.bounty_id, BountyStatus.CANCELLED)
+    assert stage.repos.payments.for_task(f"bounty-refund:{lapsed.bounty_id}") == []
+
+
+def test_the_book_opens_no_bounty_where_the_app_is_not_installed_nor_a_treasury_one_for_others(
+    stage: Stage,
+) -> None:
+    with pytest.raises(PolicyViolation, match="not installed"):
+        stage.desk.book.open("github:m", "someone/else", 1, "t", 100, maintainer=True)
+    with pytest.raises(RoleRequired, match="only a maintainer"):
+        stage.desk.book.open("api:acme", REPO, 1, "t", 100, installation_id=INSTALLATION)
+    assert stage.repos.bounties.list(None) == []

@@ -1,7 +1,8 @@
 """GitHub bounties and repository analyses, opened by API callers.
 
 The values and their rules are :mod:`owm_core.governance.contributions`'; this module gives
-them ids, the time and the store (a CLI may build :class:`Bounties` without a cache). An
+them ids, the time and the store (a CLI may build :class:`Bounties` without a cache); bounties
+are opened through the :class:`BountyBook` only (without one, none are). An
 analysis runs on the GitHub App's :class:`AnalysisRunner`; without the App it stays
 ``queued``: no result is invented.
 """
@@ -13,15 +14,14 @@ from collections.abc import Sequence
 import attrs
 
 from owm_adapters.services.api.config import CachedReads
-from owm_adapters.services.bounty_book import BountyBook, Opened
+from owm_adapters.services.bounty_book import BountyBook, Opened, app_installation
 from owm_adapters.services.github_analysis import AnalysisRunner
-from owm_core.access.callers import Caller
-from owm_core.errors import InvalidValue, must_exist
+from owm_core.access.callers import Caller, CallerKind
+from owm_core.errors import InvalidValue, PolicyViolation, must_exist
 from owm_core.governance.contributions import (
     AnalysisRequest,
     Bounty,
     BountyStatus,
-    open_bounty,
     request_analysis,
 )
 
@@ -47,32 +47,24 @@ class Bounties(CachedReads):
         self, caller: Caller, repository: str, issue_number: int, title: str, amount_sat: int,
         sponsor_node: str = "",
     ) -> Opened:  # fmt: skip
-        """Open a bounty in the caller's name, of at most ``max_bounty_sat``: from the
-        treasury's bounty budget, or sponsored (``sponsor_node``: refunds go there) once the
-        returned invoice is paid."""
+        """Open a bounty in the caller's name, of at most ``max_bounty_sat``, on a repository
+        the GitHub App is installed on: sponsored (``sponsor_node``: refunds go there) once the
+        returned invoice is paid, or from the treasury's bounty budget when the caller is a
+        maintainer (an API key whose owner ``bounty_maintainers`` names; SRS-LN-08)."""
         if amount_sat > self._config.max_bounty_sat:
             raise InvalidValue("amount_sat", f"must be at most {self._config.max_bounty_sat} sat")
-        if self.book is not None:
-            opened = self.book.open(
-                caller.owner, repository, issue_number, title, amount_sat,
-                sponsor_payee=sponsor_node,
-            )  # fmt: skip
-            self._cache.clear()
-            return opened
-        if sponsor_node:
-            raise InvalidValue("sponsor_node", "this coordinator takes no sponsored bounties")
-        bounty = open_bounty(
-            bounty_id="bnt_" + self._entropy(8).hex(),
-            repository=repository,
-            issue_number=issue_number,
-            title=title,
-            amount_sat=amount_sat,
-            created_by=caller.owner,
-            now=self._clock.now(),
+        if self.book is None:
+            raise PolicyViolation("this coordinator opens no bounties (no GitHub App)")
+        maintainer = (
+            caller.kind is CallerKind.API_KEY and caller.owner in self._config.bounty_maintainers
         )
-        self._repositories.bounties.add(bounty)
+        opened = self.book.open(
+            caller.owner, repository, issue_number, title, amount_sat,
+            sponsor_payee=sponsor_node, maintainer=maintainer,
+            installation_id=app_installation(self._repositories, repository),
+        )  # fmt: skip
         self._cache.clear()
-        return Opened(bounty)
+        return opened
 
     def request_analysis(
         self, caller: Caller, repository: str, pull_request: int | None = None

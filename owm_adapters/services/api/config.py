@@ -68,6 +68,10 @@ class ApiConfig:
     bounty_budget_sat: int = 100_000_000
     """What the treasury's open bounties may hold together (1 BTC by default; sponsored ones
     do not count: their sponsors paid)."""
+    bounty_maintainers: tuple[str, ...] = ()
+    """The API key owners (``owm-coordinator api-key create --owner``) who open
+    treasury-funded bounties; every other caller only sponsors one (``[github]
+    bounty_maintainers``; SRS-LN-08)."""
     max_requested_sat: int = 100_000_000
     """The largest amount a governance proposal may request (1 BTC by default)."""
     max_comments_per_proposal: int = 500

@@ -247,10 +247,20 @@ def _bounty_operations(github: Tag) -> list[Operation]:
             create_bounty,
             {
                 201: Reply(
-                    "The bounty: open (treasury-funded), or `funding` until the sponsor pays "
-                    "`invoice` (`sponsor_node`: where a refund goes).", BOUNTY,
+                    "The bounty: open (treasury-funded, opened by a maintainer), or `funding` "
+                    "until the sponsor pays `invoice` (`sponsor_node`: where a refund goes). "
+                    "Nobody's claim within `[github] bounty_lapse_s` (30 days): it lapses, "
+                    "its sponsor refunded; an invoice unpaid: cancelled.", BOUNTY,
                 ),
-                409: problem("The treasury's bounty budget cannot hold it."),
+                403: problem(
+                    "Treasury-funded without being a maintainer (`role-required`): an API "
+                    "key whose owner `[github] bounty_maintainers` names; anyone else names "
+                    "`sponsor_node` and pays the invoice."
+                ),
+                409: problem(
+                    "The treasury's bounty budget cannot hold it, or the GitHub App is not "
+                    "installed on the repository."
+                ),
             },
             body=BOUNTY_BODY,
         ),

@@ -119,7 +119,8 @@ def test_bounties_opened_at_once_from_many_threads_never_exceed_the_treasury_bud
         book = BountyBook(repos, _Clock(), None, terms)  # type: ignore[arg-type]
         barrier.wait()
         try:
-            opened.append(book.open("github:maint", "o/r", index, "t", amount).bounty.bounty_id)
+            opened.append(book.open("github:maint", "o/r", index, "t", amount, installation_id=1,
+                                     maintainer=True).bounty.bounty_id)
         except PolicyViolation as exc:
             refused.append(str(exc))
 

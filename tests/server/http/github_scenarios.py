@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from owm_adapters.services.api import ApiConfig
 from owm_adapters.services.api.bounties import Bounties
 from owm_adapters.services.bounty_book import BountyBook, BountyTerms
 from owm_adapters.services.github_app import GitHubApp
 from owm_adapters.storage.content import MemoryContentStore
 from owm_core.governance.github_app import webhook_signature
 from tests.github_app_support import SECRET, delivery
+from tests.server.http.world import MAINTAINER
 
 
 def webhook(probe: Any) -> None:
@@ -31,11 +33,14 @@ def webhook(probe: Any) -> None:
 
 def create_bounty(probe: Any) -> None:
     w = probe.world
-    probe.send(headers=w.api_key())  # 201
+    w.install_app("a/b")
+    probe.send(headers=w.api_key(owner=MAINTAINER))  # 201
+    probe.send(headers=w.api_key())  # 403: only a maintainer opens a treasury bounty
     bounties = w.services.bounties
     tight = BountyBook(w.repos, w.clock, w.services.lightning, BountyTerms(budget_sat=0))
-    w.serve(bounties=Bounties(w.repos, w.clock, book=tight))
-    probe.send(headers=w.api_key())  # 409: over the treasury's bounty budget
+    w.serve(bounties=Bounties(w.repos, w.clock, book=tight,
+                              config=ApiConfig(bounty_maintainers=(MAINTAINER,))))
+    probe.send(headers=w.api_key(owner=MAINTAINER))  # 409: over the treasury's bounty budget
     w.serve(bounties=bounties)
 
 

@@ -338,6 +338,7 @@ def test_commenting_on_an_unknown_proposal_is_a_404(world: World) -> None:
 
 def test_bounties_are_created_and_listed(world: World) -> None:
     keys = world.api_key(owner="maintainer")
+    world.install_app("owm-network/owm")
     body = {"repository": "owm-network/owm", "issue_number": 42, "title": "Fix", "amount_sat": 5}
     created = world.client.post("/v1/github/bounties", json=body, headers=keys)
     assert created.status_code == 201

@@ -4,6 +4,7 @@ and clients that talk to it like API consumers and node operators do."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 from collections.abc import Generator
 from pathlib import Path
@@ -20,13 +21,17 @@ from owm_adapters.services.api import ApiConfig, ApiServices
 from owm_adapters.services.coordinator.service import ServiceConfig
 from owm_adapters.services.workers import Workers
 from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
+from owm_core.access import l402
 from owm_core.access.api_keys import Plan
 from owm_core.access.callers import signed_request_message
 from owm_core.coordination.challenges import Challenge, ChallengePurpose
+from owm_core.governance.github_app import parse_webhook
 from owm_server.http.app import create_app
 from tests.server.harness import T1_STAKE_SAT, SimNode, StepClock
 
 T0 = 1_800_000_000
+MAINTAINER = "maintainer"
+"""The API key owner a world's API lets open treasury-funded bounties."""
 
 
 @attrs.define
@@ -53,6 +58,26 @@ class World:
         """Headers carrying a fresh API key of ``plan``."""
         _key, secret = self.services.access.create_api_key(owner, plan)
         return {"Authorization": f"Bearer {secret}"}
+
+    def l402_token(self, payer: str = "payer") -> dict[str, str]:
+        """Headers carrying an L402 token whose invoice ``payer`` (a new ledger node) paid:
+        24 hours of commercial access for the price of one invoice (10 sat by default)."""
+        challenge = self.client.get("/v1/stake/requirements")
+        offer = l402.parse_challenge(challenge.headers["WWW-Authenticate"])
+        node = self.ledger.add_node(payer)
+        self.ledger.open_channel(node, self.treasury, 1_000_000)
+        paid = self.ledger.lightning(payer).pay(offer.invoice, max_fee_msat=10_000, timeout_s=5)
+        assert paid.preimage is not None
+        credential = l402.Credential(offer.macaroon, bytes.fromhex(paid.preimage))
+        return {"Authorization": l402.format_authorization(credential)}
+
+    def install_app(self, repository: str, installation_id: int = 1) -> None:
+        """Store a webhook delivery from ``repository`` under ``installation_id``: the GitHub
+        App is installed there (bounties are opened only on such repositories)."""
+        raw = json.dumps({"repository": {"full_name": repository},
+                          "installation": {"id": installation_id}}).encode()  # fmt: skip
+        delivery = "d-" + os.urandom(8).hex()
+        self.repos.webhook_events.add(parse_webhook(delivery, "ping", raw, self.clock.now()))
 
     def node(self, stake_sat: int = T1_STAKE_SAT) -> SimNode:
         """A node whose stake channel with the treasury is open (not yet registered)."""
@@ -123,9 +148,9 @@ def build_world(
         config=ServiceConfig(),
         slashing=False,
     )
-    services = build_api(
-        coordinator, l402_secret=b"\x11" * 32, config=config or ApiConfig(cache_ttl_ms=0)
-    ).services
+    config = config or ApiConfig(cache_ttl_ms=0)
+    config = attrs.evolve(config, bounty_maintainers=(*config.bounty_maintainers, MAINTAINER))
+    services = build_api(coordinator, l402_secret=b"\x11" * 32, config=config).services
     client = _client(services)
     try:
         yield World(services, repos, ledger, treasury, clock, client, coordinator.workers)
