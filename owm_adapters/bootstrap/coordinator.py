@@ -158,11 +158,13 @@ def service_config_of(settings: CoordinatorSettings) -> ServiceConfig:
 
 def query_config_of(settings: CoordinatorSettings) -> QueryConfig:
     """The query path's tuning of ``[knowledge]``: how long a query waits for its sub-models,
-    whether the transformer readers run their encoder in int8 (SRS-PERF-01)."""
+    whether the transformer readers run their encoder in int8 (SRS-PERF-01); and of
+    ``[funding]``: one caller's share of the daily query budget."""
     from owm_adapters.services.queries import QueryConfig
 
     knowledge = settings.knowledge
-    return QueryConfig(timeout_s=knowledge.query_timeout_s, reader_int8=knowledge.reader_int8)
+    return QueryConfig(timeout_s=knowledge.query_timeout_s, reader_int8=knowledge.reader_int8,
+                       caller_share_msat=settings.funding.query_share_msat_per_caller)
 
 
 def funding_config_of(settings: CoordinatorSettings) -> FundingConfig:

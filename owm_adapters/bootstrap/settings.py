@@ -658,13 +658,16 @@ class FundingSection:
     ``FundBalance``, at most ``max_top_up_msat`` each). Network tasks draw on a treasury
     budget per day: ``network_budget_msat_per_day`` for FL rounds and the tasks of the
     operator keys in ``network_submitters`` (Ed25519 public keys, hex; the devnet's sample
-    traffic), ``query_budget_msat_per_day`` for the readers of conglomerate queries.
+    traffic), ``query_budget_msat_per_day`` for the readers of conglomerate queries, of which
+    one caller (API key, L402 token or node) draws at most ``query_share_msat_per_caller`` a
+    day (1 % by default; 0: no share), each query counted at its most.
     """
 
     max_price_msat: int = 100_000_000
     fee_ppm: int = 50_000
     network_budget_msat_per_day: int = 1_000_000_000
     query_budget_msat_per_day: int = 1_000_000_000
+    query_share_msat_per_caller: int = 10_000_000
     network_submitters: tuple[str, ...] = ()
     max_top_up_msat: int = 10_000_000_000
     #: Unpaid, unexpired top-up invoices of every key together (submitter keys cost nothing,
@@ -896,7 +899,8 @@ def _check_funding(path: Path | None, funding: FundingSection) -> None:
         raise ConfigError(f"{_where(path)}: funding.fee_ppm: must lie in [0, 1000000]")
     if funding.task_ttl_s < 1:
         raise ConfigError(f"{_where(path)}: funding.task_ttl_s: must be at least 1")
-    for name in ("network_budget_msat_per_day", "query_budget_msat_per_day", "max_top_up_msat"):
+    for name in ("network_budget_msat_per_day", "query_budget_msat_per_day", "max_top_up_msat",
+                 "query_share_msat_per_caller"):
         if getattr(funding, name) < 0:
             raise ConfigError(f"{_where(path)}: funding.{name}: must be at least 0")
     if funding.max_open_top_ups < 1:

@@ -130,6 +130,10 @@ class QueryConfig:
     """Whether the coordinator's transformer readers run their frozen encoder in int8 (PyTorch
     dynamic quantization: about half the CPU of float32 a read, F1 within 2 points on the
     held-out questions, docs/models.md); read by the composition root that builds them."""
+    caller_share_msat: int = attrs.field(default=10_000_000, validator=attrs.validators.ge(0))
+    """What one caller (API key, L402 token, node) may draw of the treasury's ``queries``
+    budget per UTC day, each query counted at its most (:meth:`QueryService.most_msat`); 0:
+    no share (``[funding] query_share_msat_per_caller``)."""
 
 
 @attrs.frozen
@@ -245,6 +249,12 @@ class QueryService:
     def close(self) -> None:
         """Stop the waiter threads (in-flight queries finish first)."""
         self._pool.shutdown(wait=True)
+
+    def most_msat(self, replicas: int) -> int:
+        """The most one query can draw of the ``queries`` budget: a reader task for each of
+        up to ``max_sub_models`` sub-models, each escrowed at ``max_price_msat`` for each of
+        the ``replicas`` the market funds a task for."""
+        return self.config.max_sub_models * self.config.max_price_msat * replicas
 
     # -- reading results ----------------------------------------------------------------------
 

@@ -49,6 +49,7 @@ from owm_adapters.services.api.config import ApiConfig, ReadCache
 from owm_adapters.services.api.governance import Governance
 from owm_adapters.services.api.history import History
 from owm_adapters.services.api.nodes import Nodes
+from owm_adapters.services.api.quotas import QueryShare
 from owm_adapters.services.api.releases import Releases
 from owm_adapters.services.api.views import DashboardFrame, LivePool, MinerView, PoolPage, Views
 from owm_adapters.services.bounty_book import BountyBook, BountyTerms
@@ -60,6 +61,7 @@ from owm_adapters.services.governance import GovernanceService
 from owm_adapters.services.knowledge import KnowledgeBase
 from owm_adapters.services.queries import QueryService
 from owm_adapters.services.slashing import SlashingService
+from owm_core.coordination.tasks import replicas_funded
 from owm_core.ports.clock import Clock
 from owm_core.ports.lightning import Lightning
 from owm_core.ports.repositories import Repositories
@@ -97,6 +99,9 @@ class ApiServices:
     statements: GovernanceService | None = None
     #: The GitHub App's webhook intake (None while ``[github]`` is off: the webhook answers 503).
     github: GitHubApp | None = None
+    #: Each caller's share of the treasury's daily query budget (None: no query path, or
+    #: ``caller_share_msat`` 0).
+    query_share: QueryShare | None = None
 
     @property
     def repositories(self) -> Repositories:
@@ -163,7 +168,23 @@ class ApiServices:
             fl=fl,
             statements=statements,
             github=github,
+            query_share=_query_share(
+                queries, coordinator, store if coordinator.config.shared_state else None
+            ),
         )
+
+
+def _query_share(
+    queries: QueryService | None, coordinator: CoordinatorService, ledger: Repositories | None
+) -> QueryShare | None:
+    """Each caller's share of the ``queries`` budget, each query counted at the most the
+    coordinator's market escrows for it; in the store's quotas when coordinators share it
+    (``ledger``)."""
+    if queries is None or queries.config.caller_share_msat == 0:
+        return None
+    most = queries.most_msat(replicas_funded(coordinator.market.funding.policy))
+    return QueryShare(queries.config.caller_share_msat, most,
+                      ledger=ledger.quotas if ledger is not None else None)
 
 
 __all__ = [
@@ -181,6 +202,7 @@ __all__ = [
     "MinerView",
     "Nodes",
     "PoolPage",
+    "QueryShare",
     "ReadCache",
     "Releases",
     "Views",

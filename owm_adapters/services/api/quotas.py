@@ -4,7 +4,8 @@ Commercial keys and L402 tokens are not held to the free tier's window, but a 10
 not buy unlimited treasury-paid queries and writes either. :class:`DailyQuota` counts per key
 and UTC day — one counter per key, so a flood of paid tokens costs a few bytes each — and says
 how long until the next day when a key is over its quota. :class:`QueryCredit` is the optional
-per-query price: what a token's invoice paid, spent query by query.
+per-query price: what a token's invoice paid, spent query by query. :class:`QueryShare` is each
+caller's share of the treasury's daily ``queries`` budget, so one caller cannot spend it all.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from collections import OrderedDict
 
 import attrs
 
+from owm_core.access.callers import Caller
 from owm_core.access.ratelimit import DAY_S
+from owm_core.errors import RateLimited
 from owm_core.ports.repositories import QuotaRepository, TokenCreditRepository
 
 
@@ -118,3 +121,42 @@ class QueryCredit:
             if token in self._left:
                 left, until = self._left[token]
                 self._left[token] = (left + self.price_msat, until)
+
+
+@attrs.define(eq=False)
+class QueryShare:
+    """Each caller's share of the treasury's daily ``queries`` budget (``share_msat`` a UTC
+    day), counted in queries at the most each can draw (``most_msat``), so one key or one
+    10-sat token cannot spend the budget every other caller's queries are paid from.
+
+    Counting each query at its most is exact under concurrency (a caller's parallel queries
+    are admitted only while their worst case fits) and never lets a caller past its share; a
+    query that draws less still counts whole. With a ``ledger`` the counts are the store's
+    (SRS-COORD-05), one share per caller behind a load balancer.
+    """
+
+    share_msat: int
+    most_msat: int
+    _quota: DailyQuota = attrs.field(init=False)
+    _ledger: QuotaRepository | None = attrs.field(default=None, kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        self._quota = DailyQuota(self.queries, self._ledger, "api/query-share")
+
+    @property
+    def queries(self) -> int:
+        """The queries one caller may ask per UTC day (at least one)."""
+        return max(1, self.share_msat // max(1, self.most_msat))
+
+    def admit(self, caller: Caller, now: int) -> int:
+        """Count one query of ``caller``; the queries it has left today, or RateLimited
+        (HTTP 429 with Retry-After) saying its share is spent and when the day turns."""
+        check = self._quota.admit(f"{caller.kind.value}:{caller.subject}", now)
+        if not check.admitted:
+            raise RateLimited(
+                f"this caller's share of the treasury's daily query budget is spent "
+                f"({self.queries} queries of at most {self.most_msat} msat each, "
+                f"{self.share_msat} msat); it resets at 00:00 UTC, in {check.retry_after_s} s",
+                retry_after_s=check.retry_after_s,
+            )
+        return check.remaining

@@ -150,7 +150,9 @@ def stream_response(call: Call) -> Response:
     """Start the query (retrieval and dispatch happen before the first byte, so bad input is
     still a problem document), then stream its events (SRS-API-05)."""
     body = call.body
-    events = _service(call).stream(body["query"], body.get("max_tokens", DEFAULT_MAX_TOKENS))
+    service = _service(call)
+    _admit(call)
+    events = service.stream(body["query"], body.get("max_tokens", DEFAULT_MAX_TOKENS))
     first = next(events)
     return StreamingResponse(
         _streamed(first, events),
@@ -159,12 +161,22 @@ def stream_response(call: Call) -> Response:
     )
 
 
+def _admit(call: Call) -> None:
+    """Count the query against its caller's share of the treasury's daily query budget
+    (429 once it is spent)."""
+    share = call.services.query_share
+    if share is not None and call.caller is not None:
+        share.admit(call.caller, call.services.clock.now())
+
+
 def post_query(call: Call) -> Response:
     """``POST /v1/query``: the answer as JSON, or as SSE when ``stream`` is true."""
     if call.body.get("stream") is True:
         return stream_response(call)
     body = call.body
-    answer = _service(call).ask(body["query"], body.get("max_tokens", DEFAULT_MAX_TOKENS))
+    service = _service(call)
+    _admit(call)
+    answer = service.ask(body["query"], body.get("max_tokens", DEFAULT_MAX_TOKENS))
     return JSONResponse(answer_json(answer))
 
 
@@ -190,7 +202,11 @@ def operations() -> list[Operation]:
                         "retrieved passages through the task market, and answers only with "
                         "quoted, cited sentences; without relevant data it says so. With "
                         "per-query pricing on, each query spends `query_price_msat` of an L402 "
-                        "token's payment (`OWM-Credit-Msat` says what is left).",
+                        "token's payment (`OWM-Credit-Msat` says what is left). Each caller "
+                        "(key, token or node) draws at most `[funding] "
+                        "query_share_msat_per_caller` of the treasury's daily query budget, "
+                        "each query counted at its most; past it, 429 with `Retry-After` until "
+                        "00:00 UTC.",
             priced=True,
         ),
         query(

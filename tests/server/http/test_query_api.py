@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from starlette.testclient import TestClient
 
 from owm_adapters.bootstrap.api import build_api
 from owm_adapters.lightning.embedded import SimLedger
-from owm_adapters.services.api import ApiConfig
+from owm_adapters.services.api import ApiConfig, QueryShare
 from owm_adapters.services.queries import QueryConfig
 from owm_core.access import l402
 from owm_core.access.api_keys import Plan
@@ -225,3 +226,34 @@ def test_with_per_query_pricing_a_query_that_fails_costs_nothing(tmp_path: Path)
 
     assert [r.json()["code"] for r in replies] == ["conglomerate-unavailable"] * 3
     worlds.close()
+
+
+def test_one_token_cannot_draw_more_than_its_share_of_the_treasurys_daily_query_budget(
+    tmp_path: Path,
+) -> None:
+    """A 10-sat L402 token used to be good for 20,000 treasury-paid queries a day, each up to
+    ``most_msat`` of the ``queries`` budget: one caller could spend it for everyone."""
+    with conglomerate(tmp_path, ({}, {})) as world:
+        services = build_api(
+            world.app, l402_secret=b"\x22" * 32, config=ApiConfig(cache_ttl_ms=0),
+            knowledge=world.knowledge, query_config=QueryConfig(threshold=0.0, timeout_s=5.0),
+        ).services
+        assert services.query_share is not None
+        most = services.query_share.most_msat
+        assert services.query_share.share_msat == 10_000_000  # 1 % of the default budget
+        services = attrs.evolve(services, query_share=QueryShare(2 * most + most // 2, most))
+        with TestClient(create_app(services), raise_server_exceptions=False) as client:
+            token = pay_for(client, SimLedger(tmp_path / "ln.sqlite3"))
+            question = {"query": "What is the capital of France?"}
+            served = [client.post("/v1/query", json=question, headers=token) for _ in range(2)]
+            refused = client.post("/v1/query/stream", json=question, headers=token)
+            _key, secret = services.access.create_api_key("other", Plan.COMMERCIAL)
+            other = client.post("/v1/query", json=question,
+                                headers={"Authorization": f"Bearer {secret}"})  # fmt: skip
+    assert [r.status_code for r in served] == [200, 200]
+    assert refused.status_code == 429
+    assert refused.headers["content-type"] == "application/problem+json"
+    problem = refused.json()
+    assert problem["code"] == "rate-limited" and "resets at 00:00 UTC" in problem["detail"]
+    assert 0 < int(refused.headers["Retry-After"]) <= 86_400
+    assert other.status_code == 200  # the budget is still there for everyone else
