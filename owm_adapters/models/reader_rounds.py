@@ -99,6 +99,10 @@ class ReaderArchitecture:
         chosen = train[shard * PAIRS_PER_ROUND : (shard + 1) * PAIRS_PER_ROUND]
         return {"partition_id": shard, "pairs": [pair_fields(p) for p in chosen]}
 
+    def examples(self, task_input: Mapping[str, Any]) -> int:
+        """The task's training pairs (at most :data:`PAIRS_PER_ROUND`)."""
+        return len(task_input.get("pairs") or ())
+
     def local_data(self, task_input: Mapping[str, Any]) -> list[TrainingPair]:
         """The task's ``pairs``; ValueError when it carries none (nothing to train on)."""
         from owm_core.knowledge.training_pairs import pair_from_fields

@@ -139,6 +139,12 @@ class TinyNetArchitecture:
         return partition(BlobSpec(features=FEATURES, classes=CLASSES),
                          int(task_input["partition_id"]))
 
+    def examples(self, task_input: Mapping[str, Any]) -> int:
+        """Every blob partition holds the same number of points."""
+        from owm_adapters.models.blobs import BlobSpec
+
+        return BlobSpec(features=FEATURES, classes=CLASSES).per_client
+
     def holdout(self, documents: Sequence[Document]) -> Any:
         """The blobs' held-out set (:data:`HOLDOUT_SIZE` points)."""
         from owm_adapters.models.blobs import BlobSpec, holdout

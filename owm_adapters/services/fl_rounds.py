@@ -137,6 +137,8 @@ class FlConfig:
     lr: float = 0.1
     batch_size: int = 16
     partitions: int = 1_000
+    #: The most examples an update may claim in a round that recorded none (older rounds).
+    max_examples: int = 10_000
     max_price_msat: int = 10_000
     anomaly_threshold: float = 3.0
     noise_floor: float = fl_rounds.DEFAULT_NOISE_FLOOR
@@ -226,12 +228,13 @@ def training_task(
     upload_url: str,
     documents: Sequence[Document] = (),
     sub_model: str | None = None,
-) -> tuple[TaskRequest, bytes]:
+) -> tuple[TaskRequest, bytes, int]:
     """Round ``number``'s ``fl_training`` task (schema ``owm.fl.train`` v1) and its input:
     the architecture, the global model, the training data the architecture names for this
     round (:meth:`~owm_core.ports.fl_model.ModelArchitecture.round_data`: the partition
     ``number mod partitions``, training pairs from ``documents``), the hyper-parameters and
-    where to upload. InvalidValue when the architecture finds no training data."""
+    where to upload; and the examples that data holds (what each update may claim).
+    InvalidValue when the architecture finds no training data."""
     arch = architecture(config.model_of(sub_model or config.sub_model))
     data = {
         "sub_model": sub_model or config.sub_model,
@@ -257,7 +260,7 @@ def training_task(
         gpu_required=False,
         max_price_msat=config.max_price_msat,
     )
-    return request, json.dumps(data).encode()
+    return request, json.dumps(data).encode(), arch.examples(data)
 
 
 def plan_round(
@@ -267,19 +270,22 @@ def plan_round(
     group: str,
     upload_url: str,
     warn: Callable[[str, str], None],
-) -> tuple[RoundData, str, TaskRequest, bytes] | None:
-    """Round ``number``'s sub-model (the next in turn with training data), its base version
-    and its task; None (``warn`` says why, once) when no sub-model has training data yet."""
+) -> tuple[RoundData, str, TaskRequest, bytes, int] | None:
+    """Round ``number``'s sub-model (the next in turn with training data), its base version,
+    its task and the examples the task assigns; None (``warn`` says why, once) when no
+    sub-model has training data yet."""
     for model in models.turns(number):
         base, weights = model.releases.latest()
         try:
-            request, data = training_task(config, number, group, weights, upload_url,
-                                          model.documents()[1], model.sub_model)
+            request, data, examples = training_task(
+                config, number, group, weights, upload_url, model.documents()[1],
+                model.sub_model,
+            )  # fmt: skip
         except InvalidValue as exc:
             warn(f"data:{model.sub_model}",
                  f"FL rounds skip {model.sub_model} for now: {exc.message}")
             continue
-        return model, base, request, data
+        return model, base, request, data, examples
     return None
 
 
@@ -299,9 +305,13 @@ def check_claim(store: Repositories, claim: UpdateClaim) -> None:
     )
 
 
-def admit_signed(store: Repositories, models: SubModels, update: SignedUpdate) -> None:
-    """The round's rules on an update whose signature verified (:func:`owm_core.fl.rounds.admit`);
-    a refusal while the round is open is recorded in it (its first ``MAX_REJECTIONS``)."""
+def admit_signed(
+    store: Repositories, models: SubModels, update: SignedUpdate, max_examples: int
+) -> None:
+    """The round's rules on an update whose signature verified (:func:`owm_core.fl.rounds.admit`;
+    at most the examples the round recorded, else ``max_examples``); a refusal while the round
+    is open is recorded in it (its first ``MAX_REJECTIONS``) when the node holds one of its
+    replicas (:func:`owm_core.fl.rounds.assigned_to_round`): strangers fill no slots."""
     fl_round = store.fl_rounds.get_round(update.round)
     if fl_round is None:
         raise NotFound(f"no FL round {update.round}")
@@ -311,9 +321,12 @@ def admit_signed(store: Repositories, models: SubModels, update: SignedUpdate) -
             raise NotFound(f"no task {update.task_id}")
         parameters = len(models.of(fl_round).releases.weights_of(fl_round.base_version))
         fl_rounds.admit(fl_round, update, task_group=task_id_of(update.task_id),
-                        assigned_node_id=task.node_id, parameters=parameters)
+                        assigned_node_id=task.node_id, parameters=parameters,
+                        max_examples=fl_round.max_examples or max_examples)
     except (InvalidValue, InvalidTransition, NotFound) as exc:
-        if fl_round.state is RoundState.OPEN:
+        if fl_round.state is RoundState.OPEN and task is not None and fl_rounds.assigned_to_round(
+            fl_round, task_id_of(task.task_id), task.node_id, update.node_id
+        ):
             noted = fl_rounds.note_rejection(fl_round, update.node_id, exc.message)
             if noted != fl_round:
                 store.fl_rounds.save_round(noted)
@@ -429,10 +442,10 @@ class FlRoundService:
                              self._warn_once)
         if planned is None:
             return None
-        model, base, request, data = planned
+        model, base, request, data, examples = planned
         fl_round = FlRound(number=number, sub_model=model.sub_model, state=RoundState.OPEN,
                            started_at=self.clock.now(), rule=self.config.rule,
-                           task_ids=(group,), base_version=base)
+                           task_ids=(group,), base_version=base, max_examples=examples)
         self.repositories.fl_rounds.add_round(fl_round)
         try:
             self.market.submit_task(request, data, NETWORK)
@@ -479,7 +492,7 @@ class FlRoundService:
         check_claim(self.repositories, read_claim(body))
         update = parse_update(body)
         with self._lock:
-            admit_signed(self.repositories, self.models, update)
+            admit_signed(self.repositories, self.models, update, self.config.max_examples)
             stored = RoundUpdate(update, received_at=self.clock.now())
             new = self.repositories.fl_rounds.add_update(stored)
         if new:

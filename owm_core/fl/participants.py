@@ -49,6 +49,9 @@ if TYPE_CHECKING:  # torch stays off the import path of the store (the coordinat
 
 SELECT_DOMAIN = b"owm/fl-select/v1\x00"
 UPDATE_DOMAIN = b"owm/fl-update/v1\x00"
+UPDATE_DOMAIN_V2 = b"owm/fl-update/v2\x00"
+"""Statements that also bind the update's ``num_examples`` (what FedAvg and Multi-Krum weigh
+it by); v1 statements bind the round, node and weights only."""
 TENSOR_DOMAIN = b"owm/fl-tensor/v1\x00"
 
 
@@ -135,13 +138,21 @@ def update_digest(update: torch.Tensor | np.ndarray[Any, Any]) -> bytes:
     return h.digest()
 
 
-def update_statement(round_number: int, node_id: str, tensor_digest: bytes) -> bytes:
-    """The 32-byte message a client signs for its update in ``round_number``."""
+def update_statement(
+    round_number: int, node_id: str, tensor_digest: bytes, num_examples: int | None = None
+) -> bytes:
+    """The 32-byte message a client signs for its update in ``round_number``: with
+    ``num_examples`` the v2 statement, which binds the count the update is weighed by too;
+    without, the v1 statement of older clients (round, node and weights only)."""
     if isinstance(round_number, bool) or not isinstance(round_number, int) or round_number < 0:
         raise InvalidValue("round_number", f"must be a non-negative integer, got {round_number!r}")
     parse_node_id(node_id)
     if not isinstance(tensor_digest, bytes) or len(tensor_digest) != 32:
         raise InvalidValue("tensor_digest", "must be 32 bytes")
-    return hashlib.sha256(
-        UPDATE_DOMAIN + struct.pack(">Q", round_number) + node_id.encode() + b"\x00" + tensor_digest
-    ).digest()
+    body = struct.pack(">Q", round_number) + node_id.encode() + b"\x00" + tensor_digest
+    if num_examples is None:
+        return hashlib.sha256(UPDATE_DOMAIN + body).digest()
+    if (isinstance(num_examples, bool) or not isinstance(num_examples, int)
+            or not 0 <= num_examples < 2**64):
+        raise InvalidValue("num_examples", f"must be in [0, 2**64), got {num_examples!r}")
+    return hashlib.sha256(UPDATE_DOMAIN_V2 + body + struct.pack(">Q", num_examples)).digest()

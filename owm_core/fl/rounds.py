@@ -36,7 +36,7 @@ import attrs
 
 from owm_core import fields
 from owm_core.errors import ByzantineAssumptionViolated, Conflict, InvalidTransition, InvalidValue
-from owm_core.fl.updates import SUB_MODEL_RE, SignedUpdate
+from owm_core.fl.updates import MAX_EXAMPLES, SUB_MODEL_RE, SignedUpdate
 from owm_core.market.task_types import AGGREGATION_RULES
 
 if TYPE_CHECKING:  # the records are torch-free: the store imports them at start-up
@@ -99,7 +99,8 @@ class FlRound:
     architecture's deterministic start); ``participants``: updates received;
     ``accepted``/``flagged``: node ids; ``rejected``: reasons, ``<node id>: <why>``;
     ``accuracy_ppm``/``loss``: the new model on the held-out set; ``version_id``: the release
-    it produced; ``failure``: why a failed round failed.
+    it produced; ``failure``: why a failed round failed; ``max_examples``: what its task
+    assigned each replica.
     """
 
     number: int = attrs.field(validator=fields.integer(minimum=1, maximum=10**9))
@@ -121,6 +122,9 @@ class FlRound:
         default=None, validator=attrs.validators.optional(fields.text(max_len=130))
     )
     failure: str = attrs.field(default="", validator=fields.text(min_len=0, max_len=2_000))
+    #: The examples the round's task gave each replica to train on: no update may claim more
+    #: (0: not recorded, a round started before it was; the coordinator's cap applies).
+    max_examples: int = attrs.field(default=0, validator=fields.integer(0, MAX_EXAMPLES))
 
     def __attrs_post_init__(self) -> None:
         if self.closed_at is not None and self.closed_at < self.started_at:
@@ -242,13 +246,18 @@ def admit(
     task_group: str,
     assigned_node_id: str | None,
     parameters: int,
+    max_examples: int = MAX_EXAMPLES,
 ) -> None:
     """Check that ``update`` may join ``fl_round`` (raises the error the uploader sees).
 
     ``task_group`` is the submitted task its replica belongs to, ``assigned_node_id`` the node
-    the replica is assigned to now, ``parameters`` the size of the round's global model.
-    Refusals: those of :func:`admit_claim`, then the update names another sub-model
-    (InvalidValue ``sub_model``) or the size differs (InvalidValue ``weights``).
+    the replica is assigned to now, ``parameters`` the size of the round's global model,
+    ``max_examples`` the examples its task assigned (the round's ``max_examples`` when
+    recorded). Refusals: those of :func:`admit_claim`, then the update names another
+    sub-model (InvalidValue ``sub_model``), the size differs (InvalidValue ``weights``), or
+    it claims more examples than it was given (InvalidValue ``num_examples``): FedAvg and
+    Multi-Krum weigh updates by that count, so an inflated one would let one node outweigh
+    every honest one (SRS-SEC-05).
     """
     admit_claim(
         fl_round, task_id=update.task_id, task_group=task_group, node_id=update.node_id,
@@ -260,6 +269,22 @@ def admit(
         raise InvalidValue(
             "weights", f"must hold {parameters} values (the global model), got {update.parameters}"
         )
+    if update.num_examples > max_examples:
+        raise InvalidValue(
+            "num_examples",
+            f"must be at most {max_examples}: the examples round {fl_round.number}'s task "
+            f"assigned, got {update.num_examples}",
+        )
+
+
+def assigned_to_round(
+    fl_round: FlRound, task_group: str | None, assigned_node_id: str | None, node_id: str
+) -> bool:
+    """Whether ``node_id`` holds a replica of one of ``fl_round``'s tasks (``task_group``,
+    assigned to ``assigned_node_id``): only such a node's refused uploads are recorded in the
+    round's ``rejected`` list, so strangers cannot fill its :data:`MAX_REJECTIONS` slots and
+    hide the rejections that matter."""
+    return task_group in fl_round.task_ids and assigned_node_id == node_id
 
 
 def tolerable_f(rule: Rule, n: int, cap: int | None = None) -> int:
@@ -378,6 +403,7 @@ __all__ = [
     "RoundUpdate",
     "admit",
     "admit_claim",
+    "assigned_to_round",
     "close",
     "close_round",
     "fail",

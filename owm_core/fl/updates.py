@@ -10,13 +10,16 @@ that ran an ``fl_training`` task (schema ``owm.fl.train`` v1) uploads one JSON o
 
 ``signature`` is the node's Ed25519 signature over
 :func:`owm_core.fl.participants.update_statement` ``(round, node_id, update_digest(weights as a flat
-float32 tensor))`` where ``node_id`` is derived from ``public_key``
-(:func:`owm_core.identity.keys.node_id_from_public_key`). So the signature binds the weights, the
-round (no replay into a later round) and the node (no re-use of another node's update); the
-statement's hex is the evidence hash of any slashing signal raised against the update.
-``sub_model``, ``task_id``, ``num_examples`` and ``loss`` travel unsigned: the coordinator
-checks them against the task it assigned (the task is bound to one node) and never pays or
-slashes on them alone.
+float32 tensor), num_examples)`` (the v2 statement) where ``node_id`` is derived from
+``public_key`` (:func:`owm_core.identity.keys.node_id_from_public_key`). So the signature binds
+the weights, the round (no replay into a later round), the node (no re-use of another node's
+update) and the example count FedAvg and Multi-Krum weigh the update by (SRS-SEC-05); the
+statement's hex is the evidence hash of any slashing signal raised against the update. Older
+clients sign the v1 statement, without ``num_examples``: such an upload is still accepted
+(:attr:`SignedUpdate.examples_signed` is False), and its count, like every count, is held to
+what the round's task assigned (:func:`owm_core.fl.rounds.admit`). ``sub_model``, ``task_id``
+and ``loss`` travel unsigned: the coordinator checks them against the task it assigned (the
+task is bound to one node) and never pays or slashes on them alone.
 
 Every :class:`SignedUpdate` is authentic: construction verifies the signature. The weights are
 kept as float32 little-endian bytes (exactly what the node's floats decode to), so values
@@ -106,13 +109,17 @@ def weights_tensor(weights_f32le: bytes) -> torch.Tensor:
     return torch.from_numpy(weights_array(weights_f32le))
 
 
-def statement_for(round_number: int, node_id: str, weights_f32le: bytes) -> bytes:
-    """The 32-byte statement the node signs for these weights in ``round_number``.
+def statement_for(
+    round_number: int, node_id: str, weights_f32le: bytes, num_examples: int | None = None
+) -> bytes:
+    """The 32-byte statement the node signs for these weights in ``round_number`` (v2 with
+    ``num_examples``, v1 without).
 
     The digest of a float32 numpy array equals that of the same values as a torch tensor
     (:func:`owm_core.fl.participants.update_digest` hashes dtype name, shape and bytes).
     """
-    return update_statement(round_number, node_id, update_digest(weights_array(weights_f32le)))
+    digest = update_digest(weights_array(weights_f32le))
+    return update_statement(round_number, node_id, digest, num_examples)
 
 
 @attrs.frozen
@@ -131,14 +138,23 @@ class SignedUpdate:
     loss: float = attrs.field(validator=fields.number(0.0))
     weights: bytes = attrs.field(validator=_weights_bytes, repr=False)
     signature: str = attrs.field(validator=_signature)
+    #: Whether the signature binds ``num_examples`` (v2); False for an older client's v1.
+    examples_signed: bool = attrs.field(init=False, default=True, eq=False)
 
     def __attrs_post_init__(self) -> None:
-        try:
-            verify_signature(self.public_key, self.statement, bytes.fromhex(self.signature))
-        except SignatureInvalid:
-            raise InvalidValue(
-                "signature", "does not verify over (round, node id, weights digest)"
-            ) from None
+        signature = bytes.fromhex(self.signature)
+        for signed in (True, False):
+            try:
+                statement = statement_for(self.round, self.node_id, self.weights,
+                                          self.num_examples if signed else None)
+                verify_signature(self.public_key, statement, signature)
+            except SignatureInvalid:
+                continue
+            object.__setattr__(self, "examples_signed", signed)
+            return
+        raise InvalidValue(
+            "signature", "does not verify over (round, node id, weights digest, num_examples)"
+        )
 
     @property
     def node_id(self) -> str:
@@ -163,7 +179,8 @@ class SignedUpdate:
     @property
     def statement(self) -> bytes:
         """The signed 32-byte statement; its hex is the evidence hash of slashing signals."""
-        return statement_for(self.round, self.node_id, self.weights)
+        examples = self.num_examples if self.examples_signed else None
+        return statement_for(self.round, self.node_id, self.weights, examples)
 
     def to_body(self) -> dict[str, Any]:
         """The JSON wire body (``weights`` as a list of floats, exact float32 values)."""
@@ -194,7 +211,7 @@ def sign_update(
     ``weights`` is the flat trained model (converted to float32, as the coordinator will).
     """
     raw = weights_to_bytes(weights)
-    statement = statement_for(round_number, identity.node_id, raw)
+    statement = statement_for(round_number, identity.node_id, raw, num_examples)
     update = SignedUpdate(
         round=round_number,
         sub_model=sub_model,

@@ -70,6 +70,11 @@ class ModelArchitecture(Protocol):
         """The training data an ``fl_training`` task's validated input names."""
         ...
 
+    def examples(self, task_input: Mapping[str, Any]) -> int:
+        """How many examples :meth:`local_data` of ``task_input`` holds: what an honest node
+        reports as its update's ``num_examples`` (SRS-SEC-05)."""
+        ...
+
     def holdout(self, documents: Sequence[Document]) -> Any:
         """The held-out data the coordinator scores every new version on."""
         ...

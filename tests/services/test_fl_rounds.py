@@ -15,8 +15,9 @@ from owm_adapters.models.tinynet import PARAM_SHAPES, genesis_weights
 from owm_adapters.services.fl_rounds import evaluate, flat_weights
 from owm_core.errors import Conflict, InvalidTransition, InvalidValue, NotFound
 from owm_core.fl.attacks import Attack
-from owm_core.fl.rounds import RoundState
+from owm_core.fl.rounds import MAX_REJECTIONS, RoundState
 from owm_core.fl.updates import sign_update
+from owm_core.identity.keys import Identity
 from owm_core.market.task_types import validate_input
 from owm_core.nodes.tiers import Tier
 from owm_core.provenance.verification import verify_model_version
@@ -213,3 +214,50 @@ def test_an_upload_no_open_round_expects_from_its_key_is_refused_without_decodin
     assert stored is not None and stored.rejected == ()
     assert not world.fl.accept_update(honest).duplicate
     assert len(decoded) == 1
+
+
+def test_strangers_uploads_fill_no_rejection_slots_and_a_replica_holders_refusal_is_still_kept(
+    world: FlWorld,
+) -> None:
+    """Any key with any task id used to add to the round's ``rejected`` list (the first 100
+    are kept): a stranger could fill it and hide the refusals of the round's own nodes."""
+    fl_round = world.start_round()
+    out = world.trained(fl_round)
+    task_id = world.body(fl_round, world.nodes[0], out["weights"], out)["task_id"]
+    for i in range(MAX_REJECTIONS + 5):
+        stranger = Identity.from_seed(i.to_bytes(4, "big") * 8)
+        forged = sign_update(stranger, round_number=fl_round.number, sub_model="owm-base",
+                             task_id=task_id if i % 2 else f"nope-{i}", num_examples=64,
+                             loss=0.5, weights=out["weights"])  # fmt: skip
+        with pytest.raises((InvalidTransition, NotFound)):
+            world.fl.accept_update(forged)
+    stored = world.repos.fl_rounds.get_round(fl_round.number)
+    assert stored is not None and stored.rejected == ()
+    short = world.body(fl_round, world.nodes[1], out["weights"][:-1], out)
+    with pytest.raises(InvalidValue):
+        world.fl.accept_update(short)
+    stored = world.repos.fl_rounds.get_round(fl_round.number)
+    assert stored is not None and len(stored.rejected) == 1
+    assert stored.rejected[0].startswith(world.nodes[1].node_id)
+
+
+def test_an_update_claiming_more_examples_than_its_task_assigned_is_refused_and_recorded(
+    world: FlWorld,
+) -> None:
+    """The round records what its task gave each replica (64 blob points here); FedAvg and
+    Multi-Krum weigh updates by ``num_examples``, so a claim above it is refused (SRS-SEC-05)."""
+    fl_round = world.start_round()
+    assert fl_round.max_examples == 64
+    out = world.trained(fl_round)
+    assert out["num_examples"] == 64  # what an honest node reports
+    inflated = world.body(fl_round, world.nodes[0], out["weights"],
+                          {**out, "num_examples": 10**9})  # fmt: skip
+    with pytest.raises(InvalidValue) as err:
+        world.fl.accept_update(inflated)
+    assert err.value.field == "num_examples"
+    stored = world.repos.fl_rounds.get_round(fl_round.number)
+    assert stored is not None and stored.participants == 0
+    assert stored.rejected[0].startswith(world.nodes[0].node_id)
+    assert "at most 64" in stored.rejected[0]
+    assert list(world.repos.fl_rounds.updates(fl_round.number)) == []
+    world.fl.accept_update(world.body(fl_round, world.nodes[0], out["weights"], out))

@@ -663,6 +663,7 @@ fl_rounds = Table(
     Column("loss", Float, nullable=True),
     Column("version_id", String(130), nullable=True),
     Column("failure", Text, nullable=False),
+    Column("max_examples", BigInteger, nullable=False, server_default="0"),
 )
 
 channel_bindings = Table(

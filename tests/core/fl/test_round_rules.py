@@ -22,6 +22,7 @@ from owm_core.fl.rounds import (
     RoundState,
     RoundUpdate,
     admit,
+    assigned_to_round,
     close,
     close_round,
     fail,
@@ -52,7 +53,8 @@ def a_round(**changes: object) -> FlRound:
 
 
 def an_update(
-    node: Identity, weights: torch.Tensor, round_number: int = 4, task: str = "fl-r4-a:0"
+    node: Identity, weights: torch.Tensor, round_number: int = 4, task: str = "fl-r4-a:0",
+    num_examples: int = 64,
 ) -> SignedUpdate:
     return parse_update(
         sign_update(
@@ -60,7 +62,7 @@ def an_update(
             round_number=round_number,
             sub_model="owm-base",
             task_id=task,
-            num_examples=64,
+            num_examples=num_examples,
             loss=0.5,
             weights=weights,
         )
@@ -157,6 +159,56 @@ def test_an_upload_is_admitted_only_into_its_own_open_round_task_and_node() -> N
         admit(a_round(sub_model="owm-geo"), update, task_group="fl-r4-a",
               assigned_node_id=NODES[0].node_id, parameters=5)
     assert err.value.field == "sub_model"
+
+
+def test_an_upload_claiming_more_examples_than_its_task_assigned_is_refused() -> None:
+    update = an_update(NODES[0], torch.zeros(5), num_examples=65)
+    mine = {"task_group": "fl-r4-a", "assigned_node_id": NODES[0].node_id, "parameters": 5}
+    admit(a_round(max_examples=65), update, **mine)  # type: ignore[arg-type]
+    with pytest.raises(InvalidValue) as err:
+        admit(a_round(max_examples=64), update, max_examples=64, **mine)  # type: ignore[arg-type]
+    assert err.value.field == "num_examples" and "at most 64" in err.value.reason
+
+
+def test_only_a_node_holding_one_of_the_rounds_replicas_has_its_rejections_recorded() -> None:
+    fl_round = a_round()
+    assert assigned_to_round(fl_round, "fl-r4-a", NODES[0].node_id, NODES[0].node_id)
+    assert not assigned_to_round(fl_round, "fl-r4-a", NODES[1].node_id, NODES[0].node_id)
+    assert not assigned_to_round(fl_round, "fl-r9-b", NODES[0].node_id, NODES[0].node_id)
+    assert not assigned_to_round(fl_round, None, None, NODES[0].node_id)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    honest_n=st.integers(2, 6),
+    assigned=st.integers(1, 64),
+    claimed=st.integers(1, 10**9),
+    rule=st.sampled_from([Rule.FEDAVG, Rule.MULTIKRUM]),
+)
+def test_an_inflated_example_count_cannot_let_one_update_dominate_the_aggregate(
+    honest_n: int, assigned: int, claimed: int, rule: Rule
+) -> None:
+    """A node claiming any count: either refused (more than its task assigned), or weighed
+    at most like one honest node, so the aggregate stays within 1/(n) of the way to its
+    update, whatever count it wrote (SRS-SEC-05)."""
+    d = 8
+    honest = torch.ones(d)
+    bad = torch.full((d,), -100.0)
+    fl_round = a_round(max_examples=assigned)
+    updates = [an_update(NODES[i], honest, num_examples=assigned) for i in range(honest_n)]
+    attacker = an_update(NODES[7], bad, num_examples=claimed)
+    try:
+        admit(fl_round, attacker, task_group="fl-r4-a", assigned_node_id=NODES[7].node_id,
+              parameters=d, max_examples=fl_round.max_examples)
+        updates.append(attacker)
+    except InvalidValue as refused:
+        assert refused.field == "num_examples" and claimed > assigned
+    if rule is Rule.MULTIKRUM and len(updates) < rule.min_clients(0):
+        return
+    outcome = close_round(updates, rule=rule, previous_weights=torch.zeros(d),
+                          reporter="coordinator", now=T0)
+    pulled = float((outcome.weights - honest).norm()) / float((bad - honest).norm())
+    assert pulled <= 1 / len(updates) + 1e-5
 
 
 def test_the_same_upload_twice_is_a_repeat_and_a_different_one_a_conflict() -> None:

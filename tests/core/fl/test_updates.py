@@ -39,12 +39,36 @@ def test_a_signed_update_survives_json_and_parses_back_to_the_same_values() -> N
     assert update.to_body() == wire
 
 
-def test_the_signature_is_over_the_round_node_id_and_float32_digest_of_the_weights() -> None:
+def test_the_signature_is_over_the_round_node_id_float32_digest_and_example_count() -> None:
     wire = body()
     digest = update_digest(torch.tensor(wire["weights"], dtype=torch.float32))
-    statement = update_statement(3, NODE.node_id, digest)
+    statement = update_statement(3, NODE.node_id, digest, 64)
     NODE.verify(statement, bytes.fromhex(str(wire["signature"])))
-    assert parse_update(wire).statement == statement
+    update = parse_update(wire)
+    assert update.statement == statement and update.examples_signed
+
+
+@settings(max_examples=40, deadline=None)
+@given(claimed=st.integers(min_value=1, max_value=10**9).filter(lambda n: n != 64))
+def test_an_inflated_example_count_breaks_the_signature(claimed: int) -> None:
+    """FedAvg and Multi-Krum weigh an update by ``num_examples``: a relay, or the node after
+    signing, cannot change it without the signature failing (SRS-SEC-05)."""
+    wire = {**body(), "num_examples": claimed}
+    with pytest.raises(InvalidValue) as refused:
+        parse_update(wire)
+    assert refused.value.field == "signature"
+
+
+def test_an_older_clients_update_signed_without_the_example_count_is_still_accepted() -> None:
+    """v1 statements (round, node, weights) stay valid: the upload is marked as such, and its
+    count is held to the round's assignment like every count (rounds.admit)."""
+    weights = [0.25, -1.5, 3.0]
+    digest = update_digest(torch.tensor(weights, dtype=torch.float32))
+    legacy = update_statement(3, NODE.node_id, digest)
+    wire = {**body(weights=weights), "num_examples": 500, "signature": NODE.sign(legacy).hex()}
+    update = parse_update(wire)
+    assert not update.examples_signed and update.num_examples == 500
+    assert update.statement == legacy  # the evidence hash is what the node signed
 
 
 weights_lists = st.lists(
