@@ -135,6 +135,8 @@ def test_a_whole_number_is_taken_where_seconds_may_be_fractional_but_no_other_co
         ("[tasks]\nredundancy = 3\nredundancy_floor = 4\n", "tasks.redundancy_floor"),
         ("[tasks]\nredundancy_floor = -1\n", "tasks.redundancy_floor"),
         ("[knowledge]\nquery_timeout_s = 0\n", "knowledge.query_timeout_s"),
+        ("[github]\nbounty_lapse_s = 59\n", "github.bounty_lapse_s"),
+        ("[funding]\nquery_share_msat_per_caller = -1\n", "funding.query_share_msat_per_caller"),
     ],
 )
 def test_a_wrong_key_or_value_is_refused_naming_it(tmp_path: Path, text: str, named: str) -> None:
