@@ -269,6 +269,10 @@ assignment_timeout_s = {ASSIGNMENT_TIMEOUT_S}
 # Funded work only: the sample traffic signs its tasks with {_q(layout.traffic_key)},
 # an operator key whose tasks draw on the treasury's network budget per day.
 network_submitters = ["{traffic.public_key_hex}"]
+# The sample traffic asks a query every {state.query_interval_s} s with one API key, far more
+# than one caller's share of the daily query budget allows (a few dozen queries); on this
+# network of your own the share is off.
+query_share_msat_per_caller = 0
 
 [lightning]
 # The simulated ledger in data_dir/lightning.sqlite3; the treasury is its node "treasury".

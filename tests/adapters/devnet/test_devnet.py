@@ -53,6 +53,8 @@ def test_a_new_devnet_has_fresh_identities_configs_its_programs_accept_and_stake
     assert (coordinator.tasks.verification, coordinator.tasks.redundancy) == ("redundant", 3)
     assert coordinator.tasks.redundancy_floor == 2  # one slashed node leaves two to agree
     assert coordinator.knowledge.query_timeout_s == 20  # one busy machine runs every process
+    # a query a minute from one API key: one caller's share of the query budget would stop it
+    assert coordinator.funding.query_share_msat_per_caller == 0
     assert (coordinator.fl.enabled, coordinator.fl.min_participants) == (True, 3)
     assert coordinator.provenance.backend == "embedded"
     # the reference ots client reaches the embedded calendar and its chain there
