@@ -147,11 +147,20 @@ def test_a_signature_over_another_price_does_not_submit_the_dearer_task(
     assert coordinator.service.repositories.tasks.get("swap:0") is None
 
 
-def test_a_price_of_2_3e18_msat_is_refused_naming_the_cap(coordinator: Coordinator) -> None:
-    request = task_request("probe", max_price_msat=2_300_000_000_000_000_000)
+def test_a_price_over_the_cap_is_refused_naming_the_cap(coordinator: Coordinator) -> None:
+    request = task_request("probe", max_price_msat=CAP_MSAT + 1)
     error = refused(lambda: coordinator.stub.SubmitTask(request))
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert f"maximum price per replica of {CAP_MSAT} msat" in (error.details() or "")
+    assert coordinator.service.repositories.tasks.get("probe:0") is None
+
+
+def test_a_price_of_2_3e18_msat_more_than_all_bitcoin_is_refused(coordinator: Coordinator) -> None:
+    request = task_request("probe", max_price_msat=CAP_MSAT)
+    request.max_price_msat = 2_300_000_000_000_000_000  # the review's probe
+    error = refused(lambda: coordinator.stub.SubmitTask(request))
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "max_price_msat" in (error.details() or "")
     assert coordinator.service.repositories.tasks.get("probe:0") is None
 
 
