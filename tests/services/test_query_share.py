@@ -58,3 +58,44 @@ def test_a_ten_sat_token_cannot_spend_the_default_daily_query_budget() -> None:
             answered += 1
     assert answered * most <= budget // 100
     quota.admit(token("someone-else"), T0)
+
+
+@given(
+    share=st.integers(1, 10**7),
+    most=st.integers(1, 10**6),
+    steps=st.lists(
+        st.tuples(st.sampled_from("ab"), st.one_of(st.none(), st.integers(0, 10**6))),
+        max_size=60,
+    ),
+    shared=st.booleans(),
+)
+@settings(max_examples=200, deadline=None)
+def test_what_answered_queries_cost_and_running_holds_never_pass_a_callers_share(
+    share: int, most: int, steps: list[tuple[str, int | None]], shared: bool
+) -> None:
+    """Each step asks a query of a caller; it is answered at once at a cost (at most its worst
+    case) or left running (None: its hold stays). Whatever the order, a caller's costs plus its
+    running holds stay within its share, and a query that costs less leaves room for more."""
+    ledger = memory_repositories().quotas if shared else None
+    quota = QueryShare(share, most, ledger=ledger)
+    drawn = {"a": 0, "b": 0}
+    for name, cost in steps:
+        try:
+            hold = quota.admit(token(name), T0)
+        except RateLimited:
+            assert drawn[name] + most > max(share, most)  # refused only when a hold would not fit
+            continue
+        spent = None if cost is None else min(cost, most)
+        quota.settle(hold, spent)
+        drawn[name] += most if spent is None else spent
+        assert drawn[name] <= max(share, most)
+
+
+def test_queries_that_cost_nothing_never_use_up_a_share_and_a_running_one_keeps_its_hold() -> None:
+    quota = QueryShare(100, 100)
+    for _ in range(1_000):
+        quota.settle(quota.admit(token("free"), T0), 0)
+    running = quota.admit(token("free"), T0)
+    quota.settle(running, None)
+    with pytest.raises(RateLimited):
+        quota.admit(token("free"), T0)

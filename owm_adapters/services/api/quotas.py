@@ -46,11 +46,12 @@ class DailyQuota:
     _counts: dict[str, int] = attrs.field(init=False, factory=dict)
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
 
-    def admit(self, key: str, now: int) -> QuotaCheck:
-        """Count one request of ``key`` at ``now`` (unix s) unless its day's quota is spent."""
+    def admit(self, key: str, now: int, amount: int = 1) -> QuotaCheck:
+        """Count ``amount`` (one request, unless said) of ``key`` at ``now`` (unix s) unless
+        it would pass the day's quota (then nothing is counted)."""
         day, into = divmod(now, DAY_S)
         if self._ledger is not None:
-            used = self._ledger.spend(self._scope, key, day, self.limit)
+            used = self._ledger.spend(self._scope, key, day, self.limit, amount)
             if used is None:
                 return QuotaCheck(False, 0, DAY_S - into)
             return QuotaCheck(True, self.limit - used, 0)
@@ -59,10 +60,19 @@ class DailyQuota:
                 self._day = day
                 self._counts.clear()
             used = self._counts.get(key, 0)
-            if used >= self.limit:
+            if used + amount > self.limit:
                 return QuotaCheck(False, 0, DAY_S - into)
-            self._counts[key] = used + 1
-        return QuotaCheck(True, self.limit - used - 1, 0)
+            self._counts[key] = used + amount
+        return QuotaCheck(True, self.limit - used - amount, 0)
+
+    def give_back(self, key: str, day: int, amount: int) -> None:
+        """Uncount ``amount`` of what ``key`` was counted on ``day`` (never below nothing)."""
+        if self._ledger is not None:
+            self._ledger.give_back(self._scope, key, day, amount)
+            return
+        with self._lock:
+            if day == self._day and key in self._counts:
+                self._counts[key] = max(0, self._counts[key] - amount)
 
 
 @attrs.define(eq=False)
@@ -123,16 +133,27 @@ class QueryCredit:
                 self._left[token] = (left + self.price_msat, until)
 
 
+@attrs.frozen
+class QueryHold:
+    """What one admitted query holds of its caller's share: its worst case, on its day."""
+
+    key: str
+    day: int
+    msat: int
+
+
 @attrs.define(eq=False)
 class QueryShare:
     """Each caller's share of the treasury's daily ``queries`` budget (``share_msat`` a UTC
-    day), counted in queries at the most each can draw (``most_msat``), so one key or one
-    10-sat token cannot spend the budget every other caller's queries are paid from.
+    day), so one key or one 10-sat token cannot spend the budget every other caller's queries
+    are paid from.
 
-    Counting each query at its most is exact under concurrency (a caller's parallel queries
-    are admitted only while their worst case fits) and never lets a caller past its share; a
-    query that draws less still counts whole. With a ``ledger`` the counts are the store's
-    (SRS-COORD-05), one share per caller behind a load balancer.
+    A query holds the most it can draw (``most_msat``) while it runs, so a caller's parallel
+    queries are admitted only while their worst cases fit, and gives back what it did not
+    spend once it is answered (:meth:`settle`): a caller is held to what its queries cost,
+    never to their worst case. A query whose tasks may still be paid after its answer (one
+    timed out) keeps its hold. With a ``ledger`` the counts are the store's (SRS-COORD-05), one
+    share per caller behind a load balancer.
     """
 
     share_msat: int
@@ -141,22 +162,29 @@ class QueryShare:
     _ledger: QuotaRepository | None = attrs.field(default=None, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
-        self._quota = DailyQuota(self.queries, self._ledger, "api/query-share")
+        limit = max(self.share_msat, self.most_msat)  # a share always admits one query
+        self._quota = DailyQuota(limit, self._ledger, "api/query-share-msat")
 
-    @property
-    def queries(self) -> int:
-        """The queries one caller may ask per UTC day (at least one)."""
-        return max(1, self.share_msat // max(1, self.most_msat))
-
-    def admit(self, caller: Caller, now: int) -> int:
-        """Count one query of ``caller``; the queries it has left today, or RateLimited
-        (HTTP 429 with Retry-After) saying its share is spent and when the day turns."""
-        check = self._quota.admit(f"{caller.kind.value}:{caller.subject}", now)
+    def admit(self, caller: Caller, now: int) -> QueryHold:
+        """Hold one query's worst case of ``caller``'s share, or RateLimited (HTTP 429 with
+        Retry-After) saying the share is spent and when the day turns."""
+        key = f"{caller.kind.value}:{caller.subject}"
+        check = self._quota.admit(key, now, self.most_msat)
         if not check.admitted:
             raise RateLimited(
                 f"this caller's share of the treasury's daily query budget is spent "
-                f"({self.queries} queries of at most {self.most_msat} msat each, "
-                f"{self.share_msat} msat); it resets at 00:00 UTC, in {check.retry_after_s} s",
+                f"({self.share_msat} msat a day; each query holds up to {self.most_msat} msat "
+                f"until it is answered, then what it did not cost comes back); it resets at "
+                f"00:00 UTC, in {check.retry_after_s} s",
                 retry_after_s=check.retry_after_s,
             )
-        return check.remaining
+        return QueryHold(key, now // DAY_S, self.most_msat)
+
+    def settle(self, hold: QueryHold, cost_msat: int | None) -> None:
+        """The held query was answered at ``cost_msat``: give back the rest of its hold.
+        ``None`` (some of its tasks may still be paid) keeps the whole hold."""
+        if cost_msat is None:
+            return
+        unused = hold.msat - min(max(cost_msat, 0), hold.msat)
+        if unused:
+            self._quota.give_back(hold.key, hold.day, unused)

@@ -76,14 +76,21 @@ class MemoryRateLogRepository(StateRepository):
 class MemoryQuotaRepository(StateRepository):
     """Uses counted per (scope, key, period)."""
 
-    def spend(self, scope: str, key: str, period: int, limit: int) -> int | None:
-        """Count one use unless ``limit`` are counted already; the count, or None."""
+    def spend(self, scope: str, key: str, period: int, limit: int, amount: int = 1) -> int | None:
+        """Count ``amount`` uses unless that would pass ``limit``; the count, or None."""
         with self._lock:
             used = self._state.quotas.get((scope, key, period), 0)
-            if used >= limit:
+            if used + amount > limit:
                 return None
-            self._state.quotas[(scope, key, period)] = used + 1
-            return used + 1
+            self._state.quotas[(scope, key, period)] = used + amount
+            return used + amount
+
+    def give_back(self, scope: str, key: str, period: int, amount: int) -> None:
+        """Uncount ``amount`` (never below nothing)."""
+        with self._lock:
+            used = self._state.quotas.get((scope, key, period))
+            if used is not None:
+                self._state.quotas[(scope, key, period)] = max(0, used - amount)
 
     def forget_before(self, period: int) -> int:
         """Drop the counters of every period before ``period``; how many."""

@@ -70,10 +70,15 @@ class QuotaRepository(Protocol):
     """Per-key counters of a period (a UTC day, SRS-API-03) that several coordinators spend
     from together (SRS-COORD-05)."""
 
-    def spend(self, scope: str, key: str, period: int, limit: int) -> int | None:
-        """Count one use of ``key`` in ``period`` unless ``limit`` uses are counted already:
-        how many are counted now, or None when the limit was reached (of many callers at once,
-        exactly ``limit`` get a number)."""
+    def spend(self, scope: str, key: str, period: int, limit: int, amount: int = 1) -> int | None:
+        """Count ``amount`` uses of ``key`` in ``period`` unless that would pass ``limit``:
+        how many are counted now, or None when they do not fit (nothing counted; of many
+        callers at once, exactly as many as fit get a number)."""
+        ...
+
+    def give_back(self, scope: str, key: str, period: int, amount: int) -> None:
+        """Uncount ``amount`` of what ``key`` spent in ``period`` (never below nothing): a
+        reservation that turned out larger than what was used."""
         ...
 
     def forget_before(self, period: int) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -129,11 +129,15 @@ def _event_data(event: QueryEvent) -> dict[str, Any]:
     return answer_json(event.answer) if event.answer is not None else event.data
 
 
-def _streamed(first: QueryEvent, rest: Iterator[QueryEvent]) -> Iterator[bytes]:
+def _streamed(
+    first: QueryEvent, rest: Iterator[QueryEvent], answered: Callable[[QueryAnswer], None]
+) -> Iterator[bytes]:
     yield sse(first.kind, _event_data(first), 0)
     number = 1
     try:
         for event in rest:
+            if event.answer is not None:
+                answered(event.answer)
             yield sse(event.kind, _event_data(event), number)
             number += 1
     except DomainError as exc:
@@ -151,22 +155,32 @@ def stream_response(call: Call) -> Response:
     still a problem document), then stream its events (SRS-API-05)."""
     body = call.body
     service = _service(call)
-    _admit(call)
+    answered = _admit(call)
     events = service.stream(body["query"], body.get("max_tokens", DEFAULT_MAX_TOKENS))
     first = next(events)
+    if first.answer is not None:
+        answered(first.answer)
     return StreamingResponse(
-        _streamed(first, events),
+        _streamed(first, events, answered),
         media_type=SSE_MEDIA_TYPE,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-def _admit(call: Call) -> None:
-    """Count the query against its caller's share of the treasury's daily query budget
-    (429 once it is spent)."""
+def _admit(call: Call) -> Callable[[QueryAnswer], None]:
+    """Hold the query's worst case of its caller's share of the treasury's daily query budget
+    (429 once it is spent); what to call with its answer, which gives back what it did not
+    cost. An answer missing a sub-model (its task may still be paid) keeps the hold."""
     share = call.services.query_share
-    if share is not None and call.caller is not None:
-        share.admit(call.caller, call.services.clock.now())
+    if share is None or call.caller is None:
+        return lambda _answer: None
+    hold = share.admit(call.caller, call.services.clock.now())
+
+    def answered(answer: QueryAnswer) -> None:
+        complete = not answer.composition.missing_sub_models
+        share.settle(hold, answer.cost_sats * 1000 if complete else None)
+
+    return answered
 
 
 def post_query(call: Call) -> Response:
@@ -175,8 +189,9 @@ def post_query(call: Call) -> Response:
         return stream_response(call)
     body = call.body
     service = _service(call)
-    _admit(call)
+    answered = _admit(call)
     answer = service.ask(body["query"], body.get("max_tokens", DEFAULT_MAX_TOKENS))
+    answered(answer)
     return JSONResponse(answer_json(answer))
 
 

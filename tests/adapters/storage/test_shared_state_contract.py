@@ -260,6 +260,30 @@ def test_of_many_coordinators_spending_one_quota_at_once_exactly_the_limit_get_a
     assert sorted(c for c in counts if c is not None) == [1, 2, 3, 4, 5]
 
 
+def test_a_quota_spends_amounts_only_while_they_fit_and_takes_back_what_was_not_used(
+    repos: Repositories,
+) -> None:
+    day = T0 // 86_400
+    spent = [repos.quotas.spend("api/share", "k", day, 100, amount) for amount in (60, 50, 40)]
+    assert spent == [60, None, 100]  # 50 would pass the limit: refused whole, nothing counted
+    assert repos.quotas.spend("api/share", "k", day, 100, 101) is None
+    repos.quotas.give_back("api/share", "k", day, 70)
+    assert repos.quotas.spend("api/share", "k", day, 100, 70) == 100
+    repos.quotas.give_back("api/share", "k", day, 1_000)  # never below nothing
+    assert repos.quotas.spend("api/share", "k", day, 100, 1) == 1
+    repos.quotas.give_back("api/share", "never-spent", day, 5)
+    assert repos.quotas.spend("api/share", "never-spent", day, 100, 100) == 100
+
+
+def test_of_many_coordinators_spending_amounts_at_once_never_more_than_the_limit_is_counted(
+    repos: Repositories,
+) -> None:
+    with ThreadPoolExecutor(CALLERS) as pool:
+        counts = list(pool.map(lambda _: repos.quotas.spend("api/share", "k", 1, 100, 30),
+                               range(12)))
+    assert sorted(c for c in counts if c is not None) == [30, 60, 90]
+
+
 def a_stream(i: int, stream_id: str, seen_at: int, coordinator: str = "host/1") -> OpenStream:
     offer = NodeOffer(
         node_id=identity(i).node_id, capabilities={"fl_training", "inference"}, tier=Tier.T2,

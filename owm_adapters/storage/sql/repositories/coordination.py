@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import case, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -133,22 +133,34 @@ def _lock_id(scope: str, key: str) -> int:
 class SqlQuotaRepository(SqlRepository):
     """Uses counted per (scope, key, period) in ``quota_counts``."""
 
-    def spend(self, scope: str, key: str, period: int, limit: int) -> int | None:
-        """Count one use unless ``limit`` are counted already, in one upsert that adds one
-        only below the limit; the count, or None."""
+    def spend(self, scope: str, key: str, period: int, limit: int, amount: int = 1) -> int | None:
+        """Count ``amount`` uses unless that would pass ``limit``, in one upsert that adds
+        only while it fits; the count, or None."""
+        if amount > limit:
+            return None
         c = t.quota_counts.c
         with self._db.tx(write=True) as conn:
             dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
             insert = dialect_insert(t.quota_counts).values(
-                scope=scope, key=key, period=period, used=1
+                scope=scope, key=key, period=period, used=amount
             )
             statement = insert.on_conflict_do_update(
                 index_elements=[c.scope, c.key, c.period],
-                set_={"used": c.used + 1},
-                where=c.used < limit,
+                set_={"used": c.used + amount},
+                where=c.used + amount <= limit,
             ).returning(c.used)
             used = conn.execute(statement).scalar()
         return None if used is None else int(used)
+
+    def give_back(self, scope: str, key: str, period: int, amount: int) -> None:
+        """Uncount ``amount`` in one update (never below nothing)."""
+        c = t.quota_counts.c
+        with self._db.tx(write=True) as conn:
+            conn.execute(
+                update(t.quota_counts)
+                .where(c.scope == scope, c.key == key, c.period == period)
+                .values(used=case((c.used > amount, c.used - amount), else_=0))
+            )
 
     def forget_before(self, period: int) -> int:
         """Drop the counters of every period before ``period``; how many."""
