@@ -40,6 +40,8 @@ Times are int POSIX seconds; money is int msat.
 
 from __future__ import annotations
 
+from typing import Any
+
 from owm_core import fields
 from owm_core.errors import InvalidValue
 from owm_core.payments.invoices import MIN_PAYABLE_S
@@ -104,8 +106,7 @@ def rekeyable(payment: RewardPayment, keysend_hash: str | None) -> bool:
         payment.method is PayoutMethod.KEYSEND
         and not is_keysend_refused(payment)
         and keysend_hash is not None
-        and keysend_hash != payment.payment_hash
-        and keysend_hash not in payment.replaced_hashes
+        and not _used_before(payment, keysend_hash)
     )
 
 
@@ -165,26 +166,15 @@ def renewed(payment: RewardPayment, invoice: Invoice, now: int) -> RewardPayment
             "invoice",
             f"is for {invoice.amount_msat} msat; the payout is exactly {payment.amount_msat} msat",
         )
-    if invoice.payment_hash == payment.payment_hash or (
-        invoice.payment_hash in payment.replaced_hashes
-    ):
+    if _used_before(payment, invoice.payment_hash):
         raise InvalidValue("invoice", "is not a new invoice: its payment hash was used before")
     if not payable_until_late_enough(deadline(invoice, now), now):
         raise InvalidValue(
             "invoice", f"expires too soon; it must stay payable for at least {MIN_PAYABLE_S} s"
         )
-    return fields.evolve(
-        payment,
-        payment_hash=invoice.payment_hash,
-        bolt11=invoice.bolt11,
-        invoice_expires_at=deadline(invoice, now),
-        replaced_hashes=(*payment.replaced_hashes, payment.payment_hash),
-        replaced_keysend=replaced_keysend_after(payment),
-        keysend_refused=False,
-        state=PaymentState.PENDING,
-        last_error=None,
-        updated_at=max(payment.updated_at, now),
-        method=PayoutMethod.INVOICE,
+    return _moved(
+        payment, invoice.payment_hash, PayoutMethod.INVOICE, now,
+        bolt11=invoice.bolt11, invoice_expires_at=deadline(invoice, now),
     )
 
 
@@ -211,21 +201,36 @@ def keysend_renewed(
     if isinstance(now, bool) or not isinstance(now, int) or now < 0:
         raise InvalidValue("now", f"must be an integer ≥ 0, got {now!r}")
     payment_hash = key.payment_hash(payment.payment_id)
-    if payment_hash == payment.payment_hash or payment_hash in payment.replaced_hashes:
+    if _used_before(payment, payment_hash):
         raise InvalidValue("payment_hash", "this payout was sent by keysend before")
+    return _moved(
+        payment, payment_hash, PayoutMethod.KEYSEND, now,
+        bolt11=None, invoice_expires_at=None, payee_pubkey=payee_pubkey,
+    )
+
+
+def _used_before(payment: RewardPayment, payment_hash: str) -> bool:
+    """Whether ``payment`` was ever sent, or meant to be, under ``payment_hash``."""
+    return payment_hash == payment.payment_hash or payment_hash in payment.replaced_hashes
+
+
+def _moved(
+    payment: RewardPayment, payment_hash: str, method: PayoutMethod, now: int, **changes: Any
+) -> RewardPayment:
+    """``payment`` moved to ``payment_hash``, sent by ``method``: pending again with no error
+    and no keysend refusal, its old hash kept (and looked up before every send, as a keysend
+    attempt when it was one), plus ``changes`` (the new invoice, or its absence)."""
     return fields.evolve(
         payment,
         payment_hash=payment_hash,
-        bolt11=None,
-        invoice_expires_at=None,
-        payee_pubkey=payee_pubkey,
         replaced_hashes=(*payment.replaced_hashes, payment.payment_hash),
         replaced_keysend=replaced_keysend_after(payment),
         keysend_refused=False,
         state=PaymentState.PENDING,
         last_error=None,
         updated_at=max(payment.updated_at, now),
-        method=PayoutMethod.KEYSEND,
+        method=method,
+        **changes,
     )
 
 
