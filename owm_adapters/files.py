@@ -63,12 +63,8 @@ def private_file(path: Path) -> None:
 
 def write_private_text(path: Path, text: str, *, exclusive: bool = False) -> None:
     """Write ``text`` to ``path`` as a 0600 file from its first byte (a configuration may hold
-    secrets); ``exclusive`` refuses an existing file. An existing file is made 0600 too."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (os.O_EXCL if exclusive else 0)
-    fd = os.open(path, flags, PRIVATE_FILE)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        os.fchmod(handle.fileno(), PRIVATE_FILE)
-        handle.write(text)
+    secrets), whole (:func:`write_private_bytes`); ``exclusive`` refuses an existing file."""
+    write_private_bytes(path, text.encode("utf-8"), exclusive=exclusive)
 
 
 def write_private_bytes(path: Path, data: bytes, *, exclusive: bool = False) -> None:
