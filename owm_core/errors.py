@@ -78,6 +78,22 @@ class RateLimited(DomainError):
         self.retry_after_s = retry_after_s
 
 
+class ReplayGuardFull(RateLimited):
+    """A replay guard has no room for a fresh, well-signed request right now: the whole guard
+    holds its ``max_entries`` nonces, or the signer its ``max_per_signer`` (SRS-SEC-03).
+
+    Not a replay: the same request, signed afresh, is accepted once the guard forgets a nonce,
+    ``retry_after_s`` from now. Shells answer it as the rate limit it is (HTTP 429 with
+    ``Retry-After``, gRPC RESOURCE_EXHAUSTED with ``retry-after-s``), never as a failed
+    authentication.
+    """
+
+    code = "replay-guard-full"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(f"{message}; retry after {retry_after_s} s", retry_after_s)
+
+
 class PaymentRequired(DomainError):
     """What was paid does not cover this request any more (per-query pricing): pay again."""
 

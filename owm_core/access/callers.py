@@ -25,7 +25,7 @@ import attrs
 
 from owm_core import fields
 from owm_core.access.api_keys import Plan
-from owm_core.errors import InvalidValue, ReplayRejected
+from owm_core.errors import InvalidValue, ReplayGuardFull, ReplayRejected
 from owm_core.identity.envelopes import NonceLedger
 from owm_core.identity.keys import SIGNATURE_HEX, parse_public_key, verify_signature
 
@@ -137,7 +137,9 @@ class SignedRequestGuard:
     _latest_now: int = attrs.field(init=False, default=0)
 
     def accept(self, request: SignedRequest, now: int) -> None:
-        """Record the request, or raise ReplayRejected if stale, future-dated or repeated."""
+        """Record the request, or raise ReplayRejected if stale, future-dated or repeated, and
+        ReplayGuardFull (a rate limit: retry once the oldest nonce is forgotten) if it is none
+        of these but ``max_entries`` nonces are held already."""
         self._latest_now = max(self._latest_now, now)
         oldest = self._latest_now - self.window_s
         while self._expiry and self._expiry[0][0] < oldest:
@@ -151,7 +153,8 @@ class SignedRequestGuard:
         if pair in self._seen:
             raise ReplayRejected("this nonce was already used; sign each request afresh")
         if len(self._seen) >= self.max_entries:
-            raise ReplayRejected("too many signed requests in flight; try again shortly")
+            retry = max(1, self._expiry[0][0] + self.window_s + 1 - self._latest_now)
+            raise ReplayGuardFull("too many signed requests in flight", retry)
         if self.ledger is not None and not self.ledger.claim(
             request.public_key, request.nonce, request.timestamp + 2 * self.window_s
         ):

@@ -145,8 +145,9 @@ def admit_heartbeat(
     In order: the node must be registered (NotFound), the heartbeat signed by its registered
     key (SignatureInvalid), citing the manifest the coordinator holds for it
     (InvalidTransition: the node should send its new manifest), and only then is its nonce
-    offered to ``guard`` (SignatureInvalid on a replay or a stale timestamp). A refused
-    heartbeat therefore never burns a nonce. ``beat`` must come from :func:`verify_heartbeat`.
+    offered to ``guard`` (ReplayRejected on a replay or a stale timestamp; ReplayGuardFull, a
+    rate limit, when the guard has no room for it now). A refused heartbeat therefore never
+    burns a nonce. ``beat`` must come from :func:`verify_heartbeat`.
     """
     verdict = admit_heartbeats([(beat, known)], guard, now)[0]
     if isinstance(verdict, DomainError):
@@ -172,12 +173,12 @@ def admit_heartbeats(
             continue
         offered.append(len(verdicts))
         verdicts.append(AdmittedHeartbeat(beat.node_id, now))
-    replays = guard.accept_many(
+    refusals = guard.accept_many(
         [(b.signer, b.nonce, b.issued_at) for b in (beats[i][0] for i in offered)], now
     )
-    for index, replay in zip(offered, replays, strict=True):
-        if replay is not None:
-            verdicts[index] = replay
+    for index, refusal in zip(offered, refusals, strict=True):
+        if refusal is not None:
+            verdicts[index] = refusal
     return verdicts
 
 

@@ -44,7 +44,10 @@ Replay protection
 could no longer pass the freshness check, so memory holds at most the envelopes accepted in
 the last 2 × ``window_s`` seconds (and never more than ``max_entries``, of which one signer
 holds at most ``max_per_signer``). :meth:`ReplayGuard.accept_registered` takes a nonce only
-from a registered key, so strangers cannot fill the guard (SRS-SEC-03).
+from a registered key, so strangers cannot fill the guard (SRS-SEC-03). A stale, future-dated
+or repeated envelope is :class:`~owm_core.errors.ReplayRejected`; a fresh one that finds no
+room (the guard, or its signer's share, full) is :class:`~owm_core.errors.ReplayGuardFull`,
+a rate limit with the seconds until the guard forgets a nonce: an honest node retries then.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ from typing import Any, ClassVar, Protocol, Self, cast
 import attrs
 
 from owm_core import fields
-from owm_core.errors import InvalidValue, ReplayRejected, SignatureInvalid
+from owm_core.errors import InvalidValue, ReplayGuardFull, ReplayRejected, SignatureInvalid
 from owm_core.identity.keys import (
     Identity,
     node_id_from_public_key,
@@ -627,9 +630,12 @@ class ReplayGuard:
     (:meth:`accept_registered` checks that), so that neither forged envelopes nor strangers'
     can burn nonces or fill the guard (SRS-SEC-03). One signer holds at most
     ``max_per_signer`` of the ``max_entries`` places, so one registered key cannot lock the
-    others out either. ``now`` should not go backwards; if it does, the guard keeps using the
-    latest ``now`` it saw as the lower edge of the window, so forgotten nonces can never become
-    acceptable again.
+    others out either. A fresh envelope refused only for want of room (the guard full, or its
+    signer at its bound) is :class:`ReplayGuardFull`, not a replay: its ``retry_after_s`` says
+    when the guard forgets the oldest nonce in the way, at least 1 s and at most
+    2 × ``window_s`` + 1 s away. ``now`` should not go backwards; if it does, the guard keeps
+    using the latest ``now`` it saw as the lower edge of the window, so forgotten nonces can
+    never become acceptable again.
 
     With a ``ledger`` (several coordinators on one PostgreSQL database, SRS-COORD-05) a nonce
     that passes this process's checks must also be new to the ledger, which every coordinator
@@ -645,7 +651,9 @@ class ReplayGuard:
     max_per_signer: int = attrs.field(default=3_000, validator=fields.integer(minimum=1))
     ledger: NonceLedger | None = attrs.field(default=None, kw_only=True)
     _seen: dict[tuple[str, str], int] = attrs.field(init=False, factory=dict)
-    _per_signer: dict[str, int] = attrs.field(init=False, factory=dict)
+    #: Each signer's held nonces' ``issued_at``, a heap: its size is the signer's share, its
+    #: head the nonce the guard forgets first.
+    _per_signer: dict[str, list[int]] = attrs.field(init=False, factory=dict)
     _expiry: list[tuple[int, str, str]] = attrs.field(init=False, factory=list)
     _latest_now: int = attrs.field(init=False, default=0)
 
@@ -654,11 +662,12 @@ class ReplayGuard:
 
     def held_by(self, signer: str) -> int:
         """How many nonces of ``signer`` the guard holds now."""
-        return self._per_signer.get(signer, 0)
+        return len(self._per_signer.get(signer, ()))
 
     def accept(self, envelope: Envelope, now: int) -> None:
         """Record ``envelope`` as seen, or raise :class:`ReplayRejected` if it is stale,
-        future-dated beyond the window, or repeats a ``(signer, nonce)`` pair."""
+        future-dated beyond the window, or repeats a ``(signer, nonce)`` pair, and
+        :class:`ReplayGuardFull` if it is none of these but the guard has no room for it."""
         self.accept_parts(envelope.signer, envelope.nonce, envelope.issued_at, now)
 
     def accept_registered(
@@ -683,7 +692,7 @@ class ReplayGuard:
 
     def accept_many(
         self, parts: Sequence[tuple[str, str, int]], now: int
-    ) -> list[ReplayRejected | None]:
+    ) -> list[ReplayRejected | ReplayGuardFull | None]:
         """:meth:`accept_parts` for each ``(signer, nonce, issued_at)`` in ``parts``, with one
         ledger round trip for all of them (a batch of heartbeats, SRS-PERF-04, SRS-COORD-05).
 
@@ -694,11 +703,11 @@ class ReplayGuard:
         guard, one by one or in a batch alike.
         """
         self._advance(now)
-        verdicts: list[ReplayRejected | None] = []
+        verdicts: list[ReplayRejected | ReplayGuardFull | None] = []
         for signer, nonce, issued_at in parts:
             try:
                 self._check_local(signer, nonce, issued_at, now)
-            except ReplayRejected as exc:
+            except (ReplayRejected, ReplayGuardFull) as exc:
                 verdicts.append(exc)
                 continue
             self._record(signer, nonce, issued_at)
@@ -731,24 +740,36 @@ class ReplayGuard:
         key = (signer, nonce)
         if key in self._seen:
             raise ReplayRejected("envelope nonce was already used")
-        held = self._per_signer.get(signer, 0)
-        if held >= self.max_per_signer:
-            raise ReplayRejected(
-                f"more than {self.max_per_signer} envelopes by this key in {self.window_s} s; "
-                "slow down"
+        held = self._per_signer.get(signer, [])
+        at_cap = len(held) >= self.max_per_signer
+        full = len(self._seen) >= self.max_entries
+        if at_cap or full:
+            # Both bounds may bind: wait until the signer's oldest and the guard's oldest are
+            # gone, so the retry finds room in both.
+            blocking = [held[0]] if at_cap else []
+            blocking += [self._expiry[0][0]] if full else []
+            raise ReplayGuardFull(
+                f"more than {self.max_per_signer} envelopes by this key in {self.window_s} s"
+                if at_cap
+                else "replay guard is full",
+                self._retry_after(max(blocking)),
             )
-        if len(self._seen) >= self.max_entries:
-            raise ReplayRejected("replay guard is full; try again shortly")
+
+    def _retry_after(self, issued_at: int) -> int:
+        """Seconds until the guard forgets a nonce issued at ``issued_at``: once its latest
+        ``now`` passes ``issued_at + window_s`` (:meth:`_forget_before`); at least 1."""
+        return max(1, issued_at + self.window_s + 1 - self._latest_now)
 
     def _record(self, signer: str, nonce: str, issued_at: int) -> None:
         self._seen[(signer, nonce)] = issued_at
-        self._per_signer[signer] = self._per_signer.get(signer, 0) + 1
+        heapq.heappush(self._per_signer.setdefault(signer, []), issued_at)
         heapq.heappush(self._expiry, (issued_at, signer, nonce))
 
     def _forget_before(self, oldest: int) -> None:
         while self._expiry and self._expiry[0][0] < oldest:
             _, signer, nonce = heapq.heappop(self._expiry)
             del self._seen[(signer, nonce)]
-            held = self._per_signer.pop(signer) - 1
-            if held:
-                self._per_signer[signer] = held
+            held = self._per_signer[signer]
+            heapq.heappop(held)  # this signer's oldest: as old as this one, or older
+            if not held:
+                del self._per_signer[signer]

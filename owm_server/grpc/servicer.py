@@ -32,7 +32,7 @@ from owm_adapters.services.payouts import NodeInvoiceDesk
 from owm_core.access.ratelimit import Transport
 from owm_core.coordination.registration import Registration
 from owm_core.coordination.rejections import Rejection
-from owm_core.errors import InvalidValue, NotFound, SignatureInvalid
+from owm_core.errors import InvalidValue, NotFound, ReplayGuardFull, SignatureInvalid
 from owm_core.identity import envelopes
 from owm_core.identity.keys import node_id_from_public_key
 from owm_core.market.tasks import Task, TaskRequest
@@ -211,13 +211,23 @@ class CoordinatorServicer(pb_grpc.CoordinatorServicer):
 
         Each batch must carry at least one admissible heartbeat: a batch without one (empty,
         forged, strangers', replayed) ends the stream at once with UNAUTHENTICATED, so nobody
-        without a registered key holds a thread past their first message (SRS-SEC-03).
+        without a registered key holds a thread past their first message (SRS-SEC-03). A batch
+        admitting none only because the replay guard had no room for its (registered, fresh)
+        heartbeats ends it with RESOURCE_EXHAUSTED ``replay-guard-full`` and ``retry-after-s``
+        instead: the sender is no stranger and should send them again then. The summary's
+        ``errors`` are ``<code>: <message>``, one per refused heartbeat (the first five).
         """
         self._bound_peer(context)
         accepted = rejected = 0
         errors: list[str] = []
         for batch in request_iterator:
             result = self.service.heartbeats(batch.heartbeat_envelopes, wait=False)
+            if not result.accepted and result.retry_after_s is not None:
+                raise ReplayGuardFull(
+                    "a batch admitted no heartbeat: the replay guard has no room for them now; "
+                    "stream ended",
+                    result.retry_after_s,
+                )
             if not result.accepted:
                 why = result.errors[0] if result.errors else "the batch is empty"
                 raise SignatureInvalid(f"a batch admitted no heartbeat ({why}); stream ended")

@@ -123,10 +123,21 @@ class Operation:
                 429,
                 problem(
                     "The free tier's 100 requests a day, a paid key's daily quota, the day's "
-                    "writes or this address's access invoices are used up (`Retry-After`)."
+                    "writes or this address's access invoices are used up, or a node-signed "
+                    f"request finds {_GUARD_FULL} (`Retry-After`)."
                 ),
             )
+        if self.access is Access.NODE:
+            out.setdefault(429, problem(
+                f"The signed request finds {_GUARD_FULL}: sign it afresh and send it again "
+                "after `Retry-After`."
+            ))
         return dict(sorted(out.items()))
+
+
+_GUARD_FULL = "the replay guard, or its key's share of it, full (`replay-guard-full`)"
+"""Why a fresh node-signed request may be refused for now
+(:class:`owm_core.errors.ReplayGuardFull`)."""
 
 
 @attrs.frozen

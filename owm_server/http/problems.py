@@ -3,11 +3,12 @@
 Every error the API answers is ``application/problem+json`` with a stable ``type`` URI
 ``https://owm.network/problems/<code>``, where ``code`` is the domain error's own stable code
 (:class:`owm_core.errors.DomainError.code`) or one of the HTTP-level codes below. Invalid
-input names the offending ``field``; rate limits carry ``retry_after_s`` and a ``Retry-After``
-header; an insufficient stake carries ``required_sats``. Unexpected exceptions become a plain
-500 ``internal`` problem with no detail — the stack trace goes to the log, never to the client.
-Failures of the coordinator's own backends (its Lightning node, Bitcoin node, timestamp
-calendars, GitHub) are answered with a fixed detail, the one gRPC answers too
+input names the offending ``field``; rate limits (``rate-limited``, and ``replay-guard-full``
+for a fresh signed request that found the replay guard full) carry ``retry_after_s`` and a
+``Retry-After`` header; an insufficient stake carries ``required_sats``. Unexpected exceptions
+become a plain 500 ``internal`` problem with no detail — the stack trace goes to the log, never
+to the client. Failures of the coordinator's own backends (its Lightning node, Bitcoin node,
+timestamp calendars, GitHub) are answered with a fixed detail, the one gRPC answers too
 (:mod:`owm_server.outages`): their messages may name internal hosts, ports and TLS failures,
 which go to the log only.
 """
@@ -70,6 +71,7 @@ TITLES = {
     "payment-required": "Payment required",
     "forbidden": "Forbidden",
     "rate-limited": "Rate limit exceeded",
+    "replay-guard-full": "Too many signed requests right now",
     "not-found": "Not found",
     "method-not-allowed": "Method not allowed",
     "unsupported-media-type": "Unsupported media type",

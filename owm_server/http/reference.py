@@ -26,7 +26,9 @@ _INTRO = """\
 
 - **Errors** are RFC 7807 problem documents (`application/problem+json`) with a stable `type`
   URI `https://owm.network/problems/<code>`; `invalid-value` problems name the `field`,
-  `rate-limited` ones carry `retry_after_s` and a `Retry-After` header (SRS-API-04).
+  `rate-limited` ones carry `retry_after_s` and a `Retry-After` header (SRS-API-04), as do
+  `replay-guard-full` ones (429: a fresh node-signed request found the replay guard, or its
+  key's share of it, full; sign it afresh and send it again after `Retry-After`).
 - **Versions** are path prefixes (SRS-API-06): a breaking change gets `/v2/` beside `/v1/`.
 - **Access** column: `public` needs no credential; `client` takes an API key, a paid L402
   token or a node signature (free-tier keys: 100 requests a day, sliding window, SRS-API-02);

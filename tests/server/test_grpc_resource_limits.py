@@ -70,6 +70,11 @@ def failure(call: object) -> grpc.RpcError:
     return info.value
 
 
+def retry_after_s(refusal: grpc.RpcError) -> int:
+    """The ``retry-after-s`` trailing metadata of a rate-limit refusal."""
+    return int(dict(refusal.trailing_metadata() or ())["retry-after-s"])  # type: ignore[attr-defined]
+
+
 class Silent:
     """A request stream that sends nothing until released (an idle or malicious client)."""
 
@@ -127,13 +132,14 @@ def test_strangers_balance_requests_do_not_fill_the_nodes_replay_guard(
             coordinator.stub.FundBalance(signed_balance_request(stranger, 0, clock.now()))
             answers.append("served")
         except grpc.RpcError as exc:
+            assert exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
             answers.append(exc.details() or "")
     free = task_request("free", 0, submitter=Identity.from_seed(os.urandom(32)))
     with pytest.raises(grpc.RpcError, match="price above 0 msat"):  # refused before its nonce
         coordinator.stub.SubmitTask(free)
 
     assert answers[:3] == ["served"] * 3  # the newcomers' own guard holds 3
-    assert all("replay guard is full" in a for a in answers[3:])
+    assert all(a.startswith("replay-guard-full: replay guard is full") for a in answers[3:])
     for _ in range(5):  # the nodes' guard holds 5: the strangers took no place in it
         reply = coordinator.stub.Heartbeat(
             pb.HeartbeatRequest(heartbeat_envelope=honest.heartbeat_envelope(clock.now()))
@@ -155,9 +161,10 @@ def test_one_registered_key_cannot_fill_the_replay_guard_for_the_others(
         codes.append(failure(lambda: coordinator.stub.RejectTask(request)))  # noqa: B023
 
     assert [c.code() for c in codes] == [grpc.StatusCode.NOT_FOUND] * 3 + [
-        grpc.StatusCode.UNAUTHENTICATED
+        grpc.StatusCode.RESOURCE_EXHAUSTED
     ] * 7
     assert "more than 3 envelopes by this key" in (codes[-1].details() or "")
+    assert 1 <= retry_after_s(codes[-1]) <= 601
     for _ in range(3):
         reply = coordinator.stub.Heartbeat(
             pb.HeartbeatRequest(heartbeat_envelope=honest.heartbeat_envelope(clock.now()))
@@ -337,6 +344,42 @@ def test_a_heartbeat_stream_ends_at_its_first_batch_without_an_admissible_heartb
     assert "admitted no heartbeat" in (error.details() or "")
     assert "not registered" in (error.details() or "")
     silent.release.set()
+    coordinator.stop()
+
+
+def test_heartbeats_refused_for_want_of_room_in_the_replay_guard_are_told_when_to_retry(
+    tmp_path: Path, clock: StepClock
+) -> None:
+    config = ServiceConfig(tick_s=0.05, replay_max_per_key=2)
+    coordinator = running(tmp_path, clock, config)
+    busy, other = staked_node(coordinator, clock), staked_node(coordinator, clock)
+    sent = [busy.heartbeat_envelope(clock.now()) for _ in range(2)]
+    for envelope in sent:
+        coordinator.stub.Heartbeat(pb.HeartbeatRequest(heartbeat_envelope=envelope))
+
+    fresh = pb.HeartbeatRequest(heartbeat_envelope=busy.heartbeat_envelope(clock.now()))
+    full = failure(lambda: coordinator.stub.Heartbeat(fresh))
+    assert full.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert (full.details() or "").startswith("replay-guard-full: more than 2 envelopes")
+    assert 1 <= retry_after_s(full) <= 601
+    replayed = failure(
+        lambda: coordinator.stub.Heartbeat(pb.HeartbeatRequest(heartbeat_envelope=sent[0]))
+    )
+    assert replayed.code() is grpc.StatusCode.UNAUTHENTICATED
+
+    mixed = pb.HeartbeatBatch(heartbeat_envelopes=[
+        other.heartbeat_envelope(clock.now()), busy.heartbeat_envelope(clock.now()), sent[0],
+    ])  # fmt: skip
+    summary = coordinator.stub.HeartbeatStream(iter([mixed]), timeout=10)
+    assert (summary.accepted, summary.rejected) == (1, 2)
+    assert summary.errors[0].startswith("replay-guard-full: more than 2 envelopes")
+    assert summary.errors[1].startswith("replay-rejected: ")
+
+    alone = pb.HeartbeatBatch(heartbeat_envelopes=[busy.heartbeat_envelope(clock.now())])
+    ended = failure(lambda: coordinator.stub.HeartbeatStream(iter([alone]), timeout=10))
+    assert ended.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert (ended.details() or "").startswith("replay-guard-full: a batch admitted no heartbeat")
+    assert 1 <= retry_after_s(ended) <= 601
     coordinator.stop()
 
 

@@ -34,7 +34,7 @@ from owm_core.errors import (
     L402Invalid,
     PaymentRequired,
     RateLimited,
-    ReplayRejected,
+    ReplayGuardFull,
     SignatureInvalid,
 )
 from owm_core.identity.keys import node_id_from_public_key
@@ -228,7 +228,8 @@ class ApiAccess:
         path_and_query: str,
         body: bytes,
     ) -> Caller:
-        """The registered node that signed this request; SignatureInvalid / ReplayRejected.
+        """The registered node that signed this request; SignatureInvalid / ReplayRejected,
+        or ReplayGuardFull (a rate limit) when the guard, or this key's share of it, is full.
 
         The nonce is recorded only after the signature verified and its key proved to be a
         registered node's, so strangers cannot fill the replay guard and lock every node out
@@ -241,10 +242,12 @@ class ApiAccess:
             raise SignatureInvalid("the signing key belongs to no registered node")
         now = self._clock.now()
         with self._guard_lock:
-            if not self._per_key.admit(node_id, now).admitted:
-                raise ReplayRejected(
+            admission = self._per_key.admit(node_id, now)
+            if not admission.admitted:
+                raise ReplayGuardFull(
                     f"more than {self._config.signed_per_key} signed requests by this key in "
-                    f"{self._config.signed_window_s} s; slow down"
+                    f"{self._config.signed_window_s} s",
+                    max(1, admission.retry_after_s),
                 )
             self._guard.accept(request, now)
         return Caller(CallerKind.NODE, node_id, node_id, Plan.FREE)

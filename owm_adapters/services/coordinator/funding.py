@@ -157,7 +157,8 @@ class TaskFunding:
 
     def accept_nonce(self, envelope: Envelope) -> None:
         """Record a verified client envelope's nonce in the clients' guard its signer's balance
-        picks (:class:`ClientGuards`); ``ReplayRejected`` for a replay or a full guard."""
+        picks (:class:`ClientGuards`); ``ReplayRejected`` for a replay, ``ReplayGuardFull``
+        (retry later) for a full guard."""
         balance = self.repositories.funding.balance(envelope.signer)
         self.guards.accept(envelope, balance, self.clock.now())
 

@@ -30,7 +30,7 @@ from owm_core.coordination.heartbeats import (
     verify_heartbeat,
 )
 from owm_core.coordination.wire import open_envelope
-from owm_core.errors import DomainError, NotFound
+from owm_core.errors import DomainError, NotFound, ReplayGuardFull
 from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, open_body
 from owm_core.nodes.activity import KEEP_S, count_heartbeats, merge_counts
 from owm_core.nodes.tiers import Tier
@@ -49,11 +49,18 @@ PRUNE_EVERY_S = 3600
 
 @attrs.frozen
 class HeartbeatResult:
-    """Accepted / rejected counts of a heartbeat batch, with the first few reasons."""
+    """Accepted / rejected counts of a heartbeat batch, with the first few reasons.
+
+    Each reason is ``<code>: <message>``, the form of a gRPC status message, so a node tells a
+    replay (``replay-rejected``) from a heartbeat refused only because the replay guard had no
+    room (``replay-guard-full``, to be sent again later). ``retry_after_s`` is the soonest a
+    heartbeat refused for want of room may be sent again (None: none was).
+    """
 
     accepted: int
     rejected: int
     errors: tuple[str, ...] = ()
+    retry_after_s: int | None = None
 
 
 def _verify_chunk(raws: Sequence[bytes]) -> list[HeartbeatFields | DomainError]:
@@ -168,6 +175,7 @@ class HeartbeatIngest:
         seen: dict[str, int] = {}
         admitted: list[tuple[str, int]] = []
         errors: list[str] = []
+        retry_after_s: int | None = None
         accepted = rejected = 0
         checked = self._verify_all(list(raws))
         if not self._known_warmed:
@@ -176,7 +184,10 @@ class HeartbeatIngest:
             if isinstance(item, DomainError):
                 rejected += 1
                 if len(errors) < 5:
-                    errors.append(item.message)
+                    errors.append(f"{item.code}: {item.message}")
+                if isinstance(item, ReplayGuardFull):
+                    later = item.retry_after_s
+                    retry_after_s = later if retry_after_s is None else min(retry_after_s, later)
                 continue
             node_id, at = item
             accepted += 1
@@ -191,7 +202,7 @@ class HeartbeatIngest:
             generation = self._enqueue(seen, count_heartbeats(admitted))
             if wait:
                 self._wait_flushed(generation)
-        return HeartbeatResult(accepted=accepted, rejected=rejected, errors=tuple(errors))
+        return HeartbeatResult(accepted, rejected, tuple(errors), retry_after_s)
 
     def flush(self) -> None:
         """Persist every pending heartbeat now (tests, shutdown)."""

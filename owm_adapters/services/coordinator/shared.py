@@ -182,8 +182,9 @@ class ClientGuards:
     ``[funding] network_submitters`` is *paying* and uses a guard sized like the nodes'; every
     other key (a sponsor's first balance request, a stranger's) is a *newcomer*, in a smaller
     guard with a small per-key bound. A flood of fresh keys fills only the newcomers' guard:
-    new sponsors wait (their requests are refused as the guard is full, until nonces age out
-    of the window), paying clients and nodes are served as before.
+    new sponsors wait (their requests are refused :class:`~owm_core.errors.ReplayGuardFull`, a
+    rate limit saying when a nonce ages out of the window), paying clients and nodes are
+    served as before.
     """
 
     paying: LockedGuard
@@ -207,7 +208,8 @@ class ClientGuards:
 
     def accept(self, envelope: Envelope, balance: Balance | None, now: int) -> None:
         """Record a verified client envelope whose signer holds ``balance`` (None: none), in
-        the paying clients' guard or the newcomers'; ``ReplayRejected`` as the guard says."""
+        the paying clients' guard or the newcomers'; ``ReplayRejected`` (a replay) or
+        ``ReplayGuardFull`` (no room now: retry later) as the guard says."""
         paying = envelope.signer in self.trusted or (
             balance is not None and balance.funded_msat > 0
         )

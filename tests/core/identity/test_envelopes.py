@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 from typing import Any
 
@@ -11,7 +12,13 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from owm_core.errors import InvalidValue, ReplayRejected, SignatureInvalid
+from owm_core.errors import (
+    InvalidValue,
+    RateLimited,
+    ReplayGuardFull,
+    ReplayRejected,
+    SignatureInvalid,
+)
 from owm_core.identity.envelopes import (
     DEFAULT_FRESHNESS_WINDOW_S,
     AckVerdict,
@@ -430,21 +437,29 @@ def test_a_clock_stepping_back_does_not_revive_forgotten_nonces() -> None:
         guard.accept(envelope, now=T0)
 
 
-def test_a_full_guard_fails_closed() -> None:
-    guard = ReplayGuard(max_entries=2)
-    guard.accept(_seal(nonce=b"\x01" * 16), T0)
+def test_a_full_guard_fails_closed_as_a_rate_limit_saying_when_to_retry() -> None:
+    guard = ReplayGuard(window_s=10, max_entries=2)
+    guard.accept(_seal(nonce=b"\x01" * 16, issued_at=T0 - 4), T0)
     guard.accept(_seal(nonce=b"\x02" * 16), T0)
-    with pytest.raises(ReplayRejected):
+    with pytest.raises(ReplayGuardFull) as caught:
         guard.accept(_seal(nonce=b"\x03" * 16), T0)
+    assert isinstance(caught.value, RateLimited)
+    assert not isinstance(caught.value, ReplayRejected)
+    assert caught.value.retry_after_s == 7  # the nonce issued at T0 - 4 is gone at T0 + 7
+    assert "replay guard is full; retry after 7 s" in caught.value.message
+    with pytest.raises(ReplayGuardFull):
+        guard.accept(_seal(nonce=b"\x03" * 16, issued_at=T0 + 6), T0 + 6)
+    guard.accept(_seal(nonce=b"\x03" * 16, issued_at=T0 + 7), T0 + 7)
 
 
 def test_one_signer_cannot_fill_the_guard_for_the_others() -> None:
     guard = ReplayGuard(max_entries=6, max_per_signer=3)
     for i in range(3):
         guard.accept(_seal(nonce=bytes([i + 1]) * 16), T0)
-    with pytest.raises(ReplayRejected) as caught:
+    with pytest.raises(ReplayGuardFull) as caught:
         guard.accept(_seal(nonce=b"\x09" * 16), T0)
     assert "more than 3 envelopes by this key" in caught.value.message
+    assert caught.value.retry_after_s == DEFAULT_FRESHNESS_WINDOW_S + 1
     for i in range(3):
         guard.accept(seal(OTHER, EnvelopeKind.TASK_PROOF, {"x": 1}, bytes([i + 1]) * 16, T0), T0)
     assert (guard.held_by(NODE.public_key_hex), guard.held_by(OTHER.public_key_hex)) == (3, 3)
@@ -486,13 +501,48 @@ def test_the_guard_never_holds_more_than_its_bounds(
     for who, nonce, advance in steps:
         now += advance
         envelope = seal(who, EnvelopeKind.TASK_PROOF, {"x": 1}, bytes([nonce]) * 16, now)
-        with contextlib.suppress(ReplayRejected):
+        with contextlib.suppress(ReplayRejected, ReplayGuardFull):
             guard.accept(envelope, now)
         assert len(guard) <= 7
         assert guard.held_by(NODE.public_key_hex) <= per_signer
         assert guard.held_by(OTHER.public_key_hex) <= per_signer
         held = guard.held_by(NODE.public_key_hex) + guard.held_by(OTHER.public_key_hex)
         assert held == len(guard)
+
+
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from([NODE, OTHER]), st.integers(-20, 20), st.integers(0, 15)),
+        max_size=40,
+    ),
+    max_entries=st.integers(1, 6),
+    per_signer=st.integers(1, 4),
+)
+@settings(max_examples=150, deadline=None)
+def test_a_fresh_envelope_without_room_is_told_when_to_retry_and_a_replay_stays_a_replay(
+    steps: list[tuple[Identity, int, int]], max_entries: int, per_signer: int
+) -> None:
+    window = 20
+    guard = ReplayGuard(window_s=window, max_entries=max_entries, max_per_signer=per_signer)
+    accepted: list[Envelope] = []
+    now = T0
+    for i, (who, skew, advance) in enumerate(steps):
+        now += advance
+        for old in accepted:  # stale or still held: a replay, full guard or not
+            with pytest.raises(ReplayRejected):
+                guard.accept(old, now)
+        fresh = seal(who, EnvelopeKind.HEARTBEAT, {}, i.to_bytes(16, "big"), now + skew)
+        before = copy.deepcopy(guard)
+        try:
+            guard.accept(fresh, now)
+        except ReplayRejected:
+            raise AssertionError("a fresh envelope was called a replay") from None
+        except ReplayGuardFull as full:
+            assert 1 <= full.retry_after_s <= 2 * window + 1
+            later = now + full.retry_after_s
+            before.accept(seal(who, EnvelopeKind.HEARTBEAT, {}, b"\xff" * 16, later), later)
+        else:
+            accepted.append(fresh)
 
 
 @pytest.mark.parametrize(
@@ -511,8 +561,8 @@ def test_guard_settings_are_validated(kwargs: dict[str, Any], field: str) -> Non
 def _verdict(accept: Any, *args: Any) -> str:
     try:
         accept(*args)
-    except ReplayRejected as exc:
-        return str(exc)
+    except (ReplayRejected, ReplayGuardFull) as exc:
+        return f"{exc.code}: {exc}"
     return "accepted"
 
 
@@ -582,6 +632,6 @@ def test_accepting_a_batch_gives_the_verdicts_of_accepting_each_in_one_ledger_ro
     expected = [_verdict(one.accept_parts, *p, T0) for p in parts]
     verdicts = many.accept_many(parts, T0)
 
-    assert [str(v) if v else "accepted" for v in verdicts] == expected
+    assert [f"{v.code}: {v}" if v else "accepted" for v in verdicts] == expected
     assert many_ledger.round_trips == 1
     assert many_ledger.held == one_ledger.held

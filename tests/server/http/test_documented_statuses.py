@@ -1,10 +1,10 @@
 """Every status code the OpenAPI document promises is one the server really produces.
 
 For each operation, the generic statuses (401 bad credential, 402 no credential, 429 free tier
-used up, 422/400/415/413 bad input, 404 for ids the router cannot match) are provoked
-mechanically from the operation's own metadata; the operation-specific ones (200/201/202,
-404, 403, 409, 503, …) by one real scenario each. The observed set must equal the documented
-set, operation by operation."""
+used up or, node-signed, a full replay guard, 422/400/415/413 bad input, 404 for ids the router
+cannot match) are provoked mechanically from the operation's own metadata; the
+operation-specific ones (200/201/202, 404, 403, 409, 503, …) by one real scenario each. The
+observed set must equal the documented set, operation by operation."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from owm_adapters.services.api import ApiConfig
+from owm_adapters.services.api.access import ApiAccess
 from owm_core.access.ratelimit import RateLimit
 from owm_core.coordination.challenges import ChallengePurpose
 from owm_core.errors import RateLimited
@@ -138,6 +139,21 @@ def crowded(probe: Probe) -> None:
                if p.location == "path" and p.name not in probe.ids}  # fmt: skip
     with client:
         probe.seen.add(client.request(probe.op.method, probe.url(**unnamed)).status_code)
+
+
+def guard_full(probe: Probe) -> None:
+    """A node-signed request that finds its key's share of the replay guard taken (one nonce a
+    window, on an access service built so): the status."""
+    w = probe.world
+    served = w.services.access
+    one_a_window = ApiConfig(cache_ttl_ms=0, signed_per_key=1)
+    w.serve(access=ApiAccess(w.repos, w.ledger.lightning("treasury"), w.clock, one_a_window,
+                             b"\x11" * 32))  # fmt: skip
+    try:
+        probe.send()
+        probe.send()
+    finally:
+        w.serve(access=served)
 
 
 def late_body(probe: Probe, port: int) -> None:
@@ -269,6 +285,8 @@ def test_every_documented_status_is_produced_and_nothing_else(small_world: World
                 late_body(probe, server.port)
             if op.access is Access.PUBLIC:
                 crowded(probe)
+            if op.access is Access.NODE:
+                guard_full(probe)
             observed[op.operation_id] = probe.seen
     finally:
         server.stop(5)

@@ -130,10 +130,15 @@ def test_strangers_flooding_nonces_do_not_fill_the_replay_guard(tmp_path: Path) 
         reply = world.client.get(path, headers=world.signed(stranger, "GET", path))
         assert reply.status_code == 401
         assert reply.json()["code"] == "signature-invalid"
-    for _ in range(5):
-        assert world.client.get(path, headers=world.signed(node, "GET", path)).status_code == 200
+    used = [world.signed(node, "GET", path) for _ in range(5)]
+    for headers in used:
+        assert world.client.get(path, headers=headers).status_code == 200
     full = world.client.get(path, headers=world.signed(node, "GET", path))
-    assert full.status_code == 401 and full.json()["code"] == "replay-rejected"
+    assert full.status_code == 429 and full.json()["code"] == "replay-guard-full"
+    assert 1 <= int(full.headers["Retry-After"]) == full.json()["retry_after_s"] <= 601
+    assert "WWW-Authenticate" not in full.headers  # not an authentication failure
+    replayed = world.client.get(path, headers=used[0])  # a replay stays one, guard full or not
+    assert replayed.status_code == 401 and replayed.json()["code"] == "replay-rejected"
     worlds.close()
 
 
@@ -144,8 +149,10 @@ def test_one_registered_key_cannot_fill_the_replay_guard_for_the_others(tmp_path
     greedy, honest = world.register(), world.register()
     path = f"/v1/nodes/{greedy.node_id}/status"
     replies = [world.client.get(path, headers=world.signed(greedy, "GET", path)) for _ in range(10)]
-    assert [r.status_code for r in replies] == [200] * 3 + [401] * 7
-    assert replies[-1].json()["code"] == "replay-rejected"
+    assert [r.status_code for r in replies] == [200] * 3 + [429] * 7
+    assert replies[-1].headers["content-type"] == "application/problem+json"
+    assert replies[-1].json()["code"] == "replay-guard-full"
+    assert 1 <= int(replies[-1].headers["Retry-After"]) <= 601
     mine = f"/v1/nodes/{honest.node_id}/status"
     for _ in range(3):
         assert world.client.get(mine, headers=world.signed(honest, "GET", mine)).status_code == 200
