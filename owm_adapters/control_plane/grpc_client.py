@@ -21,7 +21,8 @@ every unary reply must carry the signature of the pinned ``[coordinator] public_
 
 gRPC failures become port errors: UNAVAILABLE / DEADLINE_EXCEEDED / CANCELLED →
 :class:`ControlPlaneUnavailable` (retry); any other status → :class:`ControlPlaneRefused`
-with the coordinator's error code (its messages start with ``<code>: ``).
+with the coordinator's error code (its messages start with ``<code>: ``) and, for a rate
+limit, the ``retry-after-s`` the coordinator sent in the trailing metadata.
 """
 
 from __future__ import annotations
@@ -80,10 +81,20 @@ def port_error(exc: grpc.RpcError) -> Exception:
     details = (exc.details() if hasattr(exc, "details") else "") or ""
     if code in _RETRYABLE:
         return ControlPlaneUnavailable(f"coordinator unreachable ({code.name}): {details}")
+    retry = _retry_after_s(exc)
     found = _CODE_PREFIX.fullmatch(details)
     if found:
-        return ControlPlaneRefused(found.group(1), found.group(2))
-    return ControlPlaneRefused(code.name.lower().replace("_", "-"), details)
+        return ControlPlaneRefused(found.group(1), found.group(2), retry)
+    return ControlPlaneRefused(code.name.lower().replace("_", "-"), details, retry)
+
+
+def _retry_after_s(exc: grpc.RpcError) -> int | None:
+    """The ``retry-after-s`` trailing metadata of a refusal (a rate limit), if it sent one."""
+    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    for key, value in trailing or ():
+        if key == "retry-after-s" and isinstance(value, str) and value.isdigit():
+            return int(value)
+    return None
 
 
 def _call(fn: Callable[[], _T]) -> _T:

@@ -5,7 +5,8 @@ It implements :class:`owm_core.ports.control_plane.ControlPlane` exactly as the 
 (``owm_adapters.control_plane.grpc_client.GrpcControlPlane``) does — the same challenge answers,
 the same
 envelopes, the same refusals (a coordinator's DomainError becomes
-:class:`~owm_core.ports.control_plane.ControlPlaneRefused` carrying its code) — so daemon tests
+:class:`~owm_core.ports.control_plane.ControlPlaneRefused` carrying its code, and a rate limit's
+``retry_after_s``) — so daemon tests
 run without sockets, and one contract suite (tests/node/test_control_plane_contract.py) holds
 both to the same behaviour.
 """
@@ -29,7 +30,7 @@ from owm_adapters.services.coordinator.service import CoordinatorService, TaskSt
 from owm_core.access.ratelimit import Transport
 from owm_core.coordination.challenges import Challenge, ChallengePurpose
 from owm_core.coordination.registration import Registration
-from owm_core.errors import DomainError
+from owm_core.errors import DomainError, RateLimited
 from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, from_bytes, open_body
 from owm_core.identity.keys import node_id_from_public_key
 from owm_core.nodes.control_plane import (
@@ -51,7 +52,8 @@ def _refused(call: Callable[[], _T]) -> _T:
     try:
         return call()
     except DomainError as exc:
-        raise ControlPlaneRefused(exc.code, exc.message) from None
+        retry = exc.retry_after_s if isinstance(exc, RateLimited) else None
+        raise ControlPlaneRefused(exc.code, exc.message, retry) from None
 
 
 @attrs.define(eq=False)

@@ -182,8 +182,8 @@ class FeedReader:
         """Tell the coordinator why the task is refused (SRS-NODE-07); True once it has it.
 
         A signed :class:`TaskRejection` naming the field, so the coordinator reassigns the task
-        at once; retried briefly while the coordinator is unreachable (otherwise the assignment
-        simply times out and goes elsewhere).
+        at once; retried briefly while the coordinator is unreachable or busy (a refusal with
+        ``retry_after_s``; otherwise the assignment simply times out and goes elsewhere).
         """
         ctx = self.ctx
         body = TaskRejection(
@@ -201,6 +201,11 @@ class FeedReader:
                     break
                 continue
             except ControlPlaneRefused as exc:
+                if exc.retry_after_s is not None and attempt + 1 < REJECTION_ATTEMPTS:
+                    # a busy coordinator (its replay guard full), not a refused rejection
+                    if ctx.stop.wait(min(exc.retry_after_s, ctx.settings.retry_max_s)):
+                        break
+                    continue
                 log.warning("rejection of %s refused: %s", replica_id, exc.message,
                             extra={"node_id": ctx.identity.node_id, "task_id": replica_id,
                                    "error": exc.message})

@@ -13,7 +13,11 @@ log = logging.getLogger(__name__)
 
 
 class Heartbeats:
-    """Every ``heartbeat_interval_s`` (60 s) one heartbeat; a forgotten node registers again."""
+    """Every ``heartbeat_interval_s`` (60 s) one heartbeat; a forgotten node registers again.
+
+    A heartbeat refused as a rate limit (``retry_after_s``: the coordinator's replay guard was
+    full) is logged as deferred, not as a fault: the next heartbeat is its retry.
+    """
 
     def __init__(self, ctx: NodeContext, registration: Registration) -> None:
         self.ctx = ctx
@@ -38,6 +42,12 @@ class Heartbeats:
         except ControlPlaneRefused as exc:
             ctx.count("heartbeats_failed")
             ctx.last_error = exc.message
+            if exc.retry_after_s is not None:  # a busy coordinator, not a bad heartbeat
+                log.info("heartbeat %d deferred, the next one goes out as usual: %s",
+                         self._seq, exc.message,
+                         extra={"node_id": ctx.identity.node_id, "seq": self._seq,
+                                "error": exc.message, "retry_after_s": exc.retry_after_s})
+                return None
             log.warning("heartbeat %d refused: %s", self._seq, exc.message,
                         extra={"node_id": ctx.identity.node_id, "seq": self._seq,
                                "error": exc.message})

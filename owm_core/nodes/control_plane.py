@@ -2,7 +2,8 @@
 
 The values a node daemon reads back from the :class:`~owm_core.ports.control_plane.ControlPlane`
 port (registration, task assignments, stake and replica views; SRS-NODE-01/04/11/12) and the
-two ways a call can fail: the coordinator is unreachable (retry later) or it refused.
+two ways a call can fail: the coordinator is unreachable (retry later) or it refused (a
+refusal with ``retry_after_s`` is a rate limit: the same request, signed afresh, may pass then).
 """
 
 from __future__ import annotations
@@ -24,14 +25,18 @@ class ControlPlaneRefused(DomainError):
     ``status`` is the :class:`~owm_core.errors.DomainError` code the coordinator raised
     (``insufficient-stake``, ``invalid-transition``, ``signature-invalid``, ``not-found``, …),
     or the transport's status name when it sent none (``permission-denied``).
+    ``retry_after_s`` is set when the refusal is a rate limit (``rate-limited``, or
+    ``replay-guard-full``: the coordinator's replay guard had no room for a fresh request):
+    nothing is wrong with the request, and sending it again after that many seconds may pass.
     """
 
     code = "control-plane-refused"
 
-    def __init__(self, status: str, message: str) -> None:
+    def __init__(self, status: str, message: str, retry_after_s: int | None = None) -> None:
         super().__init__(f"coordinator refused ({status}): {message}")
         self.status = status
         self.reason = message
+        self.retry_after_s = retry_after_s
 
 
 @attrs.frozen

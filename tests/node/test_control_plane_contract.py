@@ -70,6 +70,27 @@ def test_a_staked_node_registers_active_and_its_heartbeats_keep_it_online(contro
     assert view.status == "active" and view.channel_point
 
 
+def test_a_heartbeat_the_replay_guard_has_no_room_for_is_refused_with_a_retry_time(
+    control, network
+):
+    node = network.node("n6")
+    register(control, node)
+    sent = heartbeat(node.identity)
+    control.heartbeat(sent)
+    with pytest.raises(ControlPlaneRefused) as replayed:
+        control.heartbeat(sent)
+    assert (replayed.value.status, replayed.value.retry_after_s) == ("replay-rejected", None)
+    share = network.service.config.replay_max_per_key
+    filled = network.service.heartbeats([heartbeat(node.identity, s) for s in range(2, share + 1)])
+    assert filled.accepted == share - 1
+
+    with pytest.raises(ControlPlaneRefused) as busy:
+        control.heartbeat(heartbeat(node.identity, share + 1))
+    assert busy.value.status == "replay-guard-full"
+    assert busy.value.retry_after_s is not None and 1 <= busy.value.retry_after_s <= 601
+    assert f"retry after {busy.value.retry_after_s} s" in busy.value.reason
+
+
 def test_a_node_without_a_stake_channel_is_refused_with_the_required_amount(control, network):
     node = network.node("n2", stake_sat=0)
     with pytest.raises(ControlPlaneRefused) as refused:

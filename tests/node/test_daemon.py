@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -22,7 +23,7 @@ from owm_adapters.probes import Readiness
 from owm_core.identity.assignments import sign_assignment
 from owm_core.identity.keys import Identity
 from owm_core.identity.sealing import NONCE_BYTES, input_context, seal
-from owm_core.nodes.control_plane import AssignedTask, StakeView
+from owm_core.nodes.control_plane import AssignedTask, ControlPlaneRefused, StakeView
 from owm_core.ports.control_plane import ControlPlane
 from tests.node.conftest import MANIFEST, T1_STAKE_SAT, Network, Node
 from tests.node.test_health import get as get_health
@@ -296,6 +297,47 @@ def test_a_proof_is_resent_until_the_coordinator_is_reachable_again(network, sta
     network.submit("flaky-1", b'{"prompt": "again"}')
     wait_for(lambda: node.daemon.log.earnings().credited_tasks == 1)
     assert Flaky.failures == 0
+
+
+def test_a_heartbeat_refused_for_a_full_replay_guard_is_deferred_not_reported_as_a_fault(
+    network, start, caplog
+):
+    class Busy(InProcessControlPlane):
+        refused = 0
+
+        def heartbeat(self, heartbeat_envelope: bytes, manifest_envelope: bytes = b"") -> str:
+            Busy.refused += 1
+            raise ControlPlaneRefused("replay-guard-full", "replay guard is full; retry after 30 s",
+                                      30)
+
+    node = start(network.node("n9"))
+    wait_for(lambda: node.daemon.state == "serving")
+    caplog.set_level(logging.INFO, logger="owm_adapters.node.heartbeat")
+    node.daemon.control = Busy(network.service)
+    wait_for(lambda: Busy.refused >= 2)
+
+    said = [r for r in caplog.records if r.name == "owm_adapters.node.heartbeat"]
+    assert said and all(r.levelno == logging.INFO and "deferred" in r.getMessage() for r in said)
+    assert node.daemon.state == "serving"
+
+
+def test_a_rejection_refused_for_a_full_replay_guard_is_sent_again(network, start):
+    class BusyOnce(InProcessControlPlane):
+        busy = 1
+
+        def reject_task(self, rejection_envelope: bytes) -> str:
+            if BusyOnce.busy:
+                BusyOnce.busy -= 1
+                raise ControlPlaneRefused("replay-guard-full", "replay guard is full", 1)
+            return super().reject_task(rejection_envelope)
+
+    node = start(network.node("n10"), retry_max_s=0.1)
+    wait_for(lambda: node.daemon.state == "serving")
+    node.daemon.control = BusyOnce(network.service)
+    network.submit("bad-3", b'{"prompt": 42}')
+
+    wait_for(lambda: network.service.rejections("bad-3"))  # long before the 30 s timeout
+    assert BusyOnce.busy == 0
 
 
 def test_an_invalid_task_is_rejected_to_the_coordinator_naming_the_field_and_released(
