@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 import attrs
 
 from owm_adapters.services.coordinator.shared import ServiceConfig
+from owm_adapters.services.sweep_cursor import SweepCursor, position
 from owm_core.coordination.degradation import shed_unplaceable
 from owm_core.coordination.endings import Ended
 from owm_core.coordination.registration import node_status
@@ -62,7 +63,7 @@ class Dispatcher:
     #: The registered online nodes (the admission's records, at most its TTL old): a node
     #: among them that is not streaming now may still take a replica, which is then kept.
     fleet: Callable[[], Sequence[Node]] = list
-    _cursor: int = 0
+    _sweep: SweepCursor[int] = attrs.field(init=False, factory=lambda: SweepCursor(0))
     _ready_ms: dict[str, int] = attrs.field(factory=dict)
 
     def became_ready(self, tasks: Iterable[Task]) -> None:
@@ -118,8 +119,7 @@ class Dispatcher:
         return [t for t in found if t is not None and t.state in ASSIGNABLE_STATES]
 
     def _next_page(self) -> list[Task]:
-        page = self.repositories.tasks.waiting(self._cursor, SWEEP_PAGE)
-        self._cursor = page[-1][0] if len(page) == SWEEP_PAGE else 0
+        page = self._sweep.page(self.repositories.tasks.waiting, position, SWEEP_PAGE)
         return [task for _, task in page]
 
     def online(self, offers: Sequence[NodeOffer]) -> list[NodeOffer]:

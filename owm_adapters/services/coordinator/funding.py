@@ -45,6 +45,7 @@ from owm_adapters.services.coordinator.shared import (
     ClientGuards,
     FundingConfig,
 )
+from owm_adapters.services.sweep_cursor import SweepCursor, position
 from owm_core.coordination.submissions import open_balance_request, open_submission
 from owm_core.coordination.tasks import replicas_funded, siblings
 from owm_core.errors import DomainError, InvalidValue, PolicyViolation, RateLimited
@@ -80,6 +81,8 @@ TOP_UP_RETRY_S = 60
 """What a request refused at the total bound of open top-ups is told to wait, in seconds."""
 SWEEP_EVERY_S = 5.0
 SWEEP_LIMIT = 1_000
+"""Open escrows, and open top-ups, one sweep looks at: the next page of each after its
+:class:`~owm_adapters.services.sweep_cursor.SweepCursor`, so none waits behind stuck ones."""
 @attrs.frozen
 class Funder:
     """Who pays for one task: a client's submitter key, or a named treasury budget."""
@@ -126,6 +129,8 @@ class TaskFunding:
     #: Top-up invoices, issued one at a time (the total bound holds under concurrency).
     _issuing: threading.Lock = attrs.field(init=False, factory=threading.Lock)
     _next_sweep: float = attrs.field(init=False, default=0.0)
+    _escrows: SweepCursor[int] = attrs.field(init=False, factory=lambda: SweepCursor(0))
+    _top_ups: SweepCursor[int] = attrs.field(init=False, factory=lambda: SweepCursor(0))
 
     # -- who pays ----------------------------------------------------------------------------
 
@@ -251,12 +256,21 @@ class TaskFunding:
         return top_up
 
     def credit_paid_top_ups(self, public_key: str | None = None) -> int:
-        """Credit every open top-up (of ``public_key``) its invoice reports settled, exactly
-        once; close the ones the node reports canceled (expired unpaid). Returns how many
-        were credited. Lightning being unreachable leaves them open for the next look."""
+        """Credit every open top-up of ``public_key`` (None: the sweep's next page of every
+        key's, :data:`SWEEP_LIMIT` of them) its invoice reports settled, exactly once; close
+        the ones the node reports canceled (expired unpaid). Returns how many were credited.
+        Lightning being unreachable leaves them open for the next look, and the next sweep
+        goes on after them, so a paid top-up is credited however many stay open before it
+        (SRS-LN-07)."""
+        funding = self.repositories.funding
         credited = 0
         with self._lock:
-            for top_up in self.repositories.funding.open_top_ups(public_key, SWEEP_LIMIT):
+            if public_key is None:
+                page = self._top_ups.page(funding.open_top_ups_after, position, SWEEP_LIMIT)
+                top_ups = [top_up for _, top_up in page]
+            else:
+                top_ups = list(funding.open_top_ups(public_key, SWEEP_LIMIT))
+            for top_up in top_ups:
                 try:
                     state = self.lightning.lookup_invoice(top_up.payment_hash).state
                 except DomainError as exc:
@@ -328,13 +342,20 @@ class TaskFunding:
         """Every :data:`SWEEP_EVERY_S` seconds: have ``end_overdue`` end the waiting replicas
         of tasks past ``task_ttl_s`` (the market's :mod:`owm_core.coordination.endings`),
         reconcile open escrows (refunding ended tasks; also what a crash between a proof and
-        its charge left behind) and credit paid top-ups. Returns how many escrows closed."""
+        its charge left behind) and credit paid top-ups. Returns how many escrows closed.
+
+        Each sweep takes the next :data:`SWEEP_LIMIT` open escrows after the last one it saw
+        (from the start again after a short page), so an escrow whose reconciliation keeps
+        failing never hides the ones stored after it: every open escrow is reconciled within
+        ``ceil(open / SWEEP_LIMIT) + 1`` sweeps (SRS-LN-04/05: its nodes paid, its client
+        refunded)."""
         if monotonic_s < self._next_sweep:
             return 0
         self._next_sweep = monotonic_s + SWEEP_EVERY_S
         closed = 0
         now = self.clock.now()
-        for escrow in self.repositories.funding.open_escrows(SWEEP_LIMIT):
+        page = self._escrows.page(self.repositories.funding.open_escrows, position, SWEEP_LIMIT)
+        for _, escrow in page:
             try:
                 if now >= escrow.opened_at + self.config.task_ttl_s:
                     end_overdue(escrow.task_id)

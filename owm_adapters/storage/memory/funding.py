@@ -42,6 +42,12 @@ class MemoryFundingRepository(StateRepository):
             if t.state is TopUpState.OPEN and public_key in (None, t.public_key)
         ][:limit]
 
+    def open_top_ups_after(self, after: int = 0, limit: int = 100) -> Sequence[tuple[int, TopUp]]:
+        """Up to ``limit`` OPEN top-ups stored after position ``after``, with positions."""
+        with self._lock:
+            rows = sorted(self._state.top_ups.values(), key=lambda row: row[0])
+        return [(seq, t) for seq, t in rows if seq > after and t.state is TopUpState.OPEN][:limit]
+
     def count_payable_top_ups(self, now: int) -> int:
         """How many top-ups, of every key, are still OPEN and unexpired at ``now``."""
         with self._lock:
@@ -68,11 +74,11 @@ class MemoryFundingRepository(StateRepository):
             "escrows", escrow.task_id, escrow, f"task {escrow.task_id} has no escrow"
         )
 
-    def open_escrows(self, limit: int = 100) -> Sequence[Escrow]:
-        """Escrows not yet closed, oldest first, at most ``limit``."""
+    def open_escrows(self, after: int = 0, limit: int = 100) -> Sequence[tuple[int, Escrow]]:
+        """Up to ``limit`` open escrows stored after position ``after``, with positions."""
         with self._lock:
             rows = sorted(self._state.escrows.values(), key=lambda row: row[0])
-        return [e for _, e in rows if not e.closed][:limit]
+        return [(seq, e) for seq, e in rows if seq > after and not e.closed][:limit]
 
     def budget(self, name: str) -> PeriodBudget | None:
         """What the network budget ``name`` drew in its latest period, or None."""

@@ -220,6 +220,13 @@ class MappedRepository(SqlRepository):
             rows = conn.execute(query).all()
         return [from_row(r, cls) for r in rows]
 
+    def _positioned(self, query: Select[Any], cls: type[T]) -> list[tuple[int, T]]:
+        """Each row ``query`` returns as (its ``seq``, its ``cls`` value), in its order: a
+        keyset page whose last position the caller passes back to go on."""
+        with self._db.tx() as conn:
+            rows = conn.execute(query).all()
+        return [(r.seq, from_row(r, cls)) for r in rows]
+
 
 class _ByKeyRepository(MappedRepository, Generic[V]):
     """A store of one kind of value (``_kind``: the subclass's type argument), each in one

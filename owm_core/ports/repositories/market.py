@@ -114,6 +114,11 @@ class FundingRepository(Protocol):
         """Top-ups still OPEN (of ``public_key`` if given), oldest first, at most ``limit``."""
         ...
 
+    def open_top_ups_after(self, after: int = 0, limit: int = 100) -> Sequence[tuple[int, TopUp]]:
+        """Up to ``limit`` OPEN top-ups of every key stored after position ``after``, in
+        storage order, each with its position (pass the last one back to go on: a sweep)."""
+        ...
+
     def count_payable_top_ups(self, now: int) -> int:
         """How many top-ups, of every key, are still OPEN and unexpired at ``now`` (their
         invoices can still be paid)."""
@@ -131,8 +136,9 @@ class FundingRepository(Protocol):
         """Replace a stored escrow; Conflict if unknown."""
         ...
 
-    def open_escrows(self, limit: int = 100) -> Sequence[Escrow]:
-        """Escrows not yet closed, oldest first, at most ``limit``."""
+    def open_escrows(self, after: int = 0, limit: int = 100) -> Sequence[tuple[int, Escrow]]:
+        """Up to ``limit`` escrows not yet closed stored after position ``after``, in storage
+        order, each with its position (pass the last one back to go on: a sweep)."""
         ...
 
     def budget(self, name: str) -> PeriodBudget | None:

@@ -88,6 +88,23 @@ def test_top_ups_are_unique_listed_oldest_first_and_leave_the_open_list_once_cre
         repos.funding.save_top_up(a_top_up(9))
 
 
+def test_open_top_ups_are_walked_in_pages_after_a_position_and_closed_ones_are_skipped(
+    repos: Repositories,
+) -> None:
+    for n in range(1, 6):
+        repos.funding.add_top_up(a_top_up(n, KEY if n % 2 else OTHER))
+    _, credited = credit_top_up(Balance(KEY), a_top_up(3))
+    repos.funding.save_top_up(credited)
+    first = repos.funding.open_top_ups_after(limit=2)
+    assert [t.payment_hash for _, t in first] == [a_top_up(n).payment_hash for n in (1, 2)]
+    rest = repos.funding.open_top_ups_after(after=first[-1][0], limit=2)
+    assert [t.payment_hash for _, t in rest] == [a_top_up(n).payment_hash for n in (4, 5)]
+    assert first[-1][0] < rest[0][0] < rest[-1][0]
+    assert repos.funding.open_top_ups_after(after=rest[-1][0]) == []
+    repos.funding.save_top_up(attrs.evolve(a_top_up(4, OTHER), state=TopUpState.EXPIRED))
+    assert [p for p, _ in repos.funding.open_top_ups_after(after=first[-1][0])] == [rest[1][0]]
+
+
 def test_payable_top_ups_are_the_open_unexpired_ones_of_every_key(repos: Repositories) -> None:
     for n in (1, 2, 3):
         repos.funding.add_top_up(a_top_up(n, KEY if n != 2 else OTHER))
@@ -112,12 +129,32 @@ def test_an_escrow_reads_back_equal_through_its_whole_life(repos: Repositories) 
     paid, _ = settle_replica(escrow, "t1:0", 7_500)
     repos.funding.save_escrow(paid)
     assert repos.funding.escrow("t1") == paid
-    assert [e.task_id for e in repos.funding.open_escrows()] == ["t1"]
+    assert [e.task_id for _, e in repos.funding.open_escrows()] == ["t1"]
     closed, _ = close_escrow(paid)
     repos.funding.save_escrow(closed)
     assert repos.funding.escrow("t1") == closed
     assert repos.funding.open_escrows() == []
     assert repos.funding.escrow("t2") is None
+
+
+def test_open_escrows_are_walked_in_pages_after_a_position_that_updates_do_not_move(
+    repos: Repositories,
+) -> None:
+    required = escrow_required_msat(10_000, 1, Payer.CLIENT, RULES)
+    escrows = [
+        fund_client_task(f"t{n}", 10_000, 1, required, RULES, funder=KEY, opened_at=T0 + n)
+        for n in range(5)
+    ]
+    for escrow in escrows:
+        repos.funding.add_escrow(escrow)
+    repos.funding.save_escrow(close_escrow(escrows[1])[0])
+    repos.funding.save_escrow(settle_replica(escrows[0], "t0:0", 5_000)[0])  # keeps its place
+    first = repos.funding.open_escrows(limit=2)
+    assert [e.task_id for _, e in first] == ["t0", "t2"]
+    rest = repos.funding.open_escrows(after=first[-1][0], limit=2)
+    assert [e.task_id for _, e in rest] == ["t3", "t4"]
+    assert first[0][0] < first[-1][0] < rest[0][0] < rest[-1][0]
+    assert repos.funding.open_escrows(after=rest[-1][0]) == []
 
 
 def test_budget_draws_are_kept_per_name(repos: Repositories) -> None:

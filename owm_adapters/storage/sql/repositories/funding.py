@@ -52,6 +52,12 @@ class SqlFundingRepository(MappedRepository):
             query = query.where(c.public_key == public_key)
         return self._all(query.order_by(c.seq).limit(limit), TopUp)
 
+    def open_top_ups_after(self, after: int = 0, limit: int = 100) -> Sequence[tuple[int, TopUp]]:
+        """Up to ``limit`` OPEN top-ups stored after position ``after``, with positions."""
+        c = t.top_ups.c
+        query = select(t.top_ups).where(c.state == TopUpState.OPEN.value, c.seq > after)
+        return self._positioned(query.order_by(c.seq).limit(limit), TopUp)
+
     def count_payable_top_ups(self, now: int) -> int:
         """How many top-ups, of every key, are still OPEN and unexpired at ``now``."""
         c = t.top_ups.c
@@ -74,11 +80,11 @@ class SqlFundingRepository(MappedRepository):
         missing = f"task {escrow.task_id} has no escrow"
         self._overwrite(t.escrows, escrow, missing, t.escrows.c.task_id == escrow.task_id)
 
-    def open_escrows(self, limit: int = 100) -> Sequence[Escrow]:
-        """Escrows not yet closed, oldest first, at most ``limit``."""
+    def open_escrows(self, after: int = 0, limit: int = 100) -> Sequence[tuple[int, Escrow]]:
+        """Up to ``limit`` open escrows stored after position ``after``, with positions."""
         c = t.escrows.c
-        query = select(t.escrows).where(c.closed.is_(False)).order_by(c.seq).limit(limit)
-        return self._all(query, Escrow)
+        query = select(t.escrows).where(c.closed.is_(False), c.seq > after)
+        return self._positioned(query.order_by(c.seq).limit(limit), Escrow)
 
     def budget(self, name: str) -> PeriodBudget | None:
         """What the network budget ``name`` drew in its latest period, or None."""
