@@ -12,12 +12,15 @@ is installed on, from the treasury only by a maintainer, and each refusal names 
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 from collections.abc import Callable, Sequence
 
 import attrs
 
-from owm_core.errors import Conflict, InvalidTransition, must_exist
+from owm_adapters.services.sweep_cursor import SweepCursor
+from owm_core.errors import Conflict, DomainError, InvalidTransition, must_exist
 from owm_core.governance.bounty_rules import (
     Funding,
     check_amount,
@@ -33,12 +36,15 @@ from owm_core.ports.clock import Clock
 from owm_core.ports.lightning import Lightning
 from owm_core.ports.repositories import Repositories
 
+log = logging.getLogger(__name__)
+
 SPONSOR_INVOICE_EXPIRY_S = 3_600
 FUNDING_GRACE_S = 600
 """How long after its invoice expired an unpaid sponsored bounty is cancelled (a payment in
 flight at the expiry settles or fails within it)."""
 SCANNED_DELIVERIES = 10_000
 LAPSE_BATCH = 1_000
+"""Bounties of each status one look for lapses reads: the next page after its cursor."""
 
 
 @attrs.frozen
@@ -77,6 +83,8 @@ class BountyBook:
     _treasury: Lightning
     terms: BountyTerms = BountyTerms()
     _entropy: Callable[[int], bytes] = os.urandom
+    _funding: SweepCursor[str] = attrs.field(init=False, factory=lambda: SweepCursor(""))
+    _open: SweepCursor[str] = attrs.field(init=False, factory=lambda: SweepCursor(""))
 
     def open(
         self,
@@ -122,30 +130,51 @@ class BountyBook:
         return Opened(bounty)
 
     def settle_funding(self, limit: int = 100) -> Sequence[Bounty]:
-        """Open the sponsored bounties whose invoices are paid; the ones opened now."""
-        opened = []
-        for bounty in self._repositories.bounties.list(BountyStatus.FUNDING, limit):
-            invoice = self._treasury.lookup_invoice(bounty.sponsor_invoice_hash)
-            if invoice.state is InvoiceState.SETTLED:
-                funded = attrs.evolve(bounty, status=BountyStatus.OPEN)
-                self._repositories.bounties.save(funded)
-                opened.append(funded)
-        return opened
+        """Open the (newest ``limit``) sponsored bounties whose invoices are paid; the ones
+        opened now."""
+        funding = self._repositories.bounties.list(BountyStatus.FUNDING, limit)
+        return [opened for b in funding if (opened := self._paid(b)) is not None]
+
+    def _paid(self, bounty: Bounty) -> Bounty | None:
+        """``bounty`` opened if its sponsor's invoice is paid, else None (DomainError when the
+        treasury's node cannot say)."""
+        invoice = self._treasury.lookup_invoice(bounty.sponsor_invoice_hash)
+        if invoice.state is not InvoiceState.SETTLED:
+            return None
+        funded = attrs.evolve(bounty, status=BountyStatus.OPEN)
+        self._repositories.bounties.save(funded)
+        return funded
 
     def lapsed(self) -> list[Bounty]:
         """The bounties whose time is up: open ones nobody claimed within
         ``unclaimed_lapse_s``, and sponsored ones whose invoice expired unpaid (looked up
-        first, so one paid at the last moment opens instead)."""
+        first, so one paid at the last moment opens instead; one the treasury's node cannot
+        look up now waits for a later call).
+
+        Each call looks at the next :data:`LAPSE_BATCH` bounties of each status after the last
+        one it saw (by id, from the start again at the end), so every waiting bounty is looked
+        at within ``ceil(waiting / LAPSE_BATCH) + 1`` calls, however many others wait: claimed
+        ones waiting for their merge never keep an abandoned one from lapsing (SRS-LN-08)."""
         now = self._clock.now()
-        self.settle_funding(LAPSE_BATCH)
-        waiting = [
-            b for b in self._repositories.bounties.list(BountyStatus.FUNDING, LAPSE_BATCH)
-            if funding_lapsed(b.created_at, now, SPONSOR_INVOICE_EXPIRY_S + FUNDING_GRACE_S)
-        ]
+        funding = self._funding.page(self._waiting(BountyStatus.FUNDING), bounty_key, LAPSE_BATCH)
+        waiting = []
+        for bounty in funding:
+            try:
+                if self._paid(bounty) is not None:
+                    continue
+            except DomainError as exc:
+                log.warning("bounty %s: sponsor invoice not looked up: %s", bounty.bounty_id,
+                            exc.code)
+                continue
+            if funding_lapsed(bounty.created_at, now, SPONSOR_INVOICE_EXPIRY_S + FUNDING_GRACE_S):
+                waiting.append(bounty)
         return waiting + [
-            b for b in self._repositories.bounties.list(BountyStatus.OPEN, LAPSE_BATCH)
+            b for b in self._open.page(self._waiting(BountyStatus.OPEN), bounty_key, LAPSE_BATCH)
             if unclaimed_lapsed(b.created_at, b.claimant, now, self.terms.unclaimed_lapse_s)
         ]
+
+    def _waiting(self, status: BountyStatus) -> Callable[[str, int], Sequence[Bounty]]:
+        return functools.partial(self._repositories.bounties.after, status)
 
     def claim(self, bounty_id: str, login: str, payee: str) -> Bounty:
         """``login`` claims an open bounty, to be paid at the Lightning node ``payee``.
@@ -183,3 +212,8 @@ class BountyBook:
         changed = attrs.evolve(bounty, status=status)
         self._repositories.bounties.save(changed)
         return changed
+
+
+def bounty_key(bounty: Bounty) -> str:
+    """A bounty's key in a sweep's walk (:meth:`BountyRepository.after`): its id."""
+    return bounty.bounty_id

@@ -21,12 +21,14 @@ request when the App has a GitHub port; the webhook's answer never waits on GitH
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any, ClassVar, Protocol
 
 import attrs
 
-from owm_adapters.services.bounty_book import BountyBook
+from owm_adapters.services.bounty_book import BountyBook, bounty_key
+from owm_adapters.services.sweep_cursor import SweepCursor
 from owm_adapters.services.workers import Loop
 from owm_core.errors import DomainError, GitHubUnavailable, NotFound, RoleRequired
 from owm_core.governance.bounty_rules import (
@@ -57,6 +59,7 @@ log = logging.getLogger(__name__)
 
 _WAITING = (BountyStatus.OPEN, BountyStatus.FUNDING)
 LAPSE_BATCH = 1_000
+"""Open bounties one run of :meth:`BountyDesk.lapse` looks at for a claim whose time is up."""
 LAPSE_PERIOD_S = 60.0
 
 
@@ -88,6 +91,7 @@ class BountyDesk:
     _github: GitHub | None = None
     #: The worker that runs :meth:`lapse` every minute (one coordinator at a time).
     lapses: Loop = attrs.field(init=False)
+    _claims: SweepCursor[str] = attrs.field(init=False, factory=lambda: SweepCursor(""))
 
     @lapses.default
     def _lapse_loop(self) -> Loop:
@@ -190,18 +194,28 @@ class BountyDesk:
         without their claimant's merge, the open ones nobody claimed in the book's
         ``unclaimed_lapse_s`` and the sponsored ones never paid (:meth:`BountyBook.lapsed`), so
         their budget is freed without any webhook; the ones changed. A worker runs it every
-        minute."""
+        minute.
+
+        Each run looks at the next :data:`LAPSE_BATCH` open bounties after the last one it saw
+        (by id, from the start again at the end), and one that cannot be closed now (its
+        sponsor's refund not enqueued) is left for a later run: a bounty waits at most
+        ``ceil(open / LAPSE_BATCH) + 1`` runs past its time however many others are open
+        (SRS-LN-08)."""
         changed: list[Bounty] = []
         now = self.book.now()
-        for bounty in self._repositories.bounties.list(BountyStatus.OPEN, LAPSE_BATCH):
-            if claim_lapsed(bounty.issue_closed_at, now):
+        waiting = functools.partial(self._repositories.bounties.after, BountyStatus.OPEN)
+        claimed = self._claims.page(waiting, bounty_key, LAPSE_BATCH)
+        due = [b for b in claimed if claim_lapsed(b.issue_closed_at, now)]
+        seen: set[str] = set()
+        for bounty in due + self.book.lapsed():
+            if bounty.bounty_id in seen:
+                continue
+            seen.add(bounty.bounty_id)
+            try:
                 outcome = on_issue_closed(bounty.funding, self._enqueued(bounty))
                 changed.extend(self._close(bounty, outcome))
-        done = {b.bounty_id for b in changed}
-        for bounty in self.book.lapsed():
-            if bounty.bounty_id not in done:
-                outcome = on_issue_closed(bounty.funding, self._enqueued(bounty))
-                changed.extend(self._close(bounty, outcome))
+            except DomainError as exc:
+                log.warning("bounty %s not closed: %s", bounty.bounty_id, exc.code)
         return changed
 
     def _enqueued(self, bounty: Bounty) -> bool:

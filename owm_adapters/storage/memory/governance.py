@@ -78,6 +78,15 @@ class MemoryBountyRepository(KeyedStateRepository[Bounty]):
             chosen.sort(key=lambda b: (-b.created_at, b.bounty_id))
             return chosen[:limit]
 
+    def after(self, status: BountyStatus, after: str = "", limit: int = 100) -> Sequence[Bounty]:
+        """Up to ``limit`` bounties of ``status`` whose bounty_id sorts after ``after``, by id."""
+        with self._lock:
+            chosen = [
+                b for b in self._state.bounties.values()
+                if b.status is status and b.bounty_id > after
+            ]
+        return sorted(chosen, key=lambda b: b.bounty_id)[:limit]
+
     def for_issue(self, repository: str, issue_number: int) -> Sequence[Bounty]:
         """The bounties of one issue, oldest first, then by id."""
         with self._lock:

@@ -67,6 +67,11 @@ class BountyRepository(Protocol):
         """Up to ``limit`` bounties (of ``status`` if given), newest first, then by id."""
         ...
 
+    def after(self, status: BountyStatus, after: str = "", limit: int = 100) -> Sequence[Bounty]:
+        """Up to ``limit`` bounties of ``status`` whose bounty_id sorts after ``after``, by id
+        (pass the last one back to go on: a sweep)."""
+        ...
+
     def for_issue(self, repository: str, issue_number: int) -> Sequence[Bounty]:
         """The bounties of one issue, oldest first, then by id."""
         ...

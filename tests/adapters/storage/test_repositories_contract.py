@@ -1043,6 +1043,20 @@ def test_bounties_round_trip_and_list_newest_first_by_status(repos: Repositories
         repos.bounties.save(a_bounty(9))
 
 
+def test_bounties_of_a_status_are_walked_by_id_in_pages_after_a_given_id(
+    repos: Repositories,
+) -> None:
+    for i in (5, 2, 7, 1, 4):
+        repos.bounties.add(a_bounty(i, at=T0 + 10 - i))
+    repos.bounties.save(a_bounty(4, at=T0 + 6, status=BountyStatus.CANCELLED))
+    first = repos.bounties.after(BountyStatus.OPEN, limit=2)
+    assert [b.bounty_id for b in first] == ["bnt-1", "bnt-2"]
+    rest = repos.bounties.after(BountyStatus.OPEN, first[-1].bounty_id, limit=2)
+    assert rest == [a_bounty(5, at=T0 + 5), a_bounty(7, at=T0 + 3)]
+    assert repos.bounties.after(BountyStatus.OPEN, "bnt-7") == []
+    assert [b.bounty_id for b in repos.bounties.after(BountyStatus.CANCELLED)] == ["bnt-4"]
+
+
 def test_an_analysis_request_round_trips_and_moves_forward(repos: Repositories) -> None:
     queued = request_analysis(
         analysis_id="ana-1", repository="owm-network/owm", requested_by="acme", now=T0

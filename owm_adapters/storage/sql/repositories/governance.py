@@ -172,6 +172,12 @@ class SqlBountyRepository(KeyedRepository[Bounty]):
             query = query.where(c.status == status.value)
         return self._all(query, Bounty)
 
+    def after(self, status: BountyStatus, after: str = "", limit: int = 100) -> Sequence[Bounty]:
+        """Up to ``limit`` bounties of ``status`` whose bounty_id sorts after ``after``, by id."""
+        c = t.bounties.c
+        query = select(t.bounties).where(c.status == status.value, c.bounty_id > after)
+        return self._all(query.order_by(c.bounty_id).limit(limit), Bounty)
+
     def for_issue(self, repository: str, issue_number: int) -> Sequence[Bounty]:
         """The bounties of one issue, oldest first, then by id."""
         c = t.bounties.c
