@@ -31,6 +31,7 @@ nothing in production.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -43,6 +44,7 @@ from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.services.payout_records import PayeeRecords, payment_fields, withdraw_request
 from owm_adapters.services.payout_renewals import InvoiceRenewals
 from owm_adapters.services.payout_sending import PayoutSender
+from owm_adapters.services.sweep_cursor import SweepCursor, position
 from owm_adapters.services.workers import Loop
 from owm_core.errors import (
     DomainError,
@@ -88,8 +90,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SWEEP_S = 2.0
 RECONCILE_LIMIT = 100_000
-"""Settled tasks a start-up reconciliation looks at (oldest first)."""
+"""Settled tasks one reconciliation looks at: the next page after its cursor."""
 BATCH = 100
+"""In-flight payments one sweep looks up (the next page after its cursor), and half the
+payments it acts on; owed payments are read ten times as many at a time."""
+_OWED = (PaymentState.PENDING, PaymentState.FAILED)
 
 
 def _no_checkpoint(_name: str) -> None:
@@ -173,6 +178,9 @@ class PayoutDispatcher:
         self._loop = Loop("owm-payouts", self.sweep, sweep_s, first=self.reconcile)
         self.reconcile_every_s = reconcile_every_s
         self._reconciled_at = 0.0
+        self._settled: SweepCursor[int] = SweepCursor(0)
+        self._in_flight: SweepCursor[int] = SweepCursor(0)
+        self._owed: SweepCursor[int] = SweepCursor(0)
         self.sender = PayoutSender(lightning, keysend_key, keysend)
         self.records = PayeeRecords(repositories.payments, invoices, clock, self.sender,
                                     network_node=repositories.nodes.has_ln_pubkey,
@@ -211,9 +219,15 @@ class PayoutDispatcher:
         self._loop.wake()
 
     def reconcile(self, limit: int = RECONCILE_LIMIT) -> int:
-        """Enqueue every settled task that has no reward record yet; return how many."""
+        """Enqueue the settled tasks that have no reward record yet among the next ``limit``
+        after the last one looked at (from the start again after a short page); return how
+        many. Settled tasks stay settled, so a fixed window would never reach the tasks settled
+        after its first ``limit``: walked this way, each is looked at within
+        ``ceil(settled / limit) + 1`` reconciliations (SRS-LN-04, SRS-COORD-05: the only way a
+        task settled on another coordinator gets paid)."""
         found = 0
-        for task in self.repositories.tasks.with_state(TaskState.SETTLED, limit=limit):
+        settled = functools.partial(self.repositories.tasks.in_state_after, TaskState.SETTLED)
+        for _, task in self._settled.page(settled, position, limit):
             if not task.node_id or not task.price_msat:
                 continue
             payment_id = reward_payment_id(task.task_id, task.node_id)
@@ -301,7 +315,14 @@ class PayoutDispatcher:
     # -- paying ------------------------------------------------------------------------------
 
     def sweep(self) -> int:
-        """Enqueue what settled, then act on every due payment; return how many were acted on."""
+        """Enqueue what settled, then act on the due payments; return how many were acted on.
+
+        Each sweep looks up the next :data:`BATCH` in-flight payments and acts on the due ones
+        among the next ``10 × BATCH`` owed (pending or failed) ones, at most ``2 × BATCH`` in
+        all, each read after the last one the previous sweep got to (from the start again
+        after a short page). Payments that stay owed for good (forfeited, a payee that never
+        answers) or in flight for long never hide the ones stored after them: every payment
+        is looked at within ``ceil(payments / page) + 1`` sweeps (SRS-LN-04)."""
         every = self.reconcile_every_s
         if every is not None and time.monotonic() - self._reconciled_at >= every:
             self._reconciled_at = time.monotonic()
@@ -309,11 +330,15 @@ class PayoutDispatcher:
         self._enqueue_waiting()
         now = self.clock.now()
         acted = 0
-        due: list[RewardPayment] = [
-            *self.payments.with_state(PaymentState.IN_FLIGHT, limit=BATCH),
-            *(p for p in self.payments.pending(limit=10 * BATCH) if is_due(p, now)),
-        ]
-        for payment in due[: 2 * BATCH]:
+        flying = functools.partial(self.payments.in_states_after, (PaymentState.IN_FLIGHT,))
+        in_flight = self._in_flight.page(flying, position, BATCH)
+        owed = functools.partial(self.payments.in_states_after, _OWED)
+        due = [row for row in self._owed.page(owed, position, 10 * BATCH) if is_due(row[1], now)]
+        room = 2 * BATCH - len(in_flight)
+        if len(due) > room:  # the rest of this page first, next time
+            self._owed.go_on_after(due[room - 1][0])
+            due = due[:room]
+        for _, payment in [*in_flight, *due]:
             if self._loop.stopping:
                 break
             self.process(payment.payment_hash)

@@ -41,6 +41,10 @@ class SweepCursor(Generic[K]):
         self._after = key(rows[-1]) if rows and len(rows) >= limit else self.start
         return rows
 
+    def go_on_after(self, key: K) -> None:
+        """Start the next page after ``key`` instead: the caller got no further in this one."""
+        self._after = key
+
 
 def position(row: tuple[int, object]) -> int:
     """The key of a row read with its storage position, ``(seq, value)``."""

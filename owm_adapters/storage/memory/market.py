@@ -68,6 +68,14 @@ class MemoryTaskRepository(StateRepository):
             ]
             return [t for _, _, t in sorted(late, key=lambda x: (x[0], x[1]))][:limit]
 
+    def in_state_after(
+        self, state: TaskState, after: int = 0, limit: int = 100
+    ) -> Sequence[tuple[int, Task]]:
+        """Up to ``limit`` tasks in ``state`` stored after position ``after``, with positions."""
+        with self._lock:
+            stored = sorted(self._state.tasks.values(), key=lambda st: st[0])
+        return [(seq, t) for seq, t in stored if seq > after and t.state is state][:limit]
+
     def with_state(self, state: TaskState, limit: int = 100) -> Sequence[Task]:
         """Up to ``limit`` tasks in ``state``, oldest submission first."""
         with self._lock:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from owm_adapters.storage.memory.state import PutStateRepository, StateRepository
 from owm_core.errors import Conflict
@@ -81,6 +81,15 @@ class MemoryPaymentRepository(StateRepository):
         """Up to ``limit`` payments in ``state`` (e.g. in_flight after a restart), oldest first."""
         with self._lock:
             return [p for p in self._ordered() if p.state is state][:limit]
+
+    def in_states_after(
+        self, states: Collection[PaymentState], after: int = 0, limit: int = 100
+    ) -> Sequence[tuple[int, RewardPayment]]:
+        """Up to ``limit`` payments in one of ``states`` stored after position ``after``, with
+        positions."""
+        with self._lock:
+            rows = sorted(self._state.payments.values(), key=lambda sp: sp[0])
+        return [(seq, p) for seq, p in rows if seq > after and p.state in states][:limit]
 
     def log_attempt(self, attempt: PaymentAttempt) -> None:
         """Append one line to the payment log (SRS-LN-05)."""

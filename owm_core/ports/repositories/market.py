@@ -34,6 +34,13 @@ class TaskRepository(Protocol):
         """Up to ``limit`` tasks in ``state``, oldest submission first."""
         ...
 
+    def in_state_after(
+        self, state: TaskState, after: int = 0, limit: int = 100
+    ) -> Sequence[tuple[int, Task]]:
+        """Up to ``limit`` tasks in ``state`` stored after position ``after``, in storage
+        order, each with its position (pass the last one back to go on: a sweep)."""
+        ...
+
     def waiting(self, after: int = 0, limit: int = 100) -> Sequence[tuple[int, Task]]:
         """Up to ``limit`` assignable tasks (submitted, timed out) stored after position
         ``after``, in storage order, each with its position (pass the last one back to go on)."""

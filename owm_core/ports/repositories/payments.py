@@ -6,7 +6,7 @@ The semantics every store keeps are in :mod:`owm_core.ports.repositories`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from owm_core.payments.invoices import PendingPayout
@@ -51,6 +51,13 @@ class PaymentRepository(Protocol):
 
     def with_state(self, state: PaymentState, limit: int = 100) -> Sequence[RewardPayment]:
         """Up to ``limit`` payments in ``state`` (e.g. in_flight after a restart), oldest first."""
+        ...
+
+    def in_states_after(
+        self, states: Collection[PaymentState], after: int = 0, limit: int = 100
+    ) -> Sequence[tuple[int, RewardPayment]]:
+        """Up to ``limit`` payments in one of ``states`` stored after position ``after``, in
+        storage order, each with its position (pass the last one back to go on: a sweep)."""
         ...
 
     def log_attempt(self, attempt: PaymentAttempt) -> None:

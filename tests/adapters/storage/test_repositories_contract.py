@@ -483,6 +483,25 @@ def test_waiting_tasks_are_paged_by_position_past_any_number_of_others(
     assert repos.tasks.waiting(after=rest[-1][0]) == []
 
 
+def test_tasks_of_a_state_are_paged_by_position_past_any_number_of_others(
+    repos: Repositories,
+) -> None:
+    node = identity(1).node_id
+    for i in range(5):
+        repos.tasks.add(market.submit(a_request(f"task-{i}")))
+    for i in (0, 2, 4):
+        repos.tasks.save(assigned(f"task-{i}", node))
+    first = repos.tasks.in_state_after(TaskState.ASSIGNED, limit=2)
+    assert [t.task_id for _, t in first] == ["task-0", "task-2"]
+    rest = repos.tasks.in_state_after(TaskState.ASSIGNED, after=first[-1][0], limit=2)
+    assert [t.task_id for _, t in rest] == ["task-4"]
+    assert rest[0][1] == assigned("task-4", node)
+    assert repos.tasks.in_state_after(TaskState.ASSIGNED, after=rest[-1][0]) == []
+    assert [t.task_id for _, t in repos.tasks.in_state_after(TaskState.SUBMITTED)] == [
+        "task-1", "task-3",
+    ]
+
+
 def test_waiting_tasks_past_their_expiry_are_listed_earliest_first(repos: Repositories) -> None:
     for i, expires_at in ((0, T0 + 50), (1, T0 + 10), (2, None), (3, T0 + 30)):
         repos.tasks.add(market.submit(a_request(f"task-{i}"), expires_at))
@@ -585,6 +604,25 @@ def test_owed_payments_are_listed_oldest_first(repos: Repositories) -> None:
     assert repos.payments.pending(limit=1) == [first]
     assert repos.payments.with_state(PaymentState.IN_FLIGHT) == [flying]
     assert repos.payments.with_state(PaymentState.SUCCEEDED) == []
+
+
+def test_payments_of_some_states_are_paged_by_position_which_a_renewal_keeps(
+    repos: Repositories,
+) -> None:
+    third, first, second, fourth = a_payment(3), a_payment(1), a_payment(2), a_payment(4)
+    for p in (third, first, second, fourth):
+        repos.payments.upsert(p)
+    flying = repos.payments.upsert(start_attempt(first, T0 + 50))
+    failed = repos.payments.upsert(fail(start_attempt(second, T0 + 50), T0 + 60, "timeout"))
+    owed = (PaymentState.PENDING, PaymentState.FAILED)
+    page = repos.payments.in_states_after(owed, limit=2)
+    assert [p for _, p in page] == [third, failed]  # in storage order, not by age
+    assert [p for _, p in repos.payments.in_states_after(owed, after=page[-1][0])] == [fourth]
+    assert repos.payments.in_states_after(owed, after=page[-1][0], limit=0) == []
+    assert [p for _, p in repos.payments.in_states_after((PaymentState.IN_FLIGHT,))] == [flying]
+    renewed = attrs.evolve(third, payment_hash="e" * 64, replaced_hashes=(third.payment_hash,))
+    repos.payments.replace_invoice(third.payment_hash, renewed)
+    assert repos.payments.in_states_after(owed, limit=1) == [(page[0][0], renewed)]
 
 
 def test_every_payment_attempt_is_logged_in_order(repos: Repositories) -> None:

@@ -81,6 +81,20 @@ class SqlTaskRepository(SqlRepository):
         with self._db.tx() as conn:
             return [from_row(r, Task) for r in conn.execute(query).all()]
 
+    def in_state_after(
+        self, state: TaskState, after: int = 0, limit: int = 100
+    ) -> Sequence[tuple[int, Task]]:
+        """Up to ``limit`` tasks in ``state`` stored after position ``after``, with positions."""
+        c = t.tasks.c
+        query = (
+            select(t.tasks)
+            .where(c.state == state.value, c.seq > after)
+            .order_by(c.seq)
+            .limit(limit)
+        )
+        with self._db.tx() as conn:
+            return [(r.seq, from_row(r, Task)) for r in conn.execute(query).all()]
+
     def waiting(self, after: int = 0, limit: int = 100) -> Sequence[tuple[int, Task]]:
         """Up to ``limit`` assignable tasks stored after position ``after``, with positions."""
         c = t.tasks.c

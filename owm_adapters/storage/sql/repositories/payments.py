@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
@@ -111,6 +111,15 @@ class SqlPaymentRepository(MappedRepository):
     def with_state(self, state: PaymentState, limit: int = 100) -> Sequence[RewardPayment]:
         """Up to ``limit`` payments in ``state`` (e.g. in_flight after a restart), oldest first."""
         return self._listed(t.payments.c.state == state.value, limit=limit)
+
+    def in_states_after(
+        self, states: Collection[PaymentState], after: int = 0, limit: int = 100
+    ) -> Sequence[tuple[int, RewardPayment]]:
+        """Up to ``limit`` payments in one of ``states`` stored after position ``after``, with
+        positions."""
+        c = t.payments.c
+        query = select(t.payments).where(c.state.in_([s.value for s in states]), c.seq > after)
+        return self._positioned(query.order_by(c.seq).limit(limit), RewardPayment)
 
     def log_attempt(self, attempt: PaymentAttempt) -> None:
         """Append one line to the payment log (SRS-LN-05)."""
