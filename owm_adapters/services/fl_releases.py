@@ -28,6 +28,7 @@ from owm_adapters.models.architectures import (
     unflatten,
 )
 from owm_adapters.models.tinynet import GENESIS
+from owm_adapters.services.sweep_cursor import SweepCursor
 from owm_adapters.services.workers import Loop
 from owm_core.errors import DomainError, InvalidValue, NotFound
 from owm_core.fl.rounds import FlRound, RoundState
@@ -40,6 +41,9 @@ from owm_core.provenance.releases import ModelRelease
 from owm_core.provenance.versions import ModelVersion, ProofStatus, new_model_version
 
 log = logging.getLogger(__name__)
+
+PROOF_BATCH = 20
+"""Unconfirmed releases one proof-upgrade pass looks at: the next page after its cursor."""
 
 
 def flat_weights(
@@ -86,6 +90,7 @@ class FlReleases:
     stamp_at_publish: bool = True
     _globals: dict[str, np.ndarray[Any, Any]] = attrs.field(factory=dict, init=False)
     _unreadable: set[str] = attrs.field(factory=set, init=False)
+    _proofs: SweepCursor[str] = attrs.field(factory=lambda: SweepCursor(""), init=False)
 
     def latest(self) -> tuple[str, np.ndarray[Any, Any]]:
         """The newest release of the sub-model's closed rounds whose weights are readable
@@ -174,9 +179,15 @@ class FlReleases:
         return found[:limit]
 
     def upgrade_proofs(self) -> list[ModelRelease]:
-        """Stamp unstamped releases, upgrade pending ones; the releases that changed."""
+        """Stamp unstamped releases, upgrade pending ones; the releases that changed.
+
+        Each pass takes the next :data:`PROOF_BATCH` unconfirmed releases after the last one it
+        looked at (by release id, from the start again at the end), so releases whose proof
+        cannot be stamped or stays pending for long never keep the others from being stamped
+        and confirmed (SRS-NODE-10): each is looked at within ``ceil(unconfirmed /
+        PROOF_BATCH) + 1`` passes."""
         changed = []
-        for release in self.unconfirmed():
+        for release in self._proofs.page(self._unconfirmed_after, _release_id, PROOF_BATCH):
             try:
                 updated = self._upgraded(release)
             except DomainError as exc:
@@ -186,6 +197,11 @@ class FlReleases:
                 self.repositories.releases.save(updated)
                 changed.append(updated)
         return changed
+
+    def _unconfirmed_after(self, after: str, limit: int) -> list[ModelRelease]:
+        found = [r for r in self.repositories.releases.list()
+                 if r.proof_status is not ProofStatus.CONFIRMED and r.release_id > after]
+        return sorted(found, key=_release_id)[:limit]
 
     def _upgraded(self, release: ModelRelease) -> ModelRelease:
         now = max(self.clock.now(), release.version.created_at)
@@ -245,3 +261,7 @@ class ProofUpgrader:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop it (a pass in progress completes)."""
         self._loop.stop(timeout_s)
+
+
+def _release_id(release: ModelRelease) -> str:
+    return release.release_id

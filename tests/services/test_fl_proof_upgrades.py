@@ -7,6 +7,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from owm_adapters.clock import SystemClock
+from owm_adapters.services.fl_releases import FlReleases
+from owm_adapters.storage.memory import memory_repositories
 from owm_core.errors import CalendarUnavailable
 from owm_core.fl.rounds import RoundState
 from owm_core.provenance.releases import ModelRelease
@@ -130,3 +133,44 @@ def test_a_rounds_version_goes_to_an_http_calendar_and_is_confirmed_by_the_upgra
     assert confirmed.ots_proof is not None and describe(confirmed.ots_proof).bitcoin_heights
     stored = world.repos.releases.get(confirmed.release_id)
     assert stored is not None and stored.proof_status is ProofStatus.CONFIRMED
+
+
+class PickyCalendars:
+    """Calendars that stamp every digest but those in ``refused`` (they fail each time) and
+    have nothing to upgrade yet."""
+
+    def __init__(self, refused: set[bytes]) -> None:
+        self.refused = refused
+
+    def stamp(self, digest: bytes) -> bytes:
+        if digest in self.refused:
+            raise CalendarUnavailable("0 of 4 calendars accepted the digest, 2 needed")
+        return b"pending:" + digest
+
+    def upgrade(self, proof: bytes) -> bytes:
+        raise CalendarUnavailable("no calendar has committed the digest yet")
+
+    def verify(self, proof: bytes, digest: bytes) -> Verification:  # pragma: no cover
+        raise AssertionError("never reached: no proof is upgraded")
+
+
+def test_older_releases_are_stamped_though_a_full_pass_of_newer_ones_never_can_be(
+    tmp_path: Path,
+) -> None:
+    at = 1_800_000_000
+    versions = [new_model_version(f"owm-v0.1.{n}", "owm-geo", {}, at + n) for n in range(25)]
+    stuck = versions[5:]  # the 20 newest: all that one pass used to look at
+    releases = FlReleases(
+        memory_repositories(), SystemClock(), PickyCalendars({v.digest_bytes for v in stuck}),
+        tmp_path, "owm-geo",
+    )
+    for version in versions:
+        releases.repositories.releases.add(
+            ModelRelease(version=version, proof_status=ProofStatus.NONE, checked_at=at + 25)
+        )
+    for _ in range(3):  # ceil(25 / 20) + 1
+        releases.upgrade_proofs()
+    statuses = [releases.repositories.releases.get(f"owm-geo@{v.version}") for v in versions]
+    assert [r.proof_status for r in statuses if r is not None] == (
+        [ProofStatus.PENDING] * 5 + [ProofStatus.NONE] * 20
+    )
