@@ -52,6 +52,7 @@ from collections.abc import Callable, Iterable, Sequence
 import attrs
 
 from owm_adapters.services.slashing_reversals import SlashingReversals
+from owm_adapters.services.sweep_cursor import SweepCursor
 from owm_adapters.services.workers import Loop
 from owm_core.coordination.stakes import reporter_stakes
 from owm_core.coordination.tasks import siblings, task_id_of
@@ -109,6 +110,7 @@ MAX_FORFEIT_SCAN = 10_000
 RESUME_PERIOD_S = 60.0
 """How often a running coordinator retries unfinished decisions and open cases."""
 MAX_OPEN_CASES = 500
+"""Open cases one resume reconsiders: the next page after its cursor."""
 __all__ = [
     "FORFEIT_ERROR",
     "AckReceipt",
@@ -195,6 +197,7 @@ class SlashingService:
     resume_period_s: float = RESUME_PERIOD_S
     _lock: threading.RLock = attrs.field(factory=threading.RLock, init=False)
     _loop: Loop = attrs.field(init=False)
+    _cases: SweepCursor[str] = attrs.field(factory=lambda: SweepCursor(""), init=False)
     #: Maintainers' reversal statements on upheld appeals (``slashing_reversals``), same lock.
     reversals: SlashingReversals = attrs.field(init=False, default=attrs.Factory(
         lambda s: SlashingReversals(s.repositories, s.coordinator, s.clock, s.policy, s._lock),
@@ -390,14 +393,21 @@ class SlashingService:
         return outcome
 
     def resume(self) -> list[SlashingOutcome]:
-        """Finish decisions a crash interrupted, then reconsider every open case (e.g. after a
-        restart, or once a force close that failed can succeed). Failures are logged and
-        retried on the next call."""
+        """Finish decisions a crash interrupted, then reconsider the open cases (e.g. after a
+        restart, once a force close that failed can succeed, or evidence another coordinator
+        stored, SRS-COORD-05). Failures are logged and retried on the next call.
+
+        Each call reconsiders the next :data:`MAX_OPEN_CASES` cases after the last one it
+        looked at (by node id, from the start again at the end): cases whose evidence never
+        adds up to a decision stay open, and would otherwise keep every later case from being
+        decided (SRS-STAKE-04); each is reconsidered within ``ceil(open / MAX_OPEN_CASES) + 1``
+        calls."""
         outcomes: list[SlashingOutcome] = []
         evidence = self.repositories.slashing_evidence
         with self._lock:
             node_ids = [d.node_id for d in evidence.unfinished_decisions()]
-            node_ids += [n for n in evidence.open_node_ids(MAX_OPEN_CASES) if n not in node_ids]
+            page = self._cases.page(evidence.open_node_ids_after, _node_id, MAX_OPEN_CASES)
+            node_ids += [n for n in page if n not in node_ids]
             for node_id in node_ids:
                 try:
                     outcome = self.consider(node_id)
@@ -554,3 +564,7 @@ class FakeProofDetector:
             )
             winners = [r.node_id or "" for r in replicas if r.state is TaskState.SETTLED]
             self.sink(named_by_peers([signal], winners))
+
+
+def _node_id(node_id: str) -> str:
+    return node_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from unittest.mock import patch
 
 import attrs
 import pytest
@@ -21,6 +22,7 @@ from owm_adapters.bootstrap.settings import (
     load_coordinator_settings,
 )
 from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.services import slashing as slashing_module
 from owm_adapters.services.coordinator.service import CoordinatorService, ServiceConfig
 from owm_adapters.services.slashing import (
     FORFEIT_ERROR,
@@ -471,3 +473,22 @@ def test_with_a_shared_store_only_the_coordinator_leading_slashing_decides(world
         assert [e.node_id for e in entries] == [op.node_id]
     finally:
         leader.stop()
+
+
+def test_a_case_behind_a_full_page_of_undecided_older_ones_is_decided_by_the_leader(
+    world: World,
+) -> None:
+    """Evidence that never adds up to a slash keeps its case open: however many such cases are
+    older, evidence a standby stored (SRS-COORD-05) is decided by the leader's resumes."""
+    standby = attrs.evolve(world.slashing, shared=True)
+    earlier = SIGNALLED_AT - 10
+    for _ in range(3):  # MAX_OPEN_CASES 3: the oldest cases fill a resume's page
+        undecided = staked(world)
+        assert standby.report([attrs.evolve(signal(undecided, by(world, "a")), at=earlier)]) == []
+    op = staked(world)
+    assert standby.report([signal(op, by(world, r)) for r in ("a", "b", "c")]) == []
+    with patch.object(slashing_module, "MAX_OPEN_CASES", 3):
+        for _ in range(3):  # ceil(4 open cases / 3) + 1
+            world.slashing.resume()
+    entries = world.service.repositories.slashing_log.entries()
+    assert [e.node_id for e in entries] == [op.node_id]

@@ -176,6 +176,15 @@ class MemorySlashingEvidenceRepository(StateRepository):
                     oldest[n] = min(oldest.get(n, at), at)
         return sorted(oldest, key=lambda n: (oldest[n], n))[:limit]
 
+    def open_node_ids_after(self, after: str = "", limit: int = 100) -> Sequence[str]:
+        """Up to ``limit`` nodes with open evidence whose node id sorts after ``after``."""
+        with self._lock:
+            found = {s.node_id for _seq, s, closed in self._state.slashing_signals.values()
+                     if closed is None}
+            found |= {n for _seq, n, _e, _at, closed in self._state.slashing_acks.values()
+                      if closed is None}
+        return sorted(n for n in found if n > after)[:limit]
+
     def begin_decision(self, decision: SlashingDecision) -> SlashingDecision:
         """Record ``decision`` before it is carried out; an unfinished one of the node wins."""
         with self._lock:

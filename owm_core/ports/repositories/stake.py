@@ -106,6 +106,11 @@ class SlashingEvidenceRepository(Protocol):
         """Nodes with open evidence, by their oldest open evidence (then node id)."""
         ...
 
+    def open_node_ids_after(self, after: str = "", limit: int = 100) -> Sequence[str]:
+        """Up to ``limit`` nodes with open evidence whose node id sorts after ``after``, by
+        node id (pass the last one back to go on: a sweep)."""
+        ...
+
     def begin_decision(self, decision: SlashingDecision) -> SlashingDecision:
         """Record ``decision`` as being carried out, before anything is done (write-ahead);
         if the node already has an unfinished decision, store nothing and return that one."""

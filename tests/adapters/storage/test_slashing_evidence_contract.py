@@ -95,6 +95,22 @@ def test_open_nodes_are_listed_by_their_oldest_open_evidence(backend: Backend) -
     assert store.open_node_ids() == [NODE]
 
 
+def test_open_nodes_are_walked_by_node_id_in_pages_after_a_given_id(backend: Backend) -> None:
+    store = backend.repos.slashing_evidence
+    nodes = sorted(Identity.from_seed(bytes([0x20 + i]) * 32).node_id for i in range(4))
+    for n, node_id in enumerate(reversed(nodes)):  # the oldest evidence: the last node id
+        store.add_signal(signal("a", T0 + n, node_id=node_id))
+        store.add_signal(signal("b", T0 + n, node_id=node_id))
+    store.add_acknowledgement(OTHER, ack(OTHER), T0)
+    walked = sorted([*nodes, OTHER])
+    first = store.open_node_ids_after(limit=3)
+    assert first == walked[:3]
+    assert store.open_node_ids_after(first[-1], limit=3) == walked[3:]
+    assert store.open_node_ids_after(walked[-1]) == []
+    store.close_evidence(walked[1], T0 + 50)
+    assert store.open_node_ids_after(walked[0]) == walked[2:]
+
+
 def test_a_decision_is_written_ahead_and_finishing_it_closes_the_evidence_for_good(
     backend: Backend,
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, func, insert, select, union_all, update
+from sqlalchemy import Connection, Row, Table, func, insert, select, union, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -170,6 +170,16 @@ class SqlSlashingEvidenceRepository(EnvelopeRepository):
             .order_by(func.min(both.c.oldest), both.c.node_id)
             .limit(limit)
         )
+        with self._db.tx() as conn:
+            return [r.node_id for r in conn.execute(query).all()]
+
+    def open_node_ids_after(self, after: str = "", limit: int = 100) -> Sequence[str]:
+        """Up to ``limit`` nodes with open evidence whose node id sorts after ``after``."""
+        s, a = t.slashing_signals.c, t.slashing_acks.c
+        signals = select(s.node_id).where(s.closed_at.is_(None), s.node_id > after)
+        acks = select(a.node_id).where(a.closed_at.is_(None), a.node_id > after)
+        both = union(signals, acks).subquery()
+        query = select(both.c.node_id).order_by(both.c.node_id).limit(limit)
         with self._db.tx() as conn:
             return [r.node_id for r in conn.execute(query).all()]
 
