@@ -219,12 +219,10 @@ class PayoutDispatcher:
         self._loop.wake()
 
     def reconcile(self, limit: int = RECONCILE_LIMIT) -> int:
-        """Enqueue the settled tasks that have no reward record yet among the next ``limit``
-        after the last one looked at (from the start again after a short page); return how
-        many. Settled tasks stay settled, so a fixed window would never reach the tasks settled
-        after its first ``limit``: walked this way, each is looked at within
-        ``ceil(settled / limit) + 1`` reconciliations (SRS-LN-04, SRS-COORD-05: the only way a
-        task settled on another coordinator gets paid)."""
+        """Enqueue the settled tasks with no reward record yet among the next ``limit`` after
+        the last one looked at (a :class:`SweepCursor`: settled tasks stay settled, and each is
+        looked at within ``ceil(settled / limit) + 1`` calls); return how many (SRS-LN-04,
+        SRS-COORD-05: how a task settled on another coordinator gets paid)."""
         found = 0
         settled = functools.partial(self.repositories.tasks.in_state_after, TaskState.SETTLED)
         for _, task in self._settled.page(settled, position, limit):
@@ -317,12 +315,10 @@ class PayoutDispatcher:
     def sweep(self) -> int:
         """Enqueue what settled, then act on the due payments; return how many were acted on.
 
-        Each sweep looks up the next :data:`BATCH` in-flight payments and acts on the due ones
-        among the next ``10 × BATCH`` owed (pending or failed) ones, at most ``2 × BATCH`` in
-        all, each read after the last one the previous sweep got to (from the start again
-        after a short page). Payments that stay owed for good (forfeited, a payee that never
-        answers) or in flight for long never hide the ones stored after them: every payment
-        is looked at within ``ceil(payments / page) + 1`` sweeps (SRS-LN-04)."""
+        It looks up the next :data:`BATCH` in-flight payments and acts on the due ones among
+        the next ``10 × BATCH`` owed ones (at most ``2 × BATCH`` in all), each page after where
+        the previous sweep got to (:class:`SweepCursor`), so payments owed for good (forfeited)
+        or long in flight never hide later ones (SRS-LN-04)."""
         every = self.reconcile_every_s
         if every is not None and time.monotonic() - self._reconciled_at >= every:
             self._reconciled_at = time.monotonic()
