@@ -28,6 +28,7 @@ from owm_core.payments.lightning import Invoice, InvoiceState
 from owm_core.payments.outbox import bounty_refund_payment_id
 from owm_core.payments.records import RewardPayment
 from owm_core.ports.repositories import Repositories
+from tests.server.harness import StepClock
 
 T0 = 1_800_000_000
 LAPSE_S = 86_400
@@ -42,16 +43,6 @@ UNKNOWN = "sponsor's invoice cannot be looked up"
 KINDS = [WAITS, ABANDONED, UNREFUNDABLE, UNPAID, UNKNOWN]
 LAPSES = {ABANDONED, UNPAID}
 
-
-@attrs.define
-class Clock:
-    t: int = T0
-
-    def now(self) -> int:
-        return self.t
-
-    def monotonic_ms(self) -> int:
-        return self.t * 1000
 
 
 @attrs.define
@@ -104,7 +95,7 @@ def a_bounty(n: int, kind: str) -> Bounty:
 @attrs.define
 class Stage:
     kinds: list[str]
-    clock: Clock = attrs.Factory(Clock)
+    clock: StepClock = attrs.Factory(StepClock)
     treasury: Treasury = attrs.Factory(Treasury)
     payouts: Payouts = attrs.Factory(Payouts)
     repos: Repositories = attrs.Factory(memory_repositories)
@@ -121,7 +112,7 @@ class Stage:
             self.repos.bounties.add(a_bounty(n, kind))
             if kind == UNKNOWN:
                 self.treasury.unknown.add(f"{n:064x}")
-        self.clock.t += LAPSE_S + len(self.kinds)  # every abandoned or unpaid one is due
+        self.clock.advance(LAPSE_S + len(self.kinds))  # every abandoned or unpaid one is due
 
     def statuses(self) -> list[BountyStatus]:
         found = (self.repos.bounties.get(f"bnt_{n:04d}") for n in range(len(self.kinds)))

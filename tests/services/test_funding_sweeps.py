@@ -32,6 +32,7 @@ from owm_core.market.tasks import TaskRequest, VerificationPolicy
 from owm_core.nodes.tiers import Tier
 from owm_core.payments.lightning import Invoice, InvoiceState
 from owm_core.ports.repositories import Repositories
+from tests.server.harness import StepClock
 
 T0 = 1_800_000_000
 POLICY = VerificationPolicy(redundancy=1)
@@ -39,16 +40,6 @@ CONFIG = FundingConfig(
     max_price_msat=10_000, budgets_msat={NETWORK_BUDGET: 10**12}, period_s=10**6, task_ttl_s=60,
 )
 
-
-@attrs.define
-class Clock:
-    t: int = T0
-
-    def now(self) -> int:
-        return self.t
-
-    def monotonic_ms(self) -> int:
-        return self.t * 1000
 
 
 @attrs.define
@@ -69,7 +60,7 @@ class Desk:
     """A coordinator's funding books over the in-memory store, and the market's ending of an
     overdue task, which fails for the task ids in ``stuck``."""
 
-    clock: Clock = attrs.Factory(Clock)
+    clock: StepClock = attrs.Factory(StepClock)
     treasury: Treasury = attrs.Factory(Treasury)
     repos: Repositories = attrs.Factory(memory_repositories)
     stuck: set[str] = attrs.Factory(set)
@@ -122,7 +113,7 @@ def test_every_open_escrow_is_reconciled_within_ceil_n_over_limit_plus_one_sweep
     for n in range(count):
         desk.submit(f"t{n}")
     desk.stuck = {f"t{n}" for n in stuck if n < count}
-    desk.clock.t += CONFIG.task_ttl_s  # every task is overdue: ending it closes its escrow
+    desk.clock.advance(CONFIG.task_ttl_s)  # every task is overdue: ending it closes its escrow
     with patch.object(funding_module, "SWEEP_LIMIT", limit):
         for _ in range(math.ceil(count / limit) + 1):
             desk.sweep()
@@ -134,7 +125,7 @@ def test_escrows_after_a_full_page_of_stuck_ones_are_refunded_within_a_few_sweep
     for n in range(10):
         desk.submit(f"t{n}")
     desk.stuck = {"t0", "t1", "t2"}  # the oldest, a whole page: the old sweep saw only them
-    desk.clock.t += CONFIG.task_ttl_s
+    desk.clock.advance(CONFIG.task_ttl_s)
     with patch.object(funding_module, "SWEEP_LIMIT", 3):
         for _ in range(5):
             desk.sweep()

@@ -32,17 +32,11 @@ from owm_core.payments.records import (
     start_attempt,
 )
 from owm_core.ports.repositories import Repositories
+from tests.server.harness import StepClock
 
 START = 1_800_000_000
 pytestmark = pytest.mark.timeout(120)
 
-
-class Clock:
-    def now(self) -> int:
-        return START
-
-    def monotonic_ms(self) -> int:
-        return START * 1000
 
 
 @attrs.define
@@ -78,12 +72,12 @@ class Outbox:
 @pytest.fixture
 def outbox(tmp_path: Path) -> Iterator[Outbox]:
     repos = memory_repositories()
-    ledger = SimLedger(tmp_path / "lightning.sqlite3", clock=Clock().now)
+    ledger = SimLedger(tmp_path / "lightning.sqlite3", clock=StepClock().now)
     treasury_key, payee = ledger.add_node("treasury"), ledger.add_node("payee")
     ledger.open_channel(treasury_key, payee, 10_000_000)
     treasury = Treasury(ledger.lightning("treasury"))
     dispatcher = PayoutDispatcher(
-        repos, treasury, LedgerInvoiceSource(ledger), Clock(),  # type: ignore[arg-type]
+        repos, treasury, LedgerInvoiceSource(ledger), StepClock(),  # type: ignore[arg-type]
         keysend=False,
     )
     yield Outbox(repos, treasury, payee, dispatcher)
@@ -148,6 +142,6 @@ def test_every_settled_task_without_a_reward_is_found_within_ceil_n_over_limit_p
                 node_id="node-n1", amount_msat=40_000, payment_hash=f"{n:064x}",
                 created_at=START, updated_at=START,
             ))  # fmt: skip
-    dispatcher = PayoutDispatcher(repos, None, None, Clock())  # type: ignore[arg-type]
+    dispatcher = PayoutDispatcher(repos, None, None, StepClock())  # type: ignore[arg-type]
     found = sum(dispatcher.reconcile(limit) for _ in range(math.ceil(count / limit) + 1))
     assert found == count - len({n for n in paid if n < count})
