@@ -13,7 +13,9 @@ Flower SuperNode. Configuration:
   ``batch-size``.
 
 The train reply holds ``arrays`` (the locally trained model), ``metrics`` (``num-examples``,
-``train-loss``) and the signature record (:mod:`owm_adapters.flower.signing`).
+``train-loss``) and the signature record (:mod:`owm_adapters.flower.signing`), which signs the
+update together with its ``num-examples``: the server weighs the update by that count only
+when it is signed and at most what the run hands each client (SRS-SEC-05).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The OWM ServerApp for Flower's deployment engine (``flwr run`` against a SuperLink).
 
 Reads the run config (``num-server-rounds``, ``rule``, ``f``, ``min-nodes``, ``seed``,
-``result-path``, ``model`` and the data keys of :mod:`.clientapp`), runs
-:class:`~owm_adapters.flower.strategy.OwmStrategy` on the engine's grid with server-side
+``result-path``, ``model``, ``max-examples`` and the data keys of :mod:`.clientapp`), runs
+:class:`~owm_adapters.flower.strategy.OwmStrategy` on the engine's grid — updates weighed by
+their signed example counts, at most :func:`.trainable.max_examples` — with server-side
 evaluation on the held-out set, logs one line per round and, when ``result-path`` is set,
 writes the rounds' reports there as JSON (the deployment test reads it).
 """
@@ -44,6 +45,7 @@ def main(grid: Grid, context: Context) -> None:
         f=int(cfg.get("f", 0)),
         seed=seed.to_bytes(8, "big"),
         min_available_nodes=int(cfg.get("min-nodes", 2)),
+        max_examples=trainable.max_examples(cfg),
     )
     strategy.start(
         grid=grid,

@@ -26,7 +26,7 @@ from owm_adapters.flower.grid import NODE_ID_BASE, InProcessGrid
 from owm_adapters.flower.model import flatten, unflatten
 from owm_adapters.flower.signing import sign_reply
 from owm_adapters.flower.strategy import OwmStrategy
-from owm_adapters.flower.trainable import central_scoring
+from owm_adapters.flower.trainable import central_scoring, max_examples
 from owm_core.fl.aggregation import Rule
 from owm_core.fl.attacks import Attack, poison
 from owm_core.fl.reports import RoundReport
@@ -142,6 +142,7 @@ class InProcessEngine:
                 f=config.assumed_f,
                 seed=config.seed.to_bytes(8, "big"),
                 min_available_nodes=config.clients,
+                max_examples=max_examples(run_config),
             )
         finally:
             flwr_log.setLevel(level)

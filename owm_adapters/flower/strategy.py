@@ -6,8 +6,11 @@ decisions with OWM's rules (SRS-COORD-03, SRS-SEC-05):
 * ``configure_train`` selects participants with :func:`owm_core.fl.participants.select_participants`
   (eligibility by roster — tier, suspension — and the seeded lottery) instead of Flower's
   ``random.sample``;
-* ``aggregate_train`` accepts a reply only if its Ed25519 signature record verifies
-  (:mod:`owm_adapters.flower.signing`), stacks the accepted updates once into an ``(n, d)``
+* ``aggregate_train`` accepts a reply only if its Ed25519 signature record verifies over its
+  update and its example count, and that count is at most ``max_examples``
+  (:mod:`owm_adapters.flower.signing`); it weighs each update by that signed, bounded count
+  (never by an unsigned metric, which would let one client claiming 1e9 examples decide a
+  FedAvg or Multi-Krum aggregate), stacks the accepted updates once into an ``(n, d)``
   tensor, aggregates with :func:`owm_core.fl.aggregation.aggregate`, scores every client with
   :func:`owm_core.fl.anomaly.score_updates` and turns flagged clients into ``SlashingSignal``
   values. Each round leaves a :class:`~owm_core.ports.fl_engine.RoundReport` in ``reports``.
@@ -28,11 +31,12 @@ from flwr.serverapp.strategy import FedAvg
 
 from owm_adapters.flower.model import flatten, unflatten
 from owm_adapters.flower.signing import VerifiedUpdate, verify_reply
-from owm_core.errors import ByzantineAssumptionViolated, DomainError
+from owm_core.errors import ByzantineAssumptionViolated, DomainError, InvalidValue
 from owm_core.fl.aggregation import Rule, aggregate
 from owm_core.fl.anomaly import AnomalyThresholds, score_updates, slashing_signals
 from owm_core.fl.participants import Candidate, select_participants
 from owm_core.fl.reports import RoundReport
+from owm_core.fl.updates import DEFAULT_MAX_EXAMPLES
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,9 @@ class OwmStrategy(FedAvg):
     ``roster`` maps Flower node ids to known candidates (tier, suspension, OWM node id);
     unknown Flower nodes are tier-1 candidates identified by their handle. ``participants``
     caps the round size (``None``: every eligible node). ``registered_keys``, when given, is
-    the set of public keys allowed to contribute. ``now`` gives POSIX seconds for signals.
+    the set of public keys allowed to contribute. ``max_examples`` is the most examples an
+    update may claim: what the run hands each client per round (TinyNet's partition size), else
+    :data:`~owm_core.fl.updates.DEFAULT_MAX_EXAMPLES`. ``now`` gives POSIX seconds for signals.
     """
 
     def __init__(
@@ -60,6 +66,7 @@ class OwmStrategy(FedAvg):
         min_available_nodes: int = 2,
         wait_for_nodes_s: float = 60.0,
         fraction_evaluate: float = 0.0,
+        max_examples: int = DEFAULT_MAX_EXAMPLES,
         now: Callable[[], int] = lambda: int(time.time()),
     ) -> None:
         super().__init__(
@@ -74,6 +81,8 @@ class OwmStrategy(FedAvg):
             )
         if rule is Rule.FEDAVG and f:
             raise ByzantineAssumptionViolated("fedavg tolerates no Byzantine client")
+        if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
+            raise InvalidValue("max_examples", f"must be a positive integer, got {max_examples!r}")
         self.rule = rule
         self.f = f
         self.seed = seed
@@ -83,6 +92,7 @@ class OwmStrategy(FedAvg):
         self.thresholds = thresholds or AnomalyThresholds()
         self.reporter = reporter
         self.wait_for_nodes_s = wait_for_nodes_s
+        self.max_examples = max_examples
         self.now = now
         self.reports: list[RoundReport] = []
         self._reference: torch.Tensor | None = None
@@ -123,8 +133,8 @@ class OwmStrategy(FedAvg):
 
     def _verified(
         self, server_round: int, replies: Iterable[Message]
-    ) -> tuple[list[tuple[VerifiedUpdate, float, RecordDict]], list[str], int]:
-        accepted: list[tuple[VerifiedUpdate, float, RecordDict]] = []
+    ) -> tuple[list[tuple[VerifiedUpdate, RecordDict]], list[str], int]:
+        accepted: list[tuple[VerifiedUpdate, RecordDict]] = []
         rejected: list[str] = []
         seen: set[str] = set()
         total = 0
@@ -136,7 +146,8 @@ class OwmStrategy(FedAvg):
                 continue
             try:
                 update = verify_reply(
-                    msg.content, server_round, self.arrayrecord_key, self.registered_keys
+                    msg.content, server_round, self.arrayrecord_key, self.registered_keys,
+                    examples_key=self.weighted_by_key, max_examples=self.max_examples,
                 )
             except DomainError as exc:
                 rejected.append(f"node {msg.metadata.src_node_id}: {exc.message}")
@@ -147,13 +158,8 @@ class OwmStrategy(FedAvg):
             if update.flat.numel() != d or not bool(torch.isfinite(update.flat).all()):
                 rejected.append(f"{update.node_id}: wrong shape or non-finite values")
                 continue
-            metrics = next(iter(msg.content.metric_records.values()), MetricRecord())
-            weight = metrics.get(self.weighted_by_key, 1)
-            if not isinstance(weight, int | float) or weight < 0:
-                rejected.append(f"{update.node_id}: invalid {self.weighted_by_key}")
-                continue
             seen.add(update.node_id)
-            accepted.append((update, float(weight), msg.content))
+            accepted.append((update, msg.content))
         return accepted, rejected, total
 
     def aggregate_train(
@@ -175,9 +181,9 @@ class OwmStrategy(FedAvg):
             )
             return None, None
         stacked = torch.empty((n, self._reference.numel()), dtype=torch.float32)
-        for row, (update, _, _) in enumerate(accepted):
+        for row, (update, _) in enumerate(accepted):
             stacked[row] = update.flat
-        weights = [w for _, w, _ in accepted]
+        weights = [float(u.num_examples) for u, _ in accepted]
         result = aggregate(stacked, self.rule, self.f, weights=weights)
         scores = score_updates(
             stacked,
@@ -188,12 +194,12 @@ class OwmStrategy(FedAvg):
         )
         signals = slashing_signals(
             scores,
-            [u.node_id for u, _, _ in accepted],
-            [u.statement.hex() for u, _, _ in accepted],
+            [u.node_id for u, _ in accepted],
+            [u.statement.hex() for u, _ in accepted],
             reporter=self.reporter,
             now=self.now(),
         )
-        metrics = self.train_metrics_aggr_fn([c for _, _, c in accepted], self.weighted_by_key)
+        metrics = self.train_metrics_aggr_fn([c for _, c in accepted], self.weighted_by_key)
         self.reports.append(
             RoundReport(
                 round_number=server_round,

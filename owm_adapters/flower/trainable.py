@@ -26,6 +26,7 @@ from flwr.app import ArrayRecord
 
 from owm_adapters.models.architectures import TINYNET, architecture
 from owm_adapters.models.blobs import BlobSpec
+from owm_core.fl.updates import DEFAULT_MAX_EXAMPLES
 from owm_core.knowledge.datasets import Document, parse_dataset
 from owm_core.ports.fl_model import ModelArchitecture, TrainableModel
 
@@ -43,6 +44,17 @@ def spec_from(run_config: dict[str, bool | float | int | str]) -> BlobSpec:
         per_client=int(run_config.get("per-client", d.per_client)),
         seed=int(run_config.get("data-seed", d.seed)),
     )
+
+
+def max_examples(run_config: RunConfig) -> int:
+    """The most examples a client's update may claim, the bound the server weighs it under
+    (SRS-SEC-05): for TinyNet the size of the blob partition each client is handed
+    (``per-client``: an honest client reports exactly that); for any other architecture,
+    whose shards the server does not derive per client, the run config's ``max-examples``
+    (default :data:`~owm_core.fl.updates.DEFAULT_MAX_EXAMPLES`)."""
+    if model_name(run_config) == TINYNET:
+        return spec_from(dict(run_config)).per_client
+    return int(run_config.get("max-examples") or DEFAULT_MAX_EXAMPLES)
 
 
 def model_name(run_config: RunConfig) -> str:

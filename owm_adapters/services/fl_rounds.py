@@ -77,6 +77,7 @@ from owm_core.errors import (
 from owm_core.fl import rounds as fl_rounds
 from owm_core.fl.rounds import FlRound, RoundState, RoundUpdate
 from owm_core.fl.updates import (
+    DEFAULT_MAX_EXAMPLES,
     SUB_MODEL_RE,
     SignedUpdate,
     UpdateClaim,
@@ -138,7 +139,7 @@ class FlConfig:
     batch_size: int = 16
     partitions: int = 1_000
     #: The most examples an update may claim in a round that recorded none (older rounds).
-    max_examples: int = 10_000
+    max_examples: int = DEFAULT_MAX_EXAMPLES
     max_price_msat: int = 10_000
     anomaly_threshold: float = 3.0
     noise_floor: float = fl_rounds.DEFAULT_NOISE_FLOOR

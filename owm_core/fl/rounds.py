@@ -36,7 +36,7 @@ import attrs
 
 from owm_core import fields
 from owm_core.errors import ByzantineAssumptionViolated, Conflict, InvalidTransition, InvalidValue
-from owm_core.fl.updates import MAX_EXAMPLES, SUB_MODEL_RE, SignedUpdate
+from owm_core.fl.updates import MAX_EXAMPLES, SUB_MODEL_RE, SignedUpdate, check_examples
 from owm_core.market.task_types import AGGREGATION_RULES
 
 if TYPE_CHECKING:  # the records are torch-free: the store imports them at start-up
@@ -255,9 +255,9 @@ def admit(
     ``max_examples`` the examples its task assigned (the round's ``max_examples`` when
     recorded). Refusals: those of :func:`admit_claim`, then the update names another
     sub-model (InvalidValue ``sub_model``), the size differs (InvalidValue ``weights``), or
-    it claims more examples than it was given (InvalidValue ``num_examples``): FedAvg and
-    Multi-Krum weigh updates by that count, so an inflated one would let one node outweigh
-    every honest one (SRS-SEC-05).
+    it claims more examples than it was given (InvalidValue ``num_examples``,
+    :func:`~owm_core.fl.updates.check_examples`): FedAvg and Multi-Krum weigh updates by that
+    count, so an inflated one would let one node outweigh every honest one (SRS-SEC-05).
     """
     admit_claim(
         fl_round, task_id=update.task_id, task_group=task_group, node_id=update.node_id,
@@ -269,12 +269,7 @@ def admit(
         raise InvalidValue(
             "weights", f"must hold {parameters} values (the global model), got {update.parameters}"
         )
-    if update.num_examples > max_examples:
-        raise InvalidValue(
-            "num_examples",
-            f"must be at most {max_examples}: the examples round {fl_round.number}'s task "
-            f"assigned, got {update.num_examples}",
-        )
+    check_examples(update.num_examples, max_examples)
 
 
 def assigned_to_round(

@@ -54,6 +54,9 @@ MAX_ROUND = 10**9
 MAX_PARAMETERS = 10**7
 """Most float32 values one upload may carry (the ``owm.fl.train`` schema's vector bound)."""
 MAX_EXAMPLES = 10**9
+DEFAULT_MAX_EXAMPLES = 10_000
+"""The most examples an update may claim where what its task handed it is not known (a round
+that recorded none, a Flower run whose partition size the server does not derive)."""
 
 SUB_MODEL_RE = re.compile(fields.SLUG)
 WIRE_FIELDS = (
@@ -120,6 +123,25 @@ def statement_for(
     """
     digest = update_digest(weights_array(weights_f32le))
     return update_statement(round_number, node_id, digest, num_examples)
+
+
+def check_examples(claimed: object, max_examples: int, field: str = "num_examples") -> int:
+    """``claimed`` as the example count an update may be weighed by: an integer from 1 to
+    ``max_examples``, the examples its task handed it. FedAvg and Multi-Krum weigh each update
+    by this count, so one inflated count would let one client outweigh every honest one; held
+    to what an honest client reports, no update weighs more than one honest update
+    (SRS-SEC-05). Raises :class:`InvalidValue` naming ``field``."""
+    if claimed is None:
+        raise InvalidValue(field, "missing: an update must say how many examples it trained on")
+    if isinstance(claimed, bool) or not isinstance(claimed, int):
+        raise InvalidValue(field, f"must be an integer, got {claimed!r}")
+    if claimed < 1:
+        raise InvalidValue(field, f"must be at least 1, got {claimed}")
+    if claimed > max_examples:
+        raise InvalidValue(
+            field, f"must be at most {max_examples} (the examples its task assigned), got {claimed}"
+        )
+    return claimed
 
 
 @attrs.frozen
@@ -305,10 +327,12 @@ def parse_update(body: Mapping[str, Any]) -> SignedUpdate:
 
 
 __all__ = [
+    "DEFAULT_MAX_EXAMPLES",
     "MAX_PARAMETERS",
     "WIRE_FIELDS",
     "SignedUpdate",
     "UpdateClaim",
+    "check_examples",
     "parse_update",
     "read_claim",
     "sign_update",

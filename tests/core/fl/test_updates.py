@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 
 from owm_core.errors import InvalidValue
 from owm_core.fl.participants import update_digest, update_statement
-from owm_core.fl.updates import SignedUpdate, parse_update, read_claim, sign_update
+from owm_core.fl.updates import (
+    SignedUpdate,
+    check_examples,
+    parse_update,
+    read_claim,
+    sign_update,
+)
 from owm_core.identity.keys import Identity
 
 NODE = Identity.from_seed(b"\x01" * 32)
@@ -57,6 +63,26 @@ def test_an_inflated_example_count_breaks_the_signature(claimed: int) -> None:
     with pytest.raises(InvalidValue) as refused:
         parse_update(wire)
     assert refused.value.field == "signature"
+
+
+@settings(max_examples=200)
+@given(
+    claimed=st.one_of(
+        st.integers(-5, 10**10), st.floats(allow_nan=True), st.booleans(), st.none(), st.text()
+    ),
+    bound=st.integers(1, 10**9),
+)
+def test_an_example_count_is_accepted_exactly_when_an_integer_from_one_to_the_bound(
+    claimed: object, bound: int
+) -> None:
+    """The rule both FL paths (coordinator rounds, Flower) weigh updates under (SRS-SEC-05)."""
+    valid = type(claimed) is int and 1 <= claimed <= bound
+    if valid:
+        assert check_examples(claimed, bound, "num-examples") == claimed
+    else:
+        with pytest.raises(InvalidValue) as refused:
+            check_examples(claimed, bound, "num-examples")
+        assert refused.value.field == "num-examples"
 
 
 def test_an_older_clients_update_signed_without_the_example_count_is_still_accepted() -> None:
