@@ -54,8 +54,10 @@ def test_without_fl_the_contribution_records_calendar_is_stopped_with_the_coordi
     calendar = flow._ports.timestamping
     stops = [w.stop_call for w in coordinator.workers.items if isinstance(w, OnStop)]
     assert stops == [calendar.stop]  # type: ignore[attr-defined]
+    before = set(threading.enumerate())
     calendar.stamp(b"\x01" * 32)  # opens the calendar: its flusher thread starts
-    assert any(t.name == "owm-calendar" and t.is_alive() for t in threading.enumerate())
+    (flusher,) = [t for t in threading.enumerate() if t.name == "owm-calendar" and t not in before]
+    assert flusher.is_alive()
     coordinator.workers.start()
     coordinator.workers.stop()
-    assert not any(t.name == "owm-calendar" and t.is_alive() for t in threading.enumerate())
+    assert not flusher.is_alive()
