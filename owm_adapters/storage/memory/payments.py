@@ -71,6 +71,14 @@ class MemoryPaymentRepository(StateRepository):
         with self._lock:
             return [p for p in self._ordered() if p.task_id == task_id]
 
+    def with_payment_ids(self, payment_ids: Collection[str]) -> Sequence[RewardPayment]:
+        """The payments stored under any of ``payment_ids``, oldest first."""
+        with self._lock:
+            hashes = {self._state.payment_ids.get(i) for i in payment_ids}
+            rows = [self._state.payments[h] for h in hashes if h is not None]
+            rows.sort(key=lambda r: (r[1].created_at, r[0]))
+            return [p for _, p in rows]
+
     def pending(self, limit: int = 100) -> Sequence[RewardPayment]:
         """Up to ``limit`` payments still owed (pending or failed), oldest first."""
         owed = (PaymentState.PENDING, PaymentState.FAILED)

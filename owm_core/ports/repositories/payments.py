@@ -45,6 +45,11 @@ class PaymentRepository(Protocol):
         """Payments for ``task_id``, oldest first."""
         ...
 
+    def with_payment_ids(self, payment_ids: Collection[str]) -> Sequence[RewardPayment]:
+        """The payments stored under any of ``payment_ids`` (one at most each), oldest first:
+        a payee's numbered payouts, looked up a page at a time."""
+        ...
+
     def pending(self, limit: int = 100) -> Sequence[RewardPayment]:
         """Up to ``limit`` payments still owed (pending or failed), oldest first."""
         ...

@@ -594,6 +594,23 @@ def test_a_keysend_payout_is_stored_and_read_back_as_keysend(repos: Repositories
         repos.payments.upsert(attrs.evolve(flying, method=PayoutMethod.INVOICE))
 
 
+def test_payments_are_looked_up_by_their_ids_oldest_first_and_an_unknown_id_finds_none(
+    repos: Repositories,
+) -> None:
+    third, first, second = a_payment(3), a_payment(1), a_payment(2)
+    for p in (third, first, second, a_payment(4)):
+        repos.payments.upsert(p)
+    wanted = ["pay-2", "pay-9", "pay-3", "pay-1", "pay-2"]
+    assert repos.payments.with_payment_ids(wanted) == [first, second, third]
+    assert repos.payments.with_payment_ids(["pay-9"]) == []
+    assert repos.payments.with_payment_ids([]) == []
+    renewed = attrs.evolve(third, payment_hash="e" * 64, replaced_hashes=(third.payment_hash,))
+    repos.payments.replace_invoice(third.payment_hash, renewed)
+    assert repos.payments.with_payment_ids(["pay-3"]) == [renewed]
+    many = [f"pay-{i}" for i in range(5, 1_005)]  # a page of lookups in one call
+    assert repos.payments.with_payment_ids([*many, "pay-4"]) == [a_payment(4)]
+
+
 def test_owed_payments_are_listed_oldest_first(repos: Repositories) -> None:
     third, first, second = a_payment(3), a_payment(1), a_payment(2)
     for p in (third, first, second):

@@ -103,6 +103,12 @@ class SqlPaymentRepository(MappedRepository):
         """Payments for ``task_id``, oldest first."""
         return self._listed(t.payments.c.task_id == task_id)
 
+    def with_payment_ids(self, payment_ids: Collection[str]) -> Sequence[RewardPayment]:
+        """The payments stored under any of ``payment_ids``, oldest first."""
+        if not payment_ids:
+            return []
+        return self._listed(t.payments.c.payment_id.in_(list(payment_ids)))
+
     def pending(self, limit: int = 100) -> Sequence[RewardPayment]:
         """Up to ``limit`` payments still owed (pending or failed), oldest first."""
         owed = [PaymentState.PENDING.value, PaymentState.FAILED.value]
