@@ -6,7 +6,8 @@ Lightning through the payout outbox (rules: :mod:`owm_core.knowledge.credit_payo
   ``POST /v1/data/payee`` and ``owm data credits|payee``;
 * :class:`DataCreditPayouts` — the sweep a worker runs every ``period_s``: each contributor
   with a payee whose owed credits are due (threshold or timer) gets one payout enqueued under
-  the deterministic id of their next payout, so a repeated sweep pays nothing twice.
+  the deterministic id of their next payout — numbered by how many payouts they have had, all
+  of them counted — so a repeated sweep pays nothing twice.
 """
 
 from __future__ import annotations
@@ -36,12 +37,14 @@ from owm_core.ports.repositories import Repositories
 log = logging.getLogger(__name__)
 
 MAX_PAYOUTS_LISTED = 1_000
+"""How many of a contributor's payouts, the newest, a statement lists (its sums count all)."""
 LN_PUBKEY_RE = re.compile(LN_PUBKEY)
 
 
 @attrs.frozen
 class CreditStatement:
-    """One contributor's credits and payouts."""
+    """One contributor's credits and payouts: the sums over every payout, ``payouts`` the
+    newest :data:`MAX_PAYOUTS_LISTED` of them, oldest first."""
 
     contributor: str
     credited_msat: int
@@ -54,9 +57,7 @@ class CreditStatement:
 
 
 def _payouts_of(repositories: Repositories, contributor: str) -> list[RewardPayment]:
-    return numbered_payouts(
-        repositories, functools.partial(payout_ids, contributor), MAX_PAYOUTS_LISTED
-    )
+    return numbered_payouts(repositories, functools.partial(payout_ids, contributor))
 
 
 @attrs.define(eq=False)
@@ -87,7 +88,7 @@ class DataCreditLedger:
             paid_msat=sum(p.amount_msat for p in payouts if p.settled),
             owed_msat=owed_msat(credited, enqueued),
             payee=self._repositories.data_payees.get(contributor),
-            payouts=tuple(payouts),
+            payouts=tuple(payouts[-MAX_PAYOUTS_LISTED:]),
             credits=tuple(self._repositories.data_credits.for_contributor(contributor, limit)),
         )
 

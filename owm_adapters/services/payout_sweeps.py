@@ -2,7 +2,8 @@
 (:mod:`~owm_adapters.services.data_payouts`) and the miners' FPPS credits
 (:mod:`~owm_adapters.services.pool_payouts`) are both paid by a sweep a worker runs every
 ``period_s``, each payout enqueued in the payout outbox under the deterministic ids of the
-payee's ``n``-th payout, so a sweep repeated after a crash finds the record and pays nothing
+payee's ``n``-th payout, ``n`` being how many payouts the payee has had (all of them are read,
+:func:`numbered_payouts`), so a sweep repeated after a crash finds the record and pays nothing
 twice.
 """
 
@@ -18,6 +19,9 @@ from owm_core.payments.records import RewardPayment
 from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import Repositories
 
+PAGE = 500
+"""How many of a payee's payouts :func:`numbered_payouts` looks up at once."""
+
 
 class EnqueuesPayouts(Protocol):
     """What the sweep needs of the payout dispatcher."""
@@ -30,18 +34,22 @@ class EnqueuesPayouts(Protocol):
 
 
 def numbered_payouts(
-    repositories: Repositories, ids: Callable[[int], tuple[str, str]], most: int
+    repositories: Repositories, ids: Callable[[int], tuple[str, str]], page: int = PAGE
 ) -> list[RewardPayment]:
-    """The outbox records of one payee's payouts in order: payout ``n`` is stored under
-    ``ids(n)`` (payment id, task id); the first ``n`` with no record ends the list."""
+    """Every outbox record of one payee's payouts, in order: payout ``n`` is stored under
+    ``ids(n)`` (payment id, task id), and the first ``n`` with no record ends the list.
+
+    However many there are: the list's length is the number the payee's next payout takes, so
+    a list cut short would name a payout already made and the payee would never be paid again
+    (SRS-LN-08). Looked up ``page`` ids at a time."""
     found: list[RewardPayment] = []
-    for n in range(most):
-        payment_id, task_id = ids(n)
-        records = [p for p in repositories.payments.for_task(task_id) if p.payment_id == payment_id]
-        if not records:
-            break
-        found.extend(records)
-    return found
+    while True:
+        wanted = [ids(n)[0] for n in range(len(found), len(found) + page)]
+        stored = {p.payment_id: p for p in repositories.payments.with_payment_ids(wanted)}
+        for payment_id in wanted:
+            if payment_id not in stored:
+                return found
+            found.append(stored[payment_id])
 
 
 @attrs.define(eq=False)

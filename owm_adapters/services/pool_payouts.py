@@ -9,9 +9,10 @@ whatever is owed once the pool has found a block since the miner's previous payo
 rewards leave within one sweep period, far inside 60 minutes, of every block the pool finds —
 SRS-LN-14, SRS-PERF-12). Each
 payout is the miner's ``n``-th under a deterministic outbox id
-(:func:`owm_core.pool.fpps.fpps_payout_ids`): a sweep repeated after a crash finds the record
-and pays nothing twice; the outbox (:class:`~owm_adapters.services.payouts.PayoutDispatcher`)
-pays it exactly once (SRS-LN-08).
+(:func:`owm_core.pool.fpps.fpps_payout_ids`), ``n`` counting every payout the miner has had
+(:func:`~owm_adapters.services.payout_sweeps.numbered_payouts`): a sweep repeated after a crash
+finds the record and pays nothing twice; the outbox
+(:class:`~owm_adapters.services.payouts.PayoutDispatcher`) pays it exactly once (SRS-LN-08).
 
 The treasury's 20 % of every share (SRS-POOL-08) accrues in the credit row
 :data:`~owm_core.pool.fpps.TREASURY_CREDIT_ID` as shares are accepted. When the pool is given a
@@ -37,12 +38,14 @@ treasury's with no miner.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 
 import attrs
 
 from owm_adapters.services.payout_sweeps import PayoutSweep, numbered_payouts
+from owm_core.errors import Conflict
 from owm_core.payments.records import RewardPayment
 from owm_core.pool.fpps import (
     TREASURY_CREDIT_ID,
@@ -59,6 +62,7 @@ from owm_core.ports.repositories import Repositories
 log = logging.getLogger(__name__)
 
 MAX_PAYOUTS = 100_000
+"""How many of a payee's newest public payouts a sweep reads to see which are listed."""
 
 
 def _sat_up(msat: int) -> int:
@@ -85,8 +89,8 @@ class _Due:
 
 
 def payouts_of(repositories: Repositories, miner_id: str) -> list[RewardPayment]:
-    """The outbox records of ``miner_id``'s FPPS payouts, in order."""
-    return numbered_payouts(repositories, functools.partial(fpps_payout_ids, miner_id), MAX_PAYOUTS)
+    """The outbox records of all ``miner_id``'s FPPS payouts, in order."""
+    return numbered_payouts(repositories, functools.partial(fpps_payout_ids, miner_id))
 
 
 @attrs.define(eq=False)
@@ -186,10 +190,14 @@ class PoolPayouts(PayoutSweep):
         return payment
 
     def _list_paid(self, miner_id: str | None, done: list[RewardPayment]) -> None:
+        """List each settled payout in ``done`` once (SRS-POOL-10); one older than the newest
+        :data:`MAX_PAYOUTS` listed is found listed by the store's refusal to list it twice."""
         listed = {p.payment_hash for p in self._repositories.mining_payouts.recent(
             MAX_PAYOUTS, miner_id=miner_id)}  # fmt: skip
         for payment in done:
-            if payment.settled and payment.payment_hash not in listed:
+            if not payment.settled or payment.payment_hash in listed:
+                continue
+            with contextlib.suppress(Conflict):
                 self._repositories.mining_payouts.add(MiningPayout(
                     paid_at=payment.updated_at, amount_sat=max(payment.amount_msat // 1000, 1),
                     payment_hash=payment.payment_hash, miner_id=miner_id,

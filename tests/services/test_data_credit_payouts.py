@@ -3,6 +3,7 @@ a timer, exactly once per payout (SRS 2.2, SRS-LN-08); read back as a statement.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +18,10 @@ from owm_adapters.services.data_payouts import DataCreditLedger, DataCreditPayou
 from owm_adapters.services.payouts import LedgerInvoiceSource, PayoutDispatcher
 from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
 from owm_core.errors import InvalidValue
-from owm_core.knowledge.credit_payouts import PayoutTerms, payout_due
+from owm_core.knowledge.credit_payouts import PayoutTerms, payout_due, payout_ids
 from owm_core.knowledge.retrieval import DataCredit
 from tests.server.harness import StepClock
+from tests.services.payout_history import settled_payouts
 
 T0 = 1_800_000_000
 TERMS = PayoutTerms(threshold_msat=50_000, interval_s=3_600, min_msat=1_000)
@@ -97,6 +99,25 @@ def test_no_payee_no_payout_and_a_bad_node_key_is_refused(stage: Stage) -> None:
     with pytest.raises(InvalidValue, match="ln_node"):
         stage.ledger_view.register_payee("alice", "lnbc1notakey")
     assert stage.ledger_view.statement("alice").owed_msat == 90_000
+
+
+def test_a_contributor_paid_a_thousand_times_before_is_paid_each_time_after(
+    stage: Stage,
+) -> None:
+    stage.ledger_view.register_payee("alice", stage.alice_ln)
+    settled_payouts(stage.repos, functools.partial(payout_ids, "alice"), 1_000, 1_000, T0)
+    stage.credit("q-past", 1_000 * 1_000)
+    stage.credit("q1", 60_000)
+    (first,) = stage.payouts.sweep()  # the 1,001st payout
+    stage.credit("q2", 70_000)
+    (second,) = stage.payouts.sweep()
+    assert (first.amount_msat, second.amount_msat) == (60_000, 70_000)
+    assert second.payment_id != first.payment_id
+    assert stage.payouts.sweep() == []
+    statement = stage.ledger_view.statement("alice")
+    assert statement.enqueued_msat == statement.credited_msat == 1_130_000
+    assert statement.owed_msat == 0
+    assert statement.payouts[-1] == second
 
 
 @given(owed=st.integers(0, 10**9), age=st.integers(0, 10**6))

@@ -5,6 +5,7 @@ restart of the sweep, the treasury's 20 % in the same batch (SRS-POOL-04/07/08, 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -13,15 +14,17 @@ import attrs
 import pytest
 
 from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.services import pool_payouts
 from owm_adapters.services.payouts import LedgerInvoiceSource, PayoutDispatcher
 from owm_adapters.services.pool_payouts import FppsFunds, PoolPayouts
 from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
 from owm_core.nodes.registry import LnNodeUri
 from owm_core.payments.records import RewardPayment
 from owm_core.pool.bitcoin import AcceptedShare
-from owm_core.pool.fpps import TREASURY_CREDIT_ID, MinerCredit
+from owm_core.pool.fpps import TREASURY_CREDIT_ID, MinerCredit, fpps_payout_ids
 from tests.core.nodes.test_registry import make_node
 from tests.server.harness import StepClock
+from tests.services.payout_history import settled_payouts
 
 T0 = 1_800_000_000
 MINER = "n" + "7" * 40
@@ -95,6 +98,27 @@ def test_an_hour_after_the_last_payout_a_small_balance_is_paid_as_the_next_payou
     assert second.amount_msat == 1_500 and second.payment_id != first.payment_id
     stage.dispatcher.sweep()
     assert stage.held_sat() == 10_001  # 10,001.5 sat, shown in whole sat
+
+
+def test_a_miner_paid_more_often_than_the_payout_window_is_paid_each_time_after(
+    stage: Stage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pool_payouts, "MAX_PAYOUTS", 3)
+    settled_payouts(stage.repos, functools.partial(fpps_payout_ids, MINER), 4, 10_000_000, T0)
+    stage.credit(4 * 10_000_000)
+    stage.payouts.sweep()  # the past payouts are listed
+    stage.credit(10_000_000)
+    (first,) = stage.payouts.sweep()
+    stage.credit(12_000_000)
+    (second,) = stage.payouts.sweep()
+    assert (first.amount_msat, second.amount_msat) == (10_000_000, 12_000_000)
+    assert second.payment_id != first.payment_id
+    assert stage.payouts.sweep() == []
+    stage.dispatcher.sweep()
+    assert stage.held_sat() == 22_000
+    stage.payouts.sweep()
+    listed = stage.repos.mining_payouts.recent(10)
+    assert sorted(p.amount_sat for p in listed) == [10_000] * 5 + [12_000]
 
 
 def found_block(stage: Stage, i: int) -> None:
