@@ -20,9 +20,9 @@ from collections.abc import Callable
 
 import attrs
 
-from owm_core.coordination.reveals import judge_without_check
+from owm_core.coordination.reveals import judge_without_check, skipping
 from owm_core.coordination.tasks import ProofOutcome, siblings, task_id_of
-from owm_core.errors import Conflict
+from owm_core.errors import Conflict, DomainError
 from owm_core.market.endings import plan_ending
 from owm_core.market.tasks import Task, VerificationPolicy, abandon, expire
 from owm_core.ports.stores import MarketStore
@@ -78,9 +78,15 @@ def end_stalled(
     policy: VerificationPolicy,
     seed: bytes,
     limit: int = 100,
+    *,
+    failed: Callable[[str, DomainError], None] | None = None,
 ) -> list[Ended]:
     """End every task with a replica the store lists as waiting past its ``expires_at`` (at
-    most ``limit`` such replicas looked at); what each ending did."""
+    most ``limit`` such replicas looked at); what each ending did.
+
+    With ``failed``, a task whose ending raises a DomainError is rolled back and handed to it
+    with the error, and the other tasks still end (:func:`~owm_core.coordination.reveals.
+    skipping`); without it, the error is raised."""
     ended: list[Ended] = []
     seen: set[str] = set()
     for replica in repositories.tasks.expired(now, limit):
@@ -88,7 +94,8 @@ def end_stalled(
         if group in seen:
             continue
         seen.add(group)
-        done = end_task(repositories, group, now, policy, seed)
-        if done is not None:
-            ended.append(done)
+        with skipping(group, failed):
+            done = end_task(repositories, group, now, policy, seed)
+            if done is not None:
+                ended.append(done)
     return ended

@@ -24,7 +24,8 @@ store at each call, so a coordinator restart mid-round loses nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import attrs
 
@@ -40,11 +41,13 @@ from owm_core.coordination.tasks import (
 from owm_core.coordination.wire import open_envelope
 from owm_core.errors import (
     Conflict,
+    DomainError,
     InvalidTransition,
     InvalidValue,
     NotFound,
     PolicyViolation,
     RevealsNotOpen,
+    StoreUnavailable,
 )
 from owm_core.identity.envelopes import EnvelopeKind, TaskCommitment, TaskProof, open_body
 from owm_core.market.commit_reveal import Commitment, CommitRound, RecordedCommitment, Reveal
@@ -262,17 +265,42 @@ def close_due_rounds(
     seed: bytes,
     windows: RevealWindows,
     limit: int = 100,
+    *,
+    failed: Callable[[str, DomainError], None] | None = None,
 ) -> list[ProofOutcome]:
-    """Close the windows that have passed and judge the rounds they complete (the tick)."""
+    """Close the windows that have passed and judge the rounds they complete (the tick).
+
+    Each round closes in a transaction of its own. With ``failed``, a round that raises a
+    DomainError is rolled back and handed to it with the error, and the other rounds still
+    close, so one round that keeps failing never keeps the rest from being judged
+    (:func:`skipping`); without it, the error is raised."""
     cutoff = now - min(windows.commit_window_s, windows.reveal_window_s)
     judged = []
     for round_id in repositories.commitments.rounds_started_by(cutoff, limit):
-        with repositories.atomic():
-            repositories.commitments.lock_round(round_id)
-            outcome = advance_round(repositories, round_id, now, policy, seed, windows)
-        if outcome is not None:
-            judged.append(outcome)
+        with skipping(round_id, failed):
+            with repositories.atomic():
+                repositories.commitments.lock_round(round_id)
+                outcome = advance_round(repositories, round_id, now, policy, seed, windows)
+            if outcome is not None:
+                judged.append(outcome)
     return judged
+
+
+@contextmanager
+def skipping(row_id: str, failed: Callable[[str, DomainError], None] | None) -> Iterator[None]:
+    """Hand a DomainError the block raises for ``row_id`` to ``failed`` instead of raising it
+    (raised as ever without ``failed``): one row of a sweep whose store rows keep failing is
+    skipped, the sweep goes on to the next. StoreUnavailable is raised all the same: an outage
+    fails every row alike, and trying each (each call retrying its connection) would only hold
+    the sweep up; the next sweep retries them all."""
+    try:
+        yield
+    except StoreUnavailable:
+        raise
+    except DomainError as exc:
+        if failed is None:
+            raise
+        failed(row_id, exc)
 
 
 def advance_round(

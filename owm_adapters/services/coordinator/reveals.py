@@ -36,6 +36,7 @@ from owm_core.coordination.reveals import (
     reveal_result,
 )
 from owm_core.coordination.tasks import ProofOutcome
+from owm_core.errors import DomainError
 from owm_core.market.tasks import Settlement
 from owm_core.ports.clock import Clock
 from owm_core.ports.stores import MarketStore
@@ -72,10 +73,11 @@ class ResultRounds:
         )
 
     def close_due(self) -> list[ProofOutcome]:
-        """Close the windows that have passed; the verdicts this reached."""
+        """Close the windows that have passed; the verdicts this reached. A round that fails
+        to close is logged and left for the next tick; the others close (SRS-PERF-07)."""
         return close_due_rounds(
             self.repositories, self.clock.now(), self.config.verification, self._seed,
-            self.windows,
+            self.windows, failed=_round_not_closed,
         )
 
     @property
@@ -85,10 +87,11 @@ class ResultRounds:
         return attrs.evolve(self.config.reveal_windows, check_wait_s=self.config.queue_timeout_s)
 
     def end_stalled(self) -> list[Ended]:
-        """End the tasks whose waiting replicas no node took in time (the tick)."""
+        """End the tasks whose waiting replicas no node took in time (the tick). A task that
+        fails to end is logged and left for the next tick; the others end (SRS-PERF-07)."""
         ended = end_stalled(
             self.repositories, self.clock.now(), self.config.verification, self._seed,
-            ENDING_BATCH,
+            ENDING_BATCH, failed=_task_not_ended,
         )
         for done in ended:
             _log_ending(done)
@@ -104,6 +107,16 @@ class ResultRounds:
         if done is not None:
             _log_ending(done)
             into.append(done)
+
+
+def _round_not_closed(round_id: str, exc: DomainError) -> None:
+    log.warning("round %s not closed: %s (%s); retried next tick", round_id, exc.message,
+                exc.code, extra={"round_id": round_id})
+
+
+def _task_not_ended(task_id: str, exc: DomainError) -> None:
+    log.warning("task %s not ended: %s (%s); retried next tick", task_id, exc.message,
+                exc.code, extra={"task_id": task_id})
 
 
 def _log_ending(done: Ended) -> None:
