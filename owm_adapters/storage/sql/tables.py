@@ -223,6 +223,7 @@ payments = Table(
     # A keysend payout whose payee refused keysend: it waits for an invoice (migration 0037).
     Column("keysend_refused", Boolean, nullable=False, server_default=false()),
     Index(None, "state", "created_at", "seq"),
+    Index(None, "state", "seq"),  # the payout sweep's keyset pages (migration 0039)
     Index(None, "node_id", "created_at"),
     Index(None, "state", "updated_at"),
 )
@@ -403,6 +404,7 @@ bounties = Table(
     Column("installation_id", BigInteger, nullable=True),
     _time("issue_closed_at", nullable=True),
     Index(None, "status", "created_at"),
+    Index(None, "status", "bounty_id"),  # the lapse worker's keyset pages (migration 0039)
     Index("ix_bounties_repository_issue", "repository", "issue_number"),
 )
 
@@ -722,6 +724,7 @@ top_ups = Table(
     Column("expires_at", BigInteger, nullable=False),
     Column("state", String(16), nullable=False),
     Index(None, "state", "public_key"),
+    Index(None, "state", "seq"),  # the funding sweep's keyset pages (migration 0039)
 )
 
 escrows = Table(
@@ -742,7 +745,7 @@ escrows = Table(
     Column("refunded_msat", BigInteger, nullable=False),
     Column("settled_replica_ids", Text, nullable=False),  # JSON list
     Column("closed", Boolean, nullable=False),
-    Index(None, "closed"),
+    Index(None, "closed", "seq"),  # the funding sweep's keyset pages (migration 0039)
 )
 
 budgets = Table(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -122,10 +122,25 @@ class SqlPaymentRepository(MappedRepository):
         self, states: Collection[PaymentState], after: int = 0, limit: int = 100
     ) -> Sequence[tuple[int, RewardPayment]]:
         """Up to ``limit`` payments in one of ``states`` stored after position ``after``, with
-        positions."""
+        positions.
+
+        One page per state, merged: each is an ordered range of the ``(state, seq)`` index
+        that stops at ``limit`` rows, where a single ``state IN (...)`` cannot be read in
+        ``seq`` order and would sort every owed payment after ``after`` on each sweep."""
         c = t.payments.c
-        query = select(t.payments).where(c.state.in_([s.value for s in states]), c.seq > after)
-        return self._positioned(query.order_by(c.seq).limit(limit), RewardPayment)
+        pages = [
+            select(
+                select(t.payments).where(c.state == value, c.seq > after)
+                .order_by(c.seq).limit(limit).subquery()  # SQLite: no LIMIT in a UNION's arm
+            )
+            for value in sorted({s.value for s in states})
+        ]
+        if not pages:
+            return []
+        merged = union_all(*pages).subquery()
+        return self._positioned(
+            select(merged).order_by(merged.c.seq).limit(limit), RewardPayment
+        )
 
     def log_attempt(self, attempt: PaymentAttempt) -> None:
         """Append one line to the payment log (SRS-LN-05)."""
