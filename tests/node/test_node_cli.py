@@ -89,6 +89,8 @@ def test_earnings_of_a_fresh_node_are_zero(tmp_path: Path):
 
 
 def test_start_without_a_lightning_uri_explains_what_to_set(tmp_path: Path, monkeypatch):
+    """The daemon will not start, so never registers, without a Lightning URI to be paid at
+    (SRS-LN-02), and says which setting is missing."""
     monkeypatch.delenv("OWM_IDENTITY_KEY_PATH", raising=False)
     init = CliRunner().invoke(node.cli, ["init", "--config", str(tmp_path / "init.toml"),
                                          "--data-dir", str(tmp_path)])

@@ -1,4 +1,5 @@
-"""The coordinator's gRPC control plane over a real localhost port (SRS-COORD-02)."""
+"""The coordinator service (spec 4.10) through its gRPC control plane over a real localhost port
+(SRS-COORD-02)."""
 
 from __future__ import annotations
 
@@ -171,6 +172,8 @@ def test_a_slashed_key_cannot_register_during_its_cooldown(
 def test_a_heartbeat_flips_a_silent_node_back_online(
     coordinator: Coordinator, clock: StepClock
 ) -> None:
+    """The registry is live (SRS-COORD-01): a node silent past its missed heartbeats is offline,
+    and a heartbeat puts it back online until it falls silent again."""
     node = staked_node(coordinator, clock)
     clock.advance(181)
     assert coordinator.service.status_of(node.node_id) is NodeStatus.OFFLINE

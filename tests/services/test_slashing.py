@@ -182,6 +182,9 @@ def channel_point(world: World, op: Operator) -> str:
 
 
 def test_three_distinct_reporters_slash_a_tier1_node_log_close_and_cooldown(world: World) -> None:
+    """Three independent reporters slash a tier-1 node (SRS-STAKE-04): the channel recorded at its
+    registration is force-closed on the treasury's Lightning node (SRS-LN-12, SRS-STAKE-05), the
+    slashing is logged and signed, the node suspended and its key cooled down for 30 days."""
     op = staked(world)
     point = channel_point(world, op)
     a = by(world, "detector-a")
@@ -294,6 +297,8 @@ def test_stake_metrics_count_channels_sats_slashings_and_degraded_nodes(world: W
 
 
 def test_registration_requires_a_valid_ln_node_uri(world: World) -> None:
+    """Registration is refused without a Lightning URI the node can be paid at, pubkey@host:port
+    (SRS-LN-02): one without an address or with a bad port never reaches the stake check."""
     op = Operator(Identity.from_seed(os.urandom(32)), LnKey.fresh(), Tier.T1)
     world.ledger.open_channel(
         world.treasury, op.ln, 2 * STAKE_SAT[Tier.T1], push_sat=STAKE_SAT[Tier.T1]

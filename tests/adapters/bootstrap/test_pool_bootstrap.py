@@ -1,5 +1,6 @@
-"""``[pool] enabled``: the coordinator runs the Stratum V2 pool on its chain, creates and keeps
-its keys, and a registered node mines on it with owm-mine (SRS-POOL-01/02/05)."""
+"""``[pool] enabled``: the coordinator runs the mining pool (spec 4.11), Stratum V2 on its
+chain, creates and keeps its keys, and a registered node mines on it with owm-mine
+(SRS-POOL-01/02/05)."""
 
 from __future__ import annotations
 
@@ -138,6 +139,8 @@ class FixedClock:
 
 
 def test_shares_older_than_thirty_days_are_deleted_and_younger_ones_kept(tmp_path: Path) -> None:
+    """The pool keeps accepted shares 30 days to settle disputes, then deletes them
+    (SRS-POOL-11)."""
     from fractions import Fraction
 
     from owm_core.pool.bitcoin import AcceptedShare

@@ -173,6 +173,8 @@ def test_channels_with_a_peer_show_capacity_and_both_balances(world: World) -> N
 
 
 def test_force_close_closes_the_stake_channel_and_returns_the_closing_txid(world: World) -> None:
+    """Slashing force-closes through this one call (SRS-LN-12): LND's CloseChannel with force set,
+    CLN's close with unilateraltimeout=1 over clnrest; the channel is closed unilaterally."""
     txid = world.treasury.force_close(world.stake_channel_point)
     assert re.fullmatch(r"[0-9a-f]{64}", txid)
     assert world.ledger.closed_channel(world.stake_channel_point) == (txid, True)

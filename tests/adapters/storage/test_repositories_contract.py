@@ -844,7 +844,7 @@ def _race(jobs: list[Callable[[], object]]) -> list[object]:
 
 
 def test_concurrent_writers_of_the_same_new_records_never_clash(repos: Repositories) -> None:
-    """Several coordinators behind a load balancer (SRS-COORD-04) enqueue and register at once."""
+    """Several coordinators behind a load balancer (SRS-COORD-05) enqueue and register at once."""
     payment = a_payment(1)
     assert _race([lambda: repos.payments.upsert(payment)] * 6) == [payment] * 6
     assert repos.payments.for_task(payment.task_id) == [payment]

@@ -124,6 +124,9 @@ def test_an_address_of_another_network_is_refused(wallet: MultisigWallet) -> Non
 def test_holders_with_key_origins_get_bip32_derivations_for_hardware_wallets(
     ledger: LocalLedger,
 ) -> None:
+    """Treasury holders sign on hardware wallets (SRS-SEC-12), which find their key in a PSBT by its
+    BIP-32 origin: every input carries the five holders' derivations (BIP-48 paths). No hardware
+    wallet signs here; sign_with_key stands in for one in the other tests."""
     holders = [
         Holder(h.statement_key, h.multisig_key, f"[0000000{i}/48h/1h/0h/2h]")
         for i, h in enumerate(HOLDERS)

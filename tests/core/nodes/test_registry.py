@@ -1,4 +1,5 @@
-"""The registry's values: Lightning URIs, onion addresses, node liveness."""
+"""The Node data model of the registry (spec 5.1) and its values: Lightning URIs, onion
+addresses, node liveness."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pool economics: FPPS crediting, the 80/20 split and payouts (SRS-POOL-04/07/08)."""
+"""Pool economics: FPPS crediting, the 80/20 split and payouts (spec 4.11.1, SRS-POOL-04/07/08)."""
 
 from __future__ import annotations
 

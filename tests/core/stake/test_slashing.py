@@ -1,4 +1,5 @@
-"""Slashing: tier-1 signals, tier-2/3 maintainer quorum, consequences, and the signed log."""
+"""The slashing decision (spec 4.12.3): tier-1 signals, tier-2/3 maintainer quorum, consequences,
+and the signed log."""
 
 from __future__ import annotations
 

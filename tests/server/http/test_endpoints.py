@@ -126,6 +126,8 @@ def test_a_node_deregisters_with_an_answered_challenge_and_goes_offline(world: W
 
 
 def test_a_node_reads_its_own_earnings_but_not_another_nodes(world: World) -> None:
+    """Operators audit their earnings (SRS-LN-10): /v1/nodes/{id}/earnings and /v1/payments/history
+    list the signing node's own payments, newest first, and never another node's."""
     mine, other = world.register(), world.register()
     world.repos.payments.upsert(payment(1, mine.node_id, T0))
     world.repos.payments.upsert(payment(2, mine.node_id, T0 + 5))

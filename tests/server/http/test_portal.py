@@ -1,6 +1,6 @@
-"""The governance portal: server-rendered pages and plain forms (htmx-enhanced), accessible
-markup, and the whole flow — submit, comment, extend, acknowledge, execute — in real headless
-Chromium with screenshots checked for content (SRS-GOV-01..06)."""
+"""The governance portal (spec 4.9): server-rendered pages and plain forms (htmx-enhanced),
+accessible markup, and the whole flow — submit, comment, extend, acknowledge, execute — in real
+headless Chromium with screenshots checked for content (SRS-GOV-01..06)."""
 
 from __future__ import annotations
 

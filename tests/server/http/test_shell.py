@@ -1,6 +1,6 @@
-"""The HTTP shell itself: headers on every response (SRS-API-01), problem documents for every
-failure (SRS-API-04), versions as mounts (SRS-API-06), the OpenAPI 3.1 document, and the
-uvicorn server that ``owm-coordinator serve`` runs beside gRPC."""
+"""The public API's HTTP shell itself (spec 4.8): headers on every response (SRS-API-01),
+problem documents for every failure (SRS-API-04), versions as mounts (SRS-API-06), the OpenAPI
+3.1 document, and the uvicorn server that ``owm-coordinator serve`` runs beside gRPC."""
 
 from __future__ import annotations
 
