@@ -10,12 +10,21 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_pb2 as pb
 from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.services.coordinator.service import ServiceConfig
 from owm_adapters.storage.memory import memory_repositories
 from owm_core.access.ratelimit import Transport
+from owm_core.market.tasks import VerificationPolicy
 from owm_server.grpc.limits import stream_owner, via_onion
 from owm_server.grpc.servicer import transport_of
-from tests.server.harness import StepClock, start_coordinator
+from tests.server.harness import (
+    NodeRoutingStub,
+    SimNode,
+    StepClock,
+    start_coordinator,
+    task_request,
+)
 from tests.tls_support import secure_channel
 
 
@@ -88,4 +97,41 @@ def test_the_onion_port_is_a_second_port_of_the_same_grpc_server(tmp_path: Path)
                 health_pb2_grpc.HealthStub(channel).Check(
                     health_pb2.HealthCheckRequest(service=""), timeout=2)
     finally:
+        running.stop()
+
+
+def test_a_node_registers_beats_reads_its_stake_and_takes_tasks_over_either_port(
+    tmp_path: Path,
+) -> None:
+    """The whole control plane answers on the clearnet port and on the onion service's port
+    (SRS-NET-01): one node does everything over each, register, heartbeat, stake query and a
+    task stream that is dispatched a task."""
+    clock = StepClock(1_800_000_000)
+    ledger = SimLedger(tmp_path / "ln.sqlite3", clock=clock.now)
+    config = ServiceConfig(verification=VerificationPolicy(redundancy=1), tick_s=0.05)
+    running = start_coordinator(
+        memory_repositories(), ledger, clock, config, onion_listen="127.0.0.1:0"
+    )
+    stubs = {t: NodeRoutingStub(f"127.0.0.1:{port}") for t, port in running.server.ports.items()}
+    assert set(stubs) == {Transport.CLEARNET, Transport.ONION}
+    try:
+        for transport, stub in stubs.items():
+            node = SimNode.create()
+            node.stake(running)
+            assert node.register(stub, clock.now()).stake_status == "active", transport
+            beat = stub.Heartbeat(
+                pb.HeartbeatRequest(heartbeat_envelope=node.heartbeat_envelope(clock.now()))
+            )
+            assert beat.status == "online", transport
+            stake = stub.StakeStatus(pb.StakeStatusRequest(node_id=node.node_id))
+            assert stake.status == "active", transport
+            feed = node.open_stream(stub)
+            try:
+                running.stub.SubmitTask(task_request(f"job-{transport.value}"))
+                assert [a.task_id for a in feed.wait_for(1)] == [f"job-{transport.value}:0"]
+            finally:
+                feed.close()
+    finally:
+        for stub in stubs.values():
+            stub.close()
         running.stop()

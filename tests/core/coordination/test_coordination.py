@@ -16,6 +16,7 @@ from owm_core.access.ratelimit import SlidingWindowLimiter, Transport, registrat
 from owm_core.coordination.challenges import ChallengeBook, ChallengePurpose, challenge_message
 from owm_core.coordination.endings import end_stalled
 from owm_core.coordination.registration import (
+    Registered,
     Registration,
     deregister_node,
     ln_control_message,
@@ -69,6 +70,7 @@ from owm_core.market.tasks import (
 from owm_core.nodes.registry import LnNodeUri, Node
 from owm_core.nodes.tiers import StakeRequirements, Tier
 from owm_core.payments.lightning import Channel
+from owm_core.ports.repositories import Repositories
 from owm_core.stake.channel import StakeStatus
 from tests.reveals import commitment_envelope, proof_envelope, salt_of
 
@@ -126,20 +128,47 @@ def sign_registration(
     now: int = NOW,
     claimed: CapabilityManifest = MANIFEST,
     ln_pubkey: str | None = None,
+    ln_host: str = "127.0.0.1",
+    onion: str | None = None,
 ) -> tuple[Registration, str, str]:
     challenge = book.issue(who.public_key_hex, ChallengePurpose.REGISTER, os.urandom(32), now)
     ln_pubkey = ln_pubkey or ln_pubkey_of(who)
-    uri = f"{ln_pubkey}@127.0.0.1:9735"
-    details = registration_details(claimed.digest(), uri, None)
+    uri = f"{ln_pubkey}@{ln_host}:9735"
+    details = registration_details(claimed.digest(), uri, onion)
     signature = who.sign(challenge_message(challenge, details))
     manifest = envelopes.seal(who, EnvelopeKind.CAPABILITY_MANIFEST, claimed, os.urandom(16), now)
     ln_signature = ln_sign(
         ln_pubkey, ln_control_message(who.public_key_hex, challenge.nonce, uri)
     )
     registration = Registration(
-        who.public_key_hex, envelopes.to_bytes(manifest), uri, ln_signature=ln_signature
+        who.public_key_hex, envelopes.to_bytes(manifest), uri, onion, ln_signature=ln_signature
     )
     return registration, challenge.nonce, signature.hex()
+
+
+def register_signed(
+    repos: Repositories,
+    lightning: FakeLightning,
+    book: ChallengeBook,
+    registration: Registration,
+    nonce: str,
+    signature: str,
+    transport: Transport = Transport.CLEARNET,
+    client_ip: str = "203.0.113.7",
+) -> Registered:
+    """Register what :func:`sign_registration` signed, under a fresh rate limiter."""
+    return register_node(
+        repos,
+        lightning,
+        SlidingWindowLimiter(registration_limit(transport)),
+        book,
+        registration,
+        challenge_nonce=nonce,
+        signature=signature,
+        transport=transport,
+        client_ip=client_ip,
+        now=NOW,
+    )
 
 
 # --------------------------------------------------------------------------- challenges
@@ -216,45 +245,47 @@ def test_outstanding_challenges_are_bounded() -> None:
 
 
 def test_a_node_with_a_confirmed_channel_is_registered_active() -> None:
+    """Registration puts the node in the coordinator's registry (SRS-COORD-01) with the tier of
+    its signed manifest, and keeps that manifest, which heartbeats then cite by digest."""
     repos, book, who = memory_repositories(), ChallengeBook(), identity()
     registration, nonce, signature = sign_registration(book, who)
 
-    registered = register_node(
-        repos,
-        FakeLightning(),
-        SlidingWindowLimiter(registration_limit(Transport.CLEARNET)),
-        book,
-        registration,
-        challenge_nonce=nonce,
-        signature=signature,
-        transport=Transport.CLEARNET,
-        client_ip="203.0.113.7",
-        now=NOW,
-    )
+    registered = register_signed(repos, FakeLightning(), book, registration, nonce, signature)
 
     assert registered.stake.status.value == "active"
     assert repos.nodes.get(who.node_id) == registered.node
-    assert repos.manifests.get(who.node_id) is not None
+    assert registered.node.tier is Tier.T1
+    assert repos.manifests.get_by_digest(who.node_id, MANIFEST.digest()) is not None
 
 
 def test_an_unconfirmed_channel_leaves_the_node_pending() -> None:
     repos, book, who = memory_repositories(), ChallengeBook(), identity()
     registration, nonce, signature = sign_registration(book, who)
 
-    registered = register_node(
-        repos,
-        FakeLightning(confirmations=0),
-        SlidingWindowLimiter(registration_limit(Transport.CLEARNET)),
-        book,
-        registration,
-        challenge_nonce=nonce,
-        signature=signature,
-        transport=Transport.CLEARNET,
-        client_ip="203.0.113.7",
-        now=NOW,
+    registered = register_signed(
+        repos, FakeLightning(confirmations=0), book, registration, nonce, signature
     )
 
     assert registered.stake.status.value == "pending"
+
+
+def test_an_onion_address_and_an_onion_lightning_uri_are_registered_and_stored_as_given() -> None:
+    """A node may register a v3 .onion control-plane address beside its Lightning URI, and the
+    coordinator stores it (SRS-NET-03); the Lightning URI may itself be a .onion, which the
+    coordinator keeps as it is for the Lightning node to dial (SRS-NET-06)."""
+    repos, book, who = memory_repositories(), ChallengeBook(), identity()
+    ln_onion, control_onion = "b" * 56 + ".onion", "c" * 56 + ".onion"
+    registration, nonce, signature = sign_registration(
+        book, who, ln_host=ln_onion, onion=control_onion
+    )
+
+    register_signed(
+        repos, FakeLightning(), book, registration, nonce, signature, Transport.ONION, "127.0.0.1"
+    )
+
+    stored = repos.nodes.get(who.node_id)
+    assert stored is not None and stored.onion_address == control_onion
+    assert stored.ln_node_uri.is_onion and str(stored.ln_node_uri) == registration.ln_node_uri
 
 
 def test_on_the_onion_endpoint_registrations_are_limited_per_node_key_not_per_ip() -> None:
