@@ -57,3 +57,26 @@ def test_spec_sections_are_told_apart_from_requirement_ids():
     line = "Register a node (spec 4.12.2; SRS 2.1, spec §10.3, SRS-API-04)"
     assert gen.sections(line) == ["4.12.2", "2.1", "10.3"]
     assert gen.expand(line) == ["SRS-API-04"]
+
+
+def test_a_reason_for_no_test_is_shown_and_refused_once_a_test_cites_the_requirement(tmp_path):
+    """[not_tested] explains a "—" in the Tested column; a test citing the requirement makes the
+    explanation false, and the check says so instead of keeping a stale reason."""
+    one, two, three = (f"SRS-{'SEC'}-0{n}" for n in (1, 2, 3))  # spelt so the index skips them
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "tests").mkdir()
+    (tmp_path / gen.CATALOGUE).write_text(
+        f'[areas]\nSEC = "Security"\n[requirements]\n"{one}" = "One."\n"{two}" = "Two."\n'
+        f'[sections]\n[not_tested]\n"{one}" = "not built"\n"{three}" = "nowhere"\n',
+        encoding="utf-8",
+    )
+    index = gen.render(tmp_path)
+    assert f"| {one} | One. | — | — (not built) |" in index
+    assert f"| {two} | Two. | — | — |" in index
+    assert [p for p in gen.problems(tmp_path) if one in p] == []
+    assert any(three in p for p in gen.problems(tmp_path))
+
+    (tmp_path / "tests" / "test_one.py").write_text(f'"""One holds ({one})."""\n')
+    (cited,) = [p for p in gen.problems(tmp_path) if one in p]
+    assert "a test does" in cited
+    assert f"| {one} | One. | — | `tests/test_one.py` |" in gen.render(tmp_path)
