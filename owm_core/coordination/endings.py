@@ -4,8 +4,8 @@ The rule is :mod:`owm_core.market.endings` (SRS-COORD-02, SRS-PERF-07); this mod
 to the stored replicas of each task, one transaction a task, so a coordinator restart in the
 middle finds either the task as it was or the task ended, never half of it:
 
-* :func:`end_stalled`: the market's tick, over the replicas the store lists as waiting past
-  their ``expires_at``;
+* :func:`end_stalled`: the market's tick, over a page of the replicas the store lists as
+  waiting past their ``expires_at`` (the caller pages through them all, tick after tick);
 * :func:`end_task`: one task, also ``overdue`` (past ``[funding] task_ttl_s``: every waiting
   replica counts as stalled), the escrow's backstop.
 
@@ -16,7 +16,7 @@ as for any settled task and the escrow can close.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import attrs
 
@@ -74,22 +74,22 @@ def _saved(repositories: MarketStore, replica: Task, step: Callable[[Task], Task
 
 def end_stalled(
     repositories: MarketStore,
+    stalled: Iterable[Task],
     now: int,
     policy: VerificationPolicy,
     seed: bytes,
-    limit: int = 100,
     *,
     failed: Callable[[str, DomainError], None] | None = None,
 ) -> list[Ended]:
-    """End every task with a replica the store lists as waiting past its ``expires_at`` (at
-    most ``limit`` such replicas looked at); what each ending did.
+    """End the task of every replica in ``stalled`` (replicas the store listed as waiting past
+    their ``expires_at``, SRS-PERF-07); what each ending did.
 
     With ``failed``, a task whose ending raises a DomainError is rolled back and handed to it
     with the error, and the other tasks still end (:func:`~owm_core.coordination.reveals.
     skipping`); without it, the error is raised."""
     ended: list[Ended] = []
     seen: set[str] = set()
-    for replica in repositories.tasks.expired(now, limit):
+    for replica in stalled:
         group = task_id_of(replica.task_id)
         if group in seen:
             continue

@@ -24,7 +24,7 @@ store at each call, so a coordinator restart mid-round loses nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import attrs
@@ -258,25 +258,31 @@ def reveal_result(
     return attrs.evolve(judged, task=current)
 
 
+def due_cutoff(now: int, windows: RevealWindows) -> int:
+    """The rounds whose first commitment arrived at or before this may have a window that has
+    passed by ``now``: the ones :func:`close_due_rounds` is handed."""
+    return now - min(windows.commit_window_s, windows.reveal_window_s)
+
+
 def close_due_rounds(
     repositories: MarketStore,
+    round_ids: Iterable[str],
     now: int,
     policy: VerificationPolicy,
     seed: bytes,
     windows: RevealWindows,
-    limit: int = 100,
     *,
     failed: Callable[[str, DomainError], None] | None = None,
 ) -> list[ProofOutcome]:
-    """Close the windows that have passed and judge the rounds they complete (the tick).
+    """Close the windows of ``round_ids`` (rounds started by :func:`due_cutoff`) that have
+    passed and judge the rounds they complete (the tick).
 
     Each round closes in a transaction of its own. With ``failed``, a round that raises a
     DomainError is rolled back and handed to it with the error, and the other rounds still
     close, so one round that keeps failing never keeps the rest from being judged
     (:func:`skipping`); without it, the error is raised."""
-    cutoff = now - min(windows.commit_window_s, windows.reveal_window_s)
     judged = []
-    for round_id in repositories.commitments.rounds_started_by(cutoff, limit):
+    for round_id in round_ids:
         with skipping(round_id, failed):
             with repositories.atomic():
                 repositories.commitments.lock_round(round_id)

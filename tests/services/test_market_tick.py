@@ -8,16 +8,26 @@ dispatch and funding sweep. Before, the first such row raised out of the tick, e
 no later round was ever judged and no later task ever ended (SRS-COORD-02, SRS-PERF-07).
 
 A store outage is not one row's failure: it still ends the tick, which the next tick retries.
+
+Each tick looks at the next page of due rounds and of stalled replicas after the last ones it
+looked at, so rows that keep failing never hide the ones after them: every round and task
+that can be closed is within ``ceil(rows / page) + 1`` ticks, however many before it fail.
+Before, each tick read the same oldest window, and a window full of failing rows (100 rounds,
+500 replicas) kept every later round from being judged and every later task from ending.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterable
 from typing import Any
+from unittest.mock import patch
 
 import attrs
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from owm_adapters.services.coordinator import reveals as reveals_module
 from owm_adapters.storage.memory import memory_repositories
@@ -68,8 +78,8 @@ def market_with(rounds: list[RoundsThatFail]) -> MarketWorld:
     return build_market(repositories, queue_timeout_s=QUEUE_S, spot_check_rate_ppm=0)
 
 
-def status(world: MarketWorld) -> dict[str, str]:
-    return {task_id: world.market.task(task_id)[1] for task_id in TASKS}
+def status(world: MarketWorld, ids: Iterable[str] = TASKS) -> dict[str, str]:
+    return {task_id: world.market.task(task_id)[1] for task_id in ids}
 
 
 def alive(world: MarketWorld, who: Identity) -> None:
@@ -78,34 +88,40 @@ def alive(world: MarketWorld, who: Identity) -> None:
     world.repositories.nodes.save(attrs.evolve(node, last_heartbeat=world.clock.now()))
 
 
-def stalled(error: Callable[[str], Exception] = refused) -> tuple[MarketWorld, RoundsThatFail]:
-    """Three tasks no node took, past their queue time; task b's round cannot be written."""
+def stalled(
+    error: Callable[[str], Exception] = refused, ids: Iterable[str] = TASKS,
+    broken: Iterable[str] = ("b",),
+) -> tuple[MarketWorld, RoundsThatFail]:
+    """Tasks no node took, past their queue time (by default three, a to c); the ``broken``
+    tasks' rounds cannot be written."""
     rounds: list[RoundsThatFail] = []
     world = market_with(rounds)
     idle = world.add_node(0x21)  # registered and online, never streams
-    for task_id in TASKS:
+    for task_id in ids:
         world.market.submit_task(a_request(task_id), b"{}")
     world.clock.advance(QUEUE_S + 1)
     alive(world, idle)
-    rounds[0].broken, rounds[0].error = {"b"}, error
+    rounds[0].broken, rounds[0].error = set(broken), error
     return world, rounds[0]
 
 
-def silent() -> tuple[MarketWorld, RoundsThatFail]:
-    """Three tasks whose node committed and never revealed, past the reveal window; task b's
-    round cannot be written."""
+def silent(
+    ids: Iterable[str] = TASKS, broken: Iterable[str] = ("b",)
+) -> tuple[MarketWorld, RoundsThatFail]:
+    """Tasks whose node committed and never revealed, past the reveal window (by default
+    three, a to c); the ``broken`` tasks' rounds cannot be written."""
     rounds: list[RoundsThatFail] = []
     world = market_with(rounds)
     node = world.add_node(0x21)
     handle = world.stream(node)
-    for task_id in TASKS:
+    for task_id in ids:
         world.market.submit_task(a_request(task_id), b"{}")
     for pushed in drain(handle):
         world.market.commit_result(
             commitment_envelope(node, pushed.task.task_id, OUTPUT, world.clock.now()))
     world.clock.advance(world.market.config.reveal_windows.reveal_window_s + 1)
     alive(world, node)
-    rounds[0].broken = {"b"}
+    rounds[0].broken = set(broken)
     return world, rounds[0]
 
 
@@ -157,3 +173,39 @@ def test_a_store_outage_while_ending_tasks_ends_the_tick_instead_of_being_tried_
     rounds.broken.clear()  # the store is back: the next tick ends them all
     world.market.tick()
     assert status(world) == {"a": "expired", "b": "expired", "c": "expired"}
+
+
+def ids_of(count: int) -> list[str]:
+    return [f"t{n:02}" for n in range(count)]
+
+
+SWEEPS: dict[str, tuple[Callable[[list[str], set[str]], tuple[MarketWorld, Any]], str, str]] = {
+    "due rounds": (silent, "ROUND_BATCH", "failed"),
+    "stalled tasks": (lambda ids, broken: stalled(ids=ids, broken=broken), "ENDING_BATCH",
+                      "expired"),
+}
+
+
+@pytest.mark.parametrize("sweep", list(SWEEPS))
+@given(count=st.integers(0, 12), limit=st.integers(1, 4), stuck=st.sets(st.integers(0, 11)))
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_every_row_the_tick_can_close_is_closed_within_ceil_n_over_limit_plus_one_ticks(
+    sweep: str, count: int, limit: int, stuck: set[int]
+) -> None:
+    build, batch, closed = SWEEPS[sweep]
+    ids = ids_of(count)
+    broken = {ids[n] for n in stuck if n < count}
+    world, _ = build(ids, broken)
+    with patch.object(reveals_module, batch, limit):
+        for _ in range(math.ceil(count / limit) + 1):
+            world.market.tick()
+    assert status(world, ids) == {i: "pending" if i in broken else closed for i in ids}
+
+
+def test_rounds_after_a_full_tick_of_rounds_that_cannot_be_closed_are_judged_on_the_next(
+) -> None:
+    ids = [f"t{n:03}" for n in range(reveals_module.ROUND_BATCH + 2)]
+    world, _ = silent(ids, ids[:reveals_module.ROUND_BATCH])  # the first page: the old window
+    world.market.tick()
+    world.market.tick()
+    assert status(world, ids[-2:]) == {ids[-2]: "failed", ids[-1]: "failed"}

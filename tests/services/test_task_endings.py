@@ -34,6 +34,7 @@ from owm_core.market.endings import end_bound_s
 from owm_core.market.funding import Balance, Escrow, credit_balance
 from owm_core.market.tasks import TaskState
 from owm_core.ports.repositories import Repositories
+from tests.core.coordination.test_coordination import stalled
 from tests.reveals import commitment_envelope, proof_envelope, salt_of
 from tests.services.market_world import (
     COORDINATOR,
@@ -243,8 +244,9 @@ def test_a_restart_between_ending_a_task_and_closing_its_escrow_pays_once_and_re
     spot_checked_result(first)
     first.clock.advance(QUEUE_S + 1)
     # The coordinator ends the task (one transaction) and dies before it reconciles the escrow.
-    (ended,) = end_stalled(first.repositories, first.clock.now(), first.market.config.verification,
-                           b"seed")
+    now = first.clock.now()
+    (ended,) = end_stalled(first.repositories, stalled(first.repositories, now), now,
+                           first.market.config.verification, b"seed")
     assert ended.outcome is not None and [t.task_id for t in ended.dropped] == ["job:check"]
     assert not escrow_of(first).closed
 

@@ -22,27 +22,32 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import attrs
 
 from owm_adapters.services.coordinator.sealing import TaskSealing
 from owm_adapters.services.coordinator.shared import ServiceConfig
+from owm_adapters.services.sweep_cursor import SweepCursor
 from owm_core.coordination.endings import Ended, end_stalled, end_task
 from owm_core.coordination.reveals import (
     CommitOutcome,
     RevealWindows,
     close_due_rounds,
     commit_result,
+    due_cutoff,
     reveal_result,
 )
 from owm_core.coordination.tasks import ProofOutcome
 from owm_core.errors import DomainError
-from owm_core.market.tasks import Settlement
+from owm_core.market.tasks import Settlement, Task
 from owm_core.ports.clock import Clock
 from owm_core.ports.stores import MarketStore
 
 log = logging.getLogger(__name__)
 
+ROUND_BATCH = 100
+"""Rounds whose windows may have passed looked at per tick."""
 ENDING_BATCH = 500
 """Replicas waiting past their queue time looked at per tick."""
 
@@ -56,6 +61,10 @@ class ResultRounds:
     clock: Clock
     config: ServiceConfig
     _seed: bytes
+    _due: SweepCursor[str] = attrs.field(init=False, factory=lambda: SweepCursor(""))
+    _stalled: SweepCursor[tuple[int, int]] = attrs.field(
+        init=False, factory=lambda: SweepCursor((0, 0))
+    )
 
     def commit(self, raw: bytes) -> CommitOutcome:
         """Store a node's signed commitment (phase one); whether reveals are open now."""
@@ -73,11 +82,17 @@ class ResultRounds:
         )
 
     def close_due(self) -> list[ProofOutcome]:
-        """Close the windows that have passed; the verdicts this reached. A round that fails
-        to close is logged and left for the next tick; the others close (SRS-PERF-07)."""
+        """Close the windows that have passed; the verdicts this reached. Each tick looks at
+        the next :data:`ROUND_BATCH` due rounds after the last one it looked at
+        (:class:`~owm_adapters.services.sweep_cursor.SweepCursor`), so every due round is
+        looked at within a bounded number of ticks however many before it keep failing: such
+        a round is logged and left for a later tick; the others close (SRS-PERF-07)."""
+        now = self.clock.now()
+        due = partial(self.repositories.commitments.rounds_started_by_after,
+                      due_cutoff(now, self.windows))
         return close_due_rounds(
-            self.repositories, self.clock.now(), self.config.verification, self._seed,
-            self.windows, failed=_round_not_closed,
+            self.repositories, self._due.page(due, str, ROUND_BATCH), now,
+            self.config.verification, self._seed, self.windows, failed=_round_not_closed,
         )
 
     @property
@@ -87,11 +102,17 @@ class ResultRounds:
         return attrs.evolve(self.config.reveal_windows, check_wait_s=self.config.queue_timeout_s)
 
     def end_stalled(self) -> list[Ended]:
-        """End the tasks whose waiting replicas no node took in time (the tick). A task that
-        fails to end is logged and left for the next tick; the others end (SRS-PERF-07)."""
+        """End the tasks whose waiting replicas no node took in time (the tick): the next
+        :data:`ENDING_BATCH` such replicas after the last one looked at, as in
+        :meth:`close_due`. A task that fails to end is logged and left for a later tick; the
+        others end (SRS-PERF-07)."""
+        now = self.clock.now()
+        page = self._stalled.page(
+            partial(self.repositories.tasks.expired_after, now), _expiry_key, ENDING_BATCH
+        )
         ended = end_stalled(
-            self.repositories, self.clock.now(), self.config.verification, self._seed,
-            ENDING_BATCH, failed=_task_not_ended,
+            self.repositories, [task for _, task in page], now, self.config.verification,
+            self._seed, failed=_task_not_ended,
         )
         for done in ended:
             _log_ending(done)
@@ -107,6 +128,12 @@ class ResultRounds:
         if done is not None:
             _log_ending(done)
             into.append(done)
+
+
+def _expiry_key(row: tuple[int, Task]) -> tuple[int, int]:
+    """Where a page of expired replicas goes on after ``row``: ``(expires_at, position)``."""
+    seq, task = row
+    return (task.expires_at or 0, seq)
 
 
 def _round_not_closed(round_id: str, exc: DomainError) -> None:

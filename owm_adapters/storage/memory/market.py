@@ -58,15 +58,19 @@ class MemoryTaskRepository(StateRepository):
                         break
             return found
 
-    def expired(self, now: int, limit: int = 100) -> Sequence[Task]:
-        """Assignable tasks whose ``expires_at`` < ``now``, earliest first."""
+    def expired_after(
+        self, now: int, after: tuple[int, int] = (0, 0), limit: int = 100
+    ) -> Sequence[tuple[int, Task]]:
+        """Up to ``limit`` assignable tasks expired before ``now`` after ``(expires_at, seq)``
+        ``after``, in that order, with positions."""
         with self._lock:
-            late = [
-                (t.expires_at, seq, t)
+            late = sorted(
+                ((t.expires_at, seq), t)
                 for seq, t in self._state.tasks.values()
                 if t.state in ASSIGNABLE_STATES and t.expires_at is not None and t.expires_at < now
-            ]
-            return [t for _, _, t in sorted(late, key=lambda x: (x[0], x[1]))][:limit]
+                and (t.expires_at, seq) > after
+            )
+            return [(key[1], t) for key, t in late[:limit]]
 
     def in_state_after(
         self, state: TaskState, after: int = 0, limit: int = 100
@@ -179,14 +183,15 @@ class MemoryCommitmentRepository(StateRepository):
             found = [r for r in self._state.commitments.values() if r.round_id == round_id]
         return sorted(found, key=lambda r: (r.committed_at, r.commitment.replica_id))
 
-    def rounds_started_by(self, cutoff: int, limit: int = 100) -> Sequence[str]:
-        """Up to ``limit`` rounds whose first commitment arrived at or before ``cutoff``."""
+    def rounds_started_by_after(
+        self, cutoff: int, after: str = "", limit: int = 100
+    ) -> Sequence[str]:
+        """Up to ``limit`` rounds first committed to by ``cutoff``, by id after ``after``."""
         first: dict[str, int] = {}
         with self._lock:
             for r in self._state.commitments.values():
                 first[r.round_id] = min(first.get(r.round_id, r.committed_at), r.committed_at)
-        due = sorted((at, round_id) for round_id, at in first.items() if at <= cutoff)
-        return [round_id for _, round_id in due[:limit]]
+        return sorted(r for r, at in first.items() if at <= cutoff and r > after)[:limit]
 
     def delete_round(self, round_id: str) -> None:
         """Forget the commitments of a judged round."""

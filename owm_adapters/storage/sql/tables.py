@@ -165,7 +165,7 @@ tasks = Table(
     Index(None, "state", "seq"),
     Index(None, "node_id", "state"),
     Index(None, "state", "deadline_at"),
-    Index(None, "state", "expires_at"),
+    Index(None, "state", "expires_at", "seq"),  # the tick's expired pages (migration 0040)
 )
 
 proofs = Table(

@@ -46,8 +46,12 @@ class TaskRepository(Protocol):
         ``after``, in storage order, each with its position (pass the last one back to go on)."""
         ...
 
-    def expired(self, now: int, limit: int = 100) -> Sequence[Task]:
-        """Assignable tasks whose ``expires_at`` < ``now``, earliest first."""
+    def expired_after(
+        self, now: int, after: tuple[int, int] = (0, 0), limit: int = 100
+    ) -> Sequence[tuple[int, Task]]:
+        """Up to ``limit`` assignable tasks whose ``expires_at`` < ``now``, each with its
+        position, in ``(expires_at, position)`` order after ``after`` (the last one's
+        ``(expires_at, position)``, passed back to go on: a sweep)."""
         ...
 
     def assigned_to(self, node_id: str) -> Sequence[Task]:
@@ -177,9 +181,12 @@ class CommitmentRepository(Protocol):
         """The commitments of ``round_id``, earliest first."""
         ...
 
-    def rounds_started_by(self, cutoff: int, limit: int = 100) -> Sequence[str]:
-        """Up to ``limit`` rounds whose first commitment arrived at or before ``cutoff``,
-        oldest first (the rounds whose windows may have closed)."""
+    def rounds_started_by_after(
+        self, cutoff: int, after: str = "", limit: int = 100
+    ) -> Sequence[str]:
+        """Up to ``limit`` rounds whose first commitment arrived at or before ``cutoff`` (the
+        rounds whose windows may have closed), by id after ``after`` (the last one, passed
+        back to go on: a sweep)."""
         ...
 
     def delete_round(self, round_id: str) -> None:

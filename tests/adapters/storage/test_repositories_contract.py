@@ -502,17 +502,27 @@ def test_tasks_of_a_state_are_paged_by_position_past_any_number_of_others(
     ]
 
 
-def test_waiting_tasks_past_their_expiry_are_listed_earliest_first(repos: Repositories) -> None:
-    for i, expires_at in ((0, T0 + 50), (1, T0 + 10), (2, None), (3, T0 + 30)):
+def test_waiting_tasks_past_their_expiry_are_paged_earliest_first(repos: Repositories) -> None:
+    for i, expires_at in ((0, T0 + 50), (1, T0 + 10), (2, None), (3, T0 + 30), (4, T0 + 50)):
         repos.tasks.add(market.submit(a_request(f"task-{i}"), expires_at))
     repos.tasks.save(assigned("task-3", identity(1).node_id))
-    assert repos.tasks.expired(T0 + 10) == []
-    assert [t.task_id for t in repos.tasks.expired(T0 + 60)] == ["task-1", "task-0"]
-    assert [t.task_id for t in repos.tasks.expired(T0 + 60, limit=1)] == ["task-1"]
+
+    def expired(now: int, after: tuple[int, int] = (0, 0), limit: int = 100) -> list[str]:
+        return [t.task_id for _, t in repos.tasks.expired_after(now, after, limit)]
+
+    assert expired(T0 + 10) == []
+    assert expired(T0 + 60) == ["task-1", "task-0", "task-4"]
+    first = repos.tasks.expired_after(T0 + 60, limit=2)
+    assert [t.task_id for _, t in first] == ["task-1", "task-0"]
+    (seq, task) = first[-1]
+    assert task == repos.tasks.get("task-0")
+    assert expired(T0 + 60, (T0 + 50, seq)) == ["task-4"]  # the same expiry, stored later
+    assert expired(T0 + 60, (T0 + 10, 0), limit=1) == ["task-1"]
+    assert expired(T0 + 60, (T0 + 51, 0)) == []
     gone = market.expire(market.submit(a_request("task-1"), T0 + 10))
     repos.tasks.save(gone, expected_state=TaskState.SUBMITTED)
     assert repos.tasks.get("task-1") == gone
-    assert [t.task_id for t in repos.tasks.expired(T0 + 60)] == ["task-0"]
+    assert expired(T0 + 60) == ["task-0", "task-4"]
 
 
 # --------------------------------------------------------------------------- proofs
@@ -1237,9 +1247,11 @@ def test_commitments_are_kept_per_round_until_the_round_is_deleted(repos: Reposi
     repos.commitments.add(first)  # the same again: a retry
 
     assert list(repos.commitments.for_round("job")) == [first, second]
-    assert list(repos.commitments.rounds_started_by(100)) == ["other", "job"]
-    assert list(repos.commitments.rounds_started_by(95)) == ["other"]
-    assert list(repos.commitments.rounds_started_by(100, limit=1)) == ["other"]
+    assert list(repos.commitments.rounds_started_by_after(100)) == ["job", "other"]
+    assert list(repos.commitments.rounds_started_by_after(95)) == ["other"]
+    assert list(repos.commitments.rounds_started_by_after(100, limit=1)) == ["job"]
+    assert list(repos.commitments.rounds_started_by_after(100, "job")) == ["other"]
+    assert list(repos.commitments.rounds_started_by_after(100, "other")) == []
     with pytest.raises(Conflict):
         repos.commitments.add(_commitment("job", "job:0", "n-a", 100, "99"))
     repos.commitments.delete_round("job")

@@ -62,6 +62,7 @@ from owm_core.identity.keys import Identity
 from owm_core.market.tasks import (
     Settlement,
     SettlementKind,
+    Task,
     TaskRequest,
     TaskState,
     VerificationMode,
@@ -392,6 +393,11 @@ def test_no_node_ever_holds_two_replicas_of_one_task(nodes: int, redundancy: int
     assert len(waiting) == redundancy - len(holders)
 
 
+def stalled(repos: Repositories, now: int) -> list[Task]:
+    """The replicas the market's tick hands :func:`end_stalled` (one page holds them all)."""
+    return [task for _, task in repos.tasks.expired_after(now)]
+
+
 def test_a_task_nobody_took_by_its_expiry_expires_and_one_a_node_started_drops_what_waits(
 ) -> None:
     repos = memory_repositories()
@@ -401,8 +407,9 @@ def test_a_task_nobody_took_by_its_expiry_expires_and_one_a_node_started_drops_w
     offer = offer_of(node_record(identity()), MANIFEST, ["inference"], 1_000)
     plan_dispatch(repos, started[:1], [offer], NOW, 600)
 
-    assert end_stalled(repos, NOW + 60, policy, b"seed") == []  # expiry is strictly after
-    ended = {e.task_id: e for e in end_stalled(repos, NOW + 61, policy, b"seed")}
+    assert stalled(repos, NOW + 60) == []  # expiry is strictly after
+    late = NOW + 61
+    ended = {e.task_id: e for e in end_stalled(repos, stalled(repos, late), late, policy, b"seed")}
 
     assert [t.task_id for t in ended["idle"].expired] == ["idle:0", "idle:1"]
     idle = [repos.tasks.get(f"idle:{i}") for i in range(2)]

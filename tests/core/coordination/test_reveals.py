@@ -21,9 +21,16 @@ from owm_core.coordination.reveals import (
     RevealWindows,
     close_due_rounds,
     commit_result,
+    due_cutoff,
     reveal_result,
 )
-from owm_core.coordination.tasks import offer_of, plan_dispatch, submit_task, task_outcome
+from owm_core.coordination.tasks import (
+    ProofOutcome,
+    offer_of,
+    plan_dispatch,
+    submit_task,
+    task_outcome,
+)
 from owm_core.errors import (
     Conflict,
     InvalidTransition,
@@ -71,6 +78,13 @@ def reveal(repos: MemoryRepositories, who: Identity, task_id: str, output: bytes
            now: int = NOW, claimed: bytes | None = None) -> None:
     raw = proof_envelope(who, task_id, claimed if claimed is not None else output, now)
     reveal_result(repos, raw, salt_of(who.node_id, task_id), output, now, POLICY, b"s", WINDOWS)
+
+
+def close_due(repos: MemoryRepositories, now: int, policy: VerificationPolicy, seed: bytes,
+              windows: RevealWindows) -> list[ProofOutcome]:
+    """The tick's closing over every round due by ``now``."""
+    due = repos.commitments.rounds_started_by_after(due_cutoff(now, windows))
+    return close_due_rounds(repos, due, now, policy, seed, windows)
 
 
 def paid(repos: MemoryRepositories, replica: str) -> bool:
@@ -130,7 +144,7 @@ def test_a_copied_commitment_is_refused_and_the_copier_is_never_paid() -> None:
         commit_result(repos, copied, NOW, POLICY, WINDOWS)
 
     commit(repos, b, replica[b.node_id], TRUTH)
-    close_due_rounds(repos, NOW + WINDOWS.commit_window_s, POLICY, b"s", WINDOWS)
+    close_due(repos, NOW + WINDOWS.commit_window_s, POLICY, b"s", WINDOWS)
     for who in (a, b):
         reveal(repos, who, replica[who.node_id], TRUTH, now=NOW + WINDOWS.commit_window_s)
     assert paid(repos, replica[a.node_id]) and paid(repos, replica[b.node_id])
@@ -149,7 +163,7 @@ def test_a_lazy_node_that_learns_the_hash_after_committing_cannot_open_its_commi
         reveal(repos, lazy, replica[lazy.node_id], TRUTH)  # the revealed truth, copied
 
     reveal(repos, b, replica[b.node_id], TRUTH)
-    judged = close_due_rounds(repos, NOW + WINDOWS.reveal_window_s + 1, POLICY, b"s", WINDOWS)
+    judged = close_due(repos, NOW + WINDOWS.reveal_window_s + 1, POLICY, b"s", WINDOWS)
     kinds = {s.node_id: s.kind for o in judged for s in o.settlements}
     assert kinds == {a.node_id: SettlementKind.SETTLE, b.node_id: SettlementKind.SETTLE,
                      lazy.node_id: SettlementKind.FORFEIT}
@@ -173,9 +187,9 @@ def test_a_silent_node_forfeits_when_the_reveal_window_closes_and_the_others_are
         commit(repos, who, replica[who.node_id], TRUTH)
     reveal(repos, a, replica[a.node_id], TRUTH)
     reveal(repos, b, replica[b.node_id], TRUTH)
-    assert close_due_rounds(repos, NOW + WINDOWS.reveal_window_s, POLICY, b"s", WINDOWS) == []
+    assert close_due(repos, NOW + WINDOWS.reveal_window_s, POLICY, b"s", WINDOWS) == []
 
-    (judged,) = close_due_rounds(repos, NOW + WINDOWS.reveal_window_s + 1, POLICY, b"s", WINDOWS)
+    (judged,) = close_due(repos, NOW + WINDOWS.reveal_window_s + 1, POLICY, b"s", WINDOWS)
 
     kinds = {s.node_id: s.kind for s in judged.settlements}
     assert kinds[silent.node_id] is SettlementKind.FORFEIT
@@ -193,7 +207,7 @@ def test_replicas_nobody_committed_to_are_abandoned_when_the_commit_window_close
         reveal(repos, a, replica[a.node_id], TRUTH)
     late = NOW + WINDOWS.commit_window_s
 
-    close_due_rounds(repos, late, POLICY, b"s", WINDOWS)
+    close_due(repos, late, POLICY, b"s", WINDOWS)
     reveal(repos, a, replica[a.node_id], TRUTH, now=late)
     reveal(repos, b, replica[b.node_id], TRUTH, now=late)
 
@@ -263,7 +277,7 @@ def test_a_lazy_node_is_never_paid(honest: int, lazy: list[str]) -> None:
             raw = commitment_envelope(n, rid, guess, NOW)
         attempt(commit_result, repos, raw, NOW, policy, LONG)
     opened = NOW + LONG.commit_window_s
-    close_due_rounds(repos, opened, policy, b"s", LONG)
+    close_due(repos, opened, policy, b"s", LONG)
     for n in good:
         rid = replica[n.node_id]
         raw = proof_envelope(n, rid, TRUTH, opened)
@@ -277,7 +291,7 @@ def test_a_lazy_node_is_never_paid(honest: int, lazy: list[str]) -> None:
         raw = proof_envelope(n, rid, TRUTH, opened)
         attempt(reveal_result, repos, raw, salt_of(n.node_id, rid), output, opened, policy,
                 b"s", LONG)
-    close_due_rounds(repos, opened + LONG.reveal_window_s + 1, policy, b"s", LONG)
+    close_due(repos, opened + LONG.reveal_window_s + 1, policy, b"s", LONG)
 
     for n, _how in bad:
         assert not paid(repos, replica[n.node_id])

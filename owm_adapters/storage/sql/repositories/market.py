@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Sequence
 
 import attrs
-from sqlalchemy import Table, delete, func, insert, select, text, update
+from sqlalchemy import Table, delete, func, insert, select, text, tuple_, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -107,17 +107,34 @@ class SqlTaskRepository(SqlRepository):
         with self._db.tx() as conn:
             return [(r.seq, from_row(r, Task)) for r in conn.execute(query).all()]
 
-    def expired(self, now: int, limit: int = 100) -> Sequence[Task]:
-        """Assignable tasks whose ``expires_at`` < ``now``, earliest first."""
+    def expired_after(
+        self, now: int, after: tuple[int, int] = (0, 0), limit: int = 100
+    ) -> Sequence[tuple[int, Task]]:
+        """Up to ``limit`` assignable tasks expired before ``now`` after ``(expires_at, seq)``
+        ``after``, in that order, with positions.
+
+        One page per assignable state, merged: each is an ordered range of the ``(state,
+        expires_at, seq)`` index that stops at ``limit`` rows (a single ``state IN (...)``
+        would sort every expired task on each tick)."""
         c = t.tasks.c
-        query = (
-            select(t.tasks)
-            .where(c.state.in_(_ASSIGNABLE), c.expires_at < now)
-            .order_by(c.expires_at, c.seq)
-            .limit(limit)
-        )
+        pages = [
+            select(
+                select(t.tasks)
+                .where(
+                    c.state == state,
+                    c.expires_at < now,
+                    tuple_(c.expires_at, c.seq) > tuple_(*after),
+                )
+                .order_by(c.expires_at, c.seq)
+                .limit(limit)
+                .subquery()  # SQLite: no LIMIT in a UNION's arm
+            )
+            for state in _ASSIGNABLE
+        ]
+        merged = union_all(*pages).subquery()
+        query = select(merged).order_by(merged.c.expires_at, merged.c.seq).limit(limit)
         with self._db.tx() as conn:
-            return [from_row(r, Task) for r in conn.execute(query).all()]
+            return [(r.seq, from_row(r, Task)) for r in conn.execute(query).all()]
 
     def assigned_to(self, node_id: str) -> Sequence[Task]:
         """Tasks ``node_id`` holds (assigned, or committed and not revealed), oldest first."""
@@ -260,15 +277,18 @@ class SqlCommitmentRepository(MappedRepository):
         query = select(t.task_commitments).where(c.round_id == round_id)
         return self._all(query.order_by(c.committed_at, c.replica_id), RecordedCommitment)
 
-    def rounds_started_by(self, cutoff: int, limit: int = 100) -> Sequence[str]:
-        """Up to ``limit`` rounds whose first commitment arrived at or before ``cutoff``."""
+    def rounds_started_by_after(
+        self, cutoff: int, after: str = "", limit: int = 100
+    ) -> Sequence[str]:
+        """Up to ``limit`` rounds first committed to by ``cutoff``, by id after ``after``: the
+        ``round_id`` index read in order from ``after``, grouped as it goes."""
         c = t.task_commitments.c
-        first = func.min(c.committed_at)
         query = (
             select(c.round_id)
+            .where(c.round_id > after)
             .group_by(c.round_id)
-            .having(first <= cutoff)
-            .order_by(first, c.round_id)
+            .having(func.min(c.committed_at) <= cutoff)
+            .order_by(c.round_id)
             .limit(limit)
         )
         with self._db.tx() as conn:
