@@ -16,6 +16,8 @@ from owm_adapters.storage.sql import current_revision, downgrade, head_revision,
 from owm_cli.coordinator import cli
 
 OLDER = "0012"
+#: The tables of a SQLite database (a later migration may replace an index by a better one).
+TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
 
 
 def _config(tmp_path: Path) -> Path:
@@ -69,14 +71,14 @@ def test_migrate_upgrades_an_older_database_keeping_its_rows_and_serve_then_acce
     config = _config(tmp_path)
     url = _older_database(tmp_path, config)
     with sqlite3.connect(tmp_path / "data" / "coordinator.sqlite3") as db:
-        before = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        before = {name for (name,) in db.execute(TABLES)}
     result = CliRunner().invoke(cli, ["migrate", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert f"upgraded from {OLDER} to {head_revision()}" in result.output
     assert current_revision(url) == head_revision()
     repositories_from(load_coordinator_settings(config)).close()  # what serve opens
     with sqlite3.connect(tmp_path / "data" / "coordinator.sqlite3") as db:
-        after = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        after = {name for (name,) in db.execute(TABLES)}
     assert before <= after
 
 
