@@ -27,6 +27,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,6 +107,14 @@ class PostgresServer:
         quote = self.admin.dialect.identifier_preparer.quote
         with self.admin.connect() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS {quote(name)} WITH (FORCE)"))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Refuse a collection in which two tests share a node id: pytest-xdist, which runs the
+    suite's files in worker processes, keeps one test per id and would silently run one."""
+    ids = Counter(item.nodeid for item in session.items)
+    if twice := sorted(nodeid for nodeid, count in ids.items() if count > 1):
+        raise pytest.UsageError(f"tests share a node id, so one of each would run: {twice}")
 
 
 @pytest.fixture(scope="session")
