@@ -79,12 +79,6 @@ class MemoryPaymentRepository(StateRepository):
             rows.sort(key=lambda r: (r[1].created_at, r[0]))
             return [p for _, p in rows]
 
-    def pending(self, limit: int = 100) -> Sequence[RewardPayment]:
-        """Up to ``limit`` payments still owed (pending or failed), oldest first."""
-        owed = (PaymentState.PENDING, PaymentState.FAILED)
-        with self._lock:
-            return [p for p in self._ordered() if p.state in owed][:limit]
-
     def with_state(self, state: PaymentState, limit: int = 100) -> Sequence[RewardPayment]:
         """Up to ``limit`` payments in ``state`` (e.g. in_flight after a restart), oldest first."""
         with self._lock:

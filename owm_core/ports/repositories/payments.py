@@ -50,10 +50,6 @@ class PaymentRepository(Protocol):
         a payee's numbered payouts, looked up a page at a time."""
         ...
 
-    def pending(self, limit: int = 100) -> Sequence[RewardPayment]:
-        """Up to ``limit`` payments still owed (pending or failed), oldest first."""
-        ...
-
     def with_state(self, state: PaymentState, limit: int = 100) -> Sequence[RewardPayment]:
         """Up to ``limit`` payments in ``state`` (e.g. in_flight after a restart), oldest first."""
         ...

@@ -621,14 +621,14 @@ def test_payments_are_looked_up_by_their_ids_oldest_first_and_an_unknown_id_find
     assert repos.payments.with_payment_ids([*many, "pay-4"]) == [a_payment(4)]
 
 
-def test_owed_payments_are_listed_oldest_first(repos: Repositories) -> None:
+def test_payments_in_one_state_are_listed_oldest_first(repos: Repositories) -> None:
     third, first, second = a_payment(3), a_payment(1), a_payment(2)
     for p in (third, first, second):
         repos.payments.upsert(p)
     flying = repos.payments.upsert(start_attempt(second, T0 + 50))
     failed = repos.payments.upsert(fail(start_attempt(third, T0 + 50), T0 + 60, "timeout"))
-    assert repos.payments.pending() == [first, failed]
-    assert repos.payments.pending(limit=1) == [first]
+    assert repos.payments.with_state(PaymentState.PENDING) == [first]
+    assert repos.payments.with_state(PaymentState.FAILED) == [failed]
     assert repos.payments.with_state(PaymentState.IN_FLIGHT) == [flying]
     assert repos.payments.with_state(PaymentState.SUCCEEDED) == []
 
@@ -685,7 +685,7 @@ def test_a_renewed_invoice_replaces_the_old_one_in_the_same_record(repos: Reposi
     assert repos.payments.get("e" * 64) == new
     assert repos.payments.get(old.payment_hash) is None
     assert repos.payments.for_task("task-2") == [new]
-    assert repos.payments.pending() == [first, new]  # its place: created_at order kept
+    assert repos.payments.with_state(PaymentState.PENDING) == [first, new]  # created_at order
     assert repos.payments.for_node(new.node_id) == [new]
     paid = repos.payments.upsert(succeed(start_attempt(new, T0 + 20), T0 + 21))
     assert paid.replaced_hashes == (old.payment_hash,) and paid.memo == "OWM reward task-2"

@@ -109,11 +109,6 @@ class SqlPaymentRepository(MappedRepository):
             return []
         return self._listed(t.payments.c.payment_id.in_(list(payment_ids)))
 
-    def pending(self, limit: int = 100) -> Sequence[RewardPayment]:
-        """Up to ``limit`` payments still owed (pending or failed), oldest first."""
-        owed = [PaymentState.PENDING.value, PaymentState.FAILED.value]
-        return self._listed(t.payments.c.state.in_(owed), limit=limit)
-
     def with_state(self, state: PaymentState, limit: int = 100) -> Sequence[RewardPayment]:
         """Up to ``limit`` payments in ``state`` (e.g. in_flight after a restart), oldest first."""
         return self._listed(t.payments.c.state == state.value, limit=limit)
