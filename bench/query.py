@@ -42,7 +42,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -98,6 +97,7 @@ def serve_coordinator(workdir: str, info_file: str, spot_rate_ppm: int) -> None:
     from owm_adapters.services.coordinator.service import ServiceConfig
     from owm_adapters.services.knowledge import KnowledgeBase
     from owm_adapters.storage.sql import open_repositories, sqlite_url
+    from owm_cli.signals import stopped_by_signals
     from owm_core.access.api_keys import Plan
     from owm_core.market.tasks import VerificationMode, VerificationPolicy
     from owm_server.grpc.server import CoordinatorServer
@@ -141,9 +141,8 @@ def serve_coordinator(workdir: str, info_file: str, spot_rate_ppm: int) -> None:
         {"grpc_port": grpc_server.port, "api_port": api.port, "key": secret,
          "tls_fingerprint": tls.fingerprint, "coordinator_key": coordinator.identity.public_key_hex}
     ))
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    stop.wait()
+    with stopped_by_signals((signal.SIGTERM,)) as stop:
+        stop.wait()
     api.stop(2)
     grpc_server.stop(1)
     coordinator.workers.stop(2)

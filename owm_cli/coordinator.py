@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -23,6 +22,7 @@ from owm_cli.options import (
     render,
     version_option,
 )
+from owm_cli.signals import stopped_by_signals
 from owm_core.access.ratelimit import Transport
 
 if TYPE_CHECKING:
@@ -169,15 +169,8 @@ def serve(config_path: Path | None) -> None:
     if tls_created:
         certificate = tls_paths_of(settings).certificate
         click.echo(f"created the coordinator's TLS certificate {certificate}")
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
     try:
-        with coordinator.running():
+        with stopped_by_signals() as stop, coordinator.running():
             _serve(coordinator, settings, stop, tls)
     finally:
         coordinator.store.close()

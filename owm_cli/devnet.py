@@ -340,14 +340,11 @@ def gov_time(days: int, data_dir: Path) -> None:
 def traffic(data_dir: Path) -> None:
     """Run the traffic loop in the foreground (`up` starts it in the background)."""
     import logging
-    import signal
-    import threading
 
     from owm_adapters.devnet.traffic import run_traffic
+    from owm_cli.signals import stopped_by_signals
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    run_traffic(DevnetLayout.at(data_dir), stop)
+    with stopped_by_signals() as stop:
+        run_traffic(DevnetLayout.at(data_dir), stop)

@@ -137,19 +137,15 @@ def start(config_path: Path) -> None:
     isolated subprocesses and reports signed proofs. SIGTERM drains: no new tasks, running
     ones finish and are reported, then exit 0 (SRS-NODE-09).
     """
-    import signal
     import sys
-    import threading
 
     from owm_adapters.bootstrap.node import build_node
     from owm_adapters.node.context import note
+    from owm_cli.signals import stopped_by_signals
 
     settings = load_node_settings(config_path)
     log_format = click.get_current_context().find_root().params.get("log_format", "text")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with _operator_output(log_format) as say:
+    with stopped_by_signals() as stop, _operator_output(log_format) as say:
         with build_node(settings, say=say).running() as node:
             daemon, health = node.daemon, node.health
             route = f" via SOCKS5 {settings.coordinator.socks5_proxy}" if node.via_proxy else ""
