@@ -227,7 +227,8 @@ def weights_watcher(
     if keep < 0:
         raise ConfigError(f"node.keep_model_versions: {keep} is negative")
     return WeightsWatcher(api_url, identity, CachedModelRuntime(model_dir), timestamping,
-                          SystemClock(), proxy=settings.coordinator.upload_proxy or None, say=say,
+                          SystemClock(), coordinator_key=coordinator_public_key(settings),
+                          proxy=settings.coordinator.upload_proxy or None, say=say,
                           policy=destination_policy_of(settings), pending_versions=pending,
                           keep_versions=keep)
 

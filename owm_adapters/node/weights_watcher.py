@@ -95,6 +95,8 @@ class WeightsWatcher:
     runtime: CachedModelRuntime
     timestamping: Timestamping
     clock: Clock
+    coordinator_key: str = attrs.field(kw_only=True)
+    """The coordinator's public key (``[coordinator] public_key``) its requests are signed for."""
     proxy: str | None = attrs.field(default=None, kw_only=True)
     say: Callable[[str], None] = attrs.field(default=print, kw_only=True)
     timeout_s: float = attrs.field(default=60.0, kw_only=True)
@@ -128,8 +130,9 @@ class WeightsWatcher:
         path_and_query = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         now = self.clock.now()
         nonce = self._entropy(16).hex()
-        signature = self.identity.sign(signed_request_message("GET", path_and_query, now, nonce,
-                                                              b""))
+        signature = self.identity.sign(
+            signed_request_message(self.coordinator_key, "GET", path_and_query, now, nonce, b"")
+        )
         request = urllib.request.Request(url, headers={  # noqa: S310 (http/https checked above)
             "X-OWM-Node-Key": self.identity.public_key_hex,
             "X-OWM-Timestamp": str(now),

@@ -9,9 +9,10 @@ This module owns the rules of API access (SRS 4.8.1, SRS-API-02/03, SRS-SEC-03):
   and signed requests outside node management), or None when it is not limited.
 * Signed requests: a node operator sends ``X-OWM-Node-Key`` (public key hex),
   ``X-OWM-Timestamp`` (POSIX seconds), ``X-OWM-Nonce`` (16–64 hex) and ``X-OWM-Signature``
-  (Ed25519 over :func:`signed_request_message`: the method, path with query, timestamp, nonce and
-  the SHA-256 of the body, under a domain tag). :class:`SignedRequestGuard` refuses requests
-  outside a ±``window_s`` freshness window and repeated ``(key, nonce)`` pairs.
+  (Ed25519 over :func:`signed_request_message`: the coordinator's public key, the method, path
+  with query, timestamp, nonce and the SHA-256 of the body, under a domain tag).
+  :class:`SignedRequestGuard` refuses requests outside a ±``window_s`` freshness window and
+  repeated ``(key, nonce)`` pairs.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from owm_core.errors import InvalidValue, ReplayGuardFull, ReplayRejected
 from owm_core.identity.envelopes import NonceLedger
 from owm_core.identity.keys import SIGNATURE_HEX, parse_public_key, verify_signature
 
-SIGNED_REQUEST_DOMAIN = b"owm/http-request/v1\x00"
+SIGNED_REQUEST_DOMAIN = b"owm/http-request/v2\x00"
 DEFAULT_SIGNED_WINDOW_S = 300
 _NONCE = re.compile(r"[0-9a-f]{16,64}")
 
@@ -98,10 +99,18 @@ def parse_signed_request(
 
 
 def signed_request_message(
-    method: str, path_and_query: str, timestamp: int, nonce: str, body: bytes
+    coordinator_key: str, method: str, path_and_query: str, timestamp: int, nonce: str,
+    body: bytes,
 ) -> bytes:
-    """The bytes a node signs for one request: domain tag, then one line per part."""
+    """The bytes a node signs for one request: domain tag, then one line per part.
+
+    The first line, the public key of the coordinator the request is meant for (64 hex, what
+    nodes pin as ``[coordinator] public_key``), binds the signature to that coordinator: a
+    request signed for a testnet coordinator does not verify at the mainnet one, however
+    fresh (SRS-SEC-03). Coordinators that share a store share that key (SRS-COORD-05).
+    """
     lines = [
+        coordinator_key.lower(),
         method.upper(),
         path_and_query,
         str(timestamp),
@@ -112,10 +121,13 @@ def signed_request_message(
 
 
 def verify_signed_request(
-    request: SignedRequest, method: str, path_and_query: str, body: bytes
+    request: SignedRequest, coordinator_key: str, method: str, path_and_query: str, body: bytes
 ) -> None:
-    """Raise SignatureInvalid unless the node's key signed exactly this request."""
-    message = signed_request_message(method, path_and_query, request.timestamp, request.nonce, body)
+    """Raise SignatureInvalid unless the node's key signed exactly this request, for the
+    coordinator whose public key is ``coordinator_key``."""
+    message = signed_request_message(
+        coordinator_key, method, path_and_query, request.timestamp, request.nonce, body
+    )
     verify_signature(request.public_key, message, bytes.fromhex(request.signature))
 
 

@@ -46,10 +46,13 @@ Send `X-OWM-Node-Key` (Ed25519 public key, 64 hex), `X-OWM-Timestamp` (POSIX sec
 300 s of the server's clock), `X-OWM-Nonce` (16–64 hex, never reused) and `X-OWM-Signature`:
 the Ed25519 signature (128 hex) of
 
-    b"owm/http-request/v1\\x00" + "\\n".join([METHOD, path?query, timestamp, nonce,
-                                              sha256_hex(body)]).encode()
+    b"owm/http-request/v2\\x00" + "\\n".join([COORDINATOR_KEY, METHOD, path?query,
+                                              timestamp, nonce, sha256_hex(body)]).encode()
 
-(`owm_core.access.callers.signed_request_message`).
+where `COORDINATOR_KEY` is the coordinator's public key (64 lower-case hex; `coordinator_key` in
+`GET /v1/network/coordinator`, `[coordinator] public_key` in a node's config). It binds the
+signature to one coordinator: a request signed for a testnet coordinator does not verify at
+the mainnet one (`owm_core.access.callers.signed_request_message`).
 
 ### Live mining dashboard (WebSocket)
 

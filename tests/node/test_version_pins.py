@@ -44,7 +44,7 @@ from owm_core.provenance.versions import ModelVersion, ProofStatus, new_model_ve
 from tests.node.conftest import MANIFEST, Network
 from tests.node.test_daemon import wait_for
 from tests.node.test_weights import Devnet
-from tests.node.test_weights_watcher import IDENTITY, FakeApi
+from tests.node.test_weights_watcher import COORDINATOR, IDENTITY, FakeApi
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -86,7 +86,7 @@ def watcher(api: FakeApi, devnet: Devnet, model_dir: Path) -> WeightsWatcher:
     from owm_core.access.destinations import DestinationPolicy
 
     return WeightsWatcher(api.url, IDENTITY, CachedModelRuntime(model_dir), devnet.ots,
-                          SystemClock(), say=lambda _line: None,
+                          SystemClock(), coordinator_key=COORDINATOR, say=lambda _line: None,
                           policy=DestinationPolicy.devnet())
 
 

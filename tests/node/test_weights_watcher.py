@@ -27,6 +27,7 @@ from tests.node.test_weights import Devnet, tensors
 from tests.services.test_structured_logs import json_lines  # noqa: F401
 
 IDENTITY = Identity.from_seed(bytes(range(32)))
+COORDINATOR = Identity.from_seed(bytes(range(1, 33))).public_key_hex
 
 
 class FakeApi:
@@ -44,7 +45,8 @@ class FakeApi:
             def do_GET(self) -> None:
                 headers = [self.headers.get(h, "") for h in (
                     "X-OWM-Node-Key", "X-OWM-Timestamp", "X-OWM-Nonce", "X-OWM-Signature")]
-                verify_signed_request(parse_signed_request(*headers), "GET", self.path, b"")
+                verify_signed_request(parse_signed_request(*headers), COORDINATOR, "GET", self.path,
+                                      b"")
                 api.paths.append(self.path)
                 prefix = "/v1/model/versions"
                 if self.path == prefix:
@@ -111,7 +113,8 @@ def watcher_for(api: FakeApi, devnet: Devnet, tmp_path: Path, said: list[str],
                 **kwargs: object) -> WeightsWatcher:
     kwargs.setdefault("policy", DestinationPolicy.devnet())  # the fake API listens on loopback
     return WeightsWatcher(api.url, IDENTITY, CachedModelRuntime(tmp_path / "models"),
-                          devnet.ots, SystemClock(), say=said.append, **kwargs)  # type: ignore[arg-type]
+                          devnet.ots, SystemClock(), coordinator_key=COORDINATOR,
+                          say=said.append, **kwargs)  # type: ignore[arg-type]
 
 
 def version(name: str, weights, created_at: int) -> ModelVersion:
@@ -245,13 +248,14 @@ def test_the_watcher_refuses_an_onion_api_or_a_proxy_and_stops_saying_why(devnet
     onion = "http://owmcoordinatorxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.onion"
     said: list[str] = []
     watcher = WeightsWatcher(onion, IDENTITY, CachedModelRuntime(tmp_path / "m"), devnet.ots,
-                             SystemClock(), say=said.append)
+                             SystemClock(), coordinator_key=COORDINATOR, say=said.append)
     with pytest.raises(ClearnetOnly, match="Tor onion address"):
         watcher.poll_once()
     watcher.run(threading.Event(), 0.01)  # returns instead of polling forever
     assert "weights watcher stopped: model weight downloads use clearnet only" in said[0]
     proxied = WeightsWatcher("http://127.0.0.1:1", IDENTITY, CachedModelRuntime(tmp_path / "m"),
-                             devnet.ots, SystemClock(), proxy="127.0.0.1:9050")
+                             devnet.ots, SystemClock(), coordinator_key=COORDINATOR,
+                             proxy="127.0.0.1:9050")
     with pytest.raises(ClearnetOnly, match="SOCKS5 proxy"):
         proxied.poll_once()
 
@@ -262,7 +266,8 @@ def test_the_watcher_refuses_a_loopback_api_unless_the_devnet_allows_it(api, dev
     with pytest.raises(PolicyViolation, match="loopback target"):
         strict.poll_once()
     metadata = WeightsWatcher("http://169.254.169.254", IDENTITY, CachedModelRuntime(tmp_path),
-                              devnet.ots, SystemClock(), policy=DestinationPolicy.devnet())
+                              devnet.ots, SystemClock(), coordinator_key=COORDINATOR,
+                              policy=DestinationPolicy.devnet())
     with pytest.raises(PolicyViolation, match="cloud-metadata target"):
         metadata.poll_once()
     watcher_for(api, devnet, tmp_path, said).poll_once()  # the devnet's allowance: loopback
@@ -270,13 +275,17 @@ def test_the_watcher_refuses_a_loopback_api_unless_the_devnet_allows_it(api, dev
 
 def test_the_node_builds_its_watcher_from_api_url_and_its_own_chain(devnet, tmp_path):
     chain_file = tmp_path / "chain" / "chain.db"
-    settings = NodeSettings(coordinator=CoordinatorLink(api_url="http://127.0.0.1:8000"),
-                            chain=NodeChain(local_chain=str(chain_file)))
+    settings = NodeSettings(
+        coordinator=CoordinatorLink(api_url="http://127.0.0.1:8000", public_key=COORDINATOR),
+        chain=NodeChain(local_chain=str(chain_file)),
+    )
     built = weights_watcher(settings, IDENTITY, tmp_path / "models", print)
     assert built is not None and built.api_url == "http://127.0.0.1:8000"
+    assert built.coordinator_key == COORDINATOR  # what its requests are signed for
     assert built.policy == DestinationPolicy()  # public targets only unless configured
     devnet_settings = NodeSettings(
-        coordinator=CoordinatorLink(api_url="http://127.0.0.1:8000", allow_private_targets=True),
+        coordinator=CoordinatorLink(api_url="http://127.0.0.1:8000", public_key=COORDINATOR,
+                                    allow_private_targets=True),
         chain=NodeChain(local_chain=str(chain_file)),
     )
     devnet_built = weights_watcher(devnet_settings, IDENTITY, tmp_path / "models", print)
@@ -302,7 +311,7 @@ def test_the_daemon_installs_new_versions_in_the_background(api, devnet, tmp_pat
     said: list[str] = []
     watcher = WeightsWatcher(api.url, node.identity, CachedModelRuntime(tmp_path / "models"),
                              devnet.ots, SystemClock(), say=said.append,
-                             policy=DestinationPolicy.devnet())
+                             coordinator_key=COORDINATOR, policy=DestinationPolicy.devnet())
     daemon = NodeDaemon(
         node.identity, InProcessControlPlane(network.service), MANIFEST,
         TaskRunner(model_dir=str(tmp_path / "models")), TaskLog.in_dir(tmp_path / "state"),

@@ -151,7 +151,8 @@ def run_assignment(net: Network, node: SimNode, assignment: pb.TaskAssignment) -
 
 def signed_get(net: Network, node: SimNode, path: str) -> bytes:
     nonce = os.urandom(16).hex()
-    message = signed_request_message("GET", path, net.clock.now(), nonce, b"")
+    message = signed_request_message(net.service.sealing.public_key_hex, "GET", path,
+                                     net.clock.now(), nonce, b"")
     request = urllib.request.Request(net.api_url + path, headers={
         "X-OWM-Node-Key": node.public_key, "X-OWM-Timestamp": str(net.clock.now()),
         "X-OWM-Nonce": nonce, "X-OWM-Signature": node.identity.sign(message).hex(),

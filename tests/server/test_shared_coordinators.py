@@ -38,6 +38,7 @@ from owm_core.nodes.registry import LnNodeUri
 from tests.governance_keys import MAINTAINERS
 from tests.node.test_node_invoices import MONTH_S, pending_payout, sealed
 from tests.server.harness import (
+    COORDINATOR_KEY,
     Coordinator,
     SimNode,
     StepClock,
@@ -183,7 +184,7 @@ def test_an_api_key_gets_one_quota_and_a_signed_request_one_use_across_coordinat
         secret = b"\x07" * 32
         first, second = (
             ApiAccess(s, ledger.lightning(ledger.add_node("treasury")), SystemClock(), config,
-                      secret, shared=True)
+                      secret, coordinator_key=COORDINATOR_KEY.public_key_hex, shared=True)
             for s in stores
         )
         caller = Caller(CallerKind.API_KEY, "k1", "alice", Plan.FREE)
@@ -196,7 +197,7 @@ def test_an_api_key_gets_one_quota_and_a_signed_request_one_use_across_coordinat
         first, second = (
             ApiAccess(s, ledger.lightning(ledger.add_node("treasury")), SystemClock(),
                       attrs.evolve(config, paid_requests_per_day=3, writes_per_day=1),
-                      secret, shared=True)
+                      secret, coordinator_key=COORDINATOR_KEY.public_key_hex, shared=True)
             for s in stores
         )
         assert [first.admit(paid, False, write=True), second.admit(paid, False)] == [2, 1]
@@ -209,7 +210,9 @@ def test_an_api_key_gets_one_quota_and_a_signed_request_one_use_across_coordinat
         node = Identity.from_seed(b"\x32" * 32)  # a node's signed request, replayed
         stores[0].nodes.add(node_record(node, int(time.time())))
         at, nonce = int(time.time()), "cd" * 8
-        signature = node.sign(signed_request_message("GET", "/v1/x", at, nonce, b"")).hex()
+        message = signed_request_message(COORDINATOR_KEY.public_key_hex, "GET", "/v1/x", at, nonce,
+                                         b"")
+        signature = node.sign(message).hex()
         headers = (node.public_key_hex, str(at), nonce, signature)
         assert first.caller_by_signature(headers, "GET", "/v1/x", b"").subject == node.node_id
         with pytest.raises(ReplayRejected):
@@ -230,7 +233,7 @@ def test_an_l402_tokens_per_query_credit_is_spent_once_across_coordinators(
         config = ApiConfig(l402_price_msat=10_000, query_price_msat=4_000)  # two queries
         first, second = (
             ApiAccess(s, ledger.lightning(treasury), SystemClock(), config, b"\x07" * 32,
-                      shared=True)
+                      coordinator_key=COORDINATOR_KEY.public_key_hex, shared=True)
             for s in stores
         )
         offer = first.offer_access()

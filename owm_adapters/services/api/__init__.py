@@ -149,6 +149,7 @@ class ApiServices:
             coordinator=coordinator,
             config=config,
             access=ApiAccess(store, coordinator.lightning, clock, config, l402_secret, entropy,
+                             coordinator_key=coordinator.sealing.public_key_hex,
                              shared=coordinator.config.shared_state),
             releases=Releases(store, cache, ots_chain),
             nodes=Nodes(coordinator, cache, config),

@@ -99,18 +99,22 @@ class ApiAccess:
         l402_secret: bytes,
         entropy: Callable[[int], bytes] = os.urandom,
         *,
+        coordinator_key: str,
         shared: bool = False,
     ) -> None:
-        """``shared``: several coordinators share the store (SRS-COORD-05), so the sliding
-        windows (free tier per key, invoices per client, signed requests per key) count in
-        the store, across them, and so do the daily quotas and the per-query credit of L402
-        tokens; the signed requests' nonces are claimed there too."""
+        """``coordinator_key``: this coordinator's public key, which signed requests must name
+        (:func:`~owm_core.access.callers.signed_request_message`). ``shared``: several
+        coordinators share the store (SRS-COORD-05), so the sliding windows (free tier per
+        key, invoices per client, signed requests per key) count in the store, across them,
+        and so do the daily quotas and the per-query credit of L402 tokens; the signed
+        requests' nonces are claimed there too."""
         if len(l402_secret) < 32:
             raise InvalidValue("l402_secret", "must be at least 32 random bytes")
         self._repositories = repositories
         self._lightning = lightning
         self._clock = clock
         self._config = config
+        self._coordinator_key = coordinator_key
         self._l402_secret = l402_secret
         self._entropy = entropy
         ledger = repositories.rate_log if shared else None
@@ -236,7 +240,14 @@ class ApiAccess:
         (SRS-SEC-03); one registered key records at most ``signed_per_key`` per window.
         """
         request = parse_signed_request(*headers)
-        verify_signed_request(request, method, path_and_query, body)
+        try:
+            verify_signed_request(request, self._coordinator_key, method, path_and_query, body)
+        except SignatureInvalid:
+            raise SignatureInvalid(
+                "signature does not verify: sign owm/http-request/v2 over this coordinator's "
+                f"public key {self._coordinator_key}, the method, path, timestamp, nonce and "
+                "body hash"
+            ) from None
         node_id = node_id_from_public_key(request.public_key)
         if self._repositories.nodes.get(node_id) is None:
             raise SignatureInvalid("the signing key belongs to no registered node")

@@ -20,6 +20,8 @@ from owm_core.errors import InvalidValue, ReplayRejected, SignatureInvalid
 from owm_core.identity.keys import Identity
 
 NODE = Identity.from_seed(b"\x05" * 32)
+MAINNET = Identity.from_seed(b"\x06" * 32).public_key_hex
+TESTNET = Identity.from_seed(b"\x07" * 32).public_key_hex
 T0 = 1_800_000_000
 
 
@@ -37,7 +39,7 @@ def test_only_free_keys_and_nodes_outside_node_management_are_limited() -> None:
 
 
 def _signed(method: str, path: str, body: bytes, nonce: str = "ab" * 8, at: int = T0):  # type: ignore[no-untyped-def]
-    signature = NODE.sign(signed_request_message(method, path, at, nonce, body)).hex()
+    signature = NODE.sign(signed_request_message(MAINNET, method, path, at, nonce, body)).hex()
     return parse_signed_request(NODE.public_key_hex, str(at), nonce, signature)
 
 
@@ -46,17 +48,18 @@ def _signed(method: str, path: str, body: bytes, nonce: str = "ab" * 8, at: int 
     method=st.sampled_from(["GET", "POST", "DELETE"]),
     path=st.from_regex(r"/v1/[a-z/]{0,30}(\?[a-z=0-9&]{0,20})?", fullmatch=True),
     body=st.binary(max_size=64),
-    other=st.sampled_from(["method", "path", "body"]),
+    other=st.sampled_from(["coordinator", "method", "path", "body"]),
 )
-def test_a_signature_covers_method_path_query_and_body(
+def test_a_signature_covers_the_coordinator_method_path_query_and_body(
     method: str, path: str, body: bytes, other: str
 ) -> None:
     request = _signed(method, path, body)
-    verify_signed_request(request, method, path, body)
+    verify_signed_request(request, MAINNET, method, path, body)
     changed = {
-        "method": ("PUT", path, body),
-        "path": (method, path + "x", body),
-        "body": (method, path, body + b"!"),
+        "coordinator": (TESTNET, method, path, body),
+        "method": (MAINNET, "PUT", path, body),
+        "path": (MAINNET, method, path + "x", body),
+        "body": (MAINNET, method, path, body + b"!"),
     }[other]
     with pytest.raises(SignatureInvalid):
         verify_signed_request(request, *changed)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from owm_core.access import l402
 from owm_core.access.api_keys import Plan
 from owm_core.access.ratelimit import API_KEY_FREE_TIER
+from owm_core.identity.keys import Identity
 from tests.server.http.world import World
 
 READ = "/v1/stake/requirements"
@@ -122,6 +123,17 @@ def test_a_signed_request_cannot_be_replayed_moved_or_made_by_a_stranger(world: 
     stranger = world.node()
     reply = world.client.get(path, headers=world.signed(stranger, "GET", path))
     assert reply.status_code == 401
+
+
+def test_a_request_signed_for_another_coordinator_is_refused_naming_this_ones_key(
+    world: World,
+) -> None:
+    node = world.register()
+    path = f"/v1/nodes/{node.node_id}/earnings"
+    testnet = Identity.from_seed(b"\x09" * 32).public_key_hex
+    reply = world.client.get(path, headers=world.signed(node, "GET", path, for_key=testnet))
+    assert reply.status_code == 401 and reply.json()["code"] == "signature-invalid"
+    assert world.services.coordinator.sealing.public_key_hex in reply.json()["detail"]
 
 
 def test_node_only_endpoints_refuse_api_keys(world: World) -> None:

@@ -148,7 +148,8 @@ def guard_full(probe: Probe) -> None:
     served = w.services.access
     one_a_window = ApiConfig(cache_ttl_ms=0, signed_per_key=1)
     w.serve(access=ApiAccess(w.repos, w.ledger.lightning("treasury"), w.clock, one_a_window,
-                             b"\x11" * 32))  # fmt: skip
+                             b"\x11" * 32,
+                             coordinator_key=w.services.coordinator.sealing.public_key_hex))
     try:
         probe.send()
         probe.send()

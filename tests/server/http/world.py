@@ -120,11 +120,15 @@ class World:
         assert reply.status_code == 201, reply.text
         return node
 
-    def signed(self, node: SimNode, method: str, path: str, body: bytes = b"") -> dict[str, str]:
-        """The signature headers of one request by ``node``'s key."""
+    def signed(
+        self, node: SimNode, method: str, path: str, body: bytes = b"", *, for_key: str = ""
+    ) -> dict[str, str]:
+        """The signature headers of one request by ``node``'s key, for this coordinator (or the
+        one whose public key is ``for_key``)."""
         nonce = os.urandom(16).hex()
         at = self.clock.now()
-        message = signed_request_message(method, path, at, nonce, body)
+        key = for_key or self.services.coordinator.sealing.public_key_hex
+        message = signed_request_message(key, method, path, at, nonce, body)
         return {
             "X-OWM-Node-Key": node.public_key,
             "X-OWM-Timestamp": str(at),
