@@ -11,7 +11,7 @@ import click
 
 from owm_adapters.storage import keystore
 from owm_cli.api_client import post_json, v1_url
-from owm_cli.gov import API_OPTION, KEY_OPTION, act, need_api
+from owm_cli.gov import API_OPTION, COORDINATOR_OPTION, KEY_OPTION, act, need_api
 from owm_cli.options import json_option, render
 
 
@@ -33,6 +33,7 @@ def psbt() -> None:
 @click.argument("proposal_id")
 @API_OPTION
 @KEY_OPTION
+@COORDINATOR_OPTION
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Write the unsigned PSBT (base64) here, for the holders to sign.")  # fmt: skip
 @json_option("the spend (PSBT, signers)")
@@ -90,6 +91,7 @@ def combine(
 @click.argument("proposal_id")
 @API_OPTION
 @KEY_OPTION
+@COORDINATOR_OPTION
 @json_option("the receipt (proposal with its txid, log entry)")
 def broadcast(proposal_id: str, api_url: str | None, key_path: Path, as_json: bool) -> None:
     """Finalise, broadcast and record PROPOSAL_ID's transaction (its execute statement)."""

@@ -19,12 +19,16 @@ HOLDERS = [
 ]
 ROLES = GovernanceRoles(maintainers=[m.public_key_hex for m in MAINTAINERS], holders=HOLDERS)
 STRANGER = Identity.from_seed(b"\x77" * 32)
+COORDINATOR = Identity.from_seed(b"\x33" * 32)
+"""The coordinator of the service and log tests: statements are addressed to it by default."""
 
 
 def statement(
     identity: Identity, action: str, proposal_id: str = "", at: int = 0,
-    nonce: str | None = None, **args: Any,
+    nonce: str | None = None, *, to: str = COORDINATOR.public_key_hex, **args: Any,
 ) -> Envelope:  # fmt: skip
-    """A governance statement signed by ``identity`` (``nonce``: a portal's challenge)."""
-    body = GovernanceStatement(action=action, proposal_id=proposal_id, args=dict(args))
+    """A governance statement signed by ``identity`` for the coordinator whose key is ``to``
+    (``nonce``: a portal's challenge)."""
+    body = GovernanceStatement(action=action, proposal_id=proposal_id, args=dict(args),
+                               coordinator=to)  # fmt: skip
     return seal(identity, EnvelopeKind.GOVERNANCE_STATEMENT, body, nonce or os.urandom(16), at)

@@ -151,7 +151,7 @@ class GovernanceService:
     def submit(self, envelope: Envelope) -> Receipt:
         """Check, apply and log one signed statement (see the module docstring)."""
         verify(envelope)
-        action, statement = read_statement(envelope)
+        action, statement = read_statement(envelope, self._coordinator.public_key_hex)
         wall = self._clock.now()
         if abs(envelope.issued_at - wall) > self.config.freshness_window_s:
             raise ReplayRejected(

@@ -73,14 +73,24 @@ _MAINTAINER_ONLY = {GovernanceAction.EXTEND, GovernanceAction.CLOSE}
 _TREASURY_ROLES = {GovernanceAction.PSBT_CREATE}
 
 
-def read_statement(envelope: Envelope) -> tuple[GovernanceAction, GovernanceStatement]:
-    """The action and typed body of a governance envelope; InvalidValue naming the field.
+def read_statement(
+    envelope: Envelope, coordinator_key: str
+) -> tuple[GovernanceAction, GovernanceStatement]:
+    """The action and typed body of a governance envelope addressed to the coordinator whose
+    public key is ``coordinator_key``; InvalidValue naming the field (SRS-SEC-03: a statement
+    addressed to another coordinator, e.g. read from a testnet's public log, is refused).
 
     Does not verify the signature (the caller does, once, before anything else).
     """
     if envelope.kind is not EnvelopeKind.GOVERNANCE_STATEMENT:
         raise InvalidValue("kind", f"must be {EnvelopeKind.GOVERNANCE_STATEMENT.value}")
     statement = GovernanceStatement.from_body(envelope.body)
+    if statement.coordinator != coordinator_key:
+        raise InvalidValue(
+            "body.coordinator",
+            f"is addressed to coordinator {statement.coordinator}, not this one "
+            f"({coordinator_key}): sign it for this coordinator",
+        )
     try:
         action = GovernanceAction(statement.action)
     except ValueError:

@@ -11,8 +11,8 @@ canonical(fields)``.
 
 :func:`verify_log` (``owm gov log verify``) reports the first entry that was edited, removed,
 inserted or reordered, whose statement does not verify against its signer, or whose statement
-says something else than the entry. A removal at the end shows only against a head hash known
-from elsewhere (``expected_head``). SRS-GOV-01..06.
+says something else than the entry or is addressed to another coordinator. A removal at the
+end shows only against a head hash known from elsewhere (``expected_head``). SRS-GOV-01..06.
 """
 
 from __future__ import annotations
@@ -108,8 +108,10 @@ def append_to_log(
     ).signed(coordinator)  # fmt: skip
 
 
-def _statement_problem(entry: GovernanceLogEntry) -> str | None:
-    """Why the embedded statement does not back the entry, or None."""
+def _statement_problem(entry: GovernanceLogEntry, coordinator_pubkey: str) -> str | None:
+    """Why the embedded statement does not back the entry, or None. A statement logged
+    before statements named their coordinator (no ``coordinator`` in its body) still backs
+    its entry: the coordinator's signature over the entry says it was taken there."""
     if entry.statement is None:
         return None
     try:
@@ -124,6 +126,8 @@ def _statement_problem(entry: GovernanceLogEntry) -> str | None:
         return "the statement's action is not the entry's"
     if body.get("proposal_id") not in ("", entry.proposal_id):
         return "the statement names another proposal"
+    if body.get("coordinator", coordinator_pubkey) != coordinator_pubkey:
+        return "the statement is addressed to another coordinator"
     return None
 
 
@@ -138,6 +142,6 @@ def verify_log(
     def problem_of(entry: GovernanceLogEntry) -> str | None:
         if not entry.signed_by(coordinator_pubkey):
             return "signature does not verify: entry edited or forged"
-        return _statement_problem(entry)
+        return _statement_problem(entry, coordinator_pubkey)
 
     return verify_chain(entries, problem_of, expected_head)

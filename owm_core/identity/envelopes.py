@@ -560,6 +560,11 @@ class GovernanceStatement(BodyFields):
     (a title, a comment, a new deadline…), checked by the rule that applies the action. The
     signature is the role's credential: the coordinator appends every accepted statement,
     verbatim, to its governance log.
+
+    ``coordinator`` is the public key of the coordinator the statement is addressed to: the
+    log is public and maintainers often hold the same key on several networks, so without it
+    a statement read from a testnet's log could be replayed, while fresh, at mainnet's
+    coordinator (SRS-SEC-03); a coordinator takes only statements addressed to it.
     """
 
     KIND: ClassVar[EnvelopeKind] = EnvelopeKind.GOVERNANCE_STATEMENT
@@ -569,6 +574,7 @@ class GovernanceStatement(BodyFields):
         validator=fields.matches(_PROPOSAL_ID_RE, "a proposal id ([A-Za-z0-9_.:-]) or empty")
     )
     args: dict[str, Any] = attrs.field(validator=_canonical_body, hash=False)
+    coordinator: str = attrs.field(validator=fields.hex_digest(32))
 
 
 Body = (

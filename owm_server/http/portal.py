@@ -8,7 +8,8 @@ htmx (SRS-GOV-01..06).
   treasury spend, and a form per action (comment, extend, acknowledge, close, execute).
 * ``POST /governance/submit`` — a contributor submits with an API key (a linked identity).
 * ``POST /governance/act`` — any action as a signed statement pasted into the form: the page
-  shows the ``owm gov … --sign-only --challenge C`` command that writes it with the signer's
+  shows the ``owm gov … --sign-only --coordinator K --challenge C`` command (``K``: this
+  coordinator's key, which the statement is addressed to) that writes it with the signer's
   own key, so no key ever reaches the browser or the coordinator (SRS-SEC-12 in spirit: keys
   stay with their holders). ``C`` is a fresh challenge of this coordinator, answered within
   300 s and once (:mod:`owm_core.coordination.portal_challenges`): a challenge–response whose
@@ -114,12 +115,16 @@ def _table(rows: list[str], empty: str) -> str:
     return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def _challenge(services: ApiServices) -> str:
-    """A fresh challenge for this page's signed forms (``--challenge``)."""
-    return services.statements.challenge() if services.statements is not None else ""
+def _signing_flags(services: ApiServices) -> str:
+    """The ``owm gov … --sign-only`` flags of this page's signed forms: this coordinator's
+    key (``--coordinator``) and a fresh challenge (``--challenge``)."""
+    statements = services.statements
+    if statements is None:
+        return ""
+    return f"--coordinator {statements.coordinator_key} --challenge {statements.challenge()}"
 
 
-def _submit_form(challenge: str) -> str:
+def _submit_form(flags: str) -> str:
     kinds = "".join(f'<option value="{t.value}">{t.value}</option>' for t in ProposalType)
     fields = (
         _field("title", "Title", required="required", maxlength="200")
@@ -133,7 +138,7 @@ def _submit_form(challenge: str) -> str:
     )
     signed = (
         "<p>Node operators, maintainers and holders sign with their own key instead: "
-        f"<code>owm gov propose --title … --key KEY --sign-only --challenge {challenge}</code>, "
+        f"<code>owm gov propose --title … --key KEY --sign-only {flags}</code>, "
         "then paste it here within five minutes.</p>"
         + _field("statement", "Signed proposal", "textarea", "statement-propose", rows="3",
                  required="required")
@@ -163,7 +168,7 @@ def index_page(services: ApiServices, message: str = "") -> str:
         f"{_table([_row(p, now) for p in others], 'None yet.')}</section>"
         + '<section aria-labelledby="paid"><h2 id="paid">Executed treasury proposals</h2>'
         + (f"<ul>{''.join(executed)}</ul>" if executed else "<p>None yet.</p>") + "</section>"
-        + f"<section>{_submit_form(_challenge(services))}</section>"
+        + f"<section>{_submit_form(_signing_flags(services))}</section>"
     )
     return _page("Proposals", body)
 
@@ -203,12 +208,12 @@ _ACTIONS = (
 )
 
 
-def _action_forms(p: Proposal, challenge: str) -> str:
+def _action_forms(p: Proposal, flags: str) -> str:
     out = []
     hidden = f'<input type="hidden" name="proposal_id" value="{_e(p.proposal_id)}">'
     for action, legend, args in _ACTIONS:
         command = (f"owm gov {action} {p.proposal_id} {args} --key KEY --sign-only "
-                   f"--challenge {challenge}").replace("  ", " ")  # fmt: skip
+                   f"{flags}").replace("  ", " ")  # fmt: skip
         fields = (f"<p>Sign it: <code>{_e(command)}</code></p>"
                   + _field("statement", "Signed statement", "textarea",
                            f"statement-{action}", rows="3", required="required"))  # fmt: skip
@@ -223,7 +228,7 @@ def proposal_page(services: ApiServices, proposal_id: str, message: str = "") ->
     if p is None:
         raise NotFound(f"no proposal {proposal_id}")
     executed = p.status is ProposalStatus.EXECUTED
-    forms = "" if executed else _action_forms(p, _challenge(services))
+    forms = "" if executed else _action_forms(p, _signing_flags(services))
     return _page(p.title, message + _details(p, services) + forms)
 
 

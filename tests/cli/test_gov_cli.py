@@ -142,18 +142,24 @@ def test_log_verify_finds_an_edited_entry_in_an_exported_file(
 def test_a_statement_signed_offline_for_the_portals_challenge_is_taken_by_the_portal(
     coordinator: Coordinator,
 ) -> None:
-    """The portal's flow as a user runs it: read the challenge on the proposal's page, sign
-    with `--sign-only --challenge`, paste the output into the page's form."""
+    """The portal's flow as a user runs it: read the command on the proposal's page, sign
+    with `--sign-only --coordinator K --challenge C`, paste the output into the page's form."""
     c = coordinator
     proposed = c.owm("gov", "propose", "--api", c.url, "--key", c.maintainer, "--title", "t",
                      "--description", "d", "--type", "policy", "--plan", "p")  # fmt: skip
     pid = proposed.output.split()[0]
     with urllib.request.urlopen(f"{c.url}/governance/proposals/{pid}") as page:
-        found = re.search(r"--challenge ([0-9a-f]{32})", page.read().decode())
+        found = re.search(r"--coordinator ([0-9a-f]{64}) --challenge ([0-9a-f]{32})",
+                          page.read().decode())  # fmt: skip
     assert found is not None
+    key, challenge = found.groups()
+    unaddressed = c.owm("gov", "comment", pid, "--key", c.maintainer, "--text", "?",
+                        "--sign-only", "--challenge", challenge, ok=False)  # fmt: skip
+    assert unaddressed.exit_code == 2 and "--coordinator" in unaddressed.output
     signed = c.owm("gov", "comment", pid, "--key", c.maintainer, "--text", "from the portal",
-                   "--sign-only", "--challenge", found.group(1))  # fmt: skip
-    assert json.loads(signed.output)["nonce"] == found.group(1)
+                   "--sign-only", "--coordinator", key, "--challenge", challenge)  # fmt: skip
+    assert json.loads(signed.output)["nonce"] == challenge
+    assert json.loads(signed.output)["body"]["coordinator"] == key
     form = urllib.parse.urlencode({"proposal_id": pid, "statement": signed.output}).encode()
     with urllib.request.urlopen(f"{c.url}/governance/act", form) as answer:  # follows the 303
         assert "from the portal" in answer.read().decode()

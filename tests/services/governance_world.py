@@ -15,12 +15,11 @@ from owm_adapters.treasury.wallet import MultisigWallet
 from owm_core.access.ratelimit import RateLimit
 from owm_core.identity.keys import Identity
 from owm_core.ports.repositories import Repositories
-from tests.governance_keys import HOLDERS, ROLES, statement
+from tests.governance_keys import COORDINATOR, HOLDERS, ROLES, statement
 
 T0 = 1_800_000_000
 DAY = 86_400
 PAYEE = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
-COORDINATOR = Identity.from_seed(b"\x33" * 32)
 
 
 @attrs.define

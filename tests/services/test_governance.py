@@ -19,6 +19,7 @@ from owm_core.errors import (
 )
 from owm_core.governance.proposals import ProposalStatus
 from owm_core.identity.envelopes import Envelope
+from owm_core.identity.keys import Identity
 from tests.governance_keys import HOLDER_IDS, HOLDER_SECRETS, MAINTAINERS, STRANGER, statement
 from tests.services.governance_world import (
     COORDINATOR,
@@ -141,6 +142,19 @@ def test_a_replayed_statement_is_refused_and_logged_once(world: GovernanceWorld)
     with pytest.raises(ReplayRejected, match="accepted before"):
         world.service.submit(ack)
     assert [e.action for e in world.service.log()] == ["propose", "ack"]
+
+
+def test_a_statement_addressed_to_another_coordinator_is_refused_and_not_logged(
+    world: GovernanceWorld,
+) -> None:
+    """A statement read from another network's public log, replayed while fresh, is not
+    taken here (SRS-SEC-03)."""
+    pid = treasury_proposal(world)
+    testnet = Identity.from_seed(b"\x34" * 32).public_key_hex
+    with pytest.raises(InvalidValue, match="addressed to coordinator") as refused:
+        world.service.submit(statement(HOLDER_IDS[0], "ack", pid, world.clock.t, to=testnet))
+    assert refused.value.field == "body.coordinator"
+    assert [e.action for e in world.service.log()] == ["propose"]
 
 
 def test_a_stale_or_forged_statement_is_refused(world: GovernanceWorld) -> None:

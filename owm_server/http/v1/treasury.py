@@ -48,6 +48,11 @@ STATEMENT: Schema = envelope_schema(
             },
             "proposal_id": {"type": "string", "maxLength": 128},
             "args": {"type": "object"},
+            "coordinator": {
+                "type": "string", "pattern": "^[0-9a-f]{64}$",
+                "description": "the public key of the coordinator the statement is addressed "
+                "to (`GET /v1/network/coordinator`); another coordinator's is refused",
+            },
         },
         additional=False,
     ),

@@ -15,11 +15,9 @@ from owm_core.coordination.governance_log import (
     verify_log,
 )
 from owm_core.errors import Conflict
-from owm_core.identity.envelopes import Envelope
-from owm_core.identity.keys import Identity
-from tests.governance_keys import HOLDER_IDS, MAINTAINERS, statement
+from owm_core.identity.envelopes import Envelope, EnvelopeKind, seal
+from tests.governance_keys import COORDINATOR, HOLDER_IDS, MAINTAINERS, statement
 
-COORDINATOR = Identity.from_seed(b"\x33" * 32)
 T0 = 1_800_000_000
 
 
@@ -85,6 +83,29 @@ def test_a_statement_for_another_action_or_proposal_does_not_back_the_entry() ->
             actor=signer.public_key_hex, statement=envelope, detail={}, at=T0,
         )  # fmt: skip
         assert not verify_log([entry], COORDINATOR.public_key_hex).ok
+
+
+def test_a_statement_addressed_to_another_coordinator_does_not_back_the_entry() -> None:
+    signer = HOLDER_IDS[0]
+    elsewhere = statement(signer, "ack", "prop_1", T0, to=MAINTAINERS[0].public_key_hex)
+    entry = append_to_log(
+        COORDINATOR, None, action="ack", proposal_id="prop_1", actor=signer.public_key_hex,
+        statement=elsewhere, detail={}, at=T0,
+    )  # fmt: skip
+    checked = verify_log([entry], COORDINATOR.public_key_hex)
+    assert not checked.ok and checked.problem == "the statement is addressed to another coordinator"
+
+
+def test_a_statement_logged_before_statements_named_their_coordinator_still_backs_its_entry(
+) -> None:
+    signer = HOLDER_IDS[0]
+    legacy = seal(signer, EnvelopeKind.GOVERNANCE_STATEMENT,
+                  {"action": "ack", "proposal_id": "prop_1", "args": {}}, b"\x01" * 16, T0)
+    entry = append_to_log(
+        COORDINATOR, None, action="ack", proposal_id="prop_1", actor=signer.public_key_hex,
+        statement=legacy, detail={}, at=T0,
+    )  # fmt: skip
+    assert verify_log([entry], COORDINATOR.public_key_hex).ok
 
 
 def test_an_entry_that_does_not_continue_the_head_is_a_conflict() -> None:

@@ -18,7 +18,7 @@ from owm_core.identity.envelopes import to_bytes
 from owm_core.identity.keys import Identity
 from owm_server.http.app import create_app
 from owm_server.http.serve import ApiServer
-from tests.governance_keys import HOLDER_IDS, HOLDER_SECRETS, MAINTAINERS, statement
+from tests.governance_keys import COORDINATOR, HOLDER_IDS, HOLDER_SECRETS, MAINTAINERS, statement
 from tests.server.harness import StepClock
 from tests.server.http.cdp import Browser, png_is_not_blank, png_size
 from tests.server.http.governed import PAYEE, governed_services
@@ -85,7 +85,8 @@ def test_a_proposal_page_has_a_labelled_form_per_action_with_the_command_to_sign
     for action in ("comment", "extend", "ack", "close", "execute"):
         assert f'<label for="statement-{action}">' in text
         assert f"owm gov {action} {pid}" in text
-    assert re.search(r"--sign-only --challenge [0-9a-f]{32}</code>", text)
+    key = COORDINATOR.public_key_hex  # the statement is addressed to this coordinator
+    assert re.search(rf"--sign-only --coordinator {key} --challenge [0-9a-f]{{32}}</code>", text)
 
 
 def test_a_statement_that_answers_no_fresh_challenge_of_this_coordinator_is_refused(

@@ -20,6 +20,7 @@ from owm_core.access.ratelimit import RateLimit
 from owm_core.identity.envelopes import to_bytes
 from owm_core.identity.keys import Identity
 from tests.governance_keys import (
+    COORDINATOR,
     HOLDER_IDS,
     HOLDER_SECRETS,
     HOLDERS,
@@ -43,7 +44,7 @@ def _governed(probe: Any) -> tuple[GovernanceService, StepClock, dict[str, str]]
         ledger = LocalLedger(Path(tempfile.mkdtemp()) / "ledger.sqlite3")
         ledger.fund(wallet.script_pubkey, 100_000_000)
         service = GovernanceService(
-            w.repos, clock, Identity.from_seed(b"\x3e" * 32), ROLES,
+            w.repos, clock, COORDINATOR, ROLES,
             TreasuryDesk(wallet, ledger, w.repos),
             GovernanceConfig(statements_per_signer=RateLimit(limit=8, window_s=3_600)),
         )  # fmt: skip
@@ -82,7 +83,8 @@ def _spend(probe: Any) -> str:
 
 
 def submit_statement(probe: Any) -> None:
-    """503 without governance; 201, 401 forged, 403 no role, 404, 409 too early, 429."""
+    """503 without governance; 201, 400 addressed to another coordinator, 401 forged, 403 no
+    role, 404, 409 too early, 429."""
     w = probe.world
     w.serve(statements=None)
     _service, clock, _ = _governed(probe)
@@ -92,6 +94,8 @@ def submit_statement(probe: Any) -> None:
     _governed(probe)
     created = probe.send(body=good)
     pid = created.json()["proposal"]["proposal_id"]
+    elsewhere = _body(MAINTAINERS[0], "comment", pid, clock, text="?", to=STRANGER.public_key_hex)
+    assert probe.send(body=elsewhere).json()["field"] == "body.coordinator"
     forged = {**_policy(MAINTAINERS[0], clock), "signer": MAINTAINERS[1].public_key_hex}
     probe.send(body=forged)
     probe.send(body=_policy(STRANGER, clock))
