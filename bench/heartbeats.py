@@ -300,13 +300,13 @@ def bench_task(task_id: str) -> object:
     harness's operator key, which draws on the network budget (funded work only)."""
     from owm_adapters.control_plane.submitter import signed_submit_request
     from owm_core.market.tasks import TaskRequest
-    from tests.server.harness import OPERATOR
+    from tests.server.harness import COORDINATOR_KEY, OPERATOR
 
     return signed_submit_request(OPERATOR, TaskRequest(
         task_id=task_id, task_type="inference", input_schema_id="bench",
         input_schema_version=1, min_tier=Tier.T1, min_vram_mb=0, min_ram_mb=0,
         gpu_required=False, max_price_msat=10_000,
-    ))  # fmt: skip
+    ), coordinator_key=COORDINATOR_KEY.public_key_hex)  # fmt: skip
 
 
 def wait_assigned(

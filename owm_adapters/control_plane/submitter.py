@@ -34,10 +34,13 @@ from owm_core.market.tasks import TaskRequest
 
 def signed_submit_request(
     submitter: Identity, request: TaskRequest, input_data: bytes = b"",
-    issued_at: int | None = None,
+    issued_at: int | None = None, *, coordinator_key: str,
 ) -> pb.SubmitTaskRequest:
-    """``SubmitTask``'s request for ``request`` and its input, signed by ``submitter``."""
-    body = TaskSubmission(request.task_id, submission_digest(request, input_data))
+    """``SubmitTask``'s request for ``request`` and its input, signed by ``submitter`` for the
+    coordinator whose public key is ``coordinator_key`` (``[coordinator] public_key``)."""
+    body = TaskSubmission(
+        request.task_id, submission_digest(request, input_data, coordinator_key)
+    )
     envelope = seal(
         submitter, EnvelopeKind.TASK_SUBMISSION, body, os.urandom(NONCE_BYTES),
         int(time.time()) if issued_at is None else issued_at,

@@ -218,7 +218,10 @@ def run_traffic(layout: DevnetLayout, stop: threading.Event) -> None:
             min_ram_mb=0, gpu_required=False, max_price_msat=task.max_price_msat,
         )
         data = json.dumps(dict(task.payload)).encode()
-        stub.SubmitTask(signed_submit_request(operator, request, data), timeout=10)
+        submission = signed_submit_request(
+            operator, request, data, coordinator_key=state.coordinator.public_key
+        )
+        stub.SubmitTask(submission, timeout=10)
 
     def ask(question: str) -> tuple[int, Any]:
         return http_json(f"{state.api_url}/v1/query", body={"query": question},

@@ -24,12 +24,16 @@ from owm_core.market.funding import submission_digest
 from owm_core.market.tasks import TaskRequest
 
 
-def open_submission(raw: bytes, request: TaskRequest, input_data: bytes) -> Envelope:
-    """The verified submission envelope of ``request``; its signer is the paying submitter.
+def open_submission(
+    raw: bytes, request: TaskRequest, input_data: bytes, coordinator_key: str
+) -> Envelope:
+    """The verified submission envelope of ``request`` submitted to the coordinator whose
+    public key is ``coordinator_key``; its signer is the paying submitter.
 
     Refused with ``SignatureInvalid`` when there is none (funded work only: an anonymous task
-    has nobody to pay for it), when the signature is bad, or when it signs another task id or
-    other request fields or input (``submitter_envelope`` is the request field at fault).
+    has nobody to pay for it), when the signature is bad, or when it signs another task id,
+    other request fields or input, or is for another coordinator (``submitter_envelope`` is
+    the request field at fault).
     """
     if not raw:
         raise SignatureInvalid(
@@ -40,8 +44,11 @@ def open_submission(raw: bytes, request: TaskRequest, input_data: bytes) -> Enve
     assert isinstance(body, TaskSubmission)
     if body.task_id != request.task_id:
         raise SignatureInvalid("submitter_envelope signs another task id")
-    if body.request_sha256 != submission_digest(request, input_data):
-        raise SignatureInvalid("submitter_envelope signs other task fields or another input")
+    if body.request_sha256 != submission_digest(request, input_data, coordinator_key):
+        raise SignatureInvalid(
+            "submitter_envelope signs other task fields, another input or another "
+            f"coordinator (sign for this one: {coordinator_key})"
+        )
     return envelope
 
 

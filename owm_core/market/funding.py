@@ -380,13 +380,17 @@ def _made_available(balance: Balance, counter: str, amount_msat: int) -> Balance
     )
 
 
-def submission_digest(request: TaskRequest, input_data: bytes) -> str:
-    """SHA-256 (hex) of a task's canonical request fields and its input's SHA-256.
+def submission_digest(request: TaskRequest, input_data: bytes, coordinator_key: str) -> str:
+    """SHA-256 (hex) of a task's canonical request fields, its input's SHA-256 and the public
+    key of the coordinator it is submitted to.
 
     What a submitter signs (:class:`~owm_core.identity.envelopes.TaskSubmission`): nobody can
-    reuse its signature for another task, price, replica count or input.
+    reuse its signature for another task, price, replica count or input, nor at another
+    coordinator (a testnet's operator replaying it, while fresh, at mainnet's to spend the
+    submitter's balance there; SRS-SEC-03).
     """
     fields_ = {
+        "coordinator": coordinator_key,
         "gpu_required": request.gpu_required,
         "input_schema_id": request.input_schema_id,
         "input_schema_version": request.input_schema_version,

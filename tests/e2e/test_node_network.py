@@ -22,6 +22,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -204,23 +205,23 @@ def network(tmp_path: Path) -> Iterator[dict[str, object]]:
             node["node_id"] = proc.wait_line(r"registered\s+node (\S+)", 60).group(1)
         channel = secure_channel(f"127.0.0.1:{port}", pin=pin)
         yield {"stub": pb_grpc.CoordinatorStub(channel), "nodes": nodes,
-               "coordinator": coordinator}
+               "coordinator": coordinator, "coordinator_key": key}
         channel.close()
     finally:
         for proc in procs:
             proc.kill()
 
 
-def submit(stub: pb_grpc.CoordinatorStub, task_id: str, task_type: str, schema: str,
+def submit(network: dict[str, Any], task_id: str, task_type: str, schema: str,
            payload: dict[str, object]) -> None:
     request = TaskRequest(
         task_id=task_id, task_type=task_type, input_schema_id=schema, input_schema_version=1,
         min_tier=Tier.T1, min_vram_mb=0, min_ram_mb=0, gpu_required=False,
         max_price_msat=10_000,
     )
-    stub.SubmitTask(
-        signed_submit_request(OPERATOR, request, json.dumps(payload).encode()), timeout=10
-    )
+    signed = signed_submit_request(OPERATOR, request, json.dumps(payload).encode(),
+                                   coordinator_key=network["coordinator_key"])  # fmt: skip
+    network["stub"].SubmitTask(signed, timeout=10)
 
 
 def settled_by(stub: pb_grpc.CoordinatorStub, task_id: str) -> str:
@@ -256,14 +257,14 @@ def test_two_nodes_register_heartbeat_earn_and_a_killed_node_loses_no_task(netwo
         assert doc["coordinator"]["connected"] is True
 
     # A asks less and wins inference; only B serves gradient aggregation.
-    submit(stub, "inf-1", "inference", "owm.inference.text", {"prompt": "hello owm"})
-    submit(stub, "agg-1", "gradient_aggregation", "owm.fl.aggregate",
+    submit(network, "inf-1", "inference", "owm.inference.text", {"prompt": "hello owm"})
+    submit(network, "agg-1", "gradient_aggregation", "owm.fl.aggregate",
            {"rule": "median", "f": 1, "updates": [[1.0, 2.0], [1.5, 2.5], [9.0, -9.0]]})
     assert poll(lambda: settled_by(stub, "inf-1"), 30, "inf-1 settled") == a["node_id"]
     assert poll(lambda: settled_by(stub, "agg-1"), 30, "agg-1 settled") == b["node_id"]
 
     # Training goes to A; A dies mid-task; the assignment times out and B completes it.
-    submit(stub, "train-1", "fl_training", "owm.fl.train",
+    submit(network, "train-1", "fl_training", "owm.fl.train",
            {"sub_model": "owm-base", "round": 1, "partition_id": 3, "epochs": 2, "lr": 0.1,
             "batch_size": 16, "seed": 7})
     poll(lambda: any(t["task_id"] == "train-1:0"

@@ -100,6 +100,7 @@ class Cluster:
     ledger_file: Path
     treasury: str
     stub: pb_grpc.CoordinatorStub
+    coordinator_key: str
 
     def tails(self, chars: int = 3000) -> str:
         """The end of every process's output, for a failure message."""
@@ -241,7 +242,7 @@ def cluster(migrated_postgresql_url: str, tmp_path: Path) -> Iterator[Cluster]:
         channel = secure_channel(grpc, pin=pin)
         cluster = Cluster([procs[0], *later], nodes, grpc, f"http://127.0.0.1:{api_port}", pin,
                           store, data / "lightning.sqlite3", treasury,
-                          pb_grpc.CoordinatorStub(channel))
+                          pb_grpc.CoordinatorStub(channel), key)
         yield cluster
     finally:
         if channel is not None:
@@ -259,14 +260,16 @@ def _http(url: str) -> dict[str, object] | None:
         return None
 
 
-def submit(stub: pb_grpc.CoordinatorStub, task_id: str) -> None:
+def submit(cluster: Cluster, task_id: str) -> None:
     request = TaskRequest(
         task_id=task_id, task_type="inference", input_schema_id="owm.inference.text",
         input_schema_version=1, min_tier=Tier.T1, min_vram_mb=0, min_ram_mb=0,
         gpu_required=False, max_price_msat=10_000,
     )
     payload = json.dumps({"prompt": f"hello {task_id}"}).encode()
-    stub.SubmitTask(signed_submit_request(OPERATOR, request, payload), timeout=10)
+    signed = signed_submit_request(OPERATOR, request, payload,
+                                   coordinator_key=cluster.coordinator_key)  # fmt: skip
+    cluster.stub.SubmitTask(signed, timeout=10)
 
 
 def outcome(stub: pb_grpc.CoordinatorStub, task_id: str) -> str:
@@ -355,7 +358,7 @@ def test_three_coordinators_behind_haproxy_survive_the_leader_being_killed_mid_r
 
 
 def scenario(cluster: Cluster) -> None:
-    stub, store = cluster.stub, cluster.store
+    store = cluster.store
     began = time.monotonic()
 
     def step(what: str) -> None:  # where the time goes, in the output of a failed run
@@ -377,7 +380,7 @@ def scenario(cluster: Cluster) -> None:
     # A client's tasks, through the balancer: dispatched, verified, paid. An FL round runs.
     first = [f"before-{i}" for i in range(TASKS_BEFORE)]
     for task_id in first:
-        submit(stub, task_id)
+        submit(cluster, task_id)
     for task_id in first:
         verified(cluster, task_id, 60)
     step("the first tasks verified")
@@ -404,7 +407,7 @@ def scenario(cluster: Cluster) -> None:
         batch = [f"during-{attempt}-{i}" for i in range(TASKS_DURING)]
         during += batch
         for task_id in batch:
-            submit(stub, task_id)
+            submit(cluster, task_id)
         poll(lambda b=batch: any(store.payments.for_task(f"{t}:{i}") for t in b
                                  for i in range(3)), 60, "a reward of the batch recorded")
         # Frozen, the leader changes nothing (it leads the rounds and the payouts): what is

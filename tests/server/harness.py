@@ -429,9 +429,11 @@ def task_request(
     submitter: Identity = OPERATOR,
     now: int | None = None,
     input_data: bytes = b'{"prompt": "hello"}',
+    coordinator_key: str = COORDINATOR_KEY.public_key_hex,
 ) -> pb.SubmitTaskRequest:
-    """A signed ``SubmitTask`` request (by :data:`OPERATOR` unless ``submitter`` is given),
-    issued at ``now`` or the clock of the coordinator started last."""
+    """A signed ``SubmitTask`` request (by :data:`OPERATOR` unless ``submitter`` is given) for
+    the coordinator whose key is ``coordinator_key``, issued at ``now`` or the clock of the
+    coordinator started last."""
     request = TaskRequest(
         task_id=task_id,
         task_type="inference",
@@ -444,7 +446,8 @@ def task_request(
         max_price_msat=max_price_msat,
     )
     issued_at = now if now is not None else _clock_of_last_start[0].now()
-    return signed_submit_request(submitter, request, input_data, issued_at)
+    return signed_submit_request(submitter, request, input_data, issued_at,
+                                 coordinator_key=coordinator_key)
 
 
 def sqlite_url_in(path: Path) -> str:

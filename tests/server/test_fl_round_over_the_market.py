@@ -222,7 +222,8 @@ def fl_task(network: Network, task_id: str, data: bytes) -> pb.SubmitTaskRequest
         input_schema_version=1, min_tier=Tier.T1, min_vram_mb=0, min_ram_mb=0,
         gpu_required=False, max_price_msat=1_000,
     )
-    return signed_submit_request(OPERATOR, request, data, network.clock.now())
+    return signed_submit_request(OPERATOR, request, data, network.clock.now(),
+                                 coordinator_key=network.service.sealing.public_key_hex)
 
 
 @pytest.mark.parametrize("target", [

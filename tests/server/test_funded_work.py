@@ -147,6 +147,20 @@ def test_a_signature_over_another_price_does_not_submit_the_dearer_task(
     assert coordinator.service.repositories.tasks.get("swap:0") is None
 
 
+def test_a_task_signed_for_another_coordinator_is_refused_and_nothing_is_charged(
+    coordinator: Coordinator,
+) -> None:
+    """A testnet coordinator's operator replaying a client's signed task, while fresh, at
+    mainnet's does not spend the client's balance there (SRS-SEC-03)."""
+    testnet = Identity.from_seed(b"\x0d" * 32).public_key_hex
+    request = task_request("elsewhere", coordinator_key=testnet)
+    error = refused(lambda: coordinator.stub.SubmitTask(request))
+    assert error.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert coordinator.service.sealing.public_key_hex in (error.details() or "")
+    assert coordinator.service.repositories.tasks.get("elsewhere:0") is None
+    assert coordinator.service.repositories.funding.escrow("elsewhere") is None
+
+
 def test_a_price_over_the_cap_is_refused_naming_the_cap(coordinator: Coordinator) -> None:
     request = task_request("probe", max_price_msat=CAP_MSAT + 1)
     error = refused(lambda: coordinator.stub.SubmitTask(request))

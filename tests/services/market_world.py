@@ -102,7 +102,8 @@ def build_market(repositories: Repositories, *, redundancy: int = 1,
     guard = LockedGuard()
     # Tasks are funded from the network budget (no top-ups, so no Lightning node is needed).
     funding = TaskFunding(repositories, None, clock, config.funding,  # type: ignore[arg-type]
-                          config.verification, ClientGuards.sized_by(config))
+                          config.verification, ClientGuards.sized_by(config),
+                          coordinator_key=COORDINATOR.public_key_hex)
     market = Market(repositories, clock, config, guard, Observed(),
                     sealing=TaskSealing(COORDINATOR), funding=funding)
     return MarketWorld(repositories, clock, market)

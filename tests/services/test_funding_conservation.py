@@ -33,6 +33,7 @@ from owm_core.market.funding import Payer, TopUpState
 from owm_core.market.tasks import TaskRequest, TaskState, VerificationPolicy
 from owm_core.nodes.tiers import Tier
 from owm_core.payments.lightning import Invoice, InvoiceState
+from tests.server.harness import COORDINATOR_KEY
 
 CLIENTS = [Identity.from_seed(bytes([0x70 + i]) * 32) for i in range(3)]
 CAP = 40_000
@@ -81,6 +82,7 @@ class Books(RuleBasedStateMachine):
         self.funding = TaskFunding(
             self.repos, self.treasury, self.clock, CONFIG, POLICY,  # type: ignore[arg-type]
             ClientGuards.sized_by(ServiceConfig(funding=CONFIG)),
+            coordinator_key=COORDINATOR_KEY.public_key_hex,
         )
         self.collected = 0
         self.drawn = 0

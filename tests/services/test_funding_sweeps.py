@@ -32,7 +32,7 @@ from owm_core.market.tasks import TaskRequest, VerificationPolicy
 from owm_core.nodes.tiers import Tier
 from owm_core.payments.lightning import Invoice, InvoiceState
 from owm_core.ports.repositories import Repositories
-from tests.server.harness import StepClock
+from tests.server.harness import COORDINATOR_KEY, StepClock
 
 T0 = 1_800_000_000
 POLICY = VerificationPolicy(redundancy=1)
@@ -72,6 +72,7 @@ class Desk:
         return TaskFunding(
             self.repos, self.treasury, self.clock, CONFIG, POLICY,  # type: ignore[arg-type]
             ClientGuards.sized_by(ServiceConfig(funding=CONFIG)),
+            coordinator_key=COORDINATOR_KEY.public_key_hex,
         )
 
     def submit(self, task_id: str) -> None:

@@ -124,6 +124,8 @@ class TaskFunding:
     policy: VerificationPolicy
     #: Clients' nonces: never in the nodes' replay guard (SRS-SEC-03).
     guards: ClientGuards
+    #: This coordinator's public key, which a submitter's signature must be for (SRS-SEC-03).
+    coordinator_key: str = attrs.field(kw_only=True)
     #: Top-up crediting and reconciliation, one at a time.
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
     #: Top-up invoices, issued one at a time (the total bound holds under concurrency).
@@ -145,7 +147,7 @@ class TaskFunding:
         fill neither the nodes' replay guard nor the paying clients'.
         """
         check_price(request.max_price_msat, self.config.rules())
-        envelope = open_submission(raw, request, input_data)
+        envelope = open_submission(raw, request, input_data, self.coordinator_key)
         signer = envelope.signer
         balance = None
         if signer in self.config.network_submitters:

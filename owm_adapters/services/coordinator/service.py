@@ -105,13 +105,13 @@ class CoordinatorService:
         #: (on unless a :class:`~owm_adapters.services.singletons.SingletonJobs` decides).
         self.housekeeping = Flag(on=True)
         self.stake_checks = Flag(on=True)
+        key = coordinator_key or Identity.from_seed(entropy(32))
         self.funding = funding = TaskFunding(
             repositories, lightning, clock, self.config.funding, self.config.verification,
-            ClientGuards.sized_by(self.config, ledger),
+            ClientGuards.sized_by(self.config, ledger), coordinator_key=key.public_key_hex,
         )
         self.registrar = Registrar(repositories, lightning, clock, self.config, entropy)
         self.ingest = HeartbeatIngest(repositories, clock, self.config, guard, self._observed)
-        key = coordinator_key or Identity.from_seed(entropy(32))
         self.sealing = TaskSealing(key, entropy)
         self.market = Market(
             repositories, clock, self.config, guard, self._observed,

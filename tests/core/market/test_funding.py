@@ -283,17 +283,19 @@ def test_a_top_up_is_credited_once() -> None:
         credit_top_up(Balance("cd" * 32), top_up)
 
 
-def test_the_signed_digest_changes_with_every_field_and_the_input() -> None:
+def test_the_signed_digest_changes_with_every_field_the_input_and_the_coordinator() -> None:
     request = TaskRequest(
         task_id="t1", task_type="inference", input_schema_id="s", input_schema_version=1,
         min_tier=Tier.T1, min_vram_mb=0, min_ram_mb=0, gpu_required=False, max_price_msat=10,
     )
-    digest = submission_digest(request, b"in")
+    mainnet, testnet = "aa" * 32, "bb" * 32
+    digest = submission_digest(request, b"in", mainnet)
     variants = [
-        submission_digest(attrs.evolve(request, max_price_msat=11), b"in"),
-        submission_digest(attrs.evolve(request, task_id="t2"), b"in"),
-        submission_digest(attrs.evolve(request, min_ram_mb=1), b"in"),
-        submission_digest(request, b"other"),
+        submission_digest(attrs.evolve(request, max_price_msat=11), b"in", mainnet),
+        submission_digest(attrs.evolve(request, task_id="t2"), b"in", mainnet),
+        submission_digest(attrs.evolve(request, min_ram_mb=1), b"in", mainnet),
+        submission_digest(request, b"other", mainnet),
+        submission_digest(request, b"in", testnet),
     ]
     assert digest not in variants and len(set(variants)) == len(variants)
 

@@ -162,8 +162,8 @@ class CoordinatorServicer:
 
     def SubmitTask(self, request, context):
         """Submit a task to the market (operator / API path; seed 003 "task submission"). Funded
-        work only: `submitter_envelope` is a signed task_submission over this very task;
-        UNAUTHENTICATED without it, INVALID_ARGUMENT "price_msat: exceeds the maximum price per
+        work only: `submitter_envelope` is a signed task_submission over this very task, for this
+        coordinator's key; UNAUTHENTICATED without it or for another coordinator, INVALID_ARGUMENT "price_msat: exceeds the maximum price per
         replica of N msat" above the cap, FAILED_PRECONDITION "insufficient-funds: … M msat
         missing" when the signer's prepaid balance cannot escrow replicas × (price + share).
         """
