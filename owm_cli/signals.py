@@ -5,6 +5,10 @@ thread between bytecodes, and when the signal lands while that thread is inside
 ``stop.wait()`` holding the event's (non-reentrant) lock, ``set()`` waits on a lock its own
 thread holds, and the process never stops. Here the handler only writes a byte to a pipe;
 a watcher thread reads it and sets the event.
+
+A second signal ends the process at once (exit status 128 + the signal's number), as an
+operator pressing Ctrl-C again expects while a node drains a long task: nothing is lost that a
+crash would not lose (the coordinator reassigns what a node did not report; SRS-NODE-09).
 """
 
 from __future__ import annotations
@@ -30,8 +34,15 @@ def stopped_by_signals(
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
 
-    def _on_signal(_signum: int, _frame: object) -> None:
-        with contextlib.suppress(BlockingIOError):  # a full pipe already says "stop"
+    received = 0
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        nonlocal received
+        received += 1
+        if received > 1:
+            os.write(2, b"stopped at once: a second signal while stopping\n")
+            os._exit(128 + signum)
+        with contextlib.suppress(BlockingIOError):
             os.write(write_fd, b"\0")
 
     def _watch() -> None:
