@@ -86,7 +86,8 @@ class Live:
 
     def run_task(self, task_id: str, outputs: list[tuple[SimNode, bytes]]) -> None:
         """Submit one task; every node commits to its output for its replica, then reveals."""
-        self.stub.SubmitTask(task_request(task_id, now=self.clock.now()))
+        key = self.service.sealing.public_key_hex
+        self.stub.SubmitTask(task_request(task_id, now=self.clock.now(), coordinator_key=key))
         reveals = []
         for node, output in outputs:
             feed = self.feeds[node.node_id]
