@@ -80,7 +80,8 @@ def raw_verify_per_min(heartbeats: list[bytes], seconds: float = 2.0) -> float:
     work = []
     for raw in heartbeats[:5_000]:
         env = envelopes.from_bytes(raw)
-        message = envelopes._signed_message(env.kind, env.unsigned())
+        prefix = envelopes.signed_prefix(env.kind, _coordinator().public_key_hex)
+        message = prefix + envelopes.canonical_bytes(env.unsigned())
         work.append((VerifyKey(bytes.fromhex(env.signer)), message, bytes.fromhex(env.signature)))
     done = 0
     started = time.perf_counter()
@@ -141,17 +142,27 @@ def _generator(
 # --------------------------------------------------------------------------- one backend
 
 
+def _coordinator() -> Identity:
+    """The key of every benchmarked coordinator, which the nodes' envelopes are signed for."""
+    from tests.server.harness import COORDINATOR_KEY
+
+    return COORDINATOR_KEY
+
+
 def presign(
     identities: list[Identity], per_node: int, now: int, *, first_seq: int = 1
 ) -> list[bytes]:
     """Every node's heartbeats (sequence numbers from ``first_seq``), signed now (before any
-    timing), interleaved across nodes."""
+    timing) for the benchmarked coordinator, interleaved across nodes."""
+    audience = _coordinator().public_key_hex
     digest = MANIFEST.digest()
     signed = []
     for seq in range(first_seq, first_seq + per_node):
         for who in identities:
             body = Heartbeat(node_id=who.node_id, seq=seq, manifest_digest=digest)
-            env = envelopes.seal(who, EnvelopeKind.HEARTBEAT, body, os.urandom(16), now)
+            env = envelopes.seal(
+                who, EnvelopeKind.HEARTBEAT, body, os.urandom(16), now, audience=audience
+            )
             signed.append(envelopes.to_bytes(env))
     return signed
 
@@ -174,7 +185,8 @@ def seed_nodes(repositories: object, identities: list[Identity], now: int) -> No
             )
             repos.nodes.add(node)  # type: ignore[attr-defined]
             manifest = envelopes.seal(
-                who, EnvelopeKind.CAPABILITY_MANIFEST, MANIFEST, os.urandom(16), now - 600
+                who, EnvelopeKind.CAPABILITY_MANIFEST, MANIFEST, os.urandom(16), now - 600,
+                audience=_coordinator().public_key_hex,
             )
             repos.manifests.put(manifest)  # type: ignore[attr-defined]
 
@@ -211,6 +223,7 @@ def ingest(
         store=repositories,
         treasury=NoLightning(),  # type: ignore[arg-type]
         force_closer=NoLightning(),  # type: ignore[arg-type]
+        coordinator_key=_coordinator(),
         config=ServiceConfig(heartbeat_flush_s=0.05, heartbeat_batch_max=5_000),
     )
     tls = issue_coordinator_certificate(coordinator.identity, now)

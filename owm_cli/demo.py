@@ -78,6 +78,7 @@ def demo(bandwidth_mbps: int) -> None:
 
     _section("2. Identity and signed heartbeat (SRS-NODE-02/04, SRS-SEC-03)")
     node = Identity.from_seed(secrets.token_bytes(32))
+    coordinator = Identity.from_seed(secrets.token_bytes(32))
     _line("node id", node.node_id)
     manifest = envelopes.CapabilityManifest(
         tier=tier, vram_mb=hardware.vram_mb, ram_mb=hardware.ram_mb,
@@ -87,11 +88,11 @@ def demo(bandwidth_mbps: int) -> None:
     heartbeat = envelopes.seal(
         node, envelopes.EnvelopeKind.HEARTBEAT,
         envelopes.Heartbeat(node_id=node.node_id, seq=1, manifest_digest=manifest.digest()),
-        nonce=secrets.token_bytes(16), issued_at=now,
+        nonce=secrets.token_bytes(16), issued_at=now, audience=coordinator.public_key_hex,
     )
     wire = envelopes.to_bytes(heartbeat)
-    envelopes.verify(envelopes.from_bytes(wire))
-    _line("heartbeat", f"{len(wire)} bytes, signature verifies")
+    envelopes.verify(envelopes.from_bytes(wire), audience=coordinator.public_key_hex)
+    _line("heartbeat", f"{len(wire)} bytes, signature verifies at its coordinator")
     guard = envelopes.ReplayGuard()
     guard.accept(heartbeat, now)
     try:
@@ -121,7 +122,9 @@ def demo(bandwidth_mbps: int) -> None:
     _line("earned (task proved twice)", f"{ledger.account(node.node_id).earned_msat} msat")
 
     _section("5. Slashing: tier 1 needs 3 distinct reporters (SRS-STAKE-04)")
-    policy = slashing.SlashingPolicy(maintainer_keys=frozenset())
+    policy = slashing.SlashingPolicy(
+        maintainer_keys=frozenset(), coordinator_key=coordinator.public_key_hex
+    )
     target = slashing.SlashingTarget(node_id=node.node_id, tier=tiers.Tier.T1, channel_id="1")
     evidence = envelopes.sha256_hex(b"poisoned update of round 7")
     reporters = [Identity.from_seed(secrets.token_bytes(32)).node_id for _ in range(3)]
@@ -135,7 +138,6 @@ def demo(bandwidth_mbps: int) -> None:
         verdict = policy.evaluate(target, signals[:count], [], now)
         _line(f"{count} distinct reporters", "slash" if verdict else "no decision")
     decision = policy.decide(target, signals, [], now)
-    coordinator = Identity.from_seed(secrets.token_bytes(32))
     entry = slashing.append_to_log(coordinator, None, decision)
     _line("log entry", f"#{entry.index} {entry.entry_hash()[:16]}…, signed by the coordinator")
     _line("log verifies", slashing.verify_log([entry], coordinator.public_key_hex).ok)

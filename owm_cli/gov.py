@@ -29,10 +29,9 @@ import click
 
 from owm_adapters.storage import keystore
 from owm_cli.api_client import get_json, post_json, v1_url
-from owm_cli.options import json_option, render
+from owm_cli.options import COORDINATOR_OPTION, chosen_coordinator, json_option, render
 from owm_cli.slashing import check_log
 from owm_core.coordination.governance_log import GovernanceLogEntry, verify_log
-from owm_core.errors import DomainError
 from owm_core.identity.envelopes import EnvelopeKind, GovernanceStatement, seal, to_bytes
 from owm_core.identity.keys import parse_public_key
 
@@ -67,22 +66,6 @@ CHALLENGE_OPTION = click.option(
 )  # fmt: skip
 
 
-def _keep_coordinator(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
-    if value is not None:
-        try:
-            value = parse_public_key(value.strip().lower(), "--coordinator")
-        except DomainError as exc:
-            raise click.BadParameter(str(exc)) from None
-    ctx.meta["owm_gov_coordinator"] = value
-
-
-COORDINATOR_OPTION = click.option(
-    "--coordinator", expose_value=False, callback=_keep_coordinator,
-    envvar="OWM_COORDINATOR_KEY",
-    help="The public key (64 hex) of the coordinator the statement is for; by default the one "
-    "--api answers (GET /v1/network/coordinator). A coordinator refuses statements for "
-    "another (env OWM_COORDINATOR_KEY).",
-)  # fmt: skip
 API_KEY_OPTION = click.option(
     "--api-key", envvar="OWM_API_KEY", help="API key for reading (env OWM_API_KEY)."
 )
@@ -96,30 +79,18 @@ def act(
     the statement and exit instead."""
     identity = keystore.load_identity(key_path.expanduser())
     meta = click.get_current_context().meta
-    coordinator = meta.get("owm_gov_coordinator") or _coordinator_of(api_url)
+    coordinator = chosen_coordinator(api_url)
     body = GovernanceStatement(action=action, proposal_id=proposal_id, args=args,
                                coordinator=coordinator)  # fmt: skip
     challenge = meta.get("owm_gov_challenge")
     envelope = seal(identity, EnvelopeKind.GOVERNANCE_STATEMENT, body,
-                    challenge or os.urandom(16), int(time.time()))  # fmt: skip
+                    challenge or os.urandom(16), int(time.time()),
+                    audience=coordinator)  # fmt: skip
     raw = to_bytes(envelope)
     if sign_only:
         click.echo(raw.decode("utf-8"))
         sys.exit(0)
     return post_json(v1_url(need_api(api_url), "/governance/statements"), raw)
-
-
-def _coordinator_of(api_url: str | None) -> str:
-    """The public key of the coordinator at ``--api``: what a statement is addressed to
-    when ``--coordinator`` is not given."""
-    if not api_url:
-        raise click.UsageError(
-            "--coordinator (the coordinator's public key) is required without --api"
-        )
-    key = get_json(v1_url(api_url, "/network/coordinator")).get("coordinator_key")
-    if not isinstance(key, str):
-        raise click.ClickException(f"{api_url} did not say its coordinator key")
-    return key
 
 
 def need_api(api_url: str | None) -> str:

@@ -13,6 +13,9 @@ import attrs
 import click
 
 from owm_adapters.bootstrap.logs import FORMATS, LEVELS
+from owm_cli.api_client import get_json, v1_url
+from owm_core.errors import DomainError
+from owm_core.identity.keys import parse_public_key
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
@@ -123,3 +126,39 @@ def logging_options(command: Command) -> Command:
         "--log-level", type=click.Choice(LEVELS, case_sensitive=False), default=None,
         help="Lowest level logged [default: $OWM_LOG_LEVEL, else INFO].",
     )(command)
+
+
+def _keep_coordinator(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        try:
+            value = parse_public_key(value.strip().lower(), "--coordinator")
+        except DomainError as exc:
+            raise click.BadParameter(str(exc)) from None
+    ctx.meta["owm_coordinator"] = value
+
+
+#: ``--coordinator``: the coordinator a signed statement or envelope is for (SRS-SEC-03);
+#: read it with :func:`chosen_coordinator`.
+COORDINATOR_OPTION = click.option(
+    "--coordinator", expose_value=False, callback=_keep_coordinator,
+    envvar="OWM_COORDINATOR_KEY",
+    help="The public key (64 hex) of the coordinator the statement is for; by default the one "
+    "--api answers (GET /v1/network/coordinator). A coordinator refuses statements for "
+    "another (env OWM_COORDINATOR_KEY).",
+)  # fmt: skip
+
+
+def chosen_coordinator(api_url: str | None) -> str:
+    """The public key of the coordinator a statement is addressed to: ``--coordinator``, else
+    the one at ``--api`` (a usage error without either)."""
+    chosen = click.get_current_context().meta.get("owm_coordinator")
+    if chosen:
+        return str(chosen)
+    if not api_url:
+        raise click.UsageError(
+            "--coordinator (the coordinator's public key) is required without --api"
+        )
+    key = get_json(v1_url(api_url, "/network/coordinator")).get("coordinator_key")
+    if not isinstance(key, str):
+        raise click.ClickException(f"{api_url} did not say its coordinator key")
+    return key

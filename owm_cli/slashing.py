@@ -16,7 +16,8 @@ by exactly its ``maintainers`` and, given the maintainer keys (``--maintainer``,
 ``slashing ack`` writes a maintainer acknowledgement envelope signed with the maintainer's key
 file (SRS-SEC-14), to a file or stdout, or with ``--api URL`` submits it to the coordinator
 (POST /v1/slashing/acknowledgements) and prints what it did (recorded, how many maintainers
-back that evidence, whether the node is now slashed).
+back that evidence, whether the node is now slashed). The envelope is signed for one coordinator
+(SRS-SEC-03): ``--coordinator`` (its public key), else the one ``--api`` answers.
 
 ``slashing reverse`` writes a maintainer's ``slashing_reversal`` statement upholding an appeal
 against one slashing-log entry, the same way (``--api``: POST /v1/slashing/reversals); two
@@ -40,7 +41,7 @@ import click
 
 from owm_adapters.storage import keystore
 from owm_cli.api_client import post_json, v1_url
-from owm_cli.options import json_option, render
+from owm_cli.options import COORDINATOR_OPTION, chosen_coordinator, json_option, render
 from owm_core.errors import DomainError
 from owm_core.identity.chained_log import LogVerification
 from owm_core.identity.envelopes import (
@@ -187,9 +188,11 @@ def check_statements(
     entries: Sequence[SlashingLogRecord],
     fetch: StatementsOf,
     maintainer_keys: frozenset[str] | None,
+    coordinator_key: str,
 ) -> LogVerification:
     """Fetch and parse the statements behind each reversal entry of an intact log and check
-    them (:func:`~owm_core.stake.reversals.verify_reversal_statements`)."""
+    them (:func:`~owm_core.stake.reversals.verify_reversal_statements`; signed for the
+    coordinator whose key is ``coordinator_key``, the log's)."""
     statements: dict[int, list[Envelope]] = {}
     for entry in entries:
         if not isinstance(entry, SlashingReversalEntry):
@@ -201,7 +204,7 @@ def check_statements(
             statements[entry.index] = [from_bytes(json.dumps(s).encode()) for s in raw]
         except DomainError as exc:
             return LogVerification(False, entry.index, f"malformed statement: {exc.message}")
-    return verify_reversal_statements(entries, statements, maintainer_keys)
+    return verify_reversal_statements(entries, statements, coordinator_key, maintainer_keys)
 
 
 @click.group("slashing-log")
@@ -279,7 +282,7 @@ def verify(
 
     def check(entries: list[Any]) -> LogVerification:
         result = verify_log(entries, key, expected_head)
-        return check_statements(entries, fetch, maintainers) if result.ok else result
+        return check_statements(entries, fetch, maintainers, key) if result.ok else result
 
     reversals = sum(1 for e in raw if isinstance(e, dict) and "reverses" in e)
     check_log(raw, log_entry_from_dict, check, as_json, reversals=reversals,
@@ -338,6 +341,7 @@ def _delivery_options(command: _F) -> _F:
             help="Submit it to this coordinator API (base URL, e.g. http://127.0.0.1:8000).",
         ),
         json_option("the coordinator's answer with --api (else where the envelope went)"),
+        COORDINATOR_OPTION,
     ]):  # fmt: skip
         command = option(command)
     return command
@@ -401,13 +405,15 @@ def _sign_and_send(
     path: str,
     summary: Callable[[dict[str, Any]], str],
 ) -> None:
-    """Seal ``body`` with the maintainer's key; write it to ``out_path`` or stdout, or with
-    ``api_url`` POST it to ``path`` and print the coordinator's answer (``summary``)."""
+    """Seal ``body`` with the maintainer's key for the coordinator (``--coordinator``, else the
+    one ``--api`` answers: SRS-SEC-03); write it to ``out_path`` or stdout, or with ``api_url``
+    POST it to ``path`` and print the coordinator's answer (``summary``)."""
     import time
 
     identity = keystore.load_identity(key_path.expanduser())
     when = int(time.time()) if issued_at is None else issued_at
-    raw = to_bytes(seal(identity, kind, body, os.urandom(16), when))
+    audience = chosen_coordinator(api_url)
+    raw = to_bytes(seal(identity, kind, body, os.urandom(16), when, audience=audience))
     if out_path is not None:
         out_path.write_bytes(raw)
         written = {"signer": identity.public_key_hex, "written_to": str(out_path)}

@@ -11,8 +11,8 @@ import click
 
 from owm_adapters.storage import keystore
 from owm_cli.api_client import post_json, v1_url
-from owm_cli.gov import API_OPTION, COORDINATOR_OPTION, KEY_OPTION, act, need_api
-from owm_cli.options import json_option, render
+from owm_cli.gov import API_OPTION, KEY_OPTION, act, need_api
+from owm_cli.options import COORDINATOR_OPTION, json_option, render
 
 
 def _write(path: Path, psbt: str) -> None:

@@ -31,4 +31,5 @@ def statement(
     (``nonce``: a portal's challenge)."""
     body = GovernanceStatement(action=action, proposal_id=proposal_id, args=dict(args),
                                coordinator=to)  # fmt: skip
-    return seal(identity, EnvelopeKind.GOVERNANCE_STATEMENT, body, nonce or os.urandom(16), at)
+    return seal(identity, EnvelopeKind.GOVERNANCE_STATEMENT, body, nonce or os.urandom(16), at,
+                audience=to)  # fmt: skip

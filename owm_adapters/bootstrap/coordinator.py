@@ -10,6 +10,7 @@ pass in-memory repositories, a fake Lightning node or a stepping clock.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -267,11 +268,15 @@ def build_coordinator(
     shared = shares_store(store)
     treasury = treasury if treasury is not None else lightning_from(settings)
     clock = clock if clock is not None else SystemClock()
-    invoices = node_invoice_source(settings, store, clock) if default_invoices else invoices
-    node_invoices = invoices if isinstance(invoices, _node_invoice_type()) else None
     created = False
     if slashing and coordinator_key is None:
         coordinator_key, created = coordinator_identity_from(settings, store)
+    own_key = coordinator_key or Identity.from_seed(os.urandom(32))
+    invoices = (
+        node_invoice_source(settings, store, clock, own_key.public_key_hex)
+        if default_invoices else invoices
+    )
+    node_invoices = invoices if isinstance(invoices, _node_invoice_type()) else None
     payouts = None if invoices is None else _payouts_of(
         settings, store, treasury, invoices, clock, payout_sweep_s, coordinator_key)
     slashing_service = None if not slashing else slashing_service_from(
@@ -281,7 +286,7 @@ def build_coordinator(
     service = CoordinatorService(
         store, treasury, clock, attrs.evolve(config, shared_state=shared),
         settlement_listeners=_settlement_listeners(store, clock, payouts, slashing_service),
-        coordinator_key=coordinator_key,
+        coordinator_key=own_key,
         registration_listeners=() if channels is None else (channels.registered,),
     )  # fmt: skip
     timestamping = timestamping or _calendar_of(settings)
@@ -369,10 +374,11 @@ def _node_invoice_type() -> type[NodeInvoiceSource]:
 
 
 def node_invoice_source(
-    settings: CoordinatorSettings, store: Repositories, clock: Clock
+    settings: CoordinatorSettings, store: Repositories, clock: Clock, coordinator_key: str
 ) -> NodeInvoiceSource:
     """Where the payout dispatcher gets payees' invoices (SRS-LN-04): handed in by the nodes
-    (gRPC SubmitInvoice), falling back to the embedded ledger's simulated nodes on devnets."""
+    (gRPC SubmitInvoice), signed for the coordinator whose public key is ``coordinator_key``,
+    falling back to the embedded ledger's simulated nodes on devnets."""
     from owm_adapters.lightning.node_invoices import NodeInvoiceSource
     from owm_adapters.services.payouts import LedgerInvoiceSource
 
@@ -383,7 +389,9 @@ def node_invoice_source(
     from owm_core.identity.envelopes import ReplayGuard
 
     guard = ReplayGuard(ledger=store.nonces) if shares_store(store) else ReplayGuard()
-    return NodeInvoiceSource(store, clock, fallback=fallback, guard=guard)
+    return NodeInvoiceSource(
+        store, clock, coordinator_key=coordinator_key, fallback=fallback, guard=guard
+    )
 
 
 # -- slashing (SRS-STAKE-04..07, SRS-SEC-11/13/14, SRS-LN-13) -------------------------------------
@@ -691,7 +699,7 @@ def slashing_service_from(
         clock,
         SlashingPolicy(
             maintainer_keys=stake.maintainer_keys, tier1_distinct_reporters=stake.tier1_reporters,
-            signal_window_s=stake.signal_window_s,
+            signal_window_s=stake.signal_window_s, coordinator_key=identity.public_key_hex,
         ),
         StakePolicy(reverify_period_s=stake.reverify_period_s, grace_period_s=stake.grace_period_s),
         # several coordinators: the one leading the slashing job decides (SRS-COORD-05)

@@ -43,7 +43,7 @@ def signed_submit_request(
     )
     envelope = seal(
         submitter, EnvelopeKind.TASK_SUBMISSION, body, os.urandom(NONCE_BYTES),
-        int(time.time()) if issued_at is None else issued_at,
+        int(time.time()) if issued_at is None else issued_at, audience=coordinator_key,
     )
     return pb.SubmitTaskRequest(
         task_id=request.task_id,
@@ -61,24 +61,29 @@ def signed_submit_request(
 
 
 def signed_balance_request(
-    submitter: Identity, amount_msat: int = 0, issued_at: int | None = None
+    submitter: Identity, amount_msat: int = 0, issued_at: int | None = None, *,
+    coordinator_key: str,
 ) -> pb.FundBalanceRequest:
     """``FundBalance``'s request: read the balance, and with ``amount_msat > 0`` ask for a
-    top-up invoice of that amount."""
+    top-up invoice of that amount; signed for the coordinator whose public key is
+    ``coordinator_key``."""
     envelope = seal(
         submitter, EnvelopeKind.BALANCE_REQUEST, BalanceRequest(amount_msat),
         os.urandom(NONCE_BYTES), int(time.time()) if issued_at is None else issued_at,
+        audience=coordinator_key,
     )
     return pb.FundBalanceRequest(request_envelope=to_bytes(envelope))
 
 
 def signed_output_request(
-    submitter: Identity, task_id: str, issued_at: int | None = None
+    submitter: Identity, task_id: str, issued_at: int | None = None, *, coordinator_key: str
 ) -> pb.GetTaskOutputRequest:
-    """``GetTaskOutput``'s request for the task ``task_id`` that ``submitter`` paid for."""
+    """``GetTaskOutput``'s request for the task ``task_id`` that ``submitter`` paid for, signed
+    for the coordinator whose public key is ``coordinator_key``."""
     envelope = seal(
         submitter, EnvelopeKind.OUTPUT_REQUEST, OutputRequest(task_id),
         os.urandom(NONCE_BYTES), int(time.time()) if issued_at is None else issued_at,
+        audience=coordinator_key,
     )
     return pb.GetTaskOutputRequest(request_envelope=to_bytes(envelope))
 

@@ -82,6 +82,9 @@ class NodeInvoiceSource:
 
     repositories: Repositories
     clock: Clock
+    #: This coordinator's public key: a node's queries and invoices are signed for it
+    #: (SRS-SEC-03).
+    coordinator_key: str = attrs.field(kw_only=True)
     fallback: InvoiceSource | None = attrs.field(default=None, kw_only=True)
     _guard: ReplayGuard = attrs.field(factory=ReplayGuard, kw_only=True)
     _max_pending: int = attrs.field(default=MAX_PENDING, kw_only=True)
@@ -120,7 +123,7 @@ class NodeInvoiceSource:
         envelope = envelopes.from_bytes(raw)
         if envelope.kind is not kind:
             raise InvalidValue("envelope", f"must be a {kind.value} envelope")
-        envelopes.verify(envelope)
+        envelopes.verify(envelope, audience=self.coordinator_key)
         body = envelopes.open_body(envelope)
         node = self.repositories.nodes.get(envelope.signer_node_id)
         if node is None:  # before the nonce: strangers cannot fill the guard (SRS-SEC-03)

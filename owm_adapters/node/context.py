@@ -158,9 +158,13 @@ class NodeContext:
                 "model_version": task.model_version}
 
     def seal(self, kind: EnvelopeKind, body: Any, now: int | None = None) -> bytes:
-        """``body`` signed with the node's key, as wire bytes."""
+        """``body`` signed with the node's key for its coordinator (``[coordinator]
+        public_key``, SRS-SEC-03), as wire bytes."""
         at = self.clock.now() if now is None else now
-        envelope = envelopes.seal(self.identity, kind, body, self.entropy(16), at)
+        envelope = envelopes.seal(
+            self.identity, kind, body, self.entropy(16), at,
+            audience=self.settings.coordinator_public_key,
+        )
         return envelopes.to_bytes(envelope)
 
     def open_input(self, task: AssignedTask) -> AssignedTask:

@@ -57,7 +57,10 @@ class PayoutInvoicer:
     """Payout ids whose invoice the coordinator refused, with its reason."""
 
     def _sealed(self, body: PayoutQuery | PayoutInvoice, kind: EnvelopeKind) -> bytes:
-        envelope = envelopes.seal(self.identity, kind, body, self._entropy(16), self.clock.now())
+        envelope = envelopes.seal(
+            self.identity, kind, body, self._entropy(16), self.clock.now(),
+            audience=self.coordinator_public_key,
+        )
         return envelopes.to_bytes(envelope)
 
     def _check_pubkey(self) -> None:

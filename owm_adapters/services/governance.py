@@ -150,8 +150,11 @@ class GovernanceService:
 
     def submit(self, envelope: Envelope) -> Receipt:
         """Check, apply and log one signed statement (see the module docstring)."""
-        verify(envelope)
-        action, statement = read_statement(envelope, self._coordinator.public_key_hex)
+        me = self._coordinator.public_key_hex
+        # The body first, to name the coordinator a statement for another one is addressed to;
+        # its signature is bound to that one too (SRS-SEC-03).
+        action, statement = read_statement(envelope, me)
+        verify(envelope, audience=me)
         wall = self._clock.now()
         if abs(envelope.issued_at - wall) > self.config.freshness_window_s:
             raise ReplayRejected(

@@ -180,6 +180,13 @@ def proof_evidence_hash(envelope: Envelope) -> str:
     return sha256_hex(to_bytes(envelope))
 
 
+def _policy_for(coordinator: Identity, policy: SlashingPolicy) -> None:
+    """Acknowledgements are signed for this coordinator (SRS-SEC-03): the policy that counts
+    them must name its key."""
+    if policy.coordinator_key != coordinator.public_key_hex:
+        raise ValueError("the slashing policy's coordinator_key is not this coordinator's")
+
+
 @attrs.define
 class SlashingService:
     """Signals and acknowledgements in, slashing decisions carried out (module docstring)."""
@@ -188,7 +195,7 @@ class SlashingService:
     force_closer: ForceCloser
     coordinator: Identity
     clock: Clock
-    policy: SlashingPolicy
+    policy: SlashingPolicy = attrs.field(validator=lambda s, _a, p: _policy_for(s.coordinator, p))
     stake_policy: StakePolicy = attrs.field(factory=StakePolicy)
     #: A tier-1 reporter counts only with this much of its own balance in its stake channel.
     min_reporter_balance_sat: int = StakeRequirements().for_tier(Tier.T1).min_sats
@@ -259,7 +266,7 @@ class SlashingService:
         envelope = from_bytes(raw) if isinstance(raw, bytes) else raw
         if envelope.kind is not EnvelopeKind.MAINTAINER_ACK:
             raise InvalidValue("kind", "must be maintainer_ack")
-        verify(envelope)
+        verify(envelope, audience=self.coordinator.public_key_hex)
         if envelope.signer not in self.policy.maintainer_keys:
             raise NotAMaintainer(f"{envelope.signer} is not a configured maintainer key "
                                  "([stake] maintainer_keys)")

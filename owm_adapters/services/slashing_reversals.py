@@ -144,6 +144,7 @@ class SlashingReversals:
             log=entries,
             maintainer_keys=self.policy.maintainer_keys,
             acknowledged_by=acknowledged_by,
+            coordinator_key=self.coordinator.public_key_hex,
             quorum=self.policy.maintainer_quorum,
         )
 

@@ -110,13 +110,14 @@ def append_to_log(
 
 def _statement_problem(entry: GovernanceLogEntry, coordinator_pubkey: str) -> str | None:
     """Why the embedded statement does not back the entry, or None. A statement logged
-    before statements named their coordinator (no ``coordinator`` in its body) still backs
-    its entry: the coordinator's signature over the entry says it was taken there."""
+    before statements named their coordinator (no ``coordinator`` in its body), or signed
+    before envelopes were bound to their coordinator (an unbound signature), still backs its
+    entry: the coordinator's signature over the entry says it was taken there."""
     if entry.statement is None:
         return None
     try:
         envelope = Envelope(**entry.statement)
-        verify(envelope)
+        verify(envelope, audience=coordinator_pubkey, recorded=True)
     except (DomainError, TypeError):
         return "the statement does not verify against its signer"
     body = envelope.body

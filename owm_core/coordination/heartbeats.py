@@ -26,12 +26,12 @@ import attrs
 from owm_core.coordination.wire import open_envelope
 from owm_core.errors import DomainError, InvalidTransition, NotFound, SignatureInvalid
 from owm_core.identity.envelopes import (
-    ENVELOPE_DOMAIN,
     INT_MAX,
     EnvelopeKind,
     Heartbeat,
     ReplayGuard,
     open_body,
+    signed_prefix,
 )
 from owm_core.identity.keys import node_id_from_public_key, verify_signature
 
@@ -52,7 +52,6 @@ _CANONICAL_HEARTBEAT_RE = re.compile(
     rb'"seq":(0|[1-9][0-9]{0,18})\},"issued_at":(0|[1-9][0-9]{0,18}),"kind":"heartbeat",'
     rb'"nonce":"([0-9a-f]{32})"(,"signature":"([0-9a-f]{128})","signer":"([0-9a-f]{64})"\})'
 )
-_HEARTBEAT_PREFIX = ENVELOPE_DOMAIN + EnvelopeKind.HEARTBEAT.value.encode("ascii") + b"\x00"
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -61,8 +60,9 @@ def _signer_node_id(public_key_hex: str) -> str:
     return node_id_from_public_key(public_key_hex)
 
 
-def _canonical_heartbeat(raw: bytes) -> HeartbeatFields | None:
-    """The fields of ``raw`` if it is a canonical, validly signed heartbeat; else ``None``.
+def _canonical_heartbeat(raw: bytes, audience: str) -> HeartbeatFields | None:
+    """The fields of ``raw`` if it is a canonical heartbeat validly signed for ``audience``;
+    else ``None``.
 
     Why: the full path (JSON, attrs validators, re-encoding) costs about as much Python time as
     the Ed25519 verification itself. One anchored regular expression admits only the exact
@@ -84,7 +84,8 @@ def _canonical_heartbeat(raw: bytes) -> HeartbeatFields | None:
     node = node_id.decode("ascii")
     if _signer_node_id(signer_hex) != node:
         return None
-    message = _HEARTBEAT_PREFIX + raw[: found.start(6)] + b',"signer":"' + signer + b'"}'
+    prefix = signed_prefix(EnvelopeKind.HEARTBEAT, audience)  # cached per audience
+    message = prefix + raw[: found.start(6)] + b',"signer":"' + signer + b'"}'
     try:
         verify_signature(signer_hex, message, bytes.fromhex(signature.decode("ascii")))
     except SignatureInvalid:
@@ -94,18 +95,19 @@ def _canonical_heartbeat(raw: bytes) -> HeartbeatFields | None:
     )
 
 
-def verify_heartbeat(raw: bytes) -> HeartbeatFields:
-    """Parse and verify one heartbeat envelope, signature and body (SRS-NODE-04, SRS-PERF-04).
+def verify_heartbeat(raw: bytes, audience: str) -> HeartbeatFields:
+    """Parse and verify one heartbeat envelope, signature and body (SRS-NODE-04, SRS-PERF-04),
+    signed for the coordinator whose public key is ``audience`` (SRS-SEC-03).
 
     The same verdict, fields and errors as :func:`open_envelope` + :func:`open_body` (and the
     body naming its signer's node id), at a fraction of the cost for canonical envelopes. It
     does not consult a replay guard: :func:`admit_heartbeat` does, with the result (signature
     first, so that forged envelopes cannot burn nonces).
     """
-    fast = _canonical_heartbeat(raw)
+    fast = _canonical_heartbeat(raw, audience)
     if fast is not None:
         return fast
-    envelope = open_envelope(raw, EnvelopeKind.HEARTBEAT, "heartbeat_envelope")
+    envelope = open_envelope(raw, EnvelopeKind.HEARTBEAT, "heartbeat_envelope", audience)
     body = open_body(envelope)
     assert isinstance(body, Heartbeat)
     return HeartbeatFields(

@@ -126,6 +126,7 @@ def register_node(
     transport: Transport,
     client_ip: str | None,
     now: int,
+    audience: str,
     requirements: StakeRequirements | None = None,
     policy: StakePolicy | None = None,
 ) -> Registered:
@@ -140,9 +141,11 @@ def register_node(
     against its channels again as the periodic re-verification would (a vanished channel
     degrades it with the usual grace, SRS-STAKE-03), and its node record keeps its reliability
     and earnings. Changing tier needs a deregistration first (the stake was sized for the tier).
+    The manifest must be signed for this coordinator, whose public key is ``audience``
+    (SRS-SEC-03).
     """
     public_key = parse_public_key(registration.public_key)
-    manifest_env, manifest = _signed_manifest(registration, public_key)
+    manifest_env, manifest = _signed_manifest(registration, public_key, audience)
     uri = LnNodeUri.parse(registration.ln_node_uri)
     onion = None if not registration.onion_address else onion_address(registration.onion_address)
     challenges.redeem(
@@ -181,11 +184,15 @@ def register_node(
 
 
 def _signed_manifest(
-    registration: Registration, public_key: str
+    registration: Registration, public_key: str, audience: str
 ) -> tuple[Envelope, CapabilityManifest]:
-    """The registration's manifest envelope, verified and signed by the registering key."""
+    """The registration's manifest envelope, verified and signed by the registering key for
+    this coordinator (``audience``, its public key)."""
     manifest_env = open_envelope(
-        registration.manifest_envelope, EnvelopeKind.CAPABILITY_MANIFEST, "manifest_envelope"
+        registration.manifest_envelope,
+        EnvelopeKind.CAPABILITY_MANIFEST,
+        "manifest_envelope",
+        audience,
     )
     if manifest_env.signer != public_key:
         raise SignatureInvalid("manifest is signed by another key")

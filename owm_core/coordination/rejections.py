@@ -42,12 +42,13 @@ class RejectionOutcome:
     rejection: Rejection
 
 
-def open_rejection(raw: bytes) -> tuple[Envelope, TaskRejection]:
-    """Verify one task-rejection envelope's signature and shape (no nonce is taken yet).
+def open_rejection(raw: bytes, audience: str) -> tuple[Envelope, TaskRejection]:
+    """Verify one task-rejection envelope's signature (for ``audience``, this coordinator's
+    public key) and shape (no nonce is taken yet).
 
     Next, :func:`admit_rejection` with the key registered for its signer's node id.
     """
-    envelope = open_envelope(raw, EnvelopeKind.TASK_REJECTION, "rejection_envelope")
+    envelope = open_envelope(raw, EnvelopeKind.TASK_REJECTION, "rejection_envelope", audience)
     body = open_body(envelope)
     assert isinstance(body, TaskRejection)
     return envelope, body

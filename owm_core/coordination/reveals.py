@@ -156,8 +156,11 @@ def commit_result(
     now: int,
     policy: VerificationPolicy,
     windows: RevealWindows,
+    *,
+    audience: str,
 ) -> CommitOutcome:
-    """Store the assigned node's signed commitment for its replica (phase one).
+    """Store the assigned node's signed commitment for its replica (phase one), signed for
+    this coordinator (``audience``, its public key: SRS-SEC-03).
 
     Only the node the replica is assigned to may commit, once, before its assignment deadline
     and while the round's commit window is open (InvalidTransition otherwise); the same
@@ -165,7 +168,7 @@ def commit_result(
     equal to a sibling's is a copied commitment and refused (PolicyViolation): it could never
     be opened by this node anyway, since the digest binds the replica and the node ids.
     """
-    envelope = open_envelope(raw, EnvelopeKind.TASK_COMMITMENT, "commitment_envelope")
+    envelope = open_envelope(raw, EnvelopeKind.TASK_COMMITMENT, "commitment_envelope", audience)
     body = open_body(envelope)
     assert isinstance(body, TaskCommitment)
     node_id = envelope.signer_node_id
@@ -207,8 +210,11 @@ def reveal_result(
     policy: VerificationPolicy,
     seed: bytes,
     windows: RevealWindows,
+    *,
+    audience: str,
 ) -> ProofOutcome:
-    """Accept a replica's reveal (phase two): its signed proof, the salt and the output bytes.
+    """Accept a replica's reveal (phase two): its signed proof (signed for this coordinator,
+    ``audience``: SRS-SEC-03), the salt and the output bytes.
 
     The output is required (InvalidValue(``output``) when empty) and must hash to the proof's
     ``output_hash``; the salt and hash must open the node's own commitment (PolicyViolation);
@@ -217,7 +223,7 @@ def reveal_result(
     write, committed before this returns; then the round is judged if nothing else is
     awaited. The same proof sent again (a retry) returns the current state.
     """
-    envelope = open_envelope(raw, EnvelopeKind.TASK_PROOF, "proof_envelope")
+    envelope = open_envelope(raw, EnvelopeKind.TASK_PROOF, "proof_envelope", audience)
     proof = open_body(envelope)
     assert isinstance(proof, TaskProof)
     node_id = envelope.signer_node_id

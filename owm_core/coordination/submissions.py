@@ -39,7 +39,15 @@ def open_submission(
         raise SignatureInvalid(
             "submitter_envelope is missing: a task needs a submitter's signed task_submission"
         )
-    envelope = open_envelope(raw, EnvelopeKind.TASK_SUBMISSION, "submitter_envelope")
+    try:
+        envelope = open_envelope(
+            raw, EnvelopeKind.TASK_SUBMISSION, "submitter_envelope", coordinator_key
+        )
+    except SignatureInvalid:
+        raise SignatureInvalid(
+            "submitter_envelope does not verify: signed by another key or for another "
+            f"coordinator (sign for this one: {coordinator_key})"
+        ) from None
     body = open_body(envelope)
     assert isinstance(body, TaskSubmission)
     if body.task_id != request.task_id:
@@ -52,18 +60,20 @@ def open_submission(
     return envelope
 
 
-def open_balance_request(raw: bytes) -> tuple[Envelope, BalanceRequest]:
-    """The verified balance request and its body (``InvalidValue`` if missing or malformed)."""
+def open_balance_request(raw: bytes, audience: str) -> tuple[Envelope, BalanceRequest]:
+    """The verified balance request, signed for ``audience`` (this coordinator's public key),
+    and its body (``InvalidValue`` if missing or malformed)."""
     if not raw:
         raise InvalidValue("request_envelope", "is missing")
-    envelope = open_envelope(raw, EnvelopeKind.BALANCE_REQUEST, "request_envelope")
+    envelope = open_envelope(raw, EnvelopeKind.BALANCE_REQUEST, "request_envelope", audience)
     body = open_body(envelope)
     assert isinstance(body, BalanceRequest)
     return envelope, body
 
 
-def open_output_request(raw: bytes) -> tuple[Envelope, OutputRequest]:
-    """The verified output request and its body: ``SignatureInvalid`` when it is missing (an
+def open_output_request(raw: bytes, audience: str) -> tuple[Envelope, OutputRequest]:
+    """The verified output request, signed for ``audience`` (this coordinator's public key),
+    and its body: ``SignatureInvalid`` when it is missing (an
     unsigned request names nobody who may read) or its signature does not verify,
     ``InvalidValue`` when it is malformed."""
     if not raw:
@@ -71,7 +81,7 @@ def open_output_request(raw: bytes) -> tuple[Envelope, OutputRequest]:
             "request_envelope is missing: an output is read with the submitter's signed "
             "output_request"
         )
-    envelope = open_envelope(raw, EnvelopeKind.OUTPUT_REQUEST, "request_envelope")
+    envelope = open_envelope(raw, EnvelopeKind.OUTPUT_REQUEST, "request_envelope", audience)
     body = open_body(envelope)
     assert isinstance(body, OutputRequest)
     return envelope, body

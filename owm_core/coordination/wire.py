@@ -11,12 +11,13 @@ canonical envelope from its received bytes without re-encoding it (the heartbeat
 from __future__ import annotations
 
 from owm_core.errors import InvalidValue, SignatureInvalid
-from owm_core.identity.envelopes import ENVELOPE_DOMAIN, Envelope, EnvelopeKind, from_bytes, verify
+from owm_core.identity.envelopes import Envelope, EnvelopeKind, from_bytes, signed_prefix, verify
 from owm_core.identity.keys import verify_signature
 
 
-def verify_wire(raw: bytes, envelope: Envelope) -> None:
-    """Verify ``envelope``, parsed from ``raw``, without re-encoding it when ``raw`` is canonical.
+def verify_wire(raw: bytes, envelope: Envelope, audience: str) -> None:
+    """Verify ``envelope``, parsed from ``raw``, as signed for the coordinator whose public key
+    is ``audience`` (strictly: SRS-SEC-03), without re-encoding it when ``raw`` is canonical.
 
     Why: re-encoding costs as much as a third of an Ed25519 verification, and the coordinator
     checks every heartbeat (SRS-PERF-04). With keys sorted, a canonical envelope ends in
@@ -25,15 +26,13 @@ def verify_wire(raw: bytes, envelope: Envelope) -> None:
     ``raw``
     has another shape, or that check fails, the full :func:`~owm_core.identity.envelopes.verify`
     decides,
-    so the answer is always the same as ``verify(envelope)``'s.
+    so the answer is always the same as ``verify(envelope, audience=audience)``'s.
     """
     tail = b'","signer":"' + envelope.signer.encode("ascii") + b'"}'
     suffix = b',"signature":"' + envelope.signature.encode("ascii") + tail
     if raw.endswith(suffix):
         message = (
-            ENVELOPE_DOMAIN
-            + envelope.kind.value.encode("ascii")
-            + b"\x00"
+            signed_prefix(envelope.kind, audience)
             + raw[: -len(suffix)]
             + b',"signer":"'
             + envelope.signer.encode("ascii")
@@ -45,16 +44,16 @@ def verify_wire(raw: bytes, envelope: Envelope) -> None:
             pass
         else:
             return
-    verify(envelope)
+    verify(envelope, audience=audience)
 
 
-def open_envelope(raw: bytes, kind: EnvelopeKind, field: str) -> Envelope:
-    """Parse and verify a signed envelope of ``kind`` (InvalidValue naming ``field``, or
-    SignatureInvalid)."""
+def open_envelope(raw: bytes, kind: EnvelopeKind, field: str, audience: str) -> Envelope:
+    """Parse and verify a signed envelope of ``kind`` addressed to the coordinator whose public
+    key is ``audience`` (InvalidValue naming ``field``, or SignatureInvalid)."""
     if not isinstance(raw, bytes) or not raw:
         raise InvalidValue(field, "is missing")
     envelope = from_bytes(raw)
     if envelope.kind is not kind:
         raise InvalidValue(field, f"must be a {kind.value} envelope, got {envelope.kind.value}")
-    verify_wire(raw, envelope)
+    verify_wire(raw, envelope, audience)
     return envelope

@@ -25,10 +25,19 @@ Envelope
 An envelope has six fields: ``kind`` (an :class:`EnvelopeKind` value), ``signer`` (public key,
 64 hex), ``nonce`` (16 caller-supplied random bytes as 32 hex), ``issued_at`` (int POSIX
 seconds, caller-supplied), ``body`` (a canonical dict) and ``signature`` (128 hex). The signed
-message is, with domain separation so that no envelope signature is valid for anything else::
+message (version 2) is, with domain separation so that no envelope signature is valid for
+anything else, and bound to its *audience* — the public key (64 lower-case hex) of the
+coordinator the envelope is addressed to, the key nodes pin as ``[coordinator] public_key``::
 
-    b"owm/envelope/v1\\x00" + kind.encode() + b"\\x00" + canonical(
+    b"owm/envelope/v2\\x00" + kind.encode() + b"\\x00" + audience.encode() + b"\\x00" + canonical(
         {"body": body, "issued_at": issued_at, "kind": kind, "nonce": nonce, "signer": signer})
+
+The audience is not a field: like a TLS channel binding it is implicit in the signature, so an
+envelope signed for one coordinator (a testnet's) does not verify at another (mainnet's),
+however fresh (SRS-SEC-03). :func:`verify` is strict. Only an envelope re-verified from
+storage or a log, accepted before the binding existed, may pass ``recorded=True`` and then
+also carry the old unbound version 1 signature over
+``b"owm/envelope/v1\\x00" + kind.encode() + b"\\x00" + canonical(...)``.
 
 :func:`to_bytes` is the canonical encoding of all six fields. :func:`from_bytes` accepts any
 JSON object with exactly those six fields (no duplicate keys, no floats, no NaN, at most
@@ -53,6 +62,7 @@ a rate limit with the seconds until the guard forgets a nonce: an honest node re
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import heapq
 import json
@@ -76,7 +86,8 @@ from owm_core.json_objects import exact_fields, unique_keys
 from owm_core.nodes.tiers import Tier
 from owm_core.payments.invoices import PAYOUT_ID
 
-ENVELOPE_DOMAIN = b"owm/envelope/v1\x00"
+ENVELOPE_DOMAIN = b"owm/envelope/v2\x00"
+UNBOUND_ENVELOPE_DOMAIN = b"owm/envelope/v1\x00"
 NONCE_BYTES = 16
 MAX_DEPTH = 32
 MAX_ENVELOPE_BYTES = 64 * 1024
@@ -207,8 +218,15 @@ class Envelope:
         return node_id_from_public_key(self.signer)
 
 
-def _signed_message(kind: EnvelopeKind, unsigned: dict[str, Any]) -> bytes:
-    return ENVELOPE_DOMAIN + kind.value.encode("ascii") + b"\x00" + _dump(unsigned)
+@functools.lru_cache(maxsize=256)
+def signed_prefix(kind: EnvelopeKind, audience: str) -> bytes:
+    """What the signed message of a ``kind`` envelope for ``audience`` starts with; the
+    canonical unsigned fields follow (see module docstring). Cached: a coordinator has one
+    audience, and checks every heartbeat (SRS-PERF-04). ``InvalidValue`` names ``audience``
+    unless it is a public key."""
+    parse_public_key(audience, "audience")
+    kind_part = kind.value.encode("ascii") + b"\x00"
+    return ENVELOPE_DOMAIN + kind_part + audience.encode("ascii") + b"\x00"
 
 
 class TypedBody(Protocol):
@@ -227,12 +245,16 @@ def seal(
     body: Mapping[str, Any] | TypedBody,
     nonce: bytes | str,
     issued_at: int,
+    *,
+    audience: str,
 ) -> Envelope:
-    """Sign ``body`` as an envelope of ``kind`` issued by ``identity`` at ``issued_at``.
+    """Sign ``body`` as an envelope of ``kind`` issued by ``identity`` at ``issued_at``, for
+    the coordinator whose public key is ``audience`` (SRS-SEC-03).
 
     ``nonce`` is 16 random bytes (or their 32-char hex) drawn by the caller's adapter; a typed
     body must be of ``kind``. Why: the core draws no randomness and reads no clock.
     """
+    parse_public_key(audience, "audience")
     if not isinstance(kind, EnvelopeKind):
         raise InvalidValue("kind", f"must be an EnvelopeKind, got {type(kind).__name__}")
     if not isinstance(body, Mapping):
@@ -252,23 +274,36 @@ def seal(
         signature="0" * 128,
     )
     try:
-        message = _signed_message(kind, draft.unsigned())
+        message = signed_prefix(kind, audience) + _dump(draft.unsigned())
     except UnicodeEncodeError:
         raise InvalidValue("body", "text is not valid Unicode (lone surrogate)") from None
     return attrs.evolve(draft, signature=identity.sign(message).hex())
 
 
-def verify(envelope: Envelope) -> None:
-    """Raise :class:`SignatureInvalid` unless ``envelope`` is signed by its ``signer``.
+def verify(envelope: Envelope, *, audience: str, recorded: bool = False) -> None:
+    """Raise :class:`SignatureInvalid` unless ``envelope`` is signed by its ``signer`` for the
+    coordinator whose public key is ``audience`` (SRS-SEC-03).
 
-    Lean on purpose (one canonical dump, one Ed25519 verification): the coordinator checks
-    every heartbeat (SRS-PERF-04).
+    ``recorded=True`` also accepts the old unbound (version 1) signature: only for an envelope
+    re-verified from storage or a log that was accepted before envelopes named their audience;
+    anything received is verified strictly. Lean on purpose (one canonical dump, one Ed25519
+    verification): the coordinator checks every heartbeat (SRS-PERF-04).
     """
+    prefix = signed_prefix(envelope.kind, audience)
     try:
-        message = _signed_message(envelope.kind, envelope.unsigned())
+        unsigned = _dump(envelope.unsigned())
     except (UnicodeEncodeError, TypeError, ValueError):
         raise SignatureInvalid("envelope body cannot be encoded canonically") from None
-    verify_signature(envelope.signer, message, bytes.fromhex(envelope.signature))
+    signature = bytes.fromhex(envelope.signature)
+    message = prefix + unsigned
+    if not recorded:
+        verify_signature(envelope.signer, message, signature)
+        return
+    try:
+        verify_signature(envelope.signer, message, signature)
+    except SignatureInvalid:
+        unbound = UNBOUND_ENVELOPE_DOMAIN + envelope.kind.value.encode("ascii") + b"\x00"
+        verify_signature(envelope.signer, unbound + unsigned, signature)
 
 
 def to_bytes(envelope: Envelope) -> bytes:

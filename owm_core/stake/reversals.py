@@ -75,12 +75,15 @@ class ReversalCase:
 
     ``log`` is the whole slashing log as read (index order); ``maintainer_keys`` the configured
     maintainers (SRS-SEC-14); ``acknowledged_by`` the keys that acknowledged the slashing of
-    the entry (its decision's supporters: nobody for a tier-1 slashing decided by signals).
+    the entry (its decision's supporters: nobody for a tier-1 slashing decided by signals);
+    ``coordinator_key`` the public key of the coordinator judging, which statements must be
+    signed for (SRS-SEC-03).
     """
 
     log: Sequence[SlashingLogRecord]
     maintainer_keys: frozenset[str]
     acknowledged_by: frozenset[str]
+    coordinator_key: str
     quorum: int = MAINTAINER_QUORUM
 
 
@@ -139,7 +142,7 @@ def check_statement(case: ReversalCase, envelope: Envelope) -> SlashingReversal:
     otherwise the domain error saying why not."""
     if envelope.kind is not EnvelopeKind.SLASHING_REVERSAL:
         raise InvalidValue("kind", f"must be {EnvelopeKind.SLASHING_REVERSAL.value}")
-    verify(envelope)
+    verify(envelope, audience=case.coordinator_key)
     if envelope.signer not in case.maintainer_keys:
         raise NotAMaintainer(
             f"{envelope.signer} is not a configured maintainer key ([stake] maintainer_keys)"
@@ -248,11 +251,14 @@ def _names_entry(envelope: Envelope, entry: SlashingReversalEntry) -> bool:
     )
 
 
-def _statement_problem(envelope: Envelope, entry: SlashingReversalEntry) -> str | None:
-    """Why one statement cannot back ``entry``, or None."""
+def _statement_problem(
+    envelope: Envelope, entry: SlashingReversalEntry, coordinator_key: str
+) -> str | None:
+    """Why one statement cannot back ``entry``, or None. A statement signed before envelopes
+    named their coordinator (an unbound signature) still backs an entry it was logged for."""
     who = f"statement by {envelope.signer[:16]}…"
     try:
-        verify(envelope)
+        verify(envelope, audience=coordinator_key, recorded=True)
     except SignatureInvalid:
         return f"{who}: signature does not verify"
     if not _names_entry(envelope, entry):
@@ -265,18 +271,20 @@ def _statement_problem(envelope: Envelope, entry: SlashingReversalEntry) -> str 
 def statements_problem(
     entry: SlashingReversalEntry,
     statements: Sequence[Envelope],
+    coordinator_key: str,
     maintainer_keys: frozenset[str] | None = None,
 ) -> str | None:
     """What is wrong with ``statements`` as the ones behind reversal ``entry``, or None.
 
-    Each must verify and name the entry's log index (``reverses``) and node; their signers must
+    Each must verify (signed for the coordinator whose public key is ``coordinator_key``, the
+    log's signer) and name the entry's log index (``reverses``) and node; their signers must
     be exactly the entry's ``maintainers``, one statement each; they must hash to its
     ``statement_hash``; with ``maintainer_keys`` (the configured maintainers, SRS-SEC-14) every
     signer must be one of them. Without it, the signers are only known to be the keys the
     coordinator-signed entry names.
     """
     for envelope in statements:
-        problem = _statement_problem(envelope, entry)
+        problem = _statement_problem(envelope, entry, coordinator_key)
         if problem is not None:
             return problem
     signers = sorted(e.signer for e in statements)
@@ -297,6 +305,7 @@ def statements_problem(
 def verify_reversal_statements(
     entries: Iterable[SlashingLogRecord],
     statements: Mapping[int, Sequence[Envelope]],
+    coordinator_key: str,
     maintainer_keys: frozenset[str] | None = None,
 ) -> LogVerification:
     """Check every reversal entry of a slashing log against its statements (``statements``,
@@ -309,7 +318,7 @@ def verify_reversal_statements(
         problem = (
             "its statements are not available"
             if behind is None
-            else statements_problem(entry, behind, maintainer_keys)
+            else statements_problem(entry, behind, coordinator_key, maintainer_keys)
         )
         if problem is not None:
             return LogVerification(ok=False, index=entry.index, problem=problem)

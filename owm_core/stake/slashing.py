@@ -201,9 +201,11 @@ def _evidence_digest(hashes: Iterable[str]) -> str:
 
 @attrs.frozen
 class SlashingPolicy:
-    """The slashing thresholds and the maintainers whose acknowledgements count (SRS-SEC-14)."""
+    """The slashing thresholds and the maintainers whose acknowledgements count (SRS-SEC-14),
+    signed for this coordinator, whose public key is ``coordinator_key`` (SRS-SEC-03)."""
 
     maintainer_keys: frozenset[str] = attrs.field(converter=_key_set)
+    coordinator_key: str = attrs.field(kw_only=True)
     tier1_distinct_reporters: int = attrs.field(
         default=TIER1_DISTINCT_REPORTERS, validator=fields.integer(minimum=1)
     )
@@ -220,6 +222,10 @@ class SlashingPolicy:
     def _check_keys(self, attribute: attrs.Attribute[Any], value: frozenset[str]) -> None:
         for key in value:
             parse_public_key(key, attribute.name)
+
+    @coordinator_key.validator
+    def _check_coordinator(self, attribute: attrs.Attribute[Any], value: str) -> None:
+        parse_public_key(value, attribute.name)
 
     def recent(self, signals: Iterable[SlashingSignal], now: int) -> list[SlashingSignal]:
         """The ``signals`` that still count at ``now`` under this policy's window."""
@@ -326,7 +332,8 @@ class SlashingPolicy:
         if envelope.signer not in self.maintainer_keys:
             return None
         try:
-            verify(envelope)
+            # Stored acknowledgements, some taken before envelopes named their coordinator.
+            verify(envelope, audience=self.coordinator_key, recorded=True)
             ack = open_body(envelope)
         except DomainError:
             return None

@@ -21,6 +21,7 @@ from owm_adapters.storage.keystore import create_identity
 from owm_adapters.storage.sql import open_repositories
 from owm_adapters.storage.sql.engine import sqlite_url
 from owm_cli.main import cli
+from owm_core.errors import SignatureInvalid
 from owm_core.identity import envelopes
 from owm_core.identity.chained_log import chain_position
 from owm_core.identity.envelopes import MaintainerAcknowledgement, SlashingReversal, open_body
@@ -188,10 +189,11 @@ def test_a_maintainer_ack_is_signed_with_the_key_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, [
         "slashing", "ack", "--key", str(tmp_path / "maintainer.key"), "--node-id", node,
         "--evidence-hash", evidence, "--reason", "fake_proof", "--out", str(out),
+        "--coordinator", KEY,
     ])
     assert result.exit_code == 0, result.output
     envelope = envelopes.from_bytes(out.read_bytes())
-    envelopes.verify(envelope)
+    envelopes.verify(envelope, audience=KEY)
     body = open_body(envelope)
     assert envelope.signer == maintainer.public_key_hex
     assert isinstance(body, MaintainerAcknowledgement)
@@ -247,7 +249,7 @@ def statements_of(index: int, node_id: str) -> list[envelopes.Envelope]:
     body = SlashingReversal(log_index=index, node_id=node_id)
     return sorted(
         (envelopes.seal(m, envelopes.EnvelopeKind.SLASHING_REVERSAL, body, b"\x05" * 16,
-                        1_800_000_500) for m in REVIEWERS),
+                        1_800_000_500, audience=KEY) for m in REVIEWERS),
         key=lambda e: e.signer,
     )  # fmt: skip
 
@@ -370,7 +372,7 @@ def later_statement(counted: envelopes.Envelope) -> envelopes.Envelope:
     body = open_body(counted)
     for nonce in range(256):
         other = envelopes.seal(signer, envelopes.EnvelopeKind.SLASHING_REVERSAL, body,
-                               bytes([nonce]) * 16, 1_800_000_700)  # fmt: skip
+                               bytes([nonce]) * 16, 1_800_000_700, audience=KEY)  # fmt: skip
         if other.signature < counted.signature:
             return other
     raise AssertionError("no smaller signature in 256 nonces")
@@ -423,14 +425,34 @@ def test_a_maintainer_reversal_is_signed_with_the_key_file(tmp_path: Path) -> No
     node = Identity.from_seed(os.urandom(32)).node_id
     result = CliRunner().invoke(cli, [
         "slashing", "reverse", "--key", str(tmp_path / "maintainer.key"), "--log-index", "4",
-        "--node-id", node,
+        "--node-id", node, "--coordinator", KEY,
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
     envelope = envelopes.from_bytes(result.stdout.strip().encode())
-    envelopes.verify(envelope)
+    envelopes.verify(envelope, audience=KEY)
     body = open_body(envelope)
     assert envelope.signer == maintainer.public_key_hex
     assert body == SlashingReversal(log_index=4, node_id=node)
+
+
+def test_a_maintainer_statement_is_signed_only_for_a_named_coordinator(tmp_path: Path) -> None:
+    """SRS-SEC-03: an acknowledgement or reversal is signed for one coordinator, --coordinator
+    (or the one --api answers); another coordinator does not take it, and without either the
+    command says which option is missing."""
+    create_identity(tmp_path / "maintainer.key")
+    node = Identity.from_seed(os.urandom(32)).node_id
+    args = ["slashing", "reverse", "--key", str(tmp_path / "maintainer.key"), "--log-index", "4",
+            "--node-id", node]  # fmt: skip
+    missing = CliRunner().invoke(cli, args)
+    assert missing.exit_code == 2 and "--coordinator" in missing.output
+    other = Identity.from_seed(b"\x09" * 32).public_key_hex
+    signed = CliRunner().invoke(cli, [*args, "--coordinator", other])
+    envelope = envelopes.from_bytes(signed.stdout.strip().encode())
+    envelopes.verify(envelope, audience=other)
+    with pytest.raises(SignatureInvalid):
+        envelopes.verify(envelope, audience=KEY)
+    bad = CliRunner().invoke(cli, [*args, "--coordinator", "mainnet"])
+    assert bad.exit_code == 2 and "--coordinator" in bad.output
 
 
 def test_a_reversal_naming_no_node_is_refused_on_one_line(tmp_path: Path) -> None:

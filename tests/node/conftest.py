@@ -37,6 +37,8 @@ from owm_server.grpc.server import CoordinatorServer
 from tests.tls_support import COORDINATOR_TLS, client_tls, identity_for, known
 
 T1_STAKE_SAT = 100_000
+COORDINATOR = Identity.from_seed(b"\x0c" * 32)
+"""The network's coordinator key (tests/reveals.py signs for it by default, SRS-SEC-03)."""
 MANIFEST = CapabilityManifest(tier=Tier.T1, vram_mb=0, ram_mb=16_000, bandwidth_mbps=100,
                               gpu_vendor="none", gpu_count=0)
 
@@ -148,6 +150,7 @@ def network(tmp_path: Path) -> Iterator[Network]:
         store=memory_repositories(),
         treasury=ledger.lightning("treasury"),
         slashing=False,
+        coordinator_key=COORDINATOR,
         clock=SystemClock(),
         config=ServiceConfig(
             tick_s=0.05,

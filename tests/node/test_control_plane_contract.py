@@ -14,13 +14,13 @@ from owm_core.identity.keys import Identity
 from owm_core.market.tasks import VerificationPolicy
 from owm_core.nodes.control_plane import AssignedTask, ControlPlaneRefused, ControlPlaneUnavailable
 from tests.node.conftest import MANIFEST, T1_STAKE_SAT
-from tests.reveals import commitment_envelope, proof_envelope, salt_of
+from tests.reveals import COORDINATOR_KEY_HEX, commitment_envelope, proof_envelope, salt_of
 from tests.tls_support import COORDINATOR_TLS, client_tls, known
 
 
 def manifest_envelope(identity: Identity) -> bytes:
     env = envelopes.seal(identity, EnvelopeKind.CAPABILITY_MANIFEST, MANIFEST, os.urandom(16),
-                         SystemNow.now())
+                         SystemNow.now(), audience=COORDINATOR_KEY_HEX)
     return envelopes.to_bytes(env)
 
 
@@ -40,7 +40,8 @@ def register(control, node):
 def heartbeat(identity: Identity, seq: int = 1) -> bytes:
     body = Heartbeat(node_id=identity.node_id, seq=seq, manifest_digest=MANIFEST.digest())
     return envelopes.to_bytes(envelopes.seal(identity, EnvelopeKind.HEARTBEAT, body,
-                                             os.urandom(16), SystemNow.now()))
+                                             os.urandom(16), SystemNow.now(),
+                                             audience=COORDINATOR_KEY_HEX))
 
 
 def first_assignment(feed) -> list[AssignedTask]:
@@ -187,7 +188,8 @@ def test_a_node_that_deregisters_leaves_without_cooldown(control, network):
 def rejection(identity: Identity, replica_id: str) -> bytes:
     body = TaskRejection(task_id=replica_id, field="input.prompt", reason="must be a string")
     return envelopes.to_bytes(envelopes.seal(identity, EnvelopeKind.TASK_REJECTION, body,
-                                             os.urandom(16), SystemNow.now()))
+                                             os.urandom(16), SystemNow.now(),
+                                             audience=COORDINATOR_KEY_HEX))
 
 
 def test_the_assigned_node_rejects_a_task_and_it_is_released_at_once(control, network):

@@ -152,7 +152,11 @@ def test_a_staked_node_registers_heartbeats_runs_a_task_and_is_credited(network,
 
 def test_a_node_drops_assignments_not_signed_by_its_coordinator_key(network, start):
     impostor = Identity.from_seed(os.urandom(32))  # a coordinator the node was not told of
-    node = start(network.node("n-forged"), coordinator_public_key=impostor.public_key_hex)
+    member = network.node("n-forged")
+    # Each assignment arrives signed (and its input sealed) by the impostor's key.
+    control = ResealedInputs(InProcessControlPlane(network.service), impostor, impostor,
+                             member.identity.public_key_hex)  # fmt: skip
+    node = start(member, control=control)
     wait_for(lambda: node.daemon.state == "serving")
     network.submit("forged-1", b'{"prompt": "run me"}')
     wait_for(lambda: "not signed" in node.daemon.health()["coordinator"]["last_error"])
@@ -160,6 +164,26 @@ def test_a_node_drops_assignments_not_signed_by_its_coordinator_key(network, sta
     [replica] = InProcessControlPlane(network.service).replicas("forged-1")
     assert replica.state == "assigned"  # never committed, never revealed
     assert node.halt() == 0
+
+
+def test_a_node_told_another_coordinator_key_is_refused_registration_and_gets_no_tasks(
+    network, tmp_path
+):
+    """Its envelopes are signed for the coordinator it was told of (SRS-SEC-03), so this one
+    refuses its manifest: it never registers here, and so is never handed a task."""
+    impostor = Identity.from_seed(os.urandom(32))  # a coordinator the node was not told of
+    node = network.node("n-forged")
+    settings = DaemonSettings(ln_node_uri=node.ln_node_uri, stake_retry_s=0.2,
+                              treasury_uri=f"{network.treasury}@127.0.0.1:9735",
+                              coordinator_public_key=impostor.public_key_hex)  # fmt: skip
+    daemon = NodeDaemon(
+        node.identity, InProcessControlPlane(network.service), MANIFEST,
+        TaskRunner(limits=Limits(timeout_s=60)), TaskLog.in_dir(tmp_path), SystemClock(),
+        settings, data_dir=tmp_path, say=lambda _line: None, ln_signer=node.ln_signer,
+    )
+    with pytest.raises(ControlPlaneRefused, match="signature"):
+        daemon.run(threading.Event())
+    assert network.service.repositories.nodes.get(node.identity.node_id) is None
 
 
 def test_the_verified_output_of_a_task_reaches_its_submitter_with_the_proof(network, start):

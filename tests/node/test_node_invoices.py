@@ -52,6 +52,7 @@ from tests.adapters.lightning.lightning_contract import FORCE_CLOSE_MACAROON, PA
 from tests.fakes.lnd_server import FakeLnd
 from tests.node.conftest import MANIFEST, T1_STAKE_SAT, Network
 from tests.node.test_daemon import wait_for
+from tests.reveals import COORDINATOR_KEY_HEX
 from tests.tls_support import COORDINATOR_TLS, client_tls
 
 pytestmark = pytest.mark.timeout(120)
@@ -60,7 +61,8 @@ MONTH_S = 30 * 24 * 3600
 
 
 def sealed(identity: Identity, body: PayoutQuery | PayoutInvoice) -> bytes:
-    envelope = envelopes.seal(identity, body.KIND, body, os.urandom(16), int(time.time()))
+    envelope = envelopes.seal(identity, body.KIND, body, os.urandom(16), int(time.time()),
+                              audience=COORDINATOR_KEY_HEX)
     return envelopes.to_bytes(envelope)
 
 
@@ -213,7 +215,8 @@ def test_the_node_s_invoice_record_carries_the_payout_amount_and_payment_hash_as
 @pytest.fixture
 def source(network: Network) -> Iterator[NodeInvoiceSource]:
     """A node invoice source, served by a gRPC server that ``network.url`` now names."""
-    invoices = NodeInvoiceSource(network.service.repositories, SystemClock())
+    invoices = NodeInvoiceSource(network.service.repositories, SystemClock(),
+                                 coordinator_key=network.coordinator_key)
     server = CoordinatorServer(network.service, "127.0.0.1:0", tls=COORDINATOR_TLS, max_workers=16,
                                invoices=invoices)
     server.start()
@@ -228,7 +231,7 @@ def registered(network: Network, alias: str):
     plane = InProcessControlPlane(network.service)
     manifest = envelopes.to_bytes(envelopes.seal(
         node.identity, EnvelopeKind.CAPABILITY_MANIFEST, MANIFEST, os.urandom(16),
-        int(time.time())))
+        int(time.time()), audience=COORDINATOR_KEY_HEX))
     plane.register(node.identity, manifest, MANIFEST.digest(), node.ln_node_uri, None,
                    node.ln_signer)
     return node
@@ -301,7 +304,8 @@ def test_a_node_cannot_see_or_answer_another_nodes_payouts(
 
 def test_strangers_payout_queries_take_no_place_in_the_replay_guard(network: Network) -> None:
     guard = ReplayGuard(max_entries=2)
-    source = NodeInvoiceSource(network.service.repositories, SystemClock(), guard=guard)
+    source = NodeInvoiceSource(network.service.repositories, SystemClock(), guard=guard,
+                               coordinator_key=network.coordinator_key)
     for _ in range(5):
         stranger = Identity.from_seed(os.urandom(32))
         with pytest.raises(NotFound, match="no node is registered"):
@@ -396,5 +400,7 @@ def test_payout_requests_carry_the_coordinators_signature_and_forged_ones_are_no
     twin = InProcessControlPlane(network.service, invoices=source)
     invoicer = PayoutInvoicer(node.identity, twin, lightning, SystemClock(),
                               coordinator_public_key=impostor, say=lambda _line: None)
-    assert invoicer.poll_once() == []  # nothing invoiced, nothing handed in
+    # Its query is signed for the impostor: refused here (SRS-SEC-03), nothing handed in.
+    with pytest.raises(ControlPlaneRefused, match="signature"):
+        invoicer.poll_once()
     assert [p.payee_pubkey for p in source.pending()].count(node.ln_pubkey) == 1

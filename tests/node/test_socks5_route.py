@@ -17,6 +17,7 @@ from owm_core.identity import envelopes
 from owm_core.identity.envelopes import EnvelopeKind
 from owm_core.nodes.control_plane import ControlPlaneUnavailable
 from tests.node.conftest import MANIFEST
+from tests.reveals import COORDINATOR_KEY_HEX
 from tests.tls_support import client_tls
 
 
@@ -93,7 +94,7 @@ def manifest_envelope(identity) -> bytes:
     import time
 
     env = envelopes.seal(identity, EnvelopeKind.CAPABILITY_MANIFEST, MANIFEST, os.urandom(16),
-                         int(time.time()))
+                         int(time.time()), audience=COORDINATOR_KEY_HEX)
     return envelopes.to_bytes(env)
 
 

@@ -229,6 +229,8 @@ class SimNode:
     ln_key: LnKey
     manifest: CapabilityManifest
     seq: int = 0
+    #: The public key of the coordinator its envelopes are signed for (SRS-SEC-03).
+    coordinator: str = COORDINATOR_KEY.public_key_hex
 
     @classmethod
     def create(cls, tier: Tier = Tier.T1, vram_mb: int = 0, gpu_count: int = 0) -> SimNode:
@@ -267,7 +269,8 @@ class SimNode:
 
     def manifest_envelope(self, now: int) -> bytes:
         env = envelopes.seal(
-            self.identity, EnvelopeKind.CAPABILITY_MANIFEST, self.manifest, os.urandom(16), now
+            self.identity, EnvelopeKind.CAPABILITY_MANIFEST, self.manifest, os.urandom(16), now,
+            audience=self.coordinator,
         )
         return envelopes.to_bytes(env)
 
@@ -305,7 +308,8 @@ class SimNode:
     def heartbeat_envelope(self, now: int) -> bytes:
         self.seq += 1
         body = Heartbeat(node_id=self.node_id, seq=self.seq, manifest_digest=self.manifest.digest())
-        env = envelopes.seal(self.identity, EnvelopeKind.HEARTBEAT, body, os.urandom(16), now)
+        env = envelopes.seal(self.identity, EnvelopeKind.HEARTBEAT, body, os.urandom(16), now,
+                             audience=self.coordinator)  # fmt: skip
         return envelopes.to_bytes(env)
 
     def open_stream(
@@ -332,7 +336,7 @@ class SimNode:
         return open_sealed(
             assignment.input,
             recipient=self.identity,
-            sender_public_key=coordinator or COORDINATOR_KEY.public_key_hex,
+            sender_public_key=coordinator or self.coordinator,
             context=input_context(assignment.task_id),
         )
 
@@ -341,7 +345,7 @@ class SimNode:
         return seal(
             output,
             sender=self.identity,
-            recipient_public_key=coordinator or COORDINATOR_KEY.public_key_hex,
+            recipient_public_key=coordinator or self.coordinator,
             context=output_context(task_id),
             nonce=os.urandom(NONCE_BYTES),
         )
@@ -353,14 +357,15 @@ class SimNode:
             execution_ms=12,
             attestation={"gpu": "none"},
         )
-        env = envelopes.seal(self.identity, EnvelopeKind.TASK_PROOF, body, os.urandom(16), now)
+        env = envelopes.seal(self.identity, EnvelopeKind.TASK_PROOF, body, os.urandom(16), now,
+                             audience=self.coordinator)  # fmt: skip
         return envelopes.to_bytes(env)
 
     def commit(
         self, stub: pb_grpc.CoordinatorStub, task_id: str, output: bytes, now: int
     ) -> pb.CommitResultResponse:
         """Phase one of commit–reveal: the signed commitment to ``output``."""
-        raw = commitment_envelope(self.identity, task_id, output, now)
+        raw = commitment_envelope(self.identity, task_id, output, now, audience=self.coordinator)
         reply: pb.CommitResultResponse = stub.CommitResult(
             pb.CommitResultRequest(commitment_envelope=raw)
         )

@@ -110,13 +110,13 @@ class InProcessNode:
             proof = TaskProof(task.task_id, output_hash(output), 5, {"gpu": "none"})
             now = self.coordinator.clock.now()
             envelope = envelopes.seal(self.sim.identity, EnvelopeKind.TASK_PROOF, proof,
-                                      os.urandom(16), now)
+                                      os.urandom(16), now, audience=coordinator)
             delivered = canonical_output(output)
             identity = self.sim.identity
             sealed = seal(delivered, sender=identity, recipient_public_key=coordinator,
                           context=output_context(task.task_id), nonce=os.urandom(NONCE_BYTES))
             self.coordinator.commit_result(
-                commitment_envelope(identity, task.task_id, delivered, now)
+                commitment_envelope(identity, task.task_id, delivered, now, audience=coordinator)
             )
             while True:  # a redundant round's reveals open once every replica committed
                 try:
@@ -152,6 +152,7 @@ class Conglomerate:
 def register_node(coordinator: CoordinatorService, ledger: SimLedger, treasury: str,
                   **options: object) -> InProcessNode:
     sim = SimNode.create()
+    sim.coordinator = coordinator.sealing.public_key_hex
     ledger.open_channel(treasury, sim.ln_pubkey, 2 * T1_STAKE_SAT, push_sat=T1_STAKE_SAT)
     challenge = coordinator.challenge(sim.public_key, ChallengePurpose.REGISTER.value)
     details = {"ln_node_uri": sim.ln_node_uri, "manifest_digest": sim.manifest.digest(),

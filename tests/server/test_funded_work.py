@@ -36,6 +36,7 @@ from owm_core.identity.keys import Identity
 from owm_core.identity.sealing import open_sealed, result_context
 from owm_core.market.tasks import VerificationPolicy
 from tests.server.harness import (
+    COORDINATOR_KEY,
     OPERATOR,
     Coordinator,
     SimNode,
@@ -47,6 +48,8 @@ from tests.server.harness import (
 from tests.services.market_world import register_idle
 
 CAP_MSAT = 50_000
+KEY = COORDINATOR_KEY.public_key_hex
+"""The coordinator the clients' requests are signed for."""
 CLIENT = Identity.from_seed(b"\x61" * 32)
 OTHER_CLIENT = Identity.from_seed(b"\x62" * 32)
 PRICE = 10_000
@@ -101,7 +104,8 @@ def fund(
     client: Identity = CLIENT,
 ) -> None:
     """The client asks for a top-up invoice and pays it from its own Lightning node."""
-    reply = coordinator.stub.FundBalance(signed_balance_request(client, amount, clock.now()))
+    reply = coordinator.stub.FundBalance(signed_balance_request(client, amount, clock.now(),
+                                                                coordinator_key=KEY))
     assert reply.bolt11 and reply.available_msat == 0
     name = f"client-{client.public_key_hex[:8]}"
     payer = ledger.add_node(name)
@@ -197,10 +201,12 @@ def test_a_paid_top_up_funds_a_task_whose_nodes_are_paid_from_its_escrow_and_the
     streams = nodes_streaming(coordinator, clock)
     fund(coordinator, ledger, clock, 100_000)
     for _ in range(2):  # credited once, however often the balance is read
-        balance = coordinator.stub.FundBalance(signed_balance_request(CLIENT, 0, clock.now()))
+        balance = coordinator.stub.FundBalance(signed_balance_request(CLIENT, 0, clock.now(),
+                                                                      coordinator_key=KEY))
         assert (balance.funded_msat, balance.available_msat) == (100_000, 100_000)
     coordinator.stub.SubmitTask(task_request("paid", PRICE, submitter=CLIENT))
-    after = coordinator.stub.FundBalance(signed_balance_request(CLIENT, 0, clock.now()))
+    after = coordinator.stub.FundBalance(signed_balance_request(CLIENT, 0, clock.now(),
+                                                                coordinator_key=KEY))
     assert after.available_msat == 100_000 - ESCROW  # escrowed before dispatch
     replay = task_request("paid", PRICE, submitter=CLIENT)
     assert refused(lambda: coordinator.stub.SubmitTask(replay)).code() in {
@@ -216,7 +222,8 @@ def test_a_paid_top_up_funds_a_task_whose_nodes_are_paid_from_its_escrow_and_the
     negotiated = 2_000 + (PRICE - 2_000) // 2  # the midpoint, below the funded price
     assert escrow.paid_to_nodes_msat == 2 * negotiated
     assert escrow.treasury_share_msat == 2 * SHARE
-    final = coordinator.stub.FundBalance(signed_balance_request(CLIENT, 0, clock.now()))
+    final = coordinator.stub.FundBalance(signed_balance_request(CLIENT, 0, clock.now(),
+                                                                coordinator_key=KEY))
     assert final.available_msat == 100_000 - 2 * (negotiated + SHARE)
     assert final.refunded_msat == ESCROW - 2 * (negotiated + SHARE)
 
@@ -239,7 +246,7 @@ def test_network_tasks_past_the_period_budget_are_refused_until_the_next_period(
 def test_top_up_invoices_are_bounded_per_request(
     coordinator: Coordinator, clock: StepClock
 ) -> None:
-    huge = signed_balance_request(CLIENT, 10**13, clock.now())
+    huge = signed_balance_request(CLIENT, 10**13, clock.now(), coordinator_key=KEY)
     error = refused(lambda: coordinator.stub.FundBalance(huge))
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "amount_msat" in (error.details() or "")
@@ -257,7 +264,7 @@ def test_a_paying_client_is_served_while_fresh_keys_fill_the_newcomers_replay_gu
     flood = []
     for _ in range(10):
         stranger = Identity.from_seed(os.urandom(32))
-        request = signed_balance_request(stranger, 0, clock.now())
+        request = signed_balance_request(stranger, 0, clock.now(), coordinator_key=KEY)
         try:
             coordinator.stub.FundBalance(request)
             flood.append("served")
@@ -266,13 +273,14 @@ def test_a_paying_client_is_served_while_fresh_keys_fill_the_newcomers_replay_gu
 
     assert flood[:3] == ["served"] * 3
     assert all("replay guard is full" in answer for answer in flood[3:])
-    paid = coordinator.stub.FundBalance(signed_balance_request(CLIENT, 0, clock.now()))
+    paid = coordinator.stub.FundBalance(signed_balance_request(CLIENT, 0, clock.now(),
+                                                               coordinator_key=KEY))
     assert paid.funded_msat == 100_000  # credited, then served from the paying clients' guard
     register_idle(coordinator.service.repositories, 2, clock.now())
     reply = coordinator.stub.SubmitTask(task_request("paid-in-flood", PRICE, submitter=CLIENT))
     assert len(reply.replica_ids) == 2
     late = refused(lambda: coordinator.stub.FundBalance(
-        signed_balance_request(OTHER_CLIENT, 1_000, clock.now())
+        signed_balance_request(OTHER_CLIENT, 1_000, clock.now(), coordinator_key=KEY)
     ))
     assert late.code() is grpc.StatusCode.RESOURCE_EXHAUSTED  # a new sponsor waits out the flood
     assert (late.details() or "").startswith("replay-guard-full: replay guard is full; retry after")
@@ -300,7 +308,7 @@ def test_a_failing_treasury_node_is_unavailable_over_grpc_naming_no_internal_hos
     funding.lightning = Unreachable()  # type: ignore[assignment]
     with caplog.at_level(logging.WARNING):
         error = refused(lambda: coordinator.stub.FundBalance(
-            signed_balance_request(CLIENT, 1_000, clock.now())
+            signed_balance_request(CLIENT, 1_000, clock.now(), coordinator_key=KEY)
         ))
 
     assert error.code() is grpc.StatusCode.UNAVAILABLE
@@ -321,10 +329,11 @@ def test_fresh_keys_cannot_make_the_treasury_hold_more_open_top_up_invoices_than
     for _ in range(3):  # each fresh key well within its own 10
         sybil = Identity.from_seed(os.urandom(32))
         invoices.append(coordinator.stub.FundBalance(
-            signed_balance_request(sybil, 1_000, clock.now())
+            signed_balance_request(sybil, 1_000, clock.now(), coordinator_key=KEY)
         ).bolt11)
 
-    extra = signed_balance_request(Identity.from_seed(os.urandom(32)), 1_000, clock.now())
+    extra = signed_balance_request(Identity.from_seed(os.urandom(32)), 1_000, clock.now(),
+                                   coordinator_key=KEY)
     with pytest.raises(grpc.RpcError) as caught:
         coordinator.stub.FundBalance(extra)
 
@@ -334,10 +343,12 @@ def test_fresh_keys_cannot_make_the_treasury_hold_more_open_top_up_invoices_than
     assert "max_open_top_ups" in (error.details() or "")
     assert dict(error.trailing_metadata() or ())["retry-after-s"] == "60"
     assert all(invoices) and len(funding.open_top_ups()) == 3  # nothing issued past the cap
-    balance = coordinator.stub.FundBalance(signed_balance_request(CLIENT, 0, clock.now()))
+    balance = coordinator.stub.FundBalance(signed_balance_request(CLIENT, 0, clock.now(),
+                                                                  coordinator_key=KEY))
     assert balance.available_msat == 0  # reading a balance is never refused by the cap
     clock.advance(TOP_UP_EXPIRY_S + 1)  # the invoices expire unpaid: room again
-    reply = coordinator.stub.FundBalance(signed_balance_request(CLIENT, 1_000, clock.now()))
+    reply = coordinator.stub.FundBalance(signed_balance_request(CLIENT, 1_000, clock.now(),
+                                                                coordinator_key=KEY))
     assert reply.bolt11
     coordinator.stop()
 
@@ -358,7 +369,8 @@ def test_a_task_no_node_takes_expires_and_its_escrow_goes_back_to_the_balance(
     assert escrow is not None and escrow.closed and escrow.refunded_msat == ESCROW
     view = coordinator.stub.GetTask(pb.GetTaskRequest(task_id="lonely"))
     assert view.outcome == "expired"
-    balance = coordinator.stub.FundBalance(signed_balance_request(CLIENT, 0, clock.now()))
+    balance = coordinator.stub.FundBalance(signed_balance_request(CLIENT, 0, clock.now(),
+                                                                  coordinator_key=KEY))
     assert balance.available_msat == 100_000
 
 
@@ -385,7 +397,8 @@ def test_the_submitter_reads_its_verified_output_sealed_to_its_key_and_nobody_el
 ) -> None:
     nodes = verified_paid_task(coordinator, ledger, clock, "mine")
     coordinator_key = coordinator.service.signer.public_key_hex
-    reply = coordinator.stub.GetTaskOutput(signed_output_request(CLIENT, "mine", clock.now()))
+    reply = coordinator.stub.GetTaskOutput(signed_output_request(CLIENT, "mine", clock.now(),
+                                                                 coordinator_key=KEY))
     assert (reply.task_id, reply.state) == ("mine", "verified")
     assert open_task_output(CLIENT, coordinator_key, reply) == b"answer"
     assert b"answer" not in reply.sealed_output
@@ -412,11 +425,11 @@ def test_a_node_another_funded_key_or_the_operator_gets_not_found_as_for_no_task
         return guards.paying.guard.held_by(key) + guards.newcomers.guard.held_by(key)
 
     missing = refused(lambda: coordinator.stub.GetTaskOutput(
-        signed_output_request(CLIENT, "no-such-task", clock.now())
+        signed_output_request(CLIENT, "no-such-task", clock.now(), coordinator_key=KEY)
     ))
     assert missing.code() is grpc.StatusCode.NOT_FOUND
     for reader in (nodes[0].identity, nodes[1].identity, OTHER_CLIENT, OPERATOR):
-        request = signed_output_request(reader, "private", clock.now())
+        request = signed_output_request(reader, "private", clock.now(), coordinator_key=KEY)
         before = held(reader.public_key_hex)
         error = refused(lambda r=request: coordinator.stub.GetTaskOutput(r))
         assert error.code() is grpc.StatusCode.NOT_FOUND
@@ -430,7 +443,7 @@ def test_a_network_funded_task_is_not_read_over_the_control_plane_even_by_its_op
     register_idle(coordinator.service.repositories, 2, clock.now())
     coordinator.stub.SubmitTask(task_request("fl-round", PRICE))  # OPERATOR: network budget
     error = refused(lambda: coordinator.stub.GetTaskOutput(
-        signed_output_request(OPERATOR, "fl-round", clock.now())
+        signed_output_request(OPERATOR, "fl-round", clock.now(), coordinator_key=KEY)
     ))
     assert error.code() is grpc.StatusCode.NOT_FOUND
 
@@ -444,7 +457,7 @@ def test_before_the_verdict_the_submitter_is_told_not_verified_yet_with_the_stat
     (node, feed), _ = streams
     node.commit(coordinator.stub, feed.wait_for(1)[0].task_id, b"answer", clock.now())
     error = refused(lambda: coordinator.stub.GetTaskOutput(
-        signed_output_request(CLIENT, "early", clock.now())
+        signed_output_request(CLIENT, "early", clock.now(), coordinator_key=KEY)
     ))
     assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
     assert "not verified yet: task early is pending" in (error.details() or "")
@@ -457,11 +470,11 @@ def test_an_unsigned_forged_or_replayed_output_request_is_refused(
     unsigned = refused(lambda: coordinator.stub.GetTaskOutput(pb.GetTaskOutputRequest()))
     assert unsigned.code() is grpc.StatusCode.UNAUTHENTICATED
     assert "request_envelope is missing" in (unsigned.details() or "")
-    forged = signed_output_request(CLIENT, "guarded", clock.now())
+    forged = signed_output_request(CLIENT, "guarded", clock.now(), coordinator_key=KEY)
     forged.request_envelope = forged.request_envelope.replace(b"guarded", b"guardee")
     error = refused(lambda: coordinator.stub.GetTaskOutput(forged))
     assert error.code() is grpc.StatusCode.UNAUTHENTICATED
-    request = signed_output_request(CLIENT, "guarded", clock.now())
+    request = signed_output_request(CLIENT, "guarded", clock.now(), coordinator_key=KEY)
     assert coordinator.stub.GetTaskOutput(request).state == "verified"
     replayed = refused(lambda: coordinator.stub.GetTaskOutput(request))
     assert replayed.code() is grpc.StatusCode.UNAUTHENTICATED
@@ -504,9 +517,11 @@ def test_a_spot_checked_result_no_other_node_can_recheck_is_verified_paid_and_th
         assert escrow is not None and escrow.closed
         assert (escrow.paid_to_nodes_msat, escrow.treasury_share_msat) == (negotiated, SHARE)
         assert escrow.refunded_msat == ESCROW - negotiated - SHARE
-        balance = running.stub.FundBalance(signed_balance_request(CLIENT, 0, clock.now()))
+        balance = running.stub.FundBalance(signed_balance_request(CLIENT, 0, clock.now(),
+                                                                  coordinator_key=KEY))
         assert balance.available_msat == 100_000 - negotiated - SHARE
-        reply = running.stub.GetTaskOutput(signed_output_request(CLIENT, "checked", clock.now()))
+        reply = running.stub.GetTaskOutput(signed_output_request(CLIENT, "checked", clock.now(),
+                                                                 coordinator_key=KEY))
         coordinator_key = running.service.signer.public_key_hex
         assert open_task_output(CLIENT, coordinator_key, reply) == b"answer"
     finally:

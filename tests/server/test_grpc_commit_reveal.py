@@ -132,7 +132,8 @@ def test_a_copied_commitment_is_refused_over_grpc(running: Coordinator, clock: S
     (stored,) = running.service.repositories.commitments.for_round("job")
     copy = TaskCommitment(task_id=mine, commitment=stored.commitment.digest)
     raw = envelopes.to_bytes(envelopes.seal(
-        lazy.identity, EnvelopeKind.TASK_COMMITMENT, copy, b"\x01" * 16, clock.now()))
+        lazy.identity, EnvelopeKind.TASK_COMMITMENT, copy, b"\x01" * 16, clock.now(),
+        audience=lazy.coordinator))
 
     with pytest.raises(grpc.RpcError) as refused:
         running.stub.CommitResult(pb.CommitResultRequest(commitment_envelope=raw))

@@ -203,6 +203,31 @@ def test_a_replayed_heartbeat_is_unauthenticated(
     assert "nonce" in info.value.details()
 
 
+def test_a_heartbeat_or_proof_signed_for_another_coordinator_is_unauthenticated(
+    coordinator: Coordinator, clock: StepClock
+) -> None:
+    """SRS-SEC-03: what a node signed for a testnet's coordinator, however fresh, is not
+    accepted by this one (the envelope names its audience in its signature)."""
+    node = staked_node(coordinator, clock)
+    testnet = attrs.evolve(node, coordinator=Identity.from_seed(b"\x0d" * 32).public_key_hex)
+
+    with pytest.raises(grpc.RpcError) as beat:
+        coordinator.stub.Heartbeat(
+            pb.HeartbeatRequest(heartbeat_envelope=testnet.heartbeat_envelope(clock.now()))
+        )
+    with pytest.raises(grpc.RpcError) as proof:
+        coordinator.stub.SubmitProof(pb.SubmitProofRequest(
+            proof_envelope=testnet.proof("job-1", b"x", clock.now()), output=b"",
+            salt=salt_of(node.node_id, "job-1"),
+        ))  # fmt: skip
+
+    assert beat.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert proof.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    coordinator.stub.Heartbeat(  # signed for this coordinator, the same node is heard
+        pb.HeartbeatRequest(heartbeat_envelope=node.heartbeat_envelope(clock.now()))
+    )
+
+
 def test_a_heartbeat_stream_counts_accepted_and_rejected_heartbeats(
     coordinator: Coordinator, clock: StepClock
 ) -> None:

@@ -18,6 +18,7 @@ from owm_core.identity import envelopes
 from owm_core.identity.envelopes import EnvelopeKind, TaskRejection
 from owm_core.market.tasks import TaskState, VerificationMode, VerificationPolicy
 from tests.server.harness import (
+    COORDINATOR_KEY,
     T1_STAKE_SAT,
     Coordinator,
     SimNode,
@@ -57,7 +58,8 @@ def staked_node(coordinator: Coordinator, clock: StepClock) -> SimNode:
 
 def rejection(node: SimNode, replica_id: str, now: int, field: str = "input.prompt") -> bytes:
     body = TaskRejection(task_id=replica_id, field=field, reason="must be a string")
-    env = envelopes.seal(node.identity, EnvelopeKind.TASK_REJECTION, body, os.urandom(16), now)
+    env = envelopes.seal(node.identity, EnvelopeKind.TASK_REJECTION, body, os.urandom(16), now,
+                         audience=COORDINATOR_KEY.public_key_hex)
     return envelopes.to_bytes(env)
 
 

@@ -60,7 +60,8 @@ def staked_node(coordinator: Coordinator, clock: StepClock) -> SimNode:
 
 def rejection(node: SimNode, replica_id: str, now: int) -> bytes:
     body = TaskRejection(task_id=replica_id, field="input.prompt", reason="must be a string")
-    env = envelopes.seal(node.identity, EnvelopeKind.TASK_REJECTION, body, os.urandom(16), now)
+    env = envelopes.seal(node.identity, EnvelopeKind.TASK_REJECTION, body, os.urandom(16), now,
+                         audience=node.coordinator)
     return envelopes.to_bytes(env)
 
 
@@ -129,7 +130,9 @@ def test_strangers_balance_requests_do_not_fill_the_nodes_replay_guard(
     for _ in range(10):  # fresh keys cost nothing, nor does FundBalance(0)
         stranger = Identity.from_seed(os.urandom(32))
         try:
-            coordinator.stub.FundBalance(signed_balance_request(stranger, 0, clock.now()))
+            coordinator.stub.FundBalance(signed_balance_request(
+                stranger, 0, clock.now(), coordinator_key=coordinator.service.signer.public_key_hex,
+            ))
             answers.append("served")
         except grpc.RpcError as exc:
             assert exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -26,7 +26,7 @@ from owm_core.nodes.activity import KEEP_S
 from owm_core.nodes.registry import LnNodeUri, Node
 from owm_core.nodes.tiers import Tier
 from owm_core.ports.repositories import Repositories
-from tests.server.harness import StepClock
+from tests.server.harness import COORDINATOR_KEY, StepClock
 
 MANIFEST = CapabilityManifest(
     tier=Tier.T1, vram_mb=0, ram_mb=16_000, bandwidth_mbps=100, gpu_vendor="none", gpu_count=0
@@ -57,7 +57,8 @@ def registered(repos: Repositories, count: int, now: int) -> list[Identity]:
             )
         )
         manifest = envelopes.seal(
-            identity, EnvelopeKind.CAPABILITY_MANIFEST, MANIFEST, os.urandom(16), now - 600
+            identity, EnvelopeKind.CAPABILITY_MANIFEST, MANIFEST, os.urandom(16), now - 600,
+            audience=COORDINATOR_KEY.public_key_hex,
         )
         repos.manifests.put(manifest)
     return who
@@ -65,12 +66,14 @@ def registered(repos: Repositories, count: int, now: int) -> list[Identity]:
 
 def heartbeat(who: Identity, seq: int, now: int, digest: str = MANIFEST.digest()) -> bytes:
     body = Heartbeat(node_id=who.node_id, seq=seq, manifest_digest=digest)
-    sealed = envelopes.seal(who, EnvelopeKind.HEARTBEAT, body, os.urandom(16), now)
+    sealed = envelopes.seal(who, EnvelopeKind.HEARTBEAT, body, os.urandom(16), now,
+                            audience=COORDINATOR_KEY.public_key_hex)
     return envelopes.to_bytes(sealed)
 
 
 def service(repos: Repositories, clock: StepClock) -> CoordinatorService:
-    return CoordinatorService(repos, NoLightning(), clock, ServiceConfig())  # type: ignore[arg-type]
+    return CoordinatorService(repos, NoLightning(), clock, ServiceConfig(),  # type: ignore[arg-type]
+                              coordinator_key=COORDINATOR_KEY)  # fmt: skip
 
 
 def mixed_batch(who: list[Identity], now: int) -> tuple[list[bytes], list[str]]:

@@ -151,7 +151,8 @@ def test_a_payout_awaiting_an_invoice_at_one_coordinator_is_invoiced_at_the_othe
     try:
         clock = SystemClock()
         paying, answering = (
-            NodeInvoiceSource(s, clock, guard=ReplayGuard(ledger=s.nonces)) for s in stores
+            NodeInvoiceSource(s, clock, guard=ReplayGuard(ledger=s.nonces),
+                              coordinator_key=COORDINATOR_KEY.public_key_hex) for s in stores
         )
         who, ln = Identity.from_seed(b"\x31" * 32), ledger.add_node("payee")
         stores[0].nodes.add(attrs.evolve(node_record(who, clock.now()),

@@ -78,6 +78,7 @@ class Live:
 
     def join(self, tier: Tier = Tier.T1) -> SimNode:
         node = SimNode.create(tier=tier)
+        node.coordinator = self.service.sealing.public_key_hex  # its envelopes are for it
         stake = T1_STAKE_SAT if tier is Tier.T1 else T2_STAKE_SAT
         self.ledger.open_channel(self.treasury, node.ln_pubkey, 2 * stake, push_sat=stake)
         node.register(self.stub, self.clock.now())
@@ -182,9 +183,10 @@ def live(tmp_path: Path) -> Iterator[Live]:
         repositories.close()
 
 
-def ack_envelope(maintainer: Identity, node_id: str, evidence_hash: str) -> bytes:
+def ack_envelope(live: Live, maintainer: Identity, node_id: str, evidence_hash: str) -> bytes:
     body = MaintainerAcknowledgement(node_id, evidence_hash, "fake_proof", AckVerdict.SLASH)
-    env = envelopes.seal(maintainer, EnvelopeKind.MAINTAINER_ACK, body, os.urandom(16), 1)
+    env = envelopes.seal(maintainer, EnvelopeKind.MAINTAINER_ACK, body, os.urandom(16), 1,
+                         audience=live.service.sealing.public_key_hex)
     return envelopes.to_bytes(env)
 
 
@@ -289,7 +291,7 @@ def test_an_upheld_appeal_is_reversed_by_two_other_maintainers_over_the_api_and_
         assert refused.exit_code != 0 and "403" in refused.output
     forged = json.loads(envelopes.to_bytes(envelopes.seal(
         live.maintainers[2], EnvelopeKind.SLASHING_REVERSAL, SlashingReversal(0, liar.node_id),
-        os.urandom(16), 1)))  # fmt: skip
+        os.urandom(16), 1, audience=live.service.sealing.public_key_hex)))  # fmt: skip
     forged["signer"] = live.maintainers[3].public_key_hex  # a stranger signing as maintainer 3
     status, problem = live.post_ack(json.dumps(forged).encode(), "/v1/slashing/reversals")
     assert (status, problem["field"]) == (422, "body.signature")
@@ -345,9 +347,9 @@ def test_an_upheld_appeal_is_reversed_by_two_other_maintainers_over_the_api_and_
 def test_the_acknowledgement_endpoint_answers_problems_that_name_the_field(live: Live) -> None:
     node = live.join(Tier.T2)
     evidence = "ab" * 32
-    good = ack_envelope(live.maintainers[0], node.node_id, evidence)
+    good = ack_envelope(live, live.maintainers[0], node.node_id, evidence)
 
-    status, problem = live.post_ack(ack_envelope(live.maintainers[2], node.node_id, evidence))
+    status, problem = live.post_ack(ack_envelope(live, live.maintainers[2], node.node_id, evidence))
     assert (status, problem["code"], problem["field"]) == (403, "forbidden", "body.signer")
 
     tampered = json.loads(good)
@@ -361,7 +363,7 @@ def test_the_acknowledgement_endpoint_answers_problems_that_name_the_field(live:
     assert (status, problem["field"]) == (422, "body.nonce")
 
     stranger = Identity.from_seed(os.urandom(32)).node_id
-    status, problem = live.post_ack(ack_envelope(live.maintainers[0], stranger, evidence))
+    status, problem = live.post_ack(ack_envelope(live, live.maintainers[0], stranger, evidence))
     assert (status, problem["field"]) == (404, "body.body.node_id")
 
     status, receipt = live.post_ack(good)

@@ -130,7 +130,8 @@ def test_a_node_poisoning_rounds_is_reported_by_three_stake_backed_peers_enough_
     assert {s.node_id for s in world.signals} == {attacker.node_id}
     assert len({s.reporter for s in world.signals}) == 3
     target = SlashingTarget(node_id=attacker.node_id, tier=Tier.T1, channel_id="1x2x3")
-    policy, now = SlashingPolicy(maintainer_keys=frozenset()), world.clock.now()
+    policy = SlashingPolicy(maintainer_keys=frozenset(), coordinator_key="0c" * 32)
+    now = world.clock.now()
     assert policy.decide(target, world.signals, (), now).reason is SlashingReason.POISONED_UPDATE
     assert policy.evaluate(target, world.signals[:2], (), now) is None
 

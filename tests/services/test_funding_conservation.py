@@ -94,7 +94,8 @@ class Books(RuleBasedStateMachine):
     @rule(client=st.integers(0, len(CLIENTS) - 1), amount=st.integers(1, 150_000),
           pay=st.booleans())
     def top_up(self, client: int, amount: int, pay: bool) -> None:
-        signed = signed_balance_request(CLIENTS[client], amount, self.clock.now())
+        signed = signed_balance_request(CLIENTS[client], amount, self.clock.now(),
+                                        coordinator_key=COORDINATOR_KEY.public_key_hex)
         raw = bytes(signed.request_envelope)
         key = CLIENTS[client].public_key_hex
         try:

@@ -39,6 +39,7 @@ from owm_core.payments.records import AttemptOutcome, PaymentState, PayoutMethod
 from owm_core.ports.lightning import Lightning
 from tests.adapters.lightning.lightning_contract import World, lightning_world
 from tests.github_app_support import SECRET, credentials, delivery, standin
+from tests.reveals import COORDINATOR_KEY_HEX
 from tests.server.harness import StepClock
 from tests.services.test_github_bounties import comment, pull_closed
 
@@ -96,7 +97,8 @@ class Stage:
 
     def dispatcher_on(self, lightning: Lightning, **options: Any) -> PayoutDispatcher:
         """Another dispatcher on the same store and treasury (a restart)."""
-        return PayoutDispatcher(self.repos, lightning, NodeInvoiceSource(self.repos, self.clock),
+        invoices = NodeInvoiceSource(self.repos, self.clock, coordinator_key=COORDINATOR_KEY_HEX)
+        return PayoutDispatcher(self.repos, lightning, invoices,
                                 self.clock, keysend_key=self.key, **options)
 
     def merge_claimed_bounty(self) -> str:
@@ -120,8 +122,8 @@ def stage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stage]:
         world.ledger.open_channel(world.treasury.node_pubkey(), contributor, 10_000_000)
         key = _keysend_key()
         # The coordinator on LND/CLN: invoices only from nodes' daemons, none from this payee.
-        dispatcher = PayoutDispatcher(repos, world.treasury, NodeInvoiceSource(repos, clock),
-                                      clock, keysend_key=key)
+        invoices = NodeInvoiceSource(repos, clock, coordinator_key=COORDINATOR_KEY_HEX)
+        dispatcher = PayoutDispatcher(repos, world.treasury, invoices, clock, keysend_key=key)
         with standin(clock.now) as github:
             github.add_repository(REPO, INSTALLATION)
             port = GitHubRest(github.url, credentials(), clock)
@@ -367,7 +369,8 @@ NEW_KEY = KeysendKey(b"\x01" * 32)
 def _under_new_key(stage: Stage, checkpoint: Any = None) -> PayoutDispatcher:
     """The coordinator restarted with a replaced signing key (so another keysend key)."""
     made = PayoutDispatcher(stage.repos, stage.world.treasury,
-                            NodeInvoiceSource(stage.repos, stage.clock), stage.clock,
+                            NodeInvoiceSource(stage.repos, stage.clock,
+                                              coordinator_key=COORDINATOR_KEY_HEX), stage.clock,
                             keysend_key=NEW_KEY)
     if checkpoint is not None:
         made.checkpoint = checkpoint

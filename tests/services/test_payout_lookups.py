@@ -25,6 +25,7 @@ from owm_core.payments.outbox import RETRY_BASE_S
 from owm_core.payments.records import PaymentState, PayoutMethod
 from owm_core.ports.lightning import Lightning
 from tests.adapters.lightning.lightning_contract import World, lightning_world
+from tests.reveals import COORDINATOR_KEY_HEX
 from tests.server.harness import StepClock
 
 pytestmark = pytest.mark.timeout(120)
@@ -78,7 +79,8 @@ class Treasury:
     def dispatcher(self) -> PayoutDispatcher:
         """A dispatcher over the store and the treasury (a restart makes a new one)."""
         return PayoutDispatcher(self.repos, self.lookups,  # type: ignore[arg-type]
-                                NodeInvoiceSource(self.repos, self.clock), self.clock,
+                                NodeInvoiceSource(self.repos, self.clock,
+                                                  coordinator_key=COORDINATOR_KEY_HEX), self.clock,
                                 keysend_key=_key())
 
     def payee_invoice(self, memo: str) -> Invoice:

@@ -25,6 +25,7 @@ from owm_core.payments.outbox import INVOICE_EXPIRY_S, reward_payment_id
 from owm_core.payments.records import AttemptOutcome, PaymentState, PayoutMethod, RewardPayment
 from owm_core.ports.invoices import InvoiceSource
 from owm_core.ports.repositories import Repositories
+from tests.reveals import COORDINATOR_KEY_HEX
 from tests.services.test_payouts import (
     PRICE_MSAT,
     START,
@@ -250,7 +251,7 @@ def test_a_node_on_lnd_or_cln_is_asked_again_through_its_pending_payouts(tmp_pat
     treasury_key = ledger.add_node("treasury")
     treasury = FlakyLightning(ledger.lightning("treasury"))
     _, node_ln = add_node(repositories, ledger, "n1")  # no channel yet: no route
-    source = NodeInvoiceSource(repositories, clock)
+    source = NodeInvoiceSource(repositories, clock, coordinator_key=COORDINATOR_KEY_HEX)
     dispatcher = PayoutDispatcher(repositories, treasury, source, clock)  # type: ignore[arg-type]
 
     def hand_in() -> None:

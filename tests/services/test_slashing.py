@@ -61,6 +61,9 @@ from tests.server.harness import StepClock, ln_pubkey
 
 STAKE_SAT = {Tier.T1: 100_000, Tier.T2: 1_000_000, Tier.T3: 5_000_000}
 
+SLASHING_COORDINATOR = Identity.from_seed(b"\x3c" * 32)
+"""The coordinator the slashing service runs as: acknowledgements are signed for it."""
+
 
 @attrs.define
 class World:
@@ -112,13 +115,14 @@ def build_world(
     payments_handle = ledger.lightning("treasury")  # the payment credential: no force close
     service = CoordinatorService(repositories, payments_handle, clock, ServiceConfig())
     keys = [Identity.from_seed(os.urandom(32)) for _ in range(maintainers)]
-    coordinator = Identity.from_seed(os.urandom(32))
+    coordinator = SLASHING_COORDINATOR
     slashing = SlashingService(
         repositories,
         ledger.lightning("treasury", force_close_allowed=True),
         coordinator,
         clock,
-        SlashingPolicy(maintainer_keys=[m.public_key_hex for m in keys[:configured]]),
+        SlashingPolicy(maintainer_keys=[m.public_key_hex for m in keys[:configured]],
+                       coordinator_key=coordinator.public_key_hex),
     )
     return World(ledger, treasury, clock, service, slashing, coordinator, keys)
 
@@ -134,7 +138,8 @@ def register(world: World, op: Operator, uri: str | None = None) -> None:
     )
     now = world.clock.now()
     env = envelopes.to_bytes(
-        envelopes.seal(op.identity, EnvelopeKind.CAPABILITY_MANIFEST, manifest, os.urandom(16), now)
+        envelopes.seal(op.identity, EnvelopeKind.CAPABILITY_MANIFEST, manifest, os.urandom(16), now,
+                       audience=world.service.signer.public_key_hex)
     )
     uri = uri or f"{op.ln}@127.0.0.1:9735"
     challenge = world.service.challenge(op.identity.public_key_hex, ChallengePurpose.REGISTER.value)
@@ -171,7 +176,8 @@ def signal(op: Operator, reporter: str, n: int = 0) -> SlashingSignal:
 
 def ack(maintainer: Identity, op: Operator, evidence: str) -> bytes:
     body = MaintainerAcknowledgement(op.node_id, evidence, "fake_proof", AckVerdict.SLASH)
-    env = envelopes.seal(maintainer, EnvelopeKind.MAINTAINER_ACK, body, os.urandom(16), 1)
+    env = envelopes.seal(maintainer, EnvelopeKind.MAINTAINER_ACK, body, os.urandom(16), 1,
+                         audience=SLASHING_COORDINATOR.public_key_hex)
     return envelopes.to_bytes(env)
 
 

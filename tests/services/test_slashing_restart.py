@@ -21,6 +21,7 @@ from owm_core.stake.channel import StakeStatus
 from owm_core.stake.slashing import SlashingPolicy, verify_log
 from tests.server.harness import StepClock
 from tests.services.test_slashing import (
+    SLASHING_COORDINATOR,
     World,
     accusations_a_window_apart_slash_nobody,
     ack,
@@ -32,7 +33,7 @@ from tests.services.test_slashing import (
 
 pytestmark = pytest.mark.timeout(120)
 
-COORDINATOR = Identity.from_seed(b"\x0c" * 32)
+COORDINATOR = SLASHING_COORDINATOR  # the one test_slashing's acknowledgements are signed for
 MAINTAINERS = [Identity.from_seed(bytes([0x20 + i]) * 32) for i in range(2)]
 
 
@@ -55,7 +56,8 @@ class Coordinator:
 
     def slashing(self, force_closer: Lightning | LightningDown | None = None) -> SlashingService:
         closer = force_closer or self.ledger.lightning("treasury", force_close_allowed=True)
-        policy = SlashingPolicy(maintainer_keys=[m.public_key_hex for m in MAINTAINERS])
+        policy = SlashingPolicy(maintainer_keys=[m.public_key_hex for m in MAINTAINERS],
+                                coordinator_key=COORDINATOR.public_key_hex)
         return SlashingService(self.repositories, closer, COORDINATOR, self.clock, policy)  # type: ignore[arg-type]
 
     def world(self) -> World:

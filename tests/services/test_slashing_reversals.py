@@ -75,7 +75,7 @@ def reverse(world: World, who: int, op: Operator, index: int = 0) -> bytes:
     body = SlashingReversal(log_index=index, node_id=op.node_id)
     env = envelopes.seal(
         world.maintainers[who], EnvelopeKind.SLASHING_REVERSAL, body, os.urandom(16),
-        world.clock.now(),
+        world.clock.now(), audience=world.coordinator.public_key_hex,
     )  # fmt: skip
     return envelopes.to_bytes(env)
 
@@ -160,8 +160,8 @@ def test_the_statements_published_for_a_reversal_are_the_ones_its_entry_hashes(
     published = views(world).reversal(slashed.entry.index)
     assert published.entry == done.entry
     assert [e.signer for e in published.statements] == list(done.entry.maintainers)
-    configured = world.slashing.policy.maintainer_keys
-    assert statements_problem(done.entry, published.statements, configured) is None
+    configured, key = world.slashing.policy.maintainer_keys, world.coordinator.public_key_hex
+    assert statements_problem(done.entry, published.statements, key, configured) is None
 
 
 def test_a_statement_a_second_coordinator_stores_after_the_reversal_is_not_published(
@@ -193,10 +193,10 @@ def test_a_statement_a_second_coordinator_stores_after_the_reversal_is_not_publi
 
     published = views(world).reversal(slashed.entry.index).statements
     assert counted in published and later not in published
-    configured = world.slashing.policy.maintainer_keys
-    assert statements_problem(done.entry, published, configured) is None
+    configured, key = world.slashing.policy.maintainer_keys, world.coordinator.public_key_hex
+    assert statements_problem(done.entry, published, key, configured) is None
     log = world.service.repositories.slashing_log.entries()
-    assert verify_reversal_statements(log, {done.entry.index: published}, configured).ok
+    assert verify_reversal_statements(log, {done.entry.index: published}, key, configured).ok
 
 
 def test_without_a_reversal_the_slashed_node_may_not_register(world: World) -> None:

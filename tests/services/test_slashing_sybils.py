@@ -81,9 +81,11 @@ class Network:
 def network() -> Network:
     repositories = memory_repositories()
     closer = RecordingCloser()
+    coordinator = Identity.from_seed(os.urandom(32))
     slashing = SlashingService(
-        repositories, closer, Identity.from_seed(os.urandom(32)),  # type: ignore[arg-type]
-        StepClock(T0 + 60), SlashingPolicy(maintainer_keys=[]),
+        repositories, closer, coordinator,  # type: ignore[arg-type]
+        StepClock(T0 + 60),
+        SlashingPolicy(maintainer_keys=[], coordinator_key=coordinator.public_key_hex),
     )  # fmt: skip
     return Network(repositories, closer, slashing)
 

@@ -217,7 +217,7 @@ class TaskFunding:
         limit) and, since keys cost nothing, ``max_open_top_ups`` unpaid, unexpired invoices of
         every key together (``RateLimited``: the treasury's node is not made to hold more).
         """
-        envelope, body = open_balance_request(raw)
+        envelope, body = open_balance_request(raw, self.coordinator_key)
         key = envelope.signer
         if body.amount_msat > self.config.max_top_up_msat:
             raise InvalidValue(

@@ -31,7 +31,7 @@ from owm_core.coordination.heartbeats import (
 )
 from owm_core.coordination.wire import open_envelope
 from owm_core.errors import DomainError, NotFound, ReplayGuardFull
-from owm_core.identity.envelopes import CapabilityManifest, EnvelopeKind, open_body
+from owm_core.identity.envelopes import CapabilityManifest, Envelope, EnvelopeKind, open_body
 from owm_core.nodes.activity import KEEP_S, count_heartbeats, merge_counts
 from owm_core.nodes.tiers import Tier
 from owm_core.ports.clock import Clock
@@ -63,14 +63,22 @@ class HeartbeatResult:
     retry_after_s: int | None = None
 
 
-def _verify_chunk(raws: Sequence[bytes]) -> list[HeartbeatFields | DomainError]:
+def _verify_chunk(raws: Sequence[bytes], audience: str) -> list[HeartbeatFields | DomainError]:
     checked: list[HeartbeatFields | DomainError] = []
     for raw in raws:
         try:
-            checked.append(verify_heartbeat(raw))
+            checked.append(verify_heartbeat(raw, audience))
         except DomainError as exc:
             checked.append(exc)
     return checked
+
+
+def _manifest_of(raw: bytes, audience: str) -> tuple[Envelope, CapabilityManifest]:
+    """A node's new signed manifest, verified as signed for ``audience`` (this coordinator)."""
+    envelope = open_envelope(raw, EnvelopeKind.CAPABILITY_MANIFEST, "manifest_envelope", audience)
+    manifest = open_body(envelope)
+    assert isinstance(manifest, CapabilityManifest)
+    return envelope, manifest
 
 
 def prune_activity(repositories: Repositories, now: int, pruned_at: int | None) -> int | None:
@@ -91,6 +99,7 @@ class HeartbeatIngest:
     config: ServiceConfig
     _guard: LockedGuard
     _observed: Observed
+    coordinator_key: str = attrs.field(kw_only=True)  # nodes sign for it (SRS-SEC-03)
     #: The registered nodes' keys and manifest digests.
     _known: dict[str, KnownNode] = attrs.field(init=False, factory=dict)
     _known_lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
@@ -209,7 +218,7 @@ class HeartbeatIngest:
         self._flush_once()
 
     def _check_heartbeat(self, raw: bytes) -> tuple[str, int]:
-        admitted = self._admit_all([verify_heartbeat(raw)])[0]
+        admitted = self._admit_all([verify_heartbeat(raw, self.coordinator_key)])[0]
         if isinstance(admitted, DomainError):
             raise admitted
         return admitted
@@ -241,16 +250,16 @@ class HeartbeatIngest:
         """
         cores = os.cpu_count() or 1
         if len(raws) < 2 * VERIFY_CHUNK or cores < 2 or self._stopping.is_set():
-            return _verify_chunk(raws)
+            return _verify_chunk(raws, self.coordinator_key)
         with self._verifiers_lock:
             if self._verifiers is None:
                 self._verifiers = ThreadPoolExecutor(cores, thread_name_prefix="owm-hb-verify")
             verifiers = self._verifiers
         chunks = [raws[i : i + VERIFY_CHUNK] for i in range(0, len(raws), VERIFY_CHUNK)]
         try:
-            futures = [verifiers.submit(_verify_chunk, chunk) for chunk in chunks]
+            futures = [verifiers.submit(_verify_chunk, c, self.coordinator_key) for c in chunks]
         except RuntimeError:  # shut down by stop() meanwhile
-            return _verify_chunk(raws)
+            return _verify_chunk(raws, self.coordinator_key)
         return [item for future in futures for item in future.result()]
 
     # -- the known-node cache ----------------------------------------------------------------
@@ -314,9 +323,7 @@ class HeartbeatIngest:
         return known
 
     def _replace_manifest(self, raw: bytes) -> None:
-        envelope = open_envelope(raw, EnvelopeKind.CAPABILITY_MANIFEST, "manifest_envelope")
-        manifest = open_body(envelope)
-        assert isinstance(manifest, CapabilityManifest)
+        envelope, manifest = _manifest_of(raw, self.coordinator_key)
         node_id = envelope.signer_node_id
         known = self._known_node(node_id)
         with self._guard.lock:

@@ -459,7 +459,7 @@ class Market:
         the outcome carries the replica as it stands after that dispatch.
         """
         now = self.clock.now()
-        envelope, body = open_rejection(raw)
+        envelope, body = open_rejection(raw, self._sealing.public_key_hex)
         node = self.repositories.nodes.get(envelope.signer_node_id)
         with self._guard.lock:
             admit_rejection(envelope, None if node is None else node.public_key,

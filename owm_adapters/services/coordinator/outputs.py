@@ -57,7 +57,7 @@ class TaskOutputs:
         the task, ``ReplayRejected`` for a replayed request, ``InvalidTransition`` before
         the verdict ("not verified yet") or when the task ended without one (naming its state).
         """
-        envelope, body = open_output_request(raw)
+        envelope, body = open_output_request(raw, self.sealing.public_key_hex)
         task_id, signer = body.task_id, envelope.signer
         escrow = self.repositories.funding.escrow(task_id)
         if escrow is None or escrow.payer is not Payer.CLIENT or escrow.funder != signer:

@@ -50,6 +50,8 @@ class Registrar:
     clock: Clock
     config: ServiceConfig
     _entropy: Callable[[int], bytes] = os.urandom
+    #: This coordinator's public key: a manifest must be signed for it (SRS-SEC-03).
+    coordinator_key: str = attrs.field(kw_only=True)
     # Shared by every coordinator on the store (SRS-COORD-05): a challenge issued here
     # may be answered at another coordinator; with ``shared_state`` the registration
     # limits count every coordinator's registrations too.
@@ -119,6 +121,7 @@ class Registrar:
                 transport=transport,
                 client_ip=client_ip,
                 now=self.clock.now(),
+                audience=self.coordinator_key,
                 requirements=self.config.stake_requirements,
                 policy=self.config.stake_policy,
             )

@@ -70,6 +70,7 @@ class ResultRounds:
         """Store a node's signed commitment (phase one); whether reveals are open now."""
         return commit_result(
             self.repositories, raw, self.clock.now(), self.config.verification, self.windows,
+            audience=self.sealing.public_key_hex,
         )
 
     def reveal(self, raw: bytes, salt: bytes, output: bytes) -> ProofOutcome:
@@ -78,7 +79,7 @@ class ResultRounds:
         opened = self.sealing.output_of(raw, output)
         return reveal_result(
             self.repositories, raw, salt, opened, self.clock.now(), self.config.verification,
-            self._seed, self.windows,
+            self._seed, self.windows, audience=self.sealing.public_key_hex,
         )
 
     def close_due(self) -> list[ProofOutcome]:

@@ -99,7 +99,9 @@ class TaskSealing:
             return b""
         if not is_sealed(sealed_output):
             raise InvalidValue("output", "must be sealed to the coordinator's public key")
-        envelope = open_envelope(raw_proof, EnvelopeKind.TASK_PROOF, "proof_envelope")
+        envelope = open_envelope(
+            raw_proof, EnvelopeKind.TASK_PROOF, "proof_envelope", self.public_key_hex
+        )
         proof = open_body(envelope)
         assert isinstance(proof, TaskProof)
         return self.open(sealed_output, envelope.signer, output_context(proof.task_id), "output")

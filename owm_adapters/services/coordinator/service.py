@@ -110,8 +110,13 @@ class CoordinatorService:
             repositories, lightning, clock, self.config.funding, self.config.verification,
             ClientGuards.sized_by(self.config, ledger), coordinator_key=key.public_key_hex,
         )
-        self.registrar = Registrar(repositories, lightning, clock, self.config, entropy)
-        self.ingest = HeartbeatIngest(repositories, clock, self.config, guard, self._observed)
+        self.registrar = Registrar(
+            repositories, lightning, clock, self.config, entropy, coordinator_key=key.public_key_hex
+        )
+        self.ingest = HeartbeatIngest(
+            repositories, clock, self.config, guard, self._observed,
+            coordinator_key=key.public_key_hex,
+        )
         self.sealing = TaskSealing(key, entropy)
         self.market = Market(
             repositories, clock, self.config, guard, self._observed,

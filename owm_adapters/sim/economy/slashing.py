@@ -70,10 +70,12 @@ class Slashing:
     def __attrs_post_init__(self) -> None:
         self.maintainers = (_identity("maintainer-1", self.seed),
                             _identity("maintainer-2", self.seed))
-        policy = SlashingPolicy(maintainer_keys={m.public_key_hex for m in self.maintainers})
+        coordinator = _identity("coordinator", self.seed)
+        policy = SlashingPolicy(maintainer_keys={m.public_key_hex for m in self.maintainers},
+                                coordinator_key=coordinator.public_key_hex)
         self.service = SlashingService(
             repositories=self.repositories,
-            force_closer=self.book, coordinator=_identity("coordinator", self.seed),
+            force_closer=self.book, coordinator=coordinator,
             clock=self.clock, policy=policy,
         )
 
@@ -111,7 +113,8 @@ class Slashing:
         for maintainer in self.maintainers:
             self._nonce += 1
             envelope = seal(maintainer, EnvelopeKind.MAINTAINER_ACK, ack,
-                            f"{self._nonce:032x}", self.clock.now())
+                            f"{self._nonce:032x}", self.clock.now(),
+                            audience=self.service.coordinator_public_key)
             receipt = self.service.submit_acknowledgement(envelope)
             if receipt.outcome is not None:
                 self.on_outcome(receipt.outcome, self.reports.pop(node_id, []))

@@ -100,6 +100,7 @@ from owm_core.stake.slashing import (
     append_to_log,
     verify_log,
 )
+from tests.reveals import COORDINATOR_KEY_HEX
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -204,7 +205,8 @@ def a_manifest(
         gpu_vendor="nvidia", gpu_count=1,
     )  # fmt: skip
     nonce = bytes([i % 256, issued_at % 256]) * 8
-    return seal(identity(i), EnvelopeKind.CAPABILITY_MANIFEST, body, nonce, issued_at)
+    return seal(identity(i), EnvelopeKind.CAPABILITY_MANIFEST, body, nonce, issued_at,
+                audience=COORDINATOR_KEY_HEX)
 
 
 def a_request(task_id: str, max_price_msat: int = 50_000) -> TaskRequest:
@@ -319,7 +321,7 @@ def test_a_manifest_comes_back_as_the_same_signed_envelope(repos: Repositories) 
     stored = repos.manifests.get(identity(1).node_id)
     assert stored == envelope
     assert stored is not None
-    verify(stored)
+    verify(stored, audience=COORDINATOR_KEY_HEX)
     digest = CapabilityManifest.from_body(envelope.body).digest()
     assert repos.manifests.get_by_digest(identity(1).node_id, digest) == envelope
     assert repos.manifests.get_by_digest(identity(1).node_id, "0" * 64) is None
@@ -351,7 +353,8 @@ def test_manifests_are_found_by_tier_and_memory(repos: Repositories) -> None:
 
 def test_only_manifest_envelopes_are_stored_as_manifests(repos: Repositories) -> None:
     me = identity(1)
-    beat = seal(me, EnvelopeKind.HEARTBEAT, Heartbeat(me.node_id, 1, "0" * 64), b"\x01" * 16, T0)
+    beat = seal(me, EnvelopeKind.HEARTBEAT, Heartbeat(me.node_id, 1, "0" * 64), b"\x01" * 16, T0,
+                audience=COORDINATOR_KEY_HEX)
     with pytest.raises(InvalidValue):
         repos.manifests.put(beat)
     assert repos.manifests.get(me.node_id) is None
@@ -530,7 +533,8 @@ def test_waiting_tasks_past_their_expiry_are_paged_earliest_first(repos: Reposit
 
 def a_proof(i: int, task_id: str, output: str = "ab" * 32) -> Envelope:
     body = TaskProof(task_id, output, 1_234, {"runtime": "cpu", "digest": "x"})
-    return seal(identity(i), EnvelopeKind.TASK_PROOF, body, bytes([i]) * 16, T0 + i)
+    return seal(identity(i), EnvelopeKind.TASK_PROOF, body, bytes([i]) * 16, T0 + i,
+                audience=COORDINATOR_KEY_HEX)
 
 
 def test_task_proofs_are_kept_once_per_node_and_listed_by_node(repos: Repositories) -> None:
@@ -543,7 +547,7 @@ def test_task_proofs_are_kept_once_per_node_and_listed_by_node(repos: Repositori
     listed = repos.proofs.for_task("task-1")
     assert listed == sorted(proofs, key=lambda e: e.signer_node_id)
     for envelope in listed:
-        verify(envelope)
+        verify(envelope, audience=COORDINATOR_KEY_HEX)
     assert repos.proofs.get("task-1", identity(2).node_id) == proofs[1]
     assert repos.proofs.get("task-9", identity(2).node_id) is None
     with pytest.raises(InvalidValue):

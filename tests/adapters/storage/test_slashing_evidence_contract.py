@@ -33,6 +33,7 @@ from owm_core.stake.slashing import (
 )
 from tests.adapters.storage import test_repositories_contract as contract
 from tests.adapters.storage.test_repositories_contract import Backend
+from tests.reveals import COORDINATOR_KEY_HEX
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -57,7 +58,8 @@ def signal(reporter: str, at: int = T0, node_id: str = NODE, label: str = "e") -
 
 def ack(node_id: str = NODE, at: int = T0) -> Envelope:
     body = MaintainerAcknowledgement(node_id, evidence("e"), "fake_proof", AckVerdict.SLASH)
-    return seal(MAINTAINER, EnvelopeKind.MAINTAINER_ACK, body, os.urandom(16), at)
+    return seal(MAINTAINER, EnvelopeKind.MAINTAINER_ACK, body, os.urandom(16), at,
+                audience=COORDINATOR_KEY_HEX)
 
 
 def decision(node_id: str = NODE, at: int = T0) -> SlashingDecision:
@@ -131,7 +133,8 @@ def test_a_decision_is_written_ahead_and_finishing_it_closes_the_evidence_for_go
 
 def reversal(who: Identity, index: int = 0, at: int = T0) -> Envelope:
     body = SlashingReversal(log_index=index, node_id=NODE)
-    return seal(who, EnvelopeKind.SLASHING_REVERSAL, body, os.urandom(16), at)
+    return seal(who, EnvelopeKind.SLASHING_REVERSAL, body, os.urandom(16), at,
+                audience=COORDINATOR_KEY_HEX)
 
 
 def test_reversal_statements_are_kept_per_log_index_once_each_across_a_reopen(

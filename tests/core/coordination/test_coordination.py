@@ -73,7 +73,7 @@ from owm_core.nodes.tiers import StakeRequirements, Tier
 from owm_core.payments.lightning import Channel
 from owm_core.ports.repositories import Repositories
 from owm_core.stake.channel import StakeStatus
-from tests.reveals import commitment_envelope, proof_envelope, salt_of
+from tests.reveals import COORDINATOR_KEY_HEX, commitment_envelope, proof_envelope, salt_of
 
 NOW = 1_800_000_000
 LN_PUBKEY = "02" + "11" * 32
@@ -137,7 +137,8 @@ def sign_registration(
     uri = f"{ln_pubkey}@{ln_host}:9735"
     details = registration_details(claimed.digest(), uri, onion)
     signature = who.sign(challenge_message(challenge, details))
-    manifest = envelopes.seal(who, EnvelopeKind.CAPABILITY_MANIFEST, claimed, os.urandom(16), now)
+    manifest = envelopes.seal(who, EnvelopeKind.CAPABILITY_MANIFEST, claimed, os.urandom(16), now,
+                              audience=COORDINATOR_KEY_HEX)
     ln_signature = ln_sign(
         ln_pubkey, ln_control_message(who.public_key_hex, challenge.nonce, uri)
     )
@@ -168,7 +169,7 @@ def register_signed(
         signature=signature,
         transport=transport,
         client_ip=client_ip,
-        now=NOW,
+        now=NOW, audience=COORDINATOR_KEY_HEX,
     )
 
 
@@ -304,7 +305,7 @@ def test_on_the_onion_endpoint_registrations_are_limited_per_node_key_not_per_ip
             signature=signature,
             transport=Transport.ONION,
             client_ip="127.0.0.1",
-            now=NOW,
+            now=NOW, audience=COORDINATOR_KEY_HEX,
         )
     assert len(repos.nodes.list()) == 11
 
@@ -325,7 +326,7 @@ def test_the_clearnet_limit_counts_ten_registrations_per_ip_per_hour() -> None:
             signature=signature,
             transport=Transport.CLEARNET,
             client_ip="198.51.100.1",
-            now=now,
+            now=now, audience=COORDINATOR_KEY_HEX,
         )
 
     for i in range(10):
@@ -430,11 +431,12 @@ def prove(
     """Every node commits to its output, then every node reveals it (commit–reveal)."""
     windows = RevealWindows()
     for who, task_id, output in deliveries:
-        commit_result(repos, commitment_envelope(who, task_id, output, NOW), NOW, policy, windows)
+        commit_result(repos, commitment_envelope(who, task_id, output, NOW), NOW, policy, windows,
+                      audience=COORDINATOR_KEY_HEX)
     return [
         reveal_result(
             repos, proof_envelope(who, task_id, output, NOW), salt_of(who.node_id, task_id),
-            output, NOW, policy, b"s", windows,
+            output, NOW, policy, b"s", windows, audience=COORDINATOR_KEY_HEX,
         )
         for who, task_id, output in deliveries
     ]
@@ -496,7 +498,8 @@ def test_fast_wire_verification_agrees_with_full_verification(
     proof = TaskProof(
         task_id="job:0", output_hash="ab" * 32, execution_ms=1, attestation=attestation
     )
-    sealed = envelopes.seal(who, EnvelopeKind.TASK_PROOF, proof, os.urandom(16), NOW)
+    sealed = envelopes.seal(who, EnvelopeKind.TASK_PROOF, proof, os.urandom(16), NOW,
+                            audience=COORDINATOR_KEY_HEX)
     if tamper:
         sealed = attrs.evolve(sealed, body={**sealed.body, "execution_ms": 2})
     raw = envelopes.to_bytes(sealed)
@@ -505,12 +508,12 @@ def test_fast_wire_verification_agrees_with_full_verification(
     parsed = envelopes.from_bytes(raw)
 
     try:
-        envelopes.verify(parsed)
+        envelopes.verify(parsed, audience=COORDINATOR_KEY_HEX)
         expected = True
     except SignatureInvalid:
         expected = False
     try:
-        verify_wire(raw, parsed)
+        verify_wire(raw, parsed, audience=COORDINATOR_KEY_HEX)
         fast = True
     except SignatureInvalid:
         fast = False
@@ -542,7 +545,7 @@ def register_with(
         signature=signature,
         transport=Transport.CLEARNET,
         client_ip="203.0.113.9",
-        now=now,
+        now=now, audience=COORDINATOR_KEY_HEX,
     )
     return repos, who
 
@@ -619,7 +622,8 @@ def test_a_due_stake_whose_channel_shrank_is_degraded_then_suspended() -> None:
 def rejection_bytes(who: Identity, task_id: str, field: str = "input.prompt") -> bytes:
     body = TaskRejection(task_id=task_id, field=field, reason="must be a string")
     return envelopes.to_bytes(
-        envelopes.seal(who, EnvelopeKind.TASK_REJECTION, body, os.urandom(16), NOW)
+        envelopes.seal(who, EnvelopeKind.TASK_REJECTION, body, os.urandom(16), NOW,
+                       audience=COORDINATOR_KEY_HEX)
     )
 
 
@@ -632,7 +636,8 @@ def test_a_rejected_replica_is_assignable_at_once_to_another_node_only() -> None
     (assignment,) = plan_dispatch(repos, [replica], offers, NOW, 600)
     assert assignment.node_id == refuser.node_id
 
-    envelope, body = open_rejection(rejection_bytes(refuser, replica.task_id))
+    envelope, body = open_rejection(rejection_bytes(refuser, replica.task_id),
+                                    audience=COORDINATOR_KEY_HEX)
     admit_rejection(envelope, refuser.public_key_hex, ReplayGuard(), NOW)
     outcome = reject_task(repos, envelope, body, NOW + 1)
 
@@ -656,7 +661,8 @@ def test_only_the_node_a_replica_is_assigned_to_may_reject_it() -> None:
     plan_dispatch(repos, [replica], offers, NOW, 600)
     guard = ReplayGuard()
 
-    envelope, body = open_rejection(rejection_bytes(stranger, replica.task_id))
+    envelope, body = open_rejection(rejection_bytes(stranger, replica.task_id),
+                                    audience=COORDINATOR_KEY_HEX)
     admit_rejection(envelope, stranger.public_key_hex, guard, NOW)  # registered, not assigned
     with pytest.raises(InvalidTransition) as caught:
         reject_task(repos, envelope, body, NOW)
@@ -664,7 +670,8 @@ def test_only_the_node_a_replica_is_assigned_to_may_reject_it() -> None:
     assert "not assigned to node" in caught.value.message
     stored = repos.tasks.get(replica.task_id)
     assert stored is not None and stored.node_id == holder.node_id
-    envelope, _ = open_rejection(rejection_bytes(holder, replica.task_id))
+    envelope, _ = open_rejection(rejection_bytes(holder, replica.task_id),
+                                 audience=COORDINATOR_KEY_HEX)
     admit_rejection(envelope, holder.public_key_hex, guard, NOW)
     with pytest.raises(ReplayRejected):
         admit_rejection(envelope, holder.public_key_hex, guard, NOW)
@@ -673,7 +680,7 @@ def test_only_the_node_a_replica_is_assigned_to_may_reject_it() -> None:
 def test_a_rejection_from_an_unregistered_key_is_refused_before_its_nonce_is_taken() -> None:
     stranger, registered = identity(), identity()
     guard = ReplayGuard()
-    envelope, _ = open_rejection(rejection_bytes(stranger, "job:0"))
+    envelope, _ = open_rejection(rejection_bytes(stranger, "job:0"), audience=COORDINATOR_KEY_HEX)
 
     for key in (None, registered.public_key_hex):
         with pytest.raises(SignatureInvalid) as caught:
@@ -686,11 +693,11 @@ def test_a_rejection_must_be_a_signed_task_rejection_envelope() -> None:
     who = identity()
     raw = proof_envelope(who, "job:0", b"x", NOW)
     with pytest.raises(InvalidValue) as caught:
-        open_rejection(raw)
+        open_rejection(raw, audience=COORDINATOR_KEY_HEX)
     assert caught.value.field == "rejection_envelope"
     tampered = rejection_bytes(who, "job:0").replace(b"input.prompt", b"input.promPt")
     with pytest.raises(SignatureInvalid):
-        open_rejection(tampered)
+        open_rejection(tampered, audience=COORDINATOR_KEY_HEX)
 
 
 class TreasuryLightning:
@@ -732,18 +739,20 @@ def test_a_delivered_output_must_hash_to_the_proof_and_is_kept_for_the_submitter
     output = b'{"answer":42}'
     windows = RevealWindows()
     commitment = commitment_envelope(worker, replica.task_id, output, NOW)
-    commit_result(repos, commitment, NOW, policy, windows)
+    commit_result(repos, commitment, NOW, policy, windows, audience=COORDINATOR_KEY_HEX)
     raw = proof_envelope(worker, replica.task_id, output, NOW)
     salt = salt_of(worker.node_id, replica.task_id)
 
     for wrong in (b'{"answer":41}', b""):
         with pytest.raises(InvalidValue) as refused:
-            reveal_result(repos, raw, salt, wrong, NOW, policy, b"s", windows)
+            reveal_result(repos, raw, salt, wrong, NOW, policy, b"s", windows,
+                          audience=COORDINATOR_KEY_HEX)
         assert refused.value.field == "output"
     assert repos.proofs.get(replica.task_id, worker.node_id) is None
     assert verified_output(repos, "job") is None
 
-    outcome = reveal_result(repos, raw, salt, output, NOW, policy, b"s", windows)
+    outcome = reveal_result(repos, raw, salt, output, NOW, policy, b"s", windows,
+                            audience=COORDINATOR_KEY_HEX)
 
     assert outcome.task.state is TaskState.SETTLED
     assert verified_output(repos, "job") == b'{"answer":42}'
@@ -782,6 +791,7 @@ def test_a_channel_freed_by_a_cooperative_exit_can_back_another_node() -> None:
         register_node(
             repos, FakeLightning(), limiter, book, registration, challenge_nonce=nonce,
             signature=signature, transport=Transport.ONION, client_ip=None, now=NOW,
+            audience=COORDINATOR_KEY_HEX,
         )  # fmt: skip
 
     first, second = identity(), identity()

@@ -24,7 +24,7 @@ from owm_core.identity.keys import Identity
 from owm_core.market.redundancy import plan_replicas
 from owm_core.market.tasks import PPM, NodeOffer, SettlementKind, TaskState, VerificationPolicy
 from tests.core.coordination.test_coordination import MANIFEST, NOW, node_record, request
-from tests.reveals import commitment_envelope, proof_envelope, salt_of
+from tests.reveals import COORDINATOR_KEY_HEX, commitment_envelope, proof_envelope, salt_of
 
 WINDOWS = RevealWindows(commit_window_s=600, reveal_window_s=120)
 TRUTH = b'{"answer":42}'
@@ -53,12 +53,14 @@ class World:
 
     def commit(self, who: Identity, rid: str, output: bytes, now: int = NOW):  # type: ignore[no-untyped-def]
         raw = commitment_envelope(who, rid, output, now)
-        return commit_result(self.repos, raw, now, self.policy, WINDOWS)
+        return commit_result(self.repos, raw, now, self.policy, WINDOWS,
+                             audience=COORDINATOR_KEY_HEX)
 
     def reveal(self, who: Identity, rid: str, output: bytes, now: int = NOW):  # type: ignore[no-untyped-def]
         raw = proof_envelope(who, rid, output, now)
         return reveal_result(
-            self.repos, raw, salt_of(who.node_id, rid), output, now, self.policy, b"seed", WINDOWS
+            self.repos, raw, salt_of(who.node_id, rid), output, now, self.policy, b"seed", WINDOWS,
+            audience=COORDINATOR_KEY_HEX,
         )
 
     def deliver(self, who: Identity, rid: str, output: bytes):  # type: ignore[no-untyped-def]

@@ -16,7 +16,8 @@ from owm_core.coordination.governance_log import (
 )
 from owm_core.errors import Conflict
 from owm_core.identity.envelopes import Envelope, EnvelopeKind, seal
-from tests.governance_keys import COORDINATOR, HOLDER_IDS, MAINTAINERS, statement
+from tests.governance_keys import COORDINATOR, HOLDER_IDS, MAINTAINERS, STRANGER, statement
+from tests.unbound import unbound
 
 T0 = 1_800_000_000
 
@@ -87,7 +88,9 @@ def test_a_statement_for_another_action_or_proposal_does_not_back_the_entry() ->
 
 def test_a_statement_addressed_to_another_coordinator_does_not_back_the_entry() -> None:
     signer = HOLDER_IDS[0]
-    elsewhere = statement(signer, "ack", "prop_1", T0, to=MAINTAINERS[0].public_key_hex)
+    # Signed before envelopes named their coordinator, so only its body says where it goes.
+    elsewhere = unbound(statement(signer, "ack", "prop_1", T0, to=MAINTAINERS[0].public_key_hex),
+                        signer)  # fmt: skip
     entry = append_to_log(
         COORDINATOR, None, action="ack", proposal_id="prop_1", actor=signer.public_key_hex,
         statement=elsewhere, detail={}, at=T0,
@@ -99,13 +102,25 @@ def test_a_statement_addressed_to_another_coordinator_does_not_back_the_entry() 
 def test_a_statement_logged_before_statements_named_their_coordinator_still_backs_its_entry(
 ) -> None:
     signer = HOLDER_IDS[0]
-    legacy = seal(signer, EnvelopeKind.GOVERNANCE_STATEMENT,
-                  {"action": "ack", "proposal_id": "prop_1", "args": {}}, b"\x01" * 16, T0)
+    legacy = unbound(seal(signer, EnvelopeKind.GOVERNANCE_STATEMENT,
+                          {"action": "ack", "proposal_id": "prop_1", "args": {}}, b"\x01" * 16,
+                          T0, audience=COORDINATOR.public_key_hex), signer)  # fmt: skip
     entry = append_to_log(
         COORDINATOR, None, action="ack", proposal_id="prop_1", actor=signer.public_key_hex,
         statement=legacy, detail={}, at=T0,
     )  # fmt: skip
     assert verify_log([entry], COORDINATOR.public_key_hex).ok
+
+
+def test_a_statement_signed_for_another_coordinator_does_not_back_an_entry() -> None:
+    signer = HOLDER_IDS[0]
+    elsewhere = statement(signer, "ack", "prop_1", T0, to=STRANGER.public_key_hex)
+    entry = append_to_log(
+        COORDINATOR, None, action="ack", proposal_id="prop_1", actor=signer.public_key_hex,
+        statement=elsewhere, detail={}, at=T0,
+    )  # fmt: skip
+    result = verify_log([entry], COORDINATOR.public_key_hex)
+    assert not result.ok and result.problem is not None and "verify" in result.problem
 
 
 def test_an_entry_that_does_not_continue_the_head_is_a_conflict() -> None:

@@ -23,7 +23,7 @@ from owm_core.coordination.heartbeats import (
     admit_heartbeats,
     verify_heartbeat,
 )
-from owm_core.coordination.wire import open_envelope
+from owm_core.coordination.wire import open_envelope, verify_wire
 from owm_core.errors import (
     DomainError,
     InvalidTransition,
@@ -42,6 +42,7 @@ from owm_core.identity.envelopes import (
 )
 from owm_core.identity.keys import Identity
 from owm_core.nodes.tiers import Tier
+from tests.reveals import COORDINATOR_KEY_HEX
 
 NOW = 1_800_000_000
 MANIFEST = CapabilityManifest(
@@ -50,6 +51,10 @@ MANIFEST = CapabilityManifest(
 WHO = Identity.from_seed(b"\x01" * 32)
 OTHER = Identity.from_seed(b"\x02" * 32)
 REGISTERED = KnownNode(WHO.public_key_hex, MANIFEST.digest())
+AUDIENCE = COORDINATOR_KEY_HEX
+"""The coordinator that verifies: heartbeats are signed for it."""
+ELSEWHERE = Identity.from_seed(b"\x0d" * 32).public_key_hex
+"""Another coordinator (a testnet's): heartbeats signed for it must not verify here."""
 
 hex_digests = st.binary(min_size=32, max_size=32).map(bytes.hex)
 nonces = st.binary(min_size=16, max_size=16).map(bytes.hex)
@@ -69,22 +74,24 @@ def beat(
 def test_a_sealed_heartbeat_is_verified_then_admitted_and_its_replay_refused() -> None:
     guard = ReplayGuard()
     body = Heartbeat(node_id=WHO.node_id, seq=1, manifest_digest=MANIFEST.digest())
-    raw = envelopes.to_bytes(envelopes.seal(WHO, EnvelopeKind.HEARTBEAT, body, os.urandom(16), NOW))
+    raw = envelopes.to_bytes(envelopes.seal(WHO, EnvelopeKind.HEARTBEAT, body, os.urandom(16), NOW,
+                                            audience=AUDIENCE))
 
-    admitted = admit_heartbeat(verify_heartbeat(raw), REGISTERED, guard, NOW)
+    admitted = admit_heartbeat(verify_heartbeat(raw, audience=AUDIENCE), REGISTERED, guard, NOW)
 
     assert admitted == (WHO.node_id, NOW)
     with pytest.raises(ReplayRejected):
-        admit_heartbeat(verify_heartbeat(raw), REGISTERED, guard, NOW + 1)
+        admit_heartbeat(verify_heartbeat(raw, audience=AUDIENCE), REGISTERED, guard, NOW + 1)
 
 
 def test_a_tampered_heartbeat_is_refused_before_it_reaches_the_replay_guard() -> None:
     body = Heartbeat(node_id=WHO.node_id, seq=1, manifest_digest=MANIFEST.digest())
-    sealed = envelopes.seal(WHO, EnvelopeKind.HEARTBEAT, body, os.urandom(16), NOW)
+    sealed = envelopes.seal(WHO, EnvelopeKind.HEARTBEAT, body, os.urandom(16), NOW,
+                            audience=AUDIENCE)
     forged = attrs.evolve(sealed, body={**sealed.body, "seq": 2})
 
     with pytest.raises(SignatureInvalid):
-        verify_heartbeat(envelopes.to_bytes(forged))
+        verify_heartbeat(envelopes.to_bytes(forged), audience=AUDIENCE)
 
 
 @settings(max_examples=50)
@@ -172,14 +179,18 @@ INT64_EDGES = st.one_of(st.integers(0, 5), st.integers(2**63 - 2, 2**63 + 1), st
 
 
 def signed_heartbeat_wire(
-    who: Identity, body: dict[str, Any], issued_at: int, nonce: str, kind: str = "heartbeat"
+    who: Identity, body: dict[str, Any], issued_at: int, nonce: str, kind: str = "heartbeat",
+    audience: str = AUDIENCE,
 ) -> bytes:
-    """Wire bytes signed over any body and fields, bypassing seal()'s checks (for the oracle)."""
+    """Wire bytes signed over any body and fields for the coordinator ``audience``, bypassing
+    seal()'s checks (for the oracle)."""
     unsigned = {"body": body, "issued_at": issued_at, "kind": kind, "nonce": nonce}
     unsigned["signer"] = who.public_key_hex
     message = (
         ENVELOPE_DOMAIN
         + kind.encode()
+        + b"\x00"
+        + audience.encode()
         + b"\x00"
         + json.dumps(unsigned, sort_keys=True, separators=(",", ":")).encode()
     )
@@ -190,7 +201,8 @@ def signed_heartbeat_wire(
 def full_heartbeat_path(raw: bytes) -> object:
     """The verdict of the general path: the fields read, or the error's type and message."""
     try:
-        envelope = open_envelope(raw, EnvelopeKind.HEARTBEAT, "heartbeat_envelope")
+        envelope = open_envelope(raw, EnvelopeKind.HEARTBEAT, "heartbeat_envelope",
+                                 audience=AUDIENCE)
         body = open_body(envelope)
     except DomainError as exc:
         return type(exc), str(exc)
@@ -201,7 +213,7 @@ def full_heartbeat_path(raw: bytes) -> object:
 
 def fast_heartbeat_path(raw: bytes) -> object:
     try:
-        return tuple(verify_heartbeat(raw))
+        return tuple(verify_heartbeat(raw, audience=AUDIENCE))
     except DomainError as exc:
         return type(exc), str(exc)
 
@@ -216,6 +228,7 @@ def fast_heartbeat_path(raw: bytes) -> object:
     nonce=st.sampled_from(["0f" * 16, "0F" * 16, "0f" * 15]),
     extra=st.booleans(),
     kind=st.sampled_from(["heartbeat", "heartbeat", "task_proof"]),
+    audience=st.sampled_from([AUDIENCE, AUDIENCE, ELSEWHERE]),
     mutation=st.one_of(
         st.none(),
         st.tuples(st.integers(0, 600), st.integers(0, 255)),
@@ -231,6 +244,7 @@ def test_the_heartbeat_fast_path_gives_the_full_paths_verdict(
     nonce: str,
     extra: bool,
     kind: str,
+    audience: str,
     mutation: tuple[int, int | None] | None,
 ) -> None:
     node_id = {
@@ -242,7 +256,7 @@ def test_the_heartbeat_fast_path_gives_the_full_paths_verdict(
     body: dict[str, Any] = {"manifest_digest": digest, "node_id": node_id, "seq": seq}
     if extra:
         body["zz"] = 1
-    raw = signed_heartbeat_wire(signer, body, issued_at, nonce, kind)
+    raw = signed_heartbeat_wire(signer, body, issued_at, nonce, kind, audience)
     if mutation is not None:
         at, value = mutation
         at %= len(raw)
@@ -251,19 +265,37 @@ def test_the_heartbeat_fast_path_gives_the_full_paths_verdict(
     assert fast_heartbeat_path(raw) == full_heartbeat_path(raw)
 
 
+def test_a_heartbeat_signed_for_another_coordinator_is_refused_fast_as_on_the_full_path() -> None:
+    body = Heartbeat(node_id=WHO.node_id, seq=1, manifest_digest=MANIFEST.digest())
+    elsewhere = envelopes.seal(WHO, EnvelopeKind.HEARTBEAT, body, "cd" * 16, NOW,
+                               audience=ELSEWHERE)  # fmt: skip
+    raw = envelopes.to_bytes(elsewhere)
+
+    verdict = full_heartbeat_path(raw)
+    assert isinstance(verdict, tuple) and verdict[0] is SignatureInvalid
+    assert fast_heartbeat_path(raw) == verdict
+    with pytest.raises(SignatureInvalid) as caught:
+        verify_wire(raw, elsewhere, AUDIENCE)
+    assert (type(caught.value), str(caught.value)) == verdict
+    verify_wire(raw, elsewhere, ELSEWHERE)  # where it was meant to go, it verifies
+    assert verify_heartbeat(raw, ELSEWHERE).node_id == WHO.node_id
+
+
 def test_a_canonical_heartbeat_takes_the_fast_path_with_the_full_paths_fields() -> None:
     who = HB_SIGNERS[2]
     body = Heartbeat(node_id=who.node_id, seq=7, manifest_digest=MANIFEST.digest())
-    raw = envelopes.to_bytes(envelopes.seal(who, EnvelopeKind.HEARTBEAT, body, "ab" * 16, NOW))
+    raw = envelopes.to_bytes(envelopes.seal(who, EnvelopeKind.HEARTBEAT, body, "ab" * 16, NOW,
+                                            audience=AUDIENCE))
 
-    fields = verify_heartbeat(raw)
+    fields = verify_heartbeat(raw, audience=AUDIENCE)
 
     assert tuple(fields) == full_heartbeat_path(raw)
     assert (fields.node_id, fields.seq, fields.issued_at) == (who.node_id, 7, NOW)
     with pytest.raises(SignatureInvalid):
-        verify_heartbeat(raw.replace(b'"seq":7', b'"seq":8'))
+        verify_heartbeat(raw.replace(b'"seq":7', b'"seq":8'), audience=AUDIENCE)
     spaced = raw.replace(b'"seq":7', b'"seq": 7')  # valid JSON, not canonical: full path
-    assert tuple(verify_heartbeat(spaced)) == full_heartbeat_path(spaced) == tuple(fields)
+    spaced_fields = tuple(verify_heartbeat(spaced, audience=AUDIENCE))
+    assert spaced_fields == full_heartbeat_path(spaced) == tuple(fields)
 
 
 @settings(max_examples=50)

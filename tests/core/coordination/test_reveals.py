@@ -48,7 +48,7 @@ from owm_core.market.tasks import (
     VerificationPolicy,
 )
 from tests.core.coordination.test_coordination import MANIFEST, NOW, node_record, request
-from tests.reveals import commitment_envelope, proof_envelope, salt_of
+from tests.reveals import COORDINATOR_KEY_HEX, commitment_envelope, proof_envelope, salt_of
 
 WINDOWS = RevealWindows(commit_window_s=60, reveal_window_s=30)
 POLICY = VerificationPolicy(mode=VerificationMode.REDUNDANT, redundancy=3)
@@ -71,13 +71,15 @@ def market(nodes: int, policy: VerificationPolicy = POLICY) -> tuple[
 
 def commit(repos: MemoryRepositories, who: Identity, task_id: str, output: bytes,
            now: int = NOW) -> None:
-    commit_result(repos, commitment_envelope(who, task_id, output, now), now, POLICY, WINDOWS)
+    commit_result(repos, commitment_envelope(who, task_id, output, now), now, POLICY, WINDOWS,
+                  audience=COORDINATOR_KEY_HEX)
 
 
 def reveal(repos: MemoryRepositories, who: Identity, task_id: str, output: bytes,
            now: int = NOW, claimed: bytes | None = None) -> None:
     raw = proof_envelope(who, task_id, claimed if claimed is not None else output, now)
-    reveal_result(repos, raw, salt_of(who.node_id, task_id), output, now, POLICY, b"s", WINDOWS)
+    reveal_result(repos, raw, salt_of(who.node_id, task_id), output, now, POLICY, b"s", WINDOWS,
+                  audience=COORDINATOR_KEY_HEX)
 
 
 def close_due(repos: MemoryRepositories, now: int, policy: VerificationPolicy, seed: bytes,
@@ -112,11 +114,13 @@ def test_a_reveal_without_output_bytes_is_refused_and_nothing_is_stored() -> Non
                                                          spot_check_rate_ppm=0))
     policy = VerificationPolicy(mode=VerificationMode.SPOT_CHECK, spot_check_rate_ppm=0)
     rid = replica[a.node_id]
-    commit_result(repos, commitment_envelope(a, rid, TRUTH, NOW), NOW, policy, WINDOWS)
+    commit_result(repos, commitment_envelope(a, rid, TRUTH, NOW), NOW, policy, WINDOWS,
+                  audience=COORDINATOR_KEY_HEX)
     raw = proof_envelope(a, rid, TRUTH, NOW)
 
     with pytest.raises(InvalidValue) as refused:
-        reveal_result(repos, raw, salt_of(a.node_id, rid), b"", NOW, policy, b"s", WINDOWS)
+        reveal_result(repos, raw, salt_of(a.node_id, rid), b"", NOW, policy, b"s", WINDOWS,
+                      audience=COORDINATOR_KEY_HEX)
 
     assert refused.value.field == "output" and "required" in refused.value.reason
     assert repos.proofs.get(rid, a.node_id) is None
@@ -137,11 +141,11 @@ def test_a_copied_commitment_is_refused_and_the_copier_is_never_paid() -> None:
     copied = envelopes.to_bytes(envelopes.seal(
         lazy, EnvelopeKind.TASK_COMMITMENT,
         TaskCommitment(task_id=replica[lazy.node_id], commitment=stored.commitment.digest),
-        os.urandom(16), NOW,
+        os.urandom(16), NOW, audience=COORDINATOR_KEY_HEX,
     ))
 
     with pytest.raises(PolicyViolation, match="copies"):
-        commit_result(repos, copied, NOW, POLICY, WINDOWS)
+        commit_result(repos, copied, NOW, POLICY, WINDOWS, audience=COORDINATOR_KEY_HEX)
 
     commit(repos, b, replica[b.node_id], TRUTH)
     close_due(repos, NOW + WINDOWS.commit_window_s, POLICY, b"s", WINDOWS)
@@ -228,8 +232,8 @@ def test_a_commitment_after_the_commit_window_closed_is_refused() -> None:
 def test_the_same_commitment_again_is_a_retry_and_another_is_a_conflict() -> None:
     repos, (a, _b, _c), replica = market(3)
     raw = commitment_envelope(a, replica[a.node_id], TRUTH, NOW)
-    first = commit_result(repos, raw, NOW, POLICY, WINDOWS)
-    again = commit_result(repos, raw, NOW, POLICY, WINDOWS)
+    first = commit_result(repos, raw, NOW, POLICY, WINDOWS, audience=COORDINATOR_KEY_HEX)
+    again = commit_result(repos, raw, NOW, POLICY, WINDOWS, audience=COORDINATOR_KEY_HEX)
     assert first.task == again.task and not again.reveals_open
     with pytest.raises((Conflict, InvalidTransition)):
         commit(repos, a, replica[a.node_id], b"something else")
@@ -258,11 +262,11 @@ def test_a_lazy_node_is_never_paid(honest: int, lazy: list[str]) -> None:
 
     def attempt(use_case: Callable[..., object], *args: object) -> None:
         with contextlib.suppress(InvalidValue, InvalidTransition, PolicyViolation, Conflict):
-            use_case(*args)
+            use_case(*args, audience=COORDINATOR_KEY_HEX)
 
     for n in good:
         raw = commitment_envelope(n, replica[n.node_id], TRUTH, NOW)
-        commit_result(repos, raw, NOW, policy, LONG)
+        commit_result(repos, raw, NOW, policy, LONG, audience=COORDINATOR_KEY_HEX)
     for n, how in bad:
         rid = replica[n.node_id]
         if how == "copy-commitment":  # a sibling's digest, from a leak
@@ -271,7 +275,8 @@ def test_a_lazy_node_is_never_paid(honest: int, lazy: list[str]) -> None:
             digest = repos.commitments.for_round("job")[0].commitment.digest
             body = TaskCommitment(task_id=rid, commitment=digest)
             raw = envelopes.to_bytes(envelopes.seal(
-                n, EnvelopeKind.TASK_COMMITMENT, body, os.urandom(16), NOW))
+                n, EnvelopeKind.TASK_COMMITMENT, body, os.urandom(16), NOW,
+                audience=COORDINATOR_KEY_HEX))
         else:  # a guess, or the right hash from a leak (without the bytes)
             guess = hashlib.sha256(rid.encode()).digest() if how == "guess" else TRUTH
             raw = commitment_envelope(n, rid, guess, NOW)

@@ -39,9 +39,12 @@ from owm_core.identity.envelopes import (
 )
 from owm_core.identity.keys import Identity
 from owm_core.nodes.tiers import Tier
+from tests.unbound import unbound
 
 NODE = Identity.from_seed(b"\x11" * 32)
 OTHER = Identity.from_seed(b"\x22" * 32)
+AUDIENCE = Identity.from_seed(b"\x0c" * 32).public_key_hex
+"""The coordinator the envelopes are signed for."""
 T0 = 1_700_000_000
 HASH = "ab" * 32
 
@@ -69,7 +72,8 @@ kinds = st.sampled_from(list(EnvelopeKind))
 
 
 def _seal(body: Any = None, nonce: bytes = b"\x00" * 16, issued_at: int = T0) -> Envelope:
-    return seal(NODE, EnvelopeKind.TASK_PROOF, body or {"x": 1}, nonce, issued_at)
+    return seal(NODE, EnvelopeKind.TASK_PROOF, body or {"x": 1}, nonce, issued_at,
+                audience=AUDIENCE)
 
 
 # --- canonical encoding -------------------------------------------------------------------
@@ -125,14 +129,14 @@ def test_a_float_anywhere_in_a_body_cannot_be_sealed(number: float) -> None:
 def test_a_sealed_envelope_verifies_and_survives_the_wire(
     body: dict[str, Any], kind: EnvelopeKind, nonce: bytes, issued_at: int
 ) -> None:
-    envelope = seal(NODE, kind, body, nonce, issued_at)
-    verify(envelope)
+    envelope = seal(NODE, kind, body, nonce, issued_at, audience=AUDIENCE)
+    verify(envelope, audience=AUDIENCE)
     assert envelope.signer == NODE.public_key_hex
     assert envelope.nonce == nonce.hex()
     again = from_bytes(to_bytes(envelope))
     assert again == envelope
     assert to_bytes(again) == to_bytes(envelope)
-    verify(again)
+    verify(again, audience=AUDIENCE)
 
 
 def _flip_bit(text: str, bit: int) -> str:
@@ -167,11 +171,11 @@ def test_any_single_bit_change_of_body_signature_or_signer_fails_verification(
         flipped[bit // 8] ^= 1 << (bit % 8)
         tampered = attrs.evolve(envelope, **{target: flipped.hex()})  # type: ignore[arg-type]
     with pytest.raises(SignatureInvalid):
-        verify(tampered)
+        verify(tampered, audience=AUDIENCE)
 
 
 def test_every_single_bit_flip_of_the_wire_bytes_is_refused_or_fails_verification() -> None:
-    envelope = seal(NODE, EnvelopeKind.HEARTBEAT, TYPED[1], b"\x03" * 16, T0)
+    envelope = seal(NODE, EnvelopeKind.HEARTBEAT, TYPED[1], b"\x03" * 16, T0, audience=AUDIENCE)
     wire = to_bytes(envelope)
     for bit in range(len(wire) * 8):
         raw = bytearray(wire)
@@ -181,7 +185,7 @@ def test_every_single_bit_flip_of_the_wire_bytes_is_refused_or_fails_verificatio
         except InvalidValue:
             continue
         with pytest.raises(SignatureInvalid):
-            verify(parsed)
+            verify(parsed, audience=AUDIENCE)
 
 
 @pytest.mark.parametrize(
@@ -196,7 +200,47 @@ def test_every_single_bit_flip_of_the_wire_bytes_is_refused_or_fails_verificatio
 )
 def test_changing_any_signed_field_fails_verification(change: dict[str, Any]) -> None:
     with pytest.raises(SignatureInvalid):
-        verify(attrs.evolve(_seal(), **change))
+        verify(attrs.evolve(_seal(), **change), audience=AUDIENCE)
+
+
+audiences = st.binary(min_size=32, max_size=32).map(
+    lambda seed: Identity.from_seed(seed).public_key_hex
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(kind=kinds, nonce=nonces, audience=audiences, other=audiences)
+def test_an_envelope_sealed_for_one_coordinator_verifies_only_for_it(
+    kind: EnvelopeKind, nonce: bytes, audience: str, other: str
+) -> None:
+    envelope = seal(NODE, kind, {"x": 1}, nonce, T0, audience=audience)
+    verify(envelope, audience=audience)
+    verify(envelope, audience=audience, recorded=True)
+    if other != audience:
+        with pytest.raises(SignatureInvalid):
+            verify(envelope, audience=other)
+        with pytest.raises(SignatureInvalid):
+            verify(envelope, audience=other, recorded=True)
+
+
+@given(kind=kinds, nonce=nonces)
+def test_an_unbound_signature_verifies_only_as_a_recorded_envelope(
+    kind: EnvelopeKind, nonce: bytes
+) -> None:
+    old = unbound(seal(NODE, kind, {"x": 1}, nonce, T0, audience=AUDIENCE), NODE)
+    with pytest.raises(SignatureInvalid):
+        verify(old, audience=AUDIENCE)
+    verify(old, audience=AUDIENCE, recorded=True)
+    verify(old, audience=OTHER.public_key_hex, recorded=True)  # it names no coordinator
+    with pytest.raises(SignatureInvalid):
+        verify(attrs.evolve(old, issued_at=T0 + 1), audience=AUDIENCE, recorded=True)
+
+
+def test_an_audience_that_is_not_a_public_key_is_refused_naming_it() -> None:
+    with pytest.raises(InvalidValue, match="audience"):
+        seal(NODE, EnvelopeKind.TASK_PROOF, {}, b"\x00" * 16, T0, audience="mainnet")
+    with pytest.raises(InvalidValue, match="audience"):
+        verify(_seal(), audience=AUDIENCE.upper())
 
 
 def test_a_signature_cannot_be_reused_under_another_kind_or_outside_envelopes() -> None:
@@ -204,15 +248,15 @@ def test_a_signature_cannot_be_reused_under_another_kind_or_outside_envelopes() 
     unsigned = envelope.unsigned()
     raw_signature = NODE.sign(canonical_bytes(unsigned))  # no domain separation
     with pytest.raises(SignatureInvalid):
-        verify(attrs.evolve(envelope, signature=raw_signature.hex()))
+        verify(attrs.evolve(envelope, signature=raw_signature.hex()), audience=AUDIENCE)
 
 
 def test_sealing_refuses_a_typed_body_of_another_kind_and_a_short_nonce() -> None:
     with pytest.raises(InvalidValue) as caught:
-        seal(NODE, EnvelopeKind.HEARTBEAT, MANIFEST, b"\x00" * 16, T0)
+        seal(NODE, EnvelopeKind.HEARTBEAT, MANIFEST, b"\x00" * 16, T0, audience=AUDIENCE)
     assert caught.value.field == "body"
     with pytest.raises(InvalidValue) as caught:
-        seal(NODE, EnvelopeKind.TASK_PROOF, {}, b"\x00" * 15, T0)
+        seal(NODE, EnvelopeKind.TASK_PROOF, {}, b"\x00" * 15, T0, audience=AUDIENCE)
     assert caught.value.field == "nonce"
 
 
@@ -265,7 +309,7 @@ def test_whitespace_and_key_order_on_the_wire_do_not_change_what_was_signed() ->
     envelope = _seal({"b": 1, "a": [1, 2]})
     loose = json.dumps(json.loads(to_bytes(envelope)), indent=2, sort_keys=False).encode()
     parsed = from_bytes(loose)
-    verify(parsed)
+    verify(parsed, audience=AUDIENCE)
     assert to_bytes(parsed) == to_bytes(envelope)
 
 
@@ -284,9 +328,9 @@ TYPED: list[Any] = [
 
 @pytest.mark.parametrize("typed", TYPED, ids=lambda t: type(t).__name__)
 def test_typed_bodies_round_trip_through_a_sealed_envelope(typed: Any) -> None:
-    envelope = seal(NODE, typed.KIND, typed, b"\x01" * 16, T0)
+    envelope = seal(NODE, typed.KIND, typed, b"\x01" * 16, T0, audience=AUDIENCE)
     wire = from_bytes(to_bytes(envelope))
-    verify(wire)
+    verify(wire, audience=AUDIENCE)
     assert open_body(wire) == typed
     assert type(typed).from_body(typed.to_body()) == typed
 
@@ -342,8 +386,8 @@ def test_bodies_with_missing_or_unknown_fields_are_refused(typed: Any) -> None:
 
 def test_a_heartbeat_must_name_the_node_id_of_its_signer() -> None:
     forged = Heartbeat(node_id=OTHER.node_id, seq=1, manifest_digest=MANIFEST.digest())
-    envelope = seal(NODE, EnvelopeKind.HEARTBEAT, forged, b"\x02" * 16, T0)
-    verify(envelope)  # the signature is fine; the claim is not
+    envelope = seal(NODE, EnvelopeKind.HEARTBEAT, forged, b"\x02" * 16, T0, audience=AUDIENCE)
+    verify(envelope, audience=AUDIENCE)  # the signature is fine; the claim is not
     with pytest.raises(InvalidValue) as caught:
         open_body(envelope)
     assert caught.value.field == "node_id"
@@ -415,7 +459,8 @@ def test_the_freshness_window_is_plus_or_minus_300_seconds_inclusive(
 def test_the_same_nonce_from_different_signers_is_not_a_replay() -> None:
     guard = ReplayGuard()
     guard.accept(_seal(nonce=b"\x05" * 16), T0)
-    guard.accept(seal(OTHER, EnvelopeKind.TASK_PROOF, {"x": 1}, b"\x05" * 16, T0), T0)
+    guard.accept(seal(OTHER, EnvelopeKind.TASK_PROOF, {"x": 1}, b"\x05" * 16, T0,
+                      audience=AUDIENCE), T0)
 
 
 def test_the_guard_forgets_nonces_that_could_no_longer_pass_so_memory_stays_bounded() -> None:
@@ -461,7 +506,8 @@ def test_one_signer_cannot_fill_the_guard_for_the_others() -> None:
     assert "more than 3 envelopes by this key" in caught.value.message
     assert caught.value.retry_after_s == DEFAULT_FRESHNESS_WINDOW_S + 1
     for i in range(3):
-        guard.accept(seal(OTHER, EnvelopeKind.TASK_PROOF, {"x": 1}, bytes([i + 1]) * 16, T0), T0)
+        guard.accept(seal(OTHER, EnvelopeKind.TASK_PROOF, {"x": 1}, bytes([i + 1]) * 16, T0,
+                          audience=AUDIENCE), T0)
     assert (guard.held_by(NODE.public_key_hex), guard.held_by(OTHER.public_key_hex)) == (3, 3)
 
 
@@ -500,7 +546,8 @@ def test_the_guard_never_holds_more_than_its_bounds(
     now = T0
     for who, nonce, advance in steps:
         now += advance
-        envelope = seal(who, EnvelopeKind.TASK_PROOF, {"x": 1}, bytes([nonce]) * 16, now)
+        envelope = seal(who, EnvelopeKind.TASK_PROOF, {"x": 1}, bytes([nonce]) * 16, now,
+                        audience=AUDIENCE)
         with contextlib.suppress(ReplayRejected, ReplayGuardFull):
             guard.accept(envelope, now)
         assert len(guard) <= 7
@@ -531,7 +578,8 @@ def test_a_fresh_envelope_without_room_is_told_when_to_retry_and_a_replay_stays_
         for old in accepted:  # stale or still held: a replay, full guard or not
             with pytest.raises(ReplayRejected):
                 guard.accept(old, now)
-        fresh = seal(who, EnvelopeKind.HEARTBEAT, {}, i.to_bytes(16, "big"), now + skew)
+        fresh = seal(who, EnvelopeKind.HEARTBEAT, {}, i.to_bytes(16, "big"), now + skew,
+                     audience=AUDIENCE)
         before = copy.deepcopy(guard)
         try:
             guard.accept(fresh, now)
@@ -540,7 +588,8 @@ def test_a_fresh_envelope_without_room_is_told_when_to_retry_and_a_replay_stays_
         except ReplayGuardFull as full:
             assert 1 <= full.retry_after_s <= 2 * window + 1
             later = now + full.retry_after_s
-            before.accept(seal(who, EnvelopeKind.HEARTBEAT, {}, b"\xff" * 16, later), later)
+            before.accept(seal(who, EnvelopeKind.HEARTBEAT, {}, b"\xff" * 16, later,
+                               audience=AUDIENCE), later)
         else:
             accepted.append(fresh)
 
@@ -583,7 +632,8 @@ def test_accepting_an_envelope_or_its_parts_gives_the_same_verdicts(
 ) -> None:
     whole, parts = ReplayGuard(window_s=10, max_entries=6), ReplayGuard(window_s=10, max_entries=6)
     for who, nonce, issued, now in steps:
-        envelope = seal(who, EnvelopeKind.HEARTBEAT, {}, bytes([nonce]) * 16, T0 + issued)
+        envelope = seal(who, EnvelopeKind.HEARTBEAT, {}, bytes([nonce]) * 16, T0 + issued,
+                        audience=AUDIENCE)
         fields = (envelope.signer, envelope.nonce, envelope.issued_at)
 
         assert _verdict(whole.accept, envelope, T0 + now) == _verdict(

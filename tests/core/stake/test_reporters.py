@@ -22,6 +22,7 @@ from owm_core.stake.slashing import SlashingPolicy, SlashingReason, SlashingSign
 
 T0 = 1_700_000_000
 MIN_SAT = 100_000
+COORDINATOR_KEY = "0c" * 32
 
 
 def node(name: str) -> str:
@@ -71,7 +72,8 @@ def test_three_distinct_funded_channels_slash_a_tier_one_node() -> None:
     counted = counted_signals(VICTIM, signals, stakes, MIN_SAT)
     assert {s.reporter for s in counted} == {CHANNEL_REPORTER_PREFIX + point(n) for n in "abc"}
     target = SlashingTarget(VICTIM, Tier.T1, "123x1x0")
-    assert SlashingPolicy(frozenset()).decide(target, counted, [], T0).node_id == VICTIM
+    policy = SlashingPolicy(frozenset(), coordinator_key=COORDINATOR_KEY)
+    assert policy.decide(target, counted, [], T0).node_id == VICTIM
 
 
 def test_tasks_strangers_and_the_target_itself_are_never_counted() -> None:
@@ -123,7 +125,8 @@ def test_a_sybil_with_one_funded_channel_never_reaches_k_distinct_reporters(
     signals += [signal(f"verify:t{i}") for i in range(tasks)]
     assert len(counted_reporters(signals, stakes)) <= 1
     counted = counted_signals(VICTIM, signals, stakes, MIN_SAT)
-    policy = SlashingPolicy(frozenset(), tier1_distinct_reporters=k)
+    policy = SlashingPolicy(frozenset(), tier1_distinct_reporters=k,
+                            coordinator_key=COORDINATOR_KEY)
     with pytest.raises(PolicyViolation):
         policy.decide(SlashingTarget(VICTIM, Tier.T1, "123x1x0"), counted, [], T0)
 

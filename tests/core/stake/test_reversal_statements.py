@@ -28,9 +28,11 @@ from owm_core.stake.slashing import (
     append_to_log,
     verify_log,
 )
+from tests.unbound import unbound
 
 T0 = 1_800_000_000
 COORDINATOR = Identity.from_seed(b"\x11" * 32)
+KEY = COORDINATOR.public_key_hex
 KEYS = [Identity.from_seed(bytes([0x60 + i]) * 32) for i in range(5)]
 MAINTAINERS = KEYS[:3]
 STRANGER = KEYS[4]
@@ -41,7 +43,8 @@ OTHER = Identity.from_seed(b"\x22" * 32).node_id
 
 def statement(key: Identity, index: int = 0, node: str = NODE, nonce: int = 1) -> Envelope:
     body = SlashingReversal(log_index=index, node_id=node)
-    return seal(key, EnvelopeKind.SLASHING_REVERSAL, body, bytes([nonce]) * 16, T0 + 50)
+    return seal(key, EnvelopeKind.SLASHING_REVERSAL, body, bytes([nonce]) * 16, T0 + 50,
+                audience=KEY)
 
 
 def reversed_log(
@@ -57,7 +60,8 @@ def reversed_log(
         supporters=("a", "b", "c"),
     )  # fmt: skip
     first = append_to_log(COORDINATOR, None, decision)
-    case = ReversalCase(log=[first], maintainer_keys=configured, acknowledged_by=frozenset())
+    case = ReversalCase(log=[first], maintainer_keys=configured, acknowledged_by=frozenset(),
+                        coordinator_key=KEY)
     sent = [statement(k) for k in (signers or MAINTAINERS[:2])] + (stored or [])
     authorisation = authorise(case, 0, NODE, sent)
     entry = reversal_entry(COORDINATOR, first, authorisation, T0 + 100)
@@ -74,10 +78,22 @@ def test_the_statements_behind_a_reversal_check_out_against_its_entry() -> None:
     log, statements = reversed_log()
     entry = reversal(log)
     assert statements_hash(statements) == entry.statement_hash
-    assert statements_problem(entry, statements) is None
-    assert statements_problem(entry, statements, MAINTAINER_KEYS) is None
+    assert statements_problem(entry, statements, KEY) is None
+    assert statements_problem(entry, statements, KEY, MAINTAINER_KEYS) is None
     assert verify_log(log, COORDINATOR.public_key_hex).ok
-    assert verify_reversal_statements(log, {1: statements}, MAINTAINER_KEYS).ok
+    assert verify_reversal_statements(log, {1: statements}, KEY, MAINTAINER_KEYS).ok
+
+
+def test_statements_logged_before_envelopes_named_their_coordinator_still_back_the_entry() -> None:
+    log, statements = reversed_log()
+    entry = reversal(log)
+    legacy = [unbound(s, next(k for k in KEYS if k.public_key_hex == s.signer)) for s in statements]
+    relogged = attrs.evolve(entry, statement_hash=statements_hash(legacy))
+    assert statements_problem(relogged, legacy, KEY, MAINTAINER_KEYS) is None
+    elsewhere = Identity.from_seed(b"\x12" * 32).public_key_hex
+    assert statements_problem(entry, statements, elsewhere) == (
+        f"statement by {statements[0].signer[:16]}…: signature does not verify"
+    )
 
 
 def test_the_statements_the_coordinator_counts_are_exactly_the_ones_the_hash_covers() -> None:
@@ -91,7 +107,7 @@ def test_the_statements_the_coordinator_counts_are_exactly_the_ones_the_hash_cov
     entry = reversal(log)
     assert [e.signer for e in statements] == list(entry.maintainers)
     assert not set(statements) & set(outsiders)
-    assert statements_problem(entry, statements, MAINTAINER_KEYS) is None
+    assert statements_problem(entry, statements, KEY, MAINTAINER_KEYS) is None
 
 
 def test_a_maintainers_other_statement_in_place_of_the_counted_one_is_found() -> None:
@@ -102,7 +118,7 @@ def test_a_maintainers_other_statement_in_place_of_the_counted_one_is_found() ->
     other = statement(MAINTAINERS[0], nonce=2)
     swapped = [other if e.signer == other.signer else e for e in statements]
     assert swapped != list(statements)
-    problem = statements_problem(entry, swapped, MAINTAINER_KEYS)
+    problem = statements_problem(entry, swapped, KEY, MAINTAINER_KEYS)
     assert problem == "the statements do not hash to the entry's statement_hash"
 
 
@@ -124,9 +140,9 @@ def test_tampering_with_any_statement_is_found(victim: int, field: str) -> None:
     }[field]
     tampered = list(statements)
     tampered[victim] = attrs.evolve(original, **{field: changed})
-    problem = statements_problem(entry, tampered, MAINTAINER_KEYS)
+    problem = statements_problem(entry, tampered, KEY, MAINTAINER_KEYS)
     assert problem is not None and "signature does not verify" in problem
-    result = verify_reversal_statements(log, {1: tampered})
+    result = verify_reversal_statements(log, {1: tampered}, KEY)
     assert not result.ok and result.index == 1
 
 
@@ -134,9 +150,9 @@ def test_tampering_with_any_statement_is_found(victim: int, field: str) -> None:
 def test_dropping_a_statement_is_found(victim: int) -> None:
     log, statements = reversed_log()
     left = [s for i, s in enumerate(statements) if i != victim]
-    problem = statements_problem(reversal(log), left)
+    problem = statements_problem(reversal(log), left, KEY)
     assert problem is not None and "signers are not the entry's maintainers" in problem
-    assert statements_problem(reversal(log), []) is not None
+    assert statements_problem(reversal(log), [], KEY) is not None
 
 
 @given(
@@ -150,7 +166,7 @@ def test_a_statement_by_another_key_is_found(victim: int, signer: Identity, rena
     log, statements = reversed_log()
     swapped = list(statements)
     swapped[victim] = statement(signer, node=OTHER if renamed else NODE)
-    problem = statements_problem(reversal(log), swapped, MAINTAINER_KEYS)
+    problem = statements_problem(reversal(log), swapped, KEY, MAINTAINER_KEYS)
     assert problem is not None
     expected = "is not a slashing_reversal of entry 0" if renamed else "signers are not"
     assert expected in problem
@@ -158,7 +174,7 @@ def test_a_statement_by_another_key_is_found(victim: int, signer: Identity, rena
 
 def test_the_same_statement_twice_instead_of_two_maintainers_is_found() -> None:
     log, statements = reversed_log()
-    problem = statements_problem(reversal(log), [statements[0], statements[0]])
+    problem = statements_problem(reversal(log), [statements[0], statements[0]], KEY)
     assert problem is not None and "signers are not the entry's maintainers" in problem
 
 
@@ -169,7 +185,7 @@ def test_an_entry_whose_statement_hash_was_changed_fails(statement_hash: str) ->
     if statement_hash == entry.statement_hash:
         return
     changed = attrs.evolve(entry, statement_hash=statement_hash)
-    problem = statements_problem(changed, statements)
+    problem = statements_problem(changed, statements, KEY)
     assert problem == "the statements do not hash to the entry's statement_hash"
 
 
@@ -179,15 +195,15 @@ def test_signers_outside_the_given_maintainer_set_fail_only_when_the_set_is_give
     rogue = MAINTAINER_KEYS | {STRANGER.public_key_hex}
     log, statements = reversed_log([MAINTAINERS[0], STRANGER], configured=rogue)
     entry = reversal(log)
-    assert statements_problem(entry, statements) is None
-    assert statements_problem(entry, statements, rogue) is None
-    problem = statements_problem(entry, statements, MAINTAINER_KEYS)
+    assert statements_problem(entry, statements, KEY) is None
+    assert statements_problem(entry, statements, KEY, rogue) is None
+    problem = statements_problem(entry, statements, KEY, MAINTAINER_KEYS)
     assert problem == f"statement signer {STRANGER.public_key_hex} is not a maintainer key"
 
 
 def test_a_reversal_without_its_statements_fails_naming_the_entry() -> None:
     log, _statements = reversed_log()
-    result = verify_reversal_statements(log, {})
+    result = verify_reversal_statements(log, {}, KEY)
     assert (result.ok, result.index, result.problem) == (
         False, 1, "its statements are not available",
     )

@@ -48,6 +48,7 @@ from owm_core.stake.slashing import (
     log_entry_from_dict,
     verify_log,
 )
+from tests.unbound import unbound
 
 T0 = 1_800_000_000
 COORDINATOR = Identity.from_seed(b"\x11" * 32)
@@ -77,12 +78,14 @@ def case(log: list[SlashingLogRecord] | None = None) -> ReversalCase:
         log=slashing_log() if log is None else log,
         maintainer_keys=frozenset(m.public_key_hex for m in MAINTAINERS),
         acknowledged_by=frozenset(a.public_key_hex for a in ACKERS),
+        coordinator_key=COORDINATOR.public_key_hex,
     )
 
 
 def statement(who: Identity, index: int = 0, node_id: str = NODE, nonce: int = 0) -> Envelope:
     body = SlashingReversal(log_index=index, node_id=node_id)
-    return seal(who, EnvelopeKind.SLASHING_REVERSAL, body, bytes([nonce]) * 16, T0 + 100)
+    return seal(who, EnvelopeKind.SLASHING_REVERSAL, body, bytes([nonce]) * 16, T0 + 100,
+                audience=COORDINATOR.public_key_hex)
 
 
 def reversed_log() -> list[SlashingLogRecord]:
@@ -132,6 +135,15 @@ def test_a_maintainer_who_acknowledged_the_slashing_may_not_reverse_it() -> None
         check_statement(case(), statement(ACKERS[0]))
     with pytest.raises(ReversalRefused, match=r"not counted: .*acknowledged"):
         authorise(case(), 0, NODE, [statement(ACKERS[0]), statement(KEYS[2])])
+
+
+def test_a_statement_signed_for_another_coordinator_or_unbound_is_refused() -> None:
+    elsewhere = seal(KEYS[2], EnvelopeKind.SLASHING_REVERSAL, SlashingReversal(0, NODE),
+                     b"\x07" * 16, T0 + 100, audience=KEYS[5].public_key_hex)  # fmt: skip
+    with pytest.raises(SignatureInvalid):
+        check_statement(case(), elsewhere)
+    with pytest.raises(SignatureInvalid):  # unbound only as read back from the log
+        check_statement(case(), unbound(statement(KEYS[2]), KEYS[2]))
 
 
 def test_an_unknown_key_or_a_forged_statement_is_refused() -> None:

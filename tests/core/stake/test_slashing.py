@@ -36,13 +36,15 @@ from owm_core.stake.slashing import (
     recent_signals,
     verify_log,
 )
+from tests.unbound import unbound
 
 T0 = 1_700_000_000
 NODE = Identity.from_seed(b"\x31" * 32)
 MAINTAINERS = [Identity.from_seed(bytes([0x40 + i]) * 32) for i in range(3)]
 OUTSIDER = Identity.from_seed(b"\x50" * 32)
 COORDINATOR = Identity.from_seed(b"\x60" * 32)
-POLICY = SlashingPolicy(maintainer_keys={m.public_key_hex for m in MAINTAINERS})
+POLICY = SlashingPolicy(maintainer_keys={m.public_key_hex for m in MAINTAINERS},
+                        coordinator_key=COORDINATOR.public_key_hex)
 EVIDENCE = "e0" * 32
 CHANNEL = "871234x1x0"
 
@@ -75,7 +77,8 @@ def ack(
         reason=reason,
         verdict=verdict,
     )
-    return seal(maintainer, EnvelopeKind.MAINTAINER_ACK, body, nonce.to_bytes(16, "big"), T0)
+    return seal(maintainer, EnvelopeKind.MAINTAINER_ACK, body, nonce.to_bytes(16, "big"), T0,
+                audience=COORDINATOR.public_key_hex)
 
 
 # --- tier 1: distinct reporters -----------------------------------------------------------
@@ -184,6 +187,15 @@ def test_two_distinct_maintainers_acknowledging_the_same_evidence_slash(tier: Ti
     }
 
 
+def test_stored_acknowledgements_signed_before_envelopes_named_their_coordinator_count() -> None:
+    legacy = [unbound(ack(m), m) for m in MAINTAINERS[:2]]
+    assert POLICY.decide(target(Tier.T2), [], legacy, T0).evidence_hash == EVIDENCE
+    other = Identity.from_seed(b"\x61" * 32).public_key_hex
+    elsewhere = [seal(m, EnvelopeKind.MAINTAINER_ACK, ack(m).body, b"\x05" * 16, T0,
+                      audience=other) for m in MAINTAINERS[:2]]  # fmt: skip
+    assert POLICY.evaluate(target(Tier.T2), [], elsewhere, T0) is None
+
+
 @pytest.mark.parametrize(
     ("acks", "why"),
     [
@@ -212,7 +224,7 @@ def test_two_distinct_maintainers_acknowledging_the_same_evidence_slash(tier: Ti
                     EnvelopeKind.TASK_PROOF,
                     ack(MAINTAINERS[1]).body,
                     b"\x00" * 16,
-                    T0,
+                    T0, audience=COORDINATOR.public_key_hex,
                 ),
             ],
             "wrong envelope kind",
@@ -309,7 +321,7 @@ def test_invalid_slashing_values_are_refused_naming_the_field(
 
 def test_a_policy_refuses_malformed_maintainer_keys() -> None:
     with pytest.raises(InvalidValue) as caught:
-        SlashingPolicy(maintainer_keys={"not-a-key"})
+        SlashingPolicy(maintainer_keys={"not-a-key"}, coordinator_key=COORDINATOR.public_key_hex)
     assert caught.value.field == "maintainer_keys"
 
 

@@ -22,11 +22,14 @@ from tests.server.harness import SimNode
 
 MAINTAINERS = [Identity.from_seed(bytes([0x30 + i]) * 32) for i in range(5)]
 T2_STAKE_SAT = 1_000_000
+SLASHING_COORDINATOR = Identity.from_seed(b"\x3f" * 32)
+"""The coordinator the slashing service runs as: acknowledgements are signed for it."""
 
 
 def _ack(maintainer: Identity, node_id: str) -> Any:
     body = MaintainerAcknowledgement(node_id, "ab" * 32, "fake_proof", AckVerdict.SLASH)
-    env = envelopes.seal(maintainer, EnvelopeKind.MAINTAINER_ACK, body, os.urandom(16), 1)
+    env = envelopes.seal(maintainer, EnvelopeKind.MAINTAINER_ACK, body, os.urandom(16), 1,
+                         audience=SLASHING_COORDINATOR.public_key_hex)
     return json.loads(envelopes.to_bytes(env))
 
 
@@ -35,15 +38,17 @@ def _with_slashing(probe: Any, maintainers: int = 2) -> SlashingService:
     return SlashingService(
         w.repos,
         w.ledger.lightning("treasury", force_close_allowed=True),
-        Identity.from_seed(b"\x3f" * 32),
+        SLASHING_COORDINATOR,
         w.clock,
-        SlashingPolicy(maintainer_keys=[m.public_key_hex for m in MAINTAINERS[:maintainers]]),
+        SlashingPolicy(maintainer_keys=[m.public_key_hex for m in MAINTAINERS[:maintainers]],
+                       coordinator_key=SLASHING_COORDINATOR.public_key_hex),
     )
 
 
 def _reversal(maintainer: Identity, index: int, node_id: str) -> Any:
     body = SlashingReversal(log_index=index, node_id=node_id)
-    env = envelopes.seal(maintainer, EnvelopeKind.SLASHING_REVERSAL, body, os.urandom(16), 1)
+    env = envelopes.seal(maintainer, EnvelopeKind.SLASHING_REVERSAL, body, os.urandom(16), 1,
+                         audience=SLASHING_COORDINATOR.public_key_hex)
     return json.loads(envelopes.to_bytes(env))
 
 

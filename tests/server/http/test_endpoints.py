@@ -207,7 +207,7 @@ def test_the_statements_behind_a_reversal_are_published_like_the_log(world: Worl
     reviewers = [Identity.from_seed(bytes([0x50 + i]) * 32) for i in range(2)]
     statements = [
         seal(m, EnvelopeKind.SLASHING_REVERSAL, SlashingReversal(0, slashed.node_id),
-             bytes([i]) * 16, T0 + 5)
+             bytes([i]) * 16, T0 + 5, audience=COORDINATOR.public_key_hex)
         for i, m in enumerate(reviewers)
     ]  # fmt: skip
     keys = world.api_key()
@@ -217,7 +217,7 @@ def test_the_statements_behind_a_reversal_are_published_like_the_log(world: Worl
     assert missing.json()["detail"] == "slashing-log entry 0 is not reversed"
     case = ReversalCase(
         log=[slashed], maintainer_keys=frozenset(m.public_key_hex for m in reviewers),
-        acknowledged_by=frozenset(),
+        acknowledged_by=frozenset(), coordinator_key=COORDINATOR.public_key_hex,
     )  # fmt: skip
     for statement in statements:
         world.repos.slashing_evidence.add_reversal_statement(0, statement, T0 + 6)
@@ -234,7 +234,8 @@ def test_the_statements_behind_a_reversal_are_published_like_the_log(world: Worl
     assert (published["log_index"], published["reversed_by"]) == (0, 1)
     assert published["log_entry"] == entry.to_dict()
     envelopes = [Envelope(**e) for e in published["statements"]]
-    assert statements_problem(entry, envelopes, case.maintainer_keys) is None
+    assert statements_problem(entry, envelopes, COORDINATOR.public_key_hex,
+                              case.maintainer_keys) is None  # fmt: skip
     assert world.client.get("/v1/slashing/reversals/x", headers=keys).status_code == 422
 
 

@@ -97,7 +97,9 @@ class World:
         return Challenge(c["public_key"], c["purpose"], c["nonce"], c["issued_at"], c["expires_at"])
 
     def registration(self, node: SimNode) -> dict[str, Any]:
-        """The body of POST /v1/nodes/register, with a fresh challenge answered."""
+        """The body of POST /v1/nodes/register, with a fresh challenge answered; from now on
+        ``node`` signs its envelopes for this world's coordinator (SRS-SEC-03)."""
+        node.coordinator = self.services.coordinator.sealing.public_key_hex
         challenge = self.challenge(node, ChallengePurpose.REGISTER)
         details = {
             "ln_node_uri": node.ln_node_uri,
