@@ -20,9 +20,9 @@ from owm_adapters.control_plane.grpc_gen.owm.coordinator.v1 import coordinator_p
 from owm_core.identity.envelopes import (
     NONCE_BYTES,
     BalanceRequest,
-    EnvelopeKind,
     OutputRequest,
     TaskSubmission,
+    TypedBody,
     seal,
     to_bytes,
 )
@@ -30,6 +30,18 @@ from owm_core.identity.keys import Identity
 from owm_core.identity.sealing import open_sealed, result_context
 from owm_core.market.funding import submission_digest
 from owm_core.market.tasks import TaskRequest
+
+
+def _signed(
+    submitter: Identity, body: TypedBody, issued_at: int | None, coordinator_key: str
+) -> bytes:
+    """``body`` sealed by ``submitter`` for the coordinator ``coordinator_key``, as wire bytes:
+    a fresh nonce, issued at ``issued_at`` or now."""
+    envelope = seal(
+        submitter, body.KIND, body, os.urandom(NONCE_BYTES),
+        int(time.time()) if issued_at is None else issued_at, audience=coordinator_key,
+    )
+    return to_bytes(envelope)
 
 
 def signed_submit_request(
@@ -40,10 +52,6 @@ def signed_submit_request(
     coordinator whose public key is ``coordinator_key`` (``[coordinator] public_key``)."""
     body = TaskSubmission(
         request.task_id, submission_digest(request, input_data, coordinator_key)
-    )
-    envelope = seal(
-        submitter, EnvelopeKind.TASK_SUBMISSION, body, os.urandom(NONCE_BYTES),
-        int(time.time()) if issued_at is None else issued_at, audience=coordinator_key,
     )
     return pb.SubmitTaskRequest(
         task_id=request.task_id,
@@ -56,7 +64,7 @@ def signed_submit_request(
         gpu_required=request.gpu_required,
         max_price_msat=request.max_price_msat,
         input=input_data,
-        submitter_envelope=to_bytes(envelope),
+        submitter_envelope=_signed(submitter, body, issued_at, coordinator_key),
     )
 
 
@@ -67,12 +75,10 @@ def signed_balance_request(
     """``FundBalance``'s request: read the balance, and with ``amount_msat > 0`` ask for a
     top-up invoice of that amount; signed for the coordinator whose public key is
     ``coordinator_key``."""
-    envelope = seal(
-        submitter, EnvelopeKind.BALANCE_REQUEST, BalanceRequest(amount_msat),
-        os.urandom(NONCE_BYTES), int(time.time()) if issued_at is None else issued_at,
-        audience=coordinator_key,
+    body = BalanceRequest(amount_msat)
+    return pb.FundBalanceRequest(
+        request_envelope=_signed(submitter, body, issued_at, coordinator_key)
     )
-    return pb.FundBalanceRequest(request_envelope=to_bytes(envelope))
 
 
 def signed_output_request(
@@ -80,12 +86,10 @@ def signed_output_request(
 ) -> pb.GetTaskOutputRequest:
     """``GetTaskOutput``'s request for the task ``task_id`` that ``submitter`` paid for, signed
     for the coordinator whose public key is ``coordinator_key``."""
-    envelope = seal(
-        submitter, EnvelopeKind.OUTPUT_REQUEST, OutputRequest(task_id),
-        os.urandom(NONCE_BYTES), int(time.time()) if issued_at is None else issued_at,
-        audience=coordinator_key,
+    body = OutputRequest(task_id)
+    return pb.GetTaskOutputRequest(
+        request_envelope=_signed(submitter, body, issued_at, coordinator_key)
     )
-    return pb.GetTaskOutputRequest(request_envelope=to_bytes(envelope))
 
 
 def open_task_output(
