@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -41,6 +42,7 @@ from owm_core.errors import InvalidValue, LightningUnavailable, NotFound
 from owm_core.identity import envelopes
 from owm_core.identity.envelopes import EnvelopeKind, PayoutInvoice, PayoutQuery, ReplayGuard
 from owm_core.identity.keys import Identity
+from owm_core.identity.payout_requests import sign_payout_request
 from owm_core.market.tasks import TaskRequest, VerificationMode, VerificationPolicy
 from owm_core.nodes.control_plane import ControlPlaneRefused
 from owm_core.nodes.tiers import Tier
@@ -404,3 +406,26 @@ def test_payout_requests_carry_the_coordinators_signature_and_forged_ones_are_no
     with pytest.raises(ControlPlaneRefused, match="signature"):
         invoicer.poll_once()
     assert [p.payee_pubkey for p in source.pending()].count(node.ln_pubkey) == 1
+    # Told the right key, the node invoices nothing a man in the middle re-signed.
+    forger = Identity.from_seed(os.urandom(32))
+    misled = PayoutInvoicer(node.identity, ForgingPlane(twin, forger), lightning, SystemClock(),
+                            coordinator_public_key=network.coordinator_key,
+                            say=lambda _line: None)  # fmt: skip
+    assert misled.poll_once() == []
+    assert [p.payee_pubkey for p in source.pending()].count(node.ln_pubkey) == 1
+
+
+class ForgingPlane:
+    """A control plane behind a man in the middle who re-signs every payout request it passes
+    on with ``forger``'s key instead of the coordinator's."""
+
+    def __init__(self, inner: InProcessControlPlane, forger: Identity) -> None:
+        self.inner, self.forger = inner, forger
+
+    def pending_payouts(self, query: bytes) -> list[PendingPayout]:
+        signer = envelopes.from_bytes(query).signer
+        return [sign_payout_request(self.forger, p, signer)
+                for p in self.inner.pending_payouts(query)]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
