@@ -254,7 +254,6 @@ def seal(
     ``nonce`` is 16 random bytes (or their 32-char hex) drawn by the caller's adapter; a typed
     body must be of ``kind``. Why: the core draws no randomness and reads no clock.
     """
-    parse_public_key(audience, "audience")
     if not isinstance(kind, EnvelopeKind):
         raise InvalidValue("kind", f"must be an EnvelopeKind, got {type(kind).__name__}")
     if not isinstance(body, Mapping):
