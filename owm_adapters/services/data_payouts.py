@@ -7,7 +7,8 @@ Lightning through the payout outbox (rules: :mod:`owm_core.knowledge.credit_payo
 * :class:`DataCreditPayouts` — the sweep a worker runs every ``period_s``: each contributor
   with a payee whose owed credits are due (threshold or timer) gets one payout enqueued under
   the deterministic id of their next payout — numbered by how many payouts they have had, all
-  of them counted — so a repeated sweep pays nothing twice.
+  of them counted (:class:`~owm_adapters.services.payout_sweeps.PayoutTally`) — so a repeated
+  sweep pays nothing twice.
 """
 
 from __future__ import annotations
@@ -105,15 +106,14 @@ class DataCreditPayouts(PayoutSweep):
         now = self._clock.now()
         enqueued = []
         for payee in self._repositories.data_payees.list():
-            done = _payouts_of(self._repositories, payee.contributor)
+            contributor = payee.contributor
+            done, _ = self._payouts_read(contributor, functools.partial(payout_ids, contributor))
             owed = owed_msat(
-                self._repositories.data_credits.total_msat(payee.contributor),
-                sum(p.amount_msat for p in done),
+                self._repositories.data_credits.total_msat(contributor), done.enqueued_msat
             )
-            last = max((p.created_at for p in done), default=None)
-            if not payout_due(owed, last, payee.registered_at, now, self.terms):
+            if not payout_due(owed, done.newest_at, payee.registered_at, now, self.terms):
                 continue
-            payment_id, task_id = payout_ids(payee.contributor, len(done))
+            payment_id, task_id = payout_ids(contributor, done.count)
             paid = self._payouts.enqueue_to(
                 payee.ln_pubkey, payment_id, task_id, owed,
                 f"OWM data credits of {payee.contributor}"[:200],

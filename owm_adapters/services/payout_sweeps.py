@@ -2,9 +2,15 @@
 (:mod:`~owm_adapters.services.data_payouts`) and the miners' FPPS credits
 (:mod:`~owm_adapters.services.pool_payouts`) are both paid by a sweep a worker runs every
 ``period_s``, each payout enqueued in the payout outbox under the deterministic ids of the
-payee's ``n``-th payout, ``n`` being how many payouts the payee has had (all of them are read,
-:func:`numbered_payouts`), so a sweep repeated after a crash finds the record and pays nothing
-twice.
+payee's ``n``-th payout, ``n`` being how many payouts the payee has had (all of them are
+counted, :func:`numbered_payouts`), so a sweep repeated after a crash finds the record and pays
+nothing twice.
+
+A sweep reads a payee's whole payout history once, then only what is new: its
+:class:`PayoutTally` keeps what the records read so far add up to (their number, sum and newest
+time never change once stored) and re-reads only the ones not yet settled. So a sweep's reads
+grow with the payees and what changed since the previous sweep, not with every payout ever made
+(a miner paid hourly has 8,760 payouts a year).
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import Repositories
 
 PAGE = 500
-"""How many of a payee's payouts :func:`numbered_payouts` looks up at once."""
+"""How many of a payee's payouts :func:`numbered_payouts` looks up at once, at most."""
+FIRST_LOOKUP = 16
+"""How many it looks up first (then twice as many each time, up to :data:`PAGE`)."""
 
 
 class EnqueuesPayouts(Protocol):
@@ -34,22 +42,59 @@ class EnqueuesPayouts(Protocol):
 
 
 def numbered_payouts(
-    repositories: Repositories, ids: Callable[[int], tuple[str, str]], page: int = PAGE
+    repositories: Repositories,
+    ids: Callable[[int], tuple[str, str]],
+    page: int = PAGE,
+    start: int = 0,
 ) -> list[RewardPayment]:
-    """Every outbox record of one payee's payouts, in order: payout ``n`` is stored under
-    ``ids(n)`` (payment id, task id), and the first ``n`` with no record ends the list.
+    """Every outbox record of one payee's payouts from number ``start`` on, in order: payout
+    ``n`` is stored under ``ids(n)`` (payment id, task id), and the first ``n`` with no record
+    ends the list.
 
-    However many there are: the list's length is the number the payee's next payout takes, so
-    a list cut short would name a payout already made and the payee would never be paid again
-    (SRS-LN-08). Looked up ``page`` ids at a time."""
+    However many there are: ``start`` plus the list's length is the number the payee's next
+    payout takes, so a list cut short would name a payout already made and the payee would
+    never be paid again (SRS-LN-08). Looked up at most ``page`` ids at a time, the first
+    lookups smaller (most sweeps find no new payout, or one)."""
     found: list[RewardPayment] = []
+    size = min(page, FIRST_LOOKUP)
     while True:
-        wanted = [ids(n)[0] for n in range(len(found), len(found) + page)]
+        first = start + len(found)
+        wanted = [ids(n)[0] for n in range(first, first + size)]
         stored = {p.payment_id: p for p in repositories.payments.with_payment_ids(wanted)}
         for payment_id in wanted:
             if payment_id not in stored:
                 return found
             found.append(stored[payment_id])
+        size = min(page, 2 * size)
+
+
+@attrs.define
+class PayoutTally:
+    """One payee's numbered payouts as far as read (see the module docstring): ``count`` (the
+    next payout's number), ``enqueued_msat`` (their sum), ``newest_at`` (the latest
+    ``created_at``) and the payment ids of those not settled when last read."""
+
+    count: int = 0
+    enqueued_msat: int = 0
+    newest_at: int | None = None
+    unsettled: list[str] = attrs.Factory(list)
+
+    def read(
+        self, repositories: Repositories, ids: Callable[[int], tuple[str, str]]
+    ) -> list[RewardPayment]:
+        """Bring the tally up to date; the records read to do it: the ones unsettled when last
+        read, then the new ones (on the first call, all of them)."""
+        pending, ask = self.unsettled, repositories.payments.with_payment_ids
+        again = [p for at in range(0, len(pending), PAGE) for p in ask(pending[at : at + PAGE])]
+        new = numbered_payouts(repositories, ids, start=self.count)
+        for payment in new:
+            self.count += 1
+            self.enqueued_msat += payment.amount_msat
+            if self.newest_at is None or payment.created_at > self.newest_at:
+                self.newest_at = payment.created_at
+        read = again + new
+        self.unsettled = [p.payment_id for p in read if not p.settled]
+        return read
 
 
 @attrs.define(eq=False)
@@ -64,6 +109,7 @@ class PayoutSweep:
     _payouts: EnqueuesPayouts
     period_s: float = attrs.field(default=60.0, kw_only=True)
     _loop: Loop = attrs.field(init=False)
+    _tallies: dict[str, PayoutTally] = attrs.field(init=False, factory=dict)
 
     @_loop.default
     def _sweeps(self) -> Loop:
@@ -72,6 +118,14 @@ class PayoutSweep:
     def sweep(self) -> Sequence[RewardPayment]:
         """Enqueue the payouts due now; the ones enqueued."""
         raise NotImplementedError
+
+    def _payouts_read(
+        self, payee: str, ids: Callable[[int], tuple[str, str]]
+    ) -> tuple[PayoutTally, list[RewardPayment]]:
+        """``payee``'s :class:`PayoutTally`, brought up to date, and the records read to do it
+        (:meth:`PayoutTally.read`)."""
+        tally = self._tallies.setdefault(payee, PayoutTally())
+        return tally, tally.read(self._repositories, ids)
 
     def start(self) -> None:
         """Start the sweep's worker thread."""

@@ -10,7 +10,7 @@ rewards leave within one sweep period, far inside 60 minutes, of every block the
 SRS-LN-14, SRS-PERF-12). Each
 payout is the miner's ``n``-th under a deterministic outbox id
 (:func:`owm_core.pool.fpps.fpps_payout_ids`), ``n`` counting every payout the miner has had
-(:func:`~owm_adapters.services.payout_sweeps.numbered_payouts`): a sweep repeated after a crash
+(:class:`~owm_adapters.services.payout_sweeps.PayoutTally`): a sweep repeated after a crash
 finds the record and pays nothing twice; the outbox
 (:class:`~owm_adapters.services.payouts.PayoutDispatcher`) pays it exactly once (SRS-LN-08).
 
@@ -44,7 +44,7 @@ import logging
 
 import attrs
 
-from owm_adapters.services.payout_sweeps import PayoutSweep, numbered_payouts
+from owm_adapters.services.payout_sweeps import PayoutSweep, PayoutTally
 from owm_core.errors import Conflict
 from owm_core.payments.records import RewardPayment
 from owm_core.pool.fpps import (
@@ -57,7 +57,6 @@ from owm_core.pool.fpps import (
 )
 from owm_core.pool.stats import MiningPayout
 from owm_core.pool.treasury_floor import Owed, pay_within_floor
-from owm_core.ports.repositories import Repositories
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +82,9 @@ class FppsFunds:
 class _Due:
     credit: MinerCredit
     destination: str
-    done: list[RewardPayment]
+    number: int  # the payout's: how many the miner has had
     owed_msat: int
     since: int
-
-
-def payouts_of(repositories: Repositories, miner_id: str) -> list[RewardPayment]:
-    """The outbox records of all ``miner_id``'s FPPS payouts, in order."""
-    return numbered_payouts(repositories, functools.partial(fpps_payout_ids, miner_id))
 
 
 @attrs.define(eq=False)
@@ -134,16 +128,15 @@ class PoolPayouts(PayoutSweep):
         node = self._repositories.nodes.get(credit.miner_id)
         if node is None:
             return None, -1, 0
-        done = payouts_of(self._repositories, credit.miner_id)
-        self._list_paid(credit.miner_id, done)
-        paid_msat = sum(p.amount_msat for p in done)
-        owed = credit.credited_msat - paid_msat
-        last = max((p.created_at for p in done), default=node.registered_at)
+        done = self._paid_read(credit.miner_id)
+        owed = credit.credited_msat - done.enqueued_msat
+        last = node.registered_at if done.newest_at is None else done.newest_at
         account = MinerAccount(credit.miner_id, node.ln_node_uri.pubkey, max(owed, 0) // 1000, last)
-        newest = max((p.created_at for p in done), default=-1)
+        newest = -1 if done.newest_at is None else done.newest_at
         if not payout_due(account, now, self.policy, last_block_at=block_at):
-            return None, newest, paid_msat
-        return _Due(credit, node.ln_node_uri.pubkey, done, owed, last), newest, paid_msat
+            return None, newest, done.enqueued_msat
+        due = _Due(credit, node.ln_node_uri.pubkey, done.count, owed, last)
+        return due, newest, done.enqueued_msat
 
     def _within_floor(self, due: list[_Due], spent_msat: int) -> list[_Due]:
         """The due balances the FPPS funds can pay without going below the floor, oldest
@@ -163,7 +156,7 @@ class PoolPayouts(PayoutSweep):
 
     def _enqueue(self, due: _Due) -> RewardPayment:
         miner_id = due.credit.miner_id
-        payment_id, task_id = fpps_payout_ids(miner_id, len(due.done))
+        payment_id, task_id = fpps_payout_ids(miner_id, due.number)
         payment = self._payouts.enqueue_to(
             due.destination, payment_id, task_id, due.owed_msat, f"OWM pool FPPS {miner_id}"
         )
@@ -176,26 +169,39 @@ class PoolPayouts(PayoutSweep):
         previous payment (the same batch, or the one a crash interrupted: SRS-POOL-08)."""
         if not self._treasury:
             return None
-        done = payouts_of(self._repositories, TREASURY_CREDIT_ID)
-        self._list_paid(None, done)
-        owed = credit.credited_msat - sum(p.amount_msat for p in done)
-        previous = max((p.created_at for p in done), default=-1)
+        done = self._paid_read(TREASURY_CREDIT_ID)
+        owed = credit.credited_msat - done.enqueued_msat
+        previous = -1 if done.newest_at is None else done.newest_at
         if owed < 1000 or latest_miner_payout <= previous:
             return None
-        payment_id, task_id = fpps_payout_ids(TREASURY_CREDIT_ID, len(done))
+        payment_id, task_id = fpps_payout_ids(TREASURY_CREDIT_ID, done.count)
         payment = self._payouts.enqueue_to(
             self._treasury, payment_id, task_id, owed, "OWM pool treasury cut"
         )
         log.info("pool treasury cut: %d msat enqueued as %s", owed, payment.payment_hash)
         return payment
 
-    def _list_paid(self, miner_id: str | None, done: list[RewardPayment]) -> None:
-        """List each settled payout in ``done`` once (SRS-POOL-10); one older than the newest
-        :data:`MAX_PAYOUTS` listed is found listed by the store's refusal to list it twice."""
+    def _paid_read(self, credit_id: str) -> PayoutTally:
+        """The tally of ``credit_id``'s payouts (a miner's, or the treasury's), brought up to
+        date, each settled payout among the records read listed once (SRS-POOL-10)."""
+        first = credit_id not in self._tallies
+        tally, read = self._payouts_read(credit_id, functools.partial(fpps_payout_ids, credit_id))
+        self._list_paid(None if credit_id == TREASURY_CREDIT_ID else credit_id, read, first)
+        return tally
+
+    def _list_paid(
+        self, miner_id: str | None, read: list[RewardPayment], whole_history: bool
+    ) -> None:
+        """List each settled payout in ``read``. A payout already listed is refused by the
+        store; the first read of a whole history skips the newest :data:`MAX_PAYOUTS` listed
+        ones up front instead of having each refused."""
+        settled = [p for p in read if p.settled]
+        if not settled:
+            return
         listed = {p.payment_hash for p in self._repositories.mining_payouts.recent(
-            MAX_PAYOUTS, miner_id=miner_id)}  # fmt: skip
-        for payment in done:
-            if not payment.settled or payment.payment_hash in listed:
+            MAX_PAYOUTS, miner_id=miner_id)} if whole_history else set()  # fmt: skip
+        for payment in settled:
+            if payment.payment_hash in listed:
                 continue
             with contextlib.suppress(Conflict):
                 self._repositories.mining_payouts.add(MiningPayout(
