@@ -1,6 +1,7 @@
 """``owm-mine``: the built-in Stratum V2 miner, signed in with the node's identity
-(SRS-NODE-13, SRS-POOL-02), hashing on the CPU or with torch on a GPU (``--hasher``); real hash
-rate comes from SV2 firmware or proxies pointed at the same pool (SRS-POOL-03)."""
+(SRS-NODE-13, SRS-POOL-02), hashing on the CPU or with torch on a GPU (``--hasher``), and the
+login proxy through which SV2 firmware and proxies mine for the node (``owm-mine proxy``,
+SRS-POOL-03)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from pathlib import Path
 import click
 
 from owm_adapters.bootstrap import logs
+from owm_adapters.bootstrap.mining_proxy import DEFAULT_MAX_MINERS
 from owm_adapters.hashing.select import HASHERS, hasher_for
 from owm_adapters.pool.miner import StratumMiner, check_clearnet
 from owm_adapters.storage.keystore import load_identity
 from owm_cli.errors import OwmGroup
 from owm_cli.options import logging_options, version_option
+from owm_core.errors import InvalidValue
 from owm_core.pool.noise import PoolUrl
 
 
@@ -27,14 +30,13 @@ def cli(log_level: str | None, log_format: str) -> None:
     logs.configure(log_level, log_format)
 
 
-@cli.command()
-@click.option(
+POOL_OPTION = click.option(
     "--pool",
     "pool_url",
     required=True,
     help="The pool as stratum2+tcp://HOST:PORT/AUTHORITY_KEY (the key the pool publishes).",
 )
-@click.option(
+IDENTITY_OPTION = click.option(
     "--identity",
     "identity_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -42,6 +44,11 @@ def cli(log_level: str | None, log_format: str) -> None:
     show_default=True,
     help="The node's identity key file (created by owm-node init; mode 0600).",
 )
+
+
+@cli.command()
+@POOL_OPTION
+@IDENTITY_OPTION
 @click.option("--worker", default="", help="Worker name shown in the pool's statistics.")
 @click.option(
     "--shares",
@@ -82,3 +89,74 @@ def run(pool_url: str, identity_path: Path, worker: str, shares: int | None, has
         click.echo(f"accepted {accepted} rejected {rejected}")
     finally:
         miner.close()
+
+
+@cli.command()
+@POOL_OPTION
+@IDENTITY_OPTION
+@click.option(
+    "--listen",
+    default="127.0.0.1:34255",
+    show_default=True,
+    help="HOST:PORT the miners connect to. Whoever reaches it mines in the node's name and "
+    "takes one of its places at the pool: keep it on the node's machine or farm network.",
+)
+@click.option(
+    "--key-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("~/.owm/mine-proxy"),
+    show_default=True,
+    help="Where the proxy's Noise keys are kept (created on first start, mode 0600): its "
+    "authority key, which the miners are configured with, stays the same across restarts.",
+)
+@click.option(
+    "--max-miners",
+    type=click.IntRange(1),
+    default=DEFAULT_MAX_MINERS,
+    show_default=True,
+    help="Miners connected at once (each is one connection to the pool, which allows a node "
+    "16 by default: [pool] max_connections_per_node).",
+)
+@click.option(
+    "--report-s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds between the lines saying how many miners are connected and how their "
+    "shares went.",
+)
+def proxy(
+    pool_url: str, identity_path: Path, listen: str, key_dir: Path, max_miners: int,
+    report_s: float,
+) -> None:  # fmt: skip
+    """Let SV2 firmware and proxies mine for this node (SRS-POOL-03).
+
+    They send a plain user name where the pool wants the node's signed login; the proxy
+    accepts them with a key of its own, opens a connection to the pool for each, signed in as
+    the node (the user name becomes the worker name), and passes everything else through.
+    Runs until SIGTERM or Ctrl-C."""
+    from owm_adapters.bootstrap.mining_proxy import mining_proxy
+    from owm_cli.signals import stopped_by_signals
+
+    url = PoolUrl.parse(pool_url)
+    check_clearnet(url.host, os.environ)
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise InvalidValue("--listen", f"{listen!r} is not HOST:PORT")
+    identity = load_identity(identity_path.expanduser())
+    built = mining_proxy(url, identity, key_dir.expanduser(), int(time.time()),
+                         listen=(host.strip("[]"), int(port)), max_miners=max_miners)  # fmt: skip
+    with stopped_by_signals() as stop:
+        address = built.start()
+        click.echo(f"mining for node {identity.node_id} on {url.host}:{url.port}")
+        click.echo(f"miners connect to {address} (their user name is the worker name)")
+        try:
+            while not stop.wait(report_s):
+                click.echo(built.counts.summary())
+        finally:
+            built.stop()
+    click.echo(built.counts.summary())
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,6 +1,6 @@
-"""Finding ``owm``, ``owm-node`` and ``owm-coordinator`` command lines in shell text, and checking
-each against the real click programs' parsers, so that a renamed command or flag breaks the
-tests of every file that shows one (deploy/, docs/).
+"""Finding ``owm``, ``owm-node``, ``owm-coordinator`` and ``owm-mine`` command lines in shell
+text, and checking each against the real click programs' parsers, so that a renamed command or
+flag breaks the tests of every file that shows one (deploy/, docs/).
 
 :func:`check` parses like click does at run time (option names, their arity, choices, required
 and extra arguments) without invoking anything; values of ``click.Path`` options are not looked
@@ -16,12 +16,13 @@ from pathlib import PurePosixPath
 
 import click
 
-from owm_cli import coordinator, main, node
+from owm_cli import coordinator, main, mine, node
 
 PROGRAMS: dict[str, click.Command] = {
     "owm": main.cli,
     "owm-node": node.cli,
     "owm-coordinator": coordinator.cli,
+    "owm-mine": mine.cli,
 }
 _SEPARATORS = set(";&|()")
 _PREFIXES = {"exec", "sudo", "nohup", "time", "env", "command", "then", "do", "!", "$"}

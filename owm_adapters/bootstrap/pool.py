@@ -64,8 +64,7 @@ class PoolWorker:
     def url(self) -> str:
         """``stratum2+tcp://host:port/<authority key>`` once listening (section 4.7 of the spec)."""
         assert self.address is not None, "the pool is not listening"
-        host, port = self.address
-        return f"stratum2+tcp://{host}:{port}/{noise.encode_authority_key(self._authority)}"
+        return pool_url(self.address, self._authority)
 
     def start(self) -> None:
         self.pool.refresh()
@@ -102,6 +101,27 @@ class PoolWorker:
 
 def _secret(path: Path) -> bytes:
     return keystore.load_secret(path) if path.exists() else keystore.create_secret(path)
+
+
+def certified_key(key_dir: Path, days: int, now: int) -> tuple[noise.StaticKey, bytes]:
+    """The Noise static key in ``key_dir`` certified for ``days`` from ``now`` by the authority
+    key there (both created on first start, 0600), and the authority's x-only public key:
+    what miners check the certificate against (SRS-POOL-01). The pool's, or the mining login
+    proxy's."""
+    authority_secret = _secret(key_dir / "authority.key")
+    static_secret = _secret(key_dir / "static.key")
+    static_ellswift = secp256k1.ellswift_create(static_secret, os.urandom(32))
+    certificate = noise.sign_certificate(
+        authority_secret, static_ellswift, now - 60, now + days * DAY_S, os.urandom(32)
+    )
+    static = noise.StaticKey(static_secret, static_ellswift, certificate)
+    return static, secp256k1.xonly_public_key(authority_secret)
+
+
+def pool_url(address: tuple[str, int], authority_xonly: bytes) -> str:
+    """``stratum2+tcp://host:port/<authority key>`` (section 4.7 of the spec)."""
+    host, port = address
+    return f"stratum2+tcp://{host}:{port}/{noise.encode_authority_key(authority_xonly)}"
 
 
 def _listen_of(section: PoolSection) -> tuple[str, int]:
@@ -151,15 +171,7 @@ def pool_from(
     listen = _listen_of(section)
     chain = chain if chain is not None else _chain_of(settings, data_dir)
     key_dir = Path(section.key_dir).expanduser() if section.key_dir else data_dir / "pool"
-    authority_secret = _secret(key_dir / "authority.key")
-    static_secret = _secret(key_dir / "static.key")
-    static_ellswift = secp256k1.ellswift_create(static_secret, os.urandom(32))
-    now = clock.now()
-    certificate = noise.sign_certificate(
-        authority_secret, static_ellswift, now - 60, now + section.certificate_days * DAY_S,
-        os.urandom(32),
-    )  # fmt: skip
-    static = noise.StaticKey(static_secret, static_ellswift, certificate)
+    static, authority = certified_key(key_dir, section.certificate_days, clock.now())
     pool = MiningPool(
         chain, store.shares, clock.now, payout_script=_payout_script(section, chain),
         share_difficulty=section.share_difficulty, credits=store.miner_credits,
@@ -174,7 +186,6 @@ def pool_from(
         max_connections_per_ip=section.max_connections_per_ip,
         login_timeout_s=section.login_timeout_s,
     )  # fmt: skip
-    authority = secp256k1.xonly_public_key(authority_secret)
     return PoolWorker(
         pool, server, listen, section.template_poll_s, authority, store.shares, clock,
         None if payouts is None else PoolPayouts(

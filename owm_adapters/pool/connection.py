@@ -156,6 +156,22 @@ def accept(
     return NoiseSocket(sock, transport, max_payload, outlet)
 
 
+def dial(
+    host: str, port: int, authority_xonly: bytes, now: int, *, entropy: Entropy,
+    timeout_s: float, max_payload: int,
+) -> NoiseSocket:  # fmt: skip
+    """A miner's session with the pool at ``host:port``: a clearnet TCP connection (never
+    through a proxy, SRS-NET-05) and the handshake (:func:`connect`), within ``timeout_s``;
+    later reads wait as long as ``timeout_s`` too (a ``socket`` timeout)."""
+    sock = socket.create_connection((host, port), timeout=timeout_s)
+    try:
+        connection, _static = connect(sock, authority_xonly, entropy, now, max_payload=max_payload)
+    except BaseException:
+        sock.close()
+        raise
+    return connection
+
+
 def connect(
     sock: socket.socket, authority_xonly: bytes, entropy: Entropy, now: int, *, max_payload: int
 ) -> tuple[NoiseSocket, bytes]:

@@ -13,7 +13,6 @@ or a proxy in front of GPU/ASIC miners, which connect to the same port (SRS-POOL
 from __future__ import annotations
 
 import os
-import socket
 import struct
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -21,7 +20,7 @@ from collections.abc import Callable, Mapping
 import attrs
 
 from owm_adapters.hashing.cpu import CpuHasher
-from owm_adapters.pool.connection import Entropy, NoiseSocket, connect
+from owm_adapters.pool.connection import Entropy, NoiseSocket, dial
 from owm_core.errors import FrameMalformed, PolicyViolation
 from owm_core.identity.keys import Identity
 from owm_core.identity.pool_login import user_identity
@@ -93,12 +92,8 @@ class StratumMiner:
         hasher: HeaderHasher | None = None,
     ) -> StratumMiner:
         """Connect over clearnet TCP (never through a proxy, SRS-NET-05) and run the handshake."""
-        sock = socket.create_connection((host, port), timeout=timeout_s)
-        try:
-            connection, _static = connect(sock, authority_xonly, entropy, now, max_payload=1 << 20)
-        except BaseException:
-            sock.close()
-            raise
+        connection = dial(host, port, authority_xonly, now, entropy=entropy, timeout_s=timeout_s,
+                          max_payload=1 << 20)  # fmt: skip
         return cls(connection, hasher)
 
     def send(self, message: sv2.Message) -> None:

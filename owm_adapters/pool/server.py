@@ -286,7 +286,12 @@ class PoolServer:
             sock.close()
             return
         login_by = time.monotonic() + self._login_timeout_s
-        handler = self._handlers(connection)
+        try:
+            handler = self._handlers(connection)
+        except DomainError as error:  # e.g. a proxy's pool out of reach
+            self._closed_as(error.code, peer[0], error.message)
+            connection.close()
+            return
         try:
             if not self._await_login(connection, handler, login_by):
                 self._closed_as(

@@ -18,7 +18,9 @@ from owm_core.errors import SignatureInvalid
 from owm_core.identity.keys import Identity, node_id_matches, verify_signature
 
 LOGIN_DOMAIN = b"owm/sv2-login/v1\x00"
+MAX_WORKER = 64
 _LOGIN_RE = re.compile(r"(n[0-9a-f]{40})\.([A-Za-z0-9_-]{0,64})\.([0-9a-f]{128})")
+_NOT_WORKER = re.compile(r"[^A-Za-z0-9_-]")
 
 
 @attrs.frozen
@@ -45,6 +47,14 @@ def user_identity(identity: Identity, worker: str, handshake_hash: bytes) -> str
     """The ``user_identity`` a node sends to open a channel on this session."""
     signature = identity.sign(login_message(handshake_hash, identity.node_id, worker))
     return f"{identity.node_id}.{worker}.{signature.hex()}"
+
+
+def worker_name(user_name: str) -> str:
+    """The worker name a login carries for a miner that sent a plain ``user_name`` (SV2
+    firmware behind the mining login proxy, SRS-POOL-03): each character outside letters,
+    digits, ``_`` and ``-`` becomes ``-`` (``farm.rig1`` → ``farm-rig1``), cut to
+    :data:`MAX_WORKER` characters."""
+    return _NOT_WORKER.sub("-", user_name)[:MAX_WORKER]
 
 
 def parse_login(text: str) -> MinerLogin:

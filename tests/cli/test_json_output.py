@@ -34,6 +34,7 @@ NOT_REPORTING = {
     "owm-coordinator serve": "the coordinator daemon",
     "owm-coordinator api-key revoke": "revokes a key; one confirmation line",
     "owm-mine run": "the miner daemon",
+    "owm-mine proxy": "the login proxy daemon",
 }
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -13,13 +16,17 @@ from click.testing import CliRunner
 from owm_adapters import hashing
 from owm_adapters.chain.local_chain import LocalChain
 from owm_adapters.pool.channels import MinerConnection
+from owm_adapters.pool.miner import StratumMiner
 from owm_adapters.pool.mining import MiningPool
 from owm_adapters.pool.server import PoolServer
 from owm_adapters.storage import keystore
 from owm_adapters.storage.memory import memory_repositories
 from owm_cli.mine import cli
-from owm_core.pool.noise import encode_authority_key
+from owm_core.pool import sv2_messages as sv2
+from owm_core.pool.noise import PoolUrl, encode_authority_key
 from tests.adapters.pool.support import AUTHORITY, static_key
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Keys:
@@ -105,3 +112,53 @@ def test_owm_mine_refuses_onion_pools_socks_proxies_and_v1_urls_in_one_line(
     assert result.exit_code == 2
     assert result.output.startswith("error: ") and message in result.output
     assert result.output.count("\n") == 1
+
+
+def test_owm_mine_proxy_lets_a_miner_with_a_plain_user_name_mine_for_the_node_until_sigterm(
+    pool: tuple[str, Path, LocalChain], tmp_path: Path
+) -> None:
+    url, key, chain = pool
+    start = chain.tip_height()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "owm_cli.mine", "proxy", "--pool", url, "--identity", str(key),
+         "--listen", "127.0.0.1:0", "--key-dir", str(tmp_path / "proxy-keys")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(2)]
+        assert lines[0].startswith("mining for node n"), lines
+        assert lines[1].startswith("miners connect to stratum2+tcp://127.0.0.1:"), lines
+        proxy = PoolUrl.parse(lines[1].split()[3])
+        miner = StratumMiner.dial(proxy.host, proxy.port, proxy.authority_xonly, int(time.time()))
+        try:
+            miner.setup(proxy.host, proxy.port)
+            miner.send(sv2.OpenStandardMiningChannel(1, "s9.rig", 1e6, b"\xff" * 32))
+            opened = miner.receive()
+            assert isinstance(opened, sv2.OpenStandardMiningChannelSuccess), opened
+            miner.channel_id, miner.target = opened.channel_id, sv2.target_value(opened.target)
+            while miner.work is None:
+                miner.receive()
+            assert miner.mine(shares=2).accepted == 2
+        finally:
+            miner.close()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+        assert "shares accepted 2, rejected 0" in process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert chain.tip_height() == start + 2  # regtest shares are blocks
+
+
+def test_owm_mine_proxy_refuses_a_listen_address_without_a_port_in_one_line(
+    pool: tuple[str, Path, LocalChain],
+) -> None:
+    url, key, _chain = pool
+    result = CliRunner().invoke(
+        cli, ["proxy", "--pool", url, "--identity", str(key), "--listen", "localhost"]
+    )
+    assert result.exit_code == 2
+    assert result.output == "error: --listen: 'localhost' is not HOST:PORT\n"

@@ -4,10 +4,12 @@ session and node key only."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from owm_core.errors import SignatureInvalid
 from owm_core.identity.keys import Identity
-from owm_core.identity.pool_login import parse_login, user_identity, verify_login
+from owm_core.identity.pool_login import parse_login, user_identity, verify_login, worker_name
 
 NODE = Identity.from_seed(b"\x01" * 32)
 OTHER = Identity.from_seed(b"\x02" * 32)
@@ -41,3 +43,22 @@ def test_a_login_for_a_node_id_whose_registered_key_is_anothers_does_not_verify(
 def test_a_user_identity_not_in_the_owm_form_is_refused(text: str) -> None:
     with pytest.raises(SignatureInvalid):
         parse_login(text)
+
+
+@given(st.text(max_size=300))
+def test_any_user_name_becomes_a_worker_name_a_login_can_carry(user_name: str) -> None:
+    worker = worker_name(user_name)
+    login = parse_login(user_identity(NODE, worker, SESSION))
+    verify_login(login, NODE.public_key_hex, SESSION)
+    assert login.worker == worker and len(worker) == min(len(user_name), 64)
+    assert len(user_identity(NODE, worker, SESSION)) <= 255  # fits SV2's STR0_255
+
+
+@pytest.mark.parametrize(
+    ("user_name", "worker"),
+    [("rig-1", "rig-1"), ("farm.rig_2", "farm-rig_2"), ("bc1q…/s9 #3", "bc1q--s9--3"), ("", "")],
+)
+def test_a_valid_worker_name_is_kept_and_other_characters_become_dashes(
+    user_name: str, worker: str
+) -> None:
+    assert worker_name(user_name) == worker
