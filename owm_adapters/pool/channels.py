@@ -243,7 +243,7 @@ class MinerConnection:
             for old in sorted(channel.jobs)[:-_KEPT_JOBS]:
                 del channel.jobs[old]
         self.send(
-            sv2.NewExtendedMiningJob(channel.channel_id, job.job_id, None, job.version, False,
+            sv2.NewExtendedMiningJob(channel.channel_id, job.job_id, None, job.version, True,
                                      (), job.coinbase_prefix, job.coinbase_suffix)
             if channel.extranonce_size
             else sv2.NewMiningJob(channel.channel_id, job.job_id, None, job.version,

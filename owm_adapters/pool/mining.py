@@ -47,6 +47,7 @@ from owm_core.pool.bitcoin import (
     BlockTemplate,
     ShareReason,
     WorkTemplate,
+    rolled_version_allowed,
 )
 from owm_core.pool.stats import PoolWork
 from owm_core.ports.chain import Chain
@@ -427,9 +428,10 @@ def _prepared(
     work: WorkTemplate, latest_ntime: int,
 ) -> tuple[list[int | tuple[str, str]], list[tuple[str, str, bytes]]]:  # fmt: skip
     """Each submission's place in the headers to judge, or the ``(code, detail)`` it is
-    rejected with first (an ``ntime`` before the job's minimum or past ``latest_ntime``, on a
-    current job); and those headers, ``(miner_id, template_id, header)`` as
-    :func:`~owm_core.pool.bitcoin.validate_headers` takes them. A header is packed directly
+    rejected with first (an ``ntime`` before the job's minimum or past ``latest_ntime``, or a
+    version changing bits outside BIP320's, on a current job); and those headers,
+    ``(miner_id, template_id, header)`` as :func:`~owm_core.pool.bitcoin.validate_headers`
+    takes them. A header is packed directly
     (the message's fields are u32 already); a job of an older epoch gets that epoch as its
     template id and no previous hash, so the rules find it stale."""
     prepared: list[int | tuple[str, str]] = []
@@ -439,6 +441,10 @@ def _prepared(
         if job.epoch == epoch:
             if not job.min_ntime <= ntime <= latest_ntime:
                 prepared.append(("invalid-timestamp", f"ntime {ntime} out of range"))
+                continue
+            if version != job.version and not rolled_version_allowed(job.version, version):
+                prepared.append(("invalid-version", f"version {version:#010x} changes bits of "
+                                 f"{job.version:#010x} outside BIP320's"))  # fmt: skip
                 continue
             template_id, parent = current_id, prev_hash
         else:

@@ -47,6 +47,18 @@ _HEADER_FORMAT = "<i32s32sIII"
 #: pack headers without building a :class:`BlockHeader` (the pool's share path).
 HEADER_STRUCT = struct.Struct(_HEADER_FORMAT)
 
+VERSION_ROLLING_MASK = 0x1FFFE000
+"""The block version's general-purpose bits (BIP320, bits 13 to 28), the only ones a miner may
+change from its job's version ("version rolling", which ASICs rely on; SV2 section 5: the
+downstream may manipulate them freely, and the pool does not set ``REQUIRES_FIXED_VERSION``)."""
+
+
+def rolled_version_allowed(job_version: int, version: int) -> bool:
+    """Whether a share's ``version`` (u32) keeps every bit of its job's version outside
+    :data:`VERSION_ROLLING_MASK` (SRS-SEC-15): a version with other bits changed would make a
+    block the network refuses (say, below version 4 or without BIP9's top bits)."""
+    return not (version ^ job_version) & ~VERSION_ROLLING_MASK & 0xFFFFFFFF
+
 
 class ShareReason(enum.StrEnum):
     """Reason codes logged for rejected shares (SRS-POOL-06)."""

@@ -204,6 +204,24 @@ def test_fabricated_jobs_channels_and_times_are_refused_and_logged(
     assert isinstance(frozen.chain, FrozenChain) and frozen.chain.submitted == []
 
 
+def test_a_share_may_roll_the_versions_bip320_bits_and_no_other(frozen: Pool) -> None:
+    miner = miner_on(frozen)
+    work = miner.work
+    assert work is not None
+
+    def mined(version: int) -> sv2.Message:
+        miner.work = attrs.evolve(work, version=version)
+        nonce, _ = miner.find_nonce(1 << 16)
+        assert nonce is not None
+        return miner.submit(miner.work, nonce)
+
+    assert isinstance(mined(work.version ^ 0x1FFFE000), sv2.SubmitSharesSuccess)
+    assert isinstance(mined(work.version ^ 0x00002000), sv2.SubmitSharesSuccess)
+    for outside in (0x1, 0x1000, 0x20000000, 0x80000000):
+        assert error_of(mined(work.version ^ outside)) == "invalid-version"
+    assert frozen.pool.rejections()[MINER.node_id]["invalid-version"] == 4
+
+
 def test_an_unregistered_node_cannot_open_a_channel(regtest: Pool) -> None:
     with pytest.raises(FrameMalformed, match="unknown-user"):
         miner_on(regtest, identity=STRANGER)

@@ -405,3 +405,16 @@ def test_a_batch_of_shares_is_judged_as_the_same_shares_one_by_one(
         expected
     )
     assert seen == expected_seen  # the accepted hashes, and only those, were added
+
+
+U32 = st.integers(0, 0xFFFFFFFF)
+
+
+@given(job=U32, rolled=U32, outside=st.integers(0, 0xFFFFFFFF))
+def test_a_version_may_differ_from_its_jobs_in_the_bip320_bits_only(
+    job: int, rolled: int, outside: int
+) -> None:
+    within = job ^ (rolled & bitcoin.VERSION_ROLLING_MASK)
+    assert bitcoin.rolled_version_allowed(job, within)
+    changed = outside & ~bitcoin.VERSION_ROLLING_MASK
+    assert bitcoin.rolled_version_allowed(job, within ^ changed) is (changed == 0)
