@@ -27,7 +27,9 @@ from owm_adapters.services.payout_sweeps import EnqueuesPayouts
 from owm_adapters.services.pool_payouts import FppsFunds, PoolPayouts
 from owm_adapters.services.workers import DEFAULT_STOP_TIMEOUT_S, Loop
 from owm_adapters.storage import keystore
+from owm_core.errors import InvalidValue
 from owm_core.pool import bitcoin, noise, secp256k1
+from owm_core.pool.vardiff import VardiffPolicy
 from owm_core.ports.chain import Chain
 from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import Repositories
@@ -85,9 +87,11 @@ class PoolWorker:
 
     def tick(self) -> None:
         """One turn of the template loop: a fresh template (a block found elsewhere makes the
-        jobs stale), then the rejections counted since the last turn written (SRS-POOL-06)."""
+        jobs stale), channels due a new difficulty retargeted (vardiff), then the rejections
+        counted since the last turn written (SRS-POOL-06)."""
         try:
             self.pool.refresh()
+            self.pool.retarget()
         finally:
             self.pool.flush_rejections()
 
@@ -175,6 +179,7 @@ def pool_from(
     pool = MiningPool(
         chain, store.shares, clock.now, payout_script=_payout_script(section, chain),
         share_difficulty=section.share_difficulty, credits=store.miner_credits,
+        vardiff=_vardiff_of(section),
         atomic=store.atomic, rejections=store.share_rejections,
         fpps_subsidy_sat=section.fpps_block_reward_sat or None,
     )  # fmt: skip
@@ -193,6 +198,16 @@ def pool_from(
             treasury_destination=section.treasury_node, funds=_funds_of(section),
         ),
     )  # fmt: skip
+
+
+def _vardiff_of(section: PoolSection) -> VardiffPolicy | None:
+    """``[pool] shares_per_minute`` as a vardiff policy over ``share_difficulty``; 0: none."""
+    if section.shares_per_minute == 0:
+        return None
+    try:
+        return VardiffPolicy(section.shares_per_minute, min_difficulty=section.share_difficulty)
+    except InvalidValue as error:
+        raise ConfigError(f"pool.shares_per_minute: {error.reason} (0 turns vardiff off)") from None
 
 
 def _check_connection_caps(section: PoolSection) -> None:

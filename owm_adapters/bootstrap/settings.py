@@ -765,9 +765,12 @@ class PoolSection:
     each start. Work comes from ``getblocktemplate`` on the coordinator's ``[chain]``, or on a
     devnet from the embedded provenance chain, refreshed every ``template_poll_s`` seconds.
     Coinbases pay ``payout_script`` (a scriptPubKey in hex; empty: ``OP_TRUE``, accepted only
-    on the embedded chain). Shares must meet difficulty ``share_difficulty`` (never harder than
-    a block). ``treasury_node`` (a Lightning node's public key, optionally ``@host:port``)
-    receives the treasury's 20 % of the shares' value with every payout batch (SRS-POOL-08);
+    on the embedded chain). Each channel's shares must meet a difficulty of its own that aims at
+    ``shares_per_minute`` shares a minute from its miner (vardiff, retargeted every minute),
+    never below ``share_difficulty`` nor harder than a block; ``shares_per_minute = 0``: every
+    channel at ``share_difficulty``. ``treasury_node`` (a Lightning node's public key,
+    optionally ``@host:port``) receives the treasury's 20 % of the shares' value with every
+    payout batch (SRS-POOL-08);
     empty: the cut is not sent and stays with the pool. Balances are swept for payment every
     ``payout_sweep_s`` seconds (SRS-POOL-07, SRS-LN-14). ``fpps_block_reward_sat`` (0: the
     block subsidy by height, the only right value on a real network) replaces the block reward
@@ -792,6 +795,7 @@ class PoolSection:
     template_poll_s: float = 5.0
     payout_script: str = ""
     share_difficulty: int = 1
+    shares_per_minute: int = 6
     treasury_node: str = ""
     payout_sweep_s: float = 60.0
     fpps_block_reward_sat: int = 0

@@ -12,7 +12,9 @@ first channel opened makes the connection :attr:`~MinerConnection.authenticated`
 that opens none within the listener's login deadline is closed (SRS-SEC-16). An open channel
 gets its target, an extranonce prefix of its own, a job (``NewMiningJob`` without
 ``min_ntime``) and the ``SetNewPrevHash`` that activates it; every new epoch repeats the last
-two. ``SubmitSharesStandard`` is answered at once, ``SubmitShares.Success`` or ``.Error``.
+two. ``SubmitSharesStandard`` is answered at once, ``SubmitShares.Success`` or ``.Error``. A
+channel's target is that of its own share difficulty, which follows its miner's hash rate
+(vardiff, :mod:`owm_core.pool.vardiff`): a changed one is sent as ``SetTarget``.
 
 ``OpenExtendedMiningChannel`` (the same login) opens an extended channel: the miner gets
 :data:`EXTRANONCE_SIZE` bytes of extranonce of its own (more if it asks, up to
@@ -37,12 +39,15 @@ from owm_adapters.pool.node_connections import TOO_MANY_FOR_NODE, NodeConnection
 from owm_core.errors import FrameMalformed, SignatureInvalid
 from owm_core.identity import pool_login
 from owm_core.pool import sv2_messages as sv2
+from owm_core.pool import vardiff
 from owm_core.pool.sv2_frames import Frame
 from owm_core.ports.repositories.nodes import NodeRepository
 
 log = logging.getLogger(__name__)
 
 MAX_CHANNELS_PER_CONNECTION = 64
+GRACE_S = 10
+"""How long after a channel's difficulty changes shares at the old one are still taken."""
 _KEPT_JOBS = 8
 #: The miner's part of an extended channel's extranonce, unless it asks for more; with the
 #: channel's 8-byte prefix the whole must fit the 32 bytes a ``B0_32`` holds.
@@ -73,15 +78,39 @@ _channel_ids = itertools.count(1)
 
 
 class Channel:
-    """A standard channel: its miner, extranonce prefix and recent jobs (older ones are stale)."""
+    """A channel: its miner, extranonce prefix, recent jobs (older ones are stale) and share
+    difficulty, with the shares accepted since it was last set (vardiff's window). For
+    :data:`GRACE_S` after a change, shares at the lower of the old and new difficulty are
+    taken (and credited at it): those the miner sent before it heard of the change."""
 
-    def __init__(self, channel_id: int, miner_id: str, extranonce_size: int = 0) -> None:
+    def __init__(
+        self, channel_id: int, miner_id: str, extranonce_size: int = 0, difficulty: int = 1,
+        now: int = 0,
+    ) -> None:  # fmt: skip
         self.channel_id = channel_id
         self.miner_id = miner_id
         self.extranonce_size = extranonce_size  # 0: a standard channel
         self.extranonce_prefix = channel_id.to_bytes(8, "big")
         self.jobs: dict[int, Job] = {}
         self.next_job_id = 1
+        self.difficulty = difficulty
+        self.since = now
+        self.accepted = 0
+        self._easier, self._easier_until = difficulty, now
+
+    def judged_at(self, now: int) -> int:
+        """The difficulty a share arriving ``now`` is judged (and credited) at."""
+        return self._easier if now < self._easier_until else self.difficulty
+
+    def retargeted(self, difficulty: int, now: int) -> bool:
+        """Set ``difficulty`` from ``now`` and start a new window; whether it changed."""
+        changed = difficulty != self.difficulty
+        if changed:
+            self._easier = min(difficulty, self.judged_at(now))
+            self._easier_until = now + GRACE_S
+            self.difficulty = difficulty
+        self.since, self.accepted = now, 0
+        return changed
 
 
 class MinerConnection:
@@ -206,9 +235,11 @@ class MinerConnection:
             if len(self._channels) >= MAX_CHANNELS_PER_CONNECTION:
                 self.send(sv2.OpenMiningChannelError(message.request_id, "too-many-channels"))
                 return
-            channel = Channel(next(_channel_ids), login.miner_id, size)
+            difficulty = _opening_difficulty(self._pool, message.nominal_hash_rate)
+            channel = Channel(next(_channel_ids), login.miner_id, size, difficulty,
+                              self._pool.now())  # fmt: skip
             self._channels[channel.channel_id] = channel
-        target = self._pool.channel_target()
+        target = self._pool.target_for(difficulty)
         refusal = None
         if target > sv2.target_value(message.max_target):
             refusal = "max-target-out-of-range"
@@ -261,17 +292,35 @@ class MinerConnection:
         )
 
     def _new_epoch(self, event: str) -> None:
+        """New work for every channel (``epoch``), or new targets for those whose difficulty
+        changed: all of them to the pool's (``target``), or each as vardiff says (``vardiff``)."""
+        now = self._pool.now()
         with self._lock:
             channels = list(self._channels.values())
-        target = sv2.target_bytes(self._pool.channel_target())
+            if event != "epoch":
+                channels = [c for c in channels if self._retargeted(c, event, now)]
         for channel in channels:
             try:
                 if event == "epoch":
                     self._send_work(channel)
                 else:
-                    self.send(sv2.SetTarget(channel.channel_id, target))
+                    target = self._pool.target_for(channel.difficulty)
+                    self.send(sv2.SetTarget(channel.channel_id, sv2.target_bytes(target)))
             except OSError:
                 return
+
+    def _retargeted(self, channel: Channel, event: str, now: int) -> bool:
+        """Whether ``channel``'s difficulty changed: to the pool's, or by vardiff once its
+        window is over (:mod:`owm_core.pool.vardiff`)."""
+        if event == "target":
+            channel.retargeted(self._pool.share_difficulty, now)
+            return True
+        policy, elapsed = self._pool.vardiff, now - channel.since
+        if policy is None or elapsed < policy.retarget_s:
+            return False
+        most = vardiff.network_difficulty(self._pool.network_target())
+        new = vardiff.next_difficulty(channel.difficulty, channel.accepted, elapsed, policy, most)
+        return channel.retargeted(new, now)
 
     def _submit(self, shares: Sequence[_Share]) -> None:
         """Judge shares sent together and answer them in one write: each rejection with its
@@ -280,6 +329,7 @@ class MinerConnection:
         answers: list[sv2.Message] = []
         judged: list[_Share] = []
         submissions: list[SubmittedShare] = []
+        channels: list[Channel] = []  # each judged share's
         refused: list[tuple[_Share, str | None, str]] = []  # with its channel's miner and code
         with self._lock:
             channel_of = self._channels.get
@@ -299,13 +349,30 @@ class MinerConnection:
                     refused.append((share, channel.miner_id, "invalid-job-id"))
                     continue
                 judged.append(share)
+                channels.append(channel)
                 submissions.append((channel.miner_id, job, share[3], share[4], share[5]))
         for share, miner_id, code in refused:
             if miner_id is not None:
                 self._pool.reject(miner_id, code, f"job {share[2]}: {code}")
             answers.append(sv2.SubmitSharesError(share[0], share[1], code))
-        outcomes = self._pool.judge_submissions(submissions) if submissions else []
+        outcomes = self._judged(submissions, channels)
         self._connection.send_batch([sv2.encode(a) for a in _answers(answers, judged, outcomes)])
+
+    def _judged(
+        self, submissions: list[SubmittedShare], channels: list[Channel]
+    ) -> list[Outcome]:
+        """Judge the submissions in runs of one difficulty (their channels' now, SRS-POOL-04);
+        count each channel's accepted shares for vardiff."""
+        now, outcomes, start = self._pool.now(), [], 0
+        runs = itertools.groupby(channels, lambda channel: channel.judged_at(now))
+        for difficulty, run in runs:
+            end = start + len(list(run))
+            outcomes += self._pool.judge_submissions(submissions[start:end], difficulty)
+            start = end
+        with self._lock:
+            for channel, outcome in zip(channels, outcomes, strict=True):
+                channel.accepted += not isinstance(outcome, str)
+        return outcomes
 
 
 _Share = sv2.ShareFields | tuple[int, int, int, int, int, int, bytes]
@@ -361,3 +428,11 @@ def _extranonce(share: _Share, channel: Channel) -> bytes | None:
     if not channel.extranonce_size or len(extranonce) != channel.extranonce_size:
         return None
     return channel.extranonce_prefix + extranonce
+
+
+def _opening_difficulty(pool: MiningPool, nominal_hash_rate: float) -> int:
+    """A new channel's difficulty: for the hash rate its miner declared, with vardiff."""
+    if pool.vardiff is None:
+        return pool.share_difficulty
+    most = vardiff.network_difficulty(pool.network_target())
+    return vardiff.initial_difficulty(nominal_hash_rate, pool.vardiff, most)

@@ -50,6 +50,7 @@ from owm_core.pool.bitcoin import (
     rolled_version_allowed,
 )
 from owm_core.pool.stats import PoolWork
+from owm_core.pool.vardiff import VardiffPolicy
 from owm_core.ports.chain import Chain
 from owm_core.ports.repositories.pool import (
     MinerCreditRepository,
@@ -162,13 +163,17 @@ class MiningPool:
         rejections: ShareRejectionRepository | None = None,
         fpps_subsidy_sat: int | None = None,
         share_target: int | None = None,
+        vardiff: VardiffPolicy | None = None,
     ) -> None:
         self._chain = chain
         self._shares = shares
-        self._now = now
+        #: The pool's clock (seconds).
+        self.now = now
         self.payout_script = payout_script
         self.share_difficulty = share_difficulty
         self.share_target = _checked_share_target(share_target)
+        #: Channels' own difficulties (:mod:`owm_core.pool.vardiff`); None: share_difficulty.
+        self.vardiff = None if share_target is not None else vardiff
         self._lock = threading.RLock()
         self.epoch = 0
         self.template: BlockTemplate | None = None
@@ -201,20 +206,28 @@ class MiningPool:
             self.template = template
             self.epoch += 1
             self._seen.clear()
-            listeners = list(self._listeners)
         log.info("pool work: height %d on %s", template.height, template.previous_block_hash)
-        for listener in listeners:
-            listener("epoch")
+        self._notify("epoch")
         return True
+
+    def retarget(self) -> None:
+        """Tell the connections to retarget their channels' difficulties (``listener("vardiff")``,
+        from the template loop: a channel too hard to send any share is retargeted too)."""
+        if self.vardiff is not None:
+            self._notify("vardiff")
 
     def set_share_difficulty(self, difficulty: int) -> None:
         """Change the share difficulty; open channels get ``SetTarget`` with the new target."""
         bitcoin.share_target(difficulty)
         with self._lock:
             self.share_difficulty = difficulty
+        self._notify("target")
+
+    def _notify(self, event: str) -> None:
+        with self._lock:
             listeners = list(self._listeners)
         for listener in listeners:
-            listener("target")
+            listener(event)
 
     def poll(self, stop: threading.Event, interval_s: float = 5.0) -> None:
         """Refresh the template every ``interval_s`` until ``stop`` is set (run in a worker
@@ -226,8 +239,9 @@ class MiningPool:
                 log.warning("no block template: %s", error.message)
 
     def subscribe(self, listener: Callable[[str], None]) -> Callable[[], None]:
-        """Call ``listener("epoch")`` on every new epoch and ``listener("target")`` when the
-        share difficulty changes; the function that unsubscribes it."""
+        """Call ``listener("epoch")`` on every new epoch, ``listener("target")`` when the
+        share difficulty changes and ``listener("vardiff")`` when channels are due a retarget;
+        the function that unsubscribes it."""
         with self._lock:
             self._listeners.append(listener)
 
@@ -265,7 +279,12 @@ class MiningPool:
 
     def channel_target(self) -> int:
         """The target a channel's shares must meet: the share target, never harder than a block."""
-        share = self.share_target or bitcoin.share_target(self.share_difficulty)
+        return self.target_for(self.share_difficulty)
+
+    def target_for(self, difficulty: int) -> int:
+        """The target of a channel at ``difficulty`` (the pool's ``share_target`` if it has one),
+        never harder than a block."""
+        share = self.share_target or bitcoin.share_target(difficulty)
         return max(share, self.network_target())
 
     def make_job(self, job_id: int, extranonce_prefix: bytes, extranonce_size: int = 0) -> Job:
@@ -326,8 +345,11 @@ class MiningPool:
             )
         ]  # fmt: skip
 
-    def judge_submissions(self, submissions: Sequence[SubmittedShare]) -> list[Outcome]:
-        """Judge shares received together, in order, against the same template: the accepted
+    def judge_submissions(
+        self, submissions: Sequence[SubmittedShare], difficulty: int | None = None
+    ) -> list[Outcome]:
+        """Judge shares received together, in order, at ``difficulty`` (default: the pool's
+        ``share_difficulty``), against the same template: the accepted
         ones and their credits are stored in one write (SRS-POOL-04, SRS-PERF-11); blocks are
         submitted after. A block ends the template, so the shares after it are judged as if
         they came after it alone: against the next template (stale if built on the old tip).
@@ -342,9 +364,10 @@ class MiningPool:
             assert template is not None
             prev_hash, work = self._work(template)
             prepared, headers = _prepared(submissions, self.epoch, template.bits, prev_hash, work,
-                                          self._now() + MAX_FUTURE_S)  # fmt: skip
+                                          self.now() + MAX_FUTURE_S)  # fmt: skip
             judged = bitcoin.validate_headers(
-                headers, self.share_difficulty, work, self._seen, target=self.share_target
+                headers, difficulty or self.share_difficulty, work, self._seen,
+                target=self.share_target,
             )  # a duplicate later in the batch is one: each accepted hash joins _seen
             for index, (submission, ready) in enumerate(zip(submissions, prepared, strict=True)):
                 if isinstance(ready, tuple):  # rejected before its header was judged
@@ -365,7 +388,7 @@ class MiningPool:
                 return outcomes  # type: ignore[return-value]  # all rejected: no None left
             credited = self._record(accepted, template)
             if credited is None:  # one was stored before this process started
-                return self._one_by_one(submissions) if len(submissions) > 1 else [
+                return self._one_by_one(submissions, difficulty) if len(submissions) > 1 else [
                     self._count(submissions[0][0], "duplicate-share", "already stored")
                 ]  # fmt: skip
         for share, place, msat in zip(accepted, places, credited, strict=True):
@@ -374,10 +397,12 @@ class MiningPool:
             outcomes[places[-1]] = (accepted[-1], self._submit_block(accepted[-1], *block),
                                     credited[-1])  # fmt: skip
         finished: list[Outcome] = outcomes  # type: ignore[assignment]  # every None replaced
-        return finished + self.judge_submissions(later) if later else finished
+        return finished + self.judge_submissions(later, difficulty) if later else finished
 
-    def _one_by_one(self, submissions: Sequence[SubmittedShare]) -> list[Outcome]:
-        return [outcome for s in submissions for outcome in self.judge_submissions([s])]
+    def _one_by_one(
+        self, submissions: Sequence[SubmittedShare], difficulty: int | None
+    ) -> list[Outcome]:
+        return [outcome for s in submissions for outcome in self.judge_submissions([s], difficulty)]
 
     def _record(self, accepted: list[AcceptedShare], template: BlockTemplate) -> list[int] | None:
         """Store and credit the accepted shares (under the lock): the msat each credited, or

@@ -34,6 +34,7 @@ from owm_adapters.storage.memory import memory_repositories
 from owm_core.errors import FrameMalformed
 from owm_core.identity.keys import Identity
 from owm_core.pool.noise import PoolUrl
+from owm_core.pool.vardiff import VardiffPolicy
 from tests.adapters.pool.support import closed_by_peer
 from tests.core.nodes.test_registry import make_node
 
@@ -309,3 +310,21 @@ def test_a_total_cap_above_the_open_file_limit_is_warned_about(
     pool_from(settings_in(tmp_path, max_connections=soft), memory_repositories(), SystemClock(),
               tmp_path, chain=LocalChain(tmp_path / "chain.db"))  # fmt: skip
     assert "open-file limit" in caplog.text and "ulimit -n" in caplog.text
+
+
+def test_vardiff_is_on_by_default_over_the_share_difficulty_and_off_at_zero_shares_a_minute(
+    tmp_path: Path,
+) -> None:
+    chain = LocalChain(tmp_path / "chain.db")
+
+    def built(**pool: object) -> PoolWorker:
+        worker = pool_from(settings_in(tmp_path, **pool), memory_repositories(), SystemClock(),
+                           tmp_path, chain=chain)  # fmt: skip
+        assert worker is not None
+        return worker
+
+    assert built(share_difficulty=8).pool.vardiff == VardiffPolicy(6, min_difficulty=8)
+    assert built(shares_per_minute=30).pool.vardiff == VardiffPolicy(30)
+    assert built(shares_per_minute=0).pool.vardiff is None
+    with pytest.raises(ConfigError, match=r"pool\.shares_per_minute: .*0 turns vardiff off"):
+        built(shares_per_minute=-1)
