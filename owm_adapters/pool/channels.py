@@ -38,8 +38,8 @@ from owm_adapters.pool.mining import Job, MiningPool, Outcome, SubmittedShare
 from owm_adapters.pool.node_connections import TOO_MANY_FOR_NODE, NodeConnections
 from owm_core.errors import FrameMalformed, SignatureInvalid
 from owm_core.identity import pool_login
+from owm_core.pool import bitcoin, vardiff
 from owm_core.pool import sv2_messages as sv2
-from owm_core.pool import vardiff
 from owm_core.pool.sv2_frames import Frame
 from owm_core.ports.repositories.nodes import NodeRepository
 
@@ -172,6 +172,8 @@ class MinerConnection:
         elif isinstance(message, sv2.CloseChannel):
             with self._lock:
                 self._channels.pop(message.channel_id, None)
+        elif isinstance(message, sv2.UpdateChannel):
+            self._update(message)
         else:
             raise FrameMalformed(f"{type(message).__name__} is not sent by miners")
 
@@ -308,6 +310,30 @@ class MinerConnection:
                     self.send(sv2.SetTarget(channel.channel_id, sv2.target_bytes(target)))
             except OSError:
                 return
+
+    def _update(self, message: sv2.UpdateChannel) -> None:
+        """A miner's new hash rate or maximum target (section 5.3.7): the channel's difficulty
+        is set afresh for the rate (vardiff), at least as hard as the maximum target asks, and
+        sent as ``SetTarget`` if it changed; ``UpdateChannel.Error`` for an unknown channel or
+        a maximum target harder than a block."""
+        now = self._pool.now()
+        wanted = _opening_difficulty(self._pool, message.nominal_hash_rate)
+        most = vardiff.network_difficulty(self._pool.network_target())
+        least = bitcoin.DIFF1_TARGET // (sv2.target_value(message.maximum_target) + 1) + 1
+        error, changed = None, None
+        with self._lock:
+            channel = self._channels.get(message.channel_id)
+            if channel is None:
+                error = "invalid-channel-id"
+            elif least > most and self._pool.share_target is None:
+                error = "max-target-out-of-range"
+            elif channel.retargeted(max(wanted, least), now):
+                changed = channel
+        if error is not None:
+            self.send(sv2.UpdateChannelError(message.channel_id, error))
+        elif changed is not None:
+            target = self._pool.target_for(changed.difficulty)
+            self.send(sv2.SetTarget(changed.channel_id, sv2.target_bytes(target)))
 
     def _retargeted(self, channel: Channel, event: str, now: int) -> bool:
         """Whether ``channel``'s difficulty changed: to the pool's, or by vardiff once its

@@ -291,6 +291,23 @@ class NewMiningJob(Message):
     merkle_root: U256
 
 
+@_message(0x16, True)
+@attrs.frozen
+class UpdateChannel(Message):
+    """The miner's new hash rate or maximum target for a channel (section 5.3.7)."""
+
+    channel_id: U32
+    nominal_hash_rate: F32
+    maximum_target: U256
+
+
+@_message(0x17, True)
+@attrs.frozen
+class UpdateChannelError(Message):
+    channel_id: U32
+    error_code: STR0_255
+
+
 @_message(0x18, True)
 @attrs.frozen
 class CloseChannel(Message):

@@ -147,3 +147,30 @@ def test_a_lower_difficulty_applies_at_once_and_a_higher_one_after_the_grace() -
     channel.retargeted(400, T0 + 120)
     assert channel.judged_at(T0 + 120) == 25 and channel.judged_at(T0 + 120 + GRACE_S) == 400
     assert not channel.retargeted(400, T0 + 200) and channel.judged_at(T0 + 200) == 400
+
+
+def test_an_update_channel_sets_the_difficulty_afresh_for_the_new_hash_rate(stage: Stage) -> None:
+    miner = stage.miner(1e12)
+    assert miner.channel_id is not None
+    miner.send(sv2.UpdateChannel(miner.channel_id, 4e12, b"\xff" * 32))
+    assert set_target(miner) == 9_313  # six shares a minute at 4 TH/s
+    miner.close()
+
+
+def test_a_maximum_target_below_the_channels_makes_it_harder_and_one_past_a_block_is_refused(
+    stage: Stage,
+) -> None:
+    miner = stage.miner(1e6)
+    assert miner.channel_id is not None
+    asked = bitcoin.share_target(5_000)
+    miner.send(sv2.UpdateChannel(miner.channel_id, 1e6, sv2.target_bytes(asked)))
+    difficulty = set_target(miner)
+    assert bitcoin.share_target(difficulty) <= asked < bitcoin.share_target(difficulty - 1)
+    too_hard = sv2.target_bytes(bitcoin.share_target(10**6))  # a block here is 16,307
+    miner.send(sv2.UpdateChannel(miner.channel_id, 1e6, too_hard))
+    assert miner.receive() == sv2.UpdateChannelError(miner.channel_id, "max-target-out-of-range")
+    miner.send(sv2.UpdateChannel(miner.channel_id + 99, 1e6, b"\xff" * 32))
+    assert miner.receive() == sv2.UpdateChannelError(miner.channel_id + 99, "invalid-channel-id")
+    miner.send(sv2.UpdateChannel(miner.channel_id, 1e12, b"\xff" * 32))  # still served
+    assert set_target(miner) == 2_328
+    miner.close()

@@ -38,7 +38,7 @@ MESSAGES = [
     sv2.OpenMiningChannelError, sv2.NewMiningJob, sv2.CloseChannel, sv2.SubmitSharesStandard,
     sv2.SubmitSharesSuccess, sv2.SubmitSharesError, sv2.SetNewPrevHash, sv2.SetTarget,
     sv2.OpenExtendedMiningChannel, sv2.OpenExtendedMiningChannelSuccess,
-    sv2.NewExtendedMiningJob, sv2.SubmitSharesExtended,
+    sv2.NewExtendedMiningJob, sv2.SubmitSharesExtended, sv2.UpdateChannel, sv2.UpdateChannelError,
 ]  # fmt: skip
 
 
