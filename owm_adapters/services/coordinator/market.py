@@ -523,10 +523,10 @@ class Market:
         offers = [handle.offer for handle in self._streams.values()]
         assignments = self._dispatcher.plan(offers, candidates)
         for assignment in assignments:
-            self._streams[assignment.node_id].queue.put(self._pushed(assignment.task))
             waited_s = self._dispatcher.waited_s(assignment.task)
-            if waited_s is not None:
+            if waited_s is not None:  # counted before the node can have it, not after
                 self._observed.current.task_dispatched(waited_s)
+            self._streams[assignment.node_id].queue.put(self._pushed(assignment.task))
         return assignments
 
     def _pushed(self, task: Task) -> PushedTask:
