@@ -145,10 +145,11 @@ def test_the_deployment_files_run_every_program_they_are_meant_to() -> None:
     assert ("Dockerfile", "owm-coordinator") in programs
     assert {("compose", "owm-coordinator"), ("compose", "owm-node")} <= programs
     assert {("k8s", "owm-coordinator"), ("owm-node.service", "owm-node"),
-            ("owm-coordinator.service", "owm-coordinator")} <= programs
+            ("owm-coordinator.service", "owm-coordinator"),
+            ("owm-mine-proxy.service", "owm-mine")} <= programs
     commands = {check(argv) for _, argv in _COMMAND_LINES}
     assert {"owm-coordinator init", "owm-coordinator migrate", "owm-coordinator serve",
-            "owm-node init", "owm-node start"} <= commands
+            "owm-node init", "owm-node start", "owm-mine proxy"} <= commands
 
 
 @pytest.mark.parametrize("where,argv", _COMMAND_LINES,
@@ -389,7 +390,7 @@ def test_each_systemd_unit_is_sandboxed(path: Path) -> None:
 
 
 @pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed")
-def test_systemd_analyze_verifies_both_units(tmp_path: Path) -> None:
+def test_systemd_analyze_verifies_every_unit(tmp_path: Path) -> None:
     """``verify`` needs the ``ExecStart=`` binary to exist: the copies point at the programs
     installed for this test run instead of /opt/owm/bin."""
     installed = Path(shutil.which("owm-node") or ROOT / ".venv" / "bin" / "owm-node").parent
