@@ -18,7 +18,6 @@ from owm_adapters.pool.miner import StratumMiner, check_clearnet
 from owm_adapters.storage.keystore import load_identity
 from owm_cli.errors import OwmGroup
 from owm_cli.options import logging_options, version_option
-from owm_core.errors import InvalidValue
 from owm_core.pool.noise import PoolUrl
 
 
@@ -135,21 +134,19 @@ def proxy(
     accepts them with a key of its own, opens a connection to the pool for each, signed in as
     the node (the user name becomes the worker name), and passes everything else through.
     Runs until SIGTERM or Ctrl-C."""
-    from owm_adapters.bootstrap.mining_proxy import mining_proxy
+    from owm_adapters.bootstrap.mining_proxy import listen_address, mining_proxy
     from owm_cli.signals import stopped_by_signals
 
     url = PoolUrl.parse(pool_url)
     check_clearnet(url.host, os.environ)
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise InvalidValue("--listen", f"{listen!r} is not HOST:PORT")
+    address = listen_address(listen, "--listen")
     identity = load_identity(identity_path.expanduser())
     built = mining_proxy(url, identity, key_dir.expanduser(), int(time.time()),
-                         listen=(host.strip("[]"), int(port)), max_miners=max_miners)  # fmt: skip
+                         listen=address, max_miners=max_miners)  # fmt: skip
     with stopped_by_signals() as stop:
-        address = built.start()
+        miners_url = built.start()
         click.echo(f"mining for node {identity.node_id} on {url.host}:{url.port}")
-        click.echo(f"miners connect to {address} (their user name is the worker name)")
+        click.echo(f"miners connect to {miners_url} (their user name is the worker name)")
         try:
             while not stop.wait(report_s):
                 click.echo(built.counts.summary())

@@ -19,6 +19,7 @@ from owm_adapters.bootstrap.pool import certified_key, pool_url
 from owm_adapters.pool.connection import NoiseSocket, dial
 from owm_adapters.pool.proxy import RelayCounts, relays
 from owm_adapters.pool.server import PoolServer
+from owm_core.errors import InvalidValue
 from owm_core.identity.keys import Identity
 from owm_core.pool.noise import PoolUrl
 
@@ -46,6 +47,15 @@ class MiningProxy:
     def stop(self) -> None:
         """Stop listening and close every miner's connection, and each one's to the pool."""
         self.server.stop()
+
+
+def listen_address(text: str, field: str) -> tuple[str, int]:
+    """``HOST:PORT`` (an IPv6 host in brackets) as an address to listen on; ``InvalidValue``
+    naming ``field`` otherwise."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise InvalidValue(field, f"{text!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
 
 
 def mining_proxy(

@@ -15,6 +15,7 @@ and the health endpoint.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from pathlib import Path
 import attrs
 
 from owm_adapters.bootstrap.lightning import cln_from_socket, lnd_from_files
+from owm_adapters.bootstrap.mining_proxy import MiningProxy, listen_address, mining_proxy
 from owm_adapters.bootstrap.settings import ConfigError, NodeSettings
 from owm_adapters.clock import SystemClock
 from owm_adapters.control_plane import tls_files
@@ -40,6 +42,7 @@ from owm_adapters.node.task_log import TaskLog
 from owm_adapters.node.task_runner import Limits, TaskRunner
 from owm_adapters.node.weights import CachedModelRuntime, model_cache_dir
 from owm_adapters.node.weights_watcher import WeightsWatcher
+from owm_adapters.pool.miner import check_clearnet
 from owm_adapters.probes import Readiness
 from owm_adapters.storage import keystore
 from owm_core.access.destinations import DestinationPolicy
@@ -50,10 +53,13 @@ from owm_core.market import task_types
 from owm_core.nodes.hardware import GpuDevice
 from owm_core.nodes.registry import LnNodeUri
 from owm_core.nodes.tiers import Hardware, Tier, classify
+from owm_core.pool.noise import PoolUrl
 from owm_core.ports.control_plane import ControlPlane
 from owm_core.ports.gpu import GpuProbe, HostProbe
 from owm_core.ports.lightning import Lightning
 from owm_core.ports.timestamping import Timestamping
+
+log = logging.getLogger(__name__)
 
 COORDINATOR_URL_ENV = "OWM_COORDINATOR_URL"
 
@@ -319,6 +325,8 @@ class Node:
     via_proxy: bool
     #: owm-mine, when ``[mining] enabled`` (SRS-NODE-13); always clearnet (SRS-NET-05).
     miner: MiningWorker | None = None
+    #: The mining login proxy, when ``[mining] proxy_listen`` is set (SRS-POOL-03).
+    mining_proxy: MiningProxy | None = None
 
     @contextmanager
     def running(self) -> Iterator[Node]:
@@ -327,9 +335,13 @@ class Node:
         self.health.start()
         if self.miner is not None:
             self.miner.start()
+        if self.mining_proxy is not None:
+            log.info("mining login proxy: miners connect to %s", self.mining_proxy.start())
         try:
             yield self
         finally:
+            if self.mining_proxy is not None:
+                self.mining_proxy.stop()
             if self.miner is not None:
                 self.miner.stop()
             self.health.close()
@@ -352,7 +364,7 @@ def build_node(
     plane built here is closed again when the rest cannot be built.
     """
     url = coordinator_url(settings)
-    miner = mining_worker_from(settings)
+    miner, proxy = mining_worker_from(settings), mining_proxy_from(settings)
     owned = control is None
     if control is None:
         from owm_adapters.control_plane.grpc_client import GrpcControlPlane
@@ -376,7 +388,7 @@ def build_node(
             control.close()
         raise
     return Node(daemon=daemon, control=control, health=health, coordinator_url=url,
-                via_proxy=via_proxy, miner=miner)
+                via_proxy=via_proxy, miner=miner, mining_proxy=proxy)
 
 
 def mining_worker_from(settings: NodeSettings) -> MiningWorker | None:
@@ -387,6 +399,19 @@ def mining_worker_from(settings: NodeSettings) -> MiningWorker | None:
     return MiningWorker(load_node_identity(settings), mining.pool_url, mining.worker,
                         mining.intensity, mining.max_shares_per_minute,
                         hasher_for(mining.hasher))
+
+
+def mining_proxy_from(settings: NodeSettings) -> MiningProxy | None:
+    """The mining login proxy for ``[mining] proxy_listen`` (None while it is empty), signing
+    miners in as this node on ``[mining] pool_url``, over clearnet only (SRS-NET-05)."""
+    mining = settings.mining
+    if not mining.proxy_listen:
+        return None
+    pool = PoolUrl.parse(mining.pool_url)
+    check_clearnet(pool.host, os.environ)
+    key_dir = Path(settings.node.data_dir).expanduser() / "mine-proxy"
+    return mining_proxy(pool, load_node_identity(settings), key_dir, SystemClock().now(),
+                        listen=listen_address(mining.proxy_listen, "mining.proxy_listen"))
 
 
 def build_daemon(

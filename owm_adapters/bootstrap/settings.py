@@ -149,7 +149,9 @@ class NodeMining:
     a CUDA GPU if there is one, else the CPU) for ``intensity`` percent of the time,
     submitting at most ``max_shares_per_minute`` shares a minute (0: no limit; devnets, where
     every regtest share is a block); always over clearnet — a ``.onion`` pool or a SOCKS proxy
-    in the environment is refused.
+    in the environment is refused. With ``proxy_listen`` (``HOST:PORT``; empty: off) the daemon
+    also runs the mining login proxy there, through which SV2 firmware mines on ``pool_url``
+    for this node (SRS-POOL-03; its keys in ``<data_dir>/mine-proxy``), mining enabled or not.
     """
 
     enabled: bool = False
@@ -158,6 +160,7 @@ class NodeMining:
     intensity: int = 100
     max_shares_per_minute: int = 0
     hasher: str = "cpu"
+    proxy_listen: str = ""
 
 
 @attrs.frozen
@@ -189,10 +192,14 @@ def load_node_settings(
         raise ConfigError(f"{_where(path)}: mining.max_shares_per_minute: must be 0 or more")
     if mining.hasher not in HASHERS:
         raise ConfigError(f"{_where(path)}: mining.hasher: must be one of {', '.join(HASHERS)}")
-    if mining.enabled and not mining.pool_url.startswith("stratum2+tcp://"):
+    if (mining.enabled or mining.proxy_listen) and not mining.pool_url.startswith(
+        "stratum2+tcp://"
+    ):
         raise ConfigError(
             f"{_where(path)}: mining.pool_url: must be stratum2+tcp://HOST:PORT/AUTHORITY_KEY"
         )
+    if mining.proxy_listen and not re.fullmatch(r"\[?[^\s\]]+\]?:\d{1,5}", mining.proxy_listen):
+        raise ConfigError(f"{_where(path)}: mining.proxy_listen: must be HOST:PORT (empty: off)")
     return settings
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from owm_adapters.bootstrap.node import build_node, detect_hardware
+from owm_adapters.bootstrap.node import Node, build_node, detect_hardware
 from owm_adapters.bootstrap.settings import ConfigError, load_node_settings
 from owm_adapters.chain.local_chain import LocalChain
 from owm_adapters.control_plane.in_process import InProcessControlPlane
@@ -18,13 +18,15 @@ from owm_adapters.gpu import FixedGpuProbe, FixedHostProbe
 from owm_adapters.hashing import torch_sha256d
 from owm_adapters.node.mining import MiningWorker
 from owm_adapters.pool.channels import MinerConnection
+from owm_adapters.pool.miner import StratumMiner
 from owm_adapters.pool.mining import MiningPool
 from owm_adapters.pool.server import PoolServer
 from owm_adapters.storage import keystore
 from owm_adapters.storage.memory import memory_repositories
 from owm_core.errors import HasherUnavailable, PolicyViolation
 from owm_core.identity.keys import Identity
-from owm_core.pool.noise import encode_authority_key
+from owm_core.pool import sv2_messages as sv2
+from owm_core.pool.noise import PoolUrl, encode_authority_key
 from tests.adapters.pool.support import AUTHORITY, static_key
 from tests.node.test_data_dir_modes import configure, initialised
 
@@ -128,6 +130,22 @@ def test_the_daemons_miner_refuses_tor_and_socks(
         MiningWorker(Identity.from_seed(b"\x53" * 32), url, "", intensity=100)
 
 
+def node_with(tmp_path: Path, keys: Keys, mining: str) -> tuple[Node, Path]:
+    """A node (registered with the pool's key registry) whose owm.toml has ``[mining]``
+    ``mining``, built, not started; and its data directory."""
+    data = initialised(tmp_path)
+    identity = keystore.load_identity(data / "identity.key")
+    keys.keys[identity.node_id] = identity.public_key_hex
+    config = configure(tmp_path, data)
+    config.write_text(config.read_text() + f"[mining]\n{mining}\n", encoding="utf-8")
+    report = detect_hardware(100, FixedGpuProbe([]), FixedHostProbe(ram=16_000, bandwidth=100))
+    built = build_node(
+        load_node_settings(config), InProcessControlPlane(None),  # type: ignore[arg-type]
+        report=report, say=lambda _line: None,
+    )  # fmt: skip
+    return built, data
+
+
 @pytest.mark.parametrize(("hasher", "name"), [("cpu", "cpu"), ("torch", "torch:cpu")])
 def test_mining_enabled_in_owm_toml_runs_while_the_node_runs_with_the_chosen_hasher(
     tmp_path: Path,
@@ -139,20 +157,8 @@ def test_mining_enabled_in_owm_toml_runs_while_the_node_runs_with_the_chosen_has
     monkeypatch.setattr(torch_sha256d, "cuda_available", lambda: False)  # as on this machine
     monkeypatch.delenv("OWM_IDENTITY_KEY_PATH", raising=False)
     url, keys, chain = pool
-    data = initialised(tmp_path)
-    identity = keystore.load_identity(data / "identity.key")
-    keys.keys[identity.node_id] = identity.public_key_hex
-    config = configure(tmp_path, data)
-    config.write_text(
-        config.read_text()
-        + f'[mining]\nenabled = true\npool_url = "{url}"\nworker = "n1"\nhasher = "{hasher}"\n',
-        encoding="utf-8",
-    )
-    report = detect_hardware(100, FixedGpuProbe([]), FixedHostProbe(ram=16_000, bandwidth=100))
-    built = build_node(
-        load_node_settings(config), InProcessControlPlane(None),  # type: ignore[arg-type]
-        report=report, say=lambda _line: None,
-    )  # fmt: skip
+    built, _data = node_with(tmp_path, keys, f'enabled = true\npool_url = "{url}"\nworker = "n1"\n'
+                             f'hasher = "{hasher}"')  # fmt: skip
     assert built.miner is not None and built.miner.hasher.name == name
     start = chain.tip_height()
     with built.running():
@@ -186,3 +192,36 @@ def test_max_shares_per_minute_spaces_the_shares_out(pool: tuple[str, Keys, Loca
     time.sleep(2.5)
     worker.stop()
     assert 1 <= worker.accepted <= 4  # one a second, not hundreds
+
+
+def test_proxy_listen_in_owm_toml_runs_the_login_proxy_with_the_node_for_sv2_firmware(
+    tmp_path: Path, pool: tuple[str, Keys, LocalChain], monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    caplog.set_level(logging.INFO, logger="owm_adapters.bootstrap.node")
+    monkeypatch.delenv("OWM_IDENTITY_KEY_PATH", raising=False)
+    url, keys, _chain = pool
+    built, data = node_with(tmp_path, keys, f'pool_url = "{url}"\nproxy_listen = "127.0.0.1:0"')
+    assert built.miner is None and built.mining_proxy is not None  # the node itself does not mine
+    with built.running():
+        logged = caplog.text.split("mining login proxy: miners connect to ")[1].split()[0]
+        proxy = PoolUrl.parse(logged)
+        miner = StratumMiner.dial(proxy.host, proxy.port, proxy.authority_xonly, int(time.time()))
+        try:
+            miner.setup(proxy.host, proxy.port)
+            miner.send(sv2.OpenStandardMiningChannel(1, "asic", 1e6, b"\xff" * 32))
+            assert isinstance(miner.receive(), sv2.OpenStandardMiningChannelSuccess)
+        finally:
+            miner.close()
+    assert (data / "mine-proxy" / "authority.key").exists()
+
+
+def test_a_proxy_listen_address_without_a_port_or_a_pool_is_a_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "owm.toml"
+    config.write_text('[mining]\nproxy_listen = "127.0.0.1:34255"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"mining\.pool_url"):
+        load_node_settings(config)
+    pool = "stratum2+tcp://pool.example:34254/9bXiEd8boQVhq7WddEcERUL5tyyJVFYdU8th3HfbNXK3Yw6GRXh"
+    config.write_text(f'[mining]\npool_url = "{pool}"\nproxy_listen = "somewhere"\n')
+    with pytest.raises(ConfigError, match=r"mining\.proxy_listen: must be HOST:PORT"):
+        load_node_settings(config)
