@@ -193,6 +193,8 @@ def _serve(
     section = settings.coordinator
     metrics = CoordinatorMetrics()
     metrics.bind(coordinator.service)
+    if coordinator.pool is not None:
+        metrics.bind_pool(coordinator.pool)
     server = CoordinatorServer(
         coordinator.service, section.grpc_listen, tls=tls,
         onion_listen=onion_listen_of(settings), invoices=coordinator.node_invoices,

@@ -24,9 +24,10 @@ from prometheus_client import (
     ProcessCollector,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from owm_adapters.bootstrap.pool import PoolWorker
 from owm_adapters.bootstrap.settings import ConfigError
 from owm_adapters.services.coordinator.service import CoordinatorService
 from owm_core.stake.slashing import SlashingLogEntry
@@ -153,6 +154,41 @@ def _fl_families(figures: dict[str, dict[str, int] | int]) -> Iterator[GaugeMetr
     )
 
 
+class _PoolCollector(Collector):
+    """The pool's counts (:class:`~owm_adapters.bootstrap.pool.PoolFigures`), read in memory at
+    each scrape."""
+
+    def __init__(self, pool: PoolWorker) -> None:
+        self.pool = pool
+
+    def collect(self) -> Iterator[Metric]:
+        figures = self.pool.figures()
+        yield CounterMetricFamily("owm_pool_shares_accepted", "Shares the pool accepted",
+                                  value=figures.accepted)  # fmt: skip
+        yield _counted("owm_pool_shares_rejected", "Shares the pool rejected, by error code "
+                       "(SRS-POOL-06)", "code", figures.rejected)  # fmt: skip
+        yield CounterMetricFamily("owm_pool_blocks_found", "Blocks the pool's miners found",
+                                  value=figures.blocks)  # fmt: skip
+        yield GaugeMetricFamily("owm_pool_connections", "Miner connections open",
+                                value=figures.connections)  # fmt: skip
+        yield GaugeMetricFamily(
+            "owm_pool_backlogged_connections", "Miner connections with sends waiting on them",
+            value=figures.backlogged,
+        )
+        yield _counted("owm_pool_connections_refused", "Miner connections refused or closed, "
+                       "by reason", "reason", figures.refused)  # fmt: skip
+        yield GaugeMetricFamily("owm_pool_share_difficulty", "The lowest share difficulty",
+                                value=figures.share_difficulty)  # fmt: skip
+
+
+def _counted(name: str, text: str, label: str, counts: dict[str, int]) -> CounterMetricFamily:
+    """A counter with one series per ``label`` value in ``counts``."""
+    family = CounterMetricFamily(name, text, labels=[label])
+    for key, count in sorted(counts.items()):
+        family.add_metric([key], count)
+    return family
+
+
 class _StoreCollector(Collector, Generic[_Figures]):
     """Gauges computed from the store, read at most every ``max_age_s`` (reads cost queries)."""
 
@@ -220,6 +256,10 @@ class CoordinatorMetrics:
         """Report on ``service`` (registry size, task states) and observe its events."""
         self.service = service
         service.observer = self
+
+    def bind_pool(self, pool: PoolWorker) -> None:
+        """Report on the coordinator's mining pool too (SRS-POOL-06/09)."""
+        self.registry.register(_PoolCollector(pool))
 
     def heartbeats_accepted(self, count: int) -> None:
         """Count verified heartbeats."""

@@ -16,6 +16,8 @@ import os
 import resource
 from pathlib import Path
 
+import attrs
+
 from owm_adapters.bootstrap.chains import chain_source_of
 from owm_adapters.bootstrap.settings import ConfigError, CoordinatorSettings, PoolSection
 from owm_adapters.chain.local_chain import ANYONE_CAN_SPEND, LocalChain
@@ -43,6 +45,21 @@ SHARE_RETENTION_S = 30 * DAY_S
 RETENTION_EVERY_S = 3_600.0
 
 
+@attrs.frozen
+class PoolFigures:
+    """The pool's counts for its Prometheus metrics, read when they are scraped: shares
+    accepted, rejected by code, blocks found (since start), miner connections open and
+    waiting on a backlog, connections refused by reason, and the share difficulty floor."""
+
+    accepted: int
+    rejected: dict[str, int]
+    blocks: int
+    connections: int
+    backlogged: int
+    refused: dict[str, int]
+    share_difficulty: int
+
+
 class PoolWorker:
     """The pool as one of the coordinator's workers: started after the task market."""
 
@@ -67,6 +84,14 @@ class PoolWorker:
         """``stratum2+tcp://host:port/<authority key>`` once listening (section 4.7 of the spec)."""
         assert self.address is not None, "the pool is not listening"
         return pool_url(self.address, self._authority)
+
+    def figures(self) -> PoolFigures:
+        """What the pool's metrics report now."""
+        pool, server = self.pool, self._server
+        return PoolFigures(
+            pool.accepted, pool.rejected, len(pool.blocks), server.open_connections,
+            server.backlogged_connections, server.refused(), pool.share_difficulty,
+        )  # fmt: skip
 
     def start(self) -> None:
         self.pool.refresh()

@@ -166,9 +166,7 @@ class MiningPool:
         vardiff: VardiffPolicy | None = None,
     ) -> None:
         self._chain = chain
-        self._shares = shares
-        #: The pool's clock (seconds).
-        self.now = now
+        self.now = now  # the pool's clock (seconds)
         self.payout_script = payout_script
         self.share_difficulty = share_difficulty
         self.share_target = _checked_share_target(share_target)
@@ -181,7 +179,6 @@ class MiningPool:
         self._listeners: list[Callable[[str], None]] = []
         self.accepted = 0
         self._rejected = RejectionCounts(log, now, rejections)
-        self.rejected = self._rejected.by_code
         self.blocks: list[str] = []
         self.earned_msat: collections.Counter[str] = collections.Counter()
         #: The connections' login lines, one kind per refusal or per node (SRS-SEC-15).
@@ -261,6 +258,11 @@ class MiningPool:
                 return None
             return PoolWork(template.height, template.bits, self.share_difficulty, self._subsidy)
 
+    @property
+    def rejected(self) -> dict[str, int]:
+        """Shares rejected per code since this pool started."""
+        return self._rejected.by_code()
+
     def rejections(self) -> dict[str, dict[str, int]]:
         """Shares rejected per miner and reason code (SRS-POOL-06, the live feed of
         SRS-POOL-09): the stored totals plus those not yet flushed, or, without a rejection
@@ -332,8 +334,7 @@ class MiningPool:
 
     def judge(self, miner_id: str, job: Job, nonce: int, ntime: int, version: int) -> Verdict:
         """Judge one share of ``job``; record it if accepted and submit it if it is a block."""
-        (verdict,) = self.judge_batch([Submission(miner_id, job, nonce, ntime, version)])
-        return verdict
+        return self.judge_batch([Submission(miner_id, job, nonce, ntime, version)])[0]
 
     def judge_batch(self, submissions: Sequence[Submission]) -> list[Verdict]:
         """Judge shares received together (:meth:`judge_submissions`): one verdict each."""

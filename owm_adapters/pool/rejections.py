@@ -33,7 +33,7 @@ class RejectionCounts:
         self._now = now
         self._store = store
         self._lock = threading.Lock()
-        self.by_code: collections.Counter[str] = collections.Counter()
+        self._by_code: collections.Counter[str] = collections.Counter()
         self._by_miner: collections.Counter[tuple[str, str]] = collections.Counter()
         self._unflushed: collections.Counter[tuple[str, str]] = collections.Counter()
         self._lines = LogThrottle()
@@ -41,11 +41,16 @@ class RejectionCounts:
     def count(self, miner_id: str, code: str, detail: str) -> None:
         """Count and log one rejected share of ``miner_id`` answered ``code``."""
         with self._lock:
-            self.by_code[code] += 1
+            self._by_code[code] += 1
             self._by_miner[miner_id, code] += 1
             if self._store is not None:
                 self._unflushed[miner_id, code] += 1
         self._lines.info(self._log, (miner_id, code), _REJECTED, miner_id, code, detail)
+
+    def by_code(self) -> dict[str, int]:
+        """Shares rejected per code since this pool started."""
+        with self._lock:
+            return dict(self._by_code)
 
     def by_miner(self) -> dict[str, dict[str, int]]:
         """Shares rejected per miner and code: the stored totals plus those not yet flushed, or,

@@ -172,6 +172,11 @@ class PoolServer:
         self._threads.append(thread)
         return address[0], address[1]
 
+    def refused(self) -> dict[str, int]:
+        """Connections refused or closed, by reason, since the listener started."""
+        with self._lock:
+            return dict(self.refusals)
+
     @property
     def backlogged_connections(self) -> int:
         """Connections with frames the kernel has not taken yet, waiting in their backlog."""

@@ -8,13 +8,18 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from owm_adapters.bootstrap.pool import pool_from
+from owm_adapters.chain.local_chain import LocalChain
+from owm_adapters.clock import SystemClock
 from owm_adapters.node.metrics import NodeMetrics
+from owm_adapters.storage.memory import memory_repositories
 from owm_server.metrics import CoordinatorMetrics
+from tests.adapters.bootstrap.test_pool_bootstrap import settings_in
 from tests.node.conftest import Network, network  # noqa: F401 - the coordinator fixture
 from tests.node.test_daemon import Running, start, wait_for  # noqa: F401 - the daemon fixture
 
 GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
-DASHBOARDS = {"network", "payments", "fl", "stake", "api"}
+DASHBOARDS = {"network", "payments", "fl", "stake", "api", "pool"}
 _SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum")}
 _TOKEN = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
@@ -44,12 +49,16 @@ def test_the_dashboards_are_valid_json_with_unique_ids_and_prometheus_queries() 
 
 
 def test_every_panel_queries_metrics_the_coordinator_and_the_node_export(
-    network: Network, start: Callable[..., Running]  # noqa: F811
+    network: Network, start: Callable[..., Running], tmp_path: Path  # noqa: F811
 ) -> None:
     node = start(network.node("n-dash"))
     wait_for(lambda: node.daemon.state == "serving")
     coordinator = CoordinatorMetrics(state_max_age_s=0)
     coordinator.bind(network.service)
+    pool = pool_from(settings_in(tmp_path), memory_repositories(), SystemClock(), tmp_path,
+                     chain=LocalChain(tmp_path / "chain.db"))  # fmt: skip
+    assert pool is not None
+    coordinator.bind_pool(pool)
     exported = _exported([coordinator.registry, NodeMetrics(node.daemon).registry])
     for path in GRAFANA.glob("*.json"):
         for panel in json.loads(path.read_text(encoding="utf-8"))["panels"]:
