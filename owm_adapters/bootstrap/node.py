@@ -377,7 +377,8 @@ def build_node(
         daemon = build_daemon(settings, control, report=report, say=say, via_proxy=via_proxy)
         try:
             health = HealthServer(
-                settings.node.health_port, daemon.health, NodeMetrics(daemon).render,
+                settings.node.health_port, daemon.health,
+                NodeMetrics(daemon, None if proxy is None else proxy.counts).render,
                 readiness=Readiness(daemon.readiness_probes()),
             )
         except BaseException:

@@ -18,6 +18,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from owm_adapters.node.context import NodeState
+from owm_adapters.pool.proxy import RelayCounts
 
 if TYPE_CHECKING:
     from owm_adapters.node.daemon import NodeDaemon
@@ -88,13 +89,35 @@ def _events(counts: dict[str, int]) -> Iterator[Metric]:
     yield uploads
 
 
-class NodeMetrics:
-    """A registry holding the node's families and the process metrics; :meth:`render` is the
-    ``/metrics`` body."""
+class ProxyCollector(Collector):
+    """The ``owm_node_mining_proxy_*`` families: what the miners behind the node's mining login
+    proxy (``[mining] proxy_listen``) did since it started."""
 
-    def __init__(self, daemon: NodeDaemon) -> None:
+    def __init__(self, counts: RelayCounts) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        miners, accepted, rejected = self.counts.now()
+        yield GaugeMetricFamily("owm_node_mining_proxy_miners",
+                                "Miners connected through the mining login proxy", value=miners)
+        yield CounterMetricFamily("owm_node_mining_proxy_shares_accepted",
+                                  "Their shares the pool accepted", value=accepted)
+        family = CounterMetricFamily("owm_node_mining_proxy_shares_rejected",
+                                     "Their shares the pool rejected, by code", labels=["code"])
+        for code, count in sorted(rejected.items()):
+            family.add_metric([code], count)
+        yield family
+
+
+class NodeMetrics:
+    """A registry holding the node's families, its mining proxy's when it runs one, and the
+    process metrics; :meth:`render` is the ``/metrics`` body."""
+
+    def __init__(self, daemon: NodeDaemon, proxy: RelayCounts | None = None) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(NodeCollector(daemon))
+        if proxy is not None:
+            self.registry.register(ProxyCollector(proxy))
         ProcessCollector(registry=self.registry)
 
     def render(self) -> bytes:
@@ -102,4 +125,4 @@ class NodeMetrics:
         return bytes(generate_latest(self.registry))
 
 
-__all__ = ["NodeCollector", "NodeMetrics"]
+__all__ = ["NodeCollector", "NodeMetrics", "ProxyCollector"]

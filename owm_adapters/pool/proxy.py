@@ -61,14 +61,18 @@ class RelayCounts:
     rejected: collections.Counter[str] = attrs.Factory(collections.Counter)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
 
+    def now(self) -> tuple[int, int, dict[str, int]]:
+        """Miners connected, shares accepted, shares rejected by code: one consistent read."""
+        with self._lock:
+            return self.miners, self.accepted, dict(self.rejected)
+
     def summary(self) -> str:
         """One line: ``miners 2, shares accepted 120, rejected 2 (stale-share 2)``."""
-        with self._lock:
-            rejected = sum(self.rejected.values())
-            codes = ", ".join(f"{code} {n}" for code, n in sorted(self.rejected.items()))
-            miners, accepted = self.miners, self.accepted
+        miners, accepted, rejected = self.now()
+        codes = ", ".join(f"{code} {n}" for code, n in sorted(rejected.items()))
         why = f" ({codes})" if codes else ""
-        return f"miners {miners}, shares accepted {accepted}, rejected {rejected}{why}"
+        refused = sum(rejected.values())
+        return f"miners {miners}, shares accepted {accepted}, rejected {refused}{why}"
 
     def _joined(self, change: int) -> None:
         with self._lock:

@@ -29,6 +29,7 @@ from owm_core.pool import sv2_messages as sv2
 from owm_core.pool.noise import PoolUrl, encode_authority_key
 from tests.adapters.pool.support import AUTHORITY, static_key
 from tests.node.test_data_dir_modes import configure, initialised
+from tests.prometheus_checks import samples, scrape, value
 
 
 class Keys:
@@ -124,8 +125,8 @@ def test_a_failing_hasher_is_logged_and_retried_without_ending_the_miner_thread(
 def test_the_daemons_miner_refuses_tor_and_socks(
     url: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+    for name, setting in env.items():
+        monkeypatch.setenv(name, setting)
     with pytest.raises(PolicyViolation):
         MiningWorker(Identity.from_seed(b"\x53" * 32), url, "", intensity=100)
 
@@ -210,10 +211,18 @@ def test_proxy_listen_in_owm_toml_runs_the_login_proxy_with_the_node_for_sv2_fir
         try:
             miner.setup(proxy.host, proxy.port)
             miner.send(sv2.OpenStandardMiningChannel(1, "asic", 1e6, b"\xff" * 32))
-            assert isinstance(miner.receive(), sv2.OpenStandardMiningChannelSuccess)
+            opened = miner.receive()
+            assert isinstance(opened, sv2.OpenStandardMiningChannelSuccess)
+            miner.channel_id, miner.target = opened.channel_id, sv2.target_value(opened.target)
+            while miner.work is None:
+                miner.receive()
+            assert miner.mine(shares=2).accepted == 2
+            scraped = samples(scrape(f"http://127.0.0.1:{built.health.port}/metrics"))
         finally:
             miner.close()
     assert (data / "mine-proxy" / "authority.key").exists()
+    assert value(scraped, "owm_node_mining_proxy_miners") == 1
+    assert value(scraped, "owm_node_mining_proxy_shares_accepted_total") == 2
 
 
 def test_a_proxy_listen_address_without_a_port_or_a_pool_is_a_config_error(tmp_path: Path) -> None:
