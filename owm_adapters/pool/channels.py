@@ -27,6 +27,7 @@ kind for the channel, is answered ``invalid-extranonce``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -301,15 +302,21 @@ class MinerConnection:
             channels = list(self._channels.values())
             if event != "epoch":
                 channels = [c for c in channels if self._retargeted(c, event, now)]
+        if event != "epoch":
+            self._send_targets(channels)
+            return
         for channel in channels:
             try:
-                if event == "epoch":
-                    self._send_work(channel)
-                else:
-                    target = self._pool.target_for(channel.difficulty)
-                    self.send(sv2.SetTarget(channel.channel_id, sv2.target_bytes(target)))
+                self._send_work(channel)
             except OSError:
                 return
+
+    def _send_targets(self, channels: Sequence[Channel]) -> None:
+        """``SetTarget`` with each channel's target now (a connection gone: nothing)."""
+        with contextlib.suppress(OSError):
+            for channel in channels:
+                target = self._pool.target_for(channel.difficulty)
+                self.send(sv2.SetTarget(channel.channel_id, sv2.target_bytes(target)))
 
     def _update(self, message: sv2.UpdateChannel) -> None:
         """A miner's new hash rate or maximum target (section 5.3.7): the channel's difficulty
@@ -320,7 +327,7 @@ class MinerConnection:
         wanted = _opening_difficulty(self._pool, message.nominal_hash_rate)
         most = vardiff.network_difficulty(self._pool.network_target())
         least = bitcoin.DIFF1_TARGET // (sv2.target_value(message.maximum_target) + 1) + 1
-        error, changed = None, None
+        error, changed = None, []
         with self._lock:
             channel = self._channels.get(message.channel_id)
             if channel is None:
@@ -328,12 +335,10 @@ class MinerConnection:
             elif least > most and self._pool.share_target is None:
                 error = "max-target-out-of-range"
             elif channel.retargeted(max(wanted, least), now):
-                changed = channel
+                changed.append(channel)
         if error is not None:
             self.send(sv2.UpdateChannelError(message.channel_id, error))
-        elif changed is not None:
-            target = self._pool.target_for(changed.difficulty)
-            self.send(sv2.SetTarget(changed.channel_id, sv2.target_bytes(target)))
+        self._send_targets(changed)
 
     def _retargeted(self, channel: Channel, event: str, now: int) -> bool:
         """Whether ``channel``'s difficulty changed: to the pool's, or by vardiff once its
@@ -342,7 +347,7 @@ class MinerConnection:
             channel.retargeted(self._pool.share_difficulty, now)
             return True
         policy, elapsed = self._pool.vardiff, now - channel.since
-        if policy is None or elapsed < policy.retarget_s:
+        if policy is None or not vardiff.retarget_due(channel.accepted, elapsed, policy):
             return False
         most = vardiff.network_difficulty(self._pool.network_target())
         new = vardiff.next_difficulty(channel.difficulty, channel.accepted, elapsed, policy, most)
@@ -398,6 +403,9 @@ class MinerConnection:
         with self._lock:
             for channel, outcome in zip(channels, outcomes, strict=True):
                 channel.accepted += not isinstance(outcome, str)
+            # a miner far faster than its difficulty is raised now, not at the next minute
+            raised = [c for c in set(channels) if self._retargeted(c, "vardiff", now)]
+        self._send_targets(raised)
         return outcomes
 
 

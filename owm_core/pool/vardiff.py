@@ -5,9 +5,10 @@ A share of difficulty ``d`` stands for ``d · 2³²`` hashes on average, and FPP
 proportion to ``d`` (:mod:`owm_core.pool.fpps`), so a miner earns the same per hash at any
 difficulty; what the difficulty sets is how many shares the pool must judge and store. A
 channel opens at the difficulty its miner's declared ``nominal_hash_rate`` calls for
-(:func:`initial_difficulty`) and is retargeted every ``retarget_s`` seconds from the shares it had
-accepted (:func:`next_difficulty`), by at most ``max_step`` times per retarget, within the pool's
-floor and the network difficulty (a share harder than a block is a block).
+(:func:`initial_difficulty`) and is retargeted every ``retarget_s`` seconds, or sooner when its
+shares come far too fast (:func:`retarget_due`), from the shares it had accepted
+(:func:`next_difficulty`), by at most ``max_step`` times per retarget, within the pool's floor and
+the network difficulty (a share harder than a block is a block).
 """
 
 from __future__ import annotations
@@ -59,16 +60,24 @@ def initial_difficulty(nominal_hash_rate: float, policy: VardiffPolicy, max_diff
     return _bounded(wanted, wanted, wanted, policy, max_difficulty)
 
 
+def retarget_due(accepted: int, elapsed_s: int, policy: VardiffPolicy) -> bool:
+    """Whether a channel that had ``accepted`` shares in the ``elapsed_s`` seconds since its
+    difficulty was last set is due a new one: once ``retarget_s`` have passed, or as soon as it
+    has sent ``max_step`` times the shares a whole window should bring. So a miner far faster
+    than its difficulty (one that declared too low a hash rate, say) is raised a step every few
+    shares instead of flooding the pool until the minute is over (SRS-SEC-15)."""
+    window = max(1, policy.shares_per_minute * policy.retarget_s // 60)
+    return elapsed_s >= policy.retarget_s or accepted >= policy.max_step * window
+
+
 def next_difficulty(
     current: int, accepted: int, elapsed_s: int, policy: VardiffPolicy, max_difficulty: int
 ) -> int:
-    """A channel's difficulty after ``elapsed_s`` seconds (at least ``retarget_s``) in which it
-    had ``accepted`` shares at ``current``: the difficulty that would have given
+    """A channel's difficulty after ``elapsed_s`` seconds (at least 1) in which it had
+    ``accepted`` shares at ``current``: the difficulty that would have given
     ``shares_per_minute``, at most ``max_step`` times ``current`` and at least ``current /
     max_step`` (no share at all: ``current / max_step``), within the floor and
-    ``max_difficulty``."""
-    if elapsed_s < policy.retarget_s:
-        return current
-    wanted = Fraction(current * accepted * 60, elapsed_s * policy.shares_per_minute)
+    ``max_difficulty``. Ask only when :func:`retarget_due` says so."""
+    wanted = Fraction(current * accepted * 60, max(elapsed_s, 1) * policy.shares_per_minute)
     return _bounded(wanted, Fraction(current, policy.max_step), Fraction(current * policy.max_step),
                     policy, max_difficulty)  # fmt: skip

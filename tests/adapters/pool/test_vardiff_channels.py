@@ -63,10 +63,12 @@ def serve(pool: MiningPool) -> tuple[PoolServer, list[MinerConnection]]:
     return PoolServer(static_key(), handler), handlers
 
 
-@pytest.fixture
-def stage(tmp_path: Path) -> Iterator[Stage]:
+def staged(tmp_path: Path, bits: int | None) -> Iterator[Stage]:
+    """A vardiff pool on a held template (with ``bits``, else regtest's: every hash is near a
+    share, and no difficulty above 1), its clock still until a test moves it."""
     chain = FrozenChain(LocalChain(tmp_path / "chain.db"))
-    chain.template = attrs.evolve(chain.template, bits=HARD_BITS)
+    if bits is not None:
+        chain.template = attrs.evolve(chain.template, bits=bits)
     clock = [T0]
     pool = MiningPool(chain, memory_repositories().shares, lambda: clock[0],
                       payout_script=POOL_SCRIPT, vardiff=VardiffPolicy())  # fmt: skip
@@ -74,6 +76,16 @@ def stage(tmp_path: Path) -> Iterator[Stage]:
     server, handlers = serve(pool)
     yield Stage(pool, server.start(), clock, handlers)
     server.stop()
+
+
+@pytest.fixture
+def stage(tmp_path: Path) -> Iterator[Stage]:
+    yield from staged(tmp_path, HARD_BITS)
+
+
+@pytest.fixture
+def regtest(tmp_path: Path) -> Iterator[Stage]:
+    yield from staged(tmp_path, None)
 
 
 def set_target(miner: StratumMiner) -> int:
@@ -121,23 +133,11 @@ def test_a_busy_channel_rises_and_shares_mined_before_the_change_are_judged_at_t
     miner.close()
 
 
-def test_accepted_shares_count_towards_their_channels_next_retarget(tmp_path: Path) -> None:
-    chain = FrozenChain(LocalChain(tmp_path / "chain.db"))  # regtest: every hash is near a share
-    pool = MiningPool(chain, memory_repositories().shares, lambda: T0, payout_script=POOL_SCRIPT,
-                      vardiff=VardiffPolicy())  # fmt: skip
-    pool.refresh()
-    server, handlers = serve(pool)
-    address = server.start()
-    try:
-        miner = StratumMiner.dial(*address, AUTHORITY, int(time.time()))
-        miner.setup("127.0.0.1", address[1])
-        miner.open_channel(MINER, "rig")
-        assert miner.mine(shares=3).accepted == 3
-        (channel,) = handlers[0]._channels.values()
-        assert channel.accepted == 3
-        miner.close()
-    finally:
-        server.stop()
+def test_accepted_shares_count_towards_their_channels_next_retarget(regtest: Stage) -> None:
+    miner = regtest.miner(1e6)
+    assert miner.mine(shares=3).accepted == 3
+    assert regtest.channel().accepted == 3
+    miner.close()
 
 
 def test_a_lower_difficulty_applies_at_once_and_a_higher_one_after_the_grace() -> None:
@@ -173,4 +173,24 @@ def test_a_maximum_target_below_the_channels_makes_it_harder_and_one_past_a_bloc
     assert miner.receive() == sv2.UpdateChannelError(miner.channel_id + 99, "invalid-channel-id")
     miner.send(sv2.UpdateChannel(miner.channel_id, 1e12, b"\xff" * 32))  # still served
     assert set_target(miner) == 2_328
+    miner.close()
+
+
+def test_a_channel_far_faster_than_its_difficulty_is_raised_before_its_minute_is_over(
+    stage: Stage,
+) -> None:
+    miner = stage.miner(1e12)
+    stage.channel().accepted = 24  # four windows' worth within five seconds
+    stage.clock[0] += 5
+    stage.pool.retarget()
+    assert set_target(miner) == 4 * 2_328
+    miner.close()
+
+
+def test_shares_coming_far_too_fast_start_a_new_window_as_they_are_judged(
+    regtest: Stage,
+) -> None:
+    miner = regtest.miner(1e6)
+    assert miner.mine(shares=30).accepted == 30
+    assert regtest.channel().accepted == 30 - 24  # retargeted at the 24th, in the same second
     miner.close()

@@ -18,6 +18,7 @@ from owm_core.pool.vardiff import (
     initial_difficulty,
     network_difficulty,
     next_difficulty,
+    retarget_due,
 )
 
 POLICIES = st.builds(
@@ -36,9 +37,6 @@ def test_a_retarget_moves_at_most_one_step_and_stays_between_the_floor_and_a_blo
     policy: VardiffPolicy, most: int, current: int, accepted: int, elapsed: int
 ) -> None:
     new = next_difficulty(current, accepted, elapsed, policy, most)
-    if elapsed < policy.retarget_s:
-        assert new == current
-        return
     assert policy.min_difficulty <= new <= max(policy.min_difficulty, most)
     lowest = max(policy.min_difficulty, min(most, current // policy.max_step))
     assert lowest <= new <= max(policy.min_difficulty, current * policy.max_step)
@@ -101,3 +99,22 @@ def test_a_policy_out_of_its_ranges_is_refused_naming_the_field() -> None:
         VardiffPolicy(shares_per_minute=0)
     with pytest.raises(InvalidValue, match="max_step"):
         VardiffPolicy(max_step=1)
+
+
+@given(policy=POLICIES, accepted=st.integers(0, 10**6), elapsed=st.integers(0, 10**5))
+def test_a_retarget_is_due_after_its_window_or_at_once_when_shares_come_far_too_fast(
+    policy: VardiffPolicy, accepted: int, elapsed: int
+) -> None:
+    window = max(1, policy.shares_per_minute * policy.retarget_s // 60)
+    too_fast = accepted >= policy.max_step * window
+    assert retarget_due(accepted, elapsed, policy) is (elapsed >= policy.retarget_s or too_fast)
+
+
+def test_an_asic_that_declared_a_cpus_hash_rate_is_raised_every_few_shares() -> None:
+    policy = VardiffPolicy()  # 6 a minute: due at once after 24 shares
+    difficulty, shares = 1, 0
+    while difficulty < 200_000:  # 100 TH/s: six shares a minute at about 232,830
+        shares += 24
+        assert retarget_due(24, 1, policy)
+        difficulty = next_difficulty(difficulty, 24, 1, policy, 10**9)
+    assert shares <= 24 * 9  # nine steps of 4x, not nine minutes of shares
