@@ -47,6 +47,10 @@ from owm_core.ports.repositories.nodes import NodeRepository
 log = logging.getLogger(__name__)
 
 MAX_CHANNELS_PER_CONNECTION = 64
+REQUIRES_WORK_SELECTION = 0b10
+"""The mining protocol's ``SetupConnection`` flag for miners that choose their own work
+(``SetCustomMiningJob``, job declaration): not built, so refused as ``unsupported-feature-flags``.
+Standard jobs (bit 0) and version rolling (bit 2) are what the pool does anyway."""
 GRACE_S = 10
 """How long after a channel's difficulty changes shares at the old one are still taken."""
 _KEPT_JOBS = 8
@@ -186,13 +190,15 @@ class MinerConnection:
     def _setup(self, message: sv2.Message) -> None:
         if not isinstance(message, sv2.SetupConnection):
             raise FrameMalformed("the first message must be SetupConnection")
-        error = None
+        error, flags = None, message.flags & REQUIRES_WORK_SELECTION
         if message.protocol != sv2.PROTOCOL_MINING:
-            error = "unsupported-protocol"
+            error, flags = "unsupported-protocol", 0
         elif not message.min_version <= sv2.PROTOCOL_VERSION <= message.max_version:
-            error = "protocol-version-mismatch"
+            error, flags = "protocol-version-mismatch", 0
+        elif flags:
+            error = "unsupported-feature-flags"
         if error is not None:
-            self.send(sv2.SetupConnectionError(flags=0, error_code=error))
+            self.send(sv2.SetupConnectionError(flags=flags, error_code=error))
             raise FrameMalformed(f"SetupConnection refused: {error}")
         self._set_up = True
         self.send(sv2.SetupConnectionSuccess(used_version=sv2.PROTOCOL_VERSION, flags=0))

@@ -270,15 +270,25 @@ def test_a_flood_of_refused_logins_and_of_channel_opens_is_answered_each_time_bu
 
 
 @pytest.mark.parametrize(
-    ("protocol", "version", "code"),
-    [(1, 2, "unsupported-protocol"), (0, 3, "protocol-version-mismatch")],
+    ("protocol", "version", "flags", "refusal"),
+    [
+        (1, 2, 0, (0, "unsupported-protocol")),
+        (0, 3, 0, (0, "protocol-version-mismatch")),
+        (0, 2, 0b111, (0b10, "unsupported-feature-flags")),  # work selection: not built
+    ],
 )
-def test_setup_for_another_protocol_or_version_is_refused(
-    regtest: Pool, protocol: int, version: int, code: str
+def test_setup_for_another_protocol_version_or_work_selection_is_refused(
+    regtest: Pool, protocol: int, version: int, flags: int, refusal: tuple[int, str]
 ) -> None:
     miner = StratumMiner.dial(*regtest.address, AUTHORITY, int(time.time()))
-    miner.send(sv2.SetupConnection(protocol, version, version, 0, "h", 1, "v", "", "", ""))
-    assert miner.receive() == sv2.SetupConnectionError(0, code)
+    miner.send(sv2.SetupConnection(protocol, version, version, flags, "h", 1, "v", "", "", ""))
+    assert miner.receive() == sv2.SetupConnectionError(*refusal)
+
+
+def test_setup_asking_for_standard_jobs_and_version_rolling_is_accepted(regtest: Pool) -> None:
+    miner = StratumMiner.dial(*regtest.address, AUTHORITY, int(time.time()))
+    miner.send(sv2.SetupConnection(0, 2, 2, 0b101, "h", 1, "v", "", "", ""))
+    assert miner.receive() == sv2.SetupConnectionSuccess(2, 0)  # no REQUIRES_FIXED_VERSION
 
 
 def test_a_channel_whose_max_target_is_below_the_pools_target_is_refused(regtest: Pool) -> None:
