@@ -117,6 +117,14 @@ def run(pool_url: str, identity_path: Path, worker: str, shares: int | None, has
     "16 by default: [pool] max_connections_per_node).",
 )
 @click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    metavar="CIDR",
+    help="A network miners may connect from, e.g. 192.168.1.0/24 (repeatable); others are "
+    "closed as they connect. Default: any address that can reach --listen.",
+)
+@click.option(
     "--report-s",
     type=click.FloatRange(min=0, min_open=True),
     default=60.0,
@@ -126,7 +134,7 @@ def run(pool_url: str, identity_path: Path, worker: str, shares: int | None, has
 )
 def proxy(
     pool_url: str, identity_path: Path, listen: str, key_dir: Path, max_miners: int,
-    report_s: float,
+    allow: tuple[str, ...], report_s: float,
 ) -> None:  # fmt: skip
     """Let SV2 firmware and proxies mine for this node (SRS-POOL-03).
 
@@ -134,15 +142,20 @@ def proxy(
     accepts them with a key of its own, opens a connection to the pool for each, signed in as
     the node (the user name becomes the worker name), and passes everything else through.
     Runs until SIGTERM or Ctrl-C."""
-    from owm_adapters.bootstrap.mining_proxy import listen_address, mining_proxy
+    from owm_adapters.bootstrap.mining_proxy import (
+        allowed_networks,
+        listen_address,
+        mining_proxy,
+    )
     from owm_cli.signals import stopped_by_signals
 
     url = PoolUrl.parse(pool_url)
     check_clearnet(url.host, os.environ)
     address = listen_address(listen, "--listen")
+    allowed = allowed_networks(allow, "--allow")
     identity = load_identity(identity_path.expanduser())
     built = mining_proxy(url, identity, key_dir.expanduser(), int(time.time()),
-                         listen=address, max_miners=max_miners)  # fmt: skip
+                         listen=address, max_miners=max_miners, allowed=allowed)  # fmt: skip
     with stopped_by_signals() as stop:
         miners_url = built.start()
         click.echo(f"mining for node {identity.node_id} on {url.host}:{url.port}")

@@ -9,8 +9,10 @@ signed in as the node.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import attrs
@@ -58,12 +60,37 @@ def listen_address(text: str, field: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def allowed_networks(networks: Sequence[str], field: str) -> Callable[[str], bool] | None:
+    """Whether an address is in one of ``networks`` (CIDR, IPv4 or IPv6; an IPv4 address seen
+    as IPv6-mapped counts as IPv4); None for no networks (any address). ``InvalidValue``
+    naming ``field`` for one that is not a network."""
+    if not networks:
+        return None
+    try:
+        parsed = [ipaddress.ip_network(n.strip(), strict=False) for n in networks]
+    except ValueError as error:
+        raise InvalidValue(field, str(error)) from None
+
+    def allowed(host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in parsed)
+
+    return allowed
+
+
 def mining_proxy(
     pool: PoolUrl, identity: Identity, key_dir: Path, now: int,
     *, listen: tuple[str, int] = DEFAULT_LISTEN, max_miners: int = DEFAULT_MAX_MINERS,
+    allowed: Callable[[str], bool] | None = None,
 ) -> MiningProxy:  # fmt: skip
     """The proxy for ``identity``'s miners to ``pool`` (not started): at most ``max_miners``
-    at once, from any addresses; its certificate valid for a year from ``now``."""
+    at once, from the addresses ``allowed`` takes (:func:`allowed_networks`; None: any that can
+    reach ``listen``); its certificate valid for a year from ``now``."""
     static, authority = certified_key(key_dir, CERTIFICATE_DAYS, now)
     counts = RelayCounts()
 
@@ -77,6 +104,6 @@ def mining_proxy(
 
     server = PoolServer(
         static, relays(upstream, identity, counts), max_connections=max_miners,
-        max_connections_per_ip=max_miners,
+        max_connections_per_ip=max_miners, allowed=allowed,
     )  # fmt: skip
     return MiningProxy(server, counts, listen, authority)

@@ -24,7 +24,12 @@ from pathlib import Path
 import attrs
 
 from owm_adapters.bootstrap.lightning import cln_from_socket, lnd_from_files
-from owm_adapters.bootstrap.mining_proxy import MiningProxy, listen_address, mining_proxy
+from owm_adapters.bootstrap.mining_proxy import (
+    MiningProxy,
+    allowed_networks,
+    listen_address,
+    mining_proxy,
+)
 from owm_adapters.bootstrap.settings import ConfigError, NodeSettings
 from owm_adapters.clock import SystemClock
 from owm_adapters.control_plane import tls_files
@@ -412,7 +417,8 @@ def mining_proxy_from(settings: NodeSettings) -> MiningProxy | None:
     check_clearnet(pool.host, os.environ)
     key_dir = Path(settings.node.data_dir).expanduser() / "mine-proxy"
     return mining_proxy(pool, load_node_identity(settings), key_dir, SystemClock().now(),
-                        listen=listen_address(mining.proxy_listen, "mining.proxy_listen"))
+                        listen=listen_address(mining.proxy_listen, "mining.proxy_listen"),
+                        allowed=allowed_networks(mining.proxy_allow, "mining.proxy_allow"))
 
 
 def build_daemon(

@@ -151,7 +151,8 @@ class NodeMining:
     every regtest share is a block); always over clearnet — a ``.onion`` pool or a SOCKS proxy
     in the environment is refused. With ``proxy_listen`` (``HOST:PORT``; empty: off) the daemon
     also runs the mining login proxy there, through which SV2 firmware mines on ``pool_url``
-    for this node (SRS-POOL-03; its keys in ``<data_dir>/mine-proxy``), mining enabled or not.
+    for this node (SRS-POOL-03; its keys in ``<data_dir>/mine-proxy``), mining enabled or not,
+    taking miners from the networks in ``proxy_allow`` only (CIDR; empty: any address).
     """
 
     enabled: bool = False
@@ -161,6 +162,7 @@ class NodeMining:
     max_shares_per_minute: int = 0
     hasher: str = "cpu"
     proxy_listen: str = ""
+    proxy_allow: list[str] = attrs.Factory(list)
 
 
 @attrs.frozen

@@ -69,6 +69,7 @@ DEFAULT_MAX_CONNECTIONS = 4_096
 DEFAULT_MAX_CONNECTIONS_PER_IP = 64
 TOO_MANY_CONNECTIONS = "too-many-connections"
 TOO_MANY_FROM_ADDRESS = "too-many-connections-from-address"
+NOT_ALLOWED = "address-not-allowed"
 ACCEPT_FAILED = "accept-failed"
 """``accept`` itself failed (out of file descriptors, say): the listener waits and tries again."""
 ACCEPT_RETRY_S = 0.1
@@ -140,6 +141,8 @@ class PoolServer:
     _drain_deadline_s: float = attrs.field(
         default=DRAIN_DEADLINE_S, kw_only=True, validator=attrs.validators.gt(0)
     )
+    #: Whether a peer's address may connect at all (None: any; the login proxy's --allow).
+    _allowed: Callable[[str], bool] | None = attrs.field(default=None, kw_only=True)
     _listener: socket.socket | None = attrs.field(init=False, default=None)
     _threads: list[threading.Thread] = attrs.field(init=False, factory=list)
     _stopping: threading.Event = attrs.field(init=False, factory=threading.Event)
@@ -215,7 +218,12 @@ class PoolServer:
             self._admit(sock, peer)
 
     def _admit(self, sock: socket.socket, peer: tuple[str, int]) -> None:
-        """Start ``sock``'s thread, or close it at once when a cap is reached (SRS-SEC-16)."""
+        """Start ``sock``'s thread, or close it at once when a cap is reached or its address
+        is not allowed (SRS-SEC-16)."""
+        if self._allowed is not None and not self._allowed(peer[0]):
+            self._closed_as(NOT_ALLOWED, peer[0], "not in the networks allowed to connect")
+            sock.close()
+            return
         key = address_key(peer[0])
         with self._lock:
             refusal = self._over_cap(key)

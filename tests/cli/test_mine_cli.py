@@ -153,12 +153,19 @@ def test_owm_mine_proxy_lets_a_miner_with_a_plain_user_name_mine_for_the_node_un
     assert chain.tip_height() == start + 2  # regtest shares are blocks
 
 
-def test_owm_mine_proxy_refuses_a_listen_address_without_a_port_in_one_line(
-    pool: tuple[str, Path, LocalChain],
+@pytest.mark.parametrize(
+    ("option", "value", "error"),
+    [
+        ("--listen", "localhost", "error: --listen: 'localhost' is not HOST:PORT"),
+        ("--allow", "10.0.0.0/33", "error: --allow: '10.0.0.0/33' does not appear to be an IPv4"),
+    ],
+)
+def test_owm_mine_proxy_refuses_a_bad_listen_address_or_network_in_one_line(
+    pool: tuple[str, Path, LocalChain], option: str, value: str, error: str
 ) -> None:
     url, key, _chain = pool
     result = CliRunner().invoke(
-        cli, ["proxy", "--pool", url, "--identity", str(key), "--listen", "localhost"]
+        cli, ["proxy", "--pool", url, "--identity", str(key), option, value]
     )
     assert result.exit_code == 2
-    assert result.output == "error: --listen: 'localhost' is not HOST:PORT\n"
+    assert result.output.startswith(error) and result.output.count("\n") == 1

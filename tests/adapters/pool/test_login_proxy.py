@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from owm_adapters.bootstrap.mining_proxy import MiningProxy, mining_proxy
+from owm_adapters.bootstrap.mining_proxy import MiningProxy, allowed_networks, mining_proxy
 from owm_adapters.chain.local_chain import LocalChain
 from owm_adapters.pool.miner import StratumMiner
 from owm_adapters.pool.server import PoolServer
+from owm_core.errors import InvalidValue
 from owm_core.pool import sv2_messages as sv2
 from owm_core.pool.noise import PoolUrl
 from tests.adapters.pool.support import AUTHORITY, closed_by_peer
@@ -145,3 +146,36 @@ def test_the_proxys_authority_key_stays_the_same_across_restarts(
     second = mining_proxy(upstream, MINER, keys, int(time.time()), listen=("127.0.0.1", 0))
     assert first.authority_xonly == second.authority_xonly != AUTHORITY
     assert oct((keys / "authority.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_miners_from_outside_the_allowed_networks_are_closed_as_they_connect(
+    pool: Pool, tmp_path: Path
+) -> None:
+    upstream = PoolUrl(*pool.address, AUTHORITY)
+    elsewhere = allowed_networks(["10.0.0.0/8", "fd00::/8"], "--allow")
+    proxy = mining_proxy(upstream, MINER, tmp_path / "p", int(time.time()),
+                         listen=("127.0.0.1", 0), allowed=elsewhere)  # fmt: skip
+    for url in started(proxy):
+        with socket.create_connection((url.host, url.port), timeout=5) as refused:
+            assert closed_by_peer(refused)
+        deadline = time.monotonic() + 5
+        while not proxy.server.refusals and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proxy.server.refused() == {"address-not-allowed": 1}
+    here = allowed_networks(["127.0.0.0/8"], "--allow")
+    proxy = mining_proxy(upstream, MINER, tmp_path / "p", int(time.time()),
+                         listen=("127.0.0.1", 0), allowed=here)  # fmt: skip
+    for url in started(proxy):
+        miner = firmware(url)
+        open_plain(miner, "rig")
+        miner.close()
+
+
+def test_allowed_networks_take_ipv4_ipv6_and_mapped_addresses_and_refuse_a_bad_one() -> None:
+    allowed = allowed_networks(["192.168.1.0/24", "2001:db8::/32"], "mining.proxy_allow")
+    assert allowed is not None
+    assert allowed("192.168.1.7") and allowed("::ffff:192.168.1.7") and allowed("2001:db8::5")
+    assert not allowed("192.168.2.7") and not allowed("127.0.0.1") and not allowed("localhost")
+    assert allowed_networks([], "x") is None
+    with pytest.raises(InvalidValue, match=r"mining\.proxy_allow: .*192\.168\.1\.300"):
+        allowed_networks(["192.168.1.300/24"], "mining.proxy_allow")
