@@ -144,9 +144,9 @@ def proxy(
     Runs until SIGTERM or Ctrl-C."""
     from owm_adapters.bootstrap.mining_proxy import (
         allowed_networks,
-        listen_address,
-        mining_proxy,
+            mining_proxy,
     )
+    from owm_adapters.bootstrap.settings import listen_address
     from owm_cli.signals import stopped_by_signals
 
     url = PoolUrl.parse(pool_url)

@@ -51,15 +51,6 @@ class MiningProxy:
         self.server.stop()
 
 
-def listen_address(text: str, field: str) -> tuple[str, int]:
-    """``HOST:PORT`` (an IPv6 host in brackets) as an address to listen on; ``InvalidValue``
-    naming ``field`` otherwise."""
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise InvalidValue(field, f"{text!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
-
-
 def allowed_networks(networks: Sequence[str], field: str) -> Callable[[str], bool] | None:
     """Whether an address is in one of ``networks`` (CIDR, IPv4 or IPv6; an IPv4 address seen
     as IPv6-mapped counts as IPv4); None for no networks (any address). ``InvalidValue``

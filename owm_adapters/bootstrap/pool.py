@@ -19,7 +19,12 @@ from pathlib import Path
 import attrs
 
 from owm_adapters.bootstrap.chains import chain_source_of
-from owm_adapters.bootstrap.settings import ConfigError, CoordinatorSettings, PoolSection
+from owm_adapters.bootstrap.settings import (
+    ConfigError,
+    CoordinatorSettings,
+    PoolSection,
+    listen_address,
+)
 from owm_adapters.chain.local_chain import ANYONE_CAN_SPEND, LocalChain
 from owm_adapters.pool.channels import MinerConnection, RegistryNodeKeys
 from owm_adapters.pool.mining import MiningPool
@@ -154,10 +159,10 @@ def pool_url(address: tuple[str, int], authority_xonly: bytes) -> str:
 
 
 def _listen_of(section: PoolSection) -> tuple[str, int]:
-    host, _, port = section.listen.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ConfigError(f"pool.listen: {section.listen!r} is not host:port")
-    return host.strip("[]"), int(port)
+    try:
+        return listen_address(section.listen, "pool.listen")
+    except InvalidValue as error:
+        raise ConfigError(error.message) from None
 
 
 def _chain_of(settings: CoordinatorSettings, data_dir: Path) -> Chain:

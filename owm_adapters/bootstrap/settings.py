@@ -23,7 +23,7 @@ import cattrs
 from owm_adapters.bootstrap import config_sources
 from owm_adapters.files import private_directory
 from owm_adapters.hashing.select import HASHERS
-from owm_core.errors import DomainError
+from owm_core.errors import DomainError, InvalidValue
 
 
 class ConfigError(DomainError):
@@ -200,9 +200,26 @@ def load_node_settings(
         raise ConfigError(
             f"{_where(path)}: mining.pool_url: must be stratum2+tcp://HOST:PORT/AUTHORITY_KEY"
         )
-    if mining.proxy_listen and not re.fullmatch(r"\[?[^\s\]]+\]?:\d{1,5}", mining.proxy_listen):
-        raise ConfigError(f"{_where(path)}: mining.proxy_listen: must be HOST:PORT (empty: off)")
+    if mining.proxy_listen:
+        try:
+            listen_address(mining.proxy_listen, "mining.proxy_listen")
+        except InvalidValue:
+            raise ConfigError(
+                f"{_where(path)}: mining.proxy_listen: must be HOST:PORT (empty: off)"
+            ) from None
     return settings
+
+
+_LISTEN_RE = re.compile(r"(\[?[^\s\]]+\]?):(\d{1,5})")
+
+
+def listen_address(text: str, field: str) -> tuple[str, int]:
+    """``HOST:PORT`` (an IPv6 host in brackets) as an address to listen on; ``InvalidValue``
+    naming ``field`` otherwise (no host, white space in it, no port or one past 65535)."""
+    match = _LISTEN_RE.fullmatch(text)
+    if match is None or int(match[2]) > 65_535:
+        raise InvalidValue(field, f"{text!r} is not HOST:PORT")
+    return match[1].strip("[]"), int(match[2])
 
 
 def _where(path: Path | None) -> str:
