@@ -294,13 +294,11 @@ def verify(envelope: Envelope, *, audience: str, recorded: bool = False) -> None
     except (UnicodeEncodeError, TypeError, ValueError):
         raise SignatureInvalid("envelope body cannot be encoded canonically") from None
     signature = bytes.fromhex(envelope.signature)
-    message = prefix + unsigned
-    if not recorded:
-        verify_signature(envelope.signer, message, signature)
-        return
     try:
-        verify_signature(envelope.signer, message, signature)
+        verify_signature(envelope.signer, prefix + unsigned, signature)
     except SignatureInvalid:
+        if not recorded:
+            raise
         unbound = UNBOUND_ENVELOPE_DOMAIN + envelope.kind.value.encode("ascii") + b"\x00"
         verify_signature(envelope.signer, unbound + unsigned, signature)
 
