@@ -41,12 +41,11 @@ def network_difficulty(network_target: int) -> int:
     return max(1, DIFF1_TARGET // max(network_target, 1))
 
 
-def _bounded(wanted: Fraction, low: Fraction, high: Fraction, policy: VardiffPolicy,
-             max_difficulty: int) -> int:  # fmt: skip
-    """``wanted`` held within ``[low, high]`` and the policy's floor and ``max_difficulty``,
-    rounded down to a whole difficulty (never above what the shares prove)."""
+def _bounded(wanted: Fraction, policy: VardiffPolicy, max_difficulty: int) -> int:
+    """``wanted`` held within the policy's floor and ``max_difficulty``, rounded down to a
+    whole difficulty (never above what the shares prove)."""
     ceiling = max(policy.min_difficulty, max_difficulty)
-    return max(policy.min_difficulty, min(ceiling, int(min(max(wanted, low), high))))
+    return max(policy.min_difficulty, min(ceiling, int(wanted)))
 
 
 def initial_difficulty(nominal_hash_rate: float, policy: VardiffPolicy, max_difficulty: int) -> int:
@@ -57,7 +56,7 @@ def initial_difficulty(nominal_hash_rate: float, policy: VardiffPolicy, max_diff
         return policy.min_difficulty
     rate = Fraction(nominal_hash_rate)
     wanted = rate * 60 / (policy.shares_per_minute * HASHES_PER_DIFFICULTY_1)
-    return _bounded(wanted, wanted, wanted, policy, max_difficulty)
+    return _bounded(wanted, policy, max_difficulty)
 
 
 def retarget_due(accepted: int, elapsed_s: int, policy: VardiffPolicy) -> bool:
@@ -79,5 +78,5 @@ def next_difficulty(
     max_step`` (no share at all: ``current / max_step``), within the floor and
     ``max_difficulty``. Ask only when :func:`retarget_due` says so."""
     wanted = Fraction(current * accepted * 60, max(elapsed_s, 1) * policy.shares_per_minute)
-    return _bounded(wanted, Fraction(current, policy.max_step), Fraction(current * policy.max_step),
-                    policy, max_difficulty)  # fmt: skip
+    step = min(max(wanted, Fraction(current, policy.max_step)), Fraction(current * policy.max_step))
+    return _bounded(step, policy, max_difficulty)
