@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from unittest.mock import patch
 
@@ -16,11 +17,13 @@ import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from owm_adapters.lightning.embedded import SimLedger, SimLightning
 from owm_adapters.services import payouts as payouts_module
 from owm_adapters.services.payouts import LedgerInvoiceSource, PayoutDispatcher
 from owm_adapters.storage.memory import memory_repositories
+from owm_adapters.storage.sql import open_repositories
 from owm_core.market.tasks import Task, TaskRequest, TaskState
 from owm_core.nodes.tiers import Tier
 from owm_core.payments.lightning import PaymentResult, PaymentStatus
@@ -71,7 +74,12 @@ class Outbox:
 
 @pytest.fixture
 def outbox(tmp_path: Path) -> Iterator[Outbox]:
-    repos = memory_repositories()
+    with outbox_on(memory_repositories(), tmp_path) as opened:
+        yield opened
+
+
+@contextmanager
+def outbox_on(repos: Repositories, tmp_path: Path) -> Iterator[Outbox]:
     ledger = SimLedger(tmp_path / "lightning.sqlite3", clock=StepClock().now)
     treasury_key, payee = ledger.add_node("treasury"), ledger.add_node("payee")
     ledger.open_channel(treasury_key, payee, 10_000_000)
@@ -94,6 +102,22 @@ def test_payments_after_a_full_page_of_forfeited_ones_are_paid(outbox: Outbox) -
         for _ in range(math.ceil(25 / 20) + 1):
             outbox.dispatcher.sweep()
     assert outbox.states(25) == [PaymentState.FAILED] * 20 + [PaymentState.SUCCEEDED] * 5
+
+
+def test_payments_stored_after_one_this_version_cannot_read_are_paid(tmp_path: Path) -> None:
+    """A row edited by hand (or by another version) into what this one refuses is passed
+    over by every sweep, and the payments after it, past a full page, are paid."""
+    repos = open_repositories(f"sqlite:///{tmp_path / 'outbox.sqlite3'}")
+    with outbox_on(repos, tmp_path) as outbox:
+        for n in range(25):
+            outbox.enqueue(n)
+        with repos.database.engine.begin() as conn:
+            conn.execute(text("UPDATE payments SET method = 'pigeon' WHERE payment_id = 'pay-0'"))
+        with patch.object(payouts_module, "BATCH", 2):  # 20 owed a page, 4 paid a sweep
+            for _ in range(math.ceil(24 / 4) + 1):
+                outbox.dispatcher.sweep()
+    paid = [repos.payments.for_task(f"task-{n}") for n in range(1, 25)]
+    assert all(p.state is PaymentState.SUCCEEDED for (p,) in paid)
 
 
 def test_in_flight_payments_after_a_full_page_of_stuck_ones_are_looked_up(

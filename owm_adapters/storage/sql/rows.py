@@ -20,6 +20,7 @@ from their type argument and the key column from their table's primary key);
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
@@ -31,6 +32,8 @@ from sqlalchemy import ColumnElement, Row, Select, Table, insert, select, update
 from owm_adapters.storage.sql.database import SqlRepository, int64, upsert
 from owm_core.errors import Conflict
 from owm_core.identity.envelopes import Envelope, from_bytes
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -191,6 +194,11 @@ class EnvelopeRepository(SqlRepository):
         return [from_bytes(bytes(raw)) for raw in raws]
 
 
+_UNREADABLE: set[tuple[int, str, int]] = set()
+"""The rows :meth:`MappedRepository._readable` has logged: (database, kind, position)."""
+_UNREADABLE_KEPT = 10_000
+
+
 class MappedRepository(SqlRepository):
     """A SQL repository whose values map to rows through the row converter."""
 
@@ -220,12 +228,42 @@ class MappedRepository(SqlRepository):
             rows = conn.execute(query).all()
         return [from_row(r, cls) for r in rows]
 
-    def _positioned(self, query: Select[Any], cls: type[T]) -> list[tuple[int, T]]:
-        """Each row ``query`` returns as (its ``seq``, its ``cls`` value), in its order: a
-        keyset page whose last position the caller passes back to go on."""
-        with self._db.tx() as conn:
-            rows = conn.execute(query).all()
-        return [(r.seq, from_row(r, cls)) for r in rows]
+    def _positioned(
+        self, page: Callable[[int, int], Select[Any]], after: int, limit: int, cls: type[T]
+    ) -> list[tuple[int, T]]:
+        """A sweep's keyset page: up to ``limit`` rows stored after position ``after``, each as
+        (its ``seq``, its ``cls`` value), in position order; ``page(after, limit)`` selects
+        them. A row that cannot be read back as a ``cls`` value (edited by hand, or written by
+        a version whose values this one refuses) is logged once and passed over, and the page
+        reads on after it: one such row must neither end every sweep nor make a page come back
+        short, which sends a sweep back to its start and would starve the rows after it."""
+        found: list[tuple[int, T]] = []
+        while len(found) < limit:
+            wanted = limit - len(found)
+            with self._db.tx() as conn:
+                rows = conn.execute(page(after, wanted)).all()
+            found += [(r.seq, v) for r in rows if (v := self._readable(r, cls)) is not None]
+            if len(rows) < wanted:
+                break
+            after = rows[-1].seq
+        return found
+
+    def _readable(self, row: Row[Any], cls: type[T]) -> T | None:
+        """``row``'s ``cls`` value, or None (logged once per row) if it cannot be read. Only
+        the kind of failure is logged: a row's values may include what logs must not show."""
+        try:
+            return from_row(row, cls)
+        except Exception as error:  # any refusal by the converter or the value's validators
+            seen = (id(self._db), cls.__name__, row.seq)
+            if seen not in _UNREADABLE:
+                if len(_UNREADABLE) >= _UNREADABLE_KEPT:
+                    _UNREADABLE.clear()
+                _UNREADABLE.add(seen)
+                log.warning(
+                    "the %s stored at position %d cannot be read (%s): passed over until it "
+                    "is mended or removed", cls.__name__, row.seq, type(error).__name__,
+                )  # fmt: skip
+            return None
 
 
 class _ByKeyRepository(MappedRepository, Generic[V]):

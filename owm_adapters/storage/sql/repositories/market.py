@@ -44,7 +44,7 @@ register_row(
 )
 
 
-class SqlTaskRepository(SqlRepository):
+class SqlTaskRepository(MappedRepository):
     """Tasks (request flattened, state, assignment) in the ``tasks`` table."""
 
     def add(self, task: Task) -> None:
@@ -86,26 +86,20 @@ class SqlTaskRepository(SqlRepository):
     ) -> Sequence[tuple[int, Task]]:
         """Up to ``limit`` tasks in ``state`` stored after position ``after``, with positions."""
         c = t.tasks.c
-        query = (
-            select(t.tasks)
-            .where(c.state == state.value, c.seq > after)
-            .order_by(c.seq)
-            .limit(limit)
-        )
-        with self._db.tx() as conn:
-            return [(r.seq, from_row(r, Task)) for r in conn.execute(query).all()]
+        return self._positioned(
+            lambda after, limit: select(t.tasks)
+            .where(c.state == state.value, c.seq > after).order_by(c.seq).limit(limit),
+            after, limit, Task,
+        )  # fmt: skip
 
     def waiting(self, after: int = 0, limit: int = 100) -> Sequence[tuple[int, Task]]:
         """Up to ``limit`` assignable tasks stored after position ``after``, with positions."""
         c = t.tasks.c
-        query = (
-            select(t.tasks)
-            .where(c.state.in_(_ASSIGNABLE), c.seq > after)
-            .order_by(c.seq)
-            .limit(limit)
-        )
-        with self._db.tx() as conn:
-            return [(r.seq, from_row(r, Task)) for r in conn.execute(query).all()]
+        return self._positioned(
+            lambda after, limit: select(t.tasks)
+            .where(c.state.in_(_ASSIGNABLE), c.seq > after).order_by(c.seq).limit(limit),
+            after, limit, Task,
+        )  # fmt: skip
 
     def expired_after(
         self, now: int, after: tuple[int, int] = (0, 0), limit: int = 100

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, union_all, update
+from sqlalchemy import Select, delete, func, insert, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -122,20 +122,22 @@ class SqlPaymentRepository(MappedRepository):
         One page per state, merged: each is an ordered range of the ``(state, seq)`` index
         that stops at ``limit`` rows, where a single ``state IN (...)`` cannot be read in
         ``seq`` order and would sort every owed payment after ``after`` on each sweep."""
-        c = t.payments.c
-        pages = [
-            select(
-                select(t.payments).where(c.state == value, c.seq > after)
-                .order_by(c.seq).limit(limit).subquery()  # SQLite: no LIMIT in a UNION's arm
-            )
-            for value in sorted({s.value for s in states})
-        ]
-        if not pages:
+        values = sorted({s.value for s in states})
+        if not values:
             return []
-        merged = union_all(*pages).subquery()
-        return self._positioned(
-            select(merged).order_by(merged.c.seq).limit(limit), RewardPayment
-        )
+        c = t.payments.c
+
+        def page(after: int, limit: int) -> Select[Any]:
+            merged = union_all(*(
+                select(
+                    select(t.payments).where(c.state == value, c.seq > after)
+                    .order_by(c.seq).limit(limit).subquery()  # SQLite: no LIMIT in a UNION's arm
+                )
+                for value in values
+            )).subquery()  # fmt: skip
+            return select(merged).order_by(merged.c.seq).limit(limit)
+
+        return self._positioned(page, after, limit, RewardPayment)
 
     def log_attempt(self, attempt: PaymentAttempt) -> None:
         """Append one line to the payment log (SRS-LN-05)."""
