@@ -142,11 +142,8 @@ def proxy(
     accepts them with a key of its own, opens a connection to the pool for each, signed in as
     the node (the user name becomes the worker name), and passes everything else through.
     Runs until SIGTERM or Ctrl-C."""
-    from owm_adapters.bootstrap.mining_proxy import (
-        allowed_networks,
-            mining_proxy,
-    )
-    from owm_adapters.bootstrap.settings import listen_address
+    from owm_adapters.bootstrap.mining_proxy import mining_proxy
+    from owm_adapters.bootstrap.settings import allowed_networks, listen_address
     from owm_cli.signals import stopped_by_signals
 
     url = PoolUrl.parse(pool_url)

@@ -9,10 +9,9 @@ signed in as the node.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -21,7 +20,6 @@ from owm_adapters.bootstrap.pool import certified_key, pool_url
 from owm_adapters.pool.connection import NoiseSocket, dial
 from owm_adapters.pool.proxy import RelayCounts, relays
 from owm_adapters.pool.server import PoolServer
-from owm_core.errors import InvalidValue
 from owm_core.identity.keys import Identity
 from owm_core.pool.noise import PoolUrl
 
@@ -51,37 +49,14 @@ class MiningProxy:
         self.server.stop()
 
 
-def allowed_networks(networks: Sequence[str], field: str) -> Callable[[str], bool] | None:
-    """Whether an address is in one of ``networks`` (CIDR, IPv4 or IPv6; an IPv4 address seen
-    as IPv6-mapped counts as IPv4); None for no networks (any address). ``InvalidValue``
-    naming ``field`` for one that is not a network."""
-    if not networks:
-        return None
-    try:
-        parsed = [ipaddress.ip_network(n.strip(), strict=False) for n in networks]
-    except ValueError as error:
-        raise InvalidValue(field, str(error)) from None
-
-    def allowed(host: str) -> bool:
-        try:
-            address = ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in parsed)
-
-    return allowed
-
-
 def mining_proxy(
     pool: PoolUrl, identity: Identity, key_dir: Path, now: int,
     *, listen: tuple[str, int] = DEFAULT_LISTEN, max_miners: int = DEFAULT_MAX_MINERS,
     allowed: Callable[[str], bool] | None = None,
 ) -> MiningProxy:  # fmt: skip
     """The proxy for ``identity``'s miners to ``pool`` (not started): at most ``max_miners``
-    at once, from the addresses ``allowed`` takes (:func:`allowed_networks`; None: any that can
-    reach ``listen``); its certificate valid for a year from ``now``."""
+    at once, from the addresses ``allowed`` takes (``settings.allowed_networks``; None: any
+    that can reach ``listen``); its certificate valid for a year from ``now``."""
     static, authority = certified_key(key_dir, CERTIFICATE_DAYS, now)
     counts = RelayCounts()
 

@@ -24,12 +24,13 @@ from pathlib import Path
 import attrs
 
 from owm_adapters.bootstrap.lightning import cln_from_socket, lnd_from_files
-from owm_adapters.bootstrap.mining_proxy import (
-    MiningProxy,
+from owm_adapters.bootstrap.mining_proxy import MiningProxy, mining_proxy
+from owm_adapters.bootstrap.settings import (
+    ConfigError,
+    NodeSettings,
     allowed_networks,
-    mining_proxy,
+    listen_address,
 )
-from owm_adapters.bootstrap.settings import ConfigError, NodeSettings, listen_address
 from owm_adapters.clock import SystemClock
 from owm_adapters.control_plane import tls_files
 from owm_adapters.control_plane.tls import ClientTls

@@ -10,10 +10,11 @@ file > defaults), and a file holding a secret must be private: see
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -207,6 +208,10 @@ def load_node_settings(
             raise ConfigError(
                 f"{_where(path)}: mining.proxy_listen: must be HOST:PORT (empty: off)"
             ) from None
+    try:
+        allowed_networks(mining.proxy_allow, "mining.proxy_allow")
+    except InvalidValue as error:
+        raise ConfigError(f"{_where(path)}: {error}") from None
     return settings
 
 
@@ -220,6 +225,29 @@ def listen_address(text: str, field: str) -> tuple[str, int]:
     if match is None or int(match[2]) > 65_535:
         raise InvalidValue(field, f"{text!r} is not HOST:PORT")
     return match[1].strip("[]"), int(match[2])
+
+
+def allowed_networks(networks: Sequence[str], field: str) -> Callable[[str], bool] | None:
+    """Whether an address is in one of ``networks`` (CIDR, IPv4 or IPv6; an IPv4 address seen
+    as IPv6-mapped counts as IPv4); None for no networks (any address). ``InvalidValue``
+    naming ``field`` for one that is not a network."""
+    if not networks:
+        return None
+    try:
+        parsed = [ipaddress.ip_network(n.strip(), strict=False) for n in networks]
+    except ValueError as error:
+        raise InvalidValue(field, str(error)) from None
+
+    def allowed(host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in parsed)
+
+    return allowed
 
 
 def _where(path: Path | None) -> str:

@@ -225,7 +225,9 @@ def test_proxy_listen_in_owm_toml_runs_the_login_proxy_with_the_node_for_sv2_fir
     assert value(scraped, "owm_node_mining_proxy_shares_accepted_total") == 2
 
 
-def test_a_proxy_listen_address_without_a_port_or_a_pool_is_a_config_error(tmp_path: Path) -> None:
+def test_a_proxy_listen_address_without_a_port_a_pool_or_a_network_is_a_config_error(
+    tmp_path: Path,
+) -> None:
     config = tmp_path / "owm.toml"
     config.write_text('[mining]\nproxy_listen = "127.0.0.1:34255"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"mining\.pool_url"):
@@ -233,4 +235,8 @@ def test_a_proxy_listen_address_without_a_port_or_a_pool_is_a_config_error(tmp_p
     pool = "stratum2+tcp://pool.example:34254/9bXiEd8boQVhq7WddEcERUL5tyyJVFYdU8th3HfbNXK3Yw6GRXh"
     config.write_text(f'[mining]\npool_url = "{pool}"\nproxy_listen = "somewhere"\n')
     with pytest.raises(ConfigError, match=r"mining\.proxy_listen: must be HOST:PORT"):
+        load_node_settings(config)
+    config.write_text(f'[mining]\npool_url = "{pool}"\nproxy_listen = "127.0.0.1:34255"\n'
+                      'proxy_allow = ["192.168.1.0/24", "10.0.0.300/8"]\n')  # fmt: skip
+    with pytest.raises(ConfigError, match=r"owm\.toml: mining\.proxy_allow: .*10\.0\.0\.300"):
         load_node_settings(config)

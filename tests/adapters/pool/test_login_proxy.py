@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from owm_adapters.bootstrap.mining_proxy import MiningProxy, allowed_networks, mining_proxy
+from owm_adapters.bootstrap.mining_proxy import MiningProxy, mining_proxy
+from owm_adapters.bootstrap.settings import allowed_networks
 from owm_adapters.chain.local_chain import LocalChain
 from owm_adapters.pool.miner import StratumMiner
 from owm_adapters.pool.server import PoolServer
