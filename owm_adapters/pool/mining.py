@@ -194,11 +194,7 @@ class MiningPool:
         connections to send new work. Whether the epoch changed."""
         template = self._chain.block_template()
         with self._lock:
-            current = self.template
-            if current is not None and (current.previous_block_hash, current.height) == (
-                template.previous_block_hash,
-                template.height,
-            ):
+            if _tip(self.template) == _tip(template):
                 return False
             self.template = template
             self.epoch += 1
@@ -214,10 +210,12 @@ class MiningPool:
             self._notify("vardiff")
 
     def set_share_difficulty(self, difficulty: int) -> None:
-        """Change the share difficulty; open channels get ``SetTarget`` with the new target."""
+        """Change the share difficulty and vardiff's floor; open channels get ``SetTarget``."""
         bitcoin.share_target(difficulty)
         with self._lock:
             self.share_difficulty = difficulty
+            if self.vardiff is not None:
+                self.vardiff = attrs.evolve(self.vardiff, min_difficulty=difficulty)
         self._notify("target")
 
     def _notify(self, event: str) -> None:
@@ -447,6 +445,11 @@ class MiningPool:
         log.info("block found: %s", block_hash)
         self.refresh()
         return block_hash
+
+
+def _tip(template: BlockTemplate | None) -> tuple[str, int] | None:
+    """What a template builds on: its previous block and height (None: no template yet)."""
+    return None if template is None else (template.previous_block_hash, template.height)
 
 
 def _prepared(

@@ -118,6 +118,15 @@ def test_a_silent_channel_falls_a_step_a_minute_to_the_floor_each_step_sent_as_s
     miner.close()
 
 
+def test_a_new_share_difficulty_is_vardiffs_floor_too(stage: Stage) -> None:
+    miner = stage.miner(1e12)
+    stage.pool.set_share_difficulty(9)
+    assert set_target(miner) == 9  # every channel is set afresh
+    stage.minute_later()  # silent: it would fall to 2, but 9 is the floor now
+    assert stage.channel().difficulty == 9
+    miner.close()
+
+
 def test_a_busy_channel_rises_and_shares_mined_before_the_change_are_judged_at_the_old_target(
     stage: Stage,
 ) -> None:
