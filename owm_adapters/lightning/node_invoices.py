@@ -33,6 +33,7 @@ import threading
 import attrs
 import bolt11
 
+from owm_core.coordination.wire import open_envelope
 from owm_core.errors import InvalidValue, LightningUnavailable, NotFound
 from owm_core.identity import envelopes
 from owm_core.identity.envelopes import EnvelopeKind, PayoutInvoice, PayoutQuery, ReplayGuard
@@ -120,10 +121,7 @@ class NodeInvoiceSource:
     # -- the node's side ---------------------------------------------------------------------
 
     def _signer_node(self, raw: bytes, kind: EnvelopeKind) -> tuple[Node, object]:
-        envelope = envelopes.from_bytes(raw)
-        if envelope.kind is not kind:
-            raise InvalidValue("envelope", f"must be a {kind.value} envelope")
-        envelopes.verify(envelope, audience=self.coordinator_key)
+        envelope = open_envelope(raw, kind, "envelope", self.coordinator_key)
         body = envelopes.open_body(envelope)
         node = self.repositories.nodes.get(envelope.signer_node_id)
         if node is None:  # before the nonce: strangers cannot fill the guard (SRS-SEC-03)
