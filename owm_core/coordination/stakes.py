@@ -18,12 +18,12 @@ Pure functions over the ports (narrow stores from :mod:`owm_core.ports.stores`, 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 
 from owm_core import fields
-from owm_core.errors import InvalidValue, NotFound
+from owm_core.errors import DomainError, InvalidValue, LightningUnavailable, NotFound
 from owm_core.identity.keys import node_id_from_public_key, parse_public_key
 from owm_core.nodes.tiers import StakeRequirements, Tier
 from owm_core.payments.lightning import Channel
@@ -140,15 +140,31 @@ def reverify_due_stakes(
     now: int,
     requirements: StakeRequirements | None = None,
     policy: StakePolicy | None = None,
+    *,
+    skipped: Callable[[Stake, DomainError], None] | None = None,
 ) -> list[Stake]:
     """Re-verify every stake whose verification is due (SRS-STAKE-02); return the new records.
 
     ``policy`` sets the period (6 h by default) and the degraded grace (24 h, SRS-STAKE-03).
+    With ``skipped``, a stake whose re-check fails on its own (its node record gone, its
+    channel bound to another node by a coordinator beside this one meanwhile, an answer about
+    its peer that the Lightning adapter refuses) is handed to it and the pass goes on: it stays
+    due, first in line, and would otherwise hold back every stake due after it on every pass.
+    ``LightningUnavailable`` always ends the pass (the treasury's node is down: no stake can be
+    checked), as does any failure when ``skipped`` is None.
     """
-    return [
-        recheck_stake(repositories, lightning, stake, now, requirements, policy)
-        for stake in repositories.stakes.due_for_verification(now)
-    ]
+    rechecked = []
+    for stake in repositories.stakes.due_for_verification(now):
+        try:
+            rechecked.append(recheck_stake(repositories, lightning, stake, now, requirements,
+                                           policy))  # fmt: skip
+        except LightningUnavailable:
+            raise
+        except DomainError as error:
+            if skipped is None:
+                raise
+            skipped(stake, error)
+    return rechecked
 
 
 @attrs.frozen

@@ -9,6 +9,7 @@ server calls it concurrently); the rules are
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -32,13 +33,17 @@ from owm_core.coordination.stakes import (
     stake_of,
     stake_terms,
 )
-from owm_core.errors import InvalidTransition, InvalidValue, NotFound
+from owm_core.errors import DomainError, InvalidTransition, InvalidValue, NotFound
 from owm_core.identity.envelopes import CapabilityManifest
 from owm_core.nodes.registry import Node, NodeStatus
 from owm_core.ports.clock import Clock
 from owm_core.ports.lightning import Lightning
 from owm_core.ports.repositories import Repositories
 from owm_core.stake.channel import Stake, StakeStatus
+
+log = logging.getLogger(__name__)
+
+_FAILURES_KEPT = 10_000
 
 
 @attrs.define(eq=False)
@@ -58,6 +63,8 @@ class Registrar:
     _challenges: ChallengeBook = attrs.field(init=False)
     _limiters: dict[Transport, SlidingWindowLimiter] = attrs.field(init=False)
     _auth_lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
+    #: The failure last logged for each stake a re-verification pass skipped.
+    _stake_failures: dict[str, str] = attrs.field(init=False, factory=dict)
 
     @_challenges.default
     def _shared_challenges(self) -> ChallengeBook:
@@ -187,11 +194,23 @@ class Registrar:
         return node, CapabilityManifest.from_body(envelope.body)
 
     def reverify_stakes(self) -> list[Stake]:
-        """Re-verify the stakes that are due (SRS-STAKE-02/03); return their new records."""
+        """Re-verify the stakes that are due (SRS-STAKE-02/03); return their new records. A
+        stake whose re-check fails on its own is logged (again only when its failure changes)
+        and retried next pass, while the pass goes on to the others."""
         return reverify_due_stakes(
             self.repositories,
             self.lightning,
             self.clock.now(),
             self.config.stake_requirements,
             self.config.stake_policy,
+            skipped=self._skipped,
         )
+
+    def _skipped(self, stake: Stake, error: DomainError) -> None:
+        if self._stake_failures.get(stake.public_key) == error.message:
+            return
+        if len(self._stake_failures) >= _FAILURES_KEPT:
+            self._stake_failures.clear()
+        self._stake_failures[stake.public_key] = error.message
+        log.warning("stake of node %s not re-verified, retried next pass: %s",
+                    stake_node_id(stake), error.message)  # fmt: skip

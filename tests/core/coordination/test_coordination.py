@@ -46,6 +46,7 @@ from owm_core.errors import (
     Conflict,
     InvalidTransition,
     InvalidValue,
+    LightningUnavailable,
     RateLimited,
     ReplayRejected,
     SignatureInvalid,
@@ -614,6 +615,52 @@ def test_a_due_stake_whose_channel_shrank_is_degraded_then_suspended() -> None:
 
     (suspended,) = reverify_due_stakes(repos, lightning, NOW + 6 * 3600 + 24 * 3600)
     assert suspended.status is StakeStatus.SUSPENDED
+
+
+class PartlyFailingLightning(FakeLightning):
+    """Answers for every peer but those in ``refused`` (an answer the adapter refuses), or
+    for none while ``down``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: set[str] = set()
+        self.down = False
+
+    def channels_with(self, peer_pubkey: str) -> list[Channel]:
+        if self.down:
+            raise LightningUnavailable("lnd: unavailable")
+        if peer_pubkey in self.refused:
+            raise InvalidValue("channels", f"a channel with {peer_pubkey} that does not parse")
+        return super().channels_with(peer_pubkey)
+
+
+@given(failing=st.lists(st.booleans(), min_size=1, max_size=5))
+@settings(max_examples=25, deadline=None)
+def test_a_stake_that_cannot_be_rechecked_holds_back_no_other_in_its_pass(
+    failing: list[bool],
+) -> None:
+    lightning = PartlyFailingLightning()
+    repos, operators = memory_repositories(), [identity() for _ in failing]
+    for who in operators:
+        register_with(lightning, repos, who)
+    lightning.capacity_sat = 10_000  # below the t1 minimum: a stake rechecked is degraded
+    failed = [w.public_key_hex for w, fails in zip(operators, failing, strict=True) if fails]
+    lightning.refused = {ln_pubkey_of(w) for w in operators if w.public_key_hex in failed}
+    skipped: list[str] = []
+
+    rechecked = reverify_due_stakes(repos, lightning, NOW + 6 * 3600,
+                                    skipped=lambda stake, _: skipped.append(stake.public_key))
+    assert sorted(s.public_key for s in rechecked) == sorted(
+        w.public_key_hex for w in operators if w.public_key_hex not in failed
+    )
+    assert all(s.status is StakeStatus.DEGRADED for s in rechecked)
+    assert sorted(skipped) == sorted(failed)
+    for key in skipped:  # unchanged, and due again next pass
+        stake = repos.stakes.get(key)
+        assert stake.status is StakeStatus.ACTIVE and stake.next_verification_at <= NOW + 6 * 3600
+    lightning.down = True  # the treasury's node down: the pass ends, nothing is skipped
+    with pytest.raises(LightningUnavailable):
+        reverify_due_stakes(repos, lightning, NOW + 30 * 3600, skipped=lambda *_: pytest.fail())
 
 
 # --------------------------------------------------------------------------- rejections
