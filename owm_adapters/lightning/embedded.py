@@ -74,6 +74,8 @@ CREATE TABLE IF NOT EXISTS sim_ln_channels (
     closing_txid TEXT,
     forced INTEGER
 );
+CREATE INDEX IF NOT EXISTS sim_ln_channels_a ON sim_ln_channels (node_a, node_b);
+CREATE INDEX IF NOT EXISTS sim_ln_channels_b ON sim_ln_channels (node_b, node_a);
 CREATE TABLE IF NOT EXISTS sim_ln_invoices (
     payment_hash TEXT PRIMARY KEY,
     payee TEXT NOT NULL,
@@ -401,16 +403,21 @@ class SimLedger:
 
 
     def channels_of(self, pubkey: str, peer_pubkey: str | None) -> list[Channel]:
-        """Open channels of ``pubkey``, all of them or only those with ``peer_pubkey``."""
-        rows = self._file.all(
-            "SELECT * FROM sim_ln_channels WHERE closed_at IS NULL"
-            " AND (node_a = ? OR node_b = ?) ORDER BY id",
-            (pubkey, pubkey),
-        )
-        channels = [_channel(row, pubkey) for row in rows]
+        """Open channels of ``pubkey``, all of them or only those with ``peer_pubkey`` (read
+        through the index on the pair: the treasury asks once per node for each stake check)."""
         if peer_pubkey is None:
-            return channels
-        return [c for c in channels if c.peer_pubkey == peer_pubkey]
+            rows = self._file.all(
+                "SELECT * FROM sim_ln_channels WHERE closed_at IS NULL"
+                " AND (node_a = ? OR node_b = ?) ORDER BY id",
+                (pubkey, pubkey),
+            )
+        else:
+            rows = self._file.all(
+                "SELECT * FROM sim_ln_channels WHERE closed_at IS NULL"
+                " AND ((node_a = ? AND node_b = ?) OR (node_b = ? AND node_a = ?)) ORDER BY id",
+                (pubkey, peer_pubkey, pubkey, peer_pubkey),
+            )
+        return [_channel(row, pubkey) for row in rows]
 
     def create_invoice(self, payee: str, amount_msat: int, memo: str, expiry_s: int) -> Invoice:
         """Issue a real signed BOLT11 invoice from ``payee`` with a fresh preimage."""
