@@ -4,8 +4,14 @@ it (the rule itself: ``owm_core.coordination.stakes.reverify_due_stakes``)."""
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
+
 import pytest
 
+from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.services.coordinator.market import Market
 from owm_adapters.services.coordinator.registrar import Registrar
 from owm_adapters.services.coordinator.shared import ServiceConfig
 from owm_adapters.storage.memory import memory_repositories
@@ -18,7 +24,7 @@ from tests.core.coordination.test_coordination import (
     register_with,
 )
 from tests.reveals import COORDINATOR_KEY_HEX
-from tests.server.harness import StepClock
+from tests.server.harness import StepClock, start_coordinator
 
 
 def test_a_stake_that_fails_its_recheck_is_logged_once_and_the_pass_goes_on(
@@ -43,3 +49,35 @@ def test_a_stake_that_fails_its_recheck_is_logged_once_and_the_pass_goes_on(
     degraded = repos.stakes.get(second.public_key_hex)
     assert failed is not None and failed.status is StakeStatus.ACTIVE
     assert degraded is not None and degraded.status is StakeStatus.DEGRADED
+
+
+def test_a_long_stake_pass_holds_up_no_market_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass over thousands of nodes takes a while (bench/stake_recheck.py); the market's
+    ticks (dispatch sweeps, time-outs, reveal windows) go on meanwhile."""
+    in_pass, release, ticks = threading.Event(), threading.Event(), []
+    tick = Market.tick
+
+    def slow_pass(self: Registrar) -> list[object]:
+        in_pass.set()
+        release.wait(10)
+        return []
+
+    def counted_tick(self: Market, **options: bool) -> object:
+        ticks.append(time.monotonic())
+        return tick(self, **options)
+
+    monkeypatch.setattr(Registrar, "reverify_stakes", slow_pass)
+    monkeypatch.setattr(Market, "tick", counted_tick)
+    coordinator = start_coordinator(
+        memory_repositories(), SimLedger(tmp_path / "ln.sqlite3"), StepClock()
+    )
+    try:
+        assert in_pass.wait(5)
+        before = len(ticks)
+        time.sleep(0.5)  # ten ticks of 0.05 s
+        assert len(ticks) - before >= 3
+    finally:
+        release.set()
+        coordinator.stop()
