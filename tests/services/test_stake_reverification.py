@@ -4,6 +4,9 @@ it (the rule itself: ``owm_core.coordination.stakes.reverify_due_stakes``)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -81,3 +84,18 @@ def test_a_long_stake_pass_holds_up_no_market_tick(
     finally:
         release.set()
         coordinator.stop()
+
+
+@pytest.mark.parametrize("lightning", ["embedded", "lnd"])
+def test_the_stake_pass_bench_rechecks_every_node_and_ends_with_its_figures(
+    lightning: str,
+) -> None:
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "bench/stake_recheck.py", "--nodes", "30", "--lightning", lightning],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True,
+        timeout=120, check=True,
+    )  # fmt: skip
+    figures = dict(pair.split("=") for pair in done.stdout.strip().splitlines()[-1].split())
+    assert figures["nodes"] == "30" and figures["lightning"] == lightning
+    assert float(figures["pass_s"]) > 0 and float(figures["period_share"]) < 1
