@@ -30,7 +30,6 @@ from prometheus_client.registry import Collector
 from owm_adapters.bootstrap.pool import PoolWorker
 from owm_adapters.bootstrap.settings import ConfigError
 from owm_adapters.services.coordinator.service import CoordinatorService
-from owm_core.stake.slashing import SlashingLogEntry
 from owm_server.grpc.metrics import RpcMetrics
 from owm_server.http.metrics import HttpMetrics
 
@@ -66,32 +65,17 @@ SLASHING_WINDOW_S = 7 * 24 * 3600
 
 def stake_figures(service: CoordinatorService) -> dict[str, int]:
     """The stake manager's figures (SRS-STAKE-09): active channels, sats staked by live
-    (active or degraded) stakes, slashing-log entries of the last 7 days, degraded nodes."""
-    from owm_core.stake.channel import StakeStatus
-
+    (active or degraded) stakes, slashing-log entries of the last 7 days, degraded nodes; two
+    aggregate reads of the store, whatever the number of nodes."""
     repositories = service.repositories
-    now = service.clock.now()
-    active = degraded = staked = 0
-    for node in repositories.nodes.list():
-        stake = repositories.stakes.get(node.public_key)
-        if stake is None:
-            continue
-        if stake.status is StakeStatus.ACTIVE:
-            active += 1 if stake.channel is not None else 0
-        elif stake.status is StakeStatus.DEGRADED:
-            degraded += 1
-        if stake.status in (StakeStatus.ACTIVE, StakeStatus.DEGRADED):
-            staked += stake.capacity_sat
-    recent = sum(
-        1
-        for e in repositories.slashing_log.entries(0, None)
-        if isinstance(e, SlashingLogEntry) and e.at >= now - SLASHING_WINDOW_S
-    )
+    tally = repositories.stakes.tally()
     return {
-        "active_channels": active,
-        "staked_sat": staked,
-        "slashing_events_7d": recent,
-        "degraded_nodes": degraded,
+        "active_channels": tally.active_channels,
+        "staked_sat": tally.staked_sat,
+        "slashing_events_7d": repositories.slashing_log.slashings_since(
+            service.clock.now() - SLASHING_WINDOW_S
+        ),
+        "degraded_nodes": tally.degraded_nodes,
     }
 
 

@@ -14,10 +14,12 @@ from owm_core.stake.channel import Stake
 from owm_core.stake.reporters import ChannelBindings
 from owm_core.stake.slashing import (
     SlashingDecision,
+    SlashingLogEntry,
     SlashingLogRecord,
     SlashingSignal,
     check_next_entry,
 )
+from owm_core.stake.tally import StakeTally, tally_stakes
 
 _PUBLIC_KEY = operator.attrgetter("public_key")
 _DUE_AT = operator.attrgetter("next_verification_at")
@@ -58,6 +60,13 @@ class MemoryStakeRepository(StateRepository):
         """Up to ``limit`` status changes at or after ``start``, in the order they were saved."""
         with self._lock:
             return [c for c in self._state.stake_changes if c.at >= start][:limit]
+
+    def tally(self) -> StakeTally:
+        """The tally of the registered nodes' stakes (SRS-STAKE-09)."""
+        with self._lock:
+            stakes = self._state.stakes
+            keys = (node.public_key for node in self._state.nodes.values())
+            return tally_stakes(stakes[key] for key in keys if key in stakes)
 
 
 class MemoryChannelBindingRepository(StateRepository):
@@ -111,6 +120,12 @@ class MemorySlashingLogRepository(StateRepository):
         """The last entry (the head of the chain), or None for an empty log."""
         with self._lock:
             return self._state.slashing_log[-1] if self._state.slashing_log else None
+
+    def slashings_since(self, at: int) -> int:
+        """How many slashing entries (reversals not counted) were made at or after ``at``."""
+        with self._lock:
+            log = self._state.slashing_log
+            return sum(1 for e in log if isinstance(e, SlashingLogEntry) and e.at >= at)
 
 
 class MemorySlashingEvidenceRepository(StateRepository):

@@ -13,6 +13,7 @@ from owm_core.identity.envelopes import Envelope
 from owm_core.stake.changes import StakeChange
 from owm_core.stake.channel import Stake
 from owm_core.stake.slashing import SlashingDecision, SlashingLogRecord, SlashingSignal
+from owm_core.stake.tally import StakeTally
 
 
 class StakeRepository(Protocol):
@@ -33,6 +34,11 @@ class StakeRepository(Protocol):
 
     def changes(self, start: int, limit: int = 10_000) -> Sequence[StakeChange]:
         """Up to ``limit`` status changes at or after ``start``, in the order they were saved."""
+        ...
+
+    def tally(self) -> StakeTally:
+        """:func:`~owm_core.stake.tally.tally_stakes` over the stakes of the registered nodes
+        (a key with no node record counts nothing; SRS-STAKE-09)."""
         ...
 
 
@@ -72,6 +78,10 @@ class SlashingLogRepository(Protocol):
 
     def latest(self) -> SlashingLogRecord | None:
         """The last entry (the head of the chain), or None for an empty log."""
+        ...
+
+    def slashings_since(self, at: int) -> int:
+        """How many slashing entries (reversals not counted) were made at or after ``at``."""
         ...
 
 

@@ -100,6 +100,7 @@ from owm_core.stake.slashing import (
     append_to_log,
     verify_log,
 )
+from owm_core.stake.tally import StakeTally, tally_stakes
 from tests.reveals import COORDINATOR_KEY_HEX
 
 pytestmark = pytest.mark.timeout(120)
@@ -396,6 +397,39 @@ def test_stakes_round_trip_with_their_channel_and_come_due_in_order(repos: Repos
     repos.stakes.save(degraded)
     assert repos.stakes.get(active.public_key) == degraded
     assert repos.stakes.get("e" * 64) is None
+
+
+def test_the_stake_tally_counts_the_registered_nodes_stakes_by_the_core_rule(
+    repos: Repositories,
+) -> None:
+    """SRS-STAKE-09's figures, which the SQL store answers in one query: the active stakes,
+    the capacity of active and degraded ones, the degraded ones; stakes of keys with no node
+    record (gone, or never registered) and the other states count nothing."""
+    channel = StakeChannel(
+        channel_id="850000x12x1", channel_point="ab" * 32 + ":1", peer_pubkey="03" + "cd" * 32,
+        capacity_sat=2_000_000, local_balance_sat=0, remote_balance_sat=2_000_000,
+        confirmations=6, active=True,
+    )  # fmt: skip
+    kinds = [(StakeStatus.ACTIVE, channel), (StakeStatus.DEGRADED, channel),
+             (StakeStatus.DEGRADED, None), (StakeStatus.PENDING, channel),
+             (StakeStatus.SUSPENDED, None), (StakeStatus.ACTIVE, channel)]  # fmt: skip
+    assert repos.stakes.tally() == StakeTally()
+    stakes = []
+    for i, (status, held) in enumerate(kinds, start=1):
+        stake = Stake(
+            public_key=identity(i).public_key_hex, tier=Tier.T2, status=status,
+            required_sats=1_000_000, capacity_sat=1_000_000 * i, bonus_bps=10_000,
+            changed_at=T0, channel=held,
+            grace_until=T0 + DAY if status is StakeStatus.DEGRADED else None,
+        )  # fmt: skip
+        repos.stakes.save(stake)
+        stakes.append(stake)
+    for i in range(1, len(kinds)):  # the last key has no node record
+        repos.nodes.add(a_node(i))
+    tally = repos.stakes.tally()
+    assert tally == tally_stakes(stakes[:-1])
+    assert tally == StakeTally(active_channels=1, staked_sat=(1 + 2 + 3) * 1_000_000,
+                               degraded_nodes=2)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- tasks
@@ -810,7 +844,7 @@ def test_the_slashing_log_port_has_no_way_to_edit_or_remove_entries(
     repos: Repositories,
 ) -> None:
     public = {name for name in dir(repos.slashing_log) if not name.startswith("_")}
-    assert public == {"append", "entries", "latest"}
+    assert public == {"append", "entries", "latest", "slashings_since"}
 
 
 def test_concurrent_appends_of_the_same_index_keep_a_single_chain(repos: Repositories) -> None:

@@ -230,3 +230,5 @@ def test_a_reversal_entry_is_chained_stored_and_read_back_beside_the_slashings(
     again = backend.reopen().slashing_log
     assert again.entries() == [slash, entry] and again.latest() == entry
     assert verify_log(again.entries(), COORDINATOR.public_key_hex, entry.entry_hash()).ok
+    # the stake metrics' "slashing events": slashings since a time, never their reversals
+    assert [again.slashings_since(at) for at in (T0 - 1, T0 + 1, T0 + 51)] == [1, 0, 0]

@@ -77,6 +77,13 @@ class SqlSlashingLogRepository(SqlRepository):
         with self._db.tx() as conn:
             return self._latest(conn)
 
+    def slashings_since(self, at: int) -> int:
+        """How many slashing entries (reversals not counted) were made at or after ``at``."""
+        c = t.slashing_log.c
+        query = select(func.count()).where(c.reverses.is_(None), c.at >= at)
+        with self._db.tx() as conn:
+            return int(conn.execute(query).scalar_one())
+
     @staticmethod
     def _latest(conn: Connection) -> SlashingLogRecord | None:
         query = select(t.slashing_log).order_by(t.slashing_log.c.entry_index.desc()).limit(1)

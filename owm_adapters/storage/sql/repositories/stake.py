@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 
 from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.database import SqlRepository, upsert
@@ -19,8 +19,9 @@ from owm_adapters.storage.sql.rows import (
 )
 from owm_core.errors import Conflict
 from owm_core.stake.changes import StakeChange, change_of
-from owm_core.stake.channel import Stake
+from owm_core.stake.channel import Stake, StakeStatus
 from owm_core.stake.reporters import channel_taken
+from owm_core.stake.tally import StakeTally
 
 register_row(
     Stake,
@@ -79,6 +80,23 @@ class SqlStakeRepository(SqlRepository):
         with self._db.tx() as conn:
             rows = conn.execute(query).all()
         return [from_row(r, Stake) for r in rows]
+
+    def tally(self) -> StakeTally:
+        """The tally of the registered nodes' stakes (SRS-STAKE-09), in one aggregate query:
+        :func:`~owm_core.stake.tally.tally_stakes`'s rule over the stakes joined to ``nodes``."""
+        c = t.stakes.c
+        live = c.status.in_([StakeStatus.ACTIVE.value, StakeStatus.DEGRADED.value])
+        query = (
+            select(
+                func.count().filter(c.status == StakeStatus.ACTIVE.value),
+                func.coalesce(func.sum(c.capacity_sat).filter(live), 0),
+                func.count().filter(c.status == StakeStatus.DEGRADED.value),
+            )
+            .select_from(t.stakes.join(t.nodes, t.nodes.c.public_key == c.public_key))
+        )
+        with self._db.tx() as conn:
+            active_channels, staked, degraded = conn.execute(query).one()
+        return StakeTally(int(active_channels), int(staked), int(degraded))
 
     def changes(self, start: int, limit: int = 10_000) -> Sequence[StakeChange]:
         """Up to ``limit`` status changes at or after ``start``, in the order they were saved."""
