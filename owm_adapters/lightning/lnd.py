@@ -445,7 +445,7 @@ def _payment(message: Any, payment_hash: str) -> PaymentResult:
         preimage = None
     reason = None
     if status is PaymentStatus.FAILED:
-        reason = ln.PaymentFailureReason.Name(message.failure_reason)
+        reason = _failure_reason(message.failure_reason)
     return PaymentResult(
         payment_hash=message.payment_hash or payment_hash,
         status=status,
@@ -454,6 +454,17 @@ def _payment(message: Any, payment_hash: str) -> PaymentResult:
         preimage=preimage if status is PaymentStatus.SUCCEEDED else None,
         failure_reason=reason,
     )
+
+
+def _failure_reason(value: int) -> str:
+    """LND's name for why a payment failed. LND adds reasons its older protos, which this
+    client bundles, do not name (``FAILURE_REASON_CANCELED`` = 6, for one): those keep
+    their number, as ``FAILURE_REASON_<n>``, instead of raising out of every look at the
+    payment and so out of every payout sweep that meets it."""
+    try:
+        return str(ln.PaymentFailureReason.Name(value))
+    except ValueError:
+        return f"FAILURE_REASON_{value}"
 
 
 def _channel(message: Any, block_height: int) -> Channel:

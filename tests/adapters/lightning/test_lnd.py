@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lndgrpc.compiled import lightning_pb2 as ln
 
 from owm_adapters.lightning.embedded import SimLedger
-from owm_adapters.lightning.lnd import LndLightning
+from owm_adapters.lightning.lnd import LndLightning, _payment
 from owm_core.errors import ForceCloseNotPermitted, InvalidValue, LightningUnavailable
 from tests.adapters.lightning.lightning_contract import FORCE_CLOSE_MACAROON, PAYMENT_MACAROON
 from tests.fakes.lnd_server import FakeLnd, self_signed_certificate
@@ -156,3 +157,15 @@ def test_a_stake_check_answers_within_five_seconds_even_when_lnd_stalls(
     finally:
         stalled.set()
     assert time.monotonic() - started < 5.5
+
+
+def test_a_failure_reason_newer_than_the_bundled_protos_keeps_its_number() -> None:
+    """LND's FAILURE_REASON_CANCELED (6) is newer than the bundled protos, which do not name it: a
+    payment that failed so is a failed payment, not an error out of every look at it."""
+    raw = ln.Payment(payment_hash="ab" * 32, status=ln.Payment.FAILED,
+                     failure_reason=6).SerializeToString()  # fmt: skip
+    result = _payment(ln.Payment.FromString(raw), "ab" * 32)
+    assert result.status.value == "failed"
+    assert result.failure_reason == "FAILURE_REASON_6"
+    named = _payment(ln.Payment(status=ln.Payment.FAILED, failure_reason=2), "ab" * 32)
+    assert named.failure_reason == "FAILURE_REASON_NO_ROUTE"
