@@ -45,6 +45,7 @@ from owm_adapters.services.payout_records import PayeeRecords, payment_fields, w
 from owm_adapters.services.payout_renewals import InvoiceRenewals
 from owm_adapters.services.payout_sending import PayoutSender
 from owm_adapters.services.sweep_cursor import SweepCursor, position
+from owm_adapters.services.sweep_failures import SweepFailures
 from owm_adapters.services.workers import Loop
 from owm_core.errors import (
     DomainError,
@@ -181,6 +182,7 @@ class PayoutDispatcher:
         self._settled: SweepCursor[int] = SweepCursor(0)
         self._in_flight: SweepCursor[int] = SweepCursor(0)
         self._owed: SweepCursor[int] = SweepCursor(0)
+        self._failures = SweepFailures(log)
         self.sender = PayoutSender(lightning, keysend_key, keysend)
         self.records = PayeeRecords(repositories.payments, invoices, clock, self.sender,
                                     network_node=repositories.nodes.has_ln_pubkey,
@@ -317,8 +319,8 @@ class PayoutDispatcher:
 
         It looks up the next :data:`BATCH` in-flight payments and acts on the due ones among
         the next ``10 × BATCH`` owed ones (at most ``2 × BATCH`` in all), each page after where
-        the previous sweep got to (:class:`SweepCursor`), so payments owed for good (forfeited)
-        or long in flight never hide later ones (SRS-LN-04)."""
+        the previous sweep got to (:class:`SweepCursor`), so payments owed for good (forfeited),
+        long in flight or failing a step (logged) never hide later ones (SRS-LN-04)."""
         every = self.reconcile_every_s
         if every is not None and time.monotonic() - self._reconciled_at >= every:
             self._reconciled_at = time.monotonic()
@@ -337,7 +339,8 @@ class PayoutDispatcher:
         for _, payment in [*in_flight, *due]:
             if self._loop.stopping:
                 break
-            self.process(payment.payment_hash)
+            self._failures.attempt(payment.payment_hash, f"payout {payment.payment_id}",
+                                   functools.partial(self.process, payment.payment_hash))
             acted += 1
         return acted
 

@@ -50,7 +50,7 @@ BOUNTY_SAT = 1_000
 pytestmark = pytest.mark.timeout(120)
 
 
-class Crash(Exception):
+class Crash(BaseException):
     """The process dies at a checkpoint."""
 
 

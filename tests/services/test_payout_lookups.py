@@ -33,7 +33,7 @@ pytestmark = pytest.mark.timeout(120)
 AMOUNT_MSAT = 50_000
 
 
-class Crash(Exception):
+class Crash(BaseException):
     """The process dies at a checkpoint."""
 
 

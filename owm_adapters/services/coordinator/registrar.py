@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 import attrs
 
 from owm_adapters.services.coordinator.shared import ServiceConfig, stake_node_id
+from owm_adapters.services.sweep_failures import SweepFailures
 from owm_core.access.ratelimit import SlidingWindowLimiter, Transport, registration_limit
 from owm_core.coordination.challenges import Challenge, ChallengeBook, ChallengePurpose
 from owm_core.coordination.registration import (
@@ -43,8 +44,6 @@ from owm_core.stake.channel import Stake, StakeStatus
 
 log = logging.getLogger(__name__)
 
-_FAILURES_KEPT = 10_000
-
 
 @attrs.define(eq=False)
 class Registrar:
@@ -63,8 +62,8 @@ class Registrar:
     _challenges: ChallengeBook = attrs.field(init=False)
     _limiters: dict[Transport, SlidingWindowLimiter] = attrs.field(init=False)
     _auth_lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
-    #: The failure last logged for each stake a re-verification pass skipped.
-    _stake_failures: dict[str, str] = attrs.field(init=False, factory=dict)
+    #: The stakes a re-verification pass skipped, each logged once per failure.
+    _stake_failures: SweepFailures = attrs.field(init=False, factory=lambda: SweepFailures(log))
 
     @_challenges.default
     def _shared_challenges(self) -> ChallengeBook:
@@ -207,10 +206,5 @@ class Registrar:
         )
 
     def _skipped(self, stake: Stake, error: DomainError) -> None:
-        if self._stake_failures.get(stake.public_key) == error.message:
-            return
-        if len(self._stake_failures) >= _FAILURES_KEPT:
-            self._stake_failures.clear()
-        self._stake_failures[stake.public_key] = error.message
-        log.warning("stake of node %s not re-verified, retried next pass: %s",
-                    stake_node_id(stake), error.message)  # fmt: skip
+        self._stake_failures.failed(stake.public_key, f"stake of node {stake_node_id(stake)} "
+                                    f"not re-verified, retried next pass: {error.message}")
