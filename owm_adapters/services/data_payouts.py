@@ -14,7 +14,6 @@ Lightning through the payout outbox (rules: :mod:`owm_core.knowledge.credit_payo
 from __future__ import annotations
 
 import functools
-import logging
 import re
 from collections.abc import Sequence
 
@@ -34,8 +33,6 @@ from owm_core.knowledge.retrieval import DataCredit
 from owm_core.payments.records import RewardPayment
 from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import Repositories
-
-log = logging.getLogger(__name__)
 
 MAX_PAYOUTS_LISTED = 1_000
 """How many of a contributor's payouts, the newest, a statement lists (its sums count all)."""
@@ -113,12 +110,10 @@ class DataCreditPayouts(PayoutSweep):
             )
             if not payout_due(owed, done.newest_at, payee.registered_at, now, self.terms):
                 continue
-            payment_id, task_id = payout_ids(contributor, done.count)
-            paid = self._payouts.enqueue_to(
-                payee.ln_pubkey, payment_id, task_id, owed,
-                f"OWM data credits of {payee.contributor}"[:200],
+            paid = self._enqueued(
+                contributor, f"data credits of {contributor}", payee.ln_pubkey,
+                payout_ids(contributor, done.count), owed,
+                f"OWM data credits of {contributor}"[:200],
             )  # fmt: skip
-            log.info("data credits of %s: %d msat enqueued as %s", payee.contributor, owed,
-                     paid.payment_hash)
-            enqueued.append(paid)
+            enqueued += [paid] if paid is not None else []
         return enqueued

@@ -15,12 +15,15 @@ grow with the payees and what changed since the previous sweep, not with every p
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import ClassVar, Protocol
 
 import attrs
 
+from owm_adapters.services.sweep_failures import SweepFailures
 from owm_adapters.services.workers import Loop
+from owm_core.errors import DomainError
 from owm_core.payments.records import RewardPayment
 from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import Repositories
@@ -110,10 +113,40 @@ class PayoutSweep:
     period_s: float = attrs.field(default=60.0, kw_only=True)
     _loop: Loop = attrs.field(init=False)
     _tallies: dict[str, PayoutTally] = attrs.field(init=False, factory=dict)
+    #: Payees whose payout could not be enqueued (their node has not handed in the invoice
+    #: asked for yet, or is out of reach): tried again next sweep, while it goes on to the
+    #: others; logged by the sweep's own module, once per payee and kind of failure.
+    _waiting: SweepFailures = attrs.field(init=False)
 
     @_loop.default
     def _sweeps(self) -> Loop:
         return Loop(self.loop_name, self.sweep, self.period_s)
+
+    @_waiting.default
+    def _waiting_log(self) -> SweepFailures:
+        return SweepFailures(self._log, logging.INFO)
+
+    @property
+    def _log(self) -> logging.Logger:
+        return logging.getLogger(type(self).__module__)
+
+    def _enqueued(
+        self, payee: str, what: str, destination: str, ids: tuple[str, str], msat: int,
+        memo: str,
+    ) -> RewardPayment | None:  # fmt: skip
+        """``what`` (``msat`` to ``payee`` under the outbox ``ids``: payment id, task id)
+        enqueued to ``destination``; None while it cannot be (a node that has not handed in
+        the invoice asked for yet, one out of reach): tried again next sweep, logged once
+        per payee and kind of failure, while the sweep goes on to the others."""
+        try:
+            payment = self._payouts.enqueue_to(destination, *ids, msat, memo)
+        except DomainError as error:
+            self._waiting.failed(payee, f"{what} waits: {error.message}",
+                                 kind=type(error).__name__)  # fmt: skip
+            return None
+        self._waiting.succeeded(payee)
+        self._log.info("%s: %d msat enqueued as %s", what, msat, payment.payment_hash)
+        return payment
 
     def sweep(self) -> Sequence[RewardPayment]:
         """Enqueue the payouts due now; the ones enqueued."""

@@ -112,7 +112,7 @@ class PoolPayouts(PayoutSweep):
             found, last, paid_msat = self._due(credit, now, block_at)
             latest, spent_msat = max(latest, last), spent_msat + paid_msat
             due.extend([found] if found is not None else [])
-        enqueued = [self._enqueue(d) for d in self._within_floor(due, spent_msat)]
+        enqueued = [p for d in self._within_floor(due, spent_msat) if (p := self._enqueue(d))]
         latest = max([latest, *(p.created_at for p in enqueued)])
         if treasury is not None:
             cut = self._pay_treasury(treasury, latest)
@@ -154,15 +154,12 @@ class PoolPayouts(PayoutSweep):
                      len(due) - len(fits), len(due), balance, funds.floor_sat)  # fmt: skip
         return [by_id[o.key] for o in fits]
 
-    def _enqueue(self, due: _Due) -> RewardPayment:
+    def _enqueue(self, due: _Due) -> RewardPayment | None:
         miner_id = due.credit.miner_id
-        payment_id, task_id = fpps_payout_ids(miner_id, due.number)
-        payment = self._payouts.enqueue_to(
-            due.destination, payment_id, task_id, due.owed_msat, f"OWM pool FPPS {miner_id}"
-        )
-        log.info("FPPS payout of %s: %d msat enqueued as %s", miner_id, due.owed_msat,
-                 payment.payment_hash)  # fmt: skip
-        return payment
+        return self._enqueued(
+            miner_id, f"FPPS payout of {miner_id}", due.destination,
+            fpps_payout_ids(miner_id, due.number), due.owed_msat, f"OWM pool FPPS {miner_id}",
+        )  # fmt: skip
 
     def _pay_treasury(self, credit: MinerCredit, latest_miner_payout: int) -> RewardPayment | None:
         """The treasury's owed cut, enqueued when a miner payout was made after the treasury's
@@ -174,12 +171,10 @@ class PoolPayouts(PayoutSweep):
         previous = -1 if done.newest_at is None else done.newest_at
         if owed < 1000 or latest_miner_payout <= previous:
             return None
-        payment_id, task_id = fpps_payout_ids(TREASURY_CREDIT_ID, done.count)
-        payment = self._payouts.enqueue_to(
-            self._treasury, payment_id, task_id, owed, "OWM pool treasury cut"
-        )
-        log.info("pool treasury cut: %d msat enqueued as %s", owed, payment.payment_hash)
-        return payment
+        return self._enqueued(
+            TREASURY_CREDIT_ID, "pool treasury cut", self._treasury,
+            fpps_payout_ids(TREASURY_CREDIT_ID, done.count), owed, "OWM pool treasury cut",
+        )  # fmt: skip
 
     def _paid_read(self, credit_id: str) -> PayoutTally:
         """The tally of ``credit_id``'s payouts (a miner's, or the treasury's), brought up to

@@ -14,10 +14,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.lightning.node_invoices import NodeInvoiceSource
 from owm_adapters.services.data_payouts import DataCreditLedger, DataCreditPayouts
 from owm_adapters.services.payouts import LedgerInvoiceSource, PayoutDispatcher
 from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
-from owm_core.errors import InvalidValue
+from owm_core.errors import InvalidValue, LightningUnavailable
 from owm_core.knowledge.credit_payouts import PayoutTerms, payout_due, payout_ids
 from owm_core.knowledge.retrieval import DataCredit
 from tests.server.harness import StepClock
@@ -124,3 +125,36 @@ def test_a_contributor_paid_a_thousand_times_before_is_paid_each_time_after(
 def test_a_payout_is_due_only_at_the_threshold_or_after_the_interval(owed: int, age: int) -> None:
     due = payout_due(owed, T0, T0, T0 + age, TERMS)
     assert due == (owed >= TERMS.threshold_msat or (owed >= TERMS.min_msat and age >= 3_600))
+
+
+def test_a_payee_whose_node_hands_in_no_invoice_holds_back_no_other_payee(stage: Stage) -> None:
+    """A contributor's node that cannot hand in an invoice (no OWM daemon, keysend off) is
+    asked again each sweep, and the contributors after it are paid meanwhile."""
+    silent_ln = stage.ledger.add_node("aaron")  # "aaron" < "alice": met first
+    asked = NodeInvoiceSource(stage.repos, stage.clock, coordinator_key="00" * 32,
+                              fallback=OnlyFor(LedgerInvoiceSource(stage.ledger), stage.alice_ln))
+    dispatcher = PayoutDispatcher(stage.repos, stage.ledger.lightning("treasury"), asked,
+                                  stage.clock)  # fmt: skip
+    payouts = DataCreditPayouts(stage.repos, stage.clock, dispatcher, TERMS)
+    stage.ledger_view.register_payee("aaron", silent_ln)
+    stage.ledger_view.register_payee("alice", stage.alice_ln)
+    stage.credit("q1", 60_000, who="aaron")
+    stage.credit("q2", 60_000, who="alice")
+    (paid,) = payouts.sweep()
+    assert (paid.node_id, paid.amount_msat) == (stage.alice_ln, 60_000)
+    assert [p.payee_pubkey for p in stage.repos.payout_requests.waiting()] == [silent_ln]
+    dispatcher.stop()
+
+
+@attrs.define
+class OnlyFor:
+    """An invoice source that answers for one Lightning node only (the others must hand
+    theirs in)."""
+
+    inner: LedgerInvoiceSource
+    payee: str
+
+    def invoice_for(self, payee_pubkey: str, amount_msat: int, memo: str, expiry_s: int) -> object:
+        if payee_pubkey != self.payee:
+            raise LightningUnavailable("no invoice (test)")
+        return self.inner.invoice_for(payee_pubkey, amount_msat, memo, expiry_s)

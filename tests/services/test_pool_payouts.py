@@ -14,6 +14,7 @@ import attrs
 import pytest
 
 from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.lightning.node_invoices import NodeInvoiceSource
 from owm_adapters.services import pool_payouts
 from owm_adapters.services.payouts import LedgerInvoiceSource, PayoutDispatcher
 from owm_adapters.services.pool_payouts import FppsFunds, PoolPayouts
@@ -257,3 +258,40 @@ def test_a_payout_that_fits_above_the_floor_is_not_held_back(stage: Stage) -> No
     stage.credit(1_000)
     stage.clock.advance(3_600)  # the next 1 sat is due after the hour but would cross it
     assert payouts.sweep() == []
+
+
+def test_a_miner_whose_node_has_no_invoice_yet_holds_back_no_other_payout(
+    stage: Stage, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the invoice source production runs (each registered node hands in its own
+    invoice when asked), one sweep asks every due miner's node at once, and a miner whose
+    node stays silent keeps neither the others nor the treasury's cut (which joins their
+    batch) waiting (SRS-LN-14: within the hour of a block, whatever the number of miners)."""
+    silent = "n" + "1" * 40  # first by id: the sweep meets it before the others
+    silent_ln = stage.ledger.add_node("silent")
+    stage.ledger.open_channel(stage.treasury_ln, silent_ln, 100_000_000)
+    uri = LnNodeUri.parse(f"{silent_ln}@127.0.0.1:9735")
+    stage.repos.nodes.add(make_node(node_id=silent, ln_node_uri=uri, registered_at=T0,
+                                    last_heartbeat=T0, public_key="ab" * 32))  # fmt: skip
+    stage.repos.miner_credits.put(MinerCredit(silent, 12_000_000, "0/1", T0))
+    cold = with_treasury_node(stage, 12_000_000, 6_000_000)
+    asked = NodeInvoiceSource(stage.repos, stage.clock, coordinator_key="00" * 32)
+    dispatcher = PayoutDispatcher(stage.repos, stage.ledger.lightning("treasury"), asked,
+                                  stage.clock)  # fmt: skip
+    payouts = PoolPayouts(stage.repos, stage.clock, dispatcher, treasury_destination=cold)
+    paid: list[RewardPayment] = []
+    with caplog.at_level("INFO", logger="owm_adapters.services.pool_payouts"):
+        for _ in range(3):
+            paid += payouts.sweep()
+            for request in stage.repos.payout_requests.waiting():  # all but the silent answer
+                if request.payee_pubkey != silent_ln:
+                    invoice = stage.ledger.create_invoice(
+                        request.payee_pubkey, request.amount_msat, request.memo, request.expiry_s
+                    )
+                    stage.repos.payout_requests.hand_in(request.payment_id, invoice)
+    assert {(p.node_id, p.amount_msat) for p in paid} == {(stage.miner_ln, 12_000_000),
+                                                          (cold, 6_000_000)}  # fmt: skip
+    assert {p.payee_pubkey for p in stage.repos.payout_requests.waiting()} == {silent_ln}
+    waits = [r for r in caplog.records if "FPPS payout of " + silent in r.getMessage()]
+    assert len(waits) == 1  # three sweeps, one line while the reason stays the same
+    dispatcher.stop()
