@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 
 from owm_adapters.node.context import note, poll_errors_logged
-from owm_core.errors import LightningUnavailable, SignatureInvalid
+from owm_core.errors import InvalidValue, LightningUnavailable, SignatureInvalid
 from owm_core.identity import envelopes
 from owm_core.identity.envelopes import EnvelopeKind, PayoutInvoice, PayoutQuery
 from owm_core.identity.keys import Identity
@@ -54,7 +54,8 @@ class PayoutInvoicer:
     _entropy: Callable[[int], bytes] = attrs.field(default=os.urandom, kw_only=True)
     _checked_pubkey: bool = attrs.field(default=False, init=False)
     refused: dict[str, str] = attrs.field(factory=dict, init=False)
-    """Payout ids whose invoice the coordinator refused, with its reason."""
+    """Payout ids whose invoice was refused (by the coordinator, or by the node's own Lightning
+    node as it was made), with the reason."""
 
     def _sealed(self, body: PayoutQuery | PayoutInvoice, kind: EnvelopeKind) -> bytes:
         envelope = envelopes.seal(
@@ -99,19 +100,19 @@ class PayoutInvoicer:
                 log.warning("payout %.40r not signed by the coordinator: not invoiced",
                             payout.payment_id, extra=self._fields(payout))
                 continue
-            invoice = self.lightning.create_invoice(payout.amount_msat, payout.memo,
-                                                    payout.expiry_s)
-            envelope = self._sealed(
-                PayoutInvoice(payment_id=payout.payment_id, bolt11=invoice.bolt11),
-                EnvelopeKind.PAYOUT_INVOICE,
-            )
-            try:
-                payment_hash = self.control.submit_invoice(envelope)
-            except ControlPlaneRefused as exc:
-                if self.refused.get(payout.payment_id) != exc.reason:
-                    note(self.say, f"payout {payout.payment_id}: invoice refused: {exc.reason}",
-                         level=logging.WARNING, **self._fields(payout), error=exc.reason)
-                self.refused[payout.payment_id] = exc.reason
+            try:  # the node's refusal of one invoice (its amount, say) holds back no other
+                invoice = self.lightning.create_invoice(payout.amount_msat, payout.memo,
+                                                        payout.expiry_s)  # fmt: skip
+                payment_hash = self.control.submit_invoice(self._sealed(
+                    PayoutInvoice(payment_id=payout.payment_id, bolt11=invoice.bolt11),
+                    EnvelopeKind.PAYOUT_INVOICE,
+                ))  # fmt: skip
+            except (ControlPlaneRefused, InvalidValue) as exc:
+                reason = exc.reason if isinstance(exc, ControlPlaneRefused) else exc.message
+                if self.refused.get(payout.payment_id) != reason:
+                    note(self.say, f"payout {payout.payment_id}: invoice refused: {reason}",
+                         level=logging.WARNING, **self._fields(payout), error=reason)
+                self.refused[payout.payment_id] = reason
                 continue
             self.refused.pop(payout.payment_id, None)
             handed.append(payment_hash)

@@ -339,6 +339,42 @@ def test_the_invoicer_reports_a_refusal_once_with_the_coordinators_reason(
     assert len(right.poll_once()) == 1
 
 
+def test_an_invoice_the_nodes_own_lightning_refuses_holds_back_no_other_payout(
+    network: Network, source: NodeInvoiceSource
+):
+    """The node's Lightning node refuses to make one invoice (an amount over its limit, say):
+    that payout is reported once and the payouts after it are still handed in."""
+    node = registered(network, "ln-picky")
+    for amount_msat in (9_000, 5_000):  # the one refused is listed first: the oldest
+        with pytest.raises(LightningUnavailable, match="waiting for Lightning node"):
+            source.invoice_for(node.ln_pubkey, amount_msat, "OWM reward", MONTH_S)
+    said: list[str] = []
+    picky = Picky(network.ledger.lightning(node.ln_pubkey), refused_msat=9_000)
+    plane = InProcessControlPlane(network.service, invoices=source)
+    invoicer = PayoutInvoicer(node.identity, plane, picky, SystemClock(),
+                              coordinator_public_key=network.coordinator_key, say=said.append)
+    assert len(invoicer.poll_once()) == 1 and invoicer.poll_once() == []
+    refusals = [line for line in said if "invoice refused" in line]
+    assert len(refusals) == 1 and "too large (test)" in refusals[0]
+    assert [p.amount_msat for p in source.pending()] == [9_000]
+
+
+@attrs.define
+class Picky:
+    """A Lightning node that refuses to make invoices of one amount."""
+
+    inner: Any
+    refused_msat: int
+
+    def create_invoice(self, amount_msat: int, memo: str, expiry_s: int) -> Any:
+        if amount_msat == self.refused_msat:
+            raise InvalidValue("amount_msat", "too large (test)")
+        return self.inner.create_invoice(amount_msat, memo, expiry_s)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 def test_the_coordinator_accepts_lnd_and_cln_backends_and_names_what_is_missing(tmp_path: Path):
     config = tmp_path / "coordinator.toml"
     config.write_text('[lightning]\nbackend = "lnd"\nlnd_macaroon = "/x/admin.macaroon"\n')
