@@ -531,7 +531,10 @@ class FlRoundService:
             updates = list(self.repositories.fl_rounds.updates(number))
             try:
                 return self._close_locked(fl_round, updates)
-            except ByzantineAssumptionViolated as exc:
+            except (ByzantineAssumptionViolated, NotFound) as exc:
+                # NotFound: its sub-model left the rotation (a restart with another [fl]) or
+                # its base weights are gone; it can never close, and while it stays open no
+                # round starts
                 return self._fail(fl_round, exc.message, len(updates))
 
     def _fail(self, fl_round: FlRound, reason: str, participants: int) -> FlRound:

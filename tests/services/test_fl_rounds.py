@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import numpy as np
 import pytest
 
@@ -192,6 +193,19 @@ def test_a_round_with_too_few_updates_fails_at_its_timeout(world: FlWorld) -> No
     assert failed is not None and failed.state is RoundState.FAILED
     assert "2 update(s) arrived, 3 needed" in failed.failure
     assert world.repos.releases.list() == []
+
+
+def test_a_round_whose_sub_model_left_the_rotation_fails_at_its_close(world: FlWorld) -> None:
+    """A coordinator restarted with another ``[fl]`` rotation finds an open round of a
+    sub-model it no longer trains: the round fails when it is due instead of raising at every
+    close, open for good, while no other round may start."""
+    fl_round = world.honest_round(nodes=3)
+    kept = {k: v for k, v in world.fl.models.by_name.items() if k != fl_round.sub_model}
+    world.fl.models = attrs.evolve(world.fl.models, by_name=kept)
+    failed = world.fl.close_round(fl_round.number)
+    assert failed.state is RoundState.FAILED
+    assert f"no longer train {fl_round.sub_model}" in (failed.failure or "")
+    assert world.repos.fl_rounds.get_round(fl_round.number) == failed
 
 
 def test_an_upload_no_open_round_expects_from_its_key_is_refused_without_decoding_its_weights(
