@@ -1463,6 +1463,18 @@ def test_a_sweep_page_passes_over_a_row_it_cannot_read_and_reads_on_after_it(
     assert "carrier-pigeon" not in caplog.text and "secret" not in caplog.text
 
 
+def test_an_overdue_task_this_version_cannot_read_hides_no_other_from_the_time_outs(
+    sql_repos: SqlRepositories,
+) -> None:
+    node = identity(1).node_id
+    for i in (1, 2):
+        sql_repos.tasks.add(market.submit(a_request(f"task-{i}")))
+        sql_repos.tasks.save(assigned(f"task-{i}", node, now=T0, timeout_s=100 * i))
+    with sql_repos.database.engine.begin() as conn:
+        conn.execute(text("UPDATE tasks SET min_tier = 't9' WHERE task_id = 'task-1'"))
+    assert [task.task_id for task in sql_repos.tasks.overdue(T0 + 301)] == ["task-2"]
+
+
 # --------------------------------------------------------------------------- query answers
 
 

@@ -143,7 +143,9 @@ class SqlTaskRepository(MappedRepository):
             return [from_row(r, Task) for r in conn.execute(query).all()]
 
     def overdue(self, now: int, limit: int = 100) -> Sequence[Task]:
-        """Assigned tasks whose ``deadline_at`` < ``now``, earliest deadline first."""
+        """Assigned tasks whose ``deadline_at`` < ``now``, earliest deadline first. A row that
+        cannot be read back is logged once and passed over (``_readable``): it stays overdue,
+        first in line, and would otherwise end every housekeeping tick that times tasks out."""
         c = t.tasks.c
         query = (
             select(t.tasks)
@@ -152,7 +154,8 @@ class SqlTaskRepository(MappedRepository):
             .limit(limit)
         )
         with self._db.tx() as conn:
-            return [from_row(r, Task) for r in conn.execute(query).all()]
+            rows = conn.execute(query).all()
+        return [task for r in rows if (task := self._readable(r, Task)) is not None]
 
 
 class SqlProofRepository(EnvelopeRepository):
