@@ -14,12 +14,13 @@ Lightning through the payout outbox (rules: :mod:`owm_core.knowledge.credit_payo
 from __future__ import annotations
 
 import functools
+import operator
 import re
 from collections.abc import Sequence
 
 import attrs
 
-from owm_adapters.services.payout_sweeps import PayoutSweep, numbered_payouts
+from owm_adapters.services.payout_sweeps import PayoutSweep, every_payee, numbered_payouts
 from owm_core.errors import InvalidValue
 from owm_core.fields import LN_PUBKEY
 from owm_core.knowledge.credit_payouts import (
@@ -37,6 +38,7 @@ from owm_core.ports.repositories import Repositories
 MAX_PAYOUTS_LISTED = 1_000
 """How many of a contributor's payouts, the newest, a statement lists (its sums count all)."""
 LN_PUBKEY_RE = re.compile(LN_PUBKEY)
+_CONTRIBUTOR = operator.attrgetter("contributor")
 
 
 @attrs.frozen
@@ -102,7 +104,7 @@ class DataCreditPayouts(PayoutSweep):
         """Enqueue the payouts due now; the ones enqueued."""
         now = self._clock.now()
         enqueued = []
-        for payee in self._repositories.data_payees.list():
+        for payee in every_payee(self._repositories.data_payees.list, _CONTRIBUTOR):
             contributor = payee.contributor
             done, _ = self._payouts_read(contributor, functools.partial(payout_ids, contributor))
             owed = owed_msat(

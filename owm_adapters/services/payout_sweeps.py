@@ -16,8 +16,8 @@ grow with the payees and what changed since the previous sweep, not with every p
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from typing import ClassVar, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from typing import ClassVar, Protocol, TypeVar
 
 import attrs
 
@@ -32,6 +32,10 @@ PAGE = 500
 """How many of a payee's payouts :func:`numbered_payouts` looks up at once, at most."""
 FIRST_LOOKUP = 16
 """How many it looks up first (then twice as many each time, up to :data:`PAGE`)."""
+PAYEES_PAGE = 1_000
+"""How many payees :func:`every_payee` reads at once."""
+
+T = TypeVar("T")
 
 
 class EnqueuesPayouts(Protocol):
@@ -69,6 +73,19 @@ def numbered_payouts(
                 return found
             found.append(stored[payment_id])
         size = min(page, 2 * size)
+
+
+def every_payee(read: Callable[..., Sequence[T]], key: Callable[[T], str]) -> Iterator[T]:
+    """Every value of a listing read ``PAYEES_PAGE`` at a time by key (``read(limit=,
+    after=)``: miners' credits, data payees): a sweep must reach every payee, not the first
+    page's (SRS-POOL-07, SRS-LN-08)."""
+    after = ""
+    while True:
+        page = read(limit=PAYEES_PAGE, after=after)
+        yield from page
+        if len(page) < PAYEES_PAGE:
+            return
+        after = key(page[-1])
 
 
 @attrs.define

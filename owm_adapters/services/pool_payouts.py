@@ -41,10 +41,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import operator
 
 import attrs
 
-from owm_adapters.services.payout_sweeps import PayoutSweep, PayoutTally
+from owm_adapters.services.payout_sweeps import PayoutSweep, PayoutTally, every_payee
 from owm_core.errors import Conflict
 from owm_core.payments.records import RewardPayment
 from owm_core.pool.fpps import (
@@ -59,6 +60,8 @@ from owm_core.pool.stats import MiningPayout
 from owm_core.pool.treasury_floor import Owed, pay_within_floor
 
 log = logging.getLogger(__name__)
+
+_MINER = operator.attrgetter("miner_id")
 
 MAX_PAYOUTS = 100_000
 """How many of a payee's newest public payouts a sweep reads to see which are listed."""
@@ -105,7 +108,7 @@ class PoolPayouts(PayoutSweep):
         block_at = self._repositories.shares.latest_block_at()
         due: list[_Due] = []
         spent_msat = 0
-        for credit in self._repositories.miner_credits.list():
+        for credit in every_payee(self._repositories.miner_credits.list, _MINER):
             if credit.miner_id == TREASURY_CREDIT_ID:
                 treasury = credit
                 continue

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from owm_adapters.lightning.embedded import SimLedger
 from owm_adapters.lightning.node_invoices import NodeInvoiceSource
+from owm_adapters.services import payout_sweeps
 from owm_adapters.services.data_payouts import DataCreditLedger, DataCreditPayouts
 from owm_adapters.services.payouts import LedgerInvoiceSource, PayoutDispatcher
 from owm_adapters.storage.memory import MemoryRepositories, memory_repositories
@@ -158,3 +159,23 @@ class OnlyFor:
         if payee_pubkey != self.payee:
             raise LightningUnavailable("no invoice (test)")
         return self.inner.invoice_for(payee_pubkey, amount_msat, memo, expiry_s)
+
+
+def test_every_payee_is_swept_however_many_pages_they_fill(
+    stage: Stage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Payees are read a page at a time; the sweep reaches those past the first page (the
+    store's listing is cut at two here, as it is at a thousand by default)."""
+    monkeypatch.setattr(payout_sweeps, "PAYEES_PAGE", 2)
+    listed = stage.repos.data_payees.list
+    monkeypatch.setattr(stage.repos.data_payees, "list",
+                        lambda limit=1_000, after="": listed(min(limit, 2), after))
+    treasury = stage.ledger.add_node("treasury")
+    for name in ("bea", "cai", "dan", "eve"):
+        node = stage.ledger.add_node(name)
+        stage.ledger.open_channel(treasury, node, 1_000_000)
+        stage.ledger_view.register_payee(name, node)
+        stage.credit(f"q-{name}", 60_000, who=name)
+    stage.ledger_view.register_payee("alice", stage.alice_ln)
+    stage.credit("q-alice", 60_000)
+    assert len(stage.payouts.sweep()) == 5

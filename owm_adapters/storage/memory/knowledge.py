@@ -144,6 +144,6 @@ class MemoryDataPayeeRepository(PutStateRepository[DataPayee]):
     _table = "data_payees"
     _key = "contributor"
 
-    def list(self, limit: int = 1_000) -> Sequence[DataPayee]:
-        """Up to ``limit`` payees, by contributor."""
-        return self._in_key_order(limit)
+    def list(self, limit: int = 1_000, after: str = "") -> Sequence[DataPayee]:
+        """Up to ``limit`` payees, by contributor, each after ``after`` (a sweep's keyset page)."""
+        return self._in_key_order(limit, after)

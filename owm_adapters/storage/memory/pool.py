@@ -121,6 +121,6 @@ class MemoryMinerCreditRepository(PutStateRepository[MinerCredit]):
     _table = "miner_credits"
     _key = "miner_id"
 
-    def list(self, limit: int = 10_000) -> Sequence[MinerCredit]:
-        """Up to ``limit`` credits, by miner id."""
-        return self._in_key_order(limit)
+    def list(self, limit: int = 10_000, after: str = "") -> Sequence[MinerCredit]:
+        """Up to ``limit`` credits, by miner id, each after ``after`` (a sweep's keyset page)."""
+        return self._in_key_order(limit, after)

@@ -197,11 +197,11 @@ class _ByKeyStateRepository(StateRepository, Generic[V]):
             found: V | None = getattr(self._state, self._table).get(key)
             return found
 
-    def _in_key_order(self, limit: int) -> list[V]:
-        """Up to ``limit`` stored values, by key."""
+    def _in_key_order(self, limit: int, after: str = "") -> list[V]:
+        """Up to ``limit`` stored values whose keys come after ``after``, by key."""
         with self._lock:
             stored: dict[Any, V] = getattr(self._state, self._table)
-            return [stored[k] for k in sorted(stored)][:limit]
+            return [stored[k] for k in sorted(stored) if k > after][:limit]
 
 
 class KeyedStateRepository(_ByKeyStateRepository[V]):

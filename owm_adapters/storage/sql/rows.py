@@ -289,11 +289,10 @@ class _ByKeyRepository(MappedRepository, Generic[V]):
         found: V | None = self._first(select(self._table).where(self._column == key), self._kind)
         return found
 
-    def _in_key_order(self, limit: int) -> list[V]:
-        """Up to ``limit`` stored values, by key."""
-        found: list[V] = self._all(
-            select(self._table).order_by(self._column).limit(limit), self._kind
-        )
+    def _in_key_order(self, limit: int, after: str = "") -> list[V]:
+        """Up to ``limit`` stored values whose keys come after ``after``, by key."""
+        query = select(self._table).where(self._column > after)
+        found: list[V] = self._all(query.order_by(self._column).limit(limit), self._kind)
         return found
 
     @property

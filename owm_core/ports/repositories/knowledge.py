@@ -95,8 +95,8 @@ class DataPayeeRepository(Protocol):
         """The payee of ``contributor``, or None."""
         ...
 
-    def list(self, limit: int = 1_000) -> Sequence[DataPayee]:
-        """Up to ``limit`` payees, by contributor."""
+    def list(self, limit: int = 1_000, after: str = "") -> Sequence[DataPayee]:
+        """Up to ``limit`` payees, by contributor, each after ``after`` (a sweep's keyset page)."""
         ...
 
 

@@ -90,6 +90,6 @@ class MinerCreditRepository(Protocol):
         """The credit of ``miner_id``, or None before its first share."""
         ...
 
-    def list(self, limit: int = 10_000) -> Sequence[MinerCredit]:
-        """Up to ``limit`` credits, by miner id."""
+    def list(self, limit: int = 10_000, after: str = "") -> Sequence[MinerCredit]:
+        """Up to ``limit`` credits, by miner id, each after ``after`` (a sweep's keyset page)."""
         ...

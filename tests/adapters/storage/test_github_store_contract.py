@@ -89,6 +89,7 @@ def test_a_data_payee_is_replaced_and_survives_a_reopen(backend: Backend) -> Non
     again = backend.reopen().data_payees
     assert again.get("alice") == newer
     assert [p.contributor for p in again.list()] == ["alice", "bob"]
+    assert [p.contributor for p in again.list(limit=1, after="alice")] == ["bob"]
     assert again.get("carol") is None
 
 

@@ -43,3 +43,5 @@ def test_credits_list_by_miner_id_and_hold_regtest_sized_amounts(backend: Backen
     assert [c.miner_id for c in backend.reopen().miner_credits.list()] == ["na", "nb", "nc", "nd"]
     assert backend.reopen().miner_credits.get("nd").credited_msat == 10**18  # type: ignore[union-attr]
     assert [c.miner_id for c in credits.list(limit=2)] == ["na", "nb"]
+    assert [c.miner_id for c in credits.list(limit=2, after="nb")] == ["nc", "nd"]
+    assert credits.list(after="nd") == []

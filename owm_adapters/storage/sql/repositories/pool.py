@@ -184,6 +184,6 @@ class SqlMinerCreditRepository(PutRepository[MinerCredit]):
 
     _table = t.miner_credits
 
-    def list(self, limit: int = 10_000) -> Sequence[MinerCredit]:
-        """Up to ``limit`` credits, by miner id."""
-        return self._in_key_order(limit)
+    def list(self, limit: int = 10_000, after: str = "") -> Sequence[MinerCredit]:
+        """Up to ``limit`` credits, by miner id, each after ``after`` (a sweep's keyset page)."""
+        return self._in_key_order(limit, after)

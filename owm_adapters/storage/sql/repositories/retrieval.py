@@ -108,6 +108,6 @@ class SqlDataPayeeRepository(PutRepository[DataPayee]):
 
     _table = t.data_payees
 
-    def list(self, limit: int = 1_000) -> Sequence[DataPayee]:
-        """Up to ``limit`` payees, by contributor."""
-        return self._in_key_order(limit)
+    def list(self, limit: int = 1_000, after: str = "") -> Sequence[DataPayee]:
+        """Up to ``limit`` payees, by contributor, each after ``after`` (a sweep's keyset page)."""
+        return self._in_key_order(limit, after)
