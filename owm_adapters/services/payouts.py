@@ -449,9 +449,10 @@ class PayoutDispatcher:
             self.repositories.bounties.save(attrs.evolve(bounty, status=BountyStatus.PAID))
 
 
-def payment_counts(payments: PaymentRepository, limit: int = 100_000) -> dict[str, int]:
-    """Outbox records by state (capped at ``limit`` each), for the payments gauge."""
-    return {state.value: len(payments.with_state(state, limit=limit)) for state in PaymentState}
+def payment_counts(payments: PaymentRepository) -> dict[str, int]:
+    """Outbox records by state, for the payments gauge (one count query)."""
+    counts = payments.counts()
+    return {state.value: counts.get(state, 0) for state in PaymentState}
 
 
 __all__ = [

@@ -310,10 +310,10 @@ class CoordinatorService:
         """The verified output of a submitted task, or None (pending, failed, no output)."""
         return self.market.task_output(task_id)
 
-    def task_counts(self, limit: int = 100_000) -> dict[str, int]:
-        """How many replicas are in each task state (metrics; capped at ``limit`` per state)."""
-        tasks = self.repositories.tasks
-        return {s.value: len(tasks.with_state(s, limit)) for s in TaskState}
+    def task_counts(self) -> dict[str, int]:
+        """How many replicas are in each task state (metrics: one count query)."""
+        counts = self.repositories.tasks.counts()
+        return {s.value: counts.get(s, 0) for s in TaskState}
 
     def open_task_stream(
         self,

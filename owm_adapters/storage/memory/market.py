@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import collections
+from collections.abc import Mapping, Sequence
 
 from owm_adapters.storage.envelopes import proof_of
 from owm_adapters.storage.memory.state import StateRepository
@@ -84,6 +85,11 @@ class MemoryTaskRepository(StateRepository):
         """Up to ``limit`` tasks in ``state``, oldest submission first."""
         with self._lock:
             return [t for t in self._ordered() if t.state is state][:limit]
+
+    def counts(self) -> Mapping[TaskState, int]:
+        """How many tasks are stored in each state; a state with none is absent."""
+        with self._lock:
+            return collections.Counter(t.state for _, t in self._state.tasks.values())
 
     def assigned_to(self, node_id: str) -> Sequence[Task]:
         """Tasks ``node_id`` holds (assigned, or committed and not revealed), oldest first."""

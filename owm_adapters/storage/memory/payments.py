@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import collections
+from collections.abc import Collection, Mapping, Sequence
 
 from owm_adapters.storage.memory.state import PutStateRepository, StateRepository
 from owm_core.errors import Conflict
@@ -83,6 +84,11 @@ class MemoryPaymentRepository(StateRepository):
         """Up to ``limit`` payments in ``state`` (e.g. in_flight after a restart), oldest first."""
         with self._lock:
             return [p for p in self._ordered() if p.state is state][:limit]
+
+    def counts(self) -> Mapping[PaymentState, int]:
+        """How many payments are stored in each state; a state with none is absent."""
+        with self._lock:
+            return collections.Counter(p.state for _, p in self._state.payments.values())
 
     def in_states_after(
         self, states: Collection[PaymentState], after: int = 0, limit: int = 100

@@ -6,7 +6,7 @@ The semantics every store keeps are in :mod:`owm_core.ports.repositories`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from owm_core.identity.envelopes import Envelope
@@ -32,6 +32,10 @@ class TaskRepository(Protocol):
 
     def with_state(self, state: TaskState, limit: int = 100) -> Sequence[Task]:
         """Up to ``limit`` tasks in ``state``, oldest submission first."""
+        ...
+
+    def counts(self) -> Mapping[TaskState, int]:
+        """How many tasks (replicas) are stored in each state; a state with none is absent."""
         ...
 
     def in_state_after(

@@ -6,7 +6,7 @@ The semantics every store keeps are in :mod:`owm_core.ports.repositories`.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
 from owm_core.payments.invoices import PendingPayout
@@ -52,6 +52,10 @@ class PaymentRepository(Protocol):
 
     def with_state(self, state: PaymentState, limit: int = 100) -> Sequence[RewardPayment]:
         """Up to ``limit`` payments in ``state`` (e.g. in_flight after a restart), oldest first."""
+        ...
+
+    def counts(self) -> Mapping[PaymentState, int]:
+        """How many payments are stored in each state; a state with none is absent."""
         ...
 
     def in_states_after(

@@ -501,6 +501,7 @@ def test_tasks_are_listed_by_state_in_submission_order_and_overdue_by_deadline(
     assert repos.tasks.overdue(T0 + 100) == []
     assert repos.tasks.overdue(T0 + 301) == [later, late]
     assert repos.tasks.overdue(T0 + 301, limit=1) == [later]
+    assert repos.tasks.counts() == {TaskState.SUBMITTED: 1, TaskState.ASSIGNED: 2}
 
 
 def test_waiting_tasks_are_paged_by_position_past_any_number_of_others(
@@ -688,6 +689,9 @@ def test_payments_of_some_states_are_paged_by_position_which_a_renewal_keeps(
     renewed = attrs.evolve(third, payment_hash="e" * 64, replaced_hashes=(third.payment_hash,))
     repos.payments.replace_invoice(third.payment_hash, renewed)
     assert repos.payments.in_states_after(owed, limit=1) == [(page[0][0], renewed)]
+    counts = repos.payments.counts()
+    assert counts == {PaymentState.PENDING: 2, PaymentState.FAILED: 1,
+                      PaymentState.IN_FLIGHT: 1}  # fmt: skip
 
 
 def test_every_payment_attempt_is_logged_in_order(repos: Repositories) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 from sqlalchemy import Table, delete, func, insert, select, text, tuple_, union_all, update
@@ -80,6 +80,10 @@ class SqlTaskRepository(MappedRepository):
         query = select(t.tasks).where(c.state == state.value).order_by(c.seq).limit(limit)
         with self._db.tx() as conn:
             return [from_row(r, Task) for r in conn.execute(query).all()]
+
+    def counts(self) -> Mapping[TaskState, int]:
+        """How many tasks are stored in each state; a state with none is absent."""
+        return self._counts(t.tasks.c.state, TaskState)
 
     def in_state_after(
         self, state: TaskState, after: int = 0, limit: int = 100

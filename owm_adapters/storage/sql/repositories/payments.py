@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Select, delete, func, insert, select, union_all, update
@@ -112,6 +112,10 @@ class SqlPaymentRepository(MappedRepository):
     def with_state(self, state: PaymentState, limit: int = 100) -> Sequence[RewardPayment]:
         """Up to ``limit`` payments in ``state`` (e.g. in_flight after a restart), oldest first."""
         return self._listed(t.payments.c.state == state.value, limit=limit)
+
+    def counts(self) -> Mapping[PaymentState, int]:
+        """How many payments are stored in each state; a state with none is absent."""
+        return self._counts(t.payments.c.state, PaymentState)
 
     def in_states_after(
         self, states: Collection[PaymentState], after: int = 0, limit: int = 100
