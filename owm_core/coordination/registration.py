@@ -35,6 +35,7 @@ from owm_core.nodes.registry import Liveness, LnNodeUri, Node, NodeStatus, onion
 from owm_core.nodes.tiers import StakeRequirements, Tier
 from owm_core.ports.lightning import Lightning
 from owm_core.ports.stores import RegistryStore
+from owm_core.stake.census import presence_status
 from owm_core.stake.channel import Stake, StakeCheck, StakePolicy, StakeStatus
 
 
@@ -285,9 +286,7 @@ def deregister_node(repositories: RegistryStore, public_key: str, now: int) -> S
 
 
 def node_status(node: Node, stake: Stake | None, now: int, liveness: Liveness) -> NodeStatus:
-    """Public status (spec §5.1): suspended with the stake; a node that left is offline."""
-    if stake is not None and stake.status in {StakeStatus.SUSPENDED, StakeStatus.SLASHED}:
-        return NodeStatus.SUSPENDED
-    if stake is not None and stake.status is StakeStatus.DEREGISTERED:
-        return NodeStatus.OFFLINE
-    return node.status(now, liveness)
+    """Public status (spec §5.1): suspended with the stake; a node that left is offline
+    (:func:`~owm_core.stake.census.presence_status`)."""
+    silent = now - node.last_heartbeat > liveness.offline_after_s
+    return presence_status(None if stake is None else stake.status, node.suspended, silent)

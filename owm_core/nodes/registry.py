@@ -97,6 +97,14 @@ class Liveness:
         return self.heartbeat_interval_s * self.missed_heartbeats
 
 
+def liveness_status(suspended: bool, silent: bool) -> NodeStatus:
+    """A node's status by its own record: suspended if so marked, otherwise online unless
+    ``silent`` (heard from longer ago than :attr:`Liveness.offline_after_s`)."""
+    if suspended:
+        return NodeStatus.SUSPENDED
+    return NodeStatus.OFFLINE if silent else NodeStatus.ONLINE
+
+
 @attrs.frozen
 class Node:
     """The coordinator's record of a registered node (spec §5.1).
@@ -132,11 +140,7 @@ class Node:
 
     def status(self, now: int, liveness: Liveness) -> NodeStatus:
         """Suspended if so marked; otherwise online unless silent for too long."""
-        if self.suspended:
-            return NodeStatus.SUSPENDED
-        if now - self.last_heartbeat > liveness.offline_after_s:
-            return NodeStatus.OFFLINE
-        return NodeStatus.ONLINE
+        return liveness_status(self.suspended, now - self.last_heartbeat > liveness.offline_after_s)
 
     def heard_from(self, at: int) -> Node:
         """The record after a verified heartbeat at ``at`` (never moves the clock backwards)."""

@@ -40,6 +40,7 @@ from owm_core.nodes.registry import Node, NodeStatus
 from owm_core.ports.clock import Clock
 from owm_core.ports.lightning import Lightning
 from owm_core.ports.repositories import Repositories
+from owm_core.stake.census import census
 from owm_core.stake.channel import Stake, StakeStatus
 
 log = logging.getLogger(__name__)
@@ -158,13 +159,11 @@ class Registrar:
         return node_status(node, stake, self.clock.now(), self.config.liveness)
 
     def registry_counts(self) -> dict[str, int]:
-        """How many registered nodes are online, offline and suspended (metrics)."""
-        counts = {status.value: 0 for status in NodeStatus}
-        now = self.clock.now()
-        for node in self.repositories.nodes.list():
-            stake = self.repositories.stakes.get(node.public_key)
-            counts[node_status(node, stake, now, self.config.liveness).value] += 1
-        return counts
+        """How many registered nodes are online, offline and suspended (metrics: one count
+        query, :mod:`owm_core.stake.census`)."""
+        silent_before = self.clock.now() - self.config.liveness.offline_after_s
+        counts = census(self.repositories.nodes.presence(silent_before))
+        return {status.value: count for status, count in counts.items()}
 
     def active_node(self, public_key: str) -> tuple[Node, CapabilityManifest]:
         """The node of ``public_key`` and its manifest, if its stake is active (spec 4.12.2).

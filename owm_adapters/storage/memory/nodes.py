@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Mapping, Sequence
 
 from owm_adapters.storage.envelopes import manifest_of
@@ -11,6 +12,7 @@ from owm_core.identity.envelopes import Envelope
 from owm_core.nodes.activity import HeartbeatCount
 from owm_core.nodes.registry import Node
 from owm_core.nodes.tiers import Tier
+from owm_core.stake.census import Presence
 
 
 class MemoryNodeRepository(StateRepository):
@@ -53,6 +55,17 @@ class MemoryNodeRepository(StateRepository):
         with self._lock:
             node_id = self._state.node_keys.get(public_key)
             return None if node_id is None else self._state.nodes[node_id]
+
+    def presence(self, silent_before: int) -> Sequence[Presence]:
+        """The registered nodes counted by their stake's status, suspended mark and silence."""
+        with self._lock:
+            stakes = self._state.stakes
+            groups = collections.Counter(
+                (getattr(stakes.get(n.public_key), "status", None), n.suspended,
+                 n.last_heartbeat < silent_before)
+                for n in self._state.nodes.values()
+            )  # fmt: skip
+        return [Presence(*key, nodes=count) for key, count in groups.items()]
 
     def has_ln_pubkey(self, ln_pubkey: str) -> bool:
         """Whether a registered node names the Lightning node ``ln_pubkey``."""

@@ -12,6 +12,7 @@ from owm_core.identity.envelopes import Envelope
 from owm_core.nodes.activity import HeartbeatCount
 from owm_core.nodes.registry import Node
 from owm_core.nodes.tiers import Tier
+from owm_core.stake.census import Presence
 
 
 class NodeRepository(Protocol):
@@ -36,6 +37,12 @@ class NodeRepository(Protocol):
     def has_ln_pubkey(self, ln_pubkey: str) -> bool:
         """Whether a registered node names the Lightning node ``ln_pubkey`` in its
         ``ln_node_uri`` (such a node is paid by invoice, never keysend: SRS-LN-04)."""
+        ...
+
+    def presence(self, silent_before: int) -> Sequence[Presence]:
+        """The registered nodes counted in groups alike in their stake's status, their own
+        suspended mark and whether their last heartbeat came before ``silent_before``
+        (:mod:`owm_core.stake.census`; SRS-COORD-01)."""
         ...
 
     def list(self) -> Sequence[Node]:

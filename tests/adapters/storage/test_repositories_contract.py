@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import shutil
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from fractions import Fraction
@@ -31,6 +32,7 @@ from owm_adapters.storage.memory import memory_repositories
 from owm_adapters.storage.sql import open_repositories, upgrade
 from owm_adapters.storage.sql.store import SqlRepositories
 from owm_core.access.api_keys import ApiKey, Plan, secret_sha256
+from owm_core.coordination.registration import node_status
 from owm_core.errors import Conflict, InvalidValue
 from owm_core.fields import MAX_MONEY
 from owm_core.governance.contributions import (
@@ -75,7 +77,7 @@ from owm_core.market.tasks import (
     TaskState,
     Verified,
 )
-from owm_core.nodes.registry import LnNodeUri, Node
+from owm_core.nodes.registry import Liveness, LnNodeUri, Node, NodeStatus
 from owm_core.nodes.tiers import Tier
 from owm_core.payments.records import (
     AttemptOutcome,
@@ -92,6 +94,7 @@ from owm_core.pool.stats import MiningPayout
 from owm_core.ports.repositories import Repositories
 from owm_core.provenance.releases import ModelRelease
 from owm_core.provenance.versions import ModelVersion, ProofStatus
+from owm_core.stake.census import census
 from owm_core.stake.channel import Stake, StakeChannel, StakeStatus
 from owm_core.stake.slashing import (
     SlashingDecision,
@@ -430,6 +433,37 @@ def test_the_stake_tally_counts_the_registered_nodes_stakes_by_the_core_rule(
     assert tally == tally_stakes(stakes[:-1])
     assert tally == StakeTally(active_channels=1, staked_sat=(1 + 2 + 3) * 1_000_000,
                                degraded_nodes=2)  # fmt: skip
+
+
+def test_the_registry_census_gives_each_node_the_status_the_core_rule_gives_it(
+    repos: Repositories,
+) -> None:
+    """SRS-COORD-01's gauge, counted by the store in one query: for every mix of stake status
+    (none included), suspended mark and silence, the same statuses as ``node_status`` node by
+    node."""
+    channel = StakeChannel(
+        channel_id="850000x12x1", channel_point="ab" * 32 + ":1", peer_pubkey="03" + "cd" * 32,
+        capacity_sat=2_000_000, local_balance_sat=0, remote_balance_sat=2_000_000,
+        confirmations=6, active=True,
+    )  # fmt: skip
+    extra = {StakeStatus.ACTIVE: {"channel": channel}, StakeStatus.DEGRADED: {"grace_until": T0},
+             StakeStatus.SLASHED: {"cooldown_until": T0 + DAY}}  # fmt: skip
+    liveness, now = Liveness(), T0 + 1_000
+    mixes = itertools.product([None, *StakeStatus], [False, True], [now, T0 + 60])
+    for i, (status, suspended, heard_at) in enumerate(mixes, start=1):
+        repos.nodes.add(a_node(i, suspended=suspended, last_heartbeat=heard_at))
+        if status is not None:
+            repos.stakes.save(Stake(
+                public_key=identity(i).public_key_hex, tier=Tier.T2, status=status,
+                required_sats=1_000_000, capacity_sat=2_000_000, bonus_bps=10_000,
+                changed_at=T0, **extra.get(status, {}),
+            ))  # fmt: skip
+    expected = Counter(
+        node_status(n, repos.stakes.get(n.public_key), now, liveness) for n in repos.nodes.list()
+    )
+    counted = census(repos.nodes.presence(now - liveness.offline_after_s))
+    assert counted == {status: expected[status] for status in NodeStatus}
+    assert sum(counted.values()) == 2 * 2 * (1 + len(StakeStatus))
 
 
 # --------------------------------------------------------------------------- tasks

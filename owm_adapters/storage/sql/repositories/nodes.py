@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -24,6 +24,8 @@ from owm_core.identity.envelopes import Envelope, to_bytes
 from owm_core.nodes.activity import HeartbeatCount
 from owm_core.nodes.registry import Node
 from owm_core.nodes.tiers import Tier
+from owm_core.stake.census import Presence
+from owm_core.stake.channel import StakeStatus
 
 register_row(
     Node,
@@ -41,6 +43,26 @@ class SqlNodeRepository(KeyedRepository[Node]):
     def get_by_public_key(self, public_key: str) -> Node | None:
         """The node registered with Ed25519 ``public_key`` (64 hex), or None."""
         return self._first(select(t.nodes).where(t.nodes.c.public_key == public_key), Node)
+
+    def presence(self, silent_before: int) -> Sequence[Presence]:
+        """The registered nodes counted by their stake's status, suspended mark and silence
+        (one GROUP BY over the nodes joined to their stakes)."""
+        n, stake_status = t.nodes.c, t.stakes.c.status
+        silent = n.last_heartbeat < silent_before
+        query = (
+            select(stake_status, n.suspended, silent, func.count())
+            .select_from(t.nodes.outerjoin(t.stakes, t.stakes.c.public_key == n.public_key))
+            .group_by(stake_status, n.suspended, silent)
+        )
+        with self._db.tx() as conn:
+            rows = conn.execute(query).all()
+        known = {status.value: status for status in StakeStatus}
+        return [
+            Presence(None if status is None else known[status], bool(suspended), bool(quiet),
+                     int(count))
+            for status, suspended, quiet, count in rows
+            if status is None or status in known
+        ]  # fmt: skip
 
     def has_ln_pubkey(self, ln_pubkey: str) -> bool:
         """Whether a registered node names the Lightning node ``ln_pubkey``."""
