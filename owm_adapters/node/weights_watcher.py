@@ -259,7 +259,13 @@ class WeightsWatcher:
             pending: list[str] = []
             new: set[str] = set()
             for version in self.candidates(self.releases()):
-                outcome = self.install(version)
+                try:
+                    outcome = self.install(version)
+                except WeightsUnavailable as error:  # this one's download: not the others'
+                    pending.append(version.id)
+                    log.info("weights %s not fetched (%s); trying again later", version.id,
+                             error.message, extra=self._fields(version.id, version.sub_model))
+                    continue
                 if outcome is None:
                     if version.id not in self._skip:
                         pending.append(version.id)

@@ -39,6 +39,8 @@ class FakeApi:
         self.weights: dict[str, bytes] = {}
         self.proofs: dict[str, bytes] = {}
         self.paths: list[str] = []
+        #: Release ids whose weights the API fails to serve (HTTP 500).
+        self.failing: set[str] = set()
         api = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -56,6 +58,9 @@ class FakeApi:
                 if not what:  # GET /v1/model/versions/{id}: one release
                     found = [r for r in api.releases if r["id"] == release_id]
                     body = json.dumps(found[0]).encode() if found else None
+                elif what == "weights" and release_id in api.failing:
+                    self.send_error(500)
+                    return
                 else:
                     body = (api.weights if what == "weights" else api.proofs).get(release_id)
                 if body is None:
@@ -229,6 +234,22 @@ def test_an_unstamped_version_or_one_without_weights_installs_nothing(api, devne
     result = watcher.poll_once()
     assert result.pending == () and result.installed == ()
     assert watcher.runtime.loaded_version("owm-geo") is None
+
+
+def test_a_version_the_api_fails_to_serve_holds_back_no_other_sub_models(api, devnet, tmp_path):
+    """One sub-model's weights failing to download (HTTP 500, too large) is retried next poll;
+    the sub-models after it are installed meanwhile."""
+    weights = tensors(2.0)
+    broken = new_model_version("owm-v1.0.0", "owm-art", weights, created_at=1_800_000_000)
+    fine = version("owm-v1.0.0", weights, 1_800_000_000)
+    for model in (broken, fine):
+        api.publish(model, weights, devnet.anchored(model.digest_bytes))
+    api.failing.add(broken.id)
+    watcher = watcher_for(api, devnet, tmp_path, [])
+    result = watcher.poll_once()
+    assert result.installed == (fine.id,) and result.pending == (broken.id,)
+    api.failing.clear()
+    assert watcher.poll_once().installed == (broken.id,)
 
 
 def test_an_older_version_never_replaces_a_newer_installed_one(api, devnet, tmp_path):
