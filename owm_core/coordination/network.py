@@ -7,7 +7,7 @@ what says nothing about who runs it — no node id, key, Lightning URI or onion 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import attrs
 
@@ -49,7 +49,7 @@ class AnonymousNode:
 
 
 def network_stats(
-    nodes: Iterable[Node], stakes: dict[str, Stake], now: int, liveness: Liveness
+    nodes: Iterable[Node], stakes: Mapping[str, Stake], now: int, liveness: Liveness
 ) -> NetworkStats:
     """Counts by status (online/offline/suspended, as the registry shows them) and tier, and
     the stake locked by nodes whose stake is live (``stakes`` is keyed by public key)."""

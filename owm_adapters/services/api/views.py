@@ -122,9 +122,7 @@ class Views:
 
     def _network_stats(self) -> NetworkStats:
         nodes = self._repositories.nodes.list()
-        stakes = {
-            n.public_key: s for n in nodes if (s := self._repositories.stakes.get(n.public_key))
-        }
+        stakes = self._repositories.stakes.get_many([n.public_key for n in nodes])
         return network_stats(nodes, stakes, self._clock.now(), self._liveness)
 
     def anonymous_nodes(self, status: NodeStatus | None = None) -> Sequence[AnonymousNode]:
@@ -134,10 +132,9 @@ class Views:
 
     def _anonymous_nodes(self) -> list[AnonymousNode]:
         now = self._clock.now()
-        return [
-            anonymised(node, self._repositories.stakes.get(node.public_key), now, self._liveness)
-            for node in self._repositories.nodes.list()
-        ]
+        nodes = self._repositories.nodes.list()
+        stakes = self._repositories.stakes.get_many([n.public_key for n in nodes])
+        return [anonymised(n, stakes.get(n.public_key), now, self._liveness) for n in nodes]
 
     def slashing_log(self, start: int = 0, limit: int = 100) -> Sequence[SlashingLogRecord]:
         """The public slashing log from ``start`` (SRS-STAKE-06)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import collections
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from owm_adapters.storage.envelopes import manifest_of
 from owm_adapters.storage.memory.state import StateRepository
@@ -55,6 +55,12 @@ class MemoryNodeRepository(StateRepository):
         with self._lock:
             node_id = self._state.node_keys.get(public_key)
             return None if node_id is None else self._state.nodes[node_id]
+
+    def get_many(self, node_ids: Collection[str]) -> Mapping[str, Node]:
+        """The nodes of ``node_ids``, by node id (one not registered: absent)."""
+        with self._lock:
+            nodes = self._state.nodes
+            return {i: nodes[i] for i in node_ids if i in nodes}
 
     def presence(self, silent_before: int) -> Sequence[Presence]:
         """The registered nodes counted by their stake's status, suspended mark and silence."""

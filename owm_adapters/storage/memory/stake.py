@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from owm_adapters.storage.memory.state import StateRepository
@@ -41,6 +41,12 @@ class MemoryStakeRepository(StateRepository):
         """The stake record of ``public_key``, or None (keeps slashed keys for the cooldown)."""
         with self._lock:
             return self._state.stakes.get(public_key)
+
+    def get_many(self, public_keys: Collection[str]) -> Mapping[str, Stake]:
+        """The stake records of ``public_keys``, by key (a key with none: absent)."""
+        with self._lock:
+            stakes = self._state.stakes
+            return {k: stakes[k] for k in public_keys if k in stakes}
 
     def due_for_verification(self, now: int) -> Sequence[Stake]:
         """Stakes whose ``next_verification_at`` ≤ ``now``, earliest first (SRS-STAKE-03)."""

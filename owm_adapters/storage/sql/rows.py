@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 import attrs
@@ -199,6 +199,9 @@ class EnvelopeRepository(SqlRepository):
 _UNREADABLE: set[tuple[int, str, int]] = set()
 """The rows :meth:`MappedRepository._readable` has logged: (database, kind, position)."""
 _UNREADABLE_KEPT = 10_000
+KEYS_AT_ONCE = 500
+"""How many keys one ``IN (…)`` of :meth:`MappedRepository._by_keys` names (SQLite takes at
+most 32,766 bound values a statement; PostgreSQL plans short lists best)."""
 
 
 class MappedRepository(SqlRepository):
@@ -250,6 +253,20 @@ class MappedRepository(SqlRepository):
             after = rows[-1].seq
         return found
 
+    def _by_keys(
+        self, table: Table, key: str, keys: Collection[str], cls: type[T]
+    ) -> dict[str, T]:
+        """The ``cls`` value of each row of ``table`` whose column ``key`` is one of ``keys``,
+        by that key (a key with no row: absent), read :data:`KEYS_AT_ONCE` keys a statement
+        instead of one query a key."""
+        wanted, found = sorted(set(keys)), {}
+        for start in range(0, len(wanted), KEYS_AT_ONCE):
+            chunk = wanted[start : start + KEYS_AT_ONCE]
+            with self._db.tx() as conn:
+                rows = conn.execute(select(table).where(table.c[key].in_(chunk))).all()
+            found.update({r._mapping[key]: from_row(r, cls) for r in rows})
+        return found
+
     def _counts(self, column: ColumnElement[str], kind: type[E]) -> dict[E, int]:
         """How many rows hold each value of the enum ``kind`` in ``column`` (one GROUP BY);
         a value this version does not know is left out."""
@@ -297,6 +314,11 @@ class _ByKeyRepository(MappedRepository, Generic[V]):
     def get(self, key: Any) -> V | None:
         """The value stored under ``key``, or None."""
         found: V | None = self._first(select(self._table).where(self._column == key), self._kind)
+        return found
+
+    def get_many(self, keys: Collection[str]) -> Mapping[str, V]:
+        """The values stored under ``keys``, by key (a key with none: absent)."""
+        found: dict[str, V] = self._by_keys(self._table, self._key, keys, self._kind)
         return found
 
     def _in_key_order(self, limit: int, after: str = "") -> list[V]:

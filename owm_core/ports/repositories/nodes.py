@@ -5,7 +5,7 @@ The semantics every store keeps are in :mod:`owm_core.ports.repositories`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
 from owm_core.identity.envelopes import Envelope
@@ -28,6 +28,10 @@ class NodeRepository(Protocol):
 
     def get(self, node_id: str) -> Node | None:
         """The node with ``node_id``, or None."""
+        ...
+
+    def get_many(self, node_ids: Collection[str]) -> Mapping[str, Node]:
+        """The nodes of ``node_ids``, by node id (one not registered: absent)."""
         ...
 
     def get_by_public_key(self, public_key: str) -> Node | None:

@@ -6,7 +6,7 @@ The semantics every store keeps are in :mod:`owm_core.ports.repositories`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
 from owm_core.identity.envelopes import Envelope
@@ -26,6 +26,10 @@ class StakeRepository(Protocol):
 
     def get(self, public_key: str) -> Stake | None:
         """The stake record of ``public_key``, or None (keeps slashed keys for the cooldown)."""
+        ...
+
+    def get_many(self, public_keys: Collection[str]) -> Mapping[str, Stake]:
+        """The stake records of ``public_keys``, by key (a key with none: absent)."""
         ...
 
     def due_for_verification(self, now: int) -> Sequence[Stake]:

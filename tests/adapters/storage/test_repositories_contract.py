@@ -402,6 +402,27 @@ def test_stakes_round_trip_with_their_channel_and_come_due_in_order(repos: Repos
     assert repos.stakes.get("e" * 64) is None
 
 
+def test_nodes_and_stakes_are_read_many_at_once_by_key(
+    repos: Repositories, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dispatch reads the nodes and stakes of every open stream together; the keys go to the
+    store a few hundred a statement (two here, to cross a chunk), unknown ones are absent."""
+    monkeypatch.setattr("owm_adapters.storage.sql.rows.KEYS_AT_ONCE", 2)
+    nodes = [a_node(i) for i in range(1, 6)]
+    for node in nodes:
+        repos.nodes.add(node)
+    stake = Stake(
+        public_key=identity(2).public_key_hex, tier=Tier.T1, status=StakeStatus.PENDING,
+        required_sats=100_000, capacity_sat=0, bonus_bps=10_000, changed_at=T0,
+    )  # fmt: skip
+    repos.stakes.save(stake)
+    wanted = [n.node_id for n in nodes] + ["n-unknown"]
+    assert repos.nodes.get_many(wanted) == {n.node_id: n for n in nodes}
+    assert repos.nodes.get_many([]) == {}
+    keys = [identity(i).public_key_hex for i in (1, 2, 3)]
+    assert repos.stakes.get_many(keys) == {stake.public_key: stake}
+
+
 def test_the_stake_tally_counts_the_registered_nodes_stakes_by_the_core_rule(
     repos: Repositories,
 ) -> None:

@@ -5,7 +5,7 @@ SRS-STAKE-01..03.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from sqlalchemy import delete, func, insert, select
 
@@ -13,6 +13,7 @@ from owm_adapters.storage.sql import tables as t
 from owm_adapters.storage.sql.database import SqlRepository, upsert
 from owm_adapters.storage.sql.rows import (
     Flat,
+    MappedRepository,
     from_row,
     register_row,
     to_row,
@@ -46,7 +47,7 @@ register_row(
 register_row(StakeChange)
 
 
-class SqlStakeRepository(SqlRepository):
+class SqlStakeRepository(MappedRepository):
     """Stake records (with their channel flattened) in the ``stakes`` table."""
 
     def save(self, stake: Stake) -> None:
@@ -68,6 +69,10 @@ class SqlStakeRepository(SqlRepository):
         with self._db.tx() as conn:
             row = conn.execute(select(t.stakes).where(t.stakes.c.public_key == public_key)).first()
         return None if row is None else from_row(row, Stake)
+
+    def get_many(self, public_keys: Collection[str]) -> Mapping[str, Stake]:
+        """The stake records of ``public_keys``, by key (a key with none: absent)."""
+        return self._by_keys(t.stakes, "public_key", public_keys, Stake)
 
     def due_for_verification(self, now: int) -> Sequence[Stake]:
         """Stakes whose ``next_verification_at`` ≤ ``now``, earliest first (SRS-STAKE-03)."""
