@@ -8,7 +8,7 @@ each share at difficulty ``d`` stands for ``d · 2³²`` hashes on average.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 
 import attrs
@@ -91,18 +91,33 @@ class PoolStats:
     at: int
 
 
+@attrs.frozen
+class PaidTotal:
+    """How many payouts were recorded (all, or one miner's) and the sat they carried: what
+    the stores count (``MiningPayoutRepository.totals``) instead of every payout listed."""
+
+    payouts: int = 0
+    sat: int = 0
+
+
+def paid_total(payouts: Iterable[MiningPayout]) -> PaidTotal:
+    """The :class:`PaidTotal` of ``payouts``."""
+    listed = list(payouts)
+    return PaidTotal(len(listed), sum(p.amount_sat for p in listed))
+
+
 def pool_stats(
-    day: Sequence[HourlyWork], blocks_30d: int, payouts: Iterable[MiningPayout], now: int
+    day: Sequence[HourlyWork], blocks_30d: int, paid: PaidTotal, now: int
 ) -> PoolStats:
     """Pool statistics at ``now`` from the last 24 hours' hourly work, the blocks found in the
-    last 30 days and the recorded payouts."""
+    last 30 days and what the recorded payouts came to."""
     return PoolStats(
         hashrate_1h_hps=_rate_hps(sum(w.difficulty for w in day if w.hours_ago == 0), HOUR_S),
         hashrate_24h_hps=_rate_hps(sum(w.difficulty for w in day if w.hours_ago < 24), DAY_S),
         miners_24h=len({w.miner_id for w in day if w.hours_ago < 24}),
         shares_24h=sum(w.shares for w in day if w.hours_ago < 24),
         blocks_30d=blocks_30d,
-        paid_sat_total=sum(p.amount_sat for p in payouts),
+        paid_sat_total=paid.sat,
         at=now,
     )
 
@@ -111,12 +126,11 @@ def miner_stats(
     miner_id: str,
     day: Sequence[HourlyWork],
     blocks_30d: int,
-    payouts: Iterable[MiningPayout],
+    paid: PaidTotal,
     now: int,
 ) -> MinerStats:
-    """One miner's statistics at ``now`` (its hourly work, blocks and payouts only count)."""
+    """One miner's statistics at ``now`` from its own hourly work, blocks and payouts."""
     own = [w for w in day if w.miner_id == miner_id]
-    paid = [p for p in payouts if p.miner_id == miner_id]
     pool = pool_stats(own, blocks_30d, paid, now)
     return MinerStats(
         miner_id=miner_id,
@@ -125,7 +139,7 @@ def miner_stats(
         shares_24h=pool.shares_24h,
         blocks_30d=blocks_30d,
         paid_sat=pool.paid_sat_total,
-        payouts=len(paid),
+        payouts=paid.payouts,
     )
 
 
@@ -176,11 +190,12 @@ def hourly_hashrate(day: Sequence[HourlyWork], hours: int = 24) -> tuple[list[in
     return [_rate_hps(d, HOUR_S) for d in work], counts
 
 
-def hourly_payouts(payouts: Iterable[MiningPayout], now: int, hours: int = 24) -> list[int]:
-    """Sat paid by the pool in each of the last ``hours`` whole hours up to ``now``."""
-    paid = [0] * hours
-    for payout in payouts:
-        index = hours - 1 - (now - payout.paid_at) // HOUR_S
-        if 0 <= index < hours and payout.paid_at <= now:
-            paid[index] += payout.amount_sat
-    return paid
+def hourly_payouts(paid_by_hours_ago: Mapping[int, int], hours: int = 24) -> list[int]:
+    """Sat paid by the pool in each of the last ``hours`` whole hours, oldest first, from the
+    sat paid ``h`` whole hours ago (what ``MiningPayoutRepository.paid_by_hours_ago`` sums)."""
+    return [paid_by_hours_ago.get(hours - 1 - index, 0) for index in range(hours)]
+
+
+def hours_ago(paid_at: int, now: int) -> int:
+    """How many whole hours before ``now`` a payout at ``paid_at`` was made."""
+    return (now - paid_at) // HOUR_S

@@ -177,7 +177,7 @@ class Views:
         return self._cache.get(
             "pool_stats",
             lambda: pool_stats(
-                self._day(), self._blocks_30d(), self._repositories.mining_payouts.recent(100_000),
+                self._day(), self._blocks_30d(), self._repositories.mining_payouts.totals(),
                 self._clock.now(),
             ),
         )
@@ -185,11 +185,12 @@ class Views:
     def miner(self, node_id: str) -> MinerView:
         """One node's mining statistics and payouts (GET /v1/mining/nodes/{node_id})."""
         must_exist(self._repositories.nodes.get(node_id), f"no node {node_id}")
-        payouts = self._repositories.mining_payouts.recent(100_000, miner_id=node_id)
+        payouts = self._repositories.mining_payouts
         stats = miner_stats(
-            node_id, self._day(), self._blocks_30d(node_id), payouts, self._clock.now()
-        )
-        return MinerView(stats, payouts[:100])
+            node_id, self._day(), self._blocks_30d(node_id), payouts.totals(node_id),
+            self._clock.now(),
+        )  # fmt: skip
+        return MinerView(stats, payouts.recent(100, miner_id=node_id))
 
     def payouts(self, limit: int = 100) -> Sequence[MiningPayout]:
         """Recent payouts, newest first (GET /v1/mining/payouts, public)."""
@@ -205,15 +206,15 @@ class Views:
     def _pool_page(self) -> PoolPage:
         now, day = self._clock.now(), self._day()
         rates, counts = hourly_hashrate(day)
-        payouts = self._repositories.mining_payouts.recent(self._config.max_list)
+        payouts = self._repositories.mining_payouts
         return PoolPage(
             pool=self.pool_stats(),
             work=self._pool.work() if self._pool is not None else None,
             hashrate_by_miner_1h=per_miner_hashrate_1h(day),
             hourly_hashrate_hps=rates,
             hourly_shares=counts,
-            hourly_paid_sat=hourly_payouts(payouts, now),
-            recent_payouts=payouts[:PAGE_PAYOUTS],
+            hourly_paid_sat=hourly_payouts(payouts.paid_by_hours_ago(now, 24), 24),
+            recent_payouts=payouts.recent(PAGE_PAYOUTS),
         )
 
     def _rejections(self) -> dict[str, dict[str, int]]:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Mapping, Sequence
 
 from owm_adapters.storage.memory.state import PutStateRepository, StateRepository
 from owm_core.errors import Conflict
 from owm_core.pool.bitcoin import AcceptedShare
 from owm_core.pool.fpps import MinerCredit
-from owm_core.pool.stats import HourlyWork, MiningPayout, sum_hourly_work
+from owm_core.pool.stats import (
+    HourlyWork,
+    MiningPayout,
+    PaidTotal,
+    hours_ago,
+    paid_total,
+    sum_hourly_work,
+)
 
 
 class MemoryShareRepository(StateRepository):
@@ -103,16 +111,35 @@ class MemoryMiningPayoutRepository(StateRepository):
             f"payout {payout.payment_hash} is already recorded",
         )
 
-    def recent(self, limit: int = 100, miner_id: str | None = None) -> Sequence[MiningPayout]:
-        """Up to ``limit`` payouts (to one miner if given), newest first, then by hash."""
+    def recent(
+        self, limit: int = 100, miner_id: str | None = None, since: int | None = None
+    ) -> Sequence[MiningPayout]:
+        """Up to ``limit`` payouts (to one miner if given; paid at or after ``since`` if
+        given), newest first, then by hash."""
         with self._lock:
             chosen = [
                 p
                 for p in self._state.mining_payouts.values()
-                if miner_id is None or p.miner_id == miner_id
+                if (miner_id is None or p.miner_id == miner_id)
+                and (since is None or p.paid_at >= since)
             ]
             chosen.sort(key=lambda p: (-p.paid_at, p.payment_hash))
             return chosen[:limit]
+
+    def paid_by_hours_ago(self, now: int, hours: int) -> Mapping[int, int]:
+        """The sat paid each whole hour before ``now``, the last ``hours``."""
+        paid: collections.Counter[int] = collections.Counter()
+        with self._lock:
+            for p in self._state.mining_payouts.values():
+                if p.paid_at <= now and (ago := hours_ago(p.paid_at, now)) < hours:
+                    paid[ago] += p.amount_sat
+        return paid
+
+    def totals(self, miner_id: str | None = None) -> PaidTotal:
+        """How many payouts were recorded (to one miner if given) and their sat, counted."""
+        with self._lock:
+            payouts = self._state.mining_payouts.values()
+            return paid_total(p for p in payouts if miner_id is None or p.miner_id == miner_id)
 
 
 class MemoryMinerCreditRepository(PutStateRepository[MinerCredit]):

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from owm_core.pool.bitcoin import AcceptedShare
 from owm_core.pool.fpps import MinerCredit
-from owm_core.pool.stats import HourlyWork, MiningPayout
+from owm_core.pool.stats import HourlyWork, MiningPayout, PaidTotal
 
 
 class ShareRepository(Protocol):
@@ -74,8 +74,20 @@ class MiningPayoutRepository(Protocol):
         """Record one payout; Conflict if its payment_hash is already recorded."""
         ...
 
-    def recent(self, limit: int = 100, miner_id: str | None = None) -> Sequence[MiningPayout]:
-        """Up to ``limit`` payouts (to one miner if given), newest first, then by hash."""
+    def recent(
+        self, limit: int = 100, miner_id: str | None = None, since: int | None = None
+    ) -> Sequence[MiningPayout]:
+        """Up to ``limit`` payouts (to one miner if given; paid at or after ``since`` if
+        given), newest first, then by hash."""
+        ...
+
+    def totals(self, miner_id: str | None = None) -> PaidTotal:
+        """How many payouts were recorded (to one miner if given) and their sat, counted."""
+        ...
+
+    def paid_by_hours_ago(self, now: int, hours: int) -> Mapping[int, int]:
+        """The sat paid ``h`` whole hours before ``now`` (:func:`~owm_core.pool.stats.hours_ago`)
+        for each ``h`` below ``hours`` with any, summed by the store."""
         ...
 
 

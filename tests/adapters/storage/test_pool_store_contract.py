@@ -6,7 +6,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from owm_core.pool.stats import HourlyWork
+from owm_core.pool.stats import HourlyWork, MiningPayout, PaidTotal
 from tests.adapters.storage import test_repositories_contract as contract
 from tests.adapters.storage.test_repositories_contract import Backend, a_share
 
@@ -37,6 +37,27 @@ def test_the_hourly_work_sums_shares_per_hour_ago_and_miner_inside_the_window(
     ]  # fmt: skip
     assert shares.hourly_work(NOW, 3)[-1] == HourlyWork(2, "a", 1, 6)
     assert shares.hourly_work(NOW - 10**6, 24) == []
+
+
+def test_payouts_are_summed_per_hour_ago_and_totalled_by_the_store(backend: Backend) -> None:
+    """The pool page's hourly chart and the paid totals, counted by the store over every
+    payout (not a capped listing of them)."""
+    payouts = backend.repos.mining_payouts
+    placed = [
+        (NOW, 1, "a"), (NOW - 3_599, 2, "b"),  # the last hour
+        (NOW - 3_600, 4, "a"), (NOW - 2 * 3_600 + 1, 8, None),  # one hour ago
+        (NOW - 24 * 3_600 + 1, 16, "a"),  # 23 hours ago: the window's oldest hour
+        (NOW - 24 * 3_600, 32, "a"),  # outside a day
+        (NOW + 1, 64, "b"),  # after now
+    ]  # fmt: skip
+    for i, (at, sat, miner) in enumerate(placed):
+        payouts.add(MiningPayout(at, sat, f"{i:064x}", miner))
+    again = backend.reopen().mining_payouts
+    assert again.paid_by_hours_ago(NOW, 24) == {0: 3, 1: 12, 23: 16}
+    assert again.paid_by_hours_ago(NOW, 1) == {0: 3}
+    assert again.totals() == PaidTotal(7, 127)
+    assert again.totals("a") == PaidTotal(4, 53)
+    assert [p.amount_sat for p in again.recent(10, since=NOW - 3_600)] == [64, 1, 2, 4]
 
 
 def test_blocks_are_counted_since_a_time_and_the_newest_block_is_found(backend: Backend) -> None:

@@ -18,7 +18,7 @@ from owm_adapters.storage.sql.rows import (
 )
 from owm_core.pool.bitcoin import AcceptedShare
 from owm_core.pool.fpps import MinerCredit
-from owm_core.pool.stats import HOUR_S, HourlyWork, MiningPayout
+from owm_core.pool.stats import HOUR_S, HourlyWork, MiningPayout, PaidTotal
 
 HOURLY_WORK_MEM = "64MB"
 """PostgreSQL's memory for the hourly sums (the default 4 MB makes the planner sort a day's
@@ -170,13 +170,41 @@ class SqlMiningPayoutRepository(MappedRepository):
         """Record one payout; Conflict if its payment_hash is already recorded."""
         self._insert(t.mining_payouts, payout)
 
-    def recent(self, limit: int = 100, miner_id: str | None = None) -> Sequence[MiningPayout]:
-        """Up to ``limit`` payouts (to one miner if given), newest first, then by hash."""
+    def recent(
+        self, limit: int = 100, miner_id: str | None = None, since: int | None = None
+    ) -> Sequence[MiningPayout]:
+        """Up to ``limit`` payouts (to one miner if given; paid at or after ``since`` if
+        given), newest first, then by hash."""
         c = t.mining_payouts.c
         query = select(t.mining_payouts).order_by(c.paid_at.desc(), c.payment_hash).limit(limit)
         if miner_id is not None:
             query = query.where(c.miner_id == miner_id)
+        if since is not None:
+            query = query.where(c.paid_at >= since)
         return self._all(query, MiningPayout)
+
+    def paid_by_hours_ago(self, now: int, hours: int) -> Mapping[int, int]:
+        """The sat paid each whole hour before ``now``, the last ``hours``, summed in SQL over
+        the ``paid_at`` index (a day of hourly FPPS payouts to many miners is many rows)."""
+        c = t.mining_payouts.c
+        ago = ((now - c.paid_at) // HOUR_S).label("ago")
+        query = (
+            select(ago, func.sum(c.amount_sat))
+            .where(c.paid_at > now - hours * HOUR_S, c.paid_at <= now)
+            .group_by(ago)
+        )
+        with self._db.tx() as conn:
+            return {int(h): int(sat) for h, sat in conn.execute(query).all()}
+
+    def totals(self, miner_id: str | None = None) -> PaidTotal:
+        """How many payouts were recorded (to one miner if given) and their sat, counted."""
+        c = t.mining_payouts.c
+        query = select(func.count(), func.coalesce(func.sum(c.amount_sat), 0))
+        if miner_id is not None:
+            query = query.where(c.miner_id == miner_id)
+        with self._db.tx() as conn:
+            count, sat = conn.execute(query.select_from(t.mining_payouts)).one()
+        return PaidTotal(int(count), int(sat))
 
 
 class SqlMinerCreditRepository(PutRepository[MinerCredit]):
