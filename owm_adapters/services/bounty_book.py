@@ -42,7 +42,6 @@ SPONSOR_INVOICE_EXPIRY_S = 3_600
 FUNDING_GRACE_S = 600
 """How long after its invoice expired an unpaid sponsored bounty is cancelled (a payment in
 flight at the expiry settles or fails within it)."""
-SCANNED_DELIVERIES = 10_000
 LAPSE_BATCH = 1_000
 """Bounties of each status one look for lapses reads: the next page after its cursor."""
 
@@ -60,10 +59,7 @@ class BountyTerms:
 def app_installation(repositories: Repositories, repository: str) -> int | None:
     """The GitHub App's installation on ``repository``, from its latest stored webhook
     delivery; None when the App has heard nothing from it (not installed there)."""
-    for event in repositories.webhook_events.list(SCANNED_DELIVERIES):
-        if event.repository == repository and event.installation_id is not None:
-            return event.installation_id
-    return None
+    return repositories.webhook_events.installation_of(repository)
 
 
 @attrs.frozen

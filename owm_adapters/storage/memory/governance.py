@@ -142,6 +142,12 @@ class MemoryWebhookEventRepository(KeyedStateRepository[WebhookEvent]):
             )
             return chosen[:limit]
 
+    def installation_of(self, repository: str) -> int | None:
+        """The installation id of the newest delivery from ``repository`` that names one."""
+        ours = [e for e in self.list(len(self._state.webhook_events))
+                if e.repository == repository and e.installation_id is not None]  # fmt: skip
+        return ours[0].installation_id if ours else None
+
 
 class MemoryHandlerRetryRepository(StateRepository):
     """Webhook handlers' pending retries per (delivery id, handler); claims compare and set

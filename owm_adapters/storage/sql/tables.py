@@ -432,6 +432,7 @@ webhook_events = Table(
     _time("received_at", index=True),
     Column("body_sha256", String(64), nullable=False),
     Column("payload", Text, nullable=False),
+    Index(None, "repository", "received_at"),  # a repository's App installation (0041)
 )
 
 # -- the webhook handlers still to be run with a stored delivery (migration 0030) ------------

@@ -116,6 +116,11 @@ class WebhookEventRepository(Protocol):
         """Up to ``limit`` deliveries, newest first, then by delivery id."""
         ...
 
+    def installation_of(self, repository: str) -> int | None:
+        """The GitHub App installation id the newest delivery from ``repository`` that names
+        one carries; None when none does (the App is not installed there)."""
+        ...
+
 
 class HandlerRetryRepository(Protocol):
     """The webhook handlers still to be run with a stored delivery, one per (delivery id,

@@ -45,6 +45,22 @@ def test_a_delivery_survives_a_reopen_and_deliveries_list_newest_first(backend: 
     assert again.get("d-3") is None
 
 
+def test_a_repositorys_app_installation_is_its_newest_delivery_that_names_one(
+    backend: Backend,
+) -> None:
+    events = backend.repos.webhook_events
+    assert events.installation_of("o/r") is None
+    events.add(delivery("d-1", T0))  # installation 9
+    newer = attrs.evolve(delivery("d-2", T0 + 5), installation_id=11)
+    events.add(newer)
+    events.add(attrs.evolve(delivery("d-3", T0 + 9), installation_id=None))  # names none
+    events.add(attrs.evolve(delivery("d-4", T0 + 20), repository="o/other", installation_id=4))
+    again = backend.reopen().webhook_events
+    assert again.installation_of("o/r") == 11
+    assert again.installation_of("o/other") == 4
+    assert again.installation_of("o/none") is None
+
+
 def test_a_replayed_delivery_id_is_a_conflict_and_the_stored_event_stays(
     backend: Backend,
 ) -> None:

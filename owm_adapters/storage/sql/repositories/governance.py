@@ -238,6 +238,21 @@ class SqlWebhookEventRepository(KeyedRepository[WebhookEvent]):
         query = select(t.webhook_events).order_by(c.received_at.desc(), c.delivery_id)
         return self._all(query.limit(limit), WebhookEvent)
 
+    def installation_of(self, repository: str) -> int | None:
+        """The installation id of the newest delivery from ``repository`` that names one: one
+        row through the ``(repository, received_at)`` index (migration 0041), not a read of
+        the newest deliveries with their payloads."""
+        c = t.webhook_events.c
+        query = (
+            select(c.installation_id)
+            .where(c.repository == repository, c.installation_id.is_not(None))
+            .order_by(c.received_at.desc(), c.delivery_id)
+            .limit(1)
+        )
+        with self._db.tx() as conn:
+            found = conn.execute(query).scalar()
+        return None if found is None else int(found)
+
 
 class SqlHandlerRetryRepository(MappedRepository):
     """Webhook handlers' pending retries in ``handler_retries``, by (delivery id, handler);
