@@ -67,13 +67,9 @@ class ModelRelease:
         return self.proof_status is ProofStatus.CONFIRMED
 
 
-def _version_key(release: ModelRelease) -> tuple[tuple[int, ...], int, str]:
-    core = release.version.version[len("owm-v") :].split("-")[0].split("+")[0]
-    return (
-        tuple(int(part) for part in core.split(".")),
-        release.version.created_at,
-        release.release_id,
-    )
+def _version_key(version: ModelVersion) -> tuple[tuple[int, ...], int, str]:
+    core = version.version[len("owm-v") :].split("-")[0].split("+")[0]
+    return (tuple(int(part) for part in core.split(".")), version.created_at, version.id)
 
 
 def current_release(releases: Iterable[ModelRelease]) -> ModelRelease | None:
@@ -81,7 +77,13 @@ def current_release(releases: Iterable[ModelRelease]) -> ModelRelease | None:
 
     Its id and proof status are what every API response carries (SRS-API-01).
     """
-    return max(releases, key=_version_key, default=None)
+    return max(releases, key=lambda release: _version_key(release.version), default=None)
+
+
+def current_version(versions: Iterable[ModelVersion]) -> ModelVersion | None:
+    """:func:`current_release`'s choice among the releases' versions alone (the store reads
+    them without the proofs, then the one release chosen)."""
+    return max(versions, key=_version_key, default=None)
 
 
 WEIGHT_SCHEMAS = frozenset({"owm.inference.features", "owm.inference.text"})

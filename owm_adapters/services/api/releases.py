@@ -14,7 +14,7 @@ import attrs
 from owm_adapters.services.api.config import ReadCache
 from owm_core.errors import must_exist
 from owm_core.ports.repositories import Repositories
-from owm_core.provenance.releases import ModelRelease, current_release
+from owm_core.provenance.releases import ModelRelease, current_version
 
 
 @attrs.define(eq=False)
@@ -29,10 +29,14 @@ class Releases:
     chain: str = "none"
 
     def current_release(self) -> ModelRelease | None:
-        """The release answering queries now (its id and OTS status head every response)."""
-        return self._cache.get(
-            "current", lambda: current_release(self._repositories.releases.list())
-        )
+        """The release answering queries now (its id and OTS status head every response):
+        chosen among the versions alone, then that one release read with its proof."""
+        return self._cache.get("current", self._current)
+
+    def _current(self) -> ModelRelease | None:
+        releases = self._repositories.releases
+        chosen = current_version(releases.versions())
+        return None if chosen is None else releases.get(chosen.id)
 
     def releases(self) -> Sequence[ModelRelease]:
         """Every published release, newest first."""

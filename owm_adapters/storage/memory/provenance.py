@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from owm_adapters.storage.memory.state import KeyedStateRepository
 from owm_core.errors import Conflict
 from owm_core.provenance.releases import ModelRelease
+from owm_core.provenance.versions import ModelVersion
 
 
 class MemoryModelReleaseRepository(KeyedStateRepository[ModelRelease]):
@@ -31,3 +32,8 @@ class MemoryModelReleaseRepository(KeyedStateRepository[ModelRelease]):
         with self._lock:
             releases = sorted(self._state.releases.values(), key=lambda r: r.release_id)
             return sorted(releases, key=lambda r: r.version.created_at, reverse=True)
+
+    def versions(self) -> Sequence[ModelVersion]:
+        """Every release's version, in no particular order."""
+        with self._lock:
+            return [r.version for r in self._state.releases.values()]

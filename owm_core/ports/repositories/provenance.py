@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from owm_core.provenance.releases import ModelRelease
+from owm_core.provenance.versions import ModelVersion
 
 
 class ModelReleaseRepository(Protocol):
@@ -29,4 +30,8 @@ class ModelReleaseRepository(Protocol):
 
     def list(self) -> Sequence[ModelRelease]:
         """Every release, newest ``created_at`` first, then by release_id."""
+        ...
+
+    def versions(self) -> Sequence[ModelVersion]:
+        """Every release's version (no proofs), in no particular order."""
         ...

@@ -92,7 +92,7 @@ from owm_core.payments.records import (
 from owm_core.pool.bitcoin import AcceptedShare
 from owm_core.pool.stats import MiningPayout
 from owm_core.ports.repositories import Repositories
-from owm_core.provenance.releases import ModelRelease
+from owm_core.provenance.releases import ModelRelease, current_release, current_version
 from owm_core.provenance.versions import ModelVersion, ProofStatus
 from owm_core.stake.census import census
 from owm_core.stake.channel import Stake, StakeChannel, StakeStatus
@@ -1171,6 +1171,11 @@ def test_releases_are_listed_newest_first_then_by_id(repos: Repositories) -> Non
     for release in (new_b, old, new_a):
         repos.releases.add(release)
     assert repos.releases.list() == [new_a, new_b, old]
+    versions = repos.releases.versions()  # without the proofs: what picks the current one
+    assert sorted(versions, key=lambda v: v.id) == sorted(
+        (r.version for r in (new_a, new_b, old)), key=lambda v: v.id
+    )
+    assert current_version(versions) == current_release(repos.releases.list()).version  # type: ignore[union-attr]
 
 
 # --------------------------------------------------------------------------- GitHub

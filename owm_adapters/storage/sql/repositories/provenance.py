@@ -39,3 +39,11 @@ class SqlModelReleaseRepository(KeyedRepository[ModelRelease]):
         c = t.model_releases.c
         query = select(t.model_releases).order_by(c.created_at.desc(), c.release_id)
         return self._all(query, ModelRelease)
+
+    def versions(self) -> Sequence[ModelVersion]:
+        """Every release's version: its own columns only, not the proofs (kilobytes each)."""
+        c = t.model_releases.c
+        columns = [c[a.name] for a in attrs.fields(ModelVersion)]
+        with self._db.tx() as conn:
+            rows = conn.execute(select(*columns)).all()
+        return [ModelVersion(**row._mapping) for row in rows]
