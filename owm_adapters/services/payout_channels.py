@@ -30,6 +30,7 @@ from owm_core.payments.payout_channels import (
     PayoutChannelPolicy,
     day_start,
     decide,
+    funds_refuse,
 )
 from owm_core.ports.clock import Clock
 from owm_core.ports.lightning import ChannelOpener, StakeChannels
@@ -79,35 +80,55 @@ class PayoutChannels:
         self._loop.wake()
 
     def sweep(self) -> list[Opened]:
-        """Open the payout channels the policy allows now; what was opened."""
+        """Open the payout channels the policy allows now; what was opened. The treasury's
+        funds and today's openings are read once a sweep and again after each opening tried,
+        and the sweep stops once they allow no channel: it asks the Lightning node about a
+        node's channels only while one could still be opened (one question a node, not
+        three, and none on the sweeps after the day's budget is spent)."""
         opened: list[Opened] = []
+        if self.policy.per_node_sat == 0:
+            return opened  # payout channels are off
         with self._lock:
+            funds = self._funds()
             for node in self._store.nodes.list():
-                done = self._consider(node)
-                if done is not None:
-                    opened.append(done)
+                if funds is None or funds_refuse(self.policy, *funds) is not None:
+                    break
+                done, tried = self._consider(node, funds)
+                opened += [done] if done is not None else []
+                funds = self._funds() if tried else funds
         return opened
 
-    def _consider(self, node: Node) -> Opened | None:
-        now = self._clock.now()
+    def _funds(self) -> tuple[int, int] | None:
+        """The treasury's spendable on-chain sat and what it opened today; None (logged) if
+        its Lightning node does not say."""
+        try:
+            spendable = self._opener.spendable_onchain_sat()
+        except DomainError as exc:
+            log.warning("no payout channels this sweep: %s", exc.message)
+            return None
+        return spendable, self._store.payout_channels.opened_since(day_start(self._clock.now()))
+
+    def _consider(self, node: Node, funds: tuple[int, int]) -> tuple[Opened | None, bool]:
+        """The channel opened to ``node``, if one was; and whether an opening was tried."""
+        now, tried = self._clock.now(), False
         openings = self._store.payout_channels
         try:
             decision = decide(
-                self.policy, spendable_sat=self._opener.spendable_onchain_sat(),
-                opened_today_sat=openings.opened_since(day_start(now)),
+                self.policy, spendable_sat=funds[0], opened_today_sat=funds[1],
                 channels=self._channels.channels_with(node.ln_node_uri.pubkey),
                 suspended=node.suspended, last_opening=openings.get(node.node_id), now=now,
             )  # fmt: skip
             if not decision.opens:
                 log.debug("no payout channel to %s: %s", node.node_id, decision.reason)
-                return None
+                return None, False
             opening = PayoutChannelOpening(node.node_id, decision.amount_sat, now)
             openings.put(opening)
+            tried = True
             point = self._opener.open_channel(str(node.ln_node_uri), decision.amount_sat)
         except DomainError as exc:
             log.warning("payout channel to %s not opened: %s", node.node_id, exc.message)
-            return None
+            return None, tried
         openings.put(attrs.evolve(opening, channel_point=point))
         log.info("opened payout channel %s of %d sat to %s", point, decision.amount_sat,
                  node.node_id)  # fmt: skip
-        return Opened(node.node_id, point, decision.amount_sat)
+        return Opened(node.node_id, point, decision.amount_sat), True

@@ -96,13 +96,23 @@ def decide(
         return ChannelDecision(
             0, f"a payout channel opened at {last_opening.started_at} may still be confirming"
         )
-    if opened_today_sat + policy.per_node_sat > policy.daily_budget_sat:
-        return ChannelDecision(0, f"today's budget of {policy.daily_budget_sat} sat is spent")
-    if spendable_sat - policy.per_node_sat < policy.reserve_sat:
-        return ChannelDecision(
-            0, f"opening would leave less than the {policy.reserve_sat} sat reserve on chain"
-        )
+    refused = funds_refuse(policy, spendable_sat, opened_today_sat)
+    if refused is not None:
+        return ChannelDecision(0, refused)
     return ChannelDecision(policy.per_node_sat, "a new node without a payout channel")
+
+
+def funds_refuse(
+    policy: PayoutChannelPolicy, spendable_sat: int, opened_today_sat: int
+) -> str | None:
+    """Why the treasury's funds allow no payout channel now, whatever the node (today's budget
+    spent, or the on-chain reserve reached); None while one may be opened. A sweep stops
+    asking about nodes' channels once this says no."""
+    if opened_today_sat + policy.per_node_sat > policy.daily_budget_sat:
+        return f"today's budget of {policy.daily_budget_sat} sat is spent"
+    if spendable_sat - policy.per_node_sat < policy.reserve_sat:
+        return f"opening would leave less than the {policy.reserve_sat} sat reserve on chain"
+    return None
 
 
 def day_start(now: int) -> int:

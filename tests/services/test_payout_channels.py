@@ -91,6 +91,26 @@ class Unconfirmed:
         return point
 
 
+def test_a_sweep_asks_about_nodes_channels_only_while_the_budget_allows_a_channel(
+    tmp_path: Path,
+) -> None:
+    """Once the day's budget is spent, a sweep over thousands of nodes asks the treasury's
+    Lightning node nothing about them (it asked three questions a node before)."""
+    ledger, store, clock, _ = world(
+        tmp_path, 10_000_000, PayoutChannelPolicy(1_000_000, 500_000, 1_000_000)
+    )
+    treasury = Unconfirmed(ledger)
+    asked: list[str] = []
+    listed = treasury.channels_with
+    treasury.channels_with = lambda peer: asked.append(peer) or listed(peer)  # type: ignore[method-assign]
+    for i in range(5):
+        store.nodes.add(node(i + 1, ledger.add_node(f"n{i}")))
+    channels = PayoutChannels(store, treasury, treasury, clock,
+                              PayoutChannelPolicy(1_000_000, 500_000, 1_000_000))  # fmt: skip
+    assert len(channels.sweep()) == 2 and len(asked) == 2  # the budget spent after two
+    assert channels.sweep() == [] and len(asked) == 2
+
+
 def test_a_restart_opens_no_second_channel_while_the_first_confirms_nor_a_new_budget(
     tmp_path: Path,
 ) -> None:
