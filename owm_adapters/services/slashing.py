@@ -494,9 +494,9 @@ def forfeit_rewards(repositories: Repositories, node_id: str, now: int) -> int:
     attempt; returns the msat forfeited (SRS-SEC-11). A payment in flight is left alone."""
     payments = repositories.payments
     total = 0
-    for payment in payments.for_node(node_id, MAX_FORFEIT_SCAN):
-        if payment.state not in (PaymentState.PENDING, PaymentState.FAILED):
-            continue
+    # the store picks the unpaid ones: the cap counts those, not every payment the node had
+    unpaid = (PaymentState.PENDING, PaymentState.FAILED)
+    for payment in payments.for_node(node_id, MAX_FORFEIT_SCAN, states=unpaid):
         if is_forfeited(payment):
             continue
         closed = forfeit(payment, now)

@@ -250,7 +250,9 @@ def test_the_payment_credential_cannot_force_close(world: World) -> None:
     assert world.ledger.closed_channel(channel_point(world, op)) is None
 
 
-def test_unpaid_rewards_are_forfeited_and_paid_ones_kept(world: World) -> None:
+def test_unpaid_rewards_are_forfeited_and_paid_ones_kept(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     op = staked(world)
     payments = world.service.repositories.payments
     now = world.clock.now()
@@ -263,7 +265,10 @@ def test_unpaid_rewards_are_forfeited_and_paid_ones_kept(world: World) -> None:
 
     payments.upsert(owed(1, 5_000))
     payments.upsert(owed(2, 7_000))
-    payments.upsert(attrs.evolve(owed(3, 9_000), state=PaymentState.SUCCEEDED, attempts=1))
+    for i in (3, 4, 5):  # paid later: newer than the unpaid ones, past a scan of two
+        paid = attrs.evolve(owed(i, 9_000), state=PaymentState.SUCCEEDED, attempts=1)
+        payments.upsert(attrs.evolve(paid, created_at=now + i, updated_at=now + i))
+    monkeypatch.setattr(slashing_module, "MAX_FORFEIT_SCAN", 2)
     [outcome] = world.slashing.report([signal(op, by(world, r)) for r in ("a", "b", "c")])
     assert outcome.forfeited_msat == 12_000
     states = {p.payment_id: p for p in payments.for_node(op.node_id)}

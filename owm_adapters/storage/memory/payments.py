@@ -104,11 +104,15 @@ class MemoryPaymentRepository(StateRepository):
         with self._lock:
             self._state.attempts.append(attempt)
 
-    def for_node(self, node_id: str, limit: int = 100) -> Sequence[RewardPayment]:
-        """Up to ``limit`` payments owed or paid to ``node_id``, newest first (SRS-LN-10)."""
+    def for_node(
+        self, node_id: str, limit: int = 100, states: Collection[PaymentState] | None = None
+    ) -> Sequence[RewardPayment]:
+        """Up to ``limit`` payments owed or paid to ``node_id`` (in one of ``states`` if
+        given), newest first (SRS-LN-10)."""
         with self._lock:
             hashes = self._state.payments_by_node.get(node_id, ())
             rows = [self._state.payments[h] for h in hashes]
+            rows = [r for r in rows if states is None or r[1].state in states]
             rows.sort(key=lambda r: (r[1].created_at, r[0]), reverse=True)
             return [p for _, p in rows[:limit]]
 

@@ -73,8 +73,11 @@ class PaymentRepository(Protocol):
         """The log lines of one payment, in the order they were logged."""
         ...
 
-    def for_node(self, node_id: str, limit: int = 100) -> Sequence[RewardPayment]:
-        """Up to ``limit`` payments owed or paid to ``node_id``, newest first (SRS-LN-10)."""
+    def for_node(
+        self, node_id: str, limit: int = 100, states: Collection[PaymentState] | None = None
+    ) -> Sequence[RewardPayment]:
+        """Up to ``limit`` payments owed or paid to ``node_id`` (in one of ``states`` if
+        given), newest first (SRS-LN-10)."""
         ...
 
     def attempts_since(self, start: int, limit: int = 10_000) -> Sequence[PaymentAttempt]:

@@ -1128,6 +1128,8 @@ def test_a_nodes_payments_are_listed_newest_first_and_only_its_own(repos: Reposi
     assert repos.payments.for_node("node-x") == [second, first]
     assert repos.payments.for_node("node-x", limit=1) == [second]
     assert repos.payments.for_node("nobody") == []
+    repos.payments.upsert(attrs.evolve(second, state=PaymentState.SUCCEEDED, attempts=1))
+    assert repos.payments.for_node("node-x", limit=1, states=(PaymentState.PENDING,)) == [first]
 
 
 # --------------------------------------------------------------------------- model releases

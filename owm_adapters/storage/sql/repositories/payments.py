@@ -147,8 +147,11 @@ class SqlPaymentRepository(MappedRepository):
         """Append one line to the payment log (SRS-LN-05)."""
         self._insert(t.payment_attempts, attempt)
 
-    def for_node(self, node_id: str, limit: int = 100) -> Sequence[RewardPayment]:
-        """Up to ``limit`` payments owed or paid to ``node_id``, newest first (SRS-LN-10)."""
+    def for_node(
+        self, node_id: str, limit: int = 100, states: Collection[PaymentState] | None = None
+    ) -> Sequence[RewardPayment]:
+        """Up to ``limit`` payments owed or paid to ``node_id`` (in one of ``states`` if
+        given), newest first (SRS-LN-10)."""
         c = t.payments.c
         query = (
             select(t.payments)
@@ -156,6 +159,8 @@ class SqlPaymentRepository(MappedRepository):
             .order_by(c.created_at.desc(), c.seq.desc())
             .limit(limit)
         )
+        if states is not None:
+            query = query.where(c.state.in_([state.value for state in states]))
         return self._all(query, RewardPayment)
 
     def attempts(self, payment_hash: str) -> Sequence[PaymentAttempt]:
