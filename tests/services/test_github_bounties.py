@@ -18,6 +18,7 @@ import pytest
 from owm_adapters.github.rest import GitHubRest
 from owm_adapters.github.standin import GitHubStandIn
 from owm_adapters.lightning.embedded import SimLedger
+from owm_adapters.services.api.bounties import SETTLE_EVERY_MS, Bounties
 from owm_adapters.services.bounty_book import (
     FUNDING_GRACE_S,
     SPONSOR_INVOICE_EXPIRY_S,
@@ -405,3 +406,53 @@ def test_the_book_opens_no_bounty_where_the_app_is_not_installed_nor_a_treasury_
     with pytest.raises(RoleRequired, match="only a maintainer"):
         stage.desk.book.open("api:acme", REPO, 1, "t", 100, installation_id=INSTALLATION)
     assert stage.repos.bounties.list(None) == []
+
+
+def test_listing_bounties_looks_up_sponsors_invoices_at_most_every_few_seconds(
+    stage: Stage,
+) -> None:
+    """GET /v1/github/bounties is public: its requests must not each cost a Lightning look-up
+    per sponsored bounty waiting for its payment."""
+    for issue in (1, 2):
+        stage.desk.book.open("api:acme", REPO, issue, "t", 2_000, sponsor_payee=stage.sponsor_ln,
+                             installation_id=INSTALLATION)  # fmt: skip
+    looked_up: list[str] = []
+    treasury = stage.desk.book._treasury
+    stage.desk.book._treasury = Counted(treasury, looked_up)  # type: ignore[assignment]
+    clock = Ticking(stage.clock.now())
+    listing = Bounties(stage.repos, clock, book=stage.desk.book)
+    for _ in range(3):
+        listing.bounties()
+    assert len(looked_up) == 2  # the two funding bounties, once
+    clock.ms += SETTLE_EVERY_MS
+    listing.bounties()
+    assert len(looked_up) == 4
+
+
+@attrs.define
+class Ticking:
+    """A clock whose monotonic time moves only when a test moves it."""
+
+    at: int
+    ms: int = 0
+
+    def now(self) -> int:
+        return self.at
+
+    def monotonic_ms(self) -> int:
+        return self.ms
+
+
+@attrs.define
+class Counted:
+    """The treasury's node, counting invoice look-ups."""
+
+    inner: Any
+    looked_up: list[str]
+
+    def lookup_invoice(self, payment_hash: str) -> Any:
+        self.looked_up.append(payment_hash)
+        return self.inner.lookup_invoice(payment_hash)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)

@@ -25,6 +25,9 @@ from owm_core.governance.contributions import (
     request_analysis,
 )
 
+SETTLE_EVERY_MS = 5_000
+"""How often listing bounties looks up the sponsored bounties' invoices, at most."""
+
 
 @attrs.define(eq=False)
 class Bounties(CachedReads):
@@ -32,16 +35,25 @@ class Bounties(CachedReads):
 
     book: BountyBook | None = None
     _runner: AnalysisRunner | None = None
+    _settled_ms: int | None = attrs.field(default=None, init=False)
 
     def bounties(self, status: BountyStatus | None = BountyStatus.OPEN) -> Sequence[Bounty]:
         """Bounties, newest first (open ones by default); sponsored bounties whose invoices
-        were paid meanwhile are opened first."""
-        if self.book is not None and self.book.settle_funding():
+        were paid meanwhile are opened first: looked up (a Lightning call each) at most every
+        :data:`SETTLE_EVERY_MS`, not on every request to a public listing."""
+        if self.book is not None and self._settle_due() and self.book.settle_funding():
             self._cache.clear()
         return self._cache.get(
             ("bounties", status),
             lambda: self._repositories.bounties.list(status, self._config.max_list),
         )
+
+    def _settle_due(self) -> bool:
+        now = self._clock.monotonic_ms()
+        if self._settled_ms is not None and now - self._settled_ms < SETTLE_EVERY_MS:
+            return False
+        self._settled_ms = now
+        return True
 
     def create_bounty(
         self, caller: Caller, repository: str, issue_number: int, title: str, amount_sat: int,
