@@ -275,6 +275,17 @@ class MappedRepository(SqlRepository):
         known = {member.value: member for member in kind}
         return {known[value]: int(n) for value, n in rows if value in known}
 
+    def _page_after(
+        self, table: Table, cls: type[T], after: int, limit: int, *where: ColumnElement[bool]
+    ) -> list[tuple[int, T]]:
+        """:meth:`_positioned` over the rows of ``table`` matching ``where``, by ``seq``."""
+        seq = table.c.seq
+
+        def page(after: int, limit: int) -> Select[Any]:
+            return select(table).where(*where, seq > after).order_by(seq).limit(limit)
+
+        return self._positioned(page, after, limit, cls)
+
     def _readable(self, row: Row[Any], cls: type[T]) -> T | None:
         """``row``'s ``cls`` value, or None (logged once per row) if it cannot be read. Only
         the kind of failure is logged: a row's values may include what logs must not show."""

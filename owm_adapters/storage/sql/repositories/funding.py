@@ -54,12 +54,8 @@ class SqlFundingRepository(MappedRepository):
 
     def open_top_ups_after(self, after: int = 0, limit: int = 100) -> Sequence[tuple[int, TopUp]]:
         """Up to ``limit`` OPEN top-ups stored after position ``after``, with positions."""
-        c = t.top_ups.c
-        return self._positioned(
-            lambda after, limit: select(t.top_ups)
-            .where(c.state == TopUpState.OPEN.value, c.seq > after).order_by(c.seq).limit(limit),
-            after, limit, TopUp,
-        )  # fmt: skip
+        return self._page_after(t.top_ups, TopUp, after, limit,
+                                t.top_ups.c.state == TopUpState.OPEN.value)  # fmt: skip
 
     def count_payable_top_ups(self, now: int) -> int:
         """How many top-ups, of every key, are still OPEN and unexpired at ``now``."""
@@ -85,12 +81,7 @@ class SqlFundingRepository(MappedRepository):
 
     def open_escrows(self, after: int = 0, limit: int = 100) -> Sequence[tuple[int, Escrow]]:
         """Up to ``limit`` open escrows stored after position ``after``, with positions."""
-        c = t.escrows.c
-        return self._positioned(
-            lambda after, limit: select(t.escrows)
-            .where(c.closed.is_(False), c.seq > after).order_by(c.seq).limit(limit),
-            after, limit, Escrow,
-        )  # fmt: skip
+        return self._page_after(t.escrows, Escrow, after, limit, t.escrows.c.closed.is_(False))
 
     def budget(self, name: str) -> PeriodBudget | None:
         """What the network budget ``name`` drew in its latest period, or None."""

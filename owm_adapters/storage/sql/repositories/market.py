@@ -89,21 +89,11 @@ class SqlTaskRepository(MappedRepository):
         self, state: TaskState, after: int = 0, limit: int = 100
     ) -> Sequence[tuple[int, Task]]:
         """Up to ``limit`` tasks in ``state`` stored after position ``after``, with positions."""
-        c = t.tasks.c
-        return self._positioned(
-            lambda after, limit: select(t.tasks)
-            .where(c.state == state.value, c.seq > after).order_by(c.seq).limit(limit),
-            after, limit, Task,
-        )  # fmt: skip
+        return self._page_after(t.tasks, Task, after, limit, t.tasks.c.state == state.value)
 
     def waiting(self, after: int = 0, limit: int = 100) -> Sequence[tuple[int, Task]]:
         """Up to ``limit`` assignable tasks stored after position ``after``, with positions."""
-        c = t.tasks.c
-        return self._positioned(
-            lambda after, limit: select(t.tasks)
-            .where(c.state.in_(_ASSIGNABLE), c.seq > after).order_by(c.seq).limit(limit),
-            after, limit, Task,
-        )  # fmt: skip
+        return self._page_after(t.tasks, Task, after, limit, t.tasks.c.state.in_(_ASSIGNABLE))
 
     def expired_after(
         self, now: int, after: tuple[int, int] = (0, 0), limit: int = 100
