@@ -3,6 +3,10 @@ recently, never everything, so a flood of new keys cannot push out what is still
 
 from __future__ import annotations
 
+import threading
+import time
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -56,3 +60,35 @@ def test_a_value_expires_after_its_time_and_none_is_kept_with_no_time() -> None:
     off = ReadCache(clock, ttl_ms=0)
     off.put("k", 1)
     assert off.lookup("k") == (False, None) and len(off) == 0
+
+
+def test_requests_missing_the_same_key_together_compute_it_once() -> None:
+    """SRS-PERF-08: an expired aggregate asked for by many clients at once is read once."""
+    cache = ReadCache(Ticks(), ttl_ms=60_000)
+    computed: list[int] = []
+    answers: list[str] = []
+
+    def slow() -> str:
+        computed.append(1)
+        time.sleep(0.2)
+        return "stats"
+
+    threads = [threading.Thread(target=lambda: answers.append(cache.get("stats", slow)))
+               for _ in range(8)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert answers == ["stats"] * 8 and len(computed) == 1
+    assert cache.get("other", lambda: "o") == "o"  # another key is not held up
+
+
+def test_a_computation_that_fails_leaves_the_key_to_the_next_request() -> None:
+    cache = ReadCache(Ticks(), ttl_ms=60_000)
+
+    def broken() -> str:
+        raise RuntimeError("store down")
+
+    with pytest.raises(RuntimeError):
+        cache.get("stats", broken)
+    assert cache.get("stats", lambda: "back") == "back"

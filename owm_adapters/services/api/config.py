@@ -95,17 +95,29 @@ class ReadCache:
         self._max = max_entries
         self._values: OrderedDict[Any, tuple[int, Any]] = OrderedDict()
         self._lock = threading.Lock()
+        self._flights: dict[Any, threading.Lock] = {}
 
     def get(self, key: Any, compute: Callable[[], _T]) -> _T:
-        """The cached value of ``key``, or ``compute()`` kept for ``ttl_ms``."""
+        """The cached value of ``key``, or ``compute()`` kept for ``ttl_ms``. Requests that
+        miss the same key together wait for one computation instead of each running it (an
+        expired aggregate under 1,000 concurrent clients is read from the store once)."""
         if self._ttl_ms <= 0:
             return compute()
         hit, cached = self.lookup(key)
-        if hit:
-            value: _T = cached
-            return value
-        value = compute()
-        self.put(key, value)
+        if not hit:
+            with self._lock:
+                flight = self._flights.setdefault(key, threading.Lock())
+            with flight:
+                hit, cached = self.lookup(key)  # computed while this request waited?
+                if not hit:
+                    try:
+                        cached = compute()
+                        self.put(key, cached)
+                    finally:
+                        with self._lock:
+                            if self._flights.get(key) is flight:
+                                del self._flights[key]
+        value: _T = cached
         return value
 
     def lookup(self, key: Any) -> tuple[bool, Any]:
