@@ -58,9 +58,7 @@ class MemoryNodeRepository(StateRepository):
 
     def get_many(self, node_ids: Collection[str]) -> Mapping[str, Node]:
         """The nodes of ``node_ids``, by node id (one not registered: absent)."""
-        with self._lock:
-            nodes = self._state.nodes
-            return {i: nodes[i] for i in node_ids if i in nodes}
+        return self._picked("nodes", node_ids)
 
     def presence(self, silent_before: int) -> Sequence[Presence]:
         """The registered nodes counted by their stake's status, suspended mark and silence."""

@@ -44,9 +44,7 @@ class MemoryStakeRepository(StateRepository):
 
     def get_many(self, public_keys: Collection[str]) -> Mapping[str, Stake]:
         """The stake records of ``public_keys``, by key (a key with none: absent)."""
-        with self._lock:
-            stakes = self._state.stakes
-            return {k: stakes[k] for k in public_keys if k in stakes}
+        return self._picked("stakes", public_keys)
 
     def due_for_verification(self, now: int) -> Sequence[Stake]:
         """Stakes whose ``next_verification_at`` ≤ ``now``, earliest first (SRS-STAKE-03)."""

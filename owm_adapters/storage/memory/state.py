@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, ClassVar, Generic, TypeVar
 
 import attrs
@@ -141,6 +141,13 @@ class StateRepository:
 
     _state: State
     _lock: threading.RLock
+
+    def _picked(self, table: str, keys: Collection[Any]) -> dict[Any, Any]:
+        """The values of the state's ``table`` stored under ``keys`` (the twin of the SQL
+        store's ``MappedRepository._by_keys``); a key with none: absent."""
+        with self._lock:
+            stored: dict[Any, Any] = getattr(self._state, table)
+            return {k: stored[k] for k in keys if k in stored}
 
     def _insert_new(self, table: str, key: Any, value: Any, taken: str) -> None:
         """Store ``value`` under a new ``key`` of the state's ``table``; Conflict(``taken``)
