@@ -8,7 +8,7 @@ endpoints stay fast under 1,000 concurrent clients (SRS-PERF-08). Nothing here w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import attrs
@@ -17,7 +17,7 @@ from owm_adapters.services.api.config import ApiConfig, ReadCache
 from owm_core.coordination.network import AnonymousNode, NetworkStats, anonymised, network_stats
 from owm_core.errors import must_exist
 from owm_core.identity.envelopes import Envelope
-from owm_core.nodes.registry import Liveness, NodeStatus
+from owm_core.nodes.registry import Liveness, Node, NodeStatus
 from owm_core.pool.fpps import TREASURY_CREDIT_ID
 from owm_core.pool.stats import (
     BLOCK_WINDOW_S,
@@ -35,6 +35,7 @@ from owm_core.pool.stats import (
 )
 from owm_core.ports.clock import Clock
 from owm_core.ports.repositories import Repositories
+from owm_core.stake.channel import Stake
 from owm_core.stake.reversals import reversal_of
 from owm_core.stake.slashing import SlashingLogRecord, SlashingReversalEntry
 
@@ -121,9 +122,18 @@ class Views:
         return self._cache.get("network_stats", self._network_stats)
 
     def _network_stats(self) -> NetworkStats:
-        nodes = self._repositories.nodes.list()
-        stakes = self._repositories.stakes.get_many([n.public_key for n in nodes])
+        nodes, stakes = self._registry()
         return network_stats(nodes, stakes, self._clock.now(), self._liveness)
+
+    def _registry(self) -> tuple[Sequence[Node], Mapping[str, Stake]]:
+        """Every registered node and its stake, read once per cache period for both network
+        endpoints."""
+        def read() -> tuple[Sequence[Node], Mapping[str, Stake]]:
+            nodes = self._repositories.nodes.list()
+            return nodes, self._repositories.stakes.get_many([n.public_key for n in nodes])
+
+        registry: tuple[Sequence[Node], Mapping[str, Stake]] = self._cache.get("registry", read)
+        return registry
 
     def anonymous_nodes(self, status: NodeStatus | None = None) -> Sequence[AnonymousNode]:
         """The registry without identities (GET /v1/network/nodes), optionally one status."""
@@ -131,9 +141,7 @@ class Views:
         return [n for n in listed if status is None or n.status is status]
 
     def _anonymous_nodes(self) -> list[AnonymousNode]:
-        now = self._clock.now()
-        nodes = self._repositories.nodes.list()
-        stakes = self._repositories.stakes.get_many([n.public_key for n in nodes])
+        now, (nodes, stakes) = self._clock.now(), self._registry()
         return [anonymised(n, stakes.get(n.public_key), now, self._liveness) for n in nodes]
 
     def slashing_log(self, start: int = 0, limit: int = 100) -> Sequence[SlashingLogRecord]:
